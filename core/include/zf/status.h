@@ -1,0 +1,44 @@
+/* Status codes and the thread-local last-error message shared by every zfviz library. */
+#ifndef ZF_STATUS_H
+#define ZF_STATUS_H
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef int zf_status;
+
+enum {
+    ZF_OK = 0,
+    ZF_ERR_IO,          /* a file could not be opened, read or written */
+    ZF_ERR_FORMAT,      /* a file's contents are malformed or truncated */
+    ZF_ERR_SHAPE,       /* a tensor has the wrong shape for its use */
+    ZF_ERR_ARG,         /* a bad parameter: unknown layer, channel out of range, ... */
+    ZF_ERR_NOMEM,       /* an allocation failed */
+    ZF_ERR_UNSUPPORTED, /* valid input the engine does not implement */
+    ZF_ERR_DEVICE,      /* CUDA, cuDNN or cuBLAS failure, or no device */
+    ZF_ERR_DB,          /* SQLite failure */
+    ZF_ERR_INTERRUPTED  /* the user asked to stop (SIGINT) */
+};
+
+/* Records a message (printf-style) for zf_last_error() and returns `code`, so that error paths
+ * read `return zf_error(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));`. */
+zf_status zf_error(zf_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Prefixes the current message with more context ("loading weights: " + old message). */
+zf_status zf_error_prefix(zf_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* The message of the last error on this thread; "" when none was recorded. */
+const char *zf_last_error(void);
+
+/* A short name for a status code ("I/O error", "bad format", ...). */
+const char *zf_status_name(zf_status code);
+
+/* Set by the tools' SIGINT handler; long-running library loops poll it and return
+ * ZF_ERR_INTERRUPTED so that partial work can be closed cleanly. */
+extern volatile int zf_interrupted;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,49 @@
+/* The thread-local last-error message behind zf_error() / zf_last_error(). */
+#include "zf/status.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char last_msg[1024];
+volatile int zf_interrupted = 0;
+
+zf_status zf_error(zf_status code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_msg, sizeof last_msg, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+zf_status zf_error_prefix(zf_status code, const char *fmt, ...)
+{
+    char prefix[512], old[sizeof last_msg];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, last_msg, sizeof old);
+    snprintf(last_msg, sizeof last_msg, "%s%s", prefix, old);
+    return code;
+}
+
+const char *zf_last_error(void) { return last_msg; }
+
+const char *zf_status_name(zf_status code)
+{
+    switch (code) {
+    case ZF_OK: return "ok";
+    case ZF_ERR_IO: return "I/O error";
+    case ZF_ERR_FORMAT: return "bad format";
+    case ZF_ERR_SHAPE: return "wrong shape";
+    case ZF_ERR_ARG: return "bad argument";
+    case ZF_ERR_NOMEM: return "out of memory";
+    case ZF_ERR_UNSUPPORTED: return "unsupported";
+    case ZF_ERR_DEVICE: return "device error";
+    case ZF_ERR_DB: return "database error";
+    case ZF_ERR_INTERRUPTED: return "interrupted";
+    default: return "unknown error";
+    }
+}

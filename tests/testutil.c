@@ -1,0 +1,100 @@
+/* Shared helpers for the Criterion tests (see testutil.h). */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static uint64_t splitmix(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void tu_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi)
+{
+    uint64_t s = seed;
+    for (size_t i = 0; i < n; i++)
+        x[i] = lo + (hi - lo) * (float)((splitmix(&s) >> 40) * (1.0 / 16777216.0));
+}
+
+double tu_max_rel_err(const float *a, const double *ref, size_t n, double floor, size_t *where)
+{
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - ref[i]) / fmax(fabs(ref[i]), floor);
+        if (!(d <= worst)) { /* catches NaN too */
+            worst = isnan(d) ? INFINITY : d;
+            at = i;
+        }
+    }
+    if (where)
+        *where = at;
+    return worst;
+}
+
+double tu_max_rel_err_f(const float *a, const float *ref, size_t n, double floor, size_t *where)
+{
+    double worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)ref[i]) / fmax(fabs((double)ref[i]), floor);
+        if (!(d <= worst)) {
+            worst = isnan(d) ? INFINITY : d;
+            at = i;
+        }
+    }
+    if (where)
+        *where = at;
+    return worst;
+}
+
+static const char *join(const char *env, const char *rel)
+{
+    static _Thread_local char bufs[8][4096];
+    static _Thread_local int slot;
+    char *b = bufs[slot++ & 7];
+    const char *base = getenv(env);
+    snprintf(b, 4096, "%s/%s", base && *base ? base : ".", rel);
+    return b;
+}
+
+const char *tu_src(const char *rel) { return join("ZF_SOURCE_DIR", rel); }
+const char *tu_build(const char *rel) { return join("ZF_BUILD_DIR", rel); }
+
+const char *tu_fixture(const char *rel)
+{
+    char r[1024];
+    snprintf(r, sizeof r, "fixtures/%s", rel);
+    return join("ZF_BUILD_DIR", r);
+}
+
+const char *tu_tmpdir(const char *tag)
+{
+    char rel[512];
+    snprintf(rel, sizeof rel, "test-tmp/%s.%d", tag, (int)getpid());
+    const char *p = tu_build(rel);
+    tu_system("rm -rf '%s' && mkdir -p '%s'", p, p);
+    return p;
+}
+
+int tu_system(const char *fmt, ...)
+{
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    if (rc == -1)
+        return -1;
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}

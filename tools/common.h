@@ -1,0 +1,69 @@
+/* Helpers shared by the zfviz subcommands: errors, model options, lists, progress bars. */
+#ifndef ZF_TOOLS_COMMON_H
+#define ZF_TOOLS_COMMON_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "zf/net.h"
+#include "zf/status.h"
+#include "zf/tensor.h"
+
+#define ZF_VERSION_STRING "0.1.0"
+
+/* Ctrl-C sets zf_interrupted; a second Ctrl-C ends the process at once. */
+void zft_install_sigint(void);
+
+/* Prints "zfviz CMD: <last error>" on stderr and returns the exit code for `st` (1). */
+int zft_fail(const char *cmd, zf_status st);
+/* Prints "zfviz CMD: <message>" on stderr and returns 2 (usage error). */
+int zft_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Where a model comes from: --arch A --weights W, or --model FILE.onnx. */
+typedef struct zft_model_opts {
+    const char *arch;    /* built-in name; default "alexnet" */
+    const char *weights; /* random:SEED, .npy folder or .safetensors; default random:0 */
+    const char *model;   /* an ONNX file or a name under the model folder */
+} zft_model_opts;
+
+/* The long options every model-taking command accepts, to splice into a getopt_long table:
+ * "arch", "weights", "model" with values 'A', 'W', 'M'. */
+#define ZFT_MODEL_LONGOPTS \
+    {"arch", required_argument, 0, 'A'}, {"weights", required_argument, 0, 'W'}, \
+    {"model", required_argument, 0, 'M'}
+#define ZFT_MODEL_HELP \
+    "  --arch A          built-in network: alexnet, alexnet-caffe, zfnet (default alexnet)\n" \
+    "  --weights W       random:SEED, a folder of <layer>.weight.npy/.bias.npy, or a .safetensors file\n" \
+    "  --model F         an ONNX model file instead of --arch/--weights\n"
+/* Handles 'A', 'W', 'M'; returns 1 if the option was one of them. */
+int zft_model_option(zft_model_opts *o, int opt, const char *arg);
+/* Builds the net and loads its weights as `o` says. */
+zf_status zft_load_model(const zft_model_opts *o, zf_net **out);
+
+/* Splits "a,b,c" into at most `max` pointers into a copy held in buf. Returns the count. */
+int zft_split_list(const char *s, char *buf, size_t buflen, const char **items, int max);
+/* Parses a whole non-negative integer; -1 if `s` is not one. */
+long zft_parse_long(const char *s);
+/* mkdir -p. */
+zf_status zft_mkdirs(const char *path);
+
+/* Monotonic seconds. */
+double zft_now(void);
+
+/* A progress bar on stderr, drawn only on a terminal and only once the work has taken more
+ * than `delay` seconds; redrawn at most ten times a second. */
+typedef struct zft_progress {
+    const char *label;
+    int64_t total;
+    double start, last_draw, delay;
+    int drawn;
+    const char *unit; /* "img", "pos", ... */
+} zft_progress;
+void zft_progress_start(zft_progress *p, const char *label, int64_t total, const char *unit);
+void zft_progress_update(zft_progress *p, int64_t done);
+void zft_progress_finish(zft_progress *p);
+
+/* The ImageNet class name of index k for a 1000-way net, or NULL. */
+const char *zft_class_name(int k);
+
+#endif
