@@ -586,25 +586,28 @@ static zf_status pool_region(occl *o, const zf_layer *l, const float *base_in, c
             for (int oy = 0; oy < rh; oy++)
                 for (int ox = 0; ox < rw; ox++) {
                     const float *win = tile + (size_t)(oy * sh) * tw + ox * sw;
-                    float acc = is_max ? -INFINITY : 0.0f;
-                    for (int ky = 0; ky < kh; ky++)
-                        for (int kx = 0; kx < kw; kx++) {
-                            float v = win[ky * tw + kx];
-                            if (is_max)
+                    if (is_max) {
+                        float acc = -INFINITY;
+                        for (int ky = 0; ky < kh; ky++)
+                            for (int kx = 0; kx < kw; kx++) {
+                                float v = win[ky * tw + kx];
                                 acc = v > acc ? v : acc;
-                            else
-                                acc += v;
-                        }
-                    if (!is_max) {
+                            }
+                        /* a window over padding only gives 0, as the engine's */
+                        dst[oy * rw + ox] = acc == -INFINITY ? 0.0f : acc;
+                    } else {
+                        double acc = 0;
+                        for (int ky = 0; ky < kh; ky++)
+                            for (int kx = 0; kx < kw; kx++)
+                                acc += win[ky * tw + kx];
                         /* PyTorch's divisor: the window clipped to the padded map, or to the map. */
                         int ys = (s.y0 + oy) * sh - l->win.pt, xs = (s.x0 + ox) * sw - l->win.pl;
                         int ye = imin(ys + kh, H + l->win.pb), xe = imin(xs + kw, W + l->win.pr);
                         int div = (ye - ys) * (xe - xs);
                         if (!l->count_include_pad)
-                            div = (imin(ye, H) - imax(ys, 0)) * (imin(xe, W) - imax(xs, 0));
-                        acc = div > 0 ? acc / (float)div : 0.0f;
+                            div = (imin(ys + kh, H) - imax(ys, 0)) * (imin(xs + kw, W) - imax(xs, 0));
+                        dst[oy * rw + ox] = div > 0 ? (float)(acc / div) : 0.0f;
                     }
-                    dst[oy * rw + ox] = acc;
                 }
         }
     }
@@ -632,11 +635,11 @@ static void adaptive_region(const float *base_in, const region *in, region *out)
             for (int ox = s.x0; ox < s.x1; ox++) {
                 int ys = adaptive_start(oy, H, OH), ye = adaptive_end(oy, H, OH);
                 int xs = adaptive_start(ox, W, OW), xe = adaptive_end(ox, W, OW);
-                float acc = 0.0f;
+                double acc = 0;
                 for (int y = ys; y < ye; y++)
                     for (int x = xs; x < xe; x++)
                         acc += patched_at(in, b, base_in, c, y, x);
-                dst[(oy - s.y0) * rect_w(s) + (ox - s.x0)] = acc / (float)((ye - ys) * (xe - xs));
+                dst[(oy - s.y0) * rect_w(s) + (ox - s.x0)] = (float)(acc / ((ye - ys) * (xe - xs)));
             }
     }
 }
