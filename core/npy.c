@@ -85,13 +85,13 @@ static zf_status parse_str(hparser *p, char *buf, size_t len, const char *what)
         return zf_error(ZF_ERR_FORMAT, "%s: bad .npy header: expected a string for %s", p->path, what);
     char q = *p->s++;
     size_t n = 0;
-    while (p->s < p->end && *p->s != q) {
-        if (*p->s == '\\' || *p->s == '\n' || n + 1 >= len)
+    while (p->s < p->end && *p->s != q && *p->s != '\n') {
+        if (*p->s == '\\' || n + 1 >= len)
             return zf_error(ZF_ERR_FORMAT, "%s: bad .npy header: unexpected string for %s", p->path,
                             what);
         buf[n++] = *p->s++;
     }
-    if (p->s >= p->end)
+    if (p->s >= p->end || *p->s != q)
         return zf_error(ZF_ERR_FORMAT, "%s: bad .npy header: unterminated string", p->path);
     p->s++;
     buf[n] = '\0';
