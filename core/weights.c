@@ -74,10 +74,12 @@ static zf_layer *param_layer(const zf_net *net, const char *name, size_t len)
  * Weights are N(0, 0.01^2), biases 0. Each layer's weights are cut into blocks of 65536 values;
  * block b of layer L is filled from its own xoshiro256** generator whose four state words are
  * the first outputs of splitmix64 started at seed ^ FNV-1a-64(L's name) ^ (b * 0xD1B54A32D192ED03).
- * Consecutive pairs of outputs (x, y) give u1 = ((x >> 11) + 1) / 2^53 in (0, 1],
- * u2 = (y >> 11) / 2^53, r = sqrt(-2 ln u1), and the values 0.01 r cos(2 pi u2) and
- * 0.01 r sin(2 pi u2) (Box-Muller, in double, then rounded to float). A layer's weights thus
- * depend only on the seed and its name and size, blocks can be filled in parallel, and the
+ * Normal pairs come from Marsaglia's polar form of Box-Muller (no sine or cosine: twice as fast
+ * as the trigonometric form, which matters for 61M weights): from two outputs x', y' take
+ * x = 2 (x' >> 11) / 2^53 - 1 and y likewise, reject the pair while q = x^2 + y^2 is >= 1 or 0,
+ * then f = sqrt(-2 ln(q) / q) and the values are 0.01 (x f) and 0.01 (y f), in double, then
+ * rounded to float; an odd block keeps the first of its last pair. A layer's weights depend only
+ * on the seed, its name and size; blocks are filled in parallel with the same result; the
  * sequence is reproducible anywhere (tests/fixtures/gen_weights.py has a Python twin). */
 
 #define ZF_RANDOM_BLOCK 65536
@@ -120,14 +122,18 @@ static void fill_normal_block(float *out, int64_t n, uint64_t key, uint64_t bloc
     uint64_t sm = key ^ (block * 0xD1B54A32D192ED03ull), s[4];
     for (int i = 0; i < 4; i++)
         s[i] = splitmix64(&sm);
-    const double two_pi = 2.0 * M_PI, inv53 = 1.0 / 9007199254740992.0;
+    const double inv53 = 1.0 / 9007199254740992.0;
     for (int64_t i = 0; i < n; i += 2) {
-        double u1 = (double)((xoshiro256ss(s) >> 11) + 1) * inv53;
-        double u2 = (double)(xoshiro256ss(s) >> 11) * inv53;
-        double r = sqrt(-2.0 * log(u1));
-        out[i] = (float)(0.01 * (r * cos(two_pi * u2)));
+        double x, y, q;
+        do {
+            x = 2.0 * ((double)(xoshiro256ss(s) >> 11) * inv53) - 1.0;
+            y = 2.0 * ((double)(xoshiro256ss(s) >> 11) * inv53) - 1.0;
+            q = x * x + y * y;
+        } while (q >= 1.0 || q == 0.0);
+        double f = sqrt(-2.0 * log(q) / q);
+        out[i] = (float)(0.01 * (x * f));
         if (i + 1 < n)
-            out[i + 1] = (float)(0.01 * (r * sin(two_pi * u2)));
+            out[i + 1] = (float)(0.01 * (y * f));
     }
 }
 
