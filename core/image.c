@@ -556,16 +556,17 @@ zf_status zf_input_load(const char *path, const zf_net *net, zf_tensor **out)
     fclose(f);
     if (got >= 6 && !memcmp(magic, "\x93NUMPY", 6))
         return load_npy_input(path, net, out);
+    int jpeg = got >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff;
+    int png = got >= 8 && !memcmp(magic, "\x89PNG\r\n\x1a\n", 8);
+    if (!jpeg && !png)
+        return zf_error(ZF_ERR_FORMAT, "%s: not a .npy, JPEG or PNG file", path);
     if (net->in_c != 3)
         return zf_error(ZF_ERR_SHAPE, "%s: an image input needs a net with 3 input channels (%s "
                         "has %d)", path, net->arch, net->in_c);
     zf_image *img;
     zf_status st = zf_image_load(path, &img);
-    if (st) {
-        if (st == ZF_ERR_FORMAT && strstr(zf_last_error(), "unknown magic"))
-            return zf_error(ZF_ERR_FORMAT, "%s: not a .npy, JPEG or PNG file", path);
+    if (st)
         return st;
-    }
     zf_tensor *t = zf_tensor_new4(1, 3, net->in_h, net->in_w);
     if (!t) {
         zf_image_free(img);

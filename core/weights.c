@@ -59,6 +59,15 @@ static zf_status check_shape(const char *what, const zf_layer *l, int bias, int 
                     zf_npy_shape_str(shape, ndim, b, sizeof b));
 }
 
+/* Loading and saving need the parameter block in place. */
+static zf_status check_finalised(const zf_net *net, const char *what)
+{
+    for (int i = 0; i < net->n_layers; i++)
+        if (has_params(&net->layers[i]) && !net->layers[i].weight)
+            return zf_error(ZF_ERR_ARG, "%s: net '%s' is not finalised", what, net->arch);
+    return ZF_OK;
+}
+
 /* The layer with parameters named `name` (the Caffe-style name), or NULL. */
 static zf_layer *param_layer(const zf_net *net, const char *name, size_t len)
 {
@@ -139,10 +148,9 @@ static void fill_normal_block(float *out, int64_t n, uint64_t key, uint64_t bloc
 
 zf_status zf_net_init_random(zf_net *net, uint64_t seed)
 {
-    for (int i = 0; i < net->n_layers; i++)
-        if (has_params(&net->layers[i]) && !net->layers[i].weight)
-            return zf_error(ZF_ERR_ARG, "%s: random weights before the net is finalised",
-                            net->arch);
+    zf_status st = check_finalised(net, "random weights");
+    if (st)
+        return st;
     for (int li = 0; li < net->n_layers; li++) {
         zf_layer *l = &net->layers[li];
         if (!has_params(l))
@@ -222,7 +230,9 @@ static zf_status check_npy_dir_names(const zf_net *net, const char *dir)
 
 zf_status zf_net_load_npy_dir(zf_net *net, const char *dir)
 {
-    zf_status st = check_npy_dir_names(net, dir);
+    zf_status st = check_finalised(net, dir);
+    if (!st)
+        st = check_npy_dir_names(net, dir);
     for (int i = 0; !st && i < net->n_layers; i++) {
         zf_layer *l = &net->layers[i];
         if (!has_params(l))
@@ -247,7 +257,9 @@ static zf_status make_dir(const char *dir)
 
 zf_status zf_net_save_npy_dir(const zf_net *net, const char *dir)
 {
-    zf_status st = make_dir(dir);
+    zf_status st = check_finalised(net, dir);
+    if (!st)
+        st = make_dir(dir);
     for (int i = 0; !st && i < net->n_layers; i++) {
         const zf_layer *l = &net->layers[i];
         if (!has_params(l))
@@ -282,6 +294,8 @@ static zf_status write_all(FILE *f, const void *p, size_t n, const char *path)
 
 zf_status zf_net_save_safetensors(const zf_net *net, const char *path)
 {
+    if (check_finalised(net, path))
+        return ZF_ERR_ARG;
     json_t *root = json_object(), *meta = json_object();
     if (!root || !meta || json_object_set_new(root, "__metadata__", meta) ||
         json_object_set_new(meta, "arch", json_string(net->arch)) ||
@@ -464,6 +478,8 @@ static zf_status read_tensor(FILE *f, const char *path, const st_entry *e, int64
 
 zf_status zf_net_load_safetensors(zf_net *net, const char *path)
 {
+    if (check_finalised(net, path))
+        return ZF_ERR_ARG;
     FILE *f = fopen(path, "rb");
     if (!f)
         return zf_error(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));

@@ -342,4 +342,9 @@ Test(weights, load_weights_dispatches_and_rejects_bad_specs)
     expect_same_params(a, b, "the same weights as safetensors and as .npy");
     zf_net_free(a);
     zf_net_free(b);
+    zf_net *raw = zf_net_new("raw", 10, 1, 1);
+    cr_assert_eq(zf_net_add_fc(raw, "f1", 3), ZF_OK);
+    cr_assert_eq(zf_net_load_weights(raw, "random:1"), ZF_ERR_ARG, "weights into a net without parameters");
+    cr_assert_eq(zf_net_load_safetensors(raw, wfx("small_f32.safetensors")), ZF_ERR_ARG);
+    zf_net_free(raw);
 }
