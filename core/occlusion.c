@@ -1109,9 +1109,11 @@ static zf_status run_incremental(occl *o)
         for (size_t i = 0; i < (size_t)cur->c * (size_t)cur->cols; i++)
             cur->v[i] = o->p->fill;
         for (int li = 0; li <= last && !st; li++) {
+            double tl = now_s();
             st = run_region_layer(o, li, &cur, &nxt, scratch_pp);
             if (!st && li == o->feat_layer)
                 region_features(o, cur, p0);
+            o->res->layer_seconds[li] += now_s() - tl;
         }
         if (st)
             break;
@@ -1130,7 +1132,9 @@ static zf_status run_incremental(occl *o)
                            cur->v + (size_t)c * cur->cols + cur->off[b] + (size_t)(y - r.y0) * rect_w(r),
                            sizeof(float) * (size_t)rect_w(r));
         }
+        double tt = now_s();
         const float *outp = run_tail(o, n, &st);
+        o->res->layer_seconds[net->n_layers - 1] += now_s() - tt;
         if (st)
             break;
         read_outputs(o, outp, n, o->res->prob + p0, o->res->argmax + p0);
@@ -1189,6 +1193,7 @@ void zf_occlusion_result_free(zf_occlusion_result *r)
     free(r->feature);
     free(r->prob);
     free(r->argmax);
+    free(r->layer_seconds);
     free(r);
 }
 
@@ -1326,7 +1331,9 @@ zf_status zf_occlusion_run(zf_net *net, const float *input, const zf_occlusion_p
     res->feature = calloc((size_t)o.npos, sizeof(float));
     res->prob = calloc((size_t)o.npos, sizeof(float));
     res->argmax = calloc((size_t)o.npos, sizeof(int32_t));
-    if (!res->feature || !res->prob || !res->argmax)
+    res->n_layers = net->n_layers;
+    res->layer_seconds = calloc((size_t)net->n_layers, sizeof(double));
+    if (!res->feature || !res->prob || !res->argmax || !res->layer_seconds)
         st = zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %d positions", o.npos);
     if (!st)
         st = occl_setup(&o, input);

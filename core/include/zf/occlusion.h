@@ -64,6 +64,9 @@ typedef struct zf_occlusion_result {
     zf_occlusion_method method;    /* BRUTE or INCREMENTAL, as run */
     double work_ratio;      /* estimated multiply-adds, incremental over brute force */
     double seconds;         /* the whole map, including the unoccluded forward */
+    int n_layers;
+    double *layer_seconds;  /* (n_layers) incremental: seconds in each layer over all batches, the
+                             * dense tail counted at the last layer; zeros for brute force */
 } zf_occlusion_result;
 
 void zf_occlusion_result_free(zf_occlusion_result *r);
