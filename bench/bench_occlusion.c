@@ -3,7 +3,7 @@
  * bench/run-occlusion.sh runs PyTorch's batched brute force in the same session for the ratios.
  *   bench_occlusion [--nets alexnet,zfnet] [--pairs 32:8,16:4] [--methods brute,incremental]
  *                   [--weights DIR] [--input X.npy] [--repeat N] [--out DIR] [--profile]
- *                   [--conv auto|im2col|delta|winograd]
+ *                   [--conv auto|im2col|delta|winograd|winograd4]
  * --weights DIR reads DIR/<net>/ (<layer>.weight.npy ...); without it the weights are He-uniform
  * from a fixed seed. --out DIR writes each map to DIR/<net>-<patch>-<stride>-<method>/. */
 #include <math.h>
@@ -104,13 +104,14 @@ int main(int argc, char **argv)
             conv = !strcmp(c, "im2col") ? ZF_OCCLUSION_CONV_IM2COL
                    : !strcmp(c, "delta") ? ZF_OCCLUSION_CONV_DELTA
                    : !strcmp(c, "winograd") ? ZF_OCCLUSION_CONV_WINOGRAD
+                   : !strcmp(c, "winograd4") ? ZF_OCCLUSION_CONV_WINOGRAD4
                                             : ZF_OCCLUSION_CONV_AUTO;
         } else if (v && !strcmp(a, "--repeat"))
             repeat = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: bench_occlusion [--nets a,b] [--pairs P:S,...] [--methods brute,incremental]\n"
                             "                       [--weights DIR] [--input X.npy] [--repeat N] [--out DIR] [--profile]\n"
-                            "                       [--conv auto|im2col|delta|winograd]\n");
+                            "                       [--conv auto|im2col|delta|winograd|winograd4]\n");
             return 2;
         }
     }

@@ -156,7 +156,7 @@ static zf_status region_layout(region *g, int c, int h, int w, int n)
 typedef struct conv_plan {
     zf_occlusion_conv algo;
     float *wt;   /* DELTA: per group (kg*kh*kw, cg), W^T with taps in the rows */
-    float *wino; /* WINOGRAD: per group (16, kg, cg), G g G^T */
+    float *wino; /* WINOGRAD(4): per group (n*n, kg, cg), G g G^T */
 } conv_plan;
 
 typedef struct occl {
@@ -411,61 +411,84 @@ static zf_status conv_delta(occl *o, const zf_layer *l, const conv_plan *cp, con
     return ZF_OK;
 }
 
-/* Winograd F(2x2, 3x3) (Lavin & Gray 2016), stride 1: per 2x2 output tile, a 4x4 input tile is
- * transformed (B^T d B), multiplied elementwise with the transformed filters (G g G^T), summed
- * over input channels (16 sgemms), and transformed back (A^T m A): 16 multiplies per 4 outputs
- * instead of 36. The transforms only add and halve, so rounding stays close to direct. */
-static void wino_filter(float u[16], const float g[9])
+/* Winograd F(m x m, 3x3) (Lavin & Gray 2016), stride 1, m = 2 or 4: per m x m output tile, an
+ * n x n input tile (n = m + 2) is transformed (B^T d B), multiplied elementwise with the transformed
+ * filters (G g G^T), summed over input channels (n^2 sgemms over the whole chunk), and transformed
+ * back (A^T M A). Multiplies per output: 4 (m = 2) or 2.25 (m = 4) instead of 9. F(2x2) only adds
+ * and halves, so it rounds like direct convolution; F(4x4) has larger transform coefficients and
+ * rounds a few times worse, still far below the maps' 1e-5. */
+typedef struct wino_kind {
+    int m, n;
+    const double *g; /* (n, 3); B^T and A^T are written out in conv_winograd */
+} wino_kind;
+
+static const double wino_g2[12] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1};
+static const double wino_g4[18] = {1.0 / 4,  0,         0,        -1.0 / 6, -1.0 / 6, -1.0 / 6,
+                                   -1.0 / 6, 1.0 / 6,   -1.0 / 6, 1.0 / 24, 1.0 / 12, 1.0 / 6,
+                                   1.0 / 24, -1.0 / 12, 1.0 / 6,  0,        0,        1};
+
+static const wino_kind wino_kinds[2] = {{2, 4, wino_g2}, {4, 6, wino_g4}};
+
+static const wino_kind *wino_of(zf_occlusion_conv algo)
 {
-    float t[4][3];
-    for (int j = 0; j < 3; j++) {
-        t[0][j] = g[j];
-        t[1][j] = 0.5f * (g[j] + g[3 + j] + g[6 + j]);
-        t[2][j] = 0.5f * (g[j] - g[3 + j] + g[6 + j]);
-        t[3][j] = g[6 + j];
-    }
-    for (int i = 0; i < 4; i++) {
-        u[i * 4 + 0] = t[i][0];
-        u[i * 4 + 1] = 0.5f * (t[i][0] + t[i][1] + t[i][2]);
-        u[i * 4 + 2] = 0.5f * (t[i][0] - t[i][1] + t[i][2]);
-        u[i * 4 + 3] = t[i][2];
+    return algo == ZF_OCCLUSION_CONV_WINOGRAD4 ? &wino_kinds[1] : &wino_kinds[0];
+}
+
+/* u (n, n) = G g G^T for one 3x3 filter g, in float64. */
+static void wino_filter(const wino_kind *wk, float *u, const float *g)
+{
+    const int n = wk->n;
+    double t[6][3];
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < 3; j++)
+            t[i][j] = wk->g[i * 3] * g[j] + wk->g[i * 3 + 1] * g[3 + j] + wk->g[i * 3 + 2] * g[6 + j];
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            u[i * n + j] = (float)(t[i][0] * wk->g[j * 3] + t[i][1] * wk->g[j * 3 + 1] +
+                                   t[i][2] * wk->g[j * 3 + 2]);
+}
+
+/* The transforms B^T d B and A^T M A are written out with their zeros and shared terms removed
+ * (generic matrix products cost as much as the sgemms they feed). */
+
+/* Six inputs through a row of B^T for F(4x4, 3x3). */
+#define WINO_BT4(o, os, d0, d1, d2, d3, d4, d5)                                                    \
+    do {                                                                                           \
+        const float p12_ = (d1) + (d2), m12_ = (d1) - (d2), m13_ = (d1) - (d3);                   \
+        (o)[0] = 4.0f * (d0) - 5.0f * (d2) + (d4);                                                 \
+        (o)[os] = (d3) + (d4) - 4.0f * p12_;                                                       \
+        (o)[2 * (os)] = (d4) - (d3) + 4.0f * m12_;                                                 \
+        (o)[3 * (os)] = (d4) - (d2) - 2.0f * m13_;                                                 \
+        (o)[4 * (os)] = (d4) - (d2) + 2.0f * m13_;                                                 \
+        (o)[5 * (os)] = 4.0f * (d1) - 5.0f * (d3) + (d5);                                          \
+    } while (0)
+
+/* B^T applied down the columns of n rows of a patched window (vectorises along the row): rows
+ * d[0..n) of width w (stride ld) give rows r[0..n) (stride w). */
+static void wino_rows_in(float *restrict r, const float *restrict d, int ld, int w, int m)
+{
+    if (m == 4) {
+        for (int x = 0; x < w; x++)
+            WINO_BT4(r + x, w, d[x], d[ld + x], d[2 * ld + x], d[3 * ld + x], d[4 * ld + x], d[5 * ld + x]);
+    } else {
+        for (int x = 0; x < w; x++) {
+            float d0 = d[x], d1 = d[ld + x], d2 = d[2 * ld + x], d3 = d[3 * ld + x];
+            r[x] = d0 - d2;
+            r[w + x] = d1 + d2;
+            r[2 * w + x] = d2 - d1;
+            r[3 * w + x] = d1 - d3;
+        }
     }
 }
 
-static inline void wino_input(float v[16], const float *d, int ld)
-{
-    float t[4][4];
-    for (int j = 0; j < 4; j++) {
-        float d0 = d[j], d1 = d[ld + j], d2 = d[2 * ld + j], d3 = d[3 * ld + j];
-        t[0][j] = d0 - d2;
-        t[1][j] = d1 + d2;
-        t[2][j] = d2 - d1;
-        t[3][j] = d1 - d3;
-    }
-    for (int i = 0; i < 4; i++) {
-        v[i * 4 + 0] = t[i][0] - t[i][2];
-        v[i * 4 + 1] = t[i][1] + t[i][2];
-        v[i * 4 + 2] = t[i][2] - t[i][1];
-        v[i * 4 + 3] = t[i][1] - t[i][3];
-    }
-}
-
-static inline void wino_output(float y[4], const float m[16])
-{
-    float t[2][4];
-    for (int j = 0; j < 4; j++) {
-        t[0][j] = m[j] + m[4 + j] + m[8 + j];
-        t[1][j] = m[4 + j] - m[8 + j] - m[12 + j];
-    }
-    for (int i = 0; i < 2; i++) {
-        y[i * 2 + 0] = t[i][0] + t[i][1] + t[i][2];
-        y[i * 2 + 1] = t[i][1] - t[i][2] - t[i][3];
-    }
-}
+/* Tiles are transformed back 8 at a time, one per SIMD lane. */
+#define WINO_LANES 8
 
 static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, const float *base_in,
                                const region *in, region *out, int64_t *scratch_pp)
 {
+    const wino_kind *wk = wino_of(cp->algo);
+    const int m = wk->m, nw = wk->n, nn = nw * nw;
     const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
     const int n = out->n;
     int64_t *tcol = malloc(sizeof(int64_t) * (size_t)(n + 1));
@@ -475,77 +498,149 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
     tcol[0] = 0;
     for (int b = 0; b < n; b++) {
         rect s = out->r[b];
-        int64_t nt = (int64_t)((rect_h(s) + 1) / 2) * ((rect_w(s) + 1) / 2);
+        int ty_n = (rect_h(s) + m - 1) / m, tx_n = (rect_w(s) + m - 1) / m;
+        int64_t nt = (int64_t)ty_n * tx_n;
         tcol[b + 1] = tcol[b] + nt;
-        scratch_pp[b] = nt * 16 * (C + K);
+        scratch_pp[b] = nt * nn * (C + K);
+        /* the patched window, then its rows through B^T */
         if (nt)
-            tile_max = zmax(tile_max, (size_t)(2 * ((rect_h(s) + 1) / 2) + 2) *
-                                                  (size_t)(2 * ((rect_w(s) + 1) / 2) + 2));
+            tile_max = zmax(tile_max, (size_t)(m * ty_n + 2) * (size_t)(m * tx_n + 2) +
+                                          (size_t)nw * (size_t)(m * tx_n + 2));
     }
-    zf_status st = reserve_tiles(o, tile_max);
+    /* Each tile's position and place, for the lane-wise back transform. */
+    int32_t *tmap = malloc(sizeof(int32_t) * 3 * (size_t)(tcol[n] + 1));
+    zf_status st = tmap ? reserve_tiles(o, tile_max) : zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+    if (!st)
+        for (int b = 0; b < n; b++) {
+            int tx_n = (rect_w(out->r[b]) + m - 1) / m;
+            for (int64_t t = tcol[b]; t < tcol[b + 1]; t++) {
+                tmap[3 * t] = b;
+                tmap[3 * t + 1] = (int32_t)((t - tcol[b]) / tx_n);
+                tmap[3 * t + 2] = (int32_t)((t - tcol[b]) % tx_n);
+            }
+        }
     for (int b0 = 0; !st && b0 < n;) {
         int b1 = chunk_end(b0, n, scratch_pp);
+        const int nb = b1 - b0;
         const int64_t t0 = tcol[b0], T = tcol[b1] - t0;
         if (T == 0) {
             b0 = b1;
             continue;
         }
-        if ((st = grow(&o->work, &o->work_cap, (size_t)16 * C * (size_t)T)) ||
-            (st = grow(&o->work2, &o->work2_cap, (size_t)16 * K * (size_t)T)))
+        if ((st = grow(&o->work, &o->work_cap, (size_t)nn * C * (size_t)T)) ||
+            (st = grow(&o->work2, &o->work2_cap, (size_t)nn * K * (size_t)T)))
             break;
         float *V = o->work, *M = o->work2;
+        /* Channel-major, so that each of the nn planes of V is written front to back. */
 #pragma omp parallel
         {
             float *tile = o->tiles + tile_max * (size_t)omp_get_thread_num();
 #pragma omp for schedule(dynamic, 4)
-            for (int i = 0; i < (b1 - b0) * C; i++) {
-                int b = b0 + i / C, c = i % C;
+            for (int i = 0; i < nb * C; i++) {
+                int c = i / nb, b = b0 + i % nb;
                 rect s = out->r[b];
-                int ty_n = (rect_h(s) + 1) / 2, tx_n = (rect_w(s) + 1) / 2;
+                int ty_n = (rect_h(s) + m - 1) / m, tx_n = (rect_w(s) + m - 1) / m;
                 if (!ty_n || !tx_n)
                     continue;
-                int th = 2 * ty_n + 2, tw = 2 * tx_n + 2;
+                int th = m * ty_n + 2, tw = m * tx_n + 2;
+                float *rows = tile + (size_t)th * tw;
                 build_tile(tile, in, b, base_in, c, s.y0 - l->win.pt, s.x0 - l->win.pl, th, tw, 0.0f);
                 float *vb = V + (size_t)c * T + (tcol[b] - t0);
-                for (int ty = 0; ty < ty_n; ty++)
-                    for (int tx = 0; tx < tx_n; tx++) {
-                        float v[16];
-                        wino_input(v, tile + (size_t)(2 * ty) * tw + 2 * tx, tw);
-                        for (int xi = 0; xi < 16; xi++)
-                            vb[(size_t)xi * C * T + ty * tx_n + tx] = v[xi];
+                for (int ty = 0; ty < ty_n; ty++) {
+                    wino_rows_in(rows, tile + (size_t)(m * ty) * tw, tw, tw, m);
+                    float *vt = vb + ty * tx_n;
+                    for (int r = 0; r < nw; r++) {
+                        const float *rr = rows + (size_t)r * tw;
+                        float *v0 = vt + (size_t)(r * nw) * C * T;
+                        const size_t ps = (size_t)C * T; /* from one V plane to the next */
+                        for (int tx = 0; tx < tx_n; tx++) {
+                            const float *q = rr + m * tx;
+                            if (m == 4) {
+                                float o6[6];
+                                WINO_BT4(o6, 1, q[0], q[1], q[2], q[3], q[4], q[5]);
+                                for (int j = 0; j < 6; j++)
+                                    v0[j * ps + tx] = o6[j];
+                            } else {
+                                v0[tx] = q[0] - q[2];
+                                v0[ps + tx] = q[1] + q[2];
+                                v0[2 * ps + tx] = q[2] - q[1];
+                                v0[3 * ps + tx] = q[1] - q[3];
+                            }
+                        }
                     }
+                }
             }
         }
         for (int g = 0; g < G; g++)
-            for (int xi = 0; xi < 16; xi++)
+            for (int xi = 0; xi < nn; xi++)
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, (int)T, cg, 1.0f,
-                            cp->wino + ((size_t)g * 16 + xi) * kg * cg, cg,
+                            cp->wino + ((size_t)g * nn + xi) * kg * cg, cg,
                             V + ((size_t)xi * C + (size_t)g * cg) * T, (int)T, 0.0f,
                             M + ((size_t)xi * K + (size_t)g * kg) * T, (int)T);
-#pragma omp parallel for schedule(dynamic, 4)
-        for (int i = 0; i < (b1 - b0) * K; i++) {
-            int b = b0 + i / K, k = i % K;
-            rect s = out->r[b];
-            int rh = rect_h(s), rw = rect_w(s), tx_n = (rw + 1) / 2, ty_n = (rh + 1) / 2;
+        /* Back transform, output-channel-major: each M plane is read front to back. */
+#pragma omp parallel for schedule(dynamic, 2)
+        for (int k = 0; k < K; k++) {
             const float bk = l->bias ? l->bias[k] : 0.0f;
-            float *dst = out->v + (size_t)k * out->cols + out->off[b];
-            const float *mb = M + (size_t)k * T + (tcol[b] - t0);
-            for (int ty = 0; ty < ty_n; ty++)
-                for (int tx = 0; tx < tx_n; tx++) {
-                    float m[16], y[4];
-                    for (int xi = 0; xi < 16; xi++)
-                        m[xi] = mb[(size_t)xi * K * T + ty * tx_n + tx];
-                    wino_output(y, m);
-                    for (int dy = 0; dy < 2; dy++)
-                        for (int dx = 0; dx < 2; dx++) {
-                            int oy = 2 * ty + dy, ox = 2 * tx + dx;
-                            if (oy < rh && ox < rw)
-                                dst[oy * rw + ox] = y[dy * 2 + dx] + bk;
+            const float *mk = M + (size_t)k * T;
+            float *dk = out->v + (size_t)k * out->cols;
+            for (int64_t t = 0; t < T; t += WINO_LANES) {
+                const int lanes = T - t < WINO_LANES ? (int)(T - t) : WINO_LANES;
+                float mt[36][WINO_LANES], y[16][WINO_LANES];
+                for (int xi = 0; xi < nn; xi++)
+                    for (int q = 0; q < WINO_LANES; q++)
+                        mt[xi][q] = q < lanes ? mk[(size_t)xi * K * T + t + q] : 0.0f;
+                if (m == 4) {
+                    float u[24][WINO_LANES];
+                    for (int j = 0; j < 6; j++)
+                        for (int q = 0; q < WINO_LANES; q++) {
+                            const float a_ = mt[6 + j][q] + mt[12 + j][q], b_ = mt[6 + j][q] - mt[12 + j][q];
+                            const float c_ = mt[18 + j][q] + mt[24 + j][q], d_ = mt[18 + j][q] - mt[24 + j][q];
+                            u[j][q] = mt[j][q] + a_ + c_;
+                            u[6 + j][q] = b_ + 2.0f * d_;
+                            u[12 + j][q] = a_ + 4.0f * c_;
+                            u[18 + j][q] = b_ + 8.0f * d_ + mt[30 + j][q];
+                        }
+                    for (int i = 0; i < 4; i++)
+                        for (int q = 0; q < WINO_LANES; q++) {
+                            const float *r0 = u[6 * i];
+                            const float a_ = r0[WINO_LANES + q] + r0[2 * WINO_LANES + q];
+                            const float b_ = r0[WINO_LANES + q] - r0[2 * WINO_LANES + q];
+                            const float c_ = r0[3 * WINO_LANES + q] + r0[4 * WINO_LANES + q];
+                            const float d_ = r0[3 * WINO_LANES + q] - r0[4 * WINO_LANES + q];
+                            y[4 * i][q] = r0[q] + a_ + c_;
+                            y[4 * i + 1][q] = b_ + 2.0f * d_;
+                            y[4 * i + 2][q] = a_ + 4.0f * c_;
+                            y[4 * i + 3][q] = b_ + 8.0f * d_ + r0[5 * WINO_LANES + q];
+                        }
+                } else {
+                    float u[8][WINO_LANES];
+                    for (int j = 0; j < 4; j++)
+                        for (int q = 0; q < WINO_LANES; q++) {
+                            u[j][q] = mt[j][q] + mt[4 + j][q] + mt[8 + j][q];
+                            u[4 + j][q] = mt[4 + j][q] - mt[8 + j][q] - mt[12 + j][q];
+                        }
+                    for (int i = 0; i < 2; i++)
+                        for (int q = 0; q < WINO_LANES; q++) {
+                            const float *r0 = u[4 * i];
+                            y[2 * i][q] = r0[q] + r0[WINO_LANES + q] + r0[2 * WINO_LANES + q];
+                            y[2 * i + 1][q] = r0[WINO_LANES + q] - r0[2 * WINO_LANES + q] - r0[3 * WINO_LANES + q];
                         }
                 }
+                for (int q = 0; q < lanes; q++) {
+                    const int32_t *tm = tmap + 3 * (t0 + t + q);
+                    const rect s = out->r[tm[0]];
+                    const int rh = rect_h(s), rw = rect_w(s);
+                    float *dst = dk + out->off[tm[0]];
+                    const int oy0 = m * tm[1], ox0 = m * tm[2];
+                    for (int dy = 0; dy < m && oy0 + dy < rh; dy++)
+                        for (int dx = 0; dx < m && ox0 + dx < rw; dx++)
+                            dst[(oy0 + dy) * rw + ox0 + dx] = y[dy * m + dx][q] + bk;
+                }
+            }
         }
         b0 = b1;
     }
+    free(tmap);
     free(tcol);
     return st;
 }
@@ -777,6 +872,7 @@ static void estimate(occl *o)
     double *area_in = calloc((size_t)ns + 1, sizeof(double));
     double *area_out = calloc((size_t)ns + 1, sizeof(double));
     double *tiles = calloc((size_t)ns + 1, sizeof(double));
+    double *tiles4 = calloc((size_t)ns + 1, sizeof(double));
     double per_image = 0, tail = 0;
     for (int i = 0; i < net->n_layers; i++) {
         const zf_layer *l = &net->layers[i];
@@ -790,10 +886,11 @@ static void estimate(occl *o)
     }
     o->cost_brute = per_image * o->npos;
     o->region_pp = 1;
-    if (!o->incremental_ok || !area_in || !area_out || !tiles) {
+    if (!o->incremental_ok || !area_in || !area_out || !tiles || !tiles4) {
         free(area_in);
         free(area_out);
         free(tiles);
+        free(tiles4);
         o->cost_inc = o->cost_brute;
         return;
     }
@@ -808,6 +905,7 @@ static void estimate(occl *o)
                 area_in[i] += (double)rect_area(r);
                 area_out[i] += (double)rect_area(s);
                 tiles[i] += (double)((rect_h(s) + 1) / 2) * ((rect_w(s) + 1) / 2);
+                tiles4[i] += (double)((rect_h(s) + 3) / 4) * ((rect_w(s) + 3) / 4);
                 size_t f = (size_t)l->out_c * (size_t)rect_area(s);
                 if (f > biggest)
                     biggest = f;
@@ -827,7 +925,9 @@ static void estimate(occl *o)
         /* Weights for the extra passes over memory (scatter, transforms) per multiply-add. */
         double c_im2col = area_out[i] * per_px;
         double c_delta = s1 ? 1.15 * area_in[i] * per_px : INFINITY;
-        double c_wino = w3 ? 1.3 * tiles[i] * 16.0 * l->out_c * (l->in_c / l->groups) : INFINITY;
+        const double kc = (double)l->out_c * (l->in_c / l->groups);
+        double c_wino = w3 ? 1.3 * tiles[i] * 16.0 * kc : INFINITY;
+        double c_wino4 = w3 ? 1.3 * tiles4[i] * 36.0 * kc : INFINITY;
         zf_occlusion_conv algo = ZF_OCCLUSION_CONV_IM2COL;
         double c = c_im2col;
         switch (o->p->conv) {
@@ -839,6 +939,10 @@ static void estimate(occl *o)
             if (c_wino < c) {
                 algo = ZF_OCCLUSION_CONV_WINOGRAD;
                 c = c_wino;
+            }
+            if (c_wino4 < c) {
+                algo = ZF_OCCLUSION_CONV_WINOGRAD4;
+                c = c_wino4;
             }
             break;
         case ZF_OCCLUSION_CONV_DELTA:
@@ -853,6 +957,12 @@ static void estimate(occl *o)
                 c = c_wino;
             }
             break;
+        case ZF_OCCLUSION_CONV_WINOGRAD4:
+            if (w3) {
+                algo = ZF_OCCLUSION_CONV_WINOGRAD4;
+                c = c_wino4;
+            }
+            break;
         default:
             break;
         }
@@ -863,6 +973,7 @@ static void estimate(occl *o)
     free(area_in);
     free(area_out);
     free(tiles);
+    free(tiles4);
 }
 
 /* Rearranged weights for the chosen conv methods. */
@@ -886,17 +997,19 @@ static zf_status prepare_convs(occl *o)
                         for (int t = 0; t < taps; t++)
                             cp->wt[(((size_t)g * kg + k) * taps + t) * cg + c] =
                                 l->weight[(((size_t)g * kg + k) * cg + c) * taps + t];
-        } else if (cp->algo == ZF_OCCLUSION_CONV_WINOGRAD) {
-            cp->wino = zf_alloc(sizeof(float) * (size_t)16 * K * cg);
+        } else if (cp->algo == ZF_OCCLUSION_CONV_WINOGRAD || cp->algo == ZF_OCCLUSION_CONV_WINOGRAD4) {
+            const wino_kind *wk = wino_of(cp->algo);
+            const int nn = wk->n * wk->n;
+            cp->wino = zf_alloc(sizeof(float) * (size_t)nn * K * cg);
             if (!cp->wino)
                 return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", l->name);
             for (int g = 0; g < G; g++)
                 for (int k = 0; k < kg; k++)
                     for (int c = 0; c < cg; c++) {
-                        float u[16];
-                        wino_filter(u, l->weight + (((size_t)g * kg + k) * cg + c) * 9);
-                        for (int xi = 0; xi < 16; xi++)
-                            cp->wino[(((size_t)g * 16 + xi) * kg + k) * cg + c] = u[xi];
+                        float u[36];
+                        wino_filter(wk, u, l->weight + (((size_t)g * kg + k) * cg + c) * 9);
+                        for (int xi = 0; xi < nn; xi++)
+                            cp->wino[(((size_t)g * nn + xi) * kg + k) * cg + c] = u[xi];
                     }
         }
     }
@@ -1013,6 +1126,7 @@ static zf_status run_region_layer(occl *o, int li, region **cur, region **nxt, i
             st = conv_delta(o, l, &o->cp[li], base_in, o->base[li], in, out, scratch_pp);
             break;
         case ZF_OCCLUSION_CONV_WINOGRAD:
+        case ZF_OCCLUSION_CONV_WINOGRAD4:
             st = conv_winograd(o, l, &o->cp[li], base_in, in, out, scratch_pp);
             break;
         default:
@@ -1182,6 +1296,7 @@ const char *zf_occlusion_conv_name(zf_occlusion_conv c)
     case ZF_OCCLUSION_CONV_IM2COL: return "im2col";
     case ZF_OCCLUSION_CONV_DELTA: return "delta";
     case ZF_OCCLUSION_CONV_WINOGRAD: return "winograd";
+    case ZF_OCCLUSION_CONV_WINOGRAD4: return "winograd4";
     }
     return "?";
 }
@@ -1235,7 +1350,7 @@ static zf_status check_params(const zf_net *net, const float *input, const zf_oc
         return zf_error(ZF_ERR_ARG, "occlusion: fill value is not finite");
     if (p->method < ZF_OCCLUSION_AUTO || p->method > ZF_OCCLUSION_INCREMENTAL)
         return zf_error(ZF_ERR_ARG, "occlusion: unknown method %d", (int)p->method);
-    if (p->conv < ZF_OCCLUSION_CONV_AUTO || p->conv > ZF_OCCLUSION_CONV_WINOGRAD)
+    if (p->conv < ZF_OCCLUSION_CONV_AUTO || p->conv > ZF_OCCLUSION_CONV_WINOGRAD4)
         return zf_error(ZF_ERR_ARG, "occlusion: unknown convolution method %d", (int)p->conv);
     if (p->batch < 0)
         return zf_error(ZF_ERR_ARG, "occlusion: batch %d is negative", p->batch);

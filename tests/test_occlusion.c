@@ -196,7 +196,7 @@ static float *random_input(const zf_net *net, uint64_t seed)
 }
 
 /* Every method and every way of recomputing a convolution against the naive loop. */
-#define ALL_WAYS 0x1f
+#define ALL_WAYS 0x3f
 #define BRUTE_AND_AUTO 0x3
 #define AUTO_ONLY 0x2
 
@@ -219,7 +219,8 @@ static void check_methods(zf_net *net, const float *x, int patch, int stride, fl
                 {ZF_OCCLUSION_INCREMENTAL, ZF_OCCLUSION_CONV_AUTO},
                 {ZF_OCCLUSION_INCREMENTAL, ZF_OCCLUSION_CONV_IM2COL},
                 {ZF_OCCLUSION_INCREMENTAL, ZF_OCCLUSION_CONV_DELTA},
-                {ZF_OCCLUSION_INCREMENTAL, ZF_OCCLUSION_CONV_WINOGRAD}};
+                {ZF_OCCLUSION_INCREMENTAL, ZF_OCCLUSION_CONV_WINOGRAD},
+                {ZF_OCCLUSION_INCREMENTAL, ZF_OCCLUSION_CONV_WINOGRAD4}};
     for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
         if (!(ways_mask >> w & 1))
             continue;

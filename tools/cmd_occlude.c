@@ -37,7 +37,8 @@ static const char usage_text[] =
     "                    brute: a full forward per position; incremental: recompute only each\n"
     "                    square's receptive-field footprint (same results to float rounding)\n"
     "  --batch N         positions per batch (default: chosen from the method and the net)\n"
-    "  --conv M          incremental method's convolutions: auto, im2col, delta, winograd\n";
+    "  --conv M          incremental method's convolutions: auto, im2col, delta, winograd (2x2\n"
+    "                    tiles), winograd4 (4x4 tiles)\n";
 
 typedef struct progress_ctx {
     zft_progress bar;
@@ -197,8 +198,10 @@ int zf_cmd_occlude(int argc, char **argv)
                 p.conv = ZF_OCCLUSION_CONV_DELTA;
             else if (!strcmp(optarg, "winograd"))
                 p.conv = ZF_OCCLUSION_CONV_WINOGRAD;
+            else if (!strcmp(optarg, "winograd4"))
+                p.conv = ZF_OCCLUSION_CONV_WINOGRAD4;
             else
-                return zft_usage_error("occlude", "--conv is auto, im2col, delta or winograd, got '%s'", optarg);
+                return zft_usage_error("occlude", "--conv is auto, im2col, delta, winograd or winograd4, got '%s'", optarg);
             break;
         case 'b':
             if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 16)
