@@ -571,12 +571,16 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
                 }
             }
         }
-        for (int g = 0; g < G; g++)
-            for (int xi = 0; xi < nn; xi++)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, (int)T, cg, 1.0f,
-                            cp->wino + ((size_t)g * nn + xi) * kg * cg, cg,
-                            V + ((size_t)xi * C + (size_t)g * cg) * T, (int)T, 0.0f,
-                            M + ((size_t)xi * K + (size_t)g * kg) * T, (int)T);
+        /* The nn * G products are independent: one per thread at a time (OpenBLAS runs single-
+         * threaded inside a parallel region), so the whole stage has one fork and one join. */
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int q = 0; q < G * nn; q++) {
+            const int g = q / nn, xi = q % nn;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, (int)T, cg, 1.0f,
+                        cp->wino + ((size_t)g * nn + xi) * kg * cg, cg,
+                        V + ((size_t)xi * C + (size_t)g * cg) * T, (int)T, 0.0f,
+                        M + ((size_t)xi * K + (size_t)g * kg) * T, (int)T);
+        }
         /* Back transform, output-channel-major: each M plane is read front to back. */
 #pragma omp parallel for schedule(dynamic, 2)
         for (int k = 0; k < K; k++) {
