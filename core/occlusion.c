@@ -26,6 +26,9 @@
 #define REGION_BUDGET ((size_t)48 << 20)
 /* Brute force: activations of a batch of images under this many floats. */
 #define BRUTE_BUDGET ((size_t)64 << 20)
+/* Loops over fewer elements than this run on one thread: a fork and join costs more, and far more
+ * on a loaded machine. */
+#define BIG(work) ((work) > 32768)
 /* Auto picks the incremental method when its estimated work is below this share of brute force. */
 #define AUTO_RATIO 0.8
 
@@ -283,7 +286,7 @@ static zf_status conv_im2col(occl *o, const zf_layer *l, const float *base_in, c
             return st;
         float *cols = o->work;
         const int npairs = (b1 - b0) * C;
-#pragma omp parallel
+#pragma omp parallel if (BIG((int64_t)rows * ncols))
         {
             float *tile = o->tiles + tile_max * (size_t)omp_get_thread_num();
 #pragma omp for schedule(dynamic, 4)
@@ -315,7 +318,7 @@ static zf_status conv_im2col(occl *o, const zf_layer *l, const float *base_in, c
                         (int)ncols, 0.0f, out->v + (size_t)g * kg * out->cols + col0,
                         (int)out->cols);
         if (l->bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((int64_t)K * ncols))
             for (int k = 0; k < K; k++) {
                 float *row = out->v + (size_t)k * out->cols + col0;
                 const float bk = l->bias[k];
@@ -340,7 +343,7 @@ static zf_status conv_delta(occl *o, const zf_layer *l, const conv_plan *cp, con
     const int n = out->n;
 
     /* Start from the unoccluded output over each output rectangle. */
-#pragma omp parallel for schedule(dynamic, 8)
+#pragma omp parallel for schedule(dynamic, 8) if (BIG((int64_t)K * out->cols))
     for (int i = 0; i < n * K; i++) {
         int b = i / K, k = i % K;
         rect s = out->r[b];
@@ -365,7 +368,7 @@ static zf_status conv_delta(occl *o, const zf_layer *l, const conv_plan *cp, con
             (st = grow(&o->work2, &o->work2_cap, (size_t)K * taps * (size_t)nin)))
             return st;
         float *d = o->work, *gm = o->work2;
-#pragma omp parallel for schedule(dynamic, 8)
+#pragma omp parallel for schedule(dynamic, 8) if (BIG((int64_t)C * nin))
         for (int i = 0; i < (b1 - b0) * C; i++) {
             int b = b0 + i / C, c = i % C;
             rect r = in->r[b];
@@ -382,7 +385,7 @@ static zf_status conv_delta(occl *o, const zf_layer *l, const conv_plan *cp, con
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg * taps, (int)nin, cg, 1.0f,
                         cp->wt + (size_t)g * kg * taps * cg, cg, d + (size_t)g * cg * nin, (int)nin,
                         0.0f, gm + (size_t)g * kg * taps * nin, (int)nin);
-#pragma omp parallel for schedule(dynamic, 4)
+#pragma omp parallel for schedule(dynamic, 4) if (BIG((int64_t)K * taps * nin))
         for (int i = 0; i < (b1 - b0) * K; i++) {
             int b = b0 + i / K, k = i % K;
             rect r = in->r[b], s = out->r[b];
@@ -532,7 +535,7 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
             break;
         float *V = o->work, *M = o->work2;
         /* Channel-major, so that each of the nn planes of V is written front to back. */
-#pragma omp parallel
+#pragma omp parallel if (BIG((int64_t)nn * C * T))
         {
             float *tile = o->tiles + tile_max * (size_t)omp_get_thread_num();
 #pragma omp for schedule(dynamic, 4)
@@ -573,7 +576,7 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
         }
         /* The nn * G products are independent: one per thread at a time (OpenBLAS runs single-
          * threaded inside a parallel region), so the whole stage has one fork and one join. */
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (BIG((int64_t)kg * cg * T / 64))
         for (int q = 0; q < G * nn; q++) {
             const int g = q / nn, xi = q % nn;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, (int)T, cg, 1.0f,
@@ -582,7 +585,7 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
                         M + ((size_t)xi * K + (size_t)g * kg) * T, (int)T);
         }
         /* Back transform, output-channel-major: each M plane is read front to back. */
-#pragma omp parallel for schedule(dynamic, 2)
+#pragma omp parallel for schedule(dynamic, 2) if (BIG((int64_t)nn * K * T))
         for (int k = 0; k < K; k++) {
             const float bk = l->bias ? l->bias[k] : 0.0f;
             const float *mk = M + (size_t)k * T;
@@ -668,7 +671,7 @@ static zf_status pool_region(occl *o, const zf_layer *l, const float *base_in, c
     zf_status st = reserve_tiles(o, tile_max);
     if (st)
         return st;
-#pragma omp parallel
+#pragma omp parallel if (BIG((int64_t)out->cols * C * kh * kw))
     {
         float *tile = o->tiles + tile_max * (size_t)omp_get_thread_num();
 #pragma omp for schedule(dynamic, 8)
@@ -725,7 +728,7 @@ static inline float patched_at(const region *in, int b, const float *base, int c
 static void adaptive_region(const float *base_in, const region *in, region *out)
 {
     const int C = out->c, H = in->h, W = in->w, OH = out->h, OW = out->w;
-#pragma omp parallel for schedule(dynamic, 8)
+#pragma omp parallel for schedule(dynamic, 8) if (BIG((int64_t)out->cols * C * 4))
     for (int i = 0; i < out->n * C; i++) {
         int b = i / C, c = i % C;
         rect s = out->r[b];
@@ -1059,7 +1062,7 @@ static zf_status run_brute(occl *o)
         if (zf_interrupted)
             return interrupted(p0, o->npos);
         int n = (int)(o->npos - p0 < bsz ? o->npos - p0 : bsz);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((int64_t)n * in_size))
         for (int i = 0; i < n; i++) {
             int py, px;
             position_of(o, p0 + i, &py, &px);
@@ -1239,7 +1242,7 @@ static zf_status run_incremental(occl *o)
         if ((st = grow(&o->dense[0], &o->dense_cap[0], (size_t)n * (size_t)width)))
             break;
         const float *bl = o->base[last];
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (BIG((int64_t)n * width))
         for (int b = 0; b < n; b++) {
             float *dst = o->dense[0] + (size_t)b * width;
             memcpy(dst, bl, sizeof(float) * (size_t)width);
