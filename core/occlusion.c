@@ -187,6 +187,13 @@ typedef struct occl {
     size_t tiles_cap;
     float *dense[2];   /* the fully connected tail, (batch, width) */
     size_t dense_cap[2];
+    /* The tail's first fully connected layer as a change of its unoccluded output:
+     * y = y0 + sum over changed cells of W[:, cell] (new - old), one sgemm per cell of the map. */
+    int fc_delta;      /* its layer index, or -1 */
+    float *fc_w;       /* its weights per cell: (cells, out, channels) */
+    float *fc_a, *fc_y;
+    size_t fc_a_cap, fc_y_cap;
+    int *fc_rows;
     zf_occlusion_result *res;
 } occl;
 
@@ -976,6 +983,22 @@ static void estimate(occl *o)
         o->cp[i].algo = algo;
         inc += c;
     }
+    /* The first fully connected layer of the tail, as a change, when that saves work. */
+    int fi = ns;
+    while (fi < net->n_layers && (net->layers[fi].op == ZF_OP_FLATTEN || net->layers[fi].op == ZF_OP_DROPOUT))
+        fi++;
+    if (fi < net->n_layers && net->layers[fi].op == ZF_OP_FC && o->p->conv != ZF_OCCLUSION_CONV_IM2COL) {
+        const zf_layer *fl = &net->layers[fi], *ll = &net->layers[ns - 1];
+        const double in_f = (double)zf_layer_in_size(fl), out_f = fl->out_c;
+        const double full = in_f * out_f * o->npos;
+        /* per-cell sgemms are only as wide as the channels: weigh them a third more */
+        const double delta = 1.3 * area_out[ns - 1] * ll->out_c * out_f + 2.0 * in_f * out_f;
+        const int fits = in_f * out_f * sizeof(float) <= (double)((size_t)1 << 30);
+        if (fits && (delta < full || o->p->conv == ZF_OCCLUSION_CONV_DELTA)) {
+            o->fc_delta = fi;
+            inc += delta - full;
+        }
+    }
     o->cost_inc = inc;
     free(area_in);
     free(area_out);
@@ -1018,6 +1041,23 @@ static zf_status prepare_convs(occl *o)
                         for (int xi = 0; xi < nn; xi++)
                             cp->wino[(((size_t)g * nn + xi) * kg + k) * cg + c] = u[xi];
                     }
+        }
+    }
+    if (o->fc_delta >= 0) {
+        const zf_layer *fl = &net->layers[o->fc_delta], *ll = &net->layers[o->n_spatial - 1];
+        const int C = ll->out_c, cells = ll->out_h * ll->out_w, out_f = fl->out_c;
+        const int64_t in_f = zf_layer_in_size(fl);
+        o->fc_w = zf_alloc(sizeof(float) * (size_t)in_f * out_f);
+        if (!o->fc_w)
+            return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", fl->name);
+#pragma omp parallel for schedule(static)
+        for (int f = 0; f < out_f; f++) {
+            const float *row = fl->weight + (size_t)f * in_f;
+            for (int cell = 0; cell < cells; cell++) {
+                float *dst = o->fc_w + ((size_t)cell * out_f + f) * C;
+                for (int c = 0; c < C; c++)
+                    dst[c] = row[(size_t)c * cells + cell];
+            }
         }
     }
     return ZF_OK;
@@ -1161,12 +1201,58 @@ static zf_status run_region_layer(occl *o, int li, region **cur, region **nxt, i
     return st;
 }
 
-/* The dense tail on (n, width) rows, in place between two buffers; returns the output rows. */
-static float *run_tail(occl *o, int n, zf_status *st)
+/* The first fully connected layer's output for each position into o->dense[1], from the last
+ * spatial layer's region g: the unoccluded output plus, cell by cell of the map, the change of
+ * the cell's channels times their columns of the weights, over the positions whose region holds
+ * the cell. */
+static zf_status fc_from_region(occl *o, const region *g)
+{
+    const zf_layer *fl = &o->net->layers[o->fc_delta];
+    const int C = g->c, cells = g->h * g->w, out_f = fl->out_c, n = g->n;
+    const float *y0 = o->base[o->fc_delta], *old = o->base[o->n_spatial - 1];
+    zf_status st;
+    if ((st = grow(&o->dense[1], &o->dense_cap[1], (size_t)n * out_f)) ||
+        (st = grow(&o->fc_a, &o->fc_a_cap, (size_t)n * C)) ||
+        (st = grow(&o->fc_y, &o->fc_y_cap, (size_t)n * out_f)))
+        return st;
+    float *y = o->dense[1];
+    for (int b = 0; b < n; b++)
+        memcpy(y + (size_t)b * out_f, y0, sizeof(float) * out_f);
+    int *rows = o->fc_rows;
+    for (int cell = 0; cell < cells; cell++) {
+        const int cy = cell / g->w, cx = cell % g->w;
+        int ns = 0;
+        for (int b = 0; b < n; b++) {
+            rect r = g->r[b];
+            if (cy >= r.y0 && cy < r.y1 && cx >= r.x0 && cx < r.x1)
+                rows[ns++] = b;
+        }
+        if (!ns)
+            continue;
+#pragma omp parallel for schedule(static) if (BIG((int64_t)ns * (C + out_f)))
+        for (int j = 0; j < ns; j++) {
+            const int b = rows[j];
+            const rect r = g->r[b];
+            const float *v = g->v + g->off[b] + (size_t)(cy - r.y0) * rect_w(r) + (cx - r.x0);
+            float *a = o->fc_a + (size_t)j * C;
+            for (int c = 0; c < C; c++)
+                a[c] = v[(size_t)c * g->cols] - old[(size_t)c * cells + cell];
+            memcpy(o->fc_y + (size_t)j * out_f, y + (size_t)b * out_f, sizeof(float) * out_f);
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, out_f, C, 1.0f, o->fc_a, C,
+                    o->fc_w + (size_t)cell * out_f * C, C, 1.0f, o->fc_y, out_f);
+        for (int j = 0; j < ns; j++)
+            memcpy(y + (size_t)rows[j] * out_f, o->fc_y + (size_t)j * out_f, sizeof(float) * out_f);
+    }
+    return ZF_OK;
+}
+
+/* The dense tail on (n, width) rows, in place between two buffers, from layer `first` on;
+ * returns the output rows. */
+static float *run_tail(occl *o, int first, int cur, int n, zf_status *st)
 {
     const zf_net *net = o->net;
-    int cur = 0;
-    for (int li = o->n_spatial; li < net->n_layers; li++) {
+    for (int li = first; li < net->n_layers; li++) {
         const zf_layer *l = &net->layers[li];
         const int64_t in_f = zf_layer_in_size(l), out_f = zf_layer_out_size(l);
         float *x = o->dense[cur];
@@ -1191,6 +1277,27 @@ static float *run_tail(occl *o, int n, zf_status *st)
     return o->dense[cur];
 }
 
+/* Full vectors into o->dense[0]: the unoccluded map with each position's region laid over it. */
+static zf_status assemble_dense(occl *o, const region *g, const float *base)
+{
+    const int64_t width = (int64_t)g->c * g->h * g->w;
+    zf_status st = grow(&o->dense[0], &o->dense_cap[0], (size_t)g->n * (size_t)width);
+    if (st)
+        return st;
+#pragma omp parallel for schedule(static) if (BIG((int64_t)g->n * width))
+    for (int b = 0; b < g->n; b++) {
+        float *dst = o->dense[0] + (size_t)b * width;
+        memcpy(dst, base, sizeof(float) * (size_t)width);
+        rect r = g->r[b];
+        for (int c = 0; c < g->c; c++)
+            for (int y = r.y0; y < r.y1; y++)
+                memcpy(dst + ((size_t)c * g->h + y) * g->w + r.x0,
+                       g->v + (size_t)c * g->cols + g->off[b] + (size_t)(y - r.y0) * rect_w(r),
+                       sizeof(float) * (size_t)rect_w(r));
+    }
+    return ZF_OK;
+}
+
 static zf_status run_incremental(occl *o)
 {
     const zf_net *net = o->net;
@@ -1207,11 +1314,10 @@ static zf_status run_incremental(occl *o)
             return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
     }
     int64_t *scratch_pp = calloc((size_t)bsz, sizeof(int64_t));
-    if (!scratch_pp)
+    o->fc_rows = calloc((size_t)bsz, sizeof(int));
+    if (!scratch_pp || !o->fc_rows)
         return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
     const int last = o->n_spatial - 1;
-    const zf_layer *ll = &net->layers[last];
-    const int64_t width = zf_layer_out_size(ll);
     zf_status st = ZF_OK;
     for (int64_t p0 = 0; p0 < o->npos && !st; p0 += bsz) {
         if (zf_interrupted) {
@@ -1238,23 +1344,18 @@ static zf_status run_incremental(occl *o)
         }
         if (st)
             break;
-        /* Reassemble full vectors: the unoccluded map with each position's region laid over it. */
-        if ((st = grow(&o->dense[0], &o->dense_cap[0], (size_t)n * (size_t)width)))
-            break;
-        const float *bl = o->base[last];
-#pragma omp parallel for schedule(static) if (BIG((int64_t)n * width))
-        for (int b = 0; b < n; b++) {
-            float *dst = o->dense[0] + (size_t)b * width;
-            memcpy(dst, bl, sizeof(float) * (size_t)width);
-            rect r = cur->r[b];
-            for (int c = 0; c < cur->c; c++)
-                for (int y = r.y0; y < r.y1; y++)
-                    memcpy(dst + ((size_t)c * cur->h + y) * cur->w + r.x0,
-                           cur->v + (size_t)c * cur->cols + cur->off[b] + (size_t)(y - r.y0) * rect_w(r),
-                           sizeof(float) * (size_t)rect_w(r));
-        }
         double tt = now_s();
-        const float *outp = run_tail(o, n, &st);
+        int first = o->n_spatial, cur_buf = 0;
+        if (o->fc_delta >= 0) {
+            st = fc_from_region(o, cur);
+            first = o->fc_delta + 1;
+            cur_buf = 1;
+        } else {
+            st = assemble_dense(o, cur, o->base[last]);
+        }
+        if (st)
+            break;
+        const float *outp = run_tail(o, first, cur_buf, n, &st);
         o->res->layer_seconds[net->n_layers - 1] += now_s() - tt;
         if (st)
             break;
@@ -1334,6 +1435,10 @@ static void occl_release(occl *o)
     }
     zf_free(o->work);
     zf_free(o->work2);
+    zf_free(o->fc_w);
+    zf_free(o->fc_a);
+    zf_free(o->fc_y);
+    free(o->fc_rows);
     zf_free(o->tiles);
     zf_free(o->base_in);
     zf_free(o->base_block);
@@ -1438,6 +1543,7 @@ zf_status zf_occlusion_run(zf_net *net, const float *input, const zf_occlusion_p
     memset(&o, 0, sizeof o);
     o.net = net;
     o.p = p;
+    o.fc_delta = -1;
     o.rows = zf_occlusion_count(net->in_h, p->patch, p->stride);
     o.cols = zf_occlusion_count(net->in_w, p->patch, p->stride);
     o.npos = o.rows * o.cols;
