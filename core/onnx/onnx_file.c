@@ -14,6 +14,23 @@
 /* protobuf's own C++, Java and Python readers stop at 100 nested messages. */
 #define OX_MAX_DEPTH 100
 
+/* A name fit for a one-line message: printable, at most 60 characters. */
+const char *ox_shown(const char *s)
+{
+    static _Thread_local char bufs[4][64];
+    static _Thread_local int slot;
+    char *b = bufs[slot++ & 3];
+    size_t n = 0;
+    for (; s && *s && n < 60; s++)
+        b[n++] = (*s >= 32 && *s < 127) ? *s : '?';
+    if (s && *s) {
+        b[57] = b[58] = b[59] = '.';
+        n = 60;
+    }
+    b[n] = 0;
+    return b;
+}
+
 static int read_varint(const uint8_t *p, const uint8_t *end, uint64_t *v, const uint8_t **next)
 {
     uint64_t x = 0;

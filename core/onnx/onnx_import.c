@@ -62,23 +62,6 @@ typedef struct ox_ctx {
 
 /* ---------------------------------------------------------------- messages */
 
-/* A name fit for a one-line message: printable, at most 60 characters. */
-static const char *shown(const char *s)
-{
-    static _Thread_local char bufs[4][64];
-    static _Thread_local int slot;
-    char *b = bufs[slot++ & 3];
-    size_t n = 0;
-    for (; s && *s && n < 60; s++)
-        b[n++] = (*s >= 32 && *s < 127) ? *s : '?';
-    if (s && *s) {
-        b[57] = b[58] = b[59] = '.';
-        n = 60;
-    }
-    b[n] = 0;
-    return b;
-}
-
 static const char *str_or_empty(const char *s) { return s ? s : ""; }
 
 static zf_status node_err(ox_ctx *x, zf_status code, const char *fmt, ...)
@@ -93,11 +76,11 @@ static zf_status node_err(ox_ctx *x, zf_status code, const char *fmt, ...)
     const Onnx__NodeProto *n = x->node;
     const char *name = str_or_empty(n->name);
     if (*name)
-        return zf_error(code, "%s: node '%s' (%s): %s", x->path, shown(name),
-                        shown(str_or_empty(n->op_type)), msg);
+        return zf_error(code, "%s: node '%s' (%s): %s", x->path, ox_shown(name),
+                        ox_shown(str_or_empty(n->op_type)), msg);
     return zf_error(code, "%s: node #%d (%s -> '%s'): %s", x->path, x->node_idx,
-                    shown(str_or_empty(n->op_type)),
-                    shown(n->n_output ? str_or_empty(n->output[0]) : ""), msg);
+                    ox_shown(str_or_empty(n->op_type)),
+                    ox_shown(n->n_output ? str_or_empty(n->output[0]) : ""), msg);
 }
 
 /* ---------------------------------------------------------------- values */
@@ -131,7 +114,7 @@ static zf_status def_output(ox_ctx *x, int k, ox_kind kind, ox_value **out)
         return k == 0 ? node_err(x, ZF_ERR_FORMAT, "has no output") : ZF_OK;
     if (find_val(x, n->output[k]) >= 0)
         return node_err(x, ZF_ERR_FORMAT, "output '%s' is already defined earlier in the graph",
-                        shown(n->output[k]));
+                        ox_shown(n->output[k]));
     *out = new_val(x, n->output[k], kind);
     if (!*out)
         return node_err(x, ZF_ERR_FORMAT, "too many values");
@@ -155,12 +138,12 @@ static int input_val(ox_ctx *x, int k)
     int i = find_val(x, name);
     if (i < 0) {
         node_err(x, ZF_ERR_FORMAT, "input '%s' is not produced by any earlier node, initializer "
-                                   "or graph input", shown(name));
+                                   "or graph input", ox_shown(name));
         return -2;
     }
     if (x->vals[i].kind == V_DEAD) {
         node_err(x, ZF_ERR_UNSUPPORTED, "reads '%s', %s, which the engine does not compute",
-                 shown(name), x->vals[i].why);
+                 ox_shown(name), x->vals[i].why);
         return -2;
     }
     return i;
@@ -181,7 +164,7 @@ static int const_input(ox_ctx *x, int k, int required, const char *what)
     }
     if (x->vals[i].kind != V_CONST) {
         node_err(x, ZF_ERR_UNSUPPORTED, "its %s '%s' is computed from the image; the engine needs "
-                 "it to be a constant", what, shown(x->vals[i].name));
+                 "it to be a constant", what, ox_shown(x->vals[i].name));
         return -2;
     }
     return i;
@@ -197,12 +180,12 @@ static zf_status chain_input(ox_ctx *x)
         return node_err(x, ZF_ERR_FORMAT, "has no data input");
     if (x->vals[i].kind != V_ACT)
         return node_err(x, ZF_ERR_UNSUPPORTED, "its data input '%s' is a constant",
-                        shown(x->vals[i].name));
+                        ox_shown(x->vals[i].name));
     if (i != x->cur && x->vals[i].layer != x->vals[x->cur].layer)
         return node_err(x, ZF_ERR_UNSUPPORTED,
                         "reads '%s', not the latest activation '%s': the graph branches, and the "
-                        "engine runs a single chain of layers", shown(x->vals[i].name),
-                        shown(x->vals[x->cur].name));
+                        "engine runs a single chain of layers", ox_shown(x->vals[i].name),
+                        ox_shown(x->vals[x->cur].name));
     return ZF_OK;
 }
 
@@ -248,10 +231,10 @@ static zf_status check_attrs(ox_ctx *x, const char *const *allowed)
         for (const char *const *p = allowed; *p && !ok; p++)
             ok = !strcmp(*p, name);
         if (!ok)
-            return node_err(x, ZF_ERR_UNSUPPORTED, "attribute '%s' is not supported", shown(name));
+            return node_err(x, ZF_ERR_UNSUPPORTED, "attribute '%s' is not supported", ox_shown(name));
         if (a->ref_attr_name && *a->ref_attr_name)
             return node_err(x, ZF_ERR_UNSUPPORTED, "attribute '%s' refers to a function attribute",
-                            shown(name));
+                            ox_shown(name));
     }
     return ZF_OK;
 }
@@ -333,6 +316,14 @@ static void layer_name(ox_ctx *x, const char *stem, int numbered, char *buf, siz
             break;
         snprintf(full, sizeof full, "%s_%d", base, k);
     }
+}
+
+/* An average pool takes pool<k> unless a max pool has it (torchvision's pool5 then avgpool). */
+static const char *avgpool_stem(ox_ctx *x)
+{
+    char base[32];
+    snprintf(base, sizeof base, "pool%d", x->n_weighted);
+    return zf_net_find(x->net, base) >= 0 ? "avgpool" : "pool";
 }
 
 /* After a builder call: the new layer computes output 0 of the node. */
@@ -451,7 +442,7 @@ static zf_status make_window(ox_ctx *x, int kh, int kw, zf_window *win)
             p[i + 2] = total - lo;
         }
     } else if (strcmp(autopad, "NOTSET") && autopad[0]) {
-        return node_err(x, ZF_ERR_UNSUPPORTED, "auto_pad '%s' is not supported", shown(autopad));
+        return node_err(x, ZF_ERR_UNSUPPORTED, "auto_pad '%s' is not supported", ox_shown(autopad));
     }
     win->kh = kh;
     win->kw = kw;
@@ -533,9 +524,8 @@ static zf_status op_pool(ox_ctx *x, int is_max)
     if ((st = check_ceil(x, &win, (int)ceil_mode)))
         return st;
     char name[32];
-    layer_name(x, "pool", 1, name, sizeof name);
-    if (!is_max && zf_net_find(x->net, name) >= 0)
-        layer_name(x, "avgpool", 0, name, sizeof name);
+    const char *stem = is_max ? "pool" : avgpool_stem(x);
+    layer_name(x, stem, strcmp(stem, "avgpool") != 0, name, sizeof name);
     if (is_max) {
         st = added(x, zf_net_add_maxpool(x->net, name, win, (int)ceil_mode), 4);
         return st ? st : dead_outputs(x, 1, "the Indices output of MaxPool");
@@ -552,11 +542,10 @@ static zf_status op_global_pool(ox_ctx *x, int is_max)
     int c, h, w;
     cur_shape(x, &c, &h, &w);
     char name[32];
-    layer_name(x, "pool", 1, name, sizeof name);
+    const char *stem = is_max ? "pool" : avgpool_stem(x);
+    layer_name(x, stem, strcmp(stem, "avgpool") != 0, name, sizeof name);
     if (is_max)
         return added(x, zf_net_add_maxpool(x->net, name, (zf_window){h, w, 1, 1, 0, 0, 0, 0}, 0), 4);
-    if (zf_net_find(x->net, name) >= 0)
-        layer_name(x, "avgpool", 0, name, sizeof name);
     return added(x, zf_net_add_adaptive_avgpool(x->net, name, 1, 1), 4);
 }
 
@@ -573,7 +562,7 @@ static zf_status op_conv(ox_ctx *x)
     const ox_const *W = &x->vals[wi].c;
     if (W->ndim != 4)
         return node_err(x, ZF_ERR_UNSUPPORTED, "weight '%s' has %d dimensions; only 2-D convolutions "
-                        "(4-D weights) are supported", shown(x->vals[wi].name), W->ndim);
+                        "(4-D weights) are supported", ox_shown(x->vals[wi].name), W->ndim);
     int c, h, w;
     cur_shape(x, &c, &h, &w);
     int64_t group;
@@ -728,7 +717,7 @@ static zf_status op_reshape(ox_ctx *x)
         }
         if (t[i] < 0 || t[i] > OX_MAX_ACT)
             return node_err(x, ZF_ERR_SHAPE, "shape has %" PRId64 " at axis %d", t[i], i);
-        if (t[i] && known > (OX_MAX_ACT << 32) / t[i])
+        if (t[i] && known > (INT64_C(1) << 50) / t[i])
             return node_err(x, ZF_ERR_SHAPE, "shape is too large");
         known *= t[i];
     }
@@ -810,7 +799,7 @@ static zf_status op_add(ox_ctx *x)
     int i = input_val(x, act);
     if (i != x->cur && x->vals[i].layer != x->vals[x->cur].layer)
         return node_err(x, ZF_ERR_UNSUPPORTED, "reads '%s', not the latest activation '%s': the graph "
-                        "branches", shown(x->vals[i].name), shown(x->vals[x->cur].name));
+                        "branches", ox_shown(x->vals[i].name), ox_shown(x->vals[x->cur].name));
     zf_layer *l = cur_layer(x);
     if (!l || (l->op != ZF_OP_CONV && l->op != ZF_OP_FC))
         return node_err(x, ZF_ERR_UNSUPPORTED, "adds a constant to the output of %s; only a bias right "
@@ -832,7 +821,7 @@ static zf_status op_add(ox_ctx *x)
         int ok = bcast == 0 ? 0 : per_channel(c, rank, bcast == 1 ? (int)axis : -1);
         if (!ok || (c->count != 1 && c->count != l->out_c))
             return node_err(x, ZF_ERR_UNSUPPORTED, "adds constant '%s' that is not a per-channel bias",
-                            shown(x->vals[ci].name));
+                            ox_shown(x->vals[ci].name));
         if ((st = add_bias(x, ci, 1.0f)))
             return st;
     }
@@ -863,7 +852,7 @@ static zf_status add_fc(ox_ctx *x, int wi, int transpose, float alpha)
         return st;
     if (in != (int64_t)c * h * w)
         return node_err(x, ZF_ERR_SHAPE, "weight '%s' takes %" PRId64 " inputs but the activation has %" PRId64,
-                        shown(x->vals[wi].name), in, (int64_t)c * h * w);
+                        ox_shown(x->vals[wi].name), in, (int64_t)c * h * w);
     x->n_weighted++;
     char name[32];
     layer_name(x, "fc", 1, name, sizeof name);
@@ -1034,7 +1023,7 @@ static zf_status fold_constant(ox_ctx *x)
     if (!strcmp(an, "value") && a->t) {
         char what[128];
         snprintf(what, sizeof what, "%s: Constant '%s'", x->path,
-                 shown(n->n_output ? str_or_empty(n->output[0]) : ""));
+                 ox_shown(n->n_output ? str_or_empty(n->output[0]) : ""));
         if ((st = ox_const_from_tensor(&c, a->t, what)))
             return node_err(x, st, "%s", zf_last_error());
     } else if ((!strcmp(an, "value_float") && a->has_f) || (!strcmp(an, "value_int") && a->has_i)) {
@@ -1050,7 +1039,7 @@ static zf_status fold_constant(ox_ctx *x)
         for (size_t i = 0; i < cnt; i++)
             c.owned[i] = is_f ? (double)a->floats[i] : (double)a->ints[i];
     } else {
-        return node_err(x, ZF_ERR_UNSUPPORTED, "attribute '%s' is not supported", shown(an));
+        return node_err(x, ZF_ERR_UNSUPPORTED, "attribute '%s' is not supported", ox_shown(an));
     }
     st = const_output(x, &c);
     if (st && c.owned)
@@ -1263,7 +1252,7 @@ static zf_status map_node(ox_ctx *x)
     const char *op = str_or_empty(n->op_type);
     const char *dom = str_or_empty(n->domain);
     if (*dom && strcmp(dom, "ai.onnx"))
-        return node_err(x, ZF_ERR_UNSUPPORTED, "operator domain '%s' is not supported", shown(dom));
+        return node_err(x, ZF_ERR_UNSUPPORTED, "operator domain '%s' is not supported", ox_shown(dom));
     if (!strcmp(op, "Constant"))
         return fold_constant(x);
     if (!strcmp(op, "ConstantOfShape"))
@@ -1279,7 +1268,7 @@ static zf_status map_node(ox_ctx *x)
             zf_status st = check_attrs(x, allowed);
             return st ? st : fold_view(x, op);
         }
-        return node_err(x, ZF_ERR_UNSUPPORTED, "computing %s on constants is not supported", shown(op));
+        return node_err(x, ZF_ERR_UNSUPPORTED, "computing %s on constants is not supported", ox_shown(op));
     }
     if (!strcmp(op, "Conv"))
         return op_conv(x);
@@ -1335,7 +1324,7 @@ static zf_status make_input(ox_ctx *x)
             in = v;
         size_t len = strlen(names);
         if (len < sizeof names - 70)
-            snprintf(names + len, sizeof names - len, "%s'%s'", len ? ", " : "", shown(name));
+            snprintf(names + len, sizeof names - len, "%s'%s'", len ? ", " : "", ox_shown(name));
     }
     if (n_free != 1)
         return zf_error(ZF_ERR_UNSUPPORTED, "%s: graph has %d inputs without a value (%s); the engine "
@@ -1343,16 +1332,16 @@ static zf_status make_input(ox_ctx *x)
     const char *name = in->name;
     const Onnx__TypeProto *t = in->type;
     if (!t || t->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE || !t->tensor_type)
-        return zf_error(ZF_ERR_UNSUPPORTED, "%s: input '%s' is not a tensor", x->path, shown(name));
+        return zf_error(ZF_ERR_UNSUPPORTED, "%s: input '%s' is not a tensor", x->path, ox_shown(name));
     const Onnx__TypeProto__Tensor *tt = t->tensor_type;
     if (tt->has_elem_type && tt->elem_type != T_FLOAT)
-        return zf_error(ZF_ERR_UNSUPPORTED, "%s: input '%s' holds %s, not float", x->path, shown(name),
+        return zf_error(ZF_ERR_UNSUPPORTED, "%s: input '%s' holds %s, not float", x->path, ox_shown(name),
                         ox_dtype_name(tt->elem_type));
     const Onnx__TensorShapeProto *sh = tt->shape;
     int rank = sh ? (int)sh->n_dim : -1;
     if (rank != 4 && rank != 2)
         return zf_error(ZF_ERR_UNSUPPORTED, "%s: input '%s' has %s; the engine takes (N, C, H, W) "
-                        "images or (N, features)", x->path, shown(name),
+                        "images or (N, features)", x->path, ox_shown(name),
                         rank < 0 ? "no shape" : rank == 1 ? "1 dimension" : "another rank");
     int64_t d[4] = {0, 0, 1, 1};
     for (int i = 0; i < rank; i++) {
@@ -1371,14 +1360,14 @@ static zf_status make_input(ox_ctx *x)
     for (int i = 1; i < 4; i++) {
         if (d[i] < 0)
             return zf_error(ZF_ERR_UNSUPPORTED, "%s: input '%s' has a symbolic %s: give the input "
-                            "size (in_h/in_w)", x->path, shown(name), axis[i]);
+                            "size (in_h/in_w)", x->path, ox_shown(name), axis[i]);
         int64_t max = i == 1 ? OX_MAX_CHANNELS : OX_MAX_SIDE;
         if (d[i] < 1 || d[i] > max)
             return zf_error(ZF_ERR_UNSUPPORTED, "%s: input '%s' has %s %" PRId64 " (1 to %" PRId64
-                            " supported)", x->path, shown(name), axis[i], d[i], max);
+                            " supported)", x->path, ox_shown(name), axis[i], d[i], max);
     }
     if (d[1] * d[2] * d[3] > OX_MAX_ACT)
-        return zf_error(ZF_ERR_UNSUPPORTED, "%s: input '%s' is too large", x->path, shown(name));
+        return zf_error(ZF_ERR_UNSUPPORTED, "%s: input '%s' is too large", x->path, ox_shown(name));
     x->net = zf_net_new("onnx", (int)d[1], (int)d[2], (int)d[3]);
     if (!x->net)
         return zf_error_prefix(ZF_ERR_NOMEM, "%s: ", x->path);
@@ -1398,7 +1387,7 @@ static zf_status bind_inputs(ox_ctx *x)
         for (size_t i = 0; i < x->g->n_input && !found; i++)
             found = x->g->input[i] && x->g->input[i]->name && !strcmp(x->g->input[i]->name, bd->name);
         if (!found)
-            return zf_error(ZF_ERR_ARG, "%s: no graph input is named '%s'", x->path, shown(bd->name));
+            return zf_error(ZF_ERR_ARG, "%s: no graph input is named '%s'", x->path, ox_shown(bd->name));
         if (find_val(x, bd->name) >= 0)
             continue; /* an initializer already gives it a value; the binding overrides nothing */
         const zf_tensor *t = bd->value;
@@ -1432,17 +1421,17 @@ static zf_status check_outputs(ox_ctx *x)
         int v = find_val(x, name);
         if (v < 0)
             return zf_error(ZF_ERR_FORMAT, "%s: graph output '%s' is not computed by any node", x->path,
-                            shown(name));
+                            ox_shown(name));
         if (x->vals[v].kind == V_CONST)
-            return zf_error(ZF_ERR_UNSUPPORTED, "%s: graph output '%s' is a constant", x->path, shown(name));
+            return zf_error(ZF_ERR_UNSUPPORTED, "%s: graph output '%s' is a constant", x->path, ox_shown(name));
         if (x->vals[v].kind == V_DEAD)
             return zf_error(ZF_ERR_UNSUPPORTED, "%s: graph output '%s' is %s, which the engine does "
-                            "not compute", x->path, shown(name), x->vals[v].why);
+                            "not compute", x->path, ox_shown(name), x->vals[v].why);
         has_last |= x->vals[v].layer == last;
     }
     if (!has_last)
         return zf_error(ZF_ERR_UNSUPPORTED, "%s: the last layer's output '%s' is not a graph output",
-                        x->path, shown(x->vals[x->cur].name));
+                        x->path, ox_shown(x->vals[x->cur].name));
     return ZF_OK;
 }
 
@@ -1464,7 +1453,7 @@ static zf_status copy_params(ox_ctx *x)
             w.transposed ^= 1;
         }
         char what[200];
-        snprintf(what, sizeof what, "%s: weight '%s' of %s", x->path, shown(wv->name), l->name);
+        snprintf(what, sizeof what, "%s: weight '%s' of %s", x->path, ox_shown(wv->name), l->name);
         if (w.count != l->weight_count)
             return zf_error(ZF_ERR_SHAPE, "%s: %" PRId64 " values for %" PRId64, what, w.count,
                             l->weight_count);
@@ -1473,7 +1462,7 @@ static zf_status copy_params(ox_ctx *x)
             return st;
         for (int b = 0; b < p->n_bias; b++) {
             ox_value *bv = &x->vals[p->bias[b]];
-            snprintf(what, sizeof what, "%s: bias '%s' of %s", x->path, shown(bv->name), l->name);
+            snprintf(what, sizeof what, "%s: bias '%s' of %s", x->path, ox_shown(bv->name), l->name);
             int64_t n = bv->c.count;
             if (n != l->bias_count && n != 1)
                 return zf_error(ZF_ERR_SHAPE, "%s: %" PRId64 " values for %" PRId64, what, n, l->bias_count);
@@ -1536,7 +1525,7 @@ static zf_status import_graph(ox_ctx *x, const Onnx__ModelProto *m)
         const Onnx__TensorProto *tp = g->initializer[i];
         const char *name = tp ? str_or_empty(tp->name) : "";
         char what[160];
-        snprintf(what, sizeof what, "%s: initializer '%s'", x->path, shown(name));
+        snprintf(what, sizeof what, "%s: initializer '%s'", x->path, ox_shown(name));
         if (!*name)
             return zf_error(ZF_ERR_FORMAT, "%s: initializer #%zu has no name", x->path, i);
         if (find_val(x, name) >= 0)

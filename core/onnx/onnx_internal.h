@@ -50,6 +50,10 @@ zf_status ox_const_read_i64(const ox_const *c, const char *dir, int64_t *dst, in
 /* Sets net->arch and net->pre from the layers when they are a model of the built-in table. */
 void ox_recognise(zf_net *net);
 
+/* A string from the file fit for a one-line message: printable ASCII, at most 60 characters.
+ * Points into one of four rotating thread-local buffers. */
+const char *ox_shown(const char *s);
+
 /* Element type name ("float", "int64", ...). */
 const char *ox_dtype_name(int dtype);
 

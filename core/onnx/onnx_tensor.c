@@ -102,6 +102,23 @@ static int parse_i64(const char *s, int64_t *v)
     return 1;
 }
 
+/* A location must stay inside the model's folder: relative, no "..". */
+static int safe_location(const char *loc)
+{
+    if (loc[0] == '/')
+        return 0;
+    for (const char *p = loc; *p;) {
+        const char *slash = strchr(p, '/');
+        size_t n = slash ? (size_t)(slash - p) : strlen(p);
+        if (n == 2 && p[0] == '.' && p[1] == '.')
+            return 0;
+        if (!slash)
+            break;
+        p = slash + 1;
+    }
+    return 1;
+}
+
 zf_status ox_const_from_tensor(ox_const *c, const Onnx__TensorProto *tp, const char *what)
 {
     memset(c, 0, sizeof *c);
@@ -133,6 +150,9 @@ zf_status ox_const_from_tensor(ox_const *c, const Onnx__TensorProto *tp, const c
         int64_t v;
         if (!loc || !*loc)
             return zf_error(ZF_ERR_FORMAT, "%s: external data without a location", what);
+        if (!safe_location(loc))
+            return zf_error(ZF_ERR_FORMAT, "%s: external data location '%s' leaves the model's folder",
+                            what, ox_shown(loc));
         if ((off && !parse_i64(off, &v)) || (len && !parse_i64(len, &v)))
             return zf_error(ZF_ERR_FORMAT, "%s: bad external data offset or length", what);
         if (len && v != bytes)
@@ -231,34 +251,18 @@ static double typed_get(const Onnx__TensorProto *tp, int t, int64_t i)
     }
 }
 
-/* A location must stay inside the model's folder: relative, no "..". */
-static int safe_location(const char *loc)
-{
-    if (loc[0] == '/')
-        return 0;
-    for (const char *p = loc; *p;) {
-        const char *slash = strchr(p, '/');
-        size_t n = slash ? (size_t)(slash - p) : strlen(p);
-        if (n == 2 && p[0] == '.' && p[1] == '.')
-            return 0;
-        if (!slash)
-            break;
-        p = slash + 1;
-    }
-    return 1;
-}
-
 /* Reads the external bytes of c into buf (count * element size bytes). */
 static zf_status read_external(const ox_const *c, const char *dir, void *buf, const char *what)
 {
     const Onnx__TensorProto *tp = c->tp;
     const char *loc = ext_value(tp, "location"), *off_s = ext_value(tp, "offset");
-    int64_t off = 0, bytes = c->count * dtype_size(c->dtype);
+    int64_t off = 0, bytes = c->count * dtype_size(c->tp->data_type);
     if (!dir)
-        return zf_error(ZF_ERR_UNSUPPORTED, "%s: external data '%s' needs the model's folder", what, loc);
+        return zf_error(ZF_ERR_UNSUPPORTED, "%s: external data '%s' needs the model's folder", what,
+                        ox_shown(loc));
     if (!safe_location(loc))
         return zf_error(ZF_ERR_FORMAT, "%s: external data location '%s' leaves the model's folder",
-                        what, loc);
+                        what, ox_shown(loc));
     if (off_s)
         parse_i64(off_s, &off);
     char path[PATH_MAX];
@@ -266,13 +270,13 @@ static zf_status read_external(const ox_const *c, const char *dir, void *buf, co
         return zf_error(ZF_ERR_IO, "%s: external data path too long", what);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return zf_error(ZF_ERR_IO, "%s: external data %s: %s", what, path, strerror(errno));
+        return zf_error(ZF_ERR_IO, "%s: external data '%s': %s", what, ox_shown(loc), strerror(errno));
     struct stat st;
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || off > st.st_size || bytes > st.st_size - off) {
         close(fd);
         return zf_error(ZF_ERR_FORMAT,
-                        "%s: external data %s is too short for %" PRId64 " bytes at offset %" PRId64,
-                        what, path, bytes, off);
+                        "%s: external data '%s' is too short for %" PRId64 " bytes at offset %" PRId64,
+                        what, ox_shown(loc), bytes, off);
     }
     int64_t done = 0;
     while (done < bytes) {
@@ -283,7 +287,8 @@ static zf_status read_external(const ox_const *c, const char *dir, void *buf, co
         if (r <= 0) {
             int e = r < 0 ? errno : EIO;
             close(fd);
-            return zf_error(ZF_ERR_IO, "%s: reading external data %s: %s", what, path, strerror(e));
+            return zf_error(ZF_ERR_IO, "%s: reading external data '%s': %s", what, ox_shown(loc),
+                            strerror(e));
         }
         done += r;
     }
@@ -297,10 +302,16 @@ static int is_external(const ox_const *c)
            c->tp->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL;
 }
 
+/* The element type of the stored data: a folded Cast changes c->dtype, not the bytes. */
+static int stored_type(const ox_const *c)
+{
+    return c->src == OX_SRC_TENSOR ? c->tp->data_type : c->dtype;
+}
+
 /* All values in source order, converted to float, into dst. */
 static zf_status read_plain_f32(const ox_const *c, const char *dir, float *dst, const char *what)
 {
-    int t = c->dtype;
+    int t = stored_type(c);
     if (c->src == OX_SRC_FILL) {
         for (int64_t i = 0; i < c->count; i++)
             dst[i] = to_f32(c->fill);
@@ -347,9 +358,9 @@ static zf_status read_plain_f32(const ox_const *c, const char *dir, float *dst, 
 zf_status ox_const_read_f32(const ox_const *c, const char *dir, float *dst, float scale,
                             const char *what)
 {
-    if (!is_float_type(c->dtype) && c->src != OX_SRC_FILL && c->src != OX_SRC_OWNED)
+    if (!is_float_type(stored_type(c)) && c->src == OX_SRC_TENSOR)
         return zf_error(ZF_ERR_UNSUPPORTED, "%s: %s values where floats are needed", what,
-                        ox_dtype_name(c->dtype));
+                        ox_dtype_name(stored_type(c)));
     zf_status st;
     if (c->transposed && c->ndim == 2 && c->dims[0] > 1 && c->dims[1] > 1) {
         float *tmp = malloc((size_t)c->count * sizeof(float));
@@ -383,7 +394,7 @@ zf_status ox_const_read_i64(const ox_const *c, const char *dir, int64_t *dst, in
         }
         return ZF_OK;
     }
-    int t = c->dtype;
+    int t = stored_type(c);
     if (is_float_type(t))
         return zf_error(ZF_ERR_UNSUPPORTED, "%s: %s values where integers are needed", what,
                         ox_dtype_name(t));
