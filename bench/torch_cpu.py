@@ -6,12 +6,13 @@ OMP_WAIT_POLICY (ACTIVE, PASSIVE) tried in its own process, the better one repor
 Measures, for alexnet, alexnet-caffe and zfnet (the architectures and the deconvnet of
 tests/fixtures/gen_nets.py, here in float32):
   forward   the whole net at batch 1 and 16
-  deconv    one conv5 unit of one image, forward included: the forward to relu5 recording the
-            switches, then the deconvnet down to pixels (unpooling by scatter_add, since
-            max_unpool2d does not add where windows share a switch)
+  deconv    one conv5 unit (channel 3, its strongest position) of one image, forward included:
+            the whole forward recording the switches (as bench_cpu does), then the deconvnet
+            down to pixels (unpooling by scatter_add, since max_unpool2d does not add where
+            windows share a switch)
 Each measurement warms up, then repeats for a few seconds and takes the median.
 Prints one JSON line per measurement:
-  {"impl": "pytorch", "net": "zfnet", "what": "forward", "batch": 16, "ms": ..., "img_per_s": ...,
+  {"side": "pytorch", "net": "zfnet", "what": "forward", "batch": 16, "ms": ..., "img_per_s": ...,
    "omp_wait_policy": "ACTIVE", "ms_by_policy": {"ACTIVE": ..., "PASSIVE": ...}, "threads": 2, ...}
 
 Usage: torch_cpu.py [--quick] [--nets a,b] [--what forward,deconv] [--batches 1,16]
@@ -98,7 +99,7 @@ def child(a):
     torch.set_grad_enabled(False)
     with open("/proc/self/maps") as f:
         tcmalloc = "tcmalloc" in f.read()
-    common = {"impl": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+    common = {"side": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
               "tcmalloc": tcmalloc, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
     gen = torch.Generator().manual_seed(1)
     for arch in a.nets:
@@ -106,8 +107,6 @@ def child(a):
             sys.exit(f"torch_cpu.py: unknown net '{arch}' ({', '.join(G.ARCHS)})")
         size, layers = G.ARCHS[arch]
         params = random_params(G, arch, gen)
-        names = [l[0] for l in layers]
-        upto = names.index("relu5") + 1
 
         def forward(x):
             with torch.inference_mode():
@@ -116,19 +115,14 @@ def child(a):
             return x
 
         def deconv_unit(x):
-            """Forward to relu5 with switches, then the strongest unit of channel 0 to pixels."""
+            """The forward with switches, then the strongest unit of channel 3 to pixels."""
             with torch.inference_mode():
-                outs, sw, h = {}, {}, x
-                for name, op, arg in layers[:upto]:
-                    h, idx = G.run_layer(op, arg, h, params, name)
-                    outs[name] = h
-                    if idx is not None:
-                        sw[name] = idx
+                outs, sw = G.forward(arch, params, x)
                 act = outs["relu5"]
-                flat = act[0, 0].reshape(-1)
+                flat = act[0, 3].reshape(-1)
                 i = int(torch.argmax(flat))  # the first maximum
                 sig = torch.zeros_like(act)
-                sig[0, 0].view(-1)[i] = flat[i]
+                sig[0, 3].view(-1)[i] = flat[i]
                 pix, _ = G.deconv_from(arch, params, outs, sw, tuple(x.shape), "conv5", sig)
             return pix
 
