@@ -147,8 +147,6 @@ static void check_params(const char *arch, const spec_params *spec)
     }
     cr_expect_eq(zf_net_param_count(net), spec[i].params, "%s: %lld parameters in all, SPEC says %lld", arch,
                  (long long)zf_net_param_count(net), (long long)spec[i].params);
-    cr_expect_eq(net->n_params, spec[i].params, "%s: parameter block of %lld floats, expected %lld", arch,
-                 (long long)net->n_params, (long long)spec[i].params);
     zf_net_free(net);
 }
 
@@ -180,7 +178,7 @@ static zf_tensor *read_npy(const char *path)
 static zf_net *net_after_forward(const char *arch)
 {
     struct stat st;
-    const char *stamp = fixture(arch, "../.stamp");
+    const char *stamp = tu_fixture("nets/.stamp");
     cr_assert(stat(stamp, &st) == 0,
               "no PyTorch fixtures (%s missing): tests/fixtures/gen_nets.py makes them with Debian's "
               "python3-torch through the 'fixtures' CTest test (run ctest, not this program alone)",
@@ -197,28 +195,32 @@ static zf_net *net_after_forward(const char *arch)
     return net;
 }
 
-/* Largest |a - b| / max(|b|, rms(b)) over a tensor shaped like `shape` (n, c, h, w);
- * cr_expect < TOL, naming the first worst element. The floor at the reference's RMS keeps
- * elements near zero (float32 rounding of a cancelling sum) from dominating; PyTorch's own
- * float32 forward is within 5e-6 of the float64 reference by this measure. */
-static double compare(const char *what, const float *got, const zf_tensor *ref, const int64_t shape[4])
+/* Largest |a - b| / max(|b|, floor) over a tensor shaped like `shape` (n, c, h, w); cr_expect
+ * < TOL, naming the first worst element. With by_max, floor is max |b| (the error relative to the
+ * largest value); otherwise it is the RMS of b, so that elements near zero (float32 rounding of a
+ * cancelling sum) do not dominate. */
+static double compare(const char *what, const float *got, const zf_tensor *ref, const int64_t shape[4],
+                      int by_max)
 {
     size_t n = (size_t)ref->size, at = 0;
     const float *b = zf_tensor_f32(ref);
-    double ss = 0;
-    for (size_t i = 0; i < n; i++)
+    double ss = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) {
         ss += (double)b[i] * b[i];
-    double floor = sqrt(ss / (double)n);
+        mx = fmax(mx, fabs((double)b[i]));
+    }
+    double floor = by_max ? mx : sqrt(ss / (double)n);
     if (floor == 0)
         floor = 1e-30;
     double err = tu_max_rel_err_f(got, b, n, floor, &at);
     size_t hw = (size_t)(shape[2] * shape[3]), chw = (size_t)shape[1] * hw;
-    cr_expect(err < TOL, "%s: relative error %.2e at [%zu,%zu,%zu,%zu]: got %.9g, PyTorch %.9g (rms %.3g)", what,
+    cr_expect(err < TOL, "%s: relative error %.2e at [%zu,%zu,%zu,%zu]: got %.9g, PyTorch %.9g (%s %.3g)", what,
               err, at / chw, at % chw / hw, at % hw / (size_t)shape[3], at % (size_t)shape[3], got[at], b[at],
-              floor);
+              by_max ? "max" : "rms", floor);
     return err;
 }
 
+/* Every layer's output, relative to its RMS: PyTorch's own float32 forward is within 5e-6. */
 static void check_forward(const char *arch)
 {
     zf_net *net = net_after_forward(arch);
@@ -239,7 +241,7 @@ static void check_forward(const char *arch)
                      arch, l->name, (long long)ref->size, (long long)(2 * zf_layer_out_size(l)));
         char what[96];
         snprintf(what, sizeof what, "%s %s", arch, l->name);
-        double e = compare(what, net->acts[i], ref, shape);
+        double e = compare(what, net->acts[i], ref, shape, 0);
         if (e > worst) {
             worst = e;
             worst_at = l->name;
@@ -268,7 +270,10 @@ Test(nets, alexnet_forward_matches_pytorch_at_every_layer) { check_forward("alex
 Test(nets, alexnet_caffe_forward_matches_pytorch_at_every_layer) { check_forward("alexnet-caffe"); }
 Test(nets, zfnet_forward_matches_pytorch_at_every_layer) { check_forward("zfnet"); }
 
-/* Each line of deconv.tsv: layer, mode, channel, file, then the (y, x) per image PyTorch used. */
+/* Each line of deconv.tsv: layer, mode, channel, file, then the (y, x) per image PyTorch used.
+ * Errors are relative to the reconstruction's largest pixel: a whole-map reconstruction sums
+ * thousands of terms of both signs per pixel, and PyTorch's own float32 deconvnet is within 4e-6
+ * of the float64 one by this measure (but up to 8e-5 relative to the RMS). */
 static void check_deconv(const char *arch)
 {
     zf_net *net = net_after_forward(arch);
@@ -303,7 +308,7 @@ static void check_deconv(const char *arch)
         const int64_t shape[4] = {2, net->in_c, net->in_h, net->in_w};
         char what[160];
         snprintf(what, sizeof what, "%s deconv %s %s channel %d", arch, layer, mode, chan);
-        double e = compare(what, out, ref, shape);
+        double e = compare(what, out, ref, shape, 1);
         worst = fmax(worst, e);
         zf_tensor_free(ref);
         cases++;
