@@ -7,7 +7,7 @@ Measures, for alexnet, alexnet-caffe and zfnet (the architectures and the deconv
 tests/fixtures/gen_nets.py, here in float32):
   forward   the whole net at batch 1 and 16
   deconv    one conv5 unit (channel 3, its strongest position) of one image, forward included:
-            the whole forward recording the switches (as bench_cpu does), then the deconvnet
+            the forward up to relu5 recording the switches (as bench_cpu does), then the deconvnet
             down to pixels (unpooling by scatter_add, since max_unpool2d does not add where
             windows share a switch)
 Each measurement warms up, then repeats for a few seconds and takes the median.
@@ -115,9 +115,17 @@ def child(a):
             return x
 
         def deconv_unit(x):
-            """The forward with switches, then the strongest unit of channel 3 to pixels."""
+            """The forward up to relu5 with switches (all the projection needs, as bench_cpu
+            does), then the strongest unit of channel 3 to pixels."""
             with torch.inference_mode():
-                outs, sw = G.forward(arch, params, x)
+                outs, sw, h = {}, {}, x
+                for name, op, arg in layers:
+                    h, idx = G.run_layer(op, arg, h, params, name)
+                    outs[name] = h
+                    if idx is not None:
+                        sw[name] = idx
+                    if name == "relu5":
+                        break
                 act = outs["relu5"]
                 flat = act[0, 3].reshape(-1)
                 i = int(torch.argmax(flat))  # the first maximum
