@@ -1339,10 +1339,15 @@ static zf_status make_input(ox_ctx *x)
                         ox_dtype_name(tt->elem_type));
     const Onnx__TensorShapeProto *sh = tt->shape;
     int rank = sh ? (int)sh->n_dim : -1;
-    if (rank != 4 && rank != 2)
+    if (rank != 4 && rank != 2) {
+        char what[32];
+        if (rank < 0)
+            snprintf(what, sizeof what, "no shape");
+        else
+            snprintf(what, sizeof what, "%d dimension%s", rank, rank == 1 ? "" : "s");
         return zf_error(ZF_ERR_UNSUPPORTED, "%s: input '%s' has %s; the engine takes (N, C, H, W) "
-                        "images or (N, features)", x->path, ox_shown(name),
-                        rank < 0 ? "no shape" : rank == 1 ? "1 dimension" : "another rank");
+                        "images or (N, features)", x->path, ox_shown(name), what);
+    }
     int64_t d[4] = {0, 0, 1, 1};
     for (int i = 0; i < rank; i++) {
         const Onnx__TensorShapeProto__Dimension *dim = sh->dim[i];
@@ -1559,7 +1564,7 @@ static zf_status import_graph(ox_ctx *x, const Onnx__ModelProto *m)
         return st;
     ox_recognise(x->net);
     if (x->opts->preproc && (st = zf_onnx_preproc_parse(x->opts->preproc, &x->net->pre)))
-        return zf_error_prefix(st, "preprocessing: ");
+        return st;
     return ZF_OK;
 }
 
