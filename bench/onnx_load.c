@@ -4,7 +4,6 @@
  *   zf_bench_onnx_load MODEL.onnx [RUNS]
  * The full-size bvlc_alexnet fixture (build/fixtures/onnx/bvlc_alexnet_full.onnx, 244 MB, made
  * by tests/fixtures/gen_onnx.py) is the model the issue means. */
-#define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -16,6 +16,6 @@ mkdir -p build-fuzz/corpus build-fuzz/artifacts
 cp -n tests/onnx-corpus/*.onnx build-fuzz/corpus/ 2>/dev/null || true
 # rss/malloc limits: the loader must refuse huge weights itself (max_params), not run out of memory.
 ASAN_OPTIONS=detect_leaks=1:allocator_may_return_null=1 \
-  nice -n 19 build-fuzz/core/onnx/zf_fuzz_onnx -jobs=1 -workers=1 -max_total_time="$secs" \
+  nice -n 19 build-fuzz/core/onnx/zf_fuzz_onnx -max_total_time="$secs" \
   -max_len=8192 -rss_limit_mb=2048 -malloc_limit_mb=512 -timeout=10 \
   -artifact_prefix=build-fuzz/artifacts/ -print_final_stats=1 build-fuzz/corpus

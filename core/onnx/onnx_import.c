@@ -1579,7 +1579,7 @@ static zf_status import_model(Onnx__ModelProto *m, const char *name, const char 
         free(x.vals[i].c.owned);
     free(x.vals);
     free(x.pend);
-    protobuf_c_message_free_unpacked(&m->base, NULL);
+    protobuf_c_message_free_unpacked(&m->base, &ox_allocator);
     if (st) {
         zf_net_free(x.net);
         return st;

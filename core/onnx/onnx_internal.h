@@ -16,6 +16,9 @@
 ProtobufCMessage *ox_unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
                             size_t len, const char *name);
 
+/* The allocator messages from ox_unpack use (free them with it too). */
+extern ProtobufCAllocator ox_allocator;
+
 /* Reads a whole file: mapped read-only when possible (*mapped = 1), else read into memory.
  * Release with ox_file_release. */
 zf_status ox_file_map(const char *path, uint8_t **data, size_t *len, int *mapped);
