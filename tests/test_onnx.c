@@ -151,12 +151,12 @@ static int is_full(const char *m) { return strstr(m, "_full.") != NULL; }
 static int is_small(const char *m) { return !is_full(m); }
 static int any(const char *m) { (void)m; return 1; }
 
-Test(onnx, zoo_graphs_full_size_match_float64_references, .timeout = 300)
+Test(onnx, zoo_graphs_full_size_match_float64_references)
 {
     cr_assert_eq(run_cases("ok", is_full), 3, "expected the three full-size models");
 }
 
-Test(onnx, every_zoo_opset_and_converter_form_matches_references, .timeout = 300)
+Test(onnx, every_zoo_opset_and_converter_form_matches_references)
 {
     cr_assert_geq(run_cases("ok", is_small), 20);
 }
@@ -340,7 +340,7 @@ static void load_or_fail_cleanly(const uint8_t *data, size_t len, const char *wh
     }
 }
 
-Test(onnx, truncated_and_corrupted_files_are_errors_never_crashes, .timeout = 120)
+Test(onnx, truncated_and_corrupted_files_are_errors_never_crashes)
 {
     size_t len;
     uint8_t *data = read_bytes(fx("zfnet512_op7.onnx"), &len);
@@ -388,7 +388,7 @@ Test(onnx, truncated_and_corrupted_files_are_errors_never_crashes, .timeout = 12
     cr_expect(strstr(zf_last_error(), "/nonexistent/model.onnx"));
 }
 
-Test(onnx, fuzzing_corpus_and_crash_reproducers_load_or_fail_cleanly, .timeout = 120)
+Test(onnx, fuzzing_corpus_and_crash_reproducers_load_or_fail_cleanly)
 {
     const char *dir = tu_src("tests/onnx-corpus");
     DIR *d = opendir(dir);

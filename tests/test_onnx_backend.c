@@ -670,7 +670,7 @@ static void run_one(const char *dir)
     free_case(&t);
 }
 
-Test(onnx_backend, node_tests_of_every_engine_op_pass, .timeout = 300)
+Test(onnx_backend, node_tests_of_every_engine_op_pass)
 {
     const char *root = data_root();
     if (!root)
