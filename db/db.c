@@ -419,7 +419,8 @@ zf_status zf_db_open(const char *path, const zf_db_opts *opts, zf_db **out)
             goto fail;
         int64_t v;
         s = pragma_int(db, "PRAGMA user_version", &v);
-        if (s && (sqlite3_errcode(db->sql) & 0xff) == SQLITE_CANTOPEN) {
+        int rc = s ? sqlite3_extended_errcode(db->sql) & 0xff : SQLITE_OK;
+        if (rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY) {
             /* A WAL database in a folder we cannot write: nobody can be writing to it either, so
              * read it as an immutable file. */
             sqlite3_close(db->sql);

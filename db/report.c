@@ -63,6 +63,59 @@ fail:
     return s;
 }
 
+zf_status zf_db_run_errors(zf_db *db, int64_t run,
+                           void (*fn)(void *ctx, int64_t seq, const char *path, const char *error),
+                           void *ctx)
+{
+    sqlite3_stmt *st;
+    zf_status s = zf_db_prepare(db, &st,
+                                "SELECT r.seq, i.path, i.error FROM run_images r JOIN images i "
+                                "ON i.id = r.image_id WHERE r.run_id = ? AND i.status = 'error' "
+                                "ORDER BY r.seq");
+    if (s)
+        return s;
+    int row = 0;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
+    while (!(s = zf_db_step(db, st, &row)) && row)
+        fn(ctx, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
+           (const char *)sqlite3_column_text(st, 2));
+fail:
+    sqlite3_finalize(st);
+    return s;
+}
+
+zf_status zf_db_runs(zf_db *db, void (*fn)(void *ctx, const zf_db_run *run, const zf_db_model *m),
+                     void *ctx)
+{
+    sqlite3_stmt *st;
+    zf_status s = zf_db_prepare(db, &st, "SELECT id FROM runs ORDER BY id");
+    if (s)
+        return s;
+    int row = 0;
+    int64_t *ids = NULL;
+    size_t n = 0, cap = 0;
+    while (!(s = zf_db_step(db, st, &row)) && row) {
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            int64_t *p = realloc(ids, cap * sizeof *ids);
+            if (!p) {
+                s = zf_error(ZF_ERR_NOMEM, "listing runs: out of memory");
+                break;
+            }
+            ids = p;
+        }
+        ids[n++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_finalize(st);
+    zf_db_run r;
+    zf_db_model m;
+    for (size_t i = 0; !s && i < n; i++)
+        if (!(s = zf_db_run_get(db, ids[i], &r)) && !(s = zf_db_model_get(db, r.model_id, &m)))
+            fn(ctx, &r, &m);
+    free(ids);
+    return s;
+}
+
 /* ZF_ERR_ARG naming the run's layers when `layer` is not one of them. */
 static zf_status check_layer(zf_db *db, int64_t run, const char *layer)
 {
@@ -163,7 +216,7 @@ zf_status zf_db_topk_get(zf_db *db, int64_t run, const char *layer, int unit, zf
                         units - 1, unit);
     if ((s = zf_db_prepare(db, &st,
                            "SELECT t.rank, t.image_id, t.seq, i.path, t.score, t.y, t.x, t.box_x0, "
-                           "t.box_y0, t.box_x1, t.box_y1 FROM topk t JOIN images i "
+                           "t.box_y0, t.box_x1, t.box_y1, i.sha256 FROM topk t JOIN images i "
                            "ON i.id = t.image_id WHERE t.run_id = ? AND t.layer = ? AND t.unit = ? "
                            "ORDER BY t.rank")))
         return s;
@@ -196,6 +249,7 @@ zf_status zf_db_topk_get(zf_db *db, int64_t run, const char *layer, int unit, zf
         e->box.y0 = sqlite3_column_int(st, 8);
         e->box.x1 = sqlite3_column_int(st, 9);
         e->box.y1 = sqlite3_column_int(st, 10);
+        zf_db_column_text(st, 11, e->sha256, sizeof e->sha256);
     }
     if (s) {
         free(v);

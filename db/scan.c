@@ -1043,6 +1043,11 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
     res->start_seq = S.committed;
     res->batch = S.batch;
     res->chunk = S.chunk;
+    res->next_seq = S.committed;
+    res->n_ok = S.n_ok;
+    res->n_failed = S.n_failed;
+    if (o->started)
+        o->started(o->progress_ctx, res);
     for (int i = 0; i < nl; i++)
         if (layer_alloc(&S.layers[i], S.k)) {
             s = zf_error(ZF_ERR_NOMEM, "scan: out of memory for the accumulators");

@@ -97,22 +97,6 @@ void zf_db_scan_list_free(char **paths, int64_t n);
  * indices into idx (room for net->n_layers) and returns the count. */
 int zf_db_scan_default_layers(const zf_net *net, int *idx);
 
-typedef struct zf_scan_opts {
-    const int *layers; int n_layers; /* conv/fc layer indices; NULL: zf_db_scan_default_layers */
-    int top_k;                       /* examples kept per unit; <= 0: 9 */
-    int batch;                       /* images per forward; <= 0: 16 (a resumed run keeps its own) */
-    int chunk;                       /* images per commit, rounded up to a multiple of batch; <= 0: 512 */
-    const char *images_arg;          /* recorded with the run: the folder or list as given */
-    const char *weights, *model_file;/* recorded with the model (zf_db_model_put) */
-    /* Called after each batch with the images done so far (of the whole list) and the total. */
-    void (*progress)(void *ctx, int64_t done, int64_t total);
-    void *progress_ctx;
-    /* The forward pass; NULL: zf_net_forward. Must leave the scanned layers' outputs (and the
-     * layer after each, its ReLU) in net->acts for the n images. Lets another engine run scans. */
-    zf_status (*forward)(void *ctx, zf_net *net, const float *input, int n);
-    void *forward_ctx;
-} zf_scan_opts;
-
 typedef struct zf_scan_result {
     int64_t run_id;
     int64_t n_images;   /* in the list */
@@ -122,6 +106,25 @@ typedef struct zf_scan_result {
     int resumed;        /* the run existed */
     int batch, chunk;   /* as the run uses them */
 } zf_scan_result;
+
+typedef struct zf_scan_opts {
+    const int *layers; int n_layers; /* conv/fc layer indices; NULL: zf_db_scan_default_layers */
+    int top_k;                       /* examples kept per unit; <= 0: 9 */
+    int batch;                       /* images per forward; <= 0: 16 (a resumed run keeps its own) */
+    int chunk;                       /* images per commit, rounded up to a multiple of batch; <= 0: 512 */
+    const char *images_arg;          /* recorded with the run: the folder or list as given */
+    const char *weights, *model_file;/* recorded with the model (zf_db_model_put) */
+    /* Called once the run is found or made (before any image is decoded), with res filled as far
+     * as it is known: run id, start_seq, batch, chunk. */
+    void (*started)(void *ctx, const zf_scan_result *res);
+    /* Called after each batch with the images done so far (of the whole list) and the total. */
+    void (*progress)(void *ctx, int64_t done, int64_t total);
+    void *progress_ctx;
+    /* The forward pass; NULL: zf_net_forward. Must leave the scanned layers' outputs (and the
+     * layer after each, its ReLU) in net->acts for the n images. Lets another engine run scans. */
+    zf_status (*forward)(void *ctx, zf_net *net, const float *input, int n);
+    void *forward_ctx;
+} zf_scan_opts;
 
 /* Scans the images through `net` and accumulates, for every unit of the chosen layers, the
  * statistics and the top-k examples into the run identified by (model, image list, layers, top_k),
@@ -148,6 +151,13 @@ typedef struct zf_db_run {
 zf_status zf_db_run_get(zf_db *db, int64_t id, zf_db_run *out);
 /* The newest run (highest id) that scanned `layer` (any run if NULL); ZF_ERR_ARG if none. */
 zf_status zf_db_run_latest(zf_db *db, const char *layer, int64_t *id);
+/* Calls fn for each image of the run that failed (in list order), with its error text. */
+zf_status zf_db_run_errors(zf_db *db, int64_t run,
+                           void (*fn)(void *ctx, int64_t seq, const char *path, const char *error),
+                           void *ctx);
+/* Calls fn for each run, oldest first. */
+zf_status zf_db_runs(zf_db *db, void (*fn)(void *ctx, const zf_db_run *run, const zf_db_model *m),
+                     void *ctx);
 
 /* Units that never fired: max <= 0 over every image; with min_active > 0 also those active (some
  * position > 0) on fewer than that fraction of the images. In layer order, then unit. layer NULL:
@@ -166,6 +176,7 @@ typedef struct zf_db_example {
     int rank;          /* 1 = strongest */
     int64_t image_id, seq;
     char path[1024];
+    char sha256[65];   /* of the file when it was scanned */
     double score;      /* the unit's value at (y, x) before the ReLU */
     int y, x;          /* position in the layer's output */
     zf_box box;        /* its receptive field in input pixels */
