@@ -42,6 +42,17 @@ zf_status zf_db_receptive_field(const zf_net *net, int layer, int y, int x, zf_b
         default: /* ReLU, LRN (across channels only), dropout, softmax keep positions */
             break;
         }
+        /* Positions past the edge of layer i's input exist only as padding: drop them before
+         * going further down, or a window hanging over the bottom edge would claim input rows
+         * that no real position of it sees. */
+        if (y0 < 0)
+            y0 = 0;
+        if (x0 < 0)
+            x0 = 0;
+        if (y1 > l->in_h - 1)
+            y1 = l->in_h - 1;
+        if (x1 > l->in_w - 1)
+            x1 = l->in_w - 1;
     }
     if (whole) {
         *out = (zf_box){0, 0, net->in_w, net->in_h};

@@ -12,7 +12,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <limits.h>
 #include <math.h>
 #include <pthread.h>
@@ -102,7 +101,9 @@ static zf_status read_list(const char *list, strvec *out)
     if (!realpath(list, real))
         return zf_error(ZF_ERR_IO, "%s: %s", list, strerror(errno));
     snprintf(dir, sizeof dir, "%s", real);
-    snprintf(dir, sizeof dir, "%s", dirname(dir));
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash[slash == dir] = 0; /* "/a/list" -> "/a", "/list" -> "/" */
     FILE *f = fopen(list, "r");
     if (!f)
         return zf_error(ZF_ERR_IO, "%s: cannot open the list: %s", list, strerror(errno));
