@@ -22,6 +22,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
 #include "internal.h"
 
 #define SCAN_SLOTS 3 /* batches decoded ahead of the forward */
@@ -198,6 +202,8 @@ int zf_db_scan_default_layers(const zf_net *net, int *idx)
 
 /* ---------------------------------------------------------------- accumulators */
 
+#define CLEAN UINT16_MAX
+
 typedef struct topk_ent {
     float score;      /* the value before the ReLU at the image's strongest position */
     int32_t pos;      /* y * w + x */
@@ -219,19 +225,43 @@ typedef struct scan_layer {
     int64_t *max_image;
     topk_ent *top;     /* units x k, best first: score descending, then seq ascending */
     int *top_n;
-    unsigned char *dirty; /* top-k changed since the last commit */
+    uint16_t *dirty;   /* lowest rank (0-based) changed since the last commit; CLEAN if none */
+    char **json;       /* each unit's top-k as stored (unit_stats.top), remade when dirty */
 } scan_layer;
 
-/* Over one plane of n values: sum of the positive ones (float64, eight lanes combined in a fixed
- * order), how many are positive, the largest, and the first position holding it (row-major). */
+/* Over one plane of n values: sum of the positive ones (float64 in eight lanes, lane l taking
+ * elements l, l+8, ..., combined in a fixed order), how many are positive, the largest, and the
+ * first position holding it (row-major). The AVX2 path does the same additions in the same
+ * order as the portable one, so both give the same bits. */
 static void plane_stats(const float *p, int n, double *sum, int64_t *npos, float *max, int *arg)
 {
     double s8[8] = {0};
     int c8[8] = {0};
     float m8[8];
+    int j = 0;
+#ifdef __AVX2__
+    {
+        const __m256 zero = _mm256_setzero_ps();
+        __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+        __m256i cnt = _mm256_setzero_si256();
+        __m256 mx = _mm256_set1_ps(p[0]);
+        for (; j + 8 <= n; j += 8) {
+            __m256 v = _mm256_loadu_ps(p + j);
+            __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
+            __m256 r = _mm256_and_ps(v, pos);
+            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(r)));
+            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)));
+            cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(pos));
+            mx = _mm256_max_ps(v, mx); /* v > mx ? v : mx, as below */
+        }
+        _mm256_storeu_pd(s8, lo);
+        _mm256_storeu_pd(s8 + 4, hi);
+        _mm256_storeu_si256((__m256i *)c8, cnt);
+        _mm256_storeu_ps(m8, mx);
+    }
+#else
     for (int l = 0; l < 8; l++)
         m8[l] = p[0];
-    int j = 0;
     for (; j + 8 <= n; j += 8) {
         for (int l = 0; l < 8; l++) {
             float v = p[j + l];
@@ -240,6 +270,7 @@ static void plane_stats(const float *p, int n, double *sum, int64_t *npos, float
             m8[l] = v > m8[l] ? v : m8[l];
         }
     }
+#endif
     for (int l = 0; j < n; j++, l++) {
         float v = p[j];
         s8[l] += v > 0.0f ? (double)v : 0.0;
@@ -252,8 +283,23 @@ static void plane_stats(const float *p, int n, double *sum, int64_t *npos, float
     for (int l = 1; l < 8; l++)
         m = m8[l] > m ? m8[l] : m;
     int a = 0;
+#ifdef __AVX2__
+    {
+        const __m256 vm = _mm256_set1_ps(m);
+        for (; a + 8 <= n; a += 8) {
+            int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + a), vm, _CMP_EQ_OQ));
+            if (hit) {
+                a += __builtin_ctz((unsigned)hit);
+                goto found;
+            }
+        }
+    }
+#endif
     while (a < n && !(p[a] == m))
         a++;
+#ifdef __AVX2__
+found:
+#endif
     *sum = s;
     *npos = c;
     *max = m;
@@ -275,15 +321,17 @@ static void offer(scan_layer *L, int c, int k, float score, int pos, int64_t seq
     t[j] = (topk_ent){score, pos, seq, 0};
     if (n < k)
         L->top_n[c] = n + 1;
-    L->dirty[c] = 1;
+    if (j < L->dirty[c])
+        L->dirty[c] = (uint16_t)j;
 }
 
-/* Adds n images (their outputs in act, (n, units, hw)) in order. Units are independent, so they
- * are split across threads; each unit still sees its images in sequence order. */
+/* Adds n images (their outputs in act, (n, units, hw)) in order. One thread: a pass over the
+ * outputs costs a few percent of the forward that made them, and an OpenMP team here would
+ * fight the decoding thread and BLAS's threads for the cores (its barriers spun for longer than
+ * the work took). */
 static void accumulate(scan_layer *L, const float *act, int n, const int64_t *seqs, int k)
 {
     const int units = L->units, hw = L->hw;
-#pragma omp parallel for schedule(static) if ((int64_t)units * hw * n > 65536)
     for (int c = 0; c < units; c++) {
         for (int i = 0; i < n; i++) {
             const float *p = act + ((size_t)i * units + c) * (size_t)hw;
@@ -318,6 +366,10 @@ static void layer_free(scan_layer *L)
     free(L->top);
     free(L->top_n);
     free(L->dirty);
+    if (L->json)
+        for (int c = 0; c < L->units; c++)
+            free(L->json[c]);
+    free(L->json);
 }
 
 static int layer_alloc(scan_layer *L, int k)
@@ -332,12 +384,15 @@ static int layer_alloc(scan_layer *L, int k)
     L->max_image = calloc(u, sizeof *L->max_image);
     L->top = calloc(u * (size_t)k, sizeof *L->top);
     L->top_n = calloc(u, sizeof *L->top_n);
-    L->dirty = calloc(u, 1);
+    L->dirty = malloc(u * sizeof *L->dirty);
+    L->json = calloc(u, sizeof *L->json);
     if (!L->active || !L->positive || !L->sum || !L->max || !L->max_seq || !L->max_pos ||
-        !L->max_image || !L->top || !L->top_n || !L->dirty)
+        !L->max_image || !L->top || !L->top_n || !L->dirty || !L->json)
         return -1;
-    for (size_t c = 0; c < u; c++)
+    for (size_t c = 0; c < u; c++) {
         L->max_seq[c] = -1;
+        L->dirty[c] = CLEAN;
+    }
     return 0;
 }
 
@@ -523,10 +578,11 @@ typedef struct scan {
     /* the chunk in progress: images [committed, committed + chunk_n) */
     img_meta *chunk_meta;
     int64_t *chunk_ids;
-    int chunk_n;
+    int chunk_n, chunk_cap;
+    double last_commit, last_commit_cost; /* when the last commit ended, how long it took */
     const char *const *paths;
-    sqlite3_stmt *find_image, *insert_image, *insert_run_image, *upsert_stats, *delete_topk,
-        *insert_topk, *update_run, *check_run;
+    sqlite3_stmt *find_image, *insert_image, *insert_run_image, *upsert_stats, *update_run,
+        *check_run;
 } scan;
 
 static void scan_free(scan *S)
@@ -535,7 +591,7 @@ static void scan_free(scan *S)
         layer_free(&S->layers[i]);
     free(S->layers);
     if (S->chunk_meta)
-        for (int i = 0; i < S->chunk; i++)
+        for (int i = 0; i < S->chunk_cap; i++)
             free(S->chunk_meta[i].error);
     free(S->chunk_meta);
     free(S->chunk_ids);
@@ -543,8 +599,6 @@ static void scan_free(scan *S)
     sqlite3_finalize(S->insert_image);
     sqlite3_finalize(S->insert_run_image);
     sqlite3_finalize(S->upsert_stats);
-    sqlite3_finalize(S->delete_topk);
-    sqlite3_finalize(S->insert_topk);
     sqlite3_finalize(S->update_run);
     sqlite3_finalize(S->check_run);
 }
@@ -564,19 +618,13 @@ static zf_status prepare_all(scan *S)
         (s = zf_db_prepare(
              db, &S->upsert_stats,
              "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, positions, "
-             "positive_positions, sum, max, max_image_id, max_y, max_x) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+             "positive_positions, sum, max, max_image_id, max_y, max_x, top) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
              "ON CONFLICT (run_id, layer, unit) DO UPDATE SET images = excluded.images, "
              "active_images = excluded.active_images, positions = excluded.positions, "
              "positive_positions = excluded.positive_positions, sum = excluded.sum, "
              "max = excluded.max, max_image_id = excluded.max_image_id, max_y = excluded.max_y, "
-             "max_x = excluded.max_x")) ||
-        (s = zf_db_prepare(db, &S->delete_topk,
-                           "DELETE FROM topk WHERE run_id = ? AND layer = ? AND unit = ?")) ||
-        (s = zf_db_prepare(db, &S->insert_topk,
-                           "INSERT INTO topk (run_id, layer, unit, rank, image_id, seq, score, y, "
-                           "x, box_x0, box_y0, box_x1, box_y1) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) ||
+             "max_x = excluded.max_x, top = excluded.top")) ||
         (s = zf_db_prepare(db, &S->update_run,
                            "UPDATE runs SET next_seq = ?1, n_ok = ?2, n_failed = ?3, "
                            "updated = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "
@@ -627,7 +675,106 @@ fail:
     return s;
 }
 
-static zf_status write_stats(scan *S, const scan_layer *L)
+static char *put_int(char *o, int64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *o++ = '-';
+    while (n)
+        *o++ = tmp[--n];
+    return o;
+}
+
+/* Nine significant digits give back the same float; JSON has no NaN or infinity. */
+static char *put_score(char *o, float f)
+{
+    if (isnan(f))
+        return memcpy(o, "null", 4), o + 4;
+    if (isinf(f))
+        return o + sprintf(o, "%s", f > 0 ? "1e999" : "-1e999");
+    return o + sprintf(o, "%.9g", (double)f);
+}
+
+/* A unit's top-k as unit_stats.top stores it: a JSON array, best first, of
+ * [image_id, seq, score, y, x, box_x0, box_y0, box_x1, box_y1]. */
+static zf_status format_top(scan *S, scan_layer *L, int c)
+{
+    const topk_ent *t = L->top + (size_t)c * S->k;
+    char *buf = realloc(L->json[c], (size_t)L->top_n[c] * 160 + 3);
+    if (!buf)
+        return zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+    L->json[c] = buf;
+    char *o = buf;
+    const int w = L->l->out_w;
+    *o++ = '[';
+    for (int r = 0; r < L->top_n[c]; r++) {
+        zf_box b;
+        int y = t[r].pos / w, x = t[r].pos % w;
+        zf_status s = zf_db_receptive_field(S->net, L->li, y, x, &b);
+        if (s)
+            return s;
+        if (r)
+            *o++ = ',';
+        *o++ = '[';
+        const int64_t v[9] = {t[r].image_id, t[r].seq, 0, y, x, b.x0, b.y0, b.x1, b.y1};
+        for (int i = 0; i < 9; i++) {
+            if (i)
+                *o++ = ',';
+            o = i == 2 ? put_score(o, t[r].score) : put_int(o, v[i]);
+        }
+        *o++ = ']';
+    }
+    *o++ = ']';
+    *o = 0;
+    return ZF_OK;
+}
+
+/* Reads back what format_top wrote. */
+static zf_status parse_top(scan *S, scan_layer *L, int c, const char *json)
+{
+    topk_ent *t = L->top + (size_t)c * S->k;
+    const char *p = json;
+    int n = 0;
+    if (*p++ != '[')
+        goto bad;
+    while (*p == '[') {
+        if (n >= S->k)
+            goto bad;
+        p++;
+        double v[9];
+        for (int i = 0; i < 9; i++) {
+            char *end;
+            if (i == 2 && !strncmp(p, "null", 4)) {
+                v[i] = NAN;
+                end = (char *)p + 4;
+            } else {
+                v[i] = strtod(p, &end);
+            }
+            if (end == p || *end != (i < 8 ? ',' : ']'))
+                goto bad;
+            p = end + 1;
+        }
+        t[n++] = (topk_ent){(float)v[2], (int32_t)v[3] * L->l->out_w + (int32_t)v[4],
+                            (int64_t)v[1], (int64_t)v[0]};
+        if (*p == ',')
+            p++;
+    }
+    if (*p != ']')
+        goto bad;
+    L->top_n[c] = n;
+    return ZF_OK;
+bad:
+    return zf_error(ZF_ERR_DB, "%s: run %lld: the top-k of %s unit %d is damaged: %.60s",
+                    zf_db_path(S->db), (long long)S->run_id, L->l->name, c, json);
+}
+
+static zf_status write_stats(scan *S, scan_layer *L)
 {
     zf_db *db = S->db;
     sqlite3_stmt *st = S->upsert_stats;
@@ -648,6 +795,9 @@ static zf_status write_stats(scan *S, const scan_layer *L)
             ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 11, L->max_pos[c] / w));
             ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 12, L->max_pos[c] % w));
         }
+        if ((L->dirty[c] != CLEAN || !L->json[c]) && (s = format_top(S, L, c)))
+            goto fail;
+        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 13, L->json[c], -1, SQLITE_STATIC));
         if ((s = zf_db_step(db, st, NULL)))
             goto fail;
         reuse(st);
@@ -658,52 +808,25 @@ fail:
     return s;
 }
 
-static zf_status write_topk(scan *S, const scan_layer *L)
+/* Room for n images in the chunk in progress. */
+static int chunk_grow(scan *S, int n)
 {
-    zf_db *db = S->db;
-    zf_status s = ZF_OK;
-    sqlite3_stmt *st = NULL;
-    const int w = L->l->out_w;
-    for (int c = 0; c < L->units; c++) {
-        if (!L->dirty[c])
-            continue;
-        st = S->delete_topk;
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
-        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, L->l->name, -1, SQLITE_STATIC));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, c));
-        if ((s = zf_db_step(db, st, NULL)))
-            goto fail;
-        reuse(st);
-        st = S->insert_topk;
-        const topk_ent *t = L->top + (size_t)c * S->k;
-        for (int r = 0; r < L->top_n[c]; r++) {
-            zf_box box;
-            int y = t[r].pos / w, x = t[r].pos % w;
-            if ((s = zf_db_receptive_field(S->net, L->li, y, x, &box)))
-                goto fail;
-            ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
-            ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, L->l->name, -1, SQLITE_STATIC));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, c));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 4, r + 1));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 5, t[r].image_id));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 6, t[r].seq));
-            ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 7, (double)t[r].score));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 8, y));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 9, x));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 10, box.x0));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 11, box.y0));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 12, box.x1));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 13, box.y1));
-            if ((s = zf_db_step(db, st, NULL)))
-                goto fail;
-            reuse(st);
-        }
-    }
-    return ZF_OK;
-fail:
-    if (st)
-        reuse(st);
-    return s;
+    if (n <= S->chunk_cap)
+        return 0;
+    int cap = S->chunk_cap ? S->chunk_cap : 64;
+    while (cap < n)
+        cap *= 2;
+    img_meta *m = realloc(S->chunk_meta, (size_t)cap * sizeof *m);
+    if (!m)
+        return -1;
+    memset(m + S->chunk_cap, 0, (size_t)(cap - S->chunk_cap) * sizeof *m);
+    S->chunk_meta = m;
+    int64_t *ids = realloc(S->chunk_ids, (size_t)cap * sizeof *ids);
+    if (!ids)
+        return -1;
+    S->chunk_ids = ids;
+    S->chunk_cap = cap;
+    return 0;
 }
 
 /* Commits the chunk in progress: its images, every accumulator as it now stands and the run's
@@ -751,7 +874,7 @@ static zf_status commit_chunk(scan *S)
                 if (!t[r].image_id)
                     t[r].image_id = S->chunk_ids[t[r].seq - start];
         }
-        if ((s = write_stats(S, L)) || (s = write_topk(S, L)))
+        if ((s = write_stats(S, L)))
             goto fail;
     }
     st = S->update_run;
@@ -765,7 +888,8 @@ static zf_status commit_chunk(scan *S)
     if ((s = zf_db_commit(db)))
         goto fail;
     for (int li = 0; li < S->n_layers; li++)
-        memset(S->layers[li].dirty, 0, (size_t)S->layers[li].units);
+        for (int c = 0; c < S->layers[li].units; c++)
+            S->layers[li].dirty[c] = CLEAN;
     for (int i = 0; i < S->chunk_n; i++) {
         free(S->chunk_meta[i].error);
         S->chunk_meta[i].error = NULL;
@@ -789,7 +913,7 @@ static zf_status load_state(scan *S)
     int row = 0;
     if ((s = zf_db_prepare(db, &st,
                            "SELECT unit, images, active_images, positions, positive_positions, "
-                           "sum, max, max_image_id, max_y, max_x FROM unit_stats "
+                           "sum, max, max_image_id, max_y, max_x, top FROM unit_stats "
                            "WHERE run_id = ? AND layer = ? ORDER BY unit")))
         return s;
     for (int li = 0; li < S->n_layers; li++) {
@@ -816,6 +940,13 @@ static zf_status load_state(scan *S)
                 L->max_image[c] = sqlite3_column_int64(st, 7);
                 L->max_pos[c] = sqlite3_column_int(st, 8) * L->l->out_w + sqlite3_column_int(st, 9);
             }
+            const char *top = (const char *)sqlite3_column_text(st, 10);
+            if ((s = parse_top(S, L, c, top ? top : "")))
+                goto fail;
+            if (!(L->json[c] = strdup(top))) {
+                s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+                goto fail;
+            }
             got++;
         }
         if (s)
@@ -825,33 +956,6 @@ static zf_status load_state(scan *S)
                          zf_db_path(db), (long long)S->run_id, L->l->name, got, L->units);
             goto fail;
         }
-        reuse(st);
-    }
-    sqlite3_finalize(st);
-    if ((s = zf_db_prepare(db, &st,
-                           "SELECT unit, rank, image_id, seq, score, y, x FROM topk "
-                           "WHERE run_id = ? AND layer = ? ORDER BY unit, rank")))
-        return s;
-    for (int li = 0; li < S->n_layers; li++) {
-        scan_layer *L = &S->layers[li];
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
-        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, L->l->name, -1, SQLITE_STATIC));
-        while (!(s = zf_db_step(db, st, &row)) && row) {
-            int c = sqlite3_column_int(st, 0), r = sqlite3_column_int(st, 1);
-            if (c < 0 || c >= L->units || r != L->top_n[c] + 1 || r > S->k) {
-                s = zf_error(ZF_ERR_DB, "%s: run %lld: top-k of %s unit %d is damaged (rank %d)",
-                             zf_db_path(db), (long long)S->run_id, L->l->name, c, r);
-                goto fail;
-            }
-            topk_ent *t = &L->top[(size_t)c * S->k + (size_t)(r - 1)];
-            t->image_id = sqlite3_column_int64(st, 2);
-            t->seq = sqlite3_column_int64(st, 3);
-            t->score = (float)sqlite3_column_double(st, 4);
-            t->pos = sqlite3_column_int(st, 5) * L->l->out_w + sqlite3_column_int(st, 6);
-            L->top_n[c] = r;
-        }
-        if (s)
-            goto fail;
         reuse(st);
     }
 fail:
@@ -946,10 +1050,43 @@ fail:
     return s;
 }
 
-static zf_status default_forward(void *ctx, zf_net *net, const float *input, int n)
+/* The forward pass of n images and the statistics of every scanned layer. With the CPU engine
+ * the net runs layer range by layer range, each scanned layer's output read right after it is
+ * made (while it is still in cache; after the whole forward, fc6's 150 MB of weights have pushed
+ * it out), and nothing past the last scanned layer runs. */
+static zf_status forward_and_accumulate(scan *S, const zf_scan_opts *o, const float *input, int n,
+                                        const int64_t *seqs, zf_scan_result *res)
 {
-    (void)ctx;
-    return zf_net_forward(net, input, n);
+    zf_net *net = S->net;
+    zf_status s;
+    double t = zf_db_now(), t1;
+    if (o->forward) {
+        if ((s = o->forward(o->forward_ctx, net, input, n)))
+            return s;
+        t1 = zf_db_now();
+        res->secs_forward += t1 - t;
+        for (int i = 0; i < S->n_layers && !o->dry_run; i++)
+            accumulate(&S->layers[i], net->acts[S->layers[i].src], n, seqs, S->k);
+        res->secs_stats += zf_db_now() - t1;
+        return ZF_OK;
+    }
+    memcpy(net->input, input, sizeof(float) * (size_t)n * (size_t)zf_net_in_size(net));
+    int done = -1;
+    for (int i = 0; i < S->n_layers; i++) {
+        scan_layer *L = &S->layers[i];
+        if (L->src > done) {
+            if ((s = zf_net_forward_range(net, done + 1, L->src, n)))
+                return s;
+            done = L->src;
+        }
+        t1 = zf_db_now();
+        res->secs_forward += t1 - t;
+        if (!o->dry_run)
+            accumulate(L, net->acts[L->src], n, seqs, S->k);
+        t = zf_db_now();
+        res->secs_stats += t - t1;
+    }
+    return ZF_OK;
 }
 
 zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n,
@@ -1037,7 +1174,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         }
         zf_sha256_final_hex(&h, list_sha);
     }
-    if ((s = open_run(&S, o, list_sha, layers, res)))
+    if (!o->dry_run && (s = open_run(&S, o, list_sha, layers, res)))
         goto out;
     res->run_id = S.run_id;
     res->n_images = n;
@@ -1058,11 +1195,11 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         goto out;
     if (S.committed >= n)
         goto done;
-    if ((s = prepare_all(&S)))
+    /* The whole top-k and statistics of a big net stay in the page cache between commits. */
+    if (!o->dry_run &&
+        ((s = zf_db_exec(db, "PRAGMA cache_size = -262144")) || (s = prepare_all(&S))))
         goto out;
-    S.chunk_meta = calloc((size_t)S.chunk, sizeof *S.chunk_meta);
-    S.chunk_ids = calloc((size_t)S.chunk, sizeof *S.chunk_ids);
-    if (!S.chunk_meta || !S.chunk_ids) {
+    if (chunk_grow(&S, S.chunk)) {
         s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
         goto out;
     }
@@ -1102,22 +1239,28 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         goto out;
     }
     P.started = 1;
-    zf_status (*fwd)(void *, zf_net *, const float *, int) = o->forward ? o->forward : default_forward;
 
+    const double t_start = zf_db_now();
+    S.last_commit = t_start;
     for (int64_t b = 0, seq = S.committed; seq < n; b++) {
         slot *sl = &P.slots[b % SCAN_SLOTS];
+        double t0 = zf_db_now();
         pthread_mutex_lock(&P.mu);
         while (!sl->ready)
             pthread_cond_wait(&P.cv, &P.mu);
         pthread_mutex_unlock(&P.mu);
+        double t1 = zf_db_now();
+        res->secs_wait += t1 - t0;
         if (sl->n_ok > 0) {
-            if ((s = fwd(o->forward_ctx, net, sl->input, sl->n_ok))) {
+            if ((s = forward_and_accumulate(&S, o, sl->input, sl->n_ok, sl->seqs, res))) {
                 zf_error_prefix(s, "scan: forward of images %lld-%lld: ", (long long)sl->seq0,
                                 (long long)(sl->seq0 + sl->count - 1));
                 goto out;
             }
-            for (int i = 0; i < nl; i++)
-                accumulate(&S.layers[i], net->acts[S.layers[i].src], sl->n_ok, sl->seqs, S.k);
+        }
+        if (chunk_grow(&S, S.chunk_n + sl->count)) {
+            s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+            goto out;
         }
         for (int i = 0; i < sl->count; i++) {
             img_meta *m = &S.chunk_meta[S.chunk_n + i];
@@ -1136,10 +1279,27 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         pthread_cond_broadcast(&P.cv);
         pthread_mutex_unlock(&P.mu);
         int stop = zf_interrupted != 0;
-        if (S.chunk_n >= S.chunk || seq >= n || stop) {
+        /* At least `chunk` images a commit, and commits spaced so that they take at most ~3% of
+         * the time (the first ones write a row for nearly every example of every unit), yet never
+         * more than a minute apart: that much work is all a kill can lose. */
+        double t3 = zf_db_now(), since = t3 - S.last_commit;
+        if (o->dry_run) {
+            for (int i = 0; i < S.chunk_n; i++) {
+                free(S.chunk_meta[i].error);
+                S.chunk_meta[i].error = NULL;
+            }
+            S.committed += S.chunk_n;
+            S.chunk_n = 0;
+        } else if ((S.chunk_n >= S.chunk &&
+                    (since * 0.03 >= S.last_commit_cost || since >= 60)) ||
+                   seq >= n || stop) {
             if ((s = commit_chunk(&S)))
                 goto out;
+            S.last_commit = zf_db_now();
+            S.last_commit_cost = S.last_commit - t3;
+            res->secs_commit += S.last_commit_cost;
         }
+        res->secs_images = zf_db_now() - t_start;
         if (o->progress)
             o->progress(o->progress_ctx, seq, n);
         if (stop) {

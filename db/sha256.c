@@ -1,8 +1,18 @@
-/* SHA-256 (FIPS 180-4) for the content hashes of images and models; plain C, no dependency. */
+/* SHA-256 (FIPS 180-4) for the content hashes of images and models: plain C, and the x86 SHA
+ * instructions where the CPU has them (about 8x faster: hashing every image of a scan and a
+ * 250 MB model stays off the critical path). ZF_SHA256_PORTABLE=1 forces the plain C path. */
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define ZF_SHA_X86 1
+#endif
 
 static const uint32_t K[64] = {
     0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
@@ -50,8 +60,70 @@ static void block(uint32_t h[8], const uint8_t *p)
     h[7] += hh;
 }
 
+static void blocks_portable(uint32_t h[8], const uint8_t *p, size_t n)
+{
+    for (; n; n--, p += 64)
+        block(h, p);
+}
+
+#ifdef ZF_SHA_X86
+/* Four rounds per step with sha256rnds2 twice; the message schedule for step i + 4 is made with
+ * sha256msg1/msg2 while step i runs. State is kept as ABEF / CDGH as the instructions want. */
+__attribute__((target("sha,sse4.1,ssse3"))) static void blocks_shani(uint32_t h[8],
+                                                                     const uint8_t *p, size_t n)
+{
+    const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+    __m128i tmp = _mm_loadu_si128((const __m128i *)&h[0]);
+    __m128i st1 = _mm_loadu_si128((const __m128i *)&h[4]);
+    tmp = _mm_shuffle_epi32(tmp, 0xB1);
+    st1 = _mm_shuffle_epi32(st1, 0x1B);
+    __m128i st0 = _mm_alignr_epi8(tmp, st1, 8);
+    st1 = _mm_blend_epi16(st1, tmp, 0xF0);
+    for (; n; n--, p += 64) {
+        __m128i save0 = st0, save1 = st1, m[4];
+        for (int i = 0; i < 4; i++)
+            m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * i)), bswap);
+        for (int i = 0; i < 16; i++) {
+            __m128i msg = _mm_add_epi32(m[i & 3], _mm_loadu_si128((const __m128i *)&K[4 * i]));
+            st1 = _mm_sha256rnds2_epu32(st1, st0, msg);
+            if (i < 12) {
+                __m128i w7 = _mm_alignr_epi8(m[(i + 3) & 3], m[(i + 2) & 3], 4);
+                __m128i w = _mm_add_epi32(_mm_sha256msg1_epu32(m[i & 3], m[(i + 1) & 3]), w7);
+                m[i & 3] = _mm_sha256msg2_epu32(w, m[(i + 3) & 3]);
+            }
+            st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(msg, 0x0E));
+        }
+        st0 = _mm_add_epi32(st0, save0);
+        st1 = _mm_add_epi32(st1, save1);
+    }
+    tmp = _mm_shuffle_epi32(st0, 0x1B);
+    st1 = _mm_shuffle_epi32(st1, 0xB1);
+    st0 = _mm_blend_epi16(tmp, st1, 0xF0);
+    st1 = _mm_alignr_epi8(st1, tmp, 8);
+    _mm_storeu_si128((__m128i *)&h[0], st0);
+    _mm_storeu_si128((__m128i *)&h[4], st1);
+}
+#endif
+
+static void (*blocks)(uint32_t h[8], const uint8_t *p, size_t n) = blocks_portable;
+static pthread_once_t pick_once = PTHREAD_ONCE_INIT;
+
+static void pick(void)
+{
+    const char *e = getenv("ZF_SHA256_PORTABLE");
+    if (e && *e && strcmp(e, "0") != 0)
+        return;
+#ifdef ZF_SHA_X86
+    unsigned a, b, c, d;
+    if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29)) &&
+        __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_1) && (c & bit_SSSE3))
+        blocks = blocks_shani;
+#endif
+}
+
 void zf_sha256_init(zf_sha256 *s)
 {
+    pthread_once(&pick_once, pick);
     static const uint32_t h0[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                    0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     memcpy(s->h, h0, sizeof h0);
@@ -71,11 +143,14 @@ void zf_sha256_update(zf_sha256 *s, const void *data, size_t len)
         len -= take;
         if (s->fill < 64)
             return;
-        block(s->h, s->buf);
+        blocks(s->h, s->buf, 1);
         s->fill = 0;
     }
-    for (; len >= 64; p += 64, len -= 64)
-        block(s->h, p);
+    size_t n = len / 64;
+    if (n)
+        blocks(s->h, p, n);
+    p += 64 * n;
+    len -= 64 * n;
     memcpy(s->buf, p, len);
     s->fill = len;
 }

@@ -80,7 +80,7 @@ Test(db, new_database_gets_schema_version_wal_and_foreign_keys)
     query_text(h, "PRAGMA journal_mode", mode, sizeof mode);
     cr_assert_str_eq(mode, "wal");
     const char *tables[] = {"models", "images", "runs", "run_layers", "run_images", "unit_stats",
-                            "topk", "renderings", "unit_summary", "layer_summary"};
+                            "renderings", "topk", "unit_summary", "layer_summary"};
     for (size_t i = 0; i < sizeof tables / sizeof *tables; i++) {
         char sql[256];
         snprintf(sql, sizeof sql, "SELECT count(*) FROM sqlite_schema WHERE name = '%s'", tables[i]);
@@ -345,7 +345,7 @@ Test(db, read_only_folder_gives_a_clear_error)
     tu_system("rm -rf '%s'", dir);
 }
 
-Test(db, sha256_matches_the_standard_test_vectors)
+static void check_sha256_vectors(void)
 {
     char hex[65];
     zf_db_sha256_hex("", 0, hex);
@@ -361,6 +361,25 @@ Test(db, sha256_matches_the_standard_test_vectors)
     zf_db_sha256_hex(a, n, hex);
     free(a);
     cr_assert_str_eq(hex, "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    /* 55, 56 and 64 bytes: the padding's edge cases */
+    static const char *const edge[3] = {
+        "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318",
+        "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a",
+        "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb"};
+    const int lens[3] = {55, 56, 64};
+    for (int i = 0; i < 3; i++) {
+        zf_db_sha256_hex("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+                         (size_t)lens[i], hex);
+        cr_assert_str_eq(hex, edge[i], "%d bytes of 'a'", lens[i]);
+    }
+}
+
+Test(db, sha256_matches_the_standard_test_vectors) { check_sha256_vectors(); }
+
+Test(db, sha256_portable_path_matches_the_standard_test_vectors)
+{
+    setenv("ZF_SHA256_PORTABLE", "1", 1); /* read once, at this process's first hash */
+    check_sha256_vectors();
 }
 
 Test(db, png_encoding_decodes_to_the_same_pixels)
@@ -434,13 +453,12 @@ Test(db, dead_report_and_topk_read_back_hand_made_rows)
             "INSERT INTO run_images VALUES (1, 0, 1), (1, 1, 3), (1, 2, 2);"
             /* conv1: unit 0 dead, unit 1 active on 1 of 2 images, unit 2 on both;
              * fc2: unit 0 active on both, unit 1 dead with max exactly 0 */
-            "INSERT INTO unit_stats VALUES (1, 'conv1', 0, 2, 0, 8, 0, 0, -1.5, 1, 0, 1),"
-            "  (1, 'conv1', 1, 2, 1, 8, 1, 0.25, 0.25, 2, 1, 1),"
-            "  (1, 'conv1', 2, 2, 2, 8, 5, 3.0, 2.0, 1, 0, 0),"
-            "  (1, 'fc2', 0, 2, 2, 2, 2, 1.0, 0.75, 2, 0, 0),"
-            "  (1, 'fc2', 1, 2, 0, 2, 0, 0, 0, 1, 0, 0);"
-            "INSERT INTO topk VALUES (1, 'conv1', 1, 1, 2, 2, 0.25, 1, 1, 0, 0, 5, 5),"
-            "  (1, 'conv1', 1, 2, 1, 0, -0.5, 0, 1, 0, 0, 5, 4);"
+            "INSERT INTO unit_stats VALUES (1, 'conv1', 0, 2, 0, 8, 0, 0, -1.5, 1, 0, 1, '[]'),"
+            "  (1, 'conv1', 1, 2, 1, 8, 1, 0.25, 0.25, 2, 1, 1,"
+            "   '[[2,2,0.25,1,1,0,0,5,5],[1,0,-0.5,0,1,0,0,5,4]]'),"
+            "  (1, 'conv1', 2, 2, 2, 8, 5, 3.0, 2.0, 1, 0, 0, '[]'),"
+            "  (1, 'fc2', 0, 2, 2, 2, 2, 1.0, 0.75, 2, 0, 0, '[]'),"
+            "  (1, 'fc2', 1, 2, 0, 2, 0, 0, 0, 1, 0, 0, '[]');"
             "INSERT INTO runs (id, model_id, images, list_sha256, n_images, layers, top_k, batch, "
             "  chunk) VALUES (2, 1, 'dir2', 'l2', 5, 'conv1', 2, 1, 1);"
             "INSERT INTO run_layers VALUES (2, 'conv1', 0, 'conv', 3, 2, 2);");

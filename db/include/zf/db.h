@@ -105,6 +105,10 @@ typedef struct zf_scan_result {
     int64_t n_ok, n_failed;
     int resumed;        /* the run existed */
     int batch, chunk;   /* as the run uses them */
+    /* where this call's time went, in seconds: waiting for decoded images (the decoding thread
+     * fell behind), the forward passes, the statistics and top-k, the commits; and all of it
+     * from the first image on (setup such as hashing the model excluded) */
+    double secs_wait, secs_forward, secs_stats, secs_commit, secs_images;
 } zf_scan_result;
 
 typedef struct zf_scan_opts {
@@ -120,10 +124,14 @@ typedef struct zf_scan_opts {
     /* Called after each batch with the images done so far (of the whole list) and the total. */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
-    /* The forward pass; NULL: zf_net_forward. Must leave the scanned layers' outputs (and the
-     * layer after each, its ReLU) in net->acts for the n images. Lets another engine run scans. */
+    /* The forward pass, for another engine (CUDA); NULL: the CPU engine, run up to the last
+     * scanned layer. Must leave each scanned layer's output (before its ReLU) in net->acts for
+     * the n images. */
     zf_status (*forward)(void *ctx, zf_net *net, const float *input, int n);
     void *forward_ctx;
+    /* For timing the pipeline: decode and forward every image, store and accumulate nothing
+     * (db may be NULL; res gets the counts and times). */
+    int dry_run;
 } zf_scan_opts;
 
 /* Scans the images through `net` and accumulates, for every unit of the chosen layers, the
