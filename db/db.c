@@ -223,7 +223,9 @@ zf_status zf_db_prepare(zf_db *db, sqlite3_stmt **st, const char *sql)
 
 zf_status zf_db_exec(zf_db *db, const char *sql)
 {
-    return ZF_SQL(db, sqlite3_exec(db->sql, sql, NULL, NULL, NULL));
+    /* the statement itself says more than the sqlite3_exec call would */
+    return zf_db_check_(db, sqlite3_exec(db->sql, sql, NULL, NULL, NULL), sql, __func__, __FILE__,
+                        __LINE__);
 }
 
 zf_status zf_db_step(zf_db *db, sqlite3_stmt *st, int *row)

@@ -26,8 +26,9 @@ static void usage(FILE *f)
             "  --layers L,...    conv/fc layers to scan (default: every one a ReLU follows)\n"
             "  --top K           examples kept per unit, one per image (default 9)\n"
             "  --batch N         images per forward pass (default 16)\n"
-            "  --chunk N         images per commit: at most this much work is lost if the scan is\n"
-            "                    killed (default 512)\n"
+            "  --chunk N         images per commit at least (default 512); commits are also spaced\n"
+            "                    to take at most ~3%% of the time and are never more than a minute\n"
+            "                    apart: what a killed scan loses\n"
             "  --wait S          seconds to wait for a lock another process holds (default 30)\n"
             "  -h, --help        this help\n");
 }
@@ -63,7 +64,7 @@ static void on_progress(void *ctx, int64_t done, int64_t total)
 static void on_wait(void *ctx, const char *path, double waited, double timeout)
 {
     (void)ctx;
-    fprintf(stderr, "zfviz scan: %s is locked by another process; waited %.0f s of %.0f s\n", path,
+    fprintf(stderr, "zfviz scan: %s is locked by another process; waited %.1f s of %g s\n", path,
             waited, timeout);
 }
 
@@ -203,14 +204,17 @@ int zf_cmd_scan(int argc, char **argv)
     };
     zf_scan_result res;
     s = zf_db_scan(db, net, (const char *const *)paths, n, &so, &res);
-    if (u.started)
+    if (u.started && !s)
         zft_progress_finish(&u.bar);
+    else if (u.started && u.bar.drawn)
+        fputc('\n', stderr); /* leave the bar where it stopped */
     if (s && s != ZF_ERR_INTERRUPTED) {
         rc = zft_fail("scan", s);
         goto out;
     }
+    int already = res.resumed && res.start_seq >= res.n_images;
     err_ctx ec = {0};
-    zf_status se = zf_db_run_errors(db, res.run_id, on_error_image, &ec);
+    zf_status se = already ? ZF_OK : zf_db_run_errors(db, res.run_id, on_error_image, &ec);
     if (se) {
         rc = zft_fail("scan", se);
         goto out;
@@ -223,7 +227,7 @@ int zf_cmd_scan(int argc, char **argv)
         rc = 130;
         goto out;
     }
-    if (res.resumed && res.start_seq >= res.n_images)
+    if (already)
         printf("run %lld was already complete: %lld images (%lld ok, %lld failed) in %s\n",
                (long long)res.run_id, (long long)res.n_images, (long long)res.n_ok,
                (long long)res.n_failed, dbpath);
