@@ -672,7 +672,7 @@ static const char *first_difference(const char *a, const char *b, char *buf, siz
     return buf;
 }
 
-Test(scan, killed_and_resumed_scan_gives_exactly_the_rows_of_an_uninterrupted_one, .timeout = 120)
+Test(scan, killed_and_resumed_scan_gives_exactly_the_rows_of_an_uninterrupted_one)
 {
     char dir[2048], imgs[4096];
     snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_kill"));
@@ -866,7 +866,7 @@ Test(scan, image_lists_keep_their_order_and_resolve_relative_paths)
 
 /* ---------------------------------------------------------------- a real architecture */
 
-Test(scan, alexnet_scan_of_two_photos_fills_every_layer, .timeout = 300)
+Test(scan, alexnet_scan_of_two_photos_fills_every_layer)
 {
     char dir[2048], imgs[4096];
     snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_alexnet"));
@@ -926,7 +926,7 @@ static const char *zfviz(void)
     return access(p, X_OK) == 0 ? p : NULL;
 }
 
-Test(scan, zfviz_scan_dead_topk_and_runs_work_end_to_end, .timeout = 300)
+Test(scan, zfviz_scan_dead_topk_and_runs_work_end_to_end)
 {
     const char *bin = zfviz();
     if (!bin)
