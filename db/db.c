@@ -357,9 +357,8 @@ static zf_status open_conn(zf_db *db, const char *uri, int flags)
     int rc = sqlite3_open_v2(uri, &db->sql, flags | SQLITE_OPEN_URI, NULL);
     if (rc != SQLITE_OK)
         return ZF_SQL(db, rc);
-    sqlite3_extended_result_codes(db->sql, 1);
-    sqlite3_busy_handler(db->sql, busy_wait, db);
-    return ZF_OK;
+    zf_status s = ZF_SQL(db, sqlite3_extended_result_codes(db->sql, 1));
+    return s ? s : ZF_SQL(db, sqlite3_busy_handler(db->sql, busy_wait, db));
 }
 
 /* file:PATH?params with PATH percent-encoded as URI filenames need. */

@@ -1278,6 +1278,8 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         sl->ready = 0;
         pthread_cond_broadcast(&P.cv);
         pthread_mutex_unlock(&P.mu);
+        if (o->progress)
+            o->progress(o->progress_ctx, seq, n);
         int stop = zf_interrupted != 0;
         /* At least `chunk` images a commit, and commits spaced so that they take at most ~3% of
          * the time (the first ones write a row for nearly every example of every unit), yet never
@@ -1300,8 +1302,6 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
             res->secs_commit += S.last_commit_cost;
         }
         res->secs_images = zf_db_now() - t_start;
-        if (o->progress)
-            o->progress(o->progress_ctx, seq, n);
         if (stop) {
             s = zf_error(ZF_ERR_INTERRUPTED,
                          "scan interrupted after %lld of %lld images (all committed; run the "

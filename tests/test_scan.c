@@ -722,6 +722,57 @@ Test(scan, killed_and_resumed_scan_gives_exactly_the_rows_of_an_uninterrupted_on
     free(b);
 }
 
+static void interrupt_after_two(void *ctx, int64_t done, int64_t total)
+{
+    int *calls = ctx;
+    (void)done;
+    (void)total;
+    if (++*calls == 2)
+        zf_interrupted = 1;
+}
+
+Test(scan, ctrl_c_commits_what_is_done_and_the_rerun_finishes_the_same)
+{
+    char dir[2048], imgs[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_sigint"));
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    mkdir(imgs, 0755);
+    make_images(imgs, 14, 8, 1);
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s", path_in(dir, "a.db"));
+    snprintf(b, sizeof b, "%s", path_in(dir, "b.db"));
+    zf_net *net = toy_net(4, 0);
+    char **paths;
+    int64_t n;
+    cr_assert_eq(zf_db_scan_list(imgs, &paths, &n), ZF_OK);
+    zf_db *db = open_db(a);
+    int calls = 0;
+    zf_scan_opts o = {.top_k = 3, .batch = 3, .chunk = 100, .weights = "test",
+                      .progress = interrupt_after_two, .progress_ctx = &calls};
+    zf_scan_result res;
+    zf_status s = zf_db_scan(db, net, (const char *const *)paths, n, &o, &res);
+    zf_interrupted = 0;
+    cr_assert_eq(s, ZF_ERR_INTERRUPTED, "%s", zf_last_error());
+    cr_assert(strstr(zf_last_error(), "6 of 17"), "message: %s", zf_last_error());
+    cr_assert_eq(res.next_seq, 6, "the two batches done are committed");
+    o.progress = NULL;
+    cr_assert_eq(zf_db_scan(db, net, (const char *const *)paths, n, &o, &res), ZF_OK, "%s",
+                 zf_last_error());
+    cr_assert(res.resumed && res.start_seq == 6 && res.next_seq == 17);
+    zf_db_close(db);
+    db = open_db(b);
+    cr_assert_eq(zf_db_scan(db, net, (const char *const *)paths, n, &o, &res), ZF_OK, "%s",
+                 zf_last_error());
+    zf_db_close(db);
+    char *da = dump(a), *db_ = dump(b), diff[512];
+    cr_assert(!strcmp(da, db_), "interrupted and resumed differs at %s",
+              first_difference(da, db_, diff, sizeof diff));
+    free(da);
+    free(db_);
+    zf_db_scan_list_free(paths, n);
+    zf_net_free(net);
+}
+
 /* ---------------------------------------------------------------- receptive fields */
 
 Test(scan, receptive_fields_match_the_pixels_that_move_each_output)

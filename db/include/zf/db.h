@@ -121,7 +121,8 @@ typedef struct zf_scan_opts {
     /* Called once the run is found or made (before any image is decoded), with res filled as far
      * as it is known: run id, start_seq, batch, chunk. */
     void (*started)(void *ctx, const zf_scan_result *res);
-    /* Called after each batch with the images done so far (of the whole list) and the total. */
+    /* Called after each batch with the images done so far (of the whole list; the last ones may
+     * not be committed yet) and the total. */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
     /* The forward pass, for another engine (CUDA); NULL: the CPU engine, run up to the last
