@@ -1,6 +1,7 @@
-/* The dataset scan: images decoded on a second thread, forward in batches, per-unit statistics and
- * top-k accumulated in memory and committed chunk by chunk, so that a killed scan resumes to the
- * same numbers an uninterrupted one gives.
+/* The dataset scan: images decoded batch by batch (between forwards on every core, or on a
+ * thread ahead of another engine), the forward, per-unit statistics and top-k accumulated in
+ * memory and committed chunk by chunk, so that a killed scan resumes to the same numbers an
+ * uninterrupted one gives.
  *
  * Why resume is exact: images are processed in one fixed order (their sequence number in the
  * list), in batches that always start at multiples of the batch size, and every accumulator is
@@ -501,6 +502,39 @@ static void load_one(pipeline *P, const char *path, float *dst, img_meta *m, uin
     m->ok = 1;
 }
 
+/* Decodes the batch starting at seq0 into S: on this thread, or spread over the OpenMP threads
+ * (each image into its own place, then the good ones packed in order). */
+static void fill_slot(pipeline *P, slot *S, int64_t seq0, int parallel, uint8_t **buf, size_t *cap)
+{
+    S->seq0 = seq0;
+    S->count = (int)(P->n - seq0 < P->batch ? P->n - seq0 : P->batch);
+    S->n_ok = 0;
+    if (!parallel) {
+        for (int i = 0; i < S->count; i++) {
+            img_meta *m = &S->meta[i];
+            load_one(P, P->paths[seq0 + i], S->input + (size_t)S->n_ok * P->in_size, m, buf, cap);
+            if (m->ok)
+                S->seqs[S->n_ok++] = seq0 + i;
+        }
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < S->count; i++) {
+        uint8_t *b = NULL;
+        size_t c = 0;
+        load_one(P, P->paths[seq0 + i], S->input + (size_t)i * P->in_size, &S->meta[i], &b, &c);
+        free(b);
+    }
+    for (int i = 0; i < S->count; i++) {
+        if (!S->meta[i].ok)
+            continue;
+        if (S->n_ok != i)
+            memmove(S->input + (size_t)S->n_ok * P->in_size, S->input + (size_t)i * P->in_size,
+                    P->in_size * sizeof(float));
+        S->seqs[S->n_ok++] = seq0 + i;
+    }
+}
+
 static void *producer(void *arg)
 {
     pipeline *P = arg;
@@ -515,16 +549,7 @@ static void *producer(void *arg)
         pthread_mutex_unlock(&P->mu);
         if (stop)
             break;
-        S->seq0 = seq0;
-        S->count = (int)(P->n - seq0 < P->batch ? P->n - seq0 : P->batch);
-        S->n_ok = 0;
-        for (int i = 0; i < S->count; i++) {
-            img_meta *m = &S->meta[i];
-            load_one(P, P->paths[seq0 + i], S->input + (size_t)S->n_ok * P->in_size, m, &buf,
-                     &cap);
-            if (m->ok)
-                S->seqs[S->n_ok++] = seq0 + i;
-        }
+        fill_slot(P, S, seq0, 0, &buf, &cap);
         pthread_mutex_lock(&P->mu);
         S->ready = 1;
         pthread_cond_broadcast(&P->cv);
@@ -1234,17 +1259,28 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
             goto out;
         }
     }
-    if (pthread_create(&P.thread, NULL, producer, &P) != 0) {
-        s = zf_error(ZF_ERR_NOMEM, "scan: cannot start the decoding thread");
-        goto out;
+    /* With the CPU engine every core already runs the forward: a decoding thread beside it only
+     * takes a core from one of the forward's OpenMP threads, and the others then wait at its
+     * barriers. So each batch is decoded between forwards, spread over the same OpenMP threads.
+     * Another engine (a GPU) leaves the cores free: there a thread decodes ahead. */
+    const int inline_decode = o->forward == NULL;
+    if (!inline_decode) {
+        if (pthread_create(&P.thread, NULL, producer, &P) != 0) {
+            s = zf_error(ZF_ERR_NOMEM, "scan: cannot start the decoding thread");
+            goto out;
+        }
+        P.started = 1;
     }
-    P.started = 1;
 
     const double t_start = zf_db_now();
     S.last_commit = t_start;
     for (int64_t b = 0, seq = S.committed; seq < n; b++) {
         slot *sl = &P.slots[b % SCAN_SLOTS];
         double t0 = zf_db_now();
+        if (inline_decode) {
+            fill_slot(&P, sl, seq, 1, NULL, NULL);
+            sl->ready = 1;
+        }
         pthread_mutex_lock(&P.mu);
         while (!sl->ready)
             pthread_cond_wait(&P.cv, &P.mu);

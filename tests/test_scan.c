@@ -773,6 +773,52 @@ Test(scan, ctrl_c_commits_what_is_done_and_the_rerun_finishes_the_same)
     zf_net_free(net);
 }
 
+static zf_status whole_forward(void *ctx, zf_net *net, const float *input, int n)
+{
+    int *calls = ctx;
+    ++*calls;
+    return zf_net_forward(net, input, n);
+}
+
+/* Another engine's forward (the hook) runs the whole net with a thread decoding ahead; the CPU
+ * path decodes between forwards and stops at the last scanned layer. Same rows either way. */
+Test(scan, forward_hook_with_decoding_thread_gives_the_same_rows)
+{
+    char dir[2048], imgs[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_hook"));
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    mkdir(imgs, 0755);
+    make_images(imgs, 17, 12, 1);
+    char a[4096], b[4096];
+    snprintf(a, sizeof a, "%s", path_in(dir, "a.db"));
+    snprintf(b, sizeof b, "%s", path_in(dir, "b.db"));
+    zf_net *net = toy_net(6, 1);
+    char **paths;
+    int64_t n;
+    cr_assert_eq(zf_db_scan_list(imgs, &paths, &n), ZF_OK);
+    int calls = 0;
+    zf_scan_opts o = {.top_k = 4, .batch = 4, .chunk = 4, .weights = "test"};
+    zf_scan_result res;
+    zf_db *db = open_db(a);
+    cr_assert_eq(zf_db_scan(db, net, (const char *const *)paths, n, &o, &res), ZF_OK, "%s",
+                 zf_last_error());
+    zf_db_close(db);
+    o.forward = whole_forward;
+    o.forward_ctx = &calls;
+    db = open_db(b);
+    cr_assert_eq(zf_db_scan(db, net, (const char *const *)paths, n, &o, &res), ZF_OK, "%s",
+                 zf_last_error());
+    zf_db_close(db);
+    cr_assert_eq(calls, 5, "20 files in batches of 4");
+    char *da = dump(a), *db_ = dump(b), diff[512];
+    cr_assert(!strcmp(da, db_), "the two paths differ at %s",
+              first_difference(da, db_, diff, sizeof diff));
+    free(da);
+    free(db_);
+    zf_db_scan_list_free(paths, n);
+    zf_net_free(net);
+}
+
 /* ---------------------------------------------------------------- receptive fields */
 
 Test(scan, receptive_fields_match_the_pixels_that_move_each_output)

@@ -105,9 +105,10 @@ typedef struct zf_scan_result {
     int64_t n_ok, n_failed;
     int resumed;        /* the run existed */
     int batch, chunk;   /* as the run uses them */
-    /* where this call's time went, in seconds: waiting for decoded images (the decoding thread
-     * fell behind), the forward passes, the statistics and top-k, the commits; and all of it
-     * from the first image on (setup such as hashing the model excluded) */
+    /* where this call's time went, in seconds: decoding images (with the CPU engine, between
+     * forwards on every core; with another engine, waiting for the thread that decodes ahead),
+     * the forward passes, the statistics and top-k, the commits; and all of it from the first
+     * image on (setup such as hashing the model excluded) */
     double secs_wait, secs_forward, secs_stats, secs_commit, secs_images;
 } zf_scan_result;
 
