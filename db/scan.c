@@ -29,7 +29,7 @@
 
 #include "internal.h"
 
-#define SCAN_SLOTS 3 /* batches decoded ahead of the forward */
+#define SCAN_SLOTS 3 /* batches a decoding thread may hold ahead of another engine's forward */
 
 /* ---------------------------------------------------------------- image lists */
 
@@ -455,6 +455,8 @@ static void load_one(pipeline *P, const char *path, float *dst, img_meta *m, uin
     int err = 0;
     if (fstat(fd, &sb) != 0) {
         err = errno;
+    } else if (sb.st_size > ((off_t)1 << 30)) {
+        err = EFBIG; /* no photo is a gigabyte; do not try to hold one in memory */
     } else {
         size_t want = (size_t)sb.st_size;
         if (want + 1 > *cap) {
@@ -1318,8 +1320,8 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
             o->progress(o->progress_ctx, seq, n);
         int stop = zf_interrupted != 0;
         /* At least `chunk` images a commit, and commits spaced so that they take at most ~3% of
-         * the time (the first ones write a row for nearly every example of every unit), yet never
-         * more than a minute apart: that much work is all a kill can lose. */
+         * the time (the first ones rewrite nearly every unit's top-k), yet never more than a
+         * minute apart: that much work is all a kill can lose. */
         double t3 = zf_db_now(), since = t3 - S.last_commit;
         if (o->dry_run) {
             for (int i = 0; i < S.chunk_n; i++) {
