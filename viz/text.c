@@ -146,3 +146,20 @@ void zfv_text_wrap_size(const char *text, double size, double maxw, double *w, d
     if (h)
         *h = (double)ph / PANGO_SCALE;
 }
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ZFV_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ZFV_ASAN 1
+#endif
+#endif
+#ifdef ZFV_ASAN
+/* fontconfig keeps the font patterns pango and cairo look up (partly from pango's own loader
+ * thread) until the process ends and never frees them; LeakSanitizer would report them for every
+ * program that draws text. Only stacks through libfontconfig are silenced. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libfontconfig.so\n"; }
+const char *__lsan_default_options(void);
+const char *__lsan_default_options(void) { return "print_suppressions=0"; }
+#endif
