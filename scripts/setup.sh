@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # Tests only: Criterion, poppler-utils (pdfinfo), and Debian's PyTorch/ONNX to make fixtures.
 PACKAGES=(
   build-essential cmake pkg-config
-  libopenblas-dev libjpeg-dev libturbojpeg0-dev libpng-dev zlib1g-dev
+  libopenblas-dev libopenblas-openmp-dev libjpeg-dev libturbojpeg0-dev libpng-dev zlib1g-dev
   libsqlite3-dev sqlite3 libjansson-dev
   libcairo2-dev libpango1.0-dev
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata

@@ -36,7 +36,7 @@ void zf_conv_backward_data(float *din, const float *dout, const float *w, const 
 typedef struct zf_pool_geom {
     int n, c, h, w;
     int oh, ow;
-    int kh, kw, sh, sw, pt, pl;
+    int kh, kw, sh, sw, pt, pl, pb, pr;
 } zf_pool_geom;
 
 /* Max-pool recording switches: switches[i] is the flat index (y*w + x) within the input plane of

@@ -1,0 +1,123 @@
+/* The deconvnet (Zeiler & Fergus section 2.1): from one unit or one feature map of a rectified
+ * conv layer down to pixels through unpooling at the forward pass's switches, rectification,
+ * transposed filtering (no bias) and LRN as the identity (or its true backward on request). */
+#include <string.h>
+
+#include "zf/net.h"
+
+int zf_net_rectified(const zf_net *net, int conv)
+{
+    if (conv + 1 < net->n_layers && net->layers[conv + 1].op == ZF_OP_RELU)
+        return conv + 1;
+    return conv;
+}
+
+int zf_net_find_conv(const zf_net *net, const char *name)
+{
+    int i = zf_net_find(net, name);
+    if (i < 0)
+        return -1;
+    if (net->layers[i].op == ZF_OP_CONV)
+        return i;
+    if (net->layers[i].op == ZF_OP_RELU && i > 0 && net->layers[i - 1].op == ZF_OP_CONV)
+        return i - 1;
+    return -1;
+}
+
+/* First maximum in row-major order of one (h, w) plane. */
+static int first_max(const float *plane, int count)
+{
+    int best = 0;
+    for (int i = 1; i < count; i++)
+        if (plane[i] > plane[best])
+            best = i;
+    return best;
+}
+
+zf_status zf_net_deconv(zf_net *net, float *out, int n, const zf_deconv_req *req)
+{
+    if (n < 1 || n > net->batch)
+        return zf_error(ZF_ERR_ARG, "deconv of %d images with buffers for %d", n, net->batch);
+    if (req->layer < 0 || req->layer >= net->n_layers)
+        return zf_error(ZF_ERR_ARG, "deconv from layer index %d of %d", req->layer, net->n_layers);
+    int conv = req->layer;
+    if (net->layers[conv].op == ZF_OP_RELU && conv > 0 && net->layers[conv - 1].op == ZF_OP_CONV)
+        conv--;
+    if (net->layers[conv].op != ZF_OP_CONV)
+        return zf_error(ZF_ERR_ARG, "layer '%s' is a %s layer: the deconvnet starts at a conv layer",
+                        net->layers[req->layer].name, zf_op_name(net->layers[req->layer].op));
+    const int top = zf_net_rectified(net, conv);
+    const zf_layer *tl = &net->layers[top];
+    const int hw = tl->out_h * tl->out_w;
+    const size_t top_size = (size_t)zf_layer_out_size(tl);
+
+    float *a = net->dec[0], *b = net->dec[1];
+    memset(a, 0, sizeof(float) * top_size * n);
+    for (int img = 0; img < n; img++) {
+        const int c = req->channel[img];
+        if (c < 0 || c >= tl->out_c)
+            return zf_error(ZF_ERR_ARG, "channel %d out of range for layer '%s' (%d channels)", c,
+                            net->layers[conv].name, tl->out_c);
+        const float *act = net->acts[top] + img * top_size + (size_t)c * hw;
+        float *sig = a + img * top_size + (size_t)c * hw;
+        if (req->mode == ZF_DECONV_MAP) {
+            memcpy(sig, act, sizeof(float) * hw);
+            continue;
+        }
+        int pos;
+        if (req->y[img] < 0 || req->x[img] < 0) {
+            pos = first_max(act, hw);
+            req->y[img] = pos / tl->out_w;
+            req->x[img] = pos % tl->out_w;
+        } else {
+            if (req->y[img] >= tl->out_h || req->x[img] >= tl->out_w)
+                return zf_error(ZF_ERR_ARG, "position %d,%d outside the %dx%d map of layer '%s'",
+                                req->y[img], req->x[img], tl->out_h, tl->out_w, net->layers[conv].name);
+            pos = req->y[img] * tl->out_w + req->x[img];
+        }
+        sig[pos] = act[pos];
+    }
+
+    /* Walk down: the signal in `a` has layer i's output shape; each step leaves its input shape. */
+    for (int i = top; i >= 0; i--) {
+        const zf_layer *l = &net->layers[i];
+        const size_t in_size = (size_t)zf_layer_in_size(l);
+        switch (l->op) {
+        case ZF_OP_RELU:
+            zf_relu_forward(a, a, in_size * n);
+            break;
+        case ZF_OP_CONV: {
+            zf_conv_geom g = zf_layer_conv_geom(l, n);
+            zf_conv_backward_data(b, a, l->weight, &g, net->ws);
+            float *t = a;
+            a = b;
+            b = t;
+            break;
+        }
+        case ZF_OP_LRN:
+            if (req->lrn_backward) {
+                zf_lrn_backward(b, a, zf_net_act(net, i - 1), n, l->in_c, l->in_h * l->in_w, &l->lrn);
+                float *t = a;
+                a = b;
+                b = t;
+            }
+            break;
+        case ZF_OP_MAXPOOL: {
+            zf_pool_geom g = zf_layer_pool_geom(l, n);
+            zf_maxpool_unpool(b, a, net->switches[i], &g);
+            float *t = a;
+            a = b;
+            b = t;
+            break;
+        }
+        case ZF_OP_DROPOUT:
+        case ZF_OP_FLATTEN:
+            break;
+        default:
+            return zf_error(ZF_ERR_UNSUPPORTED, "the deconvnet cannot pass down through layer '%s' (%s)",
+                            l->name, zf_op_name(l->op));
+        }
+    }
+    memcpy(out, a, sizeof(float) * (size_t)zf_net_in_size(net) * n);
+    return ZF_OK;
+}

@@ -1,0 +1,109 @@
+/* Local response normalisation across channels (Caffe/PyTorch/ONNX convention, see ops.h). */
+#include <math.h>
+#include <string.h>
+
+#include "zf/ops.h"
+
+/* Positions per chunk: the window sums for one channel live on the stack. */
+#define LRN_CHUNK 1024
+
+static inline float inv_pow(float s, float beta)
+{
+    /* s^-0.75 = 1 / sqrt(s * sqrt(s)): two correctly rounded square roots, and it vectorises. */
+    if (beta == 0.75f)
+        return 1.0f / sqrtf(s * sqrtf(s));
+    return powf(s, -beta);
+}
+
+void zf_lrn_forward(float *out, const float *in, int n, int c, int hw, const zf_lrn_params *p)
+{
+    const float a = p->alpha / (float)p->size, k = p->k, beta = p->beta;
+    const int chunks = (hw + LRN_CHUNK - 1) / LRN_CHUNK;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int img = 0; img < n; img++) {
+        for (int ch = 0; ch < chunks; ch++) {
+            const int p0 = ch * LRN_CHUNK, len = hw - p0 < LRN_CHUNK ? hw - p0 : LRN_CHUNK;
+            const float *base = in + (size_t)img * c * hw + p0;
+            float *obase = out + (size_t)img * c * hw + p0;
+            float sum[LRN_CHUNK];
+            for (int i = 0; i < c; i++) {
+                int j0 = i - p->front, j1 = j0 + p->size; /* [j0, j1) */
+                if (j0 < 0)
+                    j0 = 0;
+                if (j1 > c)
+                    j1 = c;
+                memset(sum, 0, sizeof(float) * len);
+                for (int j = j0; j < j1; j++) {
+                    const float *x = base + (size_t)j * hw;
+                    for (int q = 0; q < len; q++)
+                        sum[q] += x[q] * x[q];
+                }
+                const float *x = base + (size_t)i * hw;
+                float *y = obase + (size_t)i * hw;
+                for (int q = 0; q < len; q++)
+                    y[q] = x[q] * inv_pow(k + a * sum[q], beta);
+            }
+        }
+    }
+}
+
+/* y_i = x_i s_i^-b with s_i = k + a sum_{j in W(i)} x_j^2, so
+ * dx_j = dy_j s_j^-b - 2 a b x_j sum_{i : j in W(i)} dy_i x_i s_i^(-b-1). */
+void zf_lrn_backward(float *din, const float *dout, const float *in, int n, int c, int hw,
+                     const zf_lrn_params *p)
+{
+    const float a = p->alpha / (float)p->size, k = p->k, beta = p->beta;
+    const int chunks = (hw + LRN_CHUNK - 1) / LRN_CHUNK;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int img = 0; img < n; img++) {
+        for (int ch = 0; ch < chunks; ch++) {
+            const int p0 = ch * LRN_CHUNK, len = hw - p0 < LRN_CHUNK ? hw - p0 : LRN_CHUNK;
+            const size_t off = (size_t)img * c * hw + p0;
+            float sum[LRN_CHUNK], t[LRN_CHUNK];
+            /* First pass: the direct term dx_i = dy_i s_i^-b. */
+            for (int i = 0; i < c; i++) {
+                int j0 = i - p->front, j1 = j0 + p->size;
+                if (j0 < 0)
+                    j0 = 0;
+                if (j1 > c)
+                    j1 = c;
+                memset(sum, 0, sizeof(float) * len);
+                for (int j = j0; j < j1; j++) {
+                    const float *x = in + off + (size_t)j * hw;
+                    for (int q = 0; q < len; q++)
+                        sum[q] += x[q] * x[q];
+                }
+                const float *dy = dout + off + (size_t)i * hw;
+                float *dx = din + off + (size_t)i * hw;
+                for (int q = 0; q < len; q++)
+                    dx[q] = dy[q] * inv_pow(k + a * sum[q], beta);
+            }
+            for (int i = 0; i < c; i++) {
+                /* Second pass: t = dy_i x_i s_i^(-b-1), subtracted from every j in W(i). */
+                int j0 = i - p->front, j1 = j0 + p->size;
+                if (j0 < 0)
+                    j0 = 0;
+                if (j1 > c)
+                    j1 = c;
+                memset(sum, 0, sizeof(float) * len);
+                for (int j = j0; j < j1; j++) {
+                    const float *x = in + off + (size_t)j * hw;
+                    for (int q = 0; q < len; q++)
+                        sum[q] += x[q] * x[q];
+                }
+                const float *xi = in + off + (size_t)i * hw;
+                const float *dy = dout + off + (size_t)i * hw;
+                for (int q = 0; q < len; q++) {
+                    float s = k + a * sum[q];
+                    t[q] = dy[q] * xi[q] * powf(s, -beta - 1.0f);
+                }
+                for (int j = j0; j < j1; j++) {
+                    const float *xj = in + off + (size_t)j * hw;
+                    float *dx = din + off + (size_t)j * hw;
+                    for (int q = 0; q < len; q++)
+                        dx[q] -= 2.0f * a * beta * xj[q] * t[q];
+                }
+            }
+        }
+    }
+}

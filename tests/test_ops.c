@@ -1,0 +1,368 @@
+/* Every CPU op against naive float64 loops written out here from the definitions: convolution
+ * with groups/stride/padding and its transpose, LRN and its backward, max-pool switches and
+ * unpooling, average and adaptive pooling, fully connected, softmax. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "zf/net.h"
+#include "zf/ops.h"
+#include "zf/tensor.h"
+
+static float *falloc(size_t n)
+{
+    float *p = zf_alloc(n * sizeof(float));
+    cr_assert(p);
+    return p;
+}
+
+static double *dalloc(size_t n)
+{
+    double *p = calloc(n, sizeof(double));
+    cr_assert(p);
+    return p;
+}
+
+/* ---- convolution ---- */
+
+static void naive_conv(double *out, const float *in, const float *w, const float *b, const zf_conv_geom *g)
+{
+    const int cg = g->c / g->groups, kg = g->k / g->groups;
+    for (int n = 0; n < g->n; n++)
+        for (int k = 0; k < g->k; k++) {
+            const int grp = k / kg;
+            for (int oy = 0; oy < g->oh; oy++)
+                for (int ox = 0; ox < g->ow; ox++) {
+                    double s = b ? b[k] : 0.0;
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ky = 0; ky < g->kh; ky++)
+                            for (int kx = 0; kx < g->kw; kx++) {
+                                int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
+                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                    continue;
+                                s += (double)in[((size_t)(n * g->c + grp * cg + ci) * g->h + iy) * g->w + ix] *
+                                     w[(((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx];
+                            }
+                    out[((size_t)(n * g->k + k) * g->oh + oy) * g->ow + ox] = s;
+                }
+        }
+}
+
+static void naive_conv_t(double *din, const float *dout, const float *w, const zf_conv_geom *g)
+{
+    const int cg = g->c / g->groups, kg = g->k / g->groups;
+    memset(din, 0, sizeof(double) * g->n * g->c * g->h * g->w);
+    for (int n = 0; n < g->n; n++)
+        for (int k = 0; k < g->k; k++) {
+            const int grp = k / kg;
+            for (int oy = 0; oy < g->oh; oy++)
+                for (int ox = 0; ox < g->ow; ox++) {
+                    double v = dout[((size_t)(n * g->k + k) * g->oh + oy) * g->ow + ox];
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ky = 0; ky < g->kh; ky++)
+                            for (int kx = 0; kx < g->kw; kx++) {
+                                int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
+                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                    continue;
+                                din[((size_t)(n * g->c + grp * cg + ci) * g->h + iy) * g->w + ix] +=
+                                    v * w[(((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx];
+                            }
+                }
+        }
+}
+
+static void check_conv(zf_conv_geom g, uint64_t seed)
+{
+    g.oh = zf_window_out(g.h, g.kh, g.sh, g.pt, g.pt, 0);
+    g.ow = zf_window_out(g.w, g.kw, g.sw, g.pl, g.pl, 0);
+    const size_t nin = (size_t)g.n * g.c * g.h * g.w, nout = (size_t)g.n * g.k * g.oh * g.ow;
+    const size_t nw = (size_t)g.k * (g.c / g.groups) * g.kh * g.kw;
+    float *in = falloc(nin), *w = falloc(nw), *b = falloc(g.k), *out = falloc(nout), *dout = falloc(nout);
+    float *din = falloc(nin), *ws = falloc(zf_conv_workspace_floats(&g));
+    double *ref = dalloc(nout), *dref = dalloc(nin);
+    tu_fill_uniform(in, nin, seed, -1, 1);
+    tu_fill_uniform(w, nw, seed + 1, -1, 1);
+    tu_fill_uniform(b, g.k, seed + 2, -1, 1);
+    tu_fill_uniform(dout, nout, seed + 3, -1, 1);
+    zf_conv_forward(out, in, w, b, &g, ws);
+    naive_conv(ref, in, w, b, &g);
+    size_t at;
+    double e = tu_max_rel_err(out, ref, nout, 1.0, &at);
+    cr_expect(e < 1e-5, "conv n%d c%d %dx%d k%d %dx%d/%d pad %d groups %d: rel err %g at %zu (%g vs %g)", g.n, g.c,
+              g.h, g.w, g.k, g.kh, g.kw, g.sh, g.pt, g.groups, e, at, out[at], ref[at]);
+    zf_conv_backward_data(din, dout, w, &g, ws);
+    naive_conv_t(dref, dout, w, &g);
+    e = tu_max_rel_err(din, dref, nin, 1.0, &at);
+    cr_expect(e < 1e-5, "conv transpose (groups %d, stride %d): rel err %g at %zu (%g vs %g)", g.groups, g.sh, e,
+              at, din[at], dref[at]);
+    zf_free(in); zf_free(w); zf_free(b); zf_free(out); zf_free(dout); zf_free(din); zf_free(ws);
+    free(ref);
+    free(dref);
+}
+
+Test(conv, matches_direct_loops_with_stride_padding_and_groups)
+{
+    /* n, c, h, w, k, oh, ow, kh, kw, sh, sw, pt, pl, groups */
+    check_conv((zf_conv_geom){1, 3, 23, 19, 5, 0, 0, 11, 11, 4, 4, 2, 2, 1}, 1);
+    check_conv((zf_conv_geom){2, 6, 13, 13, 10, 0, 0, 5, 5, 1, 1, 2, 2, 2}, 2);
+    check_conv((zf_conv_geom){3, 4, 9, 11, 6, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 3);
+    check_conv((zf_conv_geom){2, 3, 17, 15, 7, 0, 0, 7, 7, 2, 2, 1, 1, 1}, 4);
+    check_conv((zf_conv_geom){5, 6, 7, 7, 9, 0, 0, 3, 3, 2, 2, 0, 0, 3}, 5);
+    check_conv((zf_conv_geom){1, 2, 5, 6, 3, 0, 0, 5, 5, 1, 1, 0, 0, 1}, 6); /* kernel as big as input */
+}
+
+Test(conv, many_small_images_share_one_gemm)
+{
+    /* 9x9 outputs: many images per GEMM, with a batch that does not divide evenly */
+    check_conv((zf_conv_geom){37, 4, 9, 9, 6, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 7);
+}
+
+/* ---- max-pool and switches ---- */
+
+static void check_maxpool(int n, int c, int h, int w, zf_window win, int ceil_mode, int ties, uint64_t seed)
+{
+    zf_pool_geom g = {n, c, h, w, zf_window_out(h, win.kh, win.sh, win.pt, win.pb, ceil_mode),
+                      zf_window_out(w, win.kw, win.sw, win.pl, win.pr, ceil_mode), win.kh, win.kw, win.sh, win.sw,
+                      win.pt, win.pl, win.pb, win.pr};
+    const size_t nin = (size_t)n * c * h * w, nout = (size_t)n * c * g.oh * g.ow;
+    float *in = falloc(nin), *out = falloc(nout), *back = falloc(nin), *dout = falloc(nout);
+    int32_t *sw = zf_alloc(nout * sizeof(int32_t));
+    tu_fill_uniform(in, nin, seed, -2, 2);
+    if (ties) /* few distinct values: windows full of ties, as after a ReLU */
+        for (size_t i = 0; i < nin; i++)
+            in[i] = in[i] < 0 ? 0.0f : floorf(in[i]);
+    zf_maxpool_forward(out, sw, in, &g);
+    for (int p = 0; p < n * c; p++)
+        for (int oy = 0; oy < g.oh; oy++)
+            for (int ox = 0; ox < g.ow; ox++) {
+                int best = -1;
+                for (int y = oy * g.sh - g.pt; y < oy * g.sh - g.pt + g.kh; y++)
+                    for (int x = ox * g.sw - g.pl; x < ox * g.sw - g.pl + g.kw; x++) {
+                        if (y < 0 || y >= h || x < 0 || x >= w)
+                            continue;
+                        if (best < 0 || in[(size_t)p * h * w + y * w + x] > in[(size_t)p * h * w + best])
+                            best = y * w + x;
+                    }
+                size_t o = ((size_t)p * g.oh + oy) * g.ow + ox;
+                cr_assert_eq(sw[o], best, "switch at plane %d (%d,%d): %d, first maximum is %d", p, oy, ox, sw[o], best);
+                cr_assert_eq(out[o], in[(size_t)p * h * w + best], "max value at %zu", o);
+            }
+    /* unpooling: every value goes to its switch, overlapping windows add */
+    tu_fill_uniform(dout, nout, seed + 9, -1, 1);
+    zf_maxpool_unpool(back, dout, sw, &g);
+    double *ref = dalloc(nin);
+    for (int p = 0; p < n * c; p++)
+        for (int i = 0; i < g.oh * g.ow; i++)
+            ref[(size_t)p * h * w + sw[(size_t)p * g.oh * g.ow + i]] += dout[(size_t)p * g.oh * g.ow + i];
+    size_t at;
+    double e = tu_max_rel_err(back, ref, nin, 1.0, &at);
+    cr_expect(e < 1e-6, "unpool: rel err %g at %zu", e, at);
+    zf_free(in); zf_free(out); zf_free(back); zf_free(dout); zf_free(sw);
+    free(ref);
+}
+
+Test(maxpool, switches_are_first_maximum_and_unpool_adds)
+{
+    check_maxpool(2, 3, 13, 13, zf_win(3, 2, 0), 0, 0, 11);
+    check_maxpool(2, 3, 13, 13, zf_win(3, 2, 0), 0, 1, 12);
+    check_maxpool(1, 4, 110, 110, zf_win(3, 2, 1), 0, 1, 13); /* zfnet pool1 */
+    check_maxpool(3, 2, 14, 11, zf_win(3, 2, 0), 1, 1, 14);   /* ceil mode */
+    zf_window asym = {3, 3, 2, 2, 0, 0, 1, 1};                /* bvlc_alexnet's pool5 in ONNX */
+    check_maxpool(2, 2, 13, 13, asym, 0, 1, 15);
+    check_maxpool(1, 1, 6, 6, zf_win(2, 2, 0), 0, 1, 16);
+}
+
+Test(maxpool, output_sizes_follow_pytorch_ceil_rule)
+{
+    cr_assert_eq(zf_window_out(55, 3, 2, 0, 0, 0), 27);
+    cr_assert_eq(zf_window_out(110, 3, 2, 1, 1, 0), 55);
+    cr_assert_eq(zf_window_out(26, 3, 2, 1, 1, 0), 13);
+    cr_assert_eq(zf_window_out(14, 3, 2, 0, 0, 1), 7);  /* ceil((14-3)/2)+1 = 7 */
+    cr_assert_eq(zf_window_out(6, 2, 2, 0, 0, 1), 3);
+    cr_assert_eq(zf_window_out(5, 2, 2, 1, 1, 1), 3);   /* a 4th window would start in the padding */
+}
+
+/* ---- average pooling ---- */
+
+Test(avgpool, adaptive_bins_match_direct_average)
+{
+    const int n = 2, c = 3, h = 13, w = 11, oh = 6, ow = 4;
+    float *in = falloc(n * c * h * w), *out = falloc(n * c * oh * ow);
+    tu_fill_uniform(in, n * c * h * w, 21, -1, 1);
+    zf_adaptive_avgpool_forward(out, in, n, c, h, w, oh, ow);
+    for (int p = 0; p < n * c; p++)
+        for (int i = 0; i < oh; i++)
+            for (int j = 0; j < ow; j++) {
+                int y0 = (int)floor((double)i * h / oh), y1 = (int)ceil((double)(i + 1) * h / oh);
+                int x0 = (int)floor((double)j * w / ow), x1 = (int)ceil((double)(j + 1) * w / ow);
+                double s = 0;
+                for (int y = y0; y < y1; y++)
+                    for (int x = x0; x < x1; x++)
+                        s += in[(size_t)p * h * w + y * w + x];
+                s /= (y1 - y0) * (x1 - x0);
+                float got = out[(size_t)p * oh * ow + i * ow + j];
+                cr_assert(fabs(got - s) < 1e-6, "bin (%d,%d) plane %d: %g vs %g", i, j, p, got, s);
+            }
+    zf_free(in);
+    zf_free(out);
+}
+
+Test(avgpool, padded_windows_with_and_without_pad_in_divisor)
+{
+    const int h = 7, w = 8;
+    zf_pool_geom g = {1, 2, h, w, 0, 0, 3, 3, 2, 2, 1, 1, 1, 1};
+    g.oh = zf_window_out(h, 3, 2, 1, 1, 0);
+    g.ow = zf_window_out(w, 3, 2, 1, 1, 0);
+    float *in = falloc(2 * h * w), *out = falloc(2 * g.oh * g.ow);
+    tu_fill_uniform(in, 2 * h * w, 22, -1, 1);
+    for (int inc = 0; inc < 2; inc++) {
+        zf_avgpool_forward(out, in, &g, inc);
+        for (int p = 0; p < 2; p++)
+            for (int oy = 0; oy < g.oh; oy++)
+                for (int ox = 0; ox < g.ow; ox++) {
+                    double s = 0;
+                    int cnt = 0;
+                    for (int y = oy * 2 - 1; y < oy * 2 + 2; y++)
+                        for (int x = ox * 2 - 1; x < ox * 2 + 2; x++)
+                            if (y >= 0 && y < h && x >= 0 && x < w) {
+                                s += in[p * h * w + y * w + x];
+                                cnt++;
+                            }
+                    /* every window lies inside the padded input here, so with padding it is 9 */
+                    double ref = s / (inc ? 9 : cnt);
+                    float got = out[(p * g.oh + oy) * g.ow + ox];
+                    cr_assert(fabs(got - ref) < 1e-6, "avgpool include_pad=%d at (%d,%d): %g vs %g", inc, oy, ox,
+                              got, ref);
+                }
+    }
+    zf_free(in);
+    zf_free(out);
+}
+
+/* ---- LRN ---- */
+
+static double lrn_ref(const float *x, int c, int hw, int i, int q, const zf_lrn_params *p)
+{
+    double s = 0;
+    for (int j = i - p->front; j < i - p->front + p->size; j++)
+        if (j >= 0 && j < c)
+            s += (double)x[(size_t)j * hw + q] * x[(size_t)j * hw + q];
+    return x[(size_t)i * hw + q] / pow(p->k + p->alpha / p->size * s, p->beta);
+}
+
+Test(lrn, matches_formula_with_alpha_over_size)
+{
+    const zf_lrn_params ps[] = {{5, 2, 1e-4f, 0.75f, 1.0f}, {5, 2, 5e-4f, 0.75f, 2.0f}, {4, 2, 0.3f, 0.6f, 1.5f},
+                                {3, 1, 2.0f, 0.75f, 1.0f}};
+    const int n = 2, c = 11, hw = 1500; /* spans two chunks of positions */
+    float *in = falloc(n * c * hw), *out = falloc(n * c * hw);
+    tu_fill_uniform(in, n * c * hw, 31, -20, 20);
+    for (size_t t = 0; t < sizeof ps / sizeof ps[0]; t++) {
+        zf_lrn_forward(out, in, n, c, hw, &ps[t]);
+        for (int img = 0; img < n; img++)
+            for (int i = 0; i < c; i++)
+                for (int q = 0; q < hw; q++) {
+                    double ref = lrn_ref(in + (size_t)img * c * hw, c, hw, i, q, &ps[t]);
+                    float got = out[((size_t)img * c + i) * hw + q];
+                    cr_assert(fabs(got - ref) <= 1e-5 * fmax(fabs(ref), 1e-3),
+                              "lrn params %zu at image %d channel %d pos %d: %g vs %g", t, img, i, q, got, ref);
+                }
+    }
+    zf_free(in);
+    zf_free(out);
+}
+
+Test(lrn, backward_matches_finite_differences)
+{
+    const zf_lrn_params p = {5, 2, 0.5f, 0.75f, 1.0f};
+    const int c = 7, hw = 3;
+    float *x = falloc(c * hw), *dy = falloc(c * hw), *dx = falloc(c * hw);
+    tu_fill_uniform(x, c * hw, 41, -2, 2);
+    tu_fill_uniform(dy, c * hw, 42, -1, 1);
+    zf_lrn_backward(dx, dy, x, 1, c, hw, &p);
+    for (int j = 0; j < c * hw; j++) {
+        /* d/dx_j of sum_i dy_i y_i(x), central differences on the float64 formula */
+        const double h = 1e-4;
+        double plus = 0, minus = 0;
+        float save = x[j];
+        for (int sgn = -1; sgn <= 1; sgn += 2) {
+            float xs[64];
+            memcpy(xs, x, sizeof(float) * c * hw);
+            double acc = 0;
+            /* evaluate with x_j shifted in double precision */
+            for (int i = 0; i < c; i++)
+                for (int q = 0; q < hw; q++) {
+                    double s = 0;
+                    for (int jj = i - p.front; jj < i - p.front + p.size; jj++)
+                        if (jj >= 0 && jj < c) {
+                            double v = xs[jj * hw + q] + (jj * hw + q == j ? sgn * h : 0.0);
+                            s += v * v;
+                        }
+                    double xi = xs[i * hw + q] + (i * hw + q == j ? sgn * h : 0.0);
+                    acc += dy[i * hw + q] * xi / pow(p.k + p.alpha / p.size * s, p.beta);
+                }
+            if (sgn < 0)
+                minus = acc;
+            else
+                plus = acc;
+        }
+        x[j] = save;
+        double num = (plus - minus) / (2 * h);
+        cr_assert(fabs(dx[j] - num) < 1e-4 * fmax(1.0, fabs(num)), "lrn backward at %d: %g vs %g", j, dx[j], num);
+    }
+    zf_free(x);
+    zf_free(dy);
+    zf_free(dx);
+}
+
+/* ---- fully connected, ReLU, softmax ---- */
+
+Test(fc, batch_one_and_many_match_direct_dot_products)
+{
+    const int in_f = 517, out_f = 301;
+    float *w = falloc((size_t)in_f * out_f), *b = falloc(out_f), *x = falloc(5 * in_f), *y = falloc(5 * out_f);
+    tu_fill_uniform(w, (size_t)in_f * out_f, 51, -1, 1);
+    tu_fill_uniform(b, out_f, 52, -1, 1);
+    tu_fill_uniform(x, 5 * in_f, 53, -1, 1);
+    const int batches[] = {1, 2, 5};
+    for (int t = 0; t < 3; t++) {
+        int n = batches[t];
+        zf_fc_forward(y, x, w, b, n, in_f, out_f);
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < out_f; o++) {
+                double s = b[o];
+                for (int k = 0; k < in_f; k++)
+                    s += (double)x[i * in_f + k] * w[(size_t)o * in_f + k];
+                cr_assert(fabs(y[i * out_f + o] - s) < 1e-5 * fmax(1, fabs(s)), "fc n=%d at (%d,%d): %g vs %g", n, i,
+                          o, y[i * out_f + o], s);
+            }
+    }
+    zf_free(w); zf_free(b); zf_free(x); zf_free(y);
+}
+
+Test(activation, relu_and_softmax_match_definitions)
+{
+    const int n = 3, k = 1000;
+    float *x = falloc(n * k), *y = falloc(n * k);
+    tu_fill_uniform(x, n * k, 61, -30, 30);
+    zf_relu_forward(y, x, (size_t)n * k);
+    for (int i = 0; i < n * k; i++)
+        cr_assert_eq(y[i], x[i] > 0 ? x[i] : 0.0f, "relu at %d", i);
+    zf_softmax_forward(y, x, n, k);
+    for (int i = 0; i < n; i++) {
+        double m = -INFINITY, s = 0;
+        for (int j = 0; j < k; j++)
+            m = fmax(m, x[i * k + j]);
+        for (int j = 0; j < k; j++)
+            s += exp((double)x[i * k + j] - m);
+        for (int j = 0; j < k; j++) {
+            double ref = exp((double)x[i * k + j] - m) / s;
+            cr_assert(fabs(y[i * k + j] - ref) <= 1e-5 * ref + 1e-12, "softmax (%d,%d): %g vs %g", i, j, y[i * k + j],
+                      ref);
+        }
+    }
+    zf_free(x);
+    zf_free(y);
+}

@@ -1,0 +1,148 @@
+/* zfviz deconv: project a conv unit or feature map back to pixel space with the deconvnet. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "zf/io.h"
+
+const char zf_cmd_deconv_summary[] = "project a conv unit or feature map to pixel space (deconvnet)";
+
+int zf_cmd_deconv(int argc, char **argv)
+{
+    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         {"input", required_argument, 0, 'i'},
+                                         {"layer", required_argument, 0, 'l'},
+                                         {"channel", required_argument, 0, 'c'},
+                                         {"position", required_argument, 0, 'p'},
+                                         {"map", no_argument, 0, 'm'},
+                                         {"lrn-backward", no_argument, 0, 'L'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    zft_model_opts mo = {0};
+    const char *input = NULL, *layer = NULL, *out = NULL, *position = NULL;
+    long channel = -1, batch = 16;
+    int map = 0, lrn_backward = 0, c;
+    while ((c = getopt_long(argc, argv, "hi:l:c:o:", opts, NULL)) != -1) {
+        if (zft_model_option(&mo, c, optarg))
+            continue;
+        switch (c) {
+        case 'i': input = optarg; break;
+        case 'l': layer = optarg; break;
+        case 'c':
+            if ((channel = zft_parse_long(optarg)) < 0)
+                return zft_usage_error("deconv", "--channel needs a channel number, got '%s'", optarg);
+            break;
+        case 'p': position = optarg; break;
+        case 'm': map = 1; break;
+        case 'L': lrn_backward = 1; break;
+        case 'o': out = optarg; break;
+        case 'b':
+            if ((batch = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("deconv", "--batch needs a positive number, got '%s'", optarg);
+            break;
+        case 'h':
+            printf("usage: zfviz deconv (--arch A --weights W | --model F) --input X --layer convK --channel C\n"
+                   "                    [--position Y,X | --map] [--lrn-backward] --out Y.npy\n\n"
+                   "Projects the rectified output of conv layer K back to pixel space (Zeiler & Fergus\n"
+                   "deconvnet: switches, unpooling, rectification, transposed filters). By default one\n"
+                   "unit: channel C at its strongest position in each image (first maximum in row-major\n"
+                   "order); --position picks the unit, --map projects the whole feature map. Writes\n"
+                   "N x 3 x H x W, the input's size.\n\n" ZFT_MODEL_HELP
+                   "  --input X         .npy tensor or image file\n"
+                   "  --layer L         conv1..conv5 (or relu1..relu5, or a graph name)\n"
+                   "  --channel C       feature map to project\n"
+                   "  --position Y,X    the unit's position in the layer's map (default: strongest)\n"
+                   "  --map             project the whole feature map instead of one unit\n"
+                   "  --lrn-backward    pass through LRN with its true backward (default: identity)\n"
+                   "  --out Y.npy       the reconstruction\n"
+                   "  --batch N         images per pass (default 16)\n");
+            return 0;
+        default:
+            return zft_usage_error("deconv", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return zft_usage_error("deconv", "unexpected argument '%s'", argv[optind]);
+    if (!input || !layer || channel < 0 || !out)
+        return zft_usage_error("deconv", "--input, --layer, --channel and --out are required");
+    int py = -1, px = -1;
+    if (position) {
+        if (map)
+            return zft_usage_error("deconv", "--position and --map exclude each other");
+        char extra;
+        if (sscanf(position, "%d,%d%c", &py, &px, &extra) != 2 || py < 0 || px < 0)
+            return zft_usage_error("deconv", "--position needs Y,X (two non-negative numbers), got '%s'", position);
+    }
+
+    zf_net *net = NULL;
+    zf_tensor *x = NULL, *y = NULL;
+    int *chan = NULL, *ys = NULL, *xs = NULL, rc = 1;
+    zf_status st = zft_load_model(&mo, &net);
+    if (st)
+        goto fail;
+    const int conv = zf_net_find_conv(net, layer);
+    if (conv < 0) {
+        st = zf_error(ZF_ERR_ARG, "'%s' is not a conv layer of %s (see zfviz info)", layer, net->arch);
+        goto fail;
+    }
+    if (channel >= net->layers[conv].out_c) {
+        st = zf_error(ZF_ERR_ARG, "channel %ld out of range: %s has %d channels", channel,
+                      net->layers[conv].name, net->layers[conv].out_c);
+        goto fail;
+    }
+    if ((st = zf_input_load(input, net, &x)))
+        goto fail;
+    const int n = (int)x->shape[0], b = batch < n ? (int)batch : n;
+    y = zf_tensor_new4(n, net->in_c, net->in_h, net->in_w);
+    chan = malloc(sizeof(int) * n);
+    ys = malloc(sizeof(int) * n);
+    xs = malloc(sizeof(int) * n);
+    if (!y || !chan || !ys || !xs) {
+        st = zf_error(ZF_ERR_NOMEM, "out of memory for %d reconstructions", n);
+        goto fail;
+    }
+    if ((st = zf_net_reserve(net, b)))
+        goto fail;
+    const size_t in_size = (size_t)zf_net_in_size(net);
+    for (int i = 0; i < n; i++) {
+        chan[i] = (int)channel;
+        ys[i] = py;
+        xs[i] = px;
+    }
+    for (int i0 = 0; i0 < n; i0 += b) {
+        const int nb = n - i0 < b ? n - i0 : b;
+        if ((st = zf_net_forward(net, zf_tensor_f32(x) + (size_t)i0 * in_size, nb)))
+            goto fail;
+        zf_deconv_req req = {conv, map ? ZF_DECONV_MAP : ZF_DECONV_UNIT, lrn_backward, chan + i0, ys + i0, xs + i0};
+        if ((st = zf_net_deconv(net, zf_tensor_f32(y) + (size_t)i0 * in_size, nb, &req)))
+            goto fail;
+        if (zf_interrupted) {
+            st = zf_error(ZF_ERR_INTERRUPTED, "interrupted after %d of %d images", i0 + nb, n);
+            goto fail;
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        if (map)
+            printf("image %d: %s channel %ld, whole map\n", i, net->layers[conv].name, channel);
+        else
+            printf("image %d: %s channel %ld at y=%d x=%d\n", i, net->layers[conv].name, channel, ys[i], xs[i]);
+    }
+    if ((st = zf_npy_write(out, y)))
+        goto fail;
+    fprintf(stderr, "wrote %s\n", out);
+    rc = 0;
+fail:
+    if (rc)
+        rc = zft_fail("deconv", st);
+    free(chan);
+    free(ys);
+    free(xs);
+    zf_tensor_free(x);
+    zf_tensor_free(y);
+    zf_net_free(net);
+    return rc;
+}

@@ -1,0 +1,106 @@
+/* zfviz info: the layer table of a network (name, op, output shape, parameters) and its input. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+
+const char zf_cmd_info_summary[] = "print a network's layers, shapes, parameters and preprocessing";
+
+static void describe_op(const zf_layer *l, char *buf, size_t len)
+{
+    const zf_window *w = &l->win;
+    switch (l->op) {
+    case ZF_OP_CONV:
+        snprintf(buf, len, "conv %dx%d/%d pad %d,%d,%d,%d%s", w->kh, w->kw, w->sh, w->pt, w->pl, w->pb,
+                 w->pr, l->groups > 1 ? (l->groups == 2 ? " groups 2" : " grouped") : "");
+        break;
+    case ZF_OP_MAXPOOL:
+    case ZF_OP_AVGPOOL:
+        snprintf(buf, len, "%s %dx%d/%d pad %d,%d,%d,%d%s", l->op == ZF_OP_MAXPOOL ? "maxpool" : "avgpool",
+                 w->kh, w->kw, w->sh, w->pt, w->pl, w->pb, w->pr, l->ceil_mode ? " ceil" : "");
+        break;
+    case ZF_OP_LRN:
+        snprintf(buf, len, "lrn size %d alpha %g beta %g k %g", l->lrn.size, l->lrn.alpha, l->lrn.beta,
+                 l->lrn.k);
+        break;
+    case ZF_OP_DROPOUT:
+        snprintf(buf, len, "dropout %g (identity at inference)", l->dropout_p);
+        break;
+    default:
+        snprintf(buf, len, "%s", zf_op_name(l->op));
+    }
+}
+
+static void group_digits(long long v, char *buf, size_t len)
+{
+    char raw[32];
+    snprintf(raw, sizeof raw, "%lld", v);
+    size_t n = strlen(raw), o = 0;
+    for (size_t i = 0; i < n && o + 2 < len; i++) {
+        buf[o++] = raw[i];
+        if ((n - i - 1) % 3 == 0 && i + 1 < n)
+            buf[o++] = ',';
+    }
+    buf[o] = '\0';
+}
+
+int zf_cmd_info(int argc, char **argv)
+{
+    static const struct option opts[] = {ZFT_MODEL_LONGOPTS, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    zft_model_opts mo = {0};
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (zft_model_option(&mo, c, optarg))
+            continue;
+        if (c == 'h') {
+            printf("usage: zfviz info (--arch A | --model F)\n\n"
+                   "Prints the layer table (name, op, output shape, parameters), the total parameter\n"
+                   "count and how images are preprocessed for the net.\n\n" ZFT_MODEL_HELP);
+            return 0;
+        }
+        return zft_usage_error("info", "unknown option");
+    }
+    if (optind < argc)
+        return zft_usage_error("info", "unexpected argument '%s'", argv[optind]);
+    zf_net *net = NULL;
+    zf_status st;
+    if (mo.model || mo.weights) {
+        st = zft_load_model(&mo, &net);
+    } else {
+        st = zf_net_new_builtin(mo.arch ? mo.arch : "alexnet", &net);
+    }
+    if (st)
+        return zft_fail("info", st);
+
+    const zf_preproc *p = &net->pre;
+    printf("network: %s   input %dx%dx%d\n", net->arch, net->in_c, net->in_h, net->in_w);
+    printf("preprocessing: %s, pixels scaled to [0, %g], mean %g %g %g, std %g %g %g (R G B), ",
+           p->order == ZF_COLOR_BGR ? "BGR" : "RGB", p->scale, p->mean[0], p->mean[1], p->mean[2], p->std[0],
+           p->std[1], p->std[2]);
+    if (p->resize == ZF_RESIZE_SHORT_CROP)
+        printf("short side resized to %d, centre crop %dx%d\n\n", p->resize_short, net->in_h, net->in_w);
+    else
+        printf("resized to %dx%d\n\n", net->in_h, net->in_w);
+    printf("%3s  %-10s %-38s %-14s %12s\n", "#", "layer", "op", "output", "parameters");
+    for (int i = 0; i < net->n_layers; i++) {
+        const zf_layer *l = &net->layers[i];
+        char op[96], shape[48], params[32] = "";
+        describe_op(l, op, sizeof op);
+        if (l->out_h == 1 && l->out_w == 1 && l->op != ZF_OP_CONV)
+            snprintf(shape, sizeof shape, "%d", l->out_c);
+        else
+            snprintf(shape, sizeof shape, "%dx%dx%d", l->out_c, l->out_h, l->out_w);
+        if (l->weight_count + l->bias_count)
+            group_digits(l->weight_count + l->bias_count, params, sizeof params);
+        printf("%3d  %-10s %-38s %-14s %12s", i, l->name, op, shape, params);
+        if (l->graph_name[0])
+            printf("   (%s)", l->graph_name);
+        printf("\n");
+    }
+    char total[32];
+    group_digits(zf_net_param_count(net), total, sizeof total);
+    printf("\ntotal parameters: %s\n", total);
+    zf_net_free(net);
+    return 0;
+}

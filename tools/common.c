@@ -1,0 +1,190 @@
+/* Helpers shared by the zfviz subcommands (see common.h). */
+#include "common.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifdef ZF_ONNX_ENABLED
+#include "zf/onnx.h"
+#endif
+
+static void on_sigint(int sig)
+{
+    (void)sig;
+    if (zf_interrupted)
+        _exit(130);
+    zf_interrupted = 1;
+}
+
+void zft_install_sigint(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_sigint;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+}
+
+int zft_fail(const char *cmd, zf_status st)
+{
+    const char *msg = zf_last_error();
+    fprintf(stderr, "zfviz %s: %s\n", cmd, msg && *msg ? msg : zf_status_name(st));
+    return st == ZF_ERR_INTERRUPTED ? 130 : 1;
+}
+
+int zft_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "zfviz %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, " (see zfviz %s --help)\n", cmd);
+    return 2;
+}
+
+int zft_model_option(zft_model_opts *o, int opt, const char *arg)
+{
+    switch (opt) {
+    case 'A': o->arch = arg; return 1;
+    case 'W': o->weights = arg; return 1;
+    case 'M': o->model = arg; return 1;
+    default: return 0;
+    }
+}
+
+zf_status zft_load_model(const zft_model_opts *o, zf_net **out)
+{
+    *out = NULL;
+    if (o->model) {
+        if (o->arch || o->weights)
+            return zf_error(ZF_ERR_ARG, "--model takes the whole network from the file: leave out --arch/--weights");
+#ifdef ZF_ONNX_ENABLED
+        return zf_onnx_load(o->model, out);
+#else
+        return zf_error(ZF_ERR_UNSUPPORTED, "%s: this zfviz was built without ONNX support", o->model);
+#endif
+    }
+    zf_net *net = NULL;
+    zf_status st = zf_net_new_builtin(o->arch ? o->arch : "alexnet", &net);
+    if (st)
+        return st;
+    const char *w = o->weights ? o->weights : "random:0";
+    if (!o->weights)
+        fprintf(stderr, "zfviz: no --weights given: using random weights (random:0)\n");
+    st = zf_net_load_weights(net, w);
+    if (st) {
+        zf_net_free(net);
+        return st;
+    }
+    *out = net;
+    return ZF_OK;
+}
+
+int zft_split_list(const char *s, char *buf, size_t buflen, const char **items, int max)
+{
+    snprintf(buf, buflen, "%s", s ? s : "");
+    int n = 0;
+    char *save = NULL;
+    for (char *tok = strtok_r(buf, ",", &save); tok && n < max; tok = strtok_r(NULL, ",", &save))
+        if (*tok)
+            items[n++] = tok;
+    return n;
+}
+
+long zft_parse_long(const char *s)
+{
+    if (!s || !*s)
+        return -1;
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (*end || errno || v < 0)
+        return -1;
+    return v;
+}
+
+zf_status zft_mkdirs(const char *path)
+{
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(buf, 0777) && errno != EEXIST)
+            return zf_error(ZF_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) && errno != EEXIST)
+        return zf_error(ZF_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    struct stat sb;
+    if (stat(buf, &sb) || !S_ISDIR(sb.st_mode))
+        return zf_error(ZF_ERR_IO, "%s: not a directory", buf);
+    return ZF_OK;
+}
+
+double zft_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void zft_progress_start(zft_progress *p, const char *label, int64_t total, const char *unit)
+{
+    memset(p, 0, sizeof *p);
+    p->label = label;
+    p->total = total;
+    p->unit = unit ? unit : "it";
+    p->start = zft_now();
+    p->delay = 1.0;
+}
+
+static void draw(zft_progress *p, int64_t done, int final)
+{
+    const double t = zft_now() - p->start;
+    const double rate = t > 0 ? done / t : 0;
+    const double frac = p->total > 0 ? (double)done / p->total : 0;
+    const int width = 30, fill = (int)(frac * width + 0.5);
+    char bar[64];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < fill ? '#' : '.';
+    bar[width] = '\0';
+    double eta = rate > 0 && p->total > done ? (p->total - done) / rate : 0;
+    fprintf(stderr, "\r%s [%s] %lld/%lld %s  %.1f %s/s  %s %02d:%02d   ", p->label, bar, (long long)done,
+            (long long)p->total, p->unit, rate, p->unit, final ? "took" : "ETA",
+            (int)((final ? t : eta) / 60), (int)(final ? t : eta) % 60);
+    if (final)
+        fputc('\n', stderr);
+    fflush(stderr);
+}
+
+void zft_progress_update(zft_progress *p, int64_t done)
+{
+    const double now = zft_now();
+    if (now - p->start < p->delay || now - p->last_draw < 0.1 || !isatty(2))
+        return;
+    p->last_draw = now;
+    p->drawn = 1;
+    draw(p, done, 0);
+}
+
+void zft_progress_finish(zft_progress *p)
+{
+    if (p->drawn)
+        draw(p, p->total, 1);
+}
+
+/* Stand-in until the class list is compiled in (tools/classes.c provides the real one). */
+__attribute__((weak)) const char *zft_class_name(int k)
+{
+    (void)k;
+    return NULL;
+}
