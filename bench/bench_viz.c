@@ -1,6 +1,6 @@
 /* Rendering speed of the viz module on synthetic data: a 96-filter conv1 grid (PNG and PDF, in
  * memory) and a 20-page report (PDF), the issue's target being well under a second per page.
- *   viz_bench [--reps N] [--out DIR]   (--out also writes every rendering there to look at) */
+ *   bench_viz [--reps N] [--out DIR]   (--out also writes every rendering there to look at) */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -175,7 +175,7 @@ static void free_sheet(sheet_data *s)
 static int check(zf_status st, const char *what)
 {
     if (st != ZF_OK) {
-        fprintf(stderr, "viz_bench: %s: %s\n", what, zf_last_error());
+        fprintf(stderr, "bench_viz: %s: %s\n", what, zf_last_error());
         return 1;
     }
     return 0;
@@ -250,7 +250,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--out") && i + 1 < argc)
             out = argv[++i];
         else {
-            fprintf(stderr, "usage: viz_bench [--reps N] [--out DIR]\n");
+            fprintf(stderr, "usage: bench_viz [--reps N] [--out DIR]\n");
             return 2;
         }
     }
@@ -330,7 +330,7 @@ int main(int argc, char **argv)
 
     size_t bytes;
     int pages;
-    printf("viz_bench: best of %d runs, rendering into memory\n", reps);
+    printf("bench_viz: best of %d runs, rendering into memory\n", reps);
     double t = time_mem(ZF_VIZ_PNG, do_grid, &g, reps, &bytes, &pages);
     printf("  96-filter conv1 grid, PNG   %8.1f ms  (%zu bytes)\n", t * 1e3, bytes);
     t = time_mem(ZF_VIZ_PDF, do_grid, &g, reps, &bytes, &pages);
