@@ -77,6 +77,8 @@ typedef struct occl_data {
 static const char *const classes[] = {"tabby cat", "tiger cat", "Egyptian cat", "lynx", "golden retriever",
                                       "tennis ball", "window screen", "quilt", "doormat", "bath towel"};
 
+static const char *class_name(int k) { return k < 10 ? classes[k] : NULL; }
+
 static void make_occlusion(occl_data *d, int seed)
 {
     int W = 224, P = 32, S = 8, n = (W - P) / S + 1;
@@ -103,7 +105,7 @@ static void make_occlusion(occl_data *d, int seed)
                                                 sinf(0.3f * x + c) * cosf(0.25f * y);
             }
     zf_viz_occlusion r = {&d->img, n, n, P, S, d->feature, "conv5 map 41", d->proj, d->prob, 0, d->argmax,
-                          classes, 10, "sample image"};
+                          class_name, "sample image"};
     d->row = r;
 }
 

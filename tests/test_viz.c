@@ -552,6 +552,12 @@ static zf_status render_occl(zf_viz_doc *doc, const void *c)
     return zf_viz_occlusion_figure(doc, o->row, o->n, NULL);
 }
 
+static const char *small_names(int k)
+{
+    static const char *const names[3] = {"zero", "one", "two"};
+    return k < 3 ? names[k] : NULL;
+}
+
 Test(occlusion, figure_renders_and_checks_its_geometry)
 {
     enum { S = 37, P = 9, ST = 4, R = (S - P) / ST + 1 };
@@ -566,8 +572,7 @@ Test(occlusion, figure_renders_and_checks_its_geometry)
     tu_fill_uniform(proj, 3 * S * S, 3, -1, 1);
     for (int i = 0; i < R * R; i++)
         arg[i] = i % 13; /* more classes than colours: an "other" entry */
-    static const char *const names[3] = {"zero", "one", "two"};
-    occl_ctx oc = {{{&img, R, R, P, ST, feat, "conv5 map 3", proj, prob, 2, arg, names, 3, "test image"}}, 2};
+    occl_ctx oc = {{{&img, R, R, P, ST, feat, "conv5 map 3", proj, prob, 2, arg, small_names, "test image"}}, 2};
     oc.row[1] = oc.row[0];
     oc.row[1].proj = NULL;
     rgb_image im = render_png(render_occl, &oc);
@@ -719,7 +724,7 @@ Test(report, page_count_contents_and_pdf_agree)
     int32_t arg[R * R] = {0};
     tu_fill_uniform(feat, R * R, 5, 0, 1);
     tu_fill_uniform(prob, R * R, 6, 0, 1);
-    zf_viz_occlusion occ = {&img, R, R, P, ST, feat, "conv5 map 0", NULL, prob, 0, arg, NULL, 0, NULL};
+    zf_viz_occlusion occ = {&img, R, R, P, ST, feat, "conv5 map 0", NULL, prob, 0, arg, NULL, NULL};
     zf_viz_occlusion occs[3] = {occ, occ, occ};
 
     zf_viz_report_in r = {0};
@@ -793,4 +798,91 @@ Test(helpers, input_to_rgb_inverts_the_preprocessing)
         proj[i] = (float)(i / (H * W));
     zf_viz_proj_to_rgb(proj, &pre, H, W);
     cr_expect(proj[0] == 2.0f && proj[H * W] == 1.0f && proj[2 * H * W] == 0.0f);
+}
+
+/* ---- the commands ---- */
+
+static rgb_image read_png_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s was not written", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)n);
+    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    rgb_image im = decode_png(buf, (size_t)n);
+    free(buf);
+    return im;
+}
+
+Test(cli, filters_draws_the_nets_conv1_weights_tap_for_tap)
+{
+    const char *dir = tu_tmpdir("viz_cli_filters");
+    char out[1024];
+    snprintf(out, sizeof out, "%s/zf.png", dir);
+    cr_assert_eq(tu_system("'%s' filters --arch zfnet --weights random:1 --layer conv1 --zoom 2 -o '%s' 2>/dev/null",
+                           tu_build("tools/zfviz"), out),
+                 0, "zfviz filters failed");
+    /* The same weights, loaded here; every tap of filter 5 recomputed from the documented mapping. */
+    zf_net *net;
+    cr_assert_eq(zf_net_new_builtin("zfnet", &net), ZF_OK);
+    cr_assert_eq(zf_net_load_weights(net, "random:1"), ZF_OK, "%s", zf_last_error());
+    const zf_layer *l = &net->layers[zf_net_find(net, "conv1")];
+    zf_viz_filters_in in = {"zfnet conv1 (random:1)", l->weight, l->out_c, l->in_c, l->win.kh, l->win.kw, 0};
+    zf_viz_filters_opts o = zf_viz_filters_defaults();
+    o.zoom = 2;
+    zf_viz_grid g;
+    cr_assert_eq(zf_viz_filters_layout(&g, &in, &o), ZF_OK);
+    rgb_image im = read_png_file(out);
+    cr_assert(im.w == g.width && im.h == g.height, "PNG %dx%d, layout %dx%d", im.w, im.h, g.width, g.height);
+    const int f = 5, kh = l->win.kh, kw = l->win.kw;
+    const float *w = l->weight + (size_t)f * 3 * kh * kw;
+    double s = 0;
+    for (int i = 0; i < 3 * kh * kw; i++)
+        s = fmax(s, fabs(w[i]));
+    int x0 = g.grid_x + (f % g.cols) * g.pitch_x + g.tile_dx, y0 = g.grid_y + (f / g.cols) * g.pitch_y;
+    for (int y = 0; y < kh; y++)
+        for (int x = 0; x < kw; x++) {
+            char what[64];
+            snprintf(what, sizeof what, "filter %d tap (%d, %d)", f, y, x);
+            expect_rect(&im, x0 + 2 * x, y0 + 2 * y, 2, 2, signed_byte(w[y * kw + x], s),
+                        signed_byte(w[kh * kw + y * kw + x], s), signed_byte(w[2 * kh * kw + y * kw + x], s), what);
+        }
+    free(im.px);
+    zf_net_free(net);
+}
+
+Test(cli, bad_requests_fail_with_one_line_naming_the_problem)
+{
+    const char *dir = tu_tmpdir("viz_cli_bad");
+    const char *z = tu_build("tools/zfviz");
+    char err[1024];
+    snprintf(err, sizeof err, "%s/err.txt", dir);
+    struct {
+        const char *args, *says;
+        int rc;
+    } cases[] = {
+        {"filters --arch zfnet --weights random:0 --layer fc6 -o %s/a.png", "'fc6' is not a conv layer", 1},
+        {"filters --arch zfnet --weights random:0 --layer conv1,conv2 -o %s/a.png", "write a .pdf", 2},
+        {"filters --arch zfnet --weights random:0 -o %s/a.svg", ".png or .pdf", 2},
+        {"filters --arch zfnet --weights random:0 --scale wide -o %s/a.png", "--scale", 2},
+        {"activations --arch zfnet --weights random:0 --input %s/none.jpg --layer relu1 -o x.png", "none.jpg", 1},
+        {"compare nosuchnet zfnet -o %s/a.png", "nosuchnet", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[1024];
+        snprintf(args, sizeof args, cases[i].args, dir);
+        int rc = tu_system("'%s' %s 2>'%s'", z, args, err);
+        cr_expect_eq(rc, cases[i].rc, "zfviz %s: exit %d, expected %d", args, rc, cases[i].rc);
+        FILE *f = fopen(err, "r");
+        cr_assert(f);
+        char line[1024] = "", extra[1024];
+        while (fgets(extra, sizeof extra, f))
+            if (strncmp(extra, "zfviz: no --weights", 19))
+                snprintf(line, sizeof line, "%s", extra);
+        fclose(f);
+        cr_expect(strstr(line, cases[i].says), "zfviz %s: stderr '%s' does not say '%s'", args, line, cases[i].says);
+    }
 }

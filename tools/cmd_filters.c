@@ -166,6 +166,8 @@ int zf_cmd_filters(int argc, char **argv)
     zf_viz_format fmt;
     if (zf_viz_format_of(out, &fmt))
         return zft_usage_error("filters", "%s", zf_last_error());
+    if (fmt == ZF_VIZ_PNG && (!strcmp(layers, "all") || strchr(layers, ',')))
+        return zft_usage_error("filters", "%s: several layers need one page each: write a .pdf", out);
 
     zf_net *net = NULL;
     zf_viz_doc *doc = NULL;

@@ -163,8 +163,9 @@ static int cmp_count(const void *a, const void *b)
 
 static void class_name(char *buf, size_t len, const zf_viz_occlusion *r, int32_t k)
 {
-    if (r->class_names && k >= 0 && k < r->n_classes && r->class_names[k])
-        snprintf(buf, len, "%s", r->class_names[k]);
+    const char *name = r->class_name && k >= 0 ? r->class_name(k) : NULL;
+    if (name)
+        snprintf(buf, len, "%s", name);
     else
         snprintf(buf, len, "class %d", (int)k);
 }

@@ -206,8 +206,8 @@ typedef struct zf_viz_occlusion {
     const float *prob;         /* (d) (rows, cols): probability of the correct class */
     int true_class;
     const int32_t *argmax;     /* (e) (rows, cols): the most probable class */
-    const char *const *class_names; /* class names by index, n_classes of them; NULL: numbers */
-    int n_classes;
+    const char *(*class_name)(int k); /* the name of class k or NULL (zft_class_name fits); NULL:
+                                       * classes are shown by number */
     const char *caption;       /* e.g. the image's file name */
 } zf_viz_occlusion;
 
