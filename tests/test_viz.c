@@ -886,3 +886,109 @@ Test(cli, bad_requests_fail_with_one_line_naming_the_problem)
         cr_expect(strstr(line, cases[i].says), "zfviz %s: stderr '%s' does not say '%s'", args, line, cases[i].says);
     }
 }
+
+#ifdef ZF_DB_ENABLED
+#include "zf/db.h"
+
+/* ---- stored renderings (the SQLite store) ---- */
+
+Test(store, renderings_round_trip_byte_for_byte)
+{
+    const char *dir = tu_tmpdir("viz_store");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/r.db", dir);
+    zf_db *db;
+    cr_assert_eq(zf_db_open(path, NULL, &db), ZF_OK, "%s", zf_last_error());
+    float w[9 * 3 * 5 * 5];
+    tu_fill_uniform(w, sizeof w / sizeof w[0], 8, -1, 1);
+    filters_ctx fc = {{"stored", w, 9, 3, 5, 5, 0}, zf_viz_filters_defaults()};
+    zf_viz_doc *doc;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &doc), ZF_OK);
+    cr_assert_eq(render_filters(doc, &fc), ZF_OK);
+    cr_assert_eq(zf_viz_doc_finish(doc), ZF_OK);
+    size_t len;
+    const uint8_t *png = zf_viz_doc_bytes(doc, &len);
+    int pw, ph;
+    zf_viz_doc_page_size(doc, &pw, &ph);
+    zf_db_rendering r = {-1, -1, "conv1", -1, -1, "filters", "conv1 filters of a test", pw, ph};
+    int64_t id;
+    cr_assert_eq(zf_db_rendering_put(db, &r, png, len, &id), ZF_OK, "%s", zf_last_error());
+    zf_db_close(db);
+
+    cr_assert_eq(zf_db_open(path, NULL, &db), ZF_OK);
+    void *back = NULL;
+    size_t blen = 0;
+    cr_assert_eq(zf_db_rendering_png(db, id, &back, &blen), ZF_OK, "%s", zf_last_error());
+    cr_expect_eq(blen, len);
+    size_t first = 0;
+    while (first < len && first < blen && ((const uint8_t *)back)[first] == png[first])
+        first++;
+    cr_expect(first == len && blen == len, "stored PNG differs from byte %zu (of %zu)", first, len);
+    rgb_image im = decode_png(back, blen);
+    cr_expect(im.w == pw && im.h == ph);
+    free(im.px);
+    free(back);
+    zf_db_close(db);
+    zf_viz_doc_free(doc);
+}
+
+static void write_test_images(const char *dir, int n)
+{
+    for (int i = 0; i < n; i++) {
+        zf_image *img = zf_image_new(67 + 9 * i, 59 + 5 * i);
+        cr_assert(img);
+        float v[3 * 200 * 200];
+        size_t px = (size_t)img->w * img->h * 3;
+        tu_fill_uniform(v, px, 100 + i, 0, 255);
+        for (size_t k = 0; k < px; k++)
+            img->rgb[k] = (uint8_t)v[k];
+        char path[1024];
+        snprintf(path, sizeof path, "%s/im%d.png", dir, i);
+        cr_assert_eq(zf_image_save_png(path, img), ZF_OK, "%s", zf_last_error());
+        zf_image_free(img);
+    }
+}
+
+Test(cli, sheet_and_report_read_a_scan_and_store_renderings, .timeout = 300)
+{
+    const char *dir = tu_tmpdir("viz_cli_scan");
+    const char *z = tu_build("tools/zfviz");
+    char imgs[1024], dbp[1024];
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    snprintf(dbp, sizeof dbp, "%s/scan.db", dir);
+    cr_assert_eq(tu_system("mkdir -p '%s'", imgs), 0);
+    write_test_images(imgs, 3);
+    cr_assert_eq(tu_system("'%s' scan --arch zfnet --weights random:2 --images '%s' --db '%s' --layers conv1,conv2 "
+                           ">/dev/null 2>&1",
+                           z, imgs, dbp),
+                 0, "zfviz scan failed");
+    cr_assert_eq(tu_system("cd '%s' && '%s' sheet --db scan.db --layer conv2 --top-units 2 --per-page 1 --store "
+                           "-o sheet.pdf 2>/dev/null",
+                           dir, z),
+                 0, "zfviz sheet failed");
+    char out[1024];
+    snprintf(out, sizeof out, "%s/sheet.pdf", dir);
+    cr_expect_eq(pdf_pages(out), 2, "two units, one a page");
+    zf_db *db;
+    zf_db_opts ro = {ZF_DB_READONLY, 5, NULL, NULL};
+    cr_assert_eq(zf_db_open(dbp, &ro, &db), ZF_OK, "%s", zf_last_error());
+    for (int64_t id = 1; id <= 2; id++) {
+        void *png = NULL;
+        size_t len = 0;
+        cr_assert_eq(zf_db_rendering_png(db, id, &png, &len), ZF_OK, "rendering %lld: %s", (long long)id,
+                     zf_last_error());
+        rgb_image im = decode_png(png, len);
+        cr_expect(im.w > 200 && im.h > 200, "stored sheet %lld is %dx%d", (long long)id, im.w, im.h);
+        free(im.px);
+        free(png);
+    }
+    zf_db_close(db);
+
+    cr_assert_eq(tu_system("cd '%s' && '%s' report --db scan.db --top-units 1 -o report.pdf 2>/dev/null", dir, z), 0,
+                 "zfviz report failed");
+    snprintf(out, sizeof out, "%s/report.pdf", dir);
+    /* contents, model summary (24 layers: one page), 5 conv grids, dead units, one sheet page per
+     * scanned layer */
+    cr_expect_eq(pdf_pages(out), 1 + 1 + 5 + 1 + 2);
+}
+#endif

@@ -18,6 +18,7 @@ struct zf_viz_doc {
     FILE *file;             /* open from zf_viz_doc_open until finish or free */
     cairo_surface_t *surf;  /* the PDF surface, or the PNG page */
     int pages, finished;
+    int page_w, page_h;     /* the last page */
     uint8_t *buf;           /* in-memory bytes */
     size_t len, cap;
     zf_status write_st;     /* the first failed write, with its message */
@@ -193,8 +194,11 @@ done:
     cairo_destroy(cr);
     if (st == ZF_OK && d->write_st)
         st = d->write_st;
-    if (st == ZF_OK)
+    if (st == ZF_OK) {
         d->pages++;
+        d->page_w = (int)ceil(w);
+        d->page_h = (int)ceil(h);
+    }
     return st;
 }
 
@@ -248,6 +252,12 @@ const uint8_t *zf_viz_doc_bytes(const zf_viz_doc *d, size_t *len)
 
 zf_viz_format zf_viz_doc_format(const zf_viz_doc *d) { return d->format; }
 int zf_viz_doc_pages(const zf_viz_doc *d) { return d->pages; }
+
+void zf_viz_doc_page_size(const zf_viz_doc *d, int *w, int *h)
+{
+    *w = d->page_w;
+    *h = d->page_h;
+}
 
 void zf_viz_doc_free(zf_viz_doc *d)
 {

@@ -36,6 +36,8 @@ zf_status zf_viz_doc_finish(zf_viz_doc *doc);
 const uint8_t *zf_viz_doc_bytes(const zf_viz_doc *doc, size_t *len);
 zf_viz_format zf_viz_doc_format(const zf_viz_doc *doc);
 int zf_viz_doc_pages(const zf_viz_doc *doc);
+/* The size of the last page added (pixels for PNG, points for PDF); 0 x 0 before the first. */
+void zf_viz_doc_page_size(const zf_viz_doc *doc, int *w, int *h);
 /* Frees without writing if not finished. zf_viz_doc_free(NULL) is a no-op. */
 void zf_viz_doc_free(zf_viz_doc *doc);
 
