@@ -969,16 +969,20 @@ Test(cli, sheet_and_report_read_a_scan_and_store_renderings, .timeout = 300)
     char out[1024];
     snprintf(out, sizeof out, "%s/sheet.pdf", dir);
     cr_expect_eq(pdf_pages(out), 2, "two units, one a page");
+    cr_assert_eq(tu_system("cd '%s' && '%s' filters --arch zfnet --weights random:2 --layer conv2 --store scan.db "
+                           "2>/dev/null",
+                           dir, z),
+                 0, "zfviz filters --store failed");
     zf_db *db;
     zf_db_opts ro = {ZF_DB_READONLY, 5, NULL, NULL};
     cr_assert_eq(zf_db_open(dbp, &ro, &db), ZF_OK, "%s", zf_last_error());
-    for (int64_t id = 1; id <= 2; id++) {
+    for (int64_t id = 1; id <= 3; id++) {
         void *png = NULL;
         size_t len = 0;
         cr_assert_eq(zf_db_rendering_png(db, id, &png, &len), ZF_OK, "rendering %lld: %s", (long long)id,
                      zf_last_error());
         rgb_image im = decode_png(png, len);
-        cr_expect(im.w > 200 && im.h > 200, "stored sheet %lld is %dx%d", (long long)id, im.w, im.h);
+        cr_expect(im.w > 200 && im.h > 200, "stored rendering %lld is %dx%d", (long long)id, im.w, im.h);
         free(im.px);
         free(png);
     }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "viz_db.h"
 #include "zf/io.h"
 #include "zf/viz.h"
 
@@ -29,7 +30,20 @@ static void usage(void)
            "  --cols N          tiles per row (default: about square)\n"
            "  --max N           only the first N maps\n"
            "  --labels          the map index under each tile\n"
-           "  -o, --out FILE    .png or .pdf\n");
+           "  -o, --out FILE    .png or .pdf\n"
+           "  --store DB        also store the picture as a PNG in the database DB (table renderings,\n"
+           "                    kind 'activations'); -o is then optional\n");
+}
+
+typedef struct maps_ctx {
+    const zf_viz_maps_in *in;
+    const zf_viz_maps_opts *o;
+} maps_ctx;
+
+static zf_status draw_maps(zf_viz_doc *doc, void *ctx)
+{
+    const maps_ctx *m = ctx;
+    return zf_viz_maps(doc, m->in, m->o);
 }
 
 int zf_cmd_activations(int argc, char **argv)
@@ -46,11 +60,12 @@ int zf_cmd_activations(int argc, char **argv)
                                          {"max", required_argument, 0, 'n'},
                                          {"labels", no_argument, 0, 'L'},
                                          {"out", required_argument, 0, 'o'},
+                                         {"store", required_argument, 0, 'S'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zf_viz_maps_opts vo = zf_viz_maps_defaults();
-    const char *input = NULL, *layer = NULL, *out = NULL;
+    const char *input = NULL, *layer = NULL, *out = NULL, *store = NULL;
     long image = 0, v;
     int c;
     while ((c = getopt_long(argc, argv, "hi:l:o:", opts, NULL)) != -1) {
@@ -97,16 +112,23 @@ int zf_cmd_activations(int argc, char **argv)
             break;
         case 'L': vo.labels = 1; break;
         case 'o': out = optarg; break;
+        case 'S':
+#ifdef ZF_DB_ENABLED
+            store = optarg;
+            break;
+#else
+            return zft_usage_error("activations", "--store needs a zfviz built with the SQLite store");
+#endif
         case 'h': usage(); return 0;
         default: return zft_usage_error("activations", "unknown option");
         }
     }
     if (optind < argc)
         return zft_usage_error("activations", "unexpected argument '%s'", argv[optind]);
-    if (!input || !layer || !out)
-        return zft_usage_error("activations", "--input, --layer and -o are required");
+    if (!input || !layer || (!out && !store))
+        return zft_usage_error("activations", "--input, --layer and -o (or --store DB) are required");
     zf_viz_format fmt;
-    if (zf_viz_format_of(out, &fmt))
+    if (out && zf_viz_format_of(out, &fmt))
         return zft_usage_error("activations", "%s", zf_last_error());
 
     zf_net *net = NULL;
@@ -154,9 +176,22 @@ int zf_cmd_activations(int argc, char **argv)
     const char *base = strrchr(input, '/');
     snprintf(title, sizeof title, "%s %s of %s", net->arch, l->name, base ? base + 1 : input);
     zf_viz_maps_in in = {title, zf_net_act(net, li), l->out_c, l->out_h, l->out_w, rgb ? &img : NULL};
-    if ((st = zf_viz_doc_open(out, &doc)) || (st = zf_viz_maps(doc, &in, &vo)) || (st = zf_viz_doc_finish(doc)))
-        goto fail;
-    fprintf(stderr, "wrote %s\n", out);
+    maps_ctx mc = {&in, &vo};
+    if (out) {
+        if ((st = zf_viz_doc_open(out, &doc)) || (st = draw_maps(doc, &mc)) || (st = zf_viz_doc_finish(doc)))
+            goto fail;
+        fprintf(stderr, "wrote %s\n", out);
+    }
+#ifdef ZF_DB_ENABLED
+    if (store) {
+        char what[1024];
+        snprintf(what, sizeof what, "feature maps of %s %s for %s (image %ld), %s, %s scale", net->arch, l->name,
+                 input, image, zf_viz_cmap_name(vo.cmap), vo.per_map ? "per-map" : "one shared");
+        zf_db_rendering r = {-1, -1, l->name, -1, -1, "activations", what, 0, 0};
+        if ((st = zft_store_rendering_at(store, &r, draw_maps, &mc)))
+            goto fail;
+    }
+#endif
     rc = 0;
 fail:
     if (rc)

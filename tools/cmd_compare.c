@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "common.h"
+#include "viz_db.h"
 #include "zf/io.h"
 #include "zf/viz.h"
 
@@ -29,7 +30,20 @@ static void usage(void)
            "  --max-images N    use at most N images (default all)\n"
            "  --zoom N          pixels per tap for both grids (default 4)\n"
            "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n"
-           "  -o, --out FILE    .png or .pdf\n");
+           "  -o, --out FILE    .png or .pdf\n"
+           "  --store DB        also store the page as a PNG in the database DB (table renderings, kind\n"
+           "                    'compare'); -o is then optional\n");
+}
+
+typedef struct cmp_ctx {
+    const zf_viz_compare_model *a, *b;
+    const zf_viz_compare_opts *o;
+} cmp_ctx;
+
+static zf_status draw_compare(zf_viz_doc *doc, void *ctx)
+{
+    const cmp_ctx *c = ctx;
+    return zf_viz_compare(doc, c->a, c->b, c->o);
 }
 
 /* "alexnet", "zfnet=path/w.safetensors" or "m.onnx" into model options (pointing into spec). */
@@ -206,10 +220,11 @@ int zf_cmd_compare(int argc, char **argv)
                                          {"zoom", required_argument, 0, 'z'},
                                          {"near-dead", required_argument, 0, 'd'},
                                          {"out", required_argument, 0, 'o'},
+                                         {"store", required_argument, 0, 'S'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zf_viz_compare_opts co = zf_viz_compare_defaults();
-    const char *images = NULL, *out = NULL;
+    const char *images = NULL, *out = NULL, *store = NULL;
     long max_images = 0, v;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -232,16 +247,23 @@ int zf_cmd_compare(int argc, char **argv)
             break;
         }
         case 'o': out = optarg; break;
+        case 'S':
+#ifdef ZF_DB_ENABLED
+            store = optarg;
+            break;
+#else
+            return zft_usage_error("compare", "--store needs a zfviz built with the SQLite store");
+#endif
         case 'h': usage(); return 0;
         default: return zft_usage_error("compare", "unknown option");
         }
     }
     if (argc - optind > 2)
         return zft_usage_error("compare", "at most two models, got '%s' too", argv[optind + 2]);
-    if (!out)
-        return zft_usage_error("compare", "-o FILE.png or FILE.pdf is required");
+    if (!out && !store)
+        return zft_usage_error("compare", "-o FILE.png or FILE.pdf (or --store DB) is required");
     zf_viz_format fmt;
-    if (zf_viz_format_of(out, &fmt))
+    if (out && zf_viz_format_of(out, &fmt))
         return zft_usage_error("compare", "%s", zf_last_error());
 
     side sides[2];
@@ -273,9 +295,21 @@ int zf_cmd_compare(int argc, char **argv)
             m[i].images = n_imgs;
         }
     }
-    if ((st = zf_viz_doc_open(out, &doc)) || (st = zf_viz_compare(doc, &m[0], &m[1], &co)) ||
-        (st = zf_viz_doc_finish(doc)))
+    cmp_ctx cc = {&m[0], &m[1], &co};
+    if (out && ((st = zf_viz_doc_open(out, &doc)) || (st = draw_compare(doc, &cc)) || (st = zf_viz_doc_finish(doc))))
         goto fail;
+#ifdef ZF_DB_ENABLED
+    if (store) {
+        char what[2600];
+        snprintf(what, sizeof what,
+                 "first-layer comparison of %s and %s: conv1 grids at %d px per tap, RMS histogram, radial power "
+                 "spectrum%s",
+                 m[0].name, m[1].name, co.zoom, n_imgs > 0 ? ", never-firing maps over the images" : "");
+        zf_db_rendering r = {-1, -1, "conv1", -1, -1, "compare", what, 0, 0};
+        if ((st = zft_store_rendering_at(store, &r, draw_compare, &cc)))
+            goto fail;
+    }
+#endif
     for (int i = 0; i < 2; i++) {
         zf_viz_compare_stats s;
         if ((st = zf_viz_compare_stats_of(&s, &m[i], co.near_dead)))
@@ -286,7 +320,8 @@ int zf_cmd_compare(int argc, char **argv)
             printf(", never fire %.1f%% (%d images)", 100.0 * m[i].never_fire, m[i].images);
         printf("\n");
     }
-    fprintf(stderr, "wrote %s\n", out);
+    if (out)
+        fprintf(stderr, "wrote %s\n", out);
     rc = 0;
 fail:
     if (rc)

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "viz_db.h"
 #include "zf/viz.h"
 
 const char zf_cmd_filters_summary[] = "draw the filters of conv layers as a grid (PNG or PDF)";
@@ -28,7 +29,9 @@ static void usage(void)
            "  --labels L        index, rms, both (index,rms) or none (default none)\n"
            "  --max N           only the first N filters\n"
            "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n"
-           "  -o, --out FILE    .png (one layer) or .pdf\n");
+           "  -o, --out FILE    .png (one layer) or .pdf\n"
+           "  --store DB        also store each layer's grid as a PNG in the database DB (table\n"
+           "                    renderings, kind 'filters'); -o is then optional\n");
 }
 
 static int parse_mode(const char *s, zf_viz_filters_opts *o)
@@ -74,17 +77,38 @@ static int reads_image(const zf_net *net, int conv)
     return 1;
 }
 
-static zf_status draw_layer(zf_viz_doc *doc, const zf_net *net, int conv, const char *model_name,
-                            const zf_viz_filters_opts *o)
+typedef struct layer_ctx {
+    const zf_net *net;
+    int conv;
+    const char *model_name;
+    const zf_viz_filters_opts *o;
+} layer_ctx;
+
+static zf_status draw_layer(zf_viz_doc *doc, void *ctx)
 {
-    const zf_layer *l = &net->layers[conv];
+    const layer_ctx *c = ctx;
+    const zf_net *net = c->net;
+    const zf_layer *l = &net->layers[c->conv];
     char title[256];
-    snprintf(title, sizeof title, "%s %s (%s)", net->arch, l->name, model_name);
+    snprintf(title, sizeof title, "%s %s (%s)", net->arch, l->name, c->model_name);
     zf_viz_filters_in in = {title,      l->weight,  l->out_c, l->in_c / (l->groups > 0 ? l->groups : 1),
-                            l->win.kh, l->win.kw, reads_image(net, conv) && net->pre.order == ZF_COLOR_BGR};
-    zf_status st = zf_viz_filters(doc, &in, o);
+                            l->win.kh, l->win.kw, reads_image(net, c->conv) && net->pre.order == ZF_COLOR_BGR};
+    zf_status st = zf_viz_filters(doc, &in, c->o);
     return st ? zf_error_prefix(st, "%s: ", l->name) : ZF_OK;
 }
+
+#ifdef ZF_DB_ENABLED
+static zf_status store_layer(const char *dbpath, layer_ctx *c)
+{
+    const zf_layer *l = &c->net->layers[c->conv];
+    char what[512];
+    snprintf(what, sizeof what, "filters of %s %s (%s): %d filters %dx%dx%d, %s scale, grey = 0, dead/near-dead framed",
+             c->net->arch, l->name, c->model_name, l->out_c, l->in_c / (l->groups > 0 ? l->groups : 1), l->win.kh,
+             l->win.kw, c->o->scale == ZF_VIZ_SCALE_SHARED ? "one shared" : "per-filter");
+    zf_db_rendering r = {-1, -1, l->name, -1, -1, "filters", what, 0, 0};
+    return zft_store_rendering_at(dbpath, &r, draw_layer, c);
+}
+#endif
 
 int zf_cmd_filters(int argc, char **argv)
 {
@@ -99,11 +123,12 @@ int zf_cmd_filters(int argc, char **argv)
                                          {"max", required_argument, 0, 'n'},
                                          {"near-dead", required_argument, 0, 'd'},
                                          {"out", required_argument, 0, 'o'},
+                                         {"store", required_argument, 0, 'S'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zf_viz_filters_opts fo = zf_viz_filters_defaults();
-    const char *layers = "conv1", *out = NULL;
+    const char *layers = "conv1", *out = NULL, *store = NULL;
     int c;
     long v;
     while ((c = getopt_long(argc, argv, "ho:l:", opts, NULL)) != -1) {
@@ -155,18 +180,25 @@ int zf_cmd_filters(int argc, char **argv)
             break;
         }
         case 'o': out = optarg; break;
+        case 'S':
+#ifdef ZF_DB_ENABLED
+            store = optarg;
+            break;
+#else
+            return zft_usage_error("filters", "--store needs a zfviz built with the SQLite store");
+#endif
         case 'h': usage(); return 0;
         default: return zft_usage_error("filters", "unknown option");
         }
     }
     if (optind < argc)
         return zft_usage_error("filters", "unexpected argument '%s'", argv[optind]);
-    if (!out)
-        return zft_usage_error("filters", "-o FILE.png or FILE.pdf is required");
-    zf_viz_format fmt;
-    if (zf_viz_format_of(out, &fmt))
+    if (!out && !store)
+        return zft_usage_error("filters", "-o FILE.png or FILE.pdf (or --store DB) is required");
+    zf_viz_format fmt = ZF_VIZ_PDF;
+    if (out && zf_viz_format_of(out, &fmt))
         return zft_usage_error("filters", "%s", zf_last_error());
-    if (fmt == ZF_VIZ_PNG && (!strcmp(layers, "all") || strchr(layers, ',')))
+    if (out && fmt == ZF_VIZ_PNG && (!strcmp(layers, "all") || strchr(layers, ',')))
         return zft_usage_error("filters", "%s: several layers need one page each: write a .pdf", out);
 
     zf_net *net = NULL;
@@ -198,18 +230,29 @@ int zf_cmd_filters(int argc, char **argv)
         st = zf_error(ZF_ERR_ARG, "no conv layers to draw");
         goto fail;
     }
-    if (n > 1 && fmt == ZF_VIZ_PNG) {
+    if (out && n > 1 && fmt == ZF_VIZ_PNG) {
         st = zf_error(ZF_ERR_ARG, "%s: %d layers need one page each: write a .pdf", out, n);
         goto fail;
     }
-    if ((st = zf_viz_doc_open(out, &doc)))
-        goto fail;
-    for (int i = 0; i < n; i++)
-        if ((st = draw_layer(doc, net, convs[i], model_name, &fo)))
+    if (out) {
+        if ((st = zf_viz_doc_open(out, &doc)))
             goto fail;
-    if ((st = zf_viz_doc_finish(doc)))
-        goto fail;
-    fprintf(stderr, "wrote %s\n", out);
+        for (int i = 0; i < n; i++) {
+            layer_ctx lc = {net, convs[i], model_name, &fo};
+            if ((st = draw_layer(doc, &lc)))
+                goto fail;
+        }
+        if ((st = zf_viz_doc_finish(doc)))
+            goto fail;
+        fprintf(stderr, "wrote %s\n", out);
+    }
+#ifdef ZF_DB_ENABLED
+    for (int i = 0; store && i < n; i++) {
+        layer_ctx lc = {net, convs[i], model_name, &fo};
+        if ((st = store_layer(store, &lc)))
+            goto fail;
+    }
+#endif
     rc = 0;
 fail:
     if (rc)

@@ -423,6 +423,19 @@ zf_status zft_store_rendering(zf_db *db, const zf_db_rendering *what, zft_render
     zf_viz_doc_free(doc);
     return st;
 }
+
+zf_status zft_store_rendering_at(const char *dbpath, const zf_db_rendering *what, zft_render_fn fn, void *ctx)
+{
+    zf_db *db = NULL;
+    int64_t id = 0;
+    zf_status st = zf_db_open(dbpath, NULL, &db);
+    if (!st)
+        st = zft_store_rendering(db, what, fn, ctx, &id);
+    zf_db_close(db);
+    if (!st)
+        fprintf(stderr, "stored %s rendering %lld in %s\n", what->kind, (long long)id, dbpath);
+    return st;
+}
 #else
 /* Without the store there is nothing to glue. */
 typedef int zft_viz_db_unused;

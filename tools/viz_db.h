@@ -61,6 +61,8 @@ void zft_report_free(zft_report *r);
  * with what it shows; its width and height are filled in. */
 typedef zf_status (*zft_render_fn)(zf_viz_doc *doc, void *ctx);
 zf_status zft_store_rendering(zf_db *db, const zf_db_rendering *what, zft_render_fn fn, void *ctx, int64_t *id);
+/* The same into the database at `dbpath` (created if missing); prints where it went. */
+zf_status zft_store_rendering_at(const char *dbpath, const zf_db_rendering *what, zft_render_fn fn, void *ctx);
 #endif
 
 #endif
