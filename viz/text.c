@@ -26,20 +26,30 @@ static void layout_set(PangoLayout *lay, const char *text, double size, int flag
     pango_layout_set_text(lay, text, -1);
 }
 
-/* A pango context like the one a page gets (unhinted metrics), for measuring without a page. */
+/* Unhinted metrics, as pages have them (doc.c), so text measures the same with or without a page. */
+static zf_status set_measure_options(PangoContext *ctx)
+{
+    cairo_font_options_t *fo;
+    ZF_CAIRO(fo, fo = cairo_font_options_create());
+    zf_status st = ZF_OK;
+    ZF_CAIRO_GOTO(fo, cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF), st, done);
+    ZF_CAIRO_GOTO(fo, cairo_font_options_set_hint_style(fo, CAIRO_HINT_STYLE_NONE), st, done);
+    ZF_CAIRO_GOTO(fo, cairo_font_options_set_antialias(fo, CAIRO_ANTIALIAS_GRAY), st, done);
+    pango_cairo_context_set_font_options(ctx, fo);
+done:
+    cairo_font_options_destroy(fo);
+    return st;
+}
+
+/* A pango context for measuring without a page, one per thread. If its font options cannot be set
+ * (out of memory) it measures with the defaults: sizes then differ by a fraction of a pixel. */
 static PangoContext *measure_context(void)
 {
     static _Thread_local PangoContext *ctx;
     if (ctx)
         return ctx;
-    PangoFontMap *fm = pango_cairo_font_map_get_default();
-    ctx = pango_font_map_create_context(fm);
-    cairo_font_options_t *fo = cairo_font_options_create();
-    cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF);
-    cairo_font_options_set_hint_style(fo, CAIRO_HINT_STYLE_NONE);
-    cairo_font_options_set_antialias(fo, CAIRO_ANTIALIAS_GRAY);
-    pango_cairo_context_set_font_options(ctx, fo);
-    cairo_font_options_destroy(fo);
+    ctx = pango_font_map_create_context(pango_cairo_font_map_get_default());
+    (void)set_measure_options(ctx);
     return ctx;
 }
 
