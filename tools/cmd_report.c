@@ -23,6 +23,9 @@ static void usage(void)
            "  --run ID          which scan (default: the newest)\n"
            "  --top-units N     units per layer with top-9 sheets (default 4; 0: none)\n"
            "  --min-active F    'rare' units fire on fewer than this fraction of images (default 0.01)\n"
+           "  --occlude IMG,... occlusion figures (Zeiler & Fergus Fig. 7) of these images\n"
+           "  --patch P         their grey square's side in input pixels (default 32)\n"
+           "  --stride S        its step (default 8)\n"
            "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP
            "  -o, --out FILE    the .pdf\n");
 }
@@ -34,12 +37,15 @@ int zf_cmd_report(int argc, char **argv)
                                          {"run", required_argument, 0, 'r'},
                                          {"top-units", required_argument, 0, 't'},
                                          {"min-active", required_argument, 0, 'm'},
+                                         {"occlude", required_argument, 0, 'O'},
+                                         {"patch", required_argument, 0, 'P'},
+                                         {"stride", required_argument, 0, 's'},
                                          {"out", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
-    const char *dbpath = NULL, *out = NULL;
-    long run = 0, top = 4;
+    const char *dbpath = NULL, *out = NULL, *occlude = NULL;
+    long run = 0, top = 4, patch = 32, stride = 8;
     double min_active = 0.01;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -62,6 +68,19 @@ int zf_cmd_report(int argc, char **argv)
                 return zft_usage_error("report", "--min-active needs a fraction in [0, 1], got '%s'", optarg);
             break;
         }
+        case 'O':
+            if (!zft_report_can_occlude())
+                return zft_usage_error("report", "--occlude needs a zfviz built with occlusion maps");
+            occlude = optarg;
+            break;
+        case 'P':
+            if ((patch = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("report", "--patch needs a positive number of pixels, got '%s'", optarg);
+            break;
+        case 's':
+            if ((stride = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("report", "--stride needs a positive number of pixels, got '%s'", optarg);
+            break;
         case 'o': out = optarg; break;
         case 'h': usage(); return 0;
         default: return zft_usage_error("report", "unknown option");
@@ -83,6 +102,14 @@ int zf_cmd_report(int argc, char **argv)
     if ((st = zft_scan_open(&scan, dbpath, run, NULL, &mo, 0)) ||
         (st = zft_report_build(&rep, &scan, min_active, (int)top)))
         goto fail;
+    if (occlude) {
+        char buf[8192];
+        const char *items[64];
+        int n = zft_split_list(occlude, buf, sizeof buf, items, 64);
+        for (int i = 0; i < n; i++)
+            if ((st = zft_report_add_occlusion(&rep, &scan, items[i], (int)patch, (int)stride)))
+                goto fail;
+    }
     if ((st = zf_viz_doc_open(out, &doc)) || (st = zf_viz_report(doc, &rep.in)) || (st = zf_viz_doc_finish(doc)))
         goto fail;
     fprintf(stderr, "wrote %s (%d pages)\n", out, zf_viz_doc_pages(doc));

@@ -11,6 +11,12 @@
 #include <sys/stat.h>
 
 #include "zf/io.h"
+#if defined(__has_include)
+#if __has_include("zf/occlusion.h")
+#include "zf/occlusion.h"
+#define ZFT_HAVE_OCCLUSION 1
+#endif
+#endif
 
 zf_status zft_scan_open(zft_scan *s, const char *dbpath, int64_t run_id, const char *layer,
                         const zft_model_opts *given, int readwrite)
@@ -392,8 +398,121 @@ zf_status zft_report_build(zft_report *r, zft_scan *s, double min_active, int to
     return st;
 }
 
+static zf_status keep_report(zft_report *r, void *p)
+{
+    if (!p)
+        return zf_error(ZF_ERR_NOMEM, "out of memory");
+    if (r->n_bufs == r->cap_bufs) {
+        int cap = r->cap_bufs ? 2 * r->cap_bufs : 16;
+        void **nb = realloc(r->bufs, sizeof *nb * (size_t)cap);
+        if (!nb) {
+            free(p);
+            return zf_error(ZF_ERR_NOMEM, "out of memory");
+        }
+        r->bufs = nb;
+        r->cap_bufs = cap;
+    }
+    r->bufs[r->n_bufs++] = p;
+    return ZF_OK;
+}
+
+#ifdef ZFT_HAVE_OCCLUSION
+int zft_report_can_occlude(void) { return 1; }
+
+/* The maps, the image the net saw and the deconv projection of the mapped channel on it. */
+static zf_status occlusion_row(zft_report *r, zf_net *net, const char *path, const float *input, int patch,
+                               int stride, zf_viz_occlusion *row)
+{
+    zf_occlusion_params p;
+    zf_occlusion_params_default(&p);
+    p.patch = patch;
+    p.stride = stride;
+    zf_occlusion_result *res = NULL;
+    zf_status st = zf_occlusion_run(net, input, &p, &res);
+    if (st)
+        return zf_error_prefix(st, "%s: ", path);
+    const int H = net->in_h, W = net->in_w, npos = res->rows * res->cols;
+    float *feature = malloc(sizeof(float) * npos), *prob = malloc(sizeof(float) * npos);
+    int32_t *argmax = malloc(sizeof(int32_t) * npos);
+    float *proj = malloc(sizeof(float) * 3 * H * W);
+    uint8_t *rgb = malloc((size_t)H * W * 3);
+    zf_image *img = malloc(sizeof *img);
+    const char *base = strrchr(path, '/');
+    char *cap = strdup(base ? base + 1 : path);
+    char *fname = malloc(96);
+    if ((st = keep_report(r, feature)) || (st = keep_report(r, prob)) || (st = keep_report(r, argmax)) ||
+        (st = keep_report(r, proj)) || (st = keep_report(r, rgb)) || (st = keep_report(r, img)) ||
+        (st = keep_report(r, cap)) || (st = keep_report(r, fname))) {
+        zf_occlusion_result_free(res);
+        return st;
+    }
+    memcpy(feature, res->feature, sizeof(float) * npos);
+    memcpy(prob, res->prob, sizeof(float) * npos);
+    memcpy(argmax, res->argmax, sizeof(int32_t) * npos);
+    zf_viz_input_to_rgb(rgb, input, &net->pre, H, W);
+    img->w = W;
+    img->h = H;
+    img->rgb = rgb;
+    snprintf(fname, 96, "%s map %d", net->layers[res->conv_layer].name, res->channel);
+    int ch = res->channel;
+    zf_deconv_req req = {res->conv_layer, ZF_DECONV_MAP, 0, &ch, NULL, NULL};
+    /* The unoccluded image again, as far as the mapped layer, for its switches; then the map down. */
+    if (!(st = zf_net_reserve(net, 1))) {
+        memcpy(net->input, input, sizeof(float) * (size_t)zf_net_in_size(net));
+        if (!(st = zf_net_forward_range(net, 0, zf_net_rectified(net, res->conv_layer), 1)) &&
+            !(st = zf_net_deconv(net, proj, 1, &req)))
+            zf_viz_proj_to_rgb(proj, &net->pre, H, W);
+    }
+    zf_viz_occlusion o = {img, res->rows, res->cols, res->patch, res->stride, feature, fname, proj, prob,
+                          res->cls, argmax, zft_class_name, cap};
+    *row = o;
+    zf_occlusion_result_free(res);
+    return st;
+}
+#else
+int zft_report_can_occlude(void) { return 0; }
+#endif
+
+zf_status zft_report_add_occlusion(zft_report *r, zft_scan *s, const char *path, int patch, int stride)
+{
+#ifdef ZFT_HAVE_OCCLUSION
+    zf_tensor *x = NULL;
+    zf_status st = zf_input_load(path, s->net, &x);
+    if (st)
+        return st;
+    if (x->shape[0] != 1) {
+        zf_tensor_free(x);
+        return zf_error(ZF_ERR_ARG, "%s: occlusion figures take one image, this holds %lld", path,
+                        (long long)x->shape[0]);
+    }
+    zf_viz_occlusion *no = realloc(r->occl, sizeof *no * (size_t)(r->in.n_occlusions + 1));
+    if (!no) {
+        zf_tensor_free(x);
+        return zf_error(ZF_ERR_NOMEM, "out of memory");
+    }
+    r->occl = no;
+    st = occlusion_row(r, s->net, path, zf_tensor_f32(x), patch, stride, &r->occl[r->in.n_occlusions]);
+    zf_tensor_free(x);
+    if (st)
+        return st;
+    r->in.n_occlusions++;
+    r->in.occlusions = r->occl;
+    return ZF_OK;
+#else
+    (void)r;
+    (void)s;
+    (void)patch;
+    (void)stride;
+    return zf_error(ZF_ERR_UNSUPPORTED, "%s: this zfviz was built without occlusion maps", path);
+#endif
+}
+
 void zft_report_free(zft_report *r)
 {
+    for (int i = 0; i < r->n_bufs; i++)
+        free(r->bufs[i]);
+    free(r->bufs);
+    free(r->occl);
     for (int i = 0; i < r->n_sheets; i++)
         zft_sheet_free(&r->sheets[i]);
     free(r->sheets);

@@ -53,8 +53,16 @@ typedef struct zft_report {
     int n_sheets;
     char **strings;
     int n_strings, cap_strings;
+    zf_viz_occlusion *occl;     /* rows of in.occlusions */
+    void **bufs;                /* what the rows point to */
+    int n_bufs, cap_bufs;
 } zft_report;
 zf_status zft_report_build(zft_report *out, zft_scan *s, double min_active, int top_units);
+/* Whether this build has occlusion maps (core's zf/occlusion.h). */
+int zft_report_can_occlude(void);
+/* Adds the occlusion figure of the image at `path` (ZF Fig. 7: a patch x patch grey square at
+ * `stride`, the strongest map of the last conv layer, the top class of the unoccluded image). */
+zf_status zft_report_add_occlusion(zft_report *r, zft_scan *s, const char *path, int patch, int stride);
 void zft_report_free(zft_report *r);
 
 /* Renders one page with fn into a PNG in memory and stores it in the database (table renderings)
