@@ -138,7 +138,7 @@ static zf_status prepare(maps_fig *f, const zf_viz_maps_in *in, const zf_viz_map
         f->bar_h = grid_h - 14 < 80 ? 80 : (grid_h - 14 > 320 ? 320 : grid_h - 14);
         if (f->bar_y + f->bar_h > top + body_h)
             body_h = f->bar_y + f->bar_h - top;
-        x = f->bar_x + (int)ZFV_COLORBAR_W;
+        x = f->bar_x + (int)ceil(fmax(zfv_colorbar_width(f->lo, f->hi, BAR_W), 60));
     }
     int text_w = (int)ceil(fmax(tw, sw)) + 2 * MARGIN;
     g->width = x + MARGIN > text_w ? x + MARGIN : text_w;

@@ -51,10 +51,10 @@ static cols columns(const zfv_occl_fig *f, double pw)
     c.a = MARGIN;
     c.b = c.a + pw + PANEL_GAP;
     c.bar_b = c.b + pw + 8;
-    c.c = c.bar_b + ZFV_COLORBAR_W + 6;
+    c.c = c.bar_b + f->bar_b + 6;
     c.d = has_proj(f) ? c.c + pw + PANEL_GAP : c.c;
     c.bar_d = c.d + pw + 8;
-    c.e = c.bar_d + ZFV_COLORBAR_W + 6;
+    c.e = c.bar_d + f->bar_d + 6;
     c.legend = c.e + pw + 10;
     c.end = c.legend + LEGEND_W;
     return c;
@@ -78,6 +78,19 @@ static zf_status check_row(const zf_viz_occlusion *r, int i)
     return ZF_OK;
 }
 
+static void range_of(const float *v, size_t n, float *lo, float *hi)
+{
+    float a = INFINITY, b = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        a = fminf(a, v[i]);
+        b = fmaxf(b, v[i]);
+    }
+    if (!(a <= b))
+        a = b = 0;
+    *lo = a;
+    *hi = b;
+}
+
 zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n, const zf_viz_occlusion_opts *opts)
 {
     int no_title = f->no_title;
@@ -94,8 +107,15 @@ zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n,
     if (f->opts.legend_max > ZFV_CATEGORIES)
         f->opts.legend_max = ZFV_CATEGORIES;
     double pw = 0, ph = 0;
+    f->bar_b = f->bar_d = 48;
     for (int i = 0; i < n; i++) {
         ZFV_TRY(check_row(&rows[i], i));
+        float lo, hi;
+        size_t npos = (size_t)rows[i].rows * rows[i].cols;
+        range_of(rows[i].feature, npos, &lo, &hi);
+        f->bar_b = fmax(f->bar_b, zfv_colorbar_width(lo, hi, 12));
+        range_of(rows[i].prob, npos, &lo, &hi);
+        f->bar_d = fmax(f->bar_d, zfv_colorbar_width(lo, hi, 12));
         double s = panel_scale(&f->opts, rows[i].image);
         pw = fmax(pw, ceil(rows[i].image->w * s));
         ph = fmax(ph, ceil(rows[i].image->h * s));
@@ -111,18 +131,6 @@ zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n,
     return ZF_OK;
 }
 
-static void range_of(const float *v, size_t n, float *lo, float *hi)
-{
-    float a = INFINITY, b = -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        a = fminf(a, v[i]);
-        b = fmaxf(b, v[i]);
-    }
-    if (!(a <= b))
-        a = b = 0;
-    *lo = a;
-    *hi = b;
-}
 
 /* Map cell (i, j) is drawn over the stride x stride square centred where the occluder's centre
  * was: from (j * stride + patch / 2 - stride / 2) on, in image pixels; clipped to the panel. */
@@ -246,7 +254,10 @@ static zf_status class_panel(cairo_t *cr, const zf_viz_occlusion *r, double x, d
     }
     if (r->true_class >= 0) {
         class_name(name, sizeof name, r, r->true_class);
-        snprintf(line, sizeof line, "true class: %s (%d)", name, r->true_class);
+        if (r->class_name && r->class_name(r->true_class))
+            snprintf(line, sizeof line, "class of (d): %s (%d)", name, r->true_class);
+        else
+            snprintf(line, sizeof line, "class of (d): %s", name);
         st = zfv_text_fit(cr, lx, ly + 4, line, LEGEND_SIZE - 1, ZFV_ITALIC, zfv_ink_light, LEGEND_W);
     }
 done:

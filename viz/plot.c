@@ -33,17 +33,52 @@ int zfv_ticks_ex(double lo, double hi, int max, int integer, double *ticks)
 void zfv_format_tick(char *buf, size_t len, double v, double step)
 {
     double a = fmax(fabs(v), fabs(step));
-    if (a != 0 && (a >= 1e5 || a < 1e-3)) {
-        snprintf(buf, len, "%.2g", v);
-        return;
-    }
     int dec = step > 0 ? (int)ceil(-log10(step) - 1e-9) : 0;
     if (dec < 0)
         dec = 0;
     /* 2.5-steps need one more decimal than their magnitude says. */
     if (step > 0 && fabs(step * pow(10, dec) - round(step * pow(10, dec))) > 1e-6)
         dec++;
+    if (a != 0 && (a >= 1e5 || dec > 4)) {
+        /* Exponent form, with as many digits as tell neighbouring ticks apart (a nearly constant
+         * map has ticks like 1.00205e-03, 1.00210e-03). */
+        int digits = step > 0 && v != 0 ? (int)ceil(log10(fabs(v) / step) - 1e-9) + 1 : 2;
+        if (digits < 2)
+            digits = 2;
+        if (digits > 7)
+            digits = 7;
+        snprintf(buf, len, "%.*e", digits - 1, v);
+        return;
+    }
     snprintf(buf, len, "%.*f", dec, v);
+}
+
+/* The labels zfv_colorbar writes: ticks over [lo, hi], or lo alone for a constant map. */
+static int colorbar_labels(double lo, double hi, char labels[8][32])
+{
+    double ticks[8];
+    if (!(hi > lo)) {
+        zfv_format_tick(labels[0], 32, lo, fabs(lo) > 0 ? fabs(lo) / 10 : 1);
+        return 1;
+    }
+    int n = zfv_ticks(lo, hi, 6, ticks);
+    double step = n > 1 ? ticks[1] - ticks[0] : hi - lo;
+    for (int i = 0; i < n; i++)
+        zfv_format_tick(labels[i], 32, ticks[i], step);
+    return n;
+}
+
+double zfv_colorbar_width(double lo, double hi, double bar_w)
+{
+    char labels[8][32];
+    int n = colorbar_labels(lo, hi, labels);
+    double widest = 0;
+    for (int i = 0; i < n; i++) {
+        double w;
+        zfv_text_size(labels[i], ZFV_SMALL_SIZE, 0, &w, NULL);
+        widest = fmax(widest, w);
+    }
+    return bar_w + 5 + ceil(widest) + 4;
 }
 
 zf_status zfv_colorbar(cairo_t *cr, double x, double y, double w, double h, zf_viz_cmap cmap, double lo,
@@ -55,19 +90,17 @@ zf_status zfv_colorbar(cairo_t *cr, double x, double y, double w, double h, zf_v
         ramp[i] = (float)(255 - i) / 255.0f;
     ZFV_TRY(zfv_paint_map(cr, ramp, 1, 256, 0.0f, 1.0f, cmap, x, y, w, h, 1.0));
     ZFV_TRY(zfv_frame(cr, x, y, w, h, 1.0, zfv_ink_light));
+    char labels[8][32];
+    int n = colorbar_labels(lo, hi, labels);
+    if (!(hi > lo))
+        ZFV_TRY(zfv_text(cr, x + w + 5, y + h, labels[0], ZFV_SMALL_SIZE, ZFV_MIDDLE, zfv_ink));
     double ticks[8];
-    int n = zfv_ticks(lo, hi, 6, ticks);
-    double step = n > 1 ? ticks[1] - ticks[0] : fabs(hi - lo);
-    char buf[32];
-    if (!(hi > lo)) {
-        zfv_format_tick(buf, sizeof buf, lo, fabs(lo) > 0 ? fabs(lo) / 10 : 1);
-        ZFV_TRY(zfv_text(cr, x + w + 4, y + h, buf, ZFV_SMALL_SIZE, ZFV_MIDDLE, zfv_ink));
-    }
+    if (hi > lo)
+        zfv_ticks(lo, hi, 6, ticks);
     for (int i = 0; i < n && hi > lo; i++) {
         double ty = y + h - (ticks[i] - lo) / (hi - lo) * h;
         ZFV_TRY(zfv_line(cr, x + w, ty, x + w + 3, ty, 1.0, zfv_ink));
-        zfv_format_tick(buf, sizeof buf, ticks[i], step);
-        ZFV_TRY(zfv_text(cr, x + w + 5, ty, buf, ZFV_SMALL_SIZE, ZFV_MIDDLE, zfv_ink));
+        ZFV_TRY(zfv_text(cr, x + w + 5, ty, labels[i], ZFV_SMALL_SIZE, ZFV_MIDDLE, zfv_ink));
     }
     if (label && *label)
         ZFV_TRY(zfv_text(cr, x + w / 2, y - 4, label, ZFV_SMALL_SIZE, ZFV_CENTER | ZFV_BOTTOM, zfv_ink));

@@ -111,7 +111,8 @@ uint8_t zfv_signed_byte(float v, float s);
 uint8_t zfv_unit_byte(float t);
 
 /* ---- plots (plot.c) ---- */
-#define ZFV_COLORBAR_W 64.0 /* width a vertical colour bar and its labels need */
+/* The width a vertical colour bar of width bar_w over [lo, hi] needs with its tick labels. */
+double zfv_colorbar_width(double lo, double hi, double bar_w);
 /* A vertical bar (w wide, h high) at (x, y) with lo at the bottom and labelled ticks at the right. */
 zf_status zfv_colorbar(cairo_t *cr, double x, double y, double w, double h, zf_viz_cmap cmap, double lo,
                        double hi, const char *label);
@@ -173,6 +174,7 @@ typedef struct zfv_occl_fig {
     int n;
     zf_viz_occlusion_opts opts;
     double w, h;
+    double bar_b, bar_d;         /* widths of the colour bars of (b) and (d) with their labels */
     int no_title;                /* set before prepare: leave out the figure's title line */
 } zfv_occl_fig;
 zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n, const zf_viz_occlusion_opts *opts);

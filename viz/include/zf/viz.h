@@ -206,7 +206,7 @@ typedef struct zf_viz_occlusion {
     const float *proj;         /* (c) (3, image h, image w) RGB deconv projection of that map on
                                 * the unoccluded image; NULL leaves (c) out */
     const float *prob;         /* (d) (rows, cols): probability of the correct class */
-    int true_class;
+    int true_class;            /* the class of (d): the correct one, or the top class unoccluded */
     const int32_t *argmax;     /* (e) (rows, cols): the most probable class */
     const char *(*class_name)(int k); /* the name of class k or NULL (zft_class_name fits); NULL:
                                        * classes are shown by number */
