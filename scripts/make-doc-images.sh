@@ -49,10 +49,15 @@ else
   skipped+=("occlusion figure (zfviz occlude --png is not in this build)")
 fi
 
-# A top-9 sheet (ZF Fig. 2) from a scan of IMAGES.
+# A top-9 sheet (ZF Fig. 2) from a scan of IMAGES (one example per image: give a folder for nine).
 if has_command scan && has_command sheet; then
+  scan_images="$IMAGES"
+  if [ -f "$IMAGES" ] && [[ "${IMAGES,,}" =~ \.(jpe?g|png)$ ]]; then
+    realpath "$IMAGES" > "$tmp/images.txt"
+    scan_images="$tmp/images.txt"
+  fi
   # shellcheck disable=SC2046
-  "$Z" scan $(model_args "$ZFNET") --images "$IMAGES" --db "$tmp/scan.db" --layers conv5 >/dev/null
+  "$Z" scan $(model_args "$ZFNET") --images "$scan_images" --db "$tmp/scan.db" --layers conv5 >/dev/null
   "$Z" sheet --db "$tmp/scan.db" --layer conv5 --top-units 4 -o "$out/top9-zfnet-conv5.png"
 else
   skipped+=("top-9 sheet (zfviz scan/sheet are not in this build)")
