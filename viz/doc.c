@@ -139,6 +139,10 @@ static zf_status page_surface(zf_viz_doc *d, double w, double h)
     if (d->format == ZF_VIZ_PNG) {
         int iw = (int)ceil(w), ih = (int)ceil(h);
         cairo_surface_t *s;
+        if (d->surf) { /* a page whose drawing failed */
+            cairo_surface_destroy(d->surf);
+            d->surf = NULL;
+        }
         ZF_CAIRO(s, s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, iw, ih));
         d->surf = s;
         return ZF_OK;
