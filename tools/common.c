@@ -186,10 +186,3 @@ void zft_progress_finish(zft_progress *p)
     if (p->drawn)
         draw(p, p->total, 1);
 }
-
-/* Stand-in until the class list is compiled in (tools/classes.c provides the real one). */
-__attribute__((weak)) const char *zft_class_name(int k)
-{
-    (void)k;
-    return NULL;
-}
