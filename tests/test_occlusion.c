@@ -7,11 +7,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "testutil.h"
 #include "zf/net.h"
 #include "zf/occlusion.h"
 #include "zf/tensor.h"
+#ifdef ZF_ONNX_ENABLED
+#include "zf/onnx.h"
+#endif
 
 /* He-uniform conv weights (variance 2 / fan_in) and small biases, so that activations neither
  * vanish nor explode through the layers and the maps are not flat; fully connected layers get
@@ -305,6 +309,51 @@ static void check_builtin(const char *arch)
 Test(occlusion, alexnet_matches_naive_forward_per_position, .timeout = 600) { check_builtin("alexnet"); }
 Test(occlusion, alexnet_caffe_matches_naive_forward_per_position, .timeout = 600) { check_builtin("alexnet-caffe"); }
 Test(occlusion, zfnet_matches_naive_forward_per_position, .timeout = 600) { check_builtin("zfnet"); }
+
+/* The ONNX model zoo's graphs (../shared/onnx-light: bvlc_alexnet with its asymmetric pool5 padding,
+ * zfnet512 with 512-map conv3-5, a 2/2 pool5 and a 1024-wide fc7), weights replaced by He-uniform
+ * ones as for the built-in nets. */
+static const char *light_model(const char *file)
+{
+    static char buf[1024];
+    const char *src = getenv("ZF_SOURCE_DIR");
+    const char *cands[3] = {getenv("ZF_SHARED_DIR"), NULL, NULL};
+    char alt1[1024], alt2[1024];
+    if (src) {
+        snprintf(alt1, sizeof alt1, "%s/../shared", src);
+        snprintf(alt2, sizeof alt2, "%s/../../shared", src); /* a worktree one level deeper */
+        cands[1] = alt1;
+        cands[2] = alt2;
+    }
+    for (int i = 0; i < 3; i++) {
+        struct stat sb;
+        if (cands[i] && snprintf(buf, sizeof buf, "%s/onnx-light/%s", cands[i], file) < (int)sizeof buf &&
+            stat(buf, &sb) == 0)
+            return buf;
+    }
+    return NULL;
+}
+
+Test(occlusion, onnx_zoo_graphs_match_naive_forward_per_position, .timeout = 600)
+{
+#ifdef ZF_ONNX_ENABLED
+    const char *files[] = {"light_bvlc_alexnet.onnx", "light_zfnet512.onnx"};
+    for (int i = 0; i < 2; i++) {
+        const char *path = light_model(files[i]);
+        cr_assert_not_null(path, "../shared/onnx-light/%s not found (ZF_SHARED_DIR)", files[i]);
+        zf_net *net = NULL;
+        cr_assert_eq(zf_onnx_load(path, NULL, &net), ZF_OK, "%s: %s", path, zf_last_error());
+        he_init(net, 21 + i);
+        float *x = random_input(net, 6 + i);
+        check_methods(net, x, 48, 88, 0.0f, -1, -1, -1, 0, BRUTE_AND_AUTO);
+        check_methods(net, x, 37, 187, 0.0f, -1, -1, -1, 0, i == 0 ? ALL_WAYS : AUTO_ONLY); /* corners */
+        free(x);
+        zf_net_free(net);
+    }
+#else
+    cr_skip_test("built without ONNX import");
+#endif
+}
 
 /* A small net with every op the incremental method follows: strided, padded, grouped and
  * asymmetric windows, LRN, ceil-mode max-pool, average pools with and without the padding in the

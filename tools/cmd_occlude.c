@@ -126,20 +126,23 @@ static zf_status write_summary(const char *dir, const zft_model_opts *mo, const 
     return ZF_OK;
 }
 
+/* Long-only options, numbered clear of the letters the shared model options use. */
+enum { OPT_PATCH = 256, OPT_STRIDE, OPT_FILL, OPT_CLASS, OPT_LAYER, OPT_CHANNEL, OPT_METHOD, OPT_BATCH, OPT_CONV };
+
 int zf_cmd_occlude(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
                                          {"input", required_argument, 0, 'i'},
-                                         {"patch", required_argument, 0, 'P'},
-                                         {"stride", required_argument, 0, 'S'},
-                                         {"fill", required_argument, 0, 'f'},
-                                         {"class", required_argument, 0, 'k'},
-                                         {"layer", required_argument, 0, 'l'},
-                                         {"channel", required_argument, 0, 'c'},
+                                         {"patch", required_argument, 0, OPT_PATCH},
+                                         {"stride", required_argument, 0, OPT_STRIDE},
+                                         {"fill", required_argument, 0, OPT_FILL},
+                                         {"class", required_argument, 0, OPT_CLASS},
+                                         {"layer", required_argument, 0, OPT_LAYER},
+                                         {"channel", required_argument, 0, OPT_CHANNEL},
                                          {"out", required_argument, 0, 'o'},
-                                         {"method", required_argument, 0, 'm'},
-                                         {"batch", required_argument, 0, 'b'},
-                                         {"conv", required_argument, 0, 'C'},
+                                         {"method", required_argument, 0, OPT_METHOD},
+                                         {"batch", required_argument, 0, OPT_BATCH},
+                                         {"conv", required_argument, 0, OPT_CONV},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
@@ -153,33 +156,33 @@ int zf_cmd_occlude(int argc, char **argv)
             continue;
         switch (c) {
         case 'i': input = optarg; break;
-        case 'l': layer = optarg; break;
+        case OPT_LAYER: layer = optarg; break;
         case 'o': out = optarg; break;
-        case 'P':
+        case OPT_PATCH:
             if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 20)
                 return zft_usage_error("occlude", "--patch needs a positive number of pixels, got '%s'", optarg);
             p.patch = (int)v;
             break;
-        case 'S':
+        case OPT_STRIDE:
             if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 20)
                 return zft_usage_error("occlude", "--stride needs a positive number of pixels, got '%s'", optarg);
             p.stride = (int)v;
             break;
-        case 'f':
+        case OPT_FILL:
             if (parse_float(optarg, &p.fill))
                 return zft_usage_error("occlude", "--fill needs a finite number, got '%s'", optarg);
             break;
-        case 'k':
+        case OPT_CLASS:
             if ((v = zft_parse_long(optarg)) < 0 || v > 1 << 30)
                 return zft_usage_error("occlude", "--class needs a class index, got '%s'", optarg);
             p.cls = (int)v;
             break;
-        case 'c':
+        case OPT_CHANNEL:
             if ((v = zft_parse_long(optarg)) < 0 || v > 1 << 30)
                 return zft_usage_error("occlude", "--channel needs a channel number, got '%s'", optarg);
             p.channel = (int)v;
             break;
-        case 'm':
+        case OPT_METHOD:
             if (!strcmp(optarg, "auto"))
                 p.method = ZF_OCCLUSION_AUTO;
             else if (!strcmp(optarg, "brute"))
@@ -189,7 +192,7 @@ int zf_cmd_occlude(int argc, char **argv)
             else
                 return zft_usage_error("occlude", "--method is auto, brute or incremental, got '%s'", optarg);
             break;
-        case 'C':
+        case OPT_CONV:
             if (!strcmp(optarg, "auto"))
                 p.conv = ZF_OCCLUSION_CONV_AUTO;
             else if (!strcmp(optarg, "im2col"))
@@ -203,7 +206,7 @@ int zf_cmd_occlude(int argc, char **argv)
             else
                 return zft_usage_error("occlude", "--conv is auto, im2col, delta, winograd or winograd4, got '%s'", optarg);
             break;
-        case 'b':
+        case OPT_BATCH:
             if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 16)
                 return zft_usage_error("occlude", "--batch needs a positive number, got '%s'", optarg);
             p.batch = (int)v;
