@@ -3,7 +3,7 @@
  * bench/run-occlusion.sh runs PyTorch's batched brute force in the same session for the ratios.
  *   bench_occlusion [--nets alexnet,zfnet] [--pairs 32:8,16:4] [--methods brute,incremental]
  *                   [--weights DIR] [--input X.npy] [--repeat N] [--out DIR] [--profile]
- *                   [--conv auto|im2col|delta|winograd|winograd4]
+ *                   [--conv auto|im2col|delta|winograd|winograd4] [--batch N]
  * --weights DIR reads DIR/<net>/ (<layer>.weight.npy ...); without it the weights are He-uniform
  * from a fixed seed. --out DIR writes each map to DIR/<net>-<patch>-<stride>-<method>/. */
 #include <math.h>
@@ -81,7 +81,7 @@ int main(int argc, char **argv)
 {
     const char *nets = "alexnet,zfnet", *pairs = "32:8,16:4", *methods = "brute,incremental";
     const char *weights = NULL, *input = NULL, *out = NULL;
-    int repeat = 3, profile = 0;
+    int repeat = 3, profile = 0, batch = 0;
     zf_occlusion_conv conv = ZF_OCCLUSION_CONV_AUTO;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -97,6 +97,8 @@ int main(int argc, char **argv)
             weights = argv[++i];
         else if (v && !strcmp(a, "--input"))
             input = argv[++i];
+        else if (v && !strcmp(a, "--batch"))
+            batch = atoi(argv[++i]);
         else if (v && !strcmp(a, "--out"))
             out = argv[++i];
         else if (v && !strcmp(a, "--conv")) {
@@ -111,7 +113,7 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr, "usage: bench_occlusion [--nets a,b] [--pairs P:S,...] [--methods brute,incremental]\n"
                             "                       [--weights DIR] [--input X.npy] [--repeat N] [--out DIR] [--profile]\n"
-                            "                       [--conv auto|im2col|delta|winograd|winograd4]\n");
+                            "                       [--conv auto|im2col|delta|winograd|winograd4] [--batch N]\n");
             return 2;
         }
     }
@@ -157,6 +159,7 @@ int main(int argc, char **argv)
                 p.patch = patch;
                 p.stride = stride;
                 p.conv = conv;
+                p.batch = batch > 0 ? batch : 0;
                 p.method = !strcmp(m, "brute") ? ZF_OCCLUSION_BRUTE
                            : !strcmp(m, "auto") ? ZF_OCCLUSION_AUTO
                                                 : ZF_OCCLUSION_INCREMENTAL;
@@ -178,8 +181,10 @@ int main(int argc, char **argv)
                 if (profile && res->method == ZF_OCCLUSION_INCREMENTAL)
                     for (int i = 0; i < res->n_layers; i++)
                         if (res->layer_seconds[i] > 0)
-                            fprintf(stderr, "  %-14s %3d:%-3d %-8s %8.1f ms\n", arch, patch, stride,
-                                    net->layers[i].name, 1e3 * res->layer_seconds[i]);
+                            fprintf(stderr, "  %-14s %3d:%-3d %-8s %8.1f ms %s%s\n", arch, patch, stride,
+                                    net->layers[i].name, 1e3 * res->layer_seconds[i],
+                                    net->layers[i].op == ZF_OP_CONV ? zf_occlusion_conv_name(res->layer_conv[i]) : "",
+                                    i == net->n_layers - 1 && res->fc_delta >= 0 ? "(first fc as a change)" : "");
                 if (out) {
                     char dir[2048];
                     if (snprintf(dir, sizeof dir, "%s/%s-%d-%d-%s", out, arch, patch, stride, m) >= (int)sizeof dir)

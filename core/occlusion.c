@@ -22,6 +22,9 @@
 /* Scratch matrices (im2col columns, Winograd transforms, scattered products) are cut into chunks
  * of positions of about this many floats, so that they stay in the last-level cache. */
 #define CHUNK_FLOATS ((size_t)1 << 21)
+/* Delta convolution: products of one block of output channels per thread, in floats (L2-sized). */
+#define DELTA_BLOCK_FLOATS ((size_t)48 << 10)
+#define DELTA_MIN_BLOCK 8
 /* Changed-region storage per batch is kept under this many floats by shrinking the batch. */
 #define REGION_BUDGET ((size_t)48 << 20)
 /* Brute force: activations of a batch of images under this many floats. */
@@ -125,12 +128,15 @@ typedef struct region {
     size_t cap;
 } region;
 
+/* Scratch is always written before it is read: no zeroing pass (zf_alloc's) over it. */
 static zf_status grow(float **buf, size_t *cap, size_t floats)
 {
     if (floats <= *cap)
         return ZF_OK;
     size_t want = floats + floats / 4;
-    float *p = zf_alloc(want * sizeof(float));
+    void *p = NULL;
+    if (posix_memalign(&p, 64, want * sizeof(float)))
+        p = NULL;
     if (!p)
         return zf_error(ZF_ERR_NOMEM, "occlusion: cannot allocate %zu MiB of scratch", want >> 18);
     zf_free(*buf);
@@ -249,15 +255,20 @@ static zf_status reserve_tiles(occl *o, size_t floats)
 }
 
 /* Positions [b0, *b1) whose total of per-position floats stays under CHUNK_FLOATS (at least one). */
-static int chunk_end(int b0, int n, const int64_t *per_pos)
+static int chunk_end_under(int b0, int n, const int64_t *per_pos, int64_t limit)
 {
     int64_t sum = 0;
     int b = b0;
-    while (b < n && (b == b0 || sum + per_pos[b] <= (int64_t)CHUNK_FLOATS)) {
+    while (b < n && (b == b0 || sum + per_pos[b] <= limit)) {
         sum += per_pos[b];
         b++;
     }
     return b;
+}
+
+static int chunk_end(int b0, int n, const int64_t *per_pos)
+{
+    return chunk_end_under(b0, n, per_pos, (int64_t)CHUNK_FLOATS);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -360,21 +371,27 @@ static zf_status conv_delta(occl *o, const zf_layer *l, const conv_plan *cp, con
             memcpy(dst + (size_t)(y - s.y0) * rw, base_out + ((size_t)k * OH + y) * OW + s.x0,
                    sizeof(float) * (size_t)rw);
     }
+    /* Chunks narrow enough that a block of DELTA_MIN_BLOCK output channels fits a thread's
+     * buffer: the products then have a useful height. */
     for (int b = 0; b < n; b++)
-        scratch_pp[b] = rect_area(in->r[b]) * (K * taps + C);
+        scratch_pp[b] = rect_area(in->r[b]) * taps * DELTA_MIN_BLOCK;
     zf_status st;
     for (int b0 = 0; b0 < n;) {
-        int b1 = chunk_end(b0, n, scratch_pp);
+        int b1 = chunk_end_under(b0, n, scratch_pp, (int64_t)DELTA_BLOCK_FLOATS);
         int64_t col0 = in->off[b0];
         int64_t nin = (b1 < n ? in->off[b1] : in->cols) - col0;
         if (nin == 0) {
             b0 = b1;
             continue;
         }
+        /* Output channels in blocks whose products fit in a thread's share of L2. */
+        const int kb = imax(1, imin(kg, (int)(DELTA_BLOCK_FLOATS / ((size_t)taps * (size_t)nin))));
+        const int nblk_g = (kg + kb - 1) / kb;
+        const size_t gsz = (size_t)kb * taps * (size_t)nin;
         if ((st = grow(&o->work, &o->work_cap, (size_t)C * (size_t)nin)) ||
-            (st = grow(&o->work2, &o->work2_cap, (size_t)K * taps * (size_t)nin)))
+            (st = grow(&o->work2, &o->work2_cap, gsz * (size_t)omp_get_max_threads())))
             return st;
-        float *d = o->work, *gm = o->work2;
+        float *d = o->work;
 #pragma omp parallel for schedule(dynamic, 8) if (BIG((int64_t)C * nin))
         for (int i = 0; i < (b1 - b0) * C; i++) {
             int b = b0 + i / C, c = i % C;
@@ -388,33 +405,46 @@ static zf_status conv_delta(occl *o, const zf_layer *l, const conv_plan *cp, con
                     dst[(y - r.y0) * rw + x] = src[(y - r.y0) * rw + x] - brow[x];
             }
         }
-        for (int g = 0; g < G; g++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg * taps, (int)nin, cg, 1.0f,
-                        cp->wt + (size_t)g * kg * taps * cg, cg, d + (size_t)g * cg * nin, (int)nin,
-                        0.0f, gm + (size_t)g * kg * taps * nin, (int)nin);
-#pragma omp parallel for schedule(dynamic, 4) if (BIG((int64_t)K * taps * nin))
-        for (int i = 0; i < (b1 - b0) * K; i++) {
-            int b = b0 + i / K, k = i % K;
-            rect r = in->r[b], s = out->r[b];
-            int rw = rect_w(r), sw_ = rect_w(s);
-            float *dst = out->v + (size_t)k * out->cols + out->off[b];
-            for (int ky = 0; ky < kh; ky++)
-                for (int kx = 0; kx < kw; kx++) {
-                    const float *src = gm + ((size_t)k * taps + ky * kw + kx) * nin + (in->off[b] - col0);
-                    /* input x lands on output x + pl - kx */
-                    int xa = imax(r.x0, kx - pl), xb = imin(r.x1, OW + kx - pl);
-                    if (xb <= xa)
+        /* One block per thread at a time: its sgemm (single-threaded inside the parallel region)
+         * into the thread's own buffer, then each product added where its tap lands while still
+         * in cache. One fork and one join for the whole layer chunk. */
+#pragma omp parallel if (BIG((int64_t)K * taps * nin))
+        {
+            float *gm = o->work2 + gsz * (size_t)omp_get_thread_num();
+#pragma omp for schedule(dynamic, 1)
+            for (int q = 0; q < G * nblk_g; q++) {
+                const int g = q / nblk_g, k0 = g * kg + (q % nblk_g) * kb, k1 = imin(k0 + kb, (g + 1) * kg);
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (k1 - k0) * taps, (int)nin, cg,
+                            1.0f, cp->wt + (size_t)k0 * taps * cg, cg, d + (size_t)g * cg * nin,
+                            (int)nin, 0.0f, gm, (int)nin);
+                for (int b = b0; b < b1; b++) {
+                    const rect r = in->r[b], s = out->r[b];
+                    const int rw = rect_w(r), sw_ = rect_w(s);
+                    if (!rw || !rect_h(r))
                         continue;
-                    for (int y = r.y0; y < r.y1; y++) {
-                        int oy = y + pt - ky;
-                        if (oy < 0 || oy >= OH)
-                            continue;
-                        float *drow = dst + (size_t)(oy - s.y0) * sw_ + (xa + pl - kx - s.x0);
-                        const float *srow = src + (size_t)(y - r.y0) * rw + (xa - r.x0);
-                        for (int x = 0; x < xb - xa; x++)
-                            drow[x] += srow[x];
+                    for (int k = k0; k < k1; k++) {
+                        float *dst = out->v + (size_t)k * out->cols + out->off[b];
+                        for (int ky = 0; ky < kh; ky++)
+                            for (int kx = 0; kx < kw; kx++) {
+                                const float *src = gm + ((size_t)(k - k0) * taps + ky * kw + kx) * nin +
+                                                   (in->off[b] - col0);
+                                /* input x lands on output x + pl - kx */
+                                int xa = imax(r.x0, kx - pl), xb = imin(r.x1, OW + kx - pl);
+                                if (xb <= xa)
+                                    continue;
+                                for (int y = r.y0; y < r.y1; y++) {
+                                    int oy = y + pt - ky;
+                                    if (oy < 0 || oy >= OH)
+                                        continue;
+                                    float *drow = dst + (size_t)(oy - s.y0) * sw_ + (xa + pl - kx - s.x0);
+                                    const float *srow = src + (size_t)(y - r.y0) * rw + (xa - r.x0);
+                                    for (int x = 0; x < xb - xa; x++)
+                                        drow[x] += srow[x];
+                                }
+                            }
                     }
                 }
+            }
         }
         b0 = b1;
     }
@@ -936,12 +966,15 @@ static void estimate(occl *o)
         const double per_px = (double)l->out_c * (l->in_c / l->groups) * l->win.kh * l->win.kw;
         const int s1 = l->win.sh == 1 && l->win.sw == 1;
         const int w3 = s1 && l->win.kh == 3 && l->win.kw == 3;
-        /* Weights for the extra passes over memory (scatter, transforms) per multiply-add. */
+        /* Time per multiply-add relative to im2col's, as measured on AlexNet's conv2-5 (one
+         * thread, patch 32): the scatter, the transforms and their narrower sgemms cost extra,
+         * and the delta's sgemm is as deep as the input channels (64 in AlexNet's conv2). */
+        const int cg = l->in_c / l->groups;
         double c_im2col = area_out[i] * per_px;
-        double c_delta = s1 ? 1.15 * area_in[i] * per_px : INFINITY;
-        const double kc = (double)l->out_c * (l->in_c / l->groups);
-        double c_wino = w3 ? 1.3 * tiles[i] * 16.0 * kc : INFINITY;
-        double c_wino4 = w3 ? 1.3 * tiles4[i] * 36.0 * kc : INFINITY;
+        double c_delta = s1 ? (cg >= 128 ? 1.05 : 1.6) * area_in[i] * per_px : INFINITY;
+        const double kc = (double)l->out_c * cg;
+        double c_wino = w3 ? 1.4 * tiles[i] * 16.0 * kc : INFINITY;
+        double c_wino4 = w3 ? 1.8 * tiles4[i] * 36.0 * kc : INFINITY;
         zf_occlusion_conv algo = ZF_OCCLUSION_CONV_IM2COL;
         double c = c_im2col;
         switch (o->p->conv) {
@@ -1417,6 +1450,7 @@ void zf_occlusion_result_free(zf_occlusion_result *r)
     free(r->prob);
     free(r->argmax);
     free(r->layer_seconds);
+    free(r->layer_conv);
     free(r);
 }
 
@@ -1561,7 +1595,9 @@ zf_status zf_occlusion_run(zf_net *net, const float *input, const zf_occlusion_p
     res->argmax = calloc((size_t)o.npos, sizeof(int32_t));
     res->n_layers = net->n_layers;
     res->layer_seconds = calloc((size_t)net->n_layers, sizeof(double));
-    if (!res->feature || !res->prob || !res->argmax || !res->layer_seconds)
+    res->layer_conv = calloc((size_t)net->n_layers, sizeof(zf_occlusion_conv));
+    res->fc_delta = -1;
+    if (!res->feature || !res->prob || !res->argmax || !res->layer_seconds || !res->layer_conv)
         st = zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %d positions", o.npos);
     if (!st)
         st = occl_setup(&o, input);
@@ -1577,8 +1613,13 @@ zf_status zf_occlusion_run(zf_net *net, const float *input, const zf_occlusion_p
             m = o.incremental_ok && res->work_ratio < AUTO_RATIO ? ZF_OCCLUSION_INCREMENTAL
                                                                   : ZF_OCCLUSION_BRUTE;
         res->method = m;
-        if (!st && m == ZF_OCCLUSION_INCREMENTAL && !(st = prepare_convs(&o)))
-            st = run_incremental(&o);
+        if (!st && m == ZF_OCCLUSION_INCREMENTAL) {
+            for (int i = 0; i < o.n_spatial; i++)
+                res->layer_conv[i] = net->layers[i].op == ZF_OP_CONV ? o.cp[i].algo : ZF_OCCLUSION_CONV_AUTO;
+            res->fc_delta = o.fc_delta;
+            if (!(st = prepare_convs(&o)))
+                st = run_incremental(&o);
+        }
         else if (!st && m == ZF_OCCLUSION_BRUTE)
             st = run_brute(&o);
     }

@@ -68,6 +68,9 @@ typedef struct zf_occlusion_result {
     int n_layers;
     double *layer_seconds;  /* (n_layers) incremental: seconds in each layer over all batches, the
                              * dense tail counted at the last layer; zeros for brute force */
+    zf_occlusion_conv *layer_conv; /* (n_layers) incremental: how each conv layer was recomputed
+                                    * (AUTO for other layers) */
+    int fc_delta;           /* incremental: the fully connected layer run as a change, or -1 */
 } zf_occlusion_result;
 
 void zf_occlusion_result_free(zf_occlusion_result *r);
