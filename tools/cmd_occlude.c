@@ -117,6 +117,15 @@ static zf_status write_summary(const char *dir, const zft_model_opts *mo, const 
         "seconds", "load", t_load, "map", r->seconds, "total", t_total);
     if (!root)
         return zf_error(ZF_ERR_NOMEM, "occlude: cannot build the JSON summary");
+    if (r->method == ZF_OCCLUSION_INCREMENTAL) {
+        /* How each layer was recomputed: what the timings depend on. */
+        json_t *convs = json_object();
+        for (int i = 0; i < r->n_layers; i++)
+            if (net->layers[i].op == ZF_OP_CONV && r->layer_conv[i] != ZF_OCCLUSION_CONV_AUTO)
+                json_object_set_new(convs, net->layers[i].name, json_string(zf_occlusion_conv_name(r->layer_conv[i])));
+        json_object_set_new(root, "conv_methods", convs);
+        json_object_set_new(root, "fc_as_change", r->fc_delta >= 0 ? json_string(net->layers[r->fc_delta].name) : json_null());
+    }
     char path[4096];
     snprintf(path, sizeof path, "%s/summary.json", dir);
     int bad = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
