@@ -1,8 +1,7 @@
-/* Fully connected layers (cuBLAS), ReLU, softmax and the first-maximum search on the GPU. */
+/* Fully connected layers (cuBLAS), ReLU and softmax on the GPU. */
 #include <math.h>
 
 #include "internal.h"
-#include "reduce.cuh"
 
 __global__ static void fill_rows_kernel(float *out, const float *bias, size_t total, int cols)
 {
@@ -107,22 +106,5 @@ extern "C" zf_status zf_cuda_softmax_forward(zf_cuda_ctx *ctx, float *out, const
         return ZF_OK;
     softmax_kernel<<<n, ZF_THREADS, 0, ctx->stream>>>(out, in, k);
     ZF_LAUNCHED("softmax");
-    return ZF_OK;
-}
-
-/* One block per row: the first maximum as the CPU scans it (reduce.cuh). */
-__global__ static void first_max_kernel(int32_t *idx, const float *src, int len, size_t stride)
-{
-    const int r = zf_block_first_max(src + (size_t)blockIdx.x * stride, len);
-    if (threadIdx.x == 0)
-        idx[blockIdx.x] = r;
-}
-
-zf_status zf_cuda_first_max(zf_cuda_ctx *ctx, int32_t *idx, const float *src, int rows, int len, size_t stride)
-{
-    if (rows <= 0)
-        return ZF_OK;
-    first_max_kernel<<<rows, ZF_THREADS, 0, ctx->stream>>>(idx, src, len, stride);
-    ZF_LAUNCHED("first_max");
     return ZF_OK;
 }

@@ -139,10 +139,6 @@ zf_status zf_cuda_bias_relu(zf_cuda_ctx *ctx, float *out, float *relu_out, const
 zf_status zf_cuda_fc_run(zf_cuda_ctx *ctx, zf_cuda_precision prec, float *out, const float *in, const float *w,
                          const float *bias, int n, int in_f, int out_f);
 
-/* First maximum of each of `rows` rows of `len` floats (row r at src + r * stride), as the CPU
- * scans it: a later value replaces the best only when strictly greater, starting from element 0
- * (so a NaN there wins, and a NaN elsewhere never does). idx gets the index within the row. */
-zf_status zf_cuda_first_max(zf_cuda_ctx *ctx, int32_t *idx, const float *src, int rows, int len, size_t stride);
 
 /* ---- a net on the device (cuda/net.cu) ---- */
 struct zf_cuda_net {
