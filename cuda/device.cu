@@ -201,7 +201,7 @@ static zf_status ctx_init(zf_cuda_ctx *ctx, int device)
     cudaDeviceProp prop;
     ZF_CU(cudaGetDeviceProperties(&prop, device));
     cudaFuncAttributes fa;
-    ZF_CU(cudaFuncGetAttributes(&fa, probe_kernel));
+    ZF_CU(cudaFuncGetAttributes(&fa, (const void *)probe_kernel));
     ctx->sm_count = prop.multiProcessorCount;
     snprintf(ctx->name, sizeof ctx->name, "%.180s (device %d, compute %d.%d, %d SMs)", prop.name, device, prop.major,
              prop.minor, prop.multiProcessorCount);
