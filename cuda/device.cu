@@ -43,7 +43,7 @@ zf_status zf_cuda_fail_rt(cudaError_t e, const char *call, const char *func, con
     case cudaErrorNoKernelImageForDevice:
         return zf_error(ZF_ERR_DEVICE,
                         "%s: this build has no kernels for this GPU's architecture (rebuild with "
-                        "-DCMAKE_CUDA_ARCHITECTURES=<its compute capability, e.g. 80>)",
+                        "-DZF_CUDA_ARCHS=<its compute capability, e.g. 80>)",
                         call);
     default:
         break;
