@@ -28,6 +28,17 @@ size_t zf_conv_workspace_floats(const zf_conv_geom *g)
     return rows * cols + (nb > 1 ? (size_t)g->k * cols : 0);
 }
 
+size_t zf_conv_workspace_floats_bound(const zf_conv_geom *g)
+{
+    /* A sub-window's GEMM has at most max(oh*ow, ZF_CONV_TARGET_COLS) columns (images_per_gemm). */
+    size_t cols = (size_t)g->oh * g->ow;
+    if (cols < ZF_CONV_TARGET_COLS)
+        cols = ZF_CONV_TARGET_COLS;
+    size_t bound = ((size_t)g->c * g->kh * g->kw + (size_t)g->k) * cols;
+    size_t full = zf_conv_workspace_floats(g);
+    return bound > full ? bound : full;
+}
+
 /* col (c*kh*kw, nb*oh*ow): row r = (ci*kh + ky)*kw + kx, column img*oh*ow + oy*ow + ox.
  * in holds nb images (c, h, w). */
 static void im2col(float *col, const float *in, int nb, const zf_conv_geom *g)

@@ -34,6 +34,67 @@ static int first_max(const float *plane, int count)
     return best;
 }
 
+/* A half-open window [y0, y1) x [x0, x1) of a feature map. */
+typedef struct box {
+    int y0, y1, x0, x1;
+} box;
+
+static void box_add(box *b, int y, int x)
+{
+    b->y0 = y < b->y0 ? y : b->y0;
+    b->y1 = y + 1 > b->y1 ? y + 1 : b->y1;
+    b->x0 = x < b->x0 ? x : b->x0;
+    b->x1 = x + 1 > b->x1 ? x + 1 : b->x1;
+}
+
+/* The inputs of a window layer that the outputs in `b` see, clipped to the input. */
+static box box_below(box b, const zf_layer *l)
+{
+    box r = {b.y0 * l->win.sh - l->win.pt, (b.y1 - 1) * l->win.sh - l->win.pt + l->win.kh,
+             b.x0 * l->win.sw - l->win.pl, (b.x1 - 1) * l->win.sw - l->win.pl + l->win.kw};
+    r.y0 = r.y0 < 0 ? 0 : r.y0;
+    r.x0 = r.x0 < 0 ? 0 : r.x0;
+    r.y1 = r.y1 > l->in_h ? l->in_h : r.y1;
+    r.x1 = r.x1 > l->in_w ? l->in_w : r.x1;
+    return r;
+}
+
+/* din = transposed filtering of dout, computed on the sub-window of dout inside *bx only (the
+ * rest of dout is zero); *bx becomes the window of din that can be non-zero. Falls back to the
+ * whole map when the window covers most of it. */
+static void conv_transpose_box(zf_net *net, const zf_layer *l, float *din, const float *dout, int n, box *bx)
+{
+    const box in = box_below(*bx, l);
+    const int oh = bx->y1 - bx->y0, ow = bx->x1 - bx->x0;
+    zf_conv_geom g = zf_layer_conv_geom(l, n);
+    if ((double)oh * ow > 0.6 * l->out_h * l->out_w) {
+        zf_conv_backward_data(din, dout, l->weight, &g, net->ws);
+        *bx = in;
+        return;
+    }
+    /* The same filters over the sub-window: output rows oy0.., input rows from in.y0, with the
+     * top padding that the window's first row still has. */
+    zf_conv_geom s = g;
+    s.oh = oh;
+    s.ow = ow;
+    s.h = in.y1 - in.y0;
+    s.w = in.x1 - in.x0;
+    s.pt = in.y0 - (bx->y0 * l->win.sh - l->win.pt);
+    s.pl = in.x0 - (bx->x0 * l->win.sw - l->win.pl);
+    float *src = net->dec_scratch, *dst = net->dec_scratch + (size_t)n * l->out_c * oh * ow;
+    for (int p = 0; p < n * l->out_c; p++)
+        for (int y = 0; y < oh; y++)
+            memcpy(src + ((size_t)p * oh + y) * ow,
+                   dout + ((size_t)p * l->out_h + bx->y0 + y) * l->out_w + bx->x0, sizeof(float) * ow);
+    zf_conv_backward_data(dst, src, l->weight, &s, net->ws);
+    memset(din, 0, sizeof(float) * (size_t)n * zf_layer_in_size(l));
+    for (int p = 0; p < n * l->in_c; p++)
+        for (int y = 0; y < s.h; y++)
+            memcpy(din + ((size_t)p * l->in_h + in.y0 + y) * l->in_w + in.x0, dst + ((size_t)p * s.h + y) * s.w,
+                   sizeof(float) * s.w);
+    *bx = in;
+}
+
 zf_status zf_net_deconv(zf_net *net, float *out, int n, const zf_deconv_req *req)
 {
     if (n < 1 || n > net->batch)
@@ -78,6 +139,15 @@ zf_status zf_net_deconv(zf_net *net, float *out, int n, const zf_deconv_req *req
         sig[pos] = act[pos];
     }
 
+    /* The signal is zero outside a box (the union over the batch of what the chosen units see),
+     * tracked layer by layer, so the transposed filtering runs only where it can be non-zero. */
+    box bx = {0, tl->out_h, 0, tl->out_w};
+    if (req->mode == ZF_DECONV_UNIT) {
+        bx = (box){req->y[0], req->y[0] + 1, req->x[0], req->x[0] + 1};
+        for (int img = 1; img < n; img++)
+            box_add(&bx, req->y[img], req->x[img]);
+    }
+
     /* Walk down: the signal in `a` has layer i's output shape; each step leaves its input shape. */
     for (int i = top; i >= 0; i--) {
         const zf_layer *l = &net->layers[i];
@@ -87,8 +157,7 @@ zf_status zf_net_deconv(zf_net *net, float *out, int n, const zf_deconv_req *req
             zf_relu_forward(a, a, in_size * n);
             break;
         case ZF_OP_CONV: {
-            zf_conv_geom g = zf_layer_conv_geom(l, n);
-            zf_conv_backward_data(b, a, l->weight, &g, net->ws);
+            conv_transpose_box(net, l, b, a, n, &bx);
             float *t = a;
             a = b;
             b = t;
@@ -105,6 +174,7 @@ zf_status zf_net_deconv(zf_net *net, float *out, int n, const zf_deconv_req *req
         case ZF_OP_MAXPOOL: {
             zf_pool_geom g = zf_layer_pool_geom(l, n);
             zf_maxpool_unpool(b, a, net->switches[i], &g);
+            bx = box_below(bx, l);
             float *t = a;
             a = b;
             b = t;

@@ -73,6 +73,8 @@ static void free_buffers(zf_net *net)
     zf_free(net->ws);
     zf_free(net->dec[0]);
     zf_free(net->dec[1]);
+    zf_free(net->dec_scratch);
+    net->dec_scratch = NULL;
     net->acts = NULL;
     net->switches = NULL;
     net->input = net->ws = net->dec[0] = net->dec[1] = NULL;
@@ -367,7 +369,7 @@ zf_status zf_net_reserve(zf_net *net, int batch)
         }
         if (l->op == ZF_OP_CONV) {
             zf_conv_geom g = zf_layer_conv_geom(l, batch);
-            size_t w = zf_conv_workspace_floats(&g);
+            size_t w = zf_conv_workspace_floats_bound(&g);
             ws = w > ws ? w : ws;
         }
         if (out > dec)
@@ -378,7 +380,8 @@ zf_status zf_net_reserve(zf_net *net, int batch)
     net->ws = zf_alloc(sizeof(float) * (ws ? ws : 1));
     net->dec[0] = zf_alloc(sizeof(float) * dec * batch);
     net->dec[1] = zf_alloc(sizeof(float) * dec * batch);
-    if (!net->ws || !net->dec[0] || !net->dec[1])
+    net->dec_scratch = zf_alloc(sizeof(float) * dec * batch * 2);
+    if (!net->ws || !net->dec[0] || !net->dec[1] || !net->dec_scratch)
         goto nomem;
     net->ws_floats = ws;
     net->dec_floats = dec * batch;
@@ -436,6 +439,16 @@ zf_status zf_net_forward_range(zf_net *net, int first, int last, int n)
         }
     }
     return ZF_OK;
+}
+
+zf_status zf_net_forward_upto(zf_net *net, const float *input, int n, int last)
+{
+    if (n < 1 || n > net->batch)
+        return zf_error(ZF_ERR_ARG, "forward of %d images with buffers for %d (call zf_net_reserve)", n,
+                        net->batch);
+    if (input && input != net->input)
+        memcpy(net->input, input, sizeof(float) * (size_t)n * (size_t)zf_net_in_size(net));
+    return zf_net_forward_range(net, 0, last, n);
 }
 
 zf_status zf_net_forward(zf_net *net, const float *input, int n)

@@ -23,16 +23,21 @@ void zf_maxpool_forward(float *out, int32_t *switches, const float *in, const zf
                     x0 = 0;
                 if (x1 > g->w)
                     x1 = g->w;
-                int32_t best_i = -1;
-                float best = 0.0f;
+                if (y0 >= y1 || x0 >= x1) {
+                    dst[oy * g->ow + ox] = 0.0f;
+                    sw[oy * g->ow + ox] = -1;
+                    continue;
+                }
                 /* First maximum in row-major order: only a strictly greater value replaces it. */
+                int32_t best_i = y0 * g->w + x0;
+                float best = src[best_i];
                 for (int y = y0; y < y1; y++) {
+                    const float *row = src + y * g->w;
                     for (int x = x0; x < x1; x++) {
-                        float v = src[y * g->w + x];
-                        if (best_i < 0 || v > best) {
-                            best = v;
-                            best_i = y * g->w + x;
-                        }
+                        /* branch-free select: on random data the branch mispredicts */
+                        const int gt = row[x] > best;
+                        best = gt ? row[x] : best;
+                        best_i = gt ? y * g->w + x : best_i;
                     }
                 }
                 dst[oy * g->ow + ox] = best;

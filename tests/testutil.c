@@ -72,6 +72,8 @@ const char *tu_build(const char *rel) { return join("ZF_BUILD_DIR", rel); }
 
 const char *tu_fixture(const char *rel)
 {
+    if (getenv("ZF_FIXTURE_DIR"))
+        return join("ZF_FIXTURE_DIR", rel);
     char r[1024];
     snprintf(r, sizeof r, "fixtures/%s", rel);
     return join("ZF_BUILD_DIR", r);

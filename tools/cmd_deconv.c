@@ -115,7 +115,8 @@ int zf_cmd_deconv(int argc, char **argv)
     }
     for (int i0 = 0; i0 < n; i0 += b) {
         const int nb = n - i0 < b ? n - i0 : b;
-        if ((st = zf_net_forward(net, zf_tensor_f32(x) + (size_t)i0 * in_size, nb)))
+        /* the projection needs the switches up to the layer, not the classifier */
+        if ((st = zf_net_forward_upto(net, zf_tensor_f32(x) + (size_t)i0 * in_size, nb, zf_net_rectified(net, conv))))
             goto fail;
         zf_deconv_req req = {conv, map ? ZF_DECONV_MAP : ZF_DECONV_UNIT, lrn_backward, chan + i0, ys + i0, xs + i0};
         if ((st = zf_net_deconv(net, zf_tensor_f32(y) + (size_t)i0 * in_size, nb, &req)))

@@ -89,6 +89,7 @@ typedef struct zf_net {
     size_t ws_floats;
     float *dec[2];     /* deconvnet ping-pong buffers */
     size_t dec_floats;
+    float *dec_scratch;/* deconvnet: compacted sub-windows, 2 * dec_floats */
 } zf_net;
 
 /* Building: layers are appended in order; each computes its output shape from the previous one. */
@@ -129,6 +130,8 @@ zf_status zf_net_reserve(zf_net *net, int batch);
 /* Forward of n <= batch images from `input` (n, in_c, in_h, in_w); NULL uses net->input as filled
  * by the caller. Every layer's output stays in net->acts. */
 zf_status zf_net_forward(zf_net *net, const float *input, int n);
+/* Forward of layers 0..last only (what the deconvnet of a layer at or below `last` needs). */
+zf_status zf_net_forward_upto(zf_net *net, const float *input, int n, int last);
 /* Runs layers first..last (inclusive) on the buffers already there (net->input or acts[first-1]). */
 zf_status zf_net_forward_range(zf_net *net, int first, int last, int n);
 /* Output buffer of layer i for the batch, or the input for i == -1. */

@@ -23,6 +23,10 @@ typedef struct zf_conv_geom {
 /* Floats of scratch that zf_conv_forward / zf_conv_backward_data need for this geometry. */
 size_t zf_conv_workspace_floats(const zf_conv_geom *g);
 
+/* Scratch enough for any sub-problem of g: the same filters over a sub-window of the output
+ * (the deconvnet computes only where its signal is non-zero). */
+size_t zf_conv_workspace_floats_bound(const zf_conv_geom *g);
+
 /* out (n,k,oh,ow) = conv(in (n,c,h,w), w (k,c/g,kh,kw)) + bias (k, or NULL). im2col + sgemm. */
 void zf_conv_forward(float *out, const float *in, const float *w, const float *bias,
                      const zf_conv_geom *g, float *ws);

@@ -1,0 +1,189 @@
+#!/usr/bin/python3
+"""PyTorch's side of the CPU benchmark, in its best configuration (../shared/BENCH.md): all
+cores (torch.set_num_threads(os.cpu_count())), tcmalloc preloaded, inference mode, and each
+OMP_WAIT_POLICY (ACTIVE, PASSIVE) tried in its own process, the better one reported.
+
+Measures, for alexnet, alexnet-caffe and zfnet (the architectures and the deconvnet of
+tests/fixtures/gen_nets.py, here in float32):
+  forward   the whole net at batch 1 and 16
+  deconv    one conv5 unit (channel 3, its strongest position) of one image, forward included:
+            the forward up to relu5 recording the switches (as bench_cpu does), then the deconvnet
+            down to pixels (unpooling by scatter_add, since max_unpool2d does not add where
+            windows share a switch)
+Each measurement warms up, then repeats for a few seconds and takes the median.
+Prints one JSON line per measurement:
+  {"side": "pytorch", "net": "zfnet", "what": "forward", "batch": 16, "ms": ..., "img_per_s": ...,
+   "omp_wait_policy": "ACTIVE", "ms_by_policy": {"ACTIVE": ..., "PASSIVE": ...}, "threads": 2, ...}
+
+Usage: torch_cpu.py [--quick] [--nets a,b] [--what forward,deconv] [--batches 1,16]
+                    [--seconds S] [--policy ACTIVE|PASSIVE|both]
+Run with /usr/bin/python3 (Debian's torch is visible only to it).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+POLICIES = ("ACTIVE", "PASSIVE")
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="short runs (a check that everything works, not a measurement)")
+    p.add_argument("--nets", default="alexnet,alexnet-caffe,zfnet")
+    p.add_argument("--what", default="forward,deconv")
+    p.add_argument("--batches", default="1,16", help="forward batch sizes")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="timed seconds per measurement (default 3, --quick 0.3)")
+    p.add_argument("--policy", default="both", choices=("both",) + POLICIES,
+                   help="OMP_WAIT_POLICY to try (both: one process each, report the better)")
+    p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    if a.seconds is None:
+        a.seconds = 0.3 if a.quick else 3.0
+    a.nets = [n for n in a.nets.split(",") if n]
+    a.what = [w for w in a.what.split(",") if w]
+    a.batches = [int(b) for b in a.batches.split(",") if b]
+    for w in a.what:
+        if w not in ("forward", "deconv"):
+            p.error(f"--what: unknown measurement '{w}' (forward, deconv)")
+    return a
+
+
+# ---------------------------------------------------------------------------------------------
+# Child: one OMP_WAIT_POLICY, every measurement
+
+def time_it(fn, seconds, quick):
+    """Median milliseconds of fn() after warming up; at least 3 (quick) or 5 timed runs."""
+    for _ in range(1 if quick else 3):
+        fn()
+    times = []
+    t_end = time.perf_counter() + seconds
+    while len(times) < (3 if quick else 5) or time.perf_counter() < t_end:
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times), len(times)
+
+
+def random_params(G, arch, gen):
+    """N(0, 0.01) weights and zero biases (as the engine's random:SEED), float32."""
+    import torch
+    size, layers = G.ARCHS[arch]
+    x = torch.zeros(1, 3, size, size)
+    params = {}
+    h = x
+    for name, op, a in layers:
+        if op == "conv":
+            out, k, _, _, g = a
+            params[name] = (torch.randn(out, h.shape[1] // g, k, k, generator=gen) * 0.01,
+                            torch.zeros(out))
+        elif op == "fc":
+            params[name] = (torch.randn(a, h.shape[1], generator=gen) * 0.01, torch.zeros(a))
+        h, _ = G.run_layer(op, a, h, params, name)
+    return params
+
+
+def child(a):
+    import torch
+    sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
+    import gen_nets as G
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.set_grad_enabled(False)
+    with open("/proc/self/maps") as f:
+        tcmalloc = "tcmalloc" in f.read()
+    common = {"side": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "tcmalloc": tcmalloc, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
+    gen = torch.Generator().manual_seed(1)
+    for arch in a.nets:
+        if arch not in G.ARCHS:
+            sys.exit(f"torch_cpu.py: unknown net '{arch}' ({', '.join(G.ARCHS)})")
+        size, layers = G.ARCHS[arch]
+        params = random_params(G, arch, gen)
+
+        def forward(x):
+            with torch.inference_mode():
+                for name, op, arg in layers:
+                    x, _ = G.run_layer(op, arg, x, params, name)
+            return x
+
+        def deconv_unit(x):
+            """The forward up to relu5 with switches (all the projection needs, as bench_cpu
+            does), then the strongest unit of channel 3 to pixels."""
+            with torch.inference_mode():
+                outs, sw, h = {}, {}, x
+                for name, op, arg in layers:
+                    h, idx = G.run_layer(op, arg, h, params, name)
+                    outs[name] = h
+                    if idx is not None:
+                        sw[name] = idx
+                    if name == "relu5":
+                        break
+                act = outs["relu5"]
+                flat = act[0, 3].reshape(-1)
+                i = int(torch.argmax(flat))  # the first maximum
+                sig = torch.zeros_like(act)
+                sig[0, 3].view(-1)[i] = flat[i]
+                pix, _ = G.deconv_from(arch, params, outs, sw, tuple(x.shape), "conv5", sig)
+            return pix
+
+        if "forward" in a.what:
+            for b in a.batches:
+                x = torch.randn(b, 3, size, size, generator=gen)
+                ms, reps = time_it(lambda: forward(x), a.seconds, a.quick)
+                print(json.dumps(dict(common, net=arch, what="forward", batch=b, ms=round(ms, 3),
+                                      img_per_s=round(1e3 * b / ms, 2), reps=reps)), flush=True)
+        if "deconv" in a.what:
+            x = torch.randn(1, 3, size, size, generator=gen)
+            ms, reps = time_it(lambda: deconv_unit(x), a.seconds, a.quick)
+            print(json.dumps(dict(common, net=arch, what="deconv_conv5_unit", batch=1,
+                                  ms=round(ms, 3), img_per_s=round(1e3 / ms, 2), reps=reps)),
+                  flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# Parent: one child per policy, the better of each measurement
+
+def main(argv):
+    a = parse_args(argv)
+    if a.child:
+        child(a)
+        return 0
+    policies = POLICIES if a.policy == "both" else (a.policy,)
+    if not os.path.exists(TCMALLOC):
+        sys.exit(f"torch_cpu.py: {TCMALLOC} missing (apt-get install libtcmalloc-minimal4)")
+    results = {}
+    order = []
+    for pol in policies:
+        env = dict(os.environ, OMP_WAIT_POLICY=pol)
+        pre = env.get("LD_PRELOAD", "")
+        if TCMALLOC not in pre:
+            env["LD_PRELOAD"] = (TCMALLOC + " " + pre).strip()
+        cmd = [sys.executable, os.path.abspath(__file__), "--child"] + argv
+        r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
+        if r.returncode != 0:
+            sys.exit(f"torch_cpu.py: the {pol} run failed (exit {r.returncode})")
+        for line in r.stdout.splitlines():
+            m = json.loads(line)
+            key = (m["net"], m["what"], m["batch"])
+            if key not in results:
+                order.append(key)
+                results[key] = []
+            results[key].append(m)
+    for key in order:
+        runs = results[key]
+        best = min(runs, key=lambda m: m["ms"])
+        out = dict(best, ms_by_policy={m["omp_wait_policy"]: m["ms"] for m in runs})
+        print(json.dumps(out), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
