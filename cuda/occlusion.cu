@@ -8,6 +8,7 @@
  *    for every position, shifted to stay inside the map) and reads everything outside it from the
  *    unoccluded activations. The first non-spatial layer gets the full maps rebuilt from crop and
  *    base, and the classifier runs on them as usual. Equal to brute force up to float rounding. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -139,17 +140,19 @@ __global__ static void materialize_kernel(float *out, vsrc src, int nb)
     }
 }
 
-/* One block per slot: the map's total (double sum over a fixed tree), the class probability and the
- * first maximum of the net's output row. Without a final softmax, the probability is computed as
- * zf_softmax_forward would. */
+/* One block per slot: the rectified map's total (double sum over a fixed tree), the class
+ * probability and the first maximum of the net's output row. Without a final softmax the
+ * probability is computed from the logits in double, as core/occlusion.c does. */
 __global__ static void reduce_kernel(float *feature, float *prob, int32_t *argmax, vsrc fsrc, int channel,
                                      const float *last, int k, int cls, int softmax_last, int p0)
 {
     const int b = blockIdx.x;
     const int hw = fsrc.h * fsrc.w;
     double s = 0;
-    for (int j = threadIdx.x; j < hw; j += blockDim.x)
-        s += vread(fsrc, b, channel, j / fsrc.w, j % fsrc.w);
+    for (int j = threadIdx.x; j < hw; j += blockDim.x) {
+        const float v = vread(fsrc, b, channel, j / fsrc.w, j % fsrc.w);
+        s += v > 0 ? v : 0;
+    }
     const double total = zf_block_sum(s);
     const float *row = last + (size_t)b * k;
     const int am = zf_block_first_max(row, k);
@@ -157,23 +160,12 @@ __global__ static void reduce_kernel(float *feature, float *prob, int32_t *argma
     if (softmax_last) {
         pr = row[cls];
     } else {
-        __shared__ float smax[ZF_RED_MAX];
-        float m = row[0];
-        for (int j = threadIdx.x; j < k; j += blockDim.x)
-            m = row[j] > m ? row[j] : m;
-        smax[threadIdx.x] = m;
-        __syncthreads();
-        for (int st = blockDim.x / 2; st > 0; st >>= 1) {
-            if ((int)threadIdx.x < st)
-                smax[threadIdx.x] = smax[threadIdx.x + st] > smax[threadIdx.x] ? smax[threadIdx.x + st] : smax[threadIdx.x];
-            __syncthreads();
-        }
-        m = smax[0];
+        const double top = row[am];
         double e = 0;
         for (int j = threadIdx.x; j < k; j += blockDim.x)
-            e += expf(row[j] - m);
+            e += exp((double)row[j] - top);
         const double sum = zf_block_sum(e);
-        pr = expf(row[cls] - m) * (float)(1.0 / sum);
+        pr = (float)(exp((double)row[cls] - top) / sum);
     }
     if (threadIdx.x == 0) {
         feature[p0 + b] = (float)total;
@@ -523,10 +515,10 @@ static zf_status occlusion(zf_cuda_net *cn, const float *input, const zf_cuda_oc
     const size_t in_size = (size_t)zf_net_in_size(net);
     ZF_TRY(zf_cuda_malloc(ctx, (void **)&s->img, in_size * 4, "the input image"));
     ZF_CU(cudaMemcpyAsync(s->img, cn->input, in_size * 4, cudaMemcpyDeviceToDevice, ctx->stream));
-    float *host = (float *)malloc(sizeof(float) * ((size_t)fl->out_c * fhw + 2 * (size_t)k));
+    float *host = (float *)malloc(sizeof(float) * ((size_t)fl->out_c * fhw + (size_t)k));
     if (!host)
         return zf_error(ZF_ERR_NOMEM, "out of memory for the unoccluded outputs");
-    float *hf = host, *hl = host + (size_t)fl->out_c * fhw, *hp = hl + k;
+    float *hf = host, *hl = host + (size_t)fl->out_c * fhw;
     zf_status st = zf_cuda_net_read(cn, f, hf, 1);
     if (!st)
         st = zf_cuda_net_read(cn, net->n_layers - 1, hl, 1);
@@ -534,12 +526,16 @@ static zf_status occlusion(zf_cuda_net *cn, const float *input, const zf_cuda_oc
         free(host);
         return st;
     }
+    /* As core/occlusion.c: the first maximum of the rectified map, in (channel, y, x) order. */
     int channel = p->channel;
     if (channel < 0) {
         int best = 0;
+        float bv = hf[0] > 0 ? hf[0] : 0;
         for (int i = 1; i < fl->out_c * fhw; i++)
-            if (hf[i] > hf[best])
+            if (hf[i] > bv) {
+                bv = hf[i];
                 best = i;
+            }
         channel = best / fhw;
     }
     int am = 0;
@@ -548,15 +544,18 @@ static zf_status occlusion(zf_cuda_net *cn, const float *input, const zf_cuda_oc
             am = i;
     const int cls = p->cls < 0 ? am : p->cls;
     const int softmax_last = last->op == ZF_OP_SOFTMAX;
-    if (softmax_last)
-        memcpy(hp, hl, sizeof(float) * k);
-    else
-        zf_softmax_forward(hp, hl, 1, k);
+    if (softmax_last) {
+        res->base_prob = hl[cls];
+    } else {
+        double sum = 0;
+        for (int i = 0; i < k; i++)
+            sum += exp((double)hl[i] - (double)hl[am]);
+        res->base_prob = (float)(exp((double)hl[cls] - (double)hl[am]) / sum);
+    }
     double bf = 0;
     for (int i = 0; i < fhw; i++)
-        bf += hf[(size_t)channel * fhw + i];
+        bf += hf[(size_t)channel * fhw + i] > 0 ? hf[(size_t)channel * fhw + i] : 0;
     res->base_feature = (float)bf;
-    res->base_prob = hp[cls];
     res->base_argmax = am;
     free(host);
 

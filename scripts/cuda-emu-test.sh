@@ -36,7 +36,7 @@ for f in "$ROOT/tests/test_cuda.c" "$ROOT/tests/testutil.c"; do
     -o "$B/obj/test_$(basename "$f" .c).o"
 done
 wait
-g++ $SAN -fopenmp "$B"/obj/*.o -o "$B/test_cuda_emu" "$BLAS_LIB" -lcriterion -lm
+g++ $SAN -fopenmp "$B"/obj/*.o -o "$B/test_cuda_emu" "$BLAS_LIB" -lcriterion -ljpeg -lpng -ljansson -lm
 
 export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}

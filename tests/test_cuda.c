@@ -12,6 +12,7 @@
 
 #include "testutil.h"
 #include "zf/net.h"
+#include "zf/occlusion.h"
 #include "zf/ops.h"
 #include "zf/tensor.h"
 
@@ -647,6 +648,97 @@ Test(cuda_nets, occlusion_maps_match_cpu_brute_force_with_both_methods)
         zf_free(img);
         zf_net_free(net);
     }
+    zf_cuda_ctx_free(ctx);
+}
+
+/* A small net with what the built-in ones lack: odd sizes, a conv without a ReLU as the mapped
+ * layer (its map is rectified before summing), average pooling, ceil-mode pooling and no final
+ * softmax (probabilities from the logits). */
+static zf_net *odd_net(void)
+{
+    zf_net *net = zf_net_new("odd", 3, 37, 41);
+    cr_assert(net);
+    const zf_lrn_params lrn = {5, 2, 1e-4f, 0.75f, 1.0f};
+    const zf_window ceil2 = {2, 2, 2, 2, 0, 0, 0, 0};
+    OK(zf_net_add_conv(net, "conv1", 8, zf_win(5, 2, 1), 1));
+    OK(zf_net_add_relu(net, "relu1"));
+    OK(zf_net_add_maxpool(net, "pool1", zf_win(3, 2, 1), 0));
+    OK(zf_net_add_lrn(net, "norm1", lrn));
+    OK(zf_net_add_conv(net, "conv2", 12, zf_win(3, 1, 1), 2));
+    OK(zf_net_add_avgpool(net, "avg2", zf_win(3, 1, 1), 0, 1));
+    OK(zf_net_add_conv(net, "conv3", 10, zf_win(3, 1, 0), 1));
+    OK(zf_net_add_maxpool(net, "pool3", ceil2, 1));
+    OK(zf_net_add_flatten(net, "flatten"));
+    OK(zf_net_add_fc(net, "fc", 7));
+    OK(zf_net_finalize(net));
+    for (int i = 0; i < net->n_layers; i++) {
+        zf_layer *l = &net->layers[i];
+        if (!l->weight)
+            continue;
+        const float bound = (float)sqrt(6.0 / ((double)l->weight_count / l->out_c));
+        tu_fill_uniform(l->weight, (size_t)l->weight_count, 1000 + 2 * i, -bound, bound);
+        tu_fill_uniform(l->bias, (size_t)l->bias_count, 1001 + 2 * i, -0.1f, 0.1f);
+    }
+    OK(zf_net_reserve(net, 1));
+    return net;
+}
+
+static void check_against_core(zf_cuda_ctx *ctx, zf_net *net, int patch, int stride, float fill)
+{
+    float *img = random_input(net, 1, 1100);
+    zf_occlusion_params cp;
+    zf_occlusion_params_default(&cp);
+    cp.patch = patch, cp.stride = stride, cp.fill = fill, cp.method = ZF_OCCLUSION_BRUTE;
+    zf_occlusion_result *ref = NULL;
+    OK(zf_occlusion_run(net, img, &cp, &ref));
+    zf_cuda_net *cn = NULL;
+    OK(zf_cuda_net_new(ctx, net, 6, &cn));
+    for (int method = ZF_CUDA_OCCL_BRUTE; method <= ZF_CUDA_OCCL_INCREMENTAL; method++) {
+        zf_cuda_occl_params p;
+        zf_cuda_occl_params_default(&p);
+        p.patch = patch, p.stride = stride, p.fill = fill, p.method = (zf_cuda_occl_method)method;
+        zf_cuda_occl_map *m = NULL;
+        OK(zf_cuda_occlusion(cn, img, &p, &m));
+        const char *what = method == ZF_CUDA_OCCL_BRUTE ? "brute force" : "incremental";
+        cr_expect_eq(m->method, (zf_cuda_occl_method)method, "%s %s ran as method %d", net->arch, what, m->method);
+        cr_assert_eq(m->rows, ref->rows);
+        cr_assert_eq(m->cols, ref->cols);
+        cr_assert_eq(m->layer, ref->layer, "%s: mapped layer %d, core %d", net->arch, m->layer, ref->layer);
+        cr_assert_eq(m->channel, ref->channel, "%s: channel %d, core %d", net->arch, m->channel, ref->channel);
+        cr_assert_eq(m->cls, ref->cls, "%s: class %d, core %d", net->arch, m->cls, ref->cls);
+        cr_expect(fabsf(m->base_feature - ref->base_feature) <= 1e-5f * fabsf(ref->base_feature) + 1e-6f,
+                  "%s: unoccluded total %g, core %g", net->arch, m->base_feature, ref->base_feature);
+        cr_expect(fabsf(m->base_prob - ref->base_prob) <= 1e-5f * ref->base_prob, "%s: unoccluded probability %g, core %g",
+                  net->arch, m->base_prob, ref->base_prob);
+        const size_t npos = (size_t)ref->rows * ref->cols;
+        size_t at;
+        double e = rel_err(m->feature, ref->feature, npos, &at);
+        cr_expect(e < 1e-5, "%s %s: feature rel err %g at %zu (%g vs %g)", net->arch, what, e, at, m->feature[at],
+                  ref->feature[at]);
+        e = rel_err(m->prob, ref->prob, npos, &at);
+        cr_expect(e < 1e-5, "%s %s: probability rel err %g at %zu (%g vs %g)", net->arch, what, e, at, m->prob[at],
+                  ref->prob[at]);
+        int differ = 0;
+        for (size_t i = 0; i < npos; i++)
+            differ += m->argmax[i] != ref->argmax[i];
+        cr_expect(differ == 0, "%s %s: %d positions with another most probable class than core's", net->arch, what,
+                  differ);
+        zf_cuda_occl_map_free(m);
+    }
+    zf_occlusion_result_free(ref);
+    zf_cuda_net_free(cn);
+    zf_free(img);
+}
+
+Test(cuda_nets, occlusion_maps_match_core_occlusion_on_an_odd_net_without_softmax_and_on_zfnet)
+{
+    zf_cuda_ctx *ctx = gpu();
+    zf_net *net = odd_net();
+    check_against_core(ctx, net, 9, 7, -0.5f);
+    zf_net_free(net);
+    net = make_net("zfnet", 1, 1200);
+    check_against_core(ctx, net, 48, 50, 0.0f);
+    zf_net_free(net);
     zf_cuda_ctx_free(ctx);
 }
 
