@@ -7,12 +7,14 @@
 # libraries, no network), so the work is split:
 #   scripts/gpu-check.sh pack    on the build machine: Release build with CUDA, then the binaries and
 #                                every shared library they need except libc/libstdc++ and CUDA's own
-#                                (cudart, cuBLAS, cuDNN: the GPU machine's are used) into .gpucheck/
+#                                (cudart, cuBLAS, cuDNN: the GPU machine's are used), gzipped into
+#                                .gpucheck/pack.tar.gz (about 23 MiB)
 #   scripts/gpu-check.sh run [tests|sanitize|bench|all]
 #                                on the GPU machine, from the repository root with .gpucheck carried:
 #                                finds the machine's CUDA libraries (ldconfig, the torch environment's
-#                                nvidia/*/lib), runs the checks, prints the table last. Logs and JSON
-#                                go to $OUT (the device tool's folder) or .gpucheck/out.
+#                                nvidia/*/lib), runs the checks, prints the table last. The summary,
+#                                the benchmark lines and a tarball of all logs go to $OUT (the device
+#                                tool's folder) or .gpucheck/out.
 #   scripts/gpu-check.sh         pack, then run if this machine has a GPU.
 # With the device tool: pack here, then run `scripts/gpu-check.sh run` with carry [".gpucheck"].
 # One call has 10 minutes: `run` alone takes about 6-8; `run tests`, `run sanitize` and `run bench`
@@ -20,7 +22,8 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
-STAGE="$ROOT/.gpucheck"
+CARRY="$ROOT/.gpucheck"               # what travels: pack.tar.gz
+STAGE="$ROOT/build-gpu/gpucheck"      # pack's staging folder here
 
 pack() {
   set -e
@@ -48,11 +51,14 @@ pack() {
       [ -f "$STAGE/lib/$name" ] || cp -L "$path" "$STAGE/lib/$name"
     done
   done
+  rm -rf "$CARRY"
+  mkdir -p "$CARRY"
+  tar -C "$STAGE" -czf "$CARRY/pack.tar.gz" bin lib
   local mib
-  mib=$(du -sm "$STAGE" | cut -f1)
-  echo "gpu-check: packed $(ls "$STAGE/bin" | tr '\n' ' ')+ $(ls "$STAGE/lib" | wc -l) libraries, ${mib} MiB in .gpucheck/"
-  if [ "$mib" -gt 60 ]; then
-    echo "gpu-check: .gpucheck is ${mib} MiB, over what one device call carries (64 MiB with the tree)" >&2
+  mib=$(du -sm "$CARRY" | cut -f1)
+  echo "gpu-check: packed $(ls "$STAGE/bin" | tr '\n' ' ')+ $(ls "$STAGE/lib" | wc -l) libraries ($(du -sm "$STAGE" | cut -f1) MiB), ${mib} MiB gzipped in .gpucheck/pack.tar.gz"
+  if [ "$mib" -gt 56 ]; then
+    echo "gpu-check: .gpucheck is ${mib} MiB, too close to what one device call carries (64 MiB with the tree)" >&2
     exit 1
   fi
 }
@@ -86,15 +92,25 @@ cuda_lib_path() {
 
 run() {
   local what="${1:-all}"
-  [ -x "$STAGE/bin/test_cuda" ] || { echo "gpu-check: no .gpucheck/bin/test_cuda: run 'scripts/gpu-check.sh pack' first (and carry .gpucheck)" >&2; exit 1; }
-  local out="${OUT:-$STAGE/out}"
-  mkdir -p "$out"
+  [ -f "$CARRY/pack.tar.gz" ] || { echo "gpu-check: no .gpucheck/pack.tar.gz: run 'scripts/gpu-check.sh pack' first (and carry .gpucheck)" >&2; exit 1; }
+  STAGE="${TMPDIR:-/tmp}/zf-gpucheck"
+  rm -rf "$STAGE" && mkdir -p "$STAGE" && tar -C "$STAGE" -xzf "$CARRY/pack.tar.gz"
+  # Logs are written in the scratch folder; $OUT gets the summary, the benchmark lines and one
+  # tarball of the logs (the device tool returns at most 8 files).
+  local out="$STAGE/out" dest="${OUT:-$CARRY/out}"
+  mkdir -p "$out" "$dest"
   local summary="$out/summary.tsv"
   : >"$summary"
   local libpath
   libpath="$STAGE/lib:$(cuda_lib_path)"
   # Only our binaries see the carried libraries: python3/torch keep their own.
   zrun() { env LD_LIBRARY_PATH="$libpath${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" "$@"; }
+  # Binaries built on Debian 12 need glibc >= 2.36 here; say so plainly if they cannot load.
+  if ! zrun "$STAGE/bin/test_cuda" --list >/dev/null 2>"$out/load.err"; then
+    echo "gpu-check: the packed binaries do not load on this machine ($(ldd --version | head -1)):" >&2
+    head -5 "$out/load.err" >&2
+    exit 1
+  fi
   nvidia-smi -L 2>&1 | head -4
   [ -x "$STAGE/bin/zfviz" ] && zrun "$STAGE/bin/zfviz" gpuinfo 2>&1 | head -20
 
@@ -155,6 +171,9 @@ run() {
     cat "$out/bench_torch.err" | tail -5
   fi
 
+  tar -C "$out" -czf "$dest/gpu-check-logs.tar.gz" .
+  cp "$summary" "$dest/"
+  for f in bench_zfviz.jsonl bench_torch.jsonl; do [ -f "$out/$f" ] && cp "$out/$f" "$dest/"; done
   echo
   python3 - "$summary" "$out/bench_zfviz.jsonl" "$out/bench_torch.jsonl" <<'EOF'
 import json, os, sys
