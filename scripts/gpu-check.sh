@@ -17,8 +17,9 @@
 #                                tool's folder) or .gpucheck/out.
 #   scripts/gpu-check.sh         pack, then run if this machine has a GPU.
 # With the device tool: pack here, then run `scripts/gpu-check.sh run` with carry [".gpucheck"].
-# One call has 10 minutes: `run` alone takes about 6-8; `run tests`, `run sanitize` and `run bench`
-# split it. Environment: PRECISIONS (default fp32; e.g. fp32,tf32), QUICK=1 for short benchmarks.
+# One call has 10 minutes: `run` does the tests, the benchmarks, then the sanitizer runs that fit in
+# BUDGET seconds (540); `run sanitize` does all sanitizer runs in a call of its own. Environment:
+# PRECISIONS (default fp32; e.g. fp32,tf32), QUICK=1 for short benchmarks, BUDGET.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -90,6 +91,70 @@ cuda_lib_path() {
   printf '%s\n' "${dirs[@]}" | awk '!seen[$0]++' | paste -sd: -
 }
 
+step_tests() {
+  echo "== GPU tests (test_cuda)"
+  local t0=$SECONDS
+  timeout -k 10 300 env LD_LIBRARY_PATH="$libpath" "$STAGE/bin/test_cuda" --jobs 1 --verbose >"$out/test_cuda.log" 2>&1
+  local rc=$?
+  grep -E '^\[(FAIL|SKIP|----)\]|Synthesis' "$out/test_cuda.log" | tail -40
+  local synth
+  synth=$(grep -o 'Tested: .*' "$out/test_cuda.log" | tail -1)
+  printf 'tests\ttest_cuda\trc=%s %s (%ss)\n' "$rc" "${synth:-no synthesis line}" $((SECONDS - t0)) >>"$summary"
+}
+
+step_bench() {
+  local q=()
+  [ "${QUICK:-0}" = 1 ] && q=(--quick)
+  local precs="${PRECISIONS:-fp32}"
+  echo "== bench_gpu"
+  timeout -k 10 200 env LD_LIBRARY_PATH="$libpath" "$STAGE/bin/bench_gpu" "${q[@]}" --precisions "$precs" \
+    >"$out/bench_zfviz.jsonl" 2>"$out/bench_zfviz.err"
+  printf 'bench\tbench_gpu\trc=%s\n' $? >>"$summary"
+  cat "$out/bench_zfviz.err"
+  echo "== PyTorch + cuDNN"
+  PYTHONUNBUFFERED=1 timeout -k 10 200 python3 bench/torch_gpu.py "${q[@]}" --precisions "$precs" \
+    >"$out/bench_torch.jsonl" 2>"$out/bench_torch.err"
+  printf 'bench\ttorch_gpu.py\trc=%s\n' $? >>"$summary"
+  tail -5 "$out/bench_torch.err"
+}
+
+step_sanitize() {
+  local cs
+  cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+  if [ -z "$cs" ]; then
+    printf 'sanitize\tcompute-sanitizer\tnot found\n' >>"$summary"
+    return
+  fi
+  # Subsets, each with a time limit, so that one slow library kernel under the sanitizer cannot
+  # eat the call; the ones that no longer fit in the budget are listed as skipped.
+  local runs=("memcheck cuda_ops/* 120" "racecheck cuda_ops/* 120" "memcheck cuda_nets/deconv* 120"
+              "racecheck cuda_nets/deconv* 120" "memcheck cuda_nets/occlusion_maps_match_core* 150"
+              "racecheck cuda_nets/occlusion_maps_match_core* 150" "memcheck cuda_nets/forward_of_every* 150"
+              "memcheck cuda_nets/autotuned* 120")
+  for r in "${runs[@]}"; do
+    local tool filter limit
+    read -r tool filter limit <<<"$r"
+    if [ $((SECONDS + limit)) -gt "$budget" ]; then
+      printf 'sanitize\t%s %s\tskipped: not enough time left (run "run sanitize" in its own call)\n' "$tool" "$filter" >>"$summary"
+      continue
+    fi
+    local log="$out/sanitize_${tool}_$(echo "$filter" | tr -c 'a-zA-Z0-9_\n' '_').log"
+    echo "== compute-sanitizer --tool $tool, tests $filter"
+    local t0=$SECONDS
+    timeout -k 10 "$limit" env LD_LIBRARY_PATH="$libpath" "$cs" --tool "$tool" --target-processes all \
+      --error-exitcode 3 "$STAGE/bin/test_cuda" --jobs 1 --filter "$filter" >"$log" 2>&1
+    local rc=$? verdict
+    case $rc in
+      0) verdict="clean" ;;
+      3) verdict="ERRORS (see $(basename "$log"))" ;;
+      124|137) verdict="timed out after ${limit}s" ;;
+      *) verdict="rc=$rc (test failure or sanitizer problem, see $(basename "$log"))" ;;
+    esac
+    grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Synthesis' "$log" | tail -3
+    printf 'sanitize\t%s %s\t%s (%ss)\n' "$tool" "$filter" "$verdict" $((SECONDS - t0)) >>"$summary"
+  done
+}
+
 run() {
   local what="${1:-all}"
   [ -f "$CARRY/pack.tar.gz" ] || { echo "gpu-check: no .gpucheck/pack.tar.gz: run 'scripts/gpu-check.sh pack' first (and carry .gpucheck)" >&2; exit 1; }
@@ -114,62 +179,16 @@ run() {
   nvidia-smi -L 2>&1 | head -4
   [ -x "$STAGE/bin/zfviz" ] && zrun "$STAGE/bin/zfviz" gpuinfo 2>&1 | head -20
 
-  if [ "$what" = all ] || [ "$what" = tests ]; then
-    echo "== GPU tests (test_cuda)"
-    local t0=$SECONDS
-    timeout -k 10 300 env LD_LIBRARY_PATH="$libpath" "$STAGE/bin/test_cuda" --jobs 1 --verbose >"$out/test_cuda.log" 2>&1
-    local rc=$?
-    grep -E '^\[(FAIL|SKIP|----)\]|Synthesis' "$out/test_cuda.log" | tail -40
-    local synth
-    synth=$(grep -o 'Tested: .*' "$out/test_cuda.log" | tail -1)
-    printf 'tests\ttest_cuda\trc=%s %s (%ss)\n' "$rc" "${synth:-no synthesis line}" $((SECONDS - t0)) >>"$summary"
-  fi
-
-  if [ "$what" = all ] || [ "$what" = sanitize ]; then
-    local cs
-    cs=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
-    if [ -z "$cs" ]; then
-      printf 'sanitize\tcompute-sanitizer\tnot found\n' >>"$summary"
-    else
-      # Each run a subset, so that one slow library kernel under the sanitizer cannot eat the call.
-      local runs=("memcheck cuda_ops/* 150" "memcheck cuda_nets/forward_of_every* 120"
-                  "memcheck cuda_nets/deconv* 120" "memcheck cuda_nets/occlusion_maps* 150"
-                  "racecheck cuda_ops/* 120" "racecheck cuda_nets/deconv* 120" "racecheck cuda_nets/occlusion_maps* 150")
-      for r in "${runs[@]}"; do
-        read -r tool filter limit <<<"$r"
-        local log="$out/sanitize_${tool}_$(echo "$filter" | tr -c 'a-zA-Z0-9_\n' '_').log"
-        echo "== compute-sanitizer --tool $tool, tests $filter"
-        local t0=$SECONDS
-        timeout -k 10 "$limit" env LD_LIBRARY_PATH="$libpath" "$cs" --tool "$tool" --target-processes all \
-          --error-exitcode 3 "$STAGE/bin/test_cuda" --jobs 1 --filter "$filter" >"$log" 2>&1
-        local rc=$? verdict
-        case $rc in
-          0) verdict="clean" ;;
-          3) verdict="ERRORS (see $(basename "$log"))" ;;
-          124|137) verdict="timed out after ${limit}s" ;;
-          *) verdict="rc=$rc (test failure or sanitizer problem, see $(basename "$log"))" ;;
-        esac
-        grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Synthesis' "$log" | tail -3
-        printf 'sanitize\t%s %s\t%s (%ss)\n' "$tool" "$filter" "$verdict" $((SECONDS - t0)) >>"$summary"
-      done
-    fi
-  fi
-
-  if [ "$what" = all ] || [ "$what" = bench ]; then
-    local q=()
-    [ "${QUICK:-0}" = 1 ] && q=(--quick)
-    local precs="${PRECISIONS:-fp32}"
-    echo "== bench_gpu"
-    timeout -k 10 240 env LD_LIBRARY_PATH="$libpath" "$STAGE/bin/bench_gpu" "${q[@]}" --precisions "$precs" \
-      >"$out/bench_zfviz.jsonl" 2>"$out/bench_zfviz.err"
-    printf 'bench\tbench_gpu\trc=%s\n' $? >>"$summary"
-    cat "$out/bench_zfviz.err"
-    echo "== PyTorch + cuDNN"
-    PYTHONUNBUFFERED=1 timeout -k 10 240 python3 bench/torch_gpu.py "${q[@]}" --precisions "$precs" \
-      >"$out/bench_torch.jsonl" 2>"$out/bench_torch.err"
-    printf 'bench\ttorch_gpu.py\trc=%s\n' $? >>"$summary"
-    cat "$out/bench_torch.err" | tail -5
-  fi
+  # One device call has 10 minutes: "all" runs the tests, then the benchmarks, then as many
+  # sanitizer runs as fit before BUDGET seconds (default 540); "sanitize" has the call to itself.
+  local budget=${BUDGET:-540}
+  case "$what" in
+    all) step_tests; step_bench; step_sanitize ;;
+    tests) step_tests ;;
+    bench) step_bench ;;
+    sanitize) step_sanitize ;;
+    *) echo "gpu-check: unknown part '$what' (tests, sanitize, bench, all)" >&2; exit 2 ;;
+  esac
 
   tar -C "$out" -czf "$dest/gpu-check-logs.tar.gz" .
   cp "$summary" "$dest/"
