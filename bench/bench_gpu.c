@@ -15,7 +15,7 @@
 #ifndef ZF_CUDA_ENABLED
 int main(void)
 {
-    fprintf(stderr, "bench_gpu: built without CUDA (nvcc not found at configure time)\n");
+    fprintf(stderr, "bench_gpu: built without the CUDA engine (no nvcc or cuDNN at configure time, or -DZF_CUDA=OFF)\n");
     return 0;
 }
 #else

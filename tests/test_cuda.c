@@ -20,7 +20,7 @@
 
 Test(cuda, skipped_in_a_build_without_cuda)
 {
-    cr_skip_test("built without CUDA (nvcc not found at configure time): no GPU tests");
+    cr_skip_test("built without the CUDA engine (no nvcc or cuDNN at configure time, or -DZF_CUDA=OFF): no GPU tests");
 }
 
 #else

@@ -27,7 +27,7 @@ int zf_cmd_gpuinfo(int argc, char **argv)
     if (optind < argc)
         return zft_usage_error("gpuinfo", "unexpected argument '%s'", argv[optind]);
 #ifndef ZF_CUDA_ENABLED
-    printf("built without CUDA (nvcc was not found when zfviz was configured): the CPU engine only\n");
+    printf("built without the CUDA engine (no nvcc or cuDNN at configure time, or -DZF_CUDA=OFF): CPU only\n");
     return 1;
 #else
     char versions[256], desc[256];
