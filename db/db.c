@@ -1,0 +1,636 @@
+/* Opening the store: connection set-up (WAL, foreign keys, bounded lock waits), the schema and its
+ * migrations, error messages that say what went wrong in words, and the statement helpers. */
+#include <errno.h>
+#include <libgen.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+/* 'zfvz': PRAGMA application_id marks the file as ours. */
+#define ZF_DB_APPLICATION_ID 0x7a66767a
+
+/* Each entry brings the schema from version i to i + 1 (index 0 creates version 1). A later
+ * version appends an entry; existing databases are migrated on their next read-write open. */
+static const char *const migrations[ZF_DB_SCHEMA_VERSION] = {
+    /* 0 -> 1 */
+    "CREATE TABLE models (\n"
+    "  id        INTEGER PRIMARY KEY,\n"
+    "  arch      TEXT NOT NULL,\n"
+    "  weights   TEXT,\n"
+    "  file      TEXT,\n"
+    "  sha256    TEXT NOT NULL UNIQUE,\n"
+    "  n_params  INTEGER NOT NULL,\n"
+    "  input     TEXT NOT NULL,\n"
+    "  preproc   TEXT NOT NULL,\n"
+    "  created   TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))\n"
+    ");\n"
+    "CREATE TABLE images (\n"
+    "  id      INTEGER PRIMARY KEY,\n"
+    "  path    TEXT NOT NULL,\n"
+    "  sha256  TEXT,\n"
+    "  bytes   INTEGER,\n"
+    "  width   INTEGER,\n"
+    "  height  INTEGER,\n"
+    "  status  TEXT NOT NULL CHECK (status IN ('ok', 'error')),\n"
+    "  error   TEXT,\n"
+    "  CHECK ((status = 'ok') = (error IS NULL))\n"
+    ");\n"
+    "CREATE UNIQUE INDEX images_path_sha256 ON images (path, ifnull(sha256, ''));\n"
+    "CREATE TABLE runs (\n"
+    "  id          INTEGER PRIMARY KEY,\n"
+    "  model_id    INTEGER NOT NULL REFERENCES models (id),\n"
+    "  images      TEXT NOT NULL,\n"
+    "  list_sha256 TEXT NOT NULL,\n"
+    "  n_images    INTEGER NOT NULL,\n"
+    "  layers      TEXT NOT NULL,\n"
+    "  top_k       INTEGER NOT NULL CHECK (top_k > 0),\n"
+    "  batch       INTEGER NOT NULL CHECK (batch > 0),\n"
+    "  chunk       INTEGER NOT NULL CHECK (chunk > 0),\n"
+    "  next_seq    INTEGER NOT NULL DEFAULT 0,\n"
+    "  n_ok        INTEGER NOT NULL DEFAULT 0,\n"
+    "  n_failed    INTEGER NOT NULL DEFAULT 0,\n"
+    "  started     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+    "  updated     TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now')),\n"
+    "  finished    TEXT,\n"
+    "  UNIQUE (model_id, list_sha256, layers, top_k),\n"
+    "  CHECK (next_seq = n_ok + n_failed AND next_seq <= n_images)\n"
+    ");\n"
+    "CREATE TABLE run_layers (\n"
+    "  run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "  layer     TEXT NOT NULL,\n"
+    "  position  INTEGER NOT NULL,\n"
+    "  op        TEXT NOT NULL CHECK (op IN ('conv', 'fc')),\n"
+    "  units     INTEGER NOT NULL,\n"
+    "  height    INTEGER NOT NULL,\n"
+    "  width     INTEGER NOT NULL,\n"
+    "  PRIMARY KEY (run_id, layer)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE run_images (\n"
+    "  run_id    INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "  seq       INTEGER NOT NULL,\n"
+    "  image_id  INTEGER NOT NULL REFERENCES images (id),\n"
+    "  PRIMARY KEY (run_id, seq)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE INDEX run_images_image ON run_images (image_id);\n"
+    "CREATE TABLE unit_stats (\n"
+    "  run_id              INTEGER NOT NULL,\n"
+    "  layer               TEXT NOT NULL,\n"
+    "  unit                INTEGER NOT NULL,\n"
+    "  images              INTEGER NOT NULL,\n"
+    "  active_images       INTEGER NOT NULL,\n"
+    "  positions           INTEGER NOT NULL,\n"
+    "  positive_positions  INTEGER NOT NULL,\n"
+    "  sum                 REAL NOT NULL,\n"
+    "  max                 REAL,\n"
+    "  max_image_id        INTEGER REFERENCES images (id),\n"
+    "  max_y               INTEGER,\n"
+    "  max_x               INTEGER,\n"
+    "  top                 TEXT NOT NULL DEFAULT '[]',\n"
+    "  PRIMARY KEY (run_id, layer, unit),\n"
+    "  FOREIGN KEY (run_id, layer) REFERENCES run_layers (run_id, layer) ON DELETE CASCADE\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE renderings (\n"
+    "  id           INTEGER PRIMARY KEY,\n"
+    "  run_id       INTEGER REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "  image_id     INTEGER REFERENCES images (id),\n"
+    "  layer        TEXT,\n"
+    "  unit         INTEGER,\n"
+    "  rank         INTEGER,\n"
+    "  kind         TEXT NOT NULL,\n"
+    "  description  TEXT NOT NULL,\n"
+    "  width        INTEGER NOT NULL,\n"
+    "  height       INTEGER NOT NULL,\n"
+    "  png          BLOB NOT NULL,\n"
+    "  created      TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%SZ', 'now'))\n"
+    ");\n"
+    "CREATE INDEX renderings_what ON renderings (run_id, layer, unit, rank, kind);\n"
+    "CREATE VIEW unit_summary AS\n"
+    "  SELECT run_id, layer, unit, images,\n"
+    "         CAST(active_images AS REAL) / NULLIF(images, 0) AS active_fraction,\n"
+    "         CAST(positive_positions AS REAL) / NULLIF(positions, 0) AS positive_fraction,\n"
+    "         sum / NULLIF(positions, 0) AS mean,\n"
+    "         max, max_image_id, max_y, max_x\n"
+    "  FROM unit_stats;\n"
+    "CREATE VIEW topk AS\n"
+    "  SELECT s.run_id, s.layer, s.unit, CAST(e.key AS INTEGER) + 1 AS rank,\n"
+    "         json_extract(e.value, '$[0]') AS image_id, json_extract(e.value, '$[1]') AS seq,\n"
+    "         json_extract(e.value, '$[2]') AS score,\n"
+    "         json_extract(e.value, '$[3]') AS y, json_extract(e.value, '$[4]') AS x,\n"
+    "         json_extract(e.value, '$[5]') AS box_x0, json_extract(e.value, '$[6]') AS box_y0,\n"
+    "         json_extract(e.value, '$[7]') AS box_x1, json_extract(e.value, '$[8]') AS box_y1\n"
+    "  FROM unit_stats s, json_each(s.top) e;\n"
+    "CREATE VIEW layer_summary AS\n"
+    "  SELECT s.run_id, s.layer, l.position, count(*) AS units,\n"
+    "         sum(s.max <= 0) AS dead_units,\n"
+    "         avg(s.active_fraction) AS mean_active_fraction,\n"
+    "         avg(s.mean) AS mean_activation, max(s.max) AS max_activation\n"
+    "  FROM unit_summary s JOIN run_layers l USING (run_id, layer)\n"
+    "  GROUP BY s.run_id, s.layer;\n",
+};
+
+double zf_db_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void dir_of(const char *path, char *dir, size_t len)
+{
+    char tmp[1024];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    snprintf(dir, len, "%s", dirname(tmp));
+}
+
+/* Why a write to `path` cannot happen, in words, into buf. */
+static const char *why_readonly(const char *path, char *buf, size_t len)
+{
+    char dir[1024];
+    dir_of(path, dir, sizeof dir);
+    if (access(path, F_OK) == 0 && access(path, W_OK) != 0)
+        snprintf(buf, len, "the database file is read-only (no write permission)");
+    else if (access(dir, W_OK) != 0)
+        snprintf(buf, len,
+                 "the folder %.700s is read-only (SQLite needs to create the database's -wal and -shm "
+                 "files there)", dir);
+    else
+        snprintf(buf, len, "the database was opened read-only");
+    return buf;
+}
+
+zf_status zf_db_check_(zf_db *db, int rc, const char *call, const char *func, const char *file,
+                       int line)
+{
+    if (rc == SQLITE_OK || rc == SQLITE_ROW || rc == SQLITE_DONE)
+        return ZF_OK;
+    const char *path = db ? db->path : "(database)";
+    char what[1536];
+    char ro[1024];
+    int sys = db && db->sql ? sqlite3_system_errno(db->sql) : 0;
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        snprintf(what, sizeof what,
+                 "the database is locked by another process; gave up after waiting %.1f s "
+                 "(is another zfviz scan writing to it, or a sqlite3 shell holding a transaction?)",
+                 db ? db->last_wait_s : 0.0);
+        break;
+    case SQLITE_READONLY:
+        snprintf(what, sizeof what, "cannot write: %s", why_readonly(path, ro, sizeof ro));
+        break;
+    case SQLITE_CANTOPEN:
+        if (access(path, F_OK) == 0 && db && db->mode == ZF_DB_READWRITE &&
+            (access(path, W_OK) != 0 || (dir_of(path, ro, sizeof ro), access(ro, W_OK) != 0)))
+            snprintf(what, sizeof what, "cannot write: %s", why_readonly(path, ro, sizeof ro));
+        else
+            snprintf(what, sizeof what, "cannot open the database or its journal: %s",
+                     sys ? strerror(sys) : "unable to open");
+        break;
+    case SQLITE_FULL:
+        snprintf(what, sizeof what, "the disk is full");
+        break;
+    case SQLITE_NOTADB:
+        snprintf(what, sizeof what, "not a SQLite database");
+        break;
+    case SQLITE_CORRUPT:
+        snprintf(what, sizeof what, "the database file is corrupt");
+        break;
+    case SQLITE_IOERR:
+        snprintf(what, sizeof what, "I/O error: %s", sys ? strerror(sys) : sqlite3_errstr(rc));
+        break;
+    default:
+        snprintf(what, sizeof what, "%s",
+                 db && db->sql ? sqlite3_errmsg(db->sql) : sqlite3_errstr(rc));
+        break;
+    }
+    return zf_error(ZF_ERR_DB, "%s: %s [sqlite code %d: %s in %s(), %s:%d]", path, what, rc, call,
+                    func, file, line);
+}
+
+zf_status zf_db_prepare(zf_db *db, sqlite3_stmt **st, const char *sql)
+{
+    *st = NULL;
+    zf_status s = ZF_SQL(db, sqlite3_prepare_v2(db->sql, sql, -1, st, NULL));
+    if (s)
+        zf_error_prefix(s, "preparing \"%.60s\": ", sql);
+    return s;
+}
+
+zf_status zf_db_exec(zf_db *db, const char *sql)
+{
+    /* the statement itself says more than the sqlite3_exec call would */
+    return zf_db_check_(db, sqlite3_exec(db->sql, sql, NULL, NULL, NULL), sql, __func__, __FILE__,
+                        __LINE__);
+}
+
+zf_status zf_db_step(zf_db *db, sqlite3_stmt *st, int *row)
+{
+    int rc = sqlite3_step(st);
+    if (row)
+        *row = rc == SQLITE_ROW;
+    return ZF_SQL(db, rc);
+}
+
+int zf_db_bind_text(sqlite3_stmt *st, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT) : sqlite3_bind_null(st, i);
+}
+
+void zf_db_column_text(sqlite3_stmt *st, int i, char *buf, size_t len)
+{
+    const unsigned char *t = sqlite3_column_text(st, i);
+    snprintf(buf, len, "%s", t ? (const char *)t : "");
+}
+
+/* Waits with growing sleeps, up to the timeout, telling the caller now and then. */
+static int busy_wait(void *ctx, int count)
+{
+    zf_db *db = ctx;
+    double now = zf_db_now();
+    if (count == 0) {
+        db->wait_start = now;
+        db->wait_told = now;
+    }
+    double waited = now - db->wait_start;
+    db->last_wait_s = waited;
+    if (waited >= db->timeout_s)
+        return 0;
+    double gap = db->wait_told == db->wait_start ? 1.0 : 5.0;
+    if (db->on_wait && now - db->wait_told >= gap) {
+        db->on_wait(db->wait_ctx, db->path, waited, db->timeout_s);
+        db->wait_told = now;
+    }
+    static const int ms[] = {1, 2, 5, 10, 20, 50, 100};
+    double sleep_s = ms[count < 6 ? count : 6] * 1e-3;
+    if (sleep_s > db->timeout_s - waited)
+        sleep_s = db->timeout_s - waited;
+    if (sleep_s > 0) {
+        struct timespec ts = {(time_t)sleep_s, (long)((sleep_s - (double)(time_t)sleep_s) * 1e9)};
+        nanosleep(&ts, NULL);
+    }
+    db->last_wait_s = zf_db_now() - db->wait_start;
+    return 1;
+}
+
+static zf_status pragma_int(zf_db *db, const char *sql, int64_t *v)
+{
+    sqlite3_stmt *st;
+    zf_status s = zf_db_prepare(db, &st, sql);
+    if (s)
+        return s;
+    int row = 0;
+    s = zf_db_step(db, st, &row);
+    *v = row ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    return s;
+}
+
+/* Creates or migrates the schema; inside one write transaction so that two processes opening a
+ * new file at once do not both create it. */
+static zf_status ensure_schema(zf_db *db)
+{
+    int64_t ver, app, tables;
+    zf_status s;
+    if ((s = pragma_int(db, "PRAGMA user_version", &ver)))
+        return s;
+    if (ver == ZF_DB_SCHEMA_VERSION)
+        goto check_app;
+    if (ver > ZF_DB_SCHEMA_VERSION)
+        return zf_error(ZF_ERR_DB,
+                        "%s: the database has schema version %lld, newer than this zfviz "
+                        "understands (%d); use a newer zfviz",
+                        db->path, (long long)ver, ZF_DB_SCHEMA_VERSION);
+    if (db->mode == ZF_DB_READONLY) {
+        if (ver == 0)
+            return zf_error(ZF_ERR_DB, "%s: not a zfviz database (no schema)", db->path);
+        return zf_error(ZF_ERR_DB,
+                        "%s: the database has the older schema version %lld; open it read-write "
+                        "once (any zfviz scan) to migrate it to version %d",
+                        db->path, (long long)ver, ZF_DB_SCHEMA_VERSION);
+    }
+    if ((s = zf_db_begin(db)))
+        return s;
+    /* another process may have done it while we waited for the lock */
+    if ((s = pragma_int(db, "PRAGMA user_version", &ver)))
+        goto fail;
+    if (ver == 0) {
+        if ((s = pragma_int(db, "SELECT count(*) FROM sqlite_schema", &tables)))
+            goto fail;
+        if (tables) {
+            s = zf_error(ZF_ERR_DB, "%s: not a zfviz database (it has other tables)", db->path);
+            goto fail;
+        }
+        char sql[96];
+        snprintf(sql, sizeof sql, "PRAGMA application_id = %d", ZF_DB_APPLICATION_ID);
+        if ((s = zf_db_exec(db, sql)))
+            goto fail;
+    }
+    for (; ver < ZF_DB_SCHEMA_VERSION; ver++) {
+        if ((s = zf_db_exec(db, migrations[ver]))) {
+            zf_error_prefix(s, "migrating the schema to version %lld: ", (long long)ver + 1);
+            goto fail;
+        }
+    }
+    char sql[64];
+    snprintf(sql, sizeof sql, "PRAGMA user_version = %d", ZF_DB_SCHEMA_VERSION);
+    if ((s = zf_db_exec(db, sql)) || (s = zf_db_commit(db)))
+        goto fail;
+check_app:
+    if ((s = pragma_int(db, "PRAGMA application_id", &app)))
+        return s;
+    if (app != ZF_DB_APPLICATION_ID)
+        return zf_error(ZF_ERR_DB, "%s: not a zfviz database (application id %#llx)", db->path,
+                        (unsigned long long)app);
+    return ZF_OK;
+fail:
+    zf_db_rollback(db);
+    return s;
+}
+
+static zf_status open_conn(zf_db *db, const char *uri, int flags)
+{
+    int rc = sqlite3_open_v2(uri, &db->sql, flags | SQLITE_OPEN_URI, NULL);
+    if (rc != SQLITE_OK)
+        return ZF_SQL(db, rc);
+    zf_status s = ZF_SQL(db, sqlite3_extended_result_codes(db->sql, 1));
+    return s ? s : ZF_SQL(db, sqlite3_busy_handler(db->sql, busy_wait, db));
+}
+
+/* file:PATH?params with PATH percent-encoded as URI filenames need. */
+static void make_uri(char *buf, size_t len, const char *path, const char *params)
+{
+    size_t o = 0;
+    o += (size_t)snprintf(buf, len, "file:");
+    for (const char *p = path; *p && o + 4 < len; p++) {
+        unsigned char c = (unsigned char)*p;
+        if (c == '%' || c == '?' || c == '#' || c < 0x20 || c >= 0x7f)
+            o += (size_t)snprintf(buf + o, len - o, "%%%02X", c);
+        else
+            buf[o++] = (char)c;
+    }
+    buf[o < len ? o : len - 1] = 0;
+    if (params && *params)
+        snprintf(buf + o, len > o ? len - o : 0, "?%s", params);
+}
+
+zf_status zf_db_open(const char *path, const zf_db_opts *opts, zf_db **out)
+{
+    *out = NULL;
+    zf_db_opts def = {ZF_DB_READWRITE, 30.0, NULL, NULL};
+    if (!opts)
+        opts = &def;
+    if (!path || !*path)
+        return zf_error(ZF_ERR_ARG, "no database path given");
+    zf_db *db = calloc(1, sizeof *db);
+    if (!db)
+        return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
+    snprintf(db->path, sizeof db->path, "%s", path);
+    db->mode = opts->mode;
+    db->timeout_s = opts->busy_timeout_s > 0 ? opts->busy_timeout_s : 30.0;
+    db->on_wait = opts->on_wait;
+    db->wait_ctx = opts->wait_ctx;
+    zf_status s;
+    char uri[2100];
+    char dir[1024];
+    dir_of(path, dir, sizeof dir);
+    struct stat sb;
+    int exists = stat(path, &sb) == 0;
+
+    if (db->mode == ZF_DB_READONLY) {
+        if (!exists) {
+            s = zf_error(ZF_ERR_IO, "%s: no such database", path);
+            goto fail;
+        }
+        make_uri(uri, sizeof uri, path, "mode=ro");
+        if ((s = open_conn(db, uri, SQLITE_OPEN_READONLY)))
+            goto fail;
+        int64_t v;
+        s = pragma_int(db, "PRAGMA user_version", &v);
+        int rc = s ? sqlite3_extended_errcode(db->sql) & 0xff : SQLITE_OK;
+        if (rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY) {
+            /* A WAL database in a folder we cannot write: nobody can be writing to it either, so
+             * read it as an immutable file. */
+            sqlite3_close(db->sql);
+            db->sql = NULL;
+            make_uri(uri, sizeof uri, path, "mode=ro&immutable=1");
+            if ((s = open_conn(db, uri, SQLITE_OPEN_READONLY)))
+                goto fail;
+            s = pragma_int(db, "PRAGMA user_version", &v);
+        }
+        if (s)
+            goto fail;
+    } else {
+        if (!exists && access(dir, W_OK) != 0) {
+            s = zf_error(ZF_ERR_IO, "%s: cannot create the database: the folder %s is %s", path,
+                         dir, access(dir, F_OK) ? "missing" : "read-only");
+            goto fail;
+        }
+        make_uri(uri, sizeof uri, path, NULL);
+        if ((s = open_conn(db, uri, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)))
+            goto fail;
+        if (sqlite3_db_readonly(db->sql, "main") == 1) {
+            char ro[1024];
+            s = zf_error(ZF_ERR_DB, "%s: cannot write: %s", path, why_readonly(path, ro, sizeof ro));
+            goto fail;
+        }
+        if (exists && access(dir, W_OK) != 0) {
+            char ro[1024];
+            s = zf_error(ZF_ERR_DB, "%s: cannot write: %s", path, why_readonly(path, ro, sizeof ro));
+            goto fail;
+        }
+        /* Larger pages: a scan rewrites every unit's row at each commit (a fifth faster). Only
+         * a new file can take it; WAL fixes the page size. */
+        if (!exists && (s = zf_db_exec(db, "PRAGMA page_size = 16384")))
+            goto fail;
+        /* WAL: readers (reports, a second scan's look-ups) never block the scan's commits, and a
+         * killed writer leaves nothing half-written. NORMAL sync keeps every commit across a
+         * process crash; a power cut may lose the last commits, never consistency. */
+        sqlite3_stmt *st;
+        if ((s = zf_db_prepare(db, &st, "PRAGMA journal_mode = WAL")))
+            goto fail;
+        int row = 0;
+        s = zf_db_step(db, st, &row);
+        char mode[16] = "";
+        if (!s && row)
+            zf_db_column_text(st, 0, mode, sizeof mode);
+        sqlite3_finalize(st);
+        if (s)
+            goto fail;
+        if (strcmp(mode, "wal") != 0) {
+            s = zf_error(ZF_ERR_DB, "%s: cannot switch the database to WAL mode (it stays in %s)",
+                         path, mode);
+            goto fail;
+        }
+        if ((s = zf_db_exec(db, "PRAGMA synchronous = NORMAL")))
+            goto fail;
+    }
+    if ((s = zf_db_exec(db, "PRAGMA foreign_keys = ON")))
+        goto fail;
+    if ((s = ensure_schema(db)))
+        goto fail;
+    *out = db;
+    return ZF_OK;
+fail:
+    zf_db_close(db);
+    return s;
+}
+
+void zf_db_close(zf_db *db)
+{
+    if (!db)
+        return;
+    if (db->sql) {
+        if (db->in_tx)
+            sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+        sqlite3_close_v2(db->sql);
+    }
+    free(db);
+}
+
+const char *zf_db_path(const zf_db *db) { return db->path; }
+sqlite3 *zf_db_handle(zf_db *db) { return db->sql; }
+
+zf_status zf_db_begin(zf_db *db)
+{
+    if (db->mode == ZF_DB_READONLY)
+        return zf_error(ZF_ERR_DB, "%s: opened read-only; cannot write", db->path);
+    zf_status s = zf_db_exec(db, "BEGIN IMMEDIATE");
+    if (!s)
+        db->in_tx = 1;
+    return s;
+}
+
+zf_status zf_db_commit(zf_db *db)
+{
+    zf_status s = zf_db_exec(db, "COMMIT");
+    if (!s)
+        db->in_tx = 0;
+    return s;
+}
+
+void zf_db_rollback(zf_db *db)
+{
+    if (db && db->sql && !sqlite3_get_autocommit(db->sql))
+        sqlite3_exec(db->sql, "ROLLBACK", NULL, NULL, NULL);
+    if (db)
+        db->in_tx = 0;
+}
+
+/* ---- models ---- */
+
+static void describe_preproc(const zf_preproc *p, char *buf, size_t len)
+{
+    if (p->resize == ZF_RESIZE_EXACT)
+        snprintf(buf, len, "%s scale=%g mean=%g,%g,%g std=%g,%g,%g resize=exact",
+                 p->order == ZF_COLOR_BGR ? "bgr" : "rgb", p->scale, p->mean[0], p->mean[1],
+                 p->mean[2], p->std[0], p->std[1], p->std[2]);
+    else
+        snprintf(buf, len, "%s scale=%g mean=%g,%g,%g std=%g,%g,%g resize=short:%d,centre-crop",
+                 p->order == ZF_COLOR_BGR ? "bgr" : "rgb", p->scale, p->mean[0], p->mean[1],
+                 p->mean[2], p->std[0], p->std[1], p->std[2], p->resize_short);
+}
+
+zf_status zf_db_model_hash(const zf_net *net, char hex[65])
+{
+    zf_sha256 h;
+    zf_sha256_init(&h);
+    char line[512];
+    int n = snprintf(line, sizeof line, "zfviz-model 1\ninput %dx%dx%d\n", net->in_c, net->in_h,
+                     net->in_w);
+    zf_sha256_update(&h, line, (size_t)n);
+    describe_preproc(&net->pre, line, sizeof line);
+    zf_sha256_update(&h, line, strlen(line));
+    for (int i = 0; i < net->n_layers; i++) {
+        const zf_layer *l = &net->layers[i];
+        n = snprintf(line, sizeof line,
+                     "\n%s %d in %dx%dx%d out %dx%dx%d win %d,%d,%d,%d,%d,%d,%d,%d g %d ceil %d "
+                     "cip %d lrn %d,%d,%.9g,%.9g,%.9g w %lld b %lld",
+                     zf_op_name(l->op), (int)l->op, l->in_c, l->in_h, l->in_w, l->out_c, l->out_h,
+                     l->out_w, l->win.kh, l->win.kw, l->win.sh, l->win.sw, l->win.pt, l->win.pl,
+                     l->win.pb, l->win.pr, l->groups, l->ceil_mode, l->count_include_pad,
+                     l->lrn.size, l->lrn.front, l->lrn.alpha, l->lrn.beta, l->lrn.k,
+                     (long long)l->weight_count, (long long)l->bias_count);
+        zf_sha256_update(&h, line, (size_t)n);
+    }
+    /* the parameters as little-endian float32 (the only byte order the engine runs on) */
+    zf_sha256_update(&h, net->params, (size_t)net->n_params * sizeof(float));
+    zf_sha256_final_hex(&h, hex);
+    return ZF_OK;
+}
+
+zf_status zf_db_model_put(zf_db *db, const zf_net *net, const char *weights, const char *file,
+                          int64_t *id)
+{
+    char hex[65], preproc[256], input[32];
+    zf_status s = zf_db_model_hash(net, hex);
+    if (s)
+        return s;
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    if ((s = zf_db_prepare(db, &st, "SELECT id FROM models WHERE sha256 = ?")))
+        return s;
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 1, hex, -1, SQLITE_STATIC));
+    if ((s = zf_db_step(db, st, &row)))
+        goto fail;
+    if (row) {
+        *id = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+        return ZF_OK;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    describe_preproc(&net->pre, preproc, sizeof preproc);
+    snprintf(input, sizeof input, "%dx%dx%d", net->in_c, net->in_h, net->in_w);
+    if ((s = zf_db_prepare(db, &st,
+                           "INSERT INTO models (arch, weights, file, sha256, n_params, input, "
+                           "preproc) VALUES (?, ?, ?, ?, ?, ?, ?)")))
+        return s;
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 1, net->arch, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, weights && *weights ? weights : NULL));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 3, file && *file ? file : NULL));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 4, hex, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 5, zf_net_param_count(net)));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 6, input, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 7, preproc, -1, SQLITE_STATIC));
+    if ((s = zf_db_step(db, st, NULL)))
+        goto fail;
+    *id = sqlite3_last_insert_rowid(db->sql);
+fail:
+    sqlite3_finalize(st);
+    return s;
+}
+
+zf_status zf_db_model_get(zf_db *db, int64_t id, zf_db_model *m)
+{
+    memset(m, 0, sizeof *m);
+    sqlite3_stmt *st;
+    zf_status s = zf_db_prepare(db, &st,
+                                "SELECT id, arch, weights, file, sha256, n_params, input, preproc "
+                                "FROM models WHERE id = ?");
+    if (s)
+        return s;
+    int row = 0;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, id));
+    if ((s = zf_db_step(db, st, &row)))
+        goto fail;
+    if (!row) {
+        s = zf_error(ZF_ERR_ARG, "%s: no model %lld", db->path, (long long)id);
+        goto fail;
+    }
+    m->id = sqlite3_column_int64(st, 0);
+    zf_db_column_text(st, 1, m->arch, sizeof m->arch);
+    zf_db_column_text(st, 2, m->weights, sizeof m->weights);
+    zf_db_column_text(st, 3, m->file, sizeof m->file);
+    zf_db_column_text(st, 4, m->sha256, sizeof m->sha256);
+    m->n_params = sqlite3_column_int64(st, 5);
+    zf_db_column_text(st, 6, m->input, sizeof m->input);
+    zf_db_column_text(st, 7, m->preproc, sizeof m->preproc);
+fail:
+    sqlite3_finalize(st);
+    return s;
+}

@@ -1,0 +1,221 @@
+/* The SQLite store: models, images, scan runs, per-unit statistics, top-k examples and stored
+ * renderings, plus the dataset scan that fills it. Schema and example queries: docs/db.md. */
+#ifndef ZF_DB_H
+#define ZF_DB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "zf/io.h"
+#include "zf/net.h"
+#include "zf/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The schema version this library creates and reads (PRAGMA user_version). */
+#define ZF_DB_SCHEMA_VERSION 1
+
+typedef struct zf_db zf_db; /* opaque: one SQLite connection and its path */
+
+typedef enum { ZF_DB_READWRITE = 0, ZF_DB_READONLY = 1 } zf_db_mode;
+
+/* Called while a write waits for a lock another connection holds: once after about a second and
+ * then every few seconds, with how long it has waited and how long it will. */
+typedef void (*zf_db_wait_fn)(void *ctx, const char *path, double waited_s, double timeout_s);
+
+typedef struct zf_db_opts {
+    zf_db_mode mode;
+    double busy_timeout_s; /* how long to wait for another process's lock; <= 0: 30 s */
+    zf_db_wait_fn on_wait; /* may be NULL */
+    void *wait_ctx;
+} zf_db_opts;
+
+/* Opens `path` (read-write mode creates it and its schema, and migrates an older schema). A
+ * read-only file or folder, a newer schema, a file that is not a zfviz database, or a lock held
+ * longer than the timeout are errors whose message says which. opts NULL: read-write, 30 s. */
+zf_status zf_db_open(const char *path, const zf_db_opts *opts, zf_db **out);
+void zf_db_close(zf_db *db);
+const char *zf_db_path(const zf_db *db);
+/* The connection, for read queries (tests, reports); writes go through this API. */
+struct sqlite3 *zf_db_handle(zf_db *db);
+
+/* A write transaction (BEGIN IMMEDIATE: takes the write lock at once, waiting as opts say). */
+zf_status zf_db_begin(zf_db *db);
+zf_status zf_db_commit(zf_db *db);
+void zf_db_rollback(zf_db *db);
+
+/* SHA-256 of `len` bytes as 64 hex digits and a NUL. */
+void zf_db_sha256_hex(const void *data, size_t len, char hex[65]);
+
+/* ---- models ---- */
+
+/* A model's identity: SHA-256 over its layer chain (ops, geometry), input shape, preprocessing
+ * and every parameter. Two files with the same weights hash alike. */
+zf_status zf_db_model_hash(const zf_net *net, char hex[65]);
+
+typedef struct zf_db_model {
+    int64_t id;
+    char arch[64];
+    char weights[1024]; /* --weights as given (random:SEED) or made absolute; "" for a model file */
+    char file[1024];    /* --model file, absolute; "" for a built-in arch */
+    char sha256[65];
+    int64_t n_params;
+    char input[32];     /* "3x224x224" */
+    char preproc[256];  /* human-readable: order, scale, mean, std, resize */
+} zf_db_model;
+
+/* The id of the row for `net` (matched by hash), inserting it if new. Inside a transaction. */
+zf_status zf_db_model_put(zf_db *db, const zf_net *net, const char *weights, const char *file,
+                          int64_t *id);
+zf_status zf_db_model_get(zf_db *db, int64_t id, zf_db_model *out);
+
+/* ---- receptive fields ---- */
+
+/* A box of input pixels, half-open: columns [x0, x1), rows [y0, y1). */
+typedef struct zf_box {
+    int x0, y0, x1, y1;
+} zf_box;
+
+/* The input pixels that position (y, x) of layer `layer`'s output depends on: every conv and
+ * pool window below it composed (padding included, then clipped to the input); LRN, ReLU and
+ * dropout keep the box, adaptive pooling uses its bins, and a fully connected layer (or any layer
+ * after one) sees the whole input. */
+zf_status zf_db_receptive_field(const zf_net *net, int layer, int y, int x, zf_box *out);
+
+/* ---- scans ---- */
+
+/* The images of a scan, in the order they are processed: a folder is walked recursively and its
+ * .jpg/.jpeg/.png files (any case) sorted by path bytewise; any other path is a list file with one
+ * image path a line (blank lines and lines starting with # skipped, relative paths taken from
+ * the list file's folder), kept in its order. Paths come back absolute. */
+zf_status zf_db_scan_list(const char *dir_or_list, char ***paths, int64_t *n);
+void zf_db_scan_list_free(char **paths, int64_t n);
+
+/* The layers a scan covers by default: every conv or fc layer that a ReLU follows. Writes their
+ * indices into idx (room for net->n_layers) and returns the count. */
+int zf_db_scan_default_layers(const zf_net *net, int *idx);
+
+typedef struct zf_scan_result {
+    int64_t run_id;
+    int64_t n_images;   /* in the list */
+    int64_t start_seq;  /* where this call started: 0, or where an earlier scan of the run stopped */
+    int64_t next_seq;   /* images committed when it returned */
+    int64_t n_ok, n_failed;
+    int resumed;        /* the run existed */
+    int batch, chunk;   /* as the run uses them */
+    /* where this call's time went, in seconds: decoding images (with the CPU engine, between
+     * forwards on every core; with another engine, waiting for the thread that decodes ahead),
+     * the forward passes, the statistics and top-k, the commits; and all of it from the first
+     * image on (setup such as hashing the model excluded) */
+    double secs_wait, secs_forward, secs_stats, secs_commit, secs_images;
+} zf_scan_result;
+
+typedef struct zf_scan_opts {
+    const int *layers; int n_layers; /* conv/fc layer indices; NULL: zf_db_scan_default_layers */
+    int top_k;                       /* examples kept per unit; <= 0: 9 */
+    int batch;                       /* images per forward; <= 0: 16 (a resumed run keeps its own) */
+    int chunk;                       /* images per commit, rounded up to a multiple of batch; <= 0: 512 */
+    const char *images_arg;          /* recorded with the run: the folder or list as given */
+    const char *weights, *model_file;/* recorded with the model (zf_db_model_put) */
+    /* Called once the run is found or made (before any image is decoded), with res filled as far
+     * as it is known: run id, start_seq, batch, chunk. */
+    void (*started)(void *ctx, const zf_scan_result *res);
+    /* Called after each batch with the images done so far (of the whole list; the last ones may
+     * not be committed yet) and the total. */
+    void (*progress)(void *ctx, int64_t done, int64_t total);
+    void *progress_ctx;
+    /* The forward pass, for another engine (CUDA); NULL: the CPU engine, run up to the last
+     * scanned layer. Must leave each scanned layer's output (before its ReLU) in net->acts for
+     * the n images. */
+    zf_status (*forward)(void *ctx, zf_net *net, const float *input, int n);
+    void *forward_ctx;
+    /* For timing the pipeline: decode and forward every image, store and accumulate nothing
+     * (db may be NULL; res gets the counts and times). */
+    int dry_run;
+} zf_scan_opts;
+
+/* Scans the images through `net` and accumulates, for every unit of the chosen layers, the
+ * statistics and the top-k examples into the run identified by (model, image list, layers, top_k),
+ * creating it or continuing it where an earlier call stopped. Each chunk of images is committed in
+ * one transaction together with the statistics and top-k as they stand after it, so a process
+ * killed at any moment loses at most the chunk in progress and a later call finishes with exactly
+ * the numbers of an uninterrupted scan. Images that cannot be read or decoded are recorded with
+ * their error and skipped. zf_interrupted makes it commit what is done and return
+ * ZF_ERR_INTERRUPTED. `res` is filled on success and on interruption. */
+zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n,
+                     const zf_scan_opts *opts, zf_scan_result *res);
+
+/* ---- runs and reports ---- */
+
+typedef struct zf_db_run {
+    int64_t id, model_id;
+    char images[1024];     /* as given to the scan */
+    char layers[512];      /* "conv1,conv2,..." */
+    int top_k, batch, chunk;
+    int64_t n_images, next_seq, n_ok, n_failed;
+    int complete;
+    char started[32], updated[32];
+} zf_db_run;
+zf_status zf_db_run_get(zf_db *db, int64_t id, zf_db_run *out);
+/* The newest run (highest id) that scanned `layer` (any run if NULL); ZF_ERR_ARG if none. */
+zf_status zf_db_run_latest(zf_db *db, const char *layer, int64_t *id);
+/* Calls fn for each image of the run that failed (in list order), with its error text. */
+zf_status zf_db_run_errors(zf_db *db, int64_t run,
+                           void (*fn)(void *ctx, int64_t seq, const char *path, const char *error),
+                           void *ctx);
+/* Calls fn for each run, oldest first. */
+zf_status zf_db_runs(zf_db *db, void (*fn)(void *ctx, const zf_db_run *run, const zf_db_model *m),
+                     void *ctx);
+
+/* Units that never fired: max <= 0 over every image; with min_active > 0 also those active (some
+ * position > 0) on fewer than that fraction of the images. In layer order, then unit. layer NULL:
+ * every layer of the run. The caller frees *out with free(). */
+typedef struct zf_db_dead {
+    char layer[32];
+    int unit;
+    double active_fraction;
+    double max_activation; /* the largest pre-activation (before the ReLU) seen */
+} zf_db_dead;
+zf_status zf_db_dead_units(zf_db *db, int64_t run, const char *layer, double min_active,
+                           zf_db_dead **out, int *n);
+
+/* The stored top-k of one unit, best first. The caller frees *out with free(). */
+typedef struct zf_db_example {
+    int rank;          /* 1 = strongest */
+    int64_t image_id, seq;
+    char path[1024];
+    char sha256[65];   /* of the file when it was scanned */
+    double score;      /* the unit's value at (y, x) before the ReLU */
+    int y, x;          /* position in the layer's output */
+    zf_box box;        /* its receptive field in input pixels */
+} zf_db_example;
+zf_status zf_db_topk_get(zf_db *db, int64_t run, const char *layer, int unit,
+                         zf_db_example **out, int *n);
+
+/* ---- renderings ---- */
+
+/* What a stored picture shows. Numeric fields < 0 and NULL strings are stored as NULL. */
+typedef struct zf_db_rendering {
+    int64_t run_id, image_id;
+    const char *layer;
+    int unit, rank;
+    const char *kind;        /* "deconv", "patch", "filters", ... */
+    const char *description; /* one sentence: what it is and how it was made */
+    int width, height;
+} zf_db_rendering;
+/* Stores a PNG; a rendering with the same run, layer, unit, rank and kind is replaced. Runs in its
+ * own transaction unless one is open. */
+zf_status zf_db_rendering_put(zf_db *db, const zf_db_rendering *r, const void *png, size_t len,
+                              int64_t *id);
+/* The PNG bytes of rendering `id` (malloc'd; the caller frees them). */
+zf_status zf_db_rendering_png(zf_db *db, int64_t id, void **png, size_t *len);
+
+/* An 8-bit RGB image as PNG bytes in memory (malloc'd; the caller frees them). */
+zf_status zf_db_png_encode(const zf_image *img, void **png, size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

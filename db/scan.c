@@ -1,0 +1,1359 @@
+/* The dataset scan: images decoded batch by batch (between forwards on every core, or on a
+ * thread ahead of another engine), the forward, per-unit statistics and top-k accumulated in
+ * memory and committed chunk by chunk, so that a killed scan resumes to the same numbers an
+ * uninterrupted one gives.
+ *
+ * Why resume is exact: images are processed in one fixed order (their sequence number in the
+ * list), in batches that always start at multiples of the batch size, and every accumulator is
+ * either an integer count, a float64 sum added to in that order, or a max / top-k decided by
+ * (value, then earlier sequence number). A commit writes the accumulators as they stand after the
+ * chunk (absolute values, not increments) in the same transaction as the chunk's images and the
+ * run's new position; SQLite stores float64 exactly, so loading them back reproduces the memory
+ * state of a scan that never stopped. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
+#include "internal.h"
+
+#define SCAN_SLOTS 3 /* batches a decoding thread may hold ahead of another engine's forward */
+
+/* ---------------------------------------------------------------- image lists */
+
+typedef struct strvec {
+    char **v;
+    int64_t n, cap;
+} strvec;
+
+static int strvec_push(strvec *s, const char *str)
+{
+    if (s->n == s->cap) {
+        int64_t cap = s->cap ? s->cap * 2 : 256;
+        char **v = realloc(s->v, (size_t)cap * sizeof *v);
+        if (!v)
+            return -1;
+        s->v = v;
+        s->cap = cap;
+    }
+    if (!(s->v[s->n] = strdup(str)))
+        return -1;
+    s->n++;
+    return 0;
+}
+
+static int is_image_name(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
+}
+
+static zf_status walk(const char *dir, strvec *out, int depth)
+{
+    if (depth > 64)
+        return zf_error(ZF_ERR_ARG, "%s: folders nested too deeply (a symbolic link loop?)", dir);
+    DIR *d = opendir(dir);
+    if (!d)
+        return zf_error(ZF_ERR_IO, "%s: cannot read the folder: %s", dir, strerror(errno));
+    zf_status s = ZF_OK;
+    struct dirent *e;
+    char path[PATH_MAX];
+    errno = 0;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') /* ., .., and hidden files such as ._x.jpg resource forks */
+            continue;
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) {
+            s = zf_error(ZF_ERR_ARG, "%s/%s: path too long", dir, e->d_name);
+            break;
+        }
+        struct stat sb;
+        if (stat(path, &sb) != 0)
+            continue; /* a dangling link: not an image we could list */
+        if (S_ISDIR(sb.st_mode)) {
+            if ((s = walk(path, out, depth + 1)))
+                break;
+        } else if (S_ISREG(sb.st_mode) && is_image_name(e->d_name)) {
+            if (strvec_push(out, path)) {
+                s = zf_error(ZF_ERR_NOMEM, "%s: out of memory listing images", dir);
+                break;
+            }
+        }
+    }
+    closedir(d);
+    return s;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static zf_status read_list(const char *list, strvec *out)
+{
+    char real[PATH_MAX], dir[PATH_MAX];
+    if (!realpath(list, real))
+        return zf_error(ZF_ERR_IO, "%s: %s", list, strerror(errno));
+    snprintf(dir, sizeof dir, "%s", real);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        slash[slash == dir] = 0; /* "/a/list" -> "/a", "/list" -> "/" */
+    FILE *f = fopen(list, "r");
+    if (!f)
+        return zf_error(ZF_ERR_IO, "%s: cannot open the list: %s", list, strerror(errno));
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    zf_status s = ZF_OK;
+    int64_t lineno = 0;
+    char path[PATH_MAX];
+    while ((len = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = 0;
+        if (len == 0 || line[0] == '#')
+            continue;
+        if (memchr(line, 0, (size_t)len)) {
+            s = zf_error(ZF_ERR_FORMAT, "%s:%lld: not a text list of image paths", list,
+                         (long long)lineno);
+            break;
+        }
+        int w = line[0] == '/' ? snprintf(path, sizeof path, "%s", line)
+                               : snprintf(path, sizeof path, "%s/%s", dir, line);
+        if (w >= (int)sizeof path) {
+            s = zf_error(ZF_ERR_ARG, "%s:%lld: path too long", list, (long long)lineno);
+            break;
+        }
+        if (strvec_push(out, path)) {
+            s = zf_error(ZF_ERR_NOMEM, "%s: out of memory", list);
+            break;
+        }
+    }
+    if (!s && ferror(f))
+        s = zf_error(ZF_ERR_IO, "%s: read error: %s", list, strerror(errno));
+    free(line);
+    fclose(f);
+    return s;
+}
+
+zf_status zf_db_scan_list(const char *arg, char ***paths, int64_t *n)
+{
+    *paths = NULL;
+    *n = 0;
+    struct stat sb;
+    if (stat(arg, &sb) != 0)
+        return zf_error(ZF_ERR_IO, "%s: %s", arg, strerror(errno));
+    strvec v = {0};
+    zf_status s;
+    if (S_ISDIR(sb.st_mode)) {
+        char real[PATH_MAX];
+        if (!realpath(arg, real))
+            return zf_error(ZF_ERR_IO, "%s: %s", arg, strerror(errno));
+        if (!(s = walk(real, &v, 0)))
+            qsort(v.v, (size_t)v.n, sizeof *v.v, cmp_str);
+    } else if (is_image_name(arg)) {
+        char real[PATH_MAX];
+        if (!realpath(arg, real))
+            return zf_error(ZF_ERR_IO, "%s: %s", arg, strerror(errno));
+        s = strvec_push(&v, real) ? zf_error(ZF_ERR_NOMEM, "out of memory") : ZF_OK;
+    } else {
+        s = read_list(arg, &v);
+    }
+    if (!s && v.n == 0)
+        s = zf_error(ZF_ERR_ARG, "%s: no images (.jpg, .jpeg or .png) found", arg);
+    if (s) {
+        zf_db_scan_list_free(v.v, v.n);
+        return s;
+    }
+    *paths = v.v;
+    *n = v.n;
+    return ZF_OK;
+}
+
+void zf_db_scan_list_free(char **paths, int64_t n)
+{
+    if (!paths)
+        return;
+    for (int64_t i = 0; i < n; i++)
+        free(paths[i]);
+    free(paths);
+}
+
+int zf_db_scan_default_layers(const zf_net *net, int *idx)
+{
+    int n = 0;
+    for (int i = 0; i + 1 < net->n_layers; i++) {
+        zf_op op = net->layers[i].op;
+        if ((op == ZF_OP_CONV || op == ZF_OP_FC) && net->layers[i + 1].op == ZF_OP_RELU)
+            idx[n++] = i;
+    }
+    return n;
+}
+
+/* ---------------------------------------------------------------- accumulators */
+
+#define CLEAN UINT16_MAX
+
+typedef struct topk_ent {
+    float score;      /* the value before the ReLU at the image's strongest position */
+    int32_t pos;      /* y * w + x */
+    int64_t seq;      /* the image's place in the list; ties go to the smaller */
+    int64_t image_id; /* 0 until the image's row is committed */
+} topk_ent;
+
+typedef struct scan_layer {
+    int li;        /* the conv or fc layer */
+    int src;       /* the layer whose output is read: li (before the ReLU) or its in-place ReLU */
+    const zf_layer *l;
+    int units, hw;
+    int64_t *active;   /* images on which some position was > 0 */
+    int64_t *positive; /* positions > 0 */
+    double *sum;       /* of max(value, 0), in image order */
+    float *max;        /* largest value (before the ReLU) */
+    int64_t *max_seq;  /* where: image (-1: none yet), position, image row id (0: unresolved) */
+    int32_t *max_pos;
+    int64_t *max_image;
+    topk_ent *top;     /* units x k, best first: score descending, then seq ascending */
+    int *top_n;
+    uint16_t *dirty;   /* lowest rank (0-based) changed since the last commit; CLEAN if none */
+    char **json;       /* each unit's top-k as stored (unit_stats.top), remade when dirty */
+} scan_layer;
+
+/* Over one plane of n values: sum of the positive ones (float64 in eight lanes, lane l taking
+ * elements l, l+8, ..., combined in a fixed order), how many are positive, the largest, and the
+ * first position holding it (row-major). The AVX2 path does the same additions in the same
+ * order as the portable one, so both give the same bits. */
+static void plane_stats(const float *p, int n, double *sum, int64_t *npos, float *max, int *arg)
+{
+    double s8[8] = {0};
+    int c8[8] = {0};
+    float m8[8];
+    int j = 0;
+#ifdef __AVX2__
+    {
+        const __m256 zero = _mm256_setzero_ps();
+        __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
+        __m256i cnt = _mm256_setzero_si256();
+        __m256 mx = _mm256_set1_ps(p[0]);
+        for (; j + 8 <= n; j += 8) {
+            __m256 v = _mm256_loadu_ps(p + j);
+            __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
+            __m256 r = _mm256_and_ps(v, pos);
+            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(r)));
+            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)));
+            cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(pos));
+            mx = _mm256_max_ps(v, mx); /* v > mx ? v : mx, as below */
+        }
+        _mm256_storeu_pd(s8, lo);
+        _mm256_storeu_pd(s8 + 4, hi);
+        _mm256_storeu_si256((__m256i *)c8, cnt);
+        _mm256_storeu_ps(m8, mx);
+    }
+#else
+    for (int l = 0; l < 8; l++)
+        m8[l] = p[0];
+    for (; j + 8 <= n; j += 8) {
+        for (int l = 0; l < 8; l++) {
+            float v = p[j + l];
+            s8[l] += v > 0.0f ? (double)v : 0.0;
+            c8[l] += v > 0.0f;
+            m8[l] = v > m8[l] ? v : m8[l];
+        }
+    }
+#endif
+    for (int l = 0; j < n; j++, l++) {
+        float v = p[j];
+        s8[l] += v > 0.0f ? (double)v : 0.0;
+        c8[l] += v > 0.0f;
+        m8[l] = v > m8[l] ? v : m8[l];
+    }
+    double s = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+    int c = c8[0] + c8[1] + c8[2] + c8[3] + c8[4] + c8[5] + c8[6] + c8[7];
+    float m = m8[0];
+    for (int l = 1; l < 8; l++)
+        m = m8[l] > m ? m8[l] : m;
+    int a = 0;
+#ifdef __AVX2__
+    {
+        const __m256 vm = _mm256_set1_ps(m);
+        for (; a + 8 <= n; a += 8) {
+            int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + a), vm, _CMP_EQ_OQ));
+            if (hit) {
+                a += __builtin_ctz((unsigned)hit);
+                goto found;
+            }
+        }
+    }
+#endif
+    while (a < n && !(p[a] == m))
+        a++;
+#ifdef __AVX2__
+found:
+#endif
+    *sum = s;
+    *npos = c;
+    *max = m;
+    *arg = a < n ? a : 0;
+}
+
+static void offer(scan_layer *L, int c, int k, float score, int pos, int64_t seq)
+{
+    topk_ent *t = L->top + (size_t)c * k;
+    int n = L->top_n[c];
+    /* seq is larger than every kept entry's, so an equal score ranks after them */
+    if (n == k && !(score > t[k - 1].score))
+        return;
+    int j = n < k ? n : k - 1;
+    while (j > 0 && score > t[j - 1].score) {
+        t[j] = t[j - 1];
+        j--;
+    }
+    t[j] = (topk_ent){score, pos, seq, 0};
+    if (n < k)
+        L->top_n[c] = n + 1;
+    if (j < L->dirty[c])
+        L->dirty[c] = (uint16_t)j;
+}
+
+/* Adds n images (their outputs in act, (n, units, hw)) in order. One thread: a pass over the
+ * outputs costs a few percent of the forward that made them, and an OpenMP team here would
+ * fight the decoding thread and BLAS's threads for the cores (its barriers spun for longer than
+ * the work took). */
+static void accumulate(scan_layer *L, const float *act, int n, const int64_t *seqs, int k)
+{
+    const int units = L->units, hw = L->hw;
+    for (int c = 0; c < units; c++) {
+        for (int i = 0; i < n; i++) {
+            const float *p = act + ((size_t)i * units + c) * (size_t)hw;
+            double s;
+            int64_t npos;
+            float m;
+            int arg;
+            plane_stats(p, hw, &s, &npos, &m, &arg);
+            L->sum[c] += s;
+            L->positive[c] += npos;
+            L->active[c] += npos > 0;
+            if (L->max_seq[c] < 0 || m > L->max[c]) {
+                L->max[c] = m;
+                L->max_seq[c] = seqs[i];
+                L->max_pos[c] = arg;
+                L->max_image[c] = 0;
+            }
+            offer(L, c, k, m, arg, seqs[i]);
+        }
+    }
+}
+
+static void layer_free(scan_layer *L)
+{
+    free(L->active);
+    free(L->positive);
+    free(L->sum);
+    free(L->max);
+    free(L->max_seq);
+    free(L->max_pos);
+    free(L->max_image);
+    free(L->top);
+    free(L->top_n);
+    free(L->dirty);
+    if (L->json)
+        for (int c = 0; c < L->units; c++)
+            free(L->json[c]);
+    free(L->json);
+}
+
+static int layer_alloc(scan_layer *L, int k)
+{
+    size_t u = (size_t)L->units;
+    L->active = calloc(u, sizeof *L->active);
+    L->positive = calloc(u, sizeof *L->positive);
+    L->sum = calloc(u, sizeof *L->sum);
+    L->max = calloc(u, sizeof *L->max);
+    L->max_seq = malloc(u * sizeof *L->max_seq);
+    L->max_pos = calloc(u, sizeof *L->max_pos);
+    L->max_image = calloc(u, sizeof *L->max_image);
+    L->top = calloc(u * (size_t)k, sizeof *L->top);
+    L->top_n = calloc(u, sizeof *L->top_n);
+    L->dirty = malloc(u * sizeof *L->dirty);
+    L->json = calloc(u, sizeof *L->json);
+    if (!L->active || !L->positive || !L->sum || !L->max || !L->max_seq || !L->max_pos ||
+        !L->max_image || !L->top || !L->top_n || !L->dirty || !L->json)
+        return -1;
+    for (size_t c = 0; c < u; c++) {
+        L->max_seq[c] = -1;
+        L->dirty[c] = CLEAN;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- decoding ahead */
+
+typedef struct img_meta {
+    int ok;
+    char sha[65];  /* "" when the file could not be read */
+    int64_t bytes; /* -1 when unknown */
+    int w, h;
+    char *error;   /* malloc'd, failed images only */
+} img_meta;
+
+typedef struct slot {
+    int64_t seq0;
+    int count, n_ok;
+    float *input;   /* the n_ok decoded images, packed: (n_ok, c, h, w) */
+    int64_t *seqs;  /* seq of each packed image */
+    img_meta *meta; /* per seq in [seq0, seq0 + count) */
+    int ready;
+} slot;
+
+typedef struct pipeline {
+    pthread_t thread;
+    int inited, started;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    slot slots[SCAN_SLOTS];
+    int stop;
+    const char *const *paths;
+    int64_t start, n;
+    int batch;
+    const zf_net *net;
+    size_t in_size;
+} pipeline;
+
+static void meta_fail(img_meta *m, const char *msg)
+{
+    m->ok = 0;
+    free(m->error);
+    m->error = strdup(msg && *msg ? msg : "unknown error");
+}
+
+/* Reads, hashes, decodes and preprocesses one image into dst. */
+static void load_one(pipeline *P, const char *path, float *dst, img_meta *m, uint8_t **buf,
+                     size_t *cap)
+{
+    memset(m, 0, sizeof *m);
+    m->bytes = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        char msg[PATH_MAX + 64];
+        snprintf(msg, sizeof msg, "%s: cannot open: %s", path, strerror(errno));
+        meta_fail(m, msg);
+        return;
+    }
+    struct stat sb;
+    size_t len = 0;
+    int err = 0;
+    if (fstat(fd, &sb) != 0) {
+        err = errno;
+    } else if (sb.st_size > ((off_t)1 << 30)) {
+        err = EFBIG; /* no photo is a gigabyte; do not try to hold one in memory */
+    } else {
+        size_t want = (size_t)sb.st_size;
+        if (want + 1 > *cap) {
+            uint8_t *nb = realloc(*buf, want + 1);
+            if (!nb)
+                err = ENOMEM;
+            else {
+                *buf = nb;
+                *cap = want + 1;
+            }
+        }
+        while (!err && len < want) {
+            ssize_t r = read(fd, *buf + len, want - len);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r < 0)
+                err = errno;
+            else if (r == 0)
+                break;
+            else
+                len += (size_t)r;
+        }
+    }
+    close(fd);
+    if (err) {
+        char msg[PATH_MAX + 64];
+        snprintf(msg, sizeof msg, "%s: cannot read: %s", path, strerror(err));
+        meta_fail(m, msg);
+        return;
+    }
+    m->bytes = (int64_t)len;
+    zf_db_sha256_hex(*buf, len, m->sha);
+    zf_image *img = NULL;
+    zf_status s = zf_image_decode(*buf, len, path, &img);
+    if (!s) {
+        m->w = img->w;
+        m->h = img->h;
+        s = zf_image_to_input(dst, img, &P->net->pre, P->net->in_h, P->net->in_w);
+    }
+    zf_image_free(img);
+    if (s) {
+        meta_fail(m, zf_last_error());
+        return;
+    }
+    m->ok = 1;
+}
+
+/* Decodes the batch starting at seq0 into S: on this thread, or spread over the OpenMP threads
+ * (each image into its own place, then the good ones packed in order). */
+static void fill_slot(pipeline *P, slot *S, int64_t seq0, int parallel, uint8_t **buf, size_t *cap)
+{
+    S->seq0 = seq0;
+    S->count = (int)(P->n - seq0 < P->batch ? P->n - seq0 : P->batch);
+    S->n_ok = 0;
+    if (!parallel) {
+        for (int i = 0; i < S->count; i++) {
+            img_meta *m = &S->meta[i];
+            load_one(P, P->paths[seq0 + i], S->input + (size_t)S->n_ok * P->in_size, m, buf, cap);
+            if (m->ok)
+                S->seqs[S->n_ok++] = seq0 + i;
+        }
+        return;
+    }
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < S->count; i++) {
+        uint8_t *b = NULL;
+        size_t c = 0;
+        load_one(P, P->paths[seq0 + i], S->input + (size_t)i * P->in_size, &S->meta[i], &b, &c);
+        free(b);
+    }
+    for (int i = 0; i < S->count; i++) {
+        if (!S->meta[i].ok)
+            continue;
+        if (S->n_ok != i)
+            memmove(S->input + (size_t)S->n_ok * P->in_size, S->input + (size_t)i * P->in_size,
+                    P->in_size * sizeof(float));
+        S->seqs[S->n_ok++] = seq0 + i;
+    }
+}
+
+static void *producer(void *arg)
+{
+    pipeline *P = arg;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    for (int64_t seq0 = P->start, b = 0; seq0 < P->n; seq0 += P->batch, b++) {
+        slot *S = &P->slots[b % SCAN_SLOTS];
+        pthread_mutex_lock(&P->mu);
+        while (S->ready && !P->stop)
+            pthread_cond_wait(&P->cv, &P->mu);
+        int stop = P->stop;
+        pthread_mutex_unlock(&P->mu);
+        if (stop)
+            break;
+        fill_slot(P, S, seq0, 0, &buf, &cap);
+        pthread_mutex_lock(&P->mu);
+        S->ready = 1;
+        pthread_cond_broadcast(&P->cv);
+        pthread_mutex_unlock(&P->mu);
+    }
+    free(buf);
+    return NULL;
+}
+
+static void pipeline_stop(pipeline *P)
+{
+    if (P->started) {
+        pthread_mutex_lock(&P->mu);
+        P->stop = 1;
+        pthread_cond_broadcast(&P->cv);
+        pthread_mutex_unlock(&P->mu);
+        pthread_join(P->thread, NULL);
+        P->started = 0;
+    }
+}
+
+static void pipeline_free(pipeline *P)
+{
+    if (!P->inited)
+        return;
+    pipeline_stop(P);
+    for (int i = 0; i < SCAN_SLOTS; i++) {
+        zf_free(P->slots[i].input);
+        free(P->slots[i].seqs);
+        if (P->slots[i].meta)
+            for (int j = 0; j < P->batch; j++)
+                free(P->slots[i].meta[j].error);
+        free(P->slots[i].meta);
+    }
+    pthread_mutex_destroy(&P->mu);
+    pthread_cond_destroy(&P->cv);
+}
+
+/* ---------------------------------------------------------------- the scan */
+
+typedef struct scan {
+    zf_db *db;
+    zf_net *net;
+    int64_t run_id;
+    int k, batch, chunk;
+    int n_layers;
+    scan_layer *layers;
+    int64_t n_images;
+    int64_t committed; /* next_seq in the database */
+    int64_t n_ok, n_failed;
+    /* the chunk in progress: images [committed, committed + chunk_n) */
+    img_meta *chunk_meta;
+    int64_t *chunk_ids;
+    int chunk_n, chunk_cap;
+    double last_commit, last_commit_cost; /* when the last commit ended, how long it took */
+    const char *const *paths;
+    sqlite3_stmt *find_image, *insert_image, *insert_run_image, *upsert_stats, *update_run,
+        *check_run;
+} scan;
+
+static void scan_free(scan *S)
+{
+    for (int i = 0; i < S->n_layers; i++)
+        layer_free(&S->layers[i]);
+    free(S->layers);
+    if (S->chunk_meta)
+        for (int i = 0; i < S->chunk_cap; i++)
+            free(S->chunk_meta[i].error);
+    free(S->chunk_meta);
+    free(S->chunk_ids);
+    sqlite3_finalize(S->find_image);
+    sqlite3_finalize(S->insert_image);
+    sqlite3_finalize(S->insert_run_image);
+    sqlite3_finalize(S->upsert_stats);
+    sqlite3_finalize(S->update_run);
+    sqlite3_finalize(S->check_run);
+}
+
+static zf_status prepare_all(scan *S)
+{
+    zf_db *db = S->db;
+    zf_status s;
+    if ((s = zf_db_prepare(db, &S->find_image,
+                           "SELECT id FROM images WHERE path = ?1 AND ifnull(sha256, '') = "
+                           "ifnull(?2, '')")) ||
+        (s = zf_db_prepare(db, &S->insert_image,
+                           "INSERT INTO images (path, sha256, bytes, width, height, status, error) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)")) ||
+        (s = zf_db_prepare(db, &S->insert_run_image,
+                           "INSERT INTO run_images (run_id, seq, image_id) VALUES (?, ?, ?)")) ||
+        (s = zf_db_prepare(
+             db, &S->upsert_stats,
+             "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, positions, "
+             "positive_positions, sum, max, max_image_id, max_y, max_x, top) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+             "ON CONFLICT (run_id, layer, unit) DO UPDATE SET images = excluded.images, "
+             "active_images = excluded.active_images, positions = excluded.positions, "
+             "positive_positions = excluded.positive_positions, sum = excluded.sum, "
+             "max = excluded.max, max_image_id = excluded.max_image_id, max_y = excluded.max_y, "
+             "max_x = excluded.max_x, top = excluded.top")) ||
+        (s = zf_db_prepare(db, &S->update_run,
+                           "UPDATE runs SET next_seq = ?1, n_ok = ?2, n_failed = ?3, "
+                           "updated = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "
+                           "finished = CASE WHEN ?1 = n_images "
+                           "THEN strftime('%Y-%m-%dT%H:%M:%SZ', 'now') END WHERE id = ?4")) ||
+        (s = zf_db_prepare(db, &S->check_run, "SELECT next_seq FROM runs WHERE id = ?")))
+        return s;
+    return ZF_OK;
+}
+
+/* Resets a statement for reuse; its error (if any) was reported by the step. */
+static void reuse(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+static zf_status image_row(scan *S, const char *path, const img_meta *m, int64_t *id)
+{
+    zf_db *db = S->db;
+    zf_status s;
+    int row = 0;
+    const char *sha = m->sha[0] ? m->sha : NULL;
+    sqlite3_stmt *st = S->find_image;
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, sha));
+    if ((s = zf_db_step(db, st, &row)))
+        goto fail;
+    if (row) {
+        *id = sqlite3_column_int64(st, 0);
+        reuse(st);
+        return ZF_OK;
+    }
+    reuse(st);
+    st = S->insert_image;
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, sha));
+    ZF_SQL_TRY(s, db, m->bytes >= 0 ? sqlite3_bind_int64(st, 3, m->bytes) : sqlite3_bind_null(st, 3));
+    ZF_SQL_TRY(s, db, m->w > 0 ? sqlite3_bind_int(st, 4, m->w) : sqlite3_bind_null(st, 4));
+    ZF_SQL_TRY(s, db, m->h > 0 ? sqlite3_bind_int(st, 5, m->h) : sqlite3_bind_null(st, 5));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 6, m->ok ? "ok" : "error", -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 7, m->ok ? NULL : m->error));
+    if ((s = zf_db_step(db, st, NULL)))
+        goto fail;
+    *id = sqlite3_last_insert_rowid(zf_db_handle(db));
+fail:
+    reuse(st);
+    return s;
+}
+
+static char *put_int(char *o, int64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *o++ = '-';
+    while (n)
+        *o++ = tmp[--n];
+    return o;
+}
+
+/* Nine significant digits give back the same float; JSON has no NaN or infinity. */
+static char *put_score(char *o, float f)
+{
+    if (isnan(f))
+        return memcpy(o, "null", 4), o + 4;
+    if (isinf(f))
+        return o + sprintf(o, "%s", f > 0 ? "1e999" : "-1e999");
+    return o + sprintf(o, "%.9g", (double)f);
+}
+
+/* A unit's top-k as unit_stats.top stores it: a JSON array, best first, of
+ * [image_id, seq, score, y, x, box_x0, box_y0, box_x1, box_y1]. */
+static zf_status format_top(scan *S, scan_layer *L, int c)
+{
+    const topk_ent *t = L->top + (size_t)c * S->k;
+    char *buf = realloc(L->json[c], (size_t)L->top_n[c] * 160 + 3);
+    if (!buf)
+        return zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+    L->json[c] = buf;
+    char *o = buf;
+    const int w = L->l->out_w;
+    *o++ = '[';
+    for (int r = 0; r < L->top_n[c]; r++) {
+        zf_box b;
+        int y = t[r].pos / w, x = t[r].pos % w;
+        zf_status s = zf_db_receptive_field(S->net, L->li, y, x, &b);
+        if (s)
+            return s;
+        if (r)
+            *o++ = ',';
+        *o++ = '[';
+        const int64_t v[9] = {t[r].image_id, t[r].seq, 0, y, x, b.x0, b.y0, b.x1, b.y1};
+        for (int i = 0; i < 9; i++) {
+            if (i)
+                *o++ = ',';
+            o = i == 2 ? put_score(o, t[r].score) : put_int(o, v[i]);
+        }
+        *o++ = ']';
+    }
+    *o++ = ']';
+    *o = 0;
+    return ZF_OK;
+}
+
+/* Reads back what format_top wrote. */
+static zf_status parse_top(scan *S, scan_layer *L, int c, const char *json)
+{
+    topk_ent *t = L->top + (size_t)c * S->k;
+    const char *p = json;
+    int n = 0;
+    if (*p++ != '[')
+        goto bad;
+    while (*p == '[') {
+        if (n >= S->k)
+            goto bad;
+        p++;
+        double v[9];
+        for (int i = 0; i < 9; i++) {
+            char *end;
+            if (i == 2 && !strncmp(p, "null", 4)) {
+                v[i] = NAN;
+                end = (char *)p + 4;
+            } else {
+                v[i] = strtod(p, &end);
+            }
+            if (end == p || *end != (i < 8 ? ',' : ']'))
+                goto bad;
+            p = end + 1;
+        }
+        t[n++] = (topk_ent){(float)v[2], (int32_t)v[3] * L->l->out_w + (int32_t)v[4],
+                            (int64_t)v[1], (int64_t)v[0]};
+        if (*p == ',')
+            p++;
+    }
+    if (*p != ']')
+        goto bad;
+    L->top_n[c] = n;
+    return ZF_OK;
+bad:
+    return zf_error(ZF_ERR_DB, "%s: run %lld: the top-k of %s unit %d is damaged: %.60s",
+                    zf_db_path(S->db), (long long)S->run_id, L->l->name, c, json);
+}
+
+static zf_status write_stats(scan *S, scan_layer *L)
+{
+    zf_db *db = S->db;
+    sqlite3_stmt *st = S->upsert_stats;
+    zf_status s = ZF_OK;
+    const int w = L->l->out_w;
+    for (int c = 0; c < L->units; c++) {
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
+        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, L->l->name, -1, SQLITE_STATIC));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, c));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 4, S->n_ok));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 5, L->active[c]));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 6, S->n_ok * L->hw));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 7, L->positive[c]));
+        ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 8, L->sum[c]));
+        if (L->max_seq[c] >= 0) {
+            ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 9, (double)L->max[c]));
+            ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 10, L->max_image[c]));
+            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 11, L->max_pos[c] / w));
+            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 12, L->max_pos[c] % w));
+        }
+        if ((L->dirty[c] != CLEAN || !L->json[c]) && (s = format_top(S, L, c)))
+            goto fail;
+        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 13, L->json[c], -1, SQLITE_STATIC));
+        if ((s = zf_db_step(db, st, NULL)))
+            goto fail;
+        reuse(st);
+    }
+    return ZF_OK;
+fail:
+    reuse(st);
+    return s;
+}
+
+/* Room for n images in the chunk in progress. */
+static int chunk_grow(scan *S, int n)
+{
+    if (n <= S->chunk_cap)
+        return 0;
+    int cap = S->chunk_cap ? S->chunk_cap : 64;
+    while (cap < n)
+        cap *= 2;
+    img_meta *m = realloc(S->chunk_meta, (size_t)cap * sizeof *m);
+    if (!m)
+        return -1;
+    memset(m + S->chunk_cap, 0, (size_t)(cap - S->chunk_cap) * sizeof *m);
+    S->chunk_meta = m;
+    int64_t *ids = realloc(S->chunk_ids, (size_t)cap * sizeof *ids);
+    if (!ids)
+        return -1;
+    S->chunk_ids = ids;
+    S->chunk_cap = cap;
+    return 0;
+}
+
+/* Commits the chunk in progress: its images, every accumulator as it now stands and the run's
+ * new position, in one transaction. */
+static zf_status commit_chunk(scan *S)
+{
+    zf_db *db = S->db;
+    zf_status s;
+    int row = 0;
+    const int64_t start = S->committed, end = S->committed + S->chunk_n;
+    if ((s = zf_db_begin(db)))
+        return s;
+    /* A second scan of the same run in another process would count images twice: refuse. */
+    sqlite3_stmt *st = S->check_run;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
+    if ((s = zf_db_step(db, st, &row)))
+        goto fail;
+    int64_t next = row ? sqlite3_column_int64(st, 0) : -1;
+    reuse(st);
+    if (next != start) {
+        s = zf_error(ZF_ERR_DB,
+                     "%s: run %lld moved from image %lld to %lld behind this scan's back: is "
+                     "another zfviz scan of the same images and model running?",
+                     zf_db_path(db), (long long)S->run_id, (long long)start, (long long)next);
+        goto fail;
+    }
+    for (int i = 0; i < S->chunk_n; i++) {
+        if ((s = image_row(S, S->paths[start + i], &S->chunk_meta[i], &S->chunk_ids[i])))
+            goto fail;
+        st = S->insert_run_image;
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 2, start + i));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 3, S->chunk_ids[i]));
+        if ((s = zf_db_step(db, st, NULL)))
+            goto fail;
+        reuse(st);
+    }
+    for (int li = 0; li < S->n_layers; li++) {
+        scan_layer *L = &S->layers[li];
+        for (int c = 0; c < L->units; c++) {
+            if (L->max_seq[c] >= 0 && !L->max_image[c])
+                L->max_image[c] = S->chunk_ids[L->max_seq[c] - start];
+            topk_ent *t = L->top + (size_t)c * S->k;
+            for (int r = 0; r < L->top_n[c]; r++)
+                if (!t[r].image_id)
+                    t[r].image_id = S->chunk_ids[t[r].seq - start];
+        }
+        if ((s = write_stats(S, L)))
+            goto fail;
+    }
+    st = S->update_run;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, end));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 2, S->n_ok));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 3, S->n_failed));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 4, S->run_id));
+    if ((s = zf_db_step(db, st, NULL)))
+        goto fail;
+    reuse(st);
+    if ((s = zf_db_commit(db)))
+        goto fail;
+    for (int li = 0; li < S->n_layers; li++)
+        for (int c = 0; c < S->layers[li].units; c++)
+            S->layers[li].dirty[c] = CLEAN;
+    for (int i = 0; i < S->chunk_n; i++) {
+        free(S->chunk_meta[i].error);
+        S->chunk_meta[i].error = NULL;
+    }
+    S->committed = end;
+    S->chunk_n = 0;
+    return ZF_OK;
+fail:
+    reuse(st);
+    zf_db_rollback(db);
+    return zf_error_prefix(s, "committing images %lld-%lld of run %lld: ", (long long)start,
+                           (long long)end - 1, (long long)S->run_id);
+}
+
+/* Loads the accumulators of a run that stopped part way: exactly what was committed. */
+static zf_status load_state(scan *S)
+{
+    zf_db *db = S->db;
+    zf_status s;
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    if ((s = zf_db_prepare(db, &st,
+                           "SELECT unit, images, active_images, positions, positive_positions, "
+                           "sum, max, max_image_id, max_y, max_x, top FROM unit_stats "
+                           "WHERE run_id = ? AND layer = ? ORDER BY unit")))
+        return s;
+    for (int li = 0; li < S->n_layers; li++) {
+        scan_layer *L = &S->layers[li];
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
+        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, L->l->name, -1, SQLITE_STATIC));
+        int got = 0;
+        while (!(s = zf_db_step(db, st, &row)) && row) {
+            int c = sqlite3_column_int(st, 0);
+            if (c < 0 || c >= L->units || sqlite3_column_int64(st, 1) != S->n_ok) {
+                s = zf_error(ZF_ERR_DB,
+                             "%s: run %lld: statistics of %s unit %d do not match the run's "
+                             "progress (%lld images, run says %lld)",
+                             zf_db_path(db), (long long)S->run_id, L->l->name, c,
+                             (long long)sqlite3_column_int64(st, 1), (long long)S->n_ok);
+                goto fail;
+            }
+            L->active[c] = sqlite3_column_int64(st, 2);
+            L->positive[c] = sqlite3_column_int64(st, 4);
+            L->sum[c] = sqlite3_column_double(st, 5);
+            if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
+                L->max[c] = (float)sqlite3_column_double(st, 6);
+                L->max_seq[c] = 0; /* present and resolved; only its image row id is kept */
+                L->max_image[c] = sqlite3_column_int64(st, 7);
+                L->max_pos[c] = sqlite3_column_int(st, 8) * L->l->out_w + sqlite3_column_int(st, 9);
+            }
+            const char *top = (const char *)sqlite3_column_text(st, 10);
+            if ((s = parse_top(S, L, c, top ? top : "")))
+                goto fail;
+            if (!(L->json[c] = strdup(top))) {
+                s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+                goto fail;
+            }
+            got++;
+        }
+        if (s)
+            goto fail;
+        if (got != L->units && S->n_ok > 0) {
+            s = zf_error(ZF_ERR_DB, "%s: run %lld: %s has statistics for %d of %d units",
+                         zf_db_path(db), (long long)S->run_id, L->l->name, got, L->units);
+            goto fail;
+        }
+        reuse(st);
+    }
+fail:
+    sqlite3_finalize(st);
+    return s;
+}
+
+/* Finds the run this scan continues, or creates it; fills S->run_id and the run's settings. */
+static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, const char *layers,
+                          zf_scan_result *res)
+{
+    zf_db *db = S->db;
+    zf_status s;
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    int64_t model_id;
+    if ((s = zf_db_begin(db)))
+        return s;
+    if ((s = zf_db_model_put(db, S->net, o->weights, o->model_file, &model_id)))
+        goto fail;
+    if ((s = zf_db_prepare(db, &st,
+                           "SELECT id, batch, chunk, next_seq, n_ok, n_failed, n_images FROM runs "
+                           "WHERE model_id = ? AND list_sha256 = ? AND layers = ? AND top_k = ?")))
+        goto fail;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, model_id));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, list_sha, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 3, layers, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 4, S->k));
+    if ((s = zf_db_step(db, st, &row)))
+        goto fail;
+    if (row) {
+        S->run_id = sqlite3_column_int64(st, 0);
+        S->batch = sqlite3_column_int(st, 1);
+        S->chunk = sqlite3_column_int(st, 2);
+        S->committed = sqlite3_column_int64(st, 3);
+        S->n_ok = sqlite3_column_int64(st, 4);
+        S->n_failed = sqlite3_column_int64(st, 5);
+        if (sqlite3_column_int64(st, 6) != S->n_images) {
+            s = zf_error(ZF_ERR_DB, "%s: run %lld lists %lld images, this scan %lld",
+                         zf_db_path(db), (long long)S->run_id,
+                         (long long)sqlite3_column_int64(st, 6), (long long)S->n_images);
+            goto fail;
+        }
+        res->resumed = 1;
+        sqlite3_finalize(st);
+        st = NULL;
+        return zf_db_commit(db);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((s = zf_db_prepare(db, &st,
+                           "INSERT INTO runs (model_id, images, list_sha256, n_images, layers, "
+                           "top_k, batch, chunk) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")))
+        goto fail;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, model_id));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, o->images_arg ? o->images_arg : ""));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 3, list_sha, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 4, S->n_images));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 5, layers, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 6, S->k));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 7, S->batch));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 8, S->chunk));
+    if ((s = zf_db_step(db, st, NULL)))
+        goto fail;
+    S->run_id = sqlite3_last_insert_rowid(zf_db_handle(db));
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((s = zf_db_prepare(db, &st,
+                           "INSERT INTO run_layers (run_id, layer, position, op, units, height, "
+                           "width) VALUES (?, ?, ?, ?, ?, ?, ?)")))
+        goto fail;
+    for (int i = 0; i < S->n_layers; i++) {
+        const zf_layer *l = S->layers[i].l;
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
+        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, l->name, -1, SQLITE_STATIC));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, S->layers[i].li));
+        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 4, l->op == ZF_OP_CONV ? "conv" : "fc", -1,
+                                            SQLITE_STATIC));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 5, l->out_c));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 6, l->out_h));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 7, l->out_w));
+        if ((s = zf_db_step(db, st, NULL)))
+            goto fail;
+        reuse(st);
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    return zf_db_commit(db);
+fail:
+    sqlite3_finalize(st);
+    zf_db_rollback(db);
+    return s;
+}
+
+/* The forward pass of n images and the statistics of every scanned layer. With the CPU engine
+ * the net runs layer range by layer range, each scanned layer's output read right after it is
+ * made (while it is still in cache; after the whole forward, fc6's 150 MB of weights have pushed
+ * it out), and nothing past the last scanned layer runs. */
+static zf_status forward_and_accumulate(scan *S, const zf_scan_opts *o, const float *input, int n,
+                                        const int64_t *seqs, zf_scan_result *res)
+{
+    zf_net *net = S->net;
+    zf_status s;
+    double t = zf_db_now(), t1;
+    if (o->forward) {
+        if ((s = o->forward(o->forward_ctx, net, input, n)))
+            return s;
+        t1 = zf_db_now();
+        res->secs_forward += t1 - t;
+        for (int i = 0; i < S->n_layers && !o->dry_run; i++)
+            accumulate(&S->layers[i], net->acts[S->layers[i].src], n, seqs, S->k);
+        res->secs_stats += zf_db_now() - t1;
+        return ZF_OK;
+    }
+    memcpy(net->input, input, sizeof(float) * (size_t)n * (size_t)zf_net_in_size(net));
+    int done = -1;
+    for (int i = 0; i < S->n_layers; i++) {
+        scan_layer *L = &S->layers[i];
+        if (L->src > done) {
+            if ((s = zf_net_forward_range(net, done + 1, L->src, n)))
+                return s;
+            done = L->src;
+        }
+        t1 = zf_db_now();
+        res->secs_forward += t1 - t;
+        if (!o->dry_run)
+            accumulate(L, net->acts[L->src], n, seqs, S->k);
+        t = zf_db_now();
+        res->secs_stats += t - t1;
+    }
+    return ZF_OK;
+}
+
+zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n,
+                     const zf_scan_opts *o, zf_scan_result *res)
+{
+    memset(res, 0, sizeof *res);
+    zf_scan_opts def = {0};
+    if (!o)
+        o = &def;
+    if (n <= 0)
+        return zf_error(ZF_ERR_ARG, "scan: no images");
+    if (net->in_c != 3)
+        return zf_error(ZF_ERR_UNSUPPORTED, "scan: %s takes %d input channels; images have 3",
+                        net->arch, net->in_c);
+    scan S = {0};
+    pipeline P = {0};
+    zf_status s = ZF_OK;
+    S.db = db;
+    S.net = net;
+    S.paths = paths;
+    S.n_images = n;
+    S.k = o->top_k > 0 ? o->top_k : 9;
+    S.batch = o->batch > 0 ? o->batch : 16;
+    S.chunk = o->chunk > 0 ? o->chunk : 512;
+    if (S.k > 1000 || S.batch > 4096 || S.chunk > 1 << 20)
+        return zf_error(ZF_ERR_ARG, "scan: top-k %d, batch %d or chunk %d out of range", S.k,
+                        S.batch, S.chunk);
+    S.chunk = (S.chunk + S.batch - 1) / S.batch * S.batch;
+
+    /* the layers, in net order, as the run records them */
+    int *idx = malloc((size_t)net->n_layers * sizeof *idx);
+    if (!idx)
+        return zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+    int nl = 0;
+    if (o->layers) {
+        for (int i = 0; i < net->n_layers; i++)
+            for (int j = 0; j < o->n_layers; j++)
+                if (o->layers[j] == i) {
+                    idx[nl++] = i;
+                    break;
+                }
+        for (int j = 0; j < o->n_layers; j++) {
+            int li = o->layers[j];
+            if (li < 0 || li >= net->n_layers ||
+                (net->layers[li].op != ZF_OP_CONV && net->layers[li].op != ZF_OP_FC)) {
+                free(idx);
+                return zf_error(ZF_ERR_ARG, "scan: layer %d of %s is not a conv or fc layer", li,
+                                net->arch);
+            }
+        }
+    } else {
+        nl = zf_db_scan_default_layers(net, idx);
+    }
+    if (nl == 0) {
+        free(idx);
+        return zf_error(ZF_ERR_ARG, "scan: %s has no conv or fc layer followed by a ReLU to scan",
+                        net->arch);
+    }
+    char layers[512] = "";
+    S.layers = calloc((size_t)nl, sizeof *S.layers);
+    if (!S.layers) {
+        free(idx);
+        return zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+    }
+    S.n_layers = nl;
+    for (int i = 0; i < nl; i++) {
+        scan_layer *L = &S.layers[i];
+        L->li = idx[i];
+        L->l = &net->layers[idx[i]];
+        L->units = L->l->out_c;
+        L->hw = L->l->out_h * L->l->out_w;
+        size_t used = strlen(layers);
+        snprintf(layers + used, sizeof layers - used, "%s%s", i ? "," : "", L->l->name);
+    }
+    free(idx);
+
+    /* the list's identity: every path, in order */
+    char list_sha[65];
+    {
+        zf_sha256 h;
+        zf_sha256_init(&h);
+        for (int64_t i = 0; i < n; i++) {
+            zf_sha256_update(&h, paths[i], strlen(paths[i]));
+            zf_sha256_update(&h, "\n", 1);
+        }
+        zf_sha256_final_hex(&h, list_sha);
+    }
+    if (!o->dry_run && (s = open_run(&S, o, list_sha, layers, res)))
+        goto out;
+    res->run_id = S.run_id;
+    res->n_images = n;
+    res->start_seq = S.committed;
+    res->batch = S.batch;
+    res->chunk = S.chunk;
+    res->next_seq = S.committed;
+    res->n_ok = S.n_ok;
+    res->n_failed = S.n_failed;
+    if (o->started)
+        o->started(o->progress_ctx, res);
+    for (int i = 0; i < nl; i++)
+        if (layer_alloc(&S.layers[i], S.k)) {
+            s = zf_error(ZF_ERR_NOMEM, "scan: out of memory for the accumulators");
+            goto out;
+        }
+    if (S.committed > 0 && (s = load_state(&S)))
+        goto out;
+    if (S.committed >= n)
+        goto done;
+    /* The whole top-k and statistics of a big net stay in the page cache between commits. */
+    if (!o->dry_run &&
+        ((s = zf_db_exec(db, "PRAGMA cache_size = -262144")) || (s = prepare_all(&S))))
+        goto out;
+    if (chunk_grow(&S, S.chunk)) {
+        s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+        goto out;
+    }
+    if ((s = zf_net_reserve(net, S.batch)))
+        goto out;
+    /* where each scanned layer's values are read: its own output holds them before the ReLU
+     * unless the ReLU works in place */
+    for (int i = 0; i < nl; i++) {
+        scan_layer *L = &S.layers[i];
+        L->src = L->li;
+        if (L->li + 1 < net->n_layers && net->layers[L->li + 1].op == ZF_OP_RELU &&
+            net->acts[L->li + 1] == net->acts[L->li])
+            L->src = L->li + 1;
+    }
+
+    P.paths = paths;
+    P.start = S.committed;
+    P.n = n;
+    P.batch = S.batch;
+    P.net = net;
+    P.in_size = (size_t)zf_net_in_size(net);
+    pthread_mutex_init(&P.mu, NULL);
+    pthread_cond_init(&P.cv, NULL);
+    P.inited = 1;
+    for (int i = 0; i < SCAN_SLOTS; i++) {
+        slot *sl = &P.slots[i];
+        sl->input = zf_alloc((size_t)S.batch * P.in_size * sizeof(float));
+        sl->seqs = calloc((size_t)S.batch, sizeof *sl->seqs);
+        sl->meta = calloc((size_t)S.batch, sizeof *sl->meta);
+        if (!sl->input || !sl->seqs || !sl->meta) {
+            s = zf_error(ZF_ERR_NOMEM, "scan: out of memory for %d decoded images", S.batch);
+            goto out;
+        }
+    }
+    /* With the CPU engine every core already runs the forward: a decoding thread beside it only
+     * takes a core from one of the forward's OpenMP threads, and the others then wait at its
+     * barriers. So each batch is decoded between forwards, spread over the same OpenMP threads.
+     * Another engine (a GPU) leaves the cores free: there a thread decodes ahead. */
+    const int inline_decode = o->forward == NULL;
+    if (!inline_decode) {
+        if (pthread_create(&P.thread, NULL, producer, &P) != 0) {
+            s = zf_error(ZF_ERR_NOMEM, "scan: cannot start the decoding thread");
+            goto out;
+        }
+        P.started = 1;
+    }
+
+    const double t_start = zf_db_now();
+    S.last_commit = t_start;
+    for (int64_t b = 0, seq = S.committed; seq < n; b++) {
+        slot *sl = &P.slots[b % SCAN_SLOTS];
+        double t0 = zf_db_now();
+        if (inline_decode) {
+            fill_slot(&P, sl, seq, 1, NULL, NULL);
+            sl->ready = 1;
+        }
+        pthread_mutex_lock(&P.mu);
+        while (!sl->ready)
+            pthread_cond_wait(&P.cv, &P.mu);
+        pthread_mutex_unlock(&P.mu);
+        double t1 = zf_db_now();
+        res->secs_wait += t1 - t0;
+        if (sl->n_ok > 0) {
+            if ((s = forward_and_accumulate(&S, o, sl->input, sl->n_ok, sl->seqs, res))) {
+                zf_error_prefix(s, "scan: forward of images %lld-%lld: ", (long long)sl->seq0,
+                                (long long)(sl->seq0 + sl->count - 1));
+                goto out;
+            }
+        }
+        if (chunk_grow(&S, S.chunk_n + sl->count)) {
+            s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+            goto out;
+        }
+        for (int i = 0; i < sl->count; i++) {
+            img_meta *m = &S.chunk_meta[S.chunk_n + i];
+            free(m->error);
+            *m = sl->meta[i];
+            sl->meta[i].error = NULL;
+            if (m->ok)
+                S.n_ok++;
+            else
+                S.n_failed++;
+        }
+        S.chunk_n += sl->count;
+        seq += sl->count;
+        pthread_mutex_lock(&P.mu);
+        sl->ready = 0;
+        pthread_cond_broadcast(&P.cv);
+        pthread_mutex_unlock(&P.mu);
+        if (o->progress)
+            o->progress(o->progress_ctx, seq, n);
+        int stop = zf_interrupted != 0;
+        /* At least `chunk` images a commit, and commits spaced so that they take at most ~3% of
+         * the time (the first ones rewrite nearly every unit's top-k), yet never more than a
+         * minute apart: that much work is all a kill can lose. */
+        double t3 = zf_db_now(), since = t3 - S.last_commit;
+        if (o->dry_run) {
+            for (int i = 0; i < S.chunk_n; i++) {
+                free(S.chunk_meta[i].error);
+                S.chunk_meta[i].error = NULL;
+            }
+            S.committed += S.chunk_n;
+            S.chunk_n = 0;
+        } else if ((S.chunk_n >= S.chunk &&
+                    (since * 0.03 >= S.last_commit_cost || since >= 60)) ||
+                   seq >= n || stop) {
+            if ((s = commit_chunk(&S)))
+                goto out;
+            S.last_commit = zf_db_now();
+            S.last_commit_cost = S.last_commit - t3;
+            res->secs_commit += S.last_commit_cost;
+        }
+        res->secs_images = zf_db_now() - t_start;
+        if (stop) {
+            s = zf_error(ZF_ERR_INTERRUPTED,
+                         "scan interrupted after %lld of %lld images (all committed; run the "
+                         "same command again to continue)",
+                         (long long)seq, (long long)n);
+            break;
+        }
+    }
+done:
+    res->next_seq = S.committed;
+    res->n_ok = S.n_ok;
+    res->n_failed = S.n_failed;
+out:
+    pipeline_free(&P);
+    scan_free(&S);
+    return s;
+}

@@ -1,0 +1,113 @@
+/* zfviz dead: the dead-unit report of a scan: units that never fire, and optionally those that
+ * fire on too few images. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "zf/db.h"
+
+const char zf_cmd_dead_summary[] = "dead-unit report of a scan: units that never (or rarely) fire";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: zfviz dead --db OUT.db [--layer L] [--min-active F] [--csv [--header]] [--run ID]\n\n"
+            "Lists the units of a scan that never fired: max <= 0 over every image, max being the\n"
+            "value before the ReLU. With --min-active F also the units active (some position > 0)\n"
+            "on fewer than the fraction F of the images.\n\n"
+            "  --db F            the scan database\n"
+            "  --layer L         only this layer (default: every scanned layer)\n"
+            "  --min-active F    also report units active on fewer than F (0-1) of the images\n"
+            "  --csv             print layer,unit,active_fraction,max_activation a line each and\n"
+            "                    nothing else on stdout\n"
+            "  --header          with --csv: a first line naming the columns\n"
+            "  --run ID          which scan (default: the newest, or the newest covering --layer)\n"
+            "  -h, --help        this help\n");
+}
+
+int zf_cmd_dead(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"db", required_argument, 0, 'd'},       {"layer", required_argument, 0, 'l'},
+        {"min-active", required_argument, 0, 'm'}, {"csv", no_argument, 0, 'c'},
+        {"header", no_argument, 0, 'H'},         {"run", required_argument, 0, 'r'},
+        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+    const char *dbpath = NULL, *layer = NULL;
+    double min_active = 0;
+    int csv = 0, header = 0, opt;
+    long run_id = 0;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'd': dbpath = optarg; break;
+        case 'l': layer = optarg; break;
+        case 'm': {
+            char *end;
+            min_active = strtod(optarg, &end);
+            if (*end || !(min_active >= 0 && min_active <= 1))
+                return zft_usage_error("dead", "--min-active takes a fraction from 0 to 1, not '%s'",
+                                       optarg);
+            break;
+        }
+        case 'c': csv = 1; break;
+        case 'H': header = 1; break;
+        case 'r':
+            if ((run_id = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("dead", "--run takes a run id, not '%s'", optarg);
+            break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc)
+        return zft_usage_error("dead", "unexpected argument '%s' (see --help)", argv[optind]);
+    if (!dbpath)
+        return zft_usage_error("dead", "--db is required (see --help)");
+    if (header && !csv)
+        return zft_usage_error("dead", "--header goes with --csv");
+
+    zf_db *db = NULL;
+    zf_db_dead *d = NULL;
+    int n = 0, rc = 0;
+    int64_t rid = run_id;
+    zf_db_run run;
+    zf_db_model m;
+    zf_db_opts dbo = {ZF_DB_READONLY, 30, NULL, NULL};
+    zf_status s;
+    if ((s = zf_db_open(dbpath, &dbo, &db)) || (!rid && (s = zf_db_run_latest(db, layer, &rid))) ||
+        (s = zf_db_run_get(db, rid, &run)) || (s = zf_db_model_get(db, run.model_id, &m)) ||
+        (s = zf_db_dead_units(db, rid, layer, min_active, &d, &n))) {
+        rc = zft_fail("dead", s);
+        goto out;
+    }
+    if (!run.complete)
+        fprintf(stderr, "zfviz dead: run %lld is not finished: %lld of %lld images so far\n",
+                (long long)run.id, (long long)run.next_seq, (long long)run.n_images);
+    if (csv) {
+        if (header)
+            printf("layer,unit,active_fraction,max_activation\n");
+        for (int i = 0; i < n; i++)
+            printf("%s,%d,%.9g,%.9g\n", d[i].layer, d[i].unit, d[i].active_fraction,
+                   d[i].max_activation);
+        goto out;
+    }
+    printf("run %lld: %s (sha256 %.12s), %lld images (%lld failed to load), layers %s\n",
+           (long long)run.id, m.arch, m.sha256, (long long)run.n_ok, (long long)run.n_failed,
+           run.layers);
+    if (min_active > 0)
+        printf("units that never fire (max <= 0) or fire on fewer than %.4g of the images: %d\n",
+               min_active, n);
+    else
+        printf("units that never fire (max <= 0 before the ReLU on every image): %d\n", n);
+    if (n > 0)
+        printf("%-12s %6s %16s %16s\n", "layer", "unit", "active_fraction", "max_activation");
+    for (int i = 0; i < n; i++)
+        printf("%-12s %6d %16.6f %16.6g%s\n", d[i].layer, d[i].unit, d[i].active_fraction,
+               d[i].max_activation, d[i].max_activation <= 0 ? "  dead" : "");
+out:
+    free(d);
+    zf_db_close(db);
+    return rc;
+}

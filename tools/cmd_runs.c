@@ -1,0 +1,58 @@
+/* zfviz runs: the scans a database holds, with their models and progress; two models scanned
+ * over the same images show side by side. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "common.h"
+#include "zf/db.h"
+
+const char zf_cmd_runs_summary[] = "list the scans in a database, their models and progress";
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: zfviz runs --db OUT.db\n\n"
+               "Lists every scan in the database: id, model (arch, weights or file, hash), images\n"
+               "done of the list, layers and top-k.\n\n"
+               "  --db F            the scan database\n"
+               "  -h, --help        this help\n");
+}
+
+static void show(void *ctx, const zf_db_run *r, const zf_db_model *m)
+{
+    (void)ctx;
+    printf("run %lld: %s %s (sha256 %.12s), %lld/%lld images (%lld failed)%s, top %d, "
+           "started %s\n  images %s\n  layers %s\n",
+           (long long)r->id, m->arch, m->file[0] ? m->file : m->weights, m->sha256,
+           (long long)r->next_seq, (long long)r->n_images, (long long)r->n_failed,
+           r->complete ? ", complete" : ", unfinished", r->top_k, r->started, r->images, r->layers);
+}
+
+int zf_cmd_runs(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        {"db", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *dbpath = NULL;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'd': dbpath = optarg; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc)
+        return zft_usage_error("runs", "unexpected argument '%s' (see --help)", argv[optind]);
+    if (!dbpath)
+        return zft_usage_error("runs", "--db is required (see --help)");
+    zf_db *db = NULL;
+    zf_db_opts dbo = {ZF_DB_READONLY, 30, NULL, NULL};
+    zf_status s;
+    if ((s = zf_db_open(dbpath, &dbo, &db)) || (s = zf_db_runs(db, show, NULL))) {
+        zf_db_close(db);
+        return zft_fail("runs", s);
+    }
+    zf_db_close(db);
+    return 0;
+}

@@ -1,0 +1,244 @@
+/* zfviz scan: run a folder or list of images through a net and store per-unit statistics and
+ * top-k examples in a SQLite database; re-running the same command continues an unfinished scan. */
+#include <getopt.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "zf/db.h"
+
+const char zf_cmd_scan_summary[] = "scan images into a database: unit statistics, top-k, dead units";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: zfviz scan (--arch A --weights W | --model F) --images DIR_OR_LIST --db OUT.db\n"
+            "                  [--layers L1,L2,...] [--top K] [--batch N] [--chunk N] [--wait S]\n\n"
+            "Runs every image through the net and stores, for each unit of each scanned layer,\n"
+            "how often and how strongly it fires and its top-K images, in OUT.db (SQLite; see\n"
+            "docs/db.md). Re-running the same command continues where a stopped scan left off.\n\n"
+            ZFT_MODEL_HELP
+            "  --images P        a folder (searched recursively for .jpg/.jpeg/.png, sorted by path)\n"
+            "                    or a text file listing one image path a line\n"
+            "  --db F            the database (created if missing)\n"
+            "  --layers L,...    conv/fc layers to scan (default: every one a ReLU follows)\n"
+            "  --top K           examples kept per unit, one per image (default 9)\n"
+            "  --batch N         images per forward pass (default 16)\n"
+            "  --chunk N         images per commit at least (default 512); commits are also spaced\n"
+            "                    to take at most ~3%% of the time and are never more than a minute\n"
+            "                    apart: what a killed scan loses\n"
+            "  --wait S          seconds to wait for a lock another process holds (default 30)\n"
+            "  -h, --help        this help\n");
+}
+
+typedef struct ui {
+    zft_progress bar;
+    int started;
+    int64_t start;
+} ui;
+
+static void on_started(void *ctx, const zf_scan_result *r)
+{
+    ui *u = ctx;
+    u->start = r->start_seq;
+    if (r->resumed && r->start_seq >= r->n_images)
+        return;
+    if (r->resumed)
+        fprintf(stderr,
+                "zfviz scan: continuing run %lld at image %lld of %lld (batch %d, as it began)\n",
+                (long long)r->run_id, (long long)r->start_seq, (long long)r->n_images, r->batch);
+    zft_progress_start(&u->bar, "scan", r->n_images - r->start_seq, "img");
+    u->started = 1;
+}
+
+static void on_progress(void *ctx, int64_t done, int64_t total)
+{
+    ui *u = ctx;
+    (void)total;
+    if (u->started)
+        zft_progress_update(&u->bar, done - u->start);
+}
+
+static void on_wait(void *ctx, const char *path, double waited, double timeout)
+{
+    (void)ctx;
+    fprintf(stderr, "zfviz scan: %s is locked by another process; waited %.1f s of %g s\n", path,
+            waited, timeout);
+}
+
+typedef struct err_ctx {
+    int shown, total;
+} err_ctx;
+
+static void on_error_image(void *ctx, int64_t seq, const char *path, const char *error)
+{
+    err_ctx *e = ctx;
+    (void)path;
+    if (e->shown < 10)
+        fprintf(stderr, "zfviz scan: skipped image %lld: %s\n", (long long)seq, error);
+    e->shown++;
+}
+
+/* An absolute form of a weights spec or model path, so a later `topk --deconv` finds it. */
+static void absolute(const char *in, char *out, size_t len)
+{
+    char real[PATH_MAX];
+    if (in && strncmp(in, "random:", 7) != 0 && realpath(in, real))
+        snprintf(out, len, "%s", real);
+    else
+        snprintf(out, len, "%s", in ? in : "");
+}
+
+int zf_cmd_scan(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        ZFT_MODEL_LONGOPTS,
+        {"images", required_argument, 0, 'i'},
+        {"db", required_argument, 0, 'd'},
+        {"layers", required_argument, 0, 'l'},
+        {"top", required_argument, 0, 't'},
+        {"batch", required_argument, 0, 'b'},
+        {"chunk", required_argument, 0, 'c'},
+        {"wait", required_argument, 0, 'w'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    zft_model_opts mo = {0};
+    const char *images = NULL, *dbpath = NULL, *layers_arg = NULL;
+    long top = 9, batch = 16, chunk = 512;
+    double wait = 30;
+    int opt;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (zft_model_option(&mo, opt, optarg))
+            continue;
+        switch (opt) {
+        case 'i': images = optarg; break;
+        case 'd': dbpath = optarg; break;
+        case 'l': layers_arg = optarg; break;
+        case 't':
+            if ((top = zft_parse_long(optarg)) < 1 || top > 1000)
+                return zft_usage_error("scan", "--top takes 1 to 1000, not '%s'", optarg);
+            break;
+        case 'b':
+            if ((batch = zft_parse_long(optarg)) < 1 || batch > 4096)
+                return zft_usage_error("scan", "--batch takes 1 to 4096, not '%s'", optarg);
+            break;
+        case 'c':
+            if ((chunk = zft_parse_long(optarg)) < 1 || chunk > 1 << 20)
+                return zft_usage_error("scan", "--chunk takes 1 to 1048576, not '%s'", optarg);
+            break;
+        case 'w': {
+            char *end;
+            wait = strtod(optarg, &end);
+            if (*end || !(wait > 0))
+                return zft_usage_error("scan", "--wait takes a positive number of seconds");
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc)
+        return zft_usage_error("scan", "unexpected argument '%s' (see --help)", argv[optind]);
+    if (!images || !dbpath)
+        return zft_usage_error("scan", "--images and --db are required (see --help)");
+
+    char **paths = NULL;
+    int64_t n = 0;
+    zf_net *net = NULL;
+    zf_db *db = NULL;
+    int *idx = NULL;
+    int rc = 0;
+    zf_status s;
+    if ((s = zf_db_scan_list(images, &paths, &n)) || (s = zft_load_model(&mo, &net))) {
+        rc = zft_fail("scan", s);
+        goto out;
+    }
+    idx = malloc((size_t)net->n_layers * sizeof *idx);
+    if (!idx) {
+        rc = zft_fail("scan", zf_error(ZF_ERR_NOMEM, "out of memory"));
+        goto out;
+    }
+    int nl = 0;
+    if (layers_arg) {
+        char buf[1024];
+        const char *names[64];
+        int k = zft_split_list(layers_arg, buf, sizeof buf, names, 64);
+        for (int i = 0; i < k; i++) {
+            int li = zf_net_find(net, names[i]);
+            if (li > 0 && net->layers[li].op == ZF_OP_RELU)
+                li--; /* relu5 means the unit outputs of conv5 */
+            if (li < 0 || (net->layers[li].op != ZF_OP_CONV && net->layers[li].op != ZF_OP_FC)) {
+                rc = zft_usage_error("scan", "%s has no conv or fc layer '%s'", net->arch,
+                                     names[i]);
+                goto out;
+            }
+            idx[nl++] = li;
+        }
+    }
+    zf_db_opts dbo = {ZF_DB_READWRITE, wait, on_wait, NULL};
+    if ((s = zf_db_open(dbpath, &dbo, &db))) {
+        rc = zft_fail("scan", s);
+        goto out;
+    }
+    char weights[PATH_MAX] = "", file[PATH_MAX] = "";
+    if (mo.model)
+        absolute(mo.model, file, sizeof file);
+    else
+        absolute(mo.weights ? mo.weights : "random:0", weights, sizeof weights);
+    ui u = {0};
+    zf_scan_opts so = {
+        .layers = layers_arg ? idx : NULL,
+        .n_layers = nl,
+        .top_k = (int)top,
+        .batch = (int)batch,
+        .chunk = (int)chunk,
+        .images_arg = images,
+        .weights = weights,
+        .model_file = file,
+        .started = on_started,
+        .progress = on_progress,
+        .progress_ctx = &u,
+    };
+    zf_scan_result res;
+    s = zf_db_scan(db, net, (const char *const *)paths, n, &so, &res);
+    if (u.started && !s)
+        zft_progress_finish(&u.bar);
+    else if (u.started && u.bar.drawn)
+        fputc('\n', stderr); /* leave the bar where it stopped */
+    if (s && s != ZF_ERR_INTERRUPTED) {
+        rc = zft_fail("scan", s);
+        goto out;
+    }
+    int already = res.resumed && res.start_seq >= res.n_images;
+    err_ctx ec = {0};
+    zf_status se = already ? ZF_OK : zf_db_run_errors(db, res.run_id, on_error_image, &ec);
+    if (se) {
+        rc = zft_fail("scan", se);
+        goto out;
+    }
+    if (ec.shown > 10)
+        fprintf(stderr, "zfviz scan: ... and %d more skipped images (SELECT path, error FROM images "
+                        "WHERE status = 'error')\n", ec.shown - 10);
+    if (s == ZF_ERR_INTERRUPTED) {
+        fprintf(stderr, "zfviz scan: %s\n", zf_last_error());
+        rc = 130;
+        goto out;
+    }
+    if (already)
+        printf("run %lld was already complete: %lld images (%lld ok, %lld failed) in %s\n",
+               (long long)res.run_id, (long long)res.n_images, (long long)res.n_ok,
+               (long long)res.n_failed, dbpath);
+    else
+        printf("run %lld: %lld images scanned (%lld ok, %lld failed) into %s\n",
+               (long long)res.run_id, (long long)res.n_images, (long long)res.n_ok,
+               (long long)res.n_failed, dbpath);
+out:
+    zf_db_close(db);
+    zf_net_free(net);
+    zf_db_scan_list_free(paths, n);
+    free(idx);
+    return rc;
+}

@@ -1,0 +1,344 @@
+/* zfviz topk: a unit's strongest examples from a scan database; with --deconv, their deconvnet
+ * projections and image patches, cropped to the receptive field, stored as PNG renderings. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "zf/db.h"
+
+const char zf_cmd_topk_summary[] = "a unit's top examples from a scan; --deconv stores projections";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: zfviz topk --db OUT.db --layer L --unit C [--run ID] [--deconv [--lrn-backward]\n"
+            "                  [--arch A --weights W | --model F]]\n\n"
+            "Prints the unit's strongest examples from a scan (one per image, best first): score\n"
+            "(the value before the ReLU), position in the layer's output, receptive field in input\n"
+            "pixels, image. With --deconv, projects each to pixel space with the deconvnet\n"
+            "(Zeiler & Fergus), crops it and the input patch to the receptive field, and stores both\n"
+            "in the database as PNG renderings (table renderings, kinds 'deconv' and 'patch').\n\n"
+            "  --db F            the scan database\n"
+            "  --layer L         a scanned layer (conv5, fc6, ...)\n"
+            "  --unit C          the unit (channel) number\n"
+            "  --run ID          which scan (default: the newest that covers the layer)\n"
+            "  --deconv          project and store renderings (conv layers)\n"
+            "  --lrn-backward    the true LRN backward on the way down (default: identity)\n"
+            "  --wait S          seconds to wait for a lock another process holds (default 30)\n"
+            "  the model defaults to the one the run scanned (its arch and weights as recorded):\n"
+            ZFT_MODEL_HELP
+            "  -h, --help        this help\n");
+}
+
+/* Reads a whole file. */
+static zf_status read_file(const char *path, uint8_t **buf, size_t *len)
+{
+    *buf = NULL;
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return zf_error(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat sb;
+    if (fstat(fileno(f), &sb) != 0) {
+        int e = errno;
+        fclose(f);
+        return zf_error(ZF_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    uint8_t *b = malloc((size_t)sb.st_size + 1);
+    if (!b) {
+        fclose(f);
+        return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
+    }
+    size_t got = fread(b, 1, (size_t)sb.st_size, f);
+    int bad = ferror(f);
+    fclose(f);
+    if (bad || got != (size_t)sb.st_size) {
+        free(b);
+        return zf_error(ZF_ERR_IO, "%s: read error", path);
+    }
+    *buf = b;
+    *len = got;
+    return ZF_OK;
+}
+
+/* Channel j of the net's input holds RGB channel rgb_of(j). */
+static int rgb_of(const zf_net *net, int j) { return net->pre.order == ZF_COLOR_BGR ? 2 - j : j; }
+
+/* The reconstruction inside `box`, scaled so the largest |value| in the crop is 0 or 255 and
+ * zero is mid-grey (the usual way deconvnet projections are shown). */
+static zf_image *render_deconv(const zf_net *net, const float *rec, zf_box box)
+{
+    int w = box.x1 - box.x0, h = box.y1 - box.y0, H = net->in_h, W = net->in_w;
+    zf_image *img = zf_image_new(w, h);
+    if (!img)
+        return NULL;
+    float amax = 0;
+    for (int c = 0; c < 3; c++)
+        for (int y = box.y0; y < box.y1; y++)
+            for (int x = box.x0; x < box.x1; x++)
+                amax = fmaxf(amax, fabsf(rec[((size_t)c * H + y) * W + x]));
+    float scale = amax > 0 ? 127.5f / amax : 0;
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                float v = 127.5f + scale * rec[((size_t)c * H + y + box.y0) * W + x + box.x0];
+                img->rgb[((size_t)y * w + x) * 3 + rgb_of(net, c)] =
+                    (uint8_t)fminf(255, fmaxf(0, roundf(v)));
+            }
+    return img;
+}
+
+/* The input patch inside `box`, the preprocessing undone: what the net saw there. */
+static zf_image *render_patch(const zf_net *net, const float *in, zf_box box)
+{
+    int w = box.x1 - box.x0, h = box.y1 - box.y0, H = net->in_h, W = net->in_w;
+    zf_image *img = zf_image_new(w, h);
+    if (!img)
+        return NULL;
+    const zf_preproc *p = &net->pre;
+    for (int c = 0; c < 3; c++) {
+        int k = rgb_of(net, c);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                float v = in[((size_t)c * H + y + box.y0) * W + x + box.x0];
+                float px = (v * p->std[k] + p->mean[k]) / p->scale * 255.0f;
+                img->rgb[((size_t)y * w + x) * 3 + k] = (uint8_t)fminf(255, fmaxf(0, roundf(px)));
+            }
+    }
+    return img;
+}
+
+static zf_status store(zf_db *db, zf_image *img, const zf_db_rendering *r, int64_t *id)
+{
+    void *png = NULL;
+    size_t len = 0;
+    zf_status s = zf_db_png_encode(img, &png, &len);
+    if (!s)
+        s = zf_db_rendering_put(db, r, png, len, id);
+    free(png);
+    return s;
+}
+
+/* Projects every example with the deconvnet and stores the two renderings of each. */
+static zf_status deconv_all(zf_db *db, const zf_db_run *run, const zft_model_opts *given,
+                            const char *layer, int unit, int lrn_backward,
+                            const zf_db_example *ex, int n)
+{
+    zf_db_model m;
+    zf_status s = zf_db_model_get(db, run->model_id, &m);
+    if (s)
+        return s;
+    zft_model_opts mo = *given;
+    if (!mo.arch && !mo.weights && !mo.model) {
+        if (m.file[0])
+            mo.model = m.file;
+        else {
+            mo.arch = m.arch;
+            mo.weights = m.weights;
+        }
+    }
+    zf_net *net = NULL;
+    float *rec = NULL;
+    int *chan = NULL, *ys = NULL, *xs = NULL;
+    if ((s = zft_load_model(&mo, &net)))
+        return s;
+    char hash[65];
+    if ((s = zf_db_model_hash(net, hash)))
+        goto out;
+    if (strcmp(hash, m.sha256) != 0) {
+        s = zf_error(ZF_ERR_ARG,
+                     "the model loaded (%s %s) is not the one run %lld scanned (%s, sha256 %.12s); "
+                     "give that model with --arch/--weights or --model",
+                     net->arch, mo.model ? mo.model : mo.weights ? mo.weights : "", (long long)run->id,
+                     m.arch, m.sha256);
+        goto out;
+    }
+    int li = zf_net_find_conv(net, layer);
+    if (li < 0) {
+        s = zf_error(ZF_ERR_ARG, "%s: the deconvnet projects conv layers; %s is not one", net->arch,
+                     layer);
+        goto out;
+    }
+    if ((s = zf_net_reserve(net, n)))
+        goto out;
+    size_t in_size = (size_t)zf_net_in_size(net);
+    for (int i = 0; i < n; i++) {
+        uint8_t *bytes = NULL;
+        size_t len = 0;
+        zf_image *img = NULL;
+        char sha[65];
+        if (!(s = read_file(ex[i].path, &bytes, &len))) {
+            zf_db_sha256_hex(bytes, len, sha);
+            if (strcmp(sha, ex[i].sha256) != 0)
+                s = zf_error(ZF_ERR_ARG, "%s: the file changed since it was scanned", ex[i].path);
+        }
+        if (!s)
+            s = zf_image_decode(bytes, len, ex[i].path, &img);
+        if (!s)
+            s = zf_image_to_input(net->input + i * in_size, img, &net->pre, net->in_h, net->in_w);
+        zf_image_free(img);
+        free(bytes);
+        if (s)
+            goto out;
+    }
+    rec = zf_alloc((size_t)n * in_size * sizeof *rec);
+    chan = malloc((size_t)n * sizeof *chan);
+    ys = malloc((size_t)n * sizeof *ys);
+    xs = malloc((size_t)n * sizeof *xs);
+    if (!rec || !chan || !ys || !xs) {
+        s = zf_error(ZF_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        chan[i] = unit;
+        ys[i] = ex[i].y;
+        xs[i] = ex[i].x;
+    }
+    zf_deconv_req req = {li, ZF_DECONV_UNIT, lrn_backward, chan, ys, xs};
+    if ((s = zf_net_forward(net, NULL, n)) || (s = zf_net_deconv(net, rec, n, &req)))
+        goto out;
+    if ((s = zf_db_begin(db)))
+        goto out;
+    int64_t first = 0, last = 0;
+    for (int i = 0; i < n && !s; i++) {
+        const zf_db_example *e = &ex[i];
+        zf_box b = e->box;
+        char what[768];
+        zf_image *img = render_deconv(net, rec + i * in_size, b);
+        snprintf(what, sizeof what,
+                 "deconvnet projection of %s unit %d at (y %d, x %d) of image %lld (rank %d, score "
+                 "%.6g), cropped to its receptive field x %d-%d, y %d-%d of the %dx%d input; LRN %s "
+                 "on the way down; zero is mid-grey, the largest |value| 0 or 255",
+                 layer, unit, e->y, e->x, (long long)e->image_id, e->rank, e->score, b.x0, b.x1 - 1,
+                 b.y0, b.y1 - 1, net->in_w, net->in_h, lrn_backward ? "backward" : "as identity");
+        zf_db_rendering r = {run->id, e->image_id, layer, unit, e->rank, "deconv", what,
+                             b.x1 - b.x0, b.y1 - b.y0};
+        int64_t id = 0;
+        s = img ? store(db, img, &r, &id) : zf_error(ZF_ERR_NOMEM, "out of memory");
+        zf_image_free(img);
+        if (s)
+            break;
+        if (!first)
+            first = id;
+        img = render_patch(net, net->input + i * in_size, b);
+        snprintf(what, sizeof what,
+                 "input patch under the receptive field of %s unit %d at (y %d, x %d) of image %lld "
+                 "(rank %d): x %d-%d, y %d-%d of the %dx%d preprocessed input, preprocessing undone",
+                 layer, unit, e->y, e->x, (long long)e->image_id, e->rank, b.x0, b.x1 - 1, b.y0,
+                 b.y1 - 1, net->in_w, net->in_h);
+        r.kind = "patch";
+        r.description = what;
+        s = img ? store(db, img, &r, &id) : zf_error(ZF_ERR_NOMEM, "out of memory");
+        zf_image_free(img);
+        last = id;
+    }
+    if (!s)
+        s = zf_db_commit(db);
+    if (s) {
+        zf_db_rollback(db);
+        goto out;
+    }
+    printf("stored %d renderings (deconv and patch for each example), ids %lld-%lld\n", 2 * n,
+           (long long)first, (long long)last);
+out:
+    zf_free(rec);
+    free(chan);
+    free(ys);
+    free(xs);
+    zf_net_free(net);
+    return s;
+}
+
+int zf_cmd_topk(int argc, char **argv)
+{
+    static const struct option longopts[] = {
+        ZFT_MODEL_LONGOPTS,
+        {"db", required_argument, 0, 'd'},
+        {"layer", required_argument, 0, 'l'},
+        {"unit", required_argument, 0, 'u'},
+        {"run", required_argument, 0, 'r'},
+        {"deconv", no_argument, 0, 'D'},
+        {"lrn-backward", no_argument, 0, 'L'},
+        {"wait", required_argument, 0, 'w'},
+        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    zft_model_opts mo = {0};
+    const char *dbpath = NULL, *layer = NULL;
+    long unit = -1, run_id = 0;
+    int deconv = 0, lrn_backward = 0, opt;
+    double wait = 30;
+    optind = 1;
+    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        if (zft_model_option(&mo, opt, optarg))
+            continue;
+        switch (opt) {
+        case 'd': dbpath = optarg; break;
+        case 'l': layer = optarg; break;
+        case 'u':
+            if ((unit = zft_parse_long(optarg)) < 0)
+                return zft_usage_error("topk", "--unit takes a unit number, not '%s'", optarg);
+            break;
+        case 'r':
+            if ((run_id = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("topk", "--run takes a run id, not '%s'", optarg);
+            break;
+        case 'D': deconv = 1; break;
+        case 'L': lrn_backward = 1; break;
+        case 'w': {
+            char *end;
+            wait = strtod(optarg, &end);
+            if (*end || !(wait > 0))
+                return zft_usage_error("topk", "--wait takes a positive number of seconds");
+            break;
+        }
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc)
+        return zft_usage_error("topk", "unexpected argument '%s' (see --help)", argv[optind]);
+    if (!dbpath || !layer || unit < 0)
+        return zft_usage_error("topk", "--db, --layer and --unit are required (see --help)");
+    if (!deconv && (mo.arch || mo.weights || mo.model || lrn_backward))
+        return zft_usage_error("topk", "model options and --lrn-backward go with --deconv");
+
+    zf_db *db = NULL;
+    zf_db_example *ex = NULL;
+    int n = 0, rc = 0;
+    zf_status s;
+    zf_db_opts dbo = {deconv ? ZF_DB_READWRITE : ZF_DB_READONLY, wait, NULL, NULL};
+    zf_db_run run;
+    zf_db_model m;
+    int64_t rid = run_id;
+    const char *lname = layer;
+    if ((s = zf_db_open(dbpath, &dbo, &db)) || (!rid && (s = zf_db_run_latest(db, lname, &rid))) ||
+        (s = zf_db_run_get(db, rid, &run)) || (s = zf_db_model_get(db, run.model_id, &m)) ||
+        (s = zf_db_topk_get(db, rid, lname, (int)unit, &ex, &n))) {
+        rc = zft_fail("topk", s);
+        goto out;
+    }
+    printf("run %lld: %s (sha256 %.12s), %lld of %lld images scanned%s\n", (long long)run.id,
+           m.arch, m.sha256, (long long)run.n_ok, (long long)run.n_images,
+           run.complete ? "" : " so far (scan not finished)");
+    printf("%s unit %ld: top %d (one per image; score = value before the ReLU)\n", lname, unit, n);
+    printf("%4s %12s %4s %4s  %-19s %s\n", "rank", "score", "y", "x", "field x0,y0-x1,y1", "image");
+    for (int i = 0; i < n; i++) {
+        char box[40];
+        snprintf(box, sizeof box, "%d,%d-%d,%d", ex[i].box.x0, ex[i].box.y0, ex[i].box.x1 - 1,
+                 ex[i].box.y1 - 1);
+        printf("%4d %12.6g %4d %4d  %-19s %s\n", ex[i].rank, ex[i].score, ex[i].y, ex[i].x, box,
+               ex[i].path);
+    }
+    if (deconv && n > 0 && (s = deconv_all(db, &run, &mo, lname, (int)unit, lrn_backward, ex, n)))
+        rc = zft_fail("topk", s);
+out:
+    free(ex);
+    zf_db_close(db);
+    return rc;
+}
