@@ -949,7 +949,7 @@ static void write_test_images(const char *dir, int n)
     }
 }
 
-Test(cli, sheet_and_report_read_a_scan_and_store_renderings, .timeout = 300)
+Test(cli, sheet_and_report_read_a_scan_and_store_renderings)
 {
     const char *dir = tu_tmpdir("viz_cli_scan");
     const char *z = tu_build("tools/zfviz");
