@@ -1,0 +1,1491 @@
+/* Occlusion sensitivity maps (Zeiler & Fergus 4.2): a batched brute force, and an incremental
+ * method that reuses the unoccluded activations outside each occluder's footprint and recomputes,
+ * layer by layer, only the windows it changes (equal to the brute force up to float rounding).
+ *
+ * The incremental method carries, for a batch of positions, each position's changed rectangle of
+ * the current layer's output and its values in one (channels, columns) matrix whose columns are
+ * the positions' rectangles one after another, so that a layer over the whole batch is one big
+ * sgemm per group. The fully connected tail runs densely on the reassembled vectors. */
+#include "zf/occlusion.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "zf/ops.h"
+#include "zf/tensor.h"
+
+/* Scratch matrices (im2col columns, Winograd transforms, scattered products) are cut into chunks
+ * of positions of about this many floats, so that they stay in the last-level cache. */
+#define CHUNK_FLOATS ((size_t)1 << 21)
+/* Changed-region storage per batch is kept under this many floats by shrinking the batch. */
+#define REGION_BUDGET ((size_t)48 << 20)
+/* Brute force: activations of a batch of images under this many floats. */
+#define BRUTE_BUDGET ((size_t)64 << 20)
+/* Auto picks the incremental method when its estimated work is below this share of brute force. */
+#define AUTO_RATIO 0.8
+
+static inline int imin(int a, int b) { return a < b ? a : b; }
+static inline int imax(int a, int b) { return a > b ? a : b; }
+static inline size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+static inline int floordiv(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+static inline int ceildiv(int a, int b) { return -floordiv(-a, b); }
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+/* Half-open rows [y0, y1) x columns [x0, x1); empty when either extent is zero. */
+typedef struct rect {
+    int y0, y1, x0, x1;
+} rect;
+
+static inline int rect_h(rect r) { return r.y1 - r.y0; }
+static inline int rect_w(rect r) { return r.x1 - r.x0; }
+static inline int64_t rect_area(rect r) { return (int64_t)rect_h(r) * rect_w(r); }
+
+/* The outputs [*lo, *hi) of a window op (kernel k, stride s, leading padding p, o outputs) whose
+ * windows touch inputs [a, b). Output i reads inputs [i*s - p, i*s - p + k). */
+static void window_span(int a, int b, int k, int s, int p, int o, int *lo, int *hi)
+{
+    if (b <= a) {
+        *lo = *hi = 0;
+        return;
+    }
+    *lo = imax(0, ceildiv(a - k + 1 + p, s));
+    *hi = imin(o, floordiv(b - 1 + p, s) + 1);
+    if (*hi < *lo)
+        *hi = *lo;
+}
+
+/* Adaptive average pooling: bin i spans [floor(i*n/o), ceil((i+1)*n/o)). */
+static inline int adaptive_start(int i, int n, int o) { return (int)(((int64_t)i * n) / o); }
+static inline int adaptive_end(int i, int n, int o) { return (int)(((int64_t)(i + 1) * n + o - 1) / o); }
+
+static void adaptive_span(int a, int b, int n, int o, int *lo, int *hi)
+{
+    *lo = *hi = 0;
+    if (b <= a)
+        return;
+    int first = -1, last = -1;
+    for (int i = 0; i < o; i++)
+        if (adaptive_start(i, n, o) < b && adaptive_end(i, n, o) > a) {
+            if (first < 0)
+                first = i;
+            last = i;
+        }
+    if (first >= 0) {
+        *lo = first;
+        *hi = last + 1;
+    }
+}
+
+/* The rectangle of layer l's output that can differ when its input differs inside r. */
+static rect layer_rect(const zf_layer *l, rect r)
+{
+    rect o = r;
+    switch (l->op) {
+    case ZF_OP_CONV:
+    case ZF_OP_MAXPOOL:
+    case ZF_OP_AVGPOOL:
+        window_span(r.y0, r.y1, l->win.kh, l->win.sh, l->win.pt, l->out_h, &o.y0, &o.y1);
+        window_span(r.x0, r.x1, l->win.kw, l->win.sw, l->win.pl, l->out_w, &o.x0, &o.x1);
+        break;
+    case ZF_OP_ADAPTIVE_AVGPOOL:
+        adaptive_span(r.y0, r.y1, l->in_h, l->out_h, &o.y0, &o.y1);
+        adaptive_span(r.x0, r.x1, l->in_w, l->out_w, &o.x0, &o.x1);
+        break;
+    default:
+        break;
+    }
+    if (rect_area(o) == 0)
+        o.y0 = o.y1 = o.x0 = o.x1 = 0;
+    return o;
+}
+
+/* The changed part of one layer's output for a batch of positions: position b's rectangle r[b]
+ * of the (c, h, w) map holds v[ch * cols + off[b] + y * width + x] (row-major in the rectangle). */
+typedef struct region {
+    int c, h, w;
+    int n;
+    rect *r;
+    int64_t *off;
+    int64_t cols;
+    float *v;
+    size_t cap;
+} region;
+
+static zf_status grow(float **buf, size_t *cap, size_t floats)
+{
+    if (floats <= *cap)
+        return ZF_OK;
+    size_t want = floats + floats / 4;
+    float *p = zf_alloc(want * sizeof(float));
+    if (!p)
+        return zf_error(ZF_ERR_NOMEM, "occlusion: cannot allocate %zu MiB of scratch", want >> 18);
+    zf_free(*buf);
+    *buf = p;
+    *cap = want;
+    return ZF_OK;
+}
+
+/* Sets the geometry and column offsets from r[] and makes room for the values. */
+static zf_status region_layout(region *g, int c, int h, int w, int n)
+{
+    g->c = c;
+    g->h = h;
+    g->w = w;
+    g->n = n;
+    int64_t col = 0;
+    for (int b = 0; b < n; b++) {
+        g->off[b] = col;
+        col += rect_area(g->r[b]);
+    }
+    g->cols = col;
+    return grow(&g->v, &g->cap, (size_t)c * (size_t)col + 1);
+}
+
+/* Per conv layer: the chosen way to recompute it and its rearranged weights. */
+typedef struct conv_plan {
+    zf_occlusion_conv algo;
+    float *wt;   /* DELTA: per group (kg*kh*kw, cg), W^T with taps in the rows */
+    float *wino; /* WINOGRAD(4): per group (n*n, kg, cg), G g G^T */
+} conv_plan;
+
+typedef struct occl {
+    zf_net *net;
+    const zf_occlusion_params *p;
+    int rows, cols, npos;
+    int conv_layer, feat_layer, channel, cls, n_classes;
+    int n_spatial;     /* layers [0, n_spatial) are followed as changed regions; the rest run dense */
+    int incremental_ok;
+    char why_not[160]; /* why the incremental method does not apply */
+    float *base_in;    /* the unoccluded input and each layer's unoccluded output */
+    float **base;
+    float *base_block;
+    double base_feat_total;
+    conv_plan *cp;
+    double cost_brute, cost_inc; /* estimated multiply-adds over the whole map */
+    size_t region_pp;  /* largest changed region of one position, in floats */
+    int batch;
+    region reg[2];
+    float *work;       /* im2col columns / Winograd V / delta D */
+    size_t work_cap;
+    float *work2;      /* Winograd M / delta G */
+    size_t work2_cap;
+    float *tiles;      /* one patched input window per thread */
+    size_t tiles_cap;
+    float *dense[2];   /* the fully connected tail, (batch, width) */
+    size_t dense_cap[2];
+    zf_occlusion_result *res;
+} occl;
+
+/* ---------------------------------------------------------------------------------------------
+ * Patched inputs: what a position's layer input holds anywhere. */
+
+/* Writes into t (th, tw) what position b's input of channel c holds over rows [y0, y0 + th) and
+ * columns [x0, x0 + tw): its changed values inside its rectangle, the unoccluded ones (base, the
+ * (c, h, w) map) elsewhere, and `pad` outside the map. */
+static void build_tile(float *restrict t, const region *in, int b, const float *base, int c, int y0,
+                       int x0, int th, int tw, float pad)
+{
+    const int h = in->h, w = in->w;
+    const rect r = in->r[b];
+    const int rw = rect_w(r);
+    const int xs = imax(x0, 0), xe = imin(x0 + tw, w);
+    const float *reg = in->v + (size_t)c * in->cols + in->off[b];
+    for (int ty = 0; ty < th; ty++) {
+        float *dst = t + (size_t)ty * tw;
+        const int y = y0 + ty;
+        if (y < 0 || y >= h || xs >= xe) {
+            for (int x = 0; x < tw; x++)
+                dst[x] = pad;
+            continue;
+        }
+        for (int x = x0; x < xs; x++)
+            dst[x - x0] = pad;
+        const float *brow = base + ((size_t)c * h + y) * w;
+        int ra = xs, rb = xs;
+        if (y >= r.y0 && y < r.y1) {
+            ra = imax(xs, r.x0);
+            rb = imin(xe, r.x1);
+            if (rb < ra)
+                ra = rb = xs;
+        }
+        if (ra > xs)
+            memcpy(dst + (xs - x0), brow + xs, sizeof(float) * (size_t)(ra - xs));
+        if (rb > ra)
+            memcpy(dst + (ra - x0), reg + (size_t)(y - r.y0) * rw + (ra - r.x0),
+                   sizeof(float) * (size_t)(rb - ra));
+        int from = rb > ra ? rb : xs;
+        if (xe > from)
+            memcpy(dst + (from - x0), brow + from, sizeof(float) * (size_t)(xe - from));
+        for (int x = xe; x < x0 + tw; x++)
+            dst[x - x0] = pad;
+    }
+}
+
+/* Room for one (th, tw) window per thread. */
+static zf_status reserve_tiles(occl *o, size_t floats)
+{
+    return grow(&o->tiles, &o->tiles_cap, floats * (size_t)omp_get_max_threads());
+}
+
+/* Positions [b0, *b1) whose total of per-position floats stays under CHUNK_FLOATS (at least one). */
+static int chunk_end(int b0, int n, const int64_t *per_pos)
+{
+    int64_t sum = 0;
+    int b = b0;
+    while (b < n && (b == b0 || sum + per_pos[b] <= (int64_t)CHUNK_FLOATS)) {
+        sum += per_pos[b];
+        b++;
+    }
+    return b;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Convolution over the changed windows, three ways. */
+
+/* im2col of each position's patched window, then one sgemm per group over the whole chunk. */
+static zf_status conv_im2col(occl *o, const zf_layer *l, const float *base_in, const region *in,
+                             region *out, int64_t *scratch_pp)
+{
+    const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
+    const int kh = l->win.kh, kw = l->win.kw, sh = l->win.sh, sw = l->win.sw;
+    const int rows = C * kh * kw;
+    size_t tile_max = 0;
+    for (int b = 0; b < out->n; b++) {
+        rect s = out->r[b];
+        scratch_pp[b] = rect_area(s) * rows;
+        if (rect_area(s))
+            tile_max = zmax(tile_max, (size_t)((rect_h(s) - 1) * sh + kh) *
+                                                  (size_t)((rect_w(s) - 1) * sw + kw));
+    }
+    zf_status st = reserve_tiles(o, tile_max);
+    if (st)
+        return st;
+    for (int b0 = 0; b0 < out->n;) {
+        int b1 = chunk_end(b0, out->n, scratch_pp);
+        int64_t col0 = out->off[b0];
+        int64_t ncols = (b1 < out->n ? out->off[b1] : out->cols) - col0;
+        if (ncols == 0) {
+            b0 = b1;
+            continue;
+        }
+        if ((st = grow(&o->work, &o->work_cap, (size_t)rows * (size_t)ncols)))
+            return st;
+        float *cols = o->work;
+        const int npairs = (b1 - b0) * C;
+#pragma omp parallel
+        {
+            float *tile = o->tiles + tile_max * (size_t)omp_get_thread_num();
+#pragma omp for schedule(dynamic, 4)
+            for (int i = 0; i < npairs; i++) {
+                int b = b0 + i / C, c = i % C;
+                rect s = out->r[b];
+                int rh = rect_h(s), rw = rect_w(s);
+                if (!rh || !rw)
+                    continue;
+                int th = (rh - 1) * sh + kh, tw = (rw - 1) * sw + kw;
+                build_tile(tile, in, b, base_in, c, s.y0 * sh - l->win.pt, s.x0 * sw - l->win.pl,
+                           th, tw, 0.0f);
+                for (int ky = 0; ky < kh; ky++)
+                    for (int kx = 0; kx < kw; kx++) {
+                        float *dst = cols + ((size_t)(c * kh + ky) * kw + kx) * (size_t)ncols +
+                                     (out->off[b] - col0);
+                        for (int oy = 0; oy < rh; oy++) {
+                            const float *src = tile + (size_t)(oy * sh + ky) * tw + kx;
+                            for (int ox = 0; ox < rw; ox++)
+                                dst[oy * rw + ox] = src[ox * sw];
+                        }
+                    }
+            }
+        }
+        const int kk = cg * kh * kw;
+        for (int g = 0; g < G; g++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, (int)ncols, kk, 1.0f,
+                        l->weight + (size_t)g * kg * kk, kk, cols + (size_t)g * kk * ncols,
+                        (int)ncols, 0.0f, out->v + (size_t)g * kg * out->cols + col0,
+                        (int)out->cols);
+        if (l->bias) {
+#pragma omp parallel for schedule(static)
+            for (int k = 0; k < K; k++) {
+                float *row = out->v + (size_t)k * out->cols + col0;
+                const float bk = l->bias[k];
+                for (int64_t j = 0; j < ncols; j++)
+                    row[j] += bk;
+            }
+        }
+        b0 = b1;
+    }
+    return ZF_OK;
+}
+
+/* Stride 1: the new output is the old one plus the transposed convolution of the input's change,
+ * which is nonzero only inside the input rectangle: G = W^T (new - old) as one sgemm, then each
+ * product is added where its tap lands. Costs the input's area instead of the output's. */
+static zf_status conv_delta(occl *o, const zf_layer *l, const conv_plan *cp, const float *base_in,
+                            const float *base_out, const region *in, region *out, int64_t *scratch_pp)
+{
+    const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
+    const int kh = l->win.kh, kw = l->win.kw, pt = l->win.pt, pl = l->win.pl;
+    const int H = in->h, W = in->w, OH = out->h, OW = out->w, taps = kh * kw;
+    const int n = out->n;
+
+    /* Start from the unoccluded output over each output rectangle. */
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int i = 0; i < n * K; i++) {
+        int b = i / K, k = i % K;
+        rect s = out->r[b];
+        int rw = rect_w(s);
+        float *dst = out->v + (size_t)k * out->cols + out->off[b];
+        for (int y = s.y0; y < s.y1; y++)
+            memcpy(dst + (size_t)(y - s.y0) * rw, base_out + ((size_t)k * OH + y) * OW + s.x0,
+                   sizeof(float) * (size_t)rw);
+    }
+    for (int b = 0; b < n; b++)
+        scratch_pp[b] = rect_area(in->r[b]) * (K * taps + C);
+    zf_status st;
+    for (int b0 = 0; b0 < n;) {
+        int b1 = chunk_end(b0, n, scratch_pp);
+        int64_t col0 = in->off[b0];
+        int64_t nin = (b1 < n ? in->off[b1] : in->cols) - col0;
+        if (nin == 0) {
+            b0 = b1;
+            continue;
+        }
+        if ((st = grow(&o->work, &o->work_cap, (size_t)C * (size_t)nin)) ||
+            (st = grow(&o->work2, &o->work2_cap, (size_t)K * taps * (size_t)nin)))
+            return st;
+        float *d = o->work, *gm = o->work2;
+#pragma omp parallel for schedule(dynamic, 8)
+        for (int i = 0; i < (b1 - b0) * C; i++) {
+            int b = b0 + i / C, c = i % C;
+            rect r = in->r[b];
+            int rw = rect_w(r);
+            const float *src = in->v + (size_t)c * in->cols + in->off[b];
+            float *dst = d + (size_t)c * nin + (in->off[b] - col0);
+            for (int y = r.y0; y < r.y1; y++) {
+                const float *brow = base_in + ((size_t)c * H + y) * W + r.x0;
+                for (int x = 0; x < rw; x++)
+                    dst[(y - r.y0) * rw + x] = src[(y - r.y0) * rw + x] - brow[x];
+            }
+        }
+        for (int g = 0; g < G; g++)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg * taps, (int)nin, cg, 1.0f,
+                        cp->wt + (size_t)g * kg * taps * cg, cg, d + (size_t)g * cg * nin, (int)nin,
+                        0.0f, gm + (size_t)g * kg * taps * nin, (int)nin);
+#pragma omp parallel for schedule(dynamic, 4)
+        for (int i = 0; i < (b1 - b0) * K; i++) {
+            int b = b0 + i / K, k = i % K;
+            rect r = in->r[b], s = out->r[b];
+            int rw = rect_w(r), sw_ = rect_w(s);
+            float *dst = out->v + (size_t)k * out->cols + out->off[b];
+            for (int ky = 0; ky < kh; ky++)
+                for (int kx = 0; kx < kw; kx++) {
+                    const float *src = gm + ((size_t)k * taps + ky * kw + kx) * nin + (in->off[b] - col0);
+                    /* input x lands on output x + pl - kx */
+                    int xa = imax(r.x0, kx - pl), xb = imin(r.x1, OW + kx - pl);
+                    if (xb <= xa)
+                        continue;
+                    for (int y = r.y0; y < r.y1; y++) {
+                        int oy = y + pt - ky;
+                        if (oy < 0 || oy >= OH)
+                            continue;
+                        float *drow = dst + (size_t)(oy - s.y0) * sw_ + (xa + pl - kx - s.x0);
+                        const float *srow = src + (size_t)(y - r.y0) * rw + (xa - r.x0);
+                        for (int x = 0; x < xb - xa; x++)
+                            drow[x] += srow[x];
+                    }
+                }
+        }
+        b0 = b1;
+    }
+    return ZF_OK;
+}
+
+/* Winograd F(m x m, 3x3) (Lavin & Gray 2016), stride 1, m = 2 or 4: per m x m output tile, an
+ * n x n input tile (n = m + 2) is transformed (B^T d B), multiplied elementwise with the transformed
+ * filters (G g G^T), summed over input channels (n^2 sgemms over the whole chunk), and transformed
+ * back (A^T M A). Multiplies per output: 4 (m = 2) or 2.25 (m = 4) instead of 9. F(2x2) only adds
+ * and halves, so it rounds like direct convolution; F(4x4) has larger transform coefficients and
+ * rounds a few times worse, still far below the maps' 1e-5. */
+typedef struct wino_kind {
+    int m, n;
+    const double *g; /* (n, 3); B^T and A^T are written out in conv_winograd */
+} wino_kind;
+
+static const double wino_g2[12] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1};
+static const double wino_g4[18] = {1.0 / 4,  0,         0,        -1.0 / 6, -1.0 / 6, -1.0 / 6,
+                                   -1.0 / 6, 1.0 / 6,   -1.0 / 6, 1.0 / 24, 1.0 / 12, 1.0 / 6,
+                                   1.0 / 24, -1.0 / 12, 1.0 / 6,  0,        0,        1};
+
+static const wino_kind wino_kinds[2] = {{2, 4, wino_g2}, {4, 6, wino_g4}};
+
+static const wino_kind *wino_of(zf_occlusion_conv algo)
+{
+    return algo == ZF_OCCLUSION_CONV_WINOGRAD4 ? &wino_kinds[1] : &wino_kinds[0];
+}
+
+/* u (n, n) = G g G^T for one 3x3 filter g, in float64. */
+static void wino_filter(const wino_kind *wk, float *u, const float *g)
+{
+    const int n = wk->n;
+    double t[6][3];
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < 3; j++)
+            t[i][j] = wk->g[i * 3] * g[j] + wk->g[i * 3 + 1] * g[3 + j] + wk->g[i * 3 + 2] * g[6 + j];
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++)
+            u[i * n + j] = (float)(t[i][0] * wk->g[j * 3] + t[i][1] * wk->g[j * 3 + 1] +
+                                   t[i][2] * wk->g[j * 3 + 2]);
+}
+
+/* The transforms B^T d B and A^T M A are written out with their zeros and shared terms removed
+ * (generic matrix products cost as much as the sgemms they feed). */
+
+/* Six inputs through a row of B^T for F(4x4, 3x3). */
+#define WINO_BT4(o, os, d0, d1, d2, d3, d4, d5)                                                    \
+    do {                                                                                           \
+        const float p12_ = (d1) + (d2), m12_ = (d1) - (d2), m13_ = (d1) - (d3);                   \
+        (o)[0] = 4.0f * (d0) - 5.0f * (d2) + (d4);                                                 \
+        (o)[os] = (d3) + (d4) - 4.0f * p12_;                                                       \
+        (o)[2 * (os)] = (d4) - (d3) + 4.0f * m12_;                                                 \
+        (o)[3 * (os)] = (d4) - (d2) - 2.0f * m13_;                                                 \
+        (o)[4 * (os)] = (d4) - (d2) + 2.0f * m13_;                                                 \
+        (o)[5 * (os)] = 4.0f * (d1) - 5.0f * (d3) + (d5);                                          \
+    } while (0)
+
+/* B^T applied down the columns of n rows of a patched window (vectorises along the row): rows
+ * d[0..n) of width w (stride ld) give rows r[0..n) (stride w). */
+static void wino_rows_in(float *restrict r, const float *restrict d, int ld, int w, int m)
+{
+    if (m == 4) {
+        for (int x = 0; x < w; x++)
+            WINO_BT4(r + x, w, d[x], d[ld + x], d[2 * ld + x], d[3 * ld + x], d[4 * ld + x], d[5 * ld + x]);
+    } else {
+        for (int x = 0; x < w; x++) {
+            float d0 = d[x], d1 = d[ld + x], d2 = d[2 * ld + x], d3 = d[3 * ld + x];
+            r[x] = d0 - d2;
+            r[w + x] = d1 + d2;
+            r[2 * w + x] = d2 - d1;
+            r[3 * w + x] = d1 - d3;
+        }
+    }
+}
+
+/* Tiles are transformed back 8 at a time, one per SIMD lane. */
+#define WINO_LANES 8
+
+static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, const float *base_in,
+                               const region *in, region *out, int64_t *scratch_pp)
+{
+    const wino_kind *wk = wino_of(cp->algo);
+    const int m = wk->m, nw = wk->n, nn = nw * nw;
+    const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
+    const int n = out->n;
+    int64_t *tcol = malloc(sizeof(int64_t) * (size_t)(n + 1));
+    if (!tcol)
+        return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+    size_t tile_max = 0;
+    tcol[0] = 0;
+    for (int b = 0; b < n; b++) {
+        rect s = out->r[b];
+        int ty_n = (rect_h(s) + m - 1) / m, tx_n = (rect_w(s) + m - 1) / m;
+        int64_t nt = (int64_t)ty_n * tx_n;
+        tcol[b + 1] = tcol[b] + nt;
+        scratch_pp[b] = nt * nn * (C + K);
+        /* the patched window, then its rows through B^T */
+        if (nt)
+            tile_max = zmax(tile_max, (size_t)(m * ty_n + 2) * (size_t)(m * tx_n + 2) +
+                                          (size_t)nw * (size_t)(m * tx_n + 2));
+    }
+    /* Each tile's position and place, for the lane-wise back transform. */
+    int32_t *tmap = malloc(sizeof(int32_t) * 3 * (size_t)(tcol[n] + 1));
+    zf_status st = tmap ? reserve_tiles(o, tile_max) : zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+    if (!st)
+        for (int b = 0; b < n; b++) {
+            int tx_n = (rect_w(out->r[b]) + m - 1) / m;
+            for (int64_t t = tcol[b]; t < tcol[b + 1]; t++) {
+                tmap[3 * t] = b;
+                tmap[3 * t + 1] = (int32_t)((t - tcol[b]) / tx_n);
+                tmap[3 * t + 2] = (int32_t)((t - tcol[b]) % tx_n);
+            }
+        }
+    for (int b0 = 0; !st && b0 < n;) {
+        int b1 = chunk_end(b0, n, scratch_pp);
+        const int nb = b1 - b0;
+        const int64_t t0 = tcol[b0], T = tcol[b1] - t0;
+        if (T == 0) {
+            b0 = b1;
+            continue;
+        }
+        if ((st = grow(&o->work, &o->work_cap, (size_t)nn * C * (size_t)T)) ||
+            (st = grow(&o->work2, &o->work2_cap, (size_t)nn * K * (size_t)T)))
+            break;
+        float *V = o->work, *M = o->work2;
+        /* Channel-major, so that each of the nn planes of V is written front to back. */
+#pragma omp parallel
+        {
+            float *tile = o->tiles + tile_max * (size_t)omp_get_thread_num();
+#pragma omp for schedule(dynamic, 4)
+            for (int i = 0; i < nb * C; i++) {
+                int c = i / nb, b = b0 + i % nb;
+                rect s = out->r[b];
+                int ty_n = (rect_h(s) + m - 1) / m, tx_n = (rect_w(s) + m - 1) / m;
+                if (!ty_n || !tx_n)
+                    continue;
+                int th = m * ty_n + 2, tw = m * tx_n + 2;
+                float *rows = tile + (size_t)th * tw;
+                build_tile(tile, in, b, base_in, c, s.y0 - l->win.pt, s.x0 - l->win.pl, th, tw, 0.0f);
+                float *vb = V + (size_t)c * T + (tcol[b] - t0);
+                for (int ty = 0; ty < ty_n; ty++) {
+                    wino_rows_in(rows, tile + (size_t)(m * ty) * tw, tw, tw, m);
+                    float *vt = vb + ty * tx_n;
+                    for (int r = 0; r < nw; r++) {
+                        const float *rr = rows + (size_t)r * tw;
+                        float *v0 = vt + (size_t)(r * nw) * C * T;
+                        const size_t ps = (size_t)C * T; /* from one V plane to the next */
+                        for (int tx = 0; tx < tx_n; tx++) {
+                            const float *q = rr + m * tx;
+                            if (m == 4) {
+                                float o6[6];
+                                WINO_BT4(o6, 1, q[0], q[1], q[2], q[3], q[4], q[5]);
+                                for (int j = 0; j < 6; j++)
+                                    v0[j * ps + tx] = o6[j];
+                            } else {
+                                v0[tx] = q[0] - q[2];
+                                v0[ps + tx] = q[1] + q[2];
+                                v0[2 * ps + tx] = q[2] - q[1];
+                                v0[3 * ps + tx] = q[1] - q[3];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        /* The nn * G products are independent: one per thread at a time (OpenBLAS runs single-
+         * threaded inside a parallel region), so the whole stage has one fork and one join. */
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int q = 0; q < G * nn; q++) {
+            const int g = q / nn, xi = q % nn;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, (int)T, cg, 1.0f,
+                        cp->wino + ((size_t)g * nn + xi) * kg * cg, cg,
+                        V + ((size_t)xi * C + (size_t)g * cg) * T, (int)T, 0.0f,
+                        M + ((size_t)xi * K + (size_t)g * kg) * T, (int)T);
+        }
+        /* Back transform, output-channel-major: each M plane is read front to back. */
+#pragma omp parallel for schedule(dynamic, 2)
+        for (int k = 0; k < K; k++) {
+            const float bk = l->bias ? l->bias[k] : 0.0f;
+            const float *mk = M + (size_t)k * T;
+            float *dk = out->v + (size_t)k * out->cols;
+            for (int64_t t = 0; t < T; t += WINO_LANES) {
+                const int lanes = T - t < WINO_LANES ? (int)(T - t) : WINO_LANES;
+                float mt[36][WINO_LANES], y[16][WINO_LANES];
+                for (int xi = 0; xi < nn; xi++)
+                    for (int q = 0; q < WINO_LANES; q++)
+                        mt[xi][q] = q < lanes ? mk[(size_t)xi * K * T + t + q] : 0.0f;
+                if (m == 4) {
+                    float u[24][WINO_LANES];
+                    for (int j = 0; j < 6; j++)
+                        for (int q = 0; q < WINO_LANES; q++) {
+                            const float a_ = mt[6 + j][q] + mt[12 + j][q], b_ = mt[6 + j][q] - mt[12 + j][q];
+                            const float c_ = mt[18 + j][q] + mt[24 + j][q], d_ = mt[18 + j][q] - mt[24 + j][q];
+                            u[j][q] = mt[j][q] + a_ + c_;
+                            u[6 + j][q] = b_ + 2.0f * d_;
+                            u[12 + j][q] = a_ + 4.0f * c_;
+                            u[18 + j][q] = b_ + 8.0f * d_ + mt[30 + j][q];
+                        }
+                    for (int i = 0; i < 4; i++)
+                        for (int q = 0; q < WINO_LANES; q++) {
+                            const float *r0 = u[6 * i];
+                            const float a_ = r0[WINO_LANES + q] + r0[2 * WINO_LANES + q];
+                            const float b_ = r0[WINO_LANES + q] - r0[2 * WINO_LANES + q];
+                            const float c_ = r0[3 * WINO_LANES + q] + r0[4 * WINO_LANES + q];
+                            const float d_ = r0[3 * WINO_LANES + q] - r0[4 * WINO_LANES + q];
+                            y[4 * i][q] = r0[q] + a_ + c_;
+                            y[4 * i + 1][q] = b_ + 2.0f * d_;
+                            y[4 * i + 2][q] = a_ + 4.0f * c_;
+                            y[4 * i + 3][q] = b_ + 8.0f * d_ + r0[5 * WINO_LANES + q];
+                        }
+                } else {
+                    float u[8][WINO_LANES];
+                    for (int j = 0; j < 4; j++)
+                        for (int q = 0; q < WINO_LANES; q++) {
+                            u[j][q] = mt[j][q] + mt[4 + j][q] + mt[8 + j][q];
+                            u[4 + j][q] = mt[4 + j][q] - mt[8 + j][q] - mt[12 + j][q];
+                        }
+                    for (int i = 0; i < 2; i++)
+                        for (int q = 0; q < WINO_LANES; q++) {
+                            const float *r0 = u[4 * i];
+                            y[2 * i][q] = r0[q] + r0[WINO_LANES + q] + r0[2 * WINO_LANES + q];
+                            y[2 * i + 1][q] = r0[WINO_LANES + q] - r0[2 * WINO_LANES + q] - r0[3 * WINO_LANES + q];
+                        }
+                }
+                for (int q = 0; q < lanes; q++) {
+                    const int32_t *tm = tmap + 3 * (t0 + t + q);
+                    const rect s = out->r[tm[0]];
+                    const int rh = rect_h(s), rw = rect_w(s);
+                    float *dst = dk + out->off[tm[0]];
+                    const int oy0 = m * tm[1], ox0 = m * tm[2];
+                    for (int dy = 0; dy < m && oy0 + dy < rh; dy++)
+                        for (int dx = 0; dx < m && ox0 + dx < rw; dx++)
+                            dst[(oy0 + dy) * rw + ox0 + dx] = y[dy * m + dx][q] + bk;
+                }
+            }
+        }
+        b0 = b1;
+    }
+    free(tmap);
+    free(tcol);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Pooling over the changed windows. */
+
+static zf_status pool_region(occl *o, const zf_layer *l, const float *base_in, const region *in,
+                             region *out)
+{
+    const int kh = l->win.kh, kw = l->win.kw, sh = l->win.sh, sw = l->win.sw;
+    const int C = out->c, H = in->h, W = in->w;
+    const int is_max = l->op == ZF_OP_MAXPOOL;
+    size_t tile_max = 0;
+    for (int b = 0; b < out->n; b++) {
+        rect s = out->r[b];
+        if (rect_area(s))
+            tile_max = zmax(tile_max, (size_t)((rect_h(s) - 1) * sh + kh) *
+                                                  (size_t)((rect_w(s) - 1) * sw + kw));
+    }
+    zf_status st = reserve_tiles(o, tile_max);
+    if (st)
+        return st;
+#pragma omp parallel
+    {
+        float *tile = o->tiles + tile_max * (size_t)omp_get_thread_num();
+#pragma omp for schedule(dynamic, 8)
+        for (int i = 0; i < out->n * C; i++) {
+            int b = i / C, c = i % C;
+            rect s = out->r[b];
+            int rh = rect_h(s), rw = rect_w(s);
+            if (!rh || !rw)
+                continue;
+            int th = (rh - 1) * sh + kh, tw = (rw - 1) * sw + kw;
+            int y0 = s.y0 * sh - l->win.pt, x0 = s.x0 * sw - l->win.pl;
+            build_tile(tile, in, b, base_in, c, y0, x0, th, tw, is_max ? -INFINITY : 0.0f);
+            float *dst = out->v + (size_t)c * out->cols + out->off[b];
+            for (int oy = 0; oy < rh; oy++)
+                for (int ox = 0; ox < rw; ox++) {
+                    const float *win = tile + (size_t)(oy * sh) * tw + ox * sw;
+                    if (is_max) {
+                        float acc = -INFINITY;
+                        for (int ky = 0; ky < kh; ky++)
+                            for (int kx = 0; kx < kw; kx++) {
+                                float v = win[ky * tw + kx];
+                                acc = v > acc ? v : acc;
+                            }
+                        /* a window over padding only gives 0, as the engine's */
+                        dst[oy * rw + ox] = acc == -INFINITY ? 0.0f : acc;
+                    } else {
+                        double acc = 0;
+                        for (int ky = 0; ky < kh; ky++)
+                            for (int kx = 0; kx < kw; kx++)
+                                acc += win[ky * tw + kx];
+                        /* PyTorch's divisor: the window clipped to the padded map, or to the map. */
+                        int ys = (s.y0 + oy) * sh - l->win.pt, xs = (s.x0 + ox) * sw - l->win.pl;
+                        int ye = imin(ys + kh, H + l->win.pb), xe = imin(xs + kw, W + l->win.pr);
+                        int div = (ye - ys) * (xe - xs);
+                        if (!l->count_include_pad)
+                            div = (imin(ys + kh, H) - imax(ys, 0)) * (imin(xs + kw, W) - imax(xs, 0));
+                        dst[oy * rw + ox] = div > 0 ? (float)(acc / div) : 0.0f;
+                    }
+                }
+        }
+    }
+    return ZF_OK;
+}
+
+/* A position's input value anywhere in the map (adaptive pooling's bins vary in size). */
+static inline float patched_at(const region *in, int b, const float *base, int c, int y, int x)
+{
+    rect r = in->r[b];
+    if (y >= r.y0 && y < r.y1 && x >= r.x0 && x < r.x1)
+        return in->v[(size_t)c * in->cols + in->off[b] + (size_t)(y - r.y0) * rect_w(r) + (x - r.x0)];
+    return base[((size_t)c * in->h + y) * in->w + x];
+}
+
+static void adaptive_region(const float *base_in, const region *in, region *out)
+{
+    const int C = out->c, H = in->h, W = in->w, OH = out->h, OW = out->w;
+#pragma omp parallel for schedule(dynamic, 8)
+    for (int i = 0; i < out->n * C; i++) {
+        int b = i / C, c = i % C;
+        rect s = out->r[b];
+        float *dst = out->v + (size_t)c * out->cols + out->off[b];
+        for (int oy = s.y0; oy < s.y1; oy++)
+            for (int ox = s.x0; ox < s.x1; ox++) {
+                int ys = adaptive_start(oy, H, OH), ye = adaptive_end(oy, H, OH);
+                int xs = adaptive_start(ox, W, OW), xe = adaptive_end(ox, W, OW);
+                double acc = 0;
+                for (int y = ys; y < ye; y++)
+                    for (int x = xs; x < xe; x++)
+                        acc += patched_at(in, b, base_in, c, y, x);
+                dst[(oy - s.y0) * rect_w(s) + (ox - s.x0)] = (float)(acc / ((ye - ys) * (xe - xs)));
+            }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Set-up: which layers, which channel and class, what the unoccluded input gives. */
+
+static int is_spatial(zf_op op)
+{
+    return op == ZF_OP_CONV || op == ZF_OP_RELU || op == ZF_OP_LRN || op == ZF_OP_MAXPOOL ||
+           op == ZF_OP_AVGPOOL || op == ZF_OP_ADAPTIVE_AVGPOOL || op == ZF_OP_DROPOUT;
+}
+
+static int is_dense_ok(zf_op op)
+{
+    return op == ZF_OP_FLATTEN || op == ZF_OP_FC || op == ZF_OP_RELU || op == ZF_OP_DROPOUT ||
+           op == ZF_OP_SOFTMAX;
+}
+
+/* The most probable class of an output row (first on ties). */
+static int top_class(const float *row, int nc)
+{
+    int best = 0;
+    for (int k = 1; k < nc; k++)
+        if (row[k] > row[best])
+            best = k;
+    return best;
+}
+
+/* Probability of o->cls and the most probable class for each of n output rows (probabilities
+ * when the net ends with a softmax, else logits). */
+static void read_outputs(const occl *o, const float *outp, int n, float *prob, int32_t *argmax)
+{
+    const zf_net *net = o->net;
+    const int nc = o->n_classes;
+    const int is_softmax = net->layers[net->n_layers - 1].op == ZF_OP_SOFTMAX;
+    for (int i = 0; i < n; i++) {
+        const float *row = outp + (size_t)i * nc;
+        int best = top_class(row, nc);
+        if (is_softmax) {
+            prob[i] = row[o->cls];
+        } else {
+            double sum = 0;
+            for (int k = 0; k < nc; k++)
+                sum += exp((double)row[k] - (double)row[best]);
+            prob[i] = (float)(exp((double)row[o->cls] - (double)row[best]) / sum);
+        }
+        argmax[i] = best;
+    }
+}
+
+/* Sum of the rectified channel over a (c, h, w) map. */
+static double channel_total(const float *map, const zf_layer *l, int ch)
+{
+    const float *p = map + (size_t)ch * l->out_h * l->out_w;
+    double sum = 0;
+    for (int i = 0; i < l->out_h * l->out_w; i++)
+        sum += p[i] > 0 ? p[i] : 0;
+    return sum;
+}
+
+static zf_status resolve_layer(occl *o, int layer)
+{
+    const zf_net *net = o->net;
+    int conv = -1;
+    if (layer < 0) {
+        for (int i = net->n_layers - 1; i >= 0 && conv < 0; i--)
+            if (net->layers[i].op == ZF_OP_CONV)
+                conv = i;
+        if (conv < 0)
+            return zf_error(ZF_ERR_ARG, "occlusion: %s has no convolution layer", net->arch);
+    } else if (layer >= net->n_layers) {
+        return zf_error(ZF_ERR_ARG, "occlusion: layer index %d out of range (%s has %d layers)",
+                        layer, net->arch, net->n_layers);
+    } else if (net->layers[layer].op == ZF_OP_CONV) {
+        conv = layer;
+    } else if (net->layers[layer].op == ZF_OP_RELU && layer > 0 &&
+               net->layers[layer - 1].op == ZF_OP_CONV) {
+        conv = layer - 1;
+    } else {
+        return zf_error(ZF_ERR_ARG, "occlusion: layer %s is a %s, not a convolution or its ReLU",
+                        net->layers[layer].name, zf_op_name(net->layers[layer].op));
+    }
+    o->conv_layer = conv;
+    o->feat_layer = conv + 1 < net->n_layers && net->layers[conv + 1].op == ZF_OP_RELU ? conv + 1 : conv;
+    return ZF_OK;
+}
+
+/* Decides whether the incremental method applies: a prefix of window and pointwise layers
+ * followed by a dense tail, with the summed feature map inside the prefix. */
+static void check_incremental(occl *o)
+{
+    const zf_net *net = o->net;
+    int i = 0;
+    while (i < net->n_layers && is_spatial(net->layers[i].op))
+        i++;
+    o->n_spatial = i;
+    o->incremental_ok = 0;
+    if (i == 0) {
+        snprintf(o->why_not, sizeof o->why_not, "the first layer (%s) is not a window or pointwise op",
+                 net->n_layers ? net->layers[0].name : "none");
+        return;
+    }
+    if (o->feat_layer >= i) {
+        snprintf(o->why_not, sizeof o->why_not, "layer %s comes after the dense part",
+                 net->layers[o->feat_layer].name);
+        return;
+    }
+    int64_t width = zf_layer_out_size(&net->layers[i - 1]);
+    for (int j = i; j < net->n_layers; j++) {
+        const zf_layer *l = &net->layers[j];
+        if (!is_dense_ok(l->op) || zf_layer_in_size(l) != width) {
+            snprintf(o->why_not, sizeof o->why_not, "layer %s (%s) after the convolutions", l->name,
+                     zf_op_name(l->op));
+            return;
+        }
+        width = zf_layer_out_size(l);
+    }
+    for (int j = 0; j < i; j++) {
+        const zf_layer *l = &net->layers[j];
+        if (l->op == ZF_OP_CONV && (l->groups < 1 || l->in_c % l->groups || l->out_c % l->groups)) {
+            snprintf(o->why_not, sizeof o->why_not, "layer %s has %d groups", l->name, l->groups);
+            return;
+        }
+    }
+    o->incremental_ok = 1;
+}
+
+/* Follows every position's footprint to estimate the work of both methods, picks each conv
+ * layer's way of recomputing, and finds the largest per-position region. */
+static void estimate(occl *o)
+{
+    const zf_net *net = o->net;
+    const int ns = o->n_spatial;
+    double *area_in = calloc((size_t)ns + 1, sizeof(double));
+    double *area_out = calloc((size_t)ns + 1, sizeof(double));
+    double *tiles = calloc((size_t)ns + 1, sizeof(double));
+    double *tiles4 = calloc((size_t)ns + 1, sizeof(double));
+    double per_image = 0, tail = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        const zf_layer *l = &net->layers[i];
+        if (l->op == ZF_OP_CONV)
+            per_image += (double)zf_layer_out_size(l) * (l->in_c / imax(l->groups, 1)) * l->win.kh * l->win.kw;
+        else if (l->op == ZF_OP_FC) {
+            per_image += (double)zf_layer_in_size(l) * l->out_c;
+            if (i >= ns)
+                tail += (double)zf_layer_in_size(l) * l->out_c;
+        }
+    }
+    o->cost_brute = per_image * o->npos;
+    o->region_pp = 1;
+    if (!o->incremental_ok || !area_in || !area_out || !tiles || !tiles4) {
+        free(area_in);
+        free(area_out);
+        free(tiles);
+        free(tiles4);
+        o->cost_inc = o->cost_brute;
+        return;
+    }
+    const int P = o->p->patch, S = o->p->stride;
+    for (int iy = 0; iy < o->rows; iy++)
+        for (int ix = 0; ix < o->cols; ix++) {
+            rect r = {iy * S, iy * S + P, ix * S, ix * S + P};
+            size_t biggest = (size_t)net->in_c * (size_t)rect_area(r);
+            for (int i = 0; i < ns; i++) {
+                const zf_layer *l = &net->layers[i];
+                rect s = layer_rect(l, r);
+                area_in[i] += (double)rect_area(r);
+                area_out[i] += (double)rect_area(s);
+                tiles[i] += (double)((rect_h(s) + 1) / 2) * ((rect_w(s) + 1) / 2);
+                tiles4[i] += (double)((rect_h(s) + 3) / 4) * ((rect_w(s) + 3) / 4);
+                size_t f = (size_t)l->out_c * (size_t)rect_area(s);
+                if (f > biggest)
+                    biggest = f;
+                r = s;
+            }
+            if (biggest > o->region_pp)
+                o->region_pp = biggest;
+        }
+    double inc = tail * o->npos;
+    for (int i = 0; i < ns; i++) {
+        const zf_layer *l = &net->layers[i];
+        if (l->op != ZF_OP_CONV)
+            continue;
+        const double per_px = (double)l->out_c * (l->in_c / l->groups) * l->win.kh * l->win.kw;
+        const int s1 = l->win.sh == 1 && l->win.sw == 1;
+        const int w3 = s1 && l->win.kh == 3 && l->win.kw == 3;
+        /* Weights for the extra passes over memory (scatter, transforms) per multiply-add. */
+        double c_im2col = area_out[i] * per_px;
+        double c_delta = s1 ? 1.15 * area_in[i] * per_px : INFINITY;
+        const double kc = (double)l->out_c * (l->in_c / l->groups);
+        double c_wino = w3 ? 1.3 * tiles[i] * 16.0 * kc : INFINITY;
+        double c_wino4 = w3 ? 1.3 * tiles4[i] * 36.0 * kc : INFINITY;
+        zf_occlusion_conv algo = ZF_OCCLUSION_CONV_IM2COL;
+        double c = c_im2col;
+        switch (o->p->conv) {
+        case ZF_OCCLUSION_CONV_AUTO:
+            if (c_delta < c) {
+                algo = ZF_OCCLUSION_CONV_DELTA;
+                c = c_delta;
+            }
+            if (c_wino < c) {
+                algo = ZF_OCCLUSION_CONV_WINOGRAD;
+                c = c_wino;
+            }
+            if (c_wino4 < c) {
+                algo = ZF_OCCLUSION_CONV_WINOGRAD4;
+                c = c_wino4;
+            }
+            break;
+        case ZF_OCCLUSION_CONV_DELTA:
+            if (s1) {
+                algo = ZF_OCCLUSION_CONV_DELTA;
+                c = c_delta;
+            }
+            break;
+        case ZF_OCCLUSION_CONV_WINOGRAD:
+            if (w3) {
+                algo = ZF_OCCLUSION_CONV_WINOGRAD;
+                c = c_wino;
+            }
+            break;
+        case ZF_OCCLUSION_CONV_WINOGRAD4:
+            if (w3) {
+                algo = ZF_OCCLUSION_CONV_WINOGRAD4;
+                c = c_wino4;
+            }
+            break;
+        default:
+            break;
+        }
+        o->cp[i].algo = algo;
+        inc += c;
+    }
+    o->cost_inc = inc;
+    free(area_in);
+    free(area_out);
+    free(tiles);
+    free(tiles4);
+}
+
+/* Rearranged weights for the chosen conv methods. */
+static zf_status prepare_convs(occl *o)
+{
+    const zf_net *net = o->net;
+    for (int i = 0; i < o->n_spatial; i++) {
+        const zf_layer *l = &net->layers[i];
+        conv_plan *cp = &o->cp[i];
+        if (l->op != ZF_OP_CONV)
+            continue;
+        const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
+        const int taps = l->win.kh * l->win.kw;
+        if (cp->algo == ZF_OCCLUSION_CONV_DELTA) {
+            cp->wt = zf_alloc(sizeof(float) * (size_t)K * cg * taps);
+            if (!cp->wt)
+                return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", l->name);
+            for (int g = 0; g < G; g++)
+                for (int k = 0; k < kg; k++)
+                    for (int c = 0; c < cg; c++)
+                        for (int t = 0; t < taps; t++)
+                            cp->wt[(((size_t)g * kg + k) * taps + t) * cg + c] =
+                                l->weight[(((size_t)g * kg + k) * cg + c) * taps + t];
+        } else if (cp->algo == ZF_OCCLUSION_CONV_WINOGRAD || cp->algo == ZF_OCCLUSION_CONV_WINOGRAD4) {
+            const wino_kind *wk = wino_of(cp->algo);
+            const int nn = wk->n * wk->n;
+            cp->wino = zf_alloc(sizeof(float) * (size_t)nn * K * cg);
+            if (!cp->wino)
+                return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", l->name);
+            for (int g = 0; g < G; g++)
+                for (int k = 0; k < kg; k++)
+                    for (int c = 0; c < cg; c++) {
+                        float u[36];
+                        wino_filter(wk, u, l->weight + (((size_t)g * kg + k) * cg + c) * 9);
+                        for (int xi = 0; xi < nn; xi++)
+                            cp->wino[(((size_t)g * nn + xi) * kg + k) * cg + c] = u[xi];
+                    }
+        }
+    }
+    return ZF_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The two methods. */
+
+static void position_of(const occl *o, int64_t idx, int *py, int *px)
+{
+    *py = (int)(idx / o->cols) * o->p->stride;
+    *px = (int)(idx % o->cols) * o->p->stride;
+}
+
+static zf_status interrupted(int64_t done, int64_t total)
+{
+    return zf_error(ZF_ERR_INTERRUPTED, "occlusion: interrupted after %lld of %lld positions",
+                    (long long)done, (long long)total);
+}
+
+static zf_status run_brute(occl *o)
+{
+    zf_net *net = o->net;
+    const int P = o->p->patch;
+    const int64_t in_size = zf_net_in_size(net);
+    int bsz = o->p->batch;
+    if (bsz <= 0) {
+        size_t per_image = (size_t)in_size;
+        for (int i = 0; i < net->n_layers; i++)
+            if (!net->layers[i].in_place)
+                per_image += (size_t)zf_layer_out_size(&net->layers[i]);
+        bsz = (int)(BRUTE_BUDGET / per_image);
+        bsz = imax(1, imin(bsz, 32));
+    }
+    bsz = (int)imin(bsz, o->npos);
+    zf_status st = zf_net_reserve(net, bsz);
+    if (st)
+        return st;
+    const zf_layer *fl = &net->layers[o->feat_layer];
+    const int64_t fsize = zf_layer_out_size(fl);
+    for (int64_t p0 = 0; p0 < o->npos; p0 += bsz) {
+        if (zf_interrupted)
+            return interrupted(p0, o->npos);
+        int n = (int)(o->npos - p0 < bsz ? o->npos - p0 : bsz);
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < n; i++) {
+            int py, px;
+            position_of(o, p0 + i, &py, &px);
+            float *img = net->input + (size_t)i * in_size;
+            memcpy(img, o->base_in, sizeof(float) * (size_t)in_size);
+            for (int c = 0; c < net->in_c; c++)
+                for (int y = py; y < py + P; y++) {
+                    float *row = img + ((size_t)c * net->in_h + y) * net->in_w + px;
+                    for (int x = 0; x < P; x++)
+                        row[x] = o->p->fill;
+                }
+        }
+        if ((st = zf_net_forward(net, NULL, n)))
+            return st;
+        const float *fm = zf_net_act(net, o->feat_layer);
+        for (int i = 0; i < n; i++)
+            o->res->feature[p0 + i] = (float)channel_total(fm + (size_t)i * fsize, fl, o->channel);
+        read_outputs(o, zf_net_act(net, net->n_layers - 1), n, o->res->prob + p0, o->res->argmax + p0);
+        if (o->p->progress)
+            o->p->progress(o->p->progress_ctx, p0 + n, o->npos);
+    }
+    return ZF_OK;
+}
+
+/* The rectified channel's total for each position, from the feature layer's region. */
+static void region_features(occl *o, const region *g, int64_t p0)
+{
+    const zf_layer *fl = &o->net->layers[o->feat_layer];
+    const float *bm = o->base[o->feat_layer] + (size_t)o->channel * fl->out_h * fl->out_w;
+    for (int b = 0; b < g->n; b++) {
+        rect r = g->r[b];
+        const float *v = g->v + (size_t)o->channel * g->cols + g->off[b];
+        double sum = o->base_feat_total;
+        for (int y = r.y0; y < r.y1; y++)
+            for (int x = r.x0; x < r.x1; x++) {
+                float old = bm[y * fl->out_w + x];
+                float nv = v[(y - r.y0) * rect_w(r) + (x - r.x0)];
+                sum += (nv > 0 ? nv : 0) - (old > 0 ? old : 0);
+            }
+        o->res->feature[p0 + b] = (float)sum;
+    }
+}
+
+/* Layers [0, n_spatial) of one batch: region in, region out. */
+static zf_status run_region_layer(occl *o, int li, region **cur, region **nxt, int64_t *scratch_pp)
+{
+    const zf_layer *l = &o->net->layers[li];
+    const float *base_in = li == 0 ? o->base_in : o->base[li - 1];
+    region *in = *cur, *out = *nxt;
+    zf_status st = ZF_OK;
+    switch (l->op) {
+    case ZF_OP_DROPOUT:
+        return ZF_OK;
+    case ZF_OP_RELU:
+        zf_relu_forward(in->v, in->v, (size_t)in->c * (size_t)in->cols);
+        return ZF_OK;
+    default:
+        break;
+    }
+    for (int b = 0; b < in->n; b++)
+        out->r[b] = layer_rect(l, in->r[b]);
+    if ((st = region_layout(out, l->out_c, l->out_h, l->out_w, in->n)))
+        return st;
+    switch (l->op) {
+    case ZF_OP_CONV:
+        switch (o->cp[li].algo) {
+        case ZF_OCCLUSION_CONV_DELTA:
+            st = conv_delta(o, l, &o->cp[li], base_in, o->base[li], in, out, scratch_pp);
+            break;
+        case ZF_OCCLUSION_CONV_WINOGRAD:
+        case ZF_OCCLUSION_CONV_WINOGRAD4:
+            st = conv_winograd(o, l, &o->cp[li], base_in, in, out, scratch_pp);
+            break;
+        default:
+            st = conv_im2col(o, l, base_in, in, out, scratch_pp);
+            break;
+        }
+        break;
+    case ZF_OP_LRN:
+        if (in->cols)
+            zf_lrn_forward(out->v, in->v, 1, in->c, (int)in->cols, &l->lrn);
+        break;
+    case ZF_OP_MAXPOOL:
+    case ZF_OP_AVGPOOL:
+        st = pool_region(o, l, base_in, in, out);
+        break;
+    case ZF_OP_ADAPTIVE_AVGPOOL:
+        adaptive_region(base_in, in, out);
+        break;
+    default:
+        return zf_error(ZF_ERR_UNSUPPORTED, "occlusion: layer %s (%s) in the incremental path",
+                        l->name, zf_op_name(l->op));
+    }
+    *cur = out;
+    *nxt = in;
+    return st;
+}
+
+/* The dense tail on (n, width) rows, in place between two buffers; returns the output rows. */
+static float *run_tail(occl *o, int n, zf_status *st)
+{
+    const zf_net *net = o->net;
+    int cur = 0;
+    for (int li = o->n_spatial; li < net->n_layers; li++) {
+        const zf_layer *l = &net->layers[li];
+        const int64_t in_f = zf_layer_in_size(l), out_f = zf_layer_out_size(l);
+        float *x = o->dense[cur];
+        switch (l->op) {
+        case ZF_OP_FC:
+            if ((*st = grow(&o->dense[!cur], &o->dense_cap[!cur], (size_t)n * (size_t)out_f)))
+                return NULL;
+            zf_fc_forward(o->dense[!cur], x, l->weight, l->bias, n, (int)in_f, (int)out_f);
+            cur = !cur;
+            break;
+        case ZF_OP_RELU:
+            zf_relu_forward(x, x, (size_t)n * (size_t)in_f);
+            break;
+        case ZF_OP_SOFTMAX:
+            zf_softmax_forward(x, x, n, (int)in_f);
+            break;
+        default: /* flatten, dropout: the identity at inference */
+            break;
+        }
+    }
+    *st = ZF_OK;
+    return o->dense[cur];
+}
+
+static zf_status run_incremental(occl *o)
+{
+    const zf_net *net = o->net;
+    const int P = o->p->patch;
+    int bsz = o->p->batch;
+    if (bsz <= 0)
+        bsz = (int)imax(1, imin(128, (int)(REGION_BUDGET / o->region_pp)));
+    bsz = (int)imin(bsz, o->npos);
+    o->batch = bsz;
+    for (int k = 0; k < 2; k++) {
+        o->reg[k].r = calloc((size_t)bsz, sizeof(rect));
+        o->reg[k].off = calloc((size_t)bsz, sizeof(int64_t));
+        if (!o->reg[k].r || !o->reg[k].off)
+            return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+    }
+    int64_t *scratch_pp = calloc((size_t)bsz, sizeof(int64_t));
+    if (!scratch_pp)
+        return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+    const int last = o->n_spatial - 1;
+    const zf_layer *ll = &net->layers[last];
+    const int64_t width = zf_layer_out_size(ll);
+    zf_status st = ZF_OK;
+    for (int64_t p0 = 0; p0 < o->npos && !st; p0 += bsz) {
+        if (zf_interrupted) {
+            st = interrupted(p0, o->npos);
+            break;
+        }
+        int n = (int)(o->npos - p0 < bsz ? o->npos - p0 : bsz);
+        region *cur = &o->reg[0], *nxt = &o->reg[1];
+        for (int b = 0; b < n; b++) {
+            int py, px;
+            position_of(o, p0 + b, &py, &px);
+            cur->r[b] = (rect){py, py + P, px, px + P};
+        }
+        if ((st = region_layout(cur, net->in_c, net->in_h, net->in_w, n)))
+            break;
+        for (size_t i = 0; i < (size_t)cur->c * (size_t)cur->cols; i++)
+            cur->v[i] = o->p->fill;
+        for (int li = 0; li <= last && !st; li++) {
+            double tl = now_s();
+            st = run_region_layer(o, li, &cur, &nxt, scratch_pp);
+            if (!st && li == o->feat_layer)
+                region_features(o, cur, p0);
+            o->res->layer_seconds[li] += now_s() - tl;
+        }
+        if (st)
+            break;
+        /* Reassemble full vectors: the unoccluded map with each position's region laid over it. */
+        if ((st = grow(&o->dense[0], &o->dense_cap[0], (size_t)n * (size_t)width)))
+            break;
+        const float *bl = o->base[last];
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < n; b++) {
+            float *dst = o->dense[0] + (size_t)b * width;
+            memcpy(dst, bl, sizeof(float) * (size_t)width);
+            rect r = cur->r[b];
+            for (int c = 0; c < cur->c; c++)
+                for (int y = r.y0; y < r.y1; y++)
+                    memcpy(dst + ((size_t)c * cur->h + y) * cur->w + r.x0,
+                           cur->v + (size_t)c * cur->cols + cur->off[b] + (size_t)(y - r.y0) * rect_w(r),
+                           sizeof(float) * (size_t)rect_w(r));
+        }
+        double tt = now_s();
+        const float *outp = run_tail(o, n, &st);
+        o->res->layer_seconds[net->n_layers - 1] += now_s() - tt;
+        if (st)
+            break;
+        read_outputs(o, outp, n, o->res->prob + p0, o->res->argmax + p0);
+        if (o->p->progress)
+            o->p->progress(o->p->progress_ctx, p0 + n, o->npos);
+    }
+    free(scratch_pp);
+    return st;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Public entry points. */
+
+void zf_occlusion_params_default(zf_occlusion_params *p)
+{
+    memset(p, 0, sizeof *p);
+    p->cls = -1;
+    p->layer = -1;
+    p->channel = -1;
+    p->method = ZF_OCCLUSION_AUTO;
+    p->conv = ZF_OCCLUSION_CONV_AUTO;
+}
+
+int zf_occlusion_count(int size, int patch, int stride)
+{
+    if (patch < 1 || stride < 1 || patch > size)
+        return 0;
+    return (size - patch) / stride + 1;
+}
+
+const char *zf_occlusion_method_name(zf_occlusion_method m)
+{
+    switch (m) {
+    case ZF_OCCLUSION_AUTO: return "auto";
+    case ZF_OCCLUSION_BRUTE: return "brute";
+    case ZF_OCCLUSION_INCREMENTAL: return "incremental";
+    }
+    return "?";
+}
+
+const char *zf_occlusion_conv_name(zf_occlusion_conv c)
+{
+    switch (c) {
+    case ZF_OCCLUSION_CONV_AUTO: return "auto";
+    case ZF_OCCLUSION_CONV_IM2COL: return "im2col";
+    case ZF_OCCLUSION_CONV_DELTA: return "delta";
+    case ZF_OCCLUSION_CONV_WINOGRAD: return "winograd";
+    case ZF_OCCLUSION_CONV_WINOGRAD4: return "winograd4";
+    }
+    return "?";
+}
+
+void zf_occlusion_result_free(zf_occlusion_result *r)
+{
+    if (!r)
+        return;
+    free(r->feature);
+    free(r->prob);
+    free(r->argmax);
+    free(r->layer_seconds);
+    free(r);
+}
+
+static void occl_release(occl *o)
+{
+    for (int i = 0; o->cp && i < o->net->n_layers; i++) {
+        zf_free(o->cp[i].wt);
+        zf_free(o->cp[i].wino);
+    }
+    free(o->cp);
+    for (int k = 0; k < 2; k++) {
+        free(o->reg[k].r);
+        free(o->reg[k].off);
+        zf_free(o->reg[k].v);
+        zf_free(o->dense[k]);
+    }
+    zf_free(o->work);
+    zf_free(o->work2);
+    zf_free(o->tiles);
+    zf_free(o->base_in);
+    zf_free(o->base_block);
+    free(o->base);
+}
+
+static zf_status check_params(const zf_net *net, const float *input, const zf_occlusion_params *p)
+{
+    if (!net || !input || !p)
+        return zf_error(ZF_ERR_ARG, "occlusion: no net, input or parameters");
+    if (net->n_layers < 1)
+        return zf_error(ZF_ERR_ARG, "occlusion: %s has no layers", net->arch);
+    if (p->patch < 1)
+        return zf_error(ZF_ERR_ARG, "occlusion: patch size %d must be at least 1", p->patch);
+    if (p->patch > net->in_h || p->patch > net->in_w)
+        return zf_error(ZF_ERR_ARG, "occlusion: patch %d is larger than the %dx%d input of %s",
+                        p->patch, net->in_h, net->in_w, net->arch);
+    if (p->stride < 1)
+        return zf_error(ZF_ERR_ARG, "occlusion: stride %d must be at least 1", p->stride);
+    if (!isfinite(p->fill))
+        return zf_error(ZF_ERR_ARG, "occlusion: fill value is not finite");
+    if (p->method < ZF_OCCLUSION_AUTO || p->method > ZF_OCCLUSION_INCREMENTAL)
+        return zf_error(ZF_ERR_ARG, "occlusion: unknown method %d", (int)p->method);
+    if (p->conv < ZF_OCCLUSION_CONV_AUTO || p->conv > ZF_OCCLUSION_CONV_WINOGRAD4)
+        return zf_error(ZF_ERR_ARG, "occlusion: unknown convolution method %d", (int)p->conv);
+    if (p->batch < 0)
+        return zf_error(ZF_ERR_ARG, "occlusion: batch %d is negative", p->batch);
+    return ZF_OK;
+}
+
+static zf_status occl_setup(occl *o, const float *input)
+{
+    zf_net *net = o->net;
+    const zf_occlusion_params *p = o->p;
+    zf_status st = resolve_layer(o, p->layer);
+    if (st)
+        return st;
+    const zf_layer *conv = &net->layers[o->conv_layer];
+    if (p->channel < -1 || p->channel >= conv->out_c)
+        return zf_error(ZF_ERR_ARG, "occlusion: channel %d out of range for %s (%d channels)",
+                        p->channel, conv->name, conv->out_c);
+    o->n_classes = (int)zf_layer_out_size(&net->layers[net->n_layers - 1]);
+    if (p->cls < -1 || p->cls >= o->n_classes)
+        return zf_error(ZF_ERR_ARG, "occlusion: class %d out of range (%s has %d classes)", p->cls,
+                        net->arch, o->n_classes);
+
+    /* The unoccluded forward: every layer's output is kept. */
+    const int64_t in_size = zf_net_in_size(net);
+    o->base_in = zf_alloc(sizeof(float) * (size_t)in_size);
+    o->base = calloc((size_t)net->n_layers, sizeof(float *));
+    o->cp = calloc((size_t)net->n_layers, sizeof(conv_plan));
+    size_t total = 0;
+    for (int i = 0; i < net->n_layers; i++)
+        total += (size_t)zf_layer_out_size(&net->layers[i]);
+    o->base_block = zf_alloc(sizeof(float) * total);
+    if (!o->base_in || !o->base || !o->cp || !o->base_block)
+        return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+    memcpy(o->base_in, input, sizeof(float) * (size_t)in_size);
+    if ((st = zf_net_reserve(net, imax(net->batch, 1))) || (st = zf_net_forward(net, o->base_in, 1)))
+        return st;
+    size_t at = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        size_t sz = (size_t)zf_layer_out_size(&net->layers[i]);
+        o->base[i] = o->base_block + at;
+        memcpy(o->base[i], zf_net_act(net, i), sizeof(float) * sz);
+        at += sz;
+    }
+
+    const zf_layer *fl = &net->layers[o->feat_layer];
+    o->channel = p->channel;
+    if (o->channel < 0) {
+        const float *m = o->base[o->feat_layer];
+        int64_t best = 0;
+        float bv = m[0] > 0 ? m[0] : 0;
+        for (int64_t i = 1; i < zf_layer_out_size(fl); i++)
+            if (m[i] > bv) {
+                bv = m[i];
+                best = i;
+            }
+        o->channel = (int)(best / ((int64_t)fl->out_h * fl->out_w));
+    }
+    o->base_feat_total = channel_total(o->base[o->feat_layer], fl, o->channel);
+
+    /* The top class and the unoccluded probability. */
+    zf_occlusion_result *res = o->res;
+    const float *outp = o->base[net->n_layers - 1];
+    o->cls = p->cls >= 0 ? p->cls : top_class(outp, o->n_classes);
+    read_outputs(o, outp, 1, &res->base_prob, &res->base_argmax);
+    res->base_feature = (float)o->base_feat_total;
+    return ZF_OK;
+}
+
+zf_status zf_occlusion_run(zf_net *net, const float *input, const zf_occlusion_params *p,
+                           zf_occlusion_result **out)
+{
+    *out = NULL;
+    zf_status st = check_params(net, input, p);
+    if (st)
+        return st;
+    double t0 = now_s();
+    occl o;
+    memset(&o, 0, sizeof o);
+    o.net = net;
+    o.p = p;
+    o.rows = zf_occlusion_count(net->in_h, p->patch, p->stride);
+    o.cols = zf_occlusion_count(net->in_w, p->patch, p->stride);
+    o.npos = o.rows * o.cols;
+    zf_occlusion_result *res = calloc(1, sizeof *res);
+    if (!res)
+        return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+    o.res = res;
+    res->rows = o.rows;
+    res->cols = o.cols;
+    res->patch = p->patch;
+    res->stride = p->stride;
+    res->fill = p->fill;
+    res->feature = calloc((size_t)o.npos, sizeof(float));
+    res->prob = calloc((size_t)o.npos, sizeof(float));
+    res->argmax = calloc((size_t)o.npos, sizeof(int32_t));
+    res->n_layers = net->n_layers;
+    res->layer_seconds = calloc((size_t)net->n_layers, sizeof(double));
+    if (!res->feature || !res->prob || !res->argmax || !res->layer_seconds)
+        st = zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %d positions", o.npos);
+    if (!st)
+        st = occl_setup(&o, input);
+    if (!st) {
+        check_incremental(&o);
+        estimate(&o);
+        res->work_ratio = o.cost_brute > 0 ? o.cost_inc / o.cost_brute : 1.0;
+        zf_occlusion_method m = p->method;
+        if (m == ZF_OCCLUSION_INCREMENTAL && !o.incremental_ok)
+            st = zf_error(ZF_ERR_UNSUPPORTED, "occlusion: the incremental method does not apply to %s: %s",
+                          net->arch, o.why_not);
+        if (m == ZF_OCCLUSION_AUTO)
+            m = o.incremental_ok && res->work_ratio < AUTO_RATIO ? ZF_OCCLUSION_INCREMENTAL
+                                                                  : ZF_OCCLUSION_BRUTE;
+        res->method = m;
+        if (!st && m == ZF_OCCLUSION_INCREMENTAL && !(st = prepare_convs(&o)))
+            st = run_incremental(&o);
+        else if (!st && m == ZF_OCCLUSION_BRUTE)
+            st = run_brute(&o);
+    }
+    if (!st) {
+        res->layer = o.feat_layer;
+        res->conv_layer = o.conv_layer;
+        res->channel = o.channel;
+        res->cls = o.cls;
+        res->n_classes = o.n_classes;
+        res->seconds = now_s() - t0;
+    }
+    occl_release(&o);
+    if (st) {
+        zf_occlusion_result_free(res);
+        return st;
+    }
+    *out = res;
+    return ZF_OK;
+}

@@ -1,0 +1,998 @@
+/* Tests of the pictures: pixels of rendered grids decoded with libpng against values computed
+ * here from the documented mappings, grid geometry, colour-map end points, PDF page counts
+ * (pdfinfo), the filter spectrum against a naive DFT, and argument errors. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <png.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "zf/viz.h"
+
+/* ---- helpers ---- */
+
+typedef struct rgb_image {
+    int w, h;
+    uint8_t *px; /* (h, w, 3) */
+} rgb_image;
+
+/* Decodes PNG bytes with libpng (not cairo), as RGB. */
+static rgb_image decode_png(const uint8_t *bytes, size_t len)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    cr_assert(png_image_begin_read_from_memory(&im, bytes, len), "libpng cannot read the PNG: %s", im.message);
+    im.format = PNG_FORMAT_RGB;
+    rgb_image out = {(int)im.width, (int)im.height, malloc(PNG_IMAGE_SIZE(im))};
+    cr_assert(out.px);
+    cr_assert(png_image_finish_read(&im, NULL, out.px, 0, NULL), "libpng failed: %s", im.message);
+    return out;
+}
+
+static const uint8_t *pix(const rgb_image *im, int x, int y)
+{
+    cr_assert(x >= 0 && y >= 0 && x < im->w && y < im->h, "pixel (%d, %d) outside %dx%d", x, y, im->w, im->h);
+    return im->px + ((size_t)y * im->w + x) * 3;
+}
+
+static void expect_pixel(const rgb_image *im, int x, int y, int r, int g, int b, const char *what)
+{
+    const uint8_t *p = pix(im, x, y);
+    cr_expect(p[0] == r && p[1] == g && p[2] == b, "%s: pixel (%d, %d) is (%d, %d, %d), expected (%d, %d, %d)",
+              what, x, y, p[0], p[1], p[2], r, g, b);
+}
+
+/* Expects every pixel of the rectangle to be (r, g, b); reports the first that is not. */
+static void expect_rect(const rgb_image *im, int x0, int y0, int w, int h, int r, int g, int b, const char *what)
+{
+    for (int y = y0; y < y0 + h; y++)
+        for (int x = x0; x < x0 + w; x++) {
+            const uint8_t *p = pix(im, x, y);
+            if (p[0] != r || p[1] != g || p[2] != b) {
+                cr_expect(0, "%s: first mismatch at pixel (%d, %d): (%d, %d, %d), expected (%d, %d, %d)", what, x, y,
+                          p[0], p[1], p[2], r, g, b);
+                return;
+            }
+        }
+}
+
+typedef zf_status (*render_fn)(zf_viz_doc *doc, const void *ctx);
+
+static rgb_image render_png(render_fn fn, const void *ctx)
+{
+    zf_viz_doc *doc;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &doc), ZF_OK, "%s", zf_last_error());
+    zf_status st = fn(doc, ctx);
+    cr_assert_eq(st, ZF_OK, "render: %s", zf_last_error());
+    cr_assert_eq(zf_viz_doc_finish(doc), ZF_OK, "%s", zf_last_error());
+    size_t len;
+    const uint8_t *bytes = zf_viz_doc_bytes(doc, &len);
+    cr_assert(bytes && len > 8);
+    rgb_image im = decode_png(bytes, len);
+    zf_viz_doc_free(doc);
+    return im;
+}
+
+/* round(255 t) for t in [0, 1], the documented 8-bit mapping, in double. */
+static int byte_of(double t)
+{
+    if (t < 0)
+        t = 0;
+    if (t > 1)
+        t = 1;
+    return (int)floor(255.0 * t + 0.5);
+}
+
+static int signed_byte(double v, double s) { return byte_of(s > 0 ? 0.5 + 0.5 * v / s : 0.5); }
+
+/* Pages of a PDF file according to poppler's pdfinfo. */
+static int pdf_pages(const char *path)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "pdfinfo '%s' 2>&1", path);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p, "cannot run pdfinfo");
+    char line[512];
+    int pages = -1;
+    while (fgets(line, sizeof line, p))
+        if (!strncmp(line, "Pages:", 6))
+            pages = atoi(line + 6);
+    int rc = pclose(p);
+    cr_assert(rc == 0 && pages >= 0, "pdfinfo failed on %s (poppler-utils installed?)", path);
+    return pages;
+}
+
+typedef struct filters_ctx {
+    zf_viz_filters_in in;
+    zf_viz_filters_opts o;
+} filters_ctx;
+
+static zf_status render_filters(zf_viz_doc *doc, const void *c)
+{
+    const filters_ctx *f = c;
+    return zf_viz_filters(doc, &f->in, &f->o);
+}
+
+/* ---- colour maps ---- */
+
+Test(cmap, end_points_are_the_published_colours)
+{
+    uint8_t c[3];
+    zf_viz_cmap_rgb(ZF_VIZ_CMAP_VIRIDIS, 0.0f, c);
+    cr_expect(c[0] == 0x44 && c[1] == 0x01 && c[2] == 0x54, "viridis(0) = #%02x%02x%02x, expected #440154", c[0],
+              c[1], c[2]);
+    zf_viz_cmap_rgb(ZF_VIZ_CMAP_VIRIDIS, 1.0f, c);
+    cr_expect(c[0] == 0xfd && c[1] == 0xe7 && c[2] == 0x25, "viridis(1) = #%02x%02x%02x, expected #fde725", c[0],
+              c[1], c[2]);
+    zf_viz_cmap_rgb(ZF_VIZ_CMAP_GREY, 0.0f, c);
+    cr_expect(c[0] == 0 && c[1] == 0 && c[2] == 0);
+    zf_viz_cmap_rgb(ZF_VIZ_CMAP_GREY, 1.0f, c);
+    cr_expect(c[0] == 255 && c[1] == 255 && c[2] == 255);
+}
+
+Test(cmap, out_of_range_and_nan_clamp_to_the_ends)
+{
+    uint8_t lo[3], hi[3], c[3];
+    zf_viz_cmap_rgb(ZF_VIZ_CMAP_VIRIDIS, 0.0f, lo);
+    zf_viz_cmap_rgb(ZF_VIZ_CMAP_VIRIDIS, 1.0f, hi);
+    zf_viz_cmap_rgb(ZF_VIZ_CMAP_VIRIDIS, -3.0f, c);
+    cr_expect(!memcmp(c, lo, 3));
+    zf_viz_cmap_rgb(ZF_VIZ_CMAP_VIRIDIS, NAN, c);
+    cr_expect(!memcmp(c, lo, 3));
+    zf_viz_cmap_rgb(ZF_VIZ_CMAP_VIRIDIS, 7.0f, c);
+    cr_expect(!memcmp(c, hi, 3));
+}
+
+Test(cmap, viridis_grows_lighter_along_the_map)
+{
+    /* Perceptually uniform maps increase in lightness; check luma never drops between entries. */
+    double prev = -1;
+    for (int i = 0; i < 256; i++) {
+        uint8_t c[3];
+        zf_viz_cmap_rgb(ZF_VIZ_CMAP_VIRIDIS, i / 255.0f, c);
+        double luma = 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+        cr_expect(luma >= prev - 0.5, "luma drops at entry %d: %.2f after %.2f", i, luma, prev);
+        prev = luma;
+    }
+}
+
+Test(cmap, names_parse)
+{
+    zf_viz_cmap m;
+    cr_expect_eq(zf_viz_cmap_parse("viridis", &m), ZF_OK);
+    cr_expect_eq(m, ZF_VIZ_CMAP_VIRIDIS);
+    cr_expect_eq(zf_viz_cmap_parse("gray", &m), ZF_OK);
+    cr_expect_eq(m, ZF_VIZ_CMAP_GREY);
+    cr_expect_eq(zf_viz_cmap_parse("jet", &m), ZF_ERR_ARG);
+    cr_expect(strstr(zf_last_error(), "jet"), "message: %s", zf_last_error());
+}
+
+/* ---- filter grids ---- */
+
+Test(filters, bright_tap_lands_at_its_tile_and_pixel)
+{
+    /* 7 filters of 3x5x3 (rows 5, columns 3: a transposition would move the tap). Filter 4 has one
+     * tap, red channel, row 3, column 1; every other weight is 0. */
+    enum { K = 7, C = 3, KH = 5, KW = 3, F = 4, TY = 3, TX = 1 };
+    float w[K * C * KH * KW] = {0};
+    w[((F * C + 0) * KH + TY) * KW + TX] = 1.0f;
+    filters_ctx fc = {{"test", w, K, C, KH, KW, 0}, zf_viz_filters_defaults()};
+    fc.o.zoom = 3;
+    fc.o.gap = 4;
+    fc.o.cols = 3;
+    zf_viz_grid g;
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK, "%s", zf_last_error());
+    cr_expect_eq(g.tile_w, KW * 3);
+    cr_expect_eq(g.tile_h, KH * 3);
+    cr_expect_eq(g.cols, 3);
+    cr_expect_eq(g.rows, 3);
+    cr_expect_eq(g.pitch_x, KW * 3 + 4);
+    cr_expect_eq(g.pitch_y, KH * 3 + 4);
+    rgb_image im = render_png(render_filters, &fc);
+    cr_expect_eq(im.w, g.width);
+    cr_expect_eq(im.h, g.height);
+    int x0 = g.grid_x + (F % 3) * g.pitch_x + g.tile_dx, y0 = g.grid_y + (F / 3) * g.pitch_y;
+    int hi = signed_byte(1, 1), mid = signed_byte(0, 1);
+    cr_expect_eq(hi, 255);
+    cr_expect_eq(mid, 128);
+    /* The tap's 3x3 block is red on grey, every other pixel of the tile mid grey. */
+    expect_rect(&im, x0 + TX * 3, y0 + TY * 3, 3, 3, hi, mid, mid, "the bright tap");
+    expect_rect(&im, x0, y0, g.tile_w, TY * 3, mid, mid, mid, "tile rows above the tap");
+    expect_rect(&im, x0, y0 + (TY + 1) * 3, g.tile_w, g.tile_h - (TY + 1) * 3, mid, mid, mid, "rows below");
+    expect_rect(&im, x0, y0 + TY * 3, TX * 3, 3, mid, mid, mid, "left of the tap");
+    expect_rect(&im, x0 + (TX + 1) * 3, y0 + TY * 3, g.tile_w - (TX + 1) * 3, 3, mid, mid, mid, "right of the tap");
+    /* Filter 4 is live: the gap just left of it is page white (its dead neighbour's red frame
+     * is 2 pixels wide and hugs that neighbour). */
+    expect_pixel(&im, x0 - 1, y0 + 5, 255, 255, 255, "gap left of filter 4");
+    const uint8_t *fr = pix(&im, x0 - 4, y0 + 5);
+    cr_expect(fr[0] > 180 && fr[1] < 60 && fr[2] < 60, "dead filter 3's frame is (%d, %d, %d), not red", fr[0],
+              fr[1], fr[2]);
+    /* Every other (all-zero, dead) filter is mid grey. */
+    for (int f = 0; f < K; f++) {
+        if (f == F)
+            continue;
+        char what[32];
+        snprintf(what, sizeof what, "dead filter %d", f);
+        expect_rect(&im, g.grid_x + (f % 3) * g.pitch_x + g.tile_dx, g.grid_y + (f / 3) * g.pitch_y, g.tile_w,
+                    g.tile_h, mid, mid, mid, what);
+    }
+    free(im.px);
+}
+
+Test(filters, bgr_weights_show_channel_0_as_blue)
+{
+    enum { K = 3, C = 3, KH = 3, KW = 3 };
+    float w[K * C * KH * KW] = {0};
+    for (int f = 0; f < K; f++)
+        w[((f * C + 0) * KH + 1) * KW + 2] = -0.5f; /* channel 0 (blue), negative */
+    filters_ctx fc = {{NULL, w, K, C, KH, KW, 1}, zf_viz_filters_defaults()};
+    fc.o.zoom = 2;
+    zf_viz_grid g;
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
+    rgb_image im = render_png(render_filters, &fc);
+    int x0 = g.grid_x + g.tile_dx, y0 = g.grid_y;
+    expect_rect(&im, x0 + 2 * 2, y0 + 1 * 2, 2, 2, 128, 128, signed_byte(-0.5, 0.5), "blue-channel tap");
+    free(im.px);
+}
+
+Test(filters, per_filter_and_shared_scales_follow_their_definitions)
+{
+    /* Two one-channel filters (grey tiles): filter 0 has taps 2 and -1, filter 1 one tap 0.5. */
+    enum { K = 2, KH = 3, KW = 5 };
+    float w[K * KH * KW] = {0};
+    w[0 * KH * KW + 1 * KW + 1] = 2.0f;
+    w[0 * KH * KW + 2 * KW + 4] = -1.0f;
+    w[1 * KH * KW + 0 * KW + 3] = 0.5f;
+    for (int shared = 0; shared < 2; shared++) {
+        filters_ctx fc = {{NULL, w, K, 1, KH, KW, 0}, zf_viz_filters_defaults()};
+        fc.o.zoom = 4;
+        fc.o.scale = shared ? ZF_VIZ_SCALE_SHARED : ZF_VIZ_SCALE_PER_FILTER;
+        fc.o.cols = 2;
+        zf_viz_grid g;
+        cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
+        rgb_image im = render_png(render_filters, &fc);
+        double s0 = 2.0, s1 = shared ? 2.0 : 0.5;
+        int x0 = g.grid_x + g.tile_dx, x1 = x0 + g.pitch_x, y = g.grid_y;
+        int a = signed_byte(2.0, s0), b = signed_byte(-1.0, s0), c = signed_byte(0.5, s1), z = signed_byte(0, 1);
+        const char *mode = shared ? "shared" : "per-filter";
+        expect_rect(&im, x0 + 1 * 4, y + 1 * 4, 4, 4, a, a, a, mode);
+        expect_rect(&im, x0 + 4 * 4, y + 2 * 4, 4, 4, b, b, b, mode);
+        expect_rect(&im, x1 + 3 * 4, y + 0 * 4, 4, 4, c, c, c, mode);
+        expect_rect(&im, x1, y + 1 * 4, 4 * KW, 4, z, z, z, mode);
+        free(im.px);
+    }
+    cr_expect_eq(signed_byte(0.5, 2.0), 159); /* the shared-scale value, spelled out */
+}
+
+Test(filters, grid_geometry_columns_gaps_and_labels)
+{
+    enum { K = 13, C = 4, KH = 3, KW = 3 };
+    float w[K * C * KH * KW];
+    tu_fill_uniform(w, sizeof w / sizeof w[0], 11, -1, 1);
+    filters_ctx fc = {{"geometry", w, K, C, KH, KW, 0}, zf_viz_filters_defaults()};
+    zf_viz_grid g;
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
+    /* 13 has no divisor in [4, 8]: 4 columns, 4 rows; tiles of about 48 pixels. */
+    cr_expect_eq(g.cols, 4);
+    cr_expect_eq(g.rows, 4);
+    cr_expect_eq(g.zoom, 16);
+    cr_expect_eq(g.n, 13);
+    fc.o.cols = 5;
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
+    cr_expect_eq(g.cols, 5);
+    cr_expect_eq(g.rows, 3);
+    fc.o.max_filters = 6;
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
+    cr_expect_eq(g.n, 6);
+    cr_expect_eq(g.rows, 2);
+    fc.o.max_filters = 0;
+
+    /* Rendered: the gap columns and rows between tiles are page white over the whole grid. */
+    fc.o.zoom = 5;
+    fc.o.gap = 3;
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
+    rgb_image im = render_png(render_filters, &fc);
+    int grid_h = g.rows * g.pitch_y - fc.o.gap, grid_w = g.cols * g.pitch_x - fc.o.gap;
+    for (int c = 1; c < g.cols; c++)
+        expect_rect(&im, g.grid_x + c * g.pitch_x - fc.o.gap, g.grid_y, fc.o.gap, grid_h, 255, 255, 255,
+                    "gap column");
+    for (int r = 1; r < g.rows; r++)
+        expect_rect(&im, g.grid_x, g.grid_y + r * g.pitch_y - fc.o.gap, grid_w, fc.o.gap, 255, 255, 255, "gap row");
+    cr_expect(g.grid_x + grid_w <= g.width && g.grid_y + grid_h <= g.height);
+    free(im.px);
+
+    /* Labels add one text line per label under each tile and keep tiles where the layout says. */
+    zf_viz_grid gl;
+    fc.o.labels = ZF_VIZ_LABEL_INDEX | ZF_VIZ_LABEL_RMS;
+    cr_assert_eq(zf_viz_filters_layout(&gl, &fc.in, &fc.o), ZF_OK);
+    cr_expect_gt(gl.pitch_y, g.pitch_y);
+    cr_expect_geq(gl.pitch_x, g.pitch_x);
+    im = render_png(render_filters, &fc);
+    /* Tile 12's top-left tap, recomputed from the weights. */
+    const float *f12 = w + 12 * C * KH * KW;
+    double m = 0, s = 0;
+    for (int i = 0; i < KH * KW; i++) {
+        double mean = 0;
+        for (int c = 0; c < C; c++)
+            mean += f12[c * KH * KW + i];
+        s = fmax(s, fabs(mean / C));
+        if (i == 0)
+            m = mean / C;
+    }
+    int v = signed_byte(m, s);
+    expect_rect(&im, gl.grid_x + (12 % gl.cols) * gl.pitch_x + gl.tile_dx, gl.grid_y + (12 / gl.cols) * gl.pitch_y,
+                5, 5, v, v, v, "labelled grid, tile 12 tap (0, 0)");
+    free(im.px);
+}
+
+Test(filters, stats_mark_dead_and_near_dead)
+{
+    enum { K = 5, N = 9 };
+    float w[K * N];
+    const float level[K] = {1.0f, 1.2f, 0.9f, 0.05f, 0.0f};
+    for (int f = 0; f < K; f++)
+        for (int i = 0; i < N; i++)
+            w[f * N + i] = (i % 2 ? 1 : -1) * level[f];
+    float rms[K];
+    zf_viz_filter_state st[K];
+    int marked = zf_viz_filter_stats(rms, st, w, K, N, 0.1f);
+    for (int f = 0; f < K; f++)
+        cr_expect(fabsf(rms[f] - level[f]) < 1e-6f, "rms[%d] = %g, expected %g", f, rms[f], level[f]);
+    cr_expect_eq(marked, 2);
+    cr_expect_eq(st[0], ZF_VIZ_FILTER_LIVE);
+    cr_expect_eq(st[2], ZF_VIZ_FILTER_LIVE);
+    cr_expect_eq(st[3], ZF_VIZ_FILTER_NEAR_DEAD, "0.05 < 0.1 x median 0.9");
+    cr_expect_eq(st[4], ZF_VIZ_FILTER_DEAD);
+}
+
+Test(filters, bad_arguments_name_the_problem)
+{
+    float w[2 * 5 * 3 * 3] = {0};
+    zf_viz_filters_in in = {"conv2", w, 2, 5, 3, 3, 0};
+    zf_viz_filters_opts o = zf_viz_filters_defaults();
+    zf_viz_grid g;
+    o.mode = ZF_VIZ_TILE_RGB;
+    cr_expect_eq(zf_viz_filters_layout(&g, &in, &o), ZF_ERR_SHAPE);
+    cr_expect(strstr(zf_last_error(), "5 input channels"), "message: %s", zf_last_error());
+    o.mode = ZF_VIZ_TILE_CHANNEL;
+    o.channel = 5;
+    cr_expect_eq(zf_viz_filters_layout(&g, &in, &o), ZF_ERR_ARG);
+    cr_expect(strstr(zf_last_error(), "channel 5"), "message: %s", zf_last_error());
+    o.channel = 4;
+    cr_expect_eq(zf_viz_filters_layout(&g, &in, &o), ZF_OK);
+}
+
+/* ---- activation grids ---- */
+
+typedef struct maps_ctx {
+    zf_viz_maps_in in;
+    zf_viz_maps_opts o;
+} maps_ctx;
+
+static zf_status render_maps(zf_viz_doc *doc, const void *c)
+{
+    const maps_ctx *m = c;
+    return zf_viz_maps(doc, &m->in, &m->o);
+}
+
+Test(maps, colour_map_end_points_land_on_the_extreme_values)
+{
+    /* 3 maps of 5x7; map 1 is map 0 halved, map 2 constant. */
+    enum { C = 3, H = 5, W = 7 };
+    float m[C * H * W];
+    tu_fill_uniform(m, H * W, 5, 0.5f, 1.5f);
+    m[2 * W + 3] = 4.0f; /* the maximum */
+    m[4 * W + 6] = -1.0f; /* the minimum */
+    for (int i = 0; i < H * W; i++) {
+        m[H * W + i] = 0.5f * m[i];
+        m[2 * H * W + i] = 1.0f;
+    }
+    maps_ctx mc = {{"maps", m, C, H, W, NULL}, zf_viz_maps_defaults()};
+    mc.o.zoom = 3;
+    zf_viz_grid g;
+    cr_assert_eq(zf_viz_maps_layout(&g, &mc.in, &mc.o), ZF_OK, "%s", zf_last_error());
+    cr_expect_eq(g.tile_w, W * 3);
+    rgb_image im = render_png(render_maps, &mc);
+    int x0 = g.grid_x + g.tile_dx, y0 = g.grid_y;
+    /* Shared scale over [-1, 4]: the extremes are viridis's end points. */
+    expect_rect(&im, x0 + 3 * 3, y0 + 2 * 3, 3, 3, 0xfd, 0xe7, 0x25, "shared max");
+    expect_rect(&im, x0 + 6 * 3, y0 + 4 * 3, 3, 3, 0x44, 0x01, 0x54, "shared min");
+    free(im.px);
+
+    /* Grey, each map on its own scale: map 1's max is white too, map 2 (constant) black. */
+    mc.o.cmap = ZF_VIZ_CMAP_GREY;
+    mc.o.per_map = 1;
+    cr_assert_eq(zf_viz_maps_layout(&g, &mc.in, &mc.o), ZF_OK);
+    im = render_png(render_maps, &mc);
+    int x1 = g.grid_x + (1 % g.cols) * g.pitch_x + g.tile_dx, y1 = g.grid_y + (1 / g.cols) * g.pitch_y;
+    int x2 = g.grid_x + (2 % g.cols) * g.pitch_x + g.tile_dx, y2 = g.grid_y + (2 / g.cols) * g.pitch_y;
+    expect_rect(&im, x1 + 3 * 3, y1 + 2 * 3, 3, 3, 255, 255, 255, "per-map max of map 1");
+    expect_rect(&im, x1 + 6 * 3, y1 + 4 * 3, 3, 3, 0, 0, 0, "per-map min of map 1");
+    /* A value v of map 1 maps to (v - lo) / (hi - lo). */
+    double v = 0.5 * m[0], lo = -0.5, hi = 2.0;
+    int b = byte_of((v - lo) / (hi - lo));
+    expect_rect(&im, x1, y1, 3, 3, b, b, b, "per-map value of map 1 at (0, 0)");
+    expect_rect(&im, x2, y2, g.tile_w, g.tile_h, 0, 0, 0, "constant map");
+    free(im.px);
+}
+
+/* ---- documents ---- */
+
+static zf_status render_two_unit_sheet(zf_viz_doc *doc, const void *c)
+{
+    return zf_viz_sheet(doc, c, NULL);
+}
+
+Test(doc, format_follows_the_extension)
+{
+    zf_viz_format f;
+    cr_expect_eq(zf_viz_format_of("a/b.PNG", &f), ZF_OK);
+    cr_expect_eq(f, ZF_VIZ_PNG);
+    cr_expect_eq(zf_viz_format_of("x.pdf", &f), ZF_OK);
+    cr_expect_eq(f, ZF_VIZ_PDF);
+    cr_expect_eq(zf_viz_format_of("x.svg", &f), ZF_ERR_ARG);
+    cr_expect(strstr(zf_last_error(), "x.svg"), "message: %s", zf_last_error());
+    zf_viz_doc *d = (zf_viz_doc *)1;
+    cr_expect_eq(zf_viz_doc_open("/nonexistent-dir/x.png", &d), ZF_ERR_IO);
+    cr_expect_null(d);
+    cr_expect(strstr(zf_last_error(), "/nonexistent-dir/x.png"), "message: %s", zf_last_error());
+    zf_viz_doc_free(NULL);
+}
+
+Test(doc, png_holds_one_page_and_empty_documents_fail)
+{
+    float w[3 * 3 * 3 * 3] = {0};
+    w[4] = 1;
+    filters_ctx fc = {{NULL, w, 3, 3, 3, 3, 0}, zf_viz_filters_defaults()};
+    zf_viz_doc *d;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &d), ZF_OK);
+    cr_expect_eq(zf_viz_doc_finish(d), ZF_ERR_ARG, "an empty document must not finish");
+    cr_assert_eq(render_filters(d, &fc), ZF_OK);
+    cr_expect_eq(render_filters(d, &fc), ZF_ERR_ARG);
+    cr_expect(strstr(zf_last_error(), "one page"), "message: %s", zf_last_error());
+    cr_expect_eq(zf_viz_doc_finish(d), ZF_OK);
+    zf_viz_doc_free(d);
+}
+
+Test(doc, files_are_written_and_unfinished_ones_removed)
+{
+    const char *dir = tu_tmpdir("viz_doc");
+    char png[1024], pdf[1024], gone[1024];
+    snprintf(png, sizeof png, "%s/grid.png", dir);
+    snprintf(pdf, sizeof pdf, "%s/grid.pdf", dir);
+    snprintf(gone, sizeof gone, "%s/unfinished.pdf", dir);
+    float w[5 * 3 * 7 * 7];
+    tu_fill_uniform(w, sizeof w / sizeof w[0], 3, -1, 1);
+    filters_ctx fc = {{"grid", w, 5, 3, 7, 7, 0}, zf_viz_filters_defaults()};
+    const char *paths[2] = {png, pdf};
+    for (int i = 0; i < 2; i++) {
+        zf_viz_doc *d;
+        cr_assert_eq(zf_viz_doc_open(paths[i], &d), ZF_OK, "%s", zf_last_error());
+        cr_assert_eq(render_filters(d, &fc), ZF_OK, "%s", zf_last_error());
+        cr_assert_eq(zf_viz_doc_finish(d), ZF_OK, "%s", zf_last_error());
+        zf_viz_doc_free(d);
+    }
+    FILE *f = fopen(png, "rb");
+    cr_assert(f);
+    uint8_t buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    rgb_image im = decode_png(buf, n);
+    zf_viz_grid g;
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
+    cr_expect(im.w == g.width && im.h == g.height, "decoded %dx%d, layout %dx%d", im.w, im.h, g.width, g.height);
+    free(im.px);
+    cr_expect_eq(pdf_pages(pdf), 1);
+
+    zf_viz_doc *d;
+    cr_assert_eq(zf_viz_doc_open(gone, &d), ZF_OK);
+    cr_assert_eq(render_filters(d, &fc), ZF_OK);
+    zf_viz_doc_free(d);
+    cr_expect_null(fopen(gone, "rb"), "an unfinished document must not leave a file");
+}
+
+/* ---- top-9 sheets ---- */
+
+Test(sheet, pages_follow_units_per_page_and_patches_are_checked)
+{
+    enum { U = 9, P = 11 };
+    float proj[3 * P * P];
+    uint8_t rgb[P * P * 3];
+    tu_fill_uniform(proj, sizeof proj / sizeof proj[0], 2, -1, 1);
+    for (int i = 0; i < P * P * 3; i++)
+        rgb[i] = (uint8_t)(i * 7);
+    zf_viz_patch patches[9];
+    for (int i = 0; i < 9; i++) {
+        zf_viz_patch p = {P, P - (i % 3), proj, rgb, 9.0f - i, i == 4 ? "an image with a long file name.JPEG" : NULL};
+        patches[i] = p;
+    }
+    zf_viz_unit units[U];
+    for (int u = 0; u < U; u++) {
+        zf_viz_unit un = {"conv3", u * 5, 9 - u % 4, patches, 0};
+        units[u] = un;
+    }
+    zf_viz_sheet_in in = {"conv3", U, units};
+    const char *dir = tu_tmpdir("viz_sheet");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/sheet.pdf", dir);
+    zf_viz_doc *d;
+    cr_assert_eq(zf_viz_doc_open(path, &d), ZF_OK);
+    zf_viz_sheet_opts o = zf_viz_sheet_defaults();
+    o.units_per_page = 4;
+    cr_assert_eq(zf_viz_sheet(d, &in, &o), ZF_OK, "%s", zf_last_error());
+    cr_expect_eq(zf_viz_doc_pages(d), 3);
+    cr_assert_eq(zf_viz_doc_finish(d), ZF_OK);
+    zf_viz_doc_free(d);
+    cr_expect_eq(pdf_pages(path), 3);
+
+    rgb_image im = render_png(render_two_unit_sheet, &in);
+    cr_expect(im.w > 300 && im.h > 200, "sheet is %dx%d", im.w, im.h);
+    free(im.px);
+
+    units[3].n = 10;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PDF, &d), ZF_OK);
+    cr_expect_eq(zf_viz_sheet(d, &in, NULL), ZF_ERR_ARG);
+    cr_expect(strstr(zf_last_error(), "unit 15"), "message: %s", zf_last_error());
+    zf_viz_doc_free(d);
+}
+
+/* ---- occlusion figures ---- */
+
+typedef struct occl_ctx {
+    zf_viz_occlusion row[2];
+    int n;
+} occl_ctx;
+
+static zf_status render_occl(zf_viz_doc *doc, const void *c)
+{
+    const occl_ctx *o = c;
+    return zf_viz_occlusion_figure(doc, o->row, o->n, NULL);
+}
+
+static const char *small_names(int k)
+{
+    static const char *const names[3] = {"zero", "one", "two"};
+    return k < 3 ? names[k] : NULL;
+}
+
+Test(occlusion, figure_renders_and_checks_its_geometry)
+{
+    enum { S = 37, P = 9, ST = 4, R = (S - P) / ST + 1 };
+    uint8_t rgb[S * S * 3];
+    for (int i = 0; i < S * S * 3; i++)
+        rgb[i] = (uint8_t)(i * 13);
+    zf_image img = {S, S, rgb};
+    float feat[R * R], prob[R * R], proj[3 * S * S];
+    int32_t arg[R * R];
+    tu_fill_uniform(feat, R * R, 1, 0, 5);
+    tu_fill_uniform(prob, R * R, 2, 0, 1);
+    tu_fill_uniform(proj, 3 * S * S, 3, -1, 1);
+    for (int i = 0; i < R * R; i++)
+        arg[i] = i % 13; /* more classes than colours: an "other" entry */
+    occl_ctx oc = {{{&img, R, R, P, ST, feat, "conv5 map 3", proj, prob, 2, arg, small_names, "test image"}}, 2};
+    oc.row[1] = oc.row[0];
+    oc.row[1].proj = NULL;
+    rgb_image im = render_png(render_occl, &oc);
+    cr_expect(im.w > 5 * S && im.h > 2 * S, "figure is %dx%d", im.w, im.h);
+    free(im.px);
+
+    oc.n = 1;
+    oc.row[0].patch = S + 1;
+    zf_viz_doc *d;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &d), ZF_OK);
+    cr_expect_eq(render_occl(d, &oc), ZF_ERR_SHAPE);
+    cr_expect(strstr(zf_last_error(), "do not fit"), "message: %s", zf_last_error());
+    oc.row[0].patch = P;
+    oc.row[0].stride = 0;
+    cr_expect_eq(render_occl(d, &oc), ZF_ERR_ARG);
+    zf_viz_doc_free(d);
+}
+
+/* ---- the first-layer comparison ---- */
+
+/* Band shares of one filter by a direct 2-D DFT of the zero-padded kernel, in double. */
+static void naive_bands(double out[3], const float *w, int c, int kh, int kw)
+{
+    const int n = ZF_VIZ_SPECTRUM_N;
+    double p[ZF_VIZ_SPECTRUM_N][ZF_VIZ_SPECTRUM_N] = {{0}}, total = 0;
+    for (int u = 0; u < n; u++)
+        for (int v = 0; v < n; v++) {
+            for (int ch = 0; ch < c; ch++) {
+                double re = 0, im = 0;
+                for (int y = 0; y < kh; y++)
+                    for (int x = 0; x < kw; x++) {
+                        double a = -2 * M_PI * ((double)u * y / n + (double)v * x / n);
+                        re += w[(ch * kh + y) * kw + x] * cos(a);
+                        im += w[(ch * kh + y) * kw + x] * sin(a);
+                    }
+                p[u][v] += re * re + im * im;
+            }
+            total += p[u][v];
+        }
+    out[0] = out[1] = out[2] = 0;
+    for (int u = 0; u < n; u++)
+        for (int v = 0; v < n; v++) {
+            double fy = (u < n / 2 ? u : u - n) / (double)n, fx = (v < n / 2 ? v : v - n) / (double)n;
+            double r = sqrt(fx * fx + fy * fy);
+            out[r < 1.0 / 6 ? 0 : r < 1.0 / 3 ? 1 : 2] += p[u][v] / total;
+        }
+}
+
+Test(compare, spectrum_bands_match_a_direct_dft)
+{
+    enum { K = 3, C = 3, KH = 7, KW = 5 };
+    float w[K * C * KH * KW];
+    tu_fill_uniform(w, sizeof w / sizeof w[0], 9, -1, 1);
+    for (int i = 0; i < C * KH * KW; i++) {
+        int x = i % KW, y = (i / KW) % KH;
+        w[C * KH * KW + i] = 1.0f;                            /* filter 1: constant */
+        w[2 * C * KH * KW + i] = ((x + y) % 2) ? 1.0f : -1.0f; /* filter 2: checkerboard */
+    }
+    zf_viz_spectrum s;
+    cr_assert_eq(zf_viz_filter_spectrum(&s, w, K, C, KH, KW), ZF_OK);
+    cr_expect_eq(s.filters, K);
+    double mean[3] = {0};
+    double bands[K][3];
+    for (int f = 0; f < K; f++) {
+        naive_bands(bands[f], w + f * C * KH * KW, C, KH, KW);
+        for (int b = 0; b < 3; b++)
+            mean[b] += bands[f][b] / K;
+    }
+    cr_expect(fabs(s.low - mean[0]) < 1e-9 && fabs(s.mid - mean[1]) < 1e-9 && fabs(s.high - mean[2]) < 1e-9,
+              "shares %.12f %.12f %.12f, direct DFT %.12f %.12f %.12f", s.low, s.mid, s.high, mean[0], mean[1],
+              mean[2]);
+    cr_expect(fabs(s.low + s.mid + s.high - 1) < 1e-9);
+    cr_expect_gt(bands[1][0], 0.8, "a constant filter is mostly low frequency (%.3f)", bands[1][0]);
+    cr_expect_gt(bands[2][2], 0.8, "a checkerboard is mostly high frequency (%.3f)", bands[2][2]);
+    double sum = 0;
+    for (int b = 0; b < ZF_VIZ_SPECTRUM_BINS; b++)
+        sum += s.radial[b];
+    cr_expect_gt(sum, 0);
+}
+
+Test(compare, dead_filters_are_left_out_of_the_spectrum_and_counted)
+{
+    enum { K = 4, C = 3, KH = 5, KW = 5 };
+    float w[K * C * KH * KW];
+    tu_fill_uniform(w, sizeof w / sizeof w[0], 4, -1, 1);
+    memset(w + 2 * C * KH * KW, 0, sizeof(float) * C * KH * KW);
+    zf_viz_compare_model m = {"m", w, K, C, KH, KW, 2, 0, -1, 0};
+    zf_viz_compare_stats st;
+    cr_assert_eq(zf_viz_compare_stats_of(&st, &m, 0.1f), ZF_OK);
+    cr_expect_eq(st.filters, K);
+    cr_expect_eq(st.dead, 1);
+    cr_expect_eq(st.spectrum.filters, K - 1);
+}
+
+typedef struct cmp_ctx {
+    zf_viz_compare_model a, b;
+} cmp_ctx;
+
+static zf_status render_compare(zf_viz_doc *doc, const void *c)
+{
+    const cmp_ctx *m = c;
+    return zf_viz_compare(doc, &m->a, &m->b, NULL);
+}
+
+Test(compare, page_renders_two_models_of_different_kernels)
+{
+    static float a[96 * 3 * 11 * 11], b[96 * 3 * 7 * 7];
+    tu_fill_uniform(a, sizeof a / sizeof a[0], 21, -0.02f, 0.02f);
+    tu_fill_uniform(b, sizeof b / sizeof b[0], 22, -0.02f, 0.02f);
+    cmp_ctx c = {{"alexnet", a, 96, 3, 11, 11, 4, 0, 0.25f, 17}, {"zfnet", b, 96, 3, 7, 7, 2, 0, -1, 0}};
+    rgb_image im = render_png(render_compare, &c);
+    cr_expect(im.w > 800 && im.h > 500, "page is %dx%d", im.w, im.h);
+    free(im.px);
+}
+
+/* ---- the report ---- */
+
+Test(report, page_count_contents_and_pdf_agree)
+{
+    enum { NL = 30 };
+    zf_viz_layer_row layers[NL];
+    for (int i = 0; i < NL; i++) {
+        zf_viz_layer_row l = {"layer", "conv", 8, 5, 5, 100 + i};
+        layers[i] = l;
+    }
+    float w1[16 * 3 * 5 * 5], w2[9 * 16 * 3 * 3];
+    tu_fill_uniform(w1, sizeof w1 / sizeof w1[0], 1, -1, 1);
+    tu_fill_uniform(w2, sizeof w2 / sizeof w2[0], 2, -1, 1);
+    zf_viz_filters_in grids[2] = {{"conv1", w1, 16, 3, 5, 5, 0}, {"conv2", w2, 9, 16, 3, 3, 0}};
+    zf_viz_dead_row dead[3] = {{"relu1", 16, 2, 1}, {"relu2", 9, 0, 0}, {"relu6", 4096, 100, 10}};
+    float proj[3 * 9 * 9];
+    uint8_t rgb[9 * 9 * 3] = {0};
+    tu_fill_uniform(proj, sizeof proj / sizeof proj[0], 3, -1, 1);
+    zf_viz_patch patches[9];
+    for (int i = 0; i < 9; i++) {
+        zf_viz_patch p = {9, 9, proj, rgb, 5.0f - i, NULL};
+        patches[i] = p;
+    }
+    zf_viz_unit units[5];
+    for (int u = 0; u < 5; u++) {
+        zf_viz_unit un = {"conv2", u, 9, patches, 9};
+        units[u] = un;
+    }
+    zf_viz_sheet_in sheet = {"conv2", 5, units};
+    enum { S = 31, P = 7, ST = 6, R = (S - P) / ST + 1 };
+    uint8_t img_px[S * S * 3] = {0};
+    zf_image img = {S, S, img_px};
+    float feat[R * R], prob[R * R];
+    int32_t arg[R * R] = {0};
+    tu_fill_uniform(feat, R * R, 5, 0, 1);
+    tu_fill_uniform(prob, R * R, 6, 0, 1);
+    zf_viz_occlusion occ = {&img, R, R, P, ST, feat, "conv5 map 0", NULL, prob, 0, arg, NULL, NULL};
+    zf_viz_occlusion occs[3] = {occ, occ, occ};
+
+    zf_viz_report_in r = {0};
+    r.model = "test";
+    r.n_layers = NL;
+    r.layers = layers;
+    r.n_grids = 2;
+    r.grids = grids;
+    r.n_dead = 3;
+    r.dead = dead;
+    r.min_active = 0.01f;
+    r.n_sheets = 1;
+    r.sheets = &sheet;
+    r.n_occlusions = 3;
+    r.occlusions = occs;
+    /* contents 1, model 2 (26 rows a page), grids 2, dead 1, sheet 2 (4 units a page), occlusion 2 (2 a page) */
+    int expected = 1 + 2 + 2 + 1 + 2 + 2;
+    cr_expect_eq(zf_viz_report_pages(&r), expected);
+
+    const char *dir = tu_tmpdir("viz_report");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/report.pdf", dir);
+    zf_viz_doc *d;
+    cr_assert_eq(zf_viz_doc_open(path, &d), ZF_OK);
+    cr_assert_eq(zf_viz_report(d, &r), ZF_OK, "%s", zf_last_error());
+    cr_expect_eq(zf_viz_doc_pages(d), expected);
+    cr_assert_eq(zf_viz_doc_finish(d), ZF_OK, "%s", zf_last_error());
+    zf_viz_doc_free(d);
+    cr_expect_eq(pdf_pages(path), expected);
+
+    /* A PNG cannot hold it. */
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &d), ZF_OK);
+    cr_expect_eq(zf_viz_report(d, &r), ZF_ERR_ARG);
+    cr_expect(strstr(zf_last_error(), ".pdf"), "message: %s", zf_last_error());
+    zf_viz_doc_free(d);
+
+    /* Bad data fails before the first page. */
+    occs[1].stride = 0;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PDF, &d), ZF_OK);
+    cr_expect_eq(zf_viz_report(d, &r), ZF_ERR_ARG);
+    cr_expect_eq(zf_viz_doc_pages(d), 0);
+    zf_viz_doc_free(d);
+}
+
+/* ---- helpers for callers ---- */
+
+Test(helpers, input_to_rgb_inverts_the_preprocessing)
+{
+    enum { H = 3, W = 5 };
+    uint8_t rgb[H * W * 3], back[H * W * 3];
+    for (int i = 0; i < H * W * 3; i++)
+        rgb[i] = (uint8_t)(i * 17 + 3);
+    zf_preproc pre = {ZF_COLOR_BGR, 255.0f, {123.68f, 116.779f, 103.939f}, {1, 1, 1}, ZF_RESIZE_EXACT, 0};
+    zf_preproc tv = {ZF_COLOR_RGB, 1.0f, {0.485f, 0.456f, 0.406f}, {0.229f, 0.224f, 0.225f}, ZF_RESIZE_SHORT_CROP, 256};
+    const zf_preproc *pres[2] = {&pre, &tv};
+    for (int k = 0; k < 2; k++) {
+        const zf_preproc *p = pres[k];
+        float in[3 * H * W];
+        /* The documented forward mapping: plane c holds colour (BGR: 2 - c). */
+        for (int c = 0; c < 3; c++) {
+            int rc = p->order == ZF_COLOR_BGR ? 2 - c : c;
+            for (int i = 0; i < H * W; i++)
+                in[c * H * W + i] = (rgb[i * 3 + rc] / 255.0f * p->scale - p->mean[rc]) / p->std[rc];
+        }
+        zf_viz_input_to_rgb(back, in, p, H, W);
+        for (int i = 0; i < H * W * 3; i++)
+            cr_assert_eq(back[i], rgb[i], "preproc %d: byte %d is %d, expected %d", k, i, back[i], rgb[i]);
+    }
+    float proj[3 * H * W];
+    for (int i = 0; i < 3 * H * W; i++)
+        proj[i] = (float)(i / (H * W));
+    zf_viz_proj_to_rgb(proj, &pre, H, W);
+    cr_expect(proj[0] == 2.0f && proj[H * W] == 1.0f && proj[2 * H * W] == 0.0f);
+}
+
+/* ---- the commands ---- */
+
+static rgb_image read_png_file(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert(f, "%s was not written", path);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc((size_t)n);
+    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
+    fclose(f);
+    rgb_image im = decode_png(buf, (size_t)n);
+    free(buf);
+    return im;
+}
+
+Test(cli, filters_draws_the_nets_conv1_weights_tap_for_tap)
+{
+    const char *dir = tu_tmpdir("viz_cli_filters");
+    char out[1024];
+    snprintf(out, sizeof out, "%s/zf.png", dir);
+    cr_assert_eq(tu_system("'%s' filters --arch zfnet --weights random:1 --layer conv1 --zoom 2 -o '%s' 2>/dev/null",
+                           tu_build("tools/zfviz"), out),
+                 0, "zfviz filters failed");
+    /* The same weights, loaded here; every tap of filter 5 recomputed from the documented mapping. */
+    zf_net *net;
+    cr_assert_eq(zf_net_new_builtin("zfnet", &net), ZF_OK);
+    cr_assert_eq(zf_net_load_weights(net, "random:1"), ZF_OK, "%s", zf_last_error());
+    const zf_layer *l = &net->layers[zf_net_find(net, "conv1")];
+    zf_viz_filters_in in = {"zfnet conv1 (random:1)", l->weight, l->out_c, l->in_c, l->win.kh, l->win.kw, 0};
+    zf_viz_filters_opts o = zf_viz_filters_defaults();
+    o.zoom = 2;
+    zf_viz_grid g;
+    cr_assert_eq(zf_viz_filters_layout(&g, &in, &o), ZF_OK);
+    rgb_image im = read_png_file(out);
+    cr_assert(im.w == g.width && im.h == g.height, "PNG %dx%d, layout %dx%d", im.w, im.h, g.width, g.height);
+    const int f = 5, kh = l->win.kh, kw = l->win.kw;
+    const float *w = l->weight + (size_t)f * 3 * kh * kw;
+    double s = 0;
+    for (int i = 0; i < 3 * kh * kw; i++)
+        s = fmax(s, fabs(w[i]));
+    int x0 = g.grid_x + (f % g.cols) * g.pitch_x + g.tile_dx, y0 = g.grid_y + (f / g.cols) * g.pitch_y;
+    for (int y = 0; y < kh; y++)
+        for (int x = 0; x < kw; x++) {
+            char what[64];
+            snprintf(what, sizeof what, "filter %d tap (%d, %d)", f, y, x);
+            expect_rect(&im, x0 + 2 * x, y0 + 2 * y, 2, 2, signed_byte(w[y * kw + x], s),
+                        signed_byte(w[kh * kw + y * kw + x], s), signed_byte(w[2 * kh * kw + y * kw + x], s), what);
+        }
+    free(im.px);
+    zf_net_free(net);
+}
+
+Test(cli, bad_requests_fail_with_one_line_naming_the_problem)
+{
+    const char *dir = tu_tmpdir("viz_cli_bad");
+    const char *z = tu_build("tools/zfviz");
+    char err[1024];
+    snprintf(err, sizeof err, "%s/err.txt", dir);
+    struct {
+        const char *args, *says;
+        int rc;
+    } cases[] = {
+        {"filters --arch zfnet --weights random:0 --layer fc6 -o %s/a.png", "'fc6' is not a conv layer", 1},
+        {"filters --arch zfnet --weights random:0 --layer conv1,conv2 -o %s/a.png", "write a .pdf", 2},
+        {"filters --arch zfnet --weights random:0 -o %s/a.svg", ".png or .pdf", 2},
+        {"filters --arch zfnet --weights random:0 --scale wide -o %s/a.png", "--scale", 2},
+        {"activations --arch zfnet --weights random:0 --input %s/none.jpg --layer relu1 -o x.png", "none.jpg", 1},
+        {"compare nosuchnet zfnet -o %s/a.png", "nosuchnet", 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char args[1024];
+        snprintf(args, sizeof args, cases[i].args, dir);
+        int rc = tu_system("'%s' %s 2>'%s'", z, args, err);
+        cr_expect_eq(rc, cases[i].rc, "zfviz %s: exit %d, expected %d", args, rc, cases[i].rc);
+        FILE *f = fopen(err, "r");
+        cr_assert(f);
+        char line[1024] = "", extra[1024];
+        while (fgets(extra, sizeof extra, f))
+            if (strncmp(extra, "zfviz: no --weights", 19))
+                snprintf(line, sizeof line, "%s", extra);
+        fclose(f);
+        cr_expect(strstr(line, cases[i].says), "zfviz %s: stderr '%s' does not say '%s'", args, line, cases[i].says);
+    }
+}
+
+#ifdef ZF_DB_ENABLED
+#include "zf/db.h"
+
+/* ---- stored renderings (the SQLite store) ---- */
+
+Test(store, renderings_round_trip_byte_for_byte)
+{
+    const char *dir = tu_tmpdir("viz_store");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/r.db", dir);
+    zf_db *db;
+    cr_assert_eq(zf_db_open(path, NULL, &db), ZF_OK, "%s", zf_last_error());
+    float w[9 * 3 * 5 * 5];
+    tu_fill_uniform(w, sizeof w / sizeof w[0], 8, -1, 1);
+    filters_ctx fc = {{"stored", w, 9, 3, 5, 5, 0}, zf_viz_filters_defaults()};
+    zf_viz_doc *doc;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &doc), ZF_OK);
+    cr_assert_eq(render_filters(doc, &fc), ZF_OK);
+    cr_assert_eq(zf_viz_doc_finish(doc), ZF_OK);
+    size_t len;
+    const uint8_t *png = zf_viz_doc_bytes(doc, &len);
+    int pw, ph;
+    zf_viz_doc_page_size(doc, &pw, &ph);
+    zf_db_rendering r = {-1, -1, "conv1", -1, -1, "filters", "conv1 filters of a test", pw, ph};
+    int64_t id;
+    cr_assert_eq(zf_db_rendering_put(db, &r, png, len, &id), ZF_OK, "%s", zf_last_error());
+    zf_db_close(db);
+
+    cr_assert_eq(zf_db_open(path, NULL, &db), ZF_OK);
+    void *back = NULL;
+    size_t blen = 0;
+    cr_assert_eq(zf_db_rendering_png(db, id, &back, &blen), ZF_OK, "%s", zf_last_error());
+    cr_expect_eq(blen, len);
+    size_t first = 0;
+    while (first < len && first < blen && ((const uint8_t *)back)[first] == png[first])
+        first++;
+    cr_expect(first == len && blen == len, "stored PNG differs from byte %zu (of %zu)", first, len);
+    rgb_image im = decode_png(back, blen);
+    cr_expect(im.w == pw && im.h == ph);
+    free(im.px);
+    free(back);
+    zf_db_close(db);
+    zf_viz_doc_free(doc);
+}
+
+static void write_test_images(const char *dir, int n)
+{
+    for (int i = 0; i < n; i++) {
+        zf_image *img = zf_image_new(67 + 9 * i, 59 + 5 * i);
+        cr_assert(img);
+        float v[3 * 200 * 200];
+        size_t px = (size_t)img->w * img->h * 3;
+        tu_fill_uniform(v, px, 100 + i, 0, 255);
+        for (size_t k = 0; k < px; k++)
+            img->rgb[k] = (uint8_t)v[k];
+        char path[1024];
+        snprintf(path, sizeof path, "%s/im%d.png", dir, i);
+        cr_assert_eq(zf_image_save_png(path, img), ZF_OK, "%s", zf_last_error());
+        zf_image_free(img);
+    }
+}
+
+Test(cli, sheet_and_report_read_a_scan_and_store_renderings, .timeout = 300)
+{
+    const char *dir = tu_tmpdir("viz_cli_scan");
+    const char *z = tu_build("tools/zfviz");
+    char imgs[1024], dbp[1024];
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    snprintf(dbp, sizeof dbp, "%s/scan.db", dir);
+    cr_assert_eq(tu_system("mkdir -p '%s'", imgs), 0);
+    write_test_images(imgs, 3);
+    cr_assert_eq(tu_system("'%s' scan --arch zfnet --weights random:2 --images '%s' --db '%s' --layers conv1,conv2 "
+                           ">/dev/null 2>&1",
+                           z, imgs, dbp),
+                 0, "zfviz scan failed");
+    cr_assert_eq(tu_system("cd '%s' && '%s' sheet --db scan.db --layer conv2 --top-units 2 --per-page 1 --store "
+                           "-o sheet.pdf 2>/dev/null",
+                           dir, z),
+                 0, "zfviz sheet failed");
+    char out[1024];
+    snprintf(out, sizeof out, "%s/sheet.pdf", dir);
+    cr_expect_eq(pdf_pages(out), 2, "two units, one a page");
+    cr_assert_eq(tu_system("cd '%s' && '%s' filters --arch zfnet --weights random:2 --layer conv2 --store scan.db "
+                           "2>/dev/null",
+                           dir, z),
+                 0, "zfviz filters --store failed");
+    zf_db *db;
+    zf_db_opts ro = {ZF_DB_READONLY, 5, NULL, NULL};
+    cr_assert_eq(zf_db_open(dbp, &ro, &db), ZF_OK, "%s", zf_last_error());
+    for (int64_t id = 1; id <= 3; id++) {
+        void *png = NULL;
+        size_t len = 0;
+        cr_assert_eq(zf_db_rendering_png(db, id, &png, &len), ZF_OK, "rendering %lld: %s", (long long)id,
+                     zf_last_error());
+        rgb_image im = decode_png(png, len);
+        cr_expect(im.w > 200 && im.h > 200, "stored rendering %lld is %dx%d", (long long)id, im.w, im.h);
+        free(im.px);
+        free(png);
+    }
+    zf_db_close(db);
+
+    cr_assert_eq(tu_system("cd '%s' && '%s' report --db scan.db --top-units 1 -o report.pdf 2>/dev/null", dir, z), 0,
+                 "zfviz report failed");
+    snprintf(out, sizeof out, "%s/report.pdf", dir);
+    /* contents, model summary (24 layers: one page), 5 conv grids, dead units, one sheet page per
+     * scanned layer */
+    cr_expect_eq(pdf_pages(out), 1 + 1 + 5 + 1 + 2);
+}
+#endif

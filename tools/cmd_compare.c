@@ -1,0 +1,334 @@
+/* zfviz compare: the first layers of two models on one page (Zeiler & Fergus section 4.1). */
+#include <ctype.h>
+#include <dirent.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+
+#include "common.h"
+#include "viz_db.h"
+#include "zf/io.h"
+#include "zf/viz.h"
+
+const char zf_cmd_compare_summary[] = "compare the first layers of two models on one page (PNG or PDF)";
+
+static void usage(void)
+{
+    printf("usage: zfviz compare [A [B]] [--images DIR|LIST|IMAGE] [--max-images N] [--zoom N]\n"
+           "                     [--near-dead F] -o FILE.png|FILE.pdf\n\n"
+           "Puts the conv1 filters of models A and B side by side at the same pixels per tap and measures\n"
+           "what Zeiler & Fergus saw in them (section 4.1): dead and near-dead filters, the per-filter RMS\n"
+           "histogram, the mean radially averaged power spectrum with its low/mid/high-frequency shares\n"
+           "and, given images, the fraction of conv1 feature maps that never fire (ReLU output 0 at\n"
+           "every position of every image).\n\n"
+           "A model is ARCH or ARCH=WEIGHTS (weights as for --weights: random:SEED, a .npy folder, a\n"
+           ".safetensors file) or an .onnx file. Defaults: A = alexnet, B = zfnet, weights random:0.\n\n"
+           "  --images P        a folder of JPEG/PNG files, a text file listing one path a line, or one image\n"
+           "  --max-images N    use at most N images (default all)\n"
+           "  --zoom N          pixels per tap for both grids (default 4)\n"
+           "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n"
+           "  -o, --out FILE    .png or .pdf\n"
+           "  --store DB        also store the page as a PNG in the database DB (table renderings, kind\n"
+           "                    'compare'); -o is then optional\n");
+}
+
+typedef struct cmp_ctx {
+    const zf_viz_compare_model *a, *b;
+    const zf_viz_compare_opts *o;
+} cmp_ctx;
+
+static zf_status draw_compare(zf_viz_doc *doc, void *ctx)
+{
+    const cmp_ctx *c = ctx;
+    return zf_viz_compare(doc, c->a, c->b, c->o);
+}
+
+/* "alexnet", "zfnet=path/w.safetensors" or "m.onnx" into model options (pointing into spec). */
+static void parse_model(char *spec, zft_model_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    size_t n = strlen(spec);
+    if (n > 5 && !strcasecmp(spec + n - 5, ".onnx")) {
+        o->model = spec;
+        return;
+    }
+    char *eq = strchr(spec, '=');
+    if (eq) {
+        *eq = '\0';
+        o->weights = eq + 1;
+    } else {
+        o->weights = "random:0";
+    }
+    o->arch = spec;
+}
+
+static int has_image_ext(const char *name)
+{
+    const char *dot = strrchr(name, '.');
+    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
+}
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+typedef struct path_list {
+    char **p;
+    int n, cap;
+} path_list;
+
+static zf_status list_add(path_list *l, const char *dir, const char *name)
+{
+    if (l->n == l->cap) {
+        int cap = l->cap ? 2 * l->cap : 64;
+        char **np = realloc(l->p, sizeof(char *) * cap);
+        if (!np)
+            return zf_error(ZF_ERR_NOMEM, "out of memory listing images");
+        l->p = np;
+        l->cap = cap;
+    }
+    size_t len = (dir ? strlen(dir) + 1 : 0) + strlen(name) + 1;
+    char *s = malloc(len);
+    if (!s)
+        return zf_error(ZF_ERR_NOMEM, "out of memory listing images");
+    if (dir)
+        snprintf(s, len, "%s/%s", dir, name);
+    else
+        snprintf(s, len, "%s", name);
+    l->p[l->n++] = s;
+    return ZF_OK;
+}
+
+static void list_free(path_list *l)
+{
+    for (int i = 0; i < l->n; i++)
+        free(l->p[i]);
+    free(l->p);
+}
+
+/* The images of a folder (sorted by name), a list file, or one image file. */
+static zf_status list_images(const char *path, path_list *l)
+{
+    struct stat sb;
+    if (stat(path, &sb))
+        return zf_error(ZF_ERR_IO, "%s: no such file or folder", path);
+    if (S_ISDIR(sb.st_mode)) {
+        DIR *d = opendir(path);
+        if (!d)
+            return zf_error(ZF_ERR_IO, "%s: cannot read the folder", path);
+        struct dirent *e;
+        zf_status st = ZF_OK;
+        while (!st && (e = readdir(d)))
+            if (e->d_name[0] != '.' && has_image_ext(e->d_name))
+                st = list_add(l, path, e->d_name);
+        closedir(d);
+        if (st)
+            return st;
+        qsort(l->p, (size_t)l->n, sizeof(char *), cmp_str);
+    } else if (has_image_ext(path)) {
+        return list_add(l, NULL, path);
+    } else {
+        FILE *f = fopen(path, "r");
+        if (!f)
+            return zf_error(ZF_ERR_IO, "%s: cannot open the list", path);
+        char line[4096];
+        zf_status st = ZF_OK;
+        while (!st && fgets(line, sizeof line, f)) {
+            size_t n = strlen(line);
+            while (n && isspace((unsigned char)line[n - 1]))
+                line[--n] = '\0';
+            if (n && line[0] != '#')
+                st = list_add(l, NULL, line);
+        }
+        fclose(f);
+        if (st)
+            return st;
+    }
+    if (l->n == 0)
+        return zf_error(ZF_ERR_ARG, "%s: no JPEG or PNG images found", path);
+    return ZF_OK;
+}
+
+/* Fraction of conv1's rectified maps that are 0 at every position of every image. */
+static zf_status never_fire(zf_net *net, int conv, const path_list *imgs, int n_imgs, float *out)
+{
+    const int relu = zf_net_rectified(net, conv);
+    const zf_layer *l = &net->layers[conv];
+    const size_t hw = (size_t)l->out_h * l->out_w, in_size = (size_t)zf_net_in_size(net);
+    int *fired = calloc((size_t)l->out_c, sizeof *fired);
+    if (!fired)
+        return zf_error(ZF_ERR_NOMEM, "out of memory");
+    zf_status st = zf_net_reserve(net, 1);
+    zft_progress pr;
+    zft_progress_start(&pr, net->arch, n_imgs, "img");
+    for (int i = 0; !st && i < n_imgs; i++) {
+        zf_tensor *x = NULL;
+        if ((st = zf_input_load(imgs->p[i], net, &x)))
+            break;
+        memcpy(net->input, zf_tensor_f32(x), in_size * sizeof(float));
+        zf_tensor_free(x);
+        if ((st = zf_net_forward_range(net, 0, relu, 1)))
+            break;
+        const float *a = zf_net_act(net, relu);
+        for (int c = 0; c < l->out_c; c++)
+            for (size_t p = 0; !fired[c] && p < hw; p++)
+                fired[c] = a[c * hw + p] > 0;
+        zft_progress_update(&pr, i + 1);
+        if (zf_interrupted)
+            st = zf_error(ZF_ERR_INTERRUPTED, "interrupted after %d of %d images", i + 1, n_imgs);
+    }
+    zft_progress_finish(&pr);
+    int never = 0;
+    for (int c = 0; c < l->out_c; c++)
+        never += !fired[c];
+    free(fired);
+    *out = (float)never / l->out_c;
+    return st;
+}
+
+typedef struct side {
+    char spec[1024];
+    zft_model_opts mo;
+    zf_net *net;
+    int conv;
+    char name[1100];
+} side;
+
+static zf_status load_side(side *s)
+{
+    zf_status st = zft_load_model(&s->mo, &s->net);
+    if (st)
+        return st;
+    s->conv = -1;
+    for (int i = 0; i < s->net->n_layers && s->conv < 0; i++)
+        if (s->net->layers[i].op == ZF_OP_CONV)
+            s->conv = i;
+    if (s->conv < 0)
+        return zf_error(ZF_ERR_ARG, "%s has no conv layer", s->net->arch);
+    if (s->mo.model)
+        snprintf(s->name, sizeof s->name, "%s", s->mo.model);
+    else
+        snprintf(s->name, sizeof s->name, "%s (%s)", s->net->arch, s->mo.weights);
+    return ZF_OK;
+}
+
+int zf_cmd_compare(int argc, char **argv)
+{
+    static const struct option opts[] = {{"images", required_argument, 0, 'i'},
+                                         {"max-images", required_argument, 0, 'n'},
+                                         {"zoom", required_argument, 0, 'z'},
+                                         {"near-dead", required_argument, 0, 'd'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"store", required_argument, 0, 'S'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    zf_viz_compare_opts co = zf_viz_compare_defaults();
+    const char *images = NULL, *out = NULL, *store = NULL;
+    long max_images = 0, v;
+    int c;
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i': images = optarg; break;
+        case 'n':
+            if ((max_images = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("compare", "--max-images needs a positive number, got '%s'", optarg);
+            break;
+        case 'z':
+            if ((v = zft_parse_long(optarg)) < 1 || v > 64)
+                return zft_usage_error("compare", "--zoom needs 1..64 pixels per tap, got '%s'", optarg);
+            co.zoom = (int)v;
+            break;
+        case 'd': {
+            char *end;
+            co.near_dead = strtof(optarg, &end);
+            if (*end || !(co.near_dead >= 0 && co.near_dead <= 1))
+                return zft_usage_error("compare", "--near-dead needs a fraction in [0, 1], got '%s'", optarg);
+            break;
+        }
+        case 'o': out = optarg; break;
+        case 'S':
+#ifdef ZF_DB_ENABLED
+            store = optarg;
+            break;
+#else
+            return zft_usage_error("compare", "--store needs a zfviz built with the SQLite store");
+#endif
+        case 'h': usage(); return 0;
+        default: return zft_usage_error("compare", "unknown option");
+        }
+    }
+    if (argc - optind > 2)
+        return zft_usage_error("compare", "at most two models, got '%s' too", argv[optind + 2]);
+    if (!out && !store)
+        return zft_usage_error("compare", "-o FILE.png or FILE.pdf (or --store DB) is required");
+    zf_viz_format fmt;
+    if (out && zf_viz_format_of(out, &fmt))
+        return zft_usage_error("compare", "%s", zf_last_error());
+
+    side sides[2];
+    memset(sides, 0, sizeof sides);
+    snprintf(sides[0].spec, sizeof sides[0].spec, "%s", optind < argc ? argv[optind] : "alexnet");
+    snprintf(sides[1].spec, sizeof sides[1].spec, "%s", optind + 1 < argc ? argv[optind + 1] : "zfnet");
+    path_list imgs = {0};
+    zf_viz_doc *doc = NULL;
+    int rc = 1;
+    zf_status st = ZF_OK;
+    if (images && (st = list_images(images, &imgs)))
+        goto fail;
+    int n_imgs = imgs.n;
+    if (max_images > 0 && max_images < n_imgs)
+        n_imgs = (int)max_images;
+    zf_viz_compare_model m[2];
+    for (int i = 0; i < 2; i++) {
+        parse_model(sides[i].spec, &sides[i].mo);
+        if ((st = load_side(&sides[i])))
+            goto fail;
+        const zf_net *net = sides[i].net;
+        const zf_layer *l = &net->layers[sides[i].conv];
+        zf_viz_compare_model mm = {sides[i].name, l->weight, l->out_c, l->in_c / (l->groups > 0 ? l->groups : 1),
+                                   l->win.kh, l->win.kw, l->win.sh, net->pre.order == ZF_COLOR_BGR, -1, 0};
+        m[i] = mm;
+        if (n_imgs > 0) {
+            if ((st = never_fire(sides[i].net, sides[i].conv, &imgs, n_imgs, &m[i].never_fire)))
+                goto fail;
+            m[i].images = n_imgs;
+        }
+    }
+    cmp_ctx cc = {&m[0], &m[1], &co};
+    if (out && ((st = zf_viz_doc_open(out, &doc)) || (st = draw_compare(doc, &cc)) || (st = zf_viz_doc_finish(doc))))
+        goto fail;
+#ifdef ZF_DB_ENABLED
+    if (store) {
+        char what[2600];
+        snprintf(what, sizeof what,
+                 "first-layer comparison of %s and %s: conv1 grids at %d px per tap, RMS histogram, radial power "
+                 "spectrum%s",
+                 m[0].name, m[1].name, co.zoom, n_imgs > 0 ? ", never-firing maps over the images" : "");
+        zf_db_rendering r = {-1, -1, "conv1", -1, -1, "compare", what, 0, 0};
+        if ((st = zft_store_rendering_at(store, &r, draw_compare, &cc)))
+            goto fail;
+    }
+#endif
+    for (int i = 0; i < 2; i++) {
+        zf_viz_compare_stats s;
+        if ((st = zf_viz_compare_stats_of(&s, &m[i], co.near_dead)))
+            goto fail;
+        printf("%s: %d filters, %d dead, %d near-dead, frequency shares low %.1f%% mid %.1f%% high %.1f%%", m[i].name,
+               s.filters, s.dead, s.near_dead, 100 * s.spectrum.low, 100 * s.spectrum.mid, 100 * s.spectrum.high);
+        if (m[i].never_fire >= 0)
+            printf(", never fire %.1f%% (%d images)", 100.0 * m[i].never_fire, m[i].images);
+        printf("\n");
+    }
+    if (out)
+        fprintf(stderr, "wrote %s\n", out);
+    rc = 0;
+fail:
+    if (rc)
+        rc = zft_fail("compare", st);
+    zf_viz_doc_free(doc);
+    for (int i = 0; i < 2; i++)
+        zf_net_free(sides[i].net);
+    list_free(&imgs);
+    return rc;
+}

@@ -1,0 +1,292 @@
+/* zfviz occlude: occlusion sensitivity maps (Zeiler & Fergus Fig. 7) for one image: per position
+ * of a grey square, the strongest conv5 map's total, the class probability and the top class. */
+#include <getopt.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "zf/io.h"
+#include "zf/occlusion.h"
+
+const char zf_cmd_occlude_summary[] = "occlusion sensitivity maps: feature, class probability, top class";
+
+static const char usage_text[] =
+    "usage: zfviz occlude (--arch A --weights W | --model F) --input X --patch P --stride S\n"
+    "                     [--fill V] [--class K] [--layer convK] [--channel C] --out DIR\n"
+    "                     [--method auto|brute|incremental]\n\n"
+    "Slides a P x P square of value V over the input (top-left corner at 0, S, 2S, ... while the\n"
+    "square stays inside, both axes) and maps, per position: the total of the rectified map of\n"
+    "conv layer K's channel C (default: the last conv layer, and the channel holding the largest\n"
+    "single activation on the unoccluded input), the probability of class K (default: the top class\n"
+    "of the unoccluded input) and the most probable class.\n\n"
+    "Writes DIR/feature.npy and DIR/prob.npy (float32, rows x cols), DIR/argmax.npy (int32) and\n"
+    "DIR/summary.json (parameters, choices, unoccluded values, timings).\n\n" ZFT_MODEL_HELP
+    "  --input X         .npy tensor (1 x C x H x W or C x H x W) or image file\n"
+    "  --patch P         side of the square in input pixels\n"
+    "  --stride S        step between positions in input pixels\n"
+    "  --fill V          value of the square in the net's normalised input (default 0, the mean)\n"
+    "  --class K         class whose probability is mapped (default: top class)\n"
+    "  --layer L         conv layer whose rectified map is summed: conv1..conv5, relu1..relu5 or a\n"
+    "                    graph name (default: the last conv layer)\n"
+    "  --channel C       its channel (default: the strongest on the unoccluded input)\n"
+    "  --out DIR         output folder (created)\n"
+    "  --method M        auto (default): incremental where it saves work, else brute;\n"
+    "                    brute: a full forward per position; incremental: recompute only each\n"
+    "                    square's receptive-field footprint (same results to float rounding)\n"
+    "  --batch N         positions per batch (default: chosen from the method and the net)\n"
+    "  --conv M          incremental method's convolutions: auto, im2col, delta, winograd (2x2\n"
+    "                    tiles), winograd4 (4x4 tiles)\n";
+
+typedef struct progress_ctx {
+    zft_progress bar;
+} progress_ctx;
+
+static void on_progress(void *ctx, int64_t done, int64_t total)
+{
+    (void)total;
+    zft_progress_update(&((progress_ctx *)ctx)->bar, done);
+}
+
+static int parse_float(const char *s, float *out)
+{
+    char *end;
+    float v = strtof(s, &end);
+    if (end == s || *end || !isfinite(v))
+        return -1;
+    *out = v;
+    return 0;
+}
+
+static zf_status write_map(const char *dir, const char *name, zf_dtype dtype, const void *data,
+                           int rows, int cols)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    const int64_t shape[2] = {rows, cols};
+    return zf_npy_write_raw(path, dtype, data, 2, shape);
+}
+
+static json_t *class_json(int k)
+{
+    const char *name = zft_class_name(k);
+    return name ? json_string(name) : json_null();
+}
+
+/* The summary: everything needed to read the maps without the command line that made them. */
+static zf_status write_summary(const char *dir, const zft_model_opts *mo, const char *input,
+                               const zf_net *net, const zf_occlusion_params *p,
+                               const zf_occlusion_result *r, double t_load, double t_total)
+{
+    json_t *pos_y = json_array(), *pos_x = json_array();
+    for (int i = 0; i < r->rows; i++)
+        json_array_append_new(pos_y, json_integer((json_int_t)i * r->stride));
+    for (int j = 0; j < r->cols; j++)
+        json_array_append_new(pos_x, json_integer((json_int_t)j * r->stride));
+    /* The position where the class probability drops the most, the paper's point. */
+    int lo = 0;
+    for (int i = 1; i < r->rows * r->cols; i++)
+        if (r->prob[i] < r->prob[lo])
+            lo = i;
+    json_t *root = json_pack(
+        "{s:s, s:o, s:o, s:s, s:[i,i,i], s:i, s:i, s:f, s:i, s:i, s:{s:o, s:o},"
+        " s:{s:s, s:s, s:i, s:b}, s:{s:i, s:o, s:b},"
+        " s:{s:f, s:f, s:i, s:o},"
+        " s:{s:i, s:i, s:i, s:i, s:f},"
+        " s:s, s:s, s:f, s:{s:f, s:f, s:f}}",
+        "arch", net->arch,
+        "weights", mo->weights ? json_string(mo->weights) : json_null(),
+        "model", mo->model ? json_string(mo->model) : json_null(),
+        "input", input,
+        "input_shape", net->in_c, net->in_h, net->in_w,
+        "patch", r->patch, "stride", r->stride, "fill", (double)r->fill,
+        "rows", r->rows, "cols", r->cols,
+        "positions", "y", pos_y, "x", pos_x,
+        "feature", "layer", net->layers[r->layer].name, "conv_layer", net->layers[r->conv_layer].name,
+        "channel", r->channel, "channel_chosen", p->channel < 0,
+        "class", "index", r->cls, "name", class_json(r->cls), "chosen", p->cls < 0,
+        "unoccluded", "feature", (double)r->base_feature, "prob", (double)r->base_prob,
+        "argmax", (int)r->base_argmax, "argmax_name", class_json(r->base_argmax),
+        "lowest_prob", "row", lo / r->cols, "col", lo % r->cols, "y", (lo / r->cols) * r->stride,
+        "x", (lo % r->cols) * r->stride, "prob", (double)r->prob[lo],
+        "method", zf_occlusion_method_name(r->method),
+        "method_requested", zf_occlusion_method_name(p->method),
+        "work_ratio", r->work_ratio,
+        "seconds", "load", t_load, "map", r->seconds, "total", t_total);
+    if (!root)
+        return zf_error(ZF_ERR_NOMEM, "occlude: cannot build the JSON summary");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/summary.json", dir);
+    int bad = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    json_decref(root);
+    if (bad)
+        return zf_error(ZF_ERR_IO, "%s: cannot write", path);
+    return ZF_OK;
+}
+
+int zf_cmd_occlude(int argc, char **argv)
+{
+    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         {"input", required_argument, 0, 'i'},
+                                         {"patch", required_argument, 0, 'P'},
+                                         {"stride", required_argument, 0, 'S'},
+                                         {"fill", required_argument, 0, 'f'},
+                                         {"class", required_argument, 0, 'k'},
+                                         {"layer", required_argument, 0, 'l'},
+                                         {"channel", required_argument, 0, 'c'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"method", required_argument, 0, 'm'},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"conv", required_argument, 0, 'C'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    zft_model_opts mo = {0};
+    const char *input = NULL, *layer = NULL, *out = NULL;
+    zf_occlusion_params p;
+    zf_occlusion_params_default(&p);
+    long v;
+    int c;
+    while ((c = getopt_long(argc, argv, "hi:o:", opts, NULL)) != -1) {
+        if (zft_model_option(&mo, c, optarg))
+            continue;
+        switch (c) {
+        case 'i': input = optarg; break;
+        case 'l': layer = optarg; break;
+        case 'o': out = optarg; break;
+        case 'P':
+            if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 20)
+                return zft_usage_error("occlude", "--patch needs a positive number of pixels, got '%s'", optarg);
+            p.patch = (int)v;
+            break;
+        case 'S':
+            if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 20)
+                return zft_usage_error("occlude", "--stride needs a positive number of pixels, got '%s'", optarg);
+            p.stride = (int)v;
+            break;
+        case 'f':
+            if (parse_float(optarg, &p.fill))
+                return zft_usage_error("occlude", "--fill needs a finite number, got '%s'", optarg);
+            break;
+        case 'k':
+            if ((v = zft_parse_long(optarg)) < 0 || v > 1 << 30)
+                return zft_usage_error("occlude", "--class needs a class index, got '%s'", optarg);
+            p.cls = (int)v;
+            break;
+        case 'c':
+            if ((v = zft_parse_long(optarg)) < 0 || v > 1 << 30)
+                return zft_usage_error("occlude", "--channel needs a channel number, got '%s'", optarg);
+            p.channel = (int)v;
+            break;
+        case 'm':
+            if (!strcmp(optarg, "auto"))
+                p.method = ZF_OCCLUSION_AUTO;
+            else if (!strcmp(optarg, "brute"))
+                p.method = ZF_OCCLUSION_BRUTE;
+            else if (!strcmp(optarg, "incremental"))
+                p.method = ZF_OCCLUSION_INCREMENTAL;
+            else
+                return zft_usage_error("occlude", "--method is auto, brute or incremental, got '%s'", optarg);
+            break;
+        case 'C':
+            if (!strcmp(optarg, "auto"))
+                p.conv = ZF_OCCLUSION_CONV_AUTO;
+            else if (!strcmp(optarg, "im2col"))
+                p.conv = ZF_OCCLUSION_CONV_IM2COL;
+            else if (!strcmp(optarg, "delta"))
+                p.conv = ZF_OCCLUSION_CONV_DELTA;
+            else if (!strcmp(optarg, "winograd"))
+                p.conv = ZF_OCCLUSION_CONV_WINOGRAD;
+            else if (!strcmp(optarg, "winograd4"))
+                p.conv = ZF_OCCLUSION_CONV_WINOGRAD4;
+            else
+                return zft_usage_error("occlude", "--conv is auto, im2col, delta, winograd or winograd4, got '%s'", optarg);
+            break;
+        case 'b':
+            if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 16)
+                return zft_usage_error("occlude", "--batch needs a positive number, got '%s'", optarg);
+            p.batch = (int)v;
+            break;
+        case 'h':
+            fputs(usage_text, stdout);
+            return 0;
+        default:
+            return zft_usage_error("occlude", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return zft_usage_error("occlude", "unexpected argument '%s'", argv[optind]);
+    if (!input || !out || !p.patch || !p.stride)
+        return zft_usage_error("occlude", "--input, --patch, --stride and --out are required");
+
+    const double t0 = zft_now();
+    zf_net *net = NULL;
+    zf_tensor *x = NULL;
+    zf_occlusion_result *res = NULL;
+    int rc = 1;
+    zf_status st = zft_load_model(&mo, &net);
+    if (st)
+        goto fail;
+    if (layer) {
+        p.layer = zf_net_find_conv(net, layer);
+        if (p.layer < 0) {
+            int any = zf_net_find(net, layer);
+            st = any >= 0 ? zf_error(ZF_ERR_ARG, "layer '%s' of %s is a %s, not a convolution (see zfviz info)",
+                                     layer, net->arch, zf_op_name(net->layers[any].op))
+                          : zf_error(ZF_ERR_ARG, "%s has no layer '%s' (see zfviz info)", net->arch, layer);
+            goto fail;
+        }
+    }
+    if ((st = zf_input_load(input, net, &x)))
+        goto fail;
+    if (x->shape[0] != 1) {
+        st = zf_error(ZF_ERR_SHAPE, "%s: holds %lld images; occlude maps one", input, (long long)x->shape[0]);
+        goto fail;
+    }
+    if (p.patch > net->in_h || p.patch > net->in_w) {
+        st = zf_error(ZF_ERR_ARG, "--patch %d is larger than the %dx%d input of %s", p.patch, net->in_h,
+                      net->in_w, net->arch);
+        goto fail;
+    }
+    if ((st = zft_mkdirs(out)))
+        goto fail;
+    const double t_load = zft_now() - t0;
+
+    progress_ctx prog;
+    const int64_t npos = (int64_t)zf_occlusion_count(net->in_h, p.patch, p.stride) *
+                         zf_occlusion_count(net->in_w, p.patch, p.stride);
+    zft_progress_start(&prog.bar, "occlude", npos, "pos");
+    p.progress = on_progress;
+    p.progress_ctx = &prog;
+    st = zf_occlusion_run(net, zf_tensor_f32(x), &p, &res);
+    zft_progress_finish(&prog.bar);
+    if (st)
+        goto fail;
+
+    if ((st = write_map(out, "feature.npy", ZF_DTYPE_F32, res->feature, res->rows, res->cols)) ||
+        (st = write_map(out, "prob.npy", ZF_DTYPE_F32, res->prob, res->rows, res->cols)) ||
+        (st = write_map(out, "argmax.npy", ZF_DTYPE_I32, res->argmax, res->rows, res->cols)))
+        goto fail;
+    /* Figures of the three maps over the image (--png/--pdf) belong here, drawn by viz/ from `res`. */
+    if ((st = write_summary(out, &mo, input, net, &p, res, t_load, zft_now() - t0)))
+        goto fail;
+
+    const char *cname = zft_class_name(res->cls);
+    printf("%s: %d x %d positions (patch %d, stride %d), %s in %.2f s (estimated work %.0f%% of brute force)\n",
+           net->arch, res->rows, res->cols, res->patch, res->stride, zf_occlusion_method_name(res->method),
+           res->seconds, 100.0 * res->work_ratio);
+    printf("feature: %s channel %d%s, unoccluded total %.6g\n", net->layers[res->layer].name, res->channel,
+           p.channel < 0 ? " (strongest)" : "", res->base_feature);
+    printf("class: %d%s%s%s, unoccluded probability %.6g\n", res->cls, cname ? " (" : "", cname ? cname : "",
+           cname ? ")" : "", res->base_prob);
+    fprintf(stderr, "wrote %s/{feature,prob,argmax}.npy and summary.json\n", out);
+    rc = 0;
+fail:
+    if (rc)
+        rc = zft_fail("occlude", st);
+    zf_occlusion_result_free(res);
+    zf_tensor_free(x);
+    zf_net_free(net);
+    return rc;
+}

@@ -1,0 +1,133 @@
+/* zfviz report: a multi-page PDF of a scan: model summary, filter grids, dead units, top-9 sheets. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "viz_db.h"
+#include "zf/viz.h"
+
+const char zf_cmd_report_summary[] = "a multi-page PDF report of a scan database";
+
+#ifdef ZF_DB_ENABLED
+static void usage(void)
+{
+    printf("usage: zfviz report --db DB -o REPORT.pdf [--run ID] [--top-units N] [--min-active F]\n"
+           "                    [--arch A --weights W | --model F]\n\n"
+           "An A4-landscape PDF of a scan: a title page with a linked table of contents, the model\n"
+           "summary, the filters of every conv layer, the dead-unit table and a bar chart of dead and\n"
+           "rarely firing units per layer, and top-9 deconv sheets of the strongest units of each scanned\n"
+           "conv layer. Every page is numbered.\n\n"
+           "  --db F            the scan database\n"
+           "  --run ID          which scan (default: the newest)\n"
+           "  --top-units N     units per layer with top-9 sheets (default 4; 0: none)\n"
+           "  --min-active F    'rare' units fire on fewer than this fraction of images (default 0.01)\n"
+           "  --occlude IMG,... occlusion figures (Zeiler & Fergus Fig. 7) of these images\n"
+           "  --patch P         their grey square's side in input pixels (default 32)\n"
+           "  --stride S        its step (default 8)\n"
+           "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP
+           "  -o, --out FILE    the .pdf\n");
+}
+
+int zf_cmd_report(int argc, char **argv)
+{
+    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         {"db", required_argument, 0, 'd'},
+                                         {"run", required_argument, 0, 'r'},
+                                         {"top-units", required_argument, 0, 't'},
+                                         {"min-active", required_argument, 0, 'm'},
+                                         {"occlude", required_argument, 0, 'O'},
+                                         {"patch", required_argument, 0, 'P'},
+                                         {"stride", required_argument, 0, 's'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    zft_model_opts mo = {0};
+    const char *dbpath = NULL, *out = NULL, *occlude = NULL;
+    long run = 0, top = 4, patch = 32, stride = 8;
+    double min_active = 0.01;
+    int c;
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        if (zft_model_option(&mo, c, optarg))
+            continue;
+        switch (c) {
+        case 'd': dbpath = optarg; break;
+        case 'r':
+            if ((run = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("report", "--run needs a run id, got '%s'", optarg);
+            break;
+        case 't':
+            if ((top = zft_parse_long(optarg)) < 0 || top > 64)
+                return zft_usage_error("report", "--top-units needs 0..64, got '%s'", optarg);
+            break;
+        case 'm': {
+            char *end;
+            min_active = strtod(optarg, &end);
+            if (*end || !(min_active >= 0 && min_active <= 1))
+                return zft_usage_error("report", "--min-active needs a fraction in [0, 1], got '%s'", optarg);
+            break;
+        }
+        case 'O':
+            if (!zft_report_can_occlude())
+                return zft_usage_error("report", "--occlude needs a zfviz built with occlusion maps");
+            occlude = optarg;
+            break;
+        case 'P':
+            if ((patch = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("report", "--patch needs a positive number of pixels, got '%s'", optarg);
+            break;
+        case 's':
+            if ((stride = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("report", "--stride needs a positive number of pixels, got '%s'", optarg);
+            break;
+        case 'o': out = optarg; break;
+        case 'h': usage(); return 0;
+        default: return zft_usage_error("report", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return zft_usage_error("report", "unexpected argument '%s'", argv[optind]);
+    if (!dbpath || !out)
+        return zft_usage_error("report", "--db and -o REPORT.pdf are required");
+    zf_viz_format fmt;
+    if (zf_viz_format_of(out, &fmt) || fmt != ZF_VIZ_PDF)
+        return zft_usage_error("report", "%s: the report has several pages: write a .pdf", out);
+
+    zft_scan scan;
+    zft_report rep = {0};
+    zf_viz_doc *doc = NULL;
+    int rc = 1;
+    zf_status st;
+    if ((st = zft_scan_open(&scan, dbpath, run, NULL, &mo, 0)) ||
+        (st = zft_report_build(&rep, &scan, min_active, (int)top)))
+        goto fail;
+    if (occlude) {
+        char buf[8192];
+        const char *items[64];
+        int n = zft_split_list(occlude, buf, sizeof buf, items, 64);
+        for (int i = 0; i < n; i++)
+            if ((st = zft_report_add_occlusion(&rep, &scan, items[i], (int)patch, (int)stride)))
+                goto fail;
+    }
+    if ((st = zf_viz_doc_open(out, &doc)) || (st = zf_viz_report(doc, &rep.in)) || (st = zf_viz_doc_finish(doc)))
+        goto fail;
+    fprintf(stderr, "wrote %s (%d pages)\n", out, zf_viz_doc_pages(doc));
+    rc = 0;
+fail:
+    if (rc)
+        rc = zft_fail("report", st);
+    zf_viz_doc_free(doc);
+    zft_report_free(&rep);
+    zft_scan_close(&scan);
+    return rc;
+}
+#else
+int zf_cmd_report(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    fprintf(stderr, "zfviz report: this zfviz was built without the SQLite store\n");
+    return 1;
+}
+#endif

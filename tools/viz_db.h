@@ -1,0 +1,76 @@
+/* Pictures from a scan database: the glue between the store (zf_db) and the viz renderers, used by
+ * zfviz sheet and zfviz report, and storing renderings as PNG blobs (--store). Only built with the
+ * store (ZF_DB_ENABLED). */
+#ifndef ZF_TOOLS_VIZ_DB_H
+#define ZF_TOOLS_VIZ_DB_H
+
+#ifdef ZF_DB_ENABLED
+#include "common.h"
+#include "zf/db.h"
+#include "zf/viz.h"
+
+/* A scan opened for pictures: the run, its model, and the net rebuilt from what the run recorded
+ * (or from the model options given), checked against the recorded hash. */
+typedef struct zft_scan {
+    zf_db *db;
+    zf_db_run run;
+    zf_db_model model;
+    zf_net *net;
+} zft_scan;
+
+/* Opens `dbpath` and run `run_id` (0: the newest run covering `layer`, or any run if NULL).
+ * zft_scan_close frees what was opened, also after a failure. */
+zf_status zft_scan_open(zft_scan *s, const char *dbpath, int64_t run_id, const char *layer,
+                        const zft_model_opts *given, int readwrite);
+void zft_scan_close(zft_scan *s);
+
+/* Up to n units of `layer` with the strongest single activation over the scan, strongest first. */
+zf_status zft_scan_strongest_units(zft_scan *s, const char *layer, int n, int *units, int *got);
+
+/* A top-9 sheet of `units` of `layer`: each unit's stored examples (up to 9), projected with the
+ * deconvnet at their positions and cropped, with the input patches, to their receptive fields. */
+typedef struct zft_sheet {
+    zf_viz_sheet_in in;
+    zf_viz_unit *units;
+    zf_viz_patch *patches;  /* 9 per unit */
+    void **bufs;            /* everything the patches point to */
+    int n_bufs, cap_bufs;
+    char title[128];
+} zft_sheet;
+zf_status zft_sheet_build(zft_sheet *out, zft_scan *s, const char *layer, const int *units, int n,
+                          int lrn_backward);
+void zft_sheet_free(zft_sheet *sh);
+
+/* The report of a run: model summary, filter grids of every conv layer, the dead-unit table
+ * (min_active as zfviz dead takes it) and top-9 sheets of the `top_units` strongest units of each
+ * scanned conv layer. */
+typedef struct zft_report {
+    zf_viz_report_in in;
+    zf_viz_layer_row *layers;
+    zf_viz_filters_in *grids;
+    zf_viz_dead_row *dead;
+    zft_sheet *sheets;
+    int n_sheets;
+    char **strings;
+    int n_strings, cap_strings;
+    zf_viz_occlusion *occl;     /* rows of in.occlusions */
+    void **bufs;                /* what the rows point to */
+    int n_bufs, cap_bufs;
+} zft_report;
+zf_status zft_report_build(zft_report *out, zft_scan *s, double min_active, int top_units);
+/* Whether this build has occlusion maps (core's zf/occlusion.h). */
+int zft_report_can_occlude(void);
+/* Adds the occlusion figure of the image at `path` (ZF Fig. 7: a patch x patch grey square at
+ * `stride`, the strongest map of the last conv layer, the top class of the unoccluded image). */
+zf_status zft_report_add_occlusion(zft_report *r, zft_scan *s, const char *path, int patch, int stride);
+void zft_report_free(zft_report *r);
+
+/* Renders one page with fn into a PNG in memory and stores it in the database (table renderings)
+ * with what it shows; its width and height are filled in. */
+typedef zf_status (*zft_render_fn)(zf_viz_doc *doc, void *ctx);
+zf_status zft_store_rendering(zf_db *db, const zf_db_rendering *what, zft_render_fn fn, void *ctx, int64_t *id);
+/* The same into the database at `dbpath` (created if missing); prints where it went. */
+zf_status zft_store_rendering_at(const char *dbpath, const zf_db_rendering *what, zft_render_fn fn, void *ctx);
+#endif
+
+#endif

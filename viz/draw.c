@@ -1,0 +1,227 @@
+/* Drawing helpers shared by the figures: colours, rectangles, and images from pixel arrays painted
+ * with nearest-neighbour scaling (crisp taps in PNG, /Interpolate false in PDF). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "viz_internal.h"
+
+const zfv_rgb zfv_ink = {0.13, 0.13, 0.13};
+const zfv_rgb zfv_ink_light = {0.42, 0.42, 0.42};
+const zfv_rgb zfv_rule = {0.78, 0.78, 0.78};
+const zfv_rgb zfv_dead_red = {0.86, 0.08, 0.08};
+const zfv_rgb zfv_near_orange = {1.0, 0.58, 0.0};
+const zfv_rgb zfv_white = {1, 1, 1};
+/* Blue and vermilion (Okabe-Ito), distinguishable with the common colour-vision deficiencies. */
+const zfv_rgb zfv_series[2] = {{0.0, 0.447, 0.698}, {0.835, 0.369, 0.0}};
+/* Categorical colours for class maps (Tableau 10). */
+const zfv_rgb zfv_category[ZFV_CATEGORIES] = {
+    {0.122, 0.467, 0.706}, {1.000, 0.498, 0.055}, {0.173, 0.627, 0.173}, {0.839, 0.153, 0.157},
+    {0.580, 0.404, 0.741}, {0.549, 0.337, 0.294}, {0.890, 0.467, 0.761}, {0.498, 0.498, 0.498},
+    {0.737, 0.741, 0.133}, {0.090, 0.745, 0.812},
+};
+
+zf_status zfv_set_rgb(cairo_t *cr, zfv_rgb c)
+{
+    ZF_CAIRO(cr, cairo_set_source_rgb(cr, c.r, c.g, c.b));
+    return ZF_OK;
+}
+
+zf_status zfv_fill_rect(cairo_t *cr, double x, double y, double w, double h, zfv_rgb c)
+{
+    ZFV_TRY(zfv_set_rgb(cr, c));
+    ZF_CAIRO(cr, cairo_rectangle(cr, x, y, w, h));
+    ZF_CAIRO(cr, cairo_fill(cr));
+    return ZF_OK;
+}
+
+zf_status zfv_frame(cairo_t *cr, double x, double y, double w, double h, double lw, zfv_rgb c)
+{
+    ZFV_TRY(zfv_set_rgb(cr, c));
+    ZF_CAIRO(cr, cairo_set_line_width(cr, lw));
+    /* The stroke lies wholly outside the rectangle, so it never covers a tile's pixels. */
+    ZF_CAIRO(cr, cairo_rectangle(cr, x - lw / 2, y - lw / 2, w + lw, h + lw));
+    ZF_CAIRO(cr, cairo_stroke(cr));
+    return ZF_OK;
+}
+
+zf_status zfv_line(cairo_t *cr, double x0, double y0, double x1, double y1, double lw, zfv_rgb c)
+{
+    ZFV_TRY(zfv_set_rgb(cr, c));
+    ZF_CAIRO(cr, cairo_set_line_width(cr, lw));
+    ZF_CAIRO(cr, cairo_move_to(cr, x0, y0));
+    ZF_CAIRO(cr, cairo_line_to(cr, x1, y1));
+    ZF_CAIRO(cr, cairo_stroke(cr));
+    return ZF_OK;
+}
+
+uint8_t zfv_unit_byte(float t)
+{
+    if (!(t > 0))
+        return 0;
+    if (t >= 1)
+        return 255;
+    return (uint8_t)lrintf(t * 255.0f);
+}
+
+uint8_t zfv_signed_byte(float v, float s)
+{
+    if (!(s > 0))
+        return zfv_unit_byte(0.5f);
+    return zfv_unit_byte(0.5f + 0.5f * v / s);
+}
+
+zf_status zfv_surface_new(cairo_surface_t **out, int w, int h, uint32_t **px, int *stride)
+{
+    cairo_surface_t *s;
+    *out = NULL;
+    /* A failed create returns cairo's static error surface: nothing to free. */
+    ZF_CAIRO(s, s = cairo_image_surface_create(CAIRO_FORMAT_RGB24, w, h));
+    /* Pixels are written directly: flushed before, marked dirty after (zfv_paint_surface). */
+    ZF_CAIRO(s, cairo_surface_flush(s));
+    ZF_CAIRO(s, *px = (uint32_t *)cairo_image_surface_get_data(s));
+    ZF_CAIRO(s, *stride = cairo_image_surface_get_stride(s) / 4);
+    *out = s;
+    return ZF_OK;
+}
+
+zf_status zfv_paint_surface(cairo_t *cr, cairo_surface_t *s, double x, double y, double sx, double sy,
+                            double alpha)
+{
+    ZF_CAIRO(s, cairo_surface_mark_dirty(s));
+    ZF_CAIRO(cr, cairo_save(cr));
+    ZF_CAIRO(cr, cairo_translate(cr, x, y));
+    ZF_CAIRO(cr, cairo_scale(cr, sx, sy));
+    ZF_CAIRO(cr, cairo_set_source_surface(cr, s, 0, 0));
+    cairo_pattern_t *p;
+    ZF_CAIRO(cr, p = cairo_get_source(cr));
+    /* Crisp taps when enlarging; averaging when shrinking (a patch into a small cell). */
+    ZF_CAIRO(p, cairo_pattern_set_filter(p, sx >= 1 && sy >= 1 ? CAIRO_FILTER_NEAREST : CAIRO_FILTER_GOOD));
+    /* Pad, not the default none: scaled edges then keep their colour instead of fading out. */
+    ZF_CAIRO(p, cairo_pattern_set_extend(p, CAIRO_EXTEND_PAD));
+    ZF_CAIRO(cr, cairo_rectangle(cr, 0, 0, cairo_image_surface_get_width(s), cairo_image_surface_get_height(s)));
+    ZF_CAIRO(cr, cairo_clip(cr));
+    if (alpha >= 1)
+        ZF_CAIRO(cr, cairo_paint(cr));
+    else
+        ZF_CAIRO(cr, cairo_paint_with_alpha(cr, alpha));
+    ZF_CAIRO(cr, cairo_restore(cr));
+    return ZF_OK;
+}
+
+zf_status zfv_paint_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, double y, double dw,
+                        double dh, int washed)
+{
+    uint32_t *px;
+    int stride;
+    zf_status st;
+    cairo_surface_t *s;
+    ZFV_TRY(zfv_surface_new(&s, w, h, &px, &stride));
+    for (int i = 0; i < h; i++) {
+        for (int j = 0; j < w; j++) {
+            const uint8_t *p = rgb + ((size_t)i * w + j) * 3;
+            uint8_t q[3] = {p[0], p[1], p[2]};
+            if (washed) {
+                /* Grey at half contrast, so a heat map on top reads as the map. */
+                float lum = 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2];
+                q[0] = q[1] = q[2] = (uint8_t)lrintf(96.0f + 0.5f * lum);
+            }
+            px[(size_t)i * stride + j] = zfv_pack(q);
+        }
+    }
+    st = zfv_paint_surface(cr, s, x, y, dw / w, dh / h, 1.0);
+    cairo_surface_destroy(s);
+    return st;
+}
+
+zf_status zfv_paint_signed_rgb(cairo_t *cr, const float *planes, int w, int h, double x, double y,
+                               double dw, double dh)
+{
+    size_t hw = (size_t)w * h;
+    float s = 0;
+    for (size_t i = 0; i < 3 * hw; i++)
+        s = fmaxf(s, fabsf(planes[i]));
+    uint32_t *px;
+    int stride;
+    zf_status st;
+    cairo_surface_t *sf;
+    ZFV_TRY(zfv_surface_new(&sf, w, h, &px, &stride));
+    for (int i = 0; i < h; i++) {
+        for (int j = 0; j < w; j++) {
+            size_t o = (size_t)i * w + j;
+            uint8_t q[3] = {zfv_signed_byte(planes[o], s), zfv_signed_byte(planes[hw + o], s),
+                            zfv_signed_byte(planes[2 * hw + o], s)};
+            px[(size_t)i * stride + j] = zfv_pack(q);
+        }
+    }
+    st = zfv_paint_surface(cr, sf, x, y, dw / w, dh / h, 1.0);
+    cairo_surface_destroy(sf);
+    return st;
+}
+
+zf_status zfv_paint_map(cairo_t *cr, const float *map, int w, int h, float lo, float hi,
+                        zf_viz_cmap cmap, double x, double y, double dw, double dh, double alpha)
+{
+    uint32_t *px;
+    int stride;
+    zf_status st;
+    cairo_surface_t *s;
+    ZFV_TRY(zfv_surface_new(&s, w, h, &px, &stride));
+    float range = hi - lo;
+    for (int i = 0; i < h; i++) {
+        for (int j = 0; j < w; j++) {
+            float t = range > 0 ? (map[(size_t)i * w + j] - lo) / range : 0.0f;
+            uint8_t q[3];
+            zf_viz_cmap_rgb(cmap, t, q);
+            px[(size_t)i * stride + j] = zfv_pack(q);
+        }
+    }
+    st = zfv_paint_surface(cr, s, x, y, dw / w, dh / h, alpha);
+    cairo_surface_destroy(s);
+    return st;
+}
+
+zf_status zfv_draw_fitted(cairo_t *cr, const zfv_figure *f, double x, double y, double w, double h,
+                          double max_scale)
+{
+    double s = fmin(w / f->w, h / f->h);
+    if (s > max_scale)
+        s = max_scale;
+    double ox = x + (w - f->w * s) / 2;
+    ZF_CAIRO(cr, cairo_save(cr));
+    ZF_CAIRO(cr, cairo_translate(cr, ox, y));
+    ZF_CAIRO(cr, cairo_scale(cr, s, s));
+    ZF_CAIRO(cr, cairo_rectangle(cr, 0, 0, f->w, f->h));
+    ZF_CAIRO(cr, cairo_clip(cr));
+    ZFV_TRY(f->draw(cr, f->ctx));
+    ZF_CAIRO(cr, cairo_restore(cr));
+    return ZF_OK;
+}
+
+void zf_viz_input_to_rgb(uint8_t *rgb, const float *input, const zf_preproc *pre, int h, int w)
+{
+    size_t hw = (size_t)h * w;
+    float scale = pre->scale > 0 ? pre->scale : 1.0f;
+    for (int c = 0; c < 3; c++) {
+        /* Plane c of the input holds colour `rc` (R=0, G=1, B=2). */
+        int rc = pre->order == ZF_COLOR_BGR ? 2 - c : c;
+        float sd = pre->std[rc] != 0 ? pre->std[rc] : 1.0f;
+        const float *plane = input + (size_t)c * hw;
+        for (size_t i = 0; i < hw; i++) {
+            float p = (plane[i] * sd + pre->mean[rc]) / scale * 255.0f;
+            rgb[i * 3 + rc] = p <= 0 ? 0 : p >= 255 ? 255 : (uint8_t)lrintf(p);
+        }
+    }
+}
+
+void zf_viz_proj_to_rgb(float *proj, const zf_preproc *pre, int h, int w)
+{
+    if (pre->order != ZF_COLOR_BGR)
+        return;
+    size_t hw = (size_t)h * w;
+    for (size_t i = 0; i < hw; i++) {
+        float t = proj[i];
+        proj[i] = proj[2 * hw + i];
+        proj[2 * hw + i] = t;
+    }
+}

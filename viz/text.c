@@ -1,0 +1,175 @@
+/* Text through pangocairo: one sans (or mono) face, sizes in pixels, measured the same way with
+ * or without a page so that layouts can be computed before drawing. */
+#include <pango/pangocairo.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "viz_internal.h"
+
+static PangoFontDescription *font_for(double size, int flags)
+{
+    PangoFontDescription *fd = pango_font_description_new();
+    pango_font_description_set_family(fd, (flags & ZFV_MONO) ? "DejaVu Sans Mono,monospace"
+                                                             : "DejaVu Sans,sans-serif");
+    pango_font_description_set_weight(fd, (flags & ZFV_BOLD) ? PANGO_WEIGHT_BOLD : PANGO_WEIGHT_NORMAL);
+    if (flags & ZFV_ITALIC)
+        pango_font_description_set_style(fd, PANGO_STYLE_ITALIC);
+    pango_font_description_set_absolute_size(fd, size * PANGO_SCALE);
+    return fd;
+}
+
+static void layout_set(PangoLayout *lay, const char *text, double size, int flags)
+{
+    PangoFontDescription *fd = font_for(size, flags);
+    pango_layout_set_font_description(lay, fd);
+    pango_font_description_free(fd);
+    pango_layout_set_text(lay, text, -1);
+}
+
+/* Unhinted metrics, as pages have them (doc.c), so text measures the same with or without a page. */
+static zf_status set_measure_options(PangoContext *ctx)
+{
+    cairo_font_options_t *fo;
+    ZF_CAIRO(fo, fo = cairo_font_options_create());
+    zf_status st = ZF_OK;
+    ZF_CAIRO_GOTO(fo, cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF), st, done);
+    ZF_CAIRO_GOTO(fo, cairo_font_options_set_hint_style(fo, CAIRO_HINT_STYLE_NONE), st, done);
+    ZF_CAIRO_GOTO(fo, cairo_font_options_set_antialias(fo, CAIRO_ANTIALIAS_GRAY), st, done);
+    pango_cairo_context_set_font_options(ctx, fo);
+done:
+    cairo_font_options_destroy(fo);
+    return st;
+}
+
+/* A pango context for measuring without a page, one per thread. If its font options cannot be set
+ * (out of memory) it measures with the defaults: sizes then differ by a fraction of a pixel. */
+static PangoContext *measure_context(void)
+{
+    static _Thread_local PangoContext *ctx;
+    if (ctx)
+        return ctx;
+    ctx = pango_font_map_create_context(pango_cairo_font_map_get_default());
+    (void)set_measure_options(ctx);
+    return ctx;
+}
+
+void zfv_text_size(const char *text, double size, int flags, double *w, double *h)
+{
+    PangoLayout *lay = pango_layout_new(measure_context());
+    layout_set(lay, text, size, flags);
+    int pw, ph;
+    pango_layout_get_size(lay, &pw, &ph);
+    g_object_unref(lay);
+    if (flags & ZFV_ROT90) {
+        int t = pw;
+        pw = ph;
+        ph = t;
+    }
+    if (w)
+        *w = (double)pw / PANGO_SCALE;
+    if (h)
+        *h = (double)ph / PANGO_SCALE;
+}
+
+static zf_status show(cairo_t *cr, PangoLayout *lay, double x, double y, int flags, zfv_rgb c)
+{
+    int pw, ph;
+    pango_layout_get_size(lay, &pw, &ph);
+    double w = (double)pw / PANGO_SCALE, h = (double)ph / PANGO_SCALE;
+    /* The box the text occupies on the page, aligned at (x, y). */
+    double bw = (flags & ZFV_ROT90) ? h : w, bh = (flags & ZFV_ROT90) ? w : h;
+    if (flags & ZFV_CENTER)
+        x -= bw / 2;
+    else if (flags & ZFV_RIGHT)
+        x -= bw;
+    if (flags & ZFV_MIDDLE)
+        y -= bh / 2;
+    else if (flags & ZFV_BOTTOM)
+        y -= bh;
+    ZF_CAIRO(cr, cairo_save(cr));
+    ZFV_TRY(zfv_set_rgb(cr, c));
+    if (flags & ZFV_ROT90) {
+        /* Reads bottom to top: the text's top edge faces left. */
+        ZF_CAIRO(cr, cairo_translate(cr, x, y + bh));
+        ZF_CAIRO(cr, cairo_rotate(cr, -G_PI / 2));
+    } else {
+        ZF_CAIRO(cr, cairo_translate(cr, x, y));
+    }
+    ZF_CAIRO(cr, pango_cairo_update_layout(cr, lay));
+    ZF_CAIRO(cr, pango_cairo_show_layout(cr, lay));
+    ZF_CAIRO(cr, cairo_restore(cr));
+    return ZF_OK;
+}
+
+zf_status zfv_text(cairo_t *cr, double x, double y, const char *text, double size, int flags, zfv_rgb c)
+{
+    PangoLayout *lay;
+    ZF_CAIRO(cr, lay = pango_cairo_create_layout(cr));
+    if (!lay)
+        return zf_error(ZF_ERR_NOMEM, "viz: pango_cairo_create_layout failed");
+    layout_set(lay, text, size, flags);
+    zf_status st = show(cr, lay, x, y, flags, c);
+    g_object_unref(lay);
+    return st;
+}
+
+zf_status zfv_text_fit(cairo_t *cr, double x, double y, const char *text, double size, int flags,
+                       zfv_rgb c, double maxw)
+{
+    PangoLayout *lay;
+    ZF_CAIRO(cr, lay = pango_cairo_create_layout(cr));
+    if (!lay)
+        return zf_error(ZF_ERR_NOMEM, "viz: pango_cairo_create_layout failed");
+    layout_set(lay, text, size, flags);
+    pango_layout_set_width(lay, (int)(maxw * PANGO_SCALE));
+    pango_layout_set_ellipsize(lay, PANGO_ELLIPSIZE_END);
+    zf_status st = show(cr, lay, x, y, flags & ~ZFV_ROT90, c);
+    g_object_unref(lay);
+    return st;
+}
+
+zf_status zfv_text_wrap(cairo_t *cr, double x, double y, const char *text, double size, zfv_rgb c, double maxw)
+{
+    PangoLayout *lay;
+    ZF_CAIRO(cr, lay = pango_cairo_create_layout(cr));
+    if (!lay)
+        return zf_error(ZF_ERR_NOMEM, "viz: pango_cairo_create_layout failed");
+    layout_set(lay, text, size, 0);
+    pango_layout_set_width(lay, (int)(maxw * PANGO_SCALE));
+    pango_layout_set_wrap(lay, PANGO_WRAP_WORD);
+    zf_status st = show(cr, lay, x, y, 0, c);
+    g_object_unref(lay);
+    return st;
+}
+
+void zfv_text_wrap_size(const char *text, double size, double maxw, double *w, double *h)
+{
+    PangoLayout *lay = pango_layout_new(measure_context());
+    layout_set(lay, text, size, 0);
+    pango_layout_set_width(lay, (int)(maxw * PANGO_SCALE));
+    pango_layout_set_wrap(lay, PANGO_WRAP_WORD);
+    int pw, ph;
+    pango_layout_get_size(lay, &pw, &ph);
+    g_object_unref(lay);
+    if (w)
+        *w = (double)pw / PANGO_SCALE;
+    if (h)
+        *h = (double)ph / PANGO_SCALE;
+}
+
+#if defined(__SANITIZE_ADDRESS__)
+#define ZFV_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define ZFV_ASAN 1
+#endif
+#endif
+#ifdef ZFV_ASAN
+/* fontconfig keeps the font patterns pango and cairo look up (partly from pango's own loader
+ * thread) until the process ends and never frees them; LeakSanitizer would report them for every
+ * program that draws text. Only stacks through libfontconfig are silenced. */
+const char *__lsan_default_suppressions(void);
+const char *__lsan_default_suppressions(void) { return "leak:libfontconfig.so\n"; }
+const char *__lsan_default_options(void);
+const char *__lsan_default_options(void) { return "print_suppressions=0"; }
+#endif
