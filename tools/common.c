@@ -55,6 +55,7 @@ int zft_model_option(zft_model_opts *o, int opt, const char *arg)
     case 'A': o->arch = arg; return 1;
     case 'W': o->weights = arg; return 1;
     case 'M': o->model = arg; return 1;
+    case 'P': o->preproc = arg; return 1;
     default: return 0;
     }
 }
@@ -66,7 +67,7 @@ zf_status zft_load_model(const zft_model_opts *o, zf_net **out)
         if (o->arch || o->weights)
             return zf_error(ZF_ERR_ARG, "--model takes the whole network from the file: leave out --arch/--weights");
 #ifdef ZF_ONNX_ENABLED
-        return zf_onnx_load(o->model, out);
+        return zf_onnx_open_model(o->model, &(zf_onnx_options){.preproc = o->preproc}, out);
 #else
         return zf_error(ZF_ERR_UNSUPPORTED, "%s: this zfviz was built without ONNX support", o->model);
 #endif
@@ -79,6 +80,10 @@ zf_status zft_load_model(const zft_model_opts *o, zf_net **out)
     if (!o->weights)
         fprintf(stderr, "zfviz: no --weights given: using random weights (random:0)\n");
     st = zf_net_load_weights(net, w);
+#ifdef ZF_ONNX_ENABLED
+    if (!st && o->preproc)
+        st = zf_onnx_preproc_parse(o->preproc, &net->pre);
+#endif
     if (st) {
         zf_net_free(net);
         return st;
@@ -180,11 +185,4 @@ void zft_progress_finish(zft_progress *p)
 {
     if (p->drawn)
         draw(p, p->total, 1);
-}
-
-/* Stand-in until the class list is compiled in (tools/classes.c provides the real one). */
-__attribute__((weak)) const char *zft_class_name(int k)
-{
-    (void)k;
-    return NULL;
 }

@@ -24,18 +24,22 @@ typedef struct zft_model_opts {
     const char *arch;    /* built-in name; default "alexnet" */
     const char *weights; /* random:SEED, .npy folder or .safetensors; default random:0 */
     const char *model;   /* an ONNX file or a name under the model folder */
+    const char *preproc; /* preprocessing override (zf_onnx_preproc_parse), or NULL */
 } zft_model_opts;
 
 /* The long options every model-taking command accepts, to splice into a getopt_long table:
  * "arch", "weights", "model" with values 'A', 'W', 'M'. */
 #define ZFT_MODEL_LONGOPTS \
     {"arch", required_argument, 0, 'A'}, {"weights", required_argument, 0, 'W'}, \
-    {"model", required_argument, 0, 'M'}
+    {"model", required_argument, 0, 'M'}, {"preproc", required_argument, 0, 'P'}
 #define ZFT_MODEL_HELP \
     "  --arch A          built-in network: alexnet, alexnet-caffe, zfnet (default alexnet)\n" \
     "  --weights W       random:SEED, a folder of <layer>.weight.npy/.bias.npy, or a .safetensors file\n" \
-    "  --model F         an ONNX model file instead of --arch/--weights\n"
-/* Handles 'A', 'W', 'M'; returns 1 if the option was one of them. */
+    "  --model F         an ONNX model file, or a model name in $ZFVIZ_MODELS (default\n" \
+    "                    ~/.cache/zfviz/models), e.g. zfnet512, instead of --arch/--weights\n" \
+    "  --preproc SPEC    override the preprocessing: zoo|torchvision, order=rgb|bgr, scale=1|255,\n" \
+    "                    mean=R:G:B, std=R:G:B, resize=exact|short:N (comma-separated)\n"
+/* Handles 'A', 'W', 'M', 'P'; returns 1 if the option was one of them. */
 int zft_model_option(zft_model_opts *o, int opt, const char *arg);
 /* Builds the net and loads its weights as `o` says. */
 zf_status zft_load_model(const zft_model_opts *o, zf_net **out);
