@@ -239,7 +239,10 @@ int main(int argc, char **argv)
 
             /* the same pipeline storing nothing: decoding on its thread and the forward */
             {
-                zf_scan_opts dry = {.batch = batch, .dry_run = 1};
+                uint64_t dry_seed = 1;
+                zf_scan_opts dry = {.batch = batch, .dry_run = 1,
+                                    .forward = store_only ? fake_forward : NULL,
+                                    .forward_ctx = &dry_seed};
                 zf_scan_result res;
                 if (zf_db_scan(NULL, net, (const char *const *)paths, n, &dry, &res)) {
                     fprintf(stderr, "bench_scan: %s: %s\n", name, zf_last_error());

@@ -90,6 +90,7 @@ static const char *const migrations[ZF_DB_SCHEMA_VERSION] = {
     "  max_image_id        INTEGER REFERENCES images (id),\n"
     "  max_y               INTEGER,\n"
     "  max_x               INTEGER,\n"
+    "  max_seq             INTEGER,\n"
     "  top                 TEXT NOT NULL DEFAULT '[]',\n"
     "  PRIMARY KEY (run_id, layer, unit),\n"
     "  FOREIGN KEY (run_id, layer) REFERENCES run_layers (run_id, layer) ON DELETE CASCADE\n"

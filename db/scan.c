@@ -206,10 +206,9 @@ int zf_db_scan_default_layers(const zf_net *net, int *idx)
 #define CLEAN UINT16_MAX
 
 typedef struct topk_ent {
-    float score;      /* the value before the ReLU at the image's strongest position */
-    int32_t pos;      /* y * w + x */
-    int64_t seq;      /* the image's place in the list; ties go to the smaller */
-    int64_t image_id; /* 0 until the image's row is committed */
+    float score; /* the value before the ReLU at the image's strongest position */
+    int32_t pos; /* y * w + x */
+    int64_t seq; /* the image's place in the list (ties go to the smaller); its row: seq_image */
 } topk_ent;
 
 typedef struct scan_layer {
@@ -221,11 +220,11 @@ typedef struct scan_layer {
     int64_t *positive; /* positions > 0 */
     double *sum;       /* of max(value, 0), in image order */
     float *max;        /* largest value (before the ReLU) */
-    int64_t *max_seq;  /* where: image (-1: none yet), position, image row id (0: unresolved) */
+    int64_t *max_seq;  /* where: image (-1: none yet) and position */
     int32_t *max_pos;
-    int64_t *max_image;
     topk_ent *top;     /* units x k, best first: score descending, then seq ascending */
     int *top_n;
+    float *kth;        /* the score a newcomer must beat: the k-th's, or -inf while not full */
     uint16_t *dirty;   /* lowest rank (0-based) changed since the last commit; CLEAN if none */
     char **json;       /* each unit's top-k as stored (unit_stats.top), remade when dirty */
 } scan_layer;
@@ -319,11 +318,18 @@ static void offer(scan_layer *L, int c, int k, float score, int pos, int64_t seq
         t[j] = t[j - 1];
         j--;
     }
-    t[j] = (topk_ent){score, pos, seq, 0};
+    t[j] = (topk_ent){score, pos, seq};
     if (n < k)
-        L->top_n[c] = n + 1;
+        L->top_n[c] = ++n;
     if (j < L->dirty[c])
         L->dirty[c] = (uint16_t)j;
+    L->kth[c] = n == k ? t[k - 1].score : -INFINITY;
+}
+
+/* A cheap first look before offer(): most values cannot enter once the list is full. */
+static inline int may_enter(const scan_layer *L, int c, int k, float v)
+{
+    return !(v <= L->kth[c]) || L->top_n[c] < k;
 }
 
 /* Adds n images (their outputs in act, (n, units, hw)) in order. One thread: a pass over the
@@ -333,6 +339,31 @@ static void offer(scan_layer *L, int c, int k, float score, int pos, int64_t seq
 static void accumulate(scan_layer *L, const float *act, int n, const int64_t *seqs, int k)
 {
     const int units = L->units, hw = L->hw;
+    if (hw == 1) {
+        /* Fully connected: one value per unit and image. Image by image over contiguous units
+         * (the sums come out the same as plane_stats gives for a single value). */
+        for (int i = 0; i < n; i++) {
+            const float *a = act + (size_t)i * units;
+            for (int c = 0; c < units; c++) {
+                float v = a[c];
+                int pos = v > 0.0f;
+                L->sum[c] += pos ? (double)v : 0.0;
+                L->positive[c] += pos;
+                L->active[c] += pos;
+            }
+            for (int c = 0; c < units; c++) {
+                float v = a[c];
+                if (L->max_seq[c] < 0 || v > L->max[c]) {
+                    L->max[c] = v;
+                    L->max_seq[c] = seqs[i];
+                    L->max_pos[c] = 0;
+                }
+                if (may_enter(L, c, k, v))
+                    offer(L, c, k, v, 0, seqs[i]);
+            }
+        }
+        return;
+    }
     for (int c = 0; c < units; c++) {
         for (int i = 0; i < n; i++) {
             const float *p = act + ((size_t)i * units + c) * (size_t)hw;
@@ -348,9 +379,9 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
                 L->max[c] = m;
                 L->max_seq[c] = seqs[i];
                 L->max_pos[c] = arg;
-                L->max_image[c] = 0;
             }
-            offer(L, c, k, m, arg, seqs[i]);
+            if (may_enter(L, c, k, m))
+                offer(L, c, k, m, arg, seqs[i]);
         }
     }
 }
@@ -363,9 +394,9 @@ static void layer_free(scan_layer *L)
     free(L->max);
     free(L->max_seq);
     free(L->max_pos);
-    free(L->max_image);
     free(L->top);
     free(L->top_n);
+    free(L->kth);
     free(L->dirty);
     if (L->json)
         for (int c = 0; c < L->units; c++)
@@ -382,17 +413,18 @@ static int layer_alloc(scan_layer *L, int k)
     L->max = calloc(u, sizeof *L->max);
     L->max_seq = malloc(u * sizeof *L->max_seq);
     L->max_pos = calloc(u, sizeof *L->max_pos);
-    L->max_image = calloc(u, sizeof *L->max_image);
     L->top = calloc(u * (size_t)k, sizeof *L->top);
     L->top_n = calloc(u, sizeof *L->top_n);
     L->dirty = malloc(u * sizeof *L->dirty);
     L->json = calloc(u, sizeof *L->json);
+    L->kth = malloc(u * sizeof *L->kth);
     if (!L->active || !L->positive || !L->sum || !L->max || !L->max_seq || !L->max_pos ||
-        !L->max_image || !L->top || !L->top_n || !L->dirty || !L->json)
+        !L->top || !L->top_n || !L->dirty || !L->json || !L->kth)
         return -1;
     for (size_t c = 0; c < u; c++) {
         L->max_seq[c] = -1;
         L->dirty[c] = CLEAN;
+        L->kth[c] = -INFINITY;
     }
     return 0;
 }
@@ -604,7 +636,7 @@ typedef struct scan {
     int64_t n_ok, n_failed;
     /* the chunk in progress: images [committed, committed + chunk_n) */
     img_meta *chunk_meta;
-    int64_t *chunk_ids;
+    int64_t *seq_image; /* the images row of every committed seq (n_images entries) */
     int chunk_n, chunk_cap;
     double last_commit, last_commit_cost; /* when the last commit ended, how long it took */
     const char *const *paths;
@@ -621,7 +653,7 @@ static void scan_free(scan *S)
         for (int i = 0; i < S->chunk_cap; i++)
             free(S->chunk_meta[i].error);
     free(S->chunk_meta);
-    free(S->chunk_ids);
+    free(S->seq_image);
     sqlite3_finalize(S->find_image);
     sqlite3_finalize(S->insert_image);
     sqlite3_finalize(S->insert_run_image);
@@ -645,13 +677,13 @@ static zf_status prepare_all(scan *S)
         (s = zf_db_prepare(
              db, &S->upsert_stats,
              "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, positions, "
-             "positive_positions, sum, max, max_image_id, max_y, max_x, top) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+             "positive_positions, sum, max, max_image_id, max_y, max_x, max_seq, top) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
              "ON CONFLICT (run_id, layer, unit) DO UPDATE SET images = excluded.images, "
              "active_images = excluded.active_images, positions = excluded.positions, "
              "positive_positions = excluded.positive_positions, sum = excluded.sum, "
              "max = excluded.max, max_image_id = excluded.max_image_id, max_y = excluded.max_y, "
-             "max_x = excluded.max_x, top = excluded.top")) ||
+             "max_x = excluded.max_x, max_seq = excluded.max_seq, top = excluded.top")) ||
         (s = zf_db_prepare(db, &S->update_run,
                            "UPDATE runs SET next_seq = ?1, n_ok = ?2, n_failed = ?3, "
                            "updated = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "
@@ -749,7 +781,7 @@ static zf_status format_top(scan *S, scan_layer *L, int c)
         if (r)
             *o++ = ',';
         *o++ = '[';
-        const int64_t v[9] = {t[r].image_id, t[r].seq, 0, y, x, b.x0, b.y0, b.x1, b.y1};
+        const int64_t v[9] = {S->seq_image[t[r].seq], t[r].seq, 0, y, x, b.x0, b.y0, b.x1, b.y1};
         for (int i = 0; i < 9; i++) {
             if (i)
                 *o++ = ',';
@@ -787,14 +819,17 @@ static zf_status parse_top(scan *S, scan_layer *L, int c, const char *json)
                 goto bad;
             p = end + 1;
         }
-        t[n++] = (topk_ent){(float)v[2], (int32_t)v[3] * L->l->out_w + (int32_t)v[4],
-                            (int64_t)v[1], (int64_t)v[0]};
+        int64_t seq = (int64_t)v[1];
+        if (seq < 0 || seq >= S->committed || S->seq_image[seq] != (int64_t)v[0])
+            goto bad;
+        t[n++] = (topk_ent){(float)v[2], (int32_t)v[3] * L->l->out_w + (int32_t)v[4], seq};
         if (*p == ',')
             p++;
     }
     if (*p != ']')
         goto bad;
     L->top_n[c] = n;
+    L->kth[c] = n == S->k ? t[n - 1].score : -INFINITY;
     return ZF_OK;
 bad:
     return zf_error(ZF_ERR_DB, "%s: run %lld: the top-k of %s unit %d is damaged: %.60s",
@@ -818,13 +853,14 @@ static zf_status write_stats(scan *S, scan_layer *L)
         ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 8, L->sum[c]));
         if (L->max_seq[c] >= 0) {
             ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 9, (double)L->max[c]));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 10, L->max_image[c]));
+            ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 10, S->seq_image[L->max_seq[c]]));
             ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 11, L->max_pos[c] / w));
             ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 12, L->max_pos[c] % w));
+            ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 13, L->max_seq[c]));
         }
         if ((L->dirty[c] != CLEAN || !L->json[c]) && (s = format_top(S, L, c)))
             goto fail;
-        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 13, L->json[c], -1, SQLITE_STATIC));
+        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 14, L->json[c], -1, SQLITE_STATIC));
         if ((s = zf_db_step(db, st, NULL)))
             goto fail;
         reuse(st);
@@ -848,10 +884,6 @@ static int chunk_grow(scan *S, int n)
         return -1;
     memset(m + S->chunk_cap, 0, (size_t)(cap - S->chunk_cap) * sizeof *m);
     S->chunk_meta = m;
-    int64_t *ids = realloc(S->chunk_ids, (size_t)cap * sizeof *ids);
-    if (!ids)
-        return -1;
-    S->chunk_ids = ids;
     S->chunk_cap = cap;
     return 0;
 }
@@ -881,26 +913,18 @@ static zf_status commit_chunk(scan *S)
         goto fail;
     }
     for (int i = 0; i < S->chunk_n; i++) {
-        if ((s = image_row(S, S->paths[start + i], &S->chunk_meta[i], &S->chunk_ids[i])))
+        if ((s = image_row(S, S->paths[start + i], &S->chunk_meta[i], &S->seq_image[start + i])))
             goto fail;
         st = S->insert_run_image;
         ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
         ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 2, start + i));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 3, S->chunk_ids[i]));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 3, S->seq_image[start + i]));
         if ((s = zf_db_step(db, st, NULL)))
             goto fail;
         reuse(st);
     }
     for (int li = 0; li < S->n_layers; li++) {
         scan_layer *L = &S->layers[li];
-        for (int c = 0; c < L->units; c++) {
-            if (L->max_seq[c] >= 0 && !L->max_image[c])
-                L->max_image[c] = S->chunk_ids[L->max_seq[c] - start];
-            topk_ent *t = L->top + (size_t)c * S->k;
-            for (int r = 0; r < L->top_n[c]; r++)
-                if (!t[r].image_id)
-                    t[r].image_id = S->chunk_ids[t[r].seq - start];
-        }
         if ((s = write_stats(S, L)))
             goto fail;
     }
@@ -938,9 +962,33 @@ static zf_status load_state(scan *S)
     zf_status s;
     sqlite3_stmt *st = NULL;
     int row = 0;
+    int64_t got_images = 0;
+    if ((s = zf_db_prepare(db, &st, "SELECT seq, image_id FROM run_images WHERE run_id = ? "
+                                    "ORDER BY seq")))
+        return s;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
+    while (!(s = zf_db_step(db, st, &row)) && row) {
+        int64_t seq = sqlite3_column_int64(st, 0);
+        if (seq != got_images || seq >= S->committed) {
+            s = zf_error(ZF_ERR_DB, "%s: run %lld: its image list is damaged at image %lld",
+                         zf_db_path(db), (long long)S->run_id, (long long)seq);
+            goto fail;
+        }
+        S->seq_image[got_images++] = sqlite3_column_int64(st, 1);
+    }
+    if (s)
+        goto fail;
+    if (got_images != S->committed) {
+        s = zf_error(ZF_ERR_DB, "%s: run %lld: %lld images recorded, the run says %lld",
+                     zf_db_path(db), (long long)S->run_id, (long long)got_images,
+                     (long long)S->committed);
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
     if ((s = zf_db_prepare(db, &st,
                            "SELECT unit, images, active_images, positions, positive_positions, "
-                           "sum, max, max_image_id, max_y, max_x, top FROM unit_stats "
+                           "sum, max, max_seq, max_y, max_x, top FROM unit_stats "
                            "WHERE run_id = ? AND layer = ? ORDER BY unit")))
         return s;
     for (int li = 0; li < S->n_layers; li++) {
@@ -963,9 +1011,14 @@ static zf_status load_state(scan *S)
             L->sum[c] = sqlite3_column_double(st, 5);
             if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
                 L->max[c] = (float)sqlite3_column_double(st, 6);
-                L->max_seq[c] = 0; /* present and resolved; only its image row id is kept */
-                L->max_image[c] = sqlite3_column_int64(st, 7);
+                L->max_seq[c] = sqlite3_column_int64(st, 7);
                 L->max_pos[c] = sqlite3_column_int(st, 8) * L->l->out_w + sqlite3_column_int(st, 9);
+                if (L->max_seq[c] < 0 || L->max_seq[c] >= S->committed) {
+                    s = zf_error(ZF_ERR_DB, "%s: run %lld: %s unit %d has its max at image %lld "
+                                 "of %lld committed", zf_db_path(db), (long long)S->run_id,
+                                 L->l->name, c, (long long)L->max_seq[c], (long long)S->committed);
+                    goto fail;
+                }
             }
             const char *top = (const char *)sqlite3_column_text(st, 10);
             if ((s = parse_top(S, L, c, top ? top : "")))
@@ -1218,6 +1271,10 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
             s = zf_error(ZF_ERR_NOMEM, "scan: out of memory for the accumulators");
             goto out;
         }
+    if (!(S.seq_image = calloc((size_t)n, sizeof *S.seq_image))) {
+        s = zf_error(ZF_ERR_NOMEM, "scan: out of memory for %lld images", (long long)n);
+        goto out;
+    }
     if (S.committed > 0 && (s = load_state(&S)))
         goto out;
     if (S.committed >= n)

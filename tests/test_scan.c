@@ -621,7 +621,8 @@ static char *dump(const char *dbpath)
         "SELECT id, n_images, next_seq, n_ok, n_failed, batch, chunk, top_k, layers, finished IS "
         "NOT NULL FROM runs ORDER BY id",
         "SELECT run_id, layer, unit, images, active_images, positions, positive_positions, "
-        "printf('%!.17g', sum), printf('%!.17g', max), max_image_id, max_y, max_x FROM unit_stats "
+        "printf('%!.17g', sum), printf('%!.17g', max), max_image_id, max_y, max_x, max_seq, top "
+        "FROM unit_stats "
         "ORDER BY 1, 2, 3",
         "SELECT run_id, layer, unit, rank, image_id, seq, printf('%!.17g', score), y, x, box_x0, "
         "box_y0, box_x1, box_y1 FROM topk ORDER BY 1, 2, 3, 4",

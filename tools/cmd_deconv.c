@@ -12,6 +12,7 @@ const char zf_cmd_deconv_summary[] = "project a conv unit or feature map to pixe
 int zf_cmd_deconv(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         ZFT_DEVICE_LONGOPTS,
                                          {"input", required_argument, 0, 'i'},
                                          {"layer", required_argument, 0, 'l'},
                                          {"channel", required_argument, 0, 'c'},
@@ -23,11 +24,12 @@ int zf_cmd_deconv(int argc, char **argv)
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
+    zft_device dev = {0};
     const char *input = NULL, *layer = NULL, *out = NULL, *position = NULL;
     long channel = -1, batch = 16;
     int map = 0, lrn_backward = 0, c;
     while ((c = getopt_long(argc, argv, "hi:l:c:o:", opts, NULL)) != -1) {
-        if (zft_model_option(&mo, c, optarg))
+        if (zft_model_option(&mo, c, optarg) || zft_device_option(&dev, c, optarg))
             continue;
         switch (c) {
         case 'i': input = optarg; break;
@@ -51,7 +53,7 @@ int zf_cmd_deconv(int argc, char **argv)
                    "deconvnet: switches, unpooling, rectification, transposed filters). By default one\n"
                    "unit: channel C at its strongest position in each image (first maximum in row-major\n"
                    "order); --position picks the unit, --map projects the whole feature map. Writes\n"
-                   "N x 3 x H x W, the input's size.\n\n" ZFT_MODEL_HELP
+                   "N x 3 x H x W, the input's size.\n\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP
                    "  --input X         .npy tensor or image file\n"
                    "  --layer L         conv1..conv5 (or relu1..relu5, or a graph name)\n"
                    "  --channel C       feature map to project\n"
@@ -105,7 +107,7 @@ int zf_cmd_deconv(int argc, char **argv)
         st = zf_error(ZF_ERR_NOMEM, "out of memory for %d reconstructions", n);
         goto fail;
     }
-    if ((st = zf_net_reserve(net, b)))
+    if ((st = zf_net_reserve(net, b)) || (st = zft_device_open(&dev, net, b)))
         goto fail;
     const size_t in_size = (size_t)zf_net_in_size(net);
     for (int i = 0; i < n; i++) {
@@ -115,11 +117,9 @@ int zf_cmd_deconv(int argc, char **argv)
     }
     for (int i0 = 0; i0 < n; i0 += b) {
         const int nb = n - i0 < b ? n - i0 : b;
-        /* the projection needs the switches up to the layer, not the classifier */
-        if ((st = zf_net_forward_upto(net, zf_tensor_f32(x) + (size_t)i0 * in_size, nb, zf_net_rectified(net, conv))))
-            goto fail;
         zf_deconv_req req = {conv, map ? ZF_DECONV_MAP : ZF_DECONV_UNIT, lrn_backward, chan + i0, ys + i0, xs + i0};
-        if ((st = zf_net_deconv(net, zf_tensor_f32(y) + (size_t)i0 * in_size, nb, &req)))
+        if ((st = zft_device_deconv(&dev, net, zf_tensor_f32(x) + (size_t)i0 * in_size, nb, &req,
+                                    zf_tensor_f32(y) + (size_t)i0 * in_size)))
             goto fail;
         if (zf_interrupted) {
             st = zf_error(ZF_ERR_INTERRUPTED, "interrupted after %d of %d images", i0 + nb, n);
@@ -139,6 +139,7 @@ int zf_cmd_deconv(int argc, char **argv)
 fail:
     if (rc)
         rc = zft_fail("deconv", st);
+    zft_device_close(&dev);
     free(chan);
     free(ys);
     free(xs);

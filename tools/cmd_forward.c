@@ -51,6 +51,7 @@ static void print_top(const zf_net *net, const float *probs, int k_out, int img,
 int zf_cmd_forward(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         ZFT_DEVICE_LONGOPTS,
                                          {"input", required_argument, 0, 'i'},
                                          {"dump", required_argument, 0, 'd'},
                                          {"out", required_argument, 0, 'o'},
@@ -59,11 +60,12 @@ int zf_cmd_forward(int argc, char **argv)
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
+    zft_device dev = {0};
     const char *input = NULL, *dump = NULL, *outdir = NULL;
     long top = 5, batch = 16;
     int c;
     while ((c = getopt_long(argc, argv, "hi:o:", opts, NULL)) != -1) {
-        if (zft_model_option(&mo, c, optarg))
+        if (zft_model_option(&mo, c, optarg) || zft_device_option(&dev, c, optarg))
             continue;
         switch (c) {
         case 'i': input = optarg; break;
@@ -82,7 +84,7 @@ int zf_cmd_forward(int argc, char **argv)
                    "                     [--out DIR] [--top K] [--batch N]\n\n"
                    "Runs the net on X (a .npy of N x C x H x W, or a JPEG/PNG image preprocessed for the\n"
                    "net), prints the top-K classes of each image and writes DIR/<layer>.npy for each\n"
-                   "dumped layer (N x C x H x W, or N x C from the flatten on).\n\n" ZFT_MODEL_HELP
+                   "dumped layer (N x C x H x W, or N x C from the flatten on).\n\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP
                    "  --input X         .npy tensor or image file\n"
                    "  --dump L1,L2      layers to write (Caffe-style names: conv1, relu1, pool1, fc6, prob...)\n"
                    "  --out DIR         where the dumps go (created; default: current directory)\n"
@@ -129,14 +131,14 @@ int zf_cmd_forward(int argc, char **argv)
         }
     }
     const int b = batch < n ? (int)batch : n;
-    if ((st = zf_net_reserve(net, b)))
+    if ((st = zf_net_reserve(net, b)) || (st = zft_device_open(&dev, net, b)))
         goto fail;
     const zf_layer *last = &net->layers[net->n_layers - 1];
     const int k_out = (int)zf_layer_out_size(last);
     const size_t in_size = (size_t)zf_net_in_size(net);
     for (int i0 = 0; i0 < n; i0 += b) {
         const int nb = n - i0 < b ? n - i0 : b;
-        if ((st = zf_net_forward(net, zf_tensor_f32(x) + (size_t)i0 * in_size, nb)))
+        if ((st = zft_device_forward(&dev, net, zf_tensor_f32(x) + (size_t)i0 * in_size, nb, dump_idx, n_dumps)))
             goto fail;
         for (int d = 0; d < n_dumps; d++) {
             size_t per = (size_t)zf_layer_out_size(&net->layers[dump_idx[d]]);
@@ -165,6 +167,7 @@ fail:
         rc = zft_fail("forward", st);
     for (int d = 0; d < n_dumps; d++)
         zf_tensor_free(dumps[d]);
+    zft_device_close(&dev);
     zf_tensor_free(x);
     zf_net_free(net);
     return rc;

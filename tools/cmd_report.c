@@ -38,7 +38,7 @@ int zf_cmd_report(int argc, char **argv)
                                          {"top-units", required_argument, 0, 't'},
                                          {"min-active", required_argument, 0, 'm'},
                                          {"occlude", required_argument, 0, 'O'},
-                                         {"patch", required_argument, 0, 'P'},
+                                         {"patch", required_argument, 0, 'q'},
                                          {"stride", required_argument, 0, 's'},
                                          {"out", required_argument, 0, 'o'},
                                          {"help", no_argument, 0, 'h'},
@@ -73,7 +73,7 @@ int zf_cmd_report(int argc, char **argv)
                 return zft_usage_error("report", "--occlude needs a zfviz built with occlusion maps");
             occlude = optarg;
             break;
-        case 'P':
+        case 'q':
             if ((patch = zft_parse_long(optarg)) < 1)
                 return zft_usage_error("report", "--patch needs a positive number of pixels, got '%s'", optarg);
             break;

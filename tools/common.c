@@ -10,6 +10,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifdef ZF_CUDA_ENABLED
+#include "zf/cuda.h"
+#endif
 #ifdef ZF_ONNX_ENABLED
 #include "zf/onnx.h"
 #endif
@@ -185,4 +188,80 @@ void zft_progress_finish(zft_progress *p)
 {
     if (p->drawn)
         draw(p, p->total, 1);
+}
+
+int zft_device_option(zft_device *d, int opt, const char *arg)
+{
+    switch (opt) {
+    case 'D': d->device = arg; return 1;
+    case 'R': d->precision = arg; return 1;
+    default: return 0;
+    }
+}
+
+zf_status zft_device_open(zft_device *d, zf_net *net, int batch)
+{
+    d->gpu = NULL;
+#ifdef ZF_CUDA_ENABLED
+    zf_device_choice choice = ZF_DEVICE_AUTO;
+    zf_cuda_precision prec = ZF_CUDA_FP32;
+    zf_status st;
+    if (d->device && (st = zf_cuda_parse_device(d->device, &choice)))
+        return st;
+    if (d->precision && (st = zf_cuda_parse_precision(d->precision, &prec)))
+        return st;
+    zf_cuda_net *cn = NULL;
+    if ((st = zf_cuda_open(choice, net, batch, prec, &cn)))
+        return st;
+    d->gpu = cn;
+    return ZF_OK;
+#else
+    (void)net;
+    (void)batch;
+    if (d->device && strcmp(d->device, "cpu") && strcmp(d->device, "auto"))
+        return zf_error(ZF_ERR_UNSUPPORTED, "--device %s: this zfviz was built without the CUDA engine", d->device);
+    if (d->precision && strcmp(d->precision, "fp32"))
+        return zf_error(ZF_ERR_UNSUPPORTED, "--precision %s: only the GPU engine has it (built without CUDA)",
+                        d->precision);
+    return ZF_OK;
+#endif
+}
+
+zf_status zft_device_forward(zft_device *d, zf_net *net, const float *input, int n, const int *layers,
+                             int n_layers)
+{
+#ifdef ZF_CUDA_ENABLED
+    if (d->gpu)
+        return zf_cuda_net_forward_to_host(d->gpu, net, input, n, layers, n_layers);
+#endif
+    (void)d;
+    (void)layers;
+    (void)n_layers;
+    return zf_net_forward(net, input, n);
+}
+
+zf_status zft_device_deconv(zft_device *d, zf_net *net, const float *input, int n, const zf_deconv_req *req,
+                            float *out)
+{
+#ifdef ZF_CUDA_ENABLED
+    if (d->gpu) {
+        zf_status st = zf_cuda_net_forward(d->gpu, input, n);
+        return st ? st : zf_cuda_net_deconv(d->gpu, out, n, req);
+    }
+#endif
+    (void)d;
+    /* the projection needs the switches up to the layer, not the classifier */
+    int conv = net->layers[req->layer].op == ZF_OP_CONV ? req->layer : req->layer - 1;
+    zf_status st = zf_net_forward_upto(net, input, n, zf_net_rectified(net, conv));
+    return st ? st : zf_net_deconv(net, out, n, req);
+}
+
+const char *zft_device_name(const zft_device *d) { return d->gpu ? "cuda" : "cpu"; }
+
+void zft_device_close(zft_device *d)
+{
+#ifdef ZF_CUDA_ENABLED
+    zf_cuda_net_free(d->gpu);
+#endif
+    d->gpu = NULL;
 }

@@ -44,6 +44,31 @@ int zft_model_option(zft_model_opts *o, int opt, const char *arg);
 /* Builds the net and loads its weights as `o` says. */
 zf_status zft_load_model(const zft_model_opts *o, zf_net **out);
 
+/* Where a net runs: --device auto|cuda|cpu and --precision fp32|tf32|bf16. `auto` (the default)
+ * takes the GPU engine when this build has it and a GPU is present, else the CPU engine. */
+typedef struct zft_device {
+    const char *device;    /* NULL: auto */
+    const char *precision; /* NULL: fp32 */
+    void *gpu;             /* the device copy of the net (zf_cuda_net), NULL when on the CPU */
+} zft_device;
+#define ZFT_DEVICE_LONGOPTS \
+    {"device", required_argument, 0, 'D'}, {"precision", required_argument, 0, 'R'}
+#define ZFT_DEVICE_HELP \
+    "  --device D        auto (GPU when present, default), cuda or cpu\n" \
+    "  --precision P     GPU arithmetic: fp32 (default, matches the CPU), tf32 or bf16 (faster, see docs/cuda.md)\n"
+/* Handles 'D', 'R'; returns 1 if the option was one of them. */
+int zft_device_option(zft_device *d, int opt, const char *arg);
+/* Opens the device for `net` at batches of `batch` (net must be reserved for it too). */
+zf_status zft_device_open(zft_device *d, zf_net *net, int batch);
+/* zf_net_forward on the chosen device; outputs of `layers` (and the last layer) end in net->acts. */
+zf_status zft_device_forward(zft_device *d, zf_net *net, const float *input, int n, const int *layers,
+                             int n_layers);
+/* The forward the deconvnet needs, then the projection into host `out`, on the chosen device. */
+zf_status zft_device_deconv(zft_device *d, zf_net *net, const float *input, int n, const zf_deconv_req *req,
+                            float *out);
+const char *zft_device_name(const zft_device *d);
+void zft_device_close(zft_device *d);
+
 /* Splits "a,b,c" into at most `max` pointers into a copy held in buf. Returns the count. */
 int zft_split_list(const char *s, char *buf, size_t buflen, const char **items, int max);
 /* Parses a whole non-negative integer; -1 if `s` is not one. */

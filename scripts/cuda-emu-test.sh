@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs the CUDA engine's tests (tests/test_cuda.c) on a machine without a GPU: the engine's .cu files
+# are rewritten into host C++ (kernels run block after block, tests/cuda-emu/launch2host.py), linked
+# with host stand-ins for the CUDA runtime, cuDNN and cuBLAS that check pointers, extents, copy
+# directions, descriptors, workspaces and math modes (tests/cuda-emu/fakes.cpp), and built with
+# -fsanitize=address,undefined. The stand-in convolution is the CPU engine's, so this proves the
+# engine's own kernels, indexing, buffer sizes, plans, deconvnet and occlusion crops, not cuDNN's
+# numbers or anything about speed, and nothing about races. A GPU run (scripts/gpu-check.sh) is
+# still the real check. About 5 minutes on 2 busy cores.
+#   scripts/cuda-emu-test.sh [extra Criterion options]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+B="$ROOT/build-emu"
+E="$ROOT/tests/cuda-emu"
+CUDA_INC=${CUDA_INC:-/usr/local/cuda/include}
+[ -f "$CUDA_INC/cudnn.h" ] || { echo "cuda-emu-test: needs the CUDA and cuDNN headers in $CUDA_INC" >&2; exit 1; }
+BLAS_INC=/usr/include/x86_64-linux-gnu/openblas-openmp
+BLAS_LIB=/usr/lib/x86_64-linux-gnu/openblas-openmp/libopenblas.so
+SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
+INC=(-I"$ROOT/cuda/include" -I"$ROOT/core/include" -I"$CUDA_INC" -I"$BLAS_INC")
+rm -rf "$B" && mkdir -p "$B/src" "$B/obj"
+python3 "$E/launch2host.py" "$ROOT/cuda" "$B/src"
+
+pids=()
+compile() { "$@" & pids+=($!); if [ ${#pids[@]} -ge 2 ]; then wait "${pids[0]}"; pids=("${pids[@]:1}"); fi; }
+for f in "$B"/src/*.cpp "$E/fakes.cpp"; do
+  compile g++ -std=c++17 -O1 -g $SAN -Wall -Wextra -Wno-unused-parameter -include "$E/prelude.h" -I"$B/src" \
+    "${INC[@]}" -c "$f" -o "$B/obj/emu_$(basename "$f" .cpp).o"
+done
+for f in "$ROOT"/core/*.c; do
+  compile gcc -std=c11 -D_GNU_SOURCE -O1 -g $SAN -fopenmp "${INC[@]}" -c "$f" -o "$B/obj/core_$(basename "$f" .c).o"
+done
+for f in "$ROOT/tests/test_cuda.c" "$ROOT/tests/testutil.c"; do
+  compile gcc -std=c11 -D_GNU_SOURCE -O1 -g $SAN -DZF_CUDA_ENABLED=1 "${INC[@]}" -I"$ROOT/tests" -c "$f" \
+    -o "$B/obj/test_$(basename "$f" .c).o"
+done
+wait
+g++ $SAN -fopenmp "$B"/obj/*.o -o "$B/test_cuda_emu" "$BLAS_LIB" -lcriterion -ljpeg -lpng -ljansson -lm
+
+export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# FP32 everywhere except the test that asks for TF32/BF16 on purpose.
+EMU_EXPECT_MATH=fma "$B/test_cuda_emu" --jobs 2 --filter '!(cuda_nets/tf32*)' "$@"
+"$B/test_cuda_emu" --jobs 1 --filter 'cuda_nets/tf32*' "$@"

@@ -1,0 +1,825 @@
+/* The CUDA engine against the CPU engine (itself checked against float64 loops in test_ops.c): every
+ * op, every built-in net's forward layer by layer, the deconvnet, occlusion maps (both methods,
+ * against a CPU brute force written out here), the reduced precisions within their documented
+ * error, and the error paths. Relative errors are max |gpu - cpu| / max(|cpu|, rms(cpu)): relative
+ * to each value, or to the tensor's typical size for values near zero. Without a GPU every GPU
+ * test skips, saying so; the error paths for "no GPU" run instead. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "zf/net.h"
+#include "zf/occlusion.h"
+#include "zf/ops.h"
+#include "zf/tensor.h"
+
+#ifndef ZF_CUDA_ENABLED
+
+Test(cuda, skipped_in_a_build_without_cuda)
+{
+    cr_skip_test("built without the CUDA engine (no nvcc or cuDNN at configure time, or -DZF_CUDA=OFF): no GPU tests");
+}
+
+#else
+#include "zf/cuda.h"
+
+/* ---- helpers ---- */
+
+static int have_gpu(void)
+{
+    char desc[256];
+    return zf_cuda_device_count(desc, sizeof desc) > 0;
+}
+
+static zf_cuda_ctx *gpu(void)
+{
+    char desc[256];
+    if (zf_cuda_device_count(desc, sizeof desc) == 0)
+        cr_skip_test("no CUDA device here, GPU test skipped (%s)", zf_last_error());
+    zf_cuda_ctx *ctx = NULL;
+    cr_assert_eq(zf_cuda_ctx_new(0, &ctx), ZF_OK, "zf_cuda_ctx_new: %s", zf_last_error());
+    return ctx;
+}
+
+static float *falloc(size_t n)
+{
+    float *p = zf_alloc(n * sizeof(float));
+    cr_assert(p);
+    return p;
+}
+
+static void *dalloc(zf_cuda_ctx *ctx, size_t bytes)
+{
+    void *p = NULL;
+    cr_assert_eq(zf_cuda_malloc(ctx, &p, bytes, "a test buffer"), ZF_OK, "%s", zf_last_error());
+    return p;
+}
+
+static float *up(zf_cuda_ctx *ctx, const void *host, size_t bytes)
+{
+    float *d = dalloc(ctx, bytes);
+    cr_assert_eq(zf_cuda_upload(ctx, d, host, bytes), ZF_OK, "%s", zf_last_error());
+    return d;
+}
+
+static void down(zf_cuda_ctx *ctx, void *host, const void *dev, size_t bytes)
+{
+    cr_assert_eq(zf_cuda_download(ctx, host, dev, bytes), ZF_OK, "%s", zf_last_error());
+}
+
+#define OK(call) cr_assert_eq((call), ZF_OK, "%s: %s", #call, zf_last_error())
+
+/* max |a - ref| / max(|ref|, rms(ref)); *at gets the index of the worst. */
+static double rel_err(const float *a, const float *ref, size_t n, size_t *at)
+{
+    double ss = 0;
+    for (size_t i = 0; i < n; i++)
+        ss += (double)ref[i] * ref[i];
+    const double rms = n ? sqrt(ss / n) : 0;
+    return tu_max_rel_err_f(a, ref, n, rms > 0 ? rms : 1e-30, at);
+}
+
+/* ---- without a GPU (or regardless of one) ---- */
+
+Test(cuda, no_device_is_a_clear_error_and_auto_falls_back_to_the_cpu)
+{
+    if (have_gpu())
+        cr_skip_test("a GPU is present: the no-device path cannot be shown here");
+    zf_cuda_ctx *ctx = NULL;
+    zf_status st = zf_cuda_ctx_new(0, &ctx);
+    cr_assert_eq(st, ZF_ERR_DEVICE);
+    cr_assert_null(ctx);
+    const char *msg = zf_last_error();
+    cr_assert(strstr(msg, "no CUDA device") || strstr(msg, "driver"), "unclear message: %s", msg);
+    zf_net *net = NULL;
+    OK(zf_net_new_builtin("alexnet", &net));
+    zf_cuda_net *cn = (zf_cuda_net *)1;
+    OK(zf_cuda_open(ZF_DEVICE_AUTO, net, 4, ZF_CUDA_FP32, &cn));
+    cr_assert_null(cn, "auto must fall back to the CPU without a GPU");
+    cn = (zf_cuda_net *)1;
+    cr_assert_eq(zf_cuda_open(ZF_DEVICE_CUDA, net, 4, ZF_CUDA_FP32, &cn), ZF_ERR_DEVICE);
+    cr_assert_null(cn);
+    OK(zf_cuda_open(ZF_DEVICE_CPU, net, 4, ZF_CUDA_FP32, &cn));
+    cr_assert_null(cn);
+    zf_net_free(net);
+}
+
+Test(cuda, precision_and_device_names_parse_and_bad_ones_are_refused)
+{
+    zf_cuda_precision p;
+    OK(zf_cuda_parse_precision("tf32", &p));
+    cr_assert_eq(p, ZF_CUDA_TF32);
+    OK(zf_cuda_parse_precision("bf16", &p));
+    cr_assert_eq(p, ZF_CUDA_BF16);
+    OK(zf_cuda_parse_precision("fp32", &p));
+    cr_assert_eq(p, ZF_CUDA_FP32);
+    cr_assert_eq(zf_cuda_parse_precision("fp16", &p), ZF_ERR_ARG);
+    cr_assert(strstr(zf_last_error(), "fp16"));
+    zf_device_choice d;
+    OK(zf_cuda_parse_device("auto", &d));
+    cr_assert_eq(d, ZF_DEVICE_AUTO);
+    OK(zf_cuda_parse_device("cuda", &d));
+    cr_assert_eq(d, ZF_DEVICE_CUDA);
+    OK(zf_cuda_parse_device("cpu", &d));
+    cr_assert_eq(d, ZF_DEVICE_CPU);
+    cr_assert_eq(zf_cuda_parse_device("tpu", &d), ZF_ERR_ARG);
+}
+
+/* ---- ops ---- */
+
+static void check_conv(zf_cuda_ctx *ctx, zf_conv_geom g, int pb, int pr, uint64_t seed)
+{
+    g.oh = zf_window_out(g.h, g.kh, g.sh, g.pt, pb, 0);
+    g.ow = zf_window_out(g.w, g.kw, g.sw, g.pl, pr, 0);
+    const size_t nin = (size_t)g.n * g.c * g.h * g.w, nout = (size_t)g.n * g.k * g.oh * g.ow;
+    const size_t nw = (size_t)g.k * (g.c / g.groups) * g.kh * g.kw;
+    float *in = falloc(nin), *w = falloc(nw), *b = falloc(g.k), *out = falloc(nout), *dout = falloc(nout);
+    float *din = falloc(nin), *ws = falloc(zf_conv_workspace_floats(&g)), *got = falloc(nout > nin ? nout : nin);
+    tu_fill_uniform(in, nin, seed, -1, 1);
+    tu_fill_uniform(w, nw, seed + 1, -1, 1);
+    tu_fill_uniform(b, g.k, seed + 2, -1, 1);
+    tu_fill_uniform(dout, nout, seed + 3, -1, 1);
+    zf_conv_forward(out, in, w, b, &g, ws);
+    zf_conv_backward_data(din, dout, w, &g, ws);
+
+    float *d_in = up(ctx, in, nin * 4), *d_w = up(ctx, w, nw * 4), *d_b = up(ctx, b, g.k * 4);
+    float *d_dout = up(ctx, dout, nout * 4), *d_out = dalloc(ctx, nout * 4), *d_din = dalloc(ctx, nin * 4);
+    OK(zf_cuda_conv_forward(ctx, d_out, d_in, d_w, d_b, &g));
+    down(ctx, got, d_out, nout * 4);
+    size_t at;
+    double e = rel_err(got, out, nout, &at);
+    cr_expect(e < 1e-5, "conv n%d c%d %dx%d k%d %dx%d/%d pads %d,%d,%d,%d groups %d: rel err %g at %zu (%g vs %g)",
+              g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.sh, g.pt, g.pl, pb, pr, g.groups, e, at, got[at], out[at]);
+    OK(zf_cuda_conv_backward_data(ctx, d_din, d_dout, d_w, &g));
+    down(ctx, got, d_din, nin * 4);
+    e = rel_err(got, din, nin, &at);
+    cr_expect(e < 1e-5, "transposed conv %dx%d/%d pads %d,%d,%d,%d groups %d: rel err %g at %zu (%g vs %g)", g.kh,
+              g.kw, g.sh, g.pt, g.pl, pb, pr, g.groups, e, at, got[at], din[at]);
+    zf_cuda_free(d_in); zf_cuda_free(d_w); zf_cuda_free(d_b); zf_cuda_free(d_dout); zf_cuda_free(d_out);
+    zf_cuda_free(d_din);
+    zf_free(in); zf_free(w); zf_free(b); zf_free(out); zf_free(dout); zf_free(din); zf_free(ws); zf_free(got);
+}
+
+Test(cuda_ops, conv_and_transposed_conv_match_cpu_with_stride_padding_and_groups)
+{
+    zf_cuda_ctx *ctx = gpu();
+    /* n, c, h, w, k, oh, ow (set from the pads), kh, kw, sh, sw, pt, pl, groups; then pb, pr */
+    check_conv(ctx, (zf_conv_geom){1, 3, 23, 19, 5, 0, 0, 11, 11, 4, 4, 2, 2, 1}, 2, 2, 1);
+    check_conv(ctx, (zf_conv_geom){2, 6, 13, 13, 10, 0, 0, 5, 5, 1, 1, 2, 2, 2}, 2, 2, 2);
+    check_conv(ctx, (zf_conv_geom){3, 4, 9, 11, 6, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 1, 1, 3);
+    check_conv(ctx, (zf_conv_geom){2, 3, 17, 15, 7, 0, 0, 7, 7, 2, 2, 1, 1, 1}, 1, 1, 4);
+    check_conv(ctx, (zf_conv_geom){5, 6, 7, 7, 9, 0, 0, 3, 3, 2, 2, 0, 0, 3}, 0, 0, 5);
+    check_conv(ctx, (zf_conv_geom){37, 4, 9, 9, 6, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 1, 1, 6);
+    /* padding that cuDNN cannot express: less at the bottom/right (ONNX pads) and more */
+    check_conv(ctx, (zf_conv_geom){2, 4, 13, 13, 6, 0, 0, 3, 3, 2, 2, 1, 1, 2}, 0, 0, 7);
+    check_conv(ctx, (zf_conv_geom){1, 3, 14, 15, 5, 0, 0, 5, 5, 1, 1, 0, 0, 1}, 2, 3, 8);
+    /* layer shapes of the built-in nets at batch 2 */
+    check_conv(ctx, (zf_conv_geom){2, 3, 224, 224, 64, 0, 0, 11, 11, 4, 4, 2, 2, 1}, 2, 2, 9);
+    check_conv(ctx, (zf_conv_geom){2, 96, 27, 27, 256, 0, 0, 5, 5, 1, 1, 2, 2, 2}, 2, 2, 10);
+    check_conv(ctx, (zf_conv_geom){2, 3, 224, 224, 96, 0, 0, 7, 7, 2, 2, 1, 1, 1}, 1, 1, 11);
+    check_conv(ctx, (zf_conv_geom){2, 384, 13, 13, 256, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 1, 1, 12);
+    zf_cuda_ctx_free(ctx);
+}
+
+static void check_pool(zf_cuda_ctx *ctx, int n, int c, int h, int w, zf_window win, int ceil_mode, int ties,
+                       uint64_t seed)
+{
+    zf_pool_geom g = {n, c, h, w, zf_window_out(h, win.kh, win.sh, win.pt, win.pb, ceil_mode),
+                      zf_window_out(w, win.kw, win.sw, win.pl, win.pr, ceil_mode), win.kh, win.kw, win.sh, win.sw,
+                      win.pt, win.pl, win.pb, win.pr};
+    const size_t nin = (size_t)n * c * h * w, nout = (size_t)n * c * g.oh * g.ow;
+    float *in = falloc(nin), *out = falloc(nout), *back = falloc(nin), *dout = falloc(nout);
+    float *got = falloc(nin > nout ? nin : nout);
+    int32_t *sw = zf_alloc(nout * 4), *gsw = zf_alloc(nout * 4);
+    tu_fill_uniform(in, nin, seed, -2, 2);
+    if (ties)
+        for (size_t i = 0; i < nin; i++)
+            in[i] = in[i] < 0 ? 0.0f : floorf(in[i]);
+    tu_fill_uniform(dout, nout, seed + 1, -1, 1);
+    zf_maxpool_forward(out, sw, in, &g);
+    zf_maxpool_unpool(back, dout, sw, &g);
+
+    float *d_in = up(ctx, in, nin * 4), *d_dout = up(ctx, dout, nout * 4);
+    float *d_out = dalloc(ctx, nout * 4), *d_back = dalloc(ctx, nin * 4);
+    int32_t *d_sw = dalloc(ctx, nout * 4);
+    OK(zf_cuda_maxpool_forward(ctx, d_out, d_sw, d_in, &g));
+    down(ctx, got, d_out, nout * 4);
+    down(ctx, gsw, d_sw, nout * 4);
+    for (size_t i = 0; i < nout; i++) {
+        cr_assert_eq(gsw[i], sw[i], "pool %dx%d/%d on %dx%d (ties %d): switch at %zu is %d, CPU has %d", win.kh,
+                     win.kw, win.sh, h, w, ties, i, gsw[i], sw[i]);
+        cr_assert(memcmp(&got[i], &out[i], 4) == 0, "pool value at %zu: %g vs %g", i, got[i], out[i]);
+    }
+    /* unpooling from the CPU's switches: the gather adds in the scatter's order, so bit for bit */
+    OK(zf_cuda_maxpool_unpool(ctx, d_back, d_dout, d_sw, &g));
+    down(ctx, got, d_back, nin * 4);
+    for (size_t i = 0; i < nin; i++)
+        cr_assert(memcmp(&got[i], &back[i], 4) == 0, "unpool at %zu: %g vs %g", i, got[i], back[i]);
+    /* average pooling over the same windows, both divisors */
+    for (int inc = 0; inc < 2; inc++) {
+        zf_avgpool_forward(out, in, &g, inc);
+        OK(zf_cuda_avgpool_forward(ctx, d_out, d_in, &g, inc));
+        down(ctx, got, d_out, nout * 4);
+        size_t at;
+        double e = rel_err(got, out, nout, &at);
+        cr_expect(e <= 1e-7, "avgpool (include pad %d) rel err %g at %zu", inc, e, at);
+    }
+    zf_cuda_free(d_in); zf_cuda_free(d_dout); zf_cuda_free(d_out); zf_cuda_free(d_back); zf_cuda_free(d_sw);
+    zf_free(in); zf_free(out); zf_free(back); zf_free(dout); zf_free(got); zf_free(sw); zf_free(gsw);
+}
+
+Test(cuda_ops, maxpool_switches_unpool_and_avgpool_match_cpu_bit_for_bit)
+{
+    zf_cuda_ctx *ctx = gpu();
+    check_pool(ctx, 2, 3, 13, 13, zf_win(3, 2, 0), 0, 0, 11);
+    check_pool(ctx, 2, 3, 13, 13, zf_win(3, 2, 0), 0, 1, 12);
+    check_pool(ctx, 1, 4, 110, 110, zf_win(3, 2, 1), 0, 1, 13); /* zfnet pool1 */
+    check_pool(ctx, 3, 2, 14, 11, zf_win(3, 2, 0), 1, 1, 14);   /* ceil mode */
+    zf_window asym = {3, 3, 2, 2, 0, 0, 1, 1};                  /* bvlc_alexnet's pool5 in ONNX */
+    check_pool(ctx, 2, 2, 13, 13, asym, 0, 1, 15);
+    check_pool(ctx, 1, 1, 6, 6, zf_win(2, 2, 0), 0, 1, 16);
+    check_pool(ctx, 5, 7, 55, 55, zf_win(3, 2, 0), 0, 0, 17);
+    zf_cuda_ctx_free(ctx);
+}
+
+Test(cuda_ops, adaptive_avgpool_matches_cpu)
+{
+    zf_cuda_ctx *ctx = gpu();
+    const int n = 3, c = 5, h = 13, w = 11, oh = 6, ow = 4;
+    const size_t nin = (size_t)n * c * h * w, nout = (size_t)n * c * oh * ow;
+    float *in = falloc(nin), *out = falloc(nout), *got = falloc(nout);
+    tu_fill_uniform(in, nin, 21, -1, 1);
+    zf_adaptive_avgpool_forward(out, in, n, c, h, w, oh, ow);
+    float *d_in = up(ctx, in, nin * 4), *d_out = dalloc(ctx, nout * 4);
+    OK(zf_cuda_adaptive_avgpool_forward(ctx, d_out, d_in, n, c, h, w, oh, ow));
+    down(ctx, got, d_out, nout * 4);
+    size_t at;
+    double e = rel_err(got, out, nout, &at);
+    cr_expect(e <= 1e-7, "adaptive avgpool rel err %g at %zu", e, at);
+    zf_cuda_free(d_in); zf_cuda_free(d_out);
+    zf_free(in); zf_free(out); zf_free(got);
+    zf_cuda_ctx_free(ctx);
+}
+
+Test(cuda_ops, lrn_forward_and_backward_match_cpu_for_every_window_convention)
+{
+    zf_cuda_ctx *ctx = gpu();
+    const zf_lrn_params ps[] = {{5, 2, 1e-4f, 0.75f, 1.0f}, {5, 2, 5e-4f, 0.75f, 2.0f}, {4, 2, 0.3f, 0.6f, 1.5f},
+                                {3, 1, 2.0f, 0.75f, 1.0f}, {4, 1, 0.3f, 0.75f, 1.0f}};
+    const int n = 2, c = 11, hw = 1517;
+    const size_t count = (size_t)n * c * hw;
+    float *in = falloc(count), *dy = falloc(count), *out = falloc(count), *got = falloc(count);
+    tu_fill_uniform(in, count, 31, -20, 20);
+    tu_fill_uniform(dy, count, 32, -1, 1);
+    float *d_in = up(ctx, in, count * 4), *d_dy = up(ctx, dy, count * 4), *d_out = dalloc(ctx, count * 4);
+    for (size_t t = 0; t < sizeof ps / sizeof ps[0]; t++) {
+        zf_lrn_forward(out, in, n, c, hw, &ps[t]);
+        OK(zf_cuda_lrn_forward(ctx, d_out, d_in, n, c, hw, &ps[t]));
+        down(ctx, got, d_out, count * 4);
+        size_t at;
+        double e = rel_err(got, out, count, &at);
+        cr_expect(e < 1e-6, "lrn size %d front %d beta %g: rel err %g at %zu (%g vs %g)", ps[t].size, ps[t].front,
+                  ps[t].beta, e, at, got[at], out[at]);
+        zf_lrn_backward(out, dy, in, n, c, hw, &ps[t]);
+        OK(zf_cuda_lrn_backward(ctx, d_out, d_dy, d_in, n, c, hw, &ps[t]));
+        down(ctx, got, d_out, count * 4);
+        e = rel_err(got, out, count, &at);
+        cr_expect(e < 1e-5, "lrn backward size %d front %d: rel err %g at %zu (%g vs %g)", ps[t].size, ps[t].front,
+                  e, at, got[at], out[at]);
+    }
+    zf_cuda_free(d_in); zf_cuda_free(d_dy); zf_cuda_free(d_out);
+    zf_free(in); zf_free(dy); zf_free(out); zf_free(got);
+    zf_cuda_ctx_free(ctx);
+}
+
+Test(cuda_ops, fc_relu_and_softmax_match_cpu)
+{
+    zf_cuda_ctx *ctx = gpu();
+    const int in_f = 517, out_f = 301, nmax = 7;
+    float *w = falloc((size_t)in_f * out_f), *b = falloc(out_f), *x = falloc(nmax * in_f), *y = falloc(nmax * out_f);
+    float *got = falloc(nmax * out_f);
+    tu_fill_uniform(w, (size_t)in_f * out_f, 51, -1, 1);
+    tu_fill_uniform(b, out_f, 52, -1, 1);
+    tu_fill_uniform(x, nmax * in_f, 53, -1, 1);
+    float *d_w = up(ctx, w, (size_t)in_f * out_f * 4), *d_b = up(ctx, b, out_f * 4), *d_x = up(ctx, x, nmax * in_f * 4);
+    float *d_y = dalloc(ctx, nmax * out_f * 4);
+    const int batches[] = {1, 2, nmax};
+    for (int t = 0; t < 3; t++) {
+        const int n = batches[t];
+        zf_fc_forward(y, x, w, b, n, in_f, out_f);
+        OK(zf_cuda_fc_forward(ctx, d_y, d_x, d_w, d_b, n, in_f, out_f));
+        down(ctx, got, d_y, (size_t)n * out_f * 4);
+        size_t at;
+        double e = rel_err(got, y, (size_t)n * out_f, &at);
+        cr_expect(e < 1e-5, "fc batch %d: rel err %g at %zu (%g vs %g)", n, e, at, got[at], y[at]);
+    }
+    /* ReLU exactly, softmax rows of 1000 (ImageNet) and of an odd 301 */
+    const size_t cnt = (size_t)nmax * out_f;
+    zf_relu_forward(y, x, cnt);
+    OK(zf_cuda_relu_forward(ctx, d_y, d_x, cnt));
+    down(ctx, got, d_y, cnt * 4);
+    cr_expect(memcmp(got, y, cnt * 4) == 0, "relu differs from the CPU");
+    float *sx = falloc(3 * 1000), *sy = falloc(3 * 1000), *sg = falloc(3 * 1000);
+    tu_fill_uniform(sx, 3000, 61, -30, 30);
+    float *d_sx = up(ctx, sx, 3000 * 4), *d_sy = dalloc(ctx, 3000 * 4);
+    const int ks[] = {1000, 301};
+    for (int t = 0; t < 2; t++) {
+        const int rows = 3000 / ks[t];
+        zf_softmax_forward(sy, sx, rows, ks[t]);
+        OK(zf_cuda_softmax_forward(ctx, d_sy, d_sx, rows, ks[t]));
+        down(ctx, sg, d_sy, (size_t)rows * ks[t] * 4);
+        size_t at;
+        double e = tu_max_rel_err_f(sg, sy, (size_t)rows * ks[t], 1e-30, &at);
+        cr_expect(e < 1e-5, "softmax of %d: rel err %g at %zu (%g vs %g)", ks[t], e, at, sg[at], sy[at]);
+    }
+    zf_cuda_free(d_w); zf_cuda_free(d_b); zf_cuda_free(d_x); zf_cuda_free(d_y); zf_cuda_free(d_sx); zf_cuda_free(d_sy);
+    zf_free(w); zf_free(b); zf_free(x); zf_free(y); zf_free(got); zf_free(sx); zf_free(sy); zf_free(sg);
+    zf_cuda_ctx_free(ctx);
+}
+
+/* ---- nets ---- */
+
+static const char *const archs[] = {"alexnet", "alexnet-caffe", "zfnet"};
+
+/* A built-in net with He-uniform weights (activations stay of order one through every layer) and
+ * small random biases; CPU buffers for `batch`. */
+static zf_net *make_net(const char *arch, int batch, uint64_t seed)
+{
+    zf_net *net = NULL;
+    OK(zf_net_new_builtin(arch, &net));
+    for (int i = 0; i < net->n_layers; i++) {
+        zf_layer *l = &net->layers[i];
+        if (!l->weight)
+            continue;
+        const double fan_in = (double)l->weight_count / l->out_c;
+        const float bound = (float)sqrt(6.0 / fan_in);
+        tu_fill_uniform(l->weight, (size_t)l->weight_count, seed + 2 * i, -bound, bound);
+        tu_fill_uniform(l->bias, (size_t)l->bias_count, seed + 2 * i + 1, -0.1f, 0.1f);
+    }
+    OK(zf_net_reserve(net, batch));
+    return net;
+}
+
+static float *random_input(const zf_net *net, int n, uint64_t seed)
+{
+    const size_t count = (size_t)n * zf_net_in_size(net);
+    float *x = falloc(count);
+    tu_fill_uniform(x, count, seed, -1, 1);
+    return x;
+}
+
+/* A max-pool switch may differ from the CPU's only where the window's best values tie to rounding. */
+static void check_switches(const zf_net *net, int i, const int32_t *gsw, int n)
+{
+    const zf_layer *l = &net->layers[i];
+    const float *in = zf_net_act(net, i - 1);
+    const size_t plane_in = (size_t)l->in_h * l->in_w, plane_out = (size_t)l->out_h * l->out_w;
+    const size_t cnt = (size_t)n * l->out_c * plane_out;
+    double ss = 0;
+    for (size_t j = 0; j < (size_t)n * l->in_c * plane_in; j++)
+        ss += (double)in[j] * in[j];
+    const double rms = sqrt(ss / ((size_t)n * l->in_c * plane_in));
+    for (size_t j = 0; j < cnt; j++) {
+        const int32_t c = net->switches[i][j], g = gsw[j];
+        if (c == g)
+            continue;
+        const float *plane = in + (j / plane_out) * plane_in;
+        cr_assert(g >= 0 && (size_t)g < plane_in, "%s %s: switch %d at %zu out of the plane", net->arch, l->name, g, j);
+        cr_assert(fabs((double)plane[g] - plane[c]) <= 1e-5 * fmax(fabs(plane[c]), rms),
+                  "%s %s: switch at %zu is %d (value %g), CPU has %d (value %g)", net->arch, l->name, j, g, plane[g],
+                  c, plane[c]);
+    }
+}
+
+Test(cuda_nets, forward_of_every_builtin_net_matches_cpu_layer_by_layer)
+{
+    zf_cuda_ctx *ctx = gpu();
+    const int n = 3;
+    for (int a = 0; a < 3; a++) {
+        zf_net *net = make_net(archs[a], n, 100 + a);
+        float *x = random_input(net, n, 200 + a);
+        OK(zf_net_forward(net, x, n));
+        zf_cuda_net *cn = NULL;
+        OK(zf_cuda_net_new(ctx, net, n, &cn));
+        OK(zf_cuda_net_forward(cn, x, n));
+        for (int i = 0; i < net->n_layers; i++) {
+            const zf_layer *l = &net->layers[i];
+            const size_t cnt = (size_t)n * zf_layer_out_size(l);
+            float *got = falloc(cnt);
+            OK(zf_cuda_net_read(cn, i, got, n));
+            size_t at;
+            double e = rel_err(got, net->acts[i], cnt, &at);
+            cr_expect(e < 1e-5, "%s layer %s (%s): rel err %g at %zu (%g vs %g)", net->arch, l->name,
+                      zf_op_name(l->op), e, at, got[at], net->acts[i][at]);
+            if (l->op == ZF_OP_MAXPOOL) {
+                int32_t *gsw = zf_alloc(cnt * 4);
+                cr_assert(gsw);
+                down(ctx, gsw, zf_cuda_net_switches(cn, i), cnt * 4);
+                check_switches(net, i, gsw, n);
+                zf_free(gsw);
+            }
+            zf_free(got);
+        }
+        zf_cuda_net_free(cn);
+        zf_free(x);
+        zf_net_free(net);
+    }
+    zf_cuda_ctx_free(ctx);
+}
+
+Test(cuda_nets, autotuned_plans_partial_batches_staged_uploads_and_host_copies_match)
+{
+    zf_cuda_ctx *ctx = gpu();
+    zf_cuda_ctx_set_autotune(ctx, 1); /* algorithms timed on the net's own buffers */
+    zf_net *net = make_net("alexnet-caffe", 5, 300);
+    float *x = random_input(net, 5, 301);
+    zf_cuda_net *cn = NULL;
+    OK(zf_cuda_net_new(ctx, net, 5, &cn));
+    const int last = net->n_layers - 1;
+    const size_t k = (size_t)zf_layer_out_size(&net->layers[last]), isz = (size_t)zf_net_in_size(net);
+    float *ref = falloc(5 * k), *got = falloc(5 * k);
+    OK(zf_net_forward(net, x, 5));
+    memcpy(ref, net->acts[last], 5 * k * 4);
+    /* a smaller batch than planned, then the full one again: descriptors follow */
+    const int sizes[] = {3, 1, 5};
+    for (int t = 0; t < 3; t++) {
+        OK(zf_cuda_net_forward(cn, x, sizes[t]));
+        OK(zf_cuda_net_read(cn, last, got, sizes[t]));
+        size_t at;
+        double e = rel_err(got, ref, (size_t)sizes[t] * k, &at);
+        cr_expect(e < 1e-5, "batch %d of 5: rel err %g at %zu", sizes[t], e, at);
+    }
+    /* two staging slots in turn: images 0-1 then 2-4 */
+    float *s0 = zf_cuda_net_staging(cn, 0);
+    cr_assert(s0, "%s", zf_last_error());
+    memcpy(s0, x, 2 * isz * 4);
+    OK(zf_cuda_net_forward_staged(cn, 0, 2));
+    OK(zf_cuda_net_read(cn, last, got, 2));
+    float *s1 = zf_cuda_net_staging(cn, 1);
+    cr_assert(s1, "%s", zf_last_error());
+    memcpy(s1, x + 2 * isz, 3 * isz * 4);
+    OK(zf_cuda_net_forward_staged(cn, 1, 3));
+    OK(zf_cuda_net_read(cn, last, got + 2 * k, 3));
+    size_t at;
+    double e = rel_err(got, ref, 5 * k, &at);
+    cr_expect(e < 1e-5, "staged forward: rel err %g at %zu", e, at);
+    /* the tools' drop-in: outputs land in net->acts */
+    memset(net->acts[last], 0, 5 * k * 4);
+    const int conv1 = zf_net_find(net, "conv1");
+    OK(zf_cuda_net_forward_to_host(cn, net, x, 5, &conv1, 1));
+    e = rel_err(net->acts[last], ref, 5 * k, &at);
+    cr_expect(e < 1e-5, "forward_to_host: rel err %g at %zu", e, at);
+    zf_cuda_net_free(cn);
+    zf_free(x); zf_free(ref); zf_free(got);
+    zf_net_free(net);
+    zf_cuda_ctx_free(ctx);
+}
+
+/* The deconvnet from the GPU's own forward state, copied to the CPU net (activations and switches),
+ * so that the CPU's deconvnet walks the same switches: a rounding-level tie in a pooling window
+ * would otherwise send a signal to another pixel on one side only. */
+Test(cuda_nets, deconv_matches_cpu_for_units_maps_and_lrn_backward)
+{
+    zf_cuda_ctx *ctx = gpu();
+    const int n = 3;
+    for (int a = 0; a < 3; a++) {
+        zf_net *net = make_net(archs[a], n, 400 + a);
+        float *x = random_input(net, n, 500 + a);
+        zf_cuda_net *cn = NULL;
+        OK(zf_cuda_net_new(ctx, net, n, &cn));
+        OK(zf_cuda_net_forward_to_host(cn, net, x, n, NULL, 0));
+        const size_t isz = (size_t)zf_net_in_size(net);
+        float *ref = falloc(n * isz), *got = falloc(n * isz);
+        const char *layers[] = {"conv1", "conv2", "relu5"};
+        for (int li = 0; li < 3; li++) {
+            const int layer = zf_net_find(net, layers[li]);
+            cr_assert(layer >= 0);
+            for (int mode = 0; mode < 2; mode++)
+                for (int lrnb = 0; lrnb < 2; lrnb++) {
+                    int ch[3] = {0, 7, 13}, y1[3] = {-1, -1, 2}, x1[3] = {-1, -1, 3}, y2[3], x2[3];
+                    memcpy(y2, y1, sizeof y1);
+                    memcpy(x2, x1, sizeof x1);
+                    zf_deconv_req rc = {layer, mode ? ZF_DECONV_MAP : ZF_DECONV_UNIT, lrnb, ch, y1, x1};
+                    zf_deconv_req rg = {layer, mode ? ZF_DECONV_MAP : ZF_DECONV_UNIT, lrnb, ch, y2, x2};
+                    OK(zf_net_deconv(net, ref, n, &rc));
+                    OK(zf_cuda_net_deconv(cn, got, n, &rg));
+                    for (int i = 0; i < n && !mode; i++)
+                        cr_expect(y1[i] == y2[i] && x1[i] == x2[i], "%s %s image %d: unit (%d,%d), CPU (%d,%d)",
+                                  net->arch, layers[li], i, y2[i], x2[i], y1[i], x1[i]);
+                    size_t at;
+                    double e = rel_err(got, ref, n * isz, &at);
+                    cr_expect(e < 1e-5, "%s deconv from %s (%s, lrn backward %d): rel err %g at %zu (%g vs %g)",
+                              net->arch, layers[li], mode ? "map" : "unit", lrnb, e, at, got[at], ref[at]);
+                }
+        }
+        zf_cuda_net_free(cn);
+        zf_free(x); zf_free(ref); zf_free(got);
+        zf_net_free(net);
+    }
+    zf_cuda_ctx_free(ctx);
+}
+
+/* ---- occlusion ---- */
+
+typedef struct cpu_map {
+    int rows, cols, channel, cls;
+    float *feature, *prob, *probs_all; /* probs_all: (positions, k) for judging argmax ties */
+    int32_t *argmax;
+} cpu_map;
+
+/* The definitions, brute force on the CPU: first in (channel, y, x) order for the channel, top
+ * class for the class, a full forward per occluded image. */
+static cpu_map cpu_occlusion(zf_net *net, const float *img, int patch, int stride, float fill)
+{
+    cpu_map m;
+    const int c5 = zf_net_find(net, "conv5"), f = zf_net_rectified(net, c5), last = net->n_layers - 1;
+    const zf_layer *fl = &net->layers[f];
+    const int hw = fl->out_h * fl->out_w, k = (int)zf_layer_out_size(&net->layers[last]);
+    const size_t isz = (size_t)zf_net_in_size(net);
+    OK(zf_net_forward(net, img, 1));
+    int best = 0;
+    for (int i = 1; i < fl->out_c * hw; i++)
+        if (net->acts[f][i] > net->acts[f][best])
+            best = i;
+    m.channel = best / hw;
+    int top = 0;
+    for (int j = 1; j < k; j++)
+        if (net->acts[last][j] > net->acts[last][top])
+            top = j;
+    m.cls = top;
+    m.rows = (net->in_h - patch) / stride + 1;
+    m.cols = (net->in_w - patch) / stride + 1;
+    const int npos = m.rows * m.cols;
+    m.feature = falloc(npos);
+    m.prob = falloc(npos);
+    m.probs_all = falloc((size_t)npos * k);
+    m.argmax = zf_alloc(npos * 4);
+    float *batch = falloc((size_t)net->batch * isz);
+    for (int p0 = 0; p0 < npos; p0 += net->batch) {
+        const int nb = npos - p0 < net->batch ? npos - p0 : net->batch;
+        for (int b = 0; b < nb; b++) {
+            const int p = p0 + b, y0 = (p / m.cols) * stride, x0 = (p % m.cols) * stride;
+            float *dst = batch + (size_t)b * isz;
+            memcpy(dst, img, isz * 4);
+            for (int ch = 0; ch < net->in_c; ch++)
+                for (int y = y0; y < y0 + patch; y++)
+                    for (int x = x0; x < x0 + patch; x++)
+                        dst[((size_t)ch * net->in_h + y) * net->in_w + x] = fill;
+        }
+        OK(zf_net_forward(net, batch, nb));
+        for (int b = 0; b < nb; b++) {
+            const float *map = net->acts[f] + ((size_t)b * fl->out_c + m.channel) * hw;
+            double s = 0;
+            for (int i = 0; i < hw; i++)
+                s += map[i];
+            const float *row = net->acts[last] + (size_t)b * k;
+            int am = 0;
+            for (int j = 1; j < k; j++)
+                if (row[j] > row[am])
+                    am = j;
+            m.feature[p0 + b] = (float)s;
+            m.prob[p0 + b] = row[m.cls];
+            m.argmax[p0 + b] = am;
+            memcpy(m.probs_all + (size_t)(p0 + b) * k, row, k * 4);
+        }
+    }
+    zf_free(batch);
+    return m;
+}
+
+static void check_map(const char *what, const zf_cuda_occl_map *g, const cpu_map *c, int k)
+{
+    cr_assert_eq(g->rows, c->rows, "%s: %d rows, CPU %d", what, g->rows, c->rows);
+    cr_assert_eq(g->cols, c->cols, "%s: %d cols, CPU %d", what, g->cols, c->cols);
+    cr_assert_eq(g->channel, c->channel, "%s: channel %d, CPU %d", what, g->channel, c->channel);
+    cr_assert_eq(g->cls, c->cls, "%s: class %d, CPU %d", what, g->cls, c->cls);
+    const size_t npos = (size_t)c->rows * c->cols;
+    size_t at;
+    double e = rel_err(g->feature, c->feature, npos, &at);
+    cr_expect(e < 1e-5, "%s: feature map rel err %g at %zu (%g vs %g)", what, e, at, g->feature[at], c->feature[at]);
+    e = rel_err(g->prob, c->prob, npos, &at);
+    cr_expect(e < 1e-5, "%s: probability map rel err %g at %zu (%g vs %g)", what, e, at, g->prob[at], c->prob[at]);
+    for (size_t p = 0; p < npos; p++) {
+        if (g->argmax[p] == c->argmax[p])
+            continue;
+        const float *row = c->probs_all + p * k;
+        cr_expect(fabsf(row[g->argmax[p]] - row[c->argmax[p]]) <= 1e-5f * row[c->argmax[p]],
+                  "%s: position %zu: argmax %d, CPU %d (probabilities %g vs %g)", what, p, g->argmax[p],
+                  c->argmax[p], row[g->argmax[p]], row[c->argmax[p]]);
+    }
+}
+
+Test(cuda_nets, occlusion_maps_match_cpu_brute_force_with_both_methods)
+{
+    zf_cuda_ctx *ctx = gpu();
+    /* patch/stride pairs: one that divides 224 - patch, one that does not (and not 227 - patch) */
+    const int pairs[][2] = {{64, 40}, {48, 50}};
+    for (int a = 0; a < 3; a++) {
+        zf_net *net = make_net(archs[a], 8, 600 + a);
+        float *img = random_input(net, 1, 700 + a);
+        zf_cuda_net *cn = NULL;
+        OK(zf_cuda_net_new(ctx, net, 8, &cn));
+        const int k = (int)zf_layer_out_size(&net->layers[net->n_layers - 1]);
+        for (int t = 0; t < 2; t++) {
+            cpu_map ref = cpu_occlusion(net, img, pairs[t][0], pairs[t][1], 0.25f);
+            for (int method = ZF_CUDA_OCCL_BRUTE; method <= ZF_CUDA_OCCL_INCREMENTAL; method++) {
+                zf_cuda_occl_params p;
+                zf_cuda_occl_params_default(&p);
+                p.patch = pairs[t][0];
+                p.stride = pairs[t][1];
+                p.fill = 0.25f;
+                p.method = (zf_cuda_occl_method)method;
+                p.batch = 5; /* positions do not fill the last batch */
+                zf_cuda_occl_map *m = NULL;
+                OK(zf_cuda_occlusion(cn, img, &p, &m));
+                char what[128];
+                snprintf(what, sizeof what, "%s patch %d stride %d %s", net->arch, p.patch, p.stride,
+                         method == ZF_CUDA_OCCL_BRUTE ? "brute force" : "incremental");
+                cr_expect_eq(m->method, (zf_cuda_occl_method)method, "%s ran as method %d", what, m->method);
+                check_map(what, m, &ref, k);
+                zf_cuda_occl_map_free(m);
+            }
+            zf_free(ref.feature); zf_free(ref.prob); zf_free(ref.probs_all); zf_free(ref.argmax);
+        }
+        zf_cuda_net_free(cn);
+        zf_free(img);
+        zf_net_free(net);
+    }
+    zf_cuda_ctx_free(ctx);
+}
+
+/* A small net with what the built-in ones lack: odd sizes, a conv without a ReLU as the mapped
+ * layer (its map is rectified before summing), average pooling, ceil-mode pooling and no final
+ * softmax (probabilities from the logits). */
+static zf_net *odd_net(void)
+{
+    zf_net *net = zf_net_new("odd", 3, 37, 41);
+    cr_assert(net);
+    const zf_lrn_params lrn = {5, 2, 1e-4f, 0.75f, 1.0f};
+    const zf_window ceil2 = {2, 2, 2, 2, 0, 0, 0, 0};
+    OK(zf_net_add_conv(net, "conv1", 8, zf_win(5, 2, 1), 1));
+    OK(zf_net_add_relu(net, "relu1"));
+    OK(zf_net_add_maxpool(net, "pool1", zf_win(3, 2, 1), 0));
+    OK(zf_net_add_lrn(net, "norm1", lrn));
+    OK(zf_net_add_conv(net, "conv2", 12, zf_win(3, 1, 1), 2));
+    OK(zf_net_add_avgpool(net, "avg2", zf_win(3, 1, 1), 0, 1));
+    OK(zf_net_add_conv(net, "conv3", 10, zf_win(3, 1, 0), 1));
+    OK(zf_net_add_maxpool(net, "pool3", ceil2, 1));
+    OK(zf_net_add_flatten(net, "flatten"));
+    OK(zf_net_add_fc(net, "fc", 7));
+    OK(zf_net_finalize(net));
+    for (int i = 0; i < net->n_layers; i++) {
+        zf_layer *l = &net->layers[i];
+        if (!l->weight)
+            continue;
+        const float bound = (float)sqrt(6.0 / ((double)l->weight_count / l->out_c));
+        tu_fill_uniform(l->weight, (size_t)l->weight_count, 1000 + 2 * i, -bound, bound);
+        tu_fill_uniform(l->bias, (size_t)l->bias_count, 1001 + 2 * i, -0.1f, 0.1f);
+    }
+    OK(zf_net_reserve(net, 1));
+    return net;
+}
+
+static void check_against_core(zf_cuda_ctx *ctx, zf_net *net, int patch, int stride, float fill)
+{
+    float *img = random_input(net, 1, 1100);
+    zf_occlusion_params cp;
+    zf_occlusion_params_default(&cp);
+    cp.patch = patch, cp.stride = stride, cp.fill = fill, cp.method = ZF_OCCLUSION_BRUTE;
+    zf_occlusion_result *ref = NULL;
+    OK(zf_occlusion_run(net, img, &cp, &ref));
+    zf_cuda_net *cn = NULL;
+    OK(zf_cuda_net_new(ctx, net, 6, &cn));
+    for (int method = ZF_CUDA_OCCL_BRUTE; method <= ZF_CUDA_OCCL_INCREMENTAL; method++) {
+        zf_cuda_occl_params p;
+        zf_cuda_occl_params_default(&p);
+        p.patch = patch, p.stride = stride, p.fill = fill, p.method = (zf_cuda_occl_method)method;
+        zf_cuda_occl_map *m = NULL;
+        OK(zf_cuda_occlusion(cn, img, &p, &m));
+        const char *what = method == ZF_CUDA_OCCL_BRUTE ? "brute force" : "incremental";
+        cr_expect_eq(m->method, (zf_cuda_occl_method)method, "%s %s ran as method %d", net->arch, what, m->method);
+        cr_assert_eq(m->rows, ref->rows);
+        cr_assert_eq(m->cols, ref->cols);
+        cr_assert_eq(m->layer, ref->layer, "%s: mapped layer %d, core %d", net->arch, m->layer, ref->layer);
+        cr_assert_eq(m->channel, ref->channel, "%s: channel %d, core %d", net->arch, m->channel, ref->channel);
+        cr_assert_eq(m->cls, ref->cls, "%s: class %d, core %d", net->arch, m->cls, ref->cls);
+        cr_expect(fabsf(m->base_feature - ref->base_feature) <= 1e-5f * fabsf(ref->base_feature) + 1e-6f,
+                  "%s: unoccluded total %g, core %g", net->arch, m->base_feature, ref->base_feature);
+        cr_expect(fabsf(m->base_prob - ref->base_prob) <= 1e-5f * ref->base_prob, "%s: unoccluded probability %g, core %g",
+                  net->arch, m->base_prob, ref->base_prob);
+        const size_t npos = (size_t)ref->rows * ref->cols;
+        size_t at;
+        double e = rel_err(m->feature, ref->feature, npos, &at);
+        cr_expect(e < 1e-5, "%s %s: feature rel err %g at %zu (%g vs %g)", net->arch, what, e, at, m->feature[at],
+                  ref->feature[at]);
+        e = rel_err(m->prob, ref->prob, npos, &at);
+        cr_expect(e < 1e-5, "%s %s: probability rel err %g at %zu (%g vs %g)", net->arch, what, e, at, m->prob[at],
+                  ref->prob[at]);
+        int differ = 0;
+        for (size_t i = 0; i < npos; i++)
+            differ += m->argmax[i] != ref->argmax[i];
+        cr_expect(differ == 0, "%s %s: %d positions with another most probable class than core's", net->arch, what,
+                  differ);
+        zf_cuda_occl_map_free(m);
+    }
+    zf_occlusion_result_free(ref);
+    zf_cuda_net_free(cn);
+    zf_free(img);
+}
+
+Test(cuda_nets, occlusion_maps_match_core_occlusion_on_an_odd_net_without_softmax_and_on_zfnet)
+{
+    zf_cuda_ctx *ctx = gpu();
+    zf_net *net = odd_net();
+    check_against_core(ctx, net, 9, 7, -0.5f);
+    zf_net_free(net);
+    net = make_net("zfnet", 1, 1200);
+    check_against_core(ctx, net, 48, 50, 0.0f);
+    zf_net_free(net);
+    zf_cuda_ctx_free(ctx);
+}
+
+Test(cuda_nets, occlusion_refuses_bad_parameters_clearly)
+{
+    zf_cuda_ctx *ctx = gpu();
+    zf_net *net = make_net("alexnet", 1, 800);
+    float *img = random_input(net, 1, 801);
+    zf_cuda_net *cn = NULL;
+    OK(zf_cuda_net_new(ctx, net, 4, &cn));
+    zf_cuda_occl_params p;
+    zf_cuda_occl_map *m = NULL;
+    zf_cuda_occl_params_default(&p);
+    p.patch = 300, p.stride = 8;
+    cr_assert_eq(zf_cuda_occlusion(cn, img, &p, &m), ZF_ERR_ARG);
+    cr_assert(strstr(zf_last_error(), "larger than"), "%s", zf_last_error());
+    p.patch = 32, p.stride = 0;
+    cr_assert_eq(zf_cuda_occlusion(cn, img, &p, &m), ZF_ERR_ARG);
+    p.stride = 8, p.cls = 1000;
+    cr_assert_eq(zf_cuda_occlusion(cn, img, &p, &m), ZF_ERR_ARG);
+    cr_assert(strstr(zf_last_error(), "class 1000"), "%s", zf_last_error());
+    cr_assert_null(m);
+    zf_cuda_net_free(cn);
+    zf_free(img);
+    zf_net_free(net);
+    zf_cuda_ctx_free(ctx);
+}
+
+/* ---- precision and errors ---- */
+
+/* TF32 and BF16 against the FP32 CPU engine: the relative L2 error of the logits (fc8) stays under
+ * what docs/cuda.md promises. */
+Test(cuda_nets, tf32_and_bf16_stay_within_their_documented_error)
+{
+    zf_cuda_ctx *ctx = gpu();
+    const double bound[3] = {0, 1e-2, 5e-2};
+    for (int a = 0; a < 3; a++) {
+        zf_net *net = make_net(archs[a], 2, 900 + a);
+        float *x = random_input(net, 2, 950 + a);
+        OK(zf_net_forward(net, x, 2));
+        const int fc8 = zf_net_find(net, "fc8");
+        const size_t k = (size_t)zf_layer_out_size(&net->layers[fc8]);
+        float *got = falloc(2 * k);
+        for (int prec = ZF_CUDA_TF32; prec <= ZF_CUDA_BF16; prec++) {
+            OK(zf_cuda_ctx_set_precision(ctx, (zf_cuda_precision)prec));
+            zf_cuda_net *cn = NULL;
+            OK(zf_cuda_net_new(ctx, net, 2, &cn));
+            OK(zf_cuda_net_forward(cn, x, 2));
+            OK(zf_cuda_net_read(cn, fc8, got, 2));
+            double num = 0, den = 0;
+            for (size_t i = 0; i < 2 * k; i++) {
+                num += ((double)got[i] - net->acts[fc8][i]) * ((double)got[i] - net->acts[fc8][i]);
+                den += (double)net->acts[fc8][i] * net->acts[fc8][i];
+            }
+            const double e = sqrt(num / den);
+            cr_expect(e < bound[prec], "%s %s: relative L2 error of fc8 %g (documented bound %g)", net->arch,
+                      zf_cuda_precision_name((zf_cuda_precision)prec), e, bound[prec]);
+            cr_log_info("%s %s: relative L2 error of fc8 %.3g", net->arch,
+                        zf_cuda_precision_name((zf_cuda_precision)prec), e);
+            zf_cuda_net_free(cn);
+        }
+        OK(zf_cuda_ctx_set_precision(ctx, ZF_CUDA_FP32));
+        zf_free(x); zf_free(got);
+        zf_net_free(net);
+    }
+    zf_cuda_ctx_free(ctx);
+}
+
+Test(cuda_nets, out_of_memory_says_how_much_and_suggests_a_batch)
+{
+    zf_cuda_ctx *ctx = gpu();
+    zf_net *net = NULL;
+    OK(zf_net_new_builtin("zfnet", &net));
+    zf_cuda_net *cn = NULL;
+    zf_status st = zf_cuda_net_new(ctx, net, 1 << 22, &cn); /* ~4 million images: terabytes */
+    cr_assert_eq(st, ZF_ERR_DEVICE);
+    cr_assert_null(cn);
+    const char *msg = zf_last_error();
+    cr_assert(strstr(msg, "out of GPU memory") && strstr(msg, "MiB") && strstr(msg, "--batch"), "%s", msg);
+    zf_net_free(net);
+    zf_cuda_ctx_free(ctx);
+}
+
+#endif
