@@ -10,13 +10,16 @@
 #include "common.h"
 #include "zf/io.h"
 #include "zf/occlusion.h"
+#ifdef ZF_VIZ_ENABLED
+#include "zf/viz.h"
+#endif
 
 const char zf_cmd_occlude_summary[] = "occlusion sensitivity maps: feature, class probability, top class";
 
 static const char usage_text[] =
     "usage: zfviz occlude (--arch A --weights W | --model F) --input X --patch P --stride S\n"
     "                     [--fill V] [--class K] [--layer convK] [--channel C] --out DIR\n"
-    "                     [--method auto|brute|incremental]\n\n"
+    "                     [--method auto|brute|incremental] [--png FIG.png] [--pdf FIG.pdf]\n\n"
     "Slides a P x P square of value V over the input (top-left corner at 0, S, 2S, ... while the\n"
     "square stays inside, both axes) and maps, per position: the total of the rectified map of\n"
     "conv layer K's channel C (default: the last conv layer, and the channel holding the largest\n"
@@ -38,7 +41,9 @@ static const char usage_text[] =
     "                    square's receptive-field footprint (same results to float rounding)\n"
     "  --batch N         positions per batch (default: chosen from the method and the net)\n"
     "  --conv M          incremental method's convolutions: auto, im2col, delta, winograd (2x2\n"
-    "                    tiles), winograd4 (4x4 tiles)\n";
+    "                    tiles), winograd4 (4x4 tiles)\n"
+    "  --png F, --pdf F  also draw Zeiler & Fergus Fig. 7: the image, the feature map's total, its\n"
+    "                    deconv projection, the class probability and the most probable class\n";
 
 typedef struct progress_ctx {
     zft_progress bar;
@@ -136,7 +141,52 @@ static zf_status write_summary(const char *dir, const zft_model_opts *mo, const 
 }
 
 /* Long-only options, numbered clear of the letters the shared model options use. */
-enum { OPT_PATCH = 256, OPT_STRIDE, OPT_FILL, OPT_CLASS, OPT_LAYER, OPT_CHANNEL, OPT_METHOD, OPT_BATCH, OPT_CONV };
+enum { OPT_PATCH = 256, OPT_STRIDE, OPT_FILL, OPT_CLASS, OPT_LAYER, OPT_CHANNEL, OPT_METHOD, OPT_BATCH, OPT_CONV,
+       OPT_PNG, OPT_PDF };
+
+/* Zeiler & Fergus Fig. 7 as one figure: the image, the feature map's total, the deconv projection
+ * of that map, the class probability, the most probable class. */
+static zf_status write_figure(const char *path, zf_net *net, const float *input, const zf_occlusion_result *r,
+                              const char *input_path)
+{
+#ifdef ZF_VIZ_ENABLED
+    const int h = net->in_h, w = net->in_w;
+    uint8_t *rgb = malloc((size_t)h * w * 3);
+    float *proj = malloc(sizeof(float) * 3 * (size_t)h * w);
+    zf_viz_doc *doc = NULL;
+    zf_status st;
+    if (!rgb || !proj) {
+        st = zf_error(ZF_ERR_NOMEM, "out of memory for the occlusion figure");
+        goto done;
+    }
+    zf_viz_input_to_rgb(rgb, input, &net->pre, h, w);
+    zf_image img = {w, h, rgb};
+    int ch = r->channel;
+    zf_deconv_req req = {r->conv_layer, ZF_DECONV_MAP, 0, &ch, NULL, NULL};
+    if ((st = zf_net_reserve(net, 1)) || (st = zf_net_forward_upto(net, input, 1, r->layer)) ||
+        (st = zf_net_deconv(net, proj, 1, &req)))
+        goto done;
+    zf_viz_proj_to_rgb(proj, &net->pre, h, w);
+    char fname[96];
+    snprintf(fname, sizeof fname, "%s map %d", net->layers[r->conv_layer].name, r->channel);
+    const char *base = strrchr(input_path, '/');
+    zf_viz_occlusion row = {&img, r->rows, r->cols, r->patch, r->stride, r->feature, fname, proj,
+                            r->prob, r->cls, r->argmax, zft_class_name, base ? base + 1 : input_path};
+    if (!(st = zf_viz_doc_open(path, &doc)) && !(st = zf_viz_occlusion_figure(doc, &row, 1, NULL)))
+        st = zf_viz_doc_finish(doc);
+done:
+    zf_viz_doc_free(doc);
+    free(rgb);
+    free(proj);
+    return st;
+#else
+    (void)net;
+    (void)input;
+    (void)r;
+    (void)input_path;
+    return zf_error(ZF_ERR_UNSUPPORTED, "%s: this zfviz was built without the renderer", path);
+#endif
+}
 
 int zf_cmd_occlude(int argc, char **argv)
 {
@@ -152,10 +202,12 @@ int zf_cmd_occlude(int argc, char **argv)
                                          {"method", required_argument, 0, OPT_METHOD},
                                          {"batch", required_argument, 0, OPT_BATCH},
                                          {"conv", required_argument, 0, OPT_CONV},
+                                         {"png", required_argument, 0, OPT_PNG},
+                                         {"pdf", required_argument, 0, OPT_PDF},
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
-    const char *input = NULL, *layer = NULL, *out = NULL;
+    const char *input = NULL, *layer = NULL, *out = NULL, *png = NULL, *pdf = NULL;
     zf_occlusion_params p;
     zf_occlusion_params_default(&p);
     long v;
@@ -167,6 +219,8 @@ int zf_cmd_occlude(int argc, char **argv)
         case 'i': input = optarg; break;
         case OPT_LAYER: layer = optarg; break;
         case 'o': out = optarg; break;
+        case OPT_PNG: png = optarg; break;
+        case OPT_PDF: pdf = optarg; break;
         case OPT_PATCH:
             if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 20)
                 return zft_usage_error("occlude", "--patch needs a positive number of pixels, got '%s'", optarg);
@@ -280,7 +334,9 @@ int zf_cmd_occlude(int argc, char **argv)
         (st = write_map(out, "prob.npy", ZF_DTYPE_F32, res->prob, res->rows, res->cols)) ||
         (st = write_map(out, "argmax.npy", ZF_DTYPE_I32, res->argmax, res->rows, res->cols)))
         goto fail;
-    /* Figures of the three maps over the image (--png/--pdf) belong here, drawn by viz/ from `res`. */
+    if ((png && (st = write_figure(png, net, zf_tensor_f32(x), res, input))) ||
+        (pdf && (st = write_figure(pdf, net, zf_tensor_f32(x), res, input))))
+        goto fail;
     if ((st = write_summary(out, &mo, input, net, &p, res, t_load, zft_now() - t0)))
         goto fail;
 
