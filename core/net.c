@@ -453,10 +453,5 @@ zf_status zf_net_forward_upto(zf_net *net, const float *input, int n, int last)
 
 zf_status zf_net_forward(zf_net *net, const float *input, int n)
 {
-    if (n < 1 || n > net->batch)
-        return zf_error(ZF_ERR_ARG, "forward of %d images with buffers for %d (call zf_net_reserve)", n,
-                        net->batch);
-    if (input && input != net->input)
-        memcpy(net->input, input, sizeof(float) * (size_t)n * (size_t)zf_net_in_size(net));
-    return zf_net_forward_range(net, 0, net->n_layers - 1, n);
+    return zf_net_forward_upto(net, input, n, net->n_layers - 1);
 }

@@ -225,3 +225,28 @@ void zf_viz_proj_to_rgb(float *proj, const zf_preproc *pre, int h, int w)
         proj[2 * hw + i] = t;
     }
 }
+
+/* About square, preferring a column count in [sqrt n, 2 sqrt n] that divides n (96 -> 12 x 8). */
+static int auto_cols(int n)
+{
+    int lo = (int)ceil(sqrt((double)n));
+    for (int c = lo; c <= 2 * lo && c <= n; c++)
+        if (n % c == 0)
+            return c;
+    return lo;
+}
+
+zf_status zfv_grid_tiles(zf_viz_grid *g, int total, int max, int h, int w, int zoom, int cols, const char *what)
+{
+    g->n = max > 0 && max < total ? max : total;
+    int longest = h > w ? h : w;
+    g->zoom = zoom > 0 ? zoom : (int)ceil(48.0 / longest);
+    g->tile_w = w * g->zoom;
+    g->tile_h = h * g->zoom;
+    g->cols = cols > 0 ? (cols < g->n ? cols : g->n) : auto_cols(g->n);
+    g->rows = (g->n + g->cols - 1) / g->cols;
+    if ((int64_t)g->tile_w * g->cols > 30000 || (int64_t)g->tile_h * g->rows > 30000)
+        return zf_error(ZF_ERR_ARG, "%s: a %d x %d grid of %d-pixel tiles is too large; lower the zoom", what,
+                        g->cols, g->rows, g->tile_w);
+    return ZF_OK;
+}

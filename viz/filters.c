@@ -63,16 +63,6 @@ zf_viz_filters_opts zf_viz_filters_defaults(void)
     return o;
 }
 
-/* About square, preferring a column count in [sqrt n, 2 sqrt n] that divides n (96 -> 12 x 8). */
-static int auto_cols(int n)
-{
-    int lo = (int)ceil(sqrt((double)n));
-    for (int c = lo; c <= 2 * lo && c <= n; c++)
-        if (n % c == 0)
-            return c;
-    return lo;
-}
-
 static zf_status check_in(const zf_viz_filters_in *in, zf_viz_filters_opts *o)
 {
     if (!in || !in->w)
@@ -155,16 +145,7 @@ zf_status zfv_filters_prepare(zfv_filters_fig *fig, const zf_viz_filters_in *in,
     zf_viz_filters_opts *o = &fig->opts;
     ZFV_TRY(check_in(in, o));
     zf_viz_grid *g = &fig->g;
-    g->n = o->max_filters > 0 && o->max_filters < in->k ? o->max_filters : in->k;
-    int kmax = in->kh > in->kw ? in->kh : in->kw;
-    g->zoom = o->zoom > 0 ? o->zoom : (int)ceil(48.0 / kmax);
-    g->tile_w = in->kw * g->zoom;
-    g->tile_h = in->kh * g->zoom;
-    g->cols = o->cols > 0 ? (o->cols < g->n ? o->cols : g->n) : auto_cols(g->n);
-    g->rows = (g->n + g->cols - 1) / g->cols;
-    if ((int64_t)g->tile_w * g->cols > 30000 || (int64_t)g->tile_h * g->rows > 30000)
-        return zf_error(ZF_ERR_ARG, "filters: a %d x %d grid of %d-pixel tiles is too large; lower the zoom",
-                        g->cols, g->rows, g->tile_w);
+    ZFV_TRY(zfv_grid_tiles(g, in->k, o->max_filters, in->kh, in->kw, o->zoom, o->cols, "filters"));
 
     int lines = !!(o->labels & ZF_VIZ_LABEL_INDEX) + !!(o->labels & ZF_VIZ_LABEL_RMS);
     int cell_w = g->tile_w;

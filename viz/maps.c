@@ -28,15 +28,6 @@ typedef struct maps_fig {
     int bar_x, bar_y, bar_h;
 } maps_fig;
 
-static int auto_cols(int n)
-{
-    int lo = (int)ceil(sqrt((double)n));
-    for (int c = lo; c <= 2 * lo && c <= n; c++)
-        if (n % c == 0)
-            return c;
-    return lo;
-}
-
 static void subtitle(char *buf, size_t len, const maps_fig *f)
 {
     const zf_viz_maps_in *in = f->in;
@@ -83,16 +74,9 @@ static zf_status prepare(maps_fig *f, const zf_viz_maps_in *in, const zf_viz_map
     if (in->image && (!in->image->rgb || in->image->w < 1 || in->image->h < 1))
         return zf_error(ZF_ERR_ARG, "activations: the image has no pixels");
     zf_viz_grid *g = &f->g;
-    g->n = o->max_maps > 0 && o->max_maps < in->c ? o->max_maps : in->c;
-    int mmax = in->h > in->w ? in->h : in->w;
-    g->zoom = o->zoom > 0 ? o->zoom : (int)ceil(48.0 / mmax);
-    g->tile_w = in->w * g->zoom;
-    g->tile_h = in->h * g->zoom;
-    g->cols = o->cols > 0 ? (o->cols < g->n ? o->cols : g->n) : auto_cols(g->n);
-    g->rows = (g->n + g->cols - 1) / g->cols;
-    if ((int64_t)g->tile_w * g->cols > 30000 || (int64_t)g->tile_h * g->rows > 30000)
-        return zf_error(ZF_ERR_ARG, "activations: a %d x %d grid of %d-pixel tiles is too large; lower the zoom",
-                        g->cols, g->rows, g->tile_w);
+    zf_status st = zfv_grid_tiles(g, in->c, o->max_maps, in->h, in->w, o->zoom, o->cols, "activations");
+    if (st)
+        return st;
     range_of(in->maps, (size_t)g->n * in->h * in->w, &f->lo, &f->hi);
 
     int cell_w = g->tile_w;

@@ -61,6 +61,11 @@ extern const zfv_rgb zfv_ink, zfv_ink_light, zfv_rule, zfv_dead_red, zfv_near_or
 extern const zfv_rgb zfv_series[2];   /* the two models of a comparison */
 #define ZFV_CATEGORIES 10
 extern const zfv_rgb zfv_category[ZFV_CATEGORIES];
+/* Tiles of a grid: n of `total` items (at most `max` when > 0), each tile_h x tile_w pixels after
+ * zoom (`zoom` > 0, else enough to make the longer side about 48 pixels), `cols` columns (> 0, else
+ * about square, preferring a count that divides n). `what` names the picture in errors. */
+zf_status zfv_grid_tiles(zf_viz_grid *g, int total, int max, int h, int w, int zoom, int cols, const char *what);
+
 zf_status zfv_set_rgb(cairo_t *cr, zfv_rgb c);
 zf_status zfv_fill_rect(cairo_t *cr, double x, double y, double w, double h, zfv_rgb c);
 /* A 1-unit outline just outside the integer rectangle (x, y, w, h). */
