@@ -4,7 +4,7 @@
 
 #include "zf/net.h"
 
-const char *const zf_builtin_archs[] = {"alexnet", "alexnet-caffe", "zfnet", NULL};
+const char *const zf_builtin_archs[] = {"alexnet", "alexnet-caffe", "zfnet", "alexnet-mini", "zfnet-mini", NULL};
 
 /* bvlc_alexnet's LRN: size 5, alpha 1e-4 (divided by the size inside the formula), beta 0.75, k 1. */
 static const zf_lrn_params caffe_lrn = {5, 2, 1e-4f, 0.75f, 1.0f};
@@ -40,7 +40,7 @@ static void caffe_preproc(zf_net *net)
             return st_;                                                                            \
     } while (0)
 
-static zf_status build_alexnet(zf_net *n)
+static zf_status build_alexnet(zf_net *n, int classes)
 {
     TRY(zf_net_add_conv(n, "conv1", 64, zf_win(11, 4, 2), 1));
     TRY(zf_net_add_relu(n, "relu1"));
@@ -64,12 +64,12 @@ static zf_status build_alexnet(zf_net *n)
     TRY(zf_net_add_dropout(n, "drop7", 0.5f));
     TRY(zf_net_add_fc(n, "fc7", 4096));
     TRY(zf_net_add_relu(n, "relu7"));
-    TRY(zf_net_add_fc(n, "fc8", 1000));
+    TRY(zf_net_add_fc(n, "fc8", classes));
     TRY(zf_net_add_softmax(n, "prob"));
     return ZF_OK;
 }
 
-static zf_status add_classifier(zf_net *n)
+static zf_status add_classifier(zf_net *n, int classes)
 {
     TRY(zf_net_add_flatten(n, "flatten"));
     TRY(zf_net_add_fc(n, "fc6", 4096));
@@ -78,12 +78,12 @@ static zf_status add_classifier(zf_net *n)
     TRY(zf_net_add_fc(n, "fc7", 4096));
     TRY(zf_net_add_relu(n, "relu7"));
     TRY(zf_net_add_dropout(n, "drop7", 0.5f));
-    TRY(zf_net_add_fc(n, "fc8", 1000));
+    TRY(zf_net_add_fc(n, "fc8", classes));
     TRY(zf_net_add_softmax(n, "prob"));
     return ZF_OK;
 }
 
-static zf_status build_alexnet_caffe(zf_net *n)
+static zf_status build_alexnet_caffe(zf_net *n, int classes)
 {
     TRY(zf_net_add_conv(n, "conv1", 96, zf_win(11, 4, 0), 1));
     TRY(zf_net_add_relu(n, "relu1"));
@@ -100,10 +100,10 @@ static zf_status build_alexnet_caffe(zf_net *n)
     TRY(zf_net_add_conv(n, "conv5", 256, zf_win(3, 1, 1), 2));
     TRY(zf_net_add_relu(n, "relu5"));
     TRY(zf_net_add_maxpool(n, "pool5", zf_win(3, 2, 0), 0));
-    return add_classifier(n);
+    return add_classifier(n, classes);
 }
 
-static zf_status build_zfnet(zf_net *n)
+static zf_status build_zfnet(zf_net *n, int classes)
 {
     /* Fig. 3: ReLU, then pool, then normalisation across feature maps; pad-1 floor pooling. */
     TRY(zf_net_add_conv(n, "conv1", 96, zf_win(7, 2, 1), 1));
@@ -121,36 +121,132 @@ static zf_status build_zfnet(zf_net *n)
     TRY(zf_net_add_conv(n, "conv5", 256, zf_win(3, 1, 1), 1));
     TRY(zf_net_add_relu(n, "relu5"));
     TRY(zf_net_add_maxpool(n, "pool5", zf_win(3, 2, 0), 0));
-    return add_classifier(n);
+    return add_classifier(n, classes);
+}
+
+/* The mini nets (issue 8): the same layer sequence as their full nets at a 112x112 input (a 28x28
+ * image upsampled 4x), with fewer channels. Each keeps its first layer's character, so the
+ * AlexNet-vs-ZFNet first-layer comparison still means something: alexnet-mini has AlexNet's 11x11
+ * stride-4 conv1 (maps 27 -> 13 -> 6 -> 2, as AlexNet's 55 -> 27 -> 13 -> 6), zfnet-mini ZFNet's
+ * 7x7 stride-2 conv1 with pad-1 pooling and LRN after the pool (54 -> 27 -> 12 -> 6 -> 6 -> 2). */
+static zf_status add_mini_classifier(zf_net *n, int classes)
+{
+    TRY(zf_net_add_flatten(n, "flatten"));
+    TRY(zf_net_add_fc(n, "fc6", 256));
+    TRY(zf_net_add_relu(n, "relu6"));
+    TRY(zf_net_add_dropout(n, "drop6", 0.5f));
+    TRY(zf_net_add_fc(n, "fc7", 256));
+    TRY(zf_net_add_relu(n, "relu7"));
+    TRY(zf_net_add_dropout(n, "drop7", 0.5f));
+    TRY(zf_net_add_fc(n, "fc8", classes));
+    TRY(zf_net_add_softmax(n, "prob"));
+    return ZF_OK;
+}
+
+static zf_status build_alexnet_mini(zf_net *n, int classes)
+{
+    TRY(zf_net_add_conv(n, "conv1", 32, zf_win(11, 4, 2), 1));
+    TRY(zf_net_add_relu(n, "relu1"));
+    TRY(zf_net_add_lrn(n, "norm1", caffe_lrn));
+    TRY(zf_net_add_maxpool(n, "pool1", zf_win(3, 2, 0), 0));
+    TRY(zf_net_add_conv(n, "conv2", 64, zf_win(5, 1, 2), 1));
+    TRY(zf_net_add_relu(n, "relu2"));
+    TRY(zf_net_add_lrn(n, "norm2", caffe_lrn));
+    TRY(zf_net_add_maxpool(n, "pool2", zf_win(3, 2, 0), 0));
+    TRY(zf_net_add_conv(n, "conv3", 96, zf_win(3, 1, 1), 1));
+    TRY(zf_net_add_relu(n, "relu3"));
+    TRY(zf_net_add_conv(n, "conv4", 96, zf_win(3, 1, 1), 1));
+    TRY(zf_net_add_relu(n, "relu4"));
+    TRY(zf_net_add_conv(n, "conv5", 64, zf_win(3, 1, 1), 1));
+    TRY(zf_net_add_relu(n, "relu5"));
+    TRY(zf_net_add_maxpool(n, "pool5", zf_win(3, 2, 0), 0));
+    return add_mini_classifier(n, classes);
+}
+
+static zf_status build_zfnet_mini(zf_net *n, int classes)
+{
+    TRY(zf_net_add_conv(n, "conv1", 32, zf_win(7, 2, 1), 1));
+    TRY(zf_net_add_relu(n, "relu1"));
+    TRY(zf_net_add_maxpool(n, "pool1", zf_win(3, 2, 1), 0));
+    TRY(zf_net_add_lrn(n, "norm1", caffe_lrn));
+    TRY(zf_net_add_conv(n, "conv2", 64, zf_win(5, 2, 0), 1));
+    TRY(zf_net_add_relu(n, "relu2"));
+    TRY(zf_net_add_maxpool(n, "pool2", zf_win(3, 2, 1), 0));
+    TRY(zf_net_add_lrn(n, "norm2", caffe_lrn));
+    TRY(zf_net_add_conv(n, "conv3", 96, zf_win(3, 1, 1), 1));
+    TRY(zf_net_add_relu(n, "relu3"));
+    TRY(zf_net_add_conv(n, "conv4", 96, zf_win(3, 1, 1), 1));
+    TRY(zf_net_add_relu(n, "relu4"));
+    TRY(zf_net_add_conv(n, "conv5", 64, zf_win(3, 1, 1), 1));
+    TRY(zf_net_add_relu(n, "relu5"));
+    TRY(zf_net_add_maxpool(n, "pool5", zf_win(3, 2, 0), 0));
+    return add_mini_classifier(n, classes);
+}
+
+/* Fashion-MNIST's pixel statistics (training set, [0,1] scale), the mini nets' default input. */
+static void grey_preproc(zf_net *net)
+{
+    net->pre.order = ZF_COLOR_RGB;
+    net->pre.scale = 1.0f;
+    for (int i = 0; i < 3; i++) {
+        net->pre.mean[i] = 0.2860f;
+        net->pre.std[i] = 0.3530f;
+    }
+    net->pre.resize = ZF_RESIZE_EXACT;
+    net->pre.resize_short = 0;
+}
+
+int zf_arch_is_mini(const char *arch)
+{
+    return arch && (!strcmp(arch, "alexnet-mini") || !strcmp(arch, "zfnet-mini"));
 }
 
 zf_status zf_net_new_builtin(const char *arch, zf_net **out)
+{
+    return zf_net_new_builtin_ex(arch, 0, 0, out);
+}
+
+zf_status zf_net_new_builtin_ex(const char *arch, int in_c, int classes, zf_net **out)
 {
     *out = NULL;
     zf_net *net;
     zf_status st;
     if (!arch)
         arch = "";
+    int mini = zf_arch_is_mini(arch);
+    if (in_c == 0)
+        in_c = mini ? 1 : 3;
+    if (classes == 0)
+        classes = mini ? 10 : 1000;
+    if (in_c != 1 && in_c != 3)
+        return zf_error(ZF_ERR_ARG, "%s: %d input channels (1 or 3 are supported)", arch, in_c);
+    if (classes < 2 || classes > 100000)
+        return zf_error(ZF_ERR_ARG, "%s: %d classes (2 to 100000 are supported)", arch, classes);
+    int full = !strcmp(arch, "alexnet") || !strcmp(arch, "alexnet-caffe") || !strcmp(arch, "zfnet");
+    if (!full && !mini)
+        return zf_error(ZF_ERR_ARG,
+                        "unknown architecture '%s' (built in: alexnet, alexnet-caffe, zfnet, alexnet-mini, "
+                        "zfnet-mini)",
+                        arch);
+    int side = !strcmp(arch, "alexnet-caffe") ? 227 : mini ? 112 : 224;
+    net = zf_net_new(arch, in_c, side, side);
+    if (!net)
+        return ZF_ERR_NOMEM;
     if (!strcmp(arch, "alexnet")) {
-        net = zf_net_new(arch, 3, 224, 224);
-        if (!net)
-            return ZF_ERR_NOMEM;
         torchvision_preproc(net);
-        st = build_alexnet(net);
+        st = build_alexnet(net, classes);
     } else if (!strcmp(arch, "alexnet-caffe")) {
-        net = zf_net_new(arch, 3, 227, 227);
-        if (!net)
-            return ZF_ERR_NOMEM;
         caffe_preproc(net);
-        st = build_alexnet_caffe(net);
+        st = build_alexnet_caffe(net, classes);
     } else if (!strcmp(arch, "zfnet")) {
-        net = zf_net_new(arch, 3, 224, 224);
-        if (!net)
-            return ZF_ERR_NOMEM;
         torchvision_preproc(net);
-        st = build_zfnet(net);
+        st = build_zfnet(net, classes);
+    } else if (!strcmp(arch, "alexnet-mini")) {
+        grey_preproc(net);
+        st = build_alexnet_mini(net, classes);
     } else {
-        return zf_error(ZF_ERR_ARG, "unknown architecture '%s' (built in: alexnet, alexnet-caffe, zfnet)", arch);
+        grey_preproc(net);
+        st = build_zfnet_mini(net, classes);
     }
     if (!st)
         st = zf_net_finalize(net);

@@ -87,9 +87,36 @@ void zf_net_free(zf_net *net)
     if (!net)
         return;
     free_buffers(net);
+    zf_net_set_labels(net, 0, NULL);
     zf_free(net->params);
     free(net->layers);
     free(net);
+}
+
+zf_status zf_net_set_labels(zf_net *net, int n, const char *const *names)
+{
+    for (int i = 0; i < net->n_labels; i++)
+        free(net->labels[i]);
+    free(net->labels);
+    net->labels = NULL;
+    net->n_labels = 0;
+    if (n <= 0 || !names)
+        return ZF_OK;
+    net->labels = calloc((size_t)n, sizeof *net->labels);
+    if (!net->labels)
+        return zf_error(ZF_ERR_NOMEM, "out of memory for %d class names", n);
+    net->n_labels = n;
+    for (int i = 0; i < n; i++)
+        if (!(net->labels[i] = strdup(names[i] ? names[i] : ""))) {
+            zf_net_set_labels(net, 0, NULL);
+            return zf_error(ZF_ERR_NOMEM, "out of memory for class names");
+        }
+    return ZF_OK;
+}
+
+const char *zf_net_label(const zf_net *net, int k)
+{
+    return net && k >= 0 && k < net->n_labels ? net->labels[k] : NULL;
 }
 
 /* Appends a layer whose input is the previous layer's output. */

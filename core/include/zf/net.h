@@ -90,6 +90,8 @@ typedef struct zf_net {
     float *dec[2];     /* deconvnet ping-pong buffers */
     size_t dec_floats;
     float *dec_scratch;/* deconvnet: compacted sub-windows, 2 * dec_floats */
+    int n_labels;      /* class names carried by the model file (zf_net_set_labels), or 0 */
+    char **labels;
 } zf_net;
 
 /* Building: layers are appended in order; each computes its output shape from the previous one. */
@@ -113,9 +115,19 @@ void zf_net_free(zf_net *net);
  * the last window must start inside the input or its leading padding); <= 0 if none fits. */
 int zf_window_out(int in, int k, int s, int pad_lo, int pad_hi, int ceil_mode);
 
-/* Built-in architectures: "alexnet", "alexnet-caffe", "zfnet". NULL-terminated list. */
+/* Built-in architectures: "alexnet", "alexnet-caffe", "zfnet" (3 x 224/227, 1000 classes) and the
+ * mini nets "alexnet-mini", "zfnet-mini" (1 x 112 x 112, 10 classes). NULL-terminated list. */
 extern const char *const zf_builtin_archs[];
 zf_status zf_net_new_builtin(const char *arch, zf_net **out);
+/* The same with in_c input channels (1 or 3) and `classes` outputs; 0 takes the arch's default. */
+zf_status zf_net_new_builtin_ex(const char *arch, int in_c, int classes, zf_net **out);
+/* 1 for "alexnet-mini" and "zfnet-mini". */
+int zf_arch_is_mini(const char *arch);
+
+/* Class names (a model file's "zfviz.classes"); the net owns a copy. NULL/0 clears them. */
+zf_status zf_net_set_labels(zf_net *net, int n, const char *const *names);
+/* The name of class k from the net's own labels, or NULL when it has none for k. */
+const char *zf_net_label(const zf_net *net, int k);
 
 /* Index of the layer named `name` (Caffe-style or graph name), or -1. */
 int zf_net_find(const zf_net *net, const char *name);
