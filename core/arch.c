@@ -186,7 +186,7 @@ static zf_status build_zfnet_mini(zf_net *n, int classes)
 /* Fashion-MNIST's pixel statistics (training set, [0,1] scale), the mini nets' default input. */
 static void grey_preproc(zf_net *net)
 {
-    net->pre.order = ZF_COLOR_RGB;
+    net->pre.order = net->in_c == 1 ? ZF_COLOR_GREY : ZF_COLOR_RGB;
     net->pre.scale = 1.0f;
     for (int i = 0; i < 3; i++) {
         net->pre.mean[i] = 0.2860f;

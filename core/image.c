@@ -488,6 +488,8 @@ zf_status zf_image_to_input(float *out, const zf_image *img, const zf_preproc *p
         b[c] = -pre->mean[c] / pre->std[c];
     }
     size_t plane = (size_t)out_h * out_w;
+    /* Grey nets take one plane: ITU-R 601 luma of the resized RGB, as PIL's "L" conversion. */
+    int grey = pre->order == ZF_COLOR_GREY;
     for (int y = 0; y < out_h; y++) {
         const float *w = vy.w + (size_t)y * vy.ksize;
         const float *rows = tmp + (size_t)(vy.first[y] - y0) * out_w * 3;
@@ -498,6 +500,11 @@ zf_status zf_image_to_input(float *out, const zf_image *img, const zf_preproc *p
                 v[0] += w[k] * p[0];
                 v[1] += w[k] * p[1];
                 v[2] += w[k] * p[2];
+            }
+            if (grey) {
+                float l = 0.299f * v[0] + 0.587f * v[1] + 0.114f * v[2];
+                out[(size_t)y * out_w + x] = l * a[0] + b[0];
+                continue;
             }
             for (int j = 0; j < 3; j++) {
                 int c = src_c[j];
@@ -560,14 +567,15 @@ zf_status zf_input_load(const char *path, const zf_net *net, zf_tensor **out)
     int png = got >= 8 && !memcmp(magic, "\x89PNG\r\n\x1a\n", 8);
     if (!jpeg && !png)
         return zf_error(ZF_ERR_FORMAT, "%s: not a .npy, JPEG or PNG file", path);
-    if (net->in_c != 3)
-        return zf_error(ZF_ERR_SHAPE, "%s: an image input needs a net with 3 input channels (%s "
-                        "has %d)", path, net->arch, net->in_c);
+    if (net->in_c != (net->pre.order == ZF_COLOR_GREY ? 1 : 3))
+        return zf_error(ZF_ERR_SHAPE, "%s: %s has %d input channels but its preprocessing makes %s "
+                        "(set order=grey or order=rgb with --preproc)", path, net->arch, net->in_c,
+                        net->pre.order == ZF_COLOR_GREY ? "1" : "3");
     zf_image *img;
     zf_status st = zf_image_load(path, &img);
     if (st)
         return st;
-    zf_tensor *t = zf_tensor_new4(1, 3, net->in_h, net->in_w);
+    zf_tensor *t = zf_tensor_new4(1, net->in_c, net->in_h, net->in_w);
     if (!t) {
         zf_image_free(img);
         return zf_error_prefix(ZF_ERR_NOMEM, "%s: ", path);

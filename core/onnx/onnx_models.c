@@ -106,8 +106,9 @@ zf_status zf_onnx_preproc_parse(const char *spec, zf_preproc *pre)
             p = pre_zoo;
         } else if (!eq && !strcmp(item, "torchvision")) {
             p = pre_torchvision;
-        } else if (!strcmp(item, "order") && (!strcmp(val, "rgb") || !strcmp(val, "bgr"))) {
-            p.order = val[0] == 'b' ? ZF_COLOR_BGR : ZF_COLOR_RGB;
+        } else if (!strcmp(item, "order") &&
+                   (!strcmp(val, "rgb") || !strcmp(val, "bgr") || !strcmp(val, "grey"))) {
+            p.order = val[0] == 'b' ? ZF_COLOR_BGR : val[0] == 'g' ? ZF_COLOR_GREY : ZF_COLOR_RGB;
         } else if (!strcmp(item, "scale") && (!strcmp(val, "1") || !strcmp(val, "255"))) {
             p.scale = val[0] == '1' ? 1.0f : 255.0f;
         } else if (!strcmp(item, "mean") && eq) {
@@ -127,7 +128,7 @@ zf_status zf_onnx_preproc_parse(const char *spec, zf_preproc *pre)
             p.resize_short = (int)n;
         } else {
             return zf_error(ZF_ERR_ARG,
-                            "preprocessing: '%s%s%s' is not zoo, caffe, torchvision, order=rgb|bgr, "
+                            "preprocessing: '%s%s%s' is not zoo, caffe, torchvision, order=rgb|bgr|grey, "
                             "scale=1|255, mean=R:G:B, std=R:G:B or resize=exact|short:N",
                             item, eq ? "=" : "", val);
         }
@@ -144,9 +145,13 @@ const char *zf_onnx_preproc_format(const zf_preproc *p, int in_h, int in_w, char
     else
         snprintf(resize, sizeof resize, "resize short side to %d, centre crop %dx%d", p->resize_short,
                  in_h, in_w);
-    snprintf(buf, len, "%s, %s, mean %g %g %g, std %g %g %g (R G B), %s",
-             p->order == ZF_COLOR_BGR ? "BGR" : "RGB", p->scale == 255.0f ? "0-255" : "0-1",
-             p->mean[0], p->mean[1], p->mean[2], p->std[0], p->std[1], p->std[2], resize);
+    if (p->order == ZF_COLOR_GREY)
+        snprintf(buf, len, "grey (luma), %s, mean %g, std %g, %s", p->scale == 255.0f ? "0-255" : "0-1",
+                 p->mean[0], p->std[0], resize);
+    else
+        snprintf(buf, len, "%s, %s, mean %g %g %g, std %g %g %g (R G B), %s",
+                 p->order == ZF_COLOR_BGR ? "BGR" : "RGB", p->scale == 255.0f ? "0-255" : "0-1",
+                 p->mean[0], p->mean[1], p->mean[2], p->std[0], p->std[1], p->std[2], resize);
     return buf;
 }
 

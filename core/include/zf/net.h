@@ -58,7 +58,8 @@ typedef struct zf_layer {
     int in_place;          /* the output is the input buffer itself (dropout, flatten) */
 } zf_layer;
 
-typedef enum { ZF_COLOR_RGB = 0, ZF_COLOR_BGR = 1 } zf_color_order;
+/* Channel order of the net's input; GREY is one plane, the luma of the RGB image. */
+typedef enum { ZF_COLOR_RGB = 0, ZF_COLOR_BGR = 1, ZF_COLOR_GREY = 2 } zf_color_order;
 typedef enum { ZF_RESIZE_SHORT_CROP = 0, ZF_RESIZE_EXACT = 1 } zf_resize_mode;
 
 /* How an image becomes the net's input: pixel p in [0, 255] of channel c (RGB order) becomes
