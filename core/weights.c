@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
@@ -284,6 +285,7 @@ zf_status zf_net_save_npy_dir(const zf_net *net, const char *dir)
  * named as PyTorch's state_dict would name them with our layer names: conv1.weight, fc8.bias. */
 
 #define ST_MAX_HEADER 100000000 /* the reference implementation's limit */
+#define ZF_ST_EXTRA_PREFIX "momentum."
 
 static zf_status write_all(FILE *f, const void *p, size_t n, const char *path)
 {
@@ -292,45 +294,54 @@ static zf_status write_all(FILE *f, const void *p, size_t n, const char *path)
     return ZF_OK;
 }
 
-zf_status zf_net_save_safetensors(const zf_net *net, const char *path)
+/* Writes the net's tensors (and, when `extra` is given, the same layout again from `extra` with
+ * names prefixed by "momentum.") with metadata pairs meta_kv (NULL-terminated key, value, ...).
+ * The file appears complete or not at all: it is written beside `path` and renamed over it. */
+zf_status zf_net_save_safetensors_ex(const zf_net *net, const char *path, const char *const *meta_kv,
+                                     const float *extra)
 {
     if (check_finalised(net, path))
         return ZF_ERR_ARG;
     json_t *root = json_object(), *meta = json_object();
-    if (!root || !meta || json_object_set_new(root, "__metadata__", meta) ||
-        json_object_set_new(meta, "arch", json_string(net->arch)) ||
-        json_object_set_new(meta, "format", json_string("pt"))) {
+    int bad = !root || !meta || json_object_set_new(root, "__metadata__", meta) ||
+              json_object_set_new(meta, "arch", json_string(net->arch)) ||
+              json_object_set_new(meta, "format", json_string("pt"));
+    for (int i = 0; !bad && meta_kv && meta_kv[i]; i += 2)
+        bad = !meta_kv[i + 1] || json_object_set_new(meta, meta_kv[i], json_string(meta_kv[i + 1]));
+    if (bad) {
         json_decref(root);
-        return zf_error(ZF_ERR_NOMEM, "%s: out of memory for the header", path);
+        return zf_error(ZF_ERR_NOMEM, "%s: cannot make the header", path);
     }
     int64_t off = 0;
-    for (int i = 0; i < net->n_layers; i++) {
-        const zf_layer *l = &net->layers[i];
-        if (!has_params(l))
-            continue;
-        for (int bias = 0; bias < 2; bias++) {
-            if (bias && l->bias_count == 0)
+    for (int pass = 0; pass < 1 + (extra != NULL); pass++)
+        for (int i = 0; i < net->n_layers; i++) {
+            const zf_layer *l = &net->layers[i];
+            if (!has_params(l))
                 continue;
-            int64_t shape[4];
-            int nd = param_shape(l, bias, shape);
-            int64_t bytes = 4 * (bias ? l->bias_count : l->weight_count);
-            char name[64];
-            snprintf(name, sizeof name, "%s.%s", l->name, bias ? "bias" : "weight");
-            json_t *t = json_object(), *sh = json_array(), *offs = json_array();
-            int bad = !t || !sh || !offs;
-            for (int k = 0; !bad && k < nd; k++)
-                bad = json_array_append_new(sh, json_integer(shape[k]));
-            bad = bad || json_array_append_new(offs, json_integer(off)) ||
-                  json_array_append_new(offs, json_integer(off + bytes)) ||
-                  json_object_set_new(t, "dtype", json_string("F32"));
-            if (bad || json_object_set_new(t, "shape", sh) ||
-                json_object_set_new(t, "data_offsets", offs) || json_object_set_new(root, name, t)) {
-                json_decref(root);
-                return zf_error(ZF_ERR_NOMEM, "%s: out of memory for the header", path);
+            for (int bias = 0; bias < 2; bias++) {
+                if (bias && l->bias_count == 0)
+                    continue;
+                int64_t shape[4];
+                int nd = param_shape(l, bias, shape);
+                int64_t bytes = 4 * (bias ? l->bias_count : l->weight_count);
+                char name[96];
+                snprintf(name, sizeof name, "%s%s.%s", pass ? ZF_ST_EXTRA_PREFIX : "", l->name,
+                         bias ? "bias" : "weight");
+                json_t *t = json_object(), *sh = json_array(), *offs = json_array();
+                int bad2 = !t || !sh || !offs;
+                for (int k = 0; !bad2 && k < nd; k++)
+                    bad2 = json_array_append_new(sh, json_integer(shape[k]));
+                bad2 = bad2 || json_array_append_new(offs, json_integer(off)) ||
+                       json_array_append_new(offs, json_integer(off + bytes)) ||
+                       json_object_set_new(t, "dtype", json_string("F32"));
+                if (bad2 || json_object_set_new(t, "shape", sh) ||
+                    json_object_set_new(t, "data_offsets", offs) || json_object_set_new(root, name, t)) {
+                    json_decref(root);
+                    return zf_error(ZF_ERR_NOMEM, "%s: out of memory for the header", path);
+                }
+                off += bytes;
             }
-            off += bytes;
         }
-    }
     char *hdr = json_dumps(root, JSON_COMPACT);
     json_decref(root);
     if (!hdr)
@@ -340,10 +351,12 @@ zf_status zf_net_save_safetensors(const zf_net *net, const char *path)
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    FILE *f = fopen(path, "wb");
+    char tmp[4200];
+    snprintf(tmp, sizeof tmp, "%s.part", path);
+    FILE *f = fopen(tmp, "wb");
     if (!f) {
         free(hdr);
-        return zf_error(ZF_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+        return zf_error(ZF_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
     }
     zf_status st = write_all(f, len8, 8, path);
     if (!st)
@@ -351,25 +364,41 @@ zf_status zf_net_save_safetensors(const zf_net *net, const char *path)
     if (!st)
         st = write_all(f, "        ", padded - hn, path);
     free(hdr);
-    for (int i = 0; !st && i < net->n_layers; i++) {
-        const zf_layer *l = &net->layers[i];
-        if (!has_params(l))
-            continue;
-        st = write_all(f, l->weight, 4 * (size_t)l->weight_count, path);
-        if (!st)
-            st = write_all(f, l->bias, 4 * (size_t)l->bias_count, path);
-    }
+    for (int pass = 0; pass < 1 + (extra != NULL); pass++)
+        for (int i = 0; !st && i < net->n_layers; i++) {
+            const zf_layer *l = &net->layers[i];
+            if (!has_params(l))
+                continue;
+            const float *w = pass ? extra + (l->weight - net->params) : l->weight;
+            st = write_all(f, w, 4 * (size_t)l->weight_count, path);
+            if (!st && l->bias_count) {
+                const float *b = pass ? extra + (l->bias - net->params) : l->bias;
+                st = write_all(f, b, 4 * (size_t)l->bias_count, path);
+            }
+        }
+    if (!st && fflush(f) != 0)
+        st = zf_error(ZF_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    if (!st && fsync(fileno(f)) != 0)
+        st = zf_error(ZF_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
     if (fclose(f) != 0 && !st)
         st = zf_error(ZF_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    if (!st && rename(tmp, path) != 0)
+        st = zf_error(ZF_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
     if (st)
-        remove(path);
+        remove(tmp);
     return st;
+}
+
+zf_status zf_net_save_safetensors(const zf_net *net, const char *path)
+{
+    return zf_net_save_safetensors_ex(net, path, NULL, NULL);
 }
 
 typedef struct {
     const char *name;
     zf_layer *layer;
     int bias;
+    int extra; /* a tensor of the second block (momentum.<layer>.weight) */
     int dtype_size;
     char dtype[8];
     int64_t begin, end;
@@ -428,6 +457,11 @@ static zf_status parse_entry(const char *path, const zf_net *net, const char *ke
                         "hold its %lld values of %s within the %lld bytes of data", path, key,
                         (long long)e->begin, (long long)e->end, (long long)count, e->dtype,
                         (long long)data_size);
+    size_t pn = strlen(ZF_ST_EXTRA_PREFIX);
+    if (!strncmp(key, ZF_ST_EXTRA_PREFIX, pn)) {
+        e->extra = 1;
+        key += pn;
+    }
     size_t kn = strlen(key);
     if (kn > 7 && !strcmp(key + kn - 7, ".weight")) {
         e->bias = 0;
@@ -444,9 +478,14 @@ static zf_status parse_entry(const char *path, const zf_net *net, const char *ke
     return check_shape(what, e->layer, e->bias, nd, shape);
 }
 
-static zf_status read_tensor(FILE *f, const char *path, const st_entry *e, int64_t data_start)
+static zf_status read_tensor(FILE *f, const char *path, const st_entry *e, int64_t data_start,
+                             const zf_net *net, float *extra)
 {
     float *dst = e->bias ? e->layer->bias : e->layer->weight;
+    if (e->extra && !extra)
+        return ZF_OK;
+    if (e->extra)
+        dst = extra + (dst - net->params);
     int64_t count = (e->end - e->begin) / e->dtype_size;
     if (fseeko(f, (off_t)(data_start + e->begin), SEEK_SET) != 0)
         return zf_error(ZF_ERR_IO, "%s: cannot seek: %s", path, strerror(errno));
@@ -476,20 +515,22 @@ static zf_status read_tensor(FILE *f, const char *path, const st_entry *e, int64
     return ZF_OK;
 }
 
-zf_status zf_net_load_safetensors(zf_net *net, const char *path)
+/* Reads a safetensors stream: the metadata strings go to meta_fn (when given), the tensors into
+ * net (when given) and, for momentum.* tensors, into extra at the same offsets as net->params. */
+static zf_status st_read(FILE *f, const char *path, zf_net *net, float *extra,
+                         void (*meta_fn)(void *ctx, const char *key, const char *value), void *ctx)
 {
-    if (check_finalised(net, path))
-        return ZF_ERR_ARG;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return zf_error(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     zf_status st = ZF_OK;
     char *hdr = NULL;
     json_t *root = NULL;
     st_entry *ents = NULL;
-    struct stat sb;
     unsigned char len8[8];
-    if (fstat(fileno(f), &sb) != 0 || fread(len8, 1, 8, f) != 8) {
+    struct {
+        int64_t st_size;
+    } sb = {0};
+    if (fseeko(f, 0, SEEK_END) == 0)
+        sb.st_size = (int64_t)ftello(f);
+    if (fseeko(f, 0, SEEK_SET) != 0 || fread(len8, 1, 8, f) != 8) {
         st = zf_error(ZF_ERR_FORMAT, "%s: not a safetensors file (too short)", path);
         goto done;
     }
@@ -541,18 +582,25 @@ zf_status zf_net_load_safetensors(zf_net *net, const char *path)
                 st = zf_error(ZF_ERR_FORMAT, "%s: __metadata__ is not a map of strings", path);
                 goto done;
             }
+            if (meta_fn)
+                json_object_foreach(v, mk, mv) meta_fn(ctx, mk, json_string_value(mv));
             continue;
         }
+        if (!net)
+            continue;
         if ((st = parse_entry(path, net, key, v, data_size, &ents[n])))
             goto done;
         for (size_t j = 0; j < n; j++)
-            if (ents[j].layer == ents[n].layer && ents[j].bias == ents[n].bias) {
+            if (ents[j].layer == ents[n].layer && ents[j].bias == ents[n].bias &&
+                ents[j].extra == ents[n].extra) {
                 st = zf_error(ZF_ERR_FORMAT, "%s: two tensors for %s.%s", path, ents[n].layer->name,
                               ents[n].bias ? "bias" : "weight");
                 goto done;
             }
         n++;
     }
+    if (!net)
+        goto done;
     /* As the reference reader: the tensors tile the data exactly, in offset order. */
     qsort(ents, n, sizeof *ents, entry_cmp);
     int64_t at = 0;
@@ -574,27 +622,55 @@ zf_status zf_net_load_safetensors(zf_net *net, const char *path)
         const zf_layer *l = &net->layers[i];
         if (!has_params(l))
             continue;
-        for (int bias = 0; bias < 1 + (l->bias_count > 0); bias++) {
-            size_t j = 0;
-            while (j < n && !(ents[j].layer == l && ents[j].bias == bias))
-                j++;
-            if (j == n) {
-                st = zf_error(ZF_ERR_FORMAT, "%s: no tensor '%s.%s' (%s needs a weight and a bias "
-                              "for every conv and fc layer)", path, l->name,
-                              bias ? "bias" : "weight", net->arch);
-                goto done;
+        for (int x = 0; x < 1 + (extra != NULL); x++)
+            for (int bias = 0; bias < 1 + (l->bias_count > 0); bias++) {
+                size_t j = 0;
+                while (j < n && !(ents[j].layer == l && ents[j].bias == bias && ents[j].extra == x))
+                    j++;
+                if (j == n) {
+                    st = zf_error(ZF_ERR_FORMAT, "%s: no tensor '%s%s.%s' (%s needs a weight and a "
+                                  "bias for every conv and fc layer)", path, x ? ZF_ST_EXTRA_PREFIX : "",
+                                  l->name, bias ? "bias" : "weight", net->arch);
+                    goto done;
+                }
             }
-        }
     }
     for (size_t i = 0; i < n && !st; i++)
-        st = read_tensor(f, path, &ents[i], data_start);
+        st = read_tensor(f, path, &ents[i], data_start, net, extra);
 done:
     free(ents);
     json_decref(root);
     free(hdr);
+    return st;
+}
+
+zf_status zf_net_load_safetensors_ex(zf_net *net, const char *path, float *extra)
+{
+    if (check_finalised(net, path))
+        return ZF_ERR_ARG;
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return zf_error(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    zf_status st = st_read(f, path, net, extra, NULL, NULL);
     fclose(f);
     return st;
 }
+
+zf_status zf_net_load_safetensors(zf_net *net, const char *path)
+{
+    return zf_net_load_safetensors_ex(net, path, NULL);
+}
+
+zf_status zf_safetensors_stream_read(FILE *f, const char *name, zf_net *net, float *extra,
+                                     void (*meta_fn)(void *ctx, const char *key, const char *value),
+                                     void *ctx)
+{
+    if (net && check_finalised(net, name))
+        return ZF_ERR_ARG;
+    return st_read(f, name, net, extra, meta_fn, ctx);
+}
+
+
 
 /* ---- dispatch ---- */
 

@@ -132,6 +132,38 @@ static const char *const migrations[ZF_DB_SCHEMA_VERSION] = {
     "         avg(s.mean) AS mean_activation, max(s.max) AS max_activation\n"
     "  FROM unit_summary s JOIN run_layers l USING (run_id, layer)\n"
     "  GROUP BY s.run_id, s.layer;\n",
+    /* 1 -> 2: training runs (zfviz train): per-epoch metrics and filter snapshots */
+    "CREATE TABLE train_runs (\n"
+    "  id        INTEGER PRIMARY KEY,\n"
+    "  out       TEXT NOT NULL,\n"
+    "  arch      TEXT NOT NULL,\n"
+    "  data      TEXT NOT NULL,\n"
+    "  config    TEXT NOT NULL,\n"
+    "  started   TEXT NOT NULL DEFAULT (datetime('now'))\n"
+    ");\n"
+    "CREATE INDEX train_runs_out ON train_runs (out);\n"
+    "CREATE TABLE train_epochs (\n"
+    "  run_id       INTEGER NOT NULL REFERENCES train_runs (id) ON DELETE CASCADE,\n"
+    "  epoch        INTEGER NOT NULL,\n"
+    "  lr           REAL NOT NULL,\n"
+    "  train_loss   REAL NOT NULL,\n"
+    "  train_acc    REAL NOT NULL,\n"
+    "  val_loss     REAL,\n"
+    "  val_acc      REAL,\n"
+    "  val_top5     REAL,\n"
+    "  seconds      REAL NOT NULL,\n"
+    "  images_per_s REAL NOT NULL,\n"
+    "  PRIMARY KEY (run_id, epoch)\n"
+    ");\n"
+    "CREATE TABLE train_snapshots (\n"
+    "  run_id   INTEGER NOT NULL REFERENCES train_runs (id) ON DELETE CASCADE,\n"
+    "  epoch    INTEGER NOT NULL,\n"
+    "  layer    TEXT NOT NULL,\n"
+    "  shape    TEXT NOT NULL,     -- out,in,kh,kw\n"
+    "  weights  BLOB NOT NULL,     -- float32, little-endian, PyTorch layout\n"
+    "  png      BLOB,              -- the filter grid as zfviz filters draws it\n"
+    "  PRIMARY KEY (run_id, epoch, layer)\n"
+    ");\n",
 };
 
 double zf_db_now(void)

@@ -161,6 +161,13 @@ zf_status zf_net_load_npy_dir(zf_net *net, const char *dir);
 zf_status zf_net_save_npy_dir(const zf_net *net, const char *dir);
 zf_status zf_net_save_safetensors(const zf_net *net, const char *path);
 zf_status zf_net_load_safetensors(zf_net *net, const char *path);
+/* The same with metadata pairs meta_kv (NULL-terminated key, value, ...) and, when `extra` is not
+ * NULL, a second block laid out like net->params saved as "momentum.<layer>.weight" tensors (the
+ * trainer's checkpoints). Written beside `path` and renamed over it: complete or not at all. */
+zf_status zf_net_save_safetensors_ex(const zf_net *net, const char *path, const char *const *meta_kv,
+                                     const float *extra);
+/* Loads the tensors and, when extra is given, the momentum.* block into it (all must be there). */
+zf_status zf_net_load_safetensors_ex(zf_net *net, const char *path, float *extra);
 
 /* The deconvnet (Zeiler & Fergus 2.1): project the rectified output of a conv layer back to
  * pixel space through switches, unpooling, rectification and transposed filtering. */

@@ -305,6 +305,22 @@ void zf_viz_input_to_rgb(uint8_t *rgb, const float *input, const zf_preproc *pre
 /* Reorders a (3, h, w) projection from the net's channel order to RGB in place. */
 void zf_viz_proj_to_rgb(float *proj, const zf_preproc *pre, int h, int w);
 
+/* ---- Training curves (zfviz train, zfviz demo) -------------------------------------------- */
+
+/* One run's per-epoch values; accuracies in [0, 1]; NaN where there is none (no validation set). */
+typedef struct zf_viz_curve {
+    const char *name;
+    int n;
+    const double *epoch, *train_loss, *val_loss, *train_acc, *val_acc;
+} zf_viz_curve;
+typedef struct zf_viz_curves_in {
+    const zf_viz_curve *runs;
+    int n_runs; /* up to 4 are drawn */
+} zf_viz_curves_in;
+/* One page: loss (left) and top-1 accuracy (right) against epoch, validation solid, training dashed,
+ * one colour per run. */
+zf_status zf_viz_curves(zf_viz_doc *doc, const zf_viz_curves_in *in, const char *title);
+
 #ifdef __cplusplus
 }
 #endif
