@@ -1,6 +1,8 @@
 /* Helpers shared by the zfviz subcommands (see common.h). */
 #include "common.h"
 
+#include "zf/model.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -63,26 +65,57 @@ int zft_model_option(zft_model_opts *o, int opt, const char *arg)
     }
 }
 
+/* A zfviz model file (a .safetensors whose metadata describes the net) rather than weights. */
+static int is_whole_model(const char *path)
+{
+    size_t n = strlen(path);
+    return n > 12 && !strcmp(path + n - 12, ".safetensors") && zf_model_is_whole(path);
+}
+
 zf_status zft_load_model(const zft_model_opts *o, zf_net **out)
 {
     *out = NULL;
+    zf_net *net = NULL;
+    zf_status st;
+    const void *bytes;
+    size_t len;
     if (o->model) {
         if (o->arch || o->weights)
             return zf_error(ZF_ERR_ARG, "--model takes the whole network from the file: leave out --arch/--weights");
+        if (zft_embedded_model(o->model, &bytes, &len)) {
+            st = zf_model_load_memory(bytes, len, o->model, &net);
+        } else if (is_whole_model(o->model)) {
+            st = zf_model_load(o->model, &net);
+        } else {
 #ifdef ZF_ONNX_ENABLED
-        return zf_onnx_open_model(o->model, &(zf_onnx_options){.preproc = o->preproc}, out);
+            st = zf_onnx_open_model(o->model, &(zf_onnx_options){.preproc = o->preproc}, out);
+            return st;
 #else
-        return zf_error(ZF_ERR_UNSUPPORTED, "%s: this zfviz was built without ONNX support", o->model);
+            return zf_error(ZF_ERR_UNSUPPORTED, "%s: this zfviz was built without ONNX support", o->model);
 #endif
+        }
+    } else if (o->weights && is_whole_model(o->weights)) {
+        st = zf_model_load(o->weights, &net);
+        if (!st && o->arch && strcmp(o->arch, net->arch)) {
+            st = zf_error(ZF_ERR_ARG, "%s holds a %s model, not %s", o->weights, net->arch, o->arch);
+        }
+    } else {
+        /* No weights: the embedded trained model of that arch (alexnet-mini by default), else
+         * seeded random weights. */
+        const char *arch = o->arch ? o->arch : (zft_embedded_model("alexnet-mini", &bytes, &len) ? "alexnet-mini" : "alexnet");
+        if (!o->weights && zft_embedded_model(arch, &bytes, &len)) {
+            st = zf_model_load_memory(bytes, len, arch, &net);
+            if (!st && !o->arch)
+                fprintf(stderr, "zfviz: no model given: using the embedded %s (trained on Fashion-MNIST; see zfviz info)\n", arch);
+        } else {
+            st = zf_net_new_builtin(arch, &net);
+            const char *w = o->weights ? o->weights : "random:0";
+            if (!o->weights)
+                fprintf(stderr, "zfviz: no --weights given: using random weights (random:0)\n");
+            if (!st)
+                st = zf_net_load_weights(net, w);
+        }
     }
-    zf_net *net = NULL;
-    zf_status st = zf_net_new_builtin(o->arch ? o->arch : "alexnet", &net);
-    if (st)
-        return st;
-    const char *w = o->weights ? o->weights : "random:0";
-    if (!o->weights)
-        fprintf(stderr, "zfviz: no --weights given: using random weights (random:0)\n");
-    st = zf_net_load_weights(net, w);
 #ifdef ZF_ONNX_ENABLED
     if (!st && o->preproc)
         st = zf_onnx_preproc_parse(o->preproc, &net->pre);
@@ -166,9 +199,9 @@ static void draw(zft_progress *p, int64_t done, int final)
         bar[i] = i < fill ? '#' : '.';
     bar[width] = '\0';
     double eta = rate > 0 && p->total > done ? (p->total - done) / rate : 0;
-    fprintf(stderr, "\r%s [%s] %lld/%lld %s  %.1f %s/s  %s %02d:%02d   ", p->label, bar, (long long)done,
+    fprintf(stderr, "\r%s [%s] %lld/%lld %s  %.1f %s/s  %s %02d:%02d  %s ", p->label, bar, (long long)done,
             (long long)p->total, p->unit, rate, p->unit, final ? "took" : "ETA",
-            (int)((final ? t : eta) / 60), (int)(final ? t : eta) % 60);
+            (int)((final ? t : eta) / 60), (int)(final ? t : eta) % 60, p->extra);
     if (final)
         fputc('\n', stderr);
     fflush(stderr);

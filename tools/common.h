@@ -33,15 +33,23 @@ typedef struct zft_model_opts {
     {"arch", required_argument, 0, 'A'}, {"weights", required_argument, 0, 'W'}, \
     {"model", required_argument, 0, 'M'}, {"preproc", required_argument, 0, 'P'}
 #define ZFT_MODEL_HELP \
-    "  --arch A          built-in network: alexnet, alexnet-caffe, zfnet (default alexnet)\n" \
+    "  --arch A          built-in network: alexnet, alexnet-caffe, zfnet, alexnet-mini, zfnet-mini\n" \
+    "                    (default: the embedded alexnet-mini trained on Fashion-MNIST)\n" \
     "  --weights W       random:SEED, a folder of <layer>.weight.npy/.bias.npy, or a .safetensors file\n" \
-    "  --model F         an ONNX model file, or a model name in $ZFVIZ_MODELS (default\n" \
+    "                    (a mini arch without --weights takes its embedded trained model)\n" \
+    "  --model F         a model from zfviz train (.safetensors), alexnet-mini or zfnet-mini (embedded),\n" \
+    "                    an ONNX model file, or a model name in $ZFVIZ_MODELS (default\n" \
     "                    ~/.cache/zfviz/models), e.g. zfnet512, instead of --arch/--weights\n" \
     "  --preproc SPEC    override the preprocessing: zoo|torchvision, order=rgb|bgr, scale=1|255,\n" \
     "                    mean=R:G:B, std=R:G:B, resize=exact|short:N (comma-separated)\n"
 /* Handles 'A', 'W', 'M', 'P'; returns 1 if the option was one of them. */
 int zft_model_option(zft_model_opts *o, int opt, const char *arg);
-/* Builds the net and loads its weights as `o` says. */
+/* The model embedded in this zfviz for `name` (alexnet-mini, zfnet-mini): 1 and its bytes when
+ * there is one (assets/models/NAME.safetensors when the program was built), else 0. */
+int zft_embedded_model(const char *name, const void **bytes, size_t *len);
+/* Builds the net and loads its weights as `o` says. Without --model/--arch/--weights: the embedded
+ * alexnet-mini; a mini --arch without --weights: its embedded model; --model also takes a zfviz
+ * .safetensors model file or an embedded model's name. */
 zf_status zft_load_model(const zft_model_opts *o, zf_net **out);
 
 /* Where a net runs: --device auto|cuda|cpu and --precision fp32|tf32|bf16. `auto` (the default)
@@ -87,6 +95,7 @@ typedef struct zft_progress {
     double start, last_draw, delay;
     int drawn;
     const char *unit; /* "img", "pos", ... */
+    char extra[96];   /* shown after the ETA (loss, accuracy, ...); the caller fills it */
 } zft_progress;
 void zft_progress_start(zft_progress *p, const char *label, int64_t total, const char *unit);
 void zft_progress_update(zft_progress *p, int64_t done);
