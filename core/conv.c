@@ -4,6 +4,7 @@
 #include <cblas.h>
 #include <string.h>
 
+#include "conv_internal.h"
 #include "zf/ops.h"
 
 /* Columns per GEMM we aim for when batching images; a wider buffer gains little and costs cache. */
@@ -39,9 +40,8 @@ size_t zf_conv_workspace_floats_bound(const zf_conv_geom *g)
     return bound > full ? bound : full;
 }
 
-/* col (c*kh*kw, nb*oh*ow): row r = (ci*kh + ky)*kw + kx, column img*oh*ow + oy*ow + ox.
- * in holds nb images (c, h, w). */
-static void im2col(float *col, const float *in, int nb, const zf_conv_geom *g)
+/* Layout in conv_internal.h. */
+void zf_conv_im2col(float *col, const float *in, int nb, const zf_conv_geom *g)
 {
     const int rows = g->c * g->kh * g->kw;
     const int ohw = g->oh * g->ow;
@@ -130,7 +130,7 @@ void zf_conv_forward(float *out, const float *in, const float *w, const float *b
         const int nb = g->n - n0 < nb_max ? g->n - n0 : nb_max;
         const size_t cols = (size_t)nb * ohw;
         float *col = ws;
-        im2col(col, in + n0 * in_img, nb, g);
+        zf_conv_im2col(col, in + n0 * in_img, nb, g);
         /* With one image the GEMM writes straight into the output; otherwise into tmp
          * (k, nb*ohw), which is then scattered to NCHW. */
         float *dst = nb == 1 ? out + n0 * out_img : ws + (size_t)g->c * g->kh * g->kw * cols;

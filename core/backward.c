@@ -1,0 +1,232 @@
+/* Backward passes of the CPU ops for training: convolution weights, fully connected, ReLU,
+ * dropout, average pooling, softmax with cross-entropy. */
+#include <assert.h>
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "conv_internal.h"
+#include "zf/backward.h"
+
+/* Columns per GEMM when batching images: the forward's choice. The weight gradient reduces over
+ * the columns, so wider chunks only lengthen the reduction; 4096 to 16384 measured no faster at
+ * alexnet-mini's conv1 and conv2 (one thread) and cost more scratch. */
+#define ZF_CONV_BWW_TARGET_COLS 2048
+
+static int bww_images_per_gemm(const zf_conv_geom *g)
+{
+    int64_t hw = (int64_t)g->oh * g->ow;
+    if (hw >= ZF_CONV_BWW_TARGET_COLS / 2)
+        return 1;
+    int nb = (int)(ZF_CONV_BWW_TARGET_COLS / hw);
+    if (nb > g->n)
+        nb = g->n;
+    return nb < 1 ? 1 : nb;
+}
+
+size_t zf_conv_backward_weights_ws_floats(const zf_conv_geom *g)
+{
+    int nb = bww_images_per_gemm(g);
+    size_t cols = (size_t)nb * g->oh * g->ow;
+    size_t rows = (size_t)g->c * g->kh * g->kw;
+    /* the column buffer, then dout of the nb images laid side by side (k, cols) */
+    return rows * cols + (nb > 1 ? (size_t)g->k * cols : 0);
+}
+
+/* Sum of n floats in 8 interleaved partial sums: the compiler may not reorder a float sum itself,
+ * but this order it can vectorise, and it rounds no worse than the sequential sum. */
+static float sum_f32(const float *x, int n)
+{
+    float acc[8] = {0};
+    int i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int j = 0; j < 8; j++)
+            acc[j] += x[i + j];
+    float s = 0.0f;
+    for (; i < n; i++)
+        s += x[i];
+    for (int j = 0; j < 8; j++)
+        s += acc[j];
+    return s;
+}
+
+void zf_conv_backward_weights(float *dw, float *db, const float *in, const float *dout,
+                              const zf_conv_geom *g, float *ws)
+{
+    const int nb_max = bww_images_per_gemm(g);
+    const int ohw = g->oh * g->ow;
+    const int cg = g->c / g->groups, kg = g->k / g->groups;
+    const int kdim = cg * g->kh * g->kw;
+    const size_t in_img = (size_t)g->c * g->h * g->w, out_img = (size_t)g->k * ohw;
+
+    if (g->n == 0)
+        memset(dw, 0, sizeof(float) * g->k * kdim);
+    for (int n0 = 0; n0 < g->n; n0 += nb_max) {
+        const int nb = g->n - n0 < nb_max ? g->n - n0 : nb_max;
+        const size_t cols = (size_t)nb * ohw;
+        float *col = ws;
+        zf_conv_im2col(col, in + n0 * in_img, nb, g);
+        const float *src;
+        if (nb == 1) {
+            src = dout + n0 * out_img;
+        } else {
+            float *tmp = ws + (size_t)g->c * g->kh * g->kw * cols;
+#pragma omp parallel for collapse(2) schedule(static)
+            for (int img = 0; img < nb; img++)
+                for (int ch = 0; ch < g->k; ch++)
+                    memcpy(tmp + (size_t)ch * cols + (size_t)img * ohw,
+                           dout + (n0 + img) * out_img + (size_t)ch * ohw, sizeof(float) * ohw);
+            src = tmp;
+        }
+        /* The first chunk overwrites dw, later ones add to it. */
+        const float beta = n0 == 0 ? 0.0f : 1.0f;
+        for (int gi = 0; gi < g->groups; gi++) {
+            /* dw_g (kg, kdim) += dout_g (kg, cols) . col_g^T (cols, kdim) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, kg, kdim, (int)cols, 1.0f,
+                        src + (size_t)gi * kg * cols, (int)cols, col + (size_t)gi * kdim * cols,
+                        (int)cols, beta, dw + (size_t)gi * kg * kdim, kdim);
+        }
+    }
+    if (db) {
+#pragma omp parallel for schedule(static)
+        for (int ch = 0; ch < g->k; ch++) {
+            double s = 0;
+            for (int img = 0; img < g->n; img++) {
+                const float *d = dout + img * out_img + (size_t)ch * ohw;
+                s += sum_f32(d, ohw);
+            }
+            db[ch] = (float)s;
+        }
+    }
+}
+
+void zf_fc_backward(float *din, float *dw, float *db, const float *dout, const float *in,
+                    const float *w, int n, int in_f, int out_f)
+{
+    if (n == 0) {
+        memset(dw, 0, sizeof(float) * out_f * in_f);
+        memset(db, 0, sizeof(float) * out_f);
+        return;
+    }
+    /* dw (out_f, in_f) = dout^T (out_f, n) . in (n, in_f) */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_f, in_f, n, 1.0f, dout, out_f, in, in_f,
+                0.0f, dw, in_f);
+    if (din) {
+        if (n == 1) {
+            /* din = w^T dout: memory-bound, sgemv reads the weights once */
+            cblas_sgemv(CblasRowMajor, CblasTrans, out_f, in_f, 1.0f, w, in_f, dout, 1, 0.0f, din, 1);
+        } else {
+            /* din (n, in_f) = dout (n, out_f) . w (out_f, in_f) */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in_f, out_f, 1.0f, dout, out_f,
+                        w, in_f, 0.0f, din, in_f);
+        }
+    }
+    memcpy(db, dout, sizeof(float) * out_f);
+    for (int i = 1; i < n; i++) {
+        const float *d = dout + (size_t)i * out_f;
+        for (int j = 0; j < out_f; j++)
+            db[j] += d[j];
+    }
+}
+
+void zf_relu_backward(float *din, const float *dout, const float *out, size_t count)
+{
+#pragma omp parallel for schedule(static) if (count > 65536)
+    for (size_t i = 0; i < count; i++)
+        din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+/* splitmix64's finaliser: a bijection of 64-bit words whose every output bit depends on every
+ * input bit, which makes a counter into independent-looking random words. */
+static inline uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+void zf_dropout_forward_train(float *out, uint8_t *mask, const float *in, size_t count, float p,
+                              uint64_t seed)
+{
+    assert(p >= 0.0f && p < 1.0f);
+    /* Element i keeps when the top 32 bits of its word are >= p * 2^32: probability 1-p to within
+     * 2^-32. The key is mixed first so that nearby seeds give unrelated streams. */
+    const uint64_t key = mix64(seed + 0x9E3779B97F4A7C15ull);
+    const uint64_t thr = (uint64_t)((double)p * 4294967296.0);
+    const float scale = (float)(1.0 / (1.0 - (double)p));
+#pragma omp parallel for schedule(static) if (count > 65536)
+    for (size_t i = 0; i < count; i++) {
+        const uint64_t r = mix64(key + (uint64_t)i * 0x9E3779B97F4A7C15ull) >> 32;
+        const int keep = r >= thr;
+        mask[i] = (uint8_t)keep;
+        out[i] = keep ? in[i] * scale : 0.0f;
+    }
+}
+
+void zf_dropout_backward(float *din, const float *dout, const uint8_t *mask, size_t count, float p)
+{
+    const float scale = (float)(1.0 / (1.0 - (double)p));
+#pragma omp parallel for schedule(static) if (count > 65536)
+    for (size_t i = 0; i < count; i++)
+        din[i] = mask[i] ? dout[i] * scale : 0.0f;
+}
+
+void zf_avgpool_backward(float *din, const float *dout, const zf_pool_geom *g, int count_include_pad)
+{
+    const int planes = g->n * g->c;
+#pragma omp parallel for schedule(static)
+    for (int p = 0; p < planes; p++) {
+        float *dst = din + (size_t)p * g->h * g->w;
+        const float *src = dout + (size_t)p * g->oh * g->ow;
+        memset(dst, 0, sizeof(float) * g->h * g->w);
+        for (int oy = 0; oy < g->oh; oy++) {
+            /* The same windows and divisors as zf_avgpool_forward (pool.c). */
+            const int ys = oy * g->sh - g->pt;
+            const int ye_pad = ys + g->kh < g->h + g->pb ? ys + g->kh : g->h + g->pb;
+            const int y0 = ys < 0 ? 0 : ys, y1 = ys + g->kh < g->h ? ys + g->kh : g->h;
+            for (int ox = 0; ox < g->ow; ox++) {
+                const int xs = ox * g->sw - g->pl;
+                const int xe_pad = xs + g->kw < g->w + g->pr ? xs + g->kw : g->w + g->pr;
+                const int x0 = xs < 0 ? 0 : xs, x1 = xs + g->kw < g->w ? xs + g->kw : g->w;
+                const int div = count_include_pad ? (ye_pad - ys) * (xe_pad - xs) : (y1 - y0) * (x1 - x0);
+                if (div <= 0 || y0 >= y1 || x0 >= x1)
+                    continue;
+                const float v = src[oy * g->ow + ox] / (float)div;
+                for (int y = y0; y < y1; y++)
+                    for (int x = x0; x < x1; x++)
+                        dst[y * g->w + x] += v;
+            }
+        }
+    }
+}
+
+double zf_softmax_xent(float *prob, float *dlogits, const float *logits, const int32_t *labels,
+                       int n, int k)
+{
+    double loss = 0;
+    const double inv_n = 1.0 / n;
+    for (int i = 0; i < n; i++) {
+        const float *x = logits + (size_t)i * k;
+        float *d = dlogits + (size_t)i * k;
+        const int32_t y = labels[i];
+        assert(y >= 0 && y < k);
+        /* Subtracting the maximum keeps exp finite for any logits; double keeps the sum exact
+         * enough that log(s) loses nothing when one class dominates. */
+        float m = x[0];
+        for (int j = 1; j < k; j++)
+            m = x[j] > m ? x[j] : m;
+        double s = 0;
+        for (int j = 0; j < k; j++)
+            s += exp((double)x[j] - m);
+        const double inv_s = 1.0 / s;
+        /* loss_i = log sum exp(x) - x_y = log(s) + m - x_y */
+        loss += log(s) + ((double)m - x[y]);
+        for (int j = 0; j < k; j++) {
+            const double pj = exp((double)x[j] - m) * inv_s;
+            if (prob)
+                prob[(size_t)i * k + j] = (float)pj;
+            d[j] = (float)((pj - (j == y)) * inv_n);
+        }
+    }
+    return n > 0 ? loss / n : 0.0;
+}

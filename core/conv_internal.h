@@ -1,0 +1,11 @@
+/* conv.c's im2col, shared with the weight gradient in backward.c (core only). */
+#ifndef ZF_CONV_INTERNAL_H
+#define ZF_CONV_INTERNAL_H
+
+#include "zf/ops.h"
+
+/* col (c*kh*kw, nb*oh*ow): row r = (ci*kh + ky)*kw + kx, column img*oh*ow + oy*ow + ox.
+ * in holds nb images (c, h, w); positions in the padding are 0. */
+void zf_conv_im2col(float *col, const float *in, int nb, const zf_conv_geom *g);
+
+#endif
