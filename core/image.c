@@ -2,6 +2,7 @@
  * turns one into a net's input (PIL's antialiased bilinear, as torchvision uses), and the
  * loader of inputs given as .npy or image files. */
 #include "zf/io.h"
+#include "image_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -339,22 +340,14 @@ zf_status zf_image_save_png(const char *path, const zf_image *img)
  * PIL's (precompute_coeffs in Resample.c); PIL then rounds to 8 bits after each of its two
  * passes and this keeps floats, so results differ from PIL's by at most about one level. */
 
-typedef struct {
-    int ksize;
-    int *first; /* [n] first input index */
-    int *count; /* [n] taps used */
-    float *w;   /* [n][ksize] */
-} zf_taps;
-
-static void taps_free(zf_taps *t)
+void zf_taps_free(zf_taps *t)
 {
     free(t->first);
     free(t->count);
     free(t->w);
 }
 
-/* Taps for outputs start..start+n-1 of a resize from in_size to out_size. */
-static zf_status taps_make(zf_taps *t, int in_size, int out_size, int start, int n)
+zf_status zf_taps_make(zf_taps *t, int in_size, int out_size, int start, int n)
 {
     double scale = (double)in_size / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
@@ -364,12 +357,12 @@ static zf_status taps_make(zf_taps *t, int in_size, int out_size, int start, int
     t->count = malloc(sizeof(int) * (size_t)n);
     t->w = calloc((size_t)n * t->ksize, sizeof(float));
     if (!t->first || !t->count || !t->w) {
-        taps_free(t);
+        zf_taps_free(t);
         return zf_error(ZF_ERR_NOMEM, "out of memory for resampling weights");
     }
     double *k = malloc(sizeof(double) * (size_t)t->ksize);
     if (!k) {
-        taps_free(t);
+        zf_taps_free(t);
         return zf_error(ZF_ERR_NOMEM, "out of memory for resampling weights");
     }
     for (int i = 0; i < n; i++) {
@@ -438,11 +431,11 @@ zf_status zf_image_to_input(float *out, const zf_image *img, const zf_preproc *p
         return zf_error(ZF_ERR_ARG, "image to input: unknown resize mode %d", (int)pre->resize);
     }
     zf_taps hx = {0}, vy = {0};
-    zf_status st = taps_make(&hx, img->w, rw, left, out_w);
+    zf_status st = zf_taps_make(&hx, img->w, rw, left, out_w);
     if (!st)
-        st = taps_make(&vy, img->h, rh, top, out_h);
+        st = zf_taps_make(&vy, img->h, rh, top, out_h);
     if (st) {
-        taps_free(&hx);
+        zf_taps_free(&hx);
         return st;
     }
     /* Horizontal pass over the input rows the vertical taps reach, then vertical. */
@@ -455,8 +448,8 @@ zf_status zf_image_to_input(float *out, const zf_image *img, const zf_preproc *p
     }
     float *tmp = malloc(sizeof(float) * 3 * (size_t)out_w * (size_t)(y1 - y0 > 0 ? y1 - y0 : 1));
     if (!tmp) {
-        taps_free(&hx);
-        taps_free(&vy);
+        zf_taps_free(&hx);
+        zf_taps_free(&vy);
         return zf_error(ZF_ERR_NOMEM, "image to input: out of memory");
     }
     for (int y = y0; y < y1; y++) {
@@ -513,8 +506,8 @@ zf_status zf_image_to_input(float *out, const zf_image *img, const zf_preproc *p
         }
     }
     free(tmp);
-    taps_free(&hx);
-    taps_free(&vy);
+    zf_taps_free(&hx);
+    zf_taps_free(&vy);
     return ZF_OK;
 }
 
