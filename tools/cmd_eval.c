@@ -1,0 +1,97 @@
+/* zfviz eval: top-1 and top-5 accuracy of a model on Fashion-MNIST's test set or an image folder. */
+#include <getopt.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+#include "zf/dataset.h"
+#include "zf/train.h"
+
+const char zf_cmd_eval_summary[] = "top-1/top-5 accuracy of a model on Fashion-MNIST or an image folder";
+
+typedef struct {
+    zft_progress bar;
+} eval_ctx;
+
+static int progress(void *vctx, int64_t done, int64_t total)
+{
+    (void)total;
+    eval_ctx *c = vctx;
+    zft_progress_update(&c->bar, done);
+    return 0;
+}
+
+int zf_cmd_eval(int argc, char **argv)
+{
+    enum { O_SPLIT = 256, O_SIZE };
+    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         {"data", required_argument, 0, 'd'},
+                                         {"split", required_argument, 0, O_SPLIT},
+                                         {"batch", required_argument, 0, 'b'},
+                                         {"size", required_argument, 0, O_SIZE},
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    zft_model_opts mo = {0};
+    const char *data = "fashion-mnist", *split = "test";
+    long batch = 100, size = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (zft_model_option(&mo, c, optarg))
+            continue;
+        switch (c) {
+        case 'd': data = optarg; break;
+        case O_SPLIT: split = optarg; break;
+        case 'b':
+            if ((batch = zft_parse_long(optarg)) < 1 || batch > 65536)
+                return zft_usage_error("eval", "--batch takes a whole number from 1 to 65536");
+            break;
+        case O_SIZE:
+            if ((size = zft_parse_long(optarg)) < 8 || size > 4096)
+                return zft_usage_error("eval", "--size takes a side of 8 to 4096 px");
+            break;
+        case 'h':
+            printf("usage: zfviz eval [--arch A [--weights W] | --model F] [--data SOURCE] [--split test|train]\n\n"
+                   "Prints the model's top-1 and top-5 accuracy and mean cross-entropy on SOURCE:\n"
+                   "`fashion-mnist` (default; its 10,000-image test set, or with --split train the\n"
+                   "60,000 training images) or an ImageNet-style folder (one sub-folder per class,\n"
+                   "classes in sorted order as zfviz train numbers them).\n\n" ZFT_MODEL_HELP
+                   "  --data SOURCE     fashion-mnist (default) or a folder\n"
+                   "  --split S         test (default) or train, for fashion-mnist\n"
+                   "  --batch N         images per forward (default 100)\n"
+                   "  --size S          folders: the side images are stored at before cropping (default:\n"
+                   "                    the net's resize size)\n");
+            return 0;
+        default: return zft_usage_error("eval", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return zft_usage_error("eval", "unexpected argument '%s'", argv[optind]);
+    if (strcmp(split, "test") && strcmp(split, "train"))
+        return zft_usage_error("eval", "--split is test or train");
+    zft_install_sigint();
+    zf_net *net;
+    zf_status st = zft_load_model(&mo, &net);
+    if (st)
+        return zft_fail("eval", st);
+    zf_dataset *ds = NULL;
+    if (!strcmp(data, "fashion-mnist"))
+        st = zf_dataset_load_fashion_mnist(NULL, !strcmp(split, "train"), &ds);
+    else
+        st = zf_dataset_load_folder(data, size ? (int)size
+                                          : net->pre.resize == ZF_RESIZE_SHORT_CROP ? net->pre.resize_short
+                                                                                    : net->in_h,
+                                    &ds);
+    double top1 = 0, top5 = 0, loss = 0;
+    eval_ctx ctx;
+    zft_progress_start(&ctx.bar, "eval", ds ? ds->n : 0, "img");
+    if (!st)
+        st = zf_evaluate(net, ds, (int)batch, &top1, &top5, &loss, progress, &ctx);
+    zft_progress_finish(&ctx.bar);
+    if (!st)
+        printf("%s on %s (%lld images): top-1 %.2f%%  top-5 %.2f%%  loss %.4f\n", net->arch,
+               !strcmp(data, "fashion-mnist") ? (!strcmp(split, "train") ? "fashion-mnist train" : "fashion-mnist test") : data,
+               (long long)ds->n, 100 * top1, 100 * top5, loss);
+    zf_dataset_free(ds);
+    zf_net_free(net);
+    return st ? zft_fail("eval", st) : 0;
+}

@@ -1,0 +1,501 @@
+/* zfviz train: train a built-in net on Fashion-MNIST or an image folder with the CPU engine, with
+ * checkpoints, exact resume, per-epoch metrics and filter snapshots in SQLite and a curves plot. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "zf/dataset.h"
+#include "zf/model.h"
+#include "zf/train.h"
+#ifdef ZF_DB_ENABLED
+#include "zf/db_train.h"
+#endif
+#ifdef ZF_VIZ_ENABLED
+#include "zf/viz.h"
+#endif
+
+const char zf_cmd_train_summary[] = "train a network (Fashion-MNIST or an image folder) on the CPU";
+
+static void usage(void)
+{
+    printf("usage: zfviz train --arch A --data SOURCE --out MODEL.safetensors [options]\n\n"
+           "Trains a built-in network from scratch with SGD (momentum, weight decay, learning-rate\n"
+           "steps) and Zeiler & Fergus's filter renormalisation. SOURCE is `fashion-mnist` (Debian's\n"
+           "dataset-fashion-mnist; $ZFVIZ_FASHION_MNIST overrides the folder) or an ImageNet-style\n"
+           "folder with one sub-folder of JPEG/PNG images per class. Writes MODEL (a whole model:\n"
+           "zfviz --model MODEL ... uses it), MODEL.ckpt (checkpoint, for --resume), the metrics and\n"
+           "filter snapshots in a SQLite file and the loss/accuracy curves as PNG and PDF.\n\n"
+           "  --arch A          alexnet-mini (default), zfnet-mini, alexnet, alexnet-caffe, zfnet\n"
+           "  --data SOURCE     fashion-mnist or a folder\n"
+           "  --out MODEL       the trained model (.safetensors)\n"
+           "  --epochs N        epochs (default 10)\n"
+           "  --batch N         images per step (default 64)\n"
+           "  --lr X            starting learning rate (default 0.01)\n"
+           "  --lr-steps E,..   multiply the rate by --lr-gamma at the start of these epochs (default none)\n"
+           "  --lr-gamma X      (default 0.1)\n"
+           "  --momentum X      (default 0.9)\n"
+           "  --wd X            weight decay on weights, not biases (default 5e-4)\n"
+           "  --renorm R        renormalise conv filters whose RMS exceeds R (ZF: 0.1, the default; 0 = off)\n"
+           "  --seed N          initialisation, shuffling, augmentation and dropout (default 1)\n"
+           "  --val N           hold out the last N training images for validation (default: 5000 for\n"
+           "                    Fashion-MNIST, a tenth for folders; 0 = none)\n"
+           "  --limit N         train on the first N images only (quick runs)\n"
+           "  --crop P          random crops: pad grey images by P px (default 2); folders always crop\n"
+           "  --no-flip         no horizontal flips\n"
+           "  --pca-std X       AlexNet's PCA colour noise for RGB data (default 0.1; 0 = off)\n"
+           "  --size S          folders: images are stored resized to S x S (default: the net's resize size)\n"
+           "  --snapshots E,..  store every conv layer's filters after these epochs (default 1,2,5,10)\n"
+           "  --db FILE         SQLite file for metrics and snapshots (default MODEL without .safetensors + .sqlite)\n"
+           "  --checkpoint-every S  seconds between mid-epoch checkpoints (default 60)\n"
+           "  --resume          continue from MODEL.ckpt (same arch, data, seed and batch)\n");
+}
+
+typedef struct {
+    int snapshots[32], n_snapshots;
+    int epochs;
+    zft_progress bar;
+    int bar_epoch;
+#ifdef ZF_DB_ENABLED
+    zf_db *db;
+    int64_t run;
+#endif
+    const char *out;
+    int quiet_tty;
+} train_ctx;
+
+static int on_step(void *vctx, int epoch, int64_t step, int64_t steps, double loss, double acc, double ips)
+{
+    train_ctx *c = vctx;
+    if (c->bar_epoch != epoch) {
+        static char label[32];
+        snprintf(label, sizeof label, "epoch %d/%d", epoch, c->epochs);
+        zft_progress_start(&c->bar, label, steps, "step");
+        c->bar.delay = 0.5;
+        c->bar_epoch = epoch;
+    }
+    snprintf(c->bar.extra, sizeof c->bar.extra, "loss %.4f  acc %.2f%%  %.0f img/s", loss, 100.0 * acc, ips);
+    zft_progress_update(&c->bar, step);
+    return 0;
+}
+
+#ifdef ZF_VIZ_ENABLED
+static zf_status filters_png(const zf_layer *l, void **png, size_t *len)
+{
+    zf_viz_doc *doc;
+    zf_status st = zf_viz_doc_open_mem(ZF_VIZ_PNG, &doc);
+    if (st)
+        return st;
+    zf_viz_filters_in in = {0};
+    in.w = l->weight;
+    in.k = l->out_c;
+    in.c = l->in_c / l->groups;
+    in.kh = l->win.kh;
+    in.kw = l->win.kw;
+    in.title = l->name;
+    st = zf_viz_filters(doc, &in, NULL);
+    if (!st)
+        st = zf_viz_doc_finish(doc);
+    if (!st) {
+        size_t n;
+        const uint8_t *b = zf_viz_doc_bytes(doc, &n);
+        *png = malloc(n);
+        if (*png) {
+            memcpy(*png, b, n);
+            *len = n;
+        } else
+            st = zf_error(ZF_ERR_NOMEM, "out of memory");
+    }
+    zf_viz_doc_free(doc);
+    return st;
+}
+#endif
+
+static zf_status on_epoch(void *vctx, const zf_epoch_stats *s, const zf_net *net)
+{
+    train_ctx *c = vctx;
+    zft_progress_finish(&c->bar);
+    c->bar_epoch = 0;
+    printf("epoch %2d  lr %-8.3g train loss %.4f acc %6.2f%%", s->epoch, s->lr, s->train_loss, 100 * s->train_acc);
+    if (!isnan(s->val_acc))
+        printf("   val loss %.4f acc %6.2f%% top-5 %6.2f%%", s->val_loss, 100 * s->val_acc, 100 * s->val_top5);
+    printf("   %.0f s, %.0f img/s\n", s->seconds, s->images_per_s);
+    fflush(stdout);
+    zf_status st = ZF_OK;
+#ifdef ZF_DB_ENABLED
+    if (c->db) {
+        if ((st = zf_db_begin(c->db)))
+            return st;
+        st = zf_db_train_epoch_put(c->db, c->run, s);
+        int snap = 0;
+        for (int i = 0; i < c->n_snapshots; i++)
+            snap |= c->snapshots[i] == s->epoch;
+        for (int i = 0; snap && !st && i < net->n_layers; i++) {
+            const zf_layer *l = &net->layers[i];
+            if (l->op != ZF_OP_CONV)
+                continue;
+            void *png = NULL;
+            size_t len = 0;
+#ifdef ZF_VIZ_ENABLED
+            if (i == 0)
+                st = filters_png(l, &png, &len);
+#endif
+            if (!st)
+                st = zf_db_train_snapshot_put(c->db, c->run, s->epoch, l, png, len);
+            free(png);
+        }
+        if (!st)
+            st = zf_db_commit(c->db);
+        else
+            zf_db_rollback(c->db);
+    }
+#else
+    (void)net;
+#endif
+    return st;
+}
+
+static int parse_list(const char *s, int *out, int max)
+{
+    char buf[256];
+    const char *items[32];
+    int n = zft_split_list(s, buf, sizeof buf, items, max < 32 ? max : 32);
+    for (int i = 0; i < n; i++) {
+        long v = zft_parse_long(items[i]);
+        if (v < 1 || v > 100000)
+            return -1;
+        out[i] = (int)v;
+    }
+    return n;
+}
+
+static int parse_float(const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    double v = strtod(s, &end);
+    if (end == s || *end || !(v >= lo && v <= hi))
+        return 0;
+    *out = v;
+    return 1;
+}
+
+/* The curves of this run from the database, drawn to BASE-curves.png and .pdf. */
+static void write_curves(train_ctx *c, const char *arch, char *png_path, size_t plen)
+{
+    png_path[0] = 0;
+#if defined(ZF_DB_ENABLED) && defined(ZF_VIZ_ENABLED)
+    zf_epoch_stats *e;
+    int n;
+    if (!c->db || zf_db_train_epochs(c->db, c->run, &e, &n) || n == 0)
+        return;
+    double *v = calloc((size_t)n * 5, sizeof *v);
+    if (v) {
+        for (int i = 0; i < n; i++) {
+            v[i] = e[i].epoch;
+            v[n + i] = e[i].train_loss;
+            v[2 * n + i] = e[i].val_loss;
+            v[3 * n + i] = e[i].train_acc;
+            v[4 * n + i] = e[i].val_acc;
+        }
+        zf_viz_curve cv = {arch, n, v, v + n, v + 2 * n, v + 3 * n, v + 4 * n};
+        zf_viz_curves_in in = {&cv, 1};
+        char title[160];
+        snprintf(title, sizeof title, "Training %s", arch);
+        size_t ol = strlen(c->out);
+        int base = ol > 12 && !strcmp(c->out + ol - 12, ".safetensors") ? (int)(ol - 12) : (int)ol;
+        for (int f = 0; f < 2; f++) {
+            char path[4200];
+            snprintf(path, sizeof path, "%.*s-curves.%s", base, c->out, f ? "pdf" : "png");
+            zf_viz_doc *doc;
+            zf_status st = zf_viz_doc_open(path, &doc);
+            if (!st)
+                st = zf_viz_curves(doc, &in, title);
+            if (!st)
+                st = zf_viz_doc_finish(doc);
+            if (!st)
+                zf_viz_doc_free(doc);
+            if (st)
+                fprintf(stderr, "zfviz train: %s\n", zf_last_error());
+            else if (!f)
+                snprintf(png_path, plen, "%s", path);
+        }
+    }
+    free(v);
+    free(e);
+#else
+    (void)c;
+    (void)arch;
+    (void)plen;
+#endif
+}
+
+int zf_cmd_train(int argc, char **argv)
+{
+    enum { O_LRSTEPS = 256, O_LRGAMMA, O_WD, O_RENORM, O_VAL, O_LIMIT, O_CROP, O_NOFLIP, O_PCA, O_SIZE,
+           O_SNAP, O_DB, O_CKPT, O_RESUME, O_MOM };
+    static const struct option opts[] = {
+        {"arch", required_argument, 0, 'A'}, {"data", required_argument, 0, 'd'},
+        {"out", required_argument, 0, 'o'}, {"epochs", required_argument, 0, 'e'},
+        {"batch", required_argument, 0, 'b'}, {"lr", required_argument, 0, 'l'},
+        {"lr-steps", required_argument, 0, O_LRSTEPS}, {"lr-gamma", required_argument, 0, O_LRGAMMA},
+        {"momentum", required_argument, 0, O_MOM}, {"wd", required_argument, 0, O_WD},
+        {"renorm", required_argument, 0, O_RENORM}, {"seed", required_argument, 0, 's'},
+        {"val", required_argument, 0, O_VAL}, {"limit", required_argument, 0, O_LIMIT},
+        {"crop", required_argument, 0, O_CROP}, {"no-flip", no_argument, 0, O_NOFLIP},
+        {"pca-std", required_argument, 0, O_PCA}, {"size", required_argument, 0, O_SIZE},
+        {"snapshots", required_argument, 0, O_SNAP}, {"db", required_argument, 0, O_DB},
+        {"checkpoint-every", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    const char *arch = "alexnet-mini", *data = NULL, *out = NULL, *db_path = NULL;
+    zf_train_config cfg = {0};
+    cfg.epochs = 10;
+    cfg.batch = 64;
+    cfg.sgd = (zf_sgd){0.01f, 0.9f, 5e-4f, 0.1f};
+    cfg.lr_gamma = 0.1f;
+    cfg.seed = 1;
+    cfg.checkpoint_s = 60;
+    cfg.aug.crop = 2;
+    cfg.aug.flip = 1;
+    cfg.aug.pca_std = 0.1f;
+    long val = -1, limit = -1, size = 0;
+    int resume = 0;
+    train_ctx ctx = {0};
+    ctx.n_snapshots = parse_list("1,2,5,10", ctx.snapshots, 32);
+    int c;
+    double d;
+    long v;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'A': arch = optarg; break;
+        case 'd': data = optarg; break;
+        case 'o': out = optarg; break;
+        case 'e':
+            if ((v = zft_parse_long(optarg)) < 1 || v > 100000)
+                return zft_usage_error("train", "--epochs takes a whole number from 1");
+            cfg.epochs = (int)v;
+            break;
+        case 'b':
+            if ((v = zft_parse_long(optarg)) < 1 || v > 65536)
+                return zft_usage_error("train", "--batch takes a whole number from 1 to 65536");
+            cfg.batch = (int)v;
+            break;
+        case 'l':
+            if (!parse_float(optarg, 1e-12, 100, &d))
+                return zft_usage_error("train", "--lr takes a positive number");
+            cfg.sgd.lr = (float)d;
+            break;
+        case O_LRSTEPS:
+            if ((cfg.n_lr_steps = parse_list(optarg, cfg.lr_steps, 16)) < 0)
+                return zft_usage_error("train", "--lr-steps takes epochs like 6,9");
+            break;
+        case O_LRGAMMA:
+            if (!parse_float(optarg, 1e-9, 1, &d))
+                return zft_usage_error("train", "--lr-gamma takes a number in (0, 1]");
+            cfg.lr_gamma = (float)d;
+            break;
+        case O_MOM:
+            if (!parse_float(optarg, 0, 0.9999, &d))
+                return zft_usage_error("train", "--momentum takes a number in [0, 1)");
+            cfg.sgd.momentum = (float)d;
+            break;
+        case O_WD:
+            if (!parse_float(optarg, 0, 1, &d))
+                return zft_usage_error("train", "--wd takes a number in [0, 1]");
+            cfg.sgd.weight_decay = (float)d;
+            break;
+        case O_RENORM:
+            if (!parse_float(optarg, 0, 1e6, &d))
+                return zft_usage_error("train", "--renorm takes a radius >= 0 (0 turns it off)");
+            cfg.sgd.renorm = (float)d;
+            break;
+        case 's': {
+            char *end;
+            cfg.seed = strtoull(optarg, &end, 10);
+            if (*optarg < '0' || *optarg > '9' || *end)
+                return zft_usage_error("train", "--seed takes a non-negative whole number");
+            break;
+        }
+        case O_VAL:
+            if ((val = zft_parse_long(optarg)) < 0)
+                return zft_usage_error("train", "--val takes a count of images");
+            break;
+        case O_LIMIT:
+            if ((limit = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("train", "--limit takes a count of images from 1");
+            break;
+        case O_CROP:
+            if ((v = zft_parse_long(optarg)) < 0 || v > 64)
+                return zft_usage_error("train", "--crop takes a padding of 0 to 64 px");
+            cfg.aug.crop = (int)v;
+            break;
+        case O_NOFLIP: cfg.aug.flip = 0; break;
+        case O_PCA:
+            if (!parse_float(optarg, 0, 10, &d))
+                return zft_usage_error("train", "--pca-std takes a number >= 0");
+            cfg.aug.pca_std = (float)d;
+            break;
+        case O_SIZE:
+            if ((size = zft_parse_long(optarg)) < 8 || size > 4096)
+                return zft_usage_error("train", "--size takes a side of 8 to 4096 px");
+            break;
+        case O_SNAP:
+            if ((ctx.n_snapshots = parse_list(optarg, ctx.snapshots, 32)) < 0)
+                return zft_usage_error("train", "--snapshots takes epochs like 1,2,5,10");
+            break;
+        case O_DB: db_path = optarg; break;
+        case O_CKPT:
+            if (!parse_float(optarg, 0, 1e9, &d))
+                return zft_usage_error("train", "--checkpoint-every takes seconds (0: only at epoch ends)");
+            cfg.checkpoint_s = d;
+            break;
+        case O_RESUME: resume = 1; break;
+        case 'h': usage(); return 0;
+        default: return zft_usage_error("train", "unknown option");
+        }
+    }
+    if (optind < argc)
+        return zft_usage_error("train", "unexpected argument '%s'", argv[optind]);
+    if (!data || !out)
+        return zft_usage_error("train", "--data and --out are required");
+    size_t ol = strlen(out);
+    if (ol < 13 || strcmp(out + ol - 12, ".safetensors"))
+        return zft_usage_error("train", "--out names a .safetensors file");
+    zft_install_sigint();
+
+    /* Data. */
+    zf_status st;
+    zf_dataset *all = NULL, *train = NULL, *valset = NULL;
+    zf_net *net = NULL;
+    int fmnist = !strcmp(data, "fashion-mnist");
+    if (fmnist) {
+        st = zf_dataset_load_fashion_mnist(NULL, 1, &all);
+    } else {
+        zf_net *probe;
+        if ((st = zf_net_new_builtin(arch, &probe)))
+            return zft_fail("train", st);
+        int store = size ? (int)size
+                         : probe->pre.resize == ZF_RESIZE_SHORT_CROP ? probe->pre.resize_short : probe->in_h;
+        zf_net_free(probe);
+        fprintf(stderr, "zfviz train: loading %s (images stored at %dx%d)\n", data, store, store);
+        st = zf_dataset_load_folder(data, store, &all);
+    }
+    if (st)
+        return zft_fail("train", st);
+    if (val < 0)
+        val = fmnist ? 5000 : all->n / 10;
+    if (val >= all->n) {
+        zf_dataset_free(all);
+        return zft_usage_error("train", "--val %ld leaves no training images (the data has %lld)", val, (long long)all->n);
+    }
+    int64_t n_train = all->n - val;
+    if (limit > 0 && limit < n_train)
+        n_train = limit;
+    st = zf_dataset_slice(all, 0, n_train, &train);
+    if (!st && val > 0)
+        st = zf_dataset_slice(all, all->n - val, val, &valset);
+
+    /* The net: the data decides channels and classes. */
+    if (!st)
+        st = zf_net_new_builtin_ex(arch, all->c == 1 && zf_arch_is_mini(arch) ? 1 : 3, all->n_classes, &net);
+    if (!st) {
+        st = zf_net_set_labels(net, all->n_classes, (const char *const *)all->class_names);
+        if (zf_arch_is_mini(arch) && !fmnist && !st) {
+            /* The mini nets normalise with their data's own statistics. */
+            float mean[3], sd[3];
+            zf_dataset_stats(train, mean, sd);
+            memcpy(net->pre.mean, mean, sizeof mean);
+            memcpy(net->pre.std, sd, sizeof sd);
+        }
+        if (!st && all->c == 3 && cfg.aug.pca_std > 0)
+            st = zf_dataset_pca(train, cfg.aug.eigval, cfg.aug.eigvec);
+    }
+    if (!st && !resume)
+        st = zf_net_init_he(net, cfg.seed);
+    if (st) {
+        zf_dataset_free(all);
+        zf_dataset_free(train);
+        zf_dataset_free(valset);
+        zf_net_free(net);
+        return zft_fail("train", st);
+    }
+
+    char ckpt[4200], dbp[4200], command[2048] = "zfviz", config[1024], acc[64] = "", nimg[32];
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", out);
+    snprintf(dbp, sizeof dbp, "%s", db_path ? db_path : "");
+    if (!db_path)
+        snprintf(dbp, sizeof dbp, "%.*s.sqlite", (int)(ol - 12), out);
+    for (int i = 0; i < argc; i++) {
+        size_t at = strlen(command);
+        snprintf(command + at, sizeof command - at, " %s", argv[i]);
+    }
+    snprintf(config, sizeof config,
+             "{\"arch\":\"%s\",\"data\":\"%s\",\"epochs\":%d,\"batch\":%d,\"lr\":%g,\"lr_steps\":%d,"
+             "\"lr_gamma\":%g,\"momentum\":%g,\"wd\":%g,\"renorm\":%g,\"seed\":%llu,\"val\":%ld,"
+             "\"train_images\":%lld,\"crop\":%d,\"flip\":%d,\"pca_std\":%g}",
+             arch, data, cfg.epochs, cfg.batch, cfg.sgd.lr, cfg.n_lr_steps ? cfg.lr_steps[0] : 0,
+             cfg.lr_gamma, cfg.sgd.momentum, cfg.sgd.weight_decay, cfg.sgd.renorm,
+             (unsigned long long)cfg.seed, val, (long long)n_train, cfg.aug.crop, cfg.aug.flip, cfg.aug.pca_std);
+    snprintf(nimg, sizeof nimg, "%lld", (long long)n_train);
+    const char *meta[] = {"zfviz.train.command", command, "zfviz.train.data", data, "zfviz.train.config", config,
+                          NULL};
+    cfg.checkpoint = ckpt;
+    cfg.meta_kv = meta;
+    if (resume && access(ckpt, R_OK) != 0) {
+        zf_dataset_free(all);
+        zf_dataset_free(train);
+        zf_dataset_free(valset);
+        zf_net_free(net);
+        return zft_usage_error("train", "--resume: no checkpoint %s to resume from", ckpt);
+    }
+    ctx.epochs = cfg.epochs;
+    ctx.out = out;
+#ifdef ZF_DB_ENABLED
+    st = zf_db_open(dbp, NULL, &ctx.db);
+    if (!st)
+        st = zf_db_train_run(ctx.db, out, arch, data, config, resume, &ctx.run);
+#endif
+    if (!st) {
+        printf("training %s on %s: %lld images (%d classes), %lld held out, %d epochs of %lld steps, batch %d\n",
+               arch, data, (long long)train->n, train->n_classes, (long long)val, cfg.epochs,
+               (long long)((train->n + cfg.batch - 1) / cfg.batch), cfg.batch);
+        fflush(stdout);
+        zf_train_hooks hooks = {&ctx, on_step, on_epoch, NULL};
+        st = zf_train_run(net, train, valset, &cfg, resume, &hooks);
+    }
+    zft_progress_finish(&ctx.bar);
+    if (st == ZF_ERR_INTERRUPTED) {
+        fprintf(stderr, "zfviz train: stopped; the checkpoint %s holds the run: add --resume to go on\n", ckpt);
+    } else if (!st) {
+        double top1 = NAN, top5 = NAN;
+        if (valset)
+            st = zf_evaluate(net, valset, cfg.batch, &top1, &top5, NULL, NULL, NULL);
+        snprintf(acc, sizeof acc, "%.4f", top1);
+        const char *final_meta[] = {"zfviz.train.command", command, "zfviz.train.data", data,
+                                    "zfviz.train.config", config, "zfviz.train.val_acc", acc,
+                                    "zfviz.train.images", nimg, NULL};
+        if (!st)
+            st = zf_model_save(net, out, final_meta, NULL);
+        char png[4200];
+        if (!st)
+            write_curves(&ctx, arch, png, sizeof png);
+        if (!st) {
+            printf("wrote %s", out);
+            if (!isnan(top1))
+                printf(" (validation top-1 %.2f%%, top-5 %.2f%%)", 100 * top1, 100 * top5);
+            printf("\n  checkpoint %s\n  metrics    %s\n", ckpt, dbp);
+            if (png[0])
+                printf("  curves     %s (and .pdf)\n", png);
+        }
+    }
+#ifdef ZF_DB_ENABLED
+    zf_db_close(ctx.db);
+#endif
+    zf_dataset_free(all);
+    zf_dataset_free(train);
+    zf_dataset_free(valset);
+    zf_net_free(net);
+    return st ? zft_fail("train", st) : 0;
+}
