@@ -317,7 +317,7 @@ int zf_cmd_compare(int argc, char **argv)
         printf("%s: %d filters, %d dead, %d near-dead, frequency shares low %.1f%% mid %.1f%% high %.1f%%", m[i].name,
                s.filters, s.dead, s.near_dead, 100 * s.spectrum.low, 100 * s.spectrum.mid, 100 * s.spectrum.high);
         if (m[i].never_fire >= 0)
-            printf(", never fire %.1f%% (%d images)", 100.0 * m[i].never_fire, m[i].images);
+            printf(", never fire %.1f%% (%d image%s)", 100.0 * m[i].never_fire, m[i].images, m[i].images == 1 ? "" : "s");
         printf("\n");
     }
     if (out)
