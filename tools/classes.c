@@ -1,6 +1,5 @@
 /* Class names: the net's own (a model file's labels) first, else ImageNet's for a 1000-way net,
- * compiled in from assets/imagenet_classes.txt; and the occlusion defaults that go with a net. */
-#include <math.h>
+ * compiled in from assets/imagenet_classes.txt. */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,18 +50,4 @@ const char **zft_class_names_new(const zf_net *net, int *n)
     for (int k = 0; k < *n; k++)
         names[k] = zft_class_name(net, k);
     return names;
-}
-
-void zft_occlusion_defaults(const zf_net *net, int *patch, int *stride)
-{
-    /* The paper's 224-pixel maps use a 32-pixel square at steps of 8 (zfviz report's long-standing
-     * default): keep those fractions of the input, so a 112-pixel mini net gets 16 at steps of 4
-     * and the same 25 x 25 map instead of 11 x 11 blocks of a square that hides half the item. */
-    const int side = net->in_h < net->in_w ? net->in_h : net->in_w;
-    *patch = (int)lrint(side / 7.0);
-    *stride = (int)lrint(side / 28.0);
-    if (*patch < 1)
-        *patch = 1;
-    if (*stride < 1)
-        *stride = 1;
 }
