@@ -104,8 +104,10 @@ static void make_occlusion(occl_data *d, int seed)
                 d->proj[(c * W + y) * W + x] = expf(-(dx * dx + dy * dy) / 900.0f) *
                                                 sinf(0.3f * x + c) * cosf(0.25f * y);
             }
-    zf_viz_occlusion r = {&d->img, n, n, P, S, d->feature, "conv5 map 41", d->proj, d->prob, 0, d->argmax,
-                          class_name, "sample image"};
+    /* Designated, so fields added to the row struct later default to zero. */
+    zf_viz_occlusion r = {.image = &d->img, .rows = n, .cols = n, .patch = P, .stride = S, .feature = d->feature,
+                          .feature_name = "conv5 map 41", .proj = d->proj, .prob = d->prob, .true_class = 0,
+                          .argmax = d->argmax, .class_name = class_name, .caption = "sample image"};
     d->row = r;
 }
 

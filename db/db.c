@@ -558,6 +558,17 @@ void zf_db_rollback(zf_db *db)
 
 static void describe_preproc(const zf_preproc *p, char *buf, size_t len)
 {
+    /* A grey net uses one mean and std (zf_image_to_input); naming it "grey" also tells its hash
+     * from a one-channel net fed otherwise. RGB and BGR keep their old text: stored hashes stay. */
+    if (p->order == ZF_COLOR_GREY) {
+        char resize[64];
+        if (p->resize == ZF_RESIZE_EXACT)
+            snprintf(resize, sizeof resize, "exact");
+        else
+            snprintf(resize, sizeof resize, "short:%d,centre-crop", p->resize_short);
+        snprintf(buf, len, "grey scale=%g mean=%g std=%g resize=%s", p->scale, p->mean[0], p->std[0], resize);
+        return;
+    }
     if (p->resize == ZF_RESIZE_EXACT)
         snprintf(buf, len, "%s scale=%g mean=%g,%g,%g std=%g,%g,%g resize=exact",
                  p->order == ZF_COLOR_BGR ? "bgr" : "rgb", p->scale, p->mean[0], p->mean[1],

@@ -1178,9 +1178,13 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         o = &def;
     if (n <= 0)
         return zf_error(ZF_ERR_ARG, "scan: no images");
-    if (net->in_c != 3)
-        return zf_error(ZF_ERR_UNSUPPORTED, "scan: %s takes %d input channels; images have 3",
-                        net->arch, net->in_c);
+    /* Images become 3 planes, or 1 (luma) for a grey net: the net must take what its
+     * preprocessing makes (zf_image_to_input). */
+    if (net->in_c != (net->pre.order == ZF_COLOR_GREY ? 1 : 3))
+        return zf_error(ZF_ERR_UNSUPPORTED,
+                        "scan: %s takes %d input channels but its preprocessing makes %d from an image "
+                        "(set order=grey or order=rgb with --preproc)",
+                        net->arch, net->in_c, net->pre.order == ZF_COLOR_GREY ? 1 : 3);
     scan S = {0};
     pipeline P = {0};
     zf_status s = ZF_OK;

@@ -152,9 +152,9 @@ static void make_images(const char *dir, int n, uint64_t seed, int broken)
 
 /* conv1 (6, 5/2/2) relu pool (3/2/1) conv2 (7, 3/1/1) relu flatten fc3 (5) relu fc4 (3).
  * plant: bias -100 on conv1 unit 2, conv2 unit 5 and fc3 unit 1, which then never fire. */
-static zf_net *toy_net(uint64_t seed, int plant)
+static zf_net *toy_net_c(uint64_t seed, int plant, int in_c)
 {
-    zf_net *net = zf_net_new("toy", 3, TOY_H, TOY_W);
+    zf_net *net = zf_net_new(in_c == 1 ? "toy-grey" : "toy", in_c, TOY_H, TOY_W);
     cr_assert_not_null(net);
     zf_status s = zf_net_add_conv(net, "conv1", 6, zf_win(5, 2, 2), 1);
     s = s ? s : zf_net_add_relu(net, "relu1");
@@ -182,8 +182,13 @@ static zf_net *toy_net(uint64_t seed, int plant)
     }
     net->pre = (zf_preproc){ZF_COLOR_RGB, 1.0f, {0.485f, 0.456f, 0.406f},
                             {0.229f, 0.224f, 0.225f}, ZF_RESIZE_SHORT_CROP, 33};
+    if (in_c == 1) /* one luma plane, normalised with the first mean and std */
+        net->pre = (zf_preproc){ZF_COLOR_GREY, 1.0f, {0.3f, 0.3f, 0.3f}, {0.35f, 0.35f, 0.35f},
+                                ZF_RESIZE_SHORT_CROP, 33};
     return net;
 }
+
+static zf_net *toy_net(uint64_t seed, int plant) { return toy_net_c(seed, plant, 3); }
 
 static zf_db *open_db(const char *path)
 {
@@ -1017,6 +1022,47 @@ Test(scan, alexnet_scan_of_two_photos_fills_every_layer)
     zf_net_free(net);
 }
 
+/* A grey net (one input channel, order grey) scans colour and grey files alike: each becomes its
+ * luma plane, and every number and box matches the direct computation on those planes. */
+Test(scan, grey_net_scans_the_luma_of_every_image)
+{
+    char dir[2048], imgs[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_grey"));
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    mkdir(imgs, 0755);
+    make_images(imgs, 9, 41, 0);
+    zf_net *net = toy_net_c(8, 0, 1);
+    zf_db *db = open_db(path_in(dir, "g.db"));
+    zf_scan_result res;
+    cr_assert_eq(scan_dir(db, net, imgs, 4, 8, 3, &res), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(res.n_ok, 9);
+    char **paths;
+    int64_t n;
+    cr_assert_eq(zf_db_scan_list(imgs, &paths, &n), ZF_OK);
+    int *ok = calloc((size_t)n, sizeof *ok);
+    ref_layer *R = direct(net, paths, n, 4, toy_layers, 3, ok);
+    check_against_direct(db, res.run_id, R, 3, paths, 3);
+    /* The model row says grey, and the grey net hashes apart from the same net fed otherwise. */
+    cr_assert_eq(query_int(zf_db_handle(db), "SELECT count(*) FROM models WHERE input = '1x29x31' AND "
+                                             "preproc LIKE 'grey scale=1 mean=0.3 std=0.35 %'"),
+                 1, "the model row does not record the grey preprocessing");
+    char grey_hash[65], rgb_hash[65];
+    cr_assert_eq(zf_db_model_hash(net, grey_hash), ZF_OK);
+    net->pre.order = ZF_COLOR_RGB;
+    cr_assert_eq(zf_db_model_hash(net, rgb_hash), ZF_OK);
+    cr_expect_str_neq(grey_hash, rgb_hash);
+    /* One channel with a colour order makes 3 planes of 1: refused, saying how to fix it. */
+    zf_db *db2 = open_db(path_in(dir, "bad.db"));
+    cr_expect_eq(scan_dir(db2, net, imgs, 4, 8, 3, &res), ZF_ERR_UNSUPPORTED);
+    cr_expect(strstr(zf_last_error(), "order=grey"), "message: %s", zf_last_error());
+    zf_db_close(db2);
+    direct_free(R, 3);
+    free(ok);
+    zf_db_scan_list_free(paths, n);
+    zf_db_close(db);
+    zf_net_free(net);
+}
+
 /* ---------------------------------------------------------------- the commands */
 
 static const char *zfviz(void)
@@ -1070,4 +1116,146 @@ Test(scan, zfviz_scan_dead_topk_and_runs_work_end_to_end)
                            path_in(dir, "bad.err"), path_in(dir, "bad.err")), 0);
     cr_assert_neq(tu_system("'%s' scan --arch zfnet --images '%s' 2> /dev/null", bin, imgs), 0);
     cr_assert_neq(tu_system("'%s' topk --db '%s' --layer conv5 --unit 9999 2> /dev/null", bin, db), 0);
+}
+
+/* Decodes a stored rendering (PNG) as RGB. */
+static uint8_t *rendering_rgb(zf_db *db, int64_t id, int *w, int *h)
+{
+    void *png = NULL;
+    size_t len = 0;
+    cr_assert_eq(zf_db_rendering_png(db, id, &png, &len), ZF_OK, "%s", zf_last_error());
+    png_image pi;
+    memset(&pi, 0, sizeof pi);
+    pi.version = PNG_IMAGE_VERSION;
+    cr_assert(png_image_begin_read_from_memory(&pi, png, len), "%s", pi.message);
+    pi.format = PNG_FORMAT_RGB;
+    uint8_t *px = malloc(PNG_IMAGE_SIZE(pi));
+    cr_assert(px && png_image_finish_read(&pi, NULL, px, 0, NULL), "%s", pi.message);
+    *w = (int)pi.width;
+    *h = (int)pi.height;
+    free(png);
+    return px;
+}
+
+/* The renderings zfviz topk --deconv stores for a grey mini net: the input patch is the image's
+ * own grey pixels under the receptive field, the projection the deconvnet's one plane mapped to
+ * grey (zero mid-grey, the largest |value| of the crop 0 or 255). */
+Test(scan, zfviz_topk_of_a_grey_mini_net_stores_grey_crops)
+{
+    const char *bin = zfviz();
+    if (!bin)
+        cr_skip_test("tools/zfviz is not built");
+    char dir[2048], imgs[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_cli_grey"));
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    mkdir(imgs, 0755);
+    enum { N = 3, S = 112 };
+    uint8_t *grey[N];
+    for (int i = 0; i < N; i++) {
+        /* 112 x 112 (the net's input: taken as is) grey pictures, stored as RGB PNGs */
+        uint8_t *rgb = picture(S, S, 70 + (uint64_t)i);
+        grey[i] = malloc(S * S);
+        for (int p = 0; p < S * S; p++) {
+            grey[i][p] = (uint8_t)((rgb[p * 3] + rgb[p * 3 + 1] + rgb[p * 3 + 2]) / 3);
+            memset(rgb + p * 3, grey[i][p], 3);
+        }
+        char name[32];
+        snprintf(name, sizeof name, "g%d.png", i);
+        write_png(path_in(imgs, name), S, S, rgb);
+        free(rgb);
+    }
+    char db[4096];
+    snprintf(db, sizeof db, "%s", path_in(dir, "m.db"));
+    cr_assert_eq(tu_system("'%s' scan --arch zfnet-mini --weights random:2 --images '%s' --db '%s' "
+                           "--layers conv1,conv5 > /dev/null 2> '%s'",
+                           bin, imgs, db, path_in(dir, "scan.err")),
+                 0, "zfviz scan of a grey net failed");
+    zf_net *net = NULL;
+    cr_assert_eq(zf_net_new_builtin("zfnet-mini", &net), ZF_OK);
+    cr_assert_eq(zf_net_load_weights(net, "random:2"), ZF_OK, "%s", zf_last_error());
+    const char *layers[2] = {"conv1", "conv5"};
+    const int units[2] = {3, 5};
+    for (int li = 0; li < 2; li++) {
+        cr_assert_eq(tu_system("'%s' topk --db '%s' --layer %s --unit %d --deconv > /dev/null 2>&1", bin, db,
+                               layers[li], units[li]),
+                     0, "zfviz topk --deconv failed on %s", layers[li]);
+        zf_db *h = NULL;
+        zf_db_opts o = {ZF_DB_READONLY, 5, NULL, NULL};
+        cr_assert_eq(zf_db_open(db, &o, &h), ZF_OK, "%s", zf_last_error());
+        zf_db_example *ex = NULL;
+        int n = 0;
+        cr_assert_eq(zf_db_topk_get(h, 1, layers[li], units[li], &ex, &n), ZF_OK, "%s", zf_last_error());
+        cr_assert_eq(n, N);
+        const int conv = zf_net_find(net, layers[li]);
+        /* The projections, here: the examples' files preprocessed by the engine (its luma, bit for
+         * bit, in the batch topk runs, so near-tied max-pool switches fall as they did there),
+         * forward, one deconv. */
+        float *in = malloc(sizeof(float) * N * S * S), *rec = malloc(sizeof(float) * N * S * S);
+        int ch[N], ys[N], xs[N], img[N];
+        cr_assert(in && rec);
+        for (int r = 0; r < n; r++) {
+            img[r] = ex[r].path[strlen(ex[r].path) - 5] - '0'; /* .../gK.png */
+            zf_image *im = NULL;
+            cr_assert_eq(zf_image_load(ex[r].path, &im), ZF_OK, "%s", zf_last_error());
+            cr_assert_eq(zf_image_to_input(in + (size_t)r * S * S, im, &net->pre, S, S), ZF_OK);
+            zf_image_free(im);
+            ch[r] = units[li];
+            ys[r] = ex[r].y;
+            xs[r] = ex[r].x;
+        }
+        zf_deconv_req req = {conv, ZF_DECONV_UNIT, 0, ch, ys, xs};
+        cr_assert_eq(zf_net_reserve(net, n), ZF_OK);
+        cr_assert_eq(zf_net_forward(net, in, n), ZF_OK, "%s", zf_last_error());
+        cr_assert_eq(zf_net_deconv(net, rec, n, &req), ZF_OK, "%s", zf_last_error());
+        for (int r = 0; r < n; r++) {
+            const zf_db_example *e = &ex[r];
+            zf_box b = e->box, want;
+            cr_assert_eq(zf_db_receptive_field(net, conv, e->y, e->x, &want), ZF_OK);
+            cr_assert(b.x0 == want.x0 && b.y0 == want.y0 && b.x1 == want.x1 && b.y1 == want.y1);
+            const int bw = b.x1 - b.x0, bh = b.y1 - b.y0;
+            char sql[512];
+            snprintf(sql, sizeof sql,
+                     "SELECT id FROM renderings WHERE layer = '%s' AND unit = %d AND rank = %d AND kind = 'patch'",
+                     layers[li], units[li], e->rank);
+            int pw, ph;
+            uint8_t *px = rendering_rgb(h, query_int(zf_db_handle(h), sql), &pw, &ph);
+            cr_assert(pw == bw && ph == bh, "%s rank %d: patch %dx%d, box %dx%d", layers[li], e->rank, pw, ph, bw, bh);
+            for (int y = 0; y < bh; y++)
+                for (int x = 0; x < bw; x++) {
+                    const uint8_t *q = px + ((size_t)y * bw + x) * 3;
+                    uint8_t g = grey[img[r]][(b.y0 + y) * S + b.x0 + x];
+                    cr_assert(q[0] == g && q[1] == g && q[2] == g,
+                              "%s rank %d patch pixel (%d, %d): (%d, %d, %d), image %d", layers[li], e->rank, y, x,
+                              q[0], q[1], q[2], g);
+                }
+            free(px);
+
+            const float *rc = rec + (size_t)r * S * S;
+            double amax = 0;
+            for (int y = b.y0; y < b.y1; y++)
+                for (int x = b.x0; x < b.x1; x++)
+                    amax = fmax(amax, fabs(rc[y * S + x]));
+            snprintf(sql, sizeof sql,
+                     "SELECT id FROM renderings WHERE layer = '%s' AND unit = %d AND rank = %d AND kind = 'deconv'",
+                     layers[li], units[li], e->rank);
+            px = rendering_rgb(h, query_int(zf_db_handle(h), sql), &pw, &ph);
+            cr_assert(pw == bw && ph == bh);
+            for (int y = 0; y < bh; y++)
+                for (int x = 0; x < bw; x++) {
+                    const uint8_t *q = px + ((size_t)y * bw + x) * 3;
+                    double v = amax > 0 ? 127.5 + 127.5 * rc[(b.y0 + y) * S + b.x0 + x] / amax : 127.5;
+                    cr_assert(q[0] == q[1] && q[1] == q[2] && fabs(q[0] - v) <= 0.5 + 1e-3,
+                              "%s rank %d projection pixel (%d, %d): (%d, %d, %d), expected grey %.3f", layers[li],
+                              e->rank, y, x, q[0], q[1], q[2], v);
+                }
+            free(px);
+        }
+        free(in);
+        free(rec);
+        free(ex);
+        zf_db_close(h);
+    }
+    zf_net_free(net);
+    for (int i = 0; i < N; i++)
+        free(grey[i]);
 }

@@ -59,6 +59,35 @@ static void expect_rect(const rgb_image *im, int x0, int y0, int w, int h, int r
         }
 }
 
+/* Where the (h, w, 3) block `want` lies in the page, pixel for pixel (the first match in row-major
+ * order); 0 when it is nowhere. For pictures whose offset a renderer does not publish. */
+static int find_block(const rgb_image *im, const uint8_t *want, int w, int h, int *bx, int *by)
+{
+    for (int y = 0; y + h <= im->h; y++)
+        for (int x = 0; x + w <= im->w; x++) {
+            int ok = 1;
+            for (int r = 0; r < h && ok; r++)
+                ok = !memcmp(im->px + ((size_t)(y + r) * im->w + x) * 3, want + (size_t)r * w * 3, (size_t)w * 3);
+            if (ok) {
+                *bx = x;
+                *by = y;
+                return 1;
+            }
+        }
+    return 0;
+}
+
+/* The (h*z, w*z, 3) block of (h, w) grey bytes enlarged z times by nearest neighbour. */
+static uint8_t *grey_block(const uint8_t *grey, int w, int h, int z)
+{
+    uint8_t *b = malloc((size_t)w * z * h * z * 3);
+    cr_assert(b);
+    for (int y = 0; y < h * z; y++)
+        for (int x = 0; x < w * z; x++)
+            memset(b + ((size_t)y * w * z + x) * 3, grey[(y / z) * w + x / z], 3);
+    return b;
+}
+
 typedef zf_status (*render_fn)(zf_viz_doc *doc, const void *ctx);
 
 static rgb_image render_png(render_fn fn, const void *ctx)
@@ -506,7 +535,7 @@ Test(sheet, pages_follow_units_per_page_and_patches_are_checked)
         rgb[i] = (uint8_t)(i * 7);
     zf_viz_patch patches[9];
     for (int i = 0; i < 9; i++) {
-        zf_viz_patch p = {P, P - (i % 3), proj, rgb, 9.0f - i, i == 4 ? "an image with a long file name.JPEG" : NULL};
+        zf_viz_patch p = {P, P - (i % 3), proj, rgb, 9.0f - i, i == 4 ? "an image with a long file name.JPEG" : NULL, 3};
         patches[i] = p;
     }
     zf_viz_unit units[U];
@@ -537,6 +566,69 @@ Test(sheet, pages_follow_units_per_page_and_patches_are_checked)
     cr_expect_eq(zf_viz_sheet(d, &in, NULL), ZF_ERR_ARG);
     cr_expect(strstr(zf_last_error(), "unit 15"), "message: %s", zf_last_error());
     zf_viz_doc_free(d);
+}
+
+/* The grey projection of a grey net as its sheet tile: one plane, shown in all three colours by
+ * the RGB rule 0.5 + 0.5 v / max|v|. */
+Test(sheet, grey_projection_tile_equals_the_projection)
+{
+    enum { P = 23, CELL = 23 }; /* a patch as large as its cell: drawn at scale 1, pixel for pixel */
+    float proj[P * P], proj3[3 * P * P];
+    uint8_t rgb[P * P * 3];
+    tu_fill_uniform(proj, P * P, 21, -0.7f, 1.3f);
+    for (int c = 0; c < 3; c++)
+        memcpy(proj3 + c * P * P, proj, sizeof proj);
+    for (int i = 0; i < P * P; i++)
+        memset(rgb + i * 3, (uint8_t)(i * 5 + 1), 3);
+    double s = 0;
+    for (int i = 0; i < P * P; i++)
+        s = fmax(s, fabs(proj[i]));
+    uint8_t want_grey[P * P];
+    for (int i = 0; i < P * P; i++)
+        want_grey[i] = (uint8_t)signed_byte(proj[i], s);
+    uint8_t *want = grey_block(want_grey, P, P, 1);
+
+    zf_viz_patch grey = {P, P, proj, rgb, 1.0f, NULL, 1};
+    zf_viz_unit un = {"conv1", 0, 1, &grey, 0};
+    zf_viz_sheet_in in = {"grey", 1, &un};
+    zf_viz_sheet_opts o = zf_viz_sheet_defaults();
+    o.cell = CELL;
+    zf_viz_doc *d;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &d), ZF_OK);
+    cr_assert_eq(zf_viz_sheet(d, &in, &o), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_viz_doc_finish(d), ZF_OK);
+    size_t len;
+    const uint8_t *bytes = zf_viz_doc_bytes(d, &len);
+    rgb_image im = decode_png(bytes, len);
+    zf_viz_doc_free(d);
+    int x, y;
+    cr_expect(find_block(&im, want, P, P, &x, &y), "no tile of the sheet shows the grey projection");
+
+    /* The same values as three equal RGB planes draw the same page. */
+    zf_viz_patch colour = {P, P, proj3, rgb, 1.0f, NULL, 3};
+    un.top = &colour;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &d), ZF_OK);
+    cr_assert_eq(zf_viz_sheet(d, &in, &o), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_viz_doc_finish(d), ZF_OK);
+    bytes = zf_viz_doc_bytes(d, &len);
+    rgb_image im3 = decode_png(bytes, len);
+    zf_viz_doc_free(d);
+    cr_assert(im3.w == im.w && im3.h == im.h);
+    size_t first = 0, n = (size_t)im.w * im.h * 3;
+    while (first < n && im.px[first] == im3.px[first])
+        first++;
+    cr_expect_eq(first, n, "grey and equal-RGB sheets differ at byte %zu", first);
+
+    /* Two planes are neither. */
+    grey.channels = 2;
+    un.top = &grey;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &d), ZF_OK);
+    cr_expect_eq(zf_viz_sheet(d, &in, &o), ZF_ERR_SHAPE);
+    cr_expect(strstr(zf_last_error(), "2-plane"), "message: %s", zf_last_error());
+    zf_viz_doc_free(d);
+    free(want);
+    free(im.px);
+    free(im3.px);
 }
 
 /* ---- occlusion figures ---- */
@@ -572,7 +664,8 @@ Test(occlusion, figure_renders_and_checks_its_geometry)
     tu_fill_uniform(proj, 3 * S * S, 3, -1, 1);
     for (int i = 0; i < R * R; i++)
         arg[i] = i % 13; /* more classes than colours: an "other" entry */
-    occl_ctx oc = {{{&img, R, R, P, ST, feat, "conv5 map 3", proj, prob, 2, arg, small_names, "test image"}}, 2};
+    occl_ctx oc = {{{&img, R, R, P, ST, feat, "conv5 map 3", proj, prob, 2, arg, small_names, "test image", 3, NULL, 0}},
+                   2};
     oc.row[1] = oc.row[0];
     oc.row[1].proj = NULL;
     rgb_image im = render_png(render_occl, &oc);
@@ -588,6 +681,76 @@ Test(occlusion, figure_renders_and_checks_its_geometry)
     oc.row[0].patch = P;
     oc.row[0].stride = 0;
     cr_expect_eq(render_occl(d, &oc), ZF_ERR_ARG);
+    zf_viz_doc_free(d);
+}
+
+static const char *const grey_names[3] = {"zero", "one", "two"};
+
+/* A grey net's row: its one-plane projection in panel (c), its own class names from the array, and
+ * a small image enlarged by a whole factor. */
+Test(occlusion, grey_projection_and_named_classes)
+{
+    enum { S = 37, P = 9, ST = 4, R = (S - P) / ST + 1, Z = 4 /* ceil(128 / 37) */ };
+    uint8_t rgb[S * S * 3];
+    for (int i = 0; i < S * S; i++)
+        memset(rgb + i * 3, (uint8_t)(i * 13), 3);
+    zf_image img = {S, S, rgb};
+    float feat[R * R], prob[R * R], proj[S * S], proj3[3 * S * S];
+    int32_t arg[R * R];
+    tu_fill_uniform(feat, R * R, 1, 0, 5);
+    tu_fill_uniform(prob, R * R, 2, 0, 1);
+    tu_fill_uniform(proj, S * S, 3, -1, 2);
+    for (int c = 0; c < 3; c++)
+        memcpy(proj3 + c * S * S, proj, sizeof proj);
+    for (int i = 0; i < R * R; i++)
+        arg[i] = i % 3;
+    occl_ctx oc = {{{&img, R, R, P, ST, feat, "conv5 map 3", proj, prob, 1, arg, NULL, "grey image", 1, grey_names,
+                     3}},
+                   1};
+    rgb_image im = render_png(render_occl, &oc);
+    double s = 0;
+    for (int i = 0; i < S * S; i++)
+        s = fmax(s, fabs(proj[i]));
+    uint8_t want_grey[S * S];
+    for (int i = 0; i < S * S; i++)
+        want_grey[i] = (uint8_t)signed_byte(proj[i], s);
+    uint8_t *want = grey_block(want_grey, S, S, Z);
+    int x, y;
+    cr_expect(find_block(&im, want, S * Z, S * Z, &x, &y), "panel (c) does not show the grey projection at %dx", Z);
+    free(want);
+    /* (a): the image itself, enlarged Z times. */
+    uint8_t grey_img[S * S];
+    for (int i = 0; i < S * S; i++)
+        grey_img[i] = rgb[i * 3];
+    want = grey_block(grey_img, S, S, Z);
+    cr_expect(find_block(&im, want, S * Z, S * Z, &x, &y), "panel (a) does not show the image at %dx", Z);
+    free(want);
+    free(im.px);
+
+    /* Three equal planes and the names from a callback draw the same page. */
+    occl_ctx o3 = oc;
+    o3.row[0].proj = proj3;
+    o3.row[0].proj_channels = 3;
+    o3.row[0].class_names = NULL;
+    o3.row[0].n_class_names = 0;
+    o3.row[0].class_name = small_names;
+    im = render_png(render_occl, &oc);
+    rgb_image im3 = render_png(render_occl, &o3);
+    cr_assert(im3.w == im.w && im3.h == im.h);
+    size_t first = 0, n = (size_t)im.w * im.h * 3;
+    while (first < n && im.px[first] == im3.px[first])
+        first++;
+    cr_expect_eq(first, n, "grey row with named classes differs from the equal-RGB row at byte %zu", first);
+    free(im.px);
+    free(im3.px);
+
+    zf_viz_doc *d;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &d), ZF_OK);
+    oc.row[0].proj_channels = 2;
+    cr_expect_eq(render_occl(d, &oc), ZF_ERR_SHAPE);
+    oc.row[0].proj_channels = 1;
+    oc.row[0].class_names = NULL;
+    cr_expect_eq(render_occl(d, &oc), ZF_ERR_ARG, "names counted but not given");
     zf_viz_doc_free(d);
 }
 
@@ -708,7 +871,7 @@ Test(report, page_count_contents_and_pdf_agree)
     tu_fill_uniform(proj, sizeof proj / sizeof proj[0], 3, -1, 1);
     zf_viz_patch patches[9];
     for (int i = 0; i < 9; i++) {
-        zf_viz_patch p = {9, 9, proj, rgb, 5.0f - i, NULL};
+        zf_viz_patch p = {9, 9, proj, rgb, 5.0f - i, NULL, 3};
         patches[i] = p;
     }
     zf_viz_unit units[5];
@@ -724,7 +887,7 @@ Test(report, page_count_contents_and_pdf_agree)
     int32_t arg[R * R] = {0};
     tu_fill_uniform(feat, R * R, 5, 0, 1);
     tu_fill_uniform(prob, R * R, 6, 0, 1);
-    zf_viz_occlusion occ = {&img, R, R, P, ST, feat, "conv5 map 0", NULL, prob, 0, arg, NULL, NULL};
+    zf_viz_occlusion occ = {&img, R, R, P, ST, feat, "conv5 map 0", NULL, prob, 0, arg, NULL, NULL, 0, NULL, 0};
     zf_viz_occlusion occs[3] = {occ, occ, occ};
 
     zf_viz_report_in r = {0};
@@ -798,6 +961,38 @@ Test(helpers, input_to_rgb_inverts_the_preprocessing)
         proj[i] = (float)(i / (H * W));
     zf_viz_proj_to_rgb(proj, &pre, H, W);
     cr_expect(proj[0] == 2.0f && proj[H * W] == 1.0f && proj[2 * H * W] == 0.0f);
+}
+
+Test(helpers, input_to_rgb_of_a_grey_net_reads_one_plane)
+{
+    enum { H = 7, W = 5 };
+    zf_preproc pre = {ZF_COLOR_GREY, 1.0f, {0.286f, 0.9f, 0.1f}, {0.353f, 3.0f, 0.2f}, ZF_RESIZE_EXACT, 0};
+    /* Exactly one plane: reading a second (the RGB path) is a heap overflow the sanitizer build sees. */
+    float *in = malloc(sizeof(float) * H * W);
+    uint8_t grey[H * W], back[H * W * 3];
+    cr_assert(in);
+    for (int i = 0; i < H * W; i++) {
+        grey[i] = (uint8_t)(i * 7 + 2);
+        in[i] = (float)((grey[i] / 255.0 - 0.286) / 0.353);
+    }
+    in[3] = -50.0f; /* below black: clamps to 0 */
+    in[4] = 50.0f;  /* above white: 255 */
+    grey[3] = 0;
+    grey[4] = 255;
+    zf_viz_input_to_rgb(back, in, &pre, H, W);
+    for (int i = 0; i < H * W; i++)
+        cr_assert(back[i * 3] == grey[i] && back[i * 3 + 1] == grey[i] && back[i * 3 + 2] == grey[i],
+                  "pixel %d is (%d, %d, %d), expected grey %d", i, back[i * 3], back[i * 3 + 1], back[i * 3 + 2],
+                  grey[i]);
+    /* A grey projection keeps its one plane. */
+    float proj[H * W];
+    for (int i = 0; i < H * W; i++)
+        proj[i] = (float)i;
+    zf_viz_proj_to_rgb(proj, &pre, H, W);
+    for (int i = 0; i < H * W; i++)
+        cr_assert_eq(proj[i], (float)i);
+    cr_expect_eq(zf_viz_planes(&pre), 1);
+    free(in);
 }
 
 /* ---- the commands ---- */
@@ -886,6 +1081,193 @@ Test(cli, bad_requests_fail_with_one_line_naming_the_problem)
         cr_expect(strstr(line, cases[i].says), "zfviz %s: stderr '%s' does not say '%s'", args, line, cases[i].says);
     }
 }
+
+/* A 112 x 112 grey PNG (the mini nets' input size: resized exactly, it reaches the net as is). */
+static void write_grey_112(const char *path, uint8_t *grey)
+{
+    zf_image *img = zf_image_new(112, 112);
+    cr_assert(img);
+    for (int y = 0; y < 112; y++)
+        for (int x = 0; x < 112; x++) {
+            uint8_t v = (uint8_t)((x * 7 + y * 3 + (x * y) % 23) & 255);
+            grey[y * 112 + x] = v;
+            memset(img->rgb + ((size_t)y * 112 + x) * 3, v, 3);
+        }
+    cr_assert_eq(zf_image_save_png(path, img), ZF_OK, "%s", zf_last_error());
+    zf_image_free(img);
+}
+
+Test(cli, mini_net_occlusion_scales_its_defaults_shows_grey_and_no_imagenet_names)
+{
+    const char *dir = tu_tmpdir("viz_cli_mini_occlude");
+    const char *z = tu_build("tools/zfviz");
+    char in[1024], fig[1024], sum[1024], txt[1024];
+    snprintf(in, sizeof in, "%s/g.png", dir);
+    snprintf(fig, sizeof fig, "%s/fig.png", dir);
+    snprintf(sum, sizeof sum, "%s/o/summary.json", dir);
+    snprintf(txt, sizeof txt, "%s/out.txt", dir);
+    uint8_t grey[112 * 112];
+    write_grey_112(in, grey);
+    cr_assert_eq(tu_system("'%s' occlude --arch zfnet-mini --weights random:1 --input '%s' --out '%s/o' --png '%s' "
+                           "> '%s' 2>/dev/null",
+                           z, in, dir, fig, txt),
+                 0, "zfviz occlude failed");
+    /* 224's 32 and 8 scaled to 112: 16 and 4, (112 - 16) / 4 + 1 = 25 positions a side. */
+    cr_expect_eq(tu_system("grep -q '\"patch\": 16,' '%s' && grep -q '\"stride\": 4,' '%s' && "
+                           "grep -q '\"rows\": 25,' '%s'", sum, sum, sum),
+                 0, "summary.json does not say patch 16, stride 4, 25 rows");
+    /* Ten unnamed classes: no ImageNet name anywhere. */
+    cr_expect_eq(tu_system("grep -q '\"name\": null' '%s'", sum), 0, "the class got a name");
+    cr_expect_eq(tu_system("grep -Eq '^class: [0-9]+, unoccluded' '%s'", txt), 0, "class line is not 'class: K, ...'");
+    /* Panel (a) is the grey input, enlarged twice (112 < 128). */
+    rgb_image im = read_png_file(fig);
+    uint8_t *want = grey_block(grey, 112, 112, 2);
+    int x, y;
+    cr_expect(find_block(&im, want, 224, 224, &x, &y), "the figure does not show the grey input at 2x");
+    free(want);
+    free(im.px);
+}
+
+Test(cli, info_describes_grey_preprocessing_and_classes)
+{
+    const char *dir = tu_tmpdir("viz_cli_info");
+    const char *z = tu_build("tools/zfviz");
+    char out[1024];
+    snprintf(out, sizeof out, "%s/info.txt", dir);
+    cr_assert_eq(tu_system("'%s' info --arch alexnet-mini > '%s'", z, out), 0);
+    cr_expect_eq(tu_system("grep -q '^preprocessing: grey (luma 0.299 R + 0.587 G + 0.114 B), pixels scaled to "
+                           "\\[0, 1\\], mean 0.286, std 0.353, resized to 112x112$' '%s'", out),
+                 0, "no grey preprocessing line");
+    cr_expect_eq(tu_system("grep -q '^classes: 10, unnamed' '%s'", out), 0, "no class line");
+    cr_assert_eq(tu_system("'%s' info --arch zfnet > '%s'", z, out), 0);
+    cr_expect_eq(tu_system("grep -q '^classes: 1000, ImageNet names' '%s'", out), 0, "no ImageNet class line");
+}
+
+Test(cli, filters_draws_a_grey_nets_conv1_in_grey_tap_for_tap)
+{
+    const char *dir = tu_tmpdir("viz_cli_grey_filters");
+    char out[1024];
+    snprintf(out, sizeof out, "%s/a.png", dir);
+    cr_assert_eq(tu_system("'%s' filters --arch alexnet-mini --weights random:4 -o '%s' 2>/dev/null",
+                           tu_build("tools/zfviz"), out),
+                 0, "zfviz filters failed");
+    zf_net *net;
+    cr_assert_eq(zf_net_new_builtin("alexnet-mini", &net), ZF_OK);
+    cr_assert_eq(zf_net_load_weights(net, "random:4"), ZF_OK, "%s", zf_last_error());
+    const zf_layer *l = &net->layers[zf_net_find(net, "conv1")];
+    cr_assert_eq(l->in_c, 1);
+    zf_viz_filters_in in = {"alexnet-mini conv1 (random:4)", l->weight, l->out_c, 1, l->win.kh, l->win.kw, 0};
+    zf_viz_filters_opts o = zf_viz_filters_defaults();
+    zf_viz_grid g;
+    cr_assert_eq(zf_viz_filters_layout(&g, &in, &o), ZF_OK);
+    rgb_image im = read_png_file(out);
+    cr_assert(im.w == g.width && im.h == g.height, "PNG %dx%d, layout %dx%d", im.w, im.h, g.width, g.height);
+    /* Every tap of every filter: grey, 0.5 + 0.5 w / max|w| over its filter, as an RGB tile's. */
+    const int kh = l->win.kh, kw = l->win.kw, zm = g.zoom;
+    for (int f = 0; f < l->out_c; f++) {
+        const float *w = l->weight + (size_t)f * kh * kw;
+        double s = 0;
+        for (int i = 0; i < kh * kw; i++)
+            s = fmax(s, fabs(w[i]));
+        int x0 = g.grid_x + (f % g.cols) * g.pitch_x + g.tile_dx, y0 = g.grid_y + (f / g.cols) * g.pitch_y;
+        for (int y = 0; y < kh; y++)
+            for (int x = 0; x < kw; x++) {
+                char what[64];
+                snprintf(what, sizeof what, "filter %d tap (%d, %d)", f, y, x);
+                int v = signed_byte(w[y * kw + x], s);
+                expect_rect(&im, x0 + zm * x, y0 + zm * y, zm, zm, v, v, v, what);
+            }
+    }
+    free(im.px);
+    zf_net_free(net);
+}
+
+#ifdef ZF_TOOLS_ENABLED
+#include "common.h"
+
+/* Line k of assets/imagenet_classes.txt (comment lines skipped), read here. */
+static void imagenet_line(int k, char *buf, size_t len)
+{
+    FILE *f = fopen(tu_src("assets/imagenet_classes.txt"), "r");
+    cr_assert(f, "cannot open assets/imagenet_classes.txt");
+    char line[512];
+    int i = 0;
+    buf[0] = '\0';
+    while (fgets(line, sizeof line, f)) {
+        if (line[0] == '#')
+            continue;
+        if (i++ == k) {
+            line[strcspn(line, "\r\n")] = '\0';
+            cr_assert_lt(strlen(line), len);
+            memcpy(buf, line, strlen(line) + 1);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+Test(tools, class_names_are_the_nets_own_then_imagenet_for_1000_way_nets)
+{
+    zf_net *mini, *full;
+    cr_assert_eq(zf_net_new_builtin("zfnet-mini", &mini), ZF_OK);
+    cr_assert_eq(zf_net_new_builtin("alexnet", &full), ZF_OK);
+    /* No labels, 10 outputs: no names (callers print the index). */
+    cr_expect_eq(zft_net_classes(mini), 10);
+    cr_expect_null(zft_class_name(mini, 3));
+    char buf[160];
+    cr_expect_str_eq(zft_class_text(buf, sizeof buf, mini, 3), "3");
+    /* No labels, 1000 outputs: ImageNet's, line for line. */
+    const int ks[3] = {0, 417, 999};
+    for (int i = 0; i < 3; i++) {
+        char want[256];
+        imagenet_line(ks[i], want, sizeof want);
+        cr_assert(want[0]);
+        const char *got = zft_class_name(full, ks[i]);
+        cr_expect(got && !strcmp(got, want), "class %d: '%s', expected '%s'", ks[i], got ? got : "(null)", want);
+    }
+    cr_expect_null(zft_class_name(full, 1000));
+    cr_expect_null(zft_class_name(full, -1));
+    /* Labels of its own: those, for either net; none borrowed from ImageNet, empty ones unnamed. */
+    const char *fashion[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                               "Sandal",      "Shirt",   "Sneaker",  "",      "Ankle boot"};
+    cr_assert_eq(zf_net_set_labels(mini, 10, fashion), ZF_OK);
+    cr_expect_str_eq(zft_class_name(mini, 3), "Dress");
+    cr_expect_str_eq(zft_class_text(buf, sizeof buf, mini, 3), "3 (Dress)");
+    cr_expect_null(zft_class_name(mini, 8));
+    cr_expect_null(zft_class_name(mini, 10));
+    const char *two[2] = {"cat", "dog"};
+    cr_assert_eq(zf_net_set_labels(full, 2, two), ZF_OK);
+    cr_expect_str_eq(zft_class_name(full, 1), "dog");
+    cr_expect_null(zft_class_name(full, 5), "a labelled 1000-way net borrowed an ImageNet name");
+    /* The array the figures take. */
+    int n = 0;
+    const char **names = zft_class_names_new(mini, &n);
+    cr_assert(names);
+    cr_expect_eq(n, 10);
+    cr_expect_str_eq(names[9], "Ankle boot");
+    cr_expect_null(names[8]);
+    free(names);
+    zf_net_free(mini);
+    zf_net_free(full);
+}
+
+Test(tools, occlusion_defaults_scale_with_the_input)
+{
+    const struct {
+        const char *arch;
+        int patch, stride;
+    } cases[] = {{"zfnet", 32, 8}, {"alexnet-caffe", 32, 8}, {"alexnet-mini", 16, 4}, {"zfnet-mini", 16, 4}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        zf_net *net;
+        cr_assert_eq(zf_net_new_builtin(cases[i].arch, &net), ZF_OK);
+        int p = 0, s = 0;
+        zft_occlusion_defaults(net, &p, &s);
+        cr_expect(p == cases[i].patch && s == cases[i].stride, "%s: patch %d stride %d, expected %d and %d",
+                  cases[i].arch, p, s, cases[i].patch, cases[i].stride);
+        zf_net_free(net);
+    }
+}
+#endif
 
 #ifdef ZF_DB_ENABLED
 #include "zf/db.h"

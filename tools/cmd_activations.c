@@ -18,7 +18,7 @@ static void usage(void)
            "                         [--gap N] [--cols N] [--max N] [--labels]\n\n"
            "Runs the image through the net and draws every feature map of layer L (any layer with a\n"
            "spatial output: conv, relu, norm, pool) through a colour map, beside the input as the net\n"
-           "saw it. On one shared scale (default) a colour bar gives the values; with --scale per-map\n"
+           "saw it (grey for a grey net). On one shared scale (default) a colour bar gives the values; with --scale per-map\n"
            "each map spans the whole colour map.\n\n" ZFT_MODEL_HELP
            "  --input X         image file (JPEG, PNG) or .npy of (n, c, h, w)\n"
            "  --image I         which image of a .npy batch (default 0)\n"
@@ -163,7 +163,9 @@ int zf_cmd_activations(int argc, char **argv)
         goto fail;
 
     zf_image img = {net->in_w, net->in_h, NULL};
-    if (net->in_c == 3) {
+    /* The input as the net saw it: colour, or grey for a grey net (a .npy input whose channels
+     * its preprocessing does not describe is left out). */
+    if (net->in_c == zf_viz_planes(&net->pre)) {
         rgb = malloc((size_t)net->in_w * net->in_h * 3);
         if (!rgb) {
             st = zf_error(ZF_ERR_NOMEM, "out of memory");

@@ -25,7 +25,9 @@ static void usage(void)
            "and, given images, the fraction of conv1 feature maps that never fire (ReLU output 0 at\n"
            "every position of every image).\n\n"
            "A model is ARCH or ARCH=WEIGHTS (weights as for --weights: random:SEED, a .npy folder, a\n"
-           ".safetensors file) or an .onnx file. Defaults: A = alexnet, B = zfnet, weights random:0.\n\n"
+           ".safetensors file) or an .onnx file. Defaults: A = alexnet, B = zfnet, weights random:0.\n"
+           "A grey net (alexnet-mini, zfnet-mini: one input channel) shows grey tiles and may be compared\n"
+           "with a colour net: each reads the --images its own way (luma or RGB).\n\n"
            "  --images P        a folder of JPEG/PNG files, a text file listing one path a line, or one image\n"
            "  --max-images N    use at most N images (default all)\n"
            "  --zoom N          pixels per tap for both grids (default 4)\n"
@@ -317,7 +319,7 @@ int zf_cmd_compare(int argc, char **argv)
         printf("%s: %d filters, %d dead, %d near-dead, frequency shares low %.1f%% mid %.1f%% high %.1f%%", m[i].name,
                s.filters, s.dead, s.near_dead, 100 * s.spectrum.low, 100 * s.spectrum.mid, 100 * s.spectrum.high);
         if (m[i].never_fire >= 0)
-            printf(", never fire %.1f%% (%d images)", 100.0 * m[i].never_fire, m[i].images);
+            printf(", never fire %.1f%% (%d image%s)", 100.0 * m[i].never_fire, m[i].images, m[i].images == 1 ? "" : "s");
         printf("\n");
     }
     if (out)

@@ -53,7 +53,8 @@ int zf_cmd_deconv(int argc, char **argv)
                    "deconvnet: switches, unpooling, rectification, transposed filters). By default one\n"
                    "unit: channel C at its strongest position in each image (first maximum in row-major\n"
                    "order); --position picks the unit, --map projects the whole feature map. Writes\n"
-                   "N x 3 x H x W, the input's size.\n\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP
+                   "N x C x H x W, the input's shape (C = 3, or 1 for a grey net's luma plane).\n\n"
+                   ZFT_MODEL_HELP ZFT_DEVICE_HELP
                    "  --input X         .npy tensor or image file\n"
                    "  --layer L         conv1..conv5 (or relu1..relu5, or a graph name)\n"
                    "  --channel C       feature map to project\n"

@@ -40,12 +40,10 @@ static void print_top(const zf_net *net, const float *probs, int k_out, int img,
     }
     printf("image %d:", img);
     for (int t = 0; t < top; t++) {
-        const char *name = k_out == 1000 ? zft_class_name(idx[t]) : NULL;
-        printf("%s %d %s%s%s %.4f", t ? "," : "", idx[t], name ? "(" : "", name ? name : "", name ? ")" : "",
-               probs[idx[t]]);
+        char cls[160];
+        printf("%s %s %.4f", t ? "," : "", zft_class_text(cls, sizeof cls, net, idx[t]), probs[idx[t]]);
     }
     printf("%s\n", is_prob ? "" : "   (scores: the net has no softmax)");
-    (void)net;
 }
 
 int zf_cmd_forward(int argc, char **argv)

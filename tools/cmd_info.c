@@ -45,6 +45,33 @@ static void group_digits(long long v, char *buf, size_t len)
     buf[o] = '\0';
 }
 
+/* The class count and where names come from; the net's own names are listed, wrapped. */
+static void print_classes(const zf_net *net)
+{
+    const int n = zft_net_classes(net);
+    if (net->n_labels > 0) {
+        printf("classes: %d, named by the model:\n ", n);
+        int col = 1;
+        for (int k = 0; k < net->n_labels; k++) {
+            char item[160];
+            int len = snprintf(item, sizeof item, " %d %s%s", k, zf_net_label(net, k), k + 1 < net->n_labels ? "," : "");
+            if (col > 1 && col + len > 100) {
+                printf("\n ");
+                col = 1;
+            }
+            fputs(item, stdout);
+            col += len;
+        }
+        printf("\n");
+        if (net->n_labels != n)
+            printf("  (%d names for %d outputs)\n", net->n_labels, n);
+    } else if (zft_class_name(net, 0)) {
+        printf("classes: %d, ImageNet names (e.g. 0 %s)\n", n, zft_class_name(net, 0));
+    } else {
+        printf("classes: %d, unnamed (shown by index)\n", n);
+    }
+}
+
 int zf_cmd_info(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
@@ -56,7 +83,8 @@ int zf_cmd_info(int argc, char **argv)
         if (c == 'h') {
             printf("usage: zfviz info (--arch A | --model F)\n\n"
                    "Prints the layer table (name, op, output shape, parameters), the total parameter\n"
-                   "count and how images are preprocessed for the net.\n\n" ZFT_MODEL_HELP);
+                   "count, how images are preprocessed for the net (grey nets: one luma plane) and its\n"
+                   "classes, listed by name when the model carries names.\n\n" ZFT_MODEL_HELP);
             return 0;
         }
         return zft_usage_error("info", "unknown option");
@@ -75,13 +103,21 @@ int zf_cmd_info(int argc, char **argv)
 
     const zf_preproc *p = &net->pre;
     printf("network: %s   input %dx%dx%d\n", net->arch, net->in_c, net->in_h, net->in_w);
-    printf("preprocessing: %s, pixels scaled to [0, %g], mean %g %g %g, std %g %g %g (R G B), ",
-           p->order == ZF_COLOR_BGR ? "BGR" : "RGB", p->scale, p->mean[0], p->mean[1], p->mean[2], p->std[0],
-           p->std[1], p->std[2]);
-    if (p->resize == ZF_RESIZE_SHORT_CROP)
-        printf("short side resized to %d, centre crop %dx%d\n\n", p->resize_short, net->in_h, net->in_w);
+    /* A grey net normalises one plane with the first mean and std (zf_image_to_input), as
+     * zf_onnx_preproc_format says it. */
+    if (p->order == ZF_COLOR_GREY)
+        printf("preprocessing: grey (luma 0.299 R + 0.587 G + 0.114 B), pixels scaled to [0, %g], mean %g, "
+               "std %g, ", p->scale, p->mean[0], p->std[0]);
     else
-        printf("resized to %dx%d\n\n", net->in_h, net->in_w);
+        printf("preprocessing: %s, pixels scaled to [0, %g], mean %g %g %g, std %g %g %g (R G B), ",
+               p->order == ZF_COLOR_BGR ? "BGR" : "RGB", p->scale, p->mean[0], p->mean[1], p->mean[2], p->std[0],
+               p->std[1], p->std[2]);
+    if (p->resize == ZF_RESIZE_SHORT_CROP)
+        printf("short side resized to %d, centre crop %dx%d\n", p->resize_short, net->in_h, net->in_w);
+    else
+        printf("resized to %dx%d\n", net->in_h, net->in_w);
+    print_classes(net);
+    printf("\n");
     printf("%3s  %-10s %-38s %-14s %12s\n", "#", "layer", "op", "output", "parameters");
     for (int i = 0; i < net->n_layers; i++) {
         const zf_layer *l = &net->layers[i];

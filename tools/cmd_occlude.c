@@ -17,7 +17,7 @@
 const char zf_cmd_occlude_summary[] = "occlusion sensitivity maps: feature, class probability, top class";
 
 static const char usage_text[] =
-    "usage: zfviz occlude (--arch A --weights W | --model F) --input X --patch P --stride S\n"
+    "usage: zfviz occlude (--arch A --weights W | --model F) --input X [--patch P] [--stride S]\n"
     "                     [--fill V] [--class K] [--layer convK] [--channel C] --out DIR\n"
     "                     [--method auto|brute|incremental] [--png FIG.png] [--pdf FIG.pdf]\n\n"
     "Slides a P x P square of value V over the input (top-left corner at 0, S, 2S, ... while the\n"
@@ -28,8 +28,10 @@ static const char usage_text[] =
     "Writes DIR/feature.npy and DIR/prob.npy (float32, rows x cols), DIR/argmax.npy (int32) and\n"
     "DIR/summary.json (parameters, choices, unoccluded values, timings).\n\n" ZFT_MODEL_HELP
     "  --input X         .npy tensor (1 x C x H x W or C x H x W) or image file\n"
-    "  --patch P         side of the square in input pixels\n"
-    "  --stride S        step between positions in input pixels\n"
+    "  --patch P         side of the square in input pixels (default: 1/7 of the input's shorter\n"
+    "                    side: 32 for 224x224, 16 for the mini nets' 112x112)\n"
+    "  --stride S        step between positions in input pixels (default: 1/28 of that side: 8 for\n"
+    "                    224, 4 for 112; both give a 25 x 25 map)\n"
     "  --fill V          value of the square in the net's normalised input (default 0, the mean)\n"
     "  --class K         class whose probability is mapped (default: top class)\n"
     "  --layer L         conv layer whose rectified map is summed: conv1..conv5, relu1..relu5 or a\n"
@@ -74,9 +76,9 @@ static zf_status write_map(const char *dir, const char *name, zf_dtype dtype, co
     return zf_npy_write_raw(path, dtype, data, 2, shape);
 }
 
-static json_t *class_json(int k)
+static json_t *class_json(const zf_net *net, int k)
 {
-    const char *name = zft_class_name(k);
+    const char *name = zft_class_name(net, k);
     return name ? json_string(name) : json_null();
 }
 
@@ -111,9 +113,9 @@ static zf_status write_summary(const char *dir, const zft_model_opts *mo, const 
         "positions", "y", pos_y, "x", pos_x,
         "feature", "layer", net->layers[r->layer].name, "conv_layer", net->layers[r->conv_layer].name,
         "channel", r->channel, "channel_chosen", p->channel < 0,
-        "class", "index", r->cls, "name", class_json(r->cls), "chosen", p->cls < 0,
+        "class", "index", r->cls, "name", class_json(net, r->cls), "chosen", p->cls < 0,
         "unoccluded", "feature", (double)r->base_feature, "prob", (double)r->base_prob,
-        "argmax", (int)r->base_argmax, "argmax_name", class_json(r->base_argmax),
+        "argmax", (int)r->base_argmax, "argmax_name", class_json(net, r->base_argmax),
         "lowest_prob", "row", lo / r->cols, "col", lo % r->cols, "y", (lo / r->cols) * r->stride,
         "x", (lo % r->cols) * r->stride, "prob", (double)r->prob[lo],
         "method", zf_occlusion_method_name(r->method),
@@ -150,12 +152,17 @@ static zf_status write_figure(const char *path, zf_net *net, const float *input,
                               const char *input_path)
 {
 #ifdef ZF_VIZ_ENABLED
-    const int h = net->in_h, w = net->in_w;
+    const int h = net->in_h, w = net->in_w, planes = zf_viz_planes(&net->pre);
+    if (net->in_c != planes)
+        return zf_error(ZF_ERR_SHAPE, "%s: %s has %d input channels but its preprocessing (order) makes %d: "
+                        "cannot show its input as an image", path, net->arch, net->in_c, planes);
     uint8_t *rgb = malloc((size_t)h * w * 3);
-    float *proj = malloc(sizeof(float) * 3 * (size_t)h * w);
+    float *proj = malloc(sizeof(float) * planes * (size_t)h * w);
+    int n_names = 0;
+    const char **names = zft_class_names_new(net, &n_names);
     zf_viz_doc *doc = NULL;
     zf_status st;
-    if (!rgb || !proj) {
+    if (!rgb || !proj || !names) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory for the occlusion figure");
         goto done;
     }
@@ -171,11 +178,13 @@ static zf_status write_figure(const char *path, zf_net *net, const float *input,
     snprintf(fname, sizeof fname, "%s map %d", net->layers[r->conv_layer].name, r->channel);
     const char *base = strrchr(input_path, '/');
     zf_viz_occlusion row = {&img, r->rows, r->cols, r->patch, r->stride, r->feature, fname, proj,
-                            r->prob, r->cls, r->argmax, zft_class_name, base ? base + 1 : input_path};
+                            r->prob, r->cls, r->argmax, NULL, base ? base + 1 : input_path, planes,
+                            names, n_names};
     if (!(st = zf_viz_doc_open(path, &doc)) && !(st = zf_viz_occlusion_figure(doc, &row, 1, NULL)))
         st = zf_viz_doc_finish(doc);
 done:
     zf_viz_doc_free(doc);
+    free(names);
     free(rgb);
     free(proj);
     return st;
@@ -283,8 +292,8 @@ int zf_cmd_occlude(int argc, char **argv)
     }
     if (optind < argc)
         return zft_usage_error("occlude", "unexpected argument '%s'", argv[optind]);
-    if (!input || !out || !p.patch || !p.stride)
-        return zft_usage_error("occlude", "--input, --patch, --stride and --out are required");
+    if (!input || !out)
+        return zft_usage_error("occlude", "--input and --out are required");
 
     const double t0 = zft_now();
     zf_net *net = NULL;
@@ -310,6 +319,12 @@ int zf_cmd_occlude(int argc, char **argv)
         st = zf_error(ZF_ERR_SHAPE, "%s: holds %lld images; occlude maps one", input, (long long)x->shape[0]);
         goto fail;
     }
+    int def_patch, def_stride;
+    zft_occlusion_defaults(net, &def_patch, &def_stride);
+    if (!p.patch)
+        p.patch = def_patch;
+    if (!p.stride)
+        p.stride = def_stride;
     if (p.patch > net->in_h || p.patch > net->in_w) {
         st = zf_error(ZF_ERR_ARG, "--patch %d is larger than the %dx%d input of %s", p.patch, net->in_h,
                       net->in_w, net->arch);
@@ -340,14 +355,14 @@ int zf_cmd_occlude(int argc, char **argv)
     if ((st = write_summary(out, &mo, input, net, &p, res, t_load, zft_now() - t0)))
         goto fail;
 
-    const char *cname = zft_class_name(res->cls);
+    char cname[160];
     printf("%s: %d x %d positions (patch %d, stride %d), %s in %.2f s (estimated work %.0f%% of brute force)\n",
            net->arch, res->rows, res->cols, res->patch, res->stride, zf_occlusion_method_name(res->method),
            res->seconds, 100.0 * res->work_ratio);
     printf("feature: %s channel %d%s, unoccluded total %.6g\n", net->layers[res->layer].name, res->channel,
            p.channel < 0 ? " (strongest)" : "", res->base_feature);
-    printf("class: %d%s%s%s, unoccluded probability %.6g\n", res->cls, cname ? " (" : "", cname ? cname : "",
-           cname ? ")" : "", res->base_prob);
+    printf("class: %s, unoccluded probability %.6g\n", zft_class_text(cname, sizeof cname, net, res->cls),
+           res->base_prob);
     fprintf(stderr, "wrote %s/{feature,prob,argmax}.npy and summary.json\n", out);
     rc = 0;
 fail:

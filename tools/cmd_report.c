@@ -24,8 +24,9 @@ static void usage(void)
            "  --top-units N     units per layer with top-9 sheets (default 4; 0: none)\n"
            "  --min-active F    'rare' units fire on fewer than this fraction of images (default 0.01)\n"
            "  --occlude IMG,... occlusion figures (Zeiler & Fergus Fig. 7) of these images\n"
-           "  --patch P         their grey square's side in input pixels (default 32)\n"
-           "  --stride S        its step (default 8)\n"
+           "  --patch P         their grey square's side in input pixels (default 1/7 of the input's\n"
+           "                    shorter side: 32 for 224x224, 16 for the mini nets' 112x112)\n"
+           "  --stride S        its step (default 1/28 of that side: 8 for 224, 4 for 112)\n"
            "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP
            "  -o, --out FILE    the .pdf\n");
 }
@@ -45,7 +46,7 @@ int zf_cmd_report(int argc, char **argv)
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     const char *dbpath = NULL, *out = NULL, *occlude = NULL;
-    long run = 0, top = 4, patch = 32, stride = 8;
+    long run = 0, top = 4, patch = 0, stride = 0; /* 0: zft_occlusion_defaults for the net */
     double min_active = 0.01;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
@@ -103,6 +104,12 @@ int zf_cmd_report(int argc, char **argv)
         (st = zft_report_build(&rep, &scan, min_active, (int)top)))
         goto fail;
     if (occlude) {
+        int def_patch, def_stride;
+        zft_occlusion_defaults(scan.net, &def_patch, &def_stride);
+        if (!patch)
+            patch = def_patch;
+        if (!stride)
+            stride = def_stride;
         char buf[8192];
         const char *items[64];
         int n = zft_split_list(occlude, buf, sizeof buf, items, 64);

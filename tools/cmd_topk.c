@@ -67,48 +67,56 @@ static zf_status read_file(const char *path, uint8_t **buf, size_t *len)
     return ZF_OK;
 }
 
-/* Channel j of the net's input holds RGB channel rgb_of(j). */
+/* Channel j of the net's input holds RGB channel rgb_of(j); a grey net's one channel is all three. */
 static int rgb_of(const zf_net *net, int j) { return net->pre.order == ZF_COLOR_BGR ? 2 - j : j; }
 
+/* Sets the colour channels that input channel c of the net shows: its own, or all three for grey. */
+static void put(const zf_net *net, uint8_t *px, int c, float v)
+{
+    uint8_t b = (uint8_t)fminf(255, fmaxf(0, roundf(v)));
+    if (net->in_c == 1)
+        px[0] = px[1] = px[2] = b;
+    else
+        px[rgb_of(net, c)] = b;
+}
+
 /* The reconstruction inside `box`, scaled so the largest |value| in the crop is 0 or 255 and
- * zero is mid-grey (the usual way deconvnet projections are shown). */
+ * zero is mid-grey (the usual way deconvnet projections are shown); grey for a grey net. */
 static zf_image *render_deconv(const zf_net *net, const float *rec, zf_box box)
 {
-    int w = box.x1 - box.x0, h = box.y1 - box.y0, H = net->in_h, W = net->in_w;
+    int w = box.x1 - box.x0, h = box.y1 - box.y0, H = net->in_h, W = net->in_w, C = net->in_c;
     zf_image *img = zf_image_new(w, h);
     if (!img)
         return NULL;
     float amax = 0;
-    for (int c = 0; c < 3; c++)
+    for (int c = 0; c < C; c++)
         for (int y = box.y0; y < box.y1; y++)
             for (int x = box.x0; x < box.x1; x++)
                 amax = fmaxf(amax, fabsf(rec[((size_t)c * H + y) * W + x]));
     float scale = amax > 0 ? 127.5f / amax : 0;
-    for (int c = 0; c < 3; c++)
+    for (int c = 0; c < C; c++)
         for (int y = 0; y < h; y++)
-            for (int x = 0; x < w; x++) {
-                float v = 127.5f + scale * rec[((size_t)c * H + y + box.y0) * W + x + box.x0];
-                img->rgb[((size_t)y * w + x) * 3 + rgb_of(net, c)] =
-                    (uint8_t)fminf(255, fmaxf(0, roundf(v)));
-            }
+            for (int x = 0; x < w; x++)
+                put(net, img->rgb + ((size_t)y * w + x) * 3, c,
+                    127.5f + scale * rec[((size_t)c * H + y + box.y0) * W + x + box.x0]);
     return img;
 }
 
-/* The input patch inside `box`, the preprocessing undone: what the net saw there. */
+/* The input patch inside `box`, the preprocessing undone: what the net saw there (a grey net's
+ * luma plane, normalised with the first mean and std, as grey). */
 static zf_image *render_patch(const zf_net *net, const float *in, zf_box box)
 {
-    int w = box.x1 - box.x0, h = box.y1 - box.y0, H = net->in_h, W = net->in_w;
+    int w = box.x1 - box.x0, h = box.y1 - box.y0, H = net->in_h, W = net->in_w, C = net->in_c;
     zf_image *img = zf_image_new(w, h);
     if (!img)
         return NULL;
     const zf_preproc *p = &net->pre;
-    for (int c = 0; c < 3; c++) {
-        int k = rgb_of(net, c);
+    for (int c = 0; c < C; c++) {
+        int k = C == 1 ? 0 : rgb_of(net, c);
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++) {
                 float v = in[((size_t)c * H + y + box.y0) * W + x + box.x0];
-                float px = (v * p->std[k] + p->mean[k]) / p->scale * 255.0f;
-                img->rgb[((size_t)y * w + x) * 3 + k] = (uint8_t)fminf(255, fmaxf(0, roundf(px)));
+                put(net, img->rgb + ((size_t)y * w + x) * 3, c, (v * p->std[k] + p->mean[k]) / p->scale * 255.0f);
             }
     }
     return img;
@@ -157,6 +165,11 @@ static zf_status deconv_all(zf_db *db, const zf_db_run *run, const zft_model_opt
                      "give that model with --arch/--weights or --model",
                      net->arch, mo.model ? mo.model : mo.weights ? mo.weights : "", (long long)run->id,
                      m.arch, m.sha256);
+        goto out;
+    }
+    if (net->in_c != (net->pre.order == ZF_COLOR_GREY ? 1 : 3)) {
+        s = zf_error(ZF_ERR_SHAPE, "%s: %d input channels do not match its preprocessing (%s): cannot render "
+                     "image patches", net->arch, net->in_c, net->pre.order == ZF_COLOR_GREY ? "grey" : "colour");
         goto out;
     }
     int li = zf_net_find_conv(net, layer);

@@ -4,6 +4,7 @@
 #include "zf/model.h"
 
 #include <errno.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -169,6 +170,20 @@ zf_status zft_mkdirs(const char *path)
     if (stat(buf, &sb) || !S_ISDIR(sb.st_mode))
         return zf_error(ZF_ERR_IO, "%s: not a directory", buf);
     return ZF_OK;
+}
+
+void zft_occlusion_defaults(const zf_net *net, int *patch, int *stride)
+{
+    /* The paper's 224-pixel maps use a 32-pixel square at steps of 8 (zfviz report's long-standing
+     * default): keep those fractions of the input, so a 112-pixel mini net gets 16 at steps of 4
+     * and the same 25 x 25 map instead of 11 x 11 blocks of a square that hides half the item. */
+    const int side = net->in_h < net->in_w ? net->in_h : net->in_w;
+    *patch = (int)lrint(side / 7.0);
+    *stride = (int)lrint(side / 28.0);
+    if (*patch < 1)
+        *patch = 1;
+    if (*stride < 1)
+        *stride = 1;
 }
 
 double zft_now(void)

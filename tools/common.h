@@ -33,14 +33,15 @@ typedef struct zft_model_opts {
     {"arch", required_argument, 0, 'A'}, {"weights", required_argument, 0, 'W'}, \
     {"model", required_argument, 0, 'M'}, {"preproc", required_argument, 0, 'P'}
 #define ZFT_MODEL_HELP \
-    "  --arch A          built-in network: alexnet, alexnet-caffe, zfnet, alexnet-mini, zfnet-mini\n" \
+    "  --arch A          built-in network: alexnet, alexnet-caffe, zfnet, or the grey\n" \
+    "                    112x112 mini nets alexnet-mini, zfnet-mini\n" \
     "                    (default: the embedded alexnet-mini trained on Fashion-MNIST)\n" \
     "  --weights W       random:SEED, a folder of <layer>.weight.npy/.bias.npy, or a .safetensors file\n" \
     "                    (a mini arch without --weights takes its embedded trained model)\n" \
     "  --model F         a model from zfviz train (.safetensors), alexnet-mini or zfnet-mini (embedded),\n" \
     "                    an ONNX model file, or a model name in $ZFVIZ_MODELS (default\n" \
     "                    ~/.cache/zfviz/models), e.g. zfnet512, instead of --arch/--weights\n" \
-    "  --preproc SPEC    override the preprocessing: zoo|torchvision, order=rgb|bgr, scale=1|255,\n" \
+    "  --preproc SPEC    override the preprocessing: zoo|torchvision, order=rgb|bgr|grey, scale=1|255,\n" \
     "                    mean=R:G:B, std=R:G:B, resize=exact|short:N (comma-separated)\n"
 /* Handles 'A', 'W', 'M', 'P'; returns 1 if the option was one of them. */
 int zft_model_option(zft_model_opts *o, int opt, const char *arg);
@@ -101,7 +102,19 @@ void zft_progress_start(zft_progress *p, const char *label, int64_t total, const
 void zft_progress_update(zft_progress *p, int64_t done);
 void zft_progress_finish(zft_progress *p);
 
-/* The ImageNet class name of index k for a 1000-way net, or NULL. */
-const char *zft_class_name(int k);
+/* Outputs of the net's last layer: its number of classes. */
+int zft_net_classes(const zf_net *net);
+/* The name of class k of `net`: its own label (zf_net_label) when it carries labels, else the
+ * ImageNet name when it has 1000 outputs, else NULL (callers then show the index alone). */
+const char *zft_class_name(const zf_net *net, int k);
+/* "k (name)", or "k" when the class has no name; returns buf. */
+const char *zft_class_text(char *buf, size_t len, const zf_net *net, int k);
+/* zft_class_name of every class of `net` (*n of them, entries may be NULL), for renderers that
+ * take a name array; the caller frees the array (not the names). NULL when out of memory. */
+const char **zft_class_names_new(const zf_net *net, int *n);
+
+/* Default occlusion square and step for the net's input: 32 and 8 pixels at 224 (Zeiler &
+ * Fergus), the same fractions (1/7 and 1/28 of the shorter side) at other sizes: 16 and 4 at 112. */
+void zft_occlusion_defaults(const zf_net *net, int *patch, int *stride);
 
 #endif

@@ -174,8 +174,13 @@ static zf_status build_unit(zft_sheet *sh, zft_scan *s, int conv, const char *la
         return st;
     if (n > 9)
         n = 9;
-    const int H = net->in_h, W = net->in_w;
+    const int H = net->in_h, W = net->in_w, C = net->in_c;
     const size_t in_size = (size_t)zf_net_in_size(net);
+    if (C != zf_viz_planes(&net->pre)) {
+        free(ex);
+        return zf_error(ZF_ERR_SHAPE, "%s has %d input channels but its preprocessing makes %d: no sheet",
+                        net->arch, C, zf_viz_planes(&net->pre));
+    }
     float *rec = NULL;
     uint8_t *rgb = NULL;
     int chan[9], ys[9], xs[9];
@@ -203,18 +208,18 @@ static zf_status build_unit(zft_sheet *sh, zft_scan *s, int conv, const char *la
         float *rc = rec + i * in_size;
         zf_viz_proj_to_rgb(rc, &net->pre, H, W);
         zf_viz_input_to_rgb(rgb, net->input + i * in_size, &net->pre, H, W);
-        float *proj = malloc(sizeof(float) * 3 * (size_t)w * h);
+        float *proj = malloc(sizeof(float) * C * (size_t)w * h);
         uint8_t *patch = malloc((size_t)w * h * 3);
         const char *base = strrchr(ex[i].path, '/');
         char *cap = strdup(base ? base + 1 : ex[i].path);
         if ((st = keep(sh, proj)) || (st = keep(sh, patch)) || (st = keep(sh, cap)))
             break;
-        for (int c = 0; c < 3; c++)
+        for (int c = 0; c < C; c++)
             for (int y = 0; y < h; y++)
                 memcpy(proj + ((size_t)c * h + y) * w, rc + ((size_t)c * H + b.y0 + y) * W + b.x0, sizeof(float) * w);
         for (int y = 0; y < h; y++)
             memcpy(patch + (size_t)y * w * 3, rgb + ((size_t)(b.y0 + y) * W + b.x0) * 3, (size_t)w * 3);
-        zf_viz_patch p = {w, h, proj, patch, (float)ex[i].score, cap};
+        zf_viz_patch p = {w, h, proj, patch, (float)ex[i].score, cap, C};
         patches[i] = p;
     }
     if (!st) {
@@ -431,10 +436,17 @@ static zf_status occlusion_row(zft_report *r, zf_net *net, const char *path, con
     zf_status st = zf_occlusion_run(net, input, &p, &res);
     if (st)
         return zf_error_prefix(st, "%s: ", path);
-    const int H = net->in_h, W = net->in_w, npos = res->rows * res->cols;
+    const int H = net->in_h, W = net->in_w, C = net->in_c, npos = res->rows * res->cols;
+    if (C != zf_viz_planes(&net->pre)) {
+        zf_occlusion_result_free(res);
+        return zf_error(ZF_ERR_SHAPE, "%s: %s has %d input channels but its preprocessing makes %d", path,
+                        net->arch, C, zf_viz_planes(&net->pre));
+    }
     float *feature = malloc(sizeof(float) * npos), *prob = malloc(sizeof(float) * npos);
     int32_t *argmax = malloc(sizeof(int32_t) * npos);
-    float *proj = malloc(sizeof(float) * 3 * H * W);
+    float *proj = malloc(sizeof(float) * C * H * W);
+    int n_names = 0;
+    const char **names = zft_class_names_new(net, &n_names);
     uint8_t *rgb = malloc((size_t)H * W * 3);
     zf_image *img = malloc(sizeof *img);
     const char *base = strrchr(path, '/');
@@ -442,7 +454,7 @@ static zf_status occlusion_row(zft_report *r, zf_net *net, const char *path, con
     char *fname = malloc(96);
     if ((st = keep_report(r, feature)) || (st = keep_report(r, prob)) || (st = keep_report(r, argmax)) ||
         (st = keep_report(r, proj)) || (st = keep_report(r, rgb)) || (st = keep_report(r, img)) ||
-        (st = keep_report(r, cap)) || (st = keep_report(r, fname))) {
+        (st = keep_report(r, cap)) || (st = keep_report(r, fname)) || (st = keep_report(r, (void *)names))) {
         zf_occlusion_result_free(res);
         return st;
     }
@@ -464,7 +476,7 @@ static zf_status occlusion_row(zft_report *r, zf_net *net, const char *path, con
             zf_viz_proj_to_rgb(proj, &net->pre, H, W);
     }
     zf_viz_occlusion o = {img, res->rows, res->cols, res->patch, res->stride, feature, fname, proj, prob,
-                          res->cls, argmax, zft_class_name, cap};
+                          res->cls, argmax, NULL, cap, C, names, n_names};
     *row = o;
     zf_occlusion_result_free(res);
     return st;

@@ -219,7 +219,7 @@ static zf_status draw_table(cairo_t *cr, const cmp_fig *f, double x, double y)
         double ry = y + (r + 1) * line + 2;
         if (r == 8 && f->m[0]->never_fire >= 0) {
             char lab[64];
-            snprintf(lab, sizeof lab, "never fire (%d images)", f->m[0]->images);
+            snprintf(lab, sizeof lab, "never fire (%d image%s)", f->m[0]->images, f->m[0]->images == 1 ? "" : "s");
             ZFV_TRY(zfv_text(cr, col0, ry, lab, ZFV_TEXT_SIZE - 1, 0, zfv_ink));
         } else {
             ZFV_TRY(zfv_text(cr, col0, ry, rows[r], ZFV_TEXT_SIZE - 1, 0, zfv_ink));
@@ -345,8 +345,9 @@ static zf_status cmp_draw_body(cairo_t *cr, cmp_fig *f)
         double hx = f->grid_x[i], hy = f->grid_y - HEAD_H;
         ZFV_TRY(zfv_text(cr, hx, hy, m->name ? m->name : "model", ZFV_TEXT_SIZE + 1, ZFV_BOLD, zfv_series[i]));
         char buf[160];
-        snprintf(buf, sizeof buf, "conv1: %d filters %d\xc3\x97%d\xc3\x97%d, stride %d, %d px per tap", m->k, m->c,
-                 m->kh, m->kw, m->stride, f->opts.zoom);
+        /* A grey net's filters are grey tiles beside the other's colour ones: say so. */
+        snprintf(buf, sizeof buf, "conv1: %d %sfilters %d\xc3\x97%d\xc3\x97%d, stride %d, %d px per tap", m->k,
+                 m->c == 1 ? "grey " : "", m->c, m->kh, m->kw, m->stride, f->opts.zoom);
         ZFV_TRY(zfv_text(cr, hx, hy + 16, buf, ZFV_SMALL_SIZE, 0, zfv_ink_light));
         ZF_CAIRO(cr, cairo_save(cr));
         ZF_CAIRO(cr, cairo_translate(cr, f->grid_x[i], f->grid_y));

@@ -134,12 +134,14 @@ zf_status zfv_paint_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x,
     return st;
 }
 
-zf_status zfv_paint_signed_rgb(cairo_t *cr, const float *planes, int w, int h, double x, double y,
-                               double dw, double dh)
+zf_status zfv_paint_signed(cairo_t *cr, const float *planes, int c, int w, int h, double x, double y,
+                           double dw, double dh)
 {
     size_t hw = (size_t)w * h;
+    /* A grey plane is shown in all three colours, so grey and RGB follow one contrast rule. */
+    const float *r = planes, *g = c == 3 ? planes + hw : planes, *b = c == 3 ? planes + 2 * hw : planes;
     float s = 0;
-    for (size_t i = 0; i < 3 * hw; i++)
+    for (size_t i = 0; i < (size_t)c * hw; i++)
         s = fmaxf(s, fabsf(planes[i]));
     uint32_t *px;
     int stride;
@@ -149,8 +151,7 @@ zf_status zfv_paint_signed_rgb(cairo_t *cr, const float *planes, int w, int h, d
     for (int i = 0; i < h; i++) {
         for (int j = 0; j < w; j++) {
             size_t o = (size_t)i * w + j;
-            uint8_t q[3] = {zfv_signed_byte(planes[o], s), zfv_signed_byte(planes[hw + o], s),
-                            zfv_signed_byte(planes[2 * hw + o], s)};
+            uint8_t q[3] = {zfv_signed_byte(r[o], s), zfv_signed_byte(g[o], s), zfv_signed_byte(b[o], s)};
             px[(size_t)i * stride + j] = zfv_pack(q);
         }
     }
@@ -202,6 +203,16 @@ void zf_viz_input_to_rgb(uint8_t *rgb, const float *input, const zf_preproc *pre
 {
     size_t hw = (size_t)h * w;
     float scale = pre->scale > 0 ? pre->scale : 1.0f;
+    if (pre->order == ZF_COLOR_GREY) {
+        /* One luma plane, normalised with the first mean and std (zf_image_to_input). */
+        float sd = pre->std[0] != 0 ? pre->std[0] : 1.0f;
+        for (size_t i = 0; i < hw; i++) {
+            float p = (input[i] * sd + pre->mean[0]) / scale * 255.0f;
+            uint8_t v = p <= 0 ? 0 : p >= 255 ? 255 : (uint8_t)lrintf(p);
+            rgb[i * 3] = rgb[i * 3 + 1] = rgb[i * 3 + 2] = v;
+        }
+        return;
+    }
     for (int c = 0; c < 3; c++) {
         /* Plane c of the input holds colour `rc` (R=0, G=1, B=2). */
         int rc = pre->order == ZF_COLOR_BGR ? 2 - c : c;

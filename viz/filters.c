@@ -1,5 +1,5 @@
-/* Filter grids: a conv layer's filters as tiles (RGB for the first layer, grey for a channel or the
- * channel mean), scaled up by whole pixels per tap, with dead and near-dead filters marked. */
+/* Filter grids: a conv layer's filters as tiles (RGB for a colour net's first layer, grey for a
+ * grey net's, for a channel or the channel mean), scaled up by whole pixels per tap, with dead and near-dead filters marked. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,8 +72,9 @@ static zf_status check_in(const zf_viz_filters_in *in, zf_viz_filters_opts *o)
     if (o->mode == ZF_VIZ_TILE_AUTO)
         o->mode = in->c == 3 ? ZF_VIZ_TILE_RGB : ZF_VIZ_TILE_MEAN;
     if (o->mode == ZF_VIZ_TILE_RGB && in->c != 3)
-        return zf_error(ZF_ERR_SHAPE, "filters: %s has %d input channels; RGB tiles need 3 (use mean or channel)",
-                        in->title ? in->title : "layer", in->c);
+        return zf_error(ZF_ERR_SHAPE, "filters: %s has %d input channel%s; RGB tiles need 3 (%s)",
+                        in->title ? in->title : "layer", in->c, in->c == 1 ? "" : "s",
+                        in->c == 1 ? "a grey net's filters are drawn grey with auto or mean" : "use mean or channel");
     if (o->mode == ZF_VIZ_TILE_CHANNEL && (o->channel < 0 || o->channel >= in->c))
         return zf_error(ZF_ERR_ARG, "filters: input channel %d is out of range 0..%d", o->channel, in->c - 1);
     if (o->gap < 0 || o->gap > 64)
@@ -114,8 +115,10 @@ static void subtitle(char *buf, size_t len, const zf_viz_filters_in *in, const z
     char what[96];
     if (o->mode == ZF_VIZ_TILE_RGB)
         snprintf(what, sizeof what, "RGB");
-    else if (o->mode == ZF_VIZ_TILE_CHANNEL)
+    else if (o->mode == ZF_VIZ_TILE_CHANNEL && in->c > 1)
         snprintf(what, sizeof what, "input channel %d of %d", o->channel, in->c);
+    else if (in->c == 1) /* a grey net's first layer: the tile is the filter itself */
+        snprintf(what, sizeof what, "grey");
     else
         snprintf(what, sizeof what, "mean over %d input channels", in->c);
     char count[48];

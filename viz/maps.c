@@ -117,7 +117,10 @@ static zf_status prepare(maps_fig *f, const zf_viz_maps_in *in, const zf_viz_map
     g->grid_y = top;
     x += grid_w;
     if (!o->per_map) {
-        f->bar_x = x + 16;
+        /* Far enough right that the bar's centred "activation" label clears the last tile. */
+        double lw;
+        zfv_text_size("activation", ZFV_SMALL_SIZE, 0, &lw, NULL);
+        f->bar_x = x + (int)fmax(16, ceil(lw / 2 - BAR_W / 2.0) + 6);
         f->bar_y = top + 14;
         f->bar_h = grid_h - 14 < 80 ? 80 : (grid_h - 14 > 320 ? 320 : grid_h - 14);
         if (f->bar_y + f->bar_h > top + body_h)

@@ -31,12 +31,15 @@ static void subtitle(char *buf, size_t len, const zf_viz_occlusion *r)
              r->patch, r->patch, r->stride);
 }
 
-/* Panel scale of a row's image. */
+/* Panel scale of a row's image: its own size up to 256 pixels; a small input (the mini nets' 112)
+ * is enlarged by a whole factor to at least 128, so its map cells stay legible and crisp. */
 static double panel_scale(const zf_viz_occlusion_opts *o, const zf_image *im)
 {
     int side = im->w > im->h ? im->w : im->h;
     if (o->panel > 0)
         return (double)o->panel / side;
+    if (side < 128)
+        return ceil(128.0 / side);
     return side > 256 ? 256.0 / side : 1.0;
 }
 
@@ -66,6 +69,11 @@ static zf_status check_row(const zf_viz_occlusion *r, int i)
         return zf_error(ZF_ERR_ARG, "occlusion figure: row %d has no image", i);
     if (r->rows < 1 || r->cols < 1 || !r->feature || !r->prob || !r->argmax)
         return zf_error(ZF_ERR_ARG, "occlusion figure: row %d needs feature, prob and argmax maps of at least 1x1", i);
+    if (r->proj_channels != 0 && r->proj_channels != 1 && r->proj_channels != 3)
+        return zf_error(ZF_ERR_SHAPE, "occlusion figure: row %d has a %d-plane projection (1 grey or 3 RGB)", i,
+                        r->proj_channels);
+    if (r->n_class_names < 0 || (r->n_class_names > 0 && !r->class_names))
+        return zf_error(ZF_ERR_ARG, "occlusion figure: row %d has %d class names but no array", i, r->n_class_names);
     if (r->patch < 1 || r->stride < 1)
         return zf_error(ZF_ERR_ARG, "occlusion figure: row %d has patch %d, stride %d (both must be >= 1)", i,
                         r->patch, r->stride);
@@ -169,9 +177,19 @@ static int cmp_count(const void *a, const void *b)
     return (x->cls > y->cls) - (x->cls < y->cls);
 }
 
+/* The name of class k from the row's names, else its callback; NULL when it has none. */
+static const char *name_of(const zf_viz_occlusion *r, int32_t k)
+{
+    if (k < 0)
+        return NULL;
+    if (r->class_names)
+        return k < r->n_class_names ? r->class_names[k] : NULL;
+    return r->class_name ? r->class_name(k) : NULL;
+}
+
 static void class_name(char *buf, size_t len, const zf_viz_occlusion *r, int32_t k)
 {
-    const char *name = r->class_name && k >= 0 ? r->class_name(k) : NULL;
+    const char *name = name_of(r, k);
     if (name)
         snprintf(buf, len, "%s", name);
     else
@@ -254,7 +272,7 @@ static zf_status class_panel(cairo_t *cr, const zf_viz_occlusion *r, double x, d
     }
     if (r->true_class >= 0) {
         class_name(name, sizeof name, r, r->true_class);
-        if (r->class_name && r->class_name(r->true_class))
+        if (name_of(r, r->true_class))
             snprintf(line, sizeof line, "class of (d): %s (%d)", name, r->true_class);
         else
             snprintf(line, sizeof line, "class of (d): %s", name);
@@ -295,7 +313,8 @@ static zf_status draw_row(cairo_t *cr, const zfv_occl_fig *f, const zf_viz_occlu
 
     if (has_proj(f)) {
         if (r->proj)
-            ZFV_TRY(zfv_paint_signed_rgb(cr, r->proj, im->w, im->h, c.c, y, im->w * s, ih));
+            ZFV_TRY(zfv_paint_signed(cr, r->proj, r->proj_channels ? r->proj_channels : 3, im->w, im->h, c.c, y,
+                                     im->w * s, ih));
         else
             ZFV_TRY(zfv_fill_rect(cr, c.c, y, im->w * s, ih, (zfv_rgb){0.93, 0.93, 0.93}));
         snprintf(buf, sizeof buf, "(c) deconv projection of %s", fname);

@@ -67,10 +67,15 @@ static zf_status check(const zf_viz_sheet_in *in)
         if (un->n < 0 || un->n > 9 || (un->n > 0 && !un->top))
             return zf_error(ZF_ERR_ARG, "sheet: unit %d of %s has %d examples (0..9)", un->channel,
                             un->layer ? un->layer : "?", un->n);
-        for (int i = 0; i < un->n; i++)
+        for (int i = 0; i < un->n; i++) {
             if (un->top[i].w < 1 || un->top[i].h < 1)
                 return zf_error(ZF_ERR_SHAPE, "sheet: example %d of %s unit %d has size %dx%d", i,
                                 un->layer ? un->layer : "?", un->channel, un->top[i].w, un->top[i].h);
+            int c = un->top[i].channels;
+            if (c != 0 && c != 1 && c != 3)
+                return zf_error(ZF_ERR_SHAPE, "sheet: example %d of %s unit %d has a %d-plane projection "
+                                "(1 grey or 3 RGB)", i, un->layer ? un->layer : "?", un->channel, c);
+        }
     }
     return ZF_OK;
 }
@@ -107,7 +112,8 @@ static zf_status draw_unit(cairo_t *cr, const zf_viz_unit *un, const zf_viz_shee
         double dw = p->w * s, dh = p->h * s;
         double ox = (cell - dw) / 2, oy = (cell - dh) / 2;
         if (p->proj)
-            ZFV_TRY(zfv_paint_signed_rgb(cr, p->proj, p->w, p->h, px0 + cx + ox, cy + oy, dw, dh));
+            ZFV_TRY(zfv_paint_signed(cr, p->proj, p->channels ? p->channels : 3, p->w, p->h, px0 + cx + ox,
+                                     cy + oy, dw, dh));
         if (p->rgb)
             ZFV_TRY(zfv_paint_rgb(cr, p->rgb, p->w, p->h, ix0 + cx + ox, cy + oy, dw, dh, 0));
         if (p->caption)

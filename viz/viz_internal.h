@@ -104,10 +104,10 @@ zf_status zfv_paint_surface(cairo_t *cr, cairo_surface_t *s, double x, double y,
  * and lightened (for heat-map backgrounds). */
 zf_status zfv_paint_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, double y, double dw,
                         double dh, int washed);
-/* Paints a (3, h, w) signed float image (RGB planes) as 0.5 + 0.5 v / max|v| at (x, y) scaled to
- * dw x dh. */
-zf_status zfv_paint_signed_rgb(cairo_t *cr, const float *planes, int w, int h, double x, double y,
-                               double dw, double dh);
+/* Paints a (c, h, w) signed float image, c = 3 RGB planes or c = 1 grey plane, as
+ * 0.5 + 0.5 v / max|v| (max over all planes) at (x, y) scaled to dw x dh. */
+zf_status zfv_paint_signed(cairo_t *cr, const float *planes, int c, int w, int h, double x, double y,
+                           double dw, double dh);
 /* Paints an (h, w) map through a colour map over [lo, hi] at (x, y) scaled to dw x dh. */
 zf_status zfv_paint_map(cairo_t *cr, const float *map, int w, int h, float lo, float hi,
                         zf_viz_cmap cmap, double x, double y, double dw, double dh, double alpha);

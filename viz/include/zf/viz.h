@@ -85,7 +85,8 @@ zf_status zf_viz_filter_spectrum(zf_viz_spectrum *out, const float *w, int k, in
 /* ---- Filter grids (zfviz filters) ----------------------------------------------------------- */
 
 typedef enum {
-    ZF_VIZ_TILE_AUTO = 0, /* RGB when the layer has 3 input channels, else the channel mean */
+    ZF_VIZ_TILE_AUTO = 0, /* RGB when the layer has 3 input channels, else the channel mean (for
+                           * one input channel, a grey net's first layer, that is the filter) */
     ZF_VIZ_TILE_RGB,      /* the 3 input channels as colour (first-layer filters) */
     ZF_VIZ_TILE_MEAN,     /* the mean over input channels, grey */
     ZF_VIZ_TILE_CHANNEL   /* one input channel (opts.channel), grey */
@@ -163,10 +164,12 @@ zf_status zf_viz_maps(zf_viz_doc *doc, const zf_viz_maps_in *in, const zf_viz_ma
  * both (h, w), cropped to the receptive field (smaller at image borders). */
 typedef struct zf_viz_patch {
     int w, h;
-    const float *proj;         /* (3, h, w), RGB; shown as 0.5 + 0.5 v / max|v|; NULL: blank */
-    const uint8_t *rgb;        /* (h, w, 3) RGB; NULL: blank */
+    const float *proj;         /* (channels, h, w): RGB planes, or one grey plane; shown as
+                                * 0.5 + 0.5 v / max|v| (max over all planes); NULL: blank */
+    const uint8_t *rgb;        /* (h, w, 3) RGB (R = G = B for a grey net); NULL: blank */
     float score;               /* the activation */
     const char *caption;       /* e.g. the image's file name; NULL: none */
+    int channels;              /* planes of proj: 3 (RGB) or 1 (a grey net's, shown grey); 0 is 3 */
 } zf_viz_patch;
 
 typedef struct zf_viz_unit {
@@ -203,20 +206,26 @@ typedef struct zf_viz_occlusion {
     int patch, stride;         /* the square's side and step in image pixels */
     const float *feature;      /* (b) (rows, cols): total of the rectified feature map */
     const char *feature_name;  /* e.g. "conv5 map 123" */
-    const float *proj;         /* (c) (3, image h, image w) RGB deconv projection of that map on
-                                * the unoccluded image; NULL leaves (c) out */
+    const float *proj;         /* (c) (proj_channels, image h, image w) deconv projection of that
+                                * map on the unoccluded image, RGB planes or one grey plane; NULL
+                                * leaves (c) out */
     const float *prob;         /* (d) (rows, cols): probability of the correct class */
     int true_class;            /* the class of (d): the correct one, or the top class unoccluded */
     const int32_t *argmax;     /* (e) (rows, cols): the most probable class */
-    const char *(*class_name)(int k); /* the name of class k or NULL (zft_class_name fits); NULL:
-                                       * classes are shown by number */
+    const char *(*class_name)(int k); /* the name of class k or NULL; NULL: classes are shown by
+                                       * number (class_names, when given, come first) */
     const char *caption;       /* e.g. the image's file name */
+    int proj_channels;         /* planes of proj: 3 (RGB) or 1 (grey); 0 is 3 */
+    const char *const *class_names; /* names of classes 0 .. n_class_names - 1 (an entry may be
+                                     * NULL); NULL: class_name decides */
+    int n_class_names;
 } zf_viz_occlusion;
 
 typedef struct zf_viz_occlusion_opts {
     float alpha;               /* opacity of heat maps over the image (0.6) */
     int legend_max;            /* classes named in the legend of (e), by area (8, at most 10) */
-    int panel;                 /* longest side of a panel in pixels (0: the image's own size, at most 256) */
+    int panel;                 /* longest side of a panel in pixels (0: the image's own size, at most
+                                * 256; one under 128 enlarged by a whole factor to 128 or more) */
 } zf_viz_occlusion_opts;
 zf_viz_occlusion_opts zf_viz_occlusion_defaults(void);
 /* One page, one row per image: (a) the image, (b) the feature map's total, (c) its deconv
@@ -299,11 +308,17 @@ zf_status zf_viz_report(zf_viz_doc *doc, const zf_viz_report_in *r);
 
 /* ---- Helpers for callers -------------------------------------------------------------------- */
 
-/* The 8-bit RGB image a net saw, from its preprocessed input (3, h, w) in the net's channel order:
- * inverts `pre` ((v * std + mean) / scale * 255, clamped). rgb is (h, w, 3). */
+/* The 8-bit RGB image a net saw, from its preprocessed input in the net's channel order: (3, h, w),
+ * or (1, h, w) for a grey net (pre->order ZF_COLOR_GREY), which gives R = G = B. Inverts `pre`
+ * ((v * std + mean) / scale * 255, rounded and clamped; a grey plane uses mean[0] and std[0], as
+ * zf_image_to_input does). rgb is (h, w, 3). */
 void zf_viz_input_to_rgb(uint8_t *rgb, const float *input, const zf_preproc *pre, int h, int w);
-/* Reorders a (3, h, w) projection from the net's channel order to RGB in place. */
+/* Reorders a (3, h, w) projection from the net's channel order to RGB in place; a grey net's
+ * (1, h, w) projection (and an RGB one) is left as it is. */
 void zf_viz_proj_to_rgb(float *proj, const zf_preproc *pre, int h, int w);
+/* Planes of a net's input and deconv projections as the renderers take them: 1 for a grey net,
+ * else 3. */
+static inline int zf_viz_planes(const zf_preproc *pre) { return pre->order == ZF_COLOR_GREY ? 1 : 3; }
 
 /* ---- Training curves (zfviz train, zfviz demo) -------------------------------------------- */
 
