@@ -232,6 +232,43 @@ static void write_curves(train_ctx *c, const char *arch, char *png_path, size_t 
 #endif
 }
 
+/* The run's epochs as a JSON array of [epoch, lr, train_loss, train_acc, val_loss, val_acc,
+ * val_top5, seconds, images_per_s] rows (null where there is no validation), for the model file:
+ * the curves travel with the model. NULL when there is no database. */
+static char *history_json(train_ctx *c)
+{
+#ifdef ZF_DB_ENABLED
+    zf_epoch_stats *e;
+    int n;
+    if (!c->db || zf_db_train_epochs(c->db, c->run, &e, &n))
+        return NULL;
+    size_t cap = 64 + (size_t)n * 200, at = 0;
+    char *s = malloc(cap);
+    if (s) {
+        at += (size_t)snprintf(s + at, cap - at, "[");
+        for (int i = 0; i < n; i++) {
+            char v[3][32];
+            double vals[3] = {e[i].val_loss, e[i].val_acc, e[i].val_top5};
+            for (int j = 0; j < 3; j++) {
+                if (isnan(vals[j]))
+                    snprintf(v[j], sizeof v[j], "null");
+                else
+                    snprintf(v[j], sizeof v[j], "%.6g", vals[j]);
+            }
+            at += (size_t)snprintf(s + at, cap - at, "%s[%d,%.6g,%.6g,%.6g,%s,%s,%s,%.1f,%.1f]", i ? "," : "",
+                                   e[i].epoch, e[i].lr, e[i].train_loss, e[i].train_acc, v[0], v[1], v[2],
+                                   e[i].seconds, e[i].images_per_s);
+        }
+        snprintf(s + at, cap - at, "]");
+    }
+    free(e);
+    return s;
+#else
+    (void)c;
+    return NULL;
+#endif
+}
+
 int zf_cmd_train(int argc, char **argv)
 {
     enum { O_LRSTEPS = 256, O_LRGAMMA, O_WD, O_RENORM, O_VAL, O_LIMIT, O_CROP, O_NOFLIP, O_PCA, O_SIZE,
@@ -473,11 +510,14 @@ int zf_cmd_train(int argc, char **argv)
         if (valset)
             st = zf_evaluate(net, valset, cfg.batch, &top1, &top5, NULL, NULL, NULL);
         snprintf(acc, sizeof acc, "%.4f", top1);
+        char *history = history_json(&ctx);
         const char *final_meta[] = {"zfviz.train.command", command, "zfviz.train.data", data,
                                     "zfviz.train.config", config, "zfviz.train.val_acc", acc,
-                                    "zfviz.train.images", nimg, NULL};
+                                    "zfviz.train.images", nimg, "zfviz.train.history",
+                                    history ? history : "[]", NULL};
         if (!st)
             st = zf_model_save(net, out, final_meta, NULL);
+        free(history);
         char png[4200];
         if (!st)
             write_curves(&ctx, arch, png, sizeof png);
