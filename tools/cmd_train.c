@@ -401,6 +401,20 @@ int zf_cmd_train(int argc, char **argv)
     if (ol < 13 || strcmp(out + ol - 12, ".safetensors"))
         return zft_usage_error("train", "--out names a .safetensors file");
     zft_install_sigint();
+    /* The output folder first: a run must not train for an hour and then find it cannot save. */
+    {
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", out);
+        char *slash = strrchr(dir, '/');
+        if (slash && slash != dir) {
+            *slash = 0;
+            zf_status ds = zft_mkdirs(dir);
+            if (ds)
+                return zft_fail("train", ds);
+        }
+        if (access(slash ? dir : ".", W_OK) != 0)
+            return zft_fail("train", zf_error(ZF_ERR_IO, "%s: cannot write into %s", out, slash ? dir : "."));
+    }
 
     /* Data. */
     zf_status st;
