@@ -8,13 +8,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build and run: compiler, CMake, BLAS, image codecs, SQLite, cairo/pango (DejaVu: the face the
-# pictures are drawn in), protobuf-c + ONNX schema.
+# pictures are drawn in), protobuf-c + ONNX schema, Fashion-MNIST (training, the demo).
 # Tests only: Criterion, poppler-utils (pdfinfo), and Debian's PyTorch/ONNX to make fixtures.
 PACKAGES=(
   build-essential cmake pkg-config
   libopenblas-dev libopenblas-openmp-dev libjpeg-dev libturbojpeg0-dev libpng-dev zlib1g-dev
   libsqlite3-dev sqlite3 libjansson-dev
-  libcairo2-dev libpango1.0-dev fonts-dejavu-core
+  libcairo2-dev libpango1.0-dev fonts-dejavu-core dataset-fashion-mnist
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata
   libcriterion-dev poppler-utils
   python3-torch python3-torchvision python3-onnx python3-numpy python3-pil libtcmalloc-minimal4
