@@ -507,7 +507,7 @@ zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *v
                                (double)rs.correct / (double)rs.seen, (double)rs.seen / rs.seconds))
                 stop = 1;
             int periodic = cfg->checkpoint_s > 0 && now - last_ckpt >= cfg->checkpoint_s;
-            if (cfg->checkpoint && (stop || periodic) && rs.step < steps) {
+            if (cfg->checkpoint && (stop || (periodic && rs.step < steps))) {
                 if ((st = save_checkpoint(t, cfg, &rs)))
                     break;
                 last_ckpt = now;
@@ -531,8 +531,12 @@ zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *v
         es.images_per_s = (double)rs.seen / rs.seconds;
         es.val_loss = es.val_acc = es.val_top5 = NAN;
         if (val && (st = zf_evaluate(net, val, cfg->batch, &es.val_acc, &es.val_top5, &es.val_loss,
-                                     NULL, NULL)))
+                                     NULL, NULL))) {
+            /* Stopped while validating: keep the finished epoch (a resume validates it again). */
+            if (st == ZF_ERR_INTERRUPTED && cfg->checkpoint && !save_checkpoint(t, cfg, &rs))
+                st = zf_error(ZF_ERR_INTERRUPTED, "training stopped while validating epoch %d", rs.epoch);
             break;
+        }
         /* Metrics first (the hook replaces an epoch's row), then the checkpoint: a run killed in
          * between repeats nothing but that row. */
         if (hooks->on_epoch && (st = hooks->on_epoch(hooks->ctx, &es, net)))
