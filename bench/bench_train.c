@@ -116,10 +116,13 @@ static int bench_one(const char *arch, int batch, const zf_dataset *ds, int quic
         }
     }
     double ms_total = median(total, reps), ms_prep = median(prep, reps), ms_step = median(step, reps);
+    /* The wait policy decides a lot on a loaded machine (see docs/training.md): say which ran. */
+    const char *policy = getenv("OMP_WAIT_POLICY");
     printf("{\"side\": \"zfviz\", \"net\": \"%s\", \"what\": \"train_step\", \"batch\": %d, \"ms\": %.3f, "
            "\"img_per_s\": %.2f, \"prep_ms\": %.3f, \"step_ms\": %.3f, \"reps\": %d, "
-           "\"loss_first\": %.4f, \"loss_last\": %.4f}\n",
-           arch, batch, ms_total, batch * 1e3 / ms_total, ms_prep, ms_step, reps, loss_first, loss_last);
+           "\"loss_first\": %.4f, \"loss_last\": %.4f, \"omp_wait_policy\": \"%s\"}\n",
+           arch, batch, ms_total, batch * 1e3 / ms_total, ms_prep, ms_step, reps, loss_first, loss_last,
+           policy && strlen(policy) < 16 && !strpbrk(policy, "\"\\") ? policy : "");
     /* The two parts on their own lines too, so the summary pairs each with PyTorch's. */
     printf("{\"side\": \"zfviz\", \"net\": \"%s\", \"what\": \"train_step_compute\", \"batch\": %d, "
            "\"ms\": %.3f, \"img_per_s\": %.2f}\n",

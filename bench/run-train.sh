@@ -5,9 +5,11 @@
 # each time) so that machine drift cancels. Prints both sides' medians in images/s and the ratios
 # (zfviz img/s / PyTorch img/s: above 1 means zfviz trains faster).
 #   bench/run-train.sh [--quick] [--check] [--nets alexnet-mini,zfnet-mini[,alexnet,zfnet]]
-#                      [--batches 16,64,128] [--full-batches 16]
+#                      [--batches 16,64,128] [--full-batches 16] [--zfviz-policy ACTIVE|PASSIVE]
 # --check first verifies that the two sides run the same nets (torch_train.py --check).
 # The full nets (alexnet, zfnet) run at --full-batches only: a step of them takes seconds.
+# zfviz runs as `zfviz train` does, with OpenMP's default wait policy, unless --zfviz-policy sets
+# OMP_WAIT_POLICY for it (PyTorch's side tries both policies itself).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=""
@@ -15,6 +17,7 @@ check=0
 nets="alexnet-mini,zfnet-mini"
 batches="16,64,128"
 full_batches="16"
+zf_env=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=--quick ;;
@@ -22,6 +25,7 @@ while [ $# -gt 0 ]; do
     --nets) nets="$2"; shift ;;
     --batches) batches="$2"; shift ;;
     --full-batches) full_batches="$2"; shift ;;
+    --zfviz-policy) zf_env=(env OMP_WAIT_POLICY="$2"); shift ;;
     *) echo "run-train.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -43,7 +47,7 @@ first=0
 for net in ${nets//,/ }; do
   case "$net" in *-mini) bs="$batches" ;; *) bs="$full_batches" ;; esac
   for b in ${bs//,/ }; do
-    zf=(build/bench/bench_train $quick --nets "$net" --batches "$b")
+    zf=("${zf_env[@]}" build/bench/bench_train $quick --nets "$net" --batches "$b")
     pt=(/usr/bin/python3 bench/torch_train.py $quick --nets "$net" --batches "$b")
     if [ "$first" = 0 ]; then
       "${zf[@]}" | tee -a "$log"; "${pt[@]}" | tee -a "$log"
