@@ -7,12 +7,12 @@ One training step, timed as bench/bench_train.c times zfviz's:
                them) made ready for the net as zf_dataset_batch makes it with zfviz train's default
                augmentation: the 28x28 image zero-padded by 2 px and a random 28x28 window cut
                (offsets -2..2), a random horizontal flip, F.interpolate bilinear
-               align_corners=False to the net's input, normalised. (Full nets: the window is the
+               align_corners=False (antialias=True, see Batcher) to the net's input, normalised. (Full nets: the window is the
                net's crop fraction of the image, 25 of 28, anywhere in it; the grey plane is copied
                to three channels.)
   step         forward with dropout (p 0.5) in train mode, F.cross_entropy (mean), backward,
-               torch.optim.SGD (lr 0.01, momentum 0.9, weight decay 5e-4 on weights, none on
-               biases), then ZF's renormalisation: every conv filter whose RMS exceeds 0.1 scaled
+               torch.optim.SGD (lr 0.01, full nets 0.001, momentum 0.9, weight decay 5e-4 on
+               weights, none on biases), then ZF's renormalisation: every conv filter whose RMS exceeds 0.1 scaled
                back to RMS 0.1.
   train_step   both; images/s = batch / its median.
 Initialisation as zf_net_init_he (He normal, the last fc N(0, 0.01), zero biases).
