@@ -1134,11 +1134,15 @@ Test(cli, info_describes_grey_preprocessing_and_classes)
     const char *z = tu_build("tools/zfviz");
     char out[1024];
     snprintf(out, sizeof out, "%s/info.txt", dir);
-    cr_assert_eq(tu_system("'%s' info --arch alexnet-mini > '%s'", z, out), 0);
+    cr_assert_eq(tu_system("'%s' info --arch alexnet-mini --weights random:1 > '%s'", z, out), 0);
     cr_expect_eq(tu_system("grep -q '^preprocessing: grey (luma 0.299 R + 0.587 G + 0.114 B), pixels scaled to "
                            "\\[0, 1\\], mean 0.286, std 0.353, resized to 112x112$' '%s'", out),
                  0, "no grey preprocessing line");
     cr_expect_eq(tu_system("grep -q '^classes: 10, unnamed' '%s'", out), 0, "no class line");
+    /* the embedded trained model (the default) carries Fashion-MNIST's names */
+    cr_assert_eq(tu_system("'%s' info > '%s' 2>/dev/null", z, out), 0);
+    cr_expect_eq(tu_system("grep -q '^network: alexnet-mini' '%s' && grep -q '9 Ankle boot' '%s'", out, out), 0,
+                 "the default is not the embedded alexnet-mini with its class names");
     cr_assert_eq(tu_system("'%s' info --arch zfnet > '%s'", z, out), 0);
     cr_expect_eq(tu_system("grep -q '^classes: 1000, ImageNet names' '%s'", out), 0, "no ImageNet class line");
 }

@@ -93,7 +93,8 @@ int zf_cmd_info(int argc, char **argv)
         return zft_usage_error("info", "unexpected argument '%s'", argv[optind]);
     zf_net *net = NULL;
     zf_status st;
-    if (mo.model || mo.weights) {
+    if (mo.model || mo.weights || !mo.arch || zf_arch_is_mini(mo.arch)) {
+        /* the default and the mini nets are the embedded trained models */
         st = zft_load_model(&mo, &net);
     } else {
         st = zf_net_new_builtin(mo.arch ? mo.arch : "alexnet", &net);
