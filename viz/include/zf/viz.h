@@ -336,6 +336,21 @@ typedef struct zf_viz_curves_in {
  * one colour per run. */
 zf_status zf_viz_curves(zf_viz_doc *doc, const zf_viz_curves_in *in, const char *title);
 
+/* ---- Text pages (zfviz demo) ----------------------------------------------------------------- */
+
+/* A block of a text page: a bold heading over prose (wrapped at words; '\n' breaks a line) or a
+ * monospaced table (one line per '\n', each cut with "..." if wider than the block). */
+typedef struct zf_viz_text_block {
+    const char *heading;       /* NULL: none */
+    const char *text;          /* NULL: none */
+    int mono;
+    int column;                /* 0: the full width; 1: the left half; 2: the right half, beside the
+                                * left-half block before it */
+} zf_viz_text_block;
+/* One A4-landscape page (842 x 595): the title, then the blocks top to bottom. Fonts shrink (to 70%
+ * at least) until the text fits; text that still does not fit is an error, not a cut page. */
+zf_status zf_viz_text_page(zf_viz_doc *doc, const char *title, const zf_viz_text_block *blocks, int n);
+
 #ifdef __cplusplus
 }
 #endif
