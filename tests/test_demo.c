@@ -133,7 +133,7 @@ static void expect_one_line(const char *path, const char *says, const char *what
     free(s);
 }
 
-Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval, .timeout = 900)
+Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval)
 {
     const char *why = missing_prereq();
     if (why)
@@ -286,7 +286,7 @@ Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval, .
     }
 }
 
-Test(demo, unusable_output_folder_or_data_fail_with_one_line, .timeout = 300)
+Test(demo, unusable_output_folder_or_data_fail_with_one_line)
 {
     const char *why = missing_prereq();
     if (why && strstr(why, "embedded"))

@@ -306,9 +306,9 @@ static void check_builtin(const char *arch)
     zf_net_free(net);
 }
 
-Test(occlusion, alexnet_matches_naive_forward_per_position, .timeout = 600) { check_builtin("alexnet"); }
-Test(occlusion, alexnet_caffe_matches_naive_forward_per_position, .timeout = 600) { check_builtin("alexnet-caffe"); }
-Test(occlusion, zfnet_matches_naive_forward_per_position, .timeout = 600) { check_builtin("zfnet"); }
+Test(occlusion, alexnet_matches_naive_forward_per_position) { check_builtin("alexnet"); }
+Test(occlusion, alexnet_caffe_matches_naive_forward_per_position) { check_builtin("alexnet-caffe"); }
+Test(occlusion, zfnet_matches_naive_forward_per_position) { check_builtin("zfnet"); }
 
 /* The ONNX model zoo's graphs (../shared/onnx-light: bvlc_alexnet with its asymmetric pool5 padding,
  * zfnet512 with 512-map conv3-5, a 2/2 pool5 and a 1024-wide fc7), weights replaced by He-uniform
@@ -334,7 +334,7 @@ static const char *light_model(const char *file)
     return NULL;
 }
 
-Test(occlusion, onnx_zoo_graphs_match_naive_forward_per_position, .timeout = 600)
+Test(occlusion, onnx_zoo_graphs_match_naive_forward_per_position)
 {
 #ifdef ZF_ONNX_ENABLED
     const char *files[] = {"light_bvlc_alexnet.onnx", "light_zfnet512.onnx"};

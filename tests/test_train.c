@@ -258,7 +258,7 @@ static int die_at(void *ctx, int epoch, int64_t step, int64_t steps, double loss
     return 0;
 }
 
-Test(train, resume_after_kill_gives_the_weights_of_an_uninterrupted_run, .timeout = 900)
+Test(train, resume_after_kill_gives_the_weights_of_an_uninterrupted_run)
 {
     const char *dir = tu_tmpdir("train_resume");
     char ck_a[512], ck_b[512];
@@ -319,7 +319,7 @@ Test(train, resume_after_kill_gives_the_weights_of_an_uninterrupted_run, .timeou
     zf_dataset_free(ds);
 }
 
-Test(train, a_small_run_learns_separable_classes, .timeout = 900)
+Test(train, a_small_run_learns_separable_classes)
 {
     zf_dataset *train = bars(960, 2), *val = bars(100, 3);
     zf_net *net;
