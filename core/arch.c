@@ -69,13 +69,32 @@ static zf_status build_alexnet(zf_net *n, int classes)
     return ZF_OK;
 }
 
-static zf_status add_classifier(zf_net *n, int classes)
+/* The Caffe-style family (bvlc_alexnet, ZFNet and their minis): sizes that differ between a full
+ * net and its mini. */
+typedef struct {
+    int conv[5];     /* output channels of conv1..conv5 */
+    int groups[5];   /* bvlc_alexnet's two-GPU split: 2 for conv2, conv4, conv5 */
+    int conv1_pad;
+    int fc;          /* fc6 and fc7 width */
+} family_sizes;
+
+static const family_sizes caffe_alexnet = {{96, 256, 384, 384, 256}, {1, 2, 1, 2, 2}, 0, 4096};
+static const family_sizes paper_zfnet = {{96, 256, 384, 384, 256}, {1, 1, 1, 1, 1}, 1, 4096};
+/* The mini nets (issue 8): the same layer sequences at a 112x112 input (a 28x28 image upsampled
+ * 4x), with fewer channels. Each keeps its first layer's character, so the AlexNet-vs-ZFNet
+ * first-layer comparison still means something: alexnet-mini has AlexNet's 11x11 stride-4 conv1
+ * (maps 27 -> 13 -> 6 -> 2, as AlexNet's 55 -> 27 -> 13 -> 6), zfnet-mini ZFNet's 7x7 stride-2
+ * conv1 with pad-1 pooling and LRN after the pool (54 -> 27 -> 12 -> 6 -> 6 -> 2). */
+static const family_sizes mini_alexnet = {{32, 64, 96, 96, 64}, {1, 1, 1, 1, 1}, 2, 256};
+static const family_sizes mini_zfnet = {{32, 64, 96, 96, 64}, {1, 1, 1, 1, 1}, 1, 256};
+
+static zf_status add_classifier(zf_net *n, int width, int classes)
 {
     TRY(zf_net_add_flatten(n, "flatten"));
-    TRY(zf_net_add_fc(n, "fc6", 4096));
+    TRY(zf_net_add_fc(n, "fc6", width));
     TRY(zf_net_add_relu(n, "relu6"));
     TRY(zf_net_add_dropout(n, "drop6", 0.5f));
-    TRY(zf_net_add_fc(n, "fc7", 4096));
+    TRY(zf_net_add_fc(n, "fc7", width));
     TRY(zf_net_add_relu(n, "relu7"));
     TRY(zf_net_add_dropout(n, "drop7", 0.5f));
     TRY(zf_net_add_fc(n, "fc8", classes));
@@ -83,104 +102,46 @@ static zf_status add_classifier(zf_net *n, int classes)
     return ZF_OK;
 }
 
-static zf_status build_alexnet_caffe(zf_net *n, int classes)
+/* conv3..conv5, relu5, pool5: the same in every net of the family. */
+static zf_status add_conv345(zf_net *n, const family_sizes *z)
 {
-    TRY(zf_net_add_conv(n, "conv1", 96, zf_win(11, 4, 0), 1));
+    TRY(zf_net_add_conv(n, "conv3", z->conv[2], zf_win(3, 1, 1), z->groups[2]));
+    TRY(zf_net_add_relu(n, "relu3"));
+    TRY(zf_net_add_conv(n, "conv4", z->conv[3], zf_win(3, 1, 1), z->groups[3]));
+    TRY(zf_net_add_relu(n, "relu4"));
+    TRY(zf_net_add_conv(n, "conv5", z->conv[4], zf_win(3, 1, 1), z->groups[4]));
+    TRY(zf_net_add_relu(n, "relu5"));
+    return zf_net_add_maxpool(n, "pool5", zf_win(3, 2, 0), 0);
+}
+
+/* Caffe's AlexNet order: ReLU, LRN, then the pool. */
+static zf_status build_alexnet_caffe(zf_net *n, const family_sizes *z, int classes)
+{
+    TRY(zf_net_add_conv(n, "conv1", z->conv[0], zf_win(11, 4, z->conv1_pad), z->groups[0]));
     TRY(zf_net_add_relu(n, "relu1"));
     TRY(zf_net_add_lrn(n, "norm1", caffe_lrn));
     TRY(zf_net_add_maxpool(n, "pool1", zf_win(3, 2, 0), 0));
-    TRY(zf_net_add_conv(n, "conv2", 256, zf_win(5, 1, 2), 2));
+    TRY(zf_net_add_conv(n, "conv2", z->conv[1], zf_win(5, 1, 2), z->groups[1]));
     TRY(zf_net_add_relu(n, "relu2"));
     TRY(zf_net_add_lrn(n, "norm2", caffe_lrn));
     TRY(zf_net_add_maxpool(n, "pool2", zf_win(3, 2, 0), 0));
-    TRY(zf_net_add_conv(n, "conv3", 384, zf_win(3, 1, 1), 1));
-    TRY(zf_net_add_relu(n, "relu3"));
-    TRY(zf_net_add_conv(n, "conv4", 384, zf_win(3, 1, 1), 2));
-    TRY(zf_net_add_relu(n, "relu4"));
-    TRY(zf_net_add_conv(n, "conv5", 256, zf_win(3, 1, 1), 2));
-    TRY(zf_net_add_relu(n, "relu5"));
-    TRY(zf_net_add_maxpool(n, "pool5", zf_win(3, 2, 0), 0));
-    return add_classifier(n, classes);
+    TRY(add_conv345(n, z));
+    return add_classifier(n, z->fc, classes);
 }
 
-static zf_status build_zfnet(zf_net *n, int classes)
+/* Fig. 3: ReLU, then pool, then normalisation across feature maps; pad-1 floor pooling. */
+static zf_status build_zfnet(zf_net *n, const family_sizes *z, int classes)
 {
-    /* Fig. 3: ReLU, then pool, then normalisation across feature maps; pad-1 floor pooling. */
-    TRY(zf_net_add_conv(n, "conv1", 96, zf_win(7, 2, 1), 1));
+    TRY(zf_net_add_conv(n, "conv1", z->conv[0], zf_win(7, 2, z->conv1_pad), z->groups[0]));
     TRY(zf_net_add_relu(n, "relu1"));
     TRY(zf_net_add_maxpool(n, "pool1", zf_win(3, 2, 1), 0));
     TRY(zf_net_add_lrn(n, "norm1", caffe_lrn));
-    TRY(zf_net_add_conv(n, "conv2", 256, zf_win(5, 2, 0), 1));
+    TRY(zf_net_add_conv(n, "conv2", z->conv[1], zf_win(5, 2, 0), z->groups[1]));
     TRY(zf_net_add_relu(n, "relu2"));
     TRY(zf_net_add_maxpool(n, "pool2", zf_win(3, 2, 1), 0));
     TRY(zf_net_add_lrn(n, "norm2", caffe_lrn));
-    TRY(zf_net_add_conv(n, "conv3", 384, zf_win(3, 1, 1), 1));
-    TRY(zf_net_add_relu(n, "relu3"));
-    TRY(zf_net_add_conv(n, "conv4", 384, zf_win(3, 1, 1), 1));
-    TRY(zf_net_add_relu(n, "relu4"));
-    TRY(zf_net_add_conv(n, "conv5", 256, zf_win(3, 1, 1), 1));
-    TRY(zf_net_add_relu(n, "relu5"));
-    TRY(zf_net_add_maxpool(n, "pool5", zf_win(3, 2, 0), 0));
-    return add_classifier(n, classes);
-}
-
-/* The mini nets (issue 8): the same layer sequence as their full nets at a 112x112 input (a 28x28
- * image upsampled 4x), with fewer channels. Each keeps its first layer's character, so the
- * AlexNet-vs-ZFNet first-layer comparison still means something: alexnet-mini has AlexNet's 11x11
- * stride-4 conv1 (maps 27 -> 13 -> 6 -> 2, as AlexNet's 55 -> 27 -> 13 -> 6), zfnet-mini ZFNet's
- * 7x7 stride-2 conv1 with pad-1 pooling and LRN after the pool (54 -> 27 -> 12 -> 6 -> 6 -> 2). */
-static zf_status add_mini_classifier(zf_net *n, int classes)
-{
-    TRY(zf_net_add_flatten(n, "flatten"));
-    TRY(zf_net_add_fc(n, "fc6", 256));
-    TRY(zf_net_add_relu(n, "relu6"));
-    TRY(zf_net_add_dropout(n, "drop6", 0.5f));
-    TRY(zf_net_add_fc(n, "fc7", 256));
-    TRY(zf_net_add_relu(n, "relu7"));
-    TRY(zf_net_add_dropout(n, "drop7", 0.5f));
-    TRY(zf_net_add_fc(n, "fc8", classes));
-    TRY(zf_net_add_softmax(n, "prob"));
-    return ZF_OK;
-}
-
-static zf_status build_alexnet_mini(zf_net *n, int classes)
-{
-    TRY(zf_net_add_conv(n, "conv1", 32, zf_win(11, 4, 2), 1));
-    TRY(zf_net_add_relu(n, "relu1"));
-    TRY(zf_net_add_lrn(n, "norm1", caffe_lrn));
-    TRY(zf_net_add_maxpool(n, "pool1", zf_win(3, 2, 0), 0));
-    TRY(zf_net_add_conv(n, "conv2", 64, zf_win(5, 1, 2), 1));
-    TRY(zf_net_add_relu(n, "relu2"));
-    TRY(zf_net_add_lrn(n, "norm2", caffe_lrn));
-    TRY(zf_net_add_maxpool(n, "pool2", zf_win(3, 2, 0), 0));
-    TRY(zf_net_add_conv(n, "conv3", 96, zf_win(3, 1, 1), 1));
-    TRY(zf_net_add_relu(n, "relu3"));
-    TRY(zf_net_add_conv(n, "conv4", 96, zf_win(3, 1, 1), 1));
-    TRY(zf_net_add_relu(n, "relu4"));
-    TRY(zf_net_add_conv(n, "conv5", 64, zf_win(3, 1, 1), 1));
-    TRY(zf_net_add_relu(n, "relu5"));
-    TRY(zf_net_add_maxpool(n, "pool5", zf_win(3, 2, 0), 0));
-    return add_mini_classifier(n, classes);
-}
-
-static zf_status build_zfnet_mini(zf_net *n, int classes)
-{
-    TRY(zf_net_add_conv(n, "conv1", 32, zf_win(7, 2, 1), 1));
-    TRY(zf_net_add_relu(n, "relu1"));
-    TRY(zf_net_add_maxpool(n, "pool1", zf_win(3, 2, 1), 0));
-    TRY(zf_net_add_lrn(n, "norm1", caffe_lrn));
-    TRY(zf_net_add_conv(n, "conv2", 64, zf_win(5, 2, 0), 1));
-    TRY(zf_net_add_relu(n, "relu2"));
-    TRY(zf_net_add_maxpool(n, "pool2", zf_win(3, 2, 1), 0));
-    TRY(zf_net_add_lrn(n, "norm2", caffe_lrn));
-    TRY(zf_net_add_conv(n, "conv3", 96, zf_win(3, 1, 1), 1));
-    TRY(zf_net_add_relu(n, "relu3"));
-    TRY(zf_net_add_conv(n, "conv4", 96, zf_win(3, 1, 1), 1));
-    TRY(zf_net_add_relu(n, "relu4"));
-    TRY(zf_net_add_conv(n, "conv5", 64, zf_win(3, 1, 1), 1));
-    TRY(zf_net_add_relu(n, "relu5"));
-    TRY(zf_net_add_maxpool(n, "pool5", zf_win(3, 2, 0), 0));
-    return add_mini_classifier(n, classes);
+    TRY(add_conv345(n, z));
+    return add_classifier(n, z->fc, classes);
 }
 
 /* Fashion-MNIST's pixel statistics (training set, [0,1] scale), the mini nets' default input. */
@@ -237,16 +198,16 @@ zf_status zf_net_new_builtin_ex(const char *arch, int in_c, int classes, zf_net 
         st = build_alexnet(net, classes);
     } else if (!strcmp(arch, "alexnet-caffe")) {
         caffe_preproc(net);
-        st = build_alexnet_caffe(net, classes);
+        st = build_alexnet_caffe(net, &caffe_alexnet, classes);
     } else if (!strcmp(arch, "zfnet")) {
         torchvision_preproc(net);
-        st = build_zfnet(net, classes);
+        st = build_zfnet(net, &paper_zfnet, classes);
     } else if (!strcmp(arch, "alexnet-mini")) {
         grey_preproc(net);
-        st = build_alexnet_mini(net, classes);
+        st = build_alexnet_caffe(net, &mini_alexnet, classes);
     } else {
         grey_preproc(net);
-        st = build_zfnet_mini(net, classes);
+        st = build_zfnet(net, &mini_zfnet, classes);
     }
     if (!st)
         st = zf_net_finalize(net);
