@@ -8,30 +8,10 @@
 #include "conv_internal.h"
 #include "zf/backward.h"
 
-/* Columns per GEMM when batching images: the forward's choice. The weight gradient reduces over
- * the columns, so wider chunks only lengthen the reduction; 4096 to 16384 measured no faster at
- * alexnet-mini's conv1 and conv2 (one thread) and cost more scratch. */
-#define ZF_CONV_BWW_TARGET_COLS 2048
-
-static int bww_images_per_gemm(const zf_conv_geom *g)
-{
-    int64_t hw = (int64_t)g->oh * g->ow;
-    if (hw >= ZF_CONV_BWW_TARGET_COLS / 2)
-        return 1;
-    int nb = (int)(ZF_CONV_BWW_TARGET_COLS / hw);
-    if (nb > g->n)
-        nb = g->n;
-    return nb < 1 ? 1 : nb;
-}
-
-size_t zf_conv_backward_weights_ws_floats(const zf_conv_geom *g)
-{
-    int nb = bww_images_per_gemm(g);
-    size_t cols = (size_t)nb * g->oh * g->ow;
-    size_t rows = (size_t)g->c * g->kh * g->kw;
-    /* the column buffer, then dout of the nb images laid side by side (k, cols) */
-    return rows * cols + (nb > 1 ? (size_t)g->k * cols : 0);
-}
+/* The weight gradient batches images per GEMM exactly as the forward does (zf_conv_images_per_gemm):
+ * it reduces over the columns, so wider chunks only lengthen the reduction (4096 to 16384 columns
+ * measured no faster at alexnet-mini's conv1 and conv2) and cost more scratch. */
+size_t zf_conv_backward_weights_ws_floats(const zf_conv_geom *g) { return zf_conv_workspace_floats(g); }
 
 /* Sum of n floats in 8 interleaved partial sums: the compiler may not reorder a float sum itself,
  * but this order it can vectorise, and it rounds no worse than the sequential sum. */
@@ -53,7 +33,7 @@ static float sum_f32(const float *x, int n)
 void zf_conv_backward_weights(float *dw, float *db, const float *in, const float *dout,
                               const zf_conv_geom *g, float *ws)
 {
-    const int nb_max = bww_images_per_gemm(g);
+    const int nb_max = zf_conv_images_per_gemm(g);
     const int ohw = g->oh * g->ow;
     const int cg = g->c / g->groups, kg = g->k / g->groups;
     const int kdim = cg * g->kh * g->kw;

@@ -10,7 +10,7 @@
 /* Columns per GEMM we aim for when batching images; a wider buffer gains little and costs cache. */
 #define ZF_CONV_TARGET_COLS 2048
 
-static int images_per_gemm(const zf_conv_geom *g)
+int zf_conv_images_per_gemm(const zf_conv_geom *g)
 {
     int64_t hw = (int64_t)g->oh * g->ow;
     if (hw >= ZF_CONV_TARGET_COLS / 2)
@@ -23,7 +23,7 @@ static int images_per_gemm(const zf_conv_geom *g)
 
 size_t zf_conv_workspace_floats(const zf_conv_geom *g)
 {
-    int nb = images_per_gemm(g);
+    int nb = zf_conv_images_per_gemm(g);
     size_t cols = (size_t)nb * g->oh * g->ow;
     size_t rows = (size_t)g->c * g->kh * g->kw;
     return rows * cols + (nb > 1 ? (size_t)g->k * cols : 0);
@@ -120,7 +120,7 @@ static void col2im(float *din, const float *col, int nb, const zf_conv_geom *g)
 void zf_conv_forward(float *out, const float *in, const float *w, const float *bias,
                      const zf_conv_geom *g, float *ws)
 {
-    const int nb_max = images_per_gemm(g);
+    const int nb_max = zf_conv_images_per_gemm(g);
     const int ohw = g->oh * g->ow;
     const int cg = g->c / g->groups, kg = g->k / g->groups;
     const int kdim = cg * g->kh * g->kw;
@@ -159,7 +159,7 @@ void zf_conv_forward(float *out, const float *in, const float *w, const float *b
 void zf_conv_backward_data(float *din, const float *dout, const float *w, const zf_conv_geom *g,
                            float *ws)
 {
-    const int nb_max = images_per_gemm(g);
+    const int nb_max = zf_conv_images_per_gemm(g);
     const int ohw = g->oh * g->ow;
     const int cg = g->c / g->groups, kg = g->k / g->groups;
     const int kdim = cg * g->kh * g->kw;

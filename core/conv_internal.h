@@ -8,4 +8,8 @@
  * in holds nb images (c, h, w); positions in the padding are 0. */
 void zf_conv_im2col(float *col, const float *in, int nb, const zf_conv_geom *g);
 
+/* Images side by side in one GEMM for this geometry (about 2048 columns; 1 for large maps). The
+ * scratch of zf_conv_workspace_floats holds that many images' columns. */
+int zf_conv_images_per_gemm(const zf_conv_geom *g);
+
 #endif
