@@ -1,0 +1,308 @@
+/* Winograd F(m x m, 3x3) transforms, and the dense convolution by F(4x4, 3x3); see
+ * winograd_internal.h. */
+#include <cblas.h>
+#include <string.h>
+
+#include "winograd_internal.h"
+
+/* Filters are transformed this many input channels at a time, one per lane. */
+#define FILTER_LANES 8
+
+/* Three taps (a, b, c) through G, the n x 3 matrix of F(m x m, 3x3), lane by lane:
+ * F(2x2): (a, (a+b+c)/2, (a-b+c)/2, c); F(4x4): (a/4, -(a+b+c)/6, -(a-b+c)/6,
+ * a/24 + b/12 + c/6, a/24 - b/12 + c/6, c). */
+static inline void g_apply(double (*o)[FILTER_LANES], const double *a, const double *b,
+                           const double *c, int m)
+{
+    for (int q = 0; q < FILTER_LANES; q++) {
+        const double ac = a[q] + c[q];
+        if (m == 4) {
+            const double e = a[q] * (1.0 / 24) + c[q] * (1.0 / 6), f = b[q] * (1.0 / 12);
+            o[0][q] = a[q] * 0.25;
+            o[1][q] = (ac + b[q]) * (-1.0 / 6);
+            o[2][q] = (ac - b[q]) * (-1.0 / 6);
+            o[3][q] = e + f;
+            o[4][q] = e - f;
+            o[5][q] = c[q];
+        } else {
+            o[0][q] = a[q];
+            o[1][q] = (ac + b[q]) * 0.5;
+            o[2][q] = (ac - b[q]) * 0.5;
+            o[3][q] = c[q];
+        }
+    }
+}
+
+void zf_wino_filters(float *u, const float *w, int k, int cg, int m)
+{
+    const int n = m + 2, nn = n * n;
+#pragma omp parallel for schedule(static) if ((size_t)k * cg > 4096)
+    for (int f = 0; f < k; f++) {
+        const float *wf = w + (size_t)f * cg * 9;
+        float *uf = u + (size_t)f * nn * cg;
+        for (int c0 = 0; c0 < cg; c0 += FILTER_LANES) {
+            const int lanes = cg - c0 < FILTER_LANES ? cg - c0 : FILTER_LANES;
+            /* g[tap][lane], t = G g (n, 3), v = t G^T (n, n) */
+            double g[9][FILTER_LANES], t[3][6][FILTER_LANES], tt[3][FILTER_LANES], v[6][FILTER_LANES];
+            if (lanes == FILTER_LANES) {
+                for (int j = 0; j < 9; j++)
+                    for (int q = 0; q < FILTER_LANES; q++)
+                        g[j][q] = wf[(size_t)(c0 + q) * 9 + j];
+            } else {
+                for (int j = 0; j < 9; j++)
+                    for (int q = 0; q < FILTER_LANES; q++)
+                        g[j][q] = q < lanes ? wf[(size_t)(c0 + q) * 9 + j] : 0.0;
+            }
+            for (int j = 0; j < 3; j++) /* column j of g: taps j, 3 + j, 6 + j */
+                g_apply(t[j], g[j], g[3 + j], g[6 + j], m);
+            for (int i = 0; i < n; i++) {
+                for (int j = 0; j < 3; j++)
+                    for (int q = 0; q < FILTER_LANES; q++)
+                        tt[j][q] = t[j][i][q];
+                g_apply(v, tt[0], tt[1], tt[2], m);
+                for (int j = 0; j < n; j++) {
+                    float *dst = uf + (size_t)(i * n + j) * cg + c0;
+                    if (lanes == FILTER_LANES) {
+                        for (int q = 0; q < FILTER_LANES; q++)
+                            dst[q] = (float)v[j][q];
+                    } else {
+                        for (int q = 0; q < lanes; q++)
+                            dst[q] = (float)v[j][q];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Six inputs through a row of B^T for F(4x4, 3x3). */
+#define WINO_BT4(o, os, d0, d1, d2, d3, d4, d5)                                                    \
+    do {                                                                                           \
+        const float p12_ = (d1) + (d2), m12_ = (d1) - (d2), m13_ = (d1) - (d3);                   \
+        (o)[0] = 4.0f * (d0) - 5.0f * (d2) + (d4);                                                 \
+        (o)[os] = (d3) + (d4) - 4.0f * p12_;                                                       \
+        (o)[2 * (os)] = (d4) - (d3) + 4.0f * m12_;                                                 \
+        (o)[3 * (os)] = (d4) - (d2) - 2.0f * m13_;                                                 \
+        (o)[4 * (os)] = (d4) - (d2) + 2.0f * m13_;                                                 \
+        (o)[5 * (os)] = 4.0f * (d1) - 5.0f * (d3) + (d5);                                          \
+    } while (0)
+
+void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int tx_n, int m,
+                      float *restrict rows)
+{
+    const int n = m + 2, tw = m * tx_n + 2;
+    /* B^T down the columns (vectorises along the row) ... */
+    if (m == 4) {
+        for (int x = 0; x < tw; x++)
+            WINO_BT4(rows + x, tw, d[x], d[ld + x], d[2 * ld + x], d[3 * ld + x], d[4 * ld + x],
+                     d[5 * ld + x]);
+    } else {
+        for (int x = 0; x < tw; x++) {
+            const float d0 = d[x], d1 = d[ld + x], d2 = d[2 * ld + x], d3 = d[3 * ld + x];
+            rows[x] = d0 - d2;
+            rows[tw + x] = d1 + d2;
+            rows[2 * tw + x] = d2 - d1;
+            rows[3 * tw + x] = d1 - d3;
+        }
+    }
+    /* ... then along each tile's n columns. */
+    for (int r = 0; r < n; r++) {
+        const float *rr = rows + (size_t)r * tw;
+        float *v0 = v + (size_t)(r * n) * ps;
+        for (int tx = 0; tx < tx_n; tx++) {
+            const float *q = rr + m * tx;
+            if (m == 4) {
+                float o6[6];
+                WINO_BT4(o6, 1, q[0], q[1], q[2], q[3], q[4], q[5]);
+                for (int j = 0; j < 6; j++)
+                    v0[j * ps + tx] = o6[j];
+            } else {
+                v0[tx] = q[0] - q[2];
+                v0[ps + tx] = q[1] + q[2];
+                v0[2 * ps + tx] = q[2] - q[1];
+                v0[3 * ps + tx] = q[1] - q[3];
+            }
+        }
+    }
+}
+
+void zf_wino_tiles_out(float y[16][ZF_WINO_LANES], const float mt[36][ZF_WINO_LANES], int m)
+{
+    enum { L = ZF_WINO_LANES };
+    if (m == 4) {
+        float u[24][L];
+        for (int j = 0; j < 6; j++)
+            for (int q = 0; q < L; q++) {
+                const float a = mt[6 + j][q] + mt[12 + j][q], b = mt[6 + j][q] - mt[12 + j][q];
+                const float c = mt[18 + j][q] + mt[24 + j][q], d = mt[18 + j][q] - mt[24 + j][q];
+                u[j][q] = mt[j][q] + a + c;
+                u[6 + j][q] = b + 2.0f * d;
+                u[12 + j][q] = a + 4.0f * c;
+                u[18 + j][q] = b + 8.0f * d + mt[30 + j][q];
+            }
+        for (int i = 0; i < 4; i++)
+            for (int q = 0; q < L; q++) {
+                const float(*r)[L] = u + 6 * i;
+                const float a = r[1][q] + r[2][q], b = r[1][q] - r[2][q];
+                const float c = r[3][q] + r[4][q], d = r[3][q] - r[4][q];
+                y[4 * i][q] = r[0][q] + a + c;
+                y[4 * i + 1][q] = b + 2.0f * d;
+                y[4 * i + 2][q] = a + 4.0f * c;
+                y[4 * i + 3][q] = b + 8.0f * d + r[5][q];
+            }
+    } else {
+        float u[8][L];
+        for (int j = 0; j < 4; j++)
+            for (int q = 0; q < L; q++) {
+                u[j][q] = mt[j][q] + mt[4 + j][q] + mt[8 + j][q];
+                u[4 + j][q] = mt[4 + j][q] - mt[8 + j][q] - mt[12 + j][q];
+            }
+        for (int i = 0; i < 2; i++)
+            for (int q = 0; q < L; q++) {
+                const float(*r)[L] = u + 4 * i;
+                y[2 * i][q] = r[0][q] + r[1][q] + r[2][q];
+                y[2 * i + 1][q] = r[1][q] - r[2][q] - r[3][q];
+            }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Dense convolution. Images are taken in chunks whose transformed inputs V and products M stay
+ * under CHUNK_FLOATS together. V is (c, n*n, tiles) and M (k, n*n, tiles): each GEMM reads and
+ * writes every (n*n)-th row block, so that a channel's n*n planes lie together for the transforms
+ * on either side (36 planes apart by whole layers made the back transform wait on memory). */
+
+#define CHUNK_FLOATS ((size_t)4 << 20) /* 16 MB; 1 to 32M floats measured within 5% on conv3 */
+/* Widest output handled: the window of one row of tiles lives on the stack. */
+#define MAX_OW 1024
+
+int zf_wino_conv_applies(const zf_conv_geom *g)
+{
+    return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->ow <= MAX_OW && g->oh > 0 &&
+           g->ow > 0;
+}
+
+size_t zf_wino_conv_filter_floats(const zf_conv_geom *g, int m)
+{
+    return (size_t)(m + 2) * (m + 2) * g->k * (g->c / g->groups);
+}
+
+static size_t tiles_per_image(const zf_conv_geom *g, int m)
+{
+    return (size_t)((g->oh + m - 1) / m) * ((g->ow + m - 1) / m);
+}
+
+size_t zf_wino_conv_tiles(const zf_conv_geom *g, int m) { return (size_t)g->n * tiles_per_image(g, m); }
+
+static size_t floats_per_image(const zf_conv_geom *g, int m)
+{
+    return (size_t)(m + 2) * (m + 2) * (g->c + g->k) * tiles_per_image(g, m);
+}
+
+/* Images per chunk: as many as fit CHUNK_FLOATS (at least one), in chunks of even size. */
+static int images_per_chunk(const zf_conv_geom *g, int m)
+{
+    const size_t per = floats_per_image(g, m);
+    int chunks = (int)(((size_t)g->n * per + CHUNK_FLOATS - 1) / CHUNK_FLOATS);
+    if (chunks < 1)
+        chunks = 1;
+    if (chunks > g->n)
+        chunks = g->n;
+    return (g->n + chunks - 1) / chunks;
+}
+
+size_t zf_wino_conv_workspace_floats(const zf_conv_geom *g, int m)
+{
+    /* images_per_chunk is at most both n and ceil(CHUNK_FLOATS / per): this bound grows with n,
+     * so scratch sized for a batch serves every smaller one. */
+    const size_t per = floats_per_image(g, m), fit = (CHUNK_FLOATS + per - 1) / per;
+    return per * ((size_t)g->n < fit ? (size_t)g->n : fit);
+}
+
+void zf_wino_conv_forward(float *out, const float *in, const float *u, const float *bias,
+                          const zf_conv_geom *g, int m, float *ws)
+{
+    enum { L = ZF_WINO_LANES };
+    const int n = m + 2, nn = n * n;
+    const int C = g->c, K = g->k, G = g->groups, cg = C / G, kg = K / G;
+    const int oh = g->oh, ow = g->ow, ty_n = (oh + m - 1) / m, tx_n = (ow + m - 1) / m;
+    const int tpi = ty_n * tx_n, tw = m * tx_n + 2;
+    const int nb_max = images_per_chunk(g, m);
+    const size_t in_img = (size_t)C * g->h * g->w, ohw = (size_t)oh * ow;
+
+    for (int n0 = 0; n0 < g->n; n0 += nb_max) {
+        const int nb = g->n - n0 < nb_max ? g->n - n0 : nb_max;
+        const int T = nb * tpi;
+        const size_t cs = (size_t)nn * T; /* from one channel's planes to the next */
+        float *V = ws, *M = ws + (size_t)C * cs;
+#pragma omp parallel for schedule(static)
+        for (int i = 0; i < nb * C; i++) {
+            const int c = i / nb, img = i % nb;
+            const float *plane = in + (n0 + img) * in_img + (size_t)c * g->h * g->w;
+            float band[6 * (MAX_OW + 6)], rows[6 * (MAX_OW + 6)];
+            /* input columns [x0, x1) of the window's tw, the rest padding */
+            const int x0 = g->pl < tw ? g->pl : tw;
+            const int x1 = g->w + g->pl < tw ? g->w + g->pl : tw;
+            for (int ty = 0; ty < ty_n; ty++) {
+                /* the zero-padded window of this row of tiles: input rows ty*m - pt + [0, n) */
+                for (int r = 0; r < n; r++) {
+                    float *d = band + (size_t)r * tw;
+                    const int iy = ty * m - g->pt + r;
+                    if (iy < 0 || iy >= g->h || x1 <= x0) {
+                        memset(d, 0, sizeof(float) * tw);
+                        continue;
+                    }
+                    memset(d, 0, sizeof(float) * x0);
+                    memcpy(d + x0, plane + (size_t)iy * g->w + (x0 - g->pl), sizeof(float) * (x1 - x0));
+                    memset(d + x1, 0, sizeof(float) * (tw - x1));
+                }
+                zf_wino_tiles_in(V + c * cs + (size_t)img * tpi + (size_t)ty * tx_n, T, band, tw, tx_n,
+                                 m, rows);
+            }
+        }
+        /* The nn * G products are independent: one per thread at a time (OpenBLAS runs
+         * single-threaded inside a parallel region), one fork and join for the stage. */
+#pragma omp parallel for schedule(dynamic, 1)
+        for (int q = 0; q < G * nn; q++) {
+            const int gi = q / nn, xi = q % nn;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, T, cg, 1.0f,
+                        u + ((size_t)gi * kg * nn + xi) * cg, nn * cg, V + gi * cg * cs + (size_t)xi * T,
+                        (int)cs, 0.0f, M + gi * kg * cs + (size_t)xi * T, (int)cs);
+        }
+        /* Output transform, L tiles at a time. */
+#pragma omp parallel for schedule(static)
+        for (int k = 0; k < K; k++) {
+            const float bk = bias ? bias[k] : 0.0f;
+            const float *mk = M + k * cs;
+            int img = 0, ty = 0, tx = 0; /* of tile t */
+            for (int t = 0; t < T; t += L) {
+                const int lanes = T - t < L ? T - t : L;
+                float mt[36][L], y[16][L];
+                if (lanes == L) {
+                    for (int xi = 0; xi < nn; xi++)
+                        for (int q = 0; q < L; q++)
+                            mt[xi][q] = mk[(size_t)xi * T + t + q];
+                } else {
+                    for (int xi = 0; xi < nn; xi++)
+                        for (int q = 0; q < L; q++)
+                            mt[xi][q] = q < lanes ? mk[(size_t)xi * T + t + q] : 0.0f;
+                }
+                zf_wino_tiles_out(y, mt, m);
+                for (int q = 0; q < lanes; q++) {
+                    float *dst = out + ((size_t)(n0 + img) * K + k) * ohw + (size_t)(m * ty) * ow + m * tx;
+                    const int hy = oh - m * ty < m ? oh - m * ty : m, hx = ow - m * tx < m ? ow - m * tx : m;
+                    for (int dy = 0; dy < hy; dy++)
+                        for (int dx = 0; dx < hx; dx++)
+                            dst[(size_t)dy * ow + dx] = y[dy * m + dx][q] + bk;
+                    if (++tx == tx_n) {
+                        tx = 0;
+                        if (++ty == ty_n) {
+                            ty = 0;
+                            img++;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
