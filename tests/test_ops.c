@@ -1,11 +1,12 @@
 /* Every CPU op against naive float64 loops written out here from the definitions: convolution
- * with groups/stride/padding and its transpose, LRN and its backward, max-pool switches and
+ * with groups/stride/padding and its transpose, the Winograd convolutions, LRN and its backward, max-pool switches and
  * unpooling, average and adaptive pooling, fully connected, softmax. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/winograd_internal.h"
 #include "testutil.h"
 #include "zf/net.h"
 #include "zf/ops.h"
@@ -117,6 +118,86 @@ Test(conv, many_small_images_share_one_gemm)
 {
     /* 9x9 outputs: many images per GEMM, with a batch that does not divide evenly */
     check_conv((zf_conv_geom){37, 4, 9, 9, 6, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 7);
+}
+
+/* Winograd F(2x2) and F(4x4) against the float64 loops, relative to the output's largest value:
+ * odd map sizes (partial tiles on the right and bottom), padding 0 to 2 (including more than the
+ * window needs), groups, several images, and a batch spread over several chunks. */
+static void check_winograd(zf_conv_geom g, uint64_t seed)
+{
+    g.kh = g.kw = 3;
+    g.sh = g.sw = 1;
+    g.oh = zf_window_out(g.h, 3, 1, g.pt, g.pt, 0);
+    g.ow = zf_window_out(g.w, 3, 1, g.pl, g.pl, 0);
+    cr_assert(zf_wino_conv_applies(&g));
+    const size_t nin = (size_t)g.n * g.c * g.h * g.w, nout = (size_t)g.n * g.k * g.oh * g.ow;
+    const size_t nw = (size_t)g.k * (g.c / g.groups) * 9;
+    float *in = falloc(nin), *w = falloc(nw), *b = falloc(g.k), *out = falloc(nout);
+    double *ref = dalloc(nout);
+    tu_fill_uniform(in, nin, seed, -1, 1);
+    tu_fill_uniform(w, nw, seed + 1, -1, 1);
+    tu_fill_uniform(b, g.k, seed + 2, -1, 1);
+    naive_conv(ref, in, w, b, &g);
+    double mx = 0;
+    for (size_t i = 0; i < nout; i++)
+        mx = fmax(mx, fabs(ref[i]));
+    for (int m = 2; m <= 4; m += 2) {
+        float *u = falloc(zf_wino_conv_filter_floats(&g, m)), *ws = falloc(zf_wino_conv_workspace_floats(&g, m));
+        for (size_t i = 0; i < nout; i++)
+            out[i] = NAN; /* every output must be written */
+        zf_wino_filters(u, w, g.k, g.c / g.groups, m);
+        zf_wino_conv_forward(out, in, u, b, &g, m, ws);
+        size_t at;
+        double e = tu_max_rel_err(out, ref, nout, mx, &at);
+        cr_expect(e < 1e-4, "F(%dx%d) n%d c%d %dx%d k%d pad %d,%d groups %d: rel err %g at %zu (%g vs %g)", m, m,
+                  g.n, g.c, g.h, g.w, g.k, g.pt, g.pl, g.groups, e, at, out[at], ref[at]);
+        zf_free(u);
+        zf_free(ws);
+    }
+    zf_free(in); zf_free(w); zf_free(b); zf_free(out);
+    free(ref);
+}
+
+Test(conv, winograd_matches_direct_loops)
+{
+    /* n, c, h, w, k, oh, ow, kh, kw, sh, sw, pt, pl, groups (window and outputs set by the check) */
+    check_winograd((zf_conv_geom){1, 5, 13, 13, 7, 0, 0, 0, 0, 0, 0, 1, 1, 1}, 11);
+    check_winograd((zf_conv_geom){3, 6, 9, 11, 4, 0, 0, 0, 0, 0, 0, 1, 1, 2}, 12);
+    check_winograd((zf_conv_geom){2, 9, 7, 5, 6, 0, 0, 0, 0, 0, 0, 0, 0, 3}, 13);
+    check_winograd((zf_conv_geom){4, 4, 6, 10, 8, 0, 0, 0, 0, 0, 0, 2, 0, 2}, 14);
+    check_winograd((zf_conv_geom){2, 3, 3, 3, 2, 0, 0, 0, 0, 0, 0, 0, 2, 1}, 15);   /* one output row */
+    check_winograd((zf_conv_geom){5, 16, 1, 17, 9, 0, 0, 0, 0, 0, 0, 1, 1, 1}, 16); /* one input row */
+    /* 36 * (16 + 16) * 16 * 16 floats a 64x64 image at F(4x4), 16 images: several chunks */
+    check_winograd((zf_conv_geom){16, 16, 64, 64, 16, 0, 0, 0, 0, 0, 0, 1, 1, 1}, 17);
+}
+
+/* Through zf_conv_forward, which takes Winograd for enough tiles, with scratch sized for the
+ * largest batch (as zf_net_reserve does) and smaller batches run in it. */
+Test(conv, winograd_dispatch_in_scratch_for_a_larger_batch)
+{
+    zf_conv_geom big = {24, 12, 13, 13, 10, 13, 13, 3, 3, 1, 1, 1, 1, 2};
+    const size_t in_img = 12 * 13 * 13, out_img = 10 * 13 * 13, nw = 10 * 6 * 9;
+    float *in = falloc(24 * in_img), *w = falloc(nw), *b = falloc(10), *out = falloc(24 * out_img);
+    float *ws = falloc(zf_conv_workspace_floats_bound(&big));
+    double *ref = dalloc(24 * out_img);
+    tu_fill_uniform(in, 24 * in_img, 21, -1, 1);
+    tu_fill_uniform(w, nw, 22, -1, 1);
+    tu_fill_uniform(b, 10, 23, -1, 1);
+    naive_conv(ref, in, w, b, &big);
+    double mx = 0;
+    for (size_t i = 0; i < 24 * out_img; i++)
+        mx = fmax(mx, fabs(ref[i]));
+    const int batches[] = {24, 17, 4, 1}; /* 384 to 16 tiles of 4x4: Winograd down to 4 */
+    for (int t = 0; t < 4; t++) {
+        zf_conv_geom g = big;
+        g.n = batches[t];
+        zf_conv_forward(out, in, w, b, &g, ws);
+        size_t at;
+        double e = tu_max_rel_err(out, ref, g.n * out_img, mx, &at);
+        cr_expect(e < 1e-4, "batch %d: rel err %g at %zu (%g vs %g)", g.n, e, at, out[at], ref[at]);
+    }
+    zf_free(in); zf_free(w); zf_free(b); zf_free(out); zf_free(ws);
+    free(ref);
 }
 
 /* ---- max-pool and switches ---- */
