@@ -5,7 +5,7 @@
  * Winograd for 3x3 convolutions; sgemm against the streaming kernel for fully connected layers),
  * interleaved round by round so that a loaded machine slows every variant alike, and prints the
  * medians, their ratios and the largest difference between the variants' outputs.
- *   bench_cpu [--quick] [--profile] [--variants] [--cpu-time] [--nets alexnet,zfnet] */
+ *   bench_cpu [--quick] [--profile] [--variants [--only conv|fc]] [--cpu-time] [--nets alexnet,zfnet] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 #include "zf/net.h"
 #include "zf/ops.h"
 #include "zf/tensor.h"
+#include "../core/fc_internal.h"
 #include "../core/winograd_internal.h"
 
 /* --cpu-time: the process's CPU time instead of the wall clock. With OMP_NUM_THREADS=1 it is the
@@ -116,8 +117,58 @@ static void conv_variant(void *p, int v)
 
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
 
-static void bench_variants(zf_net *net, const char *arch, const float *x, double budget)
+typedef struct fc_ctx {
+    const zf_layer *l;
+    int n, in_f;
+    const float *in;
+    float *out[2];
+} fc_ctx;
+
+/* 0: OpenBLAS (sgemv / sgemm); 1: the streaming kernel. */
+static void fc_variant(void *p, int v)
 {
+    fc_ctx *c = p;
+    (v ? zf_fc_forward_stream : zf_fc_forward_blas)(c->out[v], c->in, c->l->weight, c->l->bias, c->n, c->in_f,
+                                                    c->l->out_c);
+}
+
+static void bench_fc_variants(zf_net *net, const char *arch, double budget)
+{
+    const int batches[] = {1, 2, 4, 8, 16, 32, 64};
+    for (int i = 0; i < net->n_layers; i++) {
+        const zf_layer *l = &net->layers[i];
+        if (l->op != ZF_OP_FC)
+            continue;
+        const int in_f = (int)zf_layer_in_size(l);
+        float *in = zf_alloc(sizeof(float) * 64 * in_f);
+        srand(2);
+        for (size_t j = 0; j < (size_t)64 * in_f; j++)
+            in[j] = (float)rand() / RAND_MAX - 0.5f;
+        for (int bi = 0; bi < 7; bi++) {
+            fc_ctx c = {.l = l, .n = batches[bi], .in_f = in_f, .in = in};
+            const size_t osz = (size_t)c.n * l->out_c;
+            c.out[0] = zf_alloc(sizeof(float) * osz);
+            c.out[1] = zf_alloc(sizeof(float) * osz);
+            double ms[2];
+            time_variants(fc_variant, &c, 2, budget, 200, ms);
+            printf("{\"net\": \"%s\", \"layer\": \"%s\", \"batch\": %d, \"blas_ms\": %.3f, \"stream_ms\": %.3f, "
+                   "\"ratio\": %.3f, \"rel_diff\": %.2e}\n",
+                   arch, l->name, c.n, ms[0], ms[1], ms[0] / ms[1],
+                   max_diff(c.out[0], c.out[1], osz) / max_abs(c.out[0], osz));
+            fflush(stdout);
+            zf_free(c.out[0]);
+            zf_free(c.out[1]);
+        }
+        zf_free(in);
+    }
+}
+
+static void bench_variants(zf_net *net, const char *arch, const float *x, double budget, const char *only)
+{
+    if (!only || !strcmp(only, "fc"))
+        bench_fc_variants(net, arch, budget);
+    if (only && strcmp(only, "conv"))
+        return;
     const int batches[] = {1, 2, 4, 8, 16};
     for (int bi = 0; bi < 5; bi++) {
         const int n = batches[bi];
@@ -161,6 +212,7 @@ static void bench_variants(zf_net *net, const char *arch, const float *x, double
 int main(int argc, char **argv)
 {
     int quick = 0, profile = 0, variants = 0;
+    const char *only = NULL;
     const char *nets = "alexnet,alexnet-caffe,zfnet";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
@@ -169,12 +221,14 @@ int main(int argc, char **argv)
             profile = 1;
         else if (!strcmp(argv[i], "--variants"))
             variants = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
         else if (!strcmp(argv[i], "--cpu-time"))
             clock_id = CLOCK_PROCESS_CPUTIME_ID;
         else if (!strcmp(argv[i], "--nets") && i + 1 < argc)
             nets = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--variants] [--cpu-time] [--nets a,b]\n");
+            fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--variants [--only conv|fc]] [--cpu-time] [--nets a,b]\n");
             return 2;
         }
     }
@@ -193,7 +247,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < 16 * isz; i++)
             x[i] = (float)rand() / RAND_MAX - 0.5f;
         if (variants) {
-            bench_variants(net, arch, x, budget);
+            bench_variants(net, arch, x, budget, only);
             zf_free(x);
             zf_free(y);
             zf_net_free(net);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/fc_internal.h"
 #include "../core/winograd_internal.h"
 #include "testutil.h"
 #include "zf/net.h"
@@ -421,6 +422,56 @@ Test(fc, batch_one_and_many_match_direct_dot_products)
             }
     }
     zf_free(w); zf_free(b); zf_free(x); zf_free(y);
+}
+
+/* y (n, out_f) from fn against float64 dot products, each within 1e-5 of the sum of its terms'
+ * magnitudes (the scale its float rounding is relative to). */
+typedef void (*fc_fn)(float *, const float *, const float *, const float *, int, int, int);
+static void check_fc(fc_fn fn, const char *name, int n, int in_f, int out_f, int with_bias, uint64_t seed)
+{
+    float *w = falloc((size_t)in_f * out_f), *b = falloc(out_f), *x = falloc((size_t)n * in_f);
+    float *y = falloc((size_t)n * out_f);
+    tu_fill_uniform(w, (size_t)in_f * out_f, seed, -1, 1);
+    tu_fill_uniform(b, out_f, seed + 1, -1, 1);
+    tu_fill_uniform(x, (size_t)n * in_f, seed + 2, -1, 1);
+    fn(y, x, w, with_bias ? b : NULL, n, in_f, out_f);
+    int bad = 0;
+    for (int i = 0; i < n && bad < 3; i++)
+        for (int o = 0; o < out_f && bad < 3; o++) {
+            double s = with_bias ? b[o] : 0.0, mag = fabs(s);
+            for (int k = 0; k < in_f; k++) {
+                const double t = (double)x[(size_t)i * in_f + k] * w[(size_t)o * in_f + k];
+                s += t;
+                mag += fabs(t);
+            }
+            const double got = y[(size_t)i * out_f + o];
+            if (!(fabs(got - s) <= 1e-5 * fmax(mag, 1e-30))) {
+                cr_expect(0, "%s n=%d in %d out %d at (%d,%d): %.9g vs %.9g", name, n, in_f, out_f, i, o, got, s);
+                bad++;
+            }
+        }
+    zf_free(w); zf_free(b); zf_free(x); zf_free(y);
+}
+
+Test(fc, streaming_kernel_matches_direct_dot_products)
+{
+    /* odd sizes: rows left over after the micro-kernels' 8 and 4, columns after the SIMD width,
+     * batches not a multiple of 3, more than one pass over the weights (n > 32), tiny in_f */
+    const int batches[] = {1, 2, 3, 4, 7, 16, 32, 33, 70};
+    for (int t = 0; t < 9; t++)
+        check_fc(zf_fc_forward_stream, "stream", batches[t], 1031, 77, t % 2, 60 + t);
+    check_fc(zf_fc_forward_stream, "stream", 5, 7, 9, 1, 70);
+    check_fc(zf_fc_forward_stream, "stream", 3, 8, 1, 1, 71);
+    check_fc(zf_fc_forward_stream, "stream", 2, 40000, 33, 1, 72); /* K cut into blocks */
+}
+
+Test(fc, dispatch_on_weights_larger_than_the_caches)
+{
+    /* 1031 x 1037 weights (over a million): the streaming kernel up to batch 32, OpenBLAS above */
+    const int batches[] = {1, 2, 16, 32, 37};
+    for (int t = 0; t < 5; t++)
+        check_fc(zf_fc_forward, "zf_fc_forward", batches[t], 1031, 1037, 1, 80 + t);
+    check_fc(zf_fc_forward_blas, "blas", 3, 1031, 77, 1, 90);
 }
 
 Test(activation, relu_and_softmax_match_definitions)
