@@ -5,7 +5,7 @@
  * Winograd for 3x3 convolutions; sgemm against the streaming kernel for fully connected layers),
  * interleaved round by round so that a loaded machine slows every variant alike, and prints the
  * medians, their ratios and the largest difference between the variants' outputs.
- *   bench_cpu [--quick] [--profile] [--variants [--only conv|fc]] [--cpu-time] [--nets alexnet,zfnet] */
+ *   bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] [--nets alexnet,zfnet] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +15,7 @@
 #include "zf/net.h"
 #include "zf/ops.h"
 #include "zf/tensor.h"
+#include "../core/conv_internal.h"
 #include "../core/fc_internal.h"
 #include "../core/winograd_internal.h"
 
@@ -106,13 +107,13 @@ typedef struct conv_ctx {
 static void conv_variant(void *p, int v)
 {
     conv_ctx *c = p;
-    const int m = v <= 2 ? 4 : 2, mi = m == 4 ? 0 : 1;
+    const int m = v <= 2 && c->g.kh == 3 ? 4 : 2, mi = v <= 2 ? 0 : 1;
     if (v == 0)
-        zf_conv_forward(c->out[0], c->in, c->l->weight, c->l->bias, &c->g, c->ws);
+        zf_conv_forward_im2col(c->out[0], c->in, c->l->weight, c->l->bias, &c->g, c->ws);
     else if (v == 1 || v == 3)
         zf_wino_conv_forward(c->out[1 + mi], c->in, c->u[mi], c->l->bias, &c->g, m, c->ws);
     else
-        zf_wino_filters(c->u[mi], c->l->weight, c->g.k, c->g.c / c->g.groups, m);
+        zf_wino_filters(c->u[mi], c->l->weight, c->g.k, c->g.c / c->g.groups, m, c->g.kh);
 }
 
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
@@ -163,8 +164,50 @@ static void bench_fc_variants(zf_net *net, const char *arch, double budget)
     }
 }
 
+typedef struct net_ctx {
+    zf_net *net;
+    const float *x;
+    int n;
+} net_ctx;
+
+/* The whole forward: 0 as the engine runs it, 1 with only the kernels it had before Winograd and
+ * the streaming fully connected kernel (im2col + sgemm, sgemv / sgemm). */
+static void net_variant(void *p, int v)
+{
+    net_ctx *c = p;
+    zf_net *net = c->net;
+    if (v == 0) {
+        zf_net_forward(net, c->x, c->n);
+        return;
+    }
+    memcpy(net->input, c->x, sizeof(float) * c->n * zf_net_in_size(net));
+    for (int i = 0; i < net->n_layers; i++) {
+        const zf_layer *l = &net->layers[i];
+        if (l->op == ZF_OP_CONV) {
+            zf_conv_geom g = zf_layer_conv_geom(l, c->n);
+            zf_conv_forward_im2col(net->acts[i], zf_net_act(net, i - 1), l->weight, l->bias, &g, net->ws);
+        } else if (l->op == ZF_OP_FC) {
+            zf_fc_forward_blas(net->acts[i], zf_net_act(net, i - 1), l->weight, l->bias, c->n,
+                               (int)zf_layer_in_size(l), l->out_c);
+        } else {
+            zf_net_forward_range(net, i, i, c->n);
+        }
+    }
+}
+
 static void bench_variants(zf_net *net, const char *arch, const float *x, double budget, const char *only)
 {
+    if (!only || !strcmp(only, "net")) {
+        const int nbs[] = {1, 16};
+        for (int bi = 0; bi < 2; bi++) {
+            net_ctx c = {net, x, nbs[bi]};
+            double ms[2];
+            time_variants(net_variant, &c, 2, budget, 100, ms);
+            printf("{\"net\": \"%s\", \"what\": \"forward\", \"batch\": %d, \"now_ms\": %.3f, \"before_ms\": %.3f, "
+                   "\"ratio\": %.3f}\n", arch, c.n, ms[0], ms[1], ms[1] / ms[0]);
+            fflush(stdout);
+        }
+    }
     if (!only || !strcmp(only, "fc"))
         bench_fc_variants(net, arch, budget);
     if (only && strcmp(only, "conv"))
@@ -185,10 +228,11 @@ static void bench_variants(zf_net *net, const char *arch, const float *x, double
                                   zmax(zf_wino_conv_workspace_floats(&c.g, 4), zf_wino_conv_workspace_floats(&c.g, 2)));
                 for (int j = 0; j < 3; j++)
                     c.out[j] = zf_alloc(sizeof(float) * osz);
-                c.u[0] = zf_alloc(sizeof(float) * zf_wino_conv_filter_floats(&c.g, 4));
+                c.u[0] = zf_alloc(sizeof(float) * zf_wino_conv_filter_floats(&c.g, c.g.kh == 3 ? 4 : 2));
                 c.u[1] = zf_alloc(sizeof(float) * zf_wino_conv_filter_floats(&c.g, 2));
                 c.ws = zf_alloc(sizeof(float) * wsz);
                 double ms[5];
+                /* F(4x4) exists for 3x3 windows only: 5x5 times F(2x2) in its place too */
                 time_variants(conv_variant, &c, 5, budget, 200, ms);
                 const float mx = max_abs(c.out[0], osz);
                 printf("{\"net\": \"%s\", \"layer\": \"%s\", \"batch\": %d, \"im2col_ms\": %.3f, "
@@ -228,7 +272,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--nets") && i + 1 < argc)
             nets = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--variants [--only conv|fc]] [--cpu-time] [--nets a,b]\n");
+            fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] [--nets a,b]\n");
             return 2;
         }
     }

@@ -17,15 +17,19 @@
  * 1.2-1.4x at 72. */
 #define WINO_MIN_TILES 64
 
-/* 0 for im2col, else the m of the F(m x m, 3x3) to use. Of F(2x2) and F(4x4) the one with fewer
- * multiplies, F(4x4) only when clearly fewer: its transforms cost more and round worse. */
+/* 0 for im2col, else the m of the F(m x m, 3x3) to use: of F(2x2) and F(4x4) the one with fewer
+ * multiplies, F(4x4) only when clearly fewer: its transforms cost more and round worse.
+ * F(2x2, 5x5) stays unused: on AlexNet's conv2 it measured 1.1x im2col's speed, on AlexNet-Caffe's
+ * (groups 2) 0.95x; its products (9 floats per output against 2.25 for F(4x4, 3x3)) make it wait
+ * on memory. */
 static int winograd_m(const zf_conv_geom *g)
 {
-    if (!zf_wino_conv_applies(g))
+    if (!zf_wino_conv_applies(g) || g->kh != 3)
         return 0;
-    const size_t t2 = zf_wino_conv_tiles(g, 2), t4 = zf_wino_conv_tiles(g, 4);
-    const int m = 36 * t4 * 5 < 16 * t2 * 4 ? 4 : 2;
-    return (m == 4 ? t4 : t2) >= WINO_MIN_TILES ? m : 0;
+    int m = 2;
+    if (g->kh == 3 && 36 * zf_wino_conv_tiles(g, 4) * 5 < 16 * zf_wino_conv_tiles(g, 2) * 4)
+        m = 4;
+    return zf_wino_conv_tiles(g, m) >= WINO_MIN_TILES ? m : 0;
 }
 
 /* Columns per GEMM we aim for when batching images; a wider buffer gains little and costs cache. */
@@ -149,10 +153,16 @@ void zf_conv_forward(float *out, const float *in, const float *w, const float *b
 {
     const int m = winograd_m(g);
     if (m) {
-        zf_wino_filters(ws, w, g->k, g->c / g->groups, m);
+        zf_wino_filters(ws, w, g->k, g->c / g->groups, m, g->kh);
         zf_wino_conv_forward(out, in, ws, bias, g, m, ws + zf_wino_conv_filter_floats(g, m));
         return;
     }
+    zf_conv_forward_im2col(out, in, w, bias, g, ws);
+}
+
+void zf_conv_forward_im2col(float *out, const float *in, const float *w, const float *bias,
+                            const zf_conv_geom *g, float *ws)
+{
     const int nb_max = images_per_gemm(g);
     const int ohw = g->oh * g->ow;
     const int cg = g->c / g->groups, kg = g->k / g->groups;

@@ -519,7 +519,7 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
                 float *vb = V + (size_t)c * T + (tcol[b] - t0);
                 for (int ty = 0; ty < ty_n; ty++)
                     zf_wino_tiles_in(vb + ty * tx_n, (size_t)C * T, tile + (size_t)(m * ty) * tw, tw,
-                                     tx_n, m, rows);
+                                     tx_n, m, 3, rows);
             }
         }
         /* The nn * G products are independent: one per thread at a time (OpenBLAS runs single-
@@ -544,7 +544,7 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
                 for (int xi = 0; xi < nn; xi++)
                     for (int q = 0; q < ZF_WINO_LANES; q++)
                         mt[xi][q] = q < lanes ? mk[(size_t)xi * K * T + t + q] : 0.0f;
-                zf_wino_tiles_out(y, mt, m);
+                zf_wino_tiles_out(y, mt, m, 3);
                 for (int q = 0; q < lanes; q++) {
                     const int32_t *tm = tmap + 3 * (t0 + t + q);
                     const rect s = out->r[tm[0]];
@@ -939,7 +939,7 @@ static zf_status prepare_convs(occl *o)
             cp->wino = zf_alloc(sizeof(float) * (size_t)nn * K * cg);
             if (!cp->wino)
                 return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", l->name);
-            zf_wino_filters(cp->wino, l->weight, K, cg, wino_m(cp->algo));
+            zf_wino_filters(cp->wino, l->weight, K, cg, wino_m(cp->algo), 3);
         }
     }
     if (o->fc_delta >= 0) {

@@ -1,5 +1,5 @@
-/* Winograd F(m x m, 3x3) transforms, and the dense convolution by F(4x4, 3x3); see
- * winograd_internal.h. */
+/* Winograd transforms F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5), and the dense convolution by them;
+ * see winograd_internal.h. */
 #include <cblas.h>
 #include <string.h>
 
@@ -8,11 +8,22 @@
 /* Filters are transformed this many input channels at a time, one per lane. */
 #define FILTER_LANES 8
 
-/* Three taps (a, b, c) through G, the n x 3 matrix of F(m x m, 3x3), lane by lane:
+/* G (6, 5) of F(2x2, 5x5): points 0, 1, -1, 2, -2 and infinity, as F(4x4, 3x3)'s (the two share
+ * n = 6 and so B^T). Row j of a finite point p is f_j (1, p, p^2, p^3, p^4) with f_j as in F(4x4,
+ * 3x3)'s G below; infinity's picks the last tap. */
+static const double g25[6 * 5] = {1.0 / 4,  0,         0,        0,        0,        /* 0 */
+                                  -1.0 / 6, -1.0 / 6,  -1.0 / 6, -1.0 / 6, -1.0 / 6, /* 1 */
+                                  -1.0 / 6, 1.0 / 6,   -1.0 / 6, 1.0 / 6,  -1.0 / 6, /* -1 */
+                                  1.0 / 24, 1.0 / 12,  1.0 / 6,  1.0 / 3,  2.0 / 3,  /* 2 */
+                                  1.0 / 24, -1.0 / 12, 1.0 / 6,  -1.0 / 3, 2.0 / 3,  /* -2 */
+                                  0,        0,         0,        0,        1};
+
+/* Three taps (a, b, c) through G of F(m x m, 3x3), lane by lane (the table's zeros and repeats
+ * written out: the generic product took twice as long on AlexNet's conv3-5):
  * F(2x2): (a, (a+b+c)/2, (a-b+c)/2, c); F(4x4): (a/4, -(a+b+c)/6, -(a-b+c)/6,
  * a/24 + b/12 + c/6, a/24 - b/12 + c/6, c). */
-static inline void g_apply(double (*o)[FILTER_LANES], const double *a, const double *b,
-                           const double *c, int m)
+static inline void g3_apply(double (*o)[FILTER_LANES], const double *a, const double *b, const double *c,
+                            int m)
 {
     for (int q = 0; q < FILTER_LANES; q++) {
         const double ac = a[q] + c[q];
@@ -33,7 +44,7 @@ static inline void g_apply(double (*o)[FILTER_LANES], const double *a, const dou
     }
 }
 
-void zf_wino_filters(float *u, const float *w, int k, int cg, int m)
+static void filters3(float *u, const float *w, int k, int cg, int m)
 {
     const int n = m + 2, nn = n * n;
 #pragma omp parallel for schedule(static) if ((size_t)k * cg > 4096)
@@ -44,38 +55,71 @@ void zf_wino_filters(float *u, const float *w, int k, int cg, int m)
             const int lanes = cg - c0 < FILTER_LANES ? cg - c0 : FILTER_LANES;
             /* g[tap][lane], t = G g (n, 3), v = t G^T (n, n) */
             double g[9][FILTER_LANES], t[3][6][FILTER_LANES], tt[3][FILTER_LANES], v[6][FILTER_LANES];
-            if (lanes == FILTER_LANES) {
-                for (int j = 0; j < 9; j++)
-                    for (int q = 0; q < FILTER_LANES; q++)
-                        g[j][q] = wf[(size_t)(c0 + q) * 9 + j];
-            } else {
-                for (int j = 0; j < 9; j++)
-                    for (int q = 0; q < FILTER_LANES; q++)
-                        g[j][q] = q < lanes ? wf[(size_t)(c0 + q) * 9 + j] : 0.0;
-            }
+            for (int j = 0; j < 9; j++)
+                for (int q = 0; q < FILTER_LANES; q++)
+                    g[j][q] = q < lanes ? wf[(size_t)(c0 + q) * 9 + j] : 0.0;
             for (int j = 0; j < 3; j++) /* column j of g: taps j, 3 + j, 6 + j */
-                g_apply(t[j], g[j], g[3 + j], g[6 + j], m);
+                g3_apply(t[j], g[j], g[3 + j], g[6 + j], m);
             for (int i = 0; i < n; i++) {
                 for (int j = 0; j < 3; j++)
                     for (int q = 0; q < FILTER_LANES; q++)
                         tt[j][q] = t[j][i][q];
-                g_apply(v, tt[0], tt[1], tt[2], m);
+                g3_apply(v, tt[0], tt[1], tt[2], m);
                 for (int j = 0; j < n; j++) {
                     float *dst = uf + (size_t)(i * n + j) * cg + c0;
-                    if (lanes == FILTER_LANES) {
-                        for (int q = 0; q < FILTER_LANES; q++)
-                            dst[q] = (float)v[j][q];
-                    } else {
-                        for (int q = 0; q < lanes; q++)
-                            dst[q] = (float)v[j][q];
-                    }
+                    for (int q = 0; q < lanes; q++)
+                        dst[q] = (float)v[j][q];
                 }
             }
         }
     }
 }
 
-/* Six inputs through a row of B^T for F(4x4, 3x3). */
+void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r)
+{
+    if (r == 3) {
+        filters3(u, w, k, cg, m);
+        return;
+    }
+    const double *gm = g25;
+    const int n = m + r - 1, nn = n * n, rr = r * r;
+#pragma omp parallel for schedule(static) if ((size_t)k * cg > 4096)
+    for (int f = 0; f < k; f++) {
+        const float *wf = w + (size_t)f * cg * rr;
+        float *uf = u + (size_t)f * nn * cg;
+        for (int c0 = 0; c0 < cg; c0 += FILTER_LANES) {
+            const int lanes = cg - c0 < FILTER_LANES ? cg - c0 : FILTER_LANES;
+            /* g[tap][lane], t = G g (n, r), v = t G^T (n, n) */
+            double g[25][FILTER_LANES], t[6][5][FILTER_LANES], v[FILTER_LANES];
+            for (int j = 0; j < rr; j++)
+                for (int q = 0; q < FILTER_LANES; q++)
+                    g[j][q] = q < lanes ? wf[(size_t)(c0 + q) * rr + j] : 0.0;
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < r; j++) {
+                    for (int q = 0; q < FILTER_LANES; q++)
+                        t[i][j][q] = 0.0;
+                    for (int l = 0; l < r; l++)
+                        if (gm[i * r + l] != 0.0)
+                            for (int q = 0; q < FILTER_LANES; q++)
+                                t[i][j][q] += gm[i * r + l] * g[l * r + j][q];
+                }
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < n; j++) {
+                    for (int q = 0; q < FILTER_LANES; q++)
+                        v[q] = 0.0;
+                    for (int l = 0; l < r; l++)
+                        if (gm[j * r + l] != 0.0)
+                            for (int q = 0; q < FILTER_LANES; q++)
+                                v[q] += t[i][l][q] * gm[j * r + l];
+                    float *dst = uf + (size_t)(i * n + j) * cg + c0;
+                    for (int q = 0; q < lanes; q++)
+                        dst[q] = (float)v[q];
+                }
+        }
+    }
+}
+
+/* Six inputs through a row of B^T for n = 6 (F(4x4, 3x3) and F(2x2, 5x5)). */
 #define WINO_BT4(o, os, d0, d1, d2, d3, d4, d5)                                                    \
     do {                                                                                           \
         const float p12_ = (d1) + (d2), m12_ = (d1) - (d2), m13_ = (d1) - (d3);                   \
@@ -87,12 +131,12 @@ void zf_wino_filters(float *u, const float *w, int k, int cg, int m)
         (o)[5 * (os)] = 4.0f * (d1) - 5.0f * (d3) + (d5);                                          \
     } while (0)
 
-void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int tx_n, int m,
+void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int tx_n, int m, int r,
                       float *restrict rows)
 {
-    const int n = m + 2, tw = m * tx_n + 2;
+    const int n = m + r - 1, tw = m * tx_n + r - 1;
     /* B^T down the columns (vectorises along the row) ... */
-    if (m == 4) {
+    if (n == 6) {
         for (int x = 0; x < tw; x++)
             WINO_BT4(rows + x, tw, d[x], d[ld + x], d[2 * ld + x], d[3 * ld + x], d[4 * ld + x],
                      d[5 * ld + x]);
@@ -111,7 +155,7 @@ void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int 
         float *v0 = v + (size_t)(r * n) * ps;
         for (int tx = 0; tx < tx_n; tx++) {
             const float *q = rr + m * tx;
-            if (m == 4) {
+            if (n == 6) {
                 float o6[6];
                 WINO_BT4(o6, 1, q[0], q[1], q[2], q[3], q[4], q[5]);
                 for (int j = 0; j < 6; j++)
@@ -126,10 +170,28 @@ void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int 
     }
 }
 
-void zf_wino_tiles_out(float y[16][ZF_WINO_LANES], const float mt[36][ZF_WINO_LANES], int m)
+void zf_wino_tiles_out(float y[16][ZF_WINO_LANES], const float mt[36][ZF_WINO_LANES], int m, int r)
 {
     enum { L = ZF_WINO_LANES };
-    if (m == 4) {
+    if (r == 5) {
+        /* A^T = (1 1 1 1 1 0; 0 1 -1 2 -2 1) */
+        float u[12][L];
+        for (int j = 0; j < 6; j++)
+            for (int q = 0; q < L; q++) {
+                const float a = mt[6 + j][q] + mt[12 + j][q], b = mt[6 + j][q] - mt[12 + j][q];
+                const float c = mt[18 + j][q] + mt[24 + j][q], d = mt[18 + j][q] - mt[24 + j][q];
+                u[j][q] = mt[j][q] + a + c;
+                u[6 + j][q] = b + 2.0f * d + mt[30 + j][q];
+            }
+        for (int i = 0; i < 2; i++)
+            for (int q = 0; q < L; q++) {
+                const float(*rw)[L] = u + 6 * i;
+                const float a = rw[1][q] + rw[2][q], b = rw[1][q] - rw[2][q];
+                const float c = rw[3][q] + rw[4][q], d = rw[3][q] - rw[4][q];
+                y[2 * i][q] = rw[0][q] + a + c;
+                y[2 * i + 1][q] = b + 2.0f * d + rw[5][q];
+            }
+    } else if (m == 4) {
         float u[24][L];
         for (int j = 0; j < 6; j++)
             for (int q = 0; q < L; q++) {
@@ -142,13 +204,13 @@ void zf_wino_tiles_out(float y[16][ZF_WINO_LANES], const float mt[36][ZF_WINO_LA
             }
         for (int i = 0; i < 4; i++)
             for (int q = 0; q < L; q++) {
-                const float(*r)[L] = u + 6 * i;
-                const float a = r[1][q] + r[2][q], b = r[1][q] - r[2][q];
-                const float c = r[3][q] + r[4][q], d = r[3][q] - r[4][q];
-                y[4 * i][q] = r[0][q] + a + c;
+                const float(*rw)[L] = u + 6 * i;
+                const float a = rw[1][q] + rw[2][q], b = rw[1][q] - rw[2][q];
+                const float c = rw[3][q] + rw[4][q], d = rw[3][q] - rw[4][q];
+                y[4 * i][q] = rw[0][q] + a + c;
                 y[4 * i + 1][q] = b + 2.0f * d;
                 y[4 * i + 2][q] = a + 4.0f * c;
-                y[4 * i + 3][q] = b + 8.0f * d + r[5][q];
+                y[4 * i + 3][q] = b + 8.0f * d + rw[5][q];
             }
     } else {
         float u[8][L];
@@ -159,9 +221,9 @@ void zf_wino_tiles_out(float y[16][ZF_WINO_LANES], const float mt[36][ZF_WINO_LA
             }
         for (int i = 0; i < 2; i++)
             for (int q = 0; q < L; q++) {
-                const float(*r)[L] = u + 4 * i;
-                y[2 * i][q] = r[0][q] + r[1][q] + r[2][q];
-                y[2 * i + 1][q] = r[1][q] - r[2][q] - r[3][q];
+                const float(*rw)[L] = u + 4 * i;
+                y[2 * i][q] = rw[0][q] + rw[1][q] + rw[2][q];
+                y[2 * i + 1][q] = rw[1][q] - rw[2][q] - rw[3][q];
             }
     }
 }
@@ -178,13 +240,16 @@ void zf_wino_tiles_out(float y[16][ZF_WINO_LANES], const float mt[36][ZF_WINO_LA
 
 int zf_wino_conv_applies(const zf_conv_geom *g)
 {
-    return g->kh == 3 && g->kw == 3 && g->sh == 1 && g->sw == 1 && g->ow <= MAX_OW && g->oh > 0 &&
-           g->ow > 0;
+    return (g->kh == 3 || g->kh == 5) && g->kw == g->kh && g->sh == 1 && g->sw == 1 && g->ow <= MAX_OW &&
+           g->oh > 0 && g->ow > 0;
 }
+
+static int points(const zf_conv_geom *g, int m) { return m + g->kh - 1; }
 
 size_t zf_wino_conv_filter_floats(const zf_conv_geom *g, int m)
 {
-    return (size_t)(m + 2) * (m + 2) * g->k * (g->c / g->groups);
+    const int n = points(g, m);
+    return (size_t)n * n * g->k * (g->c / g->groups);
 }
 
 static size_t tiles_per_image(const zf_conv_geom *g, int m)
@@ -196,7 +261,8 @@ size_t zf_wino_conv_tiles(const zf_conv_geom *g, int m) { return (size_t)g->n * 
 
 static size_t floats_per_image(const zf_conv_geom *g, int m)
 {
-    return (size_t)(m + 2) * (m + 2) * (g->c + g->k) * tiles_per_image(g, m);
+    const int n = points(g, m);
+    return (size_t)n * n * (g->c + g->k) * tiles_per_image(g, m);
 }
 
 /* Images per chunk: as many as fit CHUNK_FLOATS (at least one), in chunks of even size. */
@@ -223,10 +289,10 @@ void zf_wino_conv_forward(float *out, const float *in, const float *u, const flo
                           const zf_conv_geom *g, int m, float *ws)
 {
     enum { L = ZF_WINO_LANES };
-    const int n = m + 2, nn = n * n;
+    const int r = g->kh, n = points(g, m), nn = n * n;
     const int C = g->c, K = g->k, G = g->groups, cg = C / G, kg = K / G;
     const int oh = g->oh, ow = g->ow, ty_n = (oh + m - 1) / m, tx_n = (ow + m - 1) / m;
-    const int tpi = ty_n * tx_n, tw = m * tx_n + 2;
+    const int tpi = ty_n * tx_n, tw = m * tx_n + r - 1;
     const int nb_max = images_per_chunk(g, m);
     const size_t in_img = (size_t)C * g->h * g->w, ohw = (size_t)oh * ow;
 
@@ -239,15 +305,15 @@ void zf_wino_conv_forward(float *out, const float *in, const float *u, const flo
         for (int i = 0; i < nb * C; i++) {
             const int c = i / nb, img = i % nb;
             const float *plane = in + (n0 + img) * in_img + (size_t)c * g->h * g->w;
-            float band[6 * (MAX_OW + 6)], rows[6 * (MAX_OW + 6)];
+            float band[6 * (MAX_OW + 8)], rows[6 * (MAX_OW + 8)];
             /* input columns [x0, x1) of the window's tw, the rest padding */
             const int x0 = g->pl < tw ? g->pl : tw;
             const int x1 = g->w + g->pl < tw ? g->w + g->pl : tw;
             for (int ty = 0; ty < ty_n; ty++) {
                 /* the zero-padded window of this row of tiles: input rows ty*m - pt + [0, n) */
-                for (int r = 0; r < n; r++) {
-                    float *d = band + (size_t)r * tw;
-                    const int iy = ty * m - g->pt + r;
+                for (int rw = 0; rw < n; rw++) {
+                    float *d = band + (size_t)rw * tw;
+                    const int iy = ty * m - g->pt + rw;
                     if (iy < 0 || iy >= g->h || x1 <= x0) {
                         memset(d, 0, sizeof(float) * tw);
                         continue;
@@ -257,7 +323,7 @@ void zf_wino_conv_forward(float *out, const float *in, const float *u, const flo
                     memset(d + x1, 0, sizeof(float) * (tw - x1));
                 }
                 zf_wino_tiles_in(V + c * cs + (size_t)img * tpi + (size_t)ty * tx_n, T, band, tw, tx_n,
-                                 m, rows);
+                                 m, r, rows);
             }
         }
         /* The nn * G products are independent: one per thread at a time (OpenBLAS runs
@@ -287,7 +353,7 @@ void zf_wino_conv_forward(float *out, const float *in, const float *u, const flo
                         for (int q = 0; q < L; q++)
                             mt[xi][q] = q < lanes ? mk[(size_t)xi * T + t + q] : 0.0f;
                 }
-                zf_wino_tiles_out(y, mt, m);
+                zf_wino_tiles_out(y, mt, m, r);
                 for (int q = 0; q < lanes; q++) {
                     float *dst = out + ((size_t)(n0 + img) * K + k) * ohw + (size_t)(m * ty) * ow + m * tx;
                     const int hy = oh - m * ty < m ? oh - m * ty : m, hx = ow - m * tx < m ? ow - m * tx : m;
