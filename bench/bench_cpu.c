@@ -103,11 +103,11 @@ typedef struct conv_ctx {
 } conv_ctx;
 
 /* 0: im2col + sgemm; 1, 3: Winograd F(4x4), F(2x2) on transformed filters; 2, 4: their filter
- * transforms alone. */
+ * transforms alone. 5x5 windows have F(4x4) only: 3 and 4 repeat it. */
 static void conv_variant(void *p, int v)
 {
     conv_ctx *c = p;
-    const int m = v <= 2 && c->g.kh == 3 ? 4 : 2, mi = v <= 2 ? 0 : 1;
+    const int m = v <= 2 || c->g.kh == 5 ? 4 : 2, mi = v <= 2 ? 0 : 1;
     if (v == 0)
         zf_conv_forward_im2col(c->out[0], c->in, c->l->weight, c->l->bias, &c->g, c->ws);
     else if (v == 1 || v == 3)
@@ -228,11 +228,10 @@ static void bench_variants(zf_net *net, const char *arch, const float *x, double
                                   zmax(zf_wino_conv_workspace_floats(&c.g, 4), zf_wino_conv_workspace_floats(&c.g, 2)));
                 for (int j = 0; j < 3; j++)
                     c.out[j] = zf_alloc(sizeof(float) * osz);
-                c.u[0] = zf_alloc(sizeof(float) * zf_wino_conv_filter_floats(&c.g, c.g.kh == 3 ? 4 : 2));
-                c.u[1] = zf_alloc(sizeof(float) * zf_wino_conv_filter_floats(&c.g, 2));
+                c.u[0] = zf_alloc(sizeof(float) * zf_wino_conv_filter_floats(&c.g, 4));
+                c.u[1] = zf_alloc(sizeof(float) * zf_wino_conv_filter_floats(&c.g, c.g.kh == 5 ? 4 : 2));
                 c.ws = zf_alloc(sizeof(float) * wsz);
                 double ms[5];
-                /* F(4x4) exists for 3x3 windows only: 5x5 times F(2x2) in its place too */
                 time_variants(conv_variant, &c, 5, budget, 200, ms);
                 const float mx = max_abs(c.out[0], osz);
                 printf("{\"net\": \"%s\", \"layer\": \"%s\", \"batch\": %d, \"im2col_ms\": %.3f, "

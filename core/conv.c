@@ -1,7 +1,7 @@
 /* Convolution with groups on the CPU: im2col into a column buffer, then one cblas_sgemm per group.
  * Layers with small output maps (conv3-5 at 13x13) put several images side by side in the column
- * buffer, so each GEMM is wide enough to run near the BLAS peak. 3x3 stride-1 layers with enough
- * output tiles go through Winograd instead (winograd.c). */
+ * buffer, so each GEMM is wide enough to run near the BLAS peak. 3x3 and 5x5 stride-1 layers with
+ * enough output tiles go through Winograd instead (winograd.c). */
 #include <cblas.h>
 #include <string.h>
 
@@ -11,25 +11,27 @@
 
 /* Winograd's filter transform is made on every call (the trainer changes the weights in place;
  * a copy keyed on the weights would cost as much to validate as to remake), so it pays only once
- * a call has enough tiles to spread it over. Measured on AlexNet's and the mini nets' conv3-5
- * (bench_cpu --variants, one thread): F(4x4) on 13x13 maps is 0.6x im2col's speed at 16 tiles
- * (batch 1), 0.85x at 32, 1.2x at 64, 1.5x at 256; F(2x2) on 6x6 maps 1.0x at 36 tiles and
- * 1.2-1.4x at 72. */
-#define WINO_MIN_TILES 64
+ * a call has enough tiles to spread it over. Measured with bench_cpu --variants (one thread, CPU
+ * time, transform included) on AlexNet's and the mini nets' layers: 3x3 by F(4x4) on 13x13 maps
+ * is 0.6x im2col's speed at 16 tiles (batch 1), 0.85x at 32, 1.2x at 64, 1.5x at 256; by F(2x2)
+ * on 6x6 maps 1.0x at 36 tiles and 1.2-1.4x at 72. 5x5 by F(4x4) is 1.1x at 16 tiles (the mini
+ * net's 13x13 map at batch 1), 1.6-2x at 49 (AlexNet's 27x27), 2-2.4x at 784. */
+#define WINO_MIN_TILES_3X3 64
+#define WINO_MIN_TILES_5X5 16
 
-/* 0 for im2col, else the m of the F(m x m, 3x3) to use: of F(2x2) and F(4x4) the one with fewer
- * multiplies, F(4x4) only when clearly fewer: its transforms cost more and round worse.
- * F(2x2, 5x5) stays unused: on AlexNet's conv2 it measured 1.1x im2col's speed, on AlexNet-Caffe's
- * (groups 2) 0.95x; its products (9 floats per output against 2.25 for F(4x4, 3x3)) make it wait
- * on memory. */
+/* 0 for im2col, else the m of the F(m x m, r x r) to use. 5x5: F(4x4). 3x3: of F(2x2) and F(4x4)
+ * the one with fewer multiplies, F(4x4) only when clearly fewer: its transforms cost more and
+ * round worse. */
 static int winograd_m(const zf_conv_geom *g)
 {
-    if (!zf_wino_conv_applies(g) || g->kh != 3)
+    if (!zf_wino_conv_applies(g))
         return 0;
+    if (g->kh == 5)
+        return zf_wino_conv_tiles(g, 4) >= WINO_MIN_TILES_5X5 ? 4 : 0;
     int m = 2;
-    if (g->kh == 3 && 36 * zf_wino_conv_tiles(g, 4) * 5 < 16 * zf_wino_conv_tiles(g, 2) * 4)
+    if (36 * zf_wino_conv_tiles(g, 4) * 5 < 16 * zf_wino_conv_tiles(g, 2) * 4)
         m = 4;
-    return zf_wino_conv_tiles(g, m) >= WINO_MIN_TILES ? m : 0;
+    return zf_wino_conv_tiles(g, m) >= WINO_MIN_TILES_3X3 ? m : 0;
 }
 
 /* Columns per GEMM we aim for when batching images; a wider buffer gains little and costs cache. */

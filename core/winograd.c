@@ -1,4 +1,4 @@
-/* Winograd transforms F(2x2, 3x3), F(4x4, 3x3), F(2x2, 5x5), and the dense convolution by them;
+/* Winograd transforms F(2x2, 3x3), F(4x4, 3x3), F(4x4, 5x5), and the dense convolution by them;
  * see winograd_internal.h. */
 #include <cblas.h>
 #include <string.h>
@@ -7,16 +7,6 @@
 
 /* Filters are transformed this many input channels at a time, one per lane. */
 #define FILTER_LANES 8
-
-/* G (6, 5) of F(2x2, 5x5): points 0, 1, -1, 2, -2 and infinity, as F(4x4, 3x3)'s (the two share
- * n = 6 and so B^T). Row j of a finite point p is f_j (1, p, p^2, p^3, p^4) with f_j as in F(4x4,
- * 3x3)'s G below; infinity's picks the last tap. */
-static const double g25[6 * 5] = {1.0 / 4,  0,         0,        0,        0,        /* 0 */
-                                  -1.0 / 6, -1.0 / 6,  -1.0 / 6, -1.0 / 6, -1.0 / 6, /* 1 */
-                                  -1.0 / 6, 1.0 / 6,   -1.0 / 6, 1.0 / 6,  -1.0 / 6, /* -1 */
-                                  1.0 / 24, 1.0 / 12,  1.0 / 6,  1.0 / 3,  2.0 / 3,  /* 2 */
-                                  1.0 / 24, -1.0 / 12, 1.0 / 6,  -1.0 / 3, 2.0 / 3,  /* -2 */
-                                  0,        0,         0,        0,        1};
 
 /* Three taps (a, b, c) through G of F(m x m, 3x3), lane by lane (the table's zeros and repeats
  * written out: the generic product took twice as long on AlexNet's conv3-5):
@@ -75,51 +65,67 @@ static void filters3(float *u, const float *w, int k, int cg, int m)
     }
 }
 
-void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r)
+/* Five taps (a..e) through G of F(4x4, 5x5), lane by lane: (a, -2/9 (a+b+c+d+e),
+ * -2/9 (a-b+c-d+e), a/90 + b/45 + 2c/45 + 4d/45 + 8e/45, the same with b, d negated,
+ * 32a/45 + 16b/45 + 8c/45 + 4d/45 + 2e/45, the same with b, d negated, e). */
+static inline void g5_apply(double (*o)[FILTER_LANES], const double *a, const double *b, const double *c,
+                            const double *d, const double *e)
 {
-    if (r == 3) {
-        filters3(u, w, k, cg, m);
-        return;
+    for (int q = 0; q < FILTER_LANES; q++) {
+        const double ev = a[q] + c[q] + e[q], od = b[q] + d[q];
+        const double e3 = a[q] * (1.0 / 90) + c[q] * (2.0 / 45) + e[q] * (8.0 / 45);
+        const double o3 = b[q] * (1.0 / 45) + d[q] * (4.0 / 45);
+        const double e5 = a[q] * (32.0 / 45) + c[q] * (8.0 / 45) + e[q] * (2.0 / 45);
+        const double o5 = b[q] * (16.0 / 45) + d[q] * (4.0 / 45);
+        o[0][q] = a[q];
+        o[1][q] = (ev + od) * (-2.0 / 9);
+        o[2][q] = (ev - od) * (-2.0 / 9);
+        o[3][q] = e3 + o3;
+        o[4][q] = e3 - o3;
+        o[5][q] = e5 + o5;
+        o[6][q] = e5 - o5;
+        o[7][q] = e[q];
     }
-    const double *gm = g25;
-    const int n = m + r - 1, nn = n * n, rr = r * r;
+}
+
+static void filters45(float *u, const float *w, int k, int cg)
+{
 #pragma omp parallel for schedule(static) if ((size_t)k * cg > 4096)
     for (int f = 0; f < k; f++) {
-        const float *wf = w + (size_t)f * cg * rr;
-        float *uf = u + (size_t)f * nn * cg;
+        const float *wf = w + (size_t)f * cg * 25;
+        float *uf = u + (size_t)f * 64 * cg;
         for (int c0 = 0; c0 < cg; c0 += FILTER_LANES) {
             const int lanes = cg - c0 < FILTER_LANES ? cg - c0 : FILTER_LANES;
-            /* g[tap][lane], t = G g (n, r), v = t G^T (n, n) */
-            double g[25][FILTER_LANES], t[6][5][FILTER_LANES], v[FILTER_LANES];
-            for (int j = 0; j < rr; j++)
+            double g[25][FILTER_LANES], t[5][8][FILTER_LANES], tt[5][FILTER_LANES], v[8][FILTER_LANES];
+            for (int j = 0; j < 25; j++)
                 for (int q = 0; q < FILTER_LANES; q++)
-                    g[j][q] = q < lanes ? wf[(size_t)(c0 + q) * rr + j] : 0.0;
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < r; j++) {
+                    g[j][q] = q < lanes ? wf[(size_t)(c0 + q) * 25 + j] : 0.0;
+            for (int j = 0; j < 5; j++) /* column j of g */
+                g5_apply(t[j], g[j], g[5 + j], g[10 + j], g[15 + j], g[20 + j]);
+            for (int i = 0; i < 8; i++) {
+                for (int j = 0; j < 5; j++)
                     for (int q = 0; q < FILTER_LANES; q++)
-                        t[i][j][q] = 0.0;
-                    for (int l = 0; l < r; l++)
-                        if (gm[i * r + l] != 0.0)
-                            for (int q = 0; q < FILTER_LANES; q++)
-                                t[i][j][q] += gm[i * r + l] * g[l * r + j][q];
-                }
-            for (int i = 0; i < n; i++)
-                for (int j = 0; j < n; j++) {
-                    for (int q = 0; q < FILTER_LANES; q++)
-                        v[q] = 0.0;
-                    for (int l = 0; l < r; l++)
-                        if (gm[j * r + l] != 0.0)
-                            for (int q = 0; q < FILTER_LANES; q++)
-                                v[q] += t[i][l][q] * gm[j * r + l];
-                    float *dst = uf + (size_t)(i * n + j) * cg + c0;
+                        tt[j][q] = t[j][i][q];
+                g5_apply(v, tt[0], tt[1], tt[2], tt[3], tt[4]);
+                for (int j = 0; j < 8; j++) {
+                    float *dst = uf + (size_t)(i * 8 + j) * cg + c0;
                     for (int q = 0; q < lanes; q++)
-                        dst[q] = (float)v[q];
+                        dst[q] = (float)v[j][q];
                 }
+            }
         }
     }
 }
 
-/* Six inputs through a row of B^T for n = 6 (F(4x4, 3x3) and F(2x2, 5x5)). */
+void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r)
+{
+    if (r == 3)
+        filters3(u, w, k, cg, m);
+    else
+        filters45(u, w, k, cg);
+}
+
+/* Six inputs through a row of B^T for n = 6 (F(4x4, 3x3)). */
 #define WINO_BT4(o, os, d0, d1, d2, d3, d4, d5)                                                    \
     do {                                                                                           \
         const float p12_ = (d1) + (d2), m12_ = (d1) - (d2), m13_ = (d1) - (d3);                   \
@@ -131,12 +137,35 @@ void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r)
         (o)[5 * (os)] = 4.0f * (d1) - 5.0f * (d3) + (d5);                                          \
     } while (0)
 
+/* Eight inputs through a row of B^T for n = 8 (F(4x4, 5x5); points 0, +-1, +-2, +-1/2):
+ * (d0 - 21/4 (d2 - d4) - d6, (d2 + d6 - 17/4 d4) +- (d1 + d5 - 17/4 d3),
+ * (d2/4 - 5/4 d4 + d6) +- (d1/2 - 5/2 d3 + 2 d5), (4 d2 - 5 d4 + d6) +- (2 d1 - 5/2 d3 + d5/2),
+ * d7 - d1 + 21/4 (d3 - d5)). */
+#define WINO_BT8(o, os, d0, d1, d2, d3, d4, d5, d6, d7)                                            \
+    do {                                                                                           \
+        const float a_ = (d2) + (d6) - 4.25f * (d4), b_ = (d1) + (d5) - 4.25f * (d3);             \
+        const float c_ = 0.25f * (d2) - 1.25f * (d4) + (d6), e_ = 0.5f * (d1) - 2.5f * (d3) + 2.0f * (d5); \
+        const float f_ = 4.0f * (d2) - 5.0f * (d4) + (d6), h_ = 2.0f * (d1) - 2.5f * (d3) + 0.5f * (d5); \
+        (o)[0] = (d0) - (d6) + 5.25f * ((d4) - (d2));                                              \
+        (o)[os] = a_ + b_;                                                                         \
+        (o)[2 * (os)] = a_ - b_;                                                                   \
+        (o)[3 * (os)] = c_ + e_;                                                                   \
+        (o)[4 * (os)] = c_ - e_;                                                                   \
+        (o)[5 * (os)] = f_ + h_;                                                                   \
+        (o)[6 * (os)] = f_ - h_;                                                                   \
+        (o)[7 * (os)] = (d7) - (d1) + 5.25f * ((d3) - (d5));                                       \
+    } while (0)
+
 void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int tx_n, int m, int r,
                       float *restrict rows)
 {
     const int n = m + r - 1, tw = m * tx_n + r - 1;
     /* B^T down the columns (vectorises along the row) ... */
-    if (n == 6) {
+    if (n == 8) {
+        for (int x = 0; x < tw; x++)
+            WINO_BT8(rows + x, tw, d[x], d[ld + x], d[2 * ld + x], d[3 * ld + x], d[4 * ld + x],
+                     d[5 * ld + x], d[6 * ld + x], d[7 * ld + x]);
+    } else if (n == 6) {
         for (int x = 0; x < tw; x++)
             WINO_BT4(rows + x, tw, d[x], d[ld + x], d[2 * ld + x], d[3 * ld + x], d[4 * ld + x],
                      d[5 * ld + x]);
@@ -155,7 +184,12 @@ void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int 
         float *v0 = v + (size_t)(r * n) * ps;
         for (int tx = 0; tx < tx_n; tx++) {
             const float *q = rr + m * tx;
-            if (n == 6) {
+            if (n == 8) {
+                float o8[8];
+                WINO_BT8(o8, 1, q[0], q[1], q[2], q[3], q[4], q[5], q[6], q[7]);
+                for (int j = 0; j < 8; j++)
+                    v0[j * ps + tx] = o8[j];
+            } else if (n == 6) {
                 float o6[6];
                 WINO_BT4(o6, 1, q[0], q[1], q[2], q[3], q[4], q[5]);
                 for (int j = 0; j < 6; j++)
@@ -170,26 +204,33 @@ void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int 
     }
 }
 
-void zf_wino_tiles_out(float y[16][ZF_WINO_LANES], const float mt[36][ZF_WINO_LANES], int m, int r)
+void zf_wino_tiles_out(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int m, int r)
 {
     enum { L = ZF_WINO_LANES };
-    if (r == 5) {
-        /* A^T = (1 1 1 1 1 0; 0 1 -1 2 -2 1) */
-        float u[12][L];
-        for (int j = 0; j < 6; j++)
+    if (r == 5 && m == 4) {
+        /* A^T = (1 1 1 1 1 1 1 0; 0 1 -1 2 -2 1/2 -1/2 0; 0 1 1 4 4 1/4 1/4 0;
+         *        0 1 -1 8 -8 1/8 -1/8 1) */
+        float u[32][L];
+        for (int j = 0; j < 8; j++)
             for (int q = 0; q < L; q++) {
-                const float a = mt[6 + j][q] + mt[12 + j][q], b = mt[6 + j][q] - mt[12 + j][q];
-                const float c = mt[18 + j][q] + mt[24 + j][q], d = mt[18 + j][q] - mt[24 + j][q];
-                u[j][q] = mt[j][q] + a + c;
-                u[6 + j][q] = b + 2.0f * d + mt[30 + j][q];
+                const float a = mt[8 + j][q] + mt[16 + j][q], b = mt[8 + j][q] - mt[16 + j][q];
+                const float c = mt[24 + j][q] + mt[32 + j][q], d = mt[24 + j][q] - mt[32 + j][q];
+                const float e = mt[40 + j][q] + mt[48 + j][q], f = mt[40 + j][q] - mt[48 + j][q];
+                u[j][q] = mt[j][q] + a + c + e;
+                u[8 + j][q] = b + 2.0f * d + 0.5f * f;
+                u[16 + j][q] = a + 4.0f * c + 0.25f * e;
+                u[24 + j][q] = b + 8.0f * d + 0.125f * f + mt[56 + j][q];
             }
-        for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 4; i++)
             for (int q = 0; q < L; q++) {
-                const float(*rw)[L] = u + 6 * i;
+                const float(*rw)[L] = u + 8 * i;
                 const float a = rw[1][q] + rw[2][q], b = rw[1][q] - rw[2][q];
                 const float c = rw[3][q] + rw[4][q], d = rw[3][q] - rw[4][q];
-                y[2 * i][q] = rw[0][q] + a + c;
-                y[2 * i + 1][q] = b + 2.0f * d + rw[5][q];
+                const float e = rw[5][q] + rw[6][q], f = rw[5][q] - rw[6][q];
+                y[4 * i][q] = rw[0][q] + a + c + e;
+                y[4 * i + 1][q] = b + 2.0f * d + 0.5f * f;
+                y[4 * i + 2][q] = a + 4.0f * c + 0.25f * e;
+                y[4 * i + 3][q] = b + 8.0f * d + 0.125f * f + rw[7][q];
             }
     } else if (m == 4) {
         float u[24][L];
@@ -305,7 +346,7 @@ void zf_wino_conv_forward(float *out, const float *in, const float *u, const flo
         for (int i = 0; i < nb * C; i++) {
             const int c = i / nb, img = i % nb;
             const float *plane = in + (n0 + img) * in_img + (size_t)c * g->h * g->w;
-            float band[6 * (MAX_OW + 8)], rows[6 * (MAX_OW + 8)];
+            float band[8 * (MAX_OW + 8)], rows[8 * (MAX_OW + 8)];
             /* input columns [x0, x1) of the window's tw, the rest padding */
             const int x0 = g->pl < tw ? g->pl : tw;
             const int x1 = g->w + g->pl < tw ? g->w + g->pl : tw;
@@ -343,7 +384,7 @@ void zf_wino_conv_forward(float *out, const float *in, const float *u, const flo
             int img = 0, ty = 0, tx = 0; /* of tile t */
             for (int t = 0; t < T; t += L) {
                 const int lanes = T - t < L ? T - t : L;
-                float mt[36][L], y[16][L];
+                float mt[64][L], y[16][L];
                 if (lanes == L) {
                     for (int xi = 0; xi < nn; xi++)
                         for (int q = 0; q < L; q++)
