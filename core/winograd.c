@@ -276,8 +276,9 @@ void zf_wino_tiles_out(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANE
  * on either side (36 planes apart by whole layers made the back transform wait on memory). */
 
 #define CHUNK_FLOATS ((size_t)4 << 20) /* 16 MB; 1 to 32M floats measured within 5% on conv3 */
-/* Widest output handled: the window of one row of tiles lives on the stack. */
-#define MAX_OW 1024
+/* Widest output handled: the window of one row of tiles and its transform live on the stack
+ * (2 x 8 x 520 floats, 33 KB); wider maps take im2col. */
+#define MAX_OW 512
 
 int zf_wino_conv_applies(const zf_conv_geom *g)
 {

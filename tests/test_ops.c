@@ -179,6 +179,11 @@ Test(conv, winograd_matches_direct_loops)
     check_winograd((zf_conv_geom){3, 5, 10, 7, 4, 0, 0, 0, 0, 0, 0, 1, 3, 1}, 5, 19);
     check_winograd((zf_conv_geom){1, 4, 5, 9, 6, 0, 0, 0, 0, 0, 0, 0, 0, 2}, 5, 20);   /* one output row */
     check_winograd((zf_conv_geom){9, 12, 48, 40, 10, 0, 0, 0, 0, 0, 0, 2, 2, 1}, 5, 21); /* several chunks */
+    /* the widest output it takes (its row window lives on the stack), and one wider */
+    check_winograd((zf_conv_geom){1, 2, 5, 514, 3, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 3, 22);
+    check_winograd((zf_conv_geom){1, 2, 6, 516, 3, 0, 0, 0, 0, 0, 0, 1, 0, 1}, 5, 23);
+    zf_conv_geom wide = {1, 2, 5, 515, 3, 3, 513, 3, 3, 1, 1, 0, 0, 1};
+    cr_expect(!zf_wino_conv_applies(&wide), "a 513-wide output is past the stack window");
 }
 
 /* Through zf_conv_forward, which takes Winograd for enough tiles, with scratch sized for the
