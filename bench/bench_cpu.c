@@ -1,10 +1,12 @@
 /* Times the CPU engine: forward at batch 1 and 16 and the deconvnet projection of one conv5 unit
  * (forward included) for each built-in net. Prints one JSON line per measurement (medians);
  * bench/run-cpu.sh runs PyTorch in the same session and prints the ratios.
- * --variants instead times the kernels' alternatives layer by layer (im2col + sgemm against
- * Winograd for 3x3 convolutions; sgemm against the streaming kernel for fully connected layers),
- * interleaved round by round so that a loaded machine slows every variant alike, and prints the
- * medians, their ratios and the largest difference between the variants' outputs.
+ * --variants instead times alternatives, interleaved round by round so that a loaded machine
+ * slows every variant alike, and prints the medians, their ratios and the largest difference
+ * between the variants' outputs: the whole forward against the kernels from before Winograd and
+ * the streaming fully connected kernel (--only net), im2col + sgemm against Winograd F(4x4) and
+ * F(2x2) for 3x3 and 5x5 layers with the filter transform timed apart (--only conv), OpenBLAS
+ * against the streaming kernel for fully connected layers at batch 1 to 64 (--only fc).
  *   bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] [--nets alexnet,zfnet] */
 #include <math.h>
 #include <stdio.h>
