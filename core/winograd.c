@@ -126,7 +126,7 @@ void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r)
 }
 
 /* Six inputs through a row of B^T for n = 6 (F(4x4, 3x3)). */
-#define WINO_BT4(o, os, d0, d1, d2, d3, d4, d5)                                                    \
+#define WINO_BT6(o, os, d0, d1, d2, d3, d4, d5)                                                    \
     do {                                                                                           \
         const float p12_ = (d1) + (d2), m12_ = (d1) - (d2), m13_ = (d1) - (d3);                   \
         (o)[0] = 4.0f * (d0) - 5.0f * (d2) + (d4);                                                 \
@@ -167,7 +167,7 @@ void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int 
                      d[5 * ld + x], d[6 * ld + x], d[7 * ld + x]);
     } else if (n == 6) {
         for (int x = 0; x < tw; x++)
-            WINO_BT4(rows + x, tw, d[x], d[ld + x], d[2 * ld + x], d[3 * ld + x], d[4 * ld + x],
+            WINO_BT6(rows + x, tw, d[x], d[ld + x], d[2 * ld + x], d[3 * ld + x], d[4 * ld + x],
                      d[5 * ld + x]);
     } else {
         for (int x = 0; x < tw; x++) {
@@ -179,9 +179,9 @@ void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int 
         }
     }
     /* ... then along each tile's n columns. */
-    for (int r = 0; r < n; r++) {
-        const float *rr = rows + (size_t)r * tw;
-        float *v0 = v + (size_t)(r * n) * ps;
+    for (int i = 0; i < n; i++) {
+        const float *rr = rows + (size_t)i * tw;
+        float *v0 = v + (size_t)(i * n) * ps;
         for (int tx = 0; tx < tx_n; tx++) {
             const float *q = rr + m * tx;
             if (n == 8) {
@@ -191,7 +191,7 @@ void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int 
                     v0[j * ps + tx] = o8[j];
             } else if (n == 6) {
                 float o6[6];
-                WINO_BT4(o6, 1, q[0], q[1], q[2], q[3], q[4], q[5]);
+                WINO_BT6(o6, 1, q[0], q[1], q[2], q[3], q[4], q[5]);
                 for (int j = 0; j < 6; j++)
                     v0[j * ps + tx] = o6[j];
             } else {
