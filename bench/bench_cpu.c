@@ -1,19 +1,34 @@
 /* Times the CPU engine: forward at batch 1 and 16 and the deconvnet projection of one conv5 unit
  * (forward included) for each built-in net. Prints one JSON line per measurement (medians);
  * bench/run-cpu.sh runs PyTorch in the same session and prints the ratios.
- *   bench_cpu [--quick] [--profile] [--nets alexnet,zfnet] */
+ * --variants instead times alternatives, interleaved round by round so that a loaded machine
+ * slows every variant alike, and prints the medians, their ratios and the largest difference
+ * between the variants' outputs: the whole forward against the kernels from before Winograd and
+ * the streaming fully connected kernel (--only net), im2col + sgemm against Winograd F(4x4) and
+ * F(2x2) for 3x3 and 5x5 layers with the filter transform timed apart (--only conv), OpenBLAS
+ * against the streaming kernel for fully connected layers at batch 1 to 64 (--only fc).
+ *   bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] [--nets alexnet,zfnet] */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "zf/net.h"
+#include "zf/ops.h"
 #include "zf/tensor.h"
+#include "../core/conv_internal.h"
+#include "../core/fc_internal.h"
+#include "../core/winograd_internal.h"
+
+/* --cpu-time: the process's CPU time instead of the wall clock. With OMP_NUM_THREADS=1 it is the
+ * kernel's own time even on a machine others load, when the wall clock mostly measures waiting. */
+static clockid_t clock_id = CLOCK_MONOTONIC;
 
 static double now(void)
 {
     struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
+    clock_gettime(clock_id, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
@@ -44,19 +59,221 @@ static double median(double *v, int n)
         median(ts_, n_);                                                                           \
     })
 
+/* Runs the nv variants of one kernel round-robin for `rounds` rounds (or `budget` seconds) after
+ * one warm-up each, and returns each one's median in ms in ms[]. */
+typedef void (*variant_fn)(void *ctx, int v);
+static void time_variants(variant_fn fn, void *ctx, int nv, double budget, int rounds, double *ms)
+{
+    double ts[8][256];
+    int n = 0;
+    for (int v = 0; v < nv; v++)
+        fn(ctx, v);
+    double t_end = now() + budget;
+    while (n < rounds && n < 256 && (n < 5 || now() < t_end)) {
+        for (int v = 0; v < nv; v++) {
+            double t0 = now();
+            fn(ctx, v);
+            ts[v][n] = (now() - t0) * 1e3;
+        }
+        n++;
+    }
+    for (int v = 0; v < nv; v++)
+        ms[v] = median(ts[v], n);
+}
+
+static float max_abs(const float *a, size_t n)
+{
+    float m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fabsf(a[i]) > m ? fabsf(a[i]) : m;
+    return m;
+}
+
+static float max_diff(const float *a, const float *b, size_t n)
+{
+    float m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fabsf(a[i] - b[i]) > m ? fabsf(a[i] - b[i]) : m;
+    return m;
+}
+
+typedef struct conv_ctx {
+    const zf_layer *l;
+    zf_conv_geom g;
+    const float *in;
+    float *out[3], *u[2], *ws;
+} conv_ctx;
+
+/* 0: im2col + sgemm; 1, 3: Winograd F(4x4), F(2x2) on transformed filters; 2, 4: their filter
+ * transforms alone. 5x5 windows have F(4x4) only: 3 and 4 repeat it. */
+static void conv_variant(void *p, int v)
+{
+    conv_ctx *c = p;
+    const int m = v <= 2 || c->g.kh == 5 ? 4 : 2, mi = v <= 2 ? 0 : 1;
+    if (v == 0)
+        zf_conv_forward_im2col(c->out[0], c->in, c->l->weight, c->l->bias, &c->g, c->ws);
+    else if (v == 1 || v == 3)
+        zf_wino_conv_forward(c->out[1 + mi], c->in, c->u[mi], c->l->bias, &c->g, m, c->ws);
+    else
+        zf_wino_filters(c->u[mi], c->l->weight, c->g.k, c->g.c / c->g.groups, m, c->g.kh);
+}
+
+static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
+
+typedef struct fc_ctx {
+    const zf_layer *l;
+    int n, in_f;
+    const float *in;
+    float *out[2];
+} fc_ctx;
+
+/* 0: OpenBLAS (sgemv / sgemm); 1: the streaming kernel. */
+static void fc_variant(void *p, int v)
+{
+    fc_ctx *c = p;
+    (v ? zf_fc_forward_stream : zf_fc_forward_blas)(c->out[v], c->in, c->l->weight, c->l->bias, c->n, c->in_f,
+                                                    c->l->out_c);
+}
+
+static void bench_fc_variants(zf_net *net, const char *arch, double budget)
+{
+    const int batches[] = {1, 2, 4, 8, 16, 32, 64};
+    for (int i = 0; i < net->n_layers; i++) {
+        const zf_layer *l = &net->layers[i];
+        if (l->op != ZF_OP_FC)
+            continue;
+        const int in_f = (int)zf_layer_in_size(l);
+        float *in = zf_alloc(sizeof(float) * 64 * in_f);
+        srand(2);
+        for (size_t j = 0; j < (size_t)64 * in_f; j++)
+            in[j] = (float)rand() / RAND_MAX - 0.5f;
+        for (int bi = 0; bi < 7; bi++) {
+            fc_ctx c = {.l = l, .n = batches[bi], .in_f = in_f, .in = in};
+            const size_t osz = (size_t)c.n * l->out_c;
+            c.out[0] = zf_alloc(sizeof(float) * osz);
+            c.out[1] = zf_alloc(sizeof(float) * osz);
+            double ms[2];
+            time_variants(fc_variant, &c, 2, budget, 200, ms);
+            printf("{\"net\": \"%s\", \"layer\": \"%s\", \"batch\": %d, \"blas_ms\": %.3f, \"stream_ms\": %.3f, "
+                   "\"ratio\": %.3f, \"rel_diff\": %.2e}\n",
+                   arch, l->name, c.n, ms[0], ms[1], ms[0] / ms[1],
+                   max_diff(c.out[0], c.out[1], osz) / max_abs(c.out[0], osz));
+            fflush(stdout);
+            zf_free(c.out[0]);
+            zf_free(c.out[1]);
+        }
+        zf_free(in);
+    }
+}
+
+typedef struct net_ctx {
+    zf_net *net;
+    const float *x;
+    int n;
+} net_ctx;
+
+/* The whole forward: 0 as the engine runs it, 1 with only the kernels it had before Winograd and
+ * the streaming fully connected kernel (im2col + sgemm, sgemv / sgemm). */
+static void net_variant(void *p, int v)
+{
+    net_ctx *c = p;
+    zf_net *net = c->net;
+    if (v == 0) {
+        zf_net_forward(net, c->x, c->n);
+        return;
+    }
+    memcpy(net->input, c->x, sizeof(float) * c->n * zf_net_in_size(net));
+    for (int i = 0; i < net->n_layers; i++) {
+        const zf_layer *l = &net->layers[i];
+        if (l->op == ZF_OP_CONV) {
+            zf_conv_geom g = zf_layer_conv_geom(l, c->n);
+            zf_conv_forward_im2col(net->acts[i], zf_net_act(net, i - 1), l->weight, l->bias, &g, net->ws);
+        } else if (l->op == ZF_OP_FC) {
+            zf_fc_forward_blas(net->acts[i], zf_net_act(net, i - 1), l->weight, l->bias, c->n,
+                               (int)zf_layer_in_size(l), l->out_c);
+        } else {
+            zf_net_forward_range(net, i, i, c->n);
+        }
+    }
+}
+
+static void bench_variants(zf_net *net, const char *arch, const float *x, double budget, const char *only)
+{
+    if (!only || !strcmp(only, "net")) {
+        const int nbs[] = {1, 16};
+        for (int bi = 0; bi < 2; bi++) {
+            net_ctx c = {net, x, nbs[bi]};
+            double ms[2];
+            time_variants(net_variant, &c, 2, budget, 100, ms);
+            printf("{\"net\": \"%s\", \"what\": \"forward\", \"batch\": %d, \"now_ms\": %.3f, \"before_ms\": %.3f, "
+                   "\"ratio\": %.3f}\n", arch, c.n, ms[0], ms[1], ms[1] / ms[0]);
+            fflush(stdout);
+        }
+    }
+    if (!only || !strcmp(only, "fc"))
+        bench_fc_variants(net, arch, budget);
+    if (only && strcmp(only, "conv"))
+        return;
+    const int batches[] = {1, 2, 4, 8, 16};
+    for (int bi = 0; bi < 5; bi++) {
+        const int n = batches[bi];
+        zf_net_forward(net, x, n);
+        for (int i = 0; i < net->n_layers; i++) {
+            const zf_layer *l = &net->layers[i];
+            const float *in = zf_net_act(net, i - 1);
+            if (l->op == ZF_OP_CONV) {
+                conv_ctx c = {.l = l, .g = zf_layer_conv_geom(l, n), .in = in};
+                if (!zf_wino_conv_applies(&c.g))
+                    continue;
+                size_t osz = (size_t)n * zf_layer_out_size(l);
+                size_t wsz = zmax(zf_conv_workspace_floats(&c.g),
+                                  zmax(zf_wino_conv_workspace_floats(&c.g, 4), zf_wino_conv_workspace_floats(&c.g, 2)));
+                for (int j = 0; j < 3; j++)
+                    c.out[j] = zf_alloc(sizeof(float) * osz);
+                c.u[0] = zf_alloc(sizeof(float) * zf_wino_conv_filter_floats(&c.g, 4));
+                c.u[1] = zf_alloc(sizeof(float) * zf_wino_conv_filter_floats(&c.g, c.g.kh == 5 ? 4 : 2));
+                c.ws = zf_alloc(sizeof(float) * wsz);
+                double ms[5];
+                time_variants(conv_variant, &c, 5, budget, 200, ms);
+                const float mx = max_abs(c.out[0], osz);
+                printf("{\"net\": \"%s\", \"layer\": \"%s\", \"batch\": %d, \"im2col_ms\": %.3f, "
+                       "\"f4_ms\": %.3f, \"f4_filters_ms\": %.3f, \"f2_ms\": %.3f, \"f2_filters_ms\": %.3f, "
+                       "\"f4_ratio\": %.3f, \"f4_ratio_with_filters\": %.3f, "
+                       "\"f2_ratio\": %.3f, \"f2_ratio_with_filters\": %.3f, \"f4_rel_diff\": %.2e, \"f2_rel_diff\": %.2e}\n",
+                       arch, l->name, n, ms[0], ms[1], ms[2], ms[3], ms[4], ms[0] / ms[1],
+                       ms[0] / (ms[1] + ms[2]), ms[0] / ms[3], ms[0] / (ms[3] + ms[4]),
+                       max_diff(c.out[0], c.out[1], osz) / mx, max_diff(c.out[0], c.out[2], osz) / mx);
+                fflush(stdout);
+                for (int j = 0; j < 3; j++)
+                    zf_free(c.out[j]);
+                zf_free(c.u[0]);
+                zf_free(c.u[1]);
+                zf_free(c.ws);
+            }
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
-    int quick = 0, profile = 0;
+    int quick = 0, profile = 0, variants = 0;
+    const char *only = NULL;
     const char *nets = "alexnet,alexnet-caffe,zfnet";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
         else if (!strcmp(argv[i], "--profile"))
             profile = 1;
+        else if (!strcmp(argv[i], "--variants"))
+            variants = 1;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else if (!strcmp(argv[i], "--cpu-time"))
+            clock_id = CLOCK_PROCESS_CPUTIME_ID;
         else if (!strcmp(argv[i], "--nets") && i + 1 < argc)
             nets = argv[++i];
         else {
-            fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--nets a,b]\n");
+            fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] [--nets a,b]\n");
             return 2;
         }
     }
@@ -74,6 +291,13 @@ int main(int argc, char **argv)
         srand(1);
         for (size_t i = 0; i < 16 * isz; i++)
             x[i] = (float)rand() / RAND_MAX - 0.5f;
+        if (variants) {
+            bench_variants(net, arch, x, budget, only);
+            zf_free(x);
+            zf_free(y);
+            zf_net_free(net);
+            continue;
+        }
         const int batches[2] = {1, 16};
         for (int b = 0; b < 2; b++) {
             int n = batches[b];

@@ -1,11 +1,38 @@
 /* Convolution with groups on the CPU: im2col into a column buffer, then one cblas_sgemm per group.
  * Layers with small output maps (conv3-5 at 13x13) put several images side by side in the column
- * buffer, so each GEMM is wide enough to run near the BLAS peak. */
+ * buffer, so each GEMM is wide enough to run near the BLAS peak. 3x3 and 5x5 stride-1 layers with
+ * enough output tiles go through Winograd instead (winograd.c). */
 #include <cblas.h>
 #include <string.h>
 
 #include "conv_internal.h"
+#include "winograd_internal.h"
 #include "zf/ops.h"
+
+/* Winograd's filter transform is made on every call (the trainer changes the weights in place;
+ * a copy keyed on the weights would cost as much to validate as to remake), so it pays only once
+ * a call has enough tiles to spread it over. Measured with bench_cpu --variants (one thread, CPU
+ * time, transform included) on AlexNet's and the mini nets' layers: 3x3 by F(4x4) on 13x13 maps
+ * is 0.6x im2col's speed at 16 tiles (batch 1), 0.85x at 32, 1.2x at 64, 1.5x at 256; by F(2x2)
+ * on 6x6 maps 1.0x at 36 tiles and 1.2-1.4x at 72. 5x5 by F(4x4) is 1.1x at 16 tiles (the mini
+ * net's 13x13 map at batch 1), 1.6-2x at 49 (AlexNet's 27x27), 2-2.4x at 784. */
+#define WINO_MIN_TILES_3X3 64
+#define WINO_MIN_TILES_5X5 16
+
+/* 0 for im2col, else the m of the F(m x m, r x r) to use. 5x5: F(4x4). 3x3: of F(2x2) and F(4x4)
+ * the one with fewer multiplies, F(4x4) only when clearly fewer: its transforms cost more and
+ * round worse. */
+static int winograd_m(const zf_conv_geom *g)
+{
+    if (!zf_wino_conv_applies(g))
+        return 0;
+    if (g->kh == 5)
+        return zf_wino_conv_tiles(g, 4) >= WINO_MIN_TILES_5X5 ? 4 : 0;
+    int m = 2;
+    if (36 * zf_wino_conv_tiles(g, 4) * 5 < 16 * zf_wino_conv_tiles(g, 2) * 4)
+        m = 4;
+    return zf_wino_conv_tiles(g, m) >= WINO_MIN_TILES_3X3 ? m : 0;
+}
 
 /* Columns per GEMM we aim for when batching images; a wider buffer gains little and costs cache. */
 #define ZF_CONV_TARGET_COLS 2048
@@ -26,12 +53,18 @@ size_t zf_conv_workspace_floats(const zf_conv_geom *g)
     int nb = zf_conv_images_per_gemm(g);
     size_t cols = (size_t)nb * g->oh * g->ow;
     size_t rows = (size_t)g->c * g->kh * g->kw;
-    return rows * cols + (nb > 1 ? (size_t)g->k * cols : 0);
+    size_t im2col = rows * cols + (nb > 1 ? (size_t)g->k * cols : 0);
+    const int m = winograd_m(g);
+    if (!m)
+        return im2col;
+    /* the backward passes still use im2col */
+    size_t wino = zf_wino_conv_filter_floats(g, m) + zf_wino_conv_workspace_floats(g, m);
+    return wino > im2col ? wino : im2col;
 }
 
 size_t zf_conv_workspace_floats_bound(const zf_conv_geom *g)
 {
-    /* A sub-window's GEMM has at most max(oh*ow, ZF_CONV_TARGET_COLS) columns (images_per_gemm). */
+    /* A sub-window's GEMM has at most max(oh*ow, ZF_CONV_TARGET_COLS) columns (zf_conv_images_per_gemm). */
     size_t cols = (size_t)g->oh * g->ow;
     if (cols < ZF_CONV_TARGET_COLS)
         cols = ZF_CONV_TARGET_COLS;
@@ -119,6 +152,18 @@ static void col2im(float *din, const float *col, int nb, const zf_conv_geom *g)
 
 void zf_conv_forward(float *out, const float *in, const float *w, const float *bias,
                      const zf_conv_geom *g, float *ws)
+{
+    const int m = winograd_m(g);
+    if (m) {
+        zf_wino_filters(ws, w, g->k, g->c / g->groups, m, g->kh);
+        zf_wino_conv_forward(out, in, ws, bias, g, m, ws + zf_wino_conv_filter_floats(g, m));
+        return;
+    }
+    zf_conv_forward_im2col(out, in, w, bias, g, ws);
+}
+
+void zf_conv_forward_im2col(float *out, const float *in, const float *w, const float *bias,
+                            const zf_conv_geom *g, float *ws)
 {
     const int nb_max = zf_conv_images_per_gemm(g);
     const int ohw = g->oh * g->ow;

@@ -1,4 +1,5 @@
-/* conv.c's im2col, shared with the weight gradient in backward.c (core only). */
+/* conv.c's im2col, shared with the weight gradient in backward.c, and its im2col forward for the
+ * benchmark's comparison (core only). */
 #ifndef ZF_CONV_INTERNAL_H
 #define ZF_CONV_INTERNAL_H
 
@@ -11,5 +12,9 @@ void zf_conv_im2col(float *col, const float *in, int nb, const zf_conv_geom *g);
 /* Images side by side in one GEMM for this geometry (about 2048 columns; 1 for large maps). The
  * scratch of zf_conv_workspace_floats holds that many images' columns. */
 int zf_conv_images_per_gemm(const zf_conv_geom *g);
+
+/* zf_conv_forward by im2col + sgemm whatever the geometry (zf_conv_forward may take Winograd). */
+void zf_conv_forward_im2col(float *out, const float *in, const float *w, const float *bias,
+                            const zf_conv_geom *g, float *ws);
 
 #endif

@@ -18,6 +18,7 @@
 
 #include "zf/ops.h"
 #include "zf/tensor.h"
+#include "winograd_internal.h"
 
 /* Scratch matrices (im2col columns, Winograd transforms) are cut into chunks of positions of
  * about this many floats (16 MB): half a 32 MB last-level cache. Smaller chunks make each sgemm
@@ -166,7 +167,7 @@ static zf_status region_layout(region *g, int c, int h, int w, int n)
 typedef struct conv_plan {
     zf_occlusion_conv algo;
     float *wt;   /* DELTA: per group (kg*kh*kw, cg), W^T with taps in the rows */
-    float *wino; /* WINOGRAD(4): per group (n*n, kg, cg), G g G^T */
+    float *wino; /* WINOGRAD(4): (k, n*n, cg), G g G^T (zf_wino_filters) */
 } conv_plan;
 
 typedef struct occl {
@@ -452,84 +453,13 @@ static zf_status conv_delta(occl *o, const zf_layer *l, const conv_plan *cp, con
     return ZF_OK;
 }
 
-/* Winograd F(m x m, 3x3) (Lavin & Gray 2016), stride 1, m = 2 or 4: per m x m output tile, an
- * n x n input tile (n = m + 2) is transformed (B^T d B), multiplied elementwise with the transformed
- * filters (G g G^T), summed over input channels (n^2 sgemms over the whole chunk), and transformed
- * back (A^T M A). Multiplies per output: 4 (m = 2) or 2.25 (m = 4) instead of 9. F(2x2) only adds
- * and halves, so it rounds like direct convolution; F(4x4) has larger transform coefficients and
- * rounds a few times worse, still far below the maps' 1e-5. */
-typedef struct wino_kind {
-    int m, n;
-    const double *g; /* (n, 3); B^T and A^T are written out in conv_winograd */
-} wino_kind;
-
-static const double wino_g2[12] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1};
-static const double wino_g4[18] = {1.0 / 4,  0,         0,        -1.0 / 6, -1.0 / 6, -1.0 / 6,
-                                   -1.0 / 6, 1.0 / 6,   -1.0 / 6, 1.0 / 24, 1.0 / 12, 1.0 / 6,
-                                   1.0 / 24, -1.0 / 12, 1.0 / 6,  0,        0,        1};
-
-static const wino_kind wino_kinds[2] = {{2, 4, wino_g2}, {4, 6, wino_g4}};
-
-static const wino_kind *wino_of(zf_occlusion_conv algo)
-{
-    return algo == ZF_OCCLUSION_CONV_WINOGRAD4 ? &wino_kinds[1] : &wino_kinds[0];
-}
-
-/* u (n, n) = G g G^T for one 3x3 filter g, in float64. */
-static void wino_filter(const wino_kind *wk, float *u, const float *g)
-{
-    const int n = wk->n;
-    double t[6][3];
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < 3; j++)
-            t[i][j] = wk->g[i * 3] * g[j] + wk->g[i * 3 + 1] * g[3 + j] + wk->g[i * 3 + 2] * g[6 + j];
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++)
-            u[i * n + j] = (float)(t[i][0] * wk->g[j * 3] + t[i][1] * wk->g[j * 3 + 1] +
-                                   t[i][2] * wk->g[j * 3 + 2]);
-}
-
-/* The transforms B^T d B and A^T M A are written out with their zeros and shared terms removed
- * (generic matrix products cost as much as the sgemms they feed). */
-
-/* Six inputs through a row of B^T for F(4x4, 3x3). */
-#define WINO_BT4(o, os, d0, d1, d2, d3, d4, d5)                                                    \
-    do {                                                                                           \
-        const float p12_ = (d1) + (d2), m12_ = (d1) - (d2), m13_ = (d1) - (d3);                   \
-        (o)[0] = 4.0f * (d0) - 5.0f * (d2) + (d4);                                                 \
-        (o)[os] = (d3) + (d4) - 4.0f * p12_;                                                       \
-        (o)[2 * (os)] = (d4) - (d3) + 4.0f * m12_;                                                 \
-        (o)[3 * (os)] = (d4) - (d2) - 2.0f * m13_;                                                 \
-        (o)[4 * (os)] = (d4) - (d2) + 2.0f * m13_;                                                 \
-        (o)[5 * (os)] = 4.0f * (d1) - 5.0f * (d3) + (d5);                                          \
-    } while (0)
-
-/* B^T applied down the columns of n rows of a patched window (vectorises along the row): rows
- * d[0..n) of width w (stride ld) give rows r[0..n) (stride w). */
-static void wino_rows_in(float *restrict r, const float *restrict d, int ld, int w, int m)
-{
-    if (m == 4) {
-        for (int x = 0; x < w; x++)
-            WINO_BT4(r + x, w, d[x], d[ld + x], d[2 * ld + x], d[3 * ld + x], d[4 * ld + x], d[5 * ld + x]);
-    } else {
-        for (int x = 0; x < w; x++) {
-            float d0 = d[x], d1 = d[ld + x], d2 = d[2 * ld + x], d3 = d[3 * ld + x];
-            r[x] = d0 - d2;
-            r[w + x] = d1 + d2;
-            r[2 * w + x] = d2 - d1;
-            r[3 * w + x] = d1 - d3;
-        }
-    }
-}
-
-/* Tiles are transformed back 8 at a time, one per SIMD lane. */
-#define WINO_LANES 8
+/* Winograd F(m x m, 3x3) (winograd_internal.h), m = 2 or 4. */
+static int wino_m(zf_occlusion_conv algo) { return algo == ZF_OCCLUSION_CONV_WINOGRAD4 ? 4 : 2; }
 
 static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, const float *base_in,
                                const region *in, region *out, int64_t *scratch_pp)
 {
-    const wino_kind *wk = wino_of(cp->algo);
-    const int m = wk->m, nw = wk->n, nn = nw * nw;
+    const int m = wino_m(cp->algo), nw = m + 2, nn = nw * nw;
     const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
     const int n = out->n;
     int64_t *tcol = malloc(sizeof(int64_t) * (size_t)(n + 1));
@@ -587,29 +517,9 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
                 float *rows = tile + (size_t)th * tw;
                 build_tile(tile, in, b, base_in, c, s.y0 - l->win.pt, s.x0 - l->win.pl, th, tw, 0.0f);
                 float *vb = V + (size_t)c * T + (tcol[b] - t0);
-                for (int ty = 0; ty < ty_n; ty++) {
-                    wino_rows_in(rows, tile + (size_t)(m * ty) * tw, tw, tw, m);
-                    float *vt = vb + ty * tx_n;
-                    for (int r = 0; r < nw; r++) {
-                        const float *rr = rows + (size_t)r * tw;
-                        float *v0 = vt + (size_t)(r * nw) * C * T;
-                        const size_t ps = (size_t)C * T; /* from one V plane to the next */
-                        for (int tx = 0; tx < tx_n; tx++) {
-                            const float *q = rr + m * tx;
-                            if (m == 4) {
-                                float o6[6];
-                                WINO_BT4(o6, 1, q[0], q[1], q[2], q[3], q[4], q[5]);
-                                for (int j = 0; j < 6; j++)
-                                    v0[j * ps + tx] = o6[j];
-                            } else {
-                                v0[tx] = q[0] - q[2];
-                                v0[ps + tx] = q[1] + q[2];
-                                v0[2 * ps + tx] = q[2] - q[1];
-                                v0[3 * ps + tx] = q[1] - q[3];
-                            }
-                        }
-                    }
-                }
+                for (int ty = 0; ty < ty_n; ty++)
+                    zf_wino_tiles_in(vb + ty * tx_n, (size_t)C * T, tile + (size_t)(m * ty) * tw, tw,
+                                     tx_n, m, 3, rows);
             }
         }
         /* The nn * G products are independent: one per thread at a time (OpenBLAS runs single-
@@ -618,7 +528,7 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
         for (int q = 0; q < G * nn; q++) {
             const int g = q / nn, xi = q % nn;
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, (int)T, cg, 1.0f,
-                        cp->wino + ((size_t)g * nn + xi) * kg * cg, cg,
+                        cp->wino + ((size_t)g * kg * nn + xi) * cg, nn * cg,
                         V + ((size_t)xi * C + (size_t)g * cg) * T, (int)T, 0.0f,
                         M + ((size_t)xi * K + (size_t)g * kg) * T, (int)T);
         }
@@ -628,49 +538,13 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
             const float bk = l->bias ? l->bias[k] : 0.0f;
             const float *mk = M + (size_t)k * T;
             float *dk = out->v + (size_t)k * out->cols;
-            for (int64_t t = 0; t < T; t += WINO_LANES) {
-                const int lanes = T - t < WINO_LANES ? (int)(T - t) : WINO_LANES;
-                float mt[36][WINO_LANES], y[16][WINO_LANES];
+            for (int64_t t = 0; t < T; t += ZF_WINO_LANES) {
+                const int lanes = T - t < ZF_WINO_LANES ? (int)(T - t) : ZF_WINO_LANES;
+                float mt[36][ZF_WINO_LANES], y[16][ZF_WINO_LANES];
                 for (int xi = 0; xi < nn; xi++)
-                    for (int q = 0; q < WINO_LANES; q++)
+                    for (int q = 0; q < ZF_WINO_LANES; q++)
                         mt[xi][q] = q < lanes ? mk[(size_t)xi * K * T + t + q] : 0.0f;
-                if (m == 4) {
-                    float u[24][WINO_LANES];
-                    for (int j = 0; j < 6; j++)
-                        for (int q = 0; q < WINO_LANES; q++) {
-                            const float a_ = mt[6 + j][q] + mt[12 + j][q], b_ = mt[6 + j][q] - mt[12 + j][q];
-                            const float c_ = mt[18 + j][q] + mt[24 + j][q], d_ = mt[18 + j][q] - mt[24 + j][q];
-                            u[j][q] = mt[j][q] + a_ + c_;
-                            u[6 + j][q] = b_ + 2.0f * d_;
-                            u[12 + j][q] = a_ + 4.0f * c_;
-                            u[18 + j][q] = b_ + 8.0f * d_ + mt[30 + j][q];
-                        }
-                    for (int i = 0; i < 4; i++)
-                        for (int q = 0; q < WINO_LANES; q++) {
-                            const float *r0 = u[6 * i];
-                            const float a_ = r0[WINO_LANES + q] + r0[2 * WINO_LANES + q];
-                            const float b_ = r0[WINO_LANES + q] - r0[2 * WINO_LANES + q];
-                            const float c_ = r0[3 * WINO_LANES + q] + r0[4 * WINO_LANES + q];
-                            const float d_ = r0[3 * WINO_LANES + q] - r0[4 * WINO_LANES + q];
-                            y[4 * i][q] = r0[q] + a_ + c_;
-                            y[4 * i + 1][q] = b_ + 2.0f * d_;
-                            y[4 * i + 2][q] = a_ + 4.0f * c_;
-                            y[4 * i + 3][q] = b_ + 8.0f * d_ + r0[5 * WINO_LANES + q];
-                        }
-                } else {
-                    float u[8][WINO_LANES];
-                    for (int j = 0; j < 4; j++)
-                        for (int q = 0; q < WINO_LANES; q++) {
-                            u[j][q] = mt[j][q] + mt[4 + j][q] + mt[8 + j][q];
-                            u[4 + j][q] = mt[4 + j][q] - mt[8 + j][q] - mt[12 + j][q];
-                        }
-                    for (int i = 0; i < 2; i++)
-                        for (int q = 0; q < WINO_LANES; q++) {
-                            const float *r0 = u[4 * i];
-                            y[2 * i][q] = r0[q] + r0[WINO_LANES + q] + r0[2 * WINO_LANES + q];
-                            y[2 * i + 1][q] = r0[WINO_LANES + q] - r0[2 * WINO_LANES + q] - r0[3 * WINO_LANES + q];
-                        }
-                }
+                zf_wino_tiles_out(y, mt, m, 3);
                 for (int q = 0; q < lanes; q++) {
                     const int32_t *tm = tmap + 3 * (t0 + t + q);
                     const rect s = out->r[tm[0]];
@@ -1049,7 +923,7 @@ static zf_status prepare_convs(occl *o)
         conv_plan *cp = &o->cp[i];
         if (l->op != ZF_OP_CONV)
             continue;
-        const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
+        const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G;
         const int taps = l->win.kh * l->win.kw;
         if (cp->algo == ZF_OCCLUSION_CONV_DELTA) {
             cp->wt = zf_alloc(sizeof(float) * (size_t)K * cg * taps);
@@ -1061,21 +935,11 @@ static zf_status prepare_convs(occl *o)
                     for (int t = 0; t < taps; t++)
                         cp->wt[((size_t)k * taps + t) * cg + c] = l->weight[((size_t)k * cg + c) * taps + t];
         } else if (cp->algo == ZF_OCCLUSION_CONV_WINOGRAD || cp->algo == ZF_OCCLUSION_CONV_WINOGRAD4) {
-            const wino_kind *wk = wino_of(cp->algo);
-            const int nn = wk->n * wk->n;
+            const int nn = (wino_m(cp->algo) + 2) * (wino_m(cp->algo) + 2);
             cp->wino = zf_alloc(sizeof(float) * (size_t)nn * K * cg);
             if (!cp->wino)
                 return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", l->name);
-#pragma omp parallel for schedule(static) if (BIG((int64_t)K * cg * nn))
-            for (int k = 0; k < K; k++) {
-                const int g = k / kg, kk = k % kg;
-                for (int c = 0; c < cg; c++) {
-                    float u[36];
-                    wino_filter(wk, u, l->weight + ((size_t)k * cg + c) * 9);
-                    for (int xi = 0; xi < nn; xi++)
-                        cp->wino[(((size_t)g * nn + xi) * kg + kk) * cg + c] = u[xi];
-                }
-            }
+            zf_wino_filters(cp->wino, l->weight, K, cg, wino_m(cp->algo), 3);
         }
     }
     if (o->fc_delta >= 0) {

@@ -174,8 +174,9 @@ static zf_tensor *read_npy(const char *path)
     return t;
 }
 
-/* The net with the fixture's weights, after a forward of the fixture's input (batch 2). */
-static zf_net *net_after_forward(const char *arch)
+/* The net with the fixture's weights, after a forward of the fixture's two images repeated `reps`
+ * times (batch 2 * reps: at batch 4 the 3x3 layers on 13x13 maps have enough tiles for Winograd). */
+static zf_net *net_after_forward_reps(const char *arch, int reps)
 {
     struct stat st;
     const char *stamp = tu_fixture("nets/.stamp");
@@ -189,11 +190,18 @@ static zf_net *net_after_forward(const char *arch)
     cr_assert(x->dtype == ZF_DTYPE_F32 && x->ndim == 4 && x->shape[0] == 2 && x->shape[1] == net->in_c &&
                   x->shape[2] == net->in_h && x->shape[3] == net->in_w,
               "%s: input.npy is not 2x%dx%dx%d float32", arch, net->in_c, net->in_h, net->in_w);
-    cr_assert_eq(zf_net_reserve(net, 2), ZF_OK, "%s", zf_last_error());
-    cr_assert_eq(zf_net_forward(net, zf_tensor_f32(x), 2), ZF_OK, "%s", zf_last_error());
+    const int n = 2 * reps;
+    float *in = zf_alloc((size_t)x->size * reps * sizeof(float));
+    for (int r = 0; r < reps; r++)
+        memcpy(in + (size_t)r * x->size, zf_tensor_f32(x), (size_t)x->size * sizeof(float));
+    cr_assert_eq(zf_net_reserve(net, n), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_forward(net, in, n), ZF_OK, "%s", zf_last_error());
+    zf_free(in);
     zf_tensor_free(x);
     return net;
 }
+
+static zf_net *net_after_forward(const char *arch) { return net_after_forward_reps(arch, 1); }
 
 /* Largest |a - b| / max(|b|, floor) over a tensor shaped like `shape` (n, c, h, w); cr_expect
  * < TOL, naming the first worst element. With by_max, floor is max |b| (the error relative to the
@@ -220,10 +228,11 @@ static double compare(const char *what, const float *got, const zf_tensor *ref, 
     return err;
 }
 
-/* Every layer's output, relative to its RMS: PyTorch's own float32 forward is within 5e-6. */
-static void check_forward(const char *arch)
+/* Every layer's output, relative to its RMS: PyTorch's own float32 forward is within 5e-6. Each
+ * of the `reps` copies of the batch against PyTorch's outputs of the two images. */
+static void check_forward(const char *arch, int reps)
 {
-    zf_net *net = net_after_forward(arch);
+    zf_net *net = net_after_forward_reps(arch, reps);
     double worst = 0;
     const char *worst_at = "";
     for (int i = 0; i < net->n_layers; i++) {
@@ -239,12 +248,14 @@ static void check_forward(const char *arch)
         const int64_t shape[4] = {2, l->out_c, l->out_h, l->out_w};
         cr_assert_eq(ref->size, 2 * zf_layer_out_size(l), "%s %s: reference has %lld values, the layer %lld",
                      arch, l->name, (long long)ref->size, (long long)(2 * zf_layer_out_size(l)));
-        char what[96];
-        snprintf(what, sizeof what, "%s %s", arch, l->name);
-        double e = compare(what, net->acts[i], ref, shape, 0);
-        if (e > worst) {
-            worst = e;
-            worst_at = l->name;
+        for (int r = 0; r < reps; r++) {
+            char what[96];
+            snprintf(what, sizeof what, "%s %s (images %d-%d of %d)", arch, l->name, 2 * r, 2 * r + 1, 2 * reps);
+            double e = compare(what, net->acts[i] + (size_t)r * 2 * zf_layer_out_size(l), ref, shape, 0);
+            if (e > worst) {
+                worst = e;
+                worst_at = l->name;
+            }
         }
         zf_tensor_free(ref);
     }
@@ -266,9 +277,14 @@ static void check_forward(const char *arch)
     zf_net_free(net);
 }
 
-Test(nets, alexnet_forward_matches_pytorch_at_every_layer) { check_forward("alexnet"); }
-Test(nets, alexnet_caffe_forward_matches_pytorch_at_every_layer) { check_forward("alexnet-caffe"); }
-Test(nets, zfnet_forward_matches_pytorch_at_every_layer) { check_forward("zfnet"); }
+Test(nets, alexnet_forward_matches_pytorch_at_every_layer) { check_forward("alexnet", 1); }
+Test(nets, alexnet_caffe_forward_matches_pytorch_at_every_layer) { check_forward("alexnet-caffe", 1); }
+Test(nets, zfnet_forward_matches_pytorch_at_every_layer) { check_forward("zfnet", 1); }
+/* Batch 6: the Winograd paths of the 3x3 layers (batch 2 stays below their tile threshold; the
+ * 5x5 conv2 takes Winograd at any batch). */
+Test(nets, alexnet_forward_at_batch_6_matches_pytorch) { check_forward("alexnet", 3); }
+Test(nets, alexnet_caffe_forward_at_batch_6_matches_pytorch) { check_forward("alexnet-caffe", 3); }
+Test(nets, zfnet_forward_at_batch_6_matches_pytorch) { check_forward("zfnet", 3); }
 
 /* Each line of deconv.tsv: layer, mode, channel, file, then the (y, x) per image PyTorch used.
  * Errors are relative to the reconstruction's largest pixel: a whole-map reconstruction sums

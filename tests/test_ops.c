@@ -1,11 +1,13 @@
 /* Every CPU op against naive float64 loops written out here from the definitions: convolution
- * with groups/stride/padding and its transpose, LRN and its backward, max-pool switches and
+ * with groups/stride/padding and its transpose, the Winograd convolutions, LRN and its backward, max-pool switches and
  * unpooling, average and adaptive pooling, fully connected, softmax. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "../core/fc_internal.h"
+#include "../core/winograd_internal.h"
 #include "testutil.h"
 #include "zf/net.h"
 #include "zf/ops.h"
@@ -88,8 +90,13 @@ static void check_conv(zf_conv_geom g, uint64_t seed)
     tu_fill_uniform(dout, nout, seed + 3, -1, 1);
     zf_conv_forward(out, in, w, b, &g, ws);
     naive_conv(ref, in, w, b, &g);
+    /* relative to the largest output: 3x3 and 5x5 windows may go through Winograd, whose
+     * rounding follows the scale of the whole map rather than of each value */
+    double mx = 0;
+    for (size_t i = 0; i < nout; i++)
+        mx = fmax(mx, fabs(ref[i]));
     size_t at;
-    double e = tu_max_rel_err(out, ref, nout, 1.0, &at);
+    double e = tu_max_rel_err(out, ref, nout, mx, &at);
     cr_expect(e < 1e-5, "conv n%d c%d %dx%d k%d %dx%d/%d pad %d groups %d: rel err %g at %zu (%g vs %g)", g.n, g.c,
               g.h, g.w, g.k, g.kh, g.kw, g.sh, g.pt, g.groups, e, at, out[at], ref[at]);
     zf_conv_backward_data(din, dout, w, &g, ws);
@@ -117,6 +124,95 @@ Test(conv, many_small_images_share_one_gemm)
 {
     /* 9x9 outputs: many images per GEMM, with a batch that does not divide evenly */
     check_conv((zf_conv_geom){37, 4, 9, 9, 6, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 7);
+}
+
+/* Winograd F(2x2, 3x3), F(4x4, 3x3) and F(4x4, 5x5) against the float64 loops, relative to
+ * the output's largest value: odd map sizes (partial tiles on the right and bottom), padding 0 to
+ * more than the window needs, groups, several images, and a batch spread over several chunks. */
+static void check_winograd(zf_conv_geom g, int r, uint64_t seed)
+{
+    g.kh = g.kw = r;
+    g.sh = g.sw = 1;
+    g.oh = zf_window_out(g.h, r, 1, g.pt, g.pt, 0);
+    g.ow = zf_window_out(g.w, r, 1, g.pl, g.pl, 0);
+    cr_assert(zf_wino_conv_applies(&g));
+    const size_t nin = (size_t)g.n * g.c * g.h * g.w, nout = (size_t)g.n * g.k * g.oh * g.ow;
+    const size_t nw = (size_t)g.k * (g.c / g.groups) * r * r;
+    float *in = falloc(nin), *w = falloc(nw), *b = falloc(g.k), *out = falloc(nout);
+    double *ref = dalloc(nout);
+    tu_fill_uniform(in, nin, seed, -1, 1);
+    tu_fill_uniform(w, nw, seed + 1, -1, 1);
+    tu_fill_uniform(b, g.k, seed + 2, -1, 1);
+    naive_conv(ref, in, w, b, &g);
+    double mx = 0;
+    for (size_t i = 0; i < nout; i++)
+        mx = fmax(mx, fabs(ref[i]));
+    for (int m = r == 3 ? 2 : 4; m <= 4; m += 2) {
+        float *u = falloc(zf_wino_conv_filter_floats(&g, m)), *ws = falloc(zf_wino_conv_workspace_floats(&g, m));
+        for (size_t i = 0; i < nout; i++)
+            out[i] = NAN; /* every output must be written */
+        zf_wino_filters(u, w, g.k, g.c / g.groups, m, r);
+        zf_wino_conv_forward(out, in, u, b, &g, m, ws);
+        size_t at;
+        double e = tu_max_rel_err(out, ref, nout, mx, &at);
+        cr_expect(e < 1e-4, "F(%dx%d, %dx%d) n%d c%d %dx%d k%d pad %d,%d groups %d: rel err %g at %zu (%g vs %g)", m,
+                  m, r, r, g.n, g.c, g.h, g.w, g.k, g.pt, g.pl, g.groups, e, at, out[at], ref[at]);
+        zf_free(u);
+        zf_free(ws);
+    }
+    zf_free(in); zf_free(w); zf_free(b); zf_free(out);
+    free(ref);
+}
+
+Test(conv, winograd_matches_direct_loops)
+{
+    /* n, c, h, w, k, oh, ow, kh, kw, sh, sw, pt, pl, groups (window and outputs set by the check) */
+    check_winograd((zf_conv_geom){1, 5, 13, 13, 7, 0, 0, 0, 0, 0, 0, 1, 1, 1}, 3, 11);
+    check_winograd((zf_conv_geom){3, 6, 9, 11, 4, 0, 0, 0, 0, 0, 0, 1, 1, 2}, 3, 12);
+    check_winograd((zf_conv_geom){2, 9, 7, 5, 6, 0, 0, 0, 0, 0, 0, 0, 0, 3}, 3, 13);
+    check_winograd((zf_conv_geom){4, 4, 6, 10, 8, 0, 0, 0, 0, 0, 0, 2, 0, 2}, 3, 14);
+    check_winograd((zf_conv_geom){2, 3, 3, 3, 2, 0, 0, 0, 0, 0, 0, 0, 2, 1}, 3, 15);   /* one output row */
+    check_winograd((zf_conv_geom){5, 16, 1, 17, 9, 0, 0, 0, 0, 0, 0, 1, 1, 1}, 3, 16); /* one input row */
+    /* 36 * (16 + 16) * 16 * 16 floats a 64x64 image at F(4x4), 16 images: several chunks */
+    check_winograd((zf_conv_geom){16, 16, 64, 64, 16, 0, 0, 0, 0, 0, 0, 1, 1, 1}, 3, 17);
+    check_winograd((zf_conv_geom){2, 6, 27, 27, 8, 0, 0, 0, 0, 0, 0, 2, 2, 2}, 5, 18); /* AlexNet's conv2 */
+    check_winograd((zf_conv_geom){3, 5, 10, 7, 4, 0, 0, 0, 0, 0, 0, 1, 3, 1}, 5, 19);
+    check_winograd((zf_conv_geom){1, 4, 5, 9, 6, 0, 0, 0, 0, 0, 0, 0, 0, 2}, 5, 20);   /* one output row */
+    check_winograd((zf_conv_geom){9, 12, 48, 40, 10, 0, 0, 0, 0, 0, 0, 2, 2, 1}, 5, 21); /* several chunks */
+    /* the widest output it takes (its row window lives on the stack), and one wider */
+    check_winograd((zf_conv_geom){1, 2, 5, 514, 3, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 3, 22);
+    check_winograd((zf_conv_geom){1, 2, 6, 516, 3, 0, 0, 0, 0, 0, 0, 1, 0, 1}, 5, 23);
+    zf_conv_geom wide = {1, 2, 5, 515, 3, 3, 513, 3, 3, 1, 1, 0, 0, 1};
+    cr_expect(!zf_wino_conv_applies(&wide), "a 513-wide output is past the stack window");
+}
+
+/* Through zf_conv_forward, which takes Winograd for enough tiles, with scratch sized for the
+ * largest batch (as zf_net_reserve does) and smaller batches run in it. */
+Test(conv, winograd_dispatch_in_scratch_for_a_larger_batch)
+{
+    zf_conv_geom big = {24, 12, 13, 13, 10, 13, 13, 3, 3, 1, 1, 1, 1, 2};
+    const size_t in_img = 12 * 13 * 13, out_img = 10 * 13 * 13, nw = 10 * 6 * 9;
+    float *in = falloc(24 * in_img), *w = falloc(nw), *b = falloc(10), *out = falloc(24 * out_img);
+    float *ws = falloc(zf_conv_workspace_floats_bound(&big));
+    double *ref = dalloc(24 * out_img);
+    tu_fill_uniform(in, 24 * in_img, 21, -1, 1);
+    tu_fill_uniform(w, nw, 22, -1, 1);
+    tu_fill_uniform(b, 10, 23, -1, 1);
+    naive_conv(ref, in, w, b, &big);
+    double mx = 0;
+    for (size_t i = 0; i < 24 * out_img; i++)
+        mx = fmax(mx, fabs(ref[i]));
+    const int batches[] = {24, 17, 4, 1}; /* 384 to 16 tiles of 4x4: Winograd down to 4 */
+    for (int t = 0; t < 4; t++) {
+        zf_conv_geom g = big;
+        g.n = batches[t];
+        zf_conv_forward(out, in, w, b, &g, ws);
+        size_t at;
+        double e = tu_max_rel_err(out, ref, g.n * out_img, mx, &at);
+        cr_expect(e < 1e-4, "batch %d: rel err %g at %zu (%g vs %g)", g.n, e, at, out[at], ref[at]);
+    }
+    zf_free(in); zf_free(w); zf_free(b); zf_free(out); zf_free(ws);
+    free(ref);
 }
 
 /* ---- max-pool and switches ---- */
@@ -340,6 +436,56 @@ Test(fc, batch_one_and_many_match_direct_dot_products)
             }
     }
     zf_free(w); zf_free(b); zf_free(x); zf_free(y);
+}
+
+/* y (n, out_f) from fn against float64 dot products, each within 1e-5 of the sum of its terms'
+ * magnitudes (the scale its float rounding is relative to). */
+typedef void (*fc_fn)(float *, const float *, const float *, const float *, int, int, int);
+static void check_fc(fc_fn fn, const char *name, int n, int in_f, int out_f, int with_bias, uint64_t seed)
+{
+    float *w = falloc((size_t)in_f * out_f), *b = falloc(out_f), *x = falloc((size_t)n * in_f);
+    float *y = falloc((size_t)n * out_f);
+    tu_fill_uniform(w, (size_t)in_f * out_f, seed, -1, 1);
+    tu_fill_uniform(b, out_f, seed + 1, -1, 1);
+    tu_fill_uniform(x, (size_t)n * in_f, seed + 2, -1, 1);
+    fn(y, x, w, with_bias ? b : NULL, n, in_f, out_f);
+    int bad = 0;
+    for (int i = 0; i < n && bad < 3; i++)
+        for (int o = 0; o < out_f && bad < 3; o++) {
+            double s = with_bias ? b[o] : 0.0, mag = fabs(s);
+            for (int k = 0; k < in_f; k++) {
+                const double t = (double)x[(size_t)i * in_f + k] * w[(size_t)o * in_f + k];
+                s += t;
+                mag += fabs(t);
+            }
+            const double got = y[(size_t)i * out_f + o];
+            if (!(fabs(got - s) <= 1e-5 * fmax(mag, 1e-30))) {
+                cr_expect(0, "%s n=%d in %d out %d at (%d,%d): %.9g vs %.9g", name, n, in_f, out_f, i, o, got, s);
+                bad++;
+            }
+        }
+    zf_free(w); zf_free(b); zf_free(x); zf_free(y);
+}
+
+Test(fc, streaming_kernel_matches_direct_dot_products)
+{
+    /* odd sizes: rows left over after the micro-kernels' 8 and 4, columns after the SIMD width,
+     * batches not a multiple of 3, more than one pass over the weights (n > 32), tiny in_f */
+    const int batches[] = {1, 2, 3, 4, 7, 16, 32, 33, 70};
+    for (int t = 0; t < 9; t++)
+        check_fc(zf_fc_forward_stream, "stream", batches[t], 1031, 77, t % 2, 60 + t);
+    check_fc(zf_fc_forward_stream, "stream", 5, 7, 9, 1, 70);
+    check_fc(zf_fc_forward_stream, "stream", 3, 8, 1, 1, 71);
+    check_fc(zf_fc_forward_stream, "stream", 2, 40000, 33, 1, 72); /* K cut into blocks */
+}
+
+Test(fc, dispatch_on_weights_larger_than_the_caches)
+{
+    /* 1031 x 1037 weights (over a million): the streaming kernel up to batch 32, OpenBLAS above */
+    const int batches[] = {1, 2, 16, 32, 37};
+    for (int t = 0; t < 5; t++)
+        check_fc(zf_fc_forward, "zf_fc_forward", batches[t], 1031, 1037, 1, 80 + t);
+    check_fc(zf_fc_forward_blas, "blas", 3, 1031, 77, 1, 90);
 }
 
 Test(activation, relu_and_softmax_match_definitions)

@@ -1,0 +1,15 @@
+/* fc.c's two fully connected kernels, for the benchmark's comparison (core only). Both compute
+ * out (n, out_f) = in (n, in_f) . w (out_f, in_f)^T + bias (out_f, or NULL); zf_fc_forward picks
+ * one by batch size. */
+#ifndef ZF_FC_INTERNAL_H
+#define ZF_FC_INTERNAL_H
+
+/* OpenBLAS: sgemv for one row, sgemm for more. */
+void zf_fc_forward_blas(float *out, const float *in, const float *w, const float *bias, int n,
+                        int in_f, int out_f);
+
+/* Streams each weight row once from memory and applies it to every input row. */
+void zf_fc_forward_stream(float *out, const float *in, const float *w, const float *bias, int n,
+                          int in_f, int out_f);
+
+#endif

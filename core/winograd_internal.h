@@ -1,0 +1,51 @@
+/* Winograd convolution pieces (Lavin & Gray 2016), shared by the dense convolution (conv.c) and
+ * the incremental occlusion (occlusion.c); core only.
+ *
+ * F(m x m, r x r) computes an m x m output tile of an r x r filter from an n x n input tile
+ * (n = m + r - 1): the input tile is transformed (V = B^T d B), multiplied elementwise with the
+ * transformed filter (U = G g G^T), summed over input channels (n^2 GEMMs) and transformed back
+ * (Y = A^T M A). Three kinds: F(2x2, 3x3) (n = 4, points 0, +-1 and infinity: 4 multiplies per
+ * output instead of 9; only adds and halves, so it rounds like direct convolution), F(4x4, 3x3)
+ * (n = 6, points also +-2: 2.25 instead of 9) and F(4x4, 5x5) (n = 8, points also +-1/2: 4
+ * instead of 25). The larger coefficients of the last two round a few times worse than direct
+ * convolution, a few 1e-6 of the largest output on AlexNet's layers. (F(2x2, 5x5) measured
+ * slower than im2col: 9 products per output kept it waiting on memory.) */
+#ifndef ZF_WINOGRAD_INTERNAL_H
+#define ZF_WINOGRAD_INTERNAL_H
+
+#include <stddef.h>
+
+#include "zf/ops.h"
+
+/* Tiles are transformed back this many at a time, one per SIMD lane. */
+#define ZF_WINO_LANES 8
+
+/* In what follows (m, r) is (2, 3), (4, 3) or (4, 5). */
+
+/* U for every filter of a convolution: w (k, cg, r, r) gives u (k, n*n, cg). The GEMM of group
+ * gi and element xi reads rows u + ((gi*kg)*n*n + xi)*cg with stride n*n*cg. Computed in float64
+ * and rounded once. */
+void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r);
+
+/* One row of tiles through B^T d B: the window d (n rows of width tw = m*tx_n + r - 1, row
+ * stride ld) holds the inputs of tiles 0..tx_n-1 (tile tx starts at column m*tx); tile tx's n*n
+ * values go to v[xi*ps + tx]. rows is scratch of n*tw floats. */
+void zf_wino_tiles_in(float *v, size_t ps, const float *d, int ld, int tx_n, int m, int r, float *rows);
+
+/* A^T M A for ZF_WINO_LANES tiles at once: mt[xi][lane] (n*n rows) gives y[dy*m + dx][lane]
+ * (m*m rows). */
+void zf_wino_tiles_out(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int m, int r);
+
+/* Dense convolution by F(m x m, r x r), r = the window (3x3 or 5x5, stride 1, whether it applies
+ * says; m = 4 for 5x5): the output tiles of all n images, the floats of transformed filters it reads and of
+ * scratch it needs, and the forward itself with filters u from
+ * zf_wino_filters(u, w, g->k, g->c / g->groups, m, g->kh). Same result as zf_conv_forward up to
+ * float rounding. */
+int zf_wino_conv_applies(const zf_conv_geom *g);
+size_t zf_wino_conv_tiles(const zf_conv_geom *g, int m);
+size_t zf_wino_conv_filter_floats(const zf_conv_geom *g, int m);
+size_t zf_wino_conv_workspace_floats(const zf_conv_geom *g, int m);
+void zf_wino_conv_forward(float *out, const float *in, const float *u, const float *bias,
+                          const zf_conv_geom *g, int m, float *ws);
+
+#endif
