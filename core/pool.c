@@ -1,48 +1,139 @@
 /* Max-pooling with switches, unpooling, average and adaptive average pooling on the CPU. */
 #include <string.h>
 
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
+
 #include "zf/ops.h"
+
+/* One output row's windows clamped to the map (borders, or any row when the interior is empty). */
+static void maxpool_row_clamped(float *dst, int32_t *sw, const float *src, const zf_pool_geom *g, int y0, int y1,
+                                int ox_begin, int ox_end)
+{
+    for (int ox = ox_begin; ox < ox_end; ox++) {
+        int x0 = ox * g->sw - g->pl, x1 = x0 + g->kw;
+        if (x0 < 0)
+            x0 = 0;
+        if (x1 > g->w)
+            x1 = g->w;
+        if (y0 >= y1 || x0 >= x1) {
+            dst[ox] = 0.0f;
+            sw[ox] = -1;
+            continue;
+        }
+        /* First maximum in row-major order: only a strictly greater value replaces it. */
+        int32_t best_i = y0 * g->w + x0;
+        float best = src[best_i];
+        for (int y = y0; y < y1; y++) {
+            const float *row = src + y * g->w;
+            for (int x = x0; x < x1; x++) {
+                /* branch-free select: on random data the branch mispredicts */
+                const int gt = row[x] > best;
+                best = gt ? row[x] : best;
+                best_i = gt ? y * g->w + x : best_i;
+            }
+        }
+        dst[ox] = best;
+        sw[ox] = best_i;
+    }
+}
+
+/* Outputs [ox_lo, ox_hi) of one row whose windows lie inside the map. rows is the window's top
+ * row; output ox's window starts at column ox * sx + off of it, base is that row's index in the
+ * plane. With AVX2 and stride 1 or 2, eight outputs at a time keep their running maximum and its
+ * index in registers while the window is visited in row-major order (one output at a time is a
+ * chain of dependent selects, and the compiler does not vectorise the strided loads itself). */
+static void maxpool_row_interior(float *dst, int32_t *sw, const float *rows, int32_t base, int w, int kh, int kw,
+                                 int sx, int off, int ox_lo, int ox_hi)
+{
+    int ox = ox_lo;
+#ifdef __AVX2__
+    if (sx == 1 || sx == 2) {
+        const __m256i lane = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(sx));
+        /* a block's loads reach column (ox + 7) * sx + off + kw - 1, plus one more for stride 2 */
+        for (; ox + 8 <= ox_hi && (ox + 7) * sx + off + kw - 1 + (sx == 2) < w; ox += 8) {
+            const int x0 = ox * sx + off;
+            __m256 best = _mm256_set1_ps(0.0f);
+            __m256i bi = _mm256_setzero_si256();
+            for (int y = 0; y < kh; y++) {
+                for (int kx = 0; kx < kw; kx++) {
+                    const float *p = rows + (size_t)y * w + x0 + kx;
+                    __m256 v;
+                    if (sx == 1) {
+                        v = _mm256_loadu_ps(p);
+                    } else {
+                        /* even elements of p[0..15], in order */
+                        const __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
+                        const __m256 ev = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
+                        v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), _MM_SHUFFLE(3, 1, 2, 0)));
+                    }
+                    const __m256i vi = _mm256_add_epi32(_mm256_set1_epi32(base + y * w + x0 + kx), lane);
+                    if (y == 0 && kx == 0) {
+                        best = v;
+                        bi = vi;
+                        continue;
+                    }
+                    /* first maximum: only a strictly greater value replaces it */
+                    const __m256 gt = _mm256_cmp_ps(v, best, _CMP_GT_OQ);
+                    best = _mm256_blendv_ps(best, v, gt);
+                    bi = _mm256_castps_si256(
+                        _mm256_blendv_ps(_mm256_castsi256_ps(bi), _mm256_castsi256_ps(vi), gt));
+                }
+            }
+            _mm256_storeu_ps(dst + ox, best);
+            _mm256_storeu_si256((__m256i *)(sw + ox), bi);
+        }
+    }
+#endif
+    for (; ox < ox_hi; ox++) {
+        const int x0 = ox * sx + off;
+        int32_t best_i = base + x0;
+        float best = rows[x0];
+        for (int y = 0; y < kh; y++) {
+            for (int kx = 0; kx < kw; kx++) {
+                const float v = rows[(size_t)y * w + x0 + kx];
+                const int gt = v > best;
+                best = gt ? v : best;
+                best_i = gt ? base + y * w + x0 + kx : best_i;
+            }
+        }
+        dst[ox] = best;
+        sw[ox] = best_i;
+    }
+}
 
 void zf_maxpool_forward(float *out, int32_t *switches, const float *in, const zf_pool_geom *g)
 {
     const int planes = g->n * g->c;
+    /* Outputs [ox_lo, ox_hi) have their whole window inside the row (maxpool_row_interior). */
+    int ox_lo = g->pl > 0 ? (g->pl + g->sw - 1) / g->sw : 0;
+    int ox_hi = g->w >= g->kw - g->pl ? (g->w - g->kw + g->pl) / g->sw + 1 : 0;
+    if (ox_hi > g->ow)
+        ox_hi = g->ow;
+    if (ox_lo > ox_hi)
+        ox_lo = ox_hi;
 #pragma omp parallel for schedule(static)
     for (int p = 0; p < planes; p++) {
         const float *src = in + (size_t)p * g->h * g->w;
-        float *dst = out + (size_t)p * g->oh * g->ow;
-        int32_t *sw = switches + (size_t)p * g->oh * g->ow;
         for (int oy = 0; oy < g->oh; oy++) {
+            float *dst = out + ((size_t)p * g->oh + oy) * g->ow;
+            int32_t *sw = switches + ((size_t)p * g->oh + oy) * g->ow;
             int y0 = oy * g->sh - g->pt, y1 = y0 + g->kh;
             if (y0 < 0)
                 y0 = 0;
             if (y1 > g->h)
                 y1 = g->h;
-            for (int ox = 0; ox < g->ow; ox++) {
-                int x0 = ox * g->sw - g->pl, x1 = x0 + g->kw;
-                if (x0 < 0)
-                    x0 = 0;
-                if (x1 > g->w)
-                    x1 = g->w;
-                if (y0 >= y1 || x0 >= x1) {
-                    dst[oy * g->ow + ox] = 0.0f;
-                    sw[oy * g->ow + ox] = -1;
-                    continue;
-                }
-                /* First maximum in row-major order: only a strictly greater value replaces it. */
-                int32_t best_i = y0 * g->w + x0;
-                float best = src[best_i];
-                for (int y = y0; y < y1; y++) {
-                    const float *row = src + y * g->w;
-                    for (int x = x0; x < x1; x++) {
-                        /* branch-free select: on random data the branch mispredicts */
-                        const int gt = row[x] > best;
-                        best = gt ? row[x] : best;
-                        best_i = gt ? y * g->w + x : best_i;
-                    }
-                }
-                dst[oy * g->ow + ox] = best;
-                sw[oy * g->ow + ox] = best_i;
+            if (y0 >= y1 || ox_lo >= ox_hi) {
+                maxpool_row_clamped(dst, sw, src, g, y0, y1, 0, g->ow);
+                continue;
             }
+            maxpool_row_clamped(dst, sw, src, g, y0, y1, 0, ox_lo);
+            maxpool_row_clamped(dst, sw, src, g, y0, y1, ox_hi, g->ow);
+            const float *rows = src + (size_t)y0 * g->w;
+            const int32_t base = y0 * g->w;
+            const int off = -g->pl;
+            maxpool_row_interior(dst, sw, rows, base, g->w, y1 - y0, g->kw, g->sw, off, ox_lo, ox_hi);
         }
     }
 }

@@ -268,6 +268,10 @@ Test(maxpool, switches_are_first_maximum_and_unpool_adds)
     zf_window asym = {3, 3, 2, 2, 0, 0, 1, 1};                /* bvlc_alexnet's pool5 in ONNX */
     check_maxpool(2, 2, 13, 13, asym, 0, 1, 15);
     check_maxpool(1, 1, 6, 6, zf_win(2, 2, 0), 0, 1, 16);
+    /* the vectorised paths (stride 1 and 2, eight outputs at a time) with ragged ends */
+    check_maxpool(1, 3, 37, 45, zf_win(3, 1, 1), 0, 1, 17);
+    check_maxpool(2, 2, 30, 41, zf_win(5, 2, 2), 1, 1, 18);
+    check_maxpool(1, 2, 30, 41, zf_win(5, 2, 2), 1, 0, 19);
 }
 
 Test(maxpool, output_sizes_follow_pytorch_ceil_rule)
