@@ -1,7 +1,8 @@
 /* Convolution with groups on the CPU: im2col into a column buffer, then one cblas_sgemm per group.
  * Layers with small output maps (conv3-5 at 13x13) put several images side by side in the column
  * buffer, so each GEMM is wide enough to run near the BLAS peak. 3x3 and 5x5 stride-1 layers with
- * enough output tiles go through Winograd instead (winograd.c). */
+ * enough output tiles go through Winograd instead (winograd.c), and 5x5 stride-2 ones as a 3x3
+ * Winograd convolution of the input's phases. */
 #include <cblas.h>
 #include <string.h>
 
@@ -34,6 +35,93 @@ static int winograd_m(const zf_conv_geom *g)
     return zf_wino_conv_tiles(g, m) >= WINO_MIN_TILES_3X3 ? m : 0;
 }
 
+/* A 5x5 stride-2 convolution (ZFNet's conv2) is a 3x3 stride-1 one on the input's four phases:
+ * phase (py, px) of channel c is the padded input's pixels (2i + py, 2j + px), and its filter
+ * holds taps (2a + py, 2b + px) of the 5x5 one, zero where that is past the edge. Channel c's
+ * phases are channels 4c..4c+3 (groups stay contiguous). 36 taps instead of 25, but Winograd
+ * then takes it: F(4x4, 3x3) multiplies 2.4x less than direct 5x5 stride 2. */
+static int polyphase_applies(const zf_conv_geom *g)
+{
+    return g->kh == 5 && g->kw == 5 && g->sh == 2 && g->sw == 2;
+}
+
+/* The 3x3 stride-1 convolution on the phases: their maps are oh + 2 by ow + 2. */
+static zf_conv_geom polyphase_geom(const zf_conv_geom *g)
+{
+    zf_conv_geom p = *g;
+    p.c = 4 * g->c;
+    p.h = g->oh + 2;
+    p.w = g->ow + 2;
+    p.kh = p.kw = 3;
+    p.sh = p.sw = 1;
+    p.pt = p.pl = 0;
+    return p;
+}
+
+/* 0 for im2col, else the Winograd m for the phases' convolution. */
+static int polyphase_m(const zf_conv_geom *g)
+{
+    if (!polyphase_applies(g))
+        return 0;
+    const zf_conv_geom p = polyphase_geom(g);
+    return winograd_m(&p);
+}
+
+/* Scratch of the polyphase path: the phases, their 3x3 filters, then Winograd's filters and
+ * scratch. */
+static size_t polyphase_floats(const zf_conv_geom *g, int m)
+{
+    const zf_conv_geom p = polyphase_geom(g);
+    return (size_t)p.n * p.c * p.h * p.w + (size_t)p.k * (p.c / p.groups) * 9 + zf_wino_conv_filter_floats(&p, m) +
+           zf_wino_conv_workspace_floats(&p, m);
+}
+
+static void polyphase_forward(float *out, const float *in, const float *w, const float *bias,
+                              const zf_conv_geom *g, int m, float *ws)
+{
+    const zf_conv_geom p = polyphase_geom(g);
+    const int cg = g->c / g->groups;
+    float *x = ws, *wp = x + (size_t)p.n * p.c * p.h * p.w, *u = wp + (size_t)p.k * (p.c / p.groups) * 9;
+    float *wino_ws = u + zf_wino_conv_filter_floats(&p, m);
+    /* phases of the zero-padded input */
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < g->n * g->c; i++) {
+        const float *plane = in + (size_t)i * g->h * g->w;
+        for (int ph = 0; ph < 4; ph++) {
+            const int py = ph / 2, px = ph % 2;
+            float *dst = x + ((size_t)i * 4 + ph) * p.h * p.w;
+            for (int y = 0; y < p.h; y++) {
+                const int iy = 2 * y + py - g->pt;
+                float *d = dst + (size_t)y * p.w;
+                if (iy < 0 || iy >= g->h) {
+                    memset(d, 0, sizeof(float) * p.w);
+                    continue;
+                }
+                const float *src = plane + (size_t)iy * g->w;
+                for (int xx = 0; xx < p.w; xx++) {
+                    const int ix = 2 * xx + px - g->pl;
+                    d[xx] = ix >= 0 && ix < g->w ? src[ix] : 0.0f;
+                }
+            }
+        }
+    }
+    /* w (k, cg, 5, 5) -> wp (k, 4 cg, 3, 3) */
+    for (int k = 0; k < g->k; k++)
+        for (int c = 0; c < cg; c++)
+            for (int ph = 0; ph < 4; ph++) {
+                const int py = ph / 2, px = ph % 2;
+                float *d = wp + (((size_t)k * cg + c) * 4 + ph) * 9;
+                const float *src = w + ((size_t)k * cg + c) * 25;
+                for (int a = 0; a < 3; a++)
+                    for (int b = 0; b < 3; b++) {
+                        const int ky = 2 * a + py, kx = 2 * b + px;
+                        d[a * 3 + b] = ky < 5 && kx < 5 ? src[ky * 5 + kx] : 0.0f;
+                    }
+            }
+    zf_wino_filters(u, wp, p.k, p.c / p.groups, m, 3);
+    zf_wino_conv_forward(out, x, u, bias, &p, m, wino_ws);
+}
+
 /* Columns per GEMM we aim for when batching images; a wider buffer gains little and costs cache. */
 #define ZF_CONV_TARGET_COLS 2048
 
@@ -54,6 +142,11 @@ size_t zf_conv_workspace_floats(const zf_conv_geom *g)
     size_t cols = (size_t)nb * g->oh * g->ow;
     size_t rows = (size_t)g->c * g->kh * g->kw;
     size_t im2col = rows * cols + (nb > 1 ? (size_t)g->k * cols : 0);
+    const int pm = polyphase_m(g);
+    if (pm) {
+        const size_t poly = polyphase_floats(g, pm);
+        return poly > im2col ? poly : im2col;
+    }
     const int m = winograd_m(g);
     if (!m)
         return im2col;
@@ -153,6 +246,11 @@ static void col2im(float *din, const float *col, int nb, const zf_conv_geom *g)
 void zf_conv_forward(float *out, const float *in, const float *w, const float *bias,
                      const zf_conv_geom *g, float *ws)
 {
+    const int pm = polyphase_m(g);
+    if (pm) {
+        polyphase_forward(out, in, w, bias, g, pm, ws);
+        return;
+    }
     const int m = winograd_m(g);
     if (m) {
         zf_wino_filters(ws, w, g->k, g->c / g->groups, m, g->kh);

@@ -186,6 +186,51 @@ Test(conv, winograd_matches_direct_loops)
     cr_expect(!zf_wino_conv_applies(&wide), "a 513-wide output is past the stack window");
 }
 
+/* 5x5 stride-2 layers (ZFNet's conv2) through zf_conv_forward, which runs them as a 3x3
+ * convolution of the input's four phases by Winograd once there are enough tiles, against the
+ * float64 loops: odd and even sizes, padding, groups, and smaller batches in the first's scratch. */
+static void check_stride2_5x5(zf_conv_geom g, uint64_t seed)
+{
+    g.kh = g.kw = 5;
+    g.sh = g.sw = 2;
+    g.oh = zf_window_out(g.h, 5, 2, g.pt, g.pt, 0);
+    g.ow = zf_window_out(g.w, 5, 2, g.pl, g.pl, 0);
+    const size_t in_img = (size_t)g.c * g.h * g.w, out_img = (size_t)g.k * g.oh * g.ow;
+    const size_t nw = (size_t)g.k * (g.c / g.groups) * 25;
+    float *in = falloc(g.n * in_img), *w = falloc(nw), *b = falloc(g.k), *out = falloc(g.n * out_img);
+    float *ws = falloc(zf_conv_workspace_floats(&g));
+    double *ref = dalloc(g.n * out_img);
+    tu_fill_uniform(in, g.n * in_img, seed, -1, 1);
+    tu_fill_uniform(w, nw, seed + 1, -1, 1);
+    tu_fill_uniform(b, g.k, seed + 2, -1, 1);
+    naive_conv(ref, in, w, b, &g);
+    double mx = 0;
+    for (size_t i = 0; i < g.n * out_img; i++)
+        mx = fmax(mx, fabs(ref[i]));
+    for (int n = g.n; n >= 1; n = n > 1 ? n / 3 : 0) {
+        zf_conv_geom gn = g;
+        gn.n = n;
+        for (size_t i = 0; i < n * out_img; i++)
+            out[i] = NAN; /* every output must be written */
+        zf_conv_forward(out, in, w, b, &gn, ws);
+        size_t at;
+        double e = tu_max_rel_err(out, ref, n * out_img, mx, &at);
+        cr_expect(e < 1e-4, "5x5/2 n%d c%d %dx%d k%d pad %d,%d groups %d: rel err %g at %zu (%g vs %g)", n, g.c, g.h,
+                  g.w, g.k, g.pt, g.pl, g.groups, e, at, out[at], ref[at]);
+    }
+    zf_free(in); zf_free(w); zf_free(b); zf_free(out); zf_free(ws);
+    free(ref);
+}
+
+Test(conv, stride2_5x5_matches_direct_loops)
+{
+    /* n, c, h, w, k, oh, ow, kh, kw, sh, sw, pt, pl, groups (window and outputs set by the check) */
+    check_stride2_5x5((zf_conv_geom){9, 6, 27, 27, 8, 0, 0, 0, 0, 0, 0, 0, 0, 1}, 31); /* the mini net's conv2 */
+    check_stride2_5x5((zf_conv_geom){4, 4, 34, 29, 6, 0, 0, 0, 0, 0, 0, 2, 1, 2}, 32);
+    check_stride2_5x5((zf_conv_geom){6, 3, 40, 40, 5, 0, 0, 0, 0, 0, 0, 1, 2, 1}, 33);
+    check_stride2_5x5((zf_conv_geom){2, 8, 55, 55, 4, 0, 0, 0, 0, 0, 0, 0, 0, 2}, 34); /* ZFNet's conv2 maps */
+}
+
 /* Through zf_conv_forward, which takes Winograd for enough tiles, with scratch sized for the
  * largest batch (as zf_net_reserve does) and smaller batches run in it. */
 Test(conv, winograd_dispatch_in_scratch_for_a_larger_batch)
