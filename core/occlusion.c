@@ -453,13 +453,13 @@ static zf_status conv_delta(occl *o, const zf_layer *l, const conv_plan *cp, con
     return ZF_OK;
 }
 
-/* Winograd F(m x m, 3x3) (winograd_internal.h), m = 2 or 4. */
+/* Winograd F(m x m, r x r) (winograd_internal.h): m = 2 or 4 for 3x3 windows, 4 for 5x5. */
 static int wino_m(zf_occlusion_conv algo) { return algo == ZF_OCCLUSION_CONV_WINOGRAD4 ? 4 : 2; }
 
 static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, const float *base_in,
                                const region *in, region *out, int64_t *scratch_pp)
 {
-    const int m = wino_m(cp->algo), nw = m + 2, nn = nw * nw;
+    const int m = wino_m(cp->algo), r = l->win.kh, nw = m + r - 1, nn = nw * nw;
     const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
     const int n = out->n;
     int64_t *tcol = malloc(sizeof(int64_t) * (size_t)(n + 1));
@@ -475,8 +475,8 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
         scratch_pp[b] = nt * nn * (C + K);
         /* the patched window, then its rows through B^T */
         if (nt)
-            tile_max = zmax(tile_max, (size_t)(m * ty_n + 2) * (size_t)(m * tx_n + 2) +
-                                          (size_t)nw * (size_t)(m * tx_n + 2));
+            tile_max = zmax(tile_max, (size_t)(m * ty_n + r - 1) * (size_t)(m * tx_n + r - 1) +
+                                          (size_t)nw * (size_t)(m * tx_n + r - 1));
     }
     /* Each tile's position and place, for the lane-wise back transform. */
     int32_t *tmap = malloc(sizeof(int32_t) * 3 * (size_t)(tcol[n] + 1));
@@ -513,13 +513,13 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
                 int ty_n = (rect_h(s) + m - 1) / m, tx_n = (rect_w(s) + m - 1) / m;
                 if (!ty_n || !tx_n)
                     continue;
-                int th = m * ty_n + 2, tw = m * tx_n + 2;
+                int th = m * ty_n + r - 1, tw = m * tx_n + r - 1;
                 float *rows = tile + (size_t)th * tw;
                 build_tile(tile, in, b, base_in, c, s.y0 - l->win.pt, s.x0 - l->win.pl, th, tw, 0.0f);
                 float *vb = V + (size_t)c * T + (tcol[b] - t0);
                 for (int ty = 0; ty < ty_n; ty++)
                     zf_wino_tiles_in(vb + ty * tx_n, (size_t)C * T, tile + (size_t)(m * ty) * tw, tw,
-                                     tx_n, m, 3, rows);
+                                     tx_n, m, r, rows);
             }
         }
         /* The nn * G products are independent: one per thread at a time (OpenBLAS runs single-
@@ -540,11 +540,11 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
             float *dk = out->v + (size_t)k * out->cols;
             for (int64_t t = 0; t < T; t += ZF_WINO_LANES) {
                 const int lanes = T - t < ZF_WINO_LANES ? (int)(T - t) : ZF_WINO_LANES;
-                float mt[36][ZF_WINO_LANES], y[16][ZF_WINO_LANES];
+                float mt[64][ZF_WINO_LANES], y[16][ZF_WINO_LANES];
                 for (int xi = 0; xi < nn; xi++)
                     for (int q = 0; q < ZF_WINO_LANES; q++)
                         mt[xi][q] = q < lanes ? mk[(size_t)xi * K * T + t + q] : 0.0f;
-                zf_wino_tiles_out(y, mt, m, 3);
+                zf_wino_tiles_out(y, mt, m, r);
                 for (int q = 0; q < lanes; q++) {
                     const int32_t *tm = tmap + 3 * (t0 + t + q);
                     const rect s = out->r[tm[0]];
@@ -784,6 +784,23 @@ static void check_incremental(occl *o)
 
 /* Follows every position's footprint to estimate the work of both methods, picks each conv
  * layer's way of recomputing, and finds the largest per-position region. */
+/* Multiply-adds of one image through a conv layer as the dense forward (conv.c) runs it, in the
+ * same units as the incremental method's estimates below: 3x3 and 5x5 stride-1 layers by
+ * F(4x4) Winograd, 5x5 stride-2 ones by F(4x4, 3x3) on the input's four phases (36 taps), the
+ * rest by im2col. */
+static double dense_conv_cost(const zf_layer *l)
+{
+    const int cg = l->in_c / imax(l->groups, 1), kh = l->win.kh, kw = l->win.kw;
+    const double direct = (double)zf_layer_out_size(l) * cg * kh * kw;
+    const double tiles4 = (double)((l->out_h + 3) / 4) * ((l->out_w + 3) / 4), kc = (double)l->out_c * cg;
+    double wino = INFINITY;
+    if (kh == kw && l->win.sh == 1 && l->win.sw == 1 && (kh == 3 || kh == 5))
+        wino = 1.8 * tiles4 * (kh == 3 ? 36.0 : 64.0) * kc;
+    else if (kh == 5 && kw == 5 && l->win.sh == 2 && l->win.sw == 2)
+        wino = 1.8 * tiles4 * 36.0 * 4.0 * kc;
+    return wino < direct ? wino : direct;
+}
+
 static void estimate(occl *o)
 {
     const zf_net *net = o->net;
@@ -796,7 +813,7 @@ static void estimate(occl *o)
     for (int i = 0; i < net->n_layers; i++) {
         const zf_layer *l = &net->layers[i];
         if (l->op == ZF_OP_CONV)
-            per_image += (double)zf_layer_out_size(l) * (l->in_c / imax(l->groups, 1)) * l->win.kh * l->win.kw;
+            per_image += dense_conv_cost(l);
         else if (l->op == ZF_OP_FC) {
             per_image += (double)zf_layer_in_size(l) * l->out_c;
             if (i >= ns)
@@ -841,6 +858,7 @@ static void estimate(occl *o)
         const double per_px = (double)l->out_c * (l->in_c / l->groups) * l->win.kh * l->win.kw;
         const int s1 = l->win.sh == 1 && l->win.sw == 1;
         const int w3 = s1 && l->win.kh == 3 && l->win.kw == 3;
+        const int w5 = s1 && l->win.kh == 5 && l->win.kw == 5; /* F(4x4, 5x5) only */
         /* Time per multiply-add relative to im2col's, as measured on AlexNet's conv2-5 (one
          * thread, patch 32): the scatter, the transforms and their narrower sgemms cost extra,
          * and the delta's sgemm is as deep as the input channels (64 in AlexNet's conv2). */
@@ -849,7 +867,7 @@ static void estimate(occl *o)
         double c_delta = s1 ? (cg >= 128 ? 1.05 : 1.6) * area_in[i] * per_px : INFINITY;
         const double kc = (double)l->out_c * cg;
         double c_wino = w3 ? 1.4 * tiles[i] * 16.0 * kc : INFINITY;
-        double c_wino4 = w3 ? 1.8 * tiles4[i] * 36.0 * kc : INFINITY;
+        double c_wino4 = w3 ? 1.8 * tiles4[i] * 36.0 * kc : w5 ? 1.8 * tiles4[i] * 64.0 * kc : INFINITY;
         zf_occlusion_conv algo = ZF_OCCLUSION_CONV_IM2COL;
         double c = c_im2col;
         switch (o->p->conv) {
@@ -880,7 +898,7 @@ static void estimate(occl *o)
             }
             break;
         case ZF_OCCLUSION_CONV_WINOGRAD4:
-            if (w3) {
+            if (w3 || w5) {
                 algo = ZF_OCCLUSION_CONV_WINOGRAD4;
                 c = c_wino4;
             }
@@ -935,11 +953,11 @@ static zf_status prepare_convs(occl *o)
                     for (int t = 0; t < taps; t++)
                         cp->wt[((size_t)k * taps + t) * cg + c] = l->weight[((size_t)k * cg + c) * taps + t];
         } else if (cp->algo == ZF_OCCLUSION_CONV_WINOGRAD || cp->algo == ZF_OCCLUSION_CONV_WINOGRAD4) {
-            const int nn = (wino_m(cp->algo) + 2) * (wino_m(cp->algo) + 2);
+            const int m = wino_m(cp->algo), r = l->win.kh, nn = (m + r - 1) * (m + r - 1);
             cp->wino = zf_alloc(sizeof(float) * (size_t)nn * K * cg);
             if (!cp->wino)
                 return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", l->name);
-            zf_wino_filters(cp->wino, l->weight, K, cg, wino_m(cp->algo), 3);
+            zf_wino_filters(cp->wino, l->weight, K, cg, m, r);
         }
     }
     if (o->fc_delta >= 0) {
