@@ -1146,7 +1146,9 @@ static zf_status fc_from_region(occl *o, const region *g)
         }
         if (!ns)
             continue;
-#pragma omp parallel for schedule(static) if (BIG((int64_t)ns * (C + out_f)))
+        /* every position holds the cell (the map's middle, mostly): add straight into y */
+        const int all = ns == n;
+#pragma omp parallel for schedule(static) if (BIG((int64_t)ns * C))
         for (int j = 0; j < ns; j++) {
             const int b = rows[j];
             const rect r = g->r[b];
@@ -1154,12 +1156,18 @@ static zf_status fc_from_region(occl *o, const region *g)
             float *a = o->fc_a + (size_t)j * C;
             for (int c = 0; c < C; c++)
                 a[c] = v[(size_t)c * g->cols] - old[(size_t)c * cells + cell];
-            memcpy(o->fc_y + (size_t)j * out_f, y + (size_t)b * out_f, sizeof(float) * out_f);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, out_f, C, 1.0f, o->fc_a, C,
-                    o->fc_w + (size_t)cell * out_f * C, C, 1.0f, o->fc_y, out_f);
-        for (int j = 0; j < ns; j++)
-            memcpy(y + (size_t)rows[j] * out_f, o->fc_y + (size_t)j * out_f, sizeof(float) * out_f);
+                    o->fc_w + (size_t)cell * out_f * C, C, all ? 1.0f : 0.0f, all ? y : o->fc_y, out_f);
+        if (all)
+            continue;
+#pragma omp parallel for schedule(static) if (BIG((int64_t)ns * out_f))
+        for (int j = 0; j < ns; j++) {
+            float *dst = y + (size_t)rows[j] * out_f;
+            const float *src = o->fc_y + (size_t)j * out_f;
+            for (int f = 0; f < out_f; f++)
+                dst[f] += src[f];
+        }
     }
     return ZF_OK;
 }
