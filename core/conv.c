@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "conv_internal.h"
+#include "simd_internal.h"
 #include "winograd_internal.h"
 #include "zf/ops.h"
 
@@ -196,7 +197,17 @@ void zf_conv_im2col(float *col, const float *in, int nb, const zf_conv_geom *g)
                 if (g->sw == 1) {
                     memcpy(d + lo, srow + lo + off, sizeof(float) * (size_t)(hi - lo));
                 } else {
-                    for (int ox = lo; ox < hi; ox++)
+                    int ox = lo;
+#ifdef __AVX2__
+                    /* eight outputs at a time while their loads stay inside the row */
+                    if (g->sw == 2)
+                        for (; ox + 8 <= hi && (ox + 8) * 2 + off <= g->w; ox += 8)
+                            _mm256_storeu_ps(d + ox, zf_load8_stride2(srow + ox * 2 + off));
+                    else if (g->sw == 4)
+                        for (; ox + 8 <= hi && (ox + 8) * 4 + off <= g->w; ox += 8)
+                            _mm256_storeu_ps(d + ox, zf_load8_stride4(srow + ox * 4 + off));
+#endif
+                    for (; ox < hi; ox++)
                         d[ox] = srow[ox * g->sw + off];
                 }
             }

@@ -1,10 +1,7 @@
 /* Max-pooling with switches, unpooling, average and adaptive average pooling on the CPU. */
 #include <string.h>
 
-#ifdef __AVX2__
-#include <immintrin.h>
-#endif
-
+#include "simd_internal.h"
 #include "zf/ops.h"
 
 /* One output row's windows clamped to the map (borders, or any row when the interior is empty). */
@@ -63,10 +60,7 @@ static void maxpool_row_interior(float *dst, int32_t *sw, const float *rows, int
                     if (sx == 1) {
                         v = _mm256_loadu_ps(p);
                     } else {
-                        /* even elements of p[0..15], in order */
-                        const __m256 lo = _mm256_loadu_ps(p), hi = _mm256_loadu_ps(p + 8);
-                        const __m256 ev = _mm256_shuffle_ps(lo, hi, _MM_SHUFFLE(2, 0, 2, 0));
-                        v = _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(ev), _MM_SHUFFLE(3, 1, 2, 0)));
+                        v = zf_load8_stride2(p);
                     }
                     const __m256i vi = _mm256_add_epi32(_mm256_set1_epi32(base + y * w + x0 + kx), lane);
                     if (y == 0 && kx == 0) {

@@ -118,6 +118,10 @@ Test(conv, matches_direct_loops_with_stride_padding_and_groups)
     check_conv((zf_conv_geom){2, 3, 17, 15, 7, 0, 0, 7, 7, 2, 2, 1, 1, 1}, 4);
     check_conv((zf_conv_geom){5, 6, 7, 7, 9, 0, 0, 3, 3, 2, 2, 0, 0, 3}, 5);
     check_conv((zf_conv_geom){1, 2, 5, 6, 3, 0, 0, 5, 5, 1, 1, 0, 0, 1}, 6); /* kernel as big as input */
+    /* rows wide enough for im2col's eight-at-a-time strided copies, with ragged ends */
+    check_conv((zf_conv_geom){2, 3, 41, 83, 4, 0, 0, 11, 11, 4, 4, 2, 2, 1}, 61);
+    check_conv((zf_conv_geom){1, 3, 30, 57, 5, 0, 0, 7, 7, 2, 2, 1, 1, 1}, 62);
+    check_conv((zf_conv_geom){2, 4, 21, 44, 6, 0, 0, 3, 3, 2, 2, 0, 0, 2}, 63);
 }
 
 Test(conv, many_small_images_share_one_gemm)
