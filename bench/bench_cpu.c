@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "zf/net.h"
 #include "zf/ops.h"
 #include "zf/tensor.h"
@@ -25,24 +26,7 @@
  * kernel's own time even on a machine others load, when the wall clock mostly measures waiting. */
 static clockid_t clock_id = CLOCK_MONOTONIC;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(clock_id, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
+static double now(void) { return bench_clock(clock_id); }
 
 /* Repeats fn until `budget` seconds or `max_reps`, after one warm-up; returns the median in ms. */
 #define TIME_MEDIAN(budget, max_reps, stmt)                                                        \
@@ -56,7 +40,7 @@ static double median(double *v, int n)
             stmt;                                                                                  \
             ts_[n_++] = (now() - t0_) * 1e3;                                                       \
         }                                                                                          \
-        median(ts_, n_);                                                                           \
+        bench_median(ts_, n_);                                                                           \
     })
 
 /* Runs the nv variants of one kernel round-robin for `rounds` rounds (or `budget` seconds) after
@@ -78,7 +62,7 @@ static void time_variants(variant_fn fn, void *ctx, int nv, double budget, int r
         n++;
     }
     for (int v = 0; v < nv; v++)
-        ms[v] = median(ts[v], n);
+        ms[v] = bench_median(ts[v], n);
 }
 
 static float max_abs(const float *a, size_t n)

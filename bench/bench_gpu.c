@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "zf/net.h"
 #include "zf/tensor.h"
 
@@ -22,25 +23,6 @@ int main(void)
 #include <math.h>
 
 #include "zf/cuda.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static int fail(const char *what)
 {
@@ -56,13 +38,13 @@ static int fail(const char *what)
         int n_ = 0, bad_ = 0;                                                                      \
         for (int w_ = 0; w_ < 3 && !bad_; w_++)                                                    \
             bad_ = (stmt) != ZF_OK;                                                                \
-        double t_end_ = now() + (budget);                                                          \
-        while (!bad_ && n_ < 200 && (n_ < 5 || now() < t_end_)) {                                  \
-            double t0_ = now();                                                                    \
+        double t_end_ = bench_now() + (budget);                                                    \
+        while (!bad_ && n_ < 200 && (n_ < 5 || bench_now() < t_end_)) {                            \
+            double t0_ = bench_now();                                                              \
             bad_ = (stmt) != ZF_OK;                                                                \
-            ts_[n_++] = (now() - t0_) * 1e3;                                                       \
+            ts_[n_++] = (bench_now() - t0_) * 1e3;                                                 \
         }                                                                                          \
-        bad_ ? -1.0 : median(ts_, n_);                                                             \
+        bad_ ? -1.0 : bench_median(ts_, n_);                                                             \
     })
 
 /* He-uniform weights from a small generator: timings on zeros would flatter the GPU. */
@@ -151,11 +133,11 @@ static int bench_net(zf_cuda_ctx *ctx, const char *arch, zf_cuda_precision prec,
         double ts[20];
         int reps = quick ? 2 : 5;
         for (int r = -1; r < reps; r++) { /* one warm-up */
-            const double t0 = now();
+            const double t0 = bench_now();
             if (zf_cuda_occlusion(cn, x, &p, &m))
                 return fail("occlusion");
             if (r >= 0)
-                ts[r] = (now() - t0) * 1e3;
+                ts[r] = (bench_now() - t0) * 1e3;
             if (r < reps - 1) {
                 zf_cuda_occl_map_free(m);
                 m = NULL;
@@ -164,7 +146,7 @@ static int bench_net(zf_cuda_ctx *ctx, const char *arch, zf_cuda_precision prec,
         printf("{\"side\": \"zfviz\", \"net\": \"%s\", \"what\": \"occlusion_p32_s8_%s\", \"batch\": 256, "
                "\"precision\": \"%s\", \"positions\": %d, \"work_ratio\": %.3f, \"ms\": %.2f}\n",
                arch, method == ZF_CUDA_OCCL_BRUTE ? "brute" : "incremental", pname, m->rows * m->cols,
-               m->work_ratio, median(ts, reps));
+               m->work_ratio, bench_median(ts, reps));
         fflush(stdout);
         zf_cuda_occl_map_free(m);
     }

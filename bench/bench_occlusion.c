@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench_util.h"
 #include "zf/io.h"
 #include "zf/net.h"
 #include "zf/occlusion.h"
@@ -41,12 +42,6 @@ static void he_init(zf_net *net)
             fill_uniform(l->bias, (size_t)l->bias_count, 200 + i, 0.05f);
         }
     }
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static int fail(const char *what)
@@ -171,7 +166,7 @@ int main(int argc, char **argv)
                         return fail(arch);
                     t[r] = res->seconds;
                 }
-                qsort(t, (size_t)repeat, sizeof t[0], cmp);
+                qsort(t, (size_t)repeat, sizeof t[0], bench_cmp_double);
                 printf("{\"side\": \"zfviz\", \"net\": \"%s\", \"what\": \"occlusion_%s\", \"patch\": %d, "
                        "\"stride\": %d, \"positions\": %d, \"seconds\": %.4f, \"min_seconds\": %.4f, "
                        "\"work_ratio\": %.3f, \"channel\": %d, \"class\": %d}\n",

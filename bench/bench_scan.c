@@ -20,16 +20,10 @@
 
 #include <jpeglib.h>
 
+#include "bench_util.h"
 #include "zf/db.h"
 #include "zf/io.h"
 #include "zf/net.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 /* CPU seconds of every thread of this process: on a shared machine, a steadier measure of the
  * work done than wall time. */
@@ -39,18 +33,6 @@ static double cpu_s(void)
     getrusage(RUSAGE_SELF, &ru);
     return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
            (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 static uint64_t mix(uint64_t *s)
@@ -213,7 +195,7 @@ int main(int argc, char **argv)
         size_t in_size = (size_t)zf_net_in_size(net);
         float *inputs = zf_alloc((size_t)n * in_size * sizeof(float));
         int64_t n_ok = 0;
-        double t0 = now();
+        double t0 = bench_now();
         for (int64_t i = 0; i < n; i++) {
             zf_image *img = NULL;
             if (!zf_image_load(paths[i], &img) &&
@@ -222,19 +204,19 @@ int main(int argc, char **argv)
                 n_ok++;
             zf_image_free(img);
         }
-        double decode_ips = (double)n / (now() - t0);
+        double decode_ips = (double)n / (bench_now() - t0);
         double fwd[32], scan[32], wall[32], setup[32], wait[32], fw[32], st[32], cm[32];
         double fwd_cpu[32], scan_cpu[32], pipe[32];
         for (int r = 0; r < reps; r++) {
             /* warm-up on the first repetition: one batch */
             if (r == 0 && !store_only)
                 zf_net_forward(net, inputs, (int)(n_ok < batch ? n_ok : batch));
-            t0 = now();
+            t0 = bench_now();
             double c0 = cpu_s();
             for (int64_t b = 0; b < n_ok && !store_only; b += batch)
                 zf_net_forward(net, inputs + (size_t)b * in_size,
                                (int)(n_ok - b < batch ? n_ok - b : batch));
-            fwd[r] = store_only ? 0 : (double)n_ok / (now() - t0);
+            fwd[r] = store_only ? 0 : (double)n_ok / (bench_now() - t0);
             fwd_cpu[r] = 1e3 * (cpu_s() - c0) / (double)n_ok;
 
             /* the same pipeline storing nothing: decoding on its thread and the forward */
@@ -259,7 +241,7 @@ int main(int argc, char **argv)
             zf_scan_opts so = {.batch = batch, .images_arg = images, .weights = "random:0",
                                .forward = store_only ? fake_forward : NULL,
                                .forward_ctx = &fake_seed};
-            t0 = now();
+            t0 = bench_now();
             c0 = cpu_s();
             if (zf_db_open(dbpath, NULL, &db) ||
                 zf_db_scan(db, net, (const char *const *)paths, n, &so, &res)) {
@@ -268,7 +250,7 @@ int main(int argc, char **argv)
                 status = 1;
                 break;
             }
-            double total = now() - t0;
+            double total = bench_now() - t0;
             scan_cpu[r] = 1e3 * (cpu_s() - c0) / (double)n;
             zf_db_close(db);
             scan[r] = (double)n / res.secs_images;
@@ -280,7 +262,7 @@ int main(int argc, char **argv)
             cm[r] = res.secs_commit;
         }
         if (!status) {
-            double f = median(fwd, reps), s = median(scan, reps), pl = median(pipe, reps);
+            double f = bench_median(fwd, reps), s = bench_median(scan, reps), pl = bench_median(pipe, reps);
             printf("{\"bench\":\"%s\",\"net\":\"%s\",\"images\":%lld,\"batch\":%d,\"reps\":%d,"
                    "\"forward_ips\":%.2f,\"pipeline_ips\":%.2f,\"scan_ips\":%.2f,"
                    "\"store_overhead\":%.4f,\"overhead_vs_forward\":%.4f,"
@@ -290,15 +272,15 @@ int main(int argc, char **argv)
                    "\"scan_cpu_ms_per_img\":%.3f}\n",
                    store_only ? "scan-store-only" : "scan", name, (long long)n, batch, reps, f, pl,
                    s, 1 - s / pl, 1 - s / f, decode_ips,
-                   median(wall, reps), median(setup, reps), median(wait, reps), median(fw, reps),
-                   median(st, reps), median(cm, reps), median(fwd_cpu, reps),
-                   median(scan_cpu, reps));
+                   bench_median(wall, reps), bench_median(setup, reps), bench_median(wait, reps), bench_median(fw, reps),
+                   bench_median(st, reps), bench_median(cm, reps), bench_median(fwd_cpu, reps),
+                   bench_median(scan_cpu, reps));
             if (store_only) {
                 fprintf(stderr,
                         "%s (store only, no forward): statistics %.3f ms/img, commits %.3f ms/img "
                         "(%lld images)\n",
-                        name, 1e3 * median(st, reps) / (double)n,
-                        1e3 * median(cm, reps) / (double)n, (long long)n);
+                        name, 1e3 * bench_median(st, reps) / (double)n,
+                        1e3 * bench_median(cm, reps) / (double)n, (long long)n);
             } else {
                 fprintf(stderr,
                         "%s: forward alone %.1f img/s; decode+forward pipeline %.1f img/s; scan "
@@ -307,10 +289,10 @@ int main(int argc, char **argv)
                         "%.2f s, waiting for decoding %.2f s; setup (model hash, run) %.2f s; "
                         "decoding alone %.1f img/s on one thread; CPU time per image: forward "
                         "%.2f ms, scan %.2f ms (decoding, setup and store included)\n",
-                        name, f, pl, s, 100 * (1 - s / pl), 100 * (1 - s / f), median(fw, reps),
-                        median(st, reps),
-                        median(cm, reps), median(wait, reps), median(setup, reps), decode_ips,
-                        median(fwd_cpu, reps), median(scan_cpu, reps));
+                        name, f, pl, s, 100 * (1 - s / pl), 100 * (1 - s / f), bench_median(fw, reps),
+                        bench_median(st, reps),
+                        bench_median(cm, reps), bench_median(wait, reps), bench_median(setup, reps), decode_ips,
+                        bench_median(fwd_cpu, reps), bench_median(scan_cpu, reps));
             }
             fflush(stdout);
         }

@@ -11,32 +11,13 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "zf/dataset.h"
 #include "zf/net.h"
 #include "zf/tensor.h"
 #include "zf/train.h"
 
 #define MAX_REPS 512
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Sorts v. */
-static double median(double *v, int n)
-{
-    qsort(v, n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 static int usage(void)
 {
@@ -87,15 +68,15 @@ static int bench_one(const char *arch, int batch, const zf_dataset *ds, int quic
     double loss_first = 0, loss_last = 0, t_end = 0;
     for (int s = 0; s < warmup + MAX_REPS; s++) {
         if (s == warmup)
-            t_end = now() + seconds;
-        if (s >= warmup && reps >= min_reps && now() >= t_end)
+            t_end = bench_now() + seconds;
+        if (s >= warmup && reps >= min_reps && bench_now() >= t_end)
             break;
         if (at + batch > ds->n)
             at = 0;
-        double loss, t0 = now();
+        double loss, t0 = bench_now();
         /* Into net->input, as zf_train_run does: backprop then skips the copy. */
         zf_status st = zf_dataset_batch(net->input, labels, ds, perm + at, batch, net, &aug, 7);
-        double t1 = now();
+        double t1 = bench_now();
         if (!st)
             st = zf_trainer_backprop(t, net->input, labels, batch, 1000 + (uint64_t)s, &loss, NULL);
         if (st) {
@@ -103,7 +84,7 @@ static int bench_one(const char *arch, int batch, const zf_dataset *ds, int quic
             goto done;
         }
         zf_trainer_update(t, sgd);
-        double t2 = now();
+        double t2 = bench_now();
         at += batch;
         if (s == 0)
             loss_first = loss;
@@ -115,7 +96,7 @@ static int bench_one(const char *arch, int batch, const zf_dataset *ds, int quic
             reps++;
         }
     }
-    double ms_total = median(total, reps), ms_prep = median(prep, reps), ms_step = median(step, reps);
+    double ms_total = bench_median(total, reps), ms_prep = bench_median(prep, reps), ms_step = bench_median(step, reps);
     /* The wait policy decides a lot on a loaded machine (see docs/training.md): say which ran. */
     const char *policy = getenv("OMP_WAIT_POLICY");
     printf("{\"side\": \"zfviz\", \"net\": \"%s\", \"what\": \"train_step\", \"batch\": %d, \"ms\": %.3f, "

@@ -7,14 +7,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "zf/viz.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static float urand(void)
@@ -230,11 +224,11 @@ static double time_mem(zf_viz_format fmt, zf_status (*fn)(zf_viz_doc *, void *),
     double best = INFINITY;
     for (int r = 0; r < reps; r++) {
         zf_viz_doc *doc;
-        double t0 = now();
+        double t0 = bench_now();
         if (check(zf_viz_doc_open_mem(fmt, &doc), "open") || check(fn(doc, ctx), "render") ||
             check(zf_viz_doc_finish(doc), "finish"))
             exit(1);
-        double t = now() - t0;
+        double t = bench_now() - t0;
         zf_viz_doc_bytes(doc, bytes);
         *pages = zf_viz_doc_pages(doc);
         zf_viz_doc_free(doc);

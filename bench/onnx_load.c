@@ -13,14 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
 #include "zf/onnx.h"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int drop_cache(const char *path)
 {
@@ -36,7 +30,7 @@ static int drop_cache(const char *path)
 /* What "reading the file" costs: open, read all of it into fresh memory, close. */
 static double time_read(const char *path, size_t size)
 {
-    double t0 = now();
+    double t0 = bench_now();
     int fd = open(path, O_RDONLY);
     if (fd < 0)
         return -1;
@@ -50,33 +44,21 @@ static double time_read(const char *path, size_t size)
     }
     close(fd);
     free(buf);
-    double t = now() - t0;
+    double t = bench_now() - t0;
     return done == size ? t : -1;
 }
 
 static double time_load(const char *path)
 {
-    double t0 = now();
+    double t0 = bench_now();
     zf_net *net;
     if (zf_onnx_load(path, NULL, &net)) {
         fprintf(stderr, "zf_bench_onnx_load: %s\n", zf_last_error());
         exit(1);
     }
-    double t = now() - t0;
+    double t = bench_now() - t0;
     zf_net_free(net);
     return t;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
 int main(int argc, char **argv)
@@ -110,11 +92,11 @@ int main(int argc, char **argv)
             lc[i] = time_load(path);
         }
     }
-    double mrw = median(rw, runs), mlw = median(lw, runs);
+    double mrw = bench_median(rw, runs), mlw = bench_median(lw, runs);
     printf("model      %s (%.1f MB)\n", path, size / 1e6);
     printf("warm       read %.3f s   load %.3f s   load/read %.2f\n", mrw, mlw, mlw / mrw);
     if (cold) {
-        double mrc = median(rc, runs), mlc = median(lc, runs);
+        double mrc = bench_median(rc, runs), mlc = bench_median(lc, runs);
         printf("cold       read %.3f s   load %.3f s   load/read %.2f\n", mrc, mlc, mlc / mrc);
     } else {
         printf("cold       (posix_fadvise could not drop the file's pages; not measured)\n");
