@@ -29,6 +29,10 @@
 #define DELTA_MIN_BLOCK 8
 /* Changed-region storage per batch is kept under this many floats by shrinking the batch. */
 #define REGION_BUDGET ((size_t)48 << 20)
+/* Positions whose fully connected tail runs at once (their last spatial layer's regions and the
+ * tail's rows kept under this many floats): one sgemm per cell of the map for all of them rather
+ * than per batch, so the first fc's weights are packed, and fc7's streamed, once per group. */
+#define FC_GROUP_BUDGET ((size_t)16 << 20)
 /* Brute force: activations of a batch of images under this many floats. */
 #define BRUTE_BUDGET ((size_t)64 << 20)
 /* Loops over fewer elements than this run on one thread: a fork and join costs more, and far more
@@ -202,6 +206,11 @@ typedef struct occl {
     float *fc_a, *fc_y;
     size_t fc_a_cap, fc_y_cap;
     int *fc_rows;
+    /* The positions whose fully connected tail is still to run, gathered over batches so that the
+     * tail's sgemms are wide: their last spatial layer's regions, channel stride fc_grp.cols. */
+    region fc_grp;
+    int64_t fc_grp_p0;
+    int fc_grp_max;
     zf_occlusion_result *res;
 } occl;
 
@@ -1223,6 +1232,46 @@ static zf_status assemble_dense(occl *o, const region *g, const float *base)
     return ZF_OK;
 }
 
+/* The tail of the gathered positions: maps' prob and argmax for them. */
+static zf_status flush_fc_group(occl *o)
+{
+    region *g = &o->fc_grp;
+    if (!g->n)
+        return ZF_OK;
+    const zf_net *net = o->net;
+    double tt = now_s();
+    zf_status st = fc_from_region(o, g);
+    const float *outp = st ? NULL : run_tail(o, o->fc_delta + 1, 1, g->n, &st);
+    o->res->layer_seconds[net->n_layers - 1] += now_s() - tt;
+    if (st)
+        return st;
+    read_outputs(o, outp, g->n, o->res->prob + o->fc_grp_p0, o->res->argmax + o->fc_grp_p0);
+    o->fc_grp_p0 += g->n;
+    g->n = 0;
+    return ZF_OK;
+}
+
+/* Adds a batch's last spatial layer regions (positions p0.. of cur) to the group, running the
+ * group's tail first when they would not fit. */
+static zf_status gather_fc_group(occl *o, const region *cur, int64_t p0)
+{
+    region *g = &o->fc_grp;
+    zf_status st;
+    if (g->n + cur->n > o->fc_grp_max && (st = flush_fc_group(o)))
+        return st;
+    if (!g->n)
+        o->fc_grp_p0 = p0;
+    const int64_t at = g->n ? g->off[g->n - 1] + rect_area(g->r[g->n - 1]) : 0;
+    for (int b = 0; b < cur->n; b++) {
+        g->r[g->n + b] = cur->r[b];
+        g->off[g->n + b] = at + cur->off[b];
+    }
+    for (int c = 0; c < cur->c; c++)
+        memcpy(g->v + (size_t)c * g->cols + at, cur->v + (size_t)c * cur->cols, sizeof(float) * (size_t)cur->cols);
+    g->n += cur->n;
+    return ZF_OK;
+}
+
 static zf_status run_incremental(occl *o)
 {
     const zf_net *net = o->net;
@@ -1238,11 +1287,36 @@ static zf_status run_incremental(occl *o)
         if (!o->reg[k].r || !o->reg[k].off)
             return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
     }
-    int64_t *scratch_pp = calloc((size_t)bsz, sizeof(int64_t));
-    o->fc_rows = calloc((size_t)bsz, sizeof(int));
-    if (!scratch_pp || !o->fc_rows)
-        return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
     const int last = o->n_spatial - 1;
+    o->fc_grp_max = bsz;
+    if (o->fc_delta >= 0) {
+        /* per position: its region at the last spatial layer (at most the whole map) and two rows
+         * of the widest fully connected layer */
+        const zf_layer *ll = &net->layers[last];
+        int64_t widest = 0;
+        for (int li = o->n_spatial; li < net->n_layers; li++)
+            if (net->layers[li].op == ZF_OP_FC && net->layers[li].out_c > widest)
+                widest = net->layers[li].out_c;
+        const size_t cells = (size_t)ll->out_h * ll->out_w;
+        const size_t per = (size_t)ll->out_c * cells + 2 * (size_t)widest;
+        const int want = o->p->fc_group > 0 ? o->p->fc_group : (int)(FC_GROUP_BUDGET / per);
+        o->fc_grp_max = (int)imin(o->npos, imax(bsz, want));
+        region *g = &o->fc_grp;
+        g->c = ll->out_c;
+        g->h = ll->out_h;
+        g->w = ll->out_w;
+        g->cols = (int64_t)o->fc_grp_max * (int64_t)cells;
+        g->r = calloc((size_t)o->fc_grp_max, sizeof(rect));
+        g->off = calloc((size_t)o->fc_grp_max, sizeof(int64_t));
+        if (!g->r || !g->off || grow(&g->v, &g->cap, (size_t)g->c * (size_t)g->cols))
+            return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+    }
+    o->fc_rows = calloc((size_t)o->fc_grp_max, sizeof(int));
+    int64_t *scratch_pp = calloc((size_t)bsz, sizeof(int64_t));
+    if (!scratch_pp || !o->fc_rows) {
+        free(scratch_pp);
+        return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+    }
     zf_status st = ZF_OK;
     for (int64_t p0 = 0; p0 < o->npos && !st; p0 += bsz) {
         if (zf_interrupted) {
@@ -1269,25 +1343,23 @@ static zf_status run_incremental(occl *o)
         }
         if (st)
             break;
-        double tt = now_s();
-        int first = o->n_spatial, cur_buf = 0;
         if (o->fc_delta >= 0) {
-            st = fc_from_region(o, cur);
-            first = o->fc_delta + 1;
-            cur_buf = 1;
+            st = gather_fc_group(o, cur, p0);
         } else {
+            double tt = now_s();
             st = assemble_dense(o, cur, o->base[last]);
+            const float *outp = st ? NULL : run_tail(o, o->n_spatial, 0, n, &st);
+            o->res->layer_seconds[net->n_layers - 1] += now_s() - tt;
+            if (!st)
+                read_outputs(o, outp, n, o->res->prob + p0, o->res->argmax + p0);
         }
         if (st)
             break;
-        const float *outp = run_tail(o, first, cur_buf, n, &st);
-        o->res->layer_seconds[net->n_layers - 1] += now_s() - tt;
-        if (st)
-            break;
-        read_outputs(o, outp, n, o->res->prob + p0, o->res->argmax + p0);
         if (o->p->progress)
             o->p->progress(o->p->progress_ctx, p0 + n, o->npos);
     }
+    if (!st)
+        st = flush_fc_group(o);
     free(scratch_pp);
     return st;
 }
@@ -1365,6 +1437,9 @@ static void occl_release(occl *o)
     zf_free(o->fc_a);
     zf_free(o->fc_y);
     free(o->fc_rows);
+    free(o->fc_grp.r);
+    free(o->fc_grp.off);
+    zf_free(o->fc_grp.v);
     zf_free(o->tiles);
     zf_free(o->base_in);
     zf_free(o->base_block);

@@ -204,6 +204,9 @@ static float *random_input(const zf_net *net, uint64_t seed)
 #define BRUTE_AND_AUTO 0x3
 #define AUTO_ONLY 0x2
 
+/* fc_group for the runs of check_methods (0: the default). */
+static int fc_group;
+
 static void check_methods(zf_net *net, const float *x, int patch, int stride, float fill, int layer,
                           int channel, int cls, int batch, unsigned ways_mask)
 {
@@ -239,11 +242,14 @@ static void check_methods(zf_net *net, const float *x, int patch, int stride, fl
         p.method = ways[w].m;
         p.conv = ways[w].c;
         p.batch = batch;
+        p.fc_group = fc_group;
         zf_occlusion_result *res = run(net, x, &p);
         char what[160];
         snprintf(what, sizeof what, "%s patch %d stride %d %s/%s", net->arch, patch, stride,
                  zf_occlusion_method_name(ways[w].m), zf_occlusion_conv_name(ways[w].c));
         cr_expect_eq(res->method, ways[w].m, "%s: ran %s", what, zf_occlusion_method_name(res->method));
+        cr_expect(!fc_group || ways[w].c != ZF_OCCLUSION_CONV_DELTA || res->fc_delta >= 0,
+                  "%s: delta runs the first fc as a change, which the gathered tail needs", what);
         expect_maps(res, &r, what);
         zf_occlusion_result_free(res);
     }
@@ -409,6 +415,23 @@ Test(occlusion, small_net_with_softmax_matches_naive_forward)
     float *x = random_input(net, 10);
     check_methods(net, x, 6, 4, 0.0f, -1, -1, -1, 0, ALL_WAYS);
     check_methods(net, x, 37, 1, 0.0f, -1, -1, -1, 0, ALL_WAYS); /* the whole height: one row of positions */
+    free(x);
+    zf_net_free(net);
+}
+
+/* The fully connected tail gathered over batches and run in groups (the delta way forces the
+ * first fc as a change, which the groups need): batches of 3 positions in groups of at most 7 (a
+ * group of 6, flushed before the batch that would overflow it), a last group that is not full,
+ * and groups the size of one batch. */
+Test(occlusion, fc_tail_in_groups_matches_naive_forward)
+{
+    zf_net *net = small_net(1);
+    float *x = random_input(net, 14);
+    fc_group = 7;
+    check_methods(net, x, 6, 5, 0.0f, -1, -1, -1, 3, 1u << 3);
+    fc_group = 1;
+    check_methods(net, x, 9, 4, 0.0f, -1, -1, -1, 4, 1u << 3);
+    fc_group = 0;
     free(x);
     zf_net_free(net);
 }

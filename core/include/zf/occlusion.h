@@ -41,6 +41,9 @@ typedef struct zf_occlusion_params {
     zf_occlusion_method method;
     zf_occlusion_conv conv; /* incremental only */
     int batch;        /* positions per batch; 0: chosen from the method and the net */
+    int fc_group;     /* incremental with the first fc as a change: positions whose fully connected
+                       * tail runs at once, gathered over batches (at least a batch); 0: as many as
+                       * 64 MB hold */
     /* Called after each batch from the calling thread; may be NULL. */
     void (*progress)(void *ctx, int64_t done, int64_t total);
     void *progress_ctx;
