@@ -793,6 +793,10 @@ static void check_incremental(occl *o)
 
 /* Follows every position's footprint to estimate the work of both methods, picks each conv
  * layer's way of recomputing, and finds the largest per-position region. */
+/* Estimated cost of F(4x4, r x r) over `tiles` tiles, in im2col multiply-adds (measured on
+ * AlexNet's conv2-5: the transforms and narrower sgemms cost 1.8x per product). */
+static double wino4_cost(double tiles, int r, double kc) { return 1.8 * tiles * (r == 3 ? 36.0 : 64.0) * kc; }
+
 /* Multiply-adds of one image through a conv layer as the dense forward (conv.c) runs it, in the
  * same units as the incremental method's estimates below: 3x3 and 5x5 stride-1 layers by
  * F(4x4) Winograd, 5x5 stride-2 ones by F(4x4, 3x3) on the input's four phases (36 taps), the
@@ -804,9 +808,9 @@ static double dense_conv_cost(const zf_layer *l)
     const double tiles4 = (double)((l->out_h + 3) / 4) * ((l->out_w + 3) / 4), kc = (double)l->out_c * cg;
     double wino = INFINITY;
     if (kh == kw && l->win.sh == 1 && l->win.sw == 1 && (kh == 3 || kh == 5))
-        wino = 1.8 * tiles4 * (kh == 3 ? 36.0 : 64.0) * kc;
+        wino = wino4_cost(tiles4, kh, kc);
     else if (kh == 5 && kw == 5 && l->win.sh == 2 && l->win.sw == 2)
-        wino = 1.8 * tiles4 * 36.0 * 4.0 * kc;
+        wino = wino4_cost(tiles4, 3, 4.0 * kc); /* four phases per input channel */
     return wino < direct ? wino : direct;
 }
 
@@ -876,7 +880,7 @@ static void estimate(occl *o)
         double c_delta = s1 ? (cg >= 128 ? 1.05 : 1.6) * area_in[i] * per_px : INFINITY;
         const double kc = (double)l->out_c * cg;
         double c_wino = w3 ? 1.4 * tiles[i] * 16.0 * kc : INFINITY;
-        double c_wino4 = w3 ? 1.8 * tiles4[i] * 36.0 * kc : w5 ? 1.8 * tiles4[i] * 64.0 * kc : INFINITY;
+        double c_wino4 = w3 || w5 ? wino4_cost(tiles4[i], l->win.kh, kc) : INFINITY;
         zf_occlusion_conv algo = ZF_OCCLUSION_CONV_IM2COL;
         double c = c_im2col;
         switch (o->p->conv) {
