@@ -2,6 +2,9 @@
  * see winograd_internal.h. */
 #include <cblas.h>
 #include <string.h>
+#ifdef __AVX2__
+#include <immintrin.h>
+#endif
 
 #include "winograd_internal.h"
 
@@ -128,7 +131,7 @@ void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r)
 /* Six inputs through a row of B^T for n = 6 (F(4x4, 3x3)). */
 #define WINO_BT6(o, os, d0, d1, d2, d3, d4, d5)                                                    \
     do {                                                                                           \
-        const float p12_ = (d1) + (d2), m12_ = (d1) - (d2), m13_ = (d1) - (d3);                   \
+        const __typeof__((d1) + (d2)) p12_ = (d1) + (d2), m12_ = (d1) - (d2), m13_ = (d1) - (d3);  \
         (o)[0] = 4.0f * (d0) - 5.0f * (d2) + (d4);                                                 \
         (o)[os] = (d3) + (d4) - 4.0f * p12_;                                                       \
         (o)[2 * (os)] = (d4) - (d3) + 4.0f * m12_;                                                 \
@@ -143,9 +146,10 @@ void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r)
  * d7 - d1 + 21/4 (d3 - d5)). */
 #define WINO_BT8(o, os, d0, d1, d2, d3, d4, d5, d6, d7)                                            \
     do {                                                                                           \
-        const float a_ = (d2) + (d6) - 4.25f * (d4), b_ = (d1) + (d5) - 4.25f * (d3);             \
-        const float c_ = 0.25f * (d2) - 1.25f * (d4) + (d6), e_ = 0.5f * (d1) - 2.5f * (d3) + 2.0f * (d5); \
-        const float f_ = 4.0f * (d2) - 5.0f * (d4) + (d6), h_ = 2.0f * (d1) - 2.5f * (d3) + 0.5f * (d5); \
+        typedef __typeof__((d1) + (d2)) bt8_t_;                                                    \
+        const bt8_t_ a_ = (d2) + (d6) - 4.25f * (d4), b_ = (d1) + (d5) - 4.25f * (d3);            \
+        const bt8_t_ c_ = 0.25f * (d2) - 1.25f * (d4) + (d6), e_ = 0.5f * (d1) - 2.5f * (d3) + 2.0f * (d5); \
+        const bt8_t_ f_ = 4.0f * (d2) - 5.0f * (d4) + (d6), h_ = 2.0f * (d1) - 2.5f * (d3) + 0.5f * (d5); \
         (o)[0] = (d0) - (d6) + 5.25f * ((d4) - (d2));                                              \
         (o)[os] = a_ + b_;                                                                         \
         (o)[2 * (os)] = a_ - b_;                                                                   \
@@ -200,6 +204,92 @@ void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int 
                 v0[2 * ps + tx] = q[2] - q[1];
                 v0[3 * ps + tx] = q[1] - q[3];
             }
+        }
+    }
+}
+
+/* Eight floats as one vector (GCC/clang vector extension: AVX with -march=x86-64-v3, two SSE
+ * halves without), for the transforms of eight tiles at once. */
+typedef float v8f __attribute__((vector_size(32)));
+
+/* Rows k of the eight lanes' windows as columns: d[k][j][lane] = p[lane][k * ld[lane] + j], j < 8. */
+static inline void gather_rows(v8f (*d)[8], const float *const *p, const int *ld, int n)
+{
+#ifdef __AVX2__
+    for (int k = 0; k < n; k++) {
+        __m256 a[8], b[8];
+        for (int q = 0; q < 8; q++)
+            a[q] = _mm256_loadu_ps(p[q] + (size_t)k * ld[q]);
+        /* 8x8 transpose: pairs, then quads, then halves */
+        for (int q = 0; q < 8; q += 2) {
+            b[q] = _mm256_unpacklo_ps(a[q], a[q + 1]);
+            b[q + 1] = _mm256_unpackhi_ps(a[q], a[q + 1]);
+        }
+        for (int q = 0; q < 8; q += 4) {
+            a[q] = _mm256_shuffle_ps(b[q], b[q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+            a[q + 1] = _mm256_shuffle_ps(b[q], b[q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+            a[q + 2] = _mm256_shuffle_ps(b[q + 1], b[q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+            a[q + 3] = _mm256_shuffle_ps(b[q + 1], b[q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+        }
+        for (int j = 0; j < 4; j++) {
+            d[k][j] = (v8f)_mm256_permute2f128_ps(a[j], a[4 + j], 0x20);
+            d[k][4 + j] = (v8f)_mm256_permute2f128_ps(a[j], a[4 + j], 0x31);
+        }
+    }
+#else
+    for (int k = 0; k < n; k++)
+        for (int j = 0; j < 8; j++)
+            for (int q = 0; q < 8; q++)
+                d[k][j][q] = p[q][(size_t)k * ld[q] + j];
+#endif
+}
+
+static inline void store_lanes(float *dst, v8f x, int lanes)
+{
+    if (lanes == 8)
+        memcpy(dst, &x, sizeof x);
+    else
+        for (int q = 0; q < lanes; q++)
+            dst[q] = x[q];
+}
+
+void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld, int lanes, int m, int r)
+{
+    const int n = m + r - 1;
+    v8f d[8][8], t[8][8];
+    gather_rows(d, p, ld, n);
+    /* B^T down the columns, then along the rows; lanes are tiles throughout */
+    if (n == 8) {
+        for (int j = 0; j < 8; j++)
+            WINO_BT8(&t[0][j], 8, d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j], d[6][j], d[7][j]);
+        for (int i = 0; i < 8; i++) {
+            v8f o[8];
+            WINO_BT8(o, 1, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], t[i][6], t[i][7]);
+            for (int j = 0; j < 8; j++)
+                store_lanes(v + (size_t)(i * 8 + j) * ps, o[j], lanes);
+        }
+    } else if (n == 6) {
+        for (int j = 0; j < 6; j++)
+            WINO_BT6(&t[0][j], 8, d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]);
+        for (int i = 0; i < 6; i++) {
+            v8f o[6];
+            WINO_BT6(o, 1, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
+            for (int j = 0; j < 6; j++)
+                store_lanes(v + (size_t)(i * 6 + j) * ps, o[j], lanes);
+        }
+    } else {
+        for (int j = 0; j < 4; j++) {
+            t[0][j] = d[0][j] - d[2][j];
+            t[1][j] = d[1][j] + d[2][j];
+            t[2][j] = d[2][j] - d[1][j];
+            t[3][j] = d[1][j] - d[3][j];
+        }
+        for (int i = 0; i < 4; i++) {
+            float *vi = v + (size_t)(i * 4) * ps;
+            store_lanes(vi, t[i][0] - t[i][2], lanes);
+            store_lanes(vi + ps, t[i][1] + t[i][2], lanes);
+            store_lanes(vi + 2 * ps, t[i][2] - t[i][1], lanes);
+            store_lanes(vi + 3 * ps, t[i][1] - t[i][3], lanes);
         }
     }
 }

@@ -32,6 +32,12 @@ void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r);
  * values go to v[xi*ps + tx]. rows is scratch of n*tw floats. */
 void zf_wino_tiles_in(float *v, size_t ps, const float *d, int ld, int tx_n, int m, int r, float *rows);
 
+/* Eight tiles at once, one per lane, from anywhere: lane q's n x n input starts at p[q] with row
+ * stride ld[q]; its n*n values go to v[xi*ps + q] for q < lanes. Each of the n rows is read as
+ * eight floats (p[q] + k*ld[q] + [0, 8)), so windows need 8 - n readable floats past their last
+ * tile; lanes from `lanes` on are read the same way but not stored (point them at a zero block). */
+void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld, int lanes, int m, int r);
+
 /* A^T M A for ZF_WINO_LANES tiles at once: mt[xi][lane] (n*n rows) gives y[dy*m + dx][lane]
  * (m*m rows). */
 void zf_wino_tiles_out(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int m, int r);
