@@ -151,6 +151,18 @@ static zf_status grow(float **buf, size_t *cap, size_t floats)
     return ZF_OK;
 }
 
+static zf_status grow_int(int **buf, size_t *cap, size_t n)
+{
+    if (n <= *cap)
+        return ZF_OK;
+    int *p = realloc(*buf, sizeof(int) * n);
+    if (!p)
+        return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+    *buf = p;
+    *cap = n;
+    return ZF_OK;
+}
+
 /* Sets the geometry and column offsets from r[] and makes room for the values. */
 static zf_status region_layout(region *g, int c, int h, int w, int n)
 {
@@ -202,10 +214,16 @@ typedef struct occl {
     /* The tail's first fully connected layer as a change of its unoccluded output:
      * y = y0 + sum over changed cells of W[:, cell] (new - old), one sgemm per cell of the map. */
     int fc_delta;      /* its layer index, or -1 */
-    float *fc_w;       /* its weights per cell: (cells, out, channels) */
+    float *fc_w;       /* its weights per cell: (cells, channels, out) */
     float *fc_a, *fc_y;
     size_t fc_a_cap, fc_y_cap;
     int *fc_rows;
+    /* Inputs that are zero in every row of a product drop out of it (ReLU zeros: half the
+     * columns of AlexNet's fc7): the rest of the inputs and their weights, gathered. */
+    float *sp_x, *sp_w;
+    size_t sp_x_cap, sp_w_cap;
+    int *sp_idx;
+    size_t sp_idx_cap;
     /* The positions whose fully connected tail is still to run, gathered over batches so that the
      * tail's sgemms are wide: their last spatial layer's regions, channel stride fc_grp.cols. */
     region fc_grp;
@@ -471,10 +489,15 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
     const int m = wino_m(cp->algo), r = l->win.kh, nw = m + r - 1, nn = nw * nw;
     const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
     const int n = out->n;
-    int64_t *tcol = malloc(sizeof(int64_t) * (size_t)(n + 1));
-    if (!tcol)
-        return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
-    size_t tile_max = 0;
+    /* per position: its first tile, its patched window's width and place in the window scratch */
+    int64_t *tcol = malloc(sizeof(int64_t) * (size_t)(n + 1)), *woff = malloc(sizeof(int64_t) * (size_t)n);
+    int *wtw = malloc(sizeof(int) * (size_t)n);
+    int32_t *tmap = NULL;
+    zf_status st = ZF_OK;
+    if (!tcol || !woff || !wtw) {
+        st = zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+        goto done;
+    }
     tcol[0] = 0;
     for (int b = 0; b < n; b++) {
         rect s = out->r[b];
@@ -482,53 +505,78 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
         int64_t nt = (int64_t)ty_n * tx_n;
         tcol[b + 1] = tcol[b] + nt;
         scratch_pp[b] = nt * nn * (C + K);
-        /* the patched window, then its rows through B^T */
-        if (nt)
-            tile_max = zmax(tile_max, (size_t)(m * ty_n + r - 1) * (size_t)(m * tx_n + r - 1) +
-                                          (size_t)nw * (size_t)(m * tx_n + r - 1));
+        wtw[b] = m * tx_n + r - 1;
     }
-    /* Each tile's position and place, for the lane-wise back transform. */
-    int32_t *tmap = malloc(sizeof(int32_t) * 3 * (size_t)(tcol[n] + 1));
-    zf_status st = tmap ? reserve_tiles(o, tile_max) : zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
-    if (!st)
-        for (int b = 0; b < n; b++) {
-            int tx_n = (rect_w(out->r[b]) + m - 1) / m;
-            for (int64_t t = tcol[b]; t < tcol[b + 1]; t++) {
-                tmap[3 * t] = b;
-                tmap[3 * t + 1] = (int32_t)((t - tcol[b]) / tx_n);
-                tmap[3 * t + 2] = (int32_t)((t - tcol[b]) % tx_n);
-            }
+    /* Each tile's position and place, for both transforms. */
+    tmap = malloc(sizeof(int32_t) * 3 * (size_t)(tcol[n] + 1));
+    if (!tmap) {
+        st = zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+        goto done;
+    }
+    for (int b = 0; b < n; b++) {
+        int tx_n = (rect_w(out->r[b]) + m - 1) / m;
+        for (int64_t t = tcol[b]; t < tcol[b + 1]; t++) {
+            tmap[3 * t] = b;
+            tmap[3 * t + 1] = (int32_t)((t - tcol[b]) / tx_n);
+            tmap[3 * t + 2] = (int32_t)((t - tcol[b]) % tx_n);
         }
+    }
+    static const float zeros[8] = {0};
     for (int b0 = 0; !st && b0 < n;) {
         int b1 = chunk_end(b0, n, scratch_pp);
-        const int nb = b1 - b0;
         const int64_t t0 = tcol[b0], T = tcol[b1] - t0;
         if (T == 0) {
             b0 = b1;
             continue;
         }
-        if ((st = grow(&o->work, &o->work_cap, (size_t)nn * C * (size_t)T)) ||
+        /* the chunk's patched windows of one channel, one after another, per thread; the
+         * transform reads up to 8 - nw floats past a window's last tile */
+        size_t wsum = 0;
+        for (int b = b0; b < b1; b++) {
+            woff[b] = (int64_t)wsum;
+            if (tcol[b + 1] > tcol[b])
+                wsum += (size_t)(m * ((rect_h(out->r[b]) + m - 1) / m) + r - 1) * (size_t)wtw[b];
+        }
+        const size_t per_thread = wsum + 8;
+        if ((st = reserve_tiles(o, per_thread)) ||
+            (st = grow(&o->work, &o->work_cap, (size_t)nn * C * (size_t)T)) ||
             (st = grow(&o->work2, &o->work2_cap, (size_t)nn * K * (size_t)T)))
             break;
         float *V = o->work, *M = o->work2;
-        /* Channel-major, so that each of the nn planes of V is written front to back. */
+        /* Channel by channel: the chunk's windows, then its tiles eight at a time, so that each
+         * of the nn planes of V gets whole vectors. */
 #pragma omp parallel if (BIG((int64_t)nn * C * T))
         {
-            float *tile = o->tiles + tile_max * (size_t)omp_get_thread_num();
-#pragma omp for schedule(dynamic, 4)
-            for (int i = 0; i < nb * C; i++) {
-                int c = i / nb, b = b0 + i % nb;
-                rect s = out->r[b];
-                int ty_n = (rect_h(s) + m - 1) / m, tx_n = (rect_w(s) + m - 1) / m;
-                if (!ty_n || !tx_n)
-                    continue;
-                int th = m * ty_n + r - 1, tw = m * tx_n + r - 1;
-                float *rows = tile + (size_t)th * tw;
-                build_tile(tile, in, b, base_in, c, s.y0 - l->win.pt, s.x0 - l->win.pl, th, tw, 0.0f);
-                float *vb = V + (size_t)c * T + (tcol[b] - t0);
-                for (int ty = 0; ty < ty_n; ty++)
-                    zf_wino_tiles_in(vb + ty * tx_n, (size_t)C * T, tile + (size_t)(m * ty) * tw, tw,
-                                     tx_n, m, r, rows);
+            float *win = o->tiles + per_thread * (size_t)omp_get_thread_num();
+            memset(win + wsum, 0, sizeof(float) * 8);
+#pragma omp for schedule(dynamic, 2)
+            for (int c = 0; c < C; c++) {
+                for (int b = b0; b < b1; b++) {
+                    if (tcol[b + 1] == tcol[b])
+                        continue;
+                    rect s = out->r[b];
+                    int th = m * ((rect_h(s) + m - 1) / m) + r - 1;
+                    build_tile(win + woff[b], in, b, base_in, c, s.y0 - l->win.pt, s.x0 - l->win.pl, th,
+                               wtw[b], 0.0f);
+                }
+                float *vc = V + (size_t)c * T;
+                for (int64_t t = 0; t < T; t += 8) {
+                    const int lanes = T - t < 8 ? (int)(T - t) : 8;
+                    const float *ptr[8];
+                    int ld[8];
+                    for (int q = 0; q < 8; q++) {
+                        if (q < lanes) {
+                            const int32_t *tm = tmap + 3 * (t0 + t + q);
+                            const int b = tm[0];
+                            ptr[q] = win + woff[b] + (size_t)(m * tm[1]) * wtw[b] + m * tm[2];
+                            ld[q] = wtw[b];
+                        } else {
+                            ptr[q] = zeros;
+                            ld[q] = 0;
+                        }
+                    }
+                    zf_wino_tiles_in8(vc + t, (size_t)C * T, ptr, ld, lanes, m, r);
+                }
             }
         }
         /* The nn * G products are independent: one per thread at a time (OpenBLAS runs single-
@@ -568,7 +616,10 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
         }
         b0 = b1;
     }
+done:
     free(tmap);
+    free(wtw);
+    free(woff);
     free(tcol);
     return st;
 }
@@ -980,14 +1031,18 @@ static zf_status prepare_convs(occl *o)
         o->fc_w = zf_alloc(sizeof(float) * (size_t)in_f * out_f);
         if (!o->fc_w)
             return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", fl->name);
+        /* sixteen weight rows at a time: whole cache lines written, sixteen rows read in step */
 #pragma omp parallel for schedule(static)
-        for (int f = 0; f < out_f; f++) {
-            const float *row = fl->weight + (size_t)f * in_f;
-            for (int cell = 0; cell < cells; cell++) {
-                float *dst = o->fc_w + ((size_t)cell * out_f + f) * C;
-                for (int c = 0; c < C; c++)
-                    dst[c] = row[(size_t)c * cells + cell];
-            }
+        for (int f0 = 0; f0 < out_f; f0 += 16) {
+            const int fn = imin(16, out_f - f0);
+            const float *rows = fl->weight + (size_t)f0 * in_f;
+            for (int c = 0; c < C; c++)
+                for (int cell = 0; cell < cells; cell++) {
+                    float *dst = o->fc_w + ((size_t)cell * C + c) * out_f + f0;
+                    const float *src = rows + (size_t)c * cells + cell;
+                    for (int f = 0; f < fn; f++)
+                        dst[f] = src[(size_t)f * in_f];
+                }
         }
     }
     return ZF_OK;
@@ -1131,9 +1186,75 @@ static zf_status run_region_layer(occl *o, int li, region **cur, region **nxt, i
     return st;
 }
 
+/* Products by inputs that are zero in a whole column (a ReLU's zeros, the same in every row:
+ * half of fc7's inputs over AlexNet's 625 positions) skip those columns and their weights. */
+#define SPARSE_MIN_ROWS 16 /* below, gathering the weights costs about what it saves */
+#define SPARSE_MAX_KEPT 0.9
+
+/* y (n, out_f) = beta y + x (n, k) W^T, W given per input (w_per_input: (k, out_f), a row per
+ * input) or per output ((out_f, k), a layer's weights), over only the columns of x that hold a
+ * nonzero. Equal to the full product: the dropped terms are exact zeros. */
+static zf_status sparse_product(occl *o, float *y, float beta, const float *x, int n, int k,
+                                const float *w, int out_f, int w_per_input)
+{
+    zf_status st;
+    int nnz = k;
+    if (n >= SPARSE_MIN_ROWS) {
+        if ((st = grow_int(&o->sp_idx, &o->sp_idx_cap, (size_t)k)))
+            return st;
+        int *idx = o->sp_idx;
+        for (int c = 0; c < k; c++)
+            idx[c] = 0;
+        for (int i = 0; i < n; i++) {
+            const float *xi = x + (size_t)i * k;
+            for (int c = 0; c < k; c++)
+                idx[c] |= xi[c] != 0.0f;
+        }
+        nnz = 0;
+        for (int c = 0; c < k; c++)
+            if (idx[c])
+                idx[nnz++] = c;
+    }
+    if (nnz > SPARSE_MAX_KEPT * k) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, w_per_input ? CblasNoTrans : CblasTrans, n, out_f, k, 1.0f,
+                    x, k, w, w_per_input ? out_f : k, beta, y, out_f);
+        return ZF_OK;
+    }
+    if (nnz == 0) {
+        if (beta == 0.0f)
+            memset(y, 0, sizeof(float) * (size_t)n * out_f);
+        return ZF_OK;
+    }
+    if ((st = grow(&o->sp_x, &o->sp_x_cap, (size_t)n * nnz)) ||
+        (st = grow(&o->sp_w, &o->sp_w_cap, (size_t)nnz * out_f)))
+        return st;
+    const int *idx = o->sp_idx;
+    float *xs = o->sp_x, *ws = o->sp_w;
+#pragma omp parallel if (BIG((int64_t)(n + out_f) * nnz))
+    {
+#pragma omp for schedule(static) nowait
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < nnz; j++)
+                xs[(size_t)i * nnz + j] = x[(size_t)i * k + idx[j]];
+        if (w_per_input) {
+#pragma omp for schedule(static)
+            for (int j = 0; j < nnz; j++)
+                memcpy(ws + (size_t)j * out_f, w + (size_t)idx[j] * out_f, sizeof(float) * out_f);
+        } else {
+#pragma omp for schedule(static)
+            for (int f = 0; f < out_f; f++)
+                for (int j = 0; j < nnz; j++)
+                    ws[(size_t)f * nnz + j] = w[(size_t)f * k + idx[j]];
+        }
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, w_per_input ? CblasNoTrans : CblasTrans, n, out_f, nnz, 1.0f,
+                xs, nnz, ws, w_per_input ? out_f : nnz, beta, y, out_f);
+    return ZF_OK;
+}
+
 /* The first fully connected layer's output for each position into o->dense[1], from the last
  * spatial layer's region g: the unoccluded output plus, cell by cell of the map, the change of
- * the cell's channels times their columns of the weights, over the positions whose region holds
+ * the cell's channels times their rows of the weights, over the positions whose region holds
  * the cell. */
 static zf_status fc_from_region(occl *o, const region *g)
 {
@@ -1170,8 +1291,9 @@ static zf_status fc_from_region(occl *o, const region *g)
             for (int c = 0; c < C; c++)
                 a[c] = v[(size_t)c * g->cols] - old[(size_t)c * cells + cell];
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, ns, out_f, C, 1.0f, o->fc_a, C,
-                    o->fc_w + (size_t)cell * out_f * C, C, all ? 1.0f : 0.0f, all ? y : o->fc_y, out_f);
+        if ((st = sparse_product(o, all ? y : o->fc_y, all ? 1.0f : 0.0f, o->fc_a, ns, C,
+                                 o->fc_w + (size_t)cell * C * out_f, out_f, 1)))
+            return st;
         if (all)
             continue;
 #pragma omp parallel for schedule(static) if (BIG((int64_t)ns * out_f))
@@ -1198,7 +1320,19 @@ static float *run_tail(occl *o, int first, int cur, int n, zf_status *st)
         case ZF_OP_FC:
             if ((*st = grow(&o->dense[!cur], &o->dense_cap[!cur], (size_t)n * (size_t)out_f)))
                 return NULL;
-            zf_fc_forward(o->dense[!cur], x, l->weight, l->bias, n, (int)in_f, (int)out_f);
+            if (n >= SPARSE_MIN_ROWS) {
+                float *y = o->dense[!cur];
+                for (int i = 0; i < n; i++) {
+                    if (l->bias)
+                        memcpy(y + (size_t)i * out_f, l->bias, sizeof(float) * (size_t)out_f);
+                    else
+                        memset(y + (size_t)i * out_f, 0, sizeof(float) * (size_t)out_f);
+                }
+                if ((*st = sparse_product(o, y, 1.0f, x, n, (int)in_f, l->weight, (int)out_f, 0)))
+                    return NULL;
+            } else {
+                zf_fc_forward(o->dense[!cur], x, l->weight, l->bias, n, (int)in_f, (int)out_f);
+            }
             cur = !cur;
             break;
         case ZF_OP_RELU:
@@ -1441,6 +1575,9 @@ static void occl_release(occl *o)
     zf_free(o->fc_a);
     zf_free(o->fc_y);
     free(o->fc_rows);
+    zf_free(o->sp_x);
+    zf_free(o->sp_w);
+    free(o->sp_idx);
     free(o->fc_grp.r);
     free(o->fc_grp.off);
     zf_free(o->fc_grp.v);

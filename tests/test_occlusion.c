@@ -436,6 +436,34 @@ Test(occlusion, fc_tail_in_groups_matches_naive_forward)
     zf_net_free(net);
 }
 
+/* Units silenced for every input: output channel/unit u of layer `name` gets zero weights and a
+ * negative bias, so its ReLU gives exactly 0 whatever the occluder does. */
+static void silence(zf_net *net, const char *name, int from, int to)
+{
+    zf_layer *l = &net->layers[zf_net_find(net, name)];
+    const int64_t per = l->weight_count / l->out_c;
+    for (int u = from; u < to; u++) {
+        memset(l->weight + (size_t)u * per, 0, sizeof(float) * (size_t)per);
+        l->bias[u] = -1.0f;
+    }
+}
+
+/* Products over hundreds of positions skip the inputs that are zero in every row: conv4's
+ * silenced channels (zero at pool4 for every position: the first fc, taken as a change, drops
+ * them) and fc5's silenced units (zero after relu5: fc6 drops them). 323 positions: groups far
+ * above the few rows where the skipping starts. */
+Test(occlusion, inputs_zero_in_every_row_drop_out_of_the_products)
+{
+    zf_net *net = small_net(1);
+    silence(net, "conv4", 0, 4); /* 4 of 9 channels */
+    silence(net, "fc5", 3, 12);  /* 9 of 17 units */
+    float *x = random_input(net, 15);
+    check_methods(net, x, 5, 2, 0.0f, -1, -1, -1, 0, ALL_WAYS);
+    check_methods(net, x, 8, 2, 0.5f, -1, -1, -1, 40, 1u << 3);
+    free(x);
+    zf_net_free(net);
+}
+
 static void progress_cb(void *ctx, int64_t done, int64_t total)
 {
     int64_t *last = ctx;
