@@ -207,7 +207,7 @@ static zf_status region_layout(region *g, int c, int h, int w, int n)
 typedef struct conv_plan {
     zf_occlusion_conv algo;
     float *wt;   /* DELTA: per group (kg*kh*kw, cg), W^T with taps in the rows */
-    float *wino; /* WINOGRAD(4): (k, n*n, cg), G g G^T (zf_wino_filters) */
+    float *wino[4]; /* WINOGRAD(4): per tile class (k, na*nb, cg), G_a g G_b^T (zf_wino_filters_ab) */
 } conv_plan;
 
 typedef struct occl {
@@ -507,183 +507,265 @@ static zf_status conv_delta(occl *o, const zf_layer *l, const conv_plan *cp, con
 /* Winograd F(m x m, r x r) (winograd_internal.h): m = 2 or 4 for 3x3 windows, 4 for 5x5. */
 static int wino_m(zf_occlusion_conv algo) { return algo == ZF_OCCLUSION_CONV_WINOGRAD4 ? 4 : 2; }
 
+/* Tilings of a changed rectangle. F(4x4) tiles alone cover a side of n outputs with ceil(n/4)
+ * fours, up to three rows or columns of them wasted (AlexNet's conv3-5 computed 40% more outputs
+ * than changed); for 3x3 windows the side is covered instead by fours while three or more remain
+ * and one two for a last one or two, tiles F(4x4), F(4x2), F(2x4) and F(2x2) by where they lie:
+ * 13% fewer multiplies on AlexNet's conv3-5. Classes: bit 1 set for two rows, bit 0 for two
+ * columns. */
+#define TILE_CLASSES 4
+static int class_rows(int cls) { return cls & 2 ? 2 : 4; }
+static int class_cols(int cls) { return cls & 1 ? 2 : 4; }
+
+/* Fours and twos covering n outputs, in that order. */
+static void side_cover(int n, int m, int mixed, int *fours, int *twos)
+{
+    if (m == 2) {
+        *fours = 0;
+        *twos = (n + 1) / 2;
+    } else if (!mixed) {
+        *fours = (n + 3) / 4;
+        *twos = 0;
+    } else {
+        *fours = (n + 1) / 4;
+        *twos = n - 4 * *fours > 0;
+    }
+}
+
+static int plan_mixed(const conv_plan *cp, const zf_layer *l)
+{
+    return cp->algo == ZF_OCCLUSION_CONV_WINOGRAD4 && l->win.kh == 3;
+}
+
 static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, const float *base_in,
                                const region *in, region *out, int64_t *scratch_pp)
 {
-    const int m = wino_m(cp->algo), r = l->win.kh, nw = m + r - 1, nn = nw * nw;
+    const int m = wino_m(cp->algo), r = l->win.kh, mixed = plan_mixed(cp, l);
     const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
     const int n = out->n;
-    /* per position: its first tile, its patched window's width and place in the window scratch */
-    int64_t *tcol = malloc(sizeof(int64_t) * (size_t)(n + 1)), *woff = malloc(sizeof(int64_t) * (size_t)n);
-    int *wtw = malloc(sizeof(int) * (size_t)n);
-    int32_t *tmap = NULL;
+    int nn[TILE_CLASSES];
+    for (int k = 0; k < TILE_CLASSES; k++)
+        nn[k] = (class_rows(k) + r - 1) * (class_cols(k) + r - 1);
+    /* per class and position: its first tile; per position: its window's width and place in the
+     * window scratch; per tile: its position and top-left output in the rectangle */
+    int64_t *tcol = malloc(sizeof(int64_t) * (size_t)TILE_CLASSES * (n + 1));
+    int64_t *woff = malloc(sizeof(int64_t) * (size_t)n);
+    int *wtw = malloc(sizeof(int) * (size_t)n), *wth = malloc(sizeof(int) * (size_t)n);
+    int32_t *tmap[TILE_CLASSES] = {NULL};
     zf_status st = ZF_OK;
-    if (!tcol || !woff || !wtw) {
+    if (!tcol || !woff || !wtw || !wth) {
         st = zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
         goto done;
     }
-    tcol[0] = 0;
+    for (int k = 0; k < TILE_CLASSES; k++)
+        tcol[k * (n + 1)] = 0;
     for (int b = 0; b < n; b++) {
         rect s = out->r[b];
-        int ty_n = (rect_h(s) + m - 1) / m, tx_n = (rect_w(s) + m - 1) / m;
-        int64_t nt = (int64_t)ty_n * tx_n;
-        tcol[b + 1] = tcol[b] + nt;
-        scratch_pp[b] = nt * nn * (C + K);
-        wtw[b] = m * tx_n + r - 1;
+        int y4, y2, x4, x2;
+        side_cover(rect_h(s), m, mixed, &y4, &y2);
+        side_cover(rect_w(s), m, mixed, &x4, &x2);
+        if (!rect_area(s))
+            y4 = y2 = x4 = x2 = 0;
+        const int64_t cnt[TILE_CLASSES] = {(int64_t)y4 * x4, (int64_t)y4 * x2, (int64_t)y2 * x4, (int64_t)y2 * x2};
+        scratch_pp[b] = 0;
+        for (int k = 0; k < TILE_CLASSES; k++) {
+            int64_t *tc = tcol + k * (n + 1);
+            tc[b + 1] = tc[b] + cnt[k];
+            scratch_pp[b] += cnt[k] * nn[k] * (C + K);
+        }
+        wth[b] = 4 * y4 + 2 * y2 + r - 1;
+        wtw[b] = 4 * x4 + 2 * x2 + r - 1;
     }
-    /* Each tile's position and place, for both transforms. */
-    tmap = malloc(sizeof(int32_t) * 3 * (size_t)(tcol[n] + 1));
-    if (!tmap) {
-        st = zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
-        goto done;
-    }
-    for (int b = 0; b < n; b++) {
-        int tx_n = (rect_w(out->r[b]) + m - 1) / m;
-        for (int64_t t = tcol[b]; t < tcol[b + 1]; t++) {
-            tmap[3 * t] = b;
-            tmap[3 * t + 1] = (int32_t)((t - tcol[b]) / tx_n);
-            tmap[3 * t + 2] = (int32_t)((t - tcol[b]) % tx_n);
+    for (int k = 0; k < TILE_CLASSES && !st; k++) {
+        const int64_t *tc = tcol + k * (n + 1);
+        if (!(tmap[k] = malloc(sizeof(int32_t) * 3 * (size_t)(tc[n] + 1)))) {
+            st = zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
+            break;
+        }
+        for (int b = 0; b < n; b++) {
+            rect s = out->r[b];
+            int y4, y2, x4, x2;
+            side_cover(rect_h(s), m, mixed, &y4, &y2);
+            side_cover(rect_w(s), m, mixed, &x4, &x2);
+            const int ny = k & 2 ? y2 : y4, nx = k & 1 ? x2 : x4;
+            const int oy = k & 2 ? 4 * y4 : 0, ox = k & 1 ? 4 * x4 : 0; /* twos follow the fours */
+            const int sy = class_rows(k), sx = class_cols(k);
+            int64_t t = tc[b];
+            for (int ty = 0; ty < ny && t < tc[b + 1]; ty++)
+                for (int tx = 0; tx < nx; tx++, t++) {
+                    tmap[k][3 * t] = b;
+                    tmap[k][3 * t + 1] = oy + sy * ty;
+                    tmap[k][3 * t + 2] = ox + sx * tx;
+                }
         }
     }
     static const float zeros[8] = {0};
     for (int b0 = 0; !st && b0 < n;) {
         int b1 = chunk_end(b0, n, scratch_pp);
-        const int64_t t0 = tcol[b0], T = tcol[b1] - t0;
-        if (T == 0) {
+        int64_t t0[TILE_CLASSES], T[TILE_CLASSES], vat[TILE_CLASSES], mat[TILE_CLASSES];
+        int64_t vsum = 0, msum = 0, tsum = 0;
+        for (int k = 0; k < TILE_CLASSES; k++) {
+            const int64_t *tc = tcol + k * (n + 1);
+            t0[k] = tc[b0];
+            T[k] = tc[b1] - tc[b0];
+            vat[k] = vsum;
+            mat[k] = msum;
+            vsum += (int64_t)nn[k] * C * T[k];
+            msum += (int64_t)nn[k] * K * T[k];
+            tsum += T[k];
+        }
+        if (tsum == 0) {
             b0 = b1;
             continue;
         }
         /* the chunk's patched windows of one channel, one after another, per thread; the
-         * transform reads up to 8 - nw floats past a window's last tile */
+         * transform reads up to 8 - (its tile's columns) floats past a window's last tile */
         size_t wsum = 0;
         for (int b = b0; b < b1; b++) {
             woff[b] = (int64_t)wsum;
-            if (tcol[b + 1] > tcol[b])
-                wsum += (size_t)(m * ((rect_h(out->r[b]) + m - 1) / m) + r - 1) * (size_t)wtw[b];
+            if (rect_area(out->r[b]))
+                wsum += (size_t)wth[b] * (size_t)wtw[b];
         }
         const size_t per_thread = wsum + 8;
-        if ((st = reserve_tiles(o, per_thread)) ||
-            (st = grow(&o->work, &o->work_cap, (size_t)nn * C * (size_t)T)) ||
-            (st = grow(&o->work2, &o->work2_cap, (size_t)nn * K * (size_t)T)))
+        if ((st = reserve_tiles(o, per_thread)) || (st = grow(&o->work, &o->work_cap, (size_t)vsum)) ||
+            (st = grow(&o->work2, &o->work2_cap, (size_t)msum)))
             break;
         float *V = o->work, *M = o->work2;
-        /* Channel by channel: the chunk's windows, then its tiles eight at a time, so that each
-         * of the nn planes of V gets whole vectors. */
-#pragma omp parallel if (BIG((int64_t)nn * C * T))
+        /* Channel by channel: the chunk's windows, then each class's tiles eight at a time, so
+         * that each plane of V gets whole vectors. */
+#pragma omp parallel if (BIG(vsum))
         {
             float *win = o->tiles + per_thread * (size_t)omp_get_thread_num();
             memset(win + wsum, 0, sizeof(float) * 8);
 #pragma omp for schedule(dynamic, 2)
             for (int c = 0; c < C; c++) {
                 for (int b = b0; b < b1; b++) {
-                    if (tcol[b + 1] == tcol[b])
-                        continue;
                     rect s = out->r[b];
-                    int th = m * ((rect_h(s) + m - 1) / m) + r - 1;
-                    build_tile(win + woff[b], in, b, base_in, c, s.y0 - l->win.pt, s.x0 - l->win.pl, th,
+                    if (!rect_area(s))
+                        continue;
+                    build_tile(win + woff[b], in, b, base_in, c, s.y0 - l->win.pt, s.x0 - l->win.pl, wth[b],
                                wtw[b], 0.0f);
                 }
-                float *vc = V + (size_t)c * T;
-                for (int64_t t = 0; t < T; t += 8) {
-                    const int lanes = T - t < 8 ? (int)(T - t) : 8;
-                    const float *ptr[8];
-                    int ld[8];
-                    for (int q = 0; q < 8; q++) {
-                        if (q < lanes) {
-                            const int32_t *tm = tmap + 3 * (t0 + t + q);
-                            const int b = tm[0];
-                            ptr[q] = win + woff[b] + (size_t)(m * tm[1]) * wtw[b] + m * tm[2];
-                            ld[q] = wtw[b];
-                        } else {
-                            ptr[q] = zeros;
-                            ld[q] = 0;
+                for (int k = 0; k < TILE_CLASSES; k++) {
+                    float *vc = V + vat[k] + (size_t)c * T[k];
+                    for (int64_t t = 0; t < T[k]; t += 8) {
+                        const int lanes = T[k] - t < 8 ? (int)(T[k] - t) : 8;
+                        const float *ptr[8];
+                        int ld[8];
+                        for (int q = 0; q < 8; q++) {
+                            if (q < lanes) {
+                                const int32_t *tm = tmap[k] + 3 * (t0[k] + t + q);
+                                const int b = tm[0];
+                                ptr[q] = win + woff[b] + (size_t)tm[1] * wtw[b] + tm[2];
+                                ld[q] = wtw[b];
+                            } else {
+                                ptr[q] = zeros;
+                                ld[q] = 0;
+                            }
                         }
+                        zf_wino_tiles_in8(vc + t, (size_t)C * T[k], ptr, ld, lanes, class_rows(k),
+                                          class_cols(k), r);
                     }
-                    zf_wino_tiles_in8(vc + t, (size_t)C * T, ptr, ld, lanes, m, r);
                 }
             }
         }
-        /* The nn * G products are independent: one per thread at a time (OpenBLAS runs single-
-         * threaded inside a parallel region), so the whole stage has one fork and one join. */
-#pragma omp parallel for schedule(dynamic, 1) if (BIG((int64_t)kg * cg * T / 64))
-        for (int q = 0; q < G * nn; q++) {
-            const int g = q / nn, xi = q % nn;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, (int)T, cg, 1.0f,
-                        cp->wino + ((size_t)g * kg * nn + xi) * cg, nn * cg,
-                        V + ((size_t)xi * C + (size_t)g * cg) * T, (int)T, 0.0f,
-                        M + ((size_t)xi * K + (size_t)g * kg) * T, (int)T);
+        /* The products of every class, group and element are independent: one per thread at a
+         * time (OpenBLAS runs single-threaded inside a parallel region), one fork and one join. */
+        int nq = 0, qk[TILE_CLASSES + 1];
+        for (int k = 0; k < TILE_CLASSES; k++) {
+            qk[k] = nq;
+            nq += T[k] ? G * nn[k] : 0;
+        }
+        qk[TILE_CLASSES] = nq;
+#pragma omp parallel for schedule(dynamic, 1) if (BIG((int64_t)kg * cg * tsum / 64))
+        for (int q = 0; q < nq; q++) {
+            int k = 0;
+            while (q >= qk[k + 1])
+                k++;
+            const int g = (q - qk[k]) / nn[k], xi = (q - qk[k]) % nn[k];
+            const int Tk = (int)T[k];
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, Tk, cg, 1.0f,
+                        cp->wino[k] + ((size_t)g * kg * nn[k] + xi) * cg, nn[k] * cg,
+                        V + vat[k] + ((size_t)xi * C + (size_t)g * cg) * Tk, Tk, 0.0f,
+                        M + mat[k] + ((size_t)xi * K + (size_t)g * kg) * Tk, Tk);
         }
         /* Back transform, output-channel-major: each M plane is read front to back. */
-#pragma omp parallel for schedule(dynamic, 2) if (BIG((int64_t)nn * K * T))
-        for (int k = 0; k < K; k++) {
-            const float bk = l->bias ? l->bias[k] : 0.0f;
-            const float *mk = M + (size_t)k * T;
-            float *dk = out->v + (size_t)k * out->cols;
-            for (int64_t t = 0; t < T; t += ZF_WINO_LANES) {
-                const int lanes = T - t < ZF_WINO_LANES ? (int)(T - t) : ZF_WINO_LANES;
-                float mt[64][ZF_WINO_LANES], y[16][ZF_WINO_LANES];
-                if (lanes == ZF_WINO_LANES) {
-                    for (int xi = 0; xi < nn; xi++)
-                        memcpy(mt[xi], mk + (size_t)xi * K * T + t, sizeof mt[xi]);
-                } else {
-                    for (int xi = 0; xi < nn; xi++)
-                        for (int q = 0; q < ZF_WINO_LANES; q++)
-                            mt[xi][q] = q < lanes ? mk[(size_t)xi * K * T + t + q] : 0.0f;
-                }
-                zf_wino_tiles_out(y, mt, m, r);
-                float *dst[ZF_WINO_LANES];
-                int ld[ZF_WINO_LANES], hy[ZF_WINO_LANES], hx[ZF_WINO_LANES];
-                unsigned whole = 0; /* lanes whose m x m tile lies inside the rectangle */
-                for (int q = 0; q < lanes; q++) {
-                    const int32_t *tm = tmap + 3 * (t0 + t + q);
-                    const rect s = out->r[tm[0]];
-                    const int oy0 = m * tm[1], ox0 = m * tm[2];
-                    ld[q] = rect_w(s);
-                    dst[q] = dk + out->off[tm[0]] + (size_t)oy0 * ld[q] + ox0;
-                    hy[q] = imin(m, rect_h(s) - oy0);
-                    hx[q] = imin(m, ld[q] - ox0);
-                    if (hy[q] == 4 && hx[q] == 4)
-                        whole |= 1u << q;
-                }
+#pragma omp parallel for schedule(dynamic, 2) if (BIG(msum))
+        for (int kk = 0; kk < K; kk++) {
+            const float bk = l->bias ? l->bias[kk] : 0.0f;
+            float *dk = out->v + (size_t)kk * out->cols;
+            for (int k = 0; k < TILE_CLASSES; k++) {
+                const int ma = class_rows(k), mb = class_cols(k), nk = nn[k];
+                const int64_t Tk = T[k];
+                const float *mk = M + mat[k] + (size_t)kk * Tk;
+                for (int64_t t = 0; t < Tk; t += ZF_WINO_LANES) {
+                    const int lanes = Tk - t < ZF_WINO_LANES ? (int)(Tk - t) : ZF_WINO_LANES;
+                    float mt[64][ZF_WINO_LANES], y[16][ZF_WINO_LANES];
+                    if (lanes == ZF_WINO_LANES) {
+                        for (int xi = 0; xi < nk; xi++)
+                            memcpy(mt[xi], mk + (size_t)xi * K * Tk + t, sizeof mt[xi]);
+                    } else {
+                        for (int xi = 0; xi < nk; xi++)
+                            for (int q = 0; q < ZF_WINO_LANES; q++)
+                                mt[xi][q] = q < lanes ? mk[(size_t)xi * K * Tk + t + q] : 0.0f;
+                    }
+                    zf_wino_tiles_out_ab(y, (const float(*)[ZF_WINO_LANES])mt, ma, mb, r);
+                    float *dst[ZF_WINO_LANES];
+                    int ld[ZF_WINO_LANES], hy[ZF_WINO_LANES], hx[ZF_WINO_LANES];
+                    unsigned whole = 0; /* lanes whose 4 x 4 tile lies inside the rectangle */
+                    for (int q = 0; q < lanes; q++) {
+                        const int32_t *tm = tmap[k] + 3 * (t0[k] + t + q);
+                        const rect s = out->r[tm[0]];
+                        ld[q] = rect_w(s);
+                        dst[q] = dk + out->off[tm[0]] + (size_t)tm[1] * ld[q] + tm[2];
+                        hy[q] = imin(ma, rect_h(s) - tm[1]);
+                        hx[q] = imin(mb, ld[q] - tm[2]);
+                        if (hy[q] == 4 && hx[q] == 4)
+                            whole |= 1u << q;
+                    }
 #if defined(__AVX2__) && ZF_WINO_LANES == 8
-                if (whole) {
-                    /* each row of the 4 x 4 tiles: four vectors of eight lanes into eight rows of four */
-                    const __m256 bv = _mm256_set1_ps(bk);
-                    for (int dy = 0; dy < 4; dy++) {
-                        const __m256 a0 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy]), bv);
-                        const __m256 a1 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy + 1]), bv);
-                        const __m256 a2 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy + 2]), bv);
-                        const __m256 a3 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy + 3]), bv);
-                        const __m256 t01l = _mm256_unpacklo_ps(a0, a1), t01h = _mm256_unpackhi_ps(a0, a1);
-                        const __m256 t23l = _mm256_unpacklo_ps(a2, a3), t23h = _mm256_unpackhi_ps(a2, a3);
-                        const __m256 u[4] = {_mm256_shuffle_ps(t01l, t23l, _MM_SHUFFLE(1, 0, 1, 0)),
-                                             _mm256_shuffle_ps(t01l, t23l, _MM_SHUFFLE(3, 2, 3, 2)),
-                                             _mm256_shuffle_ps(t01h, t23h, _MM_SHUFFLE(1, 0, 1, 0)),
-                                             _mm256_shuffle_ps(t01h, t23h, _MM_SHUFFLE(3, 2, 3, 2))};
-                        for (int q = 0; q < 4; q++) { /* u[q]: lane q low, lane q + 4 high */
-                            if (whole >> q & 1)
-                                _mm_storeu_ps(dst[q] + (size_t)dy * ld[q], _mm256_castps256_ps128(u[q]));
-                            if (whole >> (q + 4) & 1)
-                                _mm_storeu_ps(dst[q + 4] + (size_t)dy * ld[q + 4], _mm256_extractf128_ps(u[q], 1));
+                    if (whole) {
+                        /* each row of the 4 x 4 tiles: four vectors of eight lanes into eight rows of four */
+                        const __m256 bv = _mm256_set1_ps(bk);
+                        for (int dy = 0; dy < 4; dy++) {
+                            const __m256 a0 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy]), bv);
+                            const __m256 a1 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy + 1]), bv);
+                            const __m256 a2 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy + 2]), bv);
+                            const __m256 a3 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy + 3]), bv);
+                            const __m256 t01l = _mm256_unpacklo_ps(a0, a1), t01h = _mm256_unpackhi_ps(a0, a1);
+                            const __m256 t23l = _mm256_unpacklo_ps(a2, a3), t23h = _mm256_unpackhi_ps(a2, a3);
+                            const __m256 u[4] = {_mm256_shuffle_ps(t01l, t23l, _MM_SHUFFLE(1, 0, 1, 0)),
+                                                 _mm256_shuffle_ps(t01l, t23l, _MM_SHUFFLE(3, 2, 3, 2)),
+                                                 _mm256_shuffle_ps(t01h, t23h, _MM_SHUFFLE(1, 0, 1, 0)),
+                                                 _mm256_shuffle_ps(t01h, t23h, _MM_SHUFFLE(3, 2, 3, 2))};
+                            for (int q = 0; q < 4; q++) { /* u[q]: lane q low, lane q + 4 high */
+                                if (whole >> q & 1)
+                                    _mm_storeu_ps(dst[q] + (size_t)dy * ld[q], _mm256_castps256_ps128(u[q]));
+                                if (whole >> (q + 4) & 1)
+                                    _mm_storeu_ps(dst[q + 4] + (size_t)dy * ld[q + 4],
+                                                  _mm256_extractf128_ps(u[q], 1));
+                            }
                         }
                     }
-                }
 #else
-                whole = 0;
+                    whole = 0;
 #endif
-                for (int q = 0; q < lanes; q++) {
-                    if (whole >> q & 1)
-                        continue;
-                    for (int dy = 0; dy < hy[q]; dy++)
-                        for (int dx = 0; dx < hx[q]; dx++)
-                            dst[q][(size_t)dy * ld[q] + dx] = y[dy * m + dx][q] + bk;
+                    for (int q = 0; q < lanes; q++) {
+                        if (whole >> q & 1)
+                            continue;
+                        for (int dy = 0; dy < hy[q]; dy++)
+                            for (int dx = 0; dx < hx[q]; dx++)
+                                dst[q][(size_t)dy * ld[q] + dx] = y[dy * mb + dx][q] + bk;
+                    }
                 }
             }
         }
         b0 = b1;
     }
 done:
-    free(tmap);
+    for (int k = 0; k < TILE_CLASSES; k++)
+        free(tmap[k]);
+    free(wth);
     free(wtw);
     free(woff);
     free(tcol);
@@ -1083,11 +1165,18 @@ static zf_status prepare_convs(occl *o)
                     for (int t = 0; t < taps; t++)
                         cp->wt[((size_t)k * taps + t) * cg + c] = l->weight[((size_t)k * cg + c) * taps + t];
         } else if (cp->algo == ZF_OCCLUSION_CONV_WINOGRAD || cp->algo == ZF_OCCLUSION_CONV_WINOGRAD4) {
-            const int m = wino_m(cp->algo), r = l->win.kh, nn = (m + r - 1) * (m + r - 1);
-            cp->wino = zf_alloc(sizeof(float) * (size_t)nn * K * cg);
-            if (!cp->wino)
-                return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", l->name);
-            zf_wino_filters(cp->wino, l->weight, K, cg, m, r);
+            /* the classes the tiling uses: F(m x m) alone, or all four when mixed */
+            const int m = wino_m(cp->algo), r = l->win.kh, mixed = plan_mixed(cp, l);
+            for (int k = 0; k < TILE_CLASSES; k++) {
+                const int ma = class_rows(k), mb = class_cols(k);
+                if (!mixed && (ma != m || mb != m))
+                    continue;
+                const int nn = (ma + r - 1) * (mb + r - 1);
+                cp->wino[k] = zf_alloc(sizeof(float) * (size_t)nn * K * cg);
+                if (!cp->wino[k])
+                    return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", l->name);
+                zf_wino_filters_ab(cp->wino[k], l->weight, K, cg, ma, mb, r);
+            }
         }
     }
     if (o->fc_delta >= 0) {
@@ -1631,7 +1720,8 @@ static void occl_release(occl *o)
 {
     for (int i = 0; o->cp && i < o->net->n_layers; i++) {
         zf_free(o->cp[i].wt);
-        zf_free(o->cp[i].wino);
+        for (int k = 0; k < TILE_CLASSES; k++)
+            zf_free(o->cp[i].wino[k]);
     }
     free(o->cp);
     for (int k = 0; k < 2; k++) {

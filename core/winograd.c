@@ -37,29 +37,31 @@ static inline void g3_apply(double (*o)[FILTER_LANES], const double *a, const do
     }
 }
 
-static void filters3(float *u, const float *w, int k, int cg, int m)
+/* U = G_a g G_b^T: G of F(ma, 3) down the filter's rows, of F(mb, 3) along them (ma = mb for
+ * square tiles; 4 x 2, 2 x 4 for the strips of the occlusion's mixed tiling). */
+static void filters3(float *u, const float *w, int k, int cg, int ma, int mb)
 {
-    const int n = m + 2, nn = n * n;
+    const int na = ma + 2, nb = mb + 2, nn = na * nb;
 #pragma omp parallel for schedule(static) if ((size_t)k * cg > 4096)
     for (int f = 0; f < k; f++) {
         const float *wf = w + (size_t)f * cg * 9;
         float *uf = u + (size_t)f * nn * cg;
         for (int c0 = 0; c0 < cg; c0 += FILTER_LANES) {
             const int lanes = cg - c0 < FILTER_LANES ? cg - c0 : FILTER_LANES;
-            /* g[tap][lane], t = G g (n, 3), v = t G^T (n, n) */
+            /* g[tap][lane], t = G_a g (na, 3), v = t G_b^T (na, nb) */
             double g[9][FILTER_LANES], t[3][6][FILTER_LANES], tt[3][FILTER_LANES], v[6][FILTER_LANES];
             for (int j = 0; j < 9; j++)
                 for (int q = 0; q < FILTER_LANES; q++)
                     g[j][q] = q < lanes ? wf[(size_t)(c0 + q) * 9 + j] : 0.0;
             for (int j = 0; j < 3; j++) /* column j of g: taps j, 3 + j, 6 + j */
-                g3_apply(t[j], g[j], g[3 + j], g[6 + j], m);
-            for (int i = 0; i < n; i++) {
+                g3_apply(t[j], g[j], g[3 + j], g[6 + j], ma);
+            for (int i = 0; i < na; i++) {
                 for (int j = 0; j < 3; j++)
                     for (int q = 0; q < FILTER_LANES; q++)
                         tt[j][q] = t[j][i][q];
-                g3_apply(v, tt[0], tt[1], tt[2], m);
-                for (int j = 0; j < n; j++) {
-                    float *dst = uf + (size_t)(i * n + j) * cg + c0;
+                g3_apply(v, tt[0], tt[1], tt[2], mb);
+                for (int j = 0; j < nb; j++) {
+                    float *dst = uf + (size_t)(i * nb + j) * cg + c0;
                     for (int q = 0; q < lanes; q++)
                         dst[q] = (float)v[j][q];
                 }
@@ -123,7 +125,15 @@ static void filters45(float *u, const float *w, int k, int cg)
 void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r)
 {
     if (r == 3)
-        filters3(u, w, k, cg, m);
+        filters3(u, w, k, cg, m, m);
+    else
+        filters45(u, w, k, cg);
+}
+
+void zf_wino_filters_ab(float *u, const float *w, int k, int cg, int ma, int mb, int r)
+{
+    if (r == 3)
+        filters3(u, w, k, cg, ma, mb);
     else
         filters45(u, w, k, cg);
 }
@@ -138,6 +148,15 @@ void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r)
         (o)[3 * (os)] = (d4) - (d2) - 2.0f * m13_;                                                 \
         (o)[4 * (os)] = (d4) - (d2) + 2.0f * m13_;                                                 \
         (o)[5 * (os)] = 4.0f * (d1) - 5.0f * (d3) + (d5);                                          \
+    } while (0)
+
+/* Four inputs through a row of B^T for n = 4 (F(2x2, 3x3)). */
+#define WINO_BT4(o, os, d0, d1, d2, d3)                                                            \
+    do {                                                                                           \
+        (o)[0] = (d0) - (d2);                                                                      \
+        (o)[os] = (d1) + (d2);                                                                     \
+        (o)[2 * (os)] = (d2) - (d1);                                                               \
+        (o)[3 * (os)] = (d1) - (d3);                                                               \
     } while (0)
 
 /* Eight inputs through a row of B^T for n = 8 (F(4x4, 5x5); points 0, +-1, +-2, +-1/2):
@@ -253,45 +272,69 @@ static inline void store_lanes(float *dst, v8f x, int lanes)
             dst[q] = x[q];
 }
 
-void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld, int lanes, int m, int r)
+/* n values x[0], x[os], ... through B^T of n points into o[0], o[oos], ... (v8f lanes). */
+static inline void bt_v8(v8f *o, int oos, const v8f *x, int os, int n)
 {
-    const int n = m + r - 1;
+    if (n == 8)
+        WINO_BT8(o, oos, x[0], x[os], x[2 * os], x[3 * os], x[4 * os], x[5 * os], x[6 * os], x[7 * os]);
+    else if (n == 6)
+        WINO_BT6(o, oos, x[0], x[os], x[2 * os], x[3 * os], x[4 * os], x[5 * os]);
+    else
+        WINO_BT4(o, oos, x[0], x[os], x[2 * os], x[3 * os]);
+}
+
+void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld, int lanes, int ma, int mb,
+                       int r)
+{
+    const int na = ma + r - 1, nb = mb + r - 1;
     v8f d[8][8], t[8][8];
-    gather_rows(d, p, ld, n);
-    /* B^T down the columns, then along the rows; lanes are tiles throughout */
-    if (n == 8) {
-        for (int j = 0; j < 8; j++)
-            WINO_BT8(&t[0][j], 8, d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j], d[6][j], d[7][j]);
-        for (int i = 0; i < 8; i++) {
-            v8f o[8];
-            WINO_BT8(o, 1, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5], t[i][6], t[i][7]);
-            for (int j = 0; j < 8; j++)
-                store_lanes(v + (size_t)(i * 8 + j) * ps, o[j], lanes);
-        }
-    } else if (n == 6) {
-        for (int j = 0; j < 6; j++)
-            WINO_BT6(&t[0][j], 8, d[0][j], d[1][j], d[2][j], d[3][j], d[4][j], d[5][j]);
-        for (int i = 0; i < 6; i++) {
-            v8f o[6];
-            WINO_BT6(o, 1, t[i][0], t[i][1], t[i][2], t[i][3], t[i][4], t[i][5]);
-            for (int j = 0; j < 6; j++)
-                store_lanes(v + (size_t)(i * 6 + j) * ps, o[j], lanes);
-        }
-    } else {
-        for (int j = 0; j < 4; j++) {
-            t[0][j] = d[0][j] - d[2][j];
-            t[1][j] = d[1][j] + d[2][j];
-            t[2][j] = d[2][j] - d[1][j];
-            t[3][j] = d[1][j] - d[3][j];
-        }
-        for (int i = 0; i < 4; i++) {
-            float *vi = v + (size_t)(i * 4) * ps;
-            store_lanes(vi, t[i][0] - t[i][2], lanes);
-            store_lanes(vi + ps, t[i][1] + t[i][2], lanes);
-            store_lanes(vi + 2 * ps, t[i][2] - t[i][1], lanes);
-            store_lanes(vi + 3 * ps, t[i][1] - t[i][3], lanes);
+    gather_rows(d, p, ld, na);
+    /* B_a^T down the columns, then B_b along the rows; lanes are tiles throughout */
+    for (int j = 0; j < nb; j++)
+        bt_v8(&t[0][j], 8, &d[0][j], 8, na);
+    for (int i = 0; i < na; i++) {
+        v8f o[8];
+        bt_v8(o, 1, t[i], 1, nb);
+        for (int j = 0; j < nb; j++)
+            store_lanes(v + (size_t)(i * nb + j) * ps, o[j], lanes);
+    }
+}
+
+/* n values through A^T (n points to m outputs), lane by lane: x[i*os][lane] into o[i*oos][lane]. */
+static inline void at_lanes(float (*o)[ZF_WINO_LANES], int oos, const float (*x)[ZF_WINO_LANES], int os, int n)
+{
+    enum { L = ZF_WINO_LANES };
+    for (int q = 0; q < L; q++) {
+        if (n == 8) {
+            const float a = x[os][q] + x[2 * os][q], b = x[os][q] - x[2 * os][q];
+            const float c = x[3 * os][q] + x[4 * os][q], d = x[3 * os][q] - x[4 * os][q];
+            const float e = x[5 * os][q] + x[6 * os][q], f = x[5 * os][q] - x[6 * os][q];
+            o[0][q] = x[0][q] + a + c + e;
+            o[oos][q] = b + 2.0f * d + 0.5f * f;
+            o[2 * oos][q] = a + 4.0f * c + 0.25f * e;
+            o[3 * oos][q] = b + 8.0f * d + 0.125f * f + x[7 * os][q];
+        } else if (n == 6) {
+            const float a = x[os][q] + x[2 * os][q], b = x[os][q] - x[2 * os][q];
+            const float c = x[3 * os][q] + x[4 * os][q], d = x[3 * os][q] - x[4 * os][q];
+            o[0][q] = x[0][q] + a + c;
+            o[oos][q] = b + 2.0f * d;
+            o[2 * oos][q] = a + 4.0f * c;
+            o[3 * oos][q] = b + 8.0f * d + x[5 * os][q];
+        } else {
+            o[0][q] = x[0][q] + x[os][q] + x[2 * os][q];
+            o[oos][q] = x[os][q] - x[2 * os][q] - x[3 * os][q];
         }
     }
+}
+
+void zf_wino_tiles_out_ab(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int ma, int mb, int r)
+{
+    const int na = ma + r - 1, nb = mb + r - 1;
+    float u[4 * 8][ZF_WINO_LANES]; /* (ma, nb) */
+    for (int j = 0; j < nb; j++)
+        at_lanes(u + j, nb, mt + j, nb, na);
+    for (int i = 0; i < ma; i++)
+        at_lanes(y + i * mb, 1, (const float(*)[ZF_WINO_LANES])(u + i * nb), 1, nb);
 }
 
 void zf_wino_tiles_out(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int m, int r)

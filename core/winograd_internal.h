@@ -32,11 +32,21 @@ void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r);
  * values go to v[xi*ps + tx]. rows is scratch of n*tw floats. */
 void zf_wino_tiles_in(float *v, size_t ps, const float *d, int ld, int tx_n, int m, int r, float *rows);
 
-/* Eight tiles at once, one per lane, from anywhere: lane q's n x n input starts at p[q] with row
- * stride ld[q]; its n*n values go to v[xi*ps + q] for q < lanes. Each of the n rows is read as
- * eight floats (p[q] + k*ld[q] + [0, 8)), so windows need 8 - n readable floats past their last
- * tile; lanes from `lanes` on are read the same way but not stored (point them at a zero block). */
-void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld, int lanes, int m, int r);
+/* Rectangular tiles F(ma x mb, r x r) (ma, mb in {2, 4} for r = 3; 4 x 4 for r = 5), in the
+ * occlusion's mixed tilings: na = ma + r - 1 input rows, nb = mb + r - 1 columns, U (k, na*nb, cg)
+ * = G_a g G_b^T, Y (ma, mb) = A_a^T M A_b. */
+void zf_wino_filters_ab(float *u, const float *w, int k, int cg, int ma, int mb, int r);
+
+/* Eight tiles at once, one per lane, from anywhere: lane q's na x nb input starts at p[q] with
+ * row stride ld[q]; its na*nb values go to v[xi*ps + q] for q < lanes. Each of the na rows is
+ * read as eight floats (p[q] + k*ld[q] + [0, 8)), so windows need 8 - nb readable floats past
+ * their last tile; lanes from `lanes` on are read the same way but not stored (point them at a
+ * zero block). */
+void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld, int lanes, int ma, int mb,
+                       int r);
+
+/* A_a^T M A_b for ZF_WINO_LANES tiles at once: mt[xi][lane] (na*nb rows) gives y[dy*mb + dx][lane]. */
+void zf_wino_tiles_out_ab(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int ma, int mb, int r);
 
 /* A^T M A for ZF_WINO_LANES tiles at once: mt[xi][lane] (n*n rows) gives y[dy*m + dx][lane]
  * (m*m rows). */

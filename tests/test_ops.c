@@ -190,6 +190,81 @@ Test(conv, winograd_matches_direct_loops)
     cr_expect(!zf_wino_conv_applies(&wide), "a 513-wide output is past the stack window");
 }
 
+/* The occlusion's rectangular tiles F(ma x mb, r x r), one tile per lane from its own window
+ * (rows of different strides, windows at odd offsets), against float64 correlation: filters
+ * through G_a, G_b (zf_wino_filters_ab), inputs through B_a, B_b (zf_wino_tiles_in8), the products
+ * summed over channels, back through A_a, A_b (zf_wino_tiles_out_ab). Relative to the largest
+ * output. Lanes past the count must be left alone. */
+static void check_wino_tile(int ma, int mb, int r, int lanes, uint64_t seed)
+{
+    enum { C = 5, K = 3, L = ZF_WINO_LANES };
+    const int na = ma + r - 1, nb = mb + r - 1, nn = na * nb;
+    float w[K * C * 25], u[K * 64 * C];
+    tu_fill_uniform(w, (size_t)K * C * r * r, seed, -1, 1);
+    zf_wino_filters_ab(u, w, K, C, ma, mb, r);
+    /* per lane and channel, a window of na rows of stride ld = nb + 3 + lane, the tile at column 1 */
+    float *win = falloc((size_t)L * C * 8 * 16 + 16);
+    tu_fill_uniform(win, (size_t)L * C * 8 * 16 + 16, seed + 1, -1, 1);
+    float *v = falloc((size_t)nn * C * L);
+    for (size_t i = 0; i < (size_t)nn * C * L; i++)
+        v[i] = NAN;
+    static const float zero[8];
+    for (int c = 0; c < C; c++) {
+        const float *p[L];
+        int ld[L];
+        for (int q = 0; q < L; q++) {
+            p[q] = q < lanes ? win + ((size_t)q * C + c) * 8 * 16 + 1 : zero;
+            ld[q] = q < lanes ? nb + 3 + q : 0;
+        }
+        /* v (nn, C, L): plane xi, channel c, lane q */
+        zf_wino_tiles_in8(v + (size_t)c * L, (size_t)C * L, p, ld, lanes, ma, mb, r);
+    }
+    for (int xi = 0; xi < nn; xi++)
+        for (int c = 0; c < C; c++)
+            for (int q = lanes; q < L; q++)
+                cr_expect(isnan(v[((size_t)xi * C + c) * L + q]), "F(%dx%d, %d): lane %d of %d written", ma, mb,
+                          r, q, lanes);
+    for (int k = 0; k < K; k++) {
+        float mt[64][L], y[16][L];
+        for (int xi = 0; xi < nn; xi++)
+            for (int q = 0; q < L; q++) {
+                double acc = 0;
+                for (int c = 0; c < C; c++)
+                    acc += (double)u[((size_t)k * nn + xi) * C + c] * (q < lanes ? v[((size_t)xi * C + c) * L + q] : 0.0);
+                mt[xi][q] = (float)acc;
+            }
+        zf_wino_tiles_out_ab(y, (const float(*)[L])mt, ma, mb, r);
+        double ref[16][L], mx = 0;
+        for (int q = 0; q < lanes; q++)
+            for (int dy = 0; dy < ma; dy++)
+                for (int dx = 0; dx < mb; dx++) {
+                    double acc = 0;
+                    for (int c = 0; c < C; c++)
+                        for (int ky = 0; ky < r; ky++)
+                            for (int kx = 0; kx < r; kx++)
+                                acc += (double)w[((size_t)k * C + c) * r * r + ky * r + kx] *
+                                       win[((size_t)q * C + c) * 8 * 16 + 1 + (size_t)(dy + ky) * (nb + 3 + q) + dx + kx];
+                    ref[dy * mb + dx][q] = acc;
+                    mx = fmax(mx, fabs(acc));
+                }
+        for (int q = 0; q < lanes; q++)
+            for (int i = 0; i < ma * mb; i++)
+                cr_expect(fabs(y[i][q] - ref[i][q]) <= 1e-5 * mx, "F(%dx%d, %dx%d) filter %d lane %d output %d: %g vs %g",
+                          ma, mb, r, r, k, q, i, y[i][q], ref[i][q]);
+    }
+    zf_free(win);
+    zf_free(v);
+}
+
+Test(conv, winograd_rectangular_tiles_match_direct_loops)
+{
+    check_wino_tile(4, 4, 3, 8, 31);
+    check_wino_tile(4, 2, 3, 8, 32);
+    check_wino_tile(2, 4, 3, 5, 33);
+    check_wino_tile(2, 2, 3, 1, 34);
+    check_wino_tile(4, 4, 5, 7, 35);
+}
+
 /* 5x5 stride-2 layers (ZFNet's conv2) through zf_conv_forward, which runs them as a 3x3
  * convolution of the input's four phases by Winograd once there are enough tiles, against the
  * float64 loops: odd and even sizes, padding, groups, and smaller batches in the first's scratch. */
