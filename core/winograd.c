@@ -232,7 +232,7 @@ void zf_wino_tiles_in(float *v, size_t ps, const float *restrict d, int ld, int 
 typedef float v8f __attribute__((vector_size(32)));
 
 /* Rows k of the eight lanes' windows as columns: d[k][j][lane] = p[lane][k * ld[lane] + j], j < 8. */
-static inline void gather_rows(v8f (*d)[8], const float *const *p, const int *ld, int n)
+static inline __attribute__((always_inline)) void gather_rows(v8f (*d)[8], const float *const *p, const int *ld, int n)
 {
 #ifdef __AVX2__
     for (int k = 0; k < n; k++) {
@@ -273,7 +273,7 @@ static inline void store_lanes(float *dst, v8f x, int lanes)
 }
 
 /* n values x[0], x[os], ... through B^T of n points into o[0], o[oos], ... (v8f lanes). */
-static inline void bt_v8(v8f *o, int oos, const v8f *x, int os, int n)
+static inline __attribute__((always_inline)) void bt_v8(v8f *o, int oos, const v8f *x, int os, int n)
 {
     if (n == 8)
         WINO_BT8(o, oos, x[0], x[os], x[2 * os], x[3 * os], x[4 * os], x[5 * os], x[6 * os], x[7 * os]);
@@ -283,8 +283,8 @@ static inline void bt_v8(v8f *o, int oos, const v8f *x, int os, int n)
         WINO_BT4(o, oos, x[0], x[os], x[2 * os], x[3 * os]);
 }
 
-void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld, int lanes, int ma, int mb,
-                       int r)
+static inline __attribute__((always_inline)) void tiles_in8(float *v, size_t ps, const float *const *p,
+                                                            const int *ld, int lanes, int ma, int mb, int r)
 {
     const int na = ma + r - 1, nb = mb + r - 1;
     v8f d[8][8], t[8][8];
@@ -300,8 +300,23 @@ void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld
     }
 }
 
+void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld, int lanes, int ma, int mb,
+                       int r)
+{
+    if (r == 5)
+        tiles_in8(v, ps, p, ld, lanes, 4, 4, 5);
+    else if (ma == 4 && mb == 4)
+        tiles_in8(v, ps, p, ld, lanes, 4, 4, 3);
+    else if (ma == 4)
+        tiles_in8(v, ps, p, ld, lanes, 4, 2, 3);
+    else if (mb == 4)
+        tiles_in8(v, ps, p, ld, lanes, 2, 4, 3);
+    else
+        tiles_in8(v, ps, p, ld, lanes, 2, 2, 3);
+}
+
 /* n values through A^T (n points to m outputs), lane by lane: x[i*os][lane] into o[i*oos][lane]. */
-static inline void at_lanes(float (*o)[ZF_WINO_LANES], int oos, const float (*x)[ZF_WINO_LANES], int os, int n)
+static inline __attribute__((always_inline)) void at_lanes(float (*o)[ZF_WINO_LANES], int oos, const float (*x)[ZF_WINO_LANES], int os, int n)
 {
     enum { L = ZF_WINO_LANES };
     for (int q = 0; q < L; q++) {
@@ -327,7 +342,10 @@ static inline void at_lanes(float (*o)[ZF_WINO_LANES], int oos, const float (*x)
     }
 }
 
-void zf_wino_tiles_out_ab(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int ma, int mb, int r)
+/* With the sizes as constants (each call below), the lane loops vectorise and the branches go. */
+static inline __attribute__((always_inline)) void tiles_out_ab(float (*y)[ZF_WINO_LANES],
+                                                               const float (*mt)[ZF_WINO_LANES], int ma,
+                                                               int mb, int r)
 {
     const int na = ma + r - 1, nb = mb + r - 1;
     float u[4 * 8][ZF_WINO_LANES]; /* (ma, nb) */
@@ -335,6 +353,20 @@ void zf_wino_tiles_out_ab(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_L
         at_lanes(u + j, nb, mt + j, nb, na);
     for (int i = 0; i < ma; i++)
         at_lanes(y + i * mb, 1, (const float(*)[ZF_WINO_LANES])(u + i * nb), 1, nb);
+}
+
+void zf_wino_tiles_out_ab(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int ma, int mb, int r)
+{
+    if (r == 5)
+        tiles_out_ab(y, mt, 4, 4, 5);
+    else if (ma == 4 && mb == 4)
+        tiles_out_ab(y, mt, 4, 4, 3);
+    else if (ma == 4)
+        tiles_out_ab(y, mt, 4, 2, 3);
+    else if (mb == 4)
+        tiles_out_ab(y, mt, 2, 4, 3);
+    else
+        tiles_out_ab(y, mt, 2, 2, 3);
 }
 
 void zf_wino_tiles_out(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int m, int r)
