@@ -1156,7 +1156,7 @@ static zf_status prepare_convs(occl *o)
         const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G;
         const int taps = l->win.kh * l->win.kw;
         if (cp->algo == ZF_OCCLUSION_CONV_DELTA) {
-            cp->wt = zf_alloc(sizeof(float) * (size_t)K * cg * taps);
+            cp->wt = scratch_alloc(sizeof(float) * (size_t)K * cg * taps);
             if (!cp->wt)
                 return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", l->name);
 #pragma omp parallel for schedule(static) if (BIG((int64_t)K * cg * taps))
@@ -1172,7 +1172,7 @@ static zf_status prepare_convs(occl *o)
                 if (!mixed && (ma != m || mb != m))
                     continue;
                 const int nn = (ma + r - 1) * (mb + r - 1);
-                cp->wino[k] = zf_alloc(sizeof(float) * (size_t)nn * K * cg);
+                cp->wino[k] = scratch_alloc(sizeof(float) * (size_t)nn * K * cg);
                 if (!cp->wino[k])
                     return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", l->name);
                 zf_wino_filters_ab(cp->wino[k], l->weight, K, cg, ma, mb, r);
