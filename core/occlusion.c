@@ -509,43 +509,54 @@ static int wino_m(zf_occlusion_conv algo) { return algo == ZF_OCCLUSION_CONV_WIN
 
 /* Tilings of a changed rectangle. F(4x4) tiles alone cover a side of n outputs with ceil(n/4)
  * fours, up to three rows or columns of them wasted (AlexNet's conv3-5 computed 40% more outputs
- * than changed); for 3x3 windows the side is covered instead by fours while three or more remain
- * and one two for a last one or two, tiles F(4x4), F(4x2), F(2x4) and F(2x2) by where they lie:
- * 13% fewer multiplies on AlexNet's conv3-5. Classes: bit 1 set for two rows, bit 0 for two
- * columns. */
+ * than changed). For 3x3 windows each side is covered instead by sixes and fours, as few points
+ * (six outputs take eight, four take six) as cover it; tiles F(6x6), F(6x4), F(4x6) and F(4x4)
+ * by where they lie: 30% fewer multiplies than fours alone on AlexNet's conv3-5. Class k: bit 1
+ * set for the small size down, bit 0 across; other layers use class 0 alone, m x m. */
 #define TILE_CLASSES 4
-static int class_rows(int cls) { return cls & 2 ? 2 : 4; }
-static int class_cols(int cls) { return cls & 1 ? 2 : 4; }
+typedef struct tiling {
+    int big, small; /* output sizes of a tile side; small = 0: one size */
+} tiling;
 
-/* Fours and twos covering n outputs, in that order. */
-static void side_cover(int n, int m, int mixed, int *fours, int *twos)
+static tiling plan_tiling(const conv_plan *cp, const zf_layer *l)
 {
-    if (m == 2) {
-        *fours = 0;
-        *twos = (n + 1) / 2;
-    } else if (!mixed) {
-        *fours = (n + 3) / 4;
-        *twos = 0;
-    } else {
-        *fours = (n + 1) / 4;
-        *twos = n - 4 * *fours > 0;
-    }
+    if (cp->algo == ZF_OCCLUSION_CONV_WINOGRAD4 && l->win.kh == 3)
+        return (tiling){6, 4};
+    return (tiling){wino_m(cp->algo), 0};
 }
 
-static int plan_mixed(const conv_plan *cp, const zf_layer *l)
+static int class_rows(tiling tl, int k) { return k & 2 ? tl.small : tl.big; }
+static int class_cols(tiling tl, int k) { return k & 1 ? tl.small : tl.big; }
+
+/* Big and small tiles covering n outputs, in that order, with the fewest points. */
+static void side_cover(int n, tiling tl, int *nbig, int *nsmall)
 {
-    return cp->algo == ZF_OCCLUSION_CONV_WINOGRAD4 && l->win.kh == 3;
+    *nbig = (n + tl.big - 1) / tl.big;
+    *nsmall = 0;
+    if (!tl.small)
+        return;
+    int best = INT32_MAX;
+    for (int b = 0; b <= (n + tl.big - 1) / tl.big; b++) {
+        const int rest = n - b * tl.big, s = rest > 0 ? (rest + tl.small - 1) / tl.small : 0;
+        const int points = b * (tl.big + 2) + s * (tl.small + 2);
+        if (points < best) {
+            best = points;
+            *nbig = b;
+            *nsmall = s;
+        }
+    }
 }
 
 static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, const float *base_in,
                                const region *in, region *out, int64_t *scratch_pp)
 {
-    const int m = wino_m(cp->algo), r = l->win.kh, mixed = plan_mixed(cp, l);
+    const int r = l->win.kh;
+    const tiling tl = plan_tiling(cp, l);
     const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
     const int n = out->n;
     int nn[TILE_CLASSES];
     for (int k = 0; k < TILE_CLASSES; k++)
-        nn[k] = (class_rows(k) + r - 1) * (class_cols(k) + r - 1);
+        nn[k] = (class_rows(tl, k) + r - 1) * (class_cols(tl, k) + r - 1);
     /* per class and position: its first tile; per position: its window's width and place in the
      * window scratch; per tile: its position and top-left output in the rectangle */
     int64_t *tcol = malloc(sizeof(int64_t) * (size_t)TILE_CLASSES * (n + 1));
@@ -561,9 +572,9 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
         tcol[k * (n + 1)] = 0;
     for (int b = 0; b < n; b++) {
         rect s = out->r[b];
-        int y4, y2, x4, x2;
-        side_cover(rect_h(s), m, mixed, &y4, &y2);
-        side_cover(rect_w(s), m, mixed, &x4, &x2);
+        int y4, y2, x4, x2; /* big and small tiles down and across */
+        side_cover(rect_h(s), tl, &y4, &y2);
+        side_cover(rect_w(s), tl, &x4, &x2);
         if (!rect_area(s))
             y4 = y2 = x4 = x2 = 0;
         const int64_t cnt[TILE_CLASSES] = {(int64_t)y4 * x4, (int64_t)y4 * x2, (int64_t)y2 * x4, (int64_t)y2 * x2};
@@ -573,8 +584,8 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
             tc[b + 1] = tc[b] + cnt[k];
             scratch_pp[b] += cnt[k] * nn[k] * (C + K);
         }
-        wth[b] = 4 * y4 + 2 * y2 + r - 1;
-        wtw[b] = 4 * x4 + 2 * x2 + r - 1;
+        wth[b] = tl.big * y4 + tl.small * y2 + r - 1;
+        wtw[b] = tl.big * x4 + tl.small * x2 + r - 1;
     }
     for (int k = 0; k < TILE_CLASSES && !st; k++) {
         const int64_t *tc = tcol + k * (n + 1);
@@ -585,11 +596,12 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
         for (int b = 0; b < n; b++) {
             rect s = out->r[b];
             int y4, y2, x4, x2;
-            side_cover(rect_h(s), m, mixed, &y4, &y2);
-            side_cover(rect_w(s), m, mixed, &x4, &x2);
+            side_cover(rect_h(s), tl, &y4, &y2);
+            side_cover(rect_w(s), tl, &x4, &x2);
             const int ny = k & 2 ? y2 : y4, nx = k & 1 ? x2 : x4;
-            const int oy = k & 2 ? 4 * y4 : 0, ox = k & 1 ? 4 * x4 : 0; /* twos follow the fours */
-            const int sy = class_rows(k), sx = class_cols(k);
+            /* small tiles follow the big ones */
+            const int oy = k & 2 ? tl.big * y4 : 0, ox = k & 1 ? tl.big * x4 : 0;
+            const int sy = class_rows(tl, k), sx = class_cols(tl, k);
             int64_t t = tc[b];
             for (int ty = 0; ty < ny && t < tc[b + 1]; ty++)
                 for (int tx = 0; tx < nx; tx++, t++) {
@@ -663,8 +675,8 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
                                 ld[q] = 0;
                             }
                         }
-                        zf_wino_tiles_in8(vc + t, (size_t)C * T[k], ptr, ld, lanes, class_rows(k),
-                                          class_cols(k), r);
+                        zf_wino_tiles_in8(vc + t, (size_t)C * T[k], ptr, ld, lanes, class_rows(tl, k),
+                                          class_cols(tl, k), r);
                     }
                 }
             }
@@ -695,12 +707,12 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
             const float bk = l->bias ? l->bias[kk] : 0.0f;
             float *dk = out->v + (size_t)kk * out->cols;
             for (int k = 0; k < TILE_CLASSES; k++) {
-                const int ma = class_rows(k), mb = class_cols(k), nk = nn[k];
+                const int ma = class_rows(tl, k), mb = class_cols(tl, k), nk = nn[k];
                 const int64_t Tk = T[k];
                 const float *mk = M + mat[k] + (size_t)kk * Tk;
                 for (int64_t t = 0; t < Tk; t += ZF_WINO_LANES) {
                     const int lanes = Tk - t < ZF_WINO_LANES ? (int)(Tk - t) : ZF_WINO_LANES;
-                    float mt[64][ZF_WINO_LANES], y[16][ZF_WINO_LANES];
+                    float mt[64][ZF_WINO_LANES], y[36][ZF_WINO_LANES];
                     if (lanes == ZF_WINO_LANES) {
                         for (int xi = 0; xi < nk; xi++)
                             memcpy(mt[xi], mk + (size_t)xi * K * Tk + t, sizeof mt[xi]);
@@ -712,7 +724,7 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
                     zf_wino_tiles_out_ab(y, (const float(*)[ZF_WINO_LANES])mt, ma, mb, r);
                     float *dst[ZF_WINO_LANES];
                     int ld[ZF_WINO_LANES], hy[ZF_WINO_LANES], hx[ZF_WINO_LANES];
-                    unsigned whole = 0; /* lanes whose 4 x 4 tile lies inside the rectangle */
+                    unsigned whole = 0; /* lanes whose tile lies inside the rectangle */
                     for (int q = 0; q < lanes; q++) {
                         const int32_t *tm = tmap[k] + 3 * (t0[k] + t + q);
                         const rect s = out->r[tm[0]];
@@ -720,32 +732,42 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
                         dst[q] = dk + out->off[tm[0]] + (size_t)tm[1] * ld[q] + tm[2];
                         hy[q] = imin(ma, rect_h(s) - tm[1]);
                         hx[q] = imin(mb, ld[q] - tm[2]);
-                        if (hy[q] == 4 && hx[q] == 4)
+                        if (hy[q] == ma && hx[q] == mb)
                             whole |= 1u << q;
                     }
 #if defined(__AVX2__) && ZF_WINO_LANES == 8
-                    if (whole) {
-                        /* each row of the 4 x 4 tiles: four vectors of eight lanes into eight rows of four */
-                        const __m256 bv = _mm256_set1_ps(bk);
-                        for (int dy = 0; dy < 4; dy++) {
-                            const __m256 a0 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy]), bv);
-                            const __m256 a1 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy + 1]), bv);
-                            const __m256 a2 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy + 2]), bv);
-                            const __m256 a3 = _mm256_add_ps(_mm256_loadu_ps(y[4 * dy + 3]), bv);
-                            const __m256 t01l = _mm256_unpacklo_ps(a0, a1), t01h = _mm256_unpackhi_ps(a0, a1);
-                            const __m256 t23l = _mm256_unpacklo_ps(a2, a3), t23h = _mm256_unpackhi_ps(a2, a3);
-                            const __m256 u[4] = {_mm256_shuffle_ps(t01l, t23l, _MM_SHUFFLE(1, 0, 1, 0)),
-                                                 _mm256_shuffle_ps(t01l, t23l, _MM_SHUFFLE(3, 2, 3, 2)),
-                                                 _mm256_shuffle_ps(t01h, t23h, _MM_SHUFFLE(1, 0, 1, 0)),
-                                                 _mm256_shuffle_ps(t01h, t23h, _MM_SHUFFLE(3, 2, 3, 2))};
-                            for (int q = 0; q < 4; q++) { /* u[q]: lane q low, lane q + 4 high */
-                                if (whole >> q & 1)
-                                    _mm_storeu_ps(dst[q] + (size_t)dy * ld[q], _mm256_castps256_ps128(u[q]));
-                                if (whole >> (q + 4) & 1)
-                                    _mm_storeu_ps(dst[q + 4] + (size_t)dy * ld[q + 4],
-                                                  _mm256_extractf128_ps(u[q], 1));
+                    if (whole && (mb == 4 || mb == 6)) {
+                        /* four columns of a tile row at a time: four vectors of eight lanes into
+                         * eight rows of four (or two, the last of six) */
+                        const __m256 bv = _mm256_set1_ps(bk), zero = _mm256_setzero_ps();
+                        for (int dy = 0; dy < ma; dy++)
+                            for (int dx = 0; dx < mb; dx += 4) {
+                                const float(*yr)[ZF_WINO_LANES] = y + dy * mb + dx;
+                                const int two = mb - dx == 2;
+                                const __m256 a0 = _mm256_add_ps(_mm256_loadu_ps(yr[0]), bv);
+                                const __m256 a1 = _mm256_add_ps(_mm256_loadu_ps(yr[1]), bv);
+                                const __m256 a2 = two ? zero : _mm256_add_ps(_mm256_loadu_ps(yr[2]), bv);
+                                const __m256 a3 = two ? zero : _mm256_add_ps(_mm256_loadu_ps(yr[3]), bv);
+                                const __m256 t01l = _mm256_unpacklo_ps(a0, a1), t01h = _mm256_unpackhi_ps(a0, a1);
+                                const __m256 t23l = _mm256_unpacklo_ps(a2, a3), t23h = _mm256_unpackhi_ps(a2, a3);
+                                const __m256 u[4] = {_mm256_shuffle_ps(t01l, t23l, _MM_SHUFFLE(1, 0, 1, 0)),
+                                                     _mm256_shuffle_ps(t01l, t23l, _MM_SHUFFLE(3, 2, 3, 2)),
+                                                     _mm256_shuffle_ps(t01h, t23h, _MM_SHUFFLE(1, 0, 1, 0)),
+                                                     _mm256_shuffle_ps(t01h, t23h, _MM_SHUFFLE(3, 2, 3, 2))};
+                                for (int q = 0; q < 8; q++) { /* u[q & 3]: lanes q & 3 low, (q & 3) + 4 high */
+                                    if (!(whole >> q & 1))
+                                        continue;
+                                    const __m128 v = q < 4 ? _mm256_castps256_ps128(u[q])
+                                                           : _mm256_extractf128_ps(u[q - 4], 1);
+                                    float *d = dst[q] + (size_t)dy * ld[q] + dx;
+                                    if (two)
+                                        _mm_storel_pi((__m64 *)d, v);
+                                    else
+                                        _mm_storeu_ps(d, v);
+                                }
                             }
-                        }
+                    } else {
+                        whole = 0;
                     }
 #else
                     whole = 0;
@@ -1166,11 +1188,10 @@ static zf_status prepare_convs(occl *o)
                         cp->wt[((size_t)k * taps + t) * cg + c] = l->weight[((size_t)k * cg + c) * taps + t];
         } else if (cp->algo == ZF_OCCLUSION_CONV_WINOGRAD || cp->algo == ZF_OCCLUSION_CONV_WINOGRAD4) {
             /* the classes the tiling uses: F(m x m) alone, or all four when mixed */
-            const int m = wino_m(cp->algo), r = l->win.kh, mixed = plan_mixed(cp, l);
-            for (int k = 0; k < TILE_CLASSES; k++) {
-                const int ma = class_rows(k), mb = class_cols(k);
-                if (!mixed && (ma != m || mb != m))
-                    continue;
+            const int r = l->win.kh;
+            const tiling tl = plan_tiling(cp, l);
+            for (int k = 0; k < (tl.small ? TILE_CLASSES : 1); k++) {
+                const int ma = class_rows(tl, k), mb = class_cols(tl, k);
                 const int nn = (ma + r - 1) * (mb + r - 1);
                 cp->wino[k] = scratch_alloc(sizeof(float) * (size_t)nn * K * cg);
                 if (!cp->wino[k])

@@ -20,7 +20,21 @@ static inline void g3_apply(double (*o)[FILTER_LANES], const double *a, const do
 {
     for (int q = 0; q < FILTER_LANES; q++) {
         const double ac = a[q] + c[q];
-        if (m == 4) {
+        if (m == 6) {
+            /* F(6x6): the points of F(4x4, 5x5) (same B^T), so G's rows are g5_apply's cut to
+             * three taps: (a, -2/9 (a+b+c), -2/9 (a-b+c), a/90 +- b/45 + 2c/45,
+             * 32a/45 +- 16b/45 + 8c/45, c) */
+            const double e3 = a[q] * (1.0 / 90) + c[q] * (2.0 / 45), o3 = b[q] * (1.0 / 45);
+            const double e5 = a[q] * (32.0 / 45) + c[q] * (8.0 / 45), o5 = b[q] * (16.0 / 45);
+            o[0][q] = a[q];
+            o[1][q] = (ac + b[q]) * (-2.0 / 9);
+            o[2][q] = (ac - b[q]) * (-2.0 / 9);
+            o[3][q] = e3 + o3;
+            o[4][q] = e3 - o3;
+            o[5][q] = e5 + o5;
+            o[6][q] = e5 - o5;
+            o[7][q] = c[q];
+        } else if (m == 4) {
             const double e = a[q] * (1.0 / 24) + c[q] * (1.0 / 6), f = b[q] * (1.0 / 12);
             o[0][q] = a[q] * 0.25;
             o[1][q] = (ac + b[q]) * (-1.0 / 6);
@@ -38,7 +52,7 @@ static inline void g3_apply(double (*o)[FILTER_LANES], const double *a, const do
 }
 
 /* U = G_a g G_b^T: G of F(ma, 3) down the filter's rows, of F(mb, 3) along them (ma = mb for
- * square tiles; 4 x 2, 2 x 4 for the strips of the occlusion's mixed tiling). */
+ * square tiles; 6 x 4, 4 x 6 in the occlusion's mixed tiling). */
 static void filters3(float *u, const float *w, int k, int cg, int ma, int mb)
 {
     const int na = ma + 2, nb = mb + 2, nn = na * nb;
@@ -49,7 +63,7 @@ static void filters3(float *u, const float *w, int k, int cg, int ma, int mb)
         for (int c0 = 0; c0 < cg; c0 += FILTER_LANES) {
             const int lanes = cg - c0 < FILTER_LANES ? cg - c0 : FILTER_LANES;
             /* g[tap][lane], t = G_a g (na, 3), v = t G_b^T (na, nb) */
-            double g[9][FILTER_LANES], t[3][6][FILTER_LANES], tt[3][FILTER_LANES], v[6][FILTER_LANES];
+            double g[9][FILTER_LANES], t[3][8][FILTER_LANES], tt[3][FILTER_LANES], v[8][FILTER_LANES];
             for (int j = 0; j < 9; j++)
                 for (int q = 0; q < FILTER_LANES; q++)
                     g[j][q] = q < lanes ? wf[(size_t)(c0 + q) * 9 + j] : 0.0;
@@ -305,6 +319,12 @@ void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld
 {
     if (r == 5)
         tiles_in8(v, ps, p, ld, lanes, 4, 4, 5);
+    else if (ma == 6 && mb == 6)
+        tiles_in8(v, ps, p, ld, lanes, 6, 6, 3);
+    else if (ma == 6 && mb == 4)
+        tiles_in8(v, ps, p, ld, lanes, 6, 4, 3);
+    else if (ma == 4 && mb == 6)
+        tiles_in8(v, ps, p, ld, lanes, 4, 6, 3);
     else if (ma == 4 && mb == 4)
         tiles_in8(v, ps, p, ld, lanes, 4, 4, 3);
     else if (ma == 4)
@@ -315,8 +335,11 @@ void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld
         tiles_in8(v, ps, p, ld, lanes, 2, 2, 3);
 }
 
-/* n values through A^T (n points to m outputs), lane by lane: x[i*os][lane] into o[i*oos][lane]. */
-static inline __attribute__((always_inline)) void at_lanes(float (*o)[ZF_WINO_LANES], int oos, const float (*x)[ZF_WINO_LANES], int os, int n)
+/* n values through A^T (n points to m outputs), lane by lane: x[i*os][lane] into o[i*oos][lane].
+ * A^T's columns are the powers of the points 0, +-1, +-2, +-1/2 (and infinity, the last one). */
+static inline __attribute__((always_inline)) void at_lanes(float (*o)[ZF_WINO_LANES], int oos,
+                                                           const float (*x)[ZF_WINO_LANES], int os, int n,
+                                                           int m)
 {
     enum { L = ZF_WINO_LANES };
     for (int q = 0; q < L; q++) {
@@ -327,7 +350,13 @@ static inline __attribute__((always_inline)) void at_lanes(float (*o)[ZF_WINO_LA
             o[0][q] = x[0][q] + a + c + e;
             o[oos][q] = b + 2.0f * d + 0.5f * f;
             o[2 * oos][q] = a + 4.0f * c + 0.25f * e;
-            o[3 * oos][q] = b + 8.0f * d + 0.125f * f + x[7 * os][q];
+            if (m == 6) {
+                o[3 * oos][q] = b + 8.0f * d + 0.125f * f;
+                o[4 * oos][q] = a + 16.0f * c + 0.0625f * e;
+                o[5 * oos][q] = b + 32.0f * d + 0.03125f * f + x[7 * os][q];
+            } else {
+                o[3 * oos][q] = b + 8.0f * d + 0.125f * f + x[7 * os][q];
+            }
         } else if (n == 6) {
             const float a = x[os][q] + x[2 * os][q], b = x[os][q] - x[2 * os][q];
             const float c = x[3 * os][q] + x[4 * os][q], d = x[3 * os][q] - x[4 * os][q];
@@ -348,17 +377,23 @@ static inline __attribute__((always_inline)) void tiles_out_ab(float (*y)[ZF_WIN
                                                                int mb, int r)
 {
     const int na = ma + r - 1, nb = mb + r - 1;
-    float u[4 * 8][ZF_WINO_LANES]; /* (ma, nb) */
+    float u[6 * 8][ZF_WINO_LANES]; /* (ma, nb) */
     for (int j = 0; j < nb; j++)
-        at_lanes(u + j, nb, mt + j, nb, na);
+        at_lanes(u + j, nb, mt + j, nb, na, ma);
     for (int i = 0; i < ma; i++)
-        at_lanes(y + i * mb, 1, (const float(*)[ZF_WINO_LANES])(u + i * nb), 1, nb);
+        at_lanes(y + i * mb, 1, (const float(*)[ZF_WINO_LANES])(u + i * nb), 1, nb, mb);
 }
 
 void zf_wino_tiles_out_ab(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int ma, int mb, int r)
 {
     if (r == 5)
         tiles_out_ab(y, mt, 4, 4, 5);
+    else if (ma == 6 && mb == 6)
+        tiles_out_ab(y, mt, 6, 6, 3);
+    else if (ma == 6 && mb == 4)
+        tiles_out_ab(y, mt, 6, 4, 3);
+    else if (ma == 4 && mb == 6)
+        tiles_out_ab(y, mt, 4, 6, 3);
     else if (ma == 4 && mb == 4)
         tiles_out_ab(y, mt, 4, 4, 3);
     else if (ma == 4)

@@ -32,9 +32,10 @@ void zf_wino_filters(float *u, const float *w, int k, int cg, int m, int r);
  * values go to v[xi*ps + tx]. rows is scratch of n*tw floats. */
 void zf_wino_tiles_in(float *v, size_t ps, const float *d, int ld, int tx_n, int m, int r, float *rows);
 
-/* Rectangular tiles F(ma x mb, r x r) (ma, mb in {2, 4} for r = 3; 4 x 4 for r = 5), in the
- * occlusion's mixed tilings: na = ma + r - 1 input rows, nb = mb + r - 1 columns, U (k, na*nb, cg)
- * = G_a g G_b^T, Y (ma, mb) = A_a^T M A_b. */
+/* Rectangular tiles F(ma x mb, r x r) (ma, mb in {2, 4, 6} for r = 3, not 2 with 6; 4 x 4 for
+ * r = 5), in the occlusion's mixed tilings: na = ma + r - 1 input rows, nb = mb + r - 1 columns,
+ * U (k, na*nb, cg) = G_a g G_b^T, Y (ma, mb) = A_a^T M A_b. F(6, 3) shares F(4, 5)'s eight points
+ * (0, +-1, +-2, +-1/2, infinity) and rounds like it. */
 void zf_wino_filters_ab(float *u, const float *w, int k, int cg, int ma, int mb, int r);
 
 /* Eight tiles at once, one per lane, from anywhere: lane q's na x nb input starts at p[q] with
@@ -45,7 +46,8 @@ void zf_wino_filters_ab(float *u, const float *w, int k, int cg, int ma, int mb,
 void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld, int lanes, int ma, int mb,
                        int r);
 
-/* A_a^T M A_b for ZF_WINO_LANES tiles at once: mt[xi][lane] (na*nb rows) gives y[dy*mb + dx][lane]. */
+/* A_a^T M A_b for ZF_WINO_LANES tiles at once: mt[xi][lane] (na*nb rows, at most 64) gives
+ * y[dy*mb + dx][lane] (at most 36 rows). */
 void zf_wino_tiles_out_ab(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int ma, int mb, int r);
 
 /* A^T M A for ZF_WINO_LANES tiles at once: mt[xi][lane] (n*n rows) gives y[dy*m + dx][lane]

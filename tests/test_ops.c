@@ -225,7 +225,7 @@ static void check_wino_tile(int ma, int mb, int r, int lanes, uint64_t seed)
                 cr_expect(isnan(v[((size_t)xi * C + c) * L + q]), "F(%dx%d, %d): lane %d of %d written", ma, mb,
                           r, q, lanes);
     for (int k = 0; k < K; k++) {
-        float mt[64][L], y[16][L];
+        float mt[64][L], y[36][L];
         for (int xi = 0; xi < nn; xi++)
             for (int q = 0; q < L; q++) {
                 double acc = 0;
@@ -234,7 +234,7 @@ static void check_wino_tile(int ma, int mb, int r, int lanes, uint64_t seed)
                 mt[xi][q] = (float)acc;
             }
         zf_wino_tiles_out_ab(y, (const float(*)[L])mt, ma, mb, r);
-        double ref[16][L], mx = 0;
+        double ref[36][L], mx = 0;
         for (int q = 0; q < lanes; q++)
             for (int dy = 0; dy < ma; dy++)
                 for (int dx = 0; dx < mb; dx++) {
@@ -262,6 +262,9 @@ Test(conv, winograd_rectangular_tiles_match_direct_loops)
     check_wino_tile(4, 2, 3, 8, 32);
     check_wino_tile(2, 4, 3, 5, 33);
     check_wino_tile(2, 2, 3, 1, 34);
+    check_wino_tile(6, 6, 3, 8, 36);
+    check_wino_tile(6, 4, 3, 3, 37);
+    check_wino_tile(4, 6, 3, 8, 38);
     check_wino_tile(4, 4, 5, 7, 35);
 }
 
