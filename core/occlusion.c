@@ -14,7 +14,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <time.h>
 
 #include "zf/ops.h"
@@ -140,24 +139,16 @@ typedef struct region {
     size_t cap;
 } region;
 
-/* Memory that is written before it is read: no zeroing pass (zf_alloc's) over it. Blocks of
- * megabytes are aligned to 2 MB and asked for as transparent huge pages where the kernel leaves
- * that to madvise: the first fc's rearranged weights (151 MB on AlexNet) then cost 75 page faults
- * instead of 37,000 (zeroing and faulting them in took 95 ms of a 1.4 s map), and the GEMMs'
- * strided planes fewer TLB misses. */
-#define HUGE_PAGE ((size_t)2 << 20)
+/* Memory that is written before it is read: no zeroing pass (zf_alloc's) over it (the first fc's
+ * rearranged weights alone are 151 MB on AlexNet: their memset took 95 ms of a 1.4 s map). Not
+ * on transparent huge pages: where the kernel compacts memory for them on demand, a map's first
+ * run waited longer for them (1.46-1.99 s against 1.26-1.65 s on AlexNet 32:8) than later runs
+ * gained. */
 static void *scratch_alloc(size_t bytes)
 {
     void *p = NULL;
-    const int huge = bytes >= 2 * HUGE_PAGE;
-    if (huge)
-        bytes = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
-    if (posix_memalign(&p, huge ? HUGE_PAGE : 64, bytes ? bytes : 64))
+    if (posix_memalign(&p, 64, bytes ? bytes : 64))
         return NULL;
-#ifdef MADV_HUGEPAGE
-    if (huge)
-        madvise(p, bytes, MADV_HUGEPAGE); /* advice only: without it the pages are 4 KB */
-#endif
     return p;
 }
 
@@ -1207,18 +1198,55 @@ static zf_status prepare_convs(occl *o)
         o->fc_w = scratch_alloc(sizeof(float) * (size_t)in_f * out_f);
         if (!o->fc_w)
             return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %s", fl->name);
-        /* sixteen weight rows at a time: whole cache lines written, sixteen rows read in step */
-#pragma omp parallel for schedule(static)
-        for (int f0 = 0; f0 < out_f; f0 += 16) {
-            const int fn = imin(16, out_f - f0);
-            const float *rows = fl->weight + (size_t)f0 * in_f;
-            for (int c = 0; c < C; c++)
-                for (int cell = 0; cell < cells; cell++) {
-                    float *dst = o->fc_w + ((size_t)cell * C + c) * out_f + f0;
-                    const float *src = rows + (size_t)c * cells + cell;
-                    for (int f = 0; f < fn; f++)
-                        dst[f] = src[(size_t)f * in_f];
+        /* W^T with its rows in cell-major order: eight weight rows by eight columns at a time
+         * (one 8 x 8 transpose), each column's eight values stored past the caches where aligned
+         * (151 MB on AlexNet, written once and read back much later) */
+        const float *w = fl->weight;
+        float *fw = o->fc_w;
+#pragma omp parallel
+        {
+#pragma omp for schedule(static)
+        for (int f0 = 0; f0 < out_f; f0 += 8) {
+            const int fn = imin(8, out_f - f0);
+            const float *rows = w + (size_t)f0 * in_f;
+            int64_t j = 0;
+#ifdef __AVX2__
+            if (fn == 8)
+                for (; j + 8 <= in_f; j += 8) {
+                    __m256 a[8], b[8];
+                    for (int q = 0; q < 8; q++)
+                        a[q] = _mm256_loadu_ps(rows + (size_t)q * in_f + j);
+                    for (int q = 0; q < 8; q += 2) {
+                        b[q] = _mm256_unpacklo_ps(a[q], a[q + 1]);
+                        b[q + 1] = _mm256_unpackhi_ps(a[q], a[q + 1]);
+                    }
+                    for (int q = 0; q < 8; q += 4) {
+                        a[q] = _mm256_shuffle_ps(b[q], b[q + 2], _MM_SHUFFLE(1, 0, 1, 0));
+                        a[q + 1] = _mm256_shuffle_ps(b[q], b[q + 2], _MM_SHUFFLE(3, 2, 3, 2));
+                        a[q + 2] = _mm256_shuffle_ps(b[q + 1], b[q + 3], _MM_SHUFFLE(1, 0, 1, 0));
+                        a[q + 3] = _mm256_shuffle_ps(b[q + 1], b[q + 3], _MM_SHUFFLE(3, 2, 3, 2));
+                    }
+                    for (int q = 0; q < 8; q++) { /* column j + q: a[q & 3] low / a[4 + (q & 3)] ... */
+                        const __m256 col = _mm256_permute2f128_ps(a[q & 3], a[4 + (q & 3)], q < 4 ? 0x20 : 0x31);
+                        const int64_t jj = j + q, c = jj / cells, cell = jj % cells;
+                        float *dst = fw + ((size_t)cell * C + c) * out_f + f0;
+                        if (((uintptr_t)dst & 31) == 0)
+                            _mm256_stream_ps(dst, col);
+                        else
+                            _mm256_storeu_ps(dst, col);
+                    }
                 }
+#endif
+            for (; j < in_f; j++) {
+                const int64_t c = j / cells, cell = j % cells;
+                float *dst = fw + ((size_t)cell * C + c) * out_f + f0;
+                for (int f = 0; f < fn; f++)
+                    dst[f] = rows[(size_t)f * in_f + j];
+            }
+        }
+#ifdef __AVX2__
+        _mm_sfence(); /* this thread's streamed stores, before the barrier that ends the region */
+#endif
         }
     }
     return ZF_OK;
