@@ -43,8 +43,8 @@ static const char usage_text[] =
     "                    square's receptive-field footprint (same results to float rounding)\n"
     "  --batch N         positions per batch (default: chosen from the method and the net)\n"
     "  --conv M          incremental method's convolutions: auto, im2col, delta, winograd (2x2\n"
-    "                    tiles, 3x3 windows), winograd4 (4x4 tiles, 3x3 and 5x5 windows); each\n"
-    "                    where it applies, the others by im2col\n"
+    "                    tiles, 3x3 windows), winograd4 (6x6 and 4x4 tiles for 3x3 windows, 4x4\n"
+    "                    for 5x5); each where it applies, the others by im2col\n"
     "  --png F, --pdf F  also draw Zeiler & Fergus Fig. 7: the image, the feature map's total, its\n"
     "                    deconv projection, the class probability and the most probable class\n";
 

@@ -26,7 +26,7 @@ typedef enum {
     ZF_OCCLUSION_CONV_IM2COL,   /* im2col of the patched window + one sgemm per group */
     ZF_OCCLUSION_CONV_DELTA,    /* stride 1: scatter W^T (changed - unoccluded) onto the old output */
     ZF_OCCLUSION_CONV_WINOGRAD, /* 3x3 stride 1: Winograd F(2x2, 3x3) on the patched window */
-    ZF_OCCLUSION_CONV_WINOGRAD4 /* 3x3 stride 1: Winograd F(4x4, 3x3) */
+    ZF_OCCLUSION_CONV_WINOGRAD4 /* stride 1: 3x3 by F(6x6), F(4x4) and mixed tiles, 5x5 by F(4x4, 5x5) */
 } zf_occlusion_conv;
 
 typedef struct zf_occlusion_params {
