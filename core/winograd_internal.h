@@ -9,7 +9,9 @@
  * (n = 6, points also +-2: 2.25 instead of 9) and F(4x4, 5x5) (n = 8, points also +-1/2: 4
  * instead of 25). The larger coefficients of the last two round a few times worse than direct
  * convolution, a few 1e-6 of the largest output on AlexNet's layers. (F(2x2, 5x5) measured
- * slower than im2col: 9 products per output kept it waiting on memory.) */
+ * slower than im2col: 9 products per output kept it waiting on memory.) The occlusion also runs
+ * rectangular and 6x6 tiles for 3x3 windows (F(6x6, 3x3): F(4x4, 5x5)'s eight points, 1.78
+ * multiplies per output), see zf_wino_filters_ab. */
 #ifndef ZF_WINOGRAD_INTERNAL_H
 #define ZF_WINOGRAD_INTERNAL_H
 
