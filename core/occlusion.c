@@ -18,10 +18,8 @@
 
 #include "zf/ops.h"
 #include "zf/tensor.h"
+#include "simd_internal.h"
 #include "winograd_internal.h"
-#ifdef __AVX2__
-#include <immintrin.h>
-#endif
 
 /* Scratch matrices (im2col columns, Winograd transforms) are cut into chunks of positions of
  * about this many floats (128 MB), which holds a whole batch of AlexNet's: each chunk costs every
@@ -1214,21 +1212,12 @@ static zf_status prepare_convs(occl *o)
 #ifdef __AVX2__
             if (fn == 8)
                 for (; j + 8 <= in_f; j += 8) {
-                    __m256 a[8], b[8];
+                    __m256 a[8];
                     for (int q = 0; q < 8; q++)
                         a[q] = _mm256_loadu_ps(rows + (size_t)q * in_f + j);
-                    for (int q = 0; q < 8; q += 2) {
-                        b[q] = _mm256_unpacklo_ps(a[q], a[q + 1]);
-                        b[q + 1] = _mm256_unpackhi_ps(a[q], a[q + 1]);
-                    }
-                    for (int q = 0; q < 8; q += 4) {
-                        a[q] = _mm256_shuffle_ps(b[q], b[q + 2], _MM_SHUFFLE(1, 0, 1, 0));
-                        a[q + 1] = _mm256_shuffle_ps(b[q], b[q + 2], _MM_SHUFFLE(3, 2, 3, 2));
-                        a[q + 2] = _mm256_shuffle_ps(b[q + 1], b[q + 3], _MM_SHUFFLE(1, 0, 1, 0));
-                        a[q + 3] = _mm256_shuffle_ps(b[q + 1], b[q + 3], _MM_SHUFFLE(3, 2, 3, 2));
-                    }
-                    for (int q = 0; q < 8; q++) { /* column j + q: a[q & 3] low / a[4 + (q & 3)] ... */
-                        const __m256 col = _mm256_permute2f128_ps(a[q & 3], a[4 + (q & 3)], q < 4 ? 0x20 : 0x31);
+                    zf_transpose8x8(a);
+                    for (int q = 0; q < 8; q++) { /* column j + q of the eight rows */
+                        const __m256 col = a[q];
                         const int64_t jj = j + q, c = jj / cells, cell = jj % cells;
                         float *dst = fw + ((size_t)cell * C + c) * out_f + f0;
                         if (((uintptr_t)dst & 31) == 0)

@@ -1,11 +1,9 @@
-/* Winograd transforms F(2x2, 3x3), F(4x4, 3x3), F(4x4, 5x5), and the dense convolution by them;
- * see winograd_internal.h. */
+/* Winograd transforms F(2x2, 3x3), F(4x4, 3x3), F(4x4, 5x5), the occlusion's rectangular and 6x6
+ * tiles, and the dense convolution by them; see winograd_internal.h. */
 #include <cblas.h>
 #include <string.h>
-#ifdef __AVX2__
-#include <immintrin.h>
-#endif
 
+#include "simd_internal.h"
 #include "winograd_internal.h"
 
 /* Filters are transformed this many input channels at a time, one per lane. */
@@ -250,24 +248,12 @@ static inline __attribute__((always_inline)) void gather_rows(v8f (*d)[8], const
 {
 #ifdef __AVX2__
     for (int k = 0; k < n; k++) {
-        __m256 a[8], b[8];
+        __m256 a[8];
         for (int q = 0; q < 8; q++)
             a[q] = _mm256_loadu_ps(p[q] + (size_t)k * ld[q]);
-        /* 8x8 transpose: pairs, then quads, then halves */
-        for (int q = 0; q < 8; q += 2) {
-            b[q] = _mm256_unpacklo_ps(a[q], a[q + 1]);
-            b[q + 1] = _mm256_unpackhi_ps(a[q], a[q + 1]);
-        }
-        for (int q = 0; q < 8; q += 4) {
-            a[q] = _mm256_shuffle_ps(b[q], b[q + 2], _MM_SHUFFLE(1, 0, 1, 0));
-            a[q + 1] = _mm256_shuffle_ps(b[q], b[q + 2], _MM_SHUFFLE(3, 2, 3, 2));
-            a[q + 2] = _mm256_shuffle_ps(b[q + 1], b[q + 3], _MM_SHUFFLE(1, 0, 1, 0));
-            a[q + 3] = _mm256_shuffle_ps(b[q + 1], b[q + 3], _MM_SHUFFLE(3, 2, 3, 2));
-        }
-        for (int j = 0; j < 4; j++) {
-            d[k][j] = (v8f)_mm256_permute2f128_ps(a[j], a[4 + j], 0x20);
-            d[k][4 + j] = (v8f)_mm256_permute2f128_ps(a[j], a[4 + j], 0x31);
-        }
+        zf_transpose8x8(a);
+        for (int j = 0; j < 8; j++)
+            d[k][j] = (v8f)a[j];
     }
 #else
     for (int k = 0; k < n; k++)
