@@ -552,9 +552,10 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
     int64_t *tcol = malloc(sizeof(int64_t) * (size_t)TILE_CLASSES * (n + 1));
     int64_t *woff = malloc(sizeof(int64_t) * (size_t)n);
     int *wtw = malloc(sizeof(int) * (size_t)n), *wth = malloc(sizeof(int) * (size_t)n);
+    int (*cover)[4] = malloc(sizeof(int[4]) * (size_t)n); /* big, small tiles down; across */
     int32_t *tmap[TILE_CLASSES] = {NULL};
     zf_status st = ZF_OK;
-    if (!tcol || !woff || !wtw || !wth) {
+    if (!tcol || !woff || !wtw || !wth || !cover) {
         st = zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
         goto done;
     }
@@ -562,11 +563,12 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
         tcol[k * (n + 1)] = 0;
     for (int b = 0; b < n; b++) {
         rect s = out->r[b];
-        int y4, y2, x4, x2; /* big and small tiles down and across */
-        side_cover(rect_h(s), tl, &y4, &y2);
-        side_cover(rect_w(s), tl, &x4, &x2);
+        int *cv = cover[b];
+        side_cover(rect_h(s), tl, &cv[0], &cv[1]);
+        side_cover(rect_w(s), tl, &cv[2], &cv[3]);
         if (!rect_area(s))
-            y4 = y2 = x4 = x2 = 0;
+            cv[0] = cv[1] = cv[2] = cv[3] = 0;
+        const int y4 = cv[0], y2 = cv[1], x4 = cv[2], x2 = cv[3];
         const int64_t cnt[TILE_CLASSES] = {(int64_t)y4 * x4, (int64_t)y4 * x2, (int64_t)y2 * x4, (int64_t)y2 * x2};
         scratch_pp[b] = 0;
         for (int k = 0; k < TILE_CLASSES; k++) {
@@ -584,16 +586,13 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
             break;
         }
         for (int b = 0; b < n; b++) {
-            rect s = out->r[b];
-            int y4, y2, x4, x2;
-            side_cover(rect_h(s), tl, &y4, &y2);
-            side_cover(rect_w(s), tl, &x4, &x2);
-            const int ny = k & 2 ? y2 : y4, nx = k & 1 ? x2 : x4;
+            const int *cv = cover[b];
+            const int ny = cv[k & 2 ? 1 : 0], nx = cv[k & 1 ? 3 : 2];
             /* small tiles follow the big ones */
-            const int oy = k & 2 ? tl.big * y4 : 0, ox = k & 1 ? tl.big * x4 : 0;
+            const int oy = k & 2 ? tl.big * cv[0] : 0, ox = k & 1 ? tl.big * cv[2] : 0;
             const int sy = class_rows(tl, k), sx = class_cols(tl, k);
             int64_t t = tc[b];
-            for (int ty = 0; ty < ny && t < tc[b + 1]; ty++)
+            for (int ty = 0; ty < ny; ty++)
                 for (int tx = 0; tx < nx; tx++, t++) {
                     tmap[k][3 * t] = b;
                     tmap[k][3 * t + 1] = oy + sy * ty;
@@ -777,6 +776,7 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
 done:
     for (int k = 0; k < TILE_CLASSES; k++)
         free(tmap[k]);
+    free(cover);
     free(wth);
     free(wtw);
     free(woff);

@@ -390,71 +390,6 @@ void zf_wino_tiles_out_ab(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_L
         tiles_out_ab(y, mt, 2, 2, 3);
 }
 
-void zf_wino_tiles_out(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int m, int r)
-{
-    enum { L = ZF_WINO_LANES };
-    if (r == 5 && m == 4) {
-        /* A^T = (1 1 1 1 1 1 1 0; 0 1 -1 2 -2 1/2 -1/2 0; 0 1 1 4 4 1/4 1/4 0;
-         *        0 1 -1 8 -8 1/8 -1/8 1) */
-        float u[32][L];
-        for (int j = 0; j < 8; j++)
-            for (int q = 0; q < L; q++) {
-                const float a = mt[8 + j][q] + mt[16 + j][q], b = mt[8 + j][q] - mt[16 + j][q];
-                const float c = mt[24 + j][q] + mt[32 + j][q], d = mt[24 + j][q] - mt[32 + j][q];
-                const float e = mt[40 + j][q] + mt[48 + j][q], f = mt[40 + j][q] - mt[48 + j][q];
-                u[j][q] = mt[j][q] + a + c + e;
-                u[8 + j][q] = b + 2.0f * d + 0.5f * f;
-                u[16 + j][q] = a + 4.0f * c + 0.25f * e;
-                u[24 + j][q] = b + 8.0f * d + 0.125f * f + mt[56 + j][q];
-            }
-        for (int i = 0; i < 4; i++)
-            for (int q = 0; q < L; q++) {
-                const float(*rw)[L] = u + 8 * i;
-                const float a = rw[1][q] + rw[2][q], b = rw[1][q] - rw[2][q];
-                const float c = rw[3][q] + rw[4][q], d = rw[3][q] - rw[4][q];
-                const float e = rw[5][q] + rw[6][q], f = rw[5][q] - rw[6][q];
-                y[4 * i][q] = rw[0][q] + a + c + e;
-                y[4 * i + 1][q] = b + 2.0f * d + 0.5f * f;
-                y[4 * i + 2][q] = a + 4.0f * c + 0.25f * e;
-                y[4 * i + 3][q] = b + 8.0f * d + 0.125f * f + rw[7][q];
-            }
-    } else if (m == 4) {
-        float u[24][L];
-        for (int j = 0; j < 6; j++)
-            for (int q = 0; q < L; q++) {
-                const float a = mt[6 + j][q] + mt[12 + j][q], b = mt[6 + j][q] - mt[12 + j][q];
-                const float c = mt[18 + j][q] + mt[24 + j][q], d = mt[18 + j][q] - mt[24 + j][q];
-                u[j][q] = mt[j][q] + a + c;
-                u[6 + j][q] = b + 2.0f * d;
-                u[12 + j][q] = a + 4.0f * c;
-                u[18 + j][q] = b + 8.0f * d + mt[30 + j][q];
-            }
-        for (int i = 0; i < 4; i++)
-            for (int q = 0; q < L; q++) {
-                const float(*rw)[L] = u + 6 * i;
-                const float a = rw[1][q] + rw[2][q], b = rw[1][q] - rw[2][q];
-                const float c = rw[3][q] + rw[4][q], d = rw[3][q] - rw[4][q];
-                y[4 * i][q] = rw[0][q] + a + c;
-                y[4 * i + 1][q] = b + 2.0f * d;
-                y[4 * i + 2][q] = a + 4.0f * c;
-                y[4 * i + 3][q] = b + 8.0f * d + rw[5][q];
-            }
-    } else {
-        float u[8][L];
-        for (int j = 0; j < 4; j++)
-            for (int q = 0; q < L; q++) {
-                u[j][q] = mt[j][q] + mt[4 + j][q] + mt[8 + j][q];
-                u[4 + j][q] = mt[4 + j][q] - mt[8 + j][q] - mt[12 + j][q];
-            }
-        for (int i = 0; i < 2; i++)
-            for (int q = 0; q < L; q++) {
-                const float(*rw)[L] = u + 4 * i;
-                y[2 * i][q] = rw[0][q] + rw[1][q] + rw[2][q];
-                y[2 * i + 1][q] = rw[1][q] - rw[2][q] - rw[3][q];
-            }
-    }
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Dense convolution. Images are taken in chunks whose transformed inputs V and products M stay
  * under CHUNK_FLOATS together. V is (c, n*n, tiles) and M (k, n*n, tiles): each GEMM reads and
@@ -581,7 +516,7 @@ void zf_wino_conv_forward(float *out, const float *in, const float *u, const flo
                         for (int q = 0; q < L; q++)
                             mt[xi][q] = q < lanes ? mk[(size_t)xi * T + t + q] : 0.0f;
                 }
-                zf_wino_tiles_out(y, mt, m, r);
+                zf_wino_tiles_out_ab(y, (const float(*)[L])mt, m, m, r);
                 for (int q = 0; q < lanes; q++) {
                     float *dst = out + ((size_t)(n0 + img) * K + k) * ohw + (size_t)(m * ty) * ow + m * tx;
                     const int hy = oh - m * ty < m ? oh - m * ty : m, hx = ow - m * tx < m ? ow - m * tx : m;

@@ -52,10 +52,6 @@ void zf_wino_tiles_in8(float *v, size_t ps, const float *const *p, const int *ld
  * y[dy*mb + dx][lane] (at most 36 rows). */
 void zf_wino_tiles_out_ab(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int ma, int mb, int r);
 
-/* A^T M A for ZF_WINO_LANES tiles at once: mt[xi][lane] (n*n rows) gives y[dy*m + dx][lane]
- * (m*m rows). */
-void zf_wino_tiles_out(float (*y)[ZF_WINO_LANES], const float (*mt)[ZF_WINO_LANES], int m, int r);
-
 /* Dense convolution by F(m x m, r x r), r = the window (3x3 or 5x5, stride 1, whether it applies
  * says; m = 4 for 5x5): the output tiles of all n images, the floats of transformed filters it reads and of
  * scratch it needs, and the forward itself with filters u from
