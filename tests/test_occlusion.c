@@ -316,28 +316,16 @@ Test(occlusion, alexnet_matches_naive_forward_per_position) { check_builtin("ale
 Test(occlusion, alexnet_caffe_matches_naive_forward_per_position) { check_builtin("alexnet-caffe"); }
 Test(occlusion, zfnet_matches_naive_forward_per_position) { check_builtin("zfnet"); }
 
-/* The ONNX model zoo's graphs (../shared/onnx-light: bvlc_alexnet with its asymmetric pool5 padding,
- * zfnet512 with 512-map conv3-5, a 2/2 pool5 and a 1024-wide fc7), weights replaced by He-uniform
- * ones as for the built-in nets. */
+/* The ONNX model zoo's graphs (the light models tests/fixtures/gen_light.py makes: bvlc_alexnet with
+ * its asymmetric pool5 padding, zfnet512 with 512-map conv3-5, a 2/2 pool5 and a 1024-wide fc7),
+ * weights replaced by He-uniform ones as for the built-in nets. */
 static const char *light_model(const char *file)
 {
-    static char buf[1024];
-    const char *src = getenv("ZF_SOURCE_DIR");
-    const char *cands[3] = {getenv("ZF_SHARED_DIR"), NULL, NULL};
-    char alt1[1024], alt2[1024];
-    if (src) {
-        snprintf(alt1, sizeof alt1, "%s/../shared", src);
-        snprintf(alt2, sizeof alt2, "%s/../../shared", src); /* a worktree one level deeper */
-        cands[1] = alt1;
-        cands[2] = alt2;
-    }
-    for (int i = 0; i < 3; i++) {
-        struct stat sb;
-        if (cands[i] && snprintf(buf, sizeof buf, "%s/onnx-light/%s", cands[i], file) < (int)sizeof buf &&
-            stat(buf, &sb) == 0)
-            return buf;
-    }
-    return NULL;
+    char rel[512];
+    snprintf(rel, sizeof rel, "light/%s", file);
+    const char *path = tu_fixture(rel);
+    struct stat sb;
+    return stat(path, &sb) == 0 ? path : NULL;
 }
 
 Test(occlusion, onnx_zoo_graphs_match_naive_forward_per_position)
@@ -346,7 +334,8 @@ Test(occlusion, onnx_zoo_graphs_match_naive_forward_per_position)
     const char *files[] = {"light_bvlc_alexnet.onnx", "light_zfnet512.onnx"};
     for (int i = 0; i < 2; i++) {
         const char *path = light_model(files[i]);
-        cr_assert_not_null(path, "../shared/onnx-light/%s not found (ZF_SHARED_DIR)", files[i]);
+        cr_assert_not_null(path, "light/%s: the fixtures were not generated (ctest runs tests/fixtures/gen_light.py)",
+                           files[i]);
         zf_net *net = NULL;
         cr_assert_eq(zf_onnx_load(path, NULL, &net), ZF_OK, "%s: %s", path, zf_last_error());
         he_init(net, 21 + i);
