@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# CPU benchmark: the engine against PyTorch (best configuration, ../shared/BENCH.md) on this machine,
+# CPU benchmark: the engine against PyTorch (best configuration, docs/benchmarking.md) on this machine,
 # the two sides alternating net by net so that machine drift cancels. Prints both sides' medians
 # and the ratios (PyTorch time / zfviz time: above 1 means zfviz is faster).
 #   bench/run-cpu.sh [--quick] [--nets alexnet,alexnet-caffe,zfnet]

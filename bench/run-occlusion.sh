@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Occlusion-map benchmark: zfviz's incremental method and its own brute force against PyTorch's
-# brute force (batched forwards, best configuration of ../shared/BENCH.md), all three on the same
+# brute force (batched forwards, best configuration of docs/benchmarking.md), all three on the same
 # He-normal weights and input, alternating round by round so that machine drift cancels. Both sides
-# run with OMP_WAIT_POLICY ACTIVE and PASSIVE and keep the better (BENCH.md). Prints the medians,
-# the ratios and how far the maps agree.
+# run with OMP_WAIT_POLICY ACTIVE and PASSIVE and keep the better (docs/benchmarking.md). Prints
+# the medians, the ratios and how far the maps agree.
 #   bench/run-occlusion.sh [--quick] [--nets alexnet,zfnet] [--pairs 32:8,16:4] [--rounds N]
 set -euo pipefail
 cd "$(dirname "$0")/.."

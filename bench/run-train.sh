@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Training benchmark: a training step of zfviz's CPU engine (bench_train) against PyTorch's CPU
-# training of the same nets (torch_train.py, its best configuration per ../shared/BENCH.md) on this
+# training of the same nets (torch_train.py, its best configuration per docs/benchmarking.md) on this
 # machine, the two sides alternating net by net and batch by batch (which side goes first swaps
 # each time) so that machine drift cancels. Prints both sides' medians in images/s and the ratios
 # (zfviz img/s / PyTorch img/s: above 1 means zfviz trains faster).

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch's side of the CPU benchmark, in its best configuration (../shared/BENCH.md): all
+"""PyTorch's side of the CPU benchmark, in its best configuration (docs/benchmarking.md): all
 cores (torch.set_num_threads(os.cpu_count())), tcmalloc preloaded, inference mode, and each
 OMP_WAIT_POLICY (ACTIVE, PASSIVE) tried in its own process, the better one reported.
 

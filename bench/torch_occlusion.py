@@ -8,7 +8,7 @@ and the input both sides use.
                      [--repeat R] [--out DIR]                       prints one JSON line of timings
 
 Run with /usr/bin/python3 (Debian's torch), under LD_PRELOAD=libtcmalloc_minimal.so.4 as
-/work/shared/BENCH.md says; the driver does that."""
+docs/benchmarking.md says; the driver does that."""
 import argparse
 import json
 import os

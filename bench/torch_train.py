@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """PyTorch's side of the training benchmark: the nets of core/arch.c, layer for layer, trained as
-`zfviz train` trains them, in PyTorch's best configuration on this machine (../shared/BENCH.md).
+`zfviz train` trains them, in PyTorch's best configuration on this machine (docs/benchmarking.md).
 
 One training step, timed as bench/bench_train.c times zfviz's:
   batch_prep   a batch of Fashion-MNIST training images (kept in memory as uint8, as zfviz keeps
