@@ -5,10 +5,30 @@
 #   scripts/test.sh            both jobs
 #   scripts/test.sh release    the Release job only
 #   scripts/test.sh sanitize   the sanitizer job only
+#   scripts/test.sh clone      the Release job in a fresh clone of HEAD, in a temporary folder with
+#                              nothing beside it (what a stranger's `git clone` gets)
+# Every job first checks that no tracked file refers to a folder outside the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="${1:-all}"
 n=$(nproc)
+
+# The repository carries everything its tests, docs and benches need: a tracked file that names the
+# shared folder beside the checkout (relative or absolute) works here and fails in a clone.
+check_self_contained() {
+  if ! git rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    echo "== not a git checkout: self-containment not checked"
+    return 0
+  fi
+  local hits
+  hits=$(git grep -n -I -e '\.\./shared' -e '/work/[s]hared' -- . || true)
+  if [ -n "$hits" ]; then
+    echo "test.sh: tracked files refer to folders outside the repository:" >&2
+    echo "$hits" >&2
+    return 1
+  fi
+  echo "== self-contained: no tracked file refers to a folder outside the repository"
+}
 
 run_release() {
   echo "== test job 1: Release build"
@@ -38,9 +58,26 @@ run_sanitize() {
   [ $rc = 0 ] || { tail -60 "$log" >&2; return $rc; }
 }
 
+run_clone() {
+  echo "== clone job: the Release job in a fresh clone with nothing beside it"
+  local tmp
+  tmp=$(mktemp -d)
+  git clone -q . "$tmp/zfviz"
+  local rc=0
+  "$tmp/zfviz/scripts/test.sh" release || rc=$?
+  if [ $rc = 0 ]; then
+    rm -rf "$tmp"
+  else
+    echo "clone job: failed (exit $rc); the clone is kept in $tmp" >&2
+  fi
+  return $rc
+}
+
+check_self_contained
 case "$jobs" in
   all) run_release; run_sanitize ;;
   release) run_release ;;
   sanitize) run_sanitize ;;
-  *) echo "test.sh: unknown job '$jobs' (all, release, sanitize)" >&2; exit 2 ;;
+  clone) run_clone ;;
+  *) echo "test.sh: unknown job '$jobs' (all, release, sanitize, clone)" >&2; exit 2 ;;
 esac
