@@ -3,6 +3,7 @@
 #ifndef ZF_DB_INTERNAL_H
 #define ZF_DB_INTERNAL_H
 
+#include <nettle/sha2.h>
 #include <sqlite3.h>
 #include <stdint.h>
 
@@ -47,12 +48,9 @@ void zf_db_column_text(sqlite3_stmt *st, int i, char *buf, size_t len);
 /* Seconds since the epoch, monotonic not needed: for lock-wait bookkeeping. */
 double zf_db_now(void);
 
-/* SHA-256, streaming. */
+/* SHA-256, streaming (nettle's; final_hex resets it for reuse, as nettle's digest does). */
 typedef struct zf_sha256 {
-    uint32_t h[8];
-    uint64_t len;
-    uint8_t buf[64];
-    size_t fill;
+    struct sha256_ctx ctx;
 } zf_sha256;
 void zf_sha256_init(zf_sha256 *s);
 void zf_sha256_update(zf_sha256 *s, const void *data, size_t len);
