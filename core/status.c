@@ -3,6 +3,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static _Thread_local char last_msg[1024];
@@ -27,6 +28,26 @@ zf_status zf_error_prefix(zf_status code, const char *fmt, ...)
     memcpy(old, last_msg, sizeof old);
     /* Truncation of an over-long message is acceptable; the precision keeps gcc's check quiet. */
     snprintf(last_msg, sizeof last_msg, "%.511s%.511s", prefix, old);
+    return code;
+}
+
+int zf_debug(void)
+{
+    const char *v = getenv("ZFVIZ_DEBUG");
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+zf_status zf_error_where(zf_status code, const char *fmt, ...)
+{
+    if (!zf_debug())
+        return code;
+    char where[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(where, sizeof where, fmt, ap);
+    va_end(ap);
+    size_t n = strlen(last_msg);
+    snprintf(last_msg + n, sizeof last_msg - n, " [%s]", where);
     return code;
 }
 

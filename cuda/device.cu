@@ -48,8 +48,8 @@ zf_status zf_cuda_fail_rt(cudaError_t e, const char *call, const char *func, con
     default:
         break;
     }
-    return zf_error(ZF_ERR_DEVICE, "CUDA: %s failed in %s (%s:%d): %s: %s", call, func, short_path(file), line,
-                    cudaGetErrorName(e), cudaGetErrorString(e));
+    zf_error(ZF_ERR_DEVICE, "CUDA: %s: %s", cudaGetErrorName(e), cudaGetErrorString(e));
+    return zf_error_where(ZF_ERR_DEVICE, "%s in %s(), %s:%d", call, func, short_path(file), line);
 }
 
 zf_status zf_cuda_fail_dnn(cudnnStatus_t e, const char *call, const char *func, const char *file, int line)
@@ -57,14 +57,14 @@ zf_status zf_cuda_fail_dnn(cudnnStatus_t e, const char *call, const char *func, 
     char detail[512];
     detail[0] = '\0';
     cudnnGetLastErrorString(detail, sizeof detail);
-    return zf_error(ZF_ERR_DEVICE, "cuDNN: %s failed in %s (%s:%d): %s%s%.400s", call, func, short_path(file), line,
-                    cudnnGetErrorString(e), detail[0] ? ": " : "", detail);
+    zf_error(ZF_ERR_DEVICE, "cuDNN: %s%s%.400s", cudnnGetErrorString(e), detail[0] ? ": " : "", detail);
+    return zf_error_where(ZF_ERR_DEVICE, "%s in %s(), %s:%d", call, func, short_path(file), line);
 }
 
 zf_status zf_cuda_fail_blas(cublasStatus_t e, const char *call, const char *func, const char *file, int line)
 {
-    return zf_error(ZF_ERR_DEVICE, "cuBLAS: %s failed in %s (%s:%d): %s", call, func, short_path(file), line,
-                    cublasGetStatusString(e));
+    zf_error(ZF_ERR_DEVICE, "cuBLAS: %s", cublasGetStatusString(e));
+    return zf_error_where(ZF_ERR_DEVICE, "%s in %s(), %s:%d", call, func, short_path(file), line);
 }
 
 /* Why cudaGetDeviceCount found nothing, in words a user can act on. */

@@ -241,8 +241,8 @@ zf_status zf_db_check_(zf_db *db, int rc, const char *call, const char *func, co
                  db && db->sql ? sqlite3_errmsg(db->sql) : sqlite3_errstr(rc));
         break;
     }
-    return zf_error(ZF_ERR_DB, "%s: %s [sqlite code %d: %s in %s(), %s:%d]", path, what, rc, call,
-                    func, file, line);
+    zf_error(ZF_ERR_DB, "%s: %s", path, what);
+    return zf_error_where(ZF_ERR_DB, "sqlite code %d: %s in %s(), %s:%d", rc, call, func, file, line);
 }
 
 zf_status zf_db_prepare(zf_db *db, sqlite3_stmt **st, const char *sql)

@@ -25,7 +25,8 @@ static void usage(void)
            "and, given images, the fraction of conv1 feature maps that never fire (ReLU output 0 at\n"
            "every position of every image).\n\n"
            "A model is ARCH or ARCH=WEIGHTS (weights as for --weights: random:SEED, a .npy folder, a\n"
-           ".safetensors file) or an .onnx file. Defaults: A = alexnet, B = zfnet, weights random:0.\n"
+           ".safetensors file) or an .onnx file. Defaults: A = alexnet, B = zfnet. ARCH alone takes the\n"
+           "embedded trained model where there is one (alexnet-mini, zfnet-mini), else random:0.\n"
            "A grey net (alexnet-mini, zfnet-mini: one input channel) shows grey tiles and may be compared\n"
            "with a colour net: each reads the --images its own way (luma or RGB).\n\n"
            "  --images P        a folder of JPEG/PNG files, a text file listing one path a line, or one image\n"
@@ -61,10 +62,8 @@ static void parse_model(char *spec, zft_model_opts *o)
     if (eq) {
         *eq = '\0';
         o->weights = eq + 1;
-    } else {
-        o->weights = "random:0";
     }
-    o->arch = spec;
+    o->arch = spec; /* without weights, as everywhere: the embedded model, else random:0 */
 }
 
 static int has_image_ext(const char *name)
@@ -194,12 +193,13 @@ typedef struct side {
     zft_model_opts mo;
     zf_net *net;
     int conv;
-    char name[1100];
+    char name[1200];
 } side;
 
 static zf_status load_side(side *s)
 {
-    zf_status st = zft_load_model(&s->mo, &s->net);
+    zft_model_ref ref;
+    zf_status st = zft_load_model_ref(&s->mo, &s->net, &ref);
     if (st)
         return st;
     s->conv = -1;
@@ -208,10 +208,7 @@ static zf_status load_side(side *s)
             s->conv = i;
     if (s->conv < 0)
         return zf_error(ZF_ERR_ARG, "%s has no conv layer", s->net->arch);
-    if (s->mo.model)
-        snprintf(s->name, sizeof s->name, "%s", s->mo.model);
-    else
-        snprintf(s->name, sizeof s->name, "%s (%s)", s->net->arch, s->mo.weights);
+    snprintf(s->name, sizeof s->name, "%s", ref.label);
     return ZF_OK;
 }
 

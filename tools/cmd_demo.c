@@ -944,27 +944,6 @@ static void demo_free(demo *d)
     zf_dataset_free(d->test);
 }
 
-/* libgomp's threads spin while they wait for one another (OMP_WAIT_POLICY unset), so on a machine
- * whose cores are busy with other work every parallel region waits for a descheduled thread's time
- * slice. Measured on the 2-core machine with two trainings running: the quick demo took 118 s so,
- * 22 s on one thread and 15 s with OMP_WAIT_POLICY=passive; the full one over 5 minutes so, 63 s
- * passive. On idle cores passive costs a wake-up per parallel region, nothing a batch job notices.
- * libgomp reads the policy once, when it is loaded: the demo sets it and runs itself again (a
- * policy the caller set is kept; if the exec fails the demo runs as it is). */
-static void rerun_with_passive_wait(int argc, char **argv)
-{
-    if (getenv("OMP_WAIT_POLICY") || setenv("OMP_WAIT_POLICY", "passive", 1))
-        return;
-    char **args = calloc((size_t)argc + 2, sizeof *args);
-    if (!args)
-        return;
-    args[0] = "zfviz"; /* argv is the subcommand's: "demo" and its options */
-    for (int i = 0; i < argc; i++)
-        args[i + 1] = argv[i];
-    execv("/proc/self/exe", args);
-    free(args);
-}
-
 int zf_cmd_demo(int argc, char **argv)
 {
     static const struct option opts[] = {{"out", required_argument, 0, 'o'},
@@ -994,7 +973,6 @@ int zf_cmd_demo(int argc, char **argv)
     if (!*d.dir)
         return zft_usage_error("demo", "-o needs a folder");
     d.n_images = images > 0 ? (int)images : d.quick ? QUICK_IMAGES : DEFAULT_IMAGES;
-    rerun_with_passive_wait(argc, argv);
     d.t0 = zft_now();
     zf_status st = run(&d);
     demo_free(&d);

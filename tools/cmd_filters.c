@@ -92,8 +92,8 @@ static zf_status draw_layer(zf_viz_doc *doc, void *ctx)
     const layer_ctx *c = ctx;
     const zf_net *net = c->net;
     const zf_layer *l = &net->layers[c->conv];
-    char title[256];
-    snprintf(title, sizeof title, "%s %s (%s)", net->arch, l->name, c->model_name);
+    char title[1400];
+    snprintf(title, sizeof title, "%s of %s", l->name, c->model_name);
     zf_viz_filters_in in = {title,      l->weight,  l->out_c, l->in_c / (l->groups > 0 ? l->groups : 1),
                             l->win.kh, l->win.kw, reads_image(net, c->conv) && net->pre.order == ZF_COLOR_BGR};
     zf_status st = zf_viz_filters(doc, &in, c->o);
@@ -104,9 +104,9 @@ static zf_status draw_layer(zf_viz_doc *doc, void *ctx)
 static zf_status store_layer(const char *dbpath, layer_ctx *c)
 {
     const zf_layer *l = &c->net->layers[c->conv];
-    char what[512];
-    snprintf(what, sizeof what, "filters of %s %s (%s): %d filters %dx%dx%d, %s scale, grey = 0, dead/near-dead framed",
-             c->net->arch, l->name, c->model_name, l->out_c, l->in_c / (l->groups > 0 ? l->groups : 1), l->win.kh,
+    char what[1600];
+    snprintf(what, sizeof what, "filters of %s of %s: %d filters %dx%dx%d, %s scale, grey = 0, dead/near-dead framed",
+             l->name, c->model_name, l->out_c, l->in_c / (l->groups > 0 ? l->groups : 1), l->win.kh,
              l->win.kw, c->o->scale == ZF_VIZ_SCALE_SHARED ? "one shared" : "per-filter");
     zf_db_rendering r = {-1, -1, l->name, -1, -1, "filters", what, 0, 0};
     return zft_store_rendering_at(dbpath, &r, draw_layer, c);
@@ -207,10 +207,11 @@ int zf_cmd_filters(int argc, char **argv)
     zf_net *net = NULL;
     zf_viz_doc *doc = NULL;
     int rc = 1;
-    zf_status st = zft_load_model(&mo, &net);
+    zft_model_ref ref;
+    zf_status st = zft_load_model_ref(&mo, &net, &ref);
     if (st)
         goto fail;
-    const char *model_name = mo.model ? mo.model : (mo.weights ? mo.weights : "random:0");
+    const char *model_name = ref.label;
     int convs[256], n = 0;
     if (!strcmp(layers, "all")) {
         for (int i = 0; i < net->n_layers && n < 256; i++)

@@ -1,6 +1,8 @@
 /* zfviz info: the layer table of a network (name, op, output shape, parameters) and its input. */
 #include <getopt.h>
+#include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "common.h"
@@ -138,6 +140,10 @@ int zf_cmd_info(int argc, char **argv)
     char total[32];
     group_digits(zf_net_param_count(net), total, sizeof total);
     printf("\ntotal parameters: %s\n", total);
+    /* How the CPU engine's threads behave: spinning waits collapse on a shared machine (main.c) */
+    const char *wait = getenv("OMP_WAIT_POLICY");
+    printf("CPU engine: %d OpenMP threads, wait policy %s\n", omp_get_max_threads(),
+           wait && *wait ? wait : "active (spinning)");
     zf_net_free(net);
     return 0;
 }

@@ -81,16 +81,6 @@ static void on_error_image(void *ctx, int64_t seq, const char *path, const char 
     e->shown++;
 }
 
-/* An absolute form of a weights spec or model path, so a later `topk --deconv` finds it. */
-static void absolute(const char *in, char *out, size_t len)
-{
-    char real[PATH_MAX];
-    if (in && strncmp(in, "random:", 7) != 0 && realpath(in, real))
-        snprintf(out, len, "%s", real);
-    else
-        snprintf(out, len, "%s", in ? in : "");
-}
-
 int zf_cmd_scan(int argc, char **argv)
 {
     static const struct option longopts[] = {
@@ -105,6 +95,7 @@ int zf_cmd_scan(int argc, char **argv)
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
+    zft_model_ref ref;
     const char *images = NULL, *dbpath = NULL, *layers_arg = NULL;
     long top = 9, batch = 16, chunk = 512;
     double wait = 30;
@@ -152,7 +143,7 @@ int zf_cmd_scan(int argc, char **argv)
     int *idx = NULL;
     int rc = 0;
     zf_status s;
-    if ((s = zf_db_scan_list(images, &paths, &n)) || (s = zft_load_model(&mo, &net))) {
+    if ((s = zf_db_scan_list(images, &paths, &n)) || (s = zft_load_model_ref(&mo, &net, &ref))) {
         rc = zft_fail("scan", s);
         goto out;
     }
@@ -183,11 +174,6 @@ int zf_cmd_scan(int argc, char **argv)
         rc = zft_fail("scan", s);
         goto out;
     }
-    char weights[PATH_MAX] = "", file[PATH_MAX] = "";
-    if (mo.model)
-        absolute(mo.model, file, sizeof file);
-    else
-        absolute(mo.weights ? mo.weights : "random:0", weights, sizeof weights);
     ui u = {0};
     zf_scan_opts so = {
         .layers = layers_arg ? idx : NULL,
@@ -196,8 +182,8 @@ int zf_cmd_scan(int argc, char **argv)
         .batch = (int)batch,
         .chunk = (int)chunk,
         .images_arg = images,
-        .weights = weights,
-        .model_file = file,
+        .weights = ref.weights,
+        .model_file = ref.file,
         .started = on_started,
         .progress = on_progress,
         .progress_ctx = &u,

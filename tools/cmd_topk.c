@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "viz_db.h"
 #include "zf/db.h"
 
 const char zf_cmd_topk_summary[] = "a unit's top examples from a scan; --deconv stores projections";
@@ -142,31 +143,11 @@ static zf_status deconv_all(zf_db *db, const zf_db_run *run, const zft_model_opt
     zf_status s = zf_db_model_get(db, run->model_id, &m);
     if (s)
         return s;
-    zft_model_opts mo = *given;
-    if (!mo.arch && !mo.weights && !mo.model) {
-        if (m.file[0])
-            mo.model = m.file;
-        else {
-            mo.arch = m.arch;
-            mo.weights = m.weights;
-        }
-    }
     zf_net *net = NULL;
     float *rec = NULL;
     int *chan = NULL, *ys = NULL, *xs = NULL;
-    if ((s = zft_load_model(&mo, &net)))
+    if ((s = zft_load_recorded_model(&m, run->id, given, &net)))
         return s;
-    char hash[65];
-    if ((s = zf_db_model_hash(net, hash)))
-        goto out;
-    if (strcmp(hash, m.sha256) != 0) {
-        s = zf_error(ZF_ERR_ARG,
-                     "the model loaded (%s %s) is not the one run %lld scanned (%s, sha256 %.12s); "
-                     "give that model with --arch/--weights or --model",
-                     net->arch, mo.model ? mo.model : mo.weights ? mo.weights : "", (long long)run->id,
-                     m.arch, m.sha256);
-        goto out;
-    }
     if (net->in_c != (net->pre.order == ZF_COLOR_GREY ? 1 : 3)) {
         s = zf_error(ZF_ERR_SHAPE, "%s: %d input channels do not match its preprocessing (%s): cannot render "
                      "image patches", net->arch, net->in_c, net->pre.order == ZF_COLOR_GREY ? "grey" : "colour");

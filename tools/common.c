@@ -4,6 +4,7 @@
 #include "zf/model.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -16,9 +17,7 @@
 #ifdef ZF_CUDA_ENABLED
 #include "zf/cuda.h"
 #endif
-#ifdef ZF_ONNX_ENABLED
 #include "zf/onnx.h"
-#endif
 
 static void on_sigint(int sig)
 {
@@ -55,6 +54,12 @@ int zft_usage_error(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
+int zft_option_error(const char *cmd)
+{
+    fprintf(stderr, "zfviz %s: see 'zfviz help %s' for its options\n", cmd, cmd);
+    return 2;
+}
+
 int zft_model_option(zft_model_opts *o, int opt, const char *arg)
 {
     switch (opt) {
@@ -73,9 +78,29 @@ static int is_whole_model(const char *path)
     return n > 12 && !strcmp(path + n - 12, ".safetensors") && zf_model_is_whole(path);
 }
 
-zf_status zft_load_model(const zft_model_opts *o, zf_net **out)
+/* An absolute form of a path, so that a later command run elsewhere finds it; random:SEED and
+ * names that are no file stay as given. */
+static zf_status absolute_path(const char *in, char *out, size_t len)
+{
+    char real[PATH_MAX];
+    const char *p = in && strncmp(in, "random:", 7) != 0 && realpath(in, real) ? real : in ? in : "";
+    if ((size_t)snprintf(out, len, "%s", p) >= len)
+        return zf_error(ZF_ERR_ARG, "%s: path longer than %zu characters", p, len - 1);
+    return ZF_OK;
+}
+
+static void base_name(const char *path, char *out, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    snprintf(out, len, "%s", slash && slash[1] ? slash + 1 : path);
+}
+
+zf_status zft_load_model_ref(const zft_model_opts *o, zf_net **out, zft_model_ref *ref)
 {
     *out = NULL;
+    zft_model_ref r;
+    memset(&r, 0, sizeof r);
+    char base[512];
     zf_net *net = NULL;
     zf_status st;
     const void *bytes;
@@ -83,23 +108,36 @@ zf_status zft_load_model(const zft_model_opts *o, zf_net **out)
     if (o->model) {
         if (o->arch || o->weights)
             return zf_error(ZF_ERR_ARG, "--model takes the whole network from the file: leave out --arch/--weights");
+        base_name(o->model, base, sizeof base);
         if (zft_embedded_model(o->model, &bytes, &len)) {
             st = zf_model_load_memory(bytes, len, o->model, &net);
+            snprintf(r.file, sizeof r.file, "%s", o->model);
+            snprintf(r.label, sizeof r.label, "%s (embedded)", o->model);
         } else if (is_whole_model(o->model)) {
             st = zf_model_load(o->model, &net);
+            if (!st)
+                st = absolute_path(o->model, r.file, sizeof r.file);
+            snprintf(r.label, sizeof r.label, "%s", base);
         } else {
-#ifdef ZF_ONNX_ENABLED
-            st = zf_onnx_open_model(o->model, &(zf_onnx_options){.preproc = o->preproc}, out);
-            return st;
-#else
-            return zf_error(ZF_ERR_UNSUPPORTED, "%s: this zfviz was built without ONNX support", o->model);
-#endif
+            st = zf_onnx_open_model(o->model, &(zf_onnx_options){.preproc = o->preproc}, &net);
+            if (!st)
+                st = absolute_path(o->model, r.file, sizeof r.file);
+            if (st) {
+                zf_net_free(net);
+                return st;
+            }
+            snprintf(r.label, sizeof r.label, "%s", base);
+            goto done; /* the ONNX loader applied --preproc itself */
         }
     } else if (o->weights && is_whole_model(o->weights)) {
         st = zf_model_load(o->weights, &net);
         if (!st && o->arch && strcmp(o->arch, net->arch)) {
             st = zf_error(ZF_ERR_ARG, "%s holds a %s model, not %s", o->weights, net->arch, o->arch);
         }
+        if (!st)
+            st = absolute_path(o->weights, r.file, sizeof r.file);
+        base_name(o->weights, base, sizeof base);
+        snprintf(r.label, sizeof r.label, "%s", base);
     } else {
         /* No weights: the embedded trained model of that arch (alexnet-mini by default), else
          * seeded random weights. */
@@ -108,6 +146,8 @@ zf_status zft_load_model(const zft_model_opts *o, zf_net **out)
             st = zf_model_load_memory(bytes, len, arch, &net);
             if (!st && !o->arch)
                 fprintf(stderr, "zfviz: no model given: using the embedded %s (trained on Fashion-MNIST; see zfviz info)\n", arch);
+            snprintf(r.file, sizeof r.file, "%s", arch);
+            snprintf(r.label, sizeof r.label, "%s (embedded)", arch);
         } else {
             st = zf_net_new_builtin(arch, &net);
             const char *w = o->weights ? o->weights : "random:0";
@@ -115,19 +155,26 @@ zf_status zft_load_model(const zft_model_opts *o, zf_net **out)
                 fprintf(stderr, "zfviz: no --weights given: using random weights (random:0)\n");
             if (!st)
                 st = zf_net_load_weights(net, w);
+            if (!st)
+                st = absolute_path(w, r.weights, sizeof r.weights);
+            base_name(w, base, sizeof base);
+            snprintf(r.label, sizeof r.label, "%s (%s)", arch, base);
         }
     }
-#ifdef ZF_ONNX_ENABLED
     if (!st && o->preproc)
         st = zf_onnx_preproc_parse(o->preproc, &net->pre);
-#endif
     if (st) {
         zf_net_free(net);
         return st;
     }
+done:
+    snprintf(r.arch, sizeof r.arch, "%s", net->arch);
+    if (ref)
+        *ref = r;
     *out = net;
     return ZF_OK;
 }
+zf_status zft_load_model(const zft_model_opts *o, zf_net **out) { return zft_load_model_ref(o, out, NULL); }
 
 int zft_split_list(const char *s, char *buf, size_t buflen, const char **items, int max)
 {

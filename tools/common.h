@@ -18,6 +18,9 @@ void zft_install_sigint(void);
 int zft_fail(const char *cmd, zf_status st);
 /* Prints "zfviz CMD: <message>" on stderr and returns 2 (usage error). */
 int zft_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* What every command says after getopt's own line on an unknown option or a missing value:
+ * "zfviz CMD: see 'zfviz help CMD' for its options" on stderr; returns 2. */
+int zft_option_error(const char *cmd);
 
 /* Where a model comes from: --arch A --weights W, or --model FILE.onnx. */
 typedef struct zft_model_opts {
@@ -52,6 +55,17 @@ int zft_embedded_model(const char *name, const void **bytes, size_t *len);
  * alexnet-mini; a mini --arch without --weights: its embedded model; --model also takes a zfviz
  * .safetensors model file or an embedded model's name. */
 zf_status zft_load_model(const zft_model_opts *o, zf_net **out);
+
+/* Where a loaded model came from, so that it can be loaded again exactly (what a scan records) and
+ * named truthfully (titles, messages). One rule for every command: zft_load_model's. */
+typedef struct zft_model_ref {
+    char arch[64];      /* the net's architecture */
+    char file[1024];    /* an embedded model's name, or a whole-model file made absolute; "" otherwise */
+    char weights[1024]; /* with arch: random:SEED or a weights file/folder made absolute; "" with file */
+    char label[1200];   /* "alexnet-mini (embedded)", "zfnet (random:0)", "zfnet (w.safetensors)", "m.onnx" */
+} zft_model_ref;
+/* zft_load_model, also filling `ref` (when not NULL). */
+zf_status zft_load_model_ref(const zft_model_opts *o, zf_net **out, zft_model_ref *ref);
 
 /* Where a net runs: --device auto|cuda|cpu and --precision fp32|tf32|bf16. `auto` (the default)
  * takes the GPU engine when this build has it and a GPU is present, else the CPU engine. */

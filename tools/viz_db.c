@@ -11,12 +11,55 @@
 #include <sys/stat.h>
 
 #include "zf/io.h"
+#include "zf/model.h"
 #if defined(__has_include)
 #if __has_include("zf/occlusion.h")
 #include "zf/occlusion.h"
 #define ZFT_HAVE_OCCLUSION 1
 #endif
 #endif
+zf_status zft_load_recorded_model(const zf_db_model *m, int64_t run_id, const zft_model_opts *given,
+                                  zf_net **out)
+{
+    *out = NULL;
+    zft_model_opts mo = given ? *given : (zft_model_opts){0};
+    const int recorded = !mo.arch && !mo.weights && !mo.model;
+    if (recorded) {
+        if (m->file[0])
+            mo.model = m->file;
+        else {
+            mo.arch = m->arch;
+            mo.weights = m->weights;
+        }
+    }
+    zf_net *net = NULL;
+    char hash[65];
+    zf_status st = zft_load_model(&mo, &net);
+    if (!st)
+        st = zf_db_model_hash(net, hash);
+    const void *bytes;
+    size_t len;
+    if (!st && strcmp(hash, m->sha256) && recorded && !m->file[0] && zft_embedded_model(m->arch, &bytes, &len)) {
+        /* Databases written before scans named the embedded models record them as ARCH random:0. */
+        zf_net_free(net);
+        net = NULL;
+        st = zf_model_load_memory(bytes, len, m->arch, &net);
+        if (!st)
+            st = zf_db_model_hash(net, hash);
+    }
+    if (!st && strcmp(hash, m->sha256))
+        st = zf_error(ZF_ERR_ARG,
+                      "the model loaded (%s %s) is not the one run %lld scanned (%s, sha256 %.12s); give "
+                      "that model with --arch/--weights or --model",
+                      net->arch, mo.model ? mo.model : mo.weights ? mo.weights : "", (long long)run_id,
+                      m->arch, m->sha256);
+    if (st) {
+        zf_net_free(net);
+        return st;
+    }
+    *out = net;
+    return ZF_OK;
+}
 
 zf_status zft_scan_open(zft_scan *s, const char *dbpath, int64_t run_id, const char *layer,
                         const zft_model_opts *given, int readwrite)
@@ -27,27 +70,7 @@ zf_status zft_scan_open(zft_scan *s, const char *dbpath, int64_t run_id, const c
     if ((st = zf_db_open(dbpath, &o, &s->db)) || (!run_id && (st = zf_db_run_latest(s->db, layer, &run_id))) ||
         (st = zf_db_run_get(s->db, run_id, &s->run)) || (st = zf_db_model_get(s->db, s->run.model_id, &s->model)))
         return st;
-    zft_model_opts mo = given ? *given : (zft_model_opts){0};
-    if (!mo.arch && !mo.weights && !mo.model) {
-        if (s->model.file[0])
-            mo.model = s->model.file;
-        else {
-            mo.arch = s->model.arch;
-            mo.weights = s->model.weights;
-        }
-    }
-    if ((st = zft_load_model(&mo, &s->net)))
-        return st;
-    char hash[65];
-    if ((st = zf_db_model_hash(s->net, hash)))
-        return st;
-    if (strcmp(hash, s->model.sha256))
-        return zf_error(ZF_ERR_ARG,
-                        "the model loaded (%s %s) is not the one run %lld scanned (%s, sha256 %.12s); give "
-                        "that model with --arch/--weights or --model",
-                        s->net->arch, mo.model ? mo.model : mo.weights ? mo.weights : "", (long long)s->run.id,
-                        s->model.arch, s->model.sha256);
-    return ZF_OK;
+    return zft_load_recorded_model(&s->model, s->run.id, given, &s->net);
 }
 
 void zft_scan_close(zft_scan *s)

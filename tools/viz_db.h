@@ -17,6 +17,10 @@ typedef struct zft_scan {
     zf_db_model model;
     zf_net *net;
 } zft_scan;
+/* The model a scan recorded (`m`, of run `run_id`), or the one `given` names, loaded and checked
+ * against the recorded hash: one rule for every command that reads a scan. */
+zf_status zft_load_recorded_model(const zf_db_model *m, int64_t run_id, const zft_model_opts *given,
+                                  zf_net **out);
 
 /* Opens `dbpath` and run `run_id` (0: the newest run covering `layer`, or any run if NULL).
  * zft_scan_close frees what was opened, also after a failure. */

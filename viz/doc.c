@@ -38,8 +38,8 @@ zf_status zfv_cairo_fail(cairo_status_t st, const char *call, const char *func, 
     default: code = ZF_ERR_UNSUPPORTED; break;
     }
     const char *base = strrchr(file, '/');
-    return zf_error(code, "cairo: %s in %s (%s, %s:%d)", cairo_status_to_string(st), call, func,
-                    base ? base + 1 : file, line);
+    zf_error(code, "cairo: %s", cairo_status_to_string(st));
+    return zf_error_where(code, "%s in %s(), %s:%d", call, func, base ? base + 1 : file, line);
 }
 
 zf_status zf_viz_format_of(const char *path, zf_viz_format *out)

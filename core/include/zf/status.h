@@ -28,6 +28,14 @@ zf_status zf_error(zf_status code, const char *fmt, ...) __attribute__((format(p
 /* Prefixes the current message with more context ("loading weights: " + old message). */
 zf_status zf_error_prefix(zf_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* Whether ZFVIZ_DEBUG is set to anything but "" or "0": messages then also name the failing
+ * library call and its place in the source, for a bug report; users see one plain line. */
+int zf_debug(void);
+
+/* Appends " [<where>]" (printf-style: the call, function, file and line) to the current message
+ * when zf_debug(), and returns `code`. */
+zf_status zf_error_where(zf_status code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* The message of the last error on this thread; "" when none was recorded. */
 const char *zf_last_error(void);
 

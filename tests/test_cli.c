@@ -1,0 +1,261 @@
+/* Tests of the zfviz program as a user meets it: one model-resolution rule recorded exactly in
+ * the scan database (and read back by sheet, topk --deconv, compare and filters), the OpenMP wait
+ * policy every command runs with, and messages (plain library errors, `zfviz help CMD`, the same
+ * two lines for a bad option in every command). */
+#include <criterion/criterion.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "testutil.h"
+
+static const char *zfviz(void)
+{
+    static char path[1024];
+    if (!path[0])
+        snprintf(path, sizeof path, "%s", tu_build("tools/zfviz"));
+    return path;
+}
+
+/* The whole of a small file as a string ("" when missing); the caller frees it. */
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return strdup("");
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    cr_assert(s);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = '\0';
+    fclose(f);
+    return s;
+}
+
+/* Runs `zfviz ARGS` in dir with stdout to dir/out and stderr to dir/err; returns the exit status. */
+static int run(const char *dir, const char *args)
+{
+    return tu_system("cd '%s' && env -u OMP_WAIT_POLICY '%s' %s >out 2>err </dev/null", dir, zfviz(), args);
+}
+
+static char *out_of(const char *dir, const char *which)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", dir, which);
+    return slurp(p);
+}
+
+static int count_lines(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* Two copies of the sample photo in a folder of its own: what a scan needs. */
+static const char *image_folder(const char *tag)
+{
+    const char *dir = tu_tmpdir(tag);
+    cr_assert_eq(tu_system("mkdir -p '%s/imgs' && cp '%s' '%s/imgs/a.jpg' && cp '%s' '%s/imgs/b.jpg'", dir,
+                           tu_src("assets/sample.jpg"), dir, tu_src("assets/sample.jpg"), dir),
+                 0);
+    return dir;
+}
+
+static void models_row(const char *db, char *file, char *weights, size_t len)
+{
+    sqlite3 *sql = NULL;
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_open_v2(db, &sql, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(sql, "SELECT file, weights FROM models", -1, &st, NULL), SQLITE_OK,
+                 "%s", sqlite3_errmsg(sql));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    const char *f = (const char *)sqlite3_column_text(st, 0), *w = (const char *)sqlite3_column_text(st, 1);
+    snprintf(file, len, "%s", f ? f : "");
+    snprintf(weights, len, "%s", w ? w : "");
+    cr_expect_eq(sqlite3_step(st), SQLITE_DONE, "one model row");
+    sqlite3_finalize(st);
+    sqlite3_close(sql);
+}
+
+static void exec_sql(const char *db, const char *stmt)
+{
+    sqlite3 *sql = NULL;
+    cr_assert_eq(sqlite3_open(db, &sql), SQLITE_OK);
+    char *err = NULL;
+    cr_assert_eq(sqlite3_exec(sql, stmt, NULL, NULL, &err), SQLITE_OK, "%s", err ? err : "");
+    sqlite3_close(sql);
+}
+
+/* ---------------------------------------------------------------- item 3: provenance */
+
+Test(cli, scan_with_the_embedded_model_records_it_and_the_readers_find_it)
+{
+    const void *b;
+    size_t len;
+    if (!zft_embedded_model("alexnet-mini", &b, &len))
+        cr_skip_test("this build has no embedded models");
+    const char *dir = image_folder("cli_embedded_scan");
+    cr_assert_eq(run(dir, "scan --images imgs --db s.db --layers conv5"), 0, "%s", out_of(dir, "err"));
+    char file[1024], weights[1024];
+    char db[1024];
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    models_row(db, file, weights, sizeof file);
+    cr_expect_str_eq(file, "alexnet-mini", "the scan names the embedded model");
+    cr_expect_str_eq(weights, "", "and no random weights");
+    cr_expect_eq(run(dir, "topk --db s.db --layer conv5 --unit 3 --deconv"), 0, "topk --deconv: %s",
+                 out_of(dir, "err"));
+    cr_expect_eq(run(dir, "sheet --db s.db --layer conv5 --top-units 2 -o sheet.png"), 0, "sheet: %s",
+                 out_of(dir, "err"));
+    cr_expect_eq(run(dir, "report --db s.db -o report.pdf"), 0, "report: %s", out_of(dir, "err"));
+}
+
+Test(cli, databases_that_recorded_the_embedded_model_as_random_weights_still_open)
+{
+    const void *b;
+    size_t len;
+    if (!zft_embedded_model("alexnet-mini", &b, &len))
+        cr_skip_test("this build has no embedded models");
+    const char *dir = image_folder("cli_old_provenance");
+    cr_assert_eq(run(dir, "scan --images imgs --db s.db --layers conv5"), 0, "%s", out_of(dir, "err"));
+    char db[1024];
+    snprintf(db, sizeof db, "%s/s.db", dir);
+    /* what scans wrote before they named embedded models */
+    exec_sql(db, "UPDATE models SET file = '', weights = 'random:0'");
+    cr_expect_eq(run(dir, "sheet --db s.db --layer conv5 --top-units 1 -o sheet.png"), 0, "sheet: %s",
+                 out_of(dir, "err"));
+}
+
+/* The numbers compare prints for a model: "... frequency shares low A% mid B% high C%". */
+static void shares(const char *line_start, double v[3])
+{
+    const char *p = strstr(line_start, "low ");
+    cr_assert(p, "no frequency shares in '%s'", line_start);
+    cr_assert_eq(sscanf(p, "low %lf%% mid %lf%% high %lf%%", &v[0], &v[1], &v[2]), 3);
+}
+
+Test(cli, compare_of_mini_arch_names_uses_their_trained_models)
+{
+    const char *dir = tu_tmpdir("cli_compare");
+    const char *a = tu_src("assets/models/alexnet-mini.safetensors"), *z = tu_src("assets/models/zfnet-mini.safetensors");
+    if (access(a, R_OK) || access(z, R_OK))
+        cr_skip_test("no trained models in assets/models");
+    char args[4096];
+    snprintf(args, sizeof args, "compare alexnet-mini='%s' zfnet-mini='%s' -o files.png", a, z);
+    cr_assert_eq(run(dir, args), 0, "%s", out_of(dir, "err"));
+    char *files = out_of(dir, "out");
+    cr_assert_eq(run(dir, "compare alexnet-mini zfnet-mini -o names.png"), 0, "%s", out_of(dir, "err"));
+    char *names = out_of(dir, "out");
+    const char *f2 = strchr(files, '\n'), *n2 = strchr(names, '\n');
+    cr_assert(f2 && n2, "two lines each: '%s' / '%s'", files, names);
+    double fa[3], fz[3], na[3], nz[3];
+    shares(files, fa);
+    shares(f2 + 1, fz);
+    shares(names, na);
+    shares(n2 + 1, nz);
+    for (int i = 0; i < 3; i++) {
+        cr_expect_float_eq(na[i], fa[i], 1e-9, "alexnet-mini share %d: %g by name, %g from the file", i, na[i], fa[i]);
+        cr_expect_float_eq(nz[i], fz[i], 1e-9, "zfnet-mini share %d: %g by name, %g from the file", i, nz[i], fz[i]);
+    }
+    cr_expect_null(strstr(names, "random"), "no random weights named: %s", names);
+    free(files);
+    free(names);
+}
+
+Test(cli, filters_of_the_embedded_model_are_not_titled_random)
+{
+    const void *b;
+    size_t len;
+    if (!zft_embedded_model("zfnet-mini", &b, &len))
+        cr_skip_test("this build has no embedded models");
+    const char *dir = tu_tmpdir("cli_filters_title");
+    cr_assert_eq(run(dir, "filters --arch zfnet-mini -o f.pdf"), 0, "%s", out_of(dir, "err"));
+    cr_assert_eq(tu_system("cd '%s' && pdftotext f.pdf f.txt", dir), 0, "pdftotext (poppler-utils)");
+    char *text = out_of(dir, "f.txt");
+    cr_expect_null(strstr(text, "random"), "title: %s", text);
+    cr_expect_not_null(strstr(text, "zfnet-mini (embedded)"), "title: %s", text);
+    free(text);
+}
+
+/* ---------------------------------------------------------------- item 6: threads under load */
+
+Test(cli, every_command_runs_with_the_passive_wait_policy)
+{
+    const char *dir = tu_tmpdir("cli_wait_policy");
+    cr_assert_eq(run(dir, "info --arch alexnet"), 0, "%s", out_of(dir, "err"));
+    char *out = out_of(dir, "out");
+    cr_expect_not_null(strstr(out, "wait policy passive"), "info says: %s", out);
+    free(out);
+    /* a policy the user chose is kept */
+    cr_assert_eq(tu_system("cd '%s' && OMP_WAIT_POLICY=active '%s' info --arch alexnet >out 2>err", dir, zfviz()), 0);
+    out = out_of(dir, "out");
+    cr_expect_not_null(strstr(out, "wait policy active"), "info says: %s", out);
+    free(out);
+}
+
+/* ---------------------------------------------------------------- item 7: messages */
+
+Test(cli, database_errors_are_one_plain_line_and_locations_only_when_debugging)
+{
+    const char *dir = tu_tmpdir("cli_db_message");
+    cr_assert_eq(tu_system("cd '%s' && printf 'not a database, just text that is long enough to be read as a "
+                           "header by sqlite3 when it opens the file\\n%%.0s' 1 2 3 > bad.db",
+                           dir),
+                 0);
+    cr_expect_neq(run(dir, "runs --db bad.db"), 0);
+    char *err = out_of(dir, "err");
+    cr_expect_eq(count_lines(err), 1, "one line: %s", err);
+    cr_expect_not_null(strstr(err, "bad.db"), "names the file: %s", err);
+    cr_expect_null(strstr(err, "db.c:"), "no source location: %s", err);
+    cr_expect_null(strstr(err, "sqlite3_"), "no C call: %s", err);
+    free(err);
+    cr_expect_neq(tu_system("cd '%s' && ZFVIZ_DEBUG=1 '%s' runs --db bad.db >out 2>err", dir, zfviz()), 0);
+    err = out_of(dir, "err");
+    cr_expect_not_null(strstr(err, "db.c:"), "ZFVIZ_DEBUG adds the location: %s", err);
+    free(err);
+}
+
+static const char *const commands[] = {"activations", "compare", "dead",  "deconv", "demo",  "eval",
+                                       "filters",     "forward", "info",  "occlude", "report", "runs",
+                                       "scan",        "sheet",   "topk",  "train",  NULL};
+
+Test(cli, help_cmd_shows_the_commands_own_help)
+{
+    const char *dir = tu_tmpdir("cli_help");
+    for (int i = 0; commands[i]; i++) {
+        char args[128];
+        snprintf(args, sizeof args, "%s --help", commands[i]);
+        cr_assert_eq(run(dir, args), 0, "%s", args);
+        char *own = out_of(dir, "out");
+        snprintf(args, sizeof args, "help %s", commands[i]);
+        cr_expect_eq(run(dir, args), 0, "%s", args);
+        char *via = out_of(dir, "out");
+        cr_expect(strlen(own) > 40 && !strcmp(own, via), "zfviz help %s differs from its --help", commands[i]);
+        free(own);
+        free(via);
+    }
+    cr_expect_eq(run(dir, "help nosuch"), 2);
+}
+
+Test(cli, a_bad_option_gets_the_same_two_lines_in_every_command)
+{
+    const char *dir = tu_tmpdir("cli_bad_option");
+    for (int i = 0; commands[i]; i++) {
+        char args[128], want1[128], want2[128];
+        snprintf(args, sizeof args, "%s --no-such-option", commands[i]);
+        cr_expect_eq(run(dir, args), 2, "%s exits 2", commands[i]);
+        char *err = out_of(dir, "err");
+        snprintf(want1, sizeof want1, "zfviz %s: unrecognized option '--no-such-option'\n", commands[i]);
+        snprintf(want2, sizeof want2, "zfviz %s: see 'zfviz help %s' for its options\n", commands[i], commands[i]);
+        char both[300];
+        snprintf(both, sizeof both, "%s%s", want1, want2);
+        cr_expect_str_eq(err, both, "%s", commands[i]);
+        free(err);
+    }
+}
