@@ -192,9 +192,10 @@ static zf_status cmp_prepare(cmp_fig *f, const zf_viz_compare_model *a, const zf
         x += fmax(f->grid[i].g.width, hw) + 40;
         gh = fmax(gh, f->grid[i].g.height);
     }
-    double th;
-    zfv_text_size("First layer", ZFV_TITLE_SIZE, ZFV_BOLD, NULL, &th);
-    f->grid_y = MARGIN + ceil(th) + 8 + HEAD_H;
+    double th = 0;
+    if (!f->opts.style.no_title)
+        zfv_text_size("First layer", ZFV_TITLE_SIZE, ZFV_BOLD, NULL, &th);
+    f->grid_y = MARGIN + (f->opts.style.no_title ? 0 : ceil(th) + 8) + HEAD_H;
     f->grid_h = gh;
     f->plots_y = f->grid_y + gh + 34;
     double plots_w = TABLE_W + 2 * (PLOT_W + 90);
@@ -251,14 +252,23 @@ static zf_status draw_table(cairo_t *cr, const cmp_fig *f, double x, double y)
 static zf_status draw_hist(cairo_t *cr, const cmp_fig *f, double x, double y)
 {
     enum { BINS = 20 };
-    double hi = fmax(f->st[0].rms_max, f->st[1].rms_max);
-    if (!(hi > 0))
-        hi = 1;
+    /* The axis spans the data (trained filters' RMS often lies far from 0, and an axis from 0 left
+     * it in a corner); it reaches 0 only when the data come near it (zf_viz_data_range). */
+    double dmin = INFINITY, dmax = 0;
+    for (int i = 0; i < 2; i++)
+        for (int k = 0; k < f->m[i]->k; k++) {
+            dmin = fmin(dmin, f->rms[i][k]);
+            dmax = fmax(dmax, f->rms[i][k]);
+        }
+    double lo, hi;
+    zf_viz_data_range(dmin, dmax, 1, &lo, &hi);
     int count[2][BINS] = {{0}};
     int top = 1;
     for (int i = 0; i < 2; i++) {
         for (int k = 0; k < f->m[i]->k; k++) {
-            int b = (int)(f->rms[i][k] / hi * BINS);
+            int b = (int)((f->rms[i][k] - lo) / (hi - lo) * BINS);
+            if (b < 0)
+                b = 0;
             if (b >= BINS)
                 b = BINS - 1;
             count[i][b]++;
@@ -266,7 +276,7 @@ static zf_status draw_hist(cairo_t *cr, const cmp_fig *f, double x, double y)
                 top = count[i][b];
         }
     }
-    zfv_axes ax = {x, y, PLOT_W, PLOT_H, 0, hi, 0, top, 0, 1};
+    zfv_axes ax = {x, y, PLOT_W, PLOT_H, lo, hi, 0, top, 0, 1, 0};
     ZFV_TRY(zfv_text(cr, x, y - 20, "Per-filter RMS", ZFV_TEXT_SIZE, ZFV_BOLD, zfv_ink));
     double bw = PLOT_W / (double)BINS;
     for (int b = 0; b < BINS; b++) {
@@ -302,7 +312,7 @@ static zf_status draw_spectrum(cairo_t *cr, const cmp_fig *f, double x, double y
     if (hi <= lo)
         hi = lo * 10;
     double rmax = (ZF_VIZ_SPECTRUM_BINS) / (double)N;
-    zfv_axes ax = {x, y, PLOT_W, PLOT_H, 0, rmax, lo, hi, 1, 0};
+    zfv_axes ax = {x, y, PLOT_W, PLOT_H, 0, rmax, lo, hi, 1, 0, 0};
     ZFV_TRY(zfv_text(cr, x, y - 20, "Mean radial power spectrum", ZFV_TEXT_SIZE, ZFV_BOLD, zfv_ink));
     /* Band backgrounds. */
     static const double edges[4] = {0, 1.0 / 6, 1.0 / 3, 0};
@@ -339,7 +349,8 @@ static zf_status draw_spectrum(cairo_t *cr, const cmp_fig *f, double x, double y
 
 static zf_status cmp_draw_body(cairo_t *cr, cmp_fig *f)
 {
-    ZFV_TRY(zfv_text(cr, MARGIN, MARGIN, "First layer", ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
+    if (!f->opts.style.no_title)
+        ZFV_TRY(zfv_text(cr, MARGIN, MARGIN, "First layer", ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
     for (int i = 0; i < 2; i++) {
         const zf_viz_compare_model *m = f->m[i];
         double hx = f->grid_x[i], hy = f->grid_y - HEAD_H;
@@ -387,6 +398,10 @@ zf_status zf_viz_compare(zf_viz_doc *doc, const zf_viz_compare_model *a, const z
                          const zf_viz_compare_opts *opts)
 {
     cmp_fig f;
-    ZFV_TRY(cmp_prepare(&f, a, b, opts));
-    return zfv_page(doc, f.w, f.h, cmp_draw, &f);
+    double prev = zfv_style_begin(opts ? &opts->style : NULL);
+    zf_status st = cmp_prepare(&f, a, b, opts);
+    zfv_style_end(prev);
+    if (st)
+        return st;
+    return zfv_page_styled(doc, &f.opts.style, f.w, f.h, cmp_draw, &f);
 }

@@ -10,7 +10,10 @@ typedef struct {
     const zf_viz_curves_in *in;
     int n_runs;
     const char *title;
+    zf_viz_style style;
 } curves_ctx;
+
+#define TOP (ctx->style.no_title ? -30.0 : 0.0) /* the plots move up into a left-out title's band */
 
 static zf_status series(cairo_t *cr, const zfv_axes *ax, const zf_viz_curve *c, int which, zfv_rgb col,
                         int dashed)
@@ -53,7 +56,8 @@ static zf_status draw_curves(cairo_t *cr, void *vctx)
 {
     const curves_ctx *ctx = vctx;
     const zf_viz_curves_in *in = ctx->in;
-    ZFV_TRY(zfv_text(cr, 20, 14, ctx->title, ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
+    if (!ctx->style.no_title)
+        ZFV_TRY(zfv_text(cr, 20, 14, ctx->title, ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
     double emax = 1, lmax = 0, amin = 100;
     for (int r = 0; r < in->n_runs; r++)
         for (int i = 0; i < in->runs[r].n; i++) {
@@ -73,8 +77,9 @@ static zf_status draw_curves(cairo_t *cr, void *vctx)
     amin = floor(amin / 10.0) * 10.0;
     if (amin > 90)
         amin = 90;
-    zfv_axes loss = {70, 60, 360, 260, emax > 1 ? 1 : 0, emax, 0, lmax * 1.05, 0, 0};
-    zfv_axes acc = {520, 60, 360, 260, emax > 1 ? 1 : 0, emax, amin, 100, 0, 0};
+    /* Epochs are whole: ticks at 1, 2, 3, never at 2.5. */
+    zfv_axes loss = {70, 60 + TOP, 360, 260, emax > 1 ? 1 : 0, emax, 0, lmax * 1.05, 0, 0, 1};
+    zfv_axes acc = {520, 60 + TOP, 360, 260, emax > 1 ? 1 : 0, emax, amin, 100, 0, 0, 1};
     ZFV_TRY(zfv_axes_draw(cr, &loss, "epoch", "cross-entropy loss"));
     ZFV_TRY(zfv_axes_draw(cr, &acc, "epoch", "top-1 accuracy (%)"));
     const char *names[8];
@@ -92,13 +97,19 @@ static zf_status draw_curves(cairo_t *cr, void *vctx)
         names[nl] = label[nl];
         cols[nl++] = col;
     }
-    ZFV_TRY(zfv_legend(cr, 560, 240, names, cols, nl, ZFV_SMALL_SIZE));
-    ZFV_TRY(zfv_text(cr, 70, 360, "solid: validation    dashed: training (dropout and augmentation on)",
+    ZFV_TRY(zfv_legend(cr, 560, 240 + TOP, names, cols, nl, ZFV_SMALL_SIZE));
+    ZFV_TRY(zfv_text(cr, 70, 360 + TOP, "solid: validation    dashed: training (dropout and augmentation on)",
                      ZFV_SMALL_SIZE, 0, zfv_ink_light));
     return ZF_OK;
 }
 
 zf_status zf_viz_curves(zf_viz_doc *doc, const zf_viz_curves_in *in, const char *title)
+{
+    return zf_viz_curves_styled(doc, in, title, NULL);
+}
+
+zf_status zf_viz_curves_styled(zf_viz_doc *doc, const zf_viz_curves_in *in, const char *title,
+                               const zf_viz_style *style)
 {
     if (!in || in->n_runs < 1)
         return zf_error(ZF_ERR_ARG, "training curves: no runs to draw");
@@ -106,6 +117,6 @@ zf_status zf_viz_curves(zf_viz_doc *doc, const zf_viz_curves_in *in, const char 
         if (in->runs[r].n < 1)
             return zf_error(ZF_ERR_ARG, "training curves: run '%s' has no epochs",
                             in->runs[r].name ? in->runs[r].name : "?");
-    curves_ctx ctx = {in, in->n_runs, title ? title : "Training curves"};
-    return zfv_page(doc, 920, 390, draw_curves, &ctx);
+    curves_ctx ctx = {in, in->n_runs, title ? title : "Training curves", style ? *style : (zf_viz_style){0}};
+    return zfv_page_styled(doc, &ctx.style, 920, 390 + (ctx.style.no_title ? -30 : 0), draw_curves, &ctx);
 }

@@ -134,15 +134,83 @@ zf_status zfv_paint_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x,
     return st;
 }
 
+static int cmp_float(const void *a, const void *b)
+{
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+float zf_viz_proj_scale(const float *v, size_t n, float percentile)
+{
+    float m = 0;
+    if (!(percentile > 0 && percentile < 100) || n == 0) {
+        for (size_t i = 0; i < n; i++)
+            m = fmaxf(m, fabsf(v[i]));
+        return m;
+    }
+    float *a = malloc(n * sizeof *a);
+    if (!a) /* out of memory: the unclipped scale still shows the projection */
+        return zf_viz_proj_scale(v, n, 0);
+    for (size_t i = 0; i < n; i++)
+        a[i] = fabsf(v[i]);
+    qsort(a, n, sizeof *a, cmp_float);
+    size_t rank = (size_t)ceil((double)percentile / 100.0 * (double)n);
+    m = a[rank > 0 ? rank - 1 : 0];
+    free(a);
+    return m;
+}
+
+void zf_viz_prob_range(const zf_viz_style *style, const float *map, size_t n, float *lo, float *hi)
+{
+    if (style && style->prob_auto) {
+        float a = INFINITY, b = -INFINITY;
+        for (size_t i = 0; i < n; i++) {
+            a = fminf(a, map[i]);
+            b = fmaxf(b, map[i]);
+        }
+        if (!(a <= b))
+            a = b = 0;
+        *lo = a;
+        *hi = b;
+    } else if (style && style->prob_hi > style->prob_lo) {
+        *lo = style->prob_lo;
+        *hi = style->prob_hi;
+    } else {
+        *lo = 0;
+        *hi = 1;
+    }
+}
+
+zf_status zf_viz_prob_range_parse(const char *s, zf_viz_style *style)
+{
+    if (!strcmp(s, "auto")) {
+        style->prob_auto = 1;
+        style->prob_lo = style->prob_hi = 0;
+        return ZF_OK;
+    }
+    char *end;
+    double lo = strtod(s, &end), hi = -1;
+    if (end != s && *end == ':') {
+        const char *t = end + 1;
+        hi = strtod(t, &end);
+        if (end == t || *end)
+            hi = -1;
+    }
+    if (!(lo >= 0 && hi <= 1 && lo < hi))
+        return zf_error(ZF_ERR_ARG, "probability range '%s' is not auto or LO:HI with 0 <= LO < HI <= 1", s);
+    style->prob_auto = 0;
+    style->prob_lo = (float)lo;
+    style->prob_hi = (float)hi;
+    return ZF_OK;
+}
+
 zf_status zfv_paint_signed(cairo_t *cr, const float *planes, int c, int w, int h, double x, double y,
-                           double dw, double dh)
+                           double dw, double dh, float clip)
 {
     size_t hw = (size_t)w * h;
     /* A grey plane is shown in all three colours, so grey and RGB follow one contrast rule. */
     const float *r = planes, *g = c == 3 ? planes + hw : planes, *b = c == 3 ? planes + 2 * hw : planes;
-    float s = 0;
-    for (size_t i = 0; i < (size_t)c * hw; i++)
-        s = fmaxf(s, fabsf(planes[i]));
+    float s = zf_viz_proj_scale(planes, (size_t)c * hw, clip);
     uint32_t *px;
     int stride;
     zf_status st;
@@ -197,6 +265,34 @@ zf_status zfv_draw_fitted(cairo_t *cr, const zfv_figure *f, double x, double y, 
     ZFV_TRY(f->draw(cr, f->ctx));
     ZF_CAIRO(cr, cairo_restore(cr));
     return ZF_OK;
+}
+
+typedef struct scaled_page {
+    zfv_draw_fn fn;
+    void *ctx;
+    double s;
+} scaled_page;
+
+static zf_status draw_scaled(cairo_t *cr, void *vctx)
+{
+    const scaled_page *p = vctx;
+    ZF_CAIRO(cr, cairo_scale(cr, p->s, p->s));
+    return p->fn(cr, p->ctx);
+}
+
+zf_status zfv_page_styled(zf_viz_doc *doc, const zf_viz_style *style, double w, double h, zfv_draw_fn fn,
+                          void *ctx)
+{
+    double prev = zfv_style_begin(style);
+    zf_status st;
+    if (style && style->width > 0 && w > 0) {
+        scaled_page p = {fn, ctx, style->width / w};
+        st = zfv_page(doc, style->width, h * p.s, draw_scaled, &p);
+    } else {
+        st = zfv_page(doc, w, h, fn, ctx);
+    }
+    zfv_style_end(prev);
+    return st;
 }
 
 void zf_viz_input_to_rgb(uint8_t *rgb, const float *input, const zf_preproc *pre, int h, int w)

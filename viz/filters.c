@@ -9,7 +9,7 @@
 
 #define MARGIN 16
 #define LABEL_SIZE 9.0
-#define LABEL_LINE 11
+#define LABEL_LINE (11 * zfv_font_scale())
 
 static int cmp_float(const void *a, const void *b)
 {
@@ -175,7 +175,7 @@ zf_status zfv_filters_prepare(zfv_filters_fig *fig, const zf_viz_filters_in *in,
     }
     g->tile_dx = (cell_w - g->tile_w) / 2;
     g->pitch_x = cell_w + o->gap;
-    g->pitch_y = g->tile_h + o->gap + (lines ? lines * LABEL_LINE + 2 : 0);
+    g->pitch_y = g->tile_h + o->gap + (lines ? (int)ceil(lines * LABEL_LINE) + 2 : 0);
     int grid_w = g->cols * g->pitch_x - o->gap;
     int grid_h = g->rows * g->pitch_y - o->gap;
 
@@ -185,19 +185,21 @@ zf_status zfv_filters_prepare(zfv_filters_fig *fig, const zf_viz_filters_in *in,
         g->height = grid_h;
         return ZF_OK;
     }
-    double tw = 0, th = 0, sw, sh, fw, fh;
-    if (in->title)
+    double tw = 0, th = 0, sw = 0, sh = 0, fw, fh;
+    int no_title = o->style.no_title;
+    if (in->title && !no_title)
         zfv_text_size(in->title, ZFV_TITLE_SIZE, ZFV_BOLD, &tw, &th);
     char sub[256];
     subtitle(sub, sizeof sub, in, o, g->n);
-    zfv_text_size(sub, ZFV_TEXT_SIZE, 0, &sw, &sh);
+    if (!no_title)
+        zfv_text_size(sub, ZFV_TEXT_SIZE, 0, &sw, &sh);
     zfv_text_size("dead: 00, near-dead: 00 (RMS below 0.1 \xc3\x97 the layer median)   \xe2\x96\xa1 dead  \xe2\x96\xa1 near-dead",
                   ZFV_SMALL_SIZE, 0, &fw, &fh);
     int text_w = (int)ceil(fmax(tw, fmax(sw, fw)));
     int inner = grid_w > text_w ? grid_w : text_w;
     g->width = inner + 2 * MARGIN;
     g->grid_x = MARGIN + (inner - grid_w) / 2;
-    g->grid_y = MARGIN + (in->title ? (int)ceil(th) + 4 : 0) + (int)ceil(sh) + 10;
+    g->grid_y = MARGIN + (in->title && !no_title ? (int)ceil(th) + 4 : 0) + (no_title ? 0 : (int)ceil(sh) + 10);
     g->height = g->grid_y + grid_h + 10 + (int)ceil(fh) + MARGIN;
     return ZF_OK;
 }
@@ -205,7 +207,11 @@ zf_status zfv_filters_prepare(zfv_filters_fig *fig, const zf_viz_filters_in *in,
 zf_status zf_viz_filters_layout(zf_viz_grid *out, const zf_viz_filters_in *in, const zf_viz_filters_opts *opts)
 {
     zfv_filters_fig fig = {0};
-    ZFV_TRY(zfv_filters_prepare(&fig, in, opts));
+    double prev = zfv_style_begin(opts ? &opts->style : NULL);
+    zf_status st = zfv_filters_prepare(&fig, in, opts);
+    zfv_style_end(prev);
+    if (st)
+        return st;
     *out = fig.g;
     return ZF_OK;
 }
@@ -286,7 +292,8 @@ static zf_status draw_texts(cairo_t *cr, const zfv_filters_fig *fig, int dead, i
     const zf_viz_filters_in *in = fig->in;
     const zf_viz_grid *g = &fig->g;
     double y = MARGIN;
-    if (in->title) {
+    int no_title = fig->opts.style.no_title;
+    if (in->title && !no_title) {
         double th;
         zfv_text_size(in->title, ZFV_TITLE_SIZE, ZFV_BOLD, NULL, &th);
         ZFV_TRY(zfv_text(cr, MARGIN, y, in->title, ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
@@ -294,7 +301,8 @@ static zf_status draw_texts(cairo_t *cr, const zfv_filters_fig *fig, int dead, i
     }
     char buf[256];
     subtitle(buf, sizeof buf, in, &fig->opts, g->n);
-    ZFV_TRY(zfv_text(cr, MARGIN, y, buf, ZFV_TEXT_SIZE, 0, zfv_ink_light));
+    if (!no_title)
+        ZFV_TRY(zfv_text(cr, MARGIN, y, buf, ZFV_TEXT_SIZE, 0, zfv_ink_light));
 
     double fy = g->grid_y + g->rows * g->pitch_y - fig->opts.gap + 10;
     snprintf(buf, sizeof buf, "dead: %d, near-dead: %d (RMS below %.2g \xc3\x97 the layer median)", dead, near,
@@ -302,15 +310,16 @@ static zf_status draw_texts(cairo_t *cr, const zfv_filters_fig *fig, int dead, i
     ZFV_TRY(zfv_text(cr, MARGIN, fy, buf, ZFV_SMALL_SIZE, 0, zfv_ink_light));
     double w;
     zfv_text_size(buf, ZFV_SMALL_SIZE, 0, &w, NULL);
-    double x = MARGIN + w + 14;
+    double fs = zfv_font_scale();
+    double x = MARGIN + w + 14 * fs;
     static const char *names[2] = {"dead", "near-dead"};
     const zfv_rgb cols[2] = {zfv_dead_red, zfv_near_orange};
     for (int i = 0; i < 2; i++) {
-        ZFV_TRY(zfv_frame(cr, x + 1, fy + 3, 8, 8, 2, cols[i]));
-        ZFV_TRY(zfv_text(cr, x + 14, fy, names[i], ZFV_SMALL_SIZE, 0, zfv_ink_light));
+        ZFV_TRY(zfv_frame(cr, x + 1, fy + 3 * fs, 8 * fs, 8 * fs, 2, cols[i]));
+        ZFV_TRY(zfv_text(cr, x + 14 * fs, fy, names[i], ZFV_SMALL_SIZE, 0, zfv_ink_light));
         double nw;
         zfv_text_size(names[i], ZFV_SMALL_SIZE, 0, &nw, NULL);
-        x += 14 + nw + 12;
+        x += (14 + 12) * fs + nw;
     }
     return ZF_OK;
 }
@@ -347,6 +356,10 @@ done:
 zf_status zf_viz_filters(zf_viz_doc *doc, const zf_viz_filters_in *in, const zf_viz_filters_opts *opts)
 {
     zfv_filters_fig fig = {0};
-    ZFV_TRY(zfv_filters_prepare(&fig, in, opts));
-    return zfv_page(doc, fig.g.width, fig.g.height, zfv_filters_draw, &fig);
+    double prev = zfv_style_begin(opts ? &opts->style : NULL);
+    zf_status st = zfv_filters_prepare(&fig, in, opts);
+    zfv_style_end(prev);
+    if (st)
+        return st;
+    return zfv_page_styled(doc, &fig.opts.style, fig.g.width, fig.g.height, zfv_filters_draw, &fig);
 }

@@ -8,7 +8,7 @@
 
 #define MARGIN 16
 #define LABEL_SIZE 9.0
-#define LABEL_LINE 11
+#define LABEL_LINE (11 * zfv_font_scale())
 #define BAR_W 16
 
 zf_viz_maps_opts zf_viz_maps_defaults(void)
@@ -90,16 +90,18 @@ static zf_status prepare(maps_fig *f, const zf_viz_maps_in *in, const zf_viz_map
     }
     g->tile_dx = (cell_w - g->tile_w) / 2;
     g->pitch_x = cell_w + o->gap;
-    g->pitch_y = g->tile_h + o->gap + (o->labels ? LABEL_LINE + 1 : 0);
+    g->pitch_y = g->tile_h + o->gap + (o->labels ? (int)ceil(LABEL_LINE) + 1 : 0);
     int grid_w = g->cols * g->pitch_x - o->gap, grid_h = g->rows * g->pitch_y - o->gap;
 
-    double tw = 0, th = 0, sw, sh;
-    if (in->title)
+    double tw = 0, th = 0, sw = 0, sh = 0;
+    int no_title = o->style.no_title;
+    if (in->title && !no_title)
         zfv_text_size(in->title, ZFV_TITLE_SIZE, ZFV_BOLD, &tw, &th);
     char sub[256];
     subtitle(sub, sizeof sub, f);
-    zfv_text_size(sub, ZFV_TEXT_SIZE, 0, &sw, &sh);
-    int top = MARGIN + (in->title ? (int)ceil(th) + 4 : 0) + (int)ceil(sh) + 12;
+    if (!no_title)
+        zfv_text_size(sub, ZFV_TEXT_SIZE, 0, &sw, &sh);
+    int top = MARGIN + (in->title && !no_title ? (int)ceil(th) + 4 : 0) + (no_title ? 0 : (int)ceil(sh) + 12);
     int x = MARGIN;
     int body_h = grid_h;
     if (in->image) {
@@ -136,7 +138,11 @@ static zf_status prepare(maps_fig *f, const zf_viz_maps_in *in, const zf_viz_map
 zf_status zf_viz_maps_layout(zf_viz_grid *out, const zf_viz_maps_in *in, const zf_viz_maps_opts *opts)
 {
     maps_fig f;
-    ZFV_TRY(prepare(&f, in, opts));
+    double prev = zfv_style_begin(opts ? &opts->style : NULL);
+    zf_status st = prepare(&f, in, opts);
+    zfv_style_end(prev);
+    if (st)
+        return st;
     *out = f.g;
     return ZF_OK;
 }
@@ -147,7 +153,8 @@ static zf_status maps_draw(cairo_t *cr, void *ctx)
     const zf_viz_maps_in *in = f->in;
     const zf_viz_grid *g = &f->g;
     double y = MARGIN;
-    if (in->title) {
+    int no_title = f->opts.style.no_title;
+    if (in->title && !no_title) {
         double th;
         zfv_text_size(in->title, ZFV_TITLE_SIZE, ZFV_BOLD, NULL, &th);
         ZFV_TRY(zfv_text(cr, MARGIN, y, in->title, ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
@@ -155,7 +162,8 @@ static zf_status maps_draw(cairo_t *cr, void *ctx)
     }
     char buf[256];
     subtitle(buf, sizeof buf, f);
-    ZFV_TRY(zfv_text(cr, MARGIN, y, buf, ZFV_TEXT_SIZE, 0, zfv_ink_light));
+    if (!no_title)
+        ZFV_TRY(zfv_text(cr, MARGIN, y, buf, ZFV_TEXT_SIZE, 0, zfv_ink_light));
     if (in->image) {
         ZFV_TRY(zfv_paint_rgb(cr, in->image->rgb, in->image->w, in->image->h, f->image_x, f->image_y,
                               f->image_w, f->image_h, 0));
@@ -179,13 +187,18 @@ static zf_status maps_draw(cairo_t *cr, void *ctx)
         }
     }
     if (!f->opts.per_map)
-        ZFV_TRY(zfv_colorbar(cr, f->bar_x, f->bar_y, BAR_W, f->bar_h, f->opts.cmap, f->lo, f->hi, "activation"));
+        ZFV_TRY(zfv_colorbar(cr, f->bar_x, f->bar_y, BAR_W, f->bar_h, f->opts.cmap, f->lo, f->hi, "activation",
+                             1.0, 1.0));
     return ZF_OK;
 }
 
 zf_status zf_viz_maps(zf_viz_doc *doc, const zf_viz_maps_in *in, const zf_viz_maps_opts *opts)
 {
     maps_fig f;
-    ZFV_TRY(prepare(&f, in, opts));
-    return zfv_page(doc, f.g.width, f.g.height, maps_draw, &f);
+    double prev = zfv_style_begin(opts ? &opts->style : NULL);
+    zf_status st = prepare(&f, in, opts);
+    zfv_style_end(prev);
+    if (st)
+        return st;
+    return zfv_page_styled(doc, &f.opts.style, f.g.width, f.g.height, maps_draw, &f);
 }

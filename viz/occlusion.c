@@ -10,9 +10,9 @@
 
 #define MARGIN 16
 #define PANEL_GAP 14
-#define CAPTION_H 32
+#define CAPTION_H (32 * zfv_font_scale())
 #define ROW_GAP 18
-#define LEGEND_W 180
+#define LEGEND_W (180 * zfv_font_scale())
 #define LEGEND_SIZE 10.0
 
 zf_viz_occlusion_opts zf_viz_occlusion_defaults(void)
@@ -99,11 +99,39 @@ static void range_of(const float *v, size_t n, float *lo, float *hi)
     *hi = b;
 }
 
+/* The mean of the greyed image (zfv_paint_rgb's wash) in [0, 1]: the background the heat maps are
+ * blended over, on average. */
+static double washed_mean(const zf_image *im)
+{
+    double sum = 0;
+    size_t n = (size_t)im->w * im->h;
+    for (size_t i = 0; i < n; i++) {
+        const uint8_t *p = im->rgb + i * 3;
+        float lum = 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2];
+        sum += lrintf(96.0f + 0.5f * lum);
+    }
+    return n ? sum / n / 255.0 : 0.5;
+}
+
+/* The overlays are translucent so the image stays visible under them (the figure's point is where
+ * on the image the class depends), and no single flat colour can then match every cell: a cell's
+ * colour depends on the image beneath. The colour bars and legend swatches are therefore painted
+ * the same way, at the overlay's alpha over the image's mean washed grey. The wash has half the
+ * image's contrast, so at alpha 0.6 a cell departs from its bar colour by at most 0.4 x 64 grey
+ * levels, against the full map colours an opaque bar would show. */
+static double class_alpha(const zf_viz_occlusion_opts *o) { return o->alpha > 0.75f ? o->alpha : 0.75f; }
+
+static zfv_rgb blend(zfv_rgb c, double alpha, double bg)
+{
+    return (zfv_rgb){alpha * c.r + (1 - alpha) * bg, alpha * c.g + (1 - alpha) * bg, alpha * c.b + (1 - alpha) * bg};
+}
+
 zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n, const zf_viz_occlusion_opts *opts)
 {
     int no_title = f->no_title;
     memset(f, 0, sizeof *f);
     f->no_title = no_title;
+    f->font = zfv_font_scale();
     f->rows = rows;
     f->n = n;
     f->opts = opts ? *opts : zf_viz_occlusion_defaults();
@@ -122,7 +150,7 @@ zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n,
         size_t npos = (size_t)rows[i].rows * rows[i].cols;
         range_of(rows[i].feature, npos, &lo, &hi);
         f->bar_b = fmax(f->bar_b, zfv_colorbar_width(lo, hi, 12));
-        range_of(rows[i].prob, npos, &lo, &hi);
+        zf_viz_prob_range(&f->opts.style, rows[i].prob, npos, &lo, &hi);
         f->bar_d = fmax(f->bar_d, zfv_colorbar_width(lo, hi, 12));
         double s = panel_scale(&f->opts, rows[i].image);
         pw = fmax(pw, ceil(rows[i].image->w * s));
@@ -135,7 +163,9 @@ zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n,
     char sub[512];
     subtitle(sub, sizeof sub, &rows[0]);
     zfv_text_wrap_size(sub, ZFV_TEXT_SIZE, f->w - 2 * MARGIN, NULL, &sh);
-    f->h = MARGIN + (f->no_title ? 0 : ceil(th) + 4) + ceil(sh) + 14 + n * (ph + CAPTION_H) + (n - 1) * ROW_GAP + MARGIN;
+    int bare = f->opts.style.no_title;
+    f->h = MARGIN + (f->no_title || bare ? 0 : ceil(th) + 4) + (bare ? 0 : ceil(sh) + 14) + n * (ph + CAPTION_H) +
+           (n - 1) * ROW_GAP + MARGIN;
     return ZF_OK;
 }
 
@@ -242,7 +272,7 @@ static zf_status class_panel(cairo_t *cr, const zf_viz_occlusion *r, double x, d
     st = overlay_begin(cr, r, x, y, s, &mx, &my, &mw, &mh);
     if (st)
         goto done;
-    st = zfv_paint_surface(cr, sf, mx, my, mw / r->cols, mh / r->rows, o->alpha > 0.75f ? o->alpha : 0.75f);
+    st = zfv_paint_surface(cr, sf, mx, my, mw / r->cols, mh / r->rows, class_alpha(o));
     ZF_CAIRO_GOTO(cr, cairo_restore(cr), st, done);
     if (st)
         goto done;
@@ -261,14 +291,16 @@ static zf_status class_panel(cairo_t *cr, const zf_viz_occlusion *r, double x, d
             class_name(name, sizeof name, r, cc[j].cls);
             snprintf(line, sizeof line, "%s  %.0f%%", name, 100.0 * cc[j].count / npos);
         }
-        st = zfv_fill_rect(cr, lx, ly + 2, 10, 10, c);
+        st = zfv_fill_rect(cr, lx, ly + 2, 10 * zfv_font_scale(), 10 * zfv_font_scale(),
+                           blend(c, class_alpha(o), washed_mean(r->image)));
         if (st)
             goto done;
         int bold = !is_other && cc[j].cls == r->true_class;
-        st = zfv_text_fit(cr, lx + 15, ly, line, LEGEND_SIZE, bold ? ZFV_BOLD : 0, zfv_ink, LEGEND_W - 15);
+        st = zfv_text_fit(cr, lx + 15 * zfv_font_scale(), ly, line, LEGEND_SIZE, bold ? ZFV_BOLD : 0, zfv_ink,
+                          LEGEND_W - 15 * zfv_font_scale());
         if (st)
             goto done;
-        ly += LEGEND_SIZE * 1.5;
+        ly += LEGEND_SIZE * 1.5 * zfv_font_scale();
     }
     if (r->true_class >= 0) {
         class_name(name, sizeof name, r, r->true_class);
@@ -305,25 +337,27 @@ static zf_status draw_row(cairo_t *cr, const zfv_occl_fig *f, const zf_viz_occlu
     ZFV_TRY(caption(cr, c.a, y + ih, pw, buf));
 
     float lo, hi;
+    double bg = washed_mean(im);
     range_of(r->feature, npos, &lo, &hi);
     ZFV_TRY(heat_panel(cr, r, r->feature, c.b, y, s, f->opts.alpha, lo, hi));
-    ZFV_TRY(zfv_colorbar(cr, c.bar_b, y + 12, 12, ih - 12, ZF_VIZ_CMAP_VIRIDIS, lo, hi, NULL));
+    ZFV_TRY(zfv_colorbar(cr, c.bar_b, y + 12, 12, ih - 12, ZF_VIZ_CMAP_VIRIDIS, lo, hi, NULL, f->opts.alpha, bg));
     snprintf(buf, sizeof buf, "(b) total activation of %s", fname);
     ZFV_TRY(caption(cr, c.b, y + ih, pw + 60, buf));
 
     if (has_proj(f)) {
         if (r->proj)
             ZFV_TRY(zfv_paint_signed(cr, r->proj, r->proj_channels ? r->proj_channels : 3, im->w, im->h, c.c, y,
-                                     im->w * s, ih));
+                                     im->w * s, ih, f->opts.style.clip_percentile));
         else
             ZFV_TRY(zfv_fill_rect(cr, c.c, y, im->w * s, ih, (zfv_rgb){0.93, 0.93, 0.93}));
         snprintf(buf, sizeof buf, "(c) deconv projection of %s", fname);
         ZFV_TRY(caption(cr, c.c, y + ih, pw, buf));
     }
 
-    range_of(r->prob, npos, &lo, &hi);
+    /* A fixed scale by default: p = 0.9999996 and p = 1 are one colour, as they are one answer. */
+    zf_viz_prob_range(&f->opts.style, r->prob, npos, &lo, &hi);
     ZFV_TRY(heat_panel(cr, r, r->prob, c.d, y, s, f->opts.alpha, lo, hi));
-    ZFV_TRY(zfv_colorbar(cr, c.bar_d, y + 12, 12, ih - 12, ZF_VIZ_CMAP_VIRIDIS, lo, hi, NULL));
+    ZFV_TRY(zfv_colorbar(cr, c.bar_d, y + 12, 12, ih - 12, ZF_VIZ_CMAP_VIRIDIS, lo, hi, NULL, f->opts.alpha, bg));
     char name[96];
     class_name(name, sizeof name, r, r->true_class);
     snprintf(buf, sizeof buf, "(d) p(%s)", name);
@@ -334,9 +368,20 @@ static zf_status draw_row(cairo_t *cr, const zfv_occl_fig *f, const zf_viz_occlu
     return ZF_OK;
 }
 
+static zf_status occl_draw_body(cairo_t *cr, const zfv_occl_fig *f);
+
 zf_status zfv_occl_draw(cairo_t *cr, void *ctx)
 {
     const zfv_occl_fig *f = ctx;
+    /* Drawn at the font scale it was laid out at (the report draws it inside its own pages). */
+    double prev = zfv_style_begin(&(zf_viz_style){.font_size = f->font * ZFV_TEXT_SIZE});
+    zf_status st = occl_draw_body(cr, f);
+    zfv_style_end(prev);
+    return st;
+}
+
+static zf_status occl_draw_body(cairo_t *cr, const zfv_occl_fig *f)
+{
     double pw = 0, ph = 0;
     for (int i = 0; i < f->n; i++) {
         double s = panel_scale(&f->opts, f->rows[i].image);
@@ -346,16 +391,18 @@ zf_status zfv_occl_draw(cairo_t *cr, void *ctx)
     cols c = columns(f, pw);
     double th, sh;
     double y = MARGIN;
-    if (!f->no_title) {
+    if (!f->no_title && !f->opts.style.no_title) {
         zfv_text_size("Occlusion sensitivity", ZFV_TITLE_SIZE, ZFV_BOLD, NULL, &th);
         ZFV_TRY(zfv_text(cr, MARGIN, MARGIN, "Occlusion sensitivity", ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
         y += ceil(th) + 4;
     }
-    char sub[512];
-    subtitle(sub, sizeof sub, &f->rows[0]);
-    zfv_text_wrap_size(sub, ZFV_TEXT_SIZE, f->w - 2 * MARGIN, NULL, &sh);
-    ZFV_TRY(zfv_text_wrap(cr, MARGIN, y, sub, ZFV_TEXT_SIZE, zfv_ink_light, f->w - 2 * MARGIN));
-    y += ceil(sh) + 14;
+    if (!f->opts.style.no_title) {
+        char sub[512];
+        subtitle(sub, sizeof sub, &f->rows[0]);
+        zfv_text_wrap_size(sub, ZFV_TEXT_SIZE, f->w - 2 * MARGIN, NULL, &sh);
+        ZFV_TRY(zfv_text_wrap(cr, MARGIN, y, sub, ZFV_TEXT_SIZE, zfv_ink_light, f->w - 2 * MARGIN));
+        y += ceil(sh) + 14;
+    }
     for (int i = 0; i < f->n; i++) {
         ZFV_TRY(draw_row(cr, f, &f->rows[i], c, pw, y));
         y += ph + CAPTION_H + ROW_GAP;
@@ -367,6 +414,10 @@ zf_status zf_viz_occlusion_figure(zf_viz_doc *doc, const zf_viz_occlusion *rows,
                                   const zf_viz_occlusion_opts *opts)
 {
     zfv_occl_fig f = {0};
-    ZFV_TRY(zfv_occl_prepare(&f, rows, n, opts));
-    return zfv_page(doc, f.w, f.h, zfv_occl_draw, &f);
+    double prev = zfv_style_begin(opts ? &opts->style : NULL);
+    zf_status st = zfv_occl_prepare(&f, rows, n, opts);
+    zfv_style_end(prev);
+    if (st)
+        return st;
+    return zfv_page_styled(doc, &f.opts.style, f.w, f.h, zfv_occl_draw, &f);
 }

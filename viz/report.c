@@ -155,6 +155,7 @@ static zf_status draw_filters(cairo_t *cr, const page_ctx *p)
 {
     const zf_viz_filters_in *in = &p->r->grids[p->index];
     zf_viz_filters_opts o = zf_viz_filters_defaults();
+    o.style = p->r->style;
     if (in->k <= 128)
         o.labels = ZF_VIZ_LABEL_INDEX;
     zfv_filters_fig f = {0};
@@ -204,7 +205,7 @@ static zf_status draw_dead(cairo_t *cr, const page_ctx *p)
     int nt = zfv_ticks(0, hi, 6, ticks);
     if (nt > 1 && ticks[nt - 1] < hi)
         hi = ticks[nt - 1] + (ticks[1] - ticks[0]);
-    zfv_axes ax = {cx, cy, cw, ch, 0, last - first, 0, hi, 0, 0};
+    zfv_axes ax = {cx, cy, cw, ch, 0, last - first, 0, hi, 0, 0, 0};
     ZFV_TRY(zfv_text(cr, cx, cy - 24, "Share of units dead or rare, per layer", 12, ZFV_BOLD, zfv_ink));
     int n = last - first;
     double slot = cw / (n > 0 ? n : 1), bw = fmin(slot * 0.7, 48);
@@ -251,6 +252,7 @@ static zf_status draw_sheet(cairo_t *cr, const page_ctx *p)
         int first = k * SHEET_UNITS;
         int count = in->n_units - first < SHEET_UNITS ? in->n_units - first : SHEET_UNITS;
         zf_viz_sheet_opts o = zf_viz_sheet_defaults();
+        o.style = p->r->style;
         zfv_sheet_fig f;
         zfv_sheet_prepare(&f, in, &o, first, count);
         return draw_fitted(cr, zfv_sheet_draw, &f, f.w, f.h);
@@ -261,6 +263,7 @@ static zf_status draw_sheet(cairo_t *cr, const page_ctx *p)
 static zf_status draw_occl(cairo_t *cr, const page_ctx *p)
 {
     zf_viz_occlusion_opts o = zf_viz_occlusion_defaults();
+    o.style = p->r->style;
     o.panel = 150;
     zfv_occl_fig f = {0};
     f.no_title = 1;
@@ -330,7 +333,9 @@ zf_status zf_viz_report(zf_viz_doc *doc, const zf_viz_report_in *r)
             p.page = p.first[s] + i;
             if (zf_interrupted)
                 return zf_error(ZF_ERR_INTERRUPTED, "report: interrupted at page %d", p.page);
-            ZFV_TRY(zfv_page(doc, PAGE_W, PAGE_H, draw_page, &p));
+            zf_viz_style style = r->style;
+            style.width = 0; /* A4 */
+            ZFV_TRY(zfv_page_styled(doc, &style, PAGE_W, PAGE_H, draw_page, &p));
             if (i == 0 && s != SEC_TITLE) {
                 cairo_surface_t *pdf = zfv_doc_pdf_surface(doc);
                 char link[32];

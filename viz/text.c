@@ -6,8 +6,26 @@
 
 #include "viz_internal.h"
 
+/* The style's font size over the default, in force while one figure is laid out and drawn
+ * (zfv_style_begin/end). Kept per thread beside the thread's measuring context rather than passed
+ * to every text call: the figures measure and draw text in many places, and all of them must
+ * scale alike for layouts and drawings to agree. */
+static _Thread_local double font_scale = 1.0;
+
+double zfv_font_scale(void) { return font_scale; }
+
+double zfv_style_begin(const zf_viz_style *style)
+{
+    double prev = font_scale;
+    font_scale = style && style->font_size > 0 ? style->font_size / ZFV_TEXT_SIZE : 1.0;
+    return prev;
+}
+
+void zfv_style_end(double prev) { font_scale = prev; }
+
 static PangoFontDescription *font_for(double size, int flags)
 {
+    size *= font_scale;
     PangoFontDescription *fd = pango_font_description_new();
     pango_font_description_set_family(fd, (flags & ZFV_MONO) ? "DejaVu Sans Mono,monospace"
                                                              : "DejaVu Sans,sans-serif");

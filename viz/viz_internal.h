@@ -81,6 +81,17 @@ enum {
 #define ZFV_TEXT_SIZE 12.0
 #define ZFV_SMALL_SIZE 10.0
 zf_status zfv_text(cairo_t *cr, double x, double y, const char *text, double size, int flags, zfv_rgb c);
+/* Every text size is multiplied by the style's font size over ZFV_TEXT_SIZE between
+ * zfv_style_begin (which returns the factor before, for zfv_style_end) and zfv_style_end; layout
+ * lines that hold text scale by zfv_font_scale() too. */
+double zfv_style_begin(const zf_viz_style *style);
+void zfv_style_end(double prev);
+double zfv_font_scale(void);
+/* A page of natural size w x h drawn by fn, scaled as a whole to the style's width (if set), with
+ * the style's font size in force for fn (and for the layout, which the caller computes between
+ * its own zfv_style_begin/end). */
+zf_status zfv_page_styled(zf_viz_doc *doc, const zf_viz_style *style, double w, double h, zfv_draw_fn fn,
+                          void *ctx);
 /* Like zfv_text, but the text is cut with "..." to fit `maxw`. */
 zf_status zfv_text_fit(cairo_t *cr, double x, double y, const char *text, double size, int flags,
                        zfv_rgb c, double maxw);
@@ -105,9 +116,9 @@ zf_status zfv_paint_surface(cairo_t *cr, cairo_surface_t *s, double x, double y,
 zf_status zfv_paint_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, double y, double dw,
                         double dh, int washed);
 /* Paints a (c, h, w) signed float image, c = 3 RGB planes or c = 1 grey plane, as
- * 0.5 + 0.5 v / max|v| (max over all planes) at (x, y) scaled to dw x dh. */
+ * 0.5 + 0.5 v / s at (x, y) scaled to dw x dh, s = zf_viz_proj_scale over all planes at `clip`. */
 zf_status zfv_paint_signed(cairo_t *cr, const float *planes, int c, int w, int h, double x, double y,
-                           double dw, double dh);
+                           double dw, double dh, float clip);
 /* Paints an (h, w) map through a colour map over [lo, hi] at (x, y) scaled to dw x dh. */
 zf_status zfv_paint_map(cairo_t *cr, const float *map, int w, int h, float lo, float hi,
                         zf_viz_cmap cmap, double x, double y, double dw, double dh, double alpha);
@@ -118,9 +129,11 @@ uint8_t zfv_unit_byte(float t);
 /* ---- plots (plot.c) ---- */
 /* The width a vertical colour bar of width bar_w over [lo, hi] needs with its tick labels. */
 double zfv_colorbar_width(double lo, double hi, double bar_w);
-/* A vertical bar (w wide, h high) at (x, y) with lo at the bottom and labelled ticks at the right. */
+/* A vertical bar (w wide, h high) at (x, y) with lo at the bottom and labelled ticks at the right.
+ * Its colours are painted at `alpha` over the grey `bg` (0..1), as an overlay at that alpha over a
+ * background of that grey shows them; alpha 1 gives the map's own colours. */
 zf_status zfv_colorbar(cairo_t *cr, double x, double y, double w, double h, zf_viz_cmap cmap, double lo,
-                       double hi, const char *label);
+                       double hi, const char *label, double alpha, double bg);
 /* Up to `max` round tick values covering [lo, hi]; returns the count. */
 int zfv_ticks(double lo, double hi, int max, double *ticks);
 /* With `integer`, only whole steps (for counts). */
@@ -133,6 +146,7 @@ typedef struct zfv_axes {
     double xlo, xhi, ylo, yhi;
     int ylog;                    /* log10 y axis (ylo, yhi are then powers of ten) */
     int yint;                    /* whole-number y ticks (counts) */
+    int xint;                    /* whole-number x ticks (epochs) */
 } zfv_axes;
 /* Frame, ticks and labels of the axes. */
 zf_status zfv_axes_draw(cairo_t *cr, const zfv_axes *ax, const char *xlabel, const char *ylabel);
@@ -169,6 +183,10 @@ typedef struct zfv_sheet_fig {
     zf_viz_sheet_opts opts;
     int first, count;            /* units on this page */
     double w, h;
+    int key;                     /* captions too wide for their cells: numbers and a key instead */
+    int key_n, key_cols;         /* key entries, columns */
+    double key_colw, key_h;      /* a key column's width, the key's height with its heading */
+    double font;                 /* the font scale the layout was made at */
 } zfv_sheet_fig;
 void zfv_sheet_prepare(zfv_sheet_fig *f, const zf_viz_sheet_in *in, const zf_viz_sheet_opts *opts,
                        int first, int count);
@@ -180,6 +198,7 @@ typedef struct zfv_occl_fig {
     zf_viz_occlusion_opts opts;
     double w, h;
     double bar_b, bar_d;         /* widths of the colour bars of (b) and (d) with their labels */
+    double font;                 /* the font scale the layout was made at */
     int no_title;                /* set before prepare: leave out the figure's title line */
 } zfv_occl_fig;
 zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n, const zf_viz_occlusion_opts *opts);

@@ -41,6 +41,48 @@ void zf_viz_doc_page_size(const zf_viz_doc *doc, int *w, int *h);
 /* Frees without writing if not finished. zf_viz_doc_free(NULL) is a no-op. */
 void zf_viz_doc_free(zf_viz_doc *doc);
 
+/* ---- Figure style (the publication options of every figure command) ----------------------- */
+
+/* Settings shared by every figure; all zero is the default look. Each renderer's options carry one. */
+typedef struct zf_viz_style {
+    int no_title;              /* leave out the figure's title and explanation line (the report
+                                * keeps its page headings) */
+    double font_size;          /* body text in pixels (points in a PDF); every text size and the
+                                * lines that hold text scale with it (0: 12) */
+    double width;              /* page width in pixels (points): the finished figure is scaled to it
+                                * as a whole (0: its natural width; the report keeps A4) */
+    float clip_percentile;     /* deconv projections shown as 0.5 + 0.5 v / s with s this percentile
+                                * of |v| (nearest rank) instead of the largest |v|, so one extreme
+                                * pixel does not grey out the rest; 0 or 100: the largest */
+    int prob_auto;             /* probability maps on each map's own [min, max] (a change of 1e-7
+                                * then fills the whole colour range) instead of a fixed range */
+    float prob_lo, prob_hi;    /* the fixed range of probability maps (both 0: [0, 1]) */
+} zf_viz_style;
+
+/* The range a probability map is drawn over: [0, 1] by default, the style's fixed range, or the
+ * map's own [min, max] with prob_auto (n values). */
+void zf_viz_prob_range(const zf_viz_style *style, const float *map, size_t n, float *lo, float *hi);
+/* "auto", "0:1" or "LO:HI" (0 <= LO < HI <= 1) into style's prob_* fields. */
+zf_status zf_viz_prob_range_parse(const char *s, zf_viz_style *style);
+/* The scale s of a projection (n values, all planes): the `percentile` of |v| by nearest rank
+ * (the smallest |v| with at least percentile % of the values at or below it), or the largest |v|
+ * when percentile is 0 or >= 100. */
+float zf_viz_proj_scale(const float *v, size_t n, float percentile);
+
+/* ---- Axes and ticks ------------------------------------------------------------------------- */
+
+#define ZF_VIZ_TICK_LEN 32
+/* Up to `max` round values (steps of 1, 2, 2.5 or 5 times a power of ten; only whole steps with
+ * `integer`, for counts and epochs) covering [lo, hi]; returns the count (one, lo, when hi <= lo). */
+int zf_viz_ticks(double lo, double hi, int max, int integer, double *ticks);
+/* A tick label with as many digits as the step between ticks needs and no more: "0", "0.25",
+ * "0.5", "1", "0.9999996"; trailing zeros dropped; exponent form only beyond 1e6 or below 1e-4. */
+void zf_viz_tick_label(char *buf, size_t len, double v, double step);
+/* The axis range of a histogram of data in [dmin, dmax]: the data's own range with a margin of 5%
+ * of its span each side, so the bars fill the axis; the axis starts at 0 instead when 0 is near
+ * (dmin below a third of the span) and, with `nonneg`, never goes below 0. */
+void zf_viz_data_range(double dmin, double dmax, int nonneg, double *lo, double *hi);
+
 /* ---- Colour maps ---------------------------------------------------------------------------- */
 
 typedef enum { ZF_VIZ_CMAP_VIRIDIS = 0, ZF_VIZ_CMAP_GREY = 1 } zf_viz_cmap;
@@ -117,6 +159,7 @@ typedef struct zf_viz_filters_opts {
     int labels;          /* ZF_VIZ_LABEL_* bits */
     int max_filters;     /* 0: all */
     float near_dead;     /* see zf_viz_filter_stats; 0 marks only dead filters */
+    zf_viz_style style;
 } zf_viz_filters_opts;
 zf_viz_filters_opts zf_viz_filters_defaults(void);
 
@@ -151,6 +194,7 @@ typedef struct zf_viz_maps_opts {
                                 * 1: each map on its own [min, max] */
     int zoom;                  /* 0: tiles of about 56 px */
     int gap, cols, labels, max_maps;
+    zf_viz_style style;
 } zf_viz_maps_opts;
 zf_viz_maps_opts zf_viz_maps_defaults(void);
 zf_status zf_viz_maps_layout(zf_viz_grid *out, const zf_viz_maps_in *in, const zf_viz_maps_opts *opts);
@@ -190,10 +234,13 @@ typedef struct zf_viz_sheet_opts {
     int cell;                  /* pixels per patch (0: 64) */
     int units_per_row;         /* 0: about square, at most 4 */
     int units_per_page;        /* 0: all on one page (file output); the report uses 4 */
+    zf_viz_style style;        /* clip_percentile scales the projections */
 } zf_viz_sheet_opts;
 zf_viz_sheet_opts zf_viz_sheet_defaults(void);
 /* One page per units_per_page units: per unit a 3x3 grid of projections beside a 3x3 grid of
- * patches, strongest at the top left, scores under the patches. */
+ * patches, strongest at the top left, scores and captions under the patches. Captions are shown
+ * whole: where one is wider than its cell, every patch of the page gets a number under it instead
+ * and a key below the units lists number -> caption. */
 zf_status zf_viz_sheet(zf_viz_doc *doc, const zf_viz_sheet_in *in, const zf_viz_sheet_opts *opts);
 
 /* ---- Occlusion figures (zfviz occlude --png/--pdf; Zeiler & Fergus Fig. 7) ------------------ */
@@ -226,12 +273,15 @@ typedef struct zf_viz_occlusion_opts {
     int legend_max;            /* classes named in the legend of (e), by area (8, at most 10) */
     int panel;                 /* longest side of a panel in pixels (0: the image's own size, at most
                                 * 256; one under 128 enlarged by a whole factor to 128 or more) */
+    zf_viz_style style;        /* prob_* set the scale of (d), clip_percentile that of (c) */
 } zf_viz_occlusion_opts;
 zf_viz_occlusion_opts zf_viz_occlusion_defaults(void);
 /* One page, one row per image: (a) the image, (b) the feature map's total, (c) its deconv
  * projection, (d) p(true class), (e) the most probable class with a legend of names. (b) and (d)
  * are viridis heat maps over a greyed image with colour bars; each map cell covers the stride x
- * stride square around the centre of its square. */
+ * stride square around the centre of its square. (b) spans its map's [min, max]; (d) spans [0, 1]
+ * unless the style says otherwise. Colour bars and legend swatches are blended at the overlay's
+ * alpha over the mean grey of the image beneath, so they show the colours the panels show. */
 zf_status zf_viz_occlusion_figure(zf_viz_doc *doc, const zf_viz_occlusion *rows, int n,
                                   const zf_viz_occlusion_opts *opts);
 
@@ -249,6 +299,7 @@ typedef struct zf_viz_compare_model {
 typedef struct zf_viz_compare_opts {
     int zoom;                  /* pixels per tap, the same for both grids (0: 4) */
     float near_dead;
+    zf_viz_style style;
 } zf_viz_compare_opts;
 zf_viz_compare_opts zf_viz_compare_defaults(void);
 /* Numbers the page shows, for tools and tests. */
@@ -297,6 +348,7 @@ typedef struct zf_viz_report_in {
     const zf_viz_sheet_in *sheets;
     int n_occlusions;
     const zf_viz_occlusion *occlusions;
+    zf_viz_style style;        /* width is ignored: the pages stay A4 */
 } zf_viz_report_in;
 
 /* Number of pages zf_viz_report will add. */
@@ -332,9 +384,12 @@ typedef struct zf_viz_curves_in {
     const zf_viz_curve *runs;
     int n_runs; /* up to 4 are drawn */
 } zf_viz_curves_in;
-/* One page: loss (left) and top-1 accuracy (right) against epoch, validation solid, training dashed,
- * one colour per run. */
+/* One page: loss (left) and top-1 accuracy (right) against whole epochs, validation solid, training
+ * dashed, one colour per run. */
 zf_status zf_viz_curves(zf_viz_doc *doc, const zf_viz_curves_in *in, const char *title);
+/* The same in a style (NULL: the default). */
+zf_status zf_viz_curves_styled(zf_viz_doc *doc, const zf_viz_curves_in *in, const char *title,
+                               const zf_viz_style *style);
 
 /* ---- Text pages (zfviz demo) ----------------------------------------------------------------- */
 
