@@ -1,13 +1,19 @@
-/* The built-in architectures of SPEC section 1: torchvision's AlexNet, Caffe's bvlc_alexnet and
- * ZFNet as the paper draws it (LRN after the pool). */
+/* The built-in architectures of SPEC section 1: torchvision's AlexNet, Caffe's bvlc_alexnet,
+ * ZFNet as the paper draws it (LRN after the pool) and the widely copied PyTorch rendering of ZFNet
+ * (LRN of 30 and 50 channels before the pool). */
 #include <string.h>
 
 #include "zf/net.h"
 
-const char *const zf_builtin_archs[] = {"alexnet", "alexnet-caffe", "zfnet", "alexnet-mini", "zfnet-mini", NULL};
+const char *const zf_builtin_archs[] = {"alexnet", "alexnet-caffe", "zfnet", "zfnet-pytorch", "alexnet-mini", "zfnet-mini", NULL};
 
 /* bvlc_alexnet's LRN: size 5, alpha 1e-4 (divided by the size inside the formula), beta 0.75, k 1. */
 static const zf_lrn_params caffe_lrn = {5, 2, 1e-4f, 0.75f, 1.0f};
+/* nn.LocalResponseNorm(size) with PyTorch's defaults (alpha 1e-4 divided by the size, beta 0.75,
+ * k 1): its window pads size/2 channels before and (size-1)/2 after, so it starts size/2 channels
+ * before the centre (15 of 30, 25 of 50), one more than Caffe's (size-1)/2 for these even sizes. */
+static const zf_lrn_params torch_lrn30 = {30, 15, 1e-4f, 0.75f, 1.0f};
+static const zf_lrn_params torch_lrn50 = {50, 25, 1e-4f, 0.75f, 1.0f};
 
 static void torchvision_preproc(zf_net *net)
 {
@@ -144,6 +150,30 @@ static zf_status build_zfnet(zf_net *n, const family_sizes *z, int classes)
     return add_classifier(n, z->fc, classes);
 }
 
+/* The PyTorch ZFNet found in most tutorials and repositories: conv1 7x7/2 pad 1, ReLU,
+ * LocalResponseNorm(30), max-pool 3/2 pad 1, conv2 5x5/2 (no padding), ReLU, LocalResponseNorm(50),
+ * max-pool 3/2 pad 1, conv3-5 3x3 'same', max-pool 3/2, then 9216-4096-4096-1000 without dropout.
+ * Maps 224 -> 110 -> 55 -> 26 -> 13 -> 13 -> 6: 256 * 6 * 6 = 9216 features into fc6. */
+static zf_status build_zfnet_pytorch(zf_net *n, int classes)
+{
+    TRY(zf_net_add_conv(n, "conv1", 96, zf_win(7, 2, 1), 1));
+    TRY(zf_net_add_relu(n, "relu1"));
+    TRY(zf_net_add_lrn(n, "norm1", torch_lrn30));
+    TRY(zf_net_add_maxpool(n, "pool1", zf_win(3, 2, 1), 0));
+    TRY(zf_net_add_conv(n, "conv2", 256, zf_win(5, 2, 0), 1));
+    TRY(zf_net_add_relu(n, "relu2"));
+    TRY(zf_net_add_lrn(n, "norm2", torch_lrn50));
+    TRY(zf_net_add_maxpool(n, "pool2", zf_win(3, 2, 1), 0));
+    TRY(add_conv345(n, &paper_zfnet));
+    TRY(zf_net_add_flatten(n, "flatten"));
+    TRY(zf_net_add_fc(n, "fc6", 4096));
+    TRY(zf_net_add_relu(n, "relu6"));
+    TRY(zf_net_add_fc(n, "fc7", 4096));
+    TRY(zf_net_add_relu(n, "relu7"));
+    TRY(zf_net_add_fc(n, "fc8", classes));
+    return zf_net_add_softmax(n, "prob");
+}
+
 /* Fashion-MNIST's pixel statistics (training set, [0,1] scale), the mini nets' default input. */
 static void grey_preproc(zf_net *net)
 {
@@ -183,10 +213,11 @@ zf_status zf_net_new_builtin_ex(const char *arch, int in_c, int classes, zf_net 
         return zf_error(ZF_ERR_ARG, "%s: %d input channels (1 or 3 are supported)", arch, in_c);
     if (classes < 2 || classes > 100000)
         return zf_error(ZF_ERR_ARG, "%s: %d classes (2 to 100000 are supported)", arch, classes);
-    int full = !strcmp(arch, "alexnet") || !strcmp(arch, "alexnet-caffe") || !strcmp(arch, "zfnet");
+    int full = !strcmp(arch, "alexnet") || !strcmp(arch, "alexnet-caffe") || !strcmp(arch, "zfnet") ||
+               !strcmp(arch, "zfnet-pytorch");
     if (!full && !mini)
         return zf_error(ZF_ERR_ARG,
-                        "unknown architecture '%s' (built in: alexnet, alexnet-caffe, zfnet, alexnet-mini, "
+                        "unknown architecture '%s' (built in: alexnet, alexnet-caffe, zfnet, zfnet-pytorch, alexnet-mini, "
                         "zfnet-mini)",
                         arch);
     int side = !strcmp(arch, "alexnet-caffe") ? 227 : mini ? 112 : 224;
@@ -202,6 +233,9 @@ zf_status zf_net_new_builtin_ex(const char *arch, int in_c, int classes, zf_net 
     } else if (!strcmp(arch, "zfnet")) {
         torchvision_preproc(net);
         st = build_zfnet(net, &paper_zfnet, classes);
+    } else if (!strcmp(arch, "zfnet-pytorch")) {
+        torchvision_preproc(net);
+        st = build_zfnet_pytorch(net, classes);
     } else if (!strcmp(arch, "alexnet-mini")) {
         grey_preproc(net);
         st = build_alexnet_caffe(net, &mini_alexnet, classes);

@@ -116,7 +116,7 @@ void zf_net_free(zf_net *net);
  * the last window must start inside the input or its leading padding); <= 0 if none fits. */
 int zf_window_out(int in, int k, int s, int pad_lo, int pad_hi, int ceil_mode);
 
-/* Built-in architectures: "alexnet", "alexnet-caffe", "zfnet" (3 x 224/227, 1000 classes) and the
+/* Built-in architectures: "alexnet", "alexnet-caffe", "zfnet", "zfnet-pytorch" (3 x 224/227, 1000 classes) and the
  * mini nets "alexnet-mini", "zfnet-mini" (1 x 112 x 112, 10 classes). NULL-terminated list. */
 extern const char *const zf_builtin_archs[];
 zf_status zf_net_new_builtin(const char *arch, zf_net **out);
