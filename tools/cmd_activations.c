@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "figure_opts.h"
 #include "viz_db.h"
 #include "zf/io.h"
 #include "zf/viz.h"
@@ -15,7 +16,8 @@ static void usage(void)
 {
     printf("usage: zfviz activations (--arch A --weights W | --model F) --input X --layer L -o FILE.png|FILE.pdf\n"
            "                         [--image I] [--cmap viridis|grey] [--scale shared|per-map] [--zoom N]\n"
-           "                         [--gap N] [--cols N] [--max N] [--labels]\n\n"
+           "                         [--gap N] [--cols N] [--max N] [--labels] [--no-title] [--font-size PT]\n"
+           "                         [--width W]\n\n"
            "Runs the image through the net and draws every feature map of layer L (any layer with a\n"
            "spatial output: conv, relu, norm, pool) through a colour map, beside the input as the net\n"
            "saw it (grey for a grey net). On one shared scale (default) a colour bar gives the values; with --scale per-map\n"
@@ -29,7 +31,7 @@ static void usage(void)
            "  --gap N           pixels between tiles (default 2)\n"
            "  --cols N          tiles per row (default: about square)\n"
            "  --max N           only the first N maps\n"
-           "  --labels          the map index under each tile\n"
+           "  --labels          the map index under each tile\n" ZFT_FIGURE_HELP
            "  -o, --out FILE    .png or .pdf\n"
            "  --store DB        also store the picture as a PNG in the database DB (table renderings,\n"
            "                    kind 'activations'); -o is then optional\n");
@@ -49,6 +51,7 @@ static zf_status draw_maps(zf_viz_doc *doc, void *ctx)
 int zf_cmd_activations(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         ZFT_FIGURE_LONGOPTS,
                                          {"input", required_argument, 0, 'i'},
                                          {"image", required_argument, 0, 'I'},
                                          {"layer", required_argument, 0, 'l'},
@@ -69,6 +72,12 @@ int zf_cmd_activations(int argc, char **argv)
     long image = 0, v;
     int c;
     while ((c = getopt_long(argc, argv, "hi:l:o:", opts, NULL)) != -1) {
+        int fr = zft_figure_option(&vo.style, "activations", c, optarg);
+        if (fr >= 0) {
+            if (fr)
+                return fr;
+            continue;
+        }
         if (zft_model_option(&mo, c, optarg))
             continue;
         switch (c) {

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "common.h"
+#include "figure_opts.h"
 #include "viz_db.h"
 #include "zf/io.h"
 #include "zf/viz.h"
@@ -18,7 +19,7 @@ const char zf_cmd_compare_summary[] = "compare the first layers of two models on
 static void usage(void)
 {
     printf("usage: zfviz compare [A [B]] [--images DIR|LIST|IMAGE] [--max-images N] [--zoom N]\n"
-           "                     [--near-dead F] -o FILE.png|FILE.pdf\n\n"
+           "                     [--near-dead F] [--no-title] [--font-size PT] [--width W] -o FILE.png|FILE.pdf\n\n"
            "Puts the conv1 filters of models A and B side by side at the same pixels per tap and measures\n"
            "what Zeiler & Fergus saw in them (section 4.1): dead and near-dead filters, the per-filter RMS\n"
            "histogram, the mean radially averaged power spectrum with its low/mid/high-frequency shares\n"
@@ -32,7 +33,7 @@ static void usage(void)
            "  --images P        a folder of JPEG/PNG files, a text file listing one path a line, or one image\n"
            "  --max-images N    use at most N images (default all)\n"
            "  --zoom N          pixels per tap for both grids (default 4)\n"
-           "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n"
+           "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n" ZFT_FIGURE_HELP
            "  -o, --out FILE    .png or .pdf\n"
            "  --store DB        also store the page as a PNG in the database DB (table renderings, kind\n"
            "                    'compare'); -o is then optional\n");
@@ -214,7 +215,8 @@ static zf_status load_side(side *s)
 
 int zf_cmd_compare(int argc, char **argv)
 {
-    static const struct option opts[] = {{"images", required_argument, 0, 'i'},
+    static const struct option opts[] = {ZFT_FIGURE_LONGOPTS,
+                                         {"images", required_argument, 0, 'i'},
                                          {"max-images", required_argument, 0, 'n'},
                                          {"zoom", required_argument, 0, 'z'},
                                          {"near-dead", required_argument, 0, 'd'},
@@ -227,6 +229,12 @@ int zf_cmd_compare(int argc, char **argv)
     long max_images = 0, v;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        int fr = zft_figure_option(&co.style, "compare", c, optarg);
+        if (fr >= 0) {
+            if (fr)
+                return fr;
+            continue;
+        }
         switch (c) {
         case 'i': images = optarg; break;
         case 'n':

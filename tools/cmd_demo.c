@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "figure_opts.h"
 #include "viz_db.h"
 #include "zf/dataset.h"
 #include "zf/model.h"
@@ -40,7 +41,7 @@ const char zf_cmd_demo_summary[] = "the tour: every figure of both embedded nets
 
 static void usage(void)
 {
-    printf("usage: zfviz demo [-o DIR] [--images N] [--quick]\n\n"
+    printf("usage: zfviz demo [-o DIR] [--images N] [--quick] [figure options]\n\n"
            "Runs the two models built into this zfviz, alexnet-mini and zfnet-mini (AlexNet and ZFNet\n"
            "in miniature, trained on Fashion-MNIST), over N Fashion-MNIST test images and writes into DIR:\n"
            "  demo.pdf                   everything below in one PDF, with a cover page\n"
@@ -56,6 +57,8 @@ static void usage(void)
            "  -o, --out DIR     output folder (default zfviz-demo; created)\n"
            "  --images N        test images to use, 10 to 10000 (default %d, spread evenly over the classes)\n"
            "  --quick           %d images and no whole-test-set accuracy (for tests)\n"
+           "figure options (the PNGs and the PDF's figure pages):\n" ZFT_FIGURE_HELP ZFT_FIGURE_PROJ_HELP
+           ZFT_FIGURE_PROB_HELP
            "  -h, --help        this help\n\n"
            "Fashion-MNIST comes from Debian's dataset-fashion-mnist or $ZFVIZ_FASHION_MNIST.\n",
            FULL_EVAL_S, DEFAULT_IMAGES, QUICK_IMAGES);
@@ -97,6 +100,7 @@ typedef struct demo {
     double full_eval_s;                /* its estimated time */
     double t0;
     int stage;
+    zf_viz_style style;                /* the figure options */
 } demo;
 
 static void stage(demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -565,19 +569,23 @@ static zf_status fig_compare(zf_viz_doc *doc, demo *d, int which)
 {
     (void)which;
     zf_viz_compare_opts o = zf_viz_compare_defaults();
+    o.style = d->style;
     return zf_viz_compare(doc, &d->nets[0].cmp, &d->nets[1].cmp, &o);
 }
 
 static zf_status fig_sheet(zf_viz_doc *doc, demo *d, int which)
 {
     zf_viz_sheet_opts o = zf_viz_sheet_defaults();
+    o.style = d->style;
     return zf_viz_sheet(doc, &d->nets[which].sheet.in, &o);
 }
 
 static zf_status fig_occlusion(zf_viz_doc *doc, demo *d, int which)
 {
     const zft_report *r = &d->nets[which].occl;
-    return zf_viz_occlusion_figure(doc, r->occl, r->in.n_occlusions, NULL);
+    zf_viz_occlusion_opts o = zf_viz_occlusion_defaults();
+    o.style = d->style;
+    return zf_viz_occlusion_figure(doc, r->occl, r->in.n_occlusions, &o);
 }
 
 static zf_status fig_curves(zf_viz_doc *doc, demo *d, int which)
@@ -591,7 +599,7 @@ static zf_status fig_curves(zf_viz_doc *doc, demo *d, int which)
         c[i] = one;
     }
     zf_viz_curves_in in = {c, N_NETS};
-    return zf_viz_curves(doc, &in, "Training curves of the embedded nets (Fashion-MNIST)");
+    return zf_viz_curves_styled(doc, &in, "Training curves of the embedded nets (Fashion-MNIST)", &d->style);
 }
 
 static zf_status write_png(demo *d, const char *name, figure_fn fn, int which)
@@ -946,7 +954,10 @@ static void demo_free(demo *d)
 
 int zf_cmd_demo(int argc, char **argv)
 {
-    static const struct option opts[] = {{"out", required_argument, 0, 'o'},
+    static const struct option opts[] = {ZFT_FIGURE_LONGOPTS,
+                                         ZFT_FIGURE_PROJ_LONGOPTS,
+                                         ZFT_FIGURE_PROB_LONGOPTS,
+                                         {"out", required_argument, 0, 'o'},
                                          {"images", required_argument, 0, 'n'},
                                          {"quick", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},
@@ -957,6 +968,12 @@ int zf_cmd_demo(int argc, char **argv)
     long images = -1;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        int fr = zft_figure_option(&d.style, "demo", c, optarg);
+        if (fr >= 0) {
+            if (fr)
+                return fr;
+            continue;
+        }
         switch (c) {
         case 'o': d.dir = optarg; break;
         case 'n':

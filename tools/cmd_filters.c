@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "figure_opts.h"
 #include "viz_db.h"
 #include "zf/viz.h"
 
@@ -14,7 +15,8 @@ static void usage(void)
 {
     printf("usage: zfviz filters (--arch A --weights W | --model F) [--layer L[,L...]|all] -o FILE.png|FILE.pdf\n"
            "                     [--mode auto|rgb|mean|channel:N] [--scale per-filter|shared] [--zoom N]\n"
-           "                     [--gap N] [--cols N] [--labels index,rms|none] [--max N] [--near-dead F]\n\n"
+           "                     [--gap N] [--cols N] [--labels index,rms|none] [--max N] [--near-dead F]\n"
+           "                     [--no-title] [--font-size PT] [--width W]\n\n"
            "Draws each filter of a conv layer as a tile: the first layer in colour (RGB, whatever order the\n"
            "net's input has; a grey net's one-channel filters in grey), deeper layers as the mean over input\n"
            "channels or one input channel, in grey. Each tile maps w to 0.5 + 0.5 w / max|w| (max over its\n"
@@ -31,7 +33,7 @@ static void usage(void)
            "  --cols N          tiles per row (default: about square)\n"
            "  --labels L        index, rms, both (index,rms) or none (default none)\n"
            "  --max N           only the first N filters\n"
-           "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n"
+           "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n" ZFT_FIGURE_HELP
            "  -o, --out FILE    .png (one layer) or .pdf\n"
            "  --store DB        also store each layer's grid as a PNG in the database DB (table\n"
            "                    renderings, kind 'filters'); -o is then optional\n");
@@ -116,6 +118,7 @@ static zf_status store_layer(const char *dbpath, layer_ctx *c)
 int zf_cmd_filters(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         ZFT_FIGURE_LONGOPTS,
                                          {"layer", required_argument, 0, 'l'},
                                          {"mode", required_argument, 0, 'm'},
                                          {"scale", required_argument, 0, 's'},
@@ -135,6 +138,12 @@ int zf_cmd_filters(int argc, char **argv)
     int c;
     long v;
     while ((c = getopt_long(argc, argv, "ho:l:", opts, NULL)) != -1) {
+        int fr = zft_figure_option(&fo.style, "filters", c, optarg);
+        if (fr >= 0) {
+            if (fr)
+                return fr;
+            continue;
+        }
         if (zft_model_option(&mo, c, optarg))
             continue;
         switch (c) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "figure_opts.h"
 #include "zf/io.h"
 #include "zf/occlusion.h"
 #ifdef ZF_VIZ_ENABLED
@@ -19,7 +20,9 @@ const char zf_cmd_occlude_summary[] = "occlusion sensitivity maps: feature, clas
 static const char usage_text[] =
     "usage: zfviz occlude (--arch A --weights W | --model F) --input X [--patch P] [--stride S]\n"
     "                     [--fill V] [--class K] [--layer convK] [--channel C] --out DIR\n"
-    "                     [--method auto|brute|incremental] [--png FIG.png] [--pdf FIG.pdf]\n\n"
+    "                     [--method auto|brute|incremental] [--png FIG.png] [--pdf FIG.pdf]\n"
+    "                     [--prob-range auto|0:1|LO:HI] [--clip-percentile P] [--no-title]\n"
+    "                     [--font-size PT] [--width W]\n\n"
     "Slides a P x P square of value V over the input (top-left corner at 0, S, 2S, ... while the\n"
     "square stays inside, both axes) and maps, per position: the total of the rectified map of\n"
     "conv layer K's channel C (default: the last conv layer, and the channel holding the largest\n"
@@ -46,7 +49,8 @@ static const char usage_text[] =
     "                    tiles, 3x3 windows), winograd4 (6x6 and 4x4 tiles for 3x3 windows, 4x4\n"
     "                    for 5x5); each where it applies, the others by im2col\n"
     "  --png F, --pdf F  also draw Zeiler & Fergus Fig. 7: the image, the feature map's total, its\n"
-    "                    deconv projection, the class probability and the most probable class\n";
+    "                    deconv projection, the class probability and the most probable class\n"
+    "  options of the figure:\n" ZFT_FIGURE_PROB_HELP ZFT_FIGURE_PROJ_HELP ZFT_FIGURE_HELP;
 
 typedef struct progress_ctx {
     zft_progress bar;
@@ -150,7 +154,7 @@ enum { OPT_PATCH = 256, OPT_STRIDE, OPT_FILL, OPT_CLASS, OPT_LAYER, OPT_CHANNEL,
 /* Zeiler & Fergus Fig. 7 as one figure: the image, the feature map's total, the deconv projection
  * of that map, the class probability, the most probable class. */
 static zf_status write_figure(const char *path, zf_net *net, const float *input, const zf_occlusion_result *r,
-                              const char *input_path)
+                              const char *input_path, const zf_viz_style *style)
 {
 #ifdef ZF_VIZ_ENABLED
     const int h = net->in_h, w = net->in_w, planes = zf_viz_planes(&net->pre);
@@ -181,7 +185,9 @@ static zf_status write_figure(const char *path, zf_net *net, const float *input,
     zf_viz_occlusion row = {&img, r->rows, r->cols, r->patch, r->stride, r->feature, fname, proj,
                             r->prob, r->cls, r->argmax, NULL, base ? base + 1 : input_path, planes,
                             names, n_names};
-    if (!(st = zf_viz_doc_open(path, &doc)) && !(st = zf_viz_occlusion_figure(doc, &row, 1, NULL)))
+    zf_viz_occlusion_opts vo = zf_viz_occlusion_defaults();
+    vo.style = *style;
+    if (!(st = zf_viz_doc_open(path, &doc)) && !(st = zf_viz_occlusion_figure(doc, &row, 1, &vo)))
         st = zf_viz_doc_finish(doc);
 done:
     zf_viz_doc_free(doc);
@@ -194,6 +200,7 @@ done:
     (void)input;
     (void)r;
     (void)input_path;
+    (void)style;
     return zf_error(ZF_ERR_UNSUPPORTED, "%s: this zfviz was built without the renderer", path);
 #endif
 }
@@ -201,6 +208,9 @@ done:
 int zf_cmd_occlude(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         ZFT_FIGURE_LONGOPTS,
+                                         ZFT_FIGURE_PROJ_LONGOPTS,
+                                         ZFT_FIGURE_PROB_LONGOPTS,
                                          {"input", required_argument, 0, 'i'},
                                          {"patch", required_argument, 0, OPT_PATCH},
                                          {"stride", required_argument, 0, OPT_STRIDE},
@@ -222,7 +232,14 @@ int zf_cmd_occlude(int argc, char **argv)
     zf_occlusion_params_default(&p);
     long v;
     int c;
+    zf_viz_style style = {0};
     while ((c = getopt_long(argc, argv, "hi:o:", opts, NULL)) != -1) {
+        int fr = zft_figure_option(&style, "occlude", c, optarg);
+        if (fr >= 0) {
+            if (fr)
+                return fr;
+            continue;
+        }
         if (zft_model_option(&mo, c, optarg))
             continue;
         switch (c) {
@@ -350,8 +367,8 @@ int zf_cmd_occlude(int argc, char **argv)
         (st = write_map(out, "prob.npy", ZF_DTYPE_F32, res->prob, res->rows, res->cols)) ||
         (st = write_map(out, "argmax.npy", ZF_DTYPE_I32, res->argmax, res->rows, res->cols)))
         goto fail;
-    if ((png && (st = write_figure(png, net, zf_tensor_f32(x), res, input))) ||
-        (pdf && (st = write_figure(pdf, net, zf_tensor_f32(x), res, input))))
+    if ((png && (st = write_figure(png, net, zf_tensor_f32(x), res, input, &style))) ||
+        (pdf && (st = write_figure(pdf, net, zf_tensor_f32(x), res, input, &style))))
         goto fail;
     if ((st = write_summary(out, &mo, input, net, &p, res, t_load, zft_now() - t0)))
         goto fail;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "figure_opts.h"
 #include "viz_db.h"
 #include "zf/viz.h"
 
@@ -14,7 +15,8 @@ const char zf_cmd_report_summary[] = "a multi-page PDF report of a scan database
 static void usage(void)
 {
     printf("usage: zfviz report --db DB -o REPORT.pdf [--run ID] [--top-units N] [--min-active F]\n"
-           "                    [--arch A --weights W | --model F]\n\n"
+           "                    [--arch A --weights W | --model F] [--no-title] [--font-size PT]\n"
+           "                    [--clip-percentile P] [--prob-range R]\n\n"
            "An A4-landscape PDF of a scan: a title page with a linked table of contents, the model\n"
            "summary, the filters of every conv layer, the dead-unit table and a bar chart of dead and\n"
            "rarely firing units per layer, and top-9 deconv sheets of the strongest units of each scanned\n"
@@ -27,6 +29,9 @@ static void usage(void)
            "  --patch P         their grey square's side in input pixels (default 1/7 of the input's\n"
            "                    shorter side: 32 for 224x224, 16 for the mini nets' 112x112)\n"
            "  --stride S        its step (default 1/28 of that side: 8 for 224, 4 for 112)\n"
+           "  --no-title        leave out the figures' titles and explanation lines\n"
+           "  --font-size PT    body text size of the figures in points (default 12)\n"
+           ZFT_FIGURE_PROJ_HELP ZFT_FIGURE_PROB_HELP
            "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP
            "  -o, --out FILE    the .pdf\n");
 }
@@ -34,6 +39,9 @@ static void usage(void)
 int zf_cmd_report(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         ZFT_FIGURE_LONGOPTS,
+                                         ZFT_FIGURE_PROJ_LONGOPTS,
+                                         ZFT_FIGURE_PROB_LONGOPTS,
                                          {"db", required_argument, 0, 'd'},
                                          {"run", required_argument, 0, 'r'},
                                          {"top-units", required_argument, 0, 't'},
@@ -49,7 +57,14 @@ int zf_cmd_report(int argc, char **argv)
     long run = 0, top = 4, patch = 0, stride = 0; /* 0: zft_occlusion_defaults for the net */
     double min_active = 0.01;
     int c;
+    zf_viz_style style = {0};
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        int fr = zft_figure_option(&style, "report", c, optarg);
+        if (fr >= 0) {
+            if (fr)
+                return fr;
+            continue;
+        }
         if (zft_model_option(&mo, c, optarg))
             continue;
         switch (c) {
@@ -91,6 +106,8 @@ int zf_cmd_report(int argc, char **argv)
         return zft_usage_error("report", "unexpected argument '%s'", argv[optind]);
     if (!dbpath || !out)
         return zft_usage_error("report", "--db and -o REPORT.pdf are required");
+    if (style.width > 0)
+        return zft_usage_error("report", "--width does not apply: the report's pages are A4");
     zf_viz_format fmt;
     if (zf_viz_format_of(out, &fmt) || fmt != ZF_VIZ_PDF)
         return zft_usage_error("report", "%s: the report has several pages: write a .pdf", out);
@@ -103,6 +120,7 @@ int zf_cmd_report(int argc, char **argv)
     if ((st = zft_scan_open(&scan, dbpath, run, NULL, &mo, 0)) ||
         (st = zft_report_build(&rep, &scan, min_active, (int)top)))
         goto fail;
+    rep.in.style = style;
     if (occlude) {
         int def_patch, def_stride;
         zft_occlusion_defaults(scan.net, &def_patch, &def_stride);

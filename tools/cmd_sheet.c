@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "figure_opts.h"
 #include "viz_db.h"
 #include "zf/viz.h"
 
@@ -16,7 +17,8 @@ static void usage(void)
 {
     printf("usage: zfviz sheet --db DB --layer convK (--units C[,C...] | --top-units N) -o FILE.png|FILE.pdf\n"
            "                   [--run ID] [--per-page N] [--cell N] [--lrn-backward] [--store]\n"
-           "                   [--arch A --weights W | --model F]\n\n"
+           "                   [--arch A --weights W | --model F] [--no-title] [--font-size PT] [--width W]\n"
+           "                   [--clip-percentile P]\n\n"
            "For each unit, the deconvnet projections of its strongest examples in the scan (a 3x3 grid,\n"
            "strongest at the top left) beside the image patches under their receptive fields, as in\n"
            "Zeiler & Fergus Fig. 2. The examples are read from the database, the images from their files\n"
@@ -30,7 +32,7 @@ static void usage(void)
            "  --cell N          pixels per patch (default 64)\n"
            "  --lrn-backward    the true LRN backward on the way down (default: identity)\n"
            "  --store           also store each unit's sheet in the database (table renderings, kind\n"
-           "                    'top9-sheet')\n"
+           "                    'top9-sheet')\n" ZFT_FIGURE_HELP ZFT_FIGURE_PROJ_HELP
            "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP
            "  -o, --out FILE    .png or .pdf\n");
 }
@@ -54,6 +56,8 @@ static zf_status draw_one(zf_viz_doc *doc, void *ctx)
 int zf_cmd_sheet(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         ZFT_FIGURE_LONGOPTS,
+                                         ZFT_FIGURE_PROJ_LONGOPTS,
                                          {"db", required_argument, 0, 'd'},
                                          {"layer", required_argument, 0, 'l'},
                                          {"units", required_argument, 0, 'u'},
@@ -72,6 +76,12 @@ int zf_cmd_sheet(int argc, char **argv)
     long top = 0, run = 0, v;
     int lrn_backward = 0, store = 0, c;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        int fr = zft_figure_option(&so.style, "sheet", c, optarg);
+        if (fr >= 0) {
+            if (fr)
+                return fr;
+            continue;
+        }
         if (zft_model_option(&mo, c, optarg))
             continue;
         switch (c) {
