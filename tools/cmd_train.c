@@ -1,6 +1,7 @@
 /* zfviz train: train a built-in net on Fashion-MNIST or an image folder with the CPU engine, with
  * checkpoints, exact resume, per-epoch metrics and filter snapshots in SQLite and a curves plot. */
 #include <getopt.h>
+#include <jansson.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -232,9 +233,61 @@ static void write_curves(train_ctx *c, const char *arch, char *png_path, size_t 
 #endif
 }
 
+/* A float setting as the shortest decimal that reads back as the same float (0.01, not
+ * 0.0099999998), for people reading the config as much as for programs. */
+static json_t *json_float(float f)
+{
+    char b[32];
+    for (int p = 6; p <= 9; p++) {
+        snprintf(b, sizeof b, "%.*g", p, (double)f);
+        if ((float)strtod(b, NULL) == f)
+            break;
+    }
+    return json_real(strtod(b, NULL));
+}
+
+/* v rounded as `fmt` prints it; null where it is not finite (JSON has no NaN or Inf). */
+static json_t *json_rounded(double v, const char *fmt)
+{
+    char b[64];
+    if (!isfinite(v))
+        return json_null();
+    snprintf(b, sizeof b, fmt, v);
+    return json_real(strtod(b, NULL));
+}
+
+/* Reals printed with up to 9 significant digits: enough for every value above, which are rounded. */
+#define TRAIN_JSON_FLAGS (JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9))
+
+/* The run's settings as the model file and the database record them, into buf: written by jansson
+ * so that any path (quotes, backslashes, control characters) reads back exactly. */
+static zf_status config_json(char *buf, size_t size, const char *arch, const char *data,
+                             const zf_train_config *cfg, long val, long long n_train)
+{
+    json_error_t err;
+    json_t *o = json_pack_ex(&err, 0,
+                             "{s:s, s:s, s:i, s:i, s:o, s:i, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:i, s:i, s:o}",
+                             "arch", arch, "data", data, "epochs", cfg->epochs, "batch", cfg->batch,
+                             "lr", json_float(cfg->sgd.lr), "lr_steps", cfg->n_lr_steps ? cfg->lr_steps[0] : 0,
+                             "lr_gamma", json_float(cfg->lr_gamma), "momentum", json_float(cfg->sgd.momentum),
+                             "wd", json_float(cfg->sgd.weight_decay), "renorm", json_float(cfg->sgd.renorm),
+                             "seed", (json_int_t)cfg->seed, "val", (json_int_t)val, "train_images",
+                             (json_int_t)n_train, "crop", cfg->aug.crop, "flip", cfg->aug.flip, "pca_std",
+                             json_float(cfg->aug.pca_std));
+    if (!o)
+        return zf_error(ZF_ERR_ARG, "--data %s: cannot be recorded in the model's JSON metadata (%s)", data,
+                        err.text);
+    size_t n = json_dumpb(o, buf, size - 1, TRAIN_JSON_FLAGS);
+    json_decref(o);
+    if (n == 0 || n >= size)
+        return zf_error(ZF_ERR_ARG, "--data %s: too long to record in the model's metadata", data);
+    buf[n] = 0;
+    return ZF_OK;
+}
+
 /* The run's epochs as a JSON array of [epoch, lr, train_loss, train_acc, val_loss, val_acc,
- * val_top5, seconds, images_per_s] rows (null where there is no validation), for the model file:
- * the curves travel with the model. NULL when there is no database. */
+ * val_top5, seconds, images_per_s] rows (null where there is no validation or a value is not
+ * finite), for the model file: the curves travel with the model. NULL when there is no database. */
 static char *history_json(train_ctx *c)
 {
 #ifdef ZF_DB_ENABLED
@@ -242,26 +295,21 @@ static char *history_json(train_ctx *c)
     int n;
     if (!c->db || zf_db_train_epochs(c->db, c->run, &e, &n))
         return NULL;
-    size_t cap = 64 + (size_t)n * 200, at = 0;
-    char *s = malloc(cap);
-    if (s) {
-        at += (size_t)snprintf(s + at, cap - at, "[");
-        for (int i = 0; i < n; i++) {
-            char v[3][32];
-            double vals[3] = {e[i].val_loss, e[i].val_acc, e[i].val_top5};
-            for (int j = 0; j < 3; j++) {
-                if (isnan(vals[j]))
-                    snprintf(v[j], sizeof v[j], "null");
-                else
-                    snprintf(v[j], sizeof v[j], "%.6g", vals[j]);
-            }
-            at += (size_t)snprintf(s + at, cap - at, "%s[%d,%.6g,%.6g,%.6g,%s,%s,%s,%.1f,%.1f]", i ? "," : "",
-                                   e[i].epoch, e[i].lr, e[i].train_loss, e[i].train_acc, v[0], v[1], v[2],
-                                   e[i].seconds, e[i].images_per_s);
+    json_t *rows = json_array();
+    for (int i = 0; rows && i < n; i++) {
+        json_t *row = json_pack("[i, o, o, o, o, o, o, o, o]", e[i].epoch, json_rounded(e[i].lr, "%.6g"),
+                                json_rounded(e[i].train_loss, "%.6g"), json_rounded(e[i].train_acc, "%.6g"),
+                                json_rounded(e[i].val_loss, "%.6g"), json_rounded(e[i].val_acc, "%.6g"),
+                                json_rounded(e[i].val_top5, "%.6g"), json_rounded(e[i].seconds, "%.1f"),
+                                json_rounded(e[i].images_per_s, "%.1f"));
+        if (!row || json_array_append_new(rows, row)) {
+            json_decref(rows);
+            rows = NULL;
         }
-        snprintf(s + at, cap - at, "]");
     }
     free(e);
+    char *s = rows ? json_dumps(rows, TRAIN_JSON_FLAGS) : NULL;
+    json_decref(rows);
     return s;
 #else
     (void)c;
@@ -473,7 +521,7 @@ int zf_cmd_train(int argc, char **argv)
         return zft_fail("train", st);
     }
 
-    char ckpt[4200], dbp[4200], command[2048] = "zfviz", config[1024], acc[64] = "", nimg[32];
+    char ckpt[4200], dbp[4200], command[2048] = "zfviz", config[16384], acc[64] = "", nimg[32];
     snprintf(ckpt, sizeof ckpt, "%s.ckpt", out);
     snprintf(dbp, sizeof dbp, "%s", db_path ? db_path : "");
     if (!db_path)
@@ -482,13 +530,13 @@ int zf_cmd_train(int argc, char **argv)
         size_t at = strlen(command);
         snprintf(command + at, sizeof command - at, " %s", argv[i]);
     }
-    snprintf(config, sizeof config,
-             "{\"arch\":\"%s\",\"data\":\"%s\",\"epochs\":%d,\"batch\":%d,\"lr\":%g,\"lr_steps\":%d,"
-             "\"lr_gamma\":%g,\"momentum\":%g,\"wd\":%g,\"renorm\":%g,\"seed\":%llu,\"val\":%ld,"
-             "\"train_images\":%lld,\"crop\":%d,\"flip\":%d,\"pca_std\":%g}",
-             arch, data, cfg.epochs, cfg.batch, cfg.sgd.lr, cfg.n_lr_steps ? cfg.lr_steps[0] : 0,
-             cfg.lr_gamma, cfg.sgd.momentum, cfg.sgd.weight_decay, cfg.sgd.renorm,
-             (unsigned long long)cfg.seed, val, (long long)n_train, cfg.aug.crop, cfg.aug.flip, cfg.aug.pca_std);
+    if ((st = config_json(config, sizeof config, arch, data, &cfg, val, (long long)n_train))) {
+        zf_dataset_free(all);
+        zf_dataset_free(train);
+        zf_dataset_free(valset);
+        zf_net_free(net);
+        return zft_fail("train", st);
+    }
     snprintf(nimg, sizeof nimg, "%lld", (long long)n_train);
     const char *meta[] = {"zfviz.train.command", command, "zfviz.train.data", data, "zfviz.train.config", config,
                           NULL};
