@@ -1,9 +1,9 @@
 /* JPEG (libjpeg-turbo) and PNG (libpng) images, the resize + centre crop + normalisation that
  * turns one into a net's input (PIL's antialiased bilinear, as torchvision uses), and the
  * loader of inputs given as .npy or image files. */
+#include "zf/file.h"
 #include "zf/io.h"
 #include "image_internal.h"
-#include "util_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -295,43 +295,52 @@ zf_status zf_image_load(const char *path, zf_image **out)
     return st;
 }
 
+zf_status zf_image_encode_png(const zf_image *img, void **out, size_t *out_len)
+{
+    *out = NULL;
+    *out_len = 0;
+    if (!img || img->w <= 0 || img->h <= 0 || !img->rgb)
+        return zf_error(ZF_ERR_ARG, "PNG encoding: empty image");
+    png_image pi;
+    memset(&pi, 0, sizeof pi);
+    pi.version = PNG_IMAGE_VERSION;
+    pi.width = (png_uint_32)img->w;
+    pi.height = (png_uint_32)img->h;
+    pi.format = PNG_FORMAT_RGB;
+    png_alloc_size_t len = 0;
+    /* libpng's simplified writer: sized first, then written into the buffer. */
+    if (!png_image_write_to_memory(&pi, NULL, &len, 0, img->rgb, 0, NULL))
+        return zf_error(ZF_ERR_FORMAT, "PNG encoding (%dx%d): %s", img->w, img->h, pi.message);
+    void *buf = malloc(len);
+    if (!buf)
+        return zf_error(ZF_ERR_NOMEM, "PNG encoding (%dx%d): out of memory", img->w, img->h);
+    if (!png_image_write_to_memory(&pi, buf, &len, 0, img->rgb, 0, NULL)) {
+        free(buf);
+        return zf_error(ZF_ERR_FORMAT, "PNG encoding (%dx%d): %s", img->w, img->h, pi.message);
+    }
+    *out = buf;
+    *out_len = len;
+    return ZF_OK;
+}
+
 zf_status zf_image_save_png(const char *path, const zf_image *img)
 {
     if (!img || img->w <= 0 || img->h <= 0 || !img->rgb)
         return zf_error(ZF_ERR_ARG, "%s: no image to save", path);
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return zf_error(ZF_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    png_ctx ctx = {NULL, 0, 0, ""};
-    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, png_fail,
-                                              png_warning_ignore);
-    png_infop info = png ? png_create_info_struct(png) : NULL;
-    if (!info) {
-        png_destroy_write_struct(&png, NULL);
-        fclose(f);
-        remove(path);
-        return zf_error(ZF_ERR_NOMEM, "%s: cannot start the PNG encoder", path);
-    }
-    if (setjmp(png_jmpbuf(png))) {
-        png_destroy_write_struct(&png, &info);
-        fclose(f);
-        remove(path);
-        return zf_error(ZF_ERR_IO, "%s: cannot write PNG: %s", path, ctx.msg);
-    }
-    png_init_io(png, f);
-    png_set_IHDR(png, info, (png_uint_32)img->w, (png_uint_32)img->h, 8, PNG_COLOR_TYPE_RGB,
-                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
-    png_write_info(png, info);
-    for (int y = 0; y < img->h; y++)
-        png_write_row(png, img->rgb + (size_t)y * img->w * 3);
-    png_write_end(png, NULL);
-    png_destroy_write_struct(&png, &info);
-    if (ferror(f) | (fclose(f) != 0)) {
-        int e = errno;
-        remove(path);
-        return zf_error(ZF_ERR_IO, "%s: cannot write: %s", path, strerror(e));
-    }
-    return ZF_OK;
+    zf_status st = zf_file_check(path);
+    void *png = NULL, *marked = NULL;
+    size_t len = 0, mlen = 0;
+    if (!st)
+        st = zf_image_encode_png(img, &png, &len);
+    if (!st)
+        st = zf_png_mark(png, len, &marked, &mlen);
+    if (st)
+        zf_error_prefix(st, "%s: ", path);
+    else
+        st = zf_file_save(path, marked, mlen, 0);
+    free(png);
+    free(marked);
+    return st;
 }
 
 /* ---- resampling ----
@@ -394,6 +403,13 @@ zf_status zf_taps_make(zf_taps *t, int in_size, int out_size, int start, int n)
     return ZF_OK;
 }
 
+/* Python's round() of d/2: halves go to the even neighbour (torchvision's CenterCrop offset). */
+static int half_round_even(int d)
+{
+    int q = d / 2;
+    return (d % 2) && (q % 2) ? q + 1 : q;
+}
+
 zf_status zf_image_to_input(float *out, const zf_image *img, const zf_preproc *pre, int out_h,
                             int out_w)
 {
@@ -419,8 +435,8 @@ zf_status zf_image_to_input(float *out, const zf_image *img, const zf_preproc *p
             return zf_error(ZF_ERR_ARG, "image to input: resize to %d x %d leaves less than the "
                             "%d x %d crop (short side %d)", rw, rh, out_w, out_h,
                             pre->resize_short);
-        top = zf_half_round_even(rh - out_h);
-        left = zf_half_round_even(rw - out_w);
+        top = half_round_even(rh - out_h);
+        left = half_round_even(rw - out_w);
     } else if (pre->resize != ZF_RESIZE_EXACT) {
         return zf_error(ZF_ERR_ARG, "image to input: unknown resize mode %d", (int)pre->resize);
     }

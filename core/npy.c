@@ -1,6 +1,7 @@
 /* .npy files (numpy format 1.0-3.0): a strict reader for little-endian C-order numeric arrays
- * and a writer that produces the same bytes numpy.save does. */
+ * and a writer that produces numpy.save's layout (plus a comment marking the file as zfviz's). */
 #include "npy_internal.h"
+#include "zf/file.h"
 #include "zf/io.h"
 
 #include <errno.h>
@@ -28,6 +29,28 @@ const char *zf_npy_shape_str(const int64_t *shape, int ndim, char *buf, size_t l
     if (off < len)
         snprintf(buf + off, len - off, ndim == 1 ? ",)" : ")");
     return buf;
+}
+
+float zf_half_to_float(uint16_t h)
+{
+    uint32_t sign = (uint32_t)(h >> 15) << 31;
+    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
+    if (exp == 0x1f) {
+        bits = sign | 0x7f800000u | (man << 13); /* inf, nan */
+    } else if (exp != 0) {
+        bits = sign | ((exp + 112) << 23) | (man << 13);
+    } else if (man == 0) {
+        bits = sign;
+    } else { /* subnormal half: normalise */
+        int e = -1;
+        do {
+            e++;
+            man <<= 1;
+        } while (!(man & 0x400));
+        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
+    }
+    union { uint32_t u; float f; } v = {bits};
+    return v.f;
 }
 
 /* ---- header dict parser ----
@@ -210,6 +233,11 @@ static zf_status parse_header(const char *path, const char *h, size_t len, zf_np
         }
     }
     skip_ws(&p);
+    if (p.s < p.end && *p.s == '#') { /* a Python comment, as zfviz's own mark */
+        while (p.s < p.end && *p.s != '\n')
+            p.s++;
+        skip_ws(&p);
+    }
     if (p.s != p.end)
         return zf_error(ZF_ERR_FORMAT, "%s: bad .npy header: text after the dict", path);
     if (!seen_descr || !seen_fortran || !seen_shape)
@@ -444,7 +472,7 @@ zf_status zf_npy_write_raw(const char *path, zf_dtype dtype, const void *data, i
             return zf_error(ZF_ERR_ARG, "%s: bad dimension %lld", path, (long long)shape[i]);
         count *= shape[i];
     }
-    /* Byte for byte what numpy 1.24's np.save writes: the sorted dict, room for the first axis to
+    /* As numpy 1.24's np.save writes it: the sorted dict, room for the first axis to
      * grow to 21 digits, then spaces and '\n' up to a multiple of 64 bytes. */
     char h[64 + 24 * ZF_NPY_MAX_DIMS + 128];
     int n = snprintf(h, sizeof h, "{'descr': '%s', 'fortran_order': False, 'shape': (",
@@ -459,12 +487,19 @@ zf_status zf_npy_write_raw(const char *path, zf_dtype dtype, const void *data, i
             h[n++] = ' ';
     }
     /* At most 32 dimensions keep the header under 1 KiB: version 1.0 (2-byte length) always
-     * suffices, as numpy itself decides. */
-    size_t pad = 64 - (10 + (size_t)n + 1) % 64;
-    if ((size_t)n + pad + 1 > sizeof h)
+     * suffices, as numpy itself decides. The header ends in a Python comment that marks the file
+     * as zfviz's (numpy ignores it), in place of the last spaces of numpy's padding: an output
+     * zfviz made may be written again, another file is not replaced (zf_file_check). */
+    static const char mark[] = " # zfviz";
+    size_t mlen = sizeof mark - 1;
+    size_t pad = 64 - (10 + (size_t)n + 1) % 64; /* numpy's, which the mark takes the end of */
+    pad = pad >= mlen ? pad - mlen : pad + 64 - mlen;
+    if ((size_t)n + pad + mlen + 1 > sizeof h)
         return zf_error(ZF_ERR_ARG, "%s: .npy header too long", path);
     memset(h + n, ' ', pad);
     n += (int)pad;
+    memcpy(h + n, mark, mlen);
+    n += (int)mlen;
     h[n++] = '\n';
     unsigned char pre[10];
     memcpy(pre, npy_magic, 6);
@@ -472,21 +507,15 @@ zf_status zf_npy_write_raw(const char *path, zf_dtype dtype, const void *data, i
     pre[7] = 0;
     pre[8] = (unsigned char)(n & 0xff);
     pre[9] = (unsigned char)(n >> 8);
-    const size_t prefix = 10;
 
-    FILE *f = fopen(path, "wb");
-    if (!f)
-        return zf_error(ZF_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    int ok = fwrite(pre, 1, prefix, f) == prefix && fwrite(h, 1, (size_t)n, f) == (size_t)n &&
-             (count == 0 || fwrite(data, 4, (size_t)count, f) == (size_t)count);
-    int err = errno;
-    if (fclose(f) != 0 && ok) {
-        ok = 0;
-        err = errno;
+    zf_file *f;
+    zf_status st = zf_file_open(path, 0, &f);
+    if (st)
+        return st;
+    if ((st = zf_file_write(f, pre, sizeof pre)) || (st = zf_file_write(f, h, (size_t)n)) ||
+        (st = zf_file_write(f, data, 4 * (size_t)count))) {
+        zf_file_discard(f);
+        return st;
     }
-    if (!ok) {
-        remove(path);
-        return zf_error(ZF_ERR_IO, "%s: cannot write: %s", path, strerror(err));
-    }
-    return ZF_OK;
+    return zf_file_commit(f);
 }

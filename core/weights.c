@@ -3,6 +3,7 @@
  * straight into the net's parameter block. On an error the weights already read stay loaded and
  * the rest are unchanged: callers discard the net. */
 #include "npy_internal.h"
+#include "zf/file.h"
 #include "zf/io.h"
 #include "zf/net.h"
 
@@ -94,6 +95,14 @@ static zf_layer *param_layer(const zf_net *net, const char *name, size_t len)
 
 #define ZF_RANDOM_BLOCK 65536
 
+static uint64_t splitmix64(uint64_t *s)
+{
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
 static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 static inline uint64_t xoshiro256ss(uint64_t s[4])
@@ -123,7 +132,7 @@ static void fill_normal_block(float *out, int64_t n, uint64_t key, uint64_t bloc
 {
     uint64_t sm = key ^ (block * 0xD1B54A32D192ED03ull), s[4];
     for (int i = 0; i < 4; i++)
-        s[i] = zf_splitmix64(&sm);
+        s[i] = splitmix64(&sm);
     const double inv53 = 1.0 / 9007199254740992.0;
     for (int64_t i = 0; i < n; i += 2) {
         double x, y, q;
@@ -279,16 +288,9 @@ zf_status zf_net_save_npy_dir(const zf_net *net, const char *dir)
 #define ST_MAX_HEADER 100000000 /* the reference implementation's limit */
 #define ZF_ST_EXTRA_PREFIX "momentum."
 
-static zf_status write_all(FILE *f, const void *p, size_t n, const char *path)
-{
-    if (n && fwrite(p, 1, n, f) != n)
-        return zf_error(ZF_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    return ZF_OK;
-}
-
 /* Writes the net's tensors (and, when `extra` is given, the same layout again from `extra` with
  * names prefixed by "momentum.") with metadata pairs meta_kv (NULL-terminated key, value, ...).
- * The file appears complete or not at all: it is written beside `path` and renamed over it. */
+ * The file appears complete or not at all (zf_file), and its "zfviz.writer" key marks it as ours. */
 zf_status zf_net_save_safetensors_ex(const zf_net *net, const char *path, const char *const *meta_kv,
                                      const float *extra)
 {
@@ -297,7 +299,8 @@ zf_status zf_net_save_safetensors_ex(const zf_net *net, const char *path, const 
     json_t *root = json_object(), *meta = json_object();
     int bad = !root || !meta || json_object_set_new(root, "__metadata__", meta) ||
               json_object_set_new(meta, "arch", json_string(net->arch)) ||
-              json_object_set_new(meta, "format", json_string("pt"));
+              json_object_set_new(meta, "format", json_string("pt")) ||
+              json_object_set_new(meta, "zfviz.writer", json_string("zfviz"));
     for (int i = 0; !bad && meta_kv && meta_kv[i]; i += 2)
         bad = !meta_kv[i + 1] || json_object_set_new(meta, meta_kv[i], json_string(meta_kv[i + 1]));
     if (bad) {
@@ -343,18 +346,18 @@ zf_status zf_net_save_safetensors_ex(const zf_net *net, const char *path, const 
     unsigned char len8[8];
     for (int i = 0; i < 8; i++)
         len8[i] = (unsigned char)((uint64_t)padded >> (8 * i));
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.part", path);
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
+    zf_file *f;
+    zf_status st = zf_file_open(path, ZF_FILE_SYNC, &f);
+    if (st) {
         free(hdr);
-        return zf_error(ZF_ERR_IO, "%s: cannot create: %s", tmp, strerror(errno));
+        return st;
     }
-    zf_status st = write_all(f, len8, 8, path);
     if (!st)
-        st = write_all(f, hdr, hn, path);
+        st = zf_file_write(f, len8, 8);
     if (!st)
-        st = write_all(f, "        ", padded - hn, path);
+        st = zf_file_write(f, hdr, hn);
+    if (!st)
+        st = zf_file_write(f, "        ", padded - hn);
     free(hdr);
     for (int pass = 0; pass < 1 + (extra != NULL); pass++)
         for (int i = 0; !st && i < net->n_layers; i++) {
@@ -362,23 +365,17 @@ zf_status zf_net_save_safetensors_ex(const zf_net *net, const char *path, const 
             if (!has_params(l))
                 continue;
             const float *w = pass ? extra + (l->weight - net->params) : l->weight;
-            st = write_all(f, w, 4 * (size_t)l->weight_count, path);
+            st = zf_file_write(f, w, 4 * (size_t)l->weight_count);
             if (!st && l->bias_count) {
                 const float *b = pass ? extra + (l->bias - net->params) : l->bias;
-                st = write_all(f, b, 4 * (size_t)l->bias_count, path);
+                st = zf_file_write(f, b, 4 * (size_t)l->bias_count);
             }
         }
-    if (!st && fflush(f) != 0)
-        st = zf_error(ZF_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    if (!st && fsync(fileno(f)) != 0)
-        st = zf_error(ZF_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    if (fclose(f) != 0 && !st)
-        st = zf_error(ZF_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    if (!st && rename(tmp, path) != 0)
-        st = zf_error(ZF_ERR_IO, "%s: cannot rename %s into place: %s", path, tmp, strerror(errno));
-    if (st)
-        remove(tmp);
-    return st;
+    if (st) {
+        zf_file_discard(f);
+        return st;
+    }
+    return zf_file_commit(f);
 }
 
 zf_status zf_net_save_safetensors(const zf_net *net, const char *path)

@@ -113,6 +113,12 @@ static void check_same_bytes(const char *mine, const char *fixture)
 {
     size_t n1, n2;
     unsigned char *a = slurp(mine, &n1), *b = slurp(tu_fixture(fixture), &n2);
+    /* zfviz's mark, a Python comment numpy ignores, takes the end of numpy's header padding */
+    for (size_t i = 0; i + 9 <= n1 && i < 4096; i++)
+        if (!memcmp(a + i, " # zfviz\n", 9)) {
+            memset(a + i, ' ', 8);
+            break;
+        }
     cr_assert_eq(n1, n2, "%s: %zu bytes, numpy wrote %zu", fixture, n1, n2);
     for (size_t i = 0; i < n1; i++)
         cr_assert_eq(a[i], b[i], "%s: byte %zu is 0x%02x, numpy wrote 0x%02x", fixture, i, a[i], b[i]);

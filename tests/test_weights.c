@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "testutil.h"
+#include "zf/file.h"
 #include "zf/io.h"
 #include "zf/net.h"
 
@@ -186,6 +187,7 @@ static const char *copy_small_npy(const char *tag)
 
 Test(weights, npy_folder_wrong_shape_names_the_file_and_both_shapes)
 {
+    zf_file_set_force(1); /* it writes over copies of files numpy made */
     const char *dir = copy_small_npy("w_npy_shape");
     char path[4096];
     snprintf(path, sizeof path, "%s/c2.weight.npy", dir);

@@ -11,17 +11,19 @@
 #include <unistd.h>
 
 #include "viz_internal.h"
+#include "zf/file.h"
 
 struct zf_viz_doc {
     zf_viz_format format;
     char *path;             /* NULL: in memory */
-    FILE *file;             /* open from zf_viz_doc_open until finish or free */
+    zf_file *file;          /* open from zf_viz_doc_open until finish or free (a temporary file) */
     cairo_surface_t *surf;  /* the PDF surface, or the PNG page */
     int pages, finished;
     int page_w, page_h;     /* the last page */
     uint8_t *buf;           /* in-memory bytes */
     size_t len, cap;
     zf_status write_st;     /* the first failed write, with its message */
+    char write_msg[512];
 };
 
 zf_status zfv_cairo_fail(cairo_status_t st, const char *call, const char *func, const char *file, int line)
@@ -78,10 +80,10 @@ zf_status zf_viz_doc_open(const char *path, zf_viz_doc **out)
         free(d);
         return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
     }
-    /* Opened now so that a bad path fails before any rendering work. */
-    d->file = fopen(path, "wb");
-    if (!d->file) {
-        zf_status st = zf_error(ZF_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    /* Opened now so that a bad path or a file zfviz may not replace fails before any rendering
+     * work; what is at the path stays until the finished document is renamed over it. */
+    zf_status st = zf_file_open(path, 0, &d->file);
+    if (st) {
         free(d->path);
         free(d);
         return st;
@@ -98,15 +100,16 @@ zf_status zf_viz_doc_open_mem(zf_viz_format format, zf_viz_doc **out)
     return doc_alloc(format, out);
 }
 
-/* cairo's output callback: appends to the file or the memory buffer; keeps the first error. */
+/* cairo's output callback: appends to the file (PDF) or the memory buffer (a PNG is marked as
+ * zfviz's before it is written); keeps the first error, which names the file. */
 static cairo_status_t doc_write(void *closure, const unsigned char *data, unsigned int len)
 {
     zf_viz_doc *d = closure;
     if (d->write_st)
         return CAIRO_STATUS_WRITE_ERROR;
-    if (d->file) {
-        if (fwrite(data, 1, len, d->file) != len) {
-            d->write_st = zf_error(ZF_ERR_IO, "%s: write failed: %s", d->path, strerror(errno));
+    if (d->file && d->format == ZF_VIZ_PDF) {
+        if ((d->write_st = zf_file_write(d->file, data, len))) {
+            snprintf(d->write_msg, sizeof d->write_msg, "%s", zf_last_error());
             return CAIRO_STATUS_WRITE_ERROR;
         }
         return CAIRO_STATUS_SUCCESS;
@@ -118,6 +121,7 @@ static cairo_status_t doc_write(void *closure, const unsigned char *data, unsign
         uint8_t *nb = realloc(d->buf, cap);
         if (!nb) {
             d->write_st = zf_error(ZF_ERR_NOMEM, "viz: out of memory for a %zu-byte document", cap);
+            snprintf(d->write_msg, sizeof d->write_msg, "%s", zf_last_error());
             return CAIRO_STATUS_WRITE_ERROR;
         }
         d->buf = nb;
@@ -196,8 +200,8 @@ zf_status zfv_page(zf_viz_doc *d, double w, double h, zfv_draw_fn fn, void *ctx)
     st = page_draw(d, cr, fn, ctx);
 done:
     cairo_destroy(cr);
-    if (st == ZF_OK && d->write_st)
-        st = d->write_st;
+    if (d->write_st) /* the file's own error, not cairo's "error while writing to output stream" */
+        st = zf_error(d->write_st, "%s", d->write_msg);
     if (st == ZF_OK) {
         d->pages++;
         d->page_w = (int)ceil(w);
@@ -230,10 +234,23 @@ zf_status zf_viz_doc_finish(zf_viz_doc *d)
         return zf_error(ZF_ERR_ARG, "%s: nothing was drawn", doc_name(d));
     zf_status st = finish_surface(d);
     if (d->write_st)
-        st = d->write_st;
+        st = zf_error(d->write_st, "%s", d->write_msg);
+    if (!st && d->file && d->format == ZF_VIZ_PNG) {
+        void *png = NULL;
+        size_t len = 0;
+        st = zf_png_mark(d->buf, d->len, &png, &len);
+        if (!st)
+            st = zf_file_write(d->file, png, len);
+        free(png);
+        free(d->buf);
+        d->buf = NULL;
+        d->len = d->cap = 0;
+    }
     if (d->file) {
-        if (fclose(d->file) != 0 && st == ZF_OK)
-            st = zf_error(ZF_ERR_IO, "%s: write failed: %s", d->path, strerror(errno));
+        if (st)
+            zf_file_discard(d->file);
+        else
+            st = zf_file_commit(d->file);
         d->file = NULL;
     }
     if (st != ZF_OK)
@@ -269,11 +286,8 @@ void zf_viz_doc_free(zf_viz_doc *d)
         return;
     if (d->surf)
         cairo_surface_destroy(d->surf);
-    if (d->file) {
-        /* Unfinished: the partial file would look like a picture that is not there. */
-        fclose(d->file);
-        unlink(d->path);
-    }
+    /* Unfinished: the temporary file goes, what was at the path stays. */
+    zf_file_discard(d->file);
     free(d->path);
     free(d->buf);
     free(d);

@@ -31,7 +31,11 @@ zf_status zf_image_load(const char *path, zf_image **out);
 zf_status zf_image_decode(const uint8_t *bytes, size_t len, const char *name, zf_image **out);
 zf_image *zf_image_new(int w, int h);
 void zf_image_free(zf_image *img);
+/* Writes a PNG (with a tEXt Software=zfviz chunk) through zf_file: whole or not at all, and never
+ * over a file zfviz did not make unless forced. */
 zf_status zf_image_save_png(const char *path, const zf_image *img);
+/* The image as PNG bytes (libpng's simplified writer) in a buffer the caller frees. */
+zf_status zf_image_encode_png(const zf_image *img, void **out, size_t *out_len);
 
 /* Resizes and crops as `pre` says (antialiased bilinear, as PIL and torchvision do) and writes the
  * normalised (3, out_h, out_w) input in the net's channel order into out. */
