@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "conv_internal.h"
+#include "util_internal.h"
 #include "zf/backward.h"
 
 /* The weight gradient batches images per GEMM exactly as the forward does (zf_conv_images_per_gemm):
@@ -116,27 +117,18 @@ void zf_relu_backward(float *din, const float *dout, const float *out, size_t co
         din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
-/* splitmix64's finaliser: a bijection of 64-bit words whose every output bit depends on every
- * input bit, which makes a counter into independent-looking random words. */
-static inline uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 void zf_dropout_forward_train(float *out, uint8_t *mask, const float *in, size_t count, float p,
                               uint64_t seed)
 {
     assert(p >= 0.0f && p < 1.0f);
     /* Element i keeps when the top 32 bits of its word are >= p * 2^32: probability 1-p to within
      * 2^-32. The key is mixed first so that nearby seeds give unrelated streams. */
-    const uint64_t key = mix64(seed + 0x9E3779B97F4A7C15ull);
+    const uint64_t key = zf_mix64(seed + ZF_GOLDEN);
     const uint64_t thr = (uint64_t)((double)p * 4294967296.0);
     const float scale = (float)(1.0 / (1.0 - (double)p));
 #pragma omp parallel for schedule(static) if (count > 65536)
     for (size_t i = 0; i < count; i++) {
-        const uint64_t r = mix64(key + (uint64_t)i * 0x9E3779B97F4A7C15ull) >> 32;
+        const uint64_t r = zf_mix64(key + (uint64_t)i * ZF_GOLDEN) >> 32;
         const int keep = r >= thr;
         mask[i] = (uint8_t)keep;
         out[i] = keep ? in[i] * scale : 0.0f;

@@ -2,6 +2,7 @@
  * stored small, and the augmented, normalised batches the trainer feeds to a net. */
 #include "zf/dataset.h"
 #include "image_internal.h"
+#include "util_internal.h"
 #include "zf/io.h"
 
 #include <dirent.h>
@@ -572,24 +573,15 @@ zf_status zf_dataset_load_folder(const char *dir, int store_short, zf_dataset **
  * SplitMix64's output function applied to a counter: draw k of the stream with key `key` depends
  * on (key, k) alone, so any image's or step's numbers can be made in any order on any thread. */
 
-static uint64_t mix64(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
-#define ZF_GOLDEN 0x9e3779b97f4a7c15ULL
-
 /* A stream key for (seed, what, id); `what` keeps the batch and shuffle streams apart. */
 static uint64_t rng_key(uint64_t seed, uint64_t what, uint64_t id)
 {
-    return mix64(mix64(seed + what * ZF_GOLDEN) ^ mix64(id + 0x632be59bd9b4e019ULL));
+    return zf_mix64(zf_mix64(seed + what * ZF_GOLDEN) ^ zf_mix64(id + 0x632be59bd9b4e019ULL));
 }
 
 static uint64_t rng_draw(uint64_t key, uint64_t k)
 {
-    return mix64(key + (k + 1) * ZF_GOLDEN);
+    return zf_mix64(key + (k + 1) * ZF_GOLDEN);
 }
 
 /* Uniform in [0, 1) from the top 53 bits. */
@@ -740,13 +732,6 @@ zf_status zf_dataset_pca(const zf_dataset *ds, float eigval[3], float eigvec[3][
 
 /* ---- batches ---- */
 
-/* Python's round() of d/2: halves go to the even neighbour (torchvision's CenterCrop offset). */
-static int half_round_even(int d)
-{
-    int q = d / 2;
-    return (d % 2) && (q % 2) ? q + 1 : q;
-}
-
 /* The window a net keeps of a stored side of `stored` px: all of it for exact-resize nets, the
  * net's crop fraction (in / resize_short) of it for short-side-crop nets. */
 static int window_side(int stored, int in, const zf_preproc *pre)
@@ -762,7 +747,7 @@ static int window_side(int stored, int in, const zf_preproc *pre)
 static int window_start(int stored, int win, int random, int pad, uint64_t r)
 {
     if (!random)
-        return half_round_even(stored - win);
+        return zf_half_round_even(stored - win);
     if (win < stored)
         return (int)rng_below(r, stored - win + 1);
     return (int)rng_below(r, 2 * (int64_t)pad + 1) - pad;

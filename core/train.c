@@ -8,19 +8,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "util_internal.h"
 #include "zf/backward.h"
+#include "zf/clock.h"
 #include "zf/model.h"
 #include "zf/tensor.h"
 
-static uint64_t mix64(uint64_t x)
-{
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
+/* The first output of SplitMix64 started at x (the golden increment, then the mixer). */
+static uint64_t mix64(uint64_t x) { return zf_splitmix64(&x); }
 
 static uint64_t seed_of(uint64_t seed, uint64_t a, uint64_t b) { return mix64(mix64(seed ^ mix64(a)) ^ b); }
 
@@ -355,13 +351,6 @@ zf_status zf_evaluate(zf_net *net, const zf_dataset *ds, int batch, double *top1
 
 /* ---- the epoch loop ---- */
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double lr_at(const zf_train_config *cfg, int epoch)
 {
     double lr = cfg->sgd.lr;
@@ -474,14 +463,14 @@ zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *v
         zf_trainer_free(t);
         return zf_error(ZF_ERR_NOMEM, "out of memory for %lld images", (long long)train->n);
     }
-    double last_ckpt = now_s();
+    double last_ckpt = zf_clock_now();
     for (; rs.epoch <= cfg->epochs && !st; rs.epoch++, rs.step = 0, rs.loss_sum = 0, rs.correct = 0,
                                           rs.seen = 0, rs.seconds = 0) {
         zf_sgd opt = cfg->sgd;
         opt.lr = (float)lr_at(cfg, rs.epoch);
         zf_dataset_shuffle(perm, train->n, cfg->seed, rs.epoch);
         uint64_t aug_seed = seed_of(cfg->seed, (uint64_t)rs.epoch, 1);
-        double t0 = now_s() - rs.seconds;
+        double t0 = zf_clock_now() - rs.seconds;
         while (rs.step < steps) {
             int64_t first = rs.step * cfg->batch;
             int n = (int)(train->n - first < cfg->batch ? train->n - first : cfg->batch);
@@ -499,7 +488,7 @@ zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *v
             rs.loss_sum += loss * n;
             rs.correct += correct;
             rs.seen += n;
-            double now = now_s();
+            double now = zf_clock_now();
             rs.seconds = now - t0;
             int stop = zf_interrupted != 0;
             if (hooks->on_step &&
@@ -546,7 +535,7 @@ zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *v
             run_state next = {rs.epoch + 1, 0, 0, 0, 0, 0};
             if ((st = save_checkpoint(t, cfg, &next)))
                 break;
-            last_ckpt = now_s();
+            last_ckpt = zf_clock_now();
             if (hooks->on_checkpoint)
                 hooks->on_checkpoint(hooks->ctx, rs.epoch + 1, 0);
         }

@@ -1,5 +1,5 @@
 /* Winograd convolution pieces (Lavin & Gray 2016), shared by the dense convolution (conv.c) and
- * the incremental occlusion (occlusion.c); core only.
+ * the incremental occlusion (occlusion_conv.c); core only.
  *
  * F(m x m, r x r) computes an m x m output tile of an r x r filter from an n x n input tile
  * (n = m + r - 1): the input tile is transformed (V = B^T d B), multiplied elementwise with the

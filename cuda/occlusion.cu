@@ -11,9 +11,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "internal.h"
+#include "zf/clock.h"
 #include "reduce.cuh"
 
 extern "C" void zf_cuda_occl_params_default(zf_cuda_occl_params *p)
@@ -33,13 +33,6 @@ extern "C" void zf_cuda_occl_map_free(zf_cuda_occl_map *m)
     free(m->prob);
     free(m->argmax);
     free(m);
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
 }
 
 /* ---- a layer's output as crop + unoccluded base ---- */
@@ -472,7 +465,7 @@ static zf_status occlusion(zf_cuda_net *cn, const float *input, const zf_cuda_oc
 {
     const zf_net *net = cn->net;
     zf_cuda_ctx *ctx = cn->ctx;
-    const double t0 = now_s();
+    const double t0 = zf_clock_now();
     if (p->patch < 1 || p->stride < 1)
         return zf_error(ZF_ERR_ARG, "occlusion patch %d and stride %d must both be at least 1", p->patch, p->stride);
     if (p->patch > net->in_h || p->patch > net->in_w)
@@ -625,7 +618,7 @@ static zf_status occlusion(zf_cuda_net *cn, const float *input, const zf_cuda_oc
     ZF_TRY(zf_cuda_download(ctx, res->feature, s->feature, sizeof(float) * s->npos));
     ZF_TRY(zf_cuda_download(ctx, res->prob, s->prob, sizeof(float) * s->npos));
     ZF_TRY(zf_cuda_download(ctx, res->argmax, s->argmax, sizeof(int32_t) * s->npos));
-    res->seconds = now_s() - t0;
+    res->seconds = zf_clock_now() - t0;
     return ZF_OK;
 }
 

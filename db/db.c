@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "zf/clock.h"
 
 /* 'zfvz': PRAGMA application_id marks the file as ours. */
 #define ZF_DB_APPLICATION_ID 0x7a66767a
@@ -166,12 +167,7 @@ static const char *const migrations[ZF_DB_SCHEMA_VERSION] = {
     ");\n",
 };
 
-double zf_db_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
+double zf_db_now(void) { return zf_clock_now(); }
 
 static void dir_of(const char *path, char *dir, size_t len)
 {

@@ -14,14 +14,8 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "zf/clock.h"
 #include "zf/db.h"
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static const char *path_in(const char *dir, const char *name)
 {
@@ -197,9 +191,9 @@ Test(db, write_lock_held_by_another_process_waits_then_fails_clearly)
     waits_seen = 0;
     /* WAL: opening and reading work while another process writes */
     cr_assert_eq(zf_db_open(path, &o, &db), ZF_OK, "%s", zf_last_error());
-    double t0 = now_s();
+    double t0 = zf_clock_now();
     zf_status s = zf_db_begin(db);
-    double waited = now_s() - t0;
+    double waited = zf_clock_now() - t0;
     cr_assert_eq(s, ZF_ERR_DB);
     cr_assert(waited >= 1.2 && waited < 5, "waited %.2f s for a 1.3 s timeout", waited);
     cr_assert(strstr(zf_last_error(), "locked by another process"), "message: %s", zf_last_error());
@@ -221,9 +215,9 @@ Test(db, exclusive_lock_at_open_waits_then_fails_clearly)
     holder h = hold_lock(path, "DELETE"); /* a rollback-journal file, exclusively locked */
     zf_db_opts o = {ZF_DB_READWRITE, 0.4, NULL, NULL};
     zf_db *db = NULL;
-    double t0 = now_s();
+    double t0 = zf_clock_now();
     zf_status s = zf_db_open(path, &o, &db);
-    double waited = now_s() - t0;
+    double waited = zf_clock_now() - t0;
     release_lock(h);
     cr_assert_eq(s, ZF_ERR_DB);
     cr_assert_null(db);

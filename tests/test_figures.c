@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "zf/viz.h"
@@ -478,4 +479,57 @@ Test(style, clip_percentile_scales_the_projection)
                  first >= 0 ? proj[first] : 0, first >= 0 ? pix(&im, 16 + first % S, 36 + first / S)[0] : 0,
                  first >= 0 ? (int)lrint(255 * fmin(1, fmax(0, 0.5 + 0.5 * proj[first] / s))) : 0, s);
     free(im.px);
+}
+
+/* `--width W` scales the whole page to W pixels, the height in proportion; `--font-size` makes
+ * the text, and so the page, larger. */
+Test(style, width_and_font_size)
+{
+    const char *dir = tu_tmpdir("figures-width");
+    const char *zfviz = tu_build("tools/zfviz");
+    cr_assert_eq(tu_system("'%s' filters -o '%s/a.png' 2>/dev/null", zfviz, dir), 0);
+    cr_assert_eq(tu_system("'%s' filters --width 300 -o '%s/w.png' 2>/dev/null", zfviz, dir), 0,
+                 "zfviz filters --width 300 failed");
+    cr_assert_eq(tu_system("'%s' filters --font-size 20 -o '%s/f.png' 2>/dev/null", zfviz, dir), 0,
+                 "zfviz filters --font-size 20 failed");
+    char p[4096];
+    snprintf(p, sizeof p, "%s/a.png", dir);
+    rgb_image a = read_png_file(p);
+    snprintf(p, sizeof p, "%s/w.png", dir);
+    rgb_image w = read_png_file(p);
+    snprintf(p, sizeof p, "%s/f.png", dir);
+    rgb_image f = read_png_file(p);
+    cr_assert_eq(w.w, 300, "--width 300 gave a page %d wide", w.w);
+    double want_h = (double)a.h * 300 / a.w;
+    cr_assert(fabs(w.h - want_h) <= 1, "--width 300: height %d, the natural page in proportion is %.1f", w.h, want_h);
+    cr_assert(f.h > a.h && f.w >= a.w, "--font-size 20 page %dx%d is not larger than the default %dx%d", f.w, f.h,
+              a.w, a.h);
+    free(a.px);
+    free(w.px);
+    free(f.px);
+}
+
+/* Bad values are refused in one line on stderr with the usage exit code, before any work. */
+Test(style, bad_values_refused)
+{
+    const char *dir = tu_tmpdir("figures-bad");
+    const char *zfviz = tu_build("tools/zfviz");
+    static const char *const cases[] = {"filters --width 0", "filters --font-size big", "sheet --clip-percentile 101",
+                                        "occlude --prob-range 2:3", "occlude --prob-range 0.5"};
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        int rc = tu_system("'%s' %s -o '%s/x.png' > '%s/out' 2> '%s/err'", zfviz, cases[i], dir, dir, dir);
+        cr_assert_eq(rc, 2, "zfviz %s: exit %d, expected 2", cases[i], rc);
+        char p[4096];
+        snprintf(p, sizeof p, "%s/err", dir);
+        FILE *fe = fopen(p, "r");
+        cr_assert(fe);
+        char line[1024];
+        int lines = 0;
+        while (fgets(line, sizeof line, fe))
+            lines++;
+        fclose(fe);
+        cr_assert_eq(lines, 1, "zfviz %s: %d lines on stderr", cases[i], lines);
+        snprintf(p, sizeof p, "%s/x.png", dir);
+        cr_assert(access(p, F_OK) != 0, "zfviz %s wrote %s", cases[i], p);
+    }
 }

@@ -1,6 +1,7 @@
 /* Helpers shared by the zfviz subcommands (see common.h). */
 #include "common.h"
 
+#include "zf/clock.h"
 #include "zf/model.h"
 
 #include <errno.h>
@@ -233,12 +234,7 @@ void zft_occlusion_defaults(const zf_net *net, int *patch, int *stride)
         *stride = 1;
 }
 
-double zft_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
+double zft_now(void) { return zf_clock_now(); }
 
 void zft_progress_start(zft_progress *p, const char *label, int64_t total, const char *unit)
 {

@@ -150,13 +150,16 @@ typedef struct cmp_fig {
     zfv_filters_fig grid[2];
     double w, h;
     double grid_y, grid_x[2], grid_h, plots_y;
+    double table_w, col2;        /* the table's width and its second model's column, wide enough
+                                  * for both model names whole */
     float *rms[2];
 } cmp_fig;
 
-#define HEAD_H 34   /* model heading above each grid */
+#define HEAD_H (34 * zfv_font_scale()) /* model heading above each grid */
+#define FS zfv_font_scale()
 #define PLOT_W 300
 #define PLOT_H 190
-#define TABLE_W 370
+#define TABLE_W (370 * zfv_font_scale())
 
 static const char *const footnote =
     "Each tile is one filter on its own scale (grey = 0); both grids use the same pixels per tap. Near-dead: "
@@ -197,12 +200,17 @@ static zf_status cmp_prepare(cmp_fig *f, const zf_viz_compare_model *a, const zf
         zfv_text_size("First layer", ZFV_TITLE_SIZE, ZFV_BOLD, NULL, &th);
     f->grid_y = MARGIN + (f->opts.style.no_title ? 0 : ceil(th) + 8) + HEAD_H;
     f->grid_h = gh;
-    f->plots_y = f->grid_y + gh + 34;
-    double plots_w = TABLE_W + 2 * (PLOT_W + 90);
+    f->plots_y = f->grid_y + gh + 34 * FS;
+    double nw[2];
+    for (int i = 0; i < 2; i++)
+        zfv_text_size(f->m[i]->name ? f->m[i]->name : "model", ZFV_TEXT_SIZE - 1, ZFV_BOLD, &nw[i], NULL);
+    f->col2 = 150 * FS + fmax(110 * FS, ceil(nw[0]) + 12);
+    f->table_w = fmax(TABLE_W, f->col2 + fmax(110 * FS, ceil(nw[1])) + 10);
+    double plots_w = f->table_w + 60 * FS + PLOT_W + 90 * FS + PLOT_W + 30 * FS;
     f->w = fmax(x - 40, MARGIN + plots_w) + MARGIN;
     double fh;
     zfv_text_wrap_size(footnote, ZFV_SMALL_SIZE, f->w - 2 * MARGIN, NULL, &fh);
-    f->h = f->plots_y + 18 + PLOT_H + 52 + ceil(fh) + MARGIN;
+    f->h = f->plots_y + 18 * FS + PLOT_H + 52 * FS + ceil(fh) + MARGIN;
     return ZF_OK;
 }
 
@@ -211,11 +219,11 @@ static zf_status draw_table(cairo_t *cr, const cmp_fig *f, double x, double y)
     char v[2][64];
     const char *rows[] = {"filters", "kernel, stride", "dead", "near-dead", "median RMS", "low-frequency share",
                           "mid-frequency share", "high-frequency share", "never fire"};
-    double col0 = x, col1 = x + 150, col2 = x + 260, line = 19;
+    double col0 = x, col1 = x + 150 * FS, col2 = x + f->col2, line = 19 * FS;
     for (int i = 0; i < 2; i++)
-        ZFV_TRY(zfv_text_fit(cr, i ? col2 : col1, y, f->m[i]->name ? f->m[i]->name : "model", ZFV_TEXT_SIZE - 1,
-                             ZFV_BOLD, zfv_series[i], 104));
-    ZFV_TRY(zfv_line(cr, x, y + line - 2, x + TABLE_W - 10, y + line - 2, 1, zfv_rule));
+        ZFV_TRY(zfv_text(cr, i ? col2 : col1, y, f->m[i]->name ? f->m[i]->name : "model", ZFV_TEXT_SIZE - 1,
+                         ZFV_BOLD, zfv_series[i]));
+    ZFV_TRY(zfv_line(cr, x, y + line - 2, x + f->table_w - 10, y + line - 2, 1, zfv_rule));
     for (int r = 0; r < 9; r++) {
         double ry = y + (r + 1) * line + 2;
         if (r == 8 && f->m[0]->never_fire >= 0) {
@@ -277,7 +285,7 @@ static zf_status draw_hist(cairo_t *cr, const cmp_fig *f, double x, double y)
         }
     }
     zfv_axes ax = {x, y, PLOT_W, PLOT_H, lo, hi, 0, top, 0, 1, 0};
-    ZFV_TRY(zfv_text(cr, x, y - 20, "Per-filter RMS", ZFV_TEXT_SIZE, ZFV_BOLD, zfv_ink));
+    ZFV_TRY(zfv_text(cr, x, y - 20 * FS, "Per-filter RMS", ZFV_TEXT_SIZE, ZFV_BOLD, zfv_ink));
     double bw = PLOT_W / (double)BINS;
     for (int b = 0; b < BINS; b++) {
         for (int i = 0; i < 2; i++) {
@@ -313,7 +321,7 @@ static zf_status draw_spectrum(cairo_t *cr, const cmp_fig *f, double x, double y
         hi = lo * 10;
     double rmax = (ZF_VIZ_SPECTRUM_BINS) / (double)N;
     zfv_axes ax = {x, y, PLOT_W, PLOT_H, 0, rmax, lo, hi, 1, 0, 0};
-    ZFV_TRY(zfv_text(cr, x, y - 20, "Mean radial power spectrum", ZFV_TEXT_SIZE, ZFV_BOLD, zfv_ink));
+    ZFV_TRY(zfv_text(cr, x, y - 20 * FS, "Mean radial power spectrum", ZFV_TEXT_SIZE, ZFV_BOLD, zfv_ink));
     /* Band backgrounds. */
     static const double edges[4] = {0, 1.0 / 6, 1.0 / 3, 0};
     static const char *names[3] = {"low", "mid", "high"};
@@ -359,17 +367,17 @@ static zf_status cmp_draw_body(cairo_t *cr, cmp_fig *f)
         /* A grey net's filters are grey tiles beside the other's colour ones: say so. */
         snprintf(buf, sizeof buf, "conv1: %d %sfilters %d\xc3\x97%d\xc3\x97%d, stride %d, %d px per tap", m->k,
                  m->c == 1 ? "grey " : "", m->c, m->kh, m->kw, m->stride, f->opts.zoom);
-        ZFV_TRY(zfv_text(cr, hx, hy + 16, buf, ZFV_SMALL_SIZE, 0, zfv_ink_light));
+        ZFV_TRY(zfv_text(cr, hx, hy + 16 * FS, buf, ZFV_SMALL_SIZE, 0, zfv_ink_light));
         ZF_CAIRO(cr, cairo_save(cr));
         ZF_CAIRO(cr, cairo_translate(cr, f->grid_x[i], f->grid_y));
         ZFV_TRY(zfv_filters_draw(cr, &f->grid[i]));
         ZF_CAIRO(cr, cairo_restore(cr));
     }
-    double y = f->plots_y + 18;
-    ZFV_TRY(draw_table(cr, f, MARGIN, y - 18));
-    ZFV_TRY(draw_hist(cr, f, MARGIN + TABLE_W + 60, y));
-    ZFV_TRY(draw_spectrum(cr, f, MARGIN + TABLE_W + 60 + PLOT_W + 90, y));
-    return zfv_text_wrap(cr, MARGIN, y + PLOT_H + 46, footnote, ZFV_SMALL_SIZE, zfv_ink_light, f->w - 2 * MARGIN);
+    double y = f->plots_y + 18 * FS;
+    ZFV_TRY(draw_table(cr, f, MARGIN, y - 18 * FS));
+    ZFV_TRY(draw_hist(cr, f, MARGIN + f->table_w + 60 * FS, y));
+    ZFV_TRY(draw_spectrum(cr, f, MARGIN + f->table_w + 60 * FS + PLOT_W + 90 * FS, y));
+    return zfv_text_wrap(cr, MARGIN, y + PLOT_H + 46 * FS, footnote, ZFV_SMALL_SIZE, zfv_ink_light, f->w - 2 * MARGIN);
 }
 
 static zf_status cmp_draw(cairo_t *cr, void *ctx)

@@ -12,7 +12,8 @@
 #define PANEL_GAP 14
 #define CAPTION_H (32 * zfv_font_scale())
 #define ROW_GAP 18
-#define LEGEND_W (180 * zfv_font_scale())
+#define LEGEND_W (180 * zfv_font_scale())     /* the legend's least width */
+#define LEGEND_W_MAX (480 * zfv_font_scale()) /* and its most; longer names are cut */
 #define LEGEND_SIZE 10.0
 
 zf_viz_occlusion_opts zf_viz_occlusion_defaults(void)
@@ -59,7 +60,7 @@ static cols columns(const zfv_occl_fig *f, double pw)
     c.bar_d = c.d + pw + 8;
     c.e = c.bar_d + f->bar_d + 6;
     c.legend = c.e + pw + 10;
-    c.end = c.legend + LEGEND_W;
+    c.end = c.legend + f->legend_w;
     return c;
 }
 
@@ -126,6 +127,40 @@ static zfv_rgb blend(zfv_rgb c, double alpha, double bg)
     return (zfv_rgb){alpha * c.r + (1 - alpha) * bg, alpha * c.g + (1 - alpha) * bg, alpha * c.b + (1 - alpha) * bg};
 }
 
+/* The legend width row r's class names need (each name with its share, the class of (d)), so that
+ * names are shown whole. */
+static void class_name(char *buf, size_t len, const zf_viz_occlusion *r, int32_t k);
+
+static double legend_width(const zf_viz_occlusion *r)
+{
+    char name[96], line[160];
+    double w = 0, tw;
+    int npos = r->rows * r->cols, nd = 0;
+    int32_t *distinct = malloc((size_t)npos * sizeof *distinct);
+    if (!distinct) /* out of memory: the least width, names cut as before */
+        return LEGEND_W;
+    for (int i = 0; i < npos; i++) {
+        int seen = 0;
+        for (int j = 0; j < nd && !seen; j++)
+            seen = distinct[j] == r->argmax[i];
+        if (seen)
+            continue;
+        distinct[nd++] = r->argmax[i];
+        class_name(name, sizeof name, r, r->argmax[i]);
+        snprintf(line, sizeof line, "%s  100%%", name);
+        zfv_text_size(line, LEGEND_SIZE, ZFV_BOLD, &tw, NULL);
+        w = fmax(w, tw + 15 * zfv_font_scale());
+    }
+    free(distinct);
+    if (r->true_class >= 0) {
+        class_name(name, sizeof name, r, r->true_class);
+        snprintf(line, sizeof line, "class of (d): %s (%d)", name, r->true_class);
+        zfv_text_size(line, LEGEND_SIZE - 1, ZFV_ITALIC, &tw, NULL);
+        w = fmax(w, tw);
+    }
+    return ceil(w) + 2;
+}
+
 zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n, const zf_viz_occlusion_opts *opts)
 {
     int no_title = f->no_title;
@@ -142,6 +177,7 @@ zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n,
         return zf_error(ZF_ERR_ARG, "occlusion figure: alpha must be in [0, 1], legend and panel sizes >= 0");
     if (f->opts.legend_max > ZFV_CATEGORIES)
         f->opts.legend_max = ZFV_CATEGORIES;
+    f->legend_w = LEGEND_W;
     double pw = 0, ph = 0;
     f->bar_b = f->bar_d = 48;
     for (int i = 0; i < n; i++) {
@@ -152,10 +188,12 @@ zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n,
         f->bar_b = fmax(f->bar_b, zfv_colorbar_width(lo, hi, 12));
         zf_viz_prob_range(&f->opts.style, rows[i].prob, npos, &lo, &hi);
         f->bar_d = fmax(f->bar_d, zfv_colorbar_width(lo, hi, 12));
+        f->legend_w = fmax(f->legend_w, legend_width(&rows[i]));
         double s = panel_scale(&f->opts, rows[i].image);
         pw = fmax(pw, ceil(rows[i].image->w * s));
         ph = fmax(ph, ceil(rows[i].image->h * s));
     }
+    f->legend_w = fmin(f->legend_w, LEGEND_W_MAX);
     cols c = columns(f, pw);
     double tw, th, sh;
     zfv_text_size("Occlusion sensitivity", ZFV_TITLE_SIZE, ZFV_BOLD, &tw, &th);
@@ -228,7 +266,7 @@ static void class_name(char *buf, size_t len, const zf_viz_occlusion *r, int32_t
 
 /* (e): the most probable class per position in categorical colours, legend by area. */
 static zf_status class_panel(cairo_t *cr, const zf_viz_occlusion *r, double x, double y, double s,
-                             const zf_viz_occlusion_opts *o, double lx)
+                             const zf_viz_occlusion_opts *o, double lx, double lw)
 {
     int npos = r->rows * r->cols;
     class_count *cc = calloc((size_t)npos, sizeof *cc);
@@ -297,7 +335,7 @@ static zf_status class_panel(cairo_t *cr, const zf_viz_occlusion *r, double x, d
             goto done;
         int bold = !is_other && cc[j].cls == r->true_class;
         st = zfv_text_fit(cr, lx + 15 * zfv_font_scale(), ly, line, LEGEND_SIZE, bold ? ZFV_BOLD : 0, zfv_ink,
-                          LEGEND_W - 15 * zfv_font_scale());
+                          lw - 15 * zfv_font_scale());
         if (st)
             goto done;
         ly += LEGEND_SIZE * 1.5 * zfv_font_scale();
@@ -308,7 +346,7 @@ static zf_status class_panel(cairo_t *cr, const zf_viz_occlusion *r, double x, d
             snprintf(line, sizeof line, "class of (d): %s (%d)", name, r->true_class);
         else
             snprintf(line, sizeof line, "class of (d): %s", name);
-        st = zfv_text_fit(cr, lx, ly + 4, line, LEGEND_SIZE - 1, ZFV_ITALIC, zfv_ink_light, LEGEND_W);
+        st = zfv_text_fit(cr, lx, ly + 4, line, LEGEND_SIZE - 1, ZFV_ITALIC, zfv_ink_light, lw);
     }
 done:
     if (sf)
@@ -363,7 +401,7 @@ static zf_status draw_row(cairo_t *cr, const zfv_occl_fig *f, const zf_viz_occlu
     snprintf(buf, sizeof buf, "(d) p(%s)", name);
     ZFV_TRY(caption(cr, c.d, y + ih, pw + 60, buf));
 
-    ZFV_TRY(class_panel(cr, r, c.e, y, s, &f->opts, c.legend));
+    ZFV_TRY(class_panel(cr, r, c.e, y, s, &f->opts, c.legend, f->legend_w));
     ZFV_TRY(caption(cr, c.e, y + ih, pw + 60, "(e) most probable class"));
     return ZF_OK;
 }

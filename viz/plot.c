@@ -238,9 +238,9 @@ zf_status zfv_axes_draw(cairo_t *cr, const zfv_axes *ax, const char *xlabel, con
     ZFV_TRY(zfv_line(cr, ax->x, ax->y + ax->h, ax->x + ax->w, ax->y + ax->h, 1.0, zfv_ink));
     ZFV_TRY(zfv_line(cr, ax->x, ax->y, ax->x, ax->y + ax->h, 1.0, zfv_ink));
     if (xlabel)
-        ZFV_TRY(zfv_text(cr, ax->x + ax->w / 2, ax->y + ax->h + 20, xlabel, ZFV_TEXT_SIZE - 1, ZFV_CENTER, zfv_ink));
+        ZFV_TRY(zfv_text(cr, ax->x + ax->w / 2, ax->y + ax->h + 5 + 15 * zfv_font_scale(), xlabel, ZFV_TEXT_SIZE - 1, ZFV_CENTER, zfv_ink));
     if (ylabel)
-        ZFV_TRY(zfv_text(cr, ax->x - 46, ax->y + ax->h / 2, ylabel, ZFV_TEXT_SIZE - 1,
+        ZFV_TRY(zfv_text(cr, ax->x - 6 - 40 * zfv_font_scale(), ax->y + ax->h / 2, ylabel, ZFV_TEXT_SIZE - 1,
                          ZFV_ROT90 | ZFV_MIDDLE | ZFV_CENTER, zfv_ink));
     return ZF_OK;
 }

@@ -199,6 +199,7 @@ typedef struct zfv_occl_fig {
     double w, h;
     double bar_b, bar_d;         /* widths of the colour bars of (b) and (d) with their labels */
     double font;                 /* the font scale the layout was made at */
+    double legend_w;             /* the legend of (e): wide enough for its longest class name */
     int no_title;                /* set before prepare: leave out the figure's title line */
 } zfv_occl_fig;
 zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n, const zf_viz_occlusion_opts *opts);

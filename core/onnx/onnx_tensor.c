@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "onnx_internal.h"
+#include "../util_internal.h"
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "ONNX raw_data is little-endian; this reader copies it as it is"
@@ -183,28 +184,6 @@ zf_status ox_const_from_tensor(ox_const *c, const Onnx__TensorProto *tp, const c
     return ZF_OK;
 }
 
-static float half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31, exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13);
-    } else if (exp) {
-        bits = sign | ((exp + 112) << 23) | (man << 13);
-    } else if (man) { /* subnormal: normalise */
-        int e = -1;
-        do {
-            e++;
-            man <<= 1;
-        } while (!(man & 0x400));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
-    } else {
-        bits = sign;
-    }
-    float f;
-    memcpy(&f, &bits, 4);
-    return f;
-}
-
 /* Value i of little-endian raw bytes of type t, as double. */
 static double raw_get(const uint8_t *p, int t, int64_t i)
 {
@@ -217,7 +196,7 @@ static double raw_get(const uint8_t *p, int t, int64_t i)
     case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32: { uint32_t v; memcpy(&v, p + 4 * i, 4); return v; }
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT16: { int16_t v; memcpy(&v, p + 2 * i, 2); return v; }
     case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return v; }
-    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return half_to_float(v); }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return zf_half_to_float(v); }
     case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: {
         uint16_t v;
         memcpy(&v, p + 2 * i, 2);
@@ -240,7 +219,7 @@ static double typed_get(const Onnx__TensorProto *tp, int t, int64_t i)
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT64: return (double)tp->int64_data[i];
     case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
     case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: return (double)tp->uint64_data[i];
-    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: return half_to_float((uint16_t)tp->int32_data[i]);
+    case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: return zf_half_to_float((uint16_t)tp->int32_data[i]);
     case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: {
         uint32_t bits = (uint32_t)(uint16_t)tp->int32_data[i] << 16;
         float f;
