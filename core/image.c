@@ -4,6 +4,7 @@
 #include "zf/file.h"
 #include "zf/io.h"
 #include "image_internal.h"
+#include "util_internal.h"
 
 #include <errno.h>
 #include <math.h>
@@ -403,13 +404,6 @@ zf_status zf_taps_make(zf_taps *t, int in_size, int out_size, int start, int n)
     return ZF_OK;
 }
 
-/* Python's round() of d/2: halves go to the even neighbour (torchvision's CenterCrop offset). */
-static int half_round_even(int d)
-{
-    int q = d / 2;
-    return (d % 2) && (q % 2) ? q + 1 : q;
-}
-
 zf_status zf_image_to_input(float *out, const zf_image *img, const zf_preproc *pre, int out_h,
                             int out_w)
 {
@@ -435,8 +429,8 @@ zf_status zf_image_to_input(float *out, const zf_image *img, const zf_preproc *p
             return zf_error(ZF_ERR_ARG, "image to input: resize to %d x %d leaves less than the "
                             "%d x %d crop (short side %d)", rw, rh, out_w, out_h,
                             pre->resize_short);
-        top = half_round_even(rh - out_h);
-        left = half_round_even(rw - out_w);
+        top = zf_half_round_even(rh - out_h);
+        left = zf_half_round_even(rw - out_w);
     } else if (pre->resize != ZF_RESIZE_EXACT) {
         return zf_error(ZF_ERR_ARG, "image to input: unknown resize mode %d", (int)pre->resize);
     }

@@ -31,28 +31,6 @@ const char *zf_npy_shape_str(const int64_t *shape, int ndim, char *buf, size_t l
     return buf;
 }
 
-float zf_half_to_float(uint16_t h)
-{
-    uint32_t sign = (uint32_t)(h >> 15) << 31;
-    uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff, bits;
-    if (exp == 0x1f) {
-        bits = sign | 0x7f800000u | (man << 13); /* inf, nan */
-    } else if (exp != 0) {
-        bits = sign | ((exp + 112) << 23) | (man << 13);
-    } else if (man == 0) {
-        bits = sign;
-    } else { /* subnormal half: normalise */
-        int e = -1;
-        do {
-            e++;
-            man <<= 1;
-        } while (!(man & 0x400));
-        bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
-    }
-    union { uint32_t u; float f; } v = {bits};
-    return v.f;
-}
-
 /* ---- header dict parser ----
  * The header is a Python dict literal with exactly the keys 'descr', 'fortran_order' and 'shape',
  * e.g. {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }. Anything else is refused. */

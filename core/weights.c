@@ -95,14 +95,6 @@ static zf_layer *param_layer(const zf_net *net, const char *name, size_t len)
 
 #define ZF_RANDOM_BLOCK 65536
 
-static uint64_t splitmix64(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 static inline uint64_t rotl64(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 
 static inline uint64_t xoshiro256ss(uint64_t s[4])
@@ -132,7 +124,7 @@ static void fill_normal_block(float *out, int64_t n, uint64_t key, uint64_t bloc
 {
     uint64_t sm = key ^ (block * 0xD1B54A32D192ED03ull), s[4];
     for (int i = 0; i < 4; i++)
-        s[i] = splitmix64(&sm);
+        s[i] = zf_splitmix64(&sm);
     const double inv53 = 1.0 / 9007199254740992.0;
     for (int64_t i = 0; i < n; i += 2) {
         double x, y, q;
