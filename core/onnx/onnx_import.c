@@ -22,7 +22,25 @@
 #define OX_MAX_ACT (INT64_C(1) << 31)
 #define OX_MAX_OWNED (1 << 20)
 
-typedef enum { V_ACT, V_CONST, V_DEAD } ox_kind;
+/* V_LRN and V_PAD are values on the way to one engine layer that exporters spell as several ops:
+ * PyTorch's LocalResponseNorm (x squared, zero-padded along the channels, averaged over a window of
+ * channels, scaled, shifted and raised to a power, then x divided by that), and an activation
+ * zero-padded by a Pad node for the Conv or pool that reads it. */
+typedef enum { V_ACT, V_CONST, V_DEAD, V_LRN, V_PAD } ox_kind;
+
+typedef enum { L_SQUARE, L_MEAN, L_AFFINE, L_POWER } ox_lrn_stage;
+
+typedef struct ox_part {
+    int base;                  /* value index of the activation it is computed from */
+    int ndim;
+    int64_t dims[OX_MAX_DIMS]; /* the shape the graph sees; dims[0] is the batch, 0 if symbolic */
+    ox_lrn_stage stage;        /* V_LRN */
+    int cax;                   /* V_LRN: the axis that holds the channels */
+    int64_t lo, hi;            /* V_LRN: zero channels padded before and after the squares */
+    int size, front;           /* V_LRN from L_MEAN on: the window of the mean */
+    double a, b, p;            /* V_LRN from L_MEAN on: the value is (a * mean + b)^p */
+    int pads[4];               /* V_PAD: top, left, bottom, right */
+} ox_part;
 
 typedef struct ox_value {
     const char *name;
@@ -31,6 +49,7 @@ typedef struct ox_value {
     int rank;  /* V_ACT: 4 for (n, c, h, w), 2 for (n, features) */
     ox_const c;
     const char *why; /* V_DEAD: which output of which op it is */
+    ox_part part;    /* V_LRN, V_PAD */
 } ox_value;
 
 typedef struct ox_pending {
@@ -58,6 +77,7 @@ typedef struct ox_ctx {
     int n_weighted; /* conv and fc layers so far, for Caffe-style names */
     const Onnx__NodeProto *node;
     int node_idx;
+    int xpad[4];    /* zero padding of a V_PAD input, for the window of the node being mapped */
 } ox_ctx;
 
 /* ---------------------------------------------------------------- messages */
@@ -170,14 +190,26 @@ static int const_input(ox_ctx *x, int k, int required, const char *what)
     return i;
 }
 
-/* Input 0 must be the chain's current activation. */
-static zf_status chain_input(ox_ctx *x)
+/* Input 0 must be the chain's current activation; with `padded`, also that activation zero-padded
+ * by a Pad node (its padding goes to x->xpad). */
+static zf_status chain_input_ex(ox_ctx *x, int padded)
 {
     int i = input_val(x, 0);
     if (i == -2)
         return ZF_ERR_FORMAT;
     if (i == -1)
         return node_err(x, ZF_ERR_FORMAT, "has no data input");
+    if (x->vals[i].kind == V_PAD && padded) {
+        memcpy(x->xpad, x->vals[i].part.pads, sizeof x->xpad);
+        i = x->vals[i].part.base;
+    }
+    if (x->vals[i].kind == V_PAD)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "reads '%s', an activation zero-padded by a Pad node; "
+                        "the engine pads only inside Conv and pooling layers", ox_shown(x->vals[i].name));
+    if (x->vals[i].kind == V_LRN)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "reads '%s', a step of a LocalResponseNorm written out "
+                        "(the squares of an activation averaged over channels), and does not fit that "
+                        "computation", ox_shown(x->vals[i].name));
     if (x->vals[i].kind != V_ACT)
         return node_err(x, ZF_ERR_UNSUPPORTED, "its data input '%s' is a constant",
                         ox_shown(x->vals[i].name));
@@ -188,6 +220,8 @@ static zf_status chain_input(ox_ctx *x)
                         ox_shown(x->vals[x->cur].name));
     return ZF_OK;
 }
+
+static zf_status chain_input(ox_ctx *x) { return chain_input_ex(x, 0); }
 
 static zf_layer *cur_layer(ox_ctx *x)
 {
@@ -427,6 +461,10 @@ static zf_status make_window(ox_ctx *x, int kh, int kw, zf_window *win)
             return st;
     int c, h, w;
     cur_shape(x, &c, &h, &w);
+    int have_xpad = x->xpad[0] || x->xpad[1] || x->xpad[2] || x->xpad[3];
+    if (have_xpad && strcmp(autopad, "NOTSET") && autopad[0])
+        return node_err(x, ZF_ERR_UNSUPPORTED, "auto_pad '%s' on an input padded by a Pad node",
+                        ox_shown(autopad));
     if (!strcmp(autopad, "VALID")) {
         memset(p, 0, sizeof p);
     } else if (!strcmp(autopad, "SAME_UPPER") || !strcmp(autopad, "SAME_LOWER")) {
@@ -452,6 +490,11 @@ static zf_status make_window(ox_ctx *x, int kh, int kw, zf_window *win)
     win->pl = (int)p[1];
     win->pb = (int)p[2];
     win->pr = (int)p[3];
+    /* a Pad node before the op: its zeros are the op's own padding (ONNX pads are begin then end) */
+    win->pt += x->xpad[0];
+    win->pl += x->xpad[1];
+    win->pb += x->xpad[2];
+    win->pr += x->xpad[3];
     if (kh > h + win->pt + win->pb || kw > w + win->pl + win->pr)
         return node_err(x, ZF_ERR_SHAPE, "window %dx%d is larger than its padded %dx%d input", kh, kw,
                         h + win->pt + win->pb, w + win->pl + win->pr);
@@ -500,14 +543,33 @@ static zf_status check_ceil(ox_ctx *x, const zf_window *w, int ceil_mode)
     return ZF_OK;
 }
 
+/* Is the current activation >= 0 everywhere (a ReLU, or what LRN, pools and dropout make of one)?
+ * Then zeros padded before a max-pool never win over the values, as the engine's padding. */
+static int nonnegative(ox_ctx *x)
+{
+    for (int l = x->vals[x->cur].layer; l >= 0; l--) {
+        zf_op op = x->net->layers[l].op;
+        if (op == ZF_OP_RELU || op == ZF_OP_SOFTMAX)
+            return 1;
+        if (op != ZF_OP_LRN && op != ZF_OP_MAXPOOL && op != ZF_OP_AVGPOOL && op != ZF_OP_ADAPTIVE_AVGPOOL &&
+            op != ZF_OP_DROPOUT && op != ZF_OP_FLATTEN)
+            return 0;
+    }
+    return 0;
+}
+
 static const char *const pool_attrs[] = {"kernel_shape", "strides", "pads", "auto_pad", "ceil_mode",
                                          "dilations", "storage_order", "count_include_pad", NULL};
 
 static zf_status op_pool(ox_ctx *x, int is_max)
 {
     zf_status st;
-    if ((st = check_attrs(x, pool_attrs)) || (st = chain_input(x)) || (st = need_rank(x, 4)))
+    if ((st = check_attrs(x, pool_attrs)) || (st = chain_input_ex(x, 1)) || (st = need_rank(x, 4)))
         return st;
+    int have_xpad = x->xpad[0] || x->xpad[1] || x->xpad[2] || x->xpad[3];
+    if (have_xpad && is_max && !nonnegative(x))
+        return node_err(x, ZF_ERR_UNSUPPORTED, "max-pools an input zero-padded by a Pad node, and the "
+                        "values may be negative (the engine's max-pool padding never wins)");
     if (!is_max && find_attr(x->node, "storage_order"))
         return node_err(x, ZF_ERR_UNSUPPORTED, "attribute 'storage_order' is not supported");
     if (is_max && find_attr(x->node, "count_include_pad"))
@@ -521,6 +583,15 @@ static zf_status op_pool(ox_ctx *x, int is_max)
         return st;
     if ((ceil_mode != 0 && ceil_mode != 1) || (cip != 0 && cip != 1))
         return node_err(x, ZF_ERR_UNSUPPORTED, "ceil_mode and count_include_pad must be 0 or 1");
+    if (have_xpad && !is_max) {
+        /* the Pad node's zeros are counted; the pool's own padding must be counted too */
+        int own = win.pt != x->xpad[0] || win.pl != x->xpad[1] || win.pb != x->xpad[2] ||
+                  win.pr != x->xpad[3];
+        if (own && !cip)
+            return node_err(x, ZF_ERR_UNSUPPORTED, "averages an input zero-padded by a Pad node with "
+                            "padding of its own that is not counted (count_include_pad 0)");
+        cip = 1;
+    }
     if ((st = check_ceil(x, &win, (int)ceil_mode)))
         return st;
     char name[32];
@@ -554,7 +625,7 @@ static zf_status op_conv(ox_ctx *x)
     static const char *const allowed[] = {"kernel_shape", "strides", "pads", "auto_pad",
                                           "dilations", "group", NULL};
     zf_status st;
-    if ((st = check_attrs(x, allowed)) || (st = chain_input(x)) || (st = need_rank(x, 4)))
+    if ((st = check_attrs(x, allowed)) || (st = chain_input_ex(x, 1)) || (st = need_rank(x, 4)))
         return st;
     int wi = const_input(x, 1, 1, "weight"), bi = const_input(x, 2, 0, "bias");
     if (wi == -2 || bi == -2)
@@ -684,9 +755,19 @@ static zf_status op_reshape(ox_ctx *x)
         const ox_const *s = &x->vals[si].c;
         if (s->ndim > 1)
             return node_err(x, ZF_ERR_FORMAT, "shape input is not 1-D");
-        if ((st = ox_const_read_i64(s, x->dir, t, OX_MAX_DIMS, x->path)))
+        if (s->count > OX_MAX_DIMS)
+            return node_err(x, ZF_ERR_UNSUPPORTED, "shape has %" PRId64 " axes", s->count);
+        double d[OX_MAX_DIMS];
+        if ((st = ox_const_read_f64(s, x->dir, d, x->path)))
             return node_err(x, st, "%s", zf_last_error());
         nt = (int)s->count;
+        for (int i = 0; i < nt; i++) {
+            /* a shape computed from Shape(x) of a symbolic batch: that batch, in the first axis */
+            if (isnan(d[i]) && (i > 0 || x->batch))
+                return node_err(x, ZF_ERR_UNSUPPORTED, "shape depends on the batch size, which the "
+                                "graph leaves symbolic, at axis %d", i);
+            t[i] = isnan(d[i]) ? (x->batch ? x->batch : 1) : d[i] < -1e18 ? INT64_MIN : d[i] > 1e18 ? INT64_MAX : (int64_t)d[i];
+        }
     } else {
         if ((st = attr_ints(x, "shape", t, OX_MAX_DIMS, &nt)))
             return st;
@@ -1237,6 +1318,1120 @@ fail:
     return st;
 }
 
+/* ---------------------------------------------------------------- shape arithmetic */
+
+/* Exporters compute shapes and paddings with small integer subgraphs (Shape, Gather, Concat,
+ * Slice, ...). With the input's shape known they are constants, folded here on doubles; a batch
+ * size the graph leaves symbolic is NaN, and anything that needs its value is refused. */
+
+/* Reads constant `vi` whole (at most OX_MAX_OWNED values) into a new array. */
+static zf_status dense_read(ox_ctx *x, int vi, double **out)
+{
+    const ox_const *c = &x->vals[vi].c;
+    *out = NULL;
+    if (c->count > OX_MAX_OWNED)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "constant '%s' of %" PRId64 " values is too large to "
+                        "compute with", ox_shown(x->vals[vi].name), c->count);
+    double *d = malloc(sizeof(double) * (size_t)(c->count ? c->count : 1));
+    if (!d)
+        return node_err(x, ZF_ERR_NOMEM, "out of memory");
+    zf_status st = ox_const_read_f64(c, x->dir, d, x->path);
+    if (st) {
+        free(d);
+        return node_err(x, st, "%s", zf_last_error());
+    }
+    *out = d;
+    return ZF_OK;
+}
+
+/* Output k becomes the computed constant (dims, vals); vals is taken over in every case. */
+static zf_status dense_output(ox_ctx *x, int k, int dtype, int ndim, const int64_t *dims, double *vals)
+{
+    ox_value *v;
+    zf_status st = def_output(x, k, V_CONST, &v);
+    if (st || !v) {
+        free(vals);
+        return st;
+    }
+    ox_const *c = &v->c;
+    memset(c, 0, sizeof *c);
+    c->src = OX_SRC_OWNED;
+    c->dtype = dtype;
+    c->ndim = ndim;
+    c->count = 1;
+    for (int i = 0; i < ndim; i++) {
+        c->dims[i] = dims[i];
+        c->count *= dims[i];
+    }
+    c->owned = vals;
+    return ZF_OK;
+}
+
+static int is_int_type(int t)
+{
+    return t != T_FLOAT && t != ONNX__TENSOR_PROTO__DATA_TYPE__DOUBLE &&
+           t != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16 && t != ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16;
+}
+
+/* A list of integers from attribute `attr` (older opsets) or constant input k (newer). *n = -1
+ * when neither is there. */
+static zf_status int_list(ox_ctx *x, const char *attr, int k, int64_t *v, int max, int *n)
+{
+    zf_status st;
+    *n = -1;
+    if (attr && find_attr(x->node, attr))
+        return attr_ints(x, attr, v, max, n);
+    int i = k >= 0 ? const_input(x, k, 0, attr ? attr : "list") : -1;
+    if (i == -2)
+        return ZF_ERR_UNSUPPORTED;
+    if (i < 0)
+        return ZF_OK;
+    if ((st = ox_const_read_i64(&x->vals[i].c, x->dir, v, max, x->path)))
+        return node_err(x, st, "%s", zf_last_error());
+    *n = (int)x->vals[i].c.count;
+    return ZF_OK;
+}
+
+static int64_t axis_norm(int64_t a, int rank) { return a < 0 ? a + rank : a; }
+
+static int64_t dims_count(const int64_t *d, int from, int to)
+{
+    int64_t n = 1;
+    for (int i = from; i < to; i++)
+        n *= d[i];
+    return n;
+}
+
+/* Shape of any value: a constant's dims, or an activation's (batch NaN when symbolic). */
+static zf_status fold_shape(ox_ctx *x)
+{
+    static const char *const allowed[] = {"start", "end", NULL};
+    zf_status st;
+    if ((st = check_attrs(x, allowed)))
+        return st;
+    int i = input_val(x, 0);
+    if (i == -2)
+        return ZF_ERR_FORMAT;
+    if (i == -1)
+        return node_err(x, ZF_ERR_FORMAT, "has no data input");
+    const ox_value *v = &x->vals[i];
+    double d[OX_MAX_DIMS];
+    int nd;
+    if (v->kind == V_CONST) {
+        nd = v->c.ndim;
+        for (int k = 0; k < nd; k++)
+            d[k] = (double)v->c.dims[k];
+    } else if (v->kind == V_LRN) {
+        nd = v->part.ndim;
+        for (int k = 0; k < nd; k++)
+            d[k] = (double)v->part.dims[k];
+    } else {
+        int c, h, w;
+        const ox_value *a = v->kind == V_PAD ? &x->vals[v->part.base] : v;
+        zf_layer *l = a->layer >= 0 ? &x->net->layers[a->layer] : NULL;
+        c = l ? l->out_c : x->net->in_c;
+        h = l ? l->out_h : x->net->in_h;
+        w = l ? l->out_w : x->net->in_w;
+        if (v->kind == V_PAD) {
+            h += v->part.pads[0] + v->part.pads[2];
+            w += v->part.pads[1] + v->part.pads[3];
+        }
+        nd = a->rank;
+        d[1] = a->rank == 2 ? (double)c * h * w : c;
+        d[2] = h;
+        d[3] = w;
+    }
+    if (v->kind != V_CONST)
+        d[0] = x->batch ? x->batch : NAN;
+    int64_t start, end;
+    if ((st = attr_int(x, "start", 0, &start)) || (st = attr_int(x, "end", nd, &end)))
+        return st;
+    start = axis_norm(start, nd);
+    end = axis_norm(end, nd);
+    start = start < 0 ? 0 : start > nd ? nd : start;
+    end = end < start ? start : end > nd ? nd : end;
+    int64_t n = end - start;
+    double *o = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    if (!o)
+        return node_err(x, ZF_ERR_NOMEM, "out of memory");
+    for (int64_t k = 0; k < n; k++)
+        o[k] = d[start + k];
+    return dense_output(x, 0, T_INT64, 1, &n, o);
+}
+
+static zf_status fold_gather(ox_ctx *x)
+{
+    static const char *const allowed[] = {"axis", NULL};
+    zf_status st;
+    int di = const_input(x, 0, 1, "data"), ii = const_input(x, 1, 1, "indices");
+    if (di == -2 || ii == -2)
+        return ZF_ERR_UNSUPPORTED;
+    if ((st = check_attrs(x, allowed)))
+        return st;
+    const ox_const *D = &x->vals[di].c, *I = &x->vals[ii].c;
+    int64_t axis;
+    if ((st = attr_int(x, "axis", 0, &axis)))
+        return st;
+    axis = axis_norm(axis, D->ndim);
+    if (axis < 0 || axis >= D->ndim || D->ndim + I->ndim - 1 > OX_MAX_DIMS)
+        return node_err(x, ZF_ERR_SHAPE, "axis %" PRId64 " does not fit data of rank %d", axis, D->ndim);
+    double *d, *ix;
+    if ((st = dense_read(x, di, &d)))
+        return st;
+    if ((st = dense_read(x, ii, &ix))) {
+        free(d);
+        return st;
+    }
+    int64_t outer = dims_count(D->dims, 0, (int)axis), n = D->dims[axis];
+    int64_t inner = dims_count(D->dims, (int)axis + 1, D->ndim);
+    int64_t total = outer * I->count * inner;
+    double *o = total <= OX_MAX_OWNED ? malloc(sizeof(double) * (size_t)(total ? total : 1)) : NULL;
+    for (int64_t q = 0; o && q < I->count; q++) {
+        double f = ix[q];
+        int64_t k = (int64_t)f;
+        if (isnan(f) || k < -n || k >= n) {
+            free(o);
+            free(d);
+            free(ix);
+            return node_err(x, ZF_ERR_SHAPE, "index %g is out of range for %" PRId64 " values", f, n);
+        }
+        k = k < 0 ? k + n : k;
+        for (int64_t a = 0; a < outer; a++)
+            for (int64_t b = 0; b < inner; b++)
+                o[(a * I->count + q) * inner + b] = d[(a * n + k) * inner + b];
+    }
+    free(d);
+    free(ix);
+    if (!o)
+        return node_err(x, ZF_ERR_NOMEM, "out of memory");
+    int64_t dims[OX_MAX_DIMS];
+    int nd = 0;
+    for (int k = 0; k < axis; k++)
+        dims[nd++] = D->dims[k];
+    for (int k = 0; k < I->ndim; k++)
+        dims[nd++] = I->dims[k];
+    for (int k = (int)axis + 1; k < D->ndim; k++)
+        dims[nd++] = D->dims[k];
+    return dense_output(x, 0, D->dtype, nd, dims, o);
+}
+
+static zf_status fold_concat(ox_ctx *x)
+{
+    static const char *const allowed[] = {"axis", NULL};
+    zf_status st;
+    if ((st = check_attrs(x, allowed)))
+        return st;
+    int64_t axis;
+    if ((st = attr_int(x, "axis", 0, &axis)))
+        return st;
+    const Onnx__NodeProto *n = x->node;
+    int first = const_input(x, 0, 1, "first");
+    if (first < 0)
+        return ZF_ERR_UNSUPPORTED;
+    const ox_const *F = &x->vals[first].c;
+    axis = axis_norm(axis, F->ndim);
+    if (axis < 0 || axis >= F->ndim)
+        return node_err(x, ZF_ERR_SHAPE, "axis %" PRId64 " does not fit rank %d", axis, F->ndim);
+    int64_t dims[OX_MAX_DIMS], along = 0;
+    memcpy(dims, F->dims, sizeof dims);
+    for (size_t k = 0; k < n->n_input; k++) {
+        int i = const_input(x, (int)k, 1, "data");
+        if (i < 0)
+            return ZF_ERR_UNSUPPORTED;
+        const ox_const *c = &x->vals[i].c;
+        int ok = c->ndim == F->ndim;
+        for (int d = 0; ok && d < c->ndim; d++)
+            ok = d == axis || c->dims[d] == F->dims[d];
+        if (!ok)
+            return node_err(x, ZF_ERR_SHAPE, "input '%s' does not fit the others", ox_shown(x->vals[i].name));
+        along += c->dims[axis];
+    }
+    dims[axis] = along;
+    int64_t outer = dims_count(dims, 0, (int)axis), inner = dims_count(dims, (int)axis + 1, F->ndim);
+    int64_t total = outer * along * inner;
+    if (total > OX_MAX_OWNED)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "result is too large to compute");
+    double *o = malloc(sizeof(double) * (size_t)(total ? total : 1));
+    if (!o)
+        return node_err(x, ZF_ERR_NOMEM, "out of memory");
+    int64_t at = 0;
+    for (size_t k = 0; k < n->n_input; k++) {
+        int i = const_input(x, (int)k, 1, "data");
+        double *d;
+        if ((st = dense_read(x, i, &d))) {
+            free(o);
+            return st;
+        }
+        int64_t m = x->vals[i].c.dims[axis];
+        for (int64_t a = 0; a < outer; a++)
+            memcpy(o + (a * along + at) * inner, d + a * m * inner, sizeof(double) * (size_t)(m * inner));
+        at += m;
+        free(d);
+    }
+    return dense_output(x, 0, F->dtype, F->ndim, dims, o);
+}
+
+/* Slice (starts/ends/axes as attributes before opset 10, then inputs with steps). */
+static zf_status fold_slice(ox_ctx *x)
+{
+    static const char *const allowed[] = {"starts", "ends", "axes", NULL};
+    zf_status st;
+    int di = const_input(x, 0, 1, "data");
+    if (di < 0)
+        return ZF_ERR_UNSUPPORTED;
+    if ((st = check_attrs(x, allowed)))
+        return st;
+    const ox_const *D = &x->vals[di].c;
+    int64_t sv[OX_MAX_DIMS], ev[OX_MAX_DIMS], av[OX_MAX_DIMS], pv[OX_MAX_DIMS];
+    int ns, ne, na, np;
+    if ((st = int_list(x, "starts", 1, sv, OX_MAX_DIMS, &ns)) || (st = int_list(x, "ends", 2, ev, OX_MAX_DIMS, &ne)) ||
+        (st = int_list(x, "axes", 3, av, OX_MAX_DIMS, &na)) || (st = int_list(x, NULL, 4, pv, OX_MAX_DIMS, &np)))
+        return st;
+    if (ns < 0 || ns != ne || (na >= 0 && na != ns) || (np >= 0 && np != ns))
+        return node_err(x, ZF_ERR_FORMAT, "starts, ends, axes and steps do not match");
+    int64_t lo[OX_MAX_DIMS], step[OX_MAX_DIMS], dims[OX_MAX_DIMS];
+    for (int d = 0; d < D->ndim; d++) {
+        lo[d] = 0;
+        step[d] = 1;
+        dims[d] = D->dims[d];
+    }
+    for (int k = 0; k < ns; k++) {
+        int64_t a = axis_norm(na >= 0 ? av[k] : k, D->ndim), p = np >= 0 ? pv[k] : 1;
+        if (a < 0 || a >= D->ndim || p == 0)
+            return node_err(x, ZF_ERR_SHAPE, "slice axis %" PRId64 " or step %" PRId64 " is invalid", a, p);
+        int64_t n = D->dims[a], s = sv[k], e = ev[k];
+        s = s < 0 ? (s < -n ? -n : s) + n : s;
+        e = e < 0 ? (e < -n - 1 ? -n - 1 : e) + n : e;
+        if (p > 0) {
+            s = s > n ? n : s;
+            e = e > n ? n : e;
+            dims[a] = e > s ? (e - s + p - 1) / p : 0;
+        } else {
+            s = s > n - 1 ? n - 1 : s;
+            e = e > n - 1 ? n - 1 : e;
+            e = e < -1 ? -1 : e;
+            dims[a] = s > e ? (s - e - p - 1) / -p : 0;
+        }
+        lo[a] = s;
+        step[a] = p;
+    }
+    double *d;
+    if ((st = dense_read(x, di, &d)))
+        return st;
+    int64_t total = dims_count(dims, 0, D->ndim);
+    double *o = malloc(sizeof(double) * (size_t)(total ? total : 1));
+    if (!o) {
+        free(d);
+        return node_err(x, ZF_ERR_NOMEM, "out of memory");
+    }
+    for (int64_t q = 0; q < total; q++) {
+        int64_t r = q, src = 0, mul = 1;
+        for (int a = D->ndim - 1; a >= 0; a--) {
+            int64_t idx = r % dims[a];
+            r /= dims[a];
+            src += (lo[a] + idx * step[a]) * mul;
+            mul *= D->dims[a];
+        }
+        o[q] = d[src];
+    }
+    free(d);
+    return dense_output(x, 0, D->dtype, D->ndim, dims, o);
+}
+
+/* Unsqueeze and Squeeze (axes as an attribute before opset 13, then an input) of a shape: the
+ * new dims, or an error. */
+static zf_status squeeze_dims(ox_ctx *x, int unsqueeze, const int64_t *in, int nin, int64_t *out, int *nout)
+{
+    int64_t ax[OX_MAX_DIMS];
+    int na;
+    zf_status st = int_list(x, "axes", 1, ax, OX_MAX_DIMS, &na);
+    if (st)
+        return st;
+    if (unsqueeze) {
+        int r = nin + (na < 0 ? 0 : na);
+        if (na < 0 || r > OX_MAX_DIMS)
+            return node_err(x, ZF_ERR_UNSUPPORTED, "needs 1 to %d axes", OX_MAX_DIMS - nin);
+        int mark[OX_MAX_DIMS] = {0};
+        for (int k = 0; k < na; k++) {
+            int64_t a = axis_norm(ax[k], r);
+            if (a < 0 || a >= r || mark[a])
+                return node_err(x, ZF_ERR_SHAPE, "axis %" PRId64 " is invalid", ax[k]);
+            mark[a] = 1;
+        }
+        for (int a = 0, j = 0; a < r; a++)
+            out[a] = mark[a] ? 1 : in[j++];
+        *nout = r;
+        return ZF_OK;
+    }
+    int mark[OX_MAX_DIMS] = {0};
+    for (int k = 0; k < na; k++) {
+        int64_t a = axis_norm(ax[k], nin);
+        if (a < 0 || a >= nin || in[a] != 1)
+            return node_err(x, ZF_ERR_SHAPE, "axis %" PRId64 " is not of size 1", ax[k]);
+        mark[a] = 1;
+    }
+    *nout = 0;
+    for (int a = 0; a < nin; a++)
+        if (na < 0 ? in[a] != 1 : !mark[a])
+            out[(*nout)++] = in[a];
+    return ZF_OK;
+}
+
+static zf_status fold_squeeze(ox_ctx *x, int unsqueeze)
+{
+    static const char *const allowed[] = {"axes", NULL};
+    zf_status st;
+    int di = const_input(x, 0, 1, "data");
+    if (di < 0)
+        return ZF_ERR_UNSUPPORTED;
+    if ((st = check_attrs(x, allowed)))
+        return st;
+    const ox_const *D = &x->vals[di].c;
+    int64_t dims[OX_MAX_DIMS];
+    int nd;
+    if ((st = squeeze_dims(x, unsqueeze, D->dims, D->ndim, dims, &nd)))
+        return st;
+    double *d;
+    if ((st = dense_read(x, di, &d)))
+        return st;
+    return dense_output(x, 0, D->dtype, nd, dims, d);
+}
+
+/* Reshape, Transpose and Cast of a computed constant (the lazy views of fold_view are for the
+ * weights in the file). */
+static zf_status fold_dense_view(ox_ctx *x, const char *op)
+{
+    static const char *const allowed[] = {"perm", "shape", "to", "allowzero", NULL};
+    zf_status st;
+    int di = const_input(x, 0, 1, "data");
+    if (di < 0)
+        return ZF_ERR_UNSUPPORTED;
+    if ((st = check_attrs(x, allowed)))
+        return st;
+    const ox_const *D = &x->vals[di].c;
+    double *d;
+    if ((st = dense_read(x, di, &d)))
+        return st;
+    int64_t dims[OX_MAX_DIMS];
+    int nd = D->ndim, dtype = D->dtype;
+    memcpy(dims, D->dims, sizeof dims);
+    if (!strcmp(op, "Transpose")) {
+        int64_t perm[OX_MAX_DIMS];
+        int np;
+        if ((st = attr_ints(x, "perm", perm, OX_MAX_DIMS, &np))) {
+            free(d);
+            return st;
+        }
+        int used[OX_MAX_DIMS] = {0};
+        for (int k = 0; k < nd; k++) {
+            perm[k] = np < 0 ? nd - 1 - k : perm[k];
+            if ((np >= 0 && np != nd) || perm[k] < 0 || perm[k] >= nd || used[perm[k]]++) {
+                free(d);
+                return node_err(x, ZF_ERR_SHAPE, "perm does not fit rank %d", nd);
+            }
+            dims[k] = D->dims[perm[k]];
+        }
+        double *o = malloc(sizeof(double) * (size_t)(D->count ? D->count : 1));
+        if (!o) {
+            free(d);
+            return node_err(x, ZF_ERR_NOMEM, "out of memory");
+        }
+        for (int64_t q = 0; q < D->count; q++) {
+            int64_t r = q, src = 0;
+            for (int a = nd - 1; a >= 0; a--) {
+                int64_t idx = r % dims[a], mul = dims_count(D->dims, (int)perm[a] + 1, nd);
+                r /= dims[a];
+                src += idx * mul;
+            }
+            o[q] = d[src];
+        }
+        free(d);
+        d = o;
+    } else if (!strcmp(op, "Reshape")) {
+        int64_t t[OX_MAX_DIMS], allowzero;
+        int nt;
+        if ((st = attr_int(x, "allowzero", 0, &allowzero)) || (st = int_list(x, "shape", 1, t, OX_MAX_DIMS, &nt))) {
+            free(d);
+            return st;
+        }
+        int64_t known = 1;
+        int infer = -1;
+        for (int k = 0; k < nt && !st; k++) {
+            if (t[k] == 0 && !allowzero)
+                t[k] = k < nd ? D->dims[k] : 0;
+            if (t[k] == -1 && infer < 0)
+                infer = k;
+            else if (t[k] < 0 || t[k] > OX_MAX_OWNED)
+                st = ZF_ERR_SHAPE;
+            else
+                known *= t[k];
+        }
+        if (!st && infer >= 0 && known > 0 && D->count % known == 0) {
+            t[infer] = D->count / known;
+            known = D->count;
+        }
+        if (st || nt < 0 || known != D->count) {
+            free(d);
+            return node_err(x, ZF_ERR_SHAPE, "shape does not hold the constant's %" PRId64 " values", D->count);
+        }
+        nd = nt;
+        memcpy(dims, t, sizeof(int64_t) * (size_t)nt);
+    } else { /* Cast */
+        int64_t to;
+        if ((st = attr_int(x, "to", 0, &to))) {
+            free(d);
+            return st;
+        }
+        dtype = (int)to;
+        if (to == ONNX__TENSOR_PROTO__DATA_TYPE__STRING) {
+            free(d);
+            return node_err(x, ZF_ERR_UNSUPPORTED, "cast to %s is not supported", ox_dtype_name((int)to));
+        }
+        for (int64_t q = 0; q < D->count; q++)
+            d[q] = to == ONNX__TENSOR_PROTO__DATA_TYPE__BOOL ? (d[q] != 0) : is_int_type(dtype) ? trunc(d[q]) : d[q];
+    }
+    return dense_output(x, 0, dtype, nd, dims, d);
+}
+
+/* Elementwise ops of constants, with numpy broadcasting. */
+static zf_status fold_elementwise(ox_ctx *x, const char *op)
+{
+    static const char *const none[] = {NULL};
+    zf_status st;
+    if ((st = check_attrs(x, none)))
+        return st;
+    int unary = !strcmp(op, "Not") || !strcmp(op, "Neg");
+    int ai = const_input(x, 0, 1, "A"), bi = unary ? ai : const_input(x, 1, 1, "B");
+    if (ai < 0 || bi < 0)
+        return ZF_ERR_UNSUPPORTED;
+    const ox_const *A = &x->vals[ai].c, *B = &x->vals[bi].c;
+    int nd = A->ndim > B->ndim ? A->ndim : B->ndim;
+    int64_t dims[OX_MAX_DIMS], da[OX_MAX_DIMS], db[OX_MAX_DIMS];
+    for (int k = 0; k < nd; k++) {
+        int ka = k - (nd - A->ndim), kb = k - (nd - B->ndim);
+        da[k] = ka >= 0 ? A->dims[ka] : 1;
+        db[k] = kb >= 0 ? B->dims[kb] : 1;
+        if (da[k] != db[k] && da[k] != 1 && db[k] != 1)
+            return node_err(x, ZF_ERR_SHAPE, "shapes do not broadcast");
+        dims[k] = da[k] == 1 ? db[k] : da[k];
+    }
+    int64_t total = dims_count(dims, 0, nd);
+    if (total > OX_MAX_OWNED)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "result is too large to compute");
+    double *a, *b = NULL, *o = malloc(sizeof(double) * (size_t)(total ? total : 1));
+    if (!o)
+        return node_err(x, ZF_ERR_NOMEM, "out of memory");
+    if ((st = dense_read(x, ai, &a)) || (st = dense_read(x, bi, &b))) {
+        free(o);
+        free(a);
+        return st;
+    }
+    int cmp = !strcmp(op, "Equal") || !strcmp(op, "Greater") || !strcmp(op, "Less") || !strcmp(op, "Not");
+    int ints = is_int_type(A->dtype);
+    for (int64_t q = 0; q < total && !st; q++) {
+        int64_t r = q, ia = 0, ib = 0, ma = 1, mb = 1;
+        for (int k = nd - 1; k >= 0; k--) {
+            int64_t idx = r % dims[k];
+            r /= dims[k];
+            ia += (da[k] == 1 ? 0 : idx) * ma;
+            ib += (db[k] == 1 ? 0 : idx) * mb;
+            ma *= da[k];
+            mb *= db[k];
+        }
+        double u = a[ia], v = b[ib];
+        if (cmp && (isnan(u) || isnan(v)))
+            st = node_err(x, ZF_ERR_UNSUPPORTED, "its result depends on the batch size, which the graph "
+                          "leaves symbolic");
+        else if (!strcmp(op, "Add"))
+            o[q] = u + v;
+        else if (!strcmp(op, "Sub"))
+            o[q] = u - v;
+        else if (!strcmp(op, "Mul"))
+            o[q] = u * v;
+        else if (!strcmp(op, "Div"))
+            o[q] = ints ? (v == 0 ? NAN : trunc(u / v)) : u / v;
+        else if (!strcmp(op, "Neg"))
+            o[q] = -u;
+        else if (!strcmp(op, "Not"))
+            o[q] = u == 0;
+        else if (!strcmp(op, "Equal"))
+            o[q] = u == v;
+        else if (!strcmp(op, "Greater"))
+            o[q] = u > v;
+        else
+            o[q] = u < v;
+    }
+    free(a);
+    free(b);
+    if (st) {
+        free(o);
+        return st;
+    }
+    return dense_output(x, 0, cmp ? ONNX__TENSOR_PROTO__DATA_TYPE__BOOL : A->dtype, nd, dims, o);
+}
+
+/* ---------------------------------------------------------------- If with a constant condition */
+
+static zf_status map_node(ox_ctx *x);
+
+/* Output k of the node names the same value as value `from`. */
+static zf_status alias_value(ox_ctx *x, int k, int from)
+{
+    ox_value *v;
+    zf_status st = def_output(x, k, x->vals[from].kind, &v);
+    if (st || !v)
+        return st;
+    const char *name = v->name;
+    *v = x->vals[from];
+    v->name = name;
+    if (v->kind == V_CONST && v->c.src == OX_SRC_OWNED) {
+        v->c.owned = malloc(sizeof(double) * (size_t)(v->c.count ? v->c.count : 1));
+        if (!v->c.owned)
+            return node_err(x, ZF_ERR_NOMEM, "out of memory");
+        memcpy(v->c.owned, x->vals[from].c.owned, sizeof(double) * (size_t)v->c.count);
+    }
+    if (v->kind == V_ACT && from == x->cur)
+        x->cur = (int)(v - x->vals);
+    return ZF_OK;
+}
+
+/* PyTorch guards its Squeezes with If(Shape(x)[axis] == 1): with the shapes known the condition
+ * is a constant, and the branch it picks is mapped in place. */
+static zf_status op_if(ox_ctx *x)
+{
+    static const char *const allowed[] = {"then_branch", "else_branch", NULL};
+    zf_status st;
+    if ((st = check_attrs(x, allowed)))
+        return st;
+    int ci = input_val(x, 0);
+    if (ci == -2)
+        return ZF_ERR_FORMAT;
+    if (ci == -1 || x->vals[ci].kind != V_CONST)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "its condition is computed from the image; the engine "
+                        "needs it to be known when the model loads");
+    double *cond;
+    if ((st = dense_read(x, ci, &cond)))
+        return st;
+    int64_t n = x->vals[ci].c.count;
+    double cv = n == 1 ? cond[0] : NAN;
+    free(cond);
+    if (n != 1 || isnan(cv))
+        return node_err(x, ZF_ERR_UNSUPPORTED, "condition is not one known boolean");
+    const Onnx__AttributeProto *a = find_attr(x->node, cv != 0 ? "then_branch" : "else_branch");
+    const Onnx__GraphProto *g = a ? a->g : NULL;
+    if (!g)
+        return node_err(x, ZF_ERR_FORMAT, "has no %s graph", cv != 0 ? "then_branch" : "else_branch");
+    if (g->n_output != x->node->n_output)
+        return node_err(x, ZF_ERR_FORMAT, "its branch has %zu outputs for %zu", g->n_output, x->node->n_output);
+    if (g->n_initializer || g->n_sparse_initializer)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "its branch has initializers of its own");
+    const Onnx__NodeProto *self = x->node;
+    int self_idx = x->node_idx;
+    for (size_t i = 0; i < g->n_node; i++) {
+        x->node = g->node[i];
+        if (!x->node) {
+            x->node = self;
+            return node_err(x, ZF_ERR_FORMAT, "its branch has an empty node");
+        }
+        memset(x->xpad, 0, sizeof x->xpad);
+        if ((st = map_node(x)))
+            return st;
+    }
+    x->node = self;
+    x->node_idx = self_idx;
+    for (size_t k = 0; k < g->n_output; k++) {
+        const char *name = g->output[k] ? str_or_empty(g->output[k]->name) : "";
+        int from = *name ? find_val(x, name) : -1;
+        if (from < 0)
+            return node_err(x, ZF_ERR_FORMAT, "branch output '%s' is not computed", ox_shown(name));
+        if ((st = alias_value(x, (int)k, from)))
+            return st;
+    }
+    return ZF_OK;
+}
+
+/* ---------------------------------------------------------------- ops spelled as several nodes */
+
+static zf_status def_part(ox_ctx *x, ox_kind kind, const ox_part *p)
+{
+    ox_value *v;
+    zf_status st = def_output(x, 0, kind, &v);
+    if (st)
+        return st;
+    v->part = *p;
+    return ZF_OK;
+}
+
+/* Pad of constant zeros on an activation: the next Conv or pool takes it as its own padding. */
+static zf_status op_pad_act(ox_ctx *x, int vi)
+{
+    static const char *const allowed[] = {"mode", "pads", "value", NULL};
+    zf_status st;
+    if ((st = check_attrs(x, allowed)))
+        return st;
+    char mode[32];
+    double value;
+    int64_t p[2 * OX_MAX_DIMS];
+    int np;
+    if ((st = attr_str(x, "mode", "constant", mode, sizeof mode)) || (st = attr_float(x, "value", 0, &value)) ||
+        (st = int_list(x, "pads", 1, p, 2 * OX_MAX_DIMS, &np)))
+        return st;
+    if (*input_name(x, 3))
+        return node_err(x, ZF_ERR_UNSUPPORTED, "pads chosen axes only");
+    int vk = const_input(x, 2, 0, "constant_value");
+    if (vk == -2)
+        return ZF_ERR_UNSUPPORTED;
+    if (vk >= 0) {
+        double *v;
+        if ((st = dense_read(x, vk, &v)))
+            return st;
+        value = x->vals[vk].c.count == 1 ? v[0] : NAN;
+        free(v);
+    }
+    if (strcmp(mode, "constant") || value != 0)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "pads with mode '%s' and value %g: the engine pads "
+                        "with zeros only", ox_shown(mode), value);
+    ox_part part;
+    memset(&part, 0, sizeof part);
+    const ox_value *in = &x->vals[vi];
+    if (in->kind == V_PAD) {
+        part = in->part;
+        vi = part.base;
+    }
+    if (vi != x->cur && x->vals[vi].layer != x->vals[x->cur].layer)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "reads '%s', not the latest activation: the graph branches",
+                        ox_shown(x->vals[vi].name));
+    if (x->vals[vi].rank != 4 || np != 8)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "pads a %d-D activation with %d values; only the height "
+                        "and width of (N, C, H, W) can be padded", x->vals[vi].rank, np);
+    if (p[0] || p[1] || p[4] || p[5])
+        return node_err(x, ZF_ERR_UNSUPPORTED, "pads the batch or channel axis");
+    for (int k = 2; k < 8; k++)
+        if (p[k] < 0 || p[k] > OX_MAX_SIDE)
+            return node_err(x, ZF_ERR_UNSUPPORTED, "pad %" PRId64 " is out of range (crops are not supported)", p[k]);
+    part.base = vi;
+    part.pads[0] += (int)p[2];
+    part.pads[1] += (int)p[3];
+    part.pads[2] += (int)p[6];
+    part.pads[3] += (int)p[7];
+    return def_part(x, V_PAD, &part);
+}
+
+/* One step of a LocalResponseNorm written out does not fit: one line naming the node. */
+static zf_status lrn_misfit(ox_ctx *x, int vi, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static zf_status lrn_misfit(ox_ctx *x, int vi, const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return node_err(x, ZF_ERR_UNSUPPORTED, "reads '%s', the squares of an activation on their way to a "
+                    "LocalResponseNorm, but %s: not a LocalResponseNorm", ox_shown(x->vals[vi].name), msg);
+}
+
+/* x * x or Pow(x, 2) of the chain's activation starts a LocalResponseNorm. */
+static zf_status lrn_start(ox_ctx *x, int vi)
+{
+    const ox_value *v = &x->vals[vi];
+    if (vi != x->cur && v->layer != x->vals[x->cur].layer)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "reads '%s', not the latest activation: the graph branches",
+                        ox_shown(v->name));
+    if (v->rank != 4)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "squares a 2-D activation; only the squares of a "
+                        "LocalResponseNorm over (N, C, H, W) are supported");
+    ox_part p;
+    memset(&p, 0, sizeof p);
+    int c, h, w;
+    cur_shape(x, &c, &h, &w);
+    p.base = vi;
+    p.ndim = 4;
+    p.dims[0] = x->batch;
+    p.dims[1] = c;
+    p.dims[2] = h;
+    p.dims[3] = w;
+    p.cax = 1;
+    p.stage = L_SQUARE;
+    return def_part(x, V_LRN, &p);
+}
+
+/* The one-value constant of input k. */
+static zf_status scalar_input(ox_ctx *x, int k, int lrn, const char *what, double *out)
+{
+    int i = const_input(x, k, 1, what);
+    if (i < 0)
+        return ZF_ERR_UNSUPPORTED;
+    if (x->vals[i].c.count != 1)
+        return lrn_misfit(x, lrn, "its %s '%s' has %" PRId64 " values, not one for all channels", what,
+                          ox_shown(x->vals[i].name), x->vals[i].c.count);
+    double *d;
+    zf_status st = dense_read(x, i, &d);
+    if (st)
+        return st;
+    *out = d[0];
+    free(d);
+    if (!isfinite(*out))
+        return lrn_misfit(x, lrn, "its %s is %g", what, *out);
+    return ZF_OK;
+}
+
+/* Reshape of the squares: the batch stays first, the channels one axis, the positions after it. */
+static zf_status lrn_reshape(ox_ctx *x, int vi, ox_part *p)
+{
+    int64_t t[OX_MAX_DIMS], allowzero;
+    int nt;
+    zf_status st;
+    if ((st = attr_int(x, "allowzero", 0, &allowzero)))
+        return st;
+    int si = const_input(x, 1, 0, "shape");
+    if (si == -2)
+        return ZF_ERR_UNSUPPORTED;
+    double *d = NULL;
+    if (si >= 0) {
+        if (x->vals[si].c.count > OX_MAX_DIMS || x->vals[si].c.count < 1)
+            return lrn_misfit(x, vi, "the new shape has %" PRId64 " axes", x->vals[si].c.count);
+        if ((st = dense_read(x, si, &d)))
+            return st;
+        nt = (int)x->vals[si].c.count;
+        for (int k = 0; k < nt; k++)
+            t[k] = isnan(d[k]) ? (k == 0 ? -2 : -3) : (int64_t)d[k];
+        free(d);
+    } else if ((st = attr_ints(x, "shape", t, OX_MAX_DIMS, &nt)) || nt < 1) {
+        return st ? st : node_err(x, ZF_ERR_FORMAT, "has no shape");
+    }
+    int64_t ch = p->dims[p->cax], pos = dims_count(p->dims, p->cax + 1, p->ndim);
+    int64_t per = ch * pos, known = 1;
+    int infer = -1;
+    for (int k = 0; k < nt; k++) {
+        if (t[k] == 0 && !allowzero && k < p->ndim)
+            t[k] = p->dims[k];
+        if (k == 0 && (t[0] == -2 || t[0] == -1 || (x->batch == 0 && t[0] == 0)))
+            continue; /* the batch: symbolic, or inferred */
+        if (k == 0) {
+            if (t[0] != x->batch)
+                return lrn_misfit(x, vi, "the new shape moves the batch axis");
+            continue;
+        }
+        if (t[k] == -1 && infer < 0) {
+            infer = k;
+            continue;
+        }
+        if (t[k] < 1 || t[k] > OX_MAX_ACT)
+            return lrn_misfit(x, vi, "the new shape has %" PRId64 " at axis %d", t[k], k);
+        known *= t[k];
+    }
+    if (infer > 0 && t[0] == -1)
+        return lrn_misfit(x, vi, "the new shape has more than one -1");
+    if (infer > 0 && per % known == 0) {
+        t[infer] = per / known;
+        known = per;
+    }
+    if (known != per)
+        return lrn_misfit(x, vi, "the new shape has %" PRId64 " values per image, not %" PRId64, known, per);
+    t[0] = p->dims[0];
+    for (int k = 1; k < nt; k++) {
+        if (dims_count(t, 1, k) == 1 && t[k] == ch && dims_count(t, k + 1, nt) == pos) {
+            p->ndim = nt;
+            memcpy(p->dims, t, sizeof(int64_t) * (size_t)nt);
+            p->cax = k;
+            return ZF_OK;
+        }
+    }
+    return lrn_misfit(x, vi, "the new shape mixes channels with positions");
+}
+
+static zf_status lrn_pad(ox_ctx *x, int vi, ox_part *p)
+{
+    static const char *const allowed[] = {"mode", "pads", "value", NULL};
+    zf_status st;
+    if ((st = check_attrs(x, allowed)))
+        return st;
+    if (p->stage != L_SQUARE)
+        return lrn_misfit(x, vi, "it pads after the mean");
+    char mode[32];
+    double value;
+    int64_t q[2 * OX_MAX_DIMS];
+    int nq;
+    if ((st = attr_str(x, "mode", "constant", mode, sizeof mode)) || (st = attr_float(x, "value", 0, &value)) ||
+        (st = int_list(x, "pads", 1, q, 2 * OX_MAX_DIMS, &nq)))
+        return st;
+    if (*input_name(x, 3))
+        return lrn_misfit(x, vi, "it pads chosen axes only");
+    if (*input_name(x, 2) && (st = scalar_input(x, 2, vi, "padding value", &value)))
+        return st;
+    if (strcmp(mode, "constant") || value != 0)
+        return lrn_misfit(x, vi, "it pads with mode '%s' and value %g, not zeros", ox_shown(mode), value);
+    if (nq != 2 * p->ndim)
+        return lrn_misfit(x, vi, "it has %d pads for %d axes", nq, p->ndim);
+    for (int k = 0; k < p->ndim; k++) {
+        int64_t a = q[k], b = q[p->ndim + k];
+        if (k != p->cax && (a || b))
+            return lrn_misfit(x, vi, "it pads axis %d, not only the channels", k);
+        if (k == p->cax && (a < 0 || b < 0 || a > (1 << 16) || b > (1 << 16)))
+            return lrn_misfit(x, vi, "it pads the channels by %" PRId64 " and %" PRId64, a, b);
+    }
+    p->lo += q[p->cax];
+    p->hi += q[p->ndim + p->cax];
+    p->dims[p->cax] += q[p->cax] + q[p->ndim + p->cax];
+    return ZF_OK;
+}
+
+/* AveragePool of the padded squares over `size` channels, stride 1: the window mean. */
+static zf_status lrn_mean(ox_ctx *x, int vi, ox_part *p)
+{
+    zf_status st;
+    if ((st = check_attrs(x, pool_attrs)))
+        return st;
+    if (p->stage != L_SQUARE)
+        return lrn_misfit(x, vi, "it averages twice");
+    int64_t k[OX_MAX_DIMS], s[OX_MAX_DIMS], q[2 * OX_MAX_DIMS], dl[OX_MAX_DIMS], cip, ceil_mode;
+    int nk, ns, nq, nd;
+    char autopad[32];
+    if ((st = attr_ints(x, "kernel_shape", k, OX_MAX_DIMS, &nk)) || (st = attr_ints(x, "strides", s, OX_MAX_DIMS, &ns)) ||
+        (st = attr_ints(x, "pads", q, 2 * OX_MAX_DIMS, &nq)) || (st = attr_ints(x, "dilations", dl, OX_MAX_DIMS, &nd)) ||
+        (st = attr_int(x, "count_include_pad", 0, &cip)) || (st = attr_int(x, "ceil_mode", 0, &ceil_mode)) ||
+        (st = attr_str(x, "auto_pad", "NOTSET", autopad, sizeof autopad)))
+        return st;
+    int sp = p->ndim - 2;
+    if (p->cax < 2 || nk != sp || (ns >= 0 && ns != sp) || (nq >= 0 && nq != 2 * sp) || (nd >= 0 && nd != sp))
+        return lrn_misfit(x, vi, "its window does not run along the channel axis");
+    if (strcmp(autopad, "NOTSET") && strcmp(autopad, "VALID") && autopad[0])
+        return lrn_misfit(x, vi, "auto_pad is '%s'", ox_shown(autopad));
+    int c = p->cax - 2;
+    for (int a = 0; a < sp; a++) {
+        int64_t lo = nq >= 0 ? q[a] : 0, hi = nq >= 0 ? q[sp + a] : 0;
+        if ((ns >= 0 && s[a] != 1) || (nd >= 0 && dl[a] != 1) || (a != c && (k[a] != 1 || lo || hi)))
+            return lrn_misfit(x, vi, "its window is not %" PRId64 " channels by one position with stride 1",
+                              k[c]);
+        if (a == c && (lo || hi) && !cip)
+            return lrn_misfit(x, vi, "its own channel padding is left out of the mean (count_include_pad 0)");
+        if (a == c && !strcmp(autopad, "VALID") && (lo || hi))
+            lo = hi = 0;
+        if (a == c) {
+            p->lo += lo;
+            p->hi += hi;
+            p->dims[p->cax] += lo + hi;
+        }
+    }
+    int64_t size = k[c], ch = p->dims[p->cax] - p->lo - p->hi;
+    if (size < 1 || size > (1 << 16) || p->lo + p->hi != size - 1)
+        return lrn_misfit(x, vi, "it averages %" PRId64 " channels with %" PRId64 " + %" PRId64 " zero "
+                          "channels padded, which does not give one mean per channel", size, p->lo, p->hi);
+    p->dims[p->cax] = ch;
+    p->size = (int)size;
+    p->front = (int)p->lo;
+    p->a = 1;
+    p->b = 0;
+    p->p = 1;
+    p->stage = L_MEAN;
+    return ZF_OK;
+}
+
+/* x / (k + alpha * mean)^beta: the engine's LRN layer, after its constants are checked. */
+static zf_status lrn_finish(ox_ctx *x, int vi, const ox_part *p, int act, double beta)
+{
+    const ox_value *b = &x->vals[p->base];
+    if (act != p->base && x->vals[act].layer != b->layer)
+        return lrn_misfit(x, vi, "it normalises '%s', not the activation it squared ('%s')",
+                          ox_shown(x->vals[act].name), ox_shown(b->name));
+    if (p->stage == L_SQUARE)
+        return lrn_misfit(x, vi, "the squares are not averaged over channels");
+    if (!(p->a > 0) || !(p->b > 0) || !(beta > 0) || !isfinite(beta) || p->a > 1e30 || p->b > 1e30 || beta > 1e3)
+        return lrn_misfit(x, vi, "its constants are alpha %g, k %g, beta %g (a LocalResponseNorm has all "
+                          "three positive)", p->a, p->b, beta);
+    if (act != x->cur && x->vals[act].layer != x->vals[x->cur].layer)
+        return node_err(x, ZF_ERR_UNSUPPORTED, "reads '%s', not the latest activation: the graph branches",
+                        ox_shown(x->vals[act].name));
+    /* The mean over `size` channels is the sum times 1/size: the engine's alpha, like ONNX's. */
+    zf_lrn_params lp = {.size = p->size, .front = p->front, .alpha = (float)p->a, .beta = (float)beta,
+                        .k = (float)p->b};
+    char name[32];
+    layer_name(x, "norm", 1, name, sizeof name);
+    return added(x, zf_net_add_lrn(x->net, name, lp), 4);
+}
+
+/* A node that reads a step of a LocalResponseNorm written out (value `vi`): moves it one step on,
+ * or finishes it, or refuses. */
+static zf_status op_lrn_step(ox_ctx *x, int vi, const char *op)
+{
+    static const char *const none[] = {NULL};
+    static const char *const axes[] = {"axes", NULL};
+    static const char *const reshape[] = {"shape", "allowzero", NULL};
+    ox_part p = x->vals[vi].part;
+    zf_status st;
+    int k0 = input_val(x, 0), k1 = input_val(x, 1);
+    if (k0 == -2 || k1 == -2)
+        return ZF_ERR_FORMAT;
+    int other = k0 == vi ? k1 : k0, first = k0 == vi;
+    ox_kind ok = other >= 0 ? x->vals[other].kind : V_DEAD;
+    double v;
+    if (!strcmp(op, "Identity")) {
+        if ((st = check_attrs(x, none)))
+            return st;
+    } else if (!strcmp(op, "Unsqueeze") || !strcmp(op, "Squeeze")) {
+        int unsq = op[0] == 'U', nd;
+        int64_t dims[OX_MAX_DIMS];
+        if (!first)
+            return lrn_misfit(x, vi, "it is not the data input");
+        if ((st = check_attrs(x, axes)) || (st = squeeze_dims(x, unsq, p.dims, p.ndim, dims, &nd)))
+            return st;
+        /* where did the channel axis go: the axes before it that are not 1 stay in order */
+        int64_t ax[OX_MAX_DIMS];
+        int na;
+        if ((st = int_list(x, "axes", 1, ax, OX_MAX_DIMS, &na)))
+            return st;
+        if (na < 0)
+            return lrn_misfit(x, vi, "it squeezes without naming the axes");
+        int mark[OX_MAX_DIMS] = {0}, r = unsq ? nd : p.ndim;
+        for (int k = 0; k < na; k++)
+            mark[axis_norm(ax[k], r)] = 1;
+        if (!unsq && (mark[0] || mark[p.cax]))
+            return lrn_misfit(x, vi, "it squeezes the batch or channel axis");
+        if (unsq && mark[0])
+            return lrn_misfit(x, vi, "it puts an axis before the batch");
+        int cax = -1;
+        if (unsq) {
+            for (int a = 0, j = 0; a < nd; a++)
+                if (!mark[a] && j++ == p.cax)
+                    cax = a;
+        } else {
+            cax = p.cax;
+            for (int a = 0; a < p.cax; a++)
+                cax -= mark[a];
+        }
+        p.ndim = nd;
+        memcpy(p.dims, dims, sizeof dims);
+        p.cax = cax;
+    } else if (!strcmp(op, "Reshape")) {
+        if (!first)
+            return lrn_misfit(x, vi, "it is not the data input");
+        if ((st = check_attrs(x, reshape)) || (st = lrn_reshape(x, vi, &p)))
+            return st;
+    } else if (!strcmp(op, "Pad")) {
+        if (!first)
+            return lrn_misfit(x, vi, "it is not the data input");
+        if ((st = lrn_pad(x, vi, &p)))
+            return st;
+    } else if (!strcmp(op, "AveragePool")) {
+        if ((st = lrn_mean(x, vi, &p)))
+            return st;
+    } else if ((!strcmp(op, "Mul") || !strcmp(op, "Div")) && ok == V_CONST) {
+        if ((st = check_attrs(x, none)))
+            return st;
+        if (p.stage != L_MEAN && p.stage != L_AFFINE)
+            return lrn_misfit(x, vi, "it %s by a constant %s", op[0] == 'M' ? "multiplies" : "divides",
+                              p.stage == L_SQUARE ? "before the mean" : "after the power");
+        if (op[0] == 'D' && !first)
+            return lrn_misfit(x, vi, "it divides a constant by it");
+        if ((st = scalar_input(x, first ? 1 : 0, vi, op[0] == 'M' ? "factor (alpha)" : "divisor", &v)))
+            return st;
+        if (op[0] == 'D')
+            v = 1 / v;
+        p.a *= v;
+        p.b *= v;
+        p.stage = L_AFFINE;
+    } else if ((!strcmp(op, "Add") || !strcmp(op, "Sub")) && ok == V_CONST) {
+        if ((st = check_attrs(x, none)))
+            return st;
+        if (p.stage != L_MEAN && p.stage != L_AFFINE)
+            return lrn_misfit(x, vi, "it adds a constant %s", p.stage == L_SQUARE ? "before the mean" : "after the power");
+        if (op[0] == 'S' && !first)
+            return lrn_misfit(x, vi, "it is subtracted from a constant");
+        if ((st = scalar_input(x, first ? 1 : 0, vi, "term (k)", &v)))
+            return st;
+        p.b += op[0] == 'S' ? -v : v;
+        p.stage = L_AFFINE;
+    } else if (!strcmp(op, "Pow") || !strcmp(op, "Sqrt")) {
+        if ((st = check_attrs(x, none)))
+            return st;
+        if (!first)
+            return lrn_misfit(x, vi, "it is the exponent");
+        if (p.stage != L_MEAN && p.stage != L_AFFINE)
+            return lrn_misfit(x, vi, "it raises to a power %s", p.stage == L_SQUARE ? "before the mean" : "twice");
+        if (op[0] == 'S')
+            v = 0.5;
+        else if ((st = scalar_input(x, 1, vi, "exponent (beta)", &v)))
+            return st;
+        p.p = v;
+        p.stage = L_POWER;
+    } else if (!strcmp(op, "Div") && ok == V_ACT && !first) {
+        if ((st = check_attrs(x, none)))
+            return st;
+        return lrn_finish(x, vi, &p, other, p.p);
+    } else if (!strcmp(op, "Mul") && ok == V_ACT) {
+        if ((st = check_attrs(x, none)))
+            return st;
+        if (p.stage != L_POWER)
+            return lrn_misfit(x, vi, "it multiplies the activation by the normaliser itself, not a "
+                              "power of it");
+        return lrn_finish(x, vi, &p, other, -p.p);
+    } else {
+        return lrn_misfit(x, vi, "%s does not fit that computation here", ox_shown(op));
+    }
+    return def_part(x, V_LRN, &p);
+}
+
+/* A node that reads no constant-only inputs and is not an engine op by itself: the start or a
+ * step of a multi-node spelling, or a refusal. ZF_ERR_NOT_FOUND when it is none of those. */
+static zf_status map_part(ox_ctx *x, const char *op, int *handled)
+{
+    const Onnx__NodeProto *n = x->node;
+    *handled = 1;
+    int lrn = -1, pad = -1, acts = 0;
+    for (size_t k = 0; k < n->n_input; k++) {
+        const char *name = input_name(x, (int)k);
+        int i = *name ? find_val(x, name) : -1;
+        if (i < 0)
+            continue;
+        if (x->vals[i].kind == V_LRN) {
+            if (lrn >= 0 && lrn != i)
+                return lrn_misfit(x, i, "it is combined with another such value");
+            lrn = i;
+        }
+        if (x->vals[i].kind == V_PAD)
+            pad = i;
+        acts += x->vals[i].kind == V_ACT;
+    }
+    if (!strcmp(op, "Shape"))
+        return fold_shape(x);
+    if (lrn >= 0)
+        return op_lrn_step(x, lrn, op);
+    int i0 = input_val(x, 0);
+    if (i0 == -2)
+        return ZF_ERR_FORMAT;
+    if (!strcmp(op, "Pad") && i0 >= 0 && (x->vals[i0].kind == V_ACT || x->vals[i0].kind == V_PAD))
+        return op_pad_act(x, i0);
+    if (pad >= 0 && strcmp(op, "Conv") && strcmp(op, "MaxPool") && strcmp(op, "AveragePool"))
+        return node_err(x, ZF_ERR_UNSUPPORTED, "reads '%s', an activation zero-padded by a Pad node; the "
+                        "engine pads only inside Conv and pooling layers", ox_shown(x->vals[pad].name));
+    if (!strcmp(op, "Mul") && acts == 2 && n->n_input == 2) {
+        int i1 = input_val(x, 1);
+        if (i1 < 0)
+            return ZF_ERR_FORMAT;
+        if (i0 != i1 && x->vals[i0].layer != x->vals[i1].layer)
+            return node_err(x, ZF_ERR_UNSUPPORTED, "multiplies two different activations");
+        return lrn_start(x, i0);
+    }
+    if (!strcmp(op, "Pow") && acts == 1 && i0 >= 0 && x->vals[i0].kind == V_ACT) {
+        static const char *const none[] = {NULL};
+        zf_status st;
+        int e = const_input(x, 1, 1, "exponent");
+        if (e < 0)
+            return ZF_ERR_UNSUPPORTED;
+        double *d;
+        if ((st = check_attrs(x, none)) || (st = dense_read(x, e, &d)))
+            return st;
+        double v = x->vals[e].c.count == 1 ? d[0] : NAN;
+        free(d);
+        if (v != 2)
+            return node_err(x, ZF_ERR_UNSUPPORTED, "raises the activation to the power %g: only the "
+                            "squares of a LocalResponseNorm are supported", v);
+        return lrn_start(x, i0);
+    }
+    *handled = 0;
+    return ZF_OK;
+}
+
 /* ---------------------------------------------------------------- the walk */
 
 static int is_const_input(ox_ctx *x, int k)
@@ -1253,15 +2448,37 @@ static zf_status map_node(ox_ctx *x)
     const char *dom = str_or_empty(n->domain);
     if (*dom && strcmp(dom, "ai.onnx"))
         return node_err(x, ZF_ERR_UNSUPPORTED, "operator domain '%s' is not supported", ox_shown(dom));
+    memset(x->xpad, 0, sizeof x->xpad);
     if (!strcmp(op, "Constant"))
         return fold_constant(x);
     if (!strcmp(op, "ConstantOfShape"))
         return fold_constant_of_shape(x);
+    if (!strcmp(op, "If"))
+        return op_if(x);
     /* Nodes that only read constants are folded, whatever the op: a few are understood. */
     int all_const = n->n_input > 0;
     for (size_t k = 0; k < n->n_input && all_const; k++)
         all_const = !*input_name(x, (int)k) || is_const_input(x, (int)k);
     if (all_const && *input_name(x, 0)) {
+        const ox_const *c0 = &x->vals[find_val(x, input_name(x, 0))].c;
+        /* values the loader computed, and integers (shapes): materialised; weights stay lazy views */
+        int computed = c0->src == OX_SRC_OWNED || (is_int_type(c0->dtype) && c0->count <= OX_MAX_OWNED);
+        if (computed && (!strcmp(op, "Reshape") || !strcmp(op, "Transpose") || !strcmp(op, "Cast")))
+            return fold_dense_view(x, op);
+        if (!strcmp(op, "Shape"))
+            return fold_shape(x);
+        if (!strcmp(op, "Gather"))
+            return fold_gather(x);
+        if (!strcmp(op, "Concat"))
+            return fold_concat(x);
+        if (!strcmp(op, "Slice"))
+            return fold_slice(x);
+        if (!strcmp(op, "Unsqueeze") || !strcmp(op, "Squeeze"))
+            return fold_squeeze(x, op[0] == 'U');
+        if (!strcmp(op, "Equal") || !strcmp(op, "Greater") || !strcmp(op, "Less") || !strcmp(op, "Not") ||
+            !strcmp(op, "Neg") || !strcmp(op, "Add") || !strcmp(op, "Sub") || !strcmp(op, "Mul") ||
+            !strcmp(op, "Div"))
+            return fold_elementwise(x, op);
         if (!strcmp(op, "Identity") || !strcmp(op, "Reshape") || !strcmp(op, "Transpose") ||
             !strcmp(op, "Cast")) {
             static const char *const allowed[] = {"perm", "shape", "to", "allowzero", NULL};
@@ -1270,6 +2487,10 @@ static zf_status map_node(ox_ctx *x)
         }
         return node_err(x, ZF_ERR_UNSUPPORTED, "computing %s on constants is not supported", ox_shown(op));
     }
+    int handled;
+    zf_status pst = map_part(x, op, &handled);
+    if (handled)
+        return pst;
     if (!strcmp(op, "Conv"))
         return op_conv(x);
     if (!strcmp(op, "Relu"))
@@ -1432,6 +2653,10 @@ static zf_status check_outputs(ox_ctx *x)
         if (x->vals[v].kind == V_DEAD)
             return zf_error(ZF_ERR_UNSUPPORTED, "%s: graph output '%s' is %s, which the engine does "
                             "not compute", x->path, ox_shown(name), x->vals[v].why);
+        if (x->vals[v].kind == V_LRN || x->vals[v].kind == V_PAD)
+            return zf_error(ZF_ERR_UNSUPPORTED, "%s: graph output '%s' is a step inside one of the "
+                            "engine's layers (%s), which the engine does not keep", x->path, ox_shown(name),
+                            x->vals[v].kind == V_LRN ? "a LocalResponseNorm" : "padding");
         has_last |= x->vals[v].layer == last;
     }
     if (!has_last)
@@ -1500,6 +2725,24 @@ static int64_t param_count(const zf_net *net)
     return n;
 }
 
+/* Outputs of the nodes of g and of the graphs in their attributes (If branches); *nodes counts
+ * the nodes the same way. */
+static size_t count_outputs(const Onnx__GraphProto *g, size_t *nodes, int depth)
+{
+    size_t n = 0;
+    for (size_t i = 0; g && depth < 8 && i < g->n_node; i++) {
+        const Onnx__NodeProto *nd = g->node[i];
+        if (!nd)
+            continue;
+        n += nd->n_output;
+        (*nodes)++;
+        for (size_t k = 0; k < nd->n_attribute; k++)
+            if (nd->attribute[k] && nd->attribute[k]->g)
+                n += count_outputs(nd->attribute[k]->g, nodes, depth + 1);
+    }
+    return n;
+}
+
 static zf_status import_graph(ox_ctx *x, const Onnx__ModelProto *m)
 {
     const Onnx__GraphProto *g = m->graph;
@@ -1513,15 +2756,14 @@ static zf_status import_graph(ox_ctx *x, const Onnx__ModelProto *m)
         if ((!*d || !strcmp(d, "ai.onnx")) && o->has_version)
             x->opset = o->version;
     }
-    /* One slot per value the graph can define. */
-    size_t cap = g->n_input + g->n_initializer + (size_t)x->opts->n_bindings + 1;
-    for (size_t i = 0; i < g->n_node; i++)
-        cap += g->node[i] ? g->node[i]->n_output : 0;
-    if (cap > INT_MAX / 2)
+    /* One slot per value the graph can define, the branches of If nodes included. */
+    size_t n_nodes = 0, cap = g->n_input + g->n_initializer + (size_t)x->opts->n_bindings + 1;
+    cap += count_outputs(g, &n_nodes, 0);
+    if (cap > INT_MAX / 2 || n_nodes > INT_MAX / 2)
         return zf_error(ZF_ERR_UNSUPPORTED, "%s: graph too large", x->path);
     x->cap_vals = (int)cap;
     x->vals = calloc(cap, sizeof *x->vals);
-    x->cap_pend = (int)g->n_node + 1;
+    x->cap_pend = (int)n_nodes + 1;
     x->pend = calloc((size_t)x->cap_pend, sizeof *x->pend);
     if (!x->vals || !x->pend)
         return zf_error(ZF_ERR_NOMEM, "%s: out of memory", x->path);

@@ -50,6 +50,10 @@ zf_status ox_const_read_f32(const ox_const *c, const char *dir, float *dst, floa
 /* Reads the values as int64 (shapes, axes); at most `max`. */
 zf_status ox_const_read_i64(const ox_const *c, const char *dir, int64_t *dst, int64_t max,
                             const char *what);
+/* Reads all values as doubles in logical order, whatever their type. A value the loader computed
+ * may be NaN where it stands for the batch size of a graph that leaves it symbolic; the integer
+ * reader refuses those. */
+zf_status ox_const_read_f64(const ox_const *c, const char *dir, double *dst, const char *what);
 /* Sets net->arch and net->pre from the layers when they are a model of the built-in table. */
 void ox_recognise(zf_net *net);
 

@@ -369,7 +369,11 @@ zf_status ox_const_read_i64(const ox_const *c, const char *dir, int64_t *dst, in
                         " are expected", what, c->count, max);
     if (c->src == OX_SRC_FILL || c->src == OX_SRC_OWNED) {
         for (int64_t i = 0; i < c->count; i++) {
-            dst[i] = to_i64(c->src == OX_SRC_FILL ? c->fill : c->owned[i]);
+            double v = c->src == OX_SRC_FILL ? c->fill : c->owned[i];
+            if (isnan(v))
+                return zf_error(ZF_ERR_UNSUPPORTED, "%s: depends on the batch size, which the graph "
+                                "leaves symbolic", what);
+            dst[i] = to_i64(v);
         }
         return ZF_OK;
     }
@@ -407,4 +411,40 @@ zf_status ox_const_read_i64(const ox_const *c, const char *dir, int64_t *dst, in
         }
     }
     return ZF_OK;
+}
+
+zf_status ox_const_read_f64(const ox_const *c, const char *dir, double *dst, const char *what)
+{
+    if (c->src == OX_SRC_FILL) {
+        for (int64_t i = 0; i < c->count; i++)
+            dst[i] = c->fill;
+        return ZF_OK;
+    }
+    int swap = c->transposed && c->ndim == 2 && c->dims[0] > 1 && c->dims[1] > 1;
+    if (c->src == OX_SRC_OWNED) {
+        /* logical (r, q) of dims (rows, cols) is source (q, r) */
+        for (int64_t i = 0; i < c->count; i++)
+            dst[i] = swap ? c->owned[(i % c->dims[1]) * c->dims[0] + i / c->dims[1]] : c->owned[i];
+        return ZF_OK;
+    }
+    if (is_float_type(stored_type(c))) {
+        float *tmp = malloc(sizeof(float) * (size_t)(c->count ? c->count : 1));
+        if (!tmp)
+            return zf_error(ZF_ERR_NOMEM, "%s: out of memory", what);
+        zf_status st = ox_const_read_f32(c, dir, tmp, 1.0f, what);
+        for (int64_t i = 0; !st && i < c->count; i++)
+            dst[i] = tmp[i];
+        free(tmp);
+        return st;
+    }
+    if (swap)
+        return zf_error(ZF_ERR_UNSUPPORTED, "%s: a transposed integer constant", what);
+    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)(c->count ? c->count : 1));
+    if (!tmp)
+        return zf_error(ZF_ERR_NOMEM, "%s: out of memory", what);
+    zf_status st = ox_const_read_i64(c, dir, tmp, c->count, what);
+    for (int64_t i = 0; !st && i < c->count; i++)
+        dst[i] = (double)tmp[i];
+    free(tmp);
+    return st;
 }
