@@ -32,7 +32,7 @@ static void usage(void)
            "  --cols N          tiles per row (default: about square)\n"
            "  --max N           only the first N maps\n"
            "  --labels          the map index under each tile\n" ZFT_FIGURE_HELP
-           "  -o, --out FILE    .png or .pdf\n"
+           "  -o, --out FILE    .png or .pdf (its folder is created)\n" ZFT_FORCE_HELP
            "  --store DB        also store the picture as a PNG in the database DB (table renderings,\n"
            "                    kind 'activations'); -o is then optional\n");
 }
@@ -64,6 +64,7 @@ int zf_cmd_activations(int argc, char **argv)
                                          {"labels", no_argument, 0, 'L'},
                                          {"out", required_argument, 0, 'o'},
                                          {"store", required_argument, 0, 'S'},
+                                         ZFT_FORCE_LONGOPT,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
@@ -78,6 +79,8 @@ int zf_cmd_activations(int argc, char **argv)
                 return fr;
             continue;
         }
+        if (zft_force_option(c))
+            continue;
         if (zft_model_option(&mo, c, optarg))
             continue;
         switch (c) {
@@ -139,6 +142,8 @@ int zf_cmd_activations(int argc, char **argv)
     zf_viz_format fmt;
     if (out && zf_viz_format_of(out, &fmt))
         return zft_usage_error("activations", "%s", zf_last_error());
+    if (out && zft_output_check(out)) /* before any work: a file zfviz may not replace */
+        return zft_fail("activations", ZF_ERR_IO);
 
     zf_net *net = NULL;
     zf_tensor *x = NULL;
@@ -189,7 +194,7 @@ int zf_cmd_activations(int argc, char **argv)
     zf_viz_maps_in in = {title, zf_net_act(net, li), l->out_c, l->out_h, l->out_w, rgb ? &img : NULL};
     maps_ctx mc = {&in, &vo};
     if (out) {
-        if ((st = zf_viz_doc_open(out, &doc)) || (st = draw_maps(doc, &mc)) || (st = zf_viz_doc_finish(doc)))
+        if ((st = zft_output_prepare(out)) || (st = zf_viz_doc_open(out, &doc)) || (st = draw_maps(doc, &mc)) || (st = zf_viz_doc_finish(doc)))
             goto fail;
         fprintf(stderr, "wrote %s\n", out);
     }

@@ -34,7 +34,7 @@ static void usage(void)
            "  --max-images N    use at most N images (default all)\n"
            "  --zoom N          pixels per tap for both grids (default 4)\n"
            "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n" ZFT_FIGURE_HELP
-           "  -o, --out FILE    .png or .pdf\n"
+           "  -o, --out FILE    .png or .pdf (its folder is created)\n" ZFT_FORCE_HELP
            "  --store DB        also store the page as a PNG in the database DB (table renderings, kind\n"
            "                    'compare'); -o is then optional\n");
 }
@@ -222,6 +222,7 @@ int zf_cmd_compare(int argc, char **argv)
                                          {"near-dead", required_argument, 0, 'd'},
                                          {"out", required_argument, 0, 'o'},
                                          {"store", required_argument, 0, 'S'},
+                                         ZFT_FORCE_LONGOPT,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zf_viz_compare_opts co = zf_viz_compare_defaults();
@@ -235,6 +236,8 @@ int zf_cmd_compare(int argc, char **argv)
                 return fr;
             continue;
         }
+        if (zft_force_option(c))
+            continue;
         switch (c) {
         case 'i': images = optarg; break;
         case 'n':
@@ -272,6 +275,8 @@ int zf_cmd_compare(int argc, char **argv)
     zf_viz_format fmt;
     if (out && zf_viz_format_of(out, &fmt))
         return zft_usage_error("compare", "%s", zf_last_error());
+    if (out && zft_output_check(out)) /* before any work: a file zfviz may not replace */
+        return zft_fail("compare", ZF_ERR_IO);
 
     side sides[2];
     memset(sides, 0, sizeof sides);
@@ -303,7 +308,7 @@ int zf_cmd_compare(int argc, char **argv)
         }
     }
     cmp_ctx cc = {&m[0], &m[1], &co};
-    if (out && ((st = zf_viz_doc_open(out, &doc)) || (st = draw_compare(doc, &cc)) || (st = zf_viz_doc_finish(doc))))
+    if (out && ((st = zft_output_prepare(out)) || (st = zf_viz_doc_open(out, &doc)) || (st = draw_compare(doc, &cc)) || (st = zf_viz_doc_finish(doc))))
         goto fail;
 #ifdef ZF_DB_ENABLED
     if (store) {

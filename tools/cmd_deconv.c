@@ -21,6 +21,7 @@ int zf_cmd_deconv(int argc, char **argv)
                                          {"lrn-backward", no_argument, 0, 'L'},
                                          {"out", required_argument, 0, 'o'},
                                          {"batch", required_argument, 0, 'b'},
+                                         ZFT_FORCE_LONGOPT,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
@@ -29,6 +30,8 @@ int zf_cmd_deconv(int argc, char **argv)
     long channel = -1, batch = 16;
     int map = 0, lrn_backward = 0, c;
     while ((c = getopt_long(argc, argv, "hi:l:c:o:", opts, NULL)) != -1) {
+        if (zft_force_option(c))
+            continue;
         if (zft_model_option(&mo, c, optarg) || zft_device_option(&dev, c, optarg))
             continue;
         switch (c) {
@@ -61,7 +64,7 @@ int zf_cmd_deconv(int argc, char **argv)
                    "  --position Y,X    the unit's position in the layer's map (default: strongest)\n"
                    "  --map             project the whole feature map instead of one unit\n"
                    "  --lrn-backward    pass through LRN with its true backward (default: identity)\n"
-                   "  --out Y.npy       the reconstruction\n"
+                   "  --out Y.npy       the reconstruction (its folder is created)\n" ZFT_FORCE_HELP
                    "  --batch N         images per pass (default 16)\n");
             return 0;
         default:
@@ -80,6 +83,8 @@ int zf_cmd_deconv(int argc, char **argv)
         if (sscanf(position, "%d,%d%c", &py, &px, &extra) != 2 || py < 0 || px < 0)
             return zft_usage_error("deconv", "--position needs Y,X (two non-negative numbers), got '%s'", position);
     }
+    if (zft_output_check(out)) /* before any work: a file zfviz may not replace */
+        return zft_fail("deconv", ZF_ERR_IO);
 
     zf_net *net = NULL;
     zf_tensor *x = NULL, *y = NULL;
@@ -133,7 +138,7 @@ int zf_cmd_deconv(int argc, char **argv)
         else
             printf("image %d: %s channel %ld at y=%d x=%d\n", i, net->layers[conv].name, channel, ys[i], xs[i]);
     }
-    if ((st = zf_npy_write(out, y)))
+    if ((st = zft_output_prepare(out)) || (st = zf_npy_write(out, y)))
         goto fail;
     fprintf(stderr, "wrote %s\n", out);
     rc = 0;

@@ -23,6 +23,7 @@
 #include "figure_opts.h"
 #include "viz_db.h"
 #include "zf/dataset.h"
+#include "zf/file.h"
 #include "zf/model.h"
 #include "zf/train.h"
 
@@ -55,6 +56,7 @@ static void usage(void)
            "It prints the accuracy of both nets on the images, and on the whole test set when that takes\n"
            "under %.0f s at the rate the demo images were evaluated.\n\n"
            "  -o, --out DIR     output folder (default zfviz-demo; created)\n"
+           "  --force           replace files in DIR that the demo did not make (refused otherwise)\n"
            "  --images N        test images to use, 10 to 10000 (default %d, spread evenly over the classes)\n"
            "  --quick           %d images and no whole-test-set accuracy (for tests)\n"
            "figure options (the PNGs and the PDF's figure pages):\n" ZFT_FIGURE_HELP ZFT_FIGURE_PROJ_HELP
@@ -308,7 +310,7 @@ static zf_status clear_images(const char *dir)
         int ours = len > 10 && !strcmp(e->d_name + len - 4, ".png") && e->d_name[5] == '-';
         for (int i = 0; i < 5 && ours; i++)
             ours = e->d_name[i] >= '0' && e->d_name[i] <= '9';
-        if (ours && unlink(path_in(p, dir, e->d_name)))
+        if (ours && zf_file_is_ours(path_in(p, dir, e->d_name)) && unlink(p))
             st = zf_error(ZF_ERR_IO, "%s: cannot remove: %s", p, strerror(errno));
     }
     closedir(dd);
@@ -545,20 +547,19 @@ static void print_dead(FILE *f, const demo_net *n, double min_active)
 
 static zf_status write_dead(demo *d, const char *path)
 {
-    FILE *f = fopen(path, "w");
-    if (!f)
-        return zf_error(ZF_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
-    fprintf(f, "Dead units of the embedded nets over the %d demo images: the units that never fire\n"
+    zf_file *out;
+    zf_status st = zf_file_open(path, 0, &out);
+    if (st)
+        return st;
+    FILE *f = zf_file_stream(out);
+    fprintf(f, "zfviz demo: dead units of the embedded nets over the %d demo images: the units that never fire\n"
                "(max <= 0 before the ReLU on every image) or fire on fewer than 1%% of them.\n",
             d->n_images);
     for (int i = 0; i < N_NETS; i++) {
         fprintf(f, "\n== %s: zfviz dead --db %s --min-active 0.01\n", d->nets[i].name, d->nets[i].db);
         print_dead(f, &d->nets[i], 0.01);
     }
-    int bad = ferror(f);
-    if (fclose(f) || bad)
-        return zf_error(ZF_ERR_IO, "%s: write failed", path);
-    return ZF_OK;
+    return zf_file_commit(out);
 }
 
 /* ---- figures ---- */
@@ -828,11 +829,66 @@ static zf_status write_pdf(demo *d, const char *path)
 
 /* ---- the run ---- */
 
+typedef struct {
+    char images[PATH_MAX]; /* the demo's image folder, resolved when it exists */
+    int foreign;           /* a run scanned other images */
+} own_db_ctx;
+
+static void own_db_run(void *ctx, const zf_db_run *run, const zf_db_model *m)
+{
+    (void)m;
+    own_db_ctx *c = ctx;
+    char real[PATH_MAX];
+    const char *p = realpath(run->images, real) ? real : run->images;
+    c->foreign |= strcmp(p, c->images) != 0;
+}
+
+/* A database at the demo's path is replaced only when the demo made it: a zfviz database whose
+ * every run scanned DIR/images. Anything else there is the user's (--force replaces it). */
+static zf_status check_demo_db(const demo *d, const char *path)
+{
+    if (access(path, F_OK) != 0 || zf_file_force())
+        return ZF_OK;
+    own_db_ctx c = {{0}, 0};
+    char images[PATH_MAX];
+    path_in(images, d->dir, "images");
+    if (!realpath(images, c.images))
+        snprintf(c.images, sizeof c.images, "%s", images);
+    zf_db_opts o = {ZF_DB_READONLY, 1.0, NULL, NULL};
+    zf_db *db = NULL;
+    zf_status st = zf_file_is_ours(path) ? zf_db_open(path, &o, &db) : ZF_ERR_DB;
+    if (!st)
+        st = zf_db_runs(db, own_db_run, &c);
+    zf_db_close(db);
+    if (st || c.foreign)
+        return zf_error(ZF_ERR_IO, "%s: a database the demo did not make (%s); not replaced (--force replaces it)",
+                        path, st ? "not one of its scans" : "it holds scans of other images");
+    return ZF_OK;
+}
+
+/* Every file the demo writes, checked before any work. */
+static zf_status check_outputs(const demo *d)
+{
+    static const char *const fixed[] = {"demo.pdf", "training-curves.png", "conv1-compare.png", "dead-units.txt"};
+    static const char *const per_net[] = {"conv5-top9-%s.png", "occlusion-%s.png", "%s.db"};
+    char p[PATH_MAX], name[128];
+    zf_status st = ZF_OK;
+    for (size_t i = 0; i < sizeof fixed / sizeof *fixed && !st; i++)
+        st = zf_file_check(path_in(p, d->dir, fixed[i]));
+    for (int i = 0; i < N_NETS && !st; i++)
+        for (size_t k = 0; k < sizeof per_net / sizeof *per_net && !st; k++) {
+            snprintf(name, sizeof name, per_net[k], net_names[i]);
+            path_in(p, d->dir, name);
+            st = k == 2 ? check_demo_db(d, p) : zf_file_check(p);
+        }
+    return st;
+}
+
 static zf_status run(demo *d)
 {
     zf_status st;
     char p[PATH_MAX], name[128];
-    if ((st = check_models()) || (st = check_out_dir(d->dir)))
+    if ((st = check_models()) || (st = check_outputs(d)) || (st = check_out_dir(d->dir)))
         return st;
     stage(d, "loading the embedded models and Fashion-MNIST's test set");
     for (int i = 0; i < N_NETS; i++) {
@@ -960,6 +1016,7 @@ int zf_cmd_demo(int argc, char **argv)
                                          {"out", required_argument, 0, 'o'},
                                          {"images", required_argument, 0, 'n'},
                                          {"quick", no_argument, 0, 'q'},
+                                         ZFT_FORCE_LONGOPT,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     demo d;
@@ -974,6 +1031,8 @@ int zf_cmd_demo(int argc, char **argv)
                 return fr;
             continue;
         }
+        if (zft_force_option(c))
+            continue;
         switch (c) {
         case 'o': d.dir = optarg; break;
         case 'n':

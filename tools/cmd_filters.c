@@ -34,7 +34,7 @@ static void usage(void)
            "  --labels L        index, rms, both (index,rms) or none (default none)\n"
            "  --max N           only the first N filters\n"
            "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n" ZFT_FIGURE_HELP
-           "  -o, --out FILE    .png (one layer) or .pdf\n"
+           "  -o, --out FILE    .png (one layer) or .pdf (its folder is created)\n" ZFT_FORCE_HELP
            "  --store DB        also store each layer's grid as a PNG in the database DB (table\n"
            "                    renderings, kind 'filters'); -o is then optional\n");
 }
@@ -130,6 +130,7 @@ int zf_cmd_filters(int argc, char **argv)
                                          {"near-dead", required_argument, 0, 'd'},
                                          {"out", required_argument, 0, 'o'},
                                          {"store", required_argument, 0, 'S'},
+                                         ZFT_FORCE_LONGOPT,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
@@ -144,6 +145,8 @@ int zf_cmd_filters(int argc, char **argv)
                 return fr;
             continue;
         }
+        if (zft_force_option(c))
+            continue;
         if (zft_model_option(&mo, c, optarg))
             continue;
         switch (c) {
@@ -212,6 +215,8 @@ int zf_cmd_filters(int argc, char **argv)
         return zft_usage_error("filters", "%s", zf_last_error());
     if (out && fmt == ZF_VIZ_PNG && (!strcmp(layers, "all") || strchr(layers, ',')))
         return zft_usage_error("filters", "%s: several layers need one page each: write a .pdf", out);
+    if (out && zft_output_check(out)) /* before any work: a file zfviz may not replace */
+        return zft_fail("filters", ZF_ERR_IO);
 
     zf_net *net = NULL;
     zf_viz_doc *doc = NULL;
@@ -248,7 +253,7 @@ int zf_cmd_filters(int argc, char **argv)
         goto fail;
     }
     if (out) {
-        if ((st = zf_viz_doc_open(out, &doc)))
+        if ((st = zft_output_prepare(out)) || (st = zf_viz_doc_open(out, &doc)))
             goto fail;
         for (int i = 0; i < n; i++) {
             layer_ctx lc = {net, convs[i], model_name, &fo};

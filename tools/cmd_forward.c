@@ -55,6 +55,7 @@ int zf_cmd_forward(int argc, char **argv)
                                          {"out", required_argument, 0, 'o'},
                                          {"top", required_argument, 0, 't'},
                                          {"batch", required_argument, 0, 'b'},
+                                         ZFT_FORCE_LONGOPT,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
@@ -63,6 +64,8 @@ int zf_cmd_forward(int argc, char **argv)
     long top = 5, batch = 16;
     int c;
     while ((c = getopt_long(argc, argv, "hi:o:", opts, NULL)) != -1) {
+        if (zft_force_option(c))
+            continue;
         if (zft_model_option(&mo, c, optarg) || zft_device_option(&dev, c, optarg))
             continue;
         switch (c) {
@@ -85,7 +88,7 @@ int zf_cmd_forward(int argc, char **argv)
                    "dumped layer (N x C x H x W, or N x C from the flatten on).\n\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP
                    "  --input X         .npy tensor or image file\n"
                    "  --dump L1,L2      layers to write (Caffe-style names: conv1, relu1, pool1, fc6, prob...)\n"
-                   "  --out DIR         where the dumps go (created; default: current directory)\n"
+                   "  --out DIR         where the dumps go (created; default: current directory)\n" ZFT_FORCE_HELP
                    "  --top K           classes to print per image (default 5, 0 for none)\n"
                    "  --batch N         images per forward pass (default 16)\n");
             return 0;
@@ -127,6 +130,13 @@ int zf_cmd_forward(int argc, char **argv)
             st = ZF_ERR_NOMEM;
             goto fail;
         }
+    }
+    /* Every dump's file checked before any work: a file zfviz may not replace stops the run. */
+    for (int d = 0; d < n_dumps; d++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s.npy", outdir ? outdir : ".", net->layers[dump_idx[d]].name);
+        if ((st = zft_output_check(path)))
+            goto fail;
     }
     const int b = batch < n ? (int)batch : n;
     if ((st = zf_net_reserve(net, b)) || (st = zft_device_open(&dev, net, b)))

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "figure_opts.h"
+#include "zf/file.h"
 #include "zf/io.h"
 #include "zf/occlusion.h"
 #ifdef ZF_VIZ_ENABLED
@@ -40,7 +41,7 @@ static const char usage_text[] =
     "  --layer L         conv layer whose rectified map is summed: conv1..conv5, relu1..relu5 or a\n"
     "                    graph name (default: the last conv layer)\n"
     "  --channel C       its channel (default: the strongest on the unoccluded input)\n"
-    "  --out DIR         output folder (created)\n"
+    "  --out DIR         output folder (created)\n" ZFT_FORCE_HELP
     "  --method M        auto (default): incremental where it saves work, else brute;\n"
     "                    brute: a full forward per position; incremental: recompute only each\n"
     "                    square's receptive-field footprint (same results to float rounding)\n"
@@ -103,11 +104,12 @@ static zf_status write_summary(const char *dir, const zft_model_opts *mo, const 
         if (r->prob[i] < r->prob[lo])
             lo = i;
     json_t *root = json_pack(
-        "{s:s, s:o, s:o, s:s, s:[i,i,i], s:i, s:i, s:f, s:i, s:i, s:{s:o, s:o},"
+        "{s:s, s:s, s:o, s:o, s:s, s:[i,i,i], s:i, s:i, s:f, s:i, s:i, s:{s:o, s:o},"
         " s:{s:s, s:s, s:i, s:b}, s:{s:i, s:o, s:b},"
         " s:{s:f, s:f, s:i, s:o},"
         " s:{s:i, s:i, s:i, s:i, s:f},"
         " s:s, s:s, s:f, s:{s:f, s:f, s:f}}",
+        "software", "zfviz", /* first: marks the file as zfviz's (zf_file_is_ours) */
         "arch", net->arch,
         "weights", mo->weights ? json_string(mo->weights) : json_null(),
         "model", mo->model ? json_string(mo->model) : json_null(),
@@ -140,11 +142,13 @@ static zf_status write_summary(const char *dir, const zft_model_opts *mo, const 
     }
     char path[4096];
     snprintf(path, sizeof path, "%s/summary.json", dir);
-    int bad = json_dump_file(root, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    char *text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     json_decref(root);
-    if (bad)
-        return zf_error(ZF_ERR_IO, "%s: cannot write", path);
-    return ZF_OK;
+    if (!text)
+        return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
+    zf_status st = zf_file_save(path, text, strlen(text), 0);
+    free(text);
+    return st;
 }
 
 /* Long-only options, numbered clear of the letters the shared model options use. */
@@ -187,7 +191,8 @@ static zf_status write_figure(const char *path, zf_net *net, const float *input,
                             names, n_names};
     zf_viz_occlusion_opts vo = zf_viz_occlusion_defaults();
     vo.style = *style;
-    if (!(st = zf_viz_doc_open(path, &doc)) && !(st = zf_viz_occlusion_figure(doc, &row, 1, &vo)))
+    if (!(st = zft_output_prepare(path)) && !(st = zf_viz_doc_open(path, &doc)) &&
+        !(st = zf_viz_occlusion_figure(doc, &row, 1, &vo)))
         st = zf_viz_doc_finish(doc);
 done:
     zf_viz_doc_free(doc);
@@ -224,6 +229,7 @@ int zf_cmd_occlude(int argc, char **argv)
                                          {"conv", required_argument, 0, OPT_CONV},
                                          {"png", required_argument, 0, OPT_PNG},
                                          {"pdf", required_argument, 0, OPT_PDF},
+                                         ZFT_FORCE_LONGOPT,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
@@ -240,6 +246,8 @@ int zf_cmd_occlude(int argc, char **argv)
                 return fr;
             continue;
         }
+        if (zft_force_option(c))
+            continue;
         if (zft_model_option(&mo, c, optarg))
             continue;
         switch (c) {
@@ -312,6 +320,16 @@ int zf_cmd_occlude(int argc, char **argv)
         return zft_usage_error("occlude", "unexpected argument '%s'", argv[optind]);
     if (!input || !out)
         return zft_usage_error("occlude", "--input and --out are required");
+    /* Every output checked before any work: a file zfviz may not replace stops the run. */
+    static const char *const outputs[] = {"feature.npy", "prob.npy", "argmax.npy", "summary.json"};
+    for (int i = 0; i < 4; i++) {
+        char path[4096];
+        snprintf(path, sizeof path, "%s/%s", out, outputs[i]);
+        if (zft_output_check(path))
+            return zft_fail("occlude", ZF_ERR_IO);
+    }
+    if ((png && zft_output_check(png)) || (pdf && zft_output_check(pdf)))
+        return zft_fail("occlude", ZF_ERR_IO);
 
     const double t0 = zft_now();
     zf_net *net = NULL;

@@ -33,7 +33,7 @@ static void usage(void)
            "  --font-size PT    body text size of the figures in points (default 12)\n"
            ZFT_FIGURE_PROJ_HELP ZFT_FIGURE_PROB_HELP
            "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP
-           "  -o, --out FILE    the .pdf\n");
+           "  -o, --out FILE    the .pdf (its folder is created)\n" ZFT_FORCE_HELP);
 }
 
 int zf_cmd_report(int argc, char **argv)
@@ -50,6 +50,7 @@ int zf_cmd_report(int argc, char **argv)
                                          {"patch", required_argument, 0, 'q'},
                                          {"stride", required_argument, 0, 's'},
                                          {"out", required_argument, 0, 'o'},
+                                         ZFT_FORCE_LONGOPT,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
@@ -65,6 +66,8 @@ int zf_cmd_report(int argc, char **argv)
                 return fr;
             continue;
         }
+        if (zft_force_option(c))
+            continue;
         if (zft_model_option(&mo, c, optarg))
             continue;
         switch (c) {
@@ -111,6 +114,8 @@ int zf_cmd_report(int argc, char **argv)
     zf_viz_format fmt;
     if (zf_viz_format_of(out, &fmt) || fmt != ZF_VIZ_PDF)
         return zft_usage_error("report", "%s: the report has several pages: write a .pdf", out);
+    if (zft_output_check(out)) /* before any work: a file zfviz may not replace */
+        return zft_fail("report", ZF_ERR_IO);
 
     zft_scan scan;
     zft_report rep = {0};
@@ -135,7 +140,7 @@ int zf_cmd_report(int argc, char **argv)
             if ((st = zft_report_add_occlusion(&rep, &scan, items[i], (int)patch, (int)stride)))
                 goto fail;
     }
-    if ((st = zf_viz_doc_open(out, &doc)) || (st = zf_viz_report(doc, &rep.in)) || (st = zf_viz_doc_finish(doc)))
+    if ((st = zft_output_prepare(out)) || (st = zf_viz_doc_open(out, &doc)) || (st = zf_viz_report(doc, &rep.in)) || (st = zf_viz_doc_finish(doc)))
         goto fail;
     fprintf(stderr, "wrote %s (%d pages)\n", out, zf_viz_doc_pages(doc));
     rc = 0;

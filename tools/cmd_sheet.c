@@ -34,7 +34,7 @@ static void usage(void)
            "  --store           also store each unit's sheet in the database (table renderings, kind\n"
            "                    'top9-sheet')\n" ZFT_FIGURE_HELP ZFT_FIGURE_PROJ_HELP
            "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP
-           "  -o, --out FILE    .png or .pdf\n");
+           "  -o, --out FILE    .png or .pdf (its folder is created)\n" ZFT_FORCE_HELP);
 }
 
 typedef struct one_unit {
@@ -68,6 +68,7 @@ int zf_cmd_sheet(int argc, char **argv)
                                          {"lrn-backward", no_argument, 0, 'L'},
                                          {"store", no_argument, 0, 'S'},
                                          {"out", required_argument, 0, 'o'},
+                                         ZFT_FORCE_LONGOPT,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
@@ -82,6 +83,8 @@ int zf_cmd_sheet(int argc, char **argv)
                 return fr;
             continue;
         }
+        if (zft_force_option(c))
+            continue;
         if (zft_model_option(&mo, c, optarg))
             continue;
         switch (c) {
@@ -124,6 +127,8 @@ int zf_cmd_sheet(int argc, char **argv)
         return zft_usage_error("sheet", "%s", zf_last_error());
     if (out && fmt == ZF_VIZ_PNG && so.units_per_page)
         return zft_usage_error("sheet", "--per-page makes several pages: write a .pdf");
+    if (out && zft_output_check(out)) /* before any work: a file zfviz may not replace */
+        return zft_fail("sheet", ZF_ERR_IO);
 
     int units[4096], n = 0;
     if (unit_list) {
@@ -156,7 +161,7 @@ int zf_cmd_sheet(int argc, char **argv)
     if ((st = zft_sheet_build(&sheet, &scan, layer, units, n, lrn_backward)))
         goto fail;
     if (out) {
-        if ((st = zf_viz_doc_open(out, &doc)) || (st = zf_viz_sheet(doc, &sheet.in, &so)) ||
+        if ((st = zft_output_prepare(out)) || (st = zf_viz_doc_open(out, &doc)) || (st = zf_viz_sheet(doc, &sheet.in, &so)) ||
             (st = zf_viz_doc_finish(doc)))
             goto fail;
         fprintf(stderr, "wrote %s\n", out);

@@ -10,6 +10,7 @@
 
 #include "common.h"
 #include "zf/dataset.h"
+#include "zf/file.h"
 #include "zf/model.h"
 #include "zf/train.h"
 #ifdef ZF_DB_ENABLED
@@ -32,7 +33,9 @@ static void usage(void)
            "filter snapshots in a SQLite file and the loss/accuracy curves as PNG and PDF.\n\n"
            "  --arch A          alexnet-mini (default), zfnet-mini, alexnet, alexnet-caffe, zfnet\n"
            "  --data SOURCE     fashion-mnist or a folder\n"
-           "  --out MODEL       the trained model (.safetensors)\n"
+           "  --out MODEL       the trained model (.safetensors; its folder is created); an existing file\n"
+           "                    is refused unless --resume continues its run or --force replaces it\n"
+           "  --force           start over, replacing --out and its checkpoint\n"
            "  --epochs N        epochs (default 10)\n"
            "  --batch N         images per step (default 64)\n"
            "  --lr X            starting learning rate (default 0.01)\n"
@@ -333,6 +336,7 @@ int zf_cmd_train(int argc, char **argv)
         {"pca-std", required_argument, 0, O_PCA}, {"size", required_argument, 0, O_SIZE},
         {"snapshots", required_argument, 0, O_SNAP}, {"db", required_argument, 0, O_DB},
         {"checkpoint-every", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
+        ZFT_FORCE_LONGOPT,
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *arch = "alexnet-mini", *data = NULL, *out = NULL, *db_path = NULL;
     zf_train_config cfg = {0};
@@ -353,6 +357,8 @@ int zf_cmd_train(int argc, char **argv)
     double d;
     long v;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (zft_force_option(c))
+            continue;
         switch (c) {
         case 'A': arch = optarg; break;
         case 'd': data = optarg; break;
@@ -448,6 +454,15 @@ int zf_cmd_train(int argc, char **argv)
     size_t ol = strlen(out);
     if (ol < 13 || strcmp(out + ol - 12, ".safetensors"))
         return zft_usage_error("train", "--out names a .safetensors file");
+    /* A model or checkpoint at --out may hold hours of training: never replaced unasked. */
+    if (!resume && !zf_file_force()) {
+        char ck[4200];
+        snprintf(ck, sizeof ck, "%s.ckpt", out);
+        const char *there = access(out, F_OK) == 0 ? out : access(ck, F_OK) == 0 ? ck : NULL;
+        if (there)
+            return zft_fail("train", zf_error(ZF_ERR_IO, "%s: exists; --resume continues its run, --force starts "
+                                                         "over and replaces it", there));
+    }
     zft_install_sigint();
     /* The output folder first: a run must not train for an hour and then find it cannot save. */
     {
@@ -563,6 +578,7 @@ int zf_cmd_train(int argc, char **argv)
         fflush(stdout);
         zf_train_hooks hooks = {&ctx, on_step, on_epoch, NULL};
         st = zf_train_run(net, train, valset, &cfg, resume, &hooks);
+        zft_outputs_keep(); /* a failed or stopped run keeps its checkpoint for --resume */
     }
     zft_progress_finish(&ctx.bar);
     if (st == ZF_ERR_INTERRUPTED) {

@@ -1,6 +1,7 @@
 /* Helpers shared by the zfviz subcommands (see common.h). */
 #include "common.h"
 
+#include "zf/file.h"
 #include "zf/clock.h"
 #include "zf/model.h"
 
@@ -41,6 +42,10 @@ int zft_fail(const char *cmd, zf_status st)
 {
     const char *msg = zf_last_error();
     fprintf(stderr, "zfviz %s: %s\n", cmd, msg && *msg ? msg : zf_status_name(st));
+    /* At exit, once the command has closed what it had open (its unfinished temporary files). */
+    static int armed;
+    if (!armed++)
+        atexit(zft_outputs_cleanup);
     return st == ZF_ERR_INTERRUPTED ? 130 : 1;
 }
 
@@ -175,6 +180,7 @@ done:
     *out = net;
     return ZF_OK;
 }
+
 zf_status zft_load_model(const zft_model_opts *o, zf_net **out) { return zft_load_model_ref(o, out, NULL); }
 
 int zft_split_list(const char *s, char *buf, size_t buflen, const char **items, int max)
@@ -200,6 +206,23 @@ long zft_parse_long(const char *s)
     return v;
 }
 
+/* Folders zft_mkdirs made in this process, oldest first. */
+static char **made_dirs;
+static int n_made_dirs;
+
+static int make_dir_recorded(const char *path)
+{
+    if (mkdir(path, 0777))
+        return -1;
+    char **p = realloc(made_dirs, sizeof *p * (size_t)(n_made_dirs + 1));
+    char *copy = p ? strdup(path) : NULL;
+    if (p)
+        made_dirs = p;
+    if (copy) /* out of memory: the folder is kept, the safe side */
+        made_dirs[n_made_dirs++] = copy;
+    return 0;
+}
+
 zf_status zft_mkdirs(const char *path)
 {
     char buf[4096];
@@ -208,16 +231,65 @@ zf_status zft_mkdirs(const char *path)
         if (*p != '/')
             continue;
         *p = '\0';
-        if (mkdir(buf, 0777) && errno != EEXIST)
-            return zf_error(ZF_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+        if (make_dir_recorded(buf) && errno != EEXIST)
+            return zf_error(ZF_ERR_IO, "%s: cannot create the folder: %s", buf, strerror(errno));
         *p = '/';
     }
-    if (mkdir(buf, 0777) && errno != EEXIST)
-        return zf_error(ZF_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+    if (make_dir_recorded(buf) && errno != EEXIST)
+        return zf_error(ZF_ERR_IO, "%s: cannot create the folder: %s", buf, strerror(errno));
     struct stat sb;
     if (stat(buf, &sb) || !S_ISDIR(sb.st_mode))
-        return zf_error(ZF_ERR_IO, "%s: not a directory", buf);
+        return zf_error(ZF_ERR_IO, "%s: not a folder", buf);
     return ZF_OK;
+}
+
+zf_status zft_mkdirs_for(const char *path)
+{
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return ZF_OK;
+    *slash = 0;
+    return zft_mkdirs(dir);
+}
+
+int zft_force_option(int opt)
+{
+    if (opt != ZFT_OPT_FORCE)
+        return 0;
+    zf_file_set_force(1);
+    return 1;
+}
+
+zf_status zft_output_check(const char *path) { return zf_file_check(path); }
+
+zf_status zft_output_prepare(const char *path)
+{
+    zf_status st = zf_file_check(path);
+    return st ? st : zft_mkdirs_for(path);
+}
+
+void zft_outputs_cleanup(void)
+{
+    zf_file_remove_created();
+    for (int i = n_made_dirs - 1; i >= 0; i--) {
+        rmdir(made_dirs[i]); /* only when empty: anything else put there stays */
+        free(made_dirs[i]);
+    }
+    free(made_dirs);
+    made_dirs = NULL;
+    n_made_dirs = 0;
+}
+
+void zft_outputs_keep(void)
+{
+    zf_file_forget_created();
+    for (int i = 0; i < n_made_dirs; i++)
+        free(made_dirs[i]);
+    free(made_dirs);
+    made_dirs = NULL;
+    n_made_dirs = 0;
 }
 
 void zft_occlusion_defaults(const zf_net *net, int *patch, int *stride)

@@ -96,8 +96,29 @@ void zft_device_close(zft_device *d);
 int zft_split_list(const char *s, char *buf, size_t buflen, const char **items, int max);
 /* Parses a whole non-negative integer; -1 if `s` is not one. */
 long zft_parse_long(const char *s);
-/* mkdir -p. */
+/* mkdir -p; the folders it creates are recorded so that a failed command removes them
+ * (zft_fail -> zft_outputs_cleanup). */
 zf_status zft_mkdirs(const char *path);
+/* mkdir -p of the folder that holds `path` (nothing when it names none). */
+zf_status zft_mkdirs_for(const char *path);
+
+/* Output files. Every file a command writes goes through zf_file (core/include/zf/file.h): written
+ * whole or not at all, and a file zfviz did not make is never replaced without --force. */
+#define ZFT_OPT_FORCE 0x7a66
+#define ZFT_FORCE_LONGOPT {"force", no_argument, 0, ZFT_OPT_FORCE}
+#define ZFT_FORCE_HELP "  --force           replace output files that zfviz did not make (refused otherwise)\n"
+/* Handles ZFT_OPT_FORCE; returns 1 if the option was it. */
+int zft_force_option(int opt);
+/* Checks before any work that `path` may be written (zf_file_check), naming it when not. */
+zf_status zft_output_check(const char *path);
+/* Just before writing `path`: zft_output_check again and mkdir -p of its folder. */
+zf_status zft_output_prepare(const char *path);
+/* A failed command removes what it made: the files it created (zf_file_remove_created) and the
+ * folders zft_mkdirs created, newest first; what was there before stays. zft_fail has it run
+ * at exit. */
+void zft_outputs_cleanup(void);
+/* Keeps what was made so far (a checkpoint a failed run can resume from). */
+void zft_outputs_keep(void);
 
 /* Monotonic seconds. */
 double zft_now(void);
