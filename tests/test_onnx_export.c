@@ -286,7 +286,7 @@ Test(onnx_export, wrong_lrn_constant_is_refused_in_one_line_naming_the_node)
     NEED_FIXTURES();
     row rows[16];
     int n = read_rows("refuse", rows, 16);
-    cr_expect(n >= 5, "%d refusal cases", n);
+    cr_expect(n >= 6, "%d refusal cases", n);
     for (int i = 0; i < n; i++) {
         char name[300];
         snprintf(name, sizeof name, "%s.onnx", rows[i].f[1]);
