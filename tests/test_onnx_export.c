@@ -184,6 +184,7 @@ Test(onnx_export, full_size_zfnet_rendering_matches_pytorch_and_the_builtin_shap
             continue;
         found = 1;
         zf_net *net = run_model("zfnet_full", rows[i].f[2], NULL), *b = NULL;
+        cr_expect_str_eq(net->arch, "zfnet-pytorch", "recognised as %s", net->arch);
         cr_assert_eq(zf_net_new_builtin("zfnet-pytorch", &b), ZF_OK, "%s", zf_last_error());
         /* the export's layers are the built-in's, in the same order and shapes */
         cr_assert_eq(net->n_layers, b->n_layers, "%d layers vs %d", net->n_layers, b->n_layers);

@@ -14,18 +14,28 @@ typedef struct ox_known {
     const char *arch;
     int convs[5][4]; /* out channels, kernel, stride, groups */
     int fcs[3];
+    int lrns[2][2];  /* size and front of the LRN layers, when they tell models apart */
 } ox_known;
 
 static const ox_known known[] = {
     {"bvlc_alexnet",
      {{96, 11, 4, 1}, {256, 5, 1, 2}, {384, 3, 1, 1}, {384, 3, 1, 2}, {256, 3, 1, 2}},
-     {4096, 4096, 1000}},
+     {4096, 4096, 1000},
+     {{0, 0}, {0, 0}}},
     {"zfnet512",
      {{96, 7, 2, 1}, {256, 5, 2, 1}, {512, 3, 1, 1}, {512, 3, 1, 1}, {512, 3, 1, 1}},
-     {4096, 1024, 1000}},
+     {4096, 1024, 1000},
+     {{0, 0}, {0, 0}}},
     {"torchvision-alexnet",
      {{64, 11, 4, 1}, {192, 5, 1, 1}, {384, 3, 1, 1}, {256, 3, 1, 1}, {256, 3, 1, 1}},
-     {4096, 4096, 1000}},
+     {4096, 4096, 1000},
+     {{0, 0}, {0, 0}}},
+    /* the PyTorch ZFNet rendering (--arch zfnet-pytorch): the paper's convolutions, told apart
+     * from an export of the paper's layout by its LocalResponseNorm(30) and (50) */
+    {"zfnet-pytorch",
+     {{96, 7, 2, 1}, {256, 5, 2, 1}, {384, 3, 1, 1}, {384, 3, 1, 1}, {256, 3, 1, 1}},
+     {4096, 4096, 1000},
+     {{30, 15}, {50, 25}}},
 };
 
 /* The zoo's accuracy scripts: RGB resized to the input size, 0-255, ImageNet means, BGR. */
@@ -42,12 +52,12 @@ int zf_onnx_preproc_for(const char *arch, zf_preproc *out)
         return 1;
     }
     *out = pre_torchvision;
-    return !strcmp(arch, "torchvision-alexnet");
+    return !strcmp(arch, "torchvision-alexnet") || !strcmp(arch, "zfnet-pytorch");
 }
 
 void ox_recognise(zf_net *net)
 {
-    int conv[16][4], fc[16], nc = 0, nf = 0;
+    int conv[16][4], fc[16], lrn[16][2], nc = 0, nf = 0, nl = 0;
     for (int i = 0; i < net->n_layers; i++) {
         const zf_layer *l = &net->layers[i];
         if (l->op == ZF_OP_CONV && nc < 16) {
@@ -58,12 +68,16 @@ void ox_recognise(zf_net *net)
             c[3] = l->groups;
         } else if (l->op == ZF_OP_FC && nf < 16) {
             fc[nf++] = l->out_c;
+        } else if (l->op == ZF_OP_LRN && nl < 16) {
+            lrn[nl][0] = l->lrn.size;
+            lrn[nl++][1] = l->lrn.front;
         }
     }
     snprintf(net->arch, sizeof net->arch, "onnx");
     for (size_t k = 0; k < sizeof known / sizeof known[0] && nc == 5 && nf == 3; k++) {
+        int lrn_ok = !known[k].lrns[0][0] || (nl == 2 && !memcmp(lrn, known[k].lrns, sizeof known[k].lrns));
         if (!memcmp(conv, known[k].convs, sizeof known[k].convs) &&
-            !memcmp(fc, known[k].fcs, sizeof known[k].fcs) && net->in_c == 3) {
+            !memcmp(fc, known[k].fcs, sizeof known[k].fcs) && net->in_c == 3 && lrn_ok) {
             snprintf(net->arch, sizeof net->arch, "%s", known[k].arch);
             break;
         }
