@@ -60,6 +60,21 @@ int zft_usage_error(const char *cmd, const char *fmt, ...)
     return 2;
 }
 
+const char *zft_command = "";
+static double wait_s = 30;
+
+int zft_wait_set(const char *arg)
+{
+    char *end;
+    double v = strtod(arg, &end);
+    if (end == arg || *end || !(v > 0 && v < 1e9))
+        return -1;
+    wait_s = v;
+    return 0;
+}
+
+double zft_wait_seconds(void) { return wait_s; }
+
 int zft_option_error(const char *cmd)
 {
     fprintf(stderr, "zfviz %s: see 'zfviz help %s' for its options\n", cmd, cmd);

@@ -18,9 +18,23 @@ void zft_install_sigint(void);
 int zft_fail(const char *cmd, zf_status st);
 /* Prints "zfviz CMD: <message>" on stderr and returns 2 (usage error). */
 int zft_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 /* What every command says after getopt's own line on an unknown option or a missing value:
  * "zfviz CMD: see 'zfviz help CMD' for its options" on stderr; returns 2. */
 int zft_option_error(const char *cmd);
+
+/* Databases: every command that opens one takes --wait S, how long to wait for a lock another
+ * process holds (default 30 s), and says that it waits after a second, then every five. */
+#define ZFT_OPT_WAIT 0x7a77
+#define ZFT_WAIT_LONGOPT {"wait", required_argument, 0, ZFT_OPT_WAIT}
+#define ZFT_WAIT_HELP \
+    "  --wait S          seconds to wait for a database another process has locked (default 30)\n"
+/* Sets the wait from --wait's value; -1 (nothing set) when it is not a positive number. */
+int zft_wait_set(const char *arg);
+/* The seconds --wait set (30 when not given). */
+double zft_wait_seconds(void);
+/* The name of the running command, for messages from shared code (main.c sets it). */
+extern const char *zft_command;
 
 /* Where a model comes from: --arch A --weights W, or --model FILE.onnx. */
 typedef struct zft_model_opts {

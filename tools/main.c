@@ -66,6 +66,7 @@ int main(int argc, char **argv)
             char prog[64];
             snprintf(prog, sizeof prog, "zfviz %s", c->name);
             argv[1] = prog;
+            zft_command = c->name;
             return c->run(argc - 1, argv + 1);
         }
     }
