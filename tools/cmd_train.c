@@ -536,14 +536,14 @@ int zf_cmd_train(int argc, char **argv)
         return zft_fail("train", st);
     }
 
-    char ckpt[4200], dbp[4200], command[2048] = "zfviz", config[16384], acc[64] = "", nimg[32];
+    char ckpt[4200], dbp[4200], command[2048] = "", config[16384], acc[64] = "", nimg[32];
     snprintf(ckpt, sizeof ckpt, "%s.ckpt", out);
     snprintf(dbp, sizeof dbp, "%s", db_path ? db_path : "");
     if (!db_path)
         snprintf(dbp, sizeof dbp, "%.*s.sqlite", (int)(ol - 12), out);
-    for (int i = 0; i < argc; i++) {
+    for (int i = 0; i < argc; i++) { /* argv[0] is "zfviz train" (main.c) */
         size_t at = strlen(command);
-        snprintf(command + at, sizeof command - at, " %s", argv[i]);
+        snprintf(command + at, sizeof command - at, "%s%s", i ? " " : "", argv[i]);
     }
     if ((st = config_json(config, sizeof config, arch, data, &cfg, val, (long long)n_train))) {
         zf_dataset_free(all);
