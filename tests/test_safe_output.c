@@ -278,6 +278,13 @@ Test(safe_output, train_refuses_existing_out)
                   "train replaced an existing --out");
     assert_same(out, old, n, "train without --force or --resume");
     assert_one_line(err, (const char *const[]){out, "--resume", "--force", NULL});
+    /* --resume does not go on from a file zfviz did not make */
+    char other[512];
+    snprintf(other, sizeof other, "%s/other.safetensors", dir);
+    static const char text[] = "a user's file under a model's name\n";
+    put(other, text);
+    cr_assert_neq(tu_system("'%s' train %s --resume --out '%s' >/dev/null 2>'%s'", zfviz(), args, other, err), 0);
+    assert_same(other, text, strlen(text), "train --resume");
     if (tu_system("'%s' train %s --force --out '%s' >/dev/null 2>'%s'", zfviz(), args, out, err) != 0) {
         size_t el;
         char *e = slurp(err, &el);

@@ -463,6 +463,8 @@ int zf_cmd_train(int argc, char **argv)
             return zft_fail("train", zf_error(ZF_ERR_IO, "%s: exists; --resume continues its run, --force starts "
                                                          "over and replaces it", there));
     }
+    if (zft_output_check(out)) /* with --resume too: a file zfviz did not make is not a run to go on */
+        return zft_fail("train", ZF_ERR_IO);
     zft_install_sigint();
     /* The output folder first: a run must not train for an hour and then find it cannot save. */
     {
