@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "conv_internal.h"
+#include "pool_internal.h"
 #include "util_internal.h"
 #include "zf/backward.h"
 
@@ -47,18 +48,7 @@ void zf_conv_backward_weights(float *dw, float *db, const float *in, const float
         const size_t cols = (size_t)nb * ohw;
         float *col = ws;
         zf_conv_im2col(col, in + n0 * in_img, nb, g);
-        const float *src;
-        if (nb == 1) {
-            src = dout + n0 * out_img;
-        } else {
-            float *tmp = ws + (size_t)g->c * g->kh * g->kw * cols;
-#pragma omp parallel for collapse(2) schedule(static)
-            for (int img = 0; img < nb; img++)
-                for (int ch = 0; ch < g->k; ch++)
-                    memcpy(tmp + (size_t)ch * cols + (size_t)img * ohw,
-                           dout + (n0 + img) * out_img + (size_t)ch * ohw, sizeof(float) * ohw);
-            src = tmp;
-        }
+        const float *src = zf_conv_gather_dout(ws + (size_t)g->c * g->kh * g->kw * cols, dout, n0, nb, g);
         /* The first chunk overwrites dw, later ones add to it. */
         const float beta = n0 == 0 ? 0.0f : 1.0f;
         for (int gi = 0; gi < g->groups; gi++) {
@@ -153,19 +143,15 @@ void zf_avgpool_backward(float *din, const float *dout, const zf_pool_geom *g, i
         memset(dst, 0, sizeof(float) * g->h * g->w);
         for (int oy = 0; oy < g->oh; oy++) {
             /* The same windows and divisors as zf_avgpool_forward (pool.c). */
-            const int ys = oy * g->sh - g->pt;
-            const int ye_pad = ys + g->kh < g->h + g->pb ? ys + g->kh : g->h + g->pb;
-            const int y0 = ys < 0 ? 0 : ys, y1 = ys + g->kh < g->h ? ys + g->kh : g->h;
+            const zf_avg_span ys = zf_avgpool_span(oy, g->sh, g->kh, g->pt, g->pb, g->h);
             for (int ox = 0; ox < g->ow; ox++) {
-                const int xs = ox * g->sw - g->pl;
-                const int xe_pad = xs + g->kw < g->w + g->pr ? xs + g->kw : g->w + g->pr;
-                const int x0 = xs < 0 ? 0 : xs, x1 = xs + g->kw < g->w ? xs + g->kw : g->w;
-                const int div = count_include_pad ? (ye_pad - ys) * (xe_pad - xs) : (y1 - y0) * (x1 - x0);
-                if (div <= 0 || y0 >= y1 || x0 >= x1)
+                const zf_avg_span xs = zf_avgpool_span(ox, g->sw, g->kw, g->pl, g->pr, g->w);
+                const int div = zf_avgpool_div(ys, xs, count_include_pad);
+                if (div <= 0 || ys.lo >= ys.hi || xs.lo >= xs.hi)
                     continue;
                 const float v = src[oy * g->ow + ox] / (float)div;
-                for (int y = y0; y < y1; y++)
-                    for (int x = x0; x < x1; x++)
+                for (int y = ys.lo; y < ys.hi; y++)
+                    for (int x = xs.lo; x < xs.hi; x++)
                         dst[y * g->w + x] += v;
             }
         }

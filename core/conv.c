@@ -310,6 +310,20 @@ void zf_conv_forward_im2col(float *out, const float *in, const float *w, const f
     }
 }
 
+const float *zf_conv_gather_dout(float *tmp, const float *dout, int n0, int nb, const zf_conv_geom *g)
+{
+    const int ohw = g->oh * g->ow;
+    const size_t out_img = (size_t)g->k * ohw, cols = (size_t)nb * ohw;
+    if (nb == 1)
+        return dout + n0 * out_img;
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int img = 0; img < nb; img++)
+        for (int ch = 0; ch < g->k; ch++)
+            memcpy(tmp + (size_t)ch * cols + (size_t)img * ohw,
+                   dout + (n0 + img) * out_img + (size_t)ch * ohw, sizeof(float) * ohw);
+    return tmp;
+}
+
 void zf_conv_backward_data(float *din, const float *dout, const float *w, const zf_conv_geom *g,
                            float *ws)
 {
@@ -317,25 +331,14 @@ void zf_conv_backward_data(float *din, const float *dout, const float *w, const 
     const int ohw = g->oh * g->ow;
     const int cg = g->c / g->groups, kg = g->k / g->groups;
     const int kdim = cg * g->kh * g->kw;
-    const size_t in_img = (size_t)g->c * g->h * g->w, out_img = (size_t)g->k * ohw;
+    const size_t in_img = (size_t)g->c * g->h * g->w;
 
     memset(din, 0, sizeof(float) * in_img * g->n);
     for (int n0 = 0; n0 < g->n; n0 += nb_max) {
         const int nb = g->n - n0 < nb_max ? g->n - n0 : nb_max;
         const size_t cols = (size_t)nb * ohw;
         float *col = ws;
-        const float *src;
-        if (nb == 1) {
-            src = dout + n0 * out_img;
-        } else {
-            float *tmp = ws + (size_t)g->c * g->kh * g->kw * cols;
-#pragma omp parallel for collapse(2) schedule(static)
-            for (int img = 0; img < nb; img++)
-                for (int ch = 0; ch < g->k; ch++)
-                    memcpy(tmp + (size_t)ch * cols + (size_t)img * ohw,
-                           dout + (n0 + img) * out_img + (size_t)ch * ohw, sizeof(float) * ohw);
-            src = tmp;
-        }
+        const float *src = zf_conv_gather_dout(ws + (size_t)g->c * g->kh * g->kw * cols, dout, n0, nb, g);
         for (int gi = 0; gi < g->groups; gi++) {
             /* col_g (kdim, cols) = W_g^T (kdim, kg) . dout_g (kg, cols) */
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kdim, (int)cols, kg, 1.0f,

@@ -1,5 +1,5 @@
-/* conv.c's im2col, shared with the weight gradient in backward.c, and its im2col forward for the
- * benchmark's comparison (core only). */
+/* conv.c's im2col and gradient batching, shared with the weight gradient in backward.c, and its
+ * im2col forward for the benchmark's comparison (core only). */
 #ifndef ZF_CONV_INTERNAL_H
 #define ZF_CONV_INTERNAL_H
 
@@ -8,6 +8,11 @@
 /* col (c*kh*kw, nb*oh*ow): row r = (ci*kh + ky)*kw + kx, column img*oh*ow + oy*ow + ox.
  * in holds nb images (c, h, w); positions in the padding are 0. */
 void zf_conv_im2col(float *col, const float *in, int nb, const zf_conv_geom *g);
+
+/* dout (n, k, oh, ow) of images n0..n0+nb-1 as one (k, nb*oh*ow) matrix, image after image in
+ * each row, as the batched GEMMs of both gradients read it: dout itself for one image, else
+ * copied into tmp (k * nb*oh*ow floats), which is returned. */
+const float *zf_conv_gather_dout(float *tmp, const float *dout, int n0, int nb, const zf_conv_geom *g);
 
 /* Images side by side in one GEMM for this geometry (about 2048 columns; 1 for large maps). The
  * scratch of zf_conv_workspace_floats holds that many images' columns. */

@@ -15,6 +15,26 @@ static inline float inv_pow(float s, float beta)
     return powf(s, -beta);
 }
 
+/* The channels [*j0, *j1) of channel i's window (clipped to the c channels), and in sum[0..len)
+ * the sum of their squares at each of the len positions from base (channel stride hw). */
+static inline void window_sumsq(float *sum, int *j0, int *j1, const float *base, int i, int c, int hw,
+                                int len, const zf_lrn_params *p)
+{
+    int a = i - p->front, b = a + p->size;
+    if (a < 0)
+        a = 0;
+    if (b > c)
+        b = c;
+    memset(sum, 0, sizeof(float) * len);
+    for (int j = a; j < b; j++) {
+        const float *x = base + (size_t)j * hw;
+        for (int q = 0; q < len; q++)
+            sum[q] += x[q] * x[q];
+    }
+    *j0 = a;
+    *j1 = b;
+}
+
 void zf_lrn_forward(float *out, const float *in, int n, int c, int hw, const zf_lrn_params *p)
 {
     const float a = p->alpha / (float)p->size, k = p->k, beta = p->beta;
@@ -27,17 +47,8 @@ void zf_lrn_forward(float *out, const float *in, int n, int c, int hw, const zf_
             float *obase = out + (size_t)img * c * hw + p0;
             float sum[LRN_CHUNK];
             for (int i = 0; i < c; i++) {
-                int j0 = i - p->front, j1 = j0 + p->size; /* [j0, j1) */
-                if (j0 < 0)
-                    j0 = 0;
-                if (j1 > c)
-                    j1 = c;
-                memset(sum, 0, sizeof(float) * len);
-                for (int j = j0; j < j1; j++) {
-                    const float *x = base + (size_t)j * hw;
-                    for (int q = 0; q < len; q++)
-                        sum[q] += x[q] * x[q];
-                }
+                int j0, j1;
+                window_sumsq(sum, &j0, &j1, base, i, c, hw, len, p);
                 const float *x = base + (size_t)i * hw;
                 float *y = obase + (size_t)i * hw;
                 for (int q = 0; q < len; q++)
@@ -62,17 +73,8 @@ void zf_lrn_backward(float *din, const float *dout, const float *in, int n, int 
             float sum[LRN_CHUNK], t[LRN_CHUNK];
             /* First pass: the direct term dx_i = dy_i s_i^-b. */
             for (int i = 0; i < c; i++) {
-                int j0 = i - p->front, j1 = j0 + p->size;
-                if (j0 < 0)
-                    j0 = 0;
-                if (j1 > c)
-                    j1 = c;
-                memset(sum, 0, sizeof(float) * len);
-                for (int j = j0; j < j1; j++) {
-                    const float *x = in + off + (size_t)j * hw;
-                    for (int q = 0; q < len; q++)
-                        sum[q] += x[q] * x[q];
-                }
+                int j0, j1;
+                window_sumsq(sum, &j0, &j1, in + off, i, c, hw, len, p);
                 const float *dy = dout + off + (size_t)i * hw;
                 float *dx = din + off + (size_t)i * hw;
                 for (int q = 0; q < len; q++)
@@ -80,17 +82,8 @@ void zf_lrn_backward(float *din, const float *dout, const float *in, int n, int 
             }
             for (int i = 0; i < c; i++) {
                 /* Second pass: t = dy_i x_i s_i^(-b-1), subtracted from every j in W(i). */
-                int j0 = i - p->front, j1 = j0 + p->size;
-                if (j0 < 0)
-                    j0 = 0;
-                if (j1 > c)
-                    j1 = c;
-                memset(sum, 0, sizeof(float) * len);
-                for (int j = j0; j < j1; j++) {
-                    const float *x = in + off + (size_t)j * hw;
-                    for (int q = 0; q < len; q++)
-                        sum[q] += x[q] * x[q];
-                }
+                int j0, j1;
+                window_sumsq(sum, &j0, &j1, in + off, i, c, hw, len, p);
                 const float *xi = in + off + (size_t)i * hw;
                 const float *dy = dout + off + (size_t)i * hw;
                 for (int q = 0; q < len; q++) {

@@ -47,14 +47,9 @@ static zf_status conv_im2col(occl *o, const zf_layer *l, const float *base_in, c
     const int C = l->in_c, K = l->out_c, G = l->groups, cg = C / G, kg = K / G;
     const int kh = l->win.kh, kw = l->win.kw, sh = l->win.sh, sw = l->win.sw;
     const int rows = C * kh * kw;
-    size_t tile_max = 0;
-    for (int b = 0; b < out->n; b++) {
-        rect s = out->r[b];
-        scratch_pp[b] = rect_area(s) * rows;
-        if (rect_area(s))
-            tile_max = zmax(tile_max, (size_t)((rect_h(s) - 1) * sh + kh) *
-                                                  (size_t)((rect_w(s) - 1) * sw + kw));
-    }
+    for (int b = 0; b < out->n; b++)
+        scratch_pp[b] = rect_area(out->r[b]) * rows;
+    const size_t tile_max = zf_occl_window_max(out, kh, kw, sh, sw);
     zf_status st = zf_occl_reserve_tiles(o, tile_max);
     if (st)
         return st;

@@ -119,6 +119,10 @@ rect zf_occl_layer_rect(const zf_layer *l, rect r);
 /* Sets the geometry and column offsets from r[] and makes room for the values. */
 zf_status zf_occl_region_layout(region *g, int c, int h, int w, int n);
 
+/* The floats of the largest input window that one of out's rectangles reads through (kh, kw)
+ * windows at strides (sh, sw). */
+size_t zf_occl_window_max(const region *out, int kh, int kw, int sh, int sw);
+
 /* Room for one (th, tw) window per thread. */
 zf_status zf_occl_reserve_tiles(occl *o, size_t floats);
 

@@ -2,6 +2,7 @@
  * each layer's output a position can change, its patched input windows, and pooling, LRN and ReLU
  * over the regions (convolutions in occlusion_conv.c). */
 #include "occlusion_internal.h"
+#include "pool_internal.h"
 
 #include <math.h>
 #include <omp.h>
@@ -125,6 +126,18 @@ void zf_occl_build_tile(float *restrict t, const region *in, int b, const float 
     }
 }
 
+size_t zf_occl_window_max(const region *out, int kh, int kw, int sh, int sw)
+{
+    size_t tile_max = 0;
+    for (int b = 0; b < out->n; b++) {
+        rect s = out->r[b];
+        if (rect_area(s))
+            tile_max = zmax(tile_max, (size_t)((rect_h(s) - 1) * sh + kh) *
+                                                  (size_t)((rect_w(s) - 1) * sw + kw));
+    }
+    return tile_max;
+}
+
 zf_status zf_occl_reserve_tiles(occl *o, size_t floats)
 {
     return zf_occl_grow(&o->tiles, &o->tiles_cap, floats * (size_t)omp_get_max_threads());
@@ -139,13 +152,7 @@ static zf_status pool_region(occl *o, const zf_layer *l, const float *base_in, c
     const int kh = l->win.kh, kw = l->win.kw, sh = l->win.sh, sw = l->win.sw;
     const int C = out->c, H = in->h, W = in->w;
     const int is_max = l->op == ZF_OP_MAXPOOL;
-    size_t tile_max = 0;
-    for (int b = 0; b < out->n; b++) {
-        rect s = out->r[b];
-        if (rect_area(s))
-            tile_max = zmax(tile_max, (size_t)((rect_h(s) - 1) * sh + kh) *
-                                                  (size_t)((rect_w(s) - 1) * sw + kw));
-    }
+    const size_t tile_max = zf_occl_window_max(out, kh, kw, sh, sw);
     zf_status st = zf_occl_reserve_tiles(o, tile_max);
     if (st)
         return st;
@@ -180,12 +187,10 @@ static zf_status pool_region(occl *o, const zf_layer *l, const float *base_in, c
                         for (int ky = 0; ky < kh; ky++)
                             for (int kx = 0; kx < kw; kx++)
                                 acc += win[ky * tw + kx];
-                        /* PyTorch's divisor: the window clipped to the padded map, or to the map. */
-                        int ys = (s.y0 + oy) * sh - l->win.pt, xs = (s.x0 + ox) * sw - l->win.pl;
-                        int ye = imin(ys + kh, H + l->win.pb), xe = imin(xs + kw, W + l->win.pr);
-                        int div = (ye - ys) * (xe - xs);
-                        if (!l->count_include_pad)
-                            div = (imin(ys + kh, H) - imax(ys, 0)) * (imin(xs + kw, W) - imax(xs, 0));
+                        /* PyTorch's divisor, as the engine's (pool_internal.h) */
+                        const int div = zf_avgpool_div(
+                            zf_avgpool_span(s.y0 + oy, sh, kh, l->win.pt, l->win.pb, H),
+                            zf_avgpool_span(s.x0 + ox, sw, kw, l->win.pl, l->win.pr, W), l->count_include_pad);
                         dst[oy * rw + ox] = div > 0 ? (float)(acc / div) : 0.0f;
                     }
                 }

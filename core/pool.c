@@ -1,6 +1,7 @@
 /* Max-pooling with switches, unpooling, average and adaptive average pooling on the CPU. */
 #include <string.h>
 
+#include "pool_internal.h"
 #include "simd_internal.h"
 #include "zf/ops.h"
 
@@ -155,19 +156,15 @@ void zf_avgpool_forward(float *out, const float *in, const zf_pool_geom *g, int 
         const float *src = in + (size_t)p * g->h * g->w;
         float *dst = out + (size_t)p * g->oh * g->ow;
         for (int oy = 0; oy < g->oh; oy++) {
-            const int ys = oy * g->sh - g->pt;
             /* As PyTorch: the divisor counts the window clipped to the padded input. */
-            const int ye_pad = ys + g->kh < g->h + g->pb ? ys + g->kh : g->h + g->pb;
-            const int y0 = ys < 0 ? 0 : ys, y1 = ys + g->kh < g->h ? ys + g->kh : g->h;
+            const zf_avg_span ys = zf_avgpool_span(oy, g->sh, g->kh, g->pt, g->pb, g->h);
             for (int ox = 0; ox < g->ow; ox++) {
-                const int xs = ox * g->sw - g->pl;
-                const int xe_pad = xs + g->kw < g->w + g->pr ? xs + g->kw : g->w + g->pr;
-                const int x0 = xs < 0 ? 0 : xs, x1 = xs + g->kw < g->w ? xs + g->kw : g->w;
+                const zf_avg_span xs = zf_avgpool_span(ox, g->sw, g->kw, g->pl, g->pr, g->w);
                 double s = 0;
-                for (int y = y0; y < y1; y++)
-                    for (int x = x0; x < x1; x++)
+                for (int y = ys.lo; y < ys.hi; y++)
+                    for (int x = xs.lo; x < xs.hi; x++)
                         s += src[y * g->w + x];
-                const int div = count_include_pad ? (ye_pad - ys) * (xe_pad - xs) : (y1 - y0) * (x1 - x0);
+                const int div = zf_avgpool_div(ys, xs, count_include_pad);
                 dst[oy * g->ow + ox] = div > 0 ? (float)(s / div) : 0.0f;
             }
         }

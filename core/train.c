@@ -139,26 +139,20 @@ zf_status zf_trainer_backprop(zf_trainer *t, const float *input, const int32_t *
         int need_din = i > 0;
         float *gw = l->weight ? t->grad + (l->weight - net->params) : NULL;
         float *gb = l->bias ? t->grad + (l->bias - net->params) : NULL;
+        int to_other = 0; /* the data gradient went into dother */
         switch (l->op) {
         case ZF_OP_CONV: {
             zf_conv_geom g = zf_layer_conv_geom(l, n);
             zf_conv_backward_weights(gw, gb, in, dcur, &g, t->ws);
-            if (need_din) {
+            if (need_din)
                 zf_conv_backward_data(dother, dcur, l->weight, &g, t->ws);
-                float *s = dcur;
-                dcur = dother;
-                dother = s;
-            }
+            to_other = need_din;
             break;
         }
         case ZF_OP_FC:
             zf_fc_backward(need_din ? dother : NULL, gw, gb, dcur, in, l->weight, n,
                            (int)zf_layer_in_size(l), l->out_c);
-            if (need_din) {
-                float *s = dcur;
-                dcur = dother;
-                dother = s;
-            }
+            to_other = need_din;
             break;
         case ZF_OP_RELU:
             zf_relu_backward(dcur, dcur, out, out_count);
@@ -169,43 +163,38 @@ zf_status zf_trainer_backprop(zf_trainer *t, const float *input, const int32_t *
         case ZF_OP_FLATTEN:
             break;
         case ZF_OP_LRN:
-            if (need_din) {
+            if (need_din)
                 zf_lrn_backward(dother, dcur, in, n, l->in_c, l->in_h * l->in_w, &l->lrn);
-                float *s = dcur;
-                dcur = dother;
-                dother = s;
-            }
+            to_other = need_din;
             break;
         case ZF_OP_MAXPOOL:
             if (need_din) {
                 zf_pool_geom g = zf_layer_pool_geom(l, n);
                 zf_maxpool_unpool(dother, dcur, net->switches[i], &g);
-                float *s = dcur;
-                dcur = dother;
-                dother = s;
             }
+            to_other = need_din;
             break;
         case ZF_OP_AVGPOOL:
             if (need_din) {
                 zf_pool_geom g = zf_layer_pool_geom(l, n);
                 zf_avgpool_backward(dother, dcur, &g, l->count_include_pad);
-                float *s = dcur;
-                dcur = dother;
-                dother = s;
             }
+            to_other = need_din;
             break;
         case ZF_OP_ADAPTIVE_AVGPOOL:
-            if (need_din) {
+            if (need_din)
                 zf_adaptive_avgpool_backward(dother, dcur, n, l->in_c, l->in_h, l->in_w, l->out_h,
                                              l->out_w);
-                float *s = dcur;
-                dcur = dother;
-                dother = s;
-            }
+            to_other = need_din;
             break;
         case ZF_OP_SOFTMAX:
             return zf_error(ZF_ERR_UNSUPPORTED, "%s: a softmax inside the net (layer %s)", net->arch,
                             l->name);
+        }
+        if (to_other) {
+            float *s = dcur;
+            dcur = dother;
+            dother = s;
         }
     }
     return ZF_OK;
