@@ -1488,13 +1488,13 @@ static zf_status fold_gather(ox_ctx *x)
     double *o = total <= OX_MAX_OWNED ? malloc(sizeof(double) * (size_t)(total ? total : 1)) : NULL;
     for (int64_t q = 0; o && q < I->count; q++) {
         double f = ix[q];
-        int64_t k = (int64_t)f;
-        if (isnan(f) || k < -n || k >= n) {
+        if (!(f >= (double)-n && f < (double)n)) {
             free(o);
             free(d);
             free(ix);
             return node_err(x, ZF_ERR_SHAPE, "index %g is out of range for %" PRId64 " values", f, n);
         }
+        int64_t k = (int64_t)f;
         k = k < 0 ? k + n : k;
         for (int64_t a = 0; a < outer; a++)
             for (int64_t b = 0; b < inner; b++)
@@ -1597,7 +1597,7 @@ static zf_status fold_slice(ox_ctx *x)
     }
     for (int k = 0; k < ns; k++) {
         int64_t a = axis_norm(na >= 0 ? av[k] : k, D->ndim), p = np >= 0 ? pv[k] : 1;
-        if (a < 0 || a >= D->ndim || p == 0)
+        if (a < 0 || a >= D->ndim || p == 0 || p == INT64_MIN)
             return node_err(x, ZF_ERR_SHAPE, "slice axis %" PRId64 " or step %" PRId64 " is invalid", a, p);
         int64_t n = D->dims[a], s = sv[k], e = ev[k];
         s = s < 0 ? (s < -n ? -n : s) + n : s;
@@ -1605,12 +1605,12 @@ static zf_status fold_slice(ox_ctx *x)
         if (p > 0) {
             s = s > n ? n : s;
             e = e > n ? n : e;
-            dims[a] = e > s ? (e - s + p - 1) / p : 0;
+            dims[a] = e > s ? 1 + (e - s - 1) / p : 0;
         } else {
             s = s > n - 1 ? n - 1 : s;
             e = e > n - 1 ? n - 1 : e;
             e = e < -1 ? -1 : e;
-            dims[a] = s > e ? (s - e - p - 1) / -p : 0;
+            dims[a] = s > e ? 1 + (s - e - 1) / -p : 0;
         }
         lo[a] = s;
         step[a] = p;
@@ -1761,10 +1761,8 @@ static zf_status fold_dense_view(ox_ctx *x, const char *op)
                 t[k] = k < nd ? D->dims[k] : 0;
             if (t[k] == -1 && infer < 0)
                 infer = k;
-            else if (t[k] < 0 || t[k] > OX_MAX_OWNED)
+            else if (t[k] < 0 || t[k] > OX_MAX_OWNED || (known *= t[k]) > OX_MAX_OWNED)
                 st = ZF_ERR_SHAPE;
-            else
-                known *= t[k];
         }
         if (!st && infer >= 0 && known > 0 && D->count % known == 0) {
             t[infer] = D->count / known;
@@ -2094,7 +2092,7 @@ static zf_status lrn_reshape(ox_ctx *x, int vi, ox_part *p)
             return st;
         nt = (int)x->vals[si].c.count;
         for (int k = 0; k < nt; k++)
-            t[k] = isnan(d[k]) ? (k == 0 ? -2 : -3) : (int64_t)d[k];
+            t[k] = isnan(d[k]) ? (k == 0 ? -2 : -3) : d[k] < -1e18 ? -3 : d[k] > 1e18 ? INT64_MAX : (int64_t)d[k];
         free(d);
     } else if ((st = attr_ints(x, "shape", t, OX_MAX_DIMS, &nt)) || nt < 1) {
         return st ? st : node_err(x, ZF_ERR_FORMAT, "has no shape");
@@ -2116,9 +2114,8 @@ static zf_status lrn_reshape(ox_ctx *x, int vi, ox_part *p)
             infer = k;
             continue;
         }
-        if (t[k] < 1 || t[k] > OX_MAX_ACT)
+        if (t[k] < 1 || t[k] > OX_MAX_ACT || (known *= t[k]) > OX_MAX_ACT)
             return lrn_misfit(x, vi, "the new shape has %" PRId64 " at axis %d", t[k], k);
-        known *= t[k];
     }
     if (infer > 0 && t[0] == -1)
         return lrn_misfit(x, vi, "the new shape has more than one -1");
@@ -2200,6 +2197,8 @@ static zf_status lrn_mean(ox_ctx *x, int vi, ox_part *p)
     int c = p->cax - 2;
     for (int a = 0; a < sp; a++) {
         int64_t lo = nq >= 0 ? q[a] : 0, hi = nq >= 0 ? q[sp + a] : 0;
+        if (lo < 0 || hi < 0 || lo > (1 << 16) || hi > (1 << 16))
+            return lrn_misfit(x, vi, "its pads are %" PRId64 " and %" PRId64, lo, hi);
         if ((ns >= 0 && s[a] != 1) || (nd >= 0 && dl[a] != 1) || (a != c && (k[a] != 1 || lo || hi)))
             return lrn_misfit(x, vi, "its window is not %" PRId64 " channels by one position with stride 1",
                               k[c]);
