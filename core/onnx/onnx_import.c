@@ -2053,7 +2053,7 @@ static zf_status lrn_start(ox_ctx *x, int vi)
     return def_part(x, V_LRN, &p);
 }
 
-/* The one-value constant of input k. */
+/* The one-value constant of input k, of no more axes than the value it acts on. */
 static zf_status scalar_input(ox_ctx *x, int k, int lrn, const char *what, double *out)
 {
     int i = const_input(x, k, 1, what);
@@ -2062,6 +2062,9 @@ static zf_status scalar_input(ox_ctx *x, int k, int lrn, const char *what, doubl
     if (x->vals[i].c.count != 1)
         return lrn_misfit(x, lrn, "its %s '%s' has %" PRId64 " values, not one for all channels", what,
                           ox_shown(x->vals[i].name), x->vals[i].c.count);
+    if (x->vals[i].c.ndim > x->vals[lrn].part.ndim)
+        return lrn_misfit(x, lrn, "its %s '%s' has more axes than it (%d), which broadcasting adds",
+                          what, ox_shown(x->vals[i].name), x->vals[i].c.ndim);
     double *d;
     zf_status st = dense_read(x, i, &d);
     if (st)
@@ -2235,6 +2238,12 @@ static zf_status lrn_finish(ox_ctx *x, int vi, const ox_part *p, int act, double
                           ox_shown(x->vals[act].name), ox_shown(b->name));
     if (p->stage == L_SQUARE)
         return lrn_misfit(x, vi, "the squares are not averaged over channels");
+    const zf_layer *bl = b->layer >= 0 ? &x->net->layers[b->layer] : NULL;
+    int64_t want[4] = {x->batch, bl ? bl->out_c : x->net->in_c, bl ? bl->out_h : x->net->in_h,
+                       bl ? bl->out_w : x->net->in_w};
+    if (p->ndim != 4 || memcmp(p->dims, want, sizeof want))
+        return lrn_misfit(x, vi, "it is not back in the activation's shape (N, %" PRId64 ", %" PRId64
+                          ", %" PRId64 ")", want[1], want[2], want[3]);
     if (!(p->a > 0) || !(p->b > 0) || !(beta > 0) || !isfinite(beta) || p->a > 1e30 || p->b > 1e30 || beta > 1e3)
         return lrn_misfit(x, vi, "its constants are alpha %g, k %g, beta %g (a LocalResponseNorm has all "
                           "three positive)", p->a, p->b, beta);
