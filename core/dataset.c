@@ -3,6 +3,7 @@
 #include "zf/dataset.h"
 #include "image_internal.h"
 #include "util_internal.h"
+#include "zf/input.h"
 #include "zf/io.h"
 
 #include <dirent.h>
@@ -12,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 
 #include <zlib.h>
@@ -384,13 +384,6 @@ static int cmp_str(const void *a, const void *b)
     return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int is_image_name(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") ||
-                   !strcasecmp(dot, ".png"));
-}
-
 /* "a/b" into buf; a path too long for it is an error. */
 static zf_status join_path(char *buf, size_t size, const char *a, const char *b)
 {
@@ -400,8 +393,8 @@ static zf_status join_path(char *buf, size_t size, const char *a, const char *b)
     return ZF_OK;
 }
 
-/* The names in `dir` (sorted, byte order) that are directories (want_dirs) or image files. */
-static zf_status list_dir(const char *dir, int want_dirs, str_list *out)
+/* The names in `dir` (sorted, byte order) that are directories: the classes. */
+static zf_status list_dirs(const char *dir, str_list *out)
 {
     DIR *d = opendir(dir);
     if (!d)
@@ -412,8 +405,6 @@ static zf_status list_dir(const char *dir, int want_dirs, str_list *out)
     while ((e = readdir(d))) {
         if (e->d_name[0] == '.')
             continue;
-        if (!want_dirs && !is_image_name(e->d_name))
-            continue;
         struct stat sb;
         if ((st = join_path(path, sizeof path, dir, e->d_name)))
             break;
@@ -421,7 +412,7 @@ static zf_status list_dir(const char *dir, int want_dirs, str_list *out)
             st = zf_error(ZF_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
             break;
         }
-        if (want_dirs ? !S_ISDIR(sb.st_mode) : !S_ISREG(sb.st_mode))
+        if (!S_ISDIR(sb.st_mode))
             continue;
         if (str_push(out, e->d_name)) {
             st = zf_error(ZF_ERR_NOMEM, "%s: out of memory listing the folder", dir);
@@ -469,7 +460,7 @@ zf_status zf_dataset_load_folder_ex(const char *dir, int store_short, zf_dataset
     int32_t *labels = NULL;
     size_t cap_labels = 0;
     zf_dataset *ds = NULL;
-    zf_status st = list_dir(dir, 1, &classes);
+    zf_status st = list_dirs(dir, &classes);
     if (!st && classes.n == 0)
         st = zf_error(ZF_ERR_FORMAT, "%s: no class sub-folders (one folder of images per class "
                       "expected)", dir);
@@ -478,20 +469,22 @@ zf_status zf_dataset_load_folder_ex(const char *dir, int store_short, zf_dataset
     char path[4096];
     for (size_t k = 0; !st && k < classes.n; k++) {
         size_t before = files.n;
-        str_list names = {0};
+        /* A class's images anywhere under its folder, found as every command finds images
+         * (zf_images_walk), in byte order of their paths. */
+        char **names = NULL;
+        int64_t n_names = 0, cap_names = 0;
         st = join_path(path, sizeof path, dir, classes.v[k]);
         if (!st)
-            st = list_dir(path, 0, &names);
-        for (size_t i = 0; !st && i < names.n; i++) {
-            char full[4096];
-            st = join_path(full, sizeof full, path, names.v[i]);
-            if (!st && str_push(&files, full))
+            st = zf_images_walk(path, &names, &n_names, &cap_names);
+        if (!st && n_names > 1)
+            qsort(names, (size_t)n_names, sizeof *names, cmp_str);
+        for (int64_t i = 0; !st && i < n_names; i++)
+            if (str_push(&files, names[i]))
                 st = zf_error(ZF_ERR_NOMEM, "%s: out of memory listing images", dir);
-        }
-        str_free(&names);
+        zf_paths_free(names, n_names);
         if (!st && files.n == before)
             st = zf_error(ZF_ERR_FORMAT, "%s: class folder holds no JPEG or PNG images (*.jpg, "
-                          "*.jpeg, *.png)", path);
+                          "*.jpeg, *.png, searched recursively)", path);
         if (!st && files.n > cap_labels) {
             size_t cap = files.cap;
             int32_t *l = realloc(labels, cap * sizeof *l);

@@ -2,6 +2,7 @@
  * turns one into a net's input (PIL's antialiased bilinear, as torchvision uses), and the
  * loader of inputs given as .npy or image files. */
 #include "zf/file.h"
+#include "zf/input.h"
 #include "zf/io.h"
 #include "image_internal.h"
 #include "util_internal.h"
@@ -248,39 +249,11 @@ zf_status zf_image_decode(const uint8_t *bytes, size_t len, const char *name, zf
     return zf_error(ZF_ERR_FORMAT, "%s: not a JPEG or PNG image (unknown magic bytes)", name);
 }
 
-/* The whole file in memory; *len gets its size. */
+/* The whole file in memory (a regular file of at most ZF_IMAGE_MAX_FILE bytes); *len gets its
+ * size. */
 static zf_status read_file(const char *path, uint8_t **out, size_t *len)
 {
-    *out = NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return zf_error(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        fclose(f);
-        return zf_error(ZF_ERR_IO, "%s: not a regular file", path);
-    }
-    if (sb.st_size > ZF_IMAGE_MAX_FILE) {
-        fclose(f);
-        return zf_error(ZF_ERR_UNSUPPORTED, "%s: %lld bytes is too large for an image", path,
-                        (long long)sb.st_size);
-    }
-    size_t n = (size_t)sb.st_size;
-    uint8_t *buf = malloc(n ? n : 1);
-    if (!buf) {
-        fclose(f);
-        return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
-    }
-    if (fread(buf, 1, n, f) != n) {
-        int e = errno;
-        fclose(f);
-        free(buf);
-        return zf_error(ZF_ERR_IO, "%s: cannot read: %s", path, strerror(e));
-    }
-    fclose(f);
-    *out = buf;
-    *len = n;
-    return ZF_OK;
+    return zf_input_read(path, "an image file", 0, (size_t)ZF_IMAGE_MAX_FILE, out, len);
 }
 
 zf_status zf_image_load(const char *path, zf_image **out)
@@ -549,17 +522,40 @@ static zf_status load_npy_input(const char *path, const zf_net *net, zf_tensor *
     return ZF_OK;
 }
 
+/* An input tensor (n, c, h, w) must be finite: a NaN would pass the ReLUs as 0 and give
+ * normal-looking probabilities. The message names the file and where the first bad value is. */
+static zf_status check_finite_input(const char *path, const zf_tensor *t)
+{
+    size_t where = 0, n = (size_t)t->size;
+    if (!zf_values_check_finite(zf_tensor_f32(t), n, path, &where))
+        return ZF_OK;
+    float v = zf_tensor_f32(t)[where];
+    size_t hw = (size_t)t->shape[2] * t->shape[3], chw = hw * t->shape[1];
+    return zf_error(ZF_ERR_FORMAT, "%s: input holds %s at image %zu, channel %zu, y %zu, x %zu: the "
+                    "net needs finite values", path, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf",
+                    where / chw, where % chw / hw, where % hw / t->shape[3], where % t->shape[3]);
+}
+
 zf_status zf_input_load(const char *path, const zf_net *net, zf_tensor **out)
 {
     *out = NULL;
+    zf_status cs = zf_input_check(path, "an image or .npy file", 0, NULL);
+    if (cs)
+        return cs;
     uint8_t magic[8] = {0};
     FILE *f = fopen(path, "rb");
     if (!f)
         return zf_error(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     size_t got = fread(magic, 1, sizeof magic, f);
     fclose(f);
-    if (got >= 6 && !memcmp(magic, "\x93NUMPY", 6))
-        return load_npy_input(path, net, out);
+    if (got >= 6 && !memcmp(magic, "\x93NUMPY", 6)) {
+        zf_status st = load_npy_input(path, net, out);
+        if (!st && (st = check_finite_input(path, *out))) {
+            zf_tensor_free(*out);
+            *out = NULL;
+        }
+        return st;
+    }
     int jpeg = got >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff;
     int png = got >= 8 && !memcmp(magic, "\x89PNG\r\n\x1a\n", 8);
     if (!jpeg && !png)
@@ -579,9 +575,13 @@ zf_status zf_input_load(const char *path, const zf_net *net, zf_tensor **out)
     }
     st = zf_image_to_input(zf_tensor_f32(t), img, &net->pre, net->in_h, net->in_w);
     zf_image_free(img);
+    if (st)
+        st = zf_error_prefix(st, "%s: ", path);
+    else
+        st = check_finite_input(path, t); /* a preprocessing dividing by a tiny std */
     if (st) {
         zf_tensor_free(t);
-        return zf_error_prefix(st, "%s: ", path);
+        return st;
     }
     *out = t;
     return ZF_OK;

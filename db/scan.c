@@ -28,166 +28,22 @@
 #endif
 
 #include "internal.h"
+#include "zf/input.h"
 
 #define SCAN_SLOTS 3 /* batches a decoding thread may hold ahead of another engine's forward */
 
 /* ---------------------------------------------------------------- image lists */
 
-typedef struct strvec {
-    char **v;
-    int64_t n, cap;
-} strvec;
-
-static int strvec_push(strvec *s, const char *str)
-{
-    if (s->n == s->cap) {
-        int64_t cap = s->cap ? s->cap * 2 : 256;
-        char **v = realloc(s->v, (size_t)cap * sizeof *v);
-        if (!v)
-            return -1;
-        s->v = v;
-        s->cap = cap;
-    }
-    if (!(s->v[s->n] = strdup(str)))
-        return -1;
-    s->n++;
-    return 0;
-}
-
-static int is_image_name(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
-}
-
-static zf_status walk(const char *dir, strvec *out, int depth)
-{
-    if (depth > 64)
-        return zf_error(ZF_ERR_ARG, "%s: folders nested too deeply (a symbolic link loop?)", dir);
-    DIR *d = opendir(dir);
-    if (!d)
-        return zf_error(ZF_ERR_IO, "%s: cannot read the folder: %s", dir, strerror(errno));
-    zf_status s = ZF_OK;
-    struct dirent *e;
-    char path[PATH_MAX];
-    errno = 0;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.') /* ., .., and hidden files such as ._x.jpg resource forks */
-            continue;
-        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) {
-            s = zf_error(ZF_ERR_ARG, "%s/%s: path too long", dir, e->d_name);
-            break;
-        }
-        struct stat sb;
-        if (stat(path, &sb) != 0)
-            continue; /* a dangling link: not an image we could list */
-        if (S_ISDIR(sb.st_mode)) {
-            if ((s = walk(path, out, depth + 1)))
-                break;
-        } else if (S_ISREG(sb.st_mode) && is_image_name(e->d_name)) {
-            if (strvec_push(out, path)) {
-                s = zf_error(ZF_ERR_NOMEM, "%s: out of memory listing images", dir);
-                break;
-            }
-        }
-    }
-    closedir(d);
-    return s;
-}
-
-static int cmp_str(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static zf_status read_list(const char *list, strvec *out)
-{
-    char real[PATH_MAX], dir[PATH_MAX];
-    if (!realpath(list, real))
-        return zf_error(ZF_ERR_IO, "%s: %s", list, strerror(errno));
-    snprintf(dir, sizeof dir, "%s", real);
-    char *slash = strrchr(dir, '/');
-    if (slash)
-        slash[slash == dir] = 0; /* "/a/list" -> "/a", "/list" -> "/" */
-    FILE *f = fopen(list, "r");
-    if (!f)
-        return zf_error(ZF_ERR_IO, "%s: cannot open the list: %s", list, strerror(errno));
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t len;
-    zf_status s = ZF_OK;
-    int64_t lineno = 0;
-    char path[PATH_MAX];
-    while ((len = getline(&line, &cap, f)) >= 0) {
-        lineno++;
-        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = 0;
-        if (len == 0 || line[0] == '#')
-            continue;
-        if (memchr(line, 0, (size_t)len)) {
-            s = zf_error(ZF_ERR_FORMAT, "%s:%lld: not a text list of image paths", list,
-                         (long long)lineno);
-            break;
-        }
-        int w = line[0] == '/' ? snprintf(path, sizeof path, "%s", line)
-                               : snprintf(path, sizeof path, "%s/%s", dir, line);
-        if (w >= (int)sizeof path) {
-            s = zf_error(ZF_ERR_ARG, "%s:%lld: path too long", list, (long long)lineno);
-            break;
-        }
-        if (strvec_push(out, path)) {
-            s = zf_error(ZF_ERR_NOMEM, "%s: out of memory", list);
-            break;
-        }
-    }
-    if (!s && ferror(f))
-        s = zf_error(ZF_ERR_IO, "%s: read error: %s", list, strerror(errno));
-    free(line);
-    fclose(f);
-    return s;
-}
-
+/* The images are found as every command finds them (zf_images_find): folders recursively, lists
+ * within bounds, devices refused. */
 zf_status zf_db_scan_list(const char *arg, char ***paths, int64_t *n)
 {
-    *paths = NULL;
-    *n = 0;
-    struct stat sb;
-    if (stat(arg, &sb) != 0)
-        return zf_error(ZF_ERR_IO, "%s: %s", arg, strerror(errno));
-    strvec v = {0};
-    zf_status s;
-    if (S_ISDIR(sb.st_mode)) {
-        char real[PATH_MAX];
-        if (!realpath(arg, real))
-            return zf_error(ZF_ERR_IO, "%s: %s", arg, strerror(errno));
-        if (!(s = walk(real, &v, 0)))
-            qsort(v.v, (size_t)v.n, sizeof *v.v, cmp_str);
-    } else if (is_image_name(arg)) {
-        char real[PATH_MAX];
-        if (!realpath(arg, real))
-            return zf_error(ZF_ERR_IO, "%s: %s", arg, strerror(errno));
-        s = strvec_push(&v, real) ? zf_error(ZF_ERR_NOMEM, "out of memory") : ZF_OK;
-    } else {
-        s = read_list(arg, &v);
-    }
-    if (!s && v.n == 0)
-        s = zf_error(ZF_ERR_ARG, "%s: no images (.jpg, .jpeg or .png) found", arg);
-    if (s) {
-        zf_db_scan_list_free(v.v, v.n);
-        return s;
-    }
-    *paths = v.v;
-    *n = v.n;
-    return ZF_OK;
+    return zf_images_find(arg, paths, n);
 }
 
 void zf_db_scan_list_free(char **paths, int64_t n)
 {
-    if (!paths)
-        return;
-    for (int64_t i = 0; i < n; i++)
-        free(paths[i]);
-    free(paths);
+    zf_paths_free(paths, n);
 }
 
 int zf_db_scan_default_layers(const zf_net *net, int *idx)
@@ -475,6 +331,11 @@ static void load_one(pipeline *P, const char *path, float *dst, img_meta *m, uin
 {
     memset(m, 0, sizeof *m);
     m->bytes = -1;
+    /* A listed path that is a pipe or a device would block or never end: refused unopened. */
+    if (zf_input_check(path, "an image file", 0, NULL)) {
+        meta_fail(m, zf_last_error());
+        return;
+    }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         char msg[PATH_MAX + 64];
@@ -527,6 +388,14 @@ static void load_one(pipeline *P, const char *path, float *dst, img_meta *m, uin
         m->w = img->w;
         m->h = img->h;
         s = zf_image_to_input(dst, img, &P->net->pre, P->net->in_h, P->net->in_w);
+        /* A preprocessing that divides by a tiny std can make Inf or NaN of an 8-bit image; the
+         * ReLUs would turn those into normal-looking numbers, so the image is refused instead. */
+        if (!s && zf_values_check_finite(dst, P->in_size, "input", NULL)) {
+            char why[256];
+            snprintf(why, sizeof why, "%s", zf_last_error());
+            s = zf_error(ZF_ERR_FORMAT, "%s: non-finite input values after the preprocessing (%s)",
+                         path, why);
+        }
     }
     zf_image_free(img);
     if (s) {

@@ -1,16 +1,15 @@
 /* zfviz compare: the first layers of two models on one page (Zeiler & Fergus section 4.1). */
-#include <ctype.h>
-#include <dirent.h>
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/stat.h>
 
 #include "common.h"
 #include "figure_opts.h"
 #include "viz_db.h"
+#include "zf/input.h"
 #include "zf/io.h"
 #include "zf/viz.h"
 
@@ -30,7 +29,8 @@ static void usage(void)
            "embedded trained model where there is one (alexnet-mini, zfnet-mini), else random:0.\n"
            "A grey net (alexnet-mini, zfnet-mini: one input channel) shows grey tiles and may be compared\n"
            "with a colour net: each reads the --images its own way (luma or RGB).\n\n"
-           "  --images P        a folder of JPEG/PNG files, a text file listing one path a line, or one image\n"
+           "  --images P        a folder (searched recursively for .jpg/.jpeg/.png, as zfviz scan does), a list\n"
+           "                    of image paths one a line (a file, a pipe or -), or one image\n"
            "  --max-images N    use at most N images (default all)\n"
            "  --zoom N          pixels per tap for both grids (default 4)\n"
            "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n" ZFT_FIGURE_HELP
@@ -67,90 +67,11 @@ static void parse_model(char *spec, zft_model_opts *o)
     o->arch = spec; /* without weights, as everywhere: the embedded model, else random:0 */
 }
 
-static int has_image_ext(const char *name)
-{
-    const char *dot = strrchr(name, '.');
-    return dot && (!strcasecmp(dot, ".jpg") || !strcasecmp(dot, ".jpeg") || !strcasecmp(dot, ".png"));
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
+/* The images, found as every command finds them (zf_images_find). */
 typedef struct path_list {
     char **p;
-    int n, cap;
+    int64_t n;
 } path_list;
-
-static zf_status list_add(path_list *l, const char *dir, const char *name)
-{
-    if (l->n == l->cap) {
-        int cap = l->cap ? 2 * l->cap : 64;
-        char **np = realloc(l->p, sizeof(char *) * cap);
-        if (!np)
-            return zf_error(ZF_ERR_NOMEM, "out of memory listing images");
-        l->p = np;
-        l->cap = cap;
-    }
-    size_t len = (dir ? strlen(dir) + 1 : 0) + strlen(name) + 1;
-    char *s = malloc(len);
-    if (!s)
-        return zf_error(ZF_ERR_NOMEM, "out of memory listing images");
-    if (dir)
-        snprintf(s, len, "%s/%s", dir, name);
-    else
-        snprintf(s, len, "%s", name);
-    l->p[l->n++] = s;
-    return ZF_OK;
-}
-
-static void list_free(path_list *l)
-{
-    for (int i = 0; i < l->n; i++)
-        free(l->p[i]);
-    free(l->p);
-}
-
-/* The images of a folder (sorted by name), a list file, or one image file. */
-static zf_status list_images(const char *path, path_list *l)
-{
-    struct stat sb;
-    if (stat(path, &sb))
-        return zf_error(ZF_ERR_IO, "%s: no such file or folder", path);
-    if (S_ISDIR(sb.st_mode)) {
-        DIR *d = opendir(path);
-        if (!d)
-            return zf_error(ZF_ERR_IO, "%s: cannot read the folder", path);
-        struct dirent *e;
-        zf_status st = ZF_OK;
-        while (!st && (e = readdir(d)))
-            if (e->d_name[0] != '.' && has_image_ext(e->d_name))
-                st = list_add(l, path, e->d_name);
-        closedir(d);
-        if (st)
-            return st;
-        qsort(l->p, (size_t)l->n, sizeof(char *), cmp_str);
-    } else if (has_image_ext(path)) {
-        return list_add(l, NULL, path);
-    } else {
-        FILE *f = fopen(path, "r");
-        if (!f)
-            return zf_error(ZF_ERR_IO, "%s: cannot open the list", path);
-        char line[4096];
-        zf_status st = ZF_OK;
-        while (!st && fgets(line, sizeof line, f)) {
-            size_t n = strlen(line);
-            while (n && isspace((unsigned char)line[n - 1]))
-                line[--n] = '\0';
-            if (n && line[0] != '#')
-                st = list_add(l, NULL, line);
-        }
-        fclose(f);
-        if (st)
-            return st;
-    }
-    if (l->n == 0)
-        return zf_error(ZF_ERR_ARG, "%s: no JPEG or PNG images found", path);
-    return ZF_OK;
-}
 
 /* Fraction of conv1's rectified maps that are 0 at every position of every image. */
 static zf_status never_fire(zf_net *net, int conv, const path_list *imgs, int n_imgs, float *out)
@@ -286,9 +207,14 @@ int zf_cmd_compare(int argc, char **argv)
     zf_viz_doc *doc = NULL;
     int rc = 1;
     zf_status st = ZF_OK;
-    if (images && (st = list_images(images, &imgs)))
+    if (images && (st = zf_images_find(images, &imgs.p, &imgs.n)))
         goto fail;
-    int n_imgs = imgs.n;
+    if (imgs.n > INT32_MAX) {
+        st = zf_error(ZF_ERR_UNSUPPORTED, "%s: %lld images are too many", images, (long long)imgs.n);
+        goto fail;
+    }
+    int n_imgs = (int)imgs.n;
+
     if (max_images > 0 && max_images < n_imgs)
         n_imgs = (int)max_images;
     zf_viz_compare_model m[2];
@@ -341,6 +267,6 @@ fail:
     zf_viz_doc_free(doc);
     for (int i = 0; i < 2; i++)
         zf_net_free(sides[i].net);
-    list_free(&imgs);
+    zf_paths_free(imgs.p, imgs.n);
     return rc;
 }

@@ -16,7 +16,8 @@ static void usage(FILE *f)
             "usage: zfviz dead --db OUT.db [--layer L] [--min-active F] [--csv [--header]] [--run ID]\n\n"
             "Lists the units of a scan that never fired: max <= 0 over every image, max being the\n"
             "value before the ReLU. With --min-active F also the units active (some position > 0)\n"
-            "on fewer than the fraction F of the images.\n\n"
+            "on fewer than the fraction F of the images. A run in which no image could be read\n"
+            "is refused (exit 1): it has nothing to say about any unit.\n\n"
             "  --db F            the scan database\n"
             "  --layer L         only this layer (default: every scanned layer)\n"
             "  --min-active F    also report units active on fewer than F (0-1) of the images\n"
@@ -80,6 +81,13 @@ int zf_cmd_dead(int argc, char **argv)
         (s = zf_db_run_get(db, rid, &run)) || (s = zf_db_model_get(db, run.model_id, &m)) ||
         (s = zf_db_dead_units(db, rid, layer, min_active, &d, &n))) {
         rc = zft_fail("dead", s);
+        goto out;
+    }
+    if (run.n_ok == 0) {
+        /* "0 dead" of no images would read as a finding */
+        rc = zft_fail("dead", zf_error(ZF_ERR_ARG, "run %lld has no images: none of its %lld could be "
+                                       "read%s", (long long)run.id, (long long)run.n_images,
+                                       run.complete ? "" : " so far"));
         goto out;
     }
     if (!run.complete)

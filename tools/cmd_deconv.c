@@ -9,8 +9,46 @@
 
 const char zf_cmd_deconv_summary[] = "project a conv unit or feature map to pixel space (deconvnet)";
 
+/* Warns of each image on which the projected unit (or map) does not fire: its projection is all
+ * zero, which would otherwise pass for a result. The value before the ReLU comes from a CPU
+ * forward as far as the conv layer. *silent gets the number of such images. */
+static zf_status warn_silent(zf_net *net, int conv, int channel, int map, const char *input, const zf_tensor *x,
+                             const zf_tensor *y, const int *ys, const int *xs, int *silent)
+{
+    *silent = 0;
+    const int n = (int)x->shape[0];
+    const size_t in_size = (size_t)zf_net_in_size(net);
+    const zf_layer *l = &net->layers[conv];
+    const size_t hw = (size_t)l->out_h * l->out_w;
+    for (int i = 0; i < n; i++) {
+        const float *r = zf_tensor_f32(y) + (size_t)i * in_size;
+        size_t k = 0;
+        while (k < in_size && r[k] == 0.0f)
+            k++;
+        if (k < in_size)
+            continue;
+        (*silent)++;
+        memcpy(net->input, zf_tensor_f32(x) + (size_t)i * in_size, in_size * sizeof(float));
+        zf_status st = zf_net_forward_range(net, 0, conv, 1);
+        if (st)
+            return st;
+        const float *a = zf_net_act(net, conv) + (size_t)channel * hw;
+        float v = a[0];
+        if (!map && ys[i] >= 0 && ys[i] < l->out_h && xs[i] >= 0 && xs[i] < l->out_w)
+            v = a[(size_t)ys[i] * l->out_w + xs[i]];
+        else
+            for (size_t p = 1; p < hw; p++)
+                v = a[p] > v ? a[p] : v;
+        fprintf(stderr, "zfviz deconv: warning: image %d of %s: %s channel %d does not fire on this input "
+                "(%s before the ReLU: %.6g): its projection is all zero\n", i, input, l->name, channel,
+                map || ys[i] < 0 ? "its largest value" : "its value there", (double)v);
+    }
+    return ZF_OK;
+}
+
 int zf_cmd_deconv(int argc, char **argv)
 {
+
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
                                          ZFT_DEVICE_LONGOPTS,
                                          {"input", required_argument, 0, 'i'},
@@ -56,9 +94,13 @@ int zf_cmd_deconv(int argc, char **argv)
                    "deconvnet: switches, unpooling, rectification, transposed filters). By default one\n"
                    "unit: channel C at its strongest position in each image (first maximum in row-major\n"
                    "order); --position picks the unit, --map projects the whole feature map. Writes\n"
-                   "N x C x H x W, the input's shape (C = 3, or 1 for a grey net's luma plane).\n\n"
+                   "N x C x H x W, the input's shape (C = 3, or 1 for a grey net's luma plane).\n"
+                   "A unit (or map) that does not fire on an image (its value before the ReLU <= 0, so\n"
+                   "its projection is all zero) gets a warning naming the image and that value; when it\n"
+                   "fires on none of the images nothing is written and the exit status is 1. Input\n"
+                   "values must be finite (a NaN or Inf is refused, naming the file).\n\n"
                    ZFT_MODEL_HELP ZFT_DEVICE_HELP
-                   "  --input X         .npy tensor or image file\n"
+                   "  --input X         .npy tensor or image file (one; a folder is refused)\n"
                    "  --layer L         conv1..conv5 (or relu1..relu5, or a graph name)\n"
                    "  --channel C       feature map to project\n"
                    "  --position Y,X    the unit's position in the layer's map (default: strongest)\n"
@@ -137,6 +179,14 @@ int zf_cmd_deconv(int argc, char **argv)
             printf("image %d: %s channel %ld, whole map\n", i, net->layers[conv].name, channel);
         else
             printf("image %d: %s channel %ld at y=%d x=%d\n", i, net->layers[conv].name, channel, ys[i], xs[i]);
+    }
+    int silent = 0;
+    if ((st = warn_silent(net, conv, (int)channel, map, input, x, y, ys, xs, &silent)))
+        goto fail;
+    if (silent == n) {
+        st = zf_error(ZF_ERR_ARG, "nothing to project: %s channel %ld does not fire on %s%s; %s not written",
+                      net->layers[conv].name, channel, n == 1 ? "the image of " : "any image of ", input, out);
+        goto fail;
     }
     if ((st = zft_output_prepare(out)) || (st = zf_npy_write(out, y)))
         goto fail;

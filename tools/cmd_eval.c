@@ -54,7 +54,8 @@ int zf_cmd_eval(int argc, char **argv)
                    "Prints the model's top-1 and top-5 accuracy and mean cross-entropy on SOURCE:\n"
                    "`fashion-mnist` (default; its 10,000-image test set, or with --split train the\n"
                    "60,000 training images) or an ImageNet-style folder (one sub-folder per class,\n"
-                   "classes in sorted order as zfviz train numbers them).\n\n" ZFT_MODEL_HELP
+                   "classes in sorted order as zfviz train numbers them; each class's .jpg/.jpeg/.png\n"
+                   "files found anywhere under its folder, as zfviz scan finds images).\n\n" ZFT_MODEL_HELP
                    "  --data SOURCE     fashion-mnist (default) or a folder\n"
                    "  --split S         test (default) or train, for fashion-mnist\n"
                    "  --batch N         images per forward (default 100)\n"

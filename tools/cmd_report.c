@@ -14,13 +14,14 @@ const char zf_cmd_report_summary[] = "a multi-page PDF report of a scan database
 #ifdef ZF_DB_ENABLED
 static void usage(void)
 {
-    printf("usage: zfviz report --db DB -o REPORT.pdf [--run ID] [--top-units N] [--min-active F]\n"
+    printf("usage: zfviz report --db DB -o REPORT.pdf [--run ID] [--top-units N] [--min-active F] [--reroot OLD=NEW]\n"
            "                    [--arch A --weights W | --model F] [--no-title] [--font-size PT]\n"
            "                    [--clip-percentile P] [--prob-range R]\n\n"
            "An A4-landscape PDF of a scan: a title page with a linked table of contents, the model\n"
            "summary, the filters of every conv layer, the dead-unit table and a bar chart of dead and\n"
            "rarely firing units per layer, and top-9 deconv sheets of the strongest units of each scanned\n"
-           "conv layer. Every page is numbered.\n\n"
+           "conv layer. Every page is numbered. A missing image in a sheet is drawn as a placeholder\n"
+           "with a warning; a run in which no image could be read is refused.\n\n"
            "  --db F            the scan database\n"
            "  --run ID          which scan (default: the newest)\n"
            "  --top-units N     units per layer with top-9 sheets (default 4; 0: none)\n"
@@ -29,6 +30,7 @@ static void usage(void)
            "  --patch P         their grey square's side in input pixels (default 1/7 of the input's\n"
            "                    shorter side: 32 for 224x224, 16 for the mini nets' 112x112)\n"
            "  --stride S        its step (default 1/28 of that side: 8 for 224, 4 for 112)\n"
+           ZFT_REROOT_HELP
            "  --no-title        leave out the figures' titles and explanation lines\n"
            "  --font-size PT    body text size of the figures in points (default 12)\n"
            ZFT_FIGURE_PROJ_HELP ZFT_FIGURE_PROB_HELP
@@ -51,9 +53,11 @@ int zf_cmd_report(int argc, char **argv)
                                          {"stride", required_argument, 0, 's'},
                                          {"out", required_argument, 0, 'o'},
                                          ZFT_FORCE_LONGOPT,
+                                         ZFT_REROOT_LONGOPT,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
+    zft_reroot reroot = {0};
     const char *dbpath = NULL, *out = NULL, *occlude = NULL;
     long run = 0, top = 4, patch = 0, stride = 0; /* 0: zft_occlusion_defaults for the net */
     double min_active = 0.01;
@@ -101,6 +105,10 @@ int zf_cmd_report(int argc, char **argv)
                 return zft_usage_error("report", "--stride needs a positive number of pixels, got '%s'", optarg);
             break;
         case 'o': out = optarg; break;
+        case ZFT_OPT_REROOT:
+            if (zft_reroot_parse(&reroot, optarg))
+                return zft_usage_error("report", "%s", zf_last_error());
+            break;
         case 'h': usage(); return 0;
         default: return zft_usage_error("report", "unknown option");
         }
@@ -122,8 +130,9 @@ int zf_cmd_report(int argc, char **argv)
     zf_viz_doc *doc = NULL;
     int rc = 1;
     zf_status st;
-    if ((st = zft_scan_open(&scan, dbpath, run, NULL, &mo, 0)) ||
-        (st = zft_report_build(&rep, &scan, min_active, (int)top)))
+    if (!(st = zft_scan_open(&scan, dbpath, run, NULL, &mo, 0)))
+        scan.reroot = reroot;
+    if (st || (st = zft_report_build(&rep, &scan, min_active, (int)top)))
         goto fail;
     rep.in.style = style;
     if (occlude) {

@@ -20,8 +20,10 @@ static void usage(FILE *f)
             "how often and how strongly it fires and its top-K images, in OUT.db (SQLite; see\n"
             "docs/db.md). Re-running the same command continues where a stopped scan left off.\n\n"
             ZFT_MODEL_HELP
-            "  --images P        a folder (searched recursively for .jpg/.jpeg/.png, sorted by path)\n"
-            "                    or a text file listing one image path a line\n"
+            "  --images P        a folder (searched recursively for .jpg/.jpeg/.png, sorted by path),\n"
+            "                    one image, or a list of image paths one a line (a file, a pipe, or -\n"
+            "                    for standard input; relative paths from the list's folder; at most\n"
+            "                    4096 bytes a line, 1 GiB and 16,777,216 paths); a device is refused\n"
             "  --db F            the database (created if missing)\n"
             "  --layers L,...    conv/fc layers to scan (default: every one a ReLU follows)\n"
             "  --top K           examples kept per unit, one per image (default 9)\n"
@@ -30,7 +32,10 @@ static void usage(FILE *f)
             "                    to take at most ~3%% of the time and are never more than a minute\n"
             "                    apart: what a killed scan loses\n"
             "  --wait S          seconds to wait for a lock another process holds (default 30)\n"
-            "  -h, --help        this help\n");
+            "  -h, --help        this help\n\n"
+            "An image that cannot be read or decoded, or whose preprocessed values are not finite\n"
+            "(NaN or Inf), is skipped with a warning and counted as failed; a scan in which no image\n"
+            "could be read exits with status 1.\n");
 }
 
 typedef struct ui {
@@ -221,6 +226,11 @@ int zf_cmd_scan(int argc, char **argv)
         printf("run %lld: %lld images scanned (%lld ok, %lld failed) into %s\n",
                (long long)res.run_id, (long long)res.n_images, (long long)res.n_ok,
                (long long)res.n_failed, dbpath);
+    if (res.n_ok == 0) {
+        fprintf(stderr, "zfviz scan: no image could be read: all %lld of %s failed (see above)\n",
+                (long long)res.n_images, images);
+        rc = 1;
+    }
 out:
     zf_db_close(db);
     zf_net_free(net);

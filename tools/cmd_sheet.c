@@ -16,13 +16,15 @@ const char zf_cmd_sheet_summary[] = "top-9 deconv sheets of units from a scan da
 static void usage(void)
 {
     printf("usage: zfviz sheet --db DB --layer convK (--units C[,C...] | --top-units N) -o FILE.png|FILE.pdf\n"
-           "                   [--run ID] [--per-page N] [--cell N] [--lrn-backward] [--store]\n"
+           "                   [--run ID] [--per-page N] [--cell N] [--lrn-backward] [--store] [--reroot OLD=NEW]\n"
            "                   [--arch A --weights W | --model F] [--no-title] [--font-size PT] [--width W]\n"
            "                   [--clip-percentile P]\n\n"
            "For each unit, the deconvnet projections of its strongest examples in the scan (a 3x3 grid,\n"
            "strongest at the top left) beside the image patches under their receptive fields, as in\n"
            "Zeiler & Fergus Fig. 2. The examples are read from the database, the images from their files\n"
-           "(which must not have changed since the scan), and projected again with the scanned model.\n\n"
+           "(which must not have changed since the scan), and projected again with the scanned model.\n"
+           "An image that is missing or changed is drawn as a grey placeholder captioned 'missing'\n"
+           "with a warning; only a sheet none of whose images can be read is an error.\n\n"
            "  --db F            the scan database\n"
            "  --layer L         a scanned conv layer (conv1..conv5)\n"
            "  --units C,...     these units\n"
@@ -32,7 +34,7 @@ static void usage(void)
            "  --cell N          pixels per patch (default 64)\n"
            "  --lrn-backward    the true LRN backward on the way down (default: identity)\n"
            "  --store           also store each unit's sheet in the database (table renderings, kind\n"
-           "                    'top9-sheet')\n" ZFT_FIGURE_HELP ZFT_FIGURE_PROJ_HELP
+           "                    'top9-sheet')\n" ZFT_REROOT_HELP ZFT_FIGURE_HELP ZFT_FIGURE_PROJ_HELP
            "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP
            "  -o, --out FILE    .png or .pdf (its folder is created)\n" ZFT_FORCE_HELP);
 }
@@ -69,9 +71,11 @@ int zf_cmd_sheet(int argc, char **argv)
                                          {"store", no_argument, 0, 'S'},
                                          {"out", required_argument, 0, 'o'},
                                          ZFT_FORCE_LONGOPT,
+                                         ZFT_REROOT_LONGOPT,
                                          {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
+    zft_reroot reroot = {0};
     zf_viz_sheet_opts so = zf_viz_sheet_defaults();
     const char *dbpath = NULL, *layer = NULL, *unit_list = NULL, *out = NULL;
     long top = 0, run = 0, v;
@@ -112,6 +116,10 @@ int zf_cmd_sheet(int argc, char **argv)
         case 'L': lrn_backward = 1; break;
         case 'S': store = 1; break;
         case 'o': out = optarg; break;
+        case ZFT_OPT_REROOT:
+            if (zft_reroot_parse(&reroot, optarg))
+                return zft_usage_error("sheet", "%s", zf_last_error());
+            break;
         case 'h': usage(); return 0;
         default: return zft_usage_error("sheet", "unknown option");
         }
@@ -152,6 +160,7 @@ int zf_cmd_sheet(int argc, char **argv)
     zf_status st = zft_scan_open(&scan, dbpath, run, layer, &mo, store);
     if (st)
         goto fail;
+    scan.reroot = reroot;
     if (top && (st = zft_scan_strongest_units(&scan, layer, (int)top, units, &n)))
         goto fail;
     if (n == 0) {

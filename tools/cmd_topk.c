@@ -19,7 +19,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: zfviz topk --db OUT.db --layer L --unit C [--run ID] [--deconv [--lrn-backward]\n"
-            "                  [--arch A --weights W | --model F]]\n\n"
+            "                  [--arch A --weights W | --model F] [--reroot OLD=NEW]]\n\n"
             "Prints the unit's strongest examples from a scan (one per image, best first): score\n"
             "(the value before the ReLU), position in the layer's output, receptive field in input\n"
             "pixels, image. With --deconv, projects each to pixel space with the deconvnet\n"
@@ -32,40 +32,10 @@ static void usage(FILE *f)
             "  --deconv          project and store renderings (conv layers)\n"
             "  --lrn-backward    the true LRN backward on the way down (default: identity)\n"
             "  --wait S          seconds to wait for a lock another process holds (default 30)\n"
+            ZFT_REROOT_HELP
             "  the model defaults to the one the run scanned (its arch and weights as recorded):\n"
             ZFT_MODEL_HELP
             "  -h, --help        this help\n");
-}
-
-/* Reads a whole file. */
-static zf_status read_file(const char *path, uint8_t **buf, size_t *len)
-{
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return zf_error(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb) != 0) {
-        int e = errno;
-        fclose(f);
-        return zf_error(ZF_ERR_IO, "%s: cannot stat: %s", path, strerror(e));
-    }
-    uint8_t *b = malloc((size_t)sb.st_size + 1);
-    if (!b) {
-        fclose(f);
-        return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
-    }
-    size_t got = fread(b, 1, (size_t)sb.st_size, f);
-    int bad = ferror(f);
-    fclose(f);
-    if (bad || got != (size_t)sb.st_size) {
-        free(b);
-        return zf_error(ZF_ERR_IO, "%s: read error", path);
-    }
-    *buf = b;
-    *len = got;
-    return ZF_OK;
 }
 
 /* Channel j of the net's input holds RGB channel rgb_of(j); a grey net's one channel is all three. */
@@ -136,7 +106,7 @@ static zf_status store(zf_db *db, zf_image *img, const zf_db_rendering *r, int64
 
 /* Projects every example with the deconvnet and stores the two renderings of each. */
 static zf_status deconv_all(zf_db *db, const zf_db_run *run, const zft_model_opts *given,
-                            const char *layer, int unit, int lrn_backward,
+                            const zft_reroot *reroot, const char *layer, int unit, int lrn_backward,
                             const zf_db_example *ex, int n)
 {
     zf_db_model m;
@@ -163,23 +133,14 @@ static zf_status deconv_all(zf_db *db, const zf_db_run *run, const zft_model_opt
         goto out;
     size_t in_size = (size_t)zf_net_in_size(net);
     for (int i = 0; i < n; i++) {
-        uint8_t *bytes = NULL;
-        size_t len = 0;
-        zf_image *img = NULL;
-        char sha[65];
-        if (!(s = read_file(ex[i].path, &bytes, &len))) {
-            zf_db_sha256_hex(bytes, len, sha);
-            if (strcmp(sha, ex[i].sha256) != 0)
-                s = zf_error(ZF_ERR_ARG, "%s: the file changed since it was scanned", ex[i].path);
-        }
-        if (!s)
-            s = zf_image_decode(bytes, len, ex[i].path, &img);
-        if (!s)
-            s = zf_image_to_input(net->input + i * in_size, img, &net->pre, net->in_h, net->in_w);
-        zf_image_free(img);
-        free(bytes);
-        if (s)
+        if ((s = zft_example_load(net, &ex[i], reroot, net->input + i * in_size))) {
+            if (!reroot->set) {
+                char why[4200];
+                snprintf(why, sizeof why, "%s", zf_last_error());
+                s = zf_error(s, "%s (moved? --reroot OLD=NEW reads it from its new folder)", why);
+            }
             goto out;
+        }
     }
     rec = zf_alloc((size_t)n * in_size * sizeof *rec);
     chan = malloc((size_t)n * sizeof *chan);
@@ -260,9 +221,11 @@ int zf_cmd_topk(int argc, char **argv)
         {"deconv", no_argument, 0, 'D'},
         {"lrn-backward", no_argument, 0, 'L'},
         {"wait", required_argument, 0, 'w'},
+        ZFT_REROOT_LONGOPT,
         {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
+    zft_reroot reroot = {0};
     const char *dbpath = NULL, *layer = NULL;
     long unit = -1, run_id = 0;
     int deconv = 0, lrn_backward = 0, opt;
@@ -282,6 +245,10 @@ int zf_cmd_topk(int argc, char **argv)
             if ((run_id = zft_parse_long(optarg)) < 1)
                 return zft_usage_error("topk", "--run takes a run id, not '%s'", optarg);
             break;
+        case ZFT_OPT_REROOT:
+            if (zft_reroot_parse(&reroot, optarg))
+                return zft_usage_error("topk", "%s", zf_last_error());
+            break;
         case 'D': deconv = 1; break;
         case 'L': lrn_backward = 1; break;
         case 'w': {
@@ -299,8 +266,8 @@ int zf_cmd_topk(int argc, char **argv)
         return zft_usage_error("topk", "unexpected argument '%s' (see --help)", argv[optind]);
     if (!dbpath || !layer || unit < 0)
         return zft_usage_error("topk", "--db, --layer and --unit are required (see --help)");
-    if (!deconv && (mo.arch || mo.weights || mo.model || lrn_backward))
-        return zft_usage_error("topk", "model options and --lrn-backward go with --deconv");
+    if (!deconv && (mo.arch || mo.weights || mo.model || lrn_backward || reroot.set))
+        return zft_usage_error("topk", "model options, --lrn-backward and --reroot go with --deconv");
 
     zf_db *db = NULL;
     zf_db_example *ex = NULL;
@@ -329,7 +296,7 @@ int zf_cmd_topk(int argc, char **argv)
         printf("%4d %12.6g %4d %4d  %-19s %s\n", ex[i].rank, ex[i].score, ex[i].y, ex[i].x, box,
                ex[i].path);
     }
-    if (deconv && n > 0 && (s = deconv_all(db, &run, &mo, lname, (int)unit, lrn_backward, ex, n)))
+    if (deconv && n > 0 && (s = deconv_all(db, &run, &mo, &reroot, lname, (int)unit, lrn_backward, ex, n)))
         rc = zft_fail("topk", s);
 out:
     free(ex);

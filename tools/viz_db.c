@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "zf/input.h"
 #include "zf/io.h"
 #include "zf/model.h"
 #if defined(__has_include)
@@ -18,6 +19,20 @@
 #define ZFT_HAVE_OCCLUSION 1
 #endif
 #endif
+
+static void on_db_wait(void *ctx, const char *path, double waited, double timeout)
+{
+    (void)ctx;
+    fprintf(stderr, "zfviz %s: %s is locked by another process; waited %.1f s of %g s (--wait)\n", zft_command,
+            path, waited, timeout);
+}
+
+zf_status zft_db_open(const char *path, int readwrite, zf_db **out)
+{
+    zf_db_opts o = {readwrite ? ZF_DB_READWRITE : ZF_DB_READONLY, zft_wait_seconds(), on_db_wait, NULL};
+    return zf_db_open(path, &o, out);
+}
+
 zf_status zft_load_recorded_model(const zf_db_model *m, int64_t run_id, const zft_model_opts *given,
                                   zf_net **out)
 {
@@ -65,9 +80,8 @@ zf_status zft_scan_open(zft_scan *s, const char *dbpath, int64_t run_id, const c
                         const zft_model_opts *given, int readwrite)
 {
     memset(s, 0, sizeof *s);
-    zf_db_opts o = {readwrite ? ZF_DB_READWRITE : ZF_DB_READONLY, 30, NULL, NULL};
     zf_status st;
-    if ((st = zf_db_open(dbpath, &o, &s->db)) || (!run_id && (st = zf_db_run_latest(s->db, layer, &run_id))) ||
+    if ((st = zft_db_open(dbpath, readwrite, &s->db)) || (!run_id && (st = zf_db_run_latest(s->db, layer, &run_id))) ||
         (st = zf_db_run_get(s->db, run_id, &s->run)) || (st = zf_db_model_get(s->db, s->run.model_id, &s->model)))
         return st;
     return zft_load_recorded_model(&s->model, s->run.id, given, &s->net);
@@ -141,44 +155,53 @@ static zf_status keep(zft_sheet *sh, void *p)
     return ZF_OK;
 }
 
-static zf_status read_file(const char *path, uint8_t **buf, size_t *len)
+zf_status zft_reroot_parse(zft_reroot *r, const char *spec)
 {
-    *buf = NULL;
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return zf_error(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    struct stat sb;
-    if (fstat(fileno(f), &sb)) {
-        fclose(f);
-        return zf_error(ZF_ERR_IO, "%s: cannot stat", path);
-    }
-    uint8_t *b = malloc((size_t)sb.st_size + 1);
-    size_t got = b ? fread(b, 1, (size_t)sb.st_size, f) : 0;
-    fclose(f);
-    if (!b || got != (size_t)sb.st_size) {
-        free(b);
-        return zf_error(b ? ZF_ERR_IO : ZF_ERR_NOMEM, "%s: cannot read", path);
-    }
-    *buf = b;
-    *len = got;
+    memset(r, 0, sizeof *r);
+    const char *eq = strchr(spec, '=');
+    size_t a = eq ? (size_t)(eq - spec) : 0, b = eq ? strlen(eq + 1) : 0;
+    while (a > 1 && spec[a - 1] == '/')
+        a--;
+    while (b > 1 && eq[b] == '/')
+        b--;
+    if (!eq || a == 0 || b == 0)
+        return zf_error(ZF_ERR_ARG, "--reroot takes OLD=NEW (two folders), got '%s'", spec);
+    if (a >= sizeof r->from || b >= sizeof r->to)
+        return zf_error(ZF_ERR_ARG, "--reroot '%s': path too long", spec);
+    memcpy(r->from, spec, a);
+    memcpy(r->to, eq + 1, b);
+    r->set = 1;
     return ZF_OK;
 }
 
-/* The scanned file at `path`, unchanged since the scan, preprocessed into `in`. */
-static zf_status load_example(const zf_net *net, const zf_db_example *e, float *in)
+const char *zft_reroot_path(const zft_reroot *r, const char *path, char *buf, size_t len)
 {
+    if (!r || !r->set)
+        return path;
+    size_t n = strlen(r->from);
+    /* OLD must be a whole leading folder: /data/a=... does not move /data/ab/x.jpg */
+    int under = !strncmp(path, r->from, n) && (path[n] == '/' || path[n] == 0 || r->from[n - 1] == '/');
+    if (!under || snprintf(buf, len, "%s%s", r->to, path + n) >= (int)len)
+        return path;
+    return buf;
+}
+
+zf_status zft_example_load(const zf_net *net, const zf_db_example *e, const zft_reroot *r, float *in)
+{
+    char moved[4096];
+    const char *path = zft_reroot_path(r, e->path, moved, sizeof moved);
     uint8_t *bytes = NULL;
     size_t len = 0;
-    zf_status st = read_file(e->path, &bytes, &len);
+    /* as large as scan reads (1 GiB) */
+    zf_status st = zf_input_read(path, "an image file", 0, (size_t)1 << 30, &bytes, &len);
     if (st)
         return st;
     char sha[65];
     zf_db_sha256_hex(bytes, len, sha);
     zf_image *img = NULL;
     if (strcmp(sha, e->sha256))
-        st = zf_error(ZF_ERR_ARG, "%s: the file changed since it was scanned", e->path);
-    else if (!(st = zf_image_decode(bytes, len, e->path, &img)))
+        st = zf_error(ZF_ERR_ARG, "%s: the file changed since it was scanned", path);
+    else if (!(st = zf_image_decode(bytes, len, path, &img)))
         st = zf_image_to_input(in, img, &net->pre, net->in_h, net->in_w);
     zf_image_free(img);
     free(bytes);
@@ -213,8 +236,18 @@ static zf_status build_unit(zft_sheet *sh, zft_scan *s, int conv, const char *la
         if (!rec || !rgb)
             st = zf_error(ZF_ERR_NOMEM, "out of memory");
     }
+    int missing[9] = {0};
     for (int i = 0; i < n && !st; i++) {
-        st = load_example(net, &ex[i], net->input + i * in_size);
+        /* A missing or changed image becomes a placeholder: one moved file should not cost the
+         * sheet. Its input is zero (the deconv of it is computed and not shown). */
+        if (zft_example_load(net, &ex[i], &s->reroot, net->input + i * in_size)) {
+            fprintf(stderr, "zfviz: warning: %s; drawn as a grey 'missing' placeholder%s\n", zf_last_error(),
+                    s->reroot.set ? "" : " (moved? --reroot OLD=NEW reads it from its new folder)");
+            memset(net->input + i * in_size, 0, sizeof(float) * in_size);
+            missing[i] = 1;
+            sh->n_missing++;
+        }
+        sh->n_examples++;
         chan[i] = unit;
         ys[i] = ex[i].y;
         xs[i] = ex[i].x;
@@ -234,9 +267,19 @@ static zf_status build_unit(zft_sheet *sh, zft_scan *s, int conv, const char *la
         float *proj = malloc(sizeof(float) * C * (size_t)w * h);
         uint8_t *patch = malloc((size_t)w * h * 3);
         const char *base = strrchr(ex[i].path, '/');
-        char *cap = strdup(base ? base + 1 : ex[i].path);
+        size_t cap_len = strlen(base ? base + 1 : ex[i].path) + 16;
+        char *cap = malloc(cap_len);
+        if (cap)
+            snprintf(cap, cap_len, "%s%s", missing[i] ? "missing: " : "", base ? base + 1 : ex[i].path);
         if ((st = keep(sh, proj)) || (st = keep(sh, patch)) || (st = keep(sh, cap)))
             break;
+        if (missing[i]) {
+            memset(proj, 0, sizeof(float) * C * (size_t)w * h); /* zero shows as mid-grey */
+            memset(patch, 128, (size_t)w * h * 3);
+            zf_viz_patch p = {w, h, proj, patch, (float)ex[i].score, cap, C};
+            patches[i] = p;
+            continue;
+        }
         for (int c = 0; c < C; c++)
             for (int y = 0; y < h; y++)
                 memcpy(proj + ((size_t)c * h + y) * w, rc + ((size_t)c * H + b.y0 + y) * W + b.x0, sizeof(float) * w);
@@ -282,6 +325,9 @@ zf_status zft_sheet_build(zft_sheet *sh, zft_scan *s, const char *layer, const i
             st = zf_error(ZF_ERR_INTERRUPTED, "interrupted after %d of %d units", i + 1, n);
     }
     zft_progress_finish(&pr);
+    if (!st && sh->n_examples > 0 && sh->n_missing == sh->n_examples)
+        st = zf_error(ZF_ERR_IO, "none of the %d images of the %s sheet could be read (moved? --reroot "
+                      "OLD=NEW reads them from their new folder)", sh->n_examples, lname);
     snprintf(sh->title, sizeof sh->title, "%s %s: top %d (run %lld)", s->net->arch, lname,
              s->run.top_k < 9 ? s->run.top_k : 9, (long long)s->run.id);
     zf_viz_sheet_in in = {sh->title, n, sh->units};
@@ -357,6 +403,9 @@ static zf_status dead_rows(zft_report *r, zft_scan *s, double min_active)
 zf_status zft_report_build(zft_report *r, zft_scan *s, double min_active, int top_units)
 {
     memset(r, 0, sizeof *r);
+    if (s->run.n_ok == 0) /* its dead-unit table would say "0 dead" of nothing */
+        return zf_error(ZF_ERR_ARG, "run %lld has no images: none of its %lld could be read%s",
+                        (long long)s->run.id, (long long)s->run.n_images, s->run.complete ? "" : " so far");
     zf_net *net = s->net;
     zf_viz_report_in *in = &r->in;
     in->title = str(r, "%s scan report", net->arch);
@@ -582,7 +631,7 @@ zf_status zft_store_rendering_at(const char *dbpath, const zf_db_rendering *what
 {
     zf_db *db = NULL;
     int64_t id = 0;
-    zf_status st = zf_db_open(dbpath, NULL, &db);
+    zf_status st = zft_db_open(dbpath, 1, &db);
     if (!st)
         st = zft_store_rendering(db, what, fn, ctx, &id);
     zf_db_close(db);

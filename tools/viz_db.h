@@ -9,14 +9,39 @@
 #include "zf/db.h"
 #include "zf/viz.h"
 
+/* --reroot OLD=NEW: a stored image path under folder OLD is read from the same place under NEW
+ * (a dataset moved or mounted elsewhere since the scan). */
+typedef struct zft_reroot {
+    char from[2048], to[2048];
+    int set;
+} zft_reroot;
+#define ZFT_OPT_REROOT 0x5200
+#define ZFT_REROOT_LONGOPT {"reroot", required_argument, 0, ZFT_OPT_REROOT}
+#define ZFT_REROOT_HELP \
+    "  --reroot OLD=NEW  read the scanned images under folder OLD from folder NEW instead (the\n" \
+    "                    dataset moved since the scan; the database keeps the old paths)\n"
+/* Parses "OLD=NEW" (both non-empty; trailing slashes ignored). */
+zf_status zft_reroot_parse(zft_reroot *r, const char *spec);
+/* Where to read a stored `path` from: under NEW when it lies under OLD, else itself. */
+const char *zft_reroot_path(const zft_reroot *r, const char *path, char *buf, size_t len);
+/* The scanned file of example `e` (rerooted by r, which may be NULL), checked unchanged since the
+ * scan by its hash, preprocessed into `in`. Errors name the file and say whether it is missing. */
+zf_status zft_example_load(const zf_net *net, const zf_db_example *e, const zft_reroot *r, float *in);
+
 /* A scan opened for pictures: the run, its model, and the net rebuilt from what the run recorded
- * (or from the model options given), checked against the recorded hash. */
+ * (or from the model options given), checked against the recorded hash. Set reroot after opening
+ * to read moved images. */
 typedef struct zft_scan {
     zf_db *db;
     zf_db_run run;
     zf_db_model model;
     zf_net *net;
+    zft_reroot reroot;
 } zft_scan;
+
+/* zf_db_open with --wait's timeout, telling the user while it waits for another process's lock. */
+zf_status zft_db_open(const char *path, int readwrite, zf_db **out);
+
 /* The model a scan recorded (`m`, of run `run_id`), or the one `given` names, loaded and checked
  * against the recorded hash: one rule for every command that reads a scan. */
 zf_status zft_load_recorded_model(const zf_db_model *m, int64_t run_id, const zft_model_opts *given,
@@ -32,20 +57,23 @@ void zft_scan_close(zft_scan *s);
 zf_status zft_scan_strongest_units(zft_scan *s, const char *layer, int n, int *units, int *got);
 
 /* A top-9 sheet of `units` of `layer`: each unit's stored examples (up to 9), projected with the
- * deconvnet at their positions and cropped, with the input patches, to their receptive fields. */
+ * deconvnet at their positions and cropped, with the input patches, to their receptive fields. An
+ * example whose image is missing or changed is drawn as a grey placeholder captioned "missing"
+ * (with a warning on stderr); only a sheet none of whose images could be read is an error. */
 typedef struct zft_sheet {
     zf_viz_sheet_in in;
     zf_viz_unit *units;
     zf_viz_patch *patches;  /* 9 per unit */
     void **bufs;            /* everything the patches point to */
     int n_bufs, cap_bufs;
+    int n_examples, n_missing; /* examples drawn, and those drawn as placeholders */
     char title[128];
 } zft_sheet;
 zf_status zft_sheet_build(zft_sheet *out, zft_scan *s, const char *layer, const int *units, int n,
                           int lrn_backward);
 void zft_sheet_free(zft_sheet *sh);
 
-/* The report of a run: model summary, filter grids of every conv layer, the dead-unit table
+/* The report of a run (refused for a run in which no image could be read): model summary, filter grids of every conv layer, the dead-unit table
  * (min_active as zfviz dead takes it) and top-9 sheets of the `top_units` strongest units of each
  * scanned conv layer. */
 typedef struct zft_report {
