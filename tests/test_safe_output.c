@@ -327,6 +327,11 @@ Test(safe_output, demo_refuses_a_database_it_did_not_make)
     snprintf(p, sizeof p, "%s/images", out);
     struct stat sb;
     cr_assert_eq(stat(p, &sb), -1, "the demo wrote %s before refusing", p);
+    /* --force replaces it; the demo's own databases are then replaced by a second run without
+     * --force, even one started from another folder with a relative DIR */
+    cr_assert_eq(tu_system("'%s' demo --quick --images 10 --force -o '%s' >/dev/null 2>'%s'", zfviz(), out, err), 0);
+    cr_assert_eq(tu_system("cd '%s' && '%s' demo --quick --images 10 -o demo >/dev/null 2>'%s'", dir, zfviz(), err), 0,
+                 "a second demo run refused the demo's own files");
 }
 
 Test(safe_output, output_folder_created_and_removed_on_failure)

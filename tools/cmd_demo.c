@@ -451,8 +451,10 @@ static zf_status scan(demo *d, demo_net *n)
     zf_status st = zf_db_open(n->db, NULL, &db);
     if (st)
         return st;
-    char images[PATH_MAX];
-    path_in(images, d->dir, "images");
+    char images[PATH_MAX], rel[PATH_MAX];
+    /* Absolute, so that a later demo run from another folder knows the database as its own. */
+    if (!realpath(path_in(rel, d->dir, "images"), images))
+        snprintf(images, sizeof images, "%s", rel);
     zf_scan_opts so = {0};
     so.top_k = 9;
     so.images_arg = images;
