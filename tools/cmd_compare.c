@@ -214,7 +214,6 @@ int zf_cmd_compare(int argc, char **argv)
         goto fail;
     }
     int n_imgs = (int)imgs.n;
-
     if (max_images > 0 && max_images < n_imgs)
         n_imgs = (int)max_images;
     zf_viz_compare_model m[2];

@@ -48,7 +48,6 @@ static zf_status warn_silent(zf_net *net, int conv, int channel, int map, const 
 
 int zf_cmd_deconv(int argc, char **argv)
 {
-
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
                                          ZFT_DEVICE_LONGOPTS,
                                          {"input", required_argument, 0, 'i'},

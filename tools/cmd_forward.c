@@ -60,7 +60,6 @@ static zf_status load_folder(const char *dir, const zf_net *net, zf_tensor **out
 static void print_top(const zf_net *net, const float *probs, int k_out, int img, const char *name, int top,
                       int is_prob)
 {
-
     int idx[16];
     if (top > 16)
         top = 16;
@@ -207,7 +206,7 @@ int zf_cmd_forward(int argc, char **argv)
     /* Every dump's file checked before any work: a file zfviz may not replace stops the run. */
     for (int d = 0; d < n_dumps; d++) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/%s.npy", outdir ? outdir : ".", net->layers[dump_idx[d]].name);
+        snprintf(path, sizeof path, "%s/%s.npy", outdir ? outdir : ".", dump_name(net, dump_idx[d]));
         if ((st = zft_output_check(path)))
             goto fail;
     }
