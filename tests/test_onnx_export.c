@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 #include "zf/io.h"
@@ -30,7 +31,7 @@ static const char *fx(const char *name)
     return tu_fixture(rel);
 }
 
-static int have_fixtures(void) { return *fx("cases.tsv") && fopen(fx("cases.tsv"), "r") != NULL; }
+static int have_fixtures(void) { return *fx("cases.tsv") && access(fx("cases.tsv"), R_OK) == 0; }
 
 #define NEED_FIXTURES()                                                                            \
     do {                                                                                           \
@@ -84,6 +85,13 @@ static void expect_close(const char *what, const float *a, const float *ref, siz
     double e = tu_max_rel_err_f(a, ref, n, REL_FLOOR * max_abs(ref, n), &at);
     cr_expect(e < REL_TOL, "%s: relative error %g at %zu (%g vs %g)", what, e, at, n ? a[at] : 0.0,
               n ? ref[at] : 0.0);
+}
+
+static const zf_layer *layer(const zf_net *net, const char *name)
+{
+    int i = zf_net_find(net, name);
+    cr_assert(i >= 0, "no layer %s", name);
+    return &net->layers[i];
 }
 
 static zf_net *load(const char *model)
@@ -156,7 +164,7 @@ Test(onnx_export, lrn_parameters_read_from_the_graph)
 {
     NEED_FIXTURES();
     zf_net *net = load("zfnet_op13");
-    const zf_layer *n1 = &net->layers[zf_net_find(net, "norm1")], *n2 = &net->layers[zf_net_find(net, "norm2")];
+    const zf_layer *n1 = layer(net, "norm1"), *n2 = layer(net, "norm2");
     cr_expect(n1->op == ZF_OP_LRN && n1->lrn.size == 30 && n1->lrn.front == 15 && n1->lrn.k == 1.0f &&
               n1->lrn.beta == 0.75f && fabsf(n1->lrn.alpha - 1e-4f) < 1e-10f,
               "norm1: size %d front %d alpha %g beta %g k %g", n1->lrn.size, n1->lrn.front, n1->lrn.alpha,
@@ -165,7 +173,7 @@ Test(onnx_export, lrn_parameters_read_from_the_graph)
               n2->lrn.size, n2->lrn.front);
     zf_net_free(net);
     net = load("alexnet_lrn_op9");
-    n1 = &net->layers[zf_net_find(net, "norm1")];
+    n1 = layer(net, "norm1");
     cr_expect(n1->lrn.size == 5 && n1->lrn.front == 2 && n1->lrn.k == 2.0f, "alexnet norm1: size %d front %d k %g",
               n1->lrn.size, n1->lrn.front, n1->lrn.k);
     zf_net_free(net);
@@ -335,8 +343,9 @@ Test(onnx_export, builtin_lrn_of_sizes_30_and_50_matches_pytorch_formula_in_floa
     zf_net *net = NULL;
     cr_assert_eq(zf_net_new_builtin("zfnet-pytorch", &net), ZF_OK, "%s", zf_last_error());
     const char *names[2] = {"norm1", "norm2"};
+    const int sizes[2] = {30, 50}; /* nn.LocalResponseNorm(size=30) after conv1, (size=50) after conv2 */
     for (int t = 0; t < 2; t++) {
-        const zf_layer *l = &net->layers[zf_net_find(net, names[t])];
+        const zf_layer *l = layer(net, names[t]);
         int n = 2, c = l->in_c, hw = 7 * 5;
         size_t count = (size_t)n * c * hw;
         float *x = malloc(sizeof(float) * count), *y = malloc(sizeof(float) * count);
@@ -347,7 +356,7 @@ Test(onnx_export, builtin_lrn_of_sizes_30_and_50_matches_pytorch_formula_in_floa
             for (int ch = 0; ch < c; ch++)
                 for (int q = 0; q < hw; q++)
                     ref[((size_t)i * c + ch) * hw + q] =
-                        torch_lrn(x + (size_t)i * c * hw, c, hw, ch, q, l->lrn.size == 30 ? 30 : 50, 1e-4, 0.75, 1);
+                        torch_lrn(x + (size_t)i * c * hw, c, hw, ch, q, sizes[t], 1e-4, 0.75, 1);
         size_t at;
         double e = tu_max_rel_err(y, ref, count, 1e-6, &at);
         cr_expect(e < 1e-5, "%s (%d channels, size %d): relative error %g at %zu", names[t], c, l->lrn.size, e, at);
