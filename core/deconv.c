@@ -3,6 +3,7 @@
  * transposed filtering (no bias) and LRN as the identity (or its true backward on request). */
 #include <string.h>
 
+#include "util_internal.h"
 #include "zf/net.h"
 
 int zf_net_rectified(const zf_net *net, int conv)
@@ -22,16 +23,6 @@ int zf_net_find_conv(const zf_net *net, const char *name)
     if (net->layers[i].op == ZF_OP_RELU && i > 0 && net->layers[i - 1].op == ZF_OP_CONV)
         return i - 1;
     return -1;
-}
-
-/* First maximum in row-major order of one (h, w) plane. */
-static int first_max(const float *plane, int count)
-{
-    int best = 0;
-    for (int i = 1; i < count; i++)
-        if (plane[i] > plane[best])
-            best = i;
-    return best;
 }
 
 /* A half-open window [y0, y1) x [x0, x1) of a feature map. */
@@ -127,7 +118,7 @@ zf_status zf_net_deconv(zf_net *net, float *out, int n, const zf_deconv_req *req
         }
         int pos;
         if (req->y[img] < 0 || req->x[img] < 0) {
-            pos = first_max(act, hw);
+            pos = zf_argmax(act, hw); /* first maximum in row-major order */
             req->y[img] = pos / tl->out_w;
             req->x[img] = pos % tl->out_w;
         } else {

@@ -10,6 +10,7 @@
  * This file: the entry points, set-up, the estimates that choose a method, and the two methods'
  * loops; the stages are in occlusion_region.c, occlusion_conv.c and occlusion_fc.c. */
 #include "occlusion_internal.h"
+#include "util_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -72,16 +73,6 @@ static int is_dense_ok(zf_op op)
            op == ZF_OP_SOFTMAX;
 }
 
-/* The most probable class of an output row (first on ties). */
-static int top_class(const float *row, int nc)
-{
-    int best = 0;
-    for (int k = 1; k < nc; k++)
-        if (row[k] > row[best])
-            best = k;
-    return best;
-}
-
 void zf_occl_read_outputs(const occl *o, const float *outp, int n, float *prob, int32_t *argmax)
 {
     const zf_net *net = o->net;
@@ -89,7 +80,7 @@ void zf_occl_read_outputs(const occl *o, const float *outp, int n, float *prob, 
     const int is_softmax = net->layers[net->n_layers - 1].op == ZF_OP_SOFTMAX;
     for (int i = 0; i < n; i++) {
         const float *row = outp + (size_t)i * nc;
-        int best = top_class(row, nc);
+        int best = zf_argmax(row, nc);
         if (is_softmax) {
             prob[i] = row[o->cls];
         } else {
@@ -677,7 +668,7 @@ static zf_status occl_setup(occl *o, const float *input)
     /* The top class and the unoccluded probability. */
     zf_occlusion_result *res = o->res;
     const float *outp = o->base[net->n_layers - 1];
-    o->cls = p->cls >= 0 ? p->cls : top_class(outp, o->n_classes);
+    o->cls = p->cls >= 0 ? p->cls : zf_argmax(outp, o->n_classes);
     zf_occl_read_outputs(o, outp, 1, &res->base_prob, &res->base_argmax);
     res->base_feature = (float)o->base_feat_total;
     return ZF_OK;

@@ -118,14 +118,8 @@ zf_status zf_trainer_backprop(zf_trainer *t, const float *input, const int32_t *
     double L = zf_softmax_xent(NULL, dcur, net->acts[t->logits], labels, n, k);
     if (correct) {
         int c = 0;
-        for (int b = 0; b < n; b++) {
-            const float *z = net->acts[t->logits] + (size_t)b * k;
-            int best = 0;
-            for (int j = 1; j < k; j++)
-                if (z[j] > z[best])
-                    best = j;
-            c += best == labels[b];
-        }
+        for (int b = 0; b < n; b++)
+            c += zf_argmax(net->acts[t->logits] + (size_t)b * k, k) == labels[b];
         *correct = c;
     }
     if (loss)

@@ -1,5 +1,5 @@
 /* Small pieces several core files share (core only): SplitMix64's mixer behind every counter-based
- * random stream, IEEE half to float, and Python's round of d/2 for centre crops. */
+ * random stream, IEEE half to float, Python's round of d/2 for centre crops, and the first maximum. */
 #ifndef ZF_UTIL_INTERNAL_H
 #define ZF_UTIL_INTERNAL_H
 
@@ -51,6 +51,16 @@ static inline int zf_half_round_even(int d)
 {
     int q = d / 2;
     return (d % 2) && (q % 2) ? q + 1 : q;
+}
+
+/* The index of the largest of x[0..n), the first on ties (0 when n < 2). */
+static inline int zf_argmax(const float *x, int n)
+{
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best])
+            best = i;
+    return best;
 }
 
 #endif
