@@ -5,7 +5,8 @@
 
 #include "zf/net.h"
 
-const char *const zf_builtin_archs[] = {"alexnet", "alexnet-caffe", "zfnet", "zfnet-pytorch", "alexnet-mini", "zfnet-mini", NULL};
+const char *const zf_builtin_archs[] = {"alexnet",      "alexnet-caffe", "zfnet", "zfnet-pytorch",
+                                        "alexnet-mini", "zfnet-mini",    NULL};
 
 /* bvlc_alexnet's LRN: size 5, alpha 1e-4 (divided by the size inside the formula), beta 0.75, k 1. */
 static const zf_lrn_params caffe_lrn = {5, 2, 1e-4f, 0.75f, 1.0f};
@@ -217,8 +218,8 @@ zf_status zf_net_new_builtin_ex(const char *arch, int in_c, int classes, zf_net 
                !strcmp(arch, "zfnet-pytorch");
     if (!full && !mini)
         return zf_error(ZF_ERR_ARG,
-                        "unknown architecture '%s' (built in: alexnet, alexnet-caffe, zfnet, zfnet-pytorch, alexnet-mini, "
-                        "zfnet-mini)",
+                        "unknown architecture '%s' (built in: alexnet, alexnet-caffe, zfnet, "
+                        "zfnet-pytorch, alexnet-mini, zfnet-mini)",
                         arch);
     int side = !strcmp(arch, "alexnet-caffe") ? 227 : mini ? 112 : 224;
     net = zf_net_new(arch, in_c, side, side);

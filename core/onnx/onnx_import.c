@@ -736,6 +736,12 @@ static zf_status op_flatten(ox_ctx *x)
     return add_flatten(x);
 }
 
+/* A computed shape entry as an integer, out-of-range values clamped (they are refused later). */
+static int64_t dim_of(double v)
+{
+    return v < -1e18 ? INT64_MIN : v > 1e18 ? INT64_MAX : (int64_t)v;
+}
+
 /* Reshape: only what keeps the batch axis first and the data in place: flattening to
  * (batch, features), or a shape the activation already has. */
 static zf_status op_reshape(ox_ctx *x)
@@ -766,7 +772,7 @@ static zf_status op_reshape(ox_ctx *x)
             if (isnan(d[i]) && (i > 0 || x->batch))
                 return node_err(x, ZF_ERR_UNSUPPORTED, "shape depends on the batch size, which the "
                                 "graph leaves symbolic, at axis %d", i);
-            t[i] = isnan(d[i]) ? (x->batch ? x->batch : 1) : d[i] < -1e18 ? INT64_MIN : d[i] > 1e18 ? INT64_MAX : (int64_t)d[i];
+            t[i] = isnan(d[i]) ? (x->batch ? x->batch : 1) : dim_of(d[i]);
         }
     } else {
         if ((st = attr_ints(x, "shape", t, OX_MAX_DIMS, &nt)))
@@ -1584,8 +1590,10 @@ static zf_status fold_slice(ox_ctx *x)
     const ox_const *D = &x->vals[di].c;
     int64_t sv[OX_MAX_DIMS], ev[OX_MAX_DIMS], av[OX_MAX_DIMS], pv[OX_MAX_DIMS];
     int ns, ne, na, np;
-    if ((st = int_list(x, "starts", 1, sv, OX_MAX_DIMS, &ns)) || (st = int_list(x, "ends", 2, ev, OX_MAX_DIMS, &ne)) ||
-        (st = int_list(x, "axes", 3, av, OX_MAX_DIMS, &na)) || (st = int_list(x, NULL, 4, pv, OX_MAX_DIMS, &np)))
+    if ((st = int_list(x, "starts", 1, sv, OX_MAX_DIMS, &ns)) ||
+        (st = int_list(x, "ends", 2, ev, OX_MAX_DIMS, &ne)) ||
+        (st = int_list(x, "axes", 3, av, OX_MAX_DIMS, &na)) ||
+        (st = int_list(x, NULL, 4, pv, OX_MAX_DIMS, &np)))
         return st;
     if (ns < 0 || ns != ne || (na >= 0 && na != ns) || (np >= 0 && np != ns))
         return node_err(x, ZF_ERR_FORMAT, "starts, ends, axes and steps do not match");
@@ -2006,7 +2014,8 @@ static zf_status op_pad_act(ox_ctx *x, int vi)
         return node_err(x, ZF_ERR_UNSUPPORTED, "pads the batch or channel axis");
     for (int k = 2; k < 8; k++)
         if (p[k] < 0 || p[k] > OX_MAX_SIDE)
-            return node_err(x, ZF_ERR_UNSUPPORTED, "pad %" PRId64 " is out of range (crops are not supported)", p[k]);
+            return node_err(x, ZF_ERR_UNSUPPORTED, "pad %" PRId64 " is out of range (crops are not "
+                            "supported)", p[k]);
     part.base = vi;
     part.pads[0] += (int)p[2];
     part.pads[1] += (int)p[3];
@@ -2095,7 +2104,7 @@ static zf_status lrn_reshape(ox_ctx *x, int vi, ox_part *p)
             return st;
         nt = (int)x->vals[si].c.count;
         for (int k = 0; k < nt; k++)
-            t[k] = isnan(d[k]) ? (k == 0 ? -2 : -3) : d[k] < -1e18 ? -3 : d[k] > 1e18 ? INT64_MAX : (int64_t)d[k];
+            t[k] = isnan(d[k]) ? (k == 0 ? -2 : -3) : dim_of(d[k]);
         free(d);
     } else if ((st = attr_ints(x, "shape", t, OX_MAX_DIMS, &nt)) || nt < 1) {
         return st ? st : node_err(x, ZF_ERR_FORMAT, "has no shape");
@@ -2187,8 +2196,10 @@ static zf_status lrn_mean(ox_ctx *x, int vi, ox_part *p)
     int64_t k[OX_MAX_DIMS], s[OX_MAX_DIMS], q[2 * OX_MAX_DIMS], dl[OX_MAX_DIMS], cip, ceil_mode;
     int nk, ns, nq, nd;
     char autopad[32];
-    if ((st = attr_ints(x, "kernel_shape", k, OX_MAX_DIMS, &nk)) || (st = attr_ints(x, "strides", s, OX_MAX_DIMS, &ns)) ||
-        (st = attr_ints(x, "pads", q, 2 * OX_MAX_DIMS, &nq)) || (st = attr_ints(x, "dilations", dl, OX_MAX_DIMS, &nd)) ||
+    if ((st = attr_ints(x, "kernel_shape", k, OX_MAX_DIMS, &nk)) ||
+        (st = attr_ints(x, "strides", s, OX_MAX_DIMS, &ns)) ||
+        (st = attr_ints(x, "pads", q, 2 * OX_MAX_DIMS, &nq)) ||
+        (st = attr_ints(x, "dilations", dl, OX_MAX_DIMS, &nd)) ||
         (st = attr_int(x, "count_include_pad", 0, &cip)) || (st = attr_int(x, "ceil_mode", 0, &ceil_mode)) ||
         (st = attr_str(x, "auto_pad", "NOTSET", autopad, sizeof autopad)))
         return st;
@@ -2342,7 +2353,8 @@ static zf_status op_lrn_step(ox_ctx *x, int vi, const char *op)
         if ((st = check_attrs(x, none)))
             return st;
         if (p.stage != L_MEAN && p.stage != L_AFFINE)
-            return lrn_misfit(x, vi, "it adds a constant %s", p.stage == L_SQUARE ? "before the mean" : "after the power");
+            return lrn_misfit(x, vi, "it adds a constant %s",
+                              p.stage == L_SQUARE ? "before the mean" : "after the power");
         if (op[0] == 'S' && !first)
             return lrn_misfit(x, vi, "it is subtracted from a constant");
         if ((st = scalar_input(x, first ? 1 : 0, vi, "term (k)", &v)))
@@ -2355,7 +2367,8 @@ static zf_status op_lrn_step(ox_ctx *x, int vi, const char *op)
         if (!first)
             return lrn_misfit(x, vi, "it is the exponent");
         if (p.stage != L_MEAN && p.stage != L_AFFINE)
-            return lrn_misfit(x, vi, "it raises to a power %s", p.stage == L_SQUARE ? "before the mean" : "twice");
+            return lrn_misfit(x, vi, "it raises to a power %s",
+                              p.stage == L_SQUARE ? "before the mean" : "twice");
         if (op[0] == 'S')
             v = 0.5;
         else if ((st = scalar_input(x, 1, vi, "exponent (beta)", &v)))
