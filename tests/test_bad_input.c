@@ -191,6 +191,39 @@ Test(bad_input, nonfinite_npy_refused_naming_the_file)
         }
 }
 
+Test(bad_input, nonfinite_weights_refused_at_load)
+{
+    const char *bin = zfviz();
+    const char *dir = tu_tmpdir("bad_nan_weights");
+    /* The embedded model's file with one weight made NaN: 8 bytes of header length, the JSON
+     * header, then the tensors' data. */
+    FILE *f = fopen(tu_src("assets/models/alexnet-mini.safetensors"), "rb");
+    if (!f)
+        cr_skip_test("assets/models/alexnet-mini.safetensors is not there");
+    static uint8_t buf[1 << 24];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    cr_assert(n > 8 && n < sizeof buf);
+    uint64_t hlen = 0;
+    for (int i = 7; i >= 0; i--)
+        hlen = hlen << 8 | buf[i];
+    cr_assert(8 + hlen + 64 < n);
+    float nan = NAN;
+    memcpy(buf + 8 + hlen + 40, &nan, 4);
+    f = fopen(in_dir(dir, "nan.safetensors"), "wb");
+    cr_assert(f && fwrite(buf, 1, n, f) == n);
+    fclose(f);
+    float *x = malloc(sizeof(float) * 112 * 112);
+    tu_fill_uniform(x, 112 * 112, 3, -1, 1);
+    write_npy(in_dir(dir, "x.npy"), x, 1, 1, 112, 112);
+    free(x);
+    int rc = rc_of(tu_system("cd '%s' && '%s' forward --model nan.safetensors --input x.npy > out 2> err", dir, bin));
+    cr_assert(rc != 0, "forward with a NaN weight: exit 0");
+    cr_assert_eq(count_lines(in_dir(dir, "err")), 1);
+    cr_assert(grep(in_dir(dir, "err"), "nan.safetensors"));
+    cr_assert(grep(in_dir(dir, "err"), "NaN"));
+}
+
 Test(bad_input, scan_skips_an_image_that_preprocesses_to_nonfinite)
 {
     const char *bin = zfviz();
