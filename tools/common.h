@@ -50,7 +50,8 @@ typedef struct zft_model_opts {
     {"arch", required_argument, 0, 'A'}, {"weights", required_argument, 0, 'W'}, \
     {"model", required_argument, 0, 'M'}, {"preproc", required_argument, 0, 'P'}
 #define ZFT_MODEL_HELP \
-    "  --arch A          built-in network: alexnet, alexnet-caffe, zfnet, or the grey\n" \
+    "  --arch A          built-in network: alexnet, alexnet-caffe, zfnet, zfnet-pytorch (the PyTorch\n" \
+    "                    rendering: LRN of 30 and 50 channels), or the grey\n" \
     "                    112x112 mini nets alexnet-mini, zfnet-mini\n" \
     "                    (default: the embedded alexnet-mini trained on Fashion-MNIST)\n" \
     "  --weights W       random:SEED, a folder of <layer>.weight.npy/.bias.npy, or a .safetensors file\n" \
