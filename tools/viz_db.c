@@ -89,6 +89,9 @@ zf_status zft_scan_open(zft_scan *s, const char *dbpath, int64_t run_id, const c
 
 void zft_scan_close(zft_scan *s)
 {
+    for (int i = 0; i < s->n_missing; i++)
+        free(s->missing[i]);
+    free(s->missing);
     zf_net_free(s->net);
     zf_db_close(s->db);
     memset(s, 0, sizeof *s);
@@ -208,6 +211,21 @@ zf_status zft_example_load(const zf_net *net, const zf_db_example *e, const zft_
     return st;
 }
 
+/* 1 the first time `path` is found missing in this scan (the one time it is warned of), else 0. */
+static int note_missing(zft_scan *s, const char *path)
+{
+    for (int i = 0; i < s->n_missing; i++)
+        if (!strcmp(s->missing[i], path))
+            return 0;
+    char **m = realloc(s->missing, sizeof *m * (size_t)(s->n_missing + 1));
+    if (m) {
+        s->missing = m;
+        if ((m[s->n_missing] = strdup(path)))
+            s->n_missing++;
+    }
+    return 1;
+}
+
 /* One unit's examples: forward and deconv of all at once, then the crops. */
 static zf_status build_unit(zft_sheet *sh, zft_scan *s, int conv, const char *layer, int unit, int lrn_backward,
                             zf_viz_unit *out, zf_viz_patch *patches)
@@ -241,8 +259,9 @@ static zf_status build_unit(zft_sheet *sh, zft_scan *s, int conv, const char *la
         /* A missing or changed image becomes a placeholder: one moved file should not cost the
          * sheet. Its input is zero (the deconv of it is computed and not shown). */
         if (zft_example_load(net, &ex[i], &s->reroot, net->input + i * in_size)) {
-            fprintf(stderr, "zfviz: warning: %s; drawn as a grey 'missing' placeholder%s\n", zf_last_error(),
-                    s->reroot.set ? "" : " (moved? --reroot OLD=NEW reads it from its new folder)");
+            if (note_missing(s, ex[i].path))
+                fprintf(stderr, "zfviz: warning: %s; drawn as a grey 'missing' placeholder%s\n", zf_last_error(),
+                        s->reroot.set ? "" : " (moved? --reroot OLD=NEW reads it from its new folder)");
             memset(net->input + i * in_size, 0, sizeof(float) * in_size);
             missing[i] = 1;
             sh->n_missing++;
@@ -274,8 +293,21 @@ static zf_status build_unit(zft_sheet *sh, zft_scan *s, int conv, const char *la
         if ((st = keep(sh, proj)) || (st = keep(sh, patch)) || (st = keep(sh, cap)))
             break;
         if (missing[i]) {
-            memset(proj, 0, sizeof(float) * C * (size_t)w * h); /* zero shows as mid-grey */
-            memset(patch, 128, (size_t)w * h * 3);
+            /* Grey, crossed out on both sides (the projection's zero shows as mid-grey, its -1 as
+             * black); the caption says "missing: NAME". */
+            memset(proj, 0, sizeof(float) * C * (size_t)w * h);
+            memset(patch, 160, (size_t)w * h * 3);
+            for (int k = 0; k < (w > h ? w : h); k++) {
+                int x = (int)((long)k * w / (w > h ? w : h)), y = (int)((long)k * h / (w > h ? w : h));
+                for (int c = 0; c < 3; c++) {
+                    patch[((size_t)y * w + x) * 3 + c] = 64;
+                    patch[((size_t)(h - 1 - y) * w + x) * 3 + c] = 64;
+                }
+                for (int c = 0; c < C; c++) {
+                    proj[((size_t)c * h + y) * w + x] = -1.0f;
+                    proj[((size_t)c * h + h - 1 - y) * w + x] = -1.0f;
+                }
+            }
             zf_viz_patch p = {w, h, proj, patch, (float)ex[i].score, cap, C};
             patches[i] = p;
             continue;

@@ -37,6 +37,8 @@ typedef struct zft_scan {
     zf_db_model model;
     zf_net *net;
     zft_reroot reroot;
+    char **missing; /* images found missing so far (each is warned of once) */
+    int n_missing;
 } zft_scan;
 
 /* zf_db_open with --wait's timeout, telling the user while it waits for another process's lock. */
@@ -58,8 +60,9 @@ zf_status zft_scan_strongest_units(zft_scan *s, const char *layer, int n, int *u
 
 /* A top-9 sheet of `units` of `layer`: each unit's stored examples (up to 9), projected with the
  * deconvnet at their positions and cropped, with the input patches, to their receptive fields. An
- * example whose image is missing or changed is drawn as a grey placeholder captioned "missing"
- * (with a warning on stderr); only a sheet none of whose images could be read is an error. */
+ * example whose image is missing or changed is drawn as a grey crossed-out placeholder captioned
+ * "missing: NAME" (one warning per image on stderr); only a sheet none of whose images could be
+ * read is an error. */
 typedef struct zft_sheet {
     zf_viz_sheet_in in;
     zf_viz_unit *units;
