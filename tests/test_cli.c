@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -258,4 +259,32 @@ Test(cli, a_bad_option_gets_the_same_two_lines_in_every_command)
         cr_expect_str_eq(err, both, "%s", commands[i]);
         free(err);
     }
+}
+
+Test(cli, writers_wait_for_a_locked_database_as_long_as_wait_says_and_say_so)
+{
+    const void *b;
+    size_t len;
+    if (!zft_embedded_model("alexnet-mini", &b, &len))
+        cr_skip_test("this build has no embedded models");
+    const char *dir = image_folder("cli_wait");
+    cr_assert_eq(run(dir, "scan --images imgs --db s.db --layers conv5"), 0, "%s", out_of(dir, "err"));
+    /* another process holds the write lock for 8 s */
+    cr_assert_eq(tu_system("cd '%s' && (/usr/bin/python3 -c \"import sqlite3, time; c = sqlite3.connect('s.db', "
+                           "isolation_level=None); c.execute('BEGIN IMMEDIATE'); c.execute('CREATE TABLE held(x)'); "
+                           "open('locked', 'w').close(); time.sleep(8)\" &) && for i in $(seq 100); do "
+                           "[ -e locked ] && break; sleep 0.05; done",
+                           dir),
+                 0);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_expect_eq(run(dir, "filters --store s.db --wait 2"), 1);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double s = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+    char *err = out_of(dir, "err");
+    cr_expect_not_null(strstr(err, "zfviz filters: s.db is locked by another process"), "%s", err);
+    cr_expect_geq(s, 2.0, "gave up after %.2f s, before --wait's 2 s", s);
+    cr_expect_lt(s, 7.0, "waited %.2f s, past --wait's 2 s", s);
+    free(err);
+    cr_expect_eq(run(dir, "runs --db s.db --wait 0"), 2, "--wait 0 is a usage error");
 }

@@ -34,7 +34,7 @@ static void usage(void)
            "  --labels          the map index under each tile\n" ZFT_FIGURE_HELP
            "  -o, --out FILE    .png or .pdf (its folder is created)\n" ZFT_FORCE_HELP
            "  --store DB        also store the picture as a PNG in the database DB (table renderings,\n"
-           "                    kind 'activations'); -o is then optional\n");
+           "                    kind 'activations'); -o is then optional\n" ZFT_WAIT_HELP);
 }
 
 typedef struct maps_ctx {
@@ -65,7 +65,7 @@ int zf_cmd_activations(int argc, char **argv)
                                          {"out", required_argument, 0, 'o'},
                                          {"store", required_argument, 0, 'S'},
                                          ZFT_FORCE_LONGOPT,
-                                         {"help", no_argument, 0, 'h'},
+                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zf_viz_maps_opts vo = zf_viz_maps_defaults();
@@ -132,7 +132,11 @@ int zf_cmd_activations(int argc, char **argv)
             return zft_usage_error("activations", "--store needs a zfviz built with the SQLite store");
 #endif
         case 'h': usage(); return 0;
-        default: return zft_usage_error("activations", "unknown option");
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("activations", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        default: return zft_option_error("activations");
         }
     }
     if (optind < argc)

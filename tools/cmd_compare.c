@@ -36,7 +36,7 @@ static void usage(void)
            "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n" ZFT_FIGURE_HELP
            "  -o, --out FILE    .png or .pdf (its folder is created)\n" ZFT_FORCE_HELP
            "  --store DB        also store the page as a PNG in the database DB (table renderings, kind\n"
-           "                    'compare'); -o is then optional\n");
+           "                    'compare'); -o is then optional\n" ZFT_WAIT_HELP);
 }
 
 typedef struct cmp_ctx {
@@ -144,7 +144,7 @@ int zf_cmd_compare(int argc, char **argv)
                                          {"out", required_argument, 0, 'o'},
                                          {"store", required_argument, 0, 'S'},
                                          ZFT_FORCE_LONGOPT,
-                                         {"help", no_argument, 0, 'h'},
+                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zf_viz_compare_opts co = zf_viz_compare_defaults();
     const char *images = NULL, *out = NULL, *store = NULL;
@@ -186,7 +186,11 @@ int zf_cmd_compare(int argc, char **argv)
             return zft_usage_error("compare", "--store needs a zfviz built with the SQLite store");
 #endif
         case 'h': usage(); return 0;
-        default: return zft_usage_error("compare", "unknown option");
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("compare", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        default: return zft_option_error("compare");
         }
     }
     if (argc - optind > 2)

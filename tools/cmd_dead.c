@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "viz_db.h"
 #include "zf/db.h"
 
 const char zf_cmd_dead_summary[] = "dead-unit report of a scan: units that never (or rarely) fire";
@@ -19,6 +20,7 @@ static void usage(FILE *f)
             "on fewer than the fraction F of the images. A run in which no image could be read\n"
             "is refused (exit 1): it has nothing to say about any unit.\n\n"
             "  --db F            the scan database\n"
+           ZFT_WAIT_HELP
             "  --layer L         only this layer (default: every scanned layer)\n"
             "  --min-active F    also report units active on fewer than F (0-1) of the images\n"
             "  --csv             print layer,unit,active_fraction,max_activation a line each and\n"
@@ -34,7 +36,7 @@ int zf_cmd_dead(int argc, char **argv)
         {"db", required_argument, 0, 'd'},       {"layer", required_argument, 0, 'l'},
         {"min-active", required_argument, 0, 'm'}, {"csv", no_argument, 0, 'c'},
         {"header", no_argument, 0, 'H'},         {"run", required_argument, 0, 'r'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+        ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     const char *dbpath = NULL, *layer = NULL;
     double min_active = 0;
     int csv = 0, header = 0, opt;
@@ -59,7 +61,11 @@ int zf_cmd_dead(int argc, char **argv)
                 return zft_usage_error("dead", "--run takes a run id, not '%s'", optarg);
             break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("dead", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        default: return zft_option_error("dead");
         }
     }
     if (optind < argc)
@@ -75,9 +81,8 @@ int zf_cmd_dead(int argc, char **argv)
     int64_t rid = run_id;
     zf_db_run run;
     zf_db_model m;
-    zf_db_opts dbo = {ZF_DB_READONLY, 30, NULL, NULL};
     zf_status s;
-    if ((s = zf_db_open(dbpath, &dbo, &db)) || (!rid && (s = zf_db_run_latest(db, layer, &rid))) ||
+    if ((s = zft_db_open(dbpath, 0, &db)) || (!rid && (s = zf_db_run_latest(db, layer, &rid))) ||
         (s = zf_db_run_get(db, rid, &run)) || (s = zf_db_model_get(db, run.model_id, &m)) ||
         (s = zf_db_dead_units(db, rid, layer, min_active, &d, &n))) {
         rc = zft_fail("dead", s);

@@ -109,7 +109,7 @@ int zf_cmd_deconv(int argc, char **argv)
                    "  --batch N         images per pass (default 16)\n");
             return 0;
         default:
-            return zft_usage_error("deconv", "unknown option");
+            return zft_option_error("deconv");
         }
     }
     if (optind < argc)

@@ -61,6 +61,7 @@ static void usage(void)
            "  --quick           %d images and no whole-test-set accuracy (for tests)\n"
            "figure options (the PNGs and the PDF's figure pages):\n" ZFT_FIGURE_HELP ZFT_FIGURE_PROJ_HELP
            ZFT_FIGURE_PROB_HELP
+           ZFT_WAIT_HELP
            "  -h, --help        this help\n\n"
            "Fashion-MNIST comes from Debian's dataset-fashion-mnist or $ZFVIZ_FASHION_MNIST.\n",
            FULL_EVAL_S, DEFAULT_IMAGES, QUICK_IMAGES);
@@ -448,7 +449,7 @@ static zf_status scan(demo *d, demo_net *n)
      * images would add a second run to pick from. */
     remove_db(n->db);
     zf_db *db = NULL;
-    zf_status st = zf_db_open(n->db, NULL, &db);
+    zf_status st = zft_db_open(n->db, 1, &db);
     if (st)
         return st;
     char images[PATH_MAX], rel[PATH_MAX];
@@ -1019,7 +1020,7 @@ int zf_cmd_demo(int argc, char **argv)
                                          {"images", required_argument, 0, 'n'},
                                          {"quick", no_argument, 0, 'q'},
                                          ZFT_FORCE_LONGOPT,
-                                         {"help", no_argument, 0, 'h'},
+                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     demo d;
     memset(&d, 0, sizeof d);
@@ -1043,7 +1044,11 @@ int zf_cmd_demo(int argc, char **argv)
             break;
         case 'q': d.quick = 1; break;
         case 'h': usage(); return 0;
-        default: return zft_usage_error("demo", "unknown option");
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("demo", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        default: return zft_option_error("demo");
         }
     }
     if (optind < argc)

@@ -62,7 +62,7 @@ int zf_cmd_eval(int argc, char **argv)
                    "  --size S          folders: the side images are stored at before cropping (default:\n"
                    "                    the net's resize size)\n");
             return 0;
-        default: return zft_usage_error("eval", "unknown option");
+        default: return zft_option_error("eval");
         }
     }
     if (optind < argc)

@@ -36,7 +36,7 @@ static void usage(void)
            "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n" ZFT_FIGURE_HELP
            "  -o, --out FILE    .png (one layer) or .pdf (its folder is created)\n" ZFT_FORCE_HELP
            "  --store DB        also store each layer's grid as a PNG in the database DB (table\n"
-           "                    renderings, kind 'filters'); -o is then optional\n");
+           "                    renderings, kind 'filters'); -o is then optional\n" ZFT_WAIT_HELP);
 }
 
 static int parse_mode(const char *s, zf_viz_filters_opts *o)
@@ -131,7 +131,7 @@ int zf_cmd_filters(int argc, char **argv)
                                          {"out", required_argument, 0, 'o'},
                                          {"store", required_argument, 0, 'S'},
                                          ZFT_FORCE_LONGOPT,
-                                         {"help", no_argument, 0, 'h'},
+                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zf_viz_filters_opts fo = zf_viz_filters_defaults();
@@ -203,7 +203,11 @@ int zf_cmd_filters(int argc, char **argv)
             return zft_usage_error("filters", "--store needs a zfviz built with the SQLite store");
 #endif
         case 'h': usage(); return 0;
-        default: return zft_usage_error("filters", "unknown option");
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("filters", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        default: return zft_option_error("filters");
         }
     }
     if (optind < argc)

@@ -138,7 +138,7 @@ int zf_cmd_forward(int argc, char **argv)
                    "  --batch N         images per forward pass (default 16)\n");
             return 0;
         default:
-            return zft_usage_error("forward", "unknown option");
+            return zft_option_error("forward");
         }
     }
     if (optind < argc)

@@ -22,7 +22,7 @@ int zf_cmd_gpuinfo(int argc, char **argv)
                    "cuBLAS handles) and reports its free memory. Exits with 1 when no GPU can be used.\n");
             return 0;
         }
-        return zft_usage_error("gpuinfo", "unknown option");
+        return zft_option_error("gpuinfo");
     }
     if (optind < argc)
         return zft_usage_error("gpuinfo", "unexpected argument '%s'", argv[optind]);

@@ -89,7 +89,7 @@ int zf_cmd_info(int argc, char **argv)
                    "classes, listed by name when the model carries names.\n\n" ZFT_MODEL_HELP);
             return 0;
         }
-        return zft_usage_error("info", "unknown option");
+        return zft_option_error("info");
     }
     if (optind < argc)
         return zft_usage_error("info", "unexpected argument '%s'", argv[optind]);

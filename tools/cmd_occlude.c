@@ -313,7 +313,7 @@ int zf_cmd_occlude(int argc, char **argv)
             fputs(usage_text, stdout);
             return 0;
         default:
-            return zft_usage_error("occlude", "unknown option");
+            return zft_option_error("occlude");
         }
     }
     if (optind < argc)

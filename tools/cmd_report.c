@@ -23,6 +23,7 @@ static void usage(void)
            "conv layer. Every page is numbered. A missing image in a sheet is drawn as a placeholder\n"
            "with a warning; a run in which no image could be read is refused.\n\n"
            "  --db F            the scan database\n"
+           ZFT_WAIT_HELP
            "  --run ID          which scan (default: the newest)\n"
            "  --top-units N     units per layer with top-9 sheets (default 4; 0: none)\n"
            "  --min-active F    'rare' units fire on fewer than this fraction of images (default 0.01)\n"
@@ -54,7 +55,7 @@ int zf_cmd_report(int argc, char **argv)
                                          {"out", required_argument, 0, 'o'},
                                          ZFT_FORCE_LONGOPT,
                                          ZFT_REROOT_LONGOPT,
-                                         {"help", no_argument, 0, 'h'},
+                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_reroot reroot = {0};
@@ -110,7 +111,11 @@ int zf_cmd_report(int argc, char **argv)
                 return zft_usage_error("report", "%s", zf_last_error());
             break;
         case 'h': usage(); return 0;
-        default: return zft_usage_error("report", "unknown option");
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("report", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        default: return zft_option_error("report");
         }
     }
     if (optind < argc)

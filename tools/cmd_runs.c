@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "common.h"
+#include "viz_db.h"
 #include "zf/db.h"
 
 const char zf_cmd_runs_summary[] = "list the scans in a database, their models and progress";
@@ -15,6 +16,7 @@ static void usage(FILE *f)
                "Lists every scan in the database: id, model (arch, weights or file, hash), images\n"
                "done of the list, layers and top-k.\n\n"
                "  --db F            the scan database\n"
+           ZFT_WAIT_HELP
                "  -h, --help        this help\n");
 }
 
@@ -31,7 +33,7 @@ static void show(void *ctx, const zf_db_run *r, const zf_db_model *m)
 int zf_cmd_runs(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"db", required_argument, 0, 'd'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        {"db", required_argument, 0, 'd'}, ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *dbpath = NULL;
     int opt;
     optind = 1;
@@ -39,7 +41,11 @@ int zf_cmd_runs(int argc, char **argv)
         switch (opt) {
         case 'd': dbpath = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("runs", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        default: return zft_option_error("runs");
         }
     }
     if (optind < argc)
@@ -47,9 +53,8 @@ int zf_cmd_runs(int argc, char **argv)
     if (!dbpath)
         return zft_usage_error("runs", "--db is required (see --help)");
     zf_db *db = NULL;
-    zf_db_opts dbo = {ZF_DB_READONLY, 30, NULL, NULL};
     zf_status s;
-    if ((s = zf_db_open(dbpath, &dbo, &db)) || (s = zf_db_runs(db, show, NULL))) {
+    if ((s = zft_db_open(dbpath, 0, &db)) || (s = zf_db_runs(db, show, NULL))) {
         zf_db_close(db);
         return zft_fail("runs", s);
     }

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "viz_db.h"
 #include "zf/db.h"
 
 const char zf_cmd_scan_summary[] = "scan images into a database: unit statistics, top-k, dead units";
@@ -25,13 +26,13 @@ static void usage(FILE *f)
             "                    for standard input; relative paths from the list's folder; at most\n"
             "                    4096 bytes a line, 1 GiB and 16,777,216 paths); a device is refused\n"
             "  --db F            the database (created if missing)\n"
+           ZFT_WAIT_HELP
             "  --layers L,...    conv/fc layers to scan (default: every one a ReLU follows)\n"
             "  --top K           examples kept per unit, one per image (default 9)\n"
             "  --batch N         images per forward pass (default 16)\n"
             "  --chunk N         images per commit at least (default 512); commits are also spaced\n"
             "                    to take at most ~3%% of the time and are never more than a minute\n"
             "                    apart: what a killed scan loses\n"
-            "  --wait S          seconds to wait for a lock another process holds (default 30)\n"
             "  -h, --help        this help\n\n"
             "An image that cannot be read or decoded, or whose preprocessed values are not finite\n"
             "(NaN or Inf), is skipped with a warning and counted as failed; a scan in which no image\n"
@@ -66,13 +67,6 @@ static void on_progress(void *ctx, int64_t done, int64_t total)
         zft_progress_update(&u->bar, done - u->start);
 }
 
-static void on_wait(void *ctx, const char *path, double waited, double timeout)
-{
-    (void)ctx;
-    fprintf(stderr, "zfviz scan: %s is locked by another process; waited %.1f s of %g s\n", path,
-            waited, timeout);
-}
-
 typedef struct err_ctx {
     int shown, total;
 } err_ctx;
@@ -96,14 +90,12 @@ int zf_cmd_scan(int argc, char **argv)
         {"top", required_argument, 0, 't'},
         {"batch", required_argument, 0, 'b'},
         {"chunk", required_argument, 0, 'c'},
-        {"wait", required_argument, 0, 'w'},
-        {"help", no_argument, 0, 'h'},
+        ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_model_ref ref;
     const char *images = NULL, *dbpath = NULL, *layers_arg = NULL;
     long top = 9, batch = 16, chunk = 512;
-    double wait = 30;
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -125,15 +117,12 @@ int zf_cmd_scan(int argc, char **argv)
             if ((chunk = zft_parse_long(optarg)) < 1 || chunk > 1 << 20)
                 return zft_usage_error("scan", "--chunk takes 1 to 1048576, not '%s'", optarg);
             break;
-        case 'w': {
-            char *end;
-            wait = strtod(optarg, &end);
-            if (*end || !(wait > 0))
-                return zft_usage_error("scan", "--wait takes a positive number of seconds");
-            break;
-        }
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("scan", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        default: return zft_option_error("scan");
         }
     }
     if (optind < argc)
@@ -174,8 +163,7 @@ int zf_cmd_scan(int argc, char **argv)
             idx[nl++] = li;
         }
     }
-    zf_db_opts dbo = {ZF_DB_READWRITE, wait, on_wait, NULL};
-    if ((s = zf_db_open(dbpath, &dbo, &db))) {
+    if ((s = zft_db_open(dbpath, 1, &db))) {
         rc = zft_fail("scan", s);
         goto out;
     }

@@ -26,6 +26,7 @@ static void usage(void)
            "An image that is missing or changed is drawn as a grey placeholder captioned 'missing'\n"
            "with a warning; only a sheet none of whose images can be read is an error.\n\n"
            "  --db F            the scan database\n"
+           ZFT_WAIT_HELP
            "  --layer L         a scanned conv layer (conv1..conv5)\n"
            "  --units C,...     these units\n"
            "  --top-units N     the N units with the strongest single activation\n"
@@ -72,7 +73,7 @@ int zf_cmd_sheet(int argc, char **argv)
                                          {"out", required_argument, 0, 'o'},
                                          ZFT_FORCE_LONGOPT,
                                          ZFT_REROOT_LONGOPT,
-                                         {"help", no_argument, 0, 'h'},
+                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
                                          {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_reroot reroot = {0};
@@ -121,7 +122,11 @@ int zf_cmd_sheet(int argc, char **argv)
                 return zft_usage_error("sheet", "%s", zf_last_error());
             break;
         case 'h': usage(); return 0;
-        default: return zft_usage_error("sheet", "unknown option");
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("sheet", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        default: return zft_option_error("sheet");
         }
     }
     if (optind < argc)

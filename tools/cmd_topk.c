@@ -26,12 +26,12 @@ static void usage(FILE *f)
             "(Zeiler & Fergus), crops it and the input patch to the receptive field, and stores both\n"
             "in the database as PNG renderings (table renderings, kinds 'deconv' and 'patch').\n\n"
             "  --db F            the scan database\n"
+           ZFT_WAIT_HELP
             "  --layer L         a scanned layer (conv5, fc6, ...)\n"
             "  --unit C          the unit (channel) number\n"
             "  --run ID          which scan (default: the newest that covers the layer)\n"
             "  --deconv          project and store renderings (conv layers)\n"
             "  --lrn-backward    the true LRN backward on the way down (default: identity)\n"
-            "  --wait S          seconds to wait for a lock another process holds (default 30)\n"
             ZFT_REROOT_HELP
             "  the model defaults to the one the run scanned (its arch and weights as recorded):\n"
             ZFT_MODEL_HELP
@@ -220,16 +220,14 @@ int zf_cmd_topk(int argc, char **argv)
         {"run", required_argument, 0, 'r'},
         {"deconv", no_argument, 0, 'D'},
         {"lrn-backward", no_argument, 0, 'L'},
-        {"wait", required_argument, 0, 'w'},
         ZFT_REROOT_LONGOPT,
-        {"help", no_argument, 0, 'h'},
+        ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_reroot reroot = {0};
     const char *dbpath = NULL, *layer = NULL;
     long unit = -1, run_id = 0;
     int deconv = 0, lrn_backward = 0, opt;
-    double wait = 30;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
         if (zft_model_option(&mo, opt, optarg))
@@ -251,15 +249,12 @@ int zf_cmd_topk(int argc, char **argv)
             break;
         case 'D': deconv = 1; break;
         case 'L': lrn_backward = 1; break;
-        case 'w': {
-            char *end;
-            wait = strtod(optarg, &end);
-            if (*end || !(wait > 0))
-                return zft_usage_error("topk", "--wait takes a positive number of seconds");
-            break;
-        }
         case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("topk", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        default: return zft_option_error("topk");
         }
     }
     if (optind < argc)
@@ -273,12 +268,11 @@ int zf_cmd_topk(int argc, char **argv)
     zf_db_example *ex = NULL;
     int n = 0, rc = 0;
     zf_status s;
-    zf_db_opts dbo = {deconv ? ZF_DB_READWRITE : ZF_DB_READONLY, wait, NULL, NULL};
     zf_db_run run;
     zf_db_model m;
     int64_t rid = run_id;
     const char *lname = layer;
-    if ((s = zf_db_open(dbpath, &dbo, &db)) || (!rid && (s = zf_db_run_latest(db, lname, &rid))) ||
+    if ((s = zft_db_open(dbpath, deconv, &db)) || (!rid && (s = zf_db_run_latest(db, lname, &rid))) ||
         (s = zf_db_run_get(db, rid, &run)) || (s = zf_db_model_get(db, run.model_id, &m)) ||
         (s = zf_db_topk_get(db, rid, lname, (int)unit, &ex, &n))) {
         rc = zft_fail("topk", s);

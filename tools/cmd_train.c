@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "viz_db.h"
 #include "zf/dataset.h"
 #include "zf/file.h"
 #include "zf/model.h"
@@ -55,6 +56,7 @@ static void usage(void)
            "  --size S          folders: images are stored resized to S x S (default: the net's resize size)\n"
            "  --snapshots E,..  store every conv layer's filters after these epochs (default 1,2,5,10)\n"
            "  --db FILE         SQLite file for metrics and snapshots (default MODEL without .safetensors + .sqlite)\n"
+           ZFT_WAIT_HELP
            "  --checkpoint-every S  seconds between mid-epoch checkpoints (default 60)\n"
            "  --resume          continue from MODEL.ckpt (same arch, data, seed and batch)\n");
 }
@@ -338,7 +340,7 @@ int zf_cmd_train(int argc, char **argv)
         {"snapshots", required_argument, 0, O_SNAP}, {"db", required_argument, 0, O_DB},
         {"checkpoint-every", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
         ZFT_FORCE_LONGOPT,
-        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+        ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *arch = "alexnet-mini", *data = NULL, *out = NULL, *db_path = NULL;
     zf_train_config cfg = {0};
     cfg.epochs = 10;
@@ -445,7 +447,11 @@ int zf_cmd_train(int argc, char **argv)
             break;
         case O_RESUME: resume = 1; break;
         case 'h': usage(); return 0;
-        default: return zft_usage_error("train", "unknown option");
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("train", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        default: return zft_option_error("train");
         }
     }
     if (optind < argc)
@@ -570,7 +576,7 @@ int zf_cmd_train(int argc, char **argv)
     ctx.epochs = cfg.epochs;
     ctx.out = out;
 #ifdef ZF_DB_ENABLED
-    st = zf_db_open(dbp, NULL, &ctx.db);
+    st = zft_db_open(dbp, 1, &ctx.db);
     if (!st)
         st = zf_db_train_run(ctx.db, out, arch, data, config, resume, &ctx.run);
 #endif
