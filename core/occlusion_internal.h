@@ -1,8 +1,5 @@
-/* What the occlusion's files share (core only): the changed regions a batch of positions carries
- * from layer to layer, each conv layer's plan, the run's state and scratch, and the functions the
- * stages call across files. occlusion.c: entry points, set-up, planning and the two methods;
- * occlusion_region.c: regions through window and pointwise layers; occlusion_conv.c: the
- * convolutions over them; occlusion_fc.c: the fully connected tail. */
+/* What occlusion.c and its stages (occlusion_region.c, occlusion_conv.c, occlusion_fc.c) share:
+ * the changed regions, the run's state and the zf_occl_* functions called across files (core only). */
 #ifndef ZF_OCCLUSION_INTERNAL_H
 #define ZF_OCCLUSION_INTERNAL_H
 
