@@ -13,9 +13,7 @@
 #include "zf/net.h"
 #include "zf/occlusion.h"
 #include "zf/tensor.h"
-#ifdef ZF_ONNX_ENABLED
 #include "zf/onnx.h"
-#endif
 
 /* He-uniform conv weights (variance 2 / fan_in) and small biases, so that activations neither
  * vanish nor explode through the layers and the maps are not flat; fully connected layers get
@@ -330,7 +328,6 @@ static const char *light_model(const char *file)
 
 Test(occlusion, onnx_zoo_graphs_match_naive_forward_per_position)
 {
-#ifdef ZF_ONNX_ENABLED
     const char *files[] = {"light_bvlc_alexnet.onnx", "light_zfnet512.onnx"};
     for (int i = 0; i < 2; i++) {
         const char *path = light_model(files[i]);
@@ -345,9 +342,6 @@ Test(occlusion, onnx_zoo_graphs_match_naive_forward_per_position)
         free(x);
         zf_net_free(net);
     }
-#else
-    cr_skip_test("built without ONNX import");
-#endif
 }
 
 /* A small net with every op the incremental method follows: strided, padded, grouped and

@@ -1186,7 +1186,6 @@ Test(cli, filters_draws_a_grey_nets_conv1_in_grey_tap_for_tap)
     zf_net_free(net);
 }
 
-#ifdef ZF_TOOLS_ENABLED
 #include "common.h"
 
 /* Line k of assets/imagenet_classes.txt (comment lines skipped), read here. */
@@ -1271,9 +1270,7 @@ Test(tools, occlusion_defaults_scale_with_the_input)
         zf_net_free(net);
     }
 }
-#endif
 
-#ifdef ZF_DB_ENABLED
 #include "zf/db.h"
 
 /* ---- stored renderings (the SQLite store) ---- */
@@ -1375,18 +1372,8 @@ Test(cli, sheet_and_report_read_a_scan_and_store_renderings)
     zf_db_close(db);
 
     /* With occlusion maps in the build, one image's figure too (a coarse grid keeps it quick). */
-#if defined(__has_include)
-#if __has_include("zf/occlusion.h")
-#define VIZ_TEST_OCCLUSION 1
-#endif
-#endif
-#ifdef VIZ_TEST_OCCLUSION
     const char *occl = "--occlude images/im1.png --patch 64 --stride 40";
     const int occl_pages = 1;
-#else
-    const char *occl = "";
-    const int occl_pages = 0;
-#endif
     cr_assert_eq(tu_system("cd '%s' && '%s' report --db scan.db --top-units 1 %s -o report.pdf 2>/dev/null", dir, z,
                            occl),
                  0, "zfviz report failed");
@@ -1395,4 +1382,3 @@ Test(cli, sheet_and_report_read_a_scan_and_store_renderings)
      * scanned layer, the occlusion page */
     cr_expect_eq(pdf_pages(out), 1 + 1 + 5 + 1 + 2 + occl_pages);
 }
-#endif

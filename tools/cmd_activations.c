@@ -125,12 +125,8 @@ int zf_cmd_activations(int argc, char **argv)
         case 'L': vo.labels = 1; break;
         case 'o': out = optarg; break;
         case 'S':
-#ifdef ZF_DB_ENABLED
             store = optarg;
             break;
-#else
-            return zft_usage_error("activations", "--store needs a zfviz built with the SQLite store");
-#endif
         case 'h': usage(); return 0;
         case ZFT_OPT_WAIT:
             if (zft_wait_set(optarg))
@@ -202,7 +198,6 @@ int zf_cmd_activations(int argc, char **argv)
             goto fail;
         fprintf(stderr, "wrote %s\n", out);
     }
-#ifdef ZF_DB_ENABLED
     if (store) {
         char what[1024];
         snprintf(what, sizeof what, "feature maps of %s %s for %s (image %ld), %s, %s scale", net->arch, l->name,
@@ -211,7 +206,6 @@ int zf_cmd_activations(int argc, char **argv)
         if ((st = zft_store_rendering_at(store, &r, draw_maps, &mc)))
             goto fail;
     }
-#endif
     rc = 0;
 fail:
     if (rc)

@@ -179,12 +179,8 @@ int zf_cmd_compare(int argc, char **argv)
         }
         case 'o': out = optarg; break;
         case 'S':
-#ifdef ZF_DB_ENABLED
             store = optarg;
             break;
-#else
-            return zft_usage_error("compare", "--store needs a zfviz built with the SQLite store");
-#endif
         case 'h': usage(); return 0;
         case ZFT_OPT_WAIT:
             if (zft_wait_set(optarg))
@@ -239,7 +235,6 @@ int zf_cmd_compare(int argc, char **argv)
     cmp_ctx cc = {&m[0], &m[1], &co};
     if (out && ((st = zft_output_prepare(out)) || (st = zf_viz_doc_open(out, &doc)) || (st = draw_compare(doc, &cc)) || (st = zf_viz_doc_finish(doc))))
         goto fail;
-#ifdef ZF_DB_ENABLED
     if (store) {
         char what[2600];
         snprintf(what, sizeof what,
@@ -250,7 +245,6 @@ int zf_cmd_compare(int argc, char **argv)
         if ((st = zft_store_rendering_at(store, &r, draw_compare, &cc)))
             goto fail;
     }
-#endif
     for (int i = 0; i < 2; i++) {
         zf_viz_compare_stats s;
         if ((st = zf_viz_compare_stats_of(&s, &m[i], co.near_dead)))

@@ -29,7 +29,6 @@
 
 const char zf_cmd_demo_summary[] = "the tour: every figure of both embedded nets on Fashion-MNIST, PNGs and one PDF";
 
-#ifdef ZF_DB_ENABLED
 #include "zf/viz.h"
 
 #define N_NETS 2
@@ -1061,12 +1060,3 @@ int zf_cmd_demo(int argc, char **argv)
     demo_free(&d);
     return st ? zft_fail("demo", st) : 0;
 }
-#else
-int zf_cmd_demo(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "zfviz demo: this zfviz was built without the SQLite store the scans need\n");
-    return 1;
-}
-#endif

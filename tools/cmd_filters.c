@@ -102,7 +102,6 @@ static zf_status draw_layer(zf_viz_doc *doc, void *ctx)
     return st ? zf_error_prefix(st, "%s: ", l->name) : ZF_OK;
 }
 
-#ifdef ZF_DB_ENABLED
 static zf_status store_layer(const char *dbpath, layer_ctx *c)
 {
     const zf_layer *l = &c->net->layers[c->conv];
@@ -113,7 +112,6 @@ static zf_status store_layer(const char *dbpath, layer_ctx *c)
     zf_db_rendering r = {-1, -1, l->name, -1, -1, "filters", what, 0, 0};
     return zft_store_rendering_at(dbpath, &r, draw_layer, c);
 }
-#endif
 
 int zf_cmd_filters(int argc, char **argv)
 {
@@ -196,12 +194,8 @@ int zf_cmd_filters(int argc, char **argv)
         }
         case 'o': out = optarg; break;
         case 'S':
-#ifdef ZF_DB_ENABLED
             store = optarg;
             break;
-#else
-            return zft_usage_error("filters", "--store needs a zfviz built with the SQLite store");
-#endif
         case 'h': usage(); return 0;
         case ZFT_OPT_WAIT:
             if (zft_wait_set(optarg))
@@ -268,13 +262,11 @@ int zf_cmd_filters(int argc, char **argv)
             goto fail;
         fprintf(stderr, "wrote %s\n", out);
     }
-#ifdef ZF_DB_ENABLED
     for (int i = 0; store && i < n; i++) {
         layer_ctx lc = {net, convs[i], model_name, &fo};
         if ((st = store_layer(store, &lc)))
             goto fail;
     }
-#endif
     rc = 0;
 fail:
     if (rc)

@@ -12,9 +12,7 @@
 #include "zf/file.h"
 #include "zf/io.h"
 #include "zf/occlusion.h"
-#ifdef ZF_VIZ_ENABLED
 #include "zf/viz.h"
-#endif
 
 const char zf_cmd_occlude_summary[] = "occlusion sensitivity maps: feature, class probability, top class";
 
@@ -160,7 +158,6 @@ enum { OPT_PATCH = 256, OPT_STRIDE, OPT_FILL, OPT_CLASS, OPT_LAYER, OPT_CHANNEL,
 static zf_status write_figure(const char *path, zf_net *net, const float *input, const zf_occlusion_result *r,
                               const char *input_path, const zf_viz_style *style)
 {
-#ifdef ZF_VIZ_ENABLED
     const int h = net->in_h, w = net->in_w, planes = zf_viz_planes(&net->pre);
     if (net->in_c != planes)
         return zf_error(ZF_ERR_SHAPE, "%s: %s has %d input channels but its preprocessing (order) makes %d: "
@@ -200,14 +197,6 @@ done:
     free(rgb);
     free(proj);
     return st;
-#else
-    (void)net;
-    (void)input;
-    (void)r;
-    (void)input_path;
-    (void)style;
-    return zf_error(ZF_ERR_UNSUPPORTED, "%s: this zfviz was built without the renderer", path);
-#endif
 }
 
 int zf_cmd_occlude(int argc, char **argv)

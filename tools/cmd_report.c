@@ -11,7 +11,6 @@
 
 const char zf_cmd_report_summary[] = "a multi-page PDF report of a scan database";
 
-#ifdef ZF_DB_ENABLED
 static void usage(void)
 {
     printf("usage: zfviz report --db DB -o REPORT.pdf [--run ID] [--top-units N] [--min-active F] [--reroot OLD=NEW]\n"
@@ -93,8 +92,6 @@ int zf_cmd_report(int argc, char **argv)
             break;
         }
         case 'O':
-            if (!zft_report_can_occlude())
-                return zft_usage_error("report", "--occlude needs a zfviz built with occlusion maps");
             occlude = optarg;
             break;
         case 'q':
@@ -166,12 +163,3 @@ fail:
     zft_scan_close(&scan);
     return rc;
 }
-#else
-int zf_cmd_report(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "zfviz report: this zfviz was built without the SQLite store\n");
-    return 1;
-}
-#endif

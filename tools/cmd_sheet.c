@@ -12,7 +12,6 @@
 
 const char zf_cmd_sheet_summary[] = "top-9 deconv sheets of units from a scan database (PNG or PDF)";
 
-#ifdef ZF_DB_ENABLED
 static void usage(void)
 {
     printf("usage: zfviz sheet --db DB --layer convK (--units C[,C...] | --top-units N) -o FILE.png|FILE.pdf\n"
@@ -212,12 +211,3 @@ fail:
     zft_scan_close(&scan);
     return rc;
 }
-#else
-int zf_cmd_sheet(int argc, char **argv)
-{
-    (void)argc;
-    (void)argv;
-    fprintf(stderr, "zfviz sheet: this zfviz was built without the SQLite store\n");
-    return 1;
-}
-#endif

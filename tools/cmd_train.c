@@ -14,12 +14,8 @@
 #include "zf/file.h"
 #include "zf/model.h"
 #include "zf/train.h"
-#ifdef ZF_DB_ENABLED
 #include "zf/db_train.h"
-#endif
-#ifdef ZF_VIZ_ENABLED
 #include "zf/viz.h"
-#endif
 
 const char zf_cmd_train_summary[] = "train a network (Fashion-MNIST or an image folder) on the CPU";
 
@@ -66,10 +62,8 @@ typedef struct {
     int epochs;
     zft_progress bar;
     int bar_epoch;
-#ifdef ZF_DB_ENABLED
     zf_db *db;
     int64_t run;
-#endif
     const char *out;
     int quiet_tty;
 } train_ctx;
@@ -89,7 +83,6 @@ static int on_step(void *vctx, int epoch, int64_t step, int64_t steps, double lo
     return 0;
 }
 
-#ifdef ZF_VIZ_ENABLED
 static zf_status filters_png(const zf_layer *l, void **png, size_t *len)
 {
     zf_viz_doc *doc;
@@ -119,7 +112,6 @@ static zf_status filters_png(const zf_layer *l, void **png, size_t *len)
     zf_viz_doc_free(doc);
     return st;
 }
-#endif
 
 static zf_status on_epoch(void *vctx, const zf_epoch_stats *s, const zf_net *net)
 {
@@ -132,7 +124,6 @@ static zf_status on_epoch(void *vctx, const zf_epoch_stats *s, const zf_net *net
     printf("   %.0f s, %.0f img/s\n", s->seconds, s->images_per_s);
     fflush(stdout);
     zf_status st = ZF_OK;
-#ifdef ZF_DB_ENABLED
     if (c->db) {
         if ((st = zf_db_begin(c->db)))
             return st;
@@ -146,10 +137,8 @@ static zf_status on_epoch(void *vctx, const zf_epoch_stats *s, const zf_net *net
                 continue;
             void *png = NULL;
             size_t len = 0;
-#ifdef ZF_VIZ_ENABLED
             if (i == 0)
                 st = filters_png(l, &png, &len);
-#endif
             if (!st)
                 st = zf_db_train_snapshot_put(c->db, c->run, s->epoch, l, png, len);
             free(png);
@@ -159,9 +148,6 @@ static zf_status on_epoch(void *vctx, const zf_epoch_stats *s, const zf_net *net
         else
             zf_db_rollback(c->db);
     }
-#else
-    (void)net;
-#endif
     return st;
 }
 
@@ -193,7 +179,6 @@ static int parse_float(const char *s, double lo, double hi, double *out)
 static void write_curves(train_ctx *c, const char *arch, char *png_path, size_t plen)
 {
     png_path[0] = 0;
-#if defined(ZF_DB_ENABLED) && defined(ZF_VIZ_ENABLED)
     zf_epoch_stats *e;
     int n;
     if (!c->db || zf_db_train_epochs(c->db, c->run, &e, &n) || n == 0)
@@ -232,11 +217,6 @@ static void write_curves(train_ctx *c, const char *arch, char *png_path, size_t 
     }
     free(v);
     free(e);
-#else
-    (void)c;
-    (void)arch;
-    (void)plen;
-#endif
 }
 
 /* A float setting as the shortest decimal that reads back as the same float (0.01, not
@@ -296,7 +276,6 @@ static zf_status config_json(char *buf, size_t size, const char *arch, const cha
  * finite), for the model file: the curves travel with the model. NULL when there is no database. */
 static char *history_json(train_ctx *c)
 {
-#ifdef ZF_DB_ENABLED
     zf_epoch_stats *e;
     int n;
     if (!c->db || zf_db_train_epochs(c->db, c->run, &e, &n))
@@ -317,10 +296,6 @@ static char *history_json(train_ctx *c)
     char *s = rows ? json_dumps(rows, TRAIN_JSON_FLAGS) : NULL;
     json_decref(rows);
     return s;
-#else
-    (void)c;
-    return NULL;
-#endif
 }
 
 int zf_cmd_train(int argc, char **argv)
@@ -575,11 +550,9 @@ int zf_cmd_train(int argc, char **argv)
     }
     ctx.epochs = cfg.epochs;
     ctx.out = out;
-#ifdef ZF_DB_ENABLED
     st = zft_db_open(dbp, 1, &ctx.db);
     if (!st)
         st = zf_db_train_run(ctx.db, out, arch, data, config, resume, &ctx.run);
-#endif
     if (!st) {
         printf("training %s on %s: %lld images (%d classes), %lld held out, %d epochs of %lld steps, batch %d\n",
                arch, data, (long long)train->n, train->n_classes, (long long)val, cfg.epochs,
@@ -617,9 +590,7 @@ int zf_cmd_train(int argc, char **argv)
                 printf("  curves     %s (and .pdf)\n", png);
         }
     }
-#ifdef ZF_DB_ENABLED
     zf_db_close(ctx.db);
-#endif
     zf_dataset_free(all);
     zf_dataset_free(train);
     zf_dataset_free(valset);

@@ -2,7 +2,6 @@
  * the deconvnet run again on the stored examples, and renderings stored as PNG blobs. */
 #include "viz_db.h"
 
-#ifdef ZF_DB_ENABLED
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -13,12 +12,7 @@
 #include "zf/input.h"
 #include "zf/io.h"
 #include "zf/model.h"
-#if defined(__has_include)
-#if __has_include("zf/occlusion.h")
 #include "zf/occlusion.h"
-#define ZFT_HAVE_OCCLUSION 1
-#endif
-#endif
 
 static void on_db_wait(void *ctx, const char *path, double waited, double timeout)
 {
@@ -525,9 +519,6 @@ static zf_status keep_report(zft_report *r, void *p)
     return ZF_OK;
 }
 
-#ifdef ZFT_HAVE_OCCLUSION
-int zft_report_can_occlude(void) { return 1; }
-
 /* The maps, the image the net saw and the deconv projection of the mapped channel on it. */
 static zf_status occlusion_row(zft_report *r, zf_net *net, const char *path, const float *input, int patch,
                                int stride, zf_viz_occlusion *row)
@@ -585,13 +576,8 @@ static zf_status occlusion_row(zft_report *r, zf_net *net, const char *path, con
     zf_occlusion_result_free(res);
     return st;
 }
-#else
-int zft_report_can_occlude(void) { return 0; }
-#endif
-
 zf_status zft_report_add_occlusion(zft_report *r, zft_scan *s, const char *path, int patch, int stride)
 {
-#ifdef ZFT_HAVE_OCCLUSION
     zf_tensor *x = NULL;
     zf_status st = zf_input_load(path, s->net, &x);
     if (st)
@@ -614,13 +600,6 @@ zf_status zft_report_add_occlusion(zft_report *r, zft_scan *s, const char *path,
     r->in.n_occlusions++;
     r->in.occlusions = r->occl;
     return ZF_OK;
-#else
-    (void)r;
-    (void)s;
-    (void)patch;
-    (void)stride;
-    return zf_error(ZF_ERR_UNSUPPORTED, "%s: this zfviz was built without occlusion maps", path);
-#endif
 }
 
 void zft_report_free(zft_report *r)
@@ -671,7 +650,3 @@ zf_status zft_store_rendering_at(const char *dbpath, const zf_db_rendering *what
         fprintf(stderr, "stored %s rendering %lld in %s\n", what->kind, (long long)id, dbpath);
     return st;
 }
-#else
-/* Without the store there is nothing to glue. */
-typedef int zft_viz_db_unused;
-#endif

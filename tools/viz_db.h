@@ -1,10 +1,9 @@
-/* Pictures from a scan database: the glue between the store (zf_db) and the viz renderers, used by
- * zfviz sheet and zfviz report, and storing renderings as PNG blobs (--store). Only built with the
- * store (ZF_DB_ENABLED). */
+/* Scan databases for the commands: opening them (--wait), the model a scan recorded, and the glue
+ * between the store (zf_db) and the viz renderers behind zfviz sheet and zfviz report, and storing
+ * renderings as PNG blobs (--store). */
 #ifndef ZF_TOOLS_VIZ_DB_H
 #define ZF_TOOLS_VIZ_DB_H
 
-#ifdef ZF_DB_ENABLED
 #include "common.h"
 #include "zf/db.h"
 #include "zf/viz.h"
@@ -93,8 +92,6 @@ typedef struct zft_report {
     int n_bufs, cap_bufs;
 } zft_report;
 zf_status zft_report_build(zft_report *out, zft_scan *s, double min_active, int top_units);
-/* Whether this build has occlusion maps (core's zf/occlusion.h). */
-int zft_report_can_occlude(void);
 /* Adds the occlusion figure of the image at `path` (ZF Fig. 7: a patch x patch grey square at
  * `stride`, the strongest map of the last conv layer, the top class of the unoccluded image). */
 zf_status zft_report_add_occlusion(zft_report *r, zft_scan *s, const char *path, int patch, int stride);
@@ -106,6 +103,5 @@ typedef zf_status (*zft_render_fn)(zf_viz_doc *doc, void *ctx);
 zf_status zft_store_rendering(zf_db *db, const zf_db_rendering *what, zft_render_fn fn, void *ctx, int64_t *id);
 /* The same into the database at `dbpath` (created if missing); prints where it went. */
 zf_status zft_store_rendering_at(const char *dbpath, const zf_db_rendering *what, zft_render_fn fn, void *ctx);
-#endif
 
 #endif
