@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "util_internal.h"
+#include "util_internal.h" /* zf_half_to_float, zf_bf16_to_float */
 #include "zf/status.h"
 
 #define ZF_NPY_MAX_DIMS 32 /* numpy's own limit (NPY_MAXDIMS) */
@@ -32,12 +32,5 @@ zf_status zf_npy_read_i32(FILE *f, const zf_npy_info *info, const char *path, in
 
 /* "(2, 3, 5)" into buf; returns buf. */
 const char *zf_npy_shape_str(const int64_t *shape, int ndim, char *buf, size_t len);
-
-/* bfloat16 to float (exact); IEEE half is util_internal.h's zf_half_to_float. */
-static inline float zf_bf16_to_float(uint16_t b)
-{
-    union { uint32_t u; float f; } v = {(uint32_t)b << 16};
-    return v.f;
-}
 
 #endif

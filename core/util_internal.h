@@ -1,5 +1,5 @@
 /* Small pieces several core files share (core only): SplitMix64's mixer behind every counter-based
- * random stream, IEEE half to float, Python's round of d/2 for centre crops, and the first maximum. */
+ * random stream, half and bfloat16 to float, Python's round of d/2, and the first maximum. */
 #ifndef ZF_UTIL_INTERNAL_H
 #define ZF_UTIL_INTERNAL_H
 
@@ -41,6 +41,15 @@ static inline float zf_half_to_float(uint16_t h)
         } while (!(man & 0x400));
         bits = sign | ((uint32_t)(112 - e) << 23) | ((man & 0x3ff) << 13);
     }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* bfloat16 to float (exact: its bits are a float's top half). */
+static inline float zf_bf16_to_float(uint16_t b)
+{
+    const uint32_t bits = (uint32_t)b << 16;
     float f;
     memcpy(&f, &bits, sizeof f);
     return f;

@@ -197,14 +197,7 @@ static double raw_get(const uint8_t *p, int t, int64_t i)
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT16: { int16_t v; memcpy(&v, p + 2 * i, 2); return v; }
     case ONNX__TENSOR_PROTO__DATA_TYPE__UINT16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return v; }
     case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return zf_half_to_float(v); }
-    case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: {
-        uint16_t v;
-        memcpy(&v, p + 2 * i, 2);
-        uint32_t bits = (uint32_t)v << 16;
-        float f;
-        memcpy(&f, &bits, 4);
-        return f;
-    }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: { uint16_t v; memcpy(&v, p + 2 * i, 2); return zf_bf16_to_float(v); }
     case ONNX__TENSOR_PROTO__DATA_TYPE__INT8: return (int8_t)p[i];
     default: return p[i]; /* uint8, bool */
     }
@@ -220,12 +213,7 @@ static double typed_get(const Onnx__TensorProto *tp, int t, int64_t i)
     case ONNX__TENSOR_PROTO__DATA_TYPE__UINT32:
     case ONNX__TENSOR_PROTO__DATA_TYPE__UINT64: return (double)tp->uint64_data[i];
     case ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT16: return zf_half_to_float((uint16_t)tp->int32_data[i]);
-    case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: {
-        uint32_t bits = (uint32_t)(uint16_t)tp->int32_data[i] << 16;
-        float f;
-        memcpy(&f, &bits, 4);
-        return f;
-    }
+    case ONNX__TENSOR_PROTO__DATA_TYPE__BFLOAT16: return zf_bf16_to_float((uint16_t)tp->int32_data[i]);
     default: return tp->int32_data[i];
     }
 }
