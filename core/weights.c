@@ -518,7 +518,12 @@ static zf_status st_read(FILE *f, const char *path, zf_net *net, float *extra,
     uint64_t hn = 0;
     for (int i = 0; i < 8; i++)
         hn |= (uint64_t)len8[i] << (8 * i);
-    if (hn > ST_MAX_HEADER || (int64_t)(8 + hn) > (int64_t)sb.st_size) {
+    if (hn > ST_MAX_HEADER) {
+        st = zf_error(ZF_ERR_FORMAT, "%s: not a safetensors file (header length %llu is more than "
+                      "the %d a header may have)", path, (unsigned long long)hn, ST_MAX_HEADER);
+        goto done;
+    }
+    if ((int64_t)(8 + hn) > (int64_t)sb.st_size) {
         st = zf_error(ZF_ERR_FORMAT, "%s: not a safetensors file (header length %llu for a file "
                       "of %lld bytes)", path, (unsigned long long)hn, (long long)sb.st_size);
         goto done;
