@@ -165,6 +165,12 @@ static const char *const migrations[ZF_DB_SCHEMA_VERSION] = {
     "  png      BLOB,              -- the filter grid as zfviz filters draws it\n"
     "  PRIMARY KEY (run_id, epoch, layer)\n"
     ");\n",
+    /* 2 -> 3: exact sums (zf/xsum.h) that merge across shards, and sharded runs (scan --shard,
+     * merge). A run begun before keeps its float64 sum until its next commit writes both. */
+    "ALTER TABLE unit_stats ADD COLUMN sum_exact BLOB;\n"
+    "ALTER TABLE runs ADD COLUMN list_n INTEGER;\n"
+    "ALTER TABLE runs ADD COLUMN shard TEXT;\n"
+    "ALTER TABLE runs ADD COLUMN seq0 INTEGER NOT NULL DEFAULT 0;\n",
 };
 
 double zf_db_now(void) { return zf_clock_now(); }

@@ -5,11 +5,12 @@
  *
  * Why resume is exact: images are processed in one fixed order (their sequence number in the
  * list), in batches that always start at multiples of the batch size, and every accumulator is
- * either an integer count, a float64 sum added to in that order, or a max / top-k decided by
- * (value, then earlier sequence number). A commit writes the accumulators as they stand after the
- * chunk (absolute values, not increments) in the same transaction as the chunk's images and the
- * run's new position; SQLite stores float64 exactly, so loading them back reproduces the memory
- * state of a scan that never stopped. */
+ * either an integer count, an exact sum (zf/xsum.h: the same bits in any order), or a max / top-k
+ * decided by (value, then earlier sequence number). A commit writes the accumulators as they stand
+ * after the chunk (absolute values, not increments) in the same transaction as the chunk's images
+ * and the run's new position, so loading them back reproduces the memory state of a scan that
+ * never stopped; and since none of them depends on the order of the images, shards of a list
+ * scanned apart merge to exactly the numbers of one scan (db/merge.c). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +30,7 @@
 
 #include "internal.h"
 #include "zf/input.h"
+#include "zf/xsum.h"
 
 #define SCAN_SLOTS 3 /* batches a decoding thread may hold ahead of another engine's forward */
 
@@ -74,7 +76,7 @@ typedef struct scan_layer {
     int units, hw;
     int64_t *active;   /* images on which some position was > 0 */
     int64_t *positive; /* positions > 0 */
-    double *sum;       /* of max(value, 0), in image order */
+    zf_xsum *sum;      /* of max(value, 0), exact */
     float *max;        /* largest value (before the ReLU) */
     int64_t *max_seq;  /* where: image (-1: none yet) and position */
     int32_t *max_pos;
@@ -85,33 +87,25 @@ typedef struct scan_layer {
     char **json;       /* each unit's top-k as stored (unit_stats.top), remade when dirty */
 } scan_layer;
 
-/* Over one plane of n values: sum of the positive ones (float64 in eight lanes, lane l taking
- * elements l, l+8, ..., combined in a fixed order), how many are positive, the largest, and the
- * first position holding it (row-major). The AVX2 path does the same additions in the same
- * order as the portable one, so both give the same bits. */
-static void plane_stats(const float *p, int n, double *sum, int64_t *npos, float *max, int *arg)
+/* Over one plane of n values: the positive ones added into `sum` (exactly, through bins by
+ * exponent), how many are positive, the largest, and the first position holding it (row-major). */
+static void plane_stats(const float *p, int n, zf_xsum_bins *bins, zf_xsum *sum, int64_t *npos,
+                        float *max, int *arg)
 {
-    double s8[8] = {0};
     int c8[8] = {0};
     float m8[8];
     int j = 0;
 #ifdef __AVX2__
     {
         const __m256 zero = _mm256_setzero_ps();
-        __m256d lo = _mm256_setzero_pd(), hi = _mm256_setzero_pd();
         __m256i cnt = _mm256_setzero_si256();
         __m256 mx = _mm256_set1_ps(p[0]);
         for (; j + 8 <= n; j += 8) {
             __m256 v = _mm256_loadu_ps(p + j);
             __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
-            __m256 r = _mm256_and_ps(v, pos);
-            lo = _mm256_add_pd(lo, _mm256_cvtps_pd(_mm256_castps256_ps128(r)));
-            hi = _mm256_add_pd(hi, _mm256_cvtps_pd(_mm256_extractf128_ps(r, 1)));
             cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(pos));
             mx = _mm256_max_ps(v, mx); /* v > mx ? v : mx, as below */
         }
-        _mm256_storeu_pd(s8, lo);
-        _mm256_storeu_pd(s8 + 4, hi);
         _mm256_storeu_si256((__m256i *)c8, cnt);
         _mm256_storeu_ps(m8, mx);
     }
@@ -121,7 +115,6 @@ static void plane_stats(const float *p, int n, double *sum, int64_t *npos, float
     for (; j + 8 <= n; j += 8) {
         for (int l = 0; l < 8; l++) {
             float v = p[j + l];
-            s8[l] += v > 0.0f ? (double)v : 0.0;
             c8[l] += v > 0.0f;
             m8[l] = v > m8[l] ? v : m8[l];
         }
@@ -129,11 +122,13 @@ static void plane_stats(const float *p, int n, double *sum, int64_t *npos, float
 #endif
     for (int l = 0; j < n; j++, l++) {
         float v = p[j];
-        s8[l] += v > 0.0f ? (double)v : 0.0;
         c8[l] += v > 0.0f;
         m8[l] = v > m8[l] ? v : m8[l];
     }
-    double s = ((s8[0] + s8[1]) + (s8[2] + s8[3])) + ((s8[4] + s8[5]) + (s8[6] + s8[7]));
+    for (int i = 0; i < n; i++)
+        if (p[i] > 0.0f)
+            zf_xsum_bins_add(bins, p[i]);
+    zf_xsum_bins_flush(bins, sum);
     int c = c8[0] + c8[1] + c8[2] + c8[3] + c8[4] + c8[5] + c8[6] + c8[7];
     float m = m8[0];
     for (int l = 1; l < 8; l++)
@@ -156,7 +151,6 @@ static void plane_stats(const float *p, int n, double *sum, int64_t *npos, float
 #ifdef __AVX2__
 found:
 #endif
-    *sum = s;
     *npos = c;
     *max = m;
     *arg = a < n ? a : 0;
@@ -203,7 +197,8 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
             for (int c = 0; c < units; c++) {
                 float v = a[c];
                 int pos = v > 0.0f;
-                L->sum[c] += pos ? (double)v : 0.0;
+                if (pos)
+                    zf_xsum_add_float(&L->sum[c], v);
                 L->positive[c] += pos;
                 L->active[c] += pos;
             }
@@ -220,15 +215,15 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
         }
         return;
     }
+    zf_xsum_bins bins;
+    zf_xsum_bins_init(&bins);
     for (int c = 0; c < units; c++) {
         for (int i = 0; i < n; i++) {
             const float *p = act + ((size_t)i * units + c) * (size_t)hw;
-            double s;
             int64_t npos;
             float m;
             int arg;
-            plane_stats(p, hw, &s, &npos, &m, &arg);
-            L->sum[c] += s;
+            plane_stats(p, hw, &bins, &L->sum[c], &npos, &m, &arg);
             L->positive[c] += npos;
             L->active[c] += npos > 0;
             if (L->max_seq[c] < 0 || m > L->max[c]) {
@@ -546,11 +541,12 @@ static zf_status prepare_all(scan *S)
         (s = zf_db_prepare(
              db, &S->upsert_stats,
              "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, positions, "
-             "positive_positions, sum, max, max_image_id, max_y, max_x, max_seq, top) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+             "positive_positions, sum, max, max_image_id, max_y, max_x, max_seq, top, sum_exact) "
+             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
              "ON CONFLICT (run_id, layer, unit) DO UPDATE SET images = excluded.images, "
              "active_images = excluded.active_images, positions = excluded.positions, "
              "positive_positions = excluded.positive_positions, sum = excluded.sum, "
+             "sum_exact = excluded.sum_exact, "
              "max = excluded.max, max_image_id = excluded.max_image_id, max_y = excluded.max_y, "
              "max_x = excluded.max_x, max_seq = excluded.max_seq, top = excluded.top")) ||
         (s = zf_db_prepare(db, &S->update_run,
@@ -719,7 +715,10 @@ static zf_status write_stats(scan *S, scan_layer *L)
         ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 5, L->active[c]));
         ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 6, S->n_ok * L->hw));
         ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 7, L->positive[c]));
-        ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 8, L->sum[c]));
+        unsigned char exact[ZF_XSUM_BYTES];
+        zf_xsum_pack(&L->sum[c], exact);
+        ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 8, zf_xsum_double(&L->sum[c])));
+        ZF_SQL_TRY(s, db, sqlite3_bind_blob(st, 15, exact, sizeof exact, SQLITE_TRANSIENT));
         if (L->max_seq[c] >= 0) {
             ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 9, (double)L->max[c]));
             ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 10, S->seq_image[L->max_seq[c]]));
@@ -857,7 +856,7 @@ static zf_status load_state(scan *S)
     st = NULL;
     if ((s = zf_db_prepare(db, &st,
                            "SELECT unit, images, active_images, positions, positive_positions, "
-                           "sum, max, max_seq, max_y, max_x, top FROM unit_stats "
+                           "sum, max, max_seq, max_y, max_x, top, sum_exact FROM unit_stats "
                            "WHERE run_id = ? AND layer = ? ORDER BY unit")))
         return s;
     for (int li = 0; li < S->n_layers; li++) {
@@ -877,7 +876,17 @@ static zf_status load_state(scan *S)
             }
             L->active[c] = sqlite3_column_int64(st, 2);
             L->positive[c] = sqlite3_column_int64(st, 4);
-            L->sum[c] = sqlite3_column_double(st, 5);
+            /* a run begun before the exact form: its float64 sum of floats is a multiple of
+             * 2^-149 and so goes into the accumulator exactly */
+            zf_xsum_zero(&L->sum[c]);
+            if (sqlite3_column_type(st, 11) == SQLITE_NULL)
+                zf_xsum_add_double(&L->sum[c], sqlite3_column_double(st, 5));
+            else if (zf_xsum_unpack(&L->sum[c], sqlite3_column_blob(st, 11),
+                                    (size_t)sqlite3_column_bytes(st, 11))) {
+                s = zf_error(ZF_ERR_DB, "%s: run %lld: the exact sum of %s unit %d is damaged",
+                             zf_db_path(db), (long long)S->run_id, L->l->name, c);
+                goto fail;
+            }
             if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
                 L->max[c] = (float)sqlite3_column_double(st, 6);
                 L->max_seq[c] = sqlite3_column_int64(st, 7);

@@ -472,7 +472,9 @@ Test(db, dead_report_and_topk_read_back_hand_made_rows)
             "INSERT INTO run_images VALUES (1, 0, 1), (1, 1, 3), (1, 2, 2);"
             /* conv1: unit 0 dead, unit 1 active on 1 of 2 images, unit 2 on both;
              * fc2: unit 0 active on both, unit 1 dead with max exactly 0 */
-            "INSERT INTO unit_stats VALUES (1, 'conv1', 0, 2, 0, 8, 0, 0, -1.5, 1, 0, 1, 0, '[]'),"
+            "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, positions, "
+            "positive_positions, sum, max, max_image_id, max_y, max_x, max_seq, top) VALUES "
+            "  (1, 'conv1', 0, 2, 0, 8, 0, 0, -1.5, 1, 0, 1, 0, '[]'),"
             "  (1, 'conv1', 1, 2, 1, 8, 1, 0.25, 0.25, 2, 1, 1, 2,"
             "   '[[2,2,0.25,1,1,0,0,5,5],[1,0,-0.5,0,1,0,0,5,4]]'),"
             "  (1, 'conv1', 2, 2, 2, 8, 5, 3.0, 2.0, 1, 0, 0, 0, '[]'),"

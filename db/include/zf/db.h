@@ -15,7 +15,7 @@ extern "C" {
 #endif
 
 /* The schema version this library creates and reads (PRAGMA user_version). */
-#define ZF_DB_SCHEMA_VERSION 2
+#define ZF_DB_SCHEMA_VERSION 3
 
 typedef struct zf_db zf_db; /* opaque: one SQLite connection and its path */
 
