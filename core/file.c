@@ -173,6 +173,8 @@ int zf_file_is_ours(const char *path)
         ours = 1; /* JSON zfviz wrote: "software": "zfviz" is its first key */
     else if (n >= 6 && !memcmp(head, "zfviz ", 6))
         ours = 1; /* a text report: its first line starts with the program's name */
+    else if ((n >= 27 && !memcmp(head, "<!DOCTYPE html>\n<!-- zfviz ", 27)) || (n >= 9 && !memcmp(head, "/* zfviz ", 9)))
+        ours = 1; /* a web page, stylesheet or script of zfviz site: a comment naming the program first */
     else
         ours = safetensors_is_ours(f, head, n);
     fclose(f);

@@ -16,7 +16,7 @@ PACKAGES=(
   libsqlite3-dev sqlite3 libjansson-dev nettle-dev
   libcairo2-dev libpango1.0-dev fonts-dejavu-core dataset-fashion-mnist
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata
-  libcriterion-dev poppler-utils
+  libcriterion-dev poppler-utils chromium libmicrohttpd-dev
   dataset-fashion-mnist
   python3-torch python3-torchvision python3-onnx python3-numpy python3-pil libtcmalloc-minimal4
 )

@@ -26,7 +26,9 @@ zf_status zf_file_check(const char *path);
 /* 1 when the file's content says zfviz made it: a PNG with tEXt Software=zfviz, a PDF whose
  * Creator is zfviz, a .npy whose header ends in "# zfviz", a .safetensors whose metadata has a
  * "zfviz." key, a SQLite database whose application_id is zfviz's, JSON whose first key is
- * "software": "zfviz", a text file whose first line starts "zfviz "; else 0. */
+ * "software": "zfviz", a text file whose first line starts "zfviz ", an HTML page that opens
+ * "<!DOCTYPE html>\n<!-- zfviz ", a stylesheet or script that opens with a block comment whose
+ * text starts "zfviz "; else 0. */
 int zf_file_is_ours(const char *path);
 
 /* Starts writing `path` (after zf_file_check): a temporary file in the same folder, or the device

@@ -1,0 +1,35 @@
+/* Reads for the unit atlas (zfviz site, zfviz serve): a layer's unit statistics in one query and
+ * the stored rendering of one example, found by what it shows. */
+#ifndef ZF_DB_SITE_H
+#define ZF_DB_SITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "zf/db.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One row of the view unit_summary. */
+typedef struct zf_db_unit_row {
+    int unit;
+    int64_t images;
+    double active_fraction, positive_fraction, mean, max;
+    int64_t max_image_id;
+    int max_y, max_x;
+} zf_db_unit_row;
+
+/* Every unit of `layer` in run `run`, in unit order. The caller frees *out with free(). */
+zf_status zf_db_layer_units(zf_db *db, int64_t run, const char *layer, zf_db_unit_row **out, int *n);
+
+/* The newest stored rendering of `kind` for (run, layer, unit, rank) made from image `image_id`:
+ * its PNG bytes (malloc'd, the caller frees them) in *png, or *png = NULL when there is none. */
+zf_status zf_db_rendering_find(zf_db *db, int64_t run, const char *layer, int unit, int rank,
+                               const char *kind, int64_t image_id, void **png, size_t *len);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,90 @@
+/* Reads for the unit atlas (see zf/db_site.h). */
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "zf/db_site.h"
+
+zf_status zf_db_layer_units(zf_db *db, int64_t run, const char *layer, zf_db_unit_row **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = NULL;
+    zf_db_unit_row *rows = NULL;
+    int cap = 0, count = 0, row = 0;
+    zf_status s = zf_db_prepare(db, &st,
+                                "SELECT unit, images, active_fraction, positive_fraction, mean, max, "
+                                "max_image_id, max_y, max_x FROM unit_summary WHERE run_id = ?1 AND "
+                                "layer = ?2 ORDER BY unit");
+    if (s)
+        return s;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
+    while (!(s = zf_db_step(db, st, &row)) && row) {
+        if (count == cap) {
+            cap = cap ? 2 * cap : 256;
+            zf_db_unit_row *nr = realloc(rows, sizeof *nr * (size_t)cap);
+            if (!nr) {
+                s = zf_error(ZF_ERR_NOMEM, "%s: out of memory", zf_db_path(db));
+                goto fail;
+            }
+            rows = nr;
+        }
+        zf_db_unit_row r = {sqlite3_column_int(st, 0),
+                            sqlite3_column_int64(st, 1),
+                            sqlite3_column_double(st, 2),
+                            sqlite3_column_double(st, 3),
+                            sqlite3_column_double(st, 4),
+                            sqlite3_column_double(st, 5),
+                            sqlite3_column_int64(st, 6),
+                            sqlite3_column_int(st, 7),
+                            sqlite3_column_int(st, 8)};
+        rows[count++] = r;
+    }
+fail:
+    sqlite3_finalize(st);
+    if (s) {
+        free(rows);
+        return s;
+    }
+    *out = rows;
+    *n = count;
+    return ZF_OK;
+}
+
+zf_status zf_db_rendering_find(zf_db *db, int64_t run, const char *layer, int unit, int rank,
+                               const char *kind, int64_t image_id, void **png, size_t *len)
+{
+    *png = NULL;
+    *len = 0;
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    zf_status s = zf_db_prepare(db, &st,
+                                "SELECT png FROM renderings WHERE run_id = ?1 AND layer = ?2 AND unit = ?3 "
+                                "AND rank = ?4 AND kind = ?5 AND image_id = ?6 ORDER BY id DESC LIMIT 1");
+    if (s)
+        return s;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, unit));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 4, rank));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 5, kind));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 6, image_id));
+    if ((s = zf_db_step(db, st, &row)) || !row)
+        goto fail;
+    int n = sqlite3_column_bytes(st, 0);
+    const void *b = sqlite3_column_blob(st, 0);
+    if (n <= 0 || !b)
+        goto fail;
+    void *copy = malloc((size_t)n);
+    if (!copy) {
+        s = zf_error(ZF_ERR_NOMEM, "%s: out of memory", zf_db_path(db));
+        goto fail;
+    }
+    memcpy(copy, b, (size_t)n);
+    *png = copy;
+    *len = (size_t)n;
+fail:
+    sqlite3_finalize(st);
+    return s;
+}

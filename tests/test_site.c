@@ -1,0 +1,422 @@
+/* Tests of zfviz site, the unit atlas: its tables against the database's own numbers (read with
+ * sqlite3 here), its pictures decoded with libpng and measured against the stored receptive
+ * fields, no reference leaving the page, renderings reused on a second build, output safety, and
+ * the pages as Debian's chromium renders them (skipped only where chromium is not installed). */
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <math.h>
+#include <png.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "testutil.h"
+
+/* The whole of a file as a string (NULL when missing); *len gets its size. */
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *s = malloc((size_t)n + 1);
+    cr_assert(s);
+    size_t got = fread(s, 1, (size_t)n, f);
+    s[got] = '\0';
+    fclose(f);
+    if (len)
+        *len = got;
+    return s;
+}
+
+static int run(const char *dir, const char *args)
+{
+    return tu_system("cd '%s' && '%s' %s >out 2>err </dev/null", dir, tu_build("tools/zfviz"), args);
+}
+
+static char *err_of(const char *dir)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/err", dir);
+    char *s = slurp(p, NULL);
+    return s ? s : strdup("");
+}
+
+/* A w x h RGB PNG of a pattern that differs with seed, written with libpng's own writer. */
+static void write_png(const char *path, int w, int h, int seed)
+{
+    unsigned char *px = malloc((size_t)w * h * 3);
+    cr_assert(px);
+    for (int y = 0; y < h; y++)
+        for (int x = 0; x < w; x++)
+            for (int c = 0; c < 3; c++)
+                px[((size_t)y * w + x) * 3 + c] = (unsigned char)(((x * (seed + 2) + y * (c + 1) * (seed + 3)) * 37) ^ (seed * 91));
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    im.width = (png_uint_32)w;
+    im.height = (png_uint_32)h;
+    im.format = PNG_FORMAT_RGB;
+    cr_assert(png_image_write_to_file(&im, path, 0, px, 0, NULL), "%s", im.message);
+    free(px);
+}
+
+/* A scan of the embedded alexnet-mini over the sample photo and three patterns (conv1 and conv5),
+ * and the site built from it: dir/s.db, dir/site. */
+static const char *scan_and_site(const char *tag)
+{
+    const char *dir = tu_tmpdir(tag);
+    cr_assert_eq(tu_system("mkdir -p '%s/imgs' && cp '%s' '%s/imgs/a.jpg'", dir, tu_src("assets/sample.jpg"), dir), 0);
+    for (int i = 0; i < 3; i++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/imgs/p%d.png", dir, i);
+        write_png(p, 90 + 7 * i, 70 + 5 * i, i);
+    }
+    cr_assert_eq(run(dir, "scan --images imgs --db s.db --layers conv1,conv5"), 0, "scan: %s", err_of(dir));
+    cr_assert_eq(run(dir, "site --db s.db -o site"), 0, "site: %s", err_of(dir));
+    return dir;
+}
+
+static sqlite3 *db_open(const char *dir)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/s.db", dir);
+    sqlite3 *sql = NULL;
+    cr_assert_eq(sqlite3_open_v2(p, &sql, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    return sql;
+}
+
+static long long query_int(sqlite3 *sql, const char *q)
+{
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(sql, q, -1, &st, NULL), SQLITE_OK, "%s: %s", q, sqlite3_errmsg(sql));
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "%s", q);
+    long long v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return v;
+}
+
+/* The rows of a units table in HTML as written or as a browser serialises it: per row the unit
+ * (data-v of the first cell) and the four numbers of the plain <td> cells. Returns the count. */
+typedef struct table_row {
+    int unit;
+    double v[4];
+    int dead_flag;
+} table_row;
+
+static int parse_units_table(const char *html, table_row *rows, int max)
+{
+    const char *p = strstr(html, "<table class=\"sortable units\">");
+    cr_assert(p, "no units table");
+    const char *end = strstr(p, "</table>");
+    cr_assert(end);
+    int n = 0;
+    while ((p = strstr(p, "<tr><td data-v=\"")) && p < end) {
+        cr_assert(n < max);
+        table_row *r = &rows[n++];
+        r->unit = atoi(p + strlen("<tr><td data-v=\""));
+        const char *next = strstr(p + 4, "<tr>");
+        if (!next || next > end)
+            next = end;
+        const char *q = p;
+        for (int k = 0; k < 4; k++) {
+            q = strstr(q, "<td>");
+            cr_assert(q && q < next, "row of unit %d has fewer than 4 numbers", r->unit);
+            q += 4;
+            r->v[k] = strtod(q, NULL);
+        }
+        const char *flag = strstr(q, ">dead<");
+        r->dead_flag = flag && flag < next;
+        p = next;
+    }
+    return n;
+}
+
+/* Every row of unit_summary for the layer matches the table's row of its unit. */
+static void check_table_against_db(sqlite3 *sql, const char *layer, const char *html)
+{
+    static table_row rows[4096];
+    int n = parse_units_table(html, rows, 4096);
+    char q[512];
+    snprintf(q, sizeof q, "SELECT count(*) FROM unit_summary WHERE run_id = 1 AND layer = '%s'", layer);
+    cr_assert_eq(n, query_int(sql, q), "%s: %d rows in the table", layer, n);
+    sqlite3_stmt *st = NULL;
+    snprintf(q, sizeof q,
+             "SELECT unit, active_fraction, positive_fraction, mean, max FROM unit_summary WHERE run_id = 1 "
+             "AND layer = '%s'",
+             layer);
+    cr_assert_eq(sqlite3_prepare_v2(sql, q, -1, &st, NULL), SQLITE_OK);
+    int seen = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int unit = sqlite3_column_int(st, 0);
+        const table_row *r = NULL;
+        for (int i = 0; i < n && !r; i++)
+            if (rows[i].unit == unit)
+                r = &rows[i];
+        cr_assert(r, "%s unit %d is not in the table", layer, unit);
+        for (int k = 0; k < 4; k++) {
+            double want = sqlite3_column_double(st, k + 1), got = r->v[k];
+            double tol = 1e-7 * (fabs(want) > 1 ? fabs(want) : 1);
+            cr_expect(fabs(got - want) <= tol, "%s unit %d column %d: table %.9g, database %.9g", layer, unit, k,
+                      got, want);
+        }
+        cr_expect_eq(r->dead_flag, sqlite3_column_double(st, 4) <= 0, "%s unit %d: dead flag", layer, unit);
+        seen++;
+    }
+    sqlite3_finalize(st);
+    cr_expect_eq(seen, n);
+}
+
+/* Decodes a PNG file with libpng; 1 and its size when it decodes. */
+static int png_size(const char *path, int *w, int *h)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    if (!png_image_begin_read_from_file(&im, path))
+        return 0;
+    im.format = PNG_FORMAT_RGB;
+    void *px = malloc(PNG_IMAGE_SIZE(im));
+    int ok = px && png_image_finish_read(&im, NULL, px, 0, NULL);
+    free(px);
+    *w = (int)im.width;
+    *h = (int)im.height;
+    png_image_free(&im);
+    return ok;
+}
+
+/* Calls fn on every regular file under dir. */
+static void walk(const char *dir, void (*fn)(const char *path, void *ctx), void *ctx)
+{
+    DIR *d = opendir(dir);
+    cr_assert(d, "%s", dir);
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        char p[2048];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        struct stat sb;
+        cr_assert_eq(stat(p, &sb), 0);
+        if (S_ISDIR(sb.st_mode))
+            walk(p, fn, ctx);
+        else
+            fn(p, ctx);
+    }
+    closedir(d);
+}
+
+typedef struct walk_counts {
+    int files, pages;
+} walk_counts;
+
+static void check_file(const char *path, void *ctx)
+{
+    walk_counts *c = ctx;
+    size_t len = 0;
+    char *s = slurp(path, &len);
+    cr_assert(s);
+    /* binary files too: a URL inside a PNG would be as bad */
+    cr_expect(!memmem(s, len, "http://", 7) && !memmem(s, len, "https://", 8), "%s refers to the network", path);
+    cr_expect_lt(len, 1u << 20, "%s: %zu bytes", path, len);
+    c->files++;
+    if (strstr(path, ".html"))
+        c->pages++;
+    free(s);
+}
+
+Test(site, layer_pages_list_every_unit_with_the_database_numbers, .timeout = 120)
+{
+    const char *dir = scan_and_site("site_tables");
+    sqlite3 *sql = db_open(dir);
+    const char *layers[] = {"conv1", "conv5"};
+    for (int i = 0; i < 2; i++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/site/1/%s/index.html", dir, layers[i]);
+        char *html = slurp(p, NULL);
+        cr_assert(html, "no %s", p);
+        check_table_against_db(sql, layers[i], html);
+        free(html);
+    }
+    sqlite3_close(sql);
+}
+
+Test(site, unit_pages_show_k_patches_and_projections_of_the_receptive_fields, .timeout = 120)
+{
+    const char *dir = scan_and_site("site_units");
+    sqlite3 *sql = db_open(dir);
+    sqlite3_stmt *st = NULL;
+    /* every example of every conv5 unit, with its box: its two pictures are that size */
+    cr_assert_eq(sqlite3_prepare_v2(sql,
+                                    "SELECT unit, rank, box_x1 - box_x0, box_y1 - box_y0, "
+                                    "(SELECT count(*) FROM topk k WHERE k.run_id = 1 AND k.layer = t.layer AND "
+                                    "k.unit = t.unit) FROM topk t WHERE run_id = 1 AND layer = 'conv5' "
+                                    "ORDER BY unit, rank",
+                                    -1, &st, NULL),
+                 SQLITE_OK, "%s", sqlite3_errmsg(sql));
+    int examples = 0, last_unit = -1;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int unit = sqlite3_column_int(st, 0), rank = sqlite3_column_int(st, 1);
+        int bw = sqlite3_column_int(st, 2), bh = sqlite3_column_int(st, 3), k = sqlite3_column_int(st, 4);
+        if (unit != last_unit) {
+            char p[1024];
+            snprintf(p, sizeof p, "%s/site/1/conv5/%d.html", dir, unit);
+            char *html = slurp(p, NULL);
+            cr_assert(html, "no page %s", p);
+            int patches = 0, projs = 0;
+            for (const char *q = html; (q = strstr(q, "class=\"patch\" src=\"img/")); q++)
+                patches++;
+            for (const char *q = html; (q = strstr(q, "class=\"deconv\" src=\"img/")); q++)
+                projs++;
+            cr_expect_eq(patches, k, "unit %d: %d patches, %d examples stored", unit, patches, k);
+            cr_expect_eq(projs, k, "unit %d: %d projections, %d examples stored", unit, projs, k);
+            last_unit = unit;
+            free(html);
+        }
+        const char *kinds[2] = {"patch", "deconv"};
+        for (int j = 0; j < 2; j++) {
+            char p[1024];
+            snprintf(p, sizeof p, "%s/site/1/conv5/img/%d-%d-%s.png", dir, unit, rank, kinds[j]);
+            int w = 0, h = 0;
+            cr_assert(png_size(p, &w, &h), "%s does not decode", p);
+            cr_expect(w == bw && h == bh, "%s: %dx%d, receptive field %dx%d", p, w, h, bw, bh);
+        }
+        examples++;
+    }
+    sqlite3_finalize(st);
+    cr_assert_gt(examples, 0);
+    sqlite3_close(sql);
+}
+
+Test(site, nothing_refers_to_the_network_and_pages_are_small, .timeout = 120)
+{
+    const char *dir = scan_and_site("site_offline");
+    char p[1024];
+    snprintf(p, sizeof p, "%s/site", dir);
+    walk_counts c = {0, 0};
+    walk(p, check_file, &c);
+    /* index, two layer pages, 32 + 64 unit pages */
+    cr_expect_eq(c.pages, 1 + 2 + 32 + 64, "%d pages", c.pages);
+}
+
+Test(site, a_second_build_reuses_the_stored_renderings, .timeout = 120)
+{
+    const char *dir = scan_and_site("site_again");
+    sqlite3 *sql = db_open(dir);
+    long long examples = query_int(sql, "SELECT count(*) FROM topk WHERE run_id = 1");
+    long long rows = query_int(sql, "SELECT count(*) FROM renderings");
+    long long last = query_int(sql, "SELECT max(id) FROM renderings");
+    cr_expect_eq(rows, 2 * examples, "a patch and a projection per example: %lld rows, %lld examples", rows, examples);
+    sqlite3_close(sql);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/site/1/conv5/3.html", dir);
+    char *before = slurp(p, NULL);
+    cr_assert_eq(run(dir, "site --db s.db -o site"), 0, "second build: %s", err_of(dir));
+    sql = db_open(dir);
+    cr_expect_eq(query_int(sql, "SELECT count(*) FROM renderings"), rows, "no rendering added");
+    cr_expect_eq(query_int(sql, "SELECT max(id) FROM renderings"), last, "none replaced");
+    sqlite3_close(sql);
+    char *after = slurp(p, NULL);
+    cr_expect_str_eq(after, before, "the same page");
+    free(before);
+    free(after);
+}
+
+Test(site, refuses_a_foreign_site_and_removes_a_failed_one, .timeout = 120)
+{
+    const char *dir = tu_tmpdir("site_safety");
+    cr_assert_eq(tu_system("mkdir -p '%s/imgs' && cp '%s' '%s/imgs/a.jpg'", dir, tu_src("assets/sample.jpg"), dir), 0);
+    cr_assert_eq(run(dir, "scan --images imgs --db s.db --layers conv1"), 0, "scan: %s", err_of(dir));
+    /* a folder holding someone's index.html: refused, untouched, one line */
+    cr_assert_eq(tu_system("mkdir -p '%s/theirs' && printf 'my page\\n' > '%s/theirs/index.html'", dir, dir), 0);
+    cr_expect_neq(run(dir, "site --db s.db -o theirs"), 0);
+    char *err = err_of(dir);
+    cr_expect(strstr(err, "theirs/index.html") && strstr(err, "--force"), "%s", err);
+    cr_expect_eq(strchr(err, '\n') - err + 1, (long)strlen(err), "one line: %s", err);
+    free(err);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/theirs/index.html", dir);
+    char *s = slurp(p, NULL);
+    cr_expect_str_eq(s, "my page\n");
+    free(s);
+    snprintf(p, sizeof p, "%s/theirs/1", dir);
+    cr_expect_neq(access(p, F_OK), 0, "nothing written beside it");
+    /* with --force it is replaced */
+    cr_expect_eq(run(dir, "site --db s.db -o theirs --force"), 0, "%s", err_of(dir));
+    /* a build that fails (no such run) leaves no folder behind */
+    cr_expect_neq(run(dir, "site --db s.db -o new/site --run 7"), 0);
+    err = err_of(dir);
+    cr_expect(strstr(err, "run 7"), "%s", err);
+    free(err);
+    snprintf(p, sizeof p, "%s/new", dir);
+    cr_expect_neq(access(p, F_OK), 0, "the failed build's folder is removed");
+    /* usage */
+    cr_expect_eq(run(dir, "site --db s.db"), 2);
+    cr_expect_eq(run(dir, "site --help"), 0);
+}
+
+static int have_chromium(void) { return tu_system("command -v chromium >/dev/null 2>&1") == 0; }
+
+/* chromium, headless, with a profile of its own under dir; its log (console included) in dir/log. */
+static int chromium(const char *dir, const char *args)
+{
+    return tu_system("cd '%s' && timeout 90 chromium --headless --no-sandbox --disable-gpu --no-first-run "
+                     "--user-data-dir='%s/profile' --enable-logging=stderr --v=0 %s 2>>log",
+                     dir, dir, args);
+}
+
+Test(site, chromium_shows_the_units_and_the_pictures_without_console_errors, .timeout = 180)
+{
+    if (!have_chromium())
+        cr_skip_test("chromium is not installed (Debian package chromium, see scripts/setup.sh)");
+    const char *dir = scan_and_site("site_browser");
+    /* the layer page's DOM after the script ran */
+    char args[2048];
+    snprintf(args, sizeof args, "--dump-dom 'file://%s/site/1/conv5/index.html' > dom.html", dir);
+    cr_assert_eq(chromium(dir, args), 0);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/dom.html", dir);
+    char *dom = slurp(p, NULL);
+    cr_assert(dom && strstr(dom, "data-atlas=\"ready\""), "the atlas script did not run");
+    sqlite3 *sql = db_open(dir);
+    check_table_against_db(sql, "conv5", dom);
+    sqlite3_close(sql);
+    free(dom);
+    /* a unit page: not blank */
+    snprintf(args, sizeof args, "--window-size=1000,900 --screenshot='%s/unit.png' 'file://%s/site/1/conv1/3.html'",
+             dir, dir);
+    cr_assert_eq(chromium(dir, args), 0);
+    snprintf(p, sizeof p, "%s/unit.png", dir);
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    cr_assert(png_image_begin_read_from_file(&im, p), "no screenshot");
+    im.format = PNG_FORMAT_RGB;
+    unsigned char *px = malloc(PNG_IMAGE_SIZE(im));
+    cr_assert(px && png_image_finish_read(&im, NULL, px, 0, NULL));
+    /* distinct colours, counted in a 2^15-entry table of 5-bit channels */
+    static unsigned char seen[1 << 15];
+    memset(seen, 0, sizeof seen);
+    int colours = 0;
+    for (size_t i = 0; i < (size_t)im.width * im.height; i++) {
+        int k = (px[3 * i] >> 3) << 10 | (px[3 * i + 1] >> 3) << 5 | px[3 * i + 2] >> 3;
+        colours += !seen[k];
+        seen[k] = 1;
+    }
+    free(px);
+    cr_expect_gt(colours, 64, "the unit page shows %d colours: blank?", colours);
+    /* what the pages said on the console: nothing (a missing picture or a script error says so) */
+    snprintf(p, sizeof p, "%s/log", dir);
+    char *log = slurp(p, NULL);
+    cr_assert(log);
+    for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n"))
+        cr_expect(!strstr(line, "CONSOLE") && !strstr(line, "Uncaught") && !strstr(line, "ERR_FILE_NOT_FOUND"),
+                  "console: %s", line);
+    free(log);
+}

@@ -1,0 +1,126 @@
+/* zfviz site: the unit atlas, a static web site of a scan database (pages per run, layer and unit). */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common.h"
+#include "site.h"
+
+const char zf_cmd_site_summary[] = "a static web site of a scan: a page per layer and per unit";
+
+static void usage(void)
+{
+    printf("usage: zfviz site --db SCAN.db -o DIR [--run ID] [--layers L1,L2] [--top-units N]\n"
+           "                  [--min-active F] [--lrn-backward] [--reroot OLD=NEW]\n"
+           "                  [--arch A --weights W | --model F] [--force]\n\n"
+           "Writes the unit atlas of a scan: DIR/index.html lists the runs, their models and layers;\n"
+           "DIR/<run>/<layer>/index.html is a sortable table of the layer's units (active fraction,\n"
+           "positive fraction, mean, max; dead and near-dead flagged) with a thumbnail of each unit's\n"
+           "strongest projection; DIR/<run>/<layer>/<unit>.html shows the unit's top examples beside\n"
+           "their deconvnet projections, its statistics and its filter (the first conv layer in colour,\n"
+           "deeper ones as the norm over each input channel), with links to the previous and next unit\n"
+           "(arrow keys) and to the same unit in other runs. The pages open from file:// or any static\n"
+           "host and ask nothing of the network. Projections not yet in the database are computed with\n"
+           "the run's model and stored (table renderings, as zfviz topk --deconv stores them), so the\n"
+           "next build copies them.\n\n"
+           "  --db F            the scan database (opened read-write to store renderings)\n"
+           ZFT_WAIT_HELP
+           "  -o, --out DIR     the site's folder (created; a failed build removes what it made)\n"
+           "  --run ID          this run only (default: every run of the database)\n"
+           "  --layers L,...    these scanned layers only (default: all)\n"
+           "  --top-units N     project only the N strongest units of each conv layer (default: all)\n"
+           "  --min-active F    'near-dead' units are active on fewer than this fraction of the images\n"
+           "                    (default 0.01)\n"
+           "  --lrn-backward    the true LRN backward on the way down (default: identity)\n"
+           ZFT_REROOT_HELP
+           "  the model defaults to the one each run scanned:\n" ZFT_MODEL_HELP ZFT_FORCE_HELP
+           "  -h, --help        this help\n");
+}
+
+int zf_cmd_site(int argc, char **argv)
+{
+    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         {"db", required_argument, 0, 'd'},
+                                         {"out", required_argument, 0, 'o'},
+                                         {"run", required_argument, 0, 'r'},
+                                         {"layers", required_argument, 0, 'l'},
+                                         {"top-units", required_argument, 0, 't'},
+                                         {"min-active", required_argument, 0, 'm'},
+                                         {"lrn-backward", no_argument, 0, 'L'},
+                                         ZFT_FORCE_LONGOPT,
+                                         ZFT_REROOT_LONGOPT,
+                                         ZFT_WAIT_LONGOPT,
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    zft_site_opts o = {0};
+    o.min_active = 0.01;
+    long v;
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        if (zft_force_option(c) || zft_model_option(&o.model, c, optarg))
+            continue;
+        switch (c) {
+        case 'd': o.dbpath = optarg; break;
+        case 'o': o.out = optarg; break;
+        case 'r':
+            if ((v = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("site", "--run needs a run id, got '%s'", optarg);
+            o.run = v;
+            break;
+        case 'l': o.layers = optarg; break;
+        case 't':
+            if ((v = zft_parse_long(optarg)) < 1 || v > 100000)
+                return zft_usage_error("site", "--top-units needs a positive number, got '%s'", optarg);
+            o.top_units = (int)v;
+            break;
+        case 'm': {
+            char *end;
+            o.min_active = strtod(optarg, &end);
+            if (*end || !(o.min_active >= 0 && o.min_active <= 1))
+                return zft_usage_error("site", "--min-active needs a fraction in [0, 1], got '%s'", optarg);
+            break;
+        }
+        case 'L': o.lrn_backward = 1; break;
+        case ZFT_OPT_REROOT:
+            if (zft_reroot_parse(&o.reroot, optarg))
+                return zft_usage_error("site", "%s", zf_last_error());
+            break;
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("site", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        case 'h': usage(); return 0;
+        default: return zft_option_error("site");
+        }
+    }
+    if (optind < argc)
+        return zft_usage_error("site", "unexpected argument '%s'", argv[optind]);
+    if (!o.dbpath || !o.out)
+        return zft_usage_error("site", "--db and -o DIR are required (see --help)");
+    if (!*o.out)
+        return zft_usage_error("site", "-o needs a folder");
+    struct stat sb;
+    if (stat(o.dbpath, &sb) != 0)
+        return zft_usage_error("site", "%s: no such database", o.dbpath);
+    if (stat(o.out, &sb) == 0 && !S_ISDIR(sb.st_mode))
+        return zft_usage_error("site", "%s: exists and is not a folder", o.out);
+    char idx[4096];
+    snprintf(idx, sizeof idx, "%s/index.html", o.out);
+    if (zft_output_check(idx)) /* before any work: a site zfviz did not make is not replaced */
+        return zft_fail("site", ZF_ERR_IO);
+    zft_install_sigint();
+    zft_site_stats stats;
+    double t0 = zft_now();
+    zf_status st = zft_site_build(&o, &stats);
+    if (st)
+        return zft_fail("site", st);
+    fprintf(stderr,
+            "wrote %s: %d pages, %d images in %.1f s; %d examples projected now (%.1f s), %d copied from the "
+            "database; largest page %zu bytes (%s)\n",
+            o.out, stats.pages, stats.pngs, zft_now() - t0, stats.rendered, stats.secs_render, stats.reused,
+            stats.largest, stats.largest_path);
+    return 0;
+}

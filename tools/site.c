@@ -1,0 +1,858 @@
+/* The unit atlas (see site.h): HTML pages, inline SVG plots and PNG files written from a scan
+ * database; projections missing from the database are made with the sheets' deconv code and stored. */
+#include "site.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "zf/db_site.h"
+#include "zf/file.h"
+#include "zf/io.h"
+
+/* Pages start with "<!DOCTYPE html>\n<!-- zfviz ", stylesheet and script with a block comment that
+ * starts " zfviz ": that is how zf_file_is_ours knows them as zfviz's on the next build. */
+const char zft_site_css[] =
+    "/* zfviz atlas stylesheet */\n"
+    "body{font:14px/1.4 system-ui,sans-serif;margin:1em 2em;color:#222;background:#fafafa}\n"
+    "a{color:#1a55a0}nav{margin-bottom:1em}nav a{margin-right:1em}\n"
+    "table{border-collapse:collapse}td,th{padding:2px 8px;border-bottom:1px solid #ddd;text-align:right}\n"
+    "th{cursor:pointer;background:#eee;user-select:none}th[aria-sort=ascending]::after{content:' \\25B2'}\n"
+    "th[aria-sort=descending]::after{content:' \\25BC'}td.l,th.l{text-align:left}\n"
+    ".dead{color:#b00}.near{color:#b60}\n"
+    ".grid{display:flex;flex-wrap:wrap;gap:4px}.grid a{display:block;width:56px;text-align:center;"
+    "font-size:11px}.grid img,.grid span.none{width:48px;height:48px;image-rendering:pixelated;"
+    "display:block;margin:auto;background:#ccc}\n"
+    ".ex{display:flex;flex-wrap:wrap;gap:12px}.ex figure{margin:0;text-align:center;font-size:12px}"
+    ".ex img{width:96px;height:96px;image-rendering:pixelated;margin:1px}\n"
+    "figcaption{max-width:200px;overflow-wrap:anywhere}svg{background:#fff;border:1px solid #ddd}\n";
+
+const char zft_site_js[] =
+    "/* zfviz atlas script: sortable tables and keyboard navigation; it asks nothing of the network. */\n"
+    "(function () {\n"
+    "  'use strict';\n"
+    "  function key(td) {\n"
+    "    var v = td.getAttribute('data-v');\n"
+    "    if (v === null) v = td.textContent;\n"
+    "    var x = parseFloat(v);\n"
+    "    return isNaN(x) ? v : x;\n"
+    "  }\n"
+    "  function sort(table, th, col) {\n"
+    "    var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);\n"
+    "    var dir = th.getAttribute('aria-sort') === 'ascending' ? -1 : 1;\n"
+    "    rows.sort(function (a, b) {\n"
+    "      var x = key(a.cells[col]), y = key(b.cells[col]);\n"
+    "      if (typeof x !== typeof y) return (typeof x === 'number' ? -1 : 1) * dir;\n"
+    "      return x === y ? 0 : (x < y ? -1 : 1) * dir;\n"
+    "    });\n"
+    "    rows.forEach(function (r) { body.appendChild(r); });\n"
+    "    Array.prototype.forEach.call(th.parentNode.cells, function (h) { h.removeAttribute('aria-sort'); });\n"
+    "    th.setAttribute('aria-sort', dir > 0 ? 'ascending' : 'descending');\n"
+    "  }\n"
+    "  Array.prototype.forEach.call(document.querySelectorAll('table.sortable'), function (t) {\n"
+    "    Array.prototype.forEach.call(t.tHead.rows[0].cells, function (th, col) {\n"
+    "      th.tabIndex = 0;\n"
+    "      th.addEventListener('click', function () { sort(t, th, col); });\n"
+    "      th.addEventListener('keydown', function (e) { if (e.key === 'Enter') sort(t, th, col); });\n"
+    "    });\n"
+    "  });\n"
+    "  document.addEventListener('keydown', function (e) {\n"
+    "    if (e.altKey || e.ctrlKey || e.metaKey || /^(INPUT|TEXTAREA|TH)$/.test(e.target.tagName)) return;\n"
+    "    var rel = {ArrowLeft: 'prev', ArrowRight: 'next', ArrowUp: 'up'}[e.key];\n"
+    "    var a = rel && document.querySelector('a[rel=\"' + rel + '\"]');\n"
+    "    if (a) location.href = a.href;\n"
+    "  });\n"
+    "  document.documentElement.setAttribute('data-atlas', 'ready');\n"
+    "})();\n";
+
+/* ---- a growing text buffer ---- */
+
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_add(sbuf *b, const char *fmt, ...)
+{
+    if (b->oom)
+        return;
+    for (;;) {
+        size_t room = b->cap - b->len;
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->p ? b->p + b->len : NULL, room, fmt, ap);
+        va_end(ap);
+        if (n < 0) {
+            b->oom = 1;
+            return;
+        }
+        if ((size_t)n < room) {
+            b->len += (size_t)n;
+            return;
+        }
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap <= b->len + (size_t)n)
+            cap *= 2;
+        char *np = realloc(b->p, cap);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = cap;
+    }
+}
+
+/* Text as HTML (element content and quoted attribute values alike). */
+static void sb_esc(sbuf *b, const char *s)
+{
+    for (; *s; s++) {
+        switch (*s) {
+        case '&': sb_add(b, "&amp;"); break;
+        case '<': sb_add(b, "&lt;"); break;
+        case '>': sb_add(b, "&gt;"); break;
+        case '"': sb_add(b, "&quot;"); break;
+        case '\'': sb_add(b, "&#39;"); break;
+        default: sb_add(b, "%c", *s);
+        }
+    }
+}
+
+/* ---- the build ---- */
+
+typedef struct run_info {
+    zf_db_run run;
+    zf_db_model model;
+} run_info;
+
+typedef struct runs_list {
+    run_info *r;
+    int n;
+    int oom;
+} runs_list;
+
+static void collect_run(void *ctx, const zf_db_run *run, const zf_db_model *m)
+{
+    runs_list *l = ctx;
+    run_info *nr = realloc(l->r, sizeof *nr * (size_t)(l->n + 1));
+    if (!nr) {
+        l->oom = 1;
+        return;
+    }
+    l->r = nr;
+    l->r[l->n].run = *run;
+    l->r[l->n].model = *m;
+    l->n++;
+}
+
+/* What a layer's page and the index say of it. */
+typedef struct layer_sum {
+    char name[32];
+    int units, dead, near, conv;
+    double mean_active, max;
+} layer_sum;
+
+typedef struct site {
+    const zft_site_opts *o;
+    zft_site_stats *stats;
+    zf_db *db;
+    runs_list runs;
+} site;
+
+/* page: 1 an HTML page, 0 a PNG, 2 the stylesheet or script (counted as neither). */
+static zf_status put_file(site *S, const char *rel, const void *data, size_t len, int page)
+{
+    char path[4096];
+    if (snprintf(path, sizeof path, "%s/%s", S->o->out, rel) >= (int)sizeof path)
+        return zf_error(ZF_ERR_ARG, "%s/%s: path too long", S->o->out, rel);
+    zf_status st = zft_output_prepare(path);
+    if (!st)
+        st = zf_file_save(path, data, len, 0);
+    if (st)
+        return st;
+    if (page == 1) {
+        S->stats->pages++;
+        if (len > S->stats->largest) {
+            S->stats->largest = len;
+            snprintf(S->stats->largest_path, sizeof S->stats->largest_path, "%s", path);
+        }
+    } else if (page == 0) {
+        S->stats->pngs++;
+    }
+    return ZF_OK;
+}
+
+static zf_status put_page(site *S, const char *rel, sbuf *b)
+{
+    if (b->oom)
+        return zf_error(ZF_ERR_NOMEM, "%s/%s: out of memory", S->o->out, rel);
+    return put_file(S, rel, b->p, b->len, 1);
+}
+
+/* A PNG in memory, marked as zfviz's, as DIR/rel. */
+static zf_status put_png(site *S, const char *rel, const void *png, size_t len)
+{
+    void *marked = NULL;
+    size_t mlen = 0;
+    zf_status st = zf_png_mark(png, len, &marked, &mlen);
+    if (!st)
+        st = put_file(S, rel, marked, mlen, 0);
+    free(marked);
+    return st;
+}
+
+/* Layer and run names become folder names: only plain ones. */
+static int safe_name(const char *s)
+{
+    if (!*s || *s == '.')
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') || *s == '_' ||
+              *s == '-' || *s == '.'))
+            return 0;
+    return 1;
+}
+
+static void page_head(sbuf *b, const char *title, const char *root)
+{
+    sb_add(b, "<!DOCTYPE html>\n<!-- zfviz atlas page -->\n<html lang=\"en\"><head><meta charset=\"utf-8\">\n"
+              "<meta name=\"viewport\" content=\"width=device-width\">\n"
+              "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'self'; img-src 'self' data:; "
+              "style-src 'self'; script-src 'self'\">\n<title>");
+    sb_esc(b, title);
+    sb_add(b, "</title>\n<link rel=\"stylesheet\" href=\"%satlas.css\">\n</head><body>\n", root);
+}
+
+static void page_tail(sbuf *b, const char *root)
+{
+    sb_add(b, "<script src=\"%satlas.js\"></script>\n</body></html>\n", root);
+}
+
+static const char *base_name(const char *p)
+{
+    const char *s = strrchr(p, '/');
+    return s ? s + 1 : p;
+}
+
+static const char *flag_of(const zf_db_unit_row *u, double min_active)
+{
+    if (u->max <= 0)
+        return "dead";
+    if (u->active_fraction < min_active)
+        return "near-dead";
+    return "";
+}
+
+/* The projected examples of one unit: PNG bytes per rank, kind deconv [0] and patch [1]. */
+typedef struct unit_pngs {
+    void *png[9][2];
+    size_t len[9][2];
+    int n;
+} unit_pngs;
+
+static void unit_pngs_free(unit_pngs *u)
+{
+    for (int i = 0; i < 9; i++)
+        for (int k = 0; k < 2; k++)
+            free(u->png[i][k]);
+    memset(u, 0, sizeof *u);
+}
+
+static const char *const kinds[2] = {"deconv", "patch"};
+
+/* The renderings of every example of `unit` when all are stored: 1, else 0. */
+static zf_status stored_pngs(site *S, int64_t run, const char *layer, int unit, const zf_db_example *ex, int n,
+                             unit_pngs *out, int *all)
+{
+    *all = 0;
+    memset(out, 0, sizeof *out);
+    out->n = n;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 2; k++) {
+            zf_status st = zf_db_rendering_find(S->db, run, layer, unit, ex[i].rank, kinds[k], ex[i].image_id,
+                                                &out->png[i][k], &out->len[i][k]);
+            if (st)
+                return st;
+            if (!out->png[i][k]) {
+                unit_pngs_free(out);
+                return ZF_OK;
+            }
+        }
+    *all = 1;
+    return ZF_OK;
+}
+
+/* A sheet's patch as the two pictures topk --deconv stores: the projection with zero mid-grey and
+ * the largest |value| 0 or 255, and the input patch. */
+static zf_status patch_pngs(const zf_viz_patch *p, void **png, size_t *len)
+{
+    zf_image *img[2] = {zf_image_new(p->w, p->h), zf_image_new(p->w, p->h)};
+    zf_status st = ZF_OK;
+    if (!img[0] || !img[1]) {
+        st = zf_error(ZF_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    const int C = p->channels ? p->channels : 3;
+    const size_t plane = (size_t)p->w * p->h;
+    float amax = 0;
+    for (size_t i = 0; i < (size_t)C * plane; i++)
+        amax = fmaxf(amax, fabsf(p->proj[i]));
+    const float scale = amax > 0 ? 127.5f / amax : 0;
+    for (size_t i = 0; i < plane; i++)
+        for (int c = 0; c < 3; c++) {
+            float v = 127.5f + scale * p->proj[(C == 1 ? 0 : (size_t)c) * plane + i];
+            img[0]->rgb[i * 3 + c] = (uint8_t)fminf(255, fmaxf(0, roundf(v)));
+        }
+    memcpy(img[1]->rgb, p->rgb, plane * 3);
+    for (int k = 0; k < 2 && !st; k++)
+        st = zf_db_png_encode(img[k], &png[k], &len[k]);
+out:
+    zf_image_free(img[0]);
+    zf_image_free(img[1]);
+    return st;
+}
+
+/* Projects the examples of `units` (those whose renderings are not all stored), stores the
+ * renderings (not those of missing images, drawn as placeholders) and hands them back in `out`. */
+static zf_status render_units(site *S, zft_scan *scan, const char *layer, const int *units, int n, unit_pngs *out)
+{
+    zft_sheet sh;
+    double t0 = zft_now();
+    zf_status st = zft_sheet_build(&sh, scan, layer, units, n, S->o->lrn_backward);
+    if (!st)
+        st = zf_db_begin(S->db);
+    for (int j = 0; j < n && !st; j++) {
+        const zf_viz_unit *u = &sh.units[j];
+        zf_db_example *ex = NULL;
+        int k = 0;
+        if ((st = zf_db_topk_get(S->db, scan->run.id, layer, units[j], &ex, &k)))
+            break;
+        memset(&out[j], 0, sizeof out[j]);
+        out[j].n = u->n;
+        for (int i = 0; i < u->n && i < k && !st; i++) {
+            const zf_viz_patch *p = &u->top[i];
+            if ((st = patch_pngs(p, out[j].png[i], out[j].len[i])))
+                break;
+            S->stats->rendered++;
+            if (p->caption && !strncmp(p->caption, "missing: ", 9))
+                continue;
+            const zf_db_example *e = &ex[i];
+            char what[768];
+            snprintf(what, sizeof what,
+                     "deconvnet projection of %s unit %d at (y %d, x %d) of image %lld (rank %d, score %.6g), "
+                     "cropped to its receptive field x %d-%d, y %d-%d of the %dx%d input; LRN %s on the way "
+                     "down; zero is mid-grey, the largest |value| 0 or 255",
+                     layer, units[j], e->y, e->x, (long long)e->image_id, e->rank, e->score, e->box.x0,
+                     e->box.x1 - 1, e->box.y0, e->box.y1 - 1, scan->net->in_w, scan->net->in_h,
+                     S->o->lrn_backward ? "backward" : "as identity");
+            zf_db_rendering r = {scan->run.id, e->image_id, layer, units[j], e->rank, "deconv", what, p->w, p->h};
+            int64_t id;
+            if ((st = zf_db_rendering_put(S->db, &r, out[j].png[i][0], out[j].len[i][0], &id)))
+                break;
+            snprintf(what, sizeof what,
+                     "input patch under the receptive field of %s unit %d at (y %d, x %d) of image %lld (rank "
+                     "%d): x %d-%d, y %d-%d of the %dx%d preprocessed input, preprocessing undone",
+                     layer, units[j], e->y, e->x, (long long)e->image_id, e->rank, e->box.x0, e->box.x1 - 1,
+                     e->box.y0, e->box.y1 - 1, scan->net->in_w, scan->net->in_h);
+            r.kind = "patch";
+            r.description = what;
+            st = zf_db_rendering_put(S->db, &r, out[j].png[i][1], out[j].len[i][1], &id);
+        }
+        free(ex);
+    }
+    if (!st)
+        st = zf_db_commit(S->db);
+    else
+        zf_db_rollback(S->db);
+    zft_sheet_free(&sh);
+    S->stats->secs_render += zft_now() - t0;
+    return st;
+}
+
+/* The unit's filter as inline SVG: the first conv layer's kernel in colour (grey for a grey net),
+ * any other conv layer's as the norm of its kernel over each input channel. */
+static void filter_svg(sbuf *b, const zf_net *net, int li, int unit, int first_conv)
+{
+    const zf_layer *l = &net->layers[li];
+    const int cin = l->in_c / (l->groups > 0 ? l->groups : 1), kh = l->win.kh, kw = l->win.kw;
+    const float *w = l->weight + (size_t)unit * cin * kh * kw;
+    const size_t per = (size_t)kh * kw;
+    if (first_conv) {
+        float amax = 0;
+        for (size_t i = 0; i < (size_t)cin * per; i++)
+            amax = fmaxf(amax, fabsf(w[i]));
+        const int cell = kh * 12 > 180 ? 180 / kh : 12;
+        sb_add(b, "<svg width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"filter\">", kw * cell,
+               kh * cell, kw * cell, kh * cell);
+        for (int y = 0; y < kh; y++)
+            for (int x = 0; x < kw; x++) {
+                int rgb[3];
+                for (int c = 0; c < 3; c++) {
+                    int src = cin >= 3 ? (net->pre.order == ZF_COLOR_BGR ? 2 - c : c) : 0;
+                    float v = amax > 0 ? w[(size_t)src * per + (size_t)y * kw + x] / amax : 0;
+                    rgb[c] = (int)fminf(255, fmaxf(0, roundf(127.5f + 127.5f * v)));
+                }
+                sb_add(b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#%02x%02x%02x\"/>", x * cell,
+                       y * cell, cell, cell, rgb[0], rgb[1], rgb[2]);
+            }
+        sb_add(b, "</svg>\n<p>The kernel (%d x %d), zero mid-grey, the largest |weight| black or white.</p>\n", kh,
+               kw);
+        return;
+    }
+    float *norm = malloc(sizeof *norm * (size_t)cin);
+    if (!norm) {
+        b->oom = 1;
+        return;
+    }
+    float nmax = 0;
+    for (int c = 0; c < cin; c++) {
+        double s = 0;
+        for (size_t i = 0; i < per; i++)
+            s += (double)w[c * per + i] * w[c * per + i];
+        norm[c] = (float)sqrt(s);
+        nmax = fmaxf(nmax, norm[c]);
+    }
+    const int W = 640, H = 100, bw = W / cin > 0 ? W / cin : 1, width = bw * cin;
+    sb_add(b, "<svg width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"filter norms\">",
+           width, H, width, H);
+    for (int c = 0; c < cin; c++) {
+        int h = nmax > 0 ? (int)lroundf(norm[c] / nmax * (H - 2)) : 0;
+        sb_add(b, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#4a78b0\"><title>channel %d: %.4g</title></rect>",
+               c * bw, H - h, bw > 1 ? bw - (bw > 3) : 1, h, c, norm[c]);
+    }
+    sb_add(b, "</svg>\n<p>The L2 norm of the kernel (%d x %d) over each of its %d input channels (largest %.4g).</p>\n",
+           kh, kw, cin, nmax);
+    free(norm);
+}
+
+/* The top-k scores as an inline SVG bar chart. */
+static void scores_svg(sbuf *b, const zf_db_example *ex, int n)
+{
+    double smax = 0;
+    for (int i = 0; i < n; i++)
+        smax = fmax(smax, fabs(ex[i].score));
+    const int W = 30 * n + 10, H = 90;
+    sb_add(b, "<svg width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"top scores\">", W, H, W,
+           H);
+    for (int i = 0; i < n; i++) {
+        int h = smax > 0 ? (int)lround(fabs(ex[i].score) / smax * (H - 20)) : 0;
+        sb_add(b, "<rect x=\"%d\" y=\"%d\" width=\"24\" height=\"%d\" fill=\"%s\"><title>rank %d: %.6g</title></rect>"
+                  "<text x=\"%d\" y=\"%d\" font-size=\"10\" text-anchor=\"middle\">%d</text>",
+               8 + 30 * i, H - 14 - h, h, ex[i].score > 0 ? "#4a78b0" : "#b04a4a", ex[i].rank, ex[i].score,
+               20 + 30 * i, H - 3, ex[i].rank);
+    }
+    sb_add(b, "</svg>\n");
+}
+
+static void stats_rows(sbuf *b, const zf_db_unit_row *u, double min_active)
+{
+    const char *flag = flag_of(u, min_active);
+    sb_add(b, "<table class=\"stats\"><tbody>\n<tr><th class=\"l\">images<td>%lld</tr>\n"
+              "<tr><th class=\"l\">active fraction<td>%.6g</tr>\n<tr><th class=\"l\">positive fraction<td>%.6g</tr>\n"
+              "<tr><th class=\"l\">mean<td>%.6g</tr>\n<tr><th class=\"l\">max<td>%.6g</tr>\n"
+              "<tr><th class=\"l\">max at<td>image %lld, y %d, x %d</tr>\n",
+           (long long)u->images, u->active_fraction, u->positive_fraction, u->mean, u->max,
+           (long long)u->max_image_id, u->max_y, u->max_x);
+    if (*flag)
+        sb_add(b, "<tr><th class=\"l\">state<td class=\"%s\">%s</tr>\n", flag[0] == 'd' ? "dead" : "near", flag);
+    sb_add(b, "</tbody></table>\n");
+}
+
+typedef struct layer_ctx {
+    site *S;
+    zft_scan *scan;
+    const run_info *ri;
+    const char *layer;
+    int li, conv, first_conv;
+    zf_db_unit_row *rows;
+    int n_rows;
+    unsigned char *has_png; /* per row: its projections were written */
+} layer_ctx;
+
+/* Writes the example pictures of row r and records them. */
+static zf_status write_unit_pngs(layer_ctx *L, int r, const unit_pngs *p)
+{
+    for (int i = 0; i < p->n; i++)
+        for (int k = 0; k < 2; k++) {
+            char rel[512];
+            snprintf(rel, sizeof rel, "%lld/%s/img/%d-%d-%s.png", (long long)L->ri->run.id, L->layer, L->rows[r].unit,
+                     i + 1, kinds[k]);
+            zf_status st = put_png(L->S, rel, p->png[i][k], p->len[i][k]);
+            if (st)
+                return st;
+        }
+    L->has_png[r] = p->n > 0;
+    return ZF_OK;
+}
+
+static zf_status unit_page(layer_ctx *L, int r)
+{
+    site *S = L->S;
+    const zf_db_unit_row *u = &L->rows[r];
+    const int64_t run = L->ri->run.id;
+    zf_db_example *ex = NULL;
+    int n = 0;
+    zf_status st = zf_db_topk_get(S->db, run, L->layer, u->unit, &ex, &n);
+    if (st)
+        return st;
+    sbuf b = {0};
+    char title[160];
+    snprintf(title, sizeof title, "%s unit %d, run %lld", L->layer, u->unit, (long long)run);
+    page_head(&b, title, "../../");
+    sb_add(&b, "<nav><a href=\"../../index.html\">atlas</a><a rel=\"up\" href=\"index.html\">run %lld %s</a>", (long long)run,
+           L->layer);
+    if (r > 0)
+        sb_add(&b, "<a rel=\"prev\" href=\"%d.html\">&larr; unit %d</a>", L->rows[r - 1].unit, L->rows[r - 1].unit);
+    if (r + 1 < L->n_rows)
+        sb_add(&b, "<a rel=\"next\" href=\"%d.html\">unit %d &rarr;</a>", L->rows[r + 1].unit, L->rows[r + 1].unit);
+    sb_add(&b, "</nav>\n<h1>");
+    sb_esc(&b, title);
+    sb_add(&b, "</h1>\n<p>");
+    sb_esc(&b, L->ri->model.arch);
+    sb_add(&b, " (");
+    sb_esc(&b, L->ri->model.file[0] ? L->ri->model.file : L->ri->model.weights);
+    sb_add(&b, ")</p>\n");
+    /* the same unit in the other runs that scanned this layer */
+    int others = 0;
+    for (int i = 0; i < S->runs.n; i++) {
+        const run_info *o = &S->runs.r[i];
+        if (o->run.id == run || (S->o->run && o->run.id != S->o->run))
+            continue;
+        char buf[512];
+        const char *names[64];
+        int k = zft_split_list(o->run.layers, buf, sizeof buf, names, 64), has = 0;
+        for (int j = 0; j < k; j++)
+            has |= !strcmp(names[j], L->layer);
+        if (!has)
+            continue;
+        sb_add(&b, "%s<a href=\"../../%lld/%s/%d.html\">run %lld (", others++ ? ", " : "<p>In other runs: ",
+               (long long)o->run.id, L->layer, u->unit, (long long)o->run.id);
+        sb_esc(&b, o->model.arch);
+        sb_add(&b, ")</a>");
+    }
+    if (others)
+        sb_add(&b, "</p>\n");
+    sb_add(&b, "<h2>Statistics</h2>\n");
+    stats_rows(&b, u, S->o->min_active);
+    sb_add(&b, "<h2>Top %d examples</h2>\n", n);
+    if (n == 0)
+        sb_add(&b, "<p>No examples stored.</p>\n");
+    else
+        scores_svg(&b, ex, n);
+    if (n > 0 && L->conv && !L->has_png[r])
+        sb_add(&b, "<p>Projections not rendered: not among the strongest units chosen with --top-units.</p>\n");
+    if (n > 0 && !L->conv)
+        sb_add(&b, "<p>A fully connected unit sees the whole input: no pixel-space projection.</p>\n");
+    sb_add(&b, "<div class=\"ex\">\n");
+    for (int i = 0; i < n; i++) {
+        sb_add(&b, "<figure class=\"example\" data-rank=\"%d\">", ex[i].rank);
+        if (L->has_png[r] && i < 9)
+            sb_add(&b, "<img class=\"patch\" src=\"img/%d-%d-patch.png\" alt=\"patch %d\">"
+                       "<img class=\"deconv\" src=\"img/%d-%d-deconv.png\" alt=\"projection %d\">",
+                   u->unit, i + 1, i + 1, u->unit, i + 1, i + 1);
+        sb_add(&b, "<figcaption>%d. %.6g at (%d, %d)<br>", ex[i].rank, ex[i].score, ex[i].y, ex[i].x);
+        sb_esc(&b, base_name(ex[i].path));
+        sb_add(&b, "</figcaption></figure>\n");
+    }
+    sb_add(&b, "</div>\n");
+    if (L->conv) {
+        sb_add(&b, "<h2>Filter</h2>\n");
+        filter_svg(&b, L->scan->net, L->li, u->unit, L->first_conv);
+    }
+    page_tail(&b, "../../");
+    char rel[512];
+    snprintf(rel, sizeof rel, "%lld/%s/%d.html", (long long)run, L->layer, u->unit);
+    st = put_page(S, rel, &b);
+    free(b.p);
+    free(ex);
+    return st;
+}
+
+static zf_status layer_page(layer_ctx *L, layer_sum *sum)
+{
+    site *S = L->S;
+    const int64_t run = L->ri->run.id;
+    sbuf b = {0};
+    char title[160];
+    snprintf(title, sizeof title, "%s, run %lld", L->layer, (long long)run);
+    page_head(&b, title, "../../");
+    sb_add(&b, "<nav><a rel=\"up\" href=\"../../index.html\">atlas</a></nav>\n<h1>");
+    sb_esc(&b, title);
+    sb_add(&b, "</h1>\n<p>%d units: %d dead (never positive), %d near-dead (active on fewer than %.3g of the "
+               "images). Click a column to sort.</p>\n",
+           sum->units, sum->dead, sum->near, S->o->min_active);
+    if (L->conv) {
+        sb_add(&b, "<h2>Strongest projection of each unit</h2>\n<div class=\"grid\">\n");
+        for (int r = 0; r < L->n_rows; r++) {
+            int u = L->rows[r].unit;
+            if (L->has_png[r])
+                sb_add(&b, "<a href=\"%d.html\"><img src=\"img/%d-1-deconv.png\" alt=\"unit %d\" loading=\"lazy\">%d</a>\n",
+                       u, u, u, u);
+            else
+                sb_add(&b, "<a href=\"%d.html\"><span class=\"none\"></span>%d</a>\n", u, u);
+        }
+        sb_add(&b, "</div>\n");
+    }
+    sb_add(&b, "<h2>Units</h2>\n<table class=\"sortable units\"><thead><tr><th>unit<th>active fraction"
+               "<th>positive fraction<th>mean<th>max<th class=\"l\">state</tr></thead>\n<tbody>\n");
+    for (int r = 0; r < L->n_rows; r++) {
+        const zf_db_unit_row *u = &L->rows[r];
+        const char *flag = flag_of(u, S->o->min_active);
+        sb_add(&b, "<tr><td data-v=\"%d\"><a href=\"%d.html\">%d</a><td>%.9g<td>%.9g<td>%.9g<td>%.9g<td class=\"l%s\">%s</tr>\n",
+               u->unit, u->unit, u->unit, u->active_fraction, u->positive_fraction, u->mean, u->max,
+               *flag ? (flag[0] == 'd' ? " dead" : " near") : "", flag);
+    }
+    sb_add(&b, "</tbody></table>\n");
+    page_tail(&b, "../../");
+    char rel[512];
+    snprintf(rel, sizeof rel, "%lld/%s/index.html", (long long)run, L->layer);
+    zf_status st = put_page(S, rel, &b);
+    free(b.p);
+    return st;
+}
+
+/* The units of a conv layer to project: all, or the top_units strongest (by their best example). */
+static zf_status chosen_units(site *S, zft_scan *scan, const char *layer, int n_rows, unsigned char *want)
+{
+    if (S->o->top_units <= 0 || S->o->top_units >= n_rows) {
+        memset(want, 1, (size_t)n_rows);
+        return ZF_OK;
+    }
+    memset(want, 0, (size_t)n_rows);
+    int *units = malloc(sizeof *units * (size_t)S->o->top_units), got = 0;
+    if (!units)
+        return zf_error(ZF_ERR_NOMEM, "out of memory");
+    zf_status st = zft_scan_strongest_units(scan, layer, S->o->top_units, units, &got);
+    for (int i = 0; i < got && !st; i++)
+        if (units[i] >= 0 && units[i] < n_rows)
+            want[units[i]] = 1;
+    free(units);
+    return st;
+}
+
+enum { RENDER_BATCH = 16 };
+
+static zf_status build_layer(site *S, zft_scan *scan, const run_info *ri, const char *layer, layer_sum *sum)
+{
+    layer_ctx L = {S, scan, ri, layer, -1, 0, 0, NULL, 0, NULL};
+    zf_net *net = scan->net;
+    L.li = zf_net_find(net, layer);
+    if (L.li < 0)
+        return zf_error(ZF_ERR_ARG, "run %lld: '%s' is not a layer of %s", (long long)ri->run.id, layer, net->arch);
+    L.conv = zf_net_find_conv(net, layer) >= 0;
+    if (L.conv) {
+        L.li = zf_net_find_conv(net, layer);
+        int first = -1;
+        for (int i = 0; i < net->n_layers && first < 0; i++)
+            if (net->layers[i].op == ZF_OP_CONV)
+                first = i;
+        L.first_conv = first == L.li;
+    }
+    zf_status st = zf_db_layer_units(S->db, ri->run.id, layer, &L.rows, &L.n_rows);
+    if (st)
+        return st;
+    unsigned char *want = calloc((size_t)L.n_rows + 1, 1);
+    L.has_png = calloc((size_t)L.n_rows + 1, 1);
+    int *todo = malloc(sizeof *todo * (size_t)(L.n_rows + 1)), *todo_row = malloc(sizeof *todo_row * (size_t)(L.n_rows + 1));
+    unit_pngs *pngs = calloc(RENDER_BATCH, sizeof *pngs);
+    if (!want || !L.has_png || !todo || !todo_row || !pngs) {
+        st = zf_error(ZF_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    memset(sum, 0, sizeof *sum);
+    snprintf(sum->name, sizeof sum->name, "%s", layer);
+    sum->units = L.n_rows;
+    sum->conv = L.conv;
+    for (int r = 0; r < L.n_rows; r++) {
+        const zf_db_unit_row *u = &L.rows[r];
+        if (u->unit != r) {
+            st = zf_error(ZF_ERR_ARG, "%s: run %lld %s: unit %d missing from unit_stats", zf_db_path(S->db),
+                          (long long)ri->run.id, layer, r);
+            goto out;
+        }
+        const char *f = flag_of(u, S->o->min_active);
+        sum->dead += f[0] == 'd';
+        sum->near += f[0] == 'n';
+        sum->mean_active += u->active_fraction / L.n_rows;
+        sum->max = r == 0 ? u->max : fmax(sum->max, u->max);
+    }
+    zft_progress pr;
+    zft_progress_start(&pr, layer, L.n_rows, "units");
+    /* projections: stored ones are copied out, the others rendered in batches and stored */
+    if (L.conv && (st = chosen_units(S, scan, layer, L.n_rows, want)))
+        goto out;
+    int n_todo = 0;
+    for (int r = 0; r < L.n_rows && L.conv && !st; r++) {
+        if (!want[r])
+            continue;
+        zf_db_example *ex = NULL;
+        int n = 0, all = 0;
+        if ((st = zf_db_topk_get(S->db, ri->run.id, layer, r, &ex, &n)))
+            break;
+        if (n > 9)
+            n = 9;
+        unit_pngs p;
+        st = stored_pngs(S, ri->run.id, layer, r, ex, n, &p, &all);
+        free(ex);
+        if (st)
+            break;
+        if (n == 0)
+            continue;
+        if (all) {
+            S->stats->reused += n;
+            st = write_unit_pngs(&L, r, &p);
+            unit_pngs_free(&p);
+            zft_progress_update(&pr, r + 1);
+        } else {
+            todo[n_todo++] = r;
+        }
+    }
+    for (int i = 0; i < n_todo && !st; i += RENDER_BATCH) {
+        int m = n_todo - i < RENDER_BATCH ? n_todo - i : RENDER_BATCH;
+        if ((st = render_units(S, scan, layer, todo + i, m, pngs)))
+            break;
+        for (int j = 0; j < m && !st; j++) {
+            st = write_unit_pngs(&L, todo[i + j], &pngs[j]);
+            unit_pngs_free(&pngs[j]);
+        }
+        zft_progress_update(&pr, todo[i + m - 1] + 1);
+        if (!st && zf_interrupted)
+            st = zf_error(ZF_ERR_INTERRUPTED, "interrupted");
+    }
+    for (int r = 0; r < L.n_rows && !st; r++) {
+        st = unit_page(&L, r);
+        if (!st && zf_interrupted)
+            st = zf_error(ZF_ERR_INTERRUPTED, "interrupted");
+    }
+    if (!st)
+        st = layer_page(&L, sum);
+    zft_progress_finish(&pr);
+out:
+    for (int j = 0; pngs && j < RENDER_BATCH; j++)
+        unit_pngs_free(&pngs[j]);
+    free(pngs);
+    free(todo);
+    free(todo_row);
+    free(want);
+    free(L.has_png);
+    free(L.rows);
+    return st;
+}
+
+static int layer_chosen(const zft_site_opts *o, const char *layer)
+{
+    if (!o->layers)
+        return 1;
+    char buf[1024];
+    const char *names[64];
+    int k = zft_split_list(o->layers, buf, sizeof buf, names, 64);
+    for (int i = 0; i < k; i++)
+        if (!strcmp(names[i], layer))
+            return 1;
+    return 0;
+}
+
+static void index_run(sbuf *b, const run_info *ri, const layer_sum *sums, int n)
+{
+    sb_add(b, "<h2>Run %lld</h2>\n<p>", (long long)ri->run.id);
+    sb_esc(b, ri->model.arch);
+    sb_add(b, " (");
+    sb_esc(b, ri->model.file[0] ? ri->model.file : ri->model.weights);
+    sb_add(b, "), model sha256 %.16s, input %s; %lld of %lld images read (%lld failed) from ", ri->model.sha256,
+           ri->model.input, (long long)ri->run.n_ok, (long long)ri->run.n_images, (long long)ri->run.n_failed);
+    sb_esc(b, ri->run.images);
+    sb_add(b, "; top %d per unit%s.</p>\n", ri->run.top_k, ri->run.complete ? "" : "; scan not finished");
+    sb_add(b, "<table class=\"sortable layers\"><thead><tr><th class=\"l\">layer<th>units<th>dead<th>near-dead"
+              "<th>mean active fraction<th>max</tr></thead>\n<tbody>\n");
+    for (int i = 0; i < n; i++)
+        sb_add(b, "<tr><td class=\"l\"><a href=\"%lld/%s/index.html\">%s</a><td>%d<td>%d<td>%d<td>%.4g<td>%.4g</tr>\n",
+               (long long)ri->run.id, sums[i].name, sums[i].name, sums[i].units, sums[i].dead, sums[i].near,
+               sums[i].mean_active, sums[i].max);
+    sb_add(b, "</tbody></table>\n");
+}
+
+zf_status zft_site_build(const zft_site_opts *o, zft_site_stats *stats)
+{
+    memset(stats, 0, sizeof *stats);
+    site S = {o, stats, NULL, {0}};
+    sbuf idx = {0};
+    layer_sum *sums = NULL;
+    zf_status st = zft_db_open(o->dbpath, 1, &S.db);
+    if (!st)
+        st = zf_db_runs(S.db, collect_run, &S.runs);
+    if (!st && S.runs.oom)
+        st = zf_error(ZF_ERR_NOMEM, "out of memory");
+    if (st)
+        goto out;
+    int found = 0;
+    for (int i = 0; i < S.runs.n; i++)
+        found |= !o->run || S.runs.r[i].run.id == o->run;
+    if (!found) {
+        st = o->run ? zf_error(ZF_ERR_ARG, "%s: no run %lld", o->dbpath, (long long)o->run)
+                    : zf_error(ZF_ERR_ARG, "%s: no scan runs", o->dbpath);
+        goto out;
+    }
+    if ((st = put_file(&S, "atlas.css", zft_site_css, strlen(zft_site_css), 2)) ||
+        (st = put_file(&S, "atlas.js", zft_site_js, strlen(zft_site_js), 2)))
+        goto out;
+    page_head(&idx, "zfviz atlas", "");
+    sb_add(&idx, "<h1>zfviz atlas</h1>\n<p>");
+    sb_esc(&idx, o->dbpath);
+    sb_add(&idx, ": %d scan run%s. A layer's page lists its units; a unit's page shows its strongest examples "
+                 "beside their deconvnet projections (Zeiler &amp; Fergus).</p>\n",
+           S.runs.n, S.runs.n == 1 ? "" : "s");
+    for (int i = 0; i < S.runs.n && !st; i++) {
+        const run_info *ri = &S.runs.r[i];
+        if (o->run && ri->run.id != o->run)
+            continue;
+        if (ri->run.n_ok == 0) {
+            sb_add(&idx, "<h2>Run %lld</h2>\n<p>No image of this run could be read.</p>\n", (long long)ri->run.id);
+            continue;
+        }
+        char buf[512];
+        const char *names[64];
+        int k = zft_split_list(ri->run.layers, buf, sizeof buf, names, 64), n = 0;
+        free(sums);
+        if (!(sums = calloc((size_t)(k > 0 ? k : 1), sizeof *sums))) {
+            st = zf_error(ZF_ERR_NOMEM, "out of memory");
+            break;
+        }
+        zft_scan scan;
+        memset(&scan, 0, sizeof scan);
+        scan.run = ri->run;
+        scan.model = ri->model;
+        scan.reroot = o->reroot;
+        if ((st = zft_load_recorded_model(&ri->model, ri->run.id, &o->model, &scan.net)))
+            break;
+        scan.db = S.db;
+        for (int j = 0; j < k && !st; j++) {
+            if (!layer_chosen(o, names[j]))
+                continue;
+            if (!safe_name(names[j])) {
+                st = zf_error(ZF_ERR_ARG, "run %lld: layer name '%s' cannot name a folder", (long long)ri->run.id,
+                              names[j]);
+                break;
+            }
+            if (!(st = build_layer(&S, &scan, ri, names[j], &sums[n])))
+                n++;
+        }
+        scan.db = NULL; /* S owns it */
+        zft_scan_close(&scan);
+        if (!st)
+            index_run(&idx, ri, sums, n);
+    }
+    if (!st) {
+        page_tail(&idx, "");
+        st = put_page(&S, "index.html", &idx);
+    }
+out:
+    free(idx.p);
+    free(sums);
+    free(S.runs.r);
+    zf_db_close(S.db);
+    return st;
+}

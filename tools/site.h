@@ -1,0 +1,41 @@
+/* The unit atlas: a static web site of a scan database (zfviz site), a page per run layer and per
+ * unit, with the deconv projections rendered once and kept in the database's renderings table. */
+#ifndef ZF_TOOLS_SITE_H
+#define ZF_TOOLS_SITE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common.h"
+#include "viz_db.h"
+
+typedef struct zft_site_opts {
+    const char *dbpath;    /* the scan database (opened read-write: new renderings are stored) */
+    const char *out;       /* the site's folder */
+    zft_model_opts model;  /* the model of the runs; default: the one each run recorded */
+    int64_t run;           /* one run; 0: every run of the database */
+    const char *layers;    /* "conv1,conv5": these layers only; NULL: every scanned layer */
+    int top_units;         /* > 0: projections only for the N strongest units of a conv layer */
+    double min_active;     /* active on fewer images than this fraction: flagged near-dead */
+    int lrn_backward;      /* the true LRN backward on the way down (default: identity) */
+    zft_reroot reroot;
+} zft_site_opts;
+
+typedef struct zft_site_stats {
+    int pages, pngs;          /* files written */
+    int rendered, reused;     /* examples projected now, and those whose renderings were stored */
+    size_t largest;           /* bytes of the largest page */
+    char largest_path[4096];
+    double secs_render;       /* time spent projecting and encoding */
+} zft_site_stats;
+
+/* Builds the site: DIR/index.html (runs, models, layers), DIR/<run>/<layer>/index.html (a sortable
+ * table of the layer's units and a grid of thumbnails), DIR/<run>/<layer>/<unit>.html (top-k
+ * patches beside their projections, statistics, filter), images under DIR/<run>/<layer>/img/.
+ * Every file goes through zf_file. */
+zf_status zft_site_build(const zft_site_opts *o, zft_site_stats *stats);
+
+/* The stylesheet and the script every page links (DIR/atlas.css, DIR/atlas.js). */
+extern const char zft_site_css[], zft_site_js[];
+
+#endif
