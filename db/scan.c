@@ -495,8 +495,11 @@ typedef struct scan {
     int k, batch, chunk;
     int n_layers;
     scan_layer *layers;
-    int64_t n_images;
-    int64_t committed; /* next_seq in the database */
+    int64_t n_images;  /* in this run's slice of the list */
+    int64_t list_n;    /* in the whole list */
+    int64_t seq0, seq_end; /* the slice: [seq0, seq_end); the whole list unless sharded */
+    char shard[32];    /* "K/N", or "" for the whole list */
+    int64_t committed; /* seq0 + next_seq in the database: seqs are the whole list's */
     int64_t n_ok, n_failed;
     /* the chunk in progress: images [committed, committed + chunk_n) */
     img_meta *chunk_meta;
@@ -685,7 +688,7 @@ static zf_status parse_top(scan *S, scan_layer *L, int c, const char *json)
             p = end + 1;
         }
         int64_t seq = (int64_t)v[1];
-        if (seq < 0 || seq >= S->committed || S->seq_image[seq] != (int64_t)v[0])
+        if (seq < S->seq0 || seq >= S->committed || S->seq_image[seq] != (int64_t)v[0])
             goto bad;
         t[n++] = (topk_ent){(float)v[2], (int32_t)v[3] * L->l->out_w + (int32_t)v[4], seq};
         if (*p == ',')
@@ -771,7 +774,7 @@ static zf_status commit_chunk(scan *S)
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
     if ((s = zf_db_step(db, st, &row)))
         goto fail;
-    int64_t next = row ? sqlite3_column_int64(st, 0) : -1;
+    int64_t next = row ? S->seq0 + sqlite3_column_int64(st, 0) : -1;
     reuse(st);
     if (next != start) {
         s = zf_error(ZF_ERR_DB,
@@ -797,7 +800,7 @@ static zf_status commit_chunk(scan *S)
             goto fail;
     }
     st = S->update_run;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, end));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, end - S->seq0));
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 2, S->n_ok));
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 3, S->n_failed));
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 4, S->run_id));
@@ -830,7 +833,7 @@ static zf_status load_state(scan *S)
     zf_status s;
     sqlite3_stmt *st = NULL;
     int row = 0;
-    int64_t got_images = 0;
+    int64_t got_images = S->seq0;
     if ((s = zf_db_prepare(db, &st, "SELECT seq, image_id FROM run_images WHERE run_id = ? "
                                     "ORDER BY seq")))
         return s;
@@ -848,8 +851,8 @@ static zf_status load_state(scan *S)
         goto fail;
     if (got_images != S->committed) {
         s = zf_error(ZF_ERR_DB, "%s: run %lld: %lld images recorded, the run says %lld",
-                     zf_db_path(db), (long long)S->run_id, (long long)got_images,
-                     (long long)S->committed);
+                     zf_db_path(db), (long long)S->run_id, (long long)(got_images - S->seq0),
+                     (long long)(S->committed - S->seq0));
         goto fail;
     }
     sqlite3_finalize(st);
@@ -891,7 +894,7 @@ static zf_status load_state(scan *S)
                 L->max[c] = (float)sqlite3_column_double(st, 6);
                 L->max_seq[c] = sqlite3_column_int64(st, 7);
                 L->max_pos[c] = sqlite3_column_int(st, 8) * L->l->out_w + sqlite3_column_int(st, 9);
-                if (L->max_seq[c] < 0 || L->max_seq[c] >= S->committed) {
+                if (L->max_seq[c] < S->seq0 || L->max_seq[c] >= S->committed) {
                     s = zf_error(ZF_ERR_DB, "%s: run %lld: %s unit %d has its max at image %lld "
                                  "of %lld committed", zf_db_path(db), (long long)S->run_id,
                                  L->l->name, c, (long long)L->max_seq[c], (long long)S->committed);
@@ -935,7 +938,8 @@ static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, 
     if ((s = zf_db_model_put(db, S->net, o->weights, o->model_file, &model_id)))
         goto fail;
     if ((s = zf_db_prepare(db, &st,
-                           "SELECT id, batch, chunk, next_seq, n_ok, n_failed, n_images FROM runs "
+                           "SELECT id, batch, chunk, next_seq, n_ok, n_failed, n_images, "
+                           "ifnull(shard, ''), seq0 FROM runs "
                            "WHERE model_id = ? AND list_sha256 = ? AND layers = ? AND top_k = ?")))
         goto fail;
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, model_id));
@@ -948,9 +952,19 @@ static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, 
         S->run_id = sqlite3_column_int64(st, 0);
         S->batch = sqlite3_column_int(st, 1);
         S->chunk = sqlite3_column_int(st, 2);
-        S->committed = sqlite3_column_int64(st, 3);
+        S->committed = S->seq0 + sqlite3_column_int64(st, 3);
         S->n_ok = sqlite3_column_int64(st, 4);
         S->n_failed = sqlite3_column_int64(st, 5);
+        char shard[32];
+        zf_db_column_text(st, 7, shard, sizeof shard);
+        if (strcmp(shard, S->shard) != 0 || sqlite3_column_int64(st, 8) != S->seq0) {
+            s = zf_error(ZF_ERR_DB,
+                         "%s: run %lld scans %s%s of these images with this model; %s%s goes "
+                         "into a database of its own",
+                         zf_db_path(db), (long long)S->run_id, *shard ? "shard " : "the whole list",
+                         shard, *S->shard ? "shard " : "the whole list", S->shard);
+            goto fail;
+        }
         if (sqlite3_column_int64(st, 6) != S->n_images) {
             s = zf_error(ZF_ERR_DB, "%s: run %lld lists %lld images, this scan %lld",
                          zf_db_path(db), (long long)S->run_id,
@@ -966,7 +980,8 @@ static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, 
     st = NULL;
     if ((s = zf_db_prepare(db, &st,
                            "INSERT INTO runs (model_id, images, list_sha256, n_images, layers, "
-                           "top_k, batch, chunk) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")))
+                           "top_k, batch, chunk, list_n, shard, seq0) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")))
         goto fail;
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, model_id));
     ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, o->images_arg ? o->images_arg : ""));
@@ -976,6 +991,9 @@ static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, 
     ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 6, S->k));
     ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 7, S->batch));
     ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 8, S->chunk));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 9, S->list_n));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 10, *S->shard ? S->shard : NULL));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 11, S->seq0));
     if ((s = zf_db_step(db, st, NULL)))
         goto fail;
     S->run_id = sqlite3_last_insert_rowid(zf_db_handle(db));
@@ -1069,7 +1087,22 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
     S.db = db;
     S.net = net;
     S.paths = paths;
-    S.n_images = n;
+    S.list_n = n;
+    S.seq0 = 0;
+    S.seq_end = n;
+    if (o->shard_n > 1) {
+        if (o->shard_k < 1 || o->shard_k > o->shard_n)
+            return zf_error(ZF_ERR_ARG, "scan: shard %d/%d: K must be 1 to %d", o->shard_k,
+                            o->shard_n, o->shard_n);
+        if (o->shard_n > n)
+            return zf_error(ZF_ERR_ARG, "scan: %d shards of %lld images: some would be empty",
+                            o->shard_n, (long long)n);
+        S.seq0 = n * (o->shard_k - 1) / o->shard_n;
+        S.seq_end = n * o->shard_k / o->shard_n;
+        snprintf(S.shard, sizeof S.shard, "%d/%d", o->shard_k, o->shard_n);
+    }
+    S.n_images = S.seq_end - S.seq0;
+    S.committed = S.seq0;
     S.k = o->top_k > 0 ? o->top_k : 9;
     S.batch = o->batch > 0 ? o->batch : 16;
     S.chunk = o->chunk > 0 ? o->chunk : 512;
@@ -1139,11 +1172,11 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
     if (!o->dry_run && (s = open_run(&S, o, list_sha, layers, res)))
         goto out;
     res->run_id = S.run_id;
-    res->n_images = n;
-    res->start_seq = S.committed;
+    res->n_images = S.n_images;
+    res->start_seq = S.committed - S.seq0;
     res->batch = S.batch;
     res->chunk = S.chunk;
-    res->next_seq = S.committed;
+    res->next_seq = S.committed - S.seq0;
     res->n_ok = S.n_ok;
     res->n_failed = S.n_failed;
     if (o->started)
@@ -1157,9 +1190,9 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         s = zf_error(ZF_ERR_NOMEM, "scan: out of memory for %lld images", (long long)n);
         goto out;
     }
-    if (S.committed > 0 && (s = load_state(&S)))
+    if (S.committed > S.seq0 && (s = load_state(&S)))
         goto out;
-    if (S.committed >= n)
+    if (S.committed >= S.seq_end)
         goto done;
     /* The whole top-k and statistics of a big net stay in the page cache between commits. */
     if (!o->dry_run &&
@@ -1183,7 +1216,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
 
     P.paths = paths;
     P.start = S.committed;
-    P.n = n;
+    P.n = S.seq_end;
     P.batch = S.batch;
     P.net = net;
     P.in_size = (size_t)zf_net_in_size(net);
@@ -1215,7 +1248,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
 
     const double t_start = zf_db_now();
     S.last_commit = t_start;
-    for (int64_t b = 0, seq = S.committed; seq < n; b++) {
+    for (int64_t b = 0, seq = S.committed; seq < S.seq_end; b++) {
         slot *sl = &P.slots[b % SCAN_SLOTS];
         double t0 = zf_db_now();
         if (inline_decode) {
@@ -1256,7 +1289,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         pthread_cond_broadcast(&P.cv);
         pthread_mutex_unlock(&P.mu);
         if (o->progress)
-            o->progress(o->progress_ctx, seq, n);
+            o->progress(o->progress_ctx, seq - S.seq0, S.n_images);
         int stop = zf_interrupted != 0;
         /* At least `chunk` images a commit, and commits spaced so that they take at most ~3% of
          * the time (the first ones rewrite nearly every unit's top-k), yet never more than a
@@ -1271,7 +1304,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
             S.chunk_n = 0;
         } else if ((S.chunk_n >= S.chunk &&
                     (since * 0.03 >= S.last_commit_cost || since >= 60)) ||
-                   seq >= n || stop) {
+                   seq >= S.seq_end || stop) {
             if ((s = commit_chunk(&S)))
                 goto out;
             S.last_commit = zf_db_now();
@@ -1283,12 +1316,12 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
             s = zf_error(ZF_ERR_INTERRUPTED,
                          "scan interrupted after %lld of %lld images (all committed; run the "
                          "same command again to continue)",
-                         (long long)seq, (long long)n);
+                         (long long)(seq - S.seq0), (long long)S.n_images);
             break;
         }
     }
 done:
-    res->next_seq = S.committed;
+    res->next_seq = S.committed - S.seq0;
     res->n_ok = S.n_ok;
     res->n_failed = S.n_failed;
 out:

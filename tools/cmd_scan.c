@@ -16,7 +16,8 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: zfviz scan (--arch A --weights W | --model F) --images DIR_OR_LIST --db OUT.db\n"
-            "                  [--layers L1,L2,...] [--top K] [--batch N] [--chunk N] [--wait S]\n\n"
+            "                  [--layers L1,L2,...] [--top K] [--batch N] [--chunk N] [--wait S]\n"
+            "                  [--shard K/N]\n\n"
             "Runs every image through the net and stores, for each unit of each scanned layer,\n"
             "how often and how strongly it fires and its top-K images, in OUT.db (SQLite; see\n"
             "docs/db.md). Re-running the same command continues where a stopped scan left off.\n\n"
@@ -33,6 +34,10 @@ static void usage(FILE *f)
             "  --chunk N         images per commit at least (default 512); commits are also spaced\n"
             "                    to take at most ~3%% of the time and are never more than a minute\n"
             "                    apart: what a killed scan loses\n"
+            "  --shard K/N       scan only the K-th of N contiguous slices of the ordered list\n"
+            "                    (K = 1..N), into a database of its own; zfviz merge joins the\n"
+            "                    shards into the database one scan of the whole list gives\n"
+            "                    (docs/scale.md)\n"
             "  -h, --help        this help\n\n"
             "An image that cannot be read or decoded, or whose preprocessed values are not finite\n"
             "(NaN or Inf), is skipped with a warning and counted as failed; a scan in which no image\n"
@@ -90,12 +95,14 @@ int zf_cmd_scan(int argc, char **argv)
         {"top", required_argument, 0, 't'},
         {"batch", required_argument, 0, 'b'},
         {"chunk", required_argument, 0, 'c'},
+        {"shard", required_argument, 0, 's'},
         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_model_ref ref;
     const char *images = NULL, *dbpath = NULL, *layers_arg = NULL;
     long top = 9, batch = 16, chunk = 512;
+    int shard_k = 0, shard_n = 0;
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -117,6 +124,14 @@ int zf_cmd_scan(int argc, char **argv)
             if ((chunk = zft_parse_long(optarg)) < 1 || chunk > 1 << 20)
                 return zft_usage_error("scan", "--chunk takes 1 to 1048576, not '%s'", optarg);
             break;
+        case 's': {
+            char tail;
+            if (sscanf(optarg, "%d/%d%c", &shard_k, &shard_n, &tail) != 2 || shard_n < 1 ||
+                shard_n > 1000000 || shard_k < 1 || shard_k > shard_n)
+                return zft_usage_error("scan", "--shard takes K/N with 1 <= K <= N, not '%s'",
+                                       optarg);
+            break;
+        }
         case 'h': usage(stdout); return 0;
         case ZFT_OPT_WAIT:
             if (zft_wait_set(optarg))
@@ -180,6 +195,8 @@ int zf_cmd_scan(int argc, char **argv)
         .started = on_started,
         .progress = on_progress,
         .progress_ctx = &u,
+        .shard_k = shard_k,
+        .shard_n = shard_n,
     };
     zf_scan_result res;
     s = zf_db_scan(db, net, (const char *const *)paths, n, &so, &res);

@@ -99,7 +99,8 @@ int zf_db_scan_default_layers(const zf_net *net, int *idx);
 
 typedef struct zf_scan_result {
     int64_t run_id;
-    int64_t n_images;   /* in the list */
+    int64_t n_images;   /* in the list (in the shard's slice of it, for a shard; start_seq and
+                         * next_seq count from the slice's start too) */
     int64_t start_seq;  /* where this call started: 0, or where an earlier scan of the run stopped */
     int64_t next_seq;   /* images committed when it returned */
     int64_t n_ok, n_failed;
@@ -134,6 +135,10 @@ typedef struct zf_scan_opts {
     /* For timing the pipeline: decode and forward every image, store and accumulate nothing
      * (db may be NULL; res gets the counts and times). */
     int dry_run;
+    /* A shard: images [n (K-1) / N, n K / N) of the list, seqs kept as the whole list's, into a
+     * run of its own that records the whole list's hash and "K/N" (zf_db_merge joins the shards).
+     * shard_n <= 1: the whole list. */
+    int shard_k, shard_n;
 } zf_scan_opts;
 
 /* Scans the images through `net` and accumulates, for every unit of the chosen layers, the
