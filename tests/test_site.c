@@ -2,8 +2,14 @@
  * sqlite3 here), its pictures decoded with libpng and measured against the stored receptive
  * fields, no reference leaving the page, renderings reused on a second build, output safety, and
  * the pages as Debian's chromium renders them (skipped only where chromium is not installed). */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <math.h>
 #include <png.h>
 #include <sqlite3.h>
@@ -419,4 +425,204 @@ Test(site, chromium_shows_the_units_and_the_pictures_without_console_errors, .ti
         cr_expect(!strstr(line, "CONSOLE") && !strstr(line, "Uncaught") && !strstr(line, "ERR_FILE_NOT_FOUND"),
                   "console: %s", line);
     free(log);
+}
+
+/* ---- zfviz serve ---- */
+
+/* A server on a free port of 127.0.0.1 for dir/s.db: its pid and port. */
+static int serve_start(const char *dir, int *port)
+{
+    cr_assert_eq(tu_system("cd '%s' && ('%s' serve --db s.db --port 0 2>serve.err >/dev/null & echo $! > serve.pid)",
+                           dir, tu_build("tools/zfviz")),
+                 0);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/serve.pid", dir);
+    char *pid = slurp(p, NULL);
+    cr_assert(pid);
+    int id = atoi(pid);
+    free(pid);
+    snprintf(p, sizeof p, "%s/serve.err", dir);
+    *port = 0;
+    for (int i = 0; i < 300 && !*port; i++) { /* up to 30 s: it loads the model first */
+        char *err = slurp(p, NULL);
+        const char *q = err ? strstr(err, " port ") : NULL;
+        if (q)
+            *port = atoi(q + 6);
+        free(err);
+        if (!*port)
+            usleep(100 * 1000);
+    }
+    cr_assert_gt(*port, 0, "the server did not say its port");
+    return id;
+}
+
+static int connect_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    cr_assert_geq(fd, 0);
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    struct timeval tv = {20, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sa, sizeof sa), 0, "connect: %s", strerror(errno));
+    return fd;
+}
+
+static void send_all(int fd, const char *req)
+{
+    size_t n = strlen(req);
+    cr_assert_eq(send(fd, req, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* The whole response (the server closes the connection: HTTP/1.0 requests); *len its size. */
+static char *recv_all(int fd, size_t *len)
+{
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap + 1);
+    cr_assert(buf);
+    for (;;) {
+        if (n == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            cr_assert(buf);
+        }
+        ssize_t got = recv(fd, buf + n, cap - n, 0);
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
+}
+
+/* One raw request line (sent as written: no client tidies the path); the status, the body in *body. */
+static int get(int port, const char *path, char **body, size_t *blen)
+{
+    int fd = connect_to(port);
+    char req[2048];
+    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    send_all(fd, req);
+    size_t n;
+    char *resp = recv_all(fd, &n);
+    close(fd);
+    int status = 0;
+    sscanf(resp, "HTTP/1.%*d %d", &status);
+    char *b = strstr(resp, "\r\n\r\n");
+    if (body) {
+        size_t off = b ? (size_t)(b + 4 - resp) : n;
+        *blen = n - off;
+        *body = malloc(*blen + 1);
+        memcpy(*body, resp + off, *blen);
+        (*body)[*blen] = 0;
+    }
+    free(resp);
+    return status;
+}
+
+Test(serve, the_pages_and_pictures_of_the_database_and_nothing_else, .timeout = 180)
+{
+    const char *dir = scan_and_site("serve_pages");
+    char dbp[1024];
+    snprintf(dbp, sizeof dbp, "%s/s.db", dir);
+    size_t db_len = 0;
+    char *db_before = slurp(dbp, &db_len);
+    int port = 0, pid = serve_start(dir, &port);
+    char *body = NULL;
+    size_t blen = 0;
+    /* the layer page: every unit with the database's numbers */
+    cr_assert_eq(get(port, "/1/conv5/index.html", &body, &blen), 200);
+    sqlite3 *sql = db_open(dir);
+    check_table_against_db(sql, "conv5", body);
+    free(body);
+    /* a picture: the stored rendering's bytes, as sqlite3 reads them */
+    cr_assert_eq(get(port, "/1/conv1/img/3-1-deconv.png", &body, &blen), 200);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(sql,
+                                    "SELECT png FROM renderings r JOIN topk t ON t.run_id = r.run_id AND t.layer = "
+                                    "r.layer AND t.unit = r.unit AND t.rank = r.rank AND t.image_id = r.image_id "
+                                    "WHERE r.run_id = 1 AND r.layer = 'conv1' AND r.unit = 3 AND r.rank = 1 AND "
+                                    "r.kind = 'deconv'",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    cr_expect(blen == (size_t)sqlite3_column_bytes(st, 0) && !memcmp(body, sqlite3_column_blob(st, 0), blen),
+              "the served picture differs from the stored one");
+    sqlite3_finalize(st);
+    sqlite3_close(sql);
+    free(body);
+    cr_expect_eq(get(port, "/1/conv1/3.html", NULL, NULL), 200);
+    /* paths that lead out of the atlas, or nowhere: 4xx with a one-line reason, no file's content */
+    const char *bad[] = {"/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/1/conv1/..%2f..%2f..%2fetc/passwd",
+                         "//etc/passwd", "/etc/passwd", "/1/conv1/img/../../../s.db", "/s.db",
+                         "/1/conv1/%00.html", "/1/conv9/0.html", "/1/conv1/999.html", "/1/conv1/img/3-1-x.png",
+                         "http://127.0.0.1/etc/passwd", "/1/conv1/img/3-99-deconv.png"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int s = get(port, bad[i], &body, &blen);
+        cr_expect(s >= 400 && s < 500, "%s: status %d", bad[i], s);
+        cr_expect(!strstr(body, "root:") && !strstr(body, "SQLite"), "%s: a file's content came back", bad[i]);
+        cr_expect(blen > 0 && strchr(body, '\n') == body + blen - 1, "%s: not one line: %s", bad[i], body);
+        free(body);
+    }
+    int fd = connect_to(port);
+    send_all(fd, "POST / HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello");
+    size_t n;
+    char *resp = recv_all(fd, &n);
+    close(fd);
+    cr_expect(strstr(resp, " 405 "), "POST: %s", resp);
+    free(resp);
+    /* 200 requests at once: every one answered */
+    enum { N = 200 };
+    static int fds[N];
+    double t0 = zft_now();
+    for (int i = 0; i < N; i++) {
+        fds[i] = connect_to(port);
+        send_all(fds[i], i % 2 ? "GET /1/conv5/7.html HTTP/1.0\r\n\r\n" : "GET /1/conv1/img/3-1-patch.png HTTP/1.0\r\n\r\n");
+    }
+    int ok = 0;
+    for (int i = 0; i < N; i++) {
+        char *r = recv_all(fds[i], &n);
+        ok += !strncmp(r, "HTTP/1.1 200", 12) || !strncmp(r, "HTTP/1.0 200", 12);
+        free(r);
+        close(fds[i]);
+    }
+    double secs = zft_now() - t0;
+    cr_expect_eq(ok, N, "%d of %d concurrent requests answered 200", ok, N);
+    cr_expect_lt(secs, 30.0, "%d concurrent requests took %.1f s", N, secs);
+    /* still alive; the database untouched; Ctrl-C stops it */
+    cr_expect_eq(kill(pid, 0), 0, "the server died");
+    cr_expect_eq(get(port, "/", NULL, NULL), 200);
+    cr_assert_eq(kill(pid, SIGINT), 0);
+    int gone = 0;
+    for (int i = 0; i < 100 && !gone; i++) {
+        gone = kill(pid, 0) != 0;
+        if (!gone)
+            usleep(100 * 1000);
+    }
+    cr_expect(gone, "Ctrl-C did not stop the server");
+    if (!gone)
+        kill(pid, SIGKILL);
+    size_t db_len2 = 0;
+    char *db_after = slurp(dbp, &db_len2);
+    cr_expect(db_len == db_len2 && !memcmp(db_before, db_after, db_len), "the database changed");
+    free(db_before);
+    free(db_after);
+}
+
+Test(serve, binds_loopback_by_default_and_refuses_bad_options)
+{
+    const char *dir = tu_tmpdir("serve_opts");
+    cr_expect_eq(run(dir, "serve"), 2, "no --db");
+    cr_expect_eq(run(dir, "serve --db s.db --bind nowhere"), 2);
+    cr_expect_eq(run(dir, "serve --db s.db --port 70000"), 2);
+    cr_expect_neq(run(dir, "serve --db missing.db --port 0"), 0, "a missing database");
+    cr_expect_eq(run(dir, "serve --help"), 0);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/out", dir);
+    char *help = slurp(p, NULL);
+    cr_expect(help && strstr(help, "default 127.0.0.1"), "%s", help);
+    free(help);
 }

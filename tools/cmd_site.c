@@ -111,7 +111,6 @@ int zf_cmd_site(int argc, char **argv)
     snprintf(idx, sizeof idx, "%s/index.html", o.out);
     if (zft_output_check(idx)) /* before any work: a site zfviz did not make is not replaced */
         return zft_fail("site", ZF_ERR_IO);
-    zft_install_sigint();
     zft_site_stats stats;
     double t0 = zft_now();
     zf_status st = zft_site_build(&o, &stats);

@@ -489,7 +489,8 @@ static zf_status write_unit_pngs(layer_ctx *L, int r, const unit_pngs *p)
     return ZF_OK;
 }
 
-static zf_status unit_page(layer_ctx *L, int r)
+/* The page of row r into b. */
+static zf_status unit_html(layer_ctx *L, int r, sbuf *b)
 {
     site *S = L->S;
     const zf_db_unit_row *u = &L->rows[r];
@@ -499,23 +500,22 @@ static zf_status unit_page(layer_ctx *L, int r)
     zf_status st = zf_db_topk_get(S->db, run, L->layer, u->unit, &ex, &n);
     if (st)
         return st;
-    sbuf b = {0};
     char title[160];
     snprintf(title, sizeof title, "%s unit %d, run %lld", L->layer, u->unit, (long long)run);
-    page_head(&b, title, "../../");
-    sb_add(&b, "<nav><a href=\"../../index.html\">atlas</a><a rel=\"up\" href=\"index.html\">run %lld %s</a>", (long long)run,
+    page_head(b, title, "../../");
+    sb_add(b, "<nav><a href=\"../../index.html\">atlas</a><a rel=\"up\" href=\"index.html\">run %lld %s</a>", (long long)run,
            L->layer);
     if (r > 0)
-        sb_add(&b, "<a rel=\"prev\" href=\"%d.html\">&larr; unit %d</a>", L->rows[r - 1].unit, L->rows[r - 1].unit);
+        sb_add(b, "<a rel=\"prev\" href=\"%d.html\">&larr; unit %d</a>", L->rows[r - 1].unit, L->rows[r - 1].unit);
     if (r + 1 < L->n_rows)
-        sb_add(&b, "<a rel=\"next\" href=\"%d.html\">unit %d &rarr;</a>", L->rows[r + 1].unit, L->rows[r + 1].unit);
-    sb_add(&b, "</nav>\n<h1>");
-    sb_esc(&b, title);
-    sb_add(&b, "</h1>\n<p>");
-    sb_esc(&b, L->ri->model.arch);
-    sb_add(&b, " (");
-    sb_esc(&b, L->ri->model.file[0] ? L->ri->model.file : L->ri->model.weights);
-    sb_add(&b, ")</p>\n");
+        sb_add(b, "<a rel=\"next\" href=\"%d.html\">unit %d &rarr;</a>", L->rows[r + 1].unit, L->rows[r + 1].unit);
+    sb_add(b, "</nav>\n<h1>");
+    sb_esc(b, title);
+    sb_add(b, "</h1>\n<p>");
+    sb_esc(b, L->ri->model.arch);
+    sb_add(b, " (");
+    sb_esc(b, L->ri->model.file[0] ? L->ri->model.file : L->ri->model.weights);
+    sb_add(b, ")</p>\n");
     /* the same unit in the other runs that scanned this layer */
     int others = 0;
     for (int i = 0; i < S->runs.n; i++) {
@@ -529,88 +529,101 @@ static zf_status unit_page(layer_ctx *L, int r)
             has |= !strcmp(names[j], L->layer);
         if (!has)
             continue;
-        sb_add(&b, "%s<a href=\"../../%lld/%s/%d.html\">run %lld (", others++ ? ", " : "<p>In other runs: ",
+        sb_add(b, "%s<a href=\"../../%lld/%s/%d.html\">run %lld (", others++ ? ", " : "<p>In other runs: ",
                (long long)o->run.id, L->layer, u->unit, (long long)o->run.id);
-        sb_esc(&b, o->model.arch);
-        sb_add(&b, ")</a>");
+        sb_esc(b, o->model.arch);
+        sb_add(b, ")</a>");
     }
     if (others)
-        sb_add(&b, "</p>\n");
-    sb_add(&b, "<h2>Statistics</h2>\n");
-    stats_rows(&b, u, S->o->min_active);
-    sb_add(&b, "<h2>Top %d examples</h2>\n", n);
+        sb_add(b, "</p>\n");
+    sb_add(b, "<h2>Statistics</h2>\n");
+    stats_rows(b, u, S->o->min_active);
+    sb_add(b, "<h2>Top %d examples</h2>\n", n);
     if (n == 0)
-        sb_add(&b, "<p>No examples stored.</p>\n");
+        sb_add(b, "<p>No examples stored.</p>\n");
     else
-        scores_svg(&b, ex, n);
+        scores_svg(b, ex, n);
     if (n > 0 && L->conv && !L->has_png[r])
-        sb_add(&b, "<p>Projections not rendered: not among the strongest units chosen with --top-units.</p>\n");
+        sb_add(b, "<p>Projections not rendered: not among the strongest units chosen with --top-units.</p>\n");
     if (n > 0 && !L->conv)
-        sb_add(&b, "<p>A fully connected unit sees the whole input: no pixel-space projection.</p>\n");
-    sb_add(&b, "<div class=\"ex\">\n");
+        sb_add(b, "<p>A fully connected unit sees the whole input: no pixel-space projection.</p>\n");
+    sb_add(b, "<div class=\"ex\">\n");
     for (int i = 0; i < n; i++) {
-        sb_add(&b, "<figure class=\"example\" data-rank=\"%d\">", ex[i].rank);
+        sb_add(b, "<figure class=\"example\" data-rank=\"%d\">", ex[i].rank);
         if (L->has_png[r] && i < 9)
-            sb_add(&b, "<img class=\"patch\" src=\"img/%d-%d-patch.png\" alt=\"patch %d\">"
+            sb_add(b, "<img class=\"patch\" src=\"img/%d-%d-patch.png\" alt=\"patch %d\">"
                        "<img class=\"deconv\" src=\"img/%d-%d-deconv.png\" alt=\"projection %d\">",
                    u->unit, i + 1, i + 1, u->unit, i + 1, i + 1);
-        sb_add(&b, "<figcaption>%d. %.6g at (%d, %d)<br>", ex[i].rank, ex[i].score, ex[i].y, ex[i].x);
-        sb_esc(&b, base_name(ex[i].path));
-        sb_add(&b, "</figcaption></figure>\n");
+        sb_add(b, "<figcaption>%d. %.6g at (%d, %d)<br>", ex[i].rank, ex[i].score, ex[i].y, ex[i].x);
+        sb_esc(b, base_name(ex[i].path));
+        sb_add(b, "</figcaption></figure>\n");
     }
-    sb_add(&b, "</div>\n");
+    sb_add(b, "</div>\n");
     if (L->conv) {
-        sb_add(&b, "<h2>Filter</h2>\n");
-        filter_svg(&b, L->scan->net, L->li, u->unit, L->first_conv);
+        sb_add(b, "<h2>Filter</h2>\n");
+        filter_svg(b, L->scan->net, L->li, u->unit, L->first_conv);
     }
-    page_tail(&b, "../../");
-    char rel[512];
-    snprintf(rel, sizeof rel, "%lld/%s/%d.html", (long long)run, L->layer, u->unit);
-    st = put_page(S, rel, &b);
-    free(b.p);
+    page_tail(b, "../../");
     free(ex);
+    return b->oom ? zf_error(ZF_ERR_NOMEM, "out of memory") : ZF_OK;
+}
+
+static zf_status unit_page(layer_ctx *L, int r)
+{
+    sbuf b = {0};
+    char rel[512];
+    snprintf(rel, sizeof rel, "%lld/%s/%d.html", (long long)L->ri->run.id, L->layer, L->rows[r].unit);
+    zf_status st = unit_html(L, r, &b);
+    if (!st)
+        st = put_page(L->S, rel, &b);
+    free(b.p);
     return st;
 }
 
-static zf_status layer_page(layer_ctx *L, layer_sum *sum)
+static void layer_html(layer_ctx *L, const layer_sum *sum, sbuf *b)
 {
     site *S = L->S;
     const int64_t run = L->ri->run.id;
-    sbuf b = {0};
     char title[160];
     snprintf(title, sizeof title, "%s, run %lld", L->layer, (long long)run);
-    page_head(&b, title, "../../");
-    sb_add(&b, "<nav><a rel=\"up\" href=\"../../index.html\">atlas</a></nav>\n<h1>");
-    sb_esc(&b, title);
-    sb_add(&b, "</h1>\n<p>%d units: %d dead (never positive), %d near-dead (active on fewer than %.3g of the "
+    page_head(b, title, "../../");
+    sb_add(b, "<nav><a rel=\"up\" href=\"../../index.html\">atlas</a></nav>\n<h1>");
+    sb_esc(b, title);
+    sb_add(b, "</h1>\n<p>%d units: %d dead (never positive), %d near-dead (active on fewer than %.3g of the "
                "images). Click a column to sort.</p>\n",
            sum->units, sum->dead, sum->near, S->o->min_active);
     if (L->conv) {
-        sb_add(&b, "<h2>Strongest projection of each unit</h2>\n<div class=\"grid\">\n");
+        sb_add(b, "<h2>Strongest projection of each unit</h2>\n<div class=\"grid\">\n");
         for (int r = 0; r < L->n_rows; r++) {
             int u = L->rows[r].unit;
             if (L->has_png[r])
-                sb_add(&b, "<a href=\"%d.html\"><img src=\"img/%d-1-deconv.png\" alt=\"unit %d\" loading=\"lazy\">%d</a>\n",
+                sb_add(b, "<a href=\"%d.html\"><img src=\"img/%d-1-deconv.png\" alt=\"unit %d\" loading=\"lazy\">%d</a>\n",
                        u, u, u, u);
             else
-                sb_add(&b, "<a href=\"%d.html\"><span class=\"none\"></span>%d</a>\n", u, u);
+                sb_add(b, "<a href=\"%d.html\"><span class=\"none\"></span>%d</a>\n", u, u);
         }
-        sb_add(&b, "</div>\n");
+        sb_add(b, "</div>\n");
     }
-    sb_add(&b, "<h2>Units</h2>\n<table class=\"sortable units\"><thead><tr><th>unit<th>active fraction"
+    sb_add(b, "<h2>Units</h2>\n<table class=\"sortable units\"><thead><tr><th>unit<th>active fraction"
                "<th>positive fraction<th>mean<th>max<th class=\"l\">state</tr></thead>\n<tbody>\n");
     for (int r = 0; r < L->n_rows; r++) {
         const zf_db_unit_row *u = &L->rows[r];
         const char *flag = flag_of(u, S->o->min_active);
-        sb_add(&b, "<tr><td data-v=\"%d\"><a href=\"%d.html\">%d</a><td>%.9g<td>%.9g<td>%.9g<td>%.9g<td class=\"l%s\">%s</tr>\n",
+        sb_add(b, "<tr><td data-v=\"%d\"><a href=\"%d.html\">%d</a><td>%.9g<td>%.9g<td>%.9g<td>%.9g<td class=\"l%s\">%s</tr>\n",
                u->unit, u->unit, u->unit, u->active_fraction, u->positive_fraction, u->mean, u->max,
                *flag ? (flag[0] == 'd' ? " dead" : " near") : "", flag);
     }
-    sb_add(&b, "</tbody></table>\n");
-    page_tail(&b, "../../");
+    sb_add(b, "</tbody></table>\n");
+    page_tail(b, "../../");
+}
+
+static zf_status layer_page(layer_ctx *L, const layer_sum *sum)
+{
+    sbuf b = {0};
     char rel[512];
-    snprintf(rel, sizeof rel, "%lld/%s/index.html", (long long)run, L->layer);
-    zf_status st = put_page(S, rel, &b);
+    snprintf(rel, sizeof rel, "%lld/%s/index.html", (long long)L->ri->run.id, L->layer);
+    layer_html(L, sum, &b);
+    zf_status st = put_page(L->S, rel, &b);
     free(b.p);
     return st;
 }
@@ -635,6 +648,28 @@ static zf_status chosen_units(site *S, zft_scan *scan, const char *layer, int n_
 }
 
 enum { RENDER_BATCH = 16 };
+
+/* A layer's counts; its rows must be units 0..n-1 (the page addresses depend on it). */
+static zf_status summarise(site *S, const run_info *ri, const char *layer, const zf_db_unit_row *rows, int n,
+                           int conv, layer_sum *sum)
+{
+    memset(sum, 0, sizeof *sum);
+    snprintf(sum->name, sizeof sum->name, "%s", layer);
+    sum->units = n;
+    sum->conv = conv;
+    for (int r = 0; r < n; r++) {
+        const zf_db_unit_row *u = &rows[r];
+        if (u->unit != r)
+            return zf_error(ZF_ERR_ARG, "%s: run %lld %s: unit %d missing from unit_stats", zf_db_path(S->db),
+                            (long long)ri->run.id, layer, r);
+        const char *f = flag_of(u, S->o->min_active);
+        sum->dead += f[0] == 'd';
+        sum->near += f[0] == 'n';
+        sum->mean_active += u->active_fraction / n;
+        sum->max = r == 0 ? u->max : fmax(sum->max, u->max);
+    }
+    return ZF_OK;
+}
 
 static zf_status build_layer(site *S, zft_scan *scan, const run_info *ri, const char *layer, layer_sum *sum)
 {
@@ -663,23 +698,8 @@ static zf_status build_layer(site *S, zft_scan *scan, const run_info *ri, const 
         st = zf_error(ZF_ERR_NOMEM, "out of memory");
         goto out;
     }
-    memset(sum, 0, sizeof *sum);
-    snprintf(sum->name, sizeof sum->name, "%s", layer);
-    sum->units = L.n_rows;
-    sum->conv = L.conv;
-    for (int r = 0; r < L.n_rows; r++) {
-        const zf_db_unit_row *u = &L.rows[r];
-        if (u->unit != r) {
-            st = zf_error(ZF_ERR_ARG, "%s: run %lld %s: unit %d missing from unit_stats", zf_db_path(S->db),
-                          (long long)ri->run.id, layer, r);
-            goto out;
-        }
-        const char *f = flag_of(u, S->o->min_active);
-        sum->dead += f[0] == 'd';
-        sum->near += f[0] == 'n';
-        sum->mean_active += u->active_fraction / L.n_rows;
-        sum->max = r == 0 ? u->max : fmax(sum->max, u->max);
-    }
+    if ((st = summarise(S, ri, layer, L.rows, L.n_rows, L.conv, sum)))
+        goto out;
     zft_progress pr;
     zft_progress_start(&pr, layer, L.n_rows, "units");
     /* projections: stored ones are copied out, the others rendered in batches and stored */
@@ -775,60 +795,109 @@ static void index_run(sbuf *b, const run_info *ri, const layer_sum *sums, int n)
     sb_add(b, "</tbody></table>\n");
 }
 
-zf_status zft_site_build(const zft_site_opts *o, zft_site_stats *stats)
+/* The runs (those o->run picks) and their chosen layers' counts, read again from the database. */
+static zf_status index_html(site *S, sbuf *b)
 {
-    memset(stats, 0, sizeof *stats);
-    site S = {o, stats, NULL, {0}};
-    sbuf idx = {0};
-    layer_sum *sums = NULL;
-    zf_status st = zft_db_open(o->dbpath, 1, &S.db);
-    if (!st)
-        st = zf_db_runs(S.db, collect_run, &S.runs);
-    if (!st && S.runs.oom)
-        st = zf_error(ZF_ERR_NOMEM, "out of memory");
-    if (st)
-        goto out;
-    int found = 0;
-    for (int i = 0; i < S.runs.n; i++)
-        found |= !o->run || S.runs.r[i].run.id == o->run;
-    if (!found) {
-        st = o->run ? zf_error(ZF_ERR_ARG, "%s: no run %lld", o->dbpath, (long long)o->run)
-                    : zf_error(ZF_ERR_ARG, "%s: no scan runs", o->dbpath);
-        goto out;
-    }
-    if ((st = put_file(&S, "atlas.css", zft_site_css, strlen(zft_site_css), 2)) ||
-        (st = put_file(&S, "atlas.js", zft_site_js, strlen(zft_site_js), 2)))
-        goto out;
-    page_head(&idx, "zfviz atlas", "");
-    sb_add(&idx, "<h1>zfviz atlas</h1>\n<p>");
-    sb_esc(&idx, o->dbpath);
-    sb_add(&idx, ": %d scan run%s. A layer's page lists its units; a unit's page shows its strongest examples "
-                 "beside their deconvnet projections (Zeiler &amp; Fergus).</p>\n",
-           S.runs.n, S.runs.n == 1 ? "" : "s");
-    for (int i = 0; i < S.runs.n && !st; i++) {
-        const run_info *ri = &S.runs.r[i];
+    const zft_site_opts *o = S->o;
+    page_head(b, "zfviz atlas", "");
+    sb_add(b, "<h1>zfviz atlas</h1>\n<p>");
+    sb_esc(b, o->dbpath);
+    sb_add(b, ": %d scan run%s. A layer's page lists its units; a unit's page shows its strongest examples "
+              "beside their deconvnet projections (Zeiler &amp; Fergus).</p>\n",
+           S->runs.n, S->runs.n == 1 ? "" : "s");
+    zf_status st = ZF_OK;
+    for (int i = 0; i < S->runs.n && !st; i++) {
+        const run_info *ri = &S->runs.r[i];
         if (o->run && ri->run.id != o->run)
             continue;
         if (ri->run.n_ok == 0) {
-            sb_add(&idx, "<h2>Run %lld</h2>\n<p>No image of this run could be read.</p>\n", (long long)ri->run.id);
+            sb_add(b, "<h2>Run %lld</h2>\n<p>No image of this run could be read.</p>\n", (long long)ri->run.id);
             continue;
         }
         char buf[512];
         const char *names[64];
         int k = zft_split_list(ri->run.layers, buf, sizeof buf, names, 64), n = 0;
-        free(sums);
-        if (!(sums = calloc((size_t)(k > 0 ? k : 1), sizeof *sums))) {
-            st = zf_error(ZF_ERR_NOMEM, "out of memory");
-            break;
+        layer_sum sums[64];
+        for (int j = 0; j < k && !st; j++) {
+            if (!layer_chosen(o, names[j]) || !safe_name(names[j]))
+                continue;
+            zf_db_unit_row *rows = NULL;
+            int nr = 0;
+            if (!(st = zf_db_layer_units(S->db, ri->run.id, names[j], &rows, &nr)) &&
+                !(st = summarise(S, ri, names[j], rows, nr, 0, &sums[n])))
+                n++;
+            free(rows);
         }
+        index_run(b, ri, sums, n);
+    }
+    page_tail(b, "");
+    return !st && b->oom ? zf_error(ZF_ERR_NOMEM, "out of memory") : st;
+}
+
+/* The database at o->dbpath (read-write to store renderings, or read-only) and its runs. */
+static zf_status site_open(site *S, const zft_site_opts *o, zft_site_stats *stats, int readwrite)
+{
+    memset(S, 0, sizeof *S);
+    S->o = o;
+    S->stats = stats;
+    zf_status st = zft_db_open(o->dbpath, readwrite, &S->db);
+    if (!st)
+        st = zf_db_runs(S->db, collect_run, &S->runs);
+    if (!st && S->runs.oom)
+        st = zf_error(ZF_ERR_NOMEM, "out of memory");
+    if (st)
+        return st;
+    int found = 0;
+    for (int i = 0; i < S->runs.n; i++)
+        found |= !o->run || S->runs.r[i].run.id == o->run;
+    if (!found)
+        return o->run ? zf_error(ZF_ERR_ARG, "%s: no run %lld", o->dbpath, (long long)o->run)
+                      : zf_error(ZF_ERR_ARG, "%s: no scan runs", o->dbpath);
+    return ZF_OK;
+}
+
+static void site_close(site *S)
+{
+    free(S->runs.r);
+    zf_db_close(S->db);
+    memset(S, 0, sizeof *S);
+}
+
+/* The net of run ri (as recorded, or the model options given), in scan with the run's rows. */
+static zf_status scan_of(site *S, const run_info *ri, zft_scan *scan)
+{
+    memset(scan, 0, sizeof *scan);
+    scan->run = ri->run;
+    scan->model = ri->model;
+    scan->reroot = S->o->reroot;
+    zf_status st = zft_load_recorded_model(&ri->model, ri->run.id, &S->o->model, &scan->net);
+    scan->db = S->db;
+    return st;
+}
+
+static void scan_release(zft_scan *scan)
+{
+    scan->db = NULL; /* the site's */
+    zft_scan_close(scan);
+}
+
+zf_status zft_site_build(const zft_site_opts *o, zft_site_stats *stats)
+{
+    memset(stats, 0, sizeof *stats);
+    site S;
+    sbuf idx = {0};
+    zf_status st = site_open(&S, o, stats, 1);
+    if (!st && !(st = put_file(&S, "atlas.css", zft_site_css, strlen(zft_site_css), 2)))
+        st = put_file(&S, "atlas.js", zft_site_js, strlen(zft_site_js), 2);
+    for (int i = 0; i < S.runs.n && !st; i++) {
+        const run_info *ri = &S.runs.r[i];
+        if ((o->run && ri->run.id != o->run) || ri->run.n_ok == 0)
+            continue;
+        char buf[512];
+        const char *names[64];
+        int k = zft_split_list(ri->run.layers, buf, sizeof buf, names, 64);
         zft_scan scan;
-        memset(&scan, 0, sizeof scan);
-        scan.run = ri->run;
-        scan.model = ri->model;
-        scan.reroot = o->reroot;
-        if ((st = zft_load_recorded_model(&ri->model, ri->run.id, &o->model, &scan.net)))
-            break;
-        scan.db = S.db;
+        st = scan_of(&S, ri, &scan);
         for (int j = 0; j < k && !st; j++) {
             if (!layer_chosen(o, names[j]))
                 continue;
@@ -837,22 +906,245 @@ zf_status zft_site_build(const zft_site_opts *o, zft_site_stats *stats)
                               names[j]);
                 break;
             }
-            if (!(st = build_layer(&S, &scan, ri, names[j], &sums[n])))
-                n++;
+            layer_sum sum;
+            st = build_layer(&S, &scan, ri, names[j], &sum);
         }
-        scan.db = NULL; /* S owns it */
-        zft_scan_close(&scan);
-        if (!st)
-            index_run(&idx, ri, sums, n);
+        scan_release(&scan);
     }
-    if (!st) {
-        page_tail(&idx, "");
+    if (!st && !(st = index_html(&S, &idx)))
         st = put_page(&S, "index.html", &idx);
-    }
-out:
     free(idx.p);
-    free(sums);
-    free(S.runs.r);
-    zf_db_close(S.db);
+    site_close(&S);
     return st;
+}
+
+/* ---- serving the same pages from the database (zfviz serve) ---- */
+
+struct zft_atlas {
+    zft_site_opts o;
+    site S;
+    zft_site_stats stats;
+    zft_scan *scans; /* per run of S.runs; net NULL for a run with no images */
+};
+
+zf_status zft_atlas_open(const zft_site_opts *o, zft_atlas **out)
+{
+    *out = NULL;
+    zft_atlas *a = calloc(1, sizeof *a);
+    if (!a)
+        return zf_error(ZF_ERR_NOMEM, "out of memory");
+    a->o = *o;
+    zf_status st = site_open(&a->S, &a->o, &a->stats, 0);
+    if (!st && !(a->scans = calloc((size_t)a->S.runs.n + 1, sizeof *a->scans)))
+        st = zf_error(ZF_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < a->S.runs.n && !st; i++) {
+        const run_info *ri = &a->S.runs.r[i];
+        if ((o->run && ri->run.id != o->run) || ri->run.n_ok == 0)
+            continue;
+        st = scan_of(&a->S, ri, &a->scans[i]);
+    }
+    if (st) {
+        zft_atlas_free(a);
+        return st;
+    }
+    *out = a;
+    return ZF_OK;
+}
+
+void zft_atlas_free(zft_atlas *a)
+{
+    if (!a)
+        return;
+    for (int i = 0; a->scans && i < a->S.runs.n; i++)
+        scan_release(&a->scans[i]);
+    free(a->scans);
+    site_close(&a->S);
+    free(a);
+}
+
+static int reply(zft_site_reply *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int reply(zft_site_reply *r, int status, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->reason, sizeof r->reason, fmt, ap);
+    va_end(ap);
+    r->status = status;
+    return status;
+}
+
+/* A whole decimal number of at most 9 digits, ending at *end; -1 otherwise. */
+static long number_at(const char *s, const char **end)
+{
+    long v = 0;
+    int digits = 0;
+    while (*s >= '0' && *s <= '9' && digits < 9) {
+        v = v * 10 + (*s++ - '0');
+        digits++;
+    }
+    *end = s;
+    return digits && !(*s >= '0' && *s <= '9') ? v : -1;
+}
+
+int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
+{
+    memset(r, 0, sizeof *r);
+    site *S = &a->S;
+    if (url[0] != '/')
+        return reply(r, 400, "the path must start with /");
+    if (strlen(url) > 256)
+        return reply(r, 414, "path too long");
+    for (const char *c = url; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') || *c == '/' ||
+              *c == '_' || *c == '-' || *c == '.'))
+            return reply(r, 400, "bad character in the path");
+    if (strstr(url, "..") || strstr(url, "//") || strstr(url, "/."))
+        return reply(r, 400, "no such path in the atlas: '..', '//' and hidden names are refused");
+    if (!strcmp(url, "/atlas.css") || !strcmp(url, "/atlas.js")) {
+        const char *text = url[7] == 'c' ? zft_site_css : zft_site_js;
+        r->body = strdup(text);
+        r->len = strlen(text);
+        r->type = url[7] == 'c' ? "text/css; charset=utf-8" : "text/javascript; charset=utf-8";
+        return r->body ? (r->status = 200) : reply(r, 503, "out of memory");
+    }
+    sbuf b = {0};
+    zf_status st = ZF_OK;
+    if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
+        if ((st = index_html(S, &b)))
+            goto fail;
+        goto page;
+    }
+    /* /<run>/<layer>/(index.html | <unit>.html | img/<unit>-<rank>-<kind>.png) */
+    const char *p;
+    long run = number_at(url + 1, &p);
+    if (run < 1 || *p != '/')
+        return reply(r, 404, "no such page: the atlas has /, /<run>/<layer>/ and /<run>/<layer>/<unit>.html");
+    int ri_index = -1;
+    for (int i = 0; i < S->runs.n; i++)
+        if (S->runs.r[i].run.id == run && a->scans[i].net)
+            ri_index = i;
+    if (ri_index < 0)
+        return reply(r, 404, "no run %ld in this atlas", run);
+    const char *lname = p + 1, *slash = strchr(lname, '/');
+    char layer[32];
+    if (!slash || slash == lname || (size_t)(slash - lname) >= sizeof layer)
+        return reply(r, 404, "no such page");
+    memcpy(layer, lname, (size_t)(slash - lname));
+    layer[slash - lname] = 0;
+    const run_info *ri = &S->runs.r[ri_index];
+    char buf[512];
+    const char *names[64];
+    int k = zft_split_list(ri->run.layers, buf, sizeof buf, names, 64), has = 0;
+    for (int j = 0; j < k; j++)
+        has |= !strcmp(names[j], layer);
+    if (!has || !layer_chosen(&a->o, layer) || !safe_name(layer))
+        return reply(r, 404, "run %ld has no layer '%s' in this atlas", run, layer);
+    const char *rest = slash + 1;
+    zft_scan *scan = &a->scans[ri_index];
+    layer_ctx L = {S, scan, ri, layer, zf_net_find(scan->net, layer), 0, 0, NULL, 0, NULL};
+    if (L.li < 0)
+        return reply(r, 404, "'%s' is not a layer of %s", layer, scan->net->arch);
+    L.conv = zf_net_find_conv(scan->net, layer) >= 0;
+    if (L.conv) {
+        L.li = zf_net_find_conv(scan->net, layer);
+        int first = -1;
+        for (int i = 0; i < scan->net->n_layers && first < 0; i++)
+            if (scan->net->layers[i].op == ZF_OP_CONV)
+                first = i;
+        L.first_conv = first == L.li;
+    }
+    if (!strncmp(rest, "img/", 4)) {
+        const char *q;
+        long unit = number_at(rest + 4, &q), rank = -1;
+        if (unit >= 0 && *q == '-')
+            rank = number_at(q + 1, &q);
+        int kind = -1;
+        if (rank >= 1 && *q == '-')
+            kind = !strcmp(q + 1, "deconv.png") ? 0 : !strcmp(q + 1, "patch.png") ? 1 : -1;
+        if (kind < 0)
+            return reply(r, 404, "no such picture: img/<unit>-<rank>-deconv.png or -patch.png");
+        zf_db_example *ex = NULL;
+        int n = 0;
+        if ((st = zf_db_topk_get(S->db, run, layer, (int)unit, &ex, &n)))
+            goto fail;
+        void *png = NULL;
+        size_t len = 0;
+        if (rank <= n)
+            st = zf_db_rendering_find(S->db, run, layer, (int)unit, (int)rank, kinds[kind], ex[rank - 1].image_id,
+                                      &png, &len);
+        free(ex);
+        if (st)
+            goto fail;
+        if (!png)
+            return reply(r, 404, "%s unit %ld rank %ld has no stored %s rendering (zfviz site renders them)", layer,
+                         unit, rank, kinds[kind]);
+        r->body = png;
+        r->len = len;
+        r->type = "image/png";
+        return r->status = 200;
+    }
+    if ((st = zf_db_layer_units(S->db, run, layer, &L.rows, &L.n_rows)))
+        goto fail;
+    L.has_png = calloc((size_t)L.n_rows + 1, 1);
+    layer_sum sum;
+    if (!L.has_png) {
+        st = zf_error(ZF_ERR_NOMEM, "out of memory");
+        goto fail_rows;
+    }
+    if ((st = summarise(S, ri, layer, L.rows, L.n_rows, L.conv, &sum)))
+        goto fail_rows;
+    if (!strcmp(rest, "") || !strcmp(rest, "index.html")) {
+        /* the thumbnails: units whose strongest example's projection is stored */
+        for (int u = 0; u < L.n_rows && L.conv && !st; u++) {
+            zf_db_example *ex = NULL;
+            int n = 0;
+            void *png = NULL;
+            size_t len = 0;
+            if (!(st = zf_db_topk_get(S->db, run, layer, u, &ex, &n)) && n > 0)
+                st = zf_db_rendering_find(S->db, run, layer, u, ex[0].rank, "deconv", ex[0].image_id, &png, &len);
+            L.has_png[u] = png != NULL;
+            free(png);
+            free(ex);
+        }
+        if (!st)
+            layer_html(&L, &sum, &b);
+    } else {
+        const char *q;
+        long unit = number_at(rest, &q);
+        if (unit < 0 || strcmp(q, ".html") || unit >= L.n_rows) {
+            free(L.rows);
+            free(L.has_png);
+            return reply(r, 404, "no such unit page in %s (units 0-%d)", layer, L.n_rows - 1);
+        }
+        if (L.conv) {
+            zf_db_example *ex = NULL;
+            int n = 0, all = 0;
+            unit_pngs up;
+            if (!(st = zf_db_topk_get(S->db, run, layer, (int)unit, &ex, &n)))
+                st = stored_pngs(S, run, layer, (int)unit, ex, n > 9 ? 9 : n, &up, &all);
+            if (!st && all)
+                unit_pngs_free(&up);
+            L.has_png[unit] = all && n > 0;
+            free(ex);
+        }
+        if (!st)
+            st = unit_html(&L, (int)unit, &b);
+    }
+fail_rows:
+    free(L.rows);
+    free(L.has_png);
+    if (st)
+        goto fail;
+page:
+    if (b.oom) {
+        free(b.p);
+        return reply(r, 503, "out of memory");
+    }
+    r->body = b.p;
+    r->len = b.len;
+    r->type = "text/html; charset=utf-8";
+    return r->status = 200;
+fail:
+    free(b.p);
+    return reply(r, 500, "%s", zf_last_error());
 }

@@ -35,6 +35,23 @@ typedef struct zft_site_stats {
  * Every file goes through zf_file. */
 zf_status zft_site_build(const zft_site_opts *o, zft_site_stats *stats);
 
+/* The same pages served from the database opened read-only (zfviz serve): pictures are the
+ * renderings stored there (a unit whose projections are not stored shows its statistics without
+ * them). One request at a time per atlas: the caller serialises zft_atlas_get. */
+typedef struct zft_atlas zft_atlas;
+zf_status zft_atlas_open(const zft_site_opts *o, zft_atlas **out);
+void zft_atlas_free(zft_atlas *a);
+typedef struct zft_site_reply {
+    int status;          /* 200, or 4xx/5xx with reason */
+    void *body;          /* malloc'd (the caller frees it), NULL unless 200 */
+    size_t len;
+    const char *type;    /* the content type */
+    char reason[512];    /* one line, for a status other than 200 */
+} zft_site_reply;
+/* Answers GET `url` (the path, percent-decoded): only the atlas's own addresses resolve, never
+ * a file. Returns r->status. */
+int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r);
+
 /* The stylesheet and the script every page links (DIR/atlas.css, DIR/atlas.js). */
 extern const char zft_site_css[], zft_site_js[];
 

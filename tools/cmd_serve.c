@@ -1,0 +1,207 @@
+/* zfviz serve: the unit atlas served live from a scan database opened read-only (libmicrohttpd). */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include "common.h"
+#include "site.h"
+
+const char zf_cmd_serve_summary[] = "serve the unit atlas of a scan over HTTP (read-only)";
+
+static void usage(void)
+{
+    printf("usage: zfviz serve --db SCAN.db [--port P] [--bind ADDR] [--run ID] [--layers L1,L2]\n"
+           "                   [--min-active F] [--arch A --weights W | --model F]\n\n"
+           "Serves the pages of zfviz site (index, layer and unit pages, the stored projections) from\n"
+           "the scan database, opened read-only, to a browser. Only the atlas's own addresses answer:\n"
+           "no file is read from disk. Projections not stored in the database are not computed here:\n"
+           "build the site once with zfviz site to store them. Ctrl-C stops the server.\n\n"
+           "  --db F            the scan database\n"
+           ZFT_WAIT_HELP
+           "  --port P          TCP port (default 8080; 0: any free port, printed)\n"
+           "  --bind ADDR       IPv4 address to listen on (default 127.0.0.1: this machine only)\n"
+           "  --run ID          this run only (default: every run)\n"
+           "  --layers L,...    these scanned layers only (default: all)\n"
+           "  --min-active F    'near-dead' below this active fraction (default 0.01)\n"
+           "  the model (for the filters) defaults to the one each run scanned:\n" ZFT_MODEL_HELP
+           "  -h, --help        this help\n");
+}
+
+typedef struct server {
+    zft_atlas *atlas;
+    pthread_mutex_t lock;
+} server;
+
+static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *reason)
+{
+    char line[600];
+    int n = snprintf(line, sizeof line, "%u %s\n", status, reason);
+    struct MHD_Response *r = MHD_create_response_from_buffer((size_t)n, line, MHD_RESPMEM_MUST_COPY);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, "Content-Type", "text/plain; charset=utf-8");
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    enum MHD_Result ret = MHD_queue_response(c, status, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+static int hex_digit(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* Percent-decoding in place, except that an encoded NUL stays a '%' (which no address of the
+ * atlas holds): decoded, it would end the path early and "/x/%00.html" would read as "/x/". */
+static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    char *w = s;
+    for (const char *r = s; *r; r++) {
+        int hi, lo;
+        if (*r == '%' && (hi = hex_digit(r[1])) >= 0 && (lo = hex_digit(r[2])) >= 0) {
+            *w++ = hi * 16 + lo ? (char)(hi * 16 + lo) : '%';
+            r += 2;
+        } else {
+            *w++ = *r;
+        }
+    }
+    *w = 0;
+    return (size_t)(w - s);
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+                                  const char *version, const char *upload, size_t *upload_size, void **state)
+{
+    (void)version;
+    (void)upload;
+    server *sv = cls;
+    if (!*state) { /* first call: headers only */
+        *state = sv;
+        if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
+            return send_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD: the atlas is read-only");
+        return MHD_YES;
+    }
+    if (*upload_size) { /* a GET with a body */
+        *upload_size = 0;
+        return send_text(c, MHD_HTTP_BAD_REQUEST, "a GET request has no body");
+    }
+    zft_site_reply rep;
+    pthread_mutex_lock(&sv->lock);
+    zft_atlas_get(sv->atlas, url, &rep);
+    pthread_mutex_unlock(&sv->lock);
+    if (rep.status != 200)
+        return send_text(c, (unsigned)rep.status, rep.reason);
+    struct MHD_Response *r = MHD_create_response_from_buffer(rep.len, rep.body, MHD_RESPMEM_MUST_FREE);
+    if (!r) {
+        free(rep.body);
+        return MHD_NO;
+    }
+    MHD_add_response_header(r, "Content-Type", rep.type);
+    MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
+    MHD_add_response_header(r, "Content-Security-Policy",
+                            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'");
+    enum MHD_Result ret = MHD_queue_response(c, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    return ret;
+}
+
+int zf_cmd_serve(int argc, char **argv)
+{
+    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
+                                         {"db", required_argument, 0, 'd'},
+                                         {"port", required_argument, 0, 'p'},
+                                         {"bind", required_argument, 0, 'b'},
+                                         {"run", required_argument, 0, 'r'},
+                                         {"layers", required_argument, 0, 'l'},
+                                         {"min-active", required_argument, 0, 'm'},
+                                         ZFT_WAIT_LONGOPT,
+                                         {"help", no_argument, 0, 'h'},
+                                         {0, 0, 0, 0}};
+    zft_site_opts o = {0};
+    o.min_active = 0.01;
+    long port = 8080, v;
+    const char *bind = "127.0.0.1";
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (zft_model_option(&o.model, c, optarg))
+            continue;
+        switch (c) {
+        case 'd': o.dbpath = optarg; break;
+        case 'p':
+            if ((port = zft_parse_long(optarg)) < 0 || port > 65535)
+                return zft_usage_error("serve", "--port needs 0..65535, got '%s'", optarg);
+            break;
+        case 'b': bind = optarg; break;
+        case 'r':
+            if ((v = zft_parse_long(optarg)) < 1)
+                return zft_usage_error("serve", "--run needs a run id, got '%s'", optarg);
+            o.run = v;
+            break;
+        case 'l': o.layers = optarg; break;
+        case 'm': {
+            char *end;
+            o.min_active = strtod(optarg, &end);
+            if (*end || !(o.min_active >= 0 && o.min_active <= 1))
+                return zft_usage_error("serve", "--min-active needs a fraction in [0, 1], got '%s'", optarg);
+            break;
+        }
+        case ZFT_OPT_WAIT:
+            if (zft_wait_set(optarg))
+                return zft_usage_error("serve", "--wait takes a positive number of seconds, got '%s'", optarg);
+            break;
+        case 'h': usage(); return 0;
+        default: return zft_option_error("serve");
+        }
+    }
+    if (optind < argc)
+        return zft_usage_error("serve", "unexpected argument '%s'", argv[optind]);
+    if (!o.dbpath)
+        return zft_usage_error("serve", "--db is required (see --help)");
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((uint16_t)port);
+    if (inet_pton(AF_INET, bind, &sa.sin_addr) != 1)
+        return zft_usage_error("serve", "--bind needs an IPv4 address such as 127.0.0.1, got '%s'", bind);
+
+    server sv;
+    memset(&sv, 0, sizeof sv);
+    zf_status st = zft_atlas_open(&o, &sv.atlas);
+    if (st)
+        return zft_fail("serve", st);
+    pthread_mutex_init(&sv.lock, NULL);
+    struct MHD_Daemon *d = MHD_start_daemon(
+        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port, NULL, NULL, on_request, &sv,
+        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, 4u,
+        MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+    int rc = 0;
+    if (!d) {
+        fprintf(stderr, "zfviz serve: cannot listen on %s port %ld (in use? another --port)\n", bind, port);
+        rc = 1;
+        goto out;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    fprintf(stderr, "zfviz serve: %s on %s port %u (Ctrl-C stops)\n", o.dbpath, bind,
+            info ? (unsigned)info->port : (unsigned)port);
+    while (!zf_interrupted) {
+        struct timespec ts = {0, 100 * 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    MHD_stop_daemon(d);
+    fprintf(stderr, "zfviz serve: stopped\n");
+out:
+    pthread_mutex_destroy(&sv.lock);
+    zft_atlas_free(sv.atlas);
+    return rc;
+}
