@@ -96,7 +96,7 @@ static void plan_key(zfv_sheet_fig *f)
     if (f->key_cols == 1)
         f->w = fmax(f->w, 2 * MARGIN + f->key_colw - 18);
     int rows = (f->key_n + f->key_cols - 1) / f->key_cols;
-    f->key_h = 14 + KEY_LINE * 1.4 + rows * KEY_LINE;
+    f->key_h = ceil(14 + KEY_LINE * 1.4 + rows * KEY_LINE); /* whole points: the PNG and the PDF page agree */
 }
 
 void zfv_sheet_prepare(zfv_sheet_fig *f, const zf_viz_sheet_in *in, const zf_viz_sheet_opts *opts,
