@@ -499,6 +499,7 @@ typedef struct scan {
     int64_t list_n;    /* in the whole list */
     int64_t seq0, seq_end; /* the slice: [seq0, seq_end); the whole list unless sharded */
     char shard[32];    /* "K/N", or "" for the whole list */
+    int shard_k, shard_n;
     int64_t committed; /* seq0 + next_seq in the database: seqs are the whole list's */
     int64_t n_ok, n_failed;
     /* the chunk in progress: images [committed, committed + chunk_n) */
@@ -924,6 +925,27 @@ fail:
     return s;
 }
 
+/* The shard's slice: the K-th of N runs of whole batches (batches start at multiples of the batch
+ * size from the list's start, as in a scan of the whole list: a net's output for an image can
+ * differ in its last bits with the batch it shares, so a shard must see the same batches). */
+static zf_status shard_slice(scan *S)
+{
+    if (S->shard_n <= 1)
+        return ZF_OK;
+    const int64_t n = S->list_n, nb = (n + S->batch - 1) / S->batch;
+    if (S->shard_n > nb)
+        return zf_error(ZF_ERR_ARG,
+                        "scan: %d shards of %lld images in batches of %d (%lld batches): some "
+                        "would be empty; use fewer shards or a smaller --batch",
+                        S->shard_n, (long long)n, S->batch, (long long)nb);
+    int64_t b0 = nb * (S->shard_k - 1) / S->shard_n, b1 = nb * S->shard_k / S->shard_n;
+    S->seq0 = b0 * S->batch;
+    S->seq_end = b1 * S->batch < n ? b1 * S->batch : n;
+    S->n_images = S->seq_end - S->seq0;
+    S->committed = S->seq0;
+    return ZF_OK;
+}
+
 /* Finds the run this scan continues, or creates it; fills S->run_id and the run's settings. */
 static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, const char *layers,
                           zf_scan_result *res)
@@ -952,6 +974,8 @@ static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, 
         S->run_id = sqlite3_column_int64(st, 0);
         S->batch = sqlite3_column_int(st, 1);
         S->chunk = sqlite3_column_int(st, 2);
+        if ((s = shard_slice(S))) /* with the run's own batch */
+            goto fail;
         S->committed = S->seq0 + sqlite3_column_int64(st, 3);
         S->n_ok = sqlite3_column_int64(st, 4);
         S->n_failed = sqlite3_column_int64(st, 5);
@@ -1090,19 +1114,15 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
     S.list_n = n;
     S.seq0 = 0;
     S.seq_end = n;
+    S.n_images = n;
     if (o->shard_n > 1) {
         if (o->shard_k < 1 || o->shard_k > o->shard_n)
             return zf_error(ZF_ERR_ARG, "scan: shard %d/%d: K must be 1 to %d", o->shard_k,
                             o->shard_n, o->shard_n);
-        if (o->shard_n > n)
-            return zf_error(ZF_ERR_ARG, "scan: %d shards of %lld images: some would be empty",
-                            o->shard_n, (long long)n);
-        S.seq0 = n * (o->shard_k - 1) / o->shard_n;
-        S.seq_end = n * o->shard_k / o->shard_n;
+        S.shard_k = o->shard_k;
+        S.shard_n = o->shard_n;
         snprintf(S.shard, sizeof S.shard, "%d/%d", o->shard_k, o->shard_n);
     }
-    S.n_images = S.seq_end - S.seq0;
-    S.committed = S.seq0;
     S.k = o->top_k > 0 ? o->top_k : 9;
     S.batch = o->batch > 0 ? o->batch : 16;
     S.chunk = o->chunk > 0 ? o->chunk : 512;
@@ -1110,6 +1130,8 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         return zf_error(ZF_ERR_ARG, "scan: top-k %d, batch %d or chunk %d out of range", S.k,
                         S.batch, S.chunk);
     S.chunk = (S.chunk + S.batch - 1) / S.batch * S.batch;
+    if ((s = shard_slice(&S)))
+        return s;
 
     /* the layers, in net order, as the run records them */
     int *idx = malloc((size_t)net->n_layers * sizeof *idx);

@@ -4,6 +4,7 @@
  * sqlite3; shards that do not belong together refused. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <png.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -182,4 +183,261 @@ Test(xsum, double_sums_of_floats_enter_exactly_and_non_finite_values_are_kept)
     bad[ZF_XSUM_BYTES - 1] = 1;
     cr_assert_eq(zf_xsum_unpack(&a, bad, sizeof bad), -1);
     cr_assert_eq(zf_xsum_unpack(&a, bad, 10), -1);
+}
+
+/* ---------------------------------------------------------------- sharded scans and merge */
+
+/* n small PNG pictures (smooth colours, a few blobs, noise: activations vary) and one broken file
+ * that sorts among them. */
+static void make_images(const char *dir, int n, uint64_t seed)
+{
+    char path[4096];
+    for (int i = 0; i < n; i++) {
+        uint64_t s = seed + (uint64_t)i * 7919;
+        int w = 24 + (int)(mix(&s) % 40), h = 20 + (int)(mix(&s) % 40);
+        uint8_t *rgb = malloc((size_t)w * h * 3);
+        int bx = (int)(mix(&s) % (uint64_t)w), by = (int)(mix(&s) % (uint64_t)h);
+        int base[3] = {(int)(mix(&s) % 256), (int)(mix(&s) % 256), (int)(mix(&s) % 256)};
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                for (int k = 0; k < 3; k++) {
+                    int v = base[k] + (x * (k + 1) * 3 - y * (3 - k) * 2) + (int)(mix(&s) % 31) - 15;
+                    if ((x - bx) * (x - bx) + (y - by) * (y - by) < 40)
+                        v += k == i % 3 ? 150 : -100;
+                    rgb[((size_t)y * w + x) * 3 + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
+                }
+        png_image pi;
+        memset(&pi, 0, sizeof pi);
+        pi.version = PNG_IMAGE_VERSION;
+        pi.width = (png_uint_32)w;
+        pi.height = (png_uint_32)h;
+        pi.format = PNG_FORMAT_RGB;
+        snprintf(path, sizeof path, "%s/img_%03d.png", dir, i);
+        cr_assert(png_image_write_to_file(&pi, path, 0, rgb, 0, NULL), "%s: %s", path, pi.message);
+        free(rgb);
+    }
+    snprintf(path, sizeof path, "%s/img_002_broken.png", dir);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    fputs("\x89PNG\r\n\x1a\nnot really", f);
+    fclose(f);
+}
+
+static const char *zfviz(void) { return tu_build("tools/zfviz"); }
+
+/* The one integer a query prints through the sqlite3 shell (-1 if it printed none). */
+static long long sql_int(const char *db, const char *sql)
+{
+    char cmd[8192];
+    /* read-only, so that polling a scan's database before the scan makes it creates nothing */
+    snprintf(cmd, sizeof cmd, "sqlite3 -readonly -cmd '.timeout 5000' '%s' \"%s\" 2> /dev/null", db,
+             sql);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    long long v = -1;
+    if (fscanf(p, "%lld", &v) != 1)
+        v = -1;
+    pclose(p);
+    return v;
+}
+
+/* Rows of `what` (a table or view, or a SELECT) in one database and not the other, both ways. */
+static long long rows_differing(const char *a, const char *b, const char *what)
+{
+    char sql[4096];
+    snprintf(sql, sizeof sql,
+             "ATTACH '%s' AS o; SELECT (SELECT count(*) FROM (SELECT * FROM main.%s EXCEPT "
+             "SELECT * FROM o.%s)) + (SELECT count(*) FROM (SELECT * FROM o.%s EXCEPT SELECT * "
+             "FROM main.%s));",
+             b, what, what, what, what);
+    return sql_int(a, sql);
+}
+
+/* The merged database holds, row for row, what the one-process scan wrote. */
+static void expect_same_scan(const char *merged, const char *ref, const char *what)
+{
+    static const char *const tables[] = {"images", "run_images", "run_layers", "unit_stats",
+                                         "topk", "unit_summary"};
+    for (size_t i = 0; i < sizeof tables / sizeof *tables; i++)
+        cr_assert_eq(rows_differing(merged, ref, tables[i]), 0, "%s: %s differs from the one-process scan",
+                     what, tables[i]);
+    /* the run: the same list, counts, settings, finished (not when it ran) */
+    char sql[4096];
+    snprintf(sql, sizeof sql,
+             "ATTACH '%s' AS o; SELECT count(*) FROM runs a JOIN o.runs b USING (id, list_sha256, "
+             "n_images, layers, top_k, batch, next_seq, n_ok, n_failed, list_n, seq0) WHERE "
+             "a.shard IS NULL AND b.shard IS NULL AND a.finished IS NOT NULL AND b.finished IS "
+             "NOT NULL",
+             ref);
+    cr_assert_eq(sql_int(merged, sql), 1, "%s: the run differs", what);
+    cr_assert(sql_int(ref, "SELECT count(*) FROM unit_stats") > 500);
+}
+
+/* Scans the K-th of N shards of imgs into dir/tag_K.db (batch 2), and returns 0 on success. */
+static int scan_shard(const char *dir, const char *imgs, const char *tag, int k, int n,
+                      const char *extra)
+{
+    return tu_system("'%s' scan --images '%s' --db '%s/%s_%d.db' --batch 2 --shard %d/%d %s "
+                     "> /dev/null 2>&1",
+                     zfviz(), imgs, dir, tag, k, k, n, extra ? extra : "");
+}
+
+Test(merge, one_two_three_and_seven_shards_merge_to_the_one_process_scan)
+{
+    char dir[2048], imgs[4096], ref[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("merge_n"));
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    snprintf(ref, sizeof ref, "%s/ref.db", dir);
+    mkdir(imgs, 0755);
+    make_images(imgs, 14, 5); /* 15 files: 8 batches of 2 */
+    cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 > /dev/null 2>&1",
+                           zfviz(), imgs, ref), 0);
+    cr_assert_eq(sql_int(ref, "SELECT n_failed FROM runs"), 1);
+    const int ns[] = {1, 2, 3, 7};
+    for (int t = 0; t < 4; t++) {
+        int n = ns[t];
+        char tag[16], list[8192] = "", out[4096];
+        snprintf(tag, sizeof tag, "n%d", n);
+        /* scanned last shard first, and listed to merge in a shuffled order */
+        for (int k = n; k >= 1; k--)
+            cr_assert_eq(scan_shard(dir, imgs, tag, k, n, NULL), 0, "shard %d/%d", k, n);
+        for (int i = 0; i < n; i++) {
+            int k = 1 + (i * 3) % n;
+            if (n % 3 == 0)
+                k = n - i;
+            size_t len = strlen(list);
+            snprintf(list + len, sizeof list - len, " '%s/%s_%d.db'", dir, tag, k);
+        }
+        snprintf(out, sizeof out, "%s/merged_%d.db", dir, n);
+        cr_assert_eq(tu_system("'%s' merge -o '%s' %s > /dev/null", zfviz(), out, list), 0,
+                     "merge of %d shards failed", n);
+        expect_same_scan(out, ref, tag);
+    }
+    /* shards really are slices: 7 shards of 8 batches, their images contiguous and apart */
+    char s7[4096];
+    snprintf(s7, sizeof s7, "%s/n7_7.db", dir);
+    cr_assert_eq(sql_int(s7, "SELECT min(seq) * 100 + max(seq) FROM run_images"), 1214);
+    cr_assert_eq(sql_int(s7, "SELECT (shard = '7/7') + 10 * list_n + 1000 * n_images FROM runs"),
+                 3151);
+}
+
+/* Starts `zfviz scan` on a shard in a child process. */
+static pid_t spawn_shard(const char *db, const char *imgs, int k, int n)
+{
+    char shard[32];
+    snprintf(shard, sizeof shard, "%d/%d", k, n);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        freopen("/dev/null", "w", stdout);
+        freopen("/dev/null", "w", stderr);
+        execl(zfviz(), "zfviz", "scan", "--images", imgs, "--db", db, "--batch", "2", "--chunk",
+              "2", "--shard", shard, (char *)NULL);
+        _exit(127);
+    }
+    return pid;
+}
+
+Test(merge, a_shard_killed_and_resumed_merges_to_the_same_result)
+{
+    char dir[2048], imgs[4096], ref[4096], s1[4096], s2[4096], out[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("merge_kill"));
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    mkdir(imgs, 0755);
+    make_images(imgs, 59, 9); /* 60 files */
+    snprintf(ref, sizeof ref, "%s/ref.db", dir);
+    snprintf(s1, sizeof s1, "%s/s1.db", dir);
+    snprintf(s2, sizeof s2, "%s/s2.db", dir);
+    snprintf(out, sizeof out, "%s/merged.db", dir);
+    cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 > /dev/null 2>&1",
+                           zfviz(), imgs, ref), 0);
+    cr_assert_eq(scan_shard(dir, imgs, "s", 1, 2, NULL), 0);
+    snprintf(s1, sizeof s1, "%s/s_1.db", dir);
+    /* shard 2 killed with -9 once it has committed something, before it ends */
+    pid_t pid = spawn_shard(s2, imgs, 2, 2);
+    long long seq = -1;
+    for (int i = 0; i < 20000 && (seq = sql_int(s2, "SELECT next_seq FROM runs")) < 2; i++) {
+        struct timespec ts = {0, 1000 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    kill(pid, SIGKILL);
+    int st;
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL, "the shard's scan ended before the kill");
+    seq = sql_int(s2, "SELECT next_seq FROM runs");
+    cr_assert(seq >= 2 && seq < 30, "killed at %lld of 30", seq);
+    /* an unfinished shard is refused, naming it */
+    char err[4096];
+    snprintf(err, sizeof err, "%s/err.txt", dir);
+    cr_assert_neq(tu_system("'%s' merge -o '%s' '%s' '%s' 2> '%s'", zfviz(), out, s1, s2, err), 0);
+    cr_assert_eq(tu_system("test $(wc -l < '%s') -eq 1 && grep -q 's2.db: the scan is unfinished' '%s'",
+                           err, err), 0);
+    cr_assert_neq(access(out, F_OK), 0, "a refused merge left %s", out);
+    /* resumed by running the same command again */
+    pid = spawn_shard(s2, imgs, 2, 2);
+    cr_assert_eq(waitpid(pid, &st, 0), pid);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    cr_assert_eq(tu_system("'%s' merge -o '%s' '%s' '%s' > /dev/null", zfviz(), out, s2, s1), 0);
+    expect_same_scan(out, ref, "killed and resumed");
+}
+
+/* The merge fails with one line on stderr that names `file` and contains `what`. */
+static void expect_refused(const char *dir, const char *shards, const char *file, const char *what)
+{
+    char out[4096], err[4096];
+    snprintf(out, sizeof out, "%s/refused.db", dir);
+    snprintf(err, sizeof err, "%s/refused.txt", dir);
+    int rc = tu_system("'%s' merge -o '%s' %s 2> '%s' > /dev/null", zfviz(), out, shards, err);
+    cr_assert(rc != 0, "merge of %s was not refused", shards);
+    cr_assert_eq(tu_system("test $(wc -l < '%s') -eq 1 && grep -q -F '%s' '%s' && grep -q -F '%s' '%s'",
+                           err, file, err, what, err),
+                 0, "merge of %s: the message does not name %s and '%s'", shards, file, what);
+    cr_assert_neq(access(out, F_OK), 0, "a refused merge left its output");
+    cr_assert_eq(tu_system("ls '%s' | grep -q merge-", dir), 1, "a refused merge left a temporary file");
+}
+
+Test(merge, shards_that_do_not_belong_together_are_refused)
+{
+    char dir[2048], imgs[4096], other[4096], sh[8192];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("merge_refuse"));
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    snprintf(other, sizeof other, "%s/other", dir);
+    mkdir(imgs, 0755);
+    make_images(imgs, 13, 21); /* 14 files: 7 batches */
+    cr_assert_eq(tu_system("cp -r '%s' '%s' && rm '%s/img_005.png'", imgs, other, other), 0);
+    cr_assert_eq(scan_shard(dir, imgs, "a", 1, 2, NULL), 0);
+    cr_assert_eq(scan_shard(dir, imgs, "a", 2, 2, NULL), 0);
+    cr_assert_eq(scan_shard(dir, imgs, "model", 2, 2, "--arch zfnet-mini"), 0);
+    cr_assert_eq(scan_shard(dir, other, "list", 2, 2, NULL), 0);
+    cr_assert_eq(scan_shard(dir, imgs, "layers", 2, 2, "--layers conv1,conv2"), 0);
+    cr_assert_eq(scan_shard(dir, imgs, "topk", 2, 2, "--top 4"), 0);
+    for (int k = 1; k <= 3; k++)
+        cr_assert_eq(scan_shard(dir, imgs, "t", k, 3, NULL), 0);
+#define SH(...) (snprintf(sh, sizeof sh, __VA_ARGS__), sh)
+    expect_refused(dir, SH("'%s/a_1.db' '%s/model_2.db'", dir, dir), "model_2.db", "the model");
+    expect_refused(dir, SH("'%s/a_1.db' '%s/list_2.db'", dir, dir), "list_2.db", "the image list");
+    expect_refused(dir, SH("'%s/a_1.db' '%s/layers_2.db'", dir, dir), "layers_2.db", "the layers");
+    expect_refused(dir, SH("'%s/a_1.db' '%s/topk_2.db'", dir, dir), "topk_2.db", "the top-k");
+    /* overlapping: 1/2 holds images 0-5, 2/3 starts at 4 */
+    expect_refused(dir, SH("'%s/a_1.db' '%s/t_2.db' '%s/t_3.db'", dir, dir, dir), "t_2.db", "overlap");
+    expect_refused(dir, SH("'%s/a_1.db' '%s/a_1.db' '%s/a_2.db'", dir, dir, dir), "a_1.db", "twice");
+    /* a gap: images 4-7 are in no shard */
+    expect_refused(dir, SH("'%s/t_1.db' '%s/t_3.db'", dir, dir), "t_3.db", "images 4-7");
+    expect_refused(dir, SH("'%s/t_1.db' '%s/t_2.db'", dir, dir), "t_2.db", "images 8-13");
+    expect_refused(dir, SH("'%s/a_1.db' '%s/images/img_000.png'", dir, dir), "img_000.png", "not");
+#undef SH
+    /* a file zfviz did not make is not replaced without --force, and is with it */
+    char out[4096];
+    snprintf(out, sizeof out, "%s/notes.db", dir);
+    cr_assert_eq(tu_system("printf 'my notes\\n' > '%s'", out), 0);
+    cr_assert_neq(tu_system("'%s' merge -o '%s' '%s/a_1.db' '%s/a_2.db' 2> /dev/null", zfviz(),
+                            out, dir, dir), 0);
+    cr_assert_eq(tu_system("printf 'my notes\\n' | cmp -s - '%s'", out), 0, "the file was changed");
+    cr_assert_eq(tu_system("'%s' merge --force -o '%s' '%s/a_1.db' '%s/a_2.db' > /dev/null", zfviz(),
+                           out, dir, dir), 0);
+    cr_assert_eq(sql_int(out, "SELECT next_seq * (n_images = 14) FROM runs"), 14);
+    /* and a zfviz database there is replaced without it */
+    cr_assert_eq(tu_system("'%s' merge -o '%s' '%s/t_1.db' '%s/t_2.db' '%s/t_3.db' > /dev/null",
+                           zfviz(), out, dir, dir, dir), 0);
+    cr_assert_eq(sql_int(out, "SELECT count(*) FROM runs"), 1);
 }

@@ -135,8 +135,9 @@ typedef struct zf_scan_opts {
     /* For timing the pipeline: decode and forward every image, store and accumulate nothing
      * (db may be NULL; res gets the counts and times). */
     int dry_run;
-    /* A shard: images [n (K-1) / N, n K / N) of the list, seqs kept as the whole list's, into a
-     * run of its own that records the whole list's hash and "K/N" (zf_db_merge joins the shards).
+    /* A shard: the K-th of N contiguous runs of whole batches of the list (batch b starts at
+     * image b * batch, as in a scan of the whole list), seqs kept as the whole list's, into a run
+     * of its own that records the whole list's hash and "K/N" (zf_db_merge joins the shards).
      * shard_n <= 1: the whole list. */
     int shard_k, shard_n;
 } zf_scan_opts;
@@ -151,6 +152,24 @@ typedef struct zf_scan_opts {
  * ZF_ERR_INTERRUPTED. `res` is filled on success and on interruption. */
 zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n,
                      const zf_scan_opts *opts, zf_scan_result *res);
+
+/* ---- merging shards ---- */
+
+typedef struct zf_merge_result {
+    int64_t run_id;           /* in the output */
+    int64_t n_images, n_ok, n_failed;
+    int n_shards;
+} zf_merge_result;
+
+/* Joins the databases of a sharded scan (zf_scan_opts.shard_k/shard_n; one scan each, finished)
+ * into `out_path`, which then holds what one scan of the whole list writes: the same images,
+ * counts, maxima and where, top-k and exact sums, row for row. Refused, naming the file and what
+ * differs, unless every shard has the same model, preprocessing, image list, layers, top-k and
+ * batch and together they cover the list exactly once. The output is written beside out_path and
+ * renamed into place (the caller decides whether what is there may be replaced); memory holds one
+ * set of the net's accumulators whatever the number of shards. */
+zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
+                      zf_merge_result *res);
 
 /* ---- runs and reports ---- */
 

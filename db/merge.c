@@ -1,0 +1,611 @@
+/* Joining sharded scans (zfviz scan --shard K/N) into the database one scan of the whole list
+ * writes: the shards are checked to belong together and to cover the list once, then folded in
+ * one at a time (memory holds one net's accumulators, whatever the number of shards), and the
+ * output is written beside its path and renamed into place.
+ *
+ * Why the result is the one-process scan's, row for row: every per-unit accumulator is
+ * order-free (integer counts, exact sums, a max decided by (value, then seq), a top-k ordered by
+ * (score, then seq)), the shards keep the whole list's seqs, and the images are entered in seq
+ * order, so they get the ids a single scan would give them. */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "zf/xsum.h"
+
+/* What a shard's run says about itself. */
+typedef struct shard_meta {
+    const char *path;
+    int64_t run_id;
+    char model_sha[65], arch[64], weights[1024], file[1024], input[32], preproc[256];
+    int64_t n_params;
+    char images[1024], list_sha[65], layers[512], shard[32], geometry[1024];
+    int top_k, batch, chunk;
+    int64_t list_n, seq0, n_images, next_seq, n_ok, n_failed;
+} shard_meta;
+
+typedef struct top_ent {
+    double score; /* for ordering; the text is what is written back */
+    int64_t seq;
+    char text[96]; /* the entry after its image id: "seq,score,y,x,box_x0,box_y0,box_x1,box_y1" */
+} top_ent;
+
+typedef struct unit_acc {
+    int64_t active, positive;
+    zf_xsum sum;
+    int has_max;
+    double max;
+    int64_t max_seq;
+    int max_y, max_x;
+    int top_n;
+} unit_acc;
+
+typedef struct merge_layer {
+    char name[32];
+    int units;
+    int64_t hw; /* positions per image */
+    unit_acc *u;
+    top_ent *top; /* units x k */
+    top_ent *tmp; /* room for k + k: the two lists merged */
+} merge_layer;
+
+static zf_status read_meta(const char *path, shard_meta *m)
+{
+    memset(m, 0, sizeof *m);
+    m->path = path;
+    zf_db *db = NULL;
+    sqlite3_stmt *st = NULL;
+    zf_db_opts o = {ZF_DB_READONLY, 30.0, NULL, NULL};
+    zf_status s = zf_db_open(path, &o, &db);
+    if (s)
+        return s;
+    int row = 0;
+    if ((s = zf_db_prepare(db, &st,
+                           "SELECT r.id, m.sha256, m.arch, m.weights, m.file, m.input, m.preproc, "
+                           "m.n_params, r.images, r.list_sha256, r.layers, ifnull(r.shard, ''), "
+                           "r.top_k, r.batch, r.chunk, ifnull(r.list_n, r.n_images), r.seq0, "
+                           "r.n_images, r.next_seq, r.n_ok, r.n_failed, "
+                           "(SELECT group_concat(layer || ':' || position || ':' || op || ':' || "
+                           "units || 'x' || height || 'x' || width, ',') FROM "
+                           "(SELECT * FROM run_layers WHERE run_id = r.id ORDER BY position)), "
+                           "(SELECT count(*) FROM runs) "
+                           "FROM runs r JOIN models m ON m.id = r.model_id ORDER BY r.id")))
+        goto fail;
+    if ((s = zf_db_step(db, st, &row)))
+        goto fail;
+    if (!row) {
+        s = zf_error(ZF_ERR_ARG, "%s: holds no scan", path);
+        goto fail;
+    }
+    if (sqlite3_column_int64(st, 22) != 1) {
+        s = zf_error(ZF_ERR_ARG, "%s: holds %lld scans; merge takes one scan (a shard) a database",
+                     path, (long long)sqlite3_column_int64(st, 22));
+        goto fail;
+    }
+    m->run_id = sqlite3_column_int64(st, 0);
+    zf_db_column_text(st, 1, m->model_sha, sizeof m->model_sha);
+    zf_db_column_text(st, 2, m->arch, sizeof m->arch);
+    zf_db_column_text(st, 3, m->weights, sizeof m->weights);
+    zf_db_column_text(st, 4, m->file, sizeof m->file);
+    zf_db_column_text(st, 5, m->input, sizeof m->input);
+    zf_db_column_text(st, 6, m->preproc, sizeof m->preproc);
+    m->n_params = sqlite3_column_int64(st, 7);
+    zf_db_column_text(st, 8, m->images, sizeof m->images);
+    zf_db_column_text(st, 9, m->list_sha, sizeof m->list_sha);
+    zf_db_column_text(st, 10, m->layers, sizeof m->layers);
+    zf_db_column_text(st, 11, m->shard, sizeof m->shard);
+    m->top_k = sqlite3_column_int(st, 12);
+    m->batch = sqlite3_column_int(st, 13);
+    m->chunk = sqlite3_column_int(st, 14);
+    m->list_n = sqlite3_column_int64(st, 15);
+    m->seq0 = sqlite3_column_int64(st, 16);
+    m->n_images = sqlite3_column_int64(st, 17);
+    m->next_seq = sqlite3_column_int64(st, 18);
+    m->n_ok = sqlite3_column_int64(st, 19);
+    m->n_failed = sqlite3_column_int64(st, 20);
+    zf_db_column_text(st, 21, m->geometry, sizeof m->geometry);
+    if (m->next_seq != m->n_images)
+        s = zf_error(ZF_ERR_ARG,
+                     "%s: the scan is unfinished (%lld of %lld images); run its scan command "
+                     "again to finish it",
+                     path, (long long)m->next_seq, (long long)m->n_images);
+fail:
+    sqlite3_finalize(st);
+    zf_db_close(db);
+    return s;
+}
+
+/* One line naming the file and what differs from the first shard, or ZF_OK. */
+static zf_status check_alike(const shard_meta *a, const shard_meta *b)
+{
+#define DIFF(cond, what, fmt, x, y)                                                              \
+    if (cond)                                                                                    \
+        return zf_error(ZF_ERR_ARG, "%s: " what " differs from %s's (" fmt " vs " fmt ")", b->path, \
+                        a->path, y, x);
+    DIFF(strcmp(a->model_sha, b->model_sha), "the model", "%.12s", a->model_sha, b->model_sha)
+    DIFF(strcmp(a->preproc, b->preproc), "the preprocessing", "%s", a->preproc, b->preproc)
+    DIFF(strcmp(a->list_sha, b->list_sha) || a->list_n != b->list_n, "the image list",
+         "%.12s", a->list_sha, b->list_sha)
+    DIFF(strcmp(a->layers, b->layers), "the layers", "%s", a->layers, b->layers)
+    DIFF(strcmp(a->geometry, b->geometry), "the layers' shapes", "%s", a->geometry, b->geometry)
+    DIFF(a->top_k != b->top_k, "the top-k", "%d", a->top_k, b->top_k)
+    DIFF(a->batch != b->batch, "the batch", "%d", a->batch, b->batch)
+#undef DIFF
+    return ZF_OK;
+}
+
+static int by_seq0(const void *x, const void *y)
+{
+    const shard_meta *a = x, *b = y;
+    return a->seq0 < b->seq0 ? -1 : a->seq0 > b->seq0;
+}
+
+/* Better first: higher score, then the earlier image. */
+static int top_before(const top_ent *a, const top_ent *b)
+{
+    return a->score > b->score || (a->score == b->score && a->seq < b->seq);
+}
+
+/* Parses a stored top-k (unit_stats.top) into entries: the seq and score are read for ordering,
+ * the rest after the image id is kept as written. */
+static int parse_top(const char *json, top_ent *out, int k)
+{
+    const char *p = json;
+    int n = 0;
+    if (!p || *p++ != '[')
+        return -1;
+    while (*p == '[') {
+        if (n >= k)
+            return -1;
+        p++;
+        const char *comma = strchr(p, ',');
+        const char *end = strchr(p, ']');
+        if (!comma || !end || comma > end || (size_t)(end - comma - 1) >= sizeof out->text)
+            return -1;
+        top_ent *t = &out[n++];
+        memcpy(t->text, comma + 1, (size_t)(end - comma - 1));
+        t->text[end - comma - 1] = 0;
+        char *e;
+        t->seq = strtoll(t->text, &e, 10);
+        if (*e != ',')
+            return -1;
+        const char *sc = e + 1;
+        t->score = !strncmp(sc, "null", 4) ? NAN : strtod(sc, &e);
+        p = end + 1;
+        if (*p == ',')
+            p++;
+    }
+    return *p == ']' ? n : -1;
+}
+
+static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, int nl, int k,
+                            int64_t *seq_image, sqlite3_stmt *find_image, sqlite3_stmt *insert_image,
+                            sqlite3_stmt *insert_run_image, int64_t out_run)
+{
+    zf_db *db = NULL;
+    sqlite3_stmt *st = NULL;
+    zf_db_opts o = {ZF_DB_READONLY, 30.0, NULL, NULL};
+    zf_status s = zf_db_open(m->path, &o, &db);
+    if (s)
+        return s;
+    int row = 0;
+    /* the images, in seq order: the ids a single scan gives */
+    if ((s = zf_db_prepare(db, &st,
+                           "SELECT r.seq, i.path, i.sha256, i.bytes, i.width, i.height, i.status, "
+                           "i.error FROM run_images r JOIN images i ON i.id = r.image_id "
+                           "WHERE r.run_id = ? ORDER BY r.seq")))
+        goto fail;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, m->run_id));
+    int64_t want = m->seq0;
+    while (!(s = zf_db_step(db, st, &row)) && row) {
+        int64_t seq = sqlite3_column_int64(st, 0);
+        if (seq != want || seq >= m->seq0 + m->n_images) {
+            s = zf_error(ZF_ERR_DB, "%s: the scan's image list is damaged at image %lld", m->path,
+                         (long long)seq);
+            goto fail;
+        }
+        want++;
+        int found = 0;
+        ZF_SQL_TRY(s, out, sqlite3_bind_value(find_image, 1, sqlite3_column_value(st, 1)));
+        ZF_SQL_TRY(s, out, sqlite3_bind_value(find_image, 2, sqlite3_column_value(st, 2)));
+        if ((s = zf_db_step(out, find_image, &found)))
+            goto fail;
+        if (found)
+            seq_image[seq] = sqlite3_column_int64(find_image, 0);
+        sqlite3_reset(find_image);
+        if (!found) {
+            for (int c = 0; c < 7; c++)
+                ZF_SQL_TRY(s, out, sqlite3_bind_value(insert_image, c + 1,
+                                                      sqlite3_column_value(st, c + 1)));
+            if ((s = zf_db_step(out, insert_image, NULL)))
+                goto fail;
+            sqlite3_reset(insert_image);
+            seq_image[seq] = sqlite3_last_insert_rowid(zf_db_handle(out));
+        }
+        ZF_SQL_TRY(s, out, sqlite3_bind_int64(insert_run_image, 1, out_run));
+        ZF_SQL_TRY(s, out, sqlite3_bind_int64(insert_run_image, 2, seq));
+        ZF_SQL_TRY(s, out, sqlite3_bind_int64(insert_run_image, 3, seq_image[seq]));
+        if ((s = zf_db_step(out, insert_run_image, NULL)))
+            goto fail;
+        sqlite3_reset(insert_run_image);
+    }
+    if (s)
+        goto fail;
+    if (want != m->seq0 + m->n_images) {
+        s = zf_error(ZF_ERR_DB, "%s: the scan records %lld of its %lld images", m->path,
+                     (long long)(want - m->seq0), (long long)m->n_images);
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((s = zf_db_prepare(db, &st,
+                           "SELECT unit, active_images, positive_positions, sum, sum_exact, max, "
+                           "max_seq, max_y, max_x, top FROM unit_stats WHERE run_id = ? AND "
+                           "layer = ? ORDER BY unit")))
+        goto fail;
+    for (int li = 0; li < nl; li++) {
+        merge_layer *L = &ml[li];
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, m->run_id));
+        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, L->name, -1, SQLITE_STATIC));
+        while (!(s = zf_db_step(db, st, &row)) && row) {
+            int c = sqlite3_column_int(st, 0);
+            if (c < 0 || c >= L->units) {
+                s = zf_error(ZF_ERR_DB, "%s: %s has no unit %d", m->path, L->name, c);
+                goto fail;
+            }
+            unit_acc *u = &L->u[c];
+            u->active += sqlite3_column_int64(st, 1);
+            u->positive += sqlite3_column_int64(st, 2);
+            zf_xsum part;
+            zf_xsum_zero(&part);
+            if (sqlite3_column_type(st, 4) == SQLITE_NULL)
+                zf_xsum_add_double(&part, sqlite3_column_double(st, 3));
+            else if (zf_xsum_unpack(&part, sqlite3_column_blob(st, 4),
+                                    (size_t)sqlite3_column_bytes(st, 4))) {
+                s = zf_error(ZF_ERR_DB, "%s: the exact sum of %s unit %d is damaged", m->path,
+                             L->name, c);
+                goto fail;
+            }
+            zf_xsum_merge(&u->sum, &part);
+            if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
+                double v = sqlite3_column_double(st, 5);
+                int64_t seq = sqlite3_column_int64(st, 6);
+                if (seq < m->seq0 || seq >= m->seq0 + m->n_images) {
+                    s = zf_error(ZF_ERR_DB, "%s: %s unit %d has its max at image %lld, outside "
+                                 "the shard", m->path, L->name, c, (long long)seq);
+                    goto fail;
+                }
+                if (!u->has_max || v > u->max || (v == u->max && seq < u->max_seq)) {
+                    u->has_max = 1;
+                    u->max = v;
+                    u->max_seq = seq;
+                    u->max_y = sqlite3_column_int(st, 7);
+                    u->max_x = sqlite3_column_int(st, 8);
+                }
+            }
+            top_ent *mine = L->top + (size_t)c * k, *theirs = L->tmp + k;
+            int tn = parse_top((const char *)sqlite3_column_text(st, 9), theirs, k);
+            for (int r = 0; r < tn; r++)
+                if (theirs[r].seq < m->seq0 || theirs[r].seq >= m->seq0 + m->n_images)
+                    tn = -1;
+            if (tn < 0) {
+                s = zf_error(ZF_ERR_DB, "%s: the top-k of %s unit %d is damaged", m->path,
+                             L->name, c);
+                goto fail;
+            }
+            int a = 0, b = 0, n = 0;
+            while (n < k && (a < u->top_n || b < tn)) {
+                if (b >= tn || (a < u->top_n && top_before(&mine[a], &theirs[b])))
+                    L->tmp[n++] = mine[a++];
+                else
+                    L->tmp[n++] = theirs[b++];
+            }
+            memcpy(mine, L->tmp, (size_t)n * sizeof *mine);
+            u->top_n = n;
+        }
+        if (s)
+            goto fail;
+        sqlite3_reset(st);
+    }
+fail:
+    sqlite3_finalize(st);
+    zf_db_close(db);
+    return s;
+}
+
+static zf_status write_units(zf_db *out, int64_t run, merge_layer *ml, int nl, int k,
+                             int64_t n_ok, const int64_t *seq_image)
+{
+    sqlite3_stmt *st = NULL;
+    char *json = malloc((size_t)k * 128 + 3);
+    zf_status s;
+    if (!json)
+        return zf_error(ZF_ERR_NOMEM, "merge: out of memory");
+    if ((s = zf_db_prepare(out, &st,
+                           "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, "
+                           "positions, positive_positions, sum, max, max_image_id, max_y, max_x, "
+                           "max_seq, top, sum_exact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                           "?, ?, ?)")))
+        goto fail;
+    for (int li = 0; li < nl; li++) {
+        merge_layer *L = &ml[li];
+        for (int c = 0; c < L->units; c++) {
+            unit_acc *u = &L->u[c];
+            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 1, run));
+            ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 2, L->name, -1, SQLITE_STATIC));
+            ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 3, c));
+            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 4, n_ok));
+            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 5, u->active));
+            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 6, n_ok * L->hw));
+            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 7, u->positive));
+            ZF_SQL_TRY(s, out, sqlite3_bind_double(st, 8, zf_xsum_double(&u->sum)));
+            if (u->has_max) {
+                ZF_SQL_TRY(s, out, sqlite3_bind_double(st, 9, u->max));
+                ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 10, seq_image[u->max_seq]));
+                ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 11, u->max_y));
+                ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 12, u->max_x));
+                ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 13, u->max_seq));
+            }
+            char *o = json;
+            *o++ = '[';
+            const top_ent *t = L->top + (size_t)c * k;
+            for (int r = 0; r < u->top_n; r++)
+                o += sprintf(o, "%s[%lld,%s]", r ? "," : "", (long long)seq_image[t[r].seq],
+                             t[r].text);
+            *o++ = ']';
+            *o = 0;
+            ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 14, json, -1, SQLITE_STATIC));
+            unsigned char exact[ZF_XSUM_BYTES];
+            zf_xsum_pack(&u->sum, exact);
+            ZF_SQL_TRY(s, out, sqlite3_bind_blob(st, 15, exact, sizeof exact, SQLITE_TRANSIENT));
+            if ((s = zf_db_step(out, st, NULL)))
+                goto fail;
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+        }
+    }
+fail:
+    sqlite3_finalize(st);
+    free(json);
+    return s;
+}
+
+static void remove_db_files(const char *path)
+{
+    static const char *const ext[] = {"", "-wal", "-shm", "-journal"};
+    char p[1100];
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s%s", path, ext[i]);
+        unlink(p);
+    }
+}
+
+zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
+                      zf_merge_result *res)
+{
+    memset(res, 0, sizeof *res);
+    if (n < 1)
+        return zf_error(ZF_ERR_ARG, "merge: no shard databases given");
+    char wal[1100];
+    snprintf(wal, sizeof wal, "%s-wal", out_path);
+    if (access(wal, F_OK) == 0)
+        return zf_error(ZF_ERR_IO,
+                        "%s: its -wal file exists: the database is open in another process (or "
+                        "one was killed while writing it); close it before replacing it",
+                        out_path);
+    shard_meta *meta = calloc((size_t)n, sizeof *meta);
+    if (!meta)
+        return zf_error(ZF_ERR_NOMEM, "merge: out of memory");
+    zf_status s = ZF_OK;
+    zf_db *out = NULL;
+    merge_layer *ml = NULL;
+    int nl = 0;
+    int64_t *seq_image = NULL;
+    sqlite3_stmt *st = NULL, *find_image = NULL, *insert_image = NULL, *insert_run_image = NULL;
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.merge-%ld", out_path, (long)getpid());
+    int made_tmp = 0;
+
+    for (int i = 0; i < n; i++) {
+        if ((s = read_meta(shards[i], &meta[i])) || (i && (s = check_alike(&meta[0], &meta[i]))))
+            goto fail;
+        for (int j = 0; j < i; j++)
+            if (!strcmp(meta[j].path, meta[i].path)) {
+                s = zf_error(ZF_ERR_ARG, "%s: given twice", meta[i].path);
+                goto fail;
+            }
+    }
+    qsort(meta, (size_t)n, sizeof *meta, by_seq0);
+    /* the shards cover the list exactly once */
+    int64_t next = 0;
+    for (int i = 0; i < n; i++) {
+        const shard_meta *m = &meta[i];
+        if (m->seq0 < next) {
+            s = zf_error(ZF_ERR_ARG, "%s: its images %lld-%lld overlap %s's (shard %s, images up "
+                         "to %lld)", m->path, (long long)m->seq0,
+                         (long long)(m->seq0 + m->n_images - 1), meta[i - 1].path,
+                         meta[i - 1].shard, (long long)(next - 1));
+            goto fail;
+        }
+        if (m->seq0 > next) {
+            s = zf_error(ZF_ERR_ARG, "%s: images %lld-%lld of the list are in no shard given "
+                         "(this one starts at %lld)", m->path, (long long)next,
+                         (long long)(m->seq0 - 1), (long long)m->seq0);
+            goto fail;
+        }
+        next = m->seq0 + m->n_images;
+        res->n_ok += m->n_ok;
+        res->n_failed += m->n_failed;
+    }
+    if (next != meta[0].list_n) {
+        s = zf_error(ZF_ERR_ARG, "%s: images %lld-%lld of the list are in no shard given",
+                     meta[n - 1].path, (long long)next, (long long)(meta[0].list_n - 1));
+        goto fail;
+    }
+    const shard_meta *m0 = &meta[0];
+    const int k = m0->top_k;
+    res->n_images = m0->list_n;
+    res->n_shards = n;
+
+    /* the layers, from "name:position:op:UxHxW,..." */
+    for (const char *p = m0->geometry; *p; nl++) {
+        p = strchr(p, ',');
+        if (!p)
+            break;
+        p++;
+    }
+    nl = *m0->geometry ? nl + 1 : 0;
+    ml = calloc((size_t)(nl ? nl : 1), sizeof *ml);
+    seq_image = calloc((size_t)m0->list_n, sizeof *seq_image);
+    if (!ml || !seq_image) {
+        s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %lld images", (long long)m0->list_n);
+        goto fail;
+    }
+    {
+        const char *p = m0->geometry;
+        for (int i = 0; i < nl; i++) {
+            int units = 0, pos = 0, h = 0, w = 0;
+            char name[32] = "", op[8] = "";
+            if (sscanf(p, "%31[^:]:%d:%7[^:]:%dx%dx%d", name, &pos, op, &units, &h, &w) != 6 ||
+                units <= 0) {
+                s = zf_error(ZF_ERR_DB, "%s: the scan's layers are damaged", m0->path);
+                goto fail;
+            }
+            snprintf(ml[i].name, sizeof ml[i].name, "%s", name);
+            ml[i].units = units;
+            ml[i].hw = (int64_t)h * w;
+            ml[i].u = calloc((size_t)units, sizeof *ml[i].u);
+            ml[i].top = calloc((size_t)units * (size_t)k, sizeof *ml[i].top);
+            ml[i].tmp = calloc((size_t)k * 2, sizeof *ml[i].tmp);
+            if (!ml[i].u || !ml[i].top || !ml[i].tmp) {
+                s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %s", name);
+                goto fail;
+            }
+            p = strchr(p, ',');
+            p = p ? p + 1 : "";
+        }
+    }
+
+    remove_db_files(tmp);
+    made_tmp = 1;
+    if ((s = zf_db_open(tmp, NULL, &out)))
+        goto fail;
+    if ((s = zf_db_begin(out)))
+        goto fail;
+    if ((s = zf_db_prepare(out, &st,
+                           "INSERT INTO models (arch, weights, file, sha256, n_params, input, "
+                           "preproc) VALUES (?, ?, ?, ?, ?, ?, ?)")))
+        goto fail;
+    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 1, m0->arch, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, out, zf_db_bind_text(st, 2, *m0->weights ? m0->weights : NULL));
+    ZF_SQL_TRY(s, out, zf_db_bind_text(st, 3, *m0->file ? m0->file : NULL));
+    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 4, m0->model_sha, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 5, m0->n_params));
+    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 6, m0->input, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 7, m0->preproc, -1, SQLITE_STATIC));
+    if ((s = zf_db_step(out, st, NULL)))
+        goto fail;
+    int64_t model_id = sqlite3_last_insert_rowid(zf_db_handle(out));
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((s = zf_db_prepare(out, &st,
+                           "INSERT INTO runs (model_id, images, list_sha256, n_images, layers, "
+                           "top_k, batch, chunk, next_seq, n_ok, n_failed, finished, list_n, seq0) "
+                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?4, ?9, ?10, "
+                           "strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, 0)")))
+        goto fail;
+    ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 1, model_id));
+    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 2, m0->images, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 3, m0->list_sha, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 4, m0->list_n));
+    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 5, m0->layers, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 6, k));
+    ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 7, m0->batch));
+    ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 8, m0->chunk));
+    ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 9, res->n_ok));
+    ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 10, res->n_failed));
+    if ((s = zf_db_step(out, st, NULL)))
+        goto fail;
+    res->run_id = sqlite3_last_insert_rowid(zf_db_handle(out));
+    sqlite3_finalize(st);
+    st = NULL;
+    if ((s = zf_db_prepare(out, &st,
+                           "INSERT INTO run_layers (run_id, layer, position, op, units, height, "
+                           "width) VALUES (?, ?, ?, ?, ?, ?, ?)")))
+        goto fail;
+    {
+        const char *p = m0->geometry;
+        for (int i = 0; i < nl; i++) {
+            int units, pos, h, w;
+            char name[32], op[8];
+            sscanf(p, "%31[^:]:%d:%7[^:]:%dx%dx%d", name, &pos, op, &units, &h, &w);
+            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 1, res->run_id));
+            ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT));
+            ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 3, pos));
+            ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 4, op, -1, SQLITE_TRANSIENT));
+            ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 5, units));
+            ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 6, h));
+            ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 7, w));
+            if ((s = zf_db_step(out, st, NULL)))
+                goto fail;
+            sqlite3_reset(st);
+            p = strchr(p, ',');
+            p = p ? p + 1 : "";
+        }
+    }
+    if ((s = zf_db_prepare(out, &find_image,
+                           "SELECT id FROM images WHERE path = ?1 AND ifnull(sha256, '') = "
+                           "ifnull(?2, '')")) ||
+        (s = zf_db_prepare(out, &insert_image,
+                           "INSERT INTO images (path, sha256, bytes, width, height, status, error) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)")) ||
+        (s = zf_db_prepare(out, &insert_run_image,
+                           "INSERT INTO run_images (run_id, seq, image_id) VALUES (?, ?, ?)")))
+        goto fail;
+    for (int i = 0; i < n; i++)
+        if ((s = fold_shard(out, &meta[i], ml, nl, k, seq_image, find_image, insert_image,
+                            insert_run_image, res->run_id)))
+            goto fail;
+    if ((s = write_units(out, res->run_id, ml, nl, k, res->n_ok, seq_image)))
+        goto fail;
+    if ((s = zf_db_commit(out)))
+        goto fail;
+    sqlite3_finalize(st);
+    sqlite3_finalize(find_image);
+    sqlite3_finalize(insert_image);
+    sqlite3_finalize(insert_run_image);
+    st = find_image = insert_image = insert_run_image = NULL;
+    /* one self-contained file to rename: the WAL folded in and gone (the next read-write open
+     * turns WAL mode back on) */
+    if ((s = zf_db_exec(out, "PRAGMA journal_mode = DELETE")))
+        goto fail;
+    zf_db_close(out);
+    out = NULL;
+    if (rename(tmp, out_path) != 0) {
+        s = zf_error(ZF_ERR_IO, "%s: cannot rename the merged database into place: %s", out_path,
+                     strerror(errno));
+        goto fail;
+    }
+    made_tmp = 0;
+fail:
+    sqlite3_finalize(st);
+    sqlite3_finalize(find_image);
+    sqlite3_finalize(insert_image);
+    sqlite3_finalize(insert_run_image);
+    zf_db_close(out);
+    if (made_tmp)
+        remove_db_files(tmp);
+    for (int i = 0; i < nl && ml; i++) {
+        free(ml[i].u);
+        free(ml[i].top);
+        free(ml[i].tmp);
+    }
+    free(ml);
+    free(seq_image);
+    free(meta);
+    return s;
+}
