@@ -244,7 +244,7 @@ static long long sql_int(const char *db, const char *sql)
 /* Rows of `what` (a table or view, or a SELECT) in one database and not the other, both ways. */
 static long long rows_differing(const char *a, const char *b, const char *what)
 {
-    char sql[4096];
+    char sql[8192];
     snprintf(sql, sizeof sql,
              "ATTACH '%s' AS o; SELECT (SELECT count(*) FROM (SELECT * FROM main.%s EXCEPT "
              "SELECT * FROM o.%s)) + (SELECT count(*) FROM (SELECT * FROM o.%s EXCEPT SELECT * "
@@ -262,7 +262,7 @@ static void expect_same_scan(const char *merged, const char *ref, const char *wh
         cr_assert_eq(rows_differing(merged, ref, tables[i]), 0, "%s: %s differs from the one-process scan",
                      what, tables[i]);
     /* the run: the same list, counts, settings, finished (not when it ran) */
-    char sql[4096];
+    char sql[8192];
     snprintf(sql, sizeof sql,
              "ATTACH '%s' AS o; SELECT count(*) FROM runs a JOIN o.runs b USING (id, list_sha256, "
              "n_images, layers, top_k, batch, next_seq, n_ok, n_failed, list_n, seq0) WHERE "
@@ -440,4 +440,35 @@ Test(merge, shards_that_do_not_belong_together_are_refused)
     cr_assert_eq(tu_system("'%s' merge -o '%s' '%s/t_1.db' '%s/t_2.db' '%s/t_3.db' > /dev/null",
                            zfviz(), out, dir, dir, dir), 0);
     cr_assert_eq(sql_int(out, "SELECT count(*) FROM runs"), 1);
+}
+
+Test(merge, a_schema_2_database_migrates_and_its_float64_sums_carry_over)
+{
+    char dir[2048], imgs[4096], db[4096], out[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("merge_migrate"));
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    snprintf(db, sizeof db, "%s/old.db", dir);
+    snprintf(out, sizeof out, "%s/merged.db", dir);
+    mkdir(imgs, 0755);
+    make_images(imgs, 5, 33);
+    cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 > /dev/null 2>&1", zfviz(),
+                           imgs, db), 0);
+    /* back to what a version-2 zfviz wrote: no exact sums, no shard columns */
+    cr_assert_eq(tu_system("sqlite3 '%s' 'ALTER TABLE unit_stats DROP COLUMN sum_exact; "
+                           "ALTER TABLE runs DROP COLUMN list_n; ALTER TABLE runs DROP COLUMN shard; "
+                           "ALTER TABLE runs DROP COLUMN seq0; PRAGMA user_version = 2; "
+                           "CREATE TABLE sums AS SELECT layer, unit, sum FROM unit_stats;'", db), 0);
+    /* the same command again migrates it and finds the run complete */
+    cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 | grep -q 'already complete'",
+                           zfviz(), imgs, db), 0);
+    cr_assert_eq(sql_int(db, "PRAGMA user_version"), 3);
+    cr_assert_eq(sql_int(db, "SELECT count(*) FROM unit_stats WHERE sum_exact IS NULL"),
+                 sql_int(db, "SELECT count(*) FROM sums"));
+    /* a merge of it alone takes each float64 sum exactly */
+    cr_assert_eq(tu_system("'%s' merge -o '%s' '%s' > /dev/null", zfviz(), out, db), 0);
+    char sql[8192];
+    snprintf(sql, sizeof sql, "ATTACH '%s' AS o; SELECT count(*) FROM unit_stats u JOIN o.sums s "
+             "USING (layer, unit) WHERE u.sum = s.sum AND length(u.sum_exact) = 56", db);
+    cr_assert(sql_int(out, sql) > 500);
+    cr_assert_eq(sql_int(out, sql), sql_int(db, "SELECT count(*) FROM sums"));
 }
