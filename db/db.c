@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -528,6 +529,31 @@ void zf_db_close(zf_db *db)
 }
 
 const char *zf_db_path(const zf_db *db) { return db->path; }
+
+const char *zf_db_network_fs(const char *path)
+{
+    static const struct {
+        unsigned long magic;
+        const char *name;
+    } fs[] = {
+        {0x6969, "NFS"},           {0x517B, "SMB"},        {0xFF534D42, "CIFS"},
+        {0xFE534D42, "SMB2"},      {0x0BD00BD0, "Lustre"}, {0x47504653, "GPFS"},
+        {0x00C36400, "CephFS"},    {0x5346414F, "AFS"},    {0x01021997, "9p"},
+        {0x19830326, "BeeGFS"},    {0x564C, "NCP"},        {0x6B414653, "AFS (kAFS)"},
+    };
+    struct statfs sf;
+    char dir[1024];
+    if (statfs(path, &sf) != 0) {
+        dir_of(path, dir, sizeof dir);
+        if (statfs(dir, &sf) != 0)
+            return NULL;
+    }
+    unsigned long magic = (unsigned long)sf.f_type & 0xFFFFFFFFul;
+    for (size_t i = 0; i < sizeof fs / sizeof *fs; i++)
+        if (magic == fs[i].magic)
+            return fs[i].name;
+    return NULL;
+}
 sqlite3 *zf_db_handle(zf_db *db) { return db->sql; }
 
 zf_status zf_db_begin(zf_db *db)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "zf/db.h"
 #include "zf/xsum.h"
 
 static uint64_t mix(uint64_t *s)
@@ -471,4 +472,25 @@ Test(merge, a_schema_2_database_migrates_and_its_float64_sums_carry_over)
              "USING (layer, unit) WHERE u.sum = s.sum AND length(u.sum_exact) = 56", db);
     cr_assert(sql_int(out, sql) > 500);
     cr_assert_eq(sql_int(out, sql), sql_int(db, "SELECT count(*) FROM sums"));
+}
+
+Test(merge, local_folders_are_not_taken_for_network_filesystems)
+{
+    /* this machine's test folder is local: no warning; a path that does not exist yet is judged
+     * by its folder */
+    const char *dir = tu_tmpdir("merge_netfs");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/new.db", dir);
+    cr_assert_null(zf_db_network_fs(path));
+    FILE *m = fopen("/proc/mounts", "r");
+    cr_assert_not_null(m);
+    char dev[512], mnt[512], type[64];
+    int nfs = 0;
+    while (fscanf(m, "%511s %511s %63s %*[^\n]", dev, mnt, type) == 3)
+        if (!strncmp(type, "nfs", 3) && !nfs) {
+            /* where a network mount exists, it is named */
+            cr_assert_not_null(zf_db_network_fs(mnt), "%s (%s) not taken for NFS", mnt, type);
+            nfs = 1;
+        }
+    fclose(m);
 }

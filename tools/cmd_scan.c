@@ -178,6 +178,13 @@ int zf_cmd_scan(int argc, char **argv)
             idx[nl++] = li;
         }
     }
+    const char *netfs = zf_db_network_fs(dbpath);
+    if (netfs)
+        fprintf(stderr,
+                "zfviz scan: warning: %s is on a network filesystem (%s): SQLite's WAL mode is not "
+                "safe there and every commit is a round trip; scan into local disk and copy the "
+                "finished database (docs/scale.md)\n",
+                dbpath, netfs);
     if ((s = zft_db_open(dbpath, 1, &db))) {
         rc = zft_fail("scan", s);
         goto out;

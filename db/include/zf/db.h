@@ -38,6 +38,11 @@ typedef struct zf_db_opts {
 zf_status zf_db_open(const char *path, const zf_db_opts *opts, zf_db **out);
 void zf_db_close(zf_db *db);
 const char *zf_db_path(const zf_db *db);
+/* The network filesystem `path` (or, while it does not exist, its folder) lies on ("NFS",
+ * "Lustre", "GPFS", "CIFS", ...), or NULL for a local one. WAL mode needs shared memory between
+ * the processes that open a database, which these do not give reliably: scans belong on local
+ * disk (docs/scale.md). */
+const char *zf_db_network_fs(const char *path);
 /* The connection, for read queries (tests, reports); writes go through this API. */
 struct sqlite3 *zf_db_handle(zf_db *db);
 
