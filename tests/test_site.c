@@ -77,7 +77,9 @@ static void write_png(const char *path, int w, int h, int seed)
  * and the site built from it: dir/s.db, dir/site. */
 static const char *scan_and_site(const char *tag)
 {
-    const char *dir = tu_tmpdir(tag);
+    static char keep[512]; /* tu_ paths live in rotating buffers */
+    snprintf(keep, sizeof keep, "%s", tu_tmpdir(tag));
+    const char *dir = keep;
     cr_assert_eq(tu_system("mkdir -p '%s/imgs' && cp '%s' '%s/imgs/a.jpg'", dir, tu_src("assets/sample.jpg"), dir), 0);
     for (int i = 0; i < 3; i++) {
         char p[1024];
@@ -237,9 +239,15 @@ static void check_file(const char *path, void *ctx)
     free(s);
 }
 
-Test(site, layer_pages_list_every_unit_with_the_database_numbers, .timeout = 120)
+Test(site, layer_pages_list_every_unit_with_the_database_numbers_and_nothing_leaves_the_page, .timeout = 120)
 {
     const char *dir = scan_and_site("site_tables");
+    char top[1024];
+    snprintf(top, sizeof top, "%s/site", dir);
+    walk_counts c = {0, 0};
+    walk(top, check_file, &c);
+    /* index, two layer pages, 32 + 64 unit pages */
+    cr_expect_eq(c.pages, 1 + 2 + 32 + 64, "%d pages", c.pages);
     sqlite3 *sql = db_open(dir);
     const char *layers[] = {"conv1", "conv5"};
     for (int i = 0; i < 2; i++) {
@@ -300,17 +308,6 @@ Test(site, unit_pages_show_k_patches_and_projections_of_the_receptive_fields, .t
     sqlite3_close(sql);
 }
 
-Test(site, nothing_refers_to_the_network_and_pages_are_small, .timeout = 120)
-{
-    const char *dir = scan_and_site("site_offline");
-    char p[1024];
-    snprintf(p, sizeof p, "%s/site", dir);
-    walk_counts c = {0, 0};
-    walk(p, check_file, &c);
-    /* index, two layer pages, 32 + 64 unit pages */
-    cr_expect_eq(c.pages, 1 + 2 + 32 + 64, "%d pages", c.pages);
-}
-
 Test(site, a_second_build_reuses_the_stored_renderings, .timeout = 120)
 {
     const char *dir = scan_and_site("site_again");
@@ -336,7 +333,9 @@ Test(site, a_second_build_reuses_the_stored_renderings, .timeout = 120)
 
 Test(site, refuses_a_foreign_site_and_removes_a_failed_one, .timeout = 120)
 {
-    const char *dir = tu_tmpdir("site_safety");
+    char keep[512]; /* tu_ paths live in rotating buffers */
+    snprintf(keep, sizeof keep, "%s", tu_tmpdir("site_safety"));
+    const char *dir = keep;
     cr_assert_eq(tu_system("mkdir -p '%s/imgs' && cp '%s' '%s/imgs/a.jpg'", dir, tu_src("assets/sample.jpg"), dir), 0);
     cr_assert_eq(run(dir, "scan --images imgs --db s.db --layers conv1"), 0, "scan: %s", err_of(dir));
     /* a folder holding someone's index.html: refused, untouched, one line */
@@ -362,6 +361,25 @@ Test(site, refuses_a_foreign_site_and_removes_a_failed_one, .timeout = 120)
     free(err);
     snprintf(p, sizeof p, "%s/new", dir);
     cr_expect_neq(access(p, F_OK), 0, "the failed build's folder is removed");
+    /* --top-units 2: projections of the two units whose best example is strongest, and no others */
+    cr_assert_eq(run(dir, "site --db s.db -o top --top-units 2"), 0, "%s", err_of(dir));
+    sqlite3 *sql = db_open(dir);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(sql,
+                                    "SELECT unit FROM topk WHERE run_id = 1 AND layer = 'conv1' AND rank = 1 "
+                                    "ORDER BY score DESC, unit LIMIT 2",
+                                    -1, &st, NULL),
+                 SQLITE_OK);
+    int strongest[2] = {-1, -1};
+    for (int i = 0; i < 2 && sqlite3_step(st) == SQLITE_ROW; i++)
+        strongest[i] = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(sql);
+    for (int u = 0; u < 32; u++) {
+        snprintf(p, sizeof p, "%s/top/1/conv1/img/%d-1-deconv.png", dir, u);
+        int want = u == strongest[0] || u == strongest[1];
+        cr_expect_eq(access(p, F_OK) == 0, want, "unit %d: projection %s", u, want ? "missing" : "not asked for");
+    }
     /* usage */
     cr_expect_eq(run(dir, "site --db s.db"), 2);
     cr_expect_eq(run(dir, "site --help"), 0);
@@ -552,9 +570,26 @@ Test(serve, the_pages_and_pictures_of_the_database_and_nothing_else, .timeout = 
     cr_expect(blen == (size_t)sqlite3_column_bytes(st, 0) && !memcmp(body, sqlite3_column_blob(st, 0), blen),
               "the served picture differs from the stored one");
     sqlite3_finalize(st);
-    sqlite3_close(sql);
     free(body);
     cr_expect_eq(get(port, "/1/conv1/3.html", NULL, NULL), 200);
+    /* the served layer page as chromium renders it, when it is installed */
+    if (have_chromium()) {
+        char args[2048], p[1024];
+        snprintf(args, sizeof args, "--dump-dom 'http://127.0.0.1:%d/1/conv5/index.html' > dom.html", port);
+        cr_assert_eq(chromium(dir, args), 0);
+        snprintf(p, sizeof p, "%s/dom.html", dir);
+        char *dom = slurp(p, NULL);
+        cr_assert(dom && strstr(dom, "data-atlas=\"ready\""), "the atlas script did not run");
+        check_table_against_db(sql, "conv5", dom);
+        free(dom);
+        snprintf(p, sizeof p, "%s/log", dir);
+        char *log = slurp(p, NULL);
+        cr_assert(log);
+        for (char *line = strtok(log, "\n"); line; line = strtok(NULL, "\n"))
+            cr_expect(!strstr(line, "CONSOLE") && !strstr(line, "Uncaught"), "console: %s", line);
+        free(log);
+    }
+    sqlite3_close(sql);
     /* paths that lead out of the atlas, or nowhere: 4xx with a one-line reason, no file's content */
     const char *bad[] = {"/../../../../etc/passwd", "/%2e%2e/%2e%2e/etc/passwd", "/1/conv1/..%2f..%2f..%2fetc/passwd",
                          "//etc/passwd", "/etc/passwd", "/1/conv1/img/../../../s.db", "/s.db",
@@ -614,7 +649,9 @@ Test(serve, the_pages_and_pictures_of_the_database_and_nothing_else, .timeout = 
 
 Test(serve, binds_loopback_by_default_and_refuses_bad_options)
 {
-    const char *dir = tu_tmpdir("serve_opts");
+    char keep[512]; /* tu_ paths live in rotating buffers */
+    snprintf(keep, sizeof keep, "%s", tu_tmpdir("serve_opts"));
+    const char *dir = keep;
     cr_expect_eq(run(dir, "serve"), 2, "no --db");
     cr_expect_eq(run(dir, "serve --db s.db --bind nowhere"), 2);
     cr_expect_eq(run(dir, "serve --db s.db --port 70000"), 2);
