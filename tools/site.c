@@ -692,16 +692,18 @@ static zf_status build_layer(site *S, zft_scan *scan, const run_info *ri, const 
         return st;
     unsigned char *want = calloc((size_t)L.n_rows + 1, 1);
     L.has_png = calloc((size_t)L.n_rows + 1, 1);
-    int *todo = malloc(sizeof *todo * (size_t)(L.n_rows + 1)), *todo_row = malloc(sizeof *todo_row * (size_t)(L.n_rows + 1));
+    int *todo = malloc(sizeof *todo * (size_t)(L.n_rows + 1));
     unit_pngs *pngs = calloc(RENDER_BATCH, sizeof *pngs);
-    if (!want || !L.has_png || !todo || !todo_row || !pngs) {
+    if (!want || !L.has_png || !todo || !pngs) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory");
         goto out;
     }
     if ((st = summarise(S, ri, layer, L.rows, L.n_rows, L.conv, sum)))
         goto out;
     zft_progress pr;
-    zft_progress_start(&pr, layer, L.n_rows, "units");
+    /* a conv layer's units are counted twice: their projections, then their pages */
+    const int pass = L.conv ? L.n_rows : 0;
+    zft_progress_start(&pr, layer, pass + L.n_rows, "units");
     /* projections: stored ones are copied out, the others rendered in batches and stored */
     if (L.conv && (st = chosen_units(S, scan, layer, L.n_rows, want)))
         goto out;
@@ -745,6 +747,7 @@ static zf_status build_layer(site *S, zft_scan *scan, const run_info *ri, const 
     }
     for (int r = 0; r < L.n_rows && !st; r++) {
         st = unit_page(&L, r);
+        zft_progress_update(&pr, pass + r + 1);
         if (!st && zf_interrupted)
             st = zf_error(ZF_ERR_INTERRUPTED, "interrupted");
     }
@@ -756,7 +759,6 @@ out:
         unit_pngs_free(&pngs[j]);
     free(pngs);
     free(todo);
-    free(todo_row);
     free(want);
     free(L.has_png);
     free(L.rows);
