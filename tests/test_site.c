@@ -380,6 +380,22 @@ Test(site, refuses_a_foreign_site_and_removes_a_failed_one, .timeout = 120)
         int want = u == strongest[0] || u == strongest[1];
         cr_expect_eq(access(p, F_OK) == 0, want, "unit %d: projection %s", u, want ? "missing" : "not asked for");
     }
+    /* two runs (alexnet-mini, zfnet-mini): a page with their first layers side by side */
+    cr_assert_eq(run(dir, "scan --images imgs --db s.db --layers conv1 --model zfnet-mini"), 0, "%s", err_of(dir));
+    cr_assert_eq(run(dir, "site --db s.db -o two"), 0, "%s", err_of(dir));
+    snprintf(p, sizeof p, "%s/two/compare.html", dir);
+    char *cmp = slurp(p, NULL);
+    cr_assert(cmp, "no compare.html");
+    for (int r = 1; r <= 2; r++) {
+        char ref[64];
+        snprintf(ref, sizeof ref, "src=\"%d/first-filters.png\"", r);
+        cr_expect(strstr(cmp, ref), "compare.html does not show run %d", r);
+        snprintf(p, sizeof p, "%s/two/%d/first-filters.png", dir, r);
+        int w = 0, h = 0;
+        cr_expect(png_size(p, &w, &h) && w > 0 && h > 0, "%s does not decode", p);
+    }
+    cr_expect(strstr(cmp, "alexnet-mini") && strstr(cmp, "zfnet-mini"), "both models named");
+    free(cmp);
     /* usage */
     cr_expect_eq(run(dir, "site --db s.db"), 2);
     cr_expect_eq(run(dir, "site --help"), 0);

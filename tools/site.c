@@ -26,7 +26,7 @@ const char zft_site_css[] =
     "font-size:11px}.grid img,.grid span.none{width:48px;height:48px;image-rendering:pixelated;"
     "display:block;margin:auto;background:#ccc}\n"
     ".ex{display:flex;flex-wrap:wrap;gap:12px}.ex figure{margin:0;text-align:center;font-size:12px}"
-    ".ex img{width:96px;height:96px;image-rendering:pixelated;margin:1px}\n"
+    ".ex img{width:96px;height:96px;image-rendering:pixelated;margin:1px}.ex img.filters{width:auto;height:auto}\n"
     "figcaption{max-width:200px;overflow-wrap:anywhere}svg{background:#fff;border:1px solid #ddd}\n";
 
 const char zft_site_js[] =
@@ -797,8 +797,100 @@ static void index_run(sbuf *b, const run_info *ri, const layer_sum *sums, int n)
     sb_add(b, "</tbody></table>\n");
 }
 
+static int first_conv_of(const zf_net *net)
+{
+    for (int i = 0; i < net->n_layers; i++)
+        if (net->layers[i].op == ZF_OP_CONV)
+            return i;
+    return -1;
+}
+
+/* The kernels of the net's first conv layer as one grid, each scaled to its own largest |weight|
+ * with zero mid-grey (colour for a colour net), as PNG bytes. */
+static zf_status filters_png(const zf_net *net, void **png, size_t *len)
+{
+    int li = first_conv_of(net);
+    if (li < 0)
+        return zf_error(ZF_ERR_ARG, "%s has no conv layer", net->arch);
+    const zf_layer *l = &net->layers[li];
+    const int cin = l->in_c / (l->groups > 0 ? l->groups : 1), kh = l->win.kh, kw = l->win.kw, n = l->out_c;
+    const int s = kh * 4 < 44 ? 44 / kh : 4, cols = (int)ceil(sqrt((double)n)), rows = (n + cols - 1) / cols;
+    const int cw = kw * s + 2, ch = kh * s + 2;
+    zf_image *img = zf_image_new(cols * cw, rows * ch);
+    if (!img)
+        return zf_error(ZF_ERR_NOMEM, "out of memory");
+    memset(img->rgb, 255, (size_t)img->w * img->h * 3);
+    const size_t per = (size_t)kh * kw;
+    for (int u = 0; u < n; u++) {
+        const float *w = l->weight + (size_t)u * cin * per;
+        float amax = 0;
+        for (size_t i = 0; i < (size_t)cin * per; i++)
+            amax = fmaxf(amax, fabsf(w[i]));
+        for (int y = 0; y < kh * s; y++)
+            for (int x = 0; x < kw * s; x++)
+                for (int c = 0; c < 3; c++) {
+                    int src = cin >= 3 ? (net->pre.order == ZF_COLOR_BGR ? 2 - c : c) : 0;
+                    float v = amax > 0 ? w[(size_t)src * per + (size_t)(y / s) * kw + x / s] / amax : 0;
+                    size_t at = ((size_t)((u / cols) * ch + 1 + y) * img->w + (size_t)(u % cols) * cw + 1 + x) * 3;
+                    img->rgb[at + c] = (uint8_t)fminf(255, fmaxf(0, roundf(127.5f + 127.5f * v)));
+                }
+    }
+    zf_status st = zf_db_png_encode(img, png, len);
+    zf_image_free(img);
+    return st;
+}
+
+static int run_has_layer(const run_info *ri, const zft_site_opts *o, const char *layer)
+{
+    char buf[512];
+    const char *names[64];
+    int k = zft_split_list(ri->run.layers, buf, sizeof buf, names, 64);
+    for (int j = 0; j < k; j++)
+        if (!strcmp(names[j], layer))
+            return layer_chosen(o, layer);
+    return 0;
+}
+
+/* compare.html: the first conv layer of every run (nets[i] of S->runs.r[i], NULL to leave it out)
+ * side by side: its filters and, where the run scanned it, its units' counts. */
+static zf_status compare_html(site *S, zf_net *const *nets, sbuf *b)
+{
+    page_head(b, "zfviz atlas: first layers compared", "");
+    sb_add(b, "<nav><a rel=\"up\" href=\"index.html\">atlas</a></nav>\n<h1>First layers compared</h1>\n"
+              "<p>The kernels of each run's first conv layer, each scaled to its own largest |weight| with zero "
+              "mid-grey.</p>\n<div class=\"ex\">\n");
+    zf_status st = ZF_OK;
+    for (int i = 0; i < S->runs.n && !st; i++) {
+        const run_info *ri = &S->runs.r[i];
+        int li = nets[i] ? first_conv_of(nets[i]) : -1;
+        if (li < 0)
+            continue;
+        const char *name = nets[i]->layers[li].name;
+        sb_add(b, "<figure class=\"compare\"><img class=\"filters\" src=\"%lld/first-filters.png\" alt=\"run %lld "
+                  "filters\"><figcaption>run %lld: ",
+               (long long)ri->run.id, (long long)ri->run.id, (long long)ri->run.id);
+        sb_esc(b, ri->model.arch);
+        sb_add(b, " %s", name);
+        if (run_has_layer(ri, S->o, name) && safe_name(name)) {
+            zf_db_unit_row *rows = NULL;
+            int nr = 0;
+            layer_sum sum;
+            if (!(st = zf_db_layer_units(S->db, ri->run.id, name, &rows, &nr)) &&
+                !(st = summarise(S, ri, name, rows, nr, 1, &sum)))
+                sb_add(b, "<br><a href=\"%lld/%s/index.html\">%d units</a>: %d dead, %d near-dead, mean active "
+                          "fraction %.4g",
+                       (long long)ri->run.id, name, sum.units, sum.dead, sum.near, sum.mean_active);
+            free(rows);
+        }
+        sb_add(b, "</figcaption></figure>\n");
+    }
+    sb_add(b, "</div>\n");
+    page_tail(b, "");
+    return !st && b->oom ? zf_error(ZF_ERR_NOMEM, "out of memory") : st;
+}
+
 /* The runs (those o->run picks) and their chosen layers' counts, read again from the database. */
-static zf_status index_html(site *S, sbuf *b)
+static zf_status index_html(site *S, int compare, sbuf *b)
 {
     const zft_site_opts *o = S->o;
     page_head(b, "zfviz atlas", "");
@@ -807,6 +899,8 @@ static zf_status index_html(site *S, sbuf *b)
     sb_add(b, ": %d scan run%s. A layer's page lists its units; a unit's page shows its strongest examples "
               "beside their deconvnet projections (Zeiler &amp; Fergus).</p>\n",
            S->runs.n, S->runs.n == 1 ? "" : "s");
+    if (compare)
+        sb_add(b, "<p><a href=\"compare.html\">The runs' first layers side by side</a></p>\n");
     zf_status st = ZF_OK;
     for (int i = 0; i < S->runs.n && !st; i++) {
         const run_info *ri = &S->runs.r[i];
@@ -887,8 +981,14 @@ zf_status zft_site_build(const zft_site_opts *o, zft_site_stats *stats)
 {
     memset(stats, 0, sizeof *stats);
     site S;
-    sbuf idx = {0};
+    sbuf idx = {0}, cmp = {0};
+    zft_scan *scans = NULL;
+    zf_net **nets = NULL;
+    int n_nets = 0;
     zf_status st = site_open(&S, o, stats, 1);
+    if (!st && (!(scans = calloc((size_t)S.runs.n + 1, sizeof *scans)) ||
+                !(nets = calloc((size_t)S.runs.n + 1, sizeof *nets))))
+        st = zf_error(ZF_ERR_NOMEM, "out of memory");
     if (!st && !(st = put_file(&S, "atlas.css", zft_site_css, strlen(zft_site_css), 2)))
         st = put_file(&S, "atlas.js", zft_site_js, strlen(zft_site_js), 2);
     for (int i = 0; i < S.runs.n && !st; i++) {
@@ -898,8 +998,8 @@ zf_status zft_site_build(const zft_site_opts *o, zft_site_stats *stats)
         char buf[512];
         const char *names[64];
         int k = zft_split_list(ri->run.layers, buf, sizeof buf, names, 64);
-        zft_scan scan;
-        st = scan_of(&S, ri, &scan);
+        zft_scan *scan = &scans[i];
+        st = scan_of(&S, ri, scan);
         for (int j = 0; j < k && !st; j++) {
             if (!layer_chosen(o, names[j]))
                 continue;
@@ -909,13 +1009,30 @@ zf_status zft_site_build(const zft_site_opts *o, zft_site_stats *stats)
                 break;
             }
             layer_sum sum;
-            st = build_layer(&S, &scan, ri, names[j], &sum);
+            st = build_layer(&S, scan, ri, names[j], &sum);
         }
-        scan_release(&scan);
+        if (!st && first_conv_of(scan->net) >= 0) {
+            void *png = NULL;
+            size_t len = 0;
+            char rel[64];
+            snprintf(rel, sizeof rel, "%lld/first-filters.png", (long long)ri->run.id);
+            if (!(st = filters_png(scan->net, &png, &len)))
+                st = put_png(&S, rel, png, len);
+            free(png);
+            nets[i] = scan->net;
+            n_nets++;
+        }
     }
-    if (!st && !(st = index_html(&S, &idx)))
+    if (!st && n_nets > 1 && !(st = compare_html(&S, nets, &cmp)))
+        st = put_page(&S, "compare.html", &cmp);
+    if (!st && !(st = index_html(&S, n_nets > 1, &idx)))
         st = put_page(&S, "index.html", &idx);
+    for (int i = 0; scans && i < S.runs.n; i++)
+        scan_release(&scans[i]);
+    free(scans);
+    free(nets);
     free(idx.p);
+    free(cmp.p);
     site_close(&S);
     return st;
 }
@@ -1011,11 +1128,23 @@ int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
     }
     sbuf b = {0};
     zf_status st = ZF_OK;
-    if (!strcmp(url, "/") || !strcmp(url, "/index.html")) {
-        if ((st = index_html(S, &b)))
+    int n_nets = 0;
+    zf_net **nets = calloc((size_t)S->runs.n + 1, sizeof *nets);
+    if (!nets)
+        return reply(r, 503, "out of memory");
+    for (int i = 0; i < S->runs.n; i++)
+        if (a->scans[i].net && first_conv_of(a->scans[i].net) >= 0) {
+            nets[i] = a->scans[i].net;
+            n_nets++;
+        }
+    if (!strcmp(url, "/") || !strcmp(url, "/index.html") || (n_nets > 1 && !strcmp(url, "/compare.html"))) {
+        st = url[1] == 'c' ? compare_html(S, nets, &b) : index_html(S, n_nets > 1, &b);
+        free(nets);
+        if (st)
             goto fail;
         goto page;
     }
+    free(nets);
     /* /<run>/<layer>/(index.html | <unit>.html | img/<unit>-<rank>-<kind>.png) */
     const char *p;
     long run = number_at(url + 1, &p);
@@ -1027,6 +1156,14 @@ int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
             ri_index = i;
     if (ri_index < 0)
         return reply(r, 404, "no run %ld in this atlas", run);
+    if (!strcmp(p, "/first-filters.png")) {
+        if (first_conv_of(a->scans[ri_index].net) < 0)
+            return reply(r, 404, "run %ld's net has no conv layer", run);
+        if ((st = filters_png(a->scans[ri_index].net, &r->body, &r->len)))
+            goto fail;
+        r->type = "image/png";
+        return r->status = 200;
+    }
     const char *lname = p + 1, *slash = strchr(lname, '/');
     char layer[32];
     if (!slash || slash == lname || (size_t)(slash - lname) >= sizeof layer)
