@@ -171,7 +171,17 @@ static const char *const migrations[ZF_DB_SCHEMA_VERSION] = {
     "ALTER TABLE unit_stats ADD COLUMN sum_exact BLOB;\n"
     "ALTER TABLE runs ADD COLUMN list_n INTEGER;\n"
     "ALTER TABLE runs ADD COLUMN shard TEXT;\n"
-    "ALTER TABLE runs ADD COLUMN seq0 INTEGER NOT NULL DEFAULT 0;\n",
+    "ALTER TABLE runs ADD COLUMN seq0 INTEGER NOT NULL DEFAULT 0;\n"
+    /* the bottom-k: each image's most negative value, the k lowest (NULL: a run begun before) */
+    "ALTER TABLE unit_stats ADD COLUMN bottom TEXT;\n"
+    "CREATE VIEW bottomk AS\n"
+    "  SELECT s.run_id, s.layer, s.unit, CAST(e.key AS INTEGER) + 1 AS rank,\n"
+    "         json_extract(e.value, '$[0]') AS image_id, json_extract(e.value, '$[1]') AS seq,\n"
+    "         json_extract(e.value, '$[2]') AS score,\n"
+    "         json_extract(e.value, '$[3]') AS y, json_extract(e.value, '$[4]') AS x,\n"
+    "         json_extract(e.value, '$[5]') AS box_x0, json_extract(e.value, '$[6]') AS box_y0,\n"
+    "         json_extract(e.value, '$[7]') AS box_x1, json_extract(e.value, '$[8]') AS box_y1\n"
+    "  FROM unit_stats s, json_each(s.bottom) e;\n",
 };
 
 double zf_db_now(void) { return zf_clock_now(); }

@@ -41,7 +41,8 @@ typedef struct unit_acc {
     double max;
     int64_t max_seq;
     int max_y, max_x;
-    int top_n;
+    int top_n, bot_n;
+    int no_bottom; /* some shard began before bottom-k was kept */
 } unit_acc;
 
 typedef struct merge_layer {
@@ -50,6 +51,7 @@ typedef struct merge_layer {
     int64_t hw; /* positions per image */
     unit_acc *u;
     top_ent *top; /* units x k */
+    top_ent *bot; /* units x k: the bottom-k, ordered by the negated score */
     top_ent *tmp; /* room for k + k: the two lists merged */
 } merge_layer;
 
@@ -150,9 +152,10 @@ static int top_before(const top_ent *a, const top_ent *b)
     return a->score > b->score || (a->score == b->score && a->seq < b->seq);
 }
 
-/* Parses a stored top-k (unit_stats.top) into entries: the seq and score are read for ordering,
- * the rest after the image id is kept as written. */
-static int parse_top(const char *json, top_ent *out, int k)
+/* Parses a stored top-k (unit_stats.top; or bottom-k, neg = 1, its scores negated for the order)
+ * into entries: the seq and score are read for ordering, the rest after the image id is kept as
+ * written. */
+static int parse_top(const char *json, top_ent *out, int k, int neg)
 {
     const char *p = json;
     int n = 0;
@@ -175,11 +178,37 @@ static int parse_top(const char *json, top_ent *out, int k)
             return -1;
         const char *sc = e + 1;
         t->score = !strncmp(sc, "null", 4) ? NAN : strtod(sc, &e);
+        if (neg)
+            t->score = -t->score;
         p = end + 1;
         if (*p == ',')
             p++;
     }
     return *p == ']' ? n : -1;
+}
+
+/* Merges a shard's stored list (json) into a unit's: the k best of both. */
+static zf_status merge_list(const shard_meta *m, merge_layer *L, int c, int k, const char *json,
+                            int neg, top_ent *mine, int *mine_n)
+{
+    top_ent *theirs = L->tmp + k;
+    int tn = parse_top(json, theirs, k, neg);
+    for (int r = 0; r < tn; r++)
+        if (theirs[r].seq < m->seq0 || theirs[r].seq >= m->seq0 + m->n_images)
+            tn = -1;
+    if (tn < 0)
+        return zf_error(ZF_ERR_DB, "%s: the %s of %s unit %d is damaged", m->path,
+                        neg ? "bottom-k" : "top-k", L->name, c);
+    int a = 0, b = 0, n = 0;
+    while (n < k && (a < *mine_n || b < tn)) {
+        if (b >= tn || (a < *mine_n && top_before(&mine[a], &theirs[b])))
+            L->tmp[n++] = mine[a++];
+        else
+            L->tmp[n++] = theirs[b++];
+    }
+    memcpy(mine, L->tmp, (size_t)n * sizeof *mine);
+    *mine_n = n;
+    return ZF_OK;
 }
 
 static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, int nl, int k,
@@ -244,7 +273,7 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
     st = NULL;
     if ((s = zf_db_prepare(db, &st,
                            "SELECT unit, active_images, positive_positions, sum, sum_exact, max, "
-                           "max_seq, max_y, max_x, top FROM unit_stats WHERE run_id = ? AND "
+                           "max_seq, max_y, max_x, top, bottom FROM unit_stats WHERE run_id = ? AND "
                            "layer = ? ORDER BY unit")))
         goto fail;
     for (int li = 0; li < nl; li++) {
@@ -287,25 +316,14 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
                     u->max_x = sqlite3_column_int(st, 8);
                 }
             }
-            top_ent *mine = L->top + (size_t)c * k, *theirs = L->tmp + k;
-            int tn = parse_top((const char *)sqlite3_column_text(st, 9), theirs, k);
-            for (int r = 0; r < tn; r++)
-                if (theirs[r].seq < m->seq0 || theirs[r].seq >= m->seq0 + m->n_images)
-                    tn = -1;
-            if (tn < 0) {
-                s = zf_error(ZF_ERR_DB, "%s: the top-k of %s unit %d is damaged", m->path,
-                             L->name, c);
+            if ((s = merge_list(m, L, c, k, (const char *)sqlite3_column_text(st, 9), 0,
+                                L->top + (size_t)c * k, &u->top_n)))
                 goto fail;
-            }
-            int a = 0, b = 0, n = 0;
-            while (n < k && (a < u->top_n || b < tn)) {
-                if (b >= tn || (a < u->top_n && top_before(&mine[a], &theirs[b])))
-                    L->tmp[n++] = mine[a++];
-                else
-                    L->tmp[n++] = theirs[b++];
-            }
-            memcpy(mine, L->tmp, (size_t)n * sizeof *mine);
-            u->top_n = n;
+            if (sqlite3_column_type(st, 10) == SQLITE_NULL)
+                u->no_bottom = 1;
+            else if ((s = merge_list(m, L, c, k, (const char *)sqlite3_column_text(st, 10), 1,
+                                     L->bot + (size_t)c * k, &u->bot_n)))
+                goto fail;
         }
         if (s)
             goto fail;
@@ -315,6 +333,16 @@ fail:
     sqlite3_finalize(st);
     zf_db_close(db);
     return s;
+}
+
+/* A list as the scan stores it, the image ids the output's. */
+static void format_list(char *o, const top_ent *t, int n, const int64_t *seq_image)
+{
+    *o++ = '[';
+    for (int r = 0; r < n; r++)
+        o += sprintf(o, "%s[%lld,%s]", r ? "," : "", (long long)seq_image[t[r].seq], t[r].text);
+    *o++ = ']';
+    *o = 0;
 }
 
 static zf_status write_units(zf_db *out, int64_t run, merge_layer *ml, int nl, int k,
@@ -328,8 +356,8 @@ static zf_status write_units(zf_db *out, int64_t run, merge_layer *ml, int nl, i
     if ((s = zf_db_prepare(out, &st,
                            "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, "
                            "positions, positive_positions, sum, max, max_image_id, max_y, max_x, "
-                           "max_seq, top, sum_exact) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                           "?, ?, ?)")))
+                           "max_seq, top, sum_exact, bottom) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
+                           "?, ?, ?, ?, ?, ?)")))
         goto fail;
     for (int li = 0; li < nl; li++) {
         merge_layer *L = &ml[li];
@@ -350,15 +378,12 @@ static zf_status write_units(zf_db *out, int64_t run, merge_layer *ml, int nl, i
                 ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 12, u->max_x));
                 ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 13, u->max_seq));
             }
-            char *o = json;
-            *o++ = '[';
-            const top_ent *t = L->top + (size_t)c * k;
-            for (int r = 0; r < u->top_n; r++)
-                o += sprintf(o, "%s[%lld,%s]", r ? "," : "", (long long)seq_image[t[r].seq],
-                             t[r].text);
-            *o++ = ']';
-            *o = 0;
-            ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 14, json, -1, SQLITE_STATIC));
+            format_list(json, L->top + (size_t)c * k, u->top_n, seq_image);
+            ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 14, json, -1, SQLITE_TRANSIENT));
+            if (!u->no_bottom) {
+                format_list(json, L->bot + (size_t)c * k, u->bot_n, seq_image);
+                ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 16, json, -1, SQLITE_TRANSIENT));
+            }
             unsigned char exact[ZF_XSUM_BYTES];
             zf_xsum_pack(&u->sum, exact);
             ZF_SQL_TRY(s, out, sqlite3_bind_blob(st, 15, exact, sizeof exact, SQLITE_TRANSIENT));
@@ -480,8 +505,9 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
             ml[i].hw = (int64_t)h * w;
             ml[i].u = calloc((size_t)units, sizeof *ml[i].u);
             ml[i].top = calloc((size_t)units * (size_t)k, sizeof *ml[i].top);
+            ml[i].bot = calloc((size_t)units * (size_t)k, sizeof *ml[i].bot);
             ml[i].tmp = calloc((size_t)k * 2, sizeof *ml[i].tmp);
-            if (!ml[i].u || !ml[i].top || !ml[i].tmp) {
+            if (!ml[i].u || !ml[i].top || !ml[i].bot || !ml[i].tmp) {
                 s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %s", name);
                 goto fail;
             }
@@ -602,6 +628,7 @@ fail:
     for (int i = 0; i < nl && ml; i++) {
         free(ml[i].u);
         free(ml[i].top);
+        free(ml[i].bot);
         free(ml[i].tmp);
     }
     free(ml);

@@ -69,6 +69,15 @@ typedef struct topk_ent {
     int64_t seq; /* the image's place in the list (ties go to the smaller); its row: seq_image */
 } topk_ent;
 
+/* The k best images of every unit by one score. */
+typedef struct rank_list {
+    topk_ent *ent;   /* units x k, best first: score descending, then seq ascending */
+    int *n;
+    float *kth;      /* the score a newcomer must beat: the k-th's, or -inf while not full */
+    uint16_t *dirty; /* lowest rank (0-based) changed since the last commit; CLEAN if none */
+    char **json;     /* each unit's list as stored (unit_stats.top / bottom), remade when dirty */
+} rank_list;
+
 typedef struct scan_layer {
     int li;        /* the conv or fc layer */
     int src;       /* the layer whose output is read: li (before the ReLU) or its in-place ReLU */
@@ -80,43 +89,61 @@ typedef struct scan_layer {
     float *max;        /* largest value (before the ReLU) */
     int64_t *max_seq;  /* where: image (-1: none yet) and position */
     int32_t *max_pos;
-    topk_ent *top;     /* units x k, best first: score descending, then seq ascending */
-    int *top_n;
-    float *kth;        /* the score a newcomer must beat: the k-th's, or -inf while not full */
-    uint16_t *dirty;   /* lowest rank (0-based) changed since the last commit; CLEAN if none */
-    char **json;       /* each unit's top-k as stored (unit_stats.top), remade when dirty */
+    rank_list top;     /* each image's largest value */
+    rank_list bot;     /* each image's smallest value, negated: the most negative rank first */
 } scan_layer;
 
+/* The first position (row-major) of p[0..n) equal to v. */
+static int first_equal(const float *p, int n, float v)
+{
+    int a = 0;
+#ifdef __AVX2__
+    const __m256 vm = _mm256_set1_ps(v);
+    for (; a + 8 <= n; a += 8) {
+        int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + a), vm, _CMP_EQ_OQ));
+        if (hit)
+            return a + __builtin_ctz((unsigned)hit);
+    }
+#endif
+    while (a < n && !(p[a] == v))
+        a++;
+    return a < n ? a : 0;
+}
+
 /* Over one plane of n values: the positive ones added into `sum` (exactly, through bins by
- * exponent), how many are positive, the largest, and the first position holding it (row-major). */
+ * exponent), how many are positive, the largest and the smallest, and the first position holding
+ * each (row-major). */
 static void plane_stats(const float *p, int n, zf_xsum_bins *bins, zf_xsum *sum, int64_t *npos,
-                        float *max, int *arg)
+                        float *max, int *arg, float *min, int *argmin)
 {
     int c8[8] = {0};
-    float m8[8];
+    float m8[8], n8[8];
     int j = 0;
 #ifdef __AVX2__
     {
         const __m256 zero = _mm256_setzero_ps();
         __m256i cnt = _mm256_setzero_si256();
-        __m256 mx = _mm256_set1_ps(p[0]);
+        __m256 mx = _mm256_set1_ps(p[0]), mn = mx;
         for (; j + 8 <= n; j += 8) {
             __m256 v = _mm256_loadu_ps(p + j);
             __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
             cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(pos));
             mx = _mm256_max_ps(v, mx); /* v > mx ? v : mx, as below */
+            mn = _mm256_min_ps(v, mn); /* v < mn ? v : mn */
         }
         _mm256_storeu_si256((__m256i *)c8, cnt);
         _mm256_storeu_ps(m8, mx);
+        _mm256_storeu_ps(n8, mn);
     }
 #else
     for (int l = 0; l < 8; l++)
-        m8[l] = p[0];
+        m8[l] = n8[l] = p[0];
     for (; j + 8 <= n; j += 8) {
         for (int l = 0; l < 8; l++) {
             float v = p[j + l];
             c8[l] += v > 0.0f;
             m8[l] = v > m8[l] ? v : m8[l];
+            n8[l] = v < n8[l] ? v : n8[l];
         }
     }
 #endif
@@ -124,42 +151,29 @@ static void plane_stats(const float *p, int n, zf_xsum_bins *bins, zf_xsum *sum,
         float v = p[j];
         c8[l] += v > 0.0f;
         m8[l] = v > m8[l] ? v : m8[l];
+        n8[l] = v < n8[l] ? v : n8[l];
     }
     for (int i = 0; i < n; i++)
         if (p[i] > 0.0f)
             zf_xsum_bins_add(bins, p[i]);
     zf_xsum_bins_flush(bins, sum);
     int c = c8[0] + c8[1] + c8[2] + c8[3] + c8[4] + c8[5] + c8[6] + c8[7];
-    float m = m8[0];
-    for (int l = 1; l < 8; l++)
+    float m = m8[0], mn = n8[0];
+    for (int l = 1; l < 8; l++) {
         m = m8[l] > m ? m8[l] : m;
-    int a = 0;
-#ifdef __AVX2__
-    {
-        const __m256 vm = _mm256_set1_ps(m);
-        for (; a + 8 <= n; a += 8) {
-            int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + a), vm, _CMP_EQ_OQ));
-            if (hit) {
-                a += __builtin_ctz((unsigned)hit);
-                goto found;
-            }
-        }
+        mn = n8[l] < mn ? n8[l] : mn;
     }
-#endif
-    while (a < n && !(p[a] == m))
-        a++;
-#ifdef __AVX2__
-found:
-#endif
     *npos = c;
     *max = m;
-    *arg = a < n ? a : 0;
+    *arg = first_equal(p, n, m);
+    *min = mn;
+    *argmin = first_equal(p, n, mn);
 }
 
-static void offer(scan_layer *L, int c, int k, float score, int pos, int64_t seq)
+static void offer(rank_list *L, int c, int k, float score, int pos, int64_t seq)
 {
-    topk_ent *t = L->top + (size_t)c * k;
-    int n = L->top_n[c];
+    topk_ent *t = L->ent + (size_t)c * k;
+    int n = L->n[c];
     /* seq is larger than every kept entry's, so an equal score ranks after them */
     if (n == k && !(score > t[k - 1].score))
         return;
@@ -170,16 +184,16 @@ static void offer(scan_layer *L, int c, int k, float score, int pos, int64_t seq
     }
     t[j] = (topk_ent){score, pos, seq};
     if (n < k)
-        L->top_n[c] = ++n;
+        L->n[c] = ++n;
     if (j < L->dirty[c])
         L->dirty[c] = (uint16_t)j;
     L->kth[c] = n == k ? t[k - 1].score : -INFINITY;
 }
 
 /* A cheap first look before offer(): most values cannot enter once the list is full. */
-static inline int may_enter(const scan_layer *L, int c, int k, float v)
+static inline int may_enter(const rank_list *L, int c, int k, float v)
 {
-    return !(v <= L->kth[c]) || L->top_n[c] < k;
+    return !(v <= L->kth[c]) || L->n[c] < k;
 }
 
 /* Adds n images (their outputs in act, (n, units, hw)) in order. One thread: a pass over the
@@ -209,8 +223,10 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
                     L->max_seq[c] = seqs[i];
                     L->max_pos[c] = 0;
                 }
-                if (may_enter(L, c, k, v))
-                    offer(L, c, k, v, 0, seqs[i]);
+                if (may_enter(&L->top, c, k, v))
+                    offer(&L->top, c, k, v, 0, seqs[i]);
+                if (may_enter(&L->bot, c, k, -v))
+                    offer(&L->bot, c, k, -v, 0, seqs[i]);
             }
         }
         return;
@@ -221,9 +237,9 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
         for (int i = 0; i < n; i++) {
             const float *p = act + ((size_t)i * units + c) * (size_t)hw;
             int64_t npos;
-            float m;
-            int arg;
-            plane_stats(p, hw, &bins, &L->sum[c], &npos, &m, &arg);
+            float m, mn;
+            int arg, argmin;
+            plane_stats(p, hw, &bins, &L->sum[c], &npos, &m, &arg, &mn, &argmin);
             L->positive[c] += npos;
             L->active[c] += npos > 0;
             if (L->max_seq[c] < 0 || m > L->max[c]) {
@@ -231,10 +247,40 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
                 L->max_seq[c] = seqs[i];
                 L->max_pos[c] = arg;
             }
-            if (may_enter(L, c, k, m))
-                offer(L, c, k, m, arg, seqs[i]);
+            if (may_enter(&L->top, c, k, m))
+                offer(&L->top, c, k, m, arg, seqs[i]);
+            if (may_enter(&L->bot, c, k, -mn))
+                offer(&L->bot, c, k, -mn, argmin, seqs[i]);
         }
     }
+}
+
+static void rank_free(rank_list *R, int units)
+{
+    free(R->ent);
+    free(R->n);
+    free(R->kth);
+    free(R->dirty);
+    if (R->json)
+        for (int c = 0; c < units; c++)
+            free(R->json[c]);
+    free(R->json);
+}
+
+static int rank_alloc(rank_list *R, size_t u, int k)
+{
+    R->ent = calloc(u * (size_t)k, sizeof *R->ent);
+    R->n = calloc(u, sizeof *R->n);
+    R->dirty = malloc(u * sizeof *R->dirty);
+    R->json = calloc(u, sizeof *R->json);
+    R->kth = malloc(u * sizeof *R->kth);
+    if (!R->ent || !R->n || !R->dirty || !R->json || !R->kth)
+        return -1;
+    for (size_t c = 0; c < u; c++) {
+        R->dirty[c] = CLEAN;
+        R->kth[c] = -INFINITY;
+    }
+    return 0;
 }
 
 static void layer_free(scan_layer *L)
@@ -245,14 +291,8 @@ static void layer_free(scan_layer *L)
     free(L->max);
     free(L->max_seq);
     free(L->max_pos);
-    free(L->top);
-    free(L->top_n);
-    free(L->kth);
-    free(L->dirty);
-    if (L->json)
-        for (int c = 0; c < L->units; c++)
-            free(L->json[c]);
-    free(L->json);
+    rank_free(&L->top, L->units);
+    rank_free(&L->bot, L->units);
 }
 
 static int layer_alloc(scan_layer *L, int k)
@@ -264,19 +304,11 @@ static int layer_alloc(scan_layer *L, int k)
     L->max = calloc(u, sizeof *L->max);
     L->max_seq = malloc(u * sizeof *L->max_seq);
     L->max_pos = calloc(u, sizeof *L->max_pos);
-    L->top = calloc(u * (size_t)k, sizeof *L->top);
-    L->top_n = calloc(u, sizeof *L->top_n);
-    L->dirty = malloc(u * sizeof *L->dirty);
-    L->json = calloc(u, sizeof *L->json);
-    L->kth = malloc(u * sizeof *L->kth);
     if (!L->active || !L->positive || !L->sum || !L->max || !L->max_seq || !L->max_pos ||
-        !L->top || !L->top_n || !L->dirty || !L->json || !L->kth)
+        rank_alloc(&L->top, u, k) || rank_alloc(&L->bot, u, k))
         return -1;
-    for (size_t c = 0; c < u; c++) {
+    for (size_t c = 0; c < u; c++)
         L->max_seq[c] = -1;
-        L->dirty[c] = CLEAN;
-        L->kth[c] = -INFINITY;
-    }
     return 0;
 }
 
@@ -507,6 +539,7 @@ typedef struct scan {
     int64_t *seq_image; /* the images row of every committed seq (n_images entries) */
     int chunk_n, chunk_cap;
     double last_commit, last_commit_cost; /* when the last commit ended, how long it took */
+    int no_bottom; /* the run began before bottom-k was kept: unit_stats.bottom stays NULL */
     const char *const *paths;
     sqlite3_stmt *find_image, *insert_image, *insert_run_image, *upsert_stats, *update_run,
         *check_run;
@@ -545,14 +578,15 @@ static zf_status prepare_all(scan *S)
         (s = zf_db_prepare(
              db, &S->upsert_stats,
              "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, positions, "
-             "positive_positions, sum, max, max_image_id, max_y, max_x, max_seq, top, sum_exact) "
-             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+             "positive_positions, sum, max, max_image_id, max_y, max_x, max_seq, top, sum_exact, "
+             "bottom) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
              "ON CONFLICT (run_id, layer, unit) DO UPDATE SET images = excluded.images, "
              "active_images = excluded.active_images, positions = excluded.positions, "
              "positive_positions = excluded.positive_positions, sum = excluded.sum, "
              "sum_exact = excluded.sum_exact, "
              "max = excluded.max, max_image_id = excluded.max_image_id, max_y = excluded.max_y, "
-             "max_x = excluded.max_x, max_seq = excluded.max_seq, top = excluded.top")) ||
+             "max_x = excluded.max_x, max_seq = excluded.max_seq, top = excluded.top, "
+             "bottom = excluded.bottom")) ||
         (s = zf_db_prepare(db, &S->update_run,
                            "UPDATE runs SET next_seq = ?1, n_ok = ?2, n_failed = ?3, "
                            "updated = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "
@@ -629,19 +663,20 @@ static char *put_score(char *o, float f)
     return o + sprintf(o, "%.9g", (double)f);
 }
 
-/* A unit's top-k as unit_stats.top stores it: a JSON array, best first, of
+/* A unit's top-k as unit_stats.top stores it (or its bottom-k as unit_stats.bottom: R = &L->bot,
+ * neg = 1, the scores given back their sign): a JSON array, best first, of
  * [image_id, seq, score, y, x, box_x0, box_y0, box_x1, box_y1]. */
-static zf_status format_top(scan *S, scan_layer *L, int c)
+static zf_status format_top(scan *S, scan_layer *L, rank_list *R, int neg, int c)
 {
-    const topk_ent *t = L->top + (size_t)c * S->k;
-    char *buf = realloc(L->json[c], (size_t)L->top_n[c] * 160 + 3);
+    const topk_ent *t = R->ent + (size_t)c * S->k;
+    char *buf = realloc(R->json[c], (size_t)R->n[c] * 160 + 3);
     if (!buf)
         return zf_error(ZF_ERR_NOMEM, "scan: out of memory");
-    L->json[c] = buf;
+    R->json[c] = buf;
     char *o = buf;
     const int w = L->l->out_w;
     *o++ = '[';
-    for (int r = 0; r < L->top_n[c]; r++) {
+    for (int r = 0; r < R->n[c]; r++) {
         zf_box b;
         int y = t[r].pos / w, x = t[r].pos % w;
         zf_status s = zf_db_receptive_field(S->net, L->li, y, x, &b);
@@ -654,7 +689,7 @@ static zf_status format_top(scan *S, scan_layer *L, int c)
         for (int i = 0; i < 9; i++) {
             if (i)
                 *o++ = ',';
-            o = i == 2 ? put_score(o, t[r].score) : put_int(o, v[i]);
+            o = i == 2 ? put_score(o, neg ? -t[r].score : t[r].score) : put_int(o, v[i]);
         }
         *o++ = ']';
     }
@@ -664,9 +699,9 @@ static zf_status format_top(scan *S, scan_layer *L, int c)
 }
 
 /* Reads back what format_top wrote. */
-static zf_status parse_top(scan *S, scan_layer *L, int c, const char *json)
+static zf_status parse_top(scan *S, scan_layer *L, rank_list *R, int neg, int c, const char *json)
 {
-    topk_ent *t = L->top + (size_t)c * S->k;
+    topk_ent *t = R->ent + (size_t)c * S->k;
     const char *p = json;
     int n = 0;
     if (*p++ != '[')
@@ -691,18 +726,20 @@ static zf_status parse_top(scan *S, scan_layer *L, int c, const char *json)
         int64_t seq = (int64_t)v[1];
         if (seq < S->seq0 || seq >= S->committed || S->seq_image[seq] != (int64_t)v[0])
             goto bad;
-        t[n++] = (topk_ent){(float)v[2], (int32_t)v[3] * L->l->out_w + (int32_t)v[4], seq};
+        float score = (float)v[2];
+        t[n++] = (topk_ent){neg ? -score : score, (int32_t)v[3] * L->l->out_w + (int32_t)v[4], seq};
         if (*p == ',')
             p++;
     }
     if (*p != ']')
         goto bad;
-    L->top_n[c] = n;
-    L->kth[c] = n == S->k ? t[n - 1].score : -INFINITY;
+    R->n[c] = n;
+    R->kth[c] = n == S->k ? t[n - 1].score : -INFINITY;
     return ZF_OK;
 bad:
-    return zf_error(ZF_ERR_DB, "%s: run %lld: the top-k of %s unit %d is damaged: %.60s",
-                    zf_db_path(S->db), (long long)S->run_id, L->l->name, c, json);
+    return zf_error(ZF_ERR_DB, "%s: run %lld: the %s of %s unit %d is damaged: %.60s",
+                    zf_db_path(S->db), (long long)S->run_id, neg ? "bottom-k" : "top-k",
+                    L->l->name, c, json);
 }
 
 static zf_status write_stats(scan *S, scan_layer *L)
@@ -730,9 +767,16 @@ static zf_status write_stats(scan *S, scan_layer *L)
             ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 12, L->max_pos[c] % w));
             ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 13, L->max_seq[c]));
         }
-        if ((L->dirty[c] != CLEAN || !L->json[c]) && (s = format_top(S, L, c)))
+        if ((L->top.dirty[c] != CLEAN || !L->top.json[c]) && (s = format_top(S, L, &L->top, 0, c)))
             goto fail;
-        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 14, L->json[c], -1, SQLITE_STATIC));
+        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 14, L->top.json[c], -1, SQLITE_STATIC));
+        /* a run begun before bottom-k was kept has none for the images it scanned then */
+        if (!S->no_bottom) {
+            if ((L->bot.dirty[c] != CLEAN || !L->bot.json[c]) &&
+                (s = format_top(S, L, &L->bot, 1, c)))
+                goto fail;
+            ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 16, L->bot.json[c], -1, SQLITE_STATIC));
+        }
         if ((s = zf_db_step(db, st, NULL)))
             goto fail;
         reuse(st);
@@ -812,7 +856,7 @@ static zf_status commit_chunk(scan *S)
         goto fail;
     for (int li = 0; li < S->n_layers; li++)
         for (int c = 0; c < S->layers[li].units; c++)
-            S->layers[li].dirty[c] = CLEAN;
+            S->layers[li].top.dirty[c] = S->layers[li].bot.dirty[c] = CLEAN;
     for (int i = 0; i < S->chunk_n; i++) {
         free(S->chunk_meta[i].error);
         S->chunk_meta[i].error = NULL;
@@ -860,7 +904,7 @@ static zf_status load_state(scan *S)
     st = NULL;
     if ((s = zf_db_prepare(db, &st,
                            "SELECT unit, images, active_images, positions, positive_positions, "
-                           "sum, max, max_seq, max_y, max_x, top, sum_exact FROM unit_stats "
+                           "sum, max, max_seq, max_y, max_x, top, sum_exact, bottom FROM unit_stats "
                            "WHERE run_id = ? AND layer = ? ORDER BY unit")))
         return s;
     for (int li = 0; li < S->n_layers; li++) {
@@ -903,9 +947,18 @@ static zf_status load_state(scan *S)
                 }
             }
             const char *top = (const char *)sqlite3_column_text(st, 10);
-            if ((s = parse_top(S, L, c, top ? top : "")))
+            if ((s = parse_top(S, L, &L->top, 0, c, top ? top : "")))
                 goto fail;
-            if (!(L->json[c] = strdup(top))) {
+            const char *bot = (const char *)sqlite3_column_text(st, 12);
+            if (!bot)
+                S->no_bottom = 1;
+            else if ((s = parse_top(S, L, &L->bot, 1, c, bot)))
+                goto fail;
+            else if (!(L->bot.json[c] = strdup(bot))) {
+                s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+                goto fail;
+            }
+            if (!(L->top.json[c] = strdup(top))) {
                 s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
                 goto fail;
             }

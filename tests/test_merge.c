@@ -14,8 +14,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common.h"
 #include "testutil.h"
 #include "zf/db.h"
+#include "zf/io.h"
+#include "zf/net.h"
 #include "zf/xsum.h"
 
 static uint64_t mix(uint64_t *s)
@@ -258,7 +261,7 @@ static long long rows_differing(const char *a, const char *b, const char *what)
 static void expect_same_scan(const char *merged, const char *ref, const char *what)
 {
     static const char *const tables[] = {"images", "run_images", "run_layers", "unit_stats",
-                                         "topk", "unit_summary"};
+                                         "topk", "bottomk", "unit_summary"};
     for (size_t i = 0; i < sizeof tables / sizeof *tables; i++)
         cr_assert_eq(rows_differing(merged, ref, tables[i]), 0, "%s: %s differs from the one-process scan",
                      what, tables[i]);
@@ -454,8 +457,9 @@ Test(merge, a_schema_2_database_migrates_and_its_float64_sums_carry_over)
     make_images(imgs, 5, 33);
     cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 > /dev/null 2>&1", zfviz(),
                            imgs, db), 0);
-    /* back to what a version-2 zfviz wrote: no exact sums, no shard columns */
+    /* back to what a version-2 zfviz wrote: no exact sums, no bottom-k, no shard columns */
     cr_assert_eq(tu_system("sqlite3 '%s' 'ALTER TABLE unit_stats DROP COLUMN sum_exact; "
+                           "DROP VIEW bottomk; ALTER TABLE unit_stats DROP COLUMN bottom; "
                            "ALTER TABLE runs DROP COLUMN list_n; ALTER TABLE runs DROP COLUMN shard; "
                            "ALTER TABLE runs DROP COLUMN seq0; PRAGMA user_version = 2; "
                            "CREATE TABLE sums AS SELECT layer, unit, sum FROM unit_stats;'", db), 0);
@@ -472,6 +476,9 @@ Test(merge, a_schema_2_database_migrates_and_its_float64_sums_carry_over)
              "USING (layer, unit) WHERE u.sum = s.sum AND length(u.sum_exact) = 56", db);
     cr_assert(sql_int(out, sql) > 500);
     cr_assert_eq(sql_int(out, sql), sql_int(db, "SELECT count(*) FROM sums"));
+    /* the bottom-k of images scanned before it was kept is unknown: left NULL, not made up */
+    cr_assert_eq(sql_int(db, "SELECT count(*) FROM unit_stats WHERE bottom IS NOT NULL"), 0);
+    cr_assert_eq(sql_int(out, "SELECT count(*) FROM unit_stats WHERE bottom IS NOT NULL"), 0);
 }
 
 Test(merge, local_folders_are_not_taken_for_network_filesystems)
@@ -493,4 +500,117 @@ Test(merge, local_folders_are_not_taken_for_network_filesystems)
             nfs = 1;
         }
     fclose(m);
+}
+
+/* ---------------------------------------------------------------- bottom-k */
+
+typedef struct low_ex {
+    float score;
+    int64_t seq;
+    int pos;
+} low_ex;
+
+static int cmp_low(const void *a, const void *b)
+{
+    const low_ex *x = a, *y = b;
+    if (x->score != y->score)
+        return x->score < y->score ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+Test(merge, bottom_k_matches_a_direct_computation_and_merges_exactly)
+{
+    char dir[2048], imgs[4096], ref[4096], out[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("merge_bottom"));
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    snprintf(ref, sizeof ref, "%s/ref.db", dir);
+    snprintf(out, sizeof out, "%s/merged.db", dir);
+    mkdir(imgs, 0755);
+    make_images(imgs, 11, 77); /* 12 files: 6 batches of 2 */
+    const int k = 4;
+    cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 --top %d > /dev/null 2>&1",
+                           zfviz(), imgs, ref, k), 0);
+    for (int s = 1; s <= 3; s++)
+        cr_assert_eq(scan_shard(dir, imgs, "b", s, 3, "--top 4"), 0);
+    cr_assert_eq(tu_system("'%s' merge -o '%s' '%s/b_2.db' '%s/b_3.db' '%s/b_1.db' > /dev/null",
+                           zfviz(), out, dir, dir, dir), 0);
+    cr_assert_eq(rows_differing(out, ref, "bottomk"), 0);
+    cr_assert_eq(rows_differing(out, ref, "unit_stats"), 0);
+
+    /* each image's smallest value and where, the k lowest images, ties to the earlier: from the
+     * activations of the same net over the same batches */
+    zft_model_opts mo = {0};
+    zft_model_ref mref;
+    zf_net *net = NULL;
+    cr_assert_eq(zft_load_model_ref(&mo, &net, &mref), ZF_OK, "%s", zf_last_error());
+    char **paths;
+    int64_t n;
+    cr_assert_eq(zf_db_scan_list(imgs, &paths, &n), ZF_OK);
+    cr_assert_eq(n, 12);
+    int layers[64];
+    int nl = zf_db_scan_default_layers(net, layers);
+    low_ex **ex = calloc((size_t)nl, sizeof *ex);
+    int *n_ex = calloc((size_t)nl, sizeof *n_ex);
+    for (int j = 0; j < nl; j++)
+        ex[j] = calloc((size_t)net->layers[layers[j]].out_c * (size_t)n, sizeof **ex);
+    cr_assert_eq(zf_net_reserve(net, 2), ZF_OK);
+    size_t in_size = (size_t)zf_net_in_size(net);
+    for (int64_t b0 = 0; b0 < n; b0 += 2) {
+        int m = 0;
+        int64_t seqs[2];
+        for (int64_t i = b0; i < b0 + 2; i++) {
+            zf_image *img = NULL;
+            if (zf_image_load(paths[i], &img) == ZF_OK &&
+                zf_image_to_input(net->input + m * in_size, img, &net->pre, net->in_h,
+                                  net->in_w) == ZF_OK)
+                seqs[m++] = i;
+            zf_image_free(img);
+        }
+        if (!m)
+            continue;
+        cr_assert_eq(zf_net_forward(net, NULL, m), ZF_OK, "%s", zf_last_error());
+        for (int j = 0; j < nl; j++) {
+            const zf_layer *l = &net->layers[layers[j]];
+            int units = l->out_c, hw = l->out_h * l->out_w;
+            for (int i = 0; i < m; i++)
+                for (int c = 0; c < units; c++) {
+                    const float *p = net->acts[layers[j]] + ((size_t)i * units + c) * hw;
+                    int at = 0;
+                    for (int q = 1; q < hw; q++)
+                        if (p[q] < p[at])
+                            at = q;
+                    ex[j][(size_t)c * n + n_ex[j] / units] = (low_ex){p[at], seqs[i], at};
+                    n_ex[j]++;
+                }
+        }
+    }
+    int checked = 0;
+    for (int j = 0; j < nl; j++) {
+        const zf_layer *l = &net->layers[layers[j]];
+        int per_unit = n_ex[j] / l->out_c;
+        cr_assert_eq(per_unit, 11, "%s: %d images", l->name, per_unit);
+        for (int c = 0; c < l->out_c; c += 1 + l->out_c / 16) {
+            low_ex *e = ex[j] + (size_t)c * n;
+            qsort(e, (size_t)per_unit, sizeof *e, cmp_low);
+            for (int r = 0; r < k; r++) {
+                char sql[1024];
+                snprintf(sql, sizeof sql,
+                         "SELECT count(*) FROM bottomk WHERE layer = '%s' AND unit = %d AND rank "
+                         "= %d AND seq = %lld AND y = %d AND x = %d AND CAST(score AS REAL) = %.9g",
+                         l->name, c, r + 1, (long long)e[r].seq, e[r].pos / l->out_w,
+                         e[r].pos % l->out_w, (double)e[r].score);
+                cr_assert_eq(sql_int(ref, sql), 1, "%s unit %d rank %d: want image %lld, %.9g at "
+                             "(%d, %d)", l->name, c, r + 1, (long long)e[r].seq,
+                             (double)e[r].score, e[r].pos / l->out_w, e[r].pos % l->out_w);
+                checked++;
+            }
+        }
+    }
+    cr_assert(checked > 100);
+    for (int j = 0; j < nl; j++)
+        free(ex[j]);
+    free(ex);
+    free(n_ex);
+    zf_db_scan_list_free(paths, n);
+    zf_net_free(net);
 }
