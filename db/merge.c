@@ -8,10 +8,12 @@
  * (score, then seq)), the shards keep the whole list's seqs, and the images are entered in seq
  * order, so they get the ids a single scan would give them. */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "internal.h"
@@ -415,13 +417,25 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     memset(res, 0, sizeof *res);
     if (n < 1)
         return zf_error(ZF_ERR_ARG, "merge: no shard databases given");
+    /* A database at out_path with a write-ahead log that holds data is open in another process
+     * (or one was killed while writing it): the log would be replayed onto the new file. */
     char wal[1100];
+    struct stat sb;
     snprintf(wal, sizeof wal, "%s-wal", out_path);
-    if (access(wal, F_OK) == 0)
+    int stale_wal = stat(wal, &sb) == 0;
+    if (stale_wal && sb.st_size > 0)
         return zf_error(ZF_ERR_IO,
-                        "%s: its -wal file exists: the database is open in another process (or "
-                        "one was killed while writing it); close it before replacing it",
+                        "%s: its -wal file holds data: the database is open in another process (or "
+                        "one was killed while writing it); close it (or open it once with zfviz "
+                        "runs) before replacing it",
                         out_path);
+    char out_real[PATH_MAX];
+    int out_exists = realpath(out_path, out_real) != NULL;
+    for (int i = 0; i < n && out_exists; i++) {
+        char r[PATH_MAX];
+        if (realpath(shards[i], r) && !strcmp(r, out_real))
+            return zf_error(ZF_ERR_ARG, "%s: is both the output and a shard to merge", out_path);
+    }
     shard_meta *meta = calloc((size_t)n, sizeof *meta);
     if (!meta)
         return zf_error(ZF_ERR_NOMEM, "merge: out of memory");
@@ -617,6 +631,11 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
         goto fail;
     }
     made_tmp = 0;
+    if (stale_wal) { /* an empty log and its index, left by the file just replaced */
+        unlink(wal);
+        snprintf(wal, sizeof wal, "%s-shm", out_path);
+        unlink(wal);
+    }
 fail:
     sqlite3_finalize(st);
     sqlite3_finalize(find_image);

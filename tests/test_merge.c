@@ -429,7 +429,6 @@ Test(merge, shards_that_do_not_belong_together_are_refused)
     expect_refused(dir, SH("'%s/t_1.db' '%s/t_3.db'", dir, dir), "t_3.db", "images 4-7");
     expect_refused(dir, SH("'%s/t_1.db' '%s/t_2.db'", dir, dir), "t_2.db", "images 8-13");
     expect_refused(dir, SH("'%s/a_1.db' '%s/images/img_000.png'", dir, dir), "img_000.png", "not");
-#undef SH
     /* a file zfviz did not make is not replaced without --force, and is with it */
     char out[4096];
     snprintf(out, sizeof out, "%s/notes.db", dir);
@@ -444,6 +443,13 @@ Test(merge, shards_that_do_not_belong_together_are_refused)
     cr_assert_eq(tu_system("'%s' merge -o '%s' '%s/t_1.db' '%s/t_2.db' '%s/t_3.db' > /dev/null",
                            zfviz(), out, dir, dir, dir), 0);
     cr_assert_eq(sql_int(out, "SELECT count(*) FROM runs"), 1);
+    /* the output may not be one of the shards (it would be replaced while it is read) */
+    cr_assert_eq(tu_system("cp '%s/a_1.db' '%s/refused.db'", dir, dir), 0);
+    cr_assert_neq(tu_system("'%s' merge -o '%s/refused.db' '%s/refused.db' '%s/a_2.db' 2> '%s/err.txt'",
+                            zfviz(), dir, dir, dir, dir), 0);
+    cr_assert_eq(tu_system("grep -q 'both the output and a shard' '%s/err.txt' && cmp -s '%s/a_1.db' "
+                           "'%s/refused.db'", dir, dir, dir), 0);
+#undef SH
 }
 
 Test(merge, a_schema_2_database_migrates_and_its_float64_sums_carry_over)
