@@ -661,6 +661,67 @@ Test(serve, the_pages_and_pictures_of_the_database_and_nothing_else, .timeout = 
     cr_expect(db_len == db_len2 && !memcmp(db_before, db_after, db_len), "the database changed");
     free(db_before);
     free(db_after);
+
+    /* a copy without renderings: the pictures are projected on demand, as the site build made them */
+    sqlite3 *w = NULL;
+    cr_assert_eq(sqlite3_open(dbp, &w), SQLITE_OK);
+    char sqlbuf[1200];
+    snprintf(sqlbuf, sizeof sqlbuf, "VACUUM INTO '%s/bare.db'", dir);
+    cr_assert_eq(sqlite3_exec(w, sqlbuf, NULL, NULL, NULL), SQLITE_OK, "%s", sqlite3_errmsg(w));
+    sqlite3_close(w);
+    snprintf(sqlbuf, sizeof sqlbuf, "%s/bare.db", dir);
+    cr_assert_eq(sqlite3_open(sqlbuf, &w), SQLITE_OK);
+    cr_assert_eq(sqlite3_exec(w, "DELETE FROM renderings", NULL, NULL, NULL), SQLITE_OK);
+    sqlite3_close(w);
+    cr_assert_eq(tu_system("cd '%s' && ('%s' serve --db bare.db --port 0 2>serve.err >/dev/null & echo $! > serve.pid)",
+                           dir, tu_build("tools/zfviz")),
+                 0);
+    snprintf(sqlbuf, sizeof sqlbuf, "%s/serve.err", dir);
+    port = 0;
+    for (int i = 0; i < 300 && !port; i++) {
+        usleep(100 * 1000);
+        char *e = slurp(sqlbuf, NULL);
+        const char *q = e ? strstr(e, "bare.db on 127.0.0.1 port ") : NULL;
+        if (q)
+            port = atoi(q + strlen("bare.db on 127.0.0.1 port "));
+        free(e);
+    }
+    cr_assert_gt(port, 0);
+    snprintf(sqlbuf, sizeof sqlbuf, "%s/serve.pid", dir);
+    char *pids = slurp(sqlbuf, NULL);
+    int pid2 = pids ? atoi(pids) : 0;
+    free(pids);
+    cr_assert_eq(get(port, "/1/conv5/3.html", &body, &blen), 200);
+    cr_expect(strstr(body, "class=\"deconv\" src=\"img/3-1-deconv.png\""), "no projection on the page");
+    free(body);
+    const char *kinds2[2] = {"deconv", "patch"};
+    for (int k = 0; k < 2; k++) {
+        char path[128];
+        snprintf(path, sizeof path, "/1/conv5/img/3-1-%s.png", kinds2[k]);
+        cr_assert_eq(get(port, path, &body, &blen), 200, "%s", path);
+        png_image a, b;
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        a.version = b.version = PNG_IMAGE_VERSION;
+        char file[1024];
+        snprintf(file, sizeof file, "%s/site/1/conv5/img/3-1-%s.png", dir, kinds2[k]);
+        cr_assert(png_image_begin_read_from_memory(&a, body, blen) && png_image_begin_read_from_file(&b, file));
+        a.format = b.format = PNG_FORMAT_RGB;
+        cr_assert(a.width == b.width && a.height == b.height, "%s: %ux%u, the site's %ux%u", path, a.width,
+                  a.height, b.width, b.height);
+        unsigned char *pa = malloc(PNG_IMAGE_SIZE(a)), *pb = malloc(PNG_IMAGE_SIZE(b));
+        cr_assert(png_image_finish_read(&a, NULL, pa, 0, NULL) && png_image_finish_read(&b, NULL, pb, 0, NULL));
+        cr_expect(!memcmp(pa, pb, PNG_IMAGE_SIZE(a)), "%s differs from the site build's picture", path);
+        free(pa);
+        free(pb);
+        free(body);
+    }
+    snprintf(sqlbuf, sizeof sqlbuf, "%s/bare.db", dir);
+    sqlite3 *bare = NULL;
+    cr_assert_eq(sqlite3_open_v2(sqlbuf, &bare, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_expect_eq(query_int(bare, "SELECT count(*) FROM renderings"), 0, "serve stored a rendering");
+    sqlite3_close(bare);
+    kill(pid2, SIGINT);
 }
 
 Test(serve, binds_loopback_by_default_and_refuses_bad_options)

@@ -1044,7 +1044,40 @@ struct zft_atlas {
     site S;
     zft_site_stats stats;
     zft_scan *scans; /* per run of S.runs; net NULL for a run with no images */
+    /* the last unit projected on demand (its pictures are asked for one by one) */
+    int64_t c_run;
+    char c_layer[32];
+    int c_unit;
+    unit_pngs c_pngs;
 };
+
+/* The pictures of a unit whose renderings are not stored, projected now (not stored: the
+ * database is read-only here) and kept until another unit's are asked for. */
+static zf_status atlas_render(zft_atlas *a, zft_scan *scan, const char *layer, int unit, const unit_pngs **out)
+{
+    if (a->c_run == scan->run.id && a->c_unit == unit && !strcmp(a->c_layer, layer)) {
+        *out = &a->c_pngs;
+        return ZF_OK;
+    }
+    unit_pngs_free(&a->c_pngs);
+    a->c_run = 0;
+    zft_sheet sh;
+    zf_status st = zft_sheet_build(&sh, scan, layer, &unit, 1, a->o.lrn_backward);
+    for (int i = 0; !st && i < sh.units[0].n; i++) {
+        st = patch_pngs(&sh.units[0].top[i], a->c_pngs.png[i], a->c_pngs.len[i]);
+        a->c_pngs.n = i + 1;
+    }
+    zft_sheet_free(&sh);
+    if (st) {
+        unit_pngs_free(&a->c_pngs);
+        return st;
+    }
+    a->c_run = scan->run.id;
+    snprintf(a->c_layer, sizeof a->c_layer, "%s", layer);
+    a->c_unit = unit;
+    *out = &a->c_pngs;
+    return ZF_OK;
+}
 
 zf_status zft_atlas_open(const zft_site_opts *o, zft_atlas **out)
 {
@@ -1077,6 +1110,7 @@ void zft_atlas_free(zft_atlas *a)
     for (int i = 0; a->scans && i < a->S.runs.n; i++)
         scan_release(&a->scans[i]);
     free(a->scans);
+    unit_pngs_free(&a->c_pngs);
     site_close(&a->S);
     free(a);
 }
@@ -1214,9 +1248,18 @@ int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
         free(ex);
         if (st)
             goto fail;
+        if (!png && L.conv && rank <= n && rank <= 9) {
+            const unit_pngs *up = NULL;
+            if ((st = atlas_render(a, scan, layer, (int)unit, &up)))
+                goto fail;
+            if (rank <= up->n && (png = malloc(up->len[rank - 1][kind]))) {
+                memcpy(png, up->png[rank - 1][kind], up->len[rank - 1][kind]);
+                len = up->len[rank - 1][kind];
+            }
+        }
         if (!png)
-            return reply(r, 404, "%s unit %ld rank %ld has no stored %s rendering (zfviz site renders them)", layer,
-                         unit, rank, kinds[kind]);
+            return reply(r, 404, "%s unit %ld has no example of rank %ld with a %s picture", layer, unit, rank,
+                         kinds[kind]);
         r->body = png;
         r->len = len;
         r->type = "image/png";
@@ -1255,15 +1298,11 @@ int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
             free(L.has_png);
             return reply(r, 404, "no such unit page in %s (units 0-%d)", layer, L.n_rows - 1);
         }
-        if (L.conv) {
+        if (L.conv) { /* stored, or projected when the pictures are asked for */
             zf_db_example *ex = NULL;
-            int n = 0, all = 0;
-            unit_pngs up;
-            if (!(st = zf_db_topk_get(S->db, run, layer, (int)unit, &ex, &n)))
-                st = stored_pngs(S, run, layer, (int)unit, ex, n > 9 ? 9 : n, &up, &all);
-            if (!st && all)
-                unit_pngs_free(&up);
-            L.has_png[unit] = all && n > 0;
+            int n = 0;
+            st = zf_db_topk_get(S->db, run, layer, (int)unit, &ex, &n);
+            L.has_png[unit] = n > 0;
             free(ex);
         }
         if (!st)
