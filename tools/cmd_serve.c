@@ -21,8 +21,9 @@ static void usage(void)
            "                   [--min-active F] [--arch A --weights W | --model F]\n\n"
            "Serves the pages of zfviz site (index, layer and unit pages, the stored projections) from\n"
            "the scan database, opened read-only, to a browser. Only the atlas's own addresses answer:\n"
-           "no file is read from disk. Projections not stored in the database are not computed here:\n"
-           "build the site once with zfviz site to store them. Ctrl-C stops the server.\n\n"
+           "no file is read from disk. A unit's projections not stored in the database are computed\n"
+           "when its page asks for them (not stored); layer pages show thumbnails of stored ones only,\n"
+           "so run zfviz site once to store them all. Ctrl-C stops the server.\n\n"
            "  --db F            the scan database\n"
            ZFT_WAIT_HELP
            "  --port P          TCP port (default 8080; 0: any free port, printed)\n"
