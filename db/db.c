@@ -181,10 +181,59 @@ static const char *const migrations[ZF_DB_SCHEMA_VERSION] = {
     "         json_extract(e.value, '$[3]') AS y, json_extract(e.value, '$[4]') AS x,\n"
     "         json_extract(e.value, '$[5]') AS box_x0, json_extract(e.value, '$[6]') AS box_y0,\n"
     "         json_extract(e.value, '$[7]') AS box_x1, json_extract(e.value, '$[8]') AS box_y1\n"
-    "  FROM unit_stats s, json_each(s.bottom) e;\n",
+    "  FROM unit_stats s, json_each(s.bottom) e;\n"
+    /* the histogram of the values before the ReLU over fixed bins (zf/db.h), and quantiles read
+     * from it: the bin each falls in */
+    "ALTER TABLE unit_stats ADD COLUMN hist TEXT;\n"
+    "CREATE TABLE histogram_bins (bin INTEGER PRIMARY KEY, lo REAL, hi REAL);\n"
+    "WITH RECURSIVE o(i, p) AS (SELECT 0, 1.0 / 65536 UNION ALL SELECT i + 1, p * 2 FROM o "
+    "WHERE i < 31), m(j) AS (SELECT 0 UNION ALL SELECT j + 1 FROM m WHERE j < 3) "
+    "INSERT INTO histogram_bins SELECT 130 + i * 4 + j, p * (1 + j / 4.0), p * (1 + (j + 1) / 4.0) "
+    "FROM o, m;\n"
+    "INSERT INTO histogram_bins SELECT 258 - bin, -hi, -lo FROM histogram_bins;\n"
+    "INSERT INTO histogram_bins VALUES (0, NULL, -65536.0), (129, -1.0 / 65536, 1.0 / 65536),\n"
+    "  (258, 65536.0, NULL), (259, NULL, NULL);\n"
+    "CREATE VIEW histogram AS\n"
+    "  SELECT s.run_id, s.layer, s.unit, CAST(e.key AS INTEGER) AS bin, b.lo, b.hi, e.value AS count\n"
+    "  FROM unit_stats s, json_each(s.hist) e JOIN histogram_bins b ON b.bin = e.key\n"
+    "  WHERE e.value > 0;\n"
+    "CREATE VIEW unit_quantiles AS\n"
+    "  WITH c AS (SELECT run_id, layer, unit, bin, count,\n"
+    "                    sum(count) OVER (PARTITION BY run_id, layer, unit ORDER BY bin) AS cum,\n"
+    "                    sum(count) OVER (PARTITION BY run_id, layer, unit) AS total\n"
+    "             FROM histogram WHERE bin < 259),\n"
+    "  q AS (SELECT run_id, layer, unit, min(CASE WHEN cum >= 0.01 * total THEN bin END) AS b01,\n"
+    "               min(CASE WHEN cum >= 0.1 * total THEN bin END) AS b10,\n"
+    "               min(CASE WHEN cum >= 0.5 * total THEN bin END) AS b50,\n"
+    "               min(CASE WHEN cum >= 0.9 * total THEN bin END) AS b90,\n"
+    "               min(CASE WHEN cum >= 0.99 * total THEN bin END) AS b99\n"
+    "        FROM c GROUP BY run_id, layer, unit)\n"
+    "  SELECT q.run_id, q.layer, q.unit,\n"
+    "         b1.lo AS q01_lo, b1.hi AS q01_hi, b2.lo AS q10_lo, b2.hi AS q10_hi,\n"
+    "         b3.lo AS q50_lo, b3.hi AS q50_hi, b4.lo AS q90_lo, b4.hi AS q90_hi,\n"
+    "         b5.lo AS q99_lo, b5.hi AS q99_hi\n"
+    "  FROM q JOIN histogram_bins b1 ON b1.bin = q.b01 JOIN histogram_bins b2 ON b2.bin = q.b10\n"
+    "  JOIN histogram_bins b3 ON b3.bin = q.b50 JOIN histogram_bins b4 ON b4.bin = q.b90\n"
+    "  JOIN histogram_bins b5 ON b5.bin = q.b99;\n",
 };
 
 double zf_db_now(void) { return zf_clock_now(); }
+
+int zf_db_hist_parse(const char *json, int64_t *h)
+{
+    const char *p = json;
+    if (!p || *p++ != '[')
+        return -1;
+    for (int b = 0; b < ZF_DB_HIST_BINS; b++) {
+        char *end;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || v < 0 || *end != (b + 1 < ZF_DB_HIST_BINS ? ',' : ']'))
+            return -1;
+        h[b] = v;
+        p = end + 1;
+    }
+    return *p ? -1 : 0;
+}
 
 static void dir_of(const char *path, char *dir, size_t len)
 {

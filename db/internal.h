@@ -45,6 +45,8 @@ zf_status zf_db_step(zf_db *db, sqlite3_stmt *st, int *row);
 int zf_db_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* Copies column i as text into buf ("" for NULL). */
 void zf_db_column_text(sqlite3_stmt *st, int i, char *buf, size_t len);
+/* Reads a histogram as unit_stats.hist stores it (ZF_DB_HIST_BINS counts); 0, or -1 if damaged. */
+int zf_db_hist_parse(const char *json, int64_t *h);
 /* Seconds since the epoch, monotonic not needed: for lock-wait bookkeeping. */
 double zf_db_now(void);
 

@@ -45,6 +45,7 @@ typedef struct unit_acc {
     int max_y, max_x;
     int top_n, bot_n;
     int no_bottom; /* some shard began before bottom-k was kept */
+    int no_hist;   /* likewise for the histogram */
 } unit_acc;
 
 typedef struct merge_layer {
@@ -54,6 +55,7 @@ typedef struct merge_layer {
     unit_acc *u;
     top_ent *top; /* units x k */
     top_ent *bot; /* units x k: the bottom-k, ordered by the negated score */
+    int64_t *hist; /* units x ZF_DB_HIST_BINS */
     top_ent *tmp; /* room for k + k: the two lists merged */
 } merge_layer;
 
@@ -275,7 +277,7 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
     st = NULL;
     if ((s = zf_db_prepare(db, &st,
                            "SELECT unit, active_images, positive_positions, sum, sum_exact, max, "
-                           "max_seq, max_y, max_x, top, bottom FROM unit_stats WHERE run_id = ? AND "
+                           "max_seq, max_y, max_x, top, bottom, hist FROM unit_stats WHERE run_id = ? AND "
                            "layer = ? ORDER BY unit")))
         goto fail;
     for (int li = 0; li < nl; li++) {
@@ -321,6 +323,19 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
             if ((s = merge_list(m, L, c, k, (const char *)sqlite3_column_text(st, 9), 0,
                                 L->top + (size_t)c * k, &u->top_n)))
                 goto fail;
+            const char *hj = (const char *)sqlite3_column_text(st, 11);
+            int64_t h[ZF_DB_HIST_BINS];
+            if (!hj) {
+                u->no_hist = 1;
+            } else if (zf_db_hist_parse(hj, h)) {
+                s = zf_error(ZF_ERR_DB, "%s: the histogram of %s unit %d is damaged", m->path,
+                             L->name, c);
+                goto fail;
+            } else {
+                int64_t *mine = L->hist + (size_t)c * ZF_DB_HIST_BINS;
+                for (int b = 0; b < ZF_DB_HIST_BINS; b++)
+                    mine[b] += h[b];
+            }
             if (sqlite3_column_type(st, 10) == SQLITE_NULL)
                 u->no_bottom = 1;
             else if ((s = merge_list(m, L, c, k, (const char *)sqlite3_column_text(st, 10), 1,
@@ -351,15 +366,16 @@ static zf_status write_units(zf_db *out, int64_t run, merge_layer *ml, int nl, i
                              int64_t n_ok, const int64_t *seq_image)
 {
     sqlite3_stmt *st = NULL;
-    char *json = malloc((size_t)k * 128 + 3);
+    /* room for a top-k list or a histogram */
+    char *json = malloc((size_t)k * 128 + ZF_DB_HIST_BINS * 21 + 3);
     zf_status s;
     if (!json)
         return zf_error(ZF_ERR_NOMEM, "merge: out of memory");
     if ((s = zf_db_prepare(out, &st,
                            "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, "
                            "positions, positive_positions, sum, max, max_image_id, max_y, max_x, "
-                           "max_seq, top, sum_exact, bottom) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, "
-                           "?, ?, ?, ?, ?, ?)")))
+                           "max_seq, top, sum_exact, bottom, hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+                           "?, ?, ?, ?, ?, ?, ?, ?, ?)")))
         goto fail;
     for (int li = 0; li < nl; li++) {
         merge_layer *L = &ml[li];
@@ -385,6 +401,15 @@ static zf_status write_units(zf_db *out, int64_t run, merge_layer *ml, int nl, i
             if (!u->no_bottom) {
                 format_list(json, L->bot + (size_t)c * k, u->bot_n, seq_image);
                 ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 16, json, -1, SQLITE_TRANSIENT));
+            }
+            if (!u->no_hist) {
+                const int64_t *h = L->hist + (size_t)c * ZF_DB_HIST_BINS;
+                char *o = json;
+                for (int b = 0; b < ZF_DB_HIST_BINS; b++)
+                    o += sprintf(o, "%c%lld", b ? ',' : '[', (long long)h[b]);
+                *o++ = ']';
+                *o = 0;
+                ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 17, json, -1, SQLITE_TRANSIENT));
             }
             unsigned char exact[ZF_XSUM_BYTES];
             zf_xsum_pack(&u->sum, exact);
@@ -520,8 +545,9 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
             ml[i].u = calloc((size_t)units, sizeof *ml[i].u);
             ml[i].top = calloc((size_t)units * (size_t)k, sizeof *ml[i].top);
             ml[i].bot = calloc((size_t)units * (size_t)k, sizeof *ml[i].bot);
+            ml[i].hist = calloc((size_t)units * ZF_DB_HIST_BINS, sizeof *ml[i].hist);
             ml[i].tmp = calloc((size_t)k * 2, sizeof *ml[i].tmp);
-            if (!ml[i].u || !ml[i].top || !ml[i].bot || !ml[i].tmp) {
+            if (!ml[i].u || !ml[i].top || !ml[i].bot || !ml[i].hist || !ml[i].tmp) {
                 s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %s", name);
                 goto fail;
             }
@@ -648,6 +674,7 @@ fail:
         free(ml[i].u);
         free(ml[i].top);
         free(ml[i].bot);
+        free(ml[i].hist);
         free(ml[i].tmp);
     }
     free(ml);

@@ -89,9 +89,30 @@ typedef struct scan_layer {
     float *max;        /* largest value (before the ReLU) */
     int64_t *max_seq;  /* where: image (-1: none yet) and position */
     int32_t *max_pos;
+    int64_t *hist;     /* units x ZF_DB_HIST_BINS: every value's bin (zf/db.h) */
     rank_list top;     /* each image's largest value */
     rank_list bot;     /* each image's smallest value, negated: the most negative rank first */
 } scan_layer;
+
+/* The histogram bin of v (ZF_DB_HIST_BINS in zf/db.h): from its bits, sign, exponent and the two
+ * leading significand bits. */
+static inline int hist_bin(float v)
+{
+    union {
+        float f;
+        uint32_t u;
+    } x = {v};
+    int e = (int)(x.u >> 23 & 0xff);
+    if (e == 0xff && (x.u & 0x7fffff))
+        return 259;
+    if (e < 127 - 16)
+        return 129;
+    int neg = (int)(x.u >> 31);
+    if (e >= 127 + 16)
+        return neg ? 0 : 258;
+    int j = ((e - (127 - 16)) << 2) | (int)(x.u >> 21 & 3); /* 0..127 by magnitude */
+    return neg ? 128 - j : 130 + j;
+}
 
 /* The first position (row-major) of p[0..n) equal to v. */
 static int first_equal(const float *p, int n, float v)
@@ -211,6 +232,7 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
             for (int c = 0; c < units; c++) {
                 float v = a[c];
                 int pos = v > 0.0f;
+                L->hist[(size_t)c * ZF_DB_HIST_BINS + hist_bin(v)]++;
                 if (pos)
                     zf_xsum_add_float(&L->sum[c], v);
                 L->positive[c] += pos;
@@ -240,6 +262,9 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
             float m, mn;
             int arg, argmin;
             plane_stats(p, hw, &bins, &L->sum[c], &npos, &m, &arg, &mn, &argmin);
+            int64_t *h = L->hist + (size_t)c * ZF_DB_HIST_BINS;
+            for (int q = 0; q < hw; q++)
+                h[hist_bin(p[q])]++;
             L->positive[c] += npos;
             L->active[c] += npos > 0;
             if (L->max_seq[c] < 0 || m > L->max[c]) {
@@ -291,6 +316,7 @@ static void layer_free(scan_layer *L)
     free(L->max);
     free(L->max_seq);
     free(L->max_pos);
+    free(L->hist);
     rank_free(&L->top, L->units);
     rank_free(&L->bot, L->units);
 }
@@ -304,8 +330,9 @@ static int layer_alloc(scan_layer *L, int k)
     L->max = calloc(u, sizeof *L->max);
     L->max_seq = malloc(u * sizeof *L->max_seq);
     L->max_pos = calloc(u, sizeof *L->max_pos);
+    L->hist = calloc(u * ZF_DB_HIST_BINS, sizeof *L->hist);
     if (!L->active || !L->positive || !L->sum || !L->max || !L->max_seq || !L->max_pos ||
-        rank_alloc(&L->top, u, k) || rank_alloc(&L->bot, u, k))
+        !L->hist || rank_alloc(&L->top, u, k) || rank_alloc(&L->bot, u, k))
         return -1;
     for (size_t c = 0; c < u; c++)
         L->max_seq[c] = -1;
@@ -540,6 +567,7 @@ typedef struct scan {
     int chunk_n, chunk_cap;
     double last_commit, last_commit_cost; /* when the last commit ended, how long it took */
     int no_bottom; /* the run began before bottom-k was kept: unit_stats.bottom stays NULL */
+    int no_hist;   /* likewise for the histogram */
     const char *const *paths;
     sqlite3_stmt *find_image, *insert_image, *insert_run_image, *upsert_stats, *update_run,
         *check_run;
@@ -579,14 +607,14 @@ static zf_status prepare_all(scan *S)
              db, &S->upsert_stats,
              "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, positions, "
              "positive_positions, sum, max, max_image_id, max_y, max_x, max_seq, top, sum_exact, "
-             "bottom) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+             "bottom, hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
              "ON CONFLICT (run_id, layer, unit) DO UPDATE SET images = excluded.images, "
              "active_images = excluded.active_images, positions = excluded.positions, "
              "positive_positions = excluded.positive_positions, sum = excluded.sum, "
              "sum_exact = excluded.sum_exact, "
              "max = excluded.max, max_image_id = excluded.max_image_id, max_y = excluded.max_y, "
              "max_x = excluded.max_x, max_seq = excluded.max_seq, top = excluded.top, "
-             "bottom = excluded.bottom")) ||
+             "bottom = excluded.bottom, hist = excluded.hist")) ||
         (s = zf_db_prepare(db, &S->update_run,
                            "UPDATE runs SET next_seq = ?1, n_ok = ?2, n_failed = ?3, "
                            "updated = strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), "
@@ -747,6 +775,7 @@ static zf_status write_stats(scan *S, scan_layer *L)
     zf_db *db = S->db;
     sqlite3_stmt *st = S->upsert_stats;
     zf_status s = ZF_OK;
+    char hist[ZF_DB_HIST_BINS * 21 + 3];
     const int w = L->l->out_w;
     for (int c = 0; c < L->units; c++) {
         ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
@@ -776,6 +805,19 @@ static zf_status write_stats(scan *S, scan_layer *L)
                 (s = format_top(S, L, &L->bot, 1, c)))
                 goto fail;
             ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 16, L->bot.json[c], -1, SQLITE_STATIC));
+        }
+        if (!S->no_hist) {
+            const int64_t *h = L->hist + (size_t)c * ZF_DB_HIST_BINS;
+            char *o = hist;
+            *o++ = '[';
+            for (int b = 0; b < ZF_DB_HIST_BINS; b++) {
+                if (b)
+                    *o++ = ',';
+                o = put_int(o, h[b]);
+            }
+            *o++ = ']';
+            *o = 0;
+            ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 17, hist, (int)(o - hist), SQLITE_TRANSIENT));
         }
         if ((s = zf_db_step(db, st, NULL)))
             goto fail;
@@ -904,7 +946,7 @@ static zf_status load_state(scan *S)
     st = NULL;
     if ((s = zf_db_prepare(db, &st,
                            "SELECT unit, images, active_images, positions, positive_positions, "
-                           "sum, max, max_seq, max_y, max_x, top, sum_exact, bottom FROM unit_stats "
+                           "sum, max, max_seq, max_y, max_x, top, sum_exact, bottom, hist FROM unit_stats "
                            "WHERE run_id = ? AND layer = ? ORDER BY unit")))
         return s;
     for (int li = 0; li < S->n_layers; li++) {
@@ -949,6 +991,14 @@ static zf_status load_state(scan *S)
             const char *top = (const char *)sqlite3_column_text(st, 10);
             if ((s = parse_top(S, L, &L->top, 0, c, top ? top : "")))
                 goto fail;
+            const char *hj = (const char *)sqlite3_column_text(st, 13);
+            if (!hj)
+                S->no_hist = 1;
+            else if (zf_db_hist_parse(hj, L->hist + (size_t)c * ZF_DB_HIST_BINS)) {
+                s = zf_error(ZF_ERR_DB, "%s: run %lld: the histogram of %s unit %d is damaged",
+                             zf_db_path(db), (long long)S->run_id, L->l->name, c);
+                goto fail;
+            }
             const char *bot = (const char *)sqlite3_column_text(st, 12);
             if (!bot)
                 S->no_bottom = 1;

@@ -261,7 +261,8 @@ static long long rows_differing(const char *a, const char *b, const char *what)
 static void expect_same_scan(const char *merged, const char *ref, const char *what)
 {
     static const char *const tables[] = {"images", "run_images", "run_layers", "unit_stats",
-                                         "topk", "bottomk", "unit_summary"};
+                                         "topk", "bottomk", "unit_summary", "histogram",
+                                         "unit_quantiles"};
     for (size_t i = 0; i < sizeof tables / sizeof *tables; i++)
         cr_assert_eq(rows_differing(merged, ref, tables[i]), 0, "%s: %s differs from the one-process scan",
                      what, tables[i]);
@@ -466,6 +467,8 @@ Test(merge, a_schema_2_database_migrates_and_its_float64_sums_carry_over)
     /* back to what a version-2 zfviz wrote: no exact sums, no bottom-k, no shard columns */
     cr_assert_eq(tu_system("sqlite3 '%s' 'ALTER TABLE unit_stats DROP COLUMN sum_exact; "
                            "DROP VIEW bottomk; ALTER TABLE unit_stats DROP COLUMN bottom; "
+                           "DROP VIEW unit_quantiles; DROP VIEW histogram; DROP TABLE histogram_bins; "
+                           "ALTER TABLE unit_stats DROP COLUMN hist; "
                            "ALTER TABLE runs DROP COLUMN list_n; ALTER TABLE runs DROP COLUMN shard; "
                            "ALTER TABLE runs DROP COLUMN seq0; PRAGMA user_version = 2; "
                            "CREATE TABLE sums AS SELECT layer, unit, sum FROM unit_stats;'", db), 0);
@@ -485,6 +488,7 @@ Test(merge, a_schema_2_database_migrates_and_its_float64_sums_carry_over)
     /* the bottom-k of images scanned before it was kept is unknown: left NULL, not made up */
     cr_assert_eq(sql_int(db, "SELECT count(*) FROM unit_stats WHERE bottom IS NOT NULL"), 0);
     cr_assert_eq(sql_int(out, "SELECT count(*) FROM unit_stats WHERE bottom IS NOT NULL"), 0);
+    cr_assert_eq(sql_int(out, "SELECT count(*) FROM unit_stats WHERE hist IS NOT NULL"), 0);
 }
 
 Test(merge, local_folders_are_not_taken_for_network_filesystems)
@@ -510,6 +514,24 @@ Test(merge, local_folders_are_not_taken_for_network_filesystems)
 
 /* ---------------------------------------------------------------- bottom-k */
 
+/* The histogram bin of v (zf/db.h's layout), from frexp rather than the bits. */
+static int ref_bin(float v)
+{
+    if (isnan(v))
+        return 259;
+    double a = fabs((double)v);
+    if (a < 0x1p-16)
+        return 129;
+    if (a >= 0x1p16)
+        return v < 0 ? 0 : 258;
+    int e;
+    double f = frexp(a, &e);            /* a = f 2^e, f in [0.5, 1) */
+    int o = e - 1;                      /* a = 2^o (1 + t), t in [0, 1) */
+    int m = (int)floor((2 * f - 1) * 4); /* the quarter of the octave */
+    int j = (o + 16) * 4 + m;
+    return v < 0 ? 128 - j : 130 + j;
+}
+
 typedef struct low_ex {
     float score;
     int64_t seq;
@@ -524,7 +546,7 @@ static int cmp_low(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-Test(merge, bottom_k_matches_a_direct_computation_and_merges_exactly)
+Test(merge, bottom_k_and_histogram_match_a_direct_computation_and_merge_exactly)
 {
     char dir[2048], imgs[4096], ref[4096], out[4096];
     snprintf(dir, sizeof dir, "%s", tu_tmpdir("merge_bottom"));
@@ -557,6 +579,9 @@ Test(merge, bottom_k_matches_a_direct_computation_and_merges_exactly)
     int nl = zf_db_scan_default_layers(net, layers);
     low_ex **ex = calloc((size_t)nl, sizeof *ex);
     int *n_ex = calloc((size_t)nl, sizeof *n_ex);
+    int64_t **hist = calloc((size_t)nl, sizeof *hist);
+    for (int j = 0; j < nl; j++)
+        hist[j] = calloc((size_t)net->layers[layers[j]].out_c * 260, sizeof **hist);
     for (int j = 0; j < nl; j++)
         ex[j] = calloc((size_t)net->layers[layers[j]].out_c * (size_t)n, sizeof **ex);
     cr_assert_eq(zf_net_reserve(net, 2), ZF_OK);
@@ -585,6 +610,8 @@ Test(merge, bottom_k_matches_a_direct_computation_and_merges_exactly)
                     for (int q = 1; q < hw; q++)
                         if (p[q] < p[at])
                             at = q;
+                    for (int q = 0; q < hw; q++)
+                        hist[j][(size_t)c * 260 + ref_bin(p[q])]++;
                     ex[j][(size_t)c * n + n_ex[j] / units] = (low_ex){p[at], seqs[i], at};
                     n_ex[j]++;
                 }
@@ -613,9 +640,34 @@ Test(merge, bottom_k_matches_a_direct_computation_and_merges_exactly)
         }
     }
     cr_assert(checked > 100);
-    for (int j = 0; j < nl; j++)
+    /* every unit's histogram, as stored */
+    for (int j = 0; j < nl; j++) {
+        const zf_layer *l = &net->layers[layers[j]];
+        for (int c = 0; c < l->out_c; c += 1 + l->out_c / 8) {
+            char want[260 * 21 + 3], sql[8192];
+            char *o = want;
+            for (int b = 0; b < 260; b++)
+                o += sprintf(o, "%c%lld", b ? ',' : '[', (long long)hist[j][(size_t)c * 260 + b]);
+            sprintf(o, "]");
+            snprintf(sql, sizeof sql, "SELECT count(*) FROM unit_stats WHERE layer = '%s' AND "
+                     "unit = %d AND hist = '%s'", l->name, c, want);
+            cr_assert_eq(sql_int(ref, sql), 1, "%s unit %d: histogram differs", l->name, c);
+        }
+    }
+    /* and the median read from it is a bin that holds the middle value: at most half below it,
+     * at least half up to its end */
+    cr_assert_eq(sql_int(ref, "SELECT count(*) FROM unit_quantiles q JOIN unit_stats s USING "
+                              "(run_id, layer, unit) WHERE (SELECT sum(count) FROM histogram h "
+                              "WHERE h.run_id = q.run_id AND h.layer = q.layer AND h.unit = q.unit "
+                              "AND h.hi <= q.q50_lo) > s.positions / 2.0"), 0);
+    cr_assert_eq(sql_int(ref, "SELECT count(*) FROM unit_quantiles"),
+                 sql_int(ref, "SELECT count(*) FROM unit_stats"));
+    for (int j = 0; j < nl; j++) {
         free(ex[j]);
+        free(hist[j]);
+    }
     free(ex);
+    free(hist);
     free(n_ex);
     zf_db_scan_list_free(paths, n);
     zf_net_free(net);

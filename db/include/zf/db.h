@@ -91,6 +91,13 @@ zf_status zf_db_receptive_field(const zf_net *net, int layer, int y, int x, zf_b
 
 /* ---- scans ---- */
 
+/* The per-unit histogram of the values before the ReLU (unit_stats.hist, a JSON array of counts),
+ * over fixed bins so that histograms of parts add up: magnitudes in [2^-16, 2^16) in quarter
+ * octaves ([2^o (1 + m/4), 2^o (1 + (m+1)/4)), o = -16..15, m = 0..3), mirrored for negative values.
+ * Bin 0: below -2^16 (and -inf); 1..128: negative, most negative first; 129: (-2^-16, 2^-16) and
+ * zero; 130..257: positive; 258: 2^16 and above (and +inf); 259: NaN. Edges: table histogram_bins. */
+#define ZF_DB_HIST_BINS 260
+
 /* The images of a scan, in the order they are processed: a folder is walked recursively and its
  * .jpg/.jpeg/.png files (any case) sorted by path bytewise; any other path is a list file with one
  * image path a line (blank lines and lines starting with # skipped, relative paths taken from
