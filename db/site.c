@@ -88,3 +88,58 @@ fail:
     sqlite3_finalize(st);
     return s;
 }
+
+zf_status zf_db_bottomk_get(zf_db *db, int64_t run, const char *layer, int unit, zf_db_example **out, int *n)
+{
+    *out = NULL;
+    *n = 0;
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    zf_status s = zf_db_prepare(db, &st, "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = 'bottomk'");
+    if (s)
+        return s;
+    s = zf_db_step(db, st, &row);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (s || !row) /* a database from before the bottom-k */
+        return s;
+    if ((s = zf_db_prepare(db, &st,
+                           "SELECT b.rank, b.image_id, b.seq, b.score, b.y, b.x, i.path FROM bottomk b JOIN "
+                           "images i ON i.id = b.image_id WHERE b.run_id = ?1 AND b.layer = ?2 AND b.unit = ?3 "
+                           "ORDER BY b.rank")))
+        return s;
+    zf_db_example *ex = NULL;
+    int count = 0, cap = 0;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, unit));
+    while (!(s = zf_db_step(db, st, &row)) && row) {
+        if (count == cap) {
+            cap = cap ? 2 * cap : 16;
+            zf_db_example *ne = realloc(ex, sizeof *ne * (size_t)cap);
+            if (!ne) {
+                s = zf_error(ZF_ERR_NOMEM, "%s: out of memory", zf_db_path(db));
+                goto fail;
+            }
+            ex = ne;
+        }
+        zf_db_example *e = &ex[count++];
+        memset(e, 0, sizeof *e);
+        e->rank = sqlite3_column_int(st, 0);
+        e->image_id = sqlite3_column_int64(st, 1);
+        e->seq = sqlite3_column_int64(st, 2);
+        e->score = sqlite3_column_double(st, 3);
+        e->y = sqlite3_column_int(st, 4);
+        e->x = sqlite3_column_int(st, 5);
+        zf_db_column_text(st, 6, e->path, sizeof e->path);
+    }
+fail:
+    sqlite3_finalize(st);
+    if (s) {
+        free(ex);
+        return s;
+    }
+    *out = ex;
+    *n = count;
+    return ZF_OK;
+}

@@ -239,7 +239,54 @@ static void check_file(const char *path, void *ctx)
     free(s);
 }
 
-Test(site, layer_pages_list_every_unit_with_the_database_numbers_and_nothing_leaves_the_page, .timeout = 120)
+/* The scores of the bottom-k table of a unit page, in its order; returns the count. */
+static int parse_bottomk(const char *html, double *scores, int max)
+{
+    const char *p = strstr(html, "<table class=\"bottomk\">");
+    if (!p)
+        return 0;
+    const char *end = strstr(p, "</table>");
+    int n = 0;
+    while ((p = strstr(p, "<tr><td>")) && p < end && n < max) {
+        const char *q = strstr(p + 8, "<td>");
+        cr_assert(q && q < end);
+        scores[n++] = strtod(q + 4, NULL);
+        p = q;
+    }
+    return n;
+}
+
+/* Each conv1 unit page lists the bottom-k the database holds, in its order. */
+static void check_bottomk(const char *dir)
+{
+    sqlite3 *sql = db_open(dir);
+    cr_assert_gt(query_int(sql, "SELECT count(*) FROM bottomk WHERE run_id = 1 AND layer = 'conv1'"), 0,
+                 "the scan keeps a bottom-k");
+    for (int unit = 0; unit < 32; unit++) {
+        char p[1024], q[256];
+        snprintf(p, sizeof p, "%s/site/1/conv1/%d.html", dir, unit);
+        char *html = slurp(p, NULL);
+        cr_assert(html, "no %s", p);
+        double got[64];
+        int n = parse_bottomk(html, got, 64);
+        free(html);
+        snprintf(q, sizeof q, "SELECT count(*) FROM bottomk WHERE run_id = 1 AND layer = 'conv1' AND unit = %d", unit);
+        cr_expect_eq(n, query_int(sql, q), "unit %d: %d bottom rows on the page", unit, n);
+        sqlite3_stmt *st = NULL;
+        snprintf(q, sizeof q,
+                 "SELECT score FROM bottomk WHERE run_id = 1 AND layer = 'conv1' AND unit = %d ORDER BY rank", unit);
+        cr_assert_eq(sqlite3_prepare_v2(sql, q, -1, &st, NULL), SQLITE_OK);
+        for (int i = 0; i < n && sqlite3_step(st) == SQLITE_ROW; i++) {
+            double want = sqlite3_column_double(st, 0);
+            cr_expect(fabs(got[i] - want) <= 1e-7 * fmax(1, fabs(want)), "unit %d rank %d: page %.9g, database %.9g",
+                      unit, i + 1, got[i], want);
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(sql);
+}
+
+Test(site, layer_and_unit_pages_show_the_database_numbers_and_nothing_leaves_the_page, .timeout = 120)
 {
     const char *dir = scan_and_site("site_tables");
     char top[1024];
@@ -259,6 +306,7 @@ Test(site, layer_pages_list_every_unit_with_the_database_numbers_and_nothing_lea
         free(html);
     }
     sqlite3_close(sql);
+    check_bottomk(dir);
 }
 
 Test(site, unit_pages_show_k_patches_and_projections_of_the_receptive_fields, .timeout = 120)

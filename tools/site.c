@@ -559,6 +559,24 @@ static zf_status unit_html(layer_ctx *L, int r, sbuf *b)
         sb_add(b, "</figcaption></figure>\n");
     }
     sb_add(b, "</div>\n");
+    zf_db_example *bot = NULL;
+    int nb = 0;
+    if ((st = zf_db_bottomk_get(S->db, run, L->layer, u->unit, &bot, &nb))) {
+        free(ex);
+        return st;
+    }
+    if (nb > 0) {
+        sb_add(b, "<h2>Bottom %d</h2>\n<p>The images with the unit's most negative values (each image's lowest, "
+                  "before the ReLU; the lowest first).</p>\n<table class=\"bottomk\"><thead><tr><th>rank<th>score<th>at (y, x)"
+                  "<th class=\"l\">image</tr></thead>\n<tbody>\n", nb);
+        for (int i = 0; i < nb; i++) {
+            sb_add(b, "<tr><td>%d<td>%.9g<td>(%d, %d)<td class=\"l\">", bot[i].rank, bot[i].score, bot[i].y, bot[i].x);
+            sb_esc(b, base_name(bot[i].path));
+            sb_add(b, "</tr>\n");
+        }
+        sb_add(b, "</tbody></table>\n");
+    }
+    free(bot);
     if (L->conv) {
         sb_add(b, "<h2>Filter</h2>\n");
         filter_svg(b, L->scan->net, L->li, u->unit, L->first_conv);

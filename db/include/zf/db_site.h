@@ -29,6 +29,11 @@ zf_status zf_db_layer_units(zf_db *db, int64_t run, const char *layer, zf_db_uni
 zf_status zf_db_rendering_find(zf_db *db, int64_t run, const char *layer, int unit, int rank,
                                const char *kind, int64_t image_id, void **png, size_t *len);
 
+/* The stored bottom-k of a unit (view bottomk: each image's most negative value, the k lowest,
+ * lowest first) with rank, image, seq, score, position and path; none (*n = 0) in a database
+ * from before the bottom-k or for a run that did not keep it. The caller frees *out. */
+zf_status zf_db_bottomk_get(zf_db *db, int64_t run, const char *layer, int unit, zf_db_example **out, int *n);
+
 #ifdef __cplusplus
 }
 #endif
