@@ -143,3 +143,35 @@ fail:
     *n = count;
     return ZF_OK;
 }
+
+zf_status zf_db_unit_hist_get(zf_db *db, int64_t run, const char *layer, int unit, int64_t *counts, int *found)
+{
+    *found = 0;
+    memset(counts, 0, sizeof *counts * ZF_DB_HIST_BINS);
+    sqlite3_stmt *st = NULL;
+    int row = 0;
+    zf_status s = zf_db_prepare(db, &st, "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = 'histogram'");
+    if (s)
+        return s;
+    s = zf_db_step(db, st, &row);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (s || !row) /* a database from before the histograms */
+        return s;
+    if ((s = zf_db_prepare(db, &st,
+                           "SELECT bin, count FROM histogram WHERE run_id = ?1 AND layer = ?2 AND unit = ?3")))
+        return s;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, unit));
+    while (!(s = zf_db_step(db, st, &row)) && row) {
+        int bin = sqlite3_column_int(st, 0);
+        if (bin >= 0 && bin < ZF_DB_HIST_BINS) {
+            counts[bin] = sqlite3_column_int64(st, 1);
+            *found = 1;
+        }
+    }
+fail:
+    sqlite3_finalize(st);
+    return s;
+}

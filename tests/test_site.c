@@ -256,12 +256,14 @@ static int parse_bottomk(const char *html, double *scores, int max)
     return n;
 }
 
-/* Each conv1 unit page lists the bottom-k the database holds, in its order. */
+/* Each conv1 unit page lists the bottom-k the database holds, in its order, and plots its histogram. */
 static void check_bottomk(const char *dir)
 {
     sqlite3 *sql = db_open(dir);
     cr_assert_gt(query_int(sql, "SELECT count(*) FROM bottomk WHERE run_id = 1 AND layer = 'conv1'"), 0,
                  "the scan keeps a bottom-k");
+    cr_assert_gt(query_int(sql, "SELECT count(*) FROM histogram WHERE run_id = 1 AND layer = 'conv1'"), 0,
+                 "the scan keeps histograms");
     for (int unit = 0; unit < 32; unit++) {
         char p[1024], q[256];
         snprintf(p, sizeof p, "%s/site/1/conv1/%d.html", dir, unit);
@@ -282,6 +284,28 @@ static void check_bottomk(const char *dir)
                       unit, i + 1, got[i], want);
         }
         sqlite3_finalize(st);
+        /* the histogram: one bar per non-empty bin, with the view's count */
+        html = NULL;
+        snprintf(p, sizeof p, "%s/site/1/conv1/%d.html", dir, unit);
+        html = slurp(p, NULL);
+        cr_assert(html);
+        int bars = 0;
+        for (const char *h = html; (h = strstr(h, "<rect data-bin=\"")); h++) {
+            int bin = atoi(h + strlen("<rect data-bin=\""));
+            const char *c = strstr(h, "data-count=\"");
+            cr_assert(c);
+            long long count = atoll(c + strlen("data-count=\""));
+            snprintf(q, sizeof q,
+                     "SELECT ifnull((SELECT count FROM histogram WHERE run_id = 1 AND layer = 'conv1' AND unit = %d "
+                     "AND bin = %d), 0)",
+                     unit, bin);
+            cr_expect_eq(count, query_int(sql, q), "unit %d bin %d", unit, bin);
+            bars++;
+        }
+        free(html);
+        snprintf(q, sizeof q,
+                 "SELECT count(*) FROM histogram WHERE run_id = 1 AND layer = 'conv1' AND unit = %d AND bin < 259", unit);
+        cr_expect_eq(bars, query_int(sql, q), "unit %d: %d bars", unit, bars);
     }
     sqlite3_close(sql);
 }

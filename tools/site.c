@@ -448,6 +448,39 @@ static void scores_svg(sbuf *b, const zf_db_example *ex, int n)
     sb_add(b, "</svg>\n");
 }
 
+/* A unit's histogram (ZF_DB_HIST_BINS bins of zf/db.h: quarter octaves of |value| from 2^-16 to 2^16,
+ * negative ones mirrored, zero in the middle) as inline SVG: one bar per non-empty bin, its height
+ * log(1 + count) so that the rare strong values stay visible beside the many near zero. */
+static void hist_svg(sbuf *b, const int64_t *counts)
+{
+    const int bins = ZF_DB_HIST_BINS - 1, bw = 2, W = bins * bw, H = 110, base = H - 16; /* NaN bin apart */
+    double lmax = 0;
+    for (int i = 0; i < bins; i++)
+        lmax = fmax(lmax, log1p((double)counts[i]));
+    sb_add(b, "<svg class=\"hist\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"histogram\">",
+           W, H, W, H);
+    for (int i = 0; i < bins; i++) {
+        if (!counts[i])
+            continue;
+        int h = lmax > 0 ? (int)lround(log1p((double)counts[i]) / lmax * (base - 4)) : 0;
+        sb_add(b, "<rect data-bin=\"%d\" data-count=\"%lld\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"%s\">"
+                  "<title>bin %d: %lld</title></rect>",
+               i, (long long)counts[i], i * bw, base - h, bw, h, i < 129 ? "#b04a4a" : i == 129 ? "#888" : "#4a78b0", i,
+               (long long)counts[i]);
+    }
+    /* bins 64, 129 and 194 begin at -1, zero and 1 */
+    const int ticks[5] = {0, 64, 129, 194, bins - 1};
+    const char *labels[5] = {"-65536", "-1", "0", "1", "65536"};
+    for (int t = 0; t < 5; t++)
+        sb_add(b, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#999\"/><text x=\"%d\" y=\"%d\" font-size=\"10\" "
+                  "text-anchor=\"%s\">%s</text>",
+               ticks[t] * bw + 1, base, ticks[t] * bw + 1, base + 3, ticks[t] * bw + 1, H - 2,
+               t == 0 ? "start" : t == 4 ? "end" : "middle", labels[t]);
+    sb_add(b, "</svg>\n<p>Values before the ReLU over every position of every image, in quarter octaves of their "
+              "magnitude (negative red, positive blue); bar heights on a log scale.%s</p>\n",
+           counts[bins] ? " Some values were NaN." : "");
+}
+
 static void stats_rows(sbuf *b, const zf_db_unit_row *u, double min_active)
 {
     const char *flag = flag_of(u, min_active);
@@ -538,6 +571,16 @@ static zf_status unit_html(layer_ctx *L, int r, sbuf *b)
         sb_add(b, "</p>\n");
     sb_add(b, "<h2>Statistics</h2>\n");
     stats_rows(b, u, S->o->min_active);
+    int64_t hist[ZF_DB_HIST_BINS];
+    int has_hist = 0;
+    if ((st = zf_db_unit_hist_get(S->db, run, L->layer, u->unit, hist, &has_hist))) {
+        free(ex);
+        return st;
+    }
+    if (has_hist) {
+        sb_add(b, "<h2>Activation histogram</h2>\n");
+        hist_svg(b, hist);
+    }
     sb_add(b, "<h2>Top %d examples</h2>\n", n);
     if (n == 0)
         sb_add(b, "<p>No examples stored.</p>\n");

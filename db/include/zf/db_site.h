@@ -34,6 +34,11 @@ zf_status zf_db_rendering_find(zf_db *db, int64_t run, const char *layer, int un
  * from before the bottom-k or for a run that did not keep it. The caller frees *out. */
 zf_status zf_db_bottomk_get(zf_db *db, int64_t run, const char *layer, int unit, zf_db_example **out, int *n);
 
+/* A unit's histogram of values before the ReLU (view histogram, ZF_DB_HIST_BINS bins as the
+ * table histogram_bins defines them): counts[bin], and *found = 1 when the run kept one (0 for a
+ * database or run from before the histograms). */
+zf_status zf_db_unit_hist_get(zf_db *db, int64_t run, const char *layer, int unit, int64_t *counts, int *found);
+
 #ifdef __cplusplus
 }
 #endif
