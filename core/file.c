@@ -1,5 +1,6 @@
 /* Output files: written to a temporary file beside the path and renamed into place when whole, so a
  * failure leaves the previous file; a file zfviz did not make is replaced only when forced. */
+#include "zf/alloc.h"
 #include "zf/file.h"
 
 #include <errno.h>
@@ -37,13 +38,13 @@ static void record_created(const char *path)
     pthread_mutex_lock(&created_lock);
     if (n_created == cap_created) {
         int cap = cap_created ? 2 * cap_created : 64;
-        char **p = realloc(created, sizeof *p * (size_t)cap);
+        char **p = zf_realloc(created, sizeof *p * (size_t)cap);
         if (p) {
             created = p;
             cap_created = cap;
         }
     }
-    char *copy = n_created < cap_created ? strdup(path) : NULL;
+    char *copy = n_created < cap_created ? zf_strdup(path) : NULL;
     if (copy) /* out of memory: the file is kept, which is the safe side */
         created[n_created++] = copy;
     pthread_mutex_unlock(&created_lock);
@@ -105,7 +106,7 @@ static int pdf_is_ours(FILE *f)
 {
     static const char key[] = "/Creator (zfviz)";
     const size_t klen = sizeof key - 1, chunk = 1 << 20;
-    char *buf = malloc(chunk + klen);
+    char *buf = zf_malloc(chunk + klen);
     if (!buf)
         return 0;
     size_t keep = 0, n;
@@ -130,7 +131,7 @@ static int npy_is_ours(FILE *f, const unsigned char *head, size_t n)
     size_t off = head[6] == 1 ? 10 : 12;
     if (hlen < 8 || hlen > 65536)
         return 0;
-    char *h = malloc(hlen);
+    char *h = zf_malloc(hlen);
     int ours = h && !fseek(f, (long)off, SEEK_SET) && fread(h, 1, hlen, f) == hlen &&
                memmem(h, hlen, "# zfviz", 7) != NULL;
     free(h);
@@ -146,7 +147,7 @@ static int safetensors_is_ours(FILE *f, const unsigned char *head, size_t n)
         hlen = hlen << 8 | head[i];
     if (hlen < 2 || hlen > 100000000)
         return 0;
-    char *h = malloc(hlen);
+    char *h = zf_malloc(hlen);
     int ours = h && !fseek(f, 8, SEEK_SET) && fread(h, 1, hlen, f) == hlen &&
                memmem(h, hlen, "\"__metadata__\"", 14) && memmem(h, hlen, "\"zfviz.", 7);
     free(h);
@@ -210,7 +211,7 @@ static int open_temp(const char *path, char **tmp_out)
     size_t dirlen = slash ? (size_t)(slash - path + 1) : 0;
     const char *base = slash ? slash + 1 : path;
     size_t cap = strlen(path) + 48;
-    char *tmp = malloc(cap);
+    char *tmp = zf_malloc(cap);
     if (!tmp) {
         errno = ENOMEM;
         return -1;
@@ -239,8 +240,8 @@ zf_status zf_file_open(const char *path, unsigned flags, zf_file **out)
     zf_status st = zf_file_check(path);
     if (st)
         return st;
-    zf_file *f = calloc(1, sizeof *f);
-    if (!f || !(f->path = strdup(path))) {
+    zf_file *f = zf_calloc(1, sizeof *f);
+    if (!f || !(f->path = zf_strdup(path))) {
         free(f);
         return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
     }
@@ -264,7 +265,7 @@ zf_status zf_file_open(const char *path, unsigned flags, zf_file **out)
             (void)fchmod(fd, sb.st_mode & 07777);
         if (fd >= 0 && target != path) {
             free(f->path);
-            f->path = strdup(target);
+            f->path = zf_strdup(target);
             if (!f->path) {
                 close(fd);
                 unlink(f->tmp);
@@ -375,7 +376,7 @@ zf_status zf_png_mark(const void *png, size_t len, void **out, size_t *out_len)
     for (int i = 0; i < 4; i++)
         chunk[8 + tlen + (size_t)i] = (unsigned char)(crc >> (24 - 8 * i));
     size_t clen = 12 + tlen;
-    unsigned char *b = malloc(len + clen);
+    unsigned char *b = zf_malloc(len + clen);
     if (!b)
         return zf_error(ZF_ERR_NOMEM, "PNG encoding: out of memory");
     memcpy(b, p, at);

@@ -1,6 +1,7 @@
 /* JPEG (libjpeg-turbo) and PNG (libpng) images, the resize + centre crop + normalisation that
  * turns one into a net's input (PIL's antialiased bilinear, as torchvision uses), and the
  * loader of inputs given as .npy or image files. */
+#include "zf/alloc.h"
 #include "zf/file.h"
 #include "zf/input.h"
 #include "zf/io.h"
@@ -30,9 +31,9 @@ zf_image *zf_image_new(int w, int h)
         zf_error(ZF_ERR_ARG, "image of %d x %d pixels (1 to 2^28 pixels supported)", w, h);
         return NULL;
     }
-    zf_image *img = calloc(1, sizeof *img);
+    zf_image *img = zf_calloc(1, sizeof *img);
     if (img)
-        img->rgb = calloc((size_t)w * h, 3);
+        img->rgb = zf_calloc((size_t)w * h, 3);
     if (!img || !img->rgb) {
         free(img);
         zf_error(ZF_ERR_NOMEM, "out of memory for a %d x %d image", w, h);
@@ -115,7 +116,7 @@ static zf_status decode_jpeg(const uint8_t *bytes, size_t len, const char *name,
     jpeg_start_decompress(&cinfo);
     int w = (int)cinfo.output_width, h = (int)cinfo.output_height;
     img = zf_image_new(w, h);
-    row = malloc((size_t)w * 4);
+    row = zf_malloc((size_t)w * 4);
     if (!img || !row) {
         jpeg_destroy_decompress(&cinfo);
         zf_image_free(img);
@@ -220,7 +221,7 @@ static zf_status decode_png(const uint8_t *bytes, size_t len, const char *name, 
                         png_get_color_type(png, info));
     }
     img = zf_image_new((int)w, (int)h);
-    rows = img ? malloc(sizeof(png_bytep) * h) : NULL;
+    rows = img ? zf_malloc(sizeof(png_bytep) * h) : NULL;
     if (!rows) {
         png_destroy_read_struct(&png, &info, NULL);
         zf_image_free(img);
@@ -285,7 +286,7 @@ zf_status zf_image_encode_png(const zf_image *img, void **out, size_t *out_len)
     /* libpng's simplified writer: sized first, then written into the buffer. */
     if (!png_image_write_to_memory(&pi, NULL, &len, 0, img->rgb, 0, NULL))
         return zf_error(ZF_ERR_FORMAT, "PNG encoding (%dx%d): %s", img->w, img->h, pi.message);
-    void *buf = malloc(len);
+    void *buf = zf_malloc(len);
     if (!buf)
         return zf_error(ZF_ERR_NOMEM, "PNG encoding (%dx%d): out of memory", img->w, img->h);
     if (!png_image_write_to_memory(&pi, buf, &len, 0, img->rgb, 0, NULL)) {
@@ -324,11 +325,15 @@ zf_status zf_image_save_png(const char *path, const zf_image *img)
  * PIL's (precompute_coeffs in Resample.c); PIL then rounds to 8 bits after each of its two
  * passes and this keeps floats, so results differ from PIL's by at most about one level. */
 
+/* Leaves t empty, so that freeing it again (as zf_taps_make's callers do on its failure) is
+ * harmless. */
 void zf_taps_free(zf_taps *t)
 {
     free(t->first);
     free(t->count);
     free(t->w);
+    t->first = t->count = NULL;
+    t->w = NULL;
 }
 
 zf_status zf_taps_make(zf_taps *t, int in_size, int out_size, int start, int n)
@@ -337,14 +342,14 @@ zf_status zf_taps_make(zf_taps *t, int in_size, int out_size, int start, int n)
     double filterscale = scale < 1.0 ? 1.0 : scale;
     double support = 1.0 * filterscale; /* the triangle's support is 1 */
     t->ksize = (int)ceil(support) * 2 + 1;
-    t->first = malloc(sizeof(int) * (size_t)n);
-    t->count = malloc(sizeof(int) * (size_t)n);
-    t->w = calloc((size_t)n * t->ksize, sizeof(float));
+    t->first = zf_malloc(sizeof(int) * (size_t)n);
+    t->count = zf_malloc(sizeof(int) * (size_t)n);
+    t->w = zf_calloc((size_t)n * t->ksize, sizeof(float));
     if (!t->first || !t->count || !t->w) {
         zf_taps_free(t);
         return zf_error(ZF_ERR_NOMEM, "out of memory for resampling weights");
     }
-    double *k = malloc(sizeof(double) * (size_t)t->ksize);
+    double *k = zf_malloc(sizeof(double) * (size_t)t->ksize);
     if (!k) {
         zf_taps_free(t);
         return zf_error(ZF_ERR_NOMEM, "out of memory for resampling weights");
@@ -423,7 +428,7 @@ zf_status zf_image_to_input(float *out, const zf_image *img, const zf_preproc *p
         if (vy.first[i] + vy.count[i] > y1)
             y1 = vy.first[i] + vy.count[i];
     }
-    float *tmp = malloc(sizeof(float) * 3 * (size_t)out_w * (size_t)(y1 - y0 > 0 ? y1 - y0 : 1));
+    float *tmp = zf_malloc(sizeof(float) * 3 * (size_t)out_w * (size_t)(y1 - y0 > 0 ? y1 - y0 : 1));
     if (!tmp) {
         zf_taps_free(&hx);
         zf_taps_free(&vy);

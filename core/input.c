@@ -1,5 +1,6 @@
 /* Input from the user checked before use (zf/input.h): files by kind and size, bounded lists of
  * image paths, the recursive search for images under a folder, finite values. */
+#include "zf/alloc.h"
 #include "zf/input.h"
 
 #include <dirent.h>
@@ -67,11 +68,11 @@ zf_status zf_input_read(const char *path, const char *what, int allow_pipe, size
     if (!f)
         return zf_error(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     size_t cap = size >= 0 ? (size_t)size + 1 : 65536, n = 0;
-    uint8_t *buf = malloc(cap);
+    uint8_t *buf = zf_malloc(cap);
     while (buf) {
         if (n + 1 == cap) {
             size_t ncap = cap * 2 > max + 2 ? max + 2 : cap * 2;
-            uint8_t *nb = ncap > cap ? realloc(buf, ncap) : NULL;
+            uint8_t *nb = ncap > cap ? zf_realloc(buf, ncap) : NULL;
             if (!nb) {
                 if (ncap > cap) {
                     free(buf);
@@ -117,13 +118,13 @@ static int push(pathvec *p, const char *s)
 {
     if (p->n == p->cap) {
         int64_t cap = p->cap ? 2 * p->cap : 256;
-        char **v = realloc(p->v, (size_t)cap * sizeof *v);
+        char **v = zf_realloc(p->v, (size_t)cap * sizeof *v);
         if (!v)
             return -1;
         p->v = v;
         p->cap = cap;
     }
-    if (!(p->v[p->n] = strdup(s)))
+    if (!(p->v[p->n] = zf_strdup(s)))
         return -1;
     p->n++;
     return 0;
@@ -181,7 +182,7 @@ zf_status zf_list_read(const char *path, const char *base, char ***lines, int64_
     /* Read in blocks; a line is gathered in a buffer of the longest allowed, so nothing read
      * grows without bound. */
     static const size_t block = 1 << 16;
-    char *in = malloc(block), *line = malloc(ZF_LIST_MAX_LINE + 1);
+    char *in = zf_malloc(block), *line = zf_malloc(ZF_LIST_MAX_LINE + 1);
     pathvec p = {0};
     size_t len = 0;
     int64_t total = 0, lineno = 1;

@@ -1,6 +1,7 @@
 /* Whole-model files: a net's description in safetensors metadata, so one file rebuilds the net
  * (arch, channels, classes, names, preprocessing) and loads its weights; also from memory, for the
  * models embedded in zfviz. */
+#include "zf/alloc.h"
 #include "zf/model.h"
 
 #include <errno.h>
@@ -38,18 +39,18 @@ static void collect(void *ctx, const char *key, const char *value)
 {
     meta_ctx *c = ctx;
     zf_meta *m = c->m;
-    char **k = realloc(m->keys, sizeof *k * (size_t)(m->n + 1));
+    char **k = zf_realloc(m->keys, sizeof *k * (size_t)(m->n + 1));
     if (k)
         m->keys = k;
-    char **v = realloc(m->values, sizeof *v * (size_t)(m->n + 1));
+    char **v = zf_realloc(m->values, sizeof *v * (size_t)(m->n + 1));
     if (v)
         m->values = v;
     if (!k || !v) {
         c->failed = 1;
         return;
     }
-    m->keys[m->n] = strdup(key);
-    m->values[m->n] = strdup(value);
+    m->keys[m->n] = zf_strdup(key);
+    m->values[m->n] = zf_strdup(value);
     if (!m->keys[m->n] || !m->values[m->n]) {
         free(m->keys[m->n]);
         free(m->values[m->n]);
@@ -144,8 +145,8 @@ static zf_status net_from_meta(const zf_meta *m, const char *name, zf_net **out)
     net->pre = p;
     if ((v = zf_meta_get(m, "zfviz.labels"))) {
         int n = net->layers[net->n_layers - 1].out_c;
-        char *copy = strdup(v);
-        const char **names = calloc((size_t)n, sizeof *names);
+        char *copy = zf_strdup(v);
+        const char **names = zf_calloc((size_t)n, sizeof *names);
         if (!copy || !names) {
             free(copy);
             free(names);
@@ -226,11 +227,11 @@ zf_status zf_model_save(const zf_net *net, const char *path, const char *const *
     size_t lab_len = 1;
     for (int i = 0; i < net->n_labels; i++)
         lab_len += strlen(net->labels[i]) + 1;
-    char *labels = calloc(1, lab_len);
+    char *labels = zf_calloc(1, lab_len);
     int n_extra = 0;
     while (meta_kv && meta_kv[n_extra])
         n_extra += 2;
-    const char **kv = calloc((size_t)n_extra + 20, sizeof *kv);
+    const char **kv = zf_calloc((size_t)n_extra + 20, sizeof *kv);
     if (!labels || !kv) {
         free(labels);
         free(kv);

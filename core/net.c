@@ -1,4 +1,5 @@
 /* Networks: building the layer chain, the parameter block, buffers, and the CPU forward pass. */
+#include "zf/alloc.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,7 @@ int zf_window_out(int in, int k, int s, int pad_lo, int pad_hi, int ceil_mode)
 
 zf_net *zf_net_new(const char *arch, int in_c, int in_h, int in_w)
 {
-    zf_net *net = calloc(1, sizeof *net);
+    zf_net *net = zf_calloc(1, sizeof *net);
     if (!net) {
         zf_error(ZF_ERR_NOMEM, "out of memory for a net");
         return NULL;
@@ -102,12 +103,12 @@ zf_status zf_net_set_labels(zf_net *net, int n, const char *const *names)
     net->n_labels = 0;
     if (n <= 0 || !names)
         return ZF_OK;
-    net->labels = calloc((size_t)n, sizeof *net->labels);
+    net->labels = zf_calloc((size_t)n, sizeof *net->labels);
     if (!net->labels)
         return zf_error(ZF_ERR_NOMEM, "out of memory for %d class names", n);
     net->n_labels = n;
     for (int i = 0; i < n; i++)
-        if (!(net->labels[i] = strdup(names[i] ? names[i] : ""))) {
+        if (!(net->labels[i] = zf_strdup(names[i] ? names[i] : ""))) {
             zf_net_set_labels(net, 0, NULL);
             return zf_error(ZF_ERR_NOMEM, "out of memory for class names");
         }
@@ -132,7 +133,7 @@ static zf_layer *push(zf_net *net, const char *name, zf_op op)
     }
     if (net->n_layers == net->cap_layers) {
         int cap = net->cap_layers ? 2 * net->cap_layers : 32;
-        zf_layer *l = realloc(net->layers, sizeof *l * cap);
+        zf_layer *l = zf_realloc(net->layers, sizeof *l * cap);
         if (!l) {
             zf_error(ZF_ERR_NOMEM, "out of memory for layers");
             return NULL;
@@ -373,8 +374,8 @@ zf_status zf_net_reserve(zf_net *net, int batch)
     if (net->batch >= batch)
         return ZF_OK;
     free_buffers(net);
-    net->acts = calloc((size_t)net->n_layers, sizeof *net->acts);
-    net->switches = calloc((size_t)net->n_layers, sizeof *net->switches);
+    net->acts = zf_calloc((size_t)net->n_layers, sizeof *net->acts);
+    net->switches = zf_calloc((size_t)net->n_layers, sizeof *net->switches);
     net->input = zf_alloc(sizeof(float) * (size_t)batch * (size_t)zf_net_in_size(net));
     if (!net->acts || !net->switches || !net->input)
         goto nomem;

@@ -1,5 +1,6 @@
 /* .npy files (numpy format 1.0-3.0): a strict reader for little-endian C-order numeric arrays
  * and a writer that produces numpy.save's layout (plus a comment marking the file as zfviz's). */
+#include "zf/alloc.h"
 #include "npy_internal.h"
 #include "zf/file.h"
 #include "zf/io.h"
@@ -274,7 +275,7 @@ zf_status zf_npy_open(const char *path, FILE **out, zf_npy_info *info)
         st = zf_error(ZF_ERR_FORMAT, "%s: bad .npy header: length %zu is implausible", path, hlen);
         goto fail;
     }
-    h = malloc(hlen + 1);
+    h = zf_malloc(hlen + 1);
     if (!h) {
         st = zf_error(ZF_ERR_NOMEM, "%s: out of memory for the .npy header", path);
         goto fail;
@@ -329,7 +330,7 @@ zf_status zf_npy_read_f32(FILE *f, const zf_npy_info *info, const char *path, fl
                         info->descr);
     if (info->itemsize == 4)
         return read_exact(f, dst, (size_t)info->count * 4, path);
-    unsigned char *buf = malloc((size_t)NPY_CHUNK * 8);
+    unsigned char *buf = zf_malloc((size_t)NPY_CHUNK * 8);
     if (!buf)
         return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
     zf_status st = ZF_OK;
@@ -360,7 +361,7 @@ zf_status zf_npy_read_i32(FILE *f, const zf_npy_info *info, const char *path, in
                         info->descr);
     if (info->kind == 'i' && info->itemsize == 4)
         return read_exact(f, dst, (size_t)info->count * 4, path);
-    unsigned char *buf = malloc((size_t)NPY_CHUNK * 8);
+    unsigned char *buf = zf_malloc((size_t)NPY_CHUNK * 8);
     if (!buf)
         return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
     zf_status st = ZF_OK;

@@ -9,6 +9,7 @@
  *
  * This file: the entry points, set-up, the estimates that choose a method, and the two methods'
  * loops; the stages are in occlusion_region.c, occlusion_conv.c and occlusion_fc.c. */
+#include "zf/alloc.h"
 #include "occlusion_internal.h"
 #include "util_internal.h"
 
@@ -39,7 +40,7 @@
 void *zf_occl_scratch_alloc(size_t bytes)
 {
     void *p = NULL;
-    if (posix_memalign(&p, 64, bytes ? bytes : 64))
+    if (zf_posix_memalign(&p, 64, bytes ? bytes : 64))
         return NULL;
     return p;
 }
@@ -193,14 +194,14 @@ static double dense_conv_cost(const zf_layer *l)
 
 /* Follows every position's footprint to estimate the work of both methods, picks each conv
  * layer's way of recomputing, and finds the largest per-position region. */
-static void estimate(occl *o)
+static zf_status estimate(occl *o)
 {
     const zf_net *net = o->net;
     const int ns = o->n_spatial;
-    double *area_in = calloc((size_t)ns + 1, sizeof(double));
-    double *area_out = calloc((size_t)ns + 1, sizeof(double));
-    double *tiles = calloc((size_t)ns + 1, sizeof(double));
-    double *tiles4 = calloc((size_t)ns + 1, sizeof(double));
+    double *area_in = zf_calloc((size_t)ns + 1, sizeof(double));
+    double *area_out = zf_calloc((size_t)ns + 1, sizeof(double));
+    double *tiles = zf_calloc((size_t)ns + 1, sizeof(double));
+    double *tiles4 = zf_calloc((size_t)ns + 1, sizeof(double));
     double per_image = 0, tail = 0;
     for (int i = 0; i < net->n_layers; i++) {
         const zf_layer *l = &net->layers[i];
@@ -215,12 +216,13 @@ static void estimate(occl *o)
     o->cost_brute = per_image * o->npos;
     o->region_pp = 1;
     if (!o->incremental_ok || !area_in || !area_out || !tiles || !tiles4) {
+        int nomem = !area_in || !area_out || !tiles || !tiles4;
         free(area_in);
         free(area_out);
         free(tiles);
         free(tiles4);
         o->cost_inc = o->cost_brute;
-        return;
+        return nomem ? zf_error(ZF_ERR_NOMEM, "occlusion: out of memory estimating the work") : ZF_OK;
     }
     const int P = o->p->patch, S = o->p->stride;
     for (int iy = 0; iy < o->rows; iy++)
@@ -322,6 +324,7 @@ static void estimate(occl *o)
     free(area_out);
     free(tiles);
     free(tiles4);
+    return ZF_OK;
 }
 
 /* Rearranged weights for the chosen conv methods. */
@@ -430,8 +433,8 @@ static zf_status run_incremental(occl *o)
     bsz = (int)imin(bsz, o->npos);
     o->batch = bsz;
     for (int k = 0; k < 2; k++) {
-        o->reg[k].r = calloc((size_t)bsz, sizeof(rect));
-        o->reg[k].off = calloc((size_t)bsz, sizeof(int64_t));
+        o->reg[k].r = zf_calloc((size_t)bsz, sizeof(rect));
+        o->reg[k].off = zf_calloc((size_t)bsz, sizeof(int64_t));
         if (!o->reg[k].r || !o->reg[k].off)
             return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
     }
@@ -454,13 +457,13 @@ static zf_status run_incremental(occl *o)
         g->h = ll->out_h;
         g->w = ll->out_w;
         g->cols = (int64_t)o->fc_grp_max * (int64_t)cells;
-        g->r = calloc((size_t)o->fc_grp_max, sizeof(rect));
-        g->off = calloc((size_t)o->fc_grp_max, sizeof(int64_t));
+        g->r = zf_calloc((size_t)o->fc_grp_max, sizeof(rect));
+        g->off = zf_calloc((size_t)o->fc_grp_max, sizeof(int64_t));
         if (!g->r || !g->off || zf_occl_grow(&g->v, &g->cap, (size_t)g->c * (size_t)g->cols))
             return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
     }
-    o->fc_rows = calloc((size_t)o->fc_grp_max, sizeof(int));
-    int64_t *scratch_pp = calloc((size_t)bsz, sizeof(int64_t));
+    o->fc_rows = zf_calloc((size_t)o->fc_grp_max, sizeof(int));
+    int64_t *scratch_pp = zf_calloc((size_t)bsz, sizeof(int64_t));
     if (!scratch_pp || !o->fc_rows) {
         free(scratch_pp);
         return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
@@ -631,8 +634,8 @@ static zf_status occl_setup(occl *o, const float *input)
     /* The unoccluded forward: every layer's output is kept. */
     const int64_t in_size = zf_net_in_size(net);
     o->base_in = zf_alloc(sizeof(float) * (size_t)in_size);
-    o->base = calloc((size_t)net->n_layers, sizeof(float *));
-    o->cp = calloc((size_t)net->n_layers, sizeof(conv_plan));
+    o->base = zf_calloc((size_t)net->n_layers, sizeof(float *));
+    o->cp = zf_calloc((size_t)net->n_layers, sizeof(conv_plan));
     size_t total = 0;
     for (int i = 0; i < net->n_layers; i++)
         total += (size_t)zf_layer_out_size(&net->layers[i]);
@@ -690,7 +693,7 @@ zf_status zf_occlusion_run(zf_net *net, const float *input, const zf_occlusion_p
     o.rows = zf_occlusion_count(net->in_h, p->patch, p->stride);
     o.cols = zf_occlusion_count(net->in_w, p->patch, p->stride);
     o.npos = o.rows * o.cols;
-    zf_occlusion_result *res = calloc(1, sizeof *res);
+    zf_occlusion_result *res = zf_calloc(1, sizeof *res);
     if (!res)
         return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
     o.res = res;
@@ -699,12 +702,12 @@ zf_status zf_occlusion_run(zf_net *net, const float *input, const zf_occlusion_p
     res->patch = p->patch;
     res->stride = p->stride;
     res->fill = p->fill;
-    res->feature = calloc((size_t)o.npos, sizeof(float));
-    res->prob = calloc((size_t)o.npos, sizeof(float));
-    res->argmax = calloc((size_t)o.npos, sizeof(int32_t));
+    res->feature = zf_calloc((size_t)o.npos, sizeof(float));
+    res->prob = zf_calloc((size_t)o.npos, sizeof(float));
+    res->argmax = zf_calloc((size_t)o.npos, sizeof(int32_t));
     res->n_layers = net->n_layers;
-    res->layer_seconds = calloc((size_t)net->n_layers, sizeof(double));
-    res->layer_conv = calloc((size_t)net->n_layers, sizeof(zf_occlusion_conv));
+    res->layer_seconds = zf_calloc((size_t)net->n_layers, sizeof(double));
+    res->layer_conv = zf_calloc((size_t)net->n_layers, sizeof(zf_occlusion_conv));
     res->fc_delta = -1;
     if (!res->feature || !res->prob || !res->argmax || !res->layer_seconds || !res->layer_conv)
         st = zf_error(ZF_ERR_NOMEM, "occlusion: out of memory for %d positions", o.npos);
@@ -712,10 +715,10 @@ zf_status zf_occlusion_run(zf_net *net, const float *input, const zf_occlusion_p
         st = occl_setup(&o, input);
     if (!st) {
         check_incremental(&o);
-        estimate(&o);
+        st = estimate(&o);
         res->work_ratio = o.cost_brute > 0 ? o.cost_inc / o.cost_brute : 1.0;
         zf_occlusion_method m = p->method;
-        if (m == ZF_OCCLUSION_INCREMENTAL && !o.incremental_ok)
+        if (!st && m == ZF_OCCLUSION_INCREMENTAL && !o.incremental_ok)
             st = zf_error(ZF_ERR_UNSUPPORTED, "occlusion: the incremental method does not apply to %s: %s",
                           net->arch, o.why_not);
         if (m == ZF_OCCLUSION_AUTO)

@@ -1,5 +1,6 @@
 /* The incremental occlusion's convolutions over a batch's changed regions, three ways: im2col of
  * the patched windows, the stride-1 delta, and Winograd tiles; and their rearranged weights. */
+#include "zf/alloc.h"
 #include "occlusion_internal.h"
 
 #include <cblas.h>
@@ -268,10 +269,10 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
         nn[k] = (class_rows(tl, k) + r - 1) * (class_cols(tl, k) + r - 1);
     /* per class and position: its first tile; per position: its window's width and place in the
      * window scratch; per tile: its position and top-left output in the rectangle */
-    int64_t *tcol = malloc(sizeof(int64_t) * (size_t)TILE_CLASSES * (n + 1));
-    int64_t *woff = malloc(sizeof(int64_t) * (size_t)n);
-    int *wtw = malloc(sizeof(int) * (size_t)n), *wth = malloc(sizeof(int) * (size_t)n);
-    int (*cover)[4] = malloc(sizeof(int[4]) * (size_t)n); /* big, small tiles down; across */
+    int64_t *tcol = zf_malloc(sizeof(int64_t) * (size_t)TILE_CLASSES * (n + 1));
+    int64_t *woff = zf_malloc(sizeof(int64_t) * (size_t)n);
+    int *wtw = zf_malloc(sizeof(int) * (size_t)n), *wth = zf_malloc(sizeof(int) * (size_t)n);
+    int (*cover)[4] = zf_malloc(sizeof(int[4]) * (size_t)n); /* big, small tiles down; across */
     int32_t *tmap[TILE_CLASSES] = {NULL};
     zf_status st = ZF_OK;
     if (!tcol || !woff || !wtw || !wth || !cover) {
@@ -300,7 +301,7 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
     }
     for (int k = 0; k < TILE_CLASSES && !st; k++) {
         const int64_t *tc = tcol + k * (n + 1);
-        if (!(tmap[k] = malloc(sizeof(int32_t) * 3 * (size_t)(tc[n] + 1)))) {
+        if (!(tmap[k] = zf_malloc(sizeof(int32_t) * 3 * (size_t)(tc[n] + 1)))) {
             st = zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
             break;
         }

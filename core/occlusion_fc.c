@@ -1,6 +1,7 @@
 /* The incremental occlusion's fully connected tail: the first fc layer as a change of its
  * unoccluded output over positions gathered across batches, the rest dense, skipping inputs that
  * are zero in every row. */
+#include "zf/alloc.h"
 #include "occlusion_internal.h"
 
 #include <cblas.h>
@@ -14,7 +15,7 @@ static zf_status grow_int(int **buf, size_t *cap, size_t n)
 {
     if (n <= *cap)
         return ZF_OK;
-    int *p = realloc(*buf, sizeof(int) * n);
+    int *p = zf_realloc(*buf, sizeof(int) * n);
     if (!p)
         return zf_error(ZF_ERR_NOMEM, "occlusion: out of memory");
     *buf = p;

@@ -1,4 +1,5 @@
 /* Tensor allocation and the aligned allocator used by every engine buffer. */
+#include "zf/alloc.h"
 #include "zf/tensor.h"
 
 #include <stdio.h>
@@ -11,7 +12,7 @@ void *zf_alloc(size_t bytes)
     size_t rounded = (bytes + 63) & ~(size_t)63;
     if (rounded == 0)
         rounded = 64;
-    if (posix_memalign(&p, 64, rounded) != 0)
+    if (zf_posix_memalign(&p, 64, rounded) != 0)
         return NULL;
     memset(p, 0, rounded);
     return p;
@@ -33,7 +34,7 @@ static zf_tensor *tensor_header(zf_dtype dtype, int ndim, const int64_t *shape)
         }
         size *= shape[i];
     }
-    zf_tensor *t = calloc(1, sizeof *t);
+    zf_tensor *t = zf_calloc(1, sizeof *t);
     if (!t) {
         zf_error(ZF_ERR_NOMEM, "out of memory for a tensor header");
         return NULL;

@@ -2,6 +2,7 @@
  * PyTorch's layout, and single-file .safetensors checkpoints. Loaders check every shape and read
  * straight into the net's parameter block. On an error the weights already read stay loaded and
  * the rest are unchanged: callers discard the net. */
+#include "zf/alloc.h"
 #include "npy_internal.h"
 #include "zf/file.h"
 #include "zf/io.h"
@@ -528,7 +529,7 @@ static zf_status st_read(FILE *f, const char *path, zf_net *net, float *extra,
                       "of %lld bytes)", path, (unsigned long long)hn, (long long)sb.st_size);
         goto done;
     }
-    hdr = malloc(hn + 1);
+    hdr = zf_malloc(hn + 1);
     if (!hdr) {
         st = zf_error(ZF_ERR_NOMEM, "%s: out of memory for the header", path);
         goto done;
@@ -551,7 +552,7 @@ static zf_status st_read(FILE *f, const char *path, zf_net *net, float *extra,
     }
     int64_t data_start = 8 + (int64_t)hn, data_size = sb.st_size - data_start;
     size_t n = 0, cap = json_object_size(root);
-    ents = calloc(cap ? cap : 1, sizeof *ents);
+    ents = zf_calloc(cap ? cap : 1, sizeof *ents);
     if (!ents) {
         st = zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
         goto done;

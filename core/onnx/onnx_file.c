@@ -1,5 +1,6 @@
 /* Reading ONNX files into protobuf-c messages: mapping the file, bounding message nesting, and
  * ONNX TensorProto files (the backend tests' input/output .pb). */
+#include "zf/alloc.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -121,22 +122,30 @@ typedef struct ox_block {
     size_t pad[2]; /* keeps the data 32-byte aligned */
 } ox_block;
 
+/* Set when an allocation for protobuf-c fails, so that a failed unpack says it ran out of memory
+ * rather than calling the file corrupt. */
+static _Thread_local int ox_nomem;
+
 static void *ox_alloc(void *ctx, size_t size)
 {
     (void)ctx;
     if (size > SIZE_MAX - OX_HUGE - sizeof(ox_block))
         return NULL;
     if (size < OX_BIG) {
-        ox_block *h = malloc(sizeof(ox_block) + size);
-        if (!h)
+        ox_block *h = zf_malloc(sizeof(ox_block) + size);
+        if (!h) {
+            ox_nomem = 1;
             return NULL;
+        }
         h->base = NULL;
         return h + 1;
     }
     size_t len = size + sizeof(ox_block) + OX_HUGE;
     uint8_t *base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED)
+    if (base == MAP_FAILED) {
+        ox_nomem = 1;
         return NULL;
+    }
     /* the data starts on a 2 MB boundary so that the kernel can back it with huge pages */
     uintptr_t data = ((uintptr_t)base + sizeof(ox_block) + OX_HUGE - 1) & ~(uintptr_t)(OX_HUGE - 1);
 #ifdef MADV_HUGEPAGE
@@ -170,8 +179,11 @@ ProtobufCMessage *ox_unpack(const ProtobufCMessageDescriptor *desc, const uint8_
                  name, OX_MAX_DEPTH);
         return NULL;
     }
+    ox_nomem = 0;
     ProtobufCMessage *m = protobuf_c_message_unpack(desc, &ox_allocator, len, buf);
-    if (!m)
+    if (!m && ox_nomem)
+        zf_error(ZF_ERR_NOMEM, "%s: out of memory unpacking the %s protobuf", name, desc->short_name);
+    else if (!m)
         zf_error(ZF_ERR_FORMAT, "%s: not a valid %s protobuf (truncated or corrupt file)", name,
                  desc->short_name);
     return m;
@@ -211,14 +223,14 @@ zf_status ox_file_map(const char *path, uint8_t **data, size_t *len, int *mapped
     }
     /* Pipes and file systems without mmap: read it all. */
     size_t cap = S_ISREG(st.st_mode) ? (size_t)st.st_size : 1 << 20, n = 0;
-    uint8_t *buf = malloc(cap);
+    uint8_t *buf = zf_malloc(cap);
     for (;;) {
         if (!buf) {
             close(fd);
             return zf_error(ZF_ERR_NOMEM, "%s: out of memory reading the file", path);
         }
         if (n == cap) {
-            uint8_t *b2 = realloc(buf, cap * 2);
+            uint8_t *b2 = zf_realloc(buf, cap * 2);
             if (!b2)
                 free(buf);
             buf = b2;
@@ -292,7 +304,7 @@ zf_status zf_onnx_read_tensor(const char *path, zf_tensor **out)
     if (!st && is_float) {
         st = ox_const_read_f32(&c, NULL, zf_tensor_f32(t), 1.0f, path);
     } else if (!st) {
-        int64_t *tmp = malloc(sizeof(int64_t) * (size_t)(c.count ? c.count : 1));
+        int64_t *tmp = zf_malloc(sizeof(int64_t) * (size_t)(c.count ? c.count : 1));
         if (!tmp)
             st = zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
         if (!st)
@@ -332,7 +344,7 @@ zf_status zf_onnx_write_tensor(const char *path, const char *name, const zf_tens
     tp.raw_data.len = (size_t)t->size * sizeof(float);
     tp.raw_data.data = t->data;
     size_t n = onnx__tensor_proto__get_packed_size(&tp);
-    uint8_t *buf = malloc(n ? n : 1);
+    uint8_t *buf = zf_malloc(n ? n : 1);
     if (!buf)
         return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
     onnx__tensor_proto__pack(&tp, buf);

@@ -3,6 +3,7 @@
  * activation onto a layer of the chain. Weights are copied into the net's parameter block once
  * its shape is known. Whatever the engine cannot run is refused with one message that names
  * the node, its op and the reason. */
+#include "zf/alloc.h"
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
@@ -1092,7 +1093,7 @@ static zf_status owned_const(ox_ctx *x, ox_const *c, int dtype, int ndim, int64_
     c->ndim = ndim;
     c->dims[0] = n;
     c->count = n;
-    c->owned = calloc((size_t)(n ? n : 1), sizeof(double));
+    c->owned = zf_calloc((size_t)(n ? n : 1), sizeof(double));
     if (!c->owned)
         return node_err(x, ZF_ERR_NOMEM, "out of memory");
     return ZF_OK;
@@ -1293,13 +1294,13 @@ static zf_status fold_view(ox_ctx *x, const char *op)
                     goto fail;
                 memcpy(o.dims, c.dims, sizeof o.dims);
                 if (from_f) {
-                    float *tmp = malloc(sizeof(float) * (size_t)(c.count ? c.count : 1));
+                    float *tmp = zf_malloc(sizeof(float) * (size_t)(c.count ? c.count : 1));
                     st = tmp ? ox_const_read_f32(&c, x->dir, tmp, 1, x->path) : ZF_ERR_NOMEM;
                     for (int64_t i = 0; !st && i < c.count; i++)
                         o.owned[i] = trunc(tmp[i]);
                     free(tmp);
                 } else {
-                    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)(c.count ? c.count : 1));
+                    int64_t *tmp = zf_malloc(sizeof(int64_t) * (size_t)(c.count ? c.count : 1));
                     st = tmp ? ox_const_read_i64(&c, x->dir, tmp, c.count, x->path) : ZF_ERR_NOMEM;
                     for (int64_t i = 0; !st && i < c.count; i++)
                         o.owned[i] = (double)tmp[i];
@@ -1338,7 +1339,7 @@ static zf_status dense_read(ox_ctx *x, int vi, double **out)
     if (c->count > OX_MAX_OWNED)
         return node_err(x, ZF_ERR_UNSUPPORTED, "constant '%s' of %" PRId64 " values is too large to "
                         "compute with", ox_shown(x->vals[vi].name), c->count);
-    double *d = malloc(sizeof(double) * (size_t)(c->count ? c->count : 1));
+    double *d = zf_malloc(sizeof(double) * (size_t)(c->count ? c->count : 1));
     if (!d)
         return node_err(x, ZF_ERR_NOMEM, "out of memory");
     zf_status st = ox_const_read_f64(c, x->dir, d, x->path);
@@ -1457,7 +1458,7 @@ static zf_status fold_shape(ox_ctx *x)
     start = start < 0 ? 0 : start > nd ? nd : start;
     end = end < start ? start : end > nd ? nd : end;
     int64_t n = end - start;
-    double *o = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    double *o = zf_malloc(sizeof(double) * (size_t)(n ? n : 1));
     if (!o)
         return node_err(x, ZF_ERR_NOMEM, "out of memory");
     for (int64_t k = 0; k < n; k++)
@@ -1491,7 +1492,7 @@ static zf_status fold_gather(ox_ctx *x)
     int64_t outer = dims_count(D->dims, 0, (int)axis), n = D->dims[axis];
     int64_t inner = dims_count(D->dims, (int)axis + 1, D->ndim);
     int64_t total = outer * I->count * inner;
-    double *o = total <= OX_MAX_OWNED ? malloc(sizeof(double) * (size_t)(total ? total : 1)) : NULL;
+    double *o = total <= OX_MAX_OWNED ? zf_malloc(sizeof(double) * (size_t)(total ? total : 1)) : NULL;
     for (int64_t q = 0; o && q < I->count; q++) {
         double f = ix[q];
         if (!(f >= (double)-n && f < (double)n)) {
@@ -1557,7 +1558,7 @@ static zf_status fold_concat(ox_ctx *x)
     int64_t total = outer * along * inner;
     if (total > OX_MAX_OWNED)
         return node_err(x, ZF_ERR_UNSUPPORTED, "result is too large to compute");
-    double *o = malloc(sizeof(double) * (size_t)(total ? total : 1));
+    double *o = zf_malloc(sizeof(double) * (size_t)(total ? total : 1));
     if (!o)
         return node_err(x, ZF_ERR_NOMEM, "out of memory");
     int64_t at = 0;
@@ -1627,7 +1628,7 @@ static zf_status fold_slice(ox_ctx *x)
     if ((st = dense_read(x, di, &d)))
         return st;
     int64_t total = dims_count(dims, 0, D->ndim);
-    double *o = malloc(sizeof(double) * (size_t)(total ? total : 1));
+    double *o = zf_malloc(sizeof(double) * (size_t)(total ? total : 1));
     if (!o) {
         free(d);
         return node_err(x, ZF_ERR_NOMEM, "out of memory");
@@ -1739,7 +1740,7 @@ static zf_status fold_dense_view(ox_ctx *x, const char *op)
             }
             dims[k] = D->dims[perm[k]];
         }
-        double *o = malloc(sizeof(double) * (size_t)(D->count ? D->count : 1));
+        double *o = zf_malloc(sizeof(double) * (size_t)(D->count ? D->count : 1));
         if (!o) {
             free(d);
             return node_err(x, ZF_ERR_NOMEM, "out of memory");
@@ -1824,7 +1825,7 @@ static zf_status fold_elementwise(ox_ctx *x, const char *op)
     int64_t total = dims_count(dims, 0, nd);
     if (total > OX_MAX_OWNED)
         return node_err(x, ZF_ERR_UNSUPPORTED, "result is too large to compute");
-    double *a, *b = NULL, *o = malloc(sizeof(double) * (size_t)(total ? total : 1));
+    double *a, *b = NULL, *o = zf_malloc(sizeof(double) * (size_t)(total ? total : 1));
     if (!o)
         return node_err(x, ZF_ERR_NOMEM, "out of memory");
     if ((st = dense_read(x, ai, &a)) || (st = dense_read(x, bi, &b))) {
@@ -1891,7 +1892,7 @@ static zf_status alias_value(ox_ctx *x, int k, int from)
     *v = x->vals[from];
     v->name = name;
     if (v->kind == V_CONST && v->c.src == OX_SRC_OWNED) {
-        v->c.owned = malloc(sizeof(double) * (size_t)(v->c.count ? v->c.count : 1));
+        v->c.owned = zf_malloc(sizeof(double) * (size_t)(v->c.count ? v->c.count : 1));
         if (!v->c.owned)
             return node_err(x, ZF_ERR_NOMEM, "out of memory");
         memcpy(v->c.owned, x->vals[from].c.owned, sizeof(double) * (size_t)v->c.count);
@@ -2648,7 +2649,7 @@ static zf_status bind_inputs(ox_ctx *x)
         for (int i = 0; i < t->ndim; i++)
             c->dims[i] = t->shape[i];
         c->count = t->size;
-        c->owned = malloc(sizeof(double) * (size_t)(t->size ? t->size : 1));
+        c->owned = zf_malloc(sizeof(double) * (size_t)(t->size ? t->size : 1));
         if (!c->owned)
             return zf_error(ZF_ERR_NOMEM, "%s: out of memory", x->path);
         for (int64_t i = 0; i < t->size; i++)
@@ -2717,7 +2718,7 @@ static zf_status copy_params(ox_ctx *x)
             int64_t n = bv->c.count;
             if (n != l->bias_count && n != 1)
                 return zf_error(ZF_ERR_SHAPE, "%s: %" PRId64 " values for %" PRId64, what, n, l->bias_count);
-            float one, *tmp = n == 1 ? &one : malloc(sizeof(float) * (size_t)n);
+            float one, *tmp = n == 1 ? &one : zf_malloc(sizeof(float) * (size_t)n);
             if (!tmp)
                 return zf_error(ZF_ERR_NOMEM, "%s: out of memory", what);
             st = ox_const_read_f32(&bv->c, x->dir, tmp, p->b_scale[b], what);
@@ -2783,9 +2784,9 @@ static zf_status import_graph(ox_ctx *x, const Onnx__ModelProto *m)
     if (cap > INT_MAX / 2 || n_nodes > INT_MAX / 2)
         return zf_error(ZF_ERR_UNSUPPORTED, "%s: graph too large", x->path);
     x->cap_vals = (int)cap;
-    x->vals = calloc(cap, sizeof *x->vals);
+    x->vals = zf_calloc(cap, sizeof *x->vals);
     x->cap_pend = (int)n_nodes + 1;
-    x->pend = calloc((size_t)x->cap_pend, sizeof *x->pend);
+    x->pend = zf_calloc((size_t)x->cap_pend, sizeof *x->pend);
     if (!x->vals || !x->pend)
         return zf_error(ZF_ERR_NOMEM, "%s: out of memory", x->path);
     zf_status st;

@@ -1,5 +1,6 @@
 /* ONNX constant tensors: checking a TensorProto's type, shape and data, and reading its values
  * (raw_data, the typed fields, or an external data file) as float32 or int64. */
+#include "zf/alloc.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -293,7 +294,7 @@ static zf_status read_plain_f32(const ox_const *c, const char *dir, float *dst, 
     if (is_external(c)) {
         if (t == ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
             return read_external(c, dir, dst, what);
-        uint8_t *tmp = malloc((size_t)(c->count * dtype_size(t)) + 1);
+        uint8_t *tmp = zf_malloc((size_t)(c->count * dtype_size(t)) + 1);
         if (!tmp)
             return zf_error(ZF_ERR_NOMEM, "%s: out of memory", what);
         zf_status st = read_external(c, dir, tmp, what);
@@ -330,7 +331,7 @@ zf_status ox_const_read_f32(const ox_const *c, const char *dir, float *dst, floa
                         ox_dtype_name(stored_type(c)));
     zf_status st;
     if (c->transposed && c->ndim == 2 && c->dims[0] > 1 && c->dims[1] > 1) {
-        float *tmp = malloc((size_t)c->count * sizeof(float));
+        float *tmp = zf_malloc((size_t)c->count * sizeof(float));
         if (!tmp)
             return zf_error(ZF_ERR_NOMEM, "%s: out of memory", what);
         st = read_plain_f32(c, dir, tmp, what);
@@ -371,7 +372,7 @@ zf_status ox_const_read_i64(const ox_const *c, const char *dir, int64_t *dst, in
                         ox_dtype_name(t));
     const Onnx__TensorProto *tp = c->tp;
     if (is_external(c)) {
-        uint8_t *tmp = malloc((size_t)(c->count * dtype_size(t)) + 1);
+        uint8_t *tmp = zf_malloc((size_t)(c->count * dtype_size(t)) + 1);
         if (!tmp)
             return zf_error(ZF_ERR_NOMEM, "%s: out of memory", what);
         zf_status st = read_external(c, dir, tmp, what);
@@ -416,7 +417,7 @@ zf_status ox_const_read_f64(const ox_const *c, const char *dir, double *dst, con
         return ZF_OK;
     }
     if (is_float_type(stored_type(c))) {
-        float *tmp = malloc(sizeof(float) * (size_t)(c->count ? c->count : 1));
+        float *tmp = zf_malloc(sizeof(float) * (size_t)(c->count ? c->count : 1));
         if (!tmp)
             return zf_error(ZF_ERR_NOMEM, "%s: out of memory", what);
         zf_status st = ox_const_read_f32(c, dir, tmp, 1.0f, what);
@@ -427,7 +428,7 @@ zf_status ox_const_read_f64(const ox_const *c, const char *dir, double *dst, con
     }
     if (swap)
         return zf_error(ZF_ERR_UNSUPPORTED, "%s: a transposed integer constant", what);
-    int64_t *tmp = malloc(sizeof(int64_t) * (size_t)(c->count ? c->count : 1));
+    int64_t *tmp = zf_malloc(sizeof(int64_t) * (size_t)(c->count ? c->count : 1));
     if (!tmp)
         return zf_error(ZF_ERR_NOMEM, "%s: out of memory", what);
     zf_status st = ox_const_read_i64(c, dir, tmp, c->count, what);
