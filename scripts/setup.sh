@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 # Build and run: compiler, CMake, BLAS, image codecs, SQLite, cairo/pango (DejaVu: the face the
 # pictures are drawn in), protobuf-c + ONNX schema, Fashion-MNIST (training, the demo).
-# Tests only: Criterion, poppler-utils (pdfinfo), and Debian's PyTorch/ONNX to make fixtures.
+# Tests only: Criterion, poppler-utils (pdfinfo), clang + libFuzzer (scripts/fuzz.sh), and Debian's PyTorch/ONNX to make fixtures.
 PACKAGES=(
   build-essential cmake pkg-config
   libopenblas-dev libopenblas-openmp-dev libjpeg-dev libturbojpeg0-dev libpng-dev zlib1g-dev
@@ -17,6 +17,7 @@ PACKAGES=(
   libcairo2-dev libpango1.0-dev fonts-dejavu-core dataset-fashion-mnist
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata
   libcriterion-dev poppler-utils chromium libmicrohttpd-dev
+  clang libclang-rt-14-dev
   dataset-fashion-mnist
   python3-torch python3-torchvision python3-onnx python3-numpy python3-pil libtcmalloc-minimal4
 )

@@ -5,6 +5,7 @@
 #   scripts/test.sh            both jobs
 #   scripts/test.sh release    the Release job only
 #   scripts/test.sh sanitize   the sanitizer job only
+#   scripts/test.sh fuzz       every libFuzzer target for 20 s (scripts/fuzz.sh ci; needs clang)
 #   scripts/test.sh clone      the Release job in a fresh clone of HEAD, in a temporary folder with
 #                              nothing beside it (what a stranger's `git clone` gets)
 # Every job first checks that no tracked file refers to a folder outside the repository.
@@ -58,6 +59,13 @@ run_sanitize() {
   [ $rc = 0 ] || { tail -60 "$log" >&2; return $rc; }
 }
 
+# A short bounded run of each fuzz target, one at a time, from the committed corpora (a longer one
+# by hand: scripts/fuzz.sh run TARGET SECONDS).
+run_fuzz() {
+  echo "== test job 3: libFuzzer targets, ${ZF_FUZZ_SECONDS:-20} s each"
+  JOBS="$n" scripts/fuzz.sh ci "${ZF_FUZZ_SECONDS:-20}"
+}
+
 run_clone() {
   echo "== clone job: the Release job in a fresh clone with nothing beside it"
   local tmp
@@ -75,9 +83,10 @@ run_clone() {
 
 check_self_contained
 case "$jobs" in
-  all) run_release; run_sanitize ;;
+  all) run_release; run_sanitize; run_fuzz ;;
   release) run_release ;;
   sanitize) run_sanitize ;;
+  fuzz) run_fuzz ;;
   clone) run_clone ;;
-  *) echo "test.sh: unknown job '$jobs' (all, release, sanitize, clone)" >&2; exit 2 ;;
+  *) echo "test.sh: unknown job '$jobs' (all, release, sanitize, fuzz, clone)" >&2; exit 2 ;;
 esac
