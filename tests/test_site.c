@@ -629,6 +629,36 @@ static int get(int port, const char *path, char **body, size_t *blen)
     return status;
 }
 
+/* POST /forward with `len` bytes of `data` as the multipart field `field`; the status and body. */
+static int post_image(int port, const char *field, const void *data, size_t len, char **body)
+{
+    const char *bnd = "zfvizTestBoundary7";
+    char head[512], tail[64];
+    int hn = snprintf(head, sizeof head,
+                      "--%s\r\nContent-Disposition: form-data; name=\"%s\"; filename=\"x.jpg\"\r\n"
+                      "Content-Type: application/octet-stream\r\n\r\n",
+                      bnd, field);
+    int tn = snprintf(tail, sizeof tail, "\r\n--%s--\r\n", bnd);
+    char req[512];
+    snprintf(req, sizeof req,
+             "POST /forward HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=%s\r\nContent-Length: %zu\r\n\r\n",
+             bnd, (size_t)hn + len + (size_t)tn);
+    int fd = connect_to(port);
+    send_all(fd, req);
+    send_all(fd, head);
+    cr_assert_eq(send(fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
+    send_all(fd, tail);
+    size_t n;
+    char *resp = recv_all(fd, &n);
+    close(fd);
+    int status = 0;
+    sscanf(resp, "HTTP/1.%*d %d", &status);
+    char *b = strstr(resp, "\r\n\r\n");
+    *body = strdup(b ? b + 4 : "");
+    free(resp);
+    return status;
+}
+
 Test(serve, the_pages_and_pictures_of_the_database_and_nothing_else, .timeout = 180)
 {
     const char *dir = scan_and_site("serve_pages");
@@ -697,6 +727,34 @@ Test(serve, the_pages_and_pictures_of_the_database_and_nothing_else, .timeout = 
     close(fd);
     cr_expect(strstr(resp, " 405 "), "POST: %s", resp);
     free(resp);
+    /* uploads: a photo runs through the model; a non-image, a cut JPEG, a wrong field, 100 MB and a
+     * body that never arrives are refused or dropped, and the server carries on */
+    size_t jlen = 0;
+    char *jpeg = slurp(tu_src("assets/sample.jpg"), &jlen);
+    cr_assert(jpeg && jlen > 4000);
+    cr_expect_eq(post_image(port, "image", jpeg, jlen, &body), 200, "%s", body);
+    cr_expect(strstr(body, "Top classes") && strstr(body, "conv5: strongest units"), "%s", body);
+    free(body);
+    cr_expect_eq(post_image(port, "image", "GIF89a not a picture at all", 27, &body), 415, "%s", body);
+    free(body);
+    int s2 = post_image(port, "image", jpeg, 2000, &body);
+    cr_expect(s2 >= 400 && s2 < 500, "a cut JPEG: %d %s", s2, body);
+    free(body);
+    cr_expect_eq(post_image(port, "photo", jpeg, jlen, &body), 400, "%s", body);
+    free(body);
+    free(jpeg);
+    fd = connect_to(port);
+    send_all(fd, "POST /forward HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                 "Content-Length: 104857600\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\n");
+    resp = recv_all(fd, &n);
+    close(fd);
+    cr_expect(strstr(resp, " 413 "), "100 MB: %s", resp);
+    free(resp);
+    fd = connect_to(port); /* truncated: the client gives up half way */
+    send_all(fd, "POST /forward HTTP/1.0\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+                 "Content-Length: 5000\r\n\r\n--b\r\nContent-Disposition: form-data; name=\"image\"\r\n\r\nabc");
+    close(fd);
+    cr_expect_eq(get(port, "/", NULL, NULL), 200, "the server after the uploads");
     /* 200 requests at once: every one answered */
     enum { N = 200 };
     static int fds[N];

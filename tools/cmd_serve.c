@@ -79,17 +79,118 @@ static size_t unescape(void *cls, struct MHD_Connection *c, char *s)
     return (size_t)(w - s);
 }
 
+/* A request in progress: a GET, or the upload of POST /forward being gathered. */
+typedef struct request {
+    int post;
+    struct MHD_PostProcessor *pp;
+    uint8_t *data;
+    size_t len, cap;
+    int files;     /* "image" parts seen */
+    int too_big, failed;
+} request;
+
+static enum MHD_Result on_part(void *cls, enum MHD_ValueKind kind, const char *key, const char *filename,
+                               const char *type, const char *encoding, const char *data, uint64_t off, size_t size)
+{
+    (void)kind;
+    (void)filename;
+    (void)type;
+    (void)encoding;
+    request *rq = cls;
+    if (strcmp(key, "image"))
+        return MHD_YES; /* other fields are ignored */
+    if (off == 0)
+        rq->files++;
+    if (rq->files > 1 || rq->too_big || rq->failed)
+        return MHD_YES;
+    if (rq->len + size > ZFT_UPLOAD_MAX) {
+        rq->too_big = 1;
+        return MHD_YES;
+    }
+    if (rq->len + size > rq->cap) {
+        size_t cap = rq->cap ? rq->cap : 65536;
+        while (cap < rq->len + size)
+            cap *= 2;
+        uint8_t *nd = realloc(rq->data, cap);
+        if (!nd) {
+            rq->failed = 1;
+            return MHD_YES;
+        }
+        rq->data = nd;
+        rq->cap = cap;
+    }
+    memcpy(rq->data + rq->len, data, size);
+    rq->len += size;
+    return MHD_YES;
+}
+
+static void on_done(void *cls, struct MHD_Connection *c, void **state, enum MHD_RequestTerminationCode why)
+{
+    (void)cls;
+    (void)c;
+    (void)why;
+    request *rq = *state;
+    if (!rq)
+        return;
+    if (rq->pp)
+        MHD_destroy_post_processor(rq->pp);
+    free(rq->data);
+    free(rq);
+    *state = NULL;
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *c, zft_site_reply *rep);
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **state)
 {
     (void)version;
-    (void)upload;
     server *sv = cls;
     if (!*state) { /* first call: headers only */
-        *state = sv;
+        request *rq = calloc(1, sizeof *rq);
+        if (!rq)
+            return MHD_NO;
+        *state = rq;
+        if (!strcmp(method, MHD_HTTP_METHOD_POST) && !strcmp(url, "/forward")) {
+            const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+            if (cl && strtoull(cl, NULL, 10) > (unsigned long long)ZFT_UPLOAD_MAX + 65536) {
+                char why[128];
+                snprintf(why, sizeof why, "the upload is larger than %d MB", ZFT_UPLOAD_MAX >> 20);
+                return send_text(c, MHD_HTTP_CONTENT_TOO_LARGE, why);
+            }
+            rq->post = 1;
+            rq->pp = MHD_create_post_processor(c, 65536, on_part, rq);
+            if (!rq->pp)
+                return send_text(c, MHD_HTTP_BAD_REQUEST, "POST /forward takes multipart/form-data with a field 'image'");
+            return MHD_YES;
+        }
         if (strcmp(method, MHD_HTTP_METHOD_GET) && strcmp(method, MHD_HTTP_METHOD_HEAD))
-            return send_text(c, MHD_HTTP_METHOD_NOT_ALLOWED, "only GET and HEAD: the atlas is read-only");
+            return send_text(c, MHD_HTTP_METHOD_NOT_ALLOWED,
+                             "only GET and HEAD, and POST /forward for an upload: the atlas is read-only");
         return MHD_YES;
+    }
+    request *rq = *state;
+    if (rq->post) {
+        if (*upload_size) {
+            if (MHD_post_process(rq->pp, upload, *upload_size) != MHD_YES)
+                rq->failed = 1;
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        if (rq->too_big) {
+            char why[128];
+            snprintf(why, sizeof why, "the upload is larger than %d MB", ZFT_UPLOAD_MAX >> 20);
+            return send_text(c, MHD_HTTP_CONTENT_TOO_LARGE, why);
+        }
+        if (rq->failed || rq->files != 1 || rq->len == 0)
+            return send_text(c, MHD_HTTP_BAD_REQUEST,
+                             rq->files > 1 ? "one image at a time (field 'image')"
+                                           : "no image: send multipart/form-data with one file in the field 'image'");
+        zft_site_reply rep;
+        pthread_mutex_lock(&sv->lock);
+        zft_atlas_forward(sv->atlas, rq->data, rq->len, &rep);
+        pthread_mutex_unlock(&sv->lock);
+        return send_reply(c, &rep);
     }
     if (*upload_size) { /* a GET with a body */
         *upload_size = 0;
@@ -99,14 +200,19 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     pthread_mutex_lock(&sv->lock);
     zft_atlas_get(sv->atlas, url, &rep);
     pthread_mutex_unlock(&sv->lock);
-    if (rep.status != 200)
-        return send_text(c, (unsigned)rep.status, rep.reason);
-    struct MHD_Response *r = MHD_create_response_from_buffer(rep.len, rep.body, MHD_RESPMEM_MUST_FREE);
+    return send_reply(c, &rep);
+}
+
+static enum MHD_Result send_reply(struct MHD_Connection *c, zft_site_reply *rep)
+{
+    if (rep->status != 200)
+        return send_text(c, (unsigned)rep->status, rep->reason);
+    struct MHD_Response *r = MHD_create_response_from_buffer(rep->len, rep->body, MHD_RESPMEM_MUST_FREE);
     if (!r) {
-        free(rep.body);
+        free(rep->body);
         return MHD_NO;
     }
-    MHD_add_response_header(r, "Content-Type", rep.type);
+    MHD_add_response_header(r, "Content-Type", rep->type);
     MHD_add_response_header(r, "X-Content-Type-Options", "nosniff");
     MHD_add_response_header(r, "Content-Security-Policy",
                             "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'");
@@ -185,7 +291,7 @@ int zf_cmd_serve(int argc, char **argv)
         MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, (uint16_t)port, NULL, NULL, on_request, &sv,
         MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&sa, MHD_OPTION_THREAD_POOL_SIZE, 4u,
         MHD_OPTION_CONNECTION_LIMIT, 1000u, MHD_OPTION_CONNECTION_TIMEOUT, 30u,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)65536, MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024u, MHD_OPTION_UNESCAPE_CALLBACK, unescape, NULL, MHD_OPTION_NOTIFY_COMPLETED, on_done, NULL, MHD_OPTION_END);
     int rc = 0;
     if (!d) {
         fprintf(stderr, "zfviz serve: cannot listen on %s port %ld (in use? another --port)\n", bind, port);

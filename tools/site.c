@@ -10,6 +10,7 @@
 
 #include "zf/db_site.h"
 #include "zf/file.h"
+#include "zf/input.h"
 #include "zf/io.h"
 
 /* Pages start with "<!DOCTYPE html>\n<!-- zfviz ", stylesheet and script with a block comment that
@@ -161,6 +162,7 @@ typedef struct site {
     zft_site_stats *stats;
     zf_db *db;
     runs_list runs;
+    int served; /* zfviz serve: the index offers an upload */
 } site;
 
 /* page: 1 an HTML page, 0 a PNG, 2 the stylesheet or script (counted as neither). */
@@ -962,6 +964,11 @@ static zf_status index_html(site *S, int compare, sbuf *b)
            S->runs.n, S->runs.n == 1 ? "" : "s");
     if (compare)
         sb_add(b, "<p><a href=\"compare.html\">The runs' first layers side by side</a></p>\n");
+    if (S->served)
+        sb_add(b, "<form method=\"post\" action=\"forward\" enctype=\"multipart/form-data\"><p>An image of "
+                  "your own through the first run's model (JPEG or PNG, up to %d MB): <input type=\"file\" "
+                  "name=\"image\" accept=\"image/jpeg,image/png\"> <button>Run</button></p></form>\n",
+               ZFT_UPLOAD_MAX >> 20);
     zf_status st = ZF_OK;
     for (int i = 0; i < S->runs.n && !st; i++) {
         const run_info *ri = &S->runs.r[i];
@@ -1148,6 +1155,7 @@ zf_status zft_atlas_open(const zft_site_opts *o, zft_atlas **out)
         return zf_error(ZF_ERR_NOMEM, "out of memory");
     a->o = *o;
     zf_status st = site_open(&a->S, &a->o, &a->stats, 0);
+    a->S.served = 1;
     if (!st && !(a->scans = calloc((size_t)a->S.runs.n + 1, sizeof *a->scans)))
         st = zf_error(ZF_ERR_NOMEM, "out of memory");
     for (int i = 0; i < a->S.runs.n && !st; i++) {
@@ -1386,4 +1394,104 @@ page:
 fail:
     free(b.p);
     return reply(r, 500, "%s", zf_last_error());
+}
+
+typedef struct unit_val {
+    int unit;
+    float v;
+} unit_val;
+
+static int by_val(const void *a, const void *b)
+{
+    const unit_val *x = a, *y = b;
+    return x->v != y->v ? (x->v < y->v ? 1 : -1) : x->unit - y->unit;
+}
+
+int zft_atlas_forward(zft_atlas *a, const uint8_t *bytes, size_t len, zft_site_reply *r)
+{
+    memset(r, 0, sizeof *r);
+    site *S = &a->S;
+    int ri_index = -1;
+    for (int i = 0; i < S->runs.n && ri_index < 0; i++)
+        if (a->scans[i].net)
+            ri_index = i;
+    if (ri_index < 0)
+        return reply(r, 404, "no run of this atlas has a model to run");
+    zft_scan *scan = &a->scans[ri_index];
+    const run_info *ri = &S->runs.r[ri_index];
+    zf_net *net = scan->net;
+    zf_image *img = NULL;
+    if (zf_image_decode(bytes, len, "the upload", &img))
+        return reply(r, 415, "%s", zf_last_error());
+    zf_status st = zf_net_reserve(net, 1);
+    if (!st)
+        st = zf_image_to_input(net->input, img, &net->pre, net->in_h, net->in_w);
+    zf_image_free(img);
+    if (!st)
+        st = zf_values_check_finite(net->input, (size_t)zf_net_in_size(net), "the upload", NULL);
+    if (st)
+        return reply(r, 400, "%s", zf_last_error());
+    if ((st = zf_net_forward(net, NULL, 1)))
+        return reply(r, 500, "%s", zf_last_error());
+    sbuf b = {0};
+    page_head(&b, "zfviz atlas: an uploaded image", "");
+    sb_add(&b, "<nav><a rel=\"up\" href=\"index.html\">atlas</a></nav>\n<h1>An uploaded image through run %lld (",
+           (long long)ri->run.id);
+    sb_esc(&b, ri->model.arch);
+    sb_add(&b, ")</h1>\n");
+    const zf_layer *last = &net->layers[net->n_layers - 1];
+    const int classes = last->out_c * last->out_h * last->out_w;
+    unit_val *uv = malloc(sizeof *uv * (size_t)(classes > 4096 ? classes : 4096));
+    if (!uv) {
+        free(b.p);
+        return reply(r, 503, "out of memory");
+    }
+    const float *out = zf_net_act(net, net->n_layers - 1);
+    for (int k = 0; k < classes; k++)
+        uv[k] = (unit_val){k, out[k]};
+    qsort(uv, (size_t)classes, sizeof *uv, by_val);
+    sb_add(&b, "<h2>Top classes</h2>\n<table class=\"classes\"><thead><tr><th class=\"l\">class<th>output</tr></thead>"
+               "<tbody>\n");
+    for (int k = 0; k < 5 && k < classes; k++) {
+        char name[256];
+        sb_add(&b, "<tr><td class=\"l\">");
+        sb_esc(&b, zft_class_text(name, sizeof name, net, uv[k].unit));
+        sb_add(&b, "<td>%.6g</tr>\n", uv[k].v);
+    }
+    sb_add(&b, "</tbody></table>\n");
+    char buf[512];
+    const char *names[64];
+    int nl = zft_split_list(ri->run.layers, buf, sizeof buf, names, 64);
+    for (int j = 0; j < nl; j++) {
+        int li = zf_net_find(net, names[j]);
+        if (li < 0 || !layer_chosen(&a->o, names[j]) || !safe_name(names[j]))
+            continue;
+        const zf_layer *l = &net->layers[li];
+        const int plane = l->out_h * l->out_w, n = l->out_c;
+        if (n > 4096)
+            continue;
+        const float *act = zf_net_act(net, li);
+        for (int u = 0; u < n; u++) {
+            float m = act[(size_t)u * plane];
+            for (int i = 1; i < plane; i++)
+                m = fmaxf(m, act[(size_t)u * plane + i]);
+            uv[u] = (unit_val){u, m};
+        }
+        qsort(uv, (size_t)n, sizeof *uv, by_val);
+        sb_add(&b, "<h2>%s: strongest units</h2>\n<p>", names[j]);
+        for (int k = 0; k < 9 && k < n; k++)
+            sb_add(&b, "<a class=\"unit\" href=\"%lld/%s/%d.html\">%d</a> (%.4g)%s", (long long)ri->run.id, names[j],
+                   uv[k].unit, uv[k].unit, uv[k].v, k + 1 < 9 && k + 1 < n ? ", " : "");
+        sb_add(&b, "</p>\n");
+    }
+    free(uv);
+    page_tail(&b, "");
+    if (b.oom) {
+        free(b.p);
+        return reply(r, 503, "out of memory");
+    }
+    r->body = b.p;
+    r->len = b.len;
+    r->type = "text/html; charset=utf-8";
+    return r->status = 200;
 }

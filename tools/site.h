@@ -52,6 +52,12 @@ typedef struct zft_site_reply {
  * a file. Returns r->status. */
 int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r);
 
+/* POST /forward (zfviz serve): an uploaded image (at most ZFT_UPLOAD_MAX bytes, decoded and checked
+ * as any input image) through the first run's net: a page with its top classes and, per scanned
+ * layer, its strongest units linked to their pages. 415 for a file that is not an image. */
+#define ZFT_UPLOAD_MAX (32 << 20)
+int zft_atlas_forward(zft_atlas *a, const uint8_t *bytes, size_t len, zft_site_reply *r);
+
 /* The stylesheet and the script every page links (DIR/atlas.css, DIR/atlas.js). */
 extern const char zft_site_css[], zft_site_js[];
 
