@@ -23,7 +23,9 @@ static void usage(void)
            "the scan database, opened read-only, to a browser. Only the atlas's own addresses answer:\n"
            "no file is read from disk. A unit's projections not stored in the database are computed\n"
            "when its page asks for them (not stored); layer pages show thumbnails of stored ones only,\n"
-           "so run zfviz site once to store them all. Ctrl-C stops the server.\n\n"
+           "so run zfviz site once to store them all. POST /forward (the index's form) runs an\n"
+           "uploaded JPEG or PNG (multipart field 'image', up to 32 MB) through the first run's model\n"
+           "and lists its top classes and strongest units. Ctrl-C stops the server.\n\n"
            "  --db F            the scan database\n"
            ZFT_WAIT_HELP
            "  --port P          TCP port (default 8080; 0: any free port, printed)\n"
