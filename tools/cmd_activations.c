@@ -73,16 +73,12 @@ int zf_cmd_activations(int argc, char **argv)
     long image = 0, v;
     int c;
     while ((c = getopt_long(argc, argv, "hi:l:o:", opts, NULL)) != -1) {
-        int fr = zft_figure_option(&vo.style, "activations", c, optarg);
-        if (fr >= 0) {
-            if (fr)
-                return fr;
+        int r = zft_common_option("activations", c, optarg, &mo, &vo.style);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
         }
-        if (zft_force_option(c))
-            continue;
-        if (zft_model_option(&mo, c, optarg))
-            continue;
         switch (c) {
         case 'i': input = optarg; break;
         case 'I':
@@ -128,10 +124,6 @@ int zf_cmd_activations(int argc, char **argv)
             store = optarg;
             break;
         case 'h': usage(); return 0;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("activations", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         default: return zft_option_error("activations");
         }
     }

@@ -151,14 +151,12 @@ int zf_cmd_compare(int argc, char **argv)
     long max_images = 0, v;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int fr = zft_figure_option(&co.style, "compare", c, optarg);
-        if (fr >= 0) {
-            if (fr)
-                return fr;
+        int r = zft_common_option("compare", c, optarg, NULL, &co.style);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
         }
-        if (zft_force_option(c))
-            continue;
         switch (c) {
         case 'i': images = optarg; break;
         case 'n':
@@ -182,10 +180,6 @@ int zf_cmd_compare(int argc, char **argv)
             store = optarg;
             break;
         case 'h': usage(); return 0;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("compare", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         default: return zft_option_error("compare");
         }
     }

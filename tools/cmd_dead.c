@@ -43,6 +43,12 @@ int zf_cmd_dead(int argc, char **argv)
     long run_id = 0;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        int r = zft_common_option("dead", opt, optarg, NULL, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
+            continue;
+        }
         switch (opt) {
         case 'd': dbpath = optarg; break;
         case 'l': layer = optarg; break;
@@ -61,10 +67,6 @@ int zf_cmd_dead(int argc, char **argv)
                 return zft_usage_error("dead", "--run takes a run id, not '%s'", optarg);
             break;
         case 'h': usage(stdout); return 0;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("dead", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         default: return zft_option_error("dead");
         }
     }

@@ -67,9 +67,13 @@ int zf_cmd_deconv(int argc, char **argv)
     long channel = -1, batch = 16;
     int map = 0, lrn_backward = 0, c;
     while ((c = getopt_long(argc, argv, "hi:l:c:o:", opts, NULL)) != -1) {
-        if (zft_force_option(c))
+        int r = zft_common_option("deconv", c, optarg, &mo, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
-        if (zft_model_option(&mo, c, optarg) || zft_device_option(&dev, c, optarg))
+        }
+        if (zft_device_option(&dev, c, optarg))
             continue;
         switch (c) {
         case 'i': input = optarg; break;

@@ -1027,14 +1027,12 @@ int zf_cmd_demo(int argc, char **argv)
     long images = -1;
     int c;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int fr = zft_figure_option(&d.style, "demo", c, optarg);
-        if (fr >= 0) {
-            if (fr)
-                return fr;
+        int r = zft_common_option("demo", c, optarg, NULL, &d.style);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
         }
-        if (zft_force_option(c))
-            continue;
         switch (c) {
         case 'o': d.dir = optarg; break;
         case 'n':
@@ -1043,10 +1041,6 @@ int zf_cmd_demo(int argc, char **argv)
             break;
         case 'q': d.quick = 1; break;
         case 'h': usage(); return 0;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("demo", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         default: return zft_option_error("demo");
         }
     }

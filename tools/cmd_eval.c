@@ -36,8 +36,12 @@ int zf_cmd_eval(int argc, char **argv)
     long batch = 100, size = 0;
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (zft_model_option(&mo, c, optarg))
+        int r = zft_common_option("eval", c, optarg, &mo, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
+        }
         switch (c) {
         case 'd': data = optarg; break;
         case O_SPLIT: split = optarg; break;

@@ -137,16 +137,12 @@ int zf_cmd_filters(int argc, char **argv)
     int c;
     long v;
     while ((c = getopt_long(argc, argv, "ho:l:", opts, NULL)) != -1) {
-        int fr = zft_figure_option(&fo.style, "filters", c, optarg);
-        if (fr >= 0) {
-            if (fr)
-                return fr;
+        int r = zft_common_option("filters", c, optarg, &mo, &fo.style);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
         }
-        if (zft_force_option(c))
-            continue;
-        if (zft_model_option(&mo, c, optarg))
-            continue;
         switch (c) {
         case 'l': layers = optarg; break;
         case 'm':
@@ -197,10 +193,6 @@ int zf_cmd_filters(int argc, char **argv)
             store = optarg;
             break;
         case 'h': usage(); return 0;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("filters", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         default: return zft_option_error("filters");
         }
     }

@@ -105,9 +105,13 @@ int zf_cmd_forward(int argc, char **argv)
     long top = 5, batch = 16;
     int c;
     while ((c = getopt_long(argc, argv, "hi:o:", opts, NULL)) != -1) {
-        if (zft_force_option(c))
+        int r = zft_common_option("forward", c, optarg, &mo, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
-        if (zft_model_option(&mo, c, optarg) || zft_device_option(&dev, c, optarg))
+        }
+        if (zft_device_option(&dev, c, optarg))
             continue;
         switch (c) {
         case 'i': input = optarg; break;

@@ -80,8 +80,12 @@ int zf_cmd_info(int argc, char **argv)
     zft_model_opts mo = {0};
     int c;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (zft_model_option(&mo, c, optarg))
+        int r = zft_common_option("info", c, optarg, &mo, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
+        }
         if (c == 'h') {
             printf("usage: zfviz info (--arch A | --model F)\n\n"
                    "Prints the layer table (name, op, output shape, parameters), the total parameter\n"

@@ -37,8 +37,12 @@ int zf_cmd_merge(int argc, char **argv)
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
-        if (zft_force_option(opt))
+        int r = zft_common_option("merge", opt, optarg, NULL, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
+        }
         switch (opt) {
         case 'o': out = optarg; break;
         case 'h': usage(stdout); return 0;

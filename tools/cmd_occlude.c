@@ -229,16 +229,12 @@ int zf_cmd_occlude(int argc, char **argv)
     int c;
     zf_viz_style style = {0};
     while ((c = getopt_long(argc, argv, "hi:o:", opts, NULL)) != -1) {
-        int fr = zft_figure_option(&style, "occlude", c, optarg);
-        if (fr >= 0) {
-            if (fr)
-                return fr;
+        int r = zft_common_option("occlude", c, optarg, &mo, &style);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
         }
-        if (zft_force_option(c))
-            continue;
-        if (zft_model_option(&mo, c, optarg))
-            continue;
         switch (c) {
         case 'i': input = optarg; break;
         case OPT_LAYER: layer = optarg; break;

@@ -64,16 +64,12 @@ int zf_cmd_report(int argc, char **argv)
     int c;
     zf_viz_style style = {0};
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int fr = zft_figure_option(&style, "report", c, optarg);
-        if (fr >= 0) {
-            if (fr)
-                return fr;
+        int r = zft_common_option("report", c, optarg, &mo, &style);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
         }
-        if (zft_force_option(c))
-            continue;
-        if (zft_model_option(&mo, c, optarg))
-            continue;
         switch (c) {
         case 'd': dbpath = optarg; break;
         case 'r':
@@ -108,10 +104,6 @@ int zf_cmd_report(int argc, char **argv)
                 return zft_usage_error("report", "%s", zf_last_error());
             break;
         case 'h': usage(); return 0;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("report", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         default: return zft_option_error("report");
         }
     }

@@ -38,13 +38,15 @@ int zf_cmd_runs(int argc, char **argv)
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        int r = zft_common_option("runs", opt, optarg, NULL, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
+            continue;
+        }
         switch (opt) {
         case 'd': dbpath = optarg; break;
         case 'h': usage(stdout); return 0;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("runs", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         default: return zft_option_error("runs");
         }
     }

@@ -106,8 +106,12 @@ int zf_cmd_scan(int argc, char **argv)
     int opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        if (zft_model_option(&mo, opt, optarg))
+        int r = zft_common_option("scan", opt, optarg, &mo, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
+        }
         switch (opt) {
         case 'i': images = optarg; break;
         case 'd': dbpath = optarg; break;
@@ -133,10 +137,6 @@ int zf_cmd_scan(int argc, char **argv)
             break;
         }
         case 'h': usage(stdout); return 0;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("scan", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         default: return zft_option_error("scan");
         }
     }

@@ -242,8 +242,12 @@ int zf_cmd_serve(int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (zft_model_option(&o.model, c, optarg))
+        int r = zft_common_option("serve", c, optarg, &o.model, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
+        }
         switch (c) {
         case 'd': o.dbpath = optarg; break;
         case 'p':
@@ -264,10 +268,6 @@ int zf_cmd_serve(int argc, char **argv)
                 return zft_usage_error("serve", "--min-active needs a fraction in [0, 1], got '%s'", optarg);
             break;
         }
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("serve", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         case 'h': usage(); return 0;
         default: return zft_option_error("serve");
         }

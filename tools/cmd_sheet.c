@@ -81,16 +81,12 @@ int zf_cmd_sheet(int argc, char **argv)
     long top = 0, run = 0, v;
     int lrn_backward = 0, store = 0, c;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int fr = zft_figure_option(&so.style, "sheet", c, optarg);
-        if (fr >= 0) {
-            if (fr)
-                return fr;
+        int r = zft_common_option("sheet", c, optarg, &mo, &so.style);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
         }
-        if (zft_force_option(c))
-            continue;
-        if (zft_model_option(&mo, c, optarg))
-            continue;
         switch (c) {
         case 'd': dbpath = optarg; break;
         case 'l': layer = optarg; break;
@@ -121,10 +117,6 @@ int zf_cmd_sheet(int argc, char **argv)
                 return zft_usage_error("sheet", "%s", zf_last_error());
             break;
         case 'h': usage(); return 0;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("sheet", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         default: return zft_option_error("sheet");
         }
     }

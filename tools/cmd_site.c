@@ -60,8 +60,12 @@ int zf_cmd_site(int argc, char **argv)
     int c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        if (zft_force_option(c) || zft_model_option(&o.model, c, optarg))
+        int r = zft_common_option("site", c, optarg, &o.model, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
+        }
         switch (c) {
         case 'd': o.dbpath = optarg; break;
         case 'o': o.out = optarg; break;
@@ -87,10 +91,6 @@ int zf_cmd_site(int argc, char **argv)
         case ZFT_OPT_REROOT:
             if (zft_reroot_parse(&o.reroot, optarg))
                 return zft_usage_error("site", "%s", zf_last_error());
-            break;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("site", "--wait takes a positive number of seconds, got '%s'", optarg);
             break;
         case 'h': usage(); return 0;
         default: return zft_option_error("site");

@@ -230,8 +230,12 @@ int zf_cmd_topk(int argc, char **argv)
     int deconv = 0, lrn_backward = 0, opt;
     optind = 1;
     while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        if (zft_model_option(&mo, opt, optarg))
+        int r = zft_common_option("topk", opt, optarg, &mo, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
+        }
         switch (opt) {
         case 'd': dbpath = optarg; break;
         case 'l': layer = optarg; break;
@@ -250,10 +254,6 @@ int zf_cmd_topk(int argc, char **argv)
         case 'D': deconv = 1; break;
         case 'L': lrn_backward = 1; break;
         case 'h': usage(stdout); return 0;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("topk", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         default: return zft_option_error("topk");
         }
     }

@@ -335,8 +335,12 @@ int zf_cmd_train(int argc, char **argv)
     double d;
     long v;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (zft_force_option(c))
+        int r = zft_common_option("train", c, optarg, NULL, NULL);
+        if (r >= 0) {
+            if (r)
+                return r;
             continue;
+        }
         switch (c) {
         case 'A': arch = optarg; break;
         case 'd': data = optarg; break;
@@ -422,10 +426,6 @@ int zf_cmd_train(int argc, char **argv)
             break;
         case O_RESUME: resume = 1; break;
         case 'h': usage(); return 0;
-        case ZFT_OPT_WAIT:
-            if (zft_wait_set(optarg))
-                return zft_usage_error("train", "--wait takes a positive number of seconds, got '%s'", optarg);
-            break;
         default: return zft_option_error("train");
         }
     }

@@ -1,5 +1,6 @@
 /* Helpers shared by the zfviz subcommands (see common.h). */
 #include "common.h"
+#include "figure_opts.h"
 
 #include "zf/file.h"
 #include "zf/input.h"
@@ -75,6 +76,24 @@ int zft_wait_set(const char *arg)
 }
 
 double zft_wait_seconds(void) { return wait_s; }
+
+int zft_common_option(const char *cmd, int opt, const char *arg, struct zft_model_opts *model,
+                      struct zf_viz_style *style)
+{
+    if (style) {
+        int r = zft_figure_option(style, cmd, opt, arg);
+        if (r >= 0)
+            return r;
+    }
+    if (model && zft_model_option(model, opt, arg))
+        return 0;
+    if (zft_force_option(opt))
+        return 0;
+    if (opt == ZFT_OPT_WAIT)
+        return zft_wait_set(arg) ? zft_usage_error(cmd, "--wait takes a positive number of seconds, got '%s'", arg)
+                                 : 0;
+    return -1;
+}
 
 int zft_option_error(const char *cmd)
 {

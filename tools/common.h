@@ -36,6 +36,15 @@ double zft_wait_seconds(void);
 /* The name of the running command, for messages from shared code (main.c sets it). */
 extern const char *zft_command;
 
+/* The options many commands share, parsed in one place: --force, --wait, the model options (when
+ * `model` is not NULL) and the figure options (when `style` is not NULL; tools/figure_opts.h).
+ * Returns -1 when `opt` is none of them, 0 when it was one and its value is good, else 2 after the
+ * usage line for `cmd`. */
+struct zf_viz_style;
+struct zft_model_opts;
+int zft_common_option(const char *cmd, int opt, const char *arg, struct zft_model_opts *model,
+                      struct zf_viz_style *style);
+
 /* Where a model comes from: --arch A --weights W, or --model FILE.onnx. */
 typedef struct zft_model_opts {
     const char *arch;    /* built-in name; default "alexnet" */
