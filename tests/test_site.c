@@ -310,7 +310,7 @@ static void check_bottomk(const char *dir)
     sqlite3_close(sql);
 }
 
-Test(site, layer_and_unit_pages_show_the_database_numbers_and_nothing_leaves_the_page, .timeout = 120)
+Test(site, layer_and_unit_pages_show_the_database_numbers_and_nothing_leaves_the_page)
 {
     const char *dir = scan_and_site("site_tables");
     char top[1024];
@@ -333,7 +333,7 @@ Test(site, layer_and_unit_pages_show_the_database_numbers_and_nothing_leaves_the
     check_bottomk(dir);
 }
 
-Test(site, unit_pages_show_k_patches_and_projections_of_the_receptive_fields, .timeout = 120)
+Test(site, unit_pages_show_k_patches_and_projections_of_the_receptive_fields)
 {
     const char *dir = scan_and_site("site_units");
     sqlite3 *sql = db_open(dir);
@@ -380,7 +380,7 @@ Test(site, unit_pages_show_k_patches_and_projections_of_the_receptive_fields, .t
     sqlite3_close(sql);
 }
 
-Test(site, a_second_build_reuses_the_stored_renderings, .timeout = 120)
+Test(site, a_second_build_reuses_the_stored_renderings)
 {
     const char *dir = scan_and_site("site_again");
     sqlite3 *sql = db_open(dir);
@@ -403,7 +403,7 @@ Test(site, a_second_build_reuses_the_stored_renderings, .timeout = 120)
     free(after);
 }
 
-Test(site, refuses_a_foreign_site_and_removes_a_failed_one, .timeout = 120)
+Test(site, refuses_a_foreign_site_and_removes_a_failed_one)
 {
     char keep[512]; /* tu_ paths live in rotating buffers */
     snprintf(keep, sizeof keep, "%s", tu_tmpdir("site_safety"));
@@ -483,7 +483,7 @@ static int chromium(const char *dir, const char *args)
                      dir, dir, args);
 }
 
-Test(site, chromium_shows_the_units_and_the_pictures_without_console_errors, .timeout = 180)
+Test(site, chromium_shows_the_units_and_the_pictures_without_console_errors)
 {
     if (!have_chromium())
         cr_skip_test("chromium is not installed (Debian package chromium, see scripts/setup.sh)");
@@ -659,7 +659,7 @@ static int post_image(int port, const char *field, const void *data, size_t len,
     return status;
 }
 
-Test(serve, the_pages_and_pictures_of_the_database_and_nothing_else, .timeout = 180)
+Test(serve, the_pages_and_pictures_of_the_database_and_nothing_else)
 {
     const char *dir = scan_and_site("serve_pages");
     char dbp[1024];
