@@ -11,12 +11,23 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* Writes data to "<dir>/zf-fuzz-<pid><suffix>" and returns that path (static storage). */
+static char fz_path[256];
+
+static void fz_cleanup(void)
+{
+    if (fz_path[0])
+        unlink(fz_path);
+}
+
+/* Writes data to "<dir>/zf-fuzz-<pid><suffix>" and returns that path (static storage), removed
+ * when the process exits. */
 static inline const char *fz_write(const uint8_t *data, size_t size, const char *suffix)
 {
-    static char path[256];
+    char *path = fz_path;
+    if (!path[0])
+        atexit(fz_cleanup);
     const char *dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
-    snprintf(path, sizeof path, "%s/zf-fuzz-%d%s", dir, (int)getpid(), suffix);
+    snprintf(path, sizeof fz_path, "%s/zf-fuzz-%d%s", dir, (int)getpid(), suffix);
     FILE *f = fopen(path, "wb");
     if (!f)
         abort(); /* the harness itself is broken, not the code under test */
