@@ -24,18 +24,8 @@ static const char *zfviz(void)
 /* The whole of a small file as a string ("" when missing); the caller frees it. */
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return strdup("");
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    cr_assert(s);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = '\0';
-    fclose(f);
-    return s;
+    char *s = tu_read_file(path, NULL);
+    return s ? s : strdup("");
 }
 
 /* Runs `zfviz ARGS` in dir with stdout to dir/out and stderr to dir/err; returns the exit status. */

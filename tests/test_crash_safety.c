@@ -81,20 +81,7 @@ static zf_status write_pdf(const char *path, int which)
     return st;
 }
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    cr_assert(fread(b, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
+static unsigned char *slurp(const char *path, size_t *len) { return (unsigned char *)tu_read_file(path, len); }
 
 /* Runs w(path, which) in a child; asserts it exits 0. */
 static void run_child(writer_fn w, const char *path, int which)

@@ -57,15 +57,8 @@ static rgb_image read_png(const char *path)
 /* The whole of a small file as a string. */
 static char *slurp(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    cr_assert(s && fread(s, 1, (size_t)n, f) == (size_t)n);
-    s[n] = '\0';
-    fclose(f);
+    char *s = tu_read_file(path, NULL);
+    cr_assert(s, "cannot open %s", path);
     return s;
 }
 

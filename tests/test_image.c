@@ -12,15 +12,8 @@
 
 static unsigned char *slurp(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s (fixtures not generated?)", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    cr_assert(fread(b, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
+    unsigned char *b = (unsigned char *)tu_read_file(path, len);
+    cr_assert(b, "cannot open %s (fixtures not generated?)", path);
     return b;
 }
 

@@ -31,21 +31,7 @@ static const char *fx(const char *name)
     return tu_fixture(rel);
 }
 
-static char *read_text(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    cr_assert(s);
-    cr_assert_eq(fread(s, 1, (size_t)n, f), (size_t)n);
-    s[n] = 0;
-    fclose(f);
-    return s;
-}
+static char *read_text(const char *path) { return tu_read_file(path, NULL); }
 
 static uint8_t *read_bytes(const char *path, size_t *len)
 {

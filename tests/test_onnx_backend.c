@@ -66,21 +66,7 @@ static void skip(const tcase *t, const char *why)
     n_skipped++;
 }
 
-static uint8_t *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *b = malloc((size_t)n + 1);
-    cr_assert(b);
-    cr_assert_eq(fread(b, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
+static uint8_t *slurp(const char *path, size_t *len) { return (uint8_t *)tu_read_file(path, len); }
 
 /* A float initializer of the model as a tensor (raw_data or float_data); NULL if not float or
  * more than 4-D. Written here from onnx.proto so that the ops path does not use the loader. */

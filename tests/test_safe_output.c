@@ -16,27 +16,7 @@
 static const char *zfviz(void) { return tu_build("tools/zfviz"); }
 
 /* The whole file, or NULL (and *len = 0) when it cannot be read. */
-static char *slurp(const char *path, size_t *len)
-{
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    rewind(f);
-    char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) {
-        b[n] = 0;
-        *len = (size_t)n;
-    }
-    return b;
-}
+static char *slurp(const char *path, size_t *len) { return tu_read_file(path, len); }
 
 static void put(const char *path, const char *text)
 {

@@ -23,23 +23,7 @@
 #include "testutil.h"
 
 /* The whole of a file as a string (NULL when missing); *len gets its size. */
-static char *slurp(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)n + 1);
-    cr_assert(s);
-    size_t got = fread(s, 1, (size_t)n, f);
-    s[got] = '\0';
-    fclose(f);
-    if (len)
-        *len = got;
-    return s;
-}
+static char *slurp(const char *path, size_t *len) { return tu_read_file(path, len); }
 
 static int run(const char *dir, const char *args)
 {

@@ -19,6 +19,9 @@ const char *tu_build(const char *rel);
 const char *tu_tmpdir(const char *tag);
 /* Runs a shell command, returns its exit status (-1 if it could not run). */
 int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The whole of a file, with a '\0' after it (so text can be read as a string); *len (when not
+ * NULL) gets its size. NULL, and *len 0, when it cannot be read. The caller frees it. */
+char *tu_read_file(const char *path, size_t *len);
 /* The fixtures made from PyTorch by tests/fixtures/make_fixtures.py ("" if not generated). */
 const char *tu_fixture(const char *rel);
 
