@@ -57,10 +57,7 @@ int zf_cmd_activations(int argc, char **argv)
                                          {"layer", required_argument, 0, 'l'},
                                          {"cmap", required_argument, 0, 'C'},
                                          {"scale", required_argument, 0, 's'},
-                                         {"zoom", required_argument, 0, 'z'},
-                                         {"gap", required_argument, 0, 'g'},
-                                         {"cols", required_argument, 0, 'c'},
-                                         {"max", required_argument, 0, 'n'},
+                                         ZFT_GRID_LONGOPTS,
                                          {"labels", no_argument, 0, 'L'},
                                          {"out", required_argument, 0, 'o'},
                                          {"store", required_argument, 0, 'S'},
@@ -70,65 +67,30 @@ int zf_cmd_activations(int argc, char **argv)
     zft_model_opts mo = {0};
     zf_viz_maps_opts vo = zf_viz_maps_defaults();
     const char *input = NULL, *layer = NULL, *out = NULL, *store = NULL;
-    long image = 0, v;
+    long image = 0;
+    const zft_num_opt nums[] = {ZFT_GRID_OPTS("1..256 pixels", &vo.zoom, &vo.gap, &vo.cols, &vo.max_maps),
+                                ZFT_LONG_OPT('I', 0, 1e18, "an image index", &image), {0}};
+    zft_args a = {"activations", argc, argv, "hi:l:o:", opts, &mo, &vo.style, NULL, nums, 0, NULL};
     int c;
-    while ((c = getopt_long(argc, argv, "hi:l:o:", opts, NULL)) != -1) {
-        int r = zft_common_option("activations", c, optarg, &mo, &vo.style);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'i': input = optarg; break;
-        case 'I':
-            if ((image = zft_parse_long(optarg)) < 0)
-                return zft_usage_error("activations", "--image needs an image index, got '%s'", optarg);
-            break;
         case 'l': layer = optarg; break;
         case 'C':
             if (zf_viz_cmap_parse(optarg, &vo.cmap))
                 return zft_usage_error("activations", "%s", zf_last_error());
             break;
         case 's':
-            if (!strcmp(optarg, "shared"))
-                vo.per_map = 0;
-            else if (!strcmp(optarg, "per-map"))
-                vo.per_map = 1;
-            else
-                return zft_usage_error("activations", "--scale is shared or per-map, got '%s'", optarg);
-            break;
-        case 'z':
-            if ((v = zft_parse_long(optarg)) < 1 || v > 256)
-                return zft_usage_error("activations", "--zoom needs 1..256 pixels, got '%s'", optarg);
-            vo.zoom = (int)v;
-            break;
-        case 'g':
-            if ((v = zft_parse_long(optarg)) < 0 || v > 64)
-                return zft_usage_error("activations", "--gap needs 0..64 pixels, got '%s'", optarg);
-            vo.gap = (int)v;
-            break;
-        case 'c':
-            if ((v = zft_parse_long(optarg)) < 1 || v > 4096)
-                return zft_usage_error("activations", "--cols needs a positive number, got '%s'", optarg);
-            vo.cols = (int)v;
-            break;
-        case 'n':
-            if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 20)
-                return zft_usage_error("activations", "--max needs a positive number, got '%s'", optarg);
-            vo.max_maps = (int)v;
+            if ((vo.per_map = zft_args_choice(&a, "shared|per-map")) < 0)
+                return ZFT_EXIT_USAGE;
             break;
         case 'L': vo.labels = 1; break;
         case 'o': out = optarg; break;
-        case 'S':
-            store = optarg;
-            break;
+        case 'S': store = optarg; break;
         case 'h': usage(); return 0;
-        default: return zft_option_error("activations");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("activations", "unexpected argument '%s'", argv[optind]);
     if (!input || !layer || (!out && !store))
         return zft_usage_error("activations", "--input, --layer and -o (or --store DB) are required");
     zf_viz_format fmt;

@@ -148,39 +148,19 @@ int zf_cmd_compare(int argc, char **argv)
                                          {0, 0, 0, 0}};
     zf_viz_compare_opts co = zf_viz_compare_defaults();
     const char *images = NULL, *out = NULL, *store = NULL;
-    long max_images = 0, v;
+    long max_images = 0;
+    const zft_num_opt nums[] = {ZFT_LONG_OPT('n', 1, 1e18, "a positive number", &max_images),
+                                ZFT_INT_OPT('z', 1, 64, "1..64 pixels per tap", &co.zoom),
+                                ZFT_NEAR_DEAD_OPT(&co.near_dead), {0}};
+    zft_args a = {"compare", argc, argv, "ho:", opts, NULL, &co.style, NULL, nums, -1, NULL};
     int c;
-    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int r = zft_common_option("compare", c, optarg, NULL, &co.style);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'i': images = optarg; break;
-        case 'n':
-            if ((max_images = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("compare", "--max-images needs a positive number, got '%s'", optarg);
-            break;
-        case 'z':
-            if ((v = zft_parse_long(optarg)) < 1 || v > 64)
-                return zft_usage_error("compare", "--zoom needs 1..64 pixels per tap, got '%s'", optarg);
-            co.zoom = (int)v;
-            break;
-        case 'd': {
-            char *end;
-            co.near_dead = strtof(optarg, &end);
-            if (*end || !(co.near_dead >= 0 && co.near_dead <= 1))
-                return zft_usage_error("compare", "--near-dead needs a fraction in [0, 1], got '%s'", optarg);
-            break;
-        }
         case 'o': out = optarg; break;
-        case 'S':
-            store = optarg;
-            break;
+        case 'S': store = optarg; break;
         case 'h': usage(); return 0;
-        default: return zft_option_error("compare");
+        default: return ZFT_EXIT_USAGE;
         }
     }
     if (argc - optind > 2)

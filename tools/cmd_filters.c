@@ -120,11 +120,8 @@ int zf_cmd_filters(int argc, char **argv)
                                          {"layer", required_argument, 0, 'l'},
                                          {"mode", required_argument, 0, 'm'},
                                          {"scale", required_argument, 0, 's'},
-                                         {"zoom", required_argument, 0, 'z'},
-                                         {"gap", required_argument, 0, 'g'},
-                                         {"cols", required_argument, 0, 'c'},
+                                         ZFT_GRID_LONGOPTS,
                                          {"labels", required_argument, 0, 'L'},
-                                         {"max", required_argument, 0, 'n'},
                                          {"near-dead", required_argument, 0, 'd'},
                                          {"out", required_argument, 0, 'o'},
                                          {"store", required_argument, 0, 'S'},
@@ -134,70 +131,36 @@ int zf_cmd_filters(int argc, char **argv)
     zft_model_opts mo = {0};
     zf_viz_filters_opts fo = zf_viz_filters_defaults();
     const char *layers = "conv1", *out = NULL, *store = NULL;
+    const zft_num_opt nums[] = {
+        ZFT_GRID_OPTS("1..256 pixels per tap", &fo.zoom, &fo.gap, &fo.cols, &fo.max_filters),
+        ZFT_NEAR_DEAD_OPT(&fo.near_dead), {0}};
+    zft_args a = {"filters", argc, argv, "ho:l:", opts, &mo, &fo.style, NULL, nums, 0, NULL};
     int c;
-    long v;
-    while ((c = getopt_long(argc, argv, "ho:l:", opts, NULL)) != -1) {
-        int r = zft_common_option("filters", c, optarg, &mo, &fo.style);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'l': layers = optarg; break;
         case 'm':
             if (parse_mode(optarg, &fo))
                 return zft_usage_error("filters", "--mode is auto, rgb, mean or channel:N, got '%s'", optarg);
             break;
-        case 's':
-            if (!strcmp(optarg, "per-filter"))
-                fo.scale = ZF_VIZ_SCALE_PER_FILTER;
-            else if (!strcmp(optarg, "shared"))
-                fo.scale = ZF_VIZ_SCALE_SHARED;
-            else
-                return zft_usage_error("filters", "--scale is per-filter or shared, got '%s'", optarg);
+        case 's': {
+            static const zf_viz_scale scales[] = {ZF_VIZ_SCALE_PER_FILTER, ZF_VIZ_SCALE_SHARED};
+            int k = zft_args_choice(&a, "per-filter|shared");
+            if (k < 0)
+                return ZFT_EXIT_USAGE;
+            fo.scale = scales[k];
             break;
-        case 'z':
-            if ((v = zft_parse_long(optarg)) < 1 || v > 256)
-                return zft_usage_error("filters", "--zoom needs 1..256 pixels per tap, got '%s'", optarg);
-            fo.zoom = (int)v;
-            break;
-        case 'g':
-            if ((v = zft_parse_long(optarg)) < 0 || v > 64)
-                return zft_usage_error("filters", "--gap needs 0..64 pixels, got '%s'", optarg);
-            fo.gap = (int)v;
-            break;
-        case 'c':
-            if ((v = zft_parse_long(optarg)) < 1 || v > 4096)
-                return zft_usage_error("filters", "--cols needs a positive number, got '%s'", optarg);
-            fo.cols = (int)v;
-            break;
+        }
         case 'L':
             if ((fo.labels = parse_labels(optarg)) < 0)
                 return zft_usage_error("filters", "--labels takes index, rms, both or none, got '%s'", optarg);
             break;
-        case 'n':
-            if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 20)
-                return zft_usage_error("filters", "--max needs a positive number, got '%s'", optarg);
-            fo.max_filters = (int)v;
-            break;
-        case 'd': {
-            char *end;
-            fo.near_dead = strtof(optarg, &end);
-            if (*end || !(fo.near_dead >= 0 && fo.near_dead <= 1))
-                return zft_usage_error("filters", "--near-dead needs a fraction in [0, 1], got '%s'", optarg);
-            break;
-        }
         case 'o': out = optarg; break;
-        case 'S':
-            store = optarg;
-            break;
+        case 'S': store = optarg; break;
         case 'h': usage(); return 0;
-        default: return zft_option_error("filters");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("filters", "unexpected argument '%s'", argv[optind]);
     if (!out && !store)
         return zft_usage_error("filters", "-o FILE.png or FILE.pdf (or --store DB) is required");
     zf_viz_format fmt = ZF_VIZ_PDF;

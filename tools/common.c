@@ -101,6 +101,99 @@ int zft_option_error(const char *cmd)
     return 2;
 }
 
+/* Checks `arg` against the number option `n` and stores it; else the usage line. */
+static int num_option(const zft_args *a, const zft_num_opt *n, const char *arg)
+{
+    double v;
+    int ok;
+    if (n->i || n->l) {
+        long w = zft_parse_long(arg);
+        v = (double)w;
+        ok = w >= 0 && (!n->i || w <= INT_MAX);
+    } else {
+        char *end;
+        v = strtod(arg, &end);
+        ok = end != arg && !*end && isfinite(v);
+    }
+    if (!ok || !(v >= n->lo && v <= n->hi))
+        return zft_usage_error(a->cmd, "--%s needs %s, got '%s'", a->name, n->what, arg);
+    if (n->i)
+        *n->i = (int)v;
+    else if (n->l)
+        *n->l = zft_parse_long(arg);
+    else if (n->d)
+        *n->d = v;
+    else
+        *n->f = (float)v;
+    return 0;
+}
+
+int zft_args_next(zft_args *a)
+{
+    for (;;) {
+        int c = getopt_long(a->argc, a->argv, a->shortopts, a->longopts, NULL);
+        if (c == -1) {
+            if (a->operands >= 0 && a->argc - optind > a->operands) {
+                zft_usage_error(a->cmd, "unexpected argument '%s'", a->argv[optind + a->operands]);
+                return '?';
+            }
+            return -1;
+        }
+        if (c == '?' || c == ':') { /* getopt has named the option */
+            zft_option_error(a->cmd);
+            return '?';
+        }
+        a->name = "";
+        for (const struct option *o = a->longopts; o && o->name; o++)
+            if (o->val == c) {
+                a->name = o->name;
+                break;
+            }
+        int r = zft_common_option(a->cmd, c, optarg, a->model, a->style);
+        if (r > 0)
+            return '?';
+        if (r == 0 || (a->device && zft_device_option(a->device, c, optarg)))
+            continue;
+        const zft_num_opt *n = a->nums;
+        while (n && n->val && n->val != c)
+            n++;
+        if (!n || !n->val)
+            return c;
+        if (num_option(a, n, optarg))
+            return '?';
+    }
+}
+
+int zft_args_choice(const zft_args *a, const char *names)
+{
+    const size_t len = strlen(optarg);
+    int k = 0;
+    for (const char *p = names;; k++) {
+        const char *bar = strchr(p, '|');
+        const size_t n = bar ? (size_t)(bar - p) : strlen(p);
+        if (n == len && !strncmp(p, optarg, n))
+            return k;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    /* "a|b|c" reads "a, b or c" */
+    char list[512];
+    size_t o = 0;
+    for (const char *p = names; *p && o + 4 < sizeof list; p++) {
+        if (*p != '|') {
+            list[o++] = *p;
+            continue;
+        }
+        const char *sep = strchr(p + 1, '|') ? ", " : " or ";
+        for (; *sep && o + 4 < sizeof list; sep++)
+            list[o++] = *sep;
+    }
+    list[o] = '\0';
+    zft_usage_error(a->cmd, "--%s is %s, got '%s'", a->name, list, optarg);
+    return -1;
+}
+
 int zft_model_option(zft_model_opts *o, int opt, const char *arg)
 {
     switch (opt) {

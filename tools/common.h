@@ -2,6 +2,7 @@
 #ifndef ZF_TOOLS_COMMON_H
 #define ZF_TOOLS_COMMON_H
 
+#include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -44,6 +45,62 @@ struct zf_viz_style;
 struct zft_model_opts;
 int zft_common_option(const char *cmd, int opt, const char *arg, struct zft_model_opts *model,
                       struct zf_viz_style *style);
+
+/* The exit code of a usage error (zft_usage_error's). */
+#define ZFT_EXIT_USAGE 2
+
+/* A number option of a command: its value checked against [lo, hi] in one place, and a bad one
+ * refused in the one line every command gives: "zfviz CMD: --NAME needs WHAT, got 'VALUE'". */
+typedef struct zft_num_opt {
+    int val;          /* the option's value in the getopt_long table; 0 ends a list */
+    double lo, hi;
+    const char *what; /* e.g. "1..256 pixels" */
+    int *i;           /* where the value goes: one of these; i and l take whole numbers */
+    long *l;
+    double *d;
+    float *f;
+} zft_num_opt;
+#define ZFT_INT_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .i = (to)}
+#define ZFT_LONG_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .l = (to)}
+#define ZFT_REAL_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .d = (to)}
+#define ZFT_FLOAT_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .f = (to)}
+/* Common number options, with the same range and message everywhere. */
+#define ZFT_RUN_OPT(to) ZFT_LONG_OPT('r', 1, 1e18, "a run id", (to))
+#define ZFT_MIN_ACTIVE_OPT(to) ZFT_REAL_OPT('m', 0, 1, "a fraction in [0, 1]", (to))
+#define ZFT_NEAR_DEAD_OPT(to) ZFT_FLOAT_OPT('d', 0, 1, "a fraction in [0, 1]", (to))
+
+/* The tile grid of the picture commands (filters, activations): pixels per tap or activation,
+ * pixels between tiles, tiles per row, how many tiles. */
+#define ZFT_GRID_LONGOPTS \
+    {"zoom", required_argument, 0, 'z'}, {"gap", required_argument, 0, 'g'}, \
+    {"cols", required_argument, 0, 'c'}, {"max", required_argument, 0, 'n'}
+#define ZFT_GRID_OPTS(zoom_what, zoom, gap, cols, max) \
+    ZFT_INT_OPT('z', 1, 256, (zoom_what), (zoom)), ZFT_INT_OPT('g', 0, 64, "0..64 pixels", (gap)), \
+    ZFT_INT_OPT('c', 1, 4096, "a positive number", (cols)), \
+    ZFT_INT_OPT('n', 1, 1 << 20, "a positive number", (max))
+
+/* One command's getopt_long loop: zft_args_next hands the command only its own options. */
+typedef struct zft_args {
+    const char *cmd;
+    int argc;
+    char **argv;
+    const char *shortopts;
+    const struct option *longopts;
+    struct zft_model_opts *model; /* the model options (zft_common_option), or NULL */
+    struct zf_viz_style *style;   /* the figure options, or NULL */
+    struct zft_device *device;    /* --device and --precision, or NULL */
+    const zft_num_opt *nums;      /* the command's number options, ended by val 0; or NULL */
+    int operands;                 /* how many words may follow the options; -1: any number */
+    const char *name;             /* the long name of the option just returned, for messages */
+} zft_args;
+/* The next option the command handles itself (optarg its value), or -1 when the options are done.
+ * The shared options (zft_common_option, the device options) and the number options are taken
+ * here; an unknown option, a bad value or one operand too many prints its line and returns '?',
+ * for which the command returns ZFT_EXIT_USAGE. */
+int zft_args_next(zft_args *a);
+/* The index of optarg in `names` ("a|b|c"), or -1 after "zfviz CMD: --NAME is a, b or c, got
+ * 'X'" (then the command returns ZFT_EXIT_USAGE). */
+int zft_args_choice(const zft_args *a, const char *names);
 
 /* Where a model comes from: --arch A --weights W, or --model FILE.onnx. */
 typedef struct zft_model_opts {
