@@ -200,6 +200,12 @@ zf_status zf_net_new_builtin(const char *arch, zf_net **out)
 
 zf_status zf_net_new_builtin_ex(const char *arch, int in_c, int classes, zf_net **out)
 {
+    return zf_net_new_builtin_bounded(arch, in_c, classes, INT64_MAX, out);
+}
+
+zf_status zf_net_new_builtin_bounded(const char *arch, int in_c, int classes, int64_t max_params,
+                                     zf_net **out)
+{
     *out = NULL;
     zf_net *net;
     zf_status st;
@@ -244,6 +250,10 @@ zf_status zf_net_new_builtin_ex(const char *arch, int in_c, int classes, zf_net 
         grey_preproc(net);
         st = build_zfnet(net, &mini_zfnet, classes);
     }
+    if (!st && zf_net_param_count(net) > max_params)
+        st = zf_error(ZF_ERR_FORMAT, "%s with %d classes has %lld parameters, more than the %lld "
+                      "the file can hold", arch, classes, (long long)zf_net_param_count(net),
+                      (long long)max_params);
     if (!st)
         st = zf_net_finalize(net);
     if (st) {

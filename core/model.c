@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 void zf_meta_free(zf_meta *m)
 {
@@ -106,8 +107,9 @@ static int parse_floats3(const char *s, float v[3])
     return *s == 0;
 }
 
-/* Builds the net the metadata describes (weights not loaded). */
-static zf_status net_from_meta(const zf_meta *m, const char *name, zf_net **out)
+/* Builds the net the metadata describes (weights not loaded), refusing one with more parameters
+ * than a file of file_bytes can hold (2 bytes each, as F16). */
+static zf_status net_from_meta(const zf_meta *m, const char *name, int64_t file_bytes, zf_net **out)
 {
     const char *arch = zf_meta_get(m, "arch"), *in_c = zf_meta_get(m, "zfviz.in_c");
     const char *classes = zf_meta_get(m, "zfviz.classes");
@@ -115,7 +117,7 @@ static zf_status net_from_meta(const zf_meta *m, const char *name, zf_net **out)
         return zf_error(ZF_ERR_FORMAT, "%s: not a whole zfviz model (its metadata lacks arch, "
                         "zfviz.in_c or zfviz.classes; give --arch with --weights instead)", name);
     zf_net *net;
-    zf_status st = zf_net_new_builtin_ex(arch, atoi(in_c), atoi(classes), &net);
+    zf_status st = zf_net_new_builtin_bounded(arch, atoi(in_c), atoi(classes), file_bytes / 2, &net);
     if (st)
         return zf_error_prefix(st, "%s: ", name);
     zf_preproc p = net->pre;
@@ -169,14 +171,14 @@ static zf_status net_from_meta(const zf_meta *m, const char *name, zf_net **out)
     return ZF_OK;
 }
 
-static zf_status load_stream(FILE *f, const char *name, zf_net **out)
+static zf_status load_stream(FILE *f, const char *name, int64_t file_bytes, zf_net **out)
 {
     *out = NULL;
     zf_meta m;
     zf_status st = read_meta_stream(f, name, &m);
     zf_net *net = NULL;
     if (!st)
-        st = net_from_meta(&m, name, &net);
+        st = net_from_meta(&m, name, file_bytes, &net);
     zf_meta_free(&m);
     if (!st)
         st = zf_safetensors_stream_read(f, name, net, NULL, NULL, NULL);
@@ -194,7 +196,9 @@ zf_status zf_model_load(const char *path, zf_net **out)
     FILE *f = fopen(path, "rb");
     if (!f)
         return zf_error(ZF_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
-    zf_status st = load_stream(f, path, out);
+    struct stat sb;
+    int64_t bytes = fstat(fileno(f), &sb) == 0 && S_ISREG(sb.st_mode) ? (int64_t)sb.st_size : INT64_MAX;
+    zf_status st = load_stream(f, path, bytes, out);
     fclose(f);
     return st;
 }
@@ -205,7 +209,7 @@ zf_status zf_model_load_memory(const void *bytes, size_t len, const char *name, 
     FILE *f = len ? fmemopen((void *)bytes, len, "rb") : NULL;
     if (!f)
         return zf_error(ZF_ERR_FORMAT, "%s: empty or unreadable model", name);
-    zf_status st = load_stream(f, name, out);
+    zf_status st = load_stream(f, name, (int64_t)len, out);
     fclose(f);
     return st;
 }

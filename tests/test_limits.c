@@ -14,7 +14,9 @@
 
 #include "testutil.h"
 #include "zf/input.h"
+#include "zf/alloc.h"
 #include "zf/io.h"
+#include "zf/model.h"
 #include "zf/net.h"
 
 /* The limits as docs/robustness.md states them. */
@@ -277,6 +279,65 @@ Test(limits, safetensors_tensor_claiming_more_than_the_file_is_refused)
     cr_assert_eq(zf_net_new_builtin("alexnet-mini", &net), ZF_OK);
     assert_refusal(zf_net_load_safetensors(net, path), path, "within the 0 bytes of data");
     zf_net_free(net);
+}
+
+/* torchvision's AlexNet with `classes` outputs: its parameters counted here from the layer sizes
+ * (conv 3-64 k11, 64-192 k5, 192-384, 384-256, 256-256 k3; fc 9216-4096-4096-classes). */
+static int64_t alexnet_params(int64_t classes)
+{
+    const int64_t conv[5][3] = {{3, 64, 11}, {64, 192, 5}, {192, 384, 3}, {384, 256, 3}, {256, 256, 3}};
+    const int64_t fc[3][2] = {{9216, 4096}, {4096, 4096}, {4096, classes}};
+    int64_t n = 0;
+    for (int i = 0; i < 5; i++)
+        n += conv[i][0] * conv[i][1] * conv[i][2] * conv[i][2] + conv[i][1];
+    for (int i = 0; i < 3; i++)
+        n += fc[i][0] * fc[i][1] + fc[i][1];
+    return n;
+}
+
+/* A whole-model file: metadata naming alexnet with `classes` outputs, no tensors, `size` bytes
+ * long (a sparse tail). */
+static void write_whole_model(const char *path, int classes, int64_t size)
+{
+    char json[256];
+    snprintf(json, sizeof json,
+             "{\"__metadata__\":{\"arch\":\"alexnet\",\"zfviz.in_c\":\"3\",\"zfviz.classes\":\"%d\"}}",
+             classes);
+    write_st(path, strlen(json), json, size);
+}
+
+Test(limits, whole_model_claiming_more_parameters_than_its_file_is_refused_before_allocating)
+{
+    const char *path = tmp_path("huge.zfmodel");
+    write_whole_model(path, 100000, 0); /* about 100 bytes for 466.7M parameters */
+    char want[64];
+    snprintf(want, sizeof want, "%lld parameters, more than the", (long long)alexnet_params(100000));
+    zf_alloc_set_limit((size_t)64 << 20); /* nothing the size of the claim may be allocated */
+    zf_net *net = NULL;
+    zf_status st = zf_model_load(path, &net);
+    int hit = zf_alloc_fault_hit();
+    zf_alloc_set_limit(0);
+    assert_refusal(st, path, want);
+    cr_assert(!hit, "an allocation of more than 64 MiB was tried before the refusal");
+    cr_assert_null(net);
+    unlink(path);
+}
+
+Test(limits, whole_model_file_at_two_bytes_a_parameter_passes_the_bound)
+{
+    const char *path = tmp_path("at.zfmodel");
+    int64_t p = alexnet_params(1000);
+    char past[64];
+    snprintf(past, sizeof past, "%lld parameters, more than the %lld", (long long)p, (long long)p - 1);
+    zf_net *net = NULL;
+    write_whole_model(path, 1000, 2 * p - 1); /* one byte short: F16 could not hold them */
+    assert_refusal(zf_model_load(path, &net), path, past);
+    write_whole_model(path, 1000, 2 * p); /* the net is built; its tensors are then missing */
+    zf_status st = zf_model_load(path, &net);
+    cr_assert(st != ZF_OK);
+    cr_assert_null(strstr(zf_last_error(), "more than the"), "refused by the bound: %s", zf_last_error());
+    cr_assert_null(net);
+    unlink(path);
 }
 
 /* ---- lists ---- */

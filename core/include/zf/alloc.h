@@ -17,5 +17,8 @@ int zf_posix_memalign(void **p, size_t align, size_t n); /* 0 or ENOMEM, as posi
  * off. zf_alloc_fault_hit() says whether that failure has happened since. */
 void zf_alloc_fail_after(int64_t n);
 int zf_alloc_fault_hit(void);
+/* Test-only: every allocation of more than `bytes` fails (and counts as a hit); 0 turns it off.
+ * Shows that a loader refuses a lying header before it allocates what the header claims. */
+void zf_alloc_set_limit(size_t bytes);
 
 #endif

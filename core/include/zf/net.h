@@ -122,6 +122,11 @@ extern const char *const zf_builtin_archs[];
 zf_status zf_net_new_builtin(const char *arch, zf_net **out);
 /* The same with in_c input channels (1 or 3) and `classes` outputs; 0 takes the arch's default. */
 zf_status zf_net_new_builtin_ex(const char *arch, int in_c, int classes, zf_net **out);
+/* The same, refusing (ZF_ERR_FORMAT, before the parameter block is allocated) a net of more than
+ * max_params parameters: a loader passes what its file can hold, so that a header that lies
+ * about the class count cannot make it allocate gigabytes. */
+zf_status zf_net_new_builtin_bounded(const char *arch, int in_c, int classes, int64_t max_params,
+                                     zf_net **out);
 /* 1 for "alexnet-mini" and "zfnet-mini". */
 int zf_arch_is_mini(const char *arch);
 
