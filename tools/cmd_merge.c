@@ -34,19 +34,13 @@ int zf_cmd_merge(int argc, char **argv)
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *out = NULL;
+    zft_args a = {"merge", argc, argv, "o:h", longopts, NULL, NULL, NULL, NULL, -1, NULL};
     int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "o:h", longopts, NULL)) != -1) {
-        int r = zft_common_option("merge", opt, optarg, NULL, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((opt = zft_args_next(&a)) != -1) {
         switch (opt) {
         case 'o': out = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: return zft_option_error("merge");
+        default: return ZFT_EXIT_USAGE;
         }
     }
     if (!out)

@@ -61,54 +61,26 @@ int zf_cmd_report(int argc, char **argv)
     const char *dbpath = NULL, *out = NULL, *occlude = NULL;
     long run = 0, top = 4, patch = 0, stride = 0; /* 0: zft_occlusion_defaults for the net */
     double min_active = 0.01;
-    int c;
     zf_viz_style style = {0};
-    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int r = zft_common_option("report", c, optarg, &mo, &style);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    const zft_num_opt nums[] = {ZFT_RUN_OPT(&run), ZFT_LONG_OPT('t', 0, 64, "0..64", &top),
+                                ZFT_MIN_ACTIVE_OPT(&min_active),
+                                ZFT_LONG_OPT('q', 1, 1e18, "a positive number of pixels", &patch),
+                                ZFT_LONG_OPT('s', 1, 1e18, "a positive number of pixels", &stride), {0}};
+    zft_args a = {"report", argc, argv, "ho:", opts, &mo, &style, NULL, nums, 0, NULL};
+    int c;
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'd': dbpath = optarg; break;
-        case 'r':
-            if ((run = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("report", "--run needs a run id, got '%s'", optarg);
-            break;
-        case 't':
-            if ((top = zft_parse_long(optarg)) < 0 || top > 64)
-                return zft_usage_error("report", "--top-units needs 0..64, got '%s'", optarg);
-            break;
-        case 'm': {
-            char *end;
-            min_active = strtod(optarg, &end);
-            if (*end || !(min_active >= 0 && min_active <= 1))
-                return zft_usage_error("report", "--min-active needs a fraction in [0, 1], got '%s'", optarg);
-            break;
-        }
-        case 'O':
-            occlude = optarg;
-            break;
-        case 'q':
-            if ((patch = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("report", "--patch needs a positive number of pixels, got '%s'", optarg);
-            break;
-        case 's':
-            if ((stride = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("report", "--stride needs a positive number of pixels, got '%s'", optarg);
-            break;
+        case 'O': occlude = optarg; break;
         case 'o': out = optarg; break;
         case ZFT_OPT_REROOT:
             if (zft_reroot_parse(&reroot, optarg))
                 return zft_usage_error("report", "%s", zf_last_error());
             break;
         case 'h': usage(); return 0;
-        default: return zft_option_error("report");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("report", "unexpected argument '%s'", argv[optind]);
     if (!dbpath || !out)
         return zft_usage_error("report", "--db and -o REPORT.pdf are required");
     if (style.width > 0)

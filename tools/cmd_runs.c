@@ -35,23 +35,15 @@ int zf_cmd_runs(int argc, char **argv)
     static const struct option longopts[] = {
         {"db", required_argument, 0, 'd'}, ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *dbpath = NULL;
+    zft_args a = {"runs", argc, argv, "h", longopts, NULL, NULL, NULL, NULL, 0, NULL};
     int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        int r = zft_common_option("runs", opt, optarg, NULL, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((opt = zft_args_next(&a)) != -1) {
         switch (opt) {
         case 'd': dbpath = optarg; break;
         case 'h': usage(stdout); return 0;
-        default: return zft_option_error("runs");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("runs", "unexpected argument '%s' (see --help)", argv[optind]);
     if (!dbpath)
         return zft_usage_error("runs", "--db is required (see --help)");
     zf_db *db = NULL;

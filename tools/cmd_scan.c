@@ -103,31 +103,16 @@ int zf_cmd_scan(int argc, char **argv)
     const char *images = NULL, *dbpath = NULL, *layers_arg = NULL;
     long top = 9, batch = 16, chunk = 512;
     int shard_k = 0, shard_n = 0;
+    const zft_num_opt nums[] = {ZFT_LONG_OPT('t', 1, 1000, "1..1000", &top),
+                                ZFT_LONG_OPT('b', 1, 4096, "1..4096", &batch),
+                                ZFT_LONG_OPT('c', 1, 1 << 20, "1..1048576", &chunk), {0}};
+    zft_args a = {"scan", argc, argv, "h", longopts, &mo, NULL, NULL, nums, 0, NULL};
     int opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        int r = zft_common_option("scan", opt, optarg, &mo, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((opt = zft_args_next(&a)) != -1) {
         switch (opt) {
         case 'i': images = optarg; break;
         case 'd': dbpath = optarg; break;
         case 'l': layers_arg = optarg; break;
-        case 't':
-            if ((top = zft_parse_long(optarg)) < 1 || top > 1000)
-                return zft_usage_error("scan", "--top takes 1 to 1000, not '%s'", optarg);
-            break;
-        case 'b':
-            if ((batch = zft_parse_long(optarg)) < 1 || batch > 4096)
-                return zft_usage_error("scan", "--batch takes 1 to 4096, not '%s'", optarg);
-            break;
-        case 'c':
-            if ((chunk = zft_parse_long(optarg)) < 1 || chunk > 1 << 20)
-                return zft_usage_error("scan", "--chunk takes 1 to 1048576, not '%s'", optarg);
-            break;
         case 's': {
             char tail;
             if (sscanf(optarg, "%d/%d%c", &shard_k, &shard_n, &tail) != 2 || shard_n < 1 ||
@@ -137,11 +122,9 @@ int zf_cmd_scan(int argc, char **argv)
             break;
         }
         case 'h': usage(stdout); return 0;
-        default: return zft_option_error("scan");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("scan", "unexpected argument '%s' (see --help)", argv[optind]);
     if (!images || !dbpath)
         return zft_usage_error("scan", "--images and --db are required (see --help)");
 

@@ -1,6 +1,7 @@
 /* zfviz sheet: Zeiler & Fergus Fig. 2 from a scan database: the top-9 deconv projections of
  * chosen units beside the image patches under their receptive fields. */
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,37 +79,17 @@ int zf_cmd_sheet(int argc, char **argv)
     zft_reroot reroot = {0};
     zf_viz_sheet_opts so = zf_viz_sheet_defaults();
     const char *dbpath = NULL, *layer = NULL, *unit_list = NULL, *out = NULL;
-    long top = 0, run = 0, v;
+    long top = 0, run = 0;
+    const zft_num_opt nums[] = {ZFT_LONG_OPT('t', 1, 4096, "a positive number", &top), ZFT_RUN_OPT(&run),
+                                ZFT_INT_OPT('p', 1, INT_MAX, "a positive number", &so.units_per_page),
+                                ZFT_INT_OPT('c', 8, 1024, "8..1024 pixels", &so.cell), {0}};
+    zft_args a = {"sheet", argc, argv, "ho:", opts, &mo, &so.style, NULL, nums, 0, NULL};
     int lrn_backward = 0, store = 0, c;
-    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int r = zft_common_option("sheet", c, optarg, &mo, &so.style);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'd': dbpath = optarg; break;
         case 'l': layer = optarg; break;
         case 'u': unit_list = optarg; break;
-        case 't':
-            if ((top = zft_parse_long(optarg)) < 1 || top > 4096)
-                return zft_usage_error("sheet", "--top-units needs a positive number, got '%s'", optarg);
-            break;
-        case 'r':
-            if ((run = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("sheet", "--run needs a run id, got '%s'", optarg);
-            break;
-        case 'p':
-            if ((v = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("sheet", "--per-page needs a positive number, got '%s'", optarg);
-            so.units_per_page = (int)v;
-            break;
-        case 'c':
-            if ((v = zft_parse_long(optarg)) < 8 || v > 1024)
-                return zft_usage_error("sheet", "--cell needs 8..1024 pixels, got '%s'", optarg);
-            so.cell = (int)v;
-            break;
         case 'L': lrn_backward = 1; break;
         case 'S': store = 1; break;
         case 'o': out = optarg; break;
@@ -117,11 +98,9 @@ int zf_cmd_sheet(int argc, char **argv)
                 return zft_usage_error("sheet", "%s", zf_last_error());
             break;
         case 'h': usage(); return 0;
-        default: return zft_option_error("sheet");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("sheet", "unexpected argument '%s'", argv[optind]);
     if (!dbpath || !layer || (!out && !store))
         return zft_usage_error("sheet", "--db, --layer and -o (or --store) are required");
     if (!unit_list == !top)
