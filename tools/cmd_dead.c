@@ -39,67 +39,44 @@ int zf_cmd_dead(int argc, char **argv)
         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     const char *dbpath = NULL, *layer = NULL;
     double min_active = 0;
-    int csv = 0, header = 0, opt;
     long run_id = 0;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        int r = zft_common_option("dead", opt, optarg, NULL, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    const zft_num_opt nums[] = {ZFT_MIN_ACTIVE_OPT(&min_active), ZFT_RUN_OPT(&run_id), {0}};
+    zft_args a = {"dead", argc, argv, "h", longopts, NULL, NULL, NULL, nums, 0, NULL};
+    int csv = 0, header = 0, opt;
+    while ((opt = zft_args_next(&a)) != -1) {
         switch (opt) {
         case 'd': dbpath = optarg; break;
         case 'l': layer = optarg; break;
-        case 'm': {
-            char *end;
-            min_active = strtod(optarg, &end);
-            if (*end || !(min_active >= 0 && min_active <= 1))
-                return zft_usage_error("dead", "--min-active takes a fraction from 0 to 1, not '%s'",
-                                       optarg);
-            break;
-        }
         case 'c': csv = 1; break;
         case 'H': header = 1; break;
-        case 'r':
-            if ((run_id = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("dead", "--run takes a run id, not '%s'", optarg);
-            break;
         case 'h': usage(stdout); return 0;
-        default: return zft_option_error("dead");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("dead", "unexpected argument '%s' (see --help)", argv[optind]);
     if (!dbpath)
         return zft_usage_error("dead", "--db is required (see --help)");
     if (header && !csv)
         return zft_usage_error("dead", "--header goes with --csv");
 
-    zf_db *db = NULL;
+    zft_scan scan;
     zf_db_dead *d = NULL;
     int n = 0, rc = 0;
-    int64_t rid = run_id;
-    zf_db_run run;
-    zf_db_model m;
     zf_status s;
-    if ((s = zft_db_open(dbpath, 0, &db)) || (!rid && (s = zf_db_run_latest(db, layer, &rid))) ||
-        (s = zf_db_run_get(db, rid, &run)) || (s = zf_db_model_get(db, run.model_id, &m)) ||
-        (s = zf_db_dead_units(db, rid, layer, min_active, &d, &n))) {
+    if ((s = zft_run_open(&scan, dbpath, run_id, layer, 0)) ||
+        (s = zf_db_dead_units(scan.db, scan.run.id, layer, min_active, &d, &n))) {
         rc = zft_fail("dead", s);
         goto out;
     }
-    if (run.n_ok == 0) {
+    if (scan.run.n_ok == 0) {
         /* "0 dead" of no images would read as a finding */
         rc = zft_fail("dead", zf_error(ZF_ERR_ARG, "run %lld has no images: none of its %lld could be "
-                                       "read%s", (long long)run.id, (long long)run.n_images,
-                                       run.complete ? "" : " so far"));
+                                       "read%s", (long long)scan.run.id, (long long)scan.run.n_images,
+                                       scan.run.complete ? "" : " so far"));
         goto out;
     }
-    if (!run.complete)
+    if (!scan.run.complete)
         fprintf(stderr, "zfviz dead: run %lld is not finished: %lld of %lld images so far\n",
-                (long long)run.id, (long long)run.next_seq, (long long)run.n_images);
+                (long long)scan.run.id, (long long)scan.run.next_seq, (long long)scan.run.n_images);
     if (csv) {
         if (header)
             printf("layer,unit,active_fraction,max_activation\n");
@@ -109,8 +86,8 @@ int zf_cmd_dead(int argc, char **argv)
         goto out;
     }
     printf("run %lld: %s (sha256 %.12s), %lld images (%lld failed to load), layers %s\n",
-           (long long)run.id, m.arch, m.sha256, (long long)run.n_ok, (long long)run.n_failed,
-           run.layers);
+           (long long)scan.run.id, scan.model.arch, scan.model.sha256, (long long)scan.run.n_ok,
+           (long long)scan.run.n_failed, scan.run.layers);
     if (min_active > 0)
         printf("units that never fire (max <= 0) or fire on fewer than %.4g of the images: %d\n",
                min_active, n);
@@ -123,6 +100,6 @@ int zf_cmd_dead(int argc, char **argv)
                d[i].max_activation, d[i].max_activation <= 0 ? "  dead" : "");
 out:
     free(d);
-    zf_db_close(db);
+    zft_scan_close(&scan);
     return rc;
 }

@@ -2,6 +2,7 @@
  * projections and image patches, cropped to the receptive field, stored as PNG renderings. */
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,26 +228,13 @@ int zf_cmd_topk(int argc, char **argv)
     zft_reroot reroot = {0};
     const char *dbpath = NULL, *layer = NULL;
     long unit = -1, run_id = 0;
+    const zft_num_opt nums[] = {ZFT_LONG_OPT('u', 0, INT_MAX, "a unit number", &unit), ZFT_RUN_OPT(&run_id), {0}};
+    zft_args a = {"topk", argc, argv, "h", longopts, &mo, NULL, NULL, nums, 0, NULL};
     int deconv = 0, lrn_backward = 0, opt;
-    optind = 1;
-    while ((opt = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
-        int r = zft_common_option("topk", opt, optarg, &mo, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((opt = zft_args_next(&a)) != -1) {
         switch (opt) {
         case 'd': dbpath = optarg; break;
         case 'l': layer = optarg; break;
-        case 'u':
-            if ((unit = zft_parse_long(optarg)) < 0)
-                return zft_usage_error("topk", "--unit takes a unit number, not '%s'", optarg);
-            break;
-        case 'r':
-            if ((run_id = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("topk", "--run takes a run id, not '%s'", optarg);
-            break;
         case ZFT_OPT_REROOT:
             if (zft_reroot_parse(&reroot, optarg))
                 return zft_usage_error("topk", "%s", zf_last_error());
@@ -254,33 +242,28 @@ int zf_cmd_topk(int argc, char **argv)
         case 'D': deconv = 1; break;
         case 'L': lrn_backward = 1; break;
         case 'h': usage(stdout); return 0;
-        default: return zft_option_error("topk");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("topk", "unexpected argument '%s' (see --help)", argv[optind]);
     if (!dbpath || !layer || unit < 0)
         return zft_usage_error("topk", "--db, --layer and --unit are required (see --help)");
     if (!deconv && (mo.arch || mo.weights || mo.model || lrn_backward || reroot.set))
         return zft_usage_error("topk", "model options, --lrn-backward and --reroot go with --deconv");
 
-    zf_db *db = NULL;
+    zft_scan scan;
     zf_db_example *ex = NULL;
     int n = 0, rc = 0;
     zf_status s;
-    zf_db_run run;
-    zf_db_model m;
-    int64_t rid = run_id;
+    const zf_db_run *run = &scan.run;
     const char *lname = layer;
-    if ((s = zft_db_open(dbpath, deconv, &db)) || (!rid && (s = zf_db_run_latest(db, lname, &rid))) ||
-        (s = zf_db_run_get(db, rid, &run)) || (s = zf_db_model_get(db, run.model_id, &m)) ||
-        (s = zf_db_topk_get(db, rid, lname, (int)unit, &ex, &n))) {
+    if ((s = zft_run_open(&scan, dbpath, run_id, lname, deconv)) ||
+        (s = zf_db_topk_get(scan.db, run->id, lname, (int)unit, &ex, &n))) {
         rc = zft_fail("topk", s);
         goto out;
     }
-    printf("run %lld: %s (sha256 %.12s), %lld of %lld images scanned%s\n", (long long)run.id,
-           m.arch, m.sha256, (long long)run.n_ok, (long long)run.n_images,
-           run.complete ? "" : " so far (scan not finished)");
+    printf("run %lld: %s (sha256 %.12s), %lld of %lld images scanned%s\n", (long long)run->id,
+           scan.model.arch, scan.model.sha256, (long long)run->n_ok, (long long)run->n_images,
+           run->complete ? "" : " so far (scan not finished)");
     printf("%s unit %ld: top %d (one per image; score = value before the ReLU)\n", lname, unit, n);
     printf("%4s %12s %4s %4s  %-19s %s\n", "rank", "score", "y", "x", "field x0,y0-x1,y1", "image");
     for (int i = 0; i < n; i++) {
@@ -290,10 +273,10 @@ int zf_cmd_topk(int argc, char **argv)
         printf("%4d %12.6g %4d %4d  %-19s %s\n", ex[i].rank, ex[i].score, ex[i].y, ex[i].x, box,
                ex[i].path);
     }
-    if (deconv && n > 0 && (s = deconv_all(db, &run, &mo, &reroot, lname, (int)unit, lrn_backward, ex, n)))
+    if (deconv && n > 0 && (s = deconv_all(scan.db, run, &mo, &reroot, lname, (int)unit, lrn_backward, ex, n)))
         rc = zft_fail("topk", s);
 out:
     free(ex);
-    zf_db_close(db);
+    zft_scan_close(&scan);
     return rc;
 }

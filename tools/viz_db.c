@@ -70,15 +70,21 @@ zf_status zft_load_recorded_model(const zf_db_model *m, int64_t run_id, const zf
     return ZF_OK;
 }
 
-zf_status zft_scan_open(zft_scan *s, const char *dbpath, int64_t run_id, const char *layer,
-                        const zft_model_opts *given, int readwrite)
+zf_status zft_run_open(zft_scan *s, const char *dbpath, int64_t run_id, const char *layer, int readwrite)
 {
     memset(s, 0, sizeof *s);
     zf_status st;
     if ((st = zft_db_open(dbpath, readwrite, &s->db)) || (!run_id && (st = zf_db_run_latest(s->db, layer, &run_id))) ||
-        (st = zf_db_run_get(s->db, run_id, &s->run)) || (st = zf_db_model_get(s->db, s->run.model_id, &s->model)))
+        (st = zf_db_run_get(s->db, run_id, &s->run)))
         return st;
-    return zft_load_recorded_model(&s->model, s->run.id, given, &s->net);
+    return zf_db_model_get(s->db, s->run.model_id, &s->model);
+}
+
+zf_status zft_scan_open(zft_scan *s, const char *dbpath, int64_t run_id, const char *layer,
+                        const zft_model_opts *given, int readwrite)
+{
+    zf_status st = zft_run_open(s, dbpath, run_id, layer, readwrite);
+    return st ? st : zft_load_recorded_model(&s->model, s->run.id, given, &s->net);
 }
 
 void zft_scan_close(zft_scan *s)

@@ -48,8 +48,11 @@ zf_status zft_db_open(const char *path, int readwrite, zf_db **out);
 zf_status zft_load_recorded_model(const zf_db_model *m, int64_t run_id, const zft_model_opts *given,
                                   zf_net **out);
 
-/* Opens `dbpath` and run `run_id` (0: the newest run covering `layer`, or any run if NULL).
- * zft_scan_close frees what was opened, also after a failure. */
+/* Opens `dbpath` and reads run `run_id` (0: the newest run covering `layer`, or any run if NULL)
+ * and its model record, without building the net. zft_scan_close frees what was opened, also
+ * after a failure. */
+zf_status zft_run_open(zft_scan *s, const char *dbpath, int64_t run_id, const char *layer, int readwrite);
+/* zft_run_open, and the net the run scanned (zft_load_recorded_model). */
 zf_status zft_scan_open(zft_scan *s, const char *dbpath, int64_t run_id, const char *layer,
                         const zft_model_opts *given, int readwrite);
 void zft_scan_close(zft_scan *s);
