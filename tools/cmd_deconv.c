@@ -65,31 +65,18 @@ int zf_cmd_deconv(int argc, char **argv)
     zft_device dev = {0};
     const char *input = NULL, *layer = NULL, *out = NULL, *position = NULL;
     long channel = -1, batch = 16;
+    const zft_num_opt nums[] = {ZFT_LONG_OPT('c', 0, 1e18, "a channel number", &channel),
+                                ZFT_LONG_OPT('b', 1, 1e18, "a positive number", &batch), {0}};
+    zft_args a = {"deconv", argc, argv, "hi:l:c:o:", opts, &mo, NULL, &dev, nums, 0, NULL};
     int map = 0, lrn_backward = 0, c;
-    while ((c = getopt_long(argc, argv, "hi:l:c:o:", opts, NULL)) != -1) {
-        int r = zft_common_option("deconv", c, optarg, &mo, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
-        if (zft_device_option(&dev, c, optarg))
-            continue;
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'i': input = optarg; break;
         case 'l': layer = optarg; break;
-        case 'c':
-            if ((channel = zft_parse_long(optarg)) < 0)
-                return zft_usage_error("deconv", "--channel needs a channel number, got '%s'", optarg);
-            break;
         case 'p': position = optarg; break;
         case 'm': map = 1; break;
         case 'L': lrn_backward = 1; break;
         case 'o': out = optarg; break;
-        case 'b':
-            if ((batch = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("deconv", "--batch needs a positive number, got '%s'", optarg);
-            break;
         case 'h':
             printf("usage: zfviz deconv (--arch A --weights W | --model F) --input X --layer convK --channel C\n"
                    "                    [--position Y,X | --map] [--lrn-backward] --out Y.npy\n\n"
@@ -113,11 +100,9 @@ int zf_cmd_deconv(int argc, char **argv)
                    "  --batch N         images per pass (default 16)\n");
             return 0;
         default:
-            return zft_option_error("deconv");
+            return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("deconv", "unexpected argument '%s'", argv[optind]);
     if (!input || !layer || channel < 0 || !out)
         return zft_usage_error("deconv", "--input, --layer, --channel and --out are required");
     int py = -1, px = -1;

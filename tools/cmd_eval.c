@@ -34,25 +34,14 @@ int zf_cmd_eval(int argc, char **argv)
     zft_model_opts mo = {0};
     const char *data = "fashion-mnist", *split = "test";
     long batch = 100, size = 0;
+    const zft_num_opt nums[] = {ZFT_LONG_OPT('b', 1, 65536, "a whole number from 1 to 65536", &batch),
+                                ZFT_LONG_OPT(O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size), {0}};
+    zft_args a = {"eval", argc, argv, "h", opts, &mo, NULL, NULL, nums, 0, NULL};
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = zft_common_option("eval", c, optarg, &mo, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'd': data = optarg; break;
         case O_SPLIT: split = optarg; break;
-        case 'b':
-            if ((batch = zft_parse_long(optarg)) < 1 || batch > 65536)
-                return zft_usage_error("eval", "--batch takes a whole number from 1 to 65536");
-            break;
-        case O_SIZE:
-            if ((size = zft_parse_long(optarg)) < 8 || size > 4096)
-                return zft_usage_error("eval", "--size takes a side of 8 to 4096 px");
-            break;
         case 'h':
             printf("usage: zfviz eval [--arch A [--weights W] | --model F] [--data SOURCE] [--split test|train]\n\n"
                    "Prints the model's top-1 and top-5 accuracy and mean cross-entropy on SOURCE:\n"
@@ -66,11 +55,9 @@ int zf_cmd_eval(int argc, char **argv)
                    "  --size S          folders: the side images are stored at before cropping (default:\n"
                    "                    the net's resize size)\n");
             return 0;
-        default: return zft_option_error("eval");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("eval", "unexpected argument '%s'", argv[optind]);
     if (strcmp(split, "test") && strcmp(split, "train"))
         return zft_usage_error("eval", "--split is test or train");
     zft_install_sigint();

@@ -103,28 +103,15 @@ int zf_cmd_forward(int argc, char **argv)
     zft_device dev = {0};
     const char *input = NULL, *dump = NULL, *outdir = NULL;
     long top = 5, batch = 16;
+    const zft_num_opt nums[] = {ZFT_LONG_OPT('t', 0, 1e18, "a number", &top),
+                                ZFT_LONG_OPT('b', 1, 1e18, "a positive number", &batch), {0}};
+    zft_args a = {"forward", argc, argv, "hi:o:", opts, &mo, NULL, &dev, nums, 0, NULL};
     int c;
-    while ((c = getopt_long(argc, argv, "hi:o:", opts, NULL)) != -1) {
-        int r = zft_common_option("forward", c, optarg, &mo, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
-        if (zft_device_option(&dev, c, optarg))
-            continue;
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'i': input = optarg; break;
         case 'd': dump = optarg; break;
         case 'o': outdir = optarg; break;
-        case 't':
-            if ((top = zft_parse_long(optarg)) < 0)
-                return zft_usage_error("forward", "--top needs a number, got '%s'", optarg);
-            break;
-        case 'b':
-            if ((batch = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("forward", "--batch needs a positive number, got '%s'", optarg);
-            break;
         case 'h':
             printf("usage: zfviz forward (--arch A --weights W | --model F) --input X [--dump L1,L2,...]\n"
                    "                     [--out DIR] [--top K] [--batch N]\n\n"
@@ -142,11 +129,9 @@ int zf_cmd_forward(int argc, char **argv)
                    "  --batch N         images per forward pass (default 16)\n");
             return 0;
         default:
-            return zft_option_error("forward");
+            return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("forward", "unexpected argument '%s'", argv[optind]);
     if (!input)
         return zft_usage_error("forward", "--input is required");
 

@@ -13,19 +13,17 @@ const char zf_cmd_gpuinfo_summary[] = "show the GPU, driver, CUDA/cuDNN/cuBLAS v
 int zf_cmd_gpuinfo(int argc, char **argv)
 {
     static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    zft_args a = {"gpuinfo", argc, argv, "h", opts, NULL, NULL, NULL, NULL, 0, NULL};
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (c == 'h') {
-            printf("usage: zfviz gpuinfo\n\n"
-                   "Prints the CUDA devices, the driver, and the CUDA runtime, cuDNN and cuBLAS versions the\n"
-                   "CUDA engine loads, then opens device 0 as --device cuda would (streams, cuDNN and\n"
-                   "cuBLAS handles) and reports its free memory. Exits with 1 when no GPU can be used.\n");
-            return 0;
-        }
-        return zft_option_error("gpuinfo");
+    while ((c = zft_args_next(&a)) != -1) {
+        if (c != 'h')
+            return ZFT_EXIT_USAGE;
+        printf("usage: zfviz gpuinfo\n\n"
+               "Prints the CUDA devices, the driver, and the CUDA runtime, cuDNN and cuBLAS versions the\n"
+               "CUDA engine loads, then opens device 0 as --device cuda would (streams, cuDNN and\n"
+               "cuBLAS handles) and reports its free memory. Exits with 1 when no GPU can be used.\n");
+        return 0;
     }
-    if (optind < argc)
-        return zft_usage_error("gpuinfo", "unexpected argument '%s'", argv[optind]);
 #ifndef ZF_CUDA_ENABLED
     printf("built without the CUDA engine (no nvcc or cuDNN at configure time, or -DZF_CUDA=OFF): CPU only\n");
     return 1;

@@ -78,25 +78,17 @@ int zf_cmd_info(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     zft_model_opts mo = {0};
+    zft_args a = {"info", argc, argv, "h", opts, &mo, NULL, NULL, NULL, 0, NULL};
     int c;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = zft_common_option("info", c, optarg, &mo, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
-        if (c == 'h') {
-            printf("usage: zfviz info (--arch A | --model F)\n\n"
-                   "Prints the layer table (name, op, output shape, parameters), the total parameter\n"
-                   "count, how images are preprocessed for the net (grey nets: one luma plane) and its\n"
-                   "classes, listed by name when the model carries names.\n\n" ZFT_MODEL_HELP);
-            return 0;
-        }
-        return zft_option_error("info");
+    while ((c = zft_args_next(&a)) != -1) {
+        if (c != 'h')
+            return ZFT_EXIT_USAGE;
+        printf("usage: zfviz info (--arch A | --model F)\n\n"
+               "Prints the layer table (name, op, output shape, parameters), the total parameter\n"
+               "count, how images are preprocessed for the net (grey nets: one luma plane) and its\n"
+               "classes, listed by name when the model carries names.\n\n" ZFT_MODEL_HELP);
+        return 0;
     }
-    if (optind < argc)
-        return zft_usage_error("info", "unexpected argument '%s'", argv[optind]);
     zf_net *net = NULL;
     zf_status st;
     if (mo.model || mo.weights || !mo.arch || zf_arch_is_mini(mo.arch)) {
