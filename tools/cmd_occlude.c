@@ -1,5 +1,6 @@
 /* zfviz occlude: occlusion sensitivity maps (Zeiler & Fergus Fig. 7) for one image: per position
  * of a grey square, the strongest conv5 map's total, the class probability and the top class. */
+#include <float.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -59,16 +60,6 @@ static void on_progress(void *ctx, int64_t done, int64_t total)
 {
     (void)total;
     zft_progress_update(&((progress_ctx *)ctx)->bar, done);
-}
-
-static int parse_float(const char *s, float *out)
-{
-    char *end;
-    float v = strtof(s, &end);
-    if (end == s || *end || !isfinite(v))
-        return -1;
-    *out = v;
-    return 0;
 }
 
 static zf_status write_map(const char *dir, const char *name, zf_dtype dtype, const void *data,
@@ -225,84 +216,49 @@ int zf_cmd_occlude(int argc, char **argv)
     const char *input = NULL, *layer = NULL, *out = NULL, *png = NULL, *pdf = NULL;
     zf_occlusion_params p;
     zf_occlusion_params_default(&p);
-    long v;
-    int c;
     zf_viz_style style = {0};
-    while ((c = getopt_long(argc, argv, "hi:o:", opts, NULL)) != -1) {
-        int r = zft_common_option("occlude", c, optarg, &mo, &style);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    const zft_num_opt nums[] = {
+        ZFT_INT_OPT(OPT_PATCH, 1, 1 << 20, "a positive number of pixels", &p.patch),
+        ZFT_INT_OPT(OPT_STRIDE, 1, 1 << 20, "a positive number of pixels", &p.stride),
+        ZFT_FLOAT_OPT(OPT_FILL, -FLT_MAX, FLT_MAX, "a finite number", &p.fill),
+        ZFT_INT_OPT(OPT_CLASS, 0, 1 << 30, "a class index", &p.cls),
+        ZFT_INT_OPT(OPT_CHANNEL, 0, 1 << 30, "a channel number", &p.channel),
+        ZFT_INT_OPT(OPT_BATCH, 1, 1 << 16, "a positive number", &p.batch), {0}};
+    zft_args a = {"occlude", argc, argv, "hi:o:", opts, &mo, &style, NULL, nums, 0, NULL};
+    int c;
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'i': input = optarg; break;
         case OPT_LAYER: layer = optarg; break;
         case 'o': out = optarg; break;
         case OPT_PNG: png = optarg; break;
         case OPT_PDF: pdf = optarg; break;
-        case OPT_PATCH:
-            if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 20)
-                return zft_usage_error("occlude", "--patch needs a positive number of pixels, got '%s'", optarg);
-            p.patch = (int)v;
+        case OPT_METHOD: {
+            static const zf_occlusion_method methods[] = {ZF_OCCLUSION_AUTO, ZF_OCCLUSION_BRUTE,
+                                                          ZF_OCCLUSION_INCREMENTAL};
+            int k = zft_args_choice(&a, "auto|brute|incremental");
+            if (k < 0)
+                return ZFT_EXIT_USAGE;
+            p.method = methods[k];
             break;
-        case OPT_STRIDE:
-            if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 20)
-                return zft_usage_error("occlude", "--stride needs a positive number of pixels, got '%s'", optarg);
-            p.stride = (int)v;
+        }
+        case OPT_CONV: {
+            static const zf_occlusion_conv convs[] = {ZF_OCCLUSION_CONV_AUTO, ZF_OCCLUSION_CONV_IM2COL,
+                                                      ZF_OCCLUSION_CONV_DELTA, ZF_OCCLUSION_CONV_WINOGRAD,
+                                                      ZF_OCCLUSION_CONV_WINOGRAD4};
+            int k = zft_args_choice(&a, "auto|im2col|delta|winograd|winograd4");
+            if (k < 0)
+                return ZFT_EXIT_USAGE;
+            p.conv = convs[k];
             break;
-        case OPT_FILL:
-            if (parse_float(optarg, &p.fill))
-                return zft_usage_error("occlude", "--fill needs a finite number, got '%s'", optarg);
-            break;
-        case OPT_CLASS:
-            if ((v = zft_parse_long(optarg)) < 0 || v > 1 << 30)
-                return zft_usage_error("occlude", "--class needs a class index, got '%s'", optarg);
-            p.cls = (int)v;
-            break;
-        case OPT_CHANNEL:
-            if ((v = zft_parse_long(optarg)) < 0 || v > 1 << 30)
-                return zft_usage_error("occlude", "--channel needs a channel number, got '%s'", optarg);
-            p.channel = (int)v;
-            break;
-        case OPT_METHOD:
-            if (!strcmp(optarg, "auto"))
-                p.method = ZF_OCCLUSION_AUTO;
-            else if (!strcmp(optarg, "brute"))
-                p.method = ZF_OCCLUSION_BRUTE;
-            else if (!strcmp(optarg, "incremental"))
-                p.method = ZF_OCCLUSION_INCREMENTAL;
-            else
-                return zft_usage_error("occlude", "--method is auto, brute or incremental, got '%s'", optarg);
-            break;
-        case OPT_CONV:
-            if (!strcmp(optarg, "auto"))
-                p.conv = ZF_OCCLUSION_CONV_AUTO;
-            else if (!strcmp(optarg, "im2col"))
-                p.conv = ZF_OCCLUSION_CONV_IM2COL;
-            else if (!strcmp(optarg, "delta"))
-                p.conv = ZF_OCCLUSION_CONV_DELTA;
-            else if (!strcmp(optarg, "winograd"))
-                p.conv = ZF_OCCLUSION_CONV_WINOGRAD;
-            else if (!strcmp(optarg, "winograd4"))
-                p.conv = ZF_OCCLUSION_CONV_WINOGRAD4;
-            else
-                return zft_usage_error("occlude", "--conv is auto, im2col, delta, winograd or winograd4, got '%s'", optarg);
-            break;
-        case OPT_BATCH:
-            if ((v = zft_parse_long(optarg)) < 1 || v > 1 << 16)
-                return zft_usage_error("occlude", "--batch needs a positive number, got '%s'", optarg);
-            p.batch = (int)v;
-            break;
+        }
         case 'h':
             fputs(usage_text, stdout);
             return 0;
         default:
-            return zft_option_error("occlude");
+            return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("occlude", "unexpected argument '%s'", argv[optind]);
     if (!input || !out)
         return zft_usage_error("occlude", "--input and --out are required");
     /* Every output checked before any work: a file zfviz may not replace stops the run. */

@@ -165,16 +165,6 @@ static int parse_list(const char *s, int *out, int max)
     return n;
 }
 
-static int parse_float(const char *s, double lo, double hi, double *out)
-{
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || *end || !(v >= lo && v <= hi))
-        return 0;
-    *out = v;
-    return 1;
-}
-
 /* The curves of this run from the database, drawn to BASE-curves.png and .pdf. */
 static void write_curves(train_ctx *c, const char *arch, char *png_path, size_t plen)
 {
@@ -331,106 +321,50 @@ int zf_cmd_train(int argc, char **argv)
     int resume = 0;
     train_ctx ctx = {0};
     ctx.n_snapshots = parse_list("1,2,5,10", ctx.snapshots, 32);
+    const zft_num_opt nums[] = {
+        ZFT_INT_OPT('e', 1, 100000, "a whole number from 1 to 100000", &cfg.epochs),
+        ZFT_INT_OPT('b', 1, 65536, "a whole number from 1 to 65536", &cfg.batch),
+        ZFT_FLOAT_OPT('l', 1e-12, 100, "a positive number", &cfg.sgd.lr),
+        ZFT_FLOAT_OPT(O_LRGAMMA, 1e-9, 1, "a number in (0, 1]", &cfg.lr_gamma),
+        ZFT_FLOAT_OPT(O_MOM, 0, 0.9999, "a number in [0, 1)", &cfg.sgd.momentum),
+        ZFT_FLOAT_OPT(O_WD, 0, 1, "a number in [0, 1]", &cfg.sgd.weight_decay),
+        ZFT_FLOAT_OPT(O_RENORM, 0, 1e6, "a radius >= 0 (0 turns it off)", &cfg.sgd.renorm),
+        ZFT_LONG_OPT(O_VAL, 0, 1e18, "a count of images", &val),
+        ZFT_LONG_OPT(O_LIMIT, 1, 1e18, "a count of images from 1", &limit),
+        ZFT_INT_OPT(O_CROP, 0, 64, "a padding of 0 to 64 px", &cfg.aug.crop),
+        ZFT_FLOAT_OPT(O_PCA, 0, 10, "a number >= 0", &cfg.aug.pca_std),
+        ZFT_LONG_OPT(O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size),
+        ZFT_REAL_OPT(O_CKPT, 0, 1e9, "seconds (0: only at epoch ends)", &cfg.checkpoint_s),
+        {0}};
+    zft_args a = {"train", argc, argv, "h", opts, NULL, NULL, NULL, nums, 0, NULL};
     int c;
-    double d;
-    long v;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = zft_common_option("train", c, optarg, NULL, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'A': arch = optarg; break;
         case 'd': data = optarg; break;
         case 'o': out = optarg; break;
-        case 'e':
-            if ((v = zft_parse_long(optarg)) < 1 || v > 100000)
-                return zft_usage_error("train", "--epochs takes a whole number from 1");
-            cfg.epochs = (int)v;
-            break;
-        case 'b':
-            if ((v = zft_parse_long(optarg)) < 1 || v > 65536)
-                return zft_usage_error("train", "--batch takes a whole number from 1 to 65536");
-            cfg.batch = (int)v;
-            break;
-        case 'l':
-            if (!parse_float(optarg, 1e-12, 100, &d))
-                return zft_usage_error("train", "--lr takes a positive number");
-            cfg.sgd.lr = (float)d;
-            break;
         case O_LRSTEPS:
             if ((cfg.n_lr_steps = parse_list(optarg, cfg.lr_steps, 16)) < 0)
-                return zft_usage_error("train", "--lr-steps takes epochs like 6,9");
-            break;
-        case O_LRGAMMA:
-            if (!parse_float(optarg, 1e-9, 1, &d))
-                return zft_usage_error("train", "--lr-gamma takes a number in (0, 1]");
-            cfg.lr_gamma = (float)d;
-            break;
-        case O_MOM:
-            if (!parse_float(optarg, 0, 0.9999, &d))
-                return zft_usage_error("train", "--momentum takes a number in [0, 1)");
-            cfg.sgd.momentum = (float)d;
-            break;
-        case O_WD:
-            if (!parse_float(optarg, 0, 1, &d))
-                return zft_usage_error("train", "--wd takes a number in [0, 1]");
-            cfg.sgd.weight_decay = (float)d;
-            break;
-        case O_RENORM:
-            if (!parse_float(optarg, 0, 1e6, &d))
-                return zft_usage_error("train", "--renorm takes a radius >= 0 (0 turns it off)");
-            cfg.sgd.renorm = (float)d;
+                return zft_usage_error("train", "--lr-steps takes epochs like 6,9, got '%s'", optarg);
             break;
         case 's': {
             char *end;
             cfg.seed = strtoull(optarg, &end, 10);
             if (*optarg < '0' || *optarg > '9' || *end)
-                return zft_usage_error("train", "--seed takes a non-negative whole number");
+                return zft_usage_error("train", "--seed takes a non-negative whole number, got '%s'", optarg);
             break;
         }
-        case O_VAL:
-            if ((val = zft_parse_long(optarg)) < 0)
-                return zft_usage_error("train", "--val takes a count of images");
-            break;
-        case O_LIMIT:
-            if ((limit = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("train", "--limit takes a count of images from 1");
-            break;
-        case O_CROP:
-            if ((v = zft_parse_long(optarg)) < 0 || v > 64)
-                return zft_usage_error("train", "--crop takes a padding of 0 to 64 px");
-            cfg.aug.crop = (int)v;
-            break;
-        case O_NOFLIP: cfg.aug.flip = 0; break;
-        case O_PCA:
-            if (!parse_float(optarg, 0, 10, &d))
-                return zft_usage_error("train", "--pca-std takes a number >= 0");
-            cfg.aug.pca_std = (float)d;
-            break;
-        case O_SIZE:
-            if ((size = zft_parse_long(optarg)) < 8 || size > 4096)
-                return zft_usage_error("train", "--size takes a side of 8 to 4096 px");
-            break;
         case O_SNAP:
             if ((ctx.n_snapshots = parse_list(optarg, ctx.snapshots, 32)) < 0)
-                return zft_usage_error("train", "--snapshots takes epochs like 1,2,5,10");
+                return zft_usage_error("train", "--snapshots takes epochs like 1,2,5,10, got '%s'", optarg);
             break;
         case O_DB: db_path = optarg; break;
-        case O_CKPT:
-            if (!parse_float(optarg, 0, 1e9, &d))
-                return zft_usage_error("train", "--checkpoint-every takes seconds (0: only at epoch ends)");
-            cfg.checkpoint_s = d;
-            break;
+        case O_NOFLIP: cfg.aug.flip = 0; break;
         case O_RESUME: resume = 1; break;
         case 'h': usage(); return 0;
-        default: return zft_option_error("train");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("train", "unexpected argument '%s'", argv[optind]);
     if (!data || !out)
         return zft_usage_error("train", "--data and --out are required");
     size_t ol = strlen(out);
