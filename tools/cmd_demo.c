@@ -1025,27 +1025,17 @@ int zf_cmd_demo(int argc, char **argv)
     memset(&d, 0, sizeof d);
     d.dir = "zfviz-demo";
     long images = -1;
+    const zft_num_opt nums[] = {ZFT_LONG_OPT('n', 10, 10000, "10 to 10000", &images), {0}};
+    zft_args a = {"demo", argc, argv, "ho:", opts, NULL, &d.style, NULL, nums, 0, NULL};
     int c;
-    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int r = zft_common_option("demo", c, optarg, NULL, &d.style);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'o': d.dir = optarg; break;
-        case 'n':
-            if ((images = zft_parse_long(optarg)) < 10 || images > 10000)
-                return zft_usage_error("demo", "--images takes 10 to 10000, got '%s'", optarg);
-            break;
         case 'q': d.quick = 1; break;
         case 'h': usage(); return 0;
-        default: return zft_option_error("demo");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("demo", "unexpected argument '%s'", argv[optind]);
     if (!*d.dir)
         return zft_usage_error("demo", "-o needs a folder");
     d.n_images = images > 0 ? (int)images : d.quick ? QUICK_IMAGES : DEFAULT_IMAGES;

@@ -237,43 +237,21 @@ int zf_cmd_serve(int argc, char **argv)
                                          {0, 0, 0, 0}};
     zft_site_opts o = {0};
     o.min_active = 0.01;
-    long port = 8080, v;
+    long port = 8080;
     const char *bind = "127.0.0.1";
+    const zft_num_opt nums[] = {ZFT_LONG_OPT('p', 0, 65535, "0..65535", &port), ZFT_RUN_OPT(&o.run),
+                                ZFT_MIN_ACTIVE_OPT(&o.min_active), {0}};
+    zft_args a = {"serve", argc, argv, "h", opts, &o.model, NULL, NULL, nums, 0, NULL};
     int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        int r = zft_common_option("serve", c, optarg, &o.model, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'd': o.dbpath = optarg; break;
-        case 'p':
-            if ((port = zft_parse_long(optarg)) < 0 || port > 65535)
-                return zft_usage_error("serve", "--port needs 0..65535, got '%s'", optarg);
-            break;
         case 'b': bind = optarg; break;
-        case 'r':
-            if ((v = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("serve", "--run needs a run id, got '%s'", optarg);
-            o.run = v;
-            break;
         case 'l': o.layers = optarg; break;
-        case 'm': {
-            char *end;
-            o.min_active = strtod(optarg, &end);
-            if (*end || !(o.min_active >= 0 && o.min_active <= 1))
-                return zft_usage_error("serve", "--min-active needs a fraction in [0, 1], got '%s'", optarg);
-            break;
-        }
         case 'h': usage(); return 0;
-        default: return zft_option_error("serve");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("serve", "unexpected argument '%s'", argv[optind]);
     if (!o.dbpath)
         return zft_usage_error("serve", "--db is required (see --help)");
     struct sockaddr_in sa;

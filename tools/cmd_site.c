@@ -56,48 +56,24 @@ int zf_cmd_site(int argc, char **argv)
                                          {0, 0, 0, 0}};
     zft_site_opts o = {0};
     o.min_active = 0.01;
-    long v;
+    const zft_num_opt nums[] = {ZFT_RUN_OPT(&o.run), ZFT_INT_OPT('t', 1, 100000, "a positive number", &o.top_units),
+                                ZFT_MIN_ACTIVE_OPT(&o.min_active), {0}};
+    zft_args a = {"site", argc, argv, "ho:", opts, &o.model, NULL, NULL, nums, 0, NULL};
     int c;
-    optind = 1;
-    while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        int r = zft_common_option("site", c, optarg, &o.model, NULL);
-        if (r >= 0) {
-            if (r)
-                return r;
-            continue;
-        }
+    while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
         case 'd': o.dbpath = optarg; break;
         case 'o': o.out = optarg; break;
-        case 'r':
-            if ((v = zft_parse_long(optarg)) < 1)
-                return zft_usage_error("site", "--run needs a run id, got '%s'", optarg);
-            o.run = v;
-            break;
         case 'l': o.layers = optarg; break;
-        case 't':
-            if ((v = zft_parse_long(optarg)) < 1 || v > 100000)
-                return zft_usage_error("site", "--top-units needs a positive number, got '%s'", optarg);
-            o.top_units = (int)v;
-            break;
-        case 'm': {
-            char *end;
-            o.min_active = strtod(optarg, &end);
-            if (*end || !(o.min_active >= 0 && o.min_active <= 1))
-                return zft_usage_error("site", "--min-active needs a fraction in [0, 1], got '%s'", optarg);
-            break;
-        }
         case 'L': o.lrn_backward = 1; break;
         case ZFT_OPT_REROOT:
             if (zft_reroot_parse(&o.reroot, optarg))
                 return zft_usage_error("site", "%s", zf_last_error());
             break;
         case 'h': usage(); return 0;
-        default: return zft_option_error("site");
+        default: return ZFT_EXIT_USAGE;
         }
     }
-    if (optind < argc)
-        return zft_usage_error("site", "unexpected argument '%s'", argv[optind]);
     if (!o.dbpath || !o.out)
         return zft_usage_error("site", "--db and -o DIR are required (see --help)");
     if (!*o.out)
