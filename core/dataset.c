@@ -1,5 +1,6 @@
 /* Training data in memory: IDX files (Fashion-MNIST) read through zlib, image folders decoded and
  * stored small, and the augmented, normalised batches the trainer feeds to a net. */
+#include "zf/alloc.h"
 #include "zf/dataset.h"
 #include "image_internal.h"
 #include "util_internal.h"
@@ -42,11 +43,11 @@ zf_dataset *zf_dataset_new(int64_t n, int c, int h, int w, int n_classes)
                  c, h, w);
         return NULL;
     }
-    zf_dataset *ds = calloc(1, sizeof *ds);
+    zf_dataset *ds = zf_calloc(1, sizeof *ds);
     if (ds) {
-        ds->pixels = calloc((size_t)n, per);
-        ds->labels = calloc((size_t)n, sizeof *ds->labels);
-        ds->class_names = calloc((size_t)n_classes, sizeof *ds->class_names);
+        ds->pixels = zf_calloc((size_t)n, per);
+        ds->labels = zf_calloc((size_t)n, sizeof *ds->labels);
+        ds->class_names = zf_calloc((size_t)n_classes, sizeof *ds->class_names);
     }
     if (!ds || !ds->pixels || !ds->labels || !ds->class_names) {
         zf_dataset_free(ds);
@@ -77,7 +78,7 @@ void zf_dataset_free(zf_dataset *ds)
 
 static zf_status set_name(zf_dataset *ds, int k, const char *name)
 {
-    ds->class_names[k] = strdup(name);
+    ds->class_names[k] = zf_strdup(name);
     if (!ds->class_names[k])
         return zf_error(ZF_ERR_NOMEM, "out of memory for class names");
     return ZF_OK;
@@ -237,7 +238,7 @@ zf_status zf_dataset_load_idx(const char *images, const char *labels, zf_dataset
     }
     uint8_t *lab = NULL;
     if (!st) {
-        lab = malloc(idim[0]);
+        lab = zf_malloc(idim[0]);
         if (!lab)
             st = zf_error(ZF_ERR_NOMEM, "%s: out of memory", labels);
     }
@@ -269,7 +270,7 @@ zf_status zf_dataset_load_idx(const char *images, const char *labels, zf_dataset
     /* Classes 0..max, named by number; the one class zf_dataset_new made is replaced. */
     free(ds->class_names);
     ds->n_classes = max + 1;
-    ds->class_names = calloc((size_t)ds->n_classes, sizeof *ds->class_names);
+    ds->class_names = zf_calloc((size_t)ds->n_classes, sizeof *ds->class_names);
     if (!ds->class_names) {
         ds->n_classes = 0;
         zf_dataset_free(ds);
@@ -327,7 +328,7 @@ zf_status zf_dataset_load_fashion_mnist(const char *dir, int train, zf_dataset *
             return st;
         }
     /* Every class gets its name even if this file lacks some classes. */
-    char **names = calloc(10, sizeof *names);
+    char **names = zf_calloc(10, sizeof *names);
     if (!names) {
         zf_dataset_free(ds);
         return zf_error(ZF_ERR_NOMEM, "%s: out of memory", paths[1]);
@@ -357,13 +358,13 @@ static int str_push(str_list *l, const char *s)
 {
     if (l->n == l->cap) {
         size_t cap = l->cap ? 2 * l->cap : 64;
-        char **v = realloc(l->v, cap * sizeof *v);
+        char **v = zf_realloc(l->v, cap * sizeof *v);
         if (!v)
             return -1;
         l->v = v;
         l->cap = cap;
     }
-    l->v[l->n] = strdup(s);
+    l->v[l->n] = zf_strdup(s);
     if (!l->v[l->n])
         return -1;
     l->n++;
@@ -487,7 +488,7 @@ zf_status zf_dataset_load_folder_ex(const char *dir, int store_short, zf_dataset
                           "*.jpeg, *.png, searched recursively)", path);
         if (!st && files.n > cap_labels) {
             size_t cap = files.cap;
-            int32_t *l = realloc(labels, cap * sizeof *l);
+            int32_t *l = zf_realloc(labels, cap * sizeof *l);
             if (!l)
                 st = zf_error(ZF_ERR_NOMEM, "%s: out of memory listing images", dir);
             else {
@@ -519,7 +520,7 @@ zf_status zf_dataset_load_folder_ex(const char *dir, int store_short, zf_dataset
         char bad_msg[1024] = "";
         #pragma omp parallel
         {
-            float *buf = malloc(sizeof(float) * per);
+            float *buf = zf_malloc(sizeof(float) * per);
             #pragma omp for schedule(dynamic, 1)
             for (int64_t i = c0; i < c1; i++) {
                 zf_status s1 = buf ? load_one(ds->pixels + (size_t)i * per, files.v[i],
@@ -925,7 +926,7 @@ zf_status zf_dataset_batch(float *input, int32_t *labels, const zf_dataset *ds, 
     int nomem = 0;
     #pragma omp parallel
     {
-        float *buf = malloc(sizeof(float) * scratch);
+        float *buf = zf_malloc(sizeof(float) * scratch);
         if (!buf) {
             #pragma omp atomic write
             nomem = 1;

@@ -2,6 +2,7 @@
  * epoch loop with exact resume. The forward runs the engine's own layers (zf_net_forward_range)
  * except dropout, which here keeps a mask; the backward walks the chain once, ping-ponging two
  * gradient buffers, and skips the data gradient of the first layer (nothing needs it). */
+#include "zf/alloc.h"
 #include "zf/train.h"
 
 #include <math.h>
@@ -49,7 +50,7 @@ zf_status zf_trainer_new(zf_net *net, int batch, zf_trainer **out)
     zf_status st = zf_net_reserve(net, batch);
     if (st)
         return st;
-    zf_trainer *t = calloc(1, sizeof *t);
+    zf_trainer *t = zf_calloc(1, sizeof *t);
     if (!t)
         return zf_error(ZF_ERR_NOMEM, "out of memory for a trainer");
     t->net = net;
@@ -76,11 +77,11 @@ zf_status zf_trainer_new(zf_net *net, int batch, zf_trainer **out)
     t->d[0] = zf_alloc(sizeof(float) * t->d_floats);
     t->d[1] = zf_alloc(sizeof(float) * t->d_floats);
     t->ws = zf_alloc(sizeof(float) * t->ws_floats);
-    t->masks = calloc((size_t)net->n_layers, sizeof *t->masks);
+    t->masks = zf_calloc((size_t)net->n_layers, sizeof *t->masks);
     int bad = !t->grad || !t->momentum || !t->d[0] || !t->d[1] || !t->ws || !t->masks;
     for (int i = 0; !bad && i < net->n_layers; i++)
         if (net->layers[i].op == ZF_OP_DROPOUT)
-            bad = !(t->masks[i] = malloc((size_t)zf_layer_out_size(&net->layers[i]) * (size_t)batch));
+            bad = !(t->masks[i] = zf_malloc((size_t)zf_layer_out_size(&net->layers[i]) * (size_t)batch));
     if (bad) {
         zf_trainer_free(t);
         return zf_error(ZF_ERR_NOMEM, "out of memory for training %s at batch %d", net->arch, batch);
@@ -296,8 +297,8 @@ zf_status zf_evaluate(zf_net *net, const zf_dataset *ds, int batch, double *top1
     zf_status st = zf_net_reserve(net, batch);
     if (st)
         return st;
-    int64_t *idx = malloc(sizeof *idx * (size_t)batch);
-    int32_t *lab = malloc(sizeof *lab * (size_t)batch);
+    int64_t *idx = zf_malloc(sizeof *idx * (size_t)batch);
+    int32_t *lab = zf_malloc(sizeof *lab * (size_t)batch);
     if (!idx || !lab) {
         free(idx);
         free(lab);
@@ -438,8 +439,8 @@ zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *v
         return st;
     }
     int64_t steps = (train->n + cfg->batch - 1) / cfg->batch;
-    int64_t *perm = malloc(sizeof *perm * (size_t)train->n);
-    int32_t *labels = malloc(sizeof *labels * (size_t)cfg->batch);
+    int64_t *perm = zf_malloc(sizeof *perm * (size_t)train->n);
+    int32_t *labels = zf_malloc(sizeof *labels * (size_t)cfg->batch);
     if (!perm || !labels) {
         free(perm);
         free(labels);

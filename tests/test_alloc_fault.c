@@ -16,12 +16,14 @@
 
 #include "testutil.h"
 #include "zf/alloc.h"
+#include "zf/dataset.h"
 #include "zf/db.h"
 #include "zf/io.h"
 #include "zf/model.h"
 #include "zf/net.h"
 #include "zf/occlusion.h"
 #include "zf/onnx.h"
+#include "zf/train.h"
 
 typedef zf_status (*op_fn)(void *ctx);
 
@@ -177,6 +179,56 @@ Test(alloc_fault, build_every_builtin_net)
         cr_assert_gt(fault_loop(zf_builtin_archs[i], op_build, (void *)zf_builtin_archs[i], NULL), 1);
 }
 
+static zf_status op_idx(void *ctx)
+{
+    (void)ctx;
+    char img[4096];
+    snprintf(img, sizeof img, "%s", tu_fixture("dataset/small-images.idx3.gz"));
+    zf_dataset *ds = NULL;
+    zf_status st = zf_dataset_load_idx(img, tu_fixture("dataset/small-labels.idx1.gz"), &ds);
+    zf_dataset_free(ds);
+    return st;
+}
+
+static zf_status op_folder(void *ctx)
+{
+    zf_dataset *ds = NULL;
+    zf_status st = zf_dataset_load_folder(ctx, 24, &ds);
+    zf_dataset_free(ds);
+    return st;
+}
+
+Test(alloc_fault, dataset_idx_and_image_folder)
+{
+    cr_assert_gt(fault_loop("idx dataset", op_idx, NULL, NULL), 1);
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s", tu_fixture("dataset/folder"));
+    cr_assert_gt(fault_loop("folder dataset", op_folder, dir, NULL), 1);
+}
+
+typedef struct {
+    zf_net *net;
+    const float *input;
+    int32_t labels[2];
+} train_ctx;
+
+/* A trainer made, one backprop with dropout and one update: what a training step allocates. */
+static zf_status op_train_step(void *ctx)
+{
+    train_ctx *c = ctx;
+    zf_trainer *t = NULL;
+    zf_status st = zf_trainer_new(c->net, 2, &t);
+    if (!st)
+        st = zf_trainer_backprop(t, c->input, c->labels, 2, 3, NULL, NULL);
+    if (!st) {
+        zf_sgd opt = {0};
+        opt.lr = 0.01f;
+        zf_trainer_update(t, &opt);
+    }
+    zf_trainer_free(t);
+    return st;
+}
+
 static zf_net *ready_net(const char *arch, float **input, int n)
 {
     zf_net *net = NULL;
@@ -218,6 +270,16 @@ static void forward_loop(const char *arch, int n)
             return;
     }
     cr_assert_fail("%s forward: too many allocations", arch);
+}
+
+Test(alloc_fault, training_step)
+{
+    float *in;
+    train_ctx c = {ready_net("alexnet-mini", &in, 2), NULL, {1, 7}};
+    c.input = in;
+    cr_assert_gt(fault_loop("training step", op_train_step, &c, NULL), 1);
+    zf_net_free(c.net);
+    free(in);
 }
 
 Test(alloc_fault, forward_mini_nets)
