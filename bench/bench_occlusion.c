@@ -12,24 +12,11 @@
 #include <string.h>
 
 #include "bench_util.h"
+#include "testutil.h"
 #include "zf/io.h"
 #include "zf/net.h"
 #include "zf/occlusion.h"
 #include "zf/tensor.h"
-
-static uint64_t next(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
-static void fill_uniform(float *x, size_t n, uint64_t seed, float a)
-{
-    for (size_t i = 0; i < n; i++)
-        x[i] = a * (2.0f * (float)((next(&seed) >> 40) * (1.0 / 16777216.0)) - 1.0f);
-}
 
 /* He-uniform weights: activations keep their scale, so the timings see no denormals. */
 static void he_init(zf_net *net)
@@ -37,9 +24,9 @@ static void he_init(zf_net *net)
     for (int i = 0; i < net->n_layers; i++) {
         zf_layer *l = &net->layers[i];
         if (l->op == ZF_OP_CONV || l->op == ZF_OP_FC) {
-            fill_uniform(l->weight, (size_t)l->weight_count, 100 + i,
-                         (float)sqrt(6.0 * l->out_c / (double)l->weight_count));
-            fill_uniform(l->bias, (size_t)l->bias_count, 200 + i, 0.05f);
+            float a = (float)sqrt(6.0 * l->out_c / (double)l->weight_count);
+            tu_fill_uniform(l->weight, (size_t)l->weight_count, 100 + (uint64_t)i, -a, a);
+            tu_fill_uniform(l->bias, (size_t)l->bias_count, 200 + (uint64_t)i, -0.05f, 0.05f);
         }
     }
 }
@@ -136,7 +123,7 @@ int main(int argc, char **argv)
             x = zf_tensor_new4(1, net->in_c, net->in_h, net->in_w);
             if (!x)
                 return fail("input");
-            fill_uniform(zf_tensor_f32(x), (size_t)x->size, 7, 1.5f);
+            tu_fill_uniform(zf_tensor_f32(x), (size_t)x->size, 7, -1.5f, 1.5f);
         }
         char pbuf[256];
         snprintf(pbuf, sizeof pbuf, "%s", pairs);

@@ -10,7 +10,7 @@
  * quality 90, textured enough that decoding costs what a photo's does) to a temporary folder.
  * Prints one JSON line per net (medians over the repetitions, forward and scan alternating so
  * drift hits both alike) and a readable summary on stderr. */
-#include <stdio.h> /* before jpeglib.h, which needs FILE and size_t */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -18,9 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jpeglib.h>
-
 #include "bench_util.h"
+#include "testutil.h"
 #include "zf/db.h"
 #include "zf/io.h"
 #include "zf/net.h"
@@ -35,14 +34,6 @@ static double cpu_s(void)
            (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
-static uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* Gradients, blobs and fine noise: JPEG files of 60-120 KB at 500x375, like photos. */
 static int write_synthetic_jpeg(const char *path, int w, int h, uint64_t seed)
 {
@@ -52,19 +43,19 @@ static int write_synthetic_jpeg(const char *path, int w, int h, uint64_t seed)
     uint64_t s = seed;
     double a[3], gx[3], gy[3], bx[8], by[8], br[8], bv[8];
     for (int k = 0; k < 3; k++) {
-        a[k] = (double)(mix(&s) % 256);
-        gx[k] = ((double)(mix(&s) % 200) - 100) / w;
-        gy[k] = ((double)(mix(&s) % 200) - 100) / h;
+        a[k] = (double)(tu_mix(&s) % 256);
+        gx[k] = ((double)(tu_mix(&s) % 200) - 100) / w;
+        gy[k] = ((double)(tu_mix(&s) % 200) - 100) / h;
     }
     for (int i = 0; i < 8; i++) {
-        bx[i] = (double)(mix(&s) % (uint64_t)w);
-        by[i] = (double)(mix(&s) % (uint64_t)h);
-        br[i] = 10 + (double)(mix(&s) % 80);
-        bv[i] = (double)(mix(&s) % 240) - 120;
+        bx[i] = (double)(tu_mix(&s) % (uint64_t)w);
+        by[i] = (double)(tu_mix(&s) % (uint64_t)h);
+        br[i] = 10 + (double)(tu_mix(&s) % 80);
+        bv[i] = (double)(tu_mix(&s) % 240) - 120;
     }
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++) {
-            uint64_t r = mix(&s);
+            uint64_t r = tu_mix(&s);
             for (int k = 0; k < 3; k++) {
                 double v = a[k] + gx[k] * x + gy[k] * y + (double)((r >> (8 * k)) % 41) - 20;
                 for (int i = 0; i < 8; i++) {
@@ -75,31 +66,9 @@ static int write_synthetic_jpeg(const char *path, int w, int h, uint64_t seed)
                 rgb[((size_t)y * w + x) * 3 + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
         }
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(rgb);
-        return -1;
-    }
-    struct jpeg_compress_struct c;
-    struct jpeg_error_mgr err;
-    c.err = jpeg_std_error(&err);
-    jpeg_create_compress(&c);
-    jpeg_stdio_dest(&c, f);
-    c.image_width = (JDIMENSION)w;
-    c.image_height = (JDIMENSION)h;
-    c.input_components = 3;
-    c.in_color_space = JCS_RGB;
-    jpeg_set_defaults(&c);
-    jpeg_set_quality(&c, 90, TRUE);
-    jpeg_start_compress(&c, TRUE);
-    while (c.next_scanline < c.image_height) {
-        JSAMPROW row = (JSAMPROW)(rgb + (size_t)c.next_scanline * w * 3);
-        jpeg_write_scanlines(&c, &row, 1);
-    }
-    jpeg_finish_compress(&c);
-    jpeg_destroy_compress(&c);
+    int rc = tu_write_jpeg(path, w, h, rgb, 90);
     free(rgb);
-    return fclose(f);
+    return rc;
 }
 
 /* --store-only: a stand-in for the forward pass that fills the scanned layers' outputs with
@@ -115,7 +84,7 @@ static zf_status fake_forward(void *ctx, zf_net *net, const float *input, int n)
         size_t m = (size_t)n * (size_t)zf_layer_out_size(l);
         float *a = net->acts[i];
         for (size_t j = 0; j < m; j++)
-            a[j] = (float)((int64_t)(mix(seed) >> 40) - (1 << 23)) * (1.0f / (1 << 23));
+            a[j] = (float)((int64_t)(tu_mix(seed) >> 40) - (1 << 23)) * (1.0f / (1 << 23));
     }
     return ZF_OK;
 }

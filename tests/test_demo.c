@@ -4,7 +4,6 @@
  * renderer behind its cover. */
 #include <criterion/criterion.h>
 #include <dirent.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,24 +33,6 @@ static const char *missing_prereq(void)
     if (access(p, R_OK))
         return "Fashion-MNIST is not installed (dataset-fashion-mnist)";
     return NULL;
-}
-
-typedef struct rgb_image {
-    int w, h;
-    uint8_t *px; /* (h, w, 3) */
-} rgb_image;
-
-static rgb_image read_png(const char *path)
-{
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    cr_assert(png_image_begin_read_from_file(&im, path), "libpng cannot read %s: %s", path, im.message);
-    im.format = PNG_FORMAT_RGB;
-    rgb_image out = {(int)im.width, (int)im.height, malloc(PNG_IMAGE_SIZE(im))};
-    cr_assert(out.px);
-    cr_assert(png_image_finish_read(&im, NULL, out.px, 0, NULL), "libpng failed on %s: %s", path, im.message);
-    return out;
 }
 
 /* The whole of a small file as a string. */
@@ -181,7 +162,7 @@ Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval)
         n_images++;
         char f[1700];
         snprintf(f, sizeof f, "%s/%s", p, e->d_name);
-        rgb_image im = read_png(f);
+        tu_rgb im = tu_png_read(f);
         cr_assert(im.w == 28 && im.h == 28, "%s is %dx%d, not 28x28", e->d_name, im.w, im.h);
         for (int i = 0; i < 28 * 28; i++) {
             const uint8_t v = test->pixels[(size_t)idx * 28 * 28 + i], *px = im.px + 3 * i;
@@ -224,7 +205,7 @@ Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval)
             continue;
         }
         snprintf(p, sizeof p, "%s/%s", out, figs[i]);
-        rgb_image im = read_png(p);
+        tu_rgb im = tu_png_read(p);
         cr_expect(im.w >= 300 && im.h >= 200, "%s is only %dx%d", figs[i], im.w, im.h);
         if (pw[i] > 0)
             cr_expect(im.w == (int)pw[i] && im.h == (int)ph[i], "%s is %dx%d, its PDF page %d is %gx%g", figs[i], im.w,
@@ -235,7 +216,7 @@ Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval)
     }
     /* Four occlusion rows make the figure taller than it is wide (5 panels a row). */
     snprintf(p, sizeof p, "%s/occlusion-zfnet-mini.png", out);
-    rgb_image occ = read_png(p);
+    tu_rgb occ = tu_png_read(p);
     cr_expect(occ.h > occ.w / 2, "occlusion-zfnet-mini.png is %dx%d: fewer rows than promised?", occ.w, occ.h);
     free(occ.px);
 

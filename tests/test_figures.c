@@ -5,7 +5,6 @@
  * out here from the published colour-map end points and the documented mappings. */
 #include <criterion/criterion.h>
 #include <math.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,72 +16,18 @@
 /* viridis' published end points (matplotlib's table, #440154 and #fde725). */
 static const uint8_t VIRIDIS_LO[3] = {0x44, 0x01, 0x54}, VIRIDIS_HI[3] = {0xfd, 0xe7, 0x25};
 
-typedef struct rgb_image {
-    int w, h;
-    uint8_t *px; /* (h, w, 3) */
-} rgb_image;
-
-static rgb_image decode_png(const uint8_t *bytes, size_t len)
-{
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    cr_assert(png_image_begin_read_from_memory(&im, bytes, len), "libpng cannot read the PNG: %s", im.message);
-    im.format = PNG_FORMAT_RGB;
-    rgb_image out = {(int)im.width, (int)im.height, malloc(PNG_IMAGE_SIZE(im))};
-    cr_assert(out.px);
-    cr_assert(png_image_finish_read(&im, NULL, out.px, 0, NULL), "libpng failed: %s", im.message);
-    return out;
-}
-
-static rgb_image read_png_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "cannot open %s", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)n);
-    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    rgb_image im = decode_png(buf, (size_t)n);
-    free(buf);
-    return im;
-}
-
-static const uint8_t *pix(const rgb_image *im, int x, int y)
-{
-    cr_assert(x >= 0 && y >= 0 && x < im->w && y < im->h, "pixel (%d, %d) outside %dx%d", x, y, im->w, im->h);
-    return im->px + ((size_t)y * im->w + x) * 3;
-}
-
 static int near(const uint8_t *p, const double c[3], double tol)
 {
     return fabs(p[0] - c[0]) <= tol && fabs(p[1] - c[1]) <= tol && fabs(p[2] - c[2]) <= tol;
 }
 
-static long count_colour(const rgb_image *im, const double c[3], double tol)
+static long count_colour(const tu_rgb *im, const double c[3], double tol)
 {
     long n = 0;
     for (int y = 0; y < im->h; y++)
         for (int x = 0; x < im->w; x++)
-            n += near(pix(im, x, y), c, tol);
+            n += near(tu_px(im, x, y), c, tol);
     return n;
-}
-
-/* Renders into an in-memory PNG and decodes it. */
-typedef zf_status (*render_fn)(zf_viz_doc *doc, const void *ctx);
-static rgb_image render_png(render_fn fn, const void *ctx)
-{
-    zf_viz_doc *doc;
-    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &doc), ZF_OK);
-    cr_assert_eq(fn(doc, ctx), ZF_OK, "render failed: %s", zf_last_error());
-    cr_assert_eq(zf_viz_doc_finish(doc), ZF_OK);
-    size_t len;
-    const uint8_t *bytes = zf_viz_doc_bytes(doc, &len);
-    rgb_image im = decode_png(bytes, len);
-    zf_viz_doc_free(doc);
-    return im;
 }
 
 /* ---- ticks ---------------------------------------------------------------------------------- */
@@ -187,7 +132,7 @@ Test(occlusion, prob_map_fixed_scale_same_colour)
     for (int i = 0; i < OPOS * OPOS; i++)
         prob[i] = (i % OPOS) < OPOS / 2 ? 1.0f : 0.9999996f;
     c.opts.alpha = 1.0f;
-    rgb_image im = render_png(render_occl, &c);
+    tu_rgb im = tu_render_png(render_occl, &c);
     const double hi[3] = {VIRIDIS_HI[0], VIRIDIS_HI[1], VIRIDIS_HI[2]};
     const double lo[3] = {VIRIDIS_LO[0], VIRIDIS_LO[1], VIRIDIS_LO[2]};
     long n_hi = count_colour(&im, hi, 1), n_lo = count_colour(&im, lo, 1);
@@ -213,7 +158,7 @@ Test(occlusion, colour_bar_matches_translucent_overlay)
     for (int i = 0; i < OPOS * OPOS; i++)
         prob[i] = 1.0f;
     cr_assert_float_eq(c.opts.alpha, 0.6f, 1e-6);
-    rgb_image im = render_png(render_occl, &c);
+    tu_rgb im = tu_render_png(render_occl, &c);
     const double a = 0.6, wash = round(96.0 + 0.5 * grey);
     const double blended[3] = {a * VIRIDIS_HI[0] + (1 - a) * wash, a * VIRIDIS_HI[1] + (1 - a) * wash,
                                a * VIRIDIS_HI[2] + (1 - a) * wash};
@@ -348,12 +293,12 @@ Test(compare, histogram_bars_fill_the_axis)
         for (int i = 0; i < N; i++)
             w[f * N + i] = (float)((i % 2 ? 1 : -1) * (0.9 + 0.1 * f / (K - 1)));
     cmp_case c = {{"a", w, K, 3, 5, 5, 1, 0, -1, 0}, {"b", w, K, 3, 5, 5, 1, 0, -1, 0}};
-    rgb_image im = render_png(render_cmp, &c);
+    tu_rgb im = tu_render_png(render_cmp, &c);
     const double blue[3] = {0, 0.447 * 255, 0.698 * 255};
     int left = im.w;
     for (int y = im.h / 2; y < im.h; y++)
         for (int x = 440; x < 750 && x < im.w; x++)
-            if (near(pix(&im, x, y), blue, 2) && x < left)
+            if (near(tu_px(&im, x, y), blue, 2) && x < left)
                 left = x;
     cr_assert_lt(left, 446 + 75, "leftmost bar at x %d: the bars sit in the right of a plot from 0", left);
     free(im.px);
@@ -378,20 +323,20 @@ Test(curves, integer_epoch_ticks)
                  va[3] = {0.55, 0.6, 0.65};
     zf_viz_curve run = {"r", 3, ep, tl, vl, ta, va};
     curves_case c = {{&run, 1}};
-    rgb_image im = render_png(render_curves, &c);
+    tu_rgb im = tu_render_png(render_curves, &c);
     /* The x axis: a row dark from x 100 to 400. */
     int axis = -1;
     for (int y = im.h / 2; y < im.h && axis < 0; y++) {
         int dark = 1;
         for (int x = 100; x <= 400 && dark; x += 10)
-            dark = pix(&im, x, y)[0] < 180;
+            dark = tu_px(&im, x, y)[0] < 180;
         if (dark)
             axis = y;
     }
     cr_assert_geq(axis, 0, "no x axis found");
     int ty = axis + 3, marks = 0, in_mark = 0;
     for (int x = 66; x < 440; x++) { /* right of the y labels ("0" ends at x 64) */
-        int dark = pix(&im, x, ty)[0] < 160;
+        int dark = tu_px(&im, x, ty)[0] < 160;
         marks += dark && !in_mark;
         in_mark = dark;
     }
@@ -412,11 +357,11 @@ Test(style, no_title_removes_the_title_band)
     char pa[4096], pb[4096];
     snprintf(pa, sizeof pa, "%s/a.png", dir);
     snprintf(pb, sizeof pb, "%s/b.png", dir);
-    rgb_image a = read_png_file(pa), b = read_png_file(pb);
+    tu_rgb a = tu_png_read(pa), b = tu_png_read(pb);
     cr_assert_lt(b.h, a.h - 20, "height %d without the title, %d with", b.h, a.h);
     for (int y = 0; y < 12; y++)
         for (int x = 0; x < b.w; x++) {
-            const uint8_t *p = pix(&b, x, y);
+            const uint8_t *p = tu_px(&b, x, y);
             cr_assert(p[0] == 255 && p[1] == 255 && p[2] == 255, "pixel (%d, %d) of the top band is not background",
                       x, y);
         }
@@ -430,16 +375,7 @@ static int cmp_float(const void *x, const void *y)
     return (a > b) - (a < b);
 }
 
-typedef struct clip_case {
-    zf_viz_sheet_in in;
-    zf_viz_sheet_opts opts;
-} clip_case;
-
-static zf_status render_clip(zf_viz_doc *doc, const void *ctx)
-{
-    const clip_case *c = ctx;
-    return zf_viz_sheet(doc, &c->in, &c->opts);
-}
+TU_RENDER_CASE(sheet)
 
 /* A grey projection of 64 x 64 values in [-1, 1] with 1% outliers at 50: scaled by the largest
  * |v| the rest would be mid grey; at --clip-percentile 95 pixel v shows as
@@ -462,21 +398,21 @@ Test(style, clip_percentile_scales_the_projection)
 
     zf_viz_patch p = {S, S, proj, NULL, 1.0f, NULL, 1};
     zf_viz_unit u = {"conv5", 0, 1, &p, S};
-    clip_case c = {{NULL, 1, &u}, zf_viz_sheet_defaults()};
+    sheet_case c = {{NULL, 1, &u}, zf_viz_sheet_defaults()};
     c.opts.cell = S;
     c.opts.style.no_title = 1;
     c.opts.style.clip_percentile = P;
-    rgb_image im = render_png(render_clip, &c);
+    tu_rgb im = tu_render_png(render_sheet, &c);
     int bad = 0, first = -1;
     for (int i = 0; i < NV; i++) {
         double t = 0.5 + 0.5 * proj[i] / s;
         t = t < 0 ? 0 : t > 1 ? 1 : t;
-        int want = (int)lrint(255 * t), got = pix(&im, 16 + i % S, 36 + i / S)[0];
+        int want = (int)lrint(255 * t), got = tu_px(&im, 16 + i % S, 36 + i / S)[0];
         if (abs(got - want) > 1 && bad++ == 0)
             first = i;
     }
     cr_assert_eq(bad, 0, "%d pixels off; first: value %g shows %d, expected %d at scale %g", bad,
-                 first >= 0 ? proj[first] : 0, first >= 0 ? pix(&im, 16 + first % S, 36 + first / S)[0] : 0,
+                 first >= 0 ? proj[first] : 0, first >= 0 ? tu_px(&im, 16 + first % S, 36 + first / S)[0] : 0,
                  first >= 0 ? (int)lrint(255 * fmin(1, fmax(0, 0.5 + 0.5 * proj[first] / s))) : 0, s);
     free(im.px);
 }
@@ -494,11 +430,11 @@ Test(style, width_and_font_size)
                  "zfviz filters --font-size 20 failed");
     char p[4096];
     snprintf(p, sizeof p, "%s/a.png", dir);
-    rgb_image a = read_png_file(p);
+    tu_rgb a = tu_png_read(p);
     snprintf(p, sizeof p, "%s/w.png", dir);
-    rgb_image w = read_png_file(p);
+    tu_rgb w = tu_png_read(p);
     snprintf(p, sizeof p, "%s/f.png", dir);
-    rgb_image f = read_png_file(p);
+    tu_rgb f = tu_png_read(p);
     cr_assert_eq(w.w, 300, "--width 300 gave a page %d wide", w.w);
     double want_h = (double)a.h * 300 / a.w;
     cr_assert(fabs(w.h - want_h) <= 1, "--width 300: height %d, the natural page in proportion is %.1f", w.h, want_h);

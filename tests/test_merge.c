@@ -4,7 +4,6 @@
  * sqlite3; shards that do not belong together refused. */
 #include <criterion/criterion.h>
 #include <math.h>
-#include <png.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,14 +20,6 @@
 #include "zf/net.h"
 #include "zf/xsum.h"
 
-static uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-
 /* A float with a random sign, significand and exponent over the whole range (subnormals too). */
 static float any_float(uint64_t *s)
 {
@@ -37,7 +28,7 @@ static float any_float(uint64_t *s)
         float f;
     } x;
     do
-        x.u = (uint32_t)mix(s);
+        x.u = (uint32_t)tu_mix(s);
     while ((x.u >> 23 & 0xff) == 0xff);
     return x.f;
 }
@@ -104,7 +95,7 @@ Test(xsum, adversarial_sums_equal_the_rational_sum_rounded_once)
         v[i] = any_float(&s);
     expect_same_double(xsum_of(v, n), rational_sum(v, n, "xsum_wide"), "whole range");
     for (size_t i = 0; i < n; i++)
-        v[i] = (float)(mix(&s) % 1000000) * 1e-3f * (i % 3 ? 1.0f : 1e-6f);
+        v[i] = (float)(tu_mix(&s) % 1000000) * 1e-3f * (i % 3 ? 1.0f : 1e-6f);
     expect_same_double(xsum_of(v, n), rational_sum(v, n, "xsum_small"), "small positive");
     free(v);
 }
@@ -124,7 +115,7 @@ Test(xsum, the_sum_does_not_depend_on_order_or_on_the_cut)
     zf_xsum_pack(&ref, want);
     for (int trial = 0; trial < 5; trial++) {
         for (size_t i = n - 1; i > 0; i--) { /* shuffle */
-            size_t j = (size_t)(mix(&s) % (i + 1));
+            size_t j = (size_t)(tu_mix(&s) % (i + 1));
             float t = v[i];
             v[i] = v[j];
             v[j] = t;
@@ -134,7 +125,7 @@ Test(xsum, the_sum_does_not_depend_on_order_or_on_the_cut)
         zf_xsum total;
         zf_xsum_zero(&total);
         for (size_t i = 0; i < n;) {
-            size_t len = 1 + (size_t)(mix(&s) % 700);
+            size_t len = 1 + (size_t)(tu_mix(&s) % 700);
             if (len > n - i)
                 len = n - i;
             zf_xsum part;
@@ -170,7 +161,7 @@ Test(xsum, double_sums_of_floats_enter_exactly_and_non_finite_values_are_kept)
     double d = 0;
     uint64_t s = 3;
     for (int i = 0; i < 1000; i++) {
-        float f = (float)(mix(&s) % 100000) * 1e-5f;
+        float f = (float)(tu_mix(&s) % 100000) * 1e-5f;
         d += f;
         zf_xsum_add_float(&a, f);
     }
@@ -195,29 +186,23 @@ Test(xsum, double_sums_of_floats_enter_exactly_and_non_finite_values_are_kept)
  * that sorts among them. */
 static void make_images(const char *dir, int n, uint64_t seed)
 {
-    char path[4096];
+    char path[8192];
     for (int i = 0; i < n; i++) {
         uint64_t s = seed + (uint64_t)i * 7919;
-        int w = 24 + (int)(mix(&s) % 40), h = 20 + (int)(mix(&s) % 40);
+        int w = 24 + (int)(tu_mix(&s) % 40), h = 20 + (int)(tu_mix(&s) % 40);
         uint8_t *rgb = malloc((size_t)w * h * 3);
-        int bx = (int)(mix(&s) % (uint64_t)w), by = (int)(mix(&s) % (uint64_t)h);
-        int base[3] = {(int)(mix(&s) % 256), (int)(mix(&s) % 256), (int)(mix(&s) % 256)};
+        int bx = (int)(tu_mix(&s) % (uint64_t)w), by = (int)(tu_mix(&s) % (uint64_t)h);
+        int base[3] = {(int)(tu_mix(&s) % 256), (int)(tu_mix(&s) % 256), (int)(tu_mix(&s) % 256)};
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++)
                 for (int k = 0; k < 3; k++) {
-                    int v = base[k] + (x * (k + 1) * 3 - y * (3 - k) * 2) + (int)(mix(&s) % 31) - 15;
+                    int v = base[k] + (x * (k + 1) * 3 - y * (3 - k) * 2) + (int)(tu_mix(&s) % 31) - 15;
                     if ((x - bx) * (x - bx) + (y - by) * (y - by) < 40)
                         v += k == i % 3 ? 150 : -100;
                     rgb[((size_t)y * w + x) * 3 + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
                 }
-        png_image pi;
-        memset(&pi, 0, sizeof pi);
-        pi.version = PNG_IMAGE_VERSION;
-        pi.width = (png_uint_32)w;
-        pi.height = (png_uint_32)h;
-        pi.format = PNG_FORMAT_RGB;
         snprintf(path, sizeof path, "%s/img_%03d.png", dir, i);
-        cr_assert(png_image_write_to_file(&pi, path, 0, rgb, 0, NULL), "%s: %s", path, pi.message);
+        cr_assert_eq(tu_write_png(path, w, h, rgb), 0, "%s", path);
         free(rgb);
     }
     snprintf(path, sizeof path, "%s/img_002_broken.png", dir);

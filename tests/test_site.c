@@ -47,13 +47,7 @@ static void write_png(const char *path, int w, int h, int seed)
         for (int x = 0; x < w; x++)
             for (int c = 0; c < 3; c++)
                 px[((size_t)y * w + x) * 3 + c] = (unsigned char)(((x * (seed + 2) + y * (c + 1) * (seed + 3)) * 37) ^ (seed * 91));
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    im.width = (png_uint_32)w;
-    im.height = (png_uint_32)h;
-    im.format = PNG_FORMAT_RGB;
-    cr_assert(png_image_write_to_file(&im, path, 0, px, 0, NULL), "%s", im.message);
+    cr_assert_eq(tu_write_png(path, w, h, px), 0, "%s", path);
     free(px);
 }
 
@@ -489,23 +483,18 @@ Test(site, chromium_shows_the_units_and_the_pictures_without_console_errors)
              dir, dir);
     cr_assert_eq(chromium(dir, args), 0);
     snprintf(p, sizeof p, "%s/unit.png", dir);
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    cr_assert(png_image_begin_read_from_file(&im, p), "no screenshot");
-    im.format = PNG_FORMAT_RGB;
-    unsigned char *px = malloc(PNG_IMAGE_SIZE(im));
-    cr_assert(px && png_image_finish_read(&im, NULL, px, 0, NULL));
+    tu_rgb im = tu_png_read(p);
+    const unsigned char *px = im.px;
     /* distinct colours, counted in a 2^15-entry table of 5-bit channels */
     static unsigned char seen[1 << 15];
     memset(seen, 0, sizeof seen);
     int colours = 0;
-    for (size_t i = 0; i < (size_t)im.width * im.height; i++) {
+    for (size_t i = 0; i < (size_t)im.w * im.h; i++) {
         int k = (px[3 * i] >> 3) << 10 | (px[3 * i + 1] >> 3) << 5 | px[3 * i + 2] >> 3;
         colours += !seen[k];
         seen[k] = 1;
     }
-    free(px);
+    free(im.px);
     cr_expect_gt(colours, 64, "the unit page shows %d colours: blank?", colours);
     /* what the pages said on the console: nothing (a missing picture or a script error says so) */
     snprintf(p, sizeof p, "%s/log", dir);
@@ -813,21 +802,13 @@ Test(serve, the_pages_and_pictures_of_the_database_and_nothing_else)
         char path[128];
         snprintf(path, sizeof path, "/1/conv5/img/3-1-%s.png", kinds2[k]);
         cr_assert_eq(get(port, path, &body, &blen), 200, "%s", path);
-        png_image a, b;
-        memset(&a, 0, sizeof a);
-        memset(&b, 0, sizeof b);
-        a.version = b.version = PNG_IMAGE_VERSION;
         char file[1024];
         snprintf(file, sizeof file, "%s/site/1/conv5/img/3-1-%s.png", dir, kinds2[k]);
-        cr_assert(png_image_begin_read_from_memory(&a, body, blen) && png_image_begin_read_from_file(&b, file));
-        a.format = b.format = PNG_FORMAT_RGB;
-        cr_assert(a.width == b.width && a.height == b.height, "%s: %ux%u, the site's %ux%u", path, a.width,
-                  a.height, b.width, b.height);
-        unsigned char *pa = malloc(PNG_IMAGE_SIZE(a)), *pb = malloc(PNG_IMAGE_SIZE(b));
-        cr_assert(png_image_finish_read(&a, NULL, pa, 0, NULL) && png_image_finish_read(&b, NULL, pb, 0, NULL));
-        cr_expect(!memcmp(pa, pb, PNG_IMAGE_SIZE(a)), "%s differs from the site build's picture", path);
-        free(pa);
-        free(pb);
+        tu_rgb a = tu_png_decode(body, blen), b = tu_png_read(file);
+        cr_assert(a.w == b.w && a.h == b.h, "%s: %dx%d, the site's %dx%d", path, a.w, a.h, b.w, b.h);
+        cr_expect(!memcmp(a.px, b.px, (size_t)a.w * a.h * 3), "%s differs from the site build's picture", path);
+        free(a.px);
+        free(b.px);
         free(body);
     }
     snprintf(sqlbuf, sizeof sqlbuf, "%s/bare.db", dir);

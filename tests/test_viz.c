@@ -3,7 +3,6 @@
  * (pdfinfo), the filter spectrum against a naive DFT, and argument errors. */
 #include <criterion/criterion.h>
 #include <math.h>
-#include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,44 +12,19 @@
 
 /* ---- helpers ---- */
 
-typedef struct rgb_image {
-    int w, h;
-    uint8_t *px; /* (h, w, 3) */
-} rgb_image;
-
-/* Decodes PNG bytes with libpng (not cairo), as RGB. */
-static rgb_image decode_png(const uint8_t *bytes, size_t len)
+static void expect_pixel(const tu_rgb *im, int x, int y, int r, int g, int b, const char *what)
 {
-    png_image im;
-    memset(&im, 0, sizeof im);
-    im.version = PNG_IMAGE_VERSION;
-    cr_assert(png_image_begin_read_from_memory(&im, bytes, len), "libpng cannot read the PNG: %s", im.message);
-    im.format = PNG_FORMAT_RGB;
-    rgb_image out = {(int)im.width, (int)im.height, malloc(PNG_IMAGE_SIZE(im))};
-    cr_assert(out.px);
-    cr_assert(png_image_finish_read(&im, NULL, out.px, 0, NULL), "libpng failed: %s", im.message);
-    return out;
-}
-
-static const uint8_t *pix(const rgb_image *im, int x, int y)
-{
-    cr_assert(x >= 0 && y >= 0 && x < im->w && y < im->h, "pixel (%d, %d) outside %dx%d", x, y, im->w, im->h);
-    return im->px + ((size_t)y * im->w + x) * 3;
-}
-
-static void expect_pixel(const rgb_image *im, int x, int y, int r, int g, int b, const char *what)
-{
-    const uint8_t *p = pix(im, x, y);
+    const uint8_t *p = tu_px(im, x, y);
     cr_expect(p[0] == r && p[1] == g && p[2] == b, "%s: pixel (%d, %d) is (%d, %d, %d), expected (%d, %d, %d)",
               what, x, y, p[0], p[1], p[2], r, g, b);
 }
 
 /* Expects every pixel of the rectangle to be (r, g, b); reports the first that is not. */
-static void expect_rect(const rgb_image *im, int x0, int y0, int w, int h, int r, int g, int b, const char *what)
+static void expect_rect(const tu_rgb *im, int x0, int y0, int w, int h, int r, int g, int b, const char *what)
 {
     for (int y = y0; y < y0 + h; y++)
         for (int x = x0; x < x0 + w; x++) {
-            const uint8_t *p = pix(im, x, y);
+            const uint8_t *p = tu_px(im, x, y);
             if (p[0] != r || p[1] != g || p[2] != b) {
                 cr_expect(0, "%s: first mismatch at pixel (%d, %d): (%d, %d, %d), expected (%d, %d, %d)", what, x, y,
                           p[0], p[1], p[2], r, g, b);
@@ -61,7 +35,7 @@ static void expect_rect(const rgb_image *im, int x0, int y0, int w, int h, int r
 
 /* Where the (h, w, 3) block `want` lies in the page, pixel for pixel (the first match in row-major
  * order); 0 when it is nowhere. For pictures whose offset a renderer does not publish. */
-static int find_block(const rgb_image *im, const uint8_t *want, int w, int h, int *bx, int *by)
+static int find_block(const tu_rgb *im, const uint8_t *want, int w, int h, int *bx, int *by)
 {
     for (int y = 0; y + h <= im->h; y++)
         for (int x = 0; x + w <= im->w; x++) {
@@ -86,23 +60,6 @@ static uint8_t *grey_block(const uint8_t *grey, int w, int h, int z)
         for (int x = 0; x < w * z; x++)
             memset(b + ((size_t)y * w * z + x) * 3, grey[(y / z) * w + x / z], 3);
     return b;
-}
-
-typedef zf_status (*render_fn)(zf_viz_doc *doc, const void *ctx);
-
-static rgb_image render_png(render_fn fn, const void *ctx)
-{
-    zf_viz_doc *doc;
-    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &doc), ZF_OK, "%s", zf_last_error());
-    zf_status st = fn(doc, ctx);
-    cr_assert_eq(st, ZF_OK, "render: %s", zf_last_error());
-    cr_assert_eq(zf_viz_doc_finish(doc), ZF_OK, "%s", zf_last_error());
-    size_t len;
-    const uint8_t *bytes = zf_viz_doc_bytes(doc, &len);
-    cr_assert(bytes && len > 8);
-    rgb_image im = decode_png(bytes, len);
-    zf_viz_doc_free(doc);
-    return im;
 }
 
 /* round(255 t) for t in [0, 1], the documented 8-bit mapping, in double. */
@@ -134,16 +91,7 @@ static int pdf_pages(const char *path)
     return pages;
 }
 
-typedef struct filters_ctx {
-    zf_viz_filters_in in;
-    zf_viz_filters_opts o;
-} filters_ctx;
-
-static zf_status render_filters(zf_viz_doc *doc, const void *c)
-{
-    const filters_ctx *f = c;
-    return zf_viz_filters(doc, &f->in, &f->o);
-}
+TU_RENDER_CASE(filters)
 
 /* ---- colour maps ---- */
 
@@ -208,19 +156,19 @@ Test(filters, bright_tap_lands_at_its_tile_and_pixel)
     enum { K = 7, C = 3, KH = 5, KW = 3, F = 4, TY = 3, TX = 1 };
     float w[K * C * KH * KW] = {0};
     w[((F * C + 0) * KH + TY) * KW + TX] = 1.0f;
-    filters_ctx fc = {{"test", w, K, C, KH, KW, 0}, zf_viz_filters_defaults()};
-    fc.o.zoom = 3;
-    fc.o.gap = 4;
-    fc.o.cols = 3;
+    filters_case fc = {{"test", w, K, C, KH, KW, 0}, zf_viz_filters_defaults()};
+    fc.opts.zoom = 3;
+    fc.opts.gap = 4;
+    fc.opts.cols = 3;
     zf_viz_grid g;
-    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.opts), ZF_OK, "%s", zf_last_error());
     cr_expect_eq(g.tile_w, KW * 3);
     cr_expect_eq(g.tile_h, KH * 3);
     cr_expect_eq(g.cols, 3);
     cr_expect_eq(g.rows, 3);
     cr_expect_eq(g.pitch_x, KW * 3 + 4);
     cr_expect_eq(g.pitch_y, KH * 3 + 4);
-    rgb_image im = render_png(render_filters, &fc);
+    tu_rgb im = tu_render_png(render_filters, &fc);
     cr_expect_eq(im.w, g.width);
     cr_expect_eq(im.h, g.height);
     int x0 = g.grid_x + (F % 3) * g.pitch_x + g.tile_dx, y0 = g.grid_y + (F / 3) * g.pitch_y;
@@ -236,7 +184,7 @@ Test(filters, bright_tap_lands_at_its_tile_and_pixel)
     /* Filter 4 is live: the gap just left of it is page white (its dead neighbour's red frame
      * is 2 pixels wide and hugs that neighbour). */
     expect_pixel(&im, x0 - 1, y0 + 5, 255, 255, 255, "gap left of filter 4");
-    const uint8_t *fr = pix(&im, x0 - 4, y0 + 5);
+    const uint8_t *fr = tu_px(&im, x0 - 4, y0 + 5);
     cr_expect(fr[0] > 180 && fr[1] < 60 && fr[2] < 60, "dead filter 3's frame is (%d, %d, %d), not red", fr[0],
               fr[1], fr[2]);
     /* Every other (all-zero, dead) filter is mid grey. */
@@ -257,11 +205,11 @@ Test(filters, bgr_weights_show_channel_0_as_blue)
     float w[K * C * KH * KW] = {0};
     for (int f = 0; f < K; f++)
         w[((f * C + 0) * KH + 1) * KW + 2] = -0.5f; /* channel 0 (blue), negative */
-    filters_ctx fc = {{NULL, w, K, C, KH, KW, 1}, zf_viz_filters_defaults()};
-    fc.o.zoom = 2;
+    filters_case fc = {{NULL, w, K, C, KH, KW, 1}, zf_viz_filters_defaults()};
+    fc.opts.zoom = 2;
     zf_viz_grid g;
-    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
-    rgb_image im = render_png(render_filters, &fc);
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.opts), ZF_OK);
+    tu_rgb im = tu_render_png(render_filters, &fc);
     int x0 = g.grid_x + g.tile_dx, y0 = g.grid_y;
     expect_rect(&im, x0 + 2 * 2, y0 + 1 * 2, 2, 2, 128, 128, signed_byte(-0.5, 0.5), "blue-channel tap");
     free(im.px);
@@ -276,13 +224,13 @@ Test(filters, per_filter_and_shared_scales_follow_their_definitions)
     w[0 * KH * KW + 2 * KW + 4] = -1.0f;
     w[1 * KH * KW + 0 * KW + 3] = 0.5f;
     for (int shared = 0; shared < 2; shared++) {
-        filters_ctx fc = {{NULL, w, K, 1, KH, KW, 0}, zf_viz_filters_defaults()};
-        fc.o.zoom = 4;
-        fc.o.scale = shared ? ZF_VIZ_SCALE_SHARED : ZF_VIZ_SCALE_PER_FILTER;
-        fc.o.cols = 2;
+        filters_case fc = {{NULL, w, K, 1, KH, KW, 0}, zf_viz_filters_defaults()};
+        fc.opts.zoom = 4;
+        fc.opts.scale = shared ? ZF_VIZ_SCALE_SHARED : ZF_VIZ_SCALE_PER_FILTER;
+        fc.opts.cols = 2;
         zf_viz_grid g;
-        cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
-        rgb_image im = render_png(render_filters, &fc);
+        cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.opts), ZF_OK);
+        tu_rgb im = tu_render_png(render_filters, &fc);
         double s0 = 2.0, s1 = shared ? 2.0 : 0.5;
         int x0 = g.grid_x + g.tile_dx, x1 = x0 + g.pitch_x, y = g.grid_y;
         int a = signed_byte(2.0, s0), b = signed_byte(-1.0, s0), c = signed_byte(0.5, s1), z = signed_byte(0, 1);
@@ -301,45 +249,45 @@ Test(filters, grid_geometry_columns_gaps_and_labels)
     enum { K = 13, C = 4, KH = 3, KW = 3 };
     float w[K * C * KH * KW];
     tu_fill_uniform(w, sizeof w / sizeof w[0], 11, -1, 1);
-    filters_ctx fc = {{"geometry", w, K, C, KH, KW, 0}, zf_viz_filters_defaults()};
+    filters_case fc = {{"geometry", w, K, C, KH, KW, 0}, zf_viz_filters_defaults()};
     zf_viz_grid g;
-    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.opts), ZF_OK);
     /* 13 has no divisor in [4, 8]: 4 columns, 4 rows; tiles of about 48 pixels. */
     cr_expect_eq(g.cols, 4);
     cr_expect_eq(g.rows, 4);
     cr_expect_eq(g.zoom, 16);
     cr_expect_eq(g.n, 13);
-    fc.o.cols = 5;
-    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
+    fc.opts.cols = 5;
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.opts), ZF_OK);
     cr_expect_eq(g.cols, 5);
     cr_expect_eq(g.rows, 3);
-    fc.o.max_filters = 6;
-    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
+    fc.opts.max_filters = 6;
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.opts), ZF_OK);
     cr_expect_eq(g.n, 6);
     cr_expect_eq(g.rows, 2);
-    fc.o.max_filters = 0;
+    fc.opts.max_filters = 0;
 
     /* Rendered: the gap columns and rows between tiles are page white over the whole grid. */
-    fc.o.zoom = 5;
-    fc.o.gap = 3;
-    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
-    rgb_image im = render_png(render_filters, &fc);
-    int grid_h = g.rows * g.pitch_y - fc.o.gap, grid_w = g.cols * g.pitch_x - fc.o.gap;
+    fc.opts.zoom = 5;
+    fc.opts.gap = 3;
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.opts), ZF_OK);
+    tu_rgb im = tu_render_png(render_filters, &fc);
+    int grid_h = g.rows * g.pitch_y - fc.opts.gap, grid_w = g.cols * g.pitch_x - fc.opts.gap;
     for (int c = 1; c < g.cols; c++)
-        expect_rect(&im, g.grid_x + c * g.pitch_x - fc.o.gap, g.grid_y, fc.o.gap, grid_h, 255, 255, 255,
+        expect_rect(&im, g.grid_x + c * g.pitch_x - fc.opts.gap, g.grid_y, fc.opts.gap, grid_h, 255, 255, 255,
                     "gap column");
     for (int r = 1; r < g.rows; r++)
-        expect_rect(&im, g.grid_x, g.grid_y + r * g.pitch_y - fc.o.gap, grid_w, fc.o.gap, 255, 255, 255, "gap row");
+        expect_rect(&im, g.grid_x, g.grid_y + r * g.pitch_y - fc.opts.gap, grid_w, fc.opts.gap, 255, 255, 255, "gap row");
     cr_expect(g.grid_x + grid_w <= g.width && g.grid_y + grid_h <= g.height);
     free(im.px);
 
     /* Labels add one text line per label under each tile and keep tiles where the layout says. */
     zf_viz_grid gl;
-    fc.o.labels = ZF_VIZ_LABEL_INDEX | ZF_VIZ_LABEL_RMS;
-    cr_assert_eq(zf_viz_filters_layout(&gl, &fc.in, &fc.o), ZF_OK);
+    fc.opts.labels = ZF_VIZ_LABEL_INDEX | ZF_VIZ_LABEL_RMS;
+    cr_assert_eq(zf_viz_filters_layout(&gl, &fc.in, &fc.opts), ZF_OK);
     cr_expect_gt(gl.pitch_y, g.pitch_y);
     cr_expect_geq(gl.pitch_x, g.pitch_x);
-    im = render_png(render_filters, &fc);
+    im = tu_render_png(render_filters, &fc);
     /* Tile 12's top-left tap, recomputed from the weights. */
     const float *f12 = w + 12 * C * KH * KW;
     double m = 0, s = 0;
@@ -396,16 +344,7 @@ Test(filters, bad_arguments_name_the_problem)
 
 /* ---- activation grids ---- */
 
-typedef struct maps_ctx {
-    zf_viz_maps_in in;
-    zf_viz_maps_opts o;
-} maps_ctx;
-
-static zf_status render_maps(zf_viz_doc *doc, const void *c)
-{
-    const maps_ctx *m = c;
-    return zf_viz_maps(doc, &m->in, &m->o);
-}
+TU_RENDER_CASE(maps)
 
 Test(maps, colour_map_end_points_land_on_the_extreme_values)
 {
@@ -419,12 +358,12 @@ Test(maps, colour_map_end_points_land_on_the_extreme_values)
         m[H * W + i] = 0.5f * m[i];
         m[2 * H * W + i] = 1.0f;
     }
-    maps_ctx mc = {{"maps", m, C, H, W, NULL}, zf_viz_maps_defaults()};
-    mc.o.zoom = 3;
+    maps_case mc = {{"maps", m, C, H, W, NULL}, zf_viz_maps_defaults()};
+    mc.opts.zoom = 3;
     zf_viz_grid g;
-    cr_assert_eq(zf_viz_maps_layout(&g, &mc.in, &mc.o), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_viz_maps_layout(&g, &mc.in, &mc.opts), ZF_OK, "%s", zf_last_error());
     cr_expect_eq(g.tile_w, W * 3);
-    rgb_image im = render_png(render_maps, &mc);
+    tu_rgb im = tu_render_png(render_maps, &mc);
     int x0 = g.grid_x + g.tile_dx, y0 = g.grid_y;
     /* Shared scale over [-1, 4]: the extremes are viridis's end points. */
     expect_rect(&im, x0 + 3 * 3, y0 + 2 * 3, 3, 3, 0xfd, 0xe7, 0x25, "shared max");
@@ -432,10 +371,10 @@ Test(maps, colour_map_end_points_land_on_the_extreme_values)
     free(im.px);
 
     /* Grey, each map on its own scale: map 1's max is white too, map 2 (constant) black. */
-    mc.o.cmap = ZF_VIZ_CMAP_GREY;
-    mc.o.per_map = 1;
-    cr_assert_eq(zf_viz_maps_layout(&g, &mc.in, &mc.o), ZF_OK);
-    im = render_png(render_maps, &mc);
+    mc.opts.cmap = ZF_VIZ_CMAP_GREY;
+    mc.opts.per_map = 1;
+    cr_assert_eq(zf_viz_maps_layout(&g, &mc.in, &mc.opts), ZF_OK);
+    im = tu_render_png(render_maps, &mc);
     int x1 = g.grid_x + (1 % g.cols) * g.pitch_x + g.tile_dx, y1 = g.grid_y + (1 / g.cols) * g.pitch_y;
     int x2 = g.grid_x + (2 % g.cols) * g.pitch_x + g.tile_dx, y2 = g.grid_y + (2 / g.cols) * g.pitch_y;
     expect_rect(&im, x1 + 3 * 3, y1 + 2 * 3, 3, 3, 255, 255, 255, "per-map max of map 1");
@@ -475,7 +414,7 @@ Test(doc, png_holds_one_page_and_empty_documents_fail)
 {
     float w[3 * 3 * 3 * 3] = {0};
     w[4] = 1;
-    filters_ctx fc = {{NULL, w, 3, 3, 3, 3, 0}, zf_viz_filters_defaults()};
+    filters_case fc = {{NULL, w, 3, 3, 3, 3, 0}, zf_viz_filters_defaults()};
     zf_viz_doc *d;
     cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &d), ZF_OK);
     cr_expect_eq(zf_viz_doc_finish(d), ZF_ERR_ARG, "an empty document must not finish");
@@ -495,7 +434,7 @@ Test(doc, files_are_written_and_unfinished_ones_removed)
     snprintf(gone, sizeof gone, "%s/unfinished.pdf", dir);
     float w[5 * 3 * 7 * 7];
     tu_fill_uniform(w, sizeof w / sizeof w[0], 3, -1, 1);
-    filters_ctx fc = {{"grid", w, 5, 3, 7, 7, 0}, zf_viz_filters_defaults()};
+    filters_case fc = {{"grid", w, 5, 3, 7, 7, 0}, zf_viz_filters_defaults()};
     const char *paths[2] = {png, pdf};
     for (int i = 0; i < 2; i++) {
         zf_viz_doc *d;
@@ -509,9 +448,9 @@ Test(doc, files_are_written_and_unfinished_ones_removed)
     uint8_t buf[1 << 16];
     size_t n = fread(buf, 1, sizeof buf, f);
     fclose(f);
-    rgb_image im = decode_png(buf, n);
+    tu_rgb im = tu_png_decode(buf, n);
     zf_viz_grid g;
-    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.o), ZF_OK);
+    cr_assert_eq(zf_viz_filters_layout(&g, &fc.in, &fc.opts), ZF_OK);
     cr_expect(im.w == g.width && im.h == g.height, "decoded %dx%d, layout %dx%d", im.w, im.h, g.width, g.height);
     free(im.px);
     cr_expect_eq(pdf_pages(pdf), 1);
@@ -557,7 +496,7 @@ Test(sheet, pages_follow_units_per_page_and_patches_are_checked)
     zf_viz_doc_free(d);
     cr_expect_eq(pdf_pages(path), 3);
 
-    rgb_image im = render_png(render_two_unit_sheet, &in);
+    tu_rgb im = tu_render_png(render_two_unit_sheet, &in);
     cr_expect(im.w > 300 && im.h > 200, "sheet is %dx%d", im.w, im.h);
     free(im.px);
 
@@ -599,7 +538,7 @@ Test(sheet, grey_projection_tile_equals_the_projection)
     cr_assert_eq(zf_viz_doc_finish(d), ZF_OK);
     size_t len;
     const uint8_t *bytes = zf_viz_doc_bytes(d, &len);
-    rgb_image im = decode_png(bytes, len);
+    tu_rgb im = tu_png_decode(bytes, len);
     zf_viz_doc_free(d);
     int x, y;
     cr_expect(find_block(&im, want, P, P, &x, &y), "no tile of the sheet shows the grey projection");
@@ -611,7 +550,7 @@ Test(sheet, grey_projection_tile_equals_the_projection)
     cr_assert_eq(zf_viz_sheet(d, &in, &o), ZF_OK, "%s", zf_last_error());
     cr_assert_eq(zf_viz_doc_finish(d), ZF_OK);
     bytes = zf_viz_doc_bytes(d, &len);
-    rgb_image im3 = decode_png(bytes, len);
+    tu_rgb im3 = tu_png_decode(bytes, len);
     zf_viz_doc_free(d);
     cr_assert(im3.w == im.w && im3.h == im.h);
     size_t first = 0, n = (size_t)im.w * im.h * 3;
@@ -668,7 +607,7 @@ Test(occlusion, figure_renders_and_checks_its_geometry)
                    2};
     oc.row[1] = oc.row[0];
     oc.row[1].proj = NULL;
-    rgb_image im = render_png(render_occl, &oc);
+    tu_rgb im = tu_render_png(render_occl, &oc);
     cr_expect(im.w > 5 * S && im.h > 2 * S, "figure is %dx%d", im.w, im.h);
     free(im.px);
 
@@ -707,7 +646,7 @@ Test(occlusion, grey_projection_and_named_classes)
     occl_ctx oc = {{{&img, R, R, P, ST, feat, "conv5 map 3", proj, prob, 1, arg, NULL, "grey image", 1, grey_names,
                      3}},
                    1};
-    rgb_image im = render_png(render_occl, &oc);
+    tu_rgb im = tu_render_png(render_occl, &oc);
     double s = 0;
     for (int i = 0; i < S * S; i++)
         s = fmax(s, fabs(proj[i]));
@@ -734,8 +673,8 @@ Test(occlusion, grey_projection_and_named_classes)
     o3.row[0].class_names = NULL;
     o3.row[0].n_class_names = 0;
     o3.row[0].class_name = small_names;
-    im = render_png(render_occl, &oc);
-    rgb_image im3 = render_png(render_occl, &o3);
+    im = tu_render_png(render_occl, &oc);
+    tu_rgb im3 = tu_render_png(render_occl, &o3);
     cr_assert(im3.w == im.w && im3.h == im.h);
     size_t first = 0, n = (size_t)im.w * im.h * 3;
     while (first < n && im.px[first] == im3.px[first])
@@ -846,7 +785,7 @@ Test(compare, page_renders_two_models_of_different_kernels)
     tu_fill_uniform(a, sizeof a / sizeof a[0], 21, -0.02f, 0.02f);
     tu_fill_uniform(b, sizeof b / sizeof b[0], 22, -0.02f, 0.02f);
     cmp_ctx c = {{"alexnet", a, 96, 3, 11, 11, 4, 0, 0.25f, 17}, {"zfnet", b, 96, 3, 7, 7, 2, 0, -1, 0}};
-    rgb_image im = render_png(render_compare, &c);
+    tu_rgb im = tu_render_png(render_compare, &c);
     cr_expect(im.w > 800 && im.h > 500, "page is %dx%d", im.w, im.h);
     free(im.px);
 }
@@ -997,21 +936,6 @@ Test(helpers, input_to_rgb_of_a_grey_net_reads_one_plane)
 
 /* ---- the commands ---- */
 
-static rgb_image read_png_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    cr_assert(f, "%s was not written", path);
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    uint8_t *buf = malloc((size_t)n);
-    cr_assert(buf && fread(buf, 1, (size_t)n, f) == (size_t)n);
-    fclose(f);
-    rgb_image im = decode_png(buf, (size_t)n);
-    free(buf);
-    return im;
-}
-
 Test(cli, filters_draws_the_nets_conv1_weights_tap_for_tap)
 {
     const char *dir = tu_tmpdir("viz_cli_filters");
@@ -1030,7 +954,7 @@ Test(cli, filters_draws_the_nets_conv1_weights_tap_for_tap)
     o.zoom = 2;
     zf_viz_grid g;
     cr_assert_eq(zf_viz_filters_layout(&g, &in, &o), ZF_OK);
-    rgb_image im = read_png_file(out);
+    tu_rgb im = tu_png_read(out);
     cr_assert(im.w == g.width && im.h == g.height, "PNG %dx%d, layout %dx%d", im.w, im.h, g.width, g.height);
     const int f = 5, kh = l->win.kh, kw = l->win.kw;
     const float *w = l->weight + (size_t)f * 3 * kh * kw;
@@ -1120,7 +1044,7 @@ Test(cli, mini_net_occlusion_scales_its_defaults_shows_grey_and_no_imagenet_name
     cr_expect_eq(tu_system("grep -q '\"name\": null' '%s'", sum), 0, "the class got a name");
     cr_expect_eq(tu_system("grep -Eq '^class: [0-9]+, unoccluded' '%s'", txt), 0, "class line is not 'class: K, ...'");
     /* Panel (a) is the grey input, enlarged twice (112 < 128). */
-    rgb_image im = read_png_file(fig);
+    tu_rgb im = tu_png_read(fig);
     uint8_t *want = grey_block(grey, 112, 112, 2);
     int x, y;
     cr_expect(find_block(&im, want, 224, 224, &x, &y), "the figure does not show the grey input at 2x");
@@ -1164,7 +1088,7 @@ Test(cli, filters_draws_a_grey_nets_conv1_in_grey_tap_for_tap)
     zf_viz_filters_opts o = zf_viz_filters_defaults();
     zf_viz_grid g;
     cr_assert_eq(zf_viz_filters_layout(&g, &in, &o), ZF_OK);
-    rgb_image im = read_png_file(out);
+    tu_rgb im = tu_png_read(out);
     cr_assert(im.w == g.width && im.h == g.height, "PNG %dx%d, layout %dx%d", im.w, im.h, g.width, g.height);
     /* Every tap of every filter: grey, 0.5 + 0.5 w / max|w| over its filter, as an RGB tile's. */
     const int kh = l->win.kh, kw = l->win.kw, zm = g.zoom;
@@ -1284,7 +1208,7 @@ Test(store, renderings_round_trip_byte_for_byte)
     cr_assert_eq(zf_db_open(path, NULL, &db), ZF_OK, "%s", zf_last_error());
     float w[9 * 3 * 5 * 5];
     tu_fill_uniform(w, sizeof w / sizeof w[0], 8, -1, 1);
-    filters_ctx fc = {{"stored", w, 9, 3, 5, 5, 0}, zf_viz_filters_defaults()};
+    filters_case fc = {{"stored", w, 9, 3, 5, 5, 0}, zf_viz_filters_defaults()};
     zf_viz_doc *doc;
     cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &doc), ZF_OK);
     cr_assert_eq(render_filters(doc, &fc), ZF_OK);
@@ -1307,7 +1231,7 @@ Test(store, renderings_round_trip_byte_for_byte)
     while (first < len && first < blen && ((const uint8_t *)back)[first] == png[first])
         first++;
     cr_expect(first == len && blen == len, "stored PNG differs from byte %zu (of %zu)", first, len);
-    rgb_image im = decode_png(back, blen);
+    tu_rgb im = tu_png_decode(back, blen);
     cr_expect(im.w == pw && im.h == ph);
     free(im.px);
     free(back);
@@ -1364,7 +1288,7 @@ Test(cli, sheet_and_report_read_a_scan_and_store_renderings)
         size_t len = 0;
         cr_assert_eq(zf_db_rendering_png(db, id, &png, &len), ZF_OK, "rendering %lld: %s", (long long)id,
                      zf_last_error());
-        rgb_image im = decode_png(png, len);
+        tu_rgb im = tu_png_decode(png, len);
         cr_expect(im.w > 200 && im.h > 200, "stored rendering %lld is %dx%d", (long long)id, im.w, im.h);
         free(im.px);
         free(png);

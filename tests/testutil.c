@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <png.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,7 +11,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static uint64_t splitmix(uint64_t *s)
+#include <jpeglib.h> /* after stdio.h */
+
+uint64_t tu_mix(uint64_t *s)
 {
     uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
@@ -22,7 +25,7 @@ void tu_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi)
 {
     uint64_t s = seed;
     for (size_t i = 0; i < n; i++)
-        x[i] = lo + (hi - lo) * (float)((splitmix(&s) >> 40) * (1.0 / 16777216.0));
+        x[i] = lo + (hi - lo) * (float)((tu_mix(&s) >> 40) * (1.0 / 16777216.0));
 }
 
 double tu_max_rel_err(const float *a, const double *ref, size_t n, double floor, size_t *where)
@@ -122,4 +125,46 @@ char *tu_read_file(const char *path, size_t *len)
             *len = (size_t)n;
     }
     return b;
+}
+
+int tu_write_png(const char *path, int w, int h, const uint8_t *rgb)
+{
+    png_image pi;
+    memset(&pi, 0, sizeof pi);
+    pi.version = PNG_IMAGE_VERSION;
+    pi.width = (png_uint_32)w;
+    pi.height = (png_uint_32)h;
+    pi.format = PNG_FORMAT_RGB;
+    if (png_image_write_to_file(&pi, path, 0, rgb, 0, NULL))
+        return 0;
+    fprintf(stderr, "%s: %s\n", path, pi.message);
+    return -1;
+}
+
+int tu_write_jpeg(const char *path, int w, int h, const uint8_t *rgb, int quality)
+{
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        perror(path);
+        return -1;
+    }
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr err;
+    c.err = jpeg_std_error(&err); /* libjpeg's default: a broken stream ends the process */
+    jpeg_create_compress(&c);
+    jpeg_stdio_dest(&c, f);
+    c.image_width = (JDIMENSION)w;
+    c.image_height = (JDIMENSION)h;
+    c.input_components = 3;
+    c.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&c);
+    jpeg_set_quality(&c, quality, TRUE);
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = (JSAMPROW)(rgb + (size_t)c.next_scanline * w * 3);
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    return fclose(f) ? (perror(path), -1) : 0;
 }

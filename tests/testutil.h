@@ -1,12 +1,15 @@
-/* Shared helpers for the Criterion tests: deterministic random data, float64 comparison that
- * reports the first mismatch, and paths to sources, build outputs and generated fixtures. */
+/* Shared helpers for the Criterion tests (and the benchmarks' inputs): deterministic random data,
+ * float64 comparison that reports the first mismatch, paths to sources, build outputs and
+ * generated fixtures, and PNG/JPEG files written and read with the image libraries directly. */
 #ifndef ZF_TESTUTIL_H
 #define ZF_TESTUTIL_H
 
 #include <stddef.h>
 #include <stdint.h>
 
-/* Uniform floats in [lo, hi) from a fixed-seed generator independent of the engine's own. */
+/* splitmix64: the next of a fixed-seed sequence independent of the engine's own generator. */
+uint64_t tu_mix(uint64_t *state);
+/* Uniform floats in [lo, hi) from tu_mix. */
 void tu_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
 /* Largest |a-b| / max(|b|, floor) over the arrays; *where gets its index. */
 double tu_max_rel_err(const float *a, const double *ref, size_t n, double floor, size_t *where);
@@ -22,7 +25,42 @@ int tu_system(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 /* The whole of a file, with a '\0' after it (so text can be read as a string); *len (when not
  * NULL) gets its size. NULL, and *len 0, when it cannot be read. The caller frees it. */
 char *tu_read_file(const char *path, size_t *len);
+/* (h, w, 3) RGB bytes written with libpng's simplified writer / libjpeg (quality 0-100), not with
+ * the engine's own writers. 0 on success; -1, with the library's reason on stderr, on failure. */
+int tu_write_png(const char *path, int w, int h, const uint8_t *rgb);
+int tu_write_jpeg(const char *path, int w, int h, const uint8_t *rgb, int quality);
 /* The fixtures made from PyTorch by tests/fixtures/make_fixtures.py ("" if not generated). */
 const char *tu_fixture(const char *rel);
+
+
+/* ---- testutil_cr.c: helpers that fail the running Criterion test themselves (tests only; the
+ * benchmarks link testutil.c alone) ---- */
+
+/* A picture decoded as RGB with libpng (not with the engine's decoder or cairo). */
+typedef struct tu_rgb {
+    int w, h;
+    uint8_t *px; /* (h, w, 3); the caller frees it */
+} tu_rgb;
+/* Decodes PNG bytes / a PNG file; the test fails, with libpng's reason, where it cannot. */
+tu_rgb tu_png_decode(const void *bytes, size_t len);
+tu_rgb tu_png_read(const char *path);
+/* The pixel (x, y) of im; the test fails where it lies outside. */
+const uint8_t *tu_px(const tu_rgb *im, int x, int y);
+/* What fn draws into an in-memory PNG document (zf_viz_doc_open_mem), decoded; the test fails,
+ * with zf_last_error(), where a step fails. fn returns a zf_status. */
+struct zf_viz_doc;
+typedef int (*tu_render_fn)(struct zf_viz_doc *doc, const void *ctx);
+tu_rgb tu_render_png(tu_render_fn fn, const void *ctx);
+/* <what>_case, the inputs and options of a zf_viz_<what>(doc, &in, &opts) call, and
+ * render_<what>, the tu_render_fn that makes it (the file includes zf/viz.h). */
+#define TU_RENDER_CASE(what)                                                                        \
+    typedef struct what##_case {                                                                    \
+        zf_viz_##what##_in in;                                                                      \
+        zf_viz_##what##_opts opts;                                                                  \
+    } what##_case;                                                                                  \
+    static zf_status render_##what(zf_viz_doc *doc, const void *c)                                  \
+    {                                                                                               \
+        return zf_viz_##what(doc, &((const what##_case *)c)->in, &((const what##_case *)c)->opts);  \
+    }
 
 #endif

@@ -1,0 +1,53 @@
+/* Shared helpers for the Criterion tests that fail the test themselves (see testutil.h). */
+#include <criterion/criterion.h>
+#include <png.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "zf/viz.h"
+
+tu_rgb tu_png_decode(const void *bytes, size_t len)
+{
+    png_image im;
+    memset(&im, 0, sizeof im);
+    im.version = PNG_IMAGE_VERSION;
+    cr_assert(png_image_begin_read_from_memory(&im, bytes, len), "libpng cannot read the PNG: %s",
+              im.message);
+    im.format = PNG_FORMAT_RGB;
+    tu_rgb out = {(int)im.width, (int)im.height, malloc(PNG_IMAGE_SIZE(im))};
+    cr_assert(out.px);
+    cr_assert(png_image_finish_read(&im, NULL, out.px, 0, NULL), "libpng failed: %s", im.message);
+    return out;
+}
+
+tu_rgb tu_png_read(const char *path)
+{
+    size_t len;
+    char *bytes = tu_read_file(path, &len);
+    cr_assert(bytes, "cannot read %s (not written?)", path);
+    tu_rgb im = tu_png_decode(bytes, len);
+    free(bytes);
+    return im;
+}
+
+const uint8_t *tu_px(const tu_rgb *im, int x, int y)
+{
+    cr_assert(x >= 0 && y >= 0 && x < im->w && y < im->h, "pixel (%d, %d) outside %dx%d", x, y, im->w,
+              im->h);
+    return im->px + ((size_t)y * im->w + x) * 3;
+}
+
+tu_rgb tu_render_png(tu_render_fn fn, const void *ctx)
+{
+    zf_viz_doc *doc;
+    cr_assert_eq(zf_viz_doc_open_mem(ZF_VIZ_PNG, &doc), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(fn(doc, ctx), ZF_OK, "render failed: %s", zf_last_error());
+    cr_assert_eq(zf_viz_doc_finish(doc), ZF_OK, "%s", zf_last_error());
+    size_t len;
+    const uint8_t *bytes = zf_viz_doc_bytes(doc, &len);
+    cr_assert(bytes && len > 8, "no PNG was written");
+    tu_rgb im = tu_png_decode(bytes, len);
+    zf_viz_doc_free(doc);
+    return im;
+}
