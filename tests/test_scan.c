@@ -8,7 +8,6 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <math.h>
-#include <png.h>
 #include <signal.h>
 #include <sqlite3.h>
 #include <stdio.h>
@@ -19,22 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <jpeglib.h> /* after stdio.h */
-
 #include "testutil.h"
 #include "zf/db.h"
 #include "zf/io.h"
 #include "zf/net.h"
 
 /* ---------------------------------------------------------------- images the tests make */
-
-static uint64_t mix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
 
 /* Smooth colour gradients with a few bright and dark blobs: activations vary across images. */
 static uint8_t *picture(int w, int h, uint64_t seed)
@@ -43,22 +32,22 @@ static uint8_t *picture(int w, int h, uint64_t seed)
     uint64_t s = seed;
     double a[3], b[3], c[3];
     for (int k = 0; k < 3; k++) {
-        a[k] = (double)(mix(&s) % 256);
-        b[k] = ((double)(mix(&s) % 200) - 100) / w;
-        c[k] = ((double)(mix(&s) % 200) - 100) / h;
+        a[k] = (double)(tu_mix(&s) % 256);
+        b[k] = ((double)(tu_mix(&s) % 200) - 100) / w;
+        c[k] = ((double)(tu_mix(&s) % 200) - 100) / h;
     }
-    int nb = 2 + (int)(mix(&s) % 4);
+    int nb = 2 + (int)(tu_mix(&s) % 4);
     double bx[6], by[6], br[6], bv[6];
     for (int i = 0; i < nb; i++) {
-        bx[i] = (double)(mix(&s) % (uint64_t)w);
-        by[i] = (double)(mix(&s) % (uint64_t)h);
-        br[i] = 2 + (double)(mix(&s) % (uint64_t)(w / 3 + 1));
-        bv[i] = (mix(&s) & 1) ? 200 : -200;
+        bx[i] = (double)(tu_mix(&s) % (uint64_t)w);
+        by[i] = (double)(tu_mix(&s) % (uint64_t)h);
+        br[i] = 2 + (double)(tu_mix(&s) % (uint64_t)(w / 3 + 1));
+        bv[i] = (tu_mix(&s) & 1) ? 200 : -200;
     }
     for (int y = 0; y < h; y++)
         for (int x = 0; x < w; x++)
             for (int k = 0; k < 3; k++) {
-                double v = a[k] + b[k] * x * 3 + c[k] * y * 3 + (double)(mix(&s) % 21) - 10;
+                double v = a[k] + b[k] * x * 3 + c[k] * y * 3 + (double)(tu_mix(&s) % 21) - 10;
                 for (int i = 0; i < nb; i++) {
                     double d2 = (x - bx[i]) * (x - bx[i]) + (y - by[i]) * (y - by[i]);
                     if (d2 < br[i] * br[i])
@@ -67,42 +56,6 @@ static uint8_t *picture(int w, int h, uint64_t seed)
                 rgb[((size_t)y * w + x) * 3 + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
             }
     return rgb;
-}
-
-static void write_png(const char *path, int w, int h, const uint8_t *rgb)
-{
-    png_image pi;
-    memset(&pi, 0, sizeof pi);
-    pi.version = PNG_IMAGE_VERSION;
-    pi.width = (png_uint_32)w;
-    pi.height = (png_uint_32)h;
-    pi.format = PNG_FORMAT_RGB;
-    cr_assert(png_image_write_to_file(&pi, path, 0, rgb, 0, NULL), "%s: %s", path, pi.message);
-}
-
-static void write_jpeg(const char *path, int w, int h, const uint8_t *rgb)
-{
-    struct jpeg_compress_struct c;
-    struct jpeg_error_mgr err;
-    FILE *f = fopen(path, "wb");
-    cr_assert_not_null(f, "%s", path);
-    c.err = jpeg_std_error(&err);
-    jpeg_create_compress(&c);
-    jpeg_stdio_dest(&c, f);
-    c.image_width = (JDIMENSION)w;
-    c.image_height = (JDIMENSION)h;
-    c.input_components = 3;
-    c.in_color_space = JCS_RGB;
-    jpeg_set_defaults(&c);
-    jpeg_set_quality(&c, 90, TRUE);
-    jpeg_start_compress(&c, TRUE);
-    while (c.next_scanline < c.image_height) {
-        JSAMPROW row = (JSAMPROW)(rgb + (size_t)c.next_scanline * w * 3);
-        jpeg_write_scanlines(&c, &row, 1);
-    }
-    jpeg_finish_compress(&c);
-    jpeg_destroy_compress(&c);
-    fclose(f);
 }
 
 static const char *path_in(const char *dir, const char *name)
@@ -123,13 +76,12 @@ static void make_images(const char *dir, int n, uint64_t seed, int broken)
     char name[64];
     for (int i = 0; i < n; i++) {
         uint64_t s = seed + (uint64_t)i * 7919;
-        int w = 23 + (int)(mix(&s) % 41), h = 21 + (int)(mix(&s) % 37);
+        int w = 23 + (int)(tu_mix(&s) % 41), h = 21 + (int)(tu_mix(&s) % 37);
         uint8_t *rgb = picture(w, h, s);
         snprintf(name, sizeof name, "img_%03d.%s", i, i % 2 ? "png" : "jpg");
-        if (i % 2)
-            write_png(path_in(dir, name), w, h, rgb);
-        else
-            write_jpeg(path_in(dir, name), w, h, rgb);
+        const char *path = path_in(dir, name);
+        cr_assert_eq(i % 2 ? tu_write_png(path, w, h, rgb) : tu_write_jpeg(path, w, h, rgb, 90), 0,
+                     "%s", path);
         free(rgb);
     }
     if (!broken)
@@ -137,12 +89,23 @@ static void make_images(const char *dir, int n, uint64_t seed, int broken)
     FILE *f = fopen(path_in(dir, "img_002_noise.jpg"), "wb");
     uint64_t s = seed;
     for (int i = 0; i < 3000; i++)
-        fputc((int)(mix(&s) & 0xff), f);
+        fputc((int)(tu_mix(&s) & 0xff), f);
     fclose(f);
     cr_assert_eq(tu_system("head -c 400 '%s' > '%s'", path_in(dir, "img_000.jpg"),
                            path_in(dir, "img_005_cut.jpg")), 0);
     f = fopen(path_in(dir, "img_007_empty.png"), "wb");
     fclose(f);
+}
+
+/* A fresh folder for the test `tag` (in dir) with make_images(n, seed, broken) in its images/
+ * (in imgs). */
+static void image_folder(char dir[2048], char imgs[4096], const char *tag, int n, uint64_t seed,
+                         int broken)
+{
+    snprintf(dir, 2048, "%s", tu_tmpdir(tag));
+    snprintf(imgs, 4096, "%s/images", dir);
+    cr_assert_eq(mkdir(imgs, 0755), 0, "%s", imgs);
+    make_images(imgs, n, seed, broken);
 }
 
 /* ---------------------------------------------------------------- a small net */
@@ -446,10 +409,7 @@ static int64_t query_int(sqlite3 *h, const char *sql)
 Test(scan, statistics_and_topk_match_a_direct_float64_computation)
 {
     char dir[2048], imgs[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_direct"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
-    make_images(imgs, 23, 11, 1);
+    image_folder(dir, imgs, "scan_direct", 23, 11, 1);
     zf_net *net = toy_net(5, 0);
     zf_db *db = open_db(path_in(dir, "s.db"));
     zf_scan_result res;
@@ -499,10 +459,7 @@ Test(scan, statistics_and_topk_match_a_direct_float64_computation)
 Test(scan, planted_dead_units_are_all_reported_and_no_live_unit)
 {
     char dir[2048], imgs[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_dead"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
-    make_images(imgs, 19, 23, 0);
+    image_folder(dir, imgs, "scan_dead", 19, 23, 0);
     zf_net *net = toy_net(9, 1);
     zf_db *db = open_db(path_in(dir, "d.db"));
     zf_scan_result res;
@@ -678,13 +635,47 @@ static const char *first_difference(const char *a, const char *b, char *buf, siz
     return buf;
 }
 
+/* Fails, naming `what` and the first differing line, unless the databases at a and b hold the
+ * same rows; the dump of a must have at least min_len bytes. */
+static void expect_same_rows(const char *a, const char *b, size_t min_len, const char *what)
+{
+    char *da = dump(a), *db = dump(b), diff[512];
+    cr_assert(strlen(da) >= min_len, "the dump of %s is too small to mean anything", a);
+    cr_assert(!strcmp(da, db), "%s at %s", what, first_difference(da, db, diff, sizeof diff));
+    free(da);
+    free(db);
+}
+
+/* One image folder (three of its files broken) listed once, to be scanned into a.db and b.db in
+ * two ways that must give the same rows. */
+typedef struct scan_twice {
+    char dir[2048], imgs[4096], a[4096], b[4096];
+    char **paths;
+    int64_t n;
+} scan_twice;
+
+static void scan_twice_init(scan_twice *t, const char *tag, int n_images, uint64_t seed)
+{
+    image_folder(t->dir, t->imgs, tag, n_images, seed, 1);
+    snprintf(t->a, sizeof t->a, "%s", path_in(t->dir, "a.db"));
+    snprintf(t->b, sizeof t->b, "%s", path_in(t->dir, "b.db"));
+    cr_assert_eq(zf_db_scan_list(t->imgs, &t->paths, &t->n), ZF_OK, "%s", zf_last_error());
+}
+
+/* Scans paths into a fresh database at `path` with the options o; asserts success. */
+static void scan_into(const char *path, zf_net *net, char **paths, int64_t n, const zf_scan_opts *o)
+{
+    zf_db *db = open_db(path);
+    zf_scan_result res;
+    cr_assert_eq(zf_db_scan(db, net, (const char *const *)paths, n, o, &res), ZF_OK, "%s: %s", path,
+                 zf_last_error());
+    zf_db_close(db);
+}
+
 Test(scan, killed_and_resumed_scan_gives_exactly_the_rows_of_an_uninterrupted_one)
 {
     char dir[2048], imgs[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_kill"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
-    make_images(imgs, 37, 3, 1); /* 40 files, 3 broken */
+    image_folder(dir, imgs, "scan_kill", 37, 3, 1); /* 40 files, 3 broken */
     char ref[4096], cut[4096];
     snprintf(ref, sizeof ref, "%s", path_in(dir, "ref.db"));
     snprintf(cut, sizeof cut, "%s", path_in(dir, "cut.db"));
@@ -720,13 +711,7 @@ Test(scan, killed_and_resumed_scan_gives_exactly_the_rows_of_an_uninterrupted_on
     cr_assert_eq(wait_child(spawn_scan(cut, imgs, 5, 0)), 0, "resumed scan failed");
     cr_assert_eq(next_seq_of(cut), 40);
 
-    char *a = dump(ref), *b = dump(cut);
-    char diff[512];
-    cr_assert(strlen(a) > 1000, "the reference dump is too small to mean anything");
-    cr_assert(!strcmp(a, b), "resumed scan differs from the uninterrupted one at %s",
-              first_difference(a, b, diff, sizeof diff));
-    free(a);
-    free(b);
+    expect_same_rows(ref, cut, 1001, "resumed scan differs from the uninterrupted one");
 }
 
 static void interrupt_after_two(void *ctx, int64_t done, int64_t total)
@@ -740,19 +725,12 @@ static void interrupt_after_two(void *ctx, int64_t done, int64_t total)
 
 Test(scan, ctrl_c_commits_what_is_done_and_the_rerun_finishes_the_same)
 {
-    char dir[2048], imgs[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_sigint"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
-    make_images(imgs, 14, 8, 1);
-    char a[4096], b[4096];
-    snprintf(a, sizeof a, "%s", path_in(dir, "a.db"));
-    snprintf(b, sizeof b, "%s", path_in(dir, "b.db"));
+    scan_twice t;
+    scan_twice_init(&t, "scan_sigint", 14, 8);
     zf_net *net = toy_net(4, 0);
-    char **paths;
-    int64_t n;
-    cr_assert_eq(zf_db_scan_list(imgs, &paths, &n), ZF_OK);
-    zf_db *db = open_db(a);
+    char **paths = t.paths;
+    int64_t n = t.n;
+    zf_db *db = open_db(t.a);
     int calls = 0;
     zf_scan_opts o = {.top_k = 3, .batch = 3, .chunk = 100, .weights = "test",
                       .progress = interrupt_after_two, .progress_ctx = &calls};
@@ -767,15 +745,8 @@ Test(scan, ctrl_c_commits_what_is_done_and_the_rerun_finishes_the_same)
                  zf_last_error());
     cr_assert(res.resumed && res.start_seq == 6 && res.next_seq == 17);
     zf_db_close(db);
-    db = open_db(b);
-    cr_assert_eq(zf_db_scan(db, net, (const char *const *)paths, n, &o, &res), ZF_OK, "%s",
-                 zf_last_error());
-    zf_db_close(db);
-    char *da = dump(a), *db_ = dump(b), diff[512];
-    cr_assert(!strcmp(da, db_), "interrupted and resumed differs at %s",
-              first_difference(da, db_, diff, sizeof diff));
-    free(da);
-    free(db_);
+    scan_into(t.b, net, paths, n, &o);
+    expect_same_rows(t.a, t.b, 0, "interrupted and resumed differs");
     zf_db_scan_list_free(paths, n);
     zf_net_free(net);
 }
@@ -791,38 +762,18 @@ static zf_status whole_forward(void *ctx, zf_net *net, const float *input, int n
  * path decodes between forwards and stops at the last scanned layer. Same rows either way. */
 Test(scan, forward_hook_with_decoding_thread_gives_the_same_rows)
 {
-    char dir[2048], imgs[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_hook"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
-    make_images(imgs, 17, 12, 1);
-    char a[4096], b[4096];
-    snprintf(a, sizeof a, "%s", path_in(dir, "a.db"));
-    snprintf(b, sizeof b, "%s", path_in(dir, "b.db"));
+    scan_twice t;
+    scan_twice_init(&t, "scan_hook", 17, 12);
     zf_net *net = toy_net(6, 1);
-    char **paths;
-    int64_t n;
-    cr_assert_eq(zf_db_scan_list(imgs, &paths, &n), ZF_OK);
     int calls = 0;
     zf_scan_opts o = {.top_k = 4, .batch = 4, .chunk = 4, .weights = "test"};
-    zf_scan_result res;
-    zf_db *db = open_db(a);
-    cr_assert_eq(zf_db_scan(db, net, (const char *const *)paths, n, &o, &res), ZF_OK, "%s",
-                 zf_last_error());
-    zf_db_close(db);
+    scan_into(t.a, net, t.paths, t.n, &o);
     o.forward = whole_forward;
     o.forward_ctx = &calls;
-    db = open_db(b);
-    cr_assert_eq(zf_db_scan(db, net, (const char *const *)paths, n, &o, &res), ZF_OK, "%s",
-                 zf_last_error());
-    zf_db_close(db);
+    scan_into(t.b, net, t.paths, t.n, &o);
     cr_assert_eq(calls, 5, "20 files in batches of 4");
-    char *da = dump(a), *db_ = dump(b), diff[512];
-    cr_assert(!strcmp(da, db_), "the two paths differ at %s",
-              first_difference(da, db_, diff, sizeof diff));
-    free(da);
-    free(db_);
-    zf_db_scan_list_free(paths, n);
+    expect_same_rows(t.a, t.b, 0, "the two paths differ");
+    zf_db_scan_list_free(t.paths, t.n);
     zf_net_free(net);
 }
 
@@ -901,10 +852,7 @@ Test(scan, receptive_fields_match_the_pixels_that_move_each_output)
 Test(scan, two_models_over_the_same_images_share_image_rows_and_compare)
 {
     char dir[2048], imgs[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_two"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
-    make_images(imgs, 9, 41, 0);
+    image_folder(dir, imgs, "scan_two", 9, 41, 0);
     zf_db *db = open_db(path_in(dir, "two.db"));
     zf_net *a = toy_net(1, 0), *b = toy_net(2, 1);
     zf_scan_result ra, rb;
@@ -945,10 +893,7 @@ Test(scan, two_models_over_the_same_images_share_image_rows_and_compare)
 Test(scan, image_lists_keep_their_order_and_resolve_relative_paths)
 {
     char dir[2048], imgs[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_list"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
-    make_images(imgs, 4, 77, 0);
+    image_folder(dir, imgs, "scan_list", 4, 77, 0);
     FILE *f = fopen(path_in(dir, "list.txt"), "w");
     fprintf(f, "# a comment\nimages/img_003.png\n\n%s/img_000.jpg\r\nimages/missing.jpg\n", imgs);
     fclose(f);
@@ -984,14 +929,12 @@ Test(scan, image_lists_keep_their_order_and_resolve_relative_paths)
 Test(scan, alexnet_scan_of_two_photos_fills_every_layer)
 {
     char dir[2048], imgs[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_alexnet"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
+    image_folder(dir, imgs, "scan_alexnet", 0, 0, 0);
     uint8_t *rgb = picture(301, 257, 5);
-    write_jpeg(path_in(imgs, "a.jpg"), 301, 257, rgb);
+    cr_assert_eq(tu_write_jpeg(path_in(imgs, "a.jpg"), 301, 257, rgb, 90), 0);
     free(rgb);
     rgb = picture(240, 320, 6);
-    write_png(path_in(imgs, "b.png"), 240, 320, rgb);
+    cr_assert_eq(tu_write_png(path_in(imgs, "b.png"), 240, 320, rgb), 0);
     free(rgb);
     zf_net *net = NULL;
     cr_assert_eq(zf_net_new_builtin("alexnet", &net), ZF_OK, "%s", zf_last_error());
@@ -1038,10 +981,7 @@ Test(scan, alexnet_scan_of_two_photos_fills_every_layer)
 Test(scan, grey_net_scans_the_luma_of_every_image)
 {
     char dir[2048], imgs[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_grey"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
-    make_images(imgs, 9, 41, 0);
+    image_folder(dir, imgs, "scan_grey", 9, 41, 0);
     zf_net *net = toy_net_c(8, 0, 1);
     zf_db *db = open_db(path_in(dir, "g.db"));
     zf_scan_result res;
@@ -1088,10 +1028,7 @@ Test(scan, zfviz_scan_dead_topk_and_runs_work_end_to_end)
     if (!bin)
         cr_skip_test("tools/zfviz is not built");
     char dir[2048], imgs[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_cli"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
-    make_images(imgs, 3, 99, 0);
+    image_folder(dir, imgs, "scan_cli", 3, 99, 0);
     char db[4096];
     snprintf(db, sizeof db, "%s", path_in(dir, "c.db"));
     cr_assert_eq(tu_system("'%s' scan --arch zfnet --weights random:3 --images '%s' --db '%s' "
@@ -1135,17 +1072,11 @@ static uint8_t *rendering_rgb(zf_db *db, int64_t id, int *w, int *h)
     void *png = NULL;
     size_t len = 0;
     cr_assert_eq(zf_db_rendering_png(db, id, &png, &len), ZF_OK, "%s", zf_last_error());
-    png_image pi;
-    memset(&pi, 0, sizeof pi);
-    pi.version = PNG_IMAGE_VERSION;
-    cr_assert(png_image_begin_read_from_memory(&pi, png, len), "%s", pi.message);
-    pi.format = PNG_FORMAT_RGB;
-    uint8_t *px = malloc(PNG_IMAGE_SIZE(pi));
-    cr_assert(px && png_image_finish_read(&pi, NULL, px, 0, NULL), "%s", pi.message);
-    *w = (int)pi.width;
-    *h = (int)pi.height;
+    tu_rgb im = tu_png_decode(png, len);
+    *w = im.w;
+    *h = im.h;
     free(png);
-    return px;
+    return im.px;
 }
 
 /* The renderings zfviz topk --deconv stores for a grey mini net: the input patch is the image's
@@ -1157,9 +1088,7 @@ Test(scan, zfviz_topk_of_a_grey_mini_net_stores_grey_crops)
     if (!bin)
         cr_skip_test("tools/zfviz is not built");
     char dir[2048], imgs[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("scan_cli_grey"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
+    image_folder(dir, imgs, "scan_cli_grey", 0, 0, 0);
     enum { N = 3, S = 112 };
     uint8_t *grey[N];
     for (int i = 0; i < N; i++) {
@@ -1172,7 +1101,7 @@ Test(scan, zfviz_topk_of_a_grey_mini_net_stores_grey_crops)
         }
         char name[32];
         snprintf(name, sizeof name, "g%d.png", i);
-        write_png(path_in(imgs, name), S, S, rgb);
+        cr_assert_eq(tu_write_png(path_in(imgs, name), S, S, rgb), 0, "%s", name);
         free(rgb);
     }
     char db[4096];
