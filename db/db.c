@@ -215,9 +215,68 @@ static const char *const migrations[ZF_DB_SCHEMA_VERSION] = {
     "  FROM q JOIN histogram_bins b1 ON b1.bin = q.b01 JOIN histogram_bins b2 ON b2.bin = q.b10\n"
     "  JOIN histogram_bins b3 ON b3.bin = q.b50 JOIN histogram_bins b4 ON b4.bin = q.b90\n"
     "  JOIN histogram_bins b5 ON b5.bin = q.b99;\n",
+    /* 3 -> 4: per-class statistics when the images sit in one folder per class (db/classes.c):
+     * each class's images and, per unit, the exact sum of their rectified values, so that shards
+     * add up; the class-conditional means and the class selectivity index of Morcos et al. 2018
+     * as views. runs.classes is NULL for a run begun before (it keeps no class statistics). */
+    "ALTER TABLE runs ADD COLUMN classes INTEGER;\n"
+    "ALTER TABLE run_images ADD COLUMN class INTEGER;\n"
+    "CREATE TABLE run_classes (\n"
+    "  run_id  INTEGER NOT NULL REFERENCES runs (id) ON DELETE CASCADE,\n"
+    "  class   INTEGER NOT NULL,\n"
+    "  name    TEXT NOT NULL,\n"
+    "  images  INTEGER NOT NULL DEFAULT 0,\n"
+    "  PRIMARY KEY (run_id, class),\n"
+    "  UNIQUE (run_id, name)\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE TABLE unit_class_stats (\n"
+    "  run_id     INTEGER NOT NULL,\n"
+    "  layer      TEXT NOT NULL,\n"
+    "  unit       INTEGER NOT NULL,\n"
+    "  class      INTEGER NOT NULL,\n"
+    "  sum        REAL NOT NULL,\n"
+    "  sum_exact  BLOB NOT NULL,\n"
+    "  PRIMARY KEY (run_id, layer, unit, class),\n"
+    "  FOREIGN KEY (run_id, layer) REFERENCES run_layers (run_id, layer) ON DELETE CASCADE\n"
+    ") WITHOUT ROWID;\n"
+    "CREATE VIEW unit_class_mean AS\n"
+    "  SELECT u.run_id, u.layer, u.unit, c.name AS class, c.images AS n,\n"
+    "         u.sum / (c.images * l.height * l.width) AS mean\n"
+    "  FROM unit_class_stats u JOIN run_classes c ON c.run_id = u.run_id AND c.class = u.class\n"
+    "  JOIN run_layers l ON l.run_id = u.run_id AND l.layer = u.layer\n"
+    "  WHERE c.images > 0;\n"
+    "CREATE VIEW unit_selectivity AS\n"
+    "  WITH m AS (SELECT run_id, layer, unit, class, mean, count(*) OVER w AS k,\n"
+    "                    sum(mean) OVER w AS total, max(mean) OVER w AS mu_max,\n"
+    "                    row_number() OVER (PARTITION BY run_id, layer, unit\n"
+    "                                       ORDER BY mean DESC, class) AS r\n"
+    "             FROM unit_class_mean WINDOW w AS (PARTITION BY run_id, layer, unit))\n"
+    "  SELECT run_id, layer, unit,\n"
+    "         CASE WHEN k >= 2 THEN (mu_max - (total - mu_max) / (k - 1))\n"
+    "              / NULLIF(mu_max + (total - mu_max) / (k - 1), 0) END AS selectivity,\n"
+    "         CASE WHEN mu_max > 0 THEN class END AS best_class\n"
+    "  FROM m WHERE r = 1;\n",
 };
 
 double zf_db_now(void) { return zf_clock_now(); }
+
+zf_status zf_db_bind_xsum(zf_db *db, sqlite3_stmt *st, int i_sum, int i_exact, const zf_xsum *x)
+{
+    unsigned char exact[ZF_XSUM_BYTES];
+    zf_xsum_pack(x, exact);
+    zf_status s = ZF_SQL(db, sqlite3_bind_double(st, i_sum, zf_xsum_double(x)));
+    return s ? s : ZF_SQL(db, sqlite3_bind_blob(st, i_exact, exact, sizeof exact, SQLITE_TRANSIENT));
+}
+
+int zf_db_column_xsum(sqlite3_stmt *st, int i_sum, int i_exact, zf_xsum *x)
+{
+    zf_xsum_zero(x);
+    if (sqlite3_column_type(st, i_exact) != SQLITE_NULL)
+        return zf_xsum_unpack(x, sqlite3_column_blob(st, i_exact),
+                              (size_t)sqlite3_column_bytes(st, i_exact));
+    zf_xsum_add_double(x, sqlite3_column_double(st, i_sum));
+    return 0;
+}
 
 int zf_db_hist_parse(const char *json, int64_t *h)
 {

@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "zf/db.h"
+#include "zf/xsum.h"
 
 struct zf_db {
     sqlite3 *sql;
@@ -49,6 +50,40 @@ void zf_db_column_text(sqlite3_stmt *st, int i, char *buf, size_t len);
 int zf_db_hist_parse(const char *json, int64_t *h);
 /* Seconds since the epoch, monotonic not needed: for lock-wait bookkeeping. */
 double zf_db_now(void);
+
+/* The classes of a scan's images when they sit in one folder per class (db/classes.c): an
+ * image's class is its folder, named by its path below the deepest folder holding every image's
+ * folder; images directly in that folder have none, so a list all in one folder has no classes. */
+typedef struct zf_db_classes {
+    int n;        /* classes; 0 when no image is in a class folder */
+    char **names; /* n names sorted bytewise: a class's number is its place here */
+    int32_t *of;  /* per image of the list: its class, or -1; NULL when n = 0 */
+} zf_db_classes;
+zf_status zf_db_classes_find(const char *const *paths, int64_t n, zf_db_classes *out);
+void zf_db_classes_free(zf_db_classes *c);
+/* Inserts a run's class names (run_classes, no images yet). */
+zf_status zf_db_class_names_put(zf_db *db, int64_t run, char *const *names, int classes);
+
+/* Per-class image counts and per-unit exact sums, as a scan and a merge hold them. */
+typedef struct zf_db_class_acc {
+    int classes, nl;
+    const char **layer; /* nl layer names */
+    const int *units;   /* nl unit counts */
+    zf_xsum **sum;      /* nl arrays of units x classes */
+    int64_t *n;         /* classes: images that loaded */
+    char **names;       /* NULL, or room for the classes' names, filled by zf_db_class_acc_add */
+} zf_db_class_acc;
+/* Writes the counts and sums of the classes marked in `which` (NULL: those with images) into
+ * run_classes (rows already there) and unit_class_stats. */
+zf_status zf_db_class_acc_put(zf_db *db, const zf_db_class_acc *a, int64_t run, const uint8_t *which);
+/* Adds the stored counts and sums of `run` to a. */
+zf_status zf_db_class_acc_add(zf_db *db, zf_db_class_acc *a, int64_t run);
+
+/* Binds an exact sum as the pair a row stores it in: rounded once (column i_sum), and whole. */
+zf_status zf_db_bind_xsum(zf_db *db, sqlite3_stmt *st, int i_sum, int i_exact, const zf_xsum *x);
+/* Reads that pair back: the exact form, or the rounded sum where a row from before schema 3 has
+ * none (a float64 sum of floats enters exactly). 0, or -1 when the exact form is damaged. */
+int zf_db_column_xsum(sqlite3_stmt *st, int i_sum, int i_exact, zf_xsum *x);
 
 /* SHA-256, streaming (nettle's; final_hex resets it for reuse, as nettle's digest does). */
 typedef struct zf_sha256 {

@@ -28,6 +28,8 @@ typedef struct shard_meta {
     char images[1024], list_sha[65], layers[512], shard[32], geometry[1024];
     int top_k, batch, chunk;
     int64_t list_n, seq0, n_images, next_seq, n_ok, n_failed;
+    int classes;           /* -1: none kept (a run begun before schema 4) */
+    char classes_sha[65];  /* of the class names in order */
 } shard_meta;
 
 typedef struct top_ent {
@@ -56,6 +58,7 @@ typedef struct merge_layer {
     top_ent *top; /* units x k */
     top_ent *bot; /* units x k: the bottom-k, ordered by the negated score */
     int64_t *hist; /* units x ZF_DB_HIST_BINS */
+    zf_xsum *csum; /* units x classes */
     top_ent *tmp; /* room for k + k: the two lists merged */
 } merge_layer;
 
@@ -78,7 +81,7 @@ static zf_status read_meta(const char *path, shard_meta *m)
                            "(SELECT group_concat(layer || ':' || position || ':' || op || ':' || "
                            "units || 'x' || height || 'x' || width, ',') FROM "
                            "(SELECT * FROM run_layers WHERE run_id = r.id ORDER BY position)), "
-                           "(SELECT count(*) FROM runs) "
+                           "(SELECT count(*) FROM runs), ifnull(r.classes, -1) "
                            "FROM runs r JOIN models m ON m.id = r.model_id ORDER BY r.id")))
         goto fail;
     if ((s = zf_db_step(db, st, &row)))
@@ -114,11 +117,26 @@ static zf_status read_meta(const char *path, shard_meta *m)
     m->n_ok = sqlite3_column_int64(st, 19);
     m->n_failed = sqlite3_column_int64(st, 20);
     zf_db_column_text(st, 21, m->geometry, sizeof m->geometry);
-    if (m->next_seq != m->n_images)
+    m->classes = sqlite3_column_int(st, 23);
+    if (m->next_seq != m->n_images) {
         s = zf_error(ZF_ERR_ARG,
                      "%s: the scan is unfinished (%lld of %lld images); run its scan command "
                      "again to finish it",
                      path, (long long)m->next_seq, (long long)m->n_images);
+        goto fail;
+    }
+    sqlite3_finalize(st);
+    /* the class names, in order, as one hash */
+    if ((s = zf_db_prepare(db, &st, "SELECT name FROM run_classes WHERE run_id = ? ORDER BY class")))
+        goto fail;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, m->run_id));
+    zf_sha256 h;
+    zf_sha256_init(&h);
+    while (!(s = zf_db_step(db, st, &row)) && row) {
+        zf_sha256_update(&h, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+        zf_sha256_update(&h, "\n", 1);
+    }
+    zf_sha256_final_hex(&h, m->classes_sha);
 fail:
     sqlite3_finalize(st);
     zf_db_close(db);
@@ -140,6 +158,9 @@ static zf_status check_alike(const shard_meta *a, const shard_meta *b)
     DIFF(strcmp(a->geometry, b->geometry), "the layers' shapes", "%s", a->geometry, b->geometry)
     DIFF(a->top_k != b->top_k, "the top-k", "%d", a->top_k, b->top_k)
     DIFF(a->batch != b->batch, "the batch", "%d", a->batch, b->batch)
+    /* -1: a run begun before schema 4, which kept no class statistics */
+    DIFF(a->classes != b->classes || strcmp(a->classes_sha, b->classes_sha), "the classes", "%d",
+         a->classes, b->classes)
 #undef DIFF
     return ZF_OK;
 }
@@ -217,7 +238,7 @@ static zf_status merge_list(const shard_meta *m, merge_layer *L, int c, int k, c
 
 static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, int nl, int k,
                             int64_t *seq_image, sqlite3_stmt *find_image, sqlite3_stmt *insert_image,
-                            sqlite3_stmt *insert_run_image, int64_t out_run)
+                            sqlite3_stmt *insert_run_image, int64_t out_run, zf_db_class_acc *cacc)
 {
     zf_db *db = NULL;
     sqlite3_stmt *st = NULL;
@@ -229,7 +250,7 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
     /* the images, in seq order: the ids a single scan gives */
     if ((s = zf_db_prepare(db, &st,
                            "SELECT r.seq, i.path, i.sha256, i.bytes, i.width, i.height, i.status, "
-                           "i.error FROM run_images r JOIN images i ON i.id = r.image_id "
+                           "i.error, r.class FROM run_images r JOIN images i ON i.id = r.image_id "
                            "WHERE r.run_id = ? ORDER BY r.seq")))
         goto fail;
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, m->run_id));
@@ -262,6 +283,7 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
         ZF_SQL_TRY(s, out, sqlite3_bind_int64(insert_run_image, 1, out_run));
         ZF_SQL_TRY(s, out, sqlite3_bind_int64(insert_run_image, 2, seq));
         ZF_SQL_TRY(s, out, sqlite3_bind_int64(insert_run_image, 3, seq_image[seq]));
+        ZF_SQL_TRY(s, out, sqlite3_bind_value(insert_run_image, 4, sqlite3_column_value(st, 8)));
         if ((s = zf_db_step(out, insert_run_image, NULL)))
             goto fail;
         sqlite3_reset(insert_run_image);
@@ -346,6 +368,9 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
             goto fail;
         sqlite3_reset(st);
     }
+    /* the shard's classes are the first's (check_alike) */
+    if (m->classes > 0)
+        s = zf_db_class_acc_add(db, cacc, m->run_id);
 fail:
     sqlite3_finalize(st);
     zf_db_close(db);
@@ -469,6 +494,8 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     merge_layer *ml = NULL;
     int nl = 0;
     int64_t *seq_image = NULL;
+    zf_db_class_acc cacc = {0};
+    int *merge_units = NULL;
     sqlite3_stmt *st = NULL, *find_image = NULL, *insert_image = NULL, *insert_run_image = NULL;
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.merge-%ld", out_path, (long)getpid());
@@ -512,6 +539,7 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     }
     const shard_meta *m0 = &meta[0];
     const int k = m0->top_k;
+    const int classes = m0->classes > 0 ? m0->classes : 0;
     res->n_images = m0->list_n;
     res->n_shards = n;
 
@@ -525,7 +553,14 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     nl = *m0->geometry ? nl + 1 : 0;
     ml = calloc((size_t)(nl ? nl : 1), sizeof *ml);
     seq_image = calloc((size_t)m0->list_n, sizeof *seq_image);
-    if (!ml || !seq_image) {
+    cacc.classes = classes;
+    cacc.nl = nl;
+    cacc.layer = calloc((size_t)(nl ? nl : 1), sizeof *cacc.layer);
+    cacc.units = merge_units = calloc((size_t)(nl ? nl : 1), sizeof *merge_units);
+    cacc.sum = calloc((size_t)(nl ? nl : 1), sizeof *cacc.sum);
+    cacc.n = calloc((size_t)(classes ? classes : 1), sizeof *cacc.n);
+    cacc.names = calloc((size_t)(classes ? classes : 1), sizeof *cacc.names);
+    if (!ml || !seq_image || !cacc.layer || !merge_units || !cacc.sum || !cacc.n || !cacc.names) {
         s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %lld images", (long long)m0->list_n);
         goto fail;
     }
@@ -547,10 +582,15 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
             ml[i].bot = calloc((size_t)units * (size_t)k, sizeof *ml[i].bot);
             ml[i].hist = calloc((size_t)units * ZF_DB_HIST_BINS, sizeof *ml[i].hist);
             ml[i].tmp = calloc((size_t)k * 2, sizeof *ml[i].tmp);
-            if (!ml[i].u || !ml[i].top || !ml[i].bot || !ml[i].hist || !ml[i].tmp) {
+            ml[i].csum = calloc((size_t)units * (size_t)classes, sizeof *ml[i].csum);
+            if (!ml[i].u || !ml[i].top || !ml[i].bot || !ml[i].hist || !ml[i].tmp ||
+                (classes && !ml[i].csum)) {
                 s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %s", name);
                 goto fail;
             }
+            cacc.layer[i] = ml[i].name;
+            merge_units[i] = units;
+            cacc.sum[i] = ml[i].csum;
             p = strchr(p, ',');
             p = p ? p + 1 : "";
         }
@@ -580,9 +620,9 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     st = NULL;
     if ((s = zf_db_prepare(out, &st,
                            "INSERT INTO runs (model_id, images, list_sha256, n_images, layers, "
-                           "top_k, batch, chunk, next_seq, n_ok, n_failed, finished, list_n, seq0) "
-                           "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?4, ?9, ?10, "
-                           "strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, 0)")))
+                           "top_k, batch, chunk, next_seq, n_ok, n_failed, finished, list_n, seq0, "
+                           "classes) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?4, ?9, ?10, "
+                           "strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, 0, ?11)")))
         goto fail;
     ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 1, model_id));
     ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 2, m0->images, -1, SQLITE_STATIC));
@@ -594,6 +634,8 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 8, m0->chunk));
     ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 9, res->n_ok));
     ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 10, res->n_failed));
+    if (m0->classes >= 0)
+        ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 11, m0->classes));
     if ((s = zf_db_step(out, st, NULL)))
         goto fail;
     res->run_id = sqlite3_last_insert_rowid(zf_db_handle(out));
@@ -630,13 +672,16 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
                            "INSERT INTO images (path, sha256, bytes, width, height, status, error) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)")) ||
         (s = zf_db_prepare(out, &insert_run_image,
-                           "INSERT INTO run_images (run_id, seq, image_id) VALUES (?, ?, ?)")))
+                           "INSERT INTO run_images (run_id, seq, image_id, class) "
+                           "VALUES (?, ?, ?, ?)")))
         goto fail;
     for (int i = 0; i < n; i++)
         if ((s = fold_shard(out, &meta[i], ml, nl, k, seq_image, find_image, insert_image,
-                            insert_run_image, res->run_id)))
+                            insert_run_image, res->run_id, &cacc)))
             goto fail;
-    if ((s = write_units(out, res->run_id, ml, nl, k, res->n_ok, seq_image)))
+    if ((s = write_units(out, res->run_id, ml, nl, k, res->n_ok, seq_image)) ||
+        (classes && ((s = zf_db_class_names_put(out, res->run_id, cacc.names, classes)) ||
+                     (s = zf_db_class_acc_put(out, &cacc, res->run_id, NULL)))))
         goto fail;
     if ((s = zf_db_commit(out)))
         goto fail;
@@ -676,9 +721,17 @@ fail:
         free(ml[i].bot);
         free(ml[i].hist);
         free(ml[i].tmp);
+        free(ml[i].csum);
     }
     free(ml);
     free(seq_image);
+    for (int cl = 0; cacc.names && cl < cacc.classes; cl++)
+        free(cacc.names[cl]);
+    free(cacc.names);
+    free(cacc.n);
+    free(cacc.layer);
+    free(merge_units);
+    free(cacc.sum);
     free(meta);
     return s;
 }

@@ -90,6 +90,7 @@ typedef struct scan_layer {
     int64_t *max_seq;  /* where: image (-1: none yet) and position */
     int32_t *max_pos;
     int64_t *hist;     /* units x ZF_DB_HIST_BINS: every value's bin (zf/db.h) */
+    zf_xsum *csum;     /* units x classes: sum, over each class's images only */
     rank_list top;     /* each image's largest value */
     rank_list bot;     /* each image's smallest value, negated: the most negative rank first */
 } scan_layer;
@@ -221,7 +222,8 @@ static inline int may_enter(const rank_list *L, int c, int k, float v)
  * outputs costs a few percent of the forward that made them, and an OpenMP team here would
  * fight the decoding thread and BLAS's threads for the cores (its barriers spun for longer than
  * the work took). */
-static void accumulate(scan_layer *L, const float *act, int n, const int64_t *seqs, int k)
+static void accumulate(scan_layer *L, const float *act, int n, const int64_t *seqs, int k,
+                       const int32_t *class_of, int classes)
 {
     const int units = L->units, hw = L->hw;
     if (hw == 1) {
@@ -229,12 +231,16 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
          * (the sums come out the same as plane_stats gives for a single value). */
         for (int i = 0; i < n; i++) {
             const float *a = act + (size_t)i * units;
+            const int cl = class_of ? class_of[seqs[i]] : -1;
             for (int c = 0; c < units; c++) {
                 float v = a[c];
                 int pos = v > 0.0f;
                 L->hist[(size_t)c * ZF_DB_HIST_BINS + hist_bin(v)]++;
-                if (pos)
+                if (pos) {
                     zf_xsum_add_float(&L->sum[c], v);
+                    if (cl >= 0)
+                        zf_xsum_add_float(&L->csum[(size_t)c * classes + cl], v);
+                }
                 L->positive[c] += pos;
                 L->active[c] += pos;
             }
@@ -258,10 +264,21 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
     for (int c = 0; c < units; c++) {
         for (int i = 0; i < n; i++) {
             const float *p = act + ((size_t)i * units + c) * (size_t)hw;
+            const int cl = class_of ? class_of[seqs[i]] : -1;
             int64_t npos;
             float m, mn;
             int arg, argmin;
-            plane_stats(p, hw, &bins, &L->sum[c], &npos, &m, &arg, &mn, &argmin);
+            if (cl < 0) {
+                plane_stats(p, hw, &bins, &L->sum[c], &npos, &m, &arg, &mn, &argmin);
+            } else {
+                /* the image's sum apart, then into the unit's and its class's (exact: the same
+                 * total as adding it straight in) */
+                zf_xsum part;
+                zf_xsum_zero(&part);
+                plane_stats(p, hw, &bins, &part, &npos, &m, &arg, &mn, &argmin);
+                zf_xsum_merge(&L->sum[c], &part);
+                zf_xsum_merge(&L->csum[(size_t)c * classes + cl], &part);
+            }
             int64_t *h = L->hist + (size_t)c * ZF_DB_HIST_BINS;
             for (int q = 0; q < hw; q++)
                 h[hist_bin(p[q])]++;
@@ -317,13 +334,16 @@ static void layer_free(scan_layer *L)
     free(L->max_seq);
     free(L->max_pos);
     free(L->hist);
+    free(L->csum);
     rank_free(&L->top, L->units);
     rank_free(&L->bot, L->units);
 }
 
-static int layer_alloc(scan_layer *L, int k)
+static int layer_alloc(scan_layer *L, int k, int classes)
 {
     size_t u = (size_t)L->units;
+    if (classes && !(L->csum = calloc(u * (size_t)classes, sizeof *L->csum)))
+        return -1;
     L->active = calloc(u, sizeof *L->active);
     L->positive = calloc(u, sizeof *L->positive);
     L->sum = calloc(u, sizeof *L->sum);
@@ -569,6 +589,10 @@ typedef struct scan {
     int no_bottom; /* the run began before bottom-k was kept: unit_stats.bottom stays NULL */
     int no_hist;   /* likewise for the histogram */
     const char *const *paths;
+    zf_db_classes cls;  /* the whole list's classes */
+    int n_classes;      /* kept by this run: cls.n, or 0 for a run begun before schema 4 */
+    zf_db_class_acc cacc; /* over the layers' csum */
+    uint8_t *class_dirty; /* classes with images since the last commit: their rows are rewritten */
     sqlite3_stmt *find_image, *insert_image, *insert_run_image, *upsert_stats, *update_run,
         *check_run;
 } scan;
@@ -583,6 +607,12 @@ static void scan_free(scan *S)
             free(S->chunk_meta[i].error);
     free(S->chunk_meta);
     free(S->seq_image);
+    zf_db_classes_free(&S->cls);
+    free(S->cacc.n);
+    free(S->cacc.layer);
+    free((void *)S->cacc.units);
+    free(S->cacc.sum);
+    free(S->class_dirty);
     sqlite3_finalize(S->find_image);
     sqlite3_finalize(S->insert_image);
     sqlite3_finalize(S->insert_run_image);
@@ -602,7 +632,8 @@ static zf_status prepare_all(scan *S)
                            "INSERT INTO images (path, sha256, bytes, width, height, status, error) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)")) ||
         (s = zf_db_prepare(db, &S->insert_run_image,
-                           "INSERT INTO run_images (run_id, seq, image_id) VALUES (?, ?, ?)")) ||
+                           "INSERT INTO run_images (run_id, seq, image_id, class) "
+                           "VALUES (?, ?, ?, ?)")) ||
         (s = zf_db_prepare(
              db, &S->upsert_stats,
              "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, positions, "
@@ -877,6 +908,8 @@ static zf_status commit_chunk(scan *S)
         ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
         ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 2, start + i));
         ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 3, S->seq_image[start + i]));
+        if (S->n_classes && S->cls.of[start + i] >= 0)
+            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 4, S->cls.of[start + i]));
         if ((s = zf_db_step(db, st, NULL)))
             goto fail;
         reuse(st);
@@ -886,6 +919,10 @@ static zf_status commit_chunk(scan *S)
         if ((s = write_stats(S, L)))
             goto fail;
     }
+    /* the classes that had images since the last commit (a list in folder order touches one or
+     * two a chunk; the others' rows stand) */
+    if (S->n_classes && (s = zf_db_class_acc_put(db, &S->cacc, S->run_id, S->class_dirty)))
+        goto fail;
     st = S->update_run;
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, end - S->seq0));
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 2, S->n_ok));
@@ -899,6 +936,8 @@ static zf_status commit_chunk(scan *S)
     for (int li = 0; li < S->n_layers; li++)
         for (int c = 0; c < S->layers[li].units; c++)
             S->layers[li].top.dirty[c] = S->layers[li].bot.dirty[c] = CLEAN;
+    if (S->n_classes)
+        memset(S->class_dirty, 0, (size_t)S->n_classes);
     for (int i = 0; i < S->chunk_n; i++) {
         free(S->chunk_meta[i].error);
         S->chunk_meta[i].error = NULL;
@@ -1023,6 +1062,10 @@ static zf_status load_state(scan *S)
         }
         reuse(st);
     }
+    sqlite3_finalize(st);
+    st = NULL;
+    if (S->n_classes)
+        s = zf_db_class_acc_add(db, &S->cacc, S->run_id);
 fail:
     sqlite3_finalize(st);
     return s;
@@ -1049,6 +1092,31 @@ static zf_status shard_slice(scan *S)
     return ZF_OK;
 }
 
+/* A resumed run's classes are the ones its images' folders give now. */
+static zf_status check_classes(scan *S, int classes)
+{
+    zf_db *db = S->db;
+    sqlite3_stmt *st = NULL;
+    int row = 0, got = 0;
+    zf_status s = zf_db_prepare(db, &st, "SELECT name FROM run_classes WHERE run_id = ? ORDER BY class");
+    if (s)
+        return s;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
+    while (!(s = zf_db_step(db, st, &row)) && row) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        if (got >= S->cls.n || !name || strcmp(name, S->cls.names[got]))
+            break;
+        got++;
+    }
+    if (!s && (row || got != classes || got != S->cls.n))
+        s = zf_error(ZF_ERR_DB, "%s: run %lld was begun with %d classes of images, its images' "
+                     "folders now give %d others", zf_db_path(db), (long long)S->run_id, classes,
+                     S->cls.n);
+fail:
+    sqlite3_finalize(st);
+    return s;
+}
+
 /* Finds the run this scan continues, or creates it; fills S->run_id and the run's settings. */
 static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, const char *layers,
                           zf_scan_result *res)
@@ -1064,7 +1132,7 @@ static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, 
         goto fail;
     if ((s = zf_db_prepare(db, &st,
                            "SELECT id, batch, chunk, next_seq, n_ok, n_failed, n_images, "
-                           "ifnull(shard, ''), seq0 FROM runs "
+                           "ifnull(shard, ''), seq0, classes FROM runs "
                            "WHERE model_id = ? AND list_sha256 = ? AND layers = ? AND top_k = ?")))
         goto fail;
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, model_id));
@@ -1099,16 +1167,22 @@ static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, 
             goto fail;
         }
         res->resumed = 1;
+        /* a run begun before schema 4 keeps no class statistics (its first images were never
+         * counted by class) */
+        int classes = sqlite3_column_type(st, 9) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 9);
         sqlite3_finalize(st);
         st = NULL;
+        S->n_classes = classes < 0 ? 0 : classes;
+        if (classes >= 0 && (s = check_classes(S, classes)))
+            goto fail;
         return zf_db_commit(db);
     }
     sqlite3_finalize(st);
     st = NULL;
     if ((s = zf_db_prepare(db, &st,
                            "INSERT INTO runs (model_id, images, list_sha256, n_images, layers, "
-                           "top_k, batch, chunk, list_n, shard, seq0) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")))
+                           "top_k, batch, chunk, list_n, shard, seq0, classes) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")))
         goto fail;
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, model_id));
     ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, o->images_arg ? o->images_arg : ""));
@@ -1121,11 +1195,15 @@ static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, 
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 9, S->list_n));
     ZF_SQL_TRY(s, db, zf_db_bind_text(st, 10, *S->shard ? S->shard : NULL));
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 11, S->seq0));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 12, S->cls.n));
     if ((s = zf_db_step(db, st, NULL)))
         goto fail;
     S->run_id = sqlite3_last_insert_rowid(zf_db_handle(db));
     sqlite3_finalize(st);
     st = NULL;
+    S->n_classes = S->cls.n;
+    if ((s = zf_db_class_names_put(db, S->run_id, S->cls.names, S->cls.n)))
+        goto fail;
     if ((s = zf_db_prepare(db, &st,
                            "INSERT INTO run_layers (run_id, layer, position, op, units, height, "
                            "width) VALUES (?, ?, ?, ?, ?, ?, ?)")))
@@ -1153,6 +1231,28 @@ fail:
     return s;
 }
 
+/* The per-class accumulators over the layers' csum. */
+static zf_status class_acc_init(scan *S)
+{
+    zf_db_class_acc *a = &S->cacc;
+    int *units = calloc((size_t)S->n_layers, sizeof *units);
+    a->classes = S->n_classes;
+    a->nl = S->n_layers;
+    a->units = units;
+    a->layer = calloc((size_t)S->n_layers, sizeof *a->layer);
+    a->sum = calloc((size_t)S->n_layers, sizeof *a->sum);
+    a->n = calloc((size_t)S->n_classes, sizeof *a->n);
+    S->class_dirty = calloc((size_t)S->n_classes, 1);
+    if (!units || !a->layer || !a->sum || !a->n || !S->class_dirty)
+        return zf_error(ZF_ERR_NOMEM, "scan: out of memory for %d classes", S->n_classes);
+    for (int i = 0; i < S->n_layers; i++) {
+        units[i] = S->layers[i].units;
+        a->layer[i] = S->layers[i].l->name;
+        a->sum[i] = S->layers[i].csum;
+    }
+    return ZF_OK;
+}
+
 /* The forward pass of n images and the statistics of every scanned layer. With the CPU engine
  * the net runs layer range by layer range, each scanned layer's output read right after it is
  * made (while it is still in cache; after the whole forward, fc6's 150 MB of weights have pushed
@@ -1169,7 +1269,8 @@ static zf_status forward_and_accumulate(scan *S, const zf_scan_opts *o, const fl
         t1 = zf_db_now();
         res->secs_forward += t1 - t;
         for (int i = 0; i < S->n_layers && !o->dry_run; i++)
-            accumulate(&S->layers[i], net->acts[S->layers[i].src], n, seqs, S->k);
+            accumulate(&S->layers[i], net->acts[S->layers[i].src], n, seqs, S->k,
+                       S->n_classes ? S->cls.of : NULL, S->n_classes);
         res->secs_stats += zf_db_now() - t1;
         return ZF_OK;
     }
@@ -1185,7 +1286,8 @@ static zf_status forward_and_accumulate(scan *S, const zf_scan_opts *o, const fl
         t1 = zf_db_now();
         res->secs_forward += t1 - t;
         if (!o->dry_run)
-            accumulate(L, net->acts[L->src], n, seqs, S->k);
+            accumulate(L, net->acts[L->src], n, seqs, S->k, S->n_classes ? S->cls.of : NULL,
+                       S->n_classes);
         t = zf_db_now();
         res->secs_stats += t - t1;
     }
@@ -1294,8 +1396,12 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         }
         zf_sha256_final_hex(&h, list_sha);
     }
+    if ((s = zf_db_classes_find(paths, n, &S.cls)))
+        goto out;
+    S.n_classes = S.cls.n;
     if (!o->dry_run && (s = open_run(&S, o, list_sha, layers, res)))
         goto out;
+    res->n_classes = S.n_classes;
     res->run_id = S.run_id;
     res->n_images = S.n_images;
     res->start_seq = S.committed - S.seq0;
@@ -1307,10 +1413,12 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
     if (o->started)
         o->started(o->progress_ctx, res);
     for (int i = 0; i < nl; i++)
-        if (layer_alloc(&S.layers[i], S.k)) {
+        if (layer_alloc(&S.layers[i], S.k, S.n_classes)) {
             s = zf_error(ZF_ERR_NOMEM, "scan: out of memory for the accumulators");
             goto out;
         }
+    if (S.n_classes && (s = class_acc_init(&S)))
+        goto out;
     if (!(S.seq_image = calloc((size_t)n, sizeof *S.seq_image))) {
         s = zf_error(ZF_ERR_NOMEM, "scan: out of memory for %lld images", (long long)n);
         goto out;
@@ -1402,10 +1510,16 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
             free(m->error);
             *m = sl->meta[i];
             sl->meta[i].error = NULL;
-            if (m->ok)
+            if (m->ok) {
                 S.n_ok++;
-            else
+                int cl = S.n_classes ? S.cls.of[sl->seq0 + i] : -1;
+                if (cl >= 0) {
+                    S.cacc.n[cl]++;
+                    S.class_dirty[cl] = 1;
+                }
+            } else {
                 S.n_failed++;
+            }
         }
         S.chunk_n += sl->count;
         seq += sl->count;

@@ -15,7 +15,7 @@ extern "C" {
 #endif
 
 /* The schema version this library creates and reads (PRAGMA user_version). */
-#define ZF_DB_SCHEMA_VERSION 3
+#define ZF_DB_SCHEMA_VERSION 4
 
 typedef struct zf_db zf_db; /* opaque: one SQLite connection and its path */
 
@@ -118,6 +118,8 @@ typedef struct zf_scan_result {
     int64_t n_ok, n_failed;
     int resumed;        /* the run existed */
     int batch, chunk;   /* as the run uses them */
+    int n_classes;      /* the list's classes (images in one folder per class); 0: none, or a
+                         * run begun before schema 4, which keeps no class statistics */
     /* where this call's time went, in seconds: decoding images (with the CPU engine, between
      * forwards on every core; with another engine, waiting for the thread that decodes ahead),
      * the forward passes, the statistics and top-k, the commits; and all of it from the first
