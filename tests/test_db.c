@@ -462,7 +462,7 @@ Test(db, dead_report_and_topk_read_back_hand_made_rows)
             "  chunk, next_seq, n_ok, n_failed, finished) VALUES (1, 1, 'dir', 'l', 3, "
             "  'conv1,fc2', 2, 1, 1, 3, 2, 1, 'now');"
             "INSERT INTO run_layers VALUES (1, 'conv1', 0, 'conv', 3, 2, 2), (1, 'fc2', 3, 'fc', 2, 1, 1);"
-            "INSERT INTO run_images VALUES (1, 0, 1), (1, 1, 3), (1, 2, 2);"
+            "INSERT INTO run_images (run_id, seq, image_id) VALUES (1, 0, 1), (1, 1, 3), (1, 2, 2);"
             /* conv1: unit 0 dead, unit 1 active on 1 of 2 images, unit 2 on both;
              * fc2: unit 0 active on both, unit 1 dead with max exactly 0 */
             "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, positions, "
