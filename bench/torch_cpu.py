@@ -27,29 +27,18 @@ import subprocess
 import sys
 import time
 
+from torch_common import POLICIES, timing_args, timing_parser
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
-POLICIES = ("ACTIVE", "PASSIVE")
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="short runs (a check that everything works, not a measurement)")
-    p.add_argument("--nets", default="alexnet,alexnet-caffe,zfnet")
+    p = timing_parser(__doc__, "alexnet,alexnet-caffe,zfnet", "1,16", "forward batch sizes", 3.0, 0.3)
     p.add_argument("--what", default="forward,deconv")
-    p.add_argument("--batches", default="1,16", help="forward batch sizes")
-    p.add_argument("--seconds", type=float, default=None,
-                   help="timed seconds per measurement (default 3, --quick 0.3)")
-    p.add_argument("--policy", default="both", choices=("both",) + POLICIES,
-                   help="OMP_WAIT_POLICY to try (both: one process each, report the better)")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.seconds is None:
-        a.seconds = 0.3 if a.quick else 3.0
-    a.nets = [n for n in a.nets.split(",") if n]
+    a = timing_args(p, argv)
     a.what = [w for w in a.what.split(",") if w]
-    a.batches = [int(b) for b in a.batches.split(",") if b]
     for w in a.what:
         if w not in ("forward", "deconv"):
             p.error(f"--what: unknown measurement '{w}' (forward, deconv)")

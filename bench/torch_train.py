@@ -54,10 +54,11 @@ import zlib
 
 import numpy as np
 
+from torch_common import POLICIES, timing_args, timing_parser
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
-POLICIES = ("ACTIVE", "PASSIVE")
 FORMATS = ("contiguous", "channels_last")
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
 
@@ -146,15 +147,7 @@ RENORM = 0.1
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--quick", action="store_true",
-                   help="short runs (a check that everything works, not a measurement)")
-    p.add_argument("--nets", default="alexnet-mini,zfnet-mini")
-    p.add_argument("--batches", default="16,64,128")
-    p.add_argument("--seconds", type=float, default=None,
-                   help="timed seconds per measurement (default 5, --quick 0.5)")
-    p.add_argument("--policy", default="both", choices=("both",) + POLICIES,
-                   help="OMP_WAIT_POLICY to try (both: one process each, report the better)")
+    p = timing_parser(__doc__, "alexnet-mini,zfnet-mini", "16,64,128", None, 5.0, 0.5)
     p.add_argument("--format", default="both", choices=("both",) + FORMATS,
                    help="memory format to try (both: one process each, report the better)")
     p.add_argument("--data", default=None,
@@ -165,14 +158,10 @@ def parse_args(argv):
     p.add_argument("--zfviz", default=os.path.join(ROOT, "build", "tools", "zfviz"),
                    help="--check: the zfviz program (default build/tools/zfviz)")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
-    a = p.parse_args(argv)
-    if a.seconds is None:
-        a.seconds = 0.5 if a.quick else 5.0
-    a.nets = [n for n in a.nets.split(",") if n]
+    a = timing_args(p, argv)
     for n in a.nets:
         if n not in ARCHS:
             p.error(f"--nets: unknown net '{n}' ({', '.join(ARCHS)})")
-    a.batches = [int(b) for b in a.batches.split(",") if b]
     if a.data is None:
         a.data = os.environ.get("ZFVIZ_FASHION_MNIST") or FASHION_MNIST
     return a
