@@ -68,14 +68,16 @@ int zf_cmd_activations(int argc, char **argv)
     zf_viz_maps_opts vo = zf_viz_maps_defaults();
     const char *input = NULL, *layer = NULL, *out = NULL, *store = NULL;
     long image = 0;
-    const zft_num_opt nums[] = {ZFT_GRID_OPTS("1..256 pixels", &vo.zoom, &vo.gap, &vo.cols, &vo.max_maps),
-                                ZFT_LONG_OPT('I', 0, 1e18, "an image index", &image), {0}};
-    zft_args a = {"activations", argc, argv, "hi:l:o:", opts, &mo, &vo.style, NULL, nums, 0, NULL};
+    const zft_value_opt vals[] = {ZFT_GRID_OPTS("1..256 pixels", &vo.zoom, &vo.gap, &vo.cols, &vo.max_maps),
+                                  ZFT_LONG_OPT('I', 0, 1e18, "an image index", &image),
+                                  ZFT_STR_OPT('i', &input), ZFT_STR_OPT('l', &layer),
+                                  ZFT_FLAG_OPT('L', &vo.labels), ZFT_STR_OPT('o', &out),
+                                  ZFT_STR_OPT('S', &store), {0}};
+    zft_args a = {.cmd = "activations", .argc = argc, .argv = argv, .shortopts = "hi:l:o:", .longopts = opts,
+                  .usage = usage, .model = &mo, .style = &vo.style, .values = vals};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
-        case 'i': input = optarg; break;
-        case 'l': layer = optarg; break;
         case 'C':
             if (zf_viz_cmap_parse(optarg, &vo.cmap))
                 return zft_usage_error("activations", "%s", zf_last_error());
@@ -84,11 +86,7 @@ int zf_cmd_activations(int argc, char **argv)
             if ((vo.per_map = zft_args_choice(&a, "shared|per-map")) < 0)
                 return ZFT_EXIT_USAGE;
             break;
-        case 'L': vo.labels = 1; break;
-        case 'o': out = optarg; break;
-        case 'S': store = optarg; break;
-        case 'h': usage(); return 0;
-        default: return ZFT_EXIT_USAGE;
+        default: return a.rc;
         }
     }
     if (!input || !layer || (!out && !store))

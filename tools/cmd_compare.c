@@ -149,20 +149,14 @@ int zf_cmd_compare(int argc, char **argv)
     zf_viz_compare_opts co = zf_viz_compare_defaults();
     const char *images = NULL, *out = NULL, *store = NULL;
     long max_images = 0;
-    const zft_num_opt nums[] = {ZFT_LONG_OPT('n', 1, 1e18, "a positive number", &max_images),
-                                ZFT_INT_OPT('z', 1, 64, "1..64 pixels per tap", &co.zoom),
-                                ZFT_NEAR_DEAD_OPT(&co.near_dead), {0}};
-    zft_args a = {"compare", argc, argv, "ho:", opts, NULL, &co.style, NULL, nums, -1, NULL};
-    int c;
-    while ((c = zft_args_next(&a)) != -1) {
-        switch (c) {
-        case 'i': images = optarg; break;
-        case 'o': out = optarg; break;
-        case 'S': store = optarg; break;
-        case 'h': usage(); return 0;
-        default: return ZFT_EXIT_USAGE;
-        }
-    }
+    const zft_value_opt vals[] = {ZFT_LONG_OPT('n', 1, 1e18, "a positive number", &max_images),
+                                  ZFT_INT_OPT('z', 1, 64, "1..64 pixels per tap", &co.zoom),
+                                  ZFT_NEAR_DEAD_OPT(&co.near_dead), ZFT_STR_OPT('i', &images),
+                                  ZFT_STR_OPT('o', &out), ZFT_STR_OPT('S', &store), {0}};
+    zft_args a = {.cmd = "compare", .argc = argc, .argv = argv, .shortopts = "ho:", .longopts = opts,
+                  .usage = usage, .style = &co.style, .values = vals, .operands = -1};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (argc - optind > 2)
         return zft_usage_error("compare", "at most two models, got '%s' too", argv[optind + 2]);
     if (!out && !store)

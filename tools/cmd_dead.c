@@ -11,23 +11,21 @@
 
 const char zf_cmd_dead_summary[] = "dead-unit report of a scan: units that never (or rarely) fire";
 
-static void usage(FILE *f)
+static void usage(void)
 {
-    fprintf(f,
-            "usage: zfviz dead --db OUT.db [--layer L] [--min-active F] [--csv [--header]] [--run ID]\n\n"
-            "Lists the units of a scan that never fired: max <= 0 over every image, max being the\n"
-            "value before the ReLU. With --min-active F also the units active (some position > 0)\n"
-            "on fewer than the fraction F of the images. A run in which no image could be read\n"
-            "is refused (exit 1): it has nothing to say about any unit.\n\n"
-            "  --db F            the scan database\n"
-           ZFT_WAIT_HELP
-            "  --layer L         only this layer (default: every scanned layer)\n"
-            "  --min-active F    also report units active on fewer than F (0-1) of the images\n"
-            "  --csv             print layer,unit,active_fraction,max_activation a line each and\n"
-            "                    nothing else on stdout\n"
-            "  --header          with --csv: a first line naming the columns\n"
-            "  --run ID          which scan (default: the newest, or the newest covering --layer)\n"
-            "  -h, --help        this help\n");
+    printf("usage: zfviz dead --db OUT.db [--layer L] [--min-active F] [--csv [--header]] [--run ID]\n\n"
+           "Lists the units of a scan that never fired: max <= 0 over every image, max being the\n"
+           "value before the ReLU. With --min-active F also the units active (some position > 0)\n"
+           "on fewer than the fraction F of the images. A run in which no image could be read\n"
+           "is refused (exit 1): it has nothing to say about any unit.\n\n"
+           "  --db F            the scan database\n" ZFT_WAIT_HELP
+           "  --layer L         only this layer (default: every scanned layer)\n"
+           "  --min-active F    also report units active on fewer than F (0-1) of the images\n"
+           "  --csv             print layer,unit,active_fraction,max_activation a line each and\n"
+           "                    nothing else on stdout\n"
+           "  --header          with --csv: a first line naming the columns\n"
+           "  --run ID          which scan (default: the newest, or the newest covering --layer)\n"
+           "  -h, --help        this help\n");
 }
 
 int zf_cmd_dead(int argc, char **argv)
@@ -40,19 +38,14 @@ int zf_cmd_dead(int argc, char **argv)
     const char *dbpath = NULL, *layer = NULL;
     double min_active = 0;
     long run_id = 0;
-    const zft_num_opt nums[] = {ZFT_MIN_ACTIVE_OPT(&min_active), ZFT_RUN_OPT(&run_id), {0}};
-    zft_args a = {"dead", argc, argv, "h", longopts, NULL, NULL, NULL, nums, 0, NULL};
-    int csv = 0, header = 0, opt;
-    while ((opt = zft_args_next(&a)) != -1) {
-        switch (opt) {
-        case 'd': dbpath = optarg; break;
-        case 'l': layer = optarg; break;
-        case 'c': csv = 1; break;
-        case 'H': header = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: return ZFT_EXIT_USAGE;
-        }
-    }
+    int csv = 0, header = 0;
+    const zft_value_opt vals[] = {ZFT_MIN_ACTIVE_OPT(&min_active), ZFT_RUN_OPT(&run_id),
+                                  ZFT_STR_OPT('d', &dbpath), ZFT_STR_OPT('l', &layer),
+                                  ZFT_FLAG_OPT('c', &csv), ZFT_FLAG_OPT('H', &header), {0}};
+    zft_args a = {.cmd = "dead", .argc = argc, .argv = argv, .shortopts = "h", .longopts = longopts,
+                  .usage = usage, .values = vals};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (!dbpath)
         return zft_usage_error("dead", "--db is required (see --help)");
     if (header && !csv)

@@ -46,6 +46,30 @@ static zf_status warn_silent(zf_net *net, int conv, int channel, int map, const 
     return ZF_OK;
 }
 
+static void usage(void)
+{
+    printf(
+        "usage: zfviz deconv (--arch A --weights W | --model F) --input X --layer convK --channel C\n"
+        "                    [--position Y,X | --map] [--lrn-backward] --out Y.npy\n\n"
+        "Projects the rectified output of conv layer K back to pixel space (Zeiler & Fergus\n"
+        "deconvnet: switches, unpooling, rectification, transposed filters). By default one\n"
+        "unit: channel C at its strongest position in each image (first maximum in row-major\n"
+        "order); --position picks the unit, --map projects the whole feature map. Writes\n"
+        "N x C x H x W, the input's shape (C = 3, or 1 for a grey net's luma plane).\n"
+        "A unit (or map) that does not fire on an image (its value before the ReLU <= 0, so\n"
+        "its projection is all zero) gets a warning naming the image and that value; when it\n"
+        "fires on none of the images nothing is written and the exit status is 1. Input\n"
+        "values must be finite (a NaN or Inf is refused, naming the file).\n\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP
+        "  --input X         .npy tensor or image file (one; a folder is refused)\n"
+        "  --layer L         conv1..conv5 (or relu1..relu5, or a graph name)\n"
+        "  --channel C       feature map to project\n"
+        "  --position Y,X    the unit's position in the layer's map (default: strongest)\n"
+        "  --map             project the whole feature map instead of one unit\n"
+        "  --lrn-backward    pass through LRN with its true backward (default: identity)\n"
+        "  --out Y.npy       the reconstruction (its folder is created)\n" ZFT_FORCE_HELP
+        "  --batch N         images per pass (default 16)\n");
+}
+
 int zf_cmd_deconv(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
@@ -65,44 +89,16 @@ int zf_cmd_deconv(int argc, char **argv)
     zft_device dev = {0};
     const char *input = NULL, *layer = NULL, *out = NULL, *position = NULL;
     long channel = -1, batch = 16;
-    const zft_num_opt nums[] = {ZFT_LONG_OPT('c', 0, 1e18, "a channel number", &channel),
-                                ZFT_LONG_OPT('b', 1, 1e18, "a positive number", &batch), {0}};
-    zft_args a = {"deconv", argc, argv, "hi:l:c:o:", opts, &mo, NULL, &dev, nums, 0, NULL};
-    int map = 0, lrn_backward = 0, c;
-    while ((c = zft_args_next(&a)) != -1) {
-        switch (c) {
-        case 'i': input = optarg; break;
-        case 'l': layer = optarg; break;
-        case 'p': position = optarg; break;
-        case 'm': map = 1; break;
-        case 'L': lrn_backward = 1; break;
-        case 'o': out = optarg; break;
-        case 'h':
-            printf("usage: zfviz deconv (--arch A --weights W | --model F) --input X --layer convK --channel C\n"
-                   "                    [--position Y,X | --map] [--lrn-backward] --out Y.npy\n\n"
-                   "Projects the rectified output of conv layer K back to pixel space (Zeiler & Fergus\n"
-                   "deconvnet: switches, unpooling, rectification, transposed filters). By default one\n"
-                   "unit: channel C at its strongest position in each image (first maximum in row-major\n"
-                   "order); --position picks the unit, --map projects the whole feature map. Writes\n"
-                   "N x C x H x W, the input's shape (C = 3, or 1 for a grey net's luma plane).\n"
-                   "A unit (or map) that does not fire on an image (its value before the ReLU <= 0, so\n"
-                   "its projection is all zero) gets a warning naming the image and that value; when it\n"
-                   "fires on none of the images nothing is written and the exit status is 1. Input\n"
-                   "values must be finite (a NaN or Inf is refused, naming the file).\n\n"
-                   ZFT_MODEL_HELP ZFT_DEVICE_HELP
-                   "  --input X         .npy tensor or image file (one; a folder is refused)\n"
-                   "  --layer L         conv1..conv5 (or relu1..relu5, or a graph name)\n"
-                   "  --channel C       feature map to project\n"
-                   "  --position Y,X    the unit's position in the layer's map (default: strongest)\n"
-                   "  --map             project the whole feature map instead of one unit\n"
-                   "  --lrn-backward    pass through LRN with its true backward (default: identity)\n"
-                   "  --out Y.npy       the reconstruction (its folder is created)\n" ZFT_FORCE_HELP
-                   "  --batch N         images per pass (default 16)\n");
-            return 0;
-        default:
-            return ZFT_EXIT_USAGE;
-        }
-    }
+    int map = 0, lrn_backward = 0;
+    const zft_value_opt vals[] = {ZFT_LONG_OPT('c', 0, 1e18, "a channel number", &channel),
+                                  ZFT_LONG_OPT('b', 1, 1e18, "a positive number", &batch),
+                                  ZFT_STR_OPT('i', &input), ZFT_STR_OPT('l', &layer),
+                                  ZFT_STR_OPT('p', &position), ZFT_FLAG_OPT('m', &map),
+                                  ZFT_FLAG_OPT('L', &lrn_backward), ZFT_STR_OPT('o', &out), {0}};
+    zft_args a = {.cmd = "deconv", .argc = argc, .argv = argv, .shortopts = "hi:l:c:o:", .longopts = opts,
+                  .usage = usage, .model = &mo, .device = &dev, .values = vals};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (!input || !layer || channel < 0 || !out)
         return zft_usage_error("deconv", "--input, --layer, --channel and --out are required");
     int py = -1, px = -1;

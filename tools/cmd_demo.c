@@ -1025,17 +1025,12 @@ int zf_cmd_demo(int argc, char **argv)
     memset(&d, 0, sizeof d);
     d.dir = "zfviz-demo";
     long images = -1;
-    const zft_num_opt nums[] = {ZFT_LONG_OPT('n', 10, 10000, "10 to 10000", &images), {0}};
-    zft_args a = {"demo", argc, argv, "ho:", opts, NULL, &d.style, NULL, nums, 0, NULL};
-    int c;
-    while ((c = zft_args_next(&a)) != -1) {
-        switch (c) {
-        case 'o': d.dir = optarg; break;
-        case 'q': d.quick = 1; break;
-        case 'h': usage(); return 0;
-        default: return ZFT_EXIT_USAGE;
-        }
-    }
+    const zft_value_opt vals[] = {ZFT_LONG_OPT('n', 10, 10000, "10 to 10000", &images),
+                                  ZFT_STR_OPT('o', &d.dir), ZFT_FLAG_OPT('q', &d.quick), {0}};
+    zft_args a = {.cmd = "demo", .argc = argc, .argv = argv, .shortopts = "ho:", .longopts = opts,
+                  .usage = usage, .style = &d.style, .values = vals};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (!*d.dir)
         return zft_usage_error("demo", "-o needs a folder");
     d.n_images = images > 0 ? (int)images : d.quick ? QUICK_IMAGES : DEFAULT_IMAGES;

@@ -21,6 +21,21 @@ static int progress(void *vctx, int64_t done, int64_t total)
     return 0;
 }
 
+static void usage(void)
+{
+    printf("usage: zfviz eval [--arch A [--weights W] | --model F] [--data SOURCE] [--split test|train]\n\n"
+           "Prints the model's top-1 and top-5 accuracy and mean cross-entropy on SOURCE:\n"
+           "`fashion-mnist` (default; its 10,000-image test set, or with --split train the\n"
+           "60,000 training images) or an ImageNet-style folder (one sub-folder per class,\n"
+           "classes in sorted order as zfviz train numbers them; each class's .jpg/.jpeg/.png\n"
+           "files found anywhere under its folder, as zfviz scan finds images).\n\n" ZFT_MODEL_HELP
+           "  --data SOURCE     fashion-mnist (default) or a folder\n"
+           "  --split S         test (default) or train, for fashion-mnist\n"
+           "  --batch N         images per forward (default 100)\n"
+           "  --size S          folders: the side images are stored at before cropping (default:\n"
+           "                    the net's resize size)\n");
+}
+
 int zf_cmd_eval(int argc, char **argv)
 {
     enum { O_SPLIT = 256, O_SIZE };
@@ -34,30 +49,13 @@ int zf_cmd_eval(int argc, char **argv)
     zft_model_opts mo = {0};
     const char *data = "fashion-mnist", *split = "test";
     long batch = 100, size = 0;
-    const zft_num_opt nums[] = {ZFT_LONG_OPT('b', 1, 65536, "a whole number from 1 to 65536", &batch),
-                                ZFT_LONG_OPT(O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size), {0}};
-    zft_args a = {"eval", argc, argv, "h", opts, &mo, NULL, NULL, nums, 0, NULL};
-    int c;
-    while ((c = zft_args_next(&a)) != -1) {
-        switch (c) {
-        case 'd': data = optarg; break;
-        case O_SPLIT: split = optarg; break;
-        case 'h':
-            printf("usage: zfviz eval [--arch A [--weights W] | --model F] [--data SOURCE] [--split test|train]\n\n"
-                   "Prints the model's top-1 and top-5 accuracy and mean cross-entropy on SOURCE:\n"
-                   "`fashion-mnist` (default; its 10,000-image test set, or with --split train the\n"
-                   "60,000 training images) or an ImageNet-style folder (one sub-folder per class,\n"
-                   "classes in sorted order as zfviz train numbers them; each class's .jpg/.jpeg/.png\n"
-                   "files found anywhere under its folder, as zfviz scan finds images).\n\n" ZFT_MODEL_HELP
-                   "  --data SOURCE     fashion-mnist (default) or a folder\n"
-                   "  --split S         test (default) or train, for fashion-mnist\n"
-                   "  --batch N         images per forward (default 100)\n"
-                   "  --size S          folders: the side images are stored at before cropping (default:\n"
-                   "                    the net's resize size)\n");
-            return 0;
-        default: return ZFT_EXIT_USAGE;
-        }
-    }
+    const zft_value_opt vals[] = {ZFT_LONG_OPT('b', 1, 65536, "a whole number from 1 to 65536", &batch),
+                                  ZFT_LONG_OPT(O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size),
+                                  ZFT_STR_OPT('d', &data), ZFT_STR_OPT(O_SPLIT, &split), {0}};
+    zft_args a = {.cmd = "eval", .argc = argc, .argv = argv, .shortopts = "h", .longopts = opts,
+                  .usage = usage, .model = &mo, .values = vals};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (strcmp(split, "test") && strcmp(split, "train"))
         return zft_usage_error("eval", "--split is test or train");
     zft_install_sigint();

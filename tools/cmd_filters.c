@@ -131,14 +131,14 @@ int zf_cmd_filters(int argc, char **argv)
     zft_model_opts mo = {0};
     zf_viz_filters_opts fo = zf_viz_filters_defaults();
     const char *layers = "conv1", *out = NULL, *store = NULL;
-    const zft_num_opt nums[] = {
-        ZFT_GRID_OPTS("1..256 pixels per tap", &fo.zoom, &fo.gap, &fo.cols, &fo.max_filters),
-        ZFT_NEAR_DEAD_OPT(&fo.near_dead), {0}};
-    zft_args a = {"filters", argc, argv, "ho:l:", opts, &mo, &fo.style, NULL, nums, 0, NULL};
+    const zft_value_opt vals[] = {ZFT_GRID_OPTS("1..256 pixels per tap", &fo.zoom, &fo.gap, &fo.cols, &fo.max_filters),
+                                  ZFT_NEAR_DEAD_OPT(&fo.near_dead), ZFT_STR_OPT('l', &layers),
+                                  ZFT_STR_OPT('o', &out), ZFT_STR_OPT('S', &store), {0}};
+    zft_args a = {.cmd = "filters", .argc = argc, .argv = argv, .shortopts = "ho:l:", .longopts = opts,
+                  .usage = usage, .model = &mo, .style = &fo.style, .values = vals};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
-        case 'l': layers = optarg; break;
         case 'm':
             if (parse_mode(optarg, &fo))
                 return zft_usage_error("filters", "--mode is auto, rgb, mean or channel:N, got '%s'", optarg);
@@ -155,10 +155,7 @@ int zf_cmd_filters(int argc, char **argv)
             if ((fo.labels = parse_labels(optarg)) < 0)
                 return zft_usage_error("filters", "--labels takes index, rms, both or none, got '%s'", optarg);
             break;
-        case 'o': out = optarg; break;
-        case 'S': store = optarg; break;
-        case 'h': usage(); return 0;
-        default: return ZFT_EXIT_USAGE;
+        default: return a.rc;
         }
     }
     if (!out && !store)

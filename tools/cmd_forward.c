@@ -87,6 +87,24 @@ static void print_top(const zf_net *net, const float *probs, int k_out, int img,
     printf("%s\n", is_prob ? "" : "   (scores: the net has no softmax)");
 }
 
+static void usage(void)
+{
+    printf("usage: zfviz forward (--arch A --weights W | --model F) --input X [--dump L1,L2,...]\n"
+           "                     [--out DIR] [--top K] [--batch N]\n\n"
+           "Runs the net on X (a .npy of N x C x H x W, a JPEG/PNG image preprocessed for the net,\n"
+           "or a folder of them), prints the top-K classes of each image and writes DIR/<layer>.npy\n"
+           "for each dumped layer (N x C x H x W, or N x C from the flatten on). Input values must\n"
+           "be finite: a NaN or Inf is refused, naming the file.\n\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP
+           "  --input X         .npy tensor, image file, or a folder (searched recursively for\n"
+           "                    .jpg/.jpeg/.png in path order, as zfviz scan does)\n"
+           "  --dump L1,L2      layers to write (Caffe-style names: conv1, relu1, pool1, fc6, prob...);\n"
+           "                    `input` writes the net's input as it was preprocessed, `all` the input\n"
+           "                    and every layer\n"
+           "  --out DIR         where the dumps go (created; default: current directory)\n" ZFT_FORCE_HELP
+           "  --top K           classes to print per image (default 5, 0 for none)\n"
+           "  --batch N         images per forward pass (default 16)\n");
+}
+
 int zf_cmd_forward(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
@@ -103,35 +121,14 @@ int zf_cmd_forward(int argc, char **argv)
     zft_device dev = {0};
     const char *input = NULL, *dump = NULL, *outdir = NULL;
     long top = 5, batch = 16;
-    const zft_num_opt nums[] = {ZFT_LONG_OPT('t', 0, 1e18, "a number", &top),
-                                ZFT_LONG_OPT('b', 1, 1e18, "a positive number", &batch), {0}};
-    zft_args a = {"forward", argc, argv, "hi:o:", opts, &mo, NULL, &dev, nums, 0, NULL};
-    int c;
-    while ((c = zft_args_next(&a)) != -1) {
-        switch (c) {
-        case 'i': input = optarg; break;
-        case 'd': dump = optarg; break;
-        case 'o': outdir = optarg; break;
-        case 'h':
-            printf("usage: zfviz forward (--arch A --weights W | --model F) --input X [--dump L1,L2,...]\n"
-                   "                     [--out DIR] [--top K] [--batch N]\n\n"
-                   "Runs the net on X (a .npy of N x C x H x W, a JPEG/PNG image preprocessed for the net,\n"
-                   "or a folder of them), prints the top-K classes of each image and writes DIR/<layer>.npy\n"
-                   "for each dumped layer (N x C x H x W, or N x C from the flatten on). Input values must\n"
-                   "be finite: a NaN or Inf is refused, naming the file.\n\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP
-                   "  --input X         .npy tensor, image file, or a folder (searched recursively for\n"
-                   "                    .jpg/.jpeg/.png in path order, as zfviz scan does)\n"
-                   "  --dump L1,L2      layers to write (Caffe-style names: conv1, relu1, pool1, fc6, prob...);\n"
-                   "                    `input` writes the net's input as it was preprocessed, `all` the input\n"
-                   "                    and every layer\n"
-                   "  --out DIR         where the dumps go (created; default: current directory)\n" ZFT_FORCE_HELP
-                   "  --top K           classes to print per image (default 5, 0 for none)\n"
-                   "  --batch N         images per forward pass (default 16)\n");
-            return 0;
-        default:
-            return ZFT_EXIT_USAGE;
-        }
-    }
+    const zft_value_opt vals[] = {ZFT_LONG_OPT('t', 0, 1e18, "a number", &top),
+                                  ZFT_LONG_OPT('b', 1, 1e18, "a positive number", &batch),
+                                  ZFT_STR_OPT('i', &input), ZFT_STR_OPT('d', &dump),
+                                  ZFT_STR_OPT('o', &outdir), {0}};
+    zft_args a = {.cmd = "forward", .argc = argc, .argv = argv, .shortopts = "hi:o:", .longopts = opts,
+                  .usage = usage, .model = &mo, .device = &dev, .values = vals};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (!input)
         return zft_usage_error("forward", "--input is required");
 

@@ -10,20 +10,21 @@
 
 const char zf_cmd_gpuinfo_summary[] = "show the GPU, driver, CUDA/cuDNN/cuBLAS versions the CUDA engine uses";
 
+static void usage(void)
+{
+    printf("usage: zfviz gpuinfo\n\n"
+           "Prints the CUDA devices, the driver, and the CUDA runtime, cuDNN and cuBLAS versions the\n"
+           "CUDA engine loads, then opens device 0 as --device cuda would (streams, cuDNN and\n"
+           "cuBLAS handles) and reports its free memory. Exits with 1 when no GPU can be used.\n");
+}
+
 int zf_cmd_gpuinfo(int argc, char **argv)
 {
     static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    zft_args a = {"gpuinfo", argc, argv, "h", opts, NULL, NULL, NULL, NULL, 0, NULL};
-    int c;
-    while ((c = zft_args_next(&a)) != -1) {
-        if (c != 'h')
-            return ZFT_EXIT_USAGE;
-        printf("usage: zfviz gpuinfo\n\n"
-               "Prints the CUDA devices, the driver, and the CUDA runtime, cuDNN and cuBLAS versions the\n"
-               "CUDA engine loads, then opens device 0 as --device cuda would (streams, cuDNN and\n"
-               "cuBLAS handles) and reports its free memory. Exits with 1 when no GPU can be used.\n");
-        return 0;
-    }
+    zft_args a = {.cmd = "gpuinfo", .argc = argc, .argv = argv, .shortopts = "h", .longopts = opts,
+                  .usage = usage};
+    if (zft_args_parse(&a))
+        return a.rc;
 #ifndef ZF_CUDA_ENABLED
     printf("built without the CUDA engine (no nvcc or cuDNN at configure time, or -DZF_CUDA=OFF): CPU only\n");
     return 1;

@@ -74,21 +74,22 @@ static void print_classes(const zf_net *net)
     }
 }
 
+static void usage(void)
+{
+    printf("usage: zfviz info (--arch A | --model F)\n\n"
+           "Prints the layer table (name, op, output shape, parameters), the total parameter\n"
+           "count, how images are preprocessed for the net (grey nets: one luma plane) and its\n"
+           "classes, listed by name when the model carries names.\n\n" ZFT_MODEL_HELP);
+}
+
 int zf_cmd_info(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     zft_model_opts mo = {0};
-    zft_args a = {"info", argc, argv, "h", opts, &mo, NULL, NULL, NULL, 0, NULL};
-    int c;
-    while ((c = zft_args_next(&a)) != -1) {
-        if (c != 'h')
-            return ZFT_EXIT_USAGE;
-        printf("usage: zfviz info (--arch A | --model F)\n\n"
-               "Prints the layer table (name, op, output shape, parameters), the total parameter\n"
-               "count, how images are preprocessed for the net (grey nets: one luma plane) and its\n"
-               "classes, listed by name when the model carries names.\n\n" ZFT_MODEL_HELP);
-        return 0;
-    }
+    zft_args a = {.cmd = "info", .argc = argc, .argv = argv, .shortopts = "h", .longopts = opts,
+                  .usage = usage, .model = &mo};
+    if (zft_args_parse(&a))
+        return a.rc;
     zf_net *net = NULL;
     zf_status st;
     if (mo.model || mo.weights || !mo.arch || zf_arch_is_mini(mo.arch)) {

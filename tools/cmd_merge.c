@@ -10,21 +10,19 @@
 
 const char zf_cmd_merge_summary[] = "join the shard databases of a sharded scan into one";
 
-static void usage(FILE *f)
+static void usage(void)
 {
-    fprintf(f,
-            "usage: zfviz merge -o OUT.db [--force] SHARD.db...\n\n"
-            "Joins the databases that `zfviz scan --shard K/N` wrote (in any order) into OUT.db,\n"
-            "which then holds exactly what one scan of the whole list writes: the same images,\n"
-            "counts, maxima and where, top-k (ties to the earlier image) and sums (exact, so the\n"
-            "cut does not matter). The shards must share the model, preprocessing, image list,\n"
-            "layers, top-k and batch, be finished, and cover the list exactly once; otherwise\n"
-            "nothing is written and one line names the file and what differs. Memory does not\n"
-            "grow with the number of shards. See docs/scale.md.\n\n"
-            "  -o, --out F       the merged database; written beside F and renamed into place, so\n"
-            "                    F is whole or untouched; a zfviz database there is replaced\n"
-            ZFT_FORCE_HELP
-            "  -h, --help        this help\n");
+    printf("usage: zfviz merge -o OUT.db [--force] SHARD.db...\n\n"
+           "Joins the databases that `zfviz scan --shard K/N` wrote (in any order) into OUT.db,\n"
+           "which then holds exactly what one scan of the whole list writes: the same images,\n"
+           "counts, maxima and where, top-k (ties to the earlier image) and sums (exact, so the\n"
+           "cut does not matter). The shards must share the model, preprocessing, image list,\n"
+           "layers, top-k and batch, be finished, and cover the list exactly once; otherwise\n"
+           "nothing is written and one line names the file and what differs. Memory does not\n"
+           "grow with the number of shards. See docs/scale.md.\n\n"
+           "  -o, --out F       the merged database; written beside F and renamed into place, so\n"
+           "                    F is whole or untouched; a zfviz database there is replaced\n" ZFT_FORCE_HELP
+           "  -h, --help        this help\n");
 }
 
 int zf_cmd_merge(int argc, char **argv)
@@ -34,15 +32,11 @@ int zf_cmd_merge(int argc, char **argv)
                                              {"help", no_argument, 0, 'h'},
                                              {0, 0, 0, 0}};
     const char *out = NULL;
-    zft_args a = {"merge", argc, argv, "o:h", longopts, NULL, NULL, NULL, NULL, -1, NULL};
-    int opt;
-    while ((opt = zft_args_next(&a)) != -1) {
-        switch (opt) {
-        case 'o': out = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: return ZFT_EXIT_USAGE;
-        }
-    }
+    const zft_value_opt vals[] = {ZFT_STR_OPT('o', &out), {0}};
+    zft_args a = {.cmd = "merge", .argc = argc, .argv = argv, .shortopts = "o:h", .longopts = longopts,
+                  .usage = usage, .values = vals, .operands = -1};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (!out)
         return zft_usage_error("merge", "-o OUT.db is required (see --help)");
     if (optind >= argc)

@@ -190,6 +190,11 @@ done:
     return st;
 }
 
+static void usage(void)
+{
+    fputs(usage_text, stdout);
+}
+
 int zf_cmd_occlude(int argc, char **argv)
 {
     static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
@@ -217,22 +222,20 @@ int zf_cmd_occlude(int argc, char **argv)
     zf_occlusion_params p;
     zf_occlusion_params_default(&p);
     zf_viz_style style = {0};
-    const zft_num_opt nums[] = {
-        ZFT_INT_OPT(OPT_PATCH, 1, 1 << 20, "a positive number of pixels", &p.patch),
-        ZFT_INT_OPT(OPT_STRIDE, 1, 1 << 20, "a positive number of pixels", &p.stride),
-        ZFT_FLOAT_OPT(OPT_FILL, -FLT_MAX, FLT_MAX, "a finite number", &p.fill),
-        ZFT_INT_OPT(OPT_CLASS, 0, 1 << 30, "a class index", &p.cls),
-        ZFT_INT_OPT(OPT_CHANNEL, 0, 1 << 30, "a channel number", &p.channel),
-        ZFT_INT_OPT(OPT_BATCH, 1, 1 << 16, "a positive number", &p.batch), {0}};
-    zft_args a = {"occlude", argc, argv, "hi:o:", opts, &mo, &style, NULL, nums, 0, NULL};
+    const zft_value_opt vals[] = {ZFT_INT_OPT(OPT_PATCH, 1, 1 << 20, "a positive number of pixels", &p.patch),
+                                  ZFT_INT_OPT(OPT_STRIDE, 1, 1 << 20, "a positive number of pixels", &p.stride),
+                                  ZFT_FLOAT_OPT(OPT_FILL, -FLT_MAX, FLT_MAX, "a finite number", &p.fill),
+                                  ZFT_INT_OPT(OPT_CLASS, 0, 1 << 30, "a class index", &p.cls),
+                                  ZFT_INT_OPT(OPT_CHANNEL, 0, 1 << 30, "a channel number", &p.channel),
+                                  ZFT_INT_OPT(OPT_BATCH, 1, 1 << 16, "a positive number", &p.batch),
+                                  ZFT_STR_OPT('i', &input), ZFT_STR_OPT(OPT_LAYER, &layer),
+                                  ZFT_STR_OPT('o', &out), ZFT_STR_OPT(OPT_PNG, &png),
+                                  ZFT_STR_OPT(OPT_PDF, &pdf), {0}};
+    zft_args a = {.cmd = "occlude", .argc = argc, .argv = argv, .shortopts = "hi:o:", .longopts = opts,
+                  .usage = usage, .model = &mo, .style = &style, .values = vals};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
-        case 'i': input = optarg; break;
-        case OPT_LAYER: layer = optarg; break;
-        case 'o': out = optarg; break;
-        case OPT_PNG: png = optarg; break;
-        case OPT_PDF: pdf = optarg; break;
         case OPT_METHOD: {
             static const zf_occlusion_method methods[] = {ZF_OCCLUSION_AUTO, ZF_OCCLUSION_BRUTE,
                                                           ZF_OCCLUSION_INCREMENTAL};
@@ -252,11 +255,8 @@ int zf_cmd_occlude(int argc, char **argv)
             p.conv = convs[k];
             break;
         }
-        case 'h':
-            fputs(usage_text, stdout);
-            return 0;
         default:
-            return ZFT_EXIT_USAGE;
+            return a.rc;
         }
     }
     if (!input || !out)

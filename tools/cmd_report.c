@@ -62,23 +62,22 @@ int zf_cmd_report(int argc, char **argv)
     long run = 0, top = 4, patch = 0, stride = 0; /* 0: zft_occlusion_defaults for the net */
     double min_active = 0.01;
     zf_viz_style style = {0};
-    const zft_num_opt nums[] = {ZFT_RUN_OPT(&run), ZFT_LONG_OPT('t', 0, 64, "0..64", &top),
-                                ZFT_MIN_ACTIVE_OPT(&min_active),
-                                ZFT_LONG_OPT('q', 1, 1e18, "a positive number of pixels", &patch),
-                                ZFT_LONG_OPT('s', 1, 1e18, "a positive number of pixels", &stride), {0}};
-    zft_args a = {"report", argc, argv, "ho:", opts, &mo, &style, NULL, nums, 0, NULL};
+    const zft_value_opt vals[] = {ZFT_RUN_OPT(&run), ZFT_LONG_OPT('t', 0, 64, "0..64", &top),
+                                  ZFT_MIN_ACTIVE_OPT(&min_active),
+                                  ZFT_LONG_OPT('q', 1, 1e18, "a positive number of pixels", &patch),
+                                  ZFT_LONG_OPT('s', 1, 1e18, "a positive number of pixels", &stride),
+                                  ZFT_STR_OPT('d', &dbpath), ZFT_STR_OPT('O', &occlude),
+                                  ZFT_STR_OPT('o', &out), {0}};
+    zft_args a = {.cmd = "report", .argc = argc, .argv = argv, .shortopts = "ho:", .longopts = opts,
+                  .usage = usage, .model = &mo, .style = &style, .values = vals};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
-        case 'd': dbpath = optarg; break;
-        case 'O': occlude = optarg; break;
-        case 'o': out = optarg; break;
         case ZFT_OPT_REROOT:
             if (zft_reroot_parse(&reroot, optarg))
                 return zft_usage_error("report", "%s", zf_last_error());
             break;
-        case 'h': usage(); return 0;
-        default: return ZFT_EXIT_USAGE;
+        default: return a.rc;
         }
     }
     if (!dbpath || !out)

@@ -10,14 +10,12 @@
 
 const char zf_cmd_runs_summary[] = "list the scans in a database, their models and progress";
 
-static void usage(FILE *f)
+static void usage(void)
 {
-    fprintf(f, "usage: zfviz runs --db OUT.db\n\n"
-               "Lists every scan in the database: id, model (arch, weights or file, hash), images\n"
-               "done of the list, layers and top-k.\n\n"
-               "  --db F            the scan database\n"
-           ZFT_WAIT_HELP
-               "  -h, --help        this help\n");
+    printf("usage: zfviz runs --db OUT.db\n\n"
+           "Lists every scan in the database: id, model (arch, weights or file, hash), images\n"
+           "done of the list, layers and top-k.\n\n"
+           "  --db F            the scan database\n" ZFT_WAIT_HELP "  -h, --help        this help\n");
 }
 
 static void show(void *ctx, const zf_db_run *r, const zf_db_model *m)
@@ -35,15 +33,11 @@ int zf_cmd_runs(int argc, char **argv)
     static const struct option longopts[] = {
         {"db", required_argument, 0, 'd'}, ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *dbpath = NULL;
-    zft_args a = {"runs", argc, argv, "h", longopts, NULL, NULL, NULL, NULL, 0, NULL};
-    int opt;
-    while ((opt = zft_args_next(&a)) != -1) {
-        switch (opt) {
-        case 'd': dbpath = optarg; break;
-        case 'h': usage(stdout); return 0;
-        default: return ZFT_EXIT_USAGE;
-        }
-    }
+    const zft_value_opt vals[] = {ZFT_STR_OPT('d', &dbpath), {0}};
+    zft_args a = {.cmd = "runs", .argc = argc, .argv = argv, .shortopts = "h", .longopts = longopts,
+                  .usage = usage, .values = vals};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (!dbpath)
         return zft_usage_error("runs", "--db is required (see --help)");
     zf_db *db = NULL;

@@ -12,36 +12,34 @@
 
 const char zf_cmd_scan_summary[] = "scan images into a database: unit statistics, top-k, dead units";
 
-static void usage(FILE *f)
+static void usage(void)
 {
-    fprintf(f,
-            "usage: zfviz scan (--arch A --weights W | --model F) --images DIR_OR_LIST --db OUT.db\n"
-            "                  [--layers L1,L2,...] [--top K] [--batch N] [--chunk N] [--wait S]\n"
-            "                  [--shard K/N]\n\n"
-            "Runs every image through the net and stores, for each unit of each scanned layer,\n"
-            "how often and how strongly it fires and its top-K images, in OUT.db (SQLite; see\n"
-            "docs/db.md). Re-running the same command continues where a stopped scan left off.\n\n"
-            ZFT_MODEL_HELP
-            "  --images P        a folder (searched recursively for .jpg/.jpeg/.png, sorted by path),\n"
-            "                    one image, or a list of image paths one a line (a file, a pipe, or -\n"
-            "                    for standard input; relative paths from the list's folder; at most\n"
-            "                    4096 bytes a line, 1 GiB and 16,777,216 paths); a device is refused\n"
-            "  --db F            the database (created if missing)\n"
-           ZFT_WAIT_HELP
-            "  --layers L,...    conv/fc layers to scan (default: every one a ReLU follows)\n"
-            "  --top K           examples kept per unit, one per image (default 9)\n"
-            "  --batch N         images per forward pass (default 16)\n"
-            "  --chunk N         images per commit at least (default 512); commits are also spaced\n"
-            "                    to take at most ~3%% of the time and are never more than a minute\n"
-            "                    apart: what a killed scan loses\n"
-            "  --shard K/N       scan only the K-th of N contiguous slices of the ordered list\n"
-            "                    (K = 1..N), into a database of its own; zfviz merge joins the\n"
-            "                    shards into the database one scan of the whole list gives\n"
-            "                    (docs/scale.md)\n"
-            "  -h, --help        this help\n\n"
-            "An image that cannot be read or decoded, or whose preprocessed values are not finite\n"
-            "(NaN or Inf), is skipped with a warning and counted as failed; a scan in which no image\n"
-            "could be read exits with status 1.\n");
+    printf(
+        "usage: zfviz scan (--arch A --weights W | --model F) --images DIR_OR_LIST --db OUT.db\n"
+        "                  [--layers L1,L2,...] [--top K] [--batch N] [--chunk N] [--wait S]\n"
+        "                  [--shard K/N]\n\n"
+        "Runs every image through the net and stores, for each unit of each scanned layer,\n"
+        "how often and how strongly it fires and its top-K images, in OUT.db (SQLite; see\n"
+        "docs/db.md). Re-running the same command continues where a stopped scan left off.\n\n" ZFT_MODEL_HELP
+        "  --images P        a folder (searched recursively for .jpg/.jpeg/.png, sorted by path),\n"
+        "                    one image, or a list of image paths one a line (a file, a pipe, or -\n"
+        "                    for standard input; relative paths from the list's folder; at most\n"
+        "                    4096 bytes a line, 1 GiB and 16,777,216 paths); a device is refused\n"
+        "  --db F            the database (created if missing)\n" ZFT_WAIT_HELP
+        "  --layers L,...    conv/fc layers to scan (default: every one a ReLU follows)\n"
+        "  --top K           examples kept per unit, one per image (default 9)\n"
+        "  --batch N         images per forward pass (default 16)\n"
+        "  --chunk N         images per commit at least (default 512); commits are also spaced\n"
+        "                    to take at most ~3%% of the time and are never more than a minute\n"
+        "                    apart: what a killed scan loses\n"
+        "  --shard K/N       scan only the K-th of N contiguous slices of the ordered list\n"
+        "                    (K = 1..N), into a database of its own; zfviz merge joins the\n"
+        "                    shards into the database one scan of the whole list gives\n"
+        "                    (docs/scale.md)\n"
+        "  -h, --help        this help\n\n"
+        "An image that cannot be read or decoded, or whose preprocessed values are not finite\n"
+        "(NaN or Inf), is skipped with a warning and counted as failed; a scan in which no image\n"
+        "could be read exits with status 1.\n");
 }
 
 typedef struct ui {
@@ -103,16 +101,16 @@ int zf_cmd_scan(int argc, char **argv)
     const char *images = NULL, *dbpath = NULL, *layers_arg = NULL;
     long top = 9, batch = 16, chunk = 512;
     int shard_k = 0, shard_n = 0;
-    const zft_num_opt nums[] = {ZFT_LONG_OPT('t', 1, 1000, "1..1000", &top),
-                                ZFT_LONG_OPT('b', 1, 4096, "1..4096", &batch),
-                                ZFT_LONG_OPT('c', 1, 1 << 20, "1..1048576", &chunk), {0}};
-    zft_args a = {"scan", argc, argv, "h", longopts, &mo, NULL, NULL, nums, 0, NULL};
+    const zft_value_opt vals[] = {ZFT_LONG_OPT('t', 1, 1000, "1..1000", &top),
+                                  ZFT_LONG_OPT('b', 1, 4096, "1..4096", &batch),
+                                  ZFT_LONG_OPT('c', 1, 1 << 20, "1..1048576", &chunk),
+                                  ZFT_STR_OPT('i', &images), ZFT_STR_OPT('d', &dbpath),
+                                  ZFT_STR_OPT('l', &layers_arg), {0}};
+    zft_args a = {.cmd = "scan", .argc = argc, .argv = argv, .shortopts = "h", .longopts = longopts,
+                  .usage = usage, .model = &mo, .values = vals};
     int opt;
     while ((opt = zft_args_next(&a)) != -1) {
         switch (opt) {
-        case 'i': images = optarg; break;
-        case 'd': dbpath = optarg; break;
-        case 'l': layers_arg = optarg; break;
         case 's': {
             char tail;
             if (sscanf(optarg, "%d/%d%c", &shard_k, &shard_n, &tail) != 2 || shard_n < 1 ||
@@ -121,8 +119,7 @@ int zf_cmd_scan(int argc, char **argv)
                                        optarg);
             break;
         }
-        case 'h': usage(stdout); return 0;
-        default: return ZFT_EXIT_USAGE;
+        default: return a.rc;
         }
     }
     if (!images || !dbpath)

@@ -239,19 +239,13 @@ int zf_cmd_serve(int argc, char **argv)
     o.min_active = 0.01;
     long port = 8080;
     const char *bind = "127.0.0.1";
-    const zft_num_opt nums[] = {ZFT_LONG_OPT('p', 0, 65535, "0..65535", &port), ZFT_RUN_OPT(&o.run),
-                                ZFT_MIN_ACTIVE_OPT(&o.min_active), {0}};
-    zft_args a = {"serve", argc, argv, "h", opts, &o.model, NULL, NULL, nums, 0, NULL};
-    int c;
-    while ((c = zft_args_next(&a)) != -1) {
-        switch (c) {
-        case 'd': o.dbpath = optarg; break;
-        case 'b': bind = optarg; break;
-        case 'l': o.layers = optarg; break;
-        case 'h': usage(); return 0;
-        default: return ZFT_EXIT_USAGE;
-        }
-    }
+    const zft_value_opt vals[] = {ZFT_LONG_OPT('p', 0, 65535, "0..65535", &port), ZFT_RUN_OPT(&o.run),
+                                  ZFT_MIN_ACTIVE_OPT(&o.min_active), ZFT_STR_OPT('d', &o.dbpath),
+                                  ZFT_STR_OPT('b', &bind), ZFT_STR_OPT('l', &o.layers), {0}};
+    zft_args a = {.cmd = "serve", .argc = argc, .argv = argv, .shortopts = "h", .longopts = opts,
+                  .usage = usage, .model = &o.model, .values = vals};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (!o.dbpath)
         return zft_usage_error("serve", "--db is required (see --help)");
     struct sockaddr_in sa;

@@ -80,25 +80,23 @@ int zf_cmd_sheet(int argc, char **argv)
     zf_viz_sheet_opts so = zf_viz_sheet_defaults();
     const char *dbpath = NULL, *layer = NULL, *unit_list = NULL, *out = NULL;
     long top = 0, run = 0;
-    const zft_num_opt nums[] = {ZFT_LONG_OPT('t', 1, 4096, "a positive number", &top), ZFT_RUN_OPT(&run),
-                                ZFT_INT_OPT('p', 1, INT_MAX, "a positive number", &so.units_per_page),
-                                ZFT_INT_OPT('c', 8, 1024, "8..1024 pixels", &so.cell), {0}};
-    zft_args a = {"sheet", argc, argv, "ho:", opts, &mo, &so.style, NULL, nums, 0, NULL};
-    int lrn_backward = 0, store = 0, c;
+    int lrn_backward = 0, store = 0;
+    const zft_value_opt vals[] = {ZFT_LONG_OPT('t', 1, 4096, "a positive number", &top), ZFT_RUN_OPT(&run),
+                                  ZFT_INT_OPT('p', 1, INT_MAX, "a positive number", &so.units_per_page),
+                                  ZFT_INT_OPT('c', 8, 1024, "8..1024 pixels", &so.cell),
+                                  ZFT_STR_OPT('d', &dbpath), ZFT_STR_OPT('l', &layer),
+                                  ZFT_STR_OPT('u', &unit_list), ZFT_FLAG_OPT('L', &lrn_backward),
+                                  ZFT_FLAG_OPT('S', &store), ZFT_STR_OPT('o', &out), {0}};
+    zft_args a = {.cmd = "sheet", .argc = argc, .argv = argv, .shortopts = "ho:", .longopts = opts,
+                  .usage = usage, .model = &mo, .style = &so.style, .values = vals};
+    int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
-        case 'd': dbpath = optarg; break;
-        case 'l': layer = optarg; break;
-        case 'u': unit_list = optarg; break;
-        case 'L': lrn_backward = 1; break;
-        case 'S': store = 1; break;
-        case 'o': out = optarg; break;
         case ZFT_OPT_REROOT:
             if (zft_reroot_parse(&reroot, optarg))
                 return zft_usage_error("sheet", "%s", zf_last_error());
             break;
-        case 'h': usage(); return 0;
-        default: return ZFT_EXIT_USAGE;
+        default: return a.rc;
         }
     }
     if (!dbpath || !layer || (!out && !store))

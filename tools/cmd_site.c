@@ -56,22 +56,21 @@ int zf_cmd_site(int argc, char **argv)
                                          {0, 0, 0, 0}};
     zft_site_opts o = {0};
     o.min_active = 0.01;
-    const zft_num_opt nums[] = {ZFT_RUN_OPT(&o.run), ZFT_INT_OPT('t', 1, 100000, "a positive number", &o.top_units),
-                                ZFT_MIN_ACTIVE_OPT(&o.min_active), {0}};
-    zft_args a = {"site", argc, argv, "ho:", opts, &o.model, NULL, NULL, nums, 0, NULL};
+    const zft_value_opt vals[] = {ZFT_RUN_OPT(&o.run),
+                                  ZFT_INT_OPT('t', 1, 100000, "a positive number", &o.top_units),
+                                  ZFT_MIN_ACTIVE_OPT(&o.min_active), ZFT_STR_OPT('d', &o.dbpath),
+                                  ZFT_STR_OPT('o', &o.out), ZFT_STR_OPT('l', &o.layers),
+                                  ZFT_FLAG_OPT('L', &o.lrn_backward), {0}};
+    zft_args a = {.cmd = "site", .argc = argc, .argv = argv, .shortopts = "ho:", .longopts = opts,
+                  .usage = usage, .model = &o.model, .values = vals};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
-        case 'd': o.dbpath = optarg; break;
-        case 'o': o.out = optarg; break;
-        case 'l': o.layers = optarg; break;
-        case 'L': o.lrn_backward = 1; break;
         case ZFT_OPT_REROOT:
             if (zft_reroot_parse(&o.reroot, optarg))
                 return zft_usage_error("site", "%s", zf_last_error());
             break;
-        case 'h': usage(); return 0;
-        default: return ZFT_EXIT_USAGE;
+        default: return a.rc;
         }
     }
     if (!o.dbpath || !o.out)

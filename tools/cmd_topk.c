@@ -16,27 +16,24 @@
 
 const char zf_cmd_topk_summary[] = "a unit's top examples from a scan; --deconv stores projections";
 
-static void usage(FILE *f)
+static void usage(void)
 {
-    fprintf(f,
-            "usage: zfviz topk --db OUT.db --layer L --unit C [--run ID] [--deconv [--lrn-backward]\n"
-            "                  [--arch A --weights W | --model F] [--reroot OLD=NEW]]\n\n"
-            "Prints the unit's strongest examples from a scan (one per image, best first): score\n"
-            "(the value before the ReLU), position in the layer's output, receptive field in input\n"
-            "pixels, image. With --deconv, projects each to pixel space with the deconvnet\n"
-            "(Zeiler & Fergus), crops it and the input patch to the receptive field, and stores both\n"
-            "in the database as PNG renderings (table renderings, kinds 'deconv' and 'patch').\n\n"
-            "  --db F            the scan database\n"
-           ZFT_WAIT_HELP
-            "  --layer L         a scanned layer (conv5, fc6, ...)\n"
-            "  --unit C          the unit (channel) number\n"
-            "  --run ID          which scan (default: the newest that covers the layer)\n"
-            "  --deconv          project and store renderings (conv layers)\n"
-            "  --lrn-backward    the true LRN backward on the way down (default: identity)\n"
-            ZFT_REROOT_HELP
-            "  the model defaults to the one the run scanned (its arch and weights as recorded):\n"
-            ZFT_MODEL_HELP
-            "  -h, --help        this help\n");
+    printf(
+        "usage: zfviz topk --db OUT.db --layer L --unit C [--run ID] [--deconv [--lrn-backward]\n"
+        "                  [--arch A --weights W | --model F] [--reroot OLD=NEW]]\n\n"
+        "Prints the unit's strongest examples from a scan (one per image, best first): score\n"
+        "(the value before the ReLU), position in the layer's output, receptive field in input\n"
+        "pixels, image. With --deconv, projects each to pixel space with the deconvnet\n"
+        "(Zeiler & Fergus), crops it and the input patch to the receptive field, and stores both\n"
+        "in the database as PNG renderings (table renderings, kinds 'deconv' and 'patch').\n\n"
+        "  --db F            the scan database\n" ZFT_WAIT_HELP
+        "  --layer L         a scanned layer (conv5, fc6, ...)\n"
+        "  --unit C          the unit (channel) number\n"
+        "  --run ID          which scan (default: the newest that covers the layer)\n"
+        "  --deconv          project and store renderings (conv layers)\n"
+        "  --lrn-backward    the true LRN backward on the way down (default: identity)\n" ZFT_REROOT_HELP
+        "  the model defaults to the one the run scanned (its arch and weights as recorded):\n" ZFT_MODEL_HELP
+        "  -h, --help        this help\n");
 }
 
 /* Channel j of the net's input holds RGB channel rgb_of(j); a grey net's one channel is all three. */
@@ -228,21 +225,20 @@ int zf_cmd_topk(int argc, char **argv)
     zft_reroot reroot = {0};
     const char *dbpath = NULL, *layer = NULL;
     long unit = -1, run_id = 0;
-    const zft_num_opt nums[] = {ZFT_LONG_OPT('u', 0, INT_MAX, "a unit number", &unit), ZFT_RUN_OPT(&run_id), {0}};
-    zft_args a = {"topk", argc, argv, "h", longopts, &mo, NULL, NULL, nums, 0, NULL};
-    int deconv = 0, lrn_backward = 0, opt;
+    int deconv = 0, lrn_backward = 0;
+    const zft_value_opt vals[] = {ZFT_LONG_OPT('u', 0, INT_MAX, "a unit number", &unit), ZFT_RUN_OPT(&run_id),
+                                  ZFT_STR_OPT('d', &dbpath), ZFT_STR_OPT('l', &layer),
+                                  ZFT_FLAG_OPT('D', &deconv), ZFT_FLAG_OPT('L', &lrn_backward), {0}};
+    zft_args a = {.cmd = "topk", .argc = argc, .argv = argv, .shortopts = "h", .longopts = longopts,
+                  .usage = usage, .model = &mo, .values = vals};
+    int opt;
     while ((opt = zft_args_next(&a)) != -1) {
         switch (opt) {
-        case 'd': dbpath = optarg; break;
-        case 'l': layer = optarg; break;
         case ZFT_OPT_REROOT:
             if (zft_reroot_parse(&reroot, optarg))
                 return zft_usage_error("topk", "%s", zf_last_error());
             break;
-        case 'D': deconv = 1; break;
-        case 'L': lrn_backward = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: return ZFT_EXIT_USAGE;
+        default: return a.rc;
         }
     }
     if (!dbpath || !layer || unit < 0)

@@ -321,28 +321,26 @@ int zf_cmd_train(int argc, char **argv)
     int resume = 0;
     train_ctx ctx = {0};
     ctx.n_snapshots = parse_list("1,2,5,10", ctx.snapshots, 32);
-    const zft_num_opt nums[] = {
-        ZFT_INT_OPT('e', 1, 100000, "a whole number from 1 to 100000", &cfg.epochs),
-        ZFT_INT_OPT('b', 1, 65536, "a whole number from 1 to 65536", &cfg.batch),
-        ZFT_FLOAT_OPT('l', 1e-12, 100, "a positive number", &cfg.sgd.lr),
-        ZFT_FLOAT_OPT(O_LRGAMMA, 1e-9, 1, "a number in (0, 1]", &cfg.lr_gamma),
-        ZFT_FLOAT_OPT(O_MOM, 0, 0.9999, "a number in [0, 1)", &cfg.sgd.momentum),
-        ZFT_FLOAT_OPT(O_WD, 0, 1, "a number in [0, 1]", &cfg.sgd.weight_decay),
-        ZFT_FLOAT_OPT(O_RENORM, 0, 1e6, "a radius >= 0 (0 turns it off)", &cfg.sgd.renorm),
-        ZFT_LONG_OPT(O_VAL, 0, 1e18, "a count of images", &val),
-        ZFT_LONG_OPT(O_LIMIT, 1, 1e18, "a count of images from 1", &limit),
-        ZFT_INT_OPT(O_CROP, 0, 64, "a padding of 0 to 64 px", &cfg.aug.crop),
-        ZFT_FLOAT_OPT(O_PCA, 0, 10, "a number >= 0", &cfg.aug.pca_std),
-        ZFT_LONG_OPT(O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size),
-        ZFT_REAL_OPT(O_CKPT, 0, 1e9, "seconds (0: only at epoch ends)", &cfg.checkpoint_s),
-        {0}};
-    zft_args a = {"train", argc, argv, "h", opts, NULL, NULL, NULL, nums, 0, NULL};
+    const zft_value_opt vals[] = {ZFT_INT_OPT('e', 1, 100000, "a whole number from 1 to 100000", &cfg.epochs),
+                                  ZFT_INT_OPT('b', 1, 65536, "a whole number from 1 to 65536", &cfg.batch),
+                                  ZFT_FLOAT_OPT('l', 1e-12, 100, "a positive number", &cfg.sgd.lr),
+                                  ZFT_FLOAT_OPT(O_LRGAMMA, 1e-9, 1, "a number in (0, 1]", &cfg.lr_gamma),
+                                  ZFT_FLOAT_OPT(O_MOM, 0, 0.9999, "a number in [0, 1)", &cfg.sgd.momentum),
+                                  ZFT_FLOAT_OPT(O_WD, 0, 1, "a number in [0, 1]", &cfg.sgd.weight_decay),
+                                  ZFT_FLOAT_OPT(O_RENORM, 0, 1e6, "a radius >= 0 (0 turns it off)", &cfg.sgd.renorm),
+                                  ZFT_LONG_OPT(O_VAL, 0, 1e18, "a count of images", &val),
+                                  ZFT_LONG_OPT(O_LIMIT, 1, 1e18, "a count of images from 1", &limit),
+                                  ZFT_INT_OPT(O_CROP, 0, 64, "a padding of 0 to 64 px", &cfg.aug.crop),
+                                  ZFT_FLOAT_OPT(O_PCA, 0, 10, "a number >= 0", &cfg.aug.pca_std),
+                                  ZFT_LONG_OPT(O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size),
+                                  ZFT_REAL_OPT(O_CKPT, 0, 1e9, "seconds (0: only at epoch ends)", &cfg.checkpoint_s),
+                                  ZFT_STR_OPT('A', &arch), ZFT_STR_OPT('d', &data), ZFT_STR_OPT('o', &out),
+                                  ZFT_STR_OPT(O_DB, &db_path), ZFT_FLAG_OPT(O_RESUME, &resume), {0}};
+    zft_args a = {.cmd = "train", .argc = argc, .argv = argv, .shortopts = "h", .longopts = opts,
+                  .usage = usage, .values = vals};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
-        case 'A': arch = optarg; break;
-        case 'd': data = optarg; break;
-        case 'o': out = optarg; break;
         case O_LRSTEPS:
             if ((cfg.n_lr_steps = parse_list(optarg, cfg.lr_steps, 16)) < 0)
                 return zft_usage_error("train", "--lr-steps takes epochs like 6,9, got '%s'", optarg);
@@ -358,11 +356,8 @@ int zf_cmd_train(int argc, char **argv)
             if ((ctx.n_snapshots = parse_list(optarg, ctx.snapshots, 32)) < 0)
                 return zft_usage_error("train", "--snapshots takes epochs like 1,2,5,10, got '%s'", optarg);
             break;
-        case O_DB: db_path = optarg; break;
         case O_NOFLIP: cfg.aug.flip = 0; break;
-        case O_RESUME: resume = 1; break;
-        case 'h': usage(); return 0;
-        default: return ZFT_EXIT_USAGE;
+        default: return a.rc;
         }
     }
     if (!data || !out)

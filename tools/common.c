@@ -101,9 +101,16 @@ int zft_option_error(const char *cmd)
     return 2;
 }
 
-/* Checks `arg` against the number option `n` and stores it; else the usage line. */
-static int num_option(const zft_args *a, const zft_num_opt *n, const char *arg)
+/* Stores `arg` where the value option `n` says, a number once checked; else the usage line. */
+static int value_option(const zft_args *a, const zft_value_opt *n, const char *arg)
 {
+    if (n->s || n->flag) {
+        if (n->s)
+            *n->s = arg;
+        else
+            *n->flag = 1;
+        return 0;
+    }
     double v;
     int ok;
     if (n->i || n->l) {
@@ -128,20 +135,28 @@ static int num_option(const zft_args *a, const zft_num_opt *n, const char *arg)
     return 0;
 }
 
+/* The command stops with exit code rc. */
+static int args_stop(zft_args *a, int rc)
+{
+    a->rc = rc;
+    return '?';
+}
+
 int zft_args_next(zft_args *a)
 {
     for (;;) {
         int c = getopt_long(a->argc, a->argv, a->shortopts, a->longopts, NULL);
         if (c == -1) {
-            if (a->operands >= 0 && a->argc - optind > a->operands) {
-                zft_usage_error(a->cmd, "unexpected argument '%s'", a->argv[optind + a->operands]);
-                return '?';
-            }
+            if (a->operands >= 0 && a->argc - optind > a->operands)
+                return args_stop(a, zft_usage_error(a->cmd, "unexpected argument '%s'",
+                                                    a->argv[optind + a->operands]));
             return -1;
         }
-        if (c == '?' || c == ':') { /* getopt has named the option */
-            zft_option_error(a->cmd);
-            return '?';
+        if (c == '?' || c == ':') /* getopt has named the option */
+            return args_stop(a, zft_option_error(a->cmd));
+        if (c == 'h' && a->usage) {
+            a->usage();
+            return args_stop(a, 0);
         }
         a->name = "";
         for (const struct option *o = a->longopts; o && o->name; o++)
@@ -151,17 +166,29 @@ int zft_args_next(zft_args *a)
             }
         int r = zft_common_option(a->cmd, c, optarg, a->model, a->style);
         if (r > 0)
-            return '?';
+            return args_stop(a, r);
         if (r == 0 || (a->device && zft_device_option(a->device, c, optarg)))
             continue;
-        const zft_num_opt *n = a->nums;
+        const zft_value_opt *n = a->values;
         while (n && n->val && n->val != c)
             n++;
-        if (!n || !n->val)
+        if (!n || !n->val) {
+            a->rc = ZFT_EXIT_USAGE; /* what the command returns for an option it does not handle */
             return c;
-        if (num_option(a, n, optarg))
-            return '?';
+        }
+        if (value_option(a, n, optarg))
+            return args_stop(a, ZFT_EXIT_USAGE);
     }
+}
+
+int zft_args_parse(zft_args *a)
+{
+    int c = zft_args_next(a);
+    if (c == -1)
+        return 0;
+    if (c != '?')
+        a->rc = zft_option_error(a->cmd);
+    return 1;
 }
 
 int zft_args_choice(const zft_args *a, const char *names)

@@ -49,9 +49,10 @@ int zft_common_option(const char *cmd, int opt, const char *arg, struct zft_mode
 /* The exit code of a usage error (zft_usage_error's). */
 #define ZFT_EXIT_USAGE 2
 
-/* A number option of a command: its value checked against [lo, hi] in one place, and a bad one
- * refused in the one line every command gives: "zfviz CMD: --NAME needs WHAT, got 'VALUE'". */
-typedef struct zft_num_opt {
+/* An option of a command whose value just goes somewhere: a string, a flag, or a number checked
+ * against [lo, hi] in one place and refused in the one line every command gives:
+ * "zfviz CMD: --NAME needs WHAT, got 'VALUE'". */
+typedef struct zft_value_opt {
     int val;          /* the option's value in the getopt_long table; 0 ends a list */
     double lo, hi;
     const char *what; /* e.g. "1..256 pixels" */
@@ -59,11 +60,15 @@ typedef struct zft_num_opt {
     long *l;
     double *d;
     float *f;
-} zft_num_opt;
+    const char **s; /* the option's text as given */
+    int *flag;      /* set to 1 (an option without a value) */
+} zft_value_opt;
 #define ZFT_INT_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .i = (to)}
 #define ZFT_LONG_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .l = (to)}
 #define ZFT_REAL_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .d = (to)}
 #define ZFT_FLOAT_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .f = (to)}
+#define ZFT_STR_OPT(val, to) {(val), 0, 0, NULL, .s = (to)}
+#define ZFT_FLAG_OPT(val, to) {(val), 0, 0, NULL, .flag = (to)}
 /* Common number options, with the same range and message everywhere. */
 #define ZFT_RUN_OPT(to) ZFT_LONG_OPT('r', 1, 1e18, "a run id", (to))
 #define ZFT_MIN_ACTIVE_OPT(to) ZFT_REAL_OPT('m', 0, 1, "a fraction in [0, 1]", (to))
@@ -86,18 +91,23 @@ typedef struct zft_args {
     char **argv;
     const char *shortopts;
     const struct option *longopts;
+    void (*usage)(void);          /* prints the --help text ('h') */
     struct zft_model_opts *model; /* the model options (zft_common_option), or NULL */
     struct zf_viz_style *style;   /* the figure options, or NULL */
     struct zft_device *device;    /* --device and --precision, or NULL */
-    const zft_num_opt *nums;      /* the command's number options, ended by val 0; or NULL */
+    const zft_value_opt *values;  /* the options whose value just goes somewhere, ended by val 0 */
     int operands;                 /* how many words may follow the options; -1: any number */
     const char *name;             /* the long name of the option just returned, for messages */
+    int rc;                       /* the exit code when the command is to stop */
 } zft_args;
 /* The next option the command handles itself (optarg its value), or -1 when the options are done.
- * The shared options (zft_common_option, the device options) and the number options are taken
- * here; an unknown option, a bad value or one operand too many prints its line and returns '?',
- * for which the command returns ZFT_EXIT_USAGE. */
+ * The shared options (zft_common_option, the device options), the value options and --help are
+ * taken here. After --help, an unknown option, a bad value or one operand too many (its line
+ * printed), and for an option the command does not handle, the command returns a->rc. */
 int zft_args_next(zft_args *a);
+/* All the options, for a command that has none of its own beyond a->values: 0 when it may go on,
+ * else 1 and the command returns a->rc. */
+int zft_args_parse(zft_args *a);
 /* The index of optarg in `names` ("a|b|c"), or -1 after "zfviz CMD: --NAME is a, b or c, got
  * 'X'" (then the command returns ZFT_EXIT_USAGE). */
 int zft_args_choice(const zft_args *a, const char *names);
