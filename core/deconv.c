@@ -86,10 +86,8 @@ static void conv_transpose_box(zf_net *net, const zf_layer *l, float *din, const
     *bx = in;
 }
 
-zf_status zf_net_deconv(zf_net *net, float *out, int n, const zf_deconv_req *req)
+zf_status zf_deconv_resolve(const zf_net *net, const zf_deconv_req *req, int n, zf_deconv_start *out)
 {
-    if (n < 1 || n > net->batch)
-        return zf_error(ZF_ERR_ARG, "deconv of %d images with buffers for %d", n, net->batch);
     if (req->layer < 0 || req->layer >= net->n_layers)
         return zf_error(ZF_ERR_ARG, "deconv from layer index %d of %d", req->layer, net->n_layers);
     int conv = req->layer;
@@ -99,6 +97,24 @@ zf_status zf_net_deconv(zf_net *net, float *out, int n, const zf_deconv_req *req
         return zf_error(ZF_ERR_ARG, "layer '%s' is a %s layer: the deconvnet starts at a conv layer",
                         net->layers[req->layer].name, zf_op_name(net->layers[req->layer].op));
     const int top = zf_net_rectified(net, conv);
+    for (int img = 0; img < n; img++)
+        if (req->channel[img] < 0 || req->channel[img] >= net->layers[top].out_c)
+            return zf_error(ZF_ERR_ARG, "channel %d out of range for layer '%s' (%d channels)",
+                            req->channel[img], net->layers[conv].name, net->layers[top].out_c);
+    out->conv = conv;
+    out->top = top;
+    return ZF_OK;
+}
+
+zf_status zf_net_deconv(zf_net *net, float *out, int n, const zf_deconv_req *req)
+{
+    if (n < 1 || n > net->batch)
+        return zf_error(ZF_ERR_ARG, "deconv of %d images with buffers for %d", n, net->batch);
+    zf_deconv_start start;
+    zf_status st = zf_deconv_resolve(net, req, n, &start);
+    if (st)
+        return st;
+    const int conv = start.conv, top = start.top;
     const zf_layer *tl = &net->layers[top];
     const int hw = tl->out_h * tl->out_w;
     const size_t top_size = (size_t)zf_layer_out_size(tl);
@@ -107,9 +123,6 @@ zf_status zf_net_deconv(zf_net *net, float *out, int n, const zf_deconv_req *req
     memset(a, 0, sizeof(float) * top_size * n);
     for (int img = 0; img < n; img++) {
         const int c = req->channel[img];
-        if (c < 0 || c >= tl->out_c)
-            return zf_error(ZF_ERR_ARG, "channel %d out of range for layer '%s' (%d channels)", c,
-                            net->layers[conv].name, tl->out_c);
         const float *act = net->acts[top] + img * top_size + (size_t)c * hw;
         float *sig = a + img * top_size + (size_t)c * hw;
         if (req->mode == ZF_DECONV_MAP) {

@@ -36,15 +36,11 @@ extern "C" zf_status zf_cuda_net_deconv(zf_cuda_net *cn, float *out, int n, cons
     zf_cuda_ctx *ctx = cn->ctx;
     if (n < 1 || n > cn->batch)
         return zf_error(ZF_ERR_ARG, "deconv of %d images with device buffers for %d", n, cn->batch);
-    if (req->layer < 0 || req->layer >= net->n_layers)
-        return zf_error(ZF_ERR_ARG, "deconv from layer index %d of %d", req->layer, net->n_layers);
-    int conv = req->layer;
-    if (net->layers[conv].op == ZF_OP_RELU && conv > 0 && net->layers[conv - 1].op == ZF_OP_CONV)
-        conv--;
-    if (net->layers[conv].op != ZF_OP_CONV)
-        return zf_error(ZF_ERR_ARG, "layer '%s' is a %s layer: the deconvnet starts at a conv layer",
-                        net->layers[req->layer].name, zf_op_name(net->layers[req->layer].op));
-    const int top = zf_net_rectified(net, conv);
+    zf_deconv_start start;
+    zf_status rst = zf_deconv_resolve(net, req, n, &start);
+    if (rst)
+        return rst;
+    const int conv = start.conv, top = start.top;
     const zf_layer *tl = &net->layers[top];
     const int hw = tl->out_h * tl->out_w;
     const size_t top_size = (size_t)zf_layer_out_size(tl);
@@ -60,13 +56,7 @@ extern "C" zf_status zf_cuda_net_deconv(zf_cuda_net *cn, float *out, int n, cons
     if (!seeds)
         return zf_error(ZF_ERR_NOMEM, "out of memory for %d deconvnet seeds", n);
     for (int img = 0; img < n; img++) {
-        const int c = req->channel[img];
-        if (c < 0 || c >= tl->out_c) {
-            free(seeds);
-            return zf_error(ZF_ERR_ARG, "channel %d out of range for layer '%s' (%d channels)", c,
-                            net->layers[conv].name, tl->out_c);
-        }
-        seeds[2 * img] = c;
+        seeds[2 * img] = req->channel[img];
         seeds[2 * img + 1] = -1;
         if (req->mode == ZF_DECONV_UNIT && req->y[img] >= 0 && req->x[img] >= 0) {
             if (req->y[img] >= tl->out_h || req->x[img] >= tl->out_w) {

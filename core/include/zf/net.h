@@ -185,6 +185,12 @@ typedef struct zf_deconv_req {
     int *y, *x;             /* per image, UNIT mode: the position, or -1 for the strongest (first
                              * maximum in row-major order); the position used is written back */
 } zf_deconv_req;
+/* What a request starts from, checked once for every engine: the conv layer and the layer that
+ * rectifies it (its top), every image's channel in range. */
+typedef struct zf_deconv_start {
+    int conv, top;
+} zf_deconv_start;
+zf_status zf_deconv_resolve(const zf_net *net, const zf_deconv_req *req, int n, zf_deconv_start *out);
 /* Needs a forward of the same n images first (the switches). out is (n, in_c, in_h, in_w). */
 zf_status zf_net_deconv(zf_net *net, float *out, int n, const zf_deconv_req *req);
 /* The conv layer whose rectified output `name` means ("conv5", "relu5" or a graph name), or -1. */
