@@ -8,7 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Build and run: compiler, CMake, BLAS, image codecs, SQLite, cairo/pango (DejaVu: the face the
-# pictures are drawn in), protobuf-c + ONNX schema, Fashion-MNIST (training, the demo).
+# pictures are drawn in), protobuf-c + ONNX schema, Fashion-MNIST (training, the demo), Open MPI
+# (mpirun -np N zfviz scan; a build without it refuses to run as one rank of several).
 # Tests only: Criterion, poppler-utils (pdfinfo), clang + libFuzzer (scripts/fuzz.sh), and Debian's PyTorch/ONNX to make fixtures.
 PACKAGES=(
   build-essential cmake pkg-config
@@ -17,6 +18,7 @@ PACKAGES=(
   libcairo2-dev libpango1.0-dev fonts-dejavu-core dataset-fashion-mnist
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata
   libcriterion-dev poppler-utils chromium libmicrohttpd-dev
+  libopenmpi-dev openmpi-bin
   clang libclang-rt-14-dev
   dataset-fashion-mnist
   python3-torch python3-torchvision python3-onnx python3-numpy python3-pil libtcmalloc-minimal4

@@ -8,7 +8,9 @@
 
 #include "common.h"
 #include "viz_db.h"
+#include "world.h"
 #include "zf/db.h"
+#include "zf/file.h"
 
 const char zf_cmd_scan_summary[] = "scan images into a database: unit statistics, top-k, dead units";
 
@@ -36,6 +38,9 @@ static void usage(void)
         "                    (K = 1..N), into a database of its own; zfviz merge joins the\n"
         "                    shards into the database one scan of the whole list gives\n"
         "                    (docs/scale.md)\n"
+        "  --shard-dir DIR   under mpirun (-np N): where each rank keeps its shard database,\n"
+        "                    on its node's own disk (default $TMPDIR, else /tmp); rank 0 then\n"
+        "                    merges the shards into --db (docs/scale.md)\n"
         "  -h, --help        this help\n\n"
         "An image that cannot be read or decoded, or whose preprocessed values are not finite\n"
         "(NaN or Inf), is skipped with a warning and counted as failed; a scan in which no image\n"
@@ -94,18 +99,19 @@ int zf_cmd_scan(int argc, char **argv)
         {"batch", required_argument, 0, 'b'},
         {"chunk", required_argument, 0, 'c'},
         {"shard", required_argument, 0, 's'},
+        {"shard-dir", required_argument, 0, 'D'},
         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_model_ref ref;
-    const char *images = NULL, *dbpath = NULL, *layers_arg = NULL;
+    const char *images = NULL, *dbpath = NULL, *layers_arg = NULL, *shard_dir = NULL;
     long top = 9, batch = 16, chunk = 512;
     int shard_k = 0, shard_n = 0;
     const zft_value_opt vals[] = {ZFT_LONG_OPT('t', 1, 1000, "1..1000", &top),
                                   ZFT_LONG_OPT('b', 1, 4096, "1..4096", &batch),
                                   ZFT_LONG_OPT('c', 1, 1 << 20, "1..1048576", &chunk),
                                   ZFT_STR_OPT('i', &images), ZFT_STR_OPT('d', &dbpath),
-                                  ZFT_STR_OPT('l', &layers_arg), {0}};
+                                  ZFT_STR_OPT('l', &layers_arg), ZFT_STR_OPT('D', &shard_dir), {0}};
     zft_args a = {.cmd = "scan", .argc = argc, .argv = argv, .shortopts = "h", .longopts = longopts,
                   .usage = usage, .model = &mo, .values = vals};
     int opt;
@@ -124,6 +130,31 @@ int zf_cmd_scan(int argc, char **argv)
     }
     if (!images || !dbpath)
         return zft_usage_error("scan", "--images and --db are required (see --help)");
+    /* Under mpirun, each rank scans its shard into a database of its own; rank 0 merges them. */
+    zft_world w;
+    zf_status s = zft_world_join(&w);
+    if (s)
+        return zft_fail("scan", s);
+    char cmd[64] = "scan", shard_db[PATH_MAX] = "";
+    const char *out_db = dbpath;
+    if (w.size > 1) {
+        snprintf(cmd, sizeof cmd, "scan [rank %d/%d]", w.rank + 1, w.size);
+        int r0 = shard_n ? zft_usage_error(cmd, "--shard cannot be combined with mpirun's ranks, "
+                                                "which give each process its shard") : 0;
+        if (!r0 && (s = zft_world_shard_path(&w, shard_dir, out_db, shard_db, sizeof shard_db)))
+            r0 = zft_fail(cmd, s);
+        if (!r0 && w.rank == 0 && (s = zf_file_check(out_db)))
+            r0 = zft_fail(cmd, s); /* before any rank scans */
+        if ((r0 = zft_world_agree(&w, r0))) {
+            zft_world_leave(&w);
+            return r0;
+        }
+        shard_k = w.rank + 1;
+        shard_n = w.size;
+        dbpath = shard_db;
+    } else if (shard_dir) {
+        return zft_usage_error("scan", "--shard-dir is for the ranks of mpirun -np N");
+    }
 
     char **paths = NULL;
     int64_t n = 0;
@@ -131,14 +162,13 @@ int zf_cmd_scan(int argc, char **argv)
     zf_db *db = NULL;
     int *idx = NULL;
     int rc = 0;
-    zf_status s;
     if ((s = zf_db_scan_list(images, &paths, &n)) || (s = zft_load_model_ref(&mo, &net, &ref))) {
-        rc = zft_fail("scan", s);
+        rc = zft_fail(cmd, s);
         goto out;
     }
     idx = malloc((size_t)net->n_layers * sizeof *idx);
     if (!idx) {
-        rc = zft_fail("scan", zf_error(ZF_ERR_NOMEM, "out of memory"));
+        rc = zft_fail(cmd, zf_error(ZF_ERR_NOMEM, "out of memory"));
         goto out;
     }
     int nl = 0;
@@ -151,7 +181,7 @@ int zf_cmd_scan(int argc, char **argv)
             if (li > 0 && net->layers[li].op == ZF_OP_RELU)
                 li--; /* relu5 means the unit outputs of conv5 */
             if (li < 0 || (net->layers[li].op != ZF_OP_CONV && net->layers[li].op != ZF_OP_FC)) {
-                rc = zft_usage_error("scan", "%s has no conv or fc layer '%s'", net->arch,
+                rc = zft_usage_error(cmd, "%s has no conv or fc layer '%s'", net->arch,
                                      names[i]);
                 goto out;
             }
@@ -166,7 +196,7 @@ int zf_cmd_scan(int argc, char **argv)
                 "finished database (docs/scale.md)\n",
                 dbpath, netfs);
     if ((s = zft_db_open(dbpath, 1, &db))) {
-        rc = zft_fail("scan", s);
+        rc = zft_fail(cmd, s);
         goto out;
     }
     ui u = {0};
@@ -179,8 +209,8 @@ int zf_cmd_scan(int argc, char **argv)
         .images_arg = images,
         .weights = ref.weights,
         .model_file = ref.file,
-        .started = on_started,
-        .progress = on_progress,
+        .started = w.rank == 0 ? on_started : NULL, /* one progress bar for a job */
+        .progress = w.rank == 0 ? on_progress : NULL,
         .progress_ctx = &u,
         .shard_k = shard_k,
         .shard_n = shard_n,
@@ -192,14 +222,14 @@ int zf_cmd_scan(int argc, char **argv)
     else if (u.started && u.bar.drawn)
         fputc('\n', stderr); /* leave the bar where it stopped */
     if (s && s != ZF_ERR_INTERRUPTED) {
-        rc = zft_fail("scan", s);
+        rc = zft_fail(cmd, s);
         goto out;
     }
     int already = res.resumed && res.start_seq >= res.n_images;
     err_ctx ec = {0};
     zf_status se = already ? ZF_OK : zf_db_run_errors(db, res.run_id, on_error_image, &ec);
     if (se) {
-        rc = zft_fail("scan", se);
+        rc = zft_fail(cmd, se);
         goto out;
     }
     if (ec.shown > 10)
@@ -218,7 +248,7 @@ int zf_cmd_scan(int argc, char **argv)
         printf("run %lld: %lld images scanned (%lld ok, %lld failed) into %s\n",
                (long long)res.run_id, (long long)res.n_images, (long long)res.n_ok,
                (long long)res.n_failed, dbpath);
-    if (res.n_ok == 0) {
+    if (res.n_ok == 0 && w.size == 1) { /* a job's shard may hold only bad images */
         fprintf(stderr, "zfviz scan: no image could be read: all %lld of %s failed (see above)\n",
                 (long long)res.n_images, images);
         rc = 1;
@@ -228,5 +258,8 @@ out:
     zf_net_free(net);
     zf_db_scan_list_free(paths, n);
     free(idx);
+    if (w.size > 1)
+        rc = zft_world_merge("scan", &w, rc, shard_db, out_db);
+    zft_world_leave(&w);
     return rc;
 }
