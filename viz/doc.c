@@ -169,11 +169,8 @@ static zf_status page_draw(zf_viz_doc *d, cairo_t *cr, zfv_draw_fn fn, void *ctx
     ZF_CAIRO(cr, cairo_paint(cr));
     /* Unhinted metrics: text is measured without a page and must come out the same size on it. */
     cairo_font_options_t *fo;
-    ZF_CAIRO(fo, fo = cairo_font_options_create());
+    ZFV_TRY(zfv_font_options_new(&fo));
     zf_status st = ZF_OK;
-    ZF_CAIRO_GOTO(fo, cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF), st, done);
-    ZF_CAIRO_GOTO(fo, cairo_font_options_set_hint_style(fo, CAIRO_HINT_STYLE_NONE), st, done);
-    ZF_CAIRO_GOTO(fo, cairo_font_options_set_antialias(fo, CAIRO_ANTIALIAS_GRAY), st, done);
     ZF_CAIRO_GOTO(cr, cairo_set_font_options(cr, fo), st, done);
 done:
     cairo_font_options_destroy(fo);

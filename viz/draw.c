@@ -109,29 +109,49 @@ zf_status zfv_paint_surface(cairo_t *cr, cairo_surface_t *s, double x, double y,
     return ZF_OK;
 }
 
-zf_status zfv_paint_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, double y, double dw,
-                        double dh, int washed)
+/* The RGB bytes of pixel o (row-major) of an image, for paint_pixels. */
+typedef void (*pixel_fn)(const void *ctx, size_t o, uint8_t q[3]);
+
+/* A w x h image made pixel by pixel painted at (x, y), scaled to dw x dh (nearest neighbour), at alpha. */
+static zf_status paint_pixels(cairo_t *cr, int w, int h, pixel_fn pixel, const void *ctx, double x, double y,
+                              double dw, double dh, double alpha)
 {
     uint32_t *px;
     int stride;
-    zf_status st;
     cairo_surface_t *s;
     ZFV_TRY(zfv_surface_new(&s, w, h, &px, &stride));
     for (int i = 0; i < h; i++) {
         for (int j = 0; j < w; j++) {
-            const uint8_t *p = rgb + ((size_t)i * w + j) * 3;
-            uint8_t q[3] = {p[0], p[1], p[2]};
-            if (washed) {
-                /* Grey at half contrast, so a heat map on top reads as the map. */
-                float lum = 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2];
-                q[0] = q[1] = q[2] = (uint8_t)lrintf(96.0f + 0.5f * lum);
-            }
+            uint8_t q[3];
+            pixel(ctx, (size_t)i * w + j, q);
             px[(size_t)i * stride + j] = zfv_pack(q);
         }
     }
-    st = zfv_paint_surface(cr, s, x, y, dw / w, dh / h, 1.0);
+    zf_status st = zfv_paint_surface(cr, s, x, y, dw / w, dh / h, alpha);
     cairo_surface_destroy(s);
     return st;
+}
+
+static void rgb_pixel(const void *ctx, size_t o, uint8_t q[3])
+{
+    const uint8_t *p = (const uint8_t *)ctx + o * 3;
+    q[0] = p[0];
+    q[1] = p[1];
+    q[2] = p[2];
+}
+
+/* Grey at half contrast, so a heat map on top reads as the map. */
+static void washed_pixel(const void *ctx, size_t o, uint8_t q[3])
+{
+    const uint8_t *p = (const uint8_t *)ctx + o * 3;
+    float lum = 0.299f * p[0] + 0.587f * p[1] + 0.114f * p[2];
+    q[0] = q[1] = q[2] = (uint8_t)lrintf(96.0f + 0.5f * lum);
+}
+
+zf_status zfv_paint_rgb(cairo_t *cr, const uint8_t *rgb, int w, int h, double x, double y, double dw,
+                        double dh, int washed)
+{
+    return paint_pixels(cr, w, h, washed ? washed_pixel : rgb_pixel, rgb, x, y, dw, dh, 1.0);
 }
 
 static int cmp_float(const void *a, const void *b)
@@ -160,18 +180,23 @@ float zf_viz_proj_scale(const float *v, size_t n, float percentile)
     return m;
 }
 
+void zfv_range(const float *v, size_t n, float *lo, float *hi)
+{
+    float a = INFINITY, b = -INFINITY;
+    for (size_t i = 0; i < n; i++) {
+        a = fminf(a, v[i]);
+        b = fmaxf(b, v[i]);
+    }
+    if (!(a <= b))
+        a = b = 0;
+    *lo = a;
+    *hi = b;
+}
+
 void zf_viz_prob_range(const zf_viz_style *style, const float *map, size_t n, float *lo, float *hi)
 {
     if (style && style->prob_auto) {
-        float a = INFINITY, b = -INFINITY;
-        for (size_t i = 0; i < n; i++) {
-            a = fminf(a, map[i]);
-            b = fmaxf(b, map[i]);
-        }
-        if (!(a <= b))
-            a = b = 0;
-        *lo = a;
-        *hi = b;
+        zfv_range(map, n, lo, hi);
     } else if (style && style->prob_hi > style->prob_lo) {
         *lo = style->prob_lo;
         *hi = style->prob_hi;
@@ -204,50 +229,46 @@ zf_status zf_viz_prob_range_parse(const char *s, zf_viz_style *style)
     return ZF_OK;
 }
 
+typedef struct signed_img {
+    const float *r, *g, *b;
+    float s;
+} signed_img;
+
+static void signed_pixel(const void *ctx, size_t o, uint8_t q[3])
+{
+    const signed_img *m = ctx;
+    q[0] = zfv_signed_byte(m->r[o], m->s);
+    q[1] = zfv_signed_byte(m->g[o], m->s);
+    q[2] = zfv_signed_byte(m->b[o], m->s);
+}
+
 zf_status zfv_paint_signed(cairo_t *cr, const float *planes, int c, int w, int h, double x, double y,
                            double dw, double dh, float clip)
 {
     size_t hw = (size_t)w * h;
     /* A grey plane is shown in all three colours, so grey and RGB follow one contrast rule. */
-    const float *r = planes, *g = c == 3 ? planes + hw : planes, *b = c == 3 ? planes + 2 * hw : planes;
-    float s = zf_viz_proj_scale(planes, (size_t)c * hw, clip);
-    uint32_t *px;
-    int stride;
-    zf_status st;
-    cairo_surface_t *sf;
-    ZFV_TRY(zfv_surface_new(&sf, w, h, &px, &stride));
-    for (int i = 0; i < h; i++) {
-        for (int j = 0; j < w; j++) {
-            size_t o = (size_t)i * w + j;
-            uint8_t q[3] = {zfv_signed_byte(r[o], s), zfv_signed_byte(g[o], s), zfv_signed_byte(b[o], s)};
-            px[(size_t)i * stride + j] = zfv_pack(q);
-        }
-    }
-    st = zfv_paint_surface(cr, sf, x, y, dw / w, dh / h, 1.0);
-    cairo_surface_destroy(sf);
-    return st;
+    signed_img m = {planes, c == 3 ? planes + hw : planes, c == 3 ? planes + 2 * hw : planes,
+                    zf_viz_proj_scale(planes, (size_t)c * hw, clip)};
+    return paint_pixels(cr, w, h, signed_pixel, &m, x, y, dw, dh, 1.0);
+}
+
+typedef struct map_img {
+    const float *map;
+    float lo, range;
+    zf_viz_cmap cmap;
+} map_img;
+
+static void map_pixel(const void *ctx, size_t o, uint8_t q[3])
+{
+    const map_img *m = ctx;
+    zf_viz_cmap_rgb(m->cmap, m->range > 0 ? (m->map[o] - m->lo) / m->range : 0.0f, q);
 }
 
 zf_status zfv_paint_map(cairo_t *cr, const float *map, int w, int h, float lo, float hi,
                         zf_viz_cmap cmap, double x, double y, double dw, double dh, double alpha)
 {
-    uint32_t *px;
-    int stride;
-    zf_status st;
-    cairo_surface_t *s;
-    ZFV_TRY(zfv_surface_new(&s, w, h, &px, &stride));
-    float range = hi - lo;
-    for (int i = 0; i < h; i++) {
-        for (int j = 0; j < w; j++) {
-            float t = range > 0 ? (map[(size_t)i * w + j] - lo) / range : 0.0f;
-            uint8_t q[3];
-            zf_viz_cmap_rgb(cmap, t, q);
-            px[(size_t)i * stride + j] = zfv_pack(q);
-        }
-    }
-    st = zfv_paint_surface(cr, s, x, y, dw / w, dh / h, alpha);
-    cairo_surface_destroy(s);
-    return st;
+    map_img m = {map, lo, hi - lo, cmap};
+    return paint_pixels(cr, w, h, map_pixel, &m, x, y, dw, dh, alpha);
 }
 
 zf_status zfv_draw_fitted(cairo_t *cr, const zfv_figure *f, double x, double y, double w, double h,

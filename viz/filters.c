@@ -204,16 +204,22 @@ zf_status zfv_filters_prepare(zfv_filters_fig *fig, const zf_viz_filters_in *in,
     return ZF_OK;
 }
 
+/* The layout at the style's font size, which the page is then drawn at. */
+static zf_status prepare_styled(zfv_filters_fig *fig, const zf_viz_filters_in *in, const zf_viz_filters_opts *opts)
+{
+    double prev = zfv_style_begin(opts ? &opts->style : NULL);
+    zf_status st = zfv_filters_prepare(fig, in, opts);
+    zfv_style_end(prev);
+    return st;
+}
+
 zf_status zf_viz_filters_layout(zf_viz_grid *out, const zf_viz_filters_in *in, const zf_viz_filters_opts *opts)
 {
     zfv_filters_fig fig = {0};
-    double prev = zfv_style_begin(opts ? &opts->style : NULL);
-    zf_status st = zfv_filters_prepare(&fig, in, opts);
-    zfv_style_end(prev);
-    if (st)
-        return st;
-    *out = fig.g;
-    return ZF_OK;
+    zf_status st = prepare_styled(&fig, in, opts);
+    if (!st)
+        *out = fig.g;
+    return st;
 }
 
 /* One tile: a kw x kh surface painted at zoom with nearest-neighbour scaling. */
@@ -293,12 +299,8 @@ static zf_status draw_texts(cairo_t *cr, const zfv_filters_fig *fig, int dead, i
     const zf_viz_grid *g = &fig->g;
     double y = MARGIN;
     int no_title = fig->opts.style.no_title;
-    if (in->title && !no_title) {
-        double th;
-        zfv_text_size(in->title, ZFV_TITLE_SIZE, ZFV_BOLD, NULL, &th);
-        ZFV_TRY(zfv_text(cr, MARGIN, y, in->title, ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
-        y += ceil(th) + 4;
-    }
+    if (in->title && !no_title)
+        ZFV_TRY(zfv_title(cr, MARGIN, &y, in->title));
     char buf[256];
     subtitle(buf, sizeof buf, in, &fig->opts, g->n);
     if (!no_title)
@@ -356,10 +358,6 @@ done:
 zf_status zf_viz_filters(zf_viz_doc *doc, const zf_viz_filters_in *in, const zf_viz_filters_opts *opts)
 {
     zfv_filters_fig fig = {0};
-    double prev = zfv_style_begin(opts ? &opts->style : NULL);
-    zf_status st = zfv_filters_prepare(&fig, in, opts);
-    zfv_style_end(prev);
-    if (st)
-        return st;
-    return zfv_page_styled(doc, &fig.opts.style, fig.g.width, fig.g.height, zfv_filters_draw, &fig);
+    zf_status st = prepare_styled(&fig, in, opts);
+    return st ? st : zfv_page_styled(doc, &fig.opts.style, fig.g.width, fig.g.height, zfv_filters_draw, &fig);
 }

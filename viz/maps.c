@@ -44,21 +44,6 @@ static void subtitle(char *buf, size_t len, const maps_fig *f)
                  zf_viz_cmap_name(f->opts.cmap), (double)f->lo, (double)f->hi);
 }
 
-static void range_of(const float *v, size_t n, float *lo, float *hi)
-{
-    float a = INFINITY, b = -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        if (v[i] < a)
-            a = v[i];
-        if (v[i] > b)
-            b = v[i];
-    }
-    if (!(a <= b))
-        a = b = 0;
-    *lo = a;
-    *hi = b;
-}
-
 static zf_status prepare(maps_fig *f, const zf_viz_maps_in *in, const zf_viz_maps_opts *opts)
 {
     memset(f, 0, sizeof *f);
@@ -77,7 +62,7 @@ static zf_status prepare(maps_fig *f, const zf_viz_maps_in *in, const zf_viz_map
     zf_status st = zfv_grid_tiles(g, in->c, o->max_maps, in->h, in->w, o->zoom, o->cols, "activations");
     if (st)
         return st;
-    range_of(in->maps, (size_t)g->n * in->h * in->w, &f->lo, &f->hi);
+    zfv_range(in->maps, (size_t)g->n * in->h * in->w, &f->lo, &f->hi);
 
     int cell_w = g->tile_w;
     if (o->labels) {
@@ -135,16 +120,22 @@ static zf_status prepare(maps_fig *f, const zf_viz_maps_in *in, const zf_viz_map
     return ZF_OK;
 }
 
+/* The layout at the style's font size, which the page is then drawn at. */
+static zf_status prepare_styled(maps_fig *f, const zf_viz_maps_in *in, const zf_viz_maps_opts *opts)
+{
+    double prev = zfv_style_begin(opts ? &opts->style : NULL);
+    zf_status st = prepare(f, in, opts);
+    zfv_style_end(prev);
+    return st;
+}
+
 zf_status zf_viz_maps_layout(zf_viz_grid *out, const zf_viz_maps_in *in, const zf_viz_maps_opts *opts)
 {
     maps_fig f;
-    double prev = zfv_style_begin(opts ? &opts->style : NULL);
-    zf_status st = prepare(&f, in, opts);
-    zfv_style_end(prev);
-    if (st)
-        return st;
-    *out = f.g;
-    return ZF_OK;
+    zf_status st = prepare_styled(&f, in, opts);
+    if (!st)
+        *out = f.g;
+    return st;
 }
 
 static zf_status maps_draw(cairo_t *cr, void *ctx)
@@ -154,12 +145,8 @@ static zf_status maps_draw(cairo_t *cr, void *ctx)
     const zf_viz_grid *g = &f->g;
     double y = MARGIN;
     int no_title = f->opts.style.no_title;
-    if (in->title && !no_title) {
-        double th;
-        zfv_text_size(in->title, ZFV_TITLE_SIZE, ZFV_BOLD, NULL, &th);
-        ZFV_TRY(zfv_text(cr, MARGIN, y, in->title, ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
-        y += ceil(th) + 4;
-    }
+    if (in->title && !no_title)
+        ZFV_TRY(zfv_title(cr, MARGIN, &y, in->title));
     char buf[256];
     subtitle(buf, sizeof buf, f);
     if (!no_title)
@@ -177,7 +164,7 @@ static zf_status maps_draw(cairo_t *cr, void *ctx)
         double ty = g->grid_y + (i / g->cols) * g->pitch_y;
         float lo = f->lo, hi = f->hi;
         if (f->opts.per_map)
-            range_of(in->maps + i * hw, hw, &lo, &hi);
+            zfv_range(in->maps + i * hw, hw, &lo, &hi);
         ZFV_TRY(zfv_paint_map(cr, in->maps + i * hw, in->w, in->h, lo, hi, f->opts.cmap, x, ty, g->tile_w,
                               g->tile_h, 1.0));
         if (f->opts.labels) {
@@ -195,10 +182,6 @@ static zf_status maps_draw(cairo_t *cr, void *ctx)
 zf_status zf_viz_maps(zf_viz_doc *doc, const zf_viz_maps_in *in, const zf_viz_maps_opts *opts)
 {
     maps_fig f;
-    double prev = zfv_style_begin(opts ? &opts->style : NULL);
-    zf_status st = prepare(&f, in, opts);
-    zfv_style_end(prev);
-    if (st)
-        return st;
-    return zfv_page_styled(doc, &f.opts.style, f.g.width, f.g.height, maps_draw, &f);
+    zf_status st = prepare_styled(&f, in, opts);
+    return st ? st : zfv_page_styled(doc, &f.opts.style, f.g.width, f.g.height, maps_draw, &f);
 }

@@ -87,19 +87,6 @@ static zf_status check_row(const zf_viz_occlusion *r, int i)
     return ZF_OK;
 }
 
-static void range_of(const float *v, size_t n, float *lo, float *hi)
-{
-    float a = INFINITY, b = -INFINITY;
-    for (size_t i = 0; i < n; i++) {
-        a = fminf(a, v[i]);
-        b = fmaxf(b, v[i]);
-    }
-    if (!(a <= b))
-        a = b = 0;
-    *lo = a;
-    *hi = b;
-}
-
 /* The mean of the greyed image (zfv_paint_rgb's wash) in [0, 1]: the background the heat maps are
  * blended over, on average. */
 static double washed_mean(const zf_image *im)
@@ -184,7 +171,7 @@ zf_status zfv_occl_prepare(zfv_occl_fig *f, const zf_viz_occlusion *rows, int n,
         ZFV_TRY(check_row(&rows[i], i));
         float lo, hi;
         size_t npos = (size_t)rows[i].rows * rows[i].cols;
-        range_of(rows[i].feature, npos, &lo, &hi);
+        zfv_range(rows[i].feature, npos, &lo, &hi);
         f->bar_b = fmax(f->bar_b, zfv_colorbar_width(lo, hi, 12));
         zf_viz_prob_range(&f->opts.style, rows[i].prob, npos, &lo, &hi);
         f->bar_d = fmax(f->bar_d, zfv_colorbar_width(lo, hi, 12));
@@ -376,7 +363,7 @@ static zf_status draw_row(cairo_t *cr, const zfv_occl_fig *f, const zf_viz_occlu
 
     float lo, hi;
     double bg = washed_mean(im);
-    range_of(r->feature, npos, &lo, &hi);
+    zfv_range(r->feature, npos, &lo, &hi);
     ZFV_TRY(heat_panel(cr, r, r->feature, c.b, y, s, f->opts.alpha, lo, hi));
     ZFV_TRY(zfv_colorbar(cr, c.bar_b, y + 12, 12, ih - 12, ZF_VIZ_CMAP_VIRIDIS, lo, hi, NULL, f->opts.alpha, bg));
     snprintf(buf, sizeof buf, "(b) total activation of %s", fname);
@@ -406,20 +393,17 @@ static zf_status draw_row(cairo_t *cr, const zfv_occl_fig *f, const zf_viz_occlu
     return ZF_OK;
 }
 
-static zf_status occl_draw_body(cairo_t *cr, const zfv_occl_fig *f);
+static zf_status occl_draw_body(cairo_t *cr, void *ctx);
 
 zf_status zfv_occl_draw(cairo_t *cr, void *ctx)
 {
     const zfv_occl_fig *f = ctx;
-    /* Drawn at the font scale it was laid out at (the report draws it inside its own pages). */
-    double prev = zfv_style_begin(&(zf_viz_style){.font_size = f->font * ZFV_TEXT_SIZE});
-    zf_status st = occl_draw_body(cr, f);
-    zfv_style_end(prev);
-    return st;
+    return zfv_draw_at_font(cr, f->font, occl_draw_body, ctx);
 }
 
-static zf_status occl_draw_body(cairo_t *cr, const zfv_occl_fig *f)
+static zf_status occl_draw_body(cairo_t *cr, void *ctx)
 {
+    const zfv_occl_fig *f = ctx;
     double pw = 0, ph = 0;
     for (int i = 0; i < f->n; i++) {
         double s = panel_scale(&f->opts, f->rows[i].image);
@@ -427,13 +411,10 @@ static zf_status occl_draw_body(cairo_t *cr, const zfv_occl_fig *f)
         ph = fmax(ph, ceil(f->rows[i].image->h * s));
     }
     cols c = columns(f, pw);
-    double th, sh;
+    double sh;
     double y = MARGIN;
-    if (!f->no_title && !f->opts.style.no_title) {
-        zfv_text_size("Occlusion sensitivity", ZFV_TITLE_SIZE, ZFV_BOLD, NULL, &th);
-        ZFV_TRY(zfv_text(cr, MARGIN, MARGIN, "Occlusion sensitivity", ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
-        y += ceil(th) + 4;
-    }
+    if (!f->no_title && !f->opts.style.no_title)
+        ZFV_TRY(zfv_title(cr, MARGIN, &y, "Occlusion sensitivity"));
     if (!f->opts.style.no_title) {
         char sub[512];
         subtitle(sub, sizeof sub, &f->rows[0]);

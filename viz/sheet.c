@@ -221,29 +221,22 @@ static zf_status draw_key(cairo_t *cr, const zfv_sheet_fig *f, double y)
     return ZF_OK;
 }
 
-static zf_status sheet_draw_body(cairo_t *cr, const zfv_sheet_fig *f);
+static zf_status sheet_draw_body(cairo_t *cr, void *ctx);
 
 zf_status zfv_sheet_draw(cairo_t *cr, void *ctx)
 {
     const zfv_sheet_fig *f = ctx;
-    /* Drawn at the font scale it was laid out at (the report draws it inside its own pages). */
-    double prev = zfv_style_begin(&(zf_viz_style){.font_size = f->font * ZFV_TEXT_SIZE});
-    zf_status st = sheet_draw_body(cr, f);
-    zfv_style_end(prev);
-    return st;
+    return zfv_draw_at_font(cr, f->font, sheet_draw_body, ctx);
 }
 
-static zf_status sheet_draw_body(cairo_t *cr, const zfv_sheet_fig *f)
+static zf_status sheet_draw_body(cairo_t *cr, void *ctx)
 {
+    const zfv_sheet_fig *f = ctx;
     const zf_viz_sheet_in *in = f->in;
     int bare = f->opts.style.no_title;
     double y = MARGIN;
-    if (in->title && !bare) {
-        double th;
-        zfv_text_size(in->title, ZFV_TITLE_SIZE, ZFV_BOLD, NULL, &th);
-        ZFV_TRY(zfv_text(cr, MARGIN, y, in->title, ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
-        y += ceil(th) + 4;
-    }
+    if (in->title && !bare)
+        ZFV_TRY(zfv_title(cr, MARGIN, &y, in->title));
     if (!bare) {
         double sh;
         zfv_text_wrap_size(sheet_sub, ZFV_SMALL_SIZE, f->w - 2 * MARGIN, NULL, &sh);

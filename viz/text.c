@@ -1,5 +1,6 @@
 /* Text through pangocairo: one sans (or mono) face, sizes in pixels, measured the same way with
  * or without a page so that layouts can be computed before drawing. */
+#include <math.h>
 #include <pango/pangocairo.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +24,14 @@ double zfv_style_begin(const zf_viz_style *style)
 
 void zfv_style_end(double prev) { font_scale = prev; }
 
+zf_status zfv_draw_at_font(cairo_t *cr, double font, zfv_draw_fn fn, void *ctx)
+{
+    double prev = zfv_style_begin(&(zf_viz_style){.font_size = font * ZFV_TEXT_SIZE});
+    zf_status st = fn(cr, ctx);
+    zfv_style_end(prev);
+    return st;
+}
+
 static PangoFontDescription *font_for(double size, int flags)
 {
     size *= font_scale;
@@ -44,19 +53,30 @@ static void layout_set(PangoLayout *lay, const char *text, double size, int flag
     pango_layout_set_text(lay, text, -1);
 }
 
+zf_status zfv_font_options_new(cairo_font_options_t **out)
+{
+    cairo_font_options_t *fo;
+    *out = NULL;
+    ZF_CAIRO(fo, fo = cairo_font_options_create());
+    zf_status st = ZF_OK;
+    ZF_CAIRO_GOTO(fo, cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF), st, fail);
+    ZF_CAIRO_GOTO(fo, cairo_font_options_set_hint_style(fo, CAIRO_HINT_STYLE_NONE), st, fail);
+    ZF_CAIRO_GOTO(fo, cairo_font_options_set_antialias(fo, CAIRO_ANTIALIAS_GRAY), st, fail);
+    *out = fo;
+    return ZF_OK;
+fail:
+    cairo_font_options_destroy(fo);
+    return st;
+}
+
 /* Unhinted metrics, as pages have them (doc.c), so text measures the same with or without a page. */
 static zf_status set_measure_options(PangoContext *ctx)
 {
     cairo_font_options_t *fo;
-    ZF_CAIRO(fo, fo = cairo_font_options_create());
-    zf_status st = ZF_OK;
-    ZF_CAIRO_GOTO(fo, cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF), st, done);
-    ZF_CAIRO_GOTO(fo, cairo_font_options_set_hint_style(fo, CAIRO_HINT_STYLE_NONE), st, done);
-    ZF_CAIRO_GOTO(fo, cairo_font_options_set_antialias(fo, CAIRO_ANTIALIAS_GRAY), st, done);
+    ZFV_TRY(zfv_font_options_new(&fo));
     pango_cairo_context_set_font_options(ctx, fo);
-done:
     cairo_font_options_destroy(fo);
-    return st;
+    return ZF_OK;
 }
 
 /* A pango context for measuring without a page, one per thread. If its font options cannot be set
@@ -119,45 +139,51 @@ static zf_status show(cairo_t *cr, PangoLayout *lay, double x, double y, int fla
     return ZF_OK;
 }
 
-zf_status zfv_text(cairo_t *cr, double x, double y, const char *text, double size, int flags, zfv_rgb c)
+/* `text` shown in a layout of its own; maxw > 0 limits its width, by "..." or, with `wrap`, by
+ * breaking lines between words. */
+static zf_status show_text(cairo_t *cr, double x, double y, const char *text, double size, int flags, zfv_rgb c,
+                           double maxw, int wrap)
 {
     PangoLayout *lay;
     ZF_CAIRO(cr, lay = pango_cairo_create_layout(cr));
     if (!lay)
         return zf_error(ZF_ERR_NOMEM, "viz: pango_cairo_create_layout failed");
     layout_set(lay, text, size, flags);
+    if (maxw > 0) {
+        pango_layout_set_width(lay, (int)(maxw * PANGO_SCALE));
+        if (wrap)
+            pango_layout_set_wrap(lay, PANGO_WRAP_WORD);
+        else
+            pango_layout_set_ellipsize(lay, PANGO_ELLIPSIZE_END);
+    }
     zf_status st = show(cr, lay, x, y, flags, c);
     g_object_unref(lay);
     return st;
 }
 
+zf_status zfv_text(cairo_t *cr, double x, double y, const char *text, double size, int flags, zfv_rgb c)
+{
+    return show_text(cr, x, y, text, size, flags, c, 0, 0);
+}
+
+zf_status zfv_title(cairo_t *cr, double x, double *y, const char *title)
+{
+    double th;
+    zfv_text_size(title, ZFV_TITLE_SIZE, ZFV_BOLD, NULL, &th);
+    ZFV_TRY(zfv_text(cr, x, *y, title, ZFV_TITLE_SIZE, ZFV_BOLD, zfv_ink));
+    *y += ceil(th) + 4;
+    return ZF_OK;
+}
+
 zf_status zfv_text_fit(cairo_t *cr, double x, double y, const char *text, double size, int flags,
                        zfv_rgb c, double maxw)
 {
-    PangoLayout *lay;
-    ZF_CAIRO(cr, lay = pango_cairo_create_layout(cr));
-    if (!lay)
-        return zf_error(ZF_ERR_NOMEM, "viz: pango_cairo_create_layout failed");
-    layout_set(lay, text, size, flags);
-    pango_layout_set_width(lay, (int)(maxw * PANGO_SCALE));
-    pango_layout_set_ellipsize(lay, PANGO_ELLIPSIZE_END);
-    zf_status st = show(cr, lay, x, y, flags & ~ZFV_ROT90, c);
-    g_object_unref(lay);
-    return st;
+    return show_text(cr, x, y, text, size, flags & ~ZFV_ROT90, c, maxw, 0);
 }
 
 zf_status zfv_text_wrap(cairo_t *cr, double x, double y, const char *text, double size, zfv_rgb c, double maxw)
 {
-    PangoLayout *lay;
-    ZF_CAIRO(cr, lay = pango_cairo_create_layout(cr));
-    if (!lay)
-        return zf_error(ZF_ERR_NOMEM, "viz: pango_cairo_create_layout failed");
-    layout_set(lay, text, size, 0);
-    pango_layout_set_width(lay, (int)(maxw * PANGO_SCALE));
-    pango_layout_set_wrap(lay, PANGO_WRAP_WORD);
-    zf_status st = show(cr, lay, x, y, 0, c);
-    g_object_unref(lay);
-    return st;
+    return show_text(cr, x, y, text, size, 0, c, maxw, 1);
 }
 
 void zfv_text_wrap_size(const char *text, double size, double maxw, double *w, double *h)

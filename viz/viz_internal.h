@@ -100,6 +100,14 @@ zf_status zfv_text_wrap(cairo_t *cr, double x, double y, const char *text, doubl
 void zfv_text_wrap_size(const char *text, double size, double maxw, double *w, double *h);
 /* The text's logical width and height, measured without a page. */
 void zfv_text_size(const char *text, double size, int flags, double *w, double *h);
+/* A figure's bold title with its top-left at (x, *y); *y moves to just below it. */
+zf_status zfv_title(cairo_t *cr, double x, double *y, const char *title);
+/* New font options with the unhinted metrics text is measured with, on a page and off it (so text
+ * comes out the size it was measured at). The caller destroys them. */
+zf_status zfv_font_options_new(cairo_font_options_t **out);
+/* Runs fn at the font scale `font` (zfv_font_scale() when a figure was laid out): a figure drawn
+ * inside another's page (the report's) comes out as it was measured. */
+zf_status zfv_draw_at_font(cairo_t *cr, double font, zfv_draw_fn fn, void *ctx);
 
 /* ---- images (draw.c) ---- */
 /* A new RGB24 surface of w x h in *out; *px and *stride (in uint32) give its pixels (0x00RRGGBB). */
@@ -122,6 +130,8 @@ zf_status zfv_paint_signed(cairo_t *cr, const float *planes, int c, int w, int h
 /* Paints an (h, w) map through a colour map over [lo, hi] at (x, y) scaled to dw x dh. */
 zf_status zfv_paint_map(cairo_t *cr, const float *map, int w, int h, float lo, float hi,
                         zf_viz_cmap cmap, double x, double y, double dw, double dh, double alpha);
+/* The smallest and largest of n values, NaNs passed over; 0 and 0 when there are none. */
+void zfv_range(const float *v, size_t n, float *lo, float *hi);
 /* 0.5 + 0.5 v / s clamped to [0, 1] and to 8 bits by round(255 t) (s <= 0: mid grey). */
 uint8_t zfv_signed_byte(float v, float s);
 uint8_t zfv_unit_byte(float t);
