@@ -8,6 +8,7 @@
 
 #include "commands.h"
 #include "common.h"
+#include "zf/cpu.h"
 
 static void usage(FILE *f)
 {
@@ -17,18 +18,26 @@ static void usage(FILE *f)
         fprintf(f, "  %-12s %s\n", c->name, c->summary);
 }
 
-/* libgomp's threads spin while they wait for one another (OMP_WAIT_POLICY unset), so on a machine
- * whose cores are busy with other work every parallel region waits for a descheduled thread's time
- * slice: `train`, `eval` and the demo ran 3-6x slower beside another job on the 2-core machine
- * (the quick demo 118 s, 15 s with OMP_WAIT_POLICY=passive). On idle cores passive costs a wake-up
- * per parallel region, nothing a batch job notices. libgomp reads the policy once, when it is
- * loaded, so every command sets it and runs itself again; a policy the caller set is kept, and if
- * the exec fails the command runs as it is. */
-static void rerun_with_passive_wait(char **argv)
+/* Two settings that libraries read once, when they are loaded, so every command sets them and
+ * runs itself again (a setting the caller made is kept; if the exec fails the command runs as it
+ * is):
+ * - libgomp's threads spin while they wait for one another (OMP_WAIT_POLICY unset), so on a
+ *   machine whose cores are busy with other work every parallel region waits for a descheduled
+ *   thread's time slice: `train`, `eval` and the demo ran 3-6x slower beside another job on the
+ *   2-core machine (the quick demo 118 s, 15 s with OMP_WAIT_POLICY=passive). On idle cores
+ *   passive costs a wake-up per parallel region, nothing a batch job notices.
+ * - OpenBLAS takes a CPU it does not know for an old one and runs SSE kernels on it (zf/cpu.h):
+ *   OPENBLAS_CORETYPE then names the kernels the CPU's features allow, and ZFVIZ_BLAS_GUESS keeps
+ *   what OpenBLAS chose alone, for `zfviz info`. */
+static void rerun_tuned(char **argv)
 {
-    if (getenv("OMP_WAIT_POLICY") || setenv("OMP_WAIT_POLICY", "passive", 1))
-        return;
-    execv("/proc/self/exe", argv);
+    int again = !getenv("OMP_WAIT_POLICY") && !setenv("OMP_WAIT_POLICY", "passive", 1);
+    const char *better = getenv("OPENBLAS_CORETYPE") ? NULL : zf_blas_better_core_here();
+    if (better && !setenv("ZFVIZ_BLAS_GUESS", zf_blas_core(), 1) &&
+        !setenv("OPENBLAS_CORETYPE", better, 1))
+        again = 1;
+    if (again)
+        execv("/proc/self/exe", argv);
 }
 
 int main(int argc, char **argv)
@@ -60,7 +69,7 @@ int main(int argc, char **argv)
     }
     for (const zf_command *c = zf_commands; c->name; c++) {
         if (!strcmp(argv[1], c->name)) {
-            rerun_with_passive_wait(argv);
+            rerun_tuned(argv);
             zft_install_sigint();
             /* getopt's own messages (unknown option, missing value) then name the command */
             char prog[64];
