@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "zf/alloc.h"
 #include "zf/clock.h"
 
 /* 'zfvz': PRAGMA application_id marks the file as ours. */
@@ -294,6 +295,62 @@ int zf_db_hist_parse(const char *json, int64_t *h)
     return *p ? -1 : 0;
 }
 
+char *zf_db_put_int(char *o, int64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0)
+        *o++ = '-';
+    while (n)
+        *o++ = tmp[--n];
+    return o;
+}
+
+zf_status zf_db_unit_stats_put(zf_db *db, sqlite3_stmt *st, const zf_db_unit_stats *u)
+{
+    zf_status s;
+    char hist[ZF_DB_HIST_BINS * 21 + 3];
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, u->run));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, u->layer, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, u->unit));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 4, u->images));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 5, u->active));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 6, u->positions));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 7, u->positive));
+    if ((s = zf_db_bind_xsum(db, st, 8, 15, u->sum)))
+        goto fail;
+    if (u->has_max) {
+        ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 9, u->max));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 10, u->max_image_id));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 11, u->max_y));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 12, u->max_x));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 13, u->max_seq));
+    }
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 14, u->top, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 16, u->bottom));
+    if (u->hist) {
+        char *o = hist;
+        *o++ = '[';
+        for (int b = 0; b < ZF_DB_HIST_BINS; b++) {
+            if (b)
+                *o++ = ',';
+            o = zf_db_put_int(o, u->hist[b]);
+        }
+        *o++ = ']';
+        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 17, hist, (int)(o - hist), SQLITE_TRANSIENT));
+    }
+    s = zf_db_step(db, st, NULL);
+fail:
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    return s;
+}
+
 static void dir_of(const char *path, char *dir, size_t len)
 {
     char tmp[1024];
@@ -399,6 +456,150 @@ void zf_db_column_text(sqlite3_stmt *st, int i, char *buf, size_t len)
 {
     const unsigned char *t = sqlite3_column_text(st, i);
     snprintf(buf, len, "%s", t ? (const char *)t : "");
+}
+
+zf_status zf_db_prepare_id(zf_db *db, sqlite3_stmt **st, const char *sql, int64_t id)
+{
+    zf_status s = zf_db_prepare(db, st, sql);
+    if (!s && (s = ZF_SQL(db, sqlite3_bind_int64(*st, 1, id)))) {
+        sqlite3_finalize(*st);
+        *st = NULL;
+    }
+    return s;
+}
+
+zf_status zf_db_get_row(zf_db *db, sqlite3_stmt **st, const char *sql, int64_t id, const char *what)
+{
+    int row = 0;
+    zf_status s = zf_db_prepare_id(db, st, sql, id);
+    if (s)
+        return s;
+    if (!(s = zf_db_step(db, *st, &row)) && !row)
+        s = zf_error(ZF_ERR_ARG, "%s: no %s %lld", db->path, what, (long long)id);
+    if (s) {
+        sqlite3_finalize(*st);
+        *st = NULL;
+    }
+    return s;
+}
+
+zf_status zf_db_grow(zf_db *db, void **v, int *cap, int n, size_t size)
+{
+    if (n < *cap)
+        return ZF_OK;
+    int c = *cap ? 2 * *cap : 16;
+    void *nv = zf_realloc(*v, (size_t)c * size);
+    if (!nv)
+        return zf_error(ZF_ERR_NOMEM, "%s: out of memory", db->path);
+    *v = nv;
+    *cap = c;
+    return ZF_OK;
+}
+
+zf_status zf_db_column_copy(zf_db *db, sqlite3_stmt *st, int i, void **out, size_t *len)
+{
+    const void *b = sqlite3_column_blob(st, i);
+    int n = sqlite3_column_bytes(st, i);
+    void *copy = zf_malloc(n > 0 ? (size_t)n : 1);
+    if (!copy)
+        return zf_error(ZF_ERR_NOMEM, "%s: out of memory", db->path);
+    if (n > 0)
+        memcpy(copy, b, (size_t)n);
+    *out = copy;
+    *len = (size_t)(n > 0 ? n : 0);
+    return ZF_OK;
+}
+
+zf_status zf_db_image_stmts_prepare(zf_db *db, zf_db_image_stmts *q)
+{
+    zf_status s;
+    memset(q, 0, sizeof *q);
+    if ((s = zf_db_prepare(db, &q->find,
+                           "SELECT id FROM images WHERE path = ?1 AND ifnull(sha256, '') = "
+                           "ifnull(?2, '')")) ||
+        (s = zf_db_prepare(db, &q->insert,
+                           "INSERT INTO images (path, sha256, bytes, width, height, status, error) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?)")) ||
+        (s = zf_db_prepare(db, &q->insert_run,
+                           "INSERT INTO run_images (run_id, seq, image_id, class) "
+                           "VALUES (?, ?, ?, ?)")))
+        zf_db_image_stmts_free(q);
+    return s;
+}
+
+void zf_db_image_stmts_free(zf_db_image_stmts *q)
+{
+    sqlite3_finalize(q->find);
+    sqlite3_finalize(q->insert);
+    sqlite3_finalize(q->insert_run);
+    memset(q, 0, sizeof *q);
+}
+
+zf_status zf_db_image_lookup(zf_db *db, zf_db_image_stmts *q, int64_t *id)
+{
+    int row = 0;
+    zf_status s = zf_db_step(db, q->find, &row);
+    *id = !s && row ? sqlite3_column_int64(q->find, 0) : 0;
+    sqlite3_reset(q->find);
+    sqlite3_clear_bindings(q->find);
+    return s;
+}
+
+zf_status zf_db_image_insert(zf_db *db, zf_db_image_stmts *q, int64_t *id)
+{
+    zf_status s = zf_db_step(db, q->insert, NULL);
+    *id = s ? 0 : sqlite3_last_insert_rowid(db->sql);
+    sqlite3_reset(q->insert);
+    sqlite3_clear_bindings(q->insert);
+    return s;
+}
+
+zf_status zf_db_run_image_put(zf_db *db, zf_db_image_stmts *q, int64_t run, int64_t seq,
+                              int64_t image_id, int cls)
+{
+    sqlite3_stmt *st = q->insert_run;
+    zf_status s;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 2, seq));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 3, image_id));
+    ZF_SQL_TRY(s, db, cls >= 0 ? sqlite3_bind_int(st, 4, cls) : sqlite3_bind_null(st, 4));
+    s = zf_db_step(db, st, NULL);
+fail:
+    sqlite3_reset(st);
+    return s;
+}
+
+zf_status zf_db_run_layer_put(zf_db *db, int64_t run, const char *name, int position, const char *op,
+                              int units, int height, int width)
+{
+    sqlite3_stmt *st;
+    zf_status s = zf_db_prepare(db, &st,
+                                "INSERT INTO run_layers (run_id, layer, position, op, units, height, "
+                                "width) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    if (s)
+        return s;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, position));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 4, op, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 5, units));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 6, height));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 7, width));
+    s = zf_db_step(db, st, NULL);
+fail:
+    sqlite3_finalize(st);
+    return s;
+}
+
+zf_status zf_db_has_view(zf_db *db, const char *name, int *found)
+{
+    sqlite3_stmt *st;
+    *found = 0;
+    zf_status s = zf_db_prepare(db, &st, "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = ?");
+    if (!s && !(s = ZF_SQL(db, sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC))))
+        s = zf_db_step(db, st, found);
+    sqlite3_finalize(st);
+    return s;
 }
 
 /* Waits with growing sleeps, up to the timeout, telling the caller now and then. */
@@ -756,7 +957,7 @@ zf_status zf_db_model_hash(const zf_net *net, char hex[65])
 zf_status zf_db_model_put(zf_db *db, const zf_net *net, const char *weights, const char *file,
                           int64_t *id)
 {
-    char hex[65], preproc[256], input[32];
+    char hex[65];
     zf_status s = zf_db_model_hash(net, hex);
     if (s)
         return s;
@@ -773,23 +974,37 @@ zf_status zf_db_model_put(zf_db *db, const zf_net *net, const char *weights, con
         return ZF_OK;
     }
     sqlite3_finalize(st);
-    st = NULL;
-    describe_preproc(&net->pre, preproc, sizeof preproc);
-    snprintf(input, sizeof input, "%dx%dx%d", net->in_c, net->in_h, net->in_w);
-    if ((s = zf_db_prepare(db, &st,
-                           "INSERT INTO models (arch, weights, file, sha256, n_params, input, "
-                           "preproc) VALUES (?, ?, ?, ?, ?, ?, ?)")))
+    zf_db_model m = {0};
+    snprintf(m.arch, sizeof m.arch, "%s", net->arch);
+    snprintf(m.weights, sizeof m.weights, "%s", weights ? weights : "");
+    snprintf(m.file, sizeof m.file, "%s", file ? file : "");
+    snprintf(m.sha256, sizeof m.sha256, "%s", hex);
+    m.n_params = zf_net_param_count(net);
+    snprintf(m.input, sizeof m.input, "%dx%dx%d", net->in_c, net->in_h, net->in_w);
+    describe_preproc(&net->pre, m.preproc, sizeof m.preproc);
+    return zf_db_model_insert(db, &m, id);
+fail:
+    sqlite3_finalize(st);
+    return s;
+}
+
+zf_status zf_db_model_insert(zf_db *db, const zf_db_model *m, int64_t *id)
+{
+    sqlite3_stmt *st;
+    zf_status s = zf_db_prepare(db, &st,
+                                "INSERT INTO models (arch, weights, file, sha256, n_params, input, "
+                                "preproc) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    if (s)
         return s;
-    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 1, net->arch, -1, SQLITE_STATIC));
-    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, weights && *weights ? weights : NULL));
-    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 3, file && *file ? file : NULL));
-    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 4, hex, -1, SQLITE_STATIC));
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 5, zf_net_param_count(net)));
-    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 6, input, -1, SQLITE_STATIC));
-    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 7, preproc, -1, SQLITE_STATIC));
-    if ((s = zf_db_step(db, st, NULL)))
-        goto fail;
-    *id = sqlite3_last_insert_rowid(db->sql);
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 1, m->arch, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, *m->weights ? m->weights : NULL));
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 3, *m->file ? m->file : NULL));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 4, m->sha256, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 5, m->n_params));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 6, m->input, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 7, m->preproc, -1, SQLITE_STATIC));
+    if (!(s = zf_db_step(db, st, NULL)))
+        *id = sqlite3_last_insert_rowid(db->sql);
 fail:
     sqlite3_finalize(st);
     return s;
@@ -799,19 +1014,12 @@ zf_status zf_db_model_get(zf_db *db, int64_t id, zf_db_model *m)
 {
     memset(m, 0, sizeof *m);
     sqlite3_stmt *st;
-    zf_status s = zf_db_prepare(db, &st,
+    zf_status s = zf_db_get_row(db, &st,
                                 "SELECT id, arch, weights, file, sha256, n_params, input, preproc "
-                                "FROM models WHERE id = ?");
+                                "FROM models WHERE id = ?",
+                                id, "model");
     if (s)
         return s;
-    int row = 0;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, id));
-    if ((s = zf_db_step(db, st, &row)))
-        goto fail;
-    if (!row) {
-        s = zf_error(ZF_ERR_ARG, "%s: no model %lld", db->path, (long long)id);
-        goto fail;
-    }
     m->id = sqlite3_column_int64(st, 0);
     zf_db_column_text(st, 1, m->arch, sizeof m->arch);
     zf_db_column_text(st, 2, m->weights, sizeof m->weights);
@@ -820,7 +1028,6 @@ zf_status zf_db_model_get(zf_db *db, int64_t id, zf_db_model *m)
     m->n_params = sqlite3_column_int64(st, 5);
     zf_db_column_text(st, 6, m->input, sizeof m->input);
     zf_db_column_text(st, 7, m->preproc, sizeof m->preproc);
-fail:
     sqlite3_finalize(st);
-    return s;
+    return ZF_OK;
 }

@@ -46,6 +46,61 @@ zf_status zf_db_step(zf_db *db, sqlite3_stmt *st, int *row);
 int zf_db_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* Copies column i as text into buf ("" for NULL). */
 void zf_db_column_text(sqlite3_stmt *st, int i, char *buf, size_t len);
+/* Prepares `sql` with its first parameter bound to id (*st NULL on error). */
+zf_status zf_db_prepare_id(zf_db *db, sqlite3_stmt **st, const char *sql, int64_t id);
+/* The same, stepped to its row: ZF_ERR_ARG "no WHAT ID" where there is none. On success *st is
+ * on the row (the caller reads it and finalizes it); on failure it is finalized. */
+zf_status zf_db_get_row(zf_db *db, sqlite3_stmt **st, const char *sql, int64_t id, const char *what);
+/* Room in *v (elements of `size`, *cap of them) for element n: doubles it when full. */
+zf_status zf_db_grow(zf_db *db, void **v, int *cap, int n, size_t size);
+/* A copy of blob column i (zf_malloc'd, at least one byte). */
+zf_status zf_db_column_copy(zf_db *db, sqlite3_stmt *st, int i, void **out, size_t *len);
+/* *found = 1 when the database has view `name` (0 in one from before it). */
+zf_status zf_db_has_view(zf_db *db, const char *name, int *found);
+/* The statements that enter a run's images, as a scan and a merge enter them: find an image
+ * row by (path, sha256) ?1, ?2; insert one (path, sha256, bytes, width, height, status, error);
+ * insert a run_images row (run_id, seq, image_id, class). */
+typedef struct zf_db_image_stmts {
+    sqlite3_stmt *find, *insert, *insert_run;
+} zf_db_image_stmts;
+zf_status zf_db_image_stmts_prepare(zf_db *db, zf_db_image_stmts *q);
+void zf_db_image_stmts_free(zf_db_image_stmts *q);
+/* Steps q->find or q->insert, their parameters bound by the caller (and cleared after): *id the
+ * image row found (0: none) or made. */
+zf_status zf_db_image_lookup(zf_db *db, zf_db_image_stmts *q, int64_t *id);
+zf_status zf_db_image_insert(zf_db *db, zf_db_image_stmts *q, int64_t *id);
+/* Enters image `image_id` at `seq` of run `run`, in class cls (-1: none). */
+zf_status zf_db_run_image_put(zf_db *db, zf_db_image_stmts *q, int64_t run, int64_t seq,
+                              int64_t image_id, int cls);
+/* Enters a scanned layer of a run (run_layers). */
+zf_status zf_db_run_layer_put(zf_db *db, int64_t run, const char *name, int position, const char *op,
+                              int units, int height, int width);
+/* Inserts a models row as m describes it (m->id ignored). */
+zf_status zf_db_model_insert(zf_db *db, const zf_db_model *m, int64_t *id);
+/* One unit_stats row, as a scan and a merge write it. */
+typedef struct zf_db_unit_stats {
+    int64_t run;
+    const char *layer;
+    int unit;
+    int64_t images, active, positions, positive;
+    const zf_xsum *sum;
+    int has_max;        /* the max and where: none before the unit saw an image */
+    double max;
+    int64_t max_image_id, max_seq;
+    int max_y, max_x;
+    const char *top;    /* the top-k as stored */
+    const char *bottom; /* the bottom-k; NULL: not kept (a run begun before schema 3) */
+    const int64_t *hist; /* ZF_DB_HIST_BINS counts; NULL: not kept */
+} zf_db_unit_stats;
+/* The statement zf_db_unit_stats_put binds: an insert, and (scan) an update of a row there. */
+#define ZF_DB_UNIT_STATS_INSERT                                                                   \
+    "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, positions, "            \
+    "positive_positions, sum, max, max_image_id, max_y, max_x, max_seq, top, sum_exact, bottom, " \
+    "hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+/* Binds u to st (made from ZF_DB_UNIT_STATS_INSERT), steps it and resets it. */
+zf_status zf_db_unit_stats_put(zf_db *db, sqlite3_stmt *st, const zf_db_unit_stats *u);
+/* Writes v in decimal at o; returns the end. */
+char *zf_db_put_int(char *o, int64_t v);
 /* Reads a histogram as unit_stats.hist stores it (ZF_DB_HIST_BINS counts); 0, or -1 if damaged. */
 int zf_db_hist_parse(const char *json, int64_t *h);
 /* Seconds since the epoch, monotonic not needed: for lock-wait bookkeeping. */

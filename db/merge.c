@@ -22,14 +22,10 @@
 /* What a shard's run says about itself. */
 typedef struct shard_meta {
     const char *path;
-    int64_t run_id;
-    char model_sha[65], arch[64], weights[1024], file[1024], input[32], preproc[256];
-    int64_t n_params;
-    char images[1024], list_sha[65], layers[512], shard[32], geometry[1024];
-    int top_k, batch, chunk;
-    int64_t list_n, seq0, n_images, next_seq, n_ok, n_failed;
-    int classes;           /* -1: none kept (a run begun before schema 4) */
-    char classes_sha[65];  /* of the class names in order */
+    zf_db_run run;
+    zf_db_model model;
+    char geometry[1024];  /* the layers: "name:position:op:UxHxW,..." */
+    char classes_sha[65]; /* of the class names in order */
 } shard_meta;
 
 typedef struct top_ent {
@@ -51,8 +47,8 @@ typedef struct unit_acc {
 } unit_acc;
 
 typedef struct merge_layer {
-    char name[32];
-    int units;
+    char name[32], op[8];
+    int position, units, height, width;
     int64_t hw; /* positions per image */
     unit_acc *u;
     top_ent *top; /* units x k */
@@ -73,63 +69,40 @@ static zf_status read_meta(const char *path, shard_meta *m)
     if (s)
         return s;
     int row = 0;
-    if ((s = zf_db_prepare(db, &st,
-                           "SELECT r.id, m.sha256, m.arch, m.weights, m.file, m.input, m.preproc, "
-                           "m.n_params, r.images, r.list_sha256, r.layers, ifnull(r.shard, ''), "
-                           "r.top_k, r.batch, r.chunk, ifnull(r.list_n, r.n_images), r.seq0, "
-                           "r.n_images, r.next_seq, r.n_ok, r.n_failed, "
-                           "(SELECT group_concat(layer || ':' || position || ':' || op || ':' || "
-                           "units || 'x' || height || 'x' || width, ',') FROM "
-                           "(SELECT * FROM run_layers WHERE run_id = r.id ORDER BY position)), "
-                           "(SELECT count(*) FROM runs), ifnull(r.classes, -1) "
-                           "FROM runs r JOIN models m ON m.id = r.model_id ORDER BY r.id")))
+    if ((s = zf_db_prepare(db, &st, "SELECT count(*), min(id) FROM runs")) ||
+        (s = zf_db_step(db, st, &row)))
         goto fail;
-    if ((s = zf_db_step(db, st, &row)))
-        goto fail;
-    if (!row) {
-        s = zf_error(ZF_ERR_ARG, "%s: holds no scan", path);
+    int64_t runs = sqlite3_column_int64(st, 0), id = sqlite3_column_int64(st, 1);
+    sqlite3_finalize(st);
+    st = NULL;
+    if (runs != 1) {
+        s = runs ? zf_error(ZF_ERR_ARG, "%s: holds %lld scans; merge takes one scan (a shard) a "
+                            "database", path, (long long)runs)
+                 : zf_error(ZF_ERR_ARG, "%s: holds no scan", path);
         goto fail;
     }
-    if (sqlite3_column_int64(st, 22) != 1) {
-        s = zf_error(ZF_ERR_ARG, "%s: holds %lld scans; merge takes one scan (a shard) a database",
-                     path, (long long)sqlite3_column_int64(st, 22));
+    if ((s = zf_db_run_get(db, id, &m->run)) ||
+        (s = zf_db_model_get(db, m->run.model_id, &m->model)))
         goto fail;
-    }
-    m->run_id = sqlite3_column_int64(st, 0);
-    zf_db_column_text(st, 1, m->model_sha, sizeof m->model_sha);
-    zf_db_column_text(st, 2, m->arch, sizeof m->arch);
-    zf_db_column_text(st, 3, m->weights, sizeof m->weights);
-    zf_db_column_text(st, 4, m->file, sizeof m->file);
-    zf_db_column_text(st, 5, m->input, sizeof m->input);
-    zf_db_column_text(st, 6, m->preproc, sizeof m->preproc);
-    m->n_params = sqlite3_column_int64(st, 7);
-    zf_db_column_text(st, 8, m->images, sizeof m->images);
-    zf_db_column_text(st, 9, m->list_sha, sizeof m->list_sha);
-    zf_db_column_text(st, 10, m->layers, sizeof m->layers);
-    zf_db_column_text(st, 11, m->shard, sizeof m->shard);
-    m->top_k = sqlite3_column_int(st, 12);
-    m->batch = sqlite3_column_int(st, 13);
-    m->chunk = sqlite3_column_int(st, 14);
-    m->list_n = sqlite3_column_int64(st, 15);
-    m->seq0 = sqlite3_column_int64(st, 16);
-    m->n_images = sqlite3_column_int64(st, 17);
-    m->next_seq = sqlite3_column_int64(st, 18);
-    m->n_ok = sqlite3_column_int64(st, 19);
-    m->n_failed = sqlite3_column_int64(st, 20);
-    zf_db_column_text(st, 21, m->geometry, sizeof m->geometry);
-    m->classes = sqlite3_column_int(st, 23);
-    if (m->next_seq != m->n_images) {
+    if (m->run.next_seq != m->run.n_images) {
         s = zf_error(ZF_ERR_ARG,
                      "%s: the scan is unfinished (%lld of %lld images); run its scan command "
                      "again to finish it",
-                     path, (long long)m->next_seq, (long long)m->n_images);
+                     path, (long long)m->run.next_seq, (long long)m->run.n_images);
         goto fail;
     }
+    if ((s = zf_db_get_row(db, &st,
+                           "SELECT group_concat(layer || ':' || position || ':' || op || ':' || "
+                           "units || 'x' || height || 'x' || width, ',') FROM "
+                           "(SELECT * FROM run_layers WHERE run_id = ? ORDER BY position)",
+                           id, "run")))
+        goto fail;
+    zf_db_column_text(st, 0, m->geometry, sizeof m->geometry);
     sqlite3_finalize(st);
     /* the class names, in order, as one hash */
-    if ((s = zf_db_prepare(db, &st, "SELECT name FROM run_classes WHERE run_id = ? ORDER BY class")))
+    if ((s = zf_db_prepare_id(db, &st, "SELECT name FROM run_classes WHERE run_id = ? ORDER BY class",
+                              id)))
         goto fail;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, m->run_id));
     zf_sha256 h;
     zf_sha256_init(&h);
     while (!(s = zf_db_step(db, st, &row)) && row) {
@@ -150,17 +123,17 @@ static zf_status check_alike(const shard_meta *a, const shard_meta *b)
     if (cond)                                                                                    \
         return zf_error(ZF_ERR_ARG, "%s: " what " differs from %s's (" fmt " vs " fmt ")", b->path, \
                         a->path, y, x);
-    DIFF(strcmp(a->model_sha, b->model_sha), "the model", "%.12s", a->model_sha, b->model_sha)
-    DIFF(strcmp(a->preproc, b->preproc), "the preprocessing", "%s", a->preproc, b->preproc)
-    DIFF(strcmp(a->list_sha, b->list_sha) || a->list_n != b->list_n, "the image list",
-         "%.12s", a->list_sha, b->list_sha)
-    DIFF(strcmp(a->layers, b->layers), "the layers", "%s", a->layers, b->layers)
+    DIFF(strcmp(a->model.sha256, b->model.sha256), "the model", "%.12s", a->model.sha256, b->model.sha256)
+    DIFF(strcmp(a->model.preproc, b->model.preproc), "the preprocessing", "%s", a->model.preproc, b->model.preproc)
+    DIFF(strcmp(a->run.list_sha256, b->run.list_sha256) || a->run.list_n != b->run.list_n, "the image list",
+         "%.12s", a->run.list_sha256, b->run.list_sha256)
+    DIFF(strcmp(a->run.layers, b->run.layers), "the layers", "%s", a->run.layers, b->run.layers)
     DIFF(strcmp(a->geometry, b->geometry), "the layers' shapes", "%s", a->geometry, b->geometry)
-    DIFF(a->top_k != b->top_k, "the top-k", "%d", a->top_k, b->top_k)
-    DIFF(a->batch != b->batch, "the batch", "%d", a->batch, b->batch)
+    DIFF(a->run.top_k != b->run.top_k, "the top-k", "%d", a->run.top_k, b->run.top_k)
+    DIFF(a->run.batch != b->run.batch, "the batch", "%d", a->run.batch, b->run.batch)
     /* -1: a run begun before schema 4, which kept no class statistics */
-    DIFF(a->classes != b->classes || strcmp(a->classes_sha, b->classes_sha), "the classes", "%d",
-         a->classes, b->classes)
+    DIFF(a->run.classes != b->run.classes || strcmp(a->classes_sha, b->classes_sha), "the classes", "%d",
+         a->run.classes, b->run.classes)
 #undef DIFF
     return ZF_OK;
 }
@@ -168,7 +141,7 @@ static zf_status check_alike(const shard_meta *a, const shard_meta *b)
 static int by_seq0(const void *x, const void *y)
 {
     const shard_meta *a = x, *b = y;
-    return a->seq0 < b->seq0 ? -1 : a->seq0 > b->seq0;
+    return a->run.seq0 < b->run.seq0 ? -1 : a->run.seq0 > b->run.seq0;
 }
 
 /* Better first: higher score, then the earlier image. */
@@ -219,7 +192,7 @@ static zf_status merge_list(const shard_meta *m, merge_layer *L, int c, int k, c
     top_ent *theirs = L->tmp + k;
     int tn = parse_top(json, theirs, k, neg);
     for (int r = 0; r < tn; r++)
-        if (theirs[r].seq < m->seq0 || theirs[r].seq >= m->seq0 + m->n_images)
+        if (theirs[r].seq < m->run.seq0 || theirs[r].seq >= m->run.seq0 + m->run.n_images)
             tn = -1;
     if (tn < 0)
         return zf_error(ZF_ERR_DB, "%s: the %s of %s unit %d is damaged", m->path,
@@ -237,8 +210,8 @@ static zf_status merge_list(const shard_meta *m, merge_layer *L, int c, int k, c
 }
 
 static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, int nl, int k,
-                            int64_t *seq_image, sqlite3_stmt *find_image, sqlite3_stmt *insert_image,
-                            sqlite3_stmt *insert_run_image, int64_t out_run, zf_db_class_acc *cacc)
+                            int64_t *seq_image, zf_db_image_stmts *q, int64_t out_run,
+                            zf_db_class_acc *cacc)
 {
     zf_db *db = NULL;
     sqlite3_stmt *st = NULL;
@@ -253,46 +226,35 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
                            "i.error, r.class FROM run_images r JOIN images i ON i.id = r.image_id "
                            "WHERE r.run_id = ? ORDER BY r.seq")))
         goto fail;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, m->run_id));
-    int64_t want = m->seq0;
+    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, m->run.id));
+    int64_t want = m->run.seq0;
     while (!(s = zf_db_step(db, st, &row)) && row) {
         int64_t seq = sqlite3_column_int64(st, 0);
-        if (seq != want || seq >= m->seq0 + m->n_images) {
+        if (seq != want || seq >= m->run.seq0 + m->run.n_images) {
             s = zf_error(ZF_ERR_DB, "%s: the scan's image list is damaged at image %lld", m->path,
                          (long long)seq);
             goto fail;
         }
         want++;
-        int found = 0;
-        ZF_SQL_TRY(s, out, sqlite3_bind_value(find_image, 1, sqlite3_column_value(st, 1)));
-        ZF_SQL_TRY(s, out, sqlite3_bind_value(find_image, 2, sqlite3_column_value(st, 2)));
-        if ((s = zf_db_step(out, find_image, &found)))
+        ZF_SQL_TRY(s, out, sqlite3_bind_value(q->find, 1, sqlite3_column_value(st, 1)));
+        ZF_SQL_TRY(s, out, sqlite3_bind_value(q->find, 2, sqlite3_column_value(st, 2)));
+        if ((s = zf_db_image_lookup(out, q, &seq_image[seq])))
             goto fail;
-        if (found)
-            seq_image[seq] = sqlite3_column_int64(find_image, 0);
-        sqlite3_reset(find_image);
-        if (!found) {
+        if (!seq_image[seq]) {
             for (int c = 0; c < 7; c++)
-                ZF_SQL_TRY(s, out, sqlite3_bind_value(insert_image, c + 1,
-                                                      sqlite3_column_value(st, c + 1)));
-            if ((s = zf_db_step(out, insert_image, NULL)))
+                ZF_SQL_TRY(s, out, sqlite3_bind_value(q->insert, c + 1, sqlite3_column_value(st, c + 1)));
+            if ((s = zf_db_image_insert(out, q, &seq_image[seq])))
                 goto fail;
-            sqlite3_reset(insert_image);
-            seq_image[seq] = sqlite3_last_insert_rowid(zf_db_handle(out));
         }
-        ZF_SQL_TRY(s, out, sqlite3_bind_int64(insert_run_image, 1, out_run));
-        ZF_SQL_TRY(s, out, sqlite3_bind_int64(insert_run_image, 2, seq));
-        ZF_SQL_TRY(s, out, sqlite3_bind_int64(insert_run_image, 3, seq_image[seq]));
-        ZF_SQL_TRY(s, out, sqlite3_bind_value(insert_run_image, 4, sqlite3_column_value(st, 8)));
-        if ((s = zf_db_step(out, insert_run_image, NULL)))
+        int cls = sqlite3_column_type(st, 8) == SQLITE_NULL ? -1 : sqlite3_column_int(st, 8);
+        if ((s = zf_db_run_image_put(out, q, out_run, seq, seq_image[seq], cls)))
             goto fail;
-        sqlite3_reset(insert_run_image);
     }
     if (s)
         goto fail;
-    if (want != m->seq0 + m->n_images) {
+    if (want != m->run.seq0 + m->run.n_images) {
         s = zf_error(ZF_ERR_DB, "%s: the scan records %lld of its %lld images", m->path,
-                     (long long)(want - m->seq0), (long long)m->n_images);
+                     (long long)(want - m->run.seq0), (long long)m->run.n_images);
         goto fail;
     }
     sqlite3_finalize(st);
@@ -304,7 +266,7 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
         goto fail;
     for (int li = 0; li < nl; li++) {
         merge_layer *L = &ml[li];
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, m->run_id));
+        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, m->run.id));
         ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, L->name, -1, SQLITE_STATIC));
         while (!(s = zf_db_step(db, st, &row)) && row) {
             int c = sqlite3_column_int(st, 0);
@@ -316,11 +278,7 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
             u->active += sqlite3_column_int64(st, 1);
             u->positive += sqlite3_column_int64(st, 2);
             zf_xsum part;
-            zf_xsum_zero(&part);
-            if (sqlite3_column_type(st, 4) == SQLITE_NULL)
-                zf_xsum_add_double(&part, sqlite3_column_double(st, 3));
-            else if (zf_xsum_unpack(&part, sqlite3_column_blob(st, 4),
-                                    (size_t)sqlite3_column_bytes(st, 4))) {
+            if (zf_db_column_xsum(st, 3, 4, &part)) {
                 s = zf_error(ZF_ERR_DB, "%s: the exact sum of %s unit %d is damaged", m->path,
                              L->name, c);
                 goto fail;
@@ -329,7 +287,7 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
             if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
                 double v = sqlite3_column_double(st, 5);
                 int64_t seq = sqlite3_column_int64(st, 6);
-                if (seq < m->seq0 || seq >= m->seq0 + m->n_images) {
+                if (seq < m->run.seq0 || seq >= m->run.seq0 + m->run.n_images) {
                     s = zf_error(ZF_ERR_DB, "%s: %s unit %d has its max at image %lld, outside "
                                  "the shard", m->path, L->name, c, (long long)seq);
                     goto fail;
@@ -369,8 +327,8 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
         sqlite3_reset(st);
     }
     /* the shard's classes are the first's (check_alike) */
-    if (m->classes > 0)
-        s = zf_db_class_acc_add(db, cacc, m->run_id);
+    if (m->run.classes > 0)
+        s = zf_db_class_acc_add(db, cacc, m->run.id);
 fail:
     sqlite3_finalize(st);
     zf_db_close(db);
@@ -391,58 +349,33 @@ static zf_status write_units(zf_db *out, int64_t run, merge_layer *ml, int nl, i
                              int64_t n_ok, const int64_t *seq_image)
 {
     sqlite3_stmt *st = NULL;
-    /* room for a top-k list or a histogram */
-    char *json = malloc((size_t)k * 128 + ZF_DB_HIST_BINS * 21 + 3);
+    /* room for the top-k and the bottom-k lists */
+    char *json = malloc(2 * ((size_t)k * 128 + 3));
     zf_status s;
     if (!json)
         return zf_error(ZF_ERR_NOMEM, "merge: out of memory");
-    if ((s = zf_db_prepare(out, &st,
-                           "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, "
-                           "positions, positive_positions, sum, max, max_image_id, max_y, max_x, "
-                           "max_seq, top, sum_exact, bottom, hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
-                           "?, ?, ?, ?, ?, ?, ?, ?, ?)")))
+    char *bottom = json + (size_t)k * 128 + 3;
+    if ((s = zf_db_prepare(out, &st, ZF_DB_UNIT_STATS_INSERT)))
         goto fail;
     for (int li = 0; li < nl; li++) {
         merge_layer *L = &ml[li];
-        for (int c = 0; c < L->units; c++) {
-            unit_acc *u = &L->u[c];
-            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 1, run));
-            ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 2, L->name, -1, SQLITE_STATIC));
-            ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 3, c));
-            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 4, n_ok));
-            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 5, u->active));
-            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 6, n_ok * L->hw));
-            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 7, u->positive));
-            ZF_SQL_TRY(s, out, sqlite3_bind_double(st, 8, zf_xsum_double(&u->sum)));
-            if (u->has_max) {
-                ZF_SQL_TRY(s, out, sqlite3_bind_double(st, 9, u->max));
-                ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 10, seq_image[u->max_seq]));
-                ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 11, u->max_y));
-                ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 12, u->max_x));
-                ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 13, u->max_seq));
+        for (int c = 0; c < L->units && !s; c++) {
+            unit_acc *a = &L->u[c];
+            zf_db_unit_stats u = {.run = run, .layer = L->name, .unit = c, .images = n_ok,
+                                  .active = a->active, .positions = n_ok * L->hw,
+                                  .positive = a->positive, .sum = &a->sum, .has_max = a->has_max,
+                                  .max = a->max, .max_seq = a->max_seq, .max_y = a->max_y,
+                                  .max_x = a->max_x, .top = json};
+            if (a->has_max)
+                u.max_image_id = seq_image[a->max_seq];
+            format_list(json, L->top + (size_t)c * k, a->top_n, seq_image);
+            if (!a->no_bottom) {
+                format_list(bottom, L->bot + (size_t)c * k, a->bot_n, seq_image);
+                u.bottom = bottom;
             }
-            format_list(json, L->top + (size_t)c * k, u->top_n, seq_image);
-            ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 14, json, -1, SQLITE_TRANSIENT));
-            if (!u->no_bottom) {
-                format_list(json, L->bot + (size_t)c * k, u->bot_n, seq_image);
-                ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 16, json, -1, SQLITE_TRANSIENT));
-            }
-            if (!u->no_hist) {
-                const int64_t *h = L->hist + (size_t)c * ZF_DB_HIST_BINS;
-                char *o = json;
-                for (int b = 0; b < ZF_DB_HIST_BINS; b++)
-                    o += sprintf(o, "%c%lld", b ? ',' : '[', (long long)h[b]);
-                *o++ = ']';
-                *o = 0;
-                ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 17, json, -1, SQLITE_TRANSIENT));
-            }
-            unsigned char exact[ZF_XSUM_BYTES];
-            zf_xsum_pack(&u->sum, exact);
-            ZF_SQL_TRY(s, out, sqlite3_bind_blob(st, 15, exact, sizeof exact, SQLITE_TRANSIENT));
-            if ((s = zf_db_step(out, st, NULL)))
-                goto fail;
-            sqlite3_reset(st);
-            sqlite3_clear_bindings(st);
+            if (!a->no_hist)
+                u.hist = L->hist + (size_t)c * ZF_DB_HIST_BINS;
+            s = zf_db_unit_stats_put(out, st, &u);
         }
     }
 fail:
@@ -496,7 +429,8 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     int64_t *seq_image = NULL;
     zf_db_class_acc cacc = {0};
     int *merge_units = NULL;
-    sqlite3_stmt *st = NULL, *find_image = NULL, *insert_image = NULL, *insert_run_image = NULL;
+    sqlite3_stmt *st = NULL;
+    zf_db_image_stmts q = {0};
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.merge-%ld", out_path, (long)getpid());
     int made_tmp = 0;
@@ -515,32 +449,32 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     int64_t next = 0;
     for (int i = 0; i < n; i++) {
         const shard_meta *m = &meta[i];
-        if (m->seq0 < next) {
+        if (m->run.seq0 < next) {
             s = zf_error(ZF_ERR_ARG, "%s: its images %lld-%lld overlap %s's (shard %s, images up "
-                         "to %lld)", m->path, (long long)m->seq0,
-                         (long long)(m->seq0 + m->n_images - 1), meta[i - 1].path,
-                         meta[i - 1].shard, (long long)(next - 1));
+                         "to %lld)", m->path, (long long)m->run.seq0,
+                         (long long)(m->run.seq0 + m->run.n_images - 1), meta[i - 1].path,
+                         meta[i - 1].run.shard, (long long)(next - 1));
             goto fail;
         }
-        if (m->seq0 > next) {
+        if (m->run.seq0 > next) {
             s = zf_error(ZF_ERR_ARG, "%s: images %lld-%lld of the list are in no shard given "
                          "(this one starts at %lld)", m->path, (long long)next,
-                         (long long)(m->seq0 - 1), (long long)m->seq0);
+                         (long long)(m->run.seq0 - 1), (long long)m->run.seq0);
             goto fail;
         }
-        next = m->seq0 + m->n_images;
-        res->n_ok += m->n_ok;
-        res->n_failed += m->n_failed;
+        next = m->run.seq0 + m->run.n_images;
+        res->n_ok += m->run.n_ok;
+        res->n_failed += m->run.n_failed;
     }
-    if (next != meta[0].list_n) {
+    if (next != meta[0].run.list_n) {
         s = zf_error(ZF_ERR_ARG, "%s: images %lld-%lld of the list are in no shard given",
-                     meta[n - 1].path, (long long)next, (long long)(meta[0].list_n - 1));
+                     meta[n - 1].path, (long long)next, (long long)(meta[0].run.list_n - 1));
         goto fail;
     }
     const shard_meta *m0 = &meta[0];
-    const int k = m0->top_k;
-    const int classes = m0->classes > 0 ? m0->classes : 0;
-    res->n_images = m0->list_n;
+    const int k = m0->run.top_k;
+    const int classes = m0->run.classes > 0 ? m0->run.classes : 0;
+    res->n_images = m0->run.list_n;
     res->n_shards = n;
 
     /* the layers, from "name:position:op:UxHxW,..." */
@@ -552,7 +486,7 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     }
     nl = *m0->geometry ? nl + 1 : 0;
     ml = calloc((size_t)(nl ? nl : 1), sizeof *ml);
-    seq_image = calloc((size_t)m0->list_n, sizeof *seq_image);
+    seq_image = calloc((size_t)m0->run.list_n, sizeof *seq_image);
     cacc.classes = classes;
     cacc.nl = nl;
     cacc.layer = calloc((size_t)(nl ? nl : 1), sizeof *cacc.layer);
@@ -561,22 +495,21 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     cacc.n = calloc((size_t)(classes ? classes : 1), sizeof *cacc.n);
     cacc.names = calloc((size_t)(classes ? classes : 1), sizeof *cacc.names);
     if (!ml || !seq_image || !cacc.layer || !merge_units || !cacc.sum || !cacc.n || !cacc.names) {
-        s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %lld images", (long long)m0->list_n);
+        s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %lld images", (long long)m0->run.list_n);
         goto fail;
     }
     {
         const char *p = m0->geometry;
         for (int i = 0; i < nl; i++) {
-            int units = 0, pos = 0, h = 0, w = 0;
-            char name[32] = "", op[8] = "";
-            if (sscanf(p, "%31[^:]:%d:%7[^:]:%dx%dx%d", name, &pos, op, &units, &h, &w) != 6 ||
-                units <= 0) {
+            merge_layer *L = &ml[i];
+            if (sscanf(p, "%31[^:]:%d:%7[^:]:%dx%dx%d", L->name, &L->position, L->op, &L->units,
+                       &L->height, &L->width) != 6 ||
+                L->units <= 0) {
                 s = zf_error(ZF_ERR_DB, "%s: the scan's layers are damaged", m0->path);
                 goto fail;
             }
-            snprintf(ml[i].name, sizeof ml[i].name, "%s", name);
-            ml[i].units = units;
-            ml[i].hw = (int64_t)h * w;
+            const int units = L->units;
+            L->hw = (int64_t)L->height * L->width;
             ml[i].u = calloc((size_t)units, sizeof *ml[i].u);
             ml[i].top = calloc((size_t)units * (size_t)k, sizeof *ml[i].top);
             ml[i].bot = calloc((size_t)units * (size_t)k, sizeof *ml[i].bot);
@@ -585,7 +518,7 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
             ml[i].csum = calloc((size_t)units * (size_t)classes, sizeof *ml[i].csum);
             if (!ml[i].u || !ml[i].top || !ml[i].bot || !ml[i].hist || !ml[i].tmp ||
                 (classes && !ml[i].csum)) {
-                s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %s", name);
+                s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %s", L->name);
                 goto fail;
             }
             cacc.layer[i] = ml[i].name;
@@ -602,22 +535,9 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
         goto fail;
     if ((s = zf_db_begin(out)))
         goto fail;
-    if ((s = zf_db_prepare(out, &st,
-                           "INSERT INTO models (arch, weights, file, sha256, n_params, input, "
-                           "preproc) VALUES (?, ?, ?, ?, ?, ?, ?)")))
+    int64_t model_id;
+    if ((s = zf_db_model_insert(out, &m0->model, &model_id)))
         goto fail;
-    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 1, m0->arch, -1, SQLITE_STATIC));
-    ZF_SQL_TRY(s, out, zf_db_bind_text(st, 2, *m0->weights ? m0->weights : NULL));
-    ZF_SQL_TRY(s, out, zf_db_bind_text(st, 3, *m0->file ? m0->file : NULL));
-    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 4, m0->model_sha, -1, SQLITE_STATIC));
-    ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 5, m0->n_params));
-    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 6, m0->input, -1, SQLITE_STATIC));
-    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 7, m0->preproc, -1, SQLITE_STATIC));
-    if ((s = zf_db_step(out, st, NULL)))
-        goto fail;
-    int64_t model_id = sqlite3_last_insert_rowid(zf_db_handle(out));
-    sqlite3_finalize(st);
-    st = NULL;
     if ((s = zf_db_prepare(out, &st,
                            "INSERT INTO runs (model_id, images, list_sha256, n_images, layers, "
                            "top_k, batch, chunk, next_seq, n_ok, n_failed, finished, list_n, seq0, "
@@ -625,59 +545,30 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
                            "strftime('%Y-%m-%dT%H:%M:%SZ', 'now'), ?4, 0, ?11)")))
         goto fail;
     ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 1, model_id));
-    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 2, m0->images, -1, SQLITE_STATIC));
-    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 3, m0->list_sha, -1, SQLITE_STATIC));
-    ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 4, m0->list_n));
-    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 5, m0->layers, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 2, m0->run.images, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 3, m0->run.list_sha256, -1, SQLITE_STATIC));
+    ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 4, m0->run.list_n));
+    ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 5, m0->run.layers, -1, SQLITE_STATIC));
     ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 6, k));
-    ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 7, m0->batch));
-    ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 8, m0->chunk));
+    ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 7, m0->run.batch));
+    ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 8, m0->run.chunk));
     ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 9, res->n_ok));
     ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 10, res->n_failed));
-    if (m0->classes >= 0)
-        ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 11, m0->classes));
+    if (m0->run.classes >= 0)
+        ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 11, m0->run.classes));
     if ((s = zf_db_step(out, st, NULL)))
         goto fail;
     res->run_id = sqlite3_last_insert_rowid(zf_db_handle(out));
     sqlite3_finalize(st);
     st = NULL;
-    if ((s = zf_db_prepare(out, &st,
-                           "INSERT INTO run_layers (run_id, layer, position, op, units, height, "
-                           "width) VALUES (?, ?, ?, ?, ?, ?, ?)")))
-        goto fail;
-    {
-        const char *p = m0->geometry;
-        for (int i = 0; i < nl; i++) {
-            int units, pos, h, w;
-            char name[32], op[8];
-            sscanf(p, "%31[^:]:%d:%7[^:]:%dx%dx%d", name, &pos, op, &units, &h, &w);
-            ZF_SQL_TRY(s, out, sqlite3_bind_int64(st, 1, res->run_id));
-            ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT));
-            ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 3, pos));
-            ZF_SQL_TRY(s, out, sqlite3_bind_text(st, 4, op, -1, SQLITE_TRANSIENT));
-            ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 5, units));
-            ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 6, h));
-            ZF_SQL_TRY(s, out, sqlite3_bind_int(st, 7, w));
-            if ((s = zf_db_step(out, st, NULL)))
-                goto fail;
-            sqlite3_reset(st);
-            p = strchr(p, ',');
-            p = p ? p + 1 : "";
-        }
-    }
-    if ((s = zf_db_prepare(out, &find_image,
-                           "SELECT id FROM images WHERE path = ?1 AND ifnull(sha256, '') = "
-                           "ifnull(?2, '')")) ||
-        (s = zf_db_prepare(out, &insert_image,
-                           "INSERT INTO images (path, sha256, bytes, width, height, status, error) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)")) ||
-        (s = zf_db_prepare(out, &insert_run_image,
-                           "INSERT INTO run_images (run_id, seq, image_id, class) "
-                           "VALUES (?, ?, ?, ?)")))
+    for (int i = 0; i < nl; i++)
+        if ((s = zf_db_run_layer_put(out, res->run_id, ml[i].name, ml[i].position, ml[i].op,
+                                     ml[i].units, ml[i].height, ml[i].width)))
+            goto fail;
+    if ((s = zf_db_image_stmts_prepare(out, &q)))
         goto fail;
     for (int i = 0; i < n; i++)
-        if ((s = fold_shard(out, &meta[i], ml, nl, k, seq_image, find_image, insert_image,
-                            insert_run_image, res->run_id, &cacc)))
+        if ((s = fold_shard(out, &meta[i], ml, nl, k, seq_image, &q, res->run_id, &cacc)))
             goto fail;
     if ((s = write_units(out, res->run_id, ml, nl, k, res->n_ok, seq_image)) ||
         (classes && ((s = zf_db_class_names_put(out, res->run_id, cacc.names, classes)) ||
@@ -686,10 +577,8 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     if ((s = zf_db_commit(out)))
         goto fail;
     sqlite3_finalize(st);
-    sqlite3_finalize(find_image);
-    sqlite3_finalize(insert_image);
-    sqlite3_finalize(insert_run_image);
-    st = find_image = insert_image = insert_run_image = NULL;
+    st = NULL;
+    zf_db_image_stmts_free(&q);
     /* one self-contained file to rename: the WAL folded in and gone (the next read-write open
      * turns WAL mode back on) */
     if ((s = zf_db_exec(out, "PRAGMA journal_mode = DELETE")))
@@ -709,9 +598,7 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
     }
 fail:
     sqlite3_finalize(st);
-    sqlite3_finalize(find_image);
-    sqlite3_finalize(insert_image);
-    sqlite3_finalize(insert_run_image);
+    zf_db_image_stmts_free(&q);
     zf_db_close(out);
     if (made_tmp)
         remove_db_files(tmp);

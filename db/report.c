@@ -8,20 +8,14 @@ zf_status zf_db_run_get(zf_db *db, int64_t id, zf_db_run *r)
 {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st;
-    zf_status s = zf_db_prepare(db, &st,
+    zf_status s = zf_db_get_row(db, &st,
                                 "SELECT id, model_id, images, layers, top_k, batch, chunk, "
                                 "n_images, next_seq, n_ok, n_failed, finished IS NOT NULL, "
-                                "started, updated FROM runs WHERE id = ?");
+                                "started, updated, list_sha256, ifnull(list_n, n_images), seq0, "
+                                "ifnull(shard, ''), ifnull(classes, -1) FROM runs WHERE id = ?",
+                                id, "run");
     if (s)
         return s;
-    int row = 0;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, id));
-    if ((s = zf_db_step(db, st, &row)))
-        goto fail;
-    if (!row) {
-        s = zf_error(ZF_ERR_ARG, "%s: no run %lld", zf_db_path(db), (long long)id);
-        goto fail;
-    }
     r->id = sqlite3_column_int64(st, 0);
     r->model_id = sqlite3_column_int64(st, 1);
     zf_db_column_text(st, 2, r->images, sizeof r->images);
@@ -36,9 +30,13 @@ zf_status zf_db_run_get(zf_db *db, int64_t id, zf_db_run *r)
     r->complete = sqlite3_column_int(st, 11);
     zf_db_column_text(st, 12, r->started, sizeof r->started);
     zf_db_column_text(st, 13, r->updated, sizeof r->updated);
-fail:
+    zf_db_column_text(st, 14, r->list_sha256, sizeof r->list_sha256);
+    r->list_n = sqlite3_column_int64(st, 15);
+    r->seq0 = sqlite3_column_int64(st, 16);
+    zf_db_column_text(st, 17, r->shard, sizeof r->shard);
+    r->classes = sqlite3_column_int(st, 18);
     sqlite3_finalize(st);
-    return s;
+    return ZF_OK;
 }
 
 zf_status zf_db_run_latest(zf_db *db, const char *layer, int64_t *id)
@@ -91,25 +89,15 @@ zf_status zf_db_runs(zf_db *db, void (*fn)(void *ctx, const zf_db_run *run, cons
     zf_status s = zf_db_prepare(db, &st, "SELECT id FROM runs ORDER BY id");
     if (s)
         return s;
-    int row = 0;
+    int row = 0, n = 0, cap = 0;
     int64_t *ids = NULL;
-    size_t n = 0, cap = 0;
-    while (!(s = zf_db_step(db, st, &row)) && row) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            int64_t *p = realloc(ids, cap * sizeof *ids);
-            if (!p) {
-                s = zf_error(ZF_ERR_NOMEM, "listing runs: out of memory");
-                break;
-            }
-            ids = p;
-        }
+    while (!(s = zf_db_step(db, st, &row)) && row &&
+           !(s = zf_db_grow(db, (void **)&ids, &cap, n, sizeof *ids)))
         ids[n++] = sqlite3_column_int64(st, 0);
-    }
     sqlite3_finalize(st);
     zf_db_run r;
     zf_db_model m;
-    for (size_t i = 0; !s && i < n; i++)
+    for (int i = 0; !s && i < n; i++)
         if (!(s = zf_db_run_get(db, ids[i], &r)) && !(s = zf_db_model_get(db, r.model_id, &m)))
             fn(ctx, &r, &m);
     free(ids);
@@ -164,16 +152,8 @@ zf_status zf_db_dead_units(zf_db *db, int64_t run, const char *layer, double min
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
     ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
     ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 3, min_active));
-    while (!(s = zf_db_step(db, st, &row)) && row) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            zf_db_dead *nv = realloc(v, (size_t)cap * sizeof *v);
-            if (!nv) {
-                s = zf_error(ZF_ERR_NOMEM, "dead-unit report: out of memory");
-                goto fail;
-            }
-            v = nv;
-        }
+    while (!(s = zf_db_step(db, st, &row)) && row &&
+           !(s = zf_db_grow(db, (void **)&v, &cap, *n, sizeof *v))) {
         zf_db_dead *d = &v[(*n)++];
         zf_db_column_text(st, 0, d->layer, sizeof d->layer);
         d->unit = sqlite3_column_int(st, 1);
@@ -225,18 +205,8 @@ zf_status zf_db_topk_get(zf_db *db, int64_t run, const char *layer, int unit, zf
     ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, unit));
     zf_db_example *v = NULL;
     int cap = 0;
-    while (!(s = zf_db_step(db, st, &row)) && row) {
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 16;
-            zf_db_example *nv = realloc(v, (size_t)cap * sizeof *v);
-            if (!nv) {
-                free(v);
-                v = NULL;
-                s = zf_error(ZF_ERR_NOMEM, "top-k: out of memory");
-                goto fail;
-            }
-            v = nv;
-        }
+    while (!(s = zf_db_step(db, st, &row)) && row &&
+           !(s = zf_db_grow(db, (void **)&v, &cap, *n, sizeof *v))) {
         zf_db_example *e = &v[(*n)++];
         e->rank = sqlite3_column_int(st, 0);
         e->image_id = sqlite3_column_int64(st, 1);
@@ -322,29 +292,10 @@ zf_status zf_db_rendering_png(zf_db *db, int64_t id, void **png, size_t *len)
     *png = NULL;
     *len = 0;
     sqlite3_stmt *st;
-    zf_status s = zf_db_prepare(db, &st, "SELECT png FROM renderings WHERE id = ?");
+    zf_status s = zf_db_get_row(db, &st, "SELECT png FROM renderings WHERE id = ?", id, "rendering");
     if (s)
         return s;
-    int row = 0;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, id));
-    if ((s = zf_db_step(db, st, &row)))
-        goto fail;
-    if (!row) {
-        s = zf_error(ZF_ERR_ARG, "%s: no rendering %lld", zf_db_path(db), (long long)id);
-        goto fail;
-    }
-    const void *b = sqlite3_column_blob(st, 0);
-    int n = sqlite3_column_bytes(st, 0);
-    void *copy = malloc(n > 0 ? (size_t)n : 1);
-    if (!copy) {
-        s = zf_error(ZF_ERR_NOMEM, "%s: out of memory", zf_db_path(db));
-        goto fail;
-    }
-    if (n > 0)
-        memcpy(copy, b, (size_t)n);
-    *png = copy;
-    *len = (size_t)n;
-fail:
+    s = zf_db_column_copy(db, st, 0, png, len);
     sqlite3_finalize(st);
     return s;
 }

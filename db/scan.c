@@ -593,8 +593,8 @@ typedef struct scan {
     int n_classes;      /* kept by this run: cls.n, or 0 for a run begun before schema 4 */
     zf_db_class_acc cacc; /* over the layers' csum */
     uint8_t *class_dirty; /* classes with images since the last commit: their rows are rewritten */
-    sqlite3_stmt *find_image, *insert_image, *insert_run_image, *upsert_stats, *update_run,
-        *check_run;
+    zf_db_image_stmts q;
+    sqlite3_stmt *upsert_stats, *update_run, *check_run;
 } scan;
 
 static void scan_free(scan *S)
@@ -613,9 +613,7 @@ static void scan_free(scan *S)
     free((void *)S->cacc.units);
     free(S->cacc.sum);
     free(S->class_dirty);
-    sqlite3_finalize(S->find_image);
-    sqlite3_finalize(S->insert_image);
-    sqlite3_finalize(S->insert_run_image);
+    zf_db_image_stmts_free(&S->q);
     sqlite3_finalize(S->upsert_stats);
     sqlite3_finalize(S->update_run);
     sqlite3_finalize(S->check_run);
@@ -625,21 +623,10 @@ static zf_status prepare_all(scan *S)
 {
     zf_db *db = S->db;
     zf_status s;
-    if ((s = zf_db_prepare(db, &S->find_image,
-                           "SELECT id FROM images WHERE path = ?1 AND ifnull(sha256, '') = "
-                           "ifnull(?2, '')")) ||
-        (s = zf_db_prepare(db, &S->insert_image,
-                           "INSERT INTO images (path, sha256, bytes, width, height, status, error) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?)")) ||
-        (s = zf_db_prepare(db, &S->insert_run_image,
-                           "INSERT INTO run_images (run_id, seq, image_id, class) "
-                           "VALUES (?, ?, ?, ?)")) ||
+    if ((s = zf_db_image_stmts_prepare(db, &S->q)) ||
         (s = zf_db_prepare(
              db, &S->upsert_stats,
-             "INSERT INTO unit_stats (run_id, layer, unit, images, active_images, positions, "
-             "positive_positions, sum, max, max_image_id, max_y, max_x, max_seq, top, sum_exact, "
-             "bottom, hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-             "ON CONFLICT (run_id, layer, unit) DO UPDATE SET images = excluded.images, "
+             ZF_DB_UNIT_STATS_INSERT " ON CONFLICT (run_id, layer, unit) DO UPDATE SET images = excluded.images, "
              "active_images = excluded.active_images, positions = excluded.positions, "
              "positive_positions = excluded.positive_positions, sum = excluded.sum, "
              "sum_exact = excluded.sum_exact, "
@@ -667,20 +654,13 @@ static zf_status image_row(scan *S, const char *path, const img_meta *m, int64_t
 {
     zf_db *db = S->db;
     zf_status s;
-    int row = 0;
     const char *sha = m->sha[0] ? m->sha : NULL;
-    sqlite3_stmt *st = S->find_image;
+    sqlite3_stmt *st = S->q.find;
     ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC));
     ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, sha));
-    if ((s = zf_db_step(db, st, &row)))
-        goto fail;
-    if (row) {
-        *id = sqlite3_column_int64(st, 0);
-        reuse(st);
-        return ZF_OK;
-    }
-    reuse(st);
-    st = S->insert_image;
+    if ((s = zf_db_image_lookup(db, &S->q, id)) || *id)
+        return s;
+    st = S->q.insert;
     ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 1, path, -1, SQLITE_STATIC));
     ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, sha));
     ZF_SQL_TRY(s, db, m->bytes >= 0 ? sqlite3_bind_int64(st, 3, m->bytes) : sqlite3_bind_null(st, 3));
@@ -688,28 +668,10 @@ static zf_status image_row(scan *S, const char *path, const img_meta *m, int64_t
     ZF_SQL_TRY(s, db, m->h > 0 ? sqlite3_bind_int(st, 5, m->h) : sqlite3_bind_null(st, 5));
     ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 6, m->ok ? "ok" : "error", -1, SQLITE_STATIC));
     ZF_SQL_TRY(s, db, zf_db_bind_text(st, 7, m->ok ? NULL : m->error));
-    if ((s = zf_db_step(db, st, NULL)))
-        goto fail;
-    *id = sqlite3_last_insert_rowid(zf_db_handle(db));
+    return zf_db_image_insert(db, &S->q, id);
 fail:
     reuse(st);
     return s;
-}
-
-static char *put_int(char *o, int64_t v)
-{
-    char tmp[24];
-    int n = 0;
-    uint64_t u = v < 0 ? -(uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0)
-        *o++ = '-';
-    while (n)
-        *o++ = tmp[--n];
-    return o;
 }
 
 /* Nine significant digits give back the same float; JSON has no NaN or infinity. */
@@ -748,7 +710,7 @@ static zf_status format_top(scan *S, scan_layer *L, rank_list *R, int neg, int c
         for (int i = 0; i < 9; i++) {
             if (i)
                 *o++ = ',';
-            o = i == 2 ? put_score(o, neg ? -t[r].score : t[r].score) : put_int(o, v[i]);
+            o = i == 2 ? put_score(o, neg ? -t[r].score : t[r].score) : zf_db_put_int(o, v[i]);
         }
         *o++ = ']';
     }
@@ -803,61 +765,36 @@ bad:
 
 static zf_status write_stats(scan *S, scan_layer *L)
 {
-    zf_db *db = S->db;
-    sqlite3_stmt *st = S->upsert_stats;
-    zf_status s = ZF_OK;
-    char hist[ZF_DB_HIST_BINS * 21 + 3];
+    zf_status s;
     const int w = L->l->out_w;
     for (int c = 0; c < L->units; c++) {
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
-        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, L->l->name, -1, SQLITE_STATIC));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, c));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 4, S->n_ok));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 5, L->active[c]));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 6, S->n_ok * L->hw));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 7, L->positive[c]));
-        unsigned char exact[ZF_XSUM_BYTES];
-        zf_xsum_pack(&L->sum[c], exact);
-        ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 8, zf_xsum_double(&L->sum[c])));
-        ZF_SQL_TRY(s, db, sqlite3_bind_blob(st, 15, exact, sizeof exact, SQLITE_TRANSIENT));
+        zf_db_unit_stats u = {.run = S->run_id, .layer = L->l->name, .unit = c,
+                              .images = S->n_ok, .active = L->active[c],
+                              .positions = S->n_ok * L->hw, .positive = L->positive[c],
+                              .sum = &L->sum[c]};
         if (L->max_seq[c] >= 0) {
-            ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 9, (double)L->max[c]));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 10, S->seq_image[L->max_seq[c]]));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 11, L->max_pos[c] / w));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 12, L->max_pos[c] % w));
-            ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 13, L->max_seq[c]));
+            u.has_max = 1;
+            u.max = (double)L->max[c];
+            u.max_image_id = S->seq_image[L->max_seq[c]];
+            u.max_seq = L->max_seq[c];
+            u.max_y = L->max_pos[c] / w;
+            u.max_x = L->max_pos[c] % w;
         }
         if ((L->top.dirty[c] != CLEAN || !L->top.json[c]) && (s = format_top(S, L, &L->top, 0, c)))
-            goto fail;
-        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 14, L->top.json[c], -1, SQLITE_STATIC));
+            return s;
+        u.top = L->top.json[c];
         /* a run begun before bottom-k was kept has none for the images it scanned then */
         if (!S->no_bottom) {
             if ((L->bot.dirty[c] != CLEAN || !L->bot.json[c]) &&
                 (s = format_top(S, L, &L->bot, 1, c)))
-                goto fail;
-            ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 16, L->bot.json[c], -1, SQLITE_STATIC));
+                return s;
+            u.bottom = L->bot.json[c];
         }
-        if (!S->no_hist) {
-            const int64_t *h = L->hist + (size_t)c * ZF_DB_HIST_BINS;
-            char *o = hist;
-            *o++ = '[';
-            for (int b = 0; b < ZF_DB_HIST_BINS; b++) {
-                if (b)
-                    *o++ = ',';
-                o = put_int(o, h[b]);
-            }
-            *o++ = ']';
-            *o = 0;
-            ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 17, hist, (int)(o - hist), SQLITE_TRANSIENT));
-        }
-        if ((s = zf_db_step(db, st, NULL)))
-            goto fail;
-        reuse(st);
+        u.hist = S->no_hist ? NULL : L->hist + (size_t)c * ZF_DB_HIST_BINS;
+        if ((s = zf_db_unit_stats_put(S->db, S->upsert_stats, &u)))
+            return s;
     }
     return ZF_OK;
-fail:
-    reuse(st);
-    return s;
 }
 
 /* Room for n images in the chunk in progress. */
@@ -902,17 +839,10 @@ static zf_status commit_chunk(scan *S)
         goto fail;
     }
     for (int i = 0; i < S->chunk_n; i++) {
-        if ((s = image_row(S, S->paths[start + i], &S->chunk_meta[i], &S->seq_image[start + i])))
+        if ((s = image_row(S, S->paths[start + i], &S->chunk_meta[i], &S->seq_image[start + i])) ||
+            (s = zf_db_run_image_put(db, &S->q, S->run_id, start + i, S->seq_image[start + i],
+                                     S->n_classes ? S->cls.of[start + i] : -1)))
             goto fail;
-        st = S->insert_run_image;
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 2, start + i));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 3, S->seq_image[start + i]));
-        if (S->n_classes && S->cls.of[start + i] >= 0)
-            ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 4, S->cls.of[start + i]));
-        if ((s = zf_db_step(db, st, NULL)))
-            goto fail;
-        reuse(st);
     }
     for (int li = 0; li < S->n_layers; li++) {
         scan_layer *L = &S->layers[li];
@@ -1005,13 +935,7 @@ static zf_status load_state(scan *S)
             }
             L->active[c] = sqlite3_column_int64(st, 2);
             L->positive[c] = sqlite3_column_int64(st, 4);
-            /* a run begun before the exact form: its float64 sum of floats is a multiple of
-             * 2^-149 and so goes into the accumulator exactly */
-            zf_xsum_zero(&L->sum[c]);
-            if (sqlite3_column_type(st, 11) == SQLITE_NULL)
-                zf_xsum_add_double(&L->sum[c], sqlite3_column_double(st, 5));
-            else if (zf_xsum_unpack(&L->sum[c], sqlite3_column_blob(st, 11),
-                                    (size_t)sqlite3_column_bytes(st, 11))) {
+            if (zf_db_column_xsum(st, 5, 11, &L->sum[c])) {
                 s = zf_error(ZF_ERR_DB, "%s: run %lld: the exact sum of %s unit %d is damaged",
                              zf_db_path(db), (long long)S->run_id, L->l->name, c);
                 goto fail;
@@ -1204,26 +1128,13 @@ static zf_status open_run(scan *S, const zf_scan_opts *o, const char *list_sha, 
     S->n_classes = S->cls.n;
     if ((s = zf_db_class_names_put(db, S->run_id, S->cls.names, S->cls.n)))
         goto fail;
-    if ((s = zf_db_prepare(db, &st,
-                           "INSERT INTO run_layers (run_id, layer, position, op, units, height, "
-                           "width) VALUES (?, ?, ?, ?, ?, ?, ?)")))
-        goto fail;
     for (int i = 0; i < S->n_layers; i++) {
         const zf_layer *l = S->layers[i].l;
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
-        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, l->name, -1, SQLITE_STATIC));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, S->layers[i].li));
-        ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 4, l->op == ZF_OP_CONV ? "conv" : "fc", -1,
-                                            SQLITE_STATIC));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 5, l->out_c));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 6, l->out_h));
-        ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 7, l->out_w));
-        if ((s = zf_db_step(db, st, NULL)))
+        if ((s = zf_db_run_layer_put(db, S->run_id, l->name, S->layers[i].li,
+                                     l->op == ZF_OP_CONV ? "conv" : "fc", l->out_c, l->out_h,
+                                     l->out_w)))
             goto fail;
-        reuse(st);
     }
-    sqlite3_finalize(st);
-    st = NULL;
     return zf_db_commit(db);
 fail:
     sqlite3_finalize(st);

@@ -20,16 +20,8 @@ zf_status zf_db_layer_units(zf_db *db, int64_t run, const char *layer, zf_db_uni
         return s;
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
     ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
-    while (!(s = zf_db_step(db, st, &row)) && row) {
-        if (count == cap) {
-            cap = cap ? 2 * cap : 256;
-            zf_db_unit_row *nr = realloc(rows, sizeof *nr * (size_t)cap);
-            if (!nr) {
-                s = zf_error(ZF_ERR_NOMEM, "%s: out of memory", zf_db_path(db));
-                goto fail;
-            }
-            rows = nr;
-        }
+    while (!(s = zf_db_step(db, st, &row)) && row &&
+           !(s = zf_db_grow(db, (void **)&rows, &cap, count, sizeof *rows))) {
         zf_db_unit_row r = {sqlite3_column_int(st, 0),
                             sqlite3_column_int64(st, 1),
                             sqlite3_column_double(st, 2),
@@ -70,20 +62,8 @@ zf_status zf_db_rendering_find(zf_db *db, int64_t run, const char *layer, int un
     ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 4, rank));
     ZF_SQL_TRY(s, db, zf_db_bind_text(st, 5, kind));
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 6, image_id));
-    if ((s = zf_db_step(db, st, &row)) || !row)
-        goto fail;
-    int n = sqlite3_column_bytes(st, 0);
-    const void *b = sqlite3_column_blob(st, 0);
-    if (n <= 0 || !b)
-        goto fail;
-    void *copy = malloc((size_t)n);
-    if (!copy) {
-        s = zf_error(ZF_ERR_NOMEM, "%s: out of memory", zf_db_path(db));
-        goto fail;
-    }
-    memcpy(copy, b, (size_t)n);
-    *png = copy;
-    *len = (size_t)n;
+    if (!(s = zf_db_step(db, st, &row)) && row && sqlite3_column_bytes(st, 0) > 0)
+        s = zf_db_column_copy(db, st, 0, png, len);
 fail:
     sqlite3_finalize(st);
     return s;
@@ -95,12 +75,7 @@ zf_status zf_db_bottomk_get(zf_db *db, int64_t run, const char *layer, int unit,
     *n = 0;
     sqlite3_stmt *st = NULL;
     int row = 0;
-    zf_status s = zf_db_prepare(db, &st, "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = 'bottomk'");
-    if (s)
-        return s;
-    s = zf_db_step(db, st, &row);
-    sqlite3_finalize(st);
-    st = NULL;
+    zf_status s = zf_db_has_view(db, "bottomk", &row);
     if (s || !row) /* a database from before the bottom-k */
         return s;
     if ((s = zf_db_prepare(db, &st,
@@ -113,16 +88,8 @@ zf_status zf_db_bottomk_get(zf_db *db, int64_t run, const char *layer, int unit,
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
     ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
     ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, unit));
-    while (!(s = zf_db_step(db, st, &row)) && row) {
-        if (count == cap) {
-            cap = cap ? 2 * cap : 16;
-            zf_db_example *ne = realloc(ex, sizeof *ne * (size_t)cap);
-            if (!ne) {
-                s = zf_error(ZF_ERR_NOMEM, "%s: out of memory", zf_db_path(db));
-                goto fail;
-            }
-            ex = ne;
-        }
+    while (!(s = zf_db_step(db, st, &row)) && row &&
+           !(s = zf_db_grow(db, (void **)&ex, &cap, count, sizeof *ex))) {
         zf_db_example *e = &ex[count++];
         memset(e, 0, sizeof *e);
         e->rank = sqlite3_column_int(st, 0);
@@ -150,12 +117,7 @@ zf_status zf_db_unit_hist_get(zf_db *db, int64_t run, const char *layer, int uni
     memset(counts, 0, sizeof *counts * ZF_DB_HIST_BINS);
     sqlite3_stmt *st = NULL;
     int row = 0;
-    zf_status s = zf_db_prepare(db, &st, "SELECT 1 FROM sqlite_master WHERE type = 'view' AND name = 'histogram'");
-    if (s)
-        return s;
-    s = zf_db_step(db, st, &row);
-    sqlite3_finalize(st);
-    st = NULL;
+    zf_status s = zf_db_has_view(db, "histogram", &row);
     if (s || !row) /* a database from before the histograms */
         return s;
     if ((s = zf_db_prepare(db, &st,

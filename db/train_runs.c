@@ -83,27 +83,17 @@ zf_status zf_db_train_epochs(zf_db *db, int64_t run_id, zf_epoch_stats **out, in
     *out = NULL;
     *n = 0;
     sqlite3_stmt *st;
-    zf_status s = zf_db_prepare(db, &st,
-                                "SELECT epoch, lr, train_loss, train_acc, val_loss, val_acc, val_top5, "
-                                "seconds, images_per_s FROM train_epochs WHERE run_id = ? ORDER BY epoch");
+    zf_status s = zf_db_prepare_id(db, &st,
+                                   "SELECT epoch, lr, train_loss, train_acc, val_loss, val_acc, "
+                                   "val_top5, seconds, images_per_s FROM train_epochs "
+                                   "WHERE run_id = ? ORDER BY epoch",
+                                   run_id);
     if (s)
         return s;
-    if ((s = ZF_SQL(db, sqlite3_bind_int64(st, 1, run_id)))) {
-        sqlite3_finalize(st);
-        return s;
-    }
     int row = 1, cap = 0;
     zf_epoch_stats *v = NULL;
-    while (!(s = zf_db_step(db, st, &row)) && row) {
-        if (*n == cap) {
-            cap = cap ? 2 * cap : 16;
-            zf_epoch_stats *nv = realloc(v, sizeof *v * (size_t)cap);
-            if (!nv) {
-                s = zf_error(ZF_ERR_NOMEM, "%s: out of memory", zf_db_path(db));
-                break;
-            }
-            v = nv;
-        }
+    while (!(s = zf_db_step(db, st, &row)) && row &&
+           !(s = zf_db_grow(db, (void **)&v, &cap, *n, sizeof *v))) {
         zf_epoch_stats *e = &v[(*n)++];
         e->epoch = sqlite3_column_int(st, 0);
         e->lr = sqlite3_column_double(st, 1);

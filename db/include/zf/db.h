@@ -195,6 +195,10 @@ typedef struct zf_db_run {
     int64_t n_images, next_seq, n_ok, n_failed;
     int complete;
     char started[32], updated[32];
+    char list_sha256[65];  /* of the whole list */
+    int64_t list_n, seq0;  /* the whole list's images; the first seq of the run's slice */
+    char shard[32];        /* "K/N", or "" for the whole list */
+    int classes;           /* the list's classes; -1 for a run begun before schema 4 */
 } zf_db_run;
 zf_status zf_db_run_get(zf_db *db, int64_t id, zf_db_run *out);
 /* The newest run (highest id) that scanned `layer` (any run if NULL); ZF_ERR_ARG if none. */
