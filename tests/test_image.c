@@ -10,21 +10,6 @@
 #include "testutil.h"
 #include "zf/io.h"
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    unsigned char *b = (unsigned char *)tu_read_file(path, len);
-    cr_assert(b, "cannot open %s (fixtures not generated?)", path);
-    return b;
-}
-
-static void spit(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "cannot create %s", path);
-    cr_assert(fwrite(p, 1, n, f) == n);
-    fclose(f);
-}
-
 static const char *fx(const char *name)
 {
     char rel[256];
@@ -102,7 +87,7 @@ Test(image, truncated_jpeg_is_an_error_at_every_cut)
     const char *files[] = {"baseline.jpg", "progressive.jpg", "grey.jpg"};
     for (int f = 0; f < 3; f++) {
         size_t len;
-        unsigned char *b = slurp(fx(files[f]), &len);
+        unsigned char *b = tu_slurp(fx(files[f]), &len);
         for (size_t cut = 0; cut < len; cut += cut < 16 ? 1 : 37) {
             char name[64];
             snprintf(name, sizeof name, "%s[:%zu]", files[f], cut);
@@ -113,7 +98,7 @@ Test(image, truncated_jpeg_is_an_error_at_every_cut)
         free(b);
     }
     size_t len;
-    unsigned char *b = slurp(tu_src("assets/sample.jpg"), &len);
+    unsigned char *b = tu_slurp(tu_src("assets/sample.jpg"), &len);
     expect_decode_error(b, len / 2, "sample.jpg", "JPEG");
     free(b);
 }
@@ -121,7 +106,7 @@ Test(image, truncated_jpeg_is_an_error_at_every_cut)
 Test(image, truncated_or_corrupt_png_is_an_error)
 {
     size_t len;
-    unsigned char *b = slurp(fx("rgb.png"), &len);
+    unsigned char *b = tu_slurp(fx("rgb.png"), &len);
     for (size_t cut = 0; cut < len; cut += cut < 40 ? 1 : 53) {
         char name[64];
         snprintf(name, sizeof name, "rgb.png[:%zu]", cut);
@@ -141,7 +126,7 @@ Test(image, truncated_or_corrupt_png_is_an_error)
     expect_decode_error(c, len, "ihdr.png", "CRC");
     free(c);
     free(b);
-    b = slurp(fx("corrupt_zlib.png"), &len);
+    b = tu_slurp(fx("corrupt_zlib.png"), &len);
     expect_decode_error(b, len, "corrupt_zlib.png", "PNG");
     free(b);
 }
@@ -154,7 +139,7 @@ Test(image, random_damage_never_crashes)
     uint64_t s = 12345;
     for (int f = 0; f < 5; f++) {
         size_t len;
-        unsigned char *b = slurp(fx(files[f]), &len);
+        unsigned char *b = tu_slurp(fx(files[f]), &len);
         unsigned char *c = malloc(len);
         int failed = 0;
         for (int trial = 0; trial < 60; trial++) {
@@ -340,7 +325,7 @@ Test(image, input_load_takes_npy_of_chw_or_nchw_and_names_wrong_shapes)
     cr_assert(strstr(zf_last_error(), path) && strstr(zf_last_error(), "integers"), "%s", zf_last_error());
 
     snprintf(path, sizeof path, "%s/text.txt", dir);
-    spit(path, "hello, world\n", 13);
+    tu_write_file(path, "hello, world\n", 13);
     cr_assert_eq(zf_input_load(path, net, &t), ZF_ERR_FORMAT);
     cr_assert(strstr(zf_last_error(), "not a .npy, JPEG or PNG"), "%s", zf_last_error());
     free(x);

@@ -275,10 +275,8 @@ static int scan_shard(const char *dir, const char *imgs, const char *tag, int k,
 Test(merge, one_two_three_and_seven_shards_merge_to_the_one_process_scan)
 {
     char dir[2048], imgs[4096], ref[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("merge_n"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    tu_tmpdir_sub(dir, imgs, "merge_n", "images");
     snprintf(ref, sizeof ref, "%s/ref.db", dir);
-    mkdir(imgs, 0755);
     make_images(imgs, 14, 5); /* 15 files: 8 batches of 2 */
     cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 > /dev/null 2>&1",
                            zfviz(), imgs, ref), 0);
@@ -331,9 +329,7 @@ static pid_t spawn_shard(const char *db, const char *imgs, int k, int n)
 Test(merge, a_shard_killed_and_resumed_merges_to_the_same_result)
 {
     char dir[2048], imgs[4096], ref[4096], s1[4096], s2[4096], out[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("merge_kill"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
-    mkdir(imgs, 0755);
+    tu_tmpdir_sub(dir, imgs, "merge_kill", "images");
     make_images(imgs, 59, 9); /* 60 files */
     snprintf(ref, sizeof ref, "%s/ref.db", dir);
     snprintf(s1, sizeof s1, "%s/s1.db", dir);
@@ -389,10 +385,8 @@ static void expect_refused(const char *dir, const char *shards, const char *file
 Test(merge, shards_that_do_not_belong_together_are_refused)
 {
     char dir[2048], imgs[4096], other[4096], sh[8192];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("merge_refuse"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    tu_tmpdir_sub(dir, imgs, "merge_refuse", "images");
     snprintf(other, sizeof other, "%s/other", dir);
-    mkdir(imgs, 0755);
     make_images(imgs, 13, 21); /* 14 files: 7 batches */
     cr_assert_eq(tu_system("cp -r '%s' '%s' && rm '%s/img_005.png'", imgs, other, other), 0);
     cr_assert_eq(scan_shard(dir, imgs, "a", 1, 2, NULL), 0);
@@ -441,11 +435,9 @@ Test(merge, shards_that_do_not_belong_together_are_refused)
 Test(merge, a_schema_2_database_migrates_and_its_float64_sums_carry_over)
 {
     char dir[2048], imgs[4096], db[4096], out[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("merge_migrate"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    tu_tmpdir_sub(dir, imgs, "merge_migrate", "images");
     snprintf(db, sizeof db, "%s/old.db", dir);
     snprintf(out, sizeof out, "%s/merged.db", dir);
-    mkdir(imgs, 0755);
     make_images(imgs, 5, 33);
     cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 > /dev/null 2>&1", zfviz(),
                            imgs, db), 0);
@@ -534,11 +526,9 @@ static int cmp_low(const void *a, const void *b)
 Test(merge, bottom_k_and_histogram_match_a_direct_computation_and_merge_exactly)
 {
     char dir[2048], imgs[4096], ref[4096], out[4096];
-    snprintf(dir, sizeof dir, "%s", tu_tmpdir("merge_bottom"));
-    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    tu_tmpdir_sub(dir, imgs, "merge_bottom", "images");
     snprintf(ref, sizeof ref, "%s/ref.db", dir);
     snprintf(out, sizeof out, "%s/merged.db", dir);
-    mkdir(imgs, 0755);
     make_images(imgs, 11, 77); /* 12 files: 6 batches of 2 */
     const int k = 4;
     cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 --top %d > /dev/null 2>&1",

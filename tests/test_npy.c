@@ -9,21 +9,6 @@
 #include "testutil.h"
 #include "zf/io.h"
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    unsigned char *b = (unsigned char *)tu_read_file(path, len);
-    cr_assert(b, "cannot open %s (fixtures not generated?)", path);
-    return b;
-}
-
-static void spit(const char *path, const void *p, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "cannot create %s", path);
-    cr_assert(fwrite(p, 1, n, f) == n);
-    fclose(f);
-}
-
 /* Reads fixture NAME.npy and checks shape and every element against NAME.bin, bit for bit. */
 static void check_fixture(const char *name, zf_dtype dtype, int ndim, const int64_t *shape)
 {
@@ -40,7 +25,7 @@ static void check_fixture(const char *name, zf_dtype dtype, int ndim, const int6
                      (long long)t->shape[i], (long long)shape[i]);
     snprintf(rel, sizeof rel, "npy/%s.bin", name);
     size_t len;
-    unsigned char *want = slurp(tu_fixture(rel), &len);
+    unsigned char *want = tu_slurp(tu_fixture(rel), &len);
     cr_assert_eq(len, (size_t)t->size * 4, "%s: %zu reference bytes for %lld values", name, len,
                  (long long)t->size);
     for (int64_t i = 0; i < t->size; i++) {
@@ -65,47 +50,48 @@ static void expect_refused(const char *path, const char *word)
         cr_assert(strstr(msg, word), "message lacks '%s': %s", word, msg);
 }
 
+/* t written to dir/name and read back: the same dtype, shape and bytes (4-byte elements). */
+static void expect_round_trip(const char *dir, const char *name, const zf_tensor *t)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    cr_assert_eq(zf_npy_write(path, t), ZF_OK, "%s", zf_last_error());
+    zf_tensor *g = NULL;
+    cr_assert_eq(zf_npy_read(path, &g), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(g->dtype, t->dtype, "%s", name);
+    cr_assert_eq(g->ndim, t->ndim, "%s", name);
+    for (int i = 0; i < t->ndim; i++)
+        cr_assert_eq(g->shape[i], t->shape[i], "%s: dimension %d", name, i);
+    for (int64_t i = 0; i < t->size; i++)
+        cr_assert_eq(((const uint32_t *)g->data)[i], ((const uint32_t *)t->data)[i], "%s: element %lld differs",
+                     name, (long long)i);
+    zf_tensor_free(g);
+}
+
 Test(npy, float32_and_int32_round_trip_bit_exact)
 {
     const char *dir = tu_tmpdir("npy_rt");
-    char path[4096];
     int64_t fs[3] = {3, 5, 7};
     zf_tensor *f = zf_tensor_new(ZF_DTYPE_F32, 3, fs);
+    cr_assert(f->shape[0] == 3 && f->shape[1] == 5 && f->shape[2] == 7);
     tu_fill_uniform(zf_tensor_f32(f), (size_t)f->size, 5, -1e6f, 1e6f);
     zf_tensor_f32(f)[0] = -0.0f;
-    snprintf(path, sizeof path, "%s/f.npy", dir);
-    cr_assert_eq(zf_npy_write(path, f), ZF_OK, "%s", zf_last_error());
-    zf_tensor *g = NULL;
-    cr_assert_eq(zf_npy_read(path, &g), ZF_OK, "%s", zf_last_error());
-    cr_assert_eq(g->dtype, ZF_DTYPE_F32);
-    cr_assert_eq(g->ndim, 3);
-    for (int i = 0; i < 3; i++)
-        cr_assert_eq(g->shape[i], fs[i]);
-    cr_assert_eq(memcmp(f->data, g->data, (size_t)f->size * 4), 0, "float data differs");
+    expect_round_trip(dir, "f.npy", f);
 
     int64_t is[1] = {11};
     zf_tensor *a = zf_tensor_new(ZF_DTYPE_I32, 1, is);
+    cr_assert(a->size == 11);
     for (int i = 0; i < 11; i++)
         zf_tensor_i32(a)[i] = (int32_t)(i * 390451573u) ^ (i & 1 ? INT32_MIN : 0);
-    snprintf(path, sizeof path, "%s/i.npy", dir);
-    cr_assert_eq(zf_npy_write(path, a), ZF_OK, "%s", zf_last_error());
-    zf_tensor *b = NULL;
-    cr_assert_eq(zf_npy_read(path, &b), ZF_OK, "%s", zf_last_error());
-    cr_assert_eq(b->dtype, ZF_DTYPE_I32);
-    cr_assert_eq(b->ndim, 1);
-    cr_assert_eq(b->shape[0], 11);
-    for (int i = 0; i < 11; i++)
-        cr_assert_eq(zf_tensor_i32(a)[i], zf_tensor_i32(b)[i], "int element %d", i);
+    expect_round_trip(dir, "i.npy", a);
     zf_tensor_free(f);
-    zf_tensor_free(g);
     zf_tensor_free(a);
-    zf_tensor_free(b);
 }
 
 static void check_same_bytes(const char *mine, const char *fixture)
 {
     size_t n1, n2;
-    unsigned char *a = slurp(mine, &n1), *b = slurp(tu_fixture(fixture), &n2);
+    unsigned char *a = tu_slurp(mine, &n1), *b = tu_slurp(tu_fixture(fixture), &n2);
     /* zfviz's mark, a Python comment numpy ignores, takes the end of numpy's header padding */
     for (size_t i = 0; i + 9 <= n1 && i < 4096; i++)
         if (!memcmp(a + i, " # zfviz\n", 9)) {
@@ -191,24 +177,24 @@ Test(npy, refuses_unsupported_arrays_naming_the_file)
 Test(npy, truncated_or_padded_files_are_errors_naming_the_file)
 {
     size_t len;
-    unsigned char *b = slurp(tu_fixture("npy/f32_4d.npy"), &len);
+    unsigned char *b = tu_slurp(tu_fixture("npy/f32_4d.npy"), &len);
     size_t data_at = len - 2 * 3 * 5 * 7 * 4;
     size_t cuts[] = {0, 3, 6, 9, 20, data_at - 1, data_at, data_at + 1, len - 4, len - 1};
     const char *dir = tu_tmpdir("npy_cut");
     char path[4096];
     for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
         snprintf(path, sizeof path, "%s/cut%zu.npy", dir, cuts[i]);
-        spit(path, b, cuts[i]);
+        tu_write_file(path, b, cuts[i]);
         expect_refused(path, NULL);
     }
     unsigned char *longer = malloc(len + 1);
     memcpy(longer, b, len);
     longer[len] = 0;
     snprintf(path, sizeof path, "%s/longer.npy", dir);
-    spit(path, longer, len + 1);
+    tu_write_file(path, longer, len + 1);
     expect_refused(path, "oversized");
     snprintf(path, sizeof path, "%s/cut.npy", dir);
-    spit(path, b, len - 1);
+    tu_write_file(path, b, len - 1);
     expect_refused(path, "truncated");
     free(longer);
     free(b);
@@ -219,14 +205,14 @@ Test(npy, bad_magic_and_missing_file_are_errors)
     const char *dir = tu_tmpdir("npy_magic");
     char path[4096];
     snprintf(path, sizeof path, "%s/png.npy", dir);
-    spit(path, "\x89PNG\r\n\x1a\n\0\0\0\0", 12);
+    tu_write_file(path, "\x89PNG\r\n\x1a\n\0\0\0\0", 12);
     expect_refused(path, "magic");
     snprintf(path, sizeof path, "%s/absent.npy", dir);
     zf_tensor *t;
     cr_assert_eq(zf_npy_read(path, &t), ZF_ERR_IO);
     cr_assert(strstr(zf_last_error(), path), "%s", zf_last_error());
     snprintf(path, sizeof path, "%s/version9.npy", dir);
-    spit(path, "\x93NUMPY\x09\x00\x10\x00{}              ", 26);
+    tu_write_file(path, "\x93NUMPY\x09\x00\x10\x00{}              ", 26);
     expect_refused(path, "version");
 }
 
@@ -248,7 +234,7 @@ static void write_hand(const char *path, const char *header, size_t nbytes)
         float v = (float)i * 0.25f;
         memcpy(b + total + 4 * i, &v, 4);
     }
-    spit(path, b, total + nbytes);
+    tu_write_file(path, b, total + nbytes);
     free(b);
 }
 

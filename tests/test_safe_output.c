@@ -18,14 +18,6 @@ static const char *zfviz(void) { return tu_build("tools/zfviz"); }
 /* The whole file, or NULL (and *len = 0) when it cannot be read. */
 static char *slurp(const char *path, size_t *len) { return tu_read_file(path, len); }
 
-static void put(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "wb");
-    cr_assert(f, "cannot write %s", path);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* Asserts that `path` holds exactly `want` (n bytes). */
 static void assert_same(const char *path, const char *want, size_t n, const char *why)
 {
@@ -108,7 +100,7 @@ Test(safe_output, foreign_file_refused_own_rewritten_force_replaces)
     snprintf(own, sizeof own, "%s/own.png", dir);
     snprintf(err, sizeof err, "%s/err", dir);
     static const char text[] = "notes the user keeps under a .png name\n";
-    put(out, text);
+    tu_write_file(out, text, strlen(text));
     cr_assert_neq(tu_system("'%s' filters -o '%s' 2>'%s'", zfviz(), out, err), 0, "a foreign file was replaced");
     assert_same(out, text, strlen(text), "filters without --force");
     assert_one_line(err, (const char *const[]){out, "--force", NULL});
@@ -184,9 +176,9 @@ Test(safe_output, forward_activations_occlude_refuse_foreign_files)
     cr_assert_eq(mkdir(dumps, 0777), 0);
     cr_assert_eq(mkdir(occl, 0777), 0);
     static const char text[] = "{\"a file\": \"the user's\"}\n";
-    put(dump, text);
-    put(act, text);
-    put(summary, text);
+    tu_write_file(dump, text, strlen(text));
+    tu_write_file(act, text, strlen(text));
+    tu_write_file(summary, text, strlen(text));
 
     cr_assert_neq(tu_system("'%s' forward --input '%s' --dump conv1 --out '%s' 2>'%s' >/dev/null", zfviz(), img,
                             dumps, err), 0);
@@ -235,7 +227,7 @@ Test(safe_output, report_refuses_foreign_pdf)
     cr_assert_eq(tu_system("'%s' scan --arch alexnet-mini --weights random:1 --images '%s' --db '%s' >/dev/null 2>&1",
                            zfviz(), imgs, db), 0);
     static const char text[] = "%PDF-1.4 a paper the user wrote\n";
-    put(pdf, text);
+    tu_write_file(pdf, text, strlen(text));
     cr_assert_neq(tu_system("'%s' report --db '%s' -o '%s' 2>'%s' >/dev/null", zfviz(), db, pdf, err), 0);
     assert_same(pdf, text, strlen(text), "report -o");
     assert_one_line(err, (const char *const[]){pdf, "--force", NULL});
@@ -262,7 +254,7 @@ Test(safe_output, train_refuses_existing_out)
     char other[512];
     snprintf(other, sizeof other, "%s/other.safetensors", dir);
     static const char text[] = "a user's file under a model's name\n";
-    put(other, text);
+    tu_write_file(other, text, strlen(text));
     cr_assert_neq(tu_system("'%s' train %s --resume --out '%s' >/dev/null 2>'%s'", zfviz(), args, other, err), 0);
     assert_same(other, text, strlen(text), "train --resume");
     if (tu_system("'%s' train %s --force --out '%s' >/dev/null 2>'%s'", zfviz(), args, out, err) != 0) {

@@ -102,9 +102,7 @@ static void make_images(const char *dir, int n, uint64_t seed, int broken)
 static void image_folder(char dir[2048], char imgs[4096], const char *tag, int n, uint64_t seed,
                          int broken)
 {
-    snprintf(dir, 2048, "%s", tu_tmpdir(tag));
-    snprintf(imgs, 4096, "%s/images", dir);
-    cr_assert_eq(mkdir(imgs, 0755), 0, "%s", imgs);
+    tu_tmpdir_sub(dir, imgs, tag, "images");
     make_images(imgs, n, seed, broken);
 }
 

@@ -36,6 +36,14 @@ const char *tu_fixture(const char *rel);
 /* ---- testutil_cr.c: helpers that fail the running Criterion test themselves (tests only; the
  * benchmarks link testutil.c alone) ---- */
 
+/* tu_read_file, but the test fails (naming the file) where it cannot be read. */
+void *tu_slurp(const char *path, size_t *len);
+/* Writes the n bytes at p as the whole of `path`; the test fails where it cannot. */
+void tu_write_file(const char *path, const void *p, size_t n);
+
+/* tu_tmpdir(tag) copied into dir, and a new folder `name` in it, its path in sub. */
+void tu_tmpdir_sub(char dir[2048], char sub[4096], const char *tag, const char *name);
+
 /* A picture decoded as RGB with libpng (not with the engine's decoder or cairo). */
 typedef struct tu_rgb {
     int w, h;

@@ -1,11 +1,34 @@
 /* Shared helpers for the Criterion tests that fail the test themselves (see testutil.h). */
 #include <criterion/criterion.h>
 #include <png.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "testutil.h"
 #include "zf/viz.h"
+
+void *tu_slurp(const char *path, size_t *len)
+{
+    char *b = tu_read_file(path, len);
+    cr_assert(b, "cannot read %s (fixtures not generated?)", path);
+    return b;
+}
+
+void tu_write_file(const char *path, const void *p, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    cr_assert(f, "cannot create %s", path);
+    cr_assert(fwrite(p, 1, n, f) == n && fclose(f) == 0, "cannot write %s", path);
+}
+
+void tu_tmpdir_sub(char dir[2048], char sub[4096], const char *tag, const char *name)
+{
+    snprintf(dir, 2048, "%s", tu_tmpdir(tag));
+    snprintf(sub, 4096, "%s/%s", dir, name);
+    cr_assert_eq(mkdir(sub, 0755), 0, "cannot make %s", sub);
+}
 
 tu_rgb tu_png_decode(const void *bytes, size_t len)
 {
