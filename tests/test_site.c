@@ -578,13 +578,10 @@ static char *recv_all(int fd, size_t *len)
     return buf;
 }
 
-/* One raw request line (sent as written: no client tidies the path); the status, the body in *body. */
-static int get(int port, const char *path, char **body, size_t *blen)
+/* The server's answer on fd (closed after it): its status; the body (with a '\0' after it) in
+ * *body and its size in *blen, where they are not NULL. */
+static int response(int fd, char **body, size_t *blen)
 {
-    int fd = connect_to(port);
-    char req[2048];
-    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
-    send_all(fd, req);
     size_t n;
     char *resp = recv_all(fd, &n);
     close(fd);
@@ -593,13 +590,24 @@ static int get(int port, const char *path, char **body, size_t *blen)
     char *b = strstr(resp, "\r\n\r\n");
     if (body) {
         size_t off = b ? (size_t)(b + 4 - resp) : n;
-        *blen = n - off;
-        *body = malloc(*blen + 1);
-        memcpy(*body, resp + off, *blen);
-        (*body)[*blen] = 0;
+        *body = malloc(n - off + 1);
+        memcpy(*body, resp + off, n - off);
+        (*body)[n - off] = 0;
+        if (blen)
+            *blen = n - off;
     }
     free(resp);
     return status;
+}
+
+/* One raw request line (sent as written: no client tidies the path); the status, the body in *body. */
+static int get(int port, const char *path, char **body, size_t *blen)
+{
+    int fd = connect_to(port);
+    char req[2048];
+    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    send_all(fd, req);
+    return response(fd, body, blen);
 }
 
 /* POST /forward with `len` bytes of `data` as the multipart field `field`; the status and body. */
@@ -621,15 +629,7 @@ static int post_image(int port, const char *field, const void *data, size_t len,
     send_all(fd, head);
     cr_assert_eq(send(fd, data, len, MSG_NOSIGNAL), (ssize_t)len);
     send_all(fd, tail);
-    size_t n;
-    char *resp = recv_all(fd, &n);
-    close(fd);
-    int status = 0;
-    sscanf(resp, "HTTP/1.%*d %d", &status);
-    char *b = strstr(resp, "\r\n\r\n");
-    *body = strdup(b ? b + 4 : "");
-    free(resp);
-    return status;
+    return response(fd, body, NULL);
 }
 
 Test(serve, the_pages_and_pictures_of_the_database_and_nothing_else)
