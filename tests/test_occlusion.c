@@ -189,6 +189,16 @@ static zf_occlusion_result *run(zf_net *net, const float *input, const zf_occlus
     return res;
 }
 
+/* The default parameters with a patch x patch square moved by stride. */
+static zf_occlusion_params square(int patch, int stride)
+{
+    zf_occlusion_params p;
+    zf_occlusion_params_default(&p);
+    p.patch = patch;
+    p.stride = stride;
+    return p;
+}
+
 static float *random_input(const zf_net *net, uint64_t seed)
 {
     const size_t isz = (size_t)zf_net_in_size(net);
@@ -229,10 +239,7 @@ static void check_methods(zf_net *net, const float *x, int patch, int stride, fl
     for (size_t w = 0; w < sizeof ways / sizeof ways[0]; w++) {
         if (!(ways_mask >> w & 1))
             continue;
-        zf_occlusion_params p;
-        zf_occlusion_params_default(&p);
-        p.patch = patch;
-        p.stride = stride;
+        zf_occlusion_params p = square(patch, stride);
         p.fill = fill;
         p.layer = layer;
         p.channel = channel;
@@ -460,10 +467,7 @@ Test(occlusion, progress_reaches_total_and_auto_picks_by_footprint)
 {
     zf_net *net = small_net(0);
     float *x = random_input(net, 12);
-    zf_occlusion_params p;
-    zf_occlusion_params_default(&p);
-    p.patch = 3;
-    p.stride = 2;
+    zf_occlusion_params p = square(3, 2);
     p.batch = 10;
     int64_t last[2] = {0, 0};
     p.progress = progress_cb;
@@ -487,10 +491,7 @@ Test(occlusion, interrupt_stops_cleanly)
 {
     zf_net *net = small_net(0);
     float *x = random_input(net, 13);
-    zf_occlusion_params p;
-    zf_occlusion_params_default(&p);
-    p.patch = 4;
-    p.stride = 3;
+    zf_occlusion_params p = square(4, 3);
     for (int m = ZF_OCCLUSION_BRUTE; m <= ZF_OCCLUSION_INCREMENTAL; m++) {
         p.method = (zf_occlusion_method)m;
         zf_occlusion_result *res = (zf_occlusion_result *)1;
@@ -520,10 +521,7 @@ Test(occlusion, bad_parameters_are_rejected_with_a_reason)
 {
     zf_net *net = small_net(0);
     float *x = random_input(net, 14);
-    zf_occlusion_params p;
-    zf_occlusion_params_default(&p);
-    p.patch = 38; /* taller than 37 */
-    p.stride = 2;
+    zf_occlusion_params p = square(38, 2); /* taller than 37 */
     expect_arg_error(net, x, &p, "larger than");
     p.patch = 4;
     p.stride = 0;
