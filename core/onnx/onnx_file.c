@@ -189,7 +189,9 @@ ProtobufCMessage *ox_unpack(const ProtobufCMessageDescriptor *desc, const uint8_
     return m;
 }
 
-zf_status ox_file_map(const char *path, uint8_t **data, size_t *len, int *mapped)
+/* Reads a whole file: mapped read-only when possible (*mapped = 1), else read into memory.
+ * Release with ox_file_release. */
+static zf_status ox_file_map(const char *path, uint8_t **data, size_t *len, int *mapped)
 {
     *data = NULL;
     *len = 0;
@@ -260,7 +262,7 @@ zf_status ox_file_map(const char *path, uint8_t **data, size_t *len, int *mapped
     return ZF_OK;
 }
 
-void ox_file_release(uint8_t *data, size_t len, int mapped)
+static void ox_file_release(uint8_t *data, size_t len, int mapped)
 {
     if (!data)
         return;
@@ -270,7 +272,8 @@ void ox_file_release(uint8_t *data, size_t len, int mapped)
         free(data);
 }
 
-zf_status zf_onnx_read_tensor(const char *path, zf_tensor **out)
+zf_status ox_unpack_file(const ProtobufCMessageDescriptor *desc, const char *path,
+                         ProtobufCMessage **out)
 {
     *out = NULL;
     uint8_t *data;
@@ -279,11 +282,19 @@ zf_status zf_onnx_read_tensor(const char *path, zf_tensor **out)
     zf_status st = ox_file_map(path, &data, &len, &mapped);
     if (st)
         return st;
-    Onnx__TensorProto *tp =
-        (Onnx__TensorProto *)ox_unpack(&onnx__tensor_proto__descriptor, data, len, path);
+    *out = ox_unpack(desc, data, len, path);
     ox_file_release(data, len, mapped);
-    if (!tp)
-        return ZF_ERR_FORMAT;
+    return *out ? ZF_OK : ZF_ERR_FORMAT;
+}
+
+zf_status zf_onnx_read_tensor(const char *path, zf_tensor **out)
+{
+    *out = NULL;
+    ProtobufCMessage *msg;
+    zf_status st = ox_unpack_file(&onnx__tensor_proto__descriptor, path, &msg);
+    if (st)
+        return st;
+    Onnx__TensorProto *tp = (Onnx__TensorProto *)msg;
     ox_const c;
     st = ox_const_from_tensor(&c, tp, path);
     if (!st && c.ndim > ZF_TENSOR_MAX_DIMS)

@@ -2864,17 +2864,11 @@ zf_status zf_onnx_load_buffer(const void *data, size_t len, const char *name,
 zf_status zf_onnx_load(const char *path, const zf_onnx_options *opts, zf_net **out)
 {
     *out = NULL;
-    uint8_t *data;
-    size_t len;
-    int mapped;
-    zf_status st = ox_file_map(path, &data, &len, &mapped);
+    ProtobufCMessage *msg;
+    zf_status st = ox_unpack_file(&onnx__model_proto__descriptor, path, &msg);
     if (st)
         return st;
-    /* protobuf-c copies what it keeps: the file is needed only while unpacking. */
-    Onnx__ModelProto *m = (Onnx__ModelProto *)ox_unpack(&onnx__model_proto__descriptor, data, len, path);
-    ox_file_release(data, len, mapped);
-    if (!m)
-        return ZF_ERR_FORMAT;
+    Onnx__ModelProto *m = (Onnx__ModelProto *)msg;
     char dir[PATH_MAX];
     snprintf(dir, sizeof dir, "%s", path);
     char *slash = strrchr(dir, '/');

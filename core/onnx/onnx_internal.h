@@ -19,10 +19,11 @@ ProtobufCMessage *ox_unpack(const ProtobufCMessageDescriptor *desc, const uint8_
 /* The allocator messages from ox_unpack use (free them with it too). */
 extern ProtobufCAllocator ox_allocator;
 
-/* Reads a whole file: mapped read-only when possible (*mapped = 1), else read into memory.
- * Release with ox_file_release. */
-zf_status ox_file_map(const char *path, uint8_t **data, size_t *len, int *mapped);
-void ox_file_release(uint8_t *data, size_t len, int mapped);
+/* ox_unpack of the whole file at path (mapped read-only when possible, and only while unpacking:
+ * protobuf-c copies what it keeps). The file's read error, or ZF_ERR_FORMAT where the message is
+ * malformed (*out NULL); both recorded. */
+zf_status ox_unpack_file(const ProtobufCMessageDescriptor *desc, const char *path,
+                         ProtobufCMessage **out);
 
 /* A constant tensor: an initializer or Constant (read lazily from its TensorProto), the output
  * of ConstantOfShape (a fill value), or a value the loader computed or was given (owned). */
