@@ -14,12 +14,7 @@
 #include "zf/dataset.h"
 #include "zf/io.h"
 
-static const char *fx(const char *name)
-{
-    char rel[256];
-    snprintf(rel, sizeof rel, "dataset/%s", name);
-    return tu_fixture(rel);
-}
+static const char *fx(const char *name) { return tu_fixturef("dataset/%s", name); }
 
 static zf_tensor *npy(const char *name)
 {

@@ -10,12 +10,7 @@
 #include "testutil.h"
 #include "zf/io.h"
 
-static const char *fx(const char *name)
-{
-    char rel[256];
-    snprintf(rel, sizeof rel, "image/%s", name);
-    return tu_fixture(rel);
-}
+static const char *fx(const char *name) { return tu_fixturef("image/%s", name); }
 
 /* Decodes `path` and returns the largest |ours - PIL| over all pixels (PIL's pixels are in
  * PATH.rgb.npy, (h, w, 3)); fails on a size mismatch. */

@@ -12,9 +12,7 @@
 /* Reads fixture NAME.npy and checks shape and every element against NAME.bin, bit for bit. */
 static void check_fixture(const char *name, zf_dtype dtype, int ndim, const int64_t *shape)
 {
-    char rel[256];
-    snprintf(rel, sizeof rel, "npy/%s.npy", name);
-    const char *path = tu_fixture(rel);
+    const char *path = tu_fixturef("npy/%s.npy", name);
     zf_tensor *t = NULL;
     zf_status st = zf_npy_read(path, &t);
     cr_assert_eq(st, ZF_OK, "%s: %s", name, zf_last_error());
@@ -23,9 +21,8 @@ static void check_fixture(const char *name, zf_dtype dtype, int ndim, const int6
     for (int i = 0; i < ndim; i++)
         cr_assert_eq(t->shape[i], shape[i], "%s: dim %d is %lld, expected %lld", name, i,
                      (long long)t->shape[i], (long long)shape[i]);
-    snprintf(rel, sizeof rel, "npy/%s.bin", name);
     size_t len;
-    unsigned char *want = tu_slurp(tu_fixture(rel), &len);
+    unsigned char *want = tu_slurp(tu_fixturef("npy/%s.bin", name), &len);
     cr_assert_eq(len, (size_t)t->size * 4, "%s: %zu reference bytes for %lld values", name, len,
                  (long long)t->size);
     for (int64_t i = 0; i < t->size; i++) {

@@ -326,9 +326,7 @@ Test(occlusion, zfnet_matches_naive_forward_per_position) { check_builtin("zfnet
  * weights replaced by He-uniform ones as for the built-in nets. */
 static const char *light_model(const char *file)
 {
-    char rel[512];
-    snprintf(rel, sizeof rel, "light/%s", file);
-    const char *path = tu_fixture(rel);
+    const char *path = tu_fixturef("light/%s", file);
     struct stat sb;
     return stat(path, &sb) == 0 ? path : NULL;
 }

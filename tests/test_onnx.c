@@ -24,12 +24,7 @@
 #define REL_FLOOR 1e-2
 
 /* A file made by gen_onnx.py (in the fixture folder's onnx/). */
-static const char *fx(const char *name)
-{
-    char rel[512];
-    snprintf(rel, sizeof rel, "onnx/%s", name);
-    return tu_fixture(rel);
-}
+static const char *fx(const char *name) { return tu_fixturef("onnx/%s", name); }
 
 static char *read_text(const char *path) { return tu_read_file(path, NULL); }
 
@@ -158,9 +153,7 @@ Test(onnx, unsupported_graphs_are_refused_with_one_line_naming_node_op_reason)
  * rebuilt byte for byte, with float64 references for a seeded input. */
 static const char *light_fx(const char *stem, const char *suffix)
 {
-    char rel[512];
-    snprintf(rel, sizeof rel, "light/light_%s%s", stem, suffix);
-    return tu_fixture(rel);
+    return tu_fixturef("light/light_%s%s", stem, suffix);
 }
 
 /* Compares layer `li`'s output with the reference in `ref_file`; returns the relative error. */

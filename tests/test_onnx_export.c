@@ -24,12 +24,7 @@
 #define REL_TOL 1e-4
 #define REL_FLOOR 5e-2
 
-static const char *fx(const char *name)
-{
-    char rel[512];
-    snprintf(rel, sizeof rel, "onnx_export/%s", name);
-    return tu_fixture(rel);
-}
+static const char *fx(const char *name) { return tu_fixturef("onnx_export/%s", name); }
 
 static int have_fixtures(void) { return *fx("cases.tsv") && access(fx("cases.tsv"), R_OK) == 0; }
 

@@ -39,12 +39,10 @@ static zf_net *fc_net(const char *name, int in, int out)
     return net;
 }
 
-static const char *wfx(const char *rel)
-{
-    char r[512];
-    snprintf(r, sizeof r, "weights/%s", rel);
-    return tu_fixture(r);
-}
+static const char *wfx(const char *rel) { return tu_fixturef("weights/%s", rel); }
+
+/* The layers of small_net() with weights. */
+static const char *const small_layers[3] = {"c1", "c2", "f1"};
 
 /* Compares the whole parameter blocks (the alignment padding between tensors stays zero). */
 static void expect_same_params(const zf_net *a, const zf_net *b, const char *what)
@@ -83,14 +81,11 @@ Test(weights, random_init_is_the_documented_generator)
     for (int64_t i = 0; i < net->n_params; i++)
         net->params[i] = 1.0f; /* biases must be reset, not left */
     cr_assert_eq(zf_net_init_random(net, 7), ZF_OK, "%s", zf_last_error());
-    const char *layers[] = {"c1", "c2", "f1"};
     for (int k = 0; k < 3; k++) {
-        zf_layer *l = &net->layers[zf_net_find(net, layers[k])];
-        char rel[64];
-        snprintf(rel, sizeof rel, "random_seed7/%s.weight.npy", layers[k]);
-        expect_tensor_equals(l->weight, wfx(rel), l->weight_count);
+        zf_layer *l = &net->layers[zf_net_find(net, small_layers[k])];
+        expect_tensor_equals(l->weight, tu_fixturef("weights/random_seed7/%s.weight.npy", small_layers[k]), l->weight_count);
         for (int64_t i = 0; i < l->bias_count; i++)
-            cr_assert_eq(l->bias[i], 0.0f, "%s bias %lld not zero", layers[k], (long long)i);
+            cr_assert_eq(l->bias[i], 0.0f, "%s bias %lld not zero", small_layers[k], (long long)i);
     }
     zf_net_free(net);
     /* Two blocks of 65536: the second has its own stream. */
@@ -165,14 +160,10 @@ Test(weights, loads_numpy_written_npy_folder)
 {
     zf_net *net = small_net();
     cr_assert_eq(zf_net_load_npy_dir(net, wfx("small_npy")), ZF_OK, "%s", zf_last_error());
-    const char *names[] = {"c1", "c2", "f1"};
     for (int k = 0; k < 3; k++) {
-        zf_layer *l = &net->layers[zf_net_find(net, names[k])];
-        char rel[64];
-        snprintf(rel, sizeof rel, "small_npy/%s.weight.npy", names[k]);
-        expect_tensor_equals(l->weight, wfx(rel), l->weight_count);
-        snprintf(rel, sizeof rel, "small_npy/%s.bias.npy", names[k]);
-        expect_tensor_equals(l->bias, wfx(rel), l->bias_count);
+        zf_layer *l = &net->layers[zf_net_find(net, small_layers[k])];
+        expect_tensor_equals(l->weight, tu_fixturef("weights/small_npy/%s.weight.npy", small_layers[k]), l->weight_count);
+        expect_tensor_equals(l->bias, tu_fixturef("weights/small_npy/%s.bias.npy", small_layers[k]), l->bias_count);
     }
     zf_net_free(net);
 }

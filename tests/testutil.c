@@ -82,6 +82,16 @@ const char *tu_fixture(const char *rel)
     return join("ZF_BUILD_DIR", r);
 }
 
+const char *tu_fixturef(const char *fmt, ...)
+{
+    char rel[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rel, sizeof rel, fmt, ap);
+    va_end(ap);
+    return tu_fixture(rel);
+}
+
 const char *tu_tmpdir(const char *tag)
 {
     char rel[512];

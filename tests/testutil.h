@@ -31,6 +31,8 @@ int tu_write_png(const char *path, int w, int h, const uint8_t *rgb);
 int tu_write_jpeg(const char *path, int w, int h, const uint8_t *rgb, int quality);
 /* The fixtures made from PyTorch by tests/fixtures/make_fixtures.py ("" if not generated). */
 const char *tu_fixture(const char *rel);
+/* tu_fixture of the relative path that fmt and its arguments make ("onnx/%s", name). */
+const char *tu_fixturef(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 
 /* ---- testutil_cr.c: helpers that fail the running Criterion test themselves (tests only; the
@@ -59,6 +61,9 @@ const uint8_t *tu_px(const tu_rgb *im, int x, int y);
 struct zf_viz_doc;
 typedef int (*tu_render_fn)(struct zf_viz_doc *doc, const void *ctx);
 tu_rgb tu_render_png(tu_render_fn fn, const void *ctx);
+/* tu_render_png of the comparison page of models m[0] and m[1] (zf_viz_compare). */
+struct zf_viz_compare_model;
+tu_rgb tu_render_compare(const struct zf_viz_compare_model *m);
 /* <what>_case, the inputs and options of a zf_viz_<what>(doc, &in, &opts) call, and
  * render_<what>, the tu_render_fn that makes it (the file includes zf/viz.h). */
 #define TU_RENDER_CASE(what)                                                                        \
