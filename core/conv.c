@@ -10,6 +10,7 @@
 #include "simd_internal.h"
 #include "winograd_internal.h"
 #include "zf/ops.h"
+#include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
 /* Winograd's filter transform is made on every call (the trainer changes the weights in place;
  * a copy keyed on the weights would cost as much to validate as to remake), so it pays only once

@@ -3,6 +3,8 @@
 #include "zf/cpu.h"
 
 #include <cblas.h>
+#include <cpuid.h>
+#include <stdint.h>
 #include <strings.h>
 
 static int has_avx2_fma(void)
@@ -26,6 +28,40 @@ const char *zf_cpu_isa(void)
     if (__builtin_cpu_supports("avx"))
         return "avx";
     return "sse";
+}
+
+/* The x86-64 level the kernels' copies are compiled for that this CPU and its OS run: 4 (x86-64-v4:
+ * AVX-512 F, BW, CD, DQ, VL), 3 (x86-64-v3: AVX2, FMA, BMI1, BMI2, F16C, LZCNT, MOVBE) or 1 (x86-64:
+ * SSE2). Read from CPUID itself: the compiler may use any instruction of the level, and clang's
+ * __builtin_cpu_supports does not know every one of them. */
+static int x86_level(void)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d))
+        return 1;
+    const unsigned l1 = c; /* FMA 12, MOVBE 22, OSXSAVE 27, AVX 28, F16C 29 */
+    const unsigned need1 = 1u << 12 | 1u << 22 | 1u << 27 | 1u << 28 | 1u << 29;
+    if ((l1 & need1) != need1 || !__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 1;
+    const unsigned l7 = b; /* BMI1 3, AVX2 5, BMI2 8, AVX512F 16, DQ 17, CD 28, BW 30, VL 31 */
+    if (!__get_cpuid(0x80000001, &a, &b, &c, &d) || !(c & 1u << 5)) /* LZCNT */
+        return 1;
+    uint32_t xcr0_lo, xcr0_hi;
+    __asm__("xgetbv" : "=a"(xcr0_lo), "=d"(xcr0_hi) : "c"(0));
+    (void)xcr0_hi;
+    const unsigned need7 = 1u << 3 | 1u << 5 | 1u << 8;
+    if ((xcr0_lo & 0x6) != 0x6 || (l7 & need7) != need7) /* the OS saves SSE and AVX state */
+        return 1;
+    const unsigned need512 = 1u << 16 | 1u << 17 | 1u << 28 | 1u << 30 | 1u << 31;
+    if ((xcr0_lo & 0xe6) == 0xe6 && (l7 & need512) == need512) /* and opmask, ZMM state */
+        return 4;
+    return 3;
+}
+
+const char *zf_cpu_kernels_max(void)
+{
+    const int level = x86_level();
+    return level >= 4 ? "avx512" : level >= 3 ? "avx2" : "sse";
 }
 
 const char *zf_blas_core(void)

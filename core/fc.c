@@ -5,6 +5,7 @@
 
 #include "fc_internal.h"
 #include "zf/ops.h"
+#include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
 void zf_fc_forward_blas(float *out, const float *in, const float *w, const float *bias, int n, int in_f,
                         int out_f)

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "zf/ops.h"
+#include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
 /* Positions per chunk: the window sums for one channel live on the stack. */
 #define LRN_CHUNK 1024

@@ -10,6 +10,7 @@
 
 #include "simd_internal.h"
 #include "winograd_internal.h"
+#include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
 /* Scratch matrices (im2col columns, Winograd transforms) are cut into chunks of positions of
  * about this many floats (128 MB), which holds a whole batch of AlexNet's: each chunk costs every

@@ -10,6 +10,7 @@
 
 #include "zf/clock.h"
 #include "simd_internal.h"
+#include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
 static zf_status grow_int(int **buf, size_t *cap, size_t n)
 {

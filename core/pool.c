@@ -4,6 +4,7 @@
 #include "pool_internal.h"
 #include "simd_internal.h"
 #include "zf/ops.h"
+#include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
 /* One output row's windows clamped to the map (borders, or any row when the interior is empty). */
 static void maxpool_row_clamped(float *dst, int32_t *sw, const float *src, const zf_pool_geom *g, int y0, int y1,

@@ -5,6 +5,7 @@
 
 #include "simd_internal.h"
 #include "winograd_internal.h"
+#include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
 /* Filters are transformed this many input channels at a time, one per lane. */
 #define FILTER_LANES 8

@@ -70,6 +70,13 @@ int main(int argc, char **argv)
     for (const zf_command *c = zf_commands; c->name; c++) {
         if (!strcmp(argv[1], c->name)) {
             rerun_tuned(argv);
+            /* ZFVIZ_ISA forces a narrower set of kernels (to test them, or to compare): a set this
+             * CPU cannot run is refused rather than lowered, so that a run never claims to have
+             * used kernels it did not */
+            if (zf_cpu_set_kernels(getenv("ZFVIZ_ISA"))) {
+                fprintf(stderr, "zfviz: ZFVIZ_ISA: %s\n", zf_last_error());
+                return 2;
+            }
             zft_install_sigint();
             /* getopt's own messages (unknown option, missing value) then name the command */
             char prog[64];

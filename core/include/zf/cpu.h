@@ -6,12 +6,27 @@
 #ifndef ZF_CPU_H
 #define ZF_CPU_H
 
+#include "zf/status.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 /* The widest vector extension this CPU and its OS support: "avx512", "avx2", "avx" or "sse". */
 const char *zf_cpu_isa(void);
+/* zfviz's own kernels (convolution, Winograd, pooling, LRN, fully connected, ReLU, softmax, the
+ * occlusion's recomputation) are compiled once per instruction set and one set is chosen at run
+ * time (core/kernels.c): "avx512" (x86-64-v4), "avx2" (x86-64-v3: AVX2 and FMA) or "sse" (x86-64).
+ * The widest set this CPU and its OS can run. */
+const char *zf_cpu_kernels_max(void);
+/* The set that runs. Until zf_cpu_set_kernels is called: the one the environment variable
+ * ZFVIZ_ISA names when this CPU can run it, else the widest (zfviz and the benchmarks refuse a
+ * ZFVIZ_ISA they cannot follow: tools/main.c). */
+const char *zf_cpu_kernels(void);
+/* Runs the set `isa` ("sse", "avx2" or "avx512") from now on; NULL or "" for the widest this CPU
+ * can run. ZF_ERR_ARG for another name and ZF_ERR_UNSUPPORTED for a set wider than the CPU's, which
+ * leave the kernels as they were. Not to be called while kernels run on other threads. */
+zf_status zf_cpu_set_kernels(const char *isa);
 /* The kernels OpenBLAS runs ("Haswell", "SkylakeX", "Prescott", ...). */
 const char *zf_blas_core(void);
 /* The core OPENBLAS_CORETYPE should name for a CPU with these features when OpenBLAS chose
