@@ -275,16 +275,6 @@ Test(compare, histogram_axis_from_data)
 
 /* The comparison page's histogram, drawn: filters whose RMS lies in [0.9, 1] put bars across the
  * plot's width, the leftmost in its left quarter (the plot spans x 446..746 of the page). */
-typedef struct cmp_case {
-    zf_viz_compare_model a, b;
-} cmp_case;
-
-static zf_status render_cmp(zf_viz_doc *doc, const void *ctx)
-{
-    const cmp_case *c = ctx;
-    return zf_viz_compare(doc, &c->a, &c->b, NULL);
-}
-
 Test(compare, histogram_bars_fill_the_axis)
 {
     enum { K = 16, N = 3 * 5 * 5 };
@@ -292,8 +282,8 @@ Test(compare, histogram_bars_fill_the_axis)
     for (int f = 0; f < K; f++) /* RMS of filter f: 0.9 + 0.1 f / (K - 1) */
         for (int i = 0; i < N; i++)
             w[f * N + i] = (float)((i % 2 ? 1 : -1) * (0.9 + 0.1 * f / (K - 1)));
-    cmp_case c = {{"a", w, K, 3, 5, 5, 1, 0, -1, 0}, {"b", w, K, 3, 5, 5, 1, 0, -1, 0}};
-    tu_rgb im = tu_render_png(render_cmp, &c);
+    zf_viz_compare_model c[2] = {{"a", w, K, 3, 5, 5, 1, 0, -1, 0}, {"b", w, K, 3, 5, 5, 1, 0, -1, 0}};
+    tu_rgb im = tu_render_compare(c);
     const double blue[3] = {0, 0.447 * 255, 0.698 * 255};
     int left = im.w;
     for (int y = im.h / 2; y < im.h; y++)

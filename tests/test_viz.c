@@ -769,23 +769,14 @@ Test(compare, dead_filters_are_left_out_of_the_spectrum_and_counted)
     cr_expect_eq(st.spectrum.filters, K - 1);
 }
 
-typedef struct cmp_ctx {
-    zf_viz_compare_model a, b;
-} cmp_ctx;
-
-static zf_status render_compare(zf_viz_doc *doc, const void *c)
-{
-    const cmp_ctx *m = c;
-    return zf_viz_compare(doc, &m->a, &m->b, NULL);
-}
-
 Test(compare, page_renders_two_models_of_different_kernels)
 {
     static float a[96 * 3 * 11 * 11], b[96 * 3 * 7 * 7];
     tu_fill_uniform(a, sizeof a / sizeof a[0], 21, -0.02f, 0.02f);
     tu_fill_uniform(b, sizeof b / sizeof b[0], 22, -0.02f, 0.02f);
-    cmp_ctx c = {{"alexnet", a, 96, 3, 11, 11, 4, 0, 0.25f, 17}, {"zfnet", b, 96, 3, 7, 7, 2, 0, -1, 0}};
-    tu_rgb im = tu_render_png(render_compare, &c);
+    zf_viz_compare_model c[2] = {{"alexnet", a, 96, 3, 11, 11, 4, 0, 0.25f, 17},
+                                 {"zfnet", b, 96, 3, 7, 7, 2, 0, -1, 0}};
+    tu_rgb im = tu_render_compare(c);
     cr_expect(im.w > 800 && im.h > 500, "page is %dx%d", im.w, im.h);
     free(im.px);
 }

@@ -74,3 +74,11 @@ tu_rgb tu_render_png(tu_render_fn fn, const void *ctx)
     zf_viz_doc_free(doc);
     return im;
 }
+
+static zf_status render_compare(zf_viz_doc *doc, const void *m)
+{
+    const zf_viz_compare_model *two = m;
+    return zf_viz_compare(doc, &two[0], &two[1], NULL);
+}
+
+tu_rgb tu_render_compare(const zf_viz_compare_model *m) { return tu_render_png(render_compare, m); }
