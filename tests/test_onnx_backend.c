@@ -317,16 +317,26 @@ static int window(const tcase *t, int rank, const int *kernel_from_w, int in_h, 
 
 /* ---------------------------------------------------------------- ops */
 
+/* A (transposed) convolution's input X (1-D or 2-D, with batch and channels) and weights W (a
+ * float initializer): 1 with the dims of X and of the output as 4-D, else 0 with the case
+ * skipped, `what` saying why. */
+static int conv_operands(tcase *t, const char *what, int d[4], int od[4])
+{
+    if (!t->in[1] || (t->in[0]->ndim != 3 && t->in[0]->ndim != 4)) {
+        skip(t, what);
+        return 0;
+    }
+    dims4(t, t->in[0], d);
+    dims4(t, t->out[0], od);
+    return 1;
+}
+
 static void run_conv(tcase *t)
 {
     zf_tensor *x = t->in[0], *w = t->in[1], *b = t->n_in > 2 ? t->in[2] : NULL;
-    if (!w || (x->ndim != 3 && x->ndim != 4)) {
-        skip(t, "3-D convolution (or weights that are not a float initializer)");
-        return;
-    }
     int d[4], od[4];
-    dims4(t, x, d);
-    dims4(t, t->out[0], od);
+    if (!conv_operands(t, "3-D convolution (or weights that are not a float initializer)", d, od))
+        return;
     int kw[2] = {w->ndim == 3 ? 1 : (int)w->shape[2], (int)w->shape[w->ndim - 1]};
     int k[2], s[2], p[2], pe[2];
     if (!window(t, op_rank(t, x), kw, d[2], d[3], k, s, p, pe)) {
@@ -347,13 +357,9 @@ static void run_conv(tcase *t)
 static void run_convtranspose(tcase *t)
 {
     zf_tensor *x = t->in[0], *w = t->in[1], *b = t->n_in > 2 ? t->in[2] : NULL;
-    if (!w || (x->ndim != 3 && x->ndim != 4)) {
-        skip(t, "3-D transposed convolution");
-        return;
-    }
     int d[4], od[4];
-    dims4(t, x, d);
-    dims4(t, t->out[0], od);
+    if (!conv_operands(t, "3-D transposed convolution", d, od))
+        return;
     int64_t dv[2] = {1, 1}, pv[4] = {0}, sv[2] = {1, 1};
     int nd = attr_ints(t, "dilations", dv, 2);
     for (int i = 0; i < nd; i++)
