@@ -107,12 +107,42 @@ nomem:
     return zf_error(ZF_ERR_NOMEM, "scan: out of memory for the classes of %lld images", (long long)n);
 }
 
+static void hash_name(zf_sha256 *h, const char *name, size_t len)
+{
+    zf_sha256_update(h, name, len);
+    zf_sha256_update(h, "\n", 1);
+}
+
+void zf_db_classes_hash_names(char *const *names, int n, char hex[65])
+{
+    zf_sha256 h;
+    zf_sha256_init(&h);
+    for (int k = 0; k < n; k++)
+        hash_name(&h, names[k], strlen(names[k]));
+    zf_sha256_final_hex(&h, hex);
+}
+
+zf_status zf_db_classes_hash(zf_db *db, int64_t run, char hex[65])
+{
+    sqlite3_stmt *st;
+    int row = 0;
+    zf_sha256 h;
+    zf_sha256_init(&h);
+    zf_status s = zf_db_prepare_id(db, &st, "SELECT name FROM run_classes WHERE run_id = ? "
+                                            "ORDER BY class", run);
+    while (!s && !(s = zf_db_step(db, st, &row)) && row)
+        hash_name(&h, (const char *)sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
+    sqlite3_finalize(st);
+    zf_sha256_final_hex(&h, hex);
+    return s;
+}
+
 zf_status zf_db_class_names_put(zf_db *db, int64_t run, char *const *names, int classes)
 {
     sqlite3_stmt *st = NULL;
-    zf_status s = zf_db_prepare(db, &st, "INSERT INTO run_classes (run_id, class, name) VALUES (?, ?, ?)");
+    zf_status s = zf_db_prepare_id(db, &st, "INSERT INTO run_classes (run_id, class, name) "
+                                            "VALUES (?, ?, ?)", run);
     for (int cl = 0; !s && cl < classes; cl++) {
-        ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
         ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 2, cl));
         ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 3, names[cl], -1, SQLITE_STATIC));
         if (!(s = zf_db_step(db, st, NULL)))

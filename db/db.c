@@ -17,6 +17,17 @@
 /* 'zfvz': PRAGMA application_id marks the file as ours. */
 #define ZF_DB_APPLICATION_ID 0x7a66767a
 
+/* The view of a ranked list (unit_stats.top or .bottom) one example a row. */
+#define RANK_VIEW(name, column)                                                                  \
+    "CREATE VIEW " name " AS\n"                                                                   \
+    "  SELECT s.run_id, s.layer, s.unit, CAST(e.key AS INTEGER) + 1 AS rank,\n"                   \
+    "         json_extract(e.value, '$[0]') AS image_id, json_extract(e.value, '$[1]') AS seq,\n" \
+    "         json_extract(e.value, '$[2]') AS score,\n"                                           \
+    "         json_extract(e.value, '$[3]') AS y, json_extract(e.value, '$[4]') AS x,\n"           \
+    "         json_extract(e.value, '$[5]') AS box_x0, json_extract(e.value, '$[6]') AS box_y0,\n" \
+    "         json_extract(e.value, '$[7]') AS box_x1, json_extract(e.value, '$[8]') AS box_y1\n"  \
+    "  FROM unit_stats s, json_each(s." column ") e;\n"
+
 /* Each entry brings the schema from version i to i + 1 (index 0 creates version 1). A later
  * version appends an entry; existing databases are migrated on their next read-write open. */
 static const char *const migrations[ZF_DB_SCHEMA_VERSION] = {
@@ -120,14 +131,7 @@ static const char *const migrations[ZF_DB_SCHEMA_VERSION] = {
     "         sum / NULLIF(positions, 0) AS mean,\n"
     "         max, max_image_id, max_y, max_x\n"
     "  FROM unit_stats;\n"
-    "CREATE VIEW topk AS\n"
-    "  SELECT s.run_id, s.layer, s.unit, CAST(e.key AS INTEGER) + 1 AS rank,\n"
-    "         json_extract(e.value, '$[0]') AS image_id, json_extract(e.value, '$[1]') AS seq,\n"
-    "         json_extract(e.value, '$[2]') AS score,\n"
-    "         json_extract(e.value, '$[3]') AS y, json_extract(e.value, '$[4]') AS x,\n"
-    "         json_extract(e.value, '$[5]') AS box_x0, json_extract(e.value, '$[6]') AS box_y0,\n"
-    "         json_extract(e.value, '$[7]') AS box_x1, json_extract(e.value, '$[8]') AS box_y1\n"
-    "  FROM unit_stats s, json_each(s.top) e;\n"
+    RANK_VIEW("topk", "top")
     "CREATE VIEW layer_summary AS\n"
     "  SELECT s.run_id, s.layer, l.position, count(*) AS units,\n"
     "         sum(s.max <= 0) AS dead_units,\n"
@@ -175,14 +179,7 @@ static const char *const migrations[ZF_DB_SCHEMA_VERSION] = {
     "ALTER TABLE runs ADD COLUMN seq0 INTEGER NOT NULL DEFAULT 0;\n"
     /* the bottom-k: each image's most negative value, the k lowest (NULL: a run begun before) */
     "ALTER TABLE unit_stats ADD COLUMN bottom TEXT;\n"
-    "CREATE VIEW bottomk AS\n"
-    "  SELECT s.run_id, s.layer, s.unit, CAST(e.key AS INTEGER) + 1 AS rank,\n"
-    "         json_extract(e.value, '$[0]') AS image_id, json_extract(e.value, '$[1]') AS seq,\n"
-    "         json_extract(e.value, '$[2]') AS score,\n"
-    "         json_extract(e.value, '$[3]') AS y, json_extract(e.value, '$[4]') AS x,\n"
-    "         json_extract(e.value, '$[5]') AS box_x0, json_extract(e.value, '$[6]') AS box_y0,\n"
-    "         json_extract(e.value, '$[7]') AS box_x1, json_extract(e.value, '$[8]') AS box_y1\n"
-    "  FROM unit_stats s, json_each(s.bottom) e;\n"
+    RANK_VIEW("bottomk", "bottom")
     /* the histogram of the values before the ReLU over fixed bins (zf/db.h), and quantiles read
      * from it: the bin each falls in */
     "ALTER TABLE unit_stats ADD COLUMN hist TEXT;\n"
@@ -351,6 +348,40 @@ fail:
     return s;
 }
 
+zf_status zf_db_unit_stats_read(zf_db *db, sqlite3_stmt *st, int64_t run, const char *layer,
+                                zf_db_unit_stats *u, zf_xsum *sum, int64_t *hist)
+{
+    memset(u, 0, sizeof *u);
+    u->run = run;
+    u->layer = layer;
+    u->unit = sqlite3_column_int(st, 0);
+    u->images = sqlite3_column_int64(st, 1);
+    u->active = sqlite3_column_int64(st, 2);
+    u->positions = sqlite3_column_int64(st, 3);
+    u->positive = sqlite3_column_int64(st, 4);
+    const char *what = "exact sum";
+    if (zf_db_column_xsum(st, 5, 6, sum))
+        goto bad;
+    u->sum = sum;
+    if ((u->has_max = sqlite3_column_type(st, 7) != SQLITE_NULL)) {
+        u->max = sqlite3_column_double(st, 7);
+        u->max_seq = sqlite3_column_int64(st, 8);
+        u->max_y = sqlite3_column_int(st, 9);
+        u->max_x = sqlite3_column_int(st, 10);
+    }
+    u->top = (const char *)sqlite3_column_text(st, 11);
+    u->bottom = (const char *)sqlite3_column_text(st, 12);
+    const char *hj = (const char *)sqlite3_column_text(st, 13);
+    what = "histogram";
+    if (hj && zf_db_hist_parse(hj, hist))
+        goto bad;
+    u->hist = hj ? hist : NULL;
+    return ZF_OK;
+bad:
+    return zf_error(ZF_ERR_DB, "%s: run %lld: the %s of %s unit %d is damaged", db->path,
+                    (long long)run, what, layer, u->unit);
+}
+
 static void dir_of(const char *path, char *dir, size_t len)
 {
     char tmp[1024];
@@ -458,14 +489,24 @@ void zf_db_column_text(sqlite3_stmt *st, int i, char *buf, size_t len)
     snprintf(buf, len, "%s", t ? (const char *)t : "");
 }
 
-zf_status zf_db_prepare_id(zf_db *db, sqlite3_stmt **st, const char *sql, int64_t id)
+zf_status zf_db_prepare_unit(zf_db *db, sqlite3_stmt **st, const char *sql, int64_t run,
+                             const char *layer, int unit)
 {
     zf_status s = zf_db_prepare(db, st, sql);
-    if (!s && (s = ZF_SQL(db, sqlite3_bind_int64(*st, 1, id)))) {
+    if (s)
+        return s;
+    if ((s = ZF_SQL(db, sqlite3_bind_int64(*st, 1, run))) ||
+        (sqlite3_bind_parameter_count(*st) >= 2 && (s = ZF_SQL(db, zf_db_bind_text(*st, 2, layer)))) ||
+        (unit >= 0 && (s = ZF_SQL(db, sqlite3_bind_int(*st, 3, unit))))) {
         sqlite3_finalize(*st);
         *st = NULL;
     }
     return s;
+}
+
+zf_status zf_db_prepare_id(zf_db *db, sqlite3_stmt **st, const char *sql, int64_t id)
+{
+    return zf_db_prepare_unit(db, st, sql, id, NULL, -1);
 }
 
 zf_status zf_db_get_row(zf_db *db, sqlite3_stmt **st, const char *sql, int64_t id, const char *what)
@@ -573,14 +614,12 @@ zf_status zf_db_run_layer_put(zf_db *db, int64_t run, const char *name, int posi
                               int units, int height, int width)
 {
     sqlite3_stmt *st;
-    zf_status s = zf_db_prepare(db, &st,
-                                "INSERT INTO run_layers (run_id, layer, position, op, units, height, "
-                                "width) VALUES (?, ?, ?, ?, ?, ?, ?)");
+    zf_status s = zf_db_prepare_unit(db, &st,
+                                     "INSERT INTO run_layers (run_id, layer, position, op, units, "
+                                     "height, width) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                     run, name, position);
     if (s)
         return s;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
-    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, name, -1, SQLITE_STATIC));
-    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, position));
     ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 4, op, -1, SQLITE_STATIC));
     ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 5, units));
     ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 6, height));

@@ -46,6 +46,10 @@ zf_status zf_db_step(zf_db *db, sqlite3_stmt *st, int *row);
 int zf_db_bind_text(sqlite3_stmt *st, int i, const char *s);
 /* Copies column i as text into buf ("" for NULL). */
 void zf_db_column_text(sqlite3_stmt *st, int i, char *buf, size_t len);
+/* Prepares `sql` with ?1 bound to run, ?2 to layer (NULL binds NULL) where the statement has a
+ * second parameter, and ?3 to unit where unit >= 0 (*st NULL on error). */
+zf_status zf_db_prepare_unit(zf_db *db, sqlite3_stmt **st, const char *sql, int64_t run,
+                             const char *layer, int unit);
 /* Prepares `sql` with its first parameter bound to id (*st NULL on error). */
 zf_status zf_db_prepare_id(zf_db *db, sqlite3_stmt **st, const char *sql, int64_t id);
 /* The same, stepped to its row: ZF_ERR_ARG "no WHAT ID" where there is none. On success *st is
@@ -99,6 +103,17 @@ typedef struct zf_db_unit_stats {
     "hist) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 /* Binds u to st (made from ZF_DB_UNIT_STATS_INSERT), steps it and resets it. */
 zf_status zf_db_unit_stats_put(zf_db *db, sqlite3_stmt *st, const zf_db_unit_stats *u);
+/* A layer's unit_stats rows (?1 run, ?2 layer) in unit order, as zf_db_unit_stats_read reads them. */
+#define ZF_DB_UNIT_STATS_SELECT                                                                  \
+    "SELECT unit, images, active_images, positions, positive_positions, sum, sum_exact, max, "  \
+    "max_seq, max_y, max_x, top, bottom, hist FROM unit_stats WHERE run_id = ?1 AND layer = ?2 " \
+    "ORDER BY unit"
+/* Reads the row st is on into u: its exact sum into *sum (from the float64 sum in a row from
+ * before schema 3), its histogram into hist (u->hist NULL when the row has none); u->top and
+ * u->bottom stay valid until st moves. ZF_ERR_DB naming the file, run, layer and unit when the
+ * sum or the histogram is damaged. */
+zf_status zf_db_unit_stats_read(zf_db *db, sqlite3_stmt *st, int64_t run, const char *layer,
+                                zf_db_unit_stats *u, zf_xsum *sum, int64_t *hist);
 /* Writes v in decimal at o; returns the end. */
 char *zf_db_put_int(char *o, int64_t v);
 /* Reads a histogram as unit_stats.hist stores it (ZF_DB_HIST_BINS counts); 0, or -1 if damaged. */
@@ -116,6 +131,9 @@ typedef struct zf_db_classes {
 } zf_db_classes;
 zf_status zf_db_classes_find(const char *const *paths, int64_t n, zf_db_classes *out);
 void zf_db_classes_free(zf_db_classes *c);
+/* The class names in order, as one SHA-256: of a run's (run_classes) or of names[0..n). */
+zf_status zf_db_classes_hash(zf_db *db, int64_t run, char hex[65]);
+void zf_db_classes_hash_names(char *const *names, int n, char hex[65]);
 /* Inserts a run's class names (run_classes, no images yet). */
 zf_status zf_db_class_names_put(zf_db *db, int64_t run, char *const *names, int classes);
 

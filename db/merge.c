@@ -99,17 +99,8 @@ static zf_status read_meta(const char *path, shard_meta *m)
         goto fail;
     zf_db_column_text(st, 0, m->geometry, sizeof m->geometry);
     sqlite3_finalize(st);
-    /* the class names, in order, as one hash */
-    if ((s = zf_db_prepare_id(db, &st, "SELECT name FROM run_classes WHERE run_id = ? ORDER BY class",
-                              id)))
-        goto fail;
-    zf_sha256 h;
-    zf_sha256_init(&h);
-    while (!(s = zf_db_step(db, st, &row)) && row) {
-        zf_sha256_update(&h, sqlite3_column_text(st, 0), (size_t)sqlite3_column_bytes(st, 0));
-        zf_sha256_update(&h, "\n", 1);
-    }
-    zf_sha256_final_hex(&h, m->classes_sha);
+    st = NULL;
+    s = zf_db_classes_hash(db, id, m->classes_sha);
 fail:
     sqlite3_finalize(st);
     zf_db_close(db);
@@ -259,67 +250,53 @@ static zf_status fold_shard(zf_db *out, const shard_meta *m, merge_layer *ml, in
     }
     sqlite3_finalize(st);
     st = NULL;
-    if ((s = zf_db_prepare(db, &st,
-                           "SELECT unit, active_images, positive_positions, sum, sum_exact, max, "
-                           "max_seq, max_y, max_x, top, bottom, hist FROM unit_stats WHERE run_id = ? AND "
-                           "layer = ? ORDER BY unit")))
+    if ((s = zf_db_prepare(db, &st, ZF_DB_UNIT_STATS_SELECT)))
         goto fail;
     for (int li = 0; li < nl; li++) {
         merge_layer *L = &ml[li];
         ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, m->run.id));
         ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, L->name, -1, SQLITE_STATIC));
         while (!(s = zf_db_step(db, st, &row)) && row) {
-            int c = sqlite3_column_int(st, 0);
+            zf_db_unit_stats r;
+            int64_t h[ZF_DB_HIST_BINS];
+            zf_xsum part;
+            if ((s = zf_db_unit_stats_read(db, st, m->run.id, L->name, &r, &part, h)))
+                goto fail;
+            const int c = r.unit;
             if (c < 0 || c >= L->units) {
                 s = zf_error(ZF_ERR_DB, "%s: %s has no unit %d", m->path, L->name, c);
                 goto fail;
             }
             unit_acc *u = &L->u[c];
-            u->active += sqlite3_column_int64(st, 1);
-            u->positive += sqlite3_column_int64(st, 2);
-            zf_xsum part;
-            if (zf_db_column_xsum(st, 3, 4, &part)) {
-                s = zf_error(ZF_ERR_DB, "%s: the exact sum of %s unit %d is damaged", m->path,
-                             L->name, c);
-                goto fail;
-            }
+            u->active += r.active;
+            u->positive += r.positive;
             zf_xsum_merge(&u->sum, &part);
-            if (sqlite3_column_type(st, 5) != SQLITE_NULL) {
-                double v = sqlite3_column_double(st, 5);
-                int64_t seq = sqlite3_column_int64(st, 6);
-                if (seq < m->run.seq0 || seq >= m->run.seq0 + m->run.n_images) {
+            if (r.has_max) {
+                if (r.max_seq < m->run.seq0 || r.max_seq >= m->run.seq0 + m->run.n_images) {
                     s = zf_error(ZF_ERR_DB, "%s: %s unit %d has its max at image %lld, outside "
-                                 "the shard", m->path, L->name, c, (long long)seq);
+                                 "the shard", m->path, L->name, c, (long long)r.max_seq);
                     goto fail;
                 }
-                if (!u->has_max || v > u->max || (v == u->max && seq < u->max_seq)) {
+                if (!u->has_max || r.max > u->max || (r.max == u->max && r.max_seq < u->max_seq)) {
                     u->has_max = 1;
-                    u->max = v;
-                    u->max_seq = seq;
-                    u->max_y = sqlite3_column_int(st, 7);
-                    u->max_x = sqlite3_column_int(st, 8);
+                    u->max = r.max;
+                    u->max_seq = r.max_seq;
+                    u->max_y = r.max_y;
+                    u->max_x = r.max_x;
                 }
             }
-            if ((s = merge_list(m, L, c, k, (const char *)sqlite3_column_text(st, 9), 0,
-                                L->top + (size_t)c * k, &u->top_n)))
+            if ((s = merge_list(m, L, c, k, r.top, 0, L->top + (size_t)c * k, &u->top_n)))
                 goto fail;
-            const char *hj = (const char *)sqlite3_column_text(st, 11);
-            int64_t h[ZF_DB_HIST_BINS];
-            if (!hj) {
+            if (!r.hist) {
                 u->no_hist = 1;
-            } else if (zf_db_hist_parse(hj, h)) {
-                s = zf_error(ZF_ERR_DB, "%s: the histogram of %s unit %d is damaged", m->path,
-                             L->name, c);
-                goto fail;
             } else {
                 int64_t *mine = L->hist + (size_t)c * ZF_DB_HIST_BINS;
                 for (int b = 0; b < ZF_DB_HIST_BINS; b++)
                     mine[b] += h[b];
             }
-            if (sqlite3_column_type(st, 10) == SQLITE_NULL)
+            if (!r.bottom)
                 u->no_bottom = 1;
-            else if ((s = merge_list(m, L, c, k, (const char *)sqlite3_column_text(st, 10), 1,
-                                     L->bot + (size_t)c * k, &u->bot_n)))
+            else if ((s = merge_list(m, L, c, k, r.bottom, 1, L->bot + (size_t)c * k, &u->bot_n)))
                 goto fail;
         }
         if (s)

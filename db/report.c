@@ -66,18 +66,17 @@ zf_status zf_db_run_errors(zf_db *db, int64_t run,
                            void *ctx)
 {
     sqlite3_stmt *st;
-    zf_status s = zf_db_prepare(db, &st,
-                                "SELECT r.seq, i.path, i.error FROM run_images r JOIN images i "
-                                "ON i.id = r.image_id WHERE r.run_id = ? AND i.status = 'error' "
-                                "ORDER BY r.seq");
+    zf_status s = zf_db_prepare_id(db, &st,
+                                   "SELECT r.seq, i.path, i.error FROM run_images r JOIN images i "
+                                   "ON i.id = r.image_id WHERE r.run_id = ? AND i.status = 'error' "
+                                   "ORDER BY r.seq",
+                                   run);
     if (s)
         return s;
     int row = 0;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
     while (!(s = zf_db_step(db, st, &row)) && row)
         fn(ctx, sqlite3_column_int64(st, 0), (const char *)sqlite3_column_text(st, 1),
            (const char *)sqlite3_column_text(st, 2));
-fail:
     sqlite3_finalize(st);
     return s;
 }
@@ -108,15 +107,14 @@ zf_status zf_db_runs(zf_db *db, void (*fn)(void *ctx, const zf_db_run *run, cons
 static zf_status check_layer(zf_db *db, int64_t run, const char *layer)
 {
     sqlite3_stmt *st;
-    zf_status s = zf_db_prepare(db, &st,
-                                "SELECT (SELECT count(*) FROM run_layers WHERE run_id = ?1 AND "
-                                "layer = ?2), (SELECT group_concat(layer, ', ') FROM (SELECT layer "
-                                "FROM run_layers WHERE run_id = ?1 ORDER BY position))");
+    zf_status s = zf_db_prepare_unit(db, &st,
+                                     "SELECT (SELECT count(*) FROM run_layers WHERE run_id = ?1 AND "
+                                     "layer = ?2), (SELECT group_concat(layer, ', ') FROM (SELECT "
+                                     "layer FROM run_layers WHERE run_id = ?1 ORDER BY position))",
+                                     run, layer, -1);
     if (s)
         return s;
     int row = 0;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
-    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, layer, -1, SQLITE_STATIC));
     if ((s = zf_db_step(db, st, &row)))
         goto fail;
     if (row && sqlite3_column_int(st, 0) == 0) {
@@ -140,17 +138,16 @@ zf_status zf_db_dead_units(zf_db *db, int64_t run, const char *layer, double min
         return s;
     sqlite3_stmt *st;
     /* A unit that never saw an image has no max and is not reported. */
-    if ((s = zf_db_prepare(db, &st,
-                           "SELECT s.layer, s.unit, s.active_fraction, s.max "
-                           "FROM unit_summary s JOIN run_layers l USING (run_id, layer) "
-                           "WHERE s.run_id = ?1 AND (?2 IS NULL OR s.layer = ?2) AND s.images > 0 "
-                           "AND (s.max <= 0 OR s.active_fraction < ?3) "
-                           "ORDER BY l.position, s.unit")))
+    if ((s = zf_db_prepare_unit(db, &st,
+                                "SELECT s.layer, s.unit, s.active_fraction, s.max "
+                                "FROM unit_summary s JOIN run_layers l USING (run_id, layer) "
+                                "WHERE s.run_id = ?1 AND (?2 IS NULL OR s.layer = ?2) AND "
+                                "s.images > 0 AND (s.max <= 0 OR s.active_fraction < ?3) "
+                                "ORDER BY l.position, s.unit",
+                                run, layer, -1)))
         return s;
     int row = 0, cap = 0;
     zf_db_dead *v = NULL;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
-    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
     ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 3, min_active));
     while (!(s = zf_db_step(db, st, &row)) && row &&
            !(s = zf_db_grow(db, (void **)&v, &cap, *n, sizeof *v))) {
@@ -180,12 +177,12 @@ zf_status zf_db_topk_get(zf_db *db, int64_t run, const char *layer, int unit, zf
     if ((s = check_layer(db, run, layer)))
         return s;
     sqlite3_stmt *st;
-    if ((s = zf_db_prepare(db, &st,
-                           "SELECT (SELECT units FROM run_layers WHERE run_id = ?1 AND layer = ?2)")))
+    if ((s = zf_db_prepare_unit(db, &st,
+                                "SELECT (SELECT units FROM run_layers WHERE run_id = ?1 AND "
+                                "layer = ?2)",
+                                run, layer, -1)))
         return s;
     int row = 0, units = 0;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
-    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, layer, -1, SQLITE_STATIC));
     if ((s = zf_db_step(db, st, &row)))
         goto fail;
     units = row ? sqlite3_column_int(st, 0) : 0;
@@ -194,15 +191,13 @@ zf_status zf_db_topk_get(zf_db *db, int64_t run, const char *layer, int unit, zf
     if (unit < 0 || unit >= units)
         return zf_error(ZF_ERR_ARG, "%s: %s has units 0-%d; no unit %d", zf_db_path(db), layer,
                         units - 1, unit);
-    if ((s = zf_db_prepare(db, &st,
-                           "SELECT t.rank, t.image_id, t.seq, i.path, t.score, t.y, t.x, t.box_x0, "
-                           "t.box_y0, t.box_x1, t.box_y1, i.sha256 FROM topk t JOIN images i "
-                           "ON i.id = t.image_id WHERE t.run_id = ? AND t.layer = ? AND t.unit = ? "
-                           "ORDER BY t.rank")))
+    if ((s = zf_db_prepare_unit(db, &st,
+                                "SELECT t.rank, t.image_id, t.seq, i.path, t.score, t.y, t.x, "
+                                "t.box_x0, t.box_y0, t.box_x1, t.box_y1, i.sha256 FROM topk t "
+                                "JOIN images i ON i.id = t.image_id WHERE t.run_id = ? AND "
+                                "t.layer = ? AND t.unit = ? ORDER BY t.rank",
+                                run, layer, unit)))
         return s;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
-    ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, layer, -1, SQLITE_STATIC));
-    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, unit));
     zf_db_example *v = NULL;
     int cap = 0;
     while (!(s = zf_db_step(db, st, &row)) && row &&

@@ -890,10 +890,9 @@ static zf_status load_state(scan *S)
     sqlite3_stmt *st = NULL;
     int row = 0;
     int64_t got_images = S->seq0;
-    if ((s = zf_db_prepare(db, &st, "SELECT seq, image_id FROM run_images WHERE run_id = ? "
-                                    "ORDER BY seq")))
+    if ((s = zf_db_prepare_id(db, &st, "SELECT seq, image_id FROM run_images WHERE run_id = ? "
+                                       "ORDER BY seq", S->run_id)))
         return s;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
     while (!(s = zf_db_step(db, st, &row)) && row) {
         int64_t seq = sqlite3_column_int64(st, 0);
         if (seq != got_images || seq >= S->committed) {
@@ -913,10 +912,7 @@ static zf_status load_state(scan *S)
     }
     sqlite3_finalize(st);
     st = NULL;
-    if ((s = zf_db_prepare(db, &st,
-                           "SELECT unit, images, active_images, positions, positive_positions, "
-                           "sum, max, max_seq, max_y, max_x, top, sum_exact, bottom, hist FROM unit_stats "
-                           "WHERE run_id = ? AND layer = ? ORDER BY unit")))
+    if ((s = zf_db_prepare(db, &st, ZF_DB_UNIT_STATS_SELECT)))
         return s;
     for (int li = 0; li < S->n_layers; li++) {
         scan_layer *L = &S->layers[li];
@@ -924,26 +920,27 @@ static zf_status load_state(scan *S)
         ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 2, L->l->name, -1, SQLITE_STATIC));
         int got = 0;
         while (!(s = zf_db_step(db, st, &row)) && row) {
-            int c = sqlite3_column_int(st, 0);
-            if (c < 0 || c >= L->units || sqlite3_column_int64(st, 1) != S->n_ok) {
+            zf_db_unit_stats u;
+            int64_t h[ZF_DB_HIST_BINS];
+            zf_xsum sum;
+            if ((s = zf_db_unit_stats_read(db, st, S->run_id, L->l->name, &u, &sum, h)))
+                goto fail;
+            const int c = u.unit;
+            if (c < 0 || c >= L->units || u.images != S->n_ok) {
                 s = zf_error(ZF_ERR_DB,
                              "%s: run %lld: statistics of %s unit %d do not match the run's "
                              "progress (%lld images, run says %lld)",
                              zf_db_path(db), (long long)S->run_id, L->l->name, c,
-                             (long long)sqlite3_column_int64(st, 1), (long long)S->n_ok);
+                             (long long)u.images, (long long)S->n_ok);
                 goto fail;
             }
-            L->active[c] = sqlite3_column_int64(st, 2);
-            L->positive[c] = sqlite3_column_int64(st, 4);
-            if (zf_db_column_xsum(st, 5, 11, &L->sum[c])) {
-                s = zf_error(ZF_ERR_DB, "%s: run %lld: the exact sum of %s unit %d is damaged",
-                             zf_db_path(db), (long long)S->run_id, L->l->name, c);
-                goto fail;
-            }
-            if (sqlite3_column_type(st, 6) != SQLITE_NULL) {
-                L->max[c] = (float)sqlite3_column_double(st, 6);
-                L->max_seq[c] = sqlite3_column_int64(st, 7);
-                L->max_pos[c] = sqlite3_column_int(st, 8) * L->l->out_w + sqlite3_column_int(st, 9);
+            L->active[c] = u.active;
+            L->positive[c] = u.positive;
+            L->sum[c] = sum;
+            if (u.has_max) {
+                L->max[c] = (float)u.max;
+                L->max_seq[c] = u.max_seq;
+                L->max_pos[c] = u.max_y * L->l->out_w + u.max_x;
                 if (L->max_seq[c] < S->seq0 || L->max_seq[c] >= S->committed) {
                     s = zf_error(ZF_ERR_DB, "%s: run %lld: %s unit %d has its max at image %lld "
                                  "of %lld committed", zf_db_path(db), (long long)S->run_id,
@@ -951,18 +948,14 @@ static zf_status load_state(scan *S)
                     goto fail;
                 }
             }
-            const char *top = (const char *)sqlite3_column_text(st, 10);
-            if ((s = parse_top(S, L, &L->top, 0, c, top ? top : "")))
+            const char *top = u.top ? u.top : "";
+            if ((s = parse_top(S, L, &L->top, 0, c, top)))
                 goto fail;
-            const char *hj = (const char *)sqlite3_column_text(st, 13);
-            if (!hj)
+            if (!u.hist)
                 S->no_hist = 1;
-            else if (zf_db_hist_parse(hj, L->hist + (size_t)c * ZF_DB_HIST_BINS)) {
-                s = zf_error(ZF_ERR_DB, "%s: run %lld: the histogram of %s unit %d is damaged",
-                             zf_db_path(db), (long long)S->run_id, L->l->name, c);
-                goto fail;
-            }
-            const char *bot = (const char *)sqlite3_column_text(st, 12);
+            else
+                memcpy(L->hist + (size_t)c * ZF_DB_HIST_BINS, h, sizeof h);
+            const char *bot = u.bottom;
             if (!bot)
                 S->no_bottom = 1;
             else if ((s = parse_top(S, L, &L->bot, 1, c, bot)))
@@ -1019,25 +1012,13 @@ static zf_status shard_slice(scan *S)
 /* A resumed run's classes are the ones its images' folders give now. */
 static zf_status check_classes(scan *S, int classes)
 {
-    zf_db *db = S->db;
-    sqlite3_stmt *st = NULL;
-    int row = 0, got = 0;
-    zf_status s = zf_db_prepare(db, &st, "SELECT name FROM run_classes WHERE run_id = ? ORDER BY class");
-    if (s)
-        return s;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, S->run_id));
-    while (!(s = zf_db_step(db, st, &row)) && row) {
-        const char *name = (const char *)sqlite3_column_text(st, 0);
-        if (got >= S->cls.n || !name || strcmp(name, S->cls.names[got]))
-            break;
-        got++;
-    }
-    if (!s && (row || got != classes || got != S->cls.n))
+    char stored[65], now[65];
+    zf_status s = zf_db_classes_hash(S->db, S->run_id, stored);
+    zf_db_classes_hash_names(S->cls.names, S->cls.n, now);
+    if (!s && (classes != S->cls.n || strcmp(stored, now)))
         s = zf_error(ZF_ERR_DB, "%s: run %lld was begun with %d classes of images, its images' "
-                     "folders now give %d others", zf_db_path(db), (long long)S->run_id, classes,
+                     "folders now give %d others", zf_db_path(S->db), (long long)S->run_id, classes,
                      S->cls.n);
-fail:
-    sqlite3_finalize(st);
     return s;
 }
 

@@ -12,14 +12,13 @@ zf_status zf_db_layer_units(zf_db *db, int64_t run, const char *layer, zf_db_uni
     sqlite3_stmt *st = NULL;
     zf_db_unit_row *rows = NULL;
     int cap = 0, count = 0, row = 0;
-    zf_status s = zf_db_prepare(db, &st,
-                                "SELECT unit, images, active_fraction, positive_fraction, mean, max, "
-                                "max_image_id, max_y, max_x FROM unit_summary WHERE run_id = ?1 AND "
-                                "layer = ?2 ORDER BY unit");
+    zf_status s = zf_db_prepare_unit(db, &st,
+                                     "SELECT unit, images, active_fraction, positive_fraction, "
+                                     "mean, max, max_image_id, max_y, max_x FROM unit_summary "
+                                     "WHERE run_id = ?1 AND layer = ?2 ORDER BY unit",
+                                     run, layer, -1);
     if (s)
         return s;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
-    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
     while (!(s = zf_db_step(db, st, &row)) && row &&
            !(s = zf_db_grow(db, (void **)&rows, &cap, count, sizeof *rows))) {
         zf_db_unit_row r = {sqlite3_column_int(st, 0),
@@ -33,7 +32,6 @@ zf_status zf_db_layer_units(zf_db *db, int64_t run, const char *layer, zf_db_uni
                             sqlite3_column_int(st, 8)};
         rows[count++] = r;
     }
-fail:
     sqlite3_finalize(st);
     if (s) {
         free(rows);
@@ -51,14 +49,13 @@ zf_status zf_db_rendering_find(zf_db *db, int64_t run, const char *layer, int un
     *len = 0;
     sqlite3_stmt *st = NULL;
     int row = 0;
-    zf_status s = zf_db_prepare(db, &st,
-                                "SELECT png FROM renderings WHERE run_id = ?1 AND layer = ?2 AND unit = ?3 "
-                                "AND rank = ?4 AND kind = ?5 AND image_id = ?6 ORDER BY id DESC LIMIT 1");
+    zf_status s = zf_db_prepare_unit(db, &st,
+                                     "SELECT png FROM renderings WHERE run_id = ?1 AND layer = ?2 "
+                                     "AND unit = ?3 AND rank = ?4 AND kind = ?5 AND image_id = ?6 "
+                                     "ORDER BY id DESC LIMIT 1",
+                                     run, layer, unit);
     if (s)
         return s;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
-    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
-    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, unit));
     ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 4, rank));
     ZF_SQL_TRY(s, db, zf_db_bind_text(st, 5, kind));
     ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 6, image_id));
@@ -78,16 +75,14 @@ zf_status zf_db_bottomk_get(zf_db *db, int64_t run, const char *layer, int unit,
     zf_status s = zf_db_has_view(db, "bottomk", &row);
     if (s || !row) /* a database from before the bottom-k */
         return s;
-    if ((s = zf_db_prepare(db, &st,
-                           "SELECT b.rank, b.image_id, b.seq, b.score, b.y, b.x, i.path FROM bottomk b JOIN "
-                           "images i ON i.id = b.image_id WHERE b.run_id = ?1 AND b.layer = ?2 AND b.unit = ?3 "
-                           "ORDER BY b.rank")))
+    if ((s = zf_db_prepare_unit(db, &st,
+                                "SELECT b.rank, b.image_id, b.seq, b.score, b.y, b.x, i.path FROM "
+                                "bottomk b JOIN images i ON i.id = b.image_id WHERE b.run_id = ?1 "
+                                "AND b.layer = ?2 AND b.unit = ?3 ORDER BY b.rank",
+                                run, layer, unit)))
         return s;
     zf_db_example *ex = NULL;
     int count = 0, cap = 0;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
-    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
-    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, unit));
     while (!(s = zf_db_step(db, st, &row)) && row &&
            !(s = zf_db_grow(db, (void **)&ex, &cap, count, sizeof *ex))) {
         zf_db_example *e = &ex[count++];
@@ -100,7 +95,6 @@ zf_status zf_db_bottomk_get(zf_db *db, int64_t run, const char *layer, int unit,
         e->x = sqlite3_column_int(st, 5);
         zf_db_column_text(st, 6, e->path, sizeof e->path);
     }
-fail:
     sqlite3_finalize(st);
     if (s) {
         free(ex);
@@ -120,12 +114,11 @@ zf_status zf_db_unit_hist_get(zf_db *db, int64_t run, const char *layer, int uni
     zf_status s = zf_db_has_view(db, "histogram", &row);
     if (s || !row) /* a database from before the histograms */
         return s;
-    if ((s = zf_db_prepare(db, &st,
-                           "SELECT bin, count FROM histogram WHERE run_id = ?1 AND layer = ?2 AND unit = ?3")))
+    if ((s = zf_db_prepare_unit(db, &st,
+                                "SELECT bin, count FROM histogram WHERE run_id = ?1 AND layer = ?2 "
+                                "AND unit = ?3",
+                                run, layer, unit)))
         return s;
-    ZF_SQL_TRY(s, db, sqlite3_bind_int64(st, 1, run));
-    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 2, layer));
-    ZF_SQL_TRY(s, db, sqlite3_bind_int(st, 3, unit));
     while (!(s = zf_db_step(db, st, &row)) && row) {
         int bin = sqlite3_column_int(st, 0);
         if (bin >= 0 && bin < ZF_DB_HIST_BINS) {
@@ -133,7 +126,6 @@ zf_status zf_db_unit_hist_get(zf_db *db, int64_t run, const char *layer, int uni
             *found = 1;
         }
     }
-fail:
     sqlite3_finalize(st);
     return s;
 }

@@ -52,14 +52,15 @@ static int bind_real_or_null(sqlite3_stmt *st, int i, double v)
 zf_status zf_db_train_epoch_put(zf_db *db, int64_t run_id, const zf_epoch_stats *e)
 {
     sqlite3_stmt *st;
-    zf_status s = zf_db_prepare(db, &st,
-                                "INSERT OR REPLACE INTO train_epochs (run_id, epoch, lr, train_loss, "
-                                "train_acc, val_loss, val_acc, val_top5, seconds, images_per_s) "
-                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    zf_status s = zf_db_prepare_id(db, &st,
+                                   "INSERT OR REPLACE INTO train_epochs (run_id, epoch, lr, "
+                                   "train_loss, train_acc, val_loss, val_acc, val_top5, seconds, "
+                                   "images_per_s) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                   run_id);
     if (s)
         return s;
     int row;
-    if (!(s = ZF_SQL(db, sqlite3_bind_int64(st, 1, run_id))) && !(s = ZF_SQL(db, sqlite3_bind_int(st, 2, e->epoch))) &&
+    if (!(s = ZF_SQL(db, sqlite3_bind_int(st, 2, e->epoch))) &&
         !(s = ZF_SQL(db, sqlite3_bind_double(st, 3, e->lr))) &&
         !(s = ZF_SQL(db, sqlite3_bind_double(st, 4, e->train_loss))) &&
         !(s = ZF_SQL(db, sqlite3_bind_double(st, 5, e->train_acc))) &&
@@ -122,13 +123,14 @@ zf_status zf_db_train_snapshot_put(zf_db *db, int64_t run_id, int epoch, const z
     snprintf(shape, sizeof shape, "%d,%lld,%d,%d", l->out_c, (long long)(l->weight_count / l->out_c / l->win.kh / l->win.kw),
              l->win.kh, l->win.kw);
     sqlite3_stmt *st;
-    zf_status s = zf_db_prepare(db, &st,
-                                "INSERT OR REPLACE INTO train_snapshots (run_id, epoch, layer, shape, "
-                                "weights, png) VALUES (?, ?, ?, ?, ?, ?)");
+    zf_status s = zf_db_prepare_id(db, &st,
+                                   "INSERT OR REPLACE INTO train_snapshots (run_id, epoch, layer, "
+                                   "shape, weights, png) VALUES (?, ?, ?, ?, ?, ?)",
+                                   run_id);
     if (s)
         return s;
     int row;
-    if (!(s = ZF_SQL(db, sqlite3_bind_int64(st, 1, run_id))) && !(s = ZF_SQL(db, sqlite3_bind_int(st, 2, epoch))) &&
+    if (!(s = ZF_SQL(db, sqlite3_bind_int(st, 2, epoch))) &&
         !(s = ZF_SQL(db, zf_db_bind_text(st, 3, l->name))) && !(s = ZF_SQL(db, zf_db_bind_text(st, 4, shape))) &&
         !(s = ZF_SQL(db, sqlite3_bind_blob64(st, 5, l->weight, sizeof(float) * (sqlite3_uint64)l->weight_count,
                                              SQLITE_TRANSIENT))) &&

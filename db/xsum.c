@@ -31,17 +31,12 @@ static void add_shifted(zf_xsum *a, int64_t m, int shift)
 
 void zf_xsum_add_float(zf_xsum *a, float v)
 {
-    union {
-        float f;
-        uint32_t u;
-    } x = {v};
-    int e = (int)(x.u >> 23 & 0xff);
-    if (e == 0xff) {
-        a->special |= (x.u & 0x7fffff) ? ZF_XSUM_NAN : (x.u >> 31) ? ZF_XSUM_NEG_INF : ZF_XSUM_POS_INF;
-        return;
-    }
-    int64_t m = (int64_t)((x.u & 0x7fffff) | (e ? 0x800000u : 0));
-    add_shifted(a, (x.u >> 31) ? -m : m, e ? e - 1 : 0);
+    int64_t m;
+    int e = zf_xsum_split(v, &m);
+    if (e == 0xff)
+        a->special |= (uint32_t)m;
+    else
+        add_shifted(a, m, e ? e - 1 : 0);
 }
 
 void zf_xsum_merge(zf_xsum *a, const zf_xsum *b)

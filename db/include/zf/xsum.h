@@ -48,8 +48,9 @@ void zf_xsum_pack(const zf_xsum *a, unsigned char out[ZF_XSUM_BYTES]);
 /* 0 on success, -1 when len is not ZF_XSUM_BYTES or the flags are unknown. */
 int zf_xsum_unpack(zf_xsum *a, const void *data, size_t len);
 
-void zf_xsum_bins_init(zf_xsum_bins *b);
-static inline void zf_xsum_bins_add(zf_xsum_bins *b, float v)
+/* v's biased exponent e and signed integer significand *m: v = *m 2^(max(e, 1) - 150). For an
+ * infinity or NaN, e = 0xff and *m is its ZF_XSUM_* flag. */
+static inline int zf_xsum_split(float v, int64_t *m)
 {
     union {
         float f;
@@ -57,11 +58,24 @@ static inline void zf_xsum_bins_add(zf_xsum_bins *b, float v)
     } x = {v};
     int e = (int)(x.u >> 23 & 0xff);
     if (e == 0xff) {
-        b->special |= (x.u & 0x7fffff) ? 4u : (x.u >> 31) ? 2u : 1u;
+        *m = (x.u & 0x7fffff) ? ZF_XSUM_NAN : (x.u >> 31) ? ZF_XSUM_NEG_INF : ZF_XSUM_POS_INF;
+        return e;
+    }
+    int64_t a = (int64_t)((x.u & 0x7fffff) | (e ? 0x800000u : 0));
+    *m = (x.u >> 31) ? -a : a;
+    return e;
+}
+
+void zf_xsum_bins_init(zf_xsum_bins *b);
+static inline void zf_xsum_bins_add(zf_xsum_bins *b, float v)
+{
+    int64_t m;
+    int e = zf_xsum_split(v, &m);
+    if (e == 0xff) {
+        b->special |= (uint32_t)m;
         return;
     }
-    int64_t m = (int64_t)((x.u & 0x7fffff) | (e ? 0x800000u : 0));
-    b->bin[e] += (x.u >> 31) ? -m : m;
+    b->bin[e] += m;
     if (e < b->lo)
         b->lo = e;
     if (e > b->hi)
