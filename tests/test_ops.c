@@ -29,14 +29,20 @@ static double *dalloc(size_t n)
 
 /* ---- convolution ---- */
 
-static void naive_conv(double *out, const float *in, const float *w, const float *b, const zf_conv_geom *g)
+/* The direct convolution in float64: out = conv(in, w) + b or, with `transpose`, its transpose
+ * out = conv_t(in, w) (in the output's gradient, out the input's). Both walk the same taps. */
+static void naive_conv_taps(double *out, const float *in, const float *w, const float *b, const zf_conv_geom *g,
+                            int transpose)
 {
     const int cg = g->c / g->groups, kg = g->k / g->groups;
+    if (transpose)
+        memset(out, 0, sizeof(double) * g->n * g->c * g->h * g->w);
     for (int n = 0; n < g->n; n++)
         for (int k = 0; k < g->k; k++) {
             const int grp = k / kg;
             for (int oy = 0; oy < g->oh; oy++)
                 for (int ox = 0; ox < g->ow; ox++) {
+                    const size_t o = ((size_t)(n * g->k + k) * g->oh + oy) * g->ow + ox;
                     double s = b ? b[k] : 0.0;
                     for (int ci = 0; ci < cg; ci++)
                         for (int ky = 0; ky < g->kh; ky++)
@@ -44,35 +50,27 @@ static void naive_conv(double *out, const float *in, const float *w, const float
                                 int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
                                 if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
                                     continue;
-                                s += (double)in[((size_t)(n * g->c + grp * cg + ci) * g->h + iy) * g->w + ix] *
-                                     w[(((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx];
+                                const size_t i = ((size_t)(n * g->c + grp * cg + ci) * g->h + iy) * g->w + ix;
+                                const double wt = w[(((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx];
+                                if (transpose)
+                                    out[i] += (double)in[o] * wt;
+                                else
+                                    s += (double)in[i] * wt;
                             }
-                    out[((size_t)(n * g->k + k) * g->oh + oy) * g->ow + ox] = s;
+                    if (!transpose)
+                        out[o] = s;
                 }
         }
 }
 
+static void naive_conv(double *out, const float *in, const float *w, const float *b, const zf_conv_geom *g)
+{
+    naive_conv_taps(out, in, w, b, g, 0);
+}
+
 static void naive_conv_t(double *din, const float *dout, const float *w, const zf_conv_geom *g)
 {
-    const int cg = g->c / g->groups, kg = g->k / g->groups;
-    memset(din, 0, sizeof(double) * g->n * g->c * g->h * g->w);
-    for (int n = 0; n < g->n; n++)
-        for (int k = 0; k < g->k; k++) {
-            const int grp = k / kg;
-            for (int oy = 0; oy < g->oh; oy++)
-                for (int ox = 0; ox < g->ow; ox++) {
-                    double v = dout[((size_t)(n * g->k + k) * g->oh + oy) * g->ow + ox];
-                    for (int ci = 0; ci < cg; ci++)
-                        for (int ky = 0; ky < g->kh; ky++)
-                            for (int kx = 0; kx < g->kw; kx++) {
-                                int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
-                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
-                                    continue;
-                                din[((size_t)(n * g->c + grp * cg + ci) * g->h + iy) * g->w + ix] +=
-                                    v * w[(((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx];
-                            }
-                }
-        }
+    naive_conv_taps(din, dout, w, NULL, g, 1);
 }
 
 static void check_conv(zf_conv_geom g, uint64_t seed)
