@@ -38,14 +38,6 @@ static uint8_t *read_bytes(const char *path, size_t *len)
     return (uint8_t *)s;
 }
 
-static double tensor_max_abs(const float *x, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        m = fmax(m, fabs(x[i]));
-    return m;
-}
-
 /* Runs the model on its input and compares every listed value; returns the worst error. */
 static double check_ok_case(char **f, int nf)
 {
@@ -75,7 +67,7 @@ static double check_ok_case(char **f, int nf)
                      net->layers[li].name, cnt, (long long)ref->size);
         size_t where;
         const float *r = zf_tensor_f32(ref);
-        double floor = REL_FLOOR * tensor_max_abs(r, cnt);
+        double floor = REL_FLOOR * tu_max_abs(r, cnt);
         double err = tu_max_rel_err_f(zf_net_act(net, li), r, cnt, floor > 0 ? floor : 1e-30, &where);
         cr_expect_leq(err, REL_TOL, "%s: '%s' (layer %s): relative error %.3g at index %zu (%g vs %g)", model,
                       value, net->layers[li].name, err, where, zf_net_act(net, li)[where], r[where]);
@@ -165,7 +157,7 @@ static double light_compare(const zf_net *net, int li, const char *ref_file)
     cr_assert_eq((size_t)ref->size, n, "%s: %lld values, layer %s has %zu", ref_file, (long long)ref->size,
                  net->layers[li].name, n);
     const float *r = zf_tensor_f32(ref);
-    double floor = REL_FLOOR * tensor_max_abs(r, n);
+    double floor = REL_FLOOR * tu_max_abs(r, n);
     size_t where;
     double err = tu_max_rel_err_f(zf_net_act(net, li), r, n, floor > 0 ? floor : 1e-30, &where);
     cr_expect_leq(err, REL_TOL, "%s: relative error %.3g at %zu (%g vs %g)", ref_file, err, where,

@@ -66,18 +66,10 @@ static zf_tensor *npy(const char *name)
     return t;
 }
 
-static double max_abs(const float *x, size_t n)
-{
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        m = fmax(m, fabs(x[i]));
-    return m;
-}
-
 static void expect_close(const char *what, const float *a, const float *ref, size_t n)
 {
     size_t at = 0;
-    double e = tu_max_rel_err_f(a, ref, n, REL_FLOOR * max_abs(ref, n), &at);
+    double e = tu_max_rel_err_f(a, ref, n, REL_FLOOR * tu_max_abs(ref, n), &at);
     cr_expect(e < REL_TOL, "%s: relative error %g at %zu (%g vs %g)", what, e, at, n ? a[at] : 0.0,
               n ? ref[at] : 0.0);
 }
@@ -237,7 +229,7 @@ Test(onnx_export, deconv_matches_pytorch)
         cr_assert_eq(ref->size, x->size);
         char what[300];
         snprintf(what, sizeof what, "%s deconv %s channel %s", model, rows[i].f[2], rows[i].f[3]);
-        cr_expect(max_abs(zf_tensor_f32(ref), (size_t)ref->size) > 0, "%s: empty reference", what);
+        cr_expect(tu_max_abs(zf_tensor_f32(ref), (size_t)ref->size) > 0, "%s: empty reference", what);
         expect_close(what, out, zf_tensor_f32(ref), (size_t)ref->size);
         free(out);
         zf_tensor_free(ref);

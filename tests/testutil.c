@@ -60,6 +60,14 @@ double tu_max_rel_err_f(const float *a, const float *ref, size_t n, double floor
     return worst;
 }
 
+double tu_max_abs(const float *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(x[i]));
+    return m;
+}
+
 static const char *join(const char *env, const char *rel)
 {
     static _Thread_local char bufs[8][4096];

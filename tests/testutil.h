@@ -14,6 +14,8 @@ void tu_fill_uniform(float *x, size_t n, uint64_t seed, float lo, float hi);
 /* Largest |a-b| / max(|b|, floor) over the arrays; *where gets its index. */
 double tu_max_rel_err(const float *a, const double *ref, size_t n, double floor, size_t *where);
 double tu_max_rel_err_f(const float *a, const float *ref, size_t n, double floor, size_t *where);
+/* Largest |x[i]| (0 for none). */
+double tu_max_abs(const float *x, size_t n);
 /* "$ZF_SOURCE_DIR/rel" (falls back to the current directory). Static buffer per call slot. */
 const char *tu_src(const char *rel);
 /* "$ZF_BUILD_DIR/rel". */
