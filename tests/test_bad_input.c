@@ -84,6 +84,16 @@ static int grep(const char *path, const char *text)
     return tu_system("grep -q -F -- '%s' '%s'", text, path) == 0;
 }
 
+/* `what` was refused: it exited non-zero (with `bounded`, also neither timed out nor was killed:
+ * 124, 137) and said so in one line on err that holds each of the NULL-terminated words. */
+static void expect_refused(int rc, int bounded, const char *err, const char *what, const char *const *words)
+{
+    cr_assert(rc != 0 && (!bounded || (rc != 124 && rc != 137)), "%s: exit %d", what, rc);
+    cr_assert_eq(count_lines(err), 1, "%s", what);
+    for (int i = 0; words[i]; i++)
+        cr_assert(grep(err, words[i]), "%s: stderr lacks '%s'", what, words[i]);
+}
+
 /* tu_system gives the shell's exit status (-1 when it did not exit). */
 static int rc_of(int status)
 {
@@ -107,16 +117,11 @@ Test(bad_input, device_as_list_refused_at_once)
     /* Before the fix this read /dev/zero until memory ran out: the limits keep the test safe. */
     int rc = rc_of(tu_system(MEM_CAP "timeout 20 '%s' scan --images /dev/zero --db '%s' "
                              "2> '%s'", bin, in_dir(dir, "d.db"), in_dir(dir, "err")));
-    cr_assert(rc != 0 && rc != 124 && rc != 137, "exit %d", rc);
-    cr_assert_eq(count_lines(in_dir(dir, "err")), 1);
-    cr_assert(grep(in_dir(dir, "err"), "/dev/zero: "));
-    cr_assert(grep(in_dir(dir, "err"), "device"));
+    expect_refused(rc, 1, in_dir(dir, "err"), "scan", (const char *const[]){"/dev/zero: ", "device", NULL});
     rc = rc_of(tu_system(MEM_CAP "timeout 20 '%s' compare alexnet-mini zfnet-mini "
                          "--images /dev/zero -o '%s' 2> '%s'", bin, in_dir(dir, "c.png"),
                          in_dir(dir, "err2")));
-    cr_assert(rc != 0 && rc != 124 && rc != 137, "exit %d", rc);
-    cr_assert_eq(count_lines(in_dir(dir, "err2")), 1);
-    cr_assert(grep(in_dir(dir, "err2"), "/dev/zero: "));
+    expect_refused(rc, 1, in_dir(dir, "err2"), "compare", (const char *const[]){"/dev/zero: ", NULL});
 }
 
 Test(bad_input, folder_where_one_image_is_taken_refused)
@@ -126,10 +131,7 @@ Test(bad_input, folder_where_one_image_is_taken_refused)
     write_png(in_dir(dir, "a.png"), 30, 30, -1);
     int rc = rc_of(tu_system("'%s' deconv --model alexnet-mini --input '%s' --layer conv1 --channel 0 --out '%s' 2> '%s'",
                              bin, dir, in_dir(dir, "y.npy"), in_dir(dir, "err")));
-    cr_assert(rc != 0);
-    cr_assert_eq(count_lines(in_dir(dir, "err")), 1);
-    cr_assert(grep(in_dir(dir, "err"), dir));
-    cr_assert(grep(in_dir(dir, "err"), "is a folder"));
+    expect_refused(rc, 0, in_dir(dir, "err"), "deconv", (const char *const[]){dir, "is a folder", NULL});
 }
 
 Test(bad_input, overlong_list_line_refused)
@@ -140,9 +142,7 @@ Test(bad_input, overlong_list_line_refused)
     int rc = rc_of(tu_system(MEM_CAP "tr '\\0' a < /dev/zero | timeout 20 '%s' scan "
                              "--images - --db '%s' 2> '%s'", bin, in_dir(dir, "d.db"),
                              in_dir(dir, "err")));
-    cr_assert(rc != 0 && rc != 124 && rc != 137, "exit %d", rc);
-    cr_assert_eq(count_lines(in_dir(dir, "err")), 1);
-    cr_assert(grep(in_dir(dir, "err"), "longer than"));
+    expect_refused(rc, 1, in_dir(dir, "err"), "scan", (const char *const[]){"longer than", NULL});
 }
 
 Test(bad_input, list_from_stdin_and_fifo_accepted)
@@ -184,10 +184,7 @@ Test(bad_input, nonfinite_npy_refused_naming_the_file)
             char cmd[1024];
             snprintf(cmd, sizeof cmd, cmds[c], in_dir(dir, files[f]));
             int rc = rc_of(tu_system("cd '%s' && '%s' %s --model alexnet-mini > out 2> err", dir, bin, cmd));
-            cr_assert(rc != 0, "%s: exit 0", cmd);
-            cr_assert_eq(count_lines(in_dir(dir, "err")), 1, "%s", cmd);
-            cr_assert(grep(in_dir(dir, "err"), files[f]), "%s", cmd);
-            cr_assert(grep(in_dir(dir, "err"), f ? "Inf" : "NaN"), "%s", cmd);
+            expect_refused(rc, 0, in_dir(dir, "err"), cmd, (const char *const[]){files[f], f ? "Inf" : "NaN", NULL});
         }
 }
 
@@ -218,10 +215,8 @@ Test(bad_input, nonfinite_weights_refused_at_load)
     write_npy(in_dir(dir, "x.npy"), x, 1, 1, 112, 112);
     free(x);
     int rc = rc_of(tu_system("cd '%s' && '%s' forward --model nan.safetensors --input x.npy > out 2> err", dir, bin));
-    cr_assert(rc != 0, "forward with a NaN weight: exit 0");
-    cr_assert_eq(count_lines(in_dir(dir, "err")), 1);
-    cr_assert(grep(in_dir(dir, "err"), "nan.safetensors"));
-    cr_assert(grep(in_dir(dir, "err"), "NaN"));
+    expect_refused(rc, 0, in_dir(dir, "err"), "forward with a NaN weight",
+                   (const char *const[]){"nan.safetensors", "NaN", NULL});
 }
 
 Test(bad_input, scan_skips_an_image_that_preprocesses_to_nonfinite)
@@ -315,13 +310,11 @@ Test(bad_input, scan_that_reads_no_image_fails_and_dead_report_refuse)
     cr_assert(rc != 0, "scan of corrupt images only: exit 0");
     cr_assert(grep(in_dir(dir, "err"), "no image could be read"));
     rc = rc_of(tu_system("cd '%s' && '%s' dead --db s.db > dout 2> derr", dir, bin));
-    cr_assert(rc != 0, "dead on a run of 0 images: exit 0");
-    cr_assert_eq(count_lines(in_dir(dir, "derr")), 1);
-    cr_assert(grep(in_dir(dir, "derr"), "has no images"));
+    expect_refused(rc, 0, in_dir(dir, "derr"), "dead on a run of 0 images",
+                   (const char *const[]){"has no images", NULL});
     rc = rc_of(tu_system("cd '%s' && '%s' report --db s.db -o r.pdf > rout 2> rerr", dir, bin));
-    cr_assert(rc != 0, "report on a run of 0 images: exit 0");
-    cr_assert_eq(count_lines(in_dir(dir, "rerr")), 1);
-    cr_assert(grep(in_dir(dir, "rerr"), "has no images"));
+    expect_refused(rc, 0, in_dir(dir, "rerr"), "report on a run of 0 images",
+                   (const char *const[]){"has no images", NULL});
 }
 
 /* ---- item 8: folders, dumps, moved and missing images ---- */
