@@ -927,31 +927,41 @@ Test(helpers, input_to_rgb_of_a_grey_net_reads_one_plane)
 
 /* ---- the commands ---- */
 
+/* What `zfviz filters --arch ARCH --weights WEIGHTS EXTRA` draws (conv1), decoded; *net gets the
+ * same net and weights loaded here, *l its conv1 and *g the layout of those filters under the
+ * options o, whose size the picture must have. */
+static tu_rgb cli_filters(const char *tag, const char *arch, const char *weights, const char *extra,
+                          const zf_viz_filters_opts *o, zf_net **net, const zf_layer **l, zf_viz_grid *g)
+{
+    const char *dir = tu_tmpdir(tag);
+    char out[1024], title[256];
+    snprintf(out, sizeof out, "%s/f.png", dir);
+    cr_assert_eq(tu_system("'%s' filters --arch %s --weights %s %s -o '%s' 2>/dev/null", tu_build("tools/zfviz"),
+                           arch, weights, extra, out),
+                 0, "zfviz filters failed");
+    cr_assert_eq(zf_net_new_builtin(arch, net), ZF_OK);
+    cr_assert_eq(zf_net_load_weights(*net, weights), ZF_OK, "%s", zf_last_error());
+    const zf_layer *c1 = *l = &(*net)->layers[zf_net_find(*net, "conv1")];
+    snprintf(title, sizeof title, "%s conv1 (%s)", arch, weights);
+    zf_viz_filters_in in = {title, c1->weight, c1->out_c, c1->in_c, c1->win.kh, c1->win.kw, 0};
+    cr_assert_eq(zf_viz_filters_layout(g, &in, o), ZF_OK);
+    tu_rgb im = tu_png_read(out);
+    cr_assert(im.w == g->width && im.h == g->height, "PNG %dx%d, layout %dx%d", im.w, im.h, g->width, g->height);
+    return im;
+}
+
 Test(cli, filters_draws_the_nets_conv1_weights_tap_for_tap)
 {
-    const char *dir = tu_tmpdir("viz_cli_filters");
-    char out[1024];
-    snprintf(out, sizeof out, "%s/zf.png", dir);
-    cr_assert_eq(tu_system("'%s' filters --arch zfnet --weights random:1 --layer conv1 --zoom 2 -o '%s' 2>/dev/null",
-                           tu_build("tools/zfviz"), out),
-                 0, "zfviz filters failed");
     /* The same weights, loaded here; every tap of filter 5 recomputed from the documented mapping. */
     zf_net *net;
-    cr_assert_eq(zf_net_new_builtin("zfnet", &net), ZF_OK);
-    cr_assert_eq(zf_net_load_weights(net, "random:1"), ZF_OK, "%s", zf_last_error());
-    const zf_layer *l = &net->layers[zf_net_find(net, "conv1")];
-    zf_viz_filters_in in = {"zfnet conv1 (random:1)", l->weight, l->out_c, l->in_c, l->win.kh, l->win.kw, 0};
+    const zf_layer *l;
     zf_viz_filters_opts o = zf_viz_filters_defaults();
     o.zoom = 2;
     zf_viz_grid g;
-    cr_assert_eq(zf_viz_filters_layout(&g, &in, &o), ZF_OK);
-    tu_rgb im = tu_png_read(out);
-    cr_assert(im.w == g.width && im.h == g.height, "PNG %dx%d, layout %dx%d", im.w, im.h, g.width, g.height);
+    tu_rgb im = cli_filters("viz_cli_filters", "zfnet", "random:1", "--layer conv1 --zoom 2", &o, &net, &l, &g);
     const int f = 5, kh = l->win.kh, kw = l->win.kw;
     const float *w = l->weight + (size_t)f * 3 * kh * kw;
-    double s = 0;
-    for (int i = 0; i < 3 * kh * kw; i++)
-        s = fmax(s, fabs(w[i]));
+    double s = tu_max_abs(w, (size_t)3 * kh * kw);
     int x0 = g.grid_x + (f % g.cols) * g.pitch_x + g.tile_dx, y0 = g.grid_y + (f / g.cols) * g.pitch_y;
     for (int y = 0; y < kh; y++)
         for (int x = 0; x < kw; x++) {
@@ -1064,30 +1074,17 @@ Test(cli, info_describes_grey_preprocessing_and_classes)
 
 Test(cli, filters_draws_a_grey_nets_conv1_in_grey_tap_for_tap)
 {
-    const char *dir = tu_tmpdir("viz_cli_grey_filters");
-    char out[1024];
-    snprintf(out, sizeof out, "%s/a.png", dir);
-    cr_assert_eq(tu_system("'%s' filters --arch alexnet-mini --weights random:4 -o '%s' 2>/dev/null",
-                           tu_build("tools/zfviz"), out),
-                 0, "zfviz filters failed");
     zf_net *net;
-    cr_assert_eq(zf_net_new_builtin("alexnet-mini", &net), ZF_OK);
-    cr_assert_eq(zf_net_load_weights(net, "random:4"), ZF_OK, "%s", zf_last_error());
-    const zf_layer *l = &net->layers[zf_net_find(net, "conv1")];
-    cr_assert_eq(l->in_c, 1);
-    zf_viz_filters_in in = {"alexnet-mini conv1 (random:4)", l->weight, l->out_c, 1, l->win.kh, l->win.kw, 0};
+    const zf_layer *l;
     zf_viz_filters_opts o = zf_viz_filters_defaults();
     zf_viz_grid g;
-    cr_assert_eq(zf_viz_filters_layout(&g, &in, &o), ZF_OK);
-    tu_rgb im = tu_png_read(out);
-    cr_assert(im.w == g.width && im.h == g.height, "PNG %dx%d, layout %dx%d", im.w, im.h, g.width, g.height);
+    tu_rgb im = cli_filters("viz_cli_grey_filters", "alexnet-mini", "random:4", "", &o, &net, &l, &g);
+    cr_assert_eq(l->in_c, 1);
     /* Every tap of every filter: grey, 0.5 + 0.5 w / max|w| over its filter, as an RGB tile's. */
     const int kh = l->win.kh, kw = l->win.kw, zm = g.zoom;
     for (int f = 0; f < l->out_c; f++) {
         const float *w = l->weight + (size_t)f * kh * kw;
-        double s = 0;
-        for (int i = 0; i < kh * kw; i++)
-            s = fmax(s, fabs(w[i]));
+        double s = tu_max_abs(w, (size_t)kh * kw);
         int x0 = g.grid_x + (f % g.cols) * g.pitch_x + g.tile_dx, y0 = g.grid_y + (f / g.cols) * g.pitch_y;
         for (int y = 0; y < kh; y++)
             for (int x = 0; x < kw; x++) {
