@@ -1,7 +1,8 @@
 /* Exact sums and sharded scans: the accumulator against Python's rational arithmetic on
  * adversarial floats and across orders and cuts; scans cut into shards (--shard K/N), one killed
  * and resumed, merged (zfviz merge) and compared with a one-process scan of the same list through
- * sqlite3; shards that do not belong together refused. */
+ * sqlite3; shards that do not belong together refused; per-class means and the selectivity index of
+ * images in class folders against a float64 forward of the same net. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <signal.h>
@@ -201,11 +202,11 @@ static void make_images(const char *dir, int n, uint64_t seed)
                         v += k == i % 3 ? 150 : -100;
                     rgb[((size_t)y * w + x) * 3 + k] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
                 }
-        snprintf(path, sizeof path, "%s/img_%03d.png", dir, i);
+        cr_assert_lt(snprintf(path, sizeof path, "%s/img_%03d.png", dir, i), (int)sizeof path);
         cr_assert_eq(tu_write_png(path, w, h, rgb), 0, "%s", path);
         free(rgb);
     }
-    snprintf(path, sizeof path, "%s/img_002_broken.png", dir);
+    cr_assert_lt(snprintf(path, sizeof path, "%s/img_002_broken.png", dir), (int)sizeof path);
     FILE *f = fopen(path, "wb");
     cr_assert_not_null(f);
     fputs("\x89PNG\r\n\x1a\nnot really", f);
@@ -247,7 +248,8 @@ static void expect_same_scan(const char *merged, const char *ref, const char *wh
 {
     static const char *const tables[] = {"images", "run_images", "run_layers", "unit_stats",
                                          "topk", "bottomk", "unit_summary", "histogram",
-                                         "unit_quantiles"};
+                                         "unit_quantiles", "run_classes", "unit_class_stats",
+                                         "unit_class_mean", "unit_selectivity"};
     for (size_t i = 0; i < sizeof tables / sizeof *tables; i++)
         cr_assert_eq(rows_differing(merged, ref, tables[i]), 0, "%s: %s differs from the one-process scan",
                      what, tables[i]);
@@ -330,7 +332,13 @@ Test(merge, a_shard_killed_and_resumed_merges_to_the_same_result)
 {
     char dir[2048], imgs[4096], ref[4096], s1[4096], s2[4096], out[4096];
     tu_tmpdir_sub(dir, imgs, "merge_kill", "images");
-    make_images(imgs, 59, 9); /* 60 files */
+    /* 60 files in two class folders, so that the resumed shard's class sums are checked too */
+    char sub[8192];
+    for (int c = 0; c < 2; c++) {
+        cr_assert_lt(snprintf(sub, sizeof sub, "%s/%c", imgs, 'x' + c), (int)sizeof sub);
+        mkdir(sub, 0755);
+        make_images(sub, 29, 9 + (uint64_t)c * 1000);
+    }
     snprintf(ref, sizeof ref, "%s/ref.db", dir);
     snprintf(s1, sizeof s1, "%s/s1.db", dir);
     snprintf(s2, sizeof s2, "%s/s2.db", dir);
@@ -447,12 +455,17 @@ Test(merge, a_schema_2_database_migrates_and_its_float64_sums_carry_over)
                            "DROP VIEW unit_quantiles; DROP VIEW histogram; DROP TABLE histogram_bins; "
                            "ALTER TABLE unit_stats DROP COLUMN hist; "
                            "ALTER TABLE runs DROP COLUMN list_n; ALTER TABLE runs DROP COLUMN shard; "
-                           "ALTER TABLE runs DROP COLUMN seq0; PRAGMA user_version = 2; "
+                           "ALTER TABLE runs DROP COLUMN seq0; DROP VIEW unit_selectivity; "
+                           "DROP VIEW unit_class_mean; DROP TABLE unit_class_stats; "
+                           "DROP TABLE run_classes; ALTER TABLE run_images DROP COLUMN class; "
+                           "ALTER TABLE runs DROP COLUMN classes; PRAGMA user_version = 2; "
                            "CREATE TABLE sums AS SELECT layer, unit, sum FROM unit_stats;'", db), 0);
     /* the same command again migrates it and finds the run complete */
     cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 | grep -q 'already complete'",
                            zfviz(), imgs, db), 0);
-    cr_assert_eq(sql_int(db, "PRAGMA user_version"), 3);
+    cr_assert_eq(sql_int(db, "PRAGMA user_version"), ZF_DB_SCHEMA_VERSION);
+    /* a run begun before schema 4 keeps no class statistics, and its merge none either */
+    cr_assert_eq(sql_int(db, "SELECT classes IS NULL FROM runs"), 1);
     cr_assert_eq(sql_int(db, "SELECT count(*) FROM unit_stats WHERE sum_exact IS NULL"),
                  sql_int(db, "SELECT count(*) FROM sums"));
     /* a merge of it alone takes each float64 sum exactly */
@@ -466,6 +479,246 @@ Test(merge, a_schema_2_database_migrates_and_its_float64_sums_carry_over)
     cr_assert_eq(sql_int(db, "SELECT count(*) FROM unit_stats WHERE bottom IS NOT NULL"), 0);
     cr_assert_eq(sql_int(out, "SELECT count(*) FROM unit_stats WHERE bottom IS NOT NULL"), 0);
     cr_assert_eq(sql_int(out, "SELECT count(*) FROM unit_stats WHERE hist IS NOT NULL"), 0);
+    cr_assert_eq(sql_int(out, "SELECT (classes IS NULL) + (SELECT count(*) FROM run_classes) FROM runs"),
+                 1);
+}
+/* ---------------------------------------------------------------- classes */
+
+/* What a query prints through the sqlite3 shell: rows a line, columns split by '|'. */
+static char *sql_text(const char *db, const char *sql)
+{
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd, "sqlite3 -readonly '%s' \"%s\"", db, sql);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t cap = 1 << 16, len = 0, r;
+    char *buf = malloc(cap);
+    while ((r = fread(buf + len, 1, cap - len - 1, p)) > 0)
+        if ((len += r) + 4096 > cap)
+            buf = realloc(buf, cap *= 2);
+    buf[len] = 0;
+    cr_assert_eq(pclose(p), 0, "%s: %s", db, sql);
+    return buf;
+}
+
+/* Folders a, b and c under imgs, with 4, 3 and 5 pictures and a broken file each, and one loose
+ * picture beside them, in no class: 16 files, 8 batches of 2. */
+static void make_class_images(const char *imgs)
+{
+    static const int count[3] = {4, 3, 5};
+    char sub[8192];
+    for (int c = 0; c < 3; c++) {
+        cr_assert_lt(snprintf(sub, sizeof sub, "%s/%c", imgs, 'a' + c), (int)sizeof sub);
+        mkdir(sub, 0755);
+        make_images(sub, count[c], 100 + (uint64_t)c * 31);
+    }
+    cr_assert_eq(tu_system("cp '%s/b/img_001.png' '%s/loose.png'", imgs, imgs), 0);
+}
+
+/* The class of a listed image as a test reads it off the path: its folder's name, 0-2 for a-c,
+ * -1 for one directly in root. */
+static int class_of_path(const char *path, const char *root)
+{
+    const char *slash = strrchr(path, '/');
+    size_t rl = strlen(root);
+    if ((size_t)(slash - path) == rl && !strncmp(path, root, rl))
+        return -1;
+    cr_assert(slash - path >= 2 && slash[-2] == '/', "%s", path);
+    return slash[-1] - 'a';
+}
+
+Test(merge, class_means_and_selectivity_match_a_direct_computation_and_merge_exactly)
+{
+    char dir[2048], imgs[4096], ref[4096], root[4096];
+    tu_tmpdir_sub(dir, imgs, "merge_classes", "images");
+    snprintf(ref, sizeof ref, "%s/ref.db", dir);
+    make_class_images(imgs);
+    cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 > /dev/null 2>&1",
+                           zfviz(), imgs, ref), 0);
+    /* the classes, their images that loaded, the loose one in none */
+    char *t = sql_text(ref, "SELECT group_concat(name || ':' || images, ',') FROM "
+                            "(SELECT * FROM run_classes ORDER BY class)");
+    cr_assert_str_eq(t, "a:4,b:3,c:5\n");
+    free(t);
+    cr_assert_eq(sql_int(ref, "SELECT classes FROM runs"), 3);
+    cr_assert_eq(sql_int(ref, "SELECT count(*) FROM run_images WHERE class IS NULL"), 1);
+    cr_assert_eq(sql_int(ref, "SELECT count(*) FROM run_images r JOIN images i ON i.id = "
+                              "r.image_id WHERE r.class IS NULL AND i.path LIKE '%/loose.png'"), 1);
+    /* 1, 2 and 3 shards merge to the same rows */
+    for (int n = 1; n <= 3; n++) {
+        char tag[16], list[8192] = "", out[4096];
+        snprintf(tag, sizeof tag, "c%d", n);
+        for (int k = 1; k <= n; k++) {
+            cr_assert_eq(scan_shard(dir, imgs, tag, k, n, NULL), 0, "shard %d/%d", k, n);
+            size_t len = strlen(list);
+            snprintf(list + len, sizeof list - len, " '%s/%s_%d.db'", dir, tag, n + 1 - k);
+        }
+        snprintf(out, sizeof out, "%s/merged_%d.db", dir, n);
+        cr_assert_eq(tu_system("'%s' merge -o '%s' %s > /dev/null", zfviz(), out, list), 0,
+                     "merge of %d shards failed", n);
+        expect_same_scan(out, ref, tag);
+        cr_assert(sql_int(out, "SELECT count(*) FROM unit_class_stats") > 1500);
+    }
+
+    /* each class's mean of every unit, from the activations of the same net over the same
+     * batches, in float64 */
+    zft_model_opts mo = {0};
+    zft_model_ref mref;
+    zf_net *net = NULL;
+    cr_assert_eq(zft_load_model_ref(&mo, &net, &mref), ZF_OK, "%s", zf_last_error());
+    cr_assert_not_null(realpath(imgs, root));
+    char **paths;
+    int64_t n;
+    cr_assert_eq(zf_db_scan_list(imgs, &paths, &n), ZF_OK);
+    cr_assert_eq(n, 16);
+    int layers[64];
+    int nl = zf_db_scan_default_layers(net, layers);
+    double **sum = calloc((size_t)nl, sizeof *sum);
+    for (int j = 0; j < nl; j++)
+        sum[j] = calloc((size_t)net->layers[layers[j]].out_c * 3, sizeof **sum);
+    int64_t cnt[3] = {0};
+    cr_assert_eq(zf_net_reserve(net, 2), ZF_OK);
+    size_t in_size = (size_t)zf_net_in_size(net);
+    for (int64_t b0 = 0; b0 < n; b0 += 2) {
+        int m = 0, cls[2];
+        for (int64_t i = b0; i < b0 + 2; i++) {
+            zf_image *img = NULL;
+            if (zf_image_load(paths[i], &img) == ZF_OK &&
+                zf_image_to_input(net->input + m * in_size, img, &net->pre, net->in_h,
+                                  net->in_w) == ZF_OK)
+                cls[m++] = class_of_path(paths[i], root);
+            zf_image_free(img);
+        }
+        if (!m)
+            continue;
+        cr_assert_eq(zf_net_forward(net, NULL, m), ZF_OK, "%s", zf_last_error());
+        for (int i = 0; i < m; i++) {
+            if (cls[i] < 0)
+                continue;
+            cnt[cls[i]]++;
+            for (int j = 0; j < nl; j++) {
+                const zf_layer *l = &net->layers[layers[j]];
+                int units = l->out_c, hw = l->out_h * l->out_w;
+                for (int c = 0; c < units; c++) {
+                    const float *p = net->acts[layers[j]] + ((size_t)i * units + c) * hw;
+                    double s = 0;
+                    for (int q = 0; q < hw; q++)
+                        s += p[q] > 0 ? p[q] : 0;
+                    sum[j][(size_t)c * 3 + cls[i]] += s;
+                }
+            }
+        }
+    }
+    cr_assert(cnt[0] == 4 && cnt[1] == 3 && cnt[2] == 5);
+    int units_all = 0;
+    for (int j = 0; j < nl; j++) {
+        const zf_layer *l = &net->layers[layers[j]];
+        units_all += l->out_c;
+        for (size_t x = 0; x < (size_t)l->out_c * 3; x++)
+            sum[j][x] /= (double)cnt[x % 3] * l->out_h * l->out_w;
+    }
+    /* the view's means */
+    char *rows = sql_text(ref, "SELECT layer, unit, class, n, printf('%.17g', mean) FROM "
+                               "unit_class_mean WHERE run_id = 1");
+    int seen = 0;
+    for (char *line = strtok(rows, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[32], cl;
+        int unit;
+        long long nn;
+        double mean;
+        cr_assert_eq(sscanf(line, "%31[^|]|%d|%c|%lld|%lf", name, &unit, &cl, &nn, &mean), 5,
+                     "%s", line);
+        int j = 0;
+        while (j < nl && strcmp(net->layers[layers[j]].name, name))
+            j++;
+        cr_assert(j < nl && cl >= 'a' && cl <= 'c', "%s", line);
+        cr_assert_eq(nn, cnt[cl - 'a'], "%s", line);
+        double want = sum[j][(size_t)unit * 3 + (cl - 'a')];
+        cr_assert(fabs(mean - want) <= 1e-9 * fabs(want) + 1e-300, "%s unit %d class %c: mean %.17g, "
+                  "float64 from the activations %.17g", name, unit, cl, mean, want);
+        seen++;
+    }
+    free(rows);
+    cr_assert_eq(seen, units_all * 3);
+    /* the selectivity index from those float64 means */
+    rows = sql_text(ref, "SELECT layer, unit, CASE WHEN selectivity IS NULL THEN 'NULL' ELSE "
+                         "printf('%.17g', selectivity) END, ifnull(best_class, '-') FROM "
+                         "unit_selectivity WHERE run_id = 1");
+    seen = 0;
+    int defined = 0;
+    for (char *line = strtok(rows, "\n"); line; line = strtok(NULL, "\n")) {
+        char name[32], sel[64], best;
+        int unit;
+        cr_assert_eq(sscanf(line, "%31[^|]|%d|%63[^|]|%c", name, &unit, sel, &best), 4, "%s", line);
+        int j = 0;
+        while (j < nl && strcmp(net->layers[layers[j]].name, name))
+            j++;
+        cr_assert(j < nl, "%s", line);
+        const double *mu = sum[j] + (size_t)unit * 3;
+        int top = 0;
+        for (int c = 1; c < 3; c++)
+            if (mu[c] > mu[top])
+                top = c;
+        double rest = 0;
+        for (int c = 0; c < 3; c++)
+            rest += c == top ? 0 : mu[c] / 2;
+        if (mu[top] + rest == 0) {
+            cr_assert_str_eq(sel, "NULL", "%s", line);
+        } else {
+            double want = (mu[top] - rest) / (mu[top] + rest), got = strtod(sel, NULL);
+            cr_assert(fabs(got - want) <= 1e-9, "%s unit %d: selectivity %s, from the float64 "
+                      "means %.17g", name, unit, sel, want);
+            defined++;
+        }
+        cr_assert_eq(best, mu[top] > 0 ? 'a' + top : '-', "%s unit %d: best class %c", name, unit,
+                     best);
+        seen++;
+    }
+    free(rows);
+    cr_assert_eq(seen, units_all);
+    cr_assert(defined > units_all / 2, "%d of %d units with a selectivity", defined, units_all);
+    for (int j = 0; j < nl; j++)
+        free(sum[j]);
+    free(sum);
+    zf_db_scan_list_free(paths, n);
+    zf_net_free(net);
+}
+
+Test(merge, a_list_in_one_folder_has_no_classes_and_shards_of_other_classes_are_refused)
+{
+    char dir[2048], imgs[4096], flat[4096], sh[8192];
+    tu_tmpdir_sub(dir, imgs, "merge_class_refuse", "images");
+    snprintf(flat, sizeof flat, "%s/flat", dir);
+    make_class_images(imgs);
+    mkdir(flat, 0755);
+    make_images(flat, 15, 3); /* 16 files, in one folder */
+    for (int k = 1; k <= 3; k++)
+        cr_assert_eq(scan_shard(dir, imgs, "c", k, 3, NULL), 0);
+    cr_assert_eq(scan_shard(dir, flat, "flat", 2, 3, NULL), 0);
+    /* all in one folder: no classes, no class rows */
+    snprintf(sh, sizeof sh, "%s/flat_2.db", dir);
+    cr_assert_eq(sql_int(sh, "SELECT classes FROM runs"), 0);
+    cr_assert_eq(sql_int(sh, "SELECT (SELECT count(*) FROM run_classes) + (SELECT count(*) FROM "
+                             "unit_class_stats) + (SELECT count(*) FROM run_images WHERE class IS "
+                             "NOT NULL) + (SELECT count(*) FROM unit_selectivity)"), 0);
+    /* a shard begun before schema 4 (no class statistics) and one whose class names differ */
+    cr_assert_eq(tu_system("cp '%s/c_2.db' '%s/old_2.db' && sqlite3 '%s/old_2.db' 'DELETE FROM "
+                           "unit_class_stats; DELETE FROM run_classes; UPDATE run_images SET class "
+                           "= NULL; UPDATE runs SET classes = NULL'", dir, dir, dir), 0);
+    cr_assert_eq(tu_system("cp '%s/c_3.db' '%s/renamed_3.db' && sqlite3 '%s/renamed_3.db' "
+                           "\"UPDATE run_classes SET name = 'z' WHERE class = 2\"", dir, dir, dir), 0);
+#define SH(...) (snprintf(sh, sizeof sh, __VA_ARGS__), sh)
+    expect_refused(dir, SH("'%s/c_1.db' '%s/old_2.db' '%s/c_3.db'", dir, dir, dir), "old_2.db",
+                   "the classes");
+    expect_refused(dir, SH("'%s/c_1.db' '%s/c_2.db' '%s/renamed_3.db'", dir, dir, dir),
+                   "renamed_3.db", "the classes");
+    /* the same pictures laid out in one folder are another list */
+    expect_refused(dir, SH("'%s/c_1.db' '%s/flat_2.db' '%s/c_3.db'", dir, dir, dir), "flat_2.db",
+                   "the image list");
+#undef SH
+    /* and the three that belong together merge */
+    cr_assert_eq(tu_system("'%s' merge -o '%s/ok.db' '%s/c_1.db' '%s/c_2.db' '%s/c_3.db' > /dev/null",
+                           zfviz(), dir, dir, dir, dir), 0);
 }
 
 Test(merge, local_folders_are_not_taken_for_network_filesystems)
