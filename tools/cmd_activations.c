@@ -50,31 +50,19 @@ static zf_status draw_maps(zf_viz_doc *doc, void *ctx)
 
 int zf_cmd_activations(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
-                                         ZFT_FIGURE_LONGOPTS,
-                                         {"input", required_argument, 0, 'i'},
-                                         {"image", required_argument, 0, 'I'},
-                                         {"layer", required_argument, 0, 'l'},
-                                         {"cmap", required_argument, 0, 'C'},
-                                         {"scale", required_argument, 0, 's'},
-                                         ZFT_GRID_LONGOPTS,
-                                         {"labels", no_argument, 0, 'L'},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"store", required_argument, 0, 'S'},
-                                         ZFT_FORCE_LONGOPT,
-                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zf_viz_maps_opts vo = zf_viz_maps_defaults();
     const char *input = NULL, *layer = NULL, *out = NULL, *store = NULL;
     long image = 0;
-    const zft_value_opt vals[] = {ZFT_GRID_OPTS("1..256 pixels", &vo.zoom, &vo.gap, &vo.cols, &vo.max_maps),
-                                  ZFT_LONG_OPT('I', 0, 1e18, "an image index", &image),
-                                  ZFT_STR_OPT('i', &input), ZFT_STR_OPT('l', &layer),
-                                  ZFT_FLAG_OPT('L', &vo.labels), ZFT_STR_OPT('o', &out),
-                                  ZFT_STR_OPT('S', &store), {0}};
-    zft_args a = {.cmd = "activations", .argc = argc, .argv = argv, .shortopts = "hi:l:o:", .longopts = opts,
-                  .usage = usage, .model = &mo, .style = &vo.style, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("input", 'i', &input),
+                            ZFT_LONG("image", 'I', 0, 1e18, "an image index", &image),
+                            ZFT_STR("layer", 'l', &layer), ZFT_OWN("cmap", 'C', required_argument),
+                            ZFT_OWN("scale", 's', required_argument),
+                            ZFT_GRID_OPTS("1..256 pixels", &vo.zoom, &vo.gap, &vo.cols, &vo.max_maps),
+                            ZFT_FLAG("labels", 'L', &vo.labels), ZFT_STR("out", 'o', &out),
+                            ZFT_STR("store", 'S', &store), {0}};
+    zft_args a = {.cmd = "activations", .argc = argc, .argv = argv, .shortopts = "hi:l:o:", .opts = opts,
+                  .usage = usage, .model = &mo, .style = &vo.style, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {

@@ -136,25 +136,17 @@ static zf_status load_side(side *s)
 
 int zf_cmd_compare(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_FIGURE_LONGOPTS,
-                                         {"images", required_argument, 0, 'i'},
-                                         {"max-images", required_argument, 0, 'n'},
-                                         {"zoom", required_argument, 0, 'z'},
-                                         {"near-dead", required_argument, 0, 'd'},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"store", required_argument, 0, 'S'},
-                                         ZFT_FORCE_LONGOPT,
-                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     zf_viz_compare_opts co = zf_viz_compare_defaults();
     const char *images = NULL, *out = NULL, *store = NULL;
     long max_images = 0;
-    const zft_value_opt vals[] = {ZFT_LONG_OPT('n', 1, 1e18, "a positive number", &max_images),
-                                  ZFT_INT_OPT('z', 1, 64, "1..64 pixels per tap", &co.zoom),
-                                  ZFT_NEAR_DEAD_OPT(&co.near_dead), ZFT_STR_OPT('i', &images),
-                                  ZFT_STR_OPT('o', &out), ZFT_STR_OPT('S', &store), {0}};
-    zft_args a = {.cmd = "compare", .argc = argc, .argv = argv, .shortopts = "ho:", .longopts = opts,
-                  .usage = usage, .style = &co.style, .values = vals, .operands = -1};
+    const zft_opt opts[] = {ZFT_STR("images", 'i', &images),
+                            ZFT_LONG("max-images", 'n', 1, 1e18, "a positive number", &max_images),
+                            ZFT_INT("zoom", 'z', 1, 64, "1..64 pixels per tap", &co.zoom),
+                            ZFT_NEAR_DEAD_OPT(&co.near_dead), ZFT_STR("out", 'o', &out),
+                            ZFT_STR("store", 'S', &store), {0}};
+    zft_args a = {.cmd = "compare", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
+                  .usage = usage, .style = &co.style, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT,
+                  .operands = -1};
     if (zft_args_parse(&a))
         return a.rc;
     if (argc - optind > 2)

@@ -30,20 +30,15 @@ static void usage(void)
 
 int zf_cmd_dead(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"db", required_argument, 0, 'd'},       {"layer", required_argument, 0, 'l'},
-        {"min-active", required_argument, 0, 'm'}, {"csv", no_argument, 0, 'c'},
-        {"header", no_argument, 0, 'H'},         {"run", required_argument, 0, 'r'},
-        ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
     const char *dbpath = NULL, *layer = NULL;
     double min_active = 0;
     long run_id = 0;
     int csv = 0, header = 0;
-    const zft_value_opt vals[] = {ZFT_MIN_ACTIVE_OPT(&min_active), ZFT_RUN_OPT(&run_id),
-                                  ZFT_STR_OPT('d', &dbpath), ZFT_STR_OPT('l', &layer),
-                                  ZFT_FLAG_OPT('c', &csv), ZFT_FLAG_OPT('H', &header), {0}};
-    zft_args a = {.cmd = "dead", .argc = argc, .argv = argv, .shortopts = "h", .longopts = longopts,
-                  .usage = usage, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("db", 'd', &dbpath), ZFT_STR("layer", 'l', &layer),
+                            ZFT_MIN_ACTIVE_OPT(&min_active), ZFT_FLAG("csv", 'c', &csv),
+                            ZFT_FLAG("header", 'H', &header), ZFT_RUN_OPT(&run_id), {0}};
+    zft_args a = {.cmd = "dead", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
+                  .shared = ZFT_WITH_WAIT};
     if (zft_args_parse(&a))
         return a.rc;
     if (!dbpath)

@@ -72,31 +72,18 @@ static void usage(void)
 
 int zf_cmd_deconv(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
-                                         ZFT_DEVICE_LONGOPTS,
-                                         {"input", required_argument, 0, 'i'},
-                                         {"layer", required_argument, 0, 'l'},
-                                         {"channel", required_argument, 0, 'c'},
-                                         {"position", required_argument, 0, 'p'},
-                                         {"map", no_argument, 0, 'm'},
-                                         {"lrn-backward", no_argument, 0, 'L'},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"batch", required_argument, 0, 'b'},
-                                         ZFT_FORCE_LONGOPT,
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_device dev = {0};
     const char *input = NULL, *layer = NULL, *out = NULL, *position = NULL;
     long channel = -1, batch = 16;
     int map = 0, lrn_backward = 0;
-    const zft_value_opt vals[] = {ZFT_LONG_OPT('c', 0, 1e18, "a channel number", &channel),
-                                  ZFT_LONG_OPT('b', 1, 1e18, "a positive number", &batch),
-                                  ZFT_STR_OPT('i', &input), ZFT_STR_OPT('l', &layer),
-                                  ZFT_STR_OPT('p', &position), ZFT_FLAG_OPT('m', &map),
-                                  ZFT_FLAG_OPT('L', &lrn_backward), ZFT_STR_OPT('o', &out), {0}};
-    zft_args a = {.cmd = "deconv", .argc = argc, .argv = argv, .shortopts = "hi:l:c:o:", .longopts = opts,
-                  .usage = usage, .model = &mo, .device = &dev, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("input", 'i', &input), ZFT_STR("layer", 'l', &layer),
+                            ZFT_LONG("channel", 'c', 0, 1e18, "a channel number", &channel),
+                            ZFT_STR("position", 'p', &position), ZFT_FLAG("map", 'm', &map),
+                            ZFT_FLAG("lrn-backward", 'L', &lrn_backward), ZFT_STR("out", 'o', &out),
+                            ZFT_LONG("batch", 'b', 1, 1e18, "a positive number", &batch), {0}};
+    zft_args a = {.cmd = "deconv", .argc = argc, .argv = argv, .shortopts = "hi:l:c:o:", .opts = opts,
+                  .usage = usage, .model = &mo, .device = &dev, .shared = ZFT_WITH_FORCE};
     if (zft_args_parse(&a))
         return a.rc;
     if (!input || !layer || channel < 0 || !out)

@@ -1012,23 +1012,16 @@ static void demo_free(demo *d)
 
 int zf_cmd_demo(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_FIGURE_LONGOPTS,
-                                         ZFT_FIGURE_PROJ_LONGOPTS,
-                                         ZFT_FIGURE_PROB_LONGOPTS,
-                                         {"out", required_argument, 0, 'o'},
-                                         {"images", required_argument, 0, 'n'},
-                                         {"quick", no_argument, 0, 'q'},
-                                         ZFT_FORCE_LONGOPT,
-                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     demo d;
     memset(&d, 0, sizeof d);
     d.dir = "zfviz-demo";
     long images = -1;
-    const zft_value_opt vals[] = {ZFT_LONG_OPT('n', 10, 10000, "10 to 10000", &images),
-                                  ZFT_STR_OPT('o', &d.dir), ZFT_FLAG_OPT('q', &d.quick), {0}};
-    zft_args a = {.cmd = "demo", .argc = argc, .argv = argv, .shortopts = "ho:", .longopts = opts,
-                  .usage = usage, .style = &d.style, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("out", 'o', &d.dir),
+                            ZFT_LONG("images", 'n', 10, 10000, "10 to 10000", &images),
+                            ZFT_FLAG("quick", 'q', &d.quick), {0}};
+    zft_args a = {.cmd = "demo", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts, .usage = usage,
+                  .style = &d.style,
+                  .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT | ZFT_WITH_PROJ | ZFT_WITH_PROB};
     if (zft_args_parse(&a))
         return a.rc;
     if (!*d.dir)

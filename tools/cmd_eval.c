@@ -39,21 +39,14 @@ static void usage(void)
 int zf_cmd_eval(int argc, char **argv)
 {
     enum { O_SPLIT = 256, O_SIZE };
-    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
-                                         {"data", required_argument, 0, 'd'},
-                                         {"split", required_argument, 0, O_SPLIT},
-                                         {"batch", required_argument, 0, 'b'},
-                                         {"size", required_argument, 0, O_SIZE},
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     const char *data = "fashion-mnist", *split = "test";
     long batch = 100, size = 0;
-    const zft_value_opt vals[] = {ZFT_LONG_OPT('b', 1, 65536, "a whole number from 1 to 65536", &batch),
-                                  ZFT_LONG_OPT(O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size),
-                                  ZFT_STR_OPT('d', &data), ZFT_STR_OPT(O_SPLIT, &split), {0}};
-    zft_args a = {.cmd = "eval", .argc = argc, .argv = argv, .shortopts = "h", .longopts = opts,
-                  .usage = usage, .model = &mo, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("data", 'd', &data), ZFT_STR("split", O_SPLIT, &split),
+                            ZFT_LONG("batch", 'b', 1, 65536, "a whole number from 1 to 65536", &batch),
+                            ZFT_LONG("size", O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size), {0}};
+    zft_args a = {.cmd = "eval", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
+                  .model = &mo};
     if (zft_args_parse(&a))
         return a.rc;
     if (strcmp(split, "test") && strcmp(split, "train"))

@@ -115,27 +115,16 @@ static zf_status store_layer(const char *dbpath, layer_ctx *c)
 
 int zf_cmd_filters(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
-                                         ZFT_FIGURE_LONGOPTS,
-                                         {"layer", required_argument, 0, 'l'},
-                                         {"mode", required_argument, 0, 'm'},
-                                         {"scale", required_argument, 0, 's'},
-                                         ZFT_GRID_LONGOPTS,
-                                         {"labels", required_argument, 0, 'L'},
-                                         {"near-dead", required_argument, 0, 'd'},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"store", required_argument, 0, 'S'},
-                                         ZFT_FORCE_LONGOPT,
-                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zf_viz_filters_opts fo = zf_viz_filters_defaults();
     const char *layers = "conv1", *out = NULL, *store = NULL;
-    const zft_value_opt vals[] = {ZFT_GRID_OPTS("1..256 pixels per tap", &fo.zoom, &fo.gap, &fo.cols, &fo.max_filters),
-                                  ZFT_NEAR_DEAD_OPT(&fo.near_dead), ZFT_STR_OPT('l', &layers),
-                                  ZFT_STR_OPT('o', &out), ZFT_STR_OPT('S', &store), {0}};
-    zft_args a = {.cmd = "filters", .argc = argc, .argv = argv, .shortopts = "ho:l:", .longopts = opts,
-                  .usage = usage, .model = &mo, .style = &fo.style, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("layer", 'l', &layers), ZFT_OWN("mode", 'm', required_argument),
+                            ZFT_OWN("scale", 's', required_argument),
+                            ZFT_GRID_OPTS("1..256 pixels per tap", &fo.zoom, &fo.gap, &fo.cols, &fo.max_filters),
+                            ZFT_OWN("labels", 'L', required_argument), ZFT_NEAR_DEAD_OPT(&fo.near_dead),
+                            ZFT_STR("out", 'o', &out), ZFT_STR("store", 'S', &store), {0}};
+    zft_args a = {.cmd = "filters", .argc = argc, .argv = argv, .shortopts = "ho:l:", .opts = opts,
+                  .usage = usage, .model = &mo, .style = &fo.style, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {

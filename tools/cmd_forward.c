@@ -107,26 +107,15 @@ static void usage(void)
 
 int zf_cmd_forward(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
-                                         ZFT_DEVICE_LONGOPTS,
-                                         {"input", required_argument, 0, 'i'},
-                                         {"dump", required_argument, 0, 'd'},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"top", required_argument, 0, 't'},
-                                         {"batch", required_argument, 0, 'b'},
-                                         ZFT_FORCE_LONGOPT,
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_device dev = {0};
     const char *input = NULL, *dump = NULL, *outdir = NULL;
     long top = 5, batch = 16;
-    const zft_value_opt vals[] = {ZFT_LONG_OPT('t', 0, 1e18, "a number", &top),
-                                  ZFT_LONG_OPT('b', 1, 1e18, "a positive number", &batch),
-                                  ZFT_STR_OPT('i', &input), ZFT_STR_OPT('d', &dump),
-                                  ZFT_STR_OPT('o', &outdir), {0}};
-    zft_args a = {.cmd = "forward", .argc = argc, .argv = argv, .shortopts = "hi:o:", .longopts = opts,
-                  .usage = usage, .model = &mo, .device = &dev, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("input", 'i', &input), ZFT_STR("dump", 'd', &dump),
+                            ZFT_STR("out", 'o', &outdir), ZFT_LONG("top", 't', 0, 1e18, "a number", &top),
+                            ZFT_LONG("batch", 'b', 1, 1e18, "a positive number", &batch), {0}};
+    zft_args a = {.cmd = "forward", .argc = argc, .argv = argv, .shortopts = "hi:o:", .opts = opts,
+                  .usage = usage, .model = &mo, .device = &dev, .shared = ZFT_WITH_FORCE};
     if (zft_args_parse(&a))
         return a.rc;
     if (!input)

@@ -20,8 +20,8 @@ static void usage(void)
 
 int zf_cmd_gpuinfo(int argc, char **argv)
 {
-    static const struct option opts[] = {{"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
-    zft_args a = {.cmd = "gpuinfo", .argc = argc, .argv = argv, .shortopts = "h", .longopts = opts,
+    const zft_opt opts[] = {{0}};
+    zft_args a = {.cmd = "gpuinfo", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts,
                   .usage = usage};
     if (zft_args_parse(&a))
         return a.rc;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "zf/cpu.h"
 
 const char zf_cmd_info_summary[] = "print a network's layers, shapes, parameters and preprocessing";
 
@@ -84,10 +85,10 @@ static void usage(void)
 
 int zf_cmd_info(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_MODEL_LONGOPTS, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     zft_model_opts mo = {0};
-    zft_args a = {.cmd = "info", .argc = argc, .argv = argv, .shortopts = "h", .longopts = opts,
-                  .usage = usage, .model = &mo};
+    const zft_opt opts[] = {{0}};
+    zft_args a = {.cmd = "info", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
+                  .model = &mo};
     if (zft_args_parse(&a))
         return a.rc;
     zf_net *net = NULL;
@@ -141,6 +142,8 @@ int zf_cmd_info(int argc, char **argv)
     const char *wait = getenv("OMP_WAIT_POLICY");
     printf("CPU engine: %d OpenMP threads, wait policy %s\n", omp_get_max_threads(),
            wait && *wait ? wait : "active (spinning)");
+    /* zfviz's own kernels (ZFVIZ_ISA may force narrower ones) and the BLAS ones (main.c) */
+    printf("kernels: %s (CPU: %s; OpenBLAS: %s)\n", zf_cpu_kernels(), zf_cpu_kernels_max(), zf_blas_core());
     zf_net_free(net);
     return 0;
 }

@@ -27,14 +27,10 @@ static void usage(void)
 
 int zf_cmd_merge(int argc, char **argv)
 {
-    static const struct option longopts[] = {{"out", required_argument, 0, 'o'},
-                                             ZFT_FORCE_LONGOPT,
-                                             {"help", no_argument, 0, 'h'},
-                                             {0, 0, 0, 0}};
     const char *out = NULL;
-    const zft_value_opt vals[] = {ZFT_STR_OPT('o', &out), {0}};
-    zft_args a = {.cmd = "merge", .argc = argc, .argv = argv, .shortopts = "o:h", .longopts = longopts,
-                  .usage = usage, .values = vals, .operands = -1};
+    const zft_opt opts[] = {ZFT_STR("out", 'o', &out), {0}};
+    zft_args a = {.cmd = "merge", .argc = argc, .argv = argv, .shortopts = "o:h", .opts = opts,
+                  .usage = usage, .shared = ZFT_WITH_FORCE, .operands = -1};
     if (zft_args_parse(&a))
         return a.rc;
     if (!out)

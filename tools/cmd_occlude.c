@@ -197,42 +197,25 @@ static void usage(void)
 
 int zf_cmd_occlude(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
-                                         ZFT_FIGURE_LONGOPTS,
-                                         ZFT_FIGURE_PROJ_LONGOPTS,
-                                         ZFT_FIGURE_PROB_LONGOPTS,
-                                         {"input", required_argument, 0, 'i'},
-                                         {"patch", required_argument, 0, OPT_PATCH},
-                                         {"stride", required_argument, 0, OPT_STRIDE},
-                                         {"fill", required_argument, 0, OPT_FILL},
-                                         {"class", required_argument, 0, OPT_CLASS},
-                                         {"layer", required_argument, 0, OPT_LAYER},
-                                         {"channel", required_argument, 0, OPT_CHANNEL},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"method", required_argument, 0, OPT_METHOD},
-                                         {"batch", required_argument, 0, OPT_BATCH},
-                                         {"conv", required_argument, 0, OPT_CONV},
-                                         {"png", required_argument, 0, OPT_PNG},
-                                         {"pdf", required_argument, 0, OPT_PDF},
-                                         ZFT_FORCE_LONGOPT,
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     const char *input = NULL, *layer = NULL, *out = NULL, *png = NULL, *pdf = NULL;
     zf_occlusion_params p;
     zf_occlusion_params_default(&p);
     zf_viz_style style = {0};
-    const zft_value_opt vals[] = {ZFT_INT_OPT(OPT_PATCH, 1, 1 << 20, "a positive number of pixels", &p.patch),
-                                  ZFT_INT_OPT(OPT_STRIDE, 1, 1 << 20, "a positive number of pixels", &p.stride),
-                                  ZFT_FLOAT_OPT(OPT_FILL, -FLT_MAX, FLT_MAX, "a finite number", &p.fill),
-                                  ZFT_INT_OPT(OPT_CLASS, 0, 1 << 30, "a class index", &p.cls),
-                                  ZFT_INT_OPT(OPT_CHANNEL, 0, 1 << 30, "a channel number", &p.channel),
-                                  ZFT_INT_OPT(OPT_BATCH, 1, 1 << 16, "a positive number", &p.batch),
-                                  ZFT_STR_OPT('i', &input), ZFT_STR_OPT(OPT_LAYER, &layer),
-                                  ZFT_STR_OPT('o', &out), ZFT_STR_OPT(OPT_PNG, &png),
-                                  ZFT_STR_OPT(OPT_PDF, &pdf), {0}};
-    zft_args a = {.cmd = "occlude", .argc = argc, .argv = argv, .shortopts = "hi:o:", .longopts = opts,
-                  .usage = usage, .model = &mo, .style = &style, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("input", 'i', &input),
+                            ZFT_INT("patch", OPT_PATCH, 1, 1 << 20, "a positive number of pixels", &p.patch),
+                            ZFT_INT("stride", OPT_STRIDE, 1, 1 << 20, "a positive number of pixels", &p.stride),
+                            ZFT_FLOAT("fill", OPT_FILL, -FLT_MAX, FLT_MAX, "a finite number", &p.fill),
+                            ZFT_INT("class", OPT_CLASS, 0, 1 << 30, "a class index", &p.cls),
+                            ZFT_STR("layer", OPT_LAYER, &layer),
+                            ZFT_INT("channel", OPT_CHANNEL, 0, 1 << 30, "a channel number", &p.channel),
+                            ZFT_STR("out", 'o', &out), ZFT_OWN("method", OPT_METHOD, required_argument),
+                            ZFT_INT("batch", OPT_BATCH, 1, 1 << 16, "a positive number", &p.batch),
+                            ZFT_OWN("conv", OPT_CONV, required_argument), ZFT_STR("png", OPT_PNG, &png),
+                            ZFT_STR("pdf", OPT_PDF, &pdf), {0}};
+    zft_args a = {.cmd = "occlude", .argc = argc, .argv = argv, .shortopts = "hi:o:", .opts = opts,
+                  .usage = usage, .model = &mo, .style = &style,
+                  .shared = ZFT_WITH_FORCE | ZFT_WITH_PROJ | ZFT_WITH_PROB};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {

@@ -40,46 +40,23 @@ static void usage(void)
 
 int zf_cmd_report(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
-                                         ZFT_FIGURE_LONGOPTS,
-                                         ZFT_FIGURE_PROJ_LONGOPTS,
-                                         ZFT_FIGURE_PROB_LONGOPTS,
-                                         {"db", required_argument, 0, 'd'},
-                                         {"run", required_argument, 0, 'r'},
-                                         {"top-units", required_argument, 0, 't'},
-                                         {"min-active", required_argument, 0, 'm'},
-                                         {"occlude", required_argument, 0, 'O'},
-                                         {"patch", required_argument, 0, 'q'},
-                                         {"stride", required_argument, 0, 's'},
-                                         {"out", required_argument, 0, 'o'},
-                                         ZFT_FORCE_LONGOPT,
-                                         ZFT_REROOT_LONGOPT,
-                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_reroot reroot = {0};
     const char *dbpath = NULL, *out = NULL, *occlude = NULL;
     long run = 0, top = 4, patch = 0, stride = 0; /* 0: zft_occlusion_defaults for the net */
     double min_active = 0.01;
     zf_viz_style style = {0};
-    const zft_value_opt vals[] = {ZFT_RUN_OPT(&run), ZFT_LONG_OPT('t', 0, 64, "0..64", &top),
-                                  ZFT_MIN_ACTIVE_OPT(&min_active),
-                                  ZFT_LONG_OPT('q', 1, 1e18, "a positive number of pixels", &patch),
-                                  ZFT_LONG_OPT('s', 1, 1e18, "a positive number of pixels", &stride),
-                                  ZFT_STR_OPT('d', &dbpath), ZFT_STR_OPT('O', &occlude),
-                                  ZFT_STR_OPT('o', &out), {0}};
-    zft_args a = {.cmd = "report", .argc = argc, .argv = argv, .shortopts = "ho:", .longopts = opts,
-                  .usage = usage, .model = &mo, .style = &style, .values = vals};
-    int c;
-    while ((c = zft_args_next(&a)) != -1) {
-        switch (c) {
-        case ZFT_OPT_REROOT:
-            if (zft_reroot_parse(&reroot, optarg))
-                return zft_usage_error("report", "%s", zf_last_error());
-            break;
-        default: return a.rc;
-        }
-    }
+    const zft_opt opts[] = {ZFT_STR("db", 'd', &dbpath), ZFT_RUN_OPT(&run),
+                            ZFT_LONG("top-units", 't', 0, 64, "0..64", &top), ZFT_MIN_ACTIVE_OPT(&min_active),
+                            ZFT_STR("occlude", 'O', &occlude),
+                            ZFT_LONG("patch", 'q', 1, 1e18, "a positive number of pixels", &patch),
+                            ZFT_LONG("stride", 's', 1, 1e18, "a positive number of pixels", &stride),
+                            ZFT_STR("out", 'o', &out), ZFT_REROOT_OPT(&reroot), {0}};
+    zft_args a = {.cmd = "report", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
+                  .usage = usage, .model = &mo, .style = &style,
+                  .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT | ZFT_WITH_PROJ | ZFT_WITH_PROB};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (!dbpath || !out)
         return zft_usage_error("report", "--db and -o REPORT.pdf are required");
     if (style.width > 0)

@@ -30,12 +30,10 @@ static void show(void *ctx, const zf_db_run *r, const zf_db_model *m)
 
 int zf_cmd_runs(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"db", required_argument, 0, 'd'}, ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *dbpath = NULL;
-    const zft_value_opt vals[] = {ZFT_STR_OPT('d', &dbpath), {0}};
-    zft_args a = {.cmd = "runs", .argc = argc, .argv = argv, .shortopts = "h", .longopts = longopts,
-                  .usage = usage, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("db", 'd', &dbpath), {0}};
+    zft_args a = {.cmd = "runs", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
+                  .shared = ZFT_WITH_WAIT};
     if (zft_args_parse(&a))
         return a.rc;
     if (!dbpath)

@@ -90,30 +90,20 @@ static void on_error_image(void *ctx, int64_t seq, const char *path, const char 
 
 int zf_cmd_scan(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        ZFT_MODEL_LONGOPTS,
-        {"images", required_argument, 0, 'i'},
-        {"db", required_argument, 0, 'd'},
-        {"layers", required_argument, 0, 'l'},
-        {"top", required_argument, 0, 't'},
-        {"batch", required_argument, 0, 'b'},
-        {"chunk", required_argument, 0, 'c'},
-        {"shard", required_argument, 0, 's'},
-        {"shard-dir", required_argument, 0, 'D'},
-        ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_model_ref ref;
     const char *images = NULL, *dbpath = NULL, *layers_arg = NULL, *shard_dir = NULL;
     long top = 9, batch = 16, chunk = 512;
     int shard_k = 0, shard_n = 0;
-    const zft_value_opt vals[] = {ZFT_LONG_OPT('t', 1, 1000, "1..1000", &top),
-                                  ZFT_LONG_OPT('b', 1, 4096, "1..4096", &batch),
-                                  ZFT_LONG_OPT('c', 1, 1 << 20, "1..1048576", &chunk),
-                                  ZFT_STR_OPT('i', &images), ZFT_STR_OPT('d', &dbpath),
-                                  ZFT_STR_OPT('l', &layers_arg), ZFT_STR_OPT('D', &shard_dir), {0}};
-    zft_args a = {.cmd = "scan", .argc = argc, .argv = argv, .shortopts = "h", .longopts = longopts,
-                  .usage = usage, .model = &mo, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("images", 'i', &images), ZFT_STR("db", 'd', &dbpath),
+                            ZFT_STR("layers", 'l', &layers_arg),
+                            ZFT_LONG("top", 't', 1, 1000, "1..1000", &top),
+                            ZFT_LONG("batch", 'b', 1, 4096, "1..4096", &batch),
+                            ZFT_LONG("chunk", 'c', 1, 1 << 20, "1..1048576", &chunk),
+                            ZFT_OWN("shard", 's', required_argument), ZFT_STR("shard-dir", 'D', &shard_dir),
+                            {0}};
+    zft_args a = {.cmd = "scan", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
+                  .model = &mo, .shared = ZFT_WITH_WAIT};
     int opt;
     while ((opt = zft_args_next(&a)) != -1) {
         switch (opt) {

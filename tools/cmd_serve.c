@@ -225,25 +225,15 @@ static enum MHD_Result send_reply(struct MHD_Connection *c, zft_site_reply *rep)
 
 int zf_cmd_serve(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
-                                         {"db", required_argument, 0, 'd'},
-                                         {"port", required_argument, 0, 'p'},
-                                         {"bind", required_argument, 0, 'b'},
-                                         {"run", required_argument, 0, 'r'},
-                                         {"layers", required_argument, 0, 'l'},
-                                         {"min-active", required_argument, 0, 'm'},
-                                         ZFT_WAIT_LONGOPT,
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     zft_site_opts o = {0};
     o.min_active = 0.01;
     long port = 8080;
     const char *bind = "127.0.0.1";
-    const zft_value_opt vals[] = {ZFT_LONG_OPT('p', 0, 65535, "0..65535", &port), ZFT_RUN_OPT(&o.run),
-                                  ZFT_MIN_ACTIVE_OPT(&o.min_active), ZFT_STR_OPT('d', &o.dbpath),
-                                  ZFT_STR_OPT('b', &bind), ZFT_STR_OPT('l', &o.layers), {0}};
-    zft_args a = {.cmd = "serve", .argc = argc, .argv = argv, .shortopts = "h", .longopts = opts,
-                  .usage = usage, .model = &o.model, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("db", 'd', &o.dbpath), ZFT_LONG("port", 'p', 0, 65535, "0..65535", &port),
+                            ZFT_STR("bind", 'b', &bind), ZFT_RUN_OPT(&o.run),
+                            ZFT_STR("layers", 'l', &o.layers), ZFT_MIN_ACTIVE_OPT(&o.min_active), {0}};
+    zft_args a = {.cmd = "serve", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
+                  .model = &o.model, .shared = ZFT_WITH_WAIT};
     if (zft_args_parse(&a))
         return a.rc;
     if (!o.dbpath)

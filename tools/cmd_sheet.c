@@ -58,47 +58,24 @@ static zf_status draw_one(zf_viz_doc *doc, void *ctx)
 
 int zf_cmd_sheet(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
-                                         ZFT_FIGURE_LONGOPTS,
-                                         ZFT_FIGURE_PROJ_LONGOPTS,
-                                         {"db", required_argument, 0, 'd'},
-                                         {"layer", required_argument, 0, 'l'},
-                                         {"units", required_argument, 0, 'u'},
-                                         {"top-units", required_argument, 0, 't'},
-                                         {"run", required_argument, 0, 'r'},
-                                         {"per-page", required_argument, 0, 'p'},
-                                         {"cell", required_argument, 0, 'c'},
-                                         {"lrn-backward", no_argument, 0, 'L'},
-                                         {"store", no_argument, 0, 'S'},
-                                         {"out", required_argument, 0, 'o'},
-                                         ZFT_FORCE_LONGOPT,
-                                         ZFT_REROOT_LONGOPT,
-                                         ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_reroot reroot = {0};
     zf_viz_sheet_opts so = zf_viz_sheet_defaults();
     const char *dbpath = NULL, *layer = NULL, *unit_list = NULL, *out = NULL;
     long top = 0, run = 0;
     int lrn_backward = 0, store = 0;
-    const zft_value_opt vals[] = {ZFT_LONG_OPT('t', 1, 4096, "a positive number", &top), ZFT_RUN_OPT(&run),
-                                  ZFT_INT_OPT('p', 1, INT_MAX, "a positive number", &so.units_per_page),
-                                  ZFT_INT_OPT('c', 8, 1024, "8..1024 pixels", &so.cell),
-                                  ZFT_STR_OPT('d', &dbpath), ZFT_STR_OPT('l', &layer),
-                                  ZFT_STR_OPT('u', &unit_list), ZFT_FLAG_OPT('L', &lrn_backward),
-                                  ZFT_FLAG_OPT('S', &store), ZFT_STR_OPT('o', &out), {0}};
-    zft_args a = {.cmd = "sheet", .argc = argc, .argv = argv, .shortopts = "ho:", .longopts = opts,
-                  .usage = usage, .model = &mo, .style = &so.style, .values = vals};
-    int c;
-    while ((c = zft_args_next(&a)) != -1) {
-        switch (c) {
-        case ZFT_OPT_REROOT:
-            if (zft_reroot_parse(&reroot, optarg))
-                return zft_usage_error("sheet", "%s", zf_last_error());
-            break;
-        default: return a.rc;
-        }
-    }
+    const zft_opt opts[] = {ZFT_STR("db", 'd', &dbpath), ZFT_STR("layer", 'l', &layer),
+                            ZFT_STR("units", 'u', &unit_list),
+                            ZFT_LONG("top-units", 't', 1, 4096, "a positive number", &top), ZFT_RUN_OPT(&run),
+                            ZFT_INT("per-page", 'p', 1, INT_MAX, "a positive number", &so.units_per_page),
+                            ZFT_INT("cell", 'c', 8, 1024, "8..1024 pixels", &so.cell),
+                            ZFT_FLAG("lrn-backward", 'L', &lrn_backward), ZFT_FLAG("store", 'S', &store),
+                            ZFT_STR("out", 'o', &out), ZFT_REROOT_OPT(&reroot), {0}};
+    zft_args a = {.cmd = "sheet", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
+                  .usage = usage, .model = &mo, .style = &so.style,
+                  .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT | ZFT_WITH_PROJ};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (!dbpath || !layer || (!out && !store))
         return zft_usage_error("sheet", "--db, --layer and -o (or --store) are required");
     if (!unit_list == !top)

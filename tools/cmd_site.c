@@ -41,38 +41,17 @@ static void usage(void)
 
 int zf_cmd_site(int argc, char **argv)
 {
-    static const struct option opts[] = {ZFT_MODEL_LONGOPTS,
-                                         {"db", required_argument, 0, 'd'},
-                                         {"out", required_argument, 0, 'o'},
-                                         {"run", required_argument, 0, 'r'},
-                                         {"layers", required_argument, 0, 'l'},
-                                         {"top-units", required_argument, 0, 't'},
-                                         {"min-active", required_argument, 0, 'm'},
-                                         {"lrn-backward", no_argument, 0, 'L'},
-                                         ZFT_FORCE_LONGOPT,
-                                         ZFT_REROOT_LONGOPT,
-                                         ZFT_WAIT_LONGOPT,
-                                         {"help", no_argument, 0, 'h'},
-                                         {0, 0, 0, 0}};
     zft_site_opts o = {0};
     o.min_active = 0.01;
-    const zft_value_opt vals[] = {ZFT_RUN_OPT(&o.run),
-                                  ZFT_INT_OPT('t', 1, 100000, "a positive number", &o.top_units),
-                                  ZFT_MIN_ACTIVE_OPT(&o.min_active), ZFT_STR_OPT('d', &o.dbpath),
-                                  ZFT_STR_OPT('o', &o.out), ZFT_STR_OPT('l', &o.layers),
-                                  ZFT_FLAG_OPT('L', &o.lrn_backward), {0}};
-    zft_args a = {.cmd = "site", .argc = argc, .argv = argv, .shortopts = "ho:", .longopts = opts,
-                  .usage = usage, .model = &o.model, .values = vals};
-    int c;
-    while ((c = zft_args_next(&a)) != -1) {
-        switch (c) {
-        case ZFT_OPT_REROOT:
-            if (zft_reroot_parse(&o.reroot, optarg))
-                return zft_usage_error("site", "%s", zf_last_error());
-            break;
-        default: return a.rc;
-        }
-    }
+    const zft_opt opts[] = {ZFT_STR("db", 'd', &o.dbpath), ZFT_STR("out", 'o', &o.out), ZFT_RUN_OPT(&o.run),
+                            ZFT_STR("layers", 'l', &o.layers),
+                            ZFT_INT("top-units", 't', 1, 100000, "a positive number", &o.top_units),
+                            ZFT_MIN_ACTIVE_OPT(&o.min_active), ZFT_FLAG("lrn-backward", 'L', &o.lrn_backward),
+                            ZFT_REROOT_OPT(&o.reroot), {0}};
+    zft_args a = {.cmd = "site", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts, .usage = usage,
+                  .model = &o.model, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (!o.dbpath || !o.out)
         return zft_usage_error("site", "--db and -o DIR are required (see --help)");
     if (!*o.out)

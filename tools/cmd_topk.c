@@ -210,37 +210,19 @@ out:
 
 int zf_cmd_topk(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        ZFT_MODEL_LONGOPTS,
-        {"db", required_argument, 0, 'd'},
-        {"layer", required_argument, 0, 'l'},
-        {"unit", required_argument, 0, 'u'},
-        {"run", required_argument, 0, 'r'},
-        {"deconv", no_argument, 0, 'D'},
-        {"lrn-backward", no_argument, 0, 'L'},
-        ZFT_REROOT_LONGOPT,
-        ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'},
-        {0, 0, 0, 0}};
     zft_model_opts mo = {0};
     zft_reroot reroot = {0};
     const char *dbpath = NULL, *layer = NULL;
     long unit = -1, run_id = 0;
     int deconv = 0, lrn_backward = 0;
-    const zft_value_opt vals[] = {ZFT_LONG_OPT('u', 0, INT_MAX, "a unit number", &unit), ZFT_RUN_OPT(&run_id),
-                                  ZFT_STR_OPT('d', &dbpath), ZFT_STR_OPT('l', &layer),
-                                  ZFT_FLAG_OPT('D', &deconv), ZFT_FLAG_OPT('L', &lrn_backward), {0}};
-    zft_args a = {.cmd = "topk", .argc = argc, .argv = argv, .shortopts = "h", .longopts = longopts,
-                  .usage = usage, .model = &mo, .values = vals};
-    int opt;
-    while ((opt = zft_args_next(&a)) != -1) {
-        switch (opt) {
-        case ZFT_OPT_REROOT:
-            if (zft_reroot_parse(&reroot, optarg))
-                return zft_usage_error("topk", "%s", zf_last_error());
-            break;
-        default: return a.rc;
-        }
-    }
+    const zft_opt opts[] = {ZFT_STR("db", 'd', &dbpath), ZFT_STR("layer", 'l', &layer),
+                            ZFT_LONG("unit", 'u', 0, INT_MAX, "a unit number", &unit), ZFT_RUN_OPT(&run_id),
+                            ZFT_FLAG("deconv", 'D', &deconv), ZFT_FLAG("lrn-backward", 'L', &lrn_backward),
+                            ZFT_REROOT_OPT(&reroot), {0}};
+    zft_args a = {.cmd = "topk", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
+                  .model = &mo, .shared = ZFT_WITH_WAIT};
+    if (zft_args_parse(&a))
+        return a.rc;
     if (!dbpath || !layer || unit < 0)
         return zft_usage_error("topk", "--db, --layer and --unit are required (see --help)");
     if (!deconv && (mo.arch || mo.weights || mo.model || lrn_backward || reroot.set))

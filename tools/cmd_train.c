@@ -292,20 +292,6 @@ int zf_cmd_train(int argc, char **argv)
 {
     enum { O_LRSTEPS = 256, O_LRGAMMA, O_WD, O_RENORM, O_VAL, O_LIMIT, O_CROP, O_NOFLIP, O_PCA, O_SIZE,
            O_SNAP, O_DB, O_CKPT, O_RESUME, O_MOM };
-    static const struct option opts[] = {
-        {"arch", required_argument, 0, 'A'}, {"data", required_argument, 0, 'd'},
-        {"out", required_argument, 0, 'o'}, {"epochs", required_argument, 0, 'e'},
-        {"batch", required_argument, 0, 'b'}, {"lr", required_argument, 0, 'l'},
-        {"lr-steps", required_argument, 0, O_LRSTEPS}, {"lr-gamma", required_argument, 0, O_LRGAMMA},
-        {"momentum", required_argument, 0, O_MOM}, {"wd", required_argument, 0, O_WD},
-        {"renorm", required_argument, 0, O_RENORM}, {"seed", required_argument, 0, 's'},
-        {"val", required_argument, 0, O_VAL}, {"limit", required_argument, 0, O_LIMIT},
-        {"crop", required_argument, 0, O_CROP}, {"no-flip", no_argument, 0, O_NOFLIP},
-        {"pca-std", required_argument, 0, O_PCA}, {"size", required_argument, 0, O_SIZE},
-        {"snapshots", required_argument, 0, O_SNAP}, {"db", required_argument, 0, O_DB},
-        {"checkpoint-every", required_argument, 0, O_CKPT}, {"resume", no_argument, 0, O_RESUME},
-        ZFT_FORCE_LONGOPT,
-        ZFT_WAIT_LONGOPT, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     const char *arch = "alexnet-mini", *data = NULL, *out = NULL, *db_path = NULL;
     zf_train_config cfg = {0};
     cfg.epochs = 10;
@@ -321,23 +307,28 @@ int zf_cmd_train(int argc, char **argv)
     int resume = 0;
     train_ctx ctx = {0};
     ctx.n_snapshots = parse_list("1,2,5,10", ctx.snapshots, 32);
-    const zft_value_opt vals[] = {ZFT_INT_OPT('e', 1, 100000, "a whole number from 1 to 100000", &cfg.epochs),
-                                  ZFT_INT_OPT('b', 1, 65536, "a whole number from 1 to 65536", &cfg.batch),
-                                  ZFT_FLOAT_OPT('l', 1e-12, 100, "a positive number", &cfg.sgd.lr),
-                                  ZFT_FLOAT_OPT(O_LRGAMMA, 1e-9, 1, "a number in (0, 1]", &cfg.lr_gamma),
-                                  ZFT_FLOAT_OPT(O_MOM, 0, 0.9999, "a number in [0, 1)", &cfg.sgd.momentum),
-                                  ZFT_FLOAT_OPT(O_WD, 0, 1, "a number in [0, 1]", &cfg.sgd.weight_decay),
-                                  ZFT_FLOAT_OPT(O_RENORM, 0, 1e6, "a radius >= 0 (0 turns it off)", &cfg.sgd.renorm),
-                                  ZFT_LONG_OPT(O_VAL, 0, 1e18, "a count of images", &val),
-                                  ZFT_LONG_OPT(O_LIMIT, 1, 1e18, "a count of images from 1", &limit),
-                                  ZFT_INT_OPT(O_CROP, 0, 64, "a padding of 0 to 64 px", &cfg.aug.crop),
-                                  ZFT_FLOAT_OPT(O_PCA, 0, 10, "a number >= 0", &cfg.aug.pca_std),
-                                  ZFT_LONG_OPT(O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size),
-                                  ZFT_REAL_OPT(O_CKPT, 0, 1e9, "seconds (0: only at epoch ends)", &cfg.checkpoint_s),
-                                  ZFT_STR_OPT('A', &arch), ZFT_STR_OPT('d', &data), ZFT_STR_OPT('o', &out),
-                                  ZFT_STR_OPT(O_DB, &db_path), ZFT_FLAG_OPT(O_RESUME, &resume), {0}};
-    zft_args a = {.cmd = "train", .argc = argc, .argv = argv, .shortopts = "h", .longopts = opts,
-                  .usage = usage, .values = vals};
+    const zft_opt opts[] = {ZFT_STR("arch", 'A', &arch), ZFT_STR("data", 'd', &data),
+                            ZFT_STR("out", 'o', &out),
+                            ZFT_INT("epochs", 'e', 1, 100000, "a whole number from 1 to 100000", &cfg.epochs),
+                            ZFT_INT("batch", 'b', 1, 65536, "a whole number from 1 to 65536", &cfg.batch),
+                            ZFT_FLOAT("lr", 'l', 1e-12, 100, "a positive number", &cfg.sgd.lr),
+                            ZFT_OWN("lr-steps", O_LRSTEPS, required_argument),
+                            ZFT_FLOAT("lr-gamma", O_LRGAMMA, 1e-9, 1, "a number in (0, 1]", &cfg.lr_gamma),
+                            ZFT_FLOAT("momentum", O_MOM, 0, 0.9999, "a number in [0, 1)", &cfg.sgd.momentum),
+                            ZFT_FLOAT("wd", O_WD, 0, 1, "a number in [0, 1]", &cfg.sgd.weight_decay),
+                            ZFT_FLOAT("renorm", O_RENORM, 0, 1e6, "a radius >= 0 (0 turns it off)", &cfg.sgd.renorm),
+                            ZFT_OWN("seed", 's', required_argument),
+                            ZFT_LONG("val", O_VAL, 0, 1e18, "a count of images", &val),
+                            ZFT_LONG("limit", O_LIMIT, 1, 1e18, "a count of images from 1", &limit),
+                            ZFT_INT("crop", O_CROP, 0, 64, "a padding of 0 to 64 px", &cfg.aug.crop),
+                            ZFT_OWN("no-flip", O_NOFLIP, no_argument),
+                            ZFT_FLOAT("pca-std", O_PCA, 0, 10, "a number >= 0", &cfg.aug.pca_std),
+                            ZFT_LONG("size", O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size),
+                            ZFT_OWN("snapshots", O_SNAP, required_argument), ZFT_STR("db", O_DB, &db_path),
+                            ZFT_REAL("checkpoint-every", O_CKPT, 0, 1e9, "seconds (0: only at epoch ends)", &cfg.checkpoint_s),
+                            ZFT_FLAG("resume", O_RESUME, &resume), {0}};
+    zft_args a = {.cmd = "train", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
+                  .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {

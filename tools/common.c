@@ -7,6 +7,7 @@
 #include "zf/clock.h"
 #include "zf/model.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -101,8 +102,8 @@ int zft_option_error(const char *cmd)
     return 2;
 }
 
-/* Stores `arg` where the value option `n` says, a number once checked; else the usage line. */
-static int value_option(const zft_args *a, const zft_value_opt *n, const char *arg)
+/* Stores `arg` where option `n` says, a number once checked; else the usage line. */
+static int value_option(const zft_args *a, const zft_opt *n, const char *arg)
 {
     if (n->s || n->flag) {
         if (n->s)
@@ -111,6 +112,8 @@ static int value_option(const zft_args *a, const zft_value_opt *n, const char *a
             *n->flag = 1;
         return 0;
     }
+    if (n->parse)
+        return n->parse(n->to, arg) ? zft_usage_error(a->cmd, "%s", zf_last_error()) : 0;
     double v;
     int ok;
     if (n->i || n->l) {
@@ -142,8 +145,39 @@ static int args_stop(zft_args *a, int rc)
     return '?';
 }
 
+/* The getopt_long table: the command's options, then the shared ones it takes, then --help. */
+static void args_table(zft_args *a)
+{
+    static const struct option model[] = {ZFT_MODEL_LONGOPTS}, figure[] = {ZFT_FIGURE_LONGOPTS},
+                               proj[] = {ZFT_FIGURE_PROJ_LONGOPTS}, prob[] = {ZFT_FIGURE_PROB_LONGOPTS},
+                               device[] = {ZFT_DEVICE_LONGOPTS}, force[] = {ZFT_FORCE_LONGOPT},
+                               wait[] = {ZFT_WAIT_LONGOPT}, help[] = {{"help", no_argument, 0, 'h'}};
+    const struct {
+        int on;
+        const struct option *o;
+        int n;
+    } groups[] = {{a->model != NULL, model, 4},
+                  {a->style != NULL, figure, 3},
+                  {(a->shared & ZFT_WITH_PROJ) != 0, proj, 1},
+                  {(a->shared & ZFT_WITH_PROB) != 0, prob, 1},
+                  {a->device != NULL, device, 2},
+                  {(a->shared & ZFT_WITH_FORCE) != 0, force, 1},
+                  {(a->shared & ZFT_WITH_WAIT) != 0, wait, 1},
+                  {1, help, 1}};
+    int n = 0;
+    for (const zft_opt *o = a->opts; o && o->name; o++)
+        a->longopts[n++] = (struct option){o->name, o->has_arg, NULL, o->val};
+    for (size_t g = 0; g < sizeof groups / sizeof groups[0]; g++)
+        for (int k = 0; groups[g].on && k < groups[g].n; k++)
+            a->longopts[n++] = groups[g].o[k];
+    assert(n < ZFT_MAX_OPTS);
+    a->longopts[n] = (struct option){0, 0, 0, 0};
+}
+
 int zft_args_next(zft_args *a)
 {
+    if (!a->longopts[0].name)
+        args_table(a);
     for (;;) {
         int c = getopt_long(a->argc, a->argv, a->shortopts, a->longopts, NULL);
         if (c == -1) {
@@ -154,12 +188,12 @@ int zft_args_next(zft_args *a)
         }
         if (c == '?' || c == ':') /* getopt has named the option */
             return args_stop(a, zft_option_error(a->cmd));
-        if (c == 'h' && a->usage) {
+        if (c == 'h') {
             a->usage();
             return args_stop(a, 0);
         }
         a->name = "";
-        for (const struct option *o = a->longopts; o && o->name; o++)
+        for (const struct option *o = a->longopts; o->name; o++)
             if (o->val == c) {
                 a->name = o->name;
                 break;
@@ -169,10 +203,10 @@ int zft_args_next(zft_args *a)
             return args_stop(a, r);
         if (r == 0 || (a->device && zft_device_option(a->device, c, optarg)))
             continue;
-        const zft_value_opt *n = a->values;
-        while (n && n->val && n->val != c)
+        const zft_opt *n = a->opts;
+        while (n && n->name && n->val != c)
             n++;
-        if (!n || !n->val) {
+        if (!n || !n->name || !(n->i || n->l || n->d || n->f || n->s || n->flag || n->parse)) {
             a->rc = ZFT_EXIT_USAGE; /* what the command returns for an option it does not handle */
             return c;
         }

@@ -49,11 +49,15 @@ int zft_common_option(const char *cmd, int opt, const char *arg, struct zft_mode
 /* The exit code of a usage error (zft_usage_error's). */
 #define ZFT_EXIT_USAGE 2
 
-/* An option of a command whose value just goes somewhere: a string, a flag, or a number checked
- * against [lo, hi] in one place and refused in the one line every command gives:
- * "zfviz CMD: --NAME needs WHAT, got 'VALUE'". */
-typedef struct zft_value_opt {
-    int val;          /* the option's value in the getopt_long table; 0 ends a list */
+/* One option of a command, the one place that describes it: its long name, its getopt value (a
+ * letter, which the short options may name too, or a number from 256), and where its value goes: a
+ * string, a flag, or a number checked against [lo, hi] and refused in the one line every command
+ * gives: "zfviz CMD: --NAME needs WHAT, got 'VALUE'". An option with none of these is the
+ * command's own to handle (zft_args_next returns it). */
+typedef struct zft_opt {
+    const char *name; /* NULL ends a table */
+    int val;
+    int has_arg;      /* no_argument or required_argument */
     double lo, hi;
     const char *what; /* e.g. "1..256 pixels" */
     int *i;           /* where the value goes: one of these; i and l take whole numbers */
@@ -61,52 +65,57 @@ typedef struct zft_value_opt {
     double *d;
     float *f;
     const char **s; /* the option's text as given */
-    int *flag;      /* set to 1 (an option without a value) */
-} zft_value_opt;
-#define ZFT_INT_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .i = (to)}
-#define ZFT_LONG_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .l = (to)}
-#define ZFT_REAL_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .d = (to)}
-#define ZFT_FLOAT_OPT(val, lo, hi, what, to) {(val), (lo), (hi), (what), .f = (to)}
-#define ZFT_STR_OPT(val, to) {(val), 0, 0, NULL, .s = (to)}
-#define ZFT_FLAG_OPT(val, to) {(val), 0, 0, NULL, .flag = (to)}
-/* Common number options, with the same range and message everywhere. */
-#define ZFT_RUN_OPT(to) ZFT_LONG_OPT('r', 1, 1e18, "a run id", (to))
-#define ZFT_MIN_ACTIVE_OPT(to) ZFT_REAL_OPT('m', 0, 1, "a fraction in [0, 1]", (to))
-#define ZFT_NEAR_DEAD_OPT(to) ZFT_FLOAT_OPT('d', 0, 1, "a fraction in [0, 1]", (to))
-
+    int *flag;      /* set to 1 */
+    zf_status (*parse)(void *to, const char *arg); /* or parse(to, arg); a failure's message is the usage line */
+    void *to;
+} zft_opt;
+#define ZFT_OWN(n, v, arg) {.name = (n), .val = (v), .has_arg = (arg)}
+#define ZFT_STR(name, val, to) {(name), (val), required_argument, .s = (to)}
+#define ZFT_FLAG(name, val, to) {(name), (val), no_argument, .flag = (to)}
+#define ZFT_INT(name, val, lo, hi, what, to) {(name), (val), required_argument, (lo), (hi), (what), .i = (to)}
+#define ZFT_LONG(name, val, lo, hi, what, to) {(name), (val), required_argument, (lo), (hi), (what), .l = (to)}
+#define ZFT_REAL(name, val, lo, hi, what, to) {(name), (val), required_argument, (lo), (hi), (what), .d = (to)}
+#define ZFT_FLOAT(name, val, lo, hi, what, to) {(name), (val), required_argument, (lo), (hi), (what), .f = (to)}
+#define ZFT_PARSE(n, v, fn, dest) {.name = (n), .val = (v), .has_arg = required_argument, .parse = (fn), .to = (dest)}
+/* Options several commands take, with the same range and message everywhere. */
+#define ZFT_RUN_OPT(to) ZFT_LONG("run", 'r', 1, 1e18, "a run id", (to))
+#define ZFT_MIN_ACTIVE_OPT(to) ZFT_REAL("min-active", 'm', 0, 1, "a fraction in [0, 1]", (to))
+#define ZFT_NEAR_DEAD_OPT(to) ZFT_FLOAT("near-dead", 'd', 0, 1, "a fraction in [0, 1]", (to))
 /* The tile grid of the picture commands (filters, activations): pixels per tap or activation,
  * pixels between tiles, tiles per row, how many tiles. */
-#define ZFT_GRID_LONGOPTS \
-    {"zoom", required_argument, 0, 'z'}, {"gap", required_argument, 0, 'g'}, \
-    {"cols", required_argument, 0, 'c'}, {"max", required_argument, 0, 'n'}
 #define ZFT_GRID_OPTS(zoom_what, zoom, gap, cols, max) \
-    ZFT_INT_OPT('z', 1, 256, (zoom_what), (zoom)), ZFT_INT_OPT('g', 0, 64, "0..64 pixels", (gap)), \
-    ZFT_INT_OPT('c', 1, 4096, "a positive number", (cols)), \
-    ZFT_INT_OPT('n', 1, 1 << 20, "a positive number", (max))
+    ZFT_INT("zoom", 'z', 1, 256, (zoom_what), (zoom)), ZFT_INT("gap", 'g', 0, 64, "0..64 pixels", (gap)), \
+    ZFT_INT("cols", 'c', 1, 4096, "a positive number", (cols)), \
+    ZFT_INT("max", 'n', 1, 1 << 20, "a positive number", (max))
 
-/* One command's getopt_long loop: zft_args_next hands the command only its own options. */
+/* Shared options a command takes beyond those its model, style and device imply (zft_args). */
+enum { ZFT_WITH_FORCE = 1, ZFT_WITH_WAIT = 2, ZFT_WITH_PROJ = 4, ZFT_WITH_PROB = 8 };
+#define ZFT_MAX_OPTS 64
+
+/* One command's options: zft_args_next hands the command only its own (ZFT_OWN) options. */
 typedef struct zft_args {
     const char *cmd;
     int argc;
     char **argv;
     const char *shortopts;
-    const struct option *longopts;
-    void (*usage)(void);          /* prints the --help text ('h') */
+    const zft_opt *opts;          /* the command's options, ended by a NULL name */
+    void (*usage)(void);          /* prints the --help text (--help and -h are always taken) */
     struct zft_model_opts *model; /* the model options (zft_common_option), or NULL */
-    struct zf_viz_style *style;   /* the figure options, or NULL */
+    struct zf_viz_style *style;   /* the figure options (--no-title, --font-size, --width), or NULL */
     struct zft_device *device;    /* --device and --precision, or NULL */
-    const zft_value_opt *values;  /* the options whose value just goes somewhere, ended by val 0 */
+    int shared;                   /* ZFT_WITH_* */
     int operands;                 /* how many words may follow the options; -1: any number */
     const char *name;             /* the long name of the option just returned, for messages */
     int rc;                       /* the exit code when the command is to stop */
+    struct option longopts[ZFT_MAX_OPTS]; /* the getopt_long table made of all of the above */
 } zft_args;
 /* The next option the command handles itself (optarg its value), or -1 when the options are done.
  * The shared options (zft_common_option, the device options), the value options and --help are
  * taken here. After --help, an unknown option, a bad value or one operand too many (its line
  * printed), and for an option the command does not handle, the command returns a->rc. */
 int zft_args_next(zft_args *a);
-/* All the options, for a command that has none of its own beyond a->values: 0 when it may go on,
- * else 1 and the command returns a->rc. */
+/* All the options, for a command that has none of its own: 0 when it may go on, else 1 and the
+ * command returns a->rc. */
 int zft_args_parse(zft_args *a);
 /* The index of optarg in `names` ("a|b|c"), or -1 after "zfviz CMD: --NAME is a, b or c, got
  * 'X'" (then the command returns ZFT_EXIT_USAGE). */

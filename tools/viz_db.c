@@ -158,6 +158,8 @@ static zf_status keep(zft_sheet *sh, void *p)
     return ZF_OK;
 }
 
+zf_status zft_reroot_set(void *r, const char *spec) { return zft_reroot_parse(r, spec); }
+
 zf_status zft_reroot_parse(zft_reroot *r, const char *spec)
 {
     memset(r, 0, sizeof *r);

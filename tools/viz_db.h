@@ -15,12 +15,14 @@ typedef struct zft_reroot {
     int set;
 } zft_reroot;
 #define ZFT_OPT_REROOT 0x5200
-#define ZFT_REROOT_LONGOPT {"reroot", required_argument, 0, ZFT_OPT_REROOT}
+#define ZFT_REROOT_OPT(r) ZFT_PARSE("reroot", ZFT_OPT_REROOT, zft_reroot_set, (r))
 #define ZFT_REROOT_HELP \
     "  --reroot OLD=NEW  read the scanned images under folder OLD from folder NEW instead (the\n" \
     "                    dataset moved since the scan; the database keeps the old paths)\n"
 /* Parses "OLD=NEW" (both non-empty; trailing slashes ignored). */
 zf_status zft_reroot_parse(zft_reroot *r, const char *spec);
+/* zft_reroot_parse for an option table (ZFT_PARSE): r is a zft_reroot. */
+zf_status zft_reroot_set(void *r, const char *spec);
 /* Where to read a stored `path` from: under NEW when it lies under OLD, else itself. */
 const char *zft_reroot_path(const zft_reroot *r, const char *path, char *buf, size_t len);
 /* The scanned file of example `e` (rerooted by r, which may be NULL), checked unchanged since the
