@@ -140,23 +140,26 @@ zf_status zft_scan_strongest_units(zft_scan *s, const char *layer, int n, int *u
     return st;
 }
 
-static zf_status keep(zft_sheet *sh, void *p)
+/* Keeps p in a growing list of buffers to free later (bufs, n, cap); frees p when it cannot. */
+static zf_status keep_buf(void ***bufs, int *n, int *cap, void *p)
 {
     if (!p)
         return zf_error(ZF_ERR_NOMEM, "out of memory");
-    if (sh->n_bufs == sh->cap_bufs) {
-        int cap = sh->cap_bufs ? 2 * sh->cap_bufs : 64;
-        void **nb = realloc(sh->bufs, sizeof *nb * (size_t)cap);
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 64;
+        void **nb = realloc(*bufs, sizeof *nb * (size_t)c);
         if (!nb) {
             free(p);
             return zf_error(ZF_ERR_NOMEM, "out of memory");
         }
-        sh->bufs = nb;
-        sh->cap_bufs = cap;
+        *bufs = nb;
+        *cap = c;
     }
-    sh->bufs[sh->n_bufs++] = p;
+    (*bufs)[(*n)++] = p;
     return ZF_OK;
 }
+
+static zf_status keep(zft_sheet *sh, void *p) { return keep_buf(&sh->bufs, &sh->n_bufs, &sh->cap_bufs, p); }
 
 zf_status zft_reroot_set(void *r, const char *spec) { return zft_reroot_parse(r, spec); }
 
@@ -509,23 +512,7 @@ zf_status zft_report_build(zft_report *r, zft_scan *s, double min_active, int to
     return st;
 }
 
-static zf_status keep_report(zft_report *r, void *p)
-{
-    if (!p)
-        return zf_error(ZF_ERR_NOMEM, "out of memory");
-    if (r->n_bufs == r->cap_bufs) {
-        int cap = r->cap_bufs ? 2 * r->cap_bufs : 16;
-        void **nb = realloc(r->bufs, sizeof *nb * (size_t)cap);
-        if (!nb) {
-            free(p);
-            return zf_error(ZF_ERR_NOMEM, "out of memory");
-        }
-        r->bufs = nb;
-        r->cap_bufs = cap;
-    }
-    r->bufs[r->n_bufs++] = p;
-    return ZF_OK;
-}
+static zf_status keep_report(zft_report *r, void *p) { return keep_buf(&r->bufs, &r->n_bufs, &r->cap_bufs, p); }
 
 /* The maps, the image the net saw and the deconv projection of the mapped channel on it. */
 static zf_status occlusion_row(zft_report *r, zf_net *net, const char *path, const float *input, int patch,
