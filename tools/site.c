@@ -1195,6 +1195,19 @@ static int reply(zft_site_reply *r, int status, const char *fmt, ...)
     return status;
 }
 
+/* The page built in b as the reply (200), which then owns it; 503 when building it ran out of memory. */
+static int reply_page(zft_site_reply *r, sbuf *b)
+{
+    if (b->oom) {
+        free(b->p);
+        return reply(r, 503, "out of memory");
+    }
+    r->body = b->p;
+    r->len = b->len;
+    r->type = "text/html; charset=utf-8";
+    return r->status = 200;
+}
+
 /* A whole decimal number of at most 9 digits, ending at *end; -1 otherwise. */
 static long number_at(const char *s, const char **end)
 {
@@ -1383,14 +1396,7 @@ fail_rows:
     if (st)
         goto fail;
 page:
-    if (b.oom) {
-        free(b.p);
-        return reply(r, 503, "out of memory");
-    }
-    r->body = b.p;
-    r->len = b.len;
-    r->type = "text/html; charset=utf-8";
-    return r->status = 200;
+    return reply_page(r, &b);
 fail:
     free(b.p);
     return reply(r, 500, "%s", zf_last_error());
@@ -1486,12 +1492,5 @@ int zft_atlas_forward(zft_atlas *a, const uint8_t *bytes, size_t len, zft_site_r
     }
     free(uv);
     page_tail(&b, "");
-    if (b.oom) {
-        free(b.p);
-        return reply(r, 503, "out of memory");
-    }
-    r->body = b.p;
-    r->len = b.len;
-    r->type = "text/html; charset=utf-8";
-    return r->status = 200;
+    return reply_page(r, &b);
 }
