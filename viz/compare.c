@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "viz_internal.h"
+#include "zf/alloc.h"
 
 #define MARGIN 16
 #define N ZF_VIZ_SPECTRUM_N
@@ -33,8 +34,8 @@ zf_status zf_viz_filter_spectrum(zf_viz_spectrum *out, const float *w, int k, in
             per_bin[bin[u][v]]++;
         }
     }
-    double *re1 = malloc(sizeof(double) * kh * N * 2), *im1 = re1 ? re1 + kh * N : NULL;
-    double *pw = malloc(sizeof(double) * N * N);
+    double *re1 = zf_malloc(sizeof(double) * kh * N * 2), *im1 = re1 ? re1 + kh * N : NULL;
+    double *pw = zf_malloc(sizeof(double) * N * N);
     if (!re1 || !pw) {
         free(re1);
         free(pw);
@@ -121,8 +122,8 @@ zf_status zf_viz_compare_stats_of(zf_viz_compare_stats *out, const zf_viz_compar
     memset(out, 0, sizeof *out);
     if (!m || !m->w || m->k < 1 || m->c < 1 || m->kh < 1 || m->kw < 1)
         return zf_error(ZF_ERR_ARG, "compare: model %s has no filters", m && m->name ? m->name : "?");
-    float *rms = malloc((size_t)m->k * sizeof *rms);
-    zf_viz_filter_state *state = malloc((size_t)m->k * sizeof *state);
+    float *rms = zf_malloc((size_t)m->k * sizeof *rms);
+    zf_viz_filter_state *state = zf_malloc((size_t)m->k * sizeof *state);
     if (!rms || !state) {
         free(rms);
         free(state);
@@ -385,7 +386,7 @@ static zf_status cmp_draw(cairo_t *cr, void *ctx)
     cmp_fig *f = ctx;
     zf_status st = ZF_OK;
     for (int i = 0; i < 2; i++) {
-        f->rms[i] = malloc((size_t)f->m[i]->k * sizeof(float));
+        f->rms[i] = zf_malloc((size_t)f->m[i]->k * sizeof(float));
         if (!f->rms[i]) {
             st = zf_error(ZF_ERR_NOMEM, "compare: out of memory");
             goto done;

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "viz_internal.h"
+#include "zf/alloc.h"
 #include "zf/file.h"
 
 struct zf_viz_doc {
@@ -60,7 +61,7 @@ zf_status zf_viz_format_of(const char *path, zf_viz_format *out)
 
 static zf_status doc_alloc(zf_viz_format format, zf_viz_doc **out)
 {
-    zf_viz_doc *d = calloc(1, sizeof *d);
+    zf_viz_doc *d = zf_calloc(1, sizeof *d);
     if (!d)
         return zf_error(ZF_ERR_NOMEM, "viz: out of memory for a document");
     d->format = format;
@@ -75,7 +76,7 @@ zf_status zf_viz_doc_open(const char *path, zf_viz_doc **out)
     ZFV_TRY(zf_viz_format_of(path, &fmt));
     zf_viz_doc *d = NULL;
     ZFV_TRY(doc_alloc(fmt, &d));
-    d->path = strdup(path);
+    d->path = zf_strdup(path);
     if (!d->path) {
         free(d);
         return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
@@ -118,7 +119,7 @@ static cairo_status_t doc_write(void *closure, const unsigned char *data, unsign
         size_t cap = d->cap ? d->cap : 65536;
         while (cap < d->len + len)
             cap *= 2;
-        uint8_t *nb = realloc(d->buf, cap);
+        uint8_t *nb = zf_realloc(d->buf, cap);
         if (!nb) {
             d->write_st = zf_error(ZF_ERR_NOMEM, "viz: out of memory for a %zu-byte document", cap);
             snprintf(d->write_msg, sizeof d->write_msg, "%s", zf_last_error());

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "viz_internal.h"
+#include "zf/alloc.h"
 
 const zfv_rgb zfv_ink = {0.13, 0.13, 0.13};
 const zfv_rgb zfv_ink_light = {0.42, 0.42, 0.42};
@@ -168,7 +169,7 @@ float zf_viz_proj_scale(const float *v, size_t n, float percentile)
             m = fmaxf(m, fabsf(v[i]));
         return m;
     }
-    float *a = malloc(n * sizeof *a);
+    float *a = zf_malloc(n * sizeof *a);
     if (!a) /* out of memory: the unclipped scale still shows the projection */
         return zf_viz_proj_scale(v, n, 0);
     for (size_t i = 0; i < n; i++)

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "viz_internal.h"
+#include "zf/alloc.h"
 
 #define MARGIN 16
 #define LABEL_SIZE 9.0
@@ -31,7 +32,7 @@ int zf_viz_filter_stats(float *rms, zf_viz_filter_state *state, const float *w, 
     }
     if (!state)
         return 0;
-    float *sorted = malloc((size_t)k * sizeof *sorted);
+    float *sorted = zf_malloc((size_t)k * sizeof *sorted);
     float median = 0;
     if (sorted) {
         memcpy(sorted, rms, (size_t)k * sizeof *sorted);
@@ -153,7 +154,7 @@ zf_status zfv_filters_prepare(zfv_filters_fig *fig, const zf_viz_filters_in *in,
     int lines = !!(o->labels & ZF_VIZ_LABEL_INDEX) + !!(o->labels & ZF_VIZ_LABEL_RMS);
     int cell_w = g->tile_w;
     if (lines) {
-        float *rms = malloc((size_t)in->k * sizeof *rms);
+        float *rms = zf_malloc((size_t)in->k * sizeof *rms);
         if (!rms)
             return zf_error(ZF_ERR_NOMEM, "filters: out of memory");
         zf_viz_filter_stats(rms, NULL, in->w, in->k, (int64_t)in->c * in->kh * in->kw, 0);
@@ -331,9 +332,9 @@ zf_status zfv_filters_draw(cairo_t *cr, void *ctx)
     const zfv_filters_fig *fig = ctx;
     const zf_viz_filters_in *in = fig->in;
     int64_t per = (int64_t)in->c * in->kh * in->kw;
-    float *rms = malloc((size_t)in->k * sizeof *rms);
-    zf_viz_filter_state *state = malloc((size_t)in->k * sizeof *state);
-    float *vals = malloc((size_t)3 * in->kh * in->kw * sizeof *vals);
+    float *rms = zf_malloc((size_t)in->k * sizeof *rms);
+    zf_viz_filter_state *state = zf_malloc((size_t)in->k * sizeof *state);
+    float *vals = zf_malloc((size_t)3 * in->kh * in->kw * sizeof *vals);
     zf_status st = ZF_OK;
     if (!rms || !state || !vals) {
         st = zf_error(ZF_ERR_NOMEM, "filters: out of memory");

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "viz_internal.h"
+#include "zf/alloc.h"
 
 #define MARGIN 16
 #define PANEL_GAP 14
@@ -123,7 +124,7 @@ static double legend_width(const zf_viz_occlusion *r)
     char name[96], line[160];
     double w = 0, tw;
     int npos = r->rows * r->cols, nd = 0;
-    int32_t *distinct = malloc((size_t)npos * sizeof *distinct);
+    int32_t *distinct = zf_malloc((size_t)npos * sizeof *distinct);
     if (!distinct) /* out of memory: the least width, names cut as before */
         return LEGEND_W;
     for (int i = 0; i < npos; i++) {
@@ -256,7 +257,7 @@ static zf_status class_panel(cairo_t *cr, const zf_viz_occlusion *r, double x, d
                              const zf_viz_occlusion_opts *o, double lx, double lw)
 {
     int npos = r->rows * r->cols;
-    class_count *cc = calloc((size_t)npos, sizeof *cc);
+    class_count *cc = zf_calloc((size_t)npos, sizeof *cc);
     if (!cc)
         return zf_error(ZF_ERR_NOMEM, "occlusion figure: out of memory");
     int nc = 0;
