@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "bench_util.h"
+#include "zf/cpu.h"
 #include "zf/net.h"
 #include "zf/ops.h"
 #include "zf/tensor.h"
@@ -261,6 +262,13 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    /* the kernels as zfviz would run them: ZFVIZ_ISA forces a narrower set (tools/main.c) */
+    if (zf_cpu_set_kernels(getenv("ZFVIZ_ISA"))) {
+        fprintf(stderr, "bench_cpu: ZFVIZ_ISA: %s\n", zf_last_error());
+        return 2;
+    }
+    fprintf(stderr, "bench_cpu: kernels %s (CPU: %s; OpenBLAS: %s)\n", zf_cpu_kernels(), zf_cpu_kernels_max(),
+            zf_blas_core());
     const double budget = quick ? 1.0 : 4.0;
     char buf[256];
     snprintf(buf, sizeof buf, "%s", nets);
@@ -287,7 +295,8 @@ int main(int argc, char **argv)
             int n = batches[b];
             double ms = TIME_MEDIAN(budget, 50, zf_net_forward(net, x, n));
             printf("{\"side\": \"zfviz\", \"net\": \"%s\", \"what\": \"forward\", \"batch\": %d, \"ms\": %.3f, "
-                   "\"img_per_s\": %.2f}\n", arch, n, ms, n * 1e3 / ms);
+                   "\"img_per_s\": %.2f, \"kernels\": \"%s\", \"blas\": \"%s\"}\n", arch, n, ms, n * 1e3 / ms,
+                   zf_cpu_kernels(), zf_blas_core());
             fflush(stdout);
             if (profile) {
                 memcpy(net->input, x, sizeof(float) * n * isz);

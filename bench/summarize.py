@@ -20,6 +20,9 @@ def main():
             r = json.loads(line)
             rows.setdefault((r["net"], r["what"], r.get("batch", 1), r.get("extra", "")), {})[r["side"]] = r
     print()
+    kernels = {(r["kernels"], r.get("blas", "?")) for sides in rows.values() for r in sides.values() if "kernels" in r}
+    for k, blas in sorted(kernels):
+        print(f"zfviz kernels: {k} (OpenBLAS: {blas})")
     if rate:
         print(f"{'net':14} {'measurement':26} {'batch':>5} {'zfviz img/s':>12} {'pytorch img/s':>14} "
               f"{'ratio':>7}  pytorch config")
