@@ -780,7 +780,7 @@ zf_status zf_db_open(const char *path, const zf_db_opts *opts, zf_db **out)
         opts = &def;
     if (!path || !*path)
         return zf_error(ZF_ERR_ARG, "no database path given");
-    zf_db *db = calloc(1, sizeof *db);
+    zf_db *db = zf_calloc(1, sizeof *db);
     if (!db)
         return zf_error(ZF_ERR_NOMEM, "%s: out of memory", path);
     snprintf(db->path, sizeof db->path, "%s", path);

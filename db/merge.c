@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "zf/alloc.h"
 #include "zf/xsum.h"
 
 /* What a shard's run says about itself. */
@@ -327,7 +328,7 @@ static zf_status write_units(zf_db *out, int64_t run, merge_layer *ml, int nl, i
 {
     sqlite3_stmt *st = NULL;
     /* room for the top-k and the bottom-k lists */
-    char *json = malloc(2 * ((size_t)k * 128 + 3));
+    char *json = zf_malloc(2 * ((size_t)k * 128 + 3));
     zf_status s;
     if (!json)
         return zf_error(ZF_ERR_NOMEM, "merge: out of memory");
@@ -396,7 +397,7 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
         if (realpath(shards[i], r) && !strcmp(r, out_real))
             return zf_error(ZF_ERR_ARG, "%s: is both the output and a shard to merge", out_path);
     }
-    shard_meta *meta = calloc((size_t)n, sizeof *meta);
+    shard_meta *meta = zf_calloc((size_t)n, sizeof *meta);
     if (!meta)
         return zf_error(ZF_ERR_NOMEM, "merge: out of memory");
     zf_status s = ZF_OK;
@@ -462,15 +463,15 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
         p++;
     }
     nl = *m0->geometry ? nl + 1 : 0;
-    ml = calloc((size_t)(nl ? nl : 1), sizeof *ml);
-    seq_image = calloc((size_t)m0->run.list_n, sizeof *seq_image);
+    ml = zf_calloc((size_t)(nl ? nl : 1), sizeof *ml);
+    seq_image = zf_calloc((size_t)m0->run.list_n, sizeof *seq_image);
     cacc.classes = classes;
     cacc.nl = nl;
-    cacc.layer = calloc((size_t)(nl ? nl : 1), sizeof *cacc.layer);
-    cacc.units = merge_units = calloc((size_t)(nl ? nl : 1), sizeof *merge_units);
-    cacc.sum = calloc((size_t)(nl ? nl : 1), sizeof *cacc.sum);
-    cacc.n = calloc((size_t)(classes ? classes : 1), sizeof *cacc.n);
-    cacc.names = calloc((size_t)(classes ? classes : 1), sizeof *cacc.names);
+    cacc.layer = zf_calloc((size_t)(nl ? nl : 1), sizeof *cacc.layer);
+    cacc.units = merge_units = zf_calloc((size_t)(nl ? nl : 1), sizeof *merge_units);
+    cacc.sum = zf_calloc((size_t)(nl ? nl : 1), sizeof *cacc.sum);
+    cacc.n = zf_calloc((size_t)(classes ? classes : 1), sizeof *cacc.n);
+    cacc.names = zf_calloc((size_t)(classes ? classes : 1), sizeof *cacc.names);
     if (!ml || !seq_image || !cacc.layer || !merge_units || !cacc.sum || !cacc.n || !cacc.names) {
         s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %lld images", (long long)m0->run.list_n);
         goto fail;
@@ -487,12 +488,13 @@ zf_status zf_db_merge(const char *out_path, const char *const *shards, int n,
             }
             const int units = L->units;
             L->hw = (int64_t)L->height * L->width;
-            ml[i].u = calloc((size_t)units, sizeof *ml[i].u);
-            ml[i].top = calloc((size_t)units * (size_t)k, sizeof *ml[i].top);
-            ml[i].bot = calloc((size_t)units * (size_t)k, sizeof *ml[i].bot);
-            ml[i].hist = calloc((size_t)units * ZF_DB_HIST_BINS, sizeof *ml[i].hist);
-            ml[i].tmp = calloc((size_t)k * 2, sizeof *ml[i].tmp);
-            ml[i].csum = calloc((size_t)units * (size_t)classes, sizeof *ml[i].csum);
+            ml[i].u = zf_calloc((size_t)units, sizeof *ml[i].u);
+            ml[i].top = zf_calloc((size_t)units * (size_t)k, sizeof *ml[i].top);
+            ml[i].bot = zf_calloc((size_t)units * (size_t)k, sizeof *ml[i].bot);
+            ml[i].hist = zf_calloc((size_t)units * ZF_DB_HIST_BINS, sizeof *ml[i].hist);
+            ml[i].tmp = zf_calloc((size_t)k * 2, sizeof *ml[i].tmp);
+            ml[i].csum = classes ? zf_calloc((size_t)units * (size_t)classes, sizeof *ml[i].csum)
+                                 : NULL;
             if (!ml[i].u || !ml[i].top || !ml[i].bot || !ml[i].hist || !ml[i].tmp ||
                 (classes && !ml[i].csum)) {
                 s = zf_error(ZF_ERR_NOMEM, "merge: out of memory for %s", L->name);

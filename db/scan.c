@@ -29,6 +29,7 @@
 #endif
 
 #include "internal.h"
+#include "zf/alloc.h"
 #include "zf/input.h"
 #include "zf/xsum.h"
 
@@ -311,11 +312,11 @@ static void rank_free(rank_list *R, int units)
 
 static int rank_alloc(rank_list *R, size_t u, int k)
 {
-    R->ent = calloc(u * (size_t)k, sizeof *R->ent);
-    R->n = calloc(u, sizeof *R->n);
-    R->dirty = malloc(u * sizeof *R->dirty);
-    R->json = calloc(u, sizeof *R->json);
-    R->kth = malloc(u * sizeof *R->kth);
+    R->ent = zf_calloc(u * (size_t)k, sizeof *R->ent);
+    R->n = zf_calloc(u, sizeof *R->n);
+    R->dirty = zf_malloc(u * sizeof *R->dirty);
+    R->json = zf_calloc(u, sizeof *R->json);
+    R->kth = zf_malloc(u * sizeof *R->kth);
     if (!R->ent || !R->n || !R->dirty || !R->json || !R->kth)
         return -1;
     for (size_t c = 0; c < u; c++) {
@@ -342,15 +343,15 @@ static void layer_free(scan_layer *L)
 static int layer_alloc(scan_layer *L, int k, int classes)
 {
     size_t u = (size_t)L->units;
-    if (classes && !(L->csum = calloc(u * (size_t)classes, sizeof *L->csum)))
+    if (classes && !(L->csum = zf_calloc(u * (size_t)classes, sizeof *L->csum)))
         return -1;
-    L->active = calloc(u, sizeof *L->active);
-    L->positive = calloc(u, sizeof *L->positive);
-    L->sum = calloc(u, sizeof *L->sum);
-    L->max = calloc(u, sizeof *L->max);
-    L->max_seq = malloc(u * sizeof *L->max_seq);
-    L->max_pos = calloc(u, sizeof *L->max_pos);
-    L->hist = calloc(u * ZF_DB_HIST_BINS, sizeof *L->hist);
+    L->active = zf_calloc(u, sizeof *L->active);
+    L->positive = zf_calloc(u, sizeof *L->positive);
+    L->sum = zf_calloc(u, sizeof *L->sum);
+    L->max = zf_calloc(u, sizeof *L->max);
+    L->max_seq = zf_malloc(u * sizeof *L->max_seq);
+    L->max_pos = zf_calloc(u, sizeof *L->max_pos);
+    L->hist = zf_calloc(u * ZF_DB_HIST_BINS, sizeof *L->hist);
     if (!L->active || !L->positive || !L->sum || !L->max || !L->max_seq || !L->max_pos ||
         !L->hist || rank_alloc(&L->top, u, k) || rank_alloc(&L->bot, u, k))
         return -1;
@@ -396,7 +397,7 @@ static void meta_fail(img_meta *m, const char *msg)
 {
     m->ok = 0;
     free(m->error);
-    m->error = strdup(msg && *msg ? msg : "unknown error");
+    m->error = zf_strdup(msg && *msg ? msg : "unknown error");
 }
 
 /* Reads, hashes, decodes and preprocesses one image into dst. */
@@ -427,7 +428,7 @@ static void load_one(pipeline *P, const char *path, float *dst, img_meta *m, uin
     } else {
         size_t want = (size_t)sb.st_size;
         if (want + 1 > *cap) {
-            uint8_t *nb = realloc(*buf, want + 1);
+            uint8_t *nb = zf_realloc(*buf, want + 1);
             if (!nb)
                 err = ENOMEM;
             else {
@@ -667,7 +668,8 @@ static zf_status image_row(scan *S, const char *path, const img_meta *m, int64_t
     ZF_SQL_TRY(s, db, m->w > 0 ? sqlite3_bind_int(st, 4, m->w) : sqlite3_bind_null(st, 4));
     ZF_SQL_TRY(s, db, m->h > 0 ? sqlite3_bind_int(st, 5, m->h) : sqlite3_bind_null(st, 5));
     ZF_SQL_TRY(s, db, sqlite3_bind_text(st, 6, m->ok ? "ok" : "error", -1, SQLITE_STATIC));
-    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 7, m->ok ? NULL : m->error));
+    /* (the message itself could not be copied where memory ran out) */
+    ZF_SQL_TRY(s, db, zf_db_bind_text(st, 7, m->ok ? NULL : m->error ? m->error : "out of memory"));
     return zf_db_image_insert(db, &S->q, id);
 fail:
     reuse(st);
@@ -690,7 +692,7 @@ static char *put_score(char *o, float f)
 static zf_status format_top(scan *S, scan_layer *L, rank_list *R, int neg, int c)
 {
     const topk_ent *t = R->ent + (size_t)c * S->k;
-    char *buf = realloc(R->json[c], (size_t)R->n[c] * 160 + 3);
+    char *buf = zf_realloc(R->json[c], (size_t)R->n[c] * 160 + 3);
     if (!buf)
         return zf_error(ZF_ERR_NOMEM, "scan: out of memory");
     R->json[c] = buf;
@@ -805,7 +807,7 @@ static int chunk_grow(scan *S, int n)
     int cap = S->chunk_cap ? S->chunk_cap : 64;
     while (cap < n)
         cap *= 2;
-    img_meta *m = realloc(S->chunk_meta, (size_t)cap * sizeof *m);
+    img_meta *m = zf_realloc(S->chunk_meta, (size_t)cap * sizeof *m);
     if (!m)
         return -1;
     memset(m + S->chunk_cap, 0, (size_t)(cap - S->chunk_cap) * sizeof *m);
@@ -960,11 +962,11 @@ static zf_status load_state(scan *S)
                 S->no_bottom = 1;
             else if ((s = parse_top(S, L, &L->bot, 1, c, bot)))
                 goto fail;
-            else if (!(L->bot.json[c] = strdup(bot))) {
+            else if (!(L->bot.json[c] = zf_strdup(bot))) {
                 s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
                 goto fail;
             }
-            if (!(L->top.json[c] = strdup(top))) {
+            if (!(L->top.json[c] = zf_strdup(top))) {
                 s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
                 goto fail;
             }
@@ -1127,14 +1129,14 @@ fail:
 static zf_status class_acc_init(scan *S)
 {
     zf_db_class_acc *a = &S->cacc;
-    int *units = calloc((size_t)S->n_layers, sizeof *units);
+    int *units = zf_calloc((size_t)S->n_layers, sizeof *units);
     a->classes = S->n_classes;
     a->nl = S->n_layers;
     a->units = units;
-    a->layer = calloc((size_t)S->n_layers, sizeof *a->layer);
-    a->sum = calloc((size_t)S->n_layers, sizeof *a->sum);
-    a->n = calloc((size_t)S->n_classes, sizeof *a->n);
-    S->class_dirty = calloc((size_t)S->n_classes, 1);
+    a->layer = zf_calloc((size_t)S->n_layers, sizeof *a->layer);
+    a->sum = zf_calloc((size_t)S->n_layers, sizeof *a->sum);
+    a->n = zf_calloc((size_t)S->n_classes, sizeof *a->n);
+    S->class_dirty = zf_calloc((size_t)S->n_classes, 1);
     if (!units || !a->layer || !a->sum || !a->n || !S->class_dirty)
         return zf_error(ZF_ERR_NOMEM, "scan: out of memory for %d classes", S->n_classes);
     for (int i = 0; i < S->n_layers; i++) {
@@ -1231,7 +1233,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         return s;
 
     /* the layers, in net order, as the run records them */
-    int *idx = malloc((size_t)net->n_layers * sizeof *idx);
+    int *idx = zf_malloc((size_t)net->n_layers * sizeof *idx);
     if (!idx)
         return zf_error(ZF_ERR_NOMEM, "scan: out of memory");
     int nl = 0;
@@ -1260,7 +1262,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
                         net->arch);
     }
     char layers[512] = "";
-    S.layers = calloc((size_t)nl, sizeof *S.layers);
+    S.layers = zf_calloc((size_t)nl, sizeof *S.layers);
     if (!S.layers) {
         free(idx);
         return zf_error(ZF_ERR_NOMEM, "scan: out of memory");
@@ -1311,7 +1313,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         }
     if (S.n_classes && (s = class_acc_init(&S)))
         goto out;
-    if (!(S.seq_image = calloc((size_t)n, sizeof *S.seq_image))) {
+    if (!(S.seq_image = zf_calloc((size_t)n, sizeof *S.seq_image))) {
         s = zf_error(ZF_ERR_NOMEM, "scan: out of memory for %lld images", (long long)n);
         goto out;
     }
@@ -1351,8 +1353,8 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
     for (int i = 0; i < SCAN_SLOTS; i++) {
         slot *sl = &P.slots[i];
         sl->input = zf_alloc((size_t)S.batch * P.in_size * sizeof(float));
-        sl->seqs = calloc((size_t)S.batch, sizeof *sl->seqs);
-        sl->meta = calloc((size_t)S.batch, sizeof *sl->meta);
+        sl->seqs = zf_calloc((size_t)S.batch, sizeof *sl->seqs);
+        sl->meta = zf_calloc((size_t)S.batch, sizeof *sl->meta);
         if (!sl->input || !sl->seqs || !sl->meta) {
             s = zf_error(ZF_ERR_NOMEM, "scan: out of memory for %d decoded images", S.batch);
             goto out;

@@ -16,6 +16,7 @@
 
 #include "common.h"
 #include "testutil.h"
+#include "zf/alloc.h"
 #include "zf/db.h"
 #include "zf/io.h"
 #include "zf/net.h"
@@ -899,4 +900,40 @@ Test(merge, bottom_k_and_histogram_match_a_direct_computation_and_merge_exactly)
     free(n_ex);
     zf_db_scan_list_free(paths, n);
     zf_net_free(net);
+}
+
+Test(merge, every_allocation_that_fails_in_a_merge_is_a_clean_error)
+{
+    char dir[2048], imgs[4096], out[4096], a[4096], b[4096];
+    tu_tmpdir_sub(dir, imgs, "merge_nomem", "images");
+    make_images(imgs, 5, 41); /* 6 files: 3 batches */
+    cr_assert_eq(scan_shard(dir, imgs, "m", 1, 2, NULL), 0);
+    cr_assert_eq(scan_shard(dir, imgs, "m", 2, 2, NULL), 0);
+    snprintf(a, sizeof a, "%s/m_1.db", dir);
+    snprintf(b, sizeof b, "%s/m_2.db", dir);
+    snprintf(out, sizeof out, "%s/merged.db", dir);
+    const char *shards[2] = {a, b};
+    /* the n-th of the merge's own allocations fails, for every n until none is left to fail */
+    int64_t k = 0;
+    for (;; k++) {
+        cr_assert_lt(k, 100000);
+        zf_merge_result r;
+        zf_alloc_fail_after(k);
+        zf_status st = zf_db_merge(out, shards, 2, &r);
+        int hit = zf_alloc_fault_hit();
+        zf_alloc_fail_after(-1);
+        if (!hit) {
+            cr_assert_eq(st, ZF_OK, "%s", zf_last_error());
+            break;
+        }
+        cr_assert_neq(st, ZF_OK, "allocation %lld failed, yet the merge succeeded", (long long)k);
+        cr_assert(strstr(zf_last_error(), "out of memory"), "allocation %lld: %s", (long long)k,
+                  zf_last_error());
+        cr_assert_neq(access(out, F_OK), 0, "allocation %lld: a failed merge left its output",
+                      (long long)k);
+        cr_assert_eq(tu_system("ls '%s' | grep -q merge-", dir), 1,
+                     "allocation %lld: a failed merge left its temporary file", (long long)k);
+    }
+    cr_assert_gt(k, 20, "only %lld allocations went through zf/alloc.h", (long long)k);
+    cr_assert_eq(sql_int(out, "SELECT next_seq FROM runs"), 6);
 }
