@@ -483,6 +483,71 @@ Test(merge, a_schema_2_database_migrates_and_its_float64_sums_carry_over)
     cr_assert_eq(sql_int(out, "SELECT (classes IS NULL) + (SELECT count(*) FROM run_classes) FROM runs"),
                  1);
 }
+/* ---------------------------------------------------------------- the net, run as a scan runs it */
+
+/* The default model over the images of a folder, in the scan's order and batches of 2 from the
+ * list's start (as `scan --batch 2` runs them, images that do not load left out), with the layers
+ * a scan covers. */
+typedef struct ref_net {
+    zf_net *net;
+    char **paths;
+    int64_t n;
+    int layers[64], nl;
+} ref_net;
+
+static void ref_net_open(ref_net *r, const char *imgs, int64_t want_n)
+{
+    zft_model_opts mo = {0};
+    zft_model_ref mref;
+    r->net = NULL;
+    cr_assert_eq(zft_load_model_ref(&mo, &r->net, &mref), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_db_scan_list(imgs, &r->paths, &r->n), ZF_OK);
+    cr_assert_eq(r->n, want_n);
+    r->nl = zf_db_scan_default_layers(r->net, r->layers);
+    cr_assert_eq(zf_net_reserve(r->net, 2), ZF_OK);
+}
+
+/* What ref_net_forward hands on: the values p[0..hw) of unit c of the j-th scanned layer for the
+ * image at `seq` of the list. */
+typedef void (*plane_fn)(void *ctx, const ref_net *r, int j, int c, const float *p, int hw,
+                         int64_t seq);
+
+/* Calls fn for every plane of every image that loads, right after its batch's forward. */
+static void ref_net_forward(ref_net *r, plane_fn fn, void *ctx)
+{
+    zf_net *net = r->net;
+    size_t in_size = (size_t)zf_net_in_size(net);
+    for (int64_t b0 = 0; b0 < r->n; b0 += 2) {
+        int m = 0;
+        int64_t seqs[2];
+        for (int64_t i = b0; i < b0 + 2 && i < r->n; i++) {
+            zf_image *img = NULL;
+            if (zf_image_load(r->paths[i], &img) == ZF_OK &&
+                zf_image_to_input(net->input + m * in_size, img, &net->pre, net->in_h,
+                                  net->in_w) == ZF_OK)
+                seqs[m++] = i;
+            zf_image_free(img);
+        }
+        if (!m)
+            continue;
+        cr_assert_eq(zf_net_forward(net, NULL, m), ZF_OK, "%s", zf_last_error());
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < r->nl; j++) {
+                const zf_layer *l = &net->layers[r->layers[j]];
+                int units = l->out_c, hw = l->out_h * l->out_w;
+                for (int c = 0; c < units; c++)
+                    fn(ctx, r, j, c, net->acts[r->layers[j]] + ((size_t)i * units + c) * hw, hw,
+                       seqs[i]);
+            }
+    }
+}
+
+static void ref_net_close(ref_net *r)
+{
+    zf_db_scan_list_free(r->paths, r->n);
+    zf_net_free(r->net);
+}
+
 /* ---------------------------------------------------------------- classes */
 
 /* What a query prints through the sqlite3 shell: rows a line, columns split by '|'. */
@@ -528,6 +593,26 @@ static int class_of_path(const char *path, const char *root)
     return slash[-1] - 'a';
 }
 
+typedef struct class_sums {
+    const char *root;
+    double **sum; /* per layer: units x 3, the rectified values summed over each class */
+    int64_t cnt[3];
+} class_sums;
+
+static void add_class_sums(void *ctx, const ref_net *r, int j, int c, const float *p, int hw,
+                           int64_t seq)
+{
+    class_sums *cs = ctx;
+    int cl = class_of_path(r->paths[seq], cs->root);
+    if (cl < 0)
+        return;
+    cs->cnt[cl] += j == 0 && c == 0; /* an image once */
+    double s = 0;
+    for (int q = 0; q < hw; q++)
+        s += p[q] > 0 ? p[q] : 0;
+    cs->sum[j][(size_t)c * 3 + cl] += s;
+}
+
 Test(merge, class_means_and_selectivity_match_a_direct_computation_and_merge_exactly)
 {
     char dir[2048], imgs[4096], ref[4096], root[4096];
@@ -563,53 +648,17 @@ Test(merge, class_means_and_selectivity_match_a_direct_computation_and_merge_exa
 
     /* each class's mean of every unit, from the activations of the same net over the same
      * batches, in float64 */
-    zft_model_opts mo = {0};
-    zft_model_ref mref;
-    zf_net *net = NULL;
-    cr_assert_eq(zft_load_model_ref(&mo, &net, &mref), ZF_OK, "%s", zf_last_error());
     cr_assert_not_null(realpath(imgs, root));
-    char **paths;
-    int64_t n;
-    cr_assert_eq(zf_db_scan_list(imgs, &paths, &n), ZF_OK);
-    cr_assert_eq(n, 16);
-    int layers[64];
-    int nl = zf_db_scan_default_layers(net, layers);
-    double **sum = calloc((size_t)nl, sizeof *sum);
+    ref_net r;
+    ref_net_open(&r, imgs, 16);
+    zf_net *net = r.net;
+    const int nl = r.nl, *layers = r.layers;
+    class_sums cs = {root, calloc((size_t)nl, sizeof *cs.sum), {0}};
     for (int j = 0; j < nl; j++)
-        sum[j] = calloc((size_t)net->layers[layers[j]].out_c * 3, sizeof **sum);
-    int64_t cnt[3] = {0};
-    cr_assert_eq(zf_net_reserve(net, 2), ZF_OK);
-    size_t in_size = (size_t)zf_net_in_size(net);
-    for (int64_t b0 = 0; b0 < n; b0 += 2) {
-        int m = 0, cls[2];
-        for (int64_t i = b0; i < b0 + 2; i++) {
-            zf_image *img = NULL;
-            if (zf_image_load(paths[i], &img) == ZF_OK &&
-                zf_image_to_input(net->input + m * in_size, img, &net->pre, net->in_h,
-                                  net->in_w) == ZF_OK)
-                cls[m++] = class_of_path(paths[i], root);
-            zf_image_free(img);
-        }
-        if (!m)
-            continue;
-        cr_assert_eq(zf_net_forward(net, NULL, m), ZF_OK, "%s", zf_last_error());
-        for (int i = 0; i < m; i++) {
-            if (cls[i] < 0)
-                continue;
-            cnt[cls[i]]++;
-            for (int j = 0; j < nl; j++) {
-                const zf_layer *l = &net->layers[layers[j]];
-                int units = l->out_c, hw = l->out_h * l->out_w;
-                for (int c = 0; c < units; c++) {
-                    const float *p = net->acts[layers[j]] + ((size_t)i * units + c) * hw;
-                    double s = 0;
-                    for (int q = 0; q < hw; q++)
-                        s += p[q] > 0 ? p[q] : 0;
-                    sum[j][(size_t)c * 3 + cls[i]] += s;
-                }
-            }
-        }
-    }
+        cs.sum[j] = calloc((size_t)net->layers[layers[j]].out_c * 3, sizeof **cs.sum);
+    ref_net_forward(&r, add_class_sums, &cs);
+    double **sum = cs.sum;
+    const int64_t *cnt = cs.cnt;
     cr_assert(cnt[0] == 4 && cnt[1] == 3 && cnt[2] == 5);
     int units_all = 0;
     for (int j = 0; j < nl; j++) {
@@ -681,8 +730,7 @@ Test(merge, class_means_and_selectivity_match_a_direct_computation_and_merge_exa
     for (int j = 0; j < nl; j++)
         free(sum[j]);
     free(sum);
-    zf_db_scan_list_free(paths, n);
-    zf_net_free(net);
+    ref_net_close(&r);
 }
 
 Test(merge, a_list_in_one_folder_has_no_classes_and_shards_of_other_classes_are_refused)
@@ -777,6 +825,27 @@ static int cmp_low(const void *a, const void *b)
     return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+typedef struct low_all {
+    low_ex **ex;    /* per layer: units x n, each image's lowest value and where */
+    int *n_ex;      /* per layer: entries so far */
+    int64_t **hist; /* per layer: units x 260 */
+} low_all;
+
+static void add_lows(void *ctx, const ref_net *r, int j, int c, const float *p, int hw,
+                     int64_t seq)
+{
+    low_all *la = ctx;
+    int units = r->net->layers[r->layers[j]].out_c;
+    int at = 0;
+    for (int q = 1; q < hw; q++)
+        if (p[q] < p[at])
+            at = q;
+    for (int q = 0; q < hw; q++)
+        la->hist[j][(size_t)c * 260 + ref_bin(p[q])]++;
+    la->ex[j][(size_t)c * r->n + la->n_ex[j] / units] = (low_ex){p[at], seq, at};
+    la->n_ex[j]++;
+}
+
 Test(merge, bottom_k_and_histogram_match_a_direct_computation_and_merge_exactly)
 {
     char dir[2048], imgs[4096], ref[4096], out[4096];
@@ -796,16 +865,11 @@ Test(merge, bottom_k_and_histogram_match_a_direct_computation_and_merge_exactly)
 
     /* each image's smallest value and where, the k lowest images, ties to the earlier: from the
      * activations of the same net over the same batches */
-    zft_model_opts mo = {0};
-    zft_model_ref mref;
-    zf_net *net = NULL;
-    cr_assert_eq(zft_load_model_ref(&mo, &net, &mref), ZF_OK, "%s", zf_last_error());
-    char **paths;
-    int64_t n;
-    cr_assert_eq(zf_db_scan_list(imgs, &paths, &n), ZF_OK);
-    cr_assert_eq(n, 12);
-    int layers[64];
-    int nl = zf_db_scan_default_layers(net, layers);
+    ref_net r;
+    ref_net_open(&r, imgs, 12);
+    zf_net *net = r.net;
+    const int nl = r.nl, *layers = r.layers;
+    const int64_t n = r.n;
     low_ex **ex = calloc((size_t)nl, sizeof *ex);
     int *n_ex = calloc((size_t)nl, sizeof *n_ex);
     int64_t **hist = calloc((size_t)nl, sizeof *hist);
@@ -813,39 +877,8 @@ Test(merge, bottom_k_and_histogram_match_a_direct_computation_and_merge_exactly)
         hist[j] = calloc((size_t)net->layers[layers[j]].out_c * 260, sizeof **hist);
     for (int j = 0; j < nl; j++)
         ex[j] = calloc((size_t)net->layers[layers[j]].out_c * (size_t)n, sizeof **ex);
-    cr_assert_eq(zf_net_reserve(net, 2), ZF_OK);
-    size_t in_size = (size_t)zf_net_in_size(net);
-    for (int64_t b0 = 0; b0 < n; b0 += 2) {
-        int m = 0;
-        int64_t seqs[2];
-        for (int64_t i = b0; i < b0 + 2; i++) {
-            zf_image *img = NULL;
-            if (zf_image_load(paths[i], &img) == ZF_OK &&
-                zf_image_to_input(net->input + m * in_size, img, &net->pre, net->in_h,
-                                  net->in_w) == ZF_OK)
-                seqs[m++] = i;
-            zf_image_free(img);
-        }
-        if (!m)
-            continue;
-        cr_assert_eq(zf_net_forward(net, NULL, m), ZF_OK, "%s", zf_last_error());
-        for (int j = 0; j < nl; j++) {
-            const zf_layer *l = &net->layers[layers[j]];
-            int units = l->out_c, hw = l->out_h * l->out_w;
-            for (int i = 0; i < m; i++)
-                for (int c = 0; c < units; c++) {
-                    const float *p = net->acts[layers[j]] + ((size_t)i * units + c) * hw;
-                    int at = 0;
-                    for (int q = 1; q < hw; q++)
-                        if (p[q] < p[at])
-                            at = q;
-                    for (int q = 0; q < hw; q++)
-                        hist[j][(size_t)c * 260 + ref_bin(p[q])]++;
-                    ex[j][(size_t)c * n + n_ex[j] / units] = (low_ex){p[at], seqs[i], at};
-                    n_ex[j]++;
-                }
-        }
-    }
+    low_all la = {ex, n_ex, hist};
+    ref_net_forward(&r, add_lows, &la);
     int checked = 0;
     for (int j = 0; j < nl; j++) {
         const zf_layer *l = &net->layers[layers[j]];
@@ -898,8 +931,7 @@ Test(merge, bottom_k_and_histogram_match_a_direct_computation_and_merge_exactly)
     free(ex);
     free(hist);
     free(n_ex);
-    zf_db_scan_list_free(paths, n);
-    zf_net_free(net);
+    ref_net_close(&r);
 }
 
 Test(merge, every_allocation_that_fails_in_a_merge_is_a_clean_error)
