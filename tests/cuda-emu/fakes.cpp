@@ -221,31 +221,36 @@ static size_t bwd_ws(cudnnConvolutionBwdDataAlgo_t a, int n)
     return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_1 ? 2048 * (size_t)n : a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT ? 1000 : 0;
 }
 
-static int fwd_perf(cudnnConvolutionDescriptor_t c, int n, cudnnConvolutionFwdAlgoPerf_t *p)
+/* The three algorithms of `order` as cuDNN's Get and Find list them: each with its workspace for a
+ * batch of n and the descriptor's math mode (the default one for `plain`, an FFT, where given). */
+extern "C++" { /* a template, inside the file's extern "C" */
+template <typename Perf, typename Algo>
+static int perf_list(const Algo (&order)[3], size_t (*ws)(Algo, int), const Algo *plain, cudnnConvolutionDescriptor_t c,
+                     int n, Perf *p)
 {
-    cudnnConvolutionFwdAlgo_t order[3] = {CUDNN_CONVOLUTION_FWD_ALGO_FFT, CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
-                                          CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM};
     for (int i = 0; i < 3; i++) {
         memset(&p[i], 0, sizeof p[i]);
         p[i].algo = order[i];
         p[i].status = CUDNN_STATUS_SUCCESS;
-        p[i].memory = fwd_ws(order[i], n);
-        p[i].mathType = order[i] == CUDNN_CONVOLUTION_FWD_ALGO_FFT ? CUDNN_DEFAULT_MATH : c->math;
+        p[i].memory = ws(order[i], n);
+        p[i].mathType = plain && order[i] == *plain ? CUDNN_DEFAULT_MATH : c->math;
     }
     return 3;
 }
+}
+static int fwd_perf(cudnnConvolutionDescriptor_t c, int n, cudnnConvolutionFwdAlgoPerf_t *p)
+{
+    static const cudnnConvolutionFwdAlgo_t order[3] = {CUDNN_CONVOLUTION_FWD_ALGO_FFT,
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+                                                       CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM};
+    return perf_list(order, fwd_ws, &order[0], c, n, p);
+}
 static int bwd_perf(cudnnConvolutionDescriptor_t c, int n, cudnnConvolutionBwdDataAlgoPerf_t *p)
 {
-    cudnnConvolutionBwdDataAlgo_t order[3] = {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT, CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
-                                              CUDNN_CONVOLUTION_BWD_DATA_ALGO_0};
-    for (int i = 0; i < 3; i++) {
-        memset(&p[i], 0, sizeof p[i]);
-        p[i].algo = order[i];
-        p[i].status = CUDNN_STATUS_SUCCESS;
-        p[i].memory = bwd_ws(order[i], n);
-        p[i].mathType = c->math;
-    }
-    return 3;
+    static const cudnnConvolutionBwdDataAlgo_t order[3] = {CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT,
+                                                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+                                                           CUDNN_CONVOLUTION_BWD_DATA_ALGO_0};
+    return perf_list(order, bwd_ws, (const cudnnConvolutionBwdDataAlgo_t *)NULL, c, n, p);
 }
 
 static size_t elt(cudnnDataType_t dt) { return dt == CUDNN_DATA_BFLOAT16 ? 2 : 4; }
@@ -334,43 +339,55 @@ static void check_math(cudnnConvolutionDescriptor_t c, cudnnDataType_t dt)
         FAIL("FP32 convolution ran with math type %d, not FMA", c->math);
 }
 
+/* What the stand-ins for cudnnConvolutionForward and cudnnConvolutionBackwardData check alike, on
+ * the convolution from x to y (backward: from dx to dy): shapes and math mode, alpha 1 and beta 0,
+ * a workspace of at least `need` bytes for the algorithm (in device memory where any), x, w and y
+ * in device memory;
+ * then the geometry, the weights as floats and the engine's scratch. */
+struct emu_conv {
+    zf_conv_geom g;
+    std::vector<float> wf, scratch;
+    emu_conv(cudnnTensorDescriptor_t x, const void *xp, cudnnFilterDescriptor_t w, const void *wp,
+             cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, const void *yp, const void *alpha,
+             const void *beta, void *ws, size_t wsb, int algo, size_t need, const char *dir)
+    {
+        char what[64];
+        check_geom(x, w, c, y);
+        check_math(c, x->dt);
+        if (*(const float *)alpha != 1.0f || *(const float *)beta != 0.0f)
+            FAIL("%s alpha/beta", dir);
+        if (wsb < need)
+            FAIL("%s workspace %zu < %zu for algo %d", dir, wsb, need, algo);
+        snprintf(what, sizeof what, "%s workspace", dir);
+        if (need)
+            need_dev(ws, need, what);
+        snprintf(what, sizeof what, "%s x (input side)", dir);
+        need_dev(xp, tbytes(x), what);
+        snprintf(what, sizeof what, "%s w", dir);
+        need_dev(wp, fbytes(w), what);
+        snprintf(what, sizeof what, "%s y (output side)", dir);
+        need_dev(yp, tbytes(y), what);
+        g = geom(x, w, c, y);
+        wf = to_f(wp, fbytes(w) / elt(w->dt), w->dt);
+        scratch.resize(zf_conv_workspace_floats(&g) + 16);
+    }
+    /* The tensor the call reads, as floats. */
+    std::vector<float> in(const void *p, cudnnTensorDescriptor_t t) const { return to_f(p, tbytes(t) / elt(t->dt), t->dt); }
+};
+
 cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t, const void *alpha, cudnnTensorDescriptor_t x, const void *xp, cudnnFilterDescriptor_t w, const void *wp, cudnnConvolutionDescriptor_t c, cudnnConvolutionFwdAlgo_t a, void *ws, size_t wsb, const void *beta, cudnnTensorDescriptor_t y, void *yp)
 {
-    check_geom(x, w, c, y);
-    check_math(c, x->dt);
-    if (*(const float *)alpha != 1.0f || *(const float *)beta != 0.0f)
-        FAIL("alpha/beta");
-    if (wsb < fwd_ws(a, x->n))
-        FAIL("forward workspace %zu < %zu for algo %d", wsb, fwd_ws(a, x->n), a);
-    if (fwd_ws(a, x->n))
-        need_dev(ws, fwd_ws(a, x->n), "fwd workspace");
-    need_dev(xp, tbytes(x), "fwd x");
-    need_dev(wp, fbytes(w), "fwd w");
-    need_dev(yp, tbytes(y), "fwd y");
-    zf_conv_geom g = geom(x, w, c, y);
-    std::vector<float> xf = to_f(xp, tbytes(x) / elt(x->dt), x->dt), wf = to_f(wp, fbytes(w) / elt(w->dt), w->dt);
-    std::vector<float> yf(tbytes(y) / elt(y->dt)), scratch(zf_conv_workspace_floats(&g) + 16);
-    zf_conv_forward(yf.data(), xf.data(), wf.data(), NULL, &g, scratch.data());
+    emu_conv conv(x, xp, w, wp, c, y, yp, alpha, beta, ws, wsb, a, fwd_ws(a, x->n), "fwd");
+    std::vector<float> xf = conv.in(xp, x), yf(tbytes(y) / elt(y->dt));
+    zf_conv_forward(yf.data(), xf.data(), conv.wf.data(), NULL, &conv.g, conv.scratch.data());
     from_f(yp, yf, y->dt);
     return CUDNN_STATUS_SUCCESS;
 }
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t, const void *alpha, cudnnFilterDescriptor_t w, const void *wp, cudnnTensorDescriptor_t dy, const void *dyp, cudnnConvolutionDescriptor_t c, cudnnConvolutionBwdDataAlgo_t a, void *ws, size_t wsb, const void *beta, cudnnTensorDescriptor_t dx, void *dxp)
 {
-    check_geom(dx, w, c, dy);
-    check_math(c, dx->dt);
-    if (*(const float *)alpha != 1.0f || *(const float *)beta != 0.0f)
-        FAIL("alpha/beta");
-    if (wsb < bwd_ws(a, dx->n))
-        FAIL("backward workspace %zu < %zu", wsb, bwd_ws(a, dx->n));
-    if (bwd_ws(a, dx->n))
-        need_dev(ws, bwd_ws(a, dx->n), "bwd workspace");
-    need_dev(wp, fbytes(w), "bwd w");
-    need_dev(dyp, tbytes(dy), "bwd dy");
-    need_dev(dxp, tbytes(dx), "bwd dx");
-    zf_conv_geom g = geom(dx, w, c, dy);
-    std::vector<float> dyf = to_f(dyp, tbytes(dy) / elt(dy->dt), dy->dt), wf = to_f(wp, fbytes(w) / elt(w->dt), w->dt);
-    std::vector<float> dxf(tbytes(dx) / elt(dx->dt)), scratch(zf_conv_workspace_floats(&g) + 16);
-    zf_conv_backward_data(dxf.data(), dyf.data(), wf.data(), &g, scratch.data());
+    emu_conv conv(dx, dxp, w, wp, c, dy, dyp, alpha, beta, ws, wsb, a, bwd_ws(a, dx->n), "bwd");
+    std::vector<float> dyf = conv.in(dyp, dy), dxf(tbytes(dx) / elt(dx->dt));
+    zf_conv_backward_data(dxf.data(), dyf.data(), conv.wf.data(), &conv.g, conv.scratch.data());
     from_f(dxp, dxf, dx->dt);
     return CUDNN_STATUS_SUCCESS;
 }
