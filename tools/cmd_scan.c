@@ -238,6 +238,9 @@ int zf_cmd_scan(int argc, char **argv)
         printf("run %lld: %lld images scanned (%lld ok, %lld failed) into %s\n",
                (long long)res.run_id, (long long)res.n_images, (long long)res.n_ok,
                (long long)res.n_failed, dbpath);
+    if (res.n_classes > 0)
+        printf("  in %d class folders: per-class means in the views unit_class_mean and "
+               "unit_selectivity\n", res.n_classes);
     if (res.n_ok == 0 && w.size == 1) { /* a job's shard may hold only bad images */
         fprintf(stderr, "zfviz scan: no image could be read: all %lld of %s failed (see above)\n",
                 (long long)res.n_images, images);
