@@ -143,7 +143,14 @@ int zf_cmd_info(int argc, char **argv)
     printf("CPU engine: %d OpenMP threads, wait policy %s\n", omp_get_max_threads(),
            wait && *wait ? wait : "active (spinning)");
     /* zfviz's own kernels (ZFVIZ_ISA may force narrower ones) and the BLAS ones (main.c) */
-    printf("kernels: %s (CPU: %s; OpenBLAS: %s)\n", zf_cpu_kernels(), zf_cpu_kernels_max(), zf_blas_core());
+    const char *guess = getenv("ZFVIZ_BLAS_GUESS"), *core = getenv("OPENBLAS_CORETYPE");
+    char why[96] = "";
+    if (guess && core)
+        snprintf(why, sizeof why, ", set by zfviz: OpenBLAS alone chose %s", guess);
+    else if (core)
+        snprintf(why, sizeof why, ", as OPENBLAS_CORETYPE asks");
+    printf("kernels: %s (CPU: %s; OpenBLAS: %s%s)\n", zf_cpu_kernels(), zf_cpu_kernels_max(),
+           zf_blas_core(), why);
     zf_net_free(net);
     return 0;
 }
