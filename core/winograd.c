@@ -264,13 +264,14 @@ static inline __attribute__((always_inline)) void gather_rows(v8f (*d)[8], const
 #endif
 }
 
-static inline void store_lanes(float *dst, v8f x, int lanes)
+/* x by address: a 32-byte vector passed by value has another ABI in the SSE copy than in the AVX ones */
+static inline void store_lanes(float *dst, const v8f *x, int lanes)
 {
     if (lanes == 8)
-        memcpy(dst, &x, sizeof x);
+        memcpy(dst, x, sizeof *x);
     else
         for (int q = 0; q < lanes; q++)
-            dst[q] = x[q];
+            dst[q] = (*x)[q];
 }
 
 /* n values x[0], x[os], ... through B^T of n points into o[0], o[oos], ... (v8f lanes). */
@@ -297,7 +298,7 @@ static inline __attribute__((always_inline)) void tiles_in8(float *v, size_t ps,
         v8f o[8];
         bt_v8(o, 1, t[i], 1, nb);
         for (int j = 0; j < nb; j++)
-            store_lanes(v + (size_t)(i * nb + j) * ps, o[j], lanes);
+            store_lanes(v + (size_t)(i * nb + j) * ps, &o[j], lanes);
     }
 }
 
