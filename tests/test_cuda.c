@@ -109,22 +109,22 @@ Test(cuda, no_device_is_a_clear_error_and_auto_falls_back_to_the_cpu)
 
 Test(cuda, precision_and_device_names_parse_and_bad_ones_are_refused)
 {
+    /* each name and the value it parses to */
+    static const struct {
+        const char *name;
+        int want;
+    } precisions[] = {{"tf32", ZF_CUDA_TF32}, {"bf16", ZF_CUDA_BF16}, {"fp32", ZF_CUDA_FP32}},
+      devices[] = {{"auto", ZF_DEVICE_AUTO}, {"cuda", ZF_DEVICE_CUDA}, {"cpu", ZF_DEVICE_CPU}};
     zf_cuda_precision p;
-    OK(zf_cuda_parse_precision("tf32", &p));
-    cr_assert_eq(p, ZF_CUDA_TF32);
-    OK(zf_cuda_parse_precision("bf16", &p));
-    cr_assert_eq(p, ZF_CUDA_BF16);
-    OK(zf_cuda_parse_precision("fp32", &p));
-    cr_assert_eq(p, ZF_CUDA_FP32);
+    zf_device_choice d;
+    for (int i = 0; i < 3; i++) {
+        OK(zf_cuda_parse_precision(precisions[i].name, &p));
+        cr_assert_eq((int)p, precisions[i].want, "%s", precisions[i].name);
+        OK(zf_cuda_parse_device(devices[i].name, &d));
+        cr_assert_eq((int)d, devices[i].want, "%s", devices[i].name);
+    }
     cr_assert_eq(zf_cuda_parse_precision("fp16", &p), ZF_ERR_ARG);
     cr_assert(strstr(zf_last_error(), "fp16"));
-    zf_device_choice d;
-    OK(zf_cuda_parse_device("auto", &d));
-    cr_assert_eq(d, ZF_DEVICE_AUTO);
-    OK(zf_cuda_parse_device("cuda", &d));
-    cr_assert_eq(d, ZF_DEVICE_CUDA);
-    OK(zf_cuda_parse_device("cpu", &d));
-    cr_assert_eq(d, ZF_DEVICE_CPU);
     cr_assert_eq(zf_cuda_parse_device("tpu", &d), ZF_ERR_ARG);
 }
 
@@ -371,6 +371,17 @@ static float *random_input(const zf_net *net, int n, uint64_t seed)
     return x;
 }
 
+/* archs[a] with the random weights of `seed` for batches of `batch`, on the CPU (*net) and on the
+ * GPU (returned), and n random inputs (seed + 100) in *x. */
+static zf_cuda_net *net_pair(zf_cuda_ctx *ctx, int a, int batch, int n, uint64_t seed, zf_net **net, float **x)
+{
+    *net = make_net(archs[a], batch, seed);
+    *x = random_input(*net, n, seed + 100);
+    zf_cuda_net *cn = NULL;
+    OK(zf_cuda_net_new(ctx, *net, batch, &cn));
+    return cn;
+}
+
 /* A max-pool switch may differ from the CPU's only where the window's best values tie to rounding. */
 static void check_switches(const zf_net *net, int i, const int32_t *gsw, int n)
 {
@@ -399,11 +410,10 @@ Test(cuda_nets, forward_of_every_builtin_net_matches_cpu_layer_by_layer)
     zf_cuda_ctx *ctx = gpu();
     const int n = 3;
     for (int a = 0; a < 3; a++) {
-        zf_net *net = make_net(archs[a], n, 100 + a);
-        float *x = random_input(net, n, 200 + a);
+        zf_net *net;
+        float *x;
+        zf_cuda_net *cn = net_pair(ctx, a, n, n, 100 + a, &net, &x);
         OK(zf_net_forward(net, x, n));
-        zf_cuda_net *cn = NULL;
-        OK(zf_cuda_net_new(ctx, net, n, &cn));
         OK(zf_cuda_net_forward(cn, x, n));
         for (int i = 0; i < net->n_layers; i++) {
             const zf_layer *l = &net->layers[i];
@@ -486,10 +496,9 @@ Test(cuda_nets, deconv_matches_cpu_for_units_maps_and_lrn_backward)
     zf_cuda_ctx *ctx = gpu();
     const int n = 3;
     for (int a = 0; a < 3; a++) {
-        zf_net *net = make_net(archs[a], n, 400 + a);
-        float *x = random_input(net, n, 500 + a);
-        zf_cuda_net *cn = NULL;
-        OK(zf_cuda_net_new(ctx, net, n, &cn));
+        zf_net *net;
+        float *x;
+        zf_cuda_net *cn = net_pair(ctx, a, n, n, 400 + a, &net, &x);
         OK(zf_cuda_net_forward_to_host(cn, net, x, n, NULL, 0));
         const size_t isz = (size_t)zf_net_in_size(net);
         float *ref = falloc(n * isz), *got = falloc(n * isz);
@@ -618,10 +627,9 @@ Test(cuda_nets, occlusion_maps_match_cpu_brute_force_with_both_methods)
     /* patch/stride pairs: one that divides 224 - patch, one that does not (and not 227 - patch) */
     const int pairs[][2] = {{64, 40}, {48, 50}};
     for (int a = 0; a < 3; a++) {
-        zf_net *net = make_net(archs[a], 8, 600 + a);
-        float *img = random_input(net, 1, 700 + a);
-        zf_cuda_net *cn = NULL;
-        OK(zf_cuda_net_new(ctx, net, 8, &cn));
+        zf_net *net;
+        float *img;
+        zf_cuda_net *cn = net_pair(ctx, a, 8, 1, 600 + a, &net, &img);
         const int k = (int)zf_layer_out_size(&net->layers[net->n_layers - 1]);
         for (int t = 0; t < 2; t++) {
             cpu_map ref = cpu_occlusion(net, img, pairs[t][0], pairs[t][1], 0.25f);
