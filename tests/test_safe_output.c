@@ -59,6 +59,16 @@ static void assert_one_line(const char *err, const char *const *need)
     free(t);
 }
 
+/* `what` (exit status rc) refused to replace `path`: it failed, `path` still holds the n bytes `want`,
+ * and stderr (err) is one line holding each of `need`. */
+static void expect_kept(int rc, const char *what, const char *path, const char *want, size_t n, const char *err,
+                        const char *const *need)
+{
+    cr_assert_neq(rc, 0, "%s replaced %s", what, path);
+    assert_same(path, want, n, what);
+    assert_one_line(err, need);
+}
+
 /* A small grey PNG (written by this test's own code, not through zfviz's output rules). */
 static void make_image(const char *path, int seed)
 {
@@ -101,9 +111,8 @@ Test(safe_output, foreign_file_refused_own_rewritten_force_replaces)
     snprintf(err, sizeof err, "%s/err", dir);
     static const char text[] = "notes the user keeps under a .png name\n";
     tu_write_file(out, text, strlen(text));
-    cr_assert_neq(tu_system("'%s' filters -o '%s' 2>'%s'", zfviz(), out, err), 0, "a foreign file was replaced");
-    assert_same(out, text, strlen(text), "filters without --force");
-    assert_one_line(err, (const char *const[]){out, "--force", NULL});
+    expect_kept(tu_system("'%s' filters -o '%s' 2>'%s'", zfviz(), out, err), "filters without --force", out, text,
+                strlen(text), err, (const char *const[]){out, "--force", NULL});
     /* zfviz's own output is written again without --force: re-running a command works */
     cr_assert_eq(tu_system("'%s' filters -o '%s' 2>/dev/null", zfviz(), own), 0);
     cr_assert_eq(tu_system("'%s' filters --layer conv2 -o '%s' 2>'%s'", zfviz(), own, err), 0);
@@ -180,19 +189,15 @@ Test(safe_output, forward_activations_occlude_refuse_foreign_files)
     tu_write_file(act, text, strlen(text));
     tu_write_file(summary, text, strlen(text));
 
-    cr_assert_neq(tu_system("'%s' forward --input '%s' --dump conv1 --out '%s' 2>'%s' >/dev/null", zfviz(), img,
-                            dumps, err), 0);
-    assert_same(dump, text, strlen(text), "forward --dump");
-    assert_one_line(err, (const char *const[]){dump, "--force", NULL});
+    expect_kept(tu_system("'%s' forward --input '%s' --dump conv1 --out '%s' 2>'%s' >/dev/null", zfviz(), img, dumps,
+                          err),
+                "forward --dump", dump, text, strlen(text), err, (const char *const[]){dump, "--force", NULL});
 
-    cr_assert_neq(tu_system("'%s' activations --input '%s' --layer conv1 -o '%s' 2>'%s'", zfviz(), img, act, err),
-                  0);
-    assert_same(act, text, strlen(text), "activations -o");
-    assert_one_line(err, (const char *const[]){act, "--force", NULL});
+    expect_kept(tu_system("'%s' activations --input '%s' --layer conv1 -o '%s' 2>'%s'", zfviz(), img, act, err),
+                "activations -o", act, text, strlen(text), err, (const char *const[]){act, "--force", NULL});
 
-    cr_assert_neq(tu_system("'%s' occlude --input '%s' --out '%s' 2>'%s' >/dev/null", zfviz(), img, occl, err), 0);
-    assert_same(summary, text, strlen(text), "occlude --out");
-    assert_one_line(err, (const char *const[]){summary, "--force", NULL});
+    expect_kept(tu_system("'%s' occlude --input '%s' --out '%s' 2>'%s' >/dev/null", zfviz(), img, occl, err),
+                "occlude --out", summary, text, strlen(text), err, (const char *const[]){summary, "--force", NULL});
     struct stat sb;
     cr_assert_neq(stat(dump, &sb), -1);
     char feature[600];
@@ -228,9 +233,8 @@ Test(safe_output, report_refuses_foreign_pdf)
                            zfviz(), imgs, db), 0);
     static const char text[] = "%PDF-1.4 a paper the user wrote\n";
     tu_write_file(pdf, text, strlen(text));
-    cr_assert_neq(tu_system("'%s' report --db '%s' -o '%s' 2>'%s' >/dev/null", zfviz(), db, pdf, err), 0);
-    assert_same(pdf, text, strlen(text), "report -o");
-    assert_one_line(err, (const char *const[]){pdf, "--force", NULL});
+    expect_kept(tu_system("'%s' report --db '%s' -o '%s' 2>'%s' >/dev/null", zfviz(), db, pdf, err), "report -o", pdf,
+                text, strlen(text), err, (const char *const[]){pdf, "--force", NULL});
 }
 
 Test(safe_output, train_refuses_existing_out)
@@ -246,10 +250,9 @@ Test(safe_output, train_refuses_existing_out)
     cr_assert(old && n > 1000);
     const char *args = "--arch alexnet-mini --data fashion-mnist --epochs 1 --limit 64 --val 64 --batch 32 "
                        "--snapshots 1";
-    cr_assert_neq(tu_system("'%s' train %s --out '%s' >/dev/null 2>'%s'", zfviz(), args, out, err), 0,
-                  "train replaced an existing --out");
-    assert_same(out, old, n, "train without --force or --resume");
-    assert_one_line(err, (const char *const[]){out, "--resume", "--force", NULL});
+    expect_kept(tu_system("'%s' train %s --out '%s' >/dev/null 2>'%s'", zfviz(), args, out, err),
+                "train without --force or --resume", out, old, n, err,
+                (const char *const[]){out, "--resume", "--force", NULL});
     /* --resume does not go on from a file zfviz did not make */
     char other[512];
     snprintf(other, sizeof other, "%s/other.safetensors", dir);
@@ -290,10 +293,8 @@ Test(safe_output, demo_refuses_a_database_it_did_not_make)
     size_t n;
     char *old = slurp(db, &n);
     cr_assert(old && n > 1000);
-    cr_assert_neq(tu_system("'%s' demo --quick --images 10 -o '%s' >/dev/null 2>'%s'", zfviz(), out, err), 0,
-                  "the demo replaced a database it did not make");
-    assert_same(db, old, n, "zfviz demo");
-    assert_one_line(err, (const char *const[]){db, "--force", NULL});
+    expect_kept(tu_system("'%s' demo --quick --images 10 -o '%s' >/dev/null 2>'%s'", zfviz(), out, err), "zfviz demo",
+                db, old, n, err, (const char *const[]){db, "--force", NULL});
     free(old);
     /* nothing else was written */
     snprintf(p, sizeof p, "%s/images", out);
