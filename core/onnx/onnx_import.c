@@ -191,15 +191,26 @@ static int const_input(ox_ctx *x, int k, int required, const char *what)
     return i;
 }
 
+/* Input 0, which every node that takes data must have: its value index in *i; ZF_ERR_FORMAT
+ * (recorded) where it is missing or not produced by anything before. */
+static zf_status data_input(ox_ctx *x, int *i)
+{
+    *i = input_val(x, 0);
+    if (*i == -2)
+        return ZF_ERR_FORMAT;
+    if (*i == -1)
+        return node_err(x, ZF_ERR_FORMAT, "has no data input");
+    return ZF_OK;
+}
+
 /* Input 0 must be the chain's current activation; with `padded`, also that activation zero-padded
  * by a Pad node (its padding goes to x->xpad). */
 static zf_status chain_input_ex(ox_ctx *x, int padded)
 {
-    int i = input_val(x, 0);
-    if (i == -2)
-        return ZF_ERR_FORMAT;
-    if (i == -1)
-        return node_err(x, ZF_ERR_FORMAT, "has no data input");
+    int i;
+    zf_status st = data_input(x, &i);
+    if (st)
+        return st;
     if (x->vals[i].kind == V_PAD && padded) {
         memcpy(x->xpad, x->vals[i].part.pads, sizeof x->xpad);
         i = x->vals[i].part.base;
@@ -1414,13 +1425,9 @@ static zf_status fold_shape(ox_ctx *x)
 {
     static const char *const allowed[] = {"start", "end", NULL};
     zf_status st;
-    if ((st = check_attrs(x, allowed)))
+    int i;
+    if ((st = check_attrs(x, allowed)) || (st = data_input(x, &i)))
         return st;
-    int i = input_val(x, 0);
-    if (i == -2)
-        return ZF_ERR_FORMAT;
-    if (i == -1)
-        return node_err(x, ZF_ERR_FORMAT, "has no data input");
     const ox_value *v = &x->vals[i];
     double d[OX_MAX_DIMS];
     int nd;
