@@ -311,9 +311,52 @@ Test(site, layer_and_unit_pages_show_the_database_numbers_and_nothing_leaves_the
     check_bottomk(dir);
 }
 
+/* Every unit page of `layer` shows as many bottom patches as the bottomk view holds for the unit,
+ * each a PNG that decodes to the size of the example's receptive field. */
+static void check_bottom_pictures(const char *dir, const char *layer)
+{
+    sqlite3 *sql = db_open(dir);
+    char q[512];
+    snprintf(q, sizeof q, "SELECT count(*) FROM bottomk WHERE run_id = 1 AND layer = '%s'", layer);
+    cr_assert_gt(query_int(sql, q), 0, "the scan keeps a bottom-k of %s", layer);
+    snprintf(q, sizeof q, "SELECT units FROM run_layers WHERE run_id = 1 AND layer = '%s'", layer);
+    int units = (int)query_int(sql, q), pictures = 0;
+    for (int unit = 0; unit < units; unit++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/site/1/%s/%d.html", dir, layer, unit);
+        char *html = slurp(p, NULL);
+        cr_assert(html, "no %s", p);
+        int shown = 0;
+        for (const char *h = html; (h = strstr(h, "<img class=\"bottom\" src=\"img/")); h++)
+            shown++;
+        free(html);
+        sqlite3_stmt *st = NULL;
+        snprintf(q, sizeof q,
+                 "SELECT rank, box_x1 - box_x0, box_y1 - box_y0 FROM bottomk WHERE run_id = 1 AND layer = '%s' "
+                 "AND unit = %d ORDER BY rank",
+                 layer, unit);
+        cr_assert_eq(sqlite3_prepare_v2(sql, q, -1, &st, NULL), SQLITE_OK);
+        int k = 0;
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            int rank = sqlite3_column_int(st, 0), bw = sqlite3_column_int(st, 1), bh = sqlite3_column_int(st, 2);
+            snprintf(p, sizeof p, "%s/site/1/%s/img/%d-%d-bottom.png", dir, layer, unit, rank);
+            int w = 0, h = 0;
+            cr_expect(png_size(p, &w, &h), "%s does not decode", p);
+            cr_expect(w == bw && h == bh, "%s: %dx%d, receptive field %dx%d", p, w, h, bw, bh);
+            k++;
+        }
+        sqlite3_finalize(st);
+        cr_expect_eq(shown, k, "%s unit %d: %d bottom patches on the page, %d in the database", layer, unit, shown, k);
+        pictures += shown;
+    }
+    cr_expect_gt(pictures, 0);
+    sqlite3_close(sql);
+}
+
 Test(site, unit_pages_show_k_patches_and_projections_of_the_receptive_fields)
 {
     const char *dir = scan_and_site("site_units");
+    check_bottom_pictures(dir, "conv5");
     sqlite3 *sql = db_open(dir);
     sqlite3_stmt *st = NULL;
     /* every example of every conv5 unit, with its box: its two pictures are that size */
@@ -365,7 +408,11 @@ Test(site, a_second_build_reuses_the_stored_renderings)
     long long examples = query_int(sql, "SELECT count(*) FROM topk WHERE run_id = 1");
     long long rows = query_int(sql, "SELECT count(*) FROM renderings");
     long long last = query_int(sql, "SELECT max(id) FROM renderings");
-    cr_expect_eq(rows, 2 * examples, "a patch and a projection per example: %lld rows, %lld examples", rows, examples);
+    long long bottoms = query_int(sql, "SELECT count(*) FROM bottomk WHERE run_id = 1");
+    cr_expect_eq(rows, 2 * examples + bottoms,
+                 "a patch and a projection per example and a patch per bottom example: %lld rows, %lld and %lld "
+                 "examples",
+                 rows, examples, bottoms);
     sqlite3_close(sql);
     char p[1024];
     snprintf(p, sizeof p, "%s/site/1/conv5/3.html", dir);
@@ -504,6 +551,176 @@ Test(site, chromium_shows_the_units_and_the_pictures_without_console_errors)
         cr_expect(!strstr(line, "CONSOLE") && !strstr(line, "Uncaught") && !strstr(line, "ERR_FILE_NOT_FOUND"),
                   "console: %s", line);
     free(log);
+}
+
+/* The images of scan_and_site in two class folders (a, p0 in "cats"; p1, p2 in "dogs") and one
+ * loose image, scanned (conv1, conv5) and built: dir/s.db, dir/site. */
+static const char *class_scan_and_site(const char *tag)
+{
+    static char keep[512];
+    snprintf(keep, sizeof keep, "%s", tu_tmpdir(tag));
+    const char *dir = keep;
+    cr_assert_eq(tu_system("mkdir -p '%s/imgs/cats' '%s/imgs/dogs' && cp '%s' '%s/imgs/cats/a.jpg'", dir, dir,
+                           tu_src("assets/sample.jpg"), dir),
+                 0);
+    const char *where[4] = {"cats/p0", "dogs/p1", "dogs/p2", "loose"};
+    for (int i = 0; i < 4; i++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/imgs/%s.png", dir, where[i]);
+        write_png(p, 90 + 7 * i, 70 + 5 * i, i);
+    }
+    cr_assert_eq(run(dir, "scan --images imgs --db s.db --layers conv1,conv5"), 0, "scan: %s", err_of(dir));
+    cr_assert_eq(run(dir, "site --db s.db -o site"), 0, "site: %s", err_of(dir));
+    return dir;
+}
+
+/* The text of the first element after `from` that starts with `open` (up to the next '<'), in buf. */
+static const char *text_after(const char *from, const char *end, const char *open, char *buf, size_t len)
+{
+    const char *p = strstr(from, open);
+    if (!p || (end && p >= end))
+        return NULL;
+    p += strlen(open);
+    size_t n = strcspn(p, "<");
+    snprintf(buf, len, "%.*s", (int)(n < len - 1 ? n : len - 1), p);
+    return p + n;
+}
+
+/* Each row of the units table of `html` shows the unit's selectivity and best class as the view
+ * unit_selectivity holds them ("none" where the index is NULL). */
+static void check_selectivity(sqlite3 *sql, const char *layer, const char *html)
+{
+    char q[512];
+    snprintf(q, sizeof q,
+             "SELECT u.unit, s.selectivity, ifnull(s.best_class, '') FROM unit_summary u LEFT JOIN unit_selectivity s "
+             "ON s.run_id = u.run_id AND s.layer = u.layer AND s.unit = u.unit WHERE u.run_id = 1 AND u.layer = '%s' "
+             "ORDER BY u.unit",
+             layer);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(sql, q, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(sql));
+    int seen = 0, with_index = 0;
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int unit = sqlite3_column_int(st, 0);
+        char row[64], sel[64], best[256];
+        snprintf(row, sizeof row, "<tr><td data-v=\"%d\">", unit);
+        const char *r = strstr(html, row);
+        cr_assert(r, "%s unit %d: no row", layer, unit);
+        const char *next = strstr(r + 4, "<tr>");
+        const char *at = text_after(r, next, "class=\"sel\">", sel, sizeof sel);
+        cr_assert(at, "%s unit %d: no selectivity cell", layer, unit);
+        cr_assert(text_after(at, next, "class=\"l best\">", best, sizeof best), "%s unit %d: no best class", layer, unit);
+        if (sqlite3_column_type(st, 1) == SQLITE_NULL) {
+            cr_expect_str_eq(sel, "none", "%s unit %d: the view has no index", layer, unit);
+        } else {
+            double want = sqlite3_column_double(st, 1), got = strtod(sel, NULL);
+            cr_expect(fabs(got - want) <= 1e-8 * fmax(1, fabs(want)), "%s unit %d: selectivity %s, view %.12g", layer,
+                      unit, sel, want);
+            with_index++;
+        }
+        cr_expect_str_eq(best, (const char *)sqlite3_column_text(st, 2), "%s unit %d: best class", layer, unit);
+        seen++;
+    }
+    sqlite3_finalize(st);
+    cr_expect_gt(seen, 0);
+    cr_expect_gt(with_index, 0, "%s: no unit has a selectivity index", layer);
+}
+
+Test(site, class_folders_give_selectivity_class_means_and_the_classes_of_the_examples)
+{
+    const char *dir = class_scan_and_site("site_classes");
+    sqlite3 *sql = db_open(dir);
+    cr_assert_eq(query_int(sql, "SELECT count(*) FROM run_classes WHERE run_id = 1"), 2, "two class folders");
+    char p[1024];
+    snprintf(p, sizeof p, "%s/site/1/conv5/index.html", dir);
+    char *html = slurp(p, NULL);
+    cr_assert(html);
+    check_selectivity(sql, "conv5", html);
+    free(html);
+    if (have_chromium()) { /* and as the browser shows it, after the script ran */
+        char args[2048];
+        snprintf(args, sizeof args, "--dump-dom 'file://%s/site/1/conv5/index.html' > dom.html", dir);
+        cr_assert_eq(chromium(dir, args), 0);
+        snprintf(p, sizeof p, "%s/dom.html", dir);
+        char *dom = slurp(p, NULL);
+        cr_assert(dom && strstr(dom, "data-atlas=\"ready\""), "the atlas script did not run");
+        check_selectivity(sql, "conv5", dom);
+        check_table_against_db(sql, "conv5", dom);
+        free(dom);
+    }
+    /* every conv5 unit page: the classes of its top examples (topk joined to run_images.class and
+     * run_classes), its class means, and its bottom patches */
+    int units = (int)query_int(sql, "SELECT units FROM run_layers WHERE run_id = 1 AND layer = 'conv5'");
+    int examples = 0, loose = 0;
+    for (int unit = 0; unit < units; unit++) {
+        snprintf(p, sizeof p, "%s/site/1/conv5/%d.html", dir, unit);
+        html = slurp(p, NULL);
+        cr_assert(html, "no %s", p);
+        char q[512];
+        snprintf(q, sizeof q,
+                 "SELECT t.rank, ifnull(c.name, '(no class)') FROM topk t JOIN run_images r ON r.run_id = t.run_id "
+                 "AND r.seq = t.seq LEFT JOIN run_classes c ON c.run_id = r.run_id AND c.class = r.class WHERE "
+                 "t.run_id = 1 AND t.layer = 'conv5' AND t.unit = %d ORDER BY t.rank",
+                 unit);
+        sqlite3_stmt *st = NULL;
+        cr_assert_eq(sqlite3_prepare_v2(sql, q, -1, &st, NULL), SQLITE_OK, "%s", sqlite3_errmsg(sql));
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            int rank = sqlite3_column_int(st, 0);
+            char fig[64], cls[256];
+            snprintf(fig, sizeof fig, "<figure class=\"example\" data-rank=\"%d\">", rank);
+            const char *f = strstr(html, fig);
+            cr_assert(f, "unit %d: no example %d", unit, rank);
+            cr_assert(text_after(f, strstr(f, "</figure>"), "<span class=\"class\">", cls, sizeof cls),
+                      "unit %d example %d: no class", unit, rank);
+            cr_expect_str_eq(cls, (const char *)sqlite3_column_text(st, 1), "unit %d example %d", unit, rank);
+            loose += !strcmp(cls, "(no class)");
+            examples++;
+        }
+        sqlite3_finalize(st);
+        /* the class means chart: each bar's class and mean as unit_class_mean holds them */
+        int bars = 0;
+        for (const char *h = html; (h = strstr(h, "<rect data-class=\"")); h++) {
+            char name[256];
+            h += strlen("<rect data-class=\"");
+            snprintf(name, sizeof name, "%.*s", (int)strcspn(h, "\""), h);
+            const char *m = strstr(h, "data-mean=\"");
+            cr_assert(m);
+            double got = strtod(m + strlen("data-mean=\""), NULL);
+            snprintf(q, sizeof q,
+                     "SELECT mean FROM unit_class_mean WHERE run_id = 1 AND layer = 'conv5' AND unit = %d AND "
+                     "class = '%s'",
+                     unit, name);
+            cr_assert_eq(sqlite3_prepare_v2(sql, q, -1, &st, NULL), SQLITE_OK);
+            cr_assert_eq(sqlite3_step(st), SQLITE_ROW, "unit %d: no class '%s' in the view", unit, name);
+            double want = sqlite3_column_double(st, 0);
+            sqlite3_finalize(st);
+            cr_expect(fabs(got - want) <= 1e-8 * fmax(1, fabs(want)), "unit %d class %s: %.9g, view %.12g", unit, name,
+                      got, want);
+            bars++;
+        }
+        snprintf(q, sizeof q, "SELECT count(*) FROM unit_class_mean WHERE run_id = 1 AND layer = 'conv5' AND unit = %d",
+                 unit);
+        cr_expect_eq(bars, query_int(sql, q), "unit %d: %d class bars", unit, bars);
+        free(html);
+    }
+    cr_expect_gt(examples, 0);
+    cr_expect_gt(examples - loose, 0, "no example in a class folder");
+    sqlite3_close(sql);
+    check_bottom_pictures(dir, "conv5");
+}
+
+Test(site, a_scan_without_class_folders_shows_no_class_data)
+{
+    const char *dir = scan_and_site("site_noclass");
+    const char *pages[] = {"1/conv5/index.html", "1/conv5/0.html", "1/conv1/3.html"};
+    for (int i = 0; i < 3; i++) {
+        char p[1024];
+        snprintf(p, sizeof p, "%s/site/%s", dir, pages[i]);
+        char *html = slurp(p, NULL);
+        cr_assert(html, "no %s", p);
+        cr_expect(!strstr(html, "selectivity") && !strstr(html, "class=\"class\"") && !strstr(html, "data-class="),
+                  "%s shows class data", pages[i]);
+        free(html);
+    }
 }
 
 /* ---- zfviz serve ---- */

@@ -506,7 +506,120 @@ typedef struct layer_ctx {
     zf_db_unit_row *rows;
     int n_rows;
     unsigned char *has_png; /* per row: its projections were written */
+    unsigned char *has_bot; /* per row: its bottom-k patches were written (or are served) */
+    zf_db_selectivity *sel; /* the class selectivity of the layer's units, in unit order; none
+                             * for a scan without classes */
+    int n_sel;
 } layer_ctx;
+
+/* The selectivity row of `unit`, or NULL. */
+static const zf_db_selectivity *sel_of(const layer_ctx *L, int unit)
+{
+    int lo = 0, hi = L->n_sel - 1;
+    while (lo <= hi) {
+        int mid = (lo + hi) / 2;
+        if (L->sel[mid].unit == unit)
+            return &L->sel[mid];
+        if (L->sel[mid].unit < unit)
+            lo = mid + 1;
+        else
+            hi = mid - 1;
+    }
+    return NULL;
+}
+
+/* A bottom-k example's input patch: the scanned image (checked unchanged) preprocessed, shown as
+ * the scan saw it and cropped to the receptive field of the example's position, as PNG bytes; a
+ * grey crossed-out placeholder of that size when the image is missing or changed (*missing = 1). */
+static zf_status bottom_png(zft_scan *scan, const zf_db_example *e, void **png, size_t *len, int *missing)
+{
+    zf_net *net = scan->net;
+    const int H = net->in_h, W = net->in_w;
+    zf_box b = e->box;
+    if (b.x0 < 0 || b.y0 < 0 || b.x1 > W || b.y1 > H || b.x1 <= b.x0 || b.y1 <= b.y0)
+        return zf_error(ZF_ERR_ARG, "%s: bottom-k example %d has no receptive field inside the %dx%d input",
+                        zf_db_path(scan->db), e->rank, W, H);
+    const int w = b.x1 - b.x0, h = b.y1 - b.y0;
+    float *in = malloc(sizeof *in * (size_t)zf_net_in_size(net));
+    uint8_t *rgb = malloc((size_t)W * H * 3);
+    zf_image *img = zf_image_new(w, h);
+    zf_status st = ZF_OK;
+    *missing = 0;
+    if (!in || !rgb || !img) {
+        st = zf_error(ZF_ERR_NOMEM, "out of memory");
+        goto out;
+    }
+    if (zft_example_load(net, e, &scan->reroot, in)) {
+        *missing = 1;
+        memset(img->rgb, 160, (size_t)w * h * 3);
+        for (int k = 0; k < (w > h ? w : h); k++) {
+            int x = (int)((long)k * w / (w > h ? w : h)), y = (int)((long)k * h / (w > h ? w : h));
+            memset(img->rgb + ((size_t)y * w + x) * 3, 64, 3);
+            memset(img->rgb + ((size_t)(h - 1 - y) * w + x) * 3, 64, 3);
+        }
+    } else {
+        zf_viz_input_to_rgb(rgb, in, &net->pre, H, W);
+        for (int y = 0; y < h; y++)
+            memcpy(img->rgb + (size_t)y * w * 3, rgb + ((size_t)(b.y0 + y) * W + b.x0) * 3, (size_t)w * 3);
+    }
+    st = zf_db_png_encode(img, png, len);
+out:
+    zf_image_free(img);
+    free(rgb);
+    free(in);
+    return st;
+}
+
+/* The bottom-k patches of row r: stored ones copied, the others made (and stored when `store`),
+ * each written to DIR as img/<unit>-<rank>-bottom.png. */
+static zf_status write_bottom_pngs(layer_ctx *L, int r, int store)
+{
+    site *S = L->S;
+    const int64_t run = L->ri->run.id;
+    const int unit = L->rows[r].unit;
+    zf_db_example *bot = NULL;
+    int nb = 0;
+    zf_status st = zf_db_bottomk_get(S->db, run, L->layer, unit, &bot, &nb);
+    for (int i = 0; i < nb && !st; i++) {
+        void *png = NULL;
+        size_t len = 0;
+        int missing = 0;
+        if ((st = zf_db_rendering_find(S->db, run, L->layer, unit, bot[i].rank, "bottom-patch", bot[i].image_id,
+                                       &png, &len)))
+            break;
+        if (png) {
+            S->stats->reused++;
+        } else {
+            double t0 = zft_now();
+            st = bottom_png(L->scan, &bot[i], &png, &len, &missing);
+            S->stats->secs_bottom += zft_now() - t0;
+            if (!st && store && !missing) {
+                char what[512];
+                const zf_db_example *e = &bot[i];
+                snprintf(what, sizeof what,
+                         "input patch under the receptive field of %s unit %d at (y %d, x %d) of image %lld, its "
+                         "bottom-k rank %d (score %.6g): x %d-%d, y %d-%d of the %dx%d preprocessed input, "
+                         "preprocessing undone",
+                         L->layer, unit, e->y, e->x, (long long)e->image_id, e->rank, e->score, e->box.x0,
+                         e->box.x1 - 1, e->box.y0, e->box.y1 - 1, L->scan->net->in_w, L->scan->net->in_h);
+                zf_db_rendering rd = {run, e->image_id, L->layer, unit, e->rank, "bottom-patch", what,
+                                      e->box.x1 - e->box.x0, e->box.y1 - e->box.y0};
+                int64_t id;
+                st = zf_db_rendering_put(S->db, &rd, png, len, &id);
+            }
+            S->stats->rendered_bottom++;
+        }
+        char rel[512];
+        snprintf(rel, sizeof rel, "%lld/%s/img/%d-%d-bottom.png", (long long)run, L->layer, unit, bot[i].rank);
+        if (!st)
+            st = put_png(S, rel, png, len);
+        free(png);
+    }
+    free(bot);
+    if (!st)
+        L->has_bot[r] = nb > 0;
+    return st;
+}
 
 /* Writes the example pictures of row r and records them. */
 static zf_status write_unit_pngs(layer_ctx *L, int r, const unit_pngs *p)
@@ -521,6 +634,44 @@ static zf_status write_unit_pngs(layer_ctx *L, int r, const unit_pngs *p)
                 return st;
         }
     L->has_png[r] = p->n > 0;
+    return ZF_OK;
+}
+
+/* A unit's mean activation per class (view unit_class_mean), the strongest classes as an inline
+ * SVG bar chart: at most CLASS_BARS, the largest first. */
+enum { CLASS_BARS = 20 };
+static zf_status class_means_html(sbuf *b, zf_db *db, int64_t run, const char *layer, int unit)
+{
+    zf_db_class_mean *cm = NULL;
+    int n = 0;
+    zf_status st = zf_db_unit_class_means(db, run, layer, unit, &cm, &n);
+    if (st || n == 0) {
+        free(cm);
+        return st;
+    }
+    const int shown = n < CLASS_BARS ? n : CLASS_BARS, row = 16, label = 180, W = 560, H = shown * row + 4;
+    double mmax = 0;
+    for (int i = 0; i < n; i++)
+        mmax = fmax(mmax, cm[i].mean);
+    sb_add(b, "<h2>Mean activation per class</h2>\n<p>Over each class's images, the mean of the image's spatial "
+              "mean of the rectified map; %s of %d classes, the largest first.</p>\n",
+           shown < n ? "the strongest" : "all", n);
+    sb_add(b, "<svg class=\"classes\" width=\"%d\" height=\"%d\" viewBox=\"0 0 %d %d\" role=\"img\" "
+              "aria-label=\"mean per class\">",
+           W, H, W, H);
+    for (int i = 0; i < shown; i++) {
+        int w = mmax > 0 ? (int)lround(cm[i].mean / mmax * (W - label - 80)) : 0;
+        sb_add(b, "<text x=\"%d\" y=\"%d\" font-size=\"11\" text-anchor=\"end\">", label - 4, i * row + 13);
+        sb_esc(b, cm[i].name);
+        sb_add(b, "</text><rect data-class=\"");
+        sb_esc(b, cm[i].name);
+        sb_add(b, "\" data-mean=\"%.9g\" x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"#4a78b0\">"
+                  "<title>%lld images: %.6g</title></rect><text x=\"%d\" y=\"%d\" font-size=\"10\">%.4g</text>",
+               cm[i].mean, label, i * row + 3, w > 0 ? w : 0, row - 4, (long long)cm[i].images, cm[i].mean,
+               label + (w > 0 ? w : 0) + 4, i * row + 13, cm[i].mean);
+    }
+    sb_add(b, "</svg>\n");
+    free(cm);
     return ZF_OK;
 }
 
@@ -573,6 +724,21 @@ static zf_status unit_html(layer_ctx *L, int r, sbuf *b)
         sb_add(b, "</p>\n");
     sb_add(b, "<h2>Statistics</h2>\n");
     stats_rows(b, u, S->o->min_active);
+    const zf_db_selectivity *sel = sel_of(L, u->unit);
+    if (sel) {
+        sb_add(b, "<p class=\"selectivity\">Class selectivity index: <span class=\"sel\">");
+        if (sel->has_index)
+            sb_add(b, "%.9g", sel->selectivity);
+        else
+            sb_add(b, "none");
+        sb_add(b, "</span>; best class: <span class=\"best\">");
+        sb_esc(b, sel->best_class[0] ? sel->best_class : "none");
+        sb_add(b, "</span>.</p>\n");
+    }
+    if (L->ri->run.classes > 0 && (st = class_means_html(b, S->db, run, L->layer, u->unit))) {
+        free(ex);
+        return st;
+    }
     int64_t hist[ZF_DB_HIST_BINS];
     int has_hist = 0;
     if ((st = zf_db_unit_hist_get(S->db, run, L->layer, u->unit, hist, &has_hist))) {
@@ -601,6 +767,20 @@ static zf_status unit_html(layer_ctx *L, int r, sbuf *b)
                    u->unit, i + 1, i + 1, u->unit, i + 1, i + 1);
         sb_add(b, "<figcaption>%d. %.6g at (%d, %d)<br>", ex[i].rank, ex[i].score, ex[i].y, ex[i].x);
         sb_esc(b, base_name(ex[i].path));
+        if (L->ri->run.classes > 0) {
+            char cls[256];
+            if ((st = zf_db_image_class(S->db, run, ex[i].seq, cls, sizeof cls))) {
+                free(ex);
+                return st;
+            }
+            sb_add(b, "<br><span class=\"class\">");
+            sb_esc(b, cls[0] ? cls : "(no class)");
+            sb_add(b, "</span>");
+        }
+        if (S->served && L->conv)
+            sb_add(b, "<br><a href=\"%d/deconv/%lld.png\">whole-image projection</a>, "
+                      "<a href=\"%d/occlude/%lld.png\">occlusion map</a>",
+                   u->unit, (long long)ex[i].seq, u->unit, (long long)ex[i].seq);
         sb_add(b, "</figcaption></figure>\n");
     }
     sb_add(b, "</div>\n");
@@ -612,8 +792,32 @@ static zf_status unit_html(layer_ctx *L, int r, sbuf *b)
     }
     if (nb > 0) {
         sb_add(b, "<h2>Bottom %d</h2>\n<p>The images with the unit's most negative values (each image's lowest, "
-                  "before the ReLU; the lowest first).</p>\n<table class=\"bottomk\"><thead><tr><th>rank<th>score<th>at (y, x)"
-                  "<th class=\"l\">image</tr></thead>\n<tbody>\n", nb);
+                  "before the ReLU; the lowest first).</p>\n", nb);
+        if (L->conv && L->has_bot[r]) {
+            /* only the patches: at its most negative the unit is cut by the ReLU, so its
+             * deconvnet projection there is zero */
+            sb_add(b, "<div class=\"ex\">\n");
+            for (int i = 0; i < nb; i++) {
+                sb_add(b, "<figure class=\"bottom\" data-rank=\"%d\"><img class=\"bottom\" "
+                          "src=\"img/%d-%d-bottom.png\" alt=\"bottom patch %d\"><figcaption>%d. %.6g",
+                       bot[i].rank, u->unit, bot[i].rank, bot[i].rank, bot[i].rank, bot[i].score);
+                if (L->ri->run.classes > 0) {
+                    char cls[256];
+                    if ((st = zf_db_image_class(S->db, run, bot[i].seq, cls, sizeof cls))) {
+                        free(bot);
+                        free(ex);
+                        return st;
+                    }
+                    sb_add(b, "<br><span class=\"class\">");
+                    sb_esc(b, cls[0] ? cls : "(no class)");
+                    sb_add(b, "</span>");
+                }
+                sb_add(b, "</figcaption></figure>\n");
+            }
+            sb_add(b, "</div>\n");
+        }
+        sb_add(b, "<table class=\"bottomk\"><thead><tr><th>rank<th>score<th>at (y, x)"
+                  "<th class=\"l\">image</tr></thead>\n<tbody>\n");
         for (int i = 0; i < nb; i++) {
             sb_add(b, "<tr><td>%d<td>%.9g<td>(%d, %d)<td class=\"l\">", bot[i].rank, bot[i].score, bot[i].y, bot[i].x);
             sb_esc(b, base_name(bot[i].path));
@@ -668,13 +872,24 @@ static void layer_html(layer_ctx *L, const layer_sum *sum, sbuf *b)
         sb_add(b, "</div>\n");
     }
     sb_add(b, "<h2>Units</h2>\n<table class=\"sortable units\"><thead><tr><th>unit<th>active fraction"
-               "<th>positive fraction<th>mean<th>max<th class=\"l\">state</tr></thead>\n<tbody>\n");
+               "<th>positive fraction<th>mean<th>max<th class=\"l\">state%s</tr></thead>\n<tbody>\n",
+           L->n_sel > 0 ? "<th>selectivity<th class=\"l\">best class" : "");
     for (int r = 0; r < L->n_rows; r++) {
         const zf_db_unit_row *u = &L->rows[r];
         const char *flag = flag_of(u, S->o->min_active);
-        sb_add(b, "<tr><td data-v=\"%d\"><a href=\"%d.html\">%d</a><td>%.9g<td>%.9g<td>%.9g<td>%.9g<td class=\"l%s\">%s</tr>\n",
+        sb_add(b, "<tr><td data-v=\"%d\"><a href=\"%d.html\">%d</a><td>%.9g<td>%.9g<td>%.9g<td>%.9g<td class=\"l%s\">%s",
                u->unit, u->unit, u->unit, u->active_fraction, u->positive_fraction, u->mean, u->max,
                *flag ? (flag[0] == 'd' ? " dead" : " near") : "", flag);
+        if (L->n_sel > 0) {
+            const zf_db_selectivity *sv = sel_of(L, u->unit);
+            if (sv && sv->has_index)
+                sb_add(b, "<td class=\"sel\">%.9g", sv->selectivity);
+            else
+                sb_add(b, "<td class=\"sel\">none");
+            sb_add(b, "<td class=\"l best\">");
+            sb_esc(b, sv && sv->best_class[0] ? sv->best_class : "");
+        }
+        sb_add(b, "</tr>\n");
     }
     sb_add(b, "</tbody></table>\n");
     page_tail(b, "../../");
@@ -736,7 +951,7 @@ static zf_status summarise(site *S, const run_info *ri, const char *layer, const
 
 static zf_status build_layer(site *S, zft_scan *scan, const run_info *ri, const char *layer, layer_sum *sum)
 {
-    layer_ctx L = {S, scan, ri, layer, -1, 0, 0, NULL, 0, NULL};
+    layer_ctx L = {S, scan, ri, layer, -1, 0, 0, NULL, 0, NULL, NULL, NULL, 0};
     zf_net *net = scan->net;
     L.li = zf_net_find(net, layer);
     if (L.li < 0)
@@ -755,13 +970,15 @@ static zf_status build_layer(site *S, zft_scan *scan, const run_info *ri, const 
         return st;
     unsigned char *want = calloc((size_t)L.n_rows + 1, 1);
     L.has_png = calloc((size_t)L.n_rows + 1, 1);
+    L.has_bot = calloc((size_t)L.n_rows + 1, 1);
     int *todo = malloc(sizeof *todo * (size_t)(L.n_rows + 1));
     unit_pngs *pngs = calloc(RENDER_BATCH, sizeof *pngs);
-    if (!want || !L.has_png || !todo || !pngs) {
+    if (!want || !L.has_png || !L.has_bot || !todo || !pngs) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if ((st = summarise(S, ri, layer, L.rows, L.n_rows, L.conv, sum)))
+    if ((st = summarise(S, ri, layer, L.rows, L.n_rows, L.conv, sum)) ||
+        (st = zf_db_layer_selectivity(S->db, ri->run.id, layer, &L.sel, &L.n_sel)))
         goto out;
     zft_progress pr;
     /* a conv layer's units are counted twice: their projections, then their pages */
@@ -808,6 +1025,16 @@ static zf_status build_layer(site *S, zft_scan *scan, const run_info *ri, const 
         if (!st && zf_interrupted)
             st = zf_error(ZF_ERR_INTERRUPTED, "interrupted");
     }
+    if (L.conv && !st) /* the bottom-k patches, made and stored in one transaction */
+        if (!(st = zf_db_begin(S->db))) {
+            for (int r = 0; r < L.n_rows && !st; r++)
+                if (want[r])
+                    st = write_bottom_pngs(&L, r, 1);
+            if (!st)
+                st = zf_db_commit(S->db);
+            else
+                zf_db_rollback(S->db);
+        }
     for (int r = 0; r < L.n_rows && !st; r++) {
         st = unit_page(&L, r);
         zft_progress_update(&pr, pass + r + 1);
@@ -824,6 +1051,8 @@ out:
     free(todo);
     free(want);
     free(L.has_png);
+    free(L.has_bot);
+    free(L.sel);
     free(L.rows);
     return st;
 }
@@ -1147,6 +1376,39 @@ static zf_status atlas_render(zft_atlas *a, zft_scan *scan, const char *layer, i
     return ZF_OK;
 }
 
+static int reply(zft_site_reply *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* img/<unit>-<rank>-bottom.png: the stored bottom-k patch, or one cut now (not stored). */
+static int atlas_bottom(zft_atlas *a, zft_scan *scan, const layer_ctx *L, int unit, int rank, zft_site_reply *r)
+{
+    if (!L->conv)
+        return reply(r, 404, "%s is fully connected: its bottom-k has no patches", L->layer);
+    zf_db_example *bot = NULL;
+    int nb = 0;
+    zf_status st = ZF_OK;
+    if (unit >= 0 && unit < L->scan->net->layers[L->li].out_c)
+        st = zf_db_bottomk_get(a->S.db, scan->run.id, L->layer, unit, &bot, &nb);
+    if (!st && rank > nb) {
+        free(bot);
+        return reply(r, 404, "%s unit %d has no bottom-k example of rank %d", L->layer, unit, rank);
+    }
+    void *png = NULL;
+    size_t len = 0;
+    int missing = 0;
+    if (!st)
+        st = zf_db_rendering_find(a->S.db, scan->run.id, L->layer, unit, rank, "bottom-patch",
+                                  bot[rank - 1].image_id, &png, &len);
+    if (!st && !png)
+        st = bottom_png(scan, &bot[rank - 1], &png, &len, &missing);
+    free(bot);
+    if (st)
+        return reply(r, 500, "%s", zf_last_error());
+    r->body = png;
+    r->len = len;
+    r->type = "image/png";
+    return r->status = 200;
+}
+
 zf_status zft_atlas_open(const zft_site_opts *o, zft_atlas **out)
 {
     *out = NULL;
@@ -1184,7 +1446,6 @@ void zft_atlas_free(zft_atlas *a)
     free(a);
 }
 
-static int reply(zft_site_reply *r, int status, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static int reply(zft_site_reply *r, int status, const char *fmt, ...)
 {
     va_list ap;
@@ -1296,7 +1557,7 @@ int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
         return reply(r, 404, "run %ld has no layer '%s' in this atlas", run, layer);
     const char *rest = slash + 1;
     zft_scan *scan = &a->scans[ri_index];
-    layer_ctx L = {S, scan, ri, layer, zf_net_find(scan->net, layer), 0, 0, NULL, 0, NULL};
+    layer_ctx L = {S, scan, ri, layer, zf_net_find(scan->net, layer), 0, 0, NULL, 0, NULL, NULL, NULL, 0};
     if (L.li < 0)
         return reply(r, 404, "'%s' is not a layer of %s", layer, scan->net->arch);
     L.conv = zf_net_find_conv(scan->net, layer) >= 0;
@@ -1315,9 +1576,11 @@ int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
             rank = number_at(q + 1, &q);
         int kind = -1;
         if (rank >= 1 && *q == '-')
-            kind = !strcmp(q + 1, "deconv.png") ? 0 : !strcmp(q + 1, "patch.png") ? 1 : -1;
+            kind = !strcmp(q + 1, "deconv.png") ? 0 : !strcmp(q + 1, "patch.png") ? 1 : !strcmp(q + 1, "bottom.png") ? 2 : -1;
         if (kind < 0)
-            return reply(r, 404, "no such picture: img/<unit>-<rank>-deconv.png or -patch.png");
+            return reply(r, 404, "no such picture: img/<unit>-<rank>-deconv.png, -patch.png or -bottom.png");
+        if (kind == 2)
+            return atlas_bottom(a, scan, &L, (int)unit, (int)rank, r);
         zf_db_example *ex = NULL;
         int n = 0;
         if ((st = zf_db_topk_get(S->db, run, layer, (int)unit, &ex, &n)))
@@ -1350,12 +1613,14 @@ int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
     if ((st = zf_db_layer_units(S->db, run, layer, &L.rows, &L.n_rows)))
         goto fail;
     L.has_png = calloc((size_t)L.n_rows + 1, 1);
+    L.has_bot = calloc((size_t)L.n_rows + 1, 1);
     layer_sum sum;
-    if (!L.has_png) {
+    if (!L.has_png || !L.has_bot) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory");
         goto fail_rows;
     }
-    if ((st = summarise(S, ri, layer, L.rows, L.n_rows, L.conv, &sum)))
+    if ((st = summarise(S, ri, layer, L.rows, L.n_rows, L.conv, &sum)) ||
+        (st = zf_db_layer_selectivity(S->db, run, layer, &L.sel, &L.n_sel)))
         goto fail_rows;
     if (!strcmp(rest, "") || !strcmp(rest, "index.html")) {
         /* the thumbnails: units whose strongest example's projection is stored */
@@ -1378,13 +1643,20 @@ int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
         if (unit < 0 || strcmp(q, ".html") || unit >= L.n_rows) {
             free(L.rows);
             free(L.has_png);
+            free(L.has_bot);
+            free(L.sel);
             return reply(r, 404, "no such unit page in %s (units 0-%d)", layer, L.n_rows - 1);
         }
-        if (L.conv) { /* stored, or projected when the pictures are asked for */
+        if (L.conv) { /* stored, or projected (bottom patches cut) when the pictures are asked for */
             zf_db_example *ex = NULL;
             int n = 0;
             st = zf_db_topk_get(S->db, run, layer, (int)unit, &ex, &n);
             L.has_png[unit] = n > 0;
+            free(ex);
+            ex = NULL;
+            if (!st)
+                st = zf_db_bottomk_get(S->db, run, layer, (int)unit, &ex, &n);
+            L.has_bot[unit] = n > 0;
             free(ex);
         }
         if (!st)
@@ -1393,6 +1665,8 @@ int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
 fail_rows:
     free(L.rows);
     free(L.has_png);
+    free(L.has_bot);
+    free(L.sel);
     if (st)
         goto fail;
 page:

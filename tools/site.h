@@ -27,6 +27,8 @@ typedef struct zft_site_stats {
     size_t largest;           /* bytes of the largest page */
     char largest_path[4096];
     double secs_render;       /* time spent projecting and encoding */
+    int rendered_bottom;      /* bottom-k patches made now (the stored ones count as reused) */
+    double secs_bottom;       /* time spent making them */
 } zft_site_stats;
 
 /* Builds the site: DIR/index.html (runs, models, layers), DIR/<run>/<layer>/index.html (a sortable

@@ -30,9 +30,40 @@ zf_status zf_db_rendering_find(zf_db *db, int64_t run, const char *layer, int un
                                const char *kind, int64_t image_id, void **png, size_t *len);
 
 /* The stored bottom-k of a unit (view bottomk: each image's most negative value, the k lowest,
- * lowest first) with rank, image, seq, score, position and path; none (*n = 0) in a database
+ * lowest first) with rank, image, seq, score, position, receptive field, path and hash; none (*n = 0) in a database
  * from before the bottom-k or for a run that did not keep it. The caller frees *out. */
 zf_status zf_db_bottomk_get(zf_db *db, int64_t run, const char *layer, int unit, zf_db_example **out, int *n);
+
+/* A unit's class selectivity (view unit_selectivity): the index, or has_index 0 where the view
+ * holds NULL (fewer than two classes, a unit that never fired), and the class of the largest class
+ * mean ("" when it is 0). */
+typedef struct zf_db_selectivity {
+    int unit;
+    int has_index;
+    double selectivity;
+    char best_class[256];
+} zf_db_selectivity;
+/* The rows of `layer` in run `run`, in unit order; none (*n = 0) for a run whose images are not in
+ * class folders or a database from before the class statistics. The caller frees *out. */
+zf_status zf_db_layer_selectivity(zf_db *db, int64_t run, const char *layer, zf_db_selectivity **out, int *n);
+
+/* One class's mean activation of a unit (view unit_class_mean). */
+typedef struct zf_db_class_mean {
+    char name[256];
+    int64_t images;
+    double mean;
+} zf_db_class_mean;
+/* Every class's mean of a unit, the largest first (ties by name); none without class statistics.
+ * The caller frees *out. */
+zf_status zf_db_unit_class_means(zf_db *db, int64_t run, const char *layer, int unit, zf_db_class_mean **out,
+                                 int *n);
+
+/* The class (run_classes.name) of the image at `seq` in run `run`, or "" for one in no class folder. */
+zf_status zf_db_image_class(zf_db *db, int64_t run, int64_t seq, char *name, size_t len);
+
+/* The image at `seq` of run `run` (image_id, seq, path, sha256 of *e): *found 1, 2 when it failed to
+ * load in the scan, 0 when the run has no such seq. */
+zf_status zf_db_run_image(zf_db *db, int64_t run, int64_t seq, zf_db_example *e, int *found);
 
 /* A unit's histogram of values before the ReLU (view histogram, ZF_DB_HIST_BINS bins as the
  * table histogram_bins defines them): counts[bin], and *found = 1 when the run kept one (0 for a
