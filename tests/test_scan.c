@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "zf/alloc.h"
 #include "zf/db.h"
 #include "zf/io.h"
 #include "zf/net.h"
@@ -1196,4 +1197,64 @@ Test(scan, zfviz_topk_of_a_grey_mini_net_stores_grey_crops)
     zf_net_free(net);
     for (int i = 0; i < N; i++)
         free(grey[i]);
+}
+
+/* ---------------------------------------------------------------- out of memory */
+
+Test(scan, every_allocation_that_fails_in_a_scan_is_a_clean_error_or_a_failed_image)
+{
+    char dir[2048], imgs[4096], sub[8192], path[4096];
+    tu_tmpdir_sub(dir, imgs, "scan_nomem", "images");
+    for (int c = 0; c < 2; c++) { /* two class folders, so the class statistics are tried too */
+        cr_assert_lt(snprintf(sub, sizeof sub, "%s/%c", imgs, 'a' + c), (int)sizeof sub);
+        mkdir(sub, 0755);
+        make_images(sub, 3, 70 + (uint64_t)c, 0);
+    }
+    zf_net *net = toy_net(5, 0);
+    char **paths;
+    int64_t n;
+    cr_assert_eq(zf_db_scan_list(imgs, &paths, &n), ZF_OK);
+    zf_scan_opts o = {.top_k = 2, .batch = 2, .chunk = 2, .images_arg = imgs, .weights = "test"};
+    /* the n-th allocation fails, for every n until none is left to fail: the scan reports it
+     * (or, where it was an image's decoding, records that image as failed), and frees the rest */
+    char empty[4096];
+    size_t len;
+    snprintf(empty, sizeof empty, "%s/empty.db", dir);
+    snprintf(path, sizeof path, "%s/nomem.db", dir);
+    zf_db_close(open_db(empty)); /* the schema made once; each try starts from a copy */
+    void *bytes = tu_slurp(empty, &len);
+    int64_t k = 0, errors = 0;
+    for (;; k++) {
+        cr_assert_lt(k, 100000);
+        tu_write_file(path, bytes, len);
+        zf_db *db = open_db(path);
+        zf_scan_result res;
+        zf_alloc_fail_after(k);
+        zf_status st = zf_db_scan(db, net, (const char *const *)paths, n, &o, &res);
+        int hit = zf_alloc_fault_hit();
+        zf_alloc_fail_after(-1);
+        zf_db_close(db);
+        unlink(path);
+        if (!hit) {
+            cr_assert_eq(st, ZF_OK, "%s", zf_last_error());
+            cr_assert_eq(res.n_ok, 6);
+            cr_assert_eq(res.n_classes, 2);
+            break;
+        }
+        if (st) {
+            errors++;
+            cr_assert(strstr(zf_last_error(), "out of memory") ||
+                      strstr(zf_last_error(), "cannot allocate"),
+                      "allocation %lld: %s", (long long)k, zf_last_error());
+        } else {
+            cr_assert_eq(res.n_ok + res.n_failed, 6, "allocation %lld", (long long)k);
+        }
+    }
+    cr_assert_gt(errors, 10, "only %lld of %lld failed allocations failed the scan",
+                 (long long)errors, (long long)k);
+    cr_log_info("scan: %lld allocations made to fail, %lld failed the scan", (long long)k,
+                (long long)errors);
+    free(bytes);
+    zf_db_scan_list_free(paths, n);
+    zf_net_free(net);
 }
