@@ -1036,6 +1036,191 @@ Test(serve, the_pages_and_pictures_of_the_database_and_nothing_else)
     kill(pid2, SIGINT);
 }
 
+/* A float32 little-endian .npy (version 1 or 2) as written by zfviz: its values (malloc'd) and shape. */
+static float *read_npy(const char *path, int64_t *shape, int *ndim)
+{
+    size_t len = 0;
+    char *s = slurp(path, &len);
+    cr_assert(s && len > 12 && !memcmp(s, "\x93NUMPY", 6), "%s is not a .npy file", path);
+    size_t hlen = (unsigned char)s[8] | (size_t)(unsigned char)s[9] << 8, off = 10;
+    if (s[6] >= 2) {
+        hlen = (unsigned char)s[8] | (size_t)(unsigned char)s[9] << 8 | (size_t)(unsigned char)s[10] << 16 |
+               (size_t)(unsigned char)s[11] << 24;
+        off = 12;
+    }
+    cr_assert(off + hlen <= len);
+    char *head = strndup(s + off, hlen);
+    cr_assert(strstr(head, "'<f4'"), "%s: not float32: %s", path, head);
+    const char *q = strstr(head, "'shape': (");
+    cr_assert(q);
+    q += strlen("'shape': (");
+    *ndim = 0;
+    size_t count = 1;
+    while (*q && *q != ')') {
+        shape[*ndim] = strtoll(q, (char **)&q, 10);
+        count *= (size_t)shape[(*ndim)++];
+        while (*q == ',' || *q == ' ')
+            q++;
+    }
+    free(head);
+    cr_assert_eq(len - off - hlen, count * 4, "%s: %zu bytes of data for %zu values", path, len - off - hlen, count);
+    float *v = malloc(count * 4);
+    memcpy(v, s + off + hlen, count * 4);
+    free(s);
+    return v;
+}
+
+/* A served map PNG (rows x cols, grey) against an occlusion map of zfviz occlude: the same size, and
+ * each pixel the map's value with its lowest 0 and its highest 255 (within one level). */
+static void check_map(const char *what, const char *body, size_t blen, const float *map, int rows, int cols)
+{
+    tu_rgb im = tu_png_decode(body, blen);
+    cr_assert(im.px, "%s does not decode", what);
+    cr_expect(im.w == cols && im.h == rows, "%s: %dx%d, zfviz occlude's map %dx%d", what, im.w, im.h, cols, rows);
+    float lo = map[0], hi = map[0];
+    for (int i = 1; i < rows * cols; i++) {
+        lo = fminf(lo, map[i]);
+        hi = fmaxf(hi, map[i]);
+    }
+    cr_assert_gt(hi, lo, "%s: zfviz occlude's map is flat", what);
+    int bad = 0;
+    for (int i = 0; i < rows * cols && im.w == cols && im.h == rows; i++) {
+        double want = 255.0 * (map[i] - lo) / (hi - lo);
+        if (fabs(im.px[3 * i] - want) > 1.01 && bad++ < 3)
+            cr_expect(0, "%s: position %d: %d, zfviz occlude gives %.2f", what, i, im.px[3 * i], want);
+    }
+    cr_expect_eq(bad, 0, "%s: %d positions differ", what, bad);
+    free(im.px);
+}
+
+Test(serve, projects_and_occludes_any_scanned_image_on_demand)
+{
+    const char *dir = scan_and_site("serve_work");
+    sqlite3 *sql = db_open(dir);
+    /* the conv5 unit with the strongest example */
+    int unit = (int)query_int(sql, "SELECT unit FROM topk WHERE run_id = 1 AND layer = 'conv5' AND rank = 1 "
+                                   "ORDER BY score DESC, unit LIMIT 1");
+    int images = (int)query_int(sql, "SELECT count(*) FROM run_images WHERE run_id = 1");
+    cr_assert_eq(images, 4);
+    int port = 0, pid = serve_start(dir, &port);
+    char *body = NULL;
+    size_t blen = 0;
+    /* the unit page links the work on its examples */
+    char path[256];
+    snprintf(path, sizeof path, "/1/conv5/%d.html", unit);
+    cr_assert_eq(get(port, path, &body, &blen), 200);
+    snprintf(path, sizeof path, "href=\"%d/deconv/", unit);
+    cr_expect(strstr(body, path), "the served unit page links no projection");
+    snprintf(path, sizeof path, "href=\"%d/occlude/", unit);
+    cr_expect(strstr(body, path), "the served unit page links no occlusion map");
+    free(body);
+    /* the projection on every scanned image, against zfviz deconv's reconstruction of the same file */
+    int fired = 0;
+    for (int seq = 0; seq < images; seq++) {
+        char q[256], file[1100];
+        snprintf(q, sizeof q,
+                 "SELECT i.path FROM run_images r JOIN images i ON i.id = r.image_id WHERE r.run_id = 1 AND r.seq = %d",
+                 seq);
+        sqlite3_stmt *st = NULL;
+        cr_assert_eq(sqlite3_prepare_v2(sql, q, -1, &st, NULL), SQLITE_OK);
+        cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+        snprintf(file, sizeof file, "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        char args[2400];
+        snprintf(args, sizeof args, "deconv --arch alexnet-mini --input '%s' --layer conv5 --channel %d --out d%d.npy",
+                 file, unit, seq);
+        int rc = run(dir, args);
+        snprintf(path, sizeof path, "/1/conv5/%d/deconv/%d.png", unit, seq);
+        cr_assert_eq(get(port, path, &body, &blen), 200, "%s: %s", path, body);
+        tu_rgb im = tu_png_decode(body, blen);
+        free(body);
+        cr_assert(im.px, "%s does not decode", path);
+        if (rc != 0) { /* the unit fires nowhere on this image: zfviz deconv writes nothing, serve grey */
+            for (size_t i = 0; i < (size_t)im.w * im.h * 3; i++)
+                cr_assert(im.px[i] == 127 || im.px[i] == 128, "%s: a silent unit's projection is not flat grey", path);
+            free(im.px);
+            continue;
+        }
+        fired++;
+        snprintf(file, sizeof file, "%s/d%d.npy", dir, seq);
+        int64_t shape[8];
+        int nd = 0;
+        float *y = read_npy(file, shape, &nd);
+        cr_assert(nd == 4 && shape[0] == 1 && (shape[1] == 1 || shape[1] == 3), "%s: shape", file);
+        const int C = (int)shape[1], H = (int)shape[2], W = (int)shape[3];
+        cr_assert(im.w == W && im.h == H, "%s: %dx%d, zfviz deconv's %dx%d", path, im.w, im.h, W, H);
+        float amax = 0;
+        for (size_t i = 0; i < (size_t)C * H * W; i++)
+            amax = fmaxf(amax, fabsf(y[i]));
+        int bad = 0;
+        for (int c = 0; c < 3; c++)
+            for (size_t i = 0; i < (size_t)H * W; i++) {
+                double want = 127.5 + 127.5 * y[(C == 1 ? 0 : (size_t)c) * H * W + i] / amax;
+                if (fabs(im.px[i * 3 + c] - want) > 1.01 && bad++ < 3)
+                    cr_expect(0, "%s: pixel %zu plane %d: %d, zfviz deconv gives %.2f", path, i, c, im.px[i * 3 + c],
+                              want);
+            }
+        cr_expect_eq(bad, 0, "%s: %d values differ from zfviz deconv's", path, bad);
+        free(y);
+        free(im.px);
+    }
+    cr_expect_gt(fired, 0, "conv5 unit %d fires on none of the images", unit);
+    /* occlusion maps: the unit's map total and a class's probability, against zfviz occlude */
+    int best_seq = (int)query_int(sql, "SELECT seq FROM topk WHERE run_id = 1 AND layer = 'conv5' AND rank = 1 "
+                                       "ORDER BY score DESC, unit LIMIT 1");
+    char file[1100], q[256];
+    snprintf(q, sizeof q,
+             "SELECT i.path FROM run_images r JOIN images i ON i.id = r.image_id WHERE r.run_id = 1 AND r.seq = %d",
+             best_seq);
+    sqlite3_stmt *st = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(sql, q, -1, &st, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_step(st), SQLITE_ROW);
+    snprintf(file, sizeof file, "%s", (const char *)sqlite3_column_text(st, 0));
+    sqlite3_finalize(st);
+    sqlite3_close(sql);
+    char args[2400];
+    snprintf(args, sizeof args,
+             "occlude --arch alexnet-mini --input '%s' --layer conv5 --channel %d --class 3 --patch 20 --stride 7 "
+             "--out occ",
+             file, unit);
+    cr_assert_eq(run(dir, args), 0, "occlude: %s", err_of(dir));
+    const char *maps[2] = {"feature.npy", "prob.npy"};
+    for (int m = 0; m < 2; m++) {
+        char npy[1200];
+        snprintf(npy, sizeof npy, "%s/occ/%s", dir, maps[m]);
+        int64_t shape[8];
+        int nd = 0;
+        float *map = read_npy(npy, shape, &nd);
+        cr_assert_eq(nd, 2);
+        /* (112 - 20) / 7 + 1 positions a side, computed here */
+        cr_assert(shape[0] == 14 && shape[1] == 14, "%s: %lldx%lld", npy, (long long)shape[0], (long long)shape[1]);
+        if (m == 0)
+            snprintf(path, sizeof path, "/1/conv5/%d/occlude/%d.png?patch=20&stride=7", unit, best_seq);
+        else
+            snprintf(path, sizeof path, "/1/class/3/occlude/%d.png?stride=7&patch=20", best_seq);
+        cr_assert_eq(get(port, path, &body, &blen), 200, "%s: %s", path, body);
+        check_map(path, body, blen, map, 14, 14);
+        free(body);
+        free(map);
+    }
+    /* bad requests: 4xx with one line, the server carries on */
+    const char *bad[] = {"/1/conv5/0/deconv/4.png", "/1/conv5/0/deconv/99999.png", "/1/conv5/0/deconv/-1.png",
+                         "/1/conv5/0/deconv/x.png", "/1/conv5/64/deconv/0.png", "/1/conv5/0/occlude/0.png?patch=0",
+                         "/1/conv5/0/occlude/0.png?patch=113", "/1/conv5/0/occlude/0.png?patch=2&stride=1",
+                         "/1/conv5/0/occlude/0.png?stride=abc", "/1/conv5/0/deconv/0.png?patch=5",
+                         "/1/class/99999/occlude/0.png", "/1/class/3/deconv/0.png", "/1/conv5/0/occlude/7.png",
+                         "/2/conv5/0/deconv/0.png"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        int s = get(port, bad[i], &body, &blen);
+        cr_expect(s == 400 || s == 404, "%s: status %d", bad[i], s);
+        cr_expect(blen > 0 && strchr(body, '\n') == body + blen - 1, "%s: not one line: %s", bad[i], body);
+        free(body);
+    }
+    cr_expect_eq(kill(pid, 0), 0, "the server died");
+    cr_expect_eq(get(port, "/", NULL, NULL), 200);
+    kill(pid, SIGINT);
+}
+
 Test(serve, binds_loopback_by_default_and_refuses_bad_options)
 {
     char keep[512]; /* tu_ paths live in rotating buffers */

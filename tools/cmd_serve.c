@@ -199,8 +199,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         return send_text(c, MHD_HTTP_BAD_REQUEST, "a GET request has no body");
     }
     zft_site_reply rep;
+    zft_site_query q = {MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "patch"),
+                        MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "stride")};
     pthread_mutex_lock(&sv->lock);
-    zft_atlas_get(sv->atlas, url, &rep);
+    zft_atlas_get(sv->atlas, url, &q, &rep);
     pthread_mutex_unlock(&sv->lock);
     return send_reply(c, &rep);
 }

@@ -12,6 +12,7 @@
 #include "zf/file.h"
 #include "zf/input.h"
 #include "zf/io.h"
+#include "zf/occlusion.h"
 
 /* Pages start with "<!DOCTYPE html>\n<!-- zfviz ", stylesheet and script with a block comment that
  * starts " zfviz ": that is how zf_file_is_ours knows them as zfviz's on the next build. */
@@ -288,6 +289,22 @@ static zf_status stored_pngs(site *S, int64_t run, const char *layer, int unit, 
     return ZF_OK;
 }
 
+/* A projection (C planes of w x h, RGB or one grey plane) as an image: zero mid-grey, the largest
+ * |value| over all planes 0 or 255. */
+static void proj_to_image(zf_image *img, const float *proj, int C)
+{
+    const size_t plane = (size_t)img->w * img->h;
+    float amax = 0;
+    for (size_t i = 0; i < (size_t)C * plane; i++)
+        amax = fmaxf(amax, fabsf(proj[i]));
+    const float scale = amax > 0 ? 127.5f / amax : 0;
+    for (size_t i = 0; i < plane; i++)
+        for (int c = 0; c < 3; c++) {
+            float v = 127.5f + scale * proj[(C == 1 ? 0 : (size_t)c) * plane + i];
+            img->rgb[i * 3 + c] = (uint8_t)fminf(255, fmaxf(0, roundf(v)));
+        }
+}
+
 /* A sheet's patch as the two pictures topk --deconv stores: the projection with zero mid-grey and
  * the largest |value| 0 or 255, and the input patch. */
 static zf_status patch_pngs(const zf_viz_patch *p, void **png, size_t *len)
@@ -298,18 +315,8 @@ static zf_status patch_pngs(const zf_viz_patch *p, void **png, size_t *len)
         st = zf_error(ZF_ERR_NOMEM, "out of memory");
         goto out;
     }
-    const int C = p->channels ? p->channels : 3;
-    const size_t plane = (size_t)p->w * p->h;
-    float amax = 0;
-    for (size_t i = 0; i < (size_t)C * plane; i++)
-        amax = fmaxf(amax, fabsf(p->proj[i]));
-    const float scale = amax > 0 ? 127.5f / amax : 0;
-    for (size_t i = 0; i < plane; i++)
-        for (int c = 0; c < 3; c++) {
-            float v = 127.5f + scale * p->proj[(C == 1 ? 0 : (size_t)c) * plane + i];
-            img[0]->rgb[i * 3 + c] = (uint8_t)fminf(255, fmaxf(0, roundf(v)));
-        }
-    memcpy(img[1]->rgb, p->rgb, plane * 3);
+    proj_to_image(img[0], p->proj, p->channels ? p->channels : 3);
+    memcpy(img[1]->rgb, p->rgb, (size_t)p->w * p->h * 3);
     for (int k = 0; k < 2 && !st; k++)
         st = zf_db_png_encode(img[k], &png[k], &len[k]);
 out:
@@ -1409,6 +1416,147 @@ static int atlas_bottom(zft_atlas *a, zft_scan *scan, const layer_ctx *L, int un
     return r->status = 200;
 }
 
+/* A whole decimal number of at most 9 digits, ending at *end; -1 otherwise. */
+static long number_at(const char *s, const char **end);
+
+/* A query value: absent (def), or a whole number in [lo, hi]; -1 (with the reply made) otherwise. */
+static long query_number(const char *v, const char *name, long def, long lo, long hi, zft_site_reply *r)
+{
+    if (!v)
+        return def;
+    const char *end;
+    long n = number_at(v, &end);
+    if (n < 0 || *end || n < lo || n > hi) {
+        reply(r, 400, "%s must be a whole number from %ld to %ld, got '%.40s'", name, lo, hi, v);
+        return -1;
+    }
+    return n;
+}
+
+/* The most positions an occlusion map served on demand may have: it holds every other request. */
+enum { OCCLUDE_MAX_POSITIONS = 4096 };
+
+/* On-demand work on the scanned image `seq` of the scan's run (zfviz serve): the deconvnet
+ * projection of conv unit `unit` of layer `li` at its strongest position on the whole input
+ * (what = 'd'), or the occlusion map of that unit's rectified map total, or of class `unit`'s
+ * probability when li < 0 (what = 'o'), as a PNG; with the model the run recorded. */
+static int atlas_work(zft_atlas *a, zft_scan *scan, int li, long unit, char what, long seq,
+                      const zft_site_query *q, zft_site_reply *r)
+{
+    zf_net *net = scan->net;
+    const int H = net->in_h, W = net->in_w;
+    int patch = 0, stride = 0;
+    if (what == 'o') {
+        zft_occlusion_defaults(net, &patch, &stride);
+        const int side = H < W ? H : W;
+        if ((patch = (int)query_number(q ? q->patch : NULL, "patch", patch, 1, side, r)) < 0 ||
+            (stride = (int)query_number(q ? q->stride : NULL, "stride", stride, 1, side, r)) < 0)
+            return r->status;
+        long pos = (long)zf_occlusion_count(H, patch, stride) * zf_occlusion_count(W, patch, stride);
+        if (pos > OCCLUDE_MAX_POSITIONS)
+            return reply(r, 400, "patch %d, stride %d give %ld positions on the %dx%d input; at most %d are served "
+                         "(a larger stride)", patch, stride, pos, W, H, OCCLUDE_MAX_POSITIONS);
+    } else if (q && (q->patch || q->stride)) {
+        return reply(r, 400, "patch and stride are for occlusion maps, not projections");
+    }
+    zf_db_example e;
+    int found = 0;
+    zf_status st = zf_db_run_image(a->S.db, scan->run.id, seq, &e, &found);
+    if (st)
+        return reply(r, 500, "%s", zf_last_error());
+    if (found == 0)
+        return reply(r, 404, "run %lld has no image %ld (its images are 0-%lld)", (long long)scan->run.id, seq,
+                     (long long)(scan->run.seq0 + scan->run.n_images - 1));
+    if (found == 2)
+        return reply(r, 404, "image %ld of run %lld could not be read when it was scanned", seq,
+                     (long long)scan->run.id);
+    const size_t in_size = (size_t)zf_net_in_size(net);
+    float *in = malloc(sizeof *in * in_size), *proj = malloc(sizeof *proj * in_size);
+    zf_image *img = NULL;
+    zf_occlusion_result *res = NULL;
+    if (!in || !proj) {
+        free(in);
+        free(proj);
+        return reply(r, 503, "out of memory");
+    }
+    if (zft_example_load(net, &e, &scan->reroot, in)) {
+        reply(r, 404, "%s", zf_last_error());
+        goto out;
+    }
+    if (what == 'd') {
+        int chan = (int)unit, y = -1, x = -1;
+        zft_device dev = {0};
+        zf_deconv_req req = {li, ZF_DECONV_UNIT, a->o.lrn_backward, &chan, &y, &x};
+        if ((st = zf_net_reserve(net, 1)) || (st = zft_device_deconv(&dev, net, in, 1, &req, proj)))
+            goto fail;
+        zf_viz_proj_to_rgb(proj, &net->pre, H, W);
+        if (!(img = zf_image_new(W, H)))
+            goto nomem;
+        proj_to_image(img, proj, net->in_c == 1 ? 1 : 3);
+    } else {
+        zf_occlusion_params p;
+        zf_occlusion_params_default(&p);
+        p.patch = patch;
+        p.stride = stride;
+        if (li >= 0) {
+            p.layer = li;
+            p.channel = (int)unit;
+        } else {
+            p.cls = (int)unit;
+        }
+        if ((st = zf_occlusion_run(net, in, &p, &res)))
+            goto fail;
+        const float *map = li >= 0 ? res->feature : res->prob;
+        const int n = res->rows * res->cols;
+        float lo = map[0], hi = map[0];
+        for (int i = 1; i < n; i++) {
+            lo = fminf(lo, map[i]);
+            hi = fmaxf(hi, map[i]);
+        }
+        if (!(img = zf_image_new(res->cols, res->rows)))
+            goto nomem;
+        for (int i = 0; i < n; i++) /* the map's lowest black, its highest white */
+            memset(img->rgb + (size_t)i * 3, hi > lo ? (int)lroundf(255 * ((map[i] - lo) / (hi - lo))) : 0, 3);
+    }
+    if ((st = zf_db_png_encode(img, &r->body, &r->len)))
+        goto fail;
+    r->type = "image/png";
+    r->status = 200;
+    goto out;
+nomem:
+    reply(r, 503, "out of memory");
+    goto out;
+fail:
+    if (st == ZF_ERR_ARG)
+        reply(r, 400, "%s", zf_last_error());
+    else
+        reply(r, 500, "%s", zf_last_error());
+out:
+    zf_occlusion_result_free(res);
+    zf_image_free(img);
+    free(in);
+    free(proj);
+    return r->status;
+}
+
+/* <unit>/deconv/<seq>.png or <unit>/occlude/<seq>.png after the layer (or class/) of the address;
+ * 0 when `rest` is not of that form. */
+static int work_address(const char *rest, long *unit, char *what, long *seq)
+{
+    const char *p;
+    *unit = number_at(rest, &p);
+    if (*unit < 0 || *p != '/')
+        return 0;
+    if (!strncmp(p + 1, "deconv/", 7))
+        *what = 'd';
+    else if (!strncmp(p + 1, "occlude/", 8))
+        *what = 'o';
+    else
+        return 0;
+    *seq = number_at(p + (*what == 'd' ? 8 : 9), &p);
+    return *seq >= 0 && !strcmp(p, ".png");
+}
+
 zf_status zft_atlas_open(const zft_site_opts *o, zft_atlas **out)
 {
     *out = NULL;
@@ -1482,7 +1630,7 @@ static long number_at(const char *s, const char **end)
     return digits && !(*s >= '0' && *s <= '9') ? v : -1;
 }
 
-int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
+int zft_atlas_get(zft_atlas *a, const char *url, const zft_site_query *query, zft_site_reply *r)
 {
     memset(r, 0, sizeof *r);
     site *S = &a->S;
@@ -1542,6 +1690,18 @@ int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
         return r->status = 200;
     }
     const char *lname = p + 1, *slash = strchr(lname, '/');
+    if (!strncmp(lname, "class/", 6)) { /* /<run>/class/<k>/occlude/<seq>.png */
+        long k, seq;
+        char what;
+        if (!work_address(lname + 6, &k, &what, &seq) || what != 'o')
+            return reply(r, 404, "no such page: a class has /<run>/class/<k>/occlude/<seq>.png");
+        const zf_net *net = a->scans[ri_index].net;
+        const zf_layer *last = &net->layers[net->n_layers - 1];
+        const long classes = (long)last->out_c * last->out_h * last->out_w;
+        if (k >= classes)
+            return reply(r, 404, "%s has classes 0-%ld; no class %ld", net->arch, classes - 1, k);
+        return atlas_work(a, &a->scans[ri_index], -1, k, 'o', seq, query, r);
+    }
     char layer[32];
     if (!slash || slash == lname || (size_t)(slash - lname) >= sizeof layer)
         return reply(r, 404, "no such page");
@@ -1568,6 +1728,15 @@ int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r)
             if (scan->net->layers[i].op == ZF_OP_CONV)
                 first = i;
         L.first_conv = first == L.li;
+    }
+    long w_unit, w_seq;
+    char what;
+    if (work_address(rest, &w_unit, &what, &w_seq)) {
+        if (!L.conv)
+            return reply(r, 404, "%s is fully connected: projections and occlusion maps are of conv units", layer);
+        if (w_unit >= scan->net->layers[L.li].out_c)
+            return reply(r, 404, "%s has units 0-%d; no unit %ld", layer, scan->net->layers[L.li].out_c - 1, w_unit);
+        return atlas_work(a, scan, L.li, w_unit, what, w_seq, query, r);
     }
     if (!strncmp(rest, "img/", 4)) {
         const char *q;

@@ -50,9 +50,18 @@ typedef struct zft_site_reply {
     const char *type;    /* the content type */
     char reason[512];    /* one line, for a status other than 200 */
 } zft_site_reply;
-/* Answers GET `url` (the path, percent-decoded): only the atlas's own addresses resolve, never
- * a file. Returns r->status. */
-int zft_atlas_get(zft_atlas *a, const char *url, zft_site_reply *r);
+/* The query of a GET: the occlusion map's patch and stride as the client wrote them (NULL: absent). */
+typedef struct zft_site_query {
+    const char *patch, *stride;
+} zft_site_query;
+/* Answers GET `url` (the path, percent-decoded; query may be NULL): only the atlas's own addresses
+ * resolve, never a file. Besides the pages and stored pictures, work done on demand with the run's
+ * model on any image the run scanned (seq, its place in the run's list):
+ * /<run>/<layer>/<unit>/deconv/<seq>.png, the deconvnet projection of a conv unit at its strongest
+ * position on the whole input; /<run>/<layer>/<unit>/occlude/<seq>.png, the occlusion map of the
+ * unit's rectified map total, and /<run>/class/<k>/occlude/<seq>.png, of class k's probability
+ * (query patch and stride, bounded). Returns r->status. */
+int zft_atlas_get(zft_atlas *a, const char *url, const zft_site_query *query, zft_site_reply *r);
 
 /* POST /forward (zfviz serve): an uploaded image (at most ZFT_UPLOAD_MAX bytes, decoded and checked
  * as any input image) through the first run's net: a page with its top classes and, per scanned
