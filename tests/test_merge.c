@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "world.h"
 #include "testutil.h"
 #include "zf/alloc.h"
 #include "zf/db.h"
@@ -968,4 +969,56 @@ Test(merge, every_allocation_that_fails_in_a_merge_is_a_clean_error)
     }
     cr_assert_gt(k, 20, "only %lld allocations went through zf/alloc.h", (long long)k);
     cr_assert_eq(sql_int(out, "SELECT next_seq FROM runs"), 6);
+}
+
+/* mpirun's ranks: each scans its shard on "node-local" disk (TMPDIR), rank 0 merges; the result
+ * is the one-process scan, and the same command again finds the shards done and merges again. A
+ * build without MPI (the sanitizer build) refuses to run as one rank of several. */
+Test(merge, mpirun_three_ranks_give_the_one_process_scan)
+{
+    if (tu_system("command -v mpirun > /dev/null 2>&1") != 0)
+        cr_skip_test("no mpirun (Debian's openmpi-bin)");
+    char dir[2048], imgs[4096], ref[4096], out[4096], local[4096];
+    tu_tmpdir_sub(dir, imgs, "merge_mpi", "images");
+    snprintf(ref, sizeof ref, "%s/ref.db", dir);
+    snprintf(out, sizeof out, "%s/out.db", dir);
+    snprintf(local, sizeof local, "%s/local", dir);
+    mkdir(local, 0755);
+    make_images(imgs, 14, 17); /* 15 files: 8 batches of 2 */
+    const char *mpirun = "OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                         "mpirun --oversubscribe -np 3";
+    if (!zft_world_library()) {
+        cr_assert_neq(tu_system("%s '%s' scan --images '%s' --db '%s' --batch 2 > '%s/log' 2>&1",
+                                mpirun, zfviz(), imgs, out, dir), 0);
+        char log[4096];
+        snprintf(log, sizeof log, "%s/log", dir);
+        char *text = tu_slurp(log, NULL);
+        cr_assert(strstr(text, "built without MPI"), "%s", text);
+        free(text);
+        cr_assert_neq(access(out, F_OK), 0, "a refused job made %s", out);
+        return;
+    }
+    cr_assert_eq(tu_system("'%s' scan --images '%s' --db '%s' --batch 2 > /dev/null 2>&1", zfviz(),
+                           imgs, ref), 0);
+    for (int round = 0; round < 2; round++) {
+        cr_assert_eq(tu_system("TMPDIR='%s' %s '%s' scan --images '%s' --db '%s' --batch 2 "
+                               "> '%s/log' 2>&1",
+                               local, mpirun, zfviz(), imgs, out, dir),
+                     0, "mpirun -np 3, round %d", round + 1);
+        expect_same_scan(out, ref, "mpirun -np 3");
+    }
+    /* three shard databases of the right slices stayed on the ranks' disk, nothing else */
+    cr_assert_eq(tu_system("test $(ls '%s' | wc -l) -eq 3 && ls '%s'/out.db.*.shard-3-of-3.db > /dev/null",
+                           local, local),
+                 0, "the shard databases are not as expected");
+    cr_assert_eq(sql_int(out, "SELECT count(*) FROM runs"), 1);
+    /* --shard is mpirun's to give */
+    cr_assert_neq(tu_system("%s '%s' scan --images '%s' --db '%s' --shard 1/2 > '%s/log' 2>&1",
+                            mpirun, zfviz(), imgs, out, dir),
+                  0);
+    char log[4096];
+    snprintf(log, sizeof log, "%s/log", dir);
+    char *text = tu_slurp(log, NULL);
+    cr_assert(strstr(text, "--shard cannot be combined with mpirun's ranks"), "%s", text);
+    free(text);
 }

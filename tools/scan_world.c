@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -80,11 +81,17 @@ static int gather_and_merge(const char *label, const zft_world *w, const char *s
                    n, out_db, (long long)res.run_id, (long long)res.n_images, (long long)res.n_ok,
                    (long long)res.n_failed);
     }
-    for (int r = 1; r < n; r++) /* the received copies, and what SQLite made beside them */
-        for (int k = 0; paths[r] && k < 3; k++) {
+    /* the received copies, and the empty log and index that the merge's reading left beside
+     * them and beside rank 0's own shard (which stays, complete, for the next run) */
+    for (int r = 0; r < n; r++)
+        for (int k = r ? 0 : 1; paths[r] && k < 3; k++) {
             char p[PATH_MAX + 8];
+            struct stat sb;
             snprintf(p, sizeof p, "%s%s", paths[r], (const char *[]){"", "-wal", "-shm"}[k]);
-            unlink(p);
+            if (r || k != 1 || (stat(p, &sb) == 0 && sb.st_size == 0))
+                unlink(p);
+            else
+                break; /* a log with pages in it belongs to its database, and so does the index */
         }
     for (int r = 0; r < n; r++)
         free(paths[r]);
