@@ -6,6 +6,7 @@
  * under ZFVIZ_ISA=sse giving the same forward as under its widest kernels. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -754,5 +755,31 @@ Test(isa, program_refuses_kernels_the_cpu_lacks_or_that_do_not_exist)
     snprintf(want, sizeof want, "zfviz: ZFVIZ_ISA: this CPU cannot run the avx512 kernels (the widest it runs: %s)\n",
              zf_cpu_kernels_max());
     cr_assert(err && !strcmp(err, want), "%s", err);
+    free(err);
+}
+
+/* On a CPU without AVX (QEMU's user emulation of a Nehalem) the program starts (built for
+ * x86-64-v3 it died there with SIGILL), runs the SSE kernels and refuses ZFVIZ_ISA=avx2.
+ * OMP_WAIT_POLICY is set so that zfviz does not run itself again (main.c), which would leave the
+ * emulator. */
+Test(isa, program_runs_on_a_cpu_without_avx, .timeout = 300)
+{
+    if (tu_system("command -v qemu-x86_64 >/dev/null 2>&1"))
+        cr_skip_test("qemu-x86_64 (Debian's qemu-user) is not installed");
+    if (dlsym(RTLD_DEFAULT, "__asan_init"))
+        cr_skip_test("AddressSanitizer does not run under QEMU's user emulation");
+    const char *dir = tu_tmpdir("isa_nehalem");
+    const char *run = "cd '%s' && env -u ZFVIZ_ISA -u OPENBLAS_CORETYPE OMP_WAIT_POLICY=passive %s timeout 250 "
+                      "qemu-x86_64 -cpu Nehalem '%s' info --arch alexnet-mini >out 2>err </dev/null";
+    cr_assert_eq(tu_system(run, dir, "", tu_build("tools/zfviz")), 0, "zfviz info failed on an emulated Nehalem");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/out", dir);
+    char *out = tu_read_file(path, NULL);
+    cr_assert(out && strstr(out, "kernels: sse (CPU: sse;"), "%s", out ? out : "");
+    free(out);
+    cr_assert_eq(tu_system(run, dir, "ZFVIZ_ISA=avx2", tu_build("tools/zfviz")), 2);
+    snprintf(path, sizeof path, "%s/err", dir);
+    char *err = tu_read_file(path, NULL);
+    cr_assert(err && strstr(err, "cannot run the avx2 kernels (the widest it runs: sse)"), "%s", err ? err : "");
     free(err);
 }
