@@ -40,21 +40,13 @@ static int table_index(const char *isa)
     return -1;
 }
 
-static zf_status choose(const char *isa, const zf_kernel_table **out)
+/* The table for isa (NULL or "": the widest this CPU runs), or NULL when there is none or the CPU
+ * cannot run it; records nothing, so that the first kernel call leaves zf_last_error alone. */
+static const zf_kernel_table *choose(const char *isa)
 {
-    const char *max = zf_cpu_kernels_max();
-    const int top = table_index(max);
-    if (!isa || !*isa) {
-        *out = &tables[top];
-        return ZF_OK;
-    }
-    const int i = table_index(isa);
-    if (i < 0)
-        return zf_error(ZF_ERR_ARG, "'%s' is not a kernel set (sse, avx2 or avx512)", isa);
-    if (i > top)
-        return zf_error(ZF_ERR_UNSUPPORTED, "this CPU cannot run the %s kernels (the widest it runs: %s)", isa, max);
-    *out = &tables[i];
-    return ZF_OK;
+    const int top = table_index(zf_cpu_kernels_max());
+    const int i = isa && *isa ? table_index(isa) : top;
+    return i >= 0 && i <= top ? &tables[i] : NULL;
 }
 
 /* The first kernel call chooses unless zf_cpu_set_kernels did: threads that race here store the
@@ -64,8 +56,9 @@ static const zf_kernel_table *kernels(void)
     const zf_kernel_table *t = atomic_load_explicit(&active, memory_order_acquire);
     if (t)
         return t;
-    if (choose(getenv("ZFVIZ_ISA"), &t))
-        choose(NULL, &t);
+    t = choose(getenv("ZFVIZ_ISA"));
+    if (!t)
+        t = choose(NULL);
     atomic_store_explicit(&active, t, memory_order_release);
     return t;
 }
@@ -74,11 +67,14 @@ const char *zf_cpu_kernels(void) { return kernels()->isa; }
 
 zf_status zf_cpu_set_kernels(const char *isa)
 {
-    const zf_kernel_table *t;
-    const zf_status st = choose(isa, &t);
-    if (!st)
-        atomic_store_explicit(&active, t, memory_order_release);
-    return st;
+    const zf_kernel_table *t = choose(isa);
+    if (!t && table_index(isa) < 0)
+        return zf_error(ZF_ERR_ARG, "'%s' is not a kernel set (sse, avx2 or avx512)", isa);
+    if (!t)
+        return zf_error(ZF_ERR_UNSUPPORTED, "this CPU cannot run the %s kernels (the widest it runs: %s)", isa,
+                        zf_cpu_kernels_max());
+    atomic_store_explicit(&active, t, memory_order_release);
+    return ZF_OK;
 }
 
 #define ZF_KERNEL_CALL_R(type, name, params, args) type name params { return kernels()->name args; }
