@@ -17,14 +17,16 @@ static void usage(void)
            "                  [--arch A --weights W | --model F] [--force]\n\n"
            "Writes the unit atlas of a scan: DIR/index.html lists the runs, their models and layers;\n"
            "DIR/<run>/<layer>/index.html is a sortable table of the layer's units (active fraction,\n"
-           "positive fraction, mean, max; dead and near-dead flagged) with a thumbnail of each unit's\n"
-           "strongest projection; DIR/<run>/<layer>/<unit>.html shows the unit's top examples beside\n"
-           "their deconvnet projections, its statistics and its filter (the first conv layer in colour,\n"
-           "deeper ones as the norm over each input channel), with links to the previous and next unit\n"
-           "(arrow keys) and to the same unit in other runs. The pages open from file:// or any static\n"
-           "host and ask nothing of the network. Projections not yet in the database are computed with\n"
-           "the run's model and stored (table renderings, as zfviz topk --deconv stores them), so the\n"
-           "next build copies them.\n\n"
+           "positive fraction, mean, max; dead and near-dead flagged; class selectivity and best class\n"
+           "where the images sit in one folder per class) with a thumbnail of each unit's strongest\n"
+           "projection; DIR/<run>/<layer>/<unit>.html shows the unit's top examples beside their\n"
+           "deconvnet projections (with each one's class), its statistics and histogram, its bottom-k\n"
+           "input patches, its mean per class, and its filter (the first conv layer in colour, deeper\n"
+           "ones as the norm over each input channel), with links to the previous and next unit (arrow\n"
+           "keys) and to the same unit in other runs. The pages open from file:// or any static host\n"
+           "and ask nothing of the network. Projections and patches not yet in the database are\n"
+           "computed with the run's model and stored (table renderings, as zfviz topk --deconv stores\n"
+           "them), so the next build copies them.\n\n"
            "  --db F            the scan database (opened read-write to store renderings)\n"
            ZFT_WAIT_HELP
            "  -o, --out DIR     the site's folder (created; a failed build removes what it made)\n"
@@ -71,9 +73,9 @@ int zf_cmd_site(int argc, char **argv)
     if (st)
         return zft_fail("site", st);
     fprintf(stderr,
-            "wrote %s: %d pages, %d images in %.1f s; %d examples projected now (%.1f s), %d copied from the "
-            "database; largest page %zu bytes (%s)\n",
-            o.out, stats.pages, stats.pngs, zft_now() - t0, stats.rendered, stats.secs_render, stats.reused,
-            stats.largest, stats.largest_path);
+            "wrote %s: %d pages, %d images in %.1f s; %d examples projected now (%.1f s), %d bottom-k patches cut "
+            "now (%.1f s), %d pictures copied from the database; largest page %zu bytes (%s)\n",
+            o.out, stats.pages, stats.pngs, zft_now() - t0, stats.rendered, stats.secs_render, stats.rendered_bottom,
+            stats.secs_bottom, stats.reused, stats.largest, stats.largest_path);
     return 0;
 }

@@ -158,8 +158,19 @@ typedef struct layer_sum {
     double mean_active, max;
 } layer_sum;
 
+/* Scanned images as the net saw them (RGB, in_w x in_h), the last few read: a layer's bottom-k
+ * patches come from few images, each of which would otherwise be read, hashed and decoded per patch. */
+enum { SEEN_IMAGES = 32 };
+typedef struct seen_image {
+    int64_t run, image_id;
+    uint8_t *rgb; /* NULL: missing or changed */
+    unsigned long used;
+} seen_image;
+
 typedef struct site {
     const zft_site_opts *o;
+    seen_image seen[SEEN_IMAGES];
+    unsigned long clock;
     zft_site_stats *stats;
     zf_db *db;
     runs_list runs;
@@ -538,7 +549,8 @@ static const zf_db_selectivity *sel_of(const layer_ctx *L, int unit)
 /* A bottom-k example's input patch: the scanned image (checked unchanged) preprocessed, shown as
  * the scan saw it and cropped to the receptive field of the example's position, as PNG bytes; a
  * grey crossed-out placeholder of that size when the image is missing or changed (*missing = 1). */
-static zf_status bottom_png(zft_scan *scan, const zf_db_example *e, void **png, size_t *len, int *missing)
+static zf_status bottom_png(site *S, zft_scan *scan, const zf_db_example *e, void **png, size_t *len,
+                            int *missing)
 {
     zf_net *net = scan->net;
     const int H = net->in_h, W = net->in_w;
@@ -547,16 +559,43 @@ static zf_status bottom_png(zft_scan *scan, const zf_db_example *e, void **png, 
         return zf_error(ZF_ERR_ARG, "%s: bottom-k example %d has no receptive field inside the %dx%d input",
                         zf_db_path(scan->db), e->rank, W, H);
     const int w = b.x1 - b.x0, h = b.y1 - b.y0;
-    float *in = malloc(sizeof *in * (size_t)zf_net_in_size(net));
-    uint8_t *rgb = malloc((size_t)W * H * 3);
+    seen_image *si = NULL, *oldest = &S->seen[0];
+    for (int i = 0; i < SEEN_IMAGES && !si; i++) {
+        if (S->seen[i].used && S->seen[i].run == scan->run.id && S->seen[i].image_id == e->image_id)
+            si = &S->seen[i];
+        else if (S->seen[i].used < oldest->used)
+            oldest = &S->seen[i];
+    }
+    float *in = NULL;
     zf_image *img = zf_image_new(w, h);
     zf_status st = ZF_OK;
     *missing = 0;
-    if (!in || !rgb || !img) {
+    if (!img) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory");
         goto out;
     }
-    if (zft_example_load(net, e, &scan->reroot, in)) {
+    if (!si) { /* read it, in place of the one used longest ago */
+        si = oldest;
+        free(si->rgb);
+        memset(si, 0, sizeof *si);
+        in = malloc(sizeof *in * (size_t)zf_net_in_size(net));
+        uint8_t *rgb = malloc((size_t)W * H * 3);
+        if (!in || !rgb) {
+            free(rgb);
+            st = zf_error(ZF_ERR_NOMEM, "out of memory");
+            goto out;
+        }
+        if (zft_example_load(net, e, &scan->reroot, in)) {
+            free(rgb);
+        } else {
+            zf_viz_input_to_rgb(rgb, in, &net->pre, H, W);
+            si->rgb = rgb;
+        }
+        si->run = scan->run.id;
+        si->image_id = e->image_id;
+    }
+    si->used = ++S->clock;
+    if (!si->rgb) {
         *missing = 1;
         memset(img->rgb, 160, (size_t)w * h * 3);
         for (int k = 0; k < (w > h ? w : h); k++) {
@@ -565,14 +604,12 @@ static zf_status bottom_png(zft_scan *scan, const zf_db_example *e, void **png, 
             memset(img->rgb + ((size_t)(h - 1 - y) * w + x) * 3, 64, 3);
         }
     } else {
-        zf_viz_input_to_rgb(rgb, in, &net->pre, H, W);
         for (int y = 0; y < h; y++)
-            memcpy(img->rgb + (size_t)y * w * 3, rgb + ((size_t)(b.y0 + y) * W + b.x0) * 3, (size_t)w * 3);
+            memcpy(img->rgb + (size_t)y * w * 3, si->rgb + ((size_t)(b.y0 + y) * W + b.x0) * 3, (size_t)w * 3);
     }
     st = zf_db_png_encode(img, png, len);
 out:
     zf_image_free(img);
-    free(rgb);
     free(in);
     return st;
 }
@@ -598,7 +635,7 @@ static zf_status write_bottom_pngs(layer_ctx *L, int r, int store)
             S->stats->reused++;
         } else {
             double t0 = zft_now();
-            st = bottom_png(L->scan, &bot[i], &png, &len, &missing);
+            st = bottom_png(S, L->scan, &bot[i], &png, &len, &missing);
             S->stats->secs_bottom += zft_now() - t0;
             if (!st && store && !missing) {
                 char what[512];
@@ -1258,6 +1295,8 @@ static zf_status site_open(site *S, const zft_site_opts *o, zft_site_stats *stat
 
 static void site_close(site *S)
 {
+    for (int i = 0; i < SEEN_IMAGES; i++)
+        free(S->seen[i].rgb);
     free(S->runs.r);
     zf_db_close(S->db);
     memset(S, 0, sizeof *S);
@@ -1406,7 +1445,7 @@ static int atlas_bottom(zft_atlas *a, zft_scan *scan, const layer_ctx *L, int un
         st = zf_db_rendering_find(a->S.db, scan->run.id, L->layer, unit, rank, "bottom-patch",
                                   bot[rank - 1].image_id, &png, &len);
     if (!st && !png)
-        st = bottom_png(scan, &bot[rank - 1], &png, &len, &missing);
+        st = bottom_png(&a->S, scan, &bot[rank - 1], &png, &len, &missing);
     free(bot);
     if (st)
         return reply(r, 500, "%s", zf_last_error());
