@@ -537,6 +537,29 @@ zf_status zf_db_grow(zf_db *db, void **v, int *cap, int n, size_t size)
     return ZF_OK;
 }
 
+zf_status zf_db_rows(zf_db *db, sqlite3_stmt *st, size_t size,
+                     void (*fill)(sqlite3_stmt *st, void *elem), void **out, int *n)
+{
+    char *v = NULL;
+    int cap = 0, count = 0, row = 0;
+    zf_status s;
+    while (!(s = zf_db_step(db, st, &row)) && row &&
+           !(s = zf_db_grow(db, (void **)&v, &cap, count, size))) {
+        void *e = v + (size_t)count++ * size;
+        memset(e, 0, size);
+        fill(st, e);
+    }
+    sqlite3_finalize(st);
+    if (s) {
+        free(v);
+        v = NULL;
+        count = 0;
+    }
+    *out = v;
+    *n = count;
+    return s;
+}
+
 zf_status zf_db_column_copy(zf_db *db, sqlite3_stmt *st, int i, void **out, size_t *len)
 {
     const void *b = sqlite3_column_blob(st, i);

@@ -57,6 +57,14 @@ zf_status zf_db_prepare_id(zf_db *db, sqlite3_stmt **st, const char *sql, int64_
 zf_status zf_db_get_row(zf_db *db, sqlite3_stmt **st, const char *sql, int64_t id, const char *what);
 /* Room in *v (elements of `size`, *cap of them) for element n: doubles it when full. */
 zf_status zf_db_grow(zf_db *db, void **v, int *cap, int n, size_t size);
+/* Steps st to its end (and finalizes it), fill(st, elem) making one zeroed element of `size`
+ * bytes a row: *out (the caller frees it) holds *n of them; none on failure. */
+zf_status zf_db_rows(zf_db *db, sqlite3_stmt *st, size_t size,
+                     void (*fill)(sqlite3_stmt *st, void *elem), void **out, int *n);
+/* Every example of a unit in the ranked view `view` ("topk" or "bottomk") with its image's path
+ * and hash, by rank (zf_db_rows). */
+zf_status zf_db_examples(zf_db *db, const char *view, int64_t run, const char *layer, int unit,
+                         zf_db_example **out, int *n);
 /* A copy of blob column i (zf_malloc'd, at least one byte). */
 zf_status zf_db_column_copy(zf_db *db, sqlite3_stmt *st, int i, void **out, size_t *len);
 /* *found = 1 when the database has view `name` (0 in one from before it). */

@@ -1,4 +1,5 @@
 /* Reading a scan back: runs, the dead-unit report, a unit's top-k; and storing renderings. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,8 @@ zf_status zf_db_run_errors(zf_db *db, int64_t run,
     return s;
 }
 
+static void fill_id(sqlite3_stmt *st, void *e) { *(int64_t *)e = sqlite3_column_int64(st, 0); }
+
 zf_status zf_db_runs(zf_db *db, void (*fn)(void *ctx, const zf_db_run *run, const zf_db_model *m),
                      void *ctx)
 {
@@ -88,12 +91,9 @@ zf_status zf_db_runs(zf_db *db, void (*fn)(void *ctx, const zf_db_run *run, cons
     zf_status s = zf_db_prepare(db, &st, "SELECT id FROM runs ORDER BY id");
     if (s)
         return s;
-    int row = 0, n = 0, cap = 0;
+    int n = 0;
     int64_t *ids = NULL;
-    while (!(s = zf_db_step(db, st, &row)) && row &&
-           !(s = zf_db_grow(db, (void **)&ids, &cap, n, sizeof *ids)))
-        ids[n++] = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
+    s = zf_db_rows(db, st, sizeof *ids, fill_id, (void **)&ids, &n);
     zf_db_run r;
     zf_db_model m;
     for (int i = 0; !s && i < n; i++)
@@ -128,6 +128,15 @@ fail:
     return s;
 }
 
+static void fill_dead(sqlite3_stmt *st, void *elem)
+{
+    zf_db_dead *d = elem;
+    zf_db_column_text(st, 0, d->layer, sizeof d->layer);
+    d->unit = sqlite3_column_int(st, 1);
+    d->active_fraction = sqlite3_column_double(st, 2);
+    d->max_activation = sqlite3_column_double(st, 3);
+}
+
 zf_status zf_db_dead_units(zf_db *db, int64_t run, const char *layer, double min_active,
                            zf_db_dead **out, int *n)
 {
@@ -146,26 +155,44 @@ zf_status zf_db_dead_units(zf_db *db, int64_t run, const char *layer, double min
                                 "ORDER BY l.position, s.unit",
                                 run, layer, -1)))
         return s;
-    int row = 0, cap = 0;
-    zf_db_dead *v = NULL;
-    ZF_SQL_TRY(s, db, sqlite3_bind_double(st, 3, min_active));
-    while (!(s = zf_db_step(db, st, &row)) && row &&
-           !(s = zf_db_grow(db, (void **)&v, &cap, *n, sizeof *v))) {
-        zf_db_dead *d = &v[(*n)++];
-        zf_db_column_text(st, 0, d->layer, sizeof d->layer);
-        d->unit = sqlite3_column_int(st, 1);
-        d->active_fraction = sqlite3_column_double(st, 2);
-        d->max_activation = sqlite3_column_double(st, 3);
-    }
-fail:
-    sqlite3_finalize(st);
-    if (s) {
-        free(v);
-        *n = 0;
+    if ((s = ZF_SQL(db, sqlite3_bind_double(st, 3, min_active)))) {
+        sqlite3_finalize(st);
         return s;
     }
-    *out = v;
-    return ZF_OK;
+    return zf_db_rows(db, st, sizeof **out, fill_dead, (void **)out, n);
+}
+
+static void fill_example(sqlite3_stmt *st, void *elem)
+{
+    zf_db_example *e = elem;
+    e->rank = sqlite3_column_int(st, 0);
+    e->image_id = sqlite3_column_int64(st, 1);
+    e->seq = sqlite3_column_int64(st, 2);
+    zf_db_column_text(st, 3, e->path, sizeof e->path);
+    e->score = sqlite3_column_double(st, 4);
+    e->y = sqlite3_column_int(st, 5);
+    e->x = sqlite3_column_int(st, 6);
+    e->box.x0 = sqlite3_column_int(st, 7);
+    e->box.y0 = sqlite3_column_int(st, 8);
+    e->box.x1 = sqlite3_column_int(st, 9);
+    e->box.y1 = sqlite3_column_int(st, 10);
+    zf_db_column_text(st, 11, e->sha256, sizeof e->sha256);
+}
+
+zf_status zf_db_examples(zf_db *db, const char *view, int64_t run, const char *layer, int unit,
+                         zf_db_example **out, int *n)
+{
+    char sql[512];
+    sqlite3_stmt *st;
+    *out = NULL;
+    *n = 0;
+    snprintf(sql, sizeof sql,
+             "SELECT t.rank, t.image_id, t.seq, i.path, t.score, t.y, t.x, t.box_x0, t.box_y0, "
+             "t.box_x1, t.box_y1, i.sha256 FROM %s t JOIN images i ON i.id = t.image_id "
+             "WHERE t.run_id = ?1 AND t.layer = ?2 AND t.unit = ?3 ORDER BY t.rank",
+             view);
+    zf_status s = zf_db_prepare_unit(db, &st, sql, run, layer, unit);
+    return s ? s : zf_db_rows(db, st, sizeof **out, fill_example, (void **)out, n);
 }
 
 zf_status zf_db_topk_get(zf_db *db, int64_t run, const char *layer, int unit, zf_db_example **out,
@@ -182,49 +209,16 @@ zf_status zf_db_topk_get(zf_db *db, int64_t run, const char *layer, int unit, zf
                                 "layer = ?2)",
                                 run, layer, -1)))
         return s;
-    int row = 0, units = 0;
-    if ((s = zf_db_step(db, st, &row)))
-        goto fail;
-    units = row ? sqlite3_column_int(st, 0) : 0;
+    int row = 0;
+    s = zf_db_step(db, st, &row);
+    int units = !s && row ? sqlite3_column_int(st, 0) : 0;
     sqlite3_finalize(st);
-    st = NULL;
+    if (s)
+        return s;
     if (unit < 0 || unit >= units)
         return zf_error(ZF_ERR_ARG, "%s: %s has units 0-%d; no unit %d", zf_db_path(db), layer,
                         units - 1, unit);
-    if ((s = zf_db_prepare_unit(db, &st,
-                                "SELECT t.rank, t.image_id, t.seq, i.path, t.score, t.y, t.x, "
-                                "t.box_x0, t.box_y0, t.box_x1, t.box_y1, i.sha256 FROM topk t "
-                                "JOIN images i ON i.id = t.image_id WHERE t.run_id = ? AND "
-                                "t.layer = ? AND t.unit = ? ORDER BY t.rank",
-                                run, layer, unit)))
-        return s;
-    zf_db_example *v = NULL;
-    int cap = 0;
-    while (!(s = zf_db_step(db, st, &row)) && row &&
-           !(s = zf_db_grow(db, (void **)&v, &cap, *n, sizeof *v))) {
-        zf_db_example *e = &v[(*n)++];
-        e->rank = sqlite3_column_int(st, 0);
-        e->image_id = sqlite3_column_int64(st, 1);
-        e->seq = sqlite3_column_int64(st, 2);
-        zf_db_column_text(st, 3, e->path, sizeof e->path);
-        e->score = sqlite3_column_double(st, 4);
-        e->y = sqlite3_column_int(st, 5);
-        e->x = sqlite3_column_int(st, 6);
-        e->box.x0 = sqlite3_column_int(st, 7);
-        e->box.y0 = sqlite3_column_int(st, 8);
-        e->box.x1 = sqlite3_column_int(st, 9);
-        e->box.y1 = sqlite3_column_int(st, 10);
-        zf_db_column_text(st, 11, e->sha256, sizeof e->sha256);
-    }
-    if (s) {
-        free(v);
-        *n = 0;
-        goto fail;
-    }
-    *out = v;
-fail:
-    sqlite3_finalize(st);
-    return s;
+    return zf_db_examples(db, "topk", run, layer, unit, out, n);
 }
 
 zf_status zf_db_rendering_put(zf_db *db, const zf_db_rendering *r, const void *png, size_t len,

@@ -5,41 +5,31 @@
 #include "internal.h"
 #include "zf/db_site.h"
 
+static void fill_unit_row(sqlite3_stmt *st, void *elem)
+{
+    zf_db_unit_row *r = elem;
+    r->unit = sqlite3_column_int(st, 0);
+    r->images = sqlite3_column_int64(st, 1);
+    r->active_fraction = sqlite3_column_double(st, 2);
+    r->positive_fraction = sqlite3_column_double(st, 3);
+    r->mean = sqlite3_column_double(st, 4);
+    r->max = sqlite3_column_double(st, 5);
+    r->max_image_id = sqlite3_column_int64(st, 6);
+    r->max_y = sqlite3_column_int(st, 7);
+    r->max_x = sqlite3_column_int(st, 8);
+}
+
 zf_status zf_db_layer_units(zf_db *db, int64_t run, const char *layer, zf_db_unit_row **out, int *n)
 {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = NULL;
-    zf_db_unit_row *rows = NULL;
-    int cap = 0, count = 0, row = 0;
+    sqlite3_stmt *st;
     zf_status s = zf_db_prepare_unit(db, &st,
                                      "SELECT unit, images, active_fraction, positive_fraction, "
                                      "mean, max, max_image_id, max_y, max_x FROM unit_summary "
                                      "WHERE run_id = ?1 AND layer = ?2 ORDER BY unit",
                                      run, layer, -1);
-    if (s)
-        return s;
-    while (!(s = zf_db_step(db, st, &row)) && row &&
-           !(s = zf_db_grow(db, (void **)&rows, &cap, count, sizeof *rows))) {
-        zf_db_unit_row r = {sqlite3_column_int(st, 0),
-                            sqlite3_column_int64(st, 1),
-                            sqlite3_column_double(st, 2),
-                            sqlite3_column_double(st, 3),
-                            sqlite3_column_double(st, 4),
-                            sqlite3_column_double(st, 5),
-                            sqlite3_column_int64(st, 6),
-                            sqlite3_column_int(st, 7),
-                            sqlite3_column_int(st, 8)};
-        rows[count++] = r;
-    }
-    sqlite3_finalize(st);
-    if (s) {
-        free(rows);
-        return s;
-    }
-    *out = rows;
-    *n = count;
-    return ZF_OK;
+    return s ? s : zf_db_rows(db, st, sizeof **out, fill_unit_row, (void **)out, n);
 }
 
 zf_status zf_db_rendering_find(zf_db *db, int64_t run, const char *layer, int unit, int rank,
@@ -70,45 +60,11 @@ zf_status zf_db_bottomk_get(zf_db *db, int64_t run, const char *layer, int unit,
 {
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = NULL;
-    int row = 0;
-    zf_status s = zf_db_has_view(db, "bottomk", &row);
-    if (s || !row) /* a database from before the bottom-k */
+    int found = 0;
+    zf_status s = zf_db_has_view(db, "bottomk", &found);
+    if (s || !found) /* a database from before the bottom-k */
         return s;
-    if ((s = zf_db_prepare_unit(db, &st,
-                                "SELECT b.rank, b.image_id, b.seq, b.score, b.y, b.x, i.path, i.sha256, "
-                                "b.box_x0, b.box_y0, b.box_x1, b.box_y1 FROM "
-                                "bottomk b JOIN images i ON i.id = b.image_id WHERE b.run_id = ?1 "
-                                "AND b.layer = ?2 AND b.unit = ?3 ORDER BY b.rank",
-                                run, layer, unit)))
-        return s;
-    zf_db_example *ex = NULL;
-    int count = 0, cap = 0;
-    while (!(s = zf_db_step(db, st, &row)) && row &&
-           !(s = zf_db_grow(db, (void **)&ex, &cap, count, sizeof *ex))) {
-        zf_db_example *e = &ex[count++];
-        memset(e, 0, sizeof *e);
-        e->rank = sqlite3_column_int(st, 0);
-        e->image_id = sqlite3_column_int64(st, 1);
-        e->seq = sqlite3_column_int64(st, 2);
-        e->score = sqlite3_column_double(st, 3);
-        e->y = sqlite3_column_int(st, 4);
-        e->x = sqlite3_column_int(st, 5);
-        zf_db_column_text(st, 6, e->path, sizeof e->path);
-        zf_db_column_text(st, 7, e->sha256, sizeof e->sha256);
-        e->box.x0 = sqlite3_column_int(st, 8);
-        e->box.y0 = sqlite3_column_int(st, 9);
-        e->box.x1 = sqlite3_column_int(st, 10);
-        e->box.y1 = sqlite3_column_int(st, 11);
-    }
-    sqlite3_finalize(st);
-    if (s) {
-        free(ex);
-        return s;
-    }
-    *out = ex;
-    *n = count;
-    return ZF_OK;
+    return zf_db_examples(db, "bottomk", run, layer, unit, out, n);
 }
 
 zf_status zf_db_unit_hist_get(zf_db *db, int64_t run, const char *layer, int unit, int64_t *counts, int *found)
@@ -136,6 +92,15 @@ zf_status zf_db_unit_hist_get(zf_db *db, int64_t run, const char *layer, int uni
     return s;
 }
 
+static void fill_selectivity(sqlite3_stmt *st, void *elem)
+{
+    zf_db_selectivity *e = elem;
+    e->unit = sqlite3_column_int(st, 0);
+    e->has_index = sqlite3_column_type(st, 1) != SQLITE_NULL;
+    e->selectivity = sqlite3_column_double(st, 1);
+    zf_db_column_text(st, 2, e->best_class, sizeof e->best_class);
+}
+
 zf_status zf_db_layer_selectivity(zf_db *db, int64_t run, const char *layer, zf_db_selectivity **out, int *n)
 {
     *out = NULL;
@@ -150,25 +115,15 @@ zf_status zf_db_layer_selectivity(zf_db *db, int64_t run, const char *layer, zf_
                                 "AND layer = ?2 ORDER BY unit",
                                 run, layer, -1)))
         return s;
-    zf_db_selectivity *v = NULL;
-    int cap = 0, count = 0;
-    while (!(s = zf_db_step(db, st, &row)) && row &&
-           !(s = zf_db_grow(db, (void **)&v, &cap, count, sizeof *v))) {
-        zf_db_selectivity *e = &v[count++];
-        memset(e, 0, sizeof *e);
-        e->unit = sqlite3_column_int(st, 0);
-        e->has_index = sqlite3_column_type(st, 1) != SQLITE_NULL;
-        e->selectivity = sqlite3_column_double(st, 1);
-        zf_db_column_text(st, 2, e->best_class, sizeof e->best_class);
-    }
-    sqlite3_finalize(st);
-    if (s) {
-        free(v);
-        return s;
-    }
-    *out = v;
-    *n = count;
-    return ZF_OK;
+    return zf_db_rows(db, st, sizeof **out, fill_selectivity, (void **)out, n);
+}
+
+static void fill_class_mean(sqlite3_stmt *st, void *elem)
+{
+    zf_db_class_mean *e = elem;
+    zf_db_column_text(st, 0, e->name, sizeof e->name);
+    e->images = sqlite3_column_int64(st, 1);
+    e->mean = sqlite3_column_double(st, 2);
 }
 
 zf_status zf_db_unit_class_means(zf_db *db, int64_t run, const char *layer, int unit, zf_db_class_mean **out,
@@ -186,23 +141,7 @@ zf_status zf_db_unit_class_means(zf_db *db, int64_t run, const char *layer, int 
                                 "AND unit = ?3 ORDER BY mean DESC, class",
                                 run, layer, unit)))
         return s;
-    zf_db_class_mean *v = NULL;
-    int cap = 0, count = 0;
-    while (!(s = zf_db_step(db, st, &row)) && row &&
-           !(s = zf_db_grow(db, (void **)&v, &cap, count, sizeof *v))) {
-        zf_db_class_mean *e = &v[count++];
-        zf_db_column_text(st, 0, e->name, sizeof e->name);
-        e->images = sqlite3_column_int64(st, 1);
-        e->mean = sqlite3_column_double(st, 2);
-    }
-    sqlite3_finalize(st);
-    if (s) {
-        free(v);
-        return s;
-    }
-    *out = v;
-    *n = count;
-    return ZF_OK;
+    return zf_db_rows(db, st, sizeof **out, fill_class_mean, (void **)out, n);
 }
 
 zf_status zf_db_image_class(zf_db *db, int64_t run, int64_t seq, char *name, size_t len)

@@ -79,6 +79,20 @@ static double col_or_nan(sqlite3_stmt *st, int i)
     return sqlite3_column_type(st, i) == SQLITE_NULL ? NAN : sqlite3_column_double(st, i);
 }
 
+static void fill_epoch(sqlite3_stmt *st, void *elem)
+{
+    zf_epoch_stats *e = elem;
+    e->epoch = sqlite3_column_int(st, 0);
+    e->lr = sqlite3_column_double(st, 1);
+    e->train_loss = sqlite3_column_double(st, 2);
+    e->train_acc = sqlite3_column_double(st, 3);
+    e->val_loss = col_or_nan(st, 4);
+    e->val_acc = col_or_nan(st, 5);
+    e->val_top5 = col_or_nan(st, 6);
+    e->seconds = sqlite3_column_double(st, 7);
+    e->images_per_s = sqlite3_column_double(st, 8);
+}
+
 zf_status zf_db_train_epochs(zf_db *db, int64_t run_id, zf_epoch_stats **out, int *n)
 {
     *out = NULL;
@@ -91,29 +105,7 @@ zf_status zf_db_train_epochs(zf_db *db, int64_t run_id, zf_epoch_stats **out, in
                                    run_id);
     if (s)
         return s;
-    int row = 1, cap = 0;
-    zf_epoch_stats *v = NULL;
-    while (!(s = zf_db_step(db, st, &row)) && row &&
-           !(s = zf_db_grow(db, (void **)&v, &cap, *n, sizeof *v))) {
-        zf_epoch_stats *e = &v[(*n)++];
-        e->epoch = sqlite3_column_int(st, 0);
-        e->lr = sqlite3_column_double(st, 1);
-        e->train_loss = sqlite3_column_double(st, 2);
-        e->train_acc = sqlite3_column_double(st, 3);
-        e->val_loss = col_or_nan(st, 4);
-        e->val_acc = col_or_nan(st, 5);
-        e->val_top5 = col_or_nan(st, 6);
-        e->seconds = sqlite3_column_double(st, 7);
-        e->images_per_s = sqlite3_column_double(st, 8);
-    }
-    sqlite3_finalize(st);
-    if (s) {
-        free(v);
-        *n = 0;
-        return s;
-    }
-    *out = v;
-    return ZF_OK;
+    return zf_db_rows(db, st, sizeof **out, fill_epoch, (void **)out, n);
 }
 
 zf_status zf_db_train_snapshot_put(zf_db *db, int64_t run_id, int epoch, const zf_layer *l,
