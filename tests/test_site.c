@@ -1,7 +1,9 @@
 /* Tests of zfviz site, the unit atlas: its tables against the database's own numbers (read with
- * sqlite3 here), its pictures decoded with libpng and measured against the stored receptive
- * fields, no reference leaving the page, renderings reused on a second build, output safety, and
- * the pages as Debian's chromium renders them (skipped only where chromium is not installed). */
+ * sqlite3 here), the class columns and captions against the class views, its pictures (top-k and
+ * bottom-k) decoded with libpng and measured against the stored receptive fields, no reference
+ * leaving the page, renderings reused on a second build, output safety, the pages as Debian's
+ * chromium renders them (skipped only where chromium is not installed), and zfviz serve: its
+ * refusals, and its on-demand projections and occlusion maps against zfviz deconv and occlude. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <dirent.h>
