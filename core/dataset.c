@@ -520,9 +520,13 @@ zf_status zf_dataset_load_folder_ex(const char *dir, int store_short, zf_dataset
         char bad_msg[1024] = "";
         #pragma omp parallel
         {
-            float *buf = zf_malloc(sizeof(float) * per);
+            /* taken by a thread when it gets its first image, so that one left without work
+             * allocates nothing (a failure here is then always one that is reported) */
+            float *buf = NULL;
             #pragma omp for schedule(dynamic, 1)
             for (int64_t i = c0; i < c1; i++) {
+                if (!buf)
+                    buf = zf_malloc(sizeof(float) * per);
                 zf_status s1 = buf ? load_one(ds->pixels + (size_t)i * per, files.v[i],
                                               store_short, buf)
                                    : zf_error(ZF_ERR_NOMEM, "%s: out of memory", files.v[i]);
