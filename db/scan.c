@@ -368,6 +368,7 @@ typedef struct img_meta {
     int64_t bytes; /* -1 when unknown */
     int w, h;
     char *error;   /* malloc'd, failed images only */
+    int nomem;     /* it failed for lack of memory: the scan stops, the image is not recorded */
 } img_meta;
 
 typedef struct slot {
@@ -398,6 +399,8 @@ static void meta_fail(img_meta *m, const char *msg)
     m->ok = 0;
     free(m->error);
     m->error = zf_strdup(msg && *msg ? msg : "unknown error");
+    if (!m->error)
+        m->nomem = 1;
 }
 
 /* Reads, hashes, decodes and preprocesses one image into dst. */
@@ -453,6 +456,7 @@ static void load_one(pipeline *P, const char *path, float *dst, img_meta *m, uin
         char msg[PATH_MAX + 64];
         snprintf(msg, sizeof msg, "%s: cannot read: %s", path, strerror(err));
         meta_fail(m, msg);
+        m->nomem |= err == ENOMEM;
         return;
     }
     m->bytes = (int64_t)len;
@@ -475,6 +479,7 @@ static void load_one(pipeline *P, const char *path, float *dst, img_meta *m, uin
     zf_image_free(img);
     if (s) {
         meta_fail(m, zf_last_error());
+        m->nomem |= s == ZF_ERR_NOMEM;
         return;
     }
     m->ok = 1;
@@ -1399,6 +1404,14 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
             s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
             goto out;
         }
+        /* An image that failed for lack of memory is not a bad image: the scan stops, and the
+         * same command continues it from the last commit. */
+        for (int i = 0; i < sl->count; i++)
+            if (sl->meta[i].nomem) {
+                s = zf_error(ZF_ERR_NOMEM, "scan: out of memory decoding image %lld (%s)",
+                             (long long)(sl->seq0 + i), sl->meta[i].error ? sl->meta[i].error : "");
+                goto out;
+            }
         for (int i = 0; i < sl->count; i++) {
             img_meta *m = &S.chunk_meta[S.chunk_n + i];
             free(m->error);
