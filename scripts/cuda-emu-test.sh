@@ -28,15 +28,26 @@ for f in "$B"/src/*.cpp "$E/fakes.cpp"; do
   compile g++ -std=c++17 -O1 -g $SAN -Wall -Wextra -Wno-unused-parameter -include "$E/prelude.h" -I"$B/src" \
     "${INC[@]}" -c "$f" -o "$B/obj/emu_$(basename "$f" .cpp).o"
 done
+# core as core/CMakeLists.txt builds it: the kernel files once per instruction set, with their
+# ISA's suffix (kernels_internal.h), everything else once; kernels.c dispatches between them.
+KERNELS=" conv fc lrn pool winograd occlusion_conv occlusion_fc "
 for f in "$ROOT"/core/*.c; do
-  compile gcc -std=c11 -D_GNU_SOURCE -O1 -g $SAN -fopenmp "${INC[@]}" -c "$f" -o "$B/obj/core_$(basename "$f" .c).o"
+  n=$(basename "$f" .c)
+  if [[ "$KERNELS" == *" $n "* ]]; then
+    for ia in sse=x86-64 avx2=x86-64-v3 avx512=x86-64-v4; do
+      compile gcc -std=c11 -D_GNU_SOURCE -O1 -g $SAN -fopenmp -march="${ia#*=}" -DZF_ISA="${ia%%=*}" \
+        "${INC[@]}" -c "$f" -o "$B/obj/core_${n}_${ia%%=*}.o"
+    done
+  else
+    compile gcc -std=c11 -D_GNU_SOURCE -O1 -g $SAN -fopenmp "${INC[@]}" -c "$f" -o "$B/obj/core_$n.o"
+  fi
 done
 for f in "$ROOT/tests/test_cuda.c" "$ROOT/tests/testutil.c"; do
   compile gcc -std=c11 -D_GNU_SOURCE -O1 -g $SAN -DZF_CUDA_ENABLED=1 "${INC[@]}" -I"$ROOT/tests" -c "$f" \
     -o "$B/obj/test_$(basename "$f" .c).o"
 done
 wait
-g++ $SAN -fopenmp "$B"/obj/*.o -o "$B/test_cuda_emu" "$BLAS_LIB" -lcriterion -ljpeg -lpng -ljansson -lm
+g++ $SAN -fopenmp "$B"/obj/*.o -o "$B/test_cuda_emu" "$BLAS_LIB" -lcriterion -ljpeg -lpng -lz -ljansson -lm
 
 export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}

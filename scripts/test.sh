@@ -2,10 +2,12 @@
 # Runs every test: the Release build's Criterion suites through CTest, then the same suites built
 # with -fsanitize=address,undefined (CUDA off there: its runtime and ASan do not mix), failing on
 # any sanitizer report. Both builds are incremental.
-#   scripts/test.sh            both jobs
+#   scripts/test.sh            every job below but clone
 #   scripts/test.sh release    the Release job only
 #   scripts/test.sh sanitize   the sanitizer job only
 #   scripts/test.sh fuzz       every libFuzzer target for 20 s (scripts/fuzz.sh ci; needs clang)
+#   scripts/test.sh cuda-emu   the CUDA engine's kernels run on the CPU (scripts/cuda-emu-test.sh):
+#                              test_cuda against the CPU engine, under ASan and UBSan, no GPU needed
 #   scripts/test.sh clone      the Release job in a fresh clone of HEAD, in a temporary folder with
 #                              nothing beside it (what a stranger's `git clone` gets)
 # Every job first checks that no tracked file refers to a folder outside the repository.
@@ -68,6 +70,23 @@ run_fuzz() {
   JOBS="$n" scripts/fuzz.sh ci "${ZF_FUZZ_SECONDS:-20}"
 }
 
+# No machine that runs CI has a GPU: the CUDA sources are translated to host C++ with fake CUDA,
+# cuDNN and cuBLAS libraries, and test_cuda compares what they compute with the CPU engine.
+run_cuda_emu() {
+  echo "== test job 4: the CUDA engine under host emulation"
+  if [ ! -f /usr/local/cuda/include/cudnn.h ] && [ -z "${CUDA_INC:-}" ]; then
+    echo "cuda-emu: no CUDA headers in /usr/local/cuda/include: skipped"
+    return 0
+  fi
+  local log
+  log=$(mktemp)
+  local rc=0
+  scripts/cuda-emu-test.sh > "$log" 2>&1 || rc=$?
+  grep -E '^\[====\] Synthesis' "$log" || true
+  [ $rc = 0 ] || { tail -60 "$log" >&2; rm -f "$log"; return $rc; }
+  rm -f "$log"
+}
+
 run_clone() {
   echo "== clone job: the Release job in a fresh clone with nothing beside it"
   local tmp
@@ -85,10 +104,11 @@ run_clone() {
 
 check_self_contained
 case "$jobs" in
-  all) run_release; run_sanitize; run_fuzz ;;
+  all) run_release; run_sanitize; run_fuzz; run_cuda_emu ;;
   release) run_release ;;
   sanitize) run_sanitize ;;
   fuzz) run_fuzz ;;
+  cuda-emu) run_cuda_emu ;;
   clone) run_clone ;;
-  *) echo "test.sh: unknown job '$jobs' (all, release, sanitize, fuzz, clone)" >&2; exit 2 ;;
+  *) echo "test.sh: unknown job '$jobs' (all, release, sanitize, fuzz, cuda-emu, clone)" >&2; exit 2 ;;
 esac

@@ -73,6 +73,12 @@ static void down(zf_cuda_ctx *ctx, void *host, const void *dev, size_t bytes)
 #define OK(call) cr_assert_eq((call), ZF_OK, "%s: %s", #call, zf_last_error())
 
 /* max |a - ref| / max(|ref|, rms(ref)); *at gets the index of the worst. */
+/* A whole net on the GPU against the CPU engine: float32 sums of up to 9,216 terms taken in
+ * another order (cuDNN's algorithms, cuBLAS's blocking; the emulation's loops against OpenBLAS's
+ * AVX2 kernels) drift by more than one op's 1e-5 as they pass through eight layers: 1.45e-5 seen
+ * under scripts/cuda-emu-test.sh. One op stays within 1e-5. */
+#define NET_TOL 5e-5
+
 static double rel_err(const float *a, const float *ref, size_t n, size_t *at)
 {
     double ss = 0;
@@ -422,7 +428,7 @@ Test(cuda_nets, forward_of_every_builtin_net_matches_cpu_layer_by_layer)
             OK(zf_cuda_net_read(cn, i, got, n));
             size_t at;
             double e = rel_err(got, net->acts[i], cnt, &at);
-            cr_expect(e < 1e-5, "%s layer %s (%s): rel err %g at %zu (%g vs %g)", net->arch, l->name,
+            cr_expect(e < NET_TOL, "%s layer %s (%s): rel err %g at %zu (%g vs %g)", net->arch, l->name,
                       zf_op_name(l->op), e, at, got[at], net->acts[i][at]);
             if (l->op == ZF_OP_MAXPOOL) {
                 int32_t *gsw = zf_alloc(cnt * 4);
@@ -460,7 +466,7 @@ Test(cuda_nets, autotuned_plans_partial_batches_staged_uploads_and_host_copies_m
         OK(zf_cuda_net_read(cn, last, got, sizes[t]));
         size_t at;
         double e = rel_err(got, ref, (size_t)sizes[t] * k, &at);
-        cr_expect(e < 1e-5, "batch %d of 5: rel err %g at %zu", sizes[t], e, at);
+        cr_expect(e < NET_TOL, "batch %d of 5: rel err %g at %zu", sizes[t], e, at);
     }
     /* two staging slots in turn: images 0-1 then 2-4 */
     float *s0 = zf_cuda_net_staging(cn, 0);
@@ -475,13 +481,13 @@ Test(cuda_nets, autotuned_plans_partial_batches_staged_uploads_and_host_copies_m
     OK(zf_cuda_net_read(cn, last, got + 2 * k, 3));
     size_t at;
     double e = rel_err(got, ref, 5 * k, &at);
-    cr_expect(e < 1e-5, "staged forward: rel err %g at %zu", e, at);
+    cr_expect(e < NET_TOL, "staged forward: rel err %g at %zu", e, at);
     /* the tools' drop-in: outputs land in net->acts */
     memset(net->acts[last], 0, 5 * k * 4);
     const int conv1 = zf_net_find(net, "conv1");
     OK(zf_cuda_net_forward_to_host(cn, net, x, 5, &conv1, 1));
     e = rel_err(net->acts[last], ref, 5 * k, &at);
-    cr_expect(e < 1e-5, "forward_to_host: rel err %g at %zu", e, at);
+    cr_expect(e < NET_TOL, "forward_to_host: rel err %g at %zu", e, at);
     zf_cuda_net_free(cn);
     zf_free(x); zf_free(ref); zf_free(got);
     zf_net_free(net);
@@ -520,7 +526,7 @@ Test(cuda_nets, deconv_matches_cpu_for_units_maps_and_lrn_backward)
                                   net->arch, layers[li], i, y2[i], x2[i], y1[i], x1[i]);
                     size_t at;
                     double e = rel_err(got, ref, n * isz, &at);
-                    cr_expect(e < 1e-5, "%s deconv from %s (%s, lrn backward %d): rel err %g at %zu (%g vs %g)",
+                    cr_expect(e < NET_TOL, "%s deconv from %s (%s, lrn backward %d): rel err %g at %zu (%g vs %g)",
                               net->arch, layers[li], mode ? "map" : "unit", lrnb, e, at, got[at], ref[at]);
                 }
         }
@@ -608,9 +614,9 @@ static void check_map(const char *what, const zf_cuda_occl_map *g, const cpu_map
     const size_t npos = (size_t)c->rows * c->cols;
     size_t at;
     double e = rel_err(g->feature, c->feature, npos, &at);
-    cr_expect(e < 1e-5, "%s: feature map rel err %g at %zu (%g vs %g)", what, e, at, g->feature[at], c->feature[at]);
+    cr_expect(e < NET_TOL, "%s: feature map rel err %g at %zu (%g vs %g)", what, e, at, g->feature[at], c->feature[at]);
     e = rel_err(g->prob, c->prob, npos, &at);
-    cr_expect(e < 1e-5, "%s: probability map rel err %g at %zu (%g vs %g)", what, e, at, g->prob[at], c->prob[at]);
+    cr_expect(e < NET_TOL, "%s: probability map rel err %g at %zu (%g vs %g)", what, e, at, g->prob[at], c->prob[at]);
     for (size_t p = 0; p < npos; p++) {
         if (g->argmax[p] == c->argmax[p])
             continue;
@@ -721,10 +727,10 @@ static void check_against_core(zf_cuda_ctx *ctx, zf_net *net, int patch, int str
         const size_t npos = (size_t)ref->rows * ref->cols;
         size_t at;
         double e = rel_err(m->feature, ref->feature, npos, &at);
-        cr_expect(e < 1e-5, "%s %s: feature rel err %g at %zu (%g vs %g)", net->arch, what, e, at, m->feature[at],
+        cr_expect(e < NET_TOL, "%s %s: feature rel err %g at %zu (%g vs %g)", net->arch, what, e, at, m->feature[at],
                   ref->feature[at]);
         e = rel_err(m->prob, ref->prob, npos, &at);
-        cr_expect(e < 1e-5, "%s %s: probability rel err %g at %zu (%g vs %g)", net->arch, what, e, at, m->prob[at],
+        cr_expect(e < NET_TOL, "%s %s: probability rel err %g at %zu (%g vs %g)", net->arch, what, e, at, m->prob[at],
                   ref->prob[at]);
         int differ = 0;
         for (size_t i = 0; i < npos; i++)
