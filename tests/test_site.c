@@ -460,6 +460,17 @@ Test(site, refuses_a_foreign_site_and_removes_a_failed_one)
     free(err);
     snprintf(p, sizeof p, "%s/new", dir);
     cr_expect_neq(access(p, F_OK), 0, "the failed build's folder is removed");
+    /* --device cuda where no GPU is: one line saying so, nothing built, no fallback to the CPU
+     * (the device is opened for the first projection: a database without stored renderings) */
+    if (access("/dev/nvidia0", F_OK) != 0) {
+        cr_assert_eq(tu_system("cd '%s' && cp s.db bare.db && sqlite3 bare.db 'DELETE FROM renderings'", dir), 0);
+        cr_expect_neq(run(dir, "site --db bare.db -o gpu --device cuda"), 0);
+        err = err_of(dir);
+        cr_expect(strstr(err, "CUDA") && strchr(err, '\n') - err + 1 == (long)strlen(err), "%s", err);
+        free(err);
+        snprintf(p, sizeof p, "%s/gpu", dir);
+        cr_expect_neq(access(p, F_OK), 0, "a site was built without its device");
+    }
     /* --top-units 2: projections of the two units whose best example is strongest, and no others */
     cr_assert_eq(run(dir, "site --db s.db -o top --top-units 2"), 0, "%s", err_of(dir));
     sqlite3 *sql = db_open(dir);

@@ -34,13 +34,14 @@ static void usage(void)
            "  --no-title        leave out the figures' titles and explanation lines\n"
            "  --font-size PT    body text size of the figures in points (default 12)\n"
            ZFT_FIGURE_PROJ_HELP ZFT_FIGURE_PROB_HELP
-           "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP
+           "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP
            "  -o, --out FILE    the .pdf (its folder is created)\n" ZFT_FORCE_HELP);
 }
 
 int zf_cmd_report(int argc, char **argv)
 {
     zft_model_opts mo = {0};
+    zft_device dev = {0};
     zft_reroot reroot = {0};
     const char *dbpath = NULL, *out = NULL, *occlude = NULL;
     long run = 0, top = 4, patch = 0, stride = 0; /* 0: zft_occlusion_defaults for the net */
@@ -53,7 +54,7 @@ int zf_cmd_report(int argc, char **argv)
                             ZFT_LONG("stride", 's', 1, 1e18, "a positive number of pixels", &stride),
                             ZFT_STR("out", 'o', &out), ZFT_REROOT_OPT(&reroot), {0}};
     zft_args a = {.cmd = "report", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
-                  .usage = usage, .model = &mo, .style = &style,
+                  .usage = usage, .model = &mo, .style = &style, .device = &dev,
                   .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT | ZFT_WITH_PROJ | ZFT_WITH_PROB};
     if (zft_args_parse(&a))
         return a.rc;
@@ -72,8 +73,10 @@ int zf_cmd_report(int argc, char **argv)
     zf_viz_doc *doc = NULL;
     int rc = 1;
     zf_status st;
-    if (!(st = zft_scan_open(&scan, dbpath, run, NULL, &mo, 0)))
+    if (!(st = zft_scan_open(&scan, dbpath, run, NULL, &mo, 0))) {
         scan.reroot = reroot;
+        scan.device = dev;
+    }
     if (st || (st = zft_report_build(&rep, &scan, min_active, (int)top)))
         goto fail;
     rep.in.style = style;

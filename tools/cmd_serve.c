@@ -37,7 +37,7 @@ static void usage(void)
            "  --run ID          this run only (default: every run)\n"
            "  --layers L,...    these scanned layers only (default: all)\n"
            "  --min-active F    'near-dead' below this active fraction (default 0.01)\n"
-           "  the model (for the filters) defaults to the one each run scanned:\n" ZFT_MODEL_HELP
+           "  the model (for the filters) defaults to the one each run scanned:\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP
            "  -h, --help        this help\n");
 }
 
@@ -239,7 +239,7 @@ int zf_cmd_serve(int argc, char **argv)
                             ZFT_STR("bind", 'b', &bind), ZFT_RUN_OPT(&o.run),
                             ZFT_STR("layers", 'l', &o.layers), ZFT_MIN_ACTIVE_OPT(&o.min_active), {0}};
     zft_args a = {.cmd = "serve", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
-                  .model = &o.model, .shared = ZFT_WITH_WAIT};
+                  .model = &o.model, .device = &o.device, .shared = ZFT_WITH_WAIT};
     if (zft_args_parse(&a))
         return a.rc;
     if (!o.dbpath)

@@ -36,7 +36,7 @@ static void usage(void)
            "  --lrn-backward    the true LRN backward on the way down (default: identity)\n"
            "  --store           also store each unit's sheet in the database (table renderings, kind\n"
            "                    'top9-sheet')\n" ZFT_REROOT_HELP ZFT_FIGURE_HELP ZFT_FIGURE_PROJ_HELP
-           "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP
+           "  the model defaults to the one the run scanned:\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP
            "  -o, --out FILE    .png or .pdf (its folder is created)\n" ZFT_FORCE_HELP);
 }
 
@@ -59,6 +59,7 @@ static zf_status draw_one(zf_viz_doc *doc, void *ctx)
 int zf_cmd_sheet(int argc, char **argv)
 {
     zft_model_opts mo = {0};
+    zft_device dev = {0};
     zft_reroot reroot = {0};
     zf_viz_sheet_opts so = zf_viz_sheet_defaults();
     const char *dbpath = NULL, *layer = NULL, *unit_list = NULL, *out = NULL;
@@ -72,7 +73,7 @@ int zf_cmd_sheet(int argc, char **argv)
                             ZFT_FLAG("lrn-backward", 'L', &lrn_backward), ZFT_FLAG("store", 'S', &store),
                             ZFT_STR("out", 'o', &out), ZFT_REROOT_OPT(&reroot), {0}};
     zft_args a = {.cmd = "sheet", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
-                  .usage = usage, .model = &mo, .style = &so.style,
+                  .usage = usage, .model = &mo, .style = &so.style, .device = &dev,
                   .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT | ZFT_WITH_PROJ};
     if (zft_args_parse(&a))
         return a.rc;
@@ -108,6 +109,7 @@ int zf_cmd_sheet(int argc, char **argv)
     zf_viz_doc *doc = NULL;
     int rc = 1;
     zf_status st = zft_scan_open(&scan, dbpath, run, layer, &mo, store);
+    scan.device = dev;
     if (st)
         goto fail;
     scan.reroot = reroot;

@@ -37,7 +37,7 @@ static void usage(void)
            "                    (default 0.01)\n"
            "  --lrn-backward    the true LRN backward on the way down (default: identity)\n"
            ZFT_REROOT_HELP
-           "  the model defaults to the one each run scanned:\n" ZFT_MODEL_HELP ZFT_FORCE_HELP
+           "  the model defaults to the one each run scanned:\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP ZFT_FORCE_HELP
            "  -h, --help        this help\n");
 }
 
@@ -51,7 +51,7 @@ int zf_cmd_site(int argc, char **argv)
                             ZFT_MIN_ACTIVE_OPT(&o.min_active), ZFT_FLAG("lrn-backward", 'L', &o.lrn_backward),
                             ZFT_REROOT_OPT(&o.reroot), {0}};
     zft_args a = {.cmd = "site", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts, .usage = usage,
-                  .model = &o.model, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
+                  .model = &o.model, .device = &o.device, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
     if (zft_args_parse(&a))
         return a.rc;
     if (!o.dbpath || !o.out)

@@ -1309,6 +1309,7 @@ static zf_status scan_of(site *S, const run_info *ri, zft_scan *scan)
     scan->run = ri->run;
     scan->model = ri->model;
     scan->reroot = S->o->reroot;
+    scan->device = S->o->device;
     zf_status st = zft_load_recorded_model(&ri->model, ri->run.id, &S->o->model, &scan->net);
     scan->db = S->db;
     return st;

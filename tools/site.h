@@ -19,6 +19,7 @@ typedef struct zft_site_opts {
     double min_active;     /* active on fewer images than this fraction: flagged near-dead */
     int lrn_backward;      /* the true LRN backward on the way down (default: identity) */
     zft_reroot reroot;
+    zft_device device;     /* where missing projections are computed (--device, --precision) */
 } zft_site_opts;
 
 typedef struct zft_site_stats {

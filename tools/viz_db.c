@@ -89,6 +89,8 @@ zf_status zft_scan_open(zft_scan *s, const char *dbpath, int64_t run_id, const c
 
 void zft_scan_close(zft_scan *s)
 {
+    if (s->device_open)
+        zft_device_close(&s->device);
     for (int i = 0; i < s->n_missing; i++)
         free(s->missing[i]);
     free(s->missing);
@@ -253,7 +255,11 @@ static zf_status build_unit(zft_sheet *sh, zft_scan *s, int conv, const char *la
     float *rec = NULL;
     uint8_t *rgb = NULL;
     int chan[9], ys[9], xs[9];
-    if (n > 0 && !(st = zf_net_reserve(net, n))) {
+    if (n > 0 && !s->device_open) { /* the device for every sheet of this scan: batches of 9 */
+        if (!(st = zf_net_reserve(net, 9)) && !(st = zft_device_open(&s->device, net, 9)))
+            s->device_open = 1;
+    }
+    if (n > 0 && !st && !(st = zf_net_reserve(net, n))) {
         rec = malloc(sizeof(float) * in_size * (size_t)n);
         rgb = malloc((size_t)H * W * 3);
         if (!rec || !rgb)
@@ -279,8 +285,7 @@ static zf_status build_unit(zft_sheet *sh, zft_scan *s, int conv, const char *la
     if (n > 0 && !st) {
         zf_deconv_req req = {conv, ZF_DECONV_UNIT, lrn_backward, chan, ys, xs};
         /* Only as far as the projected layer's ReLU: the switches below it are all it needs. */
-        if (!(st = zf_net_forward_range(net, 0, zf_net_rectified(net, conv), n)))
-            st = zf_net_deconv(net, rec, n, &req);
+        st = zft_device_deconv(&s->device, net, net->input, n, &req, rec);
     }
     for (int i = 0; i < n && !st; i++) {
         zf_box b = ex[i].box;

@@ -40,6 +40,10 @@ typedef struct zft_scan {
     zft_reroot reroot;
     char **missing; /* images found missing so far (each is warned of once) */
     int n_missing;
+    /* where the sheets' projections run (--device, --precision; auto: a GPU when there is one),
+     * opened for batches of 9 when the first sheet is built */
+    zft_device device;
+    int device_open;
 } zft_scan;
 
 /* zf_db_open with --wait's timeout, telling the user while it waits for another process's lock. */
