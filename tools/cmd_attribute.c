@@ -1,0 +1,524 @@
+/* zfviz attribute: gradient attributions of a class or a unit for one image or a folder of images
+ * (saliency, input x gradient, guided backpropagation, Grad-CAM, integrated gradients). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "zf/attribution.h"
+#include "zf/input.h"
+#include "zf/io.h"
+#include "zf/viz.h"
+
+const char zf_cmd_attribute_summary[] = "gradient attributions of a class or unit (saliency, guided backprop, Grad-CAM, IG)";
+
+typedef enum { M_GRADIENT = 0, M_INPUT_X_GRADIENT, M_GUIDED, M_GRADCAM, M_GUIDED_GRADCAM, M_IG, M_SMOOTHGRAD } method;
+#define METHOD_CHOICES "gradient|input-x-gradient|guided-backprop|gradcam|guided-gradcam|integrated-gradients|smoothgrad"
+static const char *const method_names[] = {"gradient", "input-x-gradient", "guided-backprop", "gradcam",
+                                           "guided-gradcam", "integrated-gradients", "smoothgrad"};
+
+static void usage(void)
+{
+    printf(
+        "usage: zfviz attribute (--arch A --weights W | --model F) --input X --method M --out DIR\n"
+        "                       [--class K [--prob] | --layer L --channel C [--position Y,X]]\n\n"
+        "Attributes a target to the input pixels with the net's gradients (docs/attribution.md).\n"
+        "The target is a class's score before the softmax (default: each image's top class;\n"
+        "--prob: its probability after the softmax) or a unit: channel C of layer L summed over\n"
+        "its map, or at one position. For each image writes DIR/<image>.<method>.npy (C x H x W in\n"
+        "the net's input layout; H x W for gradcam) and DIR/<image>.<method>.png (the image\n"
+        "beside the map: the largest |value| over the colour channels, or the Grad-CAM map,\n"
+        "scaled by its maximum). Prints the target's value per image, and for integrated\n"
+        "gradients the completeness error |sum(attr) - (F(x) - F(baseline))|.\n\n" ZFT_MODEL_HELP
+        "  --input X         an image, a folder of images (searched recursively), a list file, or\n"
+        "                    a .npy of (N, C, H, W) preprocessed inputs\n"
+        "  --method M        gradient: d target / d input (Simonyan et al. saliency);\n"
+        "                    input-x-gradient: input times that gradient;\n"
+        "                    guided-backprop: every ReLU passes only positive gradients where its\n"
+        "                    input was positive (Springenberg et al.);\n"
+        "                    gradcam: ReLU(sum_k w_k A_k) at a conv layer's output A, w_k the mean of\n"
+        "                    d target / d A_k, upsampled bilinearly (Selvaraju et al.);\n"
+        "                    integrated-gradients: (x - x') times the mean gradient on the straight\n"
+        "                    path from the baseline x' to x (Sundararajan et al.);\n"
+        "                    guided-gradcam: guided-backprop times the gradcam map;\n"
+        "                    smoothgrad: the mean of --over's method over --samples copies of the\n"
+        "                    image with Gaussian noise (Smilkov et al.)\n"
+        "  --class K         class to explain (default: the top class of each image)\n"
+        "  --prob            explain the class's probability (after the softmax), not its score\n"
+        "  --layer L         explain a unit of layer L (any layer: conv3, relu3, pool5, fc6, ...)\n"
+        "  --channel C       its channel (required with --layer); its total over the map unless\n"
+        "  --position Y,X    a position in the layer's map is given\n"
+        "  --cam-layer L     gradcam, guided-gradcam: the layer whose maps are weighted (default: the last conv\n"
+        "                    layer's ReLU output); a layer after the flatten is refused\n"
+        "  --baseline B      integrated-gradients: black (default: pixel value 0 preprocessed, i.e.\n"
+        "                    -mean/std per channel), zero (zeros of the net's input: the dataset\n"
+        "                    mean colour) or a .npy of the input's shape (C, H, W) or (1, C, H, W)\n"
+        "  --steps N         integrated-gradients: steps of the path (default 50)\n"
+        "  --rule R          integrated-gradients: midpoint (default) or trapezoid\n"
+        "  --batch N         integrated-gradients: path points per pass (default 16)\n"
+        "  --over M          smoothgrad: gradient (default), input-x-gradient, guided-backprop or\n"
+        "                    integrated-gradients; files are named <image>.smoothgrad-M.*\n"
+        "  --samples N       smoothgrad: noisy copies (default 50)\n"
+        "  --noise S         smoothgrad: the noise's standard deviation as a fraction of the image's\n"
+        "                    value range, max - min of the input (default 0.15)\n"
+        "  --seed N          smoothgrad: the noise's seed (default 0; the same seed, the same noise)\n"
+        "  --out DIR         output folder (created)\n" ZFT_FORCE_HELP);
+}
+
+enum { OPT_CLASS = 256, OPT_PROB, OPT_LAYER, OPT_CHANNEL, OPT_POSITION, OPT_CAM_LAYER, OPT_BASELINE,
+       OPT_STEPS, OPT_RULE, OPT_METHOD, OPT_BATCH, OPT_OVER, OPT_SAMPLES, OPT_NOISE, OPT_SEED };
+
+/* The image's name in the output files: its file name without the extension, "-<i>" after it
+ * for image i of a .npy holding several. */
+static void stem_of(char *buf, size_t len, const char *path, int i, int n)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    const char *dot = strrchr(base, '.');
+    int keep = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
+    if (n > 1)
+        snprintf(buf, len, "%.*s-%d", keep, base, i);
+    else
+        snprintf(buf, len, "%.*s", keep, base);
+}
+
+/* The figure: the image the net saw beside the map (viridis, 0 to the map's maximum), both scaled
+ * up to at least 224 pixels, 8 white pixels apart. */
+static zf_status write_figure(const char *path, const zf_net *net, const float *input, const float *map)
+{
+    const int h = net->in_h, w = net->in_w, s = h < 224 ? (224 + h - 1) / h : 1, gap = 8;
+    const int planes = zf_viz_planes(&net->pre);
+    if (planes != net->in_c)
+        return zf_error(ZF_ERR_SHAPE, "%s: %s has %d input channels but its preprocessing makes %d: "
+                        "cannot show its input as an image", path, net->arch, net->in_c, planes);
+    uint8_t *rgb = malloc((size_t)h * w * 3);
+    zf_image *img = zf_image_new(2 * w * s + gap, h * s);
+    zf_status st = ZF_OK;
+    if (!rgb || !img) {
+        st = zf_error(ZF_ERR_NOMEM, "out of memory for %s", path);
+        goto done;
+    }
+    zf_viz_input_to_rgb(rgb, input, &net->pre, h, w);
+    float top = 0;
+    for (size_t i = 0; i < (size_t)h * w; i++)
+        top = map[i] > top ? map[i] : top;
+    memset(img->rgb, 255, (size_t)img->w * img->h * 3);
+    for (int y = 0; y < h * s; y++)
+        for (int x = 0; x < w * s; x++) {
+            const size_t src = (size_t)(y / s) * w + x / s;
+            uint8_t *a = img->rgb + ((size_t)y * img->w + x) * 3;
+            uint8_t *b = img->rgb + ((size_t)y * img->w + w * s + gap + x) * 3;
+            memcpy(a, rgb + src * 3, 3);
+            zf_viz_cmap_rgb(ZF_VIZ_CMAP_VIRIDIS, top > 0 ? map[src] / top : 0.0f, b);
+        }
+    if (!(st = zft_output_prepare(path)))
+        st = zf_image_save_png(path, img);
+done:
+    free(rgb);
+    zf_image_free(img);
+    return st;
+}
+
+typedef struct job {
+    method m, over;        /* over: the method SmoothGrad averages */
+    zf_net *net;
+    zf_backprop *bp;
+    zf_attr_target t;      /* t.channel < 0: each image's top class */
+    int prob, cam_layer, steps, samples;
+    double noise;
+    unsigned long long seed;
+    zf_ig_rule rule;
+    const float *baseline; /* integrated-gradients: the baseline (in size) */
+    const char *out;
+    float *attr, *pic, *cam, *xs, *z; /* in size; h * w; h * w; in size; in size */
+    double *acc;           /* in size */
+} job;
+
+/* Method m of one image x into attr (in size, or h * w for gradcam); the target's value at x and,
+ * for integrated gradients, at the baseline. */
+static zf_status compute(job *j, method m, const float *x, const zf_attr_target *t, float *attr, double *value,
+                         double *f_base)
+{
+    const size_t in = (size_t)zf_net_in_size(j->net), hw = (size_t)j->net->in_h * j->net->in_w;
+    zf_status st = ZF_OK;
+    switch (m) {
+    case M_GRADIENT:
+    case M_INPUT_X_GRADIENT:
+    case M_GUIDED:
+        st = zf_attr_gradient(j->bp, attr, value, x, 1, t, m == M_GUIDED ? ZF_RELU_RULE_GUIDED : ZF_RELU_RULE_GRADIENT);
+        if (!st && m == M_INPUT_X_GRADIENT)
+            for (size_t i = 0; i < in; i++)
+                attr[i] *= x[i];
+        break;
+    case M_GRADCAM:
+        st = zf_attr_gradcam(j->bp, attr, NULL, NULL, value, x, j->cam_layer, t);
+        break;
+    case M_GUIDED_GRADCAM:
+        /* Selvaraju et al.: guided backpropagation times the (upsampled) Grad-CAM map */
+        if ((st = zf_attr_gradcam(j->bp, j->cam, NULL, NULL, value, x, j->cam_layer, t)) ||
+            (st = zf_attr_gradient(j->bp, attr, NULL, x, 1, t, ZF_RELU_RULE_GUIDED)))
+            break;
+        for (int c = 0; c < j->net->in_c; c++)
+            for (size_t p = 0; p < hw; p++)
+                attr[(size_t)c * hw + p] *= j->cam[p];
+        break;
+    case M_IG:
+        st = zf_attr_integrated_gradients(j->bp, attr, value, f_base, x, j->baseline, t, j->steps, j->rule);
+        break;
+    case M_SMOOTHGRAD: {
+        /* Smilkov et al.: the mean of the method over noisy copies x + N(0, sigma^2), sigma = noise
+         * times the image's value range */
+        float lo = x[0], hi = x[0];
+        for (size_t i = 1; i < in; i++) {
+            lo = x[i] < lo ? x[i] : lo;
+            hi = x[i] > hi ? x[i] : hi;
+        }
+        const float sigma = (float)(j->noise * ((double)hi - lo));
+        memset(j->acc, 0, sizeof(double) * in);
+        for (int s = 0; s < j->samples && !st; s++) {
+            zf_attr_noise(j->z, in, j->seed, s);
+            for (size_t i = 0; i < in; i++)
+                j->xs[i] = x[i] + sigma * j->z[i];
+            double f0;
+            if (!(st = compute(j, j->over, j->xs, t, attr, NULL, &f0)))
+                for (size_t i = 0; i < in; i++)
+                    j->acc[i] += attr[i];
+        }
+        for (size_t i = 0; i < in && !st; i++)
+            attr[i] = (float)(j->acc[i] / j->samples);
+        if (!st)
+            st = zf_attr_value(j->bp, x, t, value);
+        break;
+    }
+    }
+    return st;
+}
+
+/* One image: the attribution, its .npy and figure, and a line on stdout. */
+static zf_status attribute_one(job *j, const float *x, const char *name)
+{
+    zf_net *net = j->net;
+    const size_t in = (size_t)zf_net_in_size(net), hw = (size_t)net->in_h * net->in_w;
+    zf_attr_target t = j->t;
+    zf_status st;
+    if (t.channel < 0) {
+        if ((st = zf_net_forward_upto(net, x, 1, t.layer)))
+            return st;
+        const float *z = net->acts[t.layer];
+        t.channel = 0;
+        for (int k = 1; k < net->layers[t.layer].out_c; k++)
+            if (z[k] > z[t.channel])
+                t.channel = k;
+    }
+    double value = 0, f_base = 0;
+    if ((st = compute(j, j->m, x, &t, j->attr, &value, &f_base)))
+        return st;
+    if (j->m == M_GRADCAM) {
+        memcpy(j->pic, j->attr, sizeof(float) * hw);
+    } else {
+        for (size_t p = 0; p < hw; p++) {
+            float v = 0;
+            for (int c = 0; c < net->in_c; c++)
+                v = fmaxf(v, fabsf(j->attr[(size_t)c * hw + p]));
+            j->pic[p] = v;
+        }
+    }
+    char mname[64], path[4096];
+    if (j->m == M_SMOOTHGRAD)
+        snprintf(mname, sizeof mname, "smoothgrad-%s", method_names[j->over]);
+    else
+        snprintf(mname, sizeof mname, "%s", method_names[j->m]);
+    snprintf(path, sizeof path, "%s/%s.%s.npy", j->out, name, mname);
+    int64_t shape[3] = {net->in_c, net->in_h, net->in_w};
+    if (j->m == M_GRADCAM) {
+        shape[0] = net->in_h;
+        shape[1] = net->in_w;
+    }
+    if ((st = zft_output_prepare(path)) ||
+        (st = zf_npy_write_raw(path, ZF_DTYPE_F32, j->attr, j->m == M_GRADCAM ? 2 : 3, shape)))
+        return st;
+    snprintf(path, sizeof path, "%s/%s.%s.png", j->out, name, mname);
+    if ((st = write_figure(path, net, x, j->pic)))
+        return st;
+
+    const zf_layer *l = &net->layers[t.layer];
+    char what[256], cname[160];
+    if (j->t.layer == zf_attr_logits_layer(net, j->prob) && j->t.y < 0 &&
+        (l->op == ZF_OP_FC || l->op == ZF_OP_SOFTMAX))
+        snprintf(what, sizeof what, "class %s %s", zft_class_text(cname, sizeof cname, net, t.channel),
+                 j->prob ? "probability" : "score");
+    else if (t.y >= 0)
+        snprintf(what, sizeof what, "%s channel %d at %d,%d", l->name, t.channel, t.y, t.x);
+    else
+        snprintf(what, sizeof what, "%s channel %d total", l->name, t.channel);
+    printf("%s: %s of %s = %.9g", name, mname, what, value);
+    if (j->m == M_IG) {
+        double sum = 0;
+        for (size_t i = 0; i < in; i++)
+            sum += j->attr[i];
+        printf("; F(baseline) = %.9g, sum of attributions %.9g, completeness error %.6g (%d steps, %s)",
+               f_base, sum, fabs(sum - (value - f_base)), j->steps,
+               j->rule == ZF_IG_TRAPEZOID ? "trapezoid" : "midpoint");
+    }
+    if (j->m == M_SMOOTHGRAD)
+        printf("; %d samples, noise %.3g of the value range, seed %llu", j->samples, j->noise, j->seed);
+    printf("\n");
+    return ZF_OK;
+}
+
+/* The baseline of integrated gradients into base (in size): black, zero or a .npy. */
+static zf_status load_baseline(float *base, const zf_net *net, const char *spec)
+{
+    const size_t in = (size_t)zf_net_in_size(net), hw = (size_t)net->in_h * net->in_w;
+    if (!spec || !strcmp(spec, "black")) {
+        /* pixel 0 through the preprocessing: (0 / 255 * scale - mean) / std in the net's order */
+        for (int c = 0; c < net->in_c; c++) {
+            const int rgb = net->pre.order == ZF_COLOR_GREY ? 0 : net->pre.order == ZF_COLOR_BGR ? 2 - c : c;
+            const float v = (0.0f - net->pre.mean[rgb]) / net->pre.std[rgb];
+            for (size_t p = 0; p < hw; p++)
+                base[(size_t)c * hw + p] = v;
+        }
+        return ZF_OK;
+    }
+    if (!strcmp(spec, "zero")) {
+        memset(base, 0, sizeof(float) * in);
+        return ZF_OK;
+    }
+    zf_tensor *b = NULL;
+    zf_status st = zf_npy_read(spec, &b);
+    if (st)
+        return st;
+    int64_t count = 1;
+    for (int i = 0; i < b->ndim; i++)
+        count *= b->shape[i];
+    const int lead = b->ndim == 4 ? 1 : 0;
+    if (b->dtype != ZF_DTYPE_F32 || (b->ndim != 3 && b->ndim != 4) || (lead && b->shape[0] != 1) ||
+        b->shape[lead] != net->in_c || b->shape[lead + 1] != net->in_h || b->shape[lead + 2] != net->in_w) {
+        char s[64];
+        st = zf_error(ZF_ERR_SHAPE, "%s: a baseline of shape %s; %s needs (%d, %d, %d) or (1, %d, %d, %d)", spec,
+                      zf_tensor_shape_str(b, s, sizeof s), net->arch, net->in_c, net->in_h, net->in_w, net->in_c,
+                      net->in_h, net->in_w);
+    } else if (!(st = zf_values_check_finite(zf_tensor_f32(b), (size_t)count, spec, NULL))) {
+        memcpy(base, zf_tensor_f32(b), sizeof(float) * in);
+    }
+    zf_tensor_free(b);
+    return st;
+}
+
+/* The layer `name` names, or -1 after the one usage line. */
+static int find_layer(const zf_net *net, const char *name)
+{
+    int i = zf_net_find(net, name);
+    if (i < 0)
+        zft_usage_error("attribute", "%s has no layer '%s' (see zfviz info)", net->arch, name);
+    return i;
+}
+
+int zf_cmd_attribute(int argc, char **argv)
+{
+    zft_model_opts mo = {0};
+    const char *input = NULL, *out = NULL, *layer = NULL, *position = NULL, *cam_layer = NULL, *baseline = NULL;
+    int cls = -1, channel = -1, prob = 0, steps = 50, batch = 16, m = -1, over = -1, samples = 50;
+    double noise = 0.15;
+    long seed = 0;
+    zf_ig_rule rule = ZF_IG_MIDPOINT;
+    const zft_opt opts[] = {ZFT_STR("input", 'i', &input), ZFT_STR("out", 'o', &out),
+                            ZFT_OWN("method", OPT_METHOD, required_argument),
+                            ZFT_INT("class", OPT_CLASS, 0, 1 << 30, "a class index", &cls),
+                            ZFT_FLAG("prob", OPT_PROB, &prob), ZFT_STR("layer", OPT_LAYER, &layer),
+                            ZFT_INT("channel", OPT_CHANNEL, 0, 1 << 30, "a channel number", &channel),
+                            ZFT_STR("position", OPT_POSITION, &position),
+                            ZFT_STR("cam-layer", OPT_CAM_LAYER, &cam_layer),
+                            ZFT_STR("baseline", OPT_BASELINE, &baseline),
+                            ZFT_INT("steps", OPT_STEPS, 1, 1 << 20, "a positive number", &steps),
+                            ZFT_OWN("rule", OPT_RULE, required_argument),
+                            ZFT_INT("batch", OPT_BATCH, 1, 1 << 12, "a positive number", &batch),
+                            ZFT_OWN("over", OPT_OVER, required_argument),
+                            ZFT_INT("samples", OPT_SAMPLES, 1, 1 << 20, "a positive number", &samples),
+                            ZFT_REAL("noise", OPT_NOISE, 0, 10, "a fraction of the value range in [0, 10]", &noise),
+                            ZFT_LONG("seed", OPT_SEED, 0, 9e18, "a non-negative number", &seed), {0}};
+    zft_args a = {.cmd = "attribute", .argc = argc, .argv = argv, .shortopts = "hi:o:", .opts = opts,
+                  .usage = usage, .model = &mo, .shared = ZFT_WITH_FORCE};
+    int c;
+    while ((c = zft_args_next(&a)) != -1) {
+        int k;
+        switch (c) {
+        case OPT_METHOD:
+            if ((m = zft_args_choice(&a, METHOD_CHOICES)) < 0)
+                return ZFT_EXIT_USAGE;
+            break;
+        case OPT_OVER: {
+            static const method overs[] = {M_GRADIENT, M_INPUT_X_GRADIENT, M_GUIDED, M_IG};
+            if ((k = zft_args_choice(&a, "gradient|input-x-gradient|guided-backprop|integrated-gradients")) < 0)
+                return ZFT_EXIT_USAGE;
+            over = overs[k];
+            break;
+        }
+        case OPT_RULE:
+            if ((k = zft_args_choice(&a, "midpoint|trapezoid")) < 0)
+                return ZFT_EXIT_USAGE;
+            rule = k ? ZF_IG_TRAPEZOID : ZF_IG_MIDPOINT;
+            break;
+        default:
+            return a.rc;
+        }
+    }
+    if (!input || !out || m < 0)
+        return zft_usage_error("attribute", "--input, --method and --out are required");
+    if (layer && (cls >= 0 || prob))
+        return zft_usage_error("attribute", "--layer (a unit) and --class/--prob (a class) exclude each other");
+    if (!layer && (channel >= 0 || position))
+        return zft_usage_error("attribute", "--channel and --position need --layer");
+    if (layer && channel < 0)
+        return zft_usage_error("attribute", "--layer needs --channel");
+    const int any_ig = m == M_IG || (m == M_SMOOTHGRAD && over == M_IG);
+    if (cam_layer && m != M_GRADCAM && m != M_GUIDED_GRADCAM)
+        return zft_usage_error("attribute", "--cam-layer is for --method gradcam and guided-gradcam");
+    if (!any_ig && baseline)
+        return zft_usage_error("attribute", "--baseline is for --method integrated-gradients");
+    if (over >= 0 && m != M_SMOOTHGRAD)
+        return zft_usage_error("attribute", "--over is for --method smoothgrad");
+    if (over < 0)
+        over = M_GRADIENT;
+    int py = -1, px = -1;
+    if (position) {
+        char extra;
+        if (sscanf(position, "%d,%d%c", &py, &px, &extra) != 2 || py < 0 || px < 0)
+            return zft_usage_error("attribute", "--position needs Y,X (two non-negative numbers), got '%s'", position);
+    }
+
+    zf_net *net = NULL;
+    zf_backprop *bp = NULL;
+    zf_tensor *x = NULL;
+    char **paths = NULL;
+    int64_t n_paths = 0;
+    float *base = NULL, *attr = NULL, *pic = NULL, *cam = NULL, *xs = NULL, *z = NULL;
+    double *acc = NULL;
+    int rc = 1;
+    zf_status st = zft_load_model(&mo, &net);
+    if (st)
+        goto fail;
+    job j = {.m = (method)m, .over = (method)over, .net = net, .prob = prob, .steps = steps, .rule = rule,
+             .samples = samples, .noise = noise, .seed = (unsigned long long)seed, .out = out};
+    /* The target and the layers, checked before any work: a bad one is a usage error. */
+    if (layer) {
+        if ((j.t.layer = find_layer(net, layer)) < 0) {
+            rc = ZFT_EXIT_USAGE;
+            goto fail;
+        }
+        j.t.channel = channel;
+        j.t.y = py;
+        j.t.x = px;
+    } else {
+        j.t.layer = zf_attr_logits_layer(net, prob);
+        if (j.t.layer < 0) {
+            rc = zft_usage_error("attribute", "%s ends in no %s to explain", net->arch, prob ? "softmax" : "layer");
+            goto fail;
+        }
+        j.t.channel = cls >= 0 ? cls : 0;
+        j.t.y = -1;
+    }
+    if ((st = zf_attr_target_check(net, &j.t))) {
+        rc = zft_usage_error("attribute", "%s", zf_last_error());
+        goto fail;
+    }
+    if (!layer && cls < 0)
+        j.t.channel = -1;
+    if (m == M_GRADCAM || m == M_GUIDED_GRADCAM) {
+        if (cam_layer) {
+            if ((j.cam_layer = find_layer(net, cam_layer)) < 0) {
+                rc = ZFT_EXIT_USAGE;
+                goto fail;
+            }
+        } else {
+            int last = -1;
+            for (int i = 0; i < net->n_layers; i++)
+                if (net->layers[i].op == ZF_OP_CONV)
+                    last = i;
+            j.cam_layer = last < 0 ? -1 : zf_net_rectified(net, last);
+        }
+        zf_attr_target tt = j.t;
+        if (tt.channel < 0)
+            tt.channel = 0;
+        if (j.cam_layer < 0 || zf_attr_gradcam_check(net, j.cam_layer, &tt)) {
+            rc = j.cam_layer < 0 ? zft_usage_error("attribute", "%s has no conv layer for Grad-CAM", net->arch)
+                                 : zft_usage_error("attribute", "%s", zf_last_error());
+            goto fail;
+        }
+    }
+    const size_t in = (size_t)zf_net_in_size(net);
+    const size_t hw = (size_t)net->in_h * net->in_w;
+    base = malloc(sizeof(float) * in);
+    attr = malloc(sizeof(float) * in);
+    pic = malloc(sizeof(float) * hw);
+    cam = malloc(sizeof(float) * hw);
+    xs = malloc(sizeof(float) * in);
+    z = malloc(sizeof(float) * in);
+    acc = malloc(sizeof(double) * in);
+    if (!base || !attr || !pic || !cam || !xs || !z || !acc) {
+        st = zf_error(ZF_ERR_NOMEM, "out of memory for attributions of %s", net->arch);
+        goto fail;
+    }
+    if (any_ig && (st = load_baseline(base, net, baseline))) {
+        rc = zft_usage_error("attribute", "%s", zf_last_error());
+        goto fail;
+    }
+    j.baseline = base;
+    j.attr = attr;
+    j.pic = pic;
+    j.cam = cam;
+    j.xs = xs;
+    j.z = z;
+    j.acc = acc;
+    const int points = any_ig ? (rule == ZF_IG_TRAPEZOID ? steps + 1 : steps) : 1;
+    if ((st = zf_backprop_new(net, points < batch ? points : batch, &bp)))
+        goto fail;
+    j.bp = bp;
+    if ((st = zft_mkdirs(out)))
+        goto fail;
+
+    const size_t len = strlen(input);
+    if (len > 4 && !strcmp(input + len - 4, ".npy")) {
+        if ((st = zf_input_load(input, net, &x)))
+            goto fail;
+        const int n = (int)x->shape[0];
+        for (int i = 0; i < n && !st; i++) {
+            char name[512];
+            stem_of(name, sizeof name, input, i, n);
+            st = attribute_one(&j, zf_tensor_f32(x) + (size_t)i * in, name);
+        }
+    } else {
+        if ((st = zf_images_find(input, &paths, &n_paths)))
+            goto fail;
+        for (int64_t i = 0; i < n_paths && !st; i++) {
+            zf_tensor_free(x);
+            x = NULL;
+            char name[512];
+            stem_of(name, sizeof name, paths[i], 0, 1);
+            if (!(st = zf_input_load(paths[i], net, &x)))
+                st = attribute_one(&j, zf_tensor_f32(x), name);
+            if (!st && zf_interrupted)
+                st = zf_error(ZF_ERR_INTERRUPTED, "interrupted after %lld of %lld images", (long long)i + 1,
+                              (long long)n_paths);
+        }
+    }
+    if (st)
+        goto fail;
+    rc = 0;
+fail:
+    if (rc == 1)
+        rc = zft_fail("attribute", st);
+    zf_paths_free(paths, n_paths);
+    zf_backprop_free(bp);
+    zf_tensor_free(x);
+    free(base);
+    free(attr);
+    free(pic);
+    free(cam);
+    free(xs);
+    free(z);
+    free(acc);
+    zf_net_free(net);
+    return rc;
+}
