@@ -1,0 +1,341 @@
+/* zfviz attribute against PyTorch autograd in float64 (tests/fixtures/gen_attribute.py: every
+ * method on alexnet-mini, zfnet-mini and a full-size alexnet with seeded weights), Grad-CAM's
+ * weights and map by hand on a net small enough to write out, integrated gradients' completeness
+ * against the printed error and as the steps grow, and the refusals of bad input (exit 2, one
+ * line). Errors are relative in the L2 norm: |got - ref|_2 / |ref|_2. */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "zf/attribution.h"
+#include "zf/io.h"
+#include "zf/net.h"
+
+#define REL_TOL 1e-5
+
+static char zfviz[4096];
+
+static void find_zfviz(void) { snprintf(zfviz, sizeof zfviz, "%s", tu_build("tools/zfviz")); }
+
+/* |a - ref|_2 / |ref|_2 over n values; *worst the index of the largest |a - ref|. */
+static double rel_l2(const float *a, const float *ref, size_t n, size_t *worst)
+{
+    double num = 0, den = 0, big = -1;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)a[i] - ref[i];
+        num += d * d;
+        den += (double)ref[i] * ref[i];
+        if (fabs(d) > big || isnan(d)) {
+            big = isnan(d) ? INFINITY : fabs(d);
+            *worst = i;
+        }
+    }
+    return den > 0 ? sqrt(num / den) : sqrt(num);
+}
+
+static zf_tensor *read_npy(const char *path)
+{
+    zf_tensor *t = NULL;
+    cr_assert(zf_npy_read(path, &t) == ZF_OK, "%s: %s", path, zf_last_error());
+    return t;
+}
+
+/* Runs zfviz attribute on a fixture net with `opts` and --out dir; the exit status. stdout and
+ * stderr go to log/out.txt and log/err.txt. */
+static int run_attribute_log(const char *dir, const char *log, const char *net, const char *opts)
+{
+    char weights[2048], input[2048];
+    snprintf(weights, sizeof weights, "%s", tu_fixturef("attribute/%s/weights", net));
+    snprintf(input, sizeof input, "%s", tu_fixturef("attribute/%s/input.npy", net));
+    return tu_system("%s attribute --arch %s --weights %s --input %s --out %s %s >%s/out.txt 2>%s/err.txt",
+                     zfviz, net, weights, input, dir, opts, log, log);
+}
+
+static int run_attribute(const char *dir, const char *net, const char *opts)
+{
+    return run_attribute_log(dir, dir, net, opts);
+}
+
+/* One row of cases.tsv. */
+typedef struct ref_case {
+    char net[64], name[64], method[64], opts[512], diff[64];
+} ref_case;
+
+static int read_cases(ref_case *cases, int max)
+{
+    const char *path = tu_fixture("attribute/cases.tsv");
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "%s: missing (run tests/fixtures/gen_attribute.py)", path);
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f) && n < max) {
+        if (line[0] == '#')
+            continue;
+        line[strcspn(line, "\n")] = 0;
+        ref_case *c = &cases[n];
+        char *fields[5], *save = NULL, *p = line;
+        int k = 0;
+        for (char *tok; k < 5 && (tok = strtok_r(p, "\t", &save)); p = NULL)
+            fields[k++] = tok;
+        cr_assert(k == 5, "%s: a row of %d fields", path, k);
+        snprintf(c->net, sizeof c->net, "%s", fields[0]);
+        snprintf(c->name, sizeof c->name, "%s", fields[1]);
+        snprintf(c->method, sizeof c->method, "%s", fields[2]);
+        snprintf(c->diff, sizeof c->diff, "%s", fields[4]);
+        /* BASELINE stands for the net's baseline.npy */
+        char *b = strstr(fields[3], "BASELINE");
+        if (b) {
+            *b = 0;
+            snprintf(c->opts, sizeof c->opts, "%s%s%s", fields[3],
+                     tu_fixturef("attribute/%s/baseline.npy", c->net), b + 8);
+        } else {
+            snprintf(c->opts, sizeof c->opts, "%s", fields[3]);
+        }
+        n++;
+    }
+    fclose(f);
+    return n;
+}
+
+static void check_net(const char *net)
+{
+    find_zfviz();
+    static ref_case cases[64];
+    const int n = read_cases(cases, 64);
+    int done = 0;
+    for (int i = 0; i < n; i++) {
+        const ref_case *c = &cases[i];
+        if (strcmp(c->net, net))
+            continue;
+        char dir[2048];
+        snprintf(dir, sizeof dir, "%s", tu_tmpdir(c->name));
+        const int rc = run_attribute(dir, net, c->opts);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/err.txt", dir);
+        char *msg = tu_read_file(path, NULL);
+        cr_assert(rc == 0, "%s %s: exit %d: %s", net, c->name, rc, msg ? msg : "");
+        free(msg);
+        snprintf(path, sizeof path, "%s/input.%s.npy", dir, c->method);
+        zf_tensor *got = read_npy(path);
+        char ref_path[2048];
+        snprintf(ref_path, sizeof ref_path, "%s", tu_fixturef("attribute/%s/ref/%s.npy", net, c->name));
+        zf_tensor *ref = read_npy(ref_path);
+        cr_assert(got->size == ref->size, "%s %s: %lld values, the reference %lld", net, c->name,
+                  (long long)got->size, (long long)ref->size);
+        size_t worst = 0;
+        const double e = rel_l2(zf_tensor_f32(got), zf_tensor_f32(ref), (size_t)ref->size, &worst);
+        cr_log_info("%-12s %-24s relative L2 error %.2e", net, c->name, e);
+        cr_expect(e < REL_TOL, "%s %s: relative L2 error %.3g; largest difference at %zu: %.9g vs %.9g", net,
+                  c->name, e, worst, zf_tensor_f32(got)[worst], zf_tensor_f32(ref)[worst]);
+        snprintf(path, sizeof path, "%s/input.%s.png", dir, c->method);
+        tu_rgb png = tu_png_read(path);
+        cr_expect(png.w > 0 && png.h > 0, "%s: no figure", path);
+        free(png.px);
+        zf_tensor_free(got);
+        zf_tensor_free(ref);
+        done++;
+    }
+    cr_assert(done > 0, "cases.tsv has no case for %s", net);
+}
+
+Test(attribute, alexnet_mini_matches_torch, .timeout = 300) { check_net("alexnet-mini"); }
+Test(attribute, zfnet_mini_matches_torch, .timeout = 300) { check_net("zfnet-mini"); }
+Test(attribute, alexnet_full_size_matches_torch, .timeout = 600) { check_net("alexnet"); }
+
+/* The completeness error printed for `opts`, after checking the run and its printed line. */
+static double ig_error(const char *dir, const char *opts, double *sum_out)
+{
+    cr_assert(run_attribute(dir, "alexnet-mini", opts) == 0, "zfviz attribute %s failed", opts);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    char *text = tu_read_file(path, NULL);
+    cr_assert(text, "%s: missing", path);
+    const char *at = strstr(text, "completeness error ");
+    cr_assert(at, "no completeness error printed: %s", text);
+    double e = strtod(at + strlen("completeness error "), NULL);
+    free(text);
+    snprintf(path, sizeof path, "%s/input.integrated-gradients.npy", dir);
+    zf_tensor *a = read_npy(path);
+    double s = 0;
+    for (int64_t i = 0; i < a->size; i++)
+        s += zf_tensor_f32(a)[i];
+    zf_tensor_free(a);
+    *sum_out = s;
+    return e;
+}
+
+Test(attribute, integrated_gradients_completeness_printed_and_shrinking, .timeout = 300)
+{
+    find_zfviz();
+    static ref_case cases[64];
+    const int n = read_cases(cases, 64);
+    const ref_case *c = NULL;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(cases[i].net, "alexnet-mini") && !strcmp(cases[i].name, "ig-midpoint"))
+            c = &cases[i];
+    cr_assert(c, "cases.tsv has no ig-midpoint case for alexnet-mini");
+    /* F(x) - F(x') from PyTorch in float64: the error against it must be what the command printed
+     * (to the float32 rounding of the sum) and fall as the steps grow. */
+    const double diff = strtod(c->diff, NULL);
+    const char *cls = strstr(c->opts, "--class");
+    cr_assert(cls);
+    int k = atoi(cls + 8);
+    const int steps[] = {2, 8, 32, 128};
+    double errs[4];
+    for (int i = 0; i < 4; i++) {
+        char opts[1024], tag[32];
+        snprintf(opts, sizeof opts, "--method integrated-gradients --class %d --baseline %s --steps %d", k,
+                 tu_fixture("attribute/alexnet-mini/baseline.npy"), steps[i]);
+        snprintf(tag, sizeof tag, "ig-steps-%d", steps[i]);
+        char dir[2048];
+        snprintf(dir, sizeof dir, "%s", tu_tmpdir(tag));
+        double sum;
+        const double printed = ig_error(dir, opts, &sum);
+        errs[i] = fabs(sum - diff);
+        cr_log_info("integrated gradients, %3d steps: completeness error %.3e (printed %.3e)", steps[i],
+                    errs[i], printed);
+        cr_expect(errs[i] <= printed * 1.001 + 1e-5 * fabs(diff) && printed <= errs[i] * 1.001 + 1e-5 * fabs(diff),
+                  "%d steps: |sum - (F(x) - F(x'))| = %.6g against PyTorch, printed %.6g", steps[i], errs[i],
+                  printed);
+    }
+    cr_expect(errs[3] < errs[0] && errs[2] < errs[0] && errs[3] < errs[1],
+              "the completeness error does not fall with the steps: %.3g %.3g %.3g %.3g", errs[0], errs[1],
+              errs[2], errs[3]);
+}
+
+/* Grad-CAM on a net small enough to do by hand: 4x4 grey input, conv 3x3 (2 channels) -> 2x2
+ * maps, ReLU, flatten, fc to 3 classes. d logit_c / d A_k(p) is fc's weight W[c][k*4+p], so the
+ * channel weights are its means, the map ReLU(sum_k w_k A_k), and the 2x2 -> 4x4 bilinear
+ * upsampling with half-pixel centres takes, per axis, (1, 0), (3/4, 1/4), (1/4, 3/4), (0, 1). */
+Test(gradcam, weights_and_map_by_hand)
+{
+    zf_net *net = zf_net_new("tiny", 1, 4, 4);
+    cr_assert(net);
+    cr_assert(!zf_net_add_conv(net, "conv1", 2, zf_win(3, 1, 0), 1));
+    cr_assert(!zf_net_add_relu(net, "relu1"));
+    cr_assert(!zf_net_add_flatten(net, "flatten"));
+    cr_assert(!zf_net_add_fc(net, "fc", 3));
+    cr_assert(!zf_net_finalize(net));
+    zf_layer *conv = &net->layers[0], *fc = &net->layers[3];
+    tu_fill_uniform(conv->weight, 18, 7, -1, 1);
+    tu_fill_uniform(conv->bias, 2, 8, 0.2f, 0.5f);
+    tu_fill_uniform(fc->weight, 24, 9, -1, 1);
+    tu_fill_uniform(fc->bias, 3, 10, -1, 1);
+    float x[16];
+    tu_fill_uniform(x, 16, 11, -1, 1);
+    /* A by hand */
+    double A[2][4];
+    for (int k = 0; k < 2; k++)
+        for (int oy = 0; oy < 2; oy++)
+            for (int ox = 0; ox < 2; ox++) {
+                double s = conv->bias[k];
+                for (int ky = 0; ky < 3; ky++)
+                    for (int kx = 0; kx < 3; kx++)
+                        s += (double)conv->weight[k * 9 + ky * 3 + kx] * x[(oy + ky) * 4 + ox + kx];
+                A[k][oy * 2 + ox] = s > 0 ? s : 0;
+            }
+    const double coef[4][2] = {{1, 0}, {0.75, 0.25}, {0.25, 0.75}, {0, 1}};
+    zf_backprop *bp = NULL;
+    cr_assert(!zf_backprop_new(net, 1, &bp), "%s", zf_last_error());
+    for (int c = 0; c < 3; c++) {
+        double w[2], map[4];
+        for (int k = 0; k < 2; k++) {
+            w[k] = 0;
+            for (int p = 0; p < 4; p++)
+                w[k] += fc->weight[c * 8 + k * 4 + p] / 4.0;
+        }
+        int any = 0;
+        for (int p = 0; p < 4; p++) {
+            const double s = w[0] * A[0][p] + w[1] * A[1][p];
+            map[p] = s > 0 ? s : 0;
+            any |= map[p] > 0;
+        }
+        float cam[16], weights[2], low[4];
+        double value;
+        zf_attr_target t = {3, c, -1, -1};
+        cr_assert(!zf_attr_gradcam(bp, cam, weights, low, &value, x, 1, &t), "%s", zf_last_error());
+        for (int k = 0; k < 2; k++)
+            cr_expect(fabs(weights[k] - w[k]) < 1e-6, "class %d channel %d: weight %.9g, by hand %.9g", c, k,
+                      weights[k], w[k]);
+        for (int y = 0; y < 4; y++)
+            for (int xx = 0; xx < 4; xx++) {
+                double v = 0;
+                for (int i = 0; i < 2; i++)
+                    for (int j = 0; j < 2; j++)
+                        v += coef[y][i] * coef[xx][j] * map[i * 2 + j];
+                cr_expect(fabs(cam[y * 4 + xx] - v) < 1e-6, "class %d at %d,%d: %.9g, by hand %.9g", c, y, xx,
+                          cam[y * 4 + xx], v);
+            }
+        cr_log_info("class %d: weights %.4f %.4f, map %s", c, w[0], w[1], any ? "non-zero" : "all zero");
+    }
+    zf_backprop_free(bp);
+    zf_net_free(net);
+}
+
+/* A .npy of float32 zeros of the given shape, written here byte by byte. */
+static void write_zeros_npy(const char *path, const char *shape, size_t count)
+{
+    char header[128];
+    int len = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shape);
+    const int total = 10 + len + 1, pad = (64 - total % 64) % 64;
+    FILE *f = fopen(path, "wb");
+    cr_assert(f);
+    const unsigned short hl = (unsigned short)(len + pad + 1);
+    fwrite("\x93NUMPY\x01\x00", 1, 8, f);
+    fwrite(&hl, 2, 1, f);
+    fwrite(header, 1, (size_t)len, f);
+    for (int i = 0; i < pad; i++)
+        fputc(' ', f);
+    fputc('\n', f);
+    float z = 0;
+    for (size_t i = 0; i < count; i++)
+        fwrite(&z, 4, 1, f);
+    fclose(f);
+}
+
+/* Each is refused with exit 2 and one line on stderr that says what is wrong (`says`). */
+Test(attribute, refuses_bad_input, .timeout = 120)
+{
+    find_zfviz();
+    char dir[2048], bad[2300];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("attribute-bad"));
+    snprintf(bad, sizeof bad, "%s/bad-baseline.npy", dir);
+    write_zeros_npy(bad, "(1, 1, 100, 112)", 100 * 112);
+    char bad_opt[2400];
+    snprintf(bad_opt, sizeof bad_opt, "--method integrated-gradients --baseline %s", bad);
+    const struct {
+        const char *opts, *says;
+    } cases[] = {
+        {"--method gradcam --cam-layer fc6", "flatten"},
+        {"--method gradcam --cam-layer relu7", "flatten"},
+        {"--method gradient --layer conv4 --channel 96", "channel 96 out of range"},
+        {"--method gradient --layer relu3 --channel 0 --position 6,0", "position 6,0 out of range"},
+        {"--method gradient --class 10", "channel 10 out of range"},
+        {"--method gradient --layer nosuch --channel 0", "no layer 'nosuch'"},
+        {bad_opt, "baseline of shape"},
+        {"--method integrated-gradients --steps 0", "--steps"},
+        {"--method saliency", "--method"},
+        {"--method integrated-gradients --rule simpson", "--rule"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[2300];
+        snprintf(out, sizeof out, "%s/out", dir);
+        const int rc = run_attribute_log(out, dir, "alexnet-mini", cases[i].opts);
+        char path[4096];
+        snprintf(path, sizeof path, "%s/err.txt", dir);
+        char *msg = tu_read_file(path, NULL);
+        cr_assert(msg, "%s: missing", path);
+        const char *nl = strchr(msg, '\n');
+        cr_expect(nl && nl[1] == 0, "%s: not one line on stderr: %s", cases[i].opts, msg);
+        cr_expect(strstr(msg, cases[i].says), "%s: stderr does not say '%s': %s", cases[i].opts, cases[i].says,
+                  msg);
+        cr_expect(access(out, F_OK) != 0, "%s: the output folder was made", cases[i].opts);
+        free(msg);
+        cr_expect(rc == 2, "%s: exit %d, not 2", cases[i].opts, rc);
+    }
+}
