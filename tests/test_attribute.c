@@ -134,7 +134,8 @@ static void check_net(const char *net)
                   c->name, e, worst, zf_tensor_f32(got)[worst], zf_tensor_f32(ref)[worst]);
         snprintf(path, sizeof path, "%s/input.%s.png", dir, c->method);
         tu_rgb png = tu_png_read(path);
-        cr_expect(png.w > 0 && png.h > 0, "%s: no figure", path);
+        /* the image beside the map, each scaled to at least 224 pixels, 8 pixels apart */
+        cr_expect(png.w == 2 * 224 + 8 && png.h == 224, "%s: a figure of %d x %d", path, png.w, png.h);
         free(png.px);
         zf_tensor_free(got);
         zf_tensor_free(ref);
@@ -338,4 +339,64 @@ Test(attribute, refuses_bad_input, .timeout = 120)
         free(msg);
         cr_expect(rc == 2, "%s: exit %d, not 2", cases[i].opts, rc);
     }
+}
+
+/* A folder of images: one .npy and one figure per image, each the same bytes as the command gives
+ * for that image alone. */
+Test(attribute, folder_gives_each_image_its_own_files, .timeout = 120)
+{
+    find_zfviz();
+    char dir[2048], sub[4096];
+    tu_tmpdir_sub(dir, sub, "attribute-folder", "images");
+    static uint8_t rgb[112 * 112 * 3];
+    const char *names[] = {"a", "b"};
+    for (int k = 0; k < 2; k++) {
+        for (size_t i = 0; i < sizeof rgb; i++)
+            rgb[i] = (uint8_t)((i * (k + 3) * 2654435761u) >> 13);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s.png", sub, names[k]);
+        cr_assert(tu_write_png(path, 112, 112, rgb) == 0);
+    }
+    char weights[2048];
+    snprintf(weights, sizeof weights, "%s", tu_fixture("attribute/alexnet-mini/weights"));
+    cr_assert(tu_system("%s attribute --arch alexnet-mini --weights %s --input %s --method guided-backprop "
+                        "--out %s/all >/dev/null 2>&1", zfviz, weights, sub, dir) == 0);
+    for (int k = 0; k < 2; k++) {
+        cr_assert(tu_system("%s attribute --arch alexnet-mini --weights %s --input %s/%s.png --method guided-backprop "
+                            "--out %s/one-%s >/dev/null 2>&1", zfviz, weights, sub, names[k], dir, names[k]) == 0);
+        char a[4200], b[4200];
+        size_t la = 0, lb = 0;
+        snprintf(a, sizeof a, "%s/all/%s.guided-backprop.npy", dir, names[k]);
+        snprintf(b, sizeof b, "%s/one-%s/%s.guided-backprop.npy", dir, names[k], names[k]);
+        char *da = tu_slurp(a, &la), *db = tu_slurp(b, &lb);
+        cr_expect(la == lb && la > 1000 && memcmp(da, db, la) == 0, "%s differs from %s", a, b);
+        free(da);
+        free(db);
+        snprintf(a, sizeof a, "%s/all/%s.guided-backprop.png", dir, names[k]);
+        tu_rgb png = tu_png_read(a);
+        free(png.px);
+    }
+}
+
+/* SmoothGrad is seeded: the same seed gives the same bytes, another seed other values. */
+Test(attribute, smoothgrad_same_seed_same_bytes, .timeout = 120)
+{
+    find_zfviz();
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("attribute-seed"));
+    const int seeds[] = {5, 5, 6};
+    char *data[3];
+    size_t len[3];
+    for (int i = 0; i < 3; i++) {
+        char out[2300], opts[128], path[2400];
+        snprintf(out, sizeof out, "%s/run%d", dir, i);
+        snprintf(opts, sizeof opts, "--method smoothgrad --samples 3 --seed %d", seeds[i]);
+        cr_assert(run_attribute_log(out, dir, "alexnet-mini", opts) == 0, "%s failed", opts);
+        snprintf(path, sizeof path, "%s/input.smoothgrad-gradient.npy", out);
+        data[i] = tu_slurp(path, &len[i]);
+    }
+    cr_expect(len[0] == len[1] && memcmp(data[0], data[1], len[0]) == 0, "seed 5 twice: different bytes");
+    cr_expect(len[0] == len[2] && memcmp(data[0], data[2], len[0]) != 0, "seeds 5 and 6: the same bytes");
+    for (int i = 0; i < 3; i++)
+        free(data[i]);
 }
