@@ -124,10 +124,14 @@ zf_status zf_net_backward(zf_backprop *b, float *out, const float *dtop, int top
             break;
         }
         case ZF_OP_RELU:
-            if (rule == ZF_RELU_RULE_GUIDED)
+            if (rule == ZF_RELU_RULE_GUIDED) {
                 zf_relu_backward_guided(dcur, dcur, o, out_count);
-            else
+            } else if (rule == ZF_RELU_RULE_DECONVNET) {
+                for (size_t k = 0; k < out_count; k++)
+                    dcur[k] = dcur[k] > 0.0f ? dcur[k] : 0.0f;
+            } else {
                 zf_relu_backward(dcur, dcur, o, out_count);
+            }
             to_other = 0;
             break;
         case ZF_OP_DROPOUT:
@@ -135,7 +139,10 @@ zf_status zf_net_backward(zf_backprop *b, float *out, const float *dtop, int top
             to_other = 0;
             break;
         case ZF_OP_LRN:
-            zf_lrn_backward(dother, dcur, in, n, l->in_c, l->in_h * l->in_w, &l->lrn);
+            if (rule == ZF_RELU_RULE_DECONVNET)
+                to_other = 0;
+            else
+                zf_lrn_backward(dother, dcur, in, n, l->in_c, l->in_h * l->in_w, &l->lrn);
             break;
         case ZF_OP_MAXPOOL: {
             zf_pool_geom g = zf_layer_pool_geom(l, n);

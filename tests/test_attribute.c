@@ -400,3 +400,63 @@ Test(attribute, smoothgrad_same_seed_same_bytes, .timeout = 120)
     for (int i = 0; i < 3; i++)
         free(data[i]);
 }
+
+/* The deconvnet through the gradient path is zfviz deconv's projection of the same unit: that one
+ * starts from the unit's activation, this one from 1, and the rule is positively homogeneous, so
+ * deconv = value * attribution. The units: the strongest of a relu3 and of a conv4 channel (the
+ * positions zfviz deconv picks and prints). */
+Test(attribute, deconvnet_is_the_deconv_projection, .timeout = 120)
+{
+    find_zfviz();
+    char dir[2048], weights[2048], input[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("attribute-deconv"));
+    snprintf(weights, sizeof weights, "%s", tu_fixture("attribute/alexnet-mini/weights"));
+    snprintf(input, sizeof input, "%s", tu_fixture("attribute/alexnet-mini/input.npy"));
+    const struct {
+        const char *conv, *relu;
+        int channel;
+    } units[] = {{"conv3", "relu3", 83}, {"conv4", "relu4", 7}, {"conv5", "relu5", 0}};
+    int checked = 0;
+    for (int u = 0; u < 3; u++) {
+        char path[2300];
+        snprintf(path, sizeof path, "%s/deconv.txt", dir);
+        if (tu_system("%s deconv --arch alexnet-mini --weights %s --input %s --layer %s --channel %d --out %s/d.npy "
+                      ">%s 2>/dev/null", zfviz, weights, input, units[u].conv, units[u].channel, dir, path) != 0)
+            continue; /* the channel does not fire on this input */
+        char *text = tu_slurp(path, NULL);
+        int y = -1, x = -1;
+        const char *at = strstr(text, " at y=");
+        cr_assert(at && sscanf(at, " at y=%d x=%d", &y, &x) == 2, "no position printed: %s", text);
+        free(text);
+        char opts[256];
+        snprintf(opts, sizeof opts, "--method deconvnet --layer %s --channel %d --position %d,%d", units[u].relu,
+                 units[u].channel, y, x);
+        cr_assert(run_attribute(dir, "alexnet-mini", opts) == 0, "%s failed", opts);
+        snprintf(path, sizeof path, "%s/out.txt", dir);
+        text = tu_slurp(path, NULL);
+        const char *eq = strstr(text, " = ");
+        cr_assert(eq, "no value printed: %s", text);
+        const double value = strtod(eq + 3, NULL);
+        free(text);
+        snprintf(path, sizeof path, "%s/input.deconvnet.npy", dir);
+        zf_tensor *a = read_npy(path);
+        snprintf(path, sizeof path, "%s/d.npy", dir);
+        zf_tensor *d = read_npy(path);
+        cr_assert(a->size == d->size);
+        float *scaled = malloc(sizeof(float) * (size_t)a->size);
+        cr_assert(scaled);
+        for (int64_t i = 0; i < a->size; i++)
+            scaled[i] = (float)(value * zf_tensor_f32(a)[i]);
+        size_t worst = 0;
+        const double e = rel_l2(scaled, zf_tensor_f32(d), (size_t)d->size, &worst);
+        cr_log_info("%s channel %d at %d,%d: value %.6g, relative L2 error against zfviz deconv %.2e",
+                    units[u].relu, units[u].channel, y, x, value, e);
+        cr_expect(value > 0 && e < REL_TOL, "%s: value %g, relative L2 error %.3g", opts, value, e);
+        free(scaled);
+        zf_tensor_free(a);
+        zf_tensor_free(d);
+        unlink(path);
+        checked++;
+    }
+    cr_assert(checked >= 2, "only %d of the units fire on this input", checked);
+}

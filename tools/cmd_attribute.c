@@ -13,10 +13,11 @@
 
 const char zf_cmd_attribute_summary[] = "gradient attributions of a class or unit (saliency, guided backprop, Grad-CAM, IG)";
 
-typedef enum { M_GRADIENT = 0, M_INPUT_X_GRADIENT, M_GUIDED, M_GRADCAM, M_GUIDED_GRADCAM, M_IG, M_SMOOTHGRAD } method;
-#define METHOD_CHOICES "gradient|input-x-gradient|guided-backprop|gradcam|guided-gradcam|integrated-gradients|smoothgrad"
+typedef enum { M_GRADIENT = 0, M_INPUT_X_GRADIENT, M_GUIDED, M_GRADCAM, M_GUIDED_GRADCAM, M_IG, M_SMOOTHGRAD,
+               M_DECONVNET } method;
+#define METHOD_CHOICES "gradient|input-x-gradient|guided-backprop|gradcam|guided-gradcam|integrated-gradients|smoothgrad|deconvnet"
 static const char *const method_names[] = {"gradient", "input-x-gradient", "guided-backprop", "gradcam",
-                                           "guided-gradcam", "integrated-gradients", "smoothgrad"};
+                                           "guided-gradcam", "integrated-gradients", "smoothgrad", "deconvnet"};
 
 static void usage(void)
 {
@@ -43,7 +44,9 @@ static void usage(void)
         "                    path from the baseline x' to x (Sundararajan et al.);\n"
         "                    guided-gradcam: guided-backprop times the gradcam map;\n"
         "                    smoothgrad: the mean of --over's method over --samples copies of the\n"
-        "                    image with Gaussian noise (Smilkov et al.)\n"
+        "                    image with Gaussian noise (Smilkov et al.);\n"
+        "                    deconvnet: the same path with Zeiler & Fergus's rule: every ReLU passes\n"
+        "                    the positive part of the signal, LRN passes it unchanged\n"
         "  --class K         class to explain (default: the top class of each image)\n"
         "  --prob            explain the class's probability (after the softmax), not its score\n"
         "  --layer L         explain a unit of layer L (any layer: conv3, relu3, pool5, fc6, ...)\n"
@@ -146,7 +149,11 @@ static zf_status compute(job *j, method m, const float *x, const zf_attr_target 
     case M_GRADIENT:
     case M_INPUT_X_GRADIENT:
     case M_GUIDED:
-        st = zf_attr_gradient(j->bp, attr, value, x, 1, t, m == M_GUIDED ? ZF_RELU_RULE_GUIDED : ZF_RELU_RULE_GRADIENT);
+    case M_DECONVNET:
+        st = zf_attr_gradient(j->bp, attr, value, x, 1, t,
+                              m == M_GUIDED      ? ZF_RELU_RULE_GUIDED
+                              : m == M_DECONVNET ? ZF_RELU_RULE_DECONVNET
+                                                 : ZF_RELU_RULE_GRADIENT);
         if (!st && m == M_INPUT_X_GRADIENT)
             for (size_t i = 0; i < in; i++)
                 attr[i] *= x[i];

@@ -17,8 +17,10 @@ extern "C" {
 
 /* How a ReLU passes a gradient down. GRADIENT: where its forward output was positive (the true
  * gradient). GUIDED (Springenberg et al. 2015): only positive gradients, and only where its
- * forward output was positive. */
-typedef enum { ZF_RELU_RULE_GRADIENT = 0, ZF_RELU_RULE_GUIDED = 1 } zf_relu_rule;
+ * forward output was positive. DECONVNET (Zeiler & Fergus 2.1): the positive part of the signal,
+ * whatever the forward was; under this rule LRN passes the signal unchanged, as zf_net_deconv
+ * does by default. */
+typedef enum { ZF_RELU_RULE_GRADIENT = 0, ZF_RELU_RULE_GUIDED = 1, ZF_RELU_RULE_DECONVNET = 2 } zf_relu_rule;
 
 /* din = dout where out > 0 and dout > 0, else 0. din may equal dout. */
 void zf_relu_backward_guided(float *din, const float *dout, const float *out, size_t count);
