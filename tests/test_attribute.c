@@ -460,3 +460,43 @@ Test(attribute, deconvnet_is_the_deconv_projection, .timeout = 120)
     }
     cr_assert(checked >= 2, "only %d of the units fire on this input", checked);
 }
+
+/* The named baselines of integrated gradients: F at black (pixel 0 through the net's
+ * preprocessing, the default) and at zero, printed by the command, against PyTorch's forward of
+ * those inputs (baselines.tsv). */
+Test(attribute, integrated_gradients_named_baselines, .timeout = 120)
+{
+    find_zfviz();
+    const char *nets[] = {"alexnet-mini", "zfnet-mini"};
+    for (int n = 0; n < 2; n++) {
+        char *tsv = tu_slurp(tu_fixturef("attribute/%s/baselines.tsv", nets[n]), NULL);
+        const char *names[] = {"black", "zero", NULL};
+        for (int b = 0; b < 3; b++) {
+            const char *key = names[b] ? names[b] : "black"; /* no --baseline: black */
+            char pat[32];
+            snprintf(pat, sizeof pat, "\n%s\t", key);
+            const char *row = strstr(tsv, pat);
+            cr_assert(row, "baselines.tsv has no %s", key);
+            int cls = 0;
+            double want = 0;
+            cr_assert(sscanf(row + strlen(pat), "%d\t%lf", &cls, &want) == 2);
+            char dir[2048], opts[256];
+            snprintf(dir, sizeof dir, "%s", tu_tmpdir(key));
+            snprintf(opts, sizeof opts, "--method integrated-gradients --steps 2 --class %d%s%s", cls,
+                     names[b] ? " --baseline " : "", names[b] ? names[b] : "");
+            cr_assert(run_attribute(dir, nets[n], opts) == 0, "%s %s failed", nets[n], opts);
+            char path[2300];
+            snprintf(path, sizeof path, "%s/out.txt", dir);
+            char *text = tu_slurp(path, NULL);
+            const char *at = strstr(text, "F(baseline) = ");
+            cr_assert(at, "no F(baseline) printed: %s", text);
+            const double got = strtod(at + strlen("F(baseline) = "), NULL);
+            free(text);
+            cr_log_info("%s %-5s baseline: F = %.9g, PyTorch %.9g", nets[n], names[b] ? names[b] : "(default)", got,
+                        want);
+            cr_expect(fabs(got - want) <= 1e-5 * fabs(want), "%s %s: F(baseline) %.9g, PyTorch %.9g", nets[n], opts,
+                      got, want);
+        }
+        free(tsv);
+    }
+}
