@@ -144,9 +144,9 @@ static void check_net(const char *net)
     cr_assert(done > 0, "cases.tsv has no case for %s", net);
 }
 
-Test(attribute, alexnet_mini_matches_torch, .timeout = 300) { check_net("alexnet-mini"); }
-Test(attribute, zfnet_mini_matches_torch, .timeout = 300) { check_net("zfnet-mini"); }
-Test(attribute, alexnet_full_size_matches_torch, .timeout = 600) { check_net("alexnet"); }
+Test(attribute, alexnet_mini_matches_torch) { check_net("alexnet-mini"); }
+Test(attribute, zfnet_mini_matches_torch) { check_net("zfnet-mini"); }
+Test(attribute, alexnet_full_size_matches_torch) { check_net("alexnet"); }
 
 /* The completeness error printed for `opts`, after checking the run and its printed line. */
 static double ig_error(const char *dir, const char *opts, double *sum_out)
@@ -170,7 +170,7 @@ static double ig_error(const char *dir, const char *opts, double *sum_out)
     return e;
 }
 
-Test(attribute, integrated_gradients_completeness_printed_and_shrinking, .timeout = 300)
+Test(attribute, integrated_gradients_completeness_printed_and_shrinking)
 {
     find_zfviz();
     static ref_case cases[64];
@@ -300,7 +300,7 @@ static void write_zeros_npy(const char *path, const char *shape, size_t count)
 }
 
 /* Each is refused with exit 2 and one line on stderr that says what is wrong (`says`). */
-Test(attribute, refuses_bad_input, .timeout = 120)
+Test(attribute, refuses_bad_input)
 {
     find_zfviz();
     char dir[2048], bad[2300];
@@ -343,7 +343,7 @@ Test(attribute, refuses_bad_input, .timeout = 120)
 
 /* A folder of images: one .npy and one figure per image, each the same bytes as the command gives
  * for that image alone. */
-Test(attribute, folder_gives_each_image_its_own_files, .timeout = 120)
+Test(attribute, folder_gives_each_image_its_own_files)
 {
     find_zfviz();
     char dir[2048], sub[4096];
@@ -379,7 +379,7 @@ Test(attribute, folder_gives_each_image_its_own_files, .timeout = 120)
 }
 
 /* SmoothGrad is seeded: the same seed gives the same bytes, another seed other values. */
-Test(attribute, smoothgrad_same_seed_same_bytes, .timeout = 120)
+Test(attribute, smoothgrad_same_seed_same_bytes)
 {
     find_zfviz();
     char dir[2048];
@@ -405,7 +405,7 @@ Test(attribute, smoothgrad_same_seed_same_bytes, .timeout = 120)
  * starts from the unit's activation, this one from 1, and the rule is positively homogeneous, so
  * deconv = value * attribution. The units: the strongest of a relu3 and of a conv4 channel (the
  * positions zfviz deconv picks and prints). */
-Test(attribute, deconvnet_is_the_deconv_projection, .timeout = 120)
+Test(attribute, deconvnet_is_the_deconv_projection)
 {
     find_zfviz();
     char dir[2048], weights[2048], input[2048];
@@ -464,7 +464,7 @@ Test(attribute, deconvnet_is_the_deconv_projection, .timeout = 120)
 /* The named baselines of integrated gradients: F at black (pixel 0 through the net's
  * preprocessing, the default) and at zero, printed by the command, against PyTorch's forward of
  * those inputs (baselines.tsv). */
-Test(attribute, integrated_gradients_named_baselines, .timeout = 120)
+Test(attribute, integrated_gradients_named_baselines)
 {
     find_zfviz();
     const char *nets[] = {"alexnet-mini", "zfnet-mini"};

@@ -694,7 +694,7 @@ static zf_tensor *read_npy(const char *dir, const char *sub, const char *name)
     return t;
 }
 
-Test(isa, program_forward_under_sse_matches_the_widest_kernels, .timeout = 300)
+Test(isa, program_forward_under_sse_matches_the_widest_kernels)
 {
     const char *dir = tu_tmpdir("isa_program");
     zf_tensor *x = zf_tensor_new4(2, 3, 224, 224);
@@ -762,7 +762,7 @@ Test(isa, program_refuses_kernels_the_cpu_lacks_or_that_do_not_exist)
  * x86-64-v3 it died there with SIGILL), runs the SSE kernels and refuses ZFVIZ_ISA=avx2.
  * OMP_WAIT_POLICY is set so that zfviz does not run itself again (main.c), which would leave the
  * emulator. */
-Test(isa, program_runs_on_a_cpu_without_avx, .timeout = 300)
+Test(isa, program_runs_on_a_cpu_without_avx)
 {
     if (tu_system("command -v qemu-x86_64 >/dev/null 2>&1"))
         cr_skip_test("qemu-x86_64 (Debian's qemu-user) is not installed");
