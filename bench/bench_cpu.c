@@ -7,14 +7,21 @@
  * the streaming fully connected kernel (--only net), im2col + sgemm against Winograd F(4x4) and
  * F(2x2) for 3x3 and 5x5 layers with the filter transform timed apart (--only conv), OpenBLAS
  * against the streaming kernel for fully connected layers at batch 1 to 64 (--only fc).
- *   bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] [--nets alexnet,zfnet] */
+ * --dump DIR writes, per net, what the peers' side of bench/run-cpu.sh needs to run the same net on
+ * the same inputs and check its outputs against the engine's: DIR/<net>/weights/ (the random:1
+ * weights as .npy files), DIR/<net>/x.npy (the inputs, float32, the largest batch) and
+ * DIR/<net>/fc8_b<N>.npy (the engine's fc8 output at each batch N), and times nothing.
+ *   bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] [--nets alexnet,zfnet]
+ *             [--batches 1,16,64] [--dump DIR] */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "bench_util.h"
+#include "zf/io.h"
 #include "zf/cpu.h"
 #include "zf/net.h"
 #include "zf/ops.h"
@@ -239,11 +246,44 @@ static void bench_variants(zf_net *net, const char *arch, const float *x, double
     }
 }
 
+/* The weights, inputs and fc8 outputs of `net` for the peers' side (see --dump above). */
+static int dump_net(zf_net *net, const char *arch, const float *x, const int *batches, int nb, int max_b,
+                    const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, arch);
+    mkdir(dir, 0777);
+    mkdir(path, 0777);
+    snprintf(path, sizeof path, "%s/%s/weights", dir, arch);
+    mkdir(path, 0777);
+    if (zf_net_save_npy_dir(net, path))
+        return 1;
+    const int64_t xs[4] = {max_b, net->in_c, net->in_h, net->in_w};
+    snprintf(path, sizeof path, "%s/%s/x.npy", dir, arch);
+    if (zf_npy_write_raw(path, ZF_DTYPE_F32, x, 4, xs))
+        return 1;
+    const int fc8 = zf_net_find(net, "fc8");
+    if (fc8 < 0) {
+        zf_error(ZF_ERR_ARG, "%s: no layer fc8", arch);
+        return 1;
+    }
+    for (int b = 0; b < nb; b++) {
+        if (zf_net_forward(net, x, batches[b]))
+            return 1;
+        const int64_t ys[2] = {batches[b], net->layers[fc8].out_c};
+        snprintf(path, sizeof path, "%s/%s/fc8_b%d.npy", dir, arch, batches[b]);
+        if (zf_npy_write_raw(path, ZF_DTYPE_F32, zf_net_act(net, fc8), 2, ys))
+            return 1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int quick = 0, profile = 0, variants = 0;
     const char *only = NULL;
-    const char *nets = "alexnet,alexnet-caffe,zfnet";
+    const char *nets = "alexnet,alexnet-caffe,zfnet", *dump = NULL;
+    int batches[8] = {1, 16}, nb = 2, max_b = 16;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = 1;
@@ -257,8 +297,22 @@ int main(int argc, char **argv)
             clock_id = CLOCK_PROCESS_CPUTIME_ID;
         else if (!strcmp(argv[i], "--nets") && i + 1 < argc)
             nets = argv[++i];
-        else {
-            fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] [--nets a,b]\n");
+        else if (!strcmp(argv[i], "--dump") && i + 1 < argc)
+            dump = argv[++i];
+        else if (!strcmp(argv[i], "--batches") && i + 1 < argc) {
+            char *s = argv[++i], *end;
+            for (nb = 0, max_b = 1; *s && nb < 8; s = *end ? end + 1 : end) {
+                long b = strtol(s, &end, 10);
+                if (end == s || b < 1 || b > 256 || (*end && *end != ',')) {
+                    fprintf(stderr, "bench_cpu: --batches: '%s' is not a list of sizes 1 to 256\n", argv[i]);
+                    return 2;
+                }
+                batches[nb++] = (int)b;
+                max_b = b > max_b ? (int)b : max_b;
+            }
+        } else {
+            fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] "
+                            "[--nets a,b] [--batches 1,16,64] [--dump DIR]\n");
             return 2;
         }
     }
@@ -274,15 +328,25 @@ int main(int argc, char **argv)
     snprintf(buf, sizeof buf, "%s", nets);
     for (char *save = NULL, *arch = strtok_r(buf, ",", &save); arch; arch = strtok_r(NULL, ",", &save)) {
         zf_net *net = NULL;
-        if (zf_net_new_builtin(arch, &net) || zf_net_load_weights(net, "random:1") || zf_net_reserve(net, 16)) {
+        if (zf_net_new_builtin(arch, &net) || zf_net_load_weights(net, "random:1") || zf_net_reserve(net, max_b)) {
             fprintf(stderr, "bench_cpu: %s: %s\n", arch, zf_last_error());
             return 1;
         }
         const size_t isz = (size_t)zf_net_in_size(net);
-        float *x = zf_alloc(16 * isz * sizeof(float)), *y = zf_alloc(16 * isz * sizeof(float));
+        float *x = zf_alloc(max_b * isz * sizeof(float)), *y = zf_alloc(max_b * isz * sizeof(float));
         srand(1);
-        for (size_t i = 0; i < 16 * isz; i++)
+        for (size_t i = 0; i < max_b * isz; i++)
             x[i] = (float)rand() / RAND_MAX - 0.5f;
+        if (dump) {
+            if (dump_net(net, arch, x, batches, nb, max_b, dump)) {
+                fprintf(stderr, "bench_cpu: --dump %s: %s\n", dump, zf_last_error());
+                return 1;
+            }
+            zf_free(x);
+            zf_free(y);
+            zf_net_free(net);
+            continue;
+        }
         if (variants) {
             bench_variants(net, arch, x, budget, only);
             zf_free(x);
@@ -290,8 +354,7 @@ int main(int argc, char **argv)
             zf_net_free(net);
             continue;
         }
-        const int batches[2] = {1, 16};
-        for (int b = 0; b < 2; b++) {
+        for (int b = 0; b < nb; b++) {
             int n = batches[b];
             double ms = TIME_MEDIAN(budget, 50, zf_net_forward(net, x, n));
             printf("{\"side\": \"zfviz\", \"net\": \"%s\", \"what\": \"forward\", \"batch\": %d, \"ms\": %.3f, "

@@ -1,27 +1,67 @@
 #!/usr/bin/env bash
-# CPU benchmark: the engine against PyTorch (best configuration, docs/benchmarking.md) on this machine,
-# the two sides alternating net by net so that machine drift cancels. Prints both sides' medians
-# and the ratios (PyTorch time / zfviz time: above 1 means zfviz is faster).
-#   bench/run-cpu.sh [--quick] [--nets alexnet,alexnet-caffe,zfnet]
+# CPU benchmark: the engine against the engines a user would pick instead, on the same nets (the
+# engine's random:1 weights), the same inputs, in one run: PyTorch (best configuration,
+# docs/benchmarking.md), OpenVINO f32 (bf16 apart, where the CPU has it) and onnxruntime (both from
+# PyPI in the benchmark's own virtual environment, bench/peers-venv.sh). Every engine's fc8 is
+# checked against a float64 reference and against the engine's before it is timed. The sides take
+# turns net by net, in an order that rotates each round, so that machine drift spreads over all;
+# summarize.py prints each side's median over the rounds and the ratio to the best peer
+# (peer time / zfviz time: above 1 means zfviz is faster).
+#   bench/run-cpu.sh [--quick] [--nets alexnet,alexnet-caffe,zfnet] [--batches 1,16,64] [--rounds N]
+#                    [--no-peers]
+# BUILD names the build folder (default build); ZF_PEERS_VENV the virtual environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 quick=""
 nets="alexnet,alexnet-caffe,zfnet"
+batches=""
+rounds=""
+peers=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=--quick ;;
     --nets) nets="$2"; shift ;;
+    --batches) batches="$2"; shift ;;
+    --rounds) rounds="$2"; shift ;;
+    --no-peers) peers=0 ;;
     *) echo "run-cpu.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
   shift
 done
-[ -x build/bench/bench_cpu ] || cmake --build build -j"$(nproc)" --target bench_cpu
-log=$(mktemp)
+# --quick checks that everything runs: one round, batches 1 and 16, short timings
+[ -n "$batches" ] || { [ -n "$quick" ] && batches=1,16 || batches=1,16,64; }
+[ -n "$rounds" ] || { [ -n "$quick" ] && rounds=1 || rounds=2; }
+build="${BUILD:-build}"
+[ -x "$build/bench/bench_cpu" ] || cmake --build "$build" -j"$(nproc)" --target bench_cpu
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+log="$work/log"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
-     "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-for net in ${nets//,/ }; do
-  build/bench/bench_cpu $quick --nets "$net" | tee -a "$log"
-  /usr/bin/python3 bench/torch_cpu.py $quick --nets "$net" | tee -a "$log"
+     "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset};" \
+     "load: $(cut -d' ' -f1-3 /proc/loadavg)"
+sides="zfviz pytorch"
+if [ "$peers" = 1 ]; then
+  venv=$(bench/peers-venv.sh)
+  sides="zfviz pytorch peers"
+fi
+"$build/bench/bench_cpu" --nets "$nets" --batches "$batches" --dump "$work/data"
+/usr/bin/python3 bench/peers_export.py "$work/data" --nets "$nets"
+run_side() { # side net
+  case "$1" in
+    zfviz) "$build/bench/bench_cpu" $quick --nets "$2" --batches "$batches" ;;
+    pytorch) /usr/bin/python3 bench/torch_cpu.py $quick --nets "$2" --batches "$batches" --data "$work/data" ;;
+    peers) "$venv/bin/python" bench/peers_cpu.py "$work/data" $quick --nets "$2" --batches "$batches" ;;
+  esac
+}
+read -r -a order <<< "$sides"
+for ((r = 0; r < rounds; r++)); do
+  echo "round $((r + 1)) of $rounds; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+  for net in ${nets//,/ }; do
+    for ((i = 0; i < ${#order[@]}; i++)); do
+      side=${order[$(((i + r) % ${#order[@]}))]}
+      run_side "$side" "$net" | sed "s/^{/{\"round\": $r, /" | tee -a "$log"
+    done
+  done
 done
+echo "end; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 /usr/bin/python3 bench/summarize.py "$log"
-rm -f "$log"

@@ -15,8 +15,13 @@ Prints one JSON line per measurement:
   {"side": "pytorch", "net": "zfnet", "what": "forward", "batch": 16, "ms": ..., "img_per_s": ...,
    "omp_wait_policy": "ACTIVE", "ms_by_policy": {"ACTIVE": ..., "PASSIVE": ...}, "threads": 2, ...}
 
+With --data DIR (bench_cpu --dump, then peers_export.py: what bench/run-cpu.sh passes) the weights
+are the engine's random:1 ones and the forward's inputs the engine's, and each forward's fc8 is
+checked against the float64 reference before timing ("rel_err_f64"); without it, N(0, 0.01)
+weights from torch's own generator.
+
 Usage: torch_cpu.py [--quick] [--nets a,b] [--what forward,deconv] [--batches 1,16]
-                    [--seconds S] [--policy ACTIVE|PASSIVE|both]
+                    [--seconds S] [--policy ACTIVE|PASSIVE|both] [--data DIR]
 Run with /usr/bin/python3 (Debian's torch is visible only to it).
 """
 import argparse
@@ -36,6 +41,7 @@ TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
 def parse_args(argv):
     p = timing_parser(__doc__, "alexnet,alexnet-caffe,zfnet", "1,16", "forward batch sizes", 3.0, 0.3)
     p.add_argument("--what", default="forward,deconv")
+    p.add_argument("--data", default=None, help="weights, inputs and reference of bench_cpu --dump")
     p.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     a = timing_args(p, argv)
     a.what = [w for w in a.what.split(",") if w]
@@ -88,14 +94,34 @@ def child(a):
     torch.set_grad_enabled(False)
     with open("/proc/self/maps") as f:
         tcmalloc = "tcmalloc" in f.read()
-    common = {"side": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(),
+    cfg = torch.__config__.show()
+    blas = next((w.split("=", 1)[1] for w in cfg.replace(",", " ").split() if w.startswith("BLAS_INFO=")), "?")
+    kernels = f"ATen CPU (oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}, BLAS {blas})"
+    common = {"side": "pytorch", "torch": torch.__version__, "threads": torch.get_num_threads(), "kernels": kernels,
               "tcmalloc": tcmalloc, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
     gen = torch.Generator().manual_seed(1)
     for arch in a.nets:
         if arch not in G.ARCHS:
             sys.exit(f"torch_cpu.py: unknown net '{arch}' ({', '.join(G.ARCHS)})")
         size, layers = G.ARCHS[arch]
-        params = random_params(G, arch, gen)
+        if a.data:
+            import numpy as np
+            d = os.path.join(a.data, arch)
+            params = {name: tuple(torch.from_numpy(np.load(os.path.join(d, "weights", f"{name}.{k}.npy")))
+                                  for k in ("weight", "bias"))
+                      for name, op, _ in layers if op in ("conv", "fc")}
+            x_data = torch.from_numpy(np.load(os.path.join(d, "x.npy")))
+            ref = torch.from_numpy(np.load(os.path.join(d, "ref64.npy")))
+        else:
+            params = random_params(G, arch, gen)
+            x_data = ref = None
+
+        def fc8_of(x):
+            with torch.inference_mode():
+                for name, op, arg in layers:
+                    x, _ = G.run_layer(op, arg, x, params, name)
+                    if name == "fc8":
+                        return x
 
         def forward(x):
             with torch.inference_mode():
@@ -125,12 +151,21 @@ def child(a):
 
         if "forward" in a.what:
             for b in a.batches:
-                x = torch.randn(b, 3, size, size, generator=gen)
+                extra = {}
+                if x_data is not None:
+                    x = x_data[:b].contiguous()
+                    n = min(b, len(ref))
+                    err = float((fc8_of(x)[:n].double() - ref[:n]).abs().max() / ref[:n].abs().max())
+                    if err > 1e-4:
+                        sys.exit(f"torch_cpu.py: {arch} batch {b}: fc8 off by {err:.2e} from float64")
+                    extra["rel_err_f64"] = float(f"{err:.3g}")
+                else:
+                    x = torch.randn(b, 3, size, size, generator=gen)
                 ms, reps = time_it(lambda: forward(x), a.seconds, a.quick)
                 print(json.dumps(dict(common, net=arch, what="forward", batch=b, ms=round(ms, 3),
-                                      img_per_s=round(1e3 * b / ms, 2), reps=reps)), flush=True)
+                                      img_per_s=round(1e3 * b / ms, 2), reps=reps, **extra)), flush=True)
         if "deconv" in a.what:
-            x = torch.randn(1, 3, size, size, generator=gen)
+            x = x_data[:1].contiguous() if x_data is not None else torch.randn(1, 3, size, size, generator=gen)
             ms, reps = time_it(lambda: deconv_unit(x), a.seconds, a.quick)
             print(json.dumps(dict(common, net=arch, what="deconv_conv5_unit", batch=1,
                                   ms=round(ms, 3), img_per_s=round(1e3 / ms, 2), reps=reps)),
