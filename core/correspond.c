@@ -62,19 +62,21 @@ zf_status zf_correspond_run(zf_net *net, const float *inputs, int n, const zf_bo
             if (st)
                 return st;
         }
-    /* signs[(s * n + i) * total + offset of layer l + k]: the sign of eps_i at element k. */
-    const int batch = n_sets < 16 ? n_sets : 16;
+    /* signs[(s * n + i) * total + offset of layer l + k]: the sign of eps_i at element k. Every
+     * image goes through the net alone, the occluded ones as the original: an element the box
+     * cannot reach then comes out bit for bit the same, eps exactly 0, and not a sign of rounding
+     * that another batch size's order of summation would give. */
     const int64_t isz = zf_net_in_size(net);
     int8_t *signs = malloc((size_t)n_sets * n * total);
     float *base = malloc(sizeof(float) * (size_t)total);
-    float *xs = zf_alloc(sizeof(float) * (size_t)(isz * batch));
+    float *xs = zf_alloc(sizeof(float) * (size_t)isz);
     zf_status st = ZF_OK;
     if (!signs || !base || !xs) {
         st = zf_error(ZF_ERR_NOMEM, "correspondence: out of memory for %d images x %d box sets x %lld features",
                       n, n_sets, (long long)total);
         goto done;
     }
-    if ((st = zf_net_reserve(net, batch)))
+    if ((st = zf_net_reserve(net, 1)))
         goto done;
     for (int i = 0; i < n; i++) {
         const float *x = inputs + isz * i;
@@ -86,28 +88,23 @@ zf_status zf_correspond_run(zf_net *net, const float *inputs, int n, const zf_bo
             memcpy(base + off, net->acts[layers[l]], sizeof(float) * (size_t)sz);
             off += sz;
         }
-        for (int first = 0; first < n_sets; first += batch) {
-            const int m = n_sets - first < batch ? n_sets - first : batch;
-            for (int k = 0; k < m; k++) {
-                memcpy(xs + isz * k, x, sizeof(float) * (size_t)isz);
-                occlude(xs + isz * k, net, &sets[first + k][i], fill);
-            }
+        for (int s = 0; s < n_sets; s++) {
+            memcpy(xs, x, sizeof(float) * (size_t)isz);
+            occlude(xs, net, &sets[s][i], fill);
             if (zf_interrupted) {
                 st = zf_error(ZF_ERR_INTERRUPTED, "correspondence interrupted");
                 goto done;
             }
-            if ((st = zf_net_forward(net, xs, m)))
+            if ((st = zf_net_forward(net, xs, 1)))
                 goto done;
-            for (int k = 0; k < m; k++) {
-                int8_t *sg = signs + ((size_t)(first + k) * n + i) * total;
-                int64_t off = 0;
-                for (int l = 0; l < n_layers; l++) {
-                    const int64_t sz = zf_layer_out_size(&net->layers[layers[l]]);
-                    const float *occ = net->acts[layers[l]] + sz * k;
-                    for (int64_t e = 0; e < sz; e++)
-                        sg[off + e] = sign_of(base[off + e] - occ[e]);
-                    off += sz;
-                }
+            int8_t *sg = signs + ((size_t)s * n + i) * total;
+            off = 0;
+            for (int l = 0; l < n_layers; l++) {
+                const int64_t sz = zf_layer_out_size(&net->layers[layers[l]]);
+                const float *occ = net->acts[layers[l]];
+                for (int64_t e = 0; e < sz; e++)
+                    sg[off + e] = sign_of(base[off + e] - occ[e]);
+                off += sz;
             }
         }
     }

@@ -155,7 +155,7 @@ zf_status zf_invariance_sweep(zf_net *net, const float *input, zf_transform t, c
     const int classes = (int)zf_layer_out_size(last), is_softmax = last->op == ZF_OP_SOFTMAX;
     if (p->cls >= classes)
         return zf_error(ZF_ERR_ARG, "class %d out of range: %s has %d classes", p->cls, net->arch, classes);
-    const int batch = p->batch > 0 ? p->batch : 8;
+    const int batch = p->batch > 0 ? p->batch : 1;
     const int64_t isz = zf_net_in_size(net);
     int64_t fsz[ZF_INVARIANCE_LAYERS];
     for (int l = 0; l < ZF_INVARIANCE_LAYERS; l++)

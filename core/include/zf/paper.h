@@ -57,7 +57,9 @@ typedef struct zf_invariance_params {
     int cls;                          /* class whose probability is recorded; -1: the top class of
                                        * the untransformed image */
     float fill;                       /* what the transform shows outside the image (0: the mean) */
-    int batch;                        /* transformed images per forward (0: 8) */
+    int batch;                        /* transformed images per forward (0: 1, which runs each
+                                       * through the same arithmetic as the original, so that an
+                                       * amount that changes nothing gives a distance of exactly 0) */
 } zf_invariance_params;
 void zf_invariance_params_default(zf_invariance_params *p);
 
