@@ -60,7 +60,8 @@ static void usage(void)
            "  --quick           %d images and no whole-test-set accuracy (for tests)\n"
            "figure options (the PNGs and the PDF's figure pages):\n" ZFT_FIGURE_HELP ZFT_FIGURE_PROJ_HELP
            ZFT_FIGURE_PROB_HELP
-           ZFT_WAIT_HELP
+           ZFT_WAIT_HELP ZFT_DEVICE_HELP
+           "                    (the demo runs on the cpu engine only for now: cuda is refused)\n"
            "  -h, --help        this help\n\n"
            "Fashion-MNIST comes from Debian's dataset-fashion-mnist or $ZFVIZ_FASHION_MNIST.\n",
            FULL_EVAL_S, DEFAULT_IMAGES, QUICK_IMAGES);
@@ -1019,8 +1020,9 @@ int zf_cmd_demo(int argc, char **argv)
     const zft_opt opts[] = {ZFT_STR("out", 'o', &d.dir),
                             ZFT_LONG("images", 'n', 10, 10000, "10 to 10000", &images),
                             ZFT_FLAG("quick", 'q', &d.quick), {0}};
+    zft_device dev = {.cpu_only = "its stages call the cpu engine's functions directly"};
     zft_args a = {.cmd = "demo", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts, .usage = usage,
-                  .style = &d.style,
+                  .style = &d.style, .device = &dev,
                   .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT | ZFT_WITH_PROJ | ZFT_WITH_PROB};
     if (zft_args_parse(&a))
         return a.rc;

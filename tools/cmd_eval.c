@@ -29,6 +29,7 @@ static void usage(void)
            "60,000 training images) or an ImageNet-style folder (one sub-folder per class,\n"
            "classes in sorted order as zfviz train numbers them; each class's .jpg/.jpeg/.png\n"
            "files found anywhere under its folder, as zfviz scan finds images).\n\n" ZFT_MODEL_HELP
+           ZFT_DEVICE_HELP "                    (eval runs on the cpu engine only for now: cuda is refused)\n"
            "  --data SOURCE     fashion-mnist (default) or a folder\n"
            "  --split S         test (default) or train, for fashion-mnist\n"
            "  --batch N         images per forward (default 100)\n"
@@ -45,8 +46,9 @@ int zf_cmd_eval(int argc, char **argv)
     const zft_opt opts[] = {ZFT_STR("data", 'd', &data), ZFT_STR("split", O_SPLIT, &split),
                             ZFT_LONG("batch", 'b', 1, 65536, "a whole number from 1 to 65536", &batch),
                             ZFT_LONG("size", O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size), {0}};
+    zft_device dev = {.cpu_only = "its evaluation loop, zf_evaluate, is not on the engine table yet"};
     zft_args a = {.cmd = "eval", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
-                  .model = &mo};
+                  .model = &mo, .device = &dev};
     if (zft_args_parse(&a))
         return a.rc;
     if (strcmp(split, "test") && strcmp(split, "train"))

@@ -29,7 +29,7 @@ static const char usage_text[] =
     "single activation on the unoccluded input), the probability of class K (default: the top class\n"
     "of the unoccluded input) and the most probable class.\n\n"
     "Writes DIR/feature.npy and DIR/prob.npy (float32, rows x cols), DIR/argmax.npy (int32) and\n"
-    "DIR/summary.json (parameters, choices, unoccluded values, timings).\n\n" ZFT_MODEL_HELP
+    "DIR/summary.json (parameters, choices, unoccluded values, timings).\n\n" ZFT_MODEL_HELP ZFT_DEVICE_HELP
     "  --input X         .npy tensor (1 x C x H x W or C x H x W) or image file\n"
     "  --patch P         side of the square in input pixels (default: 1/7 of the input's shorter\n"
     "                    side: 32 for 224x224, 16 for the mini nets' 112x112)\n"
@@ -198,6 +198,7 @@ static void usage(void)
 int zf_cmd_occlude(int argc, char **argv)
 {
     zft_model_opts mo = {0};
+    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_OCCLUSION)};
     const char *input = NULL, *layer = NULL, *out = NULL, *png = NULL, *pdf = NULL;
     zf_occlusion_params p;
     zf_occlusion_params_default(&p);
@@ -214,7 +215,7 @@ int zf_cmd_occlude(int argc, char **argv)
                             ZFT_OWN("conv", OPT_CONV, required_argument), ZFT_STR("png", OPT_PNG, &png),
                             ZFT_STR("pdf", OPT_PDF, &pdf), {0}};
     zft_args a = {.cmd = "occlude", .argc = argc, .argv = argv, .shortopts = "hi:o:", .opts = opts,
-                  .usage = usage, .model = &mo, .style = &style,
+                  .usage = usage, .model = &mo, .style = &style, .device = &dev,
                   .shared = ZFT_WITH_FORCE | ZFT_WITH_PROJ | ZFT_WITH_PROB};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
@@ -300,7 +301,9 @@ int zf_cmd_occlude(int argc, char **argv)
     zft_progress_start(&prog.bar, "occlude", npos, "pos");
     p.progress = on_progress;
     p.progress_ctx = &prog;
-    st = zf_occlusion_run(net, zf_tensor_f32(x), &p, &res);
+    /* the cpu engine reserves what each method needs; another engine's batch is its positions per batch */
+    if (!(st = zft_device_open(&dev, net, strcmp(dev.iface->name, "cpu") ? (p.batch ? p.batch : 32) : 1)))
+        st = zft_device_occlusion(&dev, net, zf_tensor_f32(x), &p, &res);
     zft_progress_finish(&prog.bar);
     if (st)
         goto fail;
@@ -329,6 +332,7 @@ fail:
     if (rc)
         rc = zft_fail("occlude", st);
     zf_occlusion_result_free(res);
+    zft_device_close(&dev);
     zf_tensor_free(x);
     zf_net_free(net);
     return rc;

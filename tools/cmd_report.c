@@ -41,7 +41,7 @@ static void usage(void)
 int zf_cmd_report(int argc, char **argv)
 {
     zft_model_opts mo = {0};
-    zft_device dev = {0};
+    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_DECONV)};
     zft_reroot reroot = {0};
     const char *dbpath = NULL, *out = NULL, *occlude = NULL;
     long run = 0, top = 4, patch = 0, stride = 0; /* 0: zft_occlusion_defaults for the net */

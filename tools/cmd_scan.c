@@ -23,6 +23,8 @@ static void usage(void)
         "Runs every image through the net and stores, for each unit of each scanned layer,\n"
         "how often and how strongly it fires and its top-K images, in OUT.db (SQLite; see\n"
         "docs/db.md). Re-running the same command continues where a stopped scan left off.\n\n" ZFT_MODEL_HELP
+        ZFT_DEVICE_HELP
+        "                    (on a GPU the forward runs there and the statistics on the CPU)\n"
         "  --images P        a folder (searched recursively for .jpg/.jpeg/.png, sorted by path),\n"
         "                    one image, or a list of image paths one a line (a file, a pipe, or -\n"
         "                    for standard input; relative paths from the list's folder; at most\n"
@@ -100,10 +102,11 @@ int zf_cmd_scan(int argc, char **argv)
                             ZFT_LONG("top", 't', 1, 1000, "1..1000", &top),
                             ZFT_LONG("batch", 'b', 1, 4096, "1..4096", &batch),
                             ZFT_LONG("chunk", 'c', 1, 1 << 20, "1..1048576", &chunk),
-                            ZFT_OWN("shard", 's', required_argument), ZFT_STR("shard-dir", 'D', &shard_dir),
+                            ZFT_OWN("shard", 's', required_argument), ZFT_STR("shard-dir", 'S', &shard_dir),
                             {0}};
+    zft_device dev = {0};
     zft_args a = {.cmd = "scan", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
-                  .model = &mo, .shared = ZFT_WITH_WAIT};
+                  .model = &mo, .device = &dev, .shared = ZFT_WITH_WAIT};
     int opt;
     while ((opt = zft_args_next(&a)) != -1) {
         switch (opt) {
@@ -152,6 +155,7 @@ int zf_cmd_scan(int argc, char **argv)
     zf_db *db = NULL;
     int *idx = NULL;
     int rc = 0;
+    zft_scan_forward fw = {0};
     if ((s = zf_db_scan_list(images, &paths, &n)) || (s = zft_load_model_ref(&mo, &net, &ref))) {
         rc = zft_fail(cmd, s);
         goto out;
@@ -189,6 +193,15 @@ int zf_cmd_scan(int argc, char **argv)
         rc = zft_fail(cmd, s);
         goto out;
     }
+    /* On another engine than the CPU's the scan's forward runs there, each scanned layer read back
+     * to the host for the statistics; the CPU engine keeps the scan's own layer-by-layer forward. */
+    fw.dev = &dev;
+    fw.layers = layers_arg ? idx : NULL;
+    fw.n_layers = nl;
+    if (strcmp(dev.iface->name, "cpu") && (s = zft_scan_forward_open(&fw, net, (int)batch))) {
+        rc = zft_fail(cmd, s);
+        goto out;
+    }
     ui u = {0};
     zf_scan_opts so = {
         .layers = layers_arg ? idx : NULL,
@@ -204,6 +217,8 @@ int zf_cmd_scan(int argc, char **argv)
         .progress_ctx = &u,
         .shard_k = shard_k,
         .shard_n = shard_n,
+        .forward = dev.eng ? zft_scan_forward_run : NULL,
+        .forward_ctx = &fw,
     };
     zf_scan_result res;
     s = zf_db_scan(db, net, (const char *const *)paths, n, &so, &res);
@@ -247,6 +262,7 @@ int zf_cmd_scan(int argc, char **argv)
         rc = 1;
     }
 out:
+    zft_scan_forward_close(&fw);
     zf_db_close(db);
     zf_net_free(net);
     zf_db_scan_list_free(paths, n);

@@ -59,7 +59,7 @@ static zf_status draw_one(zf_viz_doc *doc, void *ctx)
 int zf_cmd_sheet(int argc, char **argv)
 {
     zft_model_opts mo = {0};
-    zft_device dev = {0};
+    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_DECONV)};
     zft_reroot reroot = {0};
     zf_viz_sheet_opts so = zf_viz_sheet_defaults();
     const char *dbpath = NULL, *layer = NULL, *unit_list = NULL, *out = NULL;

@@ -33,7 +33,7 @@ static void usage(void)
         "  --deconv          project and store renderings (conv layers)\n"
         "  --lrn-backward    the true LRN backward on the way down (default: identity)\n" ZFT_REROOT_HELP
         "  the model defaults to the one the run scanned (its arch and weights as recorded):\n" ZFT_MODEL_HELP
-        "  -h, --help        this help\n");
+        ZFT_DEVICE_HELP "  -h, --help        this help\n");
 }
 
 /* Channel j of the net's input holds RGB channel rgb_of(j); a grey net's one channel is all three. */
@@ -105,7 +105,7 @@ static zf_status store(zf_db *db, zf_image *img, const zf_db_rendering *r, int64
 /* Projects every example with the deconvnet and stores the two renderings of each. */
 static zf_status deconv_all(zf_db *db, const zf_db_run *run, const zft_model_opts *given,
                             const zft_reroot *reroot, const char *layer, int unit, int lrn_backward,
-                            const zf_db_example *ex, int n)
+                            const zf_db_example *ex, int n, zft_device *dev)
 {
     zf_db_model m;
     zf_status s = zf_db_model_get(db, run->model_id, &m);
@@ -127,7 +127,7 @@ static zf_status deconv_all(zf_db *db, const zf_db_run *run, const zft_model_opt
                      layer);
         goto out;
     }
-    if ((s = zf_net_reserve(net, n)))
+    if ((s = zf_net_reserve(net, n)) || (s = zft_device_open(dev, net, n)))
         goto out;
     size_t in_size = (size_t)zf_net_in_size(net);
     for (int i = 0; i < n; i++) {
@@ -154,7 +154,7 @@ static zf_status deconv_all(zf_db *db, const zf_db_run *run, const zft_model_opt
         xs[i] = ex[i].x;
     }
     zf_deconv_req req = {li, ZF_DECONV_UNIT, lrn_backward, chan, ys, xs};
-    if ((s = zf_net_forward(net, NULL, n)) || (s = zf_net_deconv(net, rec, n, &req)))
+    if ((s = zft_device_deconv(dev, net, net->input, n, &req, rec)))
         goto out;
     if ((s = zf_db_begin(db)))
         goto out;
@@ -204,6 +204,7 @@ out:
     free(chan);
     free(ys);
     free(xs);
+    zft_device_close(dev);
     zf_net_free(net);
     return s;
 }
@@ -219,14 +220,16 @@ int zf_cmd_topk(int argc, char **argv)
                             ZFT_LONG("unit", 'u', 0, INT_MAX, "a unit number", &unit), ZFT_RUN_OPT(&run_id),
                             ZFT_FLAG("deconv", 'D', &deconv), ZFT_FLAG("lrn-backward", 'L', &lrn_backward),
                             ZFT_REROOT_OPT(&reroot), {0}};
+    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_DECONV)};
     zft_args a = {.cmd = "topk", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
-                  .model = &mo, .shared = ZFT_WITH_WAIT};
+                  .model = &mo, .device = &dev, .shared = ZFT_WITH_WAIT};
     if (zft_args_parse(&a))
         return a.rc;
     if (!dbpath || !layer || unit < 0)
         return zft_usage_error("topk", "--db, --layer and --unit are required (see --help)");
-    if (!deconv && (mo.arch || mo.weights || mo.model || lrn_backward || reroot.set))
-        return zft_usage_error("topk", "model options, --lrn-backward and --reroot go with --deconv");
+    if (!deconv && (mo.arch || mo.weights || mo.model || lrn_backward || reroot.set || dev.device || dev.precision))
+        return zft_usage_error("topk", "model options, --device, --precision, --lrn-backward and --reroot go with "
+                                       "--deconv");
 
     zft_scan scan;
     zf_db_example *ex = NULL;
@@ -251,7 +254,7 @@ int zf_cmd_topk(int argc, char **argv)
         printf("%4d %12.6g %4d %4d  %-19s %s\n", ex[i].rank, ex[i].score, ex[i].y, ex[i].x, box,
                ex[i].path);
     }
-    if (deconv && n > 0 && (s = deconv_all(scan.db, run, &mo, &reroot, lname, (int)unit, lrn_backward, ex, n)))
+    if (deconv && n > 0 && (s = deconv_all(scan.db, run, &mo, &reroot, lname, (int)unit, lrn_backward, ex, n, &dev)))
         rc = zft_fail("topk", s);
 out:
     free(ex);

@@ -52,7 +52,8 @@ static void usage(void)
            "  --size S          folders: images are stored resized to S x S (default: the net's resize size)\n"
            "  --snapshots E,..  store every conv layer's filters after these epochs (default 1,2,5,10)\n"
            "  --db FILE         SQLite file for metrics and snapshots (default MODEL without .safetensors + .sqlite)\n"
-           ZFT_WAIT_HELP
+           ZFT_WAIT_HELP ZFT_DEVICE_HELP
+           "                    (training needs the backward pass, which only the cpu engine has)\n"
            "  --checkpoint-every S  seconds between mid-epoch checkpoints (default 60)\n"
            "  --resume          continue from MODEL.ckpt (same arch, data, seed and batch)\n");
 }
@@ -327,8 +328,10 @@ int zf_cmd_train(int argc, char **argv)
                             ZFT_OWN("snapshots", O_SNAP, required_argument), ZFT_STR("db", O_DB, &db_path),
                             ZFT_REAL("checkpoint-every", O_CKPT, 0, 1e9, "seconds (0: only at epoch ends)", &cfg.checkpoint_s),
                             ZFT_FLAG("resume", O_RESUME, &resume), {0}};
+    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD),
+                      .cpu_only = "its training loop, zf_train_run, is not on the engine table yet"};
     zft_args a = {.cmd = "train", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
-                  .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
+                  .device = &dev, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {

@@ -19,9 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#ifdef ZF_CUDA_ENABLED
-#include "zf/cuda.h"
-#endif
+#include "zf/engine.h"
 #include "zf/onnx.h"
 
 static void on_sigint(int sig)
@@ -184,7 +182,9 @@ int zft_args_next(zft_args *a)
             if (a->operands >= 0 && a->argc - optind > a->operands)
                 return args_stop(a, zft_usage_error(a->cmd, "unexpected argument '%s'",
                                                     a->argv[optind + a->operands]));
-            return -1;
+            /* the engine is chosen before any work, so that one that cannot run stops the command */
+            int rc = a->device ? zft_device_select(a->cmd, a->device) : 0;
+            return rc ? args_stop(a, rc) : -1;
         }
         if (c == '?' || c == ':') /* getopt has named the option */
             return args_stop(a, zft_option_error(a->cmd));
@@ -564,75 +564,104 @@ void zft_progress_finish(zft_progress *p)
 int zft_device_option(zft_device *d, int opt, const char *arg)
 {
     switch (opt) {
-    case 'D': d->device = arg; return 1;
-    case 'R': d->precision = arg; return 1;
+    case ZFT_OPT_DEVICE: d->device = arg; return 1;
+    case ZFT_OPT_PRECISION: d->precision = arg; return 1;
     default: return 0;
     }
 }
 
+int zft_device_select(const char *cmd, zft_device *d)
+{
+    int fallback = 0;
+    zf_status st;
+    if (d->precision && strcmp(d->precision, "fp32") && strcmp(d->precision, "tf32") && strcmp(d->precision, "bf16"))
+        return zft_usage_error(cmd, "--precision is fp32, tf32 or bf16, got '%s'", d->precision);
+    const unsigned needs = d->needs ? d->needs : ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD);
+    if ((st = zf_engine_select(d->device, needs, &d->iface, &d->index, &fallback, d->note, sizeof d->note))) {
+        if (st == ZF_ERR_ARG) /* a misspelt device: the usage line */
+            return zft_usage_error(cmd, "%s", zf_last_error());
+        fprintf(stderr, "zfviz %s: %s\n", cmd, zf_last_error()); /* the reason, and no fallback */
+        return ZFT_EXIT_USAGE;
+    }
+    const int is_auto = !d->device || !strcmp(d->device, "auto");
+    const zf_engine_iface *cpu = zf_engine_list()[0];
+    if (d->iface != cpu && d->cpu_only) {
+        if (!is_auto)
+            return zft_usage_error(cmd, "--device %s: %s runs on the cpu engine only (%s)", d->device, cmd,
+                                   d->cpu_only);
+        char desc[128];
+        cpu->probe(0, desc, sizeof desc);
+        snprintf(d->note, sizeof d->note, "cpu: %s (auto; %s runs on the cpu engine only: %s)", desc, cmd,
+                 d->cpu_only);
+        d->iface = cpu;
+        d->index = 0;
+    }
+    if (d->iface == cpu && d->precision && strcmp(d->precision, "fp32")) {
+        if (!is_auto || !fallback)
+            return zft_usage_error(cmd, "--precision %s: the cpu engine computes in fp32 only", d->precision);
+        d->precision = NULL; /* auto without a GPU: the CPU's float32, as the note says */
+    }
+    if ((d->device && !strcmp(d->device, "auto")) || (is_auto && d->iface != cpu))
+        fprintf(stderr, "zfviz %s: device %s\n", cmd, d->note);
+    return 0;
+}
+
 zf_status zft_device_open(zft_device *d, zf_net *net, int batch)
 {
-    d->gpu = NULL;
-#ifdef ZF_CUDA_ENABLED
-    zf_device_choice choice = ZF_DEVICE_AUTO;
-    zf_cuda_precision prec = ZF_CUDA_FP32;
-    zf_status st;
-    if (d->device && (st = zf_cuda_parse_device(d->device, &choice)))
-        return st;
-    if (d->precision && (st = zf_cuda_parse_precision(d->precision, &prec)))
-        return st;
-    zf_cuda_net *cn = NULL;
-    if ((st = zf_cuda_open(choice, net, batch, prec, &cn)))
-        return st;
-    d->gpu = cn;
-    return ZF_OK;
-#else
-    (void)net;
-    (void)batch;
-    if (d->device && strcmp(d->device, "cpu") && strcmp(d->device, "auto"))
-        return zf_error(ZF_ERR_UNSUPPORTED, "--device %s: this zfviz was built without the CUDA engine", d->device);
-    if (d->precision && strcmp(d->precision, "fp32"))
-        return zf_error(ZF_ERR_UNSUPPORTED, "--precision %s: only the GPU engine has it (built without CUDA)",
-                        d->precision);
-    return ZF_OK;
-#endif
+    zft_device_close(d);
+    if (!d->iface) {
+        int fallback;
+        zf_status st = zf_engine_select(d->device, d->needs ? d->needs : ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD),
+                                        &d->iface, &d->index, &fallback, d->note, sizeof d->note);
+        if (st)
+            return st;
+    }
+    zf_engine_opts o = {.device = d->index, .batch = batch, .precision = d->precision};
+    return zf_engine_open(d->iface, net, &o, &d->eng);
 }
 
 zf_status zft_device_forward(zft_device *d, zf_net *net, const float *input, int n, const int *layers,
                              int n_layers)
 {
-#ifdef ZF_CUDA_ENABLED
-    if (d->gpu)
-        return zf_cuda_net_forward_to_host(d->gpu, net, input, n, layers, n_layers);
-#endif
-    (void)d;
-    (void)layers;
-    (void)n_layers;
-    return zf_net_forward(net, input, n);
+    if (!d->eng)
+        return zf_net_forward(net, input, n);
+    const int last = net->n_layers - 1;
+    zf_status st = zf_engine_forward(d->eng, input, n, last);
+    /* Reads into the net's own buffers: nothing to copy on the cpu engine. */
+    for (int i = layers ? 0 : -1; !st && i < (layers ? n_layers : last); i++) {
+        const int l = layers ? layers[i] : i;
+        if (l < 0 || !net->layers[l].in_place)
+            st = zf_engine_read(d->eng, l, zf_net_act(net, l), n);
+    }
+    return st ? st : zf_engine_read(d->eng, last, net->acts[last], n);
 }
 
 zf_status zft_device_deconv(zft_device *d, zf_net *net, const float *input, int n, const zf_deconv_req *req,
                             float *out)
 {
-#ifdef ZF_CUDA_ENABLED
-    if (d->gpu) {
-        zf_status st = zf_cuda_net_forward(d->gpu, input, n);
-        return st ? st : zf_cuda_net_deconv(d->gpu, out, n, req);
-    }
-#endif
-    (void)d;
     /* the projection needs the switches up to the layer, not the classifier */
-    int conv = net->layers[req->layer].op == ZF_OP_CONV ? req->layer : req->layer - 1;
-    zf_status st = zf_net_forward_upto(net, input, n, zf_net_rectified(net, conv));
-    return st ? st : zf_net_deconv(net, out, n, req);
+    const int last = zf_engine_deconv_last(net, req);
+    if (!d->eng) {
+        zf_status st = zf_net_forward_upto(net, input, n, last);
+        return st ? st : zf_net_deconv(net, out, n, req);
+    }
+    zf_status st = zf_engine_forward(d->eng, input, n, last);
+    return st ? st : zf_engine_deconv(d->eng, out, n, req);
 }
 
-const char *zft_device_name(const zft_device *d) { return d->gpu ? "cuda" : "cpu"; }
+zf_status zft_device_occlusion(zft_device *d, zf_net *net, const float *input, const zf_occlusion_params *p,
+                               zf_occlusion_result **out)
+{
+    return d->eng ? zf_engine_occlusion(d->eng, input, p, out) : zf_occlusion_run(net, input, p, out);
+}
+
+const char *zft_device_name(const zft_device *d)
+{
+    return d->eng ? zf_engine_name(d->eng) : d->iface ? d->iface->name : "cpu";
+}
 
 void zft_device_close(zft_device *d)
 {
-#ifdef ZF_CUDA_ENABLED
-    zf_cuda_net_free(d->gpu);
-#endif
-    d->gpu = NULL;
+    zf_engine_close(d->eng);
+    d->eng = NULL;
 }

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "zf/engine.h"
 #include "zf/net.h"
 #include "zf/status.h"
 #include "zf/tensor.h"
@@ -167,28 +168,49 @@ typedef struct zft_model_ref {
 /* zft_load_model, also filling `ref` (when not NULL). */
 zf_status zft_load_model_ref(const zft_model_opts *o, zf_net **out, zft_model_ref *ref);
 
-/* Where a net runs: --device auto|cuda|cpu and --precision fp32|tf32|bf16. `auto` (the default)
- * takes the GPU engine when this build has it and a GPU is present, else the CPU engine. */
+/* Where a net runs: --device auto|cpu|cuda[:N] and --precision fp32|tf32|bf16, through the engine
+ * table (zf/engine.h). `auto` (the default) takes the first engine after the CPU whose device 0
+ * works and that has every op the command needs, else the CPU engine. The choice is made when the
+ * options are parsed (zft_args_next, zft_device_select): a named engine that cannot run (not
+ * built, no usable device, an op it lacks) stops the command there with one line and exit 2,
+ * never falling back; `--device auto` given, or auto taking a GPU, says which engine on stderr as
+ * the command's first line. */
 typedef struct zft_device {
     const char *device;    /* NULL: auto */
     const char *precision; /* NULL: fp32 */
-    void *gpu;             /* the device copy of the net (zf_cuda_net), NULL when on the CPU */
+    unsigned needs;        /* the ops the command runs (ZF_ENGINE_NEEDS bits); 0: forward only */
+    const char *cpu_only;  /* why the command runs on the cpu engine alone, or NULL */
+    const struct zf_engine_iface *iface; /* chosen by zft_device_select; NULL: not yet */
+    int index;             /* the device's index */
+    struct zf_engine *eng; /* open engine (zft_device_open), or NULL: the CPU engine's calls direct */
+    char note[640];        /* what was chosen, and for auto on the CPU why */
 } zft_device;
+#define ZFT_OPT_DEVICE 0x7a64
+#define ZFT_OPT_PRECISION 0x7a70
 #define ZFT_DEVICE_LONGOPTS \
-    {"device", required_argument, 0, 'D'}, {"precision", required_argument, 0, 'R'}
+    {"device", required_argument, 0, ZFT_OPT_DEVICE}, {"precision", required_argument, 0, ZFT_OPT_PRECISION}
 #define ZFT_DEVICE_HELP \
-    "  --device D        auto (GPU when present, default), cuda or cpu\n" \
+    "  --device D        auto (default: a GPU when one is usable, else the CPU), cpu, cuda or cuda:N;\n" \
+    "                    a GPU that cannot be used is an error (exit 2), never a silent fallback\n" \
     "  --precision P     GPU arithmetic: fp32 (default, matches the CPU), tf32 or bf16 (faster, see docs/cuda.md)\n"
-/* Handles 'D', 'R'; returns 1 if the option was one of them. */
+/* Handles --device and --precision; returns 1 if the option was one of them. */
 int zft_device_option(zft_device *d, int opt, const char *arg);
-/* Opens the device for `net` at batches of `batch` (net must be reserved for it too). */
+/* Chooses the engine (zf_engine_select) for d->device and d->needs: 0 when the command may go
+ * on, else the exit code (2) after one line on stderr. Prints the choice as said above. */
+int zft_device_select(const char *cmd, zft_device *d);
+/* Opens the chosen engine for `net` at batches of `batch` (net is reserved for it too). */
 zf_status zft_device_open(zft_device *d, zf_net *net, int batch);
-/* zf_net_forward on the chosen device; outputs of `layers` (and the last layer) end in net->acts. */
+/* zf_net_forward on the chosen engine; outputs of `layers` (all when NULL, and the last layer)
+ * end in net->acts. */
 zf_status zft_device_forward(zft_device *d, zf_net *net, const float *input, int n, const int *layers,
                              int n_layers);
-/* The forward the deconvnet needs, then the projection into host `out`, on the chosen device. */
+/* The forward the deconvnet needs, then the projection into host `out`, on the chosen engine. */
 zf_status zft_device_deconv(zft_device *d, zf_net *net, const float *input, int n, const zf_deconv_req *req,
                             float *out);
+/* zf_occlusion_run on the chosen engine. */
+zf_status zft_device_occlusion(zft_device *d, zf_net *net, const float *input,
+                               const struct zf_occlusion_params *p, struct zf_occlusion_result **out);
+/* "cpu", "cuda": the engine that runs (open) or was chosen. */
 const char *zft_device_name(const zft_device *d);
 void zft_device_close(zft_device *d);
 

@@ -650,3 +650,48 @@ zf_status zft_store_rendering_at(const char *dbpath, const zf_db_rendering *what
         fprintf(stderr, "stored %s rendering %lld in %s\n", what->kind, (long long)id, dbpath);
     return st;
 }
+
+zf_status zft_scan_forward_open(zft_scan_forward *f, zf_net *net, int batch)
+{
+    f->idx = malloc(sizeof *f->idx * (size_t)(net->n_layers > 0 ? net->n_layers : 1));
+    if (!f->idx)
+        return zf_error(ZF_ERR_NOMEM, "out of memory");
+    if (f->layers) {
+        memcpy(f->idx, f->layers, sizeof *f->idx * (size_t)f->n_layers);
+        f->n_idx = f->n_layers;
+    } else {
+        f->n_idx = zf_db_scan_default_layers(net, f->idx);
+    }
+    f->last = 0;
+    for (int i = 0; i < f->n_idx; i++)
+        if (f->idx[i] > f->last)
+            f->last = f->idx[i];
+    f->batch = batch;
+    return zft_device_open(f->dev, net, batch);
+}
+
+zf_status zft_scan_forward_run(void *ctx, zf_net *net, const float *input, int n)
+{
+    zft_scan_forward *f = ctx;
+    zf_engine *e = f->dev->eng;
+    zf_status st;
+    if (n > f->batch) { /* a resumed run keeps the batch it began with */
+        if ((st = zf_engine_reserve(e, n)))
+            return st;
+        f->batch = n;
+    }
+    if ((st = zf_engine_forward(e, input, n, f->last)))
+        return st;
+    for (int i = 0; i < f->n_idx; i++)
+        if ((st = zf_engine_read(e, f->idx[i], net->acts[f->idx[i]], n)))
+            return st;
+    return ZF_OK;
+}
+
+void zft_scan_forward_close(zft_scan_forward *f)
+{
+    free(f->idx);
+    f->idx = NULL;
+    if (f->dev)
+        zft_device_close(f->dev);
+}

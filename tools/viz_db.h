@@ -46,6 +46,21 @@ typedef struct zft_scan {
     int device_open;
 } zft_scan;
 
+/* The scan's forward (zf_scan_opts.forward) on an engine other than the CPU's: the forward up to
+ * the last scanned layer on the device, each scanned layer read back into net->acts for the
+ * statistics, which the scan reduces on the host. */
+typedef struct zft_scan_forward {
+    zft_device *dev;
+    const int *layers; /* the scanned layers; NULL: zf_db_scan_default_layers */
+    int n_layers;
+    int *idx, n_idx, last, batch; /* what open resolved */
+} zft_scan_forward;
+/* Resolves the layers and opens f->dev's engine for `net` at batches of `batch`. */
+zf_status zft_scan_forward_open(zft_scan_forward *f, zf_net *net, int batch);
+zf_status zft_scan_forward_run(void *f, zf_net *net, const float *input, int n);
+/* Frees what open made and closes the engine; a zeroed f is a no-op. */
+void zft_scan_forward_close(zft_scan_forward *f);
+
 /* zf_db_open with --wait's timeout, telling the user while it waits for another process's lock. */
 zf_status zft_db_open(const char *path, int readwrite, zf_db **out);
 

@@ -1,0 +1,211 @@
+/* The engine table's callers' side: choosing an engine for --device, opening it for a net, and the
+ * ops through its table with one message for an op an engine lacks. The engines themselves are in
+ * core/engine_cpu.c and cuda/engine.cu, listed in core/engine_registry.c. */
+#include "zf/engine.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct zf_engine {
+    const zf_engine_iface *iface;
+    void *ctx;
+    zf_net *net;
+};
+
+const char *zf_engine_op_name(zf_engine_op op)
+{
+    static const char *const names[ZF_ENGINE_OP_COUNT] = {"forward", "read", "deconv", "occlusion", "backward"};
+    return op >= 0 && op < ZF_ENGINE_OP_COUNT ? names[op] : "?";
+}
+
+const zf_engine_iface *zf_engine_find(const char *name)
+{
+    for (const zf_engine_iface *const *e = zf_engine_list(); *e; e++)
+        if (!strcmp((*e)->name, name))
+            return *e;
+    return NULL;
+}
+
+zf_status zf_engine_parse(const char *spec, char *name, size_t len, int *device)
+{
+    *device = 0;
+    if (!spec || !*spec)
+        spec = "auto";
+    const char *colon = strchr(spec, ':');
+    size_t n = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (colon) {
+        char *end;
+        long d = strtol(colon + 1, &end, 10);
+        if (colon[1] < '0' || colon[1] > '9' || *end || d > 1024)
+            return zf_error(ZF_ERR_ARG, "device '%s': the index after ':' must be a number from 0 to 1024", spec);
+        *device = (int)d;
+    }
+    if (n == 3 && !strncmp(spec, "gpu", 3))
+        spec = "cuda", n = 4;
+    int known = (n == 4 && !strncmp(spec, "auto", 4)) || (n == 3 && !strncmp(spec, "cpu", 3));
+    for (const zf_engine_iface *const *e = zf_engine_list(); *e && !known; e++)
+        known = strlen((*e)->name) == n && !strncmp((*e)->name, spec, n);
+    /* cuda is a known name in a build without it: zf_engine_select says that it was not built */
+    if (!known && !(n == 4 && !strncmp(spec, "cuda", 4)))
+        return zf_error(ZF_ERR_ARG, "device '%s': expected auto, cpu, cuda or cuda:N", spec);
+    if (colon && ((n == 4 && !strncmp(spec, "auto", 4)) || (n == 3 && !strncmp(spec, "cpu", 3))) && *device)
+        return zf_error(ZF_ERR_ARG, "device '%s': %.*s has no device index", spec, (int)n, spec);
+    if (n + 1 > len)
+        return zf_error(ZF_ERR_ARG, "device '%s': name too long", spec);
+    memcpy(name, spec, n);
+    name[n] = '\0';
+    return ZF_OK;
+}
+
+/* The first op of `needs` that `iface` lacks, or -1. */
+static int missing_op(const zf_engine_iface *iface, unsigned needs)
+{
+    for (int op = 0; op < ZF_ENGINE_OP_COUNT; op++)
+        if ((needs & ZF_ENGINE_NEEDS(op)) && !iface->supports((zf_engine_op)op))
+            return op;
+    return -1;
+}
+
+zf_status zf_engine_select(const char *spec, unsigned needs, const zf_engine_iface **out, int *device,
+                           int *auto_fallback, char *note, size_t len)
+{
+    char name[32], desc[256];
+    *out = NULL;
+    *auto_fallback = 0;
+    note[0] = '\0';
+    zf_status st = zf_engine_parse(spec, name, sizeof name, device);
+    if (st)
+        return st;
+    const zf_engine_iface *cpu = zf_engine_list()[0];
+    if (strcmp(name, "auto")) {
+        const zf_engine_iface *e = zf_engine_find(name);
+        if (!e)
+            return zf_error(ZF_ERR_UNSUPPORTED, "--device %s: this zfviz was built without the %s engine", spec, name);
+        if ((st = e->probe(*device, desc, sizeof desc)))
+            return zf_error_prefix(st, "--device %s: ", spec);
+        int op = missing_op(e, needs);
+        if (op >= 0)
+            return zf_error(ZF_ERR_UNSUPPORTED, "--device %s: the %s engine has no %s (run with --device cpu)", spec,
+                            e->name, zf_engine_op_name((zf_engine_op)op));
+        snprintf(note, len, "%s: %s", e->name, desc);
+        *out = e;
+        return ZF_OK;
+    }
+    /* auto: the first other engine that works and has every op, else the CPU with the reason */
+    char why[512] = "";
+    for (const zf_engine_iface *const *e = zf_engine_list() + 1; *e; e++) {
+        int op = missing_op(*e, needs);
+        if (op >= 0) {
+            snprintf(why, sizeof why, "the %s engine has no %s", (*e)->name, zf_engine_op_name((zf_engine_op)op));
+        } else if ((*e)->probe(0, desc, sizeof desc)) {
+            snprintf(why, sizeof why, "%s: %s", (*e)->name, zf_last_error());
+        } else {
+            snprintf(note, len, "%s: %s (auto)", (*e)->name, desc);
+            *out = *e;
+            return ZF_OK;
+        }
+        *auto_fallback = 1;
+    }
+    cpu->probe(0, desc, sizeof desc);
+    if (why[0])
+        snprintf(note, len, "cpu: %s (auto; %s)", desc, why);
+    else
+        snprintf(note, len, "cpu: %s (auto; built without another engine)", desc);
+    *out = cpu;
+    *device = 0;
+    return ZF_OK;
+}
+
+zf_status zf_engine_open(const zf_engine_iface *iface, zf_net *net, const zf_engine_opts *o, zf_engine **out)
+{
+    *out = NULL;
+    zf_engine *e = calloc(1, sizeof *e);
+    if (!e)
+        return zf_error(ZF_ERR_NOMEM, "out of memory for the %s engine", iface->name);
+    e->iface = iface;
+    e->net = net;
+    zf_status st = iface->open(net, o, &e->ctx);
+    if (st) {
+        free(e);
+        return st;
+    }
+    *out = e;
+    return ZF_OK;
+}
+
+void zf_engine_close(zf_engine *e)
+{
+    if (!e)
+        return;
+    e->iface->close(e->ctx);
+    free(e);
+}
+
+const char *zf_engine_name(const zf_engine *e) { return e->iface->name; }
+const char *zf_engine_describe(zf_engine *e) { return e->iface->describe(e->ctx); }
+int zf_engine_supports(const zf_engine *e, zf_engine_op op) { return e->iface->supports(op); }
+zf_net *zf_engine_net(zf_engine *e) { return e->net; }
+
+static zf_status lacks(const zf_engine *e, zf_engine_op op)
+{
+    return zf_error(ZF_ERR_UNSUPPORTED, "the %s engine has no %s", e->iface->name, zf_engine_op_name(op));
+}
+
+zf_status zf_engine_reserve(zf_engine *e, int batch)
+{
+    if (batch < 1)
+        return zf_error(ZF_ERR_ARG, "%s engine: batch %d", e->iface->name, batch);
+    return e->iface->reserve(e->ctx, batch);
+}
+
+zf_status zf_engine_forward(zf_engine *e, const float *input, int n, int last)
+{
+    if (!e->iface->supports(ZF_ENGINE_OP_FORWARD))
+        return lacks(e, ZF_ENGINE_OP_FORWARD);
+    if (last < 0 || last >= e->net->n_layers)
+        return zf_error(ZF_ERR_ARG, "%s: no layer %d to run the forward up to", e->net->arch, last);
+    return e->iface->forward(e->ctx, input, n, last);
+}
+
+zf_status zf_engine_read(zf_engine *e, int layer, float *out, int n)
+{
+    if (!e->iface->supports(ZF_ENGINE_OP_READ))
+        return lacks(e, ZF_ENGINE_OP_READ);
+    if (layer < -1 || layer >= e->net->n_layers)
+        return zf_error(ZF_ERR_ARG, "%s: no layer %d to read", e->net->arch, layer);
+    return e->iface->read(e->ctx, layer, out, n);
+}
+
+zf_status zf_engine_deconv(zf_engine *e, float *out, int n, const zf_deconv_req *req)
+{
+    return e->iface->supports(ZF_ENGINE_OP_DECONV) ? e->iface->deconv(e->ctx, out, n, req)
+                                                   : lacks(e, ZF_ENGINE_OP_DECONV);
+}
+
+zf_status zf_engine_occlusion(zf_engine *e, const float *input, const zf_occlusion_params *p,
+                              zf_occlusion_result **out)
+{
+    *out = NULL;
+    return e->iface->supports(ZF_ENGINE_OP_OCCLUSION) ? e->iface->occlusion(e->ctx, input, p, out)
+                                                      : lacks(e, ZF_ENGINE_OP_OCCLUSION);
+}
+
+zf_status zf_engine_backward(zf_engine *e, float *out, const float *dtop, int top, int bottom, int n)
+{
+    return e->iface->supports(ZF_ENGINE_OP_BACKWARD) ? e->iface->backward(e->ctx, out, dtop, top, bottom, n)
+                                                     : lacks(e, ZF_ENGINE_OP_BACKWARD);
+}
+
+zf_status zf_engine_memory(zf_engine *e, size_t *free_bytes, size_t *total_bytes)
+{
+    return e->iface->memory(e->ctx, free_bytes, total_bytes);
+}
+
+int zf_engine_deconv_last(const zf_net *net, const zf_deconv_req *req)
+{
+    if (req->layer < 0 || req->layer >= net->n_layers)
+        return net->n_layers - 1; /* the deconvnet then names the bad layer */
+    int conv = net->layers[req->layer].op == ZF_OP_CONV ? req->layer : req->layer - 1;
+    return zf_net_rectified(net, conv);
+}

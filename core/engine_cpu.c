@@ -1,0 +1,134 @@
+/* The CPU engine behind the engine table (zf/engine.h): the net's own buffers and core's functions
+ * (zf_net_forward_upto, zf_net_deconv, zf_occlusion_run, zf_net_backward), unchanged. */
+#include "zf/attribution.h"
+#include "zf/cpu.h"
+#include "zf/engine.h"
+
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct cpu_ctx {
+    zf_net *net;
+    zf_backprop *bp; /* made at the first backward */
+    char desc[96];
+} cpu_ctx;
+
+static zf_status cpu_probe(int device, char *desc, size_t len)
+{
+    if (device != 0)
+        return zf_error(ZF_ERR_DEVICE, "the cpu engine has device 0 only, not %d", device);
+    snprintf(desc, len, "%d threads, %s kernels", omp_get_max_threads(), zf_cpu_kernels());
+    return ZF_OK;
+}
+
+static void cpu_versions(char *buf, size_t len) { snprintf(buf, len, "float32 kernels (%s), OpenBLAS", zf_cpu_kernels()); }
+
+static int cpu_supports(zf_engine_op op) { return op >= 0 && op < ZF_ENGINE_OP_COUNT; }
+
+static zf_status cpu_open(zf_net *net, const zf_engine_opts *o, void **out)
+{
+    *out = NULL;
+    if (o->precision && strcmp(o->precision, "fp32"))
+        return zf_error(ZF_ERR_UNSUPPORTED, "--precision %s: the cpu engine computes in fp32 only", o->precision);
+    if (o->device != 0)
+        return zf_error(ZF_ERR_DEVICE, "the cpu engine has device 0 only, not %d", o->device);
+    cpu_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return zf_error(ZF_ERR_NOMEM, "out of memory for the cpu engine");
+    c->net = net;
+    zf_status st = zf_net_reserve(net, o->batch > 0 ? o->batch : 1);
+    if (st) {
+        free(c);
+        return st;
+    }
+    char d[80];
+    cpu_probe(0, d, sizeof d);
+    snprintf(c->desc, sizeof c->desc, "cpu (%s)", d);
+    *out = c;
+    return ZF_OK;
+}
+
+static void cpu_close(void *ctx)
+{
+    cpu_ctx *c = ctx;
+    if (!c)
+        return;
+    zf_backprop_free(c->bp);
+    free(c);
+}
+
+static const char *cpu_describe(void *ctx) { return ((cpu_ctx *)ctx)->desc; }
+
+static zf_status cpu_memory(void *ctx, size_t *free_bytes, size_t *total_bytes)
+{
+    (void)ctx;
+    *free_bytes = *total_bytes = 0;
+    return zf_error(ZF_ERR_UNSUPPORTED, "the cpu engine does not report memory");
+}
+
+static zf_status cpu_reserve(void *ctx, int batch)
+{
+    cpu_ctx *c = ctx;
+    if (c->bp && batch > c->bp->batch) {
+        zf_backprop_free(c->bp);
+        c->bp = NULL;
+    }
+    return zf_net_reserve(c->net, batch);
+}
+
+static zf_status cpu_forward(void *ctx, const float *input, int n, int last)
+{
+    return zf_net_forward_upto(((cpu_ctx *)ctx)->net, input, n, last);
+}
+
+static zf_status cpu_read(void *ctx, int layer, float *out, int n)
+{
+    zf_net *net = ((cpu_ctx *)ctx)->net;
+    if (n < 1 || n > net->batch)
+        return zf_error(ZF_ERR_ARG, "read of %d images with buffers for %d", n, net->batch);
+    const float *src = zf_net_act(net, layer);
+    const size_t count = (size_t)n * (size_t)(layer < 0 ? zf_net_in_size(net) : zf_layer_out_size(&net->layers[layer]));
+    if (out != src)
+        memcpy(out, src, sizeof(float) * count);
+    return ZF_OK;
+}
+
+static zf_status cpu_deconv(void *ctx, float *out, int n, const zf_deconv_req *req)
+{
+    return zf_net_deconv(((cpu_ctx *)ctx)->net, out, n, req);
+}
+
+static zf_status cpu_occlusion(void *ctx, const float *input, const zf_occlusion_params *p, zf_occlusion_result **out)
+{
+    return zf_occlusion_run(((cpu_ctx *)ctx)->net, input, p, out);
+}
+
+static zf_status cpu_backward(void *ctx, float *out, const float *dtop, int top, int bottom, int n)
+{
+    cpu_ctx *c = ctx;
+    if (!c->bp) {
+        zf_status st = zf_backprop_new(c->net, c->net->batch > 0 ? c->net->batch : 1, &c->bp);
+        if (st)
+            return st;
+    }
+    return zf_net_backward(c->bp, out, dtop, top, bottom, n, ZF_RELU_RULE_GRADIENT);
+}
+
+const zf_engine_iface zf_engine_cpu = {
+    .name = "cpu",
+    .probe = cpu_probe,
+    .versions = cpu_versions,
+    .supports = cpu_supports,
+    .open = cpu_open,
+    .close = cpu_close,
+    .describe = cpu_describe,
+    .memory = cpu_memory,
+    .reserve = cpu_reserve,
+    .forward = cpu_forward,
+    .read = cpu_read,
+    .deconv = cpu_deconv,
+    .occlusion = cpu_occlusion,
+    .backward = cpu_backward,
+};

@@ -1,0 +1,119 @@
+/* The engines a net runs on (the CPU engine; the CUDA engine where it was built) behind one table of
+ * functions, in the spirit of ggml's backends: a caller opens an engine for a net and a device, runs
+ * forward, read, deconvnet, occlusion and backward through the table, and asks supports() before an
+ * op that an engine may lack, so that it can fall back or refuse. The engines are listed in one
+ * place (core/engine_registry.c); nothing else names them. */
+#ifndef ZF_ENGINE_H
+#define ZF_ENGINE_H
+
+#include <stddef.h>
+
+#include "zf/net.h"
+#include "zf/occlusion.h"
+#include "zf/status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    ZF_ENGINE_OP_FORWARD = 0, /* the forward pass up to a layer */
+    ZF_ENGINE_OP_READ,        /* a layer's activations into host memory */
+    ZF_ENGINE_OP_DECONV,      /* Zeiler & Fergus's deconvnet projection (unit or map) */
+    ZF_ENGINE_OP_OCCLUSION,   /* occlusion sensitivity maps (brute and incremental) */
+    ZF_ENGINE_OP_BACKWARD,    /* the gradient of a layer's output with respect to a lower one */
+    ZF_ENGINE_OP_COUNT
+} zf_engine_op;
+
+/* "forward", "read", "deconv", "occlusion", "backward". */
+const char *zf_engine_op_name(zf_engine_op op);
+/* A set of ops, for zf_engine_select. */
+#define ZF_ENGINE_NEEDS(op) (1u << (op))
+
+typedef struct zf_engine_opts {
+    int device;            /* the device's index (cuda:N); 0 for the CPU */
+    int batch;             /* images per forward to reserve for (>= 1) */
+    const char *precision; /* NULL or "fp32": float32; others ("tf32", "bf16") where the engine has them */
+} zf_engine_opts;
+
+/* One engine's functions. ctx is what open made. Ops take host memory. An op the engine lacks is
+ * NULL, and supports() says 0 for it. */
+typedef struct zf_engine_iface {
+    const char *name; /* "cpu", "cuda": what --device names */
+    /* Whether device `device` can be used: ZF_OK with a one-line description in desc, or
+     * ZF_ERR_DEVICE with the reason in zf_last_error() (no device, driver too old, no kernel for
+     * this architecture). Keeps nothing open. */
+    zf_status (*probe)(int device, char *desc, size_t len);
+    /* The libraries the engine runs on, in one line. */
+    void (*versions)(char *buf, size_t len);
+    int (*supports)(zf_engine_op op);
+    /* A context for `net` (borrowed: it must outlive the context and keep its layers; its weights
+     * are read when the context is opened) on o->device, reserved for o->batch images. */
+    zf_status (*open)(zf_net *net, const zf_engine_opts *o, void **ctx);
+    void (*close)(void *ctx);
+    /* "cpu (2 threads)", "NVIDIA H100 80GB HBM3 (device 0, compute 9.0, 132 SMs)" */
+    const char *(*describe)(void *ctx);
+    /* Free and total memory of the device, bytes. */
+    zf_status (*memory)(void *ctx, size_t *free_bytes, size_t *total_bytes);
+    /* Buffers for batches of up to `batch` images (more than opened with: reallocated). */
+    zf_status (*reserve)(void *ctx, int batch);
+    /* Layers 0..last on n images of `input` (n, in_c, in_h, in_w). */
+    zf_status (*forward)(void *ctx, const float *input, int n, int last);
+    /* Output of layer `layer` (-1: the input) of the last forward's first n images into `out`
+     * (n, out_c, out_h, out_w). out may be the net's own net->acts[layer]. */
+    zf_status (*read)(void *ctx, int layer, float *out, int n);
+    /* zf_net_deconv after a forward through at least the request's layer. */
+    zf_status (*deconv)(void *ctx, float *out, int n, const zf_deconv_req *req);
+    /* zf_occlusion_run on one input (in_c, in_h, in_w). */
+    zf_status (*occlusion)(void *ctx, const float *input, const zf_occlusion_params *p,
+                           zf_occlusion_result **out);
+    /* zf_net_backward (attribution.h) with the true ReLU gradient: out = d sum(dtop * layer top's
+     * output) / d layer bottom's output (-1: the input), for the last forward's n images. */
+    zf_status (*backward)(void *ctx, float *out, const float *dtop, int top, int bottom, int n);
+} zf_engine_iface;
+
+/* The engines this program was built with, the CPU engine first, NULL-terminated. */
+const zf_engine_iface *const *zf_engine_list(void);
+/* The engine called `name`, or NULL. */
+const zf_engine_iface *zf_engine_find(const char *name);
+
+/* A device as --device names it: "auto", "cpu", "cuda", "cuda:N" ("gpu" is "cuda"). name gets the
+ * engine's name ("auto" for auto), device the index (0 when none is given). ZF_ERR_ARG for
+ * anything else, naming what is accepted. */
+zf_status zf_engine_parse(const char *spec, char *name, size_t len, int *device);
+
+/* Chooses the engine and device for `spec` (NULL: auto) and the ops in `needs`
+ * (ZF_ENGINE_NEEDS bits), opening nothing that stays:
+ *  - a named engine that this build lacks, whose device cannot be used, or that lacks one of the
+ *    ops: an error whose message says which (ZF_ERR_UNSUPPORTED, ZF_ERR_DEVICE);
+ *  - auto: the first engine after the CPU whose device 0 works and that has every op, else the
+ *    CPU. *auto_fallback is set to 1 when auto took the CPU while another engine was built.
+ * note gets one line that says what was chosen and, for auto on the CPU, why no other engine. */
+zf_status zf_engine_select(const char *spec, unsigned needs, const zf_engine_iface **out, int *device,
+                           int *auto_fallback, char *note, size_t len);
+
+/* An open engine: the table, its context, the net it runs. */
+typedef struct zf_engine zf_engine;
+zf_status zf_engine_open(const zf_engine_iface *iface, zf_net *net, const zf_engine_opts *o, zf_engine **out);
+void zf_engine_close(zf_engine *e);
+const char *zf_engine_name(const zf_engine *e);
+const char *zf_engine_describe(zf_engine *e);
+int zf_engine_supports(const zf_engine *e, zf_engine_op op);
+zf_net *zf_engine_net(zf_engine *e);
+/* The ops through the table; an op the engine lacks is ZF_ERR_UNSUPPORTED naming it. */
+zf_status zf_engine_reserve(zf_engine *e, int batch);
+zf_status zf_engine_forward(zf_engine *e, const float *input, int n, int last);
+zf_status zf_engine_read(zf_engine *e, int layer, float *out, int n);
+zf_status zf_engine_deconv(zf_engine *e, float *out, int n, const zf_deconv_req *req);
+zf_status zf_engine_occlusion(zf_engine *e, const float *input, const zf_occlusion_params *p,
+                              zf_occlusion_result **out);
+zf_status zf_engine_backward(zf_engine *e, float *out, const float *dtop, int top, int bottom, int n);
+zf_status zf_engine_memory(zf_engine *e, size_t *free_bytes, size_t *total_bytes);
+
+/* The layer up to which the deconvnet of `req` needs a forward: the request's conv layer's ReLU. */
+int zf_engine_deconv_last(const zf_net *net, const zf_deconv_req *req);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

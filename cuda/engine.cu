@@ -1,0 +1,191 @@
+/* The CUDA engine behind the engine table (zf/engine.h): a context and a device copy of the net
+ * (zf_cuda_ctx, zf_cuda_net), the forward, reads, deconvnet and occlusion of this folder's files.
+ * It has no backward pass yet: supports(ZF_ENGINE_OP_BACKWARD) says 0. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+#include "zf/engine.h"
+
+namespace {
+
+struct cuda_engine {
+    zf_net *net;
+    zf_cuda_ctx *ctx;
+    zf_cuda_net *cn;
+    char desc[320];
+};
+
+zf_status cuda_probe(int device, char *desc, size_t len)
+{
+    /* Opening a context is what finds every reason: no device, a driver older than the runtime,
+     * no kernel for this architecture, a cuDNN of another major version. */
+    zf_cuda_ctx *ctx = NULL;
+    zf_status st = zf_cuda_ctx_new(device, &ctx);
+    if (st)
+        return st;
+    size_t free_b = 0, total_b = 0;
+    st = zf_cuda_mem_info(ctx, &free_b, &total_b);
+    if (!st)
+        snprintf(desc, len, "%s, %.0f MiB free of %.0f MiB, %s arithmetic by default", zf_cuda_ctx_name(ctx),
+                 free_b / 1048576.0, total_b / 1048576.0, zf_cuda_precision_name(zf_cuda_ctx_precision(ctx)));
+    zf_cuda_ctx_free(ctx);
+    return st;
+}
+
+void cuda_versions(char *buf, size_t len) { zf_cuda_versions(buf, len); }
+
+int cuda_supports(zf_engine_op op) { return op >= 0 && op < ZF_ENGINE_OP_COUNT && op != ZF_ENGINE_OP_BACKWARD; }
+
+void cuda_close(void *p)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    if (!e)
+        return;
+    zf_cuda_net_free(e->cn);
+    zf_cuda_ctx_free(e->ctx);
+    free(e);
+}
+
+zf_status cuda_open(zf_net *net, const zf_engine_opts *o, void **out)
+{
+    *out = NULL;
+    zf_cuda_precision prec = ZF_CUDA_FP32;
+    if (o->precision)
+        ZF_TRY(zf_cuda_parse_precision(o->precision, &prec));
+    cuda_engine *e = (cuda_engine *)calloc(1, sizeof *e);
+    if (!e)
+        return zf_error(ZF_ERR_NOMEM, "out of memory for the cuda engine");
+    e->net = net;
+    zf_status st = zf_cuda_ctx_new(o->device, &e->ctx);
+    if (!st)
+        st = zf_cuda_ctx_set_precision(e->ctx, prec);
+    if (!st)
+        st = zf_cuda_net_new(e->ctx, net, o->batch > 0 ? o->batch : 1, &e->cn);
+    if (st) {
+        cuda_close(e);
+        return st;
+    }
+    snprintf(e->desc, sizeof e->desc, "cuda: %s, %s", zf_cuda_ctx_name(e->ctx), zf_cuda_precision_name(prec));
+    *out = e;
+    return ZF_OK;
+}
+
+const char *cuda_describe(void *p) { return ((cuda_engine *)p)->desc; }
+
+zf_status cuda_memory(void *p, size_t *free_bytes, size_t *total_bytes)
+{
+    return zf_cuda_mem_info(((cuda_engine *)p)->ctx, free_bytes, total_bytes);
+}
+
+zf_status cuda_reserve(void *p, int batch)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    if (batch <= zf_cuda_net_batch(e->cn))
+        return ZF_OK;
+    zf_cuda_net *cn = NULL;
+    zf_cuda_net_free(e->cn); /* first, so that the old buffers' memory can be reused */
+    e->cn = NULL;
+    ZF_TRY(zf_cuda_net_new(e->ctx, e->net, batch, &cn));
+    e->cn = cn;
+    return ZF_OK;
+}
+
+zf_status cuda_forward(void *p, const float *input, int n, int last)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    if (n < 1 || n > zf_cuda_net_batch(e->cn))
+        return zf_error(ZF_ERR_ARG, "forward of %d images with device buffers for %d", n, zf_cuda_net_batch(e->cn));
+    if (input)
+        ZF_TRY(zf_cuda_upload(e->ctx, zf_cuda_net_act(e->cn, -1), input,
+                              sizeof(float) * (size_t)n * (size_t)zf_net_in_size(e->net)));
+    ZF_TRY(zf_cuda_net_forward_range(e->cn, 0, last, n));
+    return zf_cuda_sync(e->ctx);
+}
+
+zf_status cuda_read(void *p, int layer, float *out, int n)
+{
+    return zf_cuda_net_read(((cuda_engine *)p)->cn, layer, out, n);
+}
+
+zf_status cuda_deconv(void *p, float *out, int n, const zf_deconv_req *req)
+{
+    return zf_cuda_net_deconv(((cuda_engine *)p)->cn, out, n, req);
+}
+
+/* core's occlusion request and result around the device's. */
+zf_status cuda_occlusion(void *p, const float *input, const zf_occlusion_params *q, zf_occlusion_result **out)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    *out = NULL;
+    if (q->conv != ZF_OCCLUSION_CONV_AUTO)
+        return zf_error(ZF_ERR_UNSUPPORTED, "the cuda engine's incremental occlusion chooses its own convolutions "
+                                            "(the convolution method '%s' is the cpu engine's)",
+                        zf_occlusion_conv_name(q->conv));
+    zf_cuda_occl_params cp;
+    zf_cuda_occl_params_default(&cp);
+    cp.patch = q->patch;
+    cp.stride = q->stride;
+    cp.fill = q->fill;
+    cp.cls = q->cls;
+    cp.layer = q->layer;
+    cp.channel = q->channel;
+    cp.method = q->method == ZF_OCCLUSION_BRUTE         ? ZF_CUDA_OCCL_BRUTE
+                : q->method == ZF_OCCLUSION_INCREMENTAL ? ZF_CUDA_OCCL_INCREMENTAL
+                                                        : ZF_CUDA_OCCL_AUTO;
+    cp.batch = q->batch;
+    cp.progress = q->progress;
+    cp.progress_ctx = q->progress_ctx;
+    zf_cuda_occl_map *m = NULL;
+    ZF_TRY(zf_cuda_occlusion(e->cn, input, &cp, &m));
+    const size_t cells = (size_t)m->rows * (size_t)m->cols;
+    const int nl = e->net->n_layers;
+    zf_occlusion_result *r = (zf_occlusion_result *)calloc(1, sizeof *r);
+    if (r) {
+        r->feature = (float *)malloc(sizeof(float) * (cells ? cells : 1));
+        r->prob = (float *)malloc(sizeof(float) * (cells ? cells : 1));
+        r->argmax = (int32_t *)malloc(sizeof(int32_t) * (cells ? cells : 1));
+        r->layer_seconds = (double *)calloc((size_t)nl, sizeof(double));
+        r->layer_conv = (zf_occlusion_conv *)calloc((size_t)nl, sizeof(zf_occlusion_conv));
+    }
+    if (!r || !r->feature || !r->prob || !r->argmax || !r->layer_seconds || !r->layer_conv) {
+        zf_occlusion_result_free(r);
+        zf_cuda_occl_map_free(m);
+        return zf_error(ZF_ERR_NOMEM, "out of memory for an occlusion map of %zu positions", cells);
+    }
+    memcpy(r->feature, m->feature, sizeof(float) * cells);
+    memcpy(r->prob, m->prob, sizeof(float) * cells);
+    memcpy(r->argmax, m->argmax, sizeof(int32_t) * cells);
+    r->rows = m->rows;
+    r->cols = m->cols;
+    r->patch = q->patch;
+    r->stride = q->stride;
+    r->fill = q->fill;
+    r->layer = m->layer;
+    r->conv_layer = m->conv_layer;
+    r->channel = m->channel;
+    r->cls = m->cls;
+    r->n_classes = m->n_classes;
+    r->base_feature = m->base_feature;
+    r->base_prob = m->base_prob;
+    r->base_argmax = m->base_argmax;
+    r->method = m->method == ZF_CUDA_OCCL_INCREMENTAL ? ZF_OCCLUSION_INCREMENTAL : ZF_OCCLUSION_BRUTE;
+    r->work_ratio = m->work_ratio;
+    r->seconds = m->seconds;
+    r->n_layers = nl;
+    r->fc_delta = -1;
+    zf_cuda_occl_map_free(m);
+    *out = r;
+    return ZF_OK;
+}
+
+} // namespace
+
+extern "C" {
+extern const zf_engine_iface zf_engine_cuda;
+const zf_engine_iface zf_engine_cuda = {
+    "cuda",         cuda_probe,   cuda_versions, cuda_supports, cuda_open,    cuda_close,     cuda_describe,
+    cuda_memory,    cuda_reserve, cuda_forward,  cuda_read,     cuda_deconv,  cuda_occlusion, NULL,
+};
+}

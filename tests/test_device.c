@@ -1,0 +1,345 @@
+/* The engine table (zf/engine.h) and --device: the CPU engine through the table gives exactly what
+ * core's direct calls give (forward, read, deconvnet, occlusion, backward); --device cuda where no
+ * GPU can be used stops every command that runs a net with one line and exit 2 (where a GPU is
+ * usable, the command runs instead); --device cpu writes the bytes of no option; --device auto
+ * names the engine on the first line. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "zf/attribution.h"
+#include "zf/engine.h"
+#include "zf/net.h"
+#include "zf/occlusion.h"
+
+#define OK(x) cr_assert_eq((x), ZF_OK, "%s: %s", #x, zf_last_error())
+
+/* ---- the table against core's direct calls ---- */
+
+static zf_net *mini(uint64_t seed)
+{
+    zf_net *net = NULL;
+    OK(zf_net_new_builtin("alexnet-mini", &net));
+    OK(zf_net_init_random(net, seed));
+    return net;
+}
+
+/* The first index where a and b differ bit for bit, or -1. */
+static long first_diff(const float *a, const float *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&a[i], &b[i], sizeof(float)))
+            return (long)i;
+    return -1;
+}
+
+Test(engine, cpu_is_registered_first_and_parses_devices)
+{
+    const zf_engine_iface *const *list = zf_engine_list();
+    cr_assert(list[0] && !strcmp(list[0]->name, "cpu"), "the cpu engine comes first");
+    cr_assert_eq(zf_engine_find("cpu"), list[0]);
+    cr_assert_null(zf_engine_find("tpu"));
+    for (int op = 0; op < ZF_ENGINE_OP_COUNT; op++)
+        cr_expect(list[0]->supports((zf_engine_op)op), "the cpu engine has %s", zf_engine_op_name((zf_engine_op)op));
+    char name[32];
+    int dev = -1;
+    OK(zf_engine_parse("cuda:3", name, sizeof name, &dev));
+    cr_expect(!strcmp(name, "cuda") && dev == 3);
+    OK(zf_engine_parse("gpu", name, sizeof name, &dev));
+    cr_expect(!strcmp(name, "cuda") && dev == 0);
+    OK(zf_engine_parse(NULL, name, sizeof name, &dev));
+    cr_expect(!strcmp(name, "auto"));
+    const char *bad[] = {"cuda:", "cuda:x", "cuda:-1", "cpu:1", "tpu", "cuda:1x", ""};
+    for (size_t i = 0; i + 1 < sizeof bad / sizeof bad[0]; i++)
+        cr_expect_eq(zf_engine_parse(bad[i], name, sizeof name, &dev), ZF_ERR_ARG, "'%s' refused", bad[i]);
+}
+
+Test(engine, auto_without_a_usable_gpu_takes_the_cpu_and_says_why)
+{
+    const zf_engine_iface *e = NULL;
+    int dev = -1, fallback = -1;
+    char note[512];
+    /* backward: an op the cuda engine lacks, so auto passes it by whether or not a GPU is here */
+    OK(zf_engine_select("auto", ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD), &e, &dev, &fallback, note, sizeof note));
+    cr_assert(e && !strcmp(e->name, "cpu") && dev == 0, "%s", note);
+    cr_expect(!strncmp(note, "cpu: ", 5), "%s", note);
+    if (zf_engine_find("cuda")) {
+        cr_expect_eq(fallback, 1);
+        cr_expect(strstr(note, "the cuda engine has no backward"), "%s", note);
+        /* named, it is refused in one message, never a fallback */
+        zf_status st = zf_engine_select("cuda", ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD), &e, &dev, &fallback, note,
+                                        sizeof note);
+        cr_expect(st == ZF_ERR_DEVICE || st == ZF_ERR_UNSUPPORTED, "status %d", st);
+        cr_expect_null(e);
+    } else {
+        cr_expect_eq(zf_engine_select("cuda", 0, &e, &dev, &fallback, note, sizeof note), ZF_ERR_UNSUPPORTED);
+        cr_expect(strstr(zf_last_error(), "built without the cuda engine"), "%s", zf_last_error());
+    }
+    OK(zf_engine_select("cpu", ~0u >> (32 - ZF_ENGINE_OP_COUNT), &e, &dev, &fallback, note, sizeof note));
+    cr_expect(!strcmp(e->name, "cpu") && fallback == 0);
+}
+
+Test(engine, cpu_forward_read_deconv_occlusion_backward_equal_the_direct_calls)
+{
+    zf_net *a = mini(11), *b = mini(11);
+    const int n = 3;
+    const size_t in_size = (size_t)zf_net_in_size(a);
+    float *x = malloc(sizeof(float) * n * in_size);
+    tu_fill_uniform(x, n * in_size, 5, -1.5f, 1.5f);
+    zf_engine *e = NULL;
+    zf_engine_opts o = {.device = 0, .batch = n};
+    OK(zf_engine_open(zf_engine_find("cpu"), a, &o, &e));
+    cr_assert(!strcmp(zf_engine_name(e), "cpu") && zf_engine_net(e) == a);
+    OK(zf_net_reserve(b, n));
+
+    /* forward up to conv3 and every layer to the end, read back into separate memory */
+    const int conv3 = zf_net_find(a, "conv3"), last = a->n_layers - 1;
+    cr_assert(conv3 > 0);
+    const int ups[] = {conv3, last};
+    for (int k = 0; k < 2; k++) {
+        OK(zf_engine_forward(e, x, n, ups[k]));
+        OK(zf_net_forward_upto(b, x, n, ups[k]));
+        for (int l = -1; l <= ups[k]; l++) {
+            const size_t cnt = (size_t)n * (l < 0 ? in_size : (size_t)zf_layer_out_size(&b->layers[l]));
+            float *got = malloc(sizeof(float) * cnt);
+            OK(zf_engine_read(e, l, got, n));
+            long at = first_diff(got, zf_net_act(b, l), cnt);
+            cr_expect_eq(at, -1, "forward to %d: layer %d differs at %ld", ups[k], l, at);
+            free(got);
+        }
+    }
+    cr_expect_eq(zf_engine_forward(e, x, n, a->n_layers), ZF_ERR_ARG, "a layer past the end is refused");
+    cr_expect_eq(zf_engine_read(e, a->n_layers, x, n), ZF_ERR_ARG);
+
+    /* deconvnet: a unit at its strongest position and a whole map, after a forward to conv5's ReLU */
+    const int conv5 = zf_net_find(a, "conv5");
+    int ch[3] = {0, 5, 2}, ya[3] = {-1, -1, 1}, xa[3] = {-1, -1, 2}, yb[3] = {-1, -1, 1}, xb[3] = {-1, -1, 2};
+    float *pa = malloc(sizeof(float) * n * in_size), *pb = malloc(sizeof(float) * n * in_size);
+    for (int mode = 0; mode < 2; mode++) {
+        zf_deconv_req ra = {conv5, mode ? ZF_DECONV_MAP : ZF_DECONV_UNIT, 0, ch, ya, xa};
+        zf_deconv_req rb = {conv5, mode ? ZF_DECONV_MAP : ZF_DECONV_UNIT, 0, ch, yb, xb};
+        OK(zf_engine_forward(e, x, n, zf_engine_deconv_last(a, &ra)));
+        OK(zf_engine_deconv(e, pa, n, &ra));
+        OK(zf_net_forward(b, x, n));
+        OK(zf_net_deconv(b, pb, n, &rb));
+        long at = first_diff(pa, pb, (size_t)n * in_size);
+        cr_expect_eq(at, -1, "deconv mode %d differs at %ld", mode, at);
+        cr_expect(tu_max_abs(pa, (size_t)n * in_size) > 0, "a projection that is not all zero");
+        cr_expect(!memcmp(ya, yb, sizeof ya) && !memcmp(xa, xb, sizeof xa), "the positions written back");
+    }
+
+    /* occlusion, both methods */
+    for (int m = 0; m < 2; m++) {
+        zf_occlusion_params p;
+        zf_occlusion_params_default(&p);
+        p.patch = 23;
+        p.stride = 13;
+        p.method = m ? ZF_OCCLUSION_INCREMENTAL : ZF_OCCLUSION_BRUTE;
+        zf_occlusion_result *ra = NULL, *rb = NULL;
+        OK(zf_engine_occlusion(e, x, &p, &ra));
+        OK(zf_occlusion_run(b, x, &p, &rb));
+        cr_assert(ra->rows == rb->rows && ra->cols == rb->cols && ra->rows > 1);
+        const size_t cells = (size_t)ra->rows * ra->cols;
+        cr_expect_eq(first_diff(ra->feature, rb->feature, cells), -1, "method %d feature", m);
+        cr_expect_eq(first_diff(ra->prob, rb->prob, cells), -1, "method %d prob", m);
+        cr_expect(!memcmp(ra->argmax, rb->argmax, cells * sizeof(int32_t)), "method %d argmax", m);
+        cr_expect(ra->channel == rb->channel && ra->cls == rb->cls && ra->method == rb->method);
+        zf_occlusion_result_free(ra);
+        zf_occlusion_result_free(rb);
+    }
+
+    /* backward from fc8 (the logits) to the input, against zf_net_backward on the other net */
+    const int fc8 = zf_net_find(a, "fc8");
+    cr_assert(fc8 > 0);
+    const size_t top = (size_t)zf_layer_out_size(&a->layers[fc8]);
+    float *dtop = calloc((size_t)n * top, sizeof(float));
+    for (int i = 0; i < n; i++)
+        dtop[(size_t)i * top + (size_t)i] = 1; /* class i of image i */
+    OK(zf_engine_forward(e, x, n, last));
+    OK(zf_engine_backward(e, pa, dtop, fc8, -1, n));
+    zf_backprop *bp = NULL;
+    OK(zf_backprop_new(b, n, &bp));
+    OK(zf_net_forward(b, x, n));
+    OK(zf_net_backward(bp, pb, dtop, fc8, -1, n, ZF_RELU_RULE_GRADIENT));
+    long at = first_diff(pa, pb, (size_t)n * in_size);
+    cr_expect_eq(at, -1, "backward differs at %ld", at);
+    cr_expect(tu_max_abs(pa, (size_t)n * in_size) > 0, "a gradient that is not all zero");
+
+    /* reserve beyond the opening batch, then a forward of the larger batch */
+    OK(zf_engine_reserve(e, n + 2));
+    cr_expect_eq(zf_engine_reserve(e, 0), ZF_ERR_ARG);
+    zf_backprop_free(bp);
+    free(dtop);
+    free(pa);
+    free(pb);
+    free(x);
+    zf_engine_close(e);
+    zf_engine_close(NULL);
+    zf_net_free(a);
+    zf_net_free(b);
+}
+
+/* ---- --device on the command line ---- */
+
+static const char *zfviz(void)
+{
+    static char path[4096]; /* tu_build's buffer is shared with the other tu_ paths */
+    if (!path[0])
+        snprintf(path, sizeof path, "%s", tu_build("tools/zfviz"));
+    return path;
+}
+
+/* Whether this machine has a GPU the cuda engine can use (then the no-GPU checks are skipped). */
+static int gpu_usable(void)
+{
+    return zf_engine_find("cuda") && tu_system("'%s' gpuinfo >/dev/null 2>&1", zfviz()) == 0;
+}
+
+static int lines_of(const char *s)
+{
+    int n = 0;
+    for (; *s; s++)
+        n += *s == '\n';
+    return n;
+}
+
+/* A small input for the commands: one grey 112x112 PNG (the embedded alexnet-mini's size). */
+static void write_input(const char *dir)
+{
+    uint8_t *rgb = malloc(112 * 112 * 3);
+    for (int i = 0; i < 112 * 112 * 3; i++)
+        rgb[i] = (uint8_t)((i * 37 + (i / 336) * 11) & 0xff);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/img/a.png", dir);
+    cr_assert_eq(tu_system("mkdir -p '%s/img'", dir), 0);
+    cr_assert_eq(tu_write_png(p, 112, 112, rgb), 0);
+    free(rgb);
+}
+
+/* Every command that runs a net, with what it needs to get as far as running it. */
+static const char *const commands[] = {
+    "forward --input img/a.png",
+    "deconv --input img/a.png --layer conv1 --channel 0 --out y.npy",
+    "occlude --input img/a.png -o occ",
+    "scan --images img --db s.db",
+    "topk --db s.db --layer conv1 --unit 0 --deconv",
+    "sheet --db s.db --layer conv1 -o sheet.png",
+    "report --db s.db -o report.pdf",
+    "eval --data img",
+    "train --data img --epochs 1 --out m.safetensors",
+    "demo -o demo --quick",
+};
+
+Test(device, cuda_without_a_gpu_is_one_line_and_exit_2_for_every_command)
+{
+    if (gpu_usable())
+        cr_skip_test("a GPU is usable here: device.cuda_runs_where_a_gpu_is checks the commands instead");
+    char dir[2048]; /* tu_tmpdir's buffer is shared with tu_build's */
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("device_nogpu"));
+    write_input(dir);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
+        for (int k = 0; k < 2; k++) {
+            const char *spec = k ? "cuda:1" : "cuda";
+            int rc = tu_system("cd '%s' && '%s' %s --device %s > out 2> err", dir, zfviz(), commands[i], spec);
+            char p[4096];
+            snprintf(p, sizeof p, "%s/err", dir);
+            char *err = tu_read_file(p, NULL);
+            snprintf(p, sizeof p, "%s/out", dir);
+            char *out = tu_read_file(p, NULL);
+            cr_assert(err && out);
+            cr_expect_eq(rc, 2, "%s --device %s: exit %d, stderr: %s", commands[i], spec, rc, err);
+            cr_expect_eq(lines_of(err), 1, "%s --device %s: one line, got: %s", commands[i], spec, err);
+            cr_expect(strstr(err, "--device cuda") &&
+                          (strstr(err, "CUDA") || strstr(err, "built without the cuda engine")),
+                      "%s: the line names the reason: %s", commands[i], err);
+            cr_expect_eq(out[0], '\0', "%s: nothing on stdout: %s", commands[i], out);
+            free(err);
+            free(out);
+        }
+    }
+    /* nothing was made: no output of any command, no fallback to the CPU */
+    cr_expect_eq(tu_system("cd '%s' && test -z \"$(ls | grep -v -x -e img -e out -e err)\"", dir), 0,
+                 "a command wrote something");
+}
+
+Test(device, cuda_runs_where_a_gpu_is)
+{
+    if (!gpu_usable())
+        cr_skip_test("no usable GPU here (device.cuda_without_a_gpu_... checks the refusal instead)");
+    char dir[2048]; /* tu_tmpdir's buffer is shared with tu_build's */
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("device_gpu"));
+    write_input(dir);
+    cr_expect_eq(tu_system("cd '%s' && '%s' forward --input img/a.png --device cuda", dir, zfviz()), 0);
+    cr_expect_eq(tu_system("cd '%s' && '%s' deconv --input img/a.png --layer conv1 --channel 0 --out y.npy "
+                           "--device cuda", dir, zfviz()), 0);
+    cr_expect_eq(tu_system("cd '%s' && '%s' occlude --input img/a.png -o occ --device cuda", dir, zfviz()), 0);
+    cr_expect_eq(tu_system("cd '%s' && '%s' scan --images img --db s.db --device cuda", dir, zfviz()), 0);
+    /* train needs the backward pass, which the cuda engine lacks: one line, exit 2 */
+    cr_expect_eq(tu_system("cd '%s' && '%s' train --data img --epochs 1 --out m.safetensors --device cuda 2> err", dir,
+                           zfviz()), 2);
+}
+
+/* The bytes of every file the command wrote (in path order) and its stdout, for comparison; with
+ * `timed`, not its stdout or summary.json, which say how long it took. */
+static char *run_capture(const char *dir, const char *sub, const char *cmd, const char *device, int timed)
+{
+    int rc = tu_system("cd '%s' && rm -rf %s && mkdir %s && cd %s && '%s' %s %s > stdout 2> ../err.%s", dir, sub, sub,
+                       sub, zfviz(), cmd, device, sub);
+    cr_assert_eq(rc, 0, "%s %s: exit %d", cmd, device, rc);
+    char p[4096];
+    snprintf(p, sizeof p, "cd '%s/%s' && find . -type f %s | LC_ALL=C sort | while read f; do echo \"== $f\"; "
+                          "od -An -tx1 -v \"$f\"; done > ../all.%s", dir, sub,
+             timed ? "! -name stdout ! -name summary.json" : "", sub);
+    cr_assert_eq(tu_system("%s", p), 0);
+    snprintf(p, sizeof p, "%s/all.%s", dir, sub);
+    char *all = tu_read_file(p, NULL);
+    cr_assert(all);
+    return all;
+}
+
+Test(device, cpu_writes_the_bytes_of_no_option)
+{
+    char dir[2048]; /* tu_tmpdir's buffer is shared with tu_build's */
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("device_cpu"));
+    write_input(dir);
+    cr_assert_eq(tu_system("cd '%s' && mkdir -p in && cp img/a.png in/", dir), 0);
+    const char *cmds[] = {
+        "forward --input ../in/a.png --dump conv1,fc8 --out d",
+        "deconv --input ../in/a.png --layer conv2 --channel 3 --out y.npy",
+        "deconv --input ../in/a.png --layer conv1 --channel 2 --map --out m.npy",
+        "occlude --input ../in/a.png -o occ --patch 23 --stride 13",
+    };
+    for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
+        const int timed = strstr(cmds[i], "occlude") != NULL;
+        char *plain = run_capture(dir, "a", cmds[i], "", timed);
+        char *cpu = run_capture(dir, "b", cmds[i], "--device cpu", timed);
+        cr_expect(strlen(plain) > 100, "%s wrote files", cmds[i]);
+        cr_expect(!strcmp(plain, cpu), "%s: --device cpu wrote other bytes than no option", cmds[i]);
+        free(plain);
+        free(cpu);
+    }
+}
+
+Test(device, auto_names_the_engine_on_the_first_line)
+{
+    char dir[2048]; /* tu_tmpdir's buffer is shared with tu_build's */
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("device_auto"));
+    write_input(dir);
+    cr_assert_eq(tu_system("cd '%s' && '%s' forward --input img/a.png --device auto > out 2> err", dir, zfviz()), 0);
+    char p[4096];
+    snprintf(p, sizeof p, "%s/err", dir);
+    char *err = tu_read_file(p, NULL);
+    cr_assert(err);
+    const char *want = gpu_usable() ? "zfviz forward: device cuda: " : "zfviz forward: device cpu: ";
+    cr_expect(!strncmp(err, want, strlen(want)), "first line '%s...', got: %s", want, err);
+    free(err);
+    /* the same choice through the table: cpu in a build or on a machine without a usable GPU */
+    snprintf(p, sizeof p, "%s/out", dir);
+    char *out = tu_read_file(p, NULL);
+    cr_expect(out && strstr(out, "image 0"), "it ran: %s", out ? out : "");
+    free(out);
+}
