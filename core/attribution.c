@@ -41,6 +41,8 @@ void zf_backprop_free(zf_backprop *b)
     zf_free(b->d[0]);
     zf_free(b->d[1]);
     zf_free(b->ws);
+    zf_free(b->dtop);
+    free(b->targets);
     free(b);
 }
 
@@ -77,7 +79,9 @@ zf_status zf_backprop_new(zf_net *net, int batch, zf_backprop **out)
     b->d[0] = zf_alloc(sizeof(float) * b->d_floats);
     b->d[1] = zf_alloc(sizeof(float) * b->d_floats);
     b->ws = zf_alloc(sizeof(float) * b->ws_floats);
-    if (!b->d[0] || !b->d[1] || !b->ws) {
+    b->dtop = zf_alloc(sizeof(float) * b->d_floats);
+    b->targets = malloc(sizeof *b->targets * (size_t)batch);
+    if (!b->d[0] || !b->d[1] || !b->ws || !b->dtop || !b->targets) {
         zf_backprop_free(b);
         return zf_error(ZF_ERR_NOMEM, "out of memory for backpropagation through %s at batch %d",
                         net->arch, batch);
@@ -196,30 +200,87 @@ zf_status zf_attr_target_check(const zf_net *net, const zf_attr_target *t)
     return ZF_OK;
 }
 
-/* dtop (n images of layer t->layer's output) = the target's derivative with respect to that
- * output: 1 at the unit, or at every position of the channel for its total; value[i] the target. */
-static void seed_target(float *dtop, double *value, const zf_net *net, const zf_attr_target *t, int n)
+/* The target's value on image i's activations at layer t->layer. */
+static double target_value(const zf_net *net, const zf_attr_target *t, int i)
 {
     const zf_layer *l = &net->layers[t->layer];
     const size_t per = (size_t)zf_layer_out_size(l), hw = (size_t)l->out_h * l->out_w;
-    memset(dtop, 0, sizeof(float) * per * (size_t)n);
+    const float *a = net->acts[t->layer] + (size_t)i * per + (size_t)t->channel * hw;
+    if (t->y >= 0)
+        return a[(size_t)t->y * l->out_w + t->x];
+    double v = 0;
+    for (size_t p = 0; p < hw; p++)
+        v += a[p];
+    return v;
+}
+
+/* Checks n targets, all at one layer (a channel < 0 stands for the top one). */
+static zf_status check_targets(const zf_net *net, const zf_attr_target *t, int n)
+{
     for (int i = 0; i < n; i++) {
-        float *d = dtop + (size_t)i * per + (size_t)t->channel * hw;
-        const float *a = net->acts[t->layer] + (size_t)i * per + (size_t)t->channel * hw;
-        double v = 0;
-        if (t->y >= 0) {
-            const size_t at = (size_t)t->y * l->out_w + t->x;
-            d[at] = 1.0f;
-            v = a[at];
-        } else {
-            for (size_t p = 0; p < hw; p++) {
-                d[p] = 1.0f;
-                v += a[p];
+        if (t[i].layer != t[0].layer)
+            return zf_error(ZF_ERR_ARG, "%s: targets at layers %d and %d in one batch", net->arch, t[0].layer,
+                            t[i].layer);
+        zf_attr_target probe = t[i];
+        if (probe.channel < 0)
+            probe.channel = 0;
+        zf_status st = zf_attr_target_check(net, &probe);
+        if (st)
+            return st;
+    }
+    return ZF_OK;
+}
+
+/* A target whose channel is < 0 gets image i's top channel (the largest value at its position,
+ * or total), from the forward that has run to its layer. */
+static void choose_top(const zf_net *net, zf_attr_target *t, int n)
+{
+    for (int i = 0; i < n; i++) {
+        if (t[i].channel >= 0)
+            continue;
+        zf_attr_target c = t[i];
+        double best = 0;
+        for (c.channel = 0; c.channel < net->layers[t[i].layer].out_c; c.channel++) {
+            const double v = target_value(net, &c, i);
+            if (c.channel == 0 || v > best) {
+                best = v;
+                t[i].channel = c.channel;
             }
         }
-        if (value)
-            value[i] = v;
     }
+}
+
+/* dtop (n images of the targets' layer's output) = each target's derivative with respect to that
+ * output: 1 at the unit, or at every position of the channel for its total; value[i] the target. */
+static void seed_target(float *dtop, double *value, const zf_net *net, const zf_attr_target *t, int n)
+{
+    const zf_layer *l = &net->layers[t[0].layer];
+    const size_t per = (size_t)zf_layer_out_size(l), hw = (size_t)l->out_h * l->out_w;
+    memset(dtop, 0, sizeof(float) * per * (size_t)n);
+    for (int i = 0; i < n; i++) {
+        float *d = dtop + (size_t)i * per + (size_t)t[i].channel * hw;
+        if (t[i].y >= 0)
+            d[(size_t)t[i].y * l->out_w + t[i].x] = 1.0f;
+        else
+            for (size_t p = 0; p < hw; p++)
+                d[p] = 1.0f;
+        if (value)
+            value[i] = target_value(net, &t[i], i);
+    }
+}
+
+zf_status zf_attr_gradient_each(zf_backprop *b, float *grad, double *value, const float *input, int n,
+                                zf_attr_target *t, zf_relu_rule rule)
+{
+    zf_net *net = b->net;
+    if (n < 1 || n > b->batch)
+        return zf_error(ZF_ERR_ARG, "%s: %d images for buffers of %d", net->arch, n, b->batch);
+    zf_status st = check_targets(net, t, n);
+    if (st || (st = zf_net_forward_upto(net, input, n, t[0].layer)))
+        return st;
+    choose_top(net, t, n);
+    seed_target(b->dtop, value, net, t, n);
+    return zf_net_backward(b, grad, b->dtop, t[0].layer, -1, n, rule);
 }
 
 zf_status zf_attr_gradient(zf_backprop *b, float *grad, double *value, const float *input, int n,
@@ -231,15 +292,9 @@ zf_status zf_attr_gradient(zf_backprop *b, float *grad, double *value, const flo
         return st;
     if (n < 1 || n > b->batch)
         return zf_error(ZF_ERR_ARG, "%s: %d images for buffers of %d", net->arch, n, b->batch);
-    if ((st = zf_net_forward_upto(net, input, n, t->layer)))
-        return st;
-    float *dtop = zf_alloc(sizeof(float) * act_size(net, t->layer) * (size_t)n);
-    if (!dtop)
-        return zf_error(ZF_ERR_NOMEM, "out of memory for a gradient of %s", net->arch);
-    seed_target(dtop, value, net, t, n);
-    st = zf_net_backward(b, grad, dtop, t->layer, -1, n, rule);
-    zf_free(dtop);
-    return st;
+    for (int i = 0; i < n; i++)
+        b->targets[i] = *t;
+    return zf_attr_gradient_each(b, grad, value, input, n, b->targets, rule);
 }
 
 zf_status zf_attr_gradcam_check(const zf_net *net, int layer, const zf_attr_target *t)
@@ -285,72 +340,84 @@ void zf_resize_bilinear(float *out, const float *in, int h, int w, int oh, int o
     }
 }
 
+zf_status zf_attr_gradcam_each(zf_backprop *b, float *cam, float *weights, float *low, double *value,
+                               const float *input, int n, int layer, zf_attr_target *t)
+{
+    zf_net *net = b->net;
+    if (n < 1 || n > b->batch)
+        return zf_error(ZF_ERR_ARG, "%s: %d images for buffers of %d", net->arch, n, b->batch);
+    zf_status st = check_targets(net, t, n);
+    if (st || (st = zf_attr_gradcam_check(net, layer, t)))
+        return st;
+    if ((st = zf_net_forward_upto(net, input, n, t[0].layer)))
+        return st;
+    choose_top(net, t, n);
+    const zf_layer *l = &net->layers[layer];
+    const int k = l->out_c, hw = l->out_h * l->out_w;
+    const size_t in_hw = (size_t)net->in_h * net->in_w;
+    float *dA = zf_alloc(sizeof(float) * (size_t)k * hw * (size_t)n);
+    float *map = zf_alloc(sizeof(float) * (size_t)hw);
+    double *m = zf_calloc((size_t)hw, sizeof *m);
+    if (!dA || !map || !m) {
+        st = zf_error(ZF_ERR_NOMEM, "out of memory for Grad-CAM of %s", net->arch);
+        goto done;
+    }
+    seed_target(b->dtop, value, net, t, n);
+    if ((st = zf_net_backward(b, dA, b->dtop, t[0].layer, layer, n, ZF_RELU_RULE_GRADIENT)))
+        goto done;
+    for (int i = 0; i < n; i++) {
+        const float *A = net->acts[layer] + (size_t)i * k * hw, *dAi = dA + (size_t)i * k * hw;
+        memset(m, 0, sizeof *m * (size_t)hw);
+        for (int c = 0; c < k; c++) {
+            double s = 0;
+            for (int p = 0; p < hw; p++)
+                s += dAi[(size_t)c * hw + p];
+            const double wc = s / hw;
+            if (weights)
+                weights[(size_t)i * k + c] = (float)wc;
+            for (int p = 0; p < hw; p++)
+                m[p] += wc * A[(size_t)c * hw + p];
+        }
+        for (int p = 0; p < hw; p++)
+            map[p] = m[p] > 0 ? (float)m[p] : 0.0f;
+        if (low)
+            memcpy(low + (size_t)i * hw, map, sizeof(float) * hw);
+        zf_resize_bilinear(cam + (size_t)i * in_hw, map, l->out_h, l->out_w, net->in_h, net->in_w);
+    }
+done:
+    zf_free(dA);
+    zf_free(map);
+    free(m);
+    return st;
+}
+
 zf_status zf_attr_gradcam(zf_backprop *b, float *cam, float *weights, float *low, double *value,
                           const float *input, int layer, const zf_attr_target *t)
 {
-    zf_net *net = b->net;
-    zf_status st = zf_attr_target_check(net, t);
-    if (st || (st = zf_attr_gradcam_check(net, layer, t)))
+    zf_status st = zf_attr_target_check(b->net, t);
+    if (st)
         return st;
-    if ((st = zf_net_forward_upto(net, input, 1, t->layer)))
-        return st;
-    const zf_layer *l = &net->layers[layer];
-    const int k = l->out_c, hw = l->out_h * l->out_w;
-    float *dtop = zf_alloc(sizeof(float) * act_size(net, t->layer));
-    float *dA = zf_alloc(sizeof(float) * (size_t)k * hw);
-    float *map = zf_alloc(sizeof(float) * (size_t)hw);
-    if (!dtop || !dA || !map) {
-        st = zf_error(ZF_ERR_NOMEM, "out of memory for Grad-CAM of %s", net->arch);
-        goto done;
-    }
-    seed_target(dtop, value, net, t, 1);
-    if ((st = zf_net_backward(b, dA, dtop, t->layer, layer, 1, ZF_RELU_RULE_GRADIENT)))
-        goto done;
-    const float *A = net->acts[layer];
-    double *m = zf_calloc((size_t)hw, sizeof *m);
-    if (!m) {
-        st = zf_error(ZF_ERR_NOMEM, "out of memory for Grad-CAM of %s", net->arch);
-        goto done;
-    }
-    for (int c = 0; c < k; c++) {
-        double s = 0;
-        for (int p = 0; p < hw; p++)
-            s += dA[(size_t)c * hw + p];
-        const double wc = s / hw;
-        if (weights)
-            weights[c] = (float)wc;
-        for (int p = 0; p < hw; p++)
-            m[p] += wc * A[(size_t)c * hw + p];
-    }
-    for (int p = 0; p < hw; p++)
-        map[p] = m[p] > 0 ? (float)m[p] : 0.0f;
-    free(m);
-    if (low)
-        memcpy(low, map, sizeof(float) * hw);
-    zf_resize_bilinear(cam, map, l->out_h, l->out_w, net->in_h, net->in_w);
-done:
-    zf_free(dtop);
-    zf_free(dA);
-    zf_free(map);
-    return st;
+    zf_attr_target one = *t;
+    return zf_attr_gradcam_each(b, cam, weights, low, value, input, 1, layer, &one);
 }
 
 zf_status zf_attr_value(zf_backprop *b, const float *input, const zf_attr_target *t, double *value)
 {
+    zf_status st = zf_net_forward_upto(b->net, input, 1, t->layer);
+    if (!st && value)
+        *value = target_value(b->net, t, 0);
+    return st;
+}
+
+zf_status zf_attr_choose(zf_backprop *b, const float *input, int n, zf_attr_target *t)
+{
     zf_net *net = b->net;
-    zf_status st = zf_net_forward_upto(net, input, 1, t->layer);
-    if (st || !value)
+    if (n < 1 || n > b->batch)
+        return zf_error(ZF_ERR_ARG, "%s: %d images for buffers of %d", net->arch, n, b->batch);
+    zf_status st = check_targets(net, t, n);
+    if (st || (st = zf_net_forward_upto(net, input, n, t[0].layer)))
         return st;
-    const zf_layer *l = &net->layers[t->layer];
-    const size_t hw = (size_t)l->out_h * l->out_w;
-    const float *a = net->acts[t->layer] + (size_t)t->channel * hw;
-    double v = 0;
-    if (t->y >= 0)
-        v = a[(size_t)t->y * l->out_w + t->x];
-    else
-        for (size_t p = 0; p < hw; p++)
-            v += a[p];
-    *value = v;
+    choose_top(net, t, n);
     return ZF_OK;
 }
 

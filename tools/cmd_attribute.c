@@ -1,5 +1,6 @@
 /* zfviz attribute: gradient attributions of a class or a unit for one image or a folder of images
  * (saliency, input x gradient, guided backpropagation, Grad-CAM, integrated gradients). */
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 
 #include "common.h"
 #include "zf/attribution.h"
+#include "zf/file.h"
 #include "zf/input.h"
 #include "zf/io.h"
 #include "zf/viz.h"
@@ -55,35 +57,101 @@ static void usage(void)
         "  --cam-layer L     gradcam, guided-gradcam: the layer whose maps are weighted (default: the last conv\n"
         "                    layer's ReLU output); a layer after the flatten is refused\n"
         "  --baseline B      integrated-gradients: black (default: pixel value 0 preprocessed, i.e.\n"
-        "                    -mean/std per channel), zero (zeros of the net's input: the dataset\n"
-        "                    mean colour) or a .npy of the input's shape (C, H, W) or (1, C, H, W)\n"
+        "                    -mean/std per channel), zero (zeros of the net's input: the training\n"
+        "                    set's mean colour its preprocessing subtracts), mean (the mean colour\n"
+        "                    of the images given, over all of them) or a .npy of the input's shape\n"
+        "                    (C, H, W) or (1, C, H, W)\n"
         "  --steps N         integrated-gradients: steps of the path (default 50)\n"
         "  --rule R          integrated-gradients: midpoint (default) or trapezoid\n"
-        "  --batch N         integrated-gradients: path points per pass (default 16)\n"
+        "  --batch N         images per forward and backward pass (integrated-gradients: path\n"
+        "                    points; smoothgrad: one image at a time), default 16\n"
         "  --over M          smoothgrad: gradient (default), input-x-gradient, guided-backprop or\n"
         "                    integrated-gradients; files are named <image>.smoothgrad-M.*\n"
         "  --samples N       smoothgrad: noisy copies (default 50)\n"
         "  --noise S         smoothgrad: the noise's standard deviation as a fraction of the image's\n"
         "                    value range, max - min of the input (default 0.15)\n"
         "  --seed N          smoothgrad: the noise's seed (default 0; the same seed, the same noise)\n"
-        "  --out DIR         output folder (created)\n" ZFT_FORCE_HELP);
+        "  --out DIR         output folder (created); an image found under a subfolder of the\n"
+        "                    input folder writes to the same subfolder of DIR. A run stopped\n"
+        "                    (Ctrl-C, killed, failed) keeps the images it finished: the same command\n"
+        "                    again skips them and gives the bytes one uninterrupted run gives\n"
+        "                    (DIR/<method>.settings.txt records the settings; a run with other\n"
+        "                    settings, or --force, recomputes every image)\n" ZFT_FORCE_HELP);
 }
 
 enum { OPT_CLASS = 256, OPT_PROB, OPT_LAYER, OPT_CHANNEL, OPT_POSITION, OPT_CAM_LAYER, OPT_BASELINE,
        OPT_STEPS, OPT_RULE, OPT_METHOD, OPT_BATCH, OPT_OVER, OPT_SAMPLES, OPT_NOISE, OPT_SEED };
 
-/* The image's name in the output files: its file name without the extension, "-<i>" after it
- * for image i of a .npy holding several. */
-static void stem_of(char *buf, size_t len, const char *path, int i, int n)
+/* The output name of each input (DIR/<name>.<method>.*): an image's path relative to the folder
+ * given (or, for a list, to the folder all its images share) without its extension, so that
+ * images of the same name in different subfolders keep apart in mirrored subfolders; two images
+ * whose names differ only in the extension (a.jpg, a.png) keep it. An N-image .npy gives
+ * <stem>-<i>. */
+static int cmp_name(const void *a, const void *b)
 {
-    const char *base = strrchr(path, '/');
-    base = base ? base + 1 : path;
-    const char *dot = strrchr(base, '.');
-    int keep = dot && dot != base ? (int)(dot - base) : (int)strlen(base);
-    if (n > 1)
-        snprintf(buf, len, "%.*s-%d", keep, base, i);
-    else
-        snprintf(buf, len, "%.*s", keep, base);
+    return strcmp(**(char *const *const *)a, **(char *const *const *)b);
+}
+
+static zf_status name_inputs(char **names, char *const *paths, int64_t n, const char *input)
+{
+    /* the folder every path lies in: the input folder itself, else the paths' common folder */
+    size_t root = 0;
+    char real[4096];
+    if (n > 0 && realpath(input, real) && !strncmp(paths[0], real, strlen(real)) &&
+        paths[0][strlen(real)] == '/') {
+        root = strlen(real) + 1;
+        for (int64_t i = 1; i < n && root; i++)
+            if (strncmp(paths[i], real, root - 1) || paths[i][root - 1] != '/')
+                root = 0;
+    }
+    if (!root && n > 0) {
+        const char *slash = strrchr(paths[0], '/');
+        root = slash ? (size_t)(slash - paths[0]) + 1 : 0;
+        for (int64_t i = 1; i < n && root; i++)
+            while (root && strncmp(paths[i], paths[0], root))
+                for (root--; root && paths[0][root - 1] != '/'; root--)
+                    ;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        const char *rel = paths[i] + root;
+        const char *base = strrchr(rel, '/');
+        base = base ? base + 1 : rel;
+        const char *dot = strrchr(base, '.');
+        const size_t keep = dot && dot != base ? (size_t)(dot - rel) : strlen(rel);
+        if (!(names[i] = strndup(rel, keep)))
+            return zf_error(ZF_ERR_NOMEM, "out of memory for %lld names", (long long)n);
+    }
+    char ***order = malloc(sizeof *order * (size_t)(n > 0 ? n : 1));
+    if (!order)
+        return zf_error(ZF_ERR_NOMEM, "out of memory for %lld names", (long long)n);
+    for (int pass = 0; pass < 2; pass++) {
+        for (int64_t i = 0; i < n; i++)
+            order[i] = &names[i];
+        qsort(order, (size_t)n, sizeof *order, cmp_name);
+        for (int64_t i = 0; i + 1 < n; i++) {
+            if (strcmp(*order[i], *order[i + 1]))
+                continue;
+            const int64_t a = order[i] - names, b = order[i + 1] - names;
+            if (pass == 1) {
+                zf_status st = zf_error(ZF_ERR_ARG, "%s and %s would both write %s.*: rename one", paths[a],
+                                        paths[b], names[a]);
+                free(order);
+                return st;
+            }
+            for (int k = 0; k < 2; k++) {
+                const int64_t at = k ? b : a;
+                char *full = strdup(paths[at] + root);
+                if (!full) {
+                    free(order);
+                    return zf_error(ZF_ERR_NOMEM, "out of memory for %lld names", (long long)n);
+                }
+                free(names[at]);
+                names[at] = full;
+            }
+        }
+    }
+    free(order);
+    return ZF_OK;
 }
 
 /* The figure: the image the net saw beside the map (viridis, 0 to the map's maximum), both scaled
@@ -134,13 +202,21 @@ typedef struct job {
     zf_ig_rule rule;
     const float *baseline; /* integrated-gradients: the baseline (in size) */
     const char *out;
-    float *attr, *pic, *cam, *xs, *z; /* in size; h * w; h * w; in size; in size */
+    char mname[64];        /* the method's part of the file names */
+    float *attr, *pic, *cam, *xs, *z; /* batch x in size; h * w; batch x h * w; in size; in size */
+    float *weights;        /* batch x K: Grad-CAM's channel weights */
     double *acc;           /* in size */
 } job;
 
-/* Method m of one image x into attr (in size, or h * w for gradcam); the target's value at x and,
- * for integrated gradients, at the baseline. */
-static zf_status compute(job *j, method m, const float *x, const zf_attr_target *t, float *attr, double *value,
+static zf_relu_rule rule_of(method m)
+{
+    return m == M_GUIDED ? ZF_RELU_RULE_GUIDED : m == M_DECONVNET ? ZF_RELU_RULE_DECONVNET : ZF_RELU_RULE_GRADIENT;
+}
+
+/* Method m of the n images x (n x in size) into attr (n x in size, or n x h * w for gradcam), one
+ * target each (a channel < 0 becomes the image's top one); the targets' values and, for
+ * integrated gradients, their values at the baseline. */
+static zf_status compute(job *j, method m, const float *x, int n, zf_attr_target *t, float *attr, double *value,
                          double *f_base)
 {
     const size_t in = (size_t)zf_net_in_size(j->net), hw = (size_t)j->net->in_h * j->net->in_w;
@@ -150,120 +226,124 @@ static zf_status compute(job *j, method m, const float *x, const zf_attr_target 
     case M_INPUT_X_GRADIENT:
     case M_GUIDED:
     case M_DECONVNET:
-        st = zf_attr_gradient(j->bp, attr, value, x, 1, t,
-                              m == M_GUIDED      ? ZF_RELU_RULE_GUIDED
-                              : m == M_DECONVNET ? ZF_RELU_RULE_DECONVNET
-                                                 : ZF_RELU_RULE_GRADIENT);
+        st = zf_attr_gradient_each(j->bp, attr, value, x, n, t, rule_of(m));
         if (!st && m == M_INPUT_X_GRADIENT)
-            for (size_t i = 0; i < in; i++)
+            for (size_t i = 0; i < in * (size_t)n; i++)
                 attr[i] *= x[i];
         break;
     case M_GRADCAM:
-        st = zf_attr_gradcam(j->bp, attr, NULL, NULL, value, x, j->cam_layer, t);
+        st = zf_attr_gradcam_each(j->bp, attr, j->weights, NULL, value, x, n, j->cam_layer, t);
         break;
     case M_GUIDED_GRADCAM:
-        /* Selvaraju et al.: guided backpropagation times the (upsampled) Grad-CAM map */
-        if ((st = zf_attr_gradcam(j->bp, j->cam, NULL, NULL, value, x, j->cam_layer, t)) ||
-            (st = zf_attr_gradient(j->bp, attr, NULL, x, 1, t, ZF_RELU_RULE_GUIDED)))
+        if ((st = zf_attr_gradcam_each(j->bp, j->cam, j->weights, NULL, value, x, n, j->cam_layer, t)) ||
+            (st = zf_attr_gradient_each(j->bp, attr, NULL, x, n, t, ZF_RELU_RULE_GUIDED)))
             break;
-        for (int c = 0; c < j->net->in_c; c++)
-            for (size_t p = 0; p < hw; p++)
-                attr[(size_t)c * hw + p] *= j->cam[p];
+        for (int i = 0; i < n; i++)
+            for (int c = 0; c < j->net->in_c; c++)
+                for (size_t p = 0; p < hw; p++)
+                    attr[((size_t)i * j->net->in_c + c) * hw + p] *= j->cam[(size_t)i * hw + p];
         break;
     case M_IG:
-        st = zf_attr_integrated_gradients(j->bp, attr, value, f_base, x, j->baseline, t, j->steps, j->rule);
+        for (int i = 0; i < n && !st; i++)
+            if (!(st = zf_attr_choose(j->bp, x + (size_t)i * in, 1, &t[i])))
+                st = zf_attr_integrated_gradients(j->bp, attr + (size_t)i * in, &value[i], &f_base[i],
+                                                  x + (size_t)i * in, j->baseline, &t[i], j->steps, j->rule);
         break;
-    case M_SMOOTHGRAD: {
-        /* Smilkov et al.: the mean of the method over noisy copies x + N(0, sigma^2), sigma = noise
-         * times the image's value range */
-        float lo = x[0], hi = x[0];
-        for (size_t i = 1; i < in; i++) {
-            lo = x[i] < lo ? x[i] : lo;
-            hi = x[i] > hi ? x[i] : hi;
+    case M_SMOOTHGRAD:
+        for (int i = 0; i < n && !st; i++) {
+            /* Smilkov et al.: the mean of the method over noisy copies x + N(0, sigma^2), sigma =
+             * noise times the image's value range; the target is chosen on the clean image */
+            const float *xi = x + (size_t)i * in;
+            float *ai = attr + (size_t)i * in;
+            if ((st = zf_attr_choose(j->bp, xi, 1, &t[i])) || (st = zf_attr_value(j->bp, xi, &t[i], &value[i])))
+                break;
+            float lo = xi[0], hi = xi[0];
+            for (size_t k = 1; k < in; k++) {
+                lo = xi[k] < lo ? xi[k] : lo;
+                hi = xi[k] > hi ? xi[k] : hi;
+            }
+            const float sigma = (float)(j->noise * ((double)hi - lo));
+            memset(j->acc, 0, sizeof(double) * in);
+            for (int s = 0; s < j->samples && !st; s++) {
+                zf_attr_noise(j->z, in, j->seed, s);
+                for (size_t k = 0; k < in; k++)
+                    j->xs[k] = xi[k] + sigma * j->z[k];
+                double v0, f0;
+                if (!(st = compute(j, j->over, j->xs, 1, &t[i], ai, &v0, &f0)))
+                    for (size_t k = 0; k < in; k++)
+                        j->acc[k] += ai[k];
+            }
+            for (size_t k = 0; k < in && !st; k++)
+                ai[k] = (float)(j->acc[k] / j->samples);
         }
-        const float sigma = (float)(j->noise * ((double)hi - lo));
-        memset(j->acc, 0, sizeof(double) * in);
-        for (int s = 0; s < j->samples && !st; s++) {
-            zf_attr_noise(j->z, in, j->seed, s);
-            for (size_t i = 0; i < in; i++)
-                j->xs[i] = x[i] + sigma * j->z[i];
-            double f0;
-            if (!(st = compute(j, j->over, j->xs, t, attr, NULL, &f0)))
-                for (size_t i = 0; i < in; i++)
-                    j->acc[i] += attr[i];
-        }
-        for (size_t i = 0; i < in && !st; i++)
-            attr[i] = (float)(j->acc[i] / j->samples);
-        if (!st)
-            st = zf_attr_value(j->bp, x, t, value);
         break;
-    }
     }
     return st;
 }
 
-/* One image: the attribution, its .npy and figure, and a line on stdout. */
-static zf_status attribute_one(job *j, const float *x, const char *name)
+/* The two files of image `name`: DIR/<name>.<method>.npy and .png. */
+static void out_path(char *buf, size_t len, const job *j, const char *name, const char *ext)
+{
+    snprintf(buf, len, "%s/%s.%s.%s", j->out, name, j->mname, ext);
+}
+
+/* Whether both files of the image are there and zfviz's own: a finished image of an earlier run. */
+static int already_done(const job *j, const char *name)
+{
+    char path[4096];
+    out_path(path, sizeof path, j, name, "npy");
+    if (!zf_file_is_ours(path))
+        return 0;
+    out_path(path, sizeof path, j, name, "png");
+    return zf_file_is_ours(path);
+}
+
+/* One image's results: its .npy and figure, and a line on stdout. */
+static zf_status write_one(job *j, const float *x, const float *attr, const zf_attr_target *t, double value,
+                           double f_base, const char *name)
 {
     zf_net *net = j->net;
     const size_t in = (size_t)zf_net_in_size(net), hw = (size_t)net->in_h * net->in_w;
-    zf_attr_target t = j->t;
     zf_status st;
-    if (t.channel < 0) {
-        if ((st = zf_net_forward_upto(net, x, 1, t.layer)))
-            return st;
-        const float *z = net->acts[t.layer];
-        t.channel = 0;
-        for (int k = 1; k < net->layers[t.layer].out_c; k++)
-            if (z[k] > z[t.channel])
-                t.channel = k;
-    }
-    double value = 0, f_base = 0;
-    if ((st = compute(j, j->m, x, &t, j->attr, &value, &f_base)))
-        return st;
     if (j->m == M_GRADCAM) {
-        memcpy(j->pic, j->attr, sizeof(float) * hw);
+        memcpy(j->pic, attr, sizeof(float) * hw);
     } else {
         for (size_t p = 0; p < hw; p++) {
             float v = 0;
             for (int c = 0; c < net->in_c; c++)
-                v = fmaxf(v, fabsf(j->attr[(size_t)c * hw + p]));
+                v = fmaxf(v, fabsf(attr[(size_t)c * hw + p]));
             j->pic[p] = v;
         }
     }
-    char mname[64], path[4096];
-    if (j->m == M_SMOOTHGRAD)
-        snprintf(mname, sizeof mname, "smoothgrad-%s", method_names[j->over]);
-    else
-        snprintf(mname, sizeof mname, "%s", method_names[j->m]);
-    snprintf(path, sizeof path, "%s/%s.%s.npy", j->out, name, mname);
+    char path[4096];
+    out_path(path, sizeof path, j, name, "npy");
     int64_t shape[3] = {net->in_c, net->in_h, net->in_w};
     if (j->m == M_GRADCAM) {
         shape[0] = net->in_h;
         shape[1] = net->in_w;
     }
     if ((st = zft_output_prepare(path)) ||
-        (st = zf_npy_write_raw(path, ZF_DTYPE_F32, j->attr, j->m == M_GRADCAM ? 2 : 3, shape)))
+        (st = zf_npy_write_raw(path, ZF_DTYPE_F32, attr, j->m == M_GRADCAM ? 2 : 3, shape)))
         return st;
-    snprintf(path, sizeof path, "%s/%s.%s.png", j->out, name, mname);
+    out_path(path, sizeof path, j, name, "png");
     if ((st = write_figure(path, net, x, j->pic)))
         return st;
 
-    const zf_layer *l = &net->layers[t.layer];
+    const zf_layer *l = &net->layers[t->layer];
     char what[256], cname[160];
     if (j->t.layer == zf_attr_logits_layer(net, j->prob) && j->t.y < 0 &&
         (l->op == ZF_OP_FC || l->op == ZF_OP_SOFTMAX))
-        snprintf(what, sizeof what, "class %s %s", zft_class_text(cname, sizeof cname, net, t.channel),
+        snprintf(what, sizeof what, "class %s %s", zft_class_text(cname, sizeof cname, net, t->channel),
                  j->prob ? "probability" : "score");
-    else if (t.y >= 0)
-        snprintf(what, sizeof what, "%s channel %d at %d,%d", l->name, t.channel, t.y, t.x);
+    else if (t->y >= 0)
+        snprintf(what, sizeof what, "%s channel %d at %d,%d", l->name, t->channel, t->y, t->x);
     else
-        snprintf(what, sizeof what, "%s channel %d total", l->name, t.channel);
-    printf("%s: %s of %s = %.9g", name, mname, what, value);
+        snprintf(what, sizeof what, "%s channel %d total", l->name, t->channel);
+    printf("%s: %s of %s = %.9g", name, j->mname, what, value);
     if (j->m == M_IG) {
         double sum = 0;
         for (size_t i = 0; i < in; i++)
-            sum += j->attr[i];
+            sum += attr[i];
         printf("; F(baseline) = %.9g, sum of attributions %.9g, completeness error %.6g (%d steps, %s)",
                f_base, sum, fabs(sum - (value - f_base)), j->steps,
                j->rule == ZF_IG_TRAPEZOID ? "trapezoid" : "midpoint");
@@ -311,6 +391,73 @@ static zf_status load_baseline(float *base, const zf_net *net, const char *spec)
     }
     zf_tensor_free(b);
     return st;
+}
+
+/* Where the images come from: an N-image .npy, or image files (paths); names[i] the output name. */
+typedef struct source {
+    zf_tensor *npy;
+    char **paths;
+    char **names;
+    int64_t n;
+} source;
+
+/* Input i into dst (in size), preprocessed for the net. */
+static zf_status source_load(const source *src, const zf_net *net, int64_t i, float *dst)
+{
+    const size_t in = (size_t)zf_net_in_size(net);
+    if (src->npy) {
+        memcpy(dst, zf_tensor_f32(src->npy) + (size_t)i * in, sizeof(float) * in);
+        return ZF_OK;
+    }
+    zf_tensor *x = NULL;
+    zf_status st = zf_input_load(src->paths[i], net, &x);
+    if (!st && x->shape[0] != 1)
+        st = zf_error(ZF_ERR_SHAPE, "%s: holds %lld inputs; a list takes one per file", src->paths[i],
+                      (long long)x->shape[0]);
+    if (!st)
+        memcpy(dst, zf_tensor_f32(x), sizeof(float) * in);
+    zf_tensor_free(x);
+    return st;
+}
+
+/* The mean baseline: every pixel the mean colour of all the inputs (each channel's mean over
+ * every image and position, after the preprocessing), so that it is the same for every image of
+ * the folder and for a resumed run. */
+static zf_status mean_baseline(float *base, float *scratch, const source *src, const zf_net *net)
+{
+    const size_t hw = (size_t)net->in_h * net->in_w;
+    double *sum = calloc((size_t)net->in_c, sizeof *sum);
+    if (!sum)
+        return zf_error(ZF_ERR_NOMEM, "out of memory for the mean baseline");
+    zf_status st = ZF_OK;
+    for (int64_t i = 0; i < src->n && !st; i++)
+        if (!(st = source_load(src, net, i, scratch)))
+            for (int c = 0; c < net->in_c; c++)
+                for (size_t p = 0; p < hw; p++)
+                    sum[c] += scratch[(size_t)c * hw + p];
+    for (int c = 0; c < net->in_c && !st; c++) {
+        const float v = (float)(sum[c] / ((double)hw * src->n));
+        for (size_t p = 0; p < hw; p++)
+            base[(size_t)c * hw + p] = v;
+    }
+    free(sum);
+    return st;
+}
+
+/* DIR/<method>.settings.txt: what defines the files in DIR. Images are skipped as finished only
+ * when it holds the same settings (1 in *resume), so that a run with other settings (another
+ * class, more steps) replaces the files instead of keeping those of the old ones. */
+static zf_status check_settings(const job *j, const char *text, int *resume)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s.settings.txt", j->out, j->mname);
+    size_t len = 0;
+    uint8_t *old = NULL;
+    *resume = !zf_file_force() && zf_file_is_ours(path) &&
+              !zf_input_read(path, "settings file", 0, 1 << 16, &old, &len) && !strcmp((const char *)old, text);
+    free(old);
+    zf_status st = zft_output_prepare(path);
+    return st ? st : zf_file_save(path, text, strlen(text), 0);
 }
 
 /* The layer `name` names, or -1 after the one usage line. */
@@ -397,11 +544,10 @@ int zf_cmd_attribute(int argc, char **argv)
 
     zf_net *net = NULL;
     zf_backprop *bp = NULL;
-    zf_tensor *x = NULL;
-    char **paths = NULL;
-    int64_t n_paths = 0;
-    float *base = NULL, *attr = NULL, *pic = NULL, *cam = NULL, *xs = NULL, *z = NULL;
-    double *acc = NULL;
+    float *base = NULL, *xb = NULL, *attr = NULL, *pic = NULL, *cam = NULL, *weights = NULL, *xs = NULL, *z = NULL;
+    double *acc = NULL, *values = NULL;
+    zf_attr_target *targets = NULL;
+    source src = {0};
     int rc = 1;
     zf_status st = zft_load_model(&mo, &net);
     if (st)
@@ -456,76 +602,164 @@ int zf_cmd_attribute(int argc, char **argv)
     }
     const size_t in = (size_t)zf_net_in_size(net);
     const size_t hw = (size_t)net->in_h * net->in_w;
+    const size_t len = strlen(input);
+    if (len > 4 && !strcmp(input + len - 4, ".npy")) {
+        if ((st = zf_input_load(input, net, &src.npy)))
+            goto fail;
+        src.n = src.npy->shape[0];
+        if (!(src.names = calloc((size_t)src.n, sizeof *src.names))) {
+            st = zf_error(ZF_ERR_NOMEM, "out of memory for %lld names", (long long)src.n);
+            goto fail;
+        }
+        for (int64_t i = 0; i < src.n; i++) {
+            const char *b = strrchr(input, '/');
+            b = b ? b + 1 : input;
+            char name[512];
+            if (src.n > 1)
+                snprintf(name, sizeof name, "%.*s-%lld", (int)(strlen(b) - 4), b, (long long)i);
+            else
+                snprintf(name, sizeof name, "%.*s", (int)(strlen(b) - 4), b);
+            if (!(src.names[i] = strdup(name))) {
+                st = zf_error(ZF_ERR_NOMEM, "out of memory for %lld names", (long long)src.n);
+                goto fail;
+            }
+        }
+    } else {
+        if ((st = zf_images_find(input, &src.paths, &src.n)))
+            goto fail;
+        if (!(src.names = calloc((size_t)src.n, sizeof *src.names))) {
+            st = zf_error(ZF_ERR_NOMEM, "out of memory for %lld names", (long long)src.n);
+            goto fail;
+        }
+        if ((st = name_inputs(src.names, src.paths, src.n, input))) {
+            rc = zft_usage_error("attribute", "%s", zf_last_error());
+            goto fail;
+        }
+    }
+    /* Images per forward and backward: the gradient methods and Grad-CAM take --batch images at
+     * a time; integrated gradients and SmoothGrad one, with integrated gradients' path points
+     * --batch at a time. */
+    const int batched = m != M_IG && m != M_SMOOTHGRAD;
+    const int points = any_ig ? (rule == ZF_IG_TRAPEZOID ? steps + 1 : steps) : 1;
+    const int per = batched ? (int)(src.n < batch ? src.n : batch) : 1;
+    const int bp_batch = per > (points < batch ? points : batch) ? per : (points < batch ? points : batch);
+    const int cam_k = m == M_GRADCAM || m == M_GUIDED_GRADCAM ? net->layers[j.cam_layer].out_c : 1;
     base = malloc(sizeof(float) * in);
-    attr = malloc(sizeof(float) * in);
+    xb = malloc(sizeof(float) * in * (size_t)per);
+    attr = malloc(sizeof(float) * in * (size_t)per);
     pic = malloc(sizeof(float) * hw);
-    cam = malloc(sizeof(float) * hw);
+    cam = malloc(sizeof(float) * hw * (size_t)per);
+    weights = malloc(sizeof(float) * (size_t)cam_k * (size_t)per);
     xs = malloc(sizeof(float) * in);
     z = malloc(sizeof(float) * in);
     acc = malloc(sizeof(double) * in);
-    if (!base || !attr || !pic || !cam || !xs || !z || !acc) {
+    targets = malloc(sizeof *targets * (size_t)per);
+    values = malloc(sizeof(double) * 2 * (size_t)per);
+    if (!base || !xb || !attr || !pic || !cam || !weights || !xs || !z || !acc || !targets || !values) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory for attributions of %s", net->arch);
         goto fail;
     }
-    if (any_ig && (st = load_baseline(base, net, baseline))) {
-        rc = zft_usage_error("attribute", "%s", zf_last_error());
-        goto fail;
+    if (any_ig) {
+        if (baseline && !strcmp(baseline, "mean"))
+            st = mean_baseline(base, xb, &src, net);
+        else if ((st = load_baseline(base, net, baseline)))
+            rc = zft_usage_error("attribute", "%s", zf_last_error());
+        if (st)
+            goto fail;
     }
     j.baseline = base;
     j.attr = attr;
     j.pic = pic;
     j.cam = cam;
+    j.weights = weights;
     j.xs = xs;
     j.z = z;
     j.acc = acc;
-    const int points = any_ig ? (rule == ZF_IG_TRAPEZOID ? steps + 1 : steps) : 1;
-    if ((st = zf_backprop_new(net, points < batch ? points : batch, &bp)))
+    if (m == M_SMOOTHGRAD)
+        snprintf(j.mname, sizeof j.mname, "smoothgrad-%s", method_names[over]);
+    else
+        snprintf(j.mname, sizeof j.mname, "%s", method_names[m]);
+    if ((st = zf_backprop_new(net, bp_batch, &bp)))
         goto fail;
     j.bp = bp;
     if ((st = zft_mkdirs(out)))
         goto fail;
-
-    const size_t len = strlen(input);
-    if (len > 4 && !strcmp(input + len - 4, ".npy")) {
-        if ((st = zf_input_load(input, net, &x)))
+    int resume = 0;
+    {
+        char settings[2048];
+        snprintf(settings, sizeof settings,
+                 "zfviz attribute: the settings of the %s files here\nmodel %s %s %s\ninput %s\ntarget %s %d %d,%d "
+                 "prob %d\ncam-layer %d\nbaseline %s steps %d rule %d\nsmoothgrad %d samples %d noise %.17g seed %lld\n",
+                 j.mname, net->arch, mo.model ? mo.model : mo.weights ? mo.weights : "random:0",
+                 mo.preproc ? mo.preproc : "-", input, layer ? layer : "class", j.t.channel, j.t.y, j.t.x, prob,
+                 j.cam_layer, any_ig ? (baseline ? baseline : "black") : "-", any_ig ? steps : 0, (int)rule,
+                 (int)over, samples, noise, (long long)seed);
+        if ((st = check_settings(&j, settings, &resume)))
             goto fail;
-        const int n = (int)x->shape[0];
-        for (int i = 0; i < n && !st; i++) {
-            char name[512];
-            stem_of(name, sizeof name, input, i, n);
-            st = attribute_one(&j, zf_tensor_f32(x) + (size_t)i * in, name);
-        }
-    } else {
-        if ((st = zf_images_find(input, &paths, &n_paths)))
-            goto fail;
-        for (int64_t i = 0; i < n_paths && !st; i++) {
-            zf_tensor_free(x);
-            x = NULL;
-            char name[512];
-            stem_of(name, sizeof name, paths[i], 0, 1);
-            if (!(st = zf_input_load(paths[i], net, &x)))
-                st = attribute_one(&j, zf_tensor_f32(x), name);
-            if (!st && zf_interrupted)
-                st = zf_error(ZF_ERR_INTERRUPTED, "interrupted after %lld of %lld images", (long long)i + 1,
-                              (long long)n_paths);
-        }
     }
+    zft_install_sigint();
+    zft_progress bar;
+    zft_progress_start(&bar, "attribute", src.n, "img");
+    int64_t skipped = 0;
+    for (int64_t b0 = 0; b0 < src.n && !st; b0 += per) {
+        const int nb = src.n - b0 < per ? (int)(src.n - b0) : per;
+        /* A batch resumed is computed whole, so its files are the bytes an uninterrupted run
+         * writes whatever the float sums' dependence on the batch. */
+        int all = resume;
+        for (int k = 0; k < nb && all; k++)
+            all = already_done(&j, src.names[b0 + k]);
+        if (all) {
+            skipped += nb;
+            zft_progress_update(&bar, b0 + nb);
+            continue;
+        }
+        for (int k = 0; k < nb && !st; k++) {
+            targets[k] = j.t;
+            st = source_load(&src, net, b0 + k, xb + (size_t)k * in);
+        }
+        if (st || (st = compute(&j, j.m, xb, nb, targets, attr, values, values + per)))
+            break;
+        const size_t out_size = m == M_GRADCAM ? hw : in;
+        for (int k = 0; k < nb && !st; k++)
+            st = write_one(&j, xb + (size_t)k * in, attr + (size_t)k * out_size, &targets[k], values[k],
+                           values[per + k], src.names[b0 + k]);
+        if (st)
+            break;
+        zft_outputs_keep(); /* finished images stay whatever comes later: a rerun resumes after them */
+        fflush(stdout);
+        zft_progress_update(&bar, b0 + nb);
+        if (zf_interrupted && b0 + nb < src.n)
+            st = zf_error(ZF_ERR_INTERRUPTED, "interrupted after %lld of %lld images (run it again to go on)",
+                          (long long)(b0 + nb), (long long)src.n);
+    }
+    zft_progress_finish(&bar);
     if (st)
         goto fail;
+    if (src.n > 1 || skipped)
+        fprintf(stderr, "zfviz attribute: %lld images: %lld done now, %lld finished before\n", (long long)src.n,
+                (long long)(src.n - skipped), (long long)skipped);
     rc = 0;
 fail:
     if (rc == 1)
         rc = zft_fail("attribute", st);
-    zf_paths_free(paths, n_paths);
+    zf_paths_free(src.paths, src.n);
+    if (src.names)
+        for (int64_t i = 0; i < src.n; i++)
+            free(src.names[i]);
+    free(src.names);
+    zf_tensor_free(src.npy);
     zf_backprop_free(bp);
-    zf_tensor_free(x);
     free(base);
+    free(xb);
     free(attr);
     free(pic);
     free(cam);
+    free(weights);
     free(xs);
     free(z);
     free(acc);
+    free(targets);
+    free(values);
     zf_net_free(net);
     return rc;
 }

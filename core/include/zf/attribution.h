@@ -29,6 +29,13 @@ void zf_relu_backward_guided(float *din, const float *dout, const float *out, si
  * din may equal dout. */
 void zf_softmax_backward(float *din, const float *dout, const float *p, int n, int k);
 
+/* What an attribution explains: the output of `layer`, channel `channel` (a class when the
+ * layer is the logits or the softmax), at (y, x) of its map, or its total over the map when
+ * y < 0. */
+typedef struct zf_attr_target {
+    int layer, channel, y, x;
+} zf_attr_target;
+
 /* Scratch for backpropagation through `net` at batches of up to `batch` images. */
 typedef struct zf_backprop {
     zf_net *net;
@@ -37,6 +44,8 @@ typedef struct zf_backprop {
     size_t d_floats;
     float *ws;     /* convolution scratch */
     size_t ws_floats;
+    float *dtop;   /* the targets' seed gradients (d_floats) */
+    zf_attr_target *targets; /* batch: one target per image */
 } zf_backprop;
 /* Also reserves the net's own buffers for `batch`. */
 zf_status zf_backprop_new(zf_net *net, int batch, zf_backprop **out);
@@ -50,12 +59,6 @@ void zf_backprop_free(zf_backprop *b);
 zf_status zf_net_backward(zf_backprop *b, float *out, const float *dtop, int top, int bottom, int n,
                           zf_relu_rule rule);
 
-/* What an attribution explains: the output of `layer`, channel `channel` (a class when the
- * layer is the logits or the softmax), at (y, x) of its map, or its total over the map when
- * y < 0. */
-typedef struct zf_attr_target {
-    int layer, channel, y, x;
-} zf_attr_target;
 /* Checks the target against the net: the layer exists, the channel and position are in range. */
 zf_status zf_attr_target_check(const zf_net *net, const zf_attr_target *t);
 /* The class target: the net's logits (the fc before its softmax), or the softmax when prob. */
@@ -63,11 +66,19 @@ int zf_attr_logits_layer(const zf_net *net, int prob);
 
 /* The target's value on one image (a forward as far as its layer); value may be NULL. */
 zf_status zf_attr_value(zf_backprop *b, const float *input, const zf_attr_target *t, double *value);
+/* A forward of the n images of `input` to the targets' layer, where a target whose channel is < 0
+ * gets that image's top channel (as zf_attr_gradient_each does). */
+zf_status zf_attr_choose(zf_backprop *b, const float *input, int n, zf_attr_target *t);
 
 /* grad (n, in_c, in_h, in_w) = d target / d input for each of the n images of `input` (n <= the
  * batch of b), with the ReLU rule given; value (n; may be NULL) the target's value per image. */
 zf_status zf_attr_gradient(zf_backprop *b, float *grad, double *value, const float *input, int n,
                            const zf_attr_target *t, zf_relu_rule rule);
+/* The same with one target per image, t[0..n-1], all at one layer: a target whose channel is < 0
+ * gets that image's top channel there (the largest value at its position, or total), written
+ * back into t. One forward and one backward for the n images. */
+zf_status zf_attr_gradient_each(zf_backprop *b, float *grad, double *value, const float *input, int n,
+                                zf_attr_target *t, zf_relu_rule rule);
 
 /* The layer whose output Grad-CAM reads: `layer` when it has a spatial map (it comes before the
  * net's first flatten or fc), else an error naming it. */
@@ -78,6 +89,11 @@ zf_status zf_attr_gradcam_check(const zf_net *net, int layer, const zf_attr_targ
  * NULL) the map before upsampling. */
 zf_status zf_attr_gradcam(zf_backprop *b, float *cam, float *weights, float *low, double *value,
                           const float *input, int layer, const zf_attr_target *t);
+/* Grad-CAM of n images in one forward and backward, one target each as zf_attr_gradient_each
+ * takes them: cam (n, in_h, in_w), weights (n, K), low (n, h * w), value (n); the last three may
+ * be NULL. */
+zf_status zf_attr_gradcam_each(zf_backprop *b, float *cam, float *weights, float *low, double *value,
+                               const float *input, int n, int layer, zf_attr_target *t);
 /* Bilinear resize of a (h, w) map to (oh, ow), half-pixel centres, edges clamped. */
 void zf_resize_bilinear(float *out, const float *in, int h, int w, int oh, int ow);
 
