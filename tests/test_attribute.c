@@ -282,7 +282,8 @@ Test(gradcam, weights_and_map_by_hand)
 }
 
 /* A .npy of float32 zeros of the given shape, written here byte by byte. */
-static void write_zeros_npy(const char *path, const char *shape, size_t count)
+/* A float32 .npy of `shape` (Python tuple text) holding data (count values; NULL: zeros). */
+static void write_f32_npy(const char *path, const char *shape, const float *data, size_t count)
 {
     char header[128];
     int len = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }", shape);
@@ -298,8 +299,13 @@ static void write_zeros_npy(const char *path, const char *shape, size_t count)
     fputc('\n', f);
     float z = 0;
     for (size_t i = 0; i < count; i++)
-        fwrite(&z, 4, 1, f);
+        fwrite(data ? &data[i] : &z, 4, 1, f);
     fclose(f);
+}
+
+static void write_zeros_npy(const char *path, const char *shape, size_t count)
+{
+    write_f32_npy(path, shape, NULL, count);
 }
 
 /* Each is refused with exit 2 and one line on stderr that says what is wrong (`says`). */
@@ -672,4 +678,69 @@ Test(attribute, integrated_gradients_named_baselines)
         }
         free(tsv);
     }
+}
+
+/* --baseline mean: every pixel the mean colour of all the images given (not of each image), the
+ * same baseline for each: a two-image .npy gives both images the F(baseline) and attributions of
+ * a baseline file holding that mean, computed here. */
+Test(attribute, mean_baseline_is_the_mean_colour_of_all_images)
+{
+    find_zfviz();
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("attribute-mean"));
+    zf_tensor *a = read_npy(tu_fixture("attribute/alexnet-mini/input.npy"));
+    zf_tensor *b = read_npy(tu_fixture("attribute/alexnet-mini/baseline.npy"));
+    const size_t in = (size_t)a->size;
+    float *two = malloc(sizeof(float) * 2 * in), *mean = malloc(sizeof(float) * in);
+    memcpy(two, zf_tensor_f32(a), sizeof(float) * in);
+    memcpy(two + in, zf_tensor_f32(b), sizeof(float) * in);
+    double sum = 0; /* the mini nets are grey: one channel */
+    for (size_t i = 0; i < 2 * in; i++)
+        sum += two[i];
+    for (size_t i = 0; i < in; i++)
+        mean[i] = (float)(sum / (2.0 * in));
+    char two_path[2300], mean_path[2300];
+    snprintf(two_path, sizeof two_path, "%s/two.npy", dir);
+    snprintf(mean_path, sizeof mean_path, "%s/mean.npy", dir);
+    write_f32_npy(two_path, "(2, 1, 112, 112)", two, 2 * in);
+    write_f32_npy(mean_path, "(1, 1, 112, 112)", mean, in);
+    char weights[2048];
+    snprintf(weights, sizeof weights, "%s", tu_fixture("attribute/alexnet-mini/weights"));
+    const char *bases[] = {"mean", mean_path};
+    double fb[2][2];
+    for (int r = 0; r < 2; r++) {
+        cr_assert(tu_system("%s attribute --arch alexnet-mini --weights %s --input %s --method integrated-gradients "
+                            "--steps 4 --class 1 --baseline %s --out %s/run%d >%s/out%d.txt 2>/dev/null", zfviz,
+                            weights, two_path, bases[r], dir, r, dir, r) == 0);
+        char path[2400];
+        snprintf(path, sizeof path, "%s/out%d.txt", dir, r);
+        char *text = tu_slurp(path, NULL);
+        const char *at = text;
+        for (int k = 0; k < 2; k++) {
+            at = strstr(at, "F(baseline) = ");
+            cr_assert(at, "no F(baseline) for image %d: %s", k, text);
+            at += strlen("F(baseline) = ");
+            fb[r][k] = strtod(at, NULL);
+        }
+        free(text);
+    }
+    cr_log_info("F(mean baseline) %.9g %.9g, of the mean computed here %.9g", fb[0][0], fb[0][1], fb[1][0]);
+    cr_expect(fb[0][0] == fb[0][1], "two images, two mean baselines: F %.9g and %.9g", fb[0][0], fb[0][1]);
+    cr_expect(fabs(fb[0][0] - fb[1][0]) <= 1e-7 * fabs(fb[1][0]), "F(mean) %.9g, of the mean here %.9g", fb[0][0],
+              fb[1][0]);
+    for (int k = 0; k < 2; k++) {
+        char p0[2400], p1[2400];
+        snprintf(p0, sizeof p0, "%s/run0/two-%d.integrated-gradients.npy", dir, k);
+        snprintf(p1, sizeof p1, "%s/run1/two-%d.integrated-gradients.npy", dir, k);
+        zf_tensor *g0 = read_npy(p0), *g1 = read_npy(p1);
+        size_t worst = 0;
+        const double e = rel_l2(zf_tensor_f32(g0), zf_tensor_f32(g1), in, &worst);
+        cr_expect(e < 1e-6, "image %d: attributions with --baseline mean and with its file differ by %.3g", k, e);
+        zf_tensor_free(g0);
+        zf_tensor_free(g1);
+    }
+    free(two);
+    free(mean);
+    zf_tensor_free(a);
+    zf_tensor_free(b);
 }
