@@ -1,0 +1,345 @@
+/* zfviz optimize (feature visualisation by optimisation): the Fourier parameterisation's inverse
+ * transform against a naive float64 DFT and the Gaussian blur against a naive float64 convolution,
+ * at odd sizes; the optimised target rising and beating 100 random images of the same norm on
+ * alexnet-mini and a full-size alexnet with seeded weights, with both methods; the same seed the
+ * same bytes, another seed other bytes; the refusals of bad input (exit 2, one line). */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "testutil.h"
+#include "zf/attribution.h"
+#include "zf/net.h"
+#include "zf/optimize.h"
+
+/* img = Re(sum_k s_k Z_k e^{2 pi i (ky y / h + kx x / w)}) / (4 h w), written out term by term. */
+static void naive_fourier(double *img, const float *coef, int c, int h, int w, double decay_power)
+{
+    const double pi = 3.14159265358979323846;
+    for (int ch = 0; ch < c; ch++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                double acc = 0;
+                for (int ky = 0; ky < h; ky++)
+                    for (int kx = 0; kx < w; kx++) {
+                        const double fy = (double)(ky < h - ky ? ky : h - ky) / h;
+                        const double fx = (double)(kx < w - kx ? kx : w - kx) / w;
+                        double f = sqrt(fy * fy + fx * fx), fmin = 1.0 / (h > w ? h : w);
+                        f = f < fmin ? fmin : f;
+                        const double s = sqrt((double)h * w) / pow(f, decay_power);
+                        const float *z = coef + (((size_t)ch * h + ky) * w + kx) * 2;
+                        const double th = 2 * pi * ((double)ky * y / h + (double)kx * x / w);
+                        acc += s * (z[0] * cos(th) - z[1] * sin(th));
+                    }
+                img[((size_t)ch * h + y) * w + x] = acc / (4.0 * h * w);
+            }
+}
+
+/* Sizes whose factors are 3, 5 and 7 (the mixed radix), and primes above 7 (Bluestein). */
+Test(optimize, fourier_inverse_matches_naive_dft)
+{
+    const int sizes[][2] = {{9, 15}, {11, 13}, {7, 21}, {1, 5}};
+    for (size_t s = 0; s < sizeof sizes / sizeof sizes[0]; s++) {
+        const int c = 3, h = sizes[s][0], w = sizes[s][1];
+        const size_t n = (size_t)c * h * w;
+        float *coef = malloc(sizeof(float) * n * 2), *img = malloc(sizeof(float) * n);
+        double *ref = malloc(sizeof(double) * n);
+        tu_fill_uniform(coef, n * 2, 40 + s, -1, 1);
+        for (int pw = 0; pw < 2; pw++) {
+            const double dp = pw ? 1.0 : 0.5;
+            cr_assert_eq(zf_optimize_fourier_image(img, coef, c, h, w, dp), ZF_OK, "%s", zf_last_error());
+            naive_fourier(ref, coef, c, h, w, dp);
+            size_t at = 0;
+            const double err = tu_max_rel_err(img, ref, n, 1e-3, &at);
+            cr_expect(err < 1e-5, "%d x %d, decay power %g: relative error %g at %zu (%g, want %g)", h, w, dp, err,
+                      at, img[at], ref[at]);
+        }
+        free(coef);
+        free(img);
+        free(ref);
+    }
+}
+
+/* The blur as one 2-D convolution with the kernel g(dy) g(dx) / (sum g)^2, |d| <= ceil(3 sigma),
+ * the nearest edge pixel outside the image. */
+static void naive_blur(double *out, const float *in, int c, int h, int w, double sigma)
+{
+    const int r = (int)ceil(3 * sigma);
+    double sum = 0;
+    for (int d = -r; d <= r; d++)
+        sum += exp(-(double)d * d / (2 * sigma * sigma));
+    for (int ch = 0; ch < c; ch++)
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++) {
+                double acc = 0;
+                for (int dy = -r; dy <= r; dy++)
+                    for (int dx = -r; dx <= r; dx++) {
+                        int yy = y + dy, xx = x + dx;
+                        yy = yy < 0 ? 0 : yy >= h ? h - 1 : yy;
+                        xx = xx < 0 ? 0 : xx >= w ? w - 1 : xx;
+                        const double k = exp(-(double)(dy * dy + dx * dx) / (2 * sigma * sigma)) / (sum * sum);
+                        acc += k * in[((size_t)ch * h + yy) * w + xx];
+                    }
+                out[((size_t)ch * h + y) * w + x] = acc;
+            }
+}
+
+Test(optimize, blur_matches_naive_convolution)
+{
+    const int c = 2, h = 13, w = 17;
+    const size_t n = (size_t)c * h * w;
+    float *in = malloc(sizeof(float) * n), *out = malloc(sizeof(float) * n);
+    double *ref = malloc(sizeof(double) * n);
+    tu_fill_uniform(in, n, 5, -2, 3);
+    const double sigmas[] = {0.5, 1.0, 1.7, 3.0};
+    for (size_t s = 0; s < sizeof sigmas / sizeof sigmas[0]; s++) {
+        cr_assert_eq(zf_optimize_blur(out, in, c, h, w, sigmas[s]), ZF_OK, "%s", zf_last_error());
+        naive_blur(ref, in, c, h, w, sigmas[s]);
+        size_t at = 0;
+        const double err = tu_max_rel_err(out, ref, n, 1e-2, &at);
+        cr_expect(err < 1e-5, "sigma %g: relative error %g at %zu (%g, want %g)", sigmas[s], err, at, out[at], ref[at]);
+    }
+    /* in place gives the same */
+    memcpy(out, in, sizeof(float) * n);
+    cr_assert_eq(zf_optimize_blur(out, out, c, h, w, 1.0), ZF_OK);
+    naive_blur(ref, in, c, h, w, 1.0);
+    size_t at = 0;
+    cr_expect(tu_max_rel_err(out, ref, n, 1e-2, &at) < 1e-5, "in place: %g, want %g at %zu", out[at], ref[at], at);
+    free(in);
+    free(out);
+    free(ref);
+}
+
+/* Optimises `t` on `net` with `p`: the value ascended rises (the means of the trace's four
+ * quarters increase; jitter and transformations make single steps noisy), and the final image's
+ * value beats each of 100 Gaussian images scaled to its L2 norm (around the mean colour, 0). */
+static void check_rises_and_beats_random(zf_net *net, const zf_attr_target *t, const zf_optimize_params *p,
+                                         const char *what)
+{
+    enum { RANDOM = 100, BATCH = 10 };
+    zf_backprop *b = NULL;
+    cr_assert_eq(zf_backprop_new(net, BATCH, &b), ZF_OK, "%s", zf_last_error());
+    const size_t in = (size_t)zf_net_in_size(net);
+    float *img = malloc(sizeof(float) * in), *rnd = malloc(sizeof(float) * in * BATCH);
+    double *trace = malloc(sizeof(double) * (size_t)p->steps), final = 0;
+    cr_assert_eq(zf_optimize_run(b, img, trace, t, NULL, 1, p, NULL, NULL), ZF_OK, "%s: %s", what, zf_last_error());
+    double quarter[4] = {0};
+    for (int s = 0; s < p->steps; s++)
+        quarter[s * 4 / p->steps] += trace[s];
+    for (int k = 1; k < 4; k++)
+        cr_expect(quarter[k] / (p->steps / 4) > quarter[k - 1] / (p->steps / 4),
+                  "%s: quarter %d of the trace has a mean %g, below quarter %d's %g", what, k + 1,
+                  quarter[k] / (p->steps / 4), k, quarter[k - 1] / (p->steps / 4));
+    cr_assert_eq(zf_attr_value(b, img, t, &final), ZF_OK, "%s", zf_last_error());
+    double norm = 0;
+    for (size_t k = 0; k < in; k++)
+        norm += (double)img[k] * img[k];
+    norm = sqrt(norm);
+    double best = -INFINITY;
+    uint64_t st = 12345;
+    const zf_layer *l = &net->layers[t->layer];
+    const size_t per = (size_t)zf_layer_out_size(l), hw = (size_t)l->out_h * l->out_w;
+    for (int r0 = 0; r0 < RANDOM; r0 += BATCH) {
+        for (int j = 0; j < BATCH; j++) {
+            float *x = rnd + (size_t)j * in;
+            double rn = 0;
+            for (size_t k = 0; k < in; k++) {
+                /* Box-Muller from the test's own generator */
+                const double u1 = ((double)(tu_mix(&st) >> 11) + 0.5) * 0x1p-53, u2 = (double)(tu_mix(&st) >> 11) * 0x1p-53;
+                x[k] = (float)(sqrt(-2 * log(u1)) * cos(2 * 3.14159265358979323846 * u2));
+                rn += (double)x[k] * x[k];
+            }
+            for (size_t k = 0; k < in; k++)
+                x[k] = (float)(x[k] * norm / sqrt(rn));
+        }
+        cr_assert_eq(zf_net_forward_upto(net, rnd, BATCH, t->layer), ZF_OK, "%s", zf_last_error());
+        for (int j = 0; j < BATCH; j++) {
+            const float *a = net->acts[t->layer] + (size_t)j * per + (size_t)t->channel * hw;
+            double v = 0;
+            if (t->y >= 0)
+                v = a[(size_t)t->y * l->out_w + t->x];
+            else
+                for (size_t q = 0; q < hw; q++)
+                    v += a[q];
+            best = v > best ? v : best;
+        }
+    }
+    cr_expect(final > best, "%s: the optimised image gives %g, a random image of its norm %g", what, final, best);
+    cr_log_info("%s: trace quarters %g %g %g %g, final %g, best of %d random images %g", what,
+                quarter[0] / (p->steps / 4), quarter[1] / (p->steps / 4), quarter[2] / (p->steps / 4),
+                quarter[3] / (p->steps / 4), final, RANDOM, best);
+    free(img);
+    free(rnd);
+    free(trace);
+    zf_backprop_free(b);
+}
+
+static zf_net *seeded_net(const char *arch, uint64_t seed)
+{
+    zf_net *net = NULL;
+    cr_assert_eq(zf_net_new_builtin(arch, &net), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_init_random(net, seed), ZF_OK, "%s", zf_last_error());
+    return net;
+}
+
+Test(optimize, mini_net_target_rises_and_beats_random_images)
+{
+    zf_net *net = seeded_net("alexnet-mini", 3);
+    const zf_attr_target unit = {zf_net_find(net, "relu3"), 5, -1, -1};
+    const zf_attr_target pos = {zf_net_find(net, "conv4"), 7, 3, 2};
+    const zf_attr_target cls = {zf_attr_logits_layer(net, 0), 4, -1, -1};
+    const zf_attr_target *targets[] = {&unit, &pos, &cls};
+    const char *names[] = {"relu3 c5 total", "conv4 c7 at 3,2", "class 4 score"};
+    for (int m = 0; m < 2; m++) {
+        zf_optimize_params p = zf_optimize_defaults(m ? ZF_OPTIMIZE_FOURIER : ZF_OPTIMIZE_YOSINSKI);
+        p.steps = 32; /* quarters of 8 steps: whole periods of the blur (every 4) */
+        p.seed = 9;
+        for (int k = 0; k < 3; k++) {
+            char what[128];
+            snprintf(what, sizeof what, "alexnet-mini %s %s", m ? "fourier" : "yosinski", names[k]);
+            check_rises_and_beats_random(net, targets[k], &p, what);
+        }
+    }
+    zf_net_free(net);
+}
+
+Test(optimize, alexnet_target_rises_and_beats_random_images)
+{
+    zf_net *net = seeded_net("alexnet", 1);
+    const zf_attr_target unit = {zf_net_find(net, "relu2"), 11, -1, -1};
+    for (int m = 0; m < 2; m++) {
+        zf_optimize_params p = zf_optimize_defaults(m ? ZF_OPTIMIZE_FOURIER : ZF_OPTIMIZE_YOSINSKI);
+        /* Fourier starts from an even grey and needs more steps, here at twice Lucid's rate */
+        p.steps = m ? 32 : 16;
+        p.lr = m ? 0.1 : p.lr;
+        p.seed = 2;
+        check_rises_and_beats_random(net, &unit, &p, m ? "alexnet fourier relu2 c11" : "alexnet yosinski relu2 c11");
+    }
+    zf_net_free(net);
+}
+
+/* An image's random stream is its own: optimised in a batch of three or alone, the same image. */
+Test(optimize, batch_does_not_change_an_image)
+{
+    zf_net *net = seeded_net("alexnet-mini", 3);
+    zf_backprop *b = NULL;
+    cr_assert_eq(zf_backprop_new(net, 3, &b), ZF_OK);
+    const int l = zf_net_find(net, "relu4");
+    const zf_attr_target t[3] = {{l, 1, -1, -1}, {l, 6, -1, -1}, {l, 6, -1, -1}};
+    const int sample[3] = {0, 0, 1};
+    const size_t in = (size_t)zf_net_in_size(net);
+    float *batch = malloc(sizeof(float) * in * 3), *alone = malloc(sizeof(float) * in);
+    for (int m = 0; m < 2; m++) {
+        zf_optimize_params p = zf_optimize_defaults(m ? ZF_OPTIMIZE_FOURIER : ZF_OPTIMIZE_YOSINSKI);
+        p.steps = 6;
+        cr_assert_eq(zf_optimize_run(b, batch, NULL, t, sample, 3, &p, NULL, NULL), ZF_OK, "%s", zf_last_error());
+        for (int i = 0; i < 3; i++) {
+            cr_assert_eq(zf_optimize_run(b, alone, NULL, &t[i], &sample[i], 1, &p, NULL, NULL), ZF_OK);
+            size_t at = 0;
+            const double err = tu_max_rel_err_f(batch + (size_t)i * in, alone, in, 1e-3, &at);
+            cr_expect(err < 1e-3, "method %d image %d: batch and alone differ by %g at %zu", m, i, err, at);
+        }
+        /* two samples of one unit differ */
+        size_t at = 0;
+        cr_expect(tu_max_rel_err_f(batch + in, batch + 2 * in, in, 1e-3, &at) > 0.1,
+                  "method %d: samples 0 and 1 of one unit are alike", m);
+    }
+    free(batch);
+    free(alone);
+    zf_backprop_free(b);
+    zf_net_free(net);
+}
+
+static char zfviz[4096];
+
+/* zfviz optimize on alexnet-mini with seeded weights, `opts` and --out dir; the exit status.
+ * stdout and stderr go to log/out.txt and log/err.txt. */
+static int run_optimize(const char *dir, const char *log, const char *opts)
+{
+    snprintf(zfviz, sizeof zfviz, "%s", tu_build("tools/zfviz"));
+    return tu_system("%s optimize --arch alexnet-mini --weights random:3 --out %s %s >%s/out.txt 2>%s/err.txt", zfviz,
+                     dir, opts, log, log);
+}
+
+static int same_file(const char *a, const char *b)
+{
+    size_t la = 0, lb = 0;
+    char *x = tu_slurp(a, &la), *y = tu_slurp(b, &lb);
+    const int same = la == lb && !memcmp(x, y, la);
+    free(x);
+    free(y);
+    return same;
+}
+
+Test(optimize, same_seed_same_bytes_other_seed_other_bytes)
+{
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("optimize-seed"));
+    const char *methods[] = {"yosinski", "fourier"};
+    for (int m = 0; m < 2; m++) {
+        char a[2300], b[2300], c[2300], opts[256];
+        snprintf(a, sizeof a, "%s/%s-a", dir, methods[m]);
+        snprintf(b, sizeof b, "%s/%s-b", dir, methods[m]);
+        snprintf(c, sizeof c, "%s/%s-c", dir, methods[m]);
+        snprintf(opts, sizeof opts, "--method %s --layer relu3 --units 2-3 --count 2 --steps 5 --seed 4", methods[m]);
+        cr_assert_eq(run_optimize(a, dir, opts), 0, "%s: exit not 0", opts);
+        cr_assert_eq(run_optimize(b, dir, opts), 0, "%s: exit not 0", opts);
+        snprintf(opts, sizeof opts, "--method %s --layer relu3 --units 2-3 --count 2 --steps 5 --seed 5", methods[m]);
+        cr_assert_eq(run_optimize(c, dir, opts), 0);
+        const char *files[] = {"relu3-c2-s0.png", "relu3-c2-s1.png", "relu3-c3-s1.npy", "relu3-grid.png"};
+        for (size_t f = 0; f < sizeof files / sizeof files[0]; f++) {
+            char pa[2600], pb[2600], pc[2600];
+            snprintf(pa, sizeof pa, "%s/%s", a, files[f]);
+            snprintf(pb, sizeof pb, "%s/%s", b, files[f]);
+            snprintf(pc, sizeof pc, "%s/%s", c, files[f]);
+            cr_expect(same_file(pa, pb), "%s %s: seed 4 twice gave other bytes", methods[m], files[f]);
+            cr_expect(!same_file(pa, pc), "%s %s: seeds 4 and 5 gave the same bytes", methods[m], files[f]);
+        }
+        /* the grid: 2 units in rows of 2 images, 112-pixel tiles 4 pixels apart */
+        char grid[2600];
+        snprintf(grid, sizeof grid, "%s/relu3-grid.png", a);
+        tu_rgb g = tu_png_read(grid);
+        cr_expect(g.w == 2 * 112 + 3 * 4 && g.h == 2 * 112 + 3 * 4, "%s grid is %d x %d", methods[m], g.w, g.h);
+        free(g.px);
+    }
+}
+
+/* Each is refused with exit 2 and one line on stderr that says what is wrong, and makes nothing. */
+Test(optimize, refuses_bad_input)
+{
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("optimize-bad"));
+    const struct {
+        const char *opts, *says;
+    } cases[] = {
+        {"--layer relu3 --units 384", "channel 384 out of range"},
+        {"--units 10", "channel 10 out of range"},
+        {"--layer conv5 --units 0 --position 7,0", "position 7,0 out of range"},
+        {"--steps 0", "--steps"},
+        {"--layer nosuch", "no layer 'nosuch'"},
+        {"--layer relu3 --units 3-1", "--units"},
+        {"--layer relu3 --units 1,,2", "--units"},
+        {"--layer relu3 --units x", "--units"},
+        {"--method deepdream", "--method"},
+        {"--lr 0", "--lr"},
+        {"--layer relu3 --prob", "--prob"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[2300], path[4096];
+        snprintf(out, sizeof out, "%s/out", dir);
+        const int rc = run_optimize(out, dir, cases[i].opts);
+        snprintf(path, sizeof path, "%s/err.txt", dir);
+        char *msg = tu_read_file(path, NULL);
+        cr_assert(msg, "%s: missing", path);
+        const char *nl = strchr(msg, '\n');
+        cr_expect(nl && nl[1] == 0, "%s: not one line on stderr: %s", cases[i].opts, msg);
+        cr_expect(strstr(msg, cases[i].says), "%s: stderr does not say '%s': %s", cases[i].opts, cases[i].says, msg);
+        cr_expect(access(out, F_OK) != 0, "%s: the output folder was made", cases[i].opts);
+        cr_expect(rc == 2, "%s: exit %d, not 2", cases[i].opts, rc);
+        free(msg);
+    }
+}
