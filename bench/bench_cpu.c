@@ -27,6 +27,7 @@
 #include "zf/ops.h"
 #include "zf/tensor.h"
 #include "../core/conv_internal.h"
+#include "../core/dnnl_internal.h"
 #include "../core/fc_internal.h"
 #include "../core/winograd_internal.h"
 
@@ -116,15 +117,15 @@ typedef struct fc_ctx {
     const zf_layer *l;
     int n, in_f;
     const float *in;
-    float *out[2];
+    float *out[3];
 } fc_ctx;
 
-/* 0: OpenBLAS (sgemv / sgemm); 1: the streaming kernel. */
+/* 0: OpenBLAS (sgemv / sgemm); 1: the streaming kernel; 2: oneDNN's sgemm. */
 static void fc_variant(void *p, int v)
 {
     fc_ctx *c = p;
-    (v ? zf_fc_forward_stream : zf_fc_forward_blas)(c->out[v], c->in, c->l->weight, c->l->bias, c->n, c->in_f,
-                                                    c->l->out_c);
+    (v == 2 ? zf_fc_forward_dnnl : v ? zf_fc_forward_stream : zf_fc_forward_blas)(c->out[v], c->in, c->l->weight,
+                                                                                  c->l->bias, c->n, c->in_f, c->l->out_c);
 }
 
 static void bench_fc_variants(zf_net *net, const char *arch, double budget)
@@ -144,15 +145,17 @@ static void bench_fc_variants(zf_net *net, const char *arch, double budget)
             const size_t osz = (size_t)c.n * l->out_c;
             c.out[0] = zf_alloc(sizeof(float) * osz);
             c.out[1] = zf_alloc(sizeof(float) * osz);
-            double ms[2];
-            time_variants(fc_variant, &c, 2, budget, 200, ms);
+            c.out[2] = zf_alloc(sizeof(float) * osz);
+            double ms[3];
+            time_variants(fc_variant, &c, 3, budget, 200, ms);
             printf("{\"net\": \"%s\", \"layer\": \"%s\", \"batch\": %d, \"blas_ms\": %.3f, \"stream_ms\": %.3f, "
-                   "\"ratio\": %.3f, \"rel_diff\": %.2e}\n",
-                   arch, l->name, c.n, ms[0], ms[1], ms[0] / ms[1],
-                   max_diff(c.out[0], c.out[1], osz) / max_abs(c.out[0], osz));
+                   "\"dnnl_ms\": %.3f, \"ratio\": %.3f, \"dnnl_ratio\": %.3f, \"rel_diff\": %.2e, \"dnnl_rel_diff\": %.2e}\n",
+                   arch, l->name, c.n, ms[0], ms[1], ms[2], ms[0] / ms[1], ms[0] / ms[2],
+                   max_diff(c.out[0], c.out[1], osz) / max_abs(c.out[0], osz),
+                   max_diff(c.out[0], c.out[2], osz) / max_abs(c.out[0], osz));
             fflush(stdout);
-            zf_free(c.out[0]);
-            zf_free(c.out[1]);
+            for (int j = 0; j < 3; j++)
+                zf_free(c.out[j]);
         }
         zf_free(in);
     }
@@ -185,6 +188,64 @@ static void net_variant(void *p, int v)
                                (int)zf_layer_in_size(l), l->out_c);
         } else {
             zf_net_forward_range(net, i, i, c->n);
+        }
+    }
+}
+
+typedef struct dnnl_ctx {
+    const zf_layer *l;
+    zf_conv_geom g;
+    const float *in;
+    float *out[4], *ws;
+} dnnl_ctx;
+
+/* 0: zfviz's own path (zf_conv_forward before oneDNN: Winograd, polyphase or im2col), then its ReLU
+ * pass; 1: oneDNN with bias; 2: oneDNN with bias and ReLU fused. */
+static void dnnl_variant(void *p, int v)
+{
+    dnnl_ctx *c = p;
+    const size_t osz = (size_t)c->g.n * c->g.k * c->g.oh * c->g.ow;
+    if (v == 0) {
+        zf_conv_forward_own(c->out[0], c->in, c->l->weight, c->l->bias, &c->g, c->ws);
+        zf_relu_forward(c->out[3], c->out[0], osz);
+    } else {
+        zf_dnnl_conv_forward(c->out[v], c->in, c->l->weight, c->l->bias, &c->g, v == 2, c->ws);
+    }
+}
+
+/* Per conv layer and batch: zfviz's own path against oneDNN's primitive (--only dnnl). */
+static void bench_dnnl_variants(zf_net *net, const char *arch, const float *x, double budget, const int *batches,
+                                int nb)
+{
+    for (int bi = 0; bi < nb; bi++) {
+        const int n = batches[bi];
+        zf_net_forward(net, x, n);
+        for (int i = 0; i < net->n_layers; i++) {
+            const zf_layer *l = &net->layers[i];
+            if (l->op != ZF_OP_CONV)
+                continue;
+            dnnl_ctx c = {.l = l, .g = zf_layer_conv_geom(l, n), .in = zf_net_act(net, i - 1)};
+            const size_t osz = (size_t)n * zf_layer_out_size(l);
+            const size_t wsz = zmax(zf_conv_workspace_floats(&c.g),
+                                    zmax(zf_dnnl_conv_workspace_floats(&c.g, 0), zf_dnnl_conv_workspace_floats(&c.g, 1)));
+            for (int j = 0; j < 4; j++)
+                c.out[j] = zf_alloc(sizeof(float) * osz);
+            c.ws = zf_alloc(sizeof(float) * wsz);
+            double ms[3];
+            time_variants(dnnl_variant, &c, zf_dnnl_conv_ok(&c.g, 0) ? 3 : 1, budget, 200, ms);
+            const float mx = max_abs(c.out[0], osz);
+            const double gflop = 2e-6 * osz * (c.g.c / c.g.groups) * c.g.kh * c.g.kw;
+            printf("{\"net\": \"%s\", \"layer\": \"%s\", \"batch\": %d, \"own\": \"%s\", \"own_relu_ms\": %.3f, "
+                   "\"dnnl\": \"%s\", \"dnnl_ms\": %.3f, \"dnnl_relu_ms\": %.3f, \"ratio\": %.3f, "
+                   "\"own_gflops\": %.1f, \"dnnl_relu_gflops\": %.1f, \"rel_diff\": %.2e, \"relu_rel_diff\": %.2e}\n",
+                   arch, l->name, n, zf_conv_path_name(&c.g), ms[0],
+                   zf_dnnl_conv_impl(&c.g, 1) ? zf_dnnl_conv_impl(&c.g, 1) : "none", ms[1], ms[2], ms[0] / ms[2],
+                   gflop / ms[0], gflop / ms[2], max_diff(c.out[0], c.out[1], osz) / mx,
+                   max_diff(c.out[3], c.out[2], osz) / mx);
+            fflush(stdout);
+            for (int j = 0; j < 4; j++)
+                zf_free(c.out[j]);
+            zf_free(c.ws);
         }
     }
 }
@@ -311,7 +372,7 @@ int main(int argc, char **argv)
                 max_b = b > max_b ? (int)b : max_b;
             }
         } else {
-            fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] "
+            fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc|dnnl]] [--cpu-time] "
                             "[--nets a,b] [--batches 1,16,64] [--dump DIR]\n");
             return 2;
         }
@@ -342,6 +403,13 @@ int main(int argc, char **argv)
                 fprintf(stderr, "bench_cpu: --dump %s: %s\n", dump, zf_last_error());
                 return 1;
             }
+            zf_free(x);
+            zf_free(y);
+            zf_net_free(net);
+            continue;
+        }
+        if (variants && only && !strcmp(only, "dnnl")) {
+            bench_dnnl_variants(net, arch, x, budget, batches, nb);
             zf_free(x);
             zf_free(y);
             zf_net_free(net);

@@ -4,9 +4,11 @@
  * enough output tiles go through Winograd instead (winograd.c), and 5x5 stride-2 ones as a 3x3
  * Winograd convolution of the input's phases. */
 #include <cblas.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "conv_internal.h"
+#include "dnnl_internal.h"
 #include "simd_internal.h"
 #include "winograd_internal.h"
 #include "zf/ops.h"
@@ -67,6 +69,22 @@ static int polyphase_m(const zf_conv_geom *g)
         return 0;
     const zf_conv_geom p = polyphase_geom(g);
     return winograd_m(&p);
+}
+
+/* oneDNN where zfviz's own path would be im2col and oneDNN runs a direct JIT convolution for the
+ * shape ("jit:avx2", "brgconv:avx512_core", ...): measured (bench_cpu --variants --only dnnl, one
+ * thread, CPU time, its filter reorder included) 1.5-1.6x faster on the first layers (3 input
+ * channels, 7x7 and 11x11 windows), 1.1x on ZFNet's conv2 at batch 1, even to 1.2x on the 13x13
+ * layers at batch 1; slower (0.6-0.85x) than Winograd wherever that applies, and its GEMM-based
+ * implementation ("gemm:jit", AlexNet's 64-filter conv1 with padding on AVX2) slower than
+ * im2col + OpenBLAS (0.64x). The choice depends only on the CPU, the kernel set, the shape and
+ * oneDNN's own (deterministic) pick of implementation for them. */
+static int use_dnnl(const zf_conv_geom *g)
+{
+    if (polyphase_m(g) || winograd_m(g))
+        return 0;
+    const char *impl = zf_dnnl_conv_impl(g, 0);
+    return impl && !strncmp(impl, "jit:", 4);
 }
 
 /* Scratch of the polyphase path: the phases, their 3x3 filters, then Winograd's filters and
@@ -144,6 +162,12 @@ size_t zf_conv_workspace_floats(const zf_conv_geom *g)
     size_t cols = (size_t)nb * g->oh * g->ow;
     size_t rows = (size_t)g->c * g->kh * g->kw;
     size_t im2col = rows * cols + (nb > 1 ? (size_t)g->k * cols : 0);
+    if (use_dnnl(g)) {
+        /* the backward passes still use im2col; oneDNN's blocked copies grow with n, so the
+         * scratch for the batch a net reserves serves every smaller batch */
+        const size_t d = zf_dnnl_conv_workspace_floats(g, 0);
+        return d > im2col ? d : im2col;
+    }
     const int pm = polyphase_m(g);
     if (pm) {
         const size_t poly = polyphase_floats(g, pm);
@@ -255,8 +279,32 @@ static void col2im(float *din, const float *col, int nb, const zf_conv_geom *g)
     }
 }
 
+const char *zf_conv_path_name(const zf_conv_geom *g)
+{
+    static const char *const poly[] = {"polyphase-f2", "polyphase-f4"}, *const wino[] = {"winograd-f2", "winograd-f4"};
+    static _Thread_local char buf[80];
+    if (use_dnnl(g)) {
+        snprintf(buf, sizeof buf, "onednn:%s", zf_dnnl_conv_impl(g, 0));
+        return buf;
+    }
+    const int pm = polyphase_m(g);
+    if (pm)
+        return poly[pm == 4];
+    const int m = winograd_m(g);
+    return m ? wino[m == 4] : "im2col";
+}
+
 void zf_conv_forward(float *out, const float *in, const float *w, const float *bias,
                      const zf_conv_geom *g, float *ws)
+{
+    /* oneDNN declines only when it cannot run at all (then its own path runs) */
+    if (use_dnnl(g) && !zf_dnnl_conv_forward(out, in, w, bias, g, 0, ws))
+        return;
+    zf_conv_forward_own(out, in, w, bias, g, ws);
+}
+
+void zf_conv_forward_own(float *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g,
+                         float *ws)
 {
     const int pm = polyphase_m(g);
     if (pm) {

@@ -22,4 +22,13 @@ int zf_conv_images_per_gemm(const zf_conv_geom *g);
 void zf_conv_forward_im2col(float *out, const float *in, const float *w, const float *bias,
                             const zf_conv_geom *g, float *ws);
 
+/* zf_conv_forward by zfviz's own kernels only (Winograd, polyphase Winograd or im2col + sgemm, as
+ * the geometry decides), never oneDNN. */
+void zf_conv_forward_own(float *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g,
+                         float *ws);
+
+/* The path zf_conv_forward takes for g: "winograd-f4", "winograd-f2", "polyphase-f4", "polyphase-f2",
+ * "im2col" or "onednn:<its implementation>". */
+const char *zf_conv_path_name(const zf_conv_geom *g);
+
 #endif

@@ -5,7 +5,11 @@
 #include <cblas.h>
 #include <cpuid.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <strings.h>
+
+#include "conv_internal.h"
+#include "dnnl_internal.h"
 
 static int has_avx2_fma(void)
 {
@@ -88,3 +92,15 @@ const char *zf_blas_better_core_here(void)
     __builtin_cpu_init();
     return zf_blas_better_core(zf_blas_core(), has_avx2_fma(), has_avx512_skx());
 }
+
+const char *zf_cpu_dnnl(void)
+{
+    static _Thread_local char buf[64];
+    const char *isa = zf_dnnl_isa();
+    if (!isa)
+        return NULL;
+    snprintf(buf, sizeof buf, "oneDNN %s (%s)", zf_dnnl_version(), isa);
+    return buf;
+}
+
+const char *zf_cpu_conv_path(const zf_conv_geom *g) { return zf_conv_path_name(g); }

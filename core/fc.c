@@ -3,7 +3,9 @@
 #include <math.h>
 #include <string.h>
 
+#include "dnnl_internal.h"
 #include "fc_internal.h"
+#include "zf/cpu.h"
 #include "zf/ops.h"
 #include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
@@ -23,6 +25,20 @@ void zf_fc_forward_blas(float *out, const float *in, const float *w, const float
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out_f, in_f, 1.0f, in, in_f, w, in_f,
                     1.0f, out, out_f);
     }
+}
+
+void zf_fc_forward_dnnl(float *out, const float *in, const float *w, const float *bias, int n, int in_f,
+                        int out_f)
+{
+    for (int i = 0; i < n; i++) {
+        if (bias)
+            memcpy(out + (size_t)i * out_f, bias, sizeof(float) * out_f);
+        else
+            memset(out + (size_t)i * out_f, 0, sizeof(float) * out_f);
+    }
+    if (zf_dnnl_sgemm('N', 'T', n, out_f, in_f, 1.0f, in, in_f, w, in_f, 1.0f, out, out_f))
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, out_f, in_f, 1.0f, in, in_f, w, in_f, 1.0f, out,
+                    out_f);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -158,6 +174,11 @@ void zf_fc_forward(float *out, const float *in, const float *w, const float *bia
     const int big = (size_t)in_f * out_f >= STREAM_BIG_WEIGHTS;
     if (big ? n <= FC_STREAM_MAX_BATCH : n >= 2 && n <= 8)
         zf_fc_forward_stream(out, in, w, bias, n, in_f, out_f);
+    else if (zf_blas_better_core_here())
+        /* OpenBLAS runs kernels older than the CPU (it does not know it): oneDNN's sgemm picks its
+         * own by the CPU's features. Where OpenBLAS knows the CPU the two are even (bench_cpu
+         * --variants --only fc: 0.9-1.1x at batch 32 and 64), and OpenBLAS stays. */
+        zf_fc_forward_dnnl(out, in, w, bias, n, in_f, out_f);
     else
         zf_fc_forward_blas(out, in, w, bias, n, in_f, out_f);
 }

@@ -12,4 +12,9 @@ void zf_fc_forward_blas(float *out, const float *in, const float *w, const float
 void zf_fc_forward_stream(float *out, const float *in, const float *w, const float *bias, int n,
                           int in_f, int out_f);
 
+/* oneDNN's sgemm (dnnl_sgemm, its kernels chosen by the CPU's features); OpenBLAS where zfviz is
+ * built without oneDNN. */
+void zf_fc_forward_dnnl(float *out, const float *in, const float *w, const float *bias, int n,
+                        int in_f, int out_f);
+
 #endif

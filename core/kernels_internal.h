@@ -28,6 +28,10 @@
     V(void, zf_conv_forward_im2col,                                                                         \
       (float *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g, float *ws),   \
       (out, in, w, bias, g, ws))                                                                            \
+    V(void, zf_conv_forward_own,                                                                            \
+      (float *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g, float *ws),   \
+      (out, in, w, bias, g, ws))                                                                            \
+    R(const char *, zf_conv_path_name, (const zf_conv_geom *g), (g))                                        \
     R(const float *, zf_conv_gather_dout, (float *tmp, const float *dout, int n0, int nb, const zf_conv_geom *g), \
       (tmp, dout, n0, nb, g))                                                                               \
     V(void, zf_conv_backward_data, (float *din, const float *dout, const float *w, const zf_conv_geom *g, float *ws), \
@@ -36,6 +40,9 @@
       (float *out, const float *in, const float *w, const float *bias, int n, int in_f, int out_f),         \
       (out, in, w, bias, n, in_f, out_f))                                                                   \
     V(void, zf_fc_forward_stream,                                                                           \
+      (float *out, const float *in, const float *w, const float *bias, int n, int in_f, int out_f),         \
+      (out, in, w, bias, n, in_f, out_f))                                                                   \
+    V(void, zf_fc_forward_dnnl,                                                                             \
       (float *out, const float *in, const float *w, const float *bias, int n, int in_f, int out_f),         \
       (out, in, w, bias, n, in_f, out_f))                                                                   \
     V(void, zf_fc_forward,                                                                                  \

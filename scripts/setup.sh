@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
   build-essential cmake pkg-config
   libopenblas-dev libopenblas-openmp-dev libjpeg-dev libturbojpeg0-dev libpng-dev zlib1g-dev
-  libsqlite3-dev sqlite3 libjansson-dev nettle-dev
+  libsqlite3-dev sqlite3 libjansson-dev nettle-dev libdnnl-dev
   libcairo2-dev libpango1.0-dev fonts-dejavu-core dataset-fashion-mnist
   protobuf-c-compiler libprotobuf-c-dev libonnx-dev libonnx-testdata
   libcriterion-dev poppler-utils chromium libmicrohttpd-dev

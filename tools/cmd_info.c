@@ -149,8 +149,17 @@ int zf_cmd_info(int argc, char **argv)
         snprintf(why, sizeof why, ", set by zfviz: OpenBLAS alone chose %s", guess);
     else if (core)
         snprintf(why, sizeof why, ", as OPENBLAS_CORETYPE asks");
-    printf("kernels: %s (CPU: %s; OpenBLAS: %s%s)\n", zf_cpu_kernels(), zf_cpu_kernels_max(),
-           zf_blas_core(), why);
+    const char *dnnl = zf_cpu_dnnl();
+    printf("kernels: %s (CPU: %s; OpenBLAS: %s%s; %s)\n", zf_cpu_kernels(), zf_cpu_kernels_max(),
+           zf_blas_core(), why, dnnl ? dnnl : "no oneDNN");
+    /* each convolution's path at batch 1 (larger batches may take Winograd where batch 1 does not) */
+    printf("convolutions at batch 1:");
+    for (int i = 0; i < net->n_layers; i++)
+        if (net->layers[i].op == ZF_OP_CONV) {
+            zf_conv_geom g = zf_layer_conv_geom(&net->layers[i], 1);
+            printf(" %s %s", net->layers[i].name, zf_cpu_conv_path(&g));
+        }
+    printf("\n");
     zf_net_free(net);
     return 0;
 }

@@ -6,6 +6,7 @@
 #ifndef ZF_CPU_H
 #define ZF_CPU_H
 
+#include "zf/ops.h"
 #include "zf/status.h"
 
 #ifdef __cplusplus
@@ -35,6 +36,14 @@ const char *zf_blas_core(void);
 const char *zf_blas_better_core(const char *core, int avx2_fma, int avx512_skx);
 /* The same for this CPU and the OpenBLAS loaded. */
 const char *zf_blas_better_core_here(void);
+
+/* oneDNN as the CPU engine uses it: "oneDNN 2.6.3 (avx2)", its version and the widest instruction
+ * set it dispatches to with the kernel set that runs; NULL where zfviz is built without it or it
+ * cannot run that set (core/dnnl_internal.h). */
+const char *zf_cpu_dnnl(void);
+/* The path the CPU engine's convolution takes for g: "winograd-f4", "winograd-f2", "polyphase-f4",
+ * "polyphase-f2", "im2col" or "onednn:<oneDNN's implementation>" (core/conv.c says when). */
+const char *zf_cpu_conv_path(const zf_conv_geom *g);
 
 #ifdef __cplusplus
 }

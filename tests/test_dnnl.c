@@ -1,0 +1,227 @@
+/* oneDNN inside the CPU engine (core/dnnl.c) against float64 loops written here, at sizes that are
+ * multiples of no vector or block width: its convolution primitives with bias, with the fused
+ * ReLU, grouped, strided, padded (a bottom padding that the output size leaves short of the
+ * top's), under the widest kernel set and under sse (oneDNN limited to SSE4.1 alike); the paths
+ * zf_conv_forward then takes; oneDNN's sgemm for the fully connected layers; and `zfviz info`
+ * naming what runs under each ZFVIZ_ISA. Skipped, with the reason, where zfviz is built without
+ * oneDNN. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "zf/cpu.h"
+#include "zf/ops.h"
+#include "../core/conv_internal.h"
+#include "../core/dnnl_internal.h"
+#include "../core/fc_internal.h"
+
+static void need_dnnl(void)
+{
+    if (!zf_dnnl_version())
+        cr_skip_test("zfviz is built without oneDNN (libdnnl-dev)");
+}
+
+static float *frand(size_t n, uint64_t seed)
+{
+    float *x = malloc(sizeof(float) * (n ? n : 1));
+    cr_assert_not_null(x);
+    tu_fill_uniform(x, n, seed, -1.0f, 1.0f);
+    return x;
+}
+
+/* Every element within tol of the reference, relative to its largest magnitude; the first that is
+ * not is reported with its index. */
+static void expect_close(const float *got, const double *ref, size_t n, double tol, const char *what)
+{
+    double scale = 0;
+    for (size_t i = 0; i < n; i++)
+        scale = fmax(scale, fabs(ref[i]));
+    cr_assert(scale > 0, "%s: the reference is all zero, the test proves nothing", what);
+    for (size_t i = 0; i < n; i++)
+        if (!(fabs(got[i] - ref[i]) <= tol * scale))
+            cr_assert_fail("%s: element %zu is %.9g, float64 gives %.9g (%.2g of the largest %.4g)", what, i, got[i],
+                           ref[i], fabs(got[i] - ref[i]) / scale, scale);
+}
+
+/* out (n, k, oh, ow) in float64 from the definition, then max(0, .) when relu. */
+static void ref_conv(double *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g, int relu)
+{
+    const int cg = g->c / g->groups, kg = g->k / g->groups;
+    for (int n = 0; n < g->n; n++)
+        for (int k = 0; k < g->k; k++)
+            for (int oy = 0; oy < g->oh; oy++)
+                for (int ox = 0; ox < g->ow; ox++) {
+                    double s = bias[k];
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ky = 0; ky < g->kh; ky++)
+                            for (int kx = 0; kx < g->kw; kx++) {
+                                const int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
+                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                    continue;
+                                const int c = k / kg * cg + ci;
+                                s += (double)in[(((size_t)n * g->c + c) * g->h + iy) * g->w + ix] *
+                                     w[(((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx];
+                            }
+                    out[(((size_t)n * g->k + k) * g->oh + oy) * g->ow + ox] = relu && s < 0 ? 0 : s;
+                }
+}
+
+static zf_conv_geom geom(int n, int c, int h, int w, int k, int kk, int s, int p, int groups)
+{
+    const zf_conv_geom g = {n, c, h, w, k, (h + 2 * p - kk) / s + 1, (w + 2 * p - kk) / s + 1, kk, kk, s, s, p, p,
+                            groups};
+    return g;
+}
+
+static const struct {
+    const char *what;
+    int n, c, h, w, k, kk, s, p, groups;
+} convs[] = {
+    {"11x11 stride 4, 3 channels (a first layer)", 2, 3, 46, 71, 13, 11, 4, 2, 1},
+    {"11x11 stride 4, no padding", 1, 3, 39, 39, 9, 11, 4, 0, 1},
+    {"7x7 stride 2, 3 channels", 3, 3, 31, 45, 11, 7, 2, 1, 1},
+    {"5x5 stride 2", 2, 5, 29, 33, 7, 5, 2, 0, 1},
+    {"3x3, 13x13 maps", 1, 19, 13, 13, 21, 3, 1, 1, 1},
+    {"3x3, 2 groups", 3, 10, 11, 9, 14, 3, 1, 1, 2},
+    {"5x5 stride 3, 3 groups", 2, 9, 19, 23, 6, 5, 3, 2, 3},
+    {"1x1", 3, 7, 5, 11, 9, 1, 1, 0, 1},
+};
+#define N_CONVS (sizeof convs / sizeof convs[0])
+
+static size_t in_floats(const zf_conv_geom *g) { return (size_t)g->n * g->c * g->h * g->w; }
+static size_t out_floats(const zf_conv_geom *g) { return (size_t)g->n * g->k * g->oh * g->ow; }
+static size_t w_floats(const zf_conv_geom *g) { return (size_t)g->k * (g->c / g->groups) * g->kh * g->kw; }
+
+/* oneDNN's primitive with and without the fused ReLU, and zf_conv_forward by whatever path it takes,
+ * against float64 for every geometry above, under the kernel set that runs. */
+static void check_convs(const char *set)
+{
+    for (size_t t = 0; t < N_CONVS; t++) {
+        const zf_conv_geom g = geom(convs[t].n, convs[t].c, convs[t].h, convs[t].w, convs[t].k, convs[t].kk,
+                                    convs[t].s, convs[t].p, convs[t].groups);
+        float *in = frand(in_floats(&g), 10 + t), *w = frand(w_floats(&g), 20 + t), *b = frand((size_t)g.k, 30 + t);
+        double *ref = malloc(sizeof(double) * out_floats(&g));
+        float *out = malloc(sizeof(float) * out_floats(&g));
+        for (int relu = 0; relu < 2; relu++) {
+            char what[160];
+            snprintf(what, sizeof what, "%s: %s%s", set, convs[t].what, relu ? ", ReLU fused" : "");
+            cr_assert(zf_dnnl_conv_ok(&g, relu), "%s: oneDNN cannot run it", what);
+            ref_conv(ref, in, w, b, &g, relu);
+            const size_t wsn = zf_dnnl_conv_workspace_floats(&g, relu);
+            float *ws = malloc(sizeof(float) * (wsn ? wsn : 1));
+            for (size_t i = 0; i < out_floats(&g); i++)
+                out[i] = NAN;
+            cr_assert_eq(zf_dnnl_conv_forward(out, in, w, b, &g, relu, ws), 0, "%s: oneDNN declined", what);
+            expect_close(out, ref, out_floats(&g), 2e-5, what);
+            /* a second call (the plan kept) gives the same */
+            cr_assert_eq(zf_dnnl_conv_forward(out, in, w, b, &g, relu, ws), 0);
+            expect_close(out, ref, out_floats(&g), 2e-5, what);
+            free(ws);
+        }
+        ref_conv(ref, in, w, b, &g, 0);
+        float *ws = malloc(sizeof(float) * zf_conv_workspace_floats(&g));
+        for (size_t i = 0; i < out_floats(&g); i++)
+            out[i] = NAN;
+        zf_conv_forward(out, in, w, b, &g, ws);
+        char what[160];
+        snprintf(what, sizeof what, "%s: %s by zf_conv_forward (%s)", set, convs[t].what, zf_conv_path_name(&g));
+        expect_close(out, ref, out_floats(&g), 2e-5, what);
+        free(ws);
+        free(in);
+        free(w);
+        free(b);
+        free(ref);
+        free(out);
+    }
+}
+
+Test(dnnl, conv_primitives_match_float64_loops_under_the_widest_kernels)
+{
+    need_dnnl();
+    cr_assert_str_eq(zf_cpu_kernels(), zf_cpu_kernels_max());
+    check_convs(zf_cpu_kernels());
+}
+
+/* Criterion runs each test in its own process: oneDNN is first used here under sse. */
+Test(dnnl, conv_primitives_match_float64_loops_under_sse)
+{
+    need_dnnl();
+    cr_assert_eq(zf_cpu_set_kernels("sse"), ZF_OK);
+    cr_assert_str_eq(zf_dnnl_isa(), "sse41");
+    check_convs("sse");
+}
+
+Test(dnnl, first_layers_take_onednn_and_winograd_keeps_its_layers)
+{
+    need_dnnl();
+    /* AlexNet's (Caffe) conv1 and ZFNet's conv1: a direct JIT primitive runs them */
+    const zf_conv_geom c1 = geom(1, 3, 227, 227, 96, 11, 4, 0, 1), z1 = geom(1, 3, 224, 224, 96, 7, 2, 1, 1);
+    cr_assert(!strncmp(zf_conv_path_name(&c1), "onednn:jit:", 11), "caffe conv1 takes %s", zf_conv_path_name(&c1));
+    cr_assert(!strncmp(zf_conv_path_name(&z1), "onednn:jit:", 11), "zfnet conv1 takes %s", zf_conv_path_name(&z1));
+    /* 3x3 layers at batch 16 stay with Winograd, which measured faster */
+    const zf_conv_geom c3 = geom(16, 256, 13, 13, 384, 3, 1, 1, 1);
+    cr_assert_str_eq(zf_conv_path_name(&c3), "winograd-f4");
+    /* the choice is the same each time it is asked */
+    for (int i = 0; i < 3; i++)
+        cr_assert_str_eq(zf_conv_path_name(&c3), "winograd-f4");
+}
+
+Test(dnnl, fully_connected_by_onednn_sgemm_matches_float64_loops)
+{
+    need_dnnl();
+    const int sizes[][3] = {{1, 37, 29}, {3, 257, 101}, {17, 131, 67}, {33, 61, 1001}};
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        const int n = sizes[t][0], in_f = sizes[t][1], out_f = sizes[t][2];
+        float *in = frand((size_t)n * in_f, 40 + t), *w = frand((size_t)out_f * in_f, 50 + t);
+        float *b = frand((size_t)out_f, 60 + t), *out = malloc(sizeof(float) * n * out_f);
+        double *ref = malloc(sizeof(double) * n * out_f);
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < out_f; o++) {
+                double s = b[o];
+                for (int j = 0; j < in_f; j++)
+                    s += (double)in[(size_t)i * in_f + j] * w[(size_t)o * in_f + j];
+                ref[(size_t)i * out_f + o] = s;
+            }
+        zf_fc_forward_dnnl(out, in, w, b, n, in_f, out_f);
+        char what[96];
+        snprintf(what, sizeof what, "fc %d x %d -> %d", n, in_f, out_f);
+        expect_close(out, ref, (size_t)n * out_f, 1e-5, what);
+        free(in);
+        free(w);
+        free(b);
+        free(out);
+        free(ref);
+    }
+}
+
+/* `zfviz info` under a kernel set: its kernels line and conv1's path. */
+static char *info_under(const char *dir, const char *isa)
+{
+    char path[4096];
+    snprintf(path, sizeof path, "%s/info", dir);
+    if (isa)
+        cr_assert_eq(tu_system("ZFVIZ_ISA=%s '%s' info --arch zfnet > '%s' 2>&1", isa, tu_build("tools/zfviz"), path), 0);
+    else
+        cr_assert_eq(tu_system("unset ZFVIZ_ISA; '%s' info --arch zfnet > '%s' 2>&1", tu_build("tools/zfviz"), path), 0);
+    char *s = tu_read_file(path, NULL);
+    cr_assert_not_null(s);
+    return s;
+}
+
+Test(dnnl, info_names_onednn_and_each_convolution_path)
+{
+    need_dnnl();
+    const char *dir = tu_tmpdir("dnnl_info");
+    char *wide = info_under(dir, NULL), *sse = info_under(dir, "sse");
+    char want[128];
+    snprintf(want, sizeof want, "oneDNN %s (", zf_dnnl_version());
+    cr_assert(strstr(wide, want), "no '%s' in:\n%s", want, wide);
+    cr_assert(strstr(sse, "oneDNN") && strstr(sse, "(sse41)"), "under sse oneDNN is not limited to SSE4.1:\n%s", sse);
+    cr_assert(strstr(sse, "conv1 onednn:jit:sse41"), "under sse conv1 does not run oneDNN's SSE4.1 kernel:\n%s", sse);
+    cr_assert(strstr(wide, "conv1 onednn:jit:"), "conv1's path is not named:\n%s", wide);
+    free(wide);
+    free(sse);
+}
