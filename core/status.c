@@ -2,12 +2,37 @@
 #include "zf/status.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static _Thread_local char last_msg[1024];
-volatile int zf_interrupted = 0;
+
+/* Cancellation: a lock-free atomic flag (safe to set from a signal handler) behind a callback. */
+static atomic_int abort_flag;
+static int abort_flag_read(void *ctx)
+{
+    (void)ctx;
+    return atomic_load_explicit(&abort_flag, memory_order_relaxed);
+}
+static _Atomic(zf_abort_callback) abort_cb = abort_flag_read;
+static void *_Atomic abort_ctx;
+
+void zf_set_abort_callback(zf_abort_callback cb, void *ctx)
+{
+    atomic_store(&abort_ctx, ctx);
+    atomic_store(&abort_cb, cb ? cb : abort_flag_read);
+}
+
+int zf_abort_requested(void)
+{
+    zf_abort_callback cb = atomic_load(&abort_cb);
+    return cb(atomic_load(&abort_ctx));
+}
+
+void zf_abort_request(void) { atomic_store(&abort_flag, 1); }
+void zf_abort_clear(void) { atomic_store(&abort_flag, 0); }
 
 zf_status zf_error(zf_status code, const char *fmt, ...)
 {

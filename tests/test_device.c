@@ -183,6 +183,53 @@ Test(engine, cpu_forward_read_deconv_occlusion_backward_equal_the_direct_calls)
     zf_net_free(b);
 }
 
+/* An abort callback that asks to stop at its fourth call. */
+static int stop_at_fourth(void *ctx)
+{
+    int *calls = ctx;
+    return ++*calls >= 4;
+}
+
+Test(engine, cancellation_is_the_abort_callback_and_its_default_atomic_flag)
+{
+    zf_net *net = mini(2);
+    const size_t in_size = (size_t)zf_net_in_size(net);
+    float *x = malloc(sizeof(float) * in_size);
+    tu_fill_uniform(x, in_size, 9, -1, 1);
+    zf_engine *e = NULL;
+    zf_engine_opts o = {.device = 0, .batch = 1};
+    OK(zf_engine_open(zf_engine_find("cpu"), net, &o, &e));
+    zf_occlusion_params p;
+    zf_occlusion_params_default(&p);
+    p.patch = 17;
+    p.stride = 9;
+    p.batch = 4; /* 121 positions: 31 batches, the callback asked between them */
+    p.method = ZF_OCCLUSION_BRUTE;
+    zf_occlusion_result *r = (zf_occlusion_result *)1;
+    int calls = 0;
+    zf_set_abort_callback(stop_at_fourth, &calls);
+    cr_expect(!zf_interrupted && !zf_interrupted && !zf_interrupted && zf_interrupted, "read through the callback");
+    calls = 0;
+    zf_status st = zf_engine_occlusion(e, x, &p, &r);
+    const int seen = calls;
+    zf_set_abort_callback(NULL, NULL);
+    cr_expect_eq(st, ZF_ERR_INTERRUPTED, "status %d: %s", st, zf_last_error());
+    cr_expect_null(r);
+    cr_expect_eq(seen, 4, "stopped at the callback's first yes (%d calls)", seen);
+    /* the default: the flag that the SIGINT handler sets */
+    cr_expect(!zf_interrupted);
+    zf_abort_request();
+    cr_expect(zf_interrupted);
+    cr_expect_eq(zf_engine_occlusion(e, x, &p, &r), ZF_ERR_INTERRUPTED);
+    zf_abort_clear();
+    OK(zf_engine_occlusion(e, x, &p, &r));
+    cr_expect_eq(r->rows * r->cols, 121);
+    zf_occlusion_result_free(r);
+    zf_engine_close(e);
+    zf_net_free(net);
+    free(x);
+}
+
 /* ---- --device on the command line ---- */
 
 static const char *zfviz(void)

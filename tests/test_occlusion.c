@@ -493,9 +493,9 @@ Test(occlusion, interrupt_stops_cleanly)
     for (int m = ZF_OCCLUSION_BRUTE; m <= ZF_OCCLUSION_INCREMENTAL; m++) {
         p.method = (zf_occlusion_method)m;
         zf_occlusion_result *res = (zf_occlusion_result *)1;
-        zf_interrupted = 1;
+        zf_abort_request();
         zf_status st = zf_occlusion_run(net, x, &p, &res);
-        zf_interrupted = 0;
+        zf_abort_clear();
         cr_expect_eq(st, ZF_ERR_INTERRUPTED, "%s: status %d", zf_occlusion_method_name(p.method), st);
         cr_expect_null(res);
         cr_expect(strstr(zf_last_error(), "interrupted") != NULL, "message: %s", zf_last_error());

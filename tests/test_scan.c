@@ -719,7 +719,7 @@ static void interrupt_after_two(void *ctx, int64_t done, int64_t total)
     (void)done;
     (void)total;
     if (++*calls == 2)
-        zf_interrupted = 1;
+        zf_abort_request();
 }
 
 Test(scan, ctrl_c_commits_what_is_done_and_the_rerun_finishes_the_same)
@@ -735,7 +735,7 @@ Test(scan, ctrl_c_commits_what_is_done_and_the_rerun_finishes_the_same)
                       .progress = interrupt_after_two, .progress_ctx = &calls};
     zf_scan_result res;
     zf_status s = zf_db_scan(db, net, (const char *const *)paths, n, &o, &res);
-    zf_interrupted = 0;
+    zf_abort_clear();
     cr_assert_eq(s, ZF_ERR_INTERRUPTED, "%s", zf_last_error());
     cr_assert(strstr(zf_last_error(), "6 of 17"), "message: %s", zf_last_error());
     cr_assert_eq(res.next_seq, 6, "the two batches done are committed");

@@ -24,10 +24,12 @@
 
 static void on_sigint(int sig)
 {
+    static volatile sig_atomic_t seen;
     (void)sig;
-    if (zf_interrupted)
+    if (seen)
         _exit(130);
-    zf_interrupted = 1;
+    seen = 1;
+    zf_abort_request(); /* an atomic store: safe in a signal handler */
 }
 
 void zft_install_sigint(void)

@@ -13,7 +13,8 @@
 
 #define ZF_VERSION_STRING "0.1.0"
 
-/* Ctrl-C sets zf_interrupted; a second Ctrl-C ends the process at once. */
+/* Ctrl-C asks the library's work to stop (zf_abort_request); a second Ctrl-C ends the process at
+ * once. */
 void zft_install_sigint(void);
 
 /* Prints "zfviz CMD: <last error>" on stderr and returns the exit code for `st` (1). */

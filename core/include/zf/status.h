@@ -42,9 +42,20 @@ const char *zf_last_error(void);
 /* A short name for a status code ("I/O error", "bad format", ...). */
 const char *zf_status_name(zf_status code);
 
-/* Set by the tools' SIGINT handler; long-running library loops poll it and return
- * ZF_ERR_INTERRUPTED so that partial work can be closed cleanly. */
-extern volatile int zf_interrupted;
+/* Cancellation. Long-running library loops poll zf_interrupted and return ZF_ERR_INTERRUPTED so
+ * that partial work can be closed cleanly. It asks the abort callback; the default one reads an
+ * atomic flag that zf_abort_request() sets (async-signal-safe: the tools' SIGINT handler calls
+ * it) and zf_abort_clear() clears. */
+typedef int (*zf_abort_callback)(void *ctx);
+/* Installs `cb` (NULL: the default, the flag); set it before the work it is to stop starts. It
+ * may be called from any of the work's threads. */
+void zf_set_abort_callback(zf_abort_callback cb, void *ctx);
+/* The abort callback's answer: nonzero when the work is to stop. */
+int zf_abort_requested(void);
+void zf_abort_request(void);
+void zf_abort_clear(void);
+/* What the library's loops read. */
+#define zf_interrupted (zf_abort_requested() != 0)
 
 #ifdef __cplusplus
 }
