@@ -12,8 +12,12 @@
  * weights as .npy files), DIR/<net>/x.npy (the inputs, float32, the largest batch) and
  * DIR/<net>/fc8_b<N>.npy (the engine's fc8 output at each batch N), and times nothing.
  *   bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] [--nets alexnet,zfnet]
- *             [--batches 1,16,64] [--dump DIR] */
+ * --peak first prints the machine's SGEMM peak (OpenBLAS and oneDNN, 2048^3, all threads); --layers
+ * times each conv layer as the engine runs it (path, ms, effective GFLOP/s) instead of the nets.
+ *             [--batches 1,16,64] [--dump DIR] [--peak] [--layers] */
+#include <cblas.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -307,6 +311,79 @@ static void bench_variants(zf_net *net, const char *arch, const float *x, double
     }
 }
 
+/* The machine's SGEMM peak: OpenBLAS's and oneDNN's sgemm on square 2048 matrices with all
+ * threads, best of a few runs, in GFLOP/s (--peak). */
+static void bench_peak(double budget)
+{
+    const int n = 2048;
+    float *a = zf_alloc(sizeof(float) * n * n), *b = zf_alloc(sizeof(float) * n * n), *c = zf_alloc(sizeof(float) * n * n);
+    srand(3);
+    for (size_t i = 0; i < (size_t)n * n; i++) {
+        a[i] = (float)rand() / RAND_MAX - 0.5f;
+        b[i] = (float)rand() / RAND_MAX - 0.5f;
+    }
+    const double flop = 2.0 * n * n * n;
+    for (int lib = 0; lib < 2; lib++) {
+        if (lib && !zf_cpu_dnnl())
+            continue;
+        double best = 1e30;
+        double t_end = now() + budget;
+        for (int r = 0; r < 3 || (r < 20 && now() < t_end); r++) {
+            double t0 = now();
+            if (lib)
+                zf_dnnl_sgemm('N', 'N', n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+            else
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
+            double t = now() - t0;
+            best = t < best ? t : best;
+        }
+        printf("{\"what\": \"sgemm_peak\", \"lib\": \"%s\", \"n\": %d, \"threads\": %d, \"gflops\": %.1f}\n",
+               lib ? zf_cpu_dnnl() : zf_blas_core(), n, omp_get_max_threads(), flop / best * 1e-9);
+        fflush(stdout);
+    }
+    zf_free(a);
+    zf_free(b);
+    zf_free(c);
+}
+
+/* Each conv layer as the engine runs it (zf_conv_forward: its path named) at each batch: median
+ * ms and effective GFLOP/s (the direct convolution's 2 * multiply-adds over the time, so Winograd
+ * can exceed the SGEMM peak) (--layers). */
+static void bench_layers(zf_net *net, const char *arch, const float *x, double budget, const int *batches, int nb)
+{
+    for (int bi = 0; bi < nb; bi++) {
+        const int n = batches[bi];
+        zf_net_forward(net, x, n);
+        for (int i = 0; i < net->n_layers; i++) {
+            const zf_layer *l = &net->layers[i];
+            if (l->op != ZF_OP_CONV)
+                continue;
+            const zf_conv_geom g = zf_layer_conv_geom(l, n);
+            const double ms = TIME_MEDIAN(budget / 5, 30, zf_net_forward_range(net, i, i, n));
+            const double gflop = 2e-9 * n * zf_layer_out_size(l) * (g.c / g.groups) * g.kh * g.kw;
+            printf("{\"net\": \"%s\", \"layer\": \"%s\", \"batch\": %d, \"path\": \"%s\", \"ms\": %.3f, "
+                   "\"gflop\": %.3f, \"gflops\": %.1f, \"threads\": %d}\n",
+                   arch, l->name, n, zf_cpu_conv_path(&g), ms, gflop, gflop / ms * 1e3, omp_get_max_threads());
+            fflush(stdout);
+        }
+    }
+}
+
+/* "conv1 path, conv2 path, ..." of the net at batch n. */
+static const char *conv_paths(const zf_net *net, int n)
+{
+    static char buf[512];
+    size_t at = 0;
+    buf[0] = 0;
+    for (int i = 0; i < net->n_layers && at < sizeof buf; i++)
+        if (net->layers[i].op == ZF_OP_CONV) {
+            const zf_conv_geom g = zf_layer_conv_geom(&net->layers[i], n);
+            at += (size_t)snprintf(buf + at, sizeof buf - at, "%s%s %s", at ? ", " : "", net->layers[i].name,
+                                   zf_cpu_conv_path(&g));
+        }
+    return buf;
+}
+
 /* The weights, inputs and fc8 outputs of `net` for the peers' side (see --dump above). */
 static int dump_net(zf_net *net, const char *arch, const float *x, const int *batches, int nb, int max_b,
                     const char *dir)
@@ -341,7 +418,7 @@ static int dump_net(zf_net *net, const char *arch, const float *x, const int *ba
 
 int main(int argc, char **argv)
 {
-    int quick = 0, profile = 0, variants = 0;
+    int quick = 0, profile = 0, variants = 0, peak = 0, layers = 0;
     const char *only = NULL;
     const char *nets = "alexnet,alexnet-caffe,zfnet", *dump = NULL;
     int batches[8] = {1, 16}, nb = 2, max_b = 16;
@@ -352,6 +429,10 @@ int main(int argc, char **argv)
             profile = 1;
         else if (!strcmp(argv[i], "--variants"))
             variants = 1;
+        else if (!strcmp(argv[i], "--peak"))
+            peak = 1;
+        else if (!strcmp(argv[i], "--layers"))
+            layers = 1;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
         else if (!strcmp(argv[i], "--cpu-time"))
@@ -373,7 +454,7 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc|dnnl]] [--cpu-time] "
-                            "[--nets a,b] [--batches 1,16,64] [--dump DIR]\n");
+                            "[--nets a,b] [--batches 1,16,64] [--dump DIR] [--peak] [--layers]\n");
             return 2;
         }
     }
@@ -385,6 +466,8 @@ int main(int argc, char **argv)
     fprintf(stderr, "bench_cpu: kernels %s (CPU: %s; OpenBLAS: %s)\n", zf_cpu_kernels(), zf_cpu_kernels_max(),
             zf_blas_core());
     const double budget = quick ? 1.0 : 4.0;
+    if (peak)
+        bench_peak(budget);
     char buf[256];
     snprintf(buf, sizeof buf, "%s", nets);
     for (char *save = NULL, *arch = strtok_r(buf, ",", &save); arch; arch = strtok_r(NULL, ",", &save)) {
@@ -408,6 +491,13 @@ int main(int argc, char **argv)
             zf_net_free(net);
             continue;
         }
+        if (layers) {
+            bench_layers(net, arch, x, budget, batches, nb);
+            zf_free(x);
+            zf_free(y);
+            zf_net_free(net);
+            continue;
+        }
         if (variants && only && !strcmp(only, "dnnl")) {
             bench_dnnl_variants(net, arch, x, budget, batches, nb);
             zf_free(x);
@@ -425,9 +515,12 @@ int main(int argc, char **argv)
         for (int b = 0; b < nb; b++) {
             int n = batches[b];
             double ms = TIME_MEDIAN(budget, 50, zf_net_forward(net, x, n));
+            const char *wait = getenv("OMP_WAIT_POLICY");
             printf("{\"side\": \"zfviz\", \"net\": \"%s\", \"what\": \"forward\", \"batch\": %d, \"ms\": %.3f, "
-                   "\"img_per_s\": %.2f, \"kernels\": \"%s\", \"blas\": \"%s\"}\n", arch, n, ms, n * 1e3 / ms,
-                   zf_cpu_kernels(), zf_blas_core());
+                   "\"img_per_s\": %.2f, \"kernels\": \"%s; %s; conv at batch %d: %s\", \"blas\": \"%s\", "
+                   "\"threads\": %d, \"omp_wait_policy\": \"%s\"}\n",
+                   arch, n, ms, n * 1e3 / ms, zf_cpu_kernels(), zf_cpu_dnnl() ? zf_cpu_dnnl() : "no oneDNN", n,
+                   conv_paths(net, n), zf_blas_core(), omp_get_max_threads(), wait ? wait : "");
             fflush(stdout);
             if (profile) {
                 memcpy(net->input, x, sizeof(float) * n * isz);

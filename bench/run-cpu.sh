@@ -7,8 +7,11 @@
 # turns net by net, in an order that rotates each round, so that machine drift spreads over all;
 # summarize.py prints each side's median over the rounds and the ratio to the best peer
 # (peer time / zfviz time: above 1 means zfviz is faster).
+# zfviz runs with OMP_WAIT_POLICY=passive unless the caller set one, as the zfviz program runs
+# itself (tools/main.c); PyTorch reports the better of both policies; --busy keeps one core busy
+# with another process throughout (the shared-machine case).
 #   bench/run-cpu.sh [--quick] [--nets alexnet,alexnet-caffe,zfnet] [--batches 1,16,64] [--rounds N]
-#                    [--no-peers]
+#                    [--no-peers] [--busy]
 # BUILD names the build folder (default build); ZF_PEERS_VENV the virtual environment.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +20,7 @@ nets="alexnet,alexnet-caffe,zfnet"
 batches=""
 rounds=""
 peers=1
+busy=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) quick=--quick ;;
@@ -24,6 +28,7 @@ while [ $# -gt 0 ]; do
     --batches) batches="$2"; shift ;;
     --rounds) rounds="$2"; shift ;;
     --no-peers) peers=0 ;;
+    --busy) busy=1 ;;
     *) echo "run-cpu.sh: unknown option '$1'" >&2; exit 2 ;;
   esac
   shift
@@ -34,10 +39,16 @@ done
 build="${BUILD:-build}"
 [ -x "$build/bench/bench_cpu" ] || cmake --build "$build" -j"$(nproc)" --target bench_cpu
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
+busy_pid=""
+trap '[ -z "$busy_pid" ] || kill "$busy_pid"; rm -rf "$work"' EXIT
+if [ "$busy" = 1 ]; then
+  sh -c 'while :; do :; done' &
+  busy_pid=$!
+fi
 log="$work/log"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
-     "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset};" \
+     "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}," \
+     "a busy process: $([ "$busy" = 1 ] && echo yes || echo no);" \
      "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 sides="zfviz pytorch"
 if [ "$peers" = 1 ]; then
@@ -48,7 +59,7 @@ fi
 /usr/bin/python3 bench/peers_export.py "$work/data" --nets "$nets"
 run_side() { # side net
   case "$1" in
-    zfviz) "$build/bench/bench_cpu" $quick --nets "$2" --batches "$batches" ;;
+    zfviz) OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" "$build/bench/bench_cpu" $quick --nets "$2" --batches "$batches" ;;
     pytorch) /usr/bin/python3 bench/torch_cpu.py $quick --nets "$2" --batches "$batches" --data "$work/data" ;;
     peers) "$venv/bin/python" bench/peers_cpu.py "$work/data" $quick --nets "$2" --batches "$batches" ;;
   esac
