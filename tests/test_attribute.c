@@ -16,6 +16,7 @@
 
 #include "testutil.h"
 #include "zf/attribution.h"
+#include "zf/file.h"
 #include "zf/io.h"
 #include "zf/net.h"
 
@@ -137,8 +138,8 @@ static void check_net(const char *net)
                   c->name, e, worst, zf_tensor_f32(got)[worst], zf_tensor_f32(ref)[worst]);
         snprintf(path, sizeof path, "%s/input.%s.png", dir, c->method);
         tu_rgb png = tu_png_read(path);
-        /* the image beside the map, each scaled to at least 224 pixels, 8 pixels apart */
-        cr_expect(png.w == 2 * 224 + 8 && png.h == 224, "%s: a figure of %d x %d", path, png.w, png.h);
+        /* the image beside the map, each scaled to 224 pixels, the numbers under the map */
+        cr_expect(png.w > 2 * 224 + 24 && png.h > 224 + 60, "%s: a figure of %d x %d", path, png.w, png.h);
         free(png.px);
         zf_tensor_free(got);
         zf_tensor_free(ref);
@@ -418,7 +419,7 @@ Test(attribute, folder_gives_each_image_its_own_files)
         zf_tensor_free(tc);
         snprintf(a, sizeof a, "%s/all/%s.guided-backprop.png", dir, names[k]);
         tu_rgb png = tu_png_read(a);
-        cr_expect(png.w == 2 * 224 + 8 && png.h == 224, "%s: %d x %d", a, png.w, png.h);
+        cr_expect(png.w > 2 * 224 + 24 && png.h > 224 + 60, "%s: %d x %d", a, png.w, png.h);
         free(png.px);
     }
 }
@@ -743,4 +744,44 @@ Test(attribute, mean_baseline_is_the_mean_colour_of_all_images)
     free(mean);
     zf_tensor_free(a);
     zf_tensor_free(b);
+}
+
+/* --format pdf: a PDF figure (zfviz's, one page) whose text holds the numbers that define the
+ * map as the command prints them: the target's value, F(baseline), the completeness error, the
+ * baseline and steps; Grad-CAM's layer and the shape of its maps. */
+Test(attribute, pdf_figure_shows_the_numbers)
+{
+    find_zfviz();
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("attribute-pdf"));
+    cr_assert(run_attribute(dir, "alexnet-mini", "--method integrated-gradients --steps 6 --format pdf") == 0);
+    char path[2400];
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    char *out = tu_slurp(path, NULL);
+    double f = 0, fb = 0, sum = 0, err = 0;
+    const char *eq = strstr(out, " = ");
+    cr_assert(eq && sscanf(eq, " = %lf; F(baseline) = %lf, sum of attributions %lf, completeness error %lf", &f, &fb,
+                           &sum, &err) == 4, "%s", out);
+    free(out);
+    snprintf(path, sizeof path, "%s/input.integrated-gradients.pdf", dir);
+    cr_assert(zf_file_is_ours(path), "%s: not a PDF zfviz made", path);
+    cr_assert(tu_system("pdftotext %s %s/pdf.txt", path, dir) == 0, "pdftotext (poppler-utils)");
+    snprintf(path, sizeof path, "%s/pdf.txt", dir);
+    char *text = tu_slurp(path, NULL);
+    char want[5][96];
+    snprintf(want[0], sizeof want[0], "F = %.9g", f);
+    snprintf(want[1], sizeof want[1], "F(baseline) = %.9g", fb);
+    snprintf(want[2], sizeof want[2], "completeness error = %.3g", err);
+    snprintf(want[3], sizeof want[3], "sum of attributions = %.9g", sum);
+    snprintf(want[4], sizeof want[4], "baseline black, 6 steps, midpoint rule");
+    for (int i = 0; i < 5; i++)
+        cr_expect(strstr(text, want[i]), "the PDF does not say '%s':\n%s", want[i], text);
+    free(text);
+    cr_assert(run_attribute(dir, "alexnet-mini", "--method gradcam --cam-layer conv3 --format pdf") == 0);
+    snprintf(path, sizeof path, "%s/input.gradcam.pdf", dir);
+    cr_assert(tu_system("pdftotext %s %s/pdf.txt", path, dir) == 0);
+    snprintf(path, sizeof path, "%s/pdf.txt", dir);
+    text = tu_slurp(path, NULL);
+    cr_expect(strstr(text, "at conv3: 96 maps A_k of 6\xc3\x97" "6"), "the PDF does not name Grad-CAM's layer:\n%s", text);
+    free(text);
 }

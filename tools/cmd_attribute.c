@@ -7,11 +7,13 @@
 #include <string.h>
 
 #include "common.h"
+#include "figure_opts.h"
 #include "zf/attribution.h"
 #include "zf/file.h"
 #include "zf/input.h"
 #include "zf/io.h"
 #include "zf/viz.h"
+#include "zf/viz_attribution.h"
 
 const char zf_cmd_attribute_summary[] = "gradient attributions of a class or unit (saliency, guided backprop, Grad-CAM, IG)";
 
@@ -32,7 +34,7 @@ static void usage(void)
         "its map, or at one position. For each image writes DIR/<image>.<method>.npy (C x H x W in\n"
         "the net's input layout; H x W for gradcam) and DIR/<image>.<method>.png (the image\n"
         "beside the map: the largest |value| over the colour channels, or the Grad-CAM map,\n"
-        "scaled by its maximum). Prints the target's value per image, and for integrated\n"
+        "scaled by its maximum, with the numbers that define it; --format pdf for a PDF). Prints the target's value per image, and for integrated\n"
         "gradients the completeness error |sum(attr) - (F(x) - F(baseline))|.\n\n" ZFT_MODEL_HELP
         "  --input X         an image, a folder of images (searched recursively), a list file, or\n"
         "                    a .npy of (N, C, H, W) preprocessed inputs\n"
@@ -71,16 +73,17 @@ static void usage(void)
         "  --noise S         smoothgrad: the noise's standard deviation as a fraction of the image's\n"
         "                    value range, max - min of the input (default 0.15)\n"
         "  --seed N          smoothgrad: the noise's seed (default 0; the same seed, the same noise)\n"
+        "  --format F        the figures: png (default) or pdf\n"
         "  --out DIR         output folder (created); an image found under a subfolder of the\n"
         "                    input folder writes to the same subfolder of DIR. A run stopped\n"
         "                    (Ctrl-C, killed, failed) keeps the images it finished: the same command\n"
         "                    again skips them and gives the bytes one uninterrupted run gives\n"
         "                    (DIR/<method>.settings.txt records the settings; a run with other\n"
-        "                    settings, or --force, recomputes every image)\n" ZFT_FORCE_HELP);
+        "                    settings, or --force, recomputes every image)\n" ZFT_FIGURE_HELP ZFT_FORCE_HELP);
 }
 
 enum { OPT_CLASS = 256, OPT_PROB, OPT_LAYER, OPT_CHANNEL, OPT_POSITION, OPT_CAM_LAYER, OPT_BASELINE,
-       OPT_STEPS, OPT_RULE, OPT_METHOD, OPT_BATCH, OPT_OVER, OPT_SAMPLES, OPT_NOISE, OPT_SEED };
+       OPT_STEPS, OPT_RULE, OPT_METHOD, OPT_BATCH, OPT_OVER, OPT_SAMPLES, OPT_NOISE, OPT_SEED, OPT_FORMAT };
 
 /* The output name of each input (DIR/<name>.<method>.*): an image's path relative to the folder
  * given (or, for a list, to the folder all its images share) without its extension, so that
@@ -154,39 +157,33 @@ static zf_status name_inputs(char **names, char *const *paths, int64_t n, const 
     return ZF_OK;
 }
 
-/* The figure: the image the net saw beside the map (viridis, 0 to the map's maximum), both scaled
- * up to at least 224 pixels, 8 white pixels apart. */
-static zf_status write_figure(const char *path, const zf_net *net, const float *input, const float *map)
+/* The figure: the image the net saw beside the map (viridis, 0 to the map's maximum, with a colour
+ * bar) and under it the numbers that define the map (zf_viz_attribution). */
+static zf_status write_figure(const char *path, const zf_net *net, const float *input, const float *map,
+                              const char *title, const char *method, const char *numbers, const zf_viz_style *style)
 {
-    const int h = net->in_h, w = net->in_w, s = h < 224 ? (224 + h - 1) / h : 1, gap = 8;
+    const int h = net->in_h, w = net->in_w;
     const int planes = zf_viz_planes(&net->pre);
     if (planes != net->in_c)
         return zf_error(ZF_ERR_SHAPE, "%s: %s has %d input channels but its preprocessing makes %d: "
                         "cannot show its input as an image", path, net->arch, net->in_c, planes);
-    uint8_t *rgb = malloc((size_t)h * w * 3);
-    zf_image *img = zf_image_new(2 * w * s + gap, h * s);
+    zf_image *img = zf_image_new(w, h);
+    zf_viz_doc *doc = NULL;
     zf_status st = ZF_OK;
-    if (!rgb || !img) {
+    if (!img) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory for %s", path);
         goto done;
     }
-    zf_viz_input_to_rgb(rgb, input, &net->pre, h, w);
-    float top = 0;
-    for (size_t i = 0; i < (size_t)h * w; i++)
-        top = map[i] > top ? map[i] : top;
-    memset(img->rgb, 255, (size_t)img->w * img->h * 3);
-    for (int y = 0; y < h * s; y++)
-        for (int x = 0; x < w * s; x++) {
-            const size_t src = (size_t)(y / s) * w + x / s;
-            uint8_t *a = img->rgb + ((size_t)y * img->w + x) * 3;
-            uint8_t *b = img->rgb + ((size_t)y * img->w + w * s + gap + x) * 3;
-            memcpy(a, rgb + src * 3, 3);
-            zf_viz_cmap_rgb(ZF_VIZ_CMAP_VIRIDIS, top > 0 ? map[src] / top : 0.0f, b);
-        }
-    if (!(st = zft_output_prepare(path)))
-        st = zf_image_save_png(path, img);
+    zf_viz_input_to_rgb(img->rgb, input, &net->pre, h, w);
+    char cap[96];
+    snprintf(cap, sizeof cap, "input %d\xc3\x97%d as %s sees it", w, h, net->arch);
+    const zf_viz_attr_map m = {method, map, numbers};
+    const zf_viz_attribution_in in = {title, img, cap, &m, 1};
+    if (!(st = zft_output_prepare(path)) && !(st = zf_viz_doc_open(path, &doc)) &&
+        !(st = zf_viz_attribution(doc, &in, style)))
+        st = zf_viz_doc_finish(doc);
 done:
-    free(rgb);
+    zf_viz_doc_free(doc);
     zf_image_free(img);
     return st;
 }
@@ -202,6 +199,9 @@ typedef struct job {
     zf_ig_rule rule;
     const float *baseline; /* integrated-gradients: the baseline (in size) */
     const char *out;
+    const char *fig_ext;   /* "png" or "pdf" */
+    const zf_viz_style *style;
+    const char *baseline_name; /* integrated-gradients: black, zero, mean or the file */
     char mname[64];        /* the method's part of the file names */
     float *attr, *pic, *cam, *xs, *z; /* batch x in size; h * w; batch x h * w; in size; in size */
     float *weights;        /* batch x K: Grad-CAM's channel weights */
@@ -294,13 +294,13 @@ static int already_done(const job *j, const char *name)
     out_path(path, sizeof path, j, name, "npy");
     if (!zf_file_is_ours(path))
         return 0;
-    out_path(path, sizeof path, j, name, "png");
+    out_path(path, sizeof path, j, name, j->fig_ext);
     return zf_file_is_ours(path);
 }
 
 /* One image's results: its .npy and figure, and a line on stdout. */
-static zf_status write_one(job *j, const float *x, const float *attr, const zf_attr_target *t, double value,
-                           double f_base, const char *name)
+static zf_status write_one(job *j, const float *x, const float *attr, const float *weights, const zf_attr_target *t,
+                           double value, double f_base, const char *name)
 {
     zf_net *net = j->net;
     const size_t in = (size_t)zf_net_in_size(net), hw = (size_t)net->in_h * net->in_w;
@@ -325,10 +325,6 @@ static zf_status write_one(job *j, const float *x, const float *attr, const zf_a
     if ((st = zft_output_prepare(path)) ||
         (st = zf_npy_write_raw(path, ZF_DTYPE_F32, attr, j->m == M_GRADCAM ? 2 : 3, shape)))
         return st;
-    out_path(path, sizeof path, j, name, "png");
-    if ((st = write_figure(path, net, x, j->pic)))
-        return st;
-
     const zf_layer *l = &net->layers[t->layer];
     char what[256], cname[160];
     if (j->t.layer == zf_attr_logits_layer(net, j->prob) && j->t.y < 0 &&
@@ -339,15 +335,53 @@ static zf_status write_one(job *j, const float *x, const float *attr, const zf_a
         snprintf(what, sizeof what, "%s channel %d at %d,%d", l->name, t->channel, t->y, t->x);
     else
         snprintf(what, sizeof what, "%s channel %d total", l->name, t->channel);
+    double sum = 0, top = 0;
+    for (size_t i = 0; i < (j->m == M_GRADCAM ? hw : in); i++)
+        sum += attr[i];
+    for (size_t p = 0; p < hw; p++)
+        top = j->pic[p] > top ? j->pic[p] : top;
+    /* the numbers that define the map, under it in the figure */
+    char nums[1024];
+    int at = snprintf(nums, sizeof nums, "F = %.9g: %s\n", value, what);
+    if (j->m == M_GRADCAM || j->m == M_GUIDED_GRADCAM) {
+        const zf_layer *c = &net->layers[j->cam_layer];
+        int best = 0;
+        for (int k = 1; k < c->out_c; k++)
+            if (fabsf(weights[k]) > fabsf(weights[best]))
+                best = k;
+        at += snprintf(nums + at, sizeof nums - at,
+                       "at %s: %d maps A_k of %d\xc3\x97%d, w_k = mean of dF/dA_k\nlargest |w_k|: w_%d = %.6g\n"
+                       "map = ReLU(sum_k w_k A_k), upsampled\n",
+                       c->name, c->out_c, c->out_h, c->out_w, best, weights[best]);
+        if (j->m == M_GUIDED_GRADCAM)
+            at += snprintf(nums + at, sizeof nums - at, "times guided backpropagation\n");
+    }
+    if (j->m == M_IG || (j->m == M_SMOOTHGRAD && j->over == M_IG)) {
+        at += snprintf(nums + at, sizeof nums - at, "baseline %s, %d steps, %s rule\n", j->baseline_name, j->steps,
+                       j->rule == ZF_IG_TRAPEZOID ? "trapezoid" : "midpoint");
+        if (j->m == M_IG)
+            at += snprintf(nums + at, sizeof nums - at,
+                           "F(baseline) = %.9g\nsum of attributions = %.9g\ncompleteness error = %.3g\n", f_base, sum,
+                           fabs(sum - (value - f_base)));
+    }
+    if (j->m == M_SMOOTHGRAD)
+        at += snprintf(nums + at, sizeof nums - at, "mean over %d samples, noise %.3g of the range, seed %llu\n",
+                       j->samples, j->noise, j->seed);
+    if (j->m != M_IG)
+        at += snprintf(nums + at, sizeof nums - at, "sum of attributions = %.9g\n", sum);
+    snprintf(nums + at, sizeof nums - at, "%s from 0 to %.6g",
+             j->m == M_GRADCAM ? "the map" : "shown: max over channels of |attribution|,", top);
+    char title[640];
+    snprintf(title, sizeof title, "%s: %s of %s", net->arch, j->mname, name);
+    out_path(path, sizeof path, j, name, j->fig_ext);
+    if ((st = write_figure(path, net, x, j->pic, title, j->mname, nums, j->style)))
+        return st;
+
     printf("%s: %s of %s = %.9g", name, j->mname, what, value);
-    if (j->m == M_IG) {
-        double sum = 0;
-        for (size_t i = 0; i < in; i++)
-            sum += attr[i];
+    if (j->m == M_IG)
         printf("; F(baseline) = %.9g, sum of attributions %.9g, completeness error %.6g (%d steps, %s)",
                f_base, sum, fabs(sum - (value - f_base)), j->steps,
                j->rule == ZF_IG_TRAPEZOID ? "trapezoid" : "midpoint");
-    }
     if (j->m == M_SMOOTHGRAD)
         printf("; %d samples, noise %.3g of the value range, seed %llu", j->samples, j->noise, j->seed);
     printf("\n");
@@ -477,6 +511,8 @@ int zf_cmd_attribute(int argc, char **argv)
     double noise = 0.15;
     long seed = 0;
     zf_ig_rule rule = ZF_IG_MIDPOINT;
+    zf_viz_style style = {0};
+    int pdf = 0;
     const zft_opt opts[] = {ZFT_STR("input", 'i', &input), ZFT_STR("out", 'o', &out),
                             ZFT_OWN("method", OPT_METHOD, required_argument),
                             ZFT_INT("class", OPT_CLASS, 0, 1 << 30, "a class index", &cls),
@@ -491,9 +527,10 @@ int zf_cmd_attribute(int argc, char **argv)
                             ZFT_OWN("over", OPT_OVER, required_argument),
                             ZFT_INT("samples", OPT_SAMPLES, 1, 1 << 20, "a positive number", &samples),
                             ZFT_REAL("noise", OPT_NOISE, 0, 10, "a fraction of the value range in [0, 10]", &noise),
-                            ZFT_LONG("seed", OPT_SEED, 0, 9e18, "a non-negative number", &seed), {0}};
+                            ZFT_LONG("seed", OPT_SEED, 0, 9e18, "a non-negative number", &seed),
+                            ZFT_OWN("format", OPT_FORMAT, required_argument), {0}};
     zft_args a = {.cmd = "attribute", .argc = argc, .argv = argv, .shortopts = "hi:o:", .opts = opts,
-                  .usage = usage, .model = &mo, .shared = ZFT_WITH_FORCE};
+                  .usage = usage, .model = &mo, .style = &style, .shared = ZFT_WITH_FORCE};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         int k;
@@ -509,6 +546,11 @@ int zf_cmd_attribute(int argc, char **argv)
             over = overs[k];
             break;
         }
+        case OPT_FORMAT:
+            if ((k = zft_args_choice(&a, "png|pdf")) < 0)
+                return ZFT_EXIT_USAGE;
+            pdf = k;
+            break;
         case OPT_RULE:
             if ((k = zft_args_choice(&a, "midpoint|trapezoid")) < 0)
                 return ZFT_EXIT_USAGE;
@@ -668,6 +710,9 @@ int zf_cmd_attribute(int argc, char **argv)
             goto fail;
     }
     j.baseline = base;
+    j.baseline_name = baseline ? baseline : "black";
+    j.fig_ext = pdf ? "pdf" : "png";
+    j.style = &style;
     j.attr = attr;
     j.pic = pic;
     j.cam = cam;
@@ -721,8 +766,8 @@ int zf_cmd_attribute(int argc, char **argv)
             break;
         const size_t out_size = m == M_GRADCAM ? hw : in;
         for (int k = 0; k < nb && !st; k++)
-            st = write_one(&j, xb + (size_t)k * in, attr + (size_t)k * out_size, &targets[k], values[k],
-                           values[per + k], src.names[b0 + k]);
+            st = write_one(&j, xb + (size_t)k * in, attr + (size_t)k * out_size, weights + (size_t)k * cam_k,
+                           &targets[k], values[k], values[per + k], src.names[b0 + k]);
         if (st)
             break;
         zft_outputs_keep(); /* finished images stay whatever comes later: a rerun resumes after them */
