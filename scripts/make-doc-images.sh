@@ -63,5 +63,16 @@ else
   skipped+=("top-9 sheet (zfviz scan/sheet are not in this build)")
 fi
 
+# Zeiler & Fergus Fig. 5 (zfviz invariance) on the embedded zfnet-mini over five Fashion-MNIST test
+# images of different classes, which zfviz demo --quick writes out (it needs Fashion-MNIST).
+if has_command invariance && has_command demo && "$Z" demo --quick -o "$tmp/demo" >/dev/null 2>&1; then
+  d="$tmp/demo/images"
+  "$Z" invariance --model zfnet-mini "$d/00009-Sneaker.png" "$d/00000-Ankle-boot.png" "$d/00002-Trouser.png" \
+    "$d/00001-Pullover.png" "$d/00018-Bag.png" --out "$tmp/invariance" --width 1100 >/dev/null
+  cp "$tmp/invariance/invariance.png" "$out/invariance-zfnet-mini.png"
+else
+  skipped+=("invariance figure (zfviz invariance or Fashion-MNIST for zfviz demo is missing)")
+fi
+
 ls -l "$out"
 for s in "${skipped[@]}"; do echo "make-doc-images: skipped the $s" >&2; done
