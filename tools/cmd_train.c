@@ -50,7 +50,8 @@ static void usage(void)
            "  --no-flip         no horizontal flips\n"
            "  --pca-std X       AlexNet's PCA colour noise for RGB data (default 0.1; 0 = off)\n"
            "  --size S          folders: images are stored resized to S x S (default: the net's resize size)\n"
-           "  --snapshots E,..  store every conv layer's filters after these epochs (default 1,2,5,10)\n"
+           "  --snapshots E,..  store every parameter (weights and biases) after these epochs, for\n"
+           "                    zfviz evolve (default 1,2,5,10)\n"
            "  --db FILE         SQLite file for metrics and snapshots (default MODEL without .safetensors + .sqlite)\n"
            ZFT_WAIT_HELP ZFT_DEVICE_HELP
            "                    (training needs the backward pass, which only the cpu engine has)\n"
@@ -134,7 +135,7 @@ static zf_status on_epoch(void *vctx, const zf_epoch_stats *s, const zf_net *net
             snap |= c->snapshots[i] == s->epoch;
         for (int i = 0; snap && !st && i < net->n_layers; i++) {
             const zf_layer *l = &net->layers[i];
-            if (l->op != ZF_OP_CONV)
+            if (l->op != ZF_OP_CONV && l->op != ZF_OP_FC) /* every parameter: zfviz evolve recomputes activations */
                 continue;
             void *png = NULL;
             size_t len = 0;
