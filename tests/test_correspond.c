@@ -83,7 +83,8 @@ static double naive_delta(zf_net *net, const float *x, int n, const zf_box *boxe
         for (int c = 0; c < net->in_c; c++)
             for (int y = 0; y < net->in_h; y++)
                 for (int k = 0; k < net->in_w; k++)
-                    if (y >= boxes[i].y && y < boxes[i].y + boxes[i].h && k >= boxes[i].x && k < boxes[i].x + boxes[i].w)
+                    if (y >= boxes[i].y && y < boxes[i].y + boxes[i].h && k >= boxes[i].x &&
+                        k < boxes[i].x + boxes[i].w)
                         occ[(c * net->in_h + y) * net->in_w + k] = fill;
         cr_assert_eq(zf_net_forward(net, occ, 1), ZF_OK);
         for (int64_t e = 0; e < d; e++) {
@@ -221,8 +222,8 @@ Test(correspond, command_csv_matches_naive_loop)
     snprintf(dir, sizeof dir, "%s", tu_tmpdir("correspond-cli"));
     zf_net *net = write_case(dir, 3);
     const int rc = tu_system("%s correspond --arch alexnet-mini --weights %s/w.safetensors %s/im0.npy %s/im1.npy "
-                             "%s/im2.npy --part 'left eye=30,40,16,16;33,38,16,16;28,44,16,16' --part 'chin=50,80,20,12' "
-                             "--random 3 --seed 7 --out %s/a.csv >%s/out.txt 2>%s/err.txt",
+                             "%s/im2.npy --part 'left eye=30,40,16,16;33,38,16,16;28,44,16,16' "
+                             "--part 'chin=50,80,20,12' --random 3 --seed 7 --out %s/a.csv >%s/out.txt 2>%s/err.txt",
                              zfviz, dir, dir, dir, dir, dir, dir, dir);
     char path[4096];
     snprintf(path, sizeof path, "%s/err.txt", dir);

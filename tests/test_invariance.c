@@ -99,8 +99,8 @@ static void picture(float *x, int h, int w, int k)
     for (int y = 0; y < h; y++)
         for (int i = 0; i < w; i++) {
             const double dy = y - h * (0.4 + 0.05 * k), dx = i - w * 0.55;
-            x[y * w + i] = (float)(0.8 * sin(0.11 * i + 0.7 * k) * cos(0.07 * y) + (dx * dx + dy * dy < 400 ? 1.2 : -0.3) +
-                                   0.3 * sin(0.45 * (i + 2 * y)));
+            x[y * w + i] = (float)(0.8 * sin(0.11 * i + 0.7 * k) * cos(0.07 * y) +
+                                   (dx * dx + dy * dy < 400 ? 1.2 : -0.3) + 0.3 * sin(0.45 * (i + 2 * y)));
         }
 }
 

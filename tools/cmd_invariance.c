@@ -92,7 +92,7 @@ static zf_status write_csv(const char *path, const zf_net *net, const char *mode
     if (st)
         return st;
     FILE *o = zf_file_stream(f);
-    fprintf(o, "zfviz invariance: %s, %d images\n", model, im->n);
+    fprintf(o, "zfviz invariance: %s, %d image%s\n", model, im->n, im->n == 1 ? "" : "s");
     fprintf(o, "image,class,transform,amount,dist_%s,dist_%s,prob,top\n", net->layers[layers[0]].name,
             net->layers[layers[1]].name);
     for (int t = 0; t < ZF_TRANSFORM_COUNT; t++) {
@@ -354,8 +354,8 @@ int zf_cmd_invariance(int argc, char **argv)
         goto fail;
 
     /* What the figure shows, in numbers: the largest distance and the lowest probability per sweep. */
-    printf("%s: %d images, layers %s and %s, %.2f s\n", ref.label, im.n, net->layers[layers[0]].name,
-           net->layers[layers[1]].name, secs);
+    printf("%s: %d image%s, layers %s and %s, %.2f s\n", ref.label, im.n, im.n == 1 ? "" : "s",
+           net->layers[layers[0]].name, net->layers[layers[1]].name, secs);
     printf("%-10s %8s %8s  %14s %14s  %10s\n", "transform", "from", "to", "max dist A", "max dist B", "min prob");
     for (int t = 0; t < ZF_TRANSFORM_COUNT; t++) {
         if (!sw[t].on)
