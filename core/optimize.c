@@ -162,6 +162,8 @@ static void fft2_free(fft2 *f)
     fft_plan_free(f->ph);
     fft_plan_free(f->pw);
     free(f->col);
+    f->ph = f->pw = NULL;
+    f->col = NULL;
 }
 
 static zf_status fft2_init(fft2 *f, int h, int w)
@@ -214,6 +216,21 @@ static void spectrum_scale(double *s, int h, int w, double decay_power)
         }
 }
 
+/* out (c, h, w) = Re(IFFT(scale * coef)) / (4 h w) per channel, coef (c, h, w, 2); spec (h w)
+ * scratch. The one inverse transform both the public function and the optimisation use. */
+static void fourier_planes(fft2 *f, cplx *spec, const double *scale, float *out, const float *coef, int c)
+{
+    const size_t hw = (size_t)f->h * f->w;
+    for (int ch = 0; ch < c; ch++) {
+        const float *z = coef + (size_t)ch * hw * 2;
+        for (size_t k = 0; k < hw; k++)
+            spec[k] = scale[k] * ((double)z[2 * k] + I * (double)z[2 * k + 1]);
+        fft2_exec(f, spec, 1);
+        for (size_t k = 0; k < hw; k++)
+            out[(size_t)ch * hw + k] = (float)(creal(spec[k]) / (4.0 * (double)hw));
+    }
+}
+
 zf_status zf_optimize_fourier_image(float *img, const float *coef, int c, int h, int w, double decay_power)
 {
     if (c < 1 || h < 1 || w < 1)
@@ -228,14 +245,7 @@ zf_status zf_optimize_fourier_image(float *img, const float *coef, int c, int h,
         goto done;
     }
     spectrum_scale(s, h, w, decay_power);
-    for (int ch = 0; ch < c; ch++) {
-        const float *z = coef + (size_t)ch * hw * 2;
-        for (size_t k = 0; k < hw; k++)
-            x[k] = s[k] * ((double)z[2 * k] + I * (double)z[2 * k + 1]);
-        fft2_exec(&f, x, 1);
-        for (size_t k = 0; k < hw; k++)
-            img[(size_t)ch * hw + k] = (float)(creal(x[k]) / (4.0 * (double)hw));
-    }
+    fourier_planes(&f, x, s, img, coef, c);
 done:
     fft2_free(&f);
     free(s);
@@ -608,14 +618,7 @@ static void fourier_render(run *r, int i, float *z)
 {
     const size_t hw = r->hw;
     float *u = r->x + (size_t)i * r->in;
-    for (int ch = 0; ch < r->c; ch++) {
-        const float *cf = r->coef + ((size_t)i * r->c + ch) * hw * 2;
-        for (size_t k = 0; k < hw; k++)
-            r->spec[k] = r->scale[k] * ((double)cf[2 * k] + I * (double)cf[2 * k + 1]);
-        fft2_exec(&r->f, r->spec, 1);
-        for (size_t k = 0; k < hw; k++)
-            z[ch * hw + k] = (float)(creal(r->spec[k]) / (4.0 * (double)hw));
-    }
+    fourier_planes(&r->f, r->spec, r->scale, z, r->coef + (size_t)i * r->in * 2, r->c);
     if (r->c == 3 && r->p->decorrelate)
         for (size_t q = 0; q < hw; q++) {
             const double t0 = z[q], t1 = z[hw + q], t2 = z[2 * hw + q];
