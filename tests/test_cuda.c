@@ -24,7 +24,11 @@ Test(cuda, skipped_in_a_build_without_cuda)
 }
 
 #else
+#include <sqlite3.h>
+
 #include "zf/cuda.h"
+#include "zf/db.h"
+#include "zf/engine.h"
 
 /* ---- helpers ---- */
 
@@ -834,6 +838,223 @@ Test(cuda_nets, out_of_memory_says_how_much_and_suggests_a_batch)
     cr_assert(strstr(msg, "out of GPU memory") && strstr(msg, "MiB") && strstr(msg, "--batch"), "%s", msg);
     zf_net_free(net);
     zf_cuda_ctx_free(ctx);
+}
+
+/* ---- the engine table: the cuda engine's ops against the cpu engine's, and the scan through it ---- */
+
+static zf_net *mini_net(uint64_t seed)
+{
+    zf_net *net = NULL;
+    OK(zf_net_new_builtin("alexnet-mini", &net));
+    OK(zf_net_init_random(net, seed));
+    return net;
+}
+
+Test(cuda_engine, forward_read_deconv_occlusion_through_the_table_match_the_cpu_engine)
+{
+    zf_cuda_ctx_free(gpu()); /* skips without a GPU */
+    const zf_engine_iface *gi = zf_engine_find("cuda"), *ci = zf_engine_find("cpu");
+    cr_assert(gi && ci, "both engines are registered in a CUDA build");
+    cr_expect(!gi->supports(ZF_ENGINE_OP_BACKWARD) && gi->supports(ZF_ENGINE_OP_OCCLUSION));
+    zf_net *a = mini_net(3), *b = mini_net(3);
+    const int n = 3;
+    const size_t in_size = (size_t)zf_net_in_size(a);
+    float *x = falloc(n * in_size);
+    tu_fill_uniform(x, n * in_size, 17, -1.5f, 1.5f);
+    zf_engine *ce = NULL, *ge = NULL;
+    zf_engine_opts o = {.device = 0, .batch = n};
+    OK(zf_engine_open(ci, a, &o, &ce));
+    OK(zf_engine_open(gi, b, &o, &ge));
+    cr_expect(!strcmp(zf_engine_name(ge), "cuda") && strstr(zf_engine_describe(ge), "cuda: "));
+    const int last = a->n_layers - 1;
+    OK(zf_engine_forward(ce, x, n, last));
+    OK(zf_engine_forward(ge, x, n, last));
+    for (int l = -1; l <= last; l++) {
+        const size_t cnt = (size_t)n * (l < 0 ? in_size : (size_t)zf_layer_out_size(&a->layers[l]));
+        float *want = falloc(cnt), *got = falloc(cnt);
+        OK(zf_engine_read(ce, l, want, n));
+        OK(zf_engine_read(ge, l, got, n));
+        size_t at = 0;
+        const double e = rel_err(got, want, cnt, &at);
+        cr_expect(e <= NET_TOL, "layer %d (%s): rel err %g at %zu", l, l < 0 ? "input" : a->layers[l].name, e, at);
+        zf_free(want);
+        zf_free(got);
+    }
+    /* the deconvnet after a forward only as far as its layer */
+    const int conv4 = zf_net_find(a, "conv4");
+    int ch[3] = {1, 4, 7}, yc[3] = {-1, -1, -1}, xc[3] = {-1, -1, -1}, yg[3] = {-1, -1, -1}, xg[3] = {-1, -1, -1};
+    zf_deconv_req rc = {conv4, ZF_DECONV_UNIT, 0, ch, yc, xc}, rg = {conv4, ZF_DECONV_UNIT, 0, ch, yg, xg};
+    float *pc = falloc(n * in_size), *pg = falloc(n * in_size);
+    OK(zf_engine_forward(ce, x, n, zf_engine_deconv_last(a, &rc)));
+    OK(zf_engine_forward(ge, x, n, zf_engine_deconv_last(b, &rg)));
+    OK(zf_engine_deconv(ce, pc, n, &rc));
+    OK(zf_engine_deconv(ge, pg, n, &rg));
+    size_t at = 0;
+    double e = rel_err(pg, pc, n * in_size, &at);
+    cr_expect(e <= NET_TOL, "deconv rel err %g at %zu", e, at);
+    cr_expect(!memcmp(yc, yg, sizeof yc) && !memcmp(xc, xg, sizeof xc), "same strongest positions");
+    /* occlusion, brute force and incremental, of one image */
+    for (int m = 0; m < 2; m++) {
+        zf_occlusion_params p;
+        zf_occlusion_params_default(&p);
+        p.patch = 21;
+        p.stride = 15;
+        p.method = m ? ZF_OCCLUSION_INCREMENTAL : ZF_OCCLUSION_BRUTE;
+        zf_occlusion_result *rcpu = NULL, *rgpu = NULL;
+        OK(zf_engine_occlusion(ce, x, &p, &rcpu));
+        OK(zf_engine_occlusion(ge, x, &p, &rgpu));
+        cr_assert(rcpu->rows == rgpu->rows && rcpu->cols == rgpu->cols);
+        const size_t cells = (size_t)rcpu->rows * rcpu->cols;
+        e = rel_err(rgpu->feature, rcpu->feature, cells, &at);
+        cr_expect(e <= NET_TOL, "occlusion %d feature rel err %g at %zu", m, e, at);
+        e = rel_err(rgpu->prob, rcpu->prob, cells, &at);
+        cr_expect(e <= NET_TOL, "occlusion %d prob rel err %g at %zu", m, e, at);
+        cr_expect(rgpu->channel == rcpu->channel && rgpu->cls == rcpu->cls && rgpu->layer == rcpu->layer);
+        zf_occlusion_result_free(rcpu);
+        zf_occlusion_result_free(rgpu);
+    }
+    cr_expect_eq(zf_engine_backward(ge, pg, x, last, -1, n), ZF_ERR_UNSUPPORTED);
+    cr_expect(strstr(zf_last_error(), "the cuda engine has no backward"), "%s", zf_last_error());
+    OK(zf_engine_reserve(ge, n + 2)); /* a larger batch: a new device copy of the net */
+    OK(zf_engine_forward(ge, NULL, n + 2, last));
+    zf_free(pc);
+    zf_free(pg);
+    zf_free(x);
+    zf_engine_close(ce);
+    zf_engine_close(ge);
+    zf_net_free(a);
+    zf_net_free(b);
+}
+
+/* zf_scan_opts.forward on an engine: the forward up to the last scanned layer, each scanned
+ * layer read into net->acts for the statistics (as zfviz scan --device does). */
+typedef struct scan_hook {
+    zf_engine *e;
+    int idx[64], n_idx, last;
+} scan_hook;
+
+static zf_status scan_hook_forward(void *ctx, zf_net *net, const float *input, int n)
+{
+    scan_hook *h = ctx;
+    zf_status st = zf_engine_forward(h->e, input, n, h->last);
+    for (int i = 0; !st && i < h->n_idx; i++)
+        st = zf_engine_read(h->e, h->idx[i], net->acts[h->idx[i]], n);
+    return st;
+}
+
+static void scan_into(const char *dbpath, const char *images, const zf_engine_iface *engine)
+{
+    zf_net *net = mini_net(5);
+    char **paths = NULL;
+    int64_t n = 0;
+    OK(zf_db_scan_list(images, &paths, &n));
+    zf_db *db = NULL;
+    OK(zf_db_open(dbpath, NULL, &db));
+    scan_hook h = {0};
+    zf_scan_opts so = {.top_k = 3, .batch = 4, .chunk = 4, .images_arg = images, .weights = "random:5"};
+    if (engine) {
+        h.n_idx = zf_db_scan_default_layers(net, h.idx);
+        for (int i = 0; i < h.n_idx; i++)
+            h.last = h.idx[i] > h.last ? h.idx[i] : h.last;
+        zf_engine_opts o = {.device = 0, .batch = 4};
+        OK(zf_engine_open(engine, net, &o, &h.e));
+        so.forward = scan_hook_forward;
+        so.forward_ctx = &h;
+    }
+    zf_scan_result res;
+    OK(zf_db_scan(db, net, (const char *const *)paths, n, &so, &res));
+    cr_assert(res.n_ok == n && n == 7, "%lld of %lld images scanned", (long long)res.n_ok, (long long)n);
+    zf_engine_close(h.e);
+    zf_db_close(db);
+    zf_db_scan_list_free(paths, n);
+    zf_net_free(net);
+}
+
+Test(cuda_scan, the_scan_with_the_cuda_engine_forward_equals_the_cpu_scan)
+{
+    zf_cuda_ctx_free(gpu()); /* skips without a GPU */
+    char dir[2048], imgs[4096];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("cuda_scan"));
+    snprintf(imgs, sizeof imgs, "%s/images", dir);
+    cr_assert_eq(tu_system("mkdir -p '%s'", imgs), 0);
+    /* seven images of odd sizes: two batches of 4, the second partial */
+    for (int i = 0; i < 7; i++) {
+        const int w = 37 + 9 * i, h = 29 + 13 * i;
+        uint8_t *rgb = malloc((size_t)w * h * 3);
+        uint64_t s = 1000 + (uint64_t)i;
+        for (int k = 0; k < w * h * 3; k++)
+            rgb[k] = (uint8_t)(tu_mix(&s) >> 56);
+        char path[4200];
+        snprintf(path, sizeof path, "%s/im%d.png", imgs, i);
+        cr_assert_eq(tu_write_png(path, w, h, rgb), 0);
+        free(rgb);
+    }
+    char cpu_db[2100], gpu_db[2100];
+    snprintf(cpu_db, sizeof cpu_db, "%s/cpu.db", dir);
+    snprintf(gpu_db, sizeof gpu_db, "%s/gpu.db", dir);
+    scan_into(cpu_db, imgs, NULL);
+    scan_into(gpu_db, imgs, zf_engine_find("cuda"));
+
+    sqlite3 *a = NULL, *b = NULL;
+    cr_assert_eq(sqlite3_open_v2(cpu_db, &a, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_open_v2(gpu_db, &b, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    const char *q = "SELECT layer, unit, images, active_images, positions, positive_positions, sum, max, max_seq, "
+                    "max_y, max_x FROM unit_stats ORDER BY layer, unit";
+    sqlite3_stmt *sa = NULL, *sb = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(a, q, -1, &sa, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(b, q, -1, &sb, NULL), SQLITE_OK);
+    int rows = 0, count_diffs = 0;
+    double worst = 0;
+    while (sqlite3_step(sa) == SQLITE_ROW) {
+        cr_assert_eq(sqlite3_step(sb), SQLITE_ROW, "the gpu scan has fewer units (%d)", rows);
+        const char *la = (const char *)sqlite3_column_text(sa, 0), *lb = (const char *)sqlite3_column_text(sb, 0);
+        const int unit = sqlite3_column_int(sa, 1);
+        cr_assert(!strcmp(la, lb) && unit == sqlite3_column_int(sb, 1), "row %d: %s/%d against %s", rows, la, unit, lb);
+        cr_expect_eq(sqlite3_column_int64(sa, 2), sqlite3_column_int64(sb, 2), "%s unit %d images", la, unit);
+        cr_expect_eq(sqlite3_column_int64(sa, 4), sqlite3_column_int64(sb, 4), "%s unit %d positions", la, unit);
+        /* counts of values above zero may differ only for a value within rounding of zero */
+        for (int c = 3; c <= 5; c += 2)
+            if (sqlite3_column_int64(sa, c) != sqlite3_column_int64(sb, c)) {
+                cr_expect_leq(llabs(sqlite3_column_int64(sa, c) - sqlite3_column_int64(sb, c)), 1,
+                              "%s unit %d column %d: %lld against %lld", la, unit, c,
+                              (long long)sqlite3_column_int64(sa, c), (long long)sqlite3_column_int64(sb, c));
+                count_diffs++;
+            }
+        for (int c = 6; c <= 7; c++) {
+            const double x = sqlite3_column_double(sa, c), y = sqlite3_column_double(sb, c);
+            const double e = fabs(x - y) / fmax(fmax(fabs(x), fabs(y)), 1e-6);
+            worst = fmax(worst, e);
+            cr_expect_leq(e, 1e-5, "%s unit %d %s: %.9g against %.9g (rel %g)", la, unit, c == 6 ? "sum" : "max", x,
+                          y, e);
+        }
+        for (int c = 8; c <= 10; c++)
+            cr_expect_eq(sqlite3_column_int64(sa, c), sqlite3_column_int64(sb, c), "%s unit %d: strongest (col %d)",
+                         la, unit, c);
+        rows++;
+    }
+    cr_expect_neq(sqlite3_step(sb), SQLITE_ROW, "the gpu scan has more units");
+    cr_expect_gt(rows, 100, "every unit of the scanned layers (%d)", rows);
+    cr_expect_leq(count_diffs, rows / 100, "%d of %d units count another number of positive values", count_diffs, rows);
+    cr_log_info("scan: %d units, worst relative difference of sums and maxima %.3g, %d counts differ", rows, worst,
+                count_diffs);
+    sqlite3_finalize(sa);
+    sqlite3_finalize(sb);
+    /* the same top-k images, in the same order, for every unit */
+    q = "SELECT group_concat(seq) FROM (SELECT seq FROM topk ORDER BY layer, unit, rank)";
+    cr_assert_eq(sqlite3_prepare_v2(a, q, -1, &sa, NULL), SQLITE_OK);
+    cr_assert_eq(sqlite3_prepare_v2(b, q, -1, &sb, NULL), SQLITE_OK);
+    cr_assert(sqlite3_step(sa) == SQLITE_ROW && sqlite3_step(sb) == SQLITE_ROW);
+    const char *ta = (const char *)sqlite3_column_text(sa, 0), *tb = (const char *)sqlite3_column_text(sb, 0);
+    cr_assert(ta && tb && strlen(ta) > 100);
+    size_t k = 0;
+    while (ta[k] && ta[k] == tb[k])
+        k++;
+    cr_expect(!ta[k] && !tb[k], "top-k images differ from character %zu: ...%.40s against ...%.40s", k, ta + k,
+              tb + k);
+    sqlite3_finalize(sa);
+    sqlite3_finalize(sb);
+    sqlite3_close(a);
+    sqlite3_close(b);
 }
 
 #endif
