@@ -164,7 +164,7 @@ Test(probe, command_matches_pytorch_on_alexnet_mini_features_of_fashion_mnist, .
         cr_skip_test("no zfviz program");
     const char *dir = tu_tmpdir("probe_cmd");
     cr_assert_eq(tu_system("cd '%s' && '%s' probe --model alexnet-mini --limit 500 --test-limit 250 --csv "
-                           "--layers conv1,relu3,pool5,fc7 --save-features feats >out.csv 2>err",
+                           "--layers conv1,relu3,pool5,fc7 --save-features feats --out probe.png >out.csv 2>err",
                            dir, tu_build("tools/zfviz")),
                  0, "zfviz probe failed");
     cr_assert_eq(tu_system("/usr/bin/python3 '%s' '%s/feats' >/dev/null", tu_src("tests/fixtures/gen_probe.py"), dir),
@@ -204,6 +204,10 @@ Test(probe, command_matches_pytorch_on_alexnet_mini_features_of_fashion_mnist, .
     }
     fclose(f);
     cr_expect_eq(rows, n_ref);
+    snprintf(path, sizeof path, "%s/probe.png", dir);
+    tu_rgb fig = tu_png_read(path); /* the chart: four pairs of bars */
+    cr_expect(fig.w > 4 * 40 && fig.h > 180, "chart %dx%d", fig.w, fig.h);
+    free(fig.px);
 }
 
 Test(probe, features_are_the_layers_output_averaged_over_the_grid)

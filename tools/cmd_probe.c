@@ -11,6 +11,8 @@
 #include "zf/io.h"
 #include "zf/probe.h"
 #include "zf/tensor.h"
+#include "zf/viz.h"
+#include "zf/viz_probe.h"
 
 const char zf_cmd_probe_summary[] = "per-layer linear probes: a softmax classifier on each layer's features";
 
@@ -44,6 +46,7 @@ static void usage(void)
            "  --batch N         images per forward (default 100)\n"
            "  --size S          folders: the side images are stored at (default: the net's resize size)\n"
            "  --csv             print layer,features,train_acc,test_acc,iters,loss as CSV\n"
+           "  --out FIG         also draw the accuracies as a bar chart (.png or .pdf)\n"
            "  --save-features DIR  also write DIR/<layer>.train.npy and .test.npy (float32, raw\n"
            "                    before standardisation) and train.labels.npy, test.labels.npy (int32)\n" ZFT_FORCE_HELP);
 }
@@ -119,9 +122,11 @@ static int progress(void *vctx, int64_t done, int64_t total)
 
 int zf_cmd_probe(int argc, char **argv)
 {
-    enum { O_TEST = 256, O_TLIMIT, O_LAYERS, O_GRID, O_L2, O_ITERS, O_SIZE, O_CSV, O_SAVE, O_LIMIT };
+    enum { O_TEST = 256, O_TLIMIT, O_LAYERS, O_GRID, O_L2, O_ITERS, O_SIZE, O_CSV, O_SAVE, O_LIMIT, O_OUT };
     zft_model_opts mo = {0};
-    const char *data = "fashion-mnist", *test_data = NULL, *layer_list = NULL, *save_dir = NULL;
+    const char *data = "fashion-mnist", *test_data = NULL, *layer_list = NULL, *save_dir = NULL,
+               *fig = NULL;
+    zf_viz_style style = {0};
     long limit = 0, test_limit = 0, batch = 100, size = 0;
     int grid = 4, csv = 0;
     zf_probe_opts po = zf_probe_defaults();
@@ -134,14 +139,23 @@ int zf_cmd_probe(int argc, char **argv)
                             ZFT_INT("iters", O_ITERS, 0, 1000000, "0 to 1000000 iterations", &po.iters),
                             ZFT_LONG("batch", 'b', 1, 65536, "a whole number from 1 to 65536", &batch),
                             ZFT_LONG("size", O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size),
-                            ZFT_FLAG("csv", O_CSV, &csv), ZFT_STR("save-features", O_SAVE, &save_dir), {0}};
+                            ZFT_FLAG("csv", O_CSV, &csv), ZFT_STR("save-features", O_SAVE, &save_dir),
+                            ZFT_STR("out", O_OUT, &fig), {0}};
     zft_args a = {.cmd = "probe", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
-                  .model = &mo, .shared = ZFT_WITH_FORCE};
+                  .model = &mo, .style = &style, .shared = ZFT_WITH_FORCE};
     if (zft_args_parse(&a))
         return a.rc;
     int fmnist = !strcmp(data, "fashion-mnist");
     if (test_data && fmnist)
         return zft_usage_error("probe", "--test-data goes with a folder --data (Fashion-MNIST has its test set)");
+    if (fig) {
+        zf_viz_format fmt;
+        if (zf_viz_format_of(fig, &fmt))
+            return zft_usage_error("probe", "--out %s: %s", fig, zf_last_error());
+        zf_status cs = zft_output_check(fig);
+        if (cs)
+            return zft_fail("probe", cs);
+    }
     zft_install_sigint();
     zf_net *net;
     zft_model_ref ref;
@@ -222,6 +236,7 @@ int zf_cmd_probe(int argc, char **argv)
     }
 
     float *ftrain[MAX_LAYERS] = {0}, *ftest[MAX_LAYERS] = {0};
+    double acc_train[MAX_LAYERS], acc_test[MAX_LAYERS];
     probe_ctx ctx;
     zft_progress_start(&ctx.bar, "features (train)", train->n, "img");
     st = zf_probe_features(net, train, layers, n_layers, grid, (int)batch, ftrain, progress, &ctx);
@@ -272,6 +287,8 @@ int zf_cmd_probe(int argc, char **argv)
         if (!st) {
             double tr = zf_probe_accuracy(W, b, ftrain[k], train->labels, train->n, d, K);
             double te = zf_probe_accuracy(W, b, ftest[k], test->labels, test->n, d, K);
+            acc_train[k] = tr;
+            acc_test[k] = te;
             if (csv)
                 printf("%s,%lld,%.6f,%.6f,%d,%.6g\n", names[k], (long long)d, tr, te, info.iters, info.loss);
             else
@@ -284,6 +301,20 @@ int zf_cmd_probe(int argc, char **argv)
         free(W);
         if (zf_interrupted && !st)
             st = zf_error(ZF_ERR_INTERRUPTED, "stopped");
+    }
+    if (!st && fig) {
+        const char *lnames[MAX_LAYERS];
+        for (int k = 0; k < n_layers; k++)
+            lnames[k] = names[k];
+        char title[1400];
+        snprintf(title, sizeof title, "Linear probes of %s (%lld training, %lld test images)", ref.label,
+                 (long long)train->n, (long long)test->n);
+        zf_viz_probe_in vin = {title, n_layers, lnames, acc_train, acc_test};
+        zf_viz_doc *doc = NULL;
+        if (!(st = zft_output_prepare(fig)) && !(st = zf_viz_doc_open(fig, &doc)) &&
+            !(st = zf_viz_probe(doc, &vin, &style)))
+            st = zf_viz_doc_finish(doc);
+        zf_viz_doc_free(doc);
     }
     for (int k = 0; k < n_layers; k++) {
         zf_free(ftrain[k]);
