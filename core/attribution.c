@@ -442,7 +442,7 @@ zf_status zf_attr_integrated_gradients(zf_backprop *b, float *attr, double *f_x,
         goto done;
     }
     /* The two ends, for the completeness check: F(x) - F(x') is what the attributions sum to. */
-    if ((st = zf_attr_value(b, input, t, f_x)) || (st = zf_attr_value(b, baseline, t, f_base)))
+    if ((f_x && (st = zf_attr_value(b, input, t, f_x))) || (f_base && (st = zf_attr_value(b, baseline, t, f_base))))
         goto done;
     for (int k0 = 0; k0 < points; k0 += b->batch) {
         const int nb = points - k0 < b->batch ? points - k0 : b->batch;

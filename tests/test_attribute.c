@@ -332,6 +332,8 @@ Test(attribute, refuses_bad_input)
         {"--method integrated-gradients --steps 0", "--steps"},
         {"--method saliency", "--method"},
         {"--method integrated-gradients --rule simpson", "--rule"},
+        {"--method gradient --format svg", "--format"},
+        {"--method gradient --baseline mean", "--baseline is for"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         char out[2300];

@@ -102,7 +102,8 @@ void zf_resize_bilinear(float *out, const float *in, int h, int w, int oh, int o
 typedef enum { ZF_IG_MIDPOINT = 0, ZF_IG_TRAPEZOID = 1 } zf_ig_rule;
 /* Integrated gradients (Sundararajan et al. 2017) of one image: attr (in size) = (x - x') *
  * sum_k w_k d target / d input at x' + alpha_k (x - x'), the path in batches of b's size;
- * f_x and f_base (may be NULL) the target at x and at x'. steps >= 1. */
+ * f_x and f_base (may be NULL: those forwards are then skipped) the target at x and at x'.
+ * steps >= 1. */
 zf_status zf_attr_integrated_gradients(zf_backprop *b, float *attr, double *f_x, double *f_base,
                                        const float *input, const float *baseline, const zf_attr_target *t,
                                        int steps, zf_ig_rule rule);
