@@ -1,6 +1,7 @@
-/* Zeiler & Fergus section 4.4 (Fig. 5): how far a layer's output moves when the image is shifted,
- * scaled or rotated, and what the class probability does meanwhile; the transforms, the layers the
- * paper names and its probability read-out, which the correspondence experiment shares. */
+/* Zeiler & Fergus's feature invariance (section 4, Fig. 5): how far a layer's output moves when the
+ * image is shifted, scaled or rotated, and what the class probability does meanwhile; the transforms,
+ * the layers the paper names and its probability read-out, which the correspondence experiment
+ * shares. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

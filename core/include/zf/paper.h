@@ -1,6 +1,6 @@
 /* Two of Zeiler & Fergus's experiments on a trained net: feature invariance to translation, scale
- * and rotation (section 4.4, Fig. 5) and correspondence of object parts under occlusion (section
- * 4.3, Fig. 8 and its table), with the image transforms they need. */
+ * and rotation (section 4, Fig. 5) and correspondence of object parts under occlusion (section 4.3,
+ * Fig. 8 and its table), with the image transforms they need. */
 #ifndef ZF_PAPER_H
 #define ZF_PAPER_H
 
