@@ -202,6 +202,23 @@ zf_status zf_engine_memory(zf_engine *e, size_t *free_bytes, size_t *total_bytes
     return e->iface->memory(e->ctx, free_bytes, total_bytes);
 }
 
+zf_status zf_engine_forward_layers(zf_engine *e, const float *input, int n, int last, const int *layers,
+                                   int n_layers)
+{
+    zf_net *net = e->net;
+    if (n < 1 || n > net->batch)
+        return zf_error(ZF_ERR_ARG, "forward of %d images with host buffers for %d (call zf_net_reserve)", n,
+                        net->batch);
+    zf_status st = zf_engine_forward(e, input, n, last);
+    /* on the cpu engine the reads are into the buffers themselves: nothing is copied */
+    for (int i = layers ? 0 : -1; !st && i < (layers ? n_layers : last + 1); i++) {
+        const int l = layers ? layers[i] : i;
+        if (layers || l < 0 || !net->layers[l].in_place)
+            st = zf_engine_read(e, l, zf_net_act(net, l), n);
+    }
+    return st;
+}
+
 int zf_engine_deconv_last(const zf_net *net, const zf_deconv_req *req)
 {
     if (req->layer < 0 || req->layer >= net->n_layers)

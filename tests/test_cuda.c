@@ -936,10 +936,8 @@ typedef struct scan_hook {
 static zf_status scan_hook_forward(void *ctx, zf_net *net, const float *input, int n)
 {
     scan_hook *h = ctx;
-    zf_status st = zf_engine_forward(h->e, input, n, h->last);
-    for (int i = 0; !st && i < h->n_idx; i++)
-        st = zf_engine_read(h->e, h->idx[i], net->acts[h->idx[i]], n);
-    return st;
+    (void)net; /* the engine's */
+    return zf_engine_forward_layers(h->e, input, n, h->last, h->idx, h->n_idx);
 }
 
 static void scan_into(const char *dbpath, const char *images, const zf_engine_iface *engine)

@@ -112,6 +112,13 @@ Test(engine, cpu_forward_read_deconv_occlusion_backward_equal_the_direct_calls)
             free(got);
         }
     }
+    /* the forward with reads into the net's own buffers, as the scan and the tools use it */
+    OK(zf_engine_forward_layers(e, x, n, conv3, (const int[]){1, conv3}, 2));
+    OK(zf_net_forward_upto(b, x, n, conv3));
+    for (int l = 0; l <= conv3; l++) {
+        long at = first_diff(a->acts[l], b->acts[l], (size_t)n * (size_t)zf_layer_out_size(&b->layers[l]));
+        cr_expect_eq(at, -1, "forward_layers to conv3: layer %d differs at %ld", l, at);
+    }
     cr_expect_eq(zf_engine_forward(e, x, n, a->n_layers), ZF_ERR_ARG, "a layer past the end is refused");
     cr_expect_eq(zf_engine_read(e, a->n_layers, x, n), ZF_ERR_ARG);
 

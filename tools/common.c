@@ -628,14 +628,8 @@ zf_status zft_device_forward(zft_device *d, zf_net *net, const float *input, int
     if (!d->eng)
         return zf_net_forward(net, input, n);
     const int last = net->n_layers - 1;
-    zf_status st = zf_engine_forward(d->eng, input, n, last);
-    /* Reads into the net's own buffers: nothing to copy on the cpu engine. */
-    for (int i = layers ? 0 : -1; !st && i < (layers ? n_layers : last); i++) {
-        const int l = layers ? layers[i] : i;
-        if (l < 0 || !net->layers[l].in_place)
-            st = zf_engine_read(d->eng, l, zf_net_act(net, l), n);
-    }
-    return st ? st : zf_engine_read(d->eng, last, net->acts[last], n);
+    zf_status st = zf_engine_forward_layers(d->eng, input, n, last, layers, n_layers);
+    return st || !layers ? st : zf_engine_read(d->eng, last, net->acts[last], n);
 }
 
 zf_status zft_device_deconv(zft_device *d, zf_net *net, const float *input, int n, const zf_deconv_req *req,

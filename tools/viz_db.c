@@ -680,12 +680,8 @@ zf_status zft_scan_forward_run(void *ctx, zf_net *net, const float *input, int n
             return st;
         f->batch = n;
     }
-    if ((st = zf_engine_forward(e, input, n, f->last)))
-        return st;
-    for (int i = 0; i < f->n_idx; i++)
-        if ((st = zf_engine_read(e, f->idx[i], net->acts[f->idx[i]], n)))
-            return st;
-    return ZF_OK;
+    (void)net; /* the engine's own: the one the scan runs */
+    return zf_engine_forward_layers(e, input, n, f->last, f->idx, f->n_idx);
 }
 
 void zft_scan_forward_close(zft_scan_forward *f)

@@ -109,6 +109,12 @@ zf_status zf_engine_occlusion(zf_engine *e, const float *input, const zf_occlusi
                               zf_occlusion_result **out);
 zf_status zf_engine_backward(zf_engine *e, float *out, const float *dtop, int top, int bottom, int n);
 zf_status zf_engine_memory(zf_engine *e, size_t *free_bytes, size_t *total_bytes);
+/* The forward up to `last`, then the outputs of `layers` (NULL: the input and every layer up to
+ * `last` that is not computed in place) read into the net's own host buffers (zf_net_act), for a
+ * caller that works on them there (the scan's statistics, a tool's dumps). The net must be
+ * reserved for n images. */
+zf_status zf_engine_forward_layers(zf_engine *e, const float *input, int n, int last, const int *layers,
+                                   int n_layers);
 
 /* The layer up to which the deconvnet of `req` needs a forward: the request's conv layer's ReLU. */
 int zf_engine_deconv_last(const zf_net *net, const zf_deconv_req *req);
