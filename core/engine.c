@@ -58,6 +58,17 @@ zf_status zf_engine_parse(const char *spec, char *name, size_t len, int *device)
     return ZF_OK;
 }
 
+/* An engine's name as messages write it: "CUDA", "CPU". */
+static const char *shout(const char *name)
+{
+    static _Thread_local char buf[32];
+    size_t i = 0;
+    for (; name[i] && i + 1 < sizeof buf; i++)
+        buf[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 'a' + 'A' : name[i]);
+    buf[i] = '\0';
+    return buf;
+}
+
 /* The first op of `needs` that `iface` lacks, or -1. */
 static int missing_op(const zf_engine_iface *iface, unsigned needs)
 {
@@ -81,13 +92,14 @@ zf_status zf_engine_select(const char *spec, unsigned needs, const zf_engine_ifa
     if (strcmp(name, "auto")) {
         const zf_engine_iface *e = zf_engine_find(name);
         if (!e)
-            return zf_error(ZF_ERR_UNSUPPORTED, "--device %s: this zfviz was built without the %s engine", spec, name);
+            return zf_error(ZF_ERR_UNSUPPORTED, "--device %s: this zfviz was built without the %s engine", spec,
+                            shout(name));
         if ((st = e->probe(*device, desc, sizeof desc)))
             return zf_error_prefix(st, "--device %s: ", spec);
         int op = missing_op(e, needs);
         if (op >= 0)
             return zf_error(ZF_ERR_UNSUPPORTED, "--device %s: the %s engine has no %s (run with --device cpu)", spec,
-                            e->name, zf_engine_op_name((zf_engine_op)op));
+                            shout(e->name), zf_engine_op_name((zf_engine_op)op));
         snprintf(note, len, "%s: %s", e->name, desc);
         *out = e;
         return ZF_OK;
@@ -97,7 +109,7 @@ zf_status zf_engine_select(const char *spec, unsigned needs, const zf_engine_ifa
     for (const zf_engine_iface *const *e = zf_engine_list() + 1; *e; e++) {
         int op = missing_op(*e, needs);
         if (op >= 0) {
-            snprintf(why, sizeof why, "the %s engine has no %s", (*e)->name, zf_engine_op_name((zf_engine_op)op));
+            snprintf(why, sizeof why, "the %s engine has no %s", shout((*e)->name), zf_engine_op_name((zf_engine_op)op));
         } else if ((*e)->probe(0, desc, sizeof desc)) {
             snprintf(why, sizeof why, "%s: %s", (*e)->name, zf_last_error());
         } else {
@@ -149,7 +161,7 @@ zf_net *zf_engine_net(zf_engine *e) { return e->net; }
 
 static zf_status lacks(const zf_engine *e, zf_engine_op op)
 {
-    return zf_error(ZF_ERR_UNSUPPORTED, "the %s engine has no %s", e->iface->name, zf_engine_op_name(op));
+    return zf_error(ZF_ERR_UNSUPPORTED, "the %s engine has no %s", shout(e->iface->name), zf_engine_op_name(op));
 }
 
 zf_status zf_engine_reserve(zf_engine *e, int batch)

@@ -914,7 +914,7 @@ Test(cuda_engine, forward_read_deconv_occlusion_through_the_table_match_the_cpu_
         zf_occlusion_result_free(rgpu);
     }
     cr_expect_eq(zf_engine_backward(ge, pg, x, last, -1, n), ZF_ERR_UNSUPPORTED);
-    cr_expect(strstr(zf_last_error(), "the cuda engine has no backward"), "%s", zf_last_error());
+    cr_expect(strstr(zf_last_error(), "the CUDA engine has no backward"), "%s", zf_last_error());
     OK(zf_engine_reserve(ge, n + 2)); /* a larger batch: a new device copy of the net */
     OK(zf_engine_forward(ge, NULL, n + 2, last));
     zf_free(pc);

@@ -69,7 +69,7 @@ Test(engine, auto_without_a_usable_gpu_takes_the_cpu_and_says_why)
     cr_expect(!strncmp(note, "cpu: ", 5), "%s", note);
     if (zf_engine_find("cuda")) {
         cr_expect_eq(fallback, 1);
-        cr_expect(strstr(note, "the cuda engine has no backward"), "%s", note);
+        cr_expect(strstr(note, "the CUDA engine has no backward"), "%s", note);
         /* named, it is refused in one message, never a fallback */
         zf_status st = zf_engine_select("cuda", ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD), &e, &dev, &fallback, note,
                                         sizeof note);
@@ -77,7 +77,7 @@ Test(engine, auto_without_a_usable_gpu_takes_the_cpu_and_says_why)
         cr_expect_null(e);
     } else {
         cr_expect_eq(zf_engine_select("cuda", 0, &e, &dev, &fallback, note, sizeof note), ZF_ERR_UNSUPPORTED);
-        cr_expect(strstr(zf_last_error(), "built without the cuda engine"), "%s", zf_last_error());
+        cr_expect(strstr(zf_last_error(), "built without the CUDA engine"), "%s", zf_last_error());
     }
     OK(zf_engine_select("cpu", ~0u >> (32 - ZF_ENGINE_OP_COUNT), &e, &dev, &fallback, note, sizeof note));
     cr_expect(!strcmp(e->name, "cpu") && fallback == 0);
@@ -308,7 +308,7 @@ Test(device, cuda_without_a_gpu_is_one_line_and_exit_2_for_every_command)
             cr_expect_eq(rc, 2, "%s --device %s: exit %d, stderr: %s", commands[i], spec, rc, err);
             cr_expect_eq(lines_of(err), 1, "%s --device %s: one line, got: %s", commands[i], spec, err);
             cr_expect(strstr(err, "--device cuda") &&
-                          (strstr(err, "CUDA") || strstr(err, "built without the cuda engine")),
+                          (strstr(err, "CUDA") || strstr(err, "built without the CUDA engine")),
                       "%s: the line names the reason: %s", commands[i], err);
             cr_expect_eq(out[0], '\0', "%s: nothing on stdout: %s", commands[i], out);
             free(err);
