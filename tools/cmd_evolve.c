@@ -170,6 +170,17 @@ int zf_cmd_evolve(int argc, char **argv)
     if ((st = zft_db_open(db_path, 0, &db)) ||
         (st = zf_db_train_run_info(db, run, &run_id, run_out, sizeof run_out, arch, sizeof arch)))
         goto done;
+    /* The run records --out as given, relative to where zfviz train ran; the model is usually beside
+     * its database (MODEL.sqlite is the default), so look there too. */
+    if (!model && access(run_out, R_OK) && run_out[0] != '/') {
+        const char *slash = strrchr(db_path, '/'), *base = strrchr(run_out, '/');
+        char beside[8300];
+        snprintf(beside, sizeof beside, "%.*s%s", slash ? (int)(slash - db_path + 1) : 0, db_path,
+                 base ? base + 1 : run_out);
+        size_t bl = strlen(beside);
+        if (bl < sizeof run_out && !access(beside, R_OK))
+            memcpy(run_out, beside, bl + 1);
+    }
     zft_model_opts mo = {0};
     mo.model = model ? model : run_out;
     if (!model && access(run_out, R_OK)) {
