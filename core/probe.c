@@ -172,11 +172,11 @@ static double objective(lin_problem *p, const double *theta, double *g)
         p->wf[i] = (float)theta[i];
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, k, (int)d, 1.0f, p->x, (int)d, p->wf, (int)d,
                 0.0f, p->z, k);
-    double loss = 0;
+    double loss = 0, zd[256] = {0};
     memset(g + kd, 0, sizeof(double) * (size_t)k);
     for (int64_t i = 0; i < n; i++) {
         float *z = p->z + i * k;
-        double zd[256] = {0}, m = -INFINITY, s = 0;
+        double m = -INFINITY, s = 0;
         for (int c = 0; c < k; c++) {
             zd[c] = (double)z[c] + theta[kd + c];
             m = zd[c] > m ? zd[c] : m;
