@@ -254,6 +254,66 @@ Test(optimize, batch_does_not_change_an_image)
     zf_net_free(net);
 }
 
+static int cmp_float(const void *a, const void *b)
+{
+    const float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Yosinski's clipping of small norms: one step with --norm-pct 50 is the same step without it, the
+ * pixels whose norm over channels is below that image's median norm set to 0 (the clipping comes
+ * last, before the range, which only big pixels reach); with --contrib-pct 30 at least 30% of the
+ * pixels end at 0. */
+Test(optimize, clipping_of_small_norms_and_contributions)
+{
+    zf_net *net = seeded_net("alexnet-mini", 3);
+    zf_backprop *b = NULL;
+    cr_assert_eq(zf_backprop_new(net, 1, &b), ZF_OK);
+    const zf_attr_target t = {zf_net_find(net, "relu4"), 3, -1, -1};
+    const size_t in = (size_t)zf_net_in_size(net), hw = (size_t)net->in_h * net->in_w;
+    float *plain = malloc(sizeof(float) * in), *clipped = malloc(sizeof(float) * in);
+    float *norms = malloc(sizeof(float) * hw), *sorted = malloc(sizeof(float) * hw);
+    zf_optimize_params p = zf_optimize_defaults(ZF_OPTIMIZE_YOSINSKI);
+    p.steps = 1;
+    p.decay = 0;
+    cr_assert_eq(zf_optimize_run(b, plain, NULL, &t, NULL, 1, &p, NULL, NULL), ZF_OK, "%s", zf_last_error());
+    p.norm_pct = 50;
+    cr_assert_eq(zf_optimize_run(b, clipped, NULL, &t, NULL, 1, &p, NULL, NULL), ZF_OK, "%s", zf_last_error());
+    for (size_t q = 0; q < hw; q++) {
+        double s2 = 0;
+        for (int c = 0; c < net->in_c; c++)
+            s2 += (double)plain[c * hw + q] * plain[c * hw + q];
+        norms[q] = sorted[q] = (float)sqrt(s2);
+    }
+    qsort(sorted, hw, sizeof(float), cmp_float);
+    const float cut = sorted[(hw + 1) / 2 - 1];
+    size_t wrong = 0, zeros = 0, first = hw;
+    for (size_t q = 0; q < hw; q++)
+        for (int c = 0; c < net->in_c; c++) {
+            const float want = norms[q] < cut ? 0.0f : plain[c * hw + q];
+            zeros += clipped[c * hw + q] == 0.0f;
+            if (clipped[c * hw + q] != want && !wrong++)
+                first = q;
+        }
+    cr_expect(wrong == 0, "%zu pixels differ from the step without clipping, the first %zu (norm %g, median %g)",
+              wrong, first, first < hw ? norms[first] : 0.0, cut);
+    cr_expect(zeros >= hw / 2 - 1, "only %zu of %zu pixels at 0", zeros, hw);
+    p.norm_pct = 0;
+    p.contrib_pct = 30;
+    p.steps = 3;
+    cr_assert_eq(zf_optimize_run(b, clipped, NULL, &t, NULL, 1, &p, NULL, NULL), ZF_OK, "%s", zf_last_error());
+    zeros = 0;
+    for (size_t k = 0; k < in; k++)
+        zeros += clipped[k] == 0.0f;
+    cr_expect(zeros >= (size_t)(0.3 * (double)in) - 1, "contributions: only %zu of %zu pixels at 0", zeros, in);
+    free(plain);
+    free(clipped);
+    free(norms);
+    free(sorted);
+    zf_backprop_free(b);
+    zf_net_free(net);
+}
+
 static char zfviz[4096];
 
 /* zfviz optimize on alexnet-mini with seeded weights, `opts` and --out dir; the exit status.
