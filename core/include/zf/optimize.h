@@ -41,7 +41,7 @@ typedef struct zf_optimize_params {
     int decorrelate;      /* 1: through Lucid's ImageNet colour decorrelation matrix */
     int clip;             /* 1: clamp(t + 1/2, 0, 1) instead of the sigmoid */
     int tr_jitter;        /* translation: up to this many pixels each way */
-    double tr_scale;      /* scale: 1 + one of -tr_scale, ..., tr_scale in tenths of tr_scale */
+    double tr_scale;      /* scale: 1 + tr_scale k / 5, k a whole number in [-5, 5] */
     double tr_rotate;     /* rotation: a whole number of degrees in [-tr_rotate, tr_rotate] */
 } zf_optimize_params;
 /* The defaults of `method` (docs/attribution.md lists them). */
