@@ -3,6 +3,7 @@
  * core/engine_cpu.c and cuda/engine.cu, listed in core/engine_registry.c. */
 #include "zf/engine.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +230,72 @@ zf_status zf_engine_forward_layers(zf_engine *e, const float *input, int n, int 
             st = zf_engine_read(e, l, zf_net_act(net, l), n);
     }
     return st;
+}
+
+/* One image's logits z (k) against its label: top-1, top-5 (ties ranked by index, as zf_evaluate)
+ * and the cross-entropy, in double. */
+static void score(const float *z, int k, int label, int64_t *top1, int64_t *top5, double *nll)
+{
+    float zl = z[label], m = z[0];
+    int above = 0;
+    for (int j = 0; j < k; j++) {
+        above += z[j] > zl || (z[j] == zl && j < label);
+        if (z[j] > m)
+            m = z[j];
+    }
+    double s = 0;
+    for (int j = 0; j < k; j++)
+        s += exp((double)z[j] - m);
+    *top1 += above == 0;
+    *top5 += above < 5;
+    *nll += log(s) + m - zl;
+}
+
+zf_status zf_engine_evaluate(zf_engine *e, const zf_dataset *ds, int batch, double *top1, double *top5,
+                             double *loss, int (*progress)(void *ctx, int64_t done, int64_t total), void *ctx)
+{
+    zf_net *net = e->net;
+    const int last = net->n_layers - 1;
+    const int logits = net->layers[last].op == ZF_OP_SOFTMAX ? last - 1 : last;
+    const int k = net->layers[logits].out_c;
+    if (k != ds->n_classes)
+        return zf_error(ZF_ERR_SHAPE, "%s has %d classes but %s has %d", net->arch, k, ds->source, ds->n_classes);
+    if (ds->n < 1 || batch < 1)
+        return zf_error(ZF_ERR_ARG, "evaluation of %lld images in batches of %d", (long long)ds->n, batch);
+    zf_status st = zf_net_reserve(net, batch);
+    if (!st)
+        st = zf_engine_reserve(e, batch);
+    int64_t *idx = malloc(sizeof *idx * (size_t)batch);
+    int32_t *lab = malloc(sizeof *lab * (size_t)batch);
+    if (!st && (!idx || !lab))
+        st = zf_error(ZF_ERR_NOMEM, "out of memory");
+    int64_t c1 = 0, c5 = 0;
+    double nll = 0;
+    for (int64_t at = 0; at < ds->n && !st; at += batch) {
+        const int n = (int)(ds->n - at < batch ? ds->n - at : batch);
+        for (int b = 0; b < n; b++)
+            idx[b] = at + b;
+        st = zf_dataset_batch(net->input, lab, ds, idx, n, net, NULL, 0);
+        if (!st)
+            st = zf_engine_forward_layers(e, net->input, n, logits, &logits, 1);
+        for (int b = 0; !st && b < n; b++)
+            score(net->acts[logits] + (size_t)b * (size_t)k, k, lab[b], &c1, &c5, &nll);
+        if (!st && zf_interrupted)
+            st = zf_error(ZF_ERR_INTERRUPTED, "interrupted");
+        if (!st && progress && progress(ctx, at + n, ds->n))
+            st = zf_error(ZF_ERR_INTERRUPTED, "interrupted");
+    }
+    free(idx);
+    free(lab);
+    if (st)
+        return st;
+    if (top1)
+        *top1 = (double)c1 / (double)ds->n;
+    if (top5)
+        *top5 = (double)c5 / (double)ds->n;
+    if (loss)
+        *loss = nll / (double)ds->n;
+    return ZF_OK;
 }
 
 int zf_engine_deconv_last(const zf_net *net, const zf_deconv_req *req)

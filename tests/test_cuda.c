@@ -29,6 +29,7 @@ Test(cuda, skipped_in_a_build_without_cuda)
 #include "zf/cuda.h"
 #include "zf/db.h"
 #include "zf/engine.h"
+#include "zf/train.h"
 
 /* ---- helpers ---- */
 
@@ -922,6 +923,46 @@ Test(cuda_engine, forward_read_deconv_occlusion_through_the_table_match_the_cpu_
     zf_free(x);
     zf_engine_close(ce);
     zf_engine_close(ge);
+    zf_net_free(a);
+    zf_net_free(b);
+}
+
+/* n grey 28x28 images of noise labelled i % classes (Fashion-MNIST's shape), in memory. */
+static zf_dataset *tiny_set(int n, int classes, uint64_t seed)
+{
+    zf_dataset *d = calloc(1, sizeof *d);
+    cr_assert(d);
+    d->n = n;
+    d->c = 1;
+    d->h = d->w = 28;
+    d->pixels = malloc((size_t)n * 28 * 28);
+    d->labels = malloc(sizeof(int32_t) * (size_t)n);
+    cr_assert(d->pixels && d->labels);
+    for (size_t i = 0; i < (size_t)n * 28 * 28; i++)
+        d->pixels[i] = (uint8_t)(tu_mix(&seed) >> 56);
+    for (int i = 0; i < n; i++)
+        d->labels[i] = i % classes;
+    d->n_classes = classes;
+    snprintf(d->source, sizeof d->source, "noise");
+    return d;
+}
+
+Test(cuda_engine, evaluate_on_the_cuda_engine_matches_zf_evaluate)
+{
+    zf_cuda_ctx_free(gpu()); /* skips without a GPU */
+    zf_net *a = mini_net(8), *b = mini_net(8);
+    zf_dataset *ds = tiny_set(23, 10, 5);
+    zf_engine *e = NULL;
+    zf_engine_opts o = {.device = 0, .batch = 2};
+    OK(zf_engine_open(zf_engine_find("cuda"), a, &o, &e));
+    double t1 = -1, t5 = -1, loss = -1, r1 = -2, r5 = -2, rloss = -2;
+    OK(zf_engine_evaluate(e, ds, 6, &t1, &t5, &loss, NULL, NULL)); /* a larger batch than opened */
+    OK(zf_evaluate(b, ds, 6, &r1, &r5, &rloss, NULL, NULL));
+    cr_expect(t1 == r1 && t5 == r5, "top-1 %g against %g, top-5 %g against %g", t1, r1, t5, r5);
+    cr_expect(fabs(loss - rloss) <= 1e-5 * fabs(rloss), "loss %.9g against %.9g", loss, rloss);
+    cr_expect(rloss > 0 && r5 > 0);
+    zf_dataset_free(ds);
+    zf_engine_close(e);
     zf_net_free(a);
     zf_net_free(b);
 }

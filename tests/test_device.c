@@ -15,6 +15,7 @@
 #include "zf/engine.h"
 #include "zf/net.h"
 #include "zf/occlusion.h"
+#include "zf/train.h"
 
 #define OK(x) cr_assert_eq((x), ZF_OK, "%s: %s", #x, zf_last_error())
 
@@ -190,6 +191,47 @@ Test(engine, cpu_forward_read_deconv_occlusion_backward_equal_the_direct_calls)
     zf_net_free(b);
 }
 
+/* n grey 28x28 images of noise labelled i % classes (Fashion-MNIST's shape), in memory. */
+static zf_dataset *tiny_set(int n, int classes, uint64_t seed)
+{
+    zf_dataset *d = calloc(1, sizeof *d);
+    cr_assert(d);
+    d->n = n;
+    d->c = 1;
+    d->h = d->w = 28;
+    d->pixels = malloc((size_t)n * 28 * 28);
+    d->labels = malloc(sizeof(int32_t) * (size_t)n);
+    cr_assert(d->pixels && d->labels);
+    for (size_t i = 0; i < (size_t)n * 28 * 28; i++)
+        d->pixels[i] = (uint8_t)(tu_mix(&seed) >> 56);
+    for (int i = 0; i < n; i++)
+        d->labels[i] = i % classes;
+    d->n_classes = classes;
+    snprintf(d->source, sizeof d->source, "noise");
+    return d;
+}
+
+Test(engine, evaluate_through_the_table_equals_zf_evaluate)
+{
+    zf_net *a = mini(4), *b = mini(4);
+    zf_dataset *ds = tiny_set(13, 10, 21);
+    zf_engine *e = NULL;
+    zf_engine_opts o = {.device = 0, .batch = 1};
+    OK(zf_engine_open(zf_engine_find("cpu"), a, &o, &e));
+    double t1 = -1, t5 = -1, loss = -1, r1 = -2, r5 = -2, rloss = -2;
+    OK(zf_engine_evaluate(e, ds, 5, &t1, &t5, &loss, NULL, NULL)); /* batches of 5, 5 and 3 */
+    OK(zf_evaluate(b, ds, 5, &r1, &r5, &rloss, NULL, NULL));
+    cr_expect(t1 == r1 && t5 == r5 && loss == rloss, "top-1 %g/%g top-5 %g/%g loss %.17g/%.17g", t1, r1, t5, r5,
+              loss, rloss);
+    cr_expect(t5 >= t1 && t5 > 0 && loss > 0, "plausible: top-1 %g, top-5 %g, loss %g", t1, t5, loss);
+    ds->n_classes = 7; /* against a net of 10 classes */
+    cr_expect_eq(zf_engine_evaluate(e, ds, 5, &t1, &t5, &loss, NULL, NULL), ZF_ERR_SHAPE);
+    zf_dataset_free(ds);
+    zf_engine_close(e);
+    zf_net_free(a);
+    zf_net_free(b);
+}
+
 /* An abort callback that asks to stop at its fourth call. */
 static int stop_at_fourth(void *ctx)
 {
@@ -332,6 +374,8 @@ Test(device, cuda_runs_where_a_gpu_is)
                            "--device cuda", dir, zfviz()), 0);
     cr_expect_eq(tu_system("cd '%s' && '%s' occlude --input img/a.png -o occ --device cuda", dir, zfviz()), 0);
     cr_expect_eq(tu_system("cd '%s' && '%s' scan --images img --db s.db --device cuda", dir, zfviz()), 0);
+    /* eval is not refused (this folder has no class folders: it fails later, exit 1) */
+    cr_expect_neq(tu_system("cd '%s' && '%s' eval --data img --device cuda 2> err", dir, zfviz()), 2);
     /* train needs the backward pass, which the cuda engine lacks: one line, exit 2 */
     cr_expect_eq(tu_system("cd '%s' && '%s' train --data img --epochs 1 --out m.safetensors --device cuda 2> err", dir,
                            zfviz()), 2);

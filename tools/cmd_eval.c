@@ -29,7 +29,7 @@ static void usage(void)
            "60,000 training images) or an ImageNet-style folder (one sub-folder per class,\n"
            "classes in sorted order as zfviz train numbers them; each class's .jpg/.jpeg/.png\n"
            "files found anywhere under its folder, as zfviz scan finds images).\n\n" ZFT_MODEL_HELP
-           ZFT_DEVICE_HELP "                    (eval runs on the cpu engine only for now: cuda is refused)\n"
+           ZFT_DEVICE_HELP
            "  --data SOURCE     fashion-mnist (default) or a folder\n"
            "  --split S         test (default) or train, for fashion-mnist\n"
            "  --batch N         images per forward (default 100)\n"
@@ -46,7 +46,7 @@ int zf_cmd_eval(int argc, char **argv)
     const zft_opt opts[] = {ZFT_STR("data", 'd', &data), ZFT_STR("split", O_SPLIT, &split),
                             ZFT_LONG("batch", 'b', 1, 65536, "a whole number from 1 to 65536", &batch),
                             ZFT_LONG("size", O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size), {0}};
-    zft_device dev = {.cpu_only = "its evaluation loop, zf_evaluate, is not on the engine table yet"};
+    zft_device dev = {0};
     zft_args a = {.cmd = "eval", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
                   .model = &mo, .device = &dev};
     if (zft_args_parse(&a))
@@ -69,13 +69,18 @@ int zf_cmd_eval(int argc, char **argv)
     double top1 = 0, top5 = 0, loss = 0;
     eval_ctx ctx;
     zft_progress_start(&ctx.bar, "eval", ds ? ds->n : 0, "img");
-    if (!st)
+    if (!st && strcmp(dev.iface->name, "cpu")) { /* the forward on the device, the scores here */
+        if (!(st = zft_device_open(&dev, net, (int)batch)))
+            st = zf_engine_evaluate(dev.eng, ds, (int)batch, &top1, &top5, &loss, progress, &ctx);
+    } else if (!st) {
         st = zf_evaluate(net, ds, (int)batch, &top1, &top5, &loss, progress, &ctx);
+    }
     zft_progress_finish(&ctx.bar);
     if (!st)
         printf("%s on %s (%lld images): top-1 %.2f%%  top-5 %.2f%%  loss %.4f\n", net->arch,
                !strcmp(data, "fashion-mnist") ? (!strcmp(split, "train") ? "fashion-mnist train" : "fashion-mnist test") : data,
                (long long)ds->n, 100 * top1, 100 * top5, loss);
+    zft_device_close(&dev);
     zf_dataset_free(ds);
     zf_net_free(net);
     return st ? zft_fail("eval", st) : 0;

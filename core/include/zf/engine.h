@@ -8,6 +8,7 @@
 
 #include <stddef.h>
 
+#include "zf/dataset.h"
 #include "zf/net.h"
 #include "zf/occlusion.h"
 #include "zf/status.h"
@@ -115,6 +116,12 @@ zf_status zf_engine_memory(zf_engine *e, size_t *free_bytes, size_t *total_bytes
  * reserved for n images. */
 zf_status zf_engine_forward_layers(zf_engine *e, const float *input, int n, int last, const int *layers,
                                    int n_layers);
+
+/* zf_evaluate (zf/train.h) with the forward on the engine: top-1/top-5 accuracy and mean
+ * cross-entropy of the engine's net on ds, in batches (images prepared on the host in the net's
+ * own input buffer). progress may be NULL; it returns nonzero to stop (ZF_ERR_INTERRUPTED). */
+zf_status zf_engine_evaluate(zf_engine *e, const zf_dataset *ds, int batch, double *top1, double *top5,
+                             double *loss, int (*progress)(void *ctx, int64_t done, int64_t total), void *ctx);
 
 /* The layer up to which the deconvnet of `req` needs a forward: the request's conv layer's ReLU. */
 int zf_engine_deconv_last(const zf_net *net, const zf_deconv_req *req);
