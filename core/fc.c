@@ -176,8 +176,9 @@ void zf_fc_forward(float *out, const float *in, const float *w, const float *bia
         zf_fc_forward_stream(out, in, w, bias, n, in_f, out_f);
     else if (zf_blas_better_core_here())
         /* OpenBLAS runs kernels older than the CPU (it does not know it): oneDNN's sgemm picks its
-         * own by the CPU's features. Where OpenBLAS knows the CPU the two are even (bench_cpu
-         * --variants --only fc: 0.9-1.1x at batch 32 and 64), and OpenBLAS stays. */
+         * own by the CPU's features (on the Zen 3 machine with OPENBLAS_CORETYPE=Prescott, one
+         * thread: 3.4-3.9x OpenBLAS's speed at batch 32 and 64). Where OpenBLAS knows the CPU the
+         * two are even (bench_cpu --variants --only fc: 0.9-1.1x), and OpenBLAS stays. */
         zf_fc_forward_dnnl(out, in, w, bias, n, in_f, out_f);
     else
         zf_fc_forward_blas(out, in, w, bias, n, in_f, out_f);
