@@ -212,10 +212,11 @@ Test(cli, database_errors_are_one_plain_line_and_locations_only_when_debugging)
     free(err);
 }
 
-static const char *const commands[] = {"activations", "attribute", "compare", "dead",   "deconv", "demo",
-                                       "eval",        "filters",   "forward", "info",   "merge",  "occlude",
-                                       "report",      "runs",      "scan",    "serve",  "sheet",  "site",
-                                       "topk",        "train",     NULL};
+static const char *const commands[] = {
+    "activations", "attribute", "compare", "correspond", "dead",   "deconv", "demo",  "eval",
+    "evolve",      "filters",   "forward", "info",       "invariance", "merge", "occlude", "optimize",
+    "probe",       "report",    "runs",    "scan",       "serve",  "sheet",  "site",  "topk",
+    "train",       NULL};
 
 Test(cli, help_cmd_shows_the_commands_own_help)
 {
