@@ -431,8 +431,8 @@ typedef struct run {
     /* Fourier */
     float *coef, *adam_m, *adam_v; /* (n, c, h, w, 2) */
     double *scale;   /* hw */
-    cplx *spec;      /* hw */
-    fft2 f;
+    cplx *spec;      /* (n, hw) */
+    fft2 *f;         /* n: each image its own plans and scratch, so that images run in parallel */
     double cm[3][3];
     uint64_t *key;
 } run;
@@ -449,7 +449,9 @@ static void run_free(run *r)
     zf_free(r->adam_v);
     free(r->scale);
     free(r->spec);
-    fft2_free(&r->f);
+    for (int i = 0; r->f && i < r->n; i++)
+        fft2_free(&r->f[i]);
+    free(r->f);
     free(r->key);
 }
 
@@ -618,7 +620,7 @@ static void fourier_render(run *r, int i, float *z)
 {
     const size_t hw = r->hw;
     float *u = r->x + (size_t)i * r->in;
-    fourier_planes(&r->f, r->spec, r->scale, z, r->coef + (size_t)i * r->in * 2, r->c);
+    fourier_planes(&r->f[i], r->spec + (size_t)i * hw, r->scale, z, r->coef + (size_t)i * r->in * 2, r->c);
     if (r->c == 3 && r->p->decorrelate)
         for (size_t q = 0; q < hw; q++) {
             const double t0 = z[q], t1 = z[hw + q], t2 = z[2 * hw + q];
@@ -648,15 +650,45 @@ static void fourier_backward(run *r, int i, float *dcoef, float *du, const float
         }
     /* t = Re(sum_k s_k Z_k e^{+i theta}) / (4 hw): dZ_k = s_k / (4 hw) * (sum dt e^{-i theta}) */
     for (int ch = 0; ch < r->c; ch++) {
+        cplx *spec = r->spec + (size_t)i * hw;
         for (size_t k = 0; k < hw; k++)
-            r->spec[k] = du[ch * hw + k];
-        fft2_exec(&r->f, r->spec, 0);
+            spec[k] = du[ch * hw + k];
+        fft2_exec(&r->f[i], spec, 0);
         float *dc = dcoef + (size_t)ch * hw * 2;
         for (size_t k = 0; k < hw; k++) {
-            const cplx v = r->spec[k] * (r->scale[k] / (4.0 * (double)hw));
+            const cplx v = spec[k] * (r->scale[k] / (4.0 * (double)hw));
             dc[2 * k] = (float)creal(v);
             dc[2 * k + 1] = (float)cimag(v);
         }
+    }
+}
+
+/* Fourier: one step of image i: its gradient (in r->g) through the preprocessing and the warp
+ * `a` back to its coefficients, and Adam's ascent on them; z the values fourier_render left, du and
+ * dcoef its scratch (in, 2 in). */
+static void fourier_step(run *r, int i, int t, const affine *a, const float *z, float *du, float *dcoef)
+{
+    const zf_net *net = r->net;
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    float *gi = r->g + (size_t)i * r->in;
+    /* d input / d u = scale / std */
+    for (int c = 0; c < r->c; c++) {
+        const double k = net->pre.scale / net->pre.std[rgb_of(net, c)];
+        for (size_t q = 0; q < r->hw; q++)
+            gi[c * r->hw + q] = (float)(gi[c * r->hw + q] * k);
+    }
+    memset(du, 0, sizeof(float) * r->in);
+    warp(r, a, NULL, NULL, NULL, du, gi);
+    fourier_backward(r, i, dcoef, du, z);
+    /* Adam, ascending */
+    float *cf = r->coef + (size_t)i * r->in * 2, *m = r->adam_m + (size_t)i * r->in * 2,
+          *v = r->adam_v + (size_t)i * r->in * 2;
+    const double c1 = 1.0 - pow(b1, t), c2 = 1.0 - pow(b2, t);
+    for (size_t k = 0; k < r->in * 2; k++) {
+        const double gk = dcoef[k];
+        m[k] = (float)(b1 * m[k] + (1 - b1) * gk);
+        v[k] = (float)(b2 * v[k] + (1 - b2) * gk * gk);
+        cf[k] = (float)(cf[k] + r->p->lr * (m[k] / c1) / (sqrt(v[k] / c2) + eps));
     }
 }
 
@@ -706,10 +738,12 @@ zf_status zf_optimize_run(zf_backprop *b, float *images, double *trace, const zf
         r.adam_m = zf_alloc(sizeof(float) * all * 2);
         r.adam_v = zf_alloc(sizeof(float) * all * 2);
         r.scale = malloc(sizeof(double) * r.hw);
-        r.spec = malloc(sizeof(cplx) * r.hw);
-        ok = r.coef && r.adam_m && r.adam_v && r.scale && r.spec;
-        if (ok && (st = fft2_init(&r.f, r.h, r.w)))
-            goto done;
+        r.spec = malloc(sizeof(cplx) * r.hw * (size_t)n);
+        r.f = calloc((size_t)n, sizeof(fft2));
+        ok = r.coef && r.adam_m && r.adam_v && r.scale && r.spec && r.f;
+        for (int i = 0; ok && i < n; i++)
+            if ((st = fft2_init(&r.f[i], r.h, r.w)))
+                goto done;
     }
     if (!ok) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory to optimise %d images for %s", n, net->arch);
@@ -745,8 +779,8 @@ zf_status zf_optimize_run(zf_backprop *b, float *images, double *trace, const zf
     float *z = NULL, *du = NULL, *dcoef = NULL;
     if (fourier) {
         z = malloc(sizeof(float) * all);
-        du = malloc(sizeof(float) * r.in);
-        dcoef = malloc(sizeof(float) * r.in * 2);
+        du = malloc(sizeof(float) * all);
+        dcoef = malloc(sizeof(float) * all * 2);
         if (!z || !du || !dcoef) {
             st = zf_error(ZF_ERR_NOMEM, "out of memory to optimise %d images for %s", n, net->arch);
             goto done_f;
@@ -758,9 +792,9 @@ zf_status zf_optimize_run(zf_backprop *b, float *images, double *trace, const zf
         st = zf_error(ZF_ERR_NOMEM, "out of memory to optimise %d images for %s", n, net->arch);
         goto done_t;
     }
-    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
     for (int t = 1; t <= p->steps && !st; t++) {
-        /* the batch the net sees */
+        /* the batch the net sees; each image's work touches only its own buffers */
+#pragma omp parallel for schedule(static) if (n > 1)
         for (int i = 0; i < n; i++) {
             float *xin = r.xin + (size_t)i * r.in;
             if (fourier) {
@@ -786,43 +820,27 @@ zf_status zf_optimize_run(zf_backprop *b, float *images, double *trace, const zf
                 trace[(size_t)i * p->steps + (t - 1)] = value[i];
         if ((st = zf_net_backward(b, r.g, r.dtop, layer, -1, n, ZF_RELU_RULE_GRADIENT)))
             break;
-        for (int i = 0; i < n && !st; i++) {
+        if (fourier) {
+#pragma omp parallel for schedule(static) if (n > 1)
+            for (int i = 0; i < n; i++)
+                fourier_step(&r, i, t, &af[i], z + (size_t)i * r.in, du + (size_t)i * r.in,
+                             dcoef + (size_t)i * r.in * 2);
+        }
+        for (int i = 0; i < n && !st && !fourier; i++) {
             float *gi = r.g + (size_t)i * r.in, *xi = r.x + (size_t)i * r.in;
-            if (fourier) {
-                /* through the preprocessing (d input / d u = scale / std), then the warp */
-                for (int c = 0; c < r.c; c++) {
-                    const double k = net->pre.scale / net->pre.std[rgb_of(net, c)];
-                    for (size_t q = 0; q < r.hw; q++)
-                        gi[c * r.hw + q] = (float)(gi[c * r.hw + q] * k);
-                }
-                memset(du, 0, sizeof(float) * r.in);
-                warp(&r, &af[i], NULL, NULL, NULL, du, gi);
-                fourier_backward(&r, i, dcoef, du, z + (size_t)i * r.in);
-                /* Adam, ascending */
-                float *cf = r.coef + (size_t)i * r.in * 2, *m = r.adam_m + (size_t)i * r.in * 2,
-                      *v = r.adam_v + (size_t)i * r.in * 2;
-                const double c1 = 1.0 - pow(b1, t), c2 = 1.0 - pow(b2, t);
-                for (size_t k = 0; k < r.in * 2; k++) {
-                    const double gk = dcoef[k];
-                    m[k] = (float)(b1 * m[k] + (1 - b1) * gk);
-                    v[k] = (float)(b2 * v[k] + (1 - b2) * gk * gk);
-                    cf[k] = (float)(cf[k] + p->lr * (m[k] / c1) / (sqrt(v[k] / c2) + eps));
-                }
-            } else {
-                /* the gradient at the rolled image, rolled back */
-                roll(r.tmp, gi, r.c, r.h, r.w, -jit[2 * i], -jit[2 * i + 1]);
-                memcpy(gi, r.tmp, sizeof(float) * r.in);
-                double mean = 0;
+            /* the gradient at the rolled image, rolled back */
+            roll(r.tmp, gi, r.c, r.h, r.w, -jit[2 * i], -jit[2 * i + 1]);
+            memcpy(gi, r.tmp, sizeof(float) * r.in);
+            double mean = 0;
+            for (size_t k = 0; k < r.in; k++)
+                mean += fabs(gi[k]);
+            mean /= (double)r.in;
+            if (mean > 0) {
+                const double step = p->lr * range / mean;
                 for (size_t k = 0; k < r.in; k++)
-                    mean += fabs(gi[k]);
-                mean /= (double)r.in;
-                if (mean > 0) {
-                    const double step = p->lr * range / mean;
-                    for (size_t k = 0; k < r.in; k++)
-                        xi[k] = (float)(xi[k] + step * gi[k]);
-                }
-                st = regularise(&r, xi, gi, t);
+                    xi[k] = (float)(xi[k] + step * gi[k]);
             }
+            st = regularise(&r, xi, gi, t);
         }
         if (!st && progress && progress(ctx, t, p->steps))
             st = zf_error(ZF_ERR_INTERRUPTED, "%s: optimisation interrupted after %d of %d steps", net->arch, t,
