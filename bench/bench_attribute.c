@@ -32,6 +32,17 @@ typedef struct run {
     zf_attr_target t[16];
 } run;
 
+/* Whether `name` is one of the comma-separated words of `list` (not a part of one: "gradient" is
+ * in "integrated-gradients"). */
+static int listed(const char *list, const char *name)
+{
+    const size_t n = strlen(name);
+    for (const char *p = list; (p = strstr(p, name)); p += n)
+        if ((p == list || p[-1] == ',') && (p[n] == ',' || p[n] == 0))
+            return 1;
+    return 0;
+}
+
 static int once(run *r)
 {
     const size_t in = (size_t)zf_net_in_size(r->net);
@@ -108,7 +119,7 @@ int main(int argc, char **argv)
                 last_conv = i;
         float *zero = calloc(in, sizeof *zero), *out = malloc(sizeof(float) * in * 16);
         for (int m = 0; m < 4; m++) {
-            if (!strstr(which, methods[m]))
+            if (!listed(which, methods[m]))
                 continue;
             char bl[64];
             snprintf(bl, sizeof bl, "%s", batches);
