@@ -9,6 +9,10 @@
 #include "common.h"
 #include "figure_opts.h"
 #include "viz_db.h"
+#include "zf/alloc.h"
+#include "zf/dataset.h"
+#include "zf/db.h"
+#include "zf/evolve.h"
 #include "zf/input.h"
 #include "zf/io.h"
 #include "zf/viz.h"
@@ -17,8 +21,9 @@ const char zf_cmd_compare_summary[] = "compare the first layers of two models on
 
 static void usage(void)
 {
-    printf("usage: zfviz compare [A [B]] [--images DIR|LIST|IMAGE] [--max-images N] [--zoom N]\n"
-           "                     [--near-dead F] [--no-title] [--font-size PT] [--width W] -o FILE.png|FILE.pdf\n\n"
+    printf("usage: zfviz compare [A [B]] [--layer CONV] [--images DIR|LIST|IMAGE] [--max-images N] [--zoom N]\n"
+           "                     [--near-dead F] [--npy DIR] [--no-title] [--font-size PT] [--width W]\n"
+           "                     -o FILE.png|FILE.pdf\n\n"
            "Puts the conv1 filters of models A and B side by side at the same pixels per tap and measures\n"
            "what Zeiler & Fergus saw in them (section 4.1): dead and near-dead filters, the per-filter RMS\n"
            "histogram, the mean radially averaged power spectrum with its low/mid/high-frequency shares\n"
@@ -29,9 +34,20 @@ static void usage(void)
            "embedded trained model where there is one (alexnet-mini, zfnet-mini), else random:0.\n"
            "A grey net (alexnet-mini, zfnet-mini: one input channel) shows grey tiles and may be compared\n"
            "with a colour net: each reads the --images its own way (luma or RGB).\n\n"
+           "--layer conv2 (or any conv layer above the first) compares that layer in pixels, for the aliasing\n"
+           "of Zeiler & Fergus Fig. 6: each unit's strongest activation over the images (default: the first\n"
+           "--max-images, default 64, Fashion-MNIST test images) is projected to pixels by the deconvnet and\n"
+           "cropped to its receptive field (R x R, placed top left, zeros where the field leaves the image);\n"
+           "the spectrum as for conv1, zero-padded to P x P (P the smallest multiple of 32 >= 2R), bands in\n"
+           "cycles per pixel. Units that never fire (ReLU 0 everywhere on every image) are dead and have no\n"
+           "projection. One page: the nine strongest units' projections of each net side by side, the\n"
+           "numbers in the title; stdout one line per net.\n\n"
            "  --images P        a folder (searched recursively for .jpg/.jpeg/.png, as zfviz scan does), a list\n"
            "                    of image paths one a line (a file, a pipe or -), or one image\n"
-           "  --max-images N    use at most N images (default all)\n"
+           "  --max-images N    use at most N images (default all; 64 with --layer above conv1)\n"
+           "  --layer CONV      the conv layer to compare (default the first: conv1's filters)\n"
+           "  --npy DIR         with --layer above conv1: DIR/a.npy and DIR/b.npy, the live units' cropped\n"
+           "                    projections of A and B (units x C x R x R, float32)\n"
            "  --zoom N          pixels per tap for both grids (default 4)\n"
            "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n" ZFT_FIGURE_HELP
            "  -o, --out FILE    .png or .pdf (its folder is created)\n" ZFT_FORCE_HELP
@@ -134,16 +150,194 @@ static zf_status load_side(side *s)
     return ZF_OK;
 }
 
+/* ---- --layer above conv1: the layer's units in pixels (Fig. 6's conv2 panels) ---- */
+
+#define DEEP_SHOW 9
+
+typedef struct deep {
+    int units, live, rf, pad, images;
+    zf_viz_spectrum sp;       /* of the live units' projections */
+    float *proj;              /* (live, in_c, rf, rf), raw deconv output, cropped top left */
+    float *show;              /* (DEEP_SHOW, in_c, rf, rf), the strongest units as the figure shows them */
+    zf_viz_patch patch[DEEP_SHOW];
+    char caption[DEEP_SHOW][32];
+    int n_show;
+} deep;
+
+/* The images as the net reads them (n, in_c, in_h, in_w): the first `limit` Fashion-MNIST test
+ * images, or those found at `paths`. */
+static zf_status deep_inputs(zf_net *net, const path_list *paths, int limit, float **out, int64_t *n_out)
+{
+    const int64_t in_size = zf_net_in_size(net);
+    zf_status st = ZF_OK;
+    zf_dataset *ds = NULL;
+    int64_t n = paths->n;
+    if (!paths->p) {
+        if ((st = zf_dataset_load_fashion_mnist(NULL, 0, &ds)))
+            return st;
+        n = ds->n;
+    }
+    if (limit > 0 && limit < n)
+        n = limit;
+    float *x = zf_alloc(sizeof(float) * (size_t)(n * in_size));
+    int64_t *idx = malloc(sizeof *idx * (size_t)(n > 0 ? n : 1));
+    if (!x || !idx)
+        st = zf_error(ZF_ERR_NOMEM, "out of memory for %lld images", (long long)n);
+    for (int64_t i = 0; !st && i < n; i++) {
+        idx[i] = i;
+        if (ds)
+            continue;
+        zf_tensor *t;
+        if ((st = zf_input_load(paths->p[i], net, &t)))
+            break;
+        if (t->shape[0] != 1)
+            st = zf_error(ZF_ERR_SHAPE, "%s: %lld inputs, not one image", paths->p[i], (long long)t->shape[0]);
+        else
+            memcpy(x + i * in_size, zf_tensor_f32(t), sizeof(float) * (size_t)in_size);
+        zf_tensor_free(t);
+    }
+    for (int64_t at = 0; ds && !st && at < n; at += 256)
+        st = zf_dataset_batch(x + at * in_size, NULL, ds, idx + at, n - at < 256 ? (int)(n - at) : 256, net, NULL, 0);
+    free(idx);
+    zf_dataset_free(ds);
+    if (!st && n < 1)
+        st = zf_error(ZF_ERR_ARG, "no images");
+    if (st) {
+        zf_free(x);
+        return st;
+    }
+    *out = x;
+    *n_out = n;
+    return ZF_OK;
+}
+
+static zf_status deep_side(zf_net *net, int conv, const path_list *paths, int limit, deep *d)
+{
+    const zf_layer *l = &net->layers[conv];
+    const int k = l->out_c, c = net->in_c, h = net->in_h, w = net->in_w;
+    float *x = NULL, *full = NULL, *show_full = NULL;
+    int *ch = NULL, *order = NULL;
+    zf_unit_max *m = NULL;
+    int64_t n = 0;
+    zf_status st = deep_inputs(net, paths, limit, &x, &n);
+    if (st)
+        return st;
+    d->units = k;
+    d->images = (int)n;
+    /* The receptive field of a unit away from the borders gives the crop size. */
+    zf_box box;
+    if ((st = zf_db_receptive_field(net, conv, l->out_h / 2, l->out_w / 2, &box)))
+        goto done;
+    d->rf = box.x1 - box.x0 > box.y1 - box.y0 ? box.x1 - box.x0 : box.y1 - box.y0;
+    d->pad = (2 * d->rf + 31) / 32 * 32;
+    const size_t tile = (size_t)c * d->rf * d->rf;
+    ch = malloc(sizeof *ch * (size_t)k);
+    order = malloc(sizeof *order * (size_t)k);
+    m = malloc(sizeof *m * (size_t)k);
+    full = zf_alloc(sizeof(float) * (size_t)c * h * w);
+    show_full = zf_alloc(sizeof(float) * (size_t)c * h * w);
+    d->proj = calloc((size_t)k, sizeof(float) * tile);
+    d->show = calloc(DEEP_SHOW, sizeof(float) * tile);
+    if (!ch || !order || !m || !full || !show_full || !d->proj || !d->show) {
+        st = zf_error(ZF_ERR_NOMEM, "out of memory for %d projections of %s", k, l->name);
+        goto done;
+    }
+    for (int u = 0; u < k; u++)
+        ch[u] = order[u] = u;
+    if ((st = zf_units_strongest(net, x, n, 16, conv, ch, k, m)))
+        goto done;
+    for (int i = 1; i < k; i++) /* strongest first, ties by unit (a stable insertion sort) */
+        for (int j = i; j > 0 && m[order[j]].value > m[order[j - 1]].value; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    zft_progress pr;
+    zft_progress_start(&pr, net->arch, k, "unit");
+    for (int r = 0; r < k && !st; r++) {
+        int u = order[r];
+        if (!(m[u].value > 0))
+            break; /* the rest never fire */
+        int cu = u, y = m[u].y, xx = m[u].x;
+        zf_deconv_req req = {conv, ZF_DECONV_UNIT, 0, &cu, &y, &xx};
+        if ((st = zf_net_forward_upto(net, x + m[u].image * zf_net_in_size(net), 1, zf_net_rectified(net, conv))) ||
+            (st = zf_net_deconv(net, full, 1, &req)) || (st = zf_db_receptive_field(net, conv, y, xx, &box)))
+            break;
+        int bw = box.x1 - box.x0, bh = box.y1 - box.y0;
+        float *p = d->proj + (size_t)d->live * tile;
+        for (int cc = 0; cc < c; cc++)
+            for (int yy = 0; yy < bh && yy < d->rf; yy++)
+                memcpy(p + ((size_t)cc * d->rf + yy) * d->rf, full + ((size_t)cc * h + box.y0 + yy) * w + box.x0,
+                       sizeof(float) * (size_t)(bw < d->rf ? bw : d->rf));
+        if (d->n_show < DEEP_SHOW) {
+            memcpy(show_full, full, sizeof(float) * (size_t)c * h * w);
+            zf_viz_proj_to_rgb(show_full, &net->pre, h, w);
+            float *q = d->show + (size_t)d->n_show * tile;
+            for (int cc = 0; cc < c; cc++)
+                for (int yy = 0; yy < bh; yy++)
+                    memcpy(q + ((size_t)cc * bh + yy) * bw, show_full + ((size_t)cc * h + box.y0 + yy) * w + box.x0,
+                           sizeof(float) * (size_t)bw);
+            zf_viz_patch *pp = &d->patch[d->n_show];
+            snprintf(d->caption[d->n_show], sizeof d->caption[0], "#%d", u);
+            pp->w = bw;
+            pp->h = bh;
+            pp->proj = q;
+            pp->score = m[u].value;
+            pp->caption = d->caption[d->n_show];
+            pp->channels = c;
+            d->n_show++;
+        }
+        d->live++;
+        zft_progress_update(&pr, r + 1);
+        if (zf_interrupted)
+            st = zf_error(ZF_ERR_INTERRUPTED, "interrupted after %d of %d units", r + 1, k);
+    }
+    zft_progress_finish(&pr);
+    if (!st && d->live > 0)
+        st = zf_viz_filter_spectrum_n(&d->sp, d->proj, d->live, c, d->rf, d->rf, d->pad);
+done:
+    zf_free(x);
+    zf_free(full);
+    zf_free(show_full);
+    free(ch);
+    free(order);
+    free(m);
+    return st;
+}
+
+typedef struct deep_fig {
+    zf_viz_sheet_in in;
+    zf_viz_sheet_opts o;
+} deep_fig;
+
+static zf_status draw_deep(zf_viz_doc *doc, void *ctx)
+{
+    const deep_fig *f = ctx;
+    return zf_viz_sheet(doc, &f->in, &f->o);
+}
+
+static zf_status write_deep_npy(const char *dir, const char *name, const deep *d, int c)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+    zf_status st = zft_output_prepare(path);
+    if (st)
+        return st;
+    const int64_t shape[4] = {d->live, c, d->rf, d->rf};
+    return zf_npy_write_raw(path, ZF_DTYPE_F32, d->proj, 4, shape);
+}
+
 int zf_cmd_compare(int argc, char **argv)
 {
     zf_viz_compare_opts co = zf_viz_compare_defaults();
-    const char *images = NULL, *out = NULL, *store = NULL;
+    const char *images = NULL, *out = NULL, *store = NULL, *layer = NULL, *npy_dir = NULL;
     long max_images = 0;
     const zft_opt opts[] = {ZFT_STR("images", 'i', &images),
                             ZFT_LONG("max-images", 'n', 1, 1e18, "a positive number", &max_images),
                             ZFT_INT("zoom", 'z', 1, 64, "1..64 pixels per tap", &co.zoom),
                             ZFT_NEAR_DEAD_OPT(&co.near_dead), ZFT_STR("out", 'o', &out),
-                            ZFT_STR("store", 'S', &store), {0}};
+                            ZFT_STR("store", 'S', &store), ZFT_STR("layer", 'L', &layer),
+                            ZFT_STR("npy", 'N', &npy_dir), {0}};
     zft_args a = {.cmd = "compare", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
                   .usage = usage, .style = &co.style, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT,
                   .operands = -1};
@@ -176,11 +370,85 @@ int zf_cmd_compare(int argc, char **argv)
     int n_imgs = (int)imgs.n;
     if (max_images > 0 && max_images < n_imgs)
         n_imgs = (int)max_images;
-    zf_viz_compare_model m[2];
     for (int i = 0; i < 2; i++) {
         parse_model(sides[i].spec, &sides[i].mo);
         if ((st = load_side(&sides[i])))
             goto fail;
+    }
+    int deep_conv[2] = {-1, -1};
+    for (int i = 0; layer && i < 2; i++) {
+        const zf_net *net = sides[i].net;
+        int cv = zf_net_find_conv(net, layer);
+        if (cv < 0 || net->layers[cv].op != ZF_OP_CONV) {
+            rc = zft_usage_error("compare", "--layer %s: not a conv layer of %s", layer, sides[i].name);
+            goto fail;
+        }
+        if (cv != sides[i].conv)
+            deep_conv[i] = cv;
+    }
+    if ((deep_conv[0] < 0) != (deep_conv[1] < 0)) {
+        rc = zft_usage_error("compare", "--layer %s is the first conv layer of one model only", layer);
+        goto fail;
+    }
+    if (npy_dir && deep_conv[0] < 0) {
+        rc = zft_usage_error("compare", "--npy needs --layer above the first conv layer");
+        goto fail;
+    }
+    if (deep_conv[0] >= 0) {
+        deep d[2];
+        memset(d, 0, sizeof d);
+        deep_fig df = {{NULL, 2, NULL}, zf_viz_sheet_defaults()};
+        zf_viz_unit un[2];
+        char title[3400], label[2][1300];
+        for (int i = 0; i < 2 && !st; i++)
+            st = deep_side(sides[i].net, deep_conv[i], &imgs, max_images > 0 ? (int)(max_images < INT32_MAX ? max_images : INT32_MAX) : images ? 0 : 64, &d[i]);
+        for (int i = 0; i < 2 && !st && npy_dir; i++)
+            st = write_deep_npy(npy_dir, i ? "b" : "a", &d[i], sides[i].net->in_c);
+        if (!st) {
+            for (int i = 0; i < 2; i++) {
+                snprintf(label[i], sizeof label[i], "%s %s", sides[i].name, layer);
+                zf_viz_unit u = {label[i], d[i].n_show ? atoi(d[i].caption[0] + 1) : 0, d[i].n_show, d[i].patch, 0};
+                un[i] = u;
+            }
+            snprintf(title, sizeof title,
+                     "%s in pixels (deconvnet, strongest of %d images) \xe2\x80\x94 %s: high-frequency %.1f%%, dead %.1f%%; "
+                     "%s: high-frequency %.1f%%, dead %.1f%%",
+                     layer, d[0].images, sides[0].name, 100 * d[0].sp.high, 100.0 * (d[0].units - d[0].live) / d[0].units,
+                     sides[1].name, 100 * d[1].sp.high, 100.0 * (d[1].units - d[1].live) / d[1].units);
+            df.in.title = co.style.no_title ? NULL : title;
+            df.in.units = un;
+            df.o.units_per_row = 2;
+            df.o.style = co.style;
+            if (out && ((st = zft_output_prepare(out)) || (st = zf_viz_doc_open(out, &doc)) ||
+                        (st = draw_deep(doc, &df)) || (st = zf_viz_doc_finish(doc))))
+                ;
+            else if (store) {
+                char what[2800];
+                snprintf(what, sizeof what, "%s of %s and %s in pixels: aliasing (Zeiler & Fergus Fig. 6)", layer,
+                         sides[0].name, sides[1].name);
+                zf_db_rendering r = {-1, -1, layer, -1, -1, "compare", what, 0, 0};
+                st = zft_store_rendering_at(store, &r, draw_deep, &df);
+            }
+        }
+        for (int i = 0; i < 2 && !st; i++)
+            printf("%s: %s, %d units, dead %d (%.1f%%, never fire on %d image%s), projections %dx%d padded to %d, "
+                   "frequency shares low %.1f%% mid %.1f%% high %.1f%%\n",
+                   sides[i].name, layer, d[i].units, d[i].units - d[i].live,
+                   100.0 * (d[i].units - d[i].live) / d[i].units, d[i].images, d[i].images == 1 ? "" : "s", d[i].rf,
+                   d[i].rf, d[i].pad, 100 * d[i].sp.low, 100 * d[i].sp.mid, 100 * d[i].sp.high);
+        for (int i = 0; i < 2; i++) {
+            free(d[i].proj);
+            free(d[i].show);
+        }
+        if (st)
+            goto fail;
+        if (out)
+            fprintf(stderr, "wrote %s\n", out);
+        rc = 0;
+        goto fail;
+    }
+    zf_viz_compare_model m[2];
+    for (int i = 0; i < 2; i++) {
         const zf_net *net = sides[i].net;
         const zf_layer *l = &net->layers[sides[i].conv];
         zf_viz_compare_model mm = {sides[i].name, l->weight, l->out_c, l->in_c / (l->groups > 0 ? l->groups : 1),
@@ -219,7 +487,7 @@ int zf_cmd_compare(int argc, char **argv)
         fprintf(stderr, "wrote %s\n", out);
     rc = 0;
 fail:
-    if (rc)
+    if (rc == 1)
         rc = zft_fail("compare", st);
     zf_viz_doc_free(doc);
     for (int i = 0; i < 2; i++)

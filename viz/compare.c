@@ -14,76 +14,83 @@
 
 zf_status zf_viz_filter_spectrum(zf_viz_spectrum *out, const float *w, int k, int c, int kh, int kw)
 {
+    return zf_viz_filter_spectrum_n(out, w, k, c, kh, kw, N);
+}
+
+zf_status zf_viz_filter_spectrum_n(zf_viz_spectrum *out, const float *w, int k, int c, int kh, int kw, int n)
+{
     memset(out, 0, sizeof *out);
-    if (!w || k < 1 || c < 1 || kh < 1 || kw < 1 || kh > N || kw > N)
-        return zf_error(ZF_ERR_SHAPE, "spectrum: filters %dx%dx%dx%d (kernels up to %dx%d)", k, c, kh, kw, N, N);
-    double cs[N], sn[N];
-    for (int i = 0; i < N; i++) {
-        cs[i] = cos(2 * M_PI * i / N);
-        sn[i] = sin(2 * M_PI * i / N);
-    }
+    if (!w || k < 1 || c < 1 || kh < 1 || kw < 1 || n < N || n > ZF_VIZ_SPECTRUM_NMAX || n % 2 || kh > n || kw > n)
+        return zf_error(ZF_ERR_SHAPE, "spectrum: filters %dx%dx%dx%d padded to %d (kernels up to %dx%d, %d..%d even)", k,
+                        c, kh, kw, n, n, n, N, ZF_VIZ_SPECTRUM_NMAX);
+    const int nn = n * n;
+    double *cs = zf_malloc(sizeof(double) * 2 * n), *sn = cs ? cs + n : NULL;
     /* Band and bin of every frequency sample, and the samples per bin. */
-    int band[N][N], bin[N][N], per_bin[ZF_VIZ_SPECTRUM_BINS] = {0};
-    for (int u = 0; u < N; u++) {
-        for (int v = 0; v < N; v++) {
-            double fy = (double)(u < N / 2 ? u : u - N) / N, fx = (double)(v < N / 2 ? v : v - N) / N;
-            double r = sqrt(fx * fx + fy * fy);
-            band[u][v] = r * 6 < 1 ? 0 : r * 3 < 1 ? 1 : 2;
-            int b = (int)(r * N);
-            bin[u][v] = b < ZF_VIZ_SPECTRUM_BINS ? b : ZF_VIZ_SPECTRUM_BINS - 1;
-            per_bin[bin[u][v]]++;
-        }
-    }
-    double *re1 = zf_malloc(sizeof(double) * kh * N * 2), *im1 = re1 ? re1 + kh * N : NULL;
-    double *pw = zf_malloc(sizeof(double) * N * N);
-    if (!re1 || !pw) {
+    int *band = zf_malloc(sizeof(int) * 2 * nn), *bin = band ? band + nn : NULL, per_bin[ZF_VIZ_SPECTRUM_BINS] = {0};
+    double *re1 = zf_malloc(sizeof(double) * kh * n * 2), *im1 = re1 ? re1 + kh * n : NULL;
+    double *pw = zf_malloc(sizeof(double) * nn);
+    if (!cs || !band || !re1 || !pw) {
+        free(cs);
+        free(band);
         free(re1);
         free(pw);
         return zf_error(ZF_ERR_NOMEM, "spectrum: out of memory");
     }
+    for (int i = 0; i < n; i++) {
+        cs[i] = cos(2 * M_PI * i / n);
+        sn[i] = sin(2 * M_PI * i / n);
+    }
+    for (int u = 0; u < n; u++) {
+        for (int v = 0; v < n; v++) {
+            double fy = (double)(u < n / 2 ? u : u - n) / n, fx = (double)(v < n / 2 ? v : v - n) / n;
+            double r = sqrt(fx * fx + fy * fy);
+            band[u * n + v] = r * 6 < 1 ? 0 : r * 3 < 1 ? 1 : 2;
+            int b = (int)(r * N); /* bins of 1/32 cycle per pixel whatever the padding */
+            bin[u * n + v] = b < ZF_VIZ_SPECTRUM_BINS ? b : ZF_VIZ_SPECTRUM_BINS - 1;
+            per_bin[bin[u * n + v]]++;
+        }
+    }
     double bands[3] = {0};
     for (int f = 0; f < k; f++) {
-        memset(pw, 0, sizeof(double) * N * N);
+        memset(pw, 0, sizeof(double) * nn);
         for (int ch = 0; ch < c; ch++) {
             const float *ker = w + ((int64_t)f * c + ch) * kh * kw;
-            /* Along x for every kernel row, then along y: the zero-padded N x N DFT. */
+            /* Along x for every kernel row, then along y: the zero-padded n x n DFT. */
             for (int y = 0; y < kh; y++) {
-                for (int v = 0; v < N; v++) {
+                for (int v = 0; v < n; v++) {
                     double re = 0, im = 0;
                     for (int x = 0; x < kw; x++) {
-                        int t = (v * x) % N;
+                        int t = (v * x) % n;
                         re += ker[y * kw + x] * cs[t];
                         im -= ker[y * kw + x] * sn[t];
                     }
-                    re1[y * N + v] = re;
-                    im1[y * N + v] = im;
+                    re1[y * n + v] = re;
+                    im1[y * n + v] = im;
                 }
             }
-            for (int u = 0; u < N; u++) {
-                for (int v = 0; v < N; v++) {
+            for (int u = 0; u < n; u++) {
+                for (int v = 0; v < n; v++) {
                     double re = 0, im = 0;
                     for (int y = 0; y < kh; y++) {
-                        int t = (u * y) % N;
-                        double a = re1[y * N + v], b = im1[y * N + v];
+                        int t = (u * y) % n;
+                        double a = re1[y * n + v], b = im1[y * n + v];
                         re += a * cs[t] + b * sn[t];
                         im += b * cs[t] - a * sn[t];
                     }
-                    pw[u * N + v] += re * re + im * im;
+                    pw[u * n + v] += re * re + im * im;
                 }
             }
         }
         double total = 0;
-        for (int i = 0; i < N * N; i++)
+        for (int i = 0; i < nn; i++)
             total += pw[i];
         if (!(total > 0))
             continue; /* a dead filter has no spectrum */
         double fb[3] = {0}, fbin[ZF_VIZ_SPECTRUM_BINS] = {0};
-        for (int u = 0; u < N; u++) {
-            for (int v = 0; v < N; v++) {
-                double p = pw[u * N + v] / total;
-                fb[band[u][v]] += p;
-                fbin[bin[u][v]] += p;
-            }
+        for (int i = 0; i < nn; i++) {
+            double p = pw[i] / total;
+            fb[band[i]] += p;
+            fbin[bin[i]] += p;
         }
         for (int b = 0; b < 3; b++)
             bands[b] += fb[b];
@@ -91,6 +98,8 @@ zf_status zf_viz_filter_spectrum(zf_viz_spectrum *out, const float *w, int k, in
             out->radial[b] += per_bin[b] ? fbin[b] / per_bin[b] : 0;
         out->filters++;
     }
+    free(cs);
+    free(band);
     free(re1);
     free(pw);
     if (out->filters > 0) {

@@ -123,6 +123,11 @@ typedef struct zf_viz_spectrum {
     int filters;                           /* filters counted */
 } zf_viz_spectrum;
 zf_status zf_viz_filter_spectrum(zf_viz_spectrum *out, const float *w, int k, int c, int kh, int kw);
+/* The same zero-padded to n x n (n even, ZF_VIZ_SPECTRUM_N..ZF_VIZ_SPECTRUM_NMAX) for kernels
+ * larger than 32 x 32, such as conv2's pixel-space projections (zfviz compare --layer conv2);
+ * bands and bins are in cycles per pixel as above. */
+#define ZF_VIZ_SPECTRUM_NMAX 512
+zf_status zf_viz_filter_spectrum_n(zf_viz_spectrum *out, const float *w, int k, int c, int kh, int kw, int n);
 
 /* ---- Filter grids (zfviz filters) ----------------------------------------------------------- */
 
