@@ -406,7 +406,7 @@ int zf_cmd_compare(int argc, char **argv)
             st = write_deep_npy(npy_dir, i ? "b" : "a", &d[i], sides[i].net->in_c);
         if (!st) {
             for (int i = 0; i < 2; i++) {
-                snprintf(label[i], sizeof label[i], "%s %s", sides[i].name, layer);
+                snprintf(label[i], sizeof label[i], "%s %s", sides[i].name, sides[i].net->layers[deep_conv[i]].name);
                 zf_viz_unit u = {label[i], d[i].n_show ? atoi(d[i].caption[0] + 1) : 0, d[i].n_show, d[i].patch, 0};
                 un[i] = u;
             }
@@ -433,7 +433,7 @@ int zf_cmd_compare(int argc, char **argv)
         for (int i = 0; i < 2 && !st; i++)
             printf("%s: %s, %d units, dead %d (%.1f%%, never fire on %d image%s), projections %dx%d padded to %d, "
                    "frequency shares low %.1f%% mid %.1f%% high %.1f%%\n",
-                   sides[i].name, layer, d[i].units, d[i].units - d[i].live,
+                   sides[i].name, sides[i].net->layers[deep_conv[i]].name, d[i].units, d[i].units - d[i].live,
                    100.0 * (d[i].units - d[i].live) / d[i].units, d[i].images, d[i].images == 1 ? "" : "s", d[i].rf,
                    d[i].rf, d[i].pad, 100 * d[i].sp.low, 100 * d[i].sp.mid, 100 * d[i].sp.high);
         for (int i = 0; i < 2; i++) {
