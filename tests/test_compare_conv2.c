@@ -10,7 +10,9 @@
 #include <unistd.h>
 
 #include "testutil.h"
+#include "zf/dataset.h"
 #include "zf/io.h"
+#include "zf/net.h"
 
 typedef struct printed {
     int units, dead, rf, pad;
@@ -145,6 +147,67 @@ Test(compare_conv2, seeded_nets)
                  0, "zfviz compare --layer relu2 failed");
     check_side(dir, "a.npy", "alexnet-mini");
     check_side(dir, "b.npy", "zfnet-mini");
+
+    /* alexnet-mini=random:7 rebuilt here through the public API: the dead units are the conv2 maps
+     * whose ReLU is 0 everywhere on the 4 images, and the first projection is the deconvnet's of the
+     * strongest activation of all, cropped without losing any of it (same sum of |v|). */
+    zf_net *net;
+    cr_assert_eq(zf_net_new_builtin("alexnet-mini", &net), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_load_weights(net, "random:7"), ZF_OK, "%s", zf_last_error());
+    zf_dataset *ds;
+    cr_assert_eq(zf_dataset_load_fashion_mnist(NULL, 0, &ds), ZF_OK, "%s", zf_last_error());
+    const int64_t in_size = zf_net_in_size(net), idx[4] = {0, 1, 2, 3};
+    float *x = malloc(sizeof(float) * 4 * in_size);
+    cr_assert_eq(zf_dataset_batch(x, NULL, ds, idx, 4, net, NULL, 0), ZF_OK, "%s", zf_last_error());
+    zf_dataset_free(ds);
+    const int conv = zf_net_find_conv(net, "conv2"), relu = zf_net_rectified(net, conv);
+    const zf_layer *l = &net->layers[conv];
+    const int k = l->out_c, hw = l->out_h * l->out_w;
+    cr_assert_eq(zf_net_reserve(net, 4), ZF_OK);
+    cr_assert_eq(zf_net_forward_upto(net, x, 4, relu), ZF_OK, "%s", zf_last_error());
+    const float *a = zf_net_act(net, relu);
+    int dead = 0, best_c = -1, best_i = 0, best_p = 0;
+    float best = 0;
+    for (int c = 0; c < k; c++) {
+        int fired = 0;
+        for (int i = 0; i < 4; i++)
+            for (int p = 0; p < hw; p++) {
+                float v = a[((size_t)i * k + c) * hw + p];
+                fired |= v > 0;
+                if (v > best) {
+                    best = v;
+                    best_c = c;
+                    best_i = i;
+                    best_p = p;
+                }
+            }
+        dead += !fired;
+    }
+    char path[4200];
+    snprintf(path, sizeof path, "%s/out.txt", dir);
+    printed pa = read_line(path, "alexnet-mini");
+    cr_expect_eq(pa.dead, dead, "dead: printed %d, counted %d", pa.dead, dead);
+    cr_assert_geq(best_c, 0, "nothing fires");
+    cr_assert_eq(zf_net_forward_upto(net, x + best_i * in_size, 1, relu), ZF_OK);
+    int y = best_p / l->out_w, xx = best_p % l->out_w;
+    zf_deconv_req req = {conv, ZF_DECONV_UNIT, 0, &best_c, &y, &xx};
+    float *full = malloc(sizeof(float) * in_size);
+    cr_assert_eq(zf_net_deconv(net, full, 1, &req), ZF_OK, "%s", zf_last_error());
+    double want = 0, got = 0;
+    for (int64_t i = 0; i < in_size; i++)
+        want += fabs(full[i]);
+    snprintf(path, sizeof path, "%s/npy/a.npy", dir);
+    zf_tensor *t;
+    cr_assert_eq(zf_npy_read(path, &t), ZF_OK, "%s", zf_last_error());
+    const int64_t tile = t->shape[1] * t->shape[2] * t->shape[3];
+    for (int64_t i = 0; i < tile; i++)
+        got += fabs(zf_tensor_f32(t)[i]);
+    cr_expect(want > 0 && fabs(got - want) <= 1e-5 * want, "first projection: sum |v| %.9g, deconvnet's %.9g", got,
+              want);
+    zf_tensor_free(t);
+    free(full);
+    free(x);
+    zf_net_free(net);
 }
 
 static void refused(const char *layer)
