@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "conv_internal.h"
+#include "gemm_internal.h"
 #include "pool_internal.h"
 #include "util_internal.h"
 #include "zf/backward.h"
@@ -53,9 +54,8 @@ void zf_conv_backward_weights(float *dw, float *db, const float *in, const float
         const float beta = n0 == 0 ? 0.0f : 1.0f;
         for (int gi = 0; gi < g->groups; gi++) {
             /* dw_g (kg, kdim) += dout_g (kg, cols) . col_g^T (cols, kdim) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, kg, kdim, (int)cols, 1.0f,
-                        src + (size_t)gi * kg * cols, (int)cols, col + (size_t)gi * kdim * cols,
-                        (int)cols, beta, dw + (size_t)gi * kg * kdim, kdim);
+            zf_sgemm('N', 'T', kg, kdim, (int)cols, 1.0f, src + (size_t)gi * kg * cols, (int)cols,
+                     col + (size_t)gi * kdim * cols, (int)cols, beta, dw + (size_t)gi * kg * kdim, kdim);
         }
     }
     if (db) {
@@ -80,16 +80,14 @@ void zf_fc_backward(float *din, float *dw, float *db, const float *dout, const f
         return;
     }
     /* dw (out_f, in_f) = dout^T (out_f, n) . in (n, in_f) */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, out_f, in_f, n, 1.0f, dout, out_f, in, in_f,
-                0.0f, dw, in_f);
+    zf_sgemm('T', 'N', out_f, in_f, n, 1.0f, dout, out_f, in, in_f, 0.0f, dw, in_f);
     if (din) {
         if (n == 1) {
             /* din = w^T dout: memory-bound, sgemv reads the weights once */
             cblas_sgemv(CblasRowMajor, CblasTrans, out_f, in_f, 1.0f, w, in_f, dout, 1, 0.0f, din, 1);
         } else {
             /* din (n, in_f) = dout (n, out_f) . w (out_f, in_f) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in_f, out_f, 1.0f, dout, out_f,
-                        w, in_f, 0.0f, din, in_f);
+            zf_sgemm('N', 'N', n, in_f, out_f, 1.0f, dout, out_f, w, in_f, 0.0f, din, in_f);
         }
     }
     memcpy(db, dout, sizeof(float) * out_f);

@@ -1,14 +1,14 @@
-/* Convolution with groups on the CPU: im2col into a column buffer, then one cblas_sgemm per group.
+/* Convolution with groups on the CPU: im2col into a column buffer, then one sgemm per group (zf_sgemm).
  * Layers with small output maps (conv3-5 at 13x13) put several images side by side in the column
  * buffer, so each GEMM is wide enough to run near the BLAS peak. 3x3 and 5x5 stride-1 layers with
  * enough output tiles go through Winograd instead (winograd.c), and 5x5 stride-2 ones as a 3x3
  * Winograd convolution of the input's phases. */
-#include <cblas.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "conv_internal.h"
 #include "dnnl_internal.h"
+#include "gemm_internal.h"
 #include "simd_internal.h"
 #include "winograd_internal.h"
 #include "zf/ops.h"
@@ -345,9 +345,8 @@ void zf_conv_forward_im2col(float *out, const float *in, const float *w, const f
                 row[j] = b;
         }
         for (int gi = 0; gi < g->groups; gi++) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, (int)cols, kdim, 1.0f,
-                        w + (size_t)gi * kg * kdim, kdim, col + (size_t)gi * kdim * cols, (int)cols,
-                        1.0f, dst + (size_t)gi * kg * cols, ldc);
+            zf_sgemm('N', 'N', kg, (int)cols, kdim, 1.0f, w + (size_t)gi * kg * kdim, kdim,
+                     col + (size_t)gi * kdim * cols, (int)cols, 1.0f, dst + (size_t)gi * kg * cols, ldc);
         }
         if (nb > 1) {
 #pragma omp parallel for collapse(2) schedule(static)
@@ -390,9 +389,8 @@ void zf_conv_backward_data(float *din, const float *dout, const float *w, const 
         const float *src = zf_conv_gather_dout(ws + (size_t)g->c * g->kh * g->kw * cols, dout, n0, nb, g);
         for (int gi = 0; gi < g->groups; gi++) {
             /* col_g (kdim, cols) = W_g^T (kdim, kg) . dout_g (kg, cols) */
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, kdim, (int)cols, kg, 1.0f,
-                        w + (size_t)gi * kg * kdim, kdim, src + (size_t)gi * kg * cols, (int)cols,
-                        0.0f, col + (size_t)gi * kdim * cols, (int)cols);
+            zf_sgemm('T', 'N', kdim, (int)cols, kg, 1.0f, w + (size_t)gi * kg * kdim, kdim,
+                     src + (size_t)gi * kg * cols, (int)cols, 0.0f, col + (size_t)gi * kdim * cols, (int)cols);
         }
         col2im(din + n0 * in_img, col, nb, g);
     }

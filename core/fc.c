@@ -5,6 +5,7 @@
 
 #include "dnnl_internal.h"
 #include "fc_internal.h"
+#include "gemm_internal.h"
 #include "zf/cpu.h"
 #include "zf/ops.h"
 #include "kernels_internal.h" /* last: this copy's names for the kernel functions */
@@ -174,11 +175,8 @@ void zf_fc_forward(float *out, const float *in, const float *w, const float *bia
     const int big = (size_t)in_f * out_f >= STREAM_BIG_WEIGHTS;
     if (big ? n <= FC_STREAM_MAX_BATCH : n >= 2 && n <= 8)
         zf_fc_forward_stream(out, in, w, bias, n, in_f, out_f);
-    else if (zf_blas_better_core_here())
-        /* OpenBLAS runs kernels older than the CPU (it does not know it): oneDNN's sgemm picks its
-         * own by the CPU's features (on the Zen 3 machine with OPENBLAS_CORETYPE=Prescott, one
-         * thread: 3.4-3.9x OpenBLAS's speed at batch 32 and 64). Where OpenBLAS knows the CPU the
-         * two are even (bench_cpu --variants --only fc: 0.9-1.1x), and OpenBLAS stays. */
+    else if (zf_sgemm_onednn())
+        /* zf_sgemm's rule (gemm.c): oneDNN's sgemm where OpenBLAS runs kernels older than the CPU */
         zf_fc_forward_dnnl(out, in, w, bias, n, in_f, out_f);
     else
         zf_fc_forward_blas(out, in, w, bias, n, in_f, out_f);

@@ -1,8 +1,8 @@
 /* Winograd transforms F(2x2, 3x3), F(4x4, 3x3), F(4x4, 5x5), the occlusion's rectangular and 6x6
  * tiles, and the dense convolution by them; see winograd_internal.h. */
-#include <cblas.h>
 #include <string.h>
 
+#include "gemm_internal.h"
 #include "simd_internal.h"
 #include "winograd_internal.h"
 #include "kernels_internal.h" /* last: this copy's names for the kernel functions */
@@ -491,14 +491,13 @@ void zf_wino_conv_forward(float *out, const float *in, const float *u, const flo
                                  m, r, rows);
             }
         }
-        /* The nn * G products are independent: one per thread at a time (OpenBLAS runs
+        /* The nn * G products are independent: one per thread at a time (OpenBLAS and oneDNN run
          * single-threaded inside a parallel region), one fork and join for the stage. */
 #pragma omp parallel for schedule(dynamic, 1)
         for (int q = 0; q < G * nn; q++) {
             const int gi = q / nn, xi = q % nn;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, T, cg, 1.0f,
-                        u + ((size_t)gi * kg * nn + xi) * cg, nn * cg, V + gi * cg * cs + (size_t)xi * T,
-                        (int)cs, 0.0f, M + gi * kg * cs + (size_t)xi * T, (int)cs);
+            zf_sgemm('N', 'N', kg, T, cg, 1.0f, u + ((size_t)gi * kg * nn + xi) * cg, nn * cg,
+                     V + gi * cg * cs + (size_t)xi * T, (int)cs, 0.0f, M + gi * kg * cs + (size_t)xi * T, (int)cs);
         }
         /* Output transform, L tiles at a time. */
 #pragma omp parallel for schedule(static)
