@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "common.h"
+#include "demo_attribution.h"
 #include "figure_opts.h"
 #include "viz_db.h"
 #include "zf/dataset.h"
@@ -34,7 +35,7 @@ const char zf_cmd_demo_summary[] = "the tour: every figure of both embedded nets
 #define N_NETS 2
 #define SHEET_UNITS 4  /* conv5 units per sheet: one legible page */
 #define N_OCCL 4       /* occlusion images per net */
-#define N_STAGES 9
+#define N_STAGES 10
 #define DEFAULT_IMAGES 500
 #define QUICK_IMAGES 50
 #define FULL_EVAL_S 90.0 /* the longest the whole-test-set accuracy may take (both nets) */
@@ -48,6 +49,7 @@ static void usage(void)
            "  conv1-compare.png          conv1 of both nets side by side with the comparison numbers\n"
            "  conv5-top9-NET.png         top-9 deconv sheets of the strongest conv5 units (ZF Fig. 2)\n"
            "  occlusion-NET.png          occlusion sensitivity of 4 images (ZF Fig. 7)\n"
+           "  attribution.png, .npy      7 attribution methods on the occlusion images, both nets\n"
            "  dead-units.txt             units that never (or rarely) fire over the images\n"
            "  training-curves.png        loss and accuracy per epoch of both trainings\n"
            "  images/                    the test images used, as PNGs (00042-Sneaker.png)\n"
@@ -104,6 +106,7 @@ typedef struct demo {
     double t0;
     int stage;
     zf_viz_style style;                /* the figure options */
+    zft_demo_attr attr;                /* the attribution page */
 } demo;
 
 static void stage(demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -619,7 +622,7 @@ static zf_status write_png(demo *d, const char *name, figure_fn fn, int which)
 
 /* ---- the PDF ---- */
 
-#define PDF_PAGES 8
+#define PDF_PAGES 9
 
 static void pct(char *buf, size_t len, double v)
 {
@@ -713,7 +716,8 @@ static zf_status cover_page(zf_viz_doc *doc, demo *d)
            " 5  zfnet-mini conv5: the same\n"
            " 6  alexnet-mini: occlusion sensitivity of %d test images of different classes (ZF Fig. 7)\n"
            " 7  zfnet-mini: the same images\n"
-           " 8  Dead units of both nets over the %d images\n",
+           " 8  Dead units of both nets over the %d images\n"
+           " 9  Attribution methods (gradient, guided backprop, deconvnet, Grad-CAM, IG, SmoothGrad) on the same images\n",
            SHEET_UNITS, d->n_occl, d->n_images);
     sb_add(&more,
            "# every page is also a PNG in %s; the scans are kept for the commands that read them:\n"
@@ -822,6 +826,8 @@ static zf_status write_pdf(demo *d, const char *path)
         st = fig_occlusion(doc, d, i);
     if (!st)
         st = dead_page(doc, d);
+    if (!st)
+        st = zft_demo_attr_figure(doc, &d->attr, &d->style);
     if (!st && zf_viz_doc_pages(doc) != PDF_PAGES)
         st = zf_error(ZF_ERR_ARG, "%s: %d pages, the cover promises %d", path, zf_viz_doc_pages(doc), PDF_PAGES);
     if (!st)
@@ -891,7 +897,8 @@ static zf_status run(demo *d)
 {
     zf_status st;
     char p[PATH_MAX], name[128];
-    if ((st = check_models()) || (st = check_outputs(d)) || (st = check_out_dir(d->dir)))
+    if ((st = check_models()) || (st = check_outputs(d)) || (st = zft_demo_attr_check(d->dir)) ||
+        (st = check_out_dir(d->dir)))
         return st;
     stage(d, "loading the embedded models and Fashion-MNIST's test set");
     for (int i = 0; i < N_NETS; i++) {
@@ -959,6 +966,18 @@ static zf_status run(demo *d)
             return st;
     }
 
+    stage(d, "attribution methods on the %d occlusion images: %s/attribution.png", d->n_occl, d->dir);
+    {
+        zf_net *nets[N_NETS];
+        char *paths[N_OCCL];
+        for (int i = 0; i < N_NETS; i++)
+            nets[i] = d->nets[i].net;
+        for (int i = 0; i < d->n_occl; i++)
+            paths[i] = d->paths[d->occl_img[i]];
+        if ((st = zft_demo_attr_run(&d->attr, nets, net_names, N_NETS, paths, d->n_occl, d->dir, &d->style)))
+            return st;
+    }
+
     stage(d, "dead units and training curves: %s/dead-units.txt, %s/training-curves.png", d->dir, d->dir);
     if ((st = write_dead(d, path_in(p, d->dir, "dead-units.txt"))) ||
         (st = write_png(d, "training-curves.png", fig_curves, 0)))
@@ -979,6 +998,7 @@ static zf_status run(demo *d)
     for (int i = 0; i < N_NETS; i++)
         printf("  %s/occlusion-%s.png%*s occlusion sensitivity of %d images\n", D, d->nets[i].name,
                (int)(14 - strlen(d->nets[i].name)), "", d->n_occl);
+    printf("  %s/attribution.png           7 attribution methods on %d images, both nets (maps: .npy)\n", D, d->n_occl);
     printf("  %s/dead-units.txt            dead and rarely firing units\n", D);
     printf("  %s/images/                   the %d test images\n", D, d->n_images);
     printf("  %s/alexnet-mini.db, zfnet-mini.db  the scans (zfviz sheet, dead, report --db ...)\n", D);
@@ -1009,6 +1029,7 @@ static void demo_free(demo *d)
     free(d->idx);
     zf_dataset_free(d->sel);
     zf_dataset_free(d->test);
+    zft_demo_attr_free(&d->attr);
 }
 
 int zf_cmd_demo(int argc, char **argv)
