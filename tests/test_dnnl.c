@@ -2,21 +2,27 @@
  * multiples of no vector or block width: its convolution primitives with bias, with the fused
  * ReLU, grouped, strided, padded (a bottom padding that the output size leaves short of the
  * top's), under the widest kernel set and under sse (oneDNN limited to SSE4.1 alike); the paths
- * zf_conv_forward then takes; oneDNN's sgemm for the fully connected layers; and `zfviz info`
- * naming what runs under each ZFVIZ_ISA. Skipped, with the reason, where zfviz is built without
+ * zf_conv_forward then takes; oneDNN's sgemm for the fully connected layers; zf_sgemm taking it
+ * for every GEMM of the convolution paths (im2col, Winograd, polyphase, the backward passes) where
+ * OpenBLAS runs Prescott's kernels, OpenBLAS where it runs Haswell's; and `zfviz info` naming
+ * what runs under each ZFVIZ_ISA. Skipped, with the reason, where zfviz is built without
  * oneDNN. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <unistd.h>
 
 #include "testutil.h"
+#include "zf/backward.h"
 #include "zf/cpu.h"
 #include "zf/ops.h"
 #include "../core/conv_internal.h"
 #include "../core/dnnl_internal.h"
 #include "../core/fc_internal.h"
+#include "../core/gemm_internal.h"
 
 static void need_dnnl(void)
 {
@@ -224,4 +230,146 @@ Test(dnnl, info_names_onednn_and_each_convolution_path)
     cr_assert(strstr(wide, "conv1 onednn:jit:"), "conv1's path is not named:\n%s", wide);
     free(wide);
     free(sse);
+}
+
+/* ---- zf_sgemm (core/gemm.c): every GEMM of the convolution paths takes oneDNN where OpenBLAS runs
+ * kernels older than the CPU. OpenBLAS reads OPENBLAS_CORETYPE when it loads, so the checks run
+ * in a process of this program started with it set (sgemm_child below, skipped otherwise). */
+
+/* float64 from the definition: din (n, c, h, w) and dw (k, c/groups, kh, kw) of a convolution whose
+ * output gradient is dout. */
+static void ref_conv_backward(double *din, double *dw, const float *in, const float *dout, const float *w,
+                              const zf_conv_geom *g)
+{
+    const int cg = g->c / g->groups, kg = g->k / g->groups;
+    memset(din, 0, sizeof(double) * in_floats(g));
+    memset(dw, 0, sizeof(double) * w_floats(g));
+    for (int n = 0; n < g->n; n++)
+        for (int k = 0; k < g->k; k++)
+            for (int oy = 0; oy < g->oh; oy++)
+                for (int ox = 0; ox < g->ow; ox++) {
+                    const double d = dout[(((size_t)n * g->k + k) * g->oh + oy) * g->ow + ox];
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ky = 0; ky < g->kh; ky++)
+                            for (int kx = 0; kx < g->kw; kx++) {
+                                const int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
+                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                    continue;
+                                const size_t ii = (((size_t)n * g->c + k / kg * cg + ci) * g->h + iy) * g->w + ix;
+                                const size_t wi = (((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx;
+                                din[ii] += d * w[wi];
+                                dw[wi] += d * in[ii];
+                            }
+                }
+}
+
+/* The convolution paths that call zf_sgemm, each against float64 at sizes that are multiples of
+ * no vector or block width; oneDNN must have run (onednn) or not run (!onednn) their GEMMs. */
+static void check_gemm_paths(int onednn)
+{
+    static const struct {
+        const char *what, *path; /* path: what zf_conv_path_name must say ("" for im2col forced) */
+        int n, c, h, w, k, kk, s, p, groups;
+        double tol;
+    } cases[] = {
+        {"im2col 11x11 stride 4", "", 2, 3, 47, 39, 13, 11, 4, 2, 1, 2e-5},
+        {"im2col 3x3, 2 groups, images batched", "", 3, 10, 11, 9, 14, 3, 1, 1, 2, 2e-5},
+        {"winograd F(2x2, 3x3), 2 groups", "winograd-f2", 8, 6, 6, 5, 10, 3, 1, 1, 2, 1e-4},
+        {"winograd F(4x4, 3x3)", "winograd-f4", 5, 7, 29, 31, 11, 3, 1, 1, 1, 1e-4},
+        {"winograd F(4x4, 5x5)", "winograd-f4", 2, 5, 27, 25, 9, 5, 1, 2, 1, 1e-4},
+        {"polyphase 5x5 stride 2", "polyphase-f4", 2, 3, 57, 55, 7, 5, 2, 1, 1, 1e-4},
+    };
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        const zf_conv_geom g = geom(cases[t].n, cases[t].c, cases[t].h, cases[t].w, cases[t].k, cases[t].kk,
+                                    cases[t].s, cases[t].p, cases[t].groups);
+        const double tol = cases[t].tol;
+        float *in = frand(in_floats(&g), 70 + t), *w = frand(w_floats(&g), 80 + t), *b = frand((size_t)g.k, 90 + t);
+        float *dout = frand(out_floats(&g), 100 + t), *out = malloc(sizeof(float) * out_floats(&g));
+        float *din = malloc(sizeof(float) * in_floats(&g)), *dw = malloc(sizeof(float) * w_floats(&g));
+        double *ref = malloc(sizeof(double) * out_floats(&g)), *rdin = malloc(sizeof(double) * in_floats(&g));
+        double *rdw = malloc(sizeof(double) * w_floats(&g));
+        const size_t wsn = zf_conv_workspace_floats(&g), wsb = zf_conv_backward_weights_ws_floats(&g);
+        float *ws = malloc(sizeof(float) * (wsn > wsb ? wsn : wsb));
+        char what[160];
+        ref_conv(ref, in, w, b, &g, 0);
+        ref_conv_backward(rdin, rdw, in, dout, w, &g);
+
+        unsigned long calls = zf_sgemm_onednn_calls();
+        if (*cases[t].path) {
+            cr_assert(!strcmp(zf_conv_path_name(&g), cases[t].path), "%s takes %s", cases[t].what,
+                      zf_conv_path_name(&g));
+            zf_conv_forward_own(out, in, w, b, &g, ws);
+        } else {
+            zf_conv_forward_im2col(out, in, w, b, &g, ws);
+        }
+        cr_assert(onednn ? zf_sgemm_onednn_calls() > calls : zf_sgemm_onednn_calls() == 0,
+                  "%s: oneDNN ran %lu GEMMs of the forward", cases[t].what, zf_sgemm_onednn_calls() - calls);
+        snprintf(what, sizeof what, "%s (%s), forward", cases[t].what, zf_sgemm_library());
+        expect_close(out, ref, out_floats(&g), tol, what);
+
+        calls = zf_sgemm_onednn_calls();
+        zf_conv_backward_data(din, dout, w, &g, ws);
+        zf_conv_backward_weights(dw, NULL, in, dout, &g, ws);
+        cr_assert(onednn ? zf_sgemm_onednn_calls() >= calls + 2 * (unsigned long)g.groups
+                         : zf_sgemm_onednn_calls() == 0,
+                  "%s: oneDNN ran %lu GEMMs of the backward passes", cases[t].what, zf_sgemm_onednn_calls() - calls);
+        snprintf(what, sizeof what, "%s (%s), input gradient", cases[t].what, zf_sgemm_library());
+        expect_close(din, rdin, in_floats(&g), 2e-5, what);
+        snprintf(what, sizeof what, "%s (%s), weight gradient", cases[t].what, zf_sgemm_library());
+        expect_close(dw, rdw, w_floats(&g), 2e-5, what);
+        free(in), free(w), free(b), free(dout), free(out), free(din), free(dw);
+        free(ref), free(rdin), free(rdw), free(ws);
+    }
+}
+
+static int child_mode(const char *mode)
+{
+    const char *m = getenv("ZF_TEST_SGEMM_CHILD");
+    return m && !strcmp(m, mode);
+}
+
+Test(sgemm_child, prescott)
+{
+    if (!child_mode("prescott"))
+        cr_skip_test("run by dnnl/every_gemm_takes_onednn_where_openblas_runs_prescott");
+    cr_assert(!strcasecmp(zf_blas_core(), "Prescott"), "OPENBLAS_CORETYPE=Prescott gave OpenBLAS %s", zf_blas_core());
+    cr_assert_str_eq(zf_sgemm_library(), "oneDNN");
+    check_gemm_paths(1);
+}
+
+Test(sgemm_child, haswell)
+{
+    if (!child_mode("haswell"))
+        cr_skip_test("run by dnnl/every_gemm_takes_onednn_where_openblas_runs_prescott");
+    cr_assert(!strcasecmp(zf_blas_core(), "Haswell"), "OPENBLAS_CORETYPE=Haswell gave OpenBLAS %s", zf_blas_core());
+    cr_assert_str_eq(zf_sgemm_library(), "OpenBLAS");
+    check_gemm_paths(0);
+}
+
+/* This program again, with OPENBLAS_CORETYPE=core, running sgemm_child/mode alone: it must pass
+ * (not be skipped). BXFI_MAP, set by Criterion's sandbox in this worker, would make it act as one. */
+static void run_child(const char *core, const char *mode)
+{
+    char exe[4096], log[4200];
+    const ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    cr_assert(len > 0);
+    exe[len] = '\0';
+    snprintf(log, sizeof log, "%s/%s.log", tu_tmpdir(mode), mode);
+    const int rc = tu_system("env -u BXFI_MAP OPENBLAS_CORETYPE=%s ZF_TEST_SGEMM_CHILD=%s '%s' --filter 'sgemm_child/%s' --jobs 1 > '%s' 2>&1",
+                             core, mode, exe, mode, log);
+    char *out = tu_read_file(log, NULL);
+    cr_assert_not_null(out);
+    cr_assert_eq(rc, 0, "OPENBLAS_CORETYPE=%s: the checks failed (exit %d):\n%s", core, rc, out);
+    cr_assert(strstr(out, "Passing: 1"), "OPENBLAS_CORETYPE=%s: the checks did not run:\n%s", core, out);
+    free(out);
+}
+
+Test(dnnl, every_gemm_takes_onednn_where_openblas_runs_prescott)
+{
+    need_dnnl();
+    if (strcmp(zf_cpu_isa(), "avx2") && strcmp(zf_cpu_isa(), "avx512"))
+        cr_skip_test("the CPU has no AVX2 and FMA: Prescott's kernels are not older than it");
+    run_child("Prescott", "prescott");
+    /* where OpenBLAS runs kernels as new as the CPU's, OpenBLAS stays */
+    run_child("Haswell", "haswell");
 }
