@@ -40,8 +40,8 @@ static void usage(void)
            "cropped to its receptive field (R x R, placed top left, zeros where the field leaves the image);\n"
            "the spectrum as for conv1, zero-padded to P x P (P the smallest multiple of 32 >= 2R), bands in\n"
            "cycles per pixel. Units that never fire (ReLU 0 everywhere on every image) are dead and have no\n"
-           "projection. One page: the nine strongest units' projections of each net side by side, the\n"
-           "numbers in the title; stdout one line per net.\n\n"
+           "projection. One page: the nine strongest units' projections of each net beside the image\n"
+           "patches under them, the two nets side by side, the numbers in the title; stdout one line per net.\n\n"
            "  --images P        a folder (searched recursively for .jpg/.jpeg/.png, as zfviz scan does), a list\n"
            "                    of image paths one a line (a file, a pipe or -), or one image\n"
            "  --max-images N    use at most N images (default all; 64 with --layer above conv1)\n"
@@ -159,6 +159,7 @@ typedef struct deep {
     zf_viz_spectrum sp;       /* of the live units' projections */
     float *proj;              /* (live, in_c, rf, rf), raw deconv output, cropped top left */
     float *show;              /* (DEEP_SHOW, in_c, rf, rf), the strongest units as the figure shows them */
+    uint8_t *rgb;             /* (DEEP_SHOW, rf, rf, 3), the image patches under them */
     zf_viz_patch patch[DEEP_SHOW];
     char caption[DEEP_SHOW][32];
     int n_show;
@@ -216,6 +217,7 @@ static zf_status deep_side(zf_net *net, int conv, const path_list *paths, int li
     const zf_layer *l = &net->layers[conv];
     const int k = l->out_c, c = net->in_c, h = net->in_h, w = net->in_w;
     float *x = NULL, *full = NULL, *show_full = NULL;
+    uint8_t *rgb_full = NULL;
     int *ch = NULL, *order = NULL;
     zf_unit_max *m = NULL;
     int64_t n = 0;
@@ -238,7 +240,9 @@ static zf_status deep_side(zf_net *net, int conv, const path_list *paths, int li
     show_full = zf_alloc(sizeof(float) * (size_t)c * h * w);
     d->proj = calloc((size_t)k, sizeof(float) * tile);
     d->show = calloc(DEEP_SHOW, sizeof(float) * tile);
-    if (!ch || !order || !m || !full || !show_full || !d->proj || !d->show) {
+    d->rgb = calloc(DEEP_SHOW, (size_t)3 * d->rf * d->rf);
+    rgb_full = malloc((size_t)3 * h * w);
+    if (!ch || !order || !m || !full || !show_full || !d->proj || !d->show || !d->rgb || !rgb_full) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory for %d projections of %s", k, l->name);
         goto done;
     }
@@ -278,6 +282,11 @@ static zf_status deep_side(zf_net *net, int conv, const path_list *paths, int li
                     memcpy(q + ((size_t)cc * bh + yy) * bw, show_full + ((size_t)cc * h + box.y0 + yy) * w + box.x0,
                            sizeof(float) * (size_t)bw);
             zf_viz_patch *pp = &d->patch[d->n_show];
+            uint8_t *g = d->rgb + (size_t)d->n_show * 3 * d->rf * d->rf;
+            zf_viz_input_to_rgb(rgb_full, x + m[u].image * zf_net_in_size(net), &net->pre, h, w);
+            for (int yy = 0; yy < bh; yy++)
+                memcpy(g + (size_t)yy * bw * 3, rgb_full + ((size_t)(box.y0 + yy) * w + box.x0) * 3, (size_t)bw * 3);
+            pp->rgb = g;
             snprintf(d->caption[d->n_show], sizeof d->caption[0], "#%d", u);
             pp->w = bw;
             pp->h = bh;
@@ -299,6 +308,7 @@ done:
     zf_free(x);
     zf_free(full);
     zf_free(show_full);
+    free(rgb_full);
     free(ch);
     free(order);
     free(m);
@@ -439,6 +449,7 @@ int zf_cmd_compare(int argc, char **argv)
         for (int i = 0; i < 2; i++) {
             free(d[i].proj);
             free(d[i].show);
+            free(d[i].rgb);
         }
         if (st)
             goto fail;
