@@ -1,7 +1,8 @@
 /* oneDNN's convolutions and SGEMM (core only): dnnl.c where CMake found libdnnl, dnnl_none.c (every
  * call declines) where it did not. oneDNN picks its kernels by the CPU's features when it runs,
- * whatever BLAS thinks of the CPU; the convolution paths (conv.c) and the fully connected layers
- * (fc.c) take it where it measured faster (docs/engine.md). */
+ * whatever BLAS thinks of the CPU; the convolution paths (conv.c) take its primitives where they
+ * measured faster, and zf_sgemm (gemm.c), which every GEMM of core goes through, its sgemm where
+ * OpenBLAS runs kernels older than the CPU (docs/engine.md). */
 #ifndef ZF_DNNL_INTERNAL_H
 #define ZF_DNNL_INTERNAL_H
 
