@@ -3,7 +3,6 @@
  * ReLU rule, and gradients, Grad-CAM and integrated gradients on top of them. */
 #include "zf/attribution.h"
 
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +11,7 @@
 #include "util_internal.h"
 #include "zf/backward.h"
 #include "zf/tensor.h"
+#include "gemm_internal.h"
 
 void zf_relu_backward_guided(float *din, const float *dout, const float *out, size_t count)
 {
@@ -123,7 +123,7 @@ zf_status zf_net_backward(zf_backprop *b, float *out, const float *dtop, int top
         case ZF_OP_FC: {
             const int in_f = (int)zf_layer_in_size(l), out_f = l->out_c;
             /* din (n, in_f) = dout (n, out_f) . w (out_f, in_f) */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, in_f, out_f, 1.0f, dcur, out_f,
+            zf_sgemm('N', 'N', n, in_f, out_f, 1.0f, dcur, out_f,
                         l->weight, in_f, 0.0f, dother, in_f);
             break;
         }

@@ -10,6 +10,7 @@
 
 #include "conv_internal.h"
 #include "dnnl_internal.h"
+#include "gemm_internal.h"
 
 static int has_avx2_fma(void)
 {
@@ -92,6 +93,8 @@ const char *zf_blas_better_core_here(void)
     __builtin_cpu_init();
     return zf_blas_better_core(zf_blas_core(), has_avx2_fma(), has_avx512_skx());
 }
+
+const char *zf_cpu_gemm(void) { return zf_sgemm_library(); }
 
 const char *zf_cpu_dnnl(void)
 {

@@ -3,13 +3,13 @@
 #include "zf/alloc.h"
 #include "occlusion_internal.h"
 
-#include <cblas.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "simd_internal.h"
 #include "winograd_internal.h"
+#include "gemm_internal.h"
 #include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
 /* Scratch matrices (im2col columns, Winograd transforms) are cut into chunks of positions of
@@ -94,7 +94,7 @@ static zf_status conv_im2col(occl *o, const zf_layer *l, const float *base_in, c
         }
         const int kk = cg * kh * kw;
         for (int g = 0; g < G; g++)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, (int)ncols, kk, 1.0f,
+            zf_sgemm('N', 'N', kg, (int)ncols, kk, 1.0f,
                         l->weight + (size_t)g * kg * kk, kk, cols + (size_t)g * kk * ncols,
                         (int)ncols, 0.0f, out->v + (size_t)g * kg * out->cols + col0,
                         (int)out->cols);
@@ -177,7 +177,7 @@ static zf_status conv_delta(occl *o, const zf_layer *l, const conv_plan *cp, con
 #pragma omp for schedule(dynamic, 1)
             for (int q = 0; q < G * nblk_g; q++) {
                 const int g = q / nblk_g, k0 = g * kg + (q % nblk_g) * kb, k1 = imin(k0 + kb, (g + 1) * kg);
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (k1 - k0) * taps, (int)nin, cg,
+                zf_sgemm('N', 'N', (k1 - k0) * taps, (int)nin, cg,
                             1.0f, cp->wt + (size_t)k0 * taps * cg, cg, d + (size_t)g * cg * nin,
                             (int)nin, 0.0f, gm, (int)nin);
                 for (int b = b0; b < b1; b++) {
@@ -407,7 +407,7 @@ static zf_status conv_winograd(occl *o, const zf_layer *l, const conv_plan *cp, 
                 k++;
             const int g = (q - qk[k]) / nn[k], xi = (q - qk[k]) % nn[k];
             const int Tk = (int)T[k];
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, kg, Tk, cg, 1.0f,
+            zf_sgemm('N', 'N', kg, Tk, cg, 1.0f,
                         cp->wino[k] + ((size_t)g * kg * nn[k] + xi) * cg, nn[k] * cg,
                         V + vat[k] + ((size_t)xi * C + (size_t)g * cg) * Tk, Tk, 0.0f,
                         M + mat[k] + ((size_t)xi * K + (size_t)g * kg) * Tk, Tk);

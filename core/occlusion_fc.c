@@ -4,12 +4,12 @@
 #include "zf/alloc.h"
 #include "occlusion_internal.h"
 
-#include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "zf/clock.h"
 #include "simd_internal.h"
+#include "gemm_internal.h"
 #include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
 static zf_status grow_int(int **buf, size_t *cap, size_t n)
@@ -54,7 +54,7 @@ static zf_status sparse_product(occl *o, float *y, float beta, const float *x, i
                 idx[nnz++] = c;
     }
     if (nnz > SPARSE_MAX_KEPT * k) {
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, w_per_input ? CblasNoTrans : CblasTrans, n, out_f, k, 1.0f,
+        zf_sgemm('N', w_per_input ? 'N' : 'T', n, out_f, k, 1.0f,
                     x, k, w, w_per_input ? out_f : k, beta, y, out_f);
         return ZF_OK;
     }
@@ -85,7 +85,7 @@ static zf_status sparse_product(occl *o, float *y, float beta, const float *x, i
                     ws[(size_t)f * nnz + j] = w[(size_t)f * k + idx[j]];
         }
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, w_per_input ? CblasNoTrans : CblasTrans, n, out_f, nnz, 1.0f,
+    zf_sgemm('N', w_per_input ? 'N' : 'T', n, out_f, nnz, 1.0f,
                 xs, nnz, ws, w_per_input ? out_f : nnz, beta, y, out_f);
     return ZF_OK;
 }

@@ -1,12 +1,12 @@
 /* Linear probes: a frozen net's features at chosen layers (pooled to a small grid) and a softmax
  * classifier trained on them by full-batch L-BFGS, for Zeiler & Fergus's per-layer table. */
-#include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "zf/probe.h"
 #include "zf/tensor.h"
+#include "gemm_internal.h"
 
 int zf_probe_resolve(const zf_net *net, const char *name)
 {
@@ -170,7 +170,7 @@ static double objective(lin_problem *p, const double *theta, double *g)
     int k = p->k;
     for (int64_t i = 0; i < kd; i++)
         p->wf[i] = (float)theta[i];
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, k, (int)d, 1.0f, p->x, (int)d, p->wf, (int)d,
+    zf_sgemm('N', 'T', (int)n, k, (int)d, 1.0f, p->x, (int)d, p->wf, (int)d,
                 0.0f, p->z, k);
     double loss = 0, zd[256] = {0};
     memset(g + kd, 0, sizeof(double) * (size_t)k);
@@ -190,7 +190,7 @@ static double objective(lin_problem *p, const double *theta, double *g)
             g[kd + c] += r;
         }
     }
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, k, (int)d, (int)n, 1.0f, p->z, k, p->x, (int)d, 0.0f,
+    zf_sgemm('T', 'N', k, (int)d, (int)n, 1.0f, p->z, k, p->x, (int)d, 0.0f,
                 p->gf, (int)d);
     double reg = 0;
     for (int64_t i = 0; i < kd; i++) {

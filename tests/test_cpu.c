@@ -68,9 +68,16 @@ Test(cpu, zfviz_runs_kernels_the_cpu_allows_and_keeps_a_coretype_it_is_given)
     cr_assert_not_null(p, "%s", line);
     sscanf(p + 10, "%63[A-Za-z0-9]", core);
     cr_assert_null(zf_blas_better_core(core, avx2, avx512), "runs %s: %s", core, line);
+    /* and so its GEMMs stay with OpenBLAS */
+    cr_assert(strstr(line, "; GEMM: OpenBLAS)"), "%s", line);
     free(line);
     /* a coretype the caller set is what runs */
     line = info_kernels("OPENBLAS_CORETYPE=Prescott");
     cr_assert(strstr(line, "OpenBLAS: Prescott, as OPENBLAS_CORETYPE asks"), "%s", line);
+    /* Prescott is older than any x86-64 CPU with AVX2: the GEMMs move to oneDNN where zfviz has it */
+    if (avx2 && zf_cpu_dnnl())
+        cr_assert(strstr(line, "; GEMM: oneDNN)"), "%s", line);
+    else
+        cr_assert(strstr(line, "; GEMM: OpenBLAS)"), "%s", line);
     free(line);
 }

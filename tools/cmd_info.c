@@ -150,8 +150,8 @@ int zf_cmd_info(int argc, char **argv)
     else if (core)
         snprintf(why, sizeof why, ", as OPENBLAS_CORETYPE asks");
     const char *dnnl = zf_cpu_dnnl();
-    printf("kernels: %s (CPU: %s; OpenBLAS: %s%s; %s)\n", zf_cpu_kernels(), zf_cpu_kernels_max(),
-           zf_blas_core(), why, dnnl ? dnnl : "no oneDNN");
+    printf("kernels: %s (CPU: %s; OpenBLAS: %s%s; %s; GEMM: %s)\n", zf_cpu_kernels(), zf_cpu_kernels_max(),
+           zf_blas_core(), why, dnnl ? dnnl : "no oneDNN", zf_cpu_gemm());
     /* each convolution's path at batch 1 (larger batches may take Winograd where batch 1 does not) */
     printf("convolutions at batch 1:");
     for (int i = 0; i < net->n_layers; i++)

@@ -41,6 +41,9 @@ const char *zf_blas_better_core_here(void);
  * set it dispatches to with the kernel set that runs; NULL where zfviz is built without it or it
  * cannot run that set (core/dnnl_internal.h). */
 const char *zf_cpu_dnnl(void);
+/* The library every SGEMM of the CPU engine runs in this process: "oneDNN" where OpenBLAS's kernels
+ * are older than the CPU and zfviz has oneDNN, else "OpenBLAS" (core/gemm_internal.h). */
+const char *zf_cpu_gemm(void);
 /* The path the CPU engine's convolution takes for g: "winograd-f4", "winograd-f2", "polyphase-f4",
  * "polyphase-f2", "im2col" or "onednn:<oneDNN's implementation>" (core/conv.c says when). */
 const char *zf_cpu_conv_path(const zf_conv_geom *g);
