@@ -77,11 +77,17 @@ static int polyphase_m(const zf_conv_geom *g)
  * channels, 7x7 and 11x11 windows), 1.1x on ZFNet's conv2 at batch 1, even to 1.2x on the 13x13
  * layers at batch 1; slower (0.6-0.85x) than Winograd wherever that applies, and its GEMM-based
  * implementation ("gemm:jit", AlexNet's 64-filter conv1 with padding on AVX2) slower than
- * im2col + OpenBLAS (0.64x). The choice depends only on the CPU, the kernel set, the shape and
- * oneDNN's own (deterministic) pick of implementation for them. */
+ * im2col + OpenBLAS (0.64x). Only layers of at most 4 input channels a group (the first layer:
+ * grey or RGB pixels) take it: deeper ones gained at most 1.2x, within the noise of those runs, and
+ * its direct kernel sums their long dot products (512 x 3 x 3 in zfnet512) less accurately than
+ * OpenBLAS's blocked GEMM: zfnet512's pool5 drifted from float64 by 1.4e-4 relative (2.2e-6 of the
+ * layer's largest value) against 4.7e-5 (6.6e-7) through im2col, past test_onnx's bound. The choice
+ * depends only on the CPU, the kernel set, the shape and oneDNN's own (deterministic) pick of
+ * implementation for them. */
+#define DNNL_MAX_GROUP_CHANNELS 4
 static int use_dnnl(const zf_conv_geom *g)
 {
-    if (polyphase_m(g) || winograd_m(g))
+    if (g->c / g->groups > DNNL_MAX_GROUP_CHANNELS || polyphase_m(g) || winograd_m(g))
         return 0;
     const char *impl = zf_dnnl_conv_impl(g, 0);
     return impl && !strncmp(impl, "jit:", 4);

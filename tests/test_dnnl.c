@@ -167,6 +167,11 @@ Test(dnnl, first_layers_take_onednn_and_winograd_keeps_its_layers)
     const zf_conv_geom c1 = geom(1, 3, 227, 227, 96, 11, 4, 0, 1), z1 = geom(1, 3, 224, 224, 96, 7, 2, 1, 1);
     cr_assert(!strncmp(zf_conv_path_name(&c1), "onednn:jit:", 11), "caffe conv1 takes %s", zf_conv_path_name(&c1));
     cr_assert(!strncmp(zf_conv_path_name(&z1), "onednn:jit:", 11), "zfnet conv1 takes %s", zf_conv_path_name(&z1));
+    /* deeper layers keep zfviz's paths: oneDNN's direct kernel sums long dot products less
+     * accurately (core/conv.c); zfnet512's conv5 and ZFNet's conv2 at batch 1 */
+    const zf_conv_geom d5 = geom(1, 512, 13, 13, 512, 3, 1, 1, 1), z2 = geom(1, 96, 55, 55, 256, 5, 2, 0, 1);
+    cr_assert(strncmp(zf_conv_path_name(&d5), "onednn:", 7), "zfnet512 conv5 takes %s", zf_conv_path_name(&d5));
+    cr_assert(strncmp(zf_conv_path_name(&z2), "onednn:", 7), "zfnet conv2 takes %s", zf_conv_path_name(&z2));
     /* 3x3 layers at batch 16 stay with Winograd, which measured faster */
     const zf_conv_geom c3 = geom(16, 256, 13, 13, 384, 3, 1, 1, 1);
     cr_assert_str_eq(zf_conv_path_name(&c3), "winograd-f4");
