@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util_internal.h"
+
 struct zf_engine {
     const zf_engine_iface *iface;
     void *ctx;
@@ -232,25 +234,6 @@ zf_status zf_engine_forward_layers(zf_engine *e, const float *input, int n, int 
     return st;
 }
 
-/* One image's logits z (k) against its label: top-1, top-5 (ties ranked by index, as zf_evaluate)
- * and the cross-entropy, in double. */
-static void score(const float *z, int k, int label, int64_t *top1, int64_t *top5, double *nll)
-{
-    float zl = z[label], m = z[0];
-    int above = 0;
-    for (int j = 0; j < k; j++) {
-        above += z[j] > zl || (z[j] == zl && j < label);
-        if (z[j] > m)
-            m = z[j];
-    }
-    double s = 0;
-    for (int j = 0; j < k; j++)
-        s += exp((double)z[j] - m);
-    *top1 += above == 0;
-    *top5 += above < 5;
-    *nll += log(s) + m - zl;
-}
-
 zf_status zf_engine_evaluate(zf_engine *e, const zf_dataset *ds, int batch, double *top1, double *top5,
                              double *loss, int (*progress)(void *ctx, int64_t done, int64_t total), void *ctx)
 {
@@ -279,7 +262,7 @@ zf_status zf_engine_evaluate(zf_engine *e, const zf_dataset *ds, int batch, doub
         if (!st)
             st = zf_engine_forward_layers(e, net->input, n, logits, &logits, 1);
         for (int b = 0; !st && b < n; b++)
-            score(net->acts[logits] + (size_t)b * (size_t)k, k, lab[b], &c1, &c5, &nll);
+            zf_eval_score(net->acts[logits] + (size_t)b * (size_t)k, k, lab[b], &c1, &c5, &nll);
         if (!st && zf_interrupted)
             st = zf_error(ZF_ERR_INTERRUPTED, "interrupted");
         if (!st && progress && progress(ctx, at + n, ds->n))

@@ -268,23 +268,6 @@ zf_status zf_net_init_he(zf_net *net, uint64_t seed)
 
 /* ---- evaluation ---- */
 
-static void score(const float *z, int k, int label, int *top1, int *top5, double *nll)
-{
-    float zl = z[label], m = z[0];
-    int above = 0;
-    for (int j = 0; j < k; j++) {
-        above += z[j] > zl || (z[j] == zl && j < label);
-        if (z[j] > m)
-            m = z[j];
-    }
-    double s = 0;
-    for (int j = 0; j < k; j++)
-        s += exp((double)z[j] - m);
-    *top1 += above == 0;
-    *top5 += above < 5;
-    *nll += log(s) + m - zl;
-}
-
 zf_status zf_evaluate(zf_net *net, const zf_dataset *ds, int batch, double *top1, double *top5,
                       double *loss, zf_eval_progress progress, void *ctx)
 {
@@ -304,7 +287,7 @@ zf_status zf_evaluate(zf_net *net, const zf_dataset *ds, int batch, double *top1
         free(lab);
         return zf_error(ZF_ERR_NOMEM, "out of memory");
     }
-    int c1 = 0, c5 = 0;
+    int64_t c1 = 0, c5 = 0;
     double nll = 0;
     for (int64_t at = 0; at < ds->n && !st; at += batch) {
         int n = (int)(ds->n - at < batch ? ds->n - at : batch);
@@ -314,7 +297,7 @@ zf_status zf_evaluate(zf_net *net, const zf_dataset *ds, int batch, double *top1
         if (!st)
             st = zf_net_forward_upto(net, NULL, n, logits);
         for (int b = 0; !st && b < n; b++)
-            score(net->acts[logits] + (size_t)b * k, k, lab[b], &c1, &c5, &nll);
+            zf_eval_score(net->acts[logits] + (size_t)b * k, k, lab[b], &c1, &c5, &nll);
         if (!st && zf_interrupted)
             st = zf_error(ZF_ERR_INTERRUPTED, "interrupted");
         if (!st && progress && progress(ctx, at + n, ds->n))
