@@ -35,7 +35,7 @@ static const char *missing_prereq(void)
     return NULL;
 }
 
-Test(demo_attribution, page_size_and_maps_equal_zfviz_attribute_on_the_same_files, .timeout = 600)
+Test(demo_attribution, page_size_and_maps_equal_zfviz_attribute_on_the_same_files)
 {
     const char *why = missing_prereq();
     if (why)

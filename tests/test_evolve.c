@@ -122,7 +122,7 @@ typedef struct found {
     double value;
 } found;
 
-Test(evolve, strongest_activation_equals_a_naive_scan_with_the_snapshot_loaded_independently, .timeout = 600)
+Test(evolve, strongest_activation_equals_a_naive_scan_with_the_snapshot_loaded_independently)
 {
     const char *dir = tu_tmpdir("evolve_scan");
     make_run(dir, 2);
@@ -232,7 +232,7 @@ static char *read_text(const char *dir, const char *name)
 
 static int one_line(const char *s) { return *s && strchr(s, '\n') == s + strlen(s) - 1; }
 
-Test(evolve, filters_only_snapshots_and_bad_requests_are_refused_in_one_line, .timeout = 600)
+Test(evolve, filters_only_snapshots_and_bad_requests_are_refused_in_one_line)
 {
     const char *dir = tu_tmpdir("evolve_refuse");
     make_run(dir, 1);

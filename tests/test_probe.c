@@ -156,7 +156,7 @@ static int has_fashion_mnist(void)
     return access(p, R_OK) == 0;
 }
 
-Test(probe, command_matches_pytorch_on_alexnet_mini_features_of_fashion_mnist, .timeout = 600)
+Test(probe, command_matches_pytorch_on_alexnet_mini_features_of_fashion_mnist)
 {
     if (!has_fashion_mnist())
         cr_skip_test("no Fashion-MNIST (Debian's dataset-fashion-mnist)");
