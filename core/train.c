@@ -266,6 +266,78 @@ zf_status zf_net_init_he(zf_net *net, uint64_t seed)
     return ZF_OK;
 }
 
+/* The layers the AlexNet paper starts with bias 1: conv layers 2, 4 and 5 (1-based, counting conv
+ * layers) and every fc layer but the last. */
+static int alexnet_bias_one(const zf_net *net, int layer)
+{
+    const zf_layer *l = &net->layers[layer];
+    int conv = 0, last_fc = -1;
+    for (int i = 0; i < net->n_layers; i++) {
+        if (net->layers[i].op == ZF_OP_FC)
+            last_fc = i;
+        if (net->layers[i].op == ZF_OP_CONV && i <= layer)
+            conv++;
+    }
+    if (l->op == ZF_OP_CONV)
+        return conv == 2 || conv == 4 || conv == 5;
+    return l->op == ZF_OP_FC && layer != last_fc;
+}
+
+zf_status zf_net_init_gauss(zf_net *net, uint64_t seed, float std)
+{
+    if (!(std > 0) || !isfinite(std))
+        return zf_error(ZF_ERR_ARG, "initialisation: the weights' standard deviation must be positive, got %g",
+                        (double)std);
+    zf_status st = zf_net_init_random(net, seed);
+    if (st)
+        return st;
+    float s = std / 0.01f;
+    for (int i = 0; i < net->n_layers; i++) {
+        zf_layer *l = &net->layers[i];
+        if (l->op != ZF_OP_CONV && l->op != ZF_OP_FC)
+            continue;
+        for (int64_t j = 0; j < l->weight_count; j++)
+            l->weight[j] *= s;
+        if (alexnet_bias_one(net, i))
+            for (int64_t j = 0; j < l->bias_count; j++)
+                l->bias[j] = 1.0f;
+    }
+    return ZF_OK;
+}
+
+zf_status zf_net_init_first_conv(zf_net *net, uint64_t seed, float std)
+{
+    if (!(std > 0) || !isfinite(std))
+        return zf_error(ZF_ERR_ARG, "initialisation: the first layer's standard deviation must be positive, got %g",
+                        (double)std);
+    int first = -1;
+    for (int i = 0; i < net->n_layers && first < 0; i++)
+        if (net->layers[i].op == ZF_OP_CONV)
+            first = i;
+    if (first < 0)
+        return zf_error(ZF_ERR_ARG, "initialisation: the net has no conv layer");
+    /* zf_net_init_random draws every layer (keyed by seed and layer name); the other layers keep
+     * what they had from a copy. */
+    zf_layer *l = &net->layers[first];
+    size_t bytes = sizeof(float) * (size_t)(net->n_params);
+    float *keep = malloc(bytes);
+    if (!keep)
+        return zf_error(ZF_ERR_NOMEM, "initialisation: out of memory");
+    memcpy(keep, net->params, bytes);
+    zf_status st = zf_net_init_random(net, seed);
+    if (!st) {
+        int64_t off = l->weight - net->params, n = l->weight_count;
+        float s = std / 0.01f;
+        for (int64_t j = 0; j < n; j++)
+            keep[off + j] = l->weight[j] * s;
+        if (l->bias_count)
+            memset(keep + (l->bias - net->params), 0, sizeof(float) * (size_t)l->bias_count);
+    }
+    memcpy(net->params, keep, bytes);
+    free(keep);
+    return st;
+}
+
 /* ---- evaluation ---- */
 
 zf_status zf_evaluate(zf_net *net, const zf_dataset *ds, int batch, double *top1, double *top5,

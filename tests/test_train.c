@@ -359,3 +359,93 @@ Test(train, errors_name_the_problem)
     zf_net_free(net);
     zf_dataset_free(ds);
 }
+
+/* The weights of random:SEED (N(0, 0.01) by the project's generator, whose Python twin is
+ * tests/fixtures/gen_weights.py), scaled, are what the initialisations draw; the biases are the
+ * AlexNet paper's list, written out here by layer name. */
+static zf_net *mini_random(uint64_t seed)
+{
+    zf_net *net;
+    cr_assert_eq(zf_net_new_builtin("alexnet-mini", &net), ZF_OK);
+    cr_assert_eq(zf_net_init_random(net, seed), ZF_OK);
+    return net;
+}
+
+static void expect_scaled(const float *got, const float *ref, int64_t n, double s, const char *what)
+{
+    double ss = 0;
+    for (int64_t j = 0; j < n; j++) {
+        double want = ref[j] * s;
+        cr_assert(fabs(got[j] - want) <= 1e-6 * fabs(want) + 1e-12, "%s[%lld]: %g, want %g", what, (long long)j,
+                  (double)got[j], want);
+        ss += (double)got[j] * got[j];
+    }
+    /* And the draw has the asked-for spread: the sample standard deviation within 5% of 0.01 s. */
+    double sd = sqrt(ss / n);
+    cr_expect(fabs(sd - 0.01 * s) < 0.05 * 0.01 * s, "%s: standard deviation %g, want %g", what, sd, 0.01 * s);
+}
+
+Test(init, alexnet_paper_gaussian_weights_and_unit_biases)
+{
+    const char *ones[] = {"conv2", "conv4", "conv5", "fc6", "fc7"};
+    zf_net *ref = mini_random(7), *net;
+    cr_assert_eq(zf_net_new_builtin("alexnet-mini", &net), ZF_OK);
+    cr_assert_eq(zf_net_init_gauss(net, 7, 0.02f), ZF_OK);
+    int checked = 0;
+    for (int i = 0; i < net->n_layers; i++) {
+        zf_layer *l = &net->layers[i], *r = &ref->layers[i];
+        if (l->op != ZF_OP_CONV && l->op != ZF_OP_FC)
+            continue;
+        expect_scaled(l->weight, r->weight, l->weight_count, 2.0, l->name);
+        int one = 0;
+        for (size_t k = 0; k < sizeof ones / sizeof *ones; k++)
+            one |= !strcmp(l->name, ones[k]);
+        for (int64_t j = 0; j < l->bias_count; j++)
+            cr_assert_eq(l->bias[j], one ? 1.0f : 0.0f, "%s.bias[%lld] = %g", l->name, (long long)j, (double)l->bias[j]);
+        checked++;
+    }
+    cr_expect_eq(checked, 8);
+    cr_expect_eq(zf_net_init_gauss(net, 7, 0.0f), ZF_ERR_ARG);
+    cr_expect(strstr(zf_last_error(), "standard deviation"), "%s", zf_last_error());
+    zf_net_free(net);
+    zf_net_free(ref);
+}
+
+Test(init, first_conv_redrawn_small_and_the_rest_kept)
+{
+    zf_net *ref = mini_random(3), *he, *net;
+    cr_assert_eq(zf_net_new_builtin("alexnet-mini", &he), ZF_OK);
+    cr_assert_eq(zf_net_init_he(he, 3), ZF_OK);
+    cr_assert_eq(zf_net_new_builtin("alexnet-mini", &net), ZF_OK);
+    cr_assert_eq(zf_net_init_he(net, 3), ZF_OK);
+    for (int64_t j = 0; j < net->layers[0].bias_count; j++)
+        net->layers[0].bias[j] = 0.5f; /* the redraw must zero it */
+    cr_assert_eq(zf_net_init_first_conv(net, 3, 0.001f), ZF_OK);
+    cr_assert_str_eq(net->layers[0].name, "conv1");
+    expect_scaled(net->layers[0].weight, ref->layers[0].weight, net->layers[0].weight_count, 0.1, "conv1");
+    for (int64_t j = 0; j < net->layers[0].bias_count; j++)
+        cr_assert_eq(net->layers[0].bias[j], 0.0f);
+    int64_t first_end = net->layers[0].bias + net->layers[0].bias_count - net->params;
+    cr_assert_eq(memcmp(net->params + first_end, he->params + first_end,
+                        sizeof(float) * (size_t)(net->n_params - first_end)), 0,
+                 "layers above conv1 must keep the He draw");
+    zf_net_free(net);
+    zf_net_free(he);
+    zf_net_free(ref);
+}
+
+Test(init, train_refuses_an_unknown_initialisation)
+{
+    const char *dir = tu_tmpdir("train-init");
+    int rc = tu_system("cd %s && %s train --arch alexnet-mini --data fashion-mnist --out x.safetensors --init xavier "
+                       ">out 2>err", dir, tu_build("tools/zfviz"));
+    cr_expect_eq(rc, 2);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/err", dir);
+    char *err = tu_slurp(path, NULL);
+    cr_expect(strstr(err, "--init takes he or alexnet, got 'xavier'"), "%s", err);
+    cr_expect_eq(strchr(err, '\n'), strrchr(err, '\n'), "one line: %s", err);
+    snprintf(path, sizeof path, "%s/x.safetensors", dir);
+    cr_expect(access(path, F_OK) != 0, "nothing written");
+    free(err);
+}

@@ -43,6 +43,12 @@ static void usage(void)
            "  --wd X            weight decay on weights, not biases (default 5e-4)\n"
            "  --renorm R        renormalise conv filters whose RMS exceeds R (ZF: 0.1, the default; 0 = off)\n"
            "  --seed N          initialisation, shuffling, augmentation and dropout (default 1)\n"
+           "  --init I          he (default): He et al. normal weights, std sqrt(2 / fan-in), the last fc\n"
+           "                    N(0, 0.01), zero biases; alexnet: the AlexNet paper's N(0, --init-std)\n"
+           "                    weights with biases 1 in conv2, conv4, conv5 and the hidden fc layers\n"
+           "  --init-std X      the alexnet initialisation's standard deviation (default 0.01)\n"
+           "  --first-std X     draw the first conv layer's weights from N(0, X) instead (a small start\n"
+           "                    for the first layer, whose learned filters then keep little noise)\n"
            "  --val N           hold out the last N training images for validation (default: 5000 for\n"
            "                    Fashion-MNIST, a tenth for folders; 0 = none)\n"
            "  --limit N         train on the first N images only (quick runs)\n"
@@ -239,19 +245,26 @@ static json_t *json_rounded(double v, const char *fmt)
 
 /* The run's settings as the model file and the database record them, into buf: written by jansson
  * so that any path (quotes, backslashes, control characters) reads back exactly. */
+typedef struct {
+    const char *kind;  /* "he" or "alexnet" */
+    float std, first_std;
+} train_init;
+
 static zf_status config_json(char *buf, size_t size, const char *arch, const char *data,
-                             const zf_train_config *cfg, long val, long long n_train)
+                             const zf_train_config *cfg, const train_init *init, long val, long long n_train)
 {
     json_error_t err;
     json_t *o = json_pack_ex(&err, 0,
-                             "{s:s, s:s, s:i, s:i, s:o, s:i, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:i, s:i, s:o}",
+                             "{s:s, s:s, s:i, s:i, s:o, s:i, s:o, s:o, s:o, s:o, s:I, s:I, s:I, s:i, s:i, s:o, s:s, s:o, s:o}",
                              "arch", arch, "data", data, "epochs", cfg->epochs, "batch", cfg->batch,
                              "lr", json_float(cfg->sgd.lr), "lr_steps", cfg->n_lr_steps ? cfg->lr_steps[0] : 0,
                              "lr_gamma", json_float(cfg->lr_gamma), "momentum", json_float(cfg->sgd.momentum),
                              "wd", json_float(cfg->sgd.weight_decay), "renorm", json_float(cfg->sgd.renorm),
                              "seed", (json_int_t)cfg->seed, "val", (json_int_t)val, "train_images",
                              (json_int_t)n_train, "crop", cfg->aug.crop, "flip", cfg->aug.flip, "pca_std",
-                             json_float(cfg->aug.pca_std));
+                             json_float(cfg->aug.pca_std), "init", init->kind,
+                             "init_std", json_float(init->kind[0] == 'a' ? init->std : 0),
+                             "first_std", json_float(init->first_std));
     if (!o)
         return zf_error(ZF_ERR_ARG, "--data %s: cannot be recorded in the model's JSON metadata (%s)", data,
                         err.text);
@@ -293,7 +306,7 @@ static char *history_json(train_ctx *c)
 int zf_cmd_train(int argc, char **argv)
 {
     enum { O_LRSTEPS = 256, O_LRGAMMA, O_WD, O_RENORM, O_VAL, O_LIMIT, O_CROP, O_NOFLIP, O_PCA, O_SIZE,
-           O_SNAP, O_DB, O_CKPT, O_RESUME, O_MOM };
+           O_SNAP, O_DB, O_CKPT, O_RESUME, O_MOM, O_INIT, O_INITSTD, O_FIRSTSTD };
     const char *arch = "alexnet-mini", *data = NULL, *out = NULL, *db_path = NULL;
     zf_train_config cfg = {0};
     cfg.epochs = 10;
@@ -307,6 +320,7 @@ int zf_cmd_train(int argc, char **argv)
     cfg.aug.pca_std = 0.1f;
     long val = -1, limit = -1, size = 0;
     int resume = 0;
+    train_init init = {"he", 0.01f, 0};
     train_ctx ctx = {0};
     ctx.n_snapshots = parse_list("1,2,5,10", ctx.snapshots, 32);
     const zft_opt opts[] = {ZFT_STR("arch", 'A', &arch), ZFT_STR("data", 'd', &data),
@@ -319,7 +333,9 @@ int zf_cmd_train(int argc, char **argv)
                             ZFT_FLOAT("momentum", O_MOM, 0, 0.9999, "a number in [0, 1)", &cfg.sgd.momentum),
                             ZFT_FLOAT("wd", O_WD, 0, 1, "a number in [0, 1]", &cfg.sgd.weight_decay),
                             ZFT_FLOAT("renorm", O_RENORM, 0, 1e6, "a radius >= 0 (0 turns it off)", &cfg.sgd.renorm),
-                            ZFT_OWN("seed", 's', required_argument),
+                            ZFT_OWN("seed", 's', required_argument), ZFT_STR("init", O_INIT, &init.kind),
+                            ZFT_FLOAT("init-std", O_INITSTD, 1e-9, 10, "a positive number", &init.std),
+                            ZFT_FLOAT("first-std", O_FIRSTSTD, 1e-9, 10, "a positive number", &init.first_std),
                             ZFT_LONG("val", O_VAL, 0, 1e18, "a count of images", &val),
                             ZFT_LONG("limit", O_LIMIT, 1, 1e18, "a count of images from 1", &limit),
                             ZFT_INT("crop", O_CROP, 0, 64, "a padding of 0 to 64 px", &cfg.aug.crop),
@@ -357,6 +373,8 @@ int zf_cmd_train(int argc, char **argv)
     }
     if (!data || !out)
         return zft_usage_error("train", "--data and --out are required");
+    if (strcmp(init.kind, "he") && strcmp(init.kind, "alexnet"))
+        return zft_usage_error("train", "--init takes he or alexnet, got '%s'", init.kind);
     size_t ol = strlen(out);
     if (ol < 13 || strcmp(out + ol - 12, ".safetensors"))
         return zft_usage_error("train", "--out names a .safetensors file");
@@ -435,7 +453,9 @@ int zf_cmd_train(int argc, char **argv)
             st = zf_dataset_pca(train, cfg.aug.eigval, cfg.aug.eigvec);
     }
     if (!st && !resume)
-        st = zf_net_init_he(net, cfg.seed);
+        st = init.kind[0] == 'a' ? zf_net_init_gauss(net, cfg.seed, init.std) : zf_net_init_he(net, cfg.seed);
+    if (!st && !resume && init.first_std > 0)
+        st = zf_net_init_first_conv(net, cfg.seed, init.first_std);
     if (st) {
         zf_dataset_free(all);
         zf_dataset_free(train);
@@ -453,7 +473,7 @@ int zf_cmd_train(int argc, char **argv)
         size_t at = strlen(command);
         snprintf(command + at, sizeof command - at, "%s%s", i ? " " : "", argv[i]);
     }
-    if ((st = config_json(config, sizeof config, arch, data, &cfg, val, (long long)n_train))) {
+    if ((st = config_json(config, sizeof config, arch, data, &cfg, &init, val, (long long)n_train))) {
         zf_dataset_free(all);
         zf_dataset_free(train);
         zf_dataset_free(valset);

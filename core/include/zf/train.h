@@ -55,6 +55,17 @@ int zf_net_renorm_filters(zf_net *net, float radius);
  * biases. Deterministic for a seed (the generator of random:SEED). */
 zf_status zf_net_init_he(zf_net *net, uint64_t seed);
 
+/* The AlexNet paper's initialisation (Krizhevsky et al. 2012, section 5): every conv and fc weight
+ * N(0, std) (0.01 in the paper), biases 1 in the second, fourth and fifth conv layers and in the fc
+ * layers before the last (the paper's conv2, conv4, conv5, fc6, fc7), 0 elsewhere. Deterministic for
+ * a seed. */
+zf_status zf_net_init_gauss(zf_net *net, uint64_t seed, float std);
+
+/* Redraws the first conv layer's weights from N(0, std) (the same generator, so deterministic for
+ * a seed) and zeroes its bias: a small start for the first layer, whose filters then hold little of
+ * the initial noise once training has grown them. */
+zf_status zf_net_init_first_conv(zf_net *net, uint64_t seed, float std);
+
 /* The epoch loop. */
 typedef struct zf_train_config {
     int epochs, batch;
