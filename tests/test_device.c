@@ -328,6 +328,9 @@ static const char *const commands[] = {
     "eval --data img",
     "train --data img --epochs 1 --out m.safetensors",
     "demo -o demo --quick",
+    "activations --input img/a.png --layer conv1 -o act.png",
+    "attribute --input img/a.png --method gradient --out att",
+    "optimize --layer conv2 --units 0 --steps 2 --out opt",
 };
 
 Test(device, cuda_without_a_gpu_is_one_line_and_exit_2_for_every_command)

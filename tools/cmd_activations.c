@@ -34,7 +34,7 @@ static void usage(void)
            "  --labels          the map index under each tile\n" ZFT_FIGURE_HELP
            "  -o, --out FILE    .png or .pdf (its folder is created)\n" ZFT_FORCE_HELP
            "  --store DB        also store the picture as a PNG in the database DB (table renderings,\n"
-           "                    kind 'activations'); -o is then optional\n" ZFT_WAIT_HELP);
+           "                    kind 'activations'); -o is then optional\n" ZFT_WAIT_HELP ZFT_DEVICE_HELP);
 }
 
 typedef struct maps_ctx {
@@ -61,8 +61,10 @@ int zf_cmd_activations(int argc, char **argv)
                             ZFT_GRID_OPTS("1..256 pixels", &vo.zoom, &vo.gap, &vo.cols, &vo.max_maps),
                             ZFT_FLAG("labels", 'L', &vo.labels), ZFT_STR("out", 'o', &out),
                             ZFT_STR("store", 'S', &store), {0}};
+    zft_device dev = {0};
     zft_args a = {.cmd = "activations", .argc = argc, .argv = argv, .shortopts = "hi:l:o:", .opts = opts,
-                  .usage = usage, .model = &mo, .style = &vo.style, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
+                  .usage = usage, .model = &mo, .style = &vo.style, .device = &dev,
+                  .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         switch (c) {
@@ -112,8 +114,8 @@ int zf_cmd_activations(int argc, char **argv)
         goto fail;
     }
     const size_t in_size = (size_t)zf_net_in_size(net);
-    if ((st = zf_net_reserve(net, 1)) ||
-        (st = zf_net_forward(net, zf_tensor_f32(x) + (size_t)image * in_size, 1)))
+    if ((st = zf_net_reserve(net, 1)) || (st = zft_device_open(&dev, net, 1)) ||
+        (st = zft_device_forward(&dev, net, zf_tensor_f32(x) + (size_t)image * in_size, 1, &li, 1)))
         goto fail;
 
     zf_image img = {net->in_w, net->in_h, NULL};
@@ -150,6 +152,7 @@ int zf_cmd_activations(int argc, char **argv)
 fail:
     if (rc)
         rc = zft_fail("activations", st);
+    zft_device_close(&dev);
     zf_viz_doc_free(doc);
     free(rgb);
     zf_tensor_free(x);

@@ -58,7 +58,8 @@ static void usage(void)
         "  --tr-scale S      scale by 1 + S * k / 5, k in -5..5, each step (default 0.1)\n"
         "  --tr-rotate D     rotation by a whole number of degrees in [-D, D] each step (default 10)\n"
         "  --out DIR         output folder (created)\n" ZFT_FIGURE_HELP
-        "                    (the grid carries no text: --no-title and --font-size change nothing)\n" ZFT_FORCE_HELP);
+        "                    (the grid carries no text: --no-title and --font-size change nothing)\n" ZFT_FORCE_HELP
+        ZFT_DEVICE_HELP "                    (the gradients need the backward pass, which only the cpu engine has)\n");
 }
 
 enum { OPT_LAYER = 256, OPT_UNITS, OPT_POSITION, OPT_PROB, OPT_METHOD, OPT_STEPS, OPT_LR, OPT_SEED, OPT_COUNT,
@@ -195,8 +196,10 @@ int zf_cmd_optimize(int argc, char **argv)
         ZFT_INT("tr-jitter", OPT_TR_JITTER, 0, 1024, "0..1024 pixels", &tr_jitter),
         ZFT_REAL("tr-scale", OPT_TR_SCALE, 0, 0.9, "a number in [0, 0.9]", &tr_scale),
         ZFT_REAL("tr-rotate", OPT_TR_ROTATE, 0, 180, "0..180 degrees", &tr_rotate), {0}};
+    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD),
+                      .cpu_only = "its gradients use the backward passes, which only the cpu engine has"};
     zft_args a = {.cmd = "optimize", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
-                  .usage = usage, .model = &mo, .style = &style, .shared = ZFT_WITH_FORCE};
+                  .usage = usage, .model = &mo, .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         if (c != OPT_METHOD)
