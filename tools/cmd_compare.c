@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "figure_opts.h"
+#include "paper_units.h"
 #include "viz_db.h"
 #include "zf/alloc.h"
 #include "zf/dataset.h"
@@ -150,183 +151,7 @@ static zf_status load_side(side *s)
     return ZF_OK;
 }
 
-/* ---- --layer above conv1: the layer's units in pixels (Fig. 6's conv2 panels) ---- */
-
-#define DEEP_SHOW 9
-
-typedef struct deep {
-    int units, live, rf, pad, images;
-    zf_viz_spectrum sp;       /* of the live units' projections */
-    float *proj;              /* (live, in_c, rf, rf), raw deconv output, cropped top left */
-    float *show;              /* (DEEP_SHOW, in_c, rf, rf), the strongest units as the figure shows them */
-    uint8_t *rgb;             /* (DEEP_SHOW, rf, rf, 3), the image patches under them */
-    zf_viz_patch patch[DEEP_SHOW];
-    char caption[DEEP_SHOW][32];
-    int n_show;
-} deep;
-
-/* The images as the net reads them (n, in_c, in_h, in_w): the first `limit` Fashion-MNIST test
- * images, or those found at `paths`. */
-static zf_status deep_inputs(zf_net *net, const path_list *paths, int limit, float **out, int64_t *n_out)
-{
-    const int64_t in_size = zf_net_in_size(net);
-    zf_status st = ZF_OK;
-    zf_dataset *ds = NULL;
-    int64_t n = paths->n;
-    if (!paths->p) {
-        if ((st = zf_dataset_load_fashion_mnist(NULL, 0, &ds)))
-            return st;
-        n = ds->n;
-    }
-    if (limit > 0 && limit < n)
-        n = limit;
-    float *x = zf_alloc(sizeof(float) * (size_t)(n * in_size));
-    int64_t *idx = malloc(sizeof *idx * (size_t)(n > 0 ? n : 1));
-    if (!x || !idx)
-        st = zf_error(ZF_ERR_NOMEM, "out of memory for %lld images", (long long)n);
-    for (int64_t i = 0; !st && i < n; i++) {
-        idx[i] = i;
-        if (ds)
-            continue;
-        zf_tensor *t;
-        if ((st = zf_input_load(paths->p[i], net, &t)))
-            break;
-        if (t->shape[0] != 1)
-            st = zf_error(ZF_ERR_SHAPE, "%s: %lld inputs, not one image", paths->p[i], (long long)t->shape[0]);
-        else
-            memcpy(x + i * in_size, zf_tensor_f32(t), sizeof(float) * (size_t)in_size);
-        zf_tensor_free(t);
-    }
-    for (int64_t at = 0; ds && !st && at < n; at += 256)
-        st = zf_dataset_batch(x + at * in_size, NULL, ds, idx + at, n - at < 256 ? (int)(n - at) : 256, net, NULL, 0);
-    free(idx);
-    zf_dataset_free(ds);
-    if (!st && n < 1)
-        st = zf_error(ZF_ERR_ARG, "no images");
-    if (st) {
-        zf_free(x);
-        return st;
-    }
-    *out = x;
-    *n_out = n;
-    return ZF_OK;
-}
-
-static zf_status deep_side(zf_net *net, int conv, const path_list *paths, int limit, deep *d)
-{
-    const zf_layer *l = &net->layers[conv];
-    const int k = l->out_c, c = net->in_c, h = net->in_h, w = net->in_w;
-    float *x = NULL, *full = NULL, *show_full = NULL;
-    uint8_t *rgb_full = NULL;
-    int *ch = NULL, *order = NULL;
-    zf_unit_max *m = NULL;
-    int64_t n = 0;
-    zf_status st = deep_inputs(net, paths, limit, &x, &n);
-    if (st)
-        return st;
-    d->units = k;
-    d->images = (int)n;
-    /* The receptive field of a unit away from the borders gives the crop size. */
-    zf_box box;
-    if ((st = zf_db_receptive_field(net, conv, l->out_h / 2, l->out_w / 2, &box)))
-        goto done;
-    d->rf = box.x1 - box.x0 > box.y1 - box.y0 ? box.x1 - box.x0 : box.y1 - box.y0;
-    d->pad = (2 * d->rf + 31) / 32 * 32;
-    const size_t tile = (size_t)c * d->rf * d->rf;
-    ch = malloc(sizeof *ch * (size_t)k);
-    order = malloc(sizeof *order * (size_t)k);
-    m = malloc(sizeof *m * (size_t)k);
-    full = zf_alloc(sizeof(float) * (size_t)c * h * w);
-    show_full = zf_alloc(sizeof(float) * (size_t)c * h * w);
-    d->proj = calloc((size_t)k, sizeof(float) * tile);
-    d->show = calloc(DEEP_SHOW, sizeof(float) * tile);
-    d->rgb = calloc(DEEP_SHOW, (size_t)3 * d->rf * d->rf);
-    rgb_full = malloc((size_t)3 * h * w);
-    if (!ch || !order || !m || !full || !show_full || !d->proj || !d->show || !d->rgb || !rgb_full) {
-        st = zf_error(ZF_ERR_NOMEM, "out of memory for %d projections of %s", k, l->name);
-        goto done;
-    }
-    for (int u = 0; u < k; u++)
-        ch[u] = order[u] = u;
-    if ((st = zf_units_strongest(net, x, n, 16, conv, ch, k, m)))
-        goto done;
-    for (int i = 1; i < k; i++) /* strongest first, ties by unit (a stable insertion sort) */
-        for (int j = i; j > 0 && m[order[j]].value > m[order[j - 1]].value; j--) {
-            int t = order[j];
-            order[j] = order[j - 1];
-            order[j - 1] = t;
-        }
-    zft_progress pr;
-    zft_progress_start(&pr, net->arch, k, "unit");
-    for (int r = 0; r < k && !st; r++) {
-        int u = order[r];
-        if (!(m[u].value > 0))
-            break; /* the rest never fire */
-        int cu = u, y = m[u].y, xx = m[u].x;
-        zf_deconv_req req = {conv, ZF_DECONV_UNIT, 0, &cu, &y, &xx};
-        if ((st = zf_net_forward_upto(net, x + m[u].image * zf_net_in_size(net), 1, zf_net_rectified(net, conv))) ||
-            (st = zf_net_deconv(net, full, 1, &req)) || (st = zf_db_receptive_field(net, conv, y, xx, &box)))
-            break;
-        int bw = box.x1 - box.x0, bh = box.y1 - box.y0;
-        float *p = d->proj + (size_t)d->live * tile;
-        for (int cc = 0; cc < c; cc++)
-            for (int yy = 0; yy < bh && yy < d->rf; yy++)
-                memcpy(p + ((size_t)cc * d->rf + yy) * d->rf, full + ((size_t)cc * h + box.y0 + yy) * w + box.x0,
-                       sizeof(float) * (size_t)(bw < d->rf ? bw : d->rf));
-        if (d->n_show < DEEP_SHOW) {
-            memcpy(show_full, full, sizeof(float) * (size_t)c * h * w);
-            zf_viz_proj_to_rgb(show_full, &net->pre, h, w);
-            float *q = d->show + (size_t)d->n_show * tile;
-            for (int cc = 0; cc < c; cc++)
-                for (int yy = 0; yy < bh; yy++)
-                    memcpy(q + ((size_t)cc * bh + yy) * bw, show_full + ((size_t)cc * h + box.y0 + yy) * w + box.x0,
-                           sizeof(float) * (size_t)bw);
-            zf_viz_patch *pp = &d->patch[d->n_show];
-            uint8_t *g = d->rgb + (size_t)d->n_show * 3 * d->rf * d->rf;
-            zf_viz_input_to_rgb(rgb_full, x + m[u].image * zf_net_in_size(net), &net->pre, h, w);
-            for (int yy = 0; yy < bh; yy++)
-                memcpy(g + (size_t)yy * bw * 3, rgb_full + ((size_t)(box.y0 + yy) * w + box.x0) * 3, (size_t)bw * 3);
-            pp->rgb = g;
-            snprintf(d->caption[d->n_show], sizeof d->caption[0], "#%d", u);
-            pp->w = bw;
-            pp->h = bh;
-            pp->proj = q;
-            pp->score = m[u].value;
-            pp->caption = d->caption[d->n_show];
-            pp->channels = c;
-            d->n_show++;
-        }
-        d->live++;
-        zft_progress_update(&pr, r + 1);
-        if (zf_interrupted)
-            st = zf_error(ZF_ERR_INTERRUPTED, "interrupted after %d of %d units", r + 1, k);
-    }
-    zft_progress_finish(&pr);
-    if (!st && d->live > 0)
-        st = zf_viz_filter_spectrum_n(&d->sp, d->proj, d->live, c, d->rf, d->rf, d->pad);
-done:
-    zf_free(x);
-    zf_free(full);
-    zf_free(show_full);
-    free(rgb_full);
-    free(ch);
-    free(order);
-    free(m);
-    return st;
-}
-
-typedef struct deep_fig {
-    zf_viz_sheet_in in;
-    zf_viz_sheet_opts o;
-} deep_fig;
-
-static zf_status draw_deep(zf_viz_doc *doc, void *ctx)
-{
-    const deep_fig *f = ctx;
-    return zf_viz_sheet(doc, &f->in, &f->o);
-}
-
-static zf_status write_deep_npy(const char *dir, const char *name, const deep *d, int c)
+static zf_status write_deep_npy(const char *dir, const char *name, const zft_deep *d, int c)
 {
     char path[4200];
     snprintf(path, sizeof path, "%s/%s.npy", dir, name);
@@ -405,52 +230,33 @@ int zf_cmd_compare(int argc, char **argv)
         goto fail;
     }
     if (deep_conv[0] >= 0) {
-        deep d[2];
+        zft_deep d[2];
         memset(d, 0, sizeof d);
-        deep_fig df = {{NULL, 2, NULL}, zf_viz_sheet_defaults()};
-        zf_viz_unit un[2];
-        char title[3400], label[2][1300];
+        zft_deep_fig df;
+        const int limit = max_images > 0 ? (int)(max_images < INT32_MAX ? max_images : INT32_MAX) : images ? 0 : 64;
         for (int i = 0; i < 2 && !st; i++)
-            st = deep_side(sides[i].net, deep_conv[i], &imgs, max_images > 0 ? (int)(max_images < INT32_MAX ? max_images : INT32_MAX) : images ? 0 : 64, &d[i]);
+            st = zft_deep_side(sides[i].net, deep_conv[i], imgs.p, imgs.n, limit, &d[i]);
         for (int i = 0; i < 2 && !st && npy_dir; i++)
             st = write_deep_npy(npy_dir, i ? "b" : "a", &d[i], sides[i].net->in_c);
         if (!st) {
-            for (int i = 0; i < 2; i++) {
-                snprintf(label[i], sizeof label[i], "%s %s", sides[i].name, sides[i].net->layers[deep_conv[i]].name);
-                zf_viz_unit u = {label[i], d[i].n_show ? atoi(d[i].caption[0] + 1) : 0, d[i].n_show, d[i].patch, 0};
-                un[i] = u;
-            }
-            snprintf(title, sizeof title,
-                     "%s in pixels (deconvnet, strongest of %d images) \xe2\x80\x94 %s: high-frequency %.1f%%, dead %.1f%%; "
-                     "%s: high-frequency %.1f%%, dead %.1f%%",
-                     layer, d[0].images, sides[0].name, 100 * d[0].sp.high, 100.0 * (d[0].units - d[0].live) / d[0].units,
-                     sides[1].name, 100 * d[1].sp.high, 100.0 * (d[1].units - d[1].live) / d[1].units);
-            df.in.title = co.style.no_title ? NULL : title;
-            df.in.units = un;
-            df.o.units_per_row = 2;
-            df.o.style = co.style;
+            const char *names[2] = {sides[0].name, sides[1].name};
+            const zf_net *nets[2] = {sides[0].net, sides[1].net};
+            zft_deep_fig_init(&df, layer, names, nets, deep_conv, d, &co.style);
             if (out && ((st = zft_output_prepare(out)) || (st = zf_viz_doc_open(out, &doc)) ||
-                        (st = draw_deep(doc, &df)) || (st = zf_viz_doc_finish(doc))))
+                        (st = zft_deep_draw(doc, &df)) || (st = zf_viz_doc_finish(doc))))
                 ;
             else if (store) {
                 char what[2800];
                 snprintf(what, sizeof what, "%s of %s and %s in pixels: aliasing (Zeiler & Fergus Fig. 6)", layer,
                          sides[0].name, sides[1].name);
                 zf_db_rendering r = {-1, -1, layer, -1, -1, "compare", what, 0, 0};
-                st = zft_store_rendering_at(store, &r, draw_deep, &df);
+                st = zft_store_rendering_at(store, &r, zft_deep_draw, &df);
             }
         }
         for (int i = 0; i < 2 && !st; i++)
-            printf("%s: %s, %d units, dead %d (%.1f%%, never fire on %d image%s), projections %dx%d padded to %d, "
-                   "frequency shares low %.1f%% mid %.1f%% high %.1f%%\n",
-                   sides[i].name, sides[i].net->layers[deep_conv[i]].name, d[i].units, d[i].units - d[i].live,
-                   100.0 * (d[i].units - d[i].live) / d[i].units, d[i].images, d[i].images == 1 ? "" : "s", d[i].rf,
-                   d[i].rf, d[i].pad, 100 * d[i].sp.low, 100 * d[i].sp.mid, 100 * d[i].sp.high);
-        for (int i = 0; i < 2; i++) {
-            free(d[i].proj);
-            free(d[i].show);
-            free(d[i].rgb);
-        }
+            zft_deep_print(stdout, sides[i].name, sides[i].net->layers[deep_conv[i]].name, &d[i]);
+        for (int i = 0; i < 2; i++)
+            zft_deep_free(&d[i]);
         if (st)
             goto fail;
         if (out)

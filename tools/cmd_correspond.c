@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "paper_inputs.h"
+#include "paper_exp.h"
 #include "zf/file.h"
 #include "zf/input.h"
 #include "zf/paper.h"
@@ -50,13 +50,7 @@ static void usage(void) { fputs(usage_text, stdout); }
 enum { OPT_PART = 256, OPT_BOXES, OPT_LAYERS, OPT_RANDOM, OPT_SEED, OPT_FILL };
 
 #define MAX_PARTS 64
-#define MAX_LAYERS 16
-
-typedef struct part {
-    char name[128];
-    int n;       /* boxes given: 1 (every image) or one per image */
-    zf_box *box; /* (n) */
-} part;
+#define MAX_LAYERS ZFT_CORRESPOND_MAX_LAYERS
 
 static int usage_fail(const char *fmt, const char *a, const char *b)
 {
@@ -73,7 +67,7 @@ static int parse_box(const char *s, zf_box *b)
 }
 
 /* "NAME=x,y,w,h;x,y,w,h". */
-static int parse_part(const char *arg, part *p)
+static int parse_part(const char *arg, zft_part *p)
 {
     const char *eq = strchr(arg, '=');
     if (!eq || eq == arg || (size_t)(eq - arg) >= sizeof p->name)
@@ -104,7 +98,7 @@ static int parse_part(const char *arg, part *p)
 
 /* The parts (and images, when *images is not NULL) of a --boxes file; ZF_ERR_ARG for a file that
  * does not say them. */
-static zf_status read_boxes(const char *path, part *parts, int *n_parts, char ***images, int *n_images)
+static zf_status read_boxes(const char *path, zft_part *parts, int *n_parts, char ***images, int *n_images)
 {
     zf_status st = zf_input_check(path, "JSON file of boxes", 0, NULL);
     if (st)
@@ -126,7 +120,7 @@ static zf_status read_boxes(const char *path, part *parts, int *n_parts, char **
             st = zf_error(ZF_ERR_ARG, "%s: more than %d parts", path, MAX_PARTS);
             break;
         }
-        part *p = &parts[*n_parts];
+        zft_part *p = &parts[*n_parts];
         snprintf(p->name, sizeof p->name, "%s", key);
         const size_t nb = json_is_array(val) ? json_array_size(val) : 0;
         if (nb < 1 || !(p->box = calloc(nb, sizeof(zf_box)))) {
@@ -198,7 +192,7 @@ int zf_cmd_correspond(int argc, char **argv)
     int random = 5;
     long seed = 0;
     float fill = 0;
-    part parts[MAX_PARTS];
+    zft_part parts[MAX_PARTS];
     int n_parts = 0;
     memset(parts, 0, sizeof parts);
     const zft_opt opts[] = {ZFT_STR("out", 'o', &out), ZFT_OWN("part", OPT_PART, required_argument),
@@ -213,9 +207,8 @@ int zf_cmd_correspond(int argc, char **argv)
     zft_image_set im = {0};
     char **json_images = NULL;
     int n_json_images = 0, rc = -1, c; /* -1: not decided, st says */
-    zf_box **sets = NULL;
-    double *delta = NULL, *norm = NULL;
-    int layers[MAX_LAYERS], n_layers = 0;
+    zft_correspond cr = {0};
+    int *layers = cr.layers, n_layers = 0;
     zf_status st = ZF_OK;
     while ((c = zft_args_next(&a)) != -1) {
         if (c != OPT_PART) {
@@ -263,117 +256,21 @@ int zf_cmd_correspond(int argc, char **argv)
                 st = zf_error(ZF_ERR_ARG, "%s has no layer '%s' (see zfviz info)", net->arch, items[l]);
                 goto done;
             }
-    } else {
-        layers[0] = zf_paper_layer_last_conv(net);
-        layers[1] = zf_paper_layer_penultimate(net);
-        n_layers = layers[1] < 0 ? 1 : 2;
-        if (layers[0] < 0) {
-            st = zf_error(ZF_ERR_ARG, "%s has no conv layer: name the layers with --layers", net->arch);
-            goto done;
-        }
+    } else if ((st = zft_correspond_default_layers(net, layers, &n_layers))) {
+        goto done;
     }
     if ((st = json_images ? zft_image_set_load(net, json_images, n_json_images, &im)
                           : zft_image_set_load(net, argv + optind, argc - optind, &im)))
         goto done;
-    if (im.n < 2) {
-        st = zf_error(ZF_ERR_ARG, "correspondence needs at least 2 images, got %d", im.n);
+    cr.n_layers = n_layers;
+    cr.random = random;
+    cr.seed = seed;
+    cr.fill = fill;
+    if ((st = zft_correspond_run(&cr, net, &im, parts, n_parts)) ||
+        (st = zft_correspond_write_csv(out, &cr, net, ref.label, parts)))
         goto done;
-    }
-    /* Every part's boxes, one per image, checked before any forward. */
-    const int n_sets = n_parts * (1 + random);
-    sets = calloc((size_t)n_sets, sizeof(zf_box *));
-    delta = malloc(sizeof(double) * (size_t)n_sets * n_layers);
-    norm = malloc(sizeof(double) * (size_t)n_sets * n_layers);
-    if (!sets || !delta || !norm) {
-        st = zf_error(ZF_ERR_NOMEM, "out of memory");
-        goto done;
-    }
-    for (int s = 0; s < n_sets; s++)
-        if (!(sets[s] = malloc(sizeof(zf_box) * im.n))) {
-            st = zf_error(ZF_ERR_NOMEM, "out of memory");
-            goto done;
-        }
-    for (int p = 0; p < n_parts; p++) {
-        if (parts[p].n != 1 && parts[p].n != im.n) {
-            st = zf_error(ZF_ERR_ARG, "part '%s' has %d boxes for %d images (give one, or one per image)",
-                          parts[p].name, parts[p].n, im.n);
-            goto done;
-        }
-        zf_box *b = sets[p * (1 + random)];
-        for (int i = 0; i < im.n; i++) {
-            b[i] = parts[p].box[parts[p].n == 1 ? 0 : i];
-            char what[512];
-            snprintf(what, sizeof what, "part '%.127s', image %d (%.300s)", parts[p].name, i + 1, im.names[i]);
-            if ((st = zf_box_check(&b[i], net->in_h, net->in_w, what)))
-                goto done;
-        }
-        for (int r = 0; r < random; r++)
-            zf_box_random(sets[p * (1 + random) + 1 + r], b, im.n, net->in_h, net->in_w,
-                          (uint64_t)seed * 1000003u + (uint64_t)p * 10007u + (uint64_t)r);
-    }
-    const double t0 = zft_now();
-    if ((st = zf_correspond_run(net, im.x, im.n, (const zf_box *const *)sets, n_sets, layers, n_layers, fill,
-                                delta, norm)))
-        goto done;
-    const double secs = zft_now() - t0;
+    zft_correspond_print(stdout, &cr, net, ref.label, parts);
 
-    const int pairs = im.n * (im.n - 1) / 2;
-    zf_file *f = NULL;
-    if ((st = zft_output_prepare(out)) || (st = zf_file_open(out, 0, &f)))
-        goto done;
-    FILE *o = zf_file_stream(f);
-    fprintf(o, "zfviz correspond: %s, %d images, fill %g, seed %ld\n", ref.label, im.n, (double)fill, seed);
-    fprintf(o, "part,control,draw,layer,elements,pairs,delta,fraction\n");
-    for (int p = 0; p < n_parts; p++)
-        for (int r = 0; r <= random; r++)
-            for (int l = 0; l < n_layers; l++) {
-                const int s = p * (1 + random) + r;
-                const char *name = parts[p].name;
-                if (strpbrk(name, ",\"")) {
-                    fputc('"', o);
-                    for (const char *q = name; *q; q++)
-                        fputs(*q == '"' ? "\"\"" : (char[2]){*q, 0}, o);
-                    fputc('"', o);
-                } else {
-                    fputs(name, o);
-                }
-                fprintf(o, ",%s,%d,%s,%lld,%d,%.17g,%.9g\n", r ? "random" : "part", r, net->layers[layers[l]].name,
-                        (long long)zf_layer_out_size(&net->layers[layers[l]]), pairs, delta[s * n_layers + l],
-                        norm[s * n_layers + l]);
-            }
-    if ((st = zf_file_commit(f)))
-        goto done;
-
-    printf("%s: %d images (%d pairs), %d parts, %d random draws each, %.2f s\n", ref.label, im.n, pairs, n_parts,
-           random, secs);
-    printf("mean fraction of elements whose sign change differs between two images (lower: more consistent)\n");
-    printf("%-24s", "part");
-    for (int l = 0; l < n_layers; l++)
-        printf("  %-20s", net->layers[layers[l]].name);
-    printf("\n");
-    for (int p = 0; p < n_parts; p++) {
-        printf("%-24.24s", parts[p].name);
-        for (int l = 0; l < n_layers; l++)
-            printf("  %-20.4f", norm[p * (1 + random) * n_layers + l]);
-        printf("\n");
-        if (!random)
-            continue;
-        printf("%-24s", "  random, same size");
-        for (int l = 0; l < n_layers; l++) {
-            double m = 0, v = 0;
-            for (int r = 1; r <= random; r++)
-                m += norm[(p * (1 + random) + r) * n_layers + l];
-            m /= random;
-            for (int r = 1; r <= random; r++) {
-                const double d = norm[(p * (1 + random) + r) * n_layers + l] - m;
-                v += d * d;
-            }
-            char cell[48];
-            snprintf(cell, sizeof cell, "%.4f +- %.4f", m, random > 1 ? sqrt(v / (random - 1)) : 0.0);
-            printf("  %-20s", cell);
-        }
-        printf("\n");
-    }
     fprintf(stderr, "wrote %s\n", out);
     rc = 0;
 done:
@@ -381,11 +278,7 @@ done:
         rc = fail(st);
     for (int p = 0; p < n_parts; p++)
         free(parts[p].box);
-    for (int s = 0; sets && s < n_parts * (1 + random); s++)
-        free(sets[s]);
-    free(sets);
-    free(delta);
-    free(norm);
+    zft_correspond_free(&cr);
     for (int i = 0; i < n_json_images; i++)
         free(json_images[i]);
     free(json_images);

@@ -9,7 +9,7 @@
 
 #include "common.h"
 #include "figure_opts.h"
-#include "paper_inputs.h"
+#include "paper_exp.h"
 #include "zf/file.h"
 #include "zf/io.h"
 #include "zf/paper.h"
@@ -53,16 +53,8 @@ static void usage(void) { fputs(usage_text, stdout); }
 
 enum { OPT_TRANSLATE = 256, OPT_SCALE, OPT_ROTATE, OPT_TRANSFORMS, OPT_LAYERS, OPT_CLASS, OPT_FILL, OPT_PDF };
 
-typedef struct sweep {
-    int on, given;
-    double lo, hi;
-    int n;
-    double *amounts;
-    zf_invariance_row *rows; /* (images, n) */
-} sweep;
-
 /* "LO:HI:N" with N >= 1 (N == 1 takes LO); -1 when it is not one. */
-static int parse_range(const char *s, sweep *w)
+static int parse_range(const char *s, zft_sweep *w)
 {
     char *end;
     w->lo = strtod(s, &end);
@@ -81,138 +73,20 @@ static int parse_range(const char *s, sweep *w)
     return 0;
 }
 
-static const char *const xlabels[ZF_TRANSFORM_COUNT] = {"vertical translation (pixels)", "scale (ratio)",
-                                                       "rotation (degrees)"};
-
-static zf_status write_csv(const char *path, const zf_net *net, const char *model, const zft_image_set *im,
-                           const sweep *sw, const int *cls, const int *layers)
-{
-    zf_file *f = NULL;
-    zf_status st = zf_file_open(path, 0, &f);
-    if (st)
-        return st;
-    FILE *o = zf_file_stream(f);
-    fprintf(o, "zfviz invariance: %s, %d image%s\n", model, im->n, im->n == 1 ? "" : "s");
-    fprintf(o, "image,class,transform,amount,dist_%s,dist_%s,prob,top\n", net->layers[layers[0]].name,
-            net->layers[layers[1]].name);
-    for (int t = 0; t < ZF_TRANSFORM_COUNT; t++) {
-        if (!sw[t].on)
-            continue;
-        for (int i = 0; i < im->n; i++)
-            for (int k = 0; k < sw[t].n; k++) {
-                const zf_invariance_row *r = &sw[t].rows[(size_t)i * sw[t].n + k];
-                /* A name with a comma or quote is quoted, as CSV readers expect. */
-                const char *name = im->names[i];
-                if (strpbrk(name, ",\"\n")) {
-                    fputc('"', o);
-                    for (const char *p = name; *p; p++)
-                        fputs(*p == '"' ? "\"\"" : (char[2]){*p, 0}, o);
-                    fputc('"', o);
-                } else {
-                    fputs(name, o);
-                }
-                fprintf(o, ",%d,%s,%.9g,%.9g,%.9g,%.9g,%d\n", cls[i], zf_transform_name((zf_transform)t),
-                        sw[t].amounts[k], r->dist[0], r->dist[1], r->prob, (int)r->top);
-            }
-    }
-    return zf_file_commit(f);
-}
-
-static zf_status write_npys(const char *dir, const zft_image_set *im, const sweep *sw)
-{
-    for (int t = 0; t < ZF_TRANSFORM_COUNT; t++) {
-        if (!sw[t].on)
-            continue;
-        const int n = sw[t].n;
-        float *v = malloc(sizeof(float) * (size_t)im->n * n * 3 + sizeof(float) * n);
-        if (!v)
-            return zf_error(ZF_ERR_NOMEM, "out of memory for the %s arrays", zf_transform_name((zf_transform)t));
-        for (int i = 0; i < im->n * n; i++) {
-            v[3 * i] = (float)sw[t].rows[i].dist[0];
-            v[3 * i + 1] = (float)sw[t].rows[i].dist[1];
-            v[3 * i + 2] = (float)sw[t].rows[i].prob;
-        }
-        float *a = v + (size_t)im->n * n * 3;
-        for (int k = 0; k < n; k++)
-            a[k] = (float)sw[t].amounts[k];
-        char path[4096];
-        const int64_t shape[3] = {im->n, n, 3}, ashape[1] = {n};
-        snprintf(path, sizeof path, "%s/%s.npy", dir, zf_transform_name((zf_transform)t));
-        zf_status st = zf_npy_write_raw(path, ZF_DTYPE_F32, v, 3, shape);
-        if (!st) {
-            snprintf(path, sizeof path, "%s/%s_amounts.npy", dir, zf_transform_name((zf_transform)t));
-            st = zf_npy_write_raw(path, ZF_DTYPE_F32, a, 1, ashape);
-        }
-        free(v);
-        if (st)
-            return st;
-    }
-    return ZF_OK;
-}
-
-/* Fig. 5: a row per transform, thumbnails of the first image at 5 of the amounts (ends and middle). */
+/* Fig. 5 into a file of its own. */
 static zf_status write_figure(const char *path, const zf_net *net, const char *model, const zft_image_set *im,
-                              const sweep *sw, const int *layers, float fill, const zf_viz_style *style)
+                              const zft_sweep *sw, const int *layers, float fill, const zf_viz_style *style)
 {
-    const int h = net->in_h, w = net->in_w, planes = zf_viz_planes(&net->pre);
+    const int planes = zf_viz_planes(&net->pre);
     if (net->in_c != planes)
         return zf_error(ZF_ERR_SHAPE, "%s: %s has %d input channels but its preprocessing makes %d: cannot "
                         "show its input as an image", path, net->arch, net->in_c, planes);
-    zf_viz_invariance_row rows[ZF_TRANSFORM_COUNT];
-    zf_image thumbs[ZF_TRANSFORM_COUNT][ZF_VIZ_INVARIANCE_EXAMPLES];
-    double ex_amounts[ZF_TRANSFORM_COUNT][ZF_VIZ_INVARIANCE_EXAMPLES];
-    double *vals[ZF_TRANSFORM_COUNT] = {0};
-    uint8_t *pix = malloc((size_t)ZF_TRANSFORM_COUNT * ZF_VIZ_INVARIANCE_EXAMPLES * h * w * 3);
-    float *tx = malloc(sizeof(float) * (size_t)zf_net_in_size(net));
     zf_viz_doc *doc = NULL;
-    zf_status st = ZF_OK;
-    int nr = 0;
-    if (!pix || !tx) {
-        st = zf_error(ZF_ERR_NOMEM, "out of memory for the invariance figure");
-        goto done;
-    }
-    for (int t = 0; t < ZF_TRANSFORM_COUNT; t++) {
-        if (!sw[t].on)
-            continue;
-        const int n = sw[t].n;
-        if (!(vals[t] = malloc(sizeof(double) * 3 * (size_t)im->n * n))) {
-            st = zf_error(ZF_ERR_NOMEM, "out of memory for the invariance figure");
-            goto done;
-        }
-        for (int i = 0; i < im->n * n; i++)
-            for (int c = 0; c < 3; c++)
-                vals[t][(size_t)c * im->n * n + i] = c < 2 ? sw[t].rows[i].dist[c] : sw[t].rows[i].prob;
-        const int ne = n < 5 ? n : 5;
-        for (int k = 0; k < ne; k++) {
-            const int idx = ne > 1 ? (int)lround((double)k * (n - 1) / (ne - 1)) : 0;
-            ex_amounts[nr][k] = sw[t].amounts[idx];
-            if ((st = zf_transform_image(tx, im->x, net->in_c, h, w, (zf_transform)t, sw[t].amounts[idx], fill)))
-                goto done;
-            uint8_t *rgb = pix + ((size_t)nr * ZF_VIZ_INVARIANCE_EXAMPLES + k) * h * w * 3;
-            zf_viz_input_to_rgb(rgb, tx, &net->pre, h, w);
-            thumbs[nr][k] = (zf_image){w, h, rgb};
-        }
-        rows[nr] = (zf_viz_invariance_row){xlabels[t], n, sw[t].amounts,
-                                           {vals[t], vals[t] + (size_t)im->n * n}, vals[t] + (size_t)2 * im->n * n,
-                                           ne, thumbs[nr], ex_amounts[nr]};
-        nr++;
-    }
-    char la[96], lb[96], sub[1400];
-    snprintf(la, sizeof la, "%s: distance", net->layers[layers[0]].name);
-    snprintf(lb, sizeof lb, "%s: distance", net->layers[layers[1]].name);
-    snprintf(sub, sizeof sub, "%s; Euclidean distance of each layer's output to the untransformed image's; "
-             "probability of each image's class", model);
-    zf_viz_invariance_in in = {"Feature invariance (Zeiler & Fergus Fig. 5)", sub, {la, lb}, im->n,
-                               (const char *const *)im->names, nr, rows};
+    zf_status st;
     if (!(st = zft_output_prepare(path)) && !(st = zf_viz_doc_open(path, &doc)) &&
-        !(st = zf_viz_invariance(doc, &in, style)))
+        !(st = zft_invariance_draw(doc, net, model, im, sw, layers, fill, style)))
         st = zf_viz_doc_finish(doc);
-done:
     zf_viz_doc_free(doc);
-    for (int t = 0; t < ZF_TRANSFORM_COUNT; t++)
-        free(vals[t]);
-    free(pix);
-    free(tx);
     return st;
 }
 
@@ -231,7 +105,7 @@ int zf_cmd_invariance(int argc, char **argv)
     zf_invariance_params p;
     zf_invariance_params_default(&p);
     zf_viz_style style = {0};
-    sweep sw[ZF_TRANSFORM_COUNT] = {{0}};
+    zft_sweep sw[ZF_TRANSFORM_COUNT] = {{0}};
     const zft_opt opts[] = {ZFT_STR("out", 'o', &out),
                             ZFT_OWN("translate", OPT_TRANSLATE, required_argument),
                             ZFT_OWN("scale", OPT_SCALE, required_argument),
@@ -314,70 +188,30 @@ int zf_cmd_invariance(int argc, char **argv)
     }
     if ((st = zft_image_set_load(net, argv + optind, argc - optind, &im)))
         goto fail;
-    if (!sw[0].given) {
-        const double r = round(60.0 * net->in_h / 224.0);
-        sw[0] = (sweep){sw[0].on, 0, -r, r, 13, NULL, NULL};
-    }
-    if (!sw[1].given)
-        sw[1] = (sweep){sw[1].on, 0, 1.0, 1.8, 9, NULL, NULL};
-    if (!sw[2].given)
-        sw[2] = (sweep){sw[2].on, 0, 0.0, 360.0, 37, NULL, NULL};
+    zft_invariance_ranges(sw, net);
     if (!(cls = malloc(sizeof(int) * im.n))) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory");
         goto fail;
     }
-    const int64_t isz = zf_net_in_size(net);
     int layers[2] = {-1, -1};
     const double t0 = zft_now();
-    for (int t = 0; t < ZF_TRANSFORM_COUNT; t++) {
-        if (!sw[t].on)
-            continue;
-        sweep *w = &sw[t];
-        w->amounts = malloc(sizeof(double) * w->n);
-        w->rows = malloc(sizeof(zf_invariance_row) * (size_t)w->n * im.n);
-        if (!w->amounts || !w->rows) {
-            st = zf_error(ZF_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        for (int k = 0; k < w->n; k++)
-            w->amounts[k] = w->n > 1 ? w->lo + (w->hi - w->lo) * k / (w->n - 1) : w->lo;
-        for (int i = 0; i < im.n; i++)
-            if ((st = zf_invariance_sweep(net, im.x + isz * i, (zf_transform)t, w->amounts, w->n, &p,
-                                          w->rows + (size_t)i * w->n, layers, &cls[i])))
-                goto fail;
-    }
+    if ((st = zft_invariance_run(net, &im, sw, &p, layers, cls)))
+        goto fail;
     const double secs = zft_now() - t0;
-    if ((st = zft_mkdirs(out)) || (st = write_npys(out, &im, sw)) ||
-        (st = write_csv(csv, net, ref.label, &im, sw, cls, layers)) ||
+    if ((st = zft_mkdirs(out)) || (st = zft_invariance_write_npys(out, &im, sw)) ||
+        (st = zft_invariance_write_csv(csv, net, ref.label, &im, sw, cls, layers)) ||
         (st = write_figure(fig, net, ref.label, &im, sw, layers, p.fill, &style)) ||
         (pdf && (st = write_figure(pdf, net, ref.label, &im, sw, layers, p.fill, &style))))
         goto fail;
 
     /* What the figure shows, in numbers: the largest distance and the lowest probability per sweep. */
-    printf("%s: %d image%s, layers %s and %s, %.2f s\n", ref.label, im.n, im.n == 1 ? "" : "s",
-           net->layers[layers[0]].name, net->layers[layers[1]].name, secs);
-    printf("%-10s %8s %8s  %14s %14s  %10s\n", "transform", "from", "to", "max dist A", "max dist B", "min prob");
-    for (int t = 0; t < ZF_TRANSFORM_COUNT; t++) {
-        if (!sw[t].on)
-            continue;
-        double m0 = 0, m1 = 0, pmin = 1;
-        for (int i = 0; i < im.n * sw[t].n; i++) {
-            m0 = fmax(m0, sw[t].rows[i].dist[0]);
-            m1 = fmax(m1, sw[t].rows[i].dist[1]);
-            pmin = fmin(pmin, sw[t].rows[i].prob);
-        }
-        printf("%-10s %8g %8g  %14.6g %14.6g  %10.4g\n", zf_transform_name((zf_transform)t), sw[t].lo, sw[t].hi,
-               m0, m1, pmin);
-    }
+    zft_invariance_print(stdout, net, ref.label, &im, sw, layers, secs);
     fprintf(stderr, "wrote %s, %s and the .npy arrays\n", fig, csv);
     rc = 0;
 fail:
     if (rc)
         rc = fail(st);
-    for (int t = 0; t < ZF_TRANSFORM_COUNT; t++) {
-        free(sw[t].amounts);
-        free(sw[t].rows);
-    }
+    zft_invariance_free(sw);
     free(cls);
     zft_image_set_free(&im);
     zf_net_free(net);

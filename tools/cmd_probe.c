@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "common.h"
+#include "paper_exp.h"
 #include "zf/dataset.h"
 #include "zf/io.h"
 #include "zf/probe.h"
@@ -90,34 +91,24 @@ static zf_status cut(zf_dataset **ds, long limit)
     return st;
 }
 
-static zf_status save_features(const char *dir, const char *name, const char *split, const float *x, int64_t n,
-                               int64_t d)
-{
-    char path[4300];
-    snprintf(path, sizeof path, "%s/%s.%s.npy", dir, name, split);
-    int64_t shape[2] = {n, d};
-    zf_status st = zft_output_prepare(path);
-    return st ? st : zf_npy_write_raw(path, ZF_DTYPE_F32, x, 2, shape);
-}
-
-static zf_status save_labels(const char *dir, const char *split, const zf_dataset *ds)
-{
-    char path[4300];
-    snprintf(path, sizeof path, "%s/%s.labels.npy", dir, split);
-    int64_t shape[1] = {ds->n};
-    zf_status st = zft_output_prepare(path);
-    return st ? st : zf_npy_write_raw(path, ZF_DTYPE_I32, ds->labels, 1, shape);
-}
-
 typedef struct {
-    zft_progress bar;
-} probe_ctx;
+    int csv;
+    const char (*names)[32];
+    const char *model, *data;
+    const zf_dataset *train, *test;
+    int grid;
+    double l2;
+} row_ctx;
 
-static int progress(void *vctx, int64_t done, int64_t total)
+/* The table's heading with the first row: after the features' progress, as the table's start. */
+static void print_row(void *vctx, int k, const zft_probe_row *r)
 {
-    (void)total;
-    zft_progress_update(&((probe_ctx *)vctx)->bar, done);
-    return 0;
+    const row_ctx *c = vctx;
+    if (k == 0)
+        zft_probe_print_head(stdout, c->csv, c->model, c->train->n, c->test->n, c->data, c->train->n_classes, c->grid,
+                             c->l2);
+    zft_probe_print_row(stdout, c->csv, c->names[k], r);
+    fflush(stdout);
 }
 
 int zf_cmd_probe(int argc, char **argv)
@@ -235,72 +226,14 @@ int zf_cmd_probe(int argc, char **argv)
         return zft_fail("probe", st);
     }
 
-    float *ftrain[MAX_LAYERS] = {0}, *ftest[MAX_LAYERS] = {0};
+    zft_probe_row rows[MAX_LAYERS];
     double acc_train[MAX_LAYERS], acc_test[MAX_LAYERS];
-    probe_ctx ctx;
-    zft_progress_start(&ctx.bar, "features (train)", train->n, "img");
-    st = zf_probe_features(net, train, layers, n_layers, grid, (int)batch, ftrain, progress, &ctx);
-    zft_progress_finish(&ctx.bar);
-    if (!st) {
-        zft_progress_start(&ctx.bar, "features (test)", test->n, "img");
-        st = zf_probe_features(net, test, layers, n_layers, grid, (int)batch, ftest, progress, &ctx);
-        zft_progress_finish(&ctx.bar);
-    }
-    if (!st && save_dir) {
-        st = save_labels(save_dir, "train", train);
-        if (!st)
-            st = save_labels(save_dir, "test", test);
-        for (int k = 0; k < n_layers && !st; k++) {
-            int64_t d = zf_probe_dim(net, layers[k], grid);
-            st = save_features(save_dir, names[k], "train", ftrain[k], train->n, d);
-            if (!st)
-                st = save_features(save_dir, names[k], "test", ftest[k], test->n, d);
-        }
-    }
-    if (!st) {
-        if (csv)
-            printf("layer,features,train_acc,test_acc,iters,loss\n");
-        else
-            printf("linear probes of %s: %lld training and %lld test images of %s, %d classes; grid %d, l2 %g\n"
-                   "%-10s %9s %10s %10s %6s %10s\n",
-                   ref.label, (long long)train->n, (long long)test->n, data, train->n_classes, grid, po.l2, "layer",
-                   "features", "train acc", "test acc", "iters", "loss");
-        fflush(stdout);
-    }
+    row_ctx rc = {csv, (const char (*)[32])names, ref.label, data, train, test, grid, po.l2};
+    st = zft_probe_run(net, train, test, layers, (const char (*)[32])names, n_layers, grid, (int)batch, &po,
+                       save_dir, rows, print_row, &rc);
     for (int k = 0; k < n_layers && !st; k++) {
-        int64_t d = zf_probe_dim(net, layers[k], grid);
-        int K = train->n_classes;
-        float *mean = malloc(sizeof(float) * (size_t)d), *sd = malloc(sizeof(float) * (size_t)d);
-        double *W = malloc(sizeof(double) * (size_t)d * (size_t)K), b[256];
-        if (!mean || !sd || !W || K > 256)
-            st = K > 256 ? zf_error(ZF_ERR_ARG, "%s: %d classes; a probe takes at most 256", data, K)
-                         : zf_error(ZF_ERR_NOMEM, "out of memory");
-        zf_probe_fit_info info = {0};
-        if (!st) {
-            zf_probe_moments(mean, sd, ftrain[k], train->n, d);
-            zf_probe_standardize(ftrain[k], train->n, d, mean, sd);
-            zf_probe_standardize(ftest[k], test->n, d, mean, sd);
-            st = zf_probe_fit(W, b, ftrain[k], train->labels, train->n, d, K, &po, &info);
-            if (st)
-                zf_error_prefix(st, "%s: ", names[k]);
-        }
-        if (!st) {
-            double tr = zf_probe_accuracy(W, b, ftrain[k], train->labels, train->n, d, K);
-            double te = zf_probe_accuracy(W, b, ftest[k], test->labels, test->n, d, K);
-            acc_train[k] = tr;
-            acc_test[k] = te;
-            if (csv)
-                printf("%s,%lld,%.6f,%.6f,%d,%.6g\n", names[k], (long long)d, tr, te, info.iters, info.loss);
-            else
-                printf("%-10s %9lld %9.2f%% %9.2f%% %6d %10.4g\n", names[k], (long long)d, 100 * tr, 100 * te,
-                       info.iters, info.loss);
-            fflush(stdout);
-        }
-        free(mean);
-        free(sd);
-        free(W);
-        if (zf_interrupted && !st)
-            st = zf_error(ZF_ERR_INTERRUPTED, "stopped");
+        acc_train[k] = rows[k].train_acc;
+        acc_test[k] = rows[k].test_acc;
     }
     if (!st && fig) {
         const char *lnames[MAX_LAYERS];
@@ -315,10 +248,6 @@ int zf_cmd_probe(int argc, char **argv)
             !(st = zf_viz_probe(doc, &vin, &style)))
             st = zf_viz_doc_finish(doc);
         zf_viz_doc_free(doc);
-    }
-    for (int k = 0; k < n_layers; k++) {
-        zf_free(ftrain[k]);
-        zf_free(ftest[k]);
     }
     zf_dataset_free(train);
     zf_dataset_free(test);
