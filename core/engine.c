@@ -234,6 +234,25 @@ zf_status zf_engine_forward_layers(zf_engine *e, const float *input, int n, int 
     return st;
 }
 
+/* One image's logits z (k) against its label, added into the counts of an evaluation: top-1, top-5
+ * (ties ranked by index) and the cross-entropy, in double (zf_engine_evaluate, which zf_evaluate runs on the CPU engine). */
+static void zf_eval_score(const float *z, int k, int label, int64_t *top1, int64_t *top5, double *nll)
+{
+    float zl = z[label], m = z[0];
+    int above = 0;
+    for (int j = 0; j < k; j++) {
+        above += z[j] > zl || (z[j] == zl && j < label);
+        if (z[j] > m)
+            m = z[j];
+    }
+    double s = 0;
+    for (int j = 0; j < k; j++)
+        s += exp((double)z[j] - m);
+    *top1 += above == 0;
+    *top5 += above < 5;
+    *nll += log(s) + m - zl;
+}
+
 zf_status zf_engine_evaluate(zf_engine *e, const zf_dataset *ds, int batch, double *top1, double *top5,
                              double *loss, int (*progress)(void *ctx, int64_t done, int64_t total), void *ctx)
 {

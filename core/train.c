@@ -13,6 +13,7 @@
 #include "util_internal.h"
 #include "zf/backward.h"
 #include "zf/clock.h"
+#include "zf/engine.h"
 #include "zf/model.h"
 #include "zf/tensor.h"
 
@@ -343,49 +344,15 @@ zf_status zf_net_init_first_conv(zf_net *net, uint64_t seed, float std)
 zf_status zf_evaluate(zf_net *net, const zf_dataset *ds, int batch, double *top1, double *top5,
                       double *loss, zf_eval_progress progress, void *ctx)
 {
-    int last = net->n_layers - 1;
-    int logits = net->layers[last].op == ZF_OP_SOFTMAX ? last - 1 : last;
-    int k = net->layers[logits].out_c;
-    if (k != ds->n_classes)
-        return zf_error(ZF_ERR_SHAPE, "%s has %d classes but %s has %d", net->arch, k, ds->source,
-                        ds->n_classes);
-    zf_status st = zf_net_reserve(net, batch);
+    /* the CPU engine through the table: one evaluation loop for every engine */
+    zf_engine *e;
+    const zf_engine_opts o = {.batch = batch};
+    zf_status st = zf_engine_open(zf_engine_list()[0], net, &o, &e);
     if (st)
         return st;
-    int64_t *idx = zf_malloc(sizeof *idx * (size_t)batch);
-    int32_t *lab = zf_malloc(sizeof *lab * (size_t)batch);
-    if (!idx || !lab) {
-        free(idx);
-        free(lab);
-        return zf_error(ZF_ERR_NOMEM, "out of memory");
-    }
-    int64_t c1 = 0, c5 = 0;
-    double nll = 0;
-    for (int64_t at = 0; at < ds->n && !st; at += batch) {
-        int n = (int)(ds->n - at < batch ? ds->n - at : batch);
-        for (int b = 0; b < n; b++)
-            idx[b] = at + b;
-        st = zf_dataset_batch(net->input, lab, ds, idx, n, net, NULL, 0);
-        if (!st)
-            st = zf_net_forward_upto(net, NULL, n, logits);
-        for (int b = 0; !st && b < n; b++)
-            zf_eval_score(net->acts[logits] + (size_t)b * k, k, lab[b], &c1, &c5, &nll);
-        if (!st && zf_interrupted)
-            st = zf_error(ZF_ERR_INTERRUPTED, "interrupted");
-        if (!st && progress && progress(ctx, at + n, ds->n))
-            st = zf_error(ZF_ERR_INTERRUPTED, "interrupted");
-    }
-    free(idx);
-    free(lab);
-    if (st)
-        return st;
-    if (top1)
-        *top1 = (double)c1 / (double)ds->n;
-    if (top5)
-        *top5 = (double)c5 / (double)ds->n;
-    if (loss)
-        *loss = nll / (double)ds->n;
-    return ZF_OK;
+    st = zf_engine_evaluate(e, ds, batch, top1, top5, loss, progress, ctx);
+    zf_engine_close(e);
+    return st;
 }
 
 /* ---- the epoch loop ---- */

@@ -73,23 +73,4 @@ static inline int zf_argmax(const float *x, int n)
     return best;
 }
 
-/* One image's logits z (k) against its label, added into the counts of an evaluation: top-1, top-5
- * (ties ranked by index) and the cross-entropy, in double (zf_evaluate, zf_engine_evaluate). */
-static inline void zf_eval_score(const float *z, int k, int label, int64_t *top1, int64_t *top5, double *nll)
-{
-    float zl = z[label], m = z[0];
-    int above = 0;
-    for (int j = 0; j < k; j++) {
-        above += z[j] > zl || (z[j] == zl && j < label);
-        if (z[j] > m)
-            m = z[j];
-    }
-    double s = 0;
-    for (int j = 0; j < k; j++)
-        s += exp((double)z[j] - m);
-    *top1 += above == 0;
-    *top5 += above < 5;
-    *nll += log(s) + m - zl;
-}
-
 #endif

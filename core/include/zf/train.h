@@ -107,7 +107,8 @@ typedef struct zf_train_hooks {
 zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *val,
                        const zf_train_config *cfg, int resume, const zf_train_hooks *hooks);
 
-/* Top-1/top-5 accuracy and mean cross-entropy of net on ds (no augmentation), in batches. */
+/* Top-1/top-5 accuracy and mean cross-entropy of net on ds (no augmentation), in batches: the CPU
+ * engine's zf_engine_evaluate (zf/engine.h). */
 typedef int (*zf_eval_progress)(void *ctx, int64_t done, int64_t total);
 zf_status zf_evaluate(zf_net *net, const zf_dataset *ds, int batch, double *top1, double *top5,
                       double *loss, zf_eval_progress progress, void *ctx);
