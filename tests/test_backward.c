@@ -120,23 +120,7 @@ static double conv_loss(const void *vc)
 {
     const conv_ctx *c = vc;
     const zf_conv_geom *g = &c->g;
-    const int cg = g->c / g->groups, kg = g->k / g->groups;
-    for (int n = 0; n < g->n; n++)
-        for (int k = 0; k < g->k; k++)
-            for (int oy = 0; oy < g->oh; oy++)
-                for (int ox = 0; ox < g->ow; ox++) {
-                    double s = c->b[k];
-                    for (int ci = 0; ci < cg; ci++)
-                        for (int ky = 0; ky < g->kh; ky++)
-                            for (int kx = 0; kx < g->kw; kx++) {
-                                const int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
-                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
-                                    continue;
-                                s += c->in[((size_t)(n * g->c + k / kg * cg + ci) * g->h + iy) * g->w + ix] *
-                                     c->w[(((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx];
-                            }
-                    c->out[((size_t)(n * g->k + k) * g->oh + oy) * g->ow + ox] = s;
-                }
+    tu_ref_conv(c->out, c->in, c->w, c->b, g);
     return dot(c->out, c->r, (size_t)g->n * g->k * g->oh * g->ow);
 }
 

@@ -55,24 +55,9 @@ static void expect_close(const float *got, const double *ref, size_t n, double t
 /* out (n, k, oh, ow) in float64 from the definition, then max(0, .) when relu. */
 static void ref_conv(double *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g, int relu)
 {
-    const int cg = g->c / g->groups, kg = g->k / g->groups;
-    for (int n = 0; n < g->n; n++)
-        for (int k = 0; k < g->k; k++)
-            for (int oy = 0; oy < g->oh; oy++)
-                for (int ox = 0; ox < g->ow; ox++) {
-                    double s = bias[k];
-                    for (int ci = 0; ci < cg; ci++)
-                        for (int ky = 0; ky < g->kh; ky++)
-                            for (int kx = 0; kx < g->kw; kx++) {
-                                const int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
-                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
-                                    continue;
-                                const int c = k / kg * cg + ci;
-                                s += (double)in[(((size_t)n * g->c + c) * g->h + iy) * g->w + ix] *
-                                     w[(((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx];
-                            }
-                    out[(((size_t)n * g->k + k) * g->oh + oy) * g->ow + ox] = relu && s < 0 ? 0 : s;
-                }
+    tu_ref_conv_f(out, in, w, bias, g);
+    for (size_t i = 0; relu && i < (size_t)g->n * g->k * g->oh * g->ow; i++)
+        out[i] = out[i] < 0 ? 0 : out[i];
 }
 
 static zf_conv_geom geom(int n, int c, int h, int w, int k, int kk, int s, int p, int groups)

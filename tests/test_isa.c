@@ -55,15 +55,6 @@ static float *frand(size_t n, uint64_t seed)
     return x;
 }
 
-static double *to_double(const float *x, size_t n)
-{
-    double *d = malloc(sizeof(double) * (n ? n : 1));
-    cr_assert_not_null(d);
-    for (size_t i = 0; i < n; i++)
-        d[i] = x[i];
-    return d;
-}
-
 /* Every element within tol of the reference, relative to the reference's largest magnitude; the
  * first one that is not is reported with its index. */
 static void expect_close(const float *got, const double *ref, size_t n, double tol, const char *isa,
@@ -92,30 +83,7 @@ static size_t conv_in_floats(const zf_conv_geom *g) { return (size_t)g->n * g->c
 static size_t conv_out_floats(const zf_conv_geom *g) { return (size_t)g->n * g->k * g->oh * g->ow; }
 static size_t conv_w_floats(const zf_conv_geom *g) { return (size_t)g->k * (g->c / g->groups) * g->kh * g->kw; }
 
-/* out (n, k, oh, ow) in float64, straight from the definition. */
-static void ref_conv(double *out, const double *in, const float *w, const float *bias, const zf_conv_geom *g)
-{
-    const int cg = g->c / g->groups, kg = g->k / g->groups;
-    for (int n = 0; n < g->n; n++)
-        for (int k = 0; k < g->k; k++)
-            for (int oy = 0; oy < g->oh; oy++)
-                for (int ox = 0; ox < g->ow; ox++) {
-                    double s = bias ? bias[k] : 0.0;
-                    for (int ci = 0; ci < cg; ci++)
-                        for (int ky = 0; ky < g->kh; ky++)
-                            for (int kx = 0; kx < g->kw; kx++) {
-                                const int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
-                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
-                                    continue;
-                                const int c = k / kg * cg + ci;
-                                s += in[(((size_t)n * g->c + c) * g->h + iy) * g->w + ix] *
-                                     w[(((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx];
-                            }
-                    out[(((size_t)n * g->k + k) * g->oh + oy) * g->ow + ox] = s;
-                }
-}
-
-/* din (n, c, h, w) = the transpose of ref_conv applied to dout, in float64. */
+/* din (n, c, h, w) = the transpose of tu_ref_conv applied to dout, in float64. */
 static void ref_conv_transpose(double *din, const double *dout, const float *w, const zf_conv_geom *g)
 {
     const int cg = g->c / g->groups, kg = g->k / g->groups;
@@ -162,8 +130,8 @@ Test(isa, conv_forward_every_path_matches_float64_loops)
                                          convs[t].s, convs[t].p, convs[t].groups);
         float *in = frand(conv_in_floats(&g), 10 + t), *w = frand(conv_w_floats(&g), 20 + t);
         float *b = frand((size_t)g.k, 30 + t);
-        double *din = to_double(in, conv_in_floats(&g)), *ref = malloc(sizeof(double) * conv_out_floats(&g));
-        ref_conv(ref, din, w, b, &g);
+        double *ref = malloc(sizeof(double) * conv_out_floats(&g));
+        tu_ref_conv_f(ref, in, w, b, &g);
         float *out = malloc(sizeof(float) * conv_out_floats(&g));
         FOR_EACH_ISA(isa)
         {
@@ -194,7 +162,6 @@ Test(isa, conv_forward_every_path_matches_float64_loops)
         free(in);
         free(w);
         free(b);
-        free(din);
         free(ref);
         free(out);
     }
@@ -206,7 +173,7 @@ Test(isa, conv_transpose_matches_float64_loops)
         const zf_conv_geom g = conv_geom(convs[t].n, convs[t].c, convs[t].h, convs[t].w, convs[t].k, convs[t].kk,
                                          convs[t].s, convs[t].p, convs[t].groups);
         float *dout = frand(conv_out_floats(&g), 40 + t), *w = frand(conv_w_floats(&g), 50 + t);
-        double *dd = to_double(dout, conv_out_floats(&g)), *ref = malloc(sizeof(double) * conv_in_floats(&g));
+        double *dd = tu_doubles(dout, conv_out_floats(&g)), *ref = malloc(sizeof(double) * conv_in_floats(&g));
         ref_conv_transpose(ref, dd, w, &g);
         float *din = malloc(sizeof(float) * conv_in_floats(&g));
         FOR_EACH_ISA(isa)
@@ -522,7 +489,10 @@ static double *ref_forward(const zf_net *net, const double *x, int last)
         double *nxt = malloc(sizeof(double) * out_n);
         if (l->op == ZF_OP_CONV) {
             const zf_conv_geom g = zf_layer_conv_geom(l, 1);
-            ref_conv(nxt, cur, l->weight, l->bias, &g);
+            double *w = tu_doubles(l->weight, (size_t)l->weight_count), *b = tu_doubles(l->bias, (size_t)l->bias_count);
+            tu_ref_conv(nxt, cur, w, b, &g);
+            free(w);
+            free(b);
         } else if (l->op == ZF_OP_RELU) {
             for (size_t j = 0; j < out_n; j++)
                 nxt[j] = cur[j] > 0 ? cur[j] : 0;
@@ -727,7 +697,7 @@ Test(isa, program_forward_under_sse_matches_the_widest_kernels)
             continue;
         zf_tensor *a = read_npy(dir, "sse", e->d_name), *b = read_npy(dir, "wide", e->d_name);
         cr_assert_eq(a->size, b->size, "%s", e->d_name);
-        double *ref = to_double(b->data, (size_t)b->size);
+        double *ref = tu_doubles(b->data, (size_t)b->size);
         expect_close(a->data, ref, (size_t)a->size, 2e-5, "sse against the widest", e->d_name);
         free(ref);
         zf_tensor_free(a);

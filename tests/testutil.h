@@ -45,6 +45,16 @@ void *tu_slurp(const char *path, size_t *len);
 /* Writes the n bytes at p as the whole of `path`; the test fails where it cannot. */
 void tu_write_file(const char *path, const void *p, size_t n);
 
+/* x as float64 (malloc'd; the test fails where it cannot be). */
+double *tu_doubles(const float *x, size_t n);
+/* A convolution in float64 straight from its definition (groups, strides, padding): out (n, k, oh,
+ * ow) from in (n, c, h, w), w (k, c / groups, kh, kw) and bias (k; NULL for none). The reference
+ * the op tests hold every kernel path to. */
+struct zf_conv_geom;
+void tu_ref_conv(double *out, const double *in, const double *w, const double *bias, const struct zf_conv_geom *g);
+/* tu_ref_conv of float arguments. */
+void tu_ref_conv_f(double *out, const float *in, const float *w, const float *bias, const struct zf_conv_geom *g);
+
 /* tu_tmpdir(tag) copied into dir, and a new folder `name` in it, its path in sub. */
 void tu_tmpdir_sub(char dir[2048], char sub[4096], const char *tag, const char *name);
 
