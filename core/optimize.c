@@ -495,6 +495,27 @@ static float percentile(float *v, size_t n, double pct)
     return v[rank ? rank - 1 : 0];
 }
 
+/* Zeroes the pixels (every channel) of x (c, h, w) whose score is below the pct-th percentile of the
+ * scores: with g NULL a pixel's norm over the channels, else the absolute value of its contribution
+ * x . g (Yosinski et al.'s two clippings). */
+static void clip_pixels(run *r, float *x, const float *g, double pct)
+{
+    const size_t hw = r->hw;
+    for (size_t q = 0; q < hw; q++) {
+        double s = 0;
+        for (int c = 0; c < r->c; c++)
+            s += (double)x[c * hw + q] * (g ? g : x)[c * hw + q];
+        r->tmp[q] = (float)(g ? fabs(s) : sqrt(s));
+    }
+    float *sorted = r->tmp + hw;
+    memcpy(sorted, r->tmp, sizeof(float) * hw);
+    const float cut = percentile(sorted, hw, pct);
+    for (size_t q = 0; q < hw; q++)
+        if (r->tmp[q] < cut)
+            for (int c = 0; c < r->c; c++)
+                x[c * hw + q] = 0;
+}
+
 /* Yosinski et al.'s regulariser r_theta on image x (c, h, w) after a step with gradient g, at step
  * t (counted from 1): decay, blur every blur_every steps, clipping of pixels of small norm and of
  * small contribution, then the valid pixel range. */
@@ -509,36 +530,10 @@ static zf_status regularise(run *r, float *x, const float *g, int t)
     if (p->blur_every > 0 && p->blur_sigma > 0 && t % p->blur_every == 0 &&
         (st = zf_optimize_blur(x, x, r->c, r->h, r->w, p->blur_sigma)))
         return st;
-    if (p->norm_pct > 0) {
-        for (size_t q = 0; q < hw; q++) {
-            double s = 0;
-            for (int c = 0; c < r->c; c++)
-                s += (double)x[c * hw + q] * x[c * hw + q];
-            r->tmp[q] = (float)sqrt(s);
-        }
-        float *norms = r->tmp + hw;
-        memcpy(norms, r->tmp, sizeof(float) * hw);
-        const float cut = percentile(norms, hw, p->norm_pct);
-        for (size_t q = 0; q < hw; q++)
-            if (r->tmp[q] < cut)
-                for (int c = 0; c < r->c; c++)
-                    x[c * hw + q] = 0;
-    }
-    if (p->contrib_pct > 0) {
-        for (size_t q = 0; q < hw; q++) {
-            double s = 0;
-            for (int c = 0; c < r->c; c++)
-                s += (double)x[c * hw + q] * g[c * hw + q];
-            r->tmp[q] = (float)fabs(s);
-        }
-        float *contrib = r->tmp + hw;
-        memcpy(contrib, r->tmp, sizeof(float) * hw);
-        const float cut = percentile(contrib, hw, p->contrib_pct);
-        for (size_t q = 0; q < hw; q++)
-            if (r->tmp[q] < cut)
-                for (int c = 0; c < r->c; c++)
-                    x[c * hw + q] = 0;
-    }
+    if (p->norm_pct > 0)
+        clip_pixels(r, x, NULL, p->norm_pct);
+    if (p->contrib_pct > 0)
+        clip_pixels(r, x, g, p->contrib_pct);
     for (int c = 0; c < r->c; c++) {
         const float lo = pre_value(r->net, c, 0.0), hi = pre_value(r->net, c, 1.0);
         float *xc = x + c * hw;
