@@ -312,27 +312,28 @@ zf_status zf_attr_gradcam_check(const zf_net *net, int layer, const zf_attr_targ
     return ZF_OK;
 }
 
+/* Where output index o of n_out samples falls among n input samples (half-pixel centres, clamped to
+ * the edges): the two neighbours and the weight of the second. */
+static void bilinear_coord(int o, int n, int n_out, int *i0, int *i1, double *frac)
+{
+    double f = (o + 0.5) * ((double)n / n_out) - 0.5;
+    if (f < 0)
+        f = 0;
+    *i0 = (int)f < n - 1 ? (int)f : n - 1;
+    *i1 = *i0 < n - 1 ? *i0 + 1 : *i0;
+    *frac = f - *i0;
+}
+
 void zf_resize_bilinear(float *out, const float *in, int h, int w, int oh, int ow)
 {
-    const double sy = (double)h / oh, sx = (double)w / ow;
     for (int y = 0; y < oh; y++) {
-        double fy = (y + 0.5) * sy - 0.5;
-        if (fy < 0)
-            fy = 0;
-        int y0 = (int)fy;
-        if (y0 > h - 1)
-            y0 = h - 1;
-        const int y1 = y0 < h - 1 ? y0 + 1 : y0;
-        const double ly = fy - y0;
+        int y0, y1;
+        double ly;
+        bilinear_coord(y, h, oh, &y0, &y1, &ly);
         for (int x = 0; x < ow; x++) {
-            double fx = (x + 0.5) * sx - 0.5;
-            if (fx < 0)
-                fx = 0;
-            int x0 = (int)fx;
-            if (x0 > w - 1)
-                x0 = w - 1;
-            const int x1 = x0 < w - 1 ? x0 + 1 : x0;
-            const double lx = fx - x0;
+            int x0, x1;
+            double lx;
+            bilinear_coord(x, w, ow, &x0, &x1, &lx);
             const double top = (1 - lx) * in[y0 * w + x0] + lx * in[y0 * w + x1];
             const double bot = (1 - lx) * in[y1 * w + x0] + lx * in[y1 * w + x1];
             out[(size_t)y * ow + x] = (float)((1 - ly) * top + ly * bot);
