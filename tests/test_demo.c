@@ -126,9 +126,9 @@ Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval)
 
     /* A progress line per stage, then where the files are, the PDF first. */
     char *text = slurp(log);
-    for (int k = 1; k <= 10; k++) {
+    for (int k = 1; k <= 15; k++) {
         char tag[16];
-        snprintf(tag, sizeof tag, "[%d/10 ", k);
+        snprintf(tag, sizeof tag, "[%d/15 ", k);
         cr_expect(strstr(text, tag), "no progress line %s in:\n%s", tag, text);
     }
     const char *done = strstr(text, "done in ");
@@ -182,7 +182,7 @@ Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval)
 
     /* Every figure: a PNG the size of its page in the PDF (one PNG pixel is one PDF point), the
      * training curves at the renderer's documented 920 x 390 and the text pages A4 landscape. */
-    static const char *const figs[9] = {NULL,
+    static const char *const figs[16] = {NULL,
                                         "training-curves.png",
                                         "conv1-compare.png",
                                         "conv5-top9-alexnet-mini.png",
@@ -190,17 +190,24 @@ Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval)
                                         "occlusion-alexnet-mini.png",
                                         "occlusion-zfnet-mini.png",
                                         NULL,
-                                        "attribution.png"};
+                                        "attribution.png",
+                                        "invariance-alexnet-mini.png",
+                                        "invariance-zfnet-mini.png",
+                                        "correspondence.png",
+                                        "conv2-compare.png",
+                                        "probes.png",
+                                        "evolve-alexnet-mini.png",
+                                        "evolve-zfnet-mini.png"};
     char pdf[1200];
     snprintf(pdf, sizeof pdf, "%s/demo.pdf", out);
-    double pw[9] = {0}, ph[9] = {0};
-    int pages = pdf_page_sizes(pdf, pw, ph, 9);
+    double pw[16] = {0}, ph[16] = {0};
+    int pages = pdf_page_sizes(pdf, pw, ph, 16);
     if (pages < 0)
         pages = pdf_page_objects(pdf);
-    cr_expect_eq(pages, 9,
-                 "%s has %d pages, expected 9 (cover, curves, compare, 2 sheets, 2 occlusion, dead, attribution)", pdf,
-                 pages);
-    for (int i = 0; i < 9; i++) {
+    cr_expect_eq(pages, 16,
+                 "%s has %d pages, expected 16 (cover, curves, compare, 2 sheets, 2 occlusion, dead, attribution, 2 "
+                 "invariance, correspondence, conv2, probes, 2 evolution)", pdf, pages);
+    for (int i = 0; i < 16; i++) {
         if (!figs[i]) {
             if (pw[i] > 0)
                 cr_expect(pw[i] == 842 && ph[i] == 595, "page %d is %gx%g, not A4 landscape", i + 1, pw[i], ph[i]);

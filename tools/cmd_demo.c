@@ -21,6 +21,7 @@
 
 #include "common.h"
 #include "demo_attribution.h"
+#include "demo_paper.h"
 #include "figure_opts.h"
 #include "viz_db.h"
 #include "zf/dataset.h"
@@ -35,7 +36,7 @@ const char zf_cmd_demo_summary[] = "the tour: every figure of both embedded nets
 #define N_NETS 2
 #define SHEET_UNITS 4  /* conv5 units per sheet: one legible page */
 #define N_OCCL 4       /* occlusion images per net */
-#define N_STAGES 10
+#define N_STAGES 15
 #define DEFAULT_IMAGES 500
 #define QUICK_IMAGES 50
 #define FULL_EVAL_S 90.0 /* the longest the whole-test-set accuracy may take (both nets) */
@@ -50,6 +51,14 @@ static void usage(void)
            "  conv5-top9-NET.png         top-9 deconv sheets of the strongest conv5 units (ZF Fig. 2)\n"
            "  occlusion-NET.png          occlusion sensitivity of 4 images (ZF Fig. 7)\n"
            "  attribution.png, .npy      7 attribution methods on the occlusion images, both nets\n"
+           "  invariance-NET.png, .csv   shifts, scaling and rotation of the same images (ZF Fig. 5)\n"
+           "  correspondence.png         part correspondence on ankle boots, toe and heel (ZF Fig. 8's table;\n"
+           "                             correspond-NET.csv)\n"
+           "  conv2-compare.png          conv2 of both nets in pixels: aliasing (ZF Fig. 6)\n"
+           "  probes.png, probe-NET.csv  linear probes of layers 1-7 (ZF 5.3), %d/%d Fashion-MNIST training/test\n"
+           "                             images (%d/%d with --quick)\n"
+           "  evolve-NET.png, .csv       feature evolution over the training snapshots (ZF Fig. 4)\n"
+           "  NET-training.sqlite        the embedded training runs (zfviz evolve --db ... --model NET)\n"
            "  dead-units.txt             units that never (or rarely) fire over the images\n"
            "  training-curves.png        loss and accuracy per epoch of both trainings\n"
            "  images/                    the test images used, as PNGs (00042-Sneaker.png)\n"
@@ -66,7 +75,7 @@ static void usage(void)
            "                    (the demo runs on the cpu engine only for now: cuda is refused)\n"
            "  -h, --help        this help\n\n"
            "Fashion-MNIST comes from Debian's dataset-fashion-mnist or $ZFVIZ_FASHION_MNIST.\n",
-           FULL_EVAL_S, DEFAULT_IMAGES, QUICK_IMAGES);
+           ZFT_DEMO_PROBE_TRAIN, ZFT_DEMO_PROBE_TEST, ZFT_DEMO_QUICK_PROBE_TRAIN, ZFT_DEMO_QUICK_PROBE_TEST, FULL_EVAL_S, DEFAULT_IMAGES, QUICK_IMAGES);
 }
 
 static const char *const net_names[N_NETS] = {"alexnet-mini", "zfnet-mini"};
@@ -74,6 +83,7 @@ static const char *const net_names[N_NETS] = {"alexnet-mini", "zfnet-mini"};
 typedef struct demo_net {
     const char *name;
     zf_net *net;
+    zft_model_ref ref;                 /* its label as the commands give it */
     char *command, *val_acc, *history; /* from the model file's metadata */
     /* the training history (epoch, train_loss, val_loss, train_acc, val_acc), n_epochs each */
     double *hist;
@@ -107,6 +117,7 @@ typedef struct demo {
     int stage;
     zf_viz_style style;                /* the figure options */
     zft_demo_attr attr;                /* the attribution page */
+    zft_demo_paper *paper;             /* the rest of the paper's figures */
 } demo;
 
 static void stage(demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -233,7 +244,7 @@ static zf_status load_net(demo_net *n)
         return check_models();
     zft_model_opts mo = {0};
     mo.model = n->name;
-    zf_status st = zft_load_model(&mo, &n->net);
+    zf_status st = zft_load_model_ref(&mo, &n->net, &n->ref);
     if (st)
         return st;
     if (zft_net_classes(n->net) != 10 || n->net->in_c != 1)
@@ -622,7 +633,7 @@ static zf_status write_png(demo *d, const char *name, figure_fn fn, int which)
 
 /* ---- the PDF ---- */
 
-#define PDF_PAGES 9
+#define PDF_PAGES (9 + ZFT_DEMO_PAPER_PAGES)
 
 static void pct(char *buf, size_t len, double v)
 {
@@ -717,7 +728,14 @@ static zf_status cover_page(zf_viz_doc *doc, demo *d)
            " 6  alexnet-mini: occlusion sensitivity of %d test images of different classes (ZF Fig. 7)\n"
            " 7  zfnet-mini: the same images\n"
            " 8  Dead units of both nets over the %d images\n"
-           " 9  Attribution methods (gradient, guided backprop, deconvnet, Grad-CAM, IG, SmoothGrad) on the same images\n",
+           " 9  Attribution methods (gradient, guided backprop, deconvnet, Grad-CAM, IG, SmoothGrad) on the same images\n"
+           "10  alexnet-mini: feature invariance to shifts, scaling and rotation of the same images (ZF Fig. 5)\n"
+           "11  zfnet-mini: the same\n"
+           "12  Part correspondence: toe and heel of ankle boots occluded, random boxes as control (ZF Fig. 8's table)\n"
+           "13  conv2 of both nets in pixels, the aliasing of the larger stride (ZF Fig. 6)\n"
+           "14  Linear probes: what each of layers 1-7 carries for classifying (ZF section 5.3)\n"
+           "15  alexnet-mini: feature evolution of conv1-conv5 units over the training snapshots (ZF Fig. 4)\n"
+           "16  zfnet-mini: the same\n",
            SHEET_UNITS, d->n_occl, d->n_images);
     sb_add(&more,
            "# every page is also a PNG in %s; the scans are kept for the commands that read them:\n"
@@ -828,6 +846,8 @@ static zf_status write_pdf(demo *d, const char *path)
         st = dead_page(doc, d);
     if (!st)
         st = zft_demo_attr_figure(doc, &d->attr, &d->style);
+    if (!st)
+        st = zft_demo_paper_pages(doc, d->paper, &d->style);
     if (!st && zf_viz_doc_pages(doc) != PDF_PAGES)
         st = zf_error(ZF_ERR_ARG, "%s: %d pages, the cover promises %d", path, zf_viz_doc_pages(doc), PDF_PAGES);
     if (!st)
@@ -898,7 +918,7 @@ static zf_status run(demo *d)
     zf_status st;
     char p[PATH_MAX], name[128];
     if ((st = check_models()) || (st = check_outputs(d)) || (st = zft_demo_attr_check(d->dir)) ||
-        (st = check_out_dir(d->dir)))
+        (st = zft_demo_paper_check(d->dir)) || (st = check_out_dir(d->dir)))
         return st;
     stage(d, "loading the embedded models and Fashion-MNIST's test set");
     for (int i = 0; i < N_NETS; i++) {
@@ -909,6 +929,16 @@ static zf_status run(demo *d)
     }
     if ((st = load_test_set(&d->test)) || (st = choose_images(d)))
         return st;
+    {
+        zf_net *nets[N_NETS];
+        const char *labels[N_NETS];
+        for (int i = 0; i < N_NETS; i++) {
+            nets[i] = d->nets[i].net;
+            labels[i] = d->nets[i].ref.label;
+        }
+        if ((st = zft_demo_paper_new(d->dir, d->quick, nets, net_names, labels, &d->paper)))
+            return st;
+    }
 
     stage(d, "writing %d test images to %s/images", d->n_images, d->dir);
     if ((st = write_images(d)))
@@ -978,6 +1008,41 @@ static zf_status run(demo *d)
             return st;
     }
 
+    {
+        char *paths[N_OCCL];
+        for (int i = 0; i < d->n_occl; i++)
+            paths[i] = d->paths[d->occl_img[i]];
+        stage(d, "feature invariance to shifts, scaling and rotation of the %d images: %s/invariance-*.png", d->n_occl,
+              d->dir);
+        if ((st = zft_demo_paper_invariance(d->paper, paths, d->n_occl, &d->style)))
+            return st;
+    }
+
+    {
+        char *boots[ZFT_DEMO_COR_IMAGES];
+        int nb = 0;
+        for (int64_t i = 0; i < d->sel->n && nb < ZFT_DEMO_COR_IMAGES; i++)
+            if (d->sel->labels[i] == ZFT_DEMO_COR_CLASS)
+                boots[nb++] = d->paths[i];
+        stage(d, "part correspondence on %d ankle boots (toe, heel): %s/correspondence.png", nb, d->dir);
+        if ((st = zft_demo_paper_correspond(d->paper, boots, nb, &d->style)))
+            return st;
+    }
+
+    stage(d, "conv2 of both nets in pixels: %s/conv2-compare.png", d->dir);
+    if ((st = zft_demo_paper_conv2(d->paper, d->paths, (int)d->sel->n, &d->style, stdout)))
+        return st;
+
+    stage(d, "linear probes of layers 1-7 on %d training and %d test images: %s/probes.png",
+          d->quick ? ZFT_DEMO_QUICK_PROBE_TRAIN : ZFT_DEMO_PROBE_TRAIN,
+          d->quick ? ZFT_DEMO_QUICK_PROBE_TEST : ZFT_DEMO_PROBE_TEST, d->dir);
+    if ((st = zft_demo_paper_probe(d->paper, &d->style)))
+        return st;
+
+    stage(d, "feature evolution over the embedded training runs' snapshots: %s/evolve-*.png", d->dir);
+    if ((st = zft_demo_paper_evolve(d->paper, path_in(p, d->dir, "images"), &d->style)))
+        return st;
+
     stage(d, "dead units and training curves: %s/dead-units.txt, %s/training-curves.png", d->dir, d->dir);
     if ((st = write_dead(d, path_in(p, d->dir, "dead-units.txt"))) ||
         (st = write_png(d, "training-curves.png", fig_curves, 0)))
@@ -999,6 +1064,18 @@ static zf_status run(demo *d)
         printf("  %s/occlusion-%s.png%*s occlusion sensitivity of %d images\n", D, d->nets[i].name,
                (int)(14 - strlen(d->nets[i].name)), "", d->n_occl);
     printf("  %s/attribution.png           7 attribution methods on %d images, both nets (maps: .npy)\n", D, d->n_occl);
+    for (int i = 0; i < N_NETS; i++)
+        printf("  %s/invariance-%s.png%*s shifts, scaling, rotation of the %d images (and .csv)\n", D, d->nets[i].name,
+               (int)(13 - strlen(d->nets[i].name)), "", d->n_occl);
+    printf("  %s/correspondence.png        part correspondence on ankle boots (correspond-NET.csv)\n", D);
+    printf("  %s/conv2-compare.png         conv2 of both nets in pixels\n", D);
+    printf("  %s/probes.png                linear probes of layers 1-7 (probe-NET.csv)\n", D);
+    for (int i = 0; i < N_NETS; i++)
+        printf("  %s/evolve-%s.png%*s feature evolution over the training snapshots (and .csv)\n", D,
+               d->nets[i].name, (int)(17 - strlen(d->nets[i].name)), "");
+    for (int i = 0; i < N_NETS; i++)
+        printf("  %s/%s-training.sqlite  its training run (zfviz evolve --db ... --model %s)\n", D, d->nets[i].name,
+               d->nets[i].name);
     printf("  %s/dead-units.txt            dead and rarely firing units\n", D);
     printf("  %s/images/                   the %d test images\n", D, d->n_images);
     printf("  %s/alexnet-mini.db, zfnet-mini.db  the scans (zfviz sheet, dead, report --db ...)\n", D);
@@ -1030,6 +1107,7 @@ static void demo_free(demo *d)
     zf_dataset_free(d->sel);
     zf_dataset_free(d->test);
     zft_demo_attr_free(&d->attr);
+    zft_demo_paper_free(d->paper);
 }
 
 int zf_cmd_demo(int argc, char **argv)
