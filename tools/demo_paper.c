@@ -18,7 +18,7 @@
 
 #define ZFT_DEMO_PAPER_PARTS 2
 /* Fig. 8's parts on Fashion-MNIST's ankle boots, in the nets' 112 x 112 input: the boots point left,
- * the toe at the bottom left (columns 1-8, rows 16-22 of the 28 x 28 image), the heel at the bottom
+ * the toe at the bottom left (columns 1-7, rows 16-22 of the 28 x 28 image), the heel at the bottom
  * right (columns 20-26, the same rows). */
 static const char *const part_names[ZFT_DEMO_PAPER_PARTS] = {"toe", "heel"};
 static const zf_box part_boxes[ZFT_DEMO_PAPER_PARTS] = {{4, 64, 28, 28}, {80, 64, 28, 28}};
