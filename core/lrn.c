@@ -72,24 +72,21 @@ void zf_lrn_backward(float *din, const float *dout, const float *in, int n, int 
             const int p0 = ch * LRN_CHUNK, len = hw - p0 < LRN_CHUNK ? hw - p0 : LRN_CHUNK;
             const size_t off = (size_t)img * c * hw + p0;
             float sum[LRN_CHUNK], t[LRN_CHUNK];
-            /* First pass: the direct term dx_i = dy_i s_i^-b. */
+            for (int i = 0; i < c; i++)
+                memset(din + off + (size_t)i * hw, 0, sizeof(float) * (size_t)len);
+            /* One pass over the channels: channel i's window sums give its direct term
+             * dy_i s_i^-b and t = dy_i x_i s_i^(-b-1) = dy_i x_i s_i^-b / s_i, which is subtracted
+             * from every j in W(i). */
             for (int i = 0; i < c; i++) {
-                int j0, j1;
-                window_sumsq(sum, &j0, &j1, in + off, i, c, hw, len, p);
-                const float *dy = dout + off + (size_t)i * hw;
-                float *dx = din + off + (size_t)i * hw;
-                for (int q = 0; q < len; q++)
-                    dx[q] = dy[q] * inv_pow(k + a * sum[q], beta);
-            }
-            for (int i = 0; i < c; i++) {
-                /* Second pass: t = dy_i x_i s_i^(-b-1), subtracted from every j in W(i). */
                 int j0, j1;
                 window_sumsq(sum, &j0, &j1, in + off, i, c, hw, len, p);
                 const float *xi = in + off + (size_t)i * hw;
                 const float *dy = dout + off + (size_t)i * hw;
+                float *dxi = din + off + (size_t)i * hw;
                 for (int q = 0; q < len; q++) {
-                    float s = k + a * sum[q];
-                    t[q] = dy[q] * xi[q] * powf(s, -beta - 1.0f);
+                    const float s = k + a * sum[q], r = inv_pow(s, beta);
+                    dxi[q] += dy[q] * r;
+                    t[q] = dy[q] * xi[q] * r / s;
                 }
                 for (int j = j0; j < j1; j++) {
                     const float *xj = in + off + (size_t)j * hw;

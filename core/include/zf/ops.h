@@ -71,7 +71,8 @@ typedef struct zf_lrn_params {
     float alpha, beta, k;
 } zf_lrn_params;
 void zf_lrn_forward(float *out, const float *in, int n, int c, int hw, const zf_lrn_params *p);
-/* The true LRN backward (gradient): din = d out / d in applied to dout, given the forward in. */
+/* The true LRN backward (gradient): din = d out / d in applied to dout, given the forward in; din
+ * is written whole and may not alias dout or in. */
 void zf_lrn_backward(float *din, const float *dout, const float *in, int n, int c, int hw,
                      const zf_lrn_params *p);
 
