@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "demo_paper.h"
@@ -399,6 +400,13 @@ zf_status zft_demo_paper_evolve(zft_demo_paper *p, const char *images_dir, const
         if (!embedded_run(dn->name, &bytes, &len))
             return zft_demo_paper_check(p->dir);
         snprintf(name, sizeof name, "%s-training.sqlite", dn->name);
+        /* A WAL or journal an earlier demo's reading left beside the file belongs to that copy. */
+        static const char *const side[] = {"-wal", "-shm", "-journal"};
+        for (int k = 0; k < 3; k++) {
+            char sp[PATH_MAX + 16];
+            snprintf(sp, sizeof sp, "%s%s", path_in(db, p->dir, name), side[k]);
+            unlink(sp);
+        }
         if ((st = zf_file_save(path_in(db, p->dir, name), bytes, len, 0)))
             break;
         /* conv1..conv5, or as many conv layers as the net has */
