@@ -487,6 +487,31 @@ Test(demo_paper, evolve_is_zfviz_evolve_on_the_written_run_over_every_snapshot)
     }
 }
 
+/* ---- a second run ---- */
+
+Test(demo_paper, ten_images_run_twice_into_the_same_folder)
+{
+    const char *why = missing_prereq();
+    if (why)
+        cr_skip_test("%s", why);
+    const char *z = tu_build("tools/zfviz");
+    const char *tmp = tu_tmpdir("demo_paper_again");
+    char log[1100], p[1200];
+    snprintf(log, sizeof log, "%s/stdout.txt", tmp);
+    /* one boot of each class: no pair to measure correspondence on, a page that says so */
+    for (int run = 0; run < 2; run++) {
+        int rc = tu_system("'%s' demo --quick --images 10 -o '%s/out' > '%s' 2>&1", z, tmp, log);
+        char *text = tu_read_file(log, NULL);
+        cr_assert_eq(rc, 0, "run %d of zfviz demo --quick --images 10 into one folder exited %d:\n%s", run + 1, rc,
+                     text ? text : "");
+        free(text);
+    }
+    snprintf(p, sizeof p, "%s/out/correspond-alexnet-mini.csv", tmp);
+    cr_expect(access(p, F_OK) != 0, "%s written from one image", p);
+    snprintf(p, sizeof p, "%s/out/evolve-zfnet-mini.csv", tmp);
+    cr_expect(access(p, F_OK) == 0, "no %s", p);
+}
+
 /* ---- the PDF ---- */
 
 Test(demo_paper, the_pdf_has_sixteen_pages)

@@ -56,6 +56,7 @@ struct zft_demo_paper {
     zft_part parts[ZFT_DEMO_PAPER_PARTS];
     zf_box part_box[ZFT_DEMO_PAPER_PARTS];
     int cor_class;      /* the class whose images are occluded */
+    int cor_images;     /* how many (under 2: no measure, the page says why) */
     zft_deep deep[ZFT_DEMO_PAPER_NETS];
     zft_deep_fig deep_fig;
     long probe_train, probe_test, probe_iters;
@@ -221,6 +222,14 @@ static zf_status draw_correspond(zf_viz_doc *doc, zft_demo_paper *p, int which, 
 {
     (void)which;
     (void)style;
+    const char *title = "Part correspondence under occlusion (Zeiler & Fergus Fig. 8)";
+    if (p->cor_images < 2) {
+        char why[512];
+        snprintf(why, sizeof why, "The demo images hold %d ankle boot%s, and the measure compares pairs of images: "
+                 "run the demo with --images 20 or more for this page.", p->cor_images, p->cor_images == 1 ? "" : "s");
+        zf_viz_text_block b[] = {{NULL, why, 0, 0}};
+        return zf_viz_text_page(doc, title, b, 1);
+    }
     char note[2048];
     int at = snprintf(note, sizeof note,
                       "Zeiler & Fergus section 4.3 (Fig. 8's table) on %d ankle boots of the demo images, as zfviz "
@@ -239,13 +248,14 @@ static zf_status draw_correspond(zf_viz_doc *doc, zft_demo_paper *p, int which, 
     zf_viz_text_block b[] = {{NULL, note, 0, 0},
                              {p->nets[0].name, p->nets[0].cor_table, 1, 0},
                              {p->nets[1].name, p->nets[1].cor_table, 1, 0}};
-    return zf_viz_text_page(doc, "Part correspondence under occlusion (Zeiler & Fergus Fig. 8)", b, 3);
+    return zf_viz_text_page(doc, title, b, 3);
 }
 
 zf_status zft_demo_paper_correspond(zft_demo_paper *p, char *const *paths, int n, const zf_viz_style *style)
 {
     zf_status st = ZF_OK;
-    for (int i = 0; i < ZFT_DEMO_PAPER_NETS && !st; i++) {
+    p->cor_images = n;
+    for (int i = 0; i < ZFT_DEMO_PAPER_NETS && !st && n >= 2; i++) {
         zft_demo_paper_net *dn = &p->nets[i];
         char name[128], csv[PATH_MAX];
         zft_correspond *c = &dn->cor;
@@ -358,6 +368,11 @@ zf_status zft_demo_paper_probe(zft_demo_paper *p, const zf_viz_style *style)
             mem_out m;
             if ((st = mem_open(&m)))
                 break;
+            /* The CSV's first line names the command that gives the rest (and marks the file as zfviz's). */
+            if (csv)
+                fprintf(m.f, "zfviz probe --model %s --layers conv1,conv2,conv3,conv4,conv5,fc6,fc7 --limit %ld "
+                             "--test-limit %ld --iters %ld --csv\n",
+                        dn->name, p->probe_train, p->probe_test, p->probe_iters);
             zft_probe_print_head(m.f, csv, dn->label, train->n, test->n, "fashion-mnist", train->n_classes, grid,
                                  po.l2);
             for (int k = 0; k < dn->n_probe; k++)
@@ -425,6 +440,10 @@ zf_status zft_demo_paper_evolve(zft_demo_paper *p, const char *images_dir, const
         zf_file *f = NULL;
         if ((st = zf_file_open(path_in(csv, p->dir, name), 0, &f)))
             break;
+        /* The first line names the commands that give the rest (and marks the file as zfviz's). */
+        fprintf(zf_file_stream(f),
+                "zfviz evolve --db %s --model %s --images %s --limit %ld --layer convK --units 0,1 --csv, K = 1..%d\n",
+                db, dn->name, images_dir, p->evo_images, nl);
         zft_evolve_opts eo = {db,    0, dn->name, images_dir, p->evo_images, layers, nl, units, EVO_UNITS, NULL, 0,
                               0,     1, 50,       zf_file_stream(f)};
         int usage = 0;

@@ -37,8 +37,8 @@ zf_status zft_demo_paper_new(const char *dir, int quick, zf_net *const *nets, co
 /* Each stage writes its files into dir and keeps what its page needs. */
 /* Fig. 5: the sweeps of the images at paths (DIR/invariance-NET.png, .csv). */
 zf_status zft_demo_paper_invariance(zft_demo_paper *p, char *const *paths, int n, const zf_viz_style *style);
-/* Fig. 8's table: the images at paths (all of class p->cor_class) with the parts occluded
- * (DIR/correspond-NET.csv, DIR/correspondence.png). */
+/* Fig. 8's table: the images at paths (all of class ZFT_DEMO_COR_CLASS) with the parts occluded
+ * (DIR/correspond-NET.csv, DIR/correspondence.png); fewer than 2 images make a page that says so. */
 zf_status zft_demo_paper_correspond(zft_demo_paper *p, char *const *paths, int n, const zf_viz_style *style);
 /* Fig. 6: conv2 of both nets in pixels over the first 64 images at paths (DIR/conv2-compare.png);
  * zfviz compare --layer conv2's lines to out. */
