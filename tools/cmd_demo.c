@@ -741,11 +741,12 @@ static zf_status cover_page(zf_viz_doc *doc, demo *d)
            "# every page is also a PNG in %s; the scans are kept for the commands that read them:\n"
            "zfviz sheet --db %s/alexnet-mini.db --layer conv3 --top-units 8 -o conv3.png\n"
            "zfviz report --db %s/zfnet-mini.db -o zfnet-mini-report.pdf\n"
+           "zfviz evolve --db %s/zfnet-mini-training.sqlite --model zfnet-mini --layer conv2 --units 0,1,2,3 --out ev.png\n"
            "# any image through either net, and the accuracy on the whole test set:\n"
            "zfviz occlude --model zfnet-mini --input IMAGE.png --out occ --png occlusion.png\n"
            "zfviz eval --model alexnet-mini\n"
            "zfviz --help",
-           d->dir, d->dir, d->dir);
+           d->dir, d->dir, d->dir, d->dir);
     zf_status st = ZF_OK;
     if (!intro.s || !table.s || !train.s || !pages.s || !more.s)
         st = zf_error(ZF_ERR_NOMEM, "out of memory for the cover page");
