@@ -356,6 +356,11 @@ static const char *const commands[] = {
     "activations --input img/a.png --layer conv1 -o act.png",
     "attribute --input img/a.png --method gradient --out att",
     "optimize --layer conv2 --units 0 --steps 2 --out opt",
+    "invariance img/a.png --out inv",
+    "correspond img/a.png img/a.png --part p=1,1,8,8 --out corr.csv",
+    "compare --layer conv2 --images img -o cmp.png",
+    "probe --limit 10 --test-limit 10",
+    "evolve --db run.sqlite --layer conv1 --out evo.png",
 };
 
 Test(device, cuda_without_a_gpu_is_one_line_and_exit_2_for_every_command)

@@ -53,7 +53,8 @@ static void usage(void)
            "  --near-dead F     near-dead threshold as a fraction of the median RMS (default 0.1)\n" ZFT_FIGURE_HELP
            "  -o, --out FILE    .png or .pdf (its folder is created)\n" ZFT_FORCE_HELP
            "  --store DB        also store the page as a PNG in the database DB (table renderings, kind\n"
-           "                    'compare'); -o is then optional\n" ZFT_WAIT_HELP);
+           "                    'compare'); -o is then optional\n" ZFT_WAIT_HELP
+           ZFT_DEVICE_HELP "                    (compare runs on the cpu engine only for now: cuda is refused)\n");
 }
 
 typedef struct cmp_ctx {
@@ -173,8 +174,9 @@ int zf_cmd_compare(int argc, char **argv)
                             ZFT_NEAR_DEAD_OPT(&co.near_dead), ZFT_STR("out", 'o', &out),
                             ZFT_STR("store", 'S', &store), ZFT_STR("layer", 'L', &layer),
                             ZFT_STR("npy", 'N', &npy_dir), {0}};
+    zft_device dev = {.cpu_only = "its experiment calls the CPU engine's functions directly for now"};
     zft_args a = {.cmd = "compare", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
-                  .usage = usage, .style = &co.style, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT,
+                  .usage = usage, .style = &co.style, .device = &dev, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT,
                   .operands = -1};
     if (zft_args_parse(&a))
         return a.rc;

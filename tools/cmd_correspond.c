@@ -38,6 +38,7 @@ static const char usage_text[] =
     "  --boxes F         the parts as JSON: {\"parts\": {\"NAME\": [[x,y,w,h], ...], ...}, \"images\":\n"
     "                    [paths, relative to F's folder]}; \"images\" is used when no IMAGE is given\n"
     "  --out F           the CSV file\n" ZFT_FORCE_HELP
+    ZFT_DEVICE_HELP "                    (correspond runs on the cpu engine only for now: cuda is refused)\n"
     "  --layers L        layers measured, comma-separated (default: the rectified output of the last\n"
     "                    conv layer and of the fully connected layer before the last: the paper's\n"
     "                    layers 5 and 7)\n"
@@ -200,8 +201,9 @@ int zf_cmd_correspond(int argc, char **argv)
                             ZFT_INT("random", OPT_RANDOM, 0, 10000, "0..10000 draws", &random),
                             ZFT_LONG("seed", OPT_SEED, 0, 1e18, "a whole number from 0", &seed),
                             ZFT_FLOAT("fill", OPT_FILL, -FLT_MAX, FLT_MAX, "a finite number", &fill), {0}};
+    zft_device dev = {.cpu_only = "its experiment calls the CPU engine's functions directly for now"};
     zft_args a = {.cmd = "correspond", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
-                  .usage = usage, .model = &mo, .shared = ZFT_WITH_FORCE, .operands = -1};
+                  .usage = usage, .model = &mo, .device = &dev, .shared = ZFT_WITH_FORCE, .operands = -1};
     zf_net *net = NULL;
     zft_model_ref ref;
     zft_image_set im = {0};

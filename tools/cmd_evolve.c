@@ -47,7 +47,8 @@ static void usage(void)
            "  --cell N          pixels per cell (default 64)\n"
            "  --lrn-backward    the true LRN backward on the way down (default: identity)\n"
            "  --csv             stdout as CSV: layer,unit,epoch,image,y,x,activation\n"
-           "  --batch N         images per forward (default 50)\n" ZFT_WAIT_HELP ZFT_FORCE_HELP);
+           "  --batch N         images per forward (default 50)\n" ZFT_WAIT_HELP ZFT_FORCE_HELP
+           ZFT_DEVICE_HELP "                    (evolve runs on the cpu engine only for now: cuda is refused)\n");
 }
 
 static int parse_ints(const char *s, int *out, int max, int lo)
@@ -81,8 +82,9 @@ int zf_cmd_evolve(int argc, char **argv)
                             ZFT_INT("cell", O_CELL, 8, 1024, "8 to 1024 pixels", &cell),
                             ZFT_FLAG("lrn-backward", O_LRN, &lrn_backward), ZFT_FLAG("csv", O_CSV, &csv),
                             ZFT_LONG("batch", O_BATCH, 1, 65536, "a whole number from 1 to 65536", &batch), {0}};
+    zft_device dev = {.cpu_only = "its experiment calls the CPU engine's functions directly for now"};
     zft_args a = {.cmd = "evolve", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
-                  .style = &style, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
+                  .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
     if (zft_args_parse(&a))
         return a.rc;
     if (!db_path || !layer_name || !out)

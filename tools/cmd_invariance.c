@@ -36,6 +36,7 @@ static const char usage_text[] =
     "DIR/<transform>_amounts.npy (float32, N).\n\n" ZFT_MODEL_HELP
     "  IMAGE...          image files, .npy inputs (n x C x H x W), folders or lists of images\n"
     "  --out DIR         output folder (created)\n" ZFT_FORCE_HELP
+    ZFT_DEVICE_HELP "                    (invariance runs on the cpu engine only for now: cuda is refused)\n"
     "  --translate R     vertical shift in input pixels, positive moves the image down (default\n"
     "                    -60:60:13 at 224 pixels high, the same fraction at other sizes: -30:30:13\n"
     "                    for the mini nets' 112)\n"
@@ -115,8 +116,10 @@ int zf_cmd_invariance(int argc, char **argv)
                             ZFT_INT("class", OPT_CLASS, 0, 1 << 30, "a class index", &p.cls),
                             ZFT_FLOAT("fill", OPT_FILL, -FLT_MAX, FLT_MAX, "a finite number", &p.fill),
                             ZFT_STR("pdf", OPT_PDF, &pdf), {0}};
+    zft_device dev = {.cpu_only = "its experiment calls the CPU engine's functions directly for now"};
     zft_args a = {.cmd = "invariance", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
-                  .usage = usage, .model = &mo, .style = &style, .shared = ZFT_WITH_FORCE, .operands = -1};
+                  .usage = usage, .model = &mo, .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE,
+                  .operands = -1};
     int c;
     while ((c = zft_args_next(&a)) != -1) {
         const int t = c == OPT_TRANSLATE ? 0 : c == OPT_SCALE ? 1 : c == OPT_ROTATE ? 2 : -1;

@@ -49,7 +49,8 @@ static void usage(void)
            "  --csv             print layer,features,train_acc,test_acc,iters,loss as CSV\n"
            "  --out FIG         also draw the accuracies as a bar chart (.png or .pdf)\n"
            "  --save-features DIR  also write DIR/<layer>.train.npy and .test.npy (float32, raw\n"
-           "                    before standardisation) and train.labels.npy, test.labels.npy (int32)\n" ZFT_FORCE_HELP);
+           "                    before standardisation) and train.labels.npy, test.labels.npy (int32)\n" ZFT_FORCE_HELP
+           ZFT_DEVICE_HELP "                    (probe runs on the cpu engine only for now: cuda is refused)\n");
 }
 
 /* The images i of ds with (i % 5 == 4) == held, into a new dataset. */
@@ -132,8 +133,9 @@ int zf_cmd_probe(int argc, char **argv)
                             ZFT_LONG("size", O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size),
                             ZFT_FLAG("csv", O_CSV, &csv), ZFT_STR("save-features", O_SAVE, &save_dir),
                             ZFT_STR("out", O_OUT, &fig), {0}};
+    zft_device dev = {.cpu_only = "its experiment calls the CPU engine's functions directly for now"};
     zft_args a = {.cmd = "probe", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
-                  .model = &mo, .style = &style, .shared = ZFT_WITH_FORCE};
+                  .model = &mo, .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE};
     if (zft_args_parse(&a))
         return a.rc;
     int fmnist = !strcmp(data, "fashion-mnist");
