@@ -20,21 +20,6 @@
 static const char *const class_file[10] = {"T-shirt-top", "Trouser", "Pullover", "Dress",   "Coat",
                                            "Sandal",      "Shirt",   "Sneaker",  "Bag",     "Ankle-boot"};
 
-/* NULL when the demo can run here, else why not. */
-static const char *missing_prereq(void)
-{
-    const void *b;
-    size_t len;
-    if (!zft_embedded_model("alexnet-mini", &b, &len) || !zft_embedded_model("zfnet-mini", &b, &len))
-        return "this build has no embedded models (assets/models/*.safetensors)";
-    const char *env = getenv("ZFVIZ_FASHION_MNIST");
-    char p[1024];
-    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte.gz", env && *env ? env : ZF_FASHION_MNIST_DIR);
-    if (access(p, R_OK))
-        return "Fashion-MNIST is not installed (dataset-fashion-mnist)";
-    return NULL;
-}
-
 /* The whole of a small file as a string. */
 static char *slurp(const char *path)
 {
@@ -109,7 +94,7 @@ static void expect_one_line(const char *path, const char *says, const char *what
 
 Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval)
 {
-    const char *why = missing_prereq();
+    const char *why = tu_demo_missing();
     if (why)
         cr_skip_test("%s", why);
     const char *dir = tu_tmpdir("demo_quick");
@@ -271,7 +256,7 @@ Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval)
 
 Test(demo, unusable_output_folder_or_data_fail_with_one_line)
 {
-    const char *why = missing_prereq();
+    const char *why = tu_demo_missing();
     if (why && strstr(why, "embedded"))
         cr_skip_test("%s", why);
     const char *dir = tu_tmpdir("demo_bad");

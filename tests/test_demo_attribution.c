@@ -21,23 +21,9 @@ static const char *const methods[7] = {"gradient", "guided-backprop", "deconvnet
 static const char *const files[7] = {"gradient", "guided-backprop", "deconvnet", "gradcam",
                                      "guided-gradcam", "integrated-gradients", "smoothgrad-gradient"};
 
-static const char *missing_prereq(void)
-{
-    const void *b;
-    size_t len;
-    if (!zft_embedded_model("alexnet-mini", &b, &len) || !zft_embedded_model("zfnet-mini", &b, &len))
-        return "this build has no embedded models (assets/models/*.safetensors)";
-    const char *env = getenv("ZFVIZ_FASHION_MNIST");
-    char p[1024];
-    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte.gz", env && *env ? env : ZF_FASHION_MNIST_DIR);
-    if (access(p, R_OK))
-        return "Fashion-MNIST is not installed (dataset-fashion-mnist)";
-    return NULL;
-}
-
 Test(demo_attribution, page_size_and_maps_equal_zfviz_attribute_on_the_same_files)
 {
-    const char *why = missing_prereq();
+    const char *why = tu_demo_missing();
     if (why)
         cr_skip_test("%s", why);
     const char *dir = tu_tmpdir("demo_attribution");

@@ -19,15 +19,10 @@ static const char *const nets[2] = {"alexnet-mini", "zfnet-mini"};
 
 static const char *missing_prereq(void)
 {
-    const void *b;
-    size_t len;
-    if (!zft_embedded_model("alexnet-mini", &b, &len) || !zft_embedded_model("zfnet-mini", &b, &len))
-        return "this build has no embedded models (assets/models/*.safetensors)";
-    const char *env = getenv("ZFVIZ_FASHION_MNIST");
+    const char *why = tu_demo_missing();
+    if (why)
+        return why;
     char p[1024];
-    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte.gz", env && *env ? env : ZF_FASHION_MNIST_DIR);
-    if (access(p, R_OK))
-        return "Fashion-MNIST is not installed (dataset-fashion-mnist)";
     snprintf(p, sizeof p, "%s/assets/runs/alexnet-mini.sqlite", tu_src("."));
     if (access(p, R_OK))
         return "this checkout has no training runs to embed (assets/runs/*.sqlite)";

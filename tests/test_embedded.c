@@ -7,27 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include "common.h"
 #include "testutil.h"
-#include "zf/dataset.h"
 
 static const char *const nets[2] = {"alexnet-mini", "zfnet-mini"};
-
-static const char *missing_prereq(void)
-{
-    const void *b;
-    size_t len;
-    if (!zft_embedded_model("alexnet-mini", &b, &len) || !zft_embedded_model("zfnet-mini", &b, &len))
-        return "this build has no embedded models (assets/models/*.safetensors)";
-    const char *env = getenv("ZFVIZ_FASHION_MNIST");
-    char p[1024];
-    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte.gz", env && *env ? env : ZF_FASHION_MNIST_DIR);
-    if (access(p, R_OK))
-        return "Fashion-MNIST is not installed (dataset-fashion-mnist)";
-    return NULL;
-}
 
 Test(embedded, fashion_mnist_test_top1_at_least_90_percent)
 {
@@ -35,7 +18,7 @@ Test(embedded, fashion_mnist_test_top1_at_least_90_percent)
     cr_skip_test("10,000 images through both nets take minutes under the sanitizer; the number does not "
                  "depend on the build and the Release job checks it");
 #endif
-    const char *why = missing_prereq();
+    const char *why = tu_demo_missing();
     if (why)
         cr_skip_test("%s", why);
     char dir[2048];
@@ -57,7 +40,7 @@ Test(embedded, fashion_mnist_test_top1_at_least_90_percent)
 
 Test(embedded, conv1_is_learned_not_its_initial_noise)
 {
-    const char *why = missing_prereq();
+    const char *why = tu_demo_missing();
     if (why && strstr(why, "embedded models"))
         cr_skip_test("%s", why);
     char dir[2048];

@@ -45,6 +45,9 @@ void *tu_slurp(const char *path, size_t *len);
 /* Writes the n bytes at p as the whole of `path`; the test fails where it cannot. */
 void tu_write_file(const char *path, const void *p, size_t n);
 
+/* NULL when what zfviz demo needs is here (the embedded models and Fashion-MNIST's test set), else
+ * why not, for cr_skip_test. */
+const char *tu_demo_missing(void);
 /* x as float64 (malloc'd; the test fails where it cannot be). */
 double *tu_doubles(const float *x, size_t n);
 /* A convolution in float64 straight from its definition (groups, strides, padding): out (n, k, oh,

@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include "common.h"
 #include "testutil.h"
+#include "zf/dataset.h"
 #include "zf/ops.h"
 #include "zf/viz.h"
 
@@ -123,4 +126,18 @@ void tu_ref_conv_f(double *out, const float *in, const float *w, const float *bi
     free(din);
     free(dw);
     free(db);
+}
+
+const char *tu_demo_missing(void)
+{
+    const void *b;
+    size_t len;
+    if (!zft_embedded_model("alexnet-mini", &b, &len) || !zft_embedded_model("zfnet-mini", &b, &len))
+        return "this build has no embedded models (assets/models/*.safetensors)";
+    const char *env = getenv("ZFVIZ_FASHION_MNIST");
+    char p[1024];
+    snprintf(p, sizeof p, "%s/t10k-images-idx3-ubyte.gz", env && *env ? env : ZF_FASHION_MNIST_DIR);
+    if (access(p, R_OK))
+        return "Fashion-MNIST is not installed (dataset-fashion-mnist)";
+    return NULL;
 }
