@@ -126,11 +126,14 @@ static zf_status one_row(zft_demo_attr *a, int row, zf_backprop *bp, zf_net *net
         }
         const float sigma = (float)(SG_NOISE * ((double)hi - lo));
         memset(acc, 0, sizeof(double) * in);
-        /* the noisy copies in batches, each sample's gradient added in sample order */
-        zf_attr_target tb[BATCH];
-        double vb[BATCH];
-        for (int s0 = 0; s0 < SG_SAMPLES && !st; s0 += BATCH) {
-            const int n = SG_SAMPLES - s0 < BATCH ? SG_SAMPLES - s0 : BATCH;
+        /* one noisy copy per pass, each sample's gradient added in sample order, as zfviz
+         * attribute computes it: copies batched together round the GEMMs otherwise, and near a
+         * ReLU or max-pool tie that moves the map (the page is the command's bits) */
+        enum { SG_BATCH = 1 };
+        zf_attr_target tb[SG_BATCH];
+        double vb[SG_BATCH];
+        for (int s0 = 0; s0 < SG_SAMPLES && !st; s0 += SG_BATCH) {
+            const int n = SG_SAMPLES - s0 < SG_BATCH ? SG_SAMPLES - s0 : SG_BATCH;
             for (int j = 0; j < n; j++) {
                 tb[j] = t;
                 zf_attr_noise(z, in, SG_SEED, s0 + j);
