@@ -441,8 +441,9 @@ Test(device, cpu_writes_the_bytes_of_no_option)
     cr_assert_eq(tu_system("cd '%s' && mkdir -p in && cp img/a.png in/", dir), 0);
     const char *cmds[] = {
         "forward --input ../in/a.png --dump conv1,fc8 --out d",
-        "deconv --input ../in/a.png --layer conv2 --channel 3 --out y.npy",
-        "deconv --input ../in/a.png --layer conv1 --channel 2 --map --out m.npy",
+        /* units that fire on this input in the embedded alexnet-mini (one that does not is refused) */
+        "deconv --input ../in/a.png --layer conv2 --channel 0 --out y.npy",
+        "deconv --input ../in/a.png --layer conv1 --channel 1 --map --out m.npy",
         "occlude --input ../in/a.png -o occ --patch 23 --stride 13",
     };
     for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++) {
