@@ -228,33 +228,6 @@ Test(dnnl, info_names_onednn_and_each_convolution_path)
  * kernels older than the CPU. OpenBLAS reads OPENBLAS_CORETYPE when it loads, so the checks run
  * in a process of this program started with it set (sgemm_child below, skipped otherwise). */
 
-/* float64 from the definition: din (n, c, h, w) and dw (k, c/groups, kh, kw) of a convolution whose
- * output gradient is dout. */
-static void ref_conv_backward(double *din, double *dw, const float *in, const float *dout, const float *w,
-                              const zf_conv_geom *g)
-{
-    const int cg = g->c / g->groups, kg = g->k / g->groups;
-    memset(din, 0, sizeof(double) * in_floats(g));
-    memset(dw, 0, sizeof(double) * w_floats(g));
-    for (int n = 0; n < g->n; n++)
-        for (int k = 0; k < g->k; k++)
-            for (int oy = 0; oy < g->oh; oy++)
-                for (int ox = 0; ox < g->ow; ox++) {
-                    const double d = dout[(((size_t)n * g->k + k) * g->oh + oy) * g->ow + ox];
-                    for (int ci = 0; ci < cg; ci++)
-                        for (int ky = 0; ky < g->kh; ky++)
-                            for (int kx = 0; kx < g->kw; kx++) {
-                                const int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
-                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
-                                    continue;
-                                const size_t ii = (((size_t)n * g->c + k / kg * cg + ci) * g->h + iy) * g->w + ix;
-                                const size_t wi = (((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx;
-                                din[ii] += d * w[wi];
-                                dw[wi] += d * in[ii];
-                            }
-                }
-}
-
 /* The convolution paths that call zf_sgemm, each against float64 at sizes that are multiples of
  * no vector or block width; oneDNN must have run (onednn) or not run (!onednn) their GEMMs. */
 static void check_gemm_paths(int onednn)
@@ -284,7 +257,7 @@ static void check_gemm_paths(int onednn)
         float *ws = malloc(sizeof(float) * (wsn > wsb ? wsn : wsb));
         char what[160];
         ref_conv(ref, in, w, b, &g, 0);
-        ref_conv_backward(rdin, rdw, in, dout, w, &g);
+        tu_ref_conv_backward(rdin, rdw, in, dout, w, &g);
 
         unsigned long calls = zf_sgemm_onednn_calls();
         if (*cases[t].path) {

@@ -55,6 +55,11 @@ double *tu_doubles(const float *x, size_t n);
  * the op tests hold every kernel path to. */
 struct zf_conv_geom;
 void tu_ref_conv(double *out, const double *in, const double *w, const double *bias, const struct zf_conv_geom *g);
+/* The backward of tu_ref_conv in float64 from the definition: din (n, c, h, w) from the output
+ * gradient dout (n, k, oh, ow) and, when dw is not NULL, dw (k, c / groups, kh, kw), which needs the
+ * forward's input in. */
+void tu_ref_conv_backward(double *din, double *dw, const float *in, const float *dout, const float *w,
+                          const struct zf_conv_geom *g);
 /* tu_ref_conv of float arguments. */
 void tu_ref_conv_f(double *out, const float *in, const float *w, const float *bias, const struct zf_conv_geom *g);
 

@@ -141,3 +141,30 @@ const char *tu_demo_missing(void)
         return "Fashion-MNIST is not installed (dataset-fashion-mnist)";
     return NULL;
 }
+
+void tu_ref_conv_backward(double *din, double *dw, const float *in, const float *dout, const float *w,
+                          const zf_conv_geom *g)
+{
+    const int cg = g->c / g->groups, kg = g->k / g->groups;
+    memset(din, 0, sizeof(double) * (size_t)g->n * g->c * g->h * g->w);
+    if (dw)
+        memset(dw, 0, sizeof(double) * (size_t)g->k * cg * g->kh * g->kw);
+    for (int n = 0; n < g->n; n++)
+        for (int k = 0; k < g->k; k++)
+            for (int oy = 0; oy < g->oh; oy++)
+                for (int ox = 0; ox < g->ow; ox++) {
+                    const double d = dout[(((size_t)n * g->k + k) * g->oh + oy) * g->ow + ox];
+                    for (int ci = 0; ci < cg; ci++)
+                        for (int ky = 0; ky < g->kh; ky++)
+                            for (int kx = 0; kx < g->kw; kx++) {
+                                const int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
+                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
+                                    continue;
+                                const size_t ii = (((size_t)n * g->c + k / kg * cg + ci) * g->h + iy) * g->w + ix;
+                                const size_t wi = (((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx;
+                                din[ii] += d * w[wi];
+                                if (dw)
+                                    dw[wi] += d * in[ii];
+                            }
+                }
+}
