@@ -97,17 +97,11 @@ Test(demo, quick_run_writes_every_promised_file_and_its_accuracy_matches_eval)
     const char *why = tu_demo_missing();
     if (why)
         cr_skip_test("%s", why);
-    const char *dir = tu_tmpdir("demo_quick");
+    tu_demo_run run;
+    tu_demo_quick(&run);
+    const char *dir = tu_tmpdir("demo_quick"), *out = run.out, *log = run.log;
     const char *z = tu_build("tools/zfviz");
-    char out[1024], log[1100], err[1100], p[1400];
-    snprintf(out, sizeof out, "%s/out", dir);
-    snprintf(log, sizeof log, "%s/stdout.txt", dir);
-    snprintf(err, sizeof err, "%s/stderr.txt", dir);
-    int rc = tu_system("'%s' demo --quick -o '%s' > '%s' 2> '%s'", z, out, log, err);
-    if (rc) {
-        char *e = slurp(err);
-        cr_assert_fail("zfviz demo --quick exited %d: %s", rc, e);
-    }
+    char p[1400];
 
     /* A progress line per stage, then where the files are, the PDF first. */
     char *text = slurp(log);

@@ -26,13 +26,11 @@ Test(demo_attribution, page_size_and_maps_equal_zfviz_attribute_on_the_same_file
     const char *why = tu_demo_missing();
     if (why)
         cr_skip_test("%s", why);
-    const char *dir = tu_tmpdir("demo_attribution");
+    tu_demo_run run;
+    tu_demo_quick(&run);
+    const char *dir = tu_tmpdir("demo_attribution"), *out = run.out, *log = run.log;
     const char *z = tu_build("tools/zfviz");
-    char out[1024], log[1100], p[2048];
-    snprintf(out, sizeof out, "%s/out", dir);
-    snprintf(log, sizeof log, "%s/stdout.txt", dir);
-    int rc = tu_system("'%s' demo --quick -o '%s' > '%s' 2>&1", z, out, log);
-    cr_assert_eq(rc, 0, "zfviz demo --quick exited %d (see %s)", rc, log);
+    char p[2048];
 
     /* docs/demo.md: 1134 x 1238 for the 8 rows of --quick (4 images, 2 nets) at the default style */
     snprintf(p, sizeof p, "%s/attribution.png", out);
@@ -68,8 +66,8 @@ Test(demo_attribution, page_size_and_maps_equal_zfviz_attribute_on_the_same_file
         for (int m = 0; m < 7; m++) {
             char od[1400];
             snprintf(od, sizeof od, "%s/attr-%s-%s", dir, nets[k], methods[m]);
-            rc = tu_system("'%s' attribute --model %s --input '%s/images/%s' --method %s --out '%s' >/dev/null 2>&1", z,
-                           nets[k], out, names[i], methods[m], od);
+            int rc = tu_system("'%s' attribute --model %s --input '%s/images/%s' --method %s --out '%s' >/dev/null 2>&1",
+                               z, nets[k], out, names[i], methods[m], od);
             cr_assert_eq(rc, 0, "zfviz attribute --model %s --method %s on %s exited %d", nets[k], methods[m], names[i],
                          rc);
             snprintf(p, sizeof p, "%s/%s.%s.npy", od, stem, files[m]);

@@ -1,14 +1,12 @@
 /* The paper's pages of zfviz demo (invariance, correspondence, conv2 in pixels, linear probes,
  * feature evolution): each output equals what the stand-alone command writes for the same files,
  * and one number of each of the first two is computed again here from `zfviz forward`'s dumps.
- * One `zfviz demo --quick` serves every test of this program (the first test to need it runs it). */
+ * One `zfviz demo --quick` per build serves every test here and the other demo suites (tu_demo_quick). */
 #include <criterion/criterion.h>
-#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include "common.h"
@@ -29,35 +27,13 @@ static const char *missing_prereq(void)
     return NULL;
 }
 
-static char demo_dir[1024], demo_log[1100];
+static tu_demo_run demo_run;
 
-/* The demo's output folder, made once per run of this program (its tests are its children). */
+/* The demo's output folder (the build's shared --quick run, made by the first test to need it). */
 static const char *demo(void)
 {
-    char rel[256], lock[1100], okf[1100];
-    snprintf(rel, sizeof rel, "test-tmp/demo_paper.%d", (int)getppid());
-    snprintf(demo_dir, sizeof demo_dir, "%s/out", tu_build(rel));
-    snprintf(demo_log, sizeof demo_log, "%s/stdout.txt", tu_build(rel));
-    snprintf(lock, sizeof lock, "%s.lock", tu_build(rel));
-    snprintf(okf, sizeof okf, "%s/ok", tu_build(rel));
-    tu_system("mkdir -p '%s'", tu_build("test-tmp"));
-    int fd = open(lock, O_CREAT | O_RDWR, 0644);
-    cr_assert(fd >= 0, "cannot open %s", lock);
-    flock(fd, LOCK_EX);
-    if (access(okf, F_OK)) {
-        tu_system("rm -rf '%s' && mkdir -p '%s'", tu_build(rel), tu_build(rel));
-        int rc = tu_system("'%s' demo --quick -o '%s' > '%s' 2>&1", tu_build("tools/zfviz"), demo_dir, demo_log);
-        if (rc == 0)
-            tu_system("touch '%s'", okf);
-        else {
-            flock(fd, LOCK_UN);
-            close(fd);
-            cr_assert_fail("zfviz demo --quick exited %d (see %s)", rc, demo_log);
-        }
-    }
-    flock(fd, LOCK_UN);
-    close(fd);
-    return demo_dir;
+    tu_demo_quick(&demo_run);
+    return demo_run.out;
 }
 
 /* ---- CSV files as rows of fields (no quoted fields in these files) ---- */
@@ -353,7 +329,7 @@ Test(demo_paper, conv2_numbers_are_zfviz_compare_layer_conv2_and_its_dead_units_
                            "'%s/c.png' > '%s' 2>/dev/null",
                            z, out, tmp, log),
                  0);
-    char *mine = tu_read_file(demo_log, NULL), *theirs = tu_read_file(log, NULL);
+    char *mine = tu_read_file(demo_run.log, NULL), *theirs = tu_read_file(log, NULL);
     cr_assert(mine && theirs);
     for (int k = 0; k < 2; k++) {
         char start[64], a[1024], b[1024];

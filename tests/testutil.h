@@ -48,6 +48,16 @@ void tu_write_file(const char *path, const void *p, size_t n);
 /* NULL when what zfviz demo needs is here (the embedded models and Fashion-MNIST's test set), else
  * why not, for cr_skip_test. */
 const char *tu_demo_missing(void);
+/* One `zfviz demo --quick` that every demo suite of a build reads and none writes into: out is its
+ * folder, log and err its stdout and stderr. Made once per zfviz binary and set of ZFVIZ_* variables
+ * into the build tree's test-tmp/demo-quick (which holds the key of the run that made it, written
+ * only once the run has succeeded), under a lock on which a suite that needs it at the same time
+ * waits; the lock is then held shared until the calling test's process ends, so that no suite
+ * remakes the folder under a reader. The test fails, with the demo's stderr, where the run fails. */
+typedef struct tu_demo_run {
+    char out[1024], log[1024], err[1024];
+} tu_demo_run;
+void tu_demo_quick(tu_demo_run *r);
 /* x as float64 (malloc'd; the test fails where it cannot be). */
 double *tu_doubles(const float *x, size_t n);
 /* A convolution in float64 straight from its definition (groups, strides, padding): out (n, k, oh,

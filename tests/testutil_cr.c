@@ -1,9 +1,11 @@
 /* Shared helpers for the Criterion tests that fail the test themselves (see testutil.h). */
 #include <criterion/criterion.h>
+#include <fcntl.h>
 #include <png.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,6 +14,8 @@
 #include "zf/dataset.h"
 #include "zf/ops.h"
 #include "zf/viz.h"
+
+extern char **environ;
 
 void *tu_slurp(const char *path, size_t *len)
 {
@@ -140,6 +144,72 @@ const char *tu_demo_missing(void)
     if (access(p, R_OK))
         return "Fashion-MNIST is not installed (dataset-fashion-mnist)";
     return NULL;
+}
+
+/* What names the demo a run made: the zfviz binary (device, inode, size, modification time) and
+ * every ZFVIZ_* setting it ran under (kernel set, data folder). */
+static void demo_key(char *key, size_t cap, const char *zfviz)
+{
+    struct stat st;
+    cr_assert_eq(stat(zfviz, &st), 0, "no %s (build the zfviz target)", zfviz);
+    size_t n = (size_t)snprintf(key, cap, "%s %llu:%llu %lld %lld.%09ld\n", zfviz, (unsigned long long)st.st_dev,
+                                (unsigned long long)st.st_ino, (long long)st.st_size, (long long)st.st_mtim.tv_sec,
+                                st.st_mtim.tv_nsec);
+    for (char **e = environ; *e && n < cap; e++)
+        if (!strncmp(*e, "ZFVIZ_", 6))
+            n += (size_t)snprintf(key + n, cap - n, "%s\n", *e);
+    cr_assert(n < cap, "the demo run's key does not fit %zu bytes", cap);
+}
+
+/* The key file reads `key` exactly. */
+static int demo_done(const char *path, const char *key)
+{
+    char *s = tu_read_file(path, NULL);
+    const int same = s && !strcmp(s, key);
+    free(s);
+    return same;
+}
+
+void tu_demo_quick(tu_demo_run *r)
+{
+    char dir[1000], lock[1100], done[1100], tmp[1100], z[1024], key[4096];
+    snprintf(dir, sizeof dir, "%s", tu_build("test-tmp/demo-quick"));
+    snprintf(z, sizeof z, "%s", tu_build("tools/zfviz"));
+    snprintf(r->out, sizeof r->out, "%s/out", dir);
+    snprintf(r->log, sizeof r->log, "%s/stdout.txt", dir);
+    snprintf(r->err, sizeof r->err, "%s/stderr.txt", dir);
+    snprintf(lock, sizeof lock, "%s.lock", dir);
+    snprintf(done, sizeof done, "%s.done", dir);
+    snprintf(tmp, sizeof tmp, "%s.done.%d", dir, (int)getpid());
+    demo_key(key, sizeof key, z);
+    tu_system("mkdir -p '%s'", tu_build("test-tmp"));
+    /* Left open on purpose: the shared lock lasts until this test's process ends, so that no
+     * suite remakes the folder while this one reads it. */
+    const int fd = open(lock, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    cr_assert(fd >= 0, "cannot open %s", lock);
+    for (;;) {
+        cr_assert_eq(flock(fd, LOCK_SH), 0, "cannot lock %s", lock);
+        if (demo_done(done, key))
+            return;
+        flock(fd, LOCK_UN);
+        cr_assert_eq(flock(fd, LOCK_EX), 0, "cannot lock %s", lock);
+        if (!demo_done(done, key)) {
+            unlink(done);
+            int rc = tu_system("rm -rf '%s' && mkdir -p '%s'", dir, dir);
+            if (!rc)
+                rc = tu_system("'%s' demo --quick -o '%s' > '%s' 2> '%s'", z, r->out, r->log, r->err);
+            if (rc) {
+                flock(fd, LOCK_UN);
+                close(fd);
+                char *e = tu_read_file(r->err, NULL);
+                cr_assert_fail("zfviz demo --quick exited %d: %s", rc, e ? e : "(no stderr)");
+            }
+            FILE *f = fopen(tmp, "w");
+            const int wrote = f && fputs(key, f) >= 0;
+            cr_assert(f && !fclose(f) && wrote && !rename(tmp, done), "cannot write %s", done);
+        }
+        flock(fd, LOCK_UN);
+    }
 }
 
 void tu_ref_conv_backward(double *din, double *dw, const float *in, const float *dout, const float *w,
