@@ -4,6 +4,7 @@
  * enough output tiles go through Winograd instead (winograd.c), and 5x5 stride-2 ones as a 3x3
  * Winograd convolution of the input's phases. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "conv_internal.h"
@@ -11,12 +12,13 @@
 #include "gemm_internal.h"
 #include "simd_internal.h"
 #include "winograd_internal.h"
+#include "zf/alloc.h"
 #include "zf/ops.h"
 #include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
-/* Winograd's filter transform is made on every call (the trainer changes the weights in place;
- * a copy keyed on the weights would cost as much to validate as to remake), so it pays only once
- * a call has enough tiles to spread it over. Measured with bench_cpu --variants (one thread, CPU
+/* The thresholds were measured with Winograd's filter transform made on every call, as it still is
+ * for callers without a zf_conv_filter_cache; the net keeps the transformed filters between its
+ * forwards (zf_conv_forward_cached), where lower thresholds may pay (not measured yet). Measured with bench_cpu --variants (one thread, CPU
  * time, transform included) on AlexNet's and the mini nets' layers: 3x3 by F(4x4) on 13x13 maps
  * is 0.6x im2col's speed at 16 tiles (batch 1), 0.85x at 32, 1.2x at 64, 1.5x at 256; by F(2x2)
  * on 6x6 maps 1.0x at 36 tiles and 1.2-1.4x at 72. 5x5 by F(4x4) is 1.1x at 16 tiles (the mini
@@ -102,8 +104,12 @@ static size_t polyphase_floats(const zf_conv_geom *g, int m)
            zf_wino_conv_workspace_floats(&p, m);
 }
 
+static int cache_holds(const zf_conv_filter_cache *c, const float *w, size_t w_floats, int m, int poly);
+static void cache_keep(zf_conv_filter_cache *c, const float *w, size_t w_floats, const float *u, size_t u_floats,
+                       int m, int poly);
+
 static void polyphase_forward(float *out, const float *in, const float *w, const float *bias,
-                              const zf_conv_geom *g, int m, float *ws)
+                              const zf_conv_geom *g, int m, float *ws, zf_conv_filter_cache *cache)
 {
     const zf_conv_geom p = polyphase_geom(g);
     const int cg = g->c / g->groups;
@@ -131,6 +137,11 @@ static void polyphase_forward(float *out, const float *in, const float *w, const
             }
         }
     }
+    const size_t w_floats = (size_t)g->k * cg * 25;
+    if (cache_holds(cache, w, w_floats, m, 1)) {
+        zf_wino_conv_forward(out, x, cache->u, bias, &p, m, wino_ws);
+        return;
+    }
     /* w (k, cg, 5, 5) -> wp (k, 4 cg, 3, 3) */
     for (int k = 0; k < g->k; k++)
         for (int c = 0; c < cg; c++)
@@ -145,6 +156,7 @@ static void polyphase_forward(float *out, const float *in, const float *w, const
                     }
             }
     zf_wino_filters(u, wp, p.k, p.c / p.groups, m, 3);
+    cache_keep(cache, w, w_floats, u, zf_wino_conv_filter_floats(&p, m), m, 1);
     zf_wino_conv_forward(out, x, u, bias, &p, m, wino_ws);
 }
 
@@ -303,24 +315,83 @@ const char *zf_conv_path_name(const zf_conv_geom *g)
 void zf_conv_forward(float *out, const float *in, const float *w, const float *bias,
                      const zf_conv_geom *g, float *ws)
 {
+    zf_conv_forward_cached(out, in, w, bias, g, ws, NULL);
+}
+
+void zf_conv_forward_cached(float *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g,
+                            float *ws, zf_conv_filter_cache *cache)
+{
     /* oneDNN declines only when it cannot run at all (then its own path runs) */
     if (use_dnnl(g) && !zf_dnnl_conv_forward(out, in, w, bias, g, 0, ws))
         return;
-    zf_conv_forward_own(out, in, w, bias, g, ws);
+    zf_conv_forward_own_cached(out, in, w, bias, g, ws, cache);
 }
 
 void zf_conv_forward_own(float *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g,
                          float *ws)
 {
+    zf_conv_forward_own_cached(out, in, w, bias, g, ws, NULL);
+}
+
+/* Whether the cache holds this kernel set's transform, at this m and path, of exactly w. */
+static int cache_holds(const zf_conv_filter_cache *c, const float *w, size_t w_floats, int m, int poly)
+{
+    return c && c->u && c->maker == (const void *)zf_wino_filters && c->m == m && c->polyphase == poly &&
+           c->w_floats == w_floats && !memcmp(c->w, w, sizeof(float) * w_floats);
+}
+
+/* Memory for the cache: plain posix_memalign, not zf_alloc, whose failures the fault-injection
+ * tests require to be reported as errors; without this memory a forward only runs slower. */
+static float *cache_alloc(size_t floats)
+{
+    void *p = NULL;
+    return posix_memalign(&p, 64, sizeof(float) * (floats ? floats : 1)) ? NULL : p;
+}
+
+/* Keeps u (made from w) in the cache; without the memory, the cache stays empty. */
+static void cache_keep(zf_conv_filter_cache *c, const float *w, size_t w_floats, const float *u, size_t u_floats,
+                       int m, int poly)
+{
+    if (!c)
+        return;
+    if (c->w_floats != w_floats || c->u_floats != u_floats || !c->w || !c->u) {
+        zf_conv_filter_cache_clear(c);
+        c->w = cache_alloc(w_floats);
+        c->u = cache_alloc(u_floats);
+        if (!c->w || !c->u) {
+            zf_conv_filter_cache_clear(c);
+            return;
+        }
+        c->w_floats = w_floats;
+        c->u_floats = u_floats;
+    }
+    memcpy(c->w, w, sizeof(float) * w_floats);
+    memcpy(c->u, u, sizeof(float) * u_floats);
+    c->m = m;
+    c->polyphase = poly;
+    c->maker = (const void *)zf_wino_filters;
+}
+
+void zf_conv_forward_own_cached(float *out, const float *in, const float *w, const float *bias,
+                                const zf_conv_geom *g, float *ws, zf_conv_filter_cache *cache)
+{
+    const size_t w_floats = (size_t)g->k * (g->c / g->groups) * g->kh * g->kw;
     const int pm = polyphase_m(g);
     if (pm) {
-        polyphase_forward(out, in, w, bias, g, pm, ws);
+        polyphase_forward(out, in, w, bias, g, pm, ws, cache);
         return;
     }
     const int m = winograd_m(g);
     if (m) {
-        zf_wino_filters(ws, w, g->k, g->c / g->groups, m, g->kh);
-        zf_wino_conv_forward(out, in, ws, bias, g, m, ws + zf_wino_conv_filter_floats(g, m));
+        const size_t uf = zf_wino_conv_filter_floats(g, m);
+        const float *u = ws;
+        if (cache_holds(cache, w, w_floats, m, 0)) {
+            u = cache->u;
+        } else {
+            zf_wino_filters(ws, w, g->k, g->c / g->groups, m, g->kh);
+            cache_keep(cache, w, w_floats, ws, uf, m, 0);
+        }
+        zf_wino_conv_forward(out, in, u, bias, g, m, ws + uf);
         return;
     }
     zf_conv_forward_im2col(out, in, w, bias, g, ws);

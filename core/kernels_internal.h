@@ -31,6 +31,14 @@
     V(void, zf_conv_forward_own,                                                                            \
       (float *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g, float *ws),   \
       (out, in, w, bias, g, ws))                                                                            \
+    V(void, zf_conv_forward_cached,                                                                         \
+      (float *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g, float *ws,    \
+       zf_conv_filter_cache *cache),                                                                        \
+      (out, in, w, bias, g, ws, cache))                                                                     \
+    V(void, zf_conv_forward_own_cached,                                                                     \
+      (float *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g, float *ws,    \
+       zf_conv_filter_cache *cache),                                                                        \
+      (out, in, w, bias, g, ws, cache))                                                                     \
     R(const char *, zf_conv_path_name, (const zf_conv_geom *g), (g))                                        \
     R(const float *, zf_conv_gather_dout, (float *tmp, const float *dout, int n0, int nb, const zf_conv_geom *g), \
       (tmp, dout, n0, nb, g))                                                                               \

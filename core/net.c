@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_internal.h"
 #include "zf/net.h"
 #include "zf/tensor.h"
 
@@ -76,11 +77,24 @@ static void free_buffers(zf_net *net)
     zf_free(net->dec[1]);
     zf_free(net->dec_scratch);
     net->dec_scratch = NULL;
+    if (net->filter_cache) {
+        for (int i = 0; i < net->n_layers; i++)
+            zf_conv_filter_cache_clear(&net->filter_cache[i]);
+        free(net->filter_cache);
+        net->filter_cache = NULL;
+    }
     net->acts = NULL;
     net->switches = NULL;
     net->input = net->ws = net->dec[0] = net->dec[1] = NULL;
     net->batch = 0;
     net->ws_floats = net->dec_floats = 0;
+}
+
+void zf_conv_filter_cache_clear(zf_conv_filter_cache *c)
+{
+    free(c->w); /* posix_memalign'd (conv.c) */
+    free(c->u);
+    memset(c, 0, sizeof *c);
 }
 
 void zf_net_free(zf_net *net)
@@ -377,7 +391,8 @@ zf_status zf_net_reserve(zf_net *net, int batch)
     net->acts = zf_calloc((size_t)net->n_layers, sizeof *net->acts);
     net->switches = zf_calloc((size_t)net->n_layers, sizeof *net->switches);
     net->input = zf_alloc(sizeof(float) * (size_t)batch * (size_t)zf_net_in_size(net));
-    if (!net->acts || !net->switches || !net->input)
+    net->filter_cache = zf_calloc((size_t)net->n_layers, sizeof *net->filter_cache);
+    if (!net->acts || !net->switches || !net->input || !net->filter_cache)
         goto nomem;
     size_t ws = 0, dec = (size_t)zf_net_in_size(net);
     for (int i = 0; i < net->n_layers; i++) {
@@ -433,7 +448,7 @@ zf_status zf_net_forward_range(zf_net *net, int first, int last, int n)
         switch (l->op) {
         case ZF_OP_CONV: {
             zf_conv_geom g = zf_layer_conv_geom(l, n);
-            zf_conv_forward(out, in, l->weight, l->bias, &g, net->ws);
+            zf_conv_forward_cached(out, in, l->weight, l->bias, &g, net->ws, &net->filter_cache[i]);
             break;
         }
         case ZF_OP_RELU:

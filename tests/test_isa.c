@@ -167,6 +167,59 @@ Test(isa, conv_transpose_matches_float64_loops)
     }
 }
 
+/* The net keeps each conv layer's Winograd filters between forwards (zf_conv_filter_cache): a
+ * forward with kept filters gives the bits of one that makes them anew, and weights changed in
+ * place between two forwards (as the trainer changes them) are used, never the filters of the
+ * old ones; under each kernel set, whose filters are its own. */
+Test(isa, net_reuses_winograd_filters_only_for_the_weights_they_came_from)
+{
+    zf_net *net = zf_net_new("isa-cache", 4, 30, 30);
+    cr_assert_not_null(net);
+    cr_assert_eq(zf_net_add_conv(net, "conv1", 8, zf_win(3, 1, 1), 1), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_add_conv(net, "conv2", 6, zf_win(5, 2, 0), 2), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_finalize(net), ZF_OK, "%s", zf_last_error());
+    zf_layer *l1 = &net->layers[0], *l2 = &net->layers[1];
+    tu_fill_uniform(net->params, (size_t)net->n_params, 150, -0.3f, 0.3f);
+    const int n = 4;
+    cr_assert_eq(zf_net_reserve(net, n), ZF_OK, "%s", zf_last_error());
+    const zf_conv_geom g1 = zf_layer_conv_geom(l1, n), g2 = zf_layer_conv_geom(l2, n);
+    cr_assert(!strncmp(zf_conv_path_name(&g1), "winograd", 8), "conv1 takes %s", zf_conv_path_name(&g1));
+    cr_assert(!strncmp(zf_conv_path_name(&g2), "polyphase", 9), "conv2 takes %s", zf_conv_path_name(&g2));
+    float *x = frand((size_t)n * zf_net_in_size(net), 151);
+    const size_t n1 = (size_t)n * zf_layer_out_size(l1), n2 = (size_t)n * zf_layer_out_size(l2);
+    float *e1 = malloc(sizeof(float) * n1), *e2 = malloc(sizeof(float) * n2);
+    const size_t wsn = zf_conv_workspace_floats(&g1) > zf_conv_workspace_floats(&g2) ? zf_conv_workspace_floats(&g1)
+                                                                                      : zf_conv_workspace_floats(&g2);
+    float *ws = malloc(sizeof(float) * wsn);
+    FOR_EACH_ISA(isa)
+    {
+        for (int round = 0; round < 3; round++) {
+            if (round == 2) { /* in place, telling nobody */
+                l1->weight[5] = -l1->weight[5];
+                l2->weight[7] += 0.25f;
+            }
+            cr_assert_eq(zf_net_forward(net, x, n), ZF_OK, "%s", zf_last_error());
+            zf_conv_forward(e1, x, l1->weight, l1->bias, &g1, ws);
+            zf_conv_forward(e2, e1, l2->weight, l2->bias, &g2, ws);
+            cr_assert(!memcmp(zf_net_act(net, 0), e1, sizeof(float) * n1), "%s: conv1, forward %d differs", isa, round);
+            cr_assert(!memcmp(zf_net_act(net, 1), e2, sizeof(float) * n2), "%s: conv2, forward %d differs", isa, round);
+            cr_assert(net->filter_cache[0].u && net->filter_cache[1].u, "%s: no filters were kept", isa);
+        }
+        /* and the last forward is the changed weights' in float64 (image 0) */
+        zf_conv_geom r1 = zf_layer_conv_geom(l1, 1), r2 = zf_layer_conv_geom(l2, 1);
+        double *h = malloc(sizeof(double) * zf_layer_out_size(l1)), *y = malloc(sizeof(double) * zf_layer_out_size(l2));
+        tu_ref_conv_f(h, x, l1->weight, l1->bias, &r1);
+        float *hf = malloc(sizeof(float) * zf_layer_out_size(l1));
+        for (int64_t i = 0; i < zf_layer_out_size(l1); i++)
+            hf[i] = (float)h[i];
+        tu_ref_conv_f(y, hf, l2->weight, l2->bias, &r2);
+        expect_close(zf_net_act(net, 1), y, (size_t)zf_layer_out_size(l2), 2e-5, isa, "conv2 after the change");
+        free(h), free(y), free(hf);
+    }
+    free(x), free(e1), free(e2), free(ws);
+    zf_net_free(net);
+}
+
 /* ---- pooling ----------------------------------------------------------------------------- */
 
 static zf_pool_geom pool_geom(int n, int c, int h, int w, int k, int s, int p)

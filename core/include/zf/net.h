@@ -91,6 +91,7 @@ typedef struct zf_net {
     float *dec[2];     /* deconvnet ping-pong buffers */
     size_t dec_floats;
     float *dec_scratch;/* deconvnet: compacted sub-windows, 2 * dec_floats */
+    struct zf_conv_filter_cache *filter_cache; /* per layer: conv layers' Winograd filters, reused */
     int n_labels;      /* class names carried by the model file (zf_net_set_labels), or 0 */
     char **labels;
 } zf_net;
