@@ -359,13 +359,74 @@ Test(optimize, same_seed_same_bytes_other_seed_other_bytes)
             cr_expect(same_file(pa, pb), "%s %s: seed 4 twice gave other bytes", methods[m], files[f]);
             cr_expect(!same_file(pa, pc), "%s %s: seeds 4 and 5 gave the same bytes", methods[m], files[f]);
         }
-        /* the grid: 2 units in rows of 2 images, 112-pixel tiles 4 pixels apart */
-        char grid[2600];
-        snprintf(grid, sizeof grid, "%s/relu3-grid.png", a);
-        tu_rgb g = tu_png_read(grid);
-        cr_expect(g.w == 2 * 112 + 3 * 4 && g.h == 2 * 112 + 3 * 4, "%s grid is %d x %d", methods[m], g.w, g.h);
-        free(g.px);
     }
+}
+
+/* Where the w x h image `tile` lies unchanged in `g` within its first max_x, max_y offsets; 0 if not. */
+static int find_tile(const tu_rgb *g, const tu_rgb *tile, int max_x, int max_y, int *at_x, int *at_y)
+{
+    for (int y = 0; y + tile->h <= g->h && y <= max_y; y++)
+        for (int x = 0; x + tile->w <= g->w && x <= max_x; x++) {
+            int same = 1;
+            for (int r = 0; r < tile->h && same; r++)
+                same = !memcmp(g->px + ((size_t)(y + r) * g->w + x) * 3, tile->px + (size_t)r * tile->w * 3,
+                               (size_t)tile->w * 3);
+            if (same) {
+                *at_x = x;
+                *at_y = y;
+                return 1;
+            }
+        }
+    return 0;
+}
+
+/* The grid: each unit's images in a row, every tile the image's own PNG unchanged, with a caption
+ * under it (ink below each tile); with --no-title the bare tiles 4 pixels apart and no text. */
+Test(optimize, grid_has_every_image_and_a_caption_under_each)
+{
+    char dir[2048], a[2300], b[2300], path[2600];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("optimize-grid"));
+    snprintf(a, sizeof a, "%s/captioned", dir);
+    snprintf(b, sizeof b, "%s/bare", dir);
+    const char *opts = "--layer relu3 --units 2-3 --count 2 --steps 3 --seed 4";
+    cr_assert_eq(run_optimize(a, dir, opts), 0, "%s: exit not 0", opts);
+    char bare_opts[256];
+    snprintf(bare_opts, sizeof bare_opts, "%s --no-title", opts);
+    cr_assert_eq(run_optimize(b, dir, bare_opts), 0, "%s: exit not 0", bare_opts);
+    snprintf(path, sizeof path, "%s/relu3-grid.png", b);
+    tu_rgb bare = tu_png_read(path);
+    cr_expect(bare.w == 2 * 112 + 3 * 4 && bare.h == 2 * 112 + 3 * 4, "bare grid is %d x %d", bare.w, bare.h);
+    snprintf(path, sizeof path, "%s/relu3-grid.png", a);
+    tu_rgb g = tu_png_read(path);
+    const char *tiles[] = {"relu3-c2-s0", "relu3-c2-s1", "relu3-c3-s0", "relu3-c3-s1"};
+    int xs[4], ys[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s.png", a, tiles[i]);
+        tu_rgb t = tu_png_read(path);
+        cr_assert(t.w == 112 && t.h == 112, "%s is %d x %d", path, t.w, t.h);
+        cr_assert(find_tile(&g, &t, g.w, g.h, &xs[i], &ys[i]), "%s is not in the grid unchanged", tiles[i]);
+        free(t.px);
+    }
+    /* a row per unit, its samples side by side */
+    cr_assert(ys[0] == ys[1] && ys[2] == ys[3] && ys[2] > ys[0] && xs[1] > xs[0] && xs[0] == xs[2],
+              "tiles at (%d,%d) (%d,%d) (%d,%d) (%d,%d)", xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], xs[3], ys[3]);
+    /* ink between each tile and what lies below it: its caption */
+    for (int i = 0; i < 4; i++) {
+        const int end = i < 2 ? ys[2] : g.h;
+        int dark = 0;
+        for (int y = ys[i] + 112; y < end; y++)
+            for (int x = xs[i]; x < xs[i] + 112; x++)
+                dark += g.px[((size_t)y * g.w + x) * 3] < 100;
+        cr_expect(dark > 20, "%s: no caption under its tile (%d dark pixels)", tiles[i], dark);
+    }
+    /* the bare grid has no ink between its tiles */
+    int dark = 0;
+    for (int y = 112 + 4; y < 112 + 8; y++)
+        for (int x = 0; x < bare.w; x++)
+            dark += bare.px[((size_t)y * bare.w + x) * 3] < 250;
+    cr_expect(dark == 0, "the bare grid has %d non-white pixels in its gap", dark);
+    free(g.px);
+    free(bare.px);
 }
 
 /* Each is refused with exit 2 and one line on stderr that says what is wrong, and makes nothing. */

@@ -12,6 +12,7 @@
 #include "zf/io.h"
 #include "zf/optimize.h"
 #include "zf/viz.h"
+#include "zf/viz_unit_grid.h"
 
 const char zf_cmd_optimize_summary[] = "images that maximise a unit, channel or class (Yosinski et al., Lucid's Fourier)";
 
@@ -24,8 +25,9 @@ static void usage(void)
         "The target is channel C of layer L summed over its map (or at --position), or without --layer\n"
         "a class's score before the softmax (--prob: its probability). For each unit and each of --count\n"
         "images writes DIR/<layer>-c<C>[-y<Y>x<X>]-s<K>.npy (the net's input, C x H x W) and .png, and\n"
-        "with more than one image DIR/<layer>-grid.png (one row per unit with --count > 1). Prints each\n"
-        "image's target value. The same seed, build and thread count give the same bytes.\n\n" ZFT_MODEL_HELP
+        "with more than one image DIR/<layer>-grid.png (one row per unit with --count > 1; each tile\n"
+        "captioned with its unit, sample and value). Prints each image's target value. The same seed,\n"
+        "build and thread count give the same bytes.\n\n" ZFT_MODEL_HELP
         "  --layer L         the layer whose channels are maximised (default: the logits, or the\n"
         "                    softmax with --prob)\n"
         "  --units LIST      channels (classes without --layer): 5, 0-15, 1,4,9-12 (default 0)\n"
@@ -58,7 +60,7 @@ static void usage(void)
         "  --tr-scale S      scale by 1 + S * k / 5, k in -5..5, each step (default 0.1)\n"
         "  --tr-rotate D     rotation by a whole number of degrees in [-D, D] each step (default 10)\n"
         "  --out DIR         output folder (created)\n" ZFT_FIGURE_HELP
-        "                    (the grid carries no text: --no-title and --font-size change nothing)\n" ZFT_FORCE_HELP
+        "                    (--no-title: the grid's tiles only, 4 pixels apart, no text)\n" ZFT_FORCE_HELP
         ZFT_DEVICE_HELP "                    (the gradients need the backward pass, which only the cpu engine has)\n");
 }
 
@@ -67,6 +69,7 @@ enum { OPT_LAYER = 256, OPT_UNITS, OPT_POSITION, OPT_PROB, OPT_METHOD, OPT_STEPS
        OPT_DECAY_POWER, OPT_INIT_SD, OPT_NO_DECORRELATE, OPT_CLIP, OPT_TR_JITTER, OPT_TR_SCALE, OPT_TR_ROTATE };
 
 #define MAX_UNITS 65536
+#define CAPTION_LEN 200 /* a grid tile's caption */
 
 /* "5", "0-15", "1,4,9-12" into units (sorted as given, at most max); the count, or -1. */
 static int parse_units(const char *s, int *units, int max)
@@ -254,6 +257,7 @@ int zf_cmd_optimize(int argc, char **argv)
     int *sample = NULL;
     float *imgs = NULL;
     uint8_t *rgb = NULL;
+    char (*captions)[CAPTION_LEN] = NULL;
     int rc = 1;
     zf_status st = zft_load_model(&mo, &net);
     if (st)
@@ -298,7 +302,8 @@ int zf_cmd_optimize(int argc, char **argv)
     const int nb = batch < total ? batch : total;
     imgs = malloc(sizeof(float) * in * (size_t)nb);
     rgb = malloc(hw * 3 * (size_t)total);
-    if (!imgs || !rgb) {
+    captions = calloc((size_t)total, sizeof *captions);
+    if (!imgs || !rgb || !captions) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory for %d images of %s", total, net->arch);
         goto fail;
     }
@@ -354,6 +359,12 @@ int zf_cmd_optimize(int argc, char **argv)
                 snprintf(what, sizeof what, "%s channel %d total", l->name, t[i].channel);
             printf("%s: %s = %.9g (%s, %d steps, seed %ld)\n", name, what, v,
                    method == ZF_OPTIMIZE_FOURIER ? "fourier" : "yosinski", p.steps, seed);
+            char cap[CAPTION_LEN];
+            if (is_class)
+                snprintf(cap, sizeof cap, "%s #%d\n%s %.4g", cname, sample[i], prob ? "p" : "score", v);
+            else
+                snprintf(cap, sizeof cap, "channel %d #%d\nvalue %.4g", t[i].channel, sample[i], v);
+            memcpy(captions[i], cap, sizeof cap);
         }
     }
     zft_progress_finish(&pr.bar);
@@ -361,7 +372,33 @@ int zf_cmd_optimize(int argc, char **argv)
         char path[4096];
         snprintf(path, sizeof path, "%s/%s-grid.png", out, l->name);
         const int cols = count > 1 ? count : (int)ceil(sqrt((double)total));
-        st = write_grid(path, rgb, total, cols, net->in_h, net->in_w, style.width);
+        if (style.no_title) {
+            st = write_grid(path, rgb, total, cols, net->in_h, net->in_w, style.width);
+        } else {
+            char title[512], target[160];
+            if (is_class)
+                snprintf(target, sizeof target, "classes (%s)", prob ? "probability" : "score");
+            else if (py >= 0)
+                snprintf(target, sizeof target, "%s channels at %d,%d", l->name, py, px);
+            else
+                snprintf(target, sizeof target, "%s channels (totals)", l->name);
+            snprintf(title, sizeof title, "%s: %s, %s, %d steps, seed %ld", net->arch, target,
+                     method == ZF_OPTIMIZE_FOURIER ? "fourier" : "yosinski", p.steps, seed);
+            const char **caps = malloc(sizeof *caps * (size_t)total);
+            zf_viz_doc *doc = NULL;
+            if (!caps) {
+                st = zf_error(ZF_ERR_NOMEM, "out of memory for %s", path);
+            } else {
+                for (int i = 0; i < total; i++)
+                    caps[i] = captions[i];
+                const zf_viz_unit_grid_in gin = {title, total, cols, net->in_w, net->in_h, rgb, caps};
+                if (!(st = zft_output_prepare(path)) && !(st = zf_viz_doc_open(path, &doc)) &&
+                    !(st = zf_viz_unit_grid(doc, &gin, &style)))
+                    st = zf_viz_doc_finish(doc);
+            }
+            zf_viz_doc_free(doc);
+            free(caps);
+        }
     }
     if (st)
         goto fail;
@@ -375,6 +412,7 @@ fail:
     free(sample);
     free(imgs);
     free(rgb);
+    free(captions);
     zf_net_free(net);
     return rc;
 }
