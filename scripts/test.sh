@@ -10,11 +10,17 @@
 #                              test_cuda against the CPU engine, under ASan and UBSan, no GPU needed
 #   scripts/test.sh clone      the Release job in a fresh clone of HEAD, in a temporary folder with
 #                              nothing beside it (what a stranger's `git clone` gets)
+# ZF_CTEST_JOBS=N sets how many suites CTest runs at once (2 by default).
 # Every job first checks that no tracked file refers to a folder outside the repository.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs="${1:-all}"
 n=$(nproc)
+# Suites CTest runs at once (each runs its own tests 2 at a time under Criterion). Two at once fill
+# the stretches where a suite waits on one long test or on a zfviz child, and share nothing that
+# could clash: each test's folder is named for its process, the demo suites' shared run is made
+# under a lock (tests/testutil_cr.c), and the fixtures are made before any suite starts.
+ctest_jobs="${ZF_CTEST_JOBS:-2}"
 
 # The repository carries everything its tests, docs and benches need: a tracked file that names the
 # shared folder beside the checkout (relative or absolute) works here and fails in a clone.
@@ -37,7 +43,7 @@ run_release() {
   echo "== test job 1: Release build"
   cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
   cmake --build build -j"$n"
-  (cd build && ctest --output-on-failure -j1)
+  (cd build && ctest --output-on-failure -j"$ctest_jobs")
 }
 
 run_sanitize() {
@@ -51,7 +57,7 @@ run_sanitize() {
   local log=build-asan/test-output.log
   set +e
   (cd build-asan && ZFVIZ_ISA=sse ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
-     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j1 -V) >"$log" 2>&1
+     UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ctest --output-on-failure -j"$ctest_jobs" -V) >"$log" 2>&1
   local rc=$?
   set -e
   grep -E "tests passed|tests failed|Synthesis|Total Test time" "$log" || true
