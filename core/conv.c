@@ -16,20 +16,28 @@
 #include "zf/ops.h"
 #include "kernels_internal.h" /* last: this copy's names for the kernel functions */
 
-/* The thresholds were measured with Winograd's filter transform made on every call, as it still is
- * for callers without a zf_conv_filter_cache; the net keeps the transformed filters between its
- * forwards (zf_conv_forward_cached), where lower thresholds may pay (not measured yet). Measured with bench_cpu --variants (one thread, CPU
- * time, transform included) on AlexNet's and the mini nets' layers: 3x3 by F(4x4) on 13x13 maps
- * is 0.6x im2col's speed at 16 tiles (batch 1), 0.85x at 32, 1.2x at 64, 1.5x at 256; by F(2x2)
- * on 6x6 maps 1.0x at 36 tiles and 1.2-1.4x at 72. 5x5 by F(4x4) is 1.1x at 16 tiles (the mini
- * net's 13x13 map at batch 1), 1.6-2x at 49 (AlexNet's 27x27), 2-2.4x at 784. */
+/* Winograd's filter transform is made on every call by callers without a zf_conv_filter_cache, and
+ * once per set of weights by the net, which keeps it. The thresholds below 64 tiles were measured
+ * with the transform made on every call (bench_cpu --variants, one thread, CPU time, transform
+ * included, on AlexNet's and the mini nets' layers): 3x3 by F(4x4) on 13x13 maps is 0.6x im2col's
+ * speed at 16 tiles (batch 1), 0.85x at 32, 1.2x at 64, 1.5x at 256; by F(2x2) on 6x6 maps 1.0x at
+ * 36 tiles and 1.2-1.4x at 72. 5x5 by F(4x4) is 1.1x at 16 tiles (the mini net's 13x13 map at
+ * batch 1), 1.6-2x at 49 (AlexNet's 27x27), 2-2.4x at 784. With the filters kept, F(2x2) pays on the
+ * 13x13 layers at batch 1 too (49 tiles; the net's conv3-5, bench_cpu --cpu-time --layers, one
+ * thread: AlexNet 7.6-8.0 ms against im2col's 8.9-9.4, ZFNet 10.2-11.8 against 13.1-13.9), and it
+ * rounds as well as im2col (5e-7 to 7e-7 of the layer's largest value); so a 3x3 layer with at least
+ * WINO_MIN_TILES_3X3_F2 F(2x2) tiles takes F(2x2) below 64. A caller that makes the filters anew
+ * each time pays 1.1-1.6 ms more per layer there (a one-image zfviz forward: a few ms against the
+ * model's loading). */
 #define WINO_MIN_TILES_3X3 64
+#define WINO_MIN_TILES_3X3_F2 32
 #define WINO_MIN_TILES_5X5 16
 
 /* 0 for im2col, else the m of the F(m x m, r x r) to use. 5x5: F(4x4). 3x3: of F(2x2) and F(4x4)
  * the one with fewer multiplies, F(4x4) only when clearly fewer: its transforms cost more and
- * round worse. */
-static int winograd_m(const zf_conv_geom *g)
+ * round worse; below 64 tiles F(2x2) where `small` allows (not for the polyphase path's phases,
+ * whose batch-1 speed was not measured). */
+static int winograd_m_of(const zf_conv_geom *g, int small)
 {
     if (!zf_wino_conv_applies(g))
         return 0;
@@ -38,8 +46,12 @@ static int winograd_m(const zf_conv_geom *g)
     int m = 2;
     if (36 * zf_wino_conv_tiles(g, 4) * 5 < 16 * zf_wino_conv_tiles(g, 2) * 4)
         m = 4;
-    return zf_wino_conv_tiles(g, m) >= WINO_MIN_TILES_3X3 ? m : 0;
+    if (zf_wino_conv_tiles(g, m) >= WINO_MIN_TILES_3X3)
+        return m;
+    return small && zf_wino_conv_tiles(g, 2) >= WINO_MIN_TILES_3X3_F2 ? 2 : 0;
 }
+
+static int winograd_m(const zf_conv_geom *g) { return winograd_m_of(g, 1); }
 
 /* A 5x5 stride-2 convolution (ZFNet's conv2) is a 3x3 stride-1 one on the input's four phases:
  * phase (py, px) of channel c is the padded input's pixels (2i + py, 2j + px), and its filter
@@ -70,7 +82,7 @@ static int polyphase_m(const zf_conv_geom *g)
     if (!polyphase_applies(g))
         return 0;
     const zf_conv_geom p = polyphase_geom(g);
-    return winograd_m(&p);
+    return winograd_m_of(&p, 0);
 }
 
 /* oneDNN where zfviz's own path would be im2col and oneDNN runs a direct JIT convolution for the
