@@ -43,23 +43,6 @@ static zf_status prepare(grid_fig *f, const zf_viz_attr_grid_in *in, const zf_vi
     return ZF_OK;
 }
 
-/* Up to ZF_VIZ_ATTR_GRID_LINES lines of text at (x, y), each cut to maxw. */
-static zf_status draw_lines(cairo_t *cr, double x, double y, const char *text, double size, int flags,
-                            double line_h, int max_lines, double maxw)
-{
-    char line[256];
-    int k = 0;
-    for (const char *p = text; p && *p && k < max_lines; k++) {
-        const char *nl = strchr(p, '\n');
-        const size_t n = nl ? (size_t)(nl - p) : strlen(p);
-        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
-        if (line[0])
-            ZFV_TRY(zfv_text_fit(cr, x, y + k * line_h, line, size, flags, k ? zfv_ink_light : zfv_ink, maxw));
-        p = nl ? nl + 1 : NULL;
-    }
-    return ZF_OK;
-}
-
 static zf_status grid_draw(cairo_t *cr, void *ctx)
 {
     const grid_fig *f = ctx;
@@ -78,7 +61,7 @@ static zf_status grid_draw(cairo_t *cr, void *ctx)
     for (int r = 0; r < in->rows; r++) {
         const double ry = f->top + r * f->row_h;
         if (in->row_labels && in->row_labels[r])
-            ZFV_TRY(draw_lines(cr, MARGIN, ry, in->row_labels[r], ZFV_SMALL_SIZE, 0, ceil(LINE_H * f->fs + 1), 6,
+            ZFV_TRY(zfv_text_lines(cr, MARGIN, ry, in->row_labels[r], ZFV_SMALL_SIZE, 0, ceil(LINE_H * f->fs + 1), 6,
                                f->label_w - GAP));
         const zf_image *im = in->images[r];
         if (!im || im->w != in->w || im->h != in->h)
@@ -91,7 +74,7 @@ static zf_status grid_draw(cairo_t *cr, void *ctx)
             const double x = x0 + (c + 1) * step;
             ZFV_TRY(zfv_paint_map(cr, m, in->w, in->h, 0, hi > 0 ? hi : 1, ZF_VIZ_CMAP_VIRIDIS, x, ry, dw, dh, 1.0));
             if (in->numbers && in->numbers[(size_t)r * in->cols + c])
-                ZFV_TRY(draw_lines(cr, x, ry + f->panel + 2, in->numbers[(size_t)r * in->cols + c], NUM_SIZE, 0,
+                ZFV_TRY(zfv_text_lines(cr, x, ry + f->panel + 2, in->numbers[(size_t)r * in->cols + c], NUM_SIZE, 0,
                                    ceil(LINE_H * f->fs), ZF_VIZ_ATTR_GRID_LINES, f->panel + GAP - 2));
         }
     }

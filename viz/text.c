@@ -181,6 +181,22 @@ zf_status zfv_text_fit(cairo_t *cr, double x, double y, const char *text, double
     return show_text(cr, x, y, text, size, flags & ~ZFV_ROT90, c, maxw, 0);
 }
 
+zf_status zfv_text_lines(cairo_t *cr, double x, double y, const char *text, double size, int flags, double line_h,
+                         int max_lines, double maxw)
+{
+    char line[256];
+    int k = 0;
+    for (const char *p = text; p && *p && k < max_lines; k++) {
+        const char *nl = strchr(p, '\n');
+        const size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        snprintf(line, sizeof line, "%.*s", (int)(n < sizeof line ? n : sizeof line - 1), p);
+        if (line[0])
+            ZFV_TRY(zfv_text_fit(cr, x, y + k * line_h, line, size, flags, k ? zfv_ink_light : zfv_ink, maxw));
+        p = nl ? nl + 1 : NULL;
+    }
+    return ZF_OK;
+}
+
 zf_status zfv_text_wrap(cairo_t *cr, double x, double y, const char *text, double size, zfv_rgb c, double maxw)
 {
     return show_text(cr, x, y, text, size, 0, c, maxw, 1);

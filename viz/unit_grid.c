@@ -57,17 +57,8 @@ static zf_status draw(cairo_t *cr, void *ctx)
         ZFV_TRY(zfv_paint_rgb(cr, in->rgb + i * tile, in->w, in->h, x0, y0, f->tile_w, f->tile_h, 0));
         if (!in->captions || !in->captions[i])
             continue;
-        char line[256];
-        int k = 0;
-        for (const char *p = in->captions[i]; p && *p && k < ZF_VIZ_UNIT_GRID_LINES; k++) {
-            const char *nl = strchr(p, '\n');
-            const size_t len = nl ? (size_t)(nl - p) : strlen(p);
-            snprintf(line, sizeof line, "%.*s", (int)(len < sizeof line ? len : sizeof line - 1), p);
-            if (line[0])
-                ZFV_TRY(zfv_text_fit(cr, x0, y0 + f->tile_h + 2 + k * ceil(LINE_H * f->fs), line, CAPTION_SIZE, 0,
-                                     k ? zfv_ink_light : zfv_ink, f->tile_w));
-            p = nl ? nl + 1 : NULL;
-        }
+        ZFV_TRY(zfv_text_lines(cr, x0, y0 + f->tile_h + 2, in->captions[i], CAPTION_SIZE, 0, ceil(LINE_H * f->fs),
+                               ZF_VIZ_UNIT_GRID_LINES, f->tile_w));
     }
     return ZF_OK;
 }

@@ -95,6 +95,10 @@ zf_status zfv_page_styled(zf_viz_doc *doc, const zf_viz_style *style, double w, 
 /* Like zfv_text, but the text is cut with "..." to fit `maxw`. */
 zf_status zfv_text_fit(cairo_t *cr, double x, double y, const char *text, double size, int flags,
                        zfv_rgb c, double maxw);
+/* Up to max_lines lines of `text` (split at '\n') from (x, y), line_h apart, each cut to maxw:
+ * the first in ink, the others lighter (a caption's name, then its numbers). */
+zf_status zfv_text_lines(cairo_t *cr, double x, double y, const char *text, double size, int flags, double line_h,
+                         int max_lines, double maxw);
 /* Wrapped at word boundaries to `maxw`, left aligned. */
 zf_status zfv_text_wrap(cairo_t *cr, double x, double y, const char *text, double size, zfv_rgb c, double maxw);
 void zfv_text_wrap_size(const char *text, double size, double maxw, double *w, double *h);
