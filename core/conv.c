@@ -116,7 +116,7 @@ static size_t polyphase_floats(const zf_conv_geom *g, int m)
            zf_wino_conv_workspace_floats(&p, m);
 }
 
-static int cache_holds(const zf_conv_filter_cache *c, const float *w, size_t w_floats, int m, int poly);
+static int cache_fits(const zf_conv_filter_cache *c, size_t w_floats, int m, int poly);
 static void cache_keep(zf_conv_filter_cache *c, const float *w, size_t w_floats, const float *u, size_t u_floats,
                        int m, int poly);
 
@@ -150,9 +150,11 @@ static void polyphase_forward(float *out, const float *in, const float *w, const
         }
     }
     const size_t w_floats = (size_t)g->k * cg * 25;
-    if (cache_holds(cache, w, w_floats, m, 1)) {
-        zf_wino_conv_forward(out, x, cache->u, bias, &p, m, wino_ws);
-        return;
+    if (cache_fits(cache, w_floats, m, 1)) {
+        zf_wino_check same = {cache->w, w, w_floats, 0};
+        zf_wino_conv_forward_checked(out, x, cache->u, bias, &p, m, wino_ws, &same);
+        if (!same.differs)
+            return;
     }
     /* w (k, cg, 5, 5) -> wp (k, 4 cg, 3, 3) */
     for (int k = 0; k < g->k; k++)
@@ -345,11 +347,13 @@ void zf_conv_forward_own(float *out, const float *in, const float *w, const floa
     zf_conv_forward_own_cached(out, in, w, bias, g, ws, NULL);
 }
 
-/* Whether the cache holds this kernel set's transform, at this m and path, of exactly w. */
-static int cache_holds(const zf_conv_filter_cache *c, const float *w, size_t w_floats, int m, int poly)
+/* Whether the cache holds this kernel set's transform, at this m and path, of weights of this
+ * size: whether they are exactly the layer's weights, the forward that uses the transform finds out
+ * (zf_wino_conv_forward_checked compares them with c->w while it computes). */
+static int cache_fits(const zf_conv_filter_cache *c, size_t w_floats, int m, int poly)
 {
     return c && c->u && c->maker == (const void *)zf_wino_filters && c->m == m && c->polyphase == poly &&
-           c->w_floats == w_floats && !memcmp(c->w, w, sizeof(float) * w_floats);
+           c->w_floats == w_floats;
 }
 
 /* Memory for the cache: plain posix_memalign, not zf_alloc, whose failures the fault-injection
@@ -396,14 +400,15 @@ void zf_conv_forward_own_cached(float *out, const float *in, const float *w, con
     const int m = winograd_m(g);
     if (m) {
         const size_t uf = zf_wino_conv_filter_floats(g, m);
-        const float *u = ws;
-        if (cache_holds(cache, w, w_floats, m, 0)) {
-            u = cache->u;
-        } else {
-            zf_wino_filters(ws, w, g->k, g->c / g->groups, m, g->kh);
-            cache_keep(cache, w, w_floats, ws, uf, m, 0);
+        if (cache_fits(cache, w_floats, m, 0)) {
+            zf_wino_check same = {cache->w, w, w_floats, 0};
+            zf_wino_conv_forward_checked(out, in, cache->u, bias, g, m, ws + uf, &same);
+            if (!same.differs)
+                return;
         }
-        zf_wino_conv_forward(out, in, u, bias, g, m, ws + uf);
+        zf_wino_filters(ws, w, g->k, g->c / g->groups, m, g->kh);
+        cache_keep(cache, w, w_floats, ws, uf, m, 0);
+        zf_wino_conv_forward(out, in, ws, bias, g, m, ws + uf);
         return;
     }
     zf_conv_forward_im2col(out, in, w, bias, g, ws);

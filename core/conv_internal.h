@@ -8,8 +8,9 @@
 /* Winograd's transformed filters of one layer, kept between forwards (zf_net holds one per conv
  * layer): the transform costs more than the convolution itself at small batches (2.5 ms against
  * im2col's 2.1 for AlexNet's conv3 at batch 1) and its result changes only with the weights. It
- * is reused only for the very weights it was made from, compared in full on every call, so
- * weights that the trainer or a caller changed in place are never paired with stale filters. */
+ * is reused only for the very weights it was made from, compared in full on every call (while the
+ * forward multiplies: zf_wino_conv_forward_checked), so weights that the trainer or a caller
+ * changed in place are never paired with stale filters. */
 typedef struct zf_conv_filter_cache {
     float *w;            /* a copy of the weights u was made from */
     float *u;            /* their Winograd transform (of the phases' filters for polyphase) */

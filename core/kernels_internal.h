@@ -91,6 +91,10 @@
     V(void, zf_wino_conv_forward,                                                                           \
       (float *out, const float *in, const float *u, const float *bias, const zf_conv_geom *g, int m, float *ws), \
       (out, in, u, bias, g, m, ws))                                                                         \
+    V(void, zf_wino_conv_forward_checked,                                                                   \
+      (float *out, const float *in, const float *u, const float *bias, const zf_conv_geom *g, int m, float *ws, \
+       zf_wino_check *check),                                                                               \
+      (out, in, u, bias, g, m, ws, check))                                                                  \
     R(zf_status, zf_occl_conv_region,                                                                       \
       (occl *o, int li, const float *base_in, const region *in, region *out, int64_t *scratch_pp),          \
       (o, li, base_in, in, out, scratch_pp))                                                                \

@@ -453,6 +453,16 @@ size_t zf_wino_conv_workspace_floats(const zf_conv_geom *g, int m)
 void zf_wino_conv_forward(float *out, const float *in, const float *u, const float *bias,
                           const zf_conv_geom *g, int m, float *ws)
 {
+    zf_wino_conv_forward_checked(out, in, u, bias, g, m, ws, NULL);
+}
+
+/* Floats of each array per piece of a zf_wino_check: 256 KiB, several pieces per layer to spread
+ * over the threads, few enough to cost nothing to hand out. */
+#define CHECK_PIECE_FLOATS 65536
+
+void zf_wino_conv_forward_checked(float *out, const float *in, const float *u, const float *bias,
+                                  const zf_conv_geom *g, int m, float *ws, zf_wino_check *check)
+{
     enum { L = ZF_WINO_LANES };
     const int r = g->kh, n = points(g, m), nn = n * n;
     const int C = g->c, K = g->k, G = g->groups, cg = C / G, kg = K / G;
@@ -492,12 +502,39 @@ void zf_wino_conv_forward(float *out, const float *in, const float *u, const flo
             }
         }
         /* The nn * G products are independent: one per thread at a time (OpenBLAS and oneDNN run
-         * single-threaded inside a parallel region), one fork and join for the stage. */
+         * single-threaded inside a parallel region), one fork and join for the stage. With the
+         * first images come the check's P pieces, every other item of the first 2P, so that a
+         * thread reads memory for one while the other computes. */
+        const int items = G * nn;
+        int pieces = 0;
+        if (check && n0 == 0) {
+            const size_t want = (check->floats + CHECK_PIECE_FLOATS - 1) / CHECK_PIECE_FLOATS;
+            pieces = want < (size_t)items ? (int)want : items;
+        }
+        int differs = 0;
 #pragma omp parallel for schedule(dynamic, 1)
-        for (int q = 0; q < G * nn; q++) {
+        for (int it = 0; it < items + pieces; it++) {
+            int q = it;
+            if (it < 2 * pieces) {
+                q = it / 2;
+                if (it % 2) {
+                    const size_t lo = check->floats * q / pieces, hi = check->floats * (q + 1) / pieces;
+                    if (memcmp(check->a + lo, check->b + lo, sizeof(float) * (hi - lo))) {
+#pragma omp atomic write
+                        differs = 1;
+                    }
+                    continue;
+                }
+            } else {
+                q = it - pieces;
+            }
             const int gi = q / nn, xi = q % nn;
             zf_sgemm('N', 'N', kg, T, cg, 1.0f, u + ((size_t)gi * kg * nn + xi) * cg, nn * cg,
                      V + gi * cg * cs + (size_t)xi * T, (int)cs, 0.0f, M + gi * kg * cs + (size_t)xi * T, (int)cs);
+        }
+        if (differs) {
+            check->differs = 1;
+            return;
         }
         /* Output transform, L tiles at a time. */
 #pragma omp parallel for schedule(static)

@@ -220,6 +220,46 @@ Test(isa, net_reuses_winograd_filters_only_for_the_weights_they_came_from)
     zf_net_free(net);
 }
 
+/* The comparison of kept filters' weights with the layer's runs in pieces among the products
+ * (zf_wino_conv_forward_checked): a change at either end of any piece, the weights' last float
+ * included, is seen, on a layer of three pieces at two batch sizes. */
+Test(isa, kept_filters_see_a_change_anywhere_in_the_weights)
+{
+    zf_net *net = zf_net_new("isa-cache-pieces", 64, 14, 14);
+    cr_assert_not_null(net);
+    cr_assert_eq(zf_net_add_conv(net, "conv1", 300, zf_win(3, 1, 1), 1), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_finalize(net), ZF_OK, "%s", zf_last_error());
+    zf_layer *l = &net->layers[0];
+    const size_t wn = (size_t)l->weight_count;
+    cr_assert_gt(wn, 2 * 65536, "the weights (%zu floats) should span three pieces", wn);
+    tu_fill_uniform(net->params, (size_t)net->n_params, 152, -0.3f, 0.3f);
+    cr_assert_eq(zf_net_reserve(net, 3), ZF_OK, "%s", zf_last_error());
+    float *x = frand((size_t)3 * zf_net_in_size(net), 153);
+    /* the ends of pieces of 65536 floats and of thirds (three pieces of equal size) */
+    const size_t at[] = {0, 65535, 65536, 131071, 131072, wn / 3 - 1, wn / 3, 2 * wn / 3 - 1, 2 * wn / 3, wn - 1};
+    FOR_EACH_ISA(isa)
+    {
+        for (int n = 1; n <= 3; n += 2) {
+            const zf_conv_geom g = zf_layer_conv_geom(l, n);
+            cr_assert(!strncmp(zf_conv_path_name(&g), "winograd", 8), "batch %d takes %s", n, zf_conv_path_name(&g));
+            const size_t on = (size_t)n * zf_layer_out_size(l);
+            float *e = malloc(sizeof(float) * on), *ws = malloc(sizeof(float) * zf_conv_workspace_floats(&g));
+            for (size_t k = 0; k <= sizeof at / sizeof at[0]; k++) {
+                if (k > 0) /* in place, telling nobody */
+                    l->weight[at[k - 1]] += 0.125f;
+                cr_assert_eq(zf_net_forward(net, x, n), ZF_OK, "%s", zf_last_error());
+                zf_conv_forward(e, x, l->weight, l->bias, &g, ws);
+                cr_assert(!memcmp(zf_net_act(net, 0), e, sizeof(float) * on),
+                          "%s, batch %d: the forward after changing weight %zu used stale filters", isa, n,
+                          k ? at[k - 1] : 0);
+            }
+            free(e), free(ws);
+        }
+    }
+    free(x);
+    zf_net_free(net);
+}
+
 /* ---- pooling ----------------------------------------------------------------------------- */
 
 static zf_pool_geom pool_geom(int n, int c, int h, int w, int k, int s, int p)
