@@ -515,12 +515,12 @@ int main(int argc, char **argv)
         for (int b = 0; b < nb; b++) {
             int n = batches[b];
             double ms = TIME_MEDIAN(budget, 50, zf_net_forward(net, x, n));
-            const char *wait = getenv("OMP_WAIT_POLICY");
+            const char *wait = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
             printf("{\"side\": \"zfviz\", \"net\": \"%s\", \"what\": \"forward\", \"batch\": %d, \"ms\": %.3f, "
                    "\"img_per_s\": %.2f, \"kernels\": \"%s; %s; conv at batch %d: %s\", \"blas\": \"%s\", "
-                   "\"threads\": %d, \"omp_wait_policy\": \"%s\"}\n",
+                   "\"threads\": %d, \"omp_wait_policy\": \"%s\", \"gomp_spincount\": \"%s\"}\n",
                    arch, n, ms, n * 1e3 / ms, zf_cpu_kernels(), zf_cpu_dnnl() ? zf_cpu_dnnl() : "no oneDNN", n,
-                   conv_paths(net, n), zf_blas_core(), omp_get_max_threads(), wait ? wait : "");
+                   conv_paths(net, n), zf_blas_core(), omp_get_max_threads(), wait ? wait : "", spin ? spin : "");
             fflush(stdout);
             if (profile) {
                 memcpy(net->input, x, sizeof(float) * n * isz);

@@ -3,8 +3,9 @@
 # integrated gradients (50 steps) at batches of 1 and 16, zfviz's engine (bench/bench_attribute.c)
 # against the same methods written with PyTorch autograd (bench/torch_attribute.py) in its best
 # configuration (docs/benchmarking.md: all cores as threads, tcmalloc, the better of
-# OMP_WAIT_POLICY ACTIVE and PASSIVE), on the same seeded weights and inputs. Each method's
-# output is compared with PyTorch's before it is timed (the relative L2 error is printed). The
+# OMP_WAIT_POLICY ACTIVE and PASSIVE; zfviz as its program runs, GOMP_SPINCOUNT=3000), on the same
+# seeded weights and inputs. Each method's output is compared with PyTorch's before it is timed
+# (the relative L2 error is printed). The
 # sides alternate round by round; the table gives each side's median over the rounds and the
 # ratio PyTorch / zfviz (above 1: zfviz is faster).
 #   bench/run-attribute.sh [--quick] [--nets alexnet-mini,zfnet-mini,alexnet] [--rounds N]
@@ -41,11 +42,15 @@ for net in ${nets//,/ }; do
   [ -f "$work/$net/torch-integrated-gradients.npy" ] || $py bench/torch_attribute.py prepare "$work" --nets "$net"
 done
 grad="gradient,guided-backprop,gradcam"
+# zfviz's threads wait as the zfviz program sets it (tools/main.c)
+zfviz_env() {
+  if [ -n "${OMP_WAIT_POLICY:-}" ]; then "$@"; else GOMP_SPINCOUNT="${GOMP_SPINCOUNT:-3000}" "$@"; fi
+}
 for r in $(seq 1 "$rounds"); do
   for net in ${nets//,/ }; do
-    OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} "$build/bench/bench_attribute" "$work" --nets "$net" --methods "$grad" \
+    zfviz_env "$build/bench/bench_attribute" "$work" --nets "$net" --methods "$grad" \
       --batches 1,16 --seconds "$seconds" | tee -a "$log"
-    OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE} "$build/bench/bench_attribute" "$work" --nets "$net" \
+    zfviz_env "$build/bench/bench_attribute" "$work" --nets "$net" \
       --methods integrated-gradients --batches "$ig_batches" --seconds "$seconds" | tee -a "$log"
     for policy in ACTIVE PASSIVE; do
       LD_PRELOAD=$tcmalloc OMP_WAIT_POLICY=$policy $py bench/torch_attribute.py time "$work" --nets "$net" \

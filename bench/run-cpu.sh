@@ -7,8 +7,8 @@
 # turns net by net, in an order that rotates each round, so that machine drift spreads over all;
 # summarize.py prints each side's median over the rounds and the ratio to the best peer
 # (peer time / zfviz time: above 1 means zfviz is faster).
-# zfviz runs with OMP_WAIT_POLICY=passive unless the caller set one, as the zfviz program runs
-# itself (tools/main.c); PyTorch reports the better of both policies; --busy keeps one core busy
+# zfviz runs with GOMP_SPINCOUNT=3000 unless the caller set it or OMP_WAIT_POLICY, as the zfviz
+# program runs itself (tools/main.c); PyTorch reports the better of both policies; --busy keeps one core busy
 # with another process throughout (the shared-machine case).
 #   bench/run-cpu.sh [--quick] [--nets alexnet,alexnet-caffe,zfnet] [--batches 1,16,64] [--rounds N]
 #                    [--no-peers] [--busy]
@@ -48,6 +48,7 @@ fi
 log="$work/log"
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)," \
      "OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}, OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-unset}," \
+     "GOMP_SPINCOUNT=${GOMP_SPINCOUNT:-unset}," \
      "a busy process: $([ "$busy" = 1 ] && echo yes || echo no);" \
      "load: $(cut -d' ' -f1-3 /proc/loadavg)"
 sides="zfviz pytorch"
@@ -57,9 +58,13 @@ if [ "$peers" = 1 ]; then
 fi
 "$build/bench/bench_cpu" --nets "$nets" --batches "$batches" --dump "$work/data"
 /usr/bin/python3 bench/peers_export.py "$work/data" --nets "$nets"
+# the threads' waiting as the zfviz program sets it (tools/main.c)
+zfviz_env() {
+  if [ -n "${OMP_WAIT_POLICY:-}" ]; then "$@"; else GOMP_SPINCOUNT="${GOMP_SPINCOUNT:-3000}" "$@"; fi
+}
 run_side() { # side net
   case "$1" in
-    zfviz) OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-passive}" "$build/bench/bench_cpu" $quick --nets "$2" --batches "$batches" ;;
+    zfviz) zfviz_env "$build/bench/bench_cpu" $quick --nets "$2" --batches "$batches" ;;
     pytorch) /usr/bin/python3 bench/torch_cpu.py $quick --nets "$2" --batches "$batches" --data "$work/data" ;;
     peers) "$venv/bin/python" bench/peers_cpu.py "$work/data" $quick --nets "$2" --batches "$batches" ;;
   esac

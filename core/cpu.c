@@ -6,6 +6,7 @@
 #include <cpuid.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <strings.h>
 
 #include "conv_internal.h"
@@ -95,6 +96,17 @@ const char *zf_blas_better_core_here(void)
 }
 
 const char *zf_cpu_gemm(void) { return zf_sgemm_library(); }
+
+const char *zf_cpu_wait(void)
+{
+    static _Thread_local char buf[96];
+    const char *wait = getenv("OMP_WAIT_POLICY"), *spin = getenv("GOMP_SPINCOUNT");
+    if (wait && *wait)
+        snprintf(buf, sizeof buf, "wait policy %s", wait);
+    else
+        snprintf(buf, sizeof buf, "waiting threads spin %s times, then sleep", spin && *spin ? spin : "300000");
+    return buf;
+}
 
 const char *zf_cpu_dnnl(void)
 {

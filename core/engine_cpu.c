@@ -19,7 +19,7 @@ static zf_status cpu_probe(int device, char *desc, size_t len)
 {
     if (device != 0)
         return zf_error(ZF_ERR_DEVICE, "the cpu engine has device 0 only, not %d", device);
-    snprintf(desc, len, "%d threads, %s kernels", omp_get_max_threads(), zf_cpu_kernels());
+    snprintf(desc, len, "%d threads, %s kernels, %s", omp_get_max_threads(), zf_cpu_kernels(), zf_cpu_wait());
     return ZF_OK;
 }
 

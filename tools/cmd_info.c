@@ -139,9 +139,7 @@ int zf_cmd_info(int argc, char **argv)
     group_digits(zf_net_param_count(net), total, sizeof total);
     printf("\ntotal parameters: %s\n", total);
     /* How the CPU engine's threads behave: spinning waits collapse on a shared machine (main.c) */
-    const char *wait = getenv("OMP_WAIT_POLICY");
-    printf("CPU engine: %d OpenMP threads, wait policy %s\n", omp_get_max_threads(),
-           wait && *wait ? wait : "active (spinning)");
+    printf("CPU engine: %d OpenMP threads, %s\n", omp_get_max_threads(), zf_cpu_wait());
     /* zfviz's own kernels (ZFVIZ_ISA may force narrower ones) and the BLAS ones (main.c) */
     const char *guess = getenv("ZFVIZ_BLAS_GUESS"), *core = getenv("OPENBLAS_CORETYPE");
     char why[96] = "";

@@ -44,6 +44,10 @@ const char *zf_cpu_dnnl(void);
 /* The library every SGEMM of the CPU engine runs in this process: "oneDNN" where OpenBLAS's kernels
  * are older than the CPU and zfviz has oneDNN, else "OpenBLAS" (core/gemm_internal.h). */
 const char *zf_cpu_gemm(void);
+/* How the OpenMP threads wait for one another, as libgomp reads it from the environment: "wait
+ * policy passive" (OMP_WAIT_POLICY), "waiting threads spin 3000 times, then sleep" (GOMP_SPINCOUNT,
+ * or libgomp's default of 300000). */
+const char *zf_cpu_wait(void);
 /* The path the CPU engine's convolution takes for g: "winograd-f4", "winograd-f2", "polyphase-f4",
  * "polyphase-f2", "im2col" or "onednn:<oneDNN's implementation>" (core/conv.c says when). */
 const char *zf_cpu_conv_path(const zf_conv_geom *g);
