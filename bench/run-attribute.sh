@@ -3,7 +3,7 @@
 # integrated gradients (50 steps) at batches of 1 and 16, zfviz's engine (bench/bench_attribute.c)
 # against the same methods written with PyTorch autograd (bench/torch_attribute.py) in its best
 # configuration (docs/benchmarking.md: all cores as threads, tcmalloc, the better of
-# OMP_WAIT_POLICY ACTIVE and PASSIVE; zfviz as its program runs, GOMP_SPINCOUNT=3000), on the same
+# OMP_WAIT_POLICY ACTIVE and PASSIVE; zfviz as its program runs: tools/main.c), on the same
 # seeded weights and inputs. Each method's output is compared with PyTorch's before it is timed
 # (the relative L2 error is printed). The
 # sides alternate round by round; the table gives each side's median over the rounds and the
@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 build="${BUILD:-build}"
-[ -x "$build/bench/bench_attribute" ] || cmake --build "$build" -j"$(nproc)" --target bench_attribute
+[ -x "$build/bench/bench_attribute" ] && [ -x "$build/tools/zfviz" ] || cmake --build "$build" -j"$(nproc)" --target bench_attribute zfviz
 py=/usr/bin/python3
 tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
 work="$build/bench-attribute"
@@ -44,7 +44,13 @@ done
 grad="gradient,guided-backprop,gradcam"
 # zfviz's threads wait as the zfviz program sets it (tools/main.c)
 zfviz_env() {
-  if [ -n "${OMP_WAIT_POLICY:-}" ]; then "$@"; else GOMP_SPINCOUNT="${GOMP_SPINCOUNT:-3000}" "$@"; fi
+  if [ -n "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}" ]; then "$@"; return; fi
+  # as the zfviz program decides at this moment: a short spin where the cores are free, else passive
+  if "$build/tools/zfviz" info 2>/dev/null | grep -q "wait policy passive"; then
+    OMP_WAIT_POLICY=passive "$@"
+  else
+    GOMP_SPINCOUNT=3000 "$@"
+  fi
 }
 for r in $(seq 1 "$rounds"); do
   for net in ${nets//,/ }; do

@@ -7,9 +7,10 @@
 # turns net by net, in an order that rotates each round, so that machine drift spreads over all;
 # summarize.py prints each side's median over the rounds and the ratio to the best peer
 # (peer time / zfviz time: above 1 means zfviz is faster).
-# zfviz runs with GOMP_SPINCOUNT=3000 unless the caller set it or OMP_WAIT_POLICY, as the zfviz
-# program runs itself (tools/main.c); PyTorch reports the better of both policies; --busy keeps one core busy
-# with another process throughout (the shared-machine case).
+# zfviz's threads wait as the zfviz program has them wait (a short spin where the cores are free,
+# else passive: tools/main.c), unless the caller set OMP_WAIT_POLICY or GOMP_SPINCOUNT; PyTorch
+# reports the better of both policies; --busy keeps one core busy with another process throughout
+# (the shared-machine case).
 #   bench/run-cpu.sh [--quick] [--nets alexnet,alexnet-caffe,zfnet] [--batches 1,16,64] [--rounds N]
 #                    [--no-peers] [--busy]
 # BUILD names the build folder (default build); ZF_PEERS_VENV the virtual environment.
@@ -37,7 +38,7 @@ done
 [ -n "$batches" ] || { [ -n "$quick" ] && batches=1,16 || batches=1,16,64; }
 [ -n "$rounds" ] || { [ -n "$quick" ] && rounds=1 || rounds=2; }
 build="${BUILD:-build}"
-[ -x "$build/bench/bench_cpu" ] || cmake --build "$build" -j"$(nproc)" --target bench_cpu
+[ -x "$build/bench/bench_cpu" ] && [ -x "$build/tools/zfviz" ] || cmake --build "$build" -j"$(nproc)" --target bench_cpu zfviz
 work=$(mktemp -d)
 busy_pid=""
 trap '[ -z "$busy_pid" ] || kill "$busy_pid"; rm -rf "$work"' EXIT
@@ -60,7 +61,13 @@ fi
 /usr/bin/python3 bench/peers_export.py "$work/data" --nets "$nets"
 # the threads' waiting as the zfviz program sets it (tools/main.c)
 zfviz_env() {
-  if [ -n "${OMP_WAIT_POLICY:-}" ]; then "$@"; else GOMP_SPINCOUNT="${GOMP_SPINCOUNT:-3000}" "$@"; fi
+  if [ -n "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}" ]; then "$@"; return; fi
+  # as the zfviz program decides at this moment: a short spin where the cores are free, else passive
+  if "$build/tools/zfviz" info 2>/dev/null | grep -q "wait policy passive"; then
+    OMP_WAIT_POLICY=passive "$@"
+  else
+    GOMP_SPINCOUNT=3000 "$@"
+  fi
 }
 run_side() { # side net
   case "$1" in

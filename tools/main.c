@@ -1,9 +1,11 @@
 /* zfviz: the command-line front of the toolkit; dispatches to the subcommands in cmd_*.c. */
 #include <getopt.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "commands.h"
@@ -26,24 +28,64 @@ static void usage(FILE *f)
  *   descheduled thread's time slice: `train`, `eval` and the demo ran 3-6x slower beside another
  *   job on the 2-core machine (the quick demo 118 s, 15 s with OMP_WAIT_POLICY=passive). Never
  *   spinning (passive) costs a wake-up per parallel region instead, about 90 us on a virtual
- *   machine, where it is an interrupt through the hypervisor. The commands that work on one image
- *   at a time (SPINNERS) spin a little (GOMP_SPINCOUNT=3000: about 0.2 ms, then sleep): AlexNet's
- *   forward at batch 1 has 23 regions, 18.7 ms passive against 17.1 spinning a little, 34.0
- *   against 30.4 beside a busy core. The rest stay passive: beside the scan's decoding thread a
- *   spinning thread takes the core the decoder needs (the quick demo 21.6 s against 13.9).
- *   Either is kept where the caller set OMP_WAIT_POLICY or GOMP_SPINCOUNT.
+ *   machine, where it is an interrupt through the hypervisor. A short spin (GOMP_SPINCOUNT=3000:
+ *   about 0.2 ms, then sleep) is the best of both where the threads have the cores to themselves,
+ *   and passive is where they do not. On the 2-core machine, quiet: the quick demo 9.2 s spinning
+ *   a little against 14.4 passive, AlexNet's forward at batch 1 (23 regions) 17.1 ms against
+ *   18.7; beside a busy core: the demo 21.6 s against 13.9, the forward 34.0 ms against 30.4. So
+ *   the command counts the other runnable tasks as it starts (wait_policy_here) and spins a little
+ *   where enough cores are left for its threads, else stays passive. What the caller set in
+ *   OMP_WAIT_POLICY or GOMP_SPINCOUNT is kept.
  * - OpenBLAS takes a CPU it does not know for an old one and runs SSE kernels on it (zf/cpu.h):
  *   OPENBLAS_CORETYPE then names the kernels the CPU's features allow, and ZFVIZ_BLAS_GUESS keeps
  *   what OpenBLAS chose alone, for `zfviz info`. */
-static const char *const SPINNERS[] = {"forward", "deconv", "occlude", "attribute", "optimize", NULL};
-
-static void rerun_tuned(const char *command, char **argv)
+/* The threads this process will run: OMP_NUM_THREADS's first number, else the CPUs it may use. */
+static int planned_threads(void)
 {
-    int spin = 0;
-    for (const char *const *s = SPINNERS; *s; s++)
-        spin |= !strcmp(command, *s);
-    int again = !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT") &&
-                !(spin ? setenv("GOMP_SPINCOUNT", "3000", 1) : setenv("OMP_WAIT_POLICY", "passive", 1));
+    const char *t = getenv("OMP_NUM_THREADS");
+    if (t && atoi(t) > 0)
+        return atoi(t);
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) ? 1 : CPU_COUNT(&set);
+}
+
+/* Runnable tasks other than this one, the least of a few looks at /proc/loadavg 2 ms apart (a
+ * task busy throughout is seen in every one, a passing one not); -1 where it cannot be read. */
+static int others_runnable(void)
+{
+    int least = -1;
+    for (int k = 0; k < 5; k++) {
+        FILE *f = fopen("/proc/loadavg", "r");
+        int running = 0, total = 0;
+        const int got = f ? fscanf(f, "%*f %*f %*f %d/%d", &running, &total) : 0;
+        if (f)
+            fclose(f);
+        if (got != 2)
+            return -1;
+        if (least < 0 || running - 1 < least)
+            least = running - 1 > 0 ? running - 1 : 0;
+        if (k < 4)
+            nanosleep(&(struct timespec){0, 2000000}, NULL);
+    }
+    return least;
+}
+
+/* GOMP_SPINCOUNT=3000 where the CPUs not taken by other runnable tasks hold every thread, else
+ * OMP_WAIT_POLICY=passive (and passive where that cannot be told). */
+static int wait_policy_here(void)
+{
+    int cpus = 1, others = others_runnable();
+    cpu_set_t set;
+    if (!sched_getaffinity(0, sizeof set, &set))
+        cpus = CPU_COUNT(&set);
+    if (others >= 0 && cpus - others >= planned_threads())
+        return setenv("GOMP_SPINCOUNT", "3000", 1);
+    return setenv("OMP_WAIT_POLICY", "passive", 1);
+}
+
+static void rerun_tuned(char **argv)
+{
+    int again = !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT") && !wait_policy_here();
     const char *better = getenv("OPENBLAS_CORETYPE") ? NULL : zf_blas_better_core_here();
     if (better && !setenv("ZFVIZ_BLAS_GUESS", zf_blas_core(), 1) &&
         !setenv("OPENBLAS_CORETYPE", better, 1))
@@ -81,7 +123,7 @@ int main(int argc, char **argv)
     }
     for (const zf_command *c = zf_commands; c->name; c++) {
         if (!strcmp(argv[1], c->name)) {
-            rerun_tuned(c->name, argv);
+            rerun_tuned(argv);
             /* ZFVIZ_ISA forces a narrower set of kernels (to test them, or to compare): a set this
              * CPU cannot run is refused rather than lowered, so that a run never claims to have
              * used kernels it did not */
