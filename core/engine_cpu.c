@@ -1,5 +1,9 @@
 /* The CPU engine behind the engine table (zf/engine.h): the net's own buffers and core's functions
- * (zf_net_forward_upto, zf_net_deconv, zf_occlusion_run, zf_net_backward), unchanged. */
+ * (zf_net_forward_upto, zf_net_deconv, zf_occlusion_run, zf_net_backward), unchanged. With
+ * precision bf16 the forward's conv and fc layers take bfloat16 operands (core/bf16.c); the
+ * deconvnet projects through that forward's switches in float32; occlusion and gradients, which
+ * would mix the two precisions, are refused. */
+#include "bf16_internal.h"
 #include "zf/attribution.h"
 #include "zf/cpu.h"
 #include "zf/engine.h"
@@ -11,8 +15,9 @@
 
 typedef struct cpu_ctx {
     zf_net *net;
-    zf_backprop *bp; /* made at the first backward */
-    char desc[96];
+    zf_backprop *bp;       /* made at the first backward */
+    zf_bf16_weights *bf16; /* precision bf16: the rounded weights, in net->bf16 while open */
+    char desc[256];
 } cpu_ctx;
 
 static zf_status cpu_probe(int device, char *desc, size_t len)
@@ -30,8 +35,11 @@ static int cpu_supports(zf_engine_op op) { return op >= 0 && op < ZF_ENGINE_OP_C
 static zf_status cpu_open(zf_net *net, const zf_engine_opts *o, void **out)
 {
     *out = NULL;
-    if (o->precision && strcmp(o->precision, "fp32"))
-        return zf_error(ZF_ERR_UNSUPPORTED, "--precision %s: the cpu engine computes in fp32 only", o->precision);
+    const int bf16 = o->precision && !strcmp(o->precision, "bf16");
+    if (o->precision && strcmp(o->precision, "fp32") && !bf16)
+        return zf_error(ZF_ERR_UNSUPPORTED, "--precision %s: the cpu engine computes in fp32 or bf16", o->precision);
+    if (bf16 && net->bf16)
+        return zf_error(ZF_ERR_ARG, "'%s' already runs on a bf16 cpu engine", net->arch);
     if (o->device != 0)
         return zf_error(ZF_ERR_DEVICE, "the cpu engine has device 0 only, not %d", o->device);
     cpu_ctx *c = calloc(1, sizeof *c);
@@ -43,9 +51,15 @@ static zf_status cpu_open(zf_net *net, const zf_engine_opts *o, void **out)
         free(c);
         return st;
     }
-    char d[80];
+    if (bf16 && (st = zf_bf16_weights_new(net, &c->bf16))) {
+        free(c);
+        return st;
+    }
+    net->bf16 = c->bf16;
+    char d[160];
     cpu_probe(0, d, sizeof d);
-    snprintf(c->desc, sizeof c->desc, "cpu (%s)", d);
+    snprintf(c->desc, sizeof c->desc, "cpu (%s%s)", d,
+             bf16 ? "; bf16: conv and fc operands rounded to bfloat16, float32 sums" : "");
     *out = c;
     return ZF_OK;
 }
@@ -56,6 +70,9 @@ static void cpu_close(void *ctx)
     if (!c)
         return;
     zf_backprop_free(c->bp);
+    if (c->bf16 && c->net->bf16 == c->bf16)
+        c->net->bf16 = NULL;
+    zf_bf16_weights_free(c->bf16);
     free(c);
 }
 
@@ -102,12 +119,16 @@ static zf_status cpu_deconv(void *ctx, float *out, int n, const zf_deconv_req *r
 
 static zf_status cpu_occlusion(void *ctx, const float *input, const zf_occlusion_params *p, zf_occlusion_result **out)
 {
+    if (((cpu_ctx *)ctx)->bf16)
+        return zf_error(ZF_ERR_UNSUPPORTED, "--precision bf16: the cpu engine computes occlusion maps in fp32 only");
     return zf_occlusion_run(((cpu_ctx *)ctx)->net, input, p, out);
 }
 
 static zf_status cpu_backward(void *ctx, float *out, const float *dtop, int top, int bottom, int n)
 {
     cpu_ctx *c = ctx;
+    if (c->bf16)
+        return zf_error(ZF_ERR_UNSUPPORTED, "--precision bf16: the cpu engine computes gradients in fp32 only");
     if (!c->bp) {
         zf_status st = zf_backprop_new(c->net, c->net->batch > 0 ? c->net->batch : 1, &c->bp);
         if (st)

@@ -5,6 +5,7 @@
 
 #include "dnnl_internal.h"
 #include "fc_internal.h"
+#include "util_internal.h"
 #include "gemm_internal.h"
 #include "zf/cpu.h"
 #include "zf/ops.h"
@@ -158,6 +159,68 @@ void zf_fc_forward_stream(float *out, const float *in, const float *w, const flo
                 float t = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
                 for (int k = kmain; k < in_f; k++)
                     t += wr[k] * xr[k];
+                out[(size_t)b * out_f + o0 + r] = t + (bias ? bias[o0 + r] : 0.0f);
+            }
+    }
+}
+
+/* Columns of bf16 weights widened to floats at a time: a thread's tile (OB rows) is 64 KB. */
+#define KT 512
+
+/* dst[i] = src[i] as floats (exact). */
+static void widen_bf16(float *dst, const uint16_t *src, int count)
+{
+    int i = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    for (; i + 8 <= count; i += 8) {
+        const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
+        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+    }
+#endif
+    for (; i < count; i++)
+        dst[i] = zf_bf16_to_float(src[i]);
+}
+
+/* The streaming kernel's blocks, each thread widening a tile of its block's weights (OB rows, KT
+ * columns) into L2 and running the same micro-kernels over it. */
+void zf_fc_forward_bf16(float *out, const float *in, const uint16_t *w16, const float *bias, int n, int in_f,
+                        int out_f)
+{
+    for (; n > FC_STREAM_MAX_BATCH; n -= FC_STREAM_MAX_BATCH) {
+        zf_fc_forward_bf16(out, in, w16, bias, FC_STREAM_MAX_BATCH, in_f, out_f);
+        in += (size_t)FC_STREAM_MAX_BATCH * in_f;
+        out += (size_t)FC_STREAM_MAX_BATCH * out_f;
+    }
+    const int kmain = in_f & ~(LANES - 1); /* the last in_f % LANES columns: scalar, at the end */
+    const int nblocks = (out_f + OB - 1) / OB;
+#pragma omp parallel for schedule(static)
+    for (int ob = 0; ob < nblocks; ob++) {
+        const int o0 = ob * OB, rows = out_f - o0 < OB ? out_f - o0 : OB;
+        float acc[OB * FC_STREAM_MAX_BATCH * LANES]; /* (rows, n, LANES): 32 KB */
+        float tile[OB * KT];                         /* (rows, KT): 64 KB */
+        memset(acc, 0, sizeof(float) * (size_t)rows * n * LANES);
+        for (int k0 = 0; k0 < kmain; k0 += KT) {
+            const int kl = kmain - k0 < KT ? kmain - k0 : KT;
+            for (int r = 0; r < rows; r++)
+                widen_bf16(tile + (size_t)r * KT, w16 + (size_t)(o0 + r) * in_f + k0, kl);
+            for (int b0 = 0; b0 < n; b0 += BMAX) {
+                const int bl = n - b0 < BMAX ? n - b0 : BMAX, R = kernel_rows[bl - 1];
+                const float *x = in + (size_t)b0 * in_f + k0;
+                int r = 0;
+                for (; r + R <= rows; r += R)
+                    kernel_wide[bl - 1](acc + ((size_t)r * n + b0) * LANES, n, tile + (size_t)r * KT, KT, x, in_f, kl);
+                for (; r < rows; r++)
+                    kernel_one[bl - 1](acc + ((size_t)r * n + b0) * LANES, n, tile + (size_t)r * KT, KT, x, in_f, kl);
+            }
+        }
+        for (int b = 0; b < n; b++)
+            for (int r = 0; r < rows; r++) {
+                const float *a = acc + ((size_t)r * n + b) * LANES;
+                const uint16_t *wr = w16 + (size_t)(o0 + r) * in_f;
+                const float *xr = in + (size_t)b * in_f;
+                float t = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+                for (int k = kmain; k < in_f; k++)
+                    t += zf_bf16_to_float(wr[k]) * xr[k];
                 out[(size_t)b * out_f + o0 + r] = t + (bias ? bias[o0 + r] : 0.0f);
             }
     }

@@ -50,6 +50,9 @@
     V(void, zf_fc_forward_stream,                                                                           \
       (float *out, const float *in, const float *w, const float *bias, int n, int in_f, int out_f),         \
       (out, in, w, bias, n, in_f, out_f))                                                                   \
+    V(void, zf_fc_forward_bf16,                                                                             \
+      (float *out, const float *in, const uint16_t *w16, const float *bias, int n, int in_f, int out_f),    \
+      (out, in, w16, bias, n, in_f, out_f))                                                                 \
     V(void, zf_fc_forward_dnnl,                                                                             \
       (float *out, const float *in, const float *w, const float *bias, int n, int in_f, int out_f),         \
       (out, in, w, bias, n, in_f, out_f))                                                                   \

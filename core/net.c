@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16_internal.h"
 #include "conv_internal.h"
 #include "zf/net.h"
 #include "zf/tensor.h"
@@ -445,6 +446,12 @@ zf_status zf_net_forward_range(zf_net *net, int first, int last, int n)
         zf_layer *l = &net->layers[i];
         const float *in = zf_net_act(net, i - 1);
         float *out = net->acts[i];
+        if (net->bf16 && (l->op == ZF_OP_CONV || l->op == ZF_OP_FC)) {
+            zf_status st = zf_bf16_layer_forward(net, i, out, in, n);
+            if (st)
+                return st;
+            continue;
+        }
         switch (l->op) {
         case ZF_OP_CONV: {
             zf_conv_geom g = zf_layer_conv_geom(l, n);

@@ -1,5 +1,6 @@
 /* Small pieces several core files share (core only): SplitMix64's mixer behind every counter-based
- * random stream, half and bfloat16 to float, Python's round of d/2, and the first maximum. */
+ * random stream, half and bfloat16 to float and float to bfloat16, Python's round of d/2, and the
+ * first maximum. */
 #ifndef ZF_UTIL_INTERNAL_H
 #define ZF_UTIL_INTERNAL_H
 
@@ -54,6 +55,18 @@ static inline float zf_bf16_to_float(uint16_t b)
     float f;
     memcpy(&f, &bits, sizeof f);
     return f;
+}
+
+/* float to bfloat16, rounded to nearest with ties to even (as hardware converts: vcvtneps2bf16,
+ * PyTorch's .bfloat16()); a NaN stays a (quiet) NaN. */
+static inline uint16_t zf_float_to_bf16(float f)
+{
+    uint32_t bits;
+    memcpy(&bits, &f, sizeof bits);
+    if ((bits & 0x7fffffffu) > 0x7f800000u)
+        return (uint16_t)((bits >> 16) | 0x40);
+    bits += 0x7fffu + ((bits >> 16) & 1u);
+    return (uint16_t)(bits >> 16);
 }
 
 /* Python's round() of d/2: halves go to the even neighbour (torchvision's CenterCrop offset). */

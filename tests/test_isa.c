@@ -14,6 +14,7 @@
 
 #include "testutil.h"
 #include "zf/cpu.h"
+#include "zf/engine.h"
 #include "zf/io.h"
 #include "zf/net.h"
 #include "zf/occlusion.h"
@@ -257,6 +258,168 @@ Test(isa, kept_filters_see_a_change_anywhere_in_the_weights)
         }
     }
     free(x);
+    zf_net_free(net);
+}
+
+/* ---- bfloat16 ------------------------------------------------------------------------------ */
+
+/* f rounded to bfloat16 (8 significant bits, to nearest, ties to even), by frexp and nearbyint:
+ * another route than core's bit arithmetic. Normal numbers and zero only. */
+static double ref_bf16(double f)
+{
+    if (f == 0)
+        return 0;
+    int e;
+    const double m = frexp((float)f, &e); /* [0.5, 1) */
+    return ldexp(nearbyint(m * 256.0) / 256.0, e);
+}
+
+/* The bf16 fully connected kernel is the float64 product of the inputs with the weights rounded
+ * to bfloat16, at sizes that are multiples of no block (columns, rows, batch past the stream's 32). */
+Test(isa, fc_with_bf16_weights_matches_float64_of_the_rounded_weights)
+{
+    static const int sizes[][3] = {{1, 1003, 37}, {2, 515, 70}, {5, 9, 33}, {33, 130, 19}};
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        const int n = sizes[t][0], in_f = sizes[t][1], out_f = sizes[t][2];
+        float *x = frand((size_t)n * in_f, 160 + t), *w = frand((size_t)out_f * in_f, 170 + t),
+              *b = frand((size_t)out_f, 180 + t), *out = malloc(sizeof(float) * n * out_f);
+        uint16_t *w16 = malloc(sizeof(uint16_t) * out_f * in_f);
+        double *ref = malloc(sizeof(double) * n * out_f);
+        for (size_t i = 0; i < (size_t)out_f * in_f; i++) {
+            const float r = (float)ref_bf16(w[i]);
+            uint32_t bits;
+            memcpy(&bits, &r, sizeof bits);
+            cr_assert_eq(bits & 0xffff, 0u, "rounded weight %zu keeps low bits", i);
+            w16[i] = (uint16_t)(bits >> 16);
+        }
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < out_f; o++) {
+                double acc = b[o];
+                for (int k = 0; k < in_f; k++)
+                    acc += ref_bf16(w[(size_t)o * in_f + k]) * x[(size_t)i * in_f + k];
+                ref[(size_t)i * out_f + o] = acc;
+            }
+        char what[64];
+        snprintf(what, sizeof what, "fc bf16 %dx%d batch %d", out_f, in_f, n);
+        FOR_EACH_ISA(isa)
+        {
+            zf_fc_forward_bf16(out, x, w16, b, n, in_f, out_f);
+            expect_close(out, ref, (size_t)n * out_f, 1e-5, isa, what);
+        }
+        free(x), free(w), free(b), free(out), free(w16), free(ref);
+    }
+}
+
+/* One layer of bf16_net_reference: y = f(rounded x) for a conv (g) or, when g is NULL, an fc. */
+static double *ref_layer(const double *x, size_t xn, const float *w, const float *bias, const zf_conv_geom *g,
+                         int n, int in_f, int out_f, int round)
+{
+    double *xr = malloc(sizeof(double) * xn), *wr;
+    for (size_t i = 0; i < xn; i++)
+        xr[i] = round ? ref_bf16(x[i]) : x[i];
+    const size_t wn = g ? (size_t)g->k * (g->c / g->groups) * g->kh * g->kw : (size_t)out_f * in_f;
+    wr = malloc(sizeof(double) * wn);
+    double *b = malloc(sizeof(double) * (g ? g->k : out_f));
+    for (size_t i = 0; i < wn; i++)
+        wr[i] = round ? ref_bf16(w[i]) : w[i];
+    for (int i = 0; i < (g ? g->k : out_f); i++)
+        b[i] = bias[i];
+    double *y;
+    if (g) {
+        y = malloc(sizeof(double) * (size_t)g->n * g->k * g->oh * g->ow);
+        tu_ref_conv(y, xr, wr, b, g);
+    } else {
+        y = malloc(sizeof(double) * (size_t)n * out_f);
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < out_f; o++) {
+                double acc = b[o];
+                for (int k = 0; k < in_f; k++)
+                    acc += wr[(size_t)o * in_f + k] * xr[(size_t)i * in_f + k];
+                y[(size_t)i * out_f + o] = acc;
+            }
+    }
+    free(xr), free(wr), free(b);
+    return y;
+}
+
+/* conv 3x3 (Winograd), ReLU, conv 5x5 stride 2 (polyphase), ReLU, fc, ReLU, fc in float64, with
+ * every conv and fc operand rounded to bfloat16 (round) or not. */
+static double *bf16_net_reference(zf_net *net, const float *x, int n, int round)
+{
+    size_t cur_n = (size_t)n * zf_net_in_size(net);
+    double *cur = malloc(sizeof(double) * cur_n);
+    for (size_t i = 0; i < cur_n; i++)
+        cur[i] = x[i];
+    for (int li = 0; li < net->n_layers; li++) {
+        const zf_layer *l = &net->layers[li];
+        const size_t out_n = (size_t)n * zf_layer_out_size(l);
+        if (l->op == ZF_OP_CONV || l->op == ZF_OP_FC) {
+            const zf_conv_geom g = l->op == ZF_OP_CONV ? zf_layer_conv_geom(l, n) : (zf_conv_geom){0};
+            double *y = ref_layer(cur, cur_n, l->weight, l->bias, l->op == ZF_OP_CONV ? &g : NULL, n,
+                                  (int)zf_layer_in_size(l), l->out_c, round);
+            free(cur);
+            cur = y;
+        } else if (l->op == ZF_OP_RELU) {
+            for (size_t i = 0; i < out_n; i++)
+                cur[i] = cur[i] > 0 ? cur[i] : 0;
+        }
+        cur_n = out_n;
+    }
+    return cur;
+}
+
+/* --precision bf16 on the cpu engine: the forward is the float64 one of bfloat16 operands (to the
+ * float32 sums' rounding), visibly not the float32 forward, under every kernel set; occlusion and
+ * gradients are refused; closed, the net computes in float32 again. */
+Test(isa, bf16_engine_forward_is_float64_of_bf16_operands)
+{
+    zf_net *net = zf_net_new("isa-bf16", 3, 31, 31);
+    cr_assert_not_null(net);
+    cr_assert_eq(zf_net_add_conv(net, "conv1", 13, zf_win(3, 1, 1), 1), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_add_relu(net, "relu1"), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_add_conv(net, "conv2", 10, zf_win(5, 2, 0), 1), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_add_relu(net, "relu2"), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_add_fc(net, "fc1", 37), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_add_relu(net, "relu3"), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_add_fc(net, "fc2", 11), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_net_finalize(net), ZF_OK, "%s", zf_last_error());
+    tu_fill_uniform(net->params, (size_t)net->n_params, 190, -0.2f, 0.2f);
+    const int n = 3, last = net->n_layers - 1;
+    const size_t on = (size_t)n * zf_layer_out_size(&net->layers[last]);
+    float *x = frand((size_t)n * zf_net_in_size(net), 191), *out = malloc(sizeof(float) * on);
+    double *ref = bf16_net_reference(net, x, n, 1), *ref32 = bf16_net_reference(net, x, n, 0);
+    double scale = 0, apart = 0;
+    for (size_t i = 0; i < on; i++)
+        scale = fmax(scale, fabs(ref32[i]));
+    for (size_t i = 0; i < on; i++)
+        apart = fmax(apart, fabs(ref[i] - ref32[i]) / scale);
+    cr_assert(apart > 1e-3, "bf16 operands move the output by only %.2g: the test could not tell", apart);
+    const zf_engine_iface *cpu = zf_engine_find("cpu");
+    cr_assert_not_null(cpu);
+    FOR_EACH_ISA(isa)
+    {
+        zf_engine *e = NULL;
+        const zf_engine_opts o = {.device = 0, .batch = n, .precision = "bf16"};
+        cr_assert_eq(zf_engine_open(cpu, net, &o, &e), ZF_OK, "%s", zf_last_error());
+        cr_assert(strstr(zf_engine_describe(e), "bf16"), "%s: %s", isa, zf_engine_describe(e));
+        for (int round = 0; round < 2; round++) { /* the second with the Winograd filters kept */
+            cr_assert_eq(zf_engine_forward(e, x, n, last), ZF_OK, "%s", zf_last_error());
+            cr_assert_eq(zf_engine_read(e, last, out, n), ZF_OK, "%s", zf_last_error());
+            expect_close(out, ref, on, 1e-4, isa, "bf16 forward");
+        }
+        float *g = malloc(sizeof(float) * (size_t)n * zf_net_in_size(net));
+        cr_assert_eq(zf_engine_backward(e, g, out, last, -1, n), ZF_ERR_UNSUPPORTED);
+        cr_assert(strstr(zf_last_error(), "bf16"), "%s", zf_last_error());
+        free(g);
+        zf_engine_close(e);
+        cr_assert_null(net->bf16, "%s: the closed engine left its weights in the net", isa);
+        cr_assert_eq(zf_net_forward(net, x, n), ZF_OK, "%s", zf_last_error());
+        expect_close(zf_net_act(net, last), ref32, on, 2e-5, isa, "float32 forward after the bf16 engine");
+    }
+    const zf_engine_opts tf = {.device = 0, .batch = n, .precision = "tf32"};
+    zf_engine *e = NULL;
+    cr_assert_eq(zf_engine_open(cpu, net, &tf, &e), ZF_ERR_UNSUPPORTED);
+    free(x), free(out), free(ref), free(ref32);
     zf_net_free(net);
 }
 

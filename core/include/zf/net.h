@@ -92,6 +92,8 @@ typedef struct zf_net {
     size_t dec_floats;
     float *dec_scratch;/* deconvnet: compacted sub-windows, 2 * dec_floats */
     struct zf_conv_filter_cache *filter_cache; /* per layer: conv layers' Winograd filters, reused */
+    struct zf_bf16_weights *bf16; /* set while a cpu engine opened with precision bf16 runs the net:
+                                     its conv and fc layers take bfloat16 operands (core/bf16.c) */
     int n_labels;      /* class names carried by the model file (zf_net_set_labels), or 0 */
     char **labels;
 } zf_net;
