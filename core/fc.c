@@ -58,13 +58,19 @@ void zf_fc_forward_dnnl(float *out, const float *in, const float *w, const float
 #include <immintrin.h>
 #define LANES 8
 
+/* Eight weights as floats: of float32 (F32) or of bfloat16 (BF16: widened exactly, a shift). */
+#define LOAD_F32(p) _mm256_loadu_ps(p)
+#define LOAD_BF16(p) \
+    _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(p))), 16))
+
 /* acc (R, lda, LANES) += lane-wise partial sums over k < kb (a multiple of LANES) of
  * w[r*ldw + k] * x[b*ldx + k], for r < R, b < B. The inputs are pinned in registers: left to
  * itself the compiler reloads them as FMA memory operands and the loop waits on loads. */
-#define FC_KERNEL(R, B)                                                                            \
-    static void fc_kernel_##R##_##B(float *acc, int lda, const float *w, size_t ldw, const float *x, \
-                                    size_t ldx, int kb)                                            \
+#define FC_KERNEL(T, WT, R, B)                                                                     \
+    static void fc_kernel_##T##_##R##_##B(float *acc, int lda, const void *wv_, size_t ldw, const float *x, \
+                                          size_t ldx, int kb)                                      \
     {                                                                                              \
+        const WT *w = wv_;                                                                         \
         __m256 s[R][B];                                                                            \
         for (int r = 0; r < R; r++)                                                                \
             for (int b = 0; b < B; b++)                                                            \
@@ -76,7 +82,7 @@ void zf_fc_forward_dnnl(float *out, const float *in, const float *w, const float
                 __asm__("" : "+x"(xv[b]));                                                         \
             }                                                                                      \
             for (int r = 0; r < R; r++) {                                                          \
-                const __m256 wv = _mm256_loadu_ps(w + r * ldw + k);                                \
+                const __m256 wv = LOAD_##T(w + r * ldw + k);                                       \
                 for (int b = 0; b < B; b++)                                                        \
                     s[r][b] = _mm256_fmadd_ps(wv, xv[b], s[r][b]);                                 \
             }                                                                                      \
@@ -87,41 +93,62 @@ void zf_fc_forward_dnnl(float *out, const float *in, const float *w, const float
     }
 #else
 #define LANES 8
+#define WEIGHT_F32(w, i) (w)[i]
+#define WEIGHT_BF16(w, i) zf_bf16_to_float((w)[i])
 /* Portable: the same blocking and lane-wise partial sums, left to the compiler. */
-#define FC_KERNEL(R, B)                                                                            \
-    static void fc_kernel_##R##_##B(float *acc, int lda, const float *w, size_t ldw, const float *x, \
-                                    size_t ldx, int kb)                                            \
+#define FC_KERNEL(T, WT, R, B)                                                                     \
+    static void fc_kernel_##T##_##R##_##B(float *acc, int lda, const void *wv_, size_t ldw, const float *x, \
+                                          size_t ldx, int kb)                                      \
     {                                                                                              \
+        const WT *w = wv_;                                                                         \
         for (int r = 0; r < R; r++)                                                                \
             for (int b = 0; b < B; b++) {                                                          \
                 float *a = acc + ((size_t)r * lda + b) * LANES;                                    \
                 for (int k = 0; k < kb; k += LANES)                                                \
                     for (int q = 0; q < LANES; q++)                                                \
-                        a[q] += w[r * ldw + k + q] * x[b * ldx + k + q];                           \
+                        a[q] += WEIGHT_##T(w, r * ldw + k + q) * x[b * ldx + k + q];               \
             }                                                                                      \
     }
 #endif
 
-FC_KERNEL(8, 1)
-FC_KERNEL(4, 2)
-FC_KERNEL(4, 3)
-FC_KERNEL(1, 1)
-FC_KERNEL(1, 2)
-FC_KERNEL(1, 3)
+#define FC_KERNELS(T, WT)                                                                          \
+    FC_KERNEL(T, WT, 8, 1)                                                                         \
+    FC_KERNEL(T, WT, 4, 2)                                                                         \
+    FC_KERNEL(T, WT, 4, 3)                                                                         \
+    FC_KERNEL(T, WT, 1, 1)                                                                         \
+    FC_KERNEL(T, WT, 1, 2)                                                                         \
+    FC_KERNEL(T, WT, 1, 3)
+FC_KERNELS(F32, float)
+FC_KERNELS(BF16, uint16_t)
 
-typedef void (*fc_kernel)(float *, int, const float *, size_t, const float *, size_t, int);
+typedef void (*fc_kernel)(float *, int, const void *, size_t, const float *, size_t, int);
 /* Input rows per micro-kernel: 3 (R = 4, 12 accumulators) measured 5-10% faster than 4 (R = 2). */
 #define BMAX 3
-/* by B - 1: the widest R that fits the 16 registers, and R = 1 for the block's last rows */
-static const fc_kernel kernel_wide[BMAX] = {fc_kernel_8_1, fc_kernel_4_2, fc_kernel_4_3};
+/* One weight type's micro-kernels, by B - 1: the widest R that fits the 16 registers, and R = 1
+ * for the block's last rows. */
+typedef struct fc_kernels {
+    fc_kernel wide[BMAX], one[BMAX];
+    size_t size; /* bytes per weight */
+} fc_kernels;
 static const int kernel_rows[BMAX] = {8, 4, 4};
-static const fc_kernel kernel_one[BMAX] = {fc_kernel_1_1, fc_kernel_1_2, fc_kernel_1_3};
+static const fc_kernels kernels_f32 = {{fc_kernel_F32_8_1, fc_kernel_F32_4_2, fc_kernel_F32_4_3},
+                                       {fc_kernel_F32_1_1, fc_kernel_F32_1_2, fc_kernel_F32_1_3},
+                                       sizeof(float)};
+static const fc_kernels kernels_bf16 = {{fc_kernel_BF16_8_1, fc_kernel_BF16_4_2, fc_kernel_BF16_4_3},
+                                        {fc_kernel_BF16_1_1, fc_kernel_BF16_1_2, fc_kernel_BF16_1_3},
+                                        sizeof(uint16_t)};
 
-void zf_fc_forward_stream(float *out, const float *in, const float *w, const float *bias, int n, int in_f,
-                          int out_f)
+/* Weight i of w, of either type, as a float. */
+static inline float weight_at(const void *w, size_t i, const fc_kernels *kk)
+{
+    return kk->size == sizeof(float) ? ((const float *)w)[i] : zf_bf16_to_float(((const uint16_t *)w)[i]);
+}
+
+static void fc_stream(float *out, const float *in, const void *w, const fc_kernels *kk, const float *bias, int n,
+                      int in_f, int out_f)
 {
     for (; n > FC_STREAM_MAX_BATCH; n -= FC_STREAM_MAX_BATCH) {
-        zf_fc_forward_stream(out, in, w, bias, FC_STREAM_MAX_BATCH, in_f, out_f);
+        fc_stream(out, in, w, kk, bias, FC_STREAM_MAX_BATCH, in_f, out_f);
         in += (size_t)FC_STREAM_MAX_BATCH * in_f;
         out += (size_t)FC_STREAM_MAX_BATCH * out_f;
     }
@@ -133,6 +160,7 @@ void zf_fc_forward_stream(float *out, const float *in, const float *w, const flo
     if (kb > kmain)
         kb = kmain;
     const int nblocks = (out_f + OB - 1) / OB;
+    const char *wb = w;
 #pragma omp parallel for schedule(static)
     for (int ob = 0; ob < nblocks; ob++) {
         const int o0 = ob * OB, rows = out_f - o0 < OB ? out_f - o0 : OB;
@@ -145,85 +173,37 @@ void zf_fc_forward_stream(float *out, const float *in, const float *w, const flo
                 const float *x = in + (size_t)b0 * in_f + k0;
                 int r = 0;
                 for (; r + R <= rows; r += R)
-                    kernel_wide[bl - 1](acc + ((size_t)r * n + b0) * LANES, n, w + (size_t)(o0 + r) * in_f + k0,
-                                        in_f, x, in_f, kl);
+                    kk->wide[bl - 1](acc + ((size_t)r * n + b0) * LANES, n,
+                                     wb + ((size_t)(o0 + r) * in_f + k0) * kk->size, in_f, x, in_f, kl);
                 for (; r < rows; r++)
-                    kernel_one[bl - 1](acc + ((size_t)r * n + b0) * LANES, n, w + (size_t)(o0 + r) * in_f + k0,
-                                       in_f, x, in_f, kl);
+                    kk->one[bl - 1](acc + ((size_t)r * n + b0) * LANES, n,
+                                    wb + ((size_t)(o0 + r) * in_f + k0) * kk->size, in_f, x, in_f, kl);
             }
         }
         for (int b = 0; b < n; b++)
             for (int r = 0; r < rows; r++) {
                 const float *a = acc + ((size_t)r * n + b) * LANES;
-                const float *wr = w + (size_t)(o0 + r) * in_f, *xr = in + (size_t)b * in_f;
-                float t = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-                for (int k = kmain; k < in_f; k++)
-                    t += wr[k] * xr[k];
-                out[(size_t)b * out_f + o0 + r] = t + (bias ? bias[o0 + r] : 0.0f);
-            }
-    }
-}
-
-/* Columns of bf16 weights widened to floats at a time: a thread's tile (OB rows) is 64 KB. */
-#define KT 512
-
-/* dst[i] = src[i] as floats (exact). */
-static void widen_bf16(float *dst, const uint16_t *src, int count)
-{
-    int i = 0;
-#if defined(__AVX2__) && defined(__FMA__)
-    for (; i + 8 <= count; i += 8) {
-        const __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(src + i)));
-        _mm256_storeu_ps(dst + i, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
-    }
-#endif
-    for (; i < count; i++)
-        dst[i] = zf_bf16_to_float(src[i]);
-}
-
-/* The streaming kernel's blocks, each thread widening a tile of its block's weights (OB rows, KT
- * columns) into L2 and running the same micro-kernels over it. */
-void zf_fc_forward_bf16(float *out, const float *in, const uint16_t *w16, const float *bias, int n, int in_f,
-                        int out_f)
-{
-    for (; n > FC_STREAM_MAX_BATCH; n -= FC_STREAM_MAX_BATCH) {
-        zf_fc_forward_bf16(out, in, w16, bias, FC_STREAM_MAX_BATCH, in_f, out_f);
-        in += (size_t)FC_STREAM_MAX_BATCH * in_f;
-        out += (size_t)FC_STREAM_MAX_BATCH * out_f;
-    }
-    const int kmain = in_f & ~(LANES - 1); /* the last in_f % LANES columns: scalar, at the end */
-    const int nblocks = (out_f + OB - 1) / OB;
-#pragma omp parallel for schedule(static)
-    for (int ob = 0; ob < nblocks; ob++) {
-        const int o0 = ob * OB, rows = out_f - o0 < OB ? out_f - o0 : OB;
-        float acc[OB * FC_STREAM_MAX_BATCH * LANES]; /* (rows, n, LANES): 32 KB */
-        float tile[OB * KT];                         /* (rows, KT): 64 KB */
-        memset(acc, 0, sizeof(float) * (size_t)rows * n * LANES);
-        for (int k0 = 0; k0 < kmain; k0 += KT) {
-            const int kl = kmain - k0 < KT ? kmain - k0 : KT;
-            for (int r = 0; r < rows; r++)
-                widen_bf16(tile + (size_t)r * KT, w16 + (size_t)(o0 + r) * in_f + k0, kl);
-            for (int b0 = 0; b0 < n; b0 += BMAX) {
-                const int bl = n - b0 < BMAX ? n - b0 : BMAX, R = kernel_rows[bl - 1];
-                const float *x = in + (size_t)b0 * in_f + k0;
-                int r = 0;
-                for (; r + R <= rows; r += R)
-                    kernel_wide[bl - 1](acc + ((size_t)r * n + b0) * LANES, n, tile + (size_t)r * KT, KT, x, in_f, kl);
-                for (; r < rows; r++)
-                    kernel_one[bl - 1](acc + ((size_t)r * n + b0) * LANES, n, tile + (size_t)r * KT, KT, x, in_f, kl);
-            }
-        }
-        for (int b = 0; b < n; b++)
-            for (int r = 0; r < rows; r++) {
-                const float *a = acc + ((size_t)r * n + b) * LANES;
-                const uint16_t *wr = w16 + (size_t)(o0 + r) * in_f;
+                const size_t row = (size_t)(o0 + r) * in_f;
                 const float *xr = in + (size_t)b * in_f;
                 float t = ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
                 for (int k = kmain; k < in_f; k++)
-                    t += zf_bf16_to_float(wr[k]) * xr[k];
+                    t += weight_at(w, row + k, kk) * xr[k];
                 out[(size_t)b * out_f + o0 + r] = t + (bias ? bias[o0 + r] : 0.0f);
             }
     }
+}
+
+void zf_fc_forward_stream(float *out, const float *in, const float *w, const float *bias, int n, int in_f,
+                          int out_f)
+{
+    fc_stream(out, in, w, &kernels_f32, bias, n, in_f, out_f);
+}
+
+/* The same blocks over weights in bfloat16, widened in registers as they are loaded. */
+void zf_fc_forward_bf16(float *out, const float *in, const uint16_t *w16, const float *bias, int n, int in_f,
+                        int out_f)
+{
+    fc_stream(out, in, w16, &kernels_bf16, bias, n, in_f, out_f);
 }
 
 /* Measured with bench_cpu --variants (one thread, AlexNet's fc6-8 and the mini nets'): against
