@@ -13,8 +13,9 @@
  * DIR/<net>/fc8_b<N>.npy (the engine's fc8 output at each batch N), and times nothing.
  *   bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc]] [--cpu-time] [--nets alexnet,zfnet]
  * --peak first prints the machine's SGEMM peak (OpenBLAS and oneDNN, 2048^3, all threads); --layers
- * times each conv layer as the engine runs it (path, ms, effective GFLOP/s) instead of the nets.
- *             [--batches 1,16,64] [--dump DIR] [--peak] [--layers] */
+ * times each conv layer as the engine runs it (path, ms, effective GFLOP/s) instead of the nets;
+ * --bf16 also times the forward on a cpu engine opened with precision bf16 (side "zfviz-bf16").
+ *             [--batches 1,16,64] [--dump DIR] [--peak] [--layers] [--bf16] */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -27,6 +28,7 @@
 #include "bench_util.h"
 #include "zf/io.h"
 #include "zf/cpu.h"
+#include "zf/engine.h"
 #include "zf/net.h"
 #include "zf/ops.h"
 #include "zf/tensor.h"
@@ -416,9 +418,46 @@ static int dump_net(zf_net *net, const char *arch, const float *x, const int *ba
     return 0;
 }
 
+/* The forward on a cpu engine opened with precision bf16 (core/bf16.c), a net of the same weights,
+ * as side "zfviz-bf16", with the relative L2 difference of its last fully connected layer from
+ * net's float32 one (--bf16). */
+static int bench_bf16(zf_net *net, const char *arch, const float *x, double budget, const int *batches, int nb)
+{
+    zf_net *lowp = NULL;
+    zf_engine *e = NULL;
+    const zf_engine_opts o = {.device = 0, .batch = net->batch, .precision = "bf16"};
+    if (zf_net_new_builtin(arch, &lowp) || zf_net_load_weights(lowp, "random:1") ||
+        zf_engine_open(zf_engine_find("cpu"), lowp, &o, &e)) {
+        fprintf(stderr, "bench_cpu: %s bf16: %s\n", arch, zf_last_error());
+        zf_net_free(lowp);
+        return 1;
+    }
+    int fc = net->n_layers - 1;
+    while (fc > 0 && net->layers[fc].op != ZF_OP_FC)
+        fc--;
+    for (int b = 0; b < nb; b++) {
+        const int n = batches[b];
+        double ms = TIME_MEDIAN(budget, 50, zf_engine_forward(e, x, n, lowp->n_layers - 1));
+        zf_net_forward(net, x, n);
+        const float *a = zf_net_act(net, fc), *c = zf_net_act(lowp, fc);
+        double se = 0, sr = 0;
+        for (size_t i = 0; i < (size_t)n * net->layers[fc].out_c; i++) {
+            se += ((double)a[i] - c[i]) * ((double)a[i] - c[i]);
+            sr += (double)a[i] * a[i];
+        }
+        printf("{\"side\": \"zfviz-bf16\", \"net\": \"%s\", \"what\": \"forward\", \"batch\": %d, \"ms\": %.3f, "
+               "\"img_per_s\": %.2f, \"kernels\": \"%s: bf16 operands, float32 sums\", \"rel_err_fp32\": %.2e}\n",
+               arch, n, ms, n * 1e3 / ms, zf_cpu_kernels(), sr > 0 ? sqrt(se / sr) : 0.0);
+        fflush(stdout);
+    }
+    zf_engine_close(e);
+    zf_net_free(lowp);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
-    int quick = 0, profile = 0, variants = 0, peak = 0, layers = 0;
+    int quick = 0, profile = 0, variants = 0, peak = 0, layers = 0, bf16 = 0;
     const char *only = NULL;
     const char *nets = "alexnet,alexnet-caffe,zfnet", *dump = NULL;
     int batches[8] = {1, 16}, nb = 2, max_b = 16;
@@ -433,6 +472,8 @@ int main(int argc, char **argv)
             peak = 1;
         else if (!strcmp(argv[i], "--layers"))
             layers = 1;
+        else if (!strcmp(argv[i], "--bf16"))
+            bf16 = 1;
         else if (!strcmp(argv[i], "--only") && i + 1 < argc)
             only = argv[++i];
         else if (!strcmp(argv[i], "--cpu-time"))
@@ -454,7 +495,7 @@ int main(int argc, char **argv)
             }
         } else {
             fprintf(stderr, "usage: bench_cpu [--quick] [--profile] [--variants [--only net|conv|fc|dnnl]] [--cpu-time] "
-                            "[--nets a,b] [--batches 1,16,64] [--dump DIR] [--peak] [--layers]\n");
+                            "[--nets a,b] [--batches 1,16,64] [--dump DIR] [--peak] [--layers] [--bf16]\n");
             return 2;
         }
     }
@@ -530,6 +571,8 @@ int main(int argc, char **argv)
                 }
             }
         }
+        if (bf16 && bench_bf16(net, arch, x, budget, batches, nb))
+            return 1;
         int conv5 = zf_net_find_conv(net, "conv5");
         int chan = 3, py = -1, px = -1;
         zf_deconv_req req = {conv5, ZF_DECONV_UNIT, 0, &chan, &py, &px};

@@ -6,7 +6,8 @@
 # checked against a float64 reference and against the engine's before it is timed. The sides take
 # turns net by net, in an order that rotates each round, so that machine drift spreads over all;
 # summarize.py prints each side's median over the rounds and the ratio to the best peer
-# (peer time / zfviz time: above 1 means zfviz is faster).
+# (peer time / zfviz time: above 1 means zfviz is faster). zfviz's bf16 forward (--precision bf16:
+# bfloat16 operands, float32 sums) is a column apart, with its difference from zfviz's float32.
 # zfviz's threads wait as the zfviz program has them wait (a short spin where the cores are free,
 # else passive: tools/main.c), unless the caller set OMP_WAIT_POLICY or GOMP_SPINCOUNT; PyTorch
 # reports the better of both policies; --busy keeps one core busy with another process throughout
@@ -71,7 +72,7 @@ zfviz_env() {
 }
 run_side() { # side net
   case "$1" in
-    zfviz) zfviz_env "$build/bench/bench_cpu" $quick --nets "$2" --batches "$batches" ;;
+    zfviz) zfviz_env "$build/bench/bench_cpu" $quick --bf16 --nets "$2" --batches "$batches" ;;
     pytorch) /usr/bin/python3 bench/torch_cpu.py $quick --nets "$2" --batches "$batches" --data "$work/data" ;;
     peers) "$venv/bin/python" bench/peers_cpu.py "$work/data" $quick --nets "$2" --batches "$batches" ;;
   esac

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Gathers the JSON lines of a benchmark run (sides "zfviz", "pytorch", "openvino", "openvino-bf16",
-"onnxruntime"; the same net/what/batch) and prints a table: each side's median over the rounds,
+"""Gathers the JSON lines of a benchmark run (sides "zfviz", "zfviz-bf16", "pytorch", "openvino",
+"openvino-bf16", "onnxruntime"; the same net/what/batch) and prints a table: each side's median over the rounds,
 the best f32 peer and the ratio best peer ms / zfviz ms (above 1: zfviz faster), then the kernels
 each side ran and every peer's largest error against the float64 reference.
 Usage: summarize.py [--rate] LOG   (--rate: images/s instead of ms)"""
@@ -8,7 +8,7 @@ import json
 import statistics
 import sys
 
-PEERS = ("pytorch", "openvino", "onnxruntime")  # f32; openvino-bf16 is shown apart
+PEERS = ("pytorch", "openvino", "onnxruntime")  # f32; the bf16 sides are shown apart
 
 
 def main():
@@ -28,7 +28,8 @@ def main():
             if "kernels" in r:
                 i["kernels"].add(r["kernels"] + (f" (OpenBLAS: {r['blas']})" if "blas" in r else ""))
             i["err"] = max(i["err"], r.get("rel_err_f64", 0.0))
-    sides = [s for s in ("zfviz",) + PEERS + ("openvino-bf16",) if s in info]
+            i["err32"] = max(i.get("err32", 0.0), r.get("rel_err_fp32", 0.0))
+    sides = [s for s in ("zfviz", "zfviz-bf16") + PEERS + ("openvino-bf16",) if s in info]
     unit = "img/s" if rate else "ms"
     print()
     print(f"{'net':14} {'measurement':18} {'batch':>5} " + " ".join(f"{s + ' ' + unit:>17}" for s in sides)
@@ -56,6 +57,8 @@ def main():
             print(f"{s} kernels: {k}")
         if s != "zfviz" and info[s]["err"]:
             print(f"{s}: largest fc8 error against float64 {info[s]['err']:.2e} (relative to the largest value)")
+        if info[s].get("err32"):
+            print(f"{s}: largest fc8 difference from zfviz's float32 {info[s]['err32']:.2e} (relative L2)")
 
 
 if __name__ == "__main__":
