@@ -13,8 +13,10 @@
 #include "testutil.h"
 #include "zf/attribution.h"
 #include "zf/engine.h"
+#include "zf/io.h"
 #include "zf/net.h"
 #include "zf/occlusion.h"
+#include "zf/tensor.h"
 #include "zf/train.h"
 
 #define OK(x) cr_assert_eq((x), ZF_OK, "%s: %s", #x, zf_last_error())
@@ -456,6 +458,55 @@ Test(device, cpu_writes_the_bytes_of_no_option)
         free(plain);
         free(cpu);
     }
+}
+
+/* --precision bf16 on the cpu: forward's fc8 moves from float32's by bfloat16's rounding (more than
+ * float32's, less than 5%), deconv and activations run; a command whose cpu path does not go
+ * through the engine refuses it with one line and exit 2, as does tf32. */
+Test(device, bf16_on_the_cpu_runs_where_the_engine_runs_and_is_refused_elsewhere)
+{
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("device_bf16"));
+    write_input(dir);
+    for (int b = 0; b < 2; b++)
+        cr_assert_eq(tu_system("cd '%s' && '%s' forward --input img/a.png --device cpu --dump fc8 --out d%d %s > out 2> err",
+                               dir, zfviz(), b, b ? "--precision bf16" : ""),
+                     0);
+    zf_tensor *t[2] = {NULL, NULL};
+    for (int b = 0; b < 2; b++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/d%d/fc8.npy", dir, b);
+        OK(zf_npy_read(p, &t[b]));
+    }
+    const float *f32 = zf_tensor_f32(t[0]), *bf = zf_tensor_f32(t[1]);
+    double se = 0, sr = 0;
+    cr_assert_eq(t[0]->size, t[1]->size);
+    for (int64_t i = 0; i < t[0]->size; i++) {
+        se += ((double)f32[i] - bf[i]) * ((double)f32[i] - bf[i]);
+        sr += (double)f32[i] * f32[i];
+    }
+    cr_expect(sqrt(se / sr) > 1e-4 && sqrt(se / sr) < 5e-2, "bf16 fc8 differs from float32's by %.2g (relative L2)",
+              sqrt(se / sr));
+    zf_tensor_free(t[0]);
+    zf_tensor_free(t[1]);
+    cr_expect_eq(tu_system("cd '%s' && '%s' deconv --input img/a.png --layer conv2 --channel 0 --out y.npy --device cpu "
+                           "--precision bf16 > out 2> err",
+                           dir, zfviz()),
+                 0);
+    const char *refused[] = {"scan --images img --db s.db", "eval --data img", "occlude --input img/a.png -o occ",
+                             "attribute --input img/a.png --method gradient --out att"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        cr_expect_eq(tu_system("cd '%s' && '%s' %s --device cpu --precision bf16 > out 2> err", dir, zfviz(), refused[i]), 2,
+                     "%s --precision bf16", refused[i]);
+        char p[4096];
+        snprintf(p, sizeof p, "%s/err", dir);
+        char *err = tu_read_file(p, NULL);
+        cr_expect(err && lines_of(err) == 1 && strstr(err, "bf16"), "%s: %s", refused[i], err ? err : "");
+        free(err);
+    }
+    cr_expect_eq(tu_system("cd '%s' && '%s' forward --input img/a.png --device cpu --precision tf32 > out 2> err", dir,
+                           zfviz()),
+                 2);
 }
 
 Test(device, auto_names_the_engine_on_the_first_line)

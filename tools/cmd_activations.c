@@ -61,7 +61,7 @@ int zf_cmd_activations(int argc, char **argv)
                             ZFT_GRID_OPTS("1..256 pixels", &vo.zoom, &vo.gap, &vo.cols, &vo.max_maps),
                             ZFT_FLAG("labels", 'L', &vo.labels), ZFT_STR("out", 'o', &out),
                             ZFT_STR("store", 'S', &store), {0}};
-    zft_device dev = {0};
+    zft_device dev = {.cpu_bf16 = 1};
     zft_args a = {.cmd = "activations", .argc = argc, .argv = argv, .shortopts = "hi:l:o:", .opts = opts,
                   .usage = usage, .model = &mo, .style = &vo.style, .device = &dev,
                   .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};

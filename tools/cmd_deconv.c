@@ -73,7 +73,7 @@ static void usage(void)
 int zf_cmd_deconv(int argc, char **argv)
 {
     zft_model_opts mo = {0};
-    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_DECONV)};
+    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_DECONV), .cpu_bf16 = 1};
     const char *input = NULL, *layer = NULL, *out = NULL, *position = NULL;
     long channel = -1, batch = 16;
     int map = 0, lrn_backward = 0;

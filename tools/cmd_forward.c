@@ -108,7 +108,7 @@ static void usage(void)
 int zf_cmd_forward(int argc, char **argv)
 {
     zft_model_opts mo = {0};
-    zft_device dev = {0};
+    zft_device dev = {.cpu_bf16 = 1};
     const char *input = NULL, *dump = NULL, *outdir = NULL;
     long top = 5, batch = 16;
     const zft_opt opts[] = {ZFT_STR("input", 'i', &input), ZFT_STR("dump", 'd', &dump),

@@ -598,9 +598,13 @@ int zft_device_select(const char *cmd, zft_device *d)
         d->iface = cpu;
         d->index = 0;
     }
-    if (d->iface == cpu && d->precision && !strcmp(d->precision, "tf32")) {
-        if (!is_auto || !fallback)
+    if (d->iface == cpu && d->precision && strcmp(d->precision, "fp32") &&
+        (!strcmp(d->precision, "tf32") || !d->cpu_bf16)) {
+        if ((!is_auto || !fallback) && !strcmp(d->precision, "tf32"))
             return zft_usage_error(cmd, "--precision %s: the cpu engine computes in fp32 or bf16", d->precision);
+        if (!is_auto || !fallback)
+            return zft_usage_error(cmd, "--precision %s: %s computes in fp32 on the cpu (bf16 there: forward, deconv, "
+                                   "activations)", d->precision, cmd);
         d->precision = NULL; /* auto without a GPU: the CPU's float32, as the note says */
     }
     if ((d->device && !strcmp(d->device, "auto")) || (is_auto && d->iface != cpu))

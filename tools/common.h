@@ -181,6 +181,8 @@ typedef struct zft_device {
     const char *precision; /* NULL: fp32 */
     unsigned needs;        /* the ops the command runs (ZF_ENGINE_NEEDS bits); 0: forward only */
     const char *cpu_only;  /* why the command runs on the cpu engine alone, or NULL */
+    int cpu_bf16;          /* the command runs the cpu through the engine, so --precision bf16
+                              applies there (core/bf16.c); elsewhere the cpu refuses it */
     const struct zf_engine_iface *iface; /* chosen by zft_device_select; NULL: not yet */
     int index;             /* the device's index */
     struct zf_engine *eng; /* open engine (zft_device_open), or NULL: the CPU engine's calls direct */
@@ -193,7 +195,8 @@ typedef struct zft_device {
 #define ZFT_DEVICE_HELP \
     "  --device D        auto (default: a GPU when one is usable, else the CPU), cpu, cuda or cuda:N;\n" \
     "                    a GPU that cannot be used is an error (exit 2), never a silent fallback\n" \
-    "  --precision P     GPU arithmetic: fp32 (default, matches the CPU), tf32 or bf16 (faster, see docs/cuda.md)\n"
+    "  --precision P     fp32 (default, the reference); bf16: bfloat16 operands, float32 sums (CPU and GPU;\n" \
+    "                    docs/engine.md, docs/cuda.md); tf32 (GPU only)\n"
 /* Handles --device and --precision; returns 1 if the option was one of them. */
 int zft_device_option(zft_device *d, int opt, const char *arg);
 /* Chooses the engine (zf_engine_select) for d->device and d->needs: 0 when the command may go
