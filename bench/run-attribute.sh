@@ -42,16 +42,7 @@ for net in ${nets//,/ }; do
   [ -f "$work/$net/torch-integrated-gradients.npy" ] || $py bench/torch_attribute.py prepare "$work" --nets "$net"
 done
 grad="gradient,guided-backprop,gradcam"
-# zfviz's threads wait as the zfviz program sets it (tools/main.c)
-zfviz_env() {
-  if [ -n "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}" ]; then "$@"; return; fi
-  # as the zfviz program decides at this moment: a short spin where the cores are free, else passive
-  if "$build/tools/zfviz" info 2>/dev/null | grep -q "wait policy passive"; then
-    OMP_WAIT_POLICY=passive "$@"
-  else
-    GOMP_SPINCOUNT=3000 "$@"
-  fi
-}
+. bench/zfviz-env.sh
 for r in $(seq 1 "$rounds"); do
   for net in ${nets//,/ }; do
     zfviz_env "$build/bench/bench_attribute" "$work" --nets "$net" --methods "$grad" \

@@ -60,16 +60,7 @@ if [ "$peers" = 1 ]; then
 fi
 "$build/bench/bench_cpu" --nets "$nets" --batches "$batches" --dump "$work/data"
 /usr/bin/python3 bench/peers_export.py "$work/data" --nets "$nets"
-# the threads' waiting as the zfviz program sets it (tools/main.c)
-zfviz_env() {
-  if [ -n "${OMP_WAIT_POLICY:-}${GOMP_SPINCOUNT:-}" ]; then "$@"; return; fi
-  # as the zfviz program decides at this moment: a short spin where the cores are free, else passive
-  if "$build/tools/zfviz" info 2>/dev/null | grep -q "wait policy passive"; then
-    OMP_WAIT_POLICY=passive "$@"
-  else
-    GOMP_SPINCOUNT=3000 "$@"
-  fi
-}
+. bench/zfviz-env.sh
 run_side() { # side net
   case "$1" in
     zfviz) zfviz_env "$build/bench/bench_cpu" $quick --bf16 --nets "$2" --batches "$batches" ;;
