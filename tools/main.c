@@ -20,25 +20,6 @@ static void usage(FILE *f)
         fprintf(f, "  %-12s %s\n", c->name, c->summary);
 }
 
-/* Two settings that libraries read once, when they are loaded, so every command sets them and
- * runs itself again (a setting the caller made is kept; if the exec fails the command runs as it
- * is):
- * - libgomp's threads spin 300,000 times while they wait for one another (OMP_WAIT_POLICY unset),
- *   so on a machine whose cores are busy with other work every parallel region waits for a
- *   descheduled thread's time slice: `train`, `eval` and the demo ran 3-6x slower beside another
- *   job on the 2-core machine (the quick demo 118 s, 15 s with OMP_WAIT_POLICY=passive). Never
- *   spinning (passive) costs a wake-up per parallel region instead, about 90 us on a virtual
- *   machine, where it is an interrupt through the hypervisor. A short spin (GOMP_SPINCOUNT=3000:
- *   about 0.2 ms, then sleep) is the best of both where the threads have the cores to themselves,
- *   and passive is where they do not. On the 2-core machine, quiet: the quick demo 9.2 s spinning
- *   a little against 14.4 passive, AlexNet's forward at batch 1 (23 regions) 17.1 ms against
- *   18.7; beside a busy core: the demo 21.6 s against 13.9, the forward 34.0 ms against 30.4. So
- *   the command counts the other runnable tasks as it starts (wait_policy_here) and spins a little
- *   where enough cores are left for its threads, else stays passive. What the caller set in
- *   OMP_WAIT_POLICY or GOMP_SPINCOUNT is kept.
- * - OpenBLAS takes a CPU it does not know for an old one and runs SSE kernels on it (zf/cpu.h):
- *   OPENBLAS_CORETYPE then names the kernels the CPU's features allow, and ZFVIZ_BLAS_GUESS keeps
- *   what OpenBLAS chose alone, for `zfviz info`. */
 /* The threads this process will run: OMP_NUM_THREADS's first number, else the CPUs it may use. */
 static int planned_threads(void)
 {
@@ -83,6 +64,25 @@ static int wait_policy_here(void)
     return setenv("OMP_WAIT_POLICY", "passive", 1);
 }
 
+/* Two settings that libraries read once, when they are loaded, so every command sets them and
+ * runs itself again (a setting the caller made is kept; if the exec fails the command runs as it
+ * is):
+ * - libgomp's threads spin 300,000 times while they wait for one another (OMP_WAIT_POLICY unset),
+ *   so on a machine whose cores are busy with other work every parallel region waits for a
+ *   descheduled thread's time slice: `train`, `eval` and the demo ran 3-6x slower beside another
+ *   job on the 2-core machine (the quick demo 118 s, 15 s with OMP_WAIT_POLICY=passive). Never
+ *   spinning (passive) costs a wake-up per parallel region instead, about 90 us on a virtual
+ *   machine, where it is an interrupt through the hypervisor. A short spin (GOMP_SPINCOUNT=3000:
+ *   about 0.2 ms, then sleep) is the best of both where the threads have the cores to themselves,
+ *   and passive is where they do not. On the 2-core machine, quiet: the quick demo 9.2 s spinning
+ *   a little against 14.4 passive, AlexNet's forward at batch 1 (23 regions) 17.1 ms against
+ *   18.7; beside a busy core: the demo 21.6 s against 13.9, the forward 34.0 ms against 30.4. So
+ *   the command counts the other runnable tasks as it starts (wait_policy_here) and spins a little
+ *   where enough cores are left for its threads, else stays passive. What the caller set in
+ *   OMP_WAIT_POLICY or GOMP_SPINCOUNT is kept.
+ * - OpenBLAS takes a CPU it does not know for an old one and runs SSE kernels on it (zf/cpu.h):
+ *   OPENBLAS_CORETYPE then names the kernels the CPU's features allow, and ZFVIZ_BLAS_GUESS keeps
+ *   what OpenBLAS chose alone, for `zfviz info`. */
 static void rerun_tuned(char **argv)
 {
     int again = !getenv("OMP_WAIT_POLICY") && !getenv("GOMP_SPINCOUNT") && !wait_policy_here();
