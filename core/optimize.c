@@ -322,7 +322,8 @@ zf_optimize_params zf_optimize_defaults(zf_optimize_method method)
     /* the paper has no jitter; on AlexNet (a stride-4 first layer) a few pixels of it early on
      * undo most of what each step gained */
     p.jitter = 0;
-    /* Lucid's fft_image and standard_transforms: sd 0.01, 1/f, Adam at 0.05 */
+    /* Lucid's fft_image and standard_transforms: sd 0.01, 1/f, Adam at 0.05; yosinski's start: noise
+     * of 1% of the pixel range */
     p.decay_power = 1.0;
     p.init_sd = 0.01;
     p.decorrelate = 1;
@@ -352,9 +353,10 @@ zf_status zf_optimize_check(const zf_optimize_params *p)
         !(p->tr_rotate >= 0 && p->tr_rotate <= 180))
         return zf_error(ZF_ERR_ARG, "transformations out of range: jitter %d, %d, scale %g, rotation %g",
                         p->jitter, p->tr_jitter, p->tr_scale, p->tr_rotate);
-    if (!(p->init_sd >= 0) || !isfinite(p->init_sd) || !(p->decay_power >= 0 && p->decay_power <= 4))
-        return zf_error(ZF_ERR_ARG, "Fourier settings out of range: sd %g, decay power %g", p->init_sd,
-                        p->decay_power);
+    if (!(p->init_sd >= 0) || !isfinite(p->init_sd))
+        return zf_error(ZF_ERR_ARG, "the start's standard deviation must be finite and >= 0, got %g", p->init_sd);
+    if (!(p->decay_power >= 0 && p->decay_power <= 4))
+        return zf_error(ZF_ERR_ARG, "the spectrum's decay power must be in [0, 4], got %g", p->decay_power);
     return ZF_OK;
 }
 
@@ -763,11 +765,12 @@ zf_status zf_optimize_run(zf_backprop *b, float *images, double *trace, const zf
         memset(r.adam_m, 0, sizeof(float) * all * 2);
         memset(r.adam_v, 0, sizeof(float) * all * 2);
     } else {
-        /* the mean colour (0) plus noise of 1% of the range, so that no unit starts dead everywhere */
+        /* the mean colour (0) plus noise of init_sd (1%) of the range, so that no unit starts dead
+         * everywhere; a net whose first layers stay silent at that little noise needs more */
         for (int i = 0; i < n; i++) {
             float *x = r.x + (size_t)i * r.in;
             for (size_t k = 0; k < r.in; k++)
-                x[k] = (float)(0.01 * range * normal(r.key[i], k));
+                x[k] = (float)(p->init_sd * range * normal(r.key[i], k));
         }
     }
 

@@ -254,6 +254,45 @@ Test(optimize, batch_does_not_change_an_image)
     zf_net_free(net);
 }
 
+/* Yosinski's start is noise of init_sd of the pixel range: with the steps made negligible (a
+ * rate of 1e-12, no blur, no decay), the image at 0.05 is five times the image at 0.01, pixel by
+ * pixel (the same random stream), and at 0 it is the mean colour, 0 everywhere. */
+Test(optimize, yosinski_start_noise_scales_with_init_sd)
+{
+    zf_net *net = seeded_net("alexnet-mini", 3);
+    zf_backprop *b = NULL;
+    cr_assert_eq(zf_backprop_new(net, 1, &b), ZF_OK);
+    const zf_attr_target t = {zf_net_find(net, "relu4"), 1, -1, -1};
+    const size_t in = (size_t)zf_net_in_size(net);
+    float *img[3];
+    const double sd[3] = {0.01, 0.05, 0};
+    for (int k = 0; k < 3; k++) {
+        zf_optimize_params p = zf_optimize_defaults(ZF_OPTIMIZE_YOSINSKI);
+        p.steps = 1;
+        p.lr = 1e-12;
+        p.blur_every = 0;
+        p.decay = 0;
+        p.init_sd = sd[k];
+        img[k] = malloc(sizeof(float) * in);
+        cr_assert_eq(zf_optimize_run(b, img[k], NULL, &t, NULL, 1, &p, NULL, NULL), ZF_OK, "%s", zf_last_error());
+    }
+    double big = 0;
+    for (size_t i = 0; i < in; i++) {
+        big = fmax(big, fabs(img[0][i]));
+        cr_assert(fabs(img[1][i] - 5.0 * img[0][i]) <= 1e-5 * fabs(img[1][i]) + 1e-9,
+                  "pixel %zu: %g at sd 0.05, %g at 0.01", i, img[1][i], img[0][i]);
+        cr_assert(fabs(img[2][i]) <= 1e-9, "pixel %zu: %g at sd 0", i, img[2][i]);
+    }
+    cr_assert(big > 0, "the start at sd 0.01 is all zero");
+    for (int k = 0; k < 3; k++)
+        free(img[k]);
+    zf_optimize_params bad = zf_optimize_defaults(ZF_OPTIMIZE_YOSINSKI);
+    bad.init_sd = -1;
+    cr_assert_eq(zf_optimize_check(&bad), ZF_ERR_ARG);
+    zf_backprop_free(b);
+    zf_net_free(net);
+}
+
 static int cmp_float(const void *a, const void *b)
 {
     const float x = *(const float *)a, y = *(const float *)b;

@@ -37,7 +37,8 @@ typedef struct zf_optimize_params {
     /* Lucid: image = sigmoid(colour matrix . Re(IFFT(s_k Z_k)) / 4), s_k = sqrt(HW) /
      * max(f_k, 1 / max(H, W))^decay_power, under a random jitter, scale and rotation per step. */
     double decay_power;   /* the spectrum's 1/f exponent */
-    double init_sd;       /* standard deviation of the initial coefficients */
+    double init_sd;       /* the start's noise: fourier, the coefficients' standard deviation; yosinski,
+                             the pixels' standard deviation as a fraction of the widest channel's range */
     int decorrelate;      /* 1: through Lucid's ImageNet colour decorrelation matrix */
     int clip;             /* 1: clamp(t + 1/2, 0, 1) instead of the sigmoid */
     int tr_jitter;        /* translation: up to this many pixels each way */
