@@ -503,3 +503,49 @@ Test(optimize, refuses_bad_input)
         free(msg);
     }
 }
+
+/* The value a run printed for `name` (stdout: "NAME: ... = V (...)"); NAN where it is missing. */
+static double printed_value(const char *out, const char *name)
+{
+    const char *p = strstr(out, name);
+    const char *eq = p ? strstr(p, " = ") : NULL;
+    return eq ? strtod(eq + 3, NULL) : NAN;
+}
+
+/* A target that no gradient moves from the faint default start (class 1 of the embedded
+ * alexnet-mini: its score stays where it began) gets a warning on stderr naming the start's value,
+ * which is the score of the start itself (a run of one step too small to move the image); the
+ * same target from a larger start rises, and no warning is given. */
+Test(optimize, warns_when_the_target_never_rises)
+{
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("optimize-stuck"));
+    snprintf(zfviz, sizeof zfviz, "%s", tu_build("tools/zfviz"));
+    const char *runs[] = {"--steps 1 --lr 1e-12", "--steps 30", "--steps 30 --init-sd 0.1"};
+    double value[3], warned_start[3];
+    for (int r = 0; r < 3; r++) {
+        char path[4096];
+        cr_assert_eq(tu_system("%s optimize --arch alexnet-mini --units 1 %s --out %s/o%d >%s/out%d.txt 2>%s/err%d.txt",
+                               zfviz, runs[r], dir, r, dir, r, dir, r),
+                     0, "%s: exit not 0", runs[r]);
+        snprintf(path, sizeof path, "%s/out%d.txt", dir, r);
+        char *out = tu_read_file(path, NULL);
+        snprintf(path, sizeof path, "%s/err%d.txt", dir, r);
+        char *err = tu_read_file(path, NULL);
+        cr_assert(out && err);
+        value[r] = printed_value(out, "fc8-c1-s0");
+        const char *w = strstr(err, "fc8-c1-s0: the target never rose above its start's value (");
+        warned_start[r] = w ? strtod(strchr(w, '(') + 1, NULL) : NAN;
+        cr_assert(!isnan(value[r]), "%s: no value printed: %s", runs[r], out);
+        free(out);
+        free(err);
+    }
+    cr_expect(!isnan(warned_start[0]), "one step that cannot move the image: no warning");
+    cr_assert(!isnan(warned_start[1]), "the default start: no warning");
+    cr_expect(fabs(warned_start[1] - value[0]) <= 1e-5 * fabs(value[0]),
+              "the warning's start %g is not the start's score %g", warned_start[1], value[0]);
+    cr_expect(value[1] <= warned_start[1] + 1e-5 * fabs(warned_start[1]), "warned, but the score rose from %g to %g",
+              warned_start[1], value[1]);
+    cr_expect(isnan(warned_start[2]), "--init-sd 0.1 warned (start %g, end %g)", warned_start[2], value[2]);
+    cr_expect(value[2] > value[1] + 1, "--init-sd 0.1 ends at %g, the default at %g", value[2], value[1]);
+}

@@ -122,6 +122,20 @@ static int on_step(void *ctx, int done, int total)
     return zf_interrupted;
 }
 
+/* Whether the value ascended ever went above where it began by more than float32's rounding of
+ * it: trace holds one value per step, each at the image that step's gradient was taken on (the
+ * first at the start), end the value at the final image. */
+static int rose(const double *trace, int steps, double end)
+{
+    const double tol = 1e-6 * fabs(trace[0]);
+    if (end - trace[0] > tol)
+        return 1;
+    for (int s = 1; s < steps; s++)
+        if (trace[s] - trace[0] > tol)
+            return 1;
+    return 0;
+}
+
 /* The grid: tile i of `n` images (in rgb, h x w each) at row i / cols, column i % cols, 4 white
  * pixels apart; scaled to `width` pixels wide when width > 0. */
 static zf_status write_grid(const char *path, const uint8_t *rgb, int n, int cols, int h, int w, double width)
@@ -260,6 +274,7 @@ int zf_cmd_optimize(int argc, char **argv)
     zf_attr_target *t = NULL;
     int *sample = NULL;
     float *imgs = NULL;
+    double *trace = NULL;
     uint8_t *rgb = NULL;
     char (*captions)[CAPTION_LEN] = NULL;
     int rc = 1;
@@ -305,9 +320,10 @@ int zf_cmd_optimize(int argc, char **argv)
     const size_t in = (size_t)zf_net_in_size(net), hw = (size_t)net->in_h * net->in_w;
     const int nb = batch < total ? batch : total;
     imgs = malloc(sizeof(float) * in * (size_t)nb);
+    trace = malloc(sizeof(double) * (size_t)p.steps * (size_t)nb);
     rgb = malloc(hw * 3 * (size_t)total);
     captions = calloc((size_t)total, sizeof *captions);
-    if (!imgs || !rgb || !captions) {
+    if (!imgs || !trace || !rgb || !captions) {
         st = zf_error(ZF_ERR_NOMEM, "out of memory for %d images of %s", total, net->arch);
         goto fail;
     }
@@ -322,7 +338,7 @@ int zf_cmd_optimize(int argc, char **argv)
         const int n = total - i0 < nb ? total - i0 : nb;
         pr.before = (int64_t)i0 * p.steps;
         pr.n = n;
-        if ((st = zf_optimize_run(bp, imgs, NULL, t + i0, sample + i0, n, &p, on_step, &pr)))
+        if ((st = zf_optimize_run(bp, imgs, trace, t + i0, sample + i0, n, &p, on_step, &pr)))
             break;
         for (int j = 0; j < n && !st; j++) {
             const int i = i0 + j;
@@ -363,6 +379,15 @@ int zf_cmd_optimize(int argc, char **argv)
                 snprintf(what, sizeof what, "%s channel %d total", l->name, t[i].channel);
             printf("%s: %s = %.9g (%s, %d steps, seed %ld)\n", name, what, v,
                    method == ZF_OPTIMIZE_FOURIER ? "fourier" : "yosinski", p.steps, seed);
+            if (!rose(trace + (size_t)j * p.steps, p.steps, v)) {
+                fflush(stdout);
+                fprintf(stderr,
+                        "zfviz optimize: warning: %s: the target never rose above its start's value (%.6g) "
+                        "in %d steps; %s\n",
+                        name, trace[(size_t)j * p.steps], p.steps,
+                        method == ZF_OPTIMIZE_FOURIER ? "another --seed or a larger --init-sd may start it"
+                                                      : "a larger --init-sd (0.1, say) may start it");
+            }
             char cap[CAPTION_LEN];
             if (is_class)
                 snprintf(cap, sizeof cap, "%s #%d\n%s %.4g", cname, sample[i], prob ? "p" : "score", v);
@@ -415,6 +440,7 @@ fail:
     free(t);
     free(sample);
     free(imgs);
+    free(trace);
     free(rgb);
     free(captions);
     zf_net_free(net);
