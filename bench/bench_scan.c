@@ -5,11 +5,14 @@
  * overhead is 1 - scan/pipeline (target: under 10%); 1 - scan/forward is printed too (on a
  * machine with few cores the decoding thread competes with the forward for them).
  *   bench_scan [--images DIR_OR_LIST | --make N] [--nets alexnet,zfnet] [--batch 16] [--reps 3]
+ *              [--weights random:0]
  * --store-only replaces the scan's forward pass by a random fill: what the store itself costs.
+ * --make N --to DIR only writes the N synthetic images into DIR (bench/run-scan.sh's folder).
  * Without --images it writes N (default 300) synthetic 500x375 JPEGs (ImageNet's typical size,
  * quality 90, textured enough that decoding costs what a photo's does) to a temporary folder.
  * Prints one JSON line per net (medians over the repetitions, forward and scan alternating so
  * drift hits both alike) and a readable summary on stderr. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,12 +95,13 @@ static zf_status fake_forward(void *ctx, zf_net *net, const float *input, int n)
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_scan [--images DIR_OR_LIST | --make N] [--nets alexnet,zfnet] "
-                    "[--batch 16] [--reps 3] [--store-only]\n");
+                    "[--batch 16] [--reps 3] [--store-only] [--weights random:0]\n"
+                    "       bench_scan --make N --to DIR\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *images = NULL, *nets = "alexnet,zfnet";
+    const char *images = NULL, *nets = "alexnet,zfnet", *to = NULL, *weights = "random:0";
     int make = 300, batch = 16, reps = 3, store_only = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--images") && i + 1 < argc)
@@ -110,6 +114,10 @@ int main(int argc, char **argv)
             batch = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc)
             reps = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--weights") && i + 1 < argc)
+            weights = argv[++i];
+        else if (!strcmp(argv[i], "--to") && i + 1 < argc)
+            to = argv[++i];
         else if (!strcmp(argv[i], "--store-only"))
             store_only = 1;
         else {
@@ -120,6 +128,25 @@ int main(int argc, char **argv)
     if (make < 1 || batch < 1 || reps < 1 || reps > 32) {
         usage();
         return 2;
+    }
+    if (to) {
+        if (images) {
+            usage();
+            return 2;
+        }
+        if (mkdir(to, 0755) && errno != EEXIST) {
+            fprintf(stderr, "bench_scan: cannot make %s: %s\n", to, strerror(errno));
+            return 1;
+        }
+        for (int i = 0; i < make; i++) {
+            char p[4200];
+            snprintf(p, sizeof p, "%s/%05d.jpg", to, i);
+            if (write_synthetic_jpeg(p, 500, 375, 1000 + (uint64_t)i)) {
+                fprintf(stderr, "bench_scan: cannot write %s\n", p);
+                return 1;
+            }
+        }
+        return 0;
     }
     char tmp[] = "/tmp/zf_bench_scan.XXXXXX";
     if (!mkdtemp(tmp)) {
@@ -153,7 +180,7 @@ int main(int argc, char **argv)
     for (char *save = NULL, *name = strtok_r(list, ",", &save); name;
          name = strtok_r(NULL, ",", &save)) {
         zf_net *net = NULL;
-        if (zf_net_new_builtin(name, &net) || zf_net_init_random(net, 0) ||
+        if (zf_net_new_builtin(name, &net) || zf_net_load_weights(net, weights) ||
             zf_net_reserve(net, batch)) {
             fprintf(stderr, "bench_scan: %s: %s\n", name, zf_last_error());
             zf_net_free(net);
@@ -207,7 +234,7 @@ int main(int argc, char **argv)
             zf_db *db = NULL;
             zf_scan_result res;
             uint64_t fake_seed = 1;
-            zf_scan_opts so = {.batch = batch, .images_arg = images, .weights = "random:0",
+            zf_scan_opts so = {.batch = batch, .images_arg = images, .weights = weights,
                                .forward = store_only ? fake_forward : NULL,
                                .forward_ctx = &fake_seed};
             t0 = bench_now();

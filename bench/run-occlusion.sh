@@ -5,6 +5,7 @@
 # run with OMP_WAIT_POLICY ACTIVE and PASSIVE and keep the better (docs/benchmarking.md). Prints
 # the medians, the ratios and how far the maps agree.
 #   bench/run-occlusion.sh [--quick] [--nets alexnet,zfnet] [--pairs 32:8,16:4] [--rounds N]
+# BUILD names the build folder (default build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 nets="alexnet,zfnet"
@@ -20,10 +21,11 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ -x build/bench/bench_occlusion ] || cmake --build build -j"$(nproc)" --target bench_occlusion
+build="${BUILD:-build}"
+[ -x "$build/bench/bench_occlusion" ] || cmake --build "$build" -j"$(nproc)" --target bench_occlusion
 py=/usr/bin/python3
 tcmalloc=/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4
-work=build/bench-occlusion
+work=$build/bench-occlusion
 mkdir -p "$work"
 log="$work/log.jsonl"
 : > "$log"
@@ -42,7 +44,7 @@ for net in ${nets//,/ }; do
         out=(--out "$work/maps"); tout=(--out "$work/maps/$net-$patch-$stride-torch")
       fi
       for policy in ACTIVE PASSIVE; do
-        OMP_WAIT_POLICY=$policy build/bench/bench_occlusion --nets "$net" --pairs "$pair" \
+        OMP_WAIT_POLICY=$policy "$build/bench/bench_occlusion" --nets "$net" --pairs "$pair" \
           --weights "$work/weights" --input "$work/x$size.npy" --repeat 1 --methods brute,incremental \
           "${out[@]}" | sed "s/^{/{\"omp_wait_policy\": \"$policy\", /" | tee -a "$log"
         out=()
