@@ -828,7 +828,30 @@ zf_status zf_db_open(const char *path, const zf_db_opts *opts, zf_db **out)
             goto fail;
         int64_t v;
         s = pragma_int(db, "PRAGMA user_version", &v);
-        int rc = s ? sqlite3_extended_errcode(db->sql) & 0xff : SQLITE_OK;
+        int rc = s ? sqlite3_extended_errcode(db->sql) : SQLITE_OK;
+        if (rc == SQLITE_READONLY_ROLLBACK) {
+            /* A writer killed in the middle of a transaction before the file was in WAL mode (a
+             * scan stopped as it made its schema) left a hot journal: SQLite rolls it back, to the
+             * last commit, on the next open that may write; a read-only one cannot read past it. */
+            sqlite3_close(db->sql);
+            db->sql = NULL;
+            if (access(dir, W_OK) != 0 || access(path, W_OK) != 0) {
+                s = zf_error(ZF_ERR_DB, "%s: a write to it was interrupted and must be rolled back, which "
+                             "needs write access to it and its folder %s", path, dir);
+                goto fail;
+            }
+            make_uri(uri, sizeof uri, path, NULL);
+            if ((s = open_conn(db, uri, SQLITE_OPEN_READWRITE)) || (s = pragma_int(db, "PRAGMA user_version", &v)))
+                goto fail;
+            sqlite3_close(db->sql);
+            db->sql = NULL;
+            make_uri(uri, sizeof uri, path, "mode=ro");
+            if ((s = open_conn(db, uri, SQLITE_OPEN_READONLY)))
+                goto fail;
+            s = pragma_int(db, "PRAGMA user_version", &v);
+            rc = s ? sqlite3_extended_errcode(db->sql) : SQLITE_OK;
+        }
+        rc &= 0xff;
         if (rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY) {
             /* A WAL database in a folder we cannot write: nobody can be writing to it either, so
              * read it as an immutable file. */

@@ -514,3 +514,50 @@ Test(db, dead_report_and_topk_read_back_hand_made_rows)
     cr_assert(!r.complete);
     zf_db_close(db);
 }
+
+/* A writer killed in the middle of a transaction while the file is not in WAL mode (as when a scan
+ * is stopped while it switches a new file to WAL, or another program wrote to it) leaves a hot
+ * rollback journal, with uncommitted pages already in the file. A read-only open rolls it back, as
+ * the next writer would, and reads the last commit: rows 1..20,000, not the killed transaction's
+ * negated ones (what reading the file as it lies gives). */
+Test(db, read_only_open_after_an_interrupted_write_reads_the_last_commit)
+{
+    const char *path = path_in(tu_tmpdir("db-hot-journal"), "hot.db");
+    zf_db_close(open_rw(path, 5));
+    fflush(NULL);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        sqlite3 *c = NULL;
+        if (sqlite3_open(path, &c) != SQLITE_OK ||
+            sqlite3_exec(c, "PRAGMA journal_mode = DELETE; CREATE TABLE t (x); WITH RECURSIVE n(i) AS "
+                            "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) INSERT INTO t SELECT i FROM n;",
+                         NULL, NULL, NULL) != SQLITE_OK ||
+            sqlite3_exec(c, "PRAGMA cache_size = 1; BEGIN; UPDATE t SET x = -x; WITH RECURSIVE n(i) AS "
+                            "(SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 20000) "
+                            "INSERT INTO t SELECT randomblob(300) FROM n;",
+                         NULL, NULL, NULL) != SQLITE_OK)
+            _exit(1);
+        raise(SIGKILL);
+        _exit(2);
+    }
+    int status = 0;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL, "the writer was not killed (status %d)", status);
+    char journal[4200];
+    snprintf(journal, sizeof journal, "%s-journal", path);
+    struct stat sb;
+    cr_assert(stat(journal, &sb) == 0 && sb.st_size > 0, "no hot journal left behind");
+    zf_db_opts o = {ZF_DB_READONLY, 5, NULL, NULL};
+    zf_db *db = NULL;
+    cr_assert_eq(zf_db_open(path, &o, &db), ZF_OK, "%s", zf_last_error());
+    sqlite3_stmt *s = NULL;
+    cr_assert_eq(sqlite3_prepare_v2(zf_db_handle(db), "SELECT count(*), sum(x) FROM t", -1, &s, NULL), SQLITE_OK,
+                 "%s", sqlite3_errmsg(zf_db_handle(db)));
+    cr_assert_eq(sqlite3_step(s), SQLITE_ROW);
+    cr_expect_eq(sqlite3_column_int64(s, 0), 20000);
+    cr_expect_eq(sqlite3_column_int64(s, 1), (sqlite3_int64)20000 * 20001 / 2);
+    sqlite3_finalize(s);
+    zf_db_close(db);
+    cr_expect(stat(journal, &sb) != 0 || sb.st_size == 0, "the journal is still hot");
+}
