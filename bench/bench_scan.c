@@ -74,6 +74,25 @@ static int write_synthetic_jpeg(const char *path, int w, int h, uint64_t seed)
     return rc;
 }
 
+/* n synthetic photos 00000.jpg, 00001.jpg, ... in dir (made if missing); non-zero, said, on failure. */
+static int write_photos(const char *dir, int n)
+{
+    if (mkdir(dir, 0755) && errno != EEXIST) {
+        fprintf(stderr, "bench_scan: cannot make %s: %s\n", dir, strerror(errno));
+        return 1;
+    }
+    fprintf(stderr, "bench_scan: writing %d synthetic 500x375 JPEGs to %s\n", n, dir);
+    for (int i = 0; i < n; i++) {
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%05d.jpg", dir, i);
+        if (write_synthetic_jpeg(p, 500, 375, 1000 + (uint64_t)i)) {
+            fprintf(stderr, "bench_scan: cannot write %s\n", p);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* --store-only: a stand-in for the forward pass that fills the scanned layers' outputs with
  * pseudo-random values, so the timings show the store's own cost per image. */
 static zf_status fake_forward(void *ctx, zf_net *net, const float *input, int n)
@@ -134,19 +153,7 @@ int main(int argc, char **argv)
             usage();
             return 2;
         }
-        if (mkdir(to, 0755) && errno != EEXIST) {
-            fprintf(stderr, "bench_scan: cannot make %s: %s\n", to, strerror(errno));
-            return 1;
-        }
-        for (int i = 0; i < make; i++) {
-            char p[4200];
-            snprintf(p, sizeof p, "%s/%05d.jpg", to, i);
-            if (write_synthetic_jpeg(p, 500, 375, 1000 + (uint64_t)i)) {
-                fprintf(stderr, "bench_scan: cannot write %s\n", p);
-                return 1;
-            }
-        }
-        return 0;
+        return write_photos(to, make);
     }
     char tmp[] = "/tmp/zf_bench_scan.XXXXXX";
     if (!mkdtemp(tmp)) {
@@ -156,16 +163,8 @@ int main(int argc, char **argv)
     char imgdir[600];
     if (!images) {
         snprintf(imgdir, sizeof imgdir, "%s/images", tmp);
-        mkdir(imgdir, 0755);
-        fprintf(stderr, "bench_scan: writing %d synthetic 500x375 JPEGs to %s\n", make, imgdir);
-        for (int i = 0; i < make; i++) {
-            char p[700];
-            snprintf(p, sizeof p, "%s/%05d.jpg", imgdir, i);
-            if (write_synthetic_jpeg(p, 500, 375, 1000 + (uint64_t)i)) {
-                fprintf(stderr, "bench_scan: cannot write %s\n", p);
-                return 1;
-            }
-        }
+        if (write_photos(imgdir, make))
+            return 1;
         images = imgdir;
     }
     char **paths;

@@ -28,14 +28,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import time
 
-from torch_common import POLICIES, timing_args, timing_parser
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
+from torch_common import POLICIES, load_params, run_policies, timing_args, timing_parser, torch_child
 
 
 def parse_args(argv):
@@ -86,14 +82,7 @@ def random_params(G, arch, gen):
 
 
 def child(a):
-    import torch
-    sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
-    import gen_nets as G
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    torch.set_grad_enabled(False)
-    with open("/proc/self/maps") as f:
-        tcmalloc = "tcmalloc" in f.read()
+    torch, G, tcmalloc = torch_child()
     cfg = torch.__config__.show()
     blas = next((w.split("=", 1)[1] for w in cfg.replace(",", " ").split() if w.startswith("BLAS_INFO=")), "?")
     kernels = f"ATen CPU (oneDNN {'on' if torch.backends.mkldnn.is_available() else 'off'}, BLAS {blas})"
@@ -107,9 +96,7 @@ def child(a):
         if a.data:
             import numpy as np
             d = os.path.join(a.data, arch)
-            params = {name: tuple(torch.from_numpy(np.load(os.path.join(d, "weights", f"{name}.{k}.npy")))
-                                  for k in ("weight", "bias"))
-                      for name, op, _ in layers if op in ("conv", "fc")}
+            params = load_params(torch, os.path.join(d, "weights"), layers)
             x_data = torch.from_numpy(np.load(os.path.join(d, "x.npy")))
             ref = torch.from_numpy(np.load(os.path.join(d, "ref64.npy")))
         else:
@@ -181,21 +168,10 @@ def main(argv):
         child(a)
         return 0
     policies = POLICIES if a.policy == "both" else (a.policy,)
-    if not os.path.exists(TCMALLOC):
-        sys.exit(f"torch_cpu.py: {TCMALLOC} missing (apt-get install libtcmalloc-minimal4)")
     results = {}
     order = []
-    for pol in policies:
-        env = dict(os.environ, OMP_WAIT_POLICY=pol)
-        pre = env.get("LD_PRELOAD", "")
-        if TCMALLOC not in pre:
-            env["LD_PRELOAD"] = (TCMALLOC + " " + pre).strip()
-        cmd = [sys.executable, os.path.abspath(__file__), "--child"] + argv
-        r = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, text=True)
-        if r.returncode != 0:
-            sys.exit(f"torch_cpu.py: the {pol} run failed (exit {r.returncode})")
-        for line in r.stdout.splitlines():
-            m = json.loads(line)
+    for lines in run_policies(__file__, argv, policies).values():
+        for m in lines:
             key = (m["net"], m["what"], m["batch"])
             if key not in results:
                 order.append(key)

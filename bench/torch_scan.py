@@ -33,13 +33,11 @@ import json
 import os
 import sqlite3
 import statistics
-import subprocess
 import sys
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-TCMALLOC = "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4"
-POLICIES = ("ACTIVE", "PASSIVE")
+from torch_common import POLICIES, load_params, run_policies, torch_child
+
 TOP_K = 9
 HIST_BINS = 260
 EXTS = (".jpg", ".jpeg", ".png")
@@ -195,15 +193,7 @@ def check_db(stats, db):
 
 
 def child(a):
-    import numpy as np
-    import torch
-    sys.path.insert(0, os.path.join(HERE, "..", "tests", "fixtures"))
-    import gen_nets as G
-
-    torch.set_num_threads(os.cpu_count() or 1)
-    torch.set_grad_enabled(False)
-    with open("/proc/self/maps") as f:
-        tcmalloc = "tcmalloc" in f.read()
+    torch, G, tcmalloc = torch_child()
     paths = sorted(os.path.join(a.images, f) for f in os.listdir(a.images) if f.lower().endswith(EXTS))
     if not paths:
         sys.exit(f"torch_scan.py: {a.images}: no images")
@@ -211,10 +201,7 @@ def child(a):
         if arch not in G.ARCHS:
             sys.exit(f"torch_scan.py: unknown net '{arch}' ({', '.join(G.ARCHS)})")
         size, layers = G.ARCHS[arch]
-        d = os.path.join(a.data, arch, "weights")
-        params = {name: tuple(torch.from_numpy(np.load(os.path.join(d, f"{name}.{k}.npy")))
-                              for k in ("weight", "bias"))
-                  for name, op, _ in layers if op in ("conv", "fc")}
+        params = load_params(torch, os.path.join(a.data, arch, "weights"), layers)
         wanted = set(scan_layers(layers))
         last = max(i for i, l in enumerate(layers) if l[0] in wanted)
         loader = torch.utils.data.DataLoader(Folder(paths, size), batch_size=a.batch, shuffle=False,
@@ -275,21 +262,10 @@ def main(argv):
     if a.child:
         child(a)
         return 0
-    if not os.path.exists(TCMALLOC):
-        sys.exit(f"torch_scan.py: {TCMALLOC} missing (apt-get install libtcmalloc-minimal4)")
     policies = POLICIES if a.policy == "both" else (a.policy,)
     runs = {}
-    for pol in policies:
-        env = dict(os.environ, OMP_WAIT_POLICY=pol)
-        pre = env.get("LD_PRELOAD", "")
-        if TCMALLOC not in pre:
-            env["LD_PRELOAD"] = (TCMALLOC + " " + pre).strip()
-        r = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"] + argv, env=env,
-                           stdout=subprocess.PIPE, text=True)
-        if r.returncode != 0:
-            sys.exit(f"torch_scan.py: the {pol} run failed (exit {r.returncode})")
-        for line in r.stdout.splitlines():
-            m = json.loads(line)
+    for lines in run_policies(__file__, argv, policies).values():
+        for m in lines:
             runs.setdefault(m["net"], []).append(m)
     for net in a.nets:
         best = max(runs[net], key=lambda m: m["scan_ips"])
