@@ -795,6 +795,17 @@ static void make_uri(char *buf, size_t len, const char *path, const char *params
         snprintf(buf + o, len > o ? len - o : 0, "?%s", params);
 }
 
+/* Closes db's connection and opens PATH?params with flags instead; v its user_version. */
+static zf_status reopen(zf_db *db, const char *path, const char *params, int flags, int64_t *v)
+{
+    char uri[2100];
+    sqlite3_close(db->sql);
+    db->sql = NULL;
+    make_uri(uri, sizeof uri, path, params);
+    zf_status s = open_conn(db, uri, flags);
+    return s ? s : pragma_int(db, "PRAGMA user_version", v);
+}
+
 zf_status zf_db_open(const char *path, const zf_db_opts *opts, zf_db **out)
 {
     *out = NULL;
@@ -833,35 +844,21 @@ zf_status zf_db_open(const char *path, const zf_db_opts *opts, zf_db **out)
             /* A writer killed in the middle of a transaction before the file was in WAL mode (a
              * scan stopped as it made its schema) left a hot journal: SQLite rolls it back, to the
              * last commit, on the next open that may write; a read-only one cannot read past it. */
-            sqlite3_close(db->sql);
-            db->sql = NULL;
             if (access(dir, W_OK) != 0 || access(path, W_OK) != 0) {
                 s = zf_error(ZF_ERR_DB, "%s: a write to it was interrupted and must be rolled back, which "
                              "needs write access to it and its folder %s", path, dir);
                 goto fail;
             }
-            make_uri(uri, sizeof uri, path, NULL);
-            if ((s = open_conn(db, uri, SQLITE_OPEN_READWRITE)) || (s = pragma_int(db, "PRAGMA user_version", &v)))
+            if ((s = reopen(db, path, NULL, SQLITE_OPEN_READWRITE, &v)))
                 goto fail;
-            sqlite3_close(db->sql);
-            db->sql = NULL;
-            make_uri(uri, sizeof uri, path, "mode=ro");
-            if ((s = open_conn(db, uri, SQLITE_OPEN_READONLY)))
-                goto fail;
-            s = pragma_int(db, "PRAGMA user_version", &v);
+            s = reopen(db, path, "mode=ro", SQLITE_OPEN_READONLY, &v);
             rc = s ? sqlite3_extended_errcode(db->sql) : SQLITE_OK;
         }
         rc &= 0xff;
-        if (rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY) {
+        if (rc == SQLITE_CANTOPEN || rc == SQLITE_READONLY)
             /* A WAL database in a folder we cannot write: nobody can be writing to it either, so
              * read it as an immutable file. */
-            sqlite3_close(db->sql);
-            db->sql = NULL;
-            make_uri(uri, sizeof uri, path, "mode=ro&immutable=1");
-            if ((s = open_conn(db, uri, SQLITE_OPEN_READONLY)))
-                goto fail;
-            s = pragma_int(db, "PRAGMA user_version", &v);
-        }
+            s = reopen(db, path, "mode=ro&immutable=1", SQLITE_OPEN_READONLY, &v);
         if (s)
             goto fail;
     } else {

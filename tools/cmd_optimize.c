@@ -57,7 +57,6 @@ static void usage(void)
         "  --jitter J        take each gradient at the image rolled by up to J pixels (default 0)\n"
         "  fourier:\n"
         "  --decay-power E   the spectrum's scale 1 / f^E (default 1)\n"
-
         "  --no-decorrelate  leave out the colour decorrelation matrix\n"
         "  --clip            clamp to [0, 1] instead of the sigmoid\n"
         "  --tr-jitter J     translation by up to J pixels each step (default 8)\n"

@@ -20,14 +20,11 @@ static void usage(FILE *f)
         fprintf(f, "  %-12s %s\n", c->name, c->summary);
 }
 
-/* The threads this process will run: OMP_NUM_THREADS's first number, else the CPUs it may use. */
-static int planned_threads(void)
+/* The threads this process will run: OMP_NUM_THREADS's first number, else the cpus it may use. */
+static int planned_threads(int cpus)
 {
     const char *t = getenv("OMP_NUM_THREADS");
-    if (t && atoi(t) > 0)
-        return atoi(t);
-    cpu_set_t set;
-    return sched_getaffinity(0, sizeof set, &set) ? 1 : CPU_COUNT(&set);
+    return t && atoi(t) > 0 ? atoi(t) : cpus;
 }
 
 /* Runnable tasks other than this one, the least of a few looks at /proc/loadavg 2 ms apart (a
@@ -59,7 +56,7 @@ static int wait_policy_here(void)
     cpu_set_t set;
     if (!sched_getaffinity(0, sizeof set, &set))
         cpus = CPU_COUNT(&set);
-    if (others >= 0 && cpus - others >= planned_threads())
+    if (others >= 0 && cpus - others >= planned_threads(cpus))
         return setenv("GOMP_SPINCOUNT", "3000", 1);
     return setenv("OMP_WAIT_POLICY", "passive", 1);
 }
