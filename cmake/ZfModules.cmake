@@ -9,3 +9,16 @@ function(zf_link_modules target)
     endif()
   endforeach()
 endfunction()
+
+# zf_engine_host(target): a program that may load the CUDA engine's module (libzfviz_cuda.so, see
+# cuda/CMakeLists.txt). The module calls core's functions in the program, so the program carries
+# the whole of core and exports the project's symbols (zf_*, and only those: nothing else of the
+# program can stand in for a library's own); the module is built with it, since nothing links it.
+function(zf_engine_host target)
+  target_link_options(${target} PRIVATE "LINKER:--whole-archive" "$<TARGET_FILE:zf_core>"
+                      "LINKER:--no-whole-archive" "LINKER:--export-dynamic-symbol=zf_*")
+  add_dependencies(${target} zf_core)
+  if(TARGET zf_cuda)
+    add_dependencies(${target} zf_cuda)
+  endif()
+endfunction()

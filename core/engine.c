@@ -110,8 +110,10 @@ zf_status zf_engine_select(const char *spec, unsigned needs, const zf_engine_ifa
     /* auto: the first other engine that works and has every op, else the CPU with the reason */
     char why[512] = "";
     for (const zf_engine_iface *const *e = zf_engine_list() + 1; *e; e++) {
-        int op = missing_op(*e, needs);
-        if (op >= 0) {
+        int op = -1;
+        if ((*e)->present && (*e)->present()) {
+            snprintf(why, sizeof why, "%s: %s", (*e)->name, zf_last_error());
+        } else if ((op = missing_op(*e, needs)) >= 0) {
             snprintf(why, sizeof why, "the %s engine has no %s", shout((*e)->name), zf_engine_op_name((zf_engine_op)op));
         } else if ((*e)->probe(0, desc, sizeof desc)) {
             snprintf(why, sizeof why, "%s: %s", (*e)->name, zf_last_error());

@@ -30,7 +30,8 @@ for f in "$B"/src/*.cpp "$E/fakes.cpp"; do
 done
 # core as core/CMakeLists.txt builds it: the kernel files once per instruction set, with their
 # ISA's suffix (kernels_internal.h), everything else once; kernels.c dispatches between them. The
-# engine registry lists the CUDA engine (ZF_CUDA_ENABLED, as cuda/CMakeLists.txt gives it).
+# engine registry lists the CUDA engine linked into the program (ZF_CUDA_LINKED), not as the module
+# that cuda/CMakeLists.txt builds.
 KERNELS=" conv fc lrn pool winograd occlusion_conv occlusion_fc "
 for f in "$ROOT"/core/*.c; do
   n=$(basename "$f" .c)
@@ -42,7 +43,7 @@ for f in "$ROOT"/core/*.c; do
         "${INC[@]}" -c "$f" -o "$B/obj/core_${n}_${ia%%=*}.o"
     done
   else
-    compile gcc -std=c11 -D_GNU_SOURCE -O1 -g $SAN -fopenmp -DZF_CUDA_ENABLED=1 "${INC[@]}" -c "$f" \
+    compile gcc -std=c11 -D_GNU_SOURCE -O1 -g $SAN -fopenmp -DZF_CUDA_LINKED=1 "${INC[@]}" -c "$f" \
       -o "$B/obj/core_$n.o"
   fi
 done

@@ -72,7 +72,11 @@ Test(engine, auto_without_a_usable_gpu_takes_the_cpu_and_says_why)
     cr_expect(!strncmp(note, "cpu: ", 5), "%s", note);
     if (zf_engine_find("cuda")) {
         cr_expect_eq(fallback, 1);
-        cr_expect(strstr(note, "the CUDA engine has no backward"), "%s", note);
+        /* without a driver, auto tells so without loading the engine; with one, the missing op */
+        if (access("/dev/nvidiactl", F_OK) && access("/proc/driver/nvidia/version", F_OK) && access("/dev/dxg", F_OK))
+            cr_expect(strstr(note, "cuda: no CUDA device: the NVIDIA driver is not loaded"), "%s", note);
+        else
+            cr_expect(strstr(note, "the CUDA engine has no backward"), "%s", note);
         /* named, it is refused in one message, never a fallback */
         zf_status st = zf_engine_select("cuda", ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD), &e, &dev, &fallback, note,
                                         sizeof note);
@@ -527,4 +531,33 @@ Test(device, auto_names_the_engine_on_the_first_line)
     char *out = tu_read_file(p, NULL);
     cr_expect(out && strstr(out, "image 0"), "it ran: %s", out ? out : "");
     free(out);
+}
+
+/* The dynamic loader's own log (LD_DEBUG=files) says which libraries a process mapped: a command on
+ * the CPU maps none of the CUDA engine's (its module, the CUDA runtime, cuBLAS), on a machine with
+ * or without a GPU, and a command that asks for the CUDA engine loads its module. */
+Test(device, the_cuda_libraries_are_loaded_only_for_the_cuda_engine)
+{
+    char dir[2048];
+    snprintf(dir, sizeof dir, "%s", tu_tmpdir("device_lazy"));
+    write_input(dir);
+    const char *runs[] = {"forward --input img/a.png --device cpu", "info", "scan --images img --db s.db",
+                          "forward --input img/a.png --device cuda", "gpuinfo"};
+    for (size_t i = 0; i < sizeof runs / sizeof runs[0]; i++) {
+        const int wants_cuda = i >= 3;
+        int rc = tu_system("cd '%s' && LD_DEBUG=files '%s' %s > out 2> err", dir, zfviz(), runs[i]);
+        char p[4096];
+        snprintf(p, sizeof p, "%s/err", dir);
+        char *err = tu_read_file(p, NULL);
+        cr_assert(err);
+        if (!wants_cuda) {
+            cr_expect_eq(rc, 0, "%s: exit %d", runs[i], rc);
+            cr_expect(!strstr(err, "libzfviz_cuda") && !strstr(err, "libcudart") && !strstr(err, "libcublas"),
+                      "%s mapped a CUDA library", runs[i]);
+        } else if (zf_engine_find("cuda")) {
+            cr_expect(strstr(err, "file=") && strstr(err, "libzfviz_cuda.so"), "%s did not load the module",
+                      runs[i]);
+        }
+        free(err);
+    }
 }

@@ -71,6 +71,9 @@ typedef struct zf_engine_iface {
     /* zf_net_backward (attribution.h) with the true ReLU gradient: out = d sum(dtop * layer top's
      * output) / d layer bottom's output (-1: the input), for the last forward's n images. */
     zf_status (*backward)(void *ctx, float *out, const float *dtop, int top, int bottom, int n);
+    /* NULL, or whether this machine may have the engine's device, told without loading or opening
+     * anything: ZF_ERR_DEVICE with the reason where it cannot. `--device auto` asks it first. */
+    zf_status (*present)(void);
 } zf_engine_iface;
 
 /* The engines this program was built with, the CPU engine first, NULL-terminated. */
