@@ -1,6 +1,6 @@
 /* The CUDA engine behind the engine table (zf/engine.h): a context and a device copy of the net
- * (zf_cuda_ctx, zf_cuda_net), the forward, reads, deconvnet and occlusion of this folder's files.
- * It has no backward pass yet: supports(ZF_ENGINE_OP_BACKWARD) says 0. */
+ * (zf_cuda_ctx, zf_cuda_net), the forward, reads, deconvnet, occlusion and backward pass (input
+ * gradients) of this folder's files. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,7 +36,7 @@ zf_status cuda_probe(int device, char *desc, size_t len)
 
 void cuda_versions(char *buf, size_t len) { zf_cuda_versions(buf, len); }
 
-int cuda_supports(zf_engine_op op) { return op >= 0 && op < ZF_ENGINE_OP_COUNT && op != ZF_ENGINE_OP_BACKWARD; }
+int cuda_supports(zf_engine_op op) { return op >= 0 && op < ZF_ENGINE_OP_COUNT; }
 
 void cuda_close(void *p)
 {
@@ -180,13 +180,18 @@ zf_status cuda_occlusion(void *p, const float *input, const zf_occlusion_params 
     return ZF_OK;
 }
 
+zf_status cuda_backward(void *p, float *out, const float *dtop, int top, int bottom, int n)
+{
+    return zf_cuda_net_backward(((cuda_engine *)p)->cn, out, dtop, top, bottom, n, 0 /* ZF_RELU_RULE_GRADIENT */);
+}
+
 } // namespace
 
 extern "C" {
 extern const zf_engine_iface zf_engine_cuda;
 const zf_engine_iface zf_engine_cuda = {
     "cuda",         cuda_probe,   cuda_versions, cuda_supports, cuda_open,    cuda_close,     cuda_describe,
-    cuda_memory,    cuda_reserve, cuda_forward,  cuda_read,     cuda_deconv,  cuda_occlusion, NULL,
+    cuda_memory,    cuda_reserve, cuda_forward,  cuda_read,     cuda_deconv,  cuda_occlusion, cuda_backward,
     NULL, /* present: the registry's entry for this module asks for the driver */
 };
 }

@@ -2,6 +2,7 @@
 #include <math.h>
 
 #include "internal.h"
+#include "reduce.cuh"
 
 __global__ static void fill_rows_kernel(float *out, const float *bias, size_t total, int cols)
 {
@@ -106,5 +107,65 @@ extern "C" zf_status zf_cuda_softmax_forward(zf_cuda_ctx *ctx, float *out, const
         return ZF_OK;
     softmax_kernel<<<n, ZF_THREADS, 0, ctx->stream>>>(out, in, k);
     ZF_LAUNCHED("softmax");
+    return ZF_OK;
+}
+
+/* The ReLU's backward under each rule of zf_relu_rule: 0 the gradient (where the forward output is
+ * positive), 1 guided (and only positive gradients), 2 the deconvnet's (the positive part of the
+ * signal, whatever the forward was). */
+__global__ static void relu_backward_kernel(float *din, const float *dout, const float *out, size_t count, int rule)
+{
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < count; i += (size_t)gridDim.x * blockDim.x) {
+        const float d = dout[i];
+        const int pass = rule == 2 ? d > 0.0f : rule == 1 ? out[i] > 0.0f && d > 0.0f : out[i] > 0.0f;
+        din[i] = pass ? d : 0.0f;
+    }
+}
+
+extern "C" zf_status zf_cuda_relu_backward(zf_cuda_ctx *ctx, float *din, const float *dout, const float *out,
+                                           size_t count, int rule)
+{
+    if (rule < 0 || rule > 2)
+        return zf_error(ZF_ERR_ARG, "ReLU backward rule %d (0 gradient, 1 guided, 2 deconvnet)", rule);
+    if (count == 0)
+        return ZF_OK;
+    relu_backward_kernel<<<zf_grid(count), ZF_THREADS, 0, ctx->stream>>>(din, dout, out, count, rule);
+    ZF_LAUNCHED("relu_backward");
+    return ZF_OK;
+}
+
+/* One block per row, as zf_softmax_backward: s = sum(dout * p) in double, din = p * (dout - s). */
+__global__ static void softmax_backward_kernel(float *din, const float *dout, const float *p, int k)
+{
+    const size_t row = (size_t)blockIdx.x * k;
+    double s = 0;
+    for (int j = threadIdx.x; j < k; j += blockDim.x)
+        s += (double)dout[row + j] * p[row + j];
+    s = zf_block_sum(s);
+    for (int j = threadIdx.x; j < k; j += blockDim.x)
+        din[row + j] = (float)(p[row + j] * ((double)dout[row + j] - s));
+}
+
+extern "C" zf_status zf_cuda_softmax_backward(zf_cuda_ctx *ctx, float *din, const float *dout, const float *p, int n,
+                                              int k)
+{
+    if (n <= 0 || k <= 0)
+        return ZF_OK;
+    softmax_backward_kernel<<<n, ZF_RED_MAX, 0, ctx->stream>>>(din, dout, p, k);
+    ZF_LAUNCHED("softmax_backward");
+    return ZF_OK;
+}
+
+/* din (n, in_f) = dout (n, out_f) . w (out_f, in_f): to column-major cuBLAS, din^T (in_f, n) =
+ * w' (in_f, out_f) . dout^T (out_f, n), w' being w row-major read as column-major. Plain FP32 (the
+ * gradients are compared with the CPU's). */
+extern "C" zf_status zf_cuda_fc_backward_data(zf_cuda_ctx *ctx, float *din, const float *dout, const float *w, int n,
+                                              int in_f, int out_f)
+{
+    if ((size_t)n * in_f == 0)
+        return ZF_OK;
+    const float one = 1.0f, zero = 0.0f;
+    ZF_CUBLAS(cublasGemmEx(ctx->blas, CUBLAS_OP_N, CUBLAS_OP_N, in_f, n, out_f, &one, w, CUDA_R_32F, in_f, dout,
+                           CUDA_R_32F, out_f, &zero, din, CUDA_R_32F, in_f, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return ZF_OK;
 }

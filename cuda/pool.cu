@@ -151,3 +151,94 @@ extern "C" zf_status zf_cuda_adaptive_avgpool_forward(zf_cuda_ctx *ctx, float *o
     ZF_LAUNCHED("adaptive_avgpool");
     return ZF_OK;
 }
+
+/* Average pooling's window along one axis for output o, as avgpool_kernel takes it: the clipped
+ * span [lo, hi) and the extent counted by the divisor with padding. */
+__device__ static inline void avg_span(int o, int s, int k, int pad_lo, int pad_hi, int len, int *lo, int *hi,
+                                       int *padded)
+{
+    const int start = o * s - pad_lo;
+    const int end_pad = start + k < len + pad_hi ? start + k : len + pad_hi;
+    *lo = start < 0 ? 0 : start;
+    *hi = start + k < len ? start + k : len;
+    *padded = end_pad - start;
+}
+
+/* A gather: each input position adds dout / divisor of every window that holds it, in increasing
+ * output order as the CPU's scatter (zf_avgpool_backward) does, so the sums are the same. */
+__global__ static void avgpool_backward_kernel(float *din, const float *dout, zf_pool_geom g, int count_include_pad)
+{
+    const size_t total = (size_t)g.n * g.c * g.h * g.w;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        const int x = (int)(i % g.w), y = (int)((i / g.w) % g.h);
+        const size_t p = i / ((size_t)g.h * g.w);
+        const float *src = dout + p * g.oh * g.ow;
+        int oy0 = first_window(y, g.kh, g.sh, g.pt), oy1 = (y + g.pt) / g.sh;
+        int ox0 = first_window(x, g.kw, g.sw, g.pl), ox1 = (x + g.pl) / g.sw;
+        oy1 = oy1 > g.oh - 1 ? g.oh - 1 : oy1;
+        ox1 = ox1 > g.ow - 1 ? g.ow - 1 : ox1;
+        float acc = 0.0f;
+        for (int oy = oy0; oy <= oy1; oy++) {
+            int ylo, yhi, yp;
+            avg_span(oy, g.sh, g.kh, g.pt, g.pb, g.h, &ylo, &yhi, &yp);
+            if (y < ylo || y >= yhi)
+                continue;
+            for (int ox = ox0; ox <= ox1; ox++) {
+                int xlo, xhi, xp;
+                avg_span(ox, g.sw, g.kw, g.pl, g.pr, g.w, &xlo, &xhi, &xp);
+                if (x < xlo || x >= xhi)
+                    continue;
+                const int div = count_include_pad ? yp * xp : (yhi - ylo) * (xhi - xlo);
+                if (div > 0)
+                    acc += src[oy * g.ow + ox] / (float)div;
+            }
+        }
+        din[i] = acc;
+    }
+}
+
+extern "C" zf_status zf_cuda_avgpool_backward(zf_cuda_ctx *ctx, float *din, const float *dout, const zf_pool_geom *g,
+                                              int count_include_pad)
+{
+    const size_t total = (size_t)g->n * g->c * g->h * g->w;
+    if (total == 0)
+        return ZF_OK;
+    avgpool_backward_kernel<<<zf_grid(total), ZF_THREADS, 0, ctx->stream>>>(din, dout, *g, count_include_pad);
+    ZF_LAUNCHED("avgpool_backward");
+    return ZF_OK;
+}
+
+/* The same gather for adaptive average pooling (zf_adaptive_avgpool_backward). */
+__global__ static void adaptive_avgpool_backward_kernel(float *din, const float *dout, size_t planes, int h, int w,
+                                                        int oh, int ow)
+{
+    const size_t total = planes * h * w;
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < total; i += (size_t)gridDim.x * blockDim.x) {
+        const int x = (int)(i % w), y = (int)((i / w) % h);
+        const size_t p = i / ((size_t)h * w);
+        const float *src = dout + p * oh * ow;
+        float acc = 0.0f;
+        for (int oy = 0; oy < oh; oy++) {
+            const int y0 = bin_start(oy, h, oh), y1 = bin_end(oy, h, oh);
+            if (y < y0 || y >= y1)
+                continue;
+            for (int ox = 0; ox < ow; ox++) {
+                const int x0 = bin_start(ox, w, ow), x1 = bin_end(ox, w, ow);
+                if (x >= x0 && x < x1)
+                    acc += src[oy * ow + ox] / (float)((y1 - y0) * (x1 - x0));
+            }
+        }
+        din[i] = acc;
+    }
+}
+
+extern "C" zf_status zf_cuda_adaptive_avgpool_backward(zf_cuda_ctx *ctx, float *din, const float *dout, int n, int c,
+                                                       int h, int w, int oh, int ow)
+{
+    const size_t planes = (size_t)n * c, total = planes * h * w;
+    if (total == 0)
+        return ZF_OK;
+    adaptive_avgpool_backward_kernel<<<zf_grid(total), ZF_THREADS, 0, ctx->stream>>>(din, dout, planes, h, w, oh, ow);
+    ZF_LAUNCHED("adaptive_avgpool_backward");
+    return ZF_OK;
+}

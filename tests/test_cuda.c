@@ -26,6 +26,8 @@ Test(cuda, skipped_in_a_build_without_cuda)
 #else
 #include <sqlite3.h>
 
+#include "zf/attribution.h"
+#include "zf/backward.h"
 #include "zf/cuda.h"
 #include "zf/db.h"
 #include "zf/engine.h"
@@ -351,6 +353,115 @@ Test(cuda_ops, fc_relu_and_softmax_match_cpu)
     zf_cuda_ctx_free(ctx);
 }
 
+/* The backward ops against float64 loops (ReLU's three rules exactly, the softmax's Jacobian, the
+ * fully connected layer's input gradient) and against the CPU's pooling backward bit for bit (the
+ * GPU's gathers add in the order of the CPU's scatters). */
+Test(cuda_ops, backward_of_relu_softmax_fc_and_average_pools_match)
+{
+    zf_cuda_ctx *ctx = gpu();
+    const size_t cnt = 4099;
+    float *o = falloc(cnt), *d = falloc(cnt), *got = falloc(cnt), *want = falloc(cnt);
+    tu_fill_uniform(o, cnt, 71, -1, 1);
+    tu_fill_uniform(d, cnt, 72, -1, 1);
+    for (size_t i = 0; i < cnt; i += 7)
+        o[i] = 0.0f; /* the forward's zeros pass nothing under the gradient and guided rules */
+    float *d_o = up(ctx, o, cnt * 4), *d_d = up(ctx, d, cnt * 4), *d_g = dalloc(ctx, cnt * 4);
+    for (int rule = 0; rule < 3; rule++) {
+        for (size_t i = 0; i < cnt; i++) {
+            const int pass = rule == 0 ? o[i] > 0 : rule == 1 ? o[i] > 0 && d[i] > 0 : d[i] > 0;
+            want[i] = pass ? d[i] : 0.0f;
+        }
+        OK(zf_cuda_relu_backward(ctx, d_g, d_d, d_o, cnt, rule));
+        down(ctx, got, d_g, cnt * 4);
+        cr_expect(!memcmp(got, want, cnt * 4), "relu backward rule %d differs", rule);
+    }
+    cr_expect_eq(zf_cuda_relu_backward(ctx, d_g, d_d, d_o, cnt, 3), ZF_ERR_ARG);
+    /* softmax: rows of 1000 and of an odd 13, p a true softmax output */
+    const int ks[] = {1000, 13};
+    for (int t = 0; t < 2; t++) {
+        const int k = ks[t], rows = 3;
+        float *x = falloc((size_t)rows * k), *p = falloc((size_t)rows * k);
+        tu_fill_uniform(x, (size_t)rows * k, 73 + t, -8, 8);
+        zf_softmax_forward(p, x, rows, k);
+        float *d_p = up(ctx, p, (size_t)rows * k * 4), *d_s = dalloc(ctx, (size_t)rows * k * 4);
+        OK(zf_cuda_softmax_backward(ctx, d_s, d_d, d_p, rows, k));
+        down(ctx, got, d_s, (size_t)rows * k * 4);
+        for (int r = 0; r < rows; r++) {
+            double s = 0;
+            for (int j = 0; j < k; j++)
+                s += (double)d[r * k + j] * p[r * k + j];
+            for (int j = 0; j < k; j++)
+                want[r * k + j] = (float)(p[r * k + j] * ((double)d[r * k + j] - s));
+        }
+        size_t at;
+        double e = rel_err(got, want, (size_t)rows * k, &at);
+        cr_expect(e < 1e-6, "softmax backward of %d: rel err %g at %zu", k, e, at);
+        zf_cuda_free(d_p); zf_cuda_free(d_s);
+        zf_free(x); zf_free(p);
+    }
+    /* fc: din = dout . w at batches 1, 2, 7 */
+    const int in_f = 211, out_f = 97;
+    float *w = falloc((size_t)in_f * out_f), *dy = falloc(7 * out_f), *dx = falloc(7 * in_f), *ref = falloc(7 * in_f);
+    tu_fill_uniform(w, (size_t)in_f * out_f, 75, -1, 1);
+    tu_fill_uniform(dy, 7 * out_f, 76, -1, 1);
+    float *d_w = up(ctx, w, (size_t)in_f * out_f * 4), *d_dy = up(ctx, dy, 7 * out_f * 4), *d_dx = dalloc(ctx, 7 * in_f * 4);
+    const int batches[] = {1, 2, 7};
+    for (int t = 0; t < 3; t++) {
+        const int n = batches[t];
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < in_f; j++) {
+                double s = 0;
+                for (int k = 0; k < out_f; k++)
+                    s += (double)dy[i * out_f + k] * w[(size_t)k * in_f + j];
+                ref[i * in_f + j] = (float)s;
+            }
+        OK(zf_cuda_fc_backward_data(ctx, d_dx, d_dy, d_w, n, in_f, out_f));
+        down(ctx, dx, d_dx, (size_t)n * in_f * 4);
+        size_t at;
+        double e = rel_err(dx, ref, (size_t)n * in_f, &at);
+        cr_expect(e < 1e-5, "fc backward batch %d: rel err %g at %zu", n, e, at);
+    }
+    /* average pools: padding, ceil mode, both divisors; adaptive bins that overlap */
+    const struct { int n, c, h, w; zf_window win; int ceil_mode, include_pad; } pools[] = {
+        {2, 3, 13, 13, {3, 3, 2, 2, 1, 1, 1, 1}, 0, 1},
+        {2, 3, 13, 13, {3, 3, 2, 2, 1, 1, 1, 1}, 0, 0},
+        {1, 2, 14, 11, {3, 2, 2, 1, 0, 1, 0, 1}, 1, 1},
+        {1, 2, 14, 11, {3, 2, 2, 1, 0, 1, 0, 1}, 1, 0},
+        {3, 1, 7, 9, {2, 2, 2, 2, 0, 0, 0, 0}, 0, 1},
+    };
+    for (size_t t = 0; t < sizeof pools / sizeof pools[0]; t++) {
+        zf_pool_geom g = {pools[t].n, pools[t].c, pools[t].h, pools[t].w, 0, 0, pools[t].win.kh, pools[t].win.kw,
+                          pools[t].win.sh, pools[t].win.sw, pools[t].win.pt, pools[t].win.pl, pools[t].win.pb,
+                          pools[t].win.pr};
+        g.oh = zf_window_out(g.h, g.kh, g.sh, g.pt, g.pb, pools[t].ceil_mode);
+        g.ow = zf_window_out(g.w, g.kw, g.sw, g.pl, g.pr, pools[t].ceil_mode);
+        const size_t nin = (size_t)g.n * g.c * g.h * g.w, nout = (size_t)g.n * g.c * g.oh * g.ow;
+        float *dout = falloc(nout), *cpu = falloc(nin), *gpu_din = falloc(nin);
+        tu_fill_uniform(dout, nout, 80 + t, -1, 1);
+        zf_avgpool_backward(cpu, dout, &g, pools[t].include_pad);
+        float *d_out = up(ctx, dout, nout * 4), *d_in = dalloc(ctx, nin * 4);
+        OK(zf_cuda_avgpool_backward(ctx, d_in, d_out, &g, pools[t].include_pad));
+        down(ctx, gpu_din, d_in, nin * 4);
+        cr_expect(!memcmp(gpu_din, cpu, nin * 4), "avgpool backward case %zu differs from the CPU", t);
+        zf_cuda_free(d_out); zf_cuda_free(d_in);
+        zf_free(dout); zf_free(cpu); zf_free(gpu_din);
+    }
+    const int an = 2, ac = 3, ah = 13, aw = 11, aoh = 6, aow = 4;
+    const size_t anin = (size_t)an * ac * ah * aw, anout = (size_t)an * ac * aoh * aow;
+    float *adout = falloc(anout), *acpu = falloc(anin), *agpu = falloc(anin);
+    tu_fill_uniform(adout, anout, 90, -1, 1);
+    zf_adaptive_avgpool_backward(acpu, adout, an, ac, ah, aw, aoh, aow);
+    float *d_aout = up(ctx, adout, anout * 4), *d_ain = dalloc(ctx, anin * 4);
+    OK(zf_cuda_adaptive_avgpool_backward(ctx, d_ain, d_aout, an, ac, ah, aw, aoh, aow));
+    down(ctx, agpu, d_ain, anin * 4);
+    cr_expect(!memcmp(agpu, acpu, anin * 4), "adaptive avgpool backward differs from the CPU");
+    zf_cuda_free(d_aout); zf_cuda_free(d_ain); zf_cuda_free(d_o); zf_cuda_free(d_d); zf_cuda_free(d_g);
+    zf_cuda_free(d_w); zf_cuda_free(d_dy); zf_cuda_free(d_dx);
+    zf_free(adout); zf_free(acpu); zf_free(agpu); zf_free(o); zf_free(d); zf_free(got); zf_free(want);
+    zf_free(w); zf_free(dy); zf_free(dx); zf_free(ref);
+    zf_cuda_ctx_free(ctx);
+}
+
 /* ---- nets ---- */
 
 static const char *const archs[] = {"alexnet", "alexnet-caffe", "zfnet"};
@@ -444,6 +555,66 @@ Test(cuda_nets, forward_of_every_builtin_net_matches_cpu_layer_by_layer)
             }
             zf_free(got);
         }
+        zf_cuda_net_free(cn);
+        zf_free(x);
+        zf_net_free(net);
+    }
+    zf_cuda_ctx_free(ctx);
+}
+
+/* Backpropagation on the device against zf_net_backward on the CPU, for every built-in net (the
+ * torchvision AlexNet's adaptive pool and a softmax among them), from the class scores down to the
+ * input and from a conv layer's ReLU down to the first pool, under each ReLU rule. The CPU runs its
+ * backward on the GPU's forward (activations and switches copied into its buffers): a ReLU whose
+ * input is within rounding of zero on one engine and not on the other passes its whole gradient on
+ * one side only (seen: one unit of AlexNet's relu3 put the maps 12% apart), which is the forward's
+ * rounding, not the backward's. */
+Test(cuda_nets, backward_of_every_builtin_net_matches_cpu_for_each_relu_rule)
+{
+    zf_cuda_ctx *ctx = gpu();
+    const char *const names[] = {"alexnet", "alexnet-caffe", "zfnet", "zfnet-pytorch"};
+    const int n = 2;
+    for (size_t a = 0; a < sizeof names / sizeof names[0]; a++) {
+        zf_net *net = make_net(names[a], n, 400 + a);
+        float *x = random_input(net, n, 500 + a);
+        zf_cuda_net *cn = NULL;
+        OK(zf_cuda_net_new(ctx, net, n, &cn));
+        zf_backprop *bp = NULL;
+        OK(zf_backprop_new(net, n, &bp));
+        OK(zf_net_forward(net, x, n));
+        OK(zf_cuda_net_forward(cn, x, n));
+        for (int i = 0; i < net->n_layers; i++) {
+            const zf_layer *l = &net->layers[i];
+            OK(zf_cuda_net_read(cn, i, net->acts[i], n));
+            if (l->op == ZF_OP_MAXPOOL)
+                down(ctx, net->switches[i], zf_cuda_net_switches(cn, i),
+                     sizeof(int32_t) * (size_t)n * zf_layer_out_size(l));
+        }
+        const int last = net->n_layers - 1, relu5 = zf_net_find(net, "relu5"), pool1 = zf_net_find(net, "pool1");
+        cr_assert(relu5 > 0 && pool1 > 0, "%s has relu5 and pool1", net->arch);
+        const int tops[] = {last, relu5}, bottoms[] = {-1, pool1};
+        for (int k = 0; k < 2; k++) {
+            const int top = tops[k], bottom = bottoms[k];
+            const size_t tsize = (size_t)n * zf_layer_out_size(&net->layers[top]);
+            const size_t bsize = (size_t)n * (bottom < 0 ? zf_net_in_size(net) : zf_layer_out_size(&net->layers[bottom]));
+            float *dtop = falloc(tsize), *want = falloc(bsize), *got = falloc(bsize);
+            tu_fill_uniform(dtop, tsize, 600 + k, -1, 1);
+            for (int rule = 0; rule < 3; rule++) {
+                OK(zf_net_backward(bp, want, dtop, top, bottom, n, (zf_relu_rule)rule));
+                OK(zf_cuda_net_backward(cn, got, dtop, top, bottom, n, rule));
+                size_t at;
+                const double e = rel_err(got, want, bsize, &at);
+                cr_expect(e < NET_TOL, "%s %s -> %s rule %d: rel err %g at %zu (%g vs %g)", net->arch,
+                          net->layers[top].name, bottom < 0 ? "input" : net->layers[bottom].name, rule, e, at,
+                          got[at], want[at]);
+            }
+            zf_free(dtop); zf_free(want); zf_free(got);
+        }
+        float *sink = falloc((size_t)n * zf_net_in_size(net));
+        cr_expect_eq(zf_cuda_net_backward(cn, sink, x, 0, 0, n, 0), ZF_ERR_ARG, "bottom must be below top");
+        cr_expect_eq(zf_cuda_net_backward(cn, sink, x, last, -1, n + 1, 0), ZF_ERR_ARG, "more images than buffers");
+        zf_free(sink);
+        zf_backprop_free(bp);
         zf_cuda_net_free(cn);
         zf_free(x);
         zf_net_free(net);
@@ -856,7 +1027,7 @@ Test(cuda_engine, forward_read_deconv_occlusion_through_the_table_match_the_cpu_
     zf_cuda_ctx_free(gpu()); /* skips without a GPU */
     const zf_engine_iface *gi = zf_engine_find("cuda"), *ci = zf_engine_find("cpu");
     cr_assert(gi && ci, "both engines are registered in a CUDA build");
-    cr_expect(!gi->supports(ZF_ENGINE_OP_BACKWARD) && gi->supports(ZF_ENGINE_OP_OCCLUSION));
+    cr_expect(gi->supports(ZF_ENGINE_OP_BACKWARD) && gi->supports(ZF_ENGINE_OP_OCCLUSION));
     zf_net *a = mini_net(3), *b = mini_net(3);
     const int n = 3;
     const size_t in_size = (size_t)zf_net_in_size(a);
@@ -914,8 +1085,14 @@ Test(cuda_engine, forward_read_deconv_occlusion_through_the_table_match_the_cpu_
         zf_occlusion_result_free(rcpu);
         zf_occlusion_result_free(rgpu);
     }
-    cr_expect_eq(zf_engine_backward(ge, pg, x, last, -1, n), ZF_ERR_UNSUPPORTED);
-    cr_expect(strstr(zf_last_error(), "the CUDA engine has no backward"), "%s", zf_last_error());
+    /* the gradient of the class scores (weights from x) down to the input */
+    const size_t scores = (size_t)n * a->layers[last].out_c;
+    OK(zf_engine_forward(ce, x, n, last));
+    OK(zf_engine_forward(ge, x, n, last));
+    OK(zf_engine_backward(ce, pc, x, last, -1, n));
+    OK(zf_engine_backward(ge, pg, x, last, -1, n));
+    e = rel_err(pg, pc, n * in_size, &at);
+    cr_expect(e <= NET_TOL && scores <= n * in_size, "backward rel err %g at %zu", e, at);
     OK(zf_engine_reserve(ge, n + 2)); /* a larger batch: a new device copy of the net */
     OK(zf_engine_forward(ge, NULL, n + 2, last));
     zf_free(pc);

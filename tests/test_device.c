@@ -66,27 +66,33 @@ Test(engine, auto_without_a_usable_gpu_takes_the_cpu_and_says_why)
     const zf_engine_iface *e = NULL;
     int dev = -1, fallback = -1;
     char note[512];
-    /* backward: an op the cuda engine lacks, so auto passes it by whether or not a GPU is here */
-    OK(zf_engine_select("auto", ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD), &e, &dev, &fallback, note, sizeof note));
-    cr_assert(e && !strcmp(e->name, "cpu") && dev == 0, "%s", note);
-    cr_expect(!strncmp(note, "cpu: ", 5), "%s", note);
-    if (zf_engine_find("cuda")) {
+    const unsigned all = ~0u >> (32 - ZF_ENGINE_OP_COUNT);
+    OK(zf_engine_select("auto", all, &e, &dev, &fallback, note, sizeof note));
+    cr_assert(e && dev == 0, "%s", note);
+    const int no_driver =
+        access("/dev/nvidiactl", F_OK) && access("/proc/driver/nvidia/version", F_OK) && access("/dev/dxg", F_OK);
+    if (zf_engine_find("cuda") && !strcmp(e->name, "cuda")) {
+        /* a usable GPU: auto takes it for every op, the backward pass included */
+        cr_expect(!no_driver && !strncmp(note, "cuda: ", 6) && strstr(note, "(auto)"), "%s", note);
+        cr_expect_eq(fallback, 0);
+    } else if (zf_engine_find("cuda")) {
+        cr_expect(!strcmp(e->name, "cpu") && !strncmp(note, "cpu: ", 5), "%s", note);
         cr_expect_eq(fallback, 1);
-        /* without a driver, auto tells so without loading the engine; with one, the missing op */
-        if (access("/dev/nvidiactl", F_OK) && access("/proc/driver/nvidia/version", F_OK) && access("/dev/dxg", F_OK))
+        /* without a driver, auto tells so without loading the engine; with one, the device's reason */
+        if (no_driver)
             cr_expect(strstr(note, "cuda: no CUDA device: the NVIDIA driver is not loaded"), "%s", note);
         else
-            cr_expect(strstr(note, "the CUDA engine has no backward"), "%s", note);
+            cr_expect(strstr(note, "cuda: "), "%s", note);
         /* named, it is refused in one message, never a fallback */
-        zf_status st = zf_engine_select("cuda", ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD), &e, &dev, &fallback, note,
-                                        sizeof note);
+        zf_status st = zf_engine_select("cuda", all, &e, &dev, &fallback, note, sizeof note);
         cr_expect(st == ZF_ERR_DEVICE || st == ZF_ERR_UNSUPPORTED, "status %d", st);
         cr_expect_null(e);
     } else {
+        cr_expect(!strcmp(e->name, "cpu") && strstr(note, "built without another engine"), "%s", note);
         cr_expect_eq(zf_engine_select("cuda", 0, &e, &dev, &fallback, note, sizeof note), ZF_ERR_UNSUPPORTED);
         cr_expect(strstr(zf_last_error(), "built without the CUDA engine"), "%s", zf_last_error());
     }
-    OK(zf_engine_select("cpu", ~0u >> (32 - ZF_ENGINE_OP_COUNT), &e, &dev, &fallback, note, sizeof note));
+    OK(zf_engine_select("cpu", all, &e, &dev, &fallback, note, sizeof note));
     cr_expect(!strcmp(e->name, "cpu") && fallback == 0);
 }
 
@@ -415,7 +421,7 @@ Test(device, cuda_runs_where_a_gpu_is)
     cr_expect_eq(tu_system("cd '%s' && '%s' scan --images img --db s.db --device cuda", dir, zfviz()), 0);
     /* eval is not refused (this folder has no class folders: it fails later, exit 1) */
     cr_expect_neq(tu_system("cd '%s' && '%s' eval --data img --device cuda 2> err", dir, zfviz()), 2);
-    /* train needs the backward pass, which the cuda engine lacks: one line, exit 2 */
+    /* train needs the parameters' gradients, which the cuda engine lacks: one line, exit 2 */
     cr_expect_eq(tu_system("cd '%s' && '%s' train --data img --epochs 1 --out m.safetensors --device cuda 2> err", dir,
                            zfviz()), 2);
 }

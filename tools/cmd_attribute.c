@@ -80,7 +80,7 @@ static void usage(void)
         "                    again skips them and gives the bytes one uninterrupted run gives\n"
         "                    (DIR/<method>.settings.txt records the settings; a run with other\n"
         "                    settings, or --force, recomputes every image)\n" ZFT_FIGURE_HELP ZFT_FORCE_HELP
-        ZFT_DEVICE_HELP "                    (the gradients need the backward pass, which only the cpu engine has)\n");
+        ZFT_DEVICE_HELP "                    (its methods run on the cpu engine for now)\n");
 }
 
 enum { OPT_CLASS = 256, OPT_PROB, OPT_LAYER, OPT_CHANNEL, OPT_POSITION, OPT_CAM_LAYER, OPT_BASELINE,
@@ -531,7 +531,8 @@ int zf_cmd_attribute(int argc, char **argv)
                             ZFT_LONG("seed", OPT_SEED, 0, 9e18, "a non-negative number", &seed),
                             ZFT_OWN("format", OPT_FORMAT, required_argument), {0}};
     zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD),
-                      .cpu_only = "its gradients use the backward passes, which only the cpu engine has"};
+                      .cpu_only = "its methods are written on the cpu engine's backward passes; the cuda "
+                                  "engine's are not wired to them yet"};
     zft_args a = {.cmd = "attribute", .argc = argc, .argv = argv, .shortopts = "hi:o:", .opts = opts,
                   .usage = usage, .model = &mo, .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE};
     int c;

@@ -64,7 +64,7 @@ static void usage(void)
         "  --tr-rotate D     rotation by a whole number of degrees in [-D, D] each step (default 10)\n"
         "  --out DIR         output folder (created)\n" ZFT_FIGURE_HELP
         "                    (--no-title: the grid's tiles only, 4 pixels apart, no text)\n" ZFT_FORCE_HELP
-        ZFT_DEVICE_HELP "                    (the gradients need the backward pass, which only the cpu engine has)\n");
+        ZFT_DEVICE_HELP "                    (its methods run on the cpu engine for now)\n");
 }
 
 enum { OPT_LAYER = 256, OPT_UNITS, OPT_POSITION, OPT_PROB, OPT_METHOD, OPT_STEPS, OPT_LR, OPT_SEED, OPT_COUNT,
@@ -217,7 +217,8 @@ int zf_cmd_optimize(int argc, char **argv)
         ZFT_REAL("tr-scale", OPT_TR_SCALE, 0, 0.9, "a number in [0, 0.9]", &tr_scale),
         ZFT_REAL("tr-rotate", OPT_TR_ROTATE, 0, 180, "0..180 degrees", &tr_rotate), {0}};
     zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD),
-                      .cpu_only = "its gradients use the backward passes, which only the cpu engine has"};
+                      .cpu_only = "its methods are written on the cpu engine's backward passes; the cuda "
+                                  "engine's are not wired to them yet"};
     zft_args a = {.cmd = "optimize", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
                   .usage = usage, .model = &mo, .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE};
     int c;

@@ -60,7 +60,7 @@ static void usage(void)
            "                    zfviz evolve (default 1,2,5,10)\n"
            "  --db FILE         SQLite file for metrics and snapshots (default MODEL without .safetensors + .sqlite)\n"
            ZFT_WAIT_HELP ZFT_DEVICE_HELP
-           "                    (training needs the backward pass, which only the cpu engine has)\n"
+           "                    (training needs the parameters' gradients, which only the cpu engine has)\n"
            "  --checkpoint-every S  seconds between mid-epoch checkpoints (default 60)\n"
            "  --resume          continue from MODEL.ckpt (same arch, data, seed and batch)\n");
 }

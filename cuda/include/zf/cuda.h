@@ -85,6 +85,19 @@ zf_status zf_cuda_fc_forward(zf_cuda_ctx *ctx, float *out, const float *in, cons
                              int n, int in_f, int out_f);
 zf_status zf_cuda_relu_forward(zf_cuda_ctx *ctx, float *out, const float *in, size_t count);
 zf_status zf_cuda_softmax_forward(zf_cuda_ctx *ctx, float *out, const float *in, int n, int k);
+/* The backward passes of zf/backward.h and zf/attribution.h (input gradients only). din may equal
+ * dout for the ReLU and the softmax. rule: a zf_relu_rule (gradient, guided, deconvnet); out is
+ * the ReLU's forward output. */
+zf_status zf_cuda_relu_backward(zf_cuda_ctx *ctx, float *din, const float *dout, const float *out, size_t count,
+                                int rule);
+zf_status zf_cuda_softmax_backward(zf_cuda_ctx *ctx, float *din, const float *dout, const float *p, int n, int k);
+/* din (n, in_f) = dout (n, out_f) . w (out_f, in_f) */
+zf_status zf_cuda_fc_backward_data(zf_cuda_ctx *ctx, float *din, const float *dout, const float *w, int n, int in_f,
+                                   int out_f);
+zf_status zf_cuda_avgpool_backward(zf_cuda_ctx *ctx, float *din, const float *dout, const zf_pool_geom *g,
+                                   int count_include_pad);
+zf_status zf_cuda_adaptive_avgpool_backward(zf_cuda_ctx *ctx, float *din, const float *dout, int n, int c, int h,
+                                            int w, int oh, int ow);
 
 /* ---- a net on the device ---- */
 
@@ -128,6 +141,12 @@ zf_status zf_cuda_net_forward_staged(zf_cuda_net *cn, int slot, int n);
  * written back). Needs zf_cuda_net_forward of the same n images first. out is host memory
  * (n, in_c, in_h, in_w). */
 zf_status zf_cuda_net_deconv(zf_cuda_net *cn, float *out, int n, const zf_deconv_req *req);
+
+/* zf_net_backward on the device, same arguments: out (host; n x the output size of layer `bottom`,
+ * or of the input for -1) = the gradient of sum(dtop * output of layer `top`) (dtop host, n x that
+ * layer's output size) with respect to that output, through layers top..bottom+1, with ReLU rule
+ * `rule` (a zf_relu_rule), for the n images of the last forward (which reached `top`). */
+zf_status zf_cuda_net_backward(zf_cuda_net *cn, float *out, const float *dtop, int top, int bottom, int n, int rule);
 
 /* ---- for the command-line tools: --device auto|cuda|cpu ---- */
 
