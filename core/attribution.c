@@ -10,6 +10,7 @@
 #include "zf/alloc.h"
 #include "util_internal.h"
 #include "zf/backward.h"
+#include "zf/engine.h"
 #include "zf/tensor.h"
 #include "gemm_internal.h"
 
@@ -95,6 +96,32 @@ static size_t act_size(const zf_net *net, int i)
     return i < 0 ? (size_t)zf_net_in_size(net) : (size_t)zf_layer_out_size(&net->layers[i]);
 }
 
+zf_status zf_backprop_set_engine(zf_backprop *b, zf_engine *engine)
+{
+    if (engine && zf_engine_net(engine) != b->net)
+        return zf_error(ZF_ERR_ARG, "%s: the engine runs another net", b->net->arch);
+    if (engine && !zf_engine_supports(engine, ZF_ENGINE_OP_BACKWARD))
+        return zf_error(ZF_ERR_UNSUPPORTED, "the %s engine has no backward pass", zf_engine_name(engine));
+    zf_status st = engine ? zf_engine_reserve(engine, b->batch) : ZF_OK;
+    if (st)
+        return st;
+    b->engine = engine;
+    return ZF_OK;
+}
+
+zf_status zf_backprop_forward(zf_backprop *b, const float *input, int n, int last, int also)
+{
+    zf_net *net = b->net;
+    if (!b->engine)
+        return zf_net_forward_upto(net, input, n, last);
+    zf_status st = zf_engine_forward(b->engine, input ? input : net->input, n, last);
+    if (!st)
+        st = zf_engine_read(b->engine, last, net->acts[last], n);
+    if (!st && also >= 0 && also != last)
+        st = zf_engine_read(b->engine, also, net->acts[also], n);
+    return st;
+}
+
 zf_status zf_net_backward(zf_backprop *b, float *out, const float *dtop, int top, int bottom, int n,
                           zf_relu_rule rule)
 {
@@ -105,6 +132,8 @@ zf_status zf_net_backward(zf_backprop *b, float *out, const float *dtop, int top
     if (top < 0 || top >= net->n_layers || bottom < -1 || bottom >= top)
         return zf_error(ZF_ERR_ARG, "%s: cannot backpropagate from layer %d down to layer %d", net->arch,
                         top, bottom);
+    if (b->engine)
+        return zf_engine_backward(b->engine, out, dtop, top, bottom, n, rule);
     float *dcur = b->d[0], *dother = b->d[1];
     memcpy(dcur, dtop, sizeof(float) * act_size(net, top) * (size_t)n);
     /* dcur holds d target / d (output of layer i). */
@@ -276,7 +305,7 @@ zf_status zf_attr_gradient_each(zf_backprop *b, float *grad, double *value, cons
     if (n < 1 || n > b->batch)
         return zf_error(ZF_ERR_ARG, "%s: %d images for buffers of %d", net->arch, n, b->batch);
     zf_status st = check_targets(net, t, n);
-    if (st || (st = zf_net_forward_upto(net, input, n, t[0].layer)))
+    if (st || (st = zf_backprop_forward(b, input, n, t[0].layer, -1)))
         return st;
     choose_top(net, t, n);
     seed_target(b->dtop, value, net, t, n);
@@ -350,7 +379,7 @@ zf_status zf_attr_gradcam_each(zf_backprop *b, float *cam, float *weights, float
     zf_status st = check_targets(net, t, n);
     if (st || (st = zf_attr_gradcam_check(net, layer, t)))
         return st;
-    if ((st = zf_net_forward_upto(net, input, n, t[0].layer)))
+    if ((st = zf_backprop_forward(b, input, n, t[0].layer, layer)))
         return st;
     choose_top(net, t, n);
     const zf_layer *l = &net->layers[layer];
@@ -404,7 +433,7 @@ zf_status zf_attr_gradcam(zf_backprop *b, float *cam, float *weights, float *low
 
 zf_status zf_attr_value(zf_backprop *b, const float *input, const zf_attr_target *t, double *value)
 {
-    zf_status st = zf_net_forward_upto(b->net, input, 1, t->layer);
+    zf_status st = zf_backprop_forward(b, input, 1, t->layer, -1);
     if (!st && value)
         *value = target_value(b->net, t, 0);
     return st;
@@ -416,7 +445,7 @@ zf_status zf_attr_choose(zf_backprop *b, const float *input, int n, zf_attr_targ
     if (n < 1 || n > b->batch)
         return zf_error(ZF_ERR_ARG, "%s: %d images for buffers of %d", net->arch, n, b->batch);
     zf_status st = check_targets(net, t, n);
-    if (st || (st = zf_net_forward_upto(net, input, n, t[0].layer)))
+    if (st || (st = zf_backprop_forward(b, input, n, t[0].layer, -1)))
         return st;
     choose_top(net, t, n);
     return ZF_OK;

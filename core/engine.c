@@ -208,9 +208,9 @@ zf_status zf_engine_occlusion(zf_engine *e, const float *input, const zf_occlusi
                                                       : lacks(e, ZF_ENGINE_OP_OCCLUSION);
 }
 
-zf_status zf_engine_backward(zf_engine *e, float *out, const float *dtop, int top, int bottom, int n)
+zf_status zf_engine_backward(zf_engine *e, float *out, const float *dtop, int top, int bottom, int n, int rule)
 {
-    return e->iface->supports(ZF_ENGINE_OP_BACKWARD) ? e->iface->backward(e->ctx, out, dtop, top, bottom, n)
+    return e->iface->supports(ZF_ENGINE_OP_BACKWARD) ? e->iface->backward(e->ctx, out, dtop, top, bottom, n, rule)
                                                      : lacks(e, ZF_ENGINE_OP_BACKWARD);
 }
 

@@ -124,7 +124,7 @@ static zf_status cpu_occlusion(void *ctx, const float *input, const zf_occlusion
     return zf_occlusion_run(((cpu_ctx *)ctx)->net, input, p, out);
 }
 
-static zf_status cpu_backward(void *ctx, float *out, const float *dtop, int top, int bottom, int n)
+static zf_status cpu_backward(void *ctx, float *out, const float *dtop, int top, int bottom, int n, int rule)
 {
     cpu_ctx *c = ctx;
     if (c->bf16)
@@ -134,7 +134,9 @@ static zf_status cpu_backward(void *ctx, float *out, const float *dtop, int top,
         if (st)
             return st;
     }
-    return zf_net_backward(c->bp, out, dtop, top, bottom, n, ZF_RELU_RULE_GRADIENT);
+    if (rule < ZF_RELU_RULE_GRADIENT || rule > ZF_RELU_RULE_DECONVNET)
+        return zf_error(ZF_ERR_ARG, "ReLU rule %d (0 gradient, 1 guided, 2 deconvnet)", rule);
+    return zf_net_backward(c->bp, out, dtop, top, bottom, n, (zf_relu_rule)rule);
 }
 
 const zf_engine_iface zf_engine_cpu = {

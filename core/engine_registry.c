@@ -122,9 +122,9 @@ static zf_status cuda_occlusion(void *c, const float *in, const zf_occlusion_par
 {
     return cuda_real->occlusion(c, in, p, out);
 }
-static zf_status cuda_backward(void *c, float *out, const float *dtop, int top, int bottom, int n)
+static zf_status cuda_backward(void *c, float *out, const float *dtop, int top, int bottom, int n, int rule)
 {
-    return cuda_real->backward(c, out, dtop, top, bottom, n);
+    return cuda_real->backward(c, out, dtop, top, bottom, n, rule);
 }
 
 static const zf_engine_iface cuda_entry = {

@@ -810,7 +810,7 @@ zf_status zf_optimize_run(zf_backprop *b, float *images, double *trace, const zf
                 roll(xin, r.x + (size_t)i * r.in, r.c, r.h, r.w, jit[2 * i], jit[2 * i + 1]);
             }
         }
-        if ((st = zf_net_forward_upto(net, r.xin, n, layer)))
+        if ((st = zf_backprop_forward(b, r.xin, n, layer, -1)))
             break;
         seed_targets(r.dtop, value, net, targets, layer, n);
         if (trace)

@@ -180,9 +180,9 @@ zf_status cuda_occlusion(void *p, const float *input, const zf_occlusion_params 
     return ZF_OK;
 }
 
-zf_status cuda_backward(void *p, float *out, const float *dtop, int top, int bottom, int n)
+zf_status cuda_backward(void *p, float *out, const float *dtop, int top, int bottom, int n, int rule)
 {
-    return zf_cuda_net_backward(((cuda_engine *)p)->cn, out, dtop, top, bottom, n, 0 /* ZF_RELU_RULE_GRADIENT */);
+    return zf_cuda_net_backward(((cuda_engine *)p)->cn, out, dtop, top, bottom, n, rule);
 }
 
 } // namespace

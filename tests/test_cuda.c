@@ -1089,8 +1089,8 @@ Test(cuda_engine, forward_read_deconv_occlusion_through_the_table_match_the_cpu_
     const size_t scores = (size_t)n * a->layers[last].out_c;
     OK(zf_engine_forward(ce, x, n, last));
     OK(zf_engine_forward(ge, x, n, last));
-    OK(zf_engine_backward(ce, pc, x, last, -1, n));
-    OK(zf_engine_backward(ge, pg, x, last, -1, n));
+    OK(zf_engine_backward(ce, pc, x, last, -1, n, ZF_RELU_RULE_GRADIENT));
+    OK(zf_engine_backward(ge, pg, x, last, -1, n, ZF_RELU_RULE_GRADIENT));
     e = rel_err(pg, pc, n * in_size, &at);
     cr_expect(e <= NET_TOL && scores <= n * in_size, "backward rel err %g at %zu", e, at);
     OK(zf_engine_reserve(ge, n + 2)); /* a larger batch: a new device copy of the net */
@@ -1100,6 +1100,74 @@ Test(cuda_engine, forward_read_deconv_occlusion_through_the_table_match_the_cpu_
     zf_free(x);
     zf_engine_close(ce);
     zf_engine_close(ge);
+    zf_net_free(a);
+    zf_net_free(b);
+}
+
+/* The attribution methods (core/attribution.c) with their forwards and backward passes on the CUDA
+ * engine against the same methods on the CPU: gradients under the true and the guided rule, Grad-CAM
+ * at relu5 and integrated gradients, on a mini net with fixed inputs (the CPU and GPU forwards put
+ * no ReLU input of these within rounding of zero: a flip would show as a whole unit's difference). */
+Test(cuda_engine, attribution_methods_on_the_cuda_engine_match_the_cpu)
+{
+    zf_cuda_ctx_free(gpu()); /* skips without a GPU */
+    zf_net *a = mini_net(21), *b = mini_net(21);
+    const int n = 3;
+    const size_t in_size = (size_t)zf_net_in_size(a), hw = (size_t)a->in_h * a->in_w;
+    float *x = falloc(n * in_size), *ga = falloc(n * in_size), *gb = falloc(n * in_size);
+    tu_fill_uniform(x, n * in_size, 23, -1.5f, 1.5f);
+    zf_backprop *pa = NULL, *pb = NULL;
+    OK(zf_backprop_new(a, n, &pa));
+    OK(zf_backprop_new(b, n, &pb));
+    zf_engine *ge = NULL;
+    zf_engine_opts o = {.device = 0, .batch = n};
+    OK(zf_engine_open(zf_engine_find("cuda"), b, &o, &ge));
+    OK(zf_backprop_set_engine(pb, ge));
+    const int logits = zf_attr_logits_layer(a, 0), relu5 = zf_net_find(a, "relu5");
+    size_t at;
+    double e;
+    for (int rule = 0; rule < 2; rule++) {
+        zf_attr_target ta[3], tb[3];
+        for (int i = 0; i < n; i++)
+            ta[i] = tb[i] = (zf_attr_target){logits, -1, -1, -1}; /* each image's top class */
+        double va[3], vb[3];
+        OK(zf_attr_gradient_each(pa, ga, va, x, n, ta, (zf_relu_rule)rule));
+        OK(zf_attr_gradient_each(pb, gb, vb, x, n, tb, (zf_relu_rule)rule));
+        e = rel_err(gb, ga, n * in_size, &at);
+        cr_expect(e <= NET_TOL, "rule %d: gradient rel err %g at %zu", rule, e, at);
+        for (int i = 0; i < n; i++) {
+            cr_expect_eq(ta[i].channel, tb[i].channel, "image %d: the same top class", i);
+            cr_expect(fabs(va[i] - vb[i]) <= 1e-4 * fmax(1.0, fabs(va[i])), "image %d: score %g vs %g", i, vb[i], va[i]);
+        }
+    }
+    const zf_attr_target t = {logits, 3, -1, -1};
+    float *ca = falloc(hw), *cb = falloc(hw);
+    float wa[256], wb[256];
+    cr_assert(a->layers[relu5].out_c <= 256);
+    OK(zf_attr_gradcam(pa, ca, wa, NULL, NULL, x, relu5, &t));
+    OK(zf_attr_gradcam(pb, cb, wb, NULL, NULL, x, relu5, &t));
+    e = rel_err(cb, ca, hw, &at);
+    cr_expect(e <= NET_TOL, "Grad-CAM map rel err %g at %zu", e, at);
+    e = rel_err(wb, wa, (size_t)a->layers[relu5].out_c, &at);
+    cr_expect(e <= NET_TOL, "Grad-CAM weights rel err %g at %zu", e, at);
+    float *base = falloc(in_size);
+    double fxa, fba, fxb, fbb;
+    OK(zf_attr_integrated_gradients(pa, ga, &fxa, &fba, x, base, &t, 8, ZF_IG_MIDPOINT));
+    OK(zf_attr_integrated_gradients(pb, gb, &fxb, &fbb, x, base, &t, 8, ZF_IG_MIDPOINT));
+    e = rel_err(gb, ga, in_size, &at);
+    cr_expect(e <= NET_TOL, "integrated gradients rel err %g at %zu", e, at);
+    cr_expect(fabs(fxa - fxb) <= 1e-4 * fmax(1.0, fabs(fxa)) && fabs(fba - fbb) <= 1e-4 * fmax(1.0, fabs(fba)),
+              "F(x) %g vs %g, F(x') %g vs %g", fxb, fxa, fbb, fba);
+    zf_engine *other = NULL;
+    zf_net *c = mini_net(21);
+    OK(zf_engine_open(zf_engine_find("cuda"), c, &o, &other));
+    cr_expect_eq(zf_backprop_set_engine(pa, other), ZF_ERR_ARG, "an engine of another net is refused");
+    zf_engine_close(other);
+    zf_net_free(c);
+    zf_backprop_free(pa);
+    zf_backprop_free(pb);
+    zf_engine_close(ge);
+    zf_free(x); zf_free(ga); zf_free(gb); zf_free(ca); zf_free(cb); zf_free(base);
     zf_net_free(a);
     zf_net_free(b);
 }

@@ -180,7 +180,7 @@ Test(engine, cpu_forward_read_deconv_occlusion_backward_equal_the_direct_calls)
     for (int i = 0; i < n; i++)
         dtop[(size_t)i * top + (size_t)i] = 1; /* class i of image i */
     OK(zf_engine_forward(e, x, n, last));
-    OK(zf_engine_backward(e, pa, dtop, fc8, -1, n));
+    OK(zf_engine_backward(e, pa, dtop, fc8, -1, n, ZF_RELU_RULE_GRADIENT));
     zf_backprop *bp = NULL;
     OK(zf_backprop_new(b, n, &bp));
     OK(zf_net_forward(b, x, n));
@@ -188,6 +188,12 @@ Test(engine, cpu_forward_read_deconv_occlusion_backward_equal_the_direct_calls)
     long at = first_diff(pa, pb, (size_t)n * in_size);
     cr_expect_eq(at, -1, "backward differs at %ld", at);
     cr_expect(tu_max_abs(pa, (size_t)n * in_size) > 0, "a gradient that is not all zero");
+    /* the ReLU rule passes through the table: guided backpropagation */
+    OK(zf_engine_backward(e, pa, dtop, fc8, -1, n, ZF_RELU_RULE_GUIDED));
+    OK(zf_net_backward(bp, pb, dtop, fc8, -1, n, ZF_RELU_RULE_GUIDED));
+    at = first_diff(pa, pb, (size_t)n * in_size);
+    cr_expect_eq(at, -1, "guided backward differs at %ld", at);
+    cr_expect_eq(zf_engine_backward(e, pa, dtop, fc8, -1, n, 3), ZF_ERR_ARG);
 
     /* reserve beyond the opening batch, then a forward of the larger batch */
     OK(zf_engine_reserve(e, n + 2));
@@ -419,6 +425,28 @@ Test(device, cuda_runs_where_a_gpu_is)
                            "--device cuda", dir, zfviz()), 0);
     cr_expect_eq(tu_system("cd '%s' && '%s' occlude --input img/a.png -o occ --device cuda", dir, zfviz()), 0);
     cr_expect_eq(tu_system("cd '%s' && '%s' scan --images img --db s.db --device cuda", dir, zfviz()), 0);
+    /* the gradient methods on the device give the CPU's maps to float rounding */
+    for (int k = 0; k < 2; k++)
+        cr_expect_eq(tu_system("cd '%s' && '%s' attribute --input img/a.png --method guided-backprop --out att%d "
+                               "--device %s > /dev/null", dir, zfviz(), k, k ? "cuda" : "cpu"), 0);
+    zf_tensor *maps[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        char p[4096];
+        snprintf(p, sizeof p, "%s/att%d/a.guided-backprop.npy", dir, k);
+        OK(zf_npy_read(p, &maps[k]));
+    }
+    cr_assert_eq(maps[0]->size, maps[1]->size);
+    size_t at;
+    const double e = tu_max_rel_err_f((const float *)maps[1]->data, (const float *)maps[0]->data,
+                                      (size_t)maps[0]->size, tu_max_abs((const float *)maps[0]->data,
+                                                                        (size_t)maps[0]->size), &at);
+    cr_expect(e <= 1e-4, "guided backprop on the GPU: rel err %g at %zu", e, at);
+    zf_tensor_free(maps[0]);
+    zf_tensor_free(maps[1]);
+    cr_expect_eq(tu_system("cd '%s' && '%s' optimize --layer conv2 --units 0 --steps 2 --out opt --device cuda "
+                           "> /dev/null", dir, zfviz()), 0);
+    cr_expect_eq(tu_system("cd '%s' && '%s' attribute --input img/a.png --method gradient --out att9 --device cuda "
+                           "--precision tf32 2> err", dir, zfviz()), 2);
     /* eval is not refused (this folder has no class folders: it fails later, exit 1) */
     cr_expect_neq(tu_system("cd '%s' && '%s' eval --data img --device cuda 2> err", dir, zfviz()), 2);
     /* train needs the parameters' gradients, which the cuda engine lacks: one line, exit 2 */

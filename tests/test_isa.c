@@ -408,7 +408,7 @@ Test(isa, bf16_engine_forward_is_float64_of_bf16_operands)
             expect_close(out, ref, on, 1e-4, isa, "bf16 forward");
         }
         float *g = malloc(sizeof(float) * (size_t)n * zf_net_in_size(net));
-        cr_assert_eq(zf_engine_backward(e, g, out, last, -1, n), ZF_ERR_UNSUPPORTED);
+        cr_assert_eq(zf_engine_backward(e, g, out, last, -1, n, 0 /* the gradient rule */), ZF_ERR_UNSUPPORTED);
         cr_assert(strstr(zf_last_error(), "bf16"), "%s", zf_last_error());
         free(g);
         zf_engine_close(e);

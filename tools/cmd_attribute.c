@@ -80,7 +80,7 @@ static void usage(void)
         "                    again skips them and gives the bytes one uninterrupted run gives\n"
         "                    (DIR/<method>.settings.txt records the settings; a run with other\n"
         "                    settings, or --force, recomputes every image)\n" ZFT_FIGURE_HELP ZFT_FORCE_HELP
-        ZFT_DEVICE_HELP "                    (its methods run on the cpu engine for now)\n");
+        ZFT_DEVICE_HELP "                    (fp32 only: the gradients are compared with PyTorch's)\n");
 }
 
 enum { OPT_CLASS = 256, OPT_PROB, OPT_LAYER, OPT_CHANNEL, OPT_POSITION, OPT_CAM_LAYER, OPT_BASELINE,
@@ -530,9 +530,7 @@ int zf_cmd_attribute(int argc, char **argv)
                             ZFT_REAL("noise", OPT_NOISE, 0, 10, "a fraction of the value range in [0, 10]", &noise),
                             ZFT_LONG("seed", OPT_SEED, 0, 9e18, "a non-negative number", &seed),
                             ZFT_OWN("format", OPT_FORMAT, required_argument), {0}};
-    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD),
-                      .cpu_only = "its methods are written on the cpu engine's backward passes; the cuda "
-                                  "engine's are not wired to them yet"};
+    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD)};
     zft_args a = {.cmd = "attribute", .argc = argc, .argv = argv, .shortopts = "hi:o:", .opts = opts,
                   .usage = usage, .model = &mo, .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE};
     int c;
@@ -566,6 +564,8 @@ int zf_cmd_attribute(int argc, char **argv)
     }
     if (!input || !out || m < 0)
         return zft_usage_error("attribute", "--input, --method and --out are required");
+    if (dev.precision && strcmp(dev.precision, "fp32"))
+        return zft_usage_error("attribute", "--precision %s: the gradients are computed in fp32", dev.precision);
     if (layer && (cls >= 0 || prob))
         return zft_usage_error("attribute", "--layer (a unit) and --class/--prob (a class) exclude each other");
     if (!layer && (channel >= 0 || position))
@@ -730,6 +730,11 @@ int zf_cmd_attribute(int argc, char **argv)
         snprintf(j.mname, sizeof j.mname, "%s", method_names[m]);
     if ((st = zf_backprop_new(net, bp_batch, &bp)))
         goto fail;
+    /* another engine than the cpu's runs the forwards and backward passes (the cpu's own functions
+     * run on the net directly, as they always have) */
+    if (dev.iface != zf_engine_list()[0] &&
+        ((st = zft_device_open(&dev, net, bp_batch)) || (st = zf_backprop_set_engine(bp, dev.eng))))
+        goto fail;
     j.bp = bp;
     if ((st = zft_mkdirs(out)))
         goto fail;
@@ -798,6 +803,7 @@ fail:
     free(src.names);
     zf_tensor_free(src.npy);
     zf_backprop_free(bp);
+    zft_device_close(&dev);
     free(base);
     free(xb);
     free(attr);

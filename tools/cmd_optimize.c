@@ -64,7 +64,7 @@ static void usage(void)
         "  --tr-rotate D     rotation by a whole number of degrees in [-D, D] each step (default 10)\n"
         "  --out DIR         output folder (created)\n" ZFT_FIGURE_HELP
         "                    (--no-title: the grid's tiles only, 4 pixels apart, no text)\n" ZFT_FORCE_HELP
-        ZFT_DEVICE_HELP "                    (its methods run on the cpu engine for now)\n");
+        ZFT_DEVICE_HELP "                    (fp32 only: the gradients are compared with PyTorch's)\n");
 }
 
 enum { OPT_LAYER = 256, OPT_UNITS, OPT_POSITION, OPT_PROB, OPT_METHOD, OPT_STEPS, OPT_LR, OPT_SEED, OPT_COUNT,
@@ -216,9 +216,7 @@ int zf_cmd_optimize(int argc, char **argv)
         ZFT_INT("tr-jitter", OPT_TR_JITTER, 0, 1024, "0..1024 pixels", &tr_jitter),
         ZFT_REAL("tr-scale", OPT_TR_SCALE, 0, 0.9, "a number in [0, 0.9]", &tr_scale),
         ZFT_REAL("tr-rotate", OPT_TR_ROTATE, 0, 180, "0..180 degrees", &tr_rotate), {0}};
-    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD),
-                      .cpu_only = "its methods are written on the cpu engine's backward passes; the cuda "
-                                  "engine's are not wired to them yet"};
+    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD)};
     zft_args a = {.cmd = "optimize", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
                   .usage = usage, .model = &mo, .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE};
     int c;
@@ -230,6 +228,8 @@ int zf_cmd_optimize(int argc, char **argv)
     }
     if (!out)
         return zft_usage_error("optimize", "--out is required");
+    if (dev.precision && strcmp(dev.precision, "fp32"))
+        return zft_usage_error("optimize", "--precision %s: the gradients are computed in fp32", dev.precision);
     if (layer && prob)
         return zft_usage_error("optimize", "--prob is for classes, not --layer");
     int *units = malloc(sizeof(int) * MAX_UNITS);
@@ -328,6 +328,10 @@ int zf_cmd_optimize(int argc, char **argv)
         goto fail;
     }
     if ((st = zf_backprop_new(net, nb, &bp)) || (st = zft_mkdirs(out)))
+        goto fail;
+    /* another engine than the cpu's runs the forwards and backward passes */
+    if (dev.iface != zf_engine_list()[0] &&
+        ((st = zft_device_open(&dev, net, nb)) || (st = zf_backprop_set_engine(bp, dev.eng))))
         goto fail;
 
     const zf_layer *l = &net->layers[li];
@@ -436,6 +440,7 @@ fail:
     if (rc == 1)
         rc = zft_fail("optimize", st);
     zf_backprop_free(bp);
+    zft_device_close(&dev);
     free(units);
     free(t);
     free(sample);

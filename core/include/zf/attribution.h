@@ -46,10 +46,15 @@ typedef struct zf_backprop {
     size_t ws_floats;
     float *dtop;   /* the targets' seed gradients (d_floats) */
     zf_attr_target *targets; /* batch: one target per image */
+    struct zf_engine *engine; /* NULL: the CPU engine's functions on the net directly */
 } zf_backprop;
 /* Also reserves the net's own buffers for `batch`. */
 zf_status zf_backprop_new(zf_net *net, int batch, zf_backprop **out);
 void zf_backprop_free(zf_backprop *b);
+/* Runs the forwards and backward passes of every method below on `engine` (zf/engine.h: opened on
+ * b's net for at least b's batch, with the backward op; borrowed), reading the layers a method
+ * looks at into the net's own buffers; NULL: the CPU engine's functions on the net, as before. */
+zf_status zf_backprop_set_engine(zf_backprop *b, struct zf_engine *engine);
 
 /* out (n, size of layer `bottom`'s output, or of the input for bottom = -1) = the gradient of
  * sum(dtop * output of layer `top`) with respect to that output, through layers top..bottom+1,
@@ -58,6 +63,10 @@ void zf_backprop_free(zf_backprop *b);
  * softmax by its Jacobian. bottom < top, -1 <= bottom. */
 zf_status zf_net_backward(zf_backprop *b, float *out, const float *dtop, int top, int bottom, int n,
                           zf_relu_rule rule);
+/* The forward of n images of `input` (NULL: the net's input buffer) to layer `last`, on b's engine
+ * when it has one, leaving that layer's output, and layer `also`'s when also >= 0, in the net's own
+ * buffers (net->acts) where the methods read them. */
+zf_status zf_backprop_forward(zf_backprop *b, const float *input, int n, int last, int also);
 
 /* Checks the target against the net: the layer exists, the channel and position are in range. */
 zf_status zf_attr_target_check(const zf_net *net, const zf_attr_target *t);

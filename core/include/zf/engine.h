@@ -68,9 +68,10 @@ typedef struct zf_engine_iface {
     /* zf_occlusion_run on one input (in_c, in_h, in_w). */
     zf_status (*occlusion)(void *ctx, const float *input, const zf_occlusion_params *p,
                            zf_occlusion_result **out);
-    /* zf_net_backward (attribution.h) with the true ReLU gradient: out = d sum(dtop * layer top's
-     * output) / d layer bottom's output (-1: the input), for the last forward's n images. */
-    zf_status (*backward)(void *ctx, float *out, const float *dtop, int top, int bottom, int n);
+    /* zf_net_backward (attribution.h): out = d sum(dtop * layer top's output) / d layer bottom's
+     * output (-1: the input), for the last forward's n images, each ReLU passing the gradient by
+     * `rule` (a zf_relu_rule: the true gradient, guided, the deconvnet's). */
+    zf_status (*backward)(void *ctx, float *out, const float *dtop, int top, int bottom, int n, int rule);
     /* NULL, or whether this machine may have the engine's device, told without loading or opening
      * anything: ZF_ERR_DEVICE with the reason where it cannot. `--device auto` asks it first. */
     zf_status (*present)(void);
@@ -111,7 +112,7 @@ zf_status zf_engine_read(zf_engine *e, int layer, float *out, int n);
 zf_status zf_engine_deconv(zf_engine *e, float *out, int n, const zf_deconv_req *req);
 zf_status zf_engine_occlusion(zf_engine *e, const float *input, const zf_occlusion_params *p,
                               zf_occlusion_result **out);
-zf_status zf_engine_backward(zf_engine *e, float *out, const float *dtop, int top, int bottom, int n);
+zf_status zf_engine_backward(zf_engine *e, float *out, const float *dtop, int top, int bottom, int n, int rule);
 zf_status zf_engine_memory(zf_engine *e, size_t *free_bytes, size_t *total_bytes);
 /* The forward up to `last`, then the outputs of `layers` (NULL: the input and every layer up to
  * `last` that is not computed in place) read into the net's own host buffers (zf_net_act), for a
