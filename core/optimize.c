@@ -332,6 +332,8 @@ zf_optimize_params zf_optimize_defaults(zf_optimize_method method)
     p.tr_scale = 0.1;
     p.tr_rotate = 10;
     p.lr = method == ZF_OPTIMIZE_FOURIER ? 0.05 : 0.02;
+    p.diversity = 0;
+    p.diversity_layer = -1;
     return p;
 }
 
@@ -357,7 +359,88 @@ zf_status zf_optimize_check(const zf_optimize_params *p)
         return zf_error(ZF_ERR_ARG, "the start's standard deviation must be finite and >= 0, got %g", p->init_sd);
     if (!(p->decay_power >= 0 && p->decay_power <= 4))
         return zf_error(ZF_ERR_ARG, "the spectrum's decay power must be in [0, 4], got %g", p->decay_power);
+    if (!(p->diversity >= 0) || !isfinite(p->diversity))
+        return zf_error(ZF_ERR_ARG, "the diversity weight must be finite and >= 0, got %g", p->diversity);
     return ZF_OK;
+}
+
+/* ---- Lucid's diversity term -------------------------------------------------------------------- */
+
+double zf_optimize_diversity(const float *a, int n, int c, int hw, const int *group, float *grad)
+{
+    const size_t cc = (size_t)c * c, per = (size_t)c * hw;
+    double *g = malloc(sizeof(double) * cc * (size_t)n), *norm = malloc(sizeof(double) * (size_t)n);
+    double *s = grad ? malloc(sizeof(double) * cc) : NULL;
+    if (!g || !norm || (grad && !s)) {
+        free(g), free(norm), free(s);
+        return NAN;
+    }
+    /* each image's Gram matrix, normalised */
+#pragma omp parallel for schedule(static) if (n > 1)
+    for (int i = 0; i < n; i++) {
+        const float *ai = a + (size_t)i * per;
+        double *gi = g + (size_t)i * cc, ss = 0;
+        for (int p = 0; p < c; p++)
+            for (int q = p; q < c; q++) {
+                double v = 0;
+                for (int k = 0; k < hw; k++)
+                    v += (double)ai[(size_t)p * hw + k] * ai[(size_t)q * hw + k];
+                gi[(size_t)p * c + q] = gi[(size_t)q * c + p] = v;
+                ss += p == q ? v * v : 2 * v * v;
+            }
+        norm[i] = sqrt(ss);
+        if (norm[i] > 0)
+            for (size_t k = 0; k < cc; k++)
+                gi[k] /= norm[i];
+    }
+    double d = 0;
+    for (int i = 0; i < n; i++) {
+        int m = 0;
+        for (int j = 0; j < n; j++)
+            m += !group || group[j] == group[i];
+        /* s = (2 / m) sum over the others of the group of their G: dD/dG_i (each pair counts twice) */
+        if (s)
+            memset(s, 0, sizeof(double) * cc);
+        for (int j = 0; j < n; j++) {
+            if (j == i || (group && group[j] != group[i]))
+                continue;
+            const double *gi = g + (size_t)i * cc, *gj = g + (size_t)j * cc;
+            double dot = 0;
+            for (size_t k = 0; k < cc; k++)
+                dot += gi[k] * gj[k];
+            d += dot / m;
+            if (s)
+                for (size_t k = 0; k < cc; k++)
+                    s[k] += 2.0 / m * gj[k];
+        }
+        if (!grad)
+            continue;
+        float *gr = grad + (size_t)i * per;
+        const float *ai = a + (size_t)i * per;
+        if (!(norm[i] > 0)) {
+            memset(gr, 0, sizeof(float) * per);
+            continue;
+        }
+        /* through the normalisation: M = (s - <s, G_i> G_i) / |G_i|, and through G = A A^T: 2 M A */
+        const double *gi = g + (size_t)i * cc;
+        double sg = 0;
+        for (size_t k = 0; k < cc; k++)
+            sg += s[k] * gi[k];
+        for (size_t k = 0; k < cc; k++)
+            s[k] = (s[k] - sg * gi[k]) / norm[i];
+#pragma omp parallel for schedule(static) if (per > 65536)
+        for (int p = 0; p < c; p++)
+            for (int k = 0; k < hw; k++) {
+                double v = 0;
+                for (int q = 0; q < c; q++)
+                    v += s[(size_t)p * c + q] * ai[(size_t)q * hw + k];
+                gr[(size_t)p * hw + k] = (float)(2 * v);
+            }
+    }
+    free(g);
+    free(norm);
+    free(s);
+    return d;
 }
 
 /* ---- Random streams ------------------------------------------------------------------------- */
@@ -718,6 +801,30 @@ zf_status zf_optimize_run(zf_backprop *b, float *images, double *trace, const zf
     const int layer = net->layers[targets[0].layer].op == ZF_OP_RELU && targets[0].layer > 0
                           ? targets[0].layer - 1
                           : targets[0].layer;
+    /* the diversity term's layer, and each image's group: the first image with its target */
+    const int dl = p->diversity_layer < 0 || p->diversity_layer >= net->n_layers ? layer : p->diversity_layer;
+    if (p->diversity > 0 && p->diversity_layer >= net->n_layers)
+        return zf_error(ZF_ERR_ARG, "%s: no layer %d for the diversity term", net->arch, p->diversity_layer);
+    if (p->diversity > 0 && dl > layer)
+        return zf_error(ZF_ERR_ARG, "%s: the diversity term's layer %s is above the target's %s", net->arch,
+                        net->layers[dl].name, net->layers[layer].name);
+    const size_t dl_size = (size_t)zf_layer_out_size(&net->layers[dl]);
+    int *group = p->diversity > 0 ? malloc(sizeof(int) * (size_t)n) : NULL;
+    float *dgrad = p->diversity > 0 ? zf_alloc(sizeof(float) * dl_size * (size_t)n) : NULL;
+    float *dsig = p->diversity > 0 && dl != layer ? zf_alloc(sizeof(float) * dl_size * (size_t)n) : NULL;
+    if (p->diversity > 0 && (!group || !dgrad || (dl != layer && !dsig))) {
+        free(group);
+        zf_free(dgrad);
+        zf_free(dsig);
+        return zf_error(ZF_ERR_NOMEM, "out of memory for the diversity term of %d images", n);
+    }
+    for (int i = 0; group && i < n; i++) {
+        group[i] = i;
+        for (int j = 0; j < i && group[i] == i; j++)
+            if (targets[j].channel == targets[i].channel && targets[j].y == targets[i].y &&
+                targets[j].x == targets[i].x)
+                group[i] = j;
+    }
     run r = {.net = net, .p = p, .n = n, .c = net->in_c, .h = net->in_h, .w = net->in_w};
     r.hw = (size_t)r.h * r.w;
     r.in = r.hw * (size_t)r.c;
@@ -810,14 +917,29 @@ zf_status zf_optimize_run(zf_backprop *b, float *images, double *trace, const zf
                 roll(xin, r.x + (size_t)i * r.in, r.c, r.h, r.w, jit[2 * i], jit[2 * i + 1]);
             }
         }
-        if ((st = zf_backprop_forward(b, r.xin, n, layer, -1)))
+        if ((st = zf_backprop_forward(b, r.xin, n, layer, group ? dl : -1)))
             break;
         seed_targets(r.dtop, value, net, targets, layer, n);
         if (trace)
             for (int i = 0; i < n; i++)
                 trace[(size_t)i * p->steps + (t - 1)] = value[i];
-        if ((st = zf_net_backward(b, r.g, r.dtop, layer, -1, n, ZF_RELU_RULE_GRADIENT)))
+        if (group) {
+            /* ascend target - diversity * D: its gradient at layer dl joins the target's there */
+            const zf_layer *d = &net->layers[dl];
+            if (isnan(zf_optimize_diversity(net->acts[dl], n, d->out_c, d->out_h * d->out_w, group, dgrad))) {
+                st = zf_error(ZF_ERR_NOMEM, "out of memory for the diversity term of %d images", n);
+                break;
+            }
+            float *sig = r.dtop;
+            if (dl != layer && (st = zf_net_backward(b, sig = dsig, r.dtop, layer, dl, n, ZF_RELU_RULE_GRADIENT)))
+                break;
+            for (size_t k = 0; k < dl_size * (size_t)n; k++)
+                sig[k] = (float)(sig[k] - p->diversity * dgrad[k]);
+            if ((st = zf_net_backward(b, r.g, sig, dl, -1, n, ZF_RELU_RULE_GRADIENT)))
+                break;
+        } else if ((st = zf_net_backward(b, r.g, r.dtop, layer, -1, n, ZF_RELU_RULE_GRADIENT))) {
             break;
+        }
         if (fourier) {
 #pragma omp parallel for schedule(static) if (n > 1)
             for (int i = 0; i < n; i++)
@@ -867,6 +989,9 @@ done_f:
     free(dcoef);
 done:
     free(value);
+    free(group);
+    zf_free(dgrad);
+    zf_free(dsig);
     run_free(&r);
     return st;
 }

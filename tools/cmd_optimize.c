@@ -43,6 +43,10 @@ static void usage(void)
         "  --seed N          seed of the initial images and the random transformations (default 0)\n"
         "  --count K         images per unit, each from its own random stream (default 1)\n"
         "  --batch N         images optimised together per forward and backward pass (default 8)\n"
+        "  --diversity W     ascend each target minus W times the similarity of the Gram matrices of\n"
+        "                    a layer's outputs among the --count images of its unit (Lucid's diversity\n"
+        "                    term): images that differ in style; 0 (default): off, each image alone\n"
+        "  --diversity-layer L  that layer (default: the target's; at or below it)\n"
         "  --init-sd S       the start's noise (default 0.01): yosinski, the pixels' standard deviation\n"
         "                    as a fraction of the pixel range (raise it for a target that does not respond\n"
         "                    to so faint a start: the image then does not move); fourier, the\n"
@@ -69,7 +73,8 @@ static void usage(void)
 
 enum { OPT_LAYER = 256, OPT_UNITS, OPT_POSITION, OPT_PROB, OPT_METHOD, OPT_STEPS, OPT_LR, OPT_SEED, OPT_COUNT,
        OPT_BATCH, OPT_DECAY, OPT_BLUR_EVERY, OPT_BLUR_WIDTH, OPT_NORM_PCT, OPT_CONTRIB_PCT, OPT_JITTER,
-       OPT_DECAY_POWER, OPT_INIT_SD, OPT_NO_DECORRELATE, OPT_CLIP, OPT_TR_JITTER, OPT_TR_SCALE, OPT_TR_ROTATE };
+       OPT_DECAY_POWER, OPT_INIT_SD, OPT_NO_DECORRELATE, OPT_CLIP, OPT_TR_JITTER, OPT_TR_SCALE, OPT_TR_ROTATE,
+       OPT_DIVERSITY, OPT_DIVERSITY_LAYER };
 
 #define MAX_UNITS 65536
 #define CAPTION_LEN 200 /* a grid tile's caption */
@@ -189,11 +194,12 @@ int zf_cmd_optimize(int argc, char **argv)
     zft_model_opts mo = {0};
     zf_viz_style style = {0};
     zf_optimize_params p = zf_optimize_defaults(ZF_OPTIMIZE_YOSINSKI);
-    const char *out = NULL, *layer = NULL, *units_s = NULL, *position = NULL;
+    const char *out = NULL, *layer = NULL, *units_s = NULL, *position = NULL, *div_layer = NULL;
     int prob = 0, count = 1, batch = 8, no_decorrelate = 0, clip = 0, method = 0, steps = p.steps;
     int blur_every = p.blur_every, jitter = p.jitter, tr_jitter = p.tr_jitter;
     double lr = -1, decay = p.decay, blur_width = p.blur_sigma, norm_pct = 0, contrib_pct = 0,
-           decay_power = p.decay_power, init_sd = p.init_sd, tr_scale = p.tr_scale, tr_rotate = p.tr_rotate;
+           decay_power = p.decay_power, init_sd = p.init_sd, tr_scale = p.tr_scale, tr_rotate = p.tr_rotate,
+           diversity = 0;
     long seed = 0;
     const zft_opt opts[] = {
         ZFT_STR("out", 'o', &out), ZFT_STR("layer", OPT_LAYER, &layer), ZFT_STR("units", OPT_UNITS, &units_s),
@@ -215,7 +221,9 @@ int zf_cmd_optimize(int argc, char **argv)
         ZFT_FLAG("no-decorrelate", OPT_NO_DECORRELATE, &no_decorrelate), ZFT_FLAG("clip", OPT_CLIP, &clip),
         ZFT_INT("tr-jitter", OPT_TR_JITTER, 0, 1024, "0..1024 pixels", &tr_jitter),
         ZFT_REAL("tr-scale", OPT_TR_SCALE, 0, 0.9, "a number in [0, 0.9]", &tr_scale),
-        ZFT_REAL("tr-rotate", OPT_TR_ROTATE, 0, 180, "0..180 degrees", &tr_rotate), {0}};
+        ZFT_REAL("tr-rotate", OPT_TR_ROTATE, 0, 180, "0..180 degrees", &tr_rotate),
+        ZFT_REAL("diversity", OPT_DIVERSITY, 0, 1e12, "a weight >= 0", &diversity),
+        ZFT_STR("diversity-layer", OPT_DIVERSITY_LAYER, &div_layer), {0}};
     zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD)};
     zft_args a = {.cmd = "optimize", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
                   .usage = usage, .model = &mo, .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE};
@@ -232,6 +240,14 @@ int zf_cmd_optimize(int argc, char **argv)
         return zft_usage_error("optimize", "--precision %s: the gradients are computed in fp32", dev.precision);
     if (layer && prob)
         return zft_usage_error("optimize", "--prob is for classes, not --layer");
+    if (diversity > 0 && count < 2)
+        return zft_usage_error("optimize", "--diversity sets the --count images of a unit apart: it needs --count 2 "
+                               "or more");
+    if (diversity > 0 && count > batch)
+        return zft_usage_error("optimize", "--diversity needs a unit's %d images in one batch: --batch %d or more",
+                               count, count);
+    if (div_layer && !(diversity > 0))
+        return zft_usage_error("optimize", "--diversity-layer needs --diversity");
     int *units = malloc(sizeof(int) * MAX_UNITS);
     if (!units)
         return zft_fail("optimize", zf_error(ZF_ERR_NOMEM, "out of memory"));
@@ -268,6 +284,7 @@ int zf_cmd_optimize(int argc, char **argv)
     p.tr_jitter = tr_jitter;
     p.tr_scale = tr_scale;
     p.tr_rotate = tr_rotate;
+    p.diversity = diversity;
 
     zf_net *net = NULL;
     zf_backprop *bp = NULL;
@@ -290,6 +307,15 @@ int zf_cmd_optimize(int argc, char **argv)
     } else if ((li = zf_attr_logits_layer(net, prob)) < 0) {
         rc = zft_usage_error("optimize", "%s ends in no %s to maximise", net->arch, prob ? "softmax" : "layer");
         goto fail;
+    }
+    if (div_layer) {
+        const int ascended = net->layers[li].op == ZF_OP_RELU && li > 0 ? li - 1 : li;
+        if ((p.diversity_layer = zf_net_find(net, div_layer)) < 0 || p.diversity_layer > ascended) {
+            rc = zft_usage_error("optimize", "--diversity-layer '%s': %s", div_layer,
+                                 p.diversity_layer < 0 ? "no such layer (see zfviz info)"
+                                                       : "it must be at or below the target's layer");
+            goto fail;
+        }
     }
     const int total = n_units * count;
     t = malloc(sizeof(zf_attr_target) * (size_t)total);
@@ -318,7 +344,9 @@ int zf_cmd_optimize(int argc, char **argv)
         goto fail;
     }
     const size_t in = (size_t)zf_net_in_size(net), hw = (size_t)net->in_h * net->in_w;
-    const int nb = batch < total ? batch : total;
+    /* with the diversity term a unit's images share a batch: whole units per batch */
+    const int per_batch = diversity > 0 ? batch / count * count : batch;
+    const int nb = per_batch < total ? per_batch : total;
     imgs = malloc(sizeof(float) * in * (size_t)nb);
     trace = malloc(sizeof(double) * (size_t)p.steps * (size_t)nb);
     rgb = malloc(hw * 3 * (size_t)total);

@@ -44,6 +44,12 @@ typedef struct zf_optimize_params {
     int tr_jitter;        /* translation: up to this many pixels each way */
     double tr_scale;      /* scale: 1 + tr_scale k / 5, k a whole number in [-5, 5] */
     double tr_rotate;     /* rotation: a whole number of degrees in [-tr_rotate, tr_rotate] */
+    /* Lucid's diversity term (Olah et al. 2017, "Diversity"): each image ascends its target minus
+     * diversity * D, D the similarity of the Gram matrices of layer diversity_layer's outputs among
+     * the images of the batch that share a target (zf_optimize_diversity). 0: off, and then an
+     * image does not depend on the others of its batch. */
+    double diversity;
+    int diversity_layer;  /* -1: the layer the target is ascended at; else at or below it */
 } zf_optimize_params;
 /* The defaults of `method` (docs/attribution.md lists them). */
 zf_optimize_params zf_optimize_defaults(zf_optimize_method method);
@@ -64,6 +70,13 @@ typedef int (*zf_optimize_progress)(void *ctx, int done, int total);
 zf_status zf_optimize_run(zf_backprop *b, float *images, double *trace, const zf_attr_target *targets,
                           const int *sample, int n, const zf_optimize_params *p, zf_optimize_progress progress,
                           void *ctx);
+
+/* Lucid's diversity of n images' outputs a (n, c, hw) of one layer: G_i = A_i A_i^T (c x c, summed
+ * over the hw positions) normalised to unit Frobenius norm, and D = sum over the groups of images
+ * (group[i] == group[j]; NULL: one group) of (1 / the group's size) * sum over ordered pairs i != j
+ * of the group of <G_i, G_j> (Lucid's objectives.diversity for one group). Returns D, computed in
+ * double; grad (n, c, hw; may be NULL) = dD/da (0 for an image whose outputs are all zero). */
+double zf_optimize_diversity(const float *a, int n, int c, int hw, const int *group, float *grad);
 
 /* The Fourier parameterisation's inverse transform: img (c, h, w) = Re(sum_k s_k Z_k e^{2 pi i
  * (ky y / h + kx x / w)}) / (4 h w) for each channel, Z = coef (c, h, w, 2) (re, im), s_k as in
