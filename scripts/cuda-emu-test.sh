@@ -51,7 +51,7 @@ done
 for f in "$ROOT"/db/*.c; do
   compile gcc -std=c11 -D_GNU_SOURCE -O1 -g $SAN -fopenmp "${INC[@]}" -c "$f" -o "$B/obj/db_$(basename "$f" .c).o"
 done
-for f in "$ROOT/tests/test_cuda.c" "$ROOT/tests/testutil.c"; do
+for f in "$ROOT/tests/test_cuda.c" "$ROOT/tests/testutil.c" "$ROOT/tests/op_cases.c"; do
   compile gcc -std=c11 -D_GNU_SOURCE -O1 -g $SAN -DZF_CUDA_ENABLED=1 "${INC[@]}" -I"$ROOT/tests" -c "$f" \
     -o "$B/obj/test_$(basename "$f" .c).o"
 done

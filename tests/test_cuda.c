@@ -26,6 +26,7 @@ Test(cuda, skipped_in_a_build_without_cuda)
 #else
 #include <sqlite3.h>
 
+#include "op_cases.h"
 #include "zf/attribution.h"
 #include "zf/backward.h"
 #include "zf/cuda.h"
@@ -143,118 +144,103 @@ Test(cuda, precision_and_device_names_parse_and_bad_ones_are_refused)
 
 /* ---- ops ---- */
 
-static void check_conv(zf_cuda_ctx *ctx, zf_conv_geom g, int pb, int pr, uint64_t seed)
+/* The shared op cases (op_cases.c) on the device against their float64 references, as
+ * test_ops.c runs them on the CPU. */
+static void check_conv(zf_cuda_ctx *ctx, const tu_conv_case *c)
 {
-    g.oh = zf_window_out(g.h, g.kh, g.sh, g.pt, pb, 0);
-    g.ow = zf_window_out(g.w, g.kw, g.sw, g.pl, pr, 0);
+    const zf_conv_geom g = tu_conv_case_geom(c);
     const size_t nin = (size_t)g.n * g.c * g.h * g.w, nout = (size_t)g.n * g.k * g.oh * g.ow;
     const size_t nw = (size_t)g.k * (g.c / g.groups) * g.kh * g.kw;
-    float *in = falloc(nin), *w = falloc(nw), *b = falloc(g.k), *out = falloc(nout), *dout = falloc(nout);
-    float *din = falloc(nin), *ws = falloc(zf_conv_workspace_floats(&g)), *got = falloc(nout > nin ? nout : nin);
-    tu_fill_uniform(in, nin, seed, -1, 1);
-    tu_fill_uniform(w, nw, seed + 1, -1, 1);
-    tu_fill_uniform(b, g.k, seed + 2, -1, 1);
-    tu_fill_uniform(dout, nout, seed + 3, -1, 1);
-    zf_conv_forward(out, in, w, b, &g, ws);
-    zf_conv_backward_data(din, dout, w, &g, ws);
-
+    float *in = falloc(nin), *w = falloc(nw), *b = falloc(g.k), *dout = falloc(nout);
+    float *got = falloc(nout > nin ? nout : nin);
+    double *ref = malloc(sizeof(double) * (nout > nin ? nout : nin));
+    cr_assert(ref);
+    tu_fill_uniform(in, nin, c->seed, -1, 1);
+    tu_fill_uniform(w, nw, c->seed + 1, -1, 1);
+    tu_fill_uniform(b, g.k, c->seed + 2, -1, 1);
+    tu_fill_uniform(dout, nout, c->seed + 3, -1, 1);
     float *d_in = up(ctx, in, nin * 4), *d_w = up(ctx, w, nw * 4), *d_b = up(ctx, b, g.k * 4);
     float *d_dout = up(ctx, dout, nout * 4), *d_out = dalloc(ctx, nout * 4), *d_din = dalloc(ctx, nin * 4);
     OK(zf_cuda_conv_forward(ctx, d_out, d_in, d_w, d_b, &g));
     down(ctx, got, d_out, nout * 4);
+    tu_ref_conv_f(ref, in, w, b, &g);
+    double mx = 0;
+    for (size_t i = 0; i < nout; i++)
+        mx = fmax(mx, fabs(ref[i]));
     size_t at;
-    double e = rel_err(got, out, nout, &at);
-    cr_expect(e < 1e-5, "conv n%d c%d %dx%d k%d %dx%d/%d pads %d,%d,%d,%d groups %d: rel err %g at %zu (%g vs %g)",
-              g.n, g.c, g.h, g.w, g.k, g.kh, g.kw, g.sh, g.pt, g.pl, pb, pr, g.groups, e, at, got[at], out[at]);
+    double e = tu_max_rel_err(got, ref, nout, mx, &at);
+    cr_expect(e < 1e-5, "conv %s: rel err %g at %zu (%g vs %g)", c->what, e, at, got[at], ref[at]);
     OK(zf_cuda_conv_backward_data(ctx, d_din, d_dout, d_w, &g));
     down(ctx, got, d_din, nin * 4);
-    e = rel_err(got, din, nin, &at);
-    cr_expect(e < 1e-5, "transposed conv %dx%d/%d pads %d,%d,%d,%d groups %d: rel err %g at %zu (%g vs %g)", g.kh,
-              g.kw, g.sh, g.pt, g.pl, pb, pr, g.groups, e, at, got[at], din[at]);
+    tu_ref_conv_backward(ref, NULL, NULL, dout, w, &g);
+    mx = 0;
+    for (size_t i = 0; i < nin; i++)
+        mx = fmax(mx, fabs(ref[i]));
+    e = tu_max_rel_err(got, ref, nin, mx, &at);
+    cr_expect(e < 1e-5, "transposed conv %s: rel err %g at %zu (%g vs %g)", c->what, e, at, got[at], ref[at]);
     zf_cuda_free(d_in); zf_cuda_free(d_w); zf_cuda_free(d_b); zf_cuda_free(d_dout); zf_cuda_free(d_out);
     zf_cuda_free(d_din);
-    zf_free(in); zf_free(w); zf_free(b); zf_free(out); zf_free(dout); zf_free(din); zf_free(ws); zf_free(got);
+    zf_free(in); zf_free(w); zf_free(b); zf_free(dout); zf_free(got);
+    free(ref);
 }
 
-Test(cuda_ops, conv_and_transposed_conv_match_cpu_with_stride_padding_and_groups)
+Test(cuda_ops, conv_cases_match_float64)
 {
     zf_cuda_ctx *ctx = gpu();
-    /* n, c, h, w, k, oh, ow (set from the pads), kh, kw, sh, sw, pt, pl, groups; then pb, pr */
-    check_conv(ctx, (zf_conv_geom){1, 3, 23, 19, 5, 0, 0, 11, 11, 4, 4, 2, 2, 1}, 2, 2, 1);
-    check_conv(ctx, (zf_conv_geom){2, 6, 13, 13, 10, 0, 0, 5, 5, 1, 1, 2, 2, 2}, 2, 2, 2);
-    check_conv(ctx, (zf_conv_geom){3, 4, 9, 11, 6, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 1, 1, 3);
-    check_conv(ctx, (zf_conv_geom){2, 3, 17, 15, 7, 0, 0, 7, 7, 2, 2, 1, 1, 1}, 1, 1, 4);
-    check_conv(ctx, (zf_conv_geom){5, 6, 7, 7, 9, 0, 0, 3, 3, 2, 2, 0, 0, 3}, 0, 0, 5);
-    check_conv(ctx, (zf_conv_geom){37, 4, 9, 9, 6, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 1, 1, 6);
-    /* padding that cuDNN cannot express: less at the bottom/right (ONNX pads) and more */
-    check_conv(ctx, (zf_conv_geom){2, 4, 13, 13, 6, 0, 0, 3, 3, 2, 2, 1, 1, 2}, 0, 0, 7);
-    check_conv(ctx, (zf_conv_geom){1, 3, 14, 15, 5, 0, 0, 5, 5, 1, 1, 0, 0, 1}, 2, 3, 8);
-    /* layer shapes of the built-in nets at batch 2 */
-    check_conv(ctx, (zf_conv_geom){2, 3, 224, 224, 64, 0, 0, 11, 11, 4, 4, 2, 2, 1}, 2, 2, 9);
-    check_conv(ctx, (zf_conv_geom){2, 96, 27, 27, 256, 0, 0, 5, 5, 1, 1, 2, 2, 2}, 2, 2, 10);
-    check_conv(ctx, (zf_conv_geom){2, 3, 224, 224, 96, 0, 0, 7, 7, 2, 2, 1, 1, 1}, 1, 1, 11);
-    check_conv(ctx, (zf_conv_geom){2, 384, 13, 13, 256, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 1, 1, 12);
+    for (size_t i = 0; i < tu_n_conv_cases; i++)
+        check_conv(ctx, &tu_conv_cases[i]);
     zf_cuda_ctx_free(ctx);
 }
 
-static void check_pool(zf_cuda_ctx *ctx, int n, int c, int h, int w, zf_window win, int ceil_mode, int ties,
-                       uint64_t seed)
+/* Max pooling (the first maximum's switch and its value exactly), unpooling, and average pooling
+ * forward and backward with the case's divisor. */
+static void check_pool(zf_cuda_ctx *ctx, const tu_pool_case *c)
 {
-    zf_pool_geom g = {n, c, h, w, zf_window_out(h, win.kh, win.sh, win.pt, win.pb, ceil_mode),
-                      zf_window_out(w, win.kw, win.sw, win.pl, win.pr, ceil_mode), win.kh, win.kw, win.sh, win.sw,
-                      win.pt, win.pl, win.pb, win.pr};
-    const size_t nin = (size_t)n * c * h * w, nout = (size_t)n * c * g.oh * g.ow;
-    float *in = falloc(nin), *out = falloc(nout), *back = falloc(nin), *dout = falloc(nout);
-    float *got = falloc(nin > nout ? nin : nout);
+    const zf_pool_geom g = tu_pool_case_geom(c);
+    const size_t nin = (size_t)g.n * g.c * g.h * g.w, nout = (size_t)g.n * g.c * g.oh * g.ow;
+    float *in = falloc(nin), *dout = falloc(nout), *got = falloc(nin > nout ? nin : nout);
+    double *ref = malloc(sizeof(double) * (nin > nout ? nin : nout));
     int32_t *sw = zf_alloc(nout * 4), *gsw = zf_alloc(nout * 4);
-    tu_fill_uniform(in, nin, seed, -2, 2);
-    if (ties)
-        for (size_t i = 0; i < nin; i++)
-            in[i] = in[i] < 0 ? 0.0f : floorf(in[i]);
-    tu_fill_uniform(dout, nout, seed + 1, -1, 1);
-    zf_maxpool_forward(out, sw, in, &g);
-    zf_maxpool_unpool(back, dout, sw, &g);
-
+    cr_assert(ref && sw && gsw);
+    tu_pool_case_input(c, in);
+    tu_fill_uniform(dout, nout, c->seed + 1, -1, 1);
     float *d_in = up(ctx, in, nin * 4), *d_dout = up(ctx, dout, nout * 4);
     float *d_out = dalloc(ctx, nout * 4), *d_back = dalloc(ctx, nin * 4);
     int32_t *d_sw = dalloc(ctx, nout * 4);
     OK(zf_cuda_maxpool_forward(ctx, d_out, d_sw, d_in, &g));
     down(ctx, got, d_out, nout * 4);
     down(ctx, gsw, d_sw, nout * 4);
+    tu_ref_maxpool(ref, sw, in, &g);
     for (size_t i = 0; i < nout; i++) {
-        cr_assert_eq(gsw[i], sw[i], "pool %dx%d/%d on %dx%d (ties %d): switch at %zu is %d, CPU has %d", win.kh,
-                     win.kw, win.sh, h, w, ties, i, gsw[i], sw[i]);
-        cr_assert(memcmp(&got[i], &out[i], 4) == 0, "pool value at %zu: %g vs %g", i, got[i], out[i]);
+        cr_assert_eq(gsw[i], sw[i], "maxpool %s: switch at %zu is %d, the first maximum %d", c->what, i, gsw[i], sw[i]);
+        cr_assert_eq(got[i], ref[i], "maxpool %s: value at %zu %g vs %g", c->what, i, got[i], ref[i]);
     }
-    /* unpooling from the CPU's switches: the gather adds in the scatter's order, so bit for bit */
     OK(zf_cuda_maxpool_unpool(ctx, d_back, d_dout, d_sw, &g));
     down(ctx, got, d_back, nin * 4);
-    for (size_t i = 0; i < nin; i++)
-        cr_assert(memcmp(&got[i], &back[i], 4) == 0, "unpool at %zu: %g vs %g", i, got[i], back[i]);
-    /* average pooling over the same windows, both divisors */
-    for (int inc = 0; inc < 2; inc++) {
-        zf_avgpool_forward(out, in, &g, inc);
-        OK(zf_cuda_avgpool_forward(ctx, d_out, d_in, &g, inc));
-        down(ctx, got, d_out, nout * 4);
-        size_t at;
-        double e = rel_err(got, out, nout, &at);
-        cr_expect(e <= 1e-7, "avgpool (include pad %d) rel err %g at %zu", inc, e, at);
-    }
+    tu_ref_unpool(ref, dout, sw, &g);
+    size_t at;
+    double e = tu_max_rel_err(got, ref, nin, 1.0, &at);
+    cr_expect(e < 1e-6, "unpool %s: rel err %g at %zu", c->what, e, at);
+    OK(zf_cuda_avgpool_forward(ctx, d_out, d_in, &g, c->avg_pad));
+    down(ctx, got, d_out, nout * 4);
+    tu_ref_avgpool(ref, in, &g, c->avg_pad);
+    e = tu_max_rel_err(got, ref, nout, 1.0, &at);
+    cr_expect(e < 1e-6, "avgpool %s: rel err %g at %zu", c->what, e, at);
+    OK(zf_cuda_avgpool_backward(ctx, d_back, d_dout, &g, c->avg_pad));
+    down(ctx, got, d_back, nin * 4);
+    tu_ref_avgpool_backward(ref, dout, &g, c->avg_pad);
+    e = tu_max_rel_err(got, ref, nin, 1.0, &at);
+    cr_expect(e < 1e-6, "avgpool backward %s: rel err %g at %zu", c->what, e, at);
     zf_cuda_free(d_in); zf_cuda_free(d_dout); zf_cuda_free(d_out); zf_cuda_free(d_back); zf_cuda_free(d_sw);
-    zf_free(in); zf_free(out); zf_free(back); zf_free(dout); zf_free(got); zf_free(sw); zf_free(gsw);
+    zf_free(in); zf_free(dout); zf_free(got); zf_free(sw); zf_free(gsw);
+    free(ref);
 }
 
-Test(cuda_ops, maxpool_switches_unpool_and_avgpool_match_cpu_bit_for_bit)
+Test(cuda_ops, pool_cases_match_float64)
 {
     zf_cuda_ctx *ctx = gpu();
-    check_pool(ctx, 2, 3, 13, 13, zf_win(3, 2, 0), 0, 0, 11);
-    check_pool(ctx, 2, 3, 13, 13, zf_win(3, 2, 0), 0, 1, 12);
-    check_pool(ctx, 1, 4, 110, 110, zf_win(3, 2, 1), 0, 1, 13); /* zfnet pool1 */
-    check_pool(ctx, 3, 2, 14, 11, zf_win(3, 2, 0), 1, 1, 14);   /* ceil mode */
-    zf_window asym = {3, 3, 2, 2, 0, 0, 1, 1};                  /* bvlc_alexnet's pool5 in ONNX */
-    check_pool(ctx, 2, 2, 13, 13, asym, 0, 1, 15);
-    check_pool(ctx, 1, 1, 6, 6, zf_win(2, 2, 0), 0, 1, 16);
-    check_pool(ctx, 5, 7, 55, 55, zf_win(3, 2, 0), 0, 0, 17);
+    for (size_t i = 0; i < tu_n_pool_cases; i++)
+        check_pool(ctx, &tu_pool_cases[i]);
     zf_cuda_ctx_free(ctx);
 }
 
@@ -354,9 +340,9 @@ Test(cuda_ops, fc_relu_and_softmax_match_cpu)
 }
 
 /* The backward ops against float64 loops (ReLU's three rules exactly, the softmax's Jacobian, the
- * fully connected layer's input gradient) and against the CPU's pooling backward bit for bit (the
- * GPU's gathers add in the order of the CPU's scatters). */
-Test(cuda_ops, backward_of_relu_softmax_fc_and_average_pools_match)
+ * fully connected layer's input gradient) and adaptive pooling's against the CPU's bit for bit (the
+ * GPU's gather adds in the order of the CPU's scatter); the other pools' are in pool_cases. */
+Test(cuda_ops, backward_of_relu_softmax_fc_and_adaptive_pool_match)
 {
     zf_cuda_ctx *ctx = gpu();
     const size_t cnt = 4099;
@@ -421,31 +407,7 @@ Test(cuda_ops, backward_of_relu_softmax_fc_and_average_pools_match)
         double e = rel_err(dx, ref, (size_t)n * in_f, &at);
         cr_expect(e < 1e-5, "fc backward batch %d: rel err %g at %zu", n, e, at);
     }
-    /* average pools: padding, ceil mode, both divisors; adaptive bins that overlap */
-    const struct { int n, c, h, w; zf_window win; int ceil_mode, include_pad; } pools[] = {
-        {2, 3, 13, 13, {3, 3, 2, 2, 1, 1, 1, 1}, 0, 1},
-        {2, 3, 13, 13, {3, 3, 2, 2, 1, 1, 1, 1}, 0, 0},
-        {1, 2, 14, 11, {3, 2, 2, 1, 0, 1, 0, 1}, 1, 1},
-        {1, 2, 14, 11, {3, 2, 2, 1, 0, 1, 0, 1}, 1, 0},
-        {3, 1, 7, 9, {2, 2, 2, 2, 0, 0, 0, 0}, 0, 1},
-    };
-    for (size_t t = 0; t < sizeof pools / sizeof pools[0]; t++) {
-        zf_pool_geom g = {pools[t].n, pools[t].c, pools[t].h, pools[t].w, 0, 0, pools[t].win.kh, pools[t].win.kw,
-                          pools[t].win.sh, pools[t].win.sw, pools[t].win.pt, pools[t].win.pl, pools[t].win.pb,
-                          pools[t].win.pr};
-        g.oh = zf_window_out(g.h, g.kh, g.sh, g.pt, g.pb, pools[t].ceil_mode);
-        g.ow = zf_window_out(g.w, g.kw, g.sw, g.pl, g.pr, pools[t].ceil_mode);
-        const size_t nin = (size_t)g.n * g.c * g.h * g.w, nout = (size_t)g.n * g.c * g.oh * g.ow;
-        float *dout = falloc(nout), *cpu = falloc(nin), *gpu_din = falloc(nin);
-        tu_fill_uniform(dout, nout, 80 + t, -1, 1);
-        zf_avgpool_backward(cpu, dout, &g, pools[t].include_pad);
-        float *d_out = up(ctx, dout, nout * 4), *d_in = dalloc(ctx, nin * 4);
-        OK(zf_cuda_avgpool_backward(ctx, d_in, d_out, &g, pools[t].include_pad));
-        down(ctx, gpu_din, d_in, nin * 4);
-        cr_expect(!memcmp(gpu_din, cpu, nin * 4), "avgpool backward case %zu differs from the CPU", t);
-        zf_cuda_free(d_out); zf_cuda_free(d_in);
-        zf_free(dout); zf_free(cpu); zf_free(gpu_din);
-    }
+    /* adaptive pooling's overlapping bins (fixed windows: the shared pool cases) */
     const int an = 2, ac = 3, ah = 13, aw = 11, aoh = 6, aow = 4;
     const size_t anin = (size_t)an * ac * ah * aw, anout = (size_t)an * ac * aoh * aow;
     float *adout = falloc(anout), *acpu = falloc(anin), *agpu = falloc(anin);

@@ -8,7 +8,9 @@
 
 #include "../core/fc_internal.h"
 #include "../core/winograd_internal.h"
+#include "op_cases.h"
 #include "testutil.h"
+#include "zf/backward.h"
 #include "zf/net.h"
 #include "zf/ops.h"
 #include "zf/tensor.h"
@@ -29,65 +31,21 @@ static double *dalloc(size_t n)
 
 /* ---- convolution ---- */
 
-/* The direct convolution in float64: out = conv(in, w) + b or, with `transpose`, its transpose
- * out = conv_t(in, w) (in the output's gradient, out the input's). Both walk the same taps. */
-static void naive_conv_taps(double *out, const float *in, const float *w, const float *b, const zf_conv_geom *g,
-                            int transpose)
+/* The shared op cases (op_cases.c, which test_cuda.c runs on the GPU too) against float64. */
+static void check_conv(const tu_conv_case *c)
 {
-    const int cg = g->c / g->groups, kg = g->k / g->groups;
-    if (transpose)
-        memset(out, 0, sizeof(double) * g->n * g->c * g->h * g->w);
-    for (int n = 0; n < g->n; n++)
-        for (int k = 0; k < g->k; k++) {
-            const int grp = k / kg;
-            for (int oy = 0; oy < g->oh; oy++)
-                for (int ox = 0; ox < g->ow; ox++) {
-                    const size_t o = ((size_t)(n * g->k + k) * g->oh + oy) * g->ow + ox;
-                    double s = b ? b[k] : 0.0;
-                    for (int ci = 0; ci < cg; ci++)
-                        for (int ky = 0; ky < g->kh; ky++)
-                            for (int kx = 0; kx < g->kw; kx++) {
-                                int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
-                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
-                                    continue;
-                                const size_t i = ((size_t)(n * g->c + grp * cg + ci) * g->h + iy) * g->w + ix;
-                                const double wt = w[(((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx];
-                                if (transpose)
-                                    out[i] += (double)in[o] * wt;
-                                else
-                                    s += (double)in[i] * wt;
-                            }
-                    if (!transpose)
-                        out[o] = s;
-                }
-        }
-}
-
-static void naive_conv(double *out, const float *in, const float *w, const float *b, const zf_conv_geom *g)
-{
-    naive_conv_taps(out, in, w, b, g, 0);
-}
-
-static void naive_conv_t(double *din, const float *dout, const float *w, const zf_conv_geom *g)
-{
-    naive_conv_taps(din, dout, w, NULL, g, 1);
-}
-
-static void check_conv(zf_conv_geom g, uint64_t seed)
-{
-    g.oh = zf_window_out(g.h, g.kh, g.sh, g.pt, g.pt, 0);
-    g.ow = zf_window_out(g.w, g.kw, g.sw, g.pl, g.pl, 0);
+    const zf_conv_geom g = tu_conv_case_geom(c);
     const size_t nin = (size_t)g.n * g.c * g.h * g.w, nout = (size_t)g.n * g.k * g.oh * g.ow;
     const size_t nw = (size_t)g.k * (g.c / g.groups) * g.kh * g.kw;
     float *in = falloc(nin), *w = falloc(nw), *b = falloc(g.k), *out = falloc(nout), *dout = falloc(nout);
     float *din = falloc(nin), *ws = falloc(zf_conv_workspace_floats(&g));
     double *ref = dalloc(nout), *dref = dalloc(nin);
-    tu_fill_uniform(in, nin, seed, -1, 1);
-    tu_fill_uniform(w, nw, seed + 1, -1, 1);
-    tu_fill_uniform(b, g.k, seed + 2, -1, 1);
-    tu_fill_uniform(dout, nout, seed + 3, -1, 1);
+    tu_fill_uniform(in, nin, c->seed, -1, 1);
+    tu_fill_uniform(w, nw, c->seed + 1, -1, 1);
+    tu_fill_uniform(b, g.k, c->seed + 2, -1, 1);
+    tu_fill_uniform(dout, nout, c->seed + 3, -1, 1);
     zf_conv_forward(out, in, w, b, &g, ws);
-    naive_conv(ref, in, w, b, &g);
+    tu_ref_conv_f(ref, in, w, b, &g);
     /* relative to the largest output: 3x3 and 5x5 windows may go through Winograd, whose
      * rounding follows the scale of the whole map rather than of each value */
     double mx = 0;
@@ -95,37 +53,23 @@ static void check_conv(zf_conv_geom g, uint64_t seed)
         mx = fmax(mx, fabs(ref[i]));
     size_t at;
     double e = tu_max_rel_err(out, ref, nout, mx, &at);
-    cr_expect(e < 1e-5, "conv n%d c%d %dx%d k%d %dx%d/%d pad %d groups %d: rel err %g at %zu (%g vs %g)", g.n, g.c,
-              g.h, g.w, g.k, g.kh, g.kw, g.sh, g.pt, g.groups, e, at, out[at], ref[at]);
+    cr_expect(e < 1e-5, "conv %s: rel err %g at %zu (%g vs %g)", c->what, e, at, out[at], ref[at]);
     zf_conv_backward_data(din, dout, w, &g, ws);
-    naive_conv_t(dref, dout, w, &g);
-    e = tu_max_rel_err(din, dref, nin, 1.0, &at);
-    cr_expect(e < 1e-5, "conv transpose (groups %d, stride %d): rel err %g at %zu (%g vs %g)", g.groups, g.sh, e,
-              at, din[at], dref[at]);
+    tu_ref_conv_backward(dref, NULL, NULL, dout, w, &g);
+    mx = 0;
+    for (size_t i = 0; i < nin; i++)
+        mx = fmax(mx, fabs(dref[i]));
+    e = tu_max_rel_err(din, dref, nin, mx, &at);
+    cr_expect(e < 1e-5, "conv transpose %s: rel err %g at %zu (%g vs %g)", c->what, e, at, din[at], dref[at]);
     zf_free(in); zf_free(w); zf_free(b); zf_free(out); zf_free(dout); zf_free(din); zf_free(ws);
     free(ref);
     free(dref);
 }
 
-Test(conv, matches_direct_loops_with_stride_padding_and_groups)
+Test(conv, cases_match_float64_with_stride_padding_and_groups)
 {
-    /* n, c, h, w, k, oh, ow, kh, kw, sh, sw, pt, pl, groups */
-    check_conv((zf_conv_geom){1, 3, 23, 19, 5, 0, 0, 11, 11, 4, 4, 2, 2, 1}, 1);
-    check_conv((zf_conv_geom){2, 6, 13, 13, 10, 0, 0, 5, 5, 1, 1, 2, 2, 2}, 2);
-    check_conv((zf_conv_geom){3, 4, 9, 11, 6, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 3);
-    check_conv((zf_conv_geom){2, 3, 17, 15, 7, 0, 0, 7, 7, 2, 2, 1, 1, 1}, 4);
-    check_conv((zf_conv_geom){5, 6, 7, 7, 9, 0, 0, 3, 3, 2, 2, 0, 0, 3}, 5);
-    check_conv((zf_conv_geom){1, 2, 5, 6, 3, 0, 0, 5, 5, 1, 1, 0, 0, 1}, 6); /* kernel as big as input */
-    /* rows wide enough for im2col's eight-at-a-time strided copies, with ragged ends */
-    check_conv((zf_conv_geom){2, 3, 41, 83, 4, 0, 0, 11, 11, 4, 4, 2, 2, 1}, 61);
-    check_conv((zf_conv_geom){1, 3, 30, 57, 5, 0, 0, 7, 7, 2, 2, 1, 1, 1}, 62);
-    check_conv((zf_conv_geom){2, 4, 21, 44, 6, 0, 0, 3, 3, 2, 2, 0, 0, 2}, 63);
-}
-
-Test(conv, many_small_images_share_one_gemm)
-{
-    /* 9x9 outputs: many images per GEMM, with a batch that does not divide evenly */
-    check_conv((zf_conv_geom){37, 4, 9, 9, 6, 0, 0, 3, 3, 1, 1, 1, 1, 2}, 7);
+    for (size_t i = 0; i < tu_n_conv_cases; i++)
+        check_conv(&tu_conv_cases[i]);
 }
 
 /* Winograd F(2x2, 3x3), F(4x4, 3x3) and F(4x4, 5x5) against the float64 loops, relative to
@@ -145,7 +89,7 @@ static void check_winograd(zf_conv_geom g, int r, uint64_t seed)
     tu_fill_uniform(in, nin, seed, -1, 1);
     tu_fill_uniform(w, nw, seed + 1, -1, 1);
     tu_fill_uniform(b, g.k, seed + 2, -1, 1);
-    naive_conv(ref, in, w, b, &g);
+    tu_ref_conv_f(ref, in, w, b, &g);
     double mx = 0;
     for (size_t i = 0; i < nout; i++)
         mx = fmax(mx, fabs(ref[i]));
@@ -283,7 +227,7 @@ static void check_stride2_5x5(zf_conv_geom g, uint64_t seed)
     tu_fill_uniform(in, g.n * in_img, seed, -1, 1);
     tu_fill_uniform(w, nw, seed + 1, -1, 1);
     tu_fill_uniform(b, g.k, seed + 2, -1, 1);
-    naive_conv(ref, in, w, b, &g);
+    tu_ref_conv_f(ref, in, w, b, &g);
     double mx = 0;
     for (size_t i = 0; i < g.n * out_img; i++)
         mx = fmax(mx, fabs(ref[i]));
@@ -323,7 +267,7 @@ Test(conv, winograd_dispatch_in_scratch_for_a_larger_batch)
     tu_fill_uniform(in, 24 * in_img, 21, -1, 1);
     tu_fill_uniform(w, nw, 22, -1, 1);
     tu_fill_uniform(b, 10, 23, -1, 1);
-    naive_conv(ref, in, w, b, &big);
+    tu_ref_conv_f(ref, in, w, b, &big);
     double mx = 0;
     for (size_t i = 0; i < 24 * out_img; i++)
         mx = fmax(mx, fabs(ref[i]));
@@ -342,61 +286,45 @@ Test(conv, winograd_dispatch_in_scratch_for_a_larger_batch)
 
 /* ---- max-pool and switches ---- */
 
-static void check_maxpool(int n, int c, int h, int w, zf_window win, int ceil_mode, int ties, uint64_t seed)
+/* The shared pool cases: the switches are the first maximum, unpooling adds at them, average
+ * pooling forward and backward with the case's divisor. */
+static void check_pool(const tu_pool_case *c)
 {
-    zf_pool_geom g = {n, c, h, w, zf_window_out(h, win.kh, win.sh, win.pt, win.pb, ceil_mode),
-                      zf_window_out(w, win.kw, win.sw, win.pl, win.pr, ceil_mode), win.kh, win.kw, win.sh, win.sw,
-                      win.pt, win.pl, win.pb, win.pr};
-    const size_t nin = (size_t)n * c * h * w, nout = (size_t)n * c * g.oh * g.ow;
+    const zf_pool_geom g = tu_pool_case_geom(c);
+    const size_t nin = (size_t)g.n * g.c * g.h * g.w, nout = (size_t)g.n * g.c * g.oh * g.ow;
     float *in = falloc(nin), *out = falloc(nout), *back = falloc(nin), *dout = falloc(nout);
-    int32_t *sw = zf_alloc(nout * sizeof(int32_t));
-    tu_fill_uniform(in, nin, seed, -2, 2);
-    if (ties) /* few distinct values: windows full of ties, as after a ReLU */
-        for (size_t i = 0; i < nin; i++)
-            in[i] = in[i] < 0 ? 0.0f : floorf(in[i]);
+    int32_t *sw = zf_alloc(nout * sizeof(int32_t)), *rsw = zf_alloc(nout * sizeof(int32_t));
+    double *ref = dalloc(nin > nout ? nin : nout);
+    cr_assert(sw && rsw);
+    tu_pool_case_input(c, in);
+    tu_fill_uniform(dout, nout, c->seed + 9, -1, 1);
     zf_maxpool_forward(out, sw, in, &g);
-    for (int p = 0; p < n * c; p++)
-        for (int oy = 0; oy < g.oh; oy++)
-            for (int ox = 0; ox < g.ow; ox++) {
-                int best = -1;
-                for (int y = oy * g.sh - g.pt; y < oy * g.sh - g.pt + g.kh; y++)
-                    for (int x = ox * g.sw - g.pl; x < ox * g.sw - g.pl + g.kw; x++) {
-                        if (y < 0 || y >= h || x < 0 || x >= w)
-                            continue;
-                        if (best < 0 || in[(size_t)p * h * w + y * w + x] > in[(size_t)p * h * w + best])
-                            best = y * w + x;
-                    }
-                size_t o = ((size_t)p * g.oh + oy) * g.ow + ox;
-                cr_assert_eq(sw[o], best, "switch at plane %d (%d,%d): %d, first maximum is %d", p, oy, ox, sw[o], best);
-                cr_assert_eq(out[o], in[(size_t)p * h * w + best], "max value at %zu", o);
-            }
-    /* unpooling: every value goes to its switch, overlapping windows add */
-    tu_fill_uniform(dout, nout, seed + 9, -1, 1);
+    tu_ref_maxpool(ref, rsw, in, &g);
+    for (size_t o = 0; o < nout; o++) {
+        cr_assert_eq(sw[o], rsw[o], "maxpool %s: switch at %zu is %d, the first maximum %d", c->what, o, sw[o], rsw[o]);
+        cr_assert_eq(out[o], ref[o], "maxpool %s: value at %zu", c->what, o);
+    }
     zf_maxpool_unpool(back, dout, sw, &g);
-    double *ref = dalloc(nin);
-    for (int p = 0; p < n * c; p++)
-        for (int i = 0; i < g.oh * g.ow; i++)
-            ref[(size_t)p * h * w + sw[(size_t)p * g.oh * g.ow + i]] += dout[(size_t)p * g.oh * g.ow + i];
+    tu_ref_unpool(ref, dout, rsw, &g);
     size_t at;
     double e = tu_max_rel_err(back, ref, nin, 1.0, &at);
-    cr_expect(e < 1e-6, "unpool: rel err %g at %zu", e, at);
-    zf_free(in); zf_free(out); zf_free(back); zf_free(dout); zf_free(sw);
+    cr_expect(e < 1e-6, "unpool %s: rel err %g at %zu", c->what, e, at);
+    zf_avgpool_forward(out, in, &g, c->avg_pad);
+    tu_ref_avgpool(ref, in, &g, c->avg_pad);
+    e = tu_max_rel_err(out, ref, nout, 1.0, &at);
+    cr_expect(e < 1e-6, "avgpool %s: rel err %g at %zu", c->what, e, at);
+    zf_avgpool_backward(back, dout, &g, c->avg_pad);
+    tu_ref_avgpool_backward(ref, dout, &g, c->avg_pad);
+    e = tu_max_rel_err(back, ref, nin, 1.0, &at);
+    cr_expect(e < 1e-6, "avgpool backward %s: rel err %g at %zu", c->what, e, at);
+    zf_free(in); zf_free(out); zf_free(back); zf_free(dout); zf_free(sw); zf_free(rsw);
     free(ref);
 }
 
-Test(maxpool, switches_are_first_maximum_and_unpool_adds)
+Test(maxpool, cases_switches_unpool_and_average_pools_match_float64)
 {
-    check_maxpool(2, 3, 13, 13, zf_win(3, 2, 0), 0, 0, 11);
-    check_maxpool(2, 3, 13, 13, zf_win(3, 2, 0), 0, 1, 12);
-    check_maxpool(1, 4, 110, 110, zf_win(3, 2, 1), 0, 1, 13); /* zfnet pool1 */
-    check_maxpool(3, 2, 14, 11, zf_win(3, 2, 0), 1, 1, 14);   /* ceil mode */
-    zf_window asym = {3, 3, 2, 2, 0, 0, 1, 1};                /* bvlc_alexnet's pool5 in ONNX */
-    check_maxpool(2, 2, 13, 13, asym, 0, 1, 15);
-    check_maxpool(1, 1, 6, 6, zf_win(2, 2, 0), 0, 1, 16);
-    /* the vectorised paths (stride 1 and 2, eight outputs at a time) with ragged ends */
-    check_maxpool(1, 3, 37, 45, zf_win(3, 1, 1), 0, 1, 17);
-    check_maxpool(2, 2, 30, 41, zf_win(5, 2, 2), 1, 1, 18);
-    check_maxpool(1, 2, 30, 41, zf_win(5, 2, 2), 1, 0, 19);
+    for (size_t i = 0; i < tu_n_pool_cases; i++)
+        check_pool(&tu_pool_cases[i]);
 }
 
 Test(maxpool, output_sizes_follow_pytorch_ceil_rule)

@@ -91,47 +91,6 @@ static zf_status render_compare(zf_viz_doc *doc, const void *m)
 
 tu_rgb tu_render_compare(const zf_viz_compare_model *m) { return tu_render_png(render_compare, m); }
 
-double *tu_doubles(const float *x, size_t n)
-{
-    double *d = malloc(sizeof(double) * (n ? n : 1));
-    cr_assert_not_null(d);
-    for (size_t i = 0; i < n; i++)
-        d[i] = x[i];
-    return d;
-}
-
-void tu_ref_conv(double *out, const double *in, const double *w, const double *bias, const zf_conv_geom *g)
-{
-    const int cg = g->c / g->groups, kg = g->k / g->groups;
-    for (int n = 0; n < g->n; n++)
-        for (int k = 0; k < g->k; k++)
-            for (int oy = 0; oy < g->oh; oy++)
-                for (int ox = 0; ox < g->ow; ox++) {
-                    double s = bias ? bias[k] : 0.0;
-                    for (int ci = 0; ci < cg; ci++)
-                        for (int ky = 0; ky < g->kh; ky++)
-                            for (int kx = 0; kx < g->kw; kx++) {
-                                const int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
-                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
-                                    continue;
-                                const int c = k / kg * cg + ci;
-                                s += in[(((size_t)n * g->c + c) * g->h + iy) * g->w + ix] *
-                                     w[(((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx];
-                            }
-                    out[(((size_t)n * g->k + k) * g->oh + oy) * g->ow + ox] = s;
-                }
-}
-
-void tu_ref_conv_f(double *out, const float *in, const float *w, const float *bias, const zf_conv_geom *g)
-{
-    const size_t nin = (size_t)g->n * g->c * g->h * g->w, nw = (size_t)g->k * (g->c / g->groups) * g->kh * g->kw;
-    double *din = tu_doubles(in, nin), *dw = tu_doubles(w, nw), *db = bias ? tu_doubles(bias, (size_t)g->k) : NULL;
-    tu_ref_conv(out, din, dw, db, g);
-    free(din);
-    free(dw);
-    free(db);
-}
-
 const char *tu_demo_missing(void)
 {
     const void *b;
@@ -212,29 +171,3 @@ void tu_demo_quick(tu_demo_run *r)
     }
 }
 
-void tu_ref_conv_backward(double *din, double *dw, const float *in, const float *dout, const float *w,
-                          const zf_conv_geom *g)
-{
-    const int cg = g->c / g->groups, kg = g->k / g->groups;
-    memset(din, 0, sizeof(double) * (size_t)g->n * g->c * g->h * g->w);
-    if (dw)
-        memset(dw, 0, sizeof(double) * (size_t)g->k * cg * g->kh * g->kw);
-    for (int n = 0; n < g->n; n++)
-        for (int k = 0; k < g->k; k++)
-            for (int oy = 0; oy < g->oh; oy++)
-                for (int ox = 0; ox < g->ow; ox++) {
-                    const double d = dout[(((size_t)n * g->k + k) * g->oh + oy) * g->ow + ox];
-                    for (int ci = 0; ci < cg; ci++)
-                        for (int ky = 0; ky < g->kh; ky++)
-                            for (int kx = 0; kx < g->kw; kx++) {
-                                const int iy = oy * g->sh - g->pt + ky, ix = ox * g->sw - g->pl + kx;
-                                if (iy < 0 || iy >= g->h || ix < 0 || ix >= g->w)
-                                    continue;
-                                const size_t ii = (((size_t)n * g->c + k / kg * cg + ci) * g->h + iy) * g->w + ix;
-                                const size_t wi = (((size_t)k * cg + ci) * g->kh + ky) * g->kw + kx;
-                                din[ii] += d * w[wi];
-                                if (dw)
-                                    dw[wi] += d * in[ii];
-                            }
-                }
-}
