@@ -42,6 +42,10 @@ pack() {
     cp "$b" "$STAGE/bin/"
     strip --strip-unneeded "$STAGE/bin/$(basename "$b")"
   done
+  # the CUDA engine's module, which zfviz loads by name (LD_LIBRARY_PATH on the GPU machine) and
+  # test_cuda links
+  cp -L build-gpu/cuda/libzfviz_cuda.so "$STAGE/lib/"
+  bins+=(build-gpu/cuda/libzfviz_cuda.so)
   # Shared libraries: everything ldd resolves except the C/C++ runtime (the GPU machine's newer
   # glibc/libstdc++ run binaries built against older ones) and CUDA's (taken from that machine).
   local skip='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|librt\.so|libpthread\.so|libresolv\.so|libnsl\.so|libutil\.so|libanl\.so|libstdc\+\+\.so|libgcc_s\.so|libcuda\.so|libcudart\.so|libcublas\.so|libcublasLt\.so|libcudnn)'
