@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "reduce.cuh"
 
 /* ---- small kernels shared with the rest of the engine ---- */
 
@@ -227,6 +228,23 @@ static zf_status choose_bwd(zf_cuda_ctx *ctx, zf_cuda_conv_plan *p, const zf_cud
     return ZF_OK;
 }
 
+/* The filters' gradient: cuDNN's deterministic algorithm 1 (0 and 3 add with atomics, in another
+ * order on every run), with its heuristics' math type where that is plain FP32. */
+static zf_status choose_bwf(zf_cuda_ctx *ctx, zf_cuda_conv_plan *p, size_t limit)
+{
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
+    int got = 0;
+    ZF_CUDNN(cudnnGetConvolutionBackwardFilterAlgorithm_v7(ctx->dnn, p->x, p->y, p->conv_bwd, p->w,
+                                                           CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
+    p->bwf_algo = CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1;
+    ZF_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx->dnn, p->x, p->y, p->conv_bwd, p->w, p->bwf_algo,
+                                                            &p->bwf_ws));
+    if (p->bwf_ws > limit)
+        return zf_error(ZF_ERR_DEVICE, "the filters' gradient of a %dx%d convolution needs %zu bytes of workspace, "
+                                       "more than the %zu allowed", p->g.kh, p->g.kw, p->bwf_ws, limit);
+    return ZF_OK;
+}
+
 static zf_status plan_init(zf_cuda_ctx *ctx, zf_cuda_conv_plan *p, const zf_conv_geom *g, int want_bwd,
                            const zf_cuda_conv_bufs *bufs)
 {
@@ -278,8 +296,14 @@ static zf_status plan_init(zf_cuda_ctx *ctx, zf_cuda_conv_plan *p, const zf_conv
         }
     }
     zf_status st = choose_fwd(ctx, p, bufs, tune_ws, limit);
-    if (!st && want_bwd)
+    if (!st && (want_bwd & ZF_CUDA_PLAN_BWD_DATA))
         st = choose_bwd(ctx, p, bufs, tune_ws, limit);
+    if (!st && (want_bwd & ZF_CUDA_PLAN_BWD_FILTER)) {
+        if (p->bf16 || ctx->precision != ZF_CUDA_FP32)
+            st = zf_error(ZF_ERR_UNSUPPORTED, "the filters' gradient on the GPU is computed in fp32 only");
+        else
+            st = choose_bwf(ctx, p, limit);
+    }
     if (tune_ws) {
         cudaStreamSynchronize(ctx->stream);
         cudaFree(tune_ws);
@@ -332,7 +356,10 @@ size_t zf_cuda_conv_plan_ws_bytes(const zf_cuda_conv_plan *p)
 {
     const int n = p->g.n;
     size_t f = align256(p->fwd_ws) + in_copy_bytes(p, n) + out_copy_bytes(p, n);
-    size_t b = p->want_bwd ? align256(p->bwd_ws) + in_copy_bytes(p, n) + out_copy_bytes(p, n) : 0;
+    size_t b = p->want_bwd & ZF_CUDA_PLAN_BWD_DATA ? align256(p->bwd_ws) + in_copy_bytes(p, n) + out_copy_bytes(p, n)
+                                                   : 0;
+    size_t wf = p->want_bwd & ZF_CUDA_PLAN_BWD_FILTER ? align256(p->bwf_ws) + in_copy_bytes(p, n) : 0;
+    b = b > wf ? b : wf;
     return f > b ? f : b;
 }
 
@@ -413,7 +440,7 @@ zf_status zf_cuda_conv_run_backward_data(zf_cuda_ctx *ctx, zf_cuda_conv_plan *p,
                                          const void *w, int n, void *ws, size_t ws_bytes)
 {
     const zf_conv_geom *g = &p->g;
-    if (!p->want_bwd)
+    if (!(p->want_bwd & ZF_CUDA_PLAN_BWD_DATA))
         return zf_error(ZF_ERR_ARG, "convolution plan made without its backward pass");
     const size_t copies = in_copy_bytes(p, n) + out_copy_bytes(p, n);
     if (ws_bytes < copies)
@@ -443,6 +470,55 @@ zf_status zf_cuda_conv_run_backward_data(zf_cuda_ctx *ctx, zf_cuda_conv_plan *p,
                                        ox));
     else if (p->padded)
         ZF_TRY(zf_cuda_window_copy_f2f(ctx, din, (const float *)in_copy, n, g->c, g->h, g->w, hs, wsz, oy, ox));
+    return ZF_OK;
+}
+
+/* db[k] = the sum of dout's channel k over the batch and the map: one block per channel, a fixed
+ * tree over double sums. */
+__global__ static void bias_grad_kernel(float *db, const float *dout, int n, int k, int hw)
+{
+    const int ch = blockIdx.x;
+    double s = 0;
+    for (int img = 0; img < n; img++)
+        for (int q = threadIdx.x; q < hw; q += blockDim.x)
+            s += dout[((size_t)img * k + ch) * hw + q];
+    s = zf_block_sum(s);
+    if (threadIdx.x == 0)
+        db[ch] = (float)s;
+}
+
+zf_status zf_cuda_conv_run_backward_filter(zf_cuda_ctx *ctx, zf_cuda_conv_plan *p, float *dw, float *db,
+                                           const float *in, const float *dout, int n, void *ws, size_t ws_bytes)
+{
+    const zf_conv_geom *g = &p->g;
+    if (!(p->want_bwd & ZF_CUDA_PLAN_BWD_FILTER))
+        return zf_error(ZF_ERR_ARG, "convolution plan made without the filters' gradient");
+    if (n < 1 || n > g->n)
+        return zf_error(ZF_ERR_ARG, "convolution of %d images planned for at most %d", n, g->n);
+    if (n != p->n)
+        ZF_TRY(describe_batch(p, n));
+    const size_t copies = in_copy_bytes(p, n);
+    size_t dnn_bytes = 0;
+    ZF_CUDNN(cudnnGetConvolutionBackwardFilterWorkspaceSize(ctx->dnn, p->x, p->y, p->conv_bwd, p->w, p->bwf_algo,
+                                                            &dnn_bytes));
+    if (ws_bytes < copies + align256(dnn_bytes))
+        return zf_error(ZF_ERR_DEVICE, "the filters' gradient needs %zu bytes of workspace, %zu reserved",
+                        copies + align256(dnn_bytes), ws_bytes);
+    char *base = (char *)ws;
+    void *dnn_ws = dnn_bytes ? base : NULL;
+    char *in_copy = base + align256(dnn_bytes);
+    const void *x = in;
+    if (p->padded) {
+        ZF_TRY(zf_cuda_window_copy_f2f(ctx, (float *)in_copy, in, n, g->c, p->hp, p->wp, g->h, g->w, -g->pt, -g->pl));
+        x = in_copy;
+    }
+    const float one = 1.0f, zero = 0.0f;
+    ZF_CUDNN(cudnnConvolutionBackwardFilter(ctx->dnn, &one, p->x, x, p->y, dout, p->conv_bwd, p->bwf_algo, dnn_ws,
+                                            dnn_bytes, &zero, p->w, dw));
+    if (db) {
+        bias_grad_kernel<<<g->k, ZF_RED_MAX, 0, ctx->stream>>>(db, dout, n, g->k, g->oh * g->ow);
+        ZF_LAUNCHED("bias_grad");
+    }
     return ZF_OK;
 }
 
@@ -483,4 +559,19 @@ extern "C" zf_status zf_cuda_conv_backward_data(zf_cuda_ctx *ctx, float *din, co
                                                 const zf_conv_geom *g)
 {
     return op_conv(ctx, 1, din, dout, w, NULL, g);
+}
+
+extern "C" zf_status zf_cuda_conv_backward_weights(zf_cuda_ctx *ctx, float *dw, float *db, const float *in,
+                                                   const float *dout, const zf_conv_geom *g)
+{
+    ZF_CU(cudaSetDevice(ctx->device));
+    zf_cuda_conv_plan p;
+    ZF_TRY(zf_cuda_conv_plan_init(ctx, &p, g, ZF_CUDA_PLAN_BWD_FILTER, NULL));
+    const size_t ws_bytes = zf_cuda_conv_plan_ws_bytes(&p);
+    void *scratch = NULL;
+    zf_status st = zf_cuda_ctx_scratch(ctx, ws_bytes, &scratch);
+    if (!st)
+        st = zf_cuda_conv_run_backward_filter(ctx, &p, dw, db, in, dout, g->n, scratch, ws_bytes);
+    zf_cuda_conv_plan_destroy(&p);
+    return st;
 }

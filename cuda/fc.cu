@@ -169,3 +169,54 @@ extern "C" zf_status zf_cuda_fc_backward_data(zf_cuda_ctx *ctx, float *din, cons
                            CUDA_R_32F, out_f, &zero, din, CUDA_R_32F, in_f, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     return ZF_OK;
 }
+
+/* db[o] = the sum over the batch of dout[., o], in double, in the batch's order. */
+__global__ static void column_sum_kernel(float *db, const float *dout, int n, int out_f)
+{
+    for (int o = blockIdx.x * blockDim.x + threadIdx.x; o < out_f; o += gridDim.x * blockDim.x) {
+        double s = 0;
+        for (int i = 0; i < n; i++)
+            s += dout[(size_t)i * out_f + o];
+        db[o] = (float)s;
+    }
+}
+
+/* dw (out_f, in_f) = dout^T (out_f, n) . in (n, in_f): to column-major cuBLAS, dw^T (in_f, out_f) =
+ * in' (in_f, n) . op_T(dout') with dout' (out_f, n); db the column sums; din as zf_cuda_fc_backward_data. */
+extern "C" zf_status zf_cuda_fc_backward(zf_cuda_ctx *ctx, float *din, float *dw, float *db, const float *dout,
+                                         const float *in, const float *w, int n, int in_f, int out_f)
+{
+    if (n < 1 || in_f < 1 || out_f < 1)
+        return zf_error(ZF_ERR_ARG, "fully connected backward of %d x %d -> %d", n, in_f, out_f);
+    if (din)
+        ZF_TRY(zf_cuda_fc_backward_data(ctx, din, dout, w, n, in_f, out_f));
+    const float one = 1.0f, zero = 0.0f;
+    ZF_CUBLAS(cublasGemmEx(ctx->blas, CUBLAS_OP_N, CUBLAS_OP_T, in_f, out_f, n, &one, in, CUDA_R_32F, in_f, dout,
+                           CUDA_R_32F, out_f, &zero, dw, CUDA_R_32F, in_f, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    if (db) {
+        column_sum_kernel<<<zf_grid((size_t)out_f), ZF_THREADS, 0, ctx->stream>>>(db, dout, n, out_f);
+        ZF_LAUNCHED("column_sum");
+    }
+    return ZF_OK;
+}
+
+/* SGD with momentum as zf_trainer_update, element by element in float: g' = g + wd w, v = m v + g',
+ * w -= lr v (no contraction into fused multiply-adds: --fmad=false). */
+__global__ static void sgd_kernel(float *w, float *v, const float *g, size_t count, float lr, float mom, float wd)
+{
+    for (size_t j = blockIdx.x * (size_t)blockDim.x + threadIdx.x; j < count; j += (size_t)gridDim.x * blockDim.x) {
+        const float gj = g[j] + wd * w[j];
+        v[j] = mom * v[j] + gj;
+        w[j] -= lr * v[j];
+    }
+}
+
+extern "C" zf_status zf_cuda_sgd_update(zf_cuda_ctx *ctx, float *w, float *v, const float *g, size_t count, float lr,
+                                        float momentum, float weight_decay)
+{
+    if (count == 0)
+        return ZF_OK;
+    sgd_kernel<<<zf_grid(count), ZF_THREADS, 0, ctx->stream>>>(w, v, g, count, lr, momentum, weight_decay);
+    ZF_LAUNCHED("sgd");
+    return ZF_OK;
+}

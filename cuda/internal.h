@@ -91,14 +91,18 @@ typedef struct zf_cuda_conv_plan {
     int padded;               /* input copied into a (hp, wp) buffer padded by (pt, pl) */
     int hp, wp;               /* that buffer's size: (oh-1)*sh + kh, (ow-1)*sw + kw */
     int bf16;                 /* tensors in bfloat16 (ZF_CUDA_BF16): inputs/outputs converted */
-    int want_bwd;
+    int want_bwd;             /* ZF_CUDA_PLAN_BWD_DATA and/or ZF_CUDA_PLAN_BWD_FILTER */
     cudnnTensorDescriptor_t x, y;
     cudnnFilterDescriptor_t w;
     cudnnConvolutionDescriptor_t conv_fwd, conv_bwd;
     cudnnConvolutionFwdAlgo_t fwd_algo;
     cudnnConvolutionBwdDataAlgo_t bwd_algo;
-    size_t fwd_ws, bwd_ws;    /* cuDNN workspace bytes at the largest batch */
+    cudnnConvolutionBwdFilterAlgo_t bwf_algo;
+    size_t fwd_ws, bwd_ws, bwf_ws; /* cuDNN workspace bytes at the largest batch */
 } zf_cuda_conv_plan;
+/* What a plan is made for beyond the forward: the input's gradient, the filters' gradient. */
+#define ZF_CUDA_PLAN_BWD_DATA 1
+#define ZF_CUDA_PLAN_BWD_FILTER 2
 
 /* Optional device buffers for autotuning (cudnnFind...Ex writes into them); NULL to use the
  * heuristics. They must hold the largest batch. */
@@ -117,6 +121,11 @@ size_t zf_cuda_conv_plan_ws_bytes(const zf_cuda_conv_plan *p);
 zf_status zf_cuda_conv_run_forward(zf_cuda_ctx *ctx, zf_cuda_conv_plan *p, float *out, float *relu_out,
                                    const float *in, const void *w, const float *bias, int n, void *ws,
                                    size_t ws_bytes);
+/* dw (k, c/groups, kh, kw) and db (k; may be NULL) = the gradient of the filters and bias summed
+ * over the batch, from the forward's input in and dout (float32 plans only; a plan made with
+ * ZF_CUDA_PLAN_BWD_FILTER). Overwrites dw and db. */
+zf_status zf_cuda_conv_run_backward_filter(zf_cuda_ctx *ctx, zf_cuda_conv_plan *p, float *dw, float *db,
+                                           const float *in, const float *dout, int n, void *ws, size_t ws_bytes);
 /* din (n,c,h,w) = transposed convolution of dout with w (the deconvnet's filtering); overwrites din. */
 zf_status zf_cuda_conv_run_backward_data(zf_cuda_ctx *ctx, zf_cuda_conv_plan *p, float *din, const float *dout,
                                          const void *w, int n, void *ws, size_t ws_bytes);

@@ -192,6 +192,118 @@ Test(cuda_ops, conv_cases_match_float64)
     zf_cuda_ctx_free(ctx);
 }
 
+/* The parameters' gradients over the shared convolution cases and a fully connected layer against
+ * float64 (the filters' gradient relative to its largest value, as the sums of a whole batch and
+ * map), and SGD's step against the update written out in float in the test, to the bit. */
+Test(cuda_ops, parameter_gradients_and_the_sgd_step_match)
+{
+    zf_cuda_ctx *ctx = gpu();
+    for (size_t ci = 0; ci < tu_n_conv_cases; ci++) {
+        const tu_conv_case *c = &tu_conv_cases[ci];
+        const zf_conv_geom g = tu_conv_case_geom(c);
+        const size_t nin = (size_t)g.n * g.c * g.h * g.w, nout = (size_t)g.n * g.k * g.oh * g.ow;
+        const size_t nw = (size_t)g.k * (g.c / g.groups) * g.kh * g.kw;
+        float *in = falloc(nin), *dout = falloc(nout), *w = falloc(nw), *dw = falloc(nw), *db = falloc(g.k);
+        double *rdin = malloc(sizeof(double) * nin), *rdw = malloc(sizeof(double) * nw), *rdb = calloc(g.k, 8);
+        cr_assert(rdin && rdw && rdb);
+        tu_fill_uniform(in, nin, c->seed + 5, -1, 1);
+        tu_fill_uniform(dout, nout, c->seed + 6, -1, 1);
+        tu_fill_uniform(w, nw, c->seed + 7, -1, 1);
+        tu_ref_conv_backward(rdin, rdw, in, dout, w, &g);
+        for (int n = 0; n < g.n; n++)
+            for (int k = 0; k < g.k; k++)
+                for (int q = 0; q < g.oh * g.ow; q++)
+                    rdb[k] += dout[((size_t)n * g.k + k) * g.oh * g.ow + q];
+        float *d_in = up(ctx, in, nin * 4), *d_dout = up(ctx, dout, nout * 4), *d_dw = dalloc(ctx, nw * 4);
+        float *d_db = dalloc(ctx, g.k * 4);
+        OK(zf_cuda_conv_backward_weights(ctx, d_dw, d_db, d_in, d_dout, &g));
+        down(ctx, dw, d_dw, nw * 4);
+        down(ctx, db, d_db, g.k * 4);
+        double mx = 0;
+        for (size_t i = 0; i < nw; i++)
+            mx = fmax(mx, fabs(rdw[i]));
+        size_t at;
+        double e = tu_max_rel_err(dw, rdw, nw, mx, &at);
+        cr_expect(e < 1e-5, "filters' gradient %s: rel err %g at %zu (%g vs %g)", c->what, e, at, dw[at], rdw[at]);
+        e = tu_max_rel_err(db, rdb, g.k, 1.0, &at);
+        cr_expect(e < 1e-5, "bias gradient %s: rel err %g at %zu", c->what, e, at);
+        zf_cuda_free(d_in); zf_cuda_free(d_dout); zf_cuda_free(d_dw); zf_cuda_free(d_db);
+        zf_free(in); zf_free(dout); zf_free(w); zf_free(dw); zf_free(db);
+        free(rdin); free(rdw); free(rdb);
+    }
+    /* fully connected, batches of 1, 2 and 7 */
+    const int in_f = 173, out_f = 61;
+    float *x = falloc(7 * in_f), *dy = falloc(7 * out_f), *w = falloc((size_t)out_f * in_f);
+    float *dx = falloc(7 * in_f), *dw = falloc((size_t)out_f * in_f), *db = falloc(out_f);
+    double *rdx = malloc(sizeof(double) * 7 * in_f), *rdw = malloc(sizeof(double) * out_f * in_f);
+    double *rdb = malloc(sizeof(double) * out_f);
+    cr_assert(rdx && rdw && rdb);
+    tu_fill_uniform(x, 7 * in_f, 91, -1, 1);
+    tu_fill_uniform(dy, 7 * out_f, 92, -1, 1);
+    tu_fill_uniform(w, (size_t)out_f * in_f, 93, -1, 1);
+    float *d_x = up(ctx, x, 7 * in_f * 4), *d_dy = up(ctx, dy, 7 * out_f * 4), *d_w = up(ctx, w, out_f * in_f * 4);
+    float *d_dx = dalloc(ctx, 7 * in_f * 4), *d_dw = dalloc(ctx, out_f * in_f * 4), *d_db = dalloc(ctx, out_f * 4);
+    const int batches[] = {1, 2, 7};
+    for (int t = 0; t < 3; t++) {
+        const int n = batches[t];
+        for (int o = 0; o < out_f; o++) {
+            double sb = 0;
+            for (int i = 0; i < n; i++)
+                sb += dy[i * out_f + o];
+            rdb[o] = sb;
+            for (int j = 0; j < in_f; j++) {
+                double s = 0;
+                for (int i = 0; i < n; i++)
+                    s += (double)dy[i * out_f + o] * x[i * in_f + j];
+                rdw[(size_t)o * in_f + j] = s;
+            }
+        }
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < in_f; j++) {
+                double s = 0;
+                for (int o = 0; o < out_f; o++)
+                    s += (double)dy[i * out_f + o] * w[(size_t)o * in_f + j];
+                rdx[i * in_f + j] = s;
+            }
+        OK(zf_cuda_fc_backward(ctx, d_dx, d_dw, d_db, d_dy, d_x, d_w, n, in_f, out_f));
+        down(ctx, dx, d_dx, (size_t)n * in_f * 4);
+        down(ctx, dw, d_dw, (size_t)out_f * in_f * 4);
+        down(ctx, db, d_db, out_f * 4);
+        size_t at;
+        double e = tu_max_rel_err(dw, rdw, (size_t)out_f * in_f, 1.0, &at);
+        cr_expect(e < 1e-5, "fc dw batch %d: rel err %g at %zu", n, e, at);
+        e = tu_max_rel_err(db, rdb, out_f, 1.0, &at);
+        cr_expect(e < 1e-5, "fc db batch %d: rel err %g at %zu", n, e, at);
+        e = tu_max_rel_err(dx, rdx, (size_t)n * in_f, 1.0, &at);
+        cr_expect(e < 1e-5, "fc din batch %d: rel err %g at %zu", n, e, at);
+    }
+    /* SGD with momentum and weight decay */
+    const size_t cnt = 3001;
+    float *pw = falloc(cnt), *pv = falloc(cnt), *pg = falloc(cnt), *ww = falloc(cnt), *wv = falloc(cnt);
+    tu_fill_uniform(pw, cnt, 94, -1, 1);
+    tu_fill_uniform(pv, cnt, 95, -0.1f, 0.1f);
+    tu_fill_uniform(pg, cnt, 96, -1, 1);
+    float *d_pw = up(ctx, pw, cnt * 4), *d_pv = up(ctx, pv, cnt * 4), *d_pg = up(ctx, pg, cnt * 4);
+    const float lr = 0.01f, mom = 0.9f, wd = 5e-4f;
+    for (int step = 0; step < 3; step++) {
+        for (size_t j = 0; j < cnt; j++) {
+            const float gj = pg[j] + wd * pw[j];
+            pv[j] = mom * pv[j] + gj;
+            pw[j] -= lr * pv[j];
+        }
+        OK(zf_cuda_sgd_update(ctx, d_pw, d_pv, d_pg, cnt, lr, mom, wd));
+    }
+    down(ctx, ww, d_pw, cnt * 4);
+    down(ctx, wv, d_pv, cnt * 4);
+    cr_expect(!memcmp(ww, pw, cnt * 4) && !memcmp(wv, pv, cnt * 4), "SGD's weights or momentum differ from the float steps");
+    zf_cuda_free(d_x); zf_cuda_free(d_dy); zf_cuda_free(d_w); zf_cuda_free(d_dx); zf_cuda_free(d_dw); zf_cuda_free(d_db);
+    zf_cuda_free(d_pw); zf_cuda_free(d_pv); zf_cuda_free(d_pg);
+    zf_free(x); zf_free(dy); zf_free(w); zf_free(dx); zf_free(dw); zf_free(db);
+    zf_free(pw); zf_free(pv); zf_free(pg); zf_free(ww); zf_free(wv);
+    free(rdx); free(rdw); free(rdb);
+    zf_cuda_ctx_free(ctx);
+}
+
 /* Max pooling (the first maximum's switch and its value exactly), unpooling, and average pooling
  * forward and backward with the case's divisor. */
 static void check_pool(zf_cuda_ctx *ctx, const tu_pool_case *c)

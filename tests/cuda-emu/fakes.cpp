@@ -20,6 +20,7 @@
 #include <vector>
 
 extern "C" {
+#include "zf/backward.h"
 #include "zf/ops.h"
 #include "zf/tensor.h"
 }
@@ -294,6 +295,35 @@ cudnnStatus_t cudnnFindConvolutionBackwardDataAlgorithmEx(cudnnHandle_t, cudnnFi
     *got = bwd_perf(c, dx->n, p);
     return CUDNN_STATUS_SUCCESS;
 }
+/* The filters' gradient: algorithms 1 (a workspace growing with the batch) and 0 listed; the
+ * engine takes 1. */
+static size_t bwf_ws(cudnnConvolutionBwdFilterAlgo_t a, int n)
+{
+    return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1 ? 1024 * (size_t)n : 0;
+}
+cudnnStatus_t cudnnGetConvolutionBackwardFilterAlgorithm_v7(cudnnHandle_t, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy, cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw, int req, int *got, cudnnConvolutionBwdFilterAlgoPerf_t *p)
+{
+    check_geom(x, dw, c, dy);
+    if (req < 2)
+        FAIL("asked for %d algorithms", req);
+    static const cudnnConvolutionBwdFilterAlgo_t order[2] = {CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0,
+                                                             CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1};
+    for (int i = 0; i < 2; i++) {
+        memset(&p[i], 0, sizeof p[i]);
+        p[i].algo = order[i];
+        p[i].status = CUDNN_STATUS_SUCCESS;
+        p[i].memory = bwf_ws(order[i], x->n);
+        p[i].mathType = c->math;
+    }
+    *got = 2;
+    return CUDNN_STATUS_SUCCESS;
+}
+cudnnStatus_t cudnnGetConvolutionBackwardFilterWorkspaceSize(cudnnHandle_t, cudnnTensorDescriptor_t x, cudnnTensorDescriptor_t dy, cudnnConvolutionDescriptor_t c, cudnnFilterDescriptor_t dw, cudnnConvolutionBwdFilterAlgo_t a, size_t *b)
+{
+    check_geom(x, dw, c, dy);
+    *b = bwf_ws(a, x->n);
+    return CUDNN_STATUS_SUCCESS;
+}
 cudnnStatus_t cudnnGetConvolutionForwardWorkspaceSize(cudnnHandle_t, cudnnTensorDescriptor_t x, cudnnFilterDescriptor_t w, cudnnConvolutionDescriptor_t c, cudnnTensorDescriptor_t y, cudnnConvolutionFwdAlgo_t a, size_t *b)
 {
     check_geom(x, w, c, y);
@@ -389,6 +419,20 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t, const void *alpha, cud
     std::vector<float> dyf = conv.in(dyp, dy), dxf(tbytes(dx) / elt(dx->dt));
     zf_conv_backward_data(dxf.data(), dyf.data(), conv.wf.data(), &conv.g, conv.scratch.data());
     from_f(dxp, dxf, dx->dt);
+    return CUDNN_STATUS_SUCCESS;
+}
+
+cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t, const void *alpha, cudnnTensorDescriptor_t x, const void *xp, cudnnTensorDescriptor_t dy, const void *dyp, cudnnConvolutionDescriptor_t c, cudnnConvolutionBwdFilterAlgo_t a, void *ws, size_t wsb, const void *beta, cudnnFilterDescriptor_t dw, void *dwp)
+{
+    if (a != CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1)
+        FAIL("filters' gradient with the non-deterministic algorithm %d", a);
+    if (x->dt != CUDNN_DATA_FLOAT)
+        FAIL("filters' gradient of data type %d", x->dt);
+    emu_conv conv(x, xp, dw, dwp, c, dy, dyp, alpha, beta, ws, wsb, a, bwf_ws(a, x->n), "bwf");
+    std::vector<float> xf = conv.in(xp, x), dyf = conv.in(dyp, dy), dwf(fbytes(dw) / 4);
+    std::vector<float> scratch(zf_conv_backward_weights_ws_floats(&conv.g) + 16);
+    zf_conv_backward_weights(dwf.data(), NULL, xf.data(), dyf.data(), &conv.g, scratch.data());
+    memcpy(dwp, dwf.data(), dwf.size() * 4);
     return CUDNN_STATUS_SUCCESS;
 }
 

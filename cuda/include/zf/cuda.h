@@ -96,6 +96,18 @@ zf_status zf_cuda_fc_backward_data(zf_cuda_ctx *ctx, float *din, const float *do
                                    int out_f);
 zf_status zf_cuda_avgpool_backward(zf_cuda_ctx *ctx, float *din, const float *dout, const zf_pool_geom *g,
                                    int count_include_pad);
+/* The parameters' gradients (zf_conv_backward_weights, zf_fc_backward of zf/backward.h), summed
+ * over the batch, float32 only: dw (k, c/groups, kh, kw), db (k; may be NULL) of a convolution from
+ * its input and dout; a fully connected layer's din (may be NULL), dw (out_f, in_f), db (out_f; may
+ * be NULL). Deterministic: the same bits on every run. */
+zf_status zf_cuda_conv_backward_weights(zf_cuda_ctx *ctx, float *dw, float *db, const float *in, const float *dout,
+                                        const zf_conv_geom *g);
+zf_status zf_cuda_fc_backward(zf_cuda_ctx *ctx, float *din, float *dw, float *db, const float *dout, const float *in,
+                              const float *w, int n, int in_f, int out_f);
+/* One step of SGD with momentum over count parameters, as zf_trainer_update (zf/train.h) does:
+ * v = momentum v + g + weight_decay w, w -= lr v, in float, to the bit. */
+zf_status zf_cuda_sgd_update(zf_cuda_ctx *ctx, float *w, float *v, const float *g, size_t count, float lr,
+                             float momentum, float weight_decay);
 zf_status zf_cuda_adaptive_avgpool_backward(zf_cuda_ctx *ctx, float *din, const float *dout, int n, int c, int h,
                                             int w, int oh, int ow);
 
