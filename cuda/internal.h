@@ -171,7 +171,10 @@ struct zf_cuda_net {
     cudaEvent_t stage_free[2];   /* recorded after each slot's upload */
     cudaEvent_t staged[2];
     size_t bytes;                /* device bytes held */
+    int plan_flags;              /* ZF_CUDA_PLAN_BWD_DATA, with ZF_CUDA_PLAN_BWD_FILTER for training */
 };
+/* zf_cuda_net_new with the convolutions also planned for their filters' gradient (training). */
+zf_status zf_cuda_net_new_training(zf_cuda_ctx *ctx, const zf_net *net, int batch, zf_cuda_net **out);
 
 /* Layer i's input on the device: the previous layer's output, or the net's input for i == 0. */
 static inline const float *zf_cuda_net_in(const zf_cuda_net *cn, int prev)

@@ -162,7 +162,7 @@ static zf_status net_init(zf_cuda_net *cn)
             continue;
         const zf_conv_geom g = zf_layer_conv_geom(l, batch);
         zf_cuda_conv_bufs bufs = {(float *)zf_cuda_net_in(cn, i - 1), cn->acts[i], zf_cuda_net_conv_weight(cn, i)};
-        zf_status st = zf_cuda_conv_plan_init(ctx, &cn->plans[i], &g, 1, &bufs);
+        zf_status st = zf_cuda_conv_plan_init(ctx, &cn->plans[i], &g, cn->plan_flags, &bufs);
         if (st)
             return zf_error_prefix(st, "layer '%s': ", l->name);
         const size_t b = zf_cuda_conv_plan_ws_bytes(&cn->plans[i]);
@@ -178,7 +178,7 @@ static zf_status net_init(zf_cuda_net *cn)
     return ZF_OK;
 }
 
-extern "C" zf_status zf_cuda_net_new(zf_cuda_ctx *ctx, const zf_net *net, int batch, zf_cuda_net **out)
+static zf_status net_new(zf_cuda_ctx *ctx, const zf_net *net, int batch, int plan_flags, zf_cuda_net **out)
 {
     *out = NULL;
     zf_cuda_net *cn = (zf_cuda_net *)calloc(1, sizeof *cn);
@@ -188,6 +188,7 @@ extern "C" zf_status zf_cuda_net_new(zf_cuda_ctx *ctx, const zf_net *net, int ba
     cn->net = net;
     cn->batch = batch;
     cn->precision = ctx->precision;
+    cn->plan_flags = plan_flags;
     zf_status st = zf_cuda_net_enter(cn);
     if (!st)
         st = net_init(cn);
@@ -197,6 +198,16 @@ extern "C" zf_status zf_cuda_net_new(zf_cuda_ctx *ctx, const zf_net *net, int ba
     }
     *out = cn;
     return ZF_OK;
+}
+
+extern "C" zf_status zf_cuda_net_new(zf_cuda_ctx *ctx, const zf_net *net, int batch, zf_cuda_net **out)
+{
+    return net_new(ctx, net, batch, ZF_CUDA_PLAN_BWD_DATA, out);
+}
+
+zf_status zf_cuda_net_new_training(zf_cuda_ctx *ctx, const zf_net *net, int batch, zf_cuda_net **out)
+{
+    return net_new(ctx, net, batch, ZF_CUDA_PLAN_BWD_DATA | ZF_CUDA_PLAN_BWD_FILTER, out);
 }
 
 extern "C" zf_status zf_cuda_net_upload_weights(zf_cuda_net *cn)

@@ -1246,6 +1246,100 @@ Test(cuda_engine, attribution_methods_on_the_cuda_engine_match_the_cpu)
     zf_net_free(b);
 }
 
+/* The largest difference between two parameter blocks laid out like net->params, tensor by tensor,
+ * relative to each tensor's largest value; *where names the worst tensor. */
+static double worst_tensor_err(const zf_net *net, const float *got, const float *want, const char **where)
+{
+    double worst = 0;
+    *where = "";
+    for (int i = 0; i < net->n_layers; i++)
+        for (int b = 0; b < 2; b++) {
+            const zf_layer *l = &net->layers[i];
+            const float *w = b ? l->bias : l->weight;
+            const int64_t cnt = b ? l->bias_count : l->weight_count;
+            if (!w || !cnt)
+                continue;
+            const size_t off = (size_t)(w - net->params);
+            double mx = 0, d = 0;
+            for (int64_t j = 0; j < cnt; j++) {
+                mx = fmax(mx, fabs(want[off + j]));
+                d = fmax(d, fabs((double)got[off + j] - want[off + j]));
+            }
+            if (mx > 0 && d / mx > worst) {
+                worst = d / mx;
+                *where = l->name;
+            }
+        }
+    return worst;
+}
+
+/* Training on the device against the CPU trainer (zf_trainer_backprop + zf_trainer_update: dropout
+ * masks from the same seeds, SGD with momentum, weight decay and ZF's filter renormalisation), from
+ * the same He initialisation, inputs and labels:
+ * - every one of 20 steps, started from the device's weights and momentum copied to the CPU, gives
+ *   the CPU's weights and momentum to 1e-5 of each tensor's largest value, the same loss to 1e-6
+ *   and the same hits, on both mini nets;
+ * - run freely, alexnet-mini's weights after 20 steps are the CPU run's to 1e-4 and every loss to
+ *   1e-4. A free run agrees only until a ReLU or a pooling window of one run decides otherwise than
+ *   the other's within rounding: zfnet-mini's conv2 did at step 18 (its weights then 7.5e-4 apart,
+ *   2e-6 before), after which the runs are two trainings, equally valid. */
+Test(cuda_train, device_steps_equal_the_cpu_trainer)
+{
+    zf_cuda_ctx *ctx = gpu();
+    const char *const archs_[] = {"alexnet-mini", "zfnet-mini"};
+    const int n = 4, steps = 20;
+    const zf_sgd opt = {0.01f, 0.9f, 5e-4f, 0.1f};
+    for (int free_run = 0; free_run < 2; free_run++)
+        for (int a = 0; a < (free_run ? 1 : 2); a++) {
+            zf_net *net = NULL;
+            OK(zf_net_new_builtin(archs_[a], &net));
+            OK(zf_net_init_he(net, 7 + a));
+            zf_trainer *ct = NULL;
+            OK(zf_trainer_new(net, n, &ct));
+            zf_cuda_trainer *gt = NULL;
+            OK(zf_cuda_trainer_new(ctx, net, n, NULL, &gt)); /* uploads the initial weights */
+            const size_t in_size = (size_t)zf_net_in_size(net), np = (size_t)net->n_params;
+            float *x = falloc(n * in_size), *params = falloc(np), *mom = falloc(np);
+            int32_t labels[4];
+            for (int s = 0; s < steps; s++) {
+                tu_fill_uniform(x, n * in_size, 1000 + s, -1, 1);
+                for (int i = 0; i < n; i++)
+                    labels[i] = (s * 3 + i * 7) % 10;
+                if (!free_run) /* the CPU starts the step where the device is */
+                    OK(zf_cuda_trainer_download(gt, net->params, ct->momentum));
+                double lc = 0, lg = 0;
+                int cc = -1, cg = -2;
+                OK(zf_trainer_backprop(ct, x, labels, n, 500 + s, &lc, &cc));
+                zf_trainer_update(ct, &opt);
+                OK(zf_cuda_trainer_step(gt, x, labels, n, 500 + s, &lg, &cg));
+                OK(zf_cuda_trainer_update(gt, &opt));
+                const double ltol = free_run ? 1e-4 : 1e-6;
+                cr_expect(fabs(lg - lc) <= ltol * fmax(1.0, fabs(lc)), "%s step %d: loss %.9g on the GPU, %.9g on the CPU",
+                          archs_[a], s, lg, lc);
+                cr_expect_eq(cg, cc, "%s step %d: hits", archs_[a], s);
+                if (!free_run || s == steps - 1) {
+                    OK(zf_cuda_trainer_download(gt, params, mom));
+                    const char *where;
+                    const double tol = free_run ? 1e-4 : 1e-5;
+                    double e = worst_tensor_err(net, params, net->params, &where);
+                    cr_expect(e <= tol, "%s%s step %d: weights %g apart (%s)", archs_[a], free_run ? " free run" : "", s,
+                              e, where);
+                    if (!free_run) {
+                        e = worst_tensor_err(net, mom, ct->momentum, &where);
+                        cr_expect(e <= tol, "%s step %d: momentum %g apart (%s)", archs_[a], s, e, where);
+                    }
+                }
+            }
+            zf_free(params);
+            zf_free(mom);
+            zf_free(x);
+            zf_cuda_trainer_free(gt);
+            zf_trainer_free(ct);
+            zf_net_free(net);
+        }
+    zf_cuda_ctx_free(ctx);
+}
+
 /* n grey 28x28 images of noise labelled i % classes (Fashion-MNIST's shape), in memory. */
 static zf_dataset *tiny_set(int n, int classes, uint64_t seed)
 {

@@ -160,6 +160,25 @@ zf_status zf_cuda_net_deconv(zf_cuda_net *cn, float *out, int n, const zf_deconv
  * `rule` (a zf_relu_rule), for the n images of the last forward (which reached `top`). */
 zf_status zf_cuda_net_backward(zf_cuda_net *cn, float *out, const float *dtop, int top, int bottom, int n, int rule);
 
+/* ---- training on the device (zf_trainer of zf/train.h) ---- */
+
+struct zf_sgd;
+typedef struct zf_cuda_trainer zf_cuda_trainer;
+/* A device copy of `net` (borrowed; its weights are uploaded now) for training steps of up to
+ * `batch` images, with the gradients and the momentum (host `momentum` laid out like net->params,
+ * or NULL for zeros: a checkpoint's, to resume) on the device. fp32 only. */
+zf_status zf_cuda_trainer_new(zf_cuda_ctx *ctx, const zf_net *net, int batch, const float *momentum,
+                              zf_cuda_trainer **out);
+void zf_cuda_trainer_free(zf_cuda_trainer *t);
+/* zf_trainer_backprop on the device: n images (host) with their labels, dropout masks drawn from
+ * `seed` as the CPU draws them; the gradients stay on the device. loss (mean) and correct may be NULL. */
+zf_status zf_cuda_trainer_step(zf_cuda_trainer *t, const float *input, const int32_t *labels, int n, uint64_t seed,
+                               double *loss, int *correct);
+/* zf_trainer_update on the device's weights and momentum. */
+zf_status zf_cuda_trainer_update(zf_cuda_trainer *t, const struct zf_sgd *opt);
+/* The device's weights and momentum into host blocks laid out like net->params (either may be NULL). */
+zf_status zf_cuda_trainer_download(zf_cuda_trainer *t, float *params, float *momentum);
+
 /* ---- for the command-line tools: --device auto|cuda|cpu ---- */
 
 typedef enum { ZF_DEVICE_AUTO = 0, ZF_DEVICE_CUDA = 1, ZF_DEVICE_CPU = 2 } zf_device_choice;
