@@ -356,7 +356,9 @@ Test(cuda_ops, pool_cases_match_float64)
     zf_cuda_ctx_free(ctx);
 }
 
-Test(cuda_ops, adaptive_avgpool_matches_cpu)
+/* Forward and backward; the backward bit for bit (the GPU's gather adds in the order of the CPU's
+ * scatter). */
+Test(cuda_ops, adaptive_avgpool_forward_and_backward_match_cpu)
 {
     zf_cuda_ctx *ctx = gpu();
     const int n = 3, c = 5, h = 13, w = 11, oh = 6, ow = 4;
@@ -372,6 +374,16 @@ Test(cuda_ops, adaptive_avgpool_matches_cpu)
     cr_expect(e <= 1e-7, "adaptive avgpool rel err %g at %zu", e, at);
     zf_cuda_free(d_in); zf_cuda_free(d_out);
     zf_free(in); zf_free(out); zf_free(got);
+    /* the backward over overlapping bins */
+    float *dout = falloc(nout), *dcpu = falloc(nin), *dgpu = falloc(nin);
+    tu_fill_uniform(dout, nout, 90, -1, 1);
+    zf_adaptive_avgpool_backward(dcpu, dout, n, c, h, w, oh, ow);
+    float *d_dout = up(ctx, dout, nout * 4), *d_din = dalloc(ctx, nin * 4);
+    OK(zf_cuda_adaptive_avgpool_backward(ctx, d_din, d_dout, n, c, h, w, oh, ow));
+    down(ctx, dgpu, d_din, nin * 4);
+    cr_expect(!memcmp(dgpu, dcpu, nin * 4), "adaptive avgpool backward differs from the CPU");
+    zf_cuda_free(d_dout); zf_cuda_free(d_din);
+    zf_free(dout); zf_free(dcpu); zf_free(dgpu);
     zf_cuda_ctx_free(ctx);
 }
 
@@ -451,10 +463,9 @@ Test(cuda_ops, fc_relu_and_softmax_match_cpu)
     zf_cuda_ctx_free(ctx);
 }
 
-/* The backward ops against float64 loops (ReLU's three rules exactly, the softmax's Jacobian, the
- * fully connected layer's input gradient) and adaptive pooling's against the CPU's bit for bit (the
- * GPU's gather adds in the order of the CPU's scatter); the other pools' are in pool_cases. */
-Test(cuda_ops, backward_of_relu_softmax_fc_and_adaptive_pool_match)
+/* The backward ops against float64 loops: ReLU's three rules exactly, the softmax's Jacobian, the
+ * fully connected layer's input gradient (the pools' are in pool_cases and adaptive_avgpool). */
+Test(cuda_ops, backward_of_relu_softmax_and_fc_match)
 {
     zf_cuda_ctx *ctx = gpu();
     const size_t cnt = 4099;
@@ -519,19 +530,9 @@ Test(cuda_ops, backward_of_relu_softmax_fc_and_adaptive_pool_match)
         double e = rel_err(dx, ref, (size_t)n * in_f, &at);
         cr_expect(e < 1e-5, "fc backward batch %d: rel err %g at %zu", n, e, at);
     }
-    /* adaptive pooling's overlapping bins (fixed windows: the shared pool cases) */
-    const int an = 2, ac = 3, ah = 13, aw = 11, aoh = 6, aow = 4;
-    const size_t anin = (size_t)an * ac * ah * aw, anout = (size_t)an * ac * aoh * aow;
-    float *adout = falloc(anout), *acpu = falloc(anin), *agpu = falloc(anin);
-    tu_fill_uniform(adout, anout, 90, -1, 1);
-    zf_adaptive_avgpool_backward(acpu, adout, an, ac, ah, aw, aoh, aow);
-    float *d_aout = up(ctx, adout, anout * 4), *d_ain = dalloc(ctx, anin * 4);
-    OK(zf_cuda_adaptive_avgpool_backward(ctx, d_ain, d_aout, an, ac, ah, aw, aoh, aow));
-    down(ctx, agpu, d_ain, anin * 4);
-    cr_expect(!memcmp(agpu, acpu, anin * 4), "adaptive avgpool backward differs from the CPU");
-    zf_cuda_free(d_aout); zf_cuda_free(d_ain); zf_cuda_free(d_o); zf_cuda_free(d_d); zf_cuda_free(d_g);
+    zf_cuda_free(d_o); zf_cuda_free(d_d); zf_cuda_free(d_g);
     zf_cuda_free(d_w); zf_cuda_free(d_dy); zf_cuda_free(d_dx);
-    zf_free(adout); zf_free(acpu); zf_free(agpu); zf_free(o); zf_free(d); zf_free(got); zf_free(want);
+    zf_free(o); zf_free(d); zf_free(got); zf_free(want);
     zf_free(w); zf_free(dy); zf_free(dx); zf_free(ref);
     zf_cuda_ctx_free(ctx);
 }

@@ -324,7 +324,7 @@ Test(optimize, diversity_and_its_gradient_match_float64)
 
 /* --diversity sets a unit's images apart: the Gram similarity D of their relu3 outputs falls
  * (1.89 to 0.18 was seen with 3 images of a conv3 channel at weight 200) while each target still
- * rises above its start; without the term, the images are their batch-free selves. */
+ * rises above its start; a negative weight and a layer above the target's are refused. */
 Test(optimize, diversity_sets_a_units_images_apart)
 {
     zf_net *net = seeded_net("alexnet-mini", 3);
