@@ -137,6 +137,8 @@ zf_status zf_engine_select(const char *spec, unsigned needs, const zf_engine_ifa
 zf_status zf_engine_open(const zf_engine_iface *iface, zf_net *net, const zf_engine_opts *o, zf_engine **out)
 {
     *out = NULL;
+    if (iface->resolve && !(iface = iface->resolve()))
+        return ZF_ERR_DEVICE;
     zf_engine *e = calloc(1, sizeof *e);
     if (!e)
         return zf_error(ZF_ERR_NOMEM, "out of memory for the %s engine", iface->name);

@@ -55,7 +55,7 @@ static const zf_engine_iface *cuda_load(char *why, size_t len)
 
 #ifdef HAVE_CUDA
 /* The CUDA engine's entry in the list: it loads the module when first asked anything that needs
- * it and passes every call on. */
+ * it, answers probe, versions and supports through it, and hands its table to zf_engine_open. */
 static const zf_engine_iface *cuda_real;
 static char cuda_why[512];
 
@@ -102,47 +102,13 @@ static int cuda_supports(zf_engine_op op)
     const zf_engine_iface *e = cuda();
     return e && e->supports(op);
 }
-static zf_status cuda_open(zf_net *net, const zf_engine_opts *o, void **ctx)
-{
-    const zf_engine_iface *e = cuda();
-    return e ? e->open(net, o, ctx) : ZF_ERR_DEVICE;
-}
-/* The rest take a context that only an open through the loaded module made. */
-static void cuda_close(void *c) { cuda_real->close(c); }
-static const char *cuda_describe(void *c) { return cuda_real->describe(c); }
-static zf_status cuda_memory(void *c, size_t *f, size_t *t) { return cuda_real->memory(c, f, t); }
-static zf_status cuda_reserve(void *c, int batch) { return cuda_real->reserve(c, batch); }
-static zf_status cuda_forward(void *c, const float *in, int n, int last) { return cuda_real->forward(c, in, n, last); }
-static zf_status cuda_read(void *c, int layer, float *out, int n) { return cuda_real->read(c, layer, out, n); }
-static zf_status cuda_deconv(void *c, float *out, int n, const zf_deconv_req *req)
-{
-    return cuda_real->deconv(c, out, n, req);
-}
-static zf_status cuda_occlusion(void *c, const float *in, const zf_occlusion_params *p, zf_occlusion_result **out)
-{
-    return cuda_real->occlusion(c, in, p, out);
-}
-static zf_status cuda_backward(void *c, float *out, const float *dtop, int top, int bottom, int n, int rule)
-{
-    return cuda_real->backward(c, out, dtop, top, bottom, n, rule);
-}
-
 static const zf_engine_iface cuda_entry = {
     .name = "cuda",
     .probe = cuda_probe,
     .versions = cuda_versions,
     .supports = cuda_supports,
-    .open = cuda_open,
-    .close = cuda_close,
-    .describe = cuda_describe,
-    .memory = cuda_memory,
-    .reserve = cuda_reserve,
-    .forward = cuda_forward,
-    .read = cuda_read,
-    .deconv = cuda_deconv,
-    .occlusion = cuda_occlusion,
-    .backward = cuda_backward,
     .present = cuda_present,
+    .resolve = cuda, /* the loaded engine's table opens and runs its contexts */
 };
 #endif
 

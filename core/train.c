@@ -22,7 +22,10 @@ static uint64_t mix64(uint64_t x) { return zf_splitmix64(&x); }
 
 static uint64_t seed_of(uint64_t seed, uint64_t a, uint64_t b) { return mix64(mix64(seed ^ mix64(a)) ^ b); }
 
-uint64_t zf_train_dropout_seed(uint64_t seed, int layer) { return seed_of(seed, (uint64_t)layer, 0); }
+/* The seed zf_trainer_backprop gives dropout layer `layer`'s zf_dropout_forward_train. */
+static uint64_t dropout_seed(uint64_t seed, int layer) { return seed_of(seed, (uint64_t)layer, 0); }
+
+uint64_t zf_train_dropout_key(uint64_t seed, int layer) { return zf_mix64(dropout_seed(seed, layer) + ZF_GOLDEN); }
 
 void zf_trainer_free(zf_trainer *t)
 {
@@ -109,7 +112,7 @@ zf_status zf_trainer_backprop(zf_trainer *t, const float *input, const int32_t *
         if (l->op == ZF_OP_DROPOUT) {
             size_t count = (size_t)zf_layer_out_size(l) * (size_t)n;
             zf_dropout_forward_train(net->acts[i], t->masks[i], zf_net_act(net, i - 1), count,
-                                     l->dropout_p, zf_train_dropout_seed(seed, i));
+                                     l->dropout_p, dropout_seed(seed, i));
         } else {
             zf_status st = zf_net_forward_range(net, i, i, n);
             if (st)

@@ -193,5 +193,6 @@ const zf_engine_iface zf_engine_cuda = {
     "cuda",         cuda_probe,   cuda_versions, cuda_supports, cuda_open,    cuda_close,     cuda_describe,
     cuda_memory,    cuda_reserve, cuda_forward,  cuda_read,     cuda_deconv,  cuda_occlusion, cuda_backward,
     NULL, /* present: the registry's entry for this module asks for the driver */
+    NULL, /* resolve: this is the table that runs */
 };
 }

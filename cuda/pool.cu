@@ -87,6 +87,18 @@ extern "C" zf_status zf_cuda_maxpool_unpool(zf_cuda_ctx *ctx, float *din, const 
     return ZF_OK;
 }
 
+/* Average pooling's window along one axis for output o: the span [lo, hi) clipped to the input and
+ * the extent the divisor counts with padding (as PyTorch: the window clipped to the padded input). */
+__device__ static inline void avg_span(int o, int s, int k, int pad_lo, int pad_hi, int len, int *lo, int *hi,
+                                       int *padded)
+{
+    const int start = o * s - pad_lo;
+    const int end_pad = start + k < len + pad_hi ? start + k : len + pad_hi;
+    *lo = start < 0 ? 0 : start;
+    *hi = start + k < len ? start + k : len;
+    *padded = end_pad - start;
+}
+
 __global__ static void avgpool_kernel(float *out, const float *in, zf_pool_geom g, int count_include_pad)
 {
     const size_t total = (size_t)g.n * g.c * g.oh * g.ow;
@@ -94,17 +106,14 @@ __global__ static void avgpool_kernel(float *out, const float *in, zf_pool_geom 
         const int ox = (int)(i % g.ow), oy = (int)((i / g.ow) % g.oh);
         const size_t p = i / ((size_t)g.oh * g.ow);
         const float *src = in + p * g.h * g.w;
-        const int ys = oy * g.sh - g.pt, xs = ox * g.sw - g.pl;
-        /* As PyTorch: the divisor counts the window clipped to the padded input. */
-        const int ye_pad = ys + g.kh < g.h + g.pb ? ys + g.kh : g.h + g.pb;
-        const int xe_pad = xs + g.kw < g.w + g.pr ? xs + g.kw : g.w + g.pr;
-        const int y0 = ys < 0 ? 0 : ys, y1 = ys + g.kh < g.h ? ys + g.kh : g.h;
-        const int x0 = xs < 0 ? 0 : xs, x1 = xs + g.kw < g.w ? xs + g.kw : g.w;
+        int y0, y1, yp, x0, x1, xp;
+        avg_span(oy, g.sh, g.kh, g.pt, g.pb, g.h, &y0, &y1, &yp);
+        avg_span(ox, g.sw, g.kw, g.pl, g.pr, g.w, &x0, &x1, &xp);
         double s = 0;
         for (int y = y0; y < y1; y++)
             for (int x = x0; x < x1; x++)
                 s += src[y * g.w + x];
-        const int div = count_include_pad ? (ye_pad - ys) * (xe_pad - xs) : (y1 - y0) * (x1 - x0);
+        const int div = count_include_pad ? yp * xp : (y1 - y0) * (x1 - x0);
         out[i] = div > 0 ? (float)(s / div) : 0.0f;
     }
 }
@@ -150,18 +159,6 @@ extern "C" zf_status zf_cuda_adaptive_avgpool_forward(zf_cuda_ctx *ctx, float *o
     adaptive_avgpool_kernel<<<zf_grid(total), ZF_THREADS, 0, ctx->stream>>>(out, in, planes, h, w, oh, ow);
     ZF_LAUNCHED("adaptive_avgpool");
     return ZF_OK;
-}
-
-/* Average pooling's window along one axis for output o, as avgpool_kernel takes it: the clipped
- * span [lo, hi) and the extent counted by the divisor with padding. */
-__device__ static inline void avg_span(int o, int s, int k, int pad_lo, int pad_hi, int len, int *lo, int *hi,
-                                       int *padded)
-{
-    const int start = o * s - pad_lo;
-    const int end_pad = start + k < len + pad_hi ? start + k : len + pad_hi;
-    *lo = start < 0 ? 0 : start;
-    *hi = start + k < len ? start + k : len;
-    *padded = end_pad - start;
 }
 
 /* A gather: each input position adds dout / divisor of every window that holds it, in increasing

@@ -22,6 +22,8 @@ struct zf_cuda_trainer {
     int32_t *labels;         /* device (batch) */
     double *row_loss;        /* device (batch) */
     int32_t *row_hit;        /* device (batch): the top class is the label */
+    double *host_loss;       /* the same on the host, for the step's sums */
+    int32_t *host_hit;
 };
 
 /* core's zf_mix64 (SplitMix64's finaliser), on the device. */
@@ -106,6 +108,8 @@ extern "C" void zf_cuda_trainer_free(zf_cuda_trainer *t)
     cudaFree(t->labels);
     cudaFree(t->row_loss);
     cudaFree(t->row_hit);
+    free(t->host_loss);
+    free(t->host_hit);
     zf_cuda_net_free(t->cn);
     free(t);
 }
@@ -138,7 +142,9 @@ extern "C" zf_status zf_cuda_trainer_new(zf_cuda_ctx *ctx, const zf_net *net, in
         st = zf_cuda_malloc(ctx, (void **)&t->row_loss, sizeof(double) * batch, "the losses");
     if (!st)
         st = zf_cuda_malloc(ctx, (void **)&t->row_hit, sizeof(int32_t) * batch, "the hits");
-    if (!st && !(t->masks = (uint8_t **)calloc((size_t)net->n_layers, sizeof *t->masks)))
+    if (!st && (!(t->masks = (uint8_t **)calloc((size_t)net->n_layers, sizeof *t->masks)) ||
+                !(t->host_loss = (double *)malloc(sizeof(double) * batch)) ||
+                !(t->host_hit = (int32_t *)malloc(sizeof(int32_t) * batch))))
         st = zf_error(ZF_ERR_NOMEM, "out of memory for a device trainer");
     for (int i = 0; !st && i < net->n_layers; i++)
         if (net->layers[i].op == ZF_OP_DROPOUT)
@@ -180,15 +186,9 @@ extern "C" zf_status zf_cuda_trainer_step(zf_cuda_trainer *t, const float *input
         const zf_layer *l = &net->layers[i];
         if (l->op == ZF_OP_DROPOUT) {
             const size_t count = (size_t)zf_layer_out_size(l) * n;
-            const uint64_t key = zf_train_dropout_seed(seed, i) + GOLDEN;
             const float p = l->dropout_p;
-            /* the key mixed on the host as zf_dropout_forward_train does */
-            uint64_t z = key;
-            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-            z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-            z ^= z >> 31;
             dropout_kernel<<<zf_grid(count), ZF_THREADS, 0, ctx->stream>>>(
-                cn->acts[i], t->masks[i], count, z, (uint64_t)((double)p * 4294967296.0),
+                cn->acts[i], t->masks[i], count, zf_train_dropout_key(seed, i), (uint64_t)((double)p * 4294967296.0),
                 (float)(1.0 / (1.0 - (double)p)));
             ZF_LAUNCHED("dropout");
         } else {
@@ -270,25 +270,18 @@ extern "C" zf_status zf_cuda_trainer_step(zf_cuda_trainer *t, const float *input
         }
     }
     /* the loss and hits of the batch, summed on the host in the CPU's order */
-    double rl[512];
-    int32_t rh[512];
-    for (int b0 = 0; b0 < n; b0 += 512) {
-        const int m = n - b0 < 512 ? n - b0 : 512;
-        ZF_TRY(zf_cuda_download(ctx, rl, t->row_loss + b0, sizeof(double) * m));
-        ZF_TRY(zf_cuda_download(ctx, rh, t->row_hit + b0, sizeof(int32_t) * m));
-        for (int b = 0; b < m; b++) {
-            if (b0 + b == 0 && loss)
-                *loss = 0;
-            if (b0 + b == 0 && correct)
-                *correct = 0;
-            if (loss)
-                *loss += rl[b];
-            if (correct)
-                *correct += rh[b];
-        }
+    ZF_TRY(zf_cuda_download(ctx, t->host_loss, t->row_loss, sizeof(double) * n));
+    ZF_TRY(zf_cuda_download(ctx, t->host_hit, t->row_hit, sizeof(int32_t) * n));
+    double sum = 0;
+    int hits = 0;
+    for (int b = 0; b < n; b++) {
+        sum += t->host_loss[b];
+        hits += t->host_hit[b];
     }
     if (loss)
-        *loss /= n;
+        *loss = sum / n;
+    if (correct)
+        *correct = hits;
     return ZF_OK;
 }
 

@@ -184,55 +184,42 @@ static void avg_axis(int o, int s, int k, int pad_lo, int pad_hi, int len, int *
     *padded = (end < len + pad_hi ? end : len + pad_hi) - start;
 }
 
-/* Each output's window and divisor, to `visit`. */
-static void avg_windows(const zf_pool_geom *g, int count_include_pad,
-                        void (*visit)(void *ctx, size_t plane, size_t o, int y0, int y1, int x0, int x1, int div),
-                        void *ctx)
+/* Output (oy, ox)'s window, clipped to the input, and its divisor. */
+static int avg_window(const zf_pool_geom *g, int oy, int ox, int count_include_pad, int *y0, int *y1, int *x0,
+                      int *x1)
 {
-    for (int p = 0; p < g->n * g->c; p++)
-        for (int oy = 0; oy < g->oh; oy++)
-            for (int ox = 0; ox < g->ow; ox++) {
-                int y0, y1, yp, x0, x1, xp;
-                avg_axis(oy, g->sh, g->kh, g->pt, g->pb, g->h, &y0, &y1, &yp);
-                avg_axis(ox, g->sw, g->kw, g->pl, g->pr, g->w, &x0, &x1, &xp);
-                const int div = count_include_pad ? yp * xp : (y1 - y0) * (x1 - x0);
-                visit(ctx, (size_t)p, ((size_t)p * g->oh + oy) * g->ow + ox, y0, y1, x0, x1, div);
-            }
-}
-
-typedef struct {
-    double *out;
-    const float *in;
-    const zf_pool_geom *g;
-} avg_ctx;
-
-static void avg_forward_one(void *c, size_t p, size_t o, int y0, int y1, int x0, int x1, int div)
-{
-    avg_ctx *a = c;
-    double s = 0;
-    for (int y = y0; y < y1; y++)
-        for (int x = x0; x < x1; x++)
-            s += a->in[p * a->g->h * a->g->w + (size_t)y * a->g->w + x];
-    a->out[o] = div > 0 ? s / div : 0;
-}
-
-static void avg_backward_one(void *c, size_t p, size_t o, int y0, int y1, int x0, int x1, int div)
-{
-    avg_ctx *a = c;
-    for (int y = y0; y < y1 && div > 0; y++)
-        for (int x = x0; x < x1; x++)
-            a->out[p * a->g->h * a->g->w + (size_t)y * a->g->w + x] += (double)a->in[o] / div;
+    int yp, xp;
+    avg_axis(oy, g->sh, g->kh, g->pt, g->pb, g->h, y0, y1, &yp);
+    avg_axis(ox, g->sw, g->kw, g->pl, g->pr, g->w, x0, x1, &xp);
+    return count_include_pad ? yp * xp : (*y1 - *y0) * (*x1 - *x0);
 }
 
 void tu_ref_avgpool(double *out, const float *in, const zf_pool_geom *g, int count_include_pad)
 {
-    avg_ctx a = {out, in, g};
-    avg_windows(g, count_include_pad, avg_forward_one, &a);
+    for (int p = 0; p < g->n * g->c; p++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++) {
+                int y0, y1, x0, x1;
+                const int div = avg_window(g, oy, ox, count_include_pad, &y0, &y1, &x0, &x1);
+                double s = 0;
+                for (int y = y0; y < y1; y++)
+                    for (int x = x0; x < x1; x++)
+                        s += in[((size_t)p * g->h + y) * g->w + x];
+                out[((size_t)p * g->oh + oy) * g->ow + ox] = div > 0 ? s / div : 0;
+            }
 }
 
 void tu_ref_avgpool_backward(double *din, const float *dout, const zf_pool_geom *g, int count_include_pad)
 {
     memset(din, 0, sizeof(double) * g->n * g->c * g->h * g->w);
-    avg_ctx a = {din, dout, g};
-    avg_windows(g, count_include_pad, avg_backward_one, &a);
+    for (int p = 0; p < g->n * g->c; p++)
+        for (int oy = 0; oy < g->oh; oy++)
+            for (int ox = 0; ox < g->ow; ox++) {
+                int y0, y1, x0, x1;
+                const int div = avg_window(g, oy, ox, count_include_pad, &y0, &y1, &x0, &x1);
+                const double d = div > 0 ? (double)dout[((size_t)p * g->oh + oy) * g->ow + ox] / div : 0;
+                for (int y = y0; y < y1; y++)
+                    for (int x = x0; x < x1; x++)
+                        din[((size_t)p * g->h + y) * g->w + x] += d;
+            }
 }

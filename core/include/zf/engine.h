@@ -75,6 +75,10 @@ typedef struct zf_engine_iface {
     /* NULL, or whether this machine may have the engine's device, told without loading or opening
      * anything: ZF_ERR_DEVICE with the reason where it cannot. `--device auto` asks it first. */
     zf_status (*present)(void);
+    /* NULL, or the table that opens and runs this engine's contexts (an entry that loads its
+     * engine on first use answers with the loaded one; NULL, with the reason in zf_last_error(),
+     * where it cannot be loaded). zf_engine_open runs every op through it. */
+    const struct zf_engine_iface *(*resolve)(void);
 } zf_engine_iface;
 
 /* The engines this program was built with, the CPU engine first, NULL-terminated. */

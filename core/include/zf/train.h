@@ -43,10 +43,10 @@ void zf_trainer_free(zf_trainer *t);
  * count) may be NULL. */
 zf_status zf_trainer_backprop(zf_trainer *t, const float *input, const int32_t *labels, int n,
                               uint64_t seed, double *loss, int *correct);
-/* The seed of dropout layer `layer`'s mask in a step seeded `seed` (zf_trainer_backprop's, which
- * zf_dropout_forward_train turns into the mask): for another engine's training step to draw the
- * same masks. */
-uint64_t zf_train_dropout_seed(uint64_t seed, int layer);
+/* The key of dropout layer `layer`'s mask in a step seeded `seed`: element i of the mask keeps
+ * where the top 32 bits of SplitMix64's finaliser of key + i * 0x9e3779b97f4a7c15 reach
+ * p * 2^32 (zf_dropout_forward_train). For another engine's training step to draw the same masks. */
+uint64_t zf_train_dropout_key(uint64_t seed, int layer);
 /* One SGD update of net's parameters from t->grad (see zf_sgd). */
 void zf_trainer_update(zf_trainer *t, const zf_sgd *opt);
 
