@@ -14,11 +14,13 @@ struct zf_engine {
     const zf_engine_iface *iface;
     void *ctx;
     zf_net *net;
+    int training; /* zf_engine_train_begin has run */
 };
 
 const char *zf_engine_op_name(zf_engine_op op)
 {
-    static const char *const names[ZF_ENGINE_OP_COUNT] = {"forward", "read", "deconv", "occlusion", "backward"};
+    static const char *const names[ZF_ENGINE_OP_COUNT] = {"forward", "read", "deconv", "occlusion", "backward",
+                                                                 "train"};
     return op >= 0 && op < ZF_ENGINE_OP_COUNT ? names[op] : "?";
 }
 
@@ -219,6 +221,41 @@ zf_status zf_engine_backward(zf_engine *e, float *out, const float *dtop, int to
 zf_status zf_engine_memory(zf_engine *e, size_t *free_bytes, size_t *total_bytes)
 {
     return e->iface->memory(e->ctx, free_bytes, total_bytes);
+}
+
+zf_status zf_engine_train_begin(zf_engine *e, int batch, const float *momentum)
+{
+    if (!e->iface->supports(ZF_ENGINE_OP_TRAIN))
+        return lacks(e, ZF_ENGINE_OP_TRAIN);
+    if (batch < 1)
+        return zf_error(ZF_ERR_ARG, "%s engine: training batch %d", e->iface->name, batch);
+    zf_status st = e->iface->train_begin(e->ctx, batch, momentum);
+    e->training = !st;
+    return st;
+}
+
+static zf_status not_training(const zf_engine *e)
+{
+    return e->iface->supports(ZF_ENGINE_OP_TRAIN)
+               ? zf_error(ZF_ERR_ARG, "the %s engine has no trainer yet (zf_engine_train_begin)", e->iface->name)
+               : lacks(e, ZF_ENGINE_OP_TRAIN);
+}
+
+zf_status zf_engine_train_step(zf_engine *e, const float *input, const int32_t *labels, int n, uint64_t seed,
+                               double *loss, int *correct)
+{
+    return e->training ? e->iface->train_step(e->ctx, input, labels, n, seed, loss, correct) : not_training(e);
+}
+
+zf_status zf_engine_train_update(zf_engine *e, const zf_sgd *opt)
+{
+    return e->training ? e->iface->train_update(e->ctx, opt) : not_training(e);
+}
+
+zf_status zf_engine_train_state(zf_engine *e, const float **momentum)
+{
+    *momentum = NULL;
+    return e->training ? e->iface->train_state(e->ctx, momentum) : not_training(e);
 }
 
 zf_status zf_engine_forward_layers(zf_engine *e, const float *input, int n, int last, const int *layers,

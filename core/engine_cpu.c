@@ -7,6 +7,7 @@
 #include "zf/attribution.h"
 #include "zf/cpu.h"
 #include "zf/engine.h"
+#include "zf/train.h"
 
 #include <omp.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 typedef struct cpu_ctx {
     zf_net *net;
     zf_backprop *bp;       /* made at the first backward */
+    zf_trainer *trainer;   /* made by train_begin */
     zf_bf16_weights *bf16; /* precision bf16: the rounded weights, in net->bf16 while open */
     char desc[256];
 } cpu_ctx;
@@ -70,6 +72,7 @@ static void cpu_close(void *ctx)
     if (!c)
         return;
     zf_backprop_free(c->bp);
+    zf_trainer_free(c->trainer);
     if (c->bf16 && c->net->bf16 == c->bf16)
         c->net->bf16 = NULL;
     zf_bf16_weights_free(c->bf16);
@@ -139,6 +142,38 @@ static zf_status cpu_backward(void *ctx, float *out, const float *dtop, int top,
     return zf_net_backward(c->bp, out, dtop, top, bottom, n, (zf_relu_rule)rule);
 }
 
+/* Training: core's zf_trainer on the net's own weights, which the forward then runs. */
+static zf_status cpu_train_begin(void *ctx, int batch, const float *momentum)
+{
+    cpu_ctx *c = ctx;
+    if (c->bf16)
+        return zf_error(ZF_ERR_UNSUPPORTED, "--precision bf16: the cpu engine trains in fp32 only");
+    zf_trainer_free(c->trainer);
+    c->trainer = NULL;
+    zf_status st = zf_trainer_new(c->net, batch, &c->trainer);
+    if (!st && momentum)
+        memcpy(c->trainer->momentum, momentum, sizeof(float) * (size_t)c->net->n_params);
+    return st;
+}
+
+static zf_status cpu_train_step(void *ctx, const float *input, const int32_t *labels, int n, uint64_t seed,
+                                double *loss, int *correct)
+{
+    return zf_trainer_backprop(((cpu_ctx *)ctx)->trainer, input, labels, n, seed, loss, correct);
+}
+
+static zf_status cpu_train_update(void *ctx, const zf_sgd *opt)
+{
+    zf_trainer_update(((cpu_ctx *)ctx)->trainer, opt);
+    return ZF_OK;
+}
+
+static zf_status cpu_train_state(void *ctx, const float **momentum)
+{
+    *momentum = ((cpu_ctx *)ctx)->trainer->momentum; /* the weights are net->params already */
+    return ZF_OK;
+}
+
 const zf_engine_iface zf_engine_cpu = {
     .name = "cpu",
     .probe = cpu_probe,
@@ -154,4 +189,8 @@ const zf_engine_iface zf_engine_cpu = {
     .deconv = cpu_deconv,
     .occlusion = cpu_occlusion,
     .backward = cpu_backward,
+    .train_begin = cpu_train_begin,
+    .train_step = cpu_train_step,
+    .train_update = cpu_train_update,
+    .train_state = cpu_train_state,
 };

@@ -381,8 +381,13 @@ typedef struct {
     double seconds; /* training time spent in this epoch so far */
 } run_state;
 
-static zf_status save_checkpoint(zf_trainer *t, const zf_train_config *cfg, const run_state *rs)
+/* Brings the engine's weights and momentum to the host and writes the checkpoint. */
+static zf_status save_checkpoint(zf_engine *e, const zf_train_config *cfg, const run_state *rs)
 {
+    const float *momentum;
+    zf_status st = zf_engine_train_state(e, &momentum);
+    if (st)
+        return st;
     char epoch[32], step[32], loss[64], correct[32], seen[32], secs[64], seed[32], batch[32], lr[64];
     snprintf(epoch, sizeof epoch, "%d", rs->epoch);
     snprintf(step, sizeof step, "%lld", (long long)rs->step);
@@ -407,13 +412,14 @@ static zf_status save_checkpoint(zf_trainer *t, const zf_train_config *cfg, cons
     for (int i = 0; i < extra && k < 38; i++)
         kv[k++] = cfg->meta_kv[i];
     kv[k] = NULL;
-    return zf_model_save(t->net, cfg->checkpoint, kv, t->momentum);
+    return zf_model_save(zf_engine_net(e), cfg->checkpoint, kv, momentum);
 }
 
-static zf_status load_checkpoint(zf_trainer *t, const zf_train_config *cfg, run_state *rs)
+/* The weights into net->params, the momentum into `momentum` (net->n_params floats). */
+static zf_status load_checkpoint(zf_net *net, float *momentum, const zf_train_config *cfg, run_state *rs)
 {
     zf_meta m;
-    zf_status st = zf_model_load_checkpoint(t->net, cfg->checkpoint, t->momentum, &m);
+    zf_status st = zf_model_load_checkpoint(net, cfg->checkpoint, momentum, &m);
     if (st)
         return st;
     const char *e = zf_meta_get(&m, "zfviz.train.epoch"), *s = zf_meta_get(&m, "zfviz.train.step");
@@ -421,11 +427,11 @@ static zf_status load_checkpoint(zf_trainer *t, const zf_train_config *cfg, run_
     const char *arch = zf_meta_get(&m, "arch");
     if (!e || !s || !seed || !batch || !arch) {
         st = zf_error(ZF_ERR_FORMAT, "%s: not a zfviz training checkpoint", cfg->checkpoint);
-    } else if (strcmp(arch, t->net->arch) || strtoull(seed, NULL, 10) != cfg->seed ||
+    } else if (strcmp(arch, net->arch) || strtoull(seed, NULL, 10) != cfg->seed ||
                atoi(batch) != cfg->batch) {
         st = zf_error(ZF_ERR_ARG, "%s: the checkpoint is of a run with arch %s, seed %s, batch %s; "
                       "resume with the same settings (this run: %s, seed %llu, batch %d)",
-                      cfg->checkpoint, arch, seed, batch, t->net->arch,
+                      cfg->checkpoint, arch, seed, batch, net->arch,
                       (unsigned long long)cfg->seed, cfg->batch);
     } else {
         rs->epoch = atoi(e);
@@ -445,9 +451,23 @@ static zf_status load_checkpoint(zf_trainer *t, const zf_train_config *cfg, run_
 zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *val,
                        const zf_train_config *cfg, int resume, const zf_train_hooks *hooks)
 {
+    zf_engine *e;
+    const zf_engine_opts o = {.batch = cfg->batch > 0 ? cfg->batch : 1};
+    zf_status st = zf_engine_open(zf_engine_list()[0], net, &o, &e);
+    if (st)
+        return st;
+    st = zf_train_run_on(e, train, val, cfg, resume, hooks);
+    zf_engine_close(e);
+    return st;
+}
+
+zf_status zf_train_run_on(zf_engine *e, const zf_dataset *train, const zf_dataset *val,
+                          const zf_train_config *cfg, int resume, const zf_train_hooks *hooks)
+{
     static const zf_train_hooks none = {0};
     if (!hooks)
         hooks = &none;
+    zf_net *net = zf_engine_net(e);
     int classes = net->layers[net->n_layers - 1].out_c;
     if (classes != train->n_classes)
         return zf_error(ZF_ERR_SHAPE, "%s has %d classes but %s has %d", net->arch, classes,
@@ -456,22 +476,29 @@ zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *v
         return zf_error(ZF_ERR_ARG, "training needs a batch and epochs of at least 1 and some images");
     if (resume && !cfg->checkpoint)
         return zf_error(ZF_ERR_ARG, "resume needs a checkpoint path");
-    zf_trainer *t;
-    zf_status st = zf_trainer_new(net, cfg->batch, &t);
+    if (!zf_engine_supports(e, ZF_ENGINE_OP_TRAIN))
+        return zf_engine_train_begin(e, cfg->batch, NULL); /* the one-line refusal */
+    zf_status st = zf_net_reserve(net, cfg->batch); /* the batches are made in net->input */
     if (st)
         return st;
     run_state rs = {1, 0, 0, 0, 0, 0};
-    if (resume && (st = load_checkpoint(t, cfg, &rs))) {
-        zf_trainer_free(t);
-        return st;
+    float *momentum = NULL;
+    if (resume) { /* the checkpoint's weights and momentum, then the trainer from them */
+        if (!(momentum = zf_alloc(sizeof(float) * (size_t)net->n_params)))
+            return zf_error(ZF_ERR_NOMEM, "out of memory for the momentum of %s", net->arch);
+        st = load_checkpoint(net, momentum, cfg, &rs);
     }
+    if (!st)
+        st = zf_engine_train_begin(e, cfg->batch, momentum);
+    zf_free(momentum);
+    if (st)
+        return st;
     int64_t steps = (train->n + cfg->batch - 1) / cfg->batch;
     int64_t *perm = zf_malloc(sizeof *perm * (size_t)train->n);
     int32_t *labels = zf_malloc(sizeof *labels * (size_t)cfg->batch);
     if (!perm || !labels) {
         free(perm);
         free(labels);
-        zf_trainer_free(t);
         return zf_error(ZF_ERR_NOMEM, "out of memory for %lld images", (long long)train->n);
     }
     double last_ckpt = zf_clock_now();
@@ -489,12 +516,13 @@ zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *v
             int correct;
             st = zf_dataset_batch(net->input, labels, train, perm + first, n, net, &cfg->aug, aug_seed);
             if (!st)
-                st = zf_trainer_backprop(t, net->input, labels, n,
-                                         seed_of(cfg->seed, (uint64_t)rs.epoch, 2 + (uint64_t)rs.step),
-                                         &loss, &correct);
+                st = zf_engine_train_step(e, net->input, labels, n,
+                                          seed_of(cfg->seed, (uint64_t)rs.epoch, 2 + (uint64_t)rs.step),
+                                          &loss, &correct);
+            if (!st)
+                st = zf_engine_train_update(e, &opt);
             if (st)
                 break;
-            zf_trainer_update(t, &opt);
             rs.step++;
             rs.loss_sum += loss * n;
             rs.correct += correct;
@@ -508,7 +536,7 @@ zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *v
                 stop = 1;
             int periodic = cfg->checkpoint_s > 0 && now - last_ckpt >= cfg->checkpoint_s;
             if (cfg->checkpoint && (stop || (periodic && rs.step < steps))) {
-                if ((st = save_checkpoint(t, cfg, &rs)))
+                if ((st = save_checkpoint(e, cfg, &rs)))
                     break;
                 last_ckpt = now;
                 if (hooks->on_checkpoint)
@@ -530,21 +558,23 @@ zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *v
         es.seconds = rs.seconds;
         es.images_per_s = (double)rs.seen / rs.seconds;
         es.val_loss = es.val_acc = es.val_top5 = NAN;
-        if (val && (st = zf_evaluate(net, val, cfg->batch, &es.val_acc, &es.val_top5, &es.val_loss,
-                                     NULL, NULL))) {
+        if (val && (st = zf_engine_evaluate(e, val, cfg->batch, &es.val_acc, &es.val_top5, &es.val_loss,
+                                            NULL, NULL))) {
             /* Stopped while validating: keep the finished epoch (a resume validates it again). */
-            if (st == ZF_ERR_INTERRUPTED && cfg->checkpoint && !save_checkpoint(t, cfg, &rs))
+            if (st == ZF_ERR_INTERRUPTED && cfg->checkpoint && !save_checkpoint(e, cfg, &rs))
                 st = zf_error(ZF_ERR_INTERRUPTED, "training stopped while validating epoch %d", rs.epoch);
             break;
         }
         /* Metrics first (the hook replaces an epoch's row), then the checkpoint: a run killed in
-         * between repeats nothing but that row. */
-        if (hooks->on_epoch && (st = hooks->on_epoch(hooks->ctx, &es, net)))
+         * between repeats nothing but that row. The hook reads the epoch's weights on the host. */
+        const float *momentum_now;
+        if (hooks->on_epoch && ((st = zf_engine_train_state(e, &momentum_now)) ||
+                                (st = hooks->on_epoch(hooks->ctx, &es, net))))
             break;
         if (cfg->checkpoint) {
             /* The next epoch's start is the state to come back to. */
             run_state next = {rs.epoch + 1, 0, 0, 0, 0, 0};
-            if ((st = save_checkpoint(t, cfg, &next)))
+            if ((st = save_checkpoint(e, cfg, &next)))
                 break;
             last_ckpt = zf_clock_now();
             if (hooks->on_checkpoint)
@@ -553,6 +583,8 @@ zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *v
     }
     free(perm);
     free(labels);
-    zf_trainer_free(t);
-    return st;
+    /* the weights trained so far on the host, whatever stopped the run */
+    const float *momentum_end;
+    zf_status sync = zf_engine_train_state(e, &momentum_end);
+    return st ? st : sync;
 }

@@ -13,9 +13,19 @@ namespace {
 struct cuda_engine {
     zf_net *net;
     zf_cuda_ctx *ctx;
-    zf_cuda_net *cn;
+    zf_cuda_net *cn;          /* the forward's: its own, or the trainer's once training began */
+    zf_cuda_trainer *trainer; /* train_begin's */
+    float *momentum;          /* host copy for train_state */
     char desc[320];
 };
+
+/* Frees the forward's device net unless it is the trainer's. */
+void free_forward_net(cuda_engine *e)
+{
+    if (!e->trainer || e->cn != zf_cuda_trainer_net(e->trainer))
+        zf_cuda_net_free(e->cn);
+    e->cn = NULL;
+}
 
 zf_status cuda_probe(int device, char *desc, size_t len)
 {
@@ -43,7 +53,9 @@ void cuda_close(void *p)
     cuda_engine *e = (cuda_engine *)p;
     if (!e)
         return;
-    zf_cuda_net_free(e->cn);
+    free_forward_net(e);
+    zf_cuda_trainer_free(e->trainer);
+    free(e->momentum);
     zf_cuda_ctx_free(e->ctx);
     free(e);
 }
@@ -84,9 +96,11 @@ zf_status cuda_reserve(void *p, int batch)
     cuda_engine *e = (cuda_engine *)p;
     if (batch <= zf_cuda_net_batch(e->cn))
         return ZF_OK;
+    if (e->trainer)
+        return zf_error(ZF_ERR_ARG, "the cuda engine trains at batches of %d, not %d", zf_cuda_net_batch(e->cn),
+                        batch);
     zf_cuda_net *cn = NULL;
-    zf_cuda_net_free(e->cn); /* first, so that the old buffers' memory can be reused */
-    e->cn = NULL;
+    free_forward_net(e); /* first, so that the old buffers' memory can be reused */
     ZF_TRY(zf_cuda_net_new(e->ctx, e->net, batch, &cn));
     e->cn = cn;
     return ZF_OK;
@@ -185,6 +199,41 @@ zf_status cuda_backward(void *p, float *out, const float *dtop, int top, int bot
     return zf_cuda_net_backward(((cuda_engine *)p)->cn, out, dtop, top, bottom, n, rule);
 }
 
+/* Training: the device trainer (cuda/train.cu), whose net the forward runs from then on. */
+zf_status cuda_train_begin(void *p, int batch, const float *momentum)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    if (!e->momentum && !(e->momentum = (float *)malloc(sizeof(float) * (size_t)e->net->n_params)))
+        return zf_error(ZF_ERR_NOMEM, "out of memory for a host copy of the momentum");
+    /* made from the host's weights as they are now; the forward's own net stays until it is made */
+    zf_cuda_trainer *t = NULL;
+    ZF_TRY(zf_cuda_trainer_new(e->ctx, e->net, batch, momentum, &t));
+    free_forward_net(e);
+    zf_cuda_trainer_free(e->trainer);
+    e->trainer = t;
+    e->cn = zf_cuda_trainer_net(t);
+    return ZF_OK;
+}
+
+zf_status cuda_train_step(void *p, const float *input, const int32_t *labels, int n, uint64_t seed, double *loss,
+                          int *correct)
+{
+    return zf_cuda_trainer_step(((cuda_engine *)p)->trainer, input, labels, n, seed, loss, correct);
+}
+
+zf_status cuda_train_update(void *p, const zf_sgd *opt)
+{
+    return zf_cuda_trainer_update(((cuda_engine *)p)->trainer, opt);
+}
+
+zf_status cuda_train_state(void *p, const float **momentum)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    ZF_TRY(zf_cuda_trainer_download(e->trainer, e->net->params, e->momentum));
+    *momentum = e->momentum;
+    return ZF_OK;
+}
+
 } // namespace
 
 extern "C" {
@@ -194,5 +243,6 @@ const zf_engine_iface zf_engine_cuda = {
     cuda_memory,    cuda_reserve, cuda_forward,  cuda_read,     cuda_deconv,  cuda_occlusion, cuda_backward,
     NULL, /* present: the registry's entry for this module asks for the driver */
     NULL, /* resolve: this is the table that runs */
+    cuda_train_begin, cuda_train_step, cuda_train_update, cuda_train_state,
 };
 }

@@ -175,6 +175,8 @@ struct zf_cuda_net {
 };
 /* zf_cuda_net_new with the convolutions also planned for their filters' gradient (training). */
 zf_status zf_cuda_net_new_training(zf_cuda_ctx *ctx, const zf_net *net, int batch, zf_cuda_net **out);
+/* The device net a trainer steps (its weights are the ones being trained); the trainer owns it. */
+zf_cuda_net *zf_cuda_trainer_net(zf_cuda_trainer *t);
 
 /* Layer i's input on the device: the previous layer's output, or the net's input for i == 0. */
 static inline const float *zf_cuda_net_in(const zf_cuda_net *cn, int prev)

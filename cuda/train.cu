@@ -315,6 +315,8 @@ extern "C" zf_status zf_cuda_trainer_update(zf_cuda_trainer *t, const zf_sgd *op
     return zf_cuda_sync(ctx);
 }
 
+zf_cuda_net *zf_cuda_trainer_net(zf_cuda_trainer *t) { return t->cn; }
+
 extern "C" zf_status zf_cuda_trainer_download(zf_cuda_trainer *t, float *params, float *momentum)
 {
     const size_t pbytes = sizeof(float) * (size_t)t->net->n_params;

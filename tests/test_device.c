@@ -449,9 +449,12 @@ Test(device, cuda_runs_where_a_gpu_is)
                            "--precision tf32 2> err", dir, zfviz()), 2);
     /* eval is not refused (this folder has no class folders: it fails later, exit 1) */
     cr_expect_neq(tu_system("cd '%s' && '%s' eval --data img --device cuda 2> err", dir, zfviz()), 2);
-    /* train needs the parameters' gradients, which the cuda engine lacks: one line, exit 2 */
-    cr_expect_eq(tu_system("cd '%s' && '%s' train --data img --epochs 1 --out m.safetensors --device cuda 2> err", dir,
-                           zfviz()), 2);
+    /* train on the device: two classes of one image each, one epoch (test_cuda's cuda_train compares
+     * the loop with the CPU's) */
+    cr_expect_eq(tu_system("cd '%s' && mkdir -p cls/a cls/b && cp img/a.png cls/a/1.png && cp img/a.png cls/b/2.png && "
+                           "'%s' train --data cls --arch alexnet-mini --epochs 1 --batch 2 --val 0 --out m.safetensors "
+                           "--device cuda > out", dir, zfviz()), 0);
+    cr_expect_eq(tu_system("cd '%s' && grep -q 'on cuda' out && test -s m.safetensors", dir), 0);
 }
 
 /* The bytes of every file the command wrote (in path order) and its stdout, for comparison; with

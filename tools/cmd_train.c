@@ -1,5 +1,6 @@
-/* zfviz train: train a built-in net on Fashion-MNIST or an image folder with the CPU engine, with
- * checkpoints, exact resume, per-epoch metrics and filter snapshots in SQLite and a curves plot. */
+/* zfviz train: train a built-in net on Fashion-MNIST or an image folder on either engine (the steps,
+ * updates and validation through the engine table), with checkpoints, exact resume (on either
+ * engine), per-epoch metrics and filter snapshots in SQLite and a curves plot. */
 #include <getopt.h>
 #include <jansson.h>
 #include <math.h>
@@ -17,7 +18,7 @@
 #include "zf/db_train.h"
 #include "zf/viz.h"
 
-const char zf_cmd_train_summary[] = "train a network (Fashion-MNIST or an image folder) on the CPU";
+const char zf_cmd_train_summary[] = "train a network (Fashion-MNIST or an image folder) on the CPU or a GPU";
 
 static void usage(void)
 {
@@ -60,7 +61,7 @@ static void usage(void)
            "                    zfviz evolve (default 1,2,5,10)\n"
            "  --db FILE         SQLite file for metrics and snapshots (default MODEL without .safetensors + .sqlite)\n"
            ZFT_WAIT_HELP ZFT_DEVICE_HELP
-           "                    (training needs the parameters' gradients, which only the cpu engine has)\n"
+           "                    (training is fp32 on both; a checkpoint from one resumes on the other)\n"
            "  --checkpoint-every S  seconds between mid-epoch checkpoints (default 60)\n"
            "  --resume          continue from MODEL.ckpt (same arch, data, seed and batch)\n");
 }
@@ -345,8 +346,7 @@ int zf_cmd_train(int argc, char **argv)
                             ZFT_OWN("snapshots", O_SNAP, required_argument), ZFT_STR("db", O_DB, &db_path),
                             ZFT_REAL("checkpoint-every", O_CKPT, 0, 1e9, "seconds (0: only at epoch ends)", &cfg.checkpoint_s),
                             ZFT_FLAG("resume", O_RESUME, &resume), {0}};
-    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD),
-                      .cpu_only = "its training loop, zf_train_run, is not on the engine table yet"};
+    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_TRAIN)};
     zft_args a = {.cmd = "train", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
                   .device = &dev, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
     int c;
@@ -497,13 +497,15 @@ int zf_cmd_train(int argc, char **argv)
     st = zft_db_open(dbp, 1, &ctx.db);
     if (!st)
         st = zf_db_train_run(ctx.db, out, arch, data, config, resume, &ctx.run);
+    if (!st)
+        st = zft_device_open(&dev, net, cfg.batch);
     if (!st) {
-        printf("training %s on %s: %lld images (%d classes), %lld held out, %d epochs of %lld steps, batch %d\n",
+        printf("training %s on %s: %lld images (%d classes), %lld held out, %d epochs of %lld steps, batch %d, on %s\n",
                arch, data, (long long)train->n, train->n_classes, (long long)val, cfg.epochs,
-               (long long)((train->n + cfg.batch - 1) / cfg.batch), cfg.batch);
+               (long long)((train->n + cfg.batch - 1) / cfg.batch), cfg.batch, zf_engine_describe(dev.eng));
         fflush(stdout);
         zf_train_hooks hooks = {&ctx, on_step, on_epoch, NULL};
-        st = zf_train_run(net, train, valset, &cfg, resume, &hooks);
+        st = zf_train_run_on(dev.eng, train, valset, &cfg, resume, &hooks);
         zft_outputs_keep(); /* a failed or stopped run keeps its checkpoint for --resume */
     }
     zft_progress_finish(&ctx.bar);
@@ -512,7 +514,7 @@ int zf_cmd_train(int argc, char **argv)
     } else if (!st) {
         double top1 = NAN, top5 = NAN;
         if (valset)
-            st = zf_evaluate(net, valset, cfg.batch, &top1, &top5, NULL, NULL, NULL);
+            st = zf_engine_evaluate(dev.eng, valset, cfg.batch, &top1, &top5, NULL, NULL, NULL);
         snprintf(acc, sizeof acc, "%.4f", top1);
         char *history = history_json(&ctx);
         const char *final_meta[] = {"zfviz.train.command", command, "zfviz.train.data", data,
@@ -534,6 +536,7 @@ int zf_cmd_train(int argc, char **argv)
                 printf("  curves     %s (and .pdf)\n", png);
         }
     }
+    zft_device_close(&dev);
     zf_db_close(ctx.db);
     zf_dataset_free(all);
     zf_dataset_free(train);

@@ -12,6 +12,7 @@
 #include "zf/net.h"
 #include "zf/occlusion.h"
 #include "zf/status.h"
+#include "zf/train.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -23,10 +24,11 @@ typedef enum {
     ZF_ENGINE_OP_DECONV,      /* Zeiler & Fergus's deconvnet projection (unit or map) */
     ZF_ENGINE_OP_OCCLUSION,   /* occlusion sensitivity maps (brute and incremental) */
     ZF_ENGINE_OP_BACKWARD,    /* the gradient of a layer's output with respect to a lower one */
+    ZF_ENGINE_OP_TRAIN,       /* training steps: parameters' gradients and the SGD update */
     ZF_ENGINE_OP_COUNT
 } zf_engine_op;
 
-/* "forward", "read", "deconv", "occlusion", "backward". */
+/* "forward", "read", "deconv", "occlusion", "backward", "train". */
 const char *zf_engine_op_name(zf_engine_op op);
 /* A set of ops, for zf_engine_select. */
 #define ZF_ENGINE_NEEDS(op) (1u << (op))
@@ -79,6 +81,18 @@ typedef struct zf_engine_iface {
      * engine on first use answers with the loaded one; NULL, with the reason in zf_last_error(),
      * where it cannot be loaded). zf_engine_open runs every op through it. */
     const struct zf_engine_iface *(*resolve)(void);
+    /* Training (ZF_ENGINE_OP_TRAIN), step for step as zf_trainer (zf/train.h). train_begin makes
+     * the context's trainer for batches of up to `batch` images, from the net's host weights as
+     * they are now and `momentum` (host, laid out like net->params; NULL: zero); from then on the
+     * context's forward runs the weights being trained. train_step is zf_trainer_backprop (the
+     * input and labels in host memory), train_update zf_trainer_update. train_state brings the
+     * trained weights into net->params and points *momentum at a host copy of the velocity,
+     * valid until the next step or update (checkpoints, evaluation on the host). */
+    zf_status (*train_begin)(void *ctx, int batch, const float *momentum);
+    zf_status (*train_step)(void *ctx, const float *input, const int32_t *labels, int n, uint64_t seed,
+                            double *loss, int *correct);
+    zf_status (*train_update)(void *ctx, const zf_sgd *opt);
+    zf_status (*train_state)(void *ctx, const float **momentum);
 } zf_engine_iface;
 
 /* The engines this program was built with, the CPU engine first, NULL-terminated. */
@@ -118,6 +132,13 @@ zf_status zf_engine_occlusion(zf_engine *e, const float *input, const zf_occlusi
                               zf_occlusion_result **out);
 zf_status zf_engine_backward(zf_engine *e, float *out, const float *dtop, int top, int bottom, int n, int rule);
 zf_status zf_engine_memory(zf_engine *e, size_t *free_bytes, size_t *total_bytes);
+/* Training through the table (see train_begin above); ZF_ERR_UNSUPPORTED where the engine has no
+ * training, ZF_ERR_ARG for a step or update before zf_engine_train_begin. */
+zf_status zf_engine_train_begin(zf_engine *e, int batch, const float *momentum);
+zf_status zf_engine_train_step(zf_engine *e, const float *input, const int32_t *labels, int n, uint64_t seed,
+                               double *loss, int *correct);
+zf_status zf_engine_train_update(zf_engine *e, const zf_sgd *opt);
+zf_status zf_engine_train_state(zf_engine *e, const float **momentum);
 /* The forward up to `last`, then the outputs of `layers` (NULL: the input and every layer up to
  * `last` that is not computed in place) read into the net's own host buffers (zf_net_act), for a
  * caller that works on them there (the scan's statistics, a tool's dumps). The net must be

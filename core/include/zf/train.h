@@ -110,6 +110,13 @@ typedef struct zf_train_hooks {
  * zf_interrupted stopped it (after writing the checkpoint). */
 zf_status zf_train_run(zf_net *net, const zf_dataset *train, const zf_dataset *val,
                        const zf_train_config *cfg, int resume, const zf_train_hooks *hooks);
+/* zf_train_run on an open engine (zf/engine.h) that has training: the steps, updates and validation
+ * run there, and the weights and momentum come to the host for checkpoints and for each epoch's
+ * hook. A checkpoint written on one engine resumes on another. The engine's net is the one
+ * trained; on return net->params holds the weights trained so far. */
+struct zf_engine;
+zf_status zf_train_run_on(struct zf_engine *e, const zf_dataset *train, const zf_dataset *val,
+                          const zf_train_config *cfg, int resume, const zf_train_hooks *hooks);
 
 /* Top-1/top-5 accuracy and mean cross-entropy of net on ds (no augmentation), in batches: the CPU
  * engine's zf_engine_evaluate (zf/engine.h). */
