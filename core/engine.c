@@ -20,7 +20,7 @@ struct zf_engine {
 const char *zf_engine_op_name(zf_engine_op op)
 {
     static const char *const names[ZF_ENGINE_OP_COUNT] = {"forward", "read", "deconv", "occlusion", "backward",
-                                                                 "train"};
+                                                                 "train",   "stats"};
     return op >= 0 && op < ZF_ENGINE_OP_COUNT ? names[op] : "?";
 }
 
@@ -256,6 +256,17 @@ zf_status zf_engine_train_state(zf_engine *e, const float **momentum)
 {
     *momentum = NULL;
     return e->training ? e->iface->train_state(e->ctx, momentum) : not_training(e);
+}
+
+zf_status zf_engine_layer_stats(zf_engine *e, int layer, int n, zf_plane_stats *planes, int64_t *hist)
+{
+    if (!e->iface->supports(ZF_ENGINE_OP_STATS))
+        return lacks(e, ZF_ENGINE_OP_STATS);
+    if (layer < 0 || layer >= e->net->n_layers)
+        return zf_error(ZF_ERR_ARG, "%s: no layer %d for statistics", e->net->arch, layer);
+    if (n < 1)
+        return zf_error(ZF_ERR_ARG, "%s: statistics of %d images", e->net->arch, n);
+    return e->iface->layer_stats(e->ctx, layer, n, planes, hist);
 }
 
 zf_status zf_engine_forward_layers(zf_engine *e, const float *input, int n, int last, const int *layers,

@@ -174,6 +174,16 @@ static zf_status cpu_train_state(void *ctx, const float **momentum)
     return ZF_OK;
 }
 
+static zf_status cpu_layer_stats(void *ctx, int layer, int n, zf_plane_stats *planes, int64_t *hist)
+{
+    zf_net *net = ((cpu_ctx *)ctx)->net;
+    if (n > net->batch)
+        return zf_error(ZF_ERR_ARG, "statistics of %d images with buffers for %d", n, net->batch);
+    const zf_layer *l = &net->layers[layer];
+    zf_layer_stats(zf_net_act(net, layer), n, l->out_c, l->out_h * l->out_w, planes, hist);
+    return ZF_OK;
+}
+
 const zf_engine_iface zf_engine_cpu = {
     .name = "cpu",
     .probe = cpu_probe,
@@ -193,4 +203,5 @@ const zf_engine_iface zf_engine_cpu = {
     .train_step = cpu_train_step,
     .train_update = cpu_train_update,
     .train_state = cpu_train_state,
+    .layer_stats = cpu_layer_stats,
 };

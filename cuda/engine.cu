@@ -16,6 +16,10 @@ struct cuda_engine {
     zf_cuda_net *cn;          /* the forward's: its own, or the trainer's once training began */
     zf_cuda_trainer *trainer; /* train_begin's */
     float *momentum;          /* host copy for train_state */
+    zf_plane_stats *st_planes;      /* layer_stats: device buffers, grown as needed */
+    unsigned long long *st_hist;
+    int64_t *st_hist_host;
+    size_t st_planes_cap, st_hist_cap;
     char desc[320];
 };
 
@@ -56,6 +60,9 @@ void cuda_close(void *p)
     free_forward_net(e);
     zf_cuda_trainer_free(e->trainer);
     free(e->momentum);
+    zf_cuda_free(e->st_planes);
+    zf_cuda_free(e->st_hist);
+    free(e->st_hist_host);
     zf_cuda_ctx_free(e->ctx);
     free(e);
 }
@@ -234,6 +241,43 @@ zf_status cuda_train_state(void *p, const float **momentum)
     return ZF_OK;
 }
 
+/* The scan's statistics of a layer, reduced on the device: a plane's summary (80 bytes) and the
+ * batch's histogram counts cross to the host instead of the plane. */
+zf_status cuda_layer_stats(void *p, int layer, int n, zf_plane_stats *planes, int64_t *hist)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    if (n > zf_cuda_net_batch(e->cn))
+        return zf_error(ZF_ERR_ARG, "statistics of %d images with device buffers for %d", n, zf_cuda_net_batch(e->cn));
+    ZF_TRY(zf_cuda_net_enter(e->cn));
+    const zf_layer *l = &e->net->layers[layer];
+    const int units = l->out_c, hw = l->out_h * l->out_w;
+    const size_t np = (size_t)n * (size_t)units, nh = (size_t)units * ZF_HIST_BINS;
+    if (np > e->st_planes_cap) {
+        zf_cuda_free(e->st_planes);
+        e->st_planes = NULL;
+        e->st_planes_cap = 0;
+        ZF_TRY(zf_cuda_malloc(e->ctx, (void **)&e->st_planes, sizeof(zf_plane_stats) * np, "the plane statistics"));
+        e->st_planes_cap = np;
+    }
+    if (nh > e->st_hist_cap) {
+        zf_cuda_free(e->st_hist);
+        free(e->st_hist_host);
+        e->st_hist = NULL;
+        e->st_hist_cap = 0;
+        if (!(e->st_hist_host = (int64_t *)malloc(sizeof(int64_t) * nh)))
+            return zf_error(ZF_ERR_NOMEM, "out of memory for %d units' histograms", units);
+        ZF_TRY(zf_cuda_malloc(e->ctx, (void **)&e->st_hist, sizeof(unsigned long long) * nh, "the histograms"));
+        e->st_hist_cap = nh;
+    }
+    ZF_CU(cudaMemsetAsync(e->st_hist, 0, sizeof(unsigned long long) * nh, e->ctx->stream));
+    ZF_TRY(zf_cuda_layer_stats(e->ctx, zf_cuda_net_act(e->cn, layer), n, units, hw, e->st_planes, e->st_hist));
+    ZF_TRY(zf_cuda_download(e->ctx, planes, e->st_planes, sizeof(zf_plane_stats) * np));
+    ZF_TRY(zf_cuda_download(e->ctx, e->st_hist_host, e->st_hist, sizeof(int64_t) * nh));
+    for (size_t i = 0; i < nh; i++)
+        hist[i] += e->st_hist_host[i];
+    return ZF_OK;
+}
+
 } // namespace
 
 extern "C" {
@@ -244,5 +288,6 @@ const zf_engine_iface zf_engine_cuda = {
     NULL, /* present: the registry's entry for this module asks for the driver */
     NULL, /* resolve: this is the table that runs */
     cuda_train_begin, cuda_train_step, cuda_train_update, cuda_train_state,
+    cuda_layer_stats,
 };
 }

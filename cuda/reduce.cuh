@@ -6,19 +6,20 @@
 #include <math.h>
 #include <stdint.h>
 
-/* First maximum of x[0..len) as the CPU scans it (a later element replaces the best only when
- * strictly greater; a NaN at index 0 is never replaced, a later NaN never wins). Every thread of
- * the block must call it; blockDim.x must be a power of two no larger than ZF_RED_MAX. */
+/* First maximum (S = 1) or minimum (S = -1) of x[0..len) as the CPU scans it (a later element
+ * replaces the best only when strictly greater, or less; a NaN at index 0 is never replaced, a
+ * later NaN never wins): its index. Every thread of the block must call it; blockDim.x must be a
+ * power of two no larger than ZF_RED_MAX. */
 #define ZF_RED_MAX 256
-__device__ static inline int zf_block_first_max(const float *x, int len)
+template <int S> __device__ static inline int zf_block_first_extreme(const float *x, int len)
 {
     __shared__ float sv[ZF_RED_MAX];
     __shared__ int si[ZF_RED_MAX];
     const int t = threadIdx.x;
-    float best = 0.0f;
+    float best = 0.0f; /* S * the value: negation is exact, and keeps NaN a NaN */
     int bi = -1;
     for (int j = t; j < len; j += blockDim.x) {
-        const float v = x[j];
+        const float v = S * x[j];
         if ((bi < 0 && !isnan(v)) || v > best) {
             best = v;
             bi = j;
@@ -42,6 +43,7 @@ __device__ static inline int zf_block_first_max(const float *x, int len)
     __syncthreads(); /* the shared arrays may be reused by the caller's next call */
     return r;
 }
+__device__ static inline int zf_block_first_max(const float *x, int len) { return zf_block_first_extreme<1>(x, len); }
 
 /* Sum over the block of one double per thread (same tree every time). */
 __device__ static inline double zf_block_sum(double v)

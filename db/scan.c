@@ -24,13 +24,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#ifdef __AVX2__
-#include <immintrin.h>
-#endif
-
 #include "internal.h"
 #include "zf/alloc.h"
 #include "zf/input.h"
+#include "zf/stats.h"
 #include "zf/xsum.h"
 
 #define SCAN_SLOTS 3 /* batches a decoding thread may hold ahead of another engine's forward */
@@ -96,103 +93,6 @@ typedef struct scan_layer {
     rank_list bot;     /* each image's smallest value, negated: the most negative rank first */
 } scan_layer;
 
-/* The histogram bin of v (ZF_DB_HIST_BINS in zf/db.h): from its bits, sign, exponent and the two
- * leading significand bits. */
-static inline int hist_bin(float v)
-{
-    union {
-        float f;
-        uint32_t u;
-    } x = {v};
-    int e = (int)(x.u >> 23 & 0xff);
-    if (e == 0xff && (x.u & 0x7fffff))
-        return 259;
-    if (e < 127 - 16)
-        return 129;
-    int neg = (int)(x.u >> 31);
-    if (e >= 127 + 16)
-        return neg ? 0 : 258;
-    int j = ((e - (127 - 16)) << 2) | (int)(x.u >> 21 & 3); /* 0..127 by magnitude */
-    return neg ? 128 - j : 130 + j;
-}
-
-/* The first position (row-major) of p[0..n) equal to v. */
-static int first_equal(const float *p, int n, float v)
-{
-    int a = 0;
-#ifdef __AVX2__
-    const __m256 vm = _mm256_set1_ps(v);
-    for (; a + 8 <= n; a += 8) {
-        int hit = _mm256_movemask_ps(_mm256_cmp_ps(_mm256_loadu_ps(p + a), vm, _CMP_EQ_OQ));
-        if (hit)
-            return a + __builtin_ctz((unsigned)hit);
-    }
-#endif
-    while (a < n && !(p[a] == v))
-        a++;
-    return a < n ? a : 0;
-}
-
-/* Over one plane of n values: the positive ones added into `sum` (exactly, through bins by
- * exponent), how many are positive, the largest and the smallest, and the first position holding
- * each (row-major). */
-static void plane_stats(const float *p, int n, zf_xsum_bins *bins, zf_xsum *sum, int64_t *npos,
-                        float *max, int *arg, float *min, int *argmin)
-{
-    int c8[8] = {0};
-    float m8[8], n8[8];
-    int j = 0;
-#ifdef __AVX2__
-    {
-        const __m256 zero = _mm256_setzero_ps();
-        __m256i cnt = _mm256_setzero_si256();
-        __m256 mx = _mm256_set1_ps(p[0]), mn = mx;
-        for (; j + 8 <= n; j += 8) {
-            __m256 v = _mm256_loadu_ps(p + j);
-            __m256 pos = _mm256_cmp_ps(v, zero, _CMP_GT_OQ);
-            cnt = _mm256_sub_epi32(cnt, _mm256_castps_si256(pos));
-            mx = _mm256_max_ps(v, mx); /* v > mx ? v : mx, as below */
-            mn = _mm256_min_ps(v, mn); /* v < mn ? v : mn */
-        }
-        _mm256_storeu_si256((__m256i *)c8, cnt);
-        _mm256_storeu_ps(m8, mx);
-        _mm256_storeu_ps(n8, mn);
-    }
-#else
-    for (int l = 0; l < 8; l++)
-        m8[l] = n8[l] = p[0];
-    for (; j + 8 <= n; j += 8) {
-        for (int l = 0; l < 8; l++) {
-            float v = p[j + l];
-            c8[l] += v > 0.0f;
-            m8[l] = v > m8[l] ? v : m8[l];
-            n8[l] = v < n8[l] ? v : n8[l];
-        }
-    }
-#endif
-    for (int l = 0; j < n; j++, l++) {
-        float v = p[j];
-        c8[l] += v > 0.0f;
-        m8[l] = v > m8[l] ? v : m8[l];
-        n8[l] = v < n8[l] ? v : n8[l];
-    }
-    for (int i = 0; i < n; i++)
-        if (p[i] > 0.0f)
-            zf_xsum_bins_add(bins, p[i]);
-    zf_xsum_bins_flush(bins, sum);
-    int c = c8[0] + c8[1] + c8[2] + c8[3] + c8[4] + c8[5] + c8[6] + c8[7];
-    float m = m8[0], mn = n8[0];
-    for (int l = 1; l < 8; l++) {
-        m = m8[l] > m ? m8[l] : m;
-        mn = n8[l] < mn ? n8[l] : mn;
-    }
-    *npos = c;
-    *max = m;
-    *arg = first_equal(p, n, m);
-    *min = mn;
-    *argmin = first_equal(p, n, mn);
-}
-
 static void offer(rank_list *L, int c, int k, float score, int pos, int64_t seq)
 {
     topk_ent *t = L->ent + (size_t)c * k;
@@ -227,6 +127,41 @@ static void fold_hist(int64_t *h, uint32_t sub[4][ZF_DB_HIST_BINS])
     memset(sub, 0, sizeof(uint32_t) * 4 * ZF_DB_HIST_BINS);
 }
 
+/* Adds one image's plane of unit c (its summary) into the unit's statistics and top-k lists. */
+static void fold_plane(scan_layer *L, int c, int64_t seq, int cl, int classes, int k, const zf_plane_stats *ps)
+{
+    zf_xsum_merge(&L->sum[c], &ps->sum);
+    if (cl >= 0)
+        zf_xsum_merge(&L->csum[(size_t)c * classes + cl], &ps->sum);
+    L->positive[c] += ps->positive;
+    L->active[c] += ps->positive > 0;
+    if (L->max_seq[c] < 0 || ps->max > L->max[c]) {
+        L->max[c] = ps->max;
+        L->max_seq[c] = seq;
+        L->max_pos[c] = ps->argmax;
+    }
+    if (may_enter(&L->top, c, k, ps->max))
+        offer(&L->top, c, k, ps->max, ps->argmax, seq);
+    if (may_enter(&L->bot, c, k, -ps->min))
+        offer(&L->bot, c, k, -ps->min, ps->argmin, seq);
+}
+
+/* Adds n images' plane summaries (planes[i * units + c]) and their histogram counts (units x
+ * ZF_HIST_BINS), as another engine's layer_stats made them: what accumulate() does from the planes
+ * themselves, in the same order. */
+static void accumulate_planes(scan_layer *L, const zf_plane_stats *planes, const int64_t *hist, int n,
+                              const int64_t *seqs, int k, const int32_t *class_of, int classes)
+{
+    const int units = L->units;
+#pragma omp parallel for schedule(static) if ((size_t)units * (size_t)n >= 4096)
+    for (int c = 0; c < units; c++) {
+        for (int b = 0; b < ZF_HIST_BINS; b++)
+            L->hist[(size_t)c * ZF_DB_HIST_BINS + b] += hist[(size_t)c * ZF_HIST_BINS + b];
+        for (int i = 0; i < n; i++)
+            fold_plane(L, c, seqs[i], class_of ? class_of[seqs[i]] : -1, classes, k, &planes[(size_t)i * units + c]);
+    }
+}
+
 /* Adds n images (their outputs in act, (n, units, hw)) in order. A conv layer's units are split
  * over the forward's own OpenMP team: each unit is one thread's, its images in order, so the
  * results do not depend on the split. (With the histogram, exact sums and bottom-k, the pass
@@ -244,7 +179,7 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
             for (int c = 0; c < units; c++) {
                 float v = a[c];
                 int pos = v > 0.0f;
-                L->hist[(size_t)c * ZF_DB_HIST_BINS + hist_bin(v)]++;
+                L->hist[(size_t)c * ZF_DB_HIST_BINS + zf_hist_bin(v)]++;
                 if (pos) {
                     zf_xsum_add_float(&L->sum[c], v);
                     if (cl >= 0)
@@ -282,43 +217,20 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
         for (int c = 0; c < units; c++) {
             for (int i = 0; i < n; i++) {
                 const float *p = act + ((size_t)i * units + c) * (size_t)hw;
-                const int cl = class_of ? class_of[seqs[i]] : -1;
-                int64_t npos;
-                float m, mn;
-                int arg, argmin;
-                if (cl < 0) {
-                    plane_stats(p, hw, &bins, &L->sum[c], &npos, &m, &arg, &mn, &argmin);
-                } else {
-                    /* the image's sum apart, then into the unit's and its class's (exact: the same
-                     * total as adding it straight in) */
-                    zf_xsum part;
-                    zf_xsum_zero(&part);
-                    plane_stats(p, hw, &bins, &part, &npos, &m, &arg, &mn, &argmin);
-                    zf_xsum_merge(&L->sum[c], &part);
-                    zf_xsum_merge(&L->csum[(size_t)c * classes + cl], &part);
-                }
+                zf_plane_stats ps;
+                zf_plane_stats_compute(p, hw, &bins, &ps);
+                fold_plane(L, c, seqs[i], class_of ? class_of[seqs[i]] : -1, classes, k, &ps);
                 int q = 0;
                 for (; q + 4 <= hw; q += 4) {
-                    sub[0][hist_bin(p[q])]++;
-                    sub[1][hist_bin(p[q + 1])]++;
-                    sub[2][hist_bin(p[q + 2])]++;
-                    sub[3][hist_bin(p[q + 3])]++;
+                    sub[0][zf_hist_bin(p[q])]++;
+                    sub[1][zf_hist_bin(p[q + 1])]++;
+                    sub[2][zf_hist_bin(p[q + 2])]++;
+                    sub[3][zf_hist_bin(p[q + 3])]++;
                 }
                 for (; q < hw; q++)
-                    sub[0][hist_bin(p[q])]++;
+                    sub[0][zf_hist_bin(p[q])]++;
                 if (fold_each)
                     fold_hist(L->hist + (size_t)c * ZF_DB_HIST_BINS, sub);
-                L->positive[c] += npos;
-                L->active[c] += npos > 0;
-                if (L->max_seq[c] < 0 || m > L->max[c]) {
-                    L->max[c] = m;
-                    L->max_seq[c] = seqs[i];
-                    L->max_pos[c] = arg;
-                }
-                if (may_enter(&L->top, c, k, m))
-                    offer(&L->top, c, k, m, arg, seqs[i]);
-                if (may_enter(&L->bot, c, k, -mn))
-                    offer(&L->bot, c, k, -mn, argmin, seqs[i]);
             }
             fold_hist(L->hist + (size_t)c * ZF_DB_HIST_BINS, sub);
         }
@@ -628,6 +540,10 @@ typedef struct scan {
     uint8_t *class_dirty; /* classes with images since the last commit: their rows are rewritten */
     zf_db_image_stmts q;
     sqlite3_stmt *upsert_stats, *update_run, *check_run;
+    /* another engine's plane summaries of one layer (zf_scan_opts.layer_stats): made at first use */
+    zf_plane_stats *planes;
+    int64_t *plane_hist;
+    size_t planes_cap, hist_cap;
 } scan;
 
 static void scan_free(scan *S)
@@ -650,6 +566,8 @@ static void scan_free(scan *S)
     sqlite3_finalize(S->upsert_stats);
     sqlite3_finalize(S->update_run);
     sqlite3_finalize(S->check_run);
+    free(S->planes);
+    free(S->plane_hist);
 }
 
 static zf_status prepare_all(scan *S)
@@ -1194,9 +1112,31 @@ static zf_status forward_and_accumulate(scan *S, const zf_scan_opts *o, const fl
             return s;
         t1 = zf_db_now();
         res->secs_forward += t1 - t;
-        for (int i = 0; i < S->n_layers && !o->dry_run; i++)
-            accumulate(&S->layers[i], net->acts[S->layers[i].src], n, seqs, S->k,
-                       S->n_classes ? S->cls.of : NULL, S->n_classes);
+        for (int i = 0; i < S->n_layers && !o->dry_run; i++) {
+            scan_layer *L = &S->layers[i];
+            if (!o->layer_stats || L->hw == 1) {
+                accumulate(L, net->acts[L->src], n, seqs, S->k, S->n_classes ? S->cls.of : NULL, S->n_classes);
+                continue;
+            }
+            const size_t np = (size_t)n * (size_t)L->units, nh = (size_t)L->units * ZF_HIST_BINS;
+            if (np > S->planes_cap) {
+                free(S->planes);
+                if (!(S->planes = malloc(sizeof *S->planes * np)))
+                    return zf_error(ZF_ERR_NOMEM, "scan: out of memory for %zu plane summaries", np);
+                S->planes_cap = np;
+            }
+            if (nh > S->hist_cap) {
+                free(S->plane_hist);
+                if (!(S->plane_hist = malloc(sizeof *S->plane_hist * nh)))
+                    return zf_error(ZF_ERR_NOMEM, "scan: out of memory for %d units' histograms", L->units);
+                S->hist_cap = nh;
+            }
+            memset(S->plane_hist, 0, sizeof *S->plane_hist * nh);
+            if ((s = o->layer_stats(o->forward_ctx, L->src, n, S->planes, S->plane_hist)))
+                return s;
+            accumulate_planes(L, S->planes, S->plane_hist, n, seqs, S->k, S->n_classes ? S->cls.of : NULL,
+                              S->n_classes);
+        }
         res->secs_stats += zf_db_now() - t1;
         return ZF_OK;
     }

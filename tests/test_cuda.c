@@ -5,6 +5,7 @@
  * to each value, or to the tensor's typical size for values near zero. Without a GPU every GPU
  * test skips, saying so; the error paths for "no GPU" run instead. */
 #include <criterion/criterion.h>
+#include <float.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -460,6 +461,106 @@ Test(cuda_ops, fc_relu_and_softmax_match_cpu)
     }
     zf_cuda_free(d_w); zf_cuda_free(d_b); zf_cuda_free(d_x); zf_cuda_free(d_y); zf_cuda_free(d_sx); zf_cuda_free(d_sy);
     zf_free(w); zf_free(b); zf_free(x); zf_free(y); zf_free(got); zf_free(sx); zf_free(sy); zf_free(sg);
+    zf_cuda_ctx_free(ctx);
+}
+
+/* The scan's plane statistics (zf/stats.h) on the device against core's zf_layer_stats on the same
+ * values, to the bit (integer sums and first-position rules), and both against plain loops here:
+ * positive counts, first positions of the extremes, and the positive values' sum in long double.
+ * The planes hold ties at the maximum and minimum, zeros of both signs, NaN first and in the
+ * middle, infinities, subnormals and values across the float range; sizes 1 to 3025 positions. */
+Test(cuda_ops, layer_stats_match_the_cpu_to_the_bit)
+{
+    zf_cuda_ctx *ctx = gpu();
+    const int hws[] = {1, 7, 169, 300, 3025};
+    for (int t = 0; t < 5; t++) {
+        const int n = 3, units = 5, hw = hws[t];
+        const size_t count = (size_t)n * units * hw, np = (size_t)n * units, nh = (size_t)units * ZF_HIST_BINS;
+        float *x = falloc(count);
+        tu_fill_uniform(x, count, 700 + t, -3, 3);
+        uint64_t seed = 900 + t;
+        for (size_t i = 0; i < count; i++) { /* values across the range: 2^-140 .. 2^100 */
+            const int r = (int)(tu_mix(&seed) >> 59);
+            if (r < 4)
+                x[i] = ldexpf(x[i], (int)(tu_mix(&seed) >> 56) - 140);
+        }
+        if (hw > 8) {
+            float *p = x + (size_t)1 * hw; /* image 0, unit 1: ties at both extremes, zeros */
+            p[3] = p[hw - 2] = FLT_MAX;
+            p[5] = p[hw - 1] = -FLT_MAX;
+            p[6] = 0.0f;
+            p[7] = -0.0f;
+            p = x + (size_t)2 * hw; /* unit 2: a NaN first */
+            p[0] = NAN;
+            p = x + (size_t)3 * hw; /* unit 3: a NaN inside, the infinities, a subnormal */
+            p[2] = NAN;
+            p[4] = INFINITY;
+            p[6] = -INFINITY;
+            p[8] = 1e-44f;
+        }
+        zf_plane_stats *want = calloc(np, sizeof *want), *got = calloc(np, sizeof *got);
+        int64_t *hw_want = calloc(nh, sizeof *hw_want);
+        unsigned long long *hw_got = calloc(nh, sizeof *hw_got);
+        cr_assert(want && got && hw_want && hw_got);
+        zf_layer_stats(x, n, units, hw, want, hw_want);
+        float *d_x = up(ctx, x, count * 4);
+        zf_plane_stats *d_p = dalloc(ctx, np * sizeof *d_p);
+        unsigned long long *d_h = (unsigned long long *)up(ctx, hw_got, nh * sizeof *hw_got); /* zeros */
+        OK(zf_cuda_layer_stats(ctx, d_x, n, units, hw, d_p, d_h));
+        down(ctx, got, d_p, np * sizeof *got);
+        down(ctx, hw_got, d_h, nh * sizeof *hw_got);
+        for (size_t k = 0; k < np; k++) {
+            const float *p = x + k * hw;
+            const zf_plane_stats *a = &want[k], *b = &got[k];
+            cr_expect(!memcmp(a->sum.limb, b->sum.limb, sizeof a->sum.limb) && a->sum.special == b->sum.special,
+                      "hw %d plane %zu: sums %.17g and %.17g", hw, k, zf_xsum_double(&a->sum), zf_xsum_double(&b->sum));
+            cr_expect(a->positive == b->positive && a->argmax == b->argmax && a->argmin == b->argmin,
+                      "hw %d plane %zu: positive %d/%d, argmax %d/%d, argmin %d/%d", hw, k, a->positive, b->positive,
+                      a->argmax, b->argmax, a->argmin, b->argmin);
+            cr_expect((a->max == b->max || (isnan(a->max) && isnan(b->max))) &&
+                          (a->min == b->min || (isnan(a->min) && isnan(b->min))),
+                      "hw %d plane %zu: max %g/%g, min %g/%g", hw, k, a->max, b->max, a->min, b->min);
+            /* the reference loops */
+            int pos = 0, am = 0, an = 0;
+            long double ld = 0;
+            int inf = 0;
+            for (int j = 0; j < hw; j++) {
+                pos += p[j] > 0;
+                if (p[j] > 0 && isinf(p[j]))
+                    inf = 1;
+                else if (p[j] > 0)
+                    ld += p[j];
+                /* m = p[0], then the strictly greater: a NaN never compares greater */
+                if (p[j] > p[am])
+                    am = j;
+                if (p[j] < p[an])
+                    an = j;
+            }
+            cr_expect_eq(a->positive, pos, "hw %d plane %zu: positive values", hw, k);
+            cr_expect(a->argmax == am && a->argmin == an, "hw %d plane %zu: argmax %d (loop %d), argmin %d (loop %d)", hw,
+                      k, a->argmax, am, a->argmin, an);
+            const double sd = zf_xsum_double(&a->sum);
+            cr_expect(inf ? isinf(sd) && sd > 0 : fabsl((long double)sd - ld) <= 1e-15L * fabsl(ld) + 1e-300L,
+                      "hw %d plane %zu: sum %.17g, loop %.17Lg", hw, k, sd, ld);
+        }
+        for (int c = 0; c < units; c++) {
+            int64_t total = 0;
+            for (int b = 0; b < ZF_HIST_BINS; b++) {
+                cr_expect_eq(hw_want[(size_t)c * ZF_HIST_BINS + b], (int64_t)hw_got[(size_t)c * ZF_HIST_BINS + b],
+                             "hw %d unit %d bin %d", hw, c, b);
+                total += hw_want[(size_t)c * ZF_HIST_BINS + b];
+            }
+            cr_expect_eq(total, (int64_t)n * hw, "hw %d unit %d: every value in a bin", hw, c);
+        }
+        zf_cuda_free(d_x);
+        zf_cuda_free(d_p);
+        zf_cuda_free(d_h);
+        zf_free(x);
+        free(want);
+        free(got);
+        free(hw_want);
+        free(hw_got);
+    }
     zf_cuda_ctx_free(ctx);
 }
 
@@ -1394,7 +1495,14 @@ static zf_status scan_hook_forward(void *ctx, zf_net *net, const float *input, i
     return zf_engine_forward_layers(h->e, input, n, h->last, h->idx, h->n_idx);
 }
 
-static void scan_into(const char *dbpath, const char *images, const zf_engine_iface *engine)
+/* zf_scan_opts.layer_stats on the engine (as zfviz scan --device does for conv layers). */
+static zf_status scan_hook_stats(void *ctx, int layer, int n, zf_plane_stats *planes, int64_t *hist)
+{
+    return zf_engine_layer_stats(((scan_hook *)ctx)->e, layer, n, planes, hist);
+}
+
+/* device_stats: the conv layers' statistics reduced by the engine, only the fc layers read back. */
+static void scan_into(const char *dbpath, const char *images, const zf_engine_iface *engine, int device_stats)
 {
     zf_net *net = mini_net(5);
     char **paths = NULL;
@@ -1412,6 +1520,15 @@ static void scan_into(const char *dbpath, const char *images, const zf_engine_if
         OK(zf_engine_open(engine, net, &o, &h.e));
         so.forward = scan_hook_forward;
         so.forward_ctx = &h;
+        if (device_stats) {
+            int k = 0;
+            for (int i = 0; i < h.n_idx; i++)
+                if (net->layers[h.idx[i]].out_h * net->layers[h.idx[i]].out_w == 1)
+                    h.idx[k++] = h.idx[i];
+            cr_assert(k > 0 && k < h.n_idx, "the scan has conv and fc layers (%d of %d read back)", k, h.n_idx);
+            h.n_idx = k;
+            so.layer_stats = scan_hook_stats;
+        }
     }
     zf_scan_result res;
     OK(zf_db_scan(db, net, (const char *const *)paths, n, &so, &res));
@@ -1422,6 +1539,55 @@ static void scan_into(const char *dbpath, const char *images, const zf_engine_if
     zf_net_free(net);
 }
 
+
+/* Half the sum of |a - b| over the bins of two unit_stats.hist arrays (the values moved to another
+ * bin); the totals must be equal. */
+static int hist_distance(const char *layer, int unit, const char *a, const char *b)
+{
+    cr_assert(a && b && a[0] == '[' && b[0] == '[', "%s unit %d: histograms %s, %s", layer, unit, a, b);
+    long long ta = 0, tb = 0, d = 0;
+    int bins = 0;
+    for (a++, b++; *a && *b; bins++) {
+        char *ea, *eb;
+        const long long x = strtoll(a, &ea, 10), y = strtoll(b, &eb, 10);
+        ta += x;
+        tb += y;
+        d += llabs(x - y);
+        a = *ea ? ea + 1 : ea;
+        b = *eb ? eb + 1 : eb;
+    }
+    cr_expect_eq(bins, ZF_HIST_BINS, "%s unit %d: %d bins", layer, unit, bins);
+    cr_expect_eq(ta, tb, "%s unit %d: histogram totals %lld, %lld", layer, unit, ta, tb);
+    return (int)(d / 2);
+}
+
+/* Whether two ranked lists (unit_stats.top or .bottom JSON: [[image, seq, score, y, x, box...], ...])
+ * name the same images and positions in the same order (the scores apart). */
+static int same_seqs(const char *a, const char *b)
+{
+    cr_assert(a && b);
+    for (int i = 0;; i++) {
+        while (*a && !(*a == '-' || (*a >= '0' && *a <= '9')))
+            a++;
+        while (*b && !(*b == '-' || (*b >= '0' && *b <= '9')))
+            b++;
+        if (!*a || !*b)
+            return !*a && !*b;
+        char *ea, *eb;
+        const double x = strtod(a, &ea), y = strtod(b, &eb);
+        if (i % 9 != 2 && x != y)
+            return 0;
+        a = ea;
+        b = eb;
+    }
+}
+
+static void compare_scans(const char *cpu_db, const char *gpu_db);
+
+/* The scan with its forward on the CUDA engine, the statistics reduced on the host from the layers
+ * read back (every layer) or on the device (conv layers: zf_engine_layer_stats), equals the CPU
+ * scan: counts, sums and maxima to 1e-5, the strongest positions, bottom-k, histograms and the
+ * top-k images. */
 Test(cuda_scan, the_scan_with_the_cuda_engine_forward_equals_the_cpu_scan)
 {
     zf_cuda_ctx_free(gpu()); /* skips without a GPU */
@@ -1441,21 +1607,29 @@ Test(cuda_scan, the_scan_with_the_cuda_engine_forward_equals_the_cpu_scan)
         cr_assert_eq(tu_write_png(path, w, h, rgb), 0);
         free(rgb);
     }
-    char cpu_db[2100], gpu_db[2100];
+    char cpu_db[2100], gpu_db[2100], dev_db[2100];
     snprintf(cpu_db, sizeof cpu_db, "%s/cpu.db", dir);
     snprintf(gpu_db, sizeof gpu_db, "%s/gpu.db", dir);
-    scan_into(cpu_db, imgs, NULL);
-    scan_into(gpu_db, imgs, zf_engine_find("cuda"));
+    snprintf(dev_db, sizeof dev_db, "%s/gpu-stats.db", dir);
+    scan_into(cpu_db, imgs, NULL, 0);
+    scan_into(gpu_db, imgs, zf_engine_find("cuda"), 0);
+    scan_into(dev_db, imgs, zf_engine_find("cuda"), 1);
+    compare_scans(cpu_db, gpu_db);
+    compare_scans(cpu_db, dev_db);
+}
+
+static void compare_scans(const char *cpu_db, const char *gpu_db)
+{
 
     sqlite3 *a = NULL, *b = NULL;
     cr_assert_eq(sqlite3_open_v2(cpu_db, &a, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_open_v2(gpu_db, &b, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
     const char *q = "SELECT layer, unit, images, active_images, positions, positive_positions, sum, max, max_seq, "
-                    "max_y, max_x FROM unit_stats ORDER BY layer, unit";
+                    "max_y, max_x, bottom, hist FROM unit_stats ORDER BY layer, unit";
     sqlite3_stmt *sa = NULL, *sb = NULL;
     cr_assert_eq(sqlite3_prepare_v2(a, q, -1, &sa, NULL), SQLITE_OK);
     cr_assert_eq(sqlite3_prepare_v2(b, q, -1, &sb, NULL), SQLITE_OK);
-    int rows = 0, count_diffs = 0;
+    int rows = 0, count_diffs = 0, hist_diffs = 0, bottom_same = 0;
     double worst = 0;
     while (sqlite3_step(sa) == SQLITE_ROW) {
         cr_assert_eq(sqlite3_step(sb), SQLITE_ROW, "the gpu scan has fewer units (%d)", rows);
@@ -1482,13 +1656,20 @@ Test(cuda_scan, the_scan_with_the_cuda_engine_forward_equals_the_cpu_scan)
         for (int c = 8; c <= 10; c++)
             cr_expect_eq(sqlite3_column_int64(sa, c), sqlite3_column_int64(sb, c), "%s unit %d: strongest (col %d)",
                          la, unit, c);
+        hist_diffs += hist_distance(la, unit, (const char *)sqlite3_column_text(sa, 12),
+                                    (const char *)sqlite3_column_text(sb, 12));
+        bottom_same += same_seqs((const char *)sqlite3_column_text(sa, 11), (const char *)sqlite3_column_text(sb, 11));
         rows++;
     }
     cr_expect_neq(sqlite3_step(sb), SQLITE_ROW, "the gpu scan has more units");
     cr_expect_gt(rows, 100, "every unit of the scanned layers (%d)", rows);
     cr_expect_leq(count_diffs, rows / 100, "%d of %d units count another number of positive values", count_diffs, rows);
-    cr_log_info("scan: %d units, worst relative difference of sums and maxima %.3g, %d counts differ", rows, worst,
-                count_diffs);
+    /* a value may fall on the other side of a bin edge, or the bottom-k order swap two images, only
+     * within rounding */
+    cr_expect_leq(hist_diffs, rows / 50 + 1, "%d values of %d units in another histogram bin", hist_diffs, rows);
+    cr_expect_geq(bottom_same, rows - rows / 100, "%d of %d units have the same bottom-k images", bottom_same, rows);
+    cr_log_info("scan: %d units, worst relative difference of sums and maxima %.3g, %d counts and %d histogram "
+                "counts differ", rows, worst, count_diffs, hist_diffs);
     sqlite3_finalize(sa);
     sqlite3_finalize(sb);
     /* the same top-k images, in the same order, for every unit */

@@ -24,7 +24,7 @@ static void usage(void)
         "how often and how strongly it fires and its top-K images, in OUT.db (SQLite; see\n"
         "docs/db.md). Re-running the same command continues where a stopped scan left off.\n\n" ZFT_MODEL_HELP
         ZFT_DEVICE_HELP
-        "                    (on a GPU the forward runs there and the statistics on the CPU)\n"
+        "                    (on a GPU the forward and the conv layers' statistics run there)\n"
         "  --images P        a folder (searched recursively for .jpg/.jpeg/.png, sorted by path),\n"
         "                    one image, or a list of image paths one a line (a file, a pipe, or -\n"
         "                    for standard input; relative paths from the list's folder; at most\n"
@@ -193,8 +193,9 @@ int zf_cmd_scan(int argc, char **argv)
         rc = zft_fail(cmd, s);
         goto out;
     }
-    /* On another engine than the CPU's the scan's forward runs there, each scanned layer read back
-     * to the host for the statistics; the CPU engine keeps the scan's own layer-by-layer forward. */
+    /* On another engine than the CPU's the scan's forward runs there, the conv layers' statistics
+     * are reduced there and the fc layers read back; the CPU engine keeps the scan's own
+     * layer-by-layer forward. */
     fw.dev = &dev;
     fw.layers = layers_arg ? idx : NULL;
     fw.n_layers = nl;
@@ -218,6 +219,7 @@ int zf_cmd_scan(int argc, char **argv)
         .shard_k = shard_k,
         .shard_n = shard_n,
         .forward = dev.eng ? zft_scan_forward_run : NULL,
+        .layer_stats = dev.eng && fw.device_stats ? zft_scan_forward_stats : NULL,
         .forward_ctx = &fw,
     };
     zf_scan_result res;

@@ -667,7 +667,28 @@ zf_status zft_scan_forward_open(zft_scan_forward *f, zf_net *net, int batch)
         if (f->idx[i] > f->last)
             f->last = f->idx[i];
     f->batch = batch;
-    return zft_device_open(f->dev, net, batch);
+    zf_status st = zft_device_open(f->dev, net, batch);
+    if (st)
+        return st;
+    /* Layers of more than one position are summarised on the device (zft_scan_forward_stats):
+     * only the others (fc layers) are read back. */
+    f->device_stats = zf_engine_supports(f->dev->eng, ZF_ENGINE_OP_STATS);
+    if (f->device_stats) {
+        int k = 0;
+        for (int i = 0; i < f->n_idx; i++) {
+            const zf_layer *l = &net->layers[f->idx[i]];
+            if (l->out_h * l->out_w == 1)
+                f->idx[k++] = f->idx[i];
+        }
+        f->n_idx = k;
+    }
+    return ZF_OK;
+}
+
+zf_status zft_scan_forward_stats(void *ctx, int layer, int n, zf_plane_stats *planes, int64_t *hist)
+{
+    zft_scan_forward *f = ctx;
+    return zf_engine_layer_stats(f->dev->eng, layer, n, planes, hist);
 }
 
 zf_status zft_scan_forward_run(void *ctx, zf_net *net, const float *input, int n)
@@ -681,6 +702,8 @@ zf_status zft_scan_forward_run(void *ctx, zf_net *net, const float *input, int n
         f->batch = n;
     }
     (void)net; /* the engine's own: the one the scan runs */
+    if (!f->n_idx) /* every scanned layer is summarised there */
+        return zf_engine_forward(e, input, n, f->last);
     return zf_engine_forward_layers(e, input, n, f->last, f->idx, f->n_idx);
 }
 

@@ -47,17 +47,21 @@ typedef struct zft_scan {
 } zft_scan;
 
 /* The scan's forward (zf_scan_opts.forward) on an engine other than the CPU's: the forward up to
- * the last scanned layer on the device, each scanned layer read back into net->acts for the
- * statistics, which the scan reduces on the host. */
+ * the last scanned layer on the device; the conv layers' statistics reduced there
+ * (zf_scan_opts.layer_stats, where the engine has ZF_ENGINE_OP_STATS) and the other scanned layers
+ * read back into net->acts for the scan to reduce on the host. */
 typedef struct zft_scan_forward {
     zft_device *dev;
     const int *layers; /* the scanned layers; NULL: zf_db_scan_default_layers */
     int n_layers;
-    int *idx, n_idx, last, batch; /* what open resolved */
+    int *idx, n_idx, last, batch; /* what open resolved: idx the layers read back */
+    int device_stats;             /* the engine summarises the layers of more than one position */
 } zft_scan_forward;
 /* Resolves the layers and opens f->dev's engine for `net` at batches of `batch`. */
 zf_status zft_scan_forward_open(zft_scan_forward *f, zf_net *net, int batch);
 zf_status zft_scan_forward_run(void *f, zf_net *net, const float *input, int n);
+/* zf_scan_opts.layer_stats on the engine: zf_engine_layer_stats. */
+zf_status zft_scan_forward_stats(void *f, int layer, int n, zf_plane_stats *planes, int64_t *hist);
 /* Frees what open made and closes the engine; a zeroed f is a no-op. */
 void zft_scan_forward_close(zft_scan_forward *f);
 

@@ -28,6 +28,19 @@ extern thread_local emu_dim emu_threadIdx, emu_blockIdx, emu_blockDim, emu_gridD
 #define blockDim emu_blockDim
 #define gridDim emu_gridDim
 static inline void __syncthreads(void) {}
+/* One thread at a time: the atomics are the plain operations, returning the old value. */
+template <typename T> static inline T atomicAdd(T *p, T v)
+{
+    T old = *p;
+    *p = old + v;
+    return old;
+}
+template <typename T> static inline T atomicOr(T *p, T v)
+{
+    T old = *p;
+    *p = old | v;
+    return old;
+}
 using std::isnan;
 void emu_kernel_launched(unsigned grid);
 template <typename F> static void emu_launch(unsigned grid, F f)

@@ -11,6 +11,7 @@
 #include "zf/dataset.h"
 #include "zf/net.h"
 #include "zf/occlusion.h"
+#include "zf/stats.h"
 #include "zf/status.h"
 #include "zf/train.h"
 
@@ -25,10 +26,11 @@ typedef enum {
     ZF_ENGINE_OP_OCCLUSION,   /* occlusion sensitivity maps (brute and incremental) */
     ZF_ENGINE_OP_BACKWARD,    /* the gradient of a layer's output with respect to a lower one */
     ZF_ENGINE_OP_TRAIN,       /* training steps: parameters' gradients and the SGD update */
+    ZF_ENGINE_OP_STATS,       /* a layer's per-plane statistics for the scan (zf/stats.h) */
     ZF_ENGINE_OP_COUNT
 } zf_engine_op;
 
-/* "forward", "read", "deconv", "occlusion", "backward", "train". */
+/* "forward", "read", "deconv", "occlusion", "backward", "train", "stats". */
 const char *zf_engine_op_name(zf_engine_op op);
 /* A set of ops, for zf_engine_select. */
 #define ZF_ENGINE_NEEDS(op) (1u << (op))
@@ -93,6 +95,11 @@ typedef struct zf_engine_iface {
                             double *loss, int *correct);
     zf_status (*train_update)(void *ctx, const zf_sgd *opt);
     zf_status (*train_state)(void *ctx, const float **momentum);
+    /* The scan's statistics (ZF_ENGINE_OP_STATS) of layer `layer`'s output (layer >= 0) for the
+     * last forward's first n images: planes[i * out_c + c] for image i's channel c, and every
+     * value's histogram bin counted into hist (out_c x ZF_HIST_BINS, added to), as core's
+     * zf_layer_stats makes them, on the device where the forward ran. */
+    zf_status (*layer_stats)(void *ctx, int layer, int n, zf_plane_stats *planes, int64_t *hist);
 } zf_engine_iface;
 
 /* The engines this program was built with, the CPU engine first, NULL-terminated. */
@@ -139,6 +146,8 @@ zf_status zf_engine_train_step(zf_engine *e, const float *input, const int32_t *
                                double *loss, int *correct);
 zf_status zf_engine_train_update(zf_engine *e, const zf_sgd *opt);
 zf_status zf_engine_train_state(zf_engine *e, const float **momentum);
+/* layer_stats through the table (see above). */
+zf_status zf_engine_layer_stats(zf_engine *e, int layer, int n, zf_plane_stats *planes, int64_t *hist);
 /* The forward up to `last`, then the outputs of `layers` (NULL: the input and every layer up to
  * `last` that is not computed in place) read into the net's own host buffers (zf_net_act), for a
  * caller that works on them there (the scan's statistics, a tool's dumps). The net must be

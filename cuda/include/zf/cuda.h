@@ -11,6 +11,7 @@
 
 #include "zf/net.h"
 #include "zf/ops.h"
+#include "zf/stats.h"
 #include "zf/status.h"
 
 #ifdef __cplusplus
@@ -110,6 +111,11 @@ zf_status zf_cuda_sgd_update(zf_cuda_ctx *ctx, float *w, float *v, const float *
                              float momentum, float weight_decay);
 zf_status zf_cuda_adaptive_avgpool_backward(zf_cuda_ctx *ctx, float *din, const float *dout, int n, int c, int h,
                                             int w, int oh, int ow);
+/* zf_layer_stats (zf/stats.h) on the device: the planes of act (n x units x hw) summarised into
+ * planes (n * units) and every value's bin counted into hist (units x ZF_HIST_BINS, added to), all
+ * device memory; the same numbers, bit for bit, as the CPU's. */
+zf_status zf_cuda_layer_stats(zf_cuda_ctx *ctx, const float *act, int n, int units, int hw, zf_plane_stats *planes,
+                              unsigned long long *hist);
 
 /* ---- a net on the device ---- */
 

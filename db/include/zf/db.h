@@ -8,6 +8,7 @@
 
 #include "zf/io.h"
 #include "zf/net.h"
+#include "zf/stats.h"
 #include "zf/status.h"
 
 #ifdef __cplusplus
@@ -92,11 +93,9 @@ zf_status zf_db_receptive_field(const zf_net *net, int layer, int y, int x, zf_b
 /* ---- scans ---- */
 
 /* The per-unit histogram of the values before the ReLU (unit_stats.hist, a JSON array of counts),
- * over fixed bins so that histograms of parts add up: magnitudes in [2^-16, 2^16) in quarter
- * octaves ([2^o (1 + m/4), 2^o (1 + (m+1)/4)), o = -16..15, m = 0..3), mirrored for negative values.
- * Bin 0: below -2^16 (and -inf); 1..128: negative, most negative first; 129: (-2^-16, 2^-16) and
- * zero; 130..257: positive; 258: 2^16 and above (and +inf); 259: NaN. Edges: table histogram_bins. */
-#define ZF_DB_HIST_BINS 260
+ * over fixed bins so that histograms of parts add up: zf_hist_bin's (zf/stats.h; quarter octaves of
+ * magnitudes in [2^-16, 2^16), mirrored for negative values, NaN last). Edges: table histogram_bins. */
+#define ZF_DB_HIST_BINS ZF_HIST_BINS
 
 /* The images of a scan, in the order they are processed: a folder is walked recursively and its
  * .jpg/.jpeg/.png files (any case) sorted by path bytewise; any other path is a list file with one
@@ -146,6 +145,13 @@ typedef struct zf_scan_opts {
      * the n images. */
     zf_status (*forward)(void *ctx, zf_net *net, const float *input, int n);
     void *forward_ctx;
+    /* With `forward`: NULL, or the summaries of a scanned layer's output for the last forward's n
+     * images made where it ran (zf_engine_layer_stats: planes[i * units + c] and the units x
+     * ZF_HIST_BINS histogram counts, added into hist, which the scan zeroes), called with
+     * forward_ctx for each scanned layer whose output has more than one position (conv layers;
+     * `layer` is the one whose output is read: the conv or its in-place ReLU). `forward` need not
+     * bring those layers to net->acts, only the others (fc layers). */
+    zf_status (*layer_stats)(void *ctx, int layer, int n, zf_plane_stats *planes, int64_t *hist);
     /* For timing the pipeline: decode and forward every image, store and accumulate nothing
      * (db may be NULL; res gets the counts and times). */
     int dry_run;

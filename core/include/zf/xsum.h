@@ -48,9 +48,38 @@ void zf_xsum_pack(const zf_xsum *a, unsigned char out[ZF_XSUM_BYTES]);
 /* 0 on success, -1 when len is not ZF_XSUM_BYTES or the flags are unknown. */
 int zf_xsum_unpack(zf_xsum *a, const void *data, size_t len);
 
+#ifdef __CUDACC__
+#define ZF_XSUM_FN static inline __host__ __device__
+#else
+#define ZF_XSUM_FN static inline
+#endif
+
+/* a += m * 2^shift (in units of 2^-149), m sign-extended over the limbs above. (Inline, so that the
+ * CUDA engine's per-plane sums, cuda/stats.cu, fold their bins the same way.) */
+ZF_XSUM_FN void zf_xsum_add_shifted(zf_xsum *a, int64_t m, int shift)
+{
+    if (!m)
+        return;
+    const int q = shift >> 6, r = shift & 63;
+    const uint64_t ext = m < 0 ? ~0ull : 0;
+    const uint64_t lo = (uint64_t)m << r;
+    const uint64_t hi = r ? (uint64_t)(m >> (64 - r)) : ext; /* arithmetic shift: gcc, clang, nvcc */
+    uint64_t carry = 0;
+    for (int i = q; i < ZF_XSUM_LIMBS; i++) {
+        uint64_t add = i == q ? lo : i == q + 1 ? hi : ext;
+        uint64_t s = a->limb[i] + add;
+        uint64_t c1 = s < add;
+        uint64_t t = s + carry;
+        carry = c1 | (t < s);
+        a->limb[i] = t;
+        if (i > q && !ext && !carry)
+            break;
+    }
+}
+
 /* v's biased exponent e and signed integer significand *m: v = *m 2^(max(e, 1) - 150). For an
  * infinity or NaN, e = 0xff and *m is its ZF_XSUM_* flag. */
-static inline int zf_xsum_split(float v, int64_t *m)
+ZF_XSUM_FN int zf_xsum_split(float v, int64_t *m)
 {
     union {
         float f;

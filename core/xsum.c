@@ -7,28 +7,6 @@
 
 void zf_xsum_zero(zf_xsum *a) { memset(a, 0, sizeof *a); }
 
-/* a += m * 2^shift (in units of 2^-149), m sign-extended over the limbs above. */
-static void add_shifted(zf_xsum *a, int64_t m, int shift)
-{
-    if (!m)
-        return;
-    const int q = shift >> 6, r = shift & 63;
-    const uint64_t ext = m < 0 ? ~0ull : 0;
-    const uint64_t lo = (uint64_t)m << r;
-    const uint64_t hi = r ? (uint64_t)(m >> (64 - r)) : ext; /* arithmetic shift: gcc and clang */
-    uint64_t carry = 0;
-    for (int i = q; i < ZF_XSUM_LIMBS; i++) {
-        uint64_t add = i == q ? lo : i == q + 1 ? hi : ext;
-        uint64_t s = a->limb[i] + add;
-        uint64_t c1 = s < add;
-        uint64_t t = s + carry;
-        carry = c1 | (t < s);
-        a->limb[i] = t;
-        if (i > q && !ext && !carry)
-            break;
-    }
-}
-
 void zf_xsum_add_float(zf_xsum *a, float v)
 {
     int64_t m;
@@ -36,7 +14,7 @@ void zf_xsum_add_float(zf_xsum *a, float v)
     if (e == 0xff)
         a->special |= (uint32_t)m;
     else
-        add_shifted(a, m, e ? e - 1 : 0);
+        zf_xsum_add_shifted(a, m, e ? e - 1 : 0);
 }
 
 void zf_xsum_merge(zf_xsum *a, const zf_xsum *b)
@@ -72,7 +50,7 @@ void zf_xsum_add_double(zf_xsum *a, double v)
         m = shift > -64 ? m >> -shift : 0;
         shift = 0;
     }
-    add_shifted(a, v < 0 ? -m : m, shift);
+    zf_xsum_add_shifted(a, v < 0 ? -m : m, shift);
 }
 
 double zf_xsum_double(const zf_xsum *a)
@@ -160,7 +138,7 @@ void zf_xsum_bins_init(zf_xsum_bins *b)
 void zf_xsum_bins_flush(zf_xsum_bins *b, zf_xsum *a)
 {
     for (int e = b->lo; e <= b->hi; e++) {
-        add_shifted(a, b->bin[e], e ? e - 1 : 0);
+        zf_xsum_add_shifted(a, b->bin[e], e ? e - 1 : 0);
         b->bin[e] = 0;
     }
     a->special |= b->special;
