@@ -1,6 +1,7 @@
 /* The CUDA engine behind the engine table (zf/engine.h): a context and a device copy of the net
  * (zf_cuda_ctx, zf_cuda_net), the forward, reads, deconvnet, occlusion and backward pass (input
  * gradients) of this folder's files. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,12 +32,31 @@ void free_forward_net(cuda_engine *e)
     e->cn = NULL;
 }
 
+/* The context the last probe opened, kept for the next open of its device: `--device auto` probes
+ * and then opens, and a context (the device's primary context, cuDNN's and cuBLAS's handles) takes a
+ * good part of a second to make. */
+pthread_mutex_t probed_lock = PTHREAD_MUTEX_INITIALIZER;
+zf_cuda_ctx *probed;
+
+/* The probed context of `device`, taken out of the cache, or NULL. */
+zf_cuda_ctx *take_probed(int device)
+{
+    pthread_mutex_lock(&probed_lock);
+    zf_cuda_ctx *ctx = NULL;
+    if (probed && probed->device == device) {
+        ctx = probed;
+        probed = NULL;
+    }
+    pthread_mutex_unlock(&probed_lock);
+    return ctx;
+}
+
 zf_status cuda_probe(int device, char *desc, size_t len)
 {
     /* Opening a context is what finds every reason: no device, a driver older than the runtime,
      * no kernel for this architecture, a cuDNN of another major version. */
-    zf_cuda_ctx *ctx = NULL;
-    zf_status st = zf_cuda_ctx_new(device, &ctx);
+    zf_cuda_ctx *ctx = take_probed(device);
+    zf_status st = ctx ? ZF_OK : zf_cuda_ctx_new(device, &ctx);
     if (st)
         return st;
     size_t free_b = 0, total_b = 0;
@@ -44,8 +64,16 @@ zf_status cuda_probe(int device, char *desc, size_t len)
     if (!st)
         snprintf(desc, len, "%s, %.0f MiB free of %.0f MiB, %s arithmetic by default", zf_cuda_ctx_name(ctx),
                  free_b / 1048576.0, total_b / 1048576.0, zf_cuda_precision_name(zf_cuda_ctx_precision(ctx)));
-    zf_cuda_ctx_free(ctx);
-    return st;
+    if (st) {
+        zf_cuda_ctx_free(ctx);
+        return st;
+    }
+    pthread_mutex_lock(&probed_lock);
+    zf_cuda_ctx *old = probed;
+    probed = ctx;
+    pthread_mutex_unlock(&probed_lock);
+    zf_cuda_ctx_free(old);
+    return ZF_OK;
 }
 
 void cuda_versions(char *buf, size_t len) { zf_cuda_versions(buf, len); }
@@ -77,7 +105,7 @@ zf_status cuda_open(zf_net *net, const zf_engine_opts *o, void **out)
     if (!e)
         return zf_error(ZF_ERR_NOMEM, "out of memory for the cuda engine");
     e->net = net;
-    zf_status st = zf_cuda_ctx_new(o->device, &e->ctx);
+    zf_status st = (e->ctx = take_probed(o->device)) ? ZF_OK : zf_cuda_ctx_new(o->device, &e->ctx);
     if (!st)
         st = zf_cuda_ctx_set_precision(e->ctx, prec);
     if (!st)

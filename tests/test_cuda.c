@@ -1198,6 +1198,38 @@ static zf_net *mini_net(uint64_t seed)
     return net;
 }
 
+/* --device auto probes the device and then opens it: the probe's context is the one the next open
+ * of that device runs on (made once); a second open, with none kept, makes its own, and both run. */
+Test(cuda_engine, a_probed_context_serves_the_next_open_and_engines_after_it_make_their_own)
+{
+    zf_cuda_ctx_free(gpu()); /* skips without a GPU */
+    const zf_engine_iface *gi = zf_engine_find("cuda");
+    char desc[512] = "";
+    OK(gi->probe(0, desc, sizeof desc));
+    OK(gi->probe(0, desc, sizeof desc)); /* again: the kept one answers, or a new one replaces it */
+    cr_expect(strstr(desc, "MiB free"), "probe: %s", desc);
+    zf_net *net = mini_net(4);
+    const int n = 2;
+    const size_t in_size = (size_t)zf_net_in_size(net), out = (size_t)zf_layer_out_size(&net->layers[net->n_layers - 1]);
+    float *x = falloc(n * in_size), *y[2] = {falloc(n * out), falloc(n * out)};
+    tu_fill_uniform(x, n * in_size, 5, -1, 1);
+    zf_engine *e[2] = {NULL, NULL};
+    const zf_engine_opts o = {.device = 0, .batch = n};
+    for (int k = 0; k < 2; k++) {
+        OK(zf_engine_open(gi, net, &o, &e[k])); /* the first on the probed context */
+        OK(zf_engine_forward(e[k], x, n, net->n_layers - 1));
+        OK(zf_engine_read(e[k], net->n_layers - 1, y[k], n));
+    }
+    zf_engine_close(e[0]);
+    OK(zf_engine_forward(e[1], x, n, net->n_layers - 1)); /* the other context still runs */
+    zf_engine_close(e[1]);
+    cr_expect(!memcmp(y[0], y[1], sizeof(float) * n * out), "two contexts, two answers");
+    zf_free(x);
+    zf_free(y[0]);
+    zf_free(y[1]);
+    zf_net_free(net);
+}
+
 Test(cuda_engine, forward_read_deconv_occlusion_through_the_table_match_the_cpu_engine)
 {
     zf_cuda_ctx_free(gpu()); /* skips without a GPU */

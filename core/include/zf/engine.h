@@ -47,7 +47,7 @@ typedef struct zf_engine_iface {
     const char *name; /* "cpu", "cuda": what --device names */
     /* Whether device `device` can be used: ZF_OK with a one-line description in desc, or
      * ZF_ERR_DEVICE with the reason in zf_last_error() (no device, driver too old, no kernel for
-     * this architecture). Keeps nothing open. */
+     * this architecture). May keep what it opened for the next open of that device. */
     zf_status (*probe)(int device, char *desc, size_t len);
     /* The libraries the engine runs on, in one line. */
     void (*versions)(char *buf, size_t len);
