@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every GPU check in one place: the CUDA engine's Criterion tests, compute-sanitizer (memcheck and
-# racecheck) on the test binary, and bench/gpu (bench_gpu against PyTorch + cuDNN on the same GPU),
-# ending with one short table.
+# racecheck) on the test binary, bench/gpu (bench_gpu against PyTorch + cuDNN on the same GPU), and
+# the commands on both engines (zfviz scan and train with --device cpu and cuda on the same data:
+# the databases and losses compared, the times side by side), ending with one short table.
 #
 # The GPU machine is bare (CUDA 13 runtime, cuBLAS, PyTorch with its bundled cuDNN wheels, no Debian
 # libraries, no network), so the work is split:
@@ -9,7 +10,7 @@
 #                                every shared library they need except libc/libstdc++ and CUDA's own
 #                                (cudart, cuBLAS, cuDNN: the GPU machine's are used), gzipped into
 #                                .gpucheck/pack.tar.gz (about 23 MiB)
-#   scripts/gpu-check.sh run [tests|sanitize|bench|all]
+#   scripts/gpu-check.sh run [tests|sanitize|bench|commands|all]
 #                                on the GPU machine, from the repository root with .gpucheck carried:
 #                                finds the machine's CUDA libraries (ldconfig, the torch environment's
 #                                nvidia/*/lib), runs the checks, prints the table last. The summary,
@@ -19,7 +20,8 @@
 # With the device tool: pack here, then run `scripts/gpu-check.sh run` with carry [".gpucheck"].
 # One call has 10 minutes: `run` does the tests, the benchmarks, then the sanitizer runs that fit in
 # BUDGET seconds (540); `run sanitize` does all sanitizer runs in a call of its own. Environment:
-# PRECISIONS (default fp32; e.g. fp32,tf32), QUICK=1 for short benchmarks, BUDGET.
+# PRECISIONS (default fp32; e.g. fp32,tf32), QUICK=1 for short benchmarks, BUDGET; OTHER=cpu runs
+# the commands step with the CPU engine on both sides (to try the step on a machine without a GPU).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -131,7 +133,8 @@ step_sanitize() {
   fi
   # Subsets, each with a time limit, so that one slow library kernel under the sanitizer cannot
   # eat the call; the ones that no longer fit in the budget are listed as skipped.
-  local runs=("memcheck cuda_ops/* 120" "racecheck cuda_ops/* 120" "memcheck cuda_nets/deconv* 120"
+  local runs=("memcheck cuda_ops/* 120" "racecheck cuda_ops/* 120" "memcheck cuda_train/* 150"
+              "memcheck cuda_scan/* 120" "racecheck cuda_scan/* 120" "memcheck cuda_nets/deconv* 120"
               "racecheck cuda_nets/deconv* 120" "memcheck cuda_nets/occlusion_maps_match_core* 150"
               "racecheck cuda_nets/occlusion_maps_match_core* 150" "memcheck cuda_nets/forward_of_every* 150"
               "memcheck cuda_nets/autotuned* 120")
@@ -157,6 +160,80 @@ step_sanitize() {
     grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Synthesis' "$log" | tail -3
     printf 'sanitize\t%s %s\t%s (%ss)\n' "$tool" "$filter" "$verdict" $((SECONDS - t0)) >>"$summary"
   done
+}
+
+# zfviz on both engines: a scan of 64 generated images (alexnet, random weights) and two epochs of
+# alexnet-mini on 96 images of 4 classes, each with --device cpu and --device cuda (OTHER), the
+# scan databases compared unit by unit (sums and maxima to 1e-5, the same top-k images) and the
+# training losses side by side.
+step_commands() {
+  local zf="$STAGE/bin/zfviz" other="${OTHER:-cuda}" w="$out/commands"
+  if [ ! -x "$zf" ]; then
+    printf 'commands	zfviz	not packed
+' >>"$summary"
+    return
+  fi
+  rm -rf "$w" && mkdir -p "$w"
+  python3 - "$w" <<'PY'
+import os, struct, sys, zlib, random
+root = sys.argv[1]
+def png(path, w, h, seed):
+    r = random.Random(seed)
+    rows = []
+    for y in range(h):
+        row = bytearray([0])
+        for x in range(w):
+            v = (x * (seed % 7 + 1) + y * (seed % 5 + 2) + r.randrange(64)) & 255
+            row += bytes([v, (v * 3 + seed) & 255, (255 - v) & 255])
+        rows.append(bytes(row))
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xffffffff)
+    data = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    data += chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b"")
+    open(path, "wb").write(data)
+os.makedirs(f"{root}/scan", exist_ok=True)
+for i in range(64):
+    png(f"{root}/scan/im{i:03d}.png", 96 + i, 80 + 2 * i, i)
+for c in range(4):
+    os.makedirs(f"{root}/train/c{c}", exist_ok=True)
+    for i in range(24):
+        png(f"{root}/train/c{c}/{i}.png", 40, 40, 1000 * (c + 1) + (i % 6) * 7 + c)
+PY
+  local dev t0 side=0
+  for dev in cpu "$other"; do
+    side=$((side + 1))
+    t0=$SECONDS
+    zrun "$zf" scan --arch alexnet --weights random:1 --images "$w/scan" --db "$w/scan-$side.db" --batch 16 \
+      --device "$dev" >"$w/scan-$side.log" 2>&1
+    printf 'commands	scan 64 images, alexnet, %s	rc=%s (%ss)
+' "$dev" $? $((SECONDS - t0)) >>"$summary"
+    t0=$SECONDS
+    zrun "$zf" train --arch alexnet-mini --data "$w/train" --epochs 2 --batch 16 --val 16 --seed 3 \
+      --out "$w/train-$side/m.safetensors" --device "$dev" >"$w/train-$side.log" 2>&1
+    printf 'commands	train alexnet-mini 2 epochs, %s	rc=%s (%ss): %s
+' "$dev" $? $((SECONDS - t0)) \
+      "$(grep -E '^epoch' "$w/train-$side.log" | tail -1 | tr -s ' ')" >>"$summary"
+  done
+  python3 - "$w/scan-1.db" "$w/scan-2.db" <<'PY' >>"$summary"
+import sqlite3, sys
+q = "SELECT layer, unit, sum, max, positive_positions, top FROM unit_stats ORDER BY layer, unit"
+try:
+    a = sqlite3.connect(sys.argv[1]).execute(q).fetchall()
+    b = sqlite3.connect(sys.argv[2]).execute(q).fetchall()
+except Exception as e:
+    print(f"commands\tscan databases compared\tcannot read them: {e}")
+    sys.exit(0)
+worst, tops = 0.0, 0
+for x, y in zip(a, b):
+    for i in (2, 3):
+        d = abs(x[i] - y[i]) / max(abs(x[i]), abs(y[i]), 1e-6)
+        worst = max(worst, d)
+    seqs = lambda t: [e[1] for e in __import__("json").loads(t or "[]")]
+    tops += seqs(x[5]) != seqs(y[5])
+ok = len(a) == len(b) and len(a) > 0 and worst <= 1e-5
+print(f"commands\tscan databases compared\t{'same' if ok else 'DIFFERENT'}: {len(a)} units, worst relative "
+      f"difference of sums and maxima {worst:.2e}, {tops} units with other top-k images")
+PY
 }
 
 run() {
@@ -187,11 +264,12 @@ run() {
   # sanitizer runs as fit before BUDGET seconds (default 540); "sanitize" has the call to itself.
   local budget=${BUDGET:-540}
   case "$what" in
-    all) step_tests; step_bench; step_sanitize ;;
+    all) step_tests; step_commands; step_bench; step_sanitize ;;
     tests) step_tests ;;
     bench) step_bench ;;
+    commands) step_commands ;;
     sanitize) step_sanitize ;;
-    *) echo "gpu-check: unknown part '$what' (tests, sanitize, bench, all)" >&2; exit 2 ;;
+    *) echo "gpu-check: unknown part '$what' (tests, sanitize, bench, commands, all)" >&2; exit 2 ;;
   esac
 
   tar -C "$out" -czf "$dest/gpu-check-logs.tar.gz" .
@@ -235,6 +313,6 @@ case "${1:-}" in
   "")
     pack
     if nvidia-smi -L >/dev/null 2>&1; then run all; else echo "gpu-check: no GPU here: packed only (run 'scripts/gpu-check.sh run' on a GPU machine)"; fi ;;
-  -h|--help) sed -n '2,22p' "$0" ;;
-  *) echo "gpu-check.sh: unknown mode '$1' (pack, run [tests|sanitize|bench|all])" >&2; exit 2 ;;
+  -h|--help) sed -n '2,26p' "$0" ;;
+  *) echo "gpu-check.sh: unknown mode '$1' (pack, run [tests|sanitize|bench|commands|all])" >&2; exit 2 ;;
 esac
