@@ -9,7 +9,7 @@
 #include "zf/paper.h"
 #include "zf/tensor.h"
 
-zf_status zf_box_check(const zf_box *b, int h, int w, const char *what)
+zf_status zf_box_check(const zf_part_box *b, int h, int w, const char *what)
 {
     if (b->w < 1 || b->h < 1)
         return zf_error(ZF_ERR_ARG, "%s: the box %d,%d,%d,%d (x,y,w,h) is empty", what, b->x, b->y, b->w, b->h);
@@ -19,11 +19,11 @@ zf_status zf_box_check(const zf_box *b, int h, int w, const char *what)
     return ZF_OK;
 }
 
-void zf_box_random(zf_box *out, const zf_box *like, int n, int h, int w, uint64_t seed)
+void zf_box_random(zf_part_box *out, const zf_part_box *like, int n, int h, int w, uint64_t seed)
 {
     uint64_t s = seed;
     for (int i = 0; i < n; i++) {
-        zf_box b = like[i];
+        zf_part_box b = like[i];
         const uint64_t nx = (uint64_t)(w - b.w + 1), ny = (uint64_t)(h - b.h + 1);
         b.x = (int)(zf_splitmix64(&s) % nx);
         b.y = (int)(zf_splitmix64(&s) % ny);
@@ -31,7 +31,7 @@ void zf_box_random(zf_box *out, const zf_box *like, int n, int h, int w, uint64_
     }
 }
 
-static void occlude(float *x, const zf_net *net, const zf_box *b, float fill)
+static void occlude(float *x, const zf_net *net, const zf_part_box *b, float fill)
 {
     for (int c = 0; c < net->in_c; c++)
         for (int y = b->y; y < b->y + b->h; y++)
@@ -41,9 +41,10 @@ static void occlude(float *x, const zf_net *net, const zf_box *b, float fill)
 
 static int8_t sign_of(float v) { return (int8_t)((v > 0) - (v < 0)); }
 
-zf_status zf_correspond_run(zf_net *net, const float *inputs, int n, const zf_box *const *sets, int n_sets,
+zf_status zf_correspond_run(zf_engine *e, const float *inputs, int n, const zf_part_box *const *sets, int n_sets,
                             const int *layers, int n_layers, float fill, double *delta, double *norm)
 {
+    zf_net *net = zf_engine_net(e);
     if (n < 2)
         return zf_error(ZF_ERR_ARG, "correspondence needs at least 2 images, got %d", n);
     if (n_sets < 1 || n_layers < 1)
@@ -76,11 +77,11 @@ zf_status zf_correspond_run(zf_net *net, const float *inputs, int n, const zf_bo
                       n, n_sets, (long long)total);
         goto done;
     }
-    if ((st = zf_net_reserve(net, 1)))
+    if ((st = zf_engine_reserve_host(e, 1)))
         goto done;
     for (int i = 0; i < n; i++) {
         const float *x = inputs + isz * i;
-        if ((st = zf_net_forward(net, x, 1)))
+        if ((st = zf_engine_forward_layers(e, x, 1, net->n_layers - 1, layers, n_layers)))
             goto done;
         int64_t off = 0;
         for (int l = 0; l < n_layers; l++) {
@@ -95,7 +96,7 @@ zf_status zf_correspond_run(zf_net *net, const float *inputs, int n, const zf_bo
                 st = zf_error(ZF_ERR_INTERRUPTED, "correspondence interrupted");
                 goto done;
             }
-            if ((st = zf_net_forward(net, xs, 1)))
+            if ((st = zf_engine_forward_layers(e, xs, 1, net->n_layers - 1, layers, n_layers)))
                 goto done;
             int8_t *sg = signs + ((size_t)s * n + i) * total;
             off = 0;

@@ -180,6 +180,17 @@ zf_status zf_engine_reserve(zf_engine *e, int batch)
     return e->iface->reserve(e->ctx, batch);
 }
 
+zf_status zf_engine_weights_changed(zf_engine *e)
+{
+    return e->iface->weights_changed ? e->iface->weights_changed(e->ctx) : ZF_OK;
+}
+
+zf_status zf_engine_reserve_host(zf_engine *e, int batch)
+{
+    zf_status st = zf_net_reserve(e->net, batch);
+    return st ? st : zf_engine_reserve(e, batch);
+}
+
 zf_status zf_engine_forward(zf_engine *e, const float *input, int n, int last)
 {
     if (!e->iface->supports(ZF_ENGINE_OP_FORWARD))

@@ -4,9 +4,10 @@
 
 #include "zf/evolve.h"
 
-zf_status zf_units_strongest(zf_net *net, const float *inputs, int64_t n, int batch, int conv,
+zf_status zf_units_strongest(zf_engine *e, const float *inputs, int64_t n, int batch, int conv,
                              const int *channels, int n_units, zf_unit_max *out)
 {
+    zf_net *net = zf_engine_net(e);
     if (conv < 0 || conv >= net->n_layers || net->layers[conv].op != ZF_OP_CONV)
         return zf_error(ZF_ERR_ARG, "%s: layer %d is not a conv layer", net->arch, conv);
     const zf_layer *l = &net->layers[conv];
@@ -18,14 +19,14 @@ zf_status zf_units_strongest(zf_net *net, const float *inputs, int64_t n, int ba
     }
     if (batch < 1)
         return zf_error(ZF_ERR_ARG, "batch %d is not positive", batch);
-    zf_status st = zf_net_reserve(net, batch);
+    zf_status st = zf_engine_reserve_host(e, batch);
     if (st)
         return st;
-    int top = zf_net_rectified(net, conv);
+    const int top = zf_net_rectified(net, conv);
     int64_t plane = (int64_t)l->out_h * l->out_w, in_size = zf_net_in_size(net);
     for (int64_t at = 0; at < n; at += batch) {
         int m = n - at < batch ? (int)(n - at) : batch;
-        if ((st = zf_net_forward_upto(net, inputs + at * in_size, m, top)))
+        if ((st = zf_engine_forward_layers(e, inputs + at * in_size, m, top, &top, 1)))
             return st;
         const float *act = net->acts[top];
         for (int u = 0; u < n_units; u++)

@@ -137,10 +137,11 @@ static double distance(const float *a, const float *b, int64_t n)
     return sqrt(s);
 }
 
-zf_status zf_invariance_sweep(zf_net *net, const float *input, zf_transform t, const double *amounts, int n,
+zf_status zf_invariance_sweep(zf_engine *e, const float *input, zf_transform t, const double *amounts, int n,
                               const zf_invariance_params *p, zf_invariance_row *rows, int *layers_used,
                               int *cls_used)
 {
+    zf_net *net = zf_engine_net(e);
     if (n < 1)
         return zf_error(ZF_ERR_ARG, "%s: no amounts to sweep", zf_transform_name(t));
     int layers[ZF_INVARIANCE_LAYERS] = {p->layers[0], p->layers[1]};
@@ -170,7 +171,9 @@ zf_status zf_invariance_sweep(zf_net *net, const float *input, zf_transform t, c
         st = zf_error(ZF_ERR_NOMEM, "%s sweep: out of memory", zf_transform_name(t));
         goto done;
     }
-    if ((st = zf_net_reserve(net, batch)) || (st = zf_net_forward(net, input, 1)))
+    const int read[3] = {layers[0], layers[1], net->n_layers - 1}; /* what the sweep looks at */
+    if ((st = zf_engine_reserve_host(e, batch)) ||
+        (st = zf_engine_forward_layers(e, input, 1, net->n_layers - 1, read, 3)))
         goto done;
     memcpy(base, net->acts[layers[0]], sizeof(float) * (size_t)fsz[0]);
     memcpy(base + fsz[0], net->acts[layers[1]], sizeof(float) * (size_t)fsz[1]);
@@ -189,7 +192,7 @@ zf_status zf_invariance_sweep(zf_net *net, const float *input, zf_transform t, c
             st = zf_error(ZF_ERR_INTERRUPTED, "%s sweep interrupted", zf_transform_name(t));
             goto done;
         }
-        if ((st = zf_net_forward(net, xs, m)))
+        if ((st = zf_engine_forward_layers(e, xs, m, net->n_layers - 1, read, 3)))
             goto done;
         zf_paper_probs(prob, top, net->acts[net->n_layers - 1], m, classes, cls, is_softmax);
         for (int i = 0; i < m; i++) {

@@ -66,9 +66,10 @@ static void pool_bins(float *out, const float *map, int c, int h, int w, int gh,
     }
 }
 
-zf_status zf_probe_features(zf_net *net, const zf_dataset *ds, const int *layers, int n_layers, int grid,
+zf_status zf_probe_features(zf_engine *e, const zf_dataset *ds, const int *layers, int n_layers, int grid,
                             int batch, float **out, zf_probe_progress progress, void *ctx)
 {
+    zf_net *net = zf_engine_net(e);
     int top = -1;
     for (int k = 0; k < n_layers; k++) {
         out[k] = NULL;
@@ -79,7 +80,7 @@ zf_status zf_probe_features(zf_net *net, const zf_dataset *ds, const int *layers
     }
     if (batch < 1)
         return zf_error(ZF_ERR_ARG, "probe: batch %d is not positive", batch);
-    zf_status st = zf_net_reserve(net, batch);
+    zf_status st = zf_engine_reserve_host(e, batch);
     float *input = NULL;
     int64_t *idx = NULL;
     if (!st) {
@@ -99,7 +100,7 @@ zf_status zf_probe_features(zf_net *net, const zf_dataset *ds, const int *layers
         for (int i = 0; i < n; i++)
             idx[i] = at + i;
         if ((st = zf_dataset_batch(input, NULL, ds, idx, n, net, NULL, 0)) ||
-            (st = zf_net_forward_upto(net, input, n, top)))
+            (st = zf_engine_forward_layers(e, input, n, top, layers, n_layers)))
             break;
         for (int k = 0; k < n_layers; k++) {
             const zf_layer *l = &net->layers[layers[k]];

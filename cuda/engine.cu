@@ -306,6 +306,14 @@ zf_status cuda_layer_stats(void *p, int layer, int n, zf_plane_stats *planes, in
     return ZF_OK;
 }
 
+zf_status cuda_weights_changed(void *p)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    if (e->trainer)
+        return zf_error(ZF_ERR_ARG, "the cuda engine is training: its weights are the trainer's");
+    return zf_cuda_net_upload_weights(e->cn);
+}
+
 } // namespace
 
 extern "C" {
@@ -317,5 +325,6 @@ const zf_engine_iface zf_engine_cuda = {
     NULL, /* resolve: this is the table that runs */
     cuda_train_begin, cuda_train_step, cuda_train_update, cuda_train_state,
     cuda_layer_stats,
+    cuda_weights_changed,
 };
 }

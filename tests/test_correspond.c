@@ -46,13 +46,14 @@ Test(correspond, paper_measure_by_hand)
     cr_assert_eq(zf_net_finalize(net), ZF_OK);
     net->layers[0].weight[0] = 1;
     net->layers[0].bias[0] = 0;
+    zf_engine *e = tu_cpu_engine(net);
     const float x[12] = {1, -1, 2, 3, -2, 4, 5, 6, 3, 3, -1, 1};
-    const zf_box top = {0, 0, 2, 1}, bottom = {0, 1, 2, 1};
-    const zf_box set0[3] = {top, top, bottom}, set1[3] = {bottom, bottom, bottom};
-    const zf_box *sets[2] = {set0, set1};
+    const zf_part_box top = {0, 0, 2, 1}, bottom = {0, 1, 2, 1};
+    const zf_part_box set0[3] = {top, top, bottom}, set1[3] = {bottom, bottom, bottom};
+    const zf_part_box *sets[2] = {set0, set1};
     const int layers[2] = {1, 0};
     double delta[4], norm[4];
-    cr_assert_eq(zf_correspond_run(net, x, 3, sets, 2, layers, 2, 0.0f, delta, norm), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_correspond_run(e, x, 3, sets, 2, layers, 2, 0.0f, delta, norm), ZF_OK, "%s", zf_last_error());
     cr_expect_eq(delta[0], 6.0, "relu, rows as given: Delta %g, not 6", delta[0]);
     cr_expect_eq(norm[0], 0.5, "relu: fraction %g, not 0.5", norm[0]);
     /* The conv output before the ReLU: eps = x - x~ is the filled row itself: signs (1,-1,0,0),
@@ -60,17 +61,18 @@ Test(correspond, paper_measure_by_hand)
     cr_expect_eq(delta[1], 10.0, "conv: Delta %g, not 10", delta[1]);
     cr_expect_eq(delta[2], 2.0, "relu, bottom rows: Delta %g, not 2", delta[2]);
     /* One image has no pairs; a box outside the input is refused, naming it. */
-    cr_expect_eq(zf_correspond_run(net, x, 1, sets, 2, layers, 2, 0.0f, delta, norm), ZF_ERR_ARG);
-    const zf_box outside[3] = {{1, 1, 2, 1}, top, top};
-    const zf_box *bad[1] = {outside};
-    cr_expect_eq(zf_correspond_run(net, x, 3, bad, 1, layers, 1, 0.0f, delta, norm), ZF_ERR_ARG);
+    cr_expect_eq(zf_correspond_run(e, x, 1, sets, 2, layers, 2, 0.0f, delta, norm), ZF_ERR_ARG);
+    const zf_part_box outside[3] = {{1, 1, 2, 1}, top, top};
+    const zf_part_box *bad[1] = {outside};
+    cr_expect_eq(zf_correspond_run(e, x, 3, bad, 1, layers, 1, 0.0f, delta, norm), ZF_ERR_ARG);
     cr_expect(strstr(zf_last_error(), "not inside"), "%s", zf_last_error());
+    zf_engine_close(e);
     zf_net_free(net);
 }
 
 /* The naive measure: every image and every occluded copy through one forward of its own; signs of
  * the differences and the Hamming distances counted here. */
-static double naive_delta(zf_net *net, const float *x, int n, const zf_box *boxes, int layer, float fill)
+static double naive_delta(zf_net *net, const float *x, int n, const zf_part_box *boxes, int layer, float fill)
 {
     const int64_t isz = zf_net_in_size(net), d = zf_layer_out_size(&net->layers[layer]);
     int *sg = malloc(sizeof(int) * n * d);
@@ -117,19 +119,20 @@ Test(correspond, matches_naive_loop_on_a_mini_net)
     zf_net *net = NULL;
     cr_assert_eq(zf_net_new_builtin("zfnet-mini", &net), ZF_OK);
     he_init(net, 3);
+    zf_engine *e = tu_cpu_engine(net);
     enum { N = 4 };
     const int64_t isz = zf_net_in_size(net);
     float *x = malloc(4 * isz * N);
     pictures(x, N, net->in_h, net->in_w);
-    const zf_box part[N] = {{30, 40, 16, 16}, {33, 38, 16, 16}, {28, 44, 16, 16}, {31, 41, 16, 16}};
-    zf_box rnd[N];
+    const zf_part_box part[N] = {{30, 40, 16, 16}, {33, 38, 16, 16}, {28, 44, 16, 16}, {31, 41, 16, 16}};
+    zf_part_box rnd[N];
     zf_box_random(rnd, part, N, net->in_h, net->in_w, 77);
-    const zf_box *sets[2] = {part, rnd};
+    const zf_part_box *sets[2] = {part, rnd};
     const int layers[3] = {zf_paper_layer_last_conv(net), zf_paper_layer_penultimate(net), zf_net_find(net, "relu1")};
     cr_expect_str_eq(net->layers[layers[0]].name, "relu5");
     cr_expect_str_eq(net->layers[layers[1]].name, "relu7");
     double delta[6], norm[6];
-    cr_assert_eq(zf_correspond_run(net, x, N, sets, 2, layers, 3, 0.0f, delta, norm), ZF_OK, "%s", zf_last_error());
+    cr_assert_eq(zf_correspond_run(e, x, N, sets, 2, layers, 3, 0.0f, delta, norm), ZF_OK, "%s", zf_last_error());
     for (int s = 0; s < 2; s++)
         for (int l = 0; l < 3; l++) {
             const double want = naive_delta(net, x, N, sets[s], layers[l], 0.0f);
@@ -141,13 +144,14 @@ Test(correspond, matches_naive_loop_on_a_mini_net)
             cr_expect(want > 0, "set %d %s: Delta 0 tells nothing", s, net->layers[layers[l]].name);
         }
     free(x);
+    zf_engine_close(e);
     zf_net_free(net);
 }
 
 Test(correspond, random_boxes_fit_and_repeat)
 {
-    const zf_box like[5] = {{0, 0, 16, 16}, {3, 4, 1, 30}, {0, 0, 112, 112}, {9, 9, 100, 5}, {1, 1, 7, 9}};
-    zf_box a[5], b[5], c[5];
+    const zf_part_box like[5] = {{0, 0, 16, 16}, {3, 4, 1, 30}, {0, 0, 112, 112}, {9, 9, 100, 5}, {1, 1, 7, 9}};
+    zf_part_box a[5], b[5], c[5];
     zf_box_random(a, like, 5, 112, 112, 1);
     zf_box_random(b, like, 5, 112, 112, 1);
     zf_box_random(c, like, 5, 112, 112, 2);
@@ -235,8 +239,8 @@ Test(correspond, command_csv_matches_naive_loop)
     const int64_t isz = zf_net_in_size(net);
     float *x = malloc(4 * isz * 3);
     pictures(x, 3, net->in_h, net->in_w);
-    const zf_box eye[3] = {{30, 40, 16, 16}, {33, 38, 16, 16}, {28, 44, 16, 16}};
-    const zf_box chin[3] = {{50, 80, 20, 12}, {50, 80, 20, 12}, {50, 80, 20, 12}};
+    const zf_part_box eye[3] = {{30, 40, 16, 16}, {33, 38, 16, 16}, {28, 44, 16, 16}};
+    const zf_part_box chin[3] = {{50, 80, 20, 12}, {50, 80, 20, 12}, {50, 80, 20, 12}};
     const int l5 = zf_net_find(net, "relu5"), l7 = zf_net_find(net, "relu7");
     double d5, d7;
     csv_part(csv, "left eye", &d5, &d7);

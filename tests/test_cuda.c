@@ -33,6 +33,9 @@ Test(cuda, skipped_in_a_build_without_cuda)
 #include "zf/cuda.h"
 #include "zf/db.h"
 #include "zf/engine.h"
+#include "zf/evolve.h"
+#include "zf/paper.h"
+#include "zf/probe.h"
 #include "zf/train.h"
 
 /* ---- helpers ---- */
@@ -1822,6 +1825,97 @@ Test(cuda_train, the_epoch_loop_on_the_cuda_engine_equals_the_cpu_and_resumes_a_
         zf_net_free(nets[r]);
     zf_dataset_free(tr);
     zf_dataset_free(va);
+}
+
+
+/* The paper's experiments on the CUDA engine against the CPU engine (zfviz invariance, correspond,
+ * probe, compare --layer and evolve run them through the table): the invariance sweep's distances
+ * and probabilities, the correspondence measure, the probe's features and the units' strongest
+ * activations; and weights changed on the host (evolve's snapshots) reach the device's forward
+ * through zf_engine_weights_changed. */
+Test(cuda_engine, the_papers_experiments_on_the_cuda_engine_match_the_cpu)
+{
+    zf_cuda_ctx_free(gpu()); /* skips without a GPU */
+    zf_net *nets[2] = {mini_net(6), mini_net(6)};
+    zf_engine *e[2] = {NULL, NULL};
+    const zf_engine_opts o = {.device = 0, .batch = 2};
+    OK(zf_engine_open(zf_engine_find("cpu"), nets[0], &o, &e[0]));
+    OK(zf_engine_open(zf_engine_find("cuda"), nets[1], &o, &e[1]));
+    zf_net *net = nets[0];
+    const int64_t isz = zf_net_in_size(net);
+    enum { N = 3 };
+    float *x = falloc((size_t)(N * isz));
+    tu_fill_uniform(x, (size_t)(N * isz), 41, -1.5f, 1.5f);
+    /* invariance: five rotations, in batches of 2 */
+    zf_invariance_params p;
+    zf_invariance_params_default(&p);
+    p.batch = 2;
+    const double am[5] = {0, 10, 45, 90, 200};
+    zf_invariance_row rows[2][5];
+    int layers[2][2], cls[2];
+    for (int k = 0; k < 2; k++)
+        OK(zf_invariance_sweep(e[k], x, ZF_TRANSFORM_ROTATE, am, 5, &p, rows[k], layers[k], &cls[k]));
+    cr_expect(cls[0] == cls[1] && layers[0][0] == layers[1][0] && layers[0][1] == layers[1][1]);
+    for (int i = 0; i < 5; i++) {
+        for (int l = 0; l < 2; l++)
+            cr_expect(fabs(rows[1][i].dist[l] - rows[0][i].dist[l]) <= 1e-4 * fmax(1.0, rows[0][i].dist[l]),
+                      "rotation %g layer %d: distance %.9g, cpu %.9g", am[i], l, rows[1][i].dist[l], rows[0][i].dist[l]);
+        cr_expect(fabs(rows[1][i].prob - rows[0][i].prob) <= 1e-5, "rotation %g: p %.9g, cpu %.9g", am[i],
+                  rows[1][i].prob, rows[0][i].prob);
+    }
+    cr_expect_gt(rows[0][2].dist[0], 0.0, "a rotation moves the first layer's output");
+    /* correspondence: one box and a shifted one over three images */
+    const zf_part_box b0[N] = {{10, 12, 20, 20}, {12, 10, 20, 20}, {11, 11, 20, 20}};
+    const zf_part_box b1[N] = {{60, 60, 16, 16}, {58, 62, 16, 16}, {61, 59, 16, 16}};
+    const zf_part_box *sets[2] = {b0, b1};
+    const int cl[2] = {zf_paper_layer_last_conv(net), zf_paper_layer_penultimate(net)};
+    double delta[2][4], norm[2][4];
+    for (int k = 0; k < 2; k++)
+        OK(zf_correspond_run(e[k], x, N, sets, 2, cl, 2, 0.0f, delta[k], norm[k]));
+    for (int j = 0; j < 4; j++)
+        cr_expect(fabs(norm[1][j] - norm[0][j]) <= 0.01, "correspondence %d: %.6f, cpu %.6f", j, norm[1][j], norm[0][j]);
+    /* probe features of pool2 and fc7 over seven images in batches of 2 */
+    zf_dataset *ds = tiny_set(7, 10, 9);
+    const int pl[2] = {zf_probe_resolve(net, "pool2"), zf_probe_resolve(net, "fc7")};
+    float *feat[2][2];
+    for (int k = 0; k < 2; k++)
+        OK(zf_probe_features(e[k], ds, pl, 2, 3, 2, feat[k], NULL, NULL));
+    for (int l = 0; l < 2; l++) {
+        const size_t cnt = (size_t)(7 * zf_probe_dim(net, pl[l], 3));
+        size_t at;
+        const double err = rel_err(feat[1][l], feat[0][l], cnt, &at);
+        cr_expect(err <= NET_TOL, "probe layer %d: rel err %g at %zu", pl[l], err, at);
+        zf_free(feat[0][l]);
+        zf_free(feat[1][l]);
+    }
+    zf_dataset_free(ds);
+    /* the strongest activations of six units of conv2, then of conv2 with weights changed on the
+     * host (scaled by -1: other units and images) */
+    const int conv2 = zf_net_find(net, "conv2"), ch[6] = {0, 1, 2, 5, 8, 13};
+    for (int round = 0; round < 2; round++) {
+        zf_unit_max m[2][6];
+        for (int k = 0; k < 2; k++)
+            OK(zf_units_strongest(e[k], x, N, 2, conv2, ch, 6, m[k]));
+        for (int u = 0; u < 6; u++) {
+            cr_expect(m[1][u].image == m[0][u].image && m[1][u].y == m[0][u].y && m[1][u].x == m[0][u].x,
+                      "round %d unit %d: image %lld (%d, %d), cpu %lld (%d, %d)", round, ch[u], (long long)m[1][u].image,
+                      m[1][u].y, m[1][u].x, (long long)m[0][u].image, m[0][u].y, m[0][u].x);
+            cr_expect(fabs(m[1][u].value - m[0][u].value) <= 1e-4 * fmax(1.0, m[0][u].value),
+                      "round %d unit %d: %.9g, cpu %.9g", round, ch[u], m[1][u].value, m[0][u].value);
+        }
+        if (round == 0)
+            for (int k = 0; k < 2; k++) {
+                zf_layer *l = &nets[k]->layers[conv2];
+                for (int64_t j = 0; j < l->weight_count; j++)
+                    l->weight[j] = -l->weight[j];
+                OK(zf_engine_weights_changed(e[k]));
+            }
+    }
+    zf_free(x);
+    for (int k = 0; k < 2; k++) {
+        zf_engine_close(e[k]);
+        zf_net_free(nets[k]);
+    }
 }
 
 #endif

@@ -449,6 +449,13 @@ Test(device, cuda_runs_where_a_gpu_is)
                            "--precision tf32 2> err", dir, zfviz()), 2);
     /* eval is not refused (this folder has no class folders: it fails later, exit 1) */
     cr_expect_neq(tu_system("cd '%s' && '%s' eval --data img --device cuda 2> err", dir, zfviz()), 2);
+    /* the paper's experiments on the device (probe and evolve need data this folder lacks) */
+    static const char *const paper[] = {"invariance img/a.png --out inv",
+                                        "correspond img/a.png img/a.png --part p=1,1,8,8 --out corr.csv",
+                                        "compare --layer conv2 --images img -o cmp.png"};
+    for (size_t i = 0; i < sizeof paper / sizeof paper[0]; i++)
+        cr_expect_eq(tu_system("cd '%s' && '%s' %s --device cuda > /dev/null", dir, zfviz(), paper[i]), 0, "%s",
+                     paper[i]);
     /* train on the device: two classes of one image each, one epoch (test_cuda's cuda_train compares
      * the loop with the CPU's) */
     cr_expect_eq(tu_system("cd '%s' && mkdir -p cls/a cls/b && cp img/a.png cls/a/1.png && cp img/a.png cls/b/2.png && "

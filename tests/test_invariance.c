@@ -230,6 +230,7 @@ Test(transform, matches_float64_resampling)
 static void check_sweep(int batch)
 {
     zf_net *net = mini_net(21);
+    zf_engine *e = tu_cpu_engine(net);
     const int64_t isz = zf_net_in_size(net);
     float *x = malloc(4 * isz);
     picture(x, net->in_h, net->in_w, 0);
@@ -240,7 +241,7 @@ static void check_sweep(int batch)
         p.batch = batch;
         zf_invariance_row rows[5];
         int layers[2], cls = -2;
-        cr_assert_eq(zf_invariance_sweep(net, x, t, amounts[t], 5, &p, rows, layers, &cls), ZF_OK, "%s",
+        cr_assert_eq(zf_invariance_sweep(e, x, t, amounts[t], 5, &p, rows, layers, &cls), ZF_OK, "%s",
                      zf_last_error());
         cr_expect_str_eq(net->layers[layers[0]].name, "relu1");
         cr_expect_str_eq(net->layers[layers[1]].name, "relu7");
@@ -270,6 +271,7 @@ static void check_sweep(int batch)
                       rows[2].dist[0]);
     }
     free(x);
+    zf_engine_close(e);
     zf_net_free(net);
 }
 
@@ -279,6 +281,7 @@ Test(invariance, sweep_in_batches_matches_naive_forward) { check_sweep(3); }
 Test(invariance, given_layers_and_class)
 {
     zf_net *net = mini_net(4);
+    zf_engine *e = tu_cpu_engine(net);
     float *x = malloc(4 * zf_net_in_size(net));
     picture(x, net->in_h, net->in_w, 1);
     zf_invariance_params p;
@@ -295,7 +298,7 @@ Test(invariance, given_layers_and_class)
     p.cls = least;
     const double am[2] = {0, 45};
     zf_invariance_row rows[2];
-    cr_assert_eq(zf_invariance_sweep(net, x, ZF_TRANSFORM_ROTATE, am, 2, &p, rows, NULL, NULL), ZF_OK);
+    cr_assert_eq(zf_invariance_sweep(e, x, ZF_TRANSFORM_ROTATE, am, 2, &p, rows, NULL, NULL), ZF_OK);
     /* By hand: that class's probability and the fc8 distance of the 45-degree image. */
     float *tx = malloc(4 * zf_net_in_size(net));
     ref_transform(tx, x, 1, net->in_h, net->in_w, ZF_TRANSFORM_ROTATE, 45, 0);
@@ -308,11 +311,12 @@ Test(invariance, given_layers_and_class)
     expect_close(rows[1].dist[1], dist(base, moved, 10), 1e-4, 1e-6, "fc8 distance", 1);
     expect_close(rows[1].prob, net->acts[lp][least], 1e-4, 1e-6, "p(least probable class)", 1);
     p.cls = 10;
-    cr_expect_eq(zf_invariance_sweep(net, x, ZF_TRANSFORM_ROTATE, am, 2, &p, rows, NULL, NULL), ZF_ERR_ARG);
+    cr_expect_eq(zf_invariance_sweep(e, x, ZF_TRANSFORM_ROTATE, am, 2, &p, rows, NULL, NULL), ZF_ERR_ARG);
     p.cls = -1;
-    cr_expect_eq(zf_invariance_sweep(net, x, ZF_TRANSFORM_ROTATE, am, 0, &p, rows, NULL, NULL), ZF_ERR_ARG);
+    cr_expect_eq(zf_invariance_sweep(e, x, ZF_TRANSFORM_ROTATE, am, 0, &p, rows, NULL, NULL), ZF_ERR_ARG);
     free(x);
     free(tx);
+    zf_engine_close(e);
     zf_net_free(net);
 }
 

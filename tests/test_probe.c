@@ -224,7 +224,9 @@ Test(probe, features_are_the_layers_output_averaged_over_the_grid)
     int layers[2] = {zf_probe_resolve(net, "pool1"), zf_probe_resolve(net, "fc7")};
     cr_assert_eq(layers[1], zf_net_find(net, "relu7"));
     float *out[2];
-    cr_assert_eq(zf_probe_features(net, ds, layers, 2, 4, 2, out, NULL, NULL), ZF_OK);
+    zf_engine *e = tu_cpu_engine(net);
+    cr_assert_eq(zf_probe_features(e, ds, layers, 2, 4, 2, out, NULL, NULL), ZF_OK);
+    zf_engine_close(e);
     cr_expect_eq(zf_probe_dim(net, layers[0], 4), 32 * 16);
     cr_expect_eq(zf_probe_dim(net, layers[1], 4), 256);
     /* naive: one forward per image, bins by hand */

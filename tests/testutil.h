@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "zf/engine.h"
+
 /* splitmix64: the next of a fixed-seed sequence independent of the engine's own generator. */
 uint64_t tu_mix(uint64_t *state);
 /* Uniform floats in [lo, hi) from tu_mix. */
@@ -105,5 +107,9 @@ tu_rgb tu_render_compare(const struct zf_viz_compare_model *m);
     {                                                                                               \
         return zf_viz_##what(doc, &((const what##_case *)c)->in, &((const what##_case *)c)->opts);  \
     }
+
+/* The CPU engine on net (zf/engine.h), opened at batch 1; the caller closes it (zf_engine_close)
+ * before freeing net. Asserts that it opens. */
+zf_engine *tu_cpu_engine(zf_net *net);
 
 #endif

@@ -171,3 +171,10 @@ void tu_demo_quick(tu_demo_run *r)
     }
 }
 
+zf_engine *tu_cpu_engine(zf_net *net)
+{
+    zf_engine *e = NULL;
+    const zf_engine_opts o = {.batch = 1};
+    cr_assert_eq(zf_engine_open(zf_engine_find("cpu"), net, &o, &e), ZF_OK, "cpu engine: %s", zf_last_error());
+    return e;
+}

@@ -54,7 +54,7 @@ static void usage(void)
            "  -o, --out FILE    .png or .pdf (its folder is created)\n" ZFT_FORCE_HELP
            "  --store DB        also store the page as a PNG in the database DB (table renderings, kind\n"
            "                    'compare'); -o is then optional\n" ZFT_WAIT_HELP
-           ZFT_DEVICE_HELP "                    (compare runs on the cpu engine only for now: cuda is refused)\n");
+           ZFT_DEVICE_HELP);
 }
 
 typedef struct cmp_ctx {
@@ -92,15 +92,16 @@ typedef struct path_list {
 } path_list;
 
 /* Fraction of conv1's rectified maps that are 0 at every position of every image. */
-static zf_status never_fire(zf_net *net, int conv, const path_list *imgs, int n_imgs, float *out)
+static zf_status never_fire(zf_engine *e, int conv, const path_list *imgs, int n_imgs, float *out)
 {
+    zf_net *net = zf_engine_net(e);
     const int relu = zf_net_rectified(net, conv);
     const zf_layer *l = &net->layers[conv];
     const size_t hw = (size_t)l->out_h * l->out_w, in_size = (size_t)zf_net_in_size(net);
     int *fired = calloc((size_t)l->out_c, sizeof *fired);
     if (!fired)
         return zf_error(ZF_ERR_NOMEM, "out of memory");
-    zf_status st = zf_net_reserve(net, 1);
+    zf_status st = zf_engine_reserve_host(e, 1);
     zft_progress pr;
     zft_progress_start(&pr, net->arch, n_imgs, "img");
     for (int i = 0; !st && i < n_imgs; i++) {
@@ -109,7 +110,7 @@ static zf_status never_fire(zf_net *net, int conv, const path_list *imgs, int n_
             break;
         memcpy(net->input, zf_tensor_f32(x), in_size * sizeof(float));
         zf_tensor_free(x);
-        if ((st = zf_net_forward_range(net, 0, relu, 1)))
+        if ((st = zf_engine_forward_layers(e, net->input, 1, relu, &relu, 1)))
             break;
         const float *a = zf_net_act(net, relu);
         for (int c = 0; c < l->out_c; c++)
@@ -132,6 +133,7 @@ typedef struct side {
     char spec[1024];
     zft_model_opts mo;
     zf_net *net;
+    zf_engine *eng; /* the chosen engine on net */
     int conv;
     char name[1200];
 } side;
@@ -174,7 +176,7 @@ int zf_cmd_compare(int argc, char **argv)
                             ZFT_NEAR_DEAD_OPT(&co.near_dead), ZFT_STR("out", 'o', &out),
                             ZFT_STR("store", 'S', &store), ZFT_STR("layer", 'L', &layer),
                             ZFT_STR("npy", 'N', &npy_dir), {0}};
-    zft_device dev = {.cpu_only = "its experiment calls the CPU engine's functions directly for now"};
+    zft_device dev = {0};
     zft_args a = {.cmd = "compare", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
                   .usage = usage, .style = &co.style, .device = &dev, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT,
                   .operands = -1};
@@ -209,7 +211,7 @@ int zf_cmd_compare(int argc, char **argv)
         n_imgs = (int)max_images;
     for (int i = 0; i < 2; i++) {
         parse_model(sides[i].spec, &sides[i].mo);
-        if ((st = load_side(&sides[i])))
+        if ((st = load_side(&sides[i])) || (st = zft_device_open_another(&dev, sides[i].net, 16, &sides[i].eng)))
             goto fail;
     }
     int deep_conv[2] = {-1, -1};
@@ -237,7 +239,7 @@ int zf_cmd_compare(int argc, char **argv)
         zft_deep_fig df;
         const int limit = max_images > 0 ? (int)(max_images < INT32_MAX ? max_images : INT32_MAX) : images ? 0 : 64;
         for (int i = 0; i < 2 && !st; i++)
-            st = zft_deep_side(sides[i].net, deep_conv[i], imgs.p, imgs.n, limit, &d[i]);
+            st = zft_deep_side(sides[i].eng, deep_conv[i], imgs.p, imgs.n, limit, &d[i]);
         for (int i = 0; i < 2 && !st && npy_dir; i++)
             st = write_deep_npy(npy_dir, i ? "b" : "a", &d[i], sides[i].net->in_c);
         if (!st) {
@@ -274,7 +276,7 @@ int zf_cmd_compare(int argc, char **argv)
                                    l->win.kh, l->win.kw, l->win.sh, net->pre.order == ZF_COLOR_BGR, -1, 0};
         m[i] = mm;
         if (n_imgs > 0) {
-            if ((st = never_fire(sides[i].net, sides[i].conv, &imgs, n_imgs, &m[i].never_fire)))
+            if ((st = never_fire(sides[i].eng, sides[i].conv, &imgs, n_imgs, &m[i].never_fire)))
                 goto fail;
             m[i].images = n_imgs;
         }
@@ -309,8 +311,10 @@ fail:
     if (rc == 1)
         rc = zft_fail("compare", st);
     zf_viz_doc_free(doc);
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
+        zf_engine_close(sides[i].eng);
         zf_net_free(sides[i].net);
+    }
     zf_paths_free(imgs.p, imgs.n);
     return rc;
 }

@@ -38,7 +38,7 @@ static const char usage_text[] =
     "  --boxes F         the parts as JSON: {\"parts\": {\"NAME\": [[x,y,w,h], ...], ...}, \"images\":\n"
     "                    [paths, relative to F's folder]}; \"images\" is used when no IMAGE is given\n"
     "  --out F           the CSV file\n" ZFT_FORCE_HELP
-    ZFT_DEVICE_HELP "                    (correspond runs on the cpu engine only for now: cuda is refused)\n"
+    ZFT_DEVICE_HELP
     "  --layers L        layers measured, comma-separated (default: the rectified output of the last\n"
     "                    conv layer and of the fully connected layer before the last: the paper's\n"
     "                    layers 5 and 7)\n"
@@ -59,7 +59,7 @@ static int usage_fail(const char *fmt, const char *a, const char *b)
 }
 
 /* "x,y,w,h"; 0 when it is one. */
-static int parse_box(const char *s, zf_box *b)
+static int parse_box(const char *s, zf_part_box *b)
 {
     int used = -1;
     if (sscanf(s, " %d , %d , %d , %d %n", &b->x, &b->y, &b->w, &b->h, &used) != 4 || used < 0 || s[used])
@@ -78,7 +78,7 @@ static int parse_part(const char *arg, zft_part *p)
     int n = 1;
     for (const char *c = eq + 1; *c; c++)
         n += *c == ';';
-    p->box = calloc((size_t)n, sizeof(zf_box));
+    p->box = calloc((size_t)n, sizeof(zf_part_box));
     if (!copy || !p->box) {
         free(copy);
         return zft_fail("correspond", zf_error(ZF_ERR_NOMEM, "out of memory"));
@@ -124,7 +124,7 @@ static zf_status read_boxes(const char *path, zft_part *parts, int *n_parts, cha
         zft_part *p = &parts[*n_parts];
         snprintf(p->name, sizeof p->name, "%s", key);
         const size_t nb = json_is_array(val) ? json_array_size(val) : 0;
-        if (nb < 1 || !(p->box = calloc(nb, sizeof(zf_box)))) {
+        if (nb < 1 || !(p->box = calloc(nb, sizeof(zf_part_box)))) {
             st = zf_error(ZF_ERR_ARG, "%s: part \"%s\" needs a list of boxes [x,y,w,h]", path, key);
             break;
         }
@@ -143,7 +143,7 @@ static zf_status read_boxes(const char *path, zft_part *parts, int *n_parts, cha
                 st = zf_error(ZF_ERR_ARG, "%s: part \"%s\", box %zu is not [x, y, w, h] of whole numbers", path,
                               key, i + 1);
             else
-                p->box[i] = (zf_box){v[0], v[1], v[2], v[3]};
+                p->box[i] = (zf_part_box){v[0], v[1], v[2], v[3]};
         }
         if (st)
             break;
@@ -201,7 +201,7 @@ int zf_cmd_correspond(int argc, char **argv)
                             ZFT_INT("random", OPT_RANDOM, 0, 10000, "0..10000 draws", &random),
                             ZFT_LONG("seed", OPT_SEED, 0, 1e18, "a whole number from 0", &seed),
                             ZFT_FLOAT("fill", OPT_FILL, -FLT_MAX, FLT_MAX, "a finite number", &fill), {0}};
-    zft_device dev = {.cpu_only = "its experiment calls the CPU engine's functions directly for now"};
+    zft_device dev = {0};
     zft_args a = {.cmd = "correspond", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
                   .usage = usage, .model = &mo, .device = &dev, .shared = ZFT_WITH_FORCE, .operands = -1};
     zf_net *net = NULL;
@@ -268,7 +268,7 @@ int zf_cmd_correspond(int argc, char **argv)
     cr.random = random;
     cr.seed = seed;
     cr.fill = fill;
-    if ((st = zft_correspond_run(&cr, net, &im, parts, n_parts)) ||
+    if ((st = zft_device_open(&dev, net, 1)) || (st = zft_correspond_run(&cr, dev.eng, &im, parts, n_parts)) ||
         (st = zft_correspond_write_csv(out, &cr, net, ref.label, parts)))
         goto done;
     zft_correspond_print(stdout, &cr, net, ref.label, parts);
@@ -285,6 +285,7 @@ done:
         free(json_images[i]);
     free(json_images);
     zft_image_set_free(&im);
+    zft_device_close(&dev);
     zf_net_free(net);
     return rc;
 }

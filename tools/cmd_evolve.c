@@ -48,7 +48,7 @@ static void usage(void)
            "  --lrn-backward    the true LRN backward on the way down (default: identity)\n"
            "  --csv             stdout as CSV: layer,unit,epoch,image,y,x,activation\n"
            "  --batch N         images per forward (default 50)\n" ZFT_WAIT_HELP ZFT_FORCE_HELP
-           ZFT_DEVICE_HELP "                    (evolve runs on the cpu engine only for now: cuda is refused)\n");
+           ZFT_DEVICE_HELP);
 }
 
 static int parse_ints(const char *s, int *out, int max, int lo)
@@ -82,7 +82,7 @@ int zf_cmd_evolve(int argc, char **argv)
                             ZFT_INT("cell", O_CELL, 8, 1024, "8 to 1024 pixels", &cell),
                             ZFT_FLAG("lrn-backward", O_LRN, &lrn_backward), ZFT_FLAG("csv", O_CSV, &csv),
                             ZFT_LONG("batch", O_BATCH, 1, 65536, "a whole number from 1 to 65536", &batch), {0}};
-    zft_device dev = {.cpu_only = "its experiment calls the CPU engine's functions directly for now"};
+    zft_device dev = {0};
     zft_args a = {.cmd = "evolve", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
                   .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT};
     if (zft_args_parse(&a))
@@ -104,7 +104,7 @@ int zf_cmd_evolve(int argc, char **argv)
 
     const char *layers[1] = {layer_name};
     zft_evolve_opts eo = {db_path, run,   model, images, limit,        layers, 1, units, n_units, want_epochs,
-                          n_want,  lrn_backward, csv, batch, stdout};
+                          n_want,  lrn_backward, csv, batch, stdout, &dev};
     zft_evolve e;
     int usage_err = 0;
     st = zft_evolve_run(&e, &eo, &usage_err);

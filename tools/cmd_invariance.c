@@ -36,7 +36,7 @@ static const char usage_text[] =
     "DIR/<transform>_amounts.npy (float32, N).\n\n" ZFT_MODEL_HELP
     "  IMAGE...          image files, .npy inputs (n x C x H x W), folders or lists of images\n"
     "  --out DIR         output folder (created)\n" ZFT_FORCE_HELP
-    ZFT_DEVICE_HELP "                    (invariance runs on the cpu engine only for now: cuda is refused)\n"
+    ZFT_DEVICE_HELP
     "  --translate R     vertical shift in input pixels, positive moves the image down (default\n"
     "                    -60:60:13 at 224 pixels high, the same fraction at other sizes: -30:30:13\n"
     "                    for the mini nets' 112)\n"
@@ -116,7 +116,7 @@ int zf_cmd_invariance(int argc, char **argv)
                             ZFT_INT("class", OPT_CLASS, 0, 1 << 30, "a class index", &p.cls),
                             ZFT_FLOAT("fill", OPT_FILL, -FLT_MAX, FLT_MAX, "a finite number", &p.fill),
                             ZFT_STR("pdf", OPT_PDF, &pdf), {0}};
-    zft_device dev = {.cpu_only = "its experiment calls the CPU engine's functions directly for now"};
+    zft_device dev = {0};
     zft_args a = {.cmd = "invariance", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts,
                   .usage = usage, .model = &mo, .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE,
                   .operands = -1};
@@ -198,7 +198,8 @@ int zf_cmd_invariance(int argc, char **argv)
     }
     int layers[2] = {-1, -1};
     const double t0 = zft_now();
-    if ((st = zft_invariance_run(net, &im, sw, &p, layers, cls)))
+    if ((st = zft_device_open(&dev, net, p.batch > 0 ? p.batch : 1)) ||
+        (st = zft_invariance_run(dev.eng, &im, sw, &p, layers, cls)))
         goto fail;
     const double secs = zft_now() - t0;
     if ((st = zft_mkdirs(out)) || (st = zft_invariance_write_npys(out, &im, sw)) ||
@@ -217,6 +218,7 @@ fail:
     zft_invariance_free(sw);
     free(cls);
     zft_image_set_free(&im);
+    zft_device_close(&dev);
     zf_net_free(net);
     return rc;
 }

@@ -50,7 +50,7 @@ static void usage(void)
            "  --out FIG         also draw the accuracies as a bar chart (.png or .pdf)\n"
            "  --save-features DIR  also write DIR/<layer>.train.npy and .test.npy (float32, raw\n"
            "                    before standardisation) and train.labels.npy, test.labels.npy (int32)\n" ZFT_FORCE_HELP
-           ZFT_DEVICE_HELP "                    (probe runs on the cpu engine only for now: cuda is refused)\n");
+           ZFT_DEVICE_HELP);
 }
 
 /* The images i of ds with (i % 5 == 4) == held, into a new dataset. */
@@ -133,7 +133,7 @@ int zf_cmd_probe(int argc, char **argv)
                             ZFT_LONG("size", O_SIZE, 8, 4096, "a side of 8 to 4096 px", &size),
                             ZFT_FLAG("csv", O_CSV, &csv), ZFT_STR("save-features", O_SAVE, &save_dir),
                             ZFT_STR("out", O_OUT, &fig), {0}};
-    zft_device dev = {.cpu_only = "its experiment calls the CPU engine's functions directly for now"};
+    zft_device dev = {0};
     zft_args a = {.cmd = "probe", .argc = argc, .argv = argv, .shortopts = "h", .opts = opts, .usage = usage,
                   .model = &mo, .style = &style, .device = &dev, .shared = ZFT_WITH_FORCE};
     if (zft_args_parse(&a))
@@ -231,8 +231,10 @@ int zf_cmd_probe(int argc, char **argv)
     zft_probe_row rows[MAX_LAYERS];
     double acc_train[MAX_LAYERS], acc_test[MAX_LAYERS];
     row_ctx rc = {csv, (const char (*)[32])names, ref.label, data, train, test, grid, po.l2};
-    st = zft_probe_run(net, train, test, layers, (const char (*)[32])names, n_layers, grid, (int)batch, &po,
-                       save_dir, rows, print_row, &rc);
+    st = zft_device_open(&dev, net, (int)batch);
+    if (!st)
+        st = zft_probe_run(dev.eng, train, test, layers, (const char (*)[32])names, n_layers, grid, (int)batch, &po,
+                           save_dir, rows, print_row, &rc);
     for (int k = 0; k < n_layers && !st; k++) {
         acc_train[k] = rows[k].train_acc;
         acc_test[k] = rows[k].test_acc;
@@ -251,6 +253,7 @@ int zf_cmd_probe(int argc, char **argv)
             st = zf_viz_doc_finish(doc);
         zf_viz_doc_free(doc);
     }
+    zft_device_close(&dev);
     zf_dataset_free(train);
     zf_dataset_free(test);
     zf_net_free(net);

@@ -612,9 +612,9 @@ int zft_device_select(const char *cmd, zft_device *d)
     return 0;
 }
 
-zf_status zft_device_open(zft_device *d, zf_net *net, int batch)
+zf_status zft_device_open_another(zft_device *d, zf_net *net, int batch, zf_engine **out)
 {
-    zft_device_close(d);
+    *out = NULL;
     if (!d->iface) {
         int fallback;
         zf_status st = zf_engine_select(d->device, d->needs ? d->needs : ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD),
@@ -623,7 +623,13 @@ zf_status zft_device_open(zft_device *d, zf_net *net, int batch)
             return st;
     }
     zf_engine_opts o = {.device = d->index, .batch = batch, .precision = d->precision};
-    return zf_engine_open(d->iface, net, &o, &d->eng);
+    return zf_engine_open(d->iface, net, &o, out);
+}
+
+zf_status zft_device_open(zft_device *d, zf_net *net, int batch)
+{
+    zft_device_close(d);
+    return zft_device_open_another(d, net, batch, &d->eng);
 }
 
 zf_status zft_device_forward(zft_device *d, zf_net *net, const float *input, int n, const int *layers,

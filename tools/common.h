@@ -202,6 +202,8 @@ int zft_device_option(zft_device *d, int opt, const char *arg);
 /* Chooses the engine (zf_engine_select) for d->device and d->needs: 0 when the command may go
  * on, else the exit code (2) after one line on stderr. Prints the choice as said above. */
 int zft_device_select(const char *cmd, zft_device *d);
+/* An engine of the chosen kind for another net (a command that runs two), the caller's to close. */
+zf_status zft_device_open_another(zft_device *d, zf_net *net, int batch, struct zf_engine **out);
 /* Opens the chosen engine for `net` at batches of `batch` (net is reserved for it too). */
 zf_status zft_device_open(zft_device *d, zf_net *net, int batch);
 /* zf_net_forward on the chosen engine; outputs of `layers` (all when NULL, and the last layer)

@@ -22,7 +22,7 @@
  * the toe at the bottom left (columns 1-7, rows 16-22 of the 28 x 28 image), the heel at the bottom
  * right (columns 20-26, the same rows). */
 static const char *const part_names[ZFT_DEMO_PAPER_PARTS] = {"toe", "heel"};
-static const zf_box part_boxes[ZFT_DEMO_PAPER_PARTS] = {{4, 64, 28, 28}, {80, 64, 28, 28}};
+static const zf_part_box part_boxes[ZFT_DEMO_PAPER_PARTS] = {{4, 64, 28, 28}, {80, 64, 28, 28}};
 #define COR_RANDOM 5    /* zfviz correspond's default draws, seed 0, fill 0 */
 #define CONV2_IMAGES 64 /* zfviz compare --layer's default image count */
 /* The probes: the paper's layers 1-7 (conv1..conv5, fc6, fc7), zfviz probe's grid and L2. */
@@ -35,6 +35,7 @@ typedef struct zft_demo_paper_net {
     const char *name;   /* alexnet-mini */
     const char *label;  /* as the commands name it: "alexnet-mini (embedded)" */
     zf_net *net;        /* borrowed */
+    zf_engine *eng;     /* the CPU engine on it, which the experiments run on */
     zft_image_set inv_im;
     zft_sweep sw[ZF_TRANSFORM_COUNT];
     int inv_layers[2], *inv_cls;
@@ -54,7 +55,7 @@ struct zft_demo_paper {
     int quick;
     zft_demo_paper_net nets[ZFT_DEMO_PAPER_NETS];
     zft_part parts[ZFT_DEMO_PAPER_PARTS];
-    zf_box part_box[ZFT_DEMO_PAPER_PARTS];
+    zf_part_box part_box[ZFT_DEMO_PAPER_PARTS];
     int cor_class;      /* the class whose images are occluded */
     int cor_images;     /* how many (under 2: no measure, the page says why) */
     zft_deep deep[ZFT_DEMO_PAPER_NETS];
@@ -123,6 +124,13 @@ zf_status zft_demo_paper_new(const char *dir, int quick, zf_net *const *nets, co
         p->nets[i].net = nets[i];
         p->nets[i].name = names[i];
         p->nets[i].label = labels[i];
+        const zf_engine_opts o = {.batch = 1};
+        zf_status st = zf_engine_open(zf_engine_list()[0], nets[i], &o, &p->nets[i].eng);
+        if (st) {
+            zft_demo_paper_free(p);
+            *out = NULL;
+            return st;
+        }
     }
     for (int k = 0; k < ZFT_DEMO_PAPER_PARTS; k++) {
         snprintf(p->parts[k].name, sizeof p->parts[k].name, "%s", part_names[k]);
@@ -206,7 +214,7 @@ zf_status zft_demo_paper_invariance(zft_demo_paper *p, char *const *paths, int n
             break;
         }
         snprintf(name, sizeof name, "invariance-%s.csv", dn->name);
-        if ((st = zft_invariance_run(dn->net, &dn->inv_im, dn->sw, &ip, dn->inv_layers, dn->inv_cls)) ||
+        if ((st = zft_invariance_run(dn->eng, &dn->inv_im, dn->sw, &ip, dn->inv_layers, dn->inv_cls)) ||
             (st = zft_invariance_write_csv(path_in(csv, p->dir, name), dn->net, dn->label, &dn->inv_im, dn->sw,
                                            dn->inv_cls, dn->inv_layers)))
             break;
@@ -264,7 +272,7 @@ zf_status zft_demo_paper_correspond(zft_demo_paper *p, char *const *paths, int n
         c->fill = 0;
         if ((st = zft_image_set_load(dn->net, paths, n, &dn->cor_im)) ||
             (st = zft_correspond_default_layers(dn->net, c->layers, &c->n_layers)) ||
-            (st = zft_correspond_run(c, dn->net, &dn->cor_im, p->parts, ZFT_DEMO_PAPER_PARTS)))
+            (st = zft_correspond_run(c, dn->eng, &dn->cor_im, p->parts, ZFT_DEMO_PAPER_PARTS)))
             break;
         snprintf(name, sizeof name, "correspond-%s.csv", dn->name);
         if ((st = zft_correspond_write_csv(path_in(csv, p->dir, name), c, dn->net, dn->label, p->parts)))
@@ -299,7 +307,7 @@ zf_status zft_demo_paper_conv2(zft_demo_paper *p, char *const *paths, int n, con
         labels[i] = p->nets[i].label;
         if ((conv[i] = zf_net_find_conv(nets[i], "conv2")) < 0)
             return zf_error(ZF_ERR_ARG, "%s has no conv2", p->nets[i].name);
-        st = zft_deep_side(p->nets[i].net, conv[i], paths, n, CONV2_IMAGES, &p->deep[i]);
+        st = zft_deep_side(p->nets[i].eng, conv[i], paths, n, CONV2_IMAGES, &p->deep[i]);
     }
     if (st)
         return st;
@@ -361,7 +369,7 @@ zf_status zft_demo_paper_probe(zft_demo_paper *p, const zf_viz_style *style)
         for (size_t k = 0; k < sizeof probe_layers / sizeof *probe_layers; k++)
             if ((layers[dn->n_probe] = zf_probe_resolve(dn->net, probe_layers[k])) >= 0)
                 snprintf(dn->probe_names[dn->n_probe++], sizeof dn->probe_names[0], "%s", probe_layers[k]);
-        if ((st = zft_probe_run(dn->net, train, test, layers, (const char (*)[32])dn->probe_names, dn->n_probe, grid,
+        if ((st = zft_probe_run(dn->eng, train, test, layers, (const char (*)[32])dn->probe_names, dn->n_probe, grid,
                                 batch, &po, NULL, dn->probe, NULL, NULL)))
             break;
         for (int csv = 1; csv >= 0 && !st; csv--) {
@@ -445,7 +453,7 @@ zf_status zft_demo_paper_evolve(zft_demo_paper *p, const char *images_dir, const
                 "zfviz evolve --db %s --model %s --images %s --limit %ld --layer convK --units 0,1 --csv, K = 1..%d\n",
                 db, dn->name, images_dir, p->evo_images, nl);
         zft_evolve_opts eo = {db,    0, dn->name, images_dir, p->evo_images, layers, nl, units, EVO_UNITS, NULL, 0,
-                              0,     1, 50,       zf_file_stream(f)};
+                              0,     1, 50,       zf_file_stream(f), NULL};
         int usage = 0;
         st = zft_evolve_run(&dn->evo, &eo, &usage);
         if (st) {
@@ -494,6 +502,7 @@ void zft_demo_paper_free(zft_demo_paper *p)
         free(n->probe_table);
         zft_evolve_free(&n->evo);
         zft_deep_free(&p->deep[i]);
+        zf_engine_close(n->eng);
     }
     free(p);
 }

@@ -41,10 +41,10 @@ void zft_invariance_ranges(zft_sweep *sw, const zf_net *net)
         sw[2] = (zft_sweep){sw[2].on, 0, 0.0, 360.0, 37, NULL, NULL};
 }
 
-zf_status zft_invariance_run(zf_net *net, const zft_image_set *im, zft_sweep *sw, const zf_invariance_params *p,
+zf_status zft_invariance_run(zf_engine *e, const zft_image_set *im, zft_sweep *sw, const zf_invariance_params *p,
                              int *layers, int *cls)
 {
-    const int64_t isz = zf_net_in_size(net);
+    const int64_t isz = zf_net_in_size(zf_engine_net(e));
     for (int t = 0; t < ZF_TRANSFORM_COUNT; t++) {
         if (!sw[t].on)
             continue;
@@ -56,7 +56,7 @@ zf_status zft_invariance_run(zf_net *net, const zft_image_set *im, zft_sweep *sw
         for (int k = 0; k < w->n; k++)
             w->amounts[k] = w->n > 1 ? w->lo + (w->hi - w->lo) * k / (w->n - 1) : w->lo;
         for (int i = 0; i < im->n; i++) {
-            zf_status st = zf_invariance_sweep(net, im->x + isz * i, (zf_transform)t, w->amounts, w->n, p,
+            zf_status st = zf_invariance_sweep(e, im->x + isz * i, (zf_transform)t, w->amounts, w->n, p,
                                                w->rows + (size_t)i * w->n, layers, &cls[i]);
             if (st)
                 return st;
@@ -226,28 +226,29 @@ zf_status zft_correspond_default_layers(const zf_net *net, int *layers, int *n_l
     return ZF_OK;
 }
 
-zf_status zft_correspond_run(zft_correspond *c, zf_net *net, const zft_image_set *im, const zft_part *parts,
+zf_status zft_correspond_run(zft_correspond *c, zf_engine *e, const zft_image_set *im, const zft_part *parts,
                              int n_parts)
 {
+    const zf_net *net = zf_engine_net(e);
     c->n_parts = n_parts;
     c->n_images = im->n;
     if (im->n < 2)
         return zf_error(ZF_ERR_ARG, "correspondence needs at least 2 images, got %d", im->n);
     /* Every part's boxes, one per image, checked before any forward. */
     const int n_sets = n_parts * (1 + c->random), nl = c->n_layers;
-    c->sets = calloc((size_t)n_sets, sizeof(zf_box *));
+    c->sets = calloc((size_t)n_sets, sizeof(zf_part_box *));
     c->delta = malloc(sizeof(double) * (size_t)n_sets * nl);
     c->norm = malloc(sizeof(double) * (size_t)n_sets * nl);
     if (!c->sets || !c->delta || !c->norm)
         return zf_error(ZF_ERR_NOMEM, "out of memory");
     for (int s = 0; s < n_sets; s++)
-        if (!(c->sets[s] = malloc(sizeof(zf_box) * im->n)))
+        if (!(c->sets[s] = malloc(sizeof(zf_part_box) * im->n)))
             return zf_error(ZF_ERR_NOMEM, "out of memory");
     for (int p = 0; p < n_parts; p++) {
         if (parts[p].n != 1 && parts[p].n != im->n)
             return zf_error(ZF_ERR_ARG, "part '%s' has %d boxes for %d images (give one, or one per image)",
                             parts[p].name, parts[p].n, im->n);
-        zf_box *b = c->sets[p * (1 + c->random)];
+        zf_part_box *b = c->sets[p * (1 + c->random)];
         for (int i = 0; i < im->n; i++) {
             b[i] = parts[p].box[parts[p].n == 1 ? 0 : i];
             char what[512];
@@ -261,7 +262,7 @@ zf_status zft_correspond_run(zft_correspond *c, zf_net *net, const zft_image_set
                           (uint64_t)c->seed * 1000003u + (uint64_t)p * 10007u + (uint64_t)r);
     }
     const double t0 = zft_now();
-    zf_status st = zf_correspond_run(net, im->x, im->n, (const zf_box *const *)c->sets, n_sets, c->layers, nl,
+    zf_status st = zf_correspond_run(e, im->x, im->n, (const zf_part_box *const *)c->sets, n_sets, c->layers, nl,
                                      c->fill, c->delta, c->norm);
     c->secs = zft_now() - t0;
     return st;
@@ -365,10 +366,11 @@ static int probe_progress(void *vctx, int64_t done, int64_t total)
     return 0;
 }
 
-zf_status zft_probe_run(zf_net *net, const zf_dataset *train, const zf_dataset *test, const int *layers,
+zf_status zft_probe_run(zf_engine *e, const zf_dataset *train, const zf_dataset *test, const int *layers,
                         const char (*names)[32], int n_layers, int grid, int batch, const zf_probe_opts *po,
                         const char *save_dir, zft_probe_row *rows, zft_probe_row_fn on_row, void *ctx)
 {
+    const zf_net *net = zf_engine_net(e);
     float **ftrain = calloc((size_t)n_layers, sizeof(float *)), **ftest = calloc((size_t)n_layers, sizeof(float *));
     if (!ftrain || !ftest) {
         free(ftrain);
@@ -377,11 +379,11 @@ zf_status zft_probe_run(zf_net *net, const zf_dataset *train, const zf_dataset *
     }
     zft_progress bar;
     zft_progress_start(&bar, "features (train)", train->n, "img");
-    zf_status st = zf_probe_features(net, train, layers, n_layers, grid, batch, ftrain, probe_progress, &bar);
+    zf_status st = zf_probe_features(e, train, layers, n_layers, grid, batch, ftrain, probe_progress, &bar);
     zft_progress_finish(&bar);
     if (!st) {
         zft_progress_start(&bar, "features (test)", test->n, "img");
-        st = zf_probe_features(net, test, layers, n_layers, grid, batch, ftest, probe_progress, &bar);
+        st = zf_probe_features(e, test, layers, n_layers, grid, batch, ftest, probe_progress, &bar);
         zft_progress_finish(&bar);
     }
     if (!st && save_dir) {

@@ -27,9 +27,9 @@ typedef struct zft_sweep {
 /* The ranges of the sweeps not given: vertical translation by +-60 px at a 224-pixel height (the
  * same fraction at others) in 13 steps, scale 1 to 1.8 in 9, rotation 0 to 360 degrees in 37. */
 void zft_invariance_ranges(zft_sweep *sw, const zf_net *net);
-/* Every sweep that is on, for every image of im; layers[2] and cls[im->n] receive the layers and
+/* Every sweep that is on, for every image of im, on the engine; layers[2] and cls[im->n] receive the layers and
  * classes used. */
-zf_status zft_invariance_run(zf_net *net, const zft_image_set *im, zft_sweep *sw, const zf_invariance_params *p,
+zf_status zft_invariance_run(zf_engine *e, const zft_image_set *im, zft_sweep *sw, const zf_invariance_params *p,
                              int *layers, int *cls);
 /* zfviz invariance's CSV and DIR/<transform>.npy, DIR/<transform>_amounts.npy. */
 zf_status zft_invariance_write_csv(const char *path, const zf_net *net, const char *model, const zft_image_set *im,
@@ -50,7 +50,7 @@ void zft_invariance_free(zft_sweep *sw);
 typedef struct zft_part {
     char name[128];
     int n;       /* boxes given: 1 (every image) or one per image */
-    zf_box *box; /* (n) */
+    zf_part_box *box; /* (n) */
 } zft_part;
 
 typedef struct zft_correspond {
@@ -58,7 +58,7 @@ typedef struct zft_correspond {
     long seed;
     float fill;
     int layers[ZFT_CORRESPOND_MAX_LAYERS];
-    zf_box **sets;        /* (n_parts * (1 + random)): each part's boxes, then its random draws */
+    zf_part_box **sets;        /* (n_parts * (1 + random)): each part's boxes, then its random draws */
     double *delta, *norm; /* (sets, n_layers) */
     double secs;
 } zft_correspond;
@@ -67,7 +67,7 @@ typedef struct zft_correspond {
 zf_status zft_correspond_default_layers(const zf_net *net, int *layers, int *n_layers);
 /* c->random, seed, fill, layers and n_layers set: the parts' boxes checked against the input, the
  * random draws, the measure. */
-zf_status zft_correspond_run(zft_correspond *c, zf_net *net, const zft_image_set *im, const zft_part *parts,
+zf_status zft_correspond_run(zft_correspond *c, zf_engine *e, const zft_image_set *im, const zft_part *parts,
                              int n_parts);
 /* zfviz correspond's CSV and its table. */
 zf_status zft_correspond_write_csv(const char *path, const zft_correspond *c, const zf_net *net, const char *model,
@@ -88,7 +88,7 @@ typedef void (*zft_probe_row_fn)(void *ctx, int k, const zft_probe_row *row);
 /* Features of the n_layers layers for train and test, a standardised softmax probe per layer;
  * rows[k] for each, on_row (may be NULL) called as each is done. save_dir (may be NULL): the raw
  * features and labels as zfviz probe --save-features writes them. */
-zf_status zft_probe_run(zf_net *net, const zf_dataset *train, const zf_dataset *test, const int *layers,
+zf_status zft_probe_run(zf_engine *e, const zf_dataset *train, const zf_dataset *test, const int *layers,
                         const char (*names)[32], int n_layers, int grid, int batch, const zf_probe_opts *po,
                         const char *save_dir, zft_probe_row *rows, zft_probe_row_fn on_row, void *ctx);
 /* zfviz probe's table: the heading, then a line per layer (csv: its CSV). */

@@ -65,8 +65,9 @@ static zf_status load_inputs(zf_net *net, char *const *paths, int64_t n_paths, l
     return ZF_OK;
 }
 
-zf_status zft_deep_side(zf_net *net, int conv, char *const *paths, int64_t n_paths, int limit, zft_deep *d)
+zf_status zft_deep_side(zf_engine *e, int conv, char *const *paths, int64_t n_paths, int limit, zft_deep *d)
 {
+    zf_net *net = zf_engine_net(e);
     const zf_layer *l = &net->layers[conv];
     const int k = l->out_c, c = net->in_c, h = net->in_h, w = net->in_w;
     float *x = NULL, *full = NULL, *show_full = NULL;
@@ -101,7 +102,7 @@ zf_status zft_deep_side(zf_net *net, int conv, char *const *paths, int64_t n_pat
     }
     for (int u = 0; u < k; u++)
         ch[u] = order[u] = u;
-    if ((st = zf_units_strongest(net, x, n, 16, conv, ch, k, m)))
+    if ((st = zf_units_strongest(e, x, n, 16, conv, ch, k, m)))
         goto done;
     for (int i = 1; i < k; i++) /* strongest first, ties by unit (a stable insertion sort) */
         for (int j = i; j > 0 && m[order[j]].value > m[order[j - 1]].value; j--) {
@@ -117,8 +118,8 @@ zf_status zft_deep_side(zf_net *net, int conv, char *const *paths, int64_t n_pat
             break; /* the rest never fire */
         int cu = u, y = m[u].y, xx = m[u].x;
         zf_deconv_req req = {conv, ZF_DECONV_UNIT, 0, &cu, &y, &xx};
-        if ((st = zf_net_forward_upto(net, x + m[u].image * zf_net_in_size(net), 1, zf_net_rectified(net, conv))) ||
-            (st = zf_net_deconv(net, full, 1, &req)) || (st = zf_db_receptive_field(net, conv, y, xx, &box)))
+        if ((st = zf_engine_forward(e, x + m[u].image * zf_net_in_size(net), 1, zf_net_rectified(net, conv))) ||
+            (st = zf_engine_deconv(e, full, 1, &req)) || (st = zf_db_receptive_field(net, conv, y, xx, &box)))
             break;
         int bw = box.x1 - box.x0, bh = box.y1 - box.y0;
         float *p = d->proj + (size_t)d->live * tile;
@@ -273,6 +274,7 @@ zf_status zft_evolve_run(zft_evolve *e, const zft_evolve_opts *o, int *usage)
     *usage = 0;
     zf_db *db = NULL;
     zf_net *net = NULL;
+    zf_engine *eng = NULL; /* o->dev's, or a CPU engine of this function's own */
     float *inputs = NULL, *full = NULL;
     int *epochs = NULL, n_epochs = 0, conv[ZFT_EVOLVE_MAX_LAYERS], units[ZFT_EVOLVE_MAX_LAYERS][ZFT_EVOLVE_MAX_UNITS],
         n_units[ZFT_EVOLVE_MAX_LAYERS];
@@ -285,6 +287,15 @@ zf_status zft_evolve_run(zft_evolve *e, const zft_evolve_opts *o, int *usage)
                         o->n_epochs, ZFT_EVOLVE_MAX_LAYERS, ZFT_EVOLVE_MAX_UNITS, ZFT_EVOLVE_MAX_EPOCHS);
     if ((st = zft_db_open(o->db_path, 0, &db)) || (st = evolve_model(o, db, &run_id, &net)))
         goto done;
+    if (o->dev) {
+        if ((st = zft_device_open(o->dev, net, (int)o->batch)))
+            goto done;
+        eng = o->dev->eng;
+    } else {
+        const zf_engine_opts eo = {.batch = (int)o->batch};
+        if ((st = zf_engine_open(zf_engine_list()[0], net, &eo, &eng)))
+            goto done;
+    }
     for (int l = 0; l < nl; l++) {
         if ((conv[l] = zf_net_find_conv(net, o->layers[l])) < 0) {
             *usage = 1;
@@ -350,12 +361,12 @@ zf_status zft_evolve_run(zft_evolve *e, const zft_evolve_opts *o, int *usage)
     if (o->csv)
         fprintf(o->lines, "layer,unit,epoch,image,y,x,activation\n");
     for (int k = 0; k < n_epochs && !st; k++) {
-        if ((st = zf_db_train_snapshot_get(db, run_id, epochs[k], net)))
+        if ((st = zf_db_train_snapshot_get(db, run_id, epochs[k], net)) || (st = zf_engine_weights_changed(eng)))
             break;
         for (int l = 0, row0 = 0; l < nl && !st; row0 += n_units[l], l++) {
             zf_unit_max got[ZFT_EVOLVE_MAX_UNITS];
             const char *lname = o->layers[l];
-            if ((st = zf_units_strongest(net, inputs, e->n_images, (int)o->batch, conv[l], units[l], n_units[l], got)))
+            if ((st = zf_units_strongest(eng, inputs, e->n_images, (int)o->batch, conv[l], units[l], n_units[l], got)))
                 break;
             for (int u = 0; u < n_units[l] && !st; u++) {
                 const int row = row0 + u;
@@ -368,8 +379,8 @@ zf_status zft_evolve_run(zft_evolve *e, const zft_evolve_opts *o, int *usage)
                             units[l][u], epochs[k], (long long)m->image, m->y, m->x, (double)m->value);
                 int ch = units[l][u], y = m->y, x = m->x;
                 zf_deconv_req req = {conv[l], ZF_DECONV_UNIT, o->lrn_backward, &ch, &y, &x};
-                if ((st = zf_net_forward_upto(net, inputs + m->image * in_size, 1, zf_net_rectified(net, conv[l]))) ||
-                    (st = zf_net_deconv(net, full, 1, &req)))
+                if ((st = zf_engine_forward(eng, inputs + m->image * in_size, 1, zf_net_rectified(net, conv[l]))) ||
+                    (st = zf_engine_deconv(eng, full, 1, &req)))
                     break;
                 zf_viz_proj_to_rgb(full, &net->pre, net->in_h, net->in_w);
                 zf_box box;
@@ -415,6 +426,10 @@ done:
     zf_free(full);
     zf_free(inputs);
     free(epochs);
+    if (o->dev)
+        zft_device_close(o->dev);
+    else
+        zf_engine_close(eng);
     zf_net_free(net);
     zf_db_close(db);
     return st;

@@ -1,12 +1,13 @@
 /* The paper's experiments on units in pixels as zfviz runs them (compare --layer above conv1, evolve):
  * the computation and the figures, shared by those commands and zfviz demo. Apart from paper_exp.h
- * because they use the database's receptive fields (zf/db.h), whose zf_box is not zf/paper.h's. */
+ * because they use the database's receptive fields (zf/db.h). */
 #ifndef ZF_TOOLS_PAPER_UNITS_H
 #define ZF_TOOLS_PAPER_UNITS_H
 
 #include <stdint.h>
 #include <stdio.h>
 
+#include "zf/engine.h"
 #include "zf/net.h"
 #include "zf/viz.h"
 #include "zf/viz_evolve.h"
@@ -28,7 +29,7 @@ typedef struct zft_deep {
 
 /* Each unit of conv's strongest activation over the images (the first `limit` of paths, or of
  * Fashion-MNIST's test set when paths is NULL; limit 0: all), projected to pixels and cropped. */
-zf_status zft_deep_side(zf_net *net, int conv, char *const *paths, int64_t n_paths, int limit, zft_deep *d);
+zf_status zft_deep_side(zf_engine *e, int conv, char *const *paths, int64_t n_paths, int limit, zft_deep *d);
 void zft_deep_free(zft_deep *d);
 
 /* The page: both nets' nine strongest units beside their patches, the numbers in the title. */
@@ -67,6 +68,7 @@ typedef struct zft_evolve_opts {
     int lrn_backward, csv;
     long batch;
     FILE *lines;                  /* a line per unit and snapshot (CSV with csv) */
+    struct zft_device *dev;       /* where to run (opened on the run's model); NULL: the CPU engine */
 } zft_evolve_opts;
 
 typedef struct zft_evolve {

@@ -100,6 +100,9 @@ typedef struct zf_engine_iface {
      * value's histogram bin counted into hist (out_c x ZF_HIST_BINS, added to), as core's
      * zf_layer_stats makes them, on the device where the forward ran. */
     zf_status (*layer_stats)(void *ctx, int layer, int n, zf_plane_stats *planes, int64_t *hist);
+    /* The net's host weights changed (a snapshot loaded, a model edited): the engine takes them for
+     * its next forward. NULL: the engine reads the host's weights in place. */
+    zf_status (*weights_changed)(void *ctx);
 } zf_engine_iface;
 
 /* The engines this program was built with, the CPU engine first, NULL-terminated. */
@@ -146,8 +149,13 @@ zf_status zf_engine_train_step(zf_engine *e, const float *input, const int32_t *
                                double *loss, int *correct);
 zf_status zf_engine_train_update(zf_engine *e, const zf_sgd *opt);
 zf_status zf_engine_train_state(zf_engine *e, const float **momentum);
+/* After a change of the net's host weights: the engine runs the new ones from its next op. */
+zf_status zf_engine_weights_changed(zf_engine *e);
 /* layer_stats through the table (see above). */
 zf_status zf_engine_layer_stats(zf_engine *e, int layer, int n, zf_plane_stats *planes, int64_t *hist);
+/* The engine's buffers and the net's host buffers (zf_net_reserve) for batches of `batch`: what a
+ * caller that reads layers into the host buffers (zf_engine_forward_layers) reserves. */
+zf_status zf_engine_reserve_host(zf_engine *e, int batch);
 /* The forward up to `last`, then the outputs of `layers` (NULL: the input and every layer up to
  * `last` that is not computed in place) read into the net's own host buffers (zf_net_act), for a
  * caller that works on them there (the scan's statistics, a tool's dumps). The net must be

@@ -5,6 +5,7 @@
 
 #include <stdint.h>
 
+#include "zf/engine.h"
 #include "zf/net.h"
 
 #ifdef __cplusplus
@@ -20,9 +21,9 @@ typedef struct zf_unit_max {
 
 /* For each channel channels[u] of conv layer `conv`'s rectified output (the ReLU after it, as the
  * deconvnet takes it), the largest value over every position of the n inputs (n, in_c, in_h, in_w),
- * run in batches of `batch`: out[u]. Ties go to the first image, then the first position in
+ * run on the engine in batches of `batch`: out[u]. Ties go to the first image, then the first position in
  * row-major order; a unit never above 0 gets image 0 at (0, 0) with value 0. */
-zf_status zf_units_strongest(zf_net *net, const float *inputs, int64_t n, int batch, int conv,
+zf_status zf_units_strongest(zf_engine *e, const float *inputs, int64_t n, int batch, int conv,
                              const int *channels, int n_units, zf_unit_max *out);
 
 #ifdef __cplusplus

@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "zf/engine.h"
 #include "zf/net.h"
 #include "zf/status.h"
 
@@ -73,25 +74,25 @@ typedef struct zf_invariance_row {
 
 /* Transforms `input` (net->in_c, in_h, in_w), a preprocessed image, by each of the n amounts and
  * records rows[i] for amount i. The layers and class used are written to *layers_used and *cls_used
- * (either may be NULL). Runs the net on the CPU (it reserves the batch it needs). */
-zf_status zf_invariance_sweep(zf_net *net, const float *input, zf_transform t, const double *amounts, int n,
+ * (either may be NULL). Runs the engine's net on the engine (it reserves the batch it needs). */
+zf_status zf_invariance_sweep(zf_engine *e, const float *input, zf_transform t, const double *amounts, int n,
                               const zf_invariance_params *p, zf_invariance_row *rows, int *layers_used,
                               int *cls_used);
 
 /* ---- Correspondence (Fig. 8) ------------------------------------------------------------------ */
 
 /* A box in the net's input pixels: x, y its top-left corner, w, h its size. */
-typedef struct zf_box {
+typedef struct zf_part_box {
     int x, y, w, h;
-} zf_box;
+} zf_part_box;
 
 /* ZF_ERR_ARG, naming `what` (e.g. "image 3 of part 'eye'"), unless the box is non-empty and lies
  * wholly inside an h x w input. */
-zf_status zf_box_check(const zf_box *b, int h, int w, const char *what);
+zf_status zf_box_check(const zf_part_box *b, int h, int w, const char *what);
 
 /* For each of n boxes, a box of the same size at a random place inside the h x w input (uniform
  * over the places it fits; the same seed gives the same boxes). */
-void zf_box_random(zf_box *out, const zf_box *like, int n, int h, int w, uint64_t seed);
+void zf_box_random(zf_part_box *out, const zf_part_box *like, int n, int h, int w, uint64_t seed);
 
 /* The paper's consistency measure over n images (inputs (n, in_c, in_h, in_w), preprocessed), for
  * n_sets sets of boxes (sets[s] has one box per image) at n_layers layers: with x_i the layer's
@@ -100,7 +101,7 @@ void zf_box_random(zf_box *out, const zf_box *like, int n, int h, int w, uint64_
  * H counting the elements whose signs (-1, 0 or +1) differ. Lower is more consistent. The same
  * sum divided by (pairs * elements) goes to norm (may be NULL): the mean fraction of elements
  * whose signs differ between two images. */
-zf_status zf_correspond_run(zf_net *net, const float *inputs, int n, const zf_box *const *sets, int n_sets,
+zf_status zf_correspond_run(zf_engine *e, const float *inputs, int n, const zf_part_box *const *sets, int n_sets,
                             const int *layers, int n_layers, float fill, double *delta, double *norm);
 
 #ifdef __cplusplus

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "zf/dataset.h"
+#include "zf/engine.h"
 #include "zf/net.h"
 
 #ifdef __cplusplus
@@ -28,10 +29,10 @@ int zf_probe_default_layers(const zf_net *net, int *layers, int max);
 int64_t zf_probe_dim(const zf_net *net, int layer, int grid);
 
 typedef int (*zf_probe_progress)(void *ctx, int64_t done, int64_t total);
-/* Runs ds through net (no augmentation: the centre window, as zf_evaluate) in batches of `batch`
- * and writes each layer's features, out[k] being (ds->n, zf_probe_dim(net, layers[k], grid)),
- * allocated here (zf_alloc; the caller zf_free's each). */
-zf_status zf_probe_features(zf_net *net, const zf_dataset *ds, const int *layers, int n_layers, int grid,
+/* Runs ds through the engine's net on the engine (no augmentation: the centre window, as
+ * zf_evaluate) in batches of `batch` and writes each layer's features, out[k] being
+ * (ds->n, zf_probe_dim(net, layers[k], grid)), allocated here (zf_alloc; the caller zf_free's each). */
+zf_status zf_probe_features(zf_engine *e, const zf_dataset *ds, const int *layers, int n_layers, int grid,
                             int batch, float **out, zf_probe_progress progress, void *ctx);
 
 /* Feature standardisation: mean and population standard deviation of each column of x (n, d)
