@@ -72,7 +72,8 @@ static void usage(void)
            "figure options (the PNGs and the PDF's figure pages):\n" ZFT_FIGURE_HELP ZFT_FIGURE_PROJ_HELP
            ZFT_FIGURE_PROB_HELP
            ZFT_WAIT_HELP ZFT_DEVICE_HELP
-           "                    (the demo runs on the cpu engine only for now: cuda is refused)\n"
+           "                    (every stage that runs a net runs on it: accuracy, scans, sheets,\n"
+           "                    occlusion, attributions, the paper's experiments)\n"
            "  -h, --help        this help\n\n"
            "Fashion-MNIST comes from Debian's dataset-fashion-mnist or $ZFVIZ_FASHION_MNIST.\n",
            ZFT_DEMO_PROBE_TRAIN, ZFT_DEMO_PROBE_TEST, ZFT_DEMO_QUICK_PROBE_TRAIN, ZFT_DEMO_QUICK_PROBE_TEST, FULL_EVAL_S, DEFAULT_IMAGES, QUICK_IMAGES);
@@ -83,6 +84,7 @@ static const char *const net_names[N_NETS] = {"alexnet-mini", "zfnet-mini"};
 typedef struct demo_net {
     const char *name;
     zf_net *net;
+    zf_engine *eng;                    /* the chosen engine on net */
     zft_model_ref ref;                 /* its label as the commands give it */
     char *command, *val_acc, *history; /* from the model file's metadata */
     /* the training history (epoch, train_loss, val_loss, train_acc, val_acc), n_epochs each */
@@ -118,6 +120,7 @@ typedef struct demo {
     zf_viz_style style;                /* the figure options */
     zft_demo_attr attr;                /* the attribution page */
     zft_demo_paper *paper;             /* the rest of the paper's figures */
+    zft_device *dev;                   /* --device: the engine every stage runs on */
 } demo;
 
 static void stage(demo *d, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -379,24 +382,25 @@ static int eval_progress(void *vctx, int64_t done, int64_t total)
     return 0;
 }
 
-static zf_status evaluate(zf_net *net, const zf_dataset *ds, const char *label, double *top1, double *top5,
+static zf_status evaluate(zf_engine *e, const zf_dataset *ds, const char *label, double *top1, double *top5,
                           double *loss)
 {
     eval_ctx c;
     zft_progress_start(&c.bar, label, ds->n, "img");
-    zf_status st = zf_evaluate(net, ds, 100, top1, top5, loss, eval_progress, &c);
+    zf_status st = zf_engine_evaluate(e, ds, 100, top1, top5, loss, eval_progress, &c);
     zft_progress_finish(&c.bar);
     return st;
 }
 
 /* The top class of image i of sel. */
-static zf_status predict(zf_net *net, const zf_dataset *sel, int64_t i, int *cls)
+static zf_status predict(zf_engine *e, const zf_dataset *sel, int64_t i, int *cls)
 {
-    zf_status st = zf_net_reserve(net, 1);
-    if (st || (st = zf_dataset_batch(net->input, NULL, sel, &i, 1, net, NULL, 0)) ||
-        (st = zf_net_forward(net, NULL, 1)))
-        return st;
+    zf_net *net = zf_engine_net(e);
     const int last = net->n_layers - 1, k = zft_net_classes(net);
+    zf_status st = zf_engine_reserve_host(e, 1);
+    if (st || (st = zf_dataset_batch(net->input, NULL, sel, &i, 1, net, NULL, 0)) ||
+        (st = zf_engine_forward_layers(e, net->input, 1, last, &last, 1)))
+        return st;
     const float *p = zf_net_act(net, last);
     int best = 0;
     for (int j = 1; j < k; j++)
@@ -428,7 +432,7 @@ static zf_status choose_occlusion_images(demo *d)
                 /* The second pass takes any image, for nets that get a whole class wrong. */
                 for (int k = 0; k < N_NETS && right && pass == 0; k++) {
                     int p;
-                    zf_status st = predict(d->nets[k].net, s, i, &p);
+                    zf_status st = predict(d->nets[k].eng, s, i, &p);
                     if (st)
                         return st;
                     right = p == cls;
@@ -475,8 +479,23 @@ static zf_status scan(demo *d, demo_net *n)
     so.images_arg = images;
     so.weights = "";
     so.model_file = n->name; /* an embedded model's name: zfviz sheet --db finds the model by it */
+    /* on another engine than the CPU's, its forward and statistics (as zfviz scan --device) */
+    zft_device sdev = *d->dev;
+    sdev.eng = NULL;
+    zft_scan_forward fw = {.dev = &sdev};
+    if (strcmp(zf_engine_name(n->eng), "cpu")) {
+        if ((st = zft_scan_forward_open(&fw, n->net, 16))) {
+            zft_scan_forward_close(&fw);
+            zf_db_close(db);
+            return st;
+        }
+        so.forward = zft_scan_forward_run;
+        so.layer_stats = fw.device_stats ? zft_scan_forward_stats : NULL;
+        so.forward_ctx = &fw;
+    }
     zf_scan_result res;
     st = zf_db_scan(db, n->net, (const char *const *)d->paths, d->sel->n, &so, &res);
+    zft_scan_forward_close(&fw);
     zf_db_close(db);
     if (st)
         return st;
@@ -488,6 +507,8 @@ static zf_status scan(demo *d, demo_net *n)
     if ((st = zft_scan_open(&n->scan, n->db, res.run_id, NULL, &mo, 0)))
         return st;
     n->scan_open = 1;
+    n->scan.device = *d->dev; /* the sheets' projections and the occlusion maps */
+    n->scan.device.eng = NULL;
     return ZF_OK;
 }
 
@@ -925,19 +946,19 @@ static zf_status run(demo *d)
     for (int i = 0; i < N_NETS; i++) {
         d->nets[i].name = net_names[i];
         d->nets[i].full_top1 = d->nets[i].full_top5 = NAN;
-        if ((st = load_net(&d->nets[i])))
+        if ((st = load_net(&d->nets[i])) || (st = zft_device_open_another(d->dev, d->nets[i].net, 100, &d->nets[i].eng)))
             return st;
     }
     if ((st = load_test_set(&d->test)) || (st = choose_images(d)))
         return st;
     {
-        zf_net *nets[N_NETS];
+        zf_engine *engines[N_NETS];
         const char *labels[N_NETS];
         for (int i = 0; i < N_NETS; i++) {
-            nets[i] = d->nets[i].net;
+            engines[i] = d->nets[i].eng;
             labels[i] = d->nets[i].ref.label;
         }
-        if ((st = zft_demo_paper_new(d->dir, d->quick, nets, net_names, labels, &d->paper)))
+        if ((st = zft_demo_paper_new(d->dir, d->quick, engines, net_names, labels, d->dev, &d->paper)))
             return st;
     }
 
@@ -949,7 +970,7 @@ static zf_status run(demo *d)
     const double t_eval = zft_now();
     for (int i = 0; i < N_NETS; i++) {
         demo_net *n = &d->nets[i];
-        if ((st = evaluate(n->net, d->sel, n->name, &n->top1, &n->top5, &n->loss)))
+        if ((st = evaluate(n->eng, d->sel, n->name, &n->top1, &n->top5, &n->loss)))
             return st;
         printf("  %s on the %d demo images: top-1 %.2f%%  top-5 %.2f%%  loss %.4f\n", n->name, d->n_images,
                100 * n->top1, 100 * n->top5, n->loss);
@@ -961,7 +982,7 @@ static zf_status run(demo *d)
     d->full_eval = !d->quick && d->full_eval_s <= FULL_EVAL_S;
     for (int i = 0; i < N_NETS && d->full_eval; i++) {
         demo_net *n = &d->nets[i];
-        if ((st = evaluate(n->net, d->test, n->name, &n->full_top1, &n->full_top5, NULL)))
+        if ((st = evaluate(n->eng, d->test, n->name, &n->full_top1, &n->full_top5, NULL)))
             return st;
         printf("  %s on fashion-mnist test (%lld images): top-1 %.2f%%  top-5 %.2f%%\n", n->name,
                (long long)d->test->n, 100 * n->full_top1, 100 * n->full_top5);
@@ -999,13 +1020,13 @@ static zf_status run(demo *d)
 
     stage(d, "attribution methods on the %d occlusion images: %s/attribution.png", d->n_occl, d->dir);
     {
-        zf_net *nets[N_NETS];
+        zf_engine *engines[N_NETS];
         char *paths[N_OCCL];
         for (int i = 0; i < N_NETS; i++)
-            nets[i] = d->nets[i].net;
+            engines[i] = d->nets[i].eng;
         for (int i = 0; i < d->n_occl; i++)
             paths[i] = d->paths[d->occl_img[i]];
-        if ((st = zft_demo_attr_run(&d->attr, nets, net_names, N_NETS, paths, d->n_occl, d->dir, &d->style)))
+        if ((st = zft_demo_attr_run(&d->attr, engines, net_names, N_NETS, paths, d->n_occl, d->dir, &d->style)))
             return st;
     }
 
@@ -1093,6 +1114,7 @@ static void demo_free(demo *d)
         zft_sheet_free(&n->sheet);
         if (n->scan_open)
             zft_scan_close(&n->scan);
+        zf_engine_close(n->eng);
         free(n->dead);
         free(n->hist);
         free(n->command);
@@ -1120,7 +1142,8 @@ int zf_cmd_demo(int argc, char **argv)
     const zft_opt opts[] = {ZFT_STR("out", 'o', &d.dir),
                             ZFT_LONG("images", 'n', 10, 10000, "10 to 10000", &images),
                             ZFT_FLAG("quick", 'q', &d.quick), {0}};
-    zft_device dev = {.cpu_only = "its stages call the cpu engine's functions directly"};
+    zft_device dev = {.needs = ZF_ENGINE_NEEDS(ZF_ENGINE_OP_FORWARD) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_BACKWARD) |
+                              ZF_ENGINE_NEEDS(ZF_ENGINE_OP_DECONV) | ZF_ENGINE_NEEDS(ZF_ENGINE_OP_OCCLUSION)};
     zft_args a = {.cmd = "demo", .argc = argc, .argv = argv, .shortopts = "ho:", .opts = opts, .usage = usage,
                   .style = &d.style, .device = &dev,
                   .shared = ZFT_WITH_FORCE | ZFT_WITH_WAIT | ZFT_WITH_PROJ | ZFT_WITH_PROB};
@@ -1129,6 +1152,7 @@ int zf_cmd_demo(int argc, char **argv)
     if (!*d.dir)
         return zft_usage_error("demo", "-o needs a folder");
     d.n_images = images > 0 ? (int)images : d.quick ? QUICK_IMAGES : DEFAULT_IMAGES;
+    d.dev = &dev;
     d.t0 = zft_now();
     zf_status st = run(&d);
     demo_free(&d);

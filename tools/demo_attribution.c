@@ -169,9 +169,10 @@ static zf_status one_row(zft_demo_attr *a, int row, zf_backprop *bp, zf_net *net
     return ZF_OK;
 }
 
-static zf_status net_rows(zft_demo_attr *a, int first_row, zf_net *net, const char *net_name, char *const *paths,
+static zf_status net_rows(zft_demo_attr *a, int first_row, zf_engine *e, const char *net_name, char *const *paths,
                           int n_img)
 {
+    zf_net *net = zf_engine_net(e);
     const size_t in = (size_t)zf_net_in_size(net), hw = (size_t)net->in_h * net->in_w;
     if (net->in_h != a->h || net->in_w != a->w)
         return zf_error(ZF_ERR_SHAPE, "%s: input %dx%d, the other net's is %dx%d", net_name, net->in_w, net->in_h,
@@ -189,6 +190,9 @@ static zf_status net_rows(zft_demo_attr *a, int first_row, zf_net *net, const ch
     float *buf = malloc(sizeof(float) * ((3 + 2 * BATCH) * in + hw));
     double *acc = malloc(sizeof(double) * in);
     zf_status st = !buf || !acc ? zf_error(ZF_ERR_NOMEM, "out of memory") : zf_backprop_new(net, BATCH, &bp);
+    /* on another engine than the CPU's, the methods' passes run there (as zfviz attribute --device) */
+    if (!st && strcmp(zf_engine_name(e), "cpu") && !(st = zf_engine_reserve(e, BATCH)))
+        st = zf_backprop_set_engine(bp, e);
     float *black = buf, *z = buf + in, *x = buf + 2 * in, *attr = buf + 3 * in, *noisy = attr + BATCH * in,
           *cam = noisy + BATCH * in;
     if (!st) /* pixel 0 through the preprocessing, as zfviz attribute's black baseline */
@@ -214,15 +218,15 @@ static zf_status net_rows(zft_demo_attr *a, int first_row, zf_net *net, const ch
     return st;
 }
 
-zf_status zft_demo_attr_run(zft_demo_attr *a, zf_net *const *nets, const char *const *net_names, int n_nets,
+zf_status zft_demo_attr_run(zft_demo_attr *a, zf_engine *const *engines, const char *const *net_names, int n_nets,
                             char *const *paths, int n_img, const char *dir, const zf_viz_style *style)
 {
     memset(a, 0, sizeof *a);
     if (n_nets < 1 || n_img < 1)
         return zf_error(ZF_ERR_ARG, "the attribution page needs a net and an image");
     a->rows = n_nets * n_img;
-    a->w = nets[0]->in_w;
-    a->h = nets[0]->in_h;
+    a->w = zf_engine_net(engines[0])->in_w;
+    a->h = zf_engine_net(engines[0])->in_h;
     const size_t hw = (size_t)a->w * a->h;
     a->images = calloc((size_t)a->rows, sizeof *a->images);
     a->labels = calloc((size_t)a->rows, sizeof *a->labels);
@@ -232,7 +236,7 @@ zf_status zft_demo_attr_run(zft_demo_attr *a, zf_net *const *nets, const char *c
         return zf_error(ZF_ERR_NOMEM, "out of memory");
     zf_status st = ZF_OK;
     for (int k = 0; k < n_nets && !st; k++)
-        st = net_rows(a, k * n_img, nets[k], net_names[k], paths, n_img);
+        st = net_rows(a, k * n_img, engines[k], net_names[k], paths, n_img);
     if (st)
         return st;
     zf_viz_attr_grid_in in = {"Attribution methods on the same images, for each net's top class",

@@ -35,7 +35,7 @@ typedef struct zft_demo_paper_net {
     const char *name;   /* alexnet-mini */
     const char *label;  /* as the commands name it: "alexnet-mini (embedded)" */
     zf_net *net;        /* borrowed */
-    zf_engine *eng;     /* the CPU engine on it, which the experiments run on */
+    zf_engine *eng;     /* borrowed: the engine on it, which the experiments run on */
     zft_image_set inv_im;
     zft_sweep sw[ZF_TRANSFORM_COUNT];
     int inv_layers[2], *inv_cls;
@@ -62,6 +62,7 @@ struct zft_demo_paper {
     zft_deep_fig deep_fig;
     long probe_train, probe_test, probe_iters;
     long evo_images;    /* the first N demo images evolve looks through */
+    zft_device dev;     /* where evolve runs the training runs' models */
 };
 
 
@@ -112,8 +113,8 @@ zf_status zft_demo_paper_check(const char *dir)
     return st;
 }
 
-zf_status zft_demo_paper_new(const char *dir, int quick, zf_net *const *nets, const char *const *names,
-                             const char *const *labels, zft_demo_paper **out)
+zf_status zft_demo_paper_new(const char *dir, int quick, zf_engine *const *engines, const char *const *names,
+                             const char *const *labels, const zft_device *dev, zft_demo_paper **out)
 {
     zft_demo_paper *p = calloc(1, sizeof *p);
     if (!(*out = p))
@@ -121,17 +122,13 @@ zf_status zft_demo_paper_new(const char *dir, int quick, zf_net *const *nets, co
     p->dir = dir;
     p->quick = quick;
     for (int i = 0; i < ZFT_DEMO_PAPER_NETS; i++) {
-        p->nets[i].net = nets[i];
+        p->nets[i].eng = engines[i];
+        p->nets[i].net = zf_engine_net(engines[i]);
         p->nets[i].name = names[i];
         p->nets[i].label = labels[i];
-        const zf_engine_opts o = {.batch = 1};
-        zf_status st = zf_engine_open(zf_engine_list()[0], nets[i], &o, &p->nets[i].eng);
-        if (st) {
-            zft_demo_paper_free(p);
-            *out = NULL;
-            return st;
-        }
     }
+    p->dev = *dev;
+    p->dev.eng = NULL;
     for (int k = 0; k < ZFT_DEMO_PAPER_PARTS; k++) {
         snprintf(p->parts[k].name, sizeof p->parts[k].name, "%s", part_names[k]);
         p->part_box[k] = part_boxes[k];
@@ -453,7 +450,7 @@ zf_status zft_demo_paper_evolve(zft_demo_paper *p, const char *images_dir, const
                 "zfviz evolve --db %s --model %s --images %s --limit %ld --layer convK --units 0,1 --csv, K = 1..%d\n",
                 db, dn->name, images_dir, p->evo_images, nl);
         zft_evolve_opts eo = {db,    0, dn->name, images_dir, p->evo_images, layers, nl, units, EVO_UNITS, NULL, 0,
-                              0,     1, 50,       zf_file_stream(f), NULL};
+                              0,     1, 50,       zf_file_stream(f), &p->dev};
         int usage = 0;
         st = zft_evolve_run(&dn->evo, &eo, &usage);
         if (st) {
@@ -502,7 +499,6 @@ void zft_demo_paper_free(zft_demo_paper *p)
         free(n->probe_table);
         zft_evolve_free(&n->evo);
         zft_deep_free(&p->deep[i]);
-        zf_engine_close(n->eng);
     }
     free(p);
 }

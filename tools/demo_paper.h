@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 
+#include "zf/engine.h"
 #include "zf/net.h"
 #include "zf/viz.h"
 
@@ -29,10 +30,11 @@ typedef struct zft_demo_paper zft_demo_paper;
 /* Before any work: both training runs are embedded (else one line saying how to embed them) and
  * the files the pages write into dir may be written (zf_file_check). */
 zf_status zft_demo_paper_check(const char *dir);
-/* The nets (borrowed, ZFT_DEMO_PAPER_NETS of them), their names, their labels as the commands give
- * them ("alexnet-mini (embedded)"), the sizes (--quick: smaller). */
-zf_status zft_demo_paper_new(const char *dir, int quick, zf_net *const *nets, const char *const *names,
-                             const char *const *labels, zft_demo_paper **out);
+/* The engines on the nets (borrowed, ZFT_DEMO_PAPER_NETS of them: the experiments run on them),
+ * their names, their labels as the commands give them ("alexnet-mini (embedded)"), the sizes
+ * (--quick: smaller), and the device the feature evolution opens on the training runs' models. */
+zf_status zft_demo_paper_new(const char *dir, int quick, zf_engine *const *engines, const char *const *names,
+                             const char *const *labels, const struct zft_device *dev, zft_demo_paper **out);
 
 /* Each stage writes its files into dir and keeps what its page needs. */
 /* Fig. 5: the sweeps of the images at paths (DIR/invariance-NET.png, .csv). */
