@@ -587,17 +587,6 @@ int zft_device_select(const char *cmd, zft_device *d)
     }
     const int is_auto = !d->device || !strcmp(d->device, "auto");
     const zf_engine_iface *cpu = zf_engine_list()[0];
-    if (d->iface != cpu && d->cpu_only) {
-        if (!is_auto)
-            return zft_usage_error(cmd, "--device %s: %s runs on the cpu engine only (%s)", d->device, cmd,
-                                   d->cpu_only);
-        char desc[128];
-        cpu->probe(0, desc, sizeof desc);
-        snprintf(d->note, sizeof d->note, "cpu: %s (auto; %s runs on the cpu engine only: %s)", desc, cmd,
-                 d->cpu_only);
-        d->iface = cpu;
-        d->index = 0;
-    }
     if (d->iface == cpu && d->precision && strcmp(d->precision, "fp32") &&
         (!strcmp(d->precision, "tf32") || !d->cpu_bf16)) {
         if ((!is_auto || !fallback) && !strcmp(d->precision, "tf32"))

@@ -180,7 +180,6 @@ typedef struct zft_device {
     const char *device;    /* NULL: auto */
     const char *precision; /* NULL: fp32 */
     unsigned needs;        /* the ops the command runs (ZF_ENGINE_NEEDS bits); 0: forward only */
-    const char *cpu_only;  /* why the command runs on the cpu engine alone, or NULL */
     int cpu_bf16;          /* the command runs the cpu through the engine, so --precision bf16
                               applies there (core/bf16.c); elsewhere the cpu refuses it */
     const struct zf_engine_iface *iface; /* chosen by zft_device_select; NULL: not yet */
