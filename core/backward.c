@@ -105,13 +105,15 @@ void zf_relu_backward(float *din, const float *dout, const float *out, size_t co
         din[i] = out[i] > 0.0f ? dout[i] : 0.0f;
 }
 
+uint64_t zf_dropout_key(uint64_t seed) { return zf_mix64(seed + ZF_GOLDEN); }
+
 void zf_dropout_forward_train(float *out, uint8_t *mask, const float *in, size_t count, float p,
                               uint64_t seed)
 {
     assert(p >= 0.0f && p < 1.0f);
     /* Element i keeps when the top 32 bits of its word are >= p * 2^32: probability 1-p to within
      * 2^-32. The key is mixed first so that nearby seeds give unrelated streams. */
-    const uint64_t key = zf_mix64(seed + ZF_GOLDEN);
+    const uint64_t key = zf_dropout_key(seed);
     const uint64_t thr = (uint64_t)((double)p * 4294967296.0);
     const float scale = (float)(1.0 / (1.0 - (double)p));
 #pragma omp parallel for schedule(static) if (count > 65536)

@@ -25,7 +25,7 @@ static uint64_t seed_of(uint64_t seed, uint64_t a, uint64_t b) { return mix64(mi
 /* The seed zf_trainer_backprop gives dropout layer `layer`'s zf_dropout_forward_train. */
 static uint64_t dropout_seed(uint64_t seed, int layer) { return seed_of(seed, (uint64_t)layer, 0); }
 
-uint64_t zf_train_dropout_key(uint64_t seed, int layer) { return zf_mix64(dropout_seed(seed, layer) + ZF_GOLDEN); }
+uint64_t zf_train_dropout_key(uint64_t seed, int layer) { return zf_dropout_key(dropout_seed(seed, layer)); }
 
 void zf_trainer_free(zf_trainer *t)
 {

@@ -37,6 +37,9 @@ void zf_relu_backward(float *din, const float *dout, const float *out, size_t co
  * nor the schedule. out may equal in. p in [0, 1). */
 void zf_dropout_forward_train(float *out, uint8_t *mask, const float *in, size_t count, float p,
                               uint64_t seed);
+/* The key zf_dropout_forward_train draws its mask from for `seed` (the one place of the formula;
+ * zf_train_dropout_key gives it to another engine). */
+uint64_t zf_dropout_key(uint64_t seed);
 /* din = dout * mask / (1-p). din may equal dout. */
 void zf_dropout_backward(float *din, const float *dout, const uint8_t *mask, size_t count, float p);
 
