@@ -211,7 +211,7 @@ int zf_cmd_compare(int argc, char **argv)
         n_imgs = (int)max_images;
     for (int i = 0; i < 2; i++) {
         parse_model(sides[i].spec, &sides[i].mo);
-        if ((st = load_side(&sides[i])) || (st = zft_device_open_another(&dev, sides[i].net, 16, &sides[i].eng)))
+        if ((st = load_side(&sides[i])))
             goto fail;
     }
     int deep_conv[2] = {-1, -1};
@@ -239,7 +239,8 @@ int zf_cmd_compare(int argc, char **argv)
         zft_deep_fig df;
         const int limit = max_images > 0 ? (int)(max_images < INT32_MAX ? max_images : INT32_MAX) : images ? 0 : 64;
         for (int i = 0; i < 2 && !st; i++)
-            st = zft_deep_side(sides[i].eng, deep_conv[i], imgs.p, imgs.n, limit, &d[i]);
+            if (!(st = zft_device_open_another(&dev, sides[i].net, 16, &sides[i].eng)))
+                st = zft_deep_side(sides[i].eng, deep_conv[i], imgs.p, imgs.n, limit, &d[i]);
         for (int i = 0; i < 2 && !st && npy_dir; i++)
             st = write_deep_npy(npy_dir, i ? "b" : "a", &d[i], sides[i].net->in_c);
         if (!st) {
@@ -275,8 +276,9 @@ int zf_cmd_compare(int argc, char **argv)
         zf_viz_compare_model mm = {sides[i].name, l->weight, l->out_c, l->in_c / (l->groups > 0 ? l->groups : 1),
                                    l->win.kh, l->win.kw, l->win.sh, net->pre.order == ZF_COLOR_BGR, -1, 0};
         m[i] = mm;
-        if (n_imgs > 0) {
-            if ((st = never_fire(sides[i].eng, sides[i].conv, &imgs, n_imgs, &m[i].never_fire)))
+        if (n_imgs > 0) { /* the only part that runs the nets: their engines are opened for it */
+            if ((st = zft_device_open_another(&dev, sides[i].net, 1, &sides[i].eng)) ||
+                (st = never_fire(sides[i].eng, sides[i].conv, &imgs, n_imgs, &m[i].never_fire)))
                 goto fail;
             m[i].images = n_imgs;
         }
