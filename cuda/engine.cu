@@ -18,8 +18,8 @@ struct cuda_engine {
     zf_cuda_trainer *trainer; /* train_begin's */
     float *momentum;          /* host copy for train_state */
     zf_plane_stats *st_planes;      /* layer_stats: device buffers, grown as needed */
-    unsigned long long *st_hist;
-    int64_t *st_hist_host;
+    uint32_t *st_hist;              /* the batch's counts: 32 bits are enough, and half the copy */
+    uint32_t *st_hist_host;
     size_t st_planes_cap, st_hist_cap;
     char desc[320];
 };
@@ -292,15 +292,15 @@ zf_status cuda_layer_stats(void *p, int layer, int n, zf_plane_stats *planes, in
         free(e->st_hist_host);
         e->st_hist = NULL;
         e->st_hist_cap = 0;
-        if (!(e->st_hist_host = (int64_t *)malloc(sizeof(int64_t) * nh)))
+        if (!(e->st_hist_host = (uint32_t *)malloc(sizeof(uint32_t) * nh)))
             return zf_error(ZF_ERR_NOMEM, "out of memory for %d units' histograms", units);
-        ZF_TRY(zf_cuda_malloc(e->ctx, (void **)&e->st_hist, sizeof(unsigned long long) * nh, "the histograms"));
+        ZF_TRY(zf_cuda_malloc(e->ctx, (void **)&e->st_hist, sizeof(uint32_t) * nh, "the histograms"));
         e->st_hist_cap = nh;
     }
-    ZF_CU(cudaMemsetAsync(e->st_hist, 0, sizeof(unsigned long long) * nh, e->ctx->stream));
+    ZF_CU(cudaMemsetAsync(e->st_hist, 0, sizeof(uint32_t) * nh, e->ctx->stream));
     ZF_TRY(zf_cuda_layer_stats(e->ctx, zf_cuda_net_act(e->cn, layer), n, units, hw, e->st_planes, e->st_hist));
     ZF_TRY(zf_cuda_download(e->ctx, planes, e->st_planes, sizeof(zf_plane_stats) * np));
-    ZF_TRY(zf_cuda_download(e->ctx, e->st_hist_host, e->st_hist, sizeof(int64_t) * nh));
+    ZF_TRY(zf_cuda_download(e->ctx, e->st_hist_host, e->st_hist, sizeof(uint32_t) * nh));
     for (size_t i = 0; i < nh; i++)
         hist[i] += e->st_hist_host[i];
     return ZF_OK;

@@ -12,7 +12,7 @@
 #include "zf/stats.h"
 
 __global__ static void plane_stats_kernel(const float *act, int hw, int units, zf_plane_stats *out,
-                                          unsigned long long *hist)
+                                          uint32_t *hist)
 {
     __shared__ unsigned long long bins[256]; /* by biased exponent: the significands of values > 0 */
     __shared__ unsigned int counts[ZF_HIST_BINS];
@@ -45,7 +45,7 @@ __global__ static void plane_stats_kernel(const float *act, int hw, int units, z
     __syncthreads();
     for (int j = t; j < ZF_HIST_BINS; j += blockDim.x)
         if (counts[j])
-            atomicAdd(&hist[(size_t)c * ZF_HIST_BINS + j], (unsigned long long)counts[j]);
+            atomicAdd(&hist[(size_t)c * ZF_HIST_BINS + j], counts[j]);
     if (t == 0) {
         zf_plane_stats r;
         memset(&r, 0, sizeof r);
@@ -64,10 +64,13 @@ __global__ static void plane_stats_kernel(const float *act, int hw, int units, z
 }
 
 extern "C" zf_status zf_cuda_layer_stats(zf_cuda_ctx *ctx, const float *act, int n, int units, int hw,
-                                         zf_plane_stats *planes, unsigned long long *hist)
+                                         zf_plane_stats *planes, uint32_t *hist)
 {
     if (n < 1 || units < 1 || hw < 1)
         return zf_error(ZF_ERR_ARG, "plane statistics of %d images x %d units x %d positions", n, units, hw);
+    if ((uint64_t)n * (uint64_t)hw > UINT32_MAX)
+        return zf_error(ZF_ERR_ARG, "plane statistics of %d images x %d positions at once: a count could overflow",
+                        n, hw);
     const size_t blocks = (size_t)n * (size_t)units;
     if (blocks > 0x7fffffffu)
         return zf_error(ZF_ERR_ARG, "plane statistics of %zu planes at once", blocks);

@@ -503,12 +503,12 @@ Test(cuda_ops, layer_stats_match_the_cpu_to_the_bit)
         }
         zf_plane_stats *want = calloc(np, sizeof *want), *got = calloc(np, sizeof *got);
         int64_t *hw_want = calloc(nh, sizeof *hw_want);
-        unsigned long long *hw_got = calloc(nh, sizeof *hw_got);
+        uint32_t *hw_got = calloc(nh, sizeof *hw_got);
         cr_assert(want && got && hw_want && hw_got);
         zf_layer_stats(x, n, units, hw, want, hw_want);
         float *d_x = up(ctx, x, count * 4);
         zf_plane_stats *d_p = dalloc(ctx, np * sizeof *d_p);
-        unsigned long long *d_h = (unsigned long long *)up(ctx, hw_got, nh * sizeof *hw_got); /* zeros */
+        uint32_t *d_h = (uint32_t *)up(ctx, hw_got, nh * sizeof *hw_got); /* zeros */
         OK(zf_cuda_layer_stats(ctx, d_x, n, units, hw, d_p, d_h));
         down(ctx, got, d_p, np * sizeof *got);
         down(ctx, hw_got, d_h, nh * sizeof *hw_got);

@@ -112,10 +112,11 @@ zf_status zf_cuda_sgd_update(zf_cuda_ctx *ctx, float *w, float *v, const float *
 zf_status zf_cuda_adaptive_avgpool_backward(zf_cuda_ctx *ctx, float *din, const float *dout, int n, int c, int h,
                                             int w, int oh, int ow);
 /* zf_layer_stats (zf/stats.h) on the device: the planes of act (n x units x hw) summarised into
- * planes (n * units) and every value's bin counted into hist (units x ZF_HIST_BINS, added to), all
- * device memory; the same numbers, bit for bit, as the CPU's. */
+ * planes (n * units) and every value's bin counted into hist (units x ZF_HIST_BINS 32-bit counts,
+ * added to; n * hw must stay below 2^32), all device memory; the same numbers, bit for bit, as the
+ * CPU's. */
 zf_status zf_cuda_layer_stats(zf_cuda_ctx *ctx, const float *act, int n, int units, int hw, zf_plane_stats *planes,
-                              unsigned long long *hist);
+                              uint32_t *hist);
 
 /* ---- a net on the device ---- */
 
