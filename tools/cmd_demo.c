@@ -480,21 +480,11 @@ static zf_status scan(demo *d, demo_net *n)
     so.weights = "";
     so.model_file = n->name; /* an embedded model's name: zfviz sheet --db finds the model by it */
     /* on another engine than the CPU's, its forward and statistics (as zfviz scan --device) */
-    zft_device sdev = *d->dev;
-    sdev.eng = NULL;
+    zft_device sdev = zft_device_choice(d->dev);
     zft_scan_forward fw = {.dev = &sdev};
-    if (strcmp(zf_engine_name(n->eng), "cpu")) {
-        if ((st = zft_scan_forward_open(&fw, n->net, 16))) {
-            zft_scan_forward_close(&fw);
-            zf_db_close(db);
-            return st;
-        }
-        so.forward = zft_scan_forward_run;
-        so.layer_stats = fw.device_stats ? zft_scan_forward_stats : NULL;
-        so.forward_ctx = &fw;
-    }
     zf_scan_result res;
-    st = zf_db_scan(db, n->net, (const char *const *)d->paths, d->sel->n, &so, &res);
+    if (!(st = zft_scan_forward_attach(&fw, n->net, 16, &so)))
+        st = zf_db_scan(db, n->net, (const char *const *)d->paths, d->sel->n, &so, &res);
     zft_scan_forward_close(&fw);
     zf_db_close(db);
     if (st)
@@ -507,8 +497,7 @@ static zf_status scan(demo *d, demo_net *n)
     if ((st = zft_scan_open(&n->scan, n->db, res.run_id, NULL, &mo, 0)))
         return st;
     n->scan_open = 1;
-    n->scan.device = *d->dev; /* the sheets' projections and the occlusion maps */
-    n->scan.device.eng = NULL;
+    n->scan.device = zft_device_choice(d->dev); /* the sheets' projections and the occlusion maps */
     return ZF_OK;
 }
 

@@ -199,10 +199,6 @@ int zf_cmd_scan(int argc, char **argv)
     fw.dev = &dev;
     fw.layers = layers_arg ? idx : NULL;
     fw.n_layers = nl;
-    if (strcmp(dev.iface->name, "cpu") && (s = zft_scan_forward_open(&fw, net, (int)batch))) {
-        rc = zft_fail(cmd, s);
-        goto out;
-    }
     ui u = {0};
     zf_scan_opts so = {
         .layers = layers_arg ? idx : NULL,
@@ -218,10 +214,11 @@ int zf_cmd_scan(int argc, char **argv)
         .progress_ctx = &u,
         .shard_k = shard_k,
         .shard_n = shard_n,
-        .forward = dev.eng ? zft_scan_forward_run : NULL,
-        .layer_stats = dev.eng && fw.device_stats ? zft_scan_forward_stats : NULL,
-        .forward_ctx = &fw,
     };
+    if ((s = zft_scan_forward_attach(&fw, net, (int)batch, &so))) {
+        rc = zft_fail(cmd, s);
+        goto out;
+    }
     zf_scan_result res;
     s = zf_db_scan(db, net, (const char *const *)paths, n, &so, &res);
     if (u.started && !s)

@@ -601,6 +601,13 @@ int zft_device_select(const char *cmd, zft_device *d)
     return 0;
 }
 
+zft_device zft_device_choice(const zft_device *d)
+{
+    zft_device c = *d;
+    c.eng = NULL;
+    return c;
+}
+
 zf_status zft_device_open_another(zft_device *d, zf_net *net, int batch, zf_engine **out)
 {
     *out = NULL;

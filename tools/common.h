@@ -201,6 +201,8 @@ int zft_device_option(zft_device *d, int opt, const char *arg);
 /* Chooses the engine (zf_engine_select) for d->device and d->needs: 0 when the command may go
  * on, else the exit code (2) after one line on stderr. Prints the choice as said above. */
 int zft_device_select(const char *cmd, zft_device *d);
+/* The device d chose, without its open engine: for a part of a command that opens its own. */
+zft_device zft_device_choice(const zft_device *d);
 /* An engine of the chosen kind for another net (a command that runs two), the caller's to close. */
 zf_status zft_device_open_another(zft_device *d, zf_net *net, int batch, struct zf_engine **out);
 /* Opens the chosen engine for `net` at batches of `batch` (net is reserved for it too). */

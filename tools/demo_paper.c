@@ -127,8 +127,7 @@ zf_status zft_demo_paper_new(const char *dir, int quick, zf_engine *const *engin
         p->nets[i].name = names[i];
         p->nets[i].label = labels[i];
     }
-    p->dev = *dev;
-    p->dev.eng = NULL;
+    p->dev = zft_device_choice(dev);
     for (int k = 0; k < ZFT_DEMO_PAPER_PARTS; k++) {
         snprintf(p->parts[k].name, sizeof p->parts[k].name, "%s", part_names[k]);
         p->part_box[k] = part_boxes[k];

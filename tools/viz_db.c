@@ -685,6 +685,19 @@ zf_status zft_scan_forward_open(zft_scan_forward *f, zf_net *net, int batch)
     return ZF_OK;
 }
 
+zf_status zft_scan_forward_attach(zft_scan_forward *f, zf_net *net, int batch, zf_scan_opts *so)
+{
+    if (!strcmp(f->dev->iface->name, "cpu"))
+        return ZF_OK;
+    zf_status st = zft_scan_forward_open(f, net, batch);
+    if (st)
+        return st;
+    so->forward = zft_scan_forward_run;
+    so->layer_stats = f->device_stats ? zft_scan_forward_stats : NULL;
+    so->forward_ctx = f;
+    return ZF_OK;
+}
+
 zf_status zft_scan_forward_stats(void *ctx, int layer, int n, zf_plane_stats *planes, int64_t *hist)
 {
     zft_scan_forward *f = ctx;

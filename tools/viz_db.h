@@ -60,6 +60,10 @@ typedef struct zft_scan_forward {
 /* Resolves the layers and opens f->dev's engine for `net` at batches of `batch`. */
 zf_status zft_scan_forward_open(zft_scan_forward *f, zf_net *net, int batch);
 zf_status zft_scan_forward_run(void *f, zf_net *net, const float *input, int n);
+/* Where the chosen engine is not the CPU's: opens f for `net` (zft_scan_forward_open) and points
+ * so's forward, layer_stats and forward_ctx at it. On the CPU engine so is left as it is: the
+ * scan's own layer-by-layer forward. One rule for zfviz scan and the demo's scans. */
+zf_status zft_scan_forward_attach(zft_scan_forward *f, zf_net *net, int batch, zf_scan_opts *so);
 /* zf_scan_opts.layer_stats on the engine: zf_engine_layer_stats. */
 zf_status zft_scan_forward_stats(void *f, int layer, int n, zf_plane_stats *planes, int64_t *hist);
 /* Frees what open made and closes the engine; a zeroed f is a no-op. */
