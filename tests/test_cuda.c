@@ -168,18 +168,14 @@ static void check_conv(zf_cuda_ctx *ctx, const tu_conv_case *c)
     OK(zf_cuda_conv_forward(ctx, d_out, d_in, d_w, d_b, &g));
     down(ctx, got, d_out, nout * 4);
     tu_ref_conv_f(ref, in, w, b, &g);
-    double mx = 0;
-    for (size_t i = 0; i < nout; i++)
-        mx = fmax(mx, fabs(ref[i]));
+    double mx = tu_max_abs_d(ref, nout);
     size_t at;
     double e = tu_max_rel_err(got, ref, nout, mx, &at);
     cr_expect(e < 1e-5, "conv %s: rel err %g at %zu (%g vs %g)", c->what, e, at, got[at], ref[at]);
     OK(zf_cuda_conv_backward_data(ctx, d_din, d_dout, d_w, &g));
     down(ctx, got, d_din, nin * 4);
     tu_ref_conv_backward(ref, NULL, NULL, dout, w, &g);
-    mx = 0;
-    for (size_t i = 0; i < nin; i++)
-        mx = fmax(mx, fabs(ref[i]));
+    mx = tu_max_abs_d(ref, nin);
     e = tu_max_rel_err(got, ref, nin, mx, &at);
     cr_expect(e < 1e-5, "transposed conv %s: rel err %g at %zu (%g vs %g)", c->what, e, at, got[at], ref[at]);
     zf_cuda_free(d_in); zf_cuda_free(d_w); zf_cuda_free(d_b); zf_cuda_free(d_dout); zf_cuda_free(d_out);
@@ -223,9 +219,7 @@ Test(cuda_ops, parameter_gradients_and_the_sgd_step_match)
         OK(zf_cuda_conv_backward_weights(ctx, d_dw, d_db, d_in, d_dout, &g));
         down(ctx, dw, d_dw, nw * 4);
         down(ctx, db, d_db, g.k * 4);
-        double mx = 0;
-        for (size_t i = 0; i < nw; i++)
-            mx = fmax(mx, fabs(rdw[i]));
+        double mx = tu_max_abs_d(rdw, nw);
         size_t at;
         double e = tu_max_rel_err(dw, rdw, nw, mx, &at);
         cr_expect(e < 1e-5, "filters' gradient %s: rel err %g at %zu (%g vs %g)", c->what, e, at, dw[at], rdw[at]);
@@ -1201,9 +1195,11 @@ static zf_net *mini_net(uint64_t seed)
     return net;
 }
 
-/* --device auto probes the device and then opens it: the probe's context is the one the next open
- * of that device runs on (made once); a second open, with none kept, makes its own, and both run. */
-Test(cuda_engine, a_probed_context_serves_the_next_open_and_engines_after_it_make_their_own)
+/* --device auto probes the device and then opens it, and the next open takes over the context the
+ * probe kept (which context an engine runs on cannot be seen from here): two probes, then two
+ * engines open at once, give the same outputs, and closing the first (perhaps the probed context)
+ * leaves the other running. */
+Test(cuda_engine, engines_opened_after_probes_run_and_outlive_each_other)
 {
     zf_cuda_ctx_free(gpu()); /* skips without a GPU */
     const zf_engine_iface *gi = zf_engine_find("cuda");
@@ -1219,7 +1215,7 @@ Test(cuda_engine, a_probed_context_serves_the_next_open_and_engines_after_it_mak
     zf_engine *e[2] = {NULL, NULL};
     const zf_engine_opts o = {.device = 0, .batch = n};
     for (int k = 0; k < 2; k++) {
-        OK(zf_engine_open(gi, net, &o, &e[k])); /* the first on the probed context */
+        OK(zf_engine_open(gi, net, &o, &e[k]));
         OK(zf_engine_forward(e[k], x, n, net->n_layers - 1));
         OK(zf_engine_read(e[k], net->n_layers - 1, y[k], n));
     }

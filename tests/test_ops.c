@@ -48,17 +48,13 @@ static void check_conv(const tu_conv_case *c)
     tu_ref_conv_f(ref, in, w, b, &g);
     /* relative to the largest output: 3x3 and 5x5 windows may go through Winograd, whose
      * rounding follows the scale of the whole map rather than of each value */
-    double mx = 0;
-    for (size_t i = 0; i < nout; i++)
-        mx = fmax(mx, fabs(ref[i]));
+    double mx = tu_max_abs_d(ref, nout);
     size_t at;
     double e = tu_max_rel_err(out, ref, nout, mx, &at);
     cr_expect(e < 1e-5, "conv %s: rel err %g at %zu (%g vs %g)", c->what, e, at, out[at], ref[at]);
     zf_conv_backward_data(din, dout, w, &g, ws);
     tu_ref_conv_backward(dref, NULL, NULL, dout, w, &g);
-    mx = 0;
-    for (size_t i = 0; i < nin; i++)
-        mx = fmax(mx, fabs(dref[i]));
+    mx = tu_max_abs_d(dref, nin);
     e = tu_max_rel_err(din, dref, nin, mx, &at);
     cr_expect(e < 1e-5, "conv transpose %s: rel err %g at %zu (%g vs %g)", c->what, e, at, din[at], dref[at]);
     zf_free(in); zf_free(w); zf_free(b); zf_free(out); zf_free(dout); zf_free(din); zf_free(ws);
@@ -90,9 +86,7 @@ static void check_winograd(zf_conv_geom g, int r, uint64_t seed)
     tu_fill_uniform(w, nw, seed + 1, -1, 1);
     tu_fill_uniform(b, g.k, seed + 2, -1, 1);
     tu_ref_conv_f(ref, in, w, b, &g);
-    double mx = 0;
-    for (size_t i = 0; i < nout; i++)
-        mx = fmax(mx, fabs(ref[i]));
+    double mx = tu_max_abs_d(ref, nout);
     for (int m = r == 3 ? 2 : 4; m <= 4; m += 2) {
         float *u = falloc(zf_wino_conv_filter_floats(&g, m)), *ws = falloc(zf_wino_conv_workspace_floats(&g, m));
         for (size_t i = 0; i < nout; i++)
@@ -228,9 +222,7 @@ static void check_stride2_5x5(zf_conv_geom g, uint64_t seed)
     tu_fill_uniform(w, nw, seed + 1, -1, 1);
     tu_fill_uniform(b, g.k, seed + 2, -1, 1);
     tu_ref_conv_f(ref, in, w, b, &g);
-    double mx = 0;
-    for (size_t i = 0; i < g.n * out_img; i++)
-        mx = fmax(mx, fabs(ref[i]));
+    double mx = tu_max_abs_d(ref, g.n * out_img);
     for (int n = g.n; n >= 1; n = n > 1 ? n / 3 : 0) {
         zf_conv_geom gn = g;
         gn.n = n;
@@ -268,9 +260,7 @@ Test(conv, winograd_dispatch_in_scratch_for_a_larger_batch)
     tu_fill_uniform(w, nw, 22, -1, 1);
     tu_fill_uniform(b, 10, 23, -1, 1);
     tu_ref_conv_f(ref, in, w, b, &big);
-    double mx = 0;
-    for (size_t i = 0; i < 24 * out_img; i++)
-        mx = fmax(mx, fabs(ref[i]));
+    double mx = tu_max_abs_d(ref, 24 * out_img);
     const int batches[] = {24, 17, 4, 1}; /* 384 to 16 tiles of 4x4: Winograd down to 4 */
     for (int t = 0; t < 4; t++) {
         zf_conv_geom g = big;

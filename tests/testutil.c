@@ -68,6 +68,14 @@ double tu_max_abs(const float *x, size_t n)
     return m;
 }
 
+double tu_max_abs_d(const double *x, size_t n)
+{
+    double m = 0;
+    for (size_t i = 0; i < n; i++)
+        m = fmax(m, fabs(x[i]));
+    return m;
+}
+
 static const char *join(const char *env, const char *rel)
 {
     static _Thread_local char bufs[8][4096];

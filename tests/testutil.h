@@ -18,6 +18,8 @@ double tu_max_rel_err(const float *a, const double *ref, size_t n, double floor,
 double tu_max_rel_err_f(const float *a, const float *ref, size_t n, double floor, size_t *where);
 /* Largest |x[i]| (0 for none). */
 double tu_max_abs(const float *x, size_t n);
+/* The same over a float64 reference. */
+double tu_max_abs_d(const double *x, size_t n);
 /* "$ZF_SOURCE_DIR/rel" (falls back to the current directory). Static buffer per call slot. */
 const char *tu_src(const char *rel);
 /* "$ZF_BUILD_DIR/rel". */
