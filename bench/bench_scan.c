@@ -3,7 +3,7 @@
  * images/s of forward alone over the same images already decoded and preprocessed in memory,
  * and of the same decode + forward pipeline storing nothing (zf_scan_opts.dry_run). The store's
  * overhead is 1 - scan/pipeline (target: under 10%); 1 - scan/forward is printed too (on a
- * machine with few cores the decoding thread competes with the forward for them).
+ * machine with few cores the decoding threads compete with the forward for them).
  *   bench_scan [--images DIR_OR_LIST | --make N] [--nets alexnet,zfnet] [--batch 16] [--reps 3]
  *              [--weights random:0]
  * --store-only replaces the scan's forward pass by a random fill: what the store itself costs.

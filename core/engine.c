@@ -4,11 +4,13 @@
 #include "zf/engine.h"
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "util_internal.h"
+#include "zf/tensor.h"
 
 struct zf_engine {
     const zf_engine_iface *iface;
@@ -267,6 +269,45 @@ zf_status zf_engine_train_state(zf_engine *e, const float **momentum)
 {
     *momentum = NULL;
     return e->training ? e->iface->train_state(e->ctx, momentum) : not_training(e);
+}
+
+/* Which allocator gave a block: the engine's (page-locked) or zf_alloc's; a header in front of
+ * the block says, so that zf_engine_host_free needs no table of its own. 64 bytes keep the
+ * caller's block aligned as zf_alloc's are. */
+#define HOST_HEAD 64
+
+void *zf_engine_host_alloc(zf_engine *e, size_t bytes)
+{
+    if (bytes > SIZE_MAX - HOST_HEAD)
+        return NULL;
+    unsigned char *p = e->iface->host_alloc ? e->iface->host_alloc(e->ctx, bytes + HOST_HEAD) : NULL;
+    const int pinned = p != NULL;
+    if (!p && !(p = zf_alloc(bytes + HOST_HEAD)))
+        return NULL;
+    p[0] = (unsigned char)pinned;
+    return p + HOST_HEAD;
+}
+
+void zf_engine_host_free(zf_engine *e, void *q)
+{
+    if (!q)
+        return;
+    unsigned char *p = (unsigned char *)q - HOST_HEAD;
+    if (e->iface->prefetch)
+        (void)e->iface->prefetch(e->ctx, NULL, 0); /* nothing pending may point into it */
+    if (p[0])
+        e->iface->host_free(e->ctx, p);
+    else
+        zf_free(p);
+}
+
+zf_status zf_engine_prefetch(zf_engine *e, const float *input, int n)
+{
+    if (!e->iface->prefetch)
+        return ZF_OK;
+    if (input && n < 1)
+        return zf_error(ZF_ERR_ARG, "%s engine: a prefetch of %d images", e->iface->name, n);
+    return e->iface->prefetch(e->ctx, input, n);
 }
 
 zf_status zf_engine_layer_stats(zf_engine *e, int layer, int n, zf_plane_stats *planes, int64_t *hist)

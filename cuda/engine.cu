@@ -21,6 +21,17 @@ struct cuda_engine {
     uint32_t *st_hist;              /* the batch's counts: 32 bits are enough, and half the copy */
     uint32_t *st_hist_host;
     size_t st_planes_cap, st_hist_cap;
+    /* prefetch: a batch copied on the copy stream into pre[i] while the compute stream works; the
+     * forward of the same host input then copies it from there on the device. Two, because the
+     * scan prefetches batch b + 1 before the forward of batch b, whose images are in the other. */
+    float *pre[2];
+    size_t pre_cap;           /* floats each */
+    const float *pre_host[2]; /* the pending prefetch's input, or NULL */
+    int pre_n[2];
+    int pre_next;             /* the one the next prefetch takes when neither is free */
+    cudaEvent_t pre_copied[2]; /* on the copy stream, after the copy into pre[i] */
+    cudaEvent_t pre_taken[2];  /* on the compute stream, after a forward took pre[i]'s images */
+    int pre_events;            /* events made */
     char desc[320];
 };
 
@@ -91,6 +102,16 @@ void cuda_close(void *p)
     zf_cuda_free(e->st_planes);
     zf_cuda_free(e->st_hist);
     free(e->st_hist_host);
+    if (e->ctx) {
+        cudaSetDevice(e->ctx->device);
+        cudaStreamSynchronize(e->ctx->copy_stream);
+    }
+    for (int i = 0; i < 2; i++)
+        zf_cuda_free(e->pre[i]);
+    for (int i = 0; i < e->pre_events; i++) {
+        cudaEventDestroy(e->pre_copied[i]);
+        cudaEventDestroy(e->pre_taken[i]);
+    }
     zf_cuda_ctx_free(e->ctx);
     free(e);
 }
@@ -146,9 +167,19 @@ zf_status cuda_forward(void *p, const float *input, int n, int last)
     cuda_engine *e = (cuda_engine *)p;
     if (n < 1 || n > zf_cuda_net_batch(e->cn))
         return zf_error(ZF_ERR_ARG, "forward of %d images with device buffers for %d", n, zf_cuda_net_batch(e->cn));
-    if (input)
-        ZF_TRY(zf_cuda_upload(e->ctx, zf_cuda_net_act(e->cn, -1), input,
-                              sizeof(float) * (size_t)n * (size_t)zf_net_in_size(e->net)));
+    const size_t bytes = sizeof(float) * (size_t)n * (size_t)zf_net_in_size(e->net);
+    const int pi = !input ? -1 : input == e->pre_host[0] && n == e->pre_n[0] ? 0
+                                 : input == e->pre_host[1] && n == e->pre_n[1] ? 1 : -1;
+    if (pi >= 0) {
+        e->pre_host[pi] = NULL;
+        ZF_TRY(zf_cuda_net_enter(e->cn));
+        cudaStream_t st = e->ctx->stream;
+        ZF_CU(cudaStreamWaitEvent(st, e->pre_copied[pi], 0));
+        ZF_CU(cudaMemcpyAsync(zf_cuda_net_act(e->cn, -1), e->pre[pi], bytes, cudaMemcpyDeviceToDevice, st));
+        ZF_CU(cudaEventRecord(e->pre_taken[pi], st));
+    } else if (input) {
+        ZF_TRY(zf_cuda_upload(e->ctx, zf_cuda_net_act(e->cn, -1), input, bytes));
+    }
     ZF_TRY(zf_cuda_net_forward_range(e->cn, 0, last, n));
     return zf_cuda_sync(e->ctx);
 }
@@ -306,6 +337,84 @@ zf_status cuda_layer_stats(void *p, int layer, int n, zf_plane_stats *planes, in
     return ZF_OK;
 }
 
+/* A later batch on its way: copied on the copy stream from the caller's (page-locked) memory into
+ * pre[i] while the compute stream runs the current one, so that its forward starts with a copy on
+ * the device instead of one over the bus. A prefetch waits until the forward that took its buffer's
+ * last images has copied them out; a third before either is taken replaces the older. */
+zf_status cuda_prefetch(void *p, const float *input, int n)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    if (!input) { /* the caller's memory is about to go: nothing may be taken from it, or read */
+        e->pre_host[0] = e->pre_host[1] = NULL;
+        ZF_TRY(zf_cuda_net_enter(e->cn));
+        ZF_CU(cudaStreamSynchronize(e->ctx->copy_stream));
+        return ZF_OK;
+    }
+    if (n > zf_cuda_net_batch(e->cn))
+        return zf_error(ZF_ERR_ARG, "a prefetch of %d images with device buffers for %d", n, zf_cuda_net_batch(e->cn));
+    ZF_TRY(zf_cuda_net_enter(e->cn));
+    for (; e->pre_events < 2; e->pre_events++) {
+        ZF_CU(cudaEventCreateWithFlags(&e->pre_copied[e->pre_events], cudaEventDisableTiming));
+        const cudaError_t made = cudaEventCreateWithFlags(&e->pre_taken[e->pre_events], cudaEventDisableTiming);
+        if (made != cudaSuccess)
+            cudaEventDestroy(e->pre_copied[e->pre_events]);
+        ZF_CU(made);
+    }
+    const size_t floats = (size_t)zf_cuda_net_batch(e->cn) * (size_t)zf_net_in_size(e->net);
+    if (floats > e->pre_cap) {
+        ZF_CU(cudaStreamSynchronize(e->ctx->copy_stream));
+        ZF_CU(cudaStreamSynchronize(e->ctx->stream));
+        e->pre_cap = 0;
+        for (int i = 0; i < 2; i++) {
+            zf_cuda_free(e->pre[i]);
+            e->pre[i] = NULL;
+            e->pre_host[i] = NULL;
+        }
+        for (int i = 0; i < 2; i++)
+            ZF_TRY(zf_cuda_malloc(e->ctx, (void **)&e->pre[i], sizeof(float) * floats, "a prefetched batch"));
+        e->pre_cap = floats;
+    }
+    int i = !e->pre_host[0] ? 0 : !e->pre_host[1] ? 1 : e->pre_next;
+    if (input == e->pre_host[0] || input == e->pre_host[1]) /* the same memory again: its images changed */
+        i = input == e->pre_host[0] ? 0 : 1;
+    e->pre_next = !i;
+    e->pre_host[i] = NULL;
+    cudaStream_t cs = e->ctx->copy_stream;
+    ZF_CU(cudaStreamWaitEvent(cs, e->pre_taken[i], 0));
+    ZF_CU(cudaMemcpyAsync(e->pre[i], input, sizeof(float) * (size_t)n * (size_t)zf_net_in_size(e->net),
+                          cudaMemcpyHostToDevice, cs));
+    ZF_CU(cudaEventRecord(e->pre_copied[i], cs));
+    e->pre_host[i] = input;
+    e->pre_n[i] = n;
+    return ZF_OK;
+}
+
+/* Page-locked host memory: the copy stream copies from it without a staging copy of the driver's,
+ * and beside the compute stream's work. */
+void *cuda_host_alloc(void *p, size_t bytes)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    if (zf_cuda_net_enter(e->cn))
+        return NULL;
+    void *q = NULL;
+    if (cudaMallocHost(&q, bytes) != cudaSuccess) {
+        cudaGetLastError(); /* the caller takes pageable memory instead */
+        return NULL;
+    }
+    return q;
+}
+
+void cuda_host_free(void *p, void *q)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    if (!q)
+        return;
+    e->pre_host[0] = e->pre_host[1] = NULL; /* a prefetch from it cannot be taken any more */
+    cudaSetDevice(e->ctx->device);
+    cudaStreamSynchronize(e->ctx->copy_stream); /* no copy may still read it */
+    cudaFreeHost(q);
+}
+
 zf_status cuda_weights_changed(void *p)
 {
     cuda_engine *e = (cuda_engine *)p;
@@ -326,5 +435,6 @@ const zf_engine_iface zf_engine_cuda = {
     cuda_train_begin, cuda_train_step, cuda_train_update, cuda_train_state,
     cuda_layer_stats,
     cuda_weights_changed,
+    cuda_host_alloc, cuda_host_free, cuda_prefetch,
 };
 }

@@ -1,5 +1,5 @@
-/* The dataset scan: images decoded batch by batch (between forwards on every core, or on a
- * thread ahead of another engine), the forward, per-unit statistics and top-k accumulated in
+/* The dataset scan: images decoded batch by batch (between forwards on every core, or by a pool
+ * of threads ahead of another engine), the forward, per-unit statistics and top-k accumulated in
  * memory and committed chunk by chunk, so that a killed scan resumes to the same numbers an
  * uninterrupted one gives.
  *
@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,7 +31,6 @@
 #include "zf/stats.h"
 #include "zf/xsum.h"
 
-#define SCAN_SLOTS 3 /* batches a decoding thread may hold ahead of another engine's forward */
 
 /* ---------------------------------------------------------------- image lists */
 
@@ -311,23 +311,28 @@ typedef struct img_meta {
 } img_meta;
 
 typedef struct slot {
+    int64_t b;      /* the batch it holds, or is being filled with (batch b starts at start + b * batch) */
     int64_t seq0;
     int count, n_ok;
+    int done;       /* images of the batch decoded so far (the decoding threads) */
     float *input;   /* the n_ok decoded images, packed: (n_ok, c, h, w) */
+    int pinned;     /* input came from the engine's host_alloc */
     int64_t *seqs;  /* seq of each packed image */
     img_meta *meta; /* per seq in [seq0, seq0 + count) */
     int ready;
 } slot;
 
 typedef struct pipeline {
-    pthread_t thread;
-    int inited, started;
+    pthread_t *threads;
+    int n_threads, n_started, inited;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    slot slots[SCAN_SLOTS];
+    slot *slots;
+    int n_slots;
     int stop;
     const char *const *paths;
     int64_t start, n;
+    int64_t next; /* the next image a decoding thread takes */
     int batch;
     const zf_net *net;
     size_t in_size;
@@ -424,88 +429,115 @@ static void load_one(pipeline *P, const char *path, float *dst, img_meta *m, uin
     m->ok = 1;
 }
 
-/* Decodes the batch starting at seq0 into S: on this thread, or spread over the OpenMP threads
- * (each image into its own place, then the good ones packed in order). */
-static void fill_slot(pipeline *P, slot *S, int64_t seq0, int parallel, uint8_t **buf, size_t *cap)
+/* Gives slot S batch b (empty, not ready). */
+static void slot_assign(const pipeline *P, slot *S, int64_t b)
 {
-    S->seq0 = seq0;
-    S->count = (int)(P->n - seq0 < P->batch ? P->n - seq0 : P->batch);
+    S->b = b;
+    S->seq0 = P->start + b * P->batch;
+    S->count = (int)(P->n - S->seq0 < P->batch ? P->n - S->seq0 : P->batch);
+    if (S->count < 0)
+        S->count = 0;
     S->n_ok = 0;
-    if (!parallel) {
-        for (int i = 0; i < S->count; i++) {
-            img_meta *m = &S->meta[i];
-            load_one(P, P->paths[seq0 + i], S->input + (size_t)S->n_ok * P->in_size, m, buf, cap);
-            if (m->ok)
-                S->seqs[S->n_ok++] = seq0 + i;
-        }
-        return;
-    }
-#pragma omp parallel for schedule(dynamic, 1)
-    for (int i = 0; i < S->count; i++) {
-        uint8_t *b = NULL;
-        size_t c = 0;
-        load_one(P, P->paths[seq0 + i], S->input + (size_t)i * P->in_size, &S->meta[i], &b, &c);
-        free(b);
-    }
+    S->done = 0;
+    S->ready = 0;
+}
+
+/* Moves the good images of a slot whose images were decoded each into its own place to the
+ * front, in order, and lists their seqs. */
+static void slot_pack(const pipeline *P, slot *S)
+{
+    S->n_ok = 0;
     for (int i = 0; i < S->count; i++) {
         if (!S->meta[i].ok)
             continue;
         if (S->n_ok != i)
             memmove(S->input + (size_t)S->n_ok * P->in_size, S->input + (size_t)i * P->in_size,
                     P->in_size * sizeof(float));
-        S->seqs[S->n_ok++] = seq0 + i;
+        S->seqs[S->n_ok++] = S->seq0 + i;
     }
 }
 
-static void *producer(void *arg)
+/* Decodes the slot's batch spread over the OpenMP threads (each image into its own place, then
+ * the good ones packed in order): the CPU engine's way, between its forwards. */
+static void fill_slot(pipeline *P, slot *S)
+{
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < S->count; i++) {
+        uint8_t *b = NULL;
+        size_t c = 0;
+        load_one(P, P->paths[S->seq0 + i], S->input + (size_t)i * P->in_size, &S->meta[i], &b, &c);
+        free(b);
+    }
+    slot_pack(P, S);
+}
+
+/* A decoding thread ahead of another engine: takes the images one at a time in list order, each
+ * into its place in its batch's slot once the scan has handed that slot back; whoever decodes a
+ * batch's last image packs it and marks it ready. */
+static void *decoder(void *arg)
 {
     pipeline *P = arg;
     uint8_t *buf = NULL;
     size_t cap = 0;
-    for (int64_t seq0 = P->start, b = 0; seq0 < P->n; seq0 += P->batch, b++) {
-        slot *S = &P->slots[b % SCAN_SLOTS];
-        pthread_mutex_lock(&P->mu);
-        while (S->ready && !P->stop)
+    pthread_mutex_lock(&P->mu);
+    while (!P->stop && P->next < P->n) {
+        const int64_t g = P->next, b = (g - P->start) / P->batch;
+        slot *S = &P->slots[b % P->n_slots];
+        if (S->b != b) { /* the scan still holds the slot's earlier batch */
             pthread_cond_wait(&P->cv, &P->mu);
-        int stop = P->stop;
+            continue;
+        }
+        P->next++;
         pthread_mutex_unlock(&P->mu);
-        if (stop)
-            break;
-        fill_slot(P, S, seq0, 0, &buf, &cap);
+        const int i = (int)(g - S->seq0);
+        load_one(P, P->paths[g], S->input + (size_t)i * P->in_size, &S->meta[i], &buf, &cap);
         pthread_mutex_lock(&P->mu);
-        S->ready = 1;
-        pthread_cond_broadcast(&P->cv);
-        pthread_mutex_unlock(&P->mu);
+        if (++S->done == S->count) {
+            /* nobody else touches a slot whose images are all taken until the scan hands it back */
+            pthread_mutex_unlock(&P->mu);
+            slot_pack(P, S);
+            pthread_mutex_lock(&P->mu);
+            S->ready = 1;
+            pthread_cond_broadcast(&P->cv);
+        }
     }
+    pthread_mutex_unlock(&P->mu);
     free(buf);
     return NULL;
 }
 
 static void pipeline_stop(pipeline *P)
 {
-    if (P->started) {
+    if (P->n_started) {
         pthread_mutex_lock(&P->mu);
         P->stop = 1;
         pthread_cond_broadcast(&P->cv);
         pthread_mutex_unlock(&P->mu);
-        pthread_join(P->thread, NULL);
-        P->started = 0;
+        for (int i = 0; i < P->n_started; i++)
+            pthread_join(P->threads[i], NULL);
+        P->n_started = 0;
     }
 }
 
-static void pipeline_free(pipeline *P)
+static void pipeline_free(pipeline *P, const zf_scan_opts *o)
 {
     if (!P->inited)
         return;
     pipeline_stop(P);
-    for (int i = 0; i < SCAN_SLOTS; i++) {
-        zf_free(P->slots[i].input);
-        free(P->slots[i].seqs);
-        if (P->slots[i].meta)
+    for (int i = 0; i < P->n_slots; i++) {
+        slot *S = &P->slots[i];
+        if (S->pinned)
+            o->host_free(o->forward_ctx, S->input);
+        else
+            zf_free(S->input);
+        free(S->seqs);
+        if (S->meta)
             for (int j = 0; j < P->batch; j++)
-                free(P->slots[i].meta[j].error);
-        free(P->slots[i].meta);
+                free(S->meta[j].error);
+        free(S->meta);
     }
+    free(P->slots);
+    free(P->threads);
     pthread_mutex_destroy(&P->mu);
     pthread_cond_destroy(&P->cv);
 }
@@ -1319,47 +1351,84 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
     P.batch = S.batch;
     P.net = net;
     P.in_size = (size_t)zf_net_in_size(net);
+    /* With the CPU engine every core already runs the forward: a decoding thread beside it only
+     * takes a core from one of the forward's OpenMP threads, and the others then wait at its
+     * barriers. So each batch is decoded between forwards, spread over the same OpenMP threads.
+     * Another engine (a GPU) leaves the cores free: there a pool of threads decodes ahead, in
+     * enough slots that every thread has an image while the scan holds one batch and the next. */
+    const int inline_decode = o->forward == NULL;
+    if (!inline_decode) {
+        int64_t todo = S.seq_end - S.committed;
+        P.n_threads = o->decode_threads > 0 ? o->decode_threads : omp_get_max_threads();
+        if (P.n_threads > 256)
+            P.n_threads = 256;
+        if (P.n_threads > todo)
+            P.n_threads = (int)todo;
+        if (P.n_threads < 1)
+            P.n_threads = 1;
+    }
+    P.n_slots = inline_decode ? 1 : 3 + (P.n_threads - 1) / S.batch;
+    P.slots = zf_calloc((size_t)P.n_slots, sizeof *P.slots);
+    P.threads = zf_calloc((size_t)(P.n_threads ? P.n_threads : 1), sizeof *P.threads);
+    if (!P.slots || !P.threads) {
+        free(P.slots);
+        free(P.threads);
+        s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+        goto out;
+    }
     pthread_mutex_init(&P.mu, NULL);
     pthread_cond_init(&P.cv, NULL);
     P.inited = 1;
-    for (int i = 0; i < SCAN_SLOTS; i++) {
+    const size_t in_bytes = (size_t)S.batch * P.in_size * sizeof(float);
+    for (int i = 0; i < P.n_slots; i++) {
         slot *sl = &P.slots[i];
-        sl->input = zf_alloc((size_t)S.batch * P.in_size * sizeof(float));
+        /* the engine's page-locked memory where it has it (copies from it run beside its work);
+         * else, or where it cannot give that much, the scan's own */
+        if (o->forward && o->host_alloc && (sl->input = o->host_alloc(o->forward_ctx, in_bytes)))
+            sl->pinned = 1;
+        else
+            sl->input = zf_alloc(in_bytes);
         sl->seqs = zf_calloc((size_t)S.batch, sizeof *sl->seqs);
         sl->meta = zf_calloc((size_t)S.batch, sizeof *sl->meta);
         if (!sl->input || !sl->seqs || !sl->meta) {
             s = zf_error(ZF_ERR_NOMEM, "scan: out of memory for %d decoded images", S.batch);
             goto out;
         }
+        slot_assign(&P, sl, i);
     }
-    /* With the CPU engine every core already runs the forward: a decoding thread beside it only
-     * takes a core from one of the forward's OpenMP threads, and the others then wait at its
-     * barriers. So each batch is decoded between forwards, spread over the same OpenMP threads.
-     * Another engine (a GPU) leaves the cores free: there a thread decodes ahead. */
-    const int inline_decode = o->forward == NULL;
-    if (!inline_decode) {
-        if (pthread_create(&P.thread, NULL, producer, &P) != 0) {
-            s = zf_error(ZF_ERR_NOMEM, "scan: cannot start the decoding thread");
+    for (; P.n_started < P.n_threads; P.n_started++)
+        if (pthread_create(&P.threads[P.n_started], NULL, decoder, &P) != 0) {
+            s = zf_error(ZF_ERR_NOMEM, "scan: cannot start decoding thread %d of %d", P.n_started + 1,
+                         P.n_threads);
             goto out;
         }
-        P.started = 1;
-    }
+    res->decode_threads = P.n_threads;
 
     const double t_start = zf_db_now();
     S.last_commit = t_start;
     for (int64_t b = 0, seq = S.committed; seq < S.seq_end; b++) {
-        slot *sl = &P.slots[b % SCAN_SLOTS];
+        slot *sl = &P.slots[b % P.n_slots];
         double t0 = zf_db_now();
         if (inline_decode) {
-            fill_slot(&P, sl, seq, 1, NULL, NULL);
+            slot_assign(&P, sl, b);
+            fill_slot(&P, sl);
             sl->ready = 1;
         }
         pthread_mutex_lock(&P.mu);
         while (!sl->ready)
             pthread_cond_wait(&P.cv, &P.mu);
+        /* The next batch, where it is decoded already, starts on its way to the engine while this
+         * one computes (it stays in its slot until its own forward). */
+        const slot *nx = &P.slots[(b + 1) % P.n_slots];
+        const int next_ready = !inline_decode && nx != sl && nx->b == b + 1 && nx->ready && nx->n_ok > 0;
         pthread_mutex_unlock(&P.mu);
         double t1 = zf_db_now();
         res->secs_wait += t1 - t0;
+        if (next_ready && o->prefetch && (s = o->prefetch(o->forward_ctx, nx->input, nx->n_ok))) {
+            zf_error_prefix(s, "scan: copy of images %lld-%lld to the engine: ", (long long)nx->seq0,
+                            (long long)(nx->seq0 + nx->count - 1));
+            goto out;
+        }
         if (sl->n_ok > 0) {
             if ((s = forward_and_accumulate(&S, o, sl->input, sl->n_ok, sl->seqs, res))) {
                 zf_error_prefix(s, "scan: forward of images %lld-%lld: ", (long long)sl->seq0,
@@ -1398,7 +1467,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         S.chunk_n += sl->count;
         seq += sl->count;
         pthread_mutex_lock(&P.mu);
-        sl->ready = 0;
+        slot_assign(&P, sl, b + P.n_slots);
         pthread_cond_broadcast(&P.cv);
         pthread_mutex_unlock(&P.mu);
         if (o->progress)
@@ -1438,7 +1507,7 @@ done:
     res->n_ok = S.n_ok;
     res->n_failed = S.n_failed;
 out:
-    pipeline_free(&P);
+    pipeline_free(&P, o);
     scan_free(&S);
     return s;
 }

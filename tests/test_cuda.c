@@ -9,7 +9,9 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include "testutil.h"
 #include "zf/net.h"
@@ -1229,6 +1231,106 @@ Test(cuda_engine, engines_opened_after_probes_run_and_outlive_each_other)
     zf_net_free(net);
 }
 
+/* What the device's input holds after a forward of `x` (n images): the prefetched copy or x as it
+ * is now. */
+static void expect_device_input(zf_engine *e, const float *x, int n, const float *want, const char *what)
+{
+    const size_t cnt = (size_t)n * (size_t)zf_net_in_size(zf_engine_net(e));
+    float *got = falloc(cnt);
+    OK(zf_engine_forward(e, x, n, zf_engine_net(e)->n_layers - 1));
+    OK(zf_engine_read(e, -1, got, n));
+    cr_expect(!memcmp(got, want, sizeof(float) * cnt), "%s: the forward ran other images", what);
+    zf_free(got);
+}
+
+/* The scan's prefetch (batch b + 1 copied to the device before the forward of batch b) and the
+ * engine's page-locked host memory. To see which copy a forward runs, the test changes the host
+ * images after their prefetch (which the engine's contract forbids a caller): a forward that takes
+ * its prefetch runs the images as they were, one that copies anew runs them as they are. */
+Test(cuda_engine, a_forward_takes_its_prefetched_images_and_only_those)
+{
+    zf_cuda_ctx_free(gpu()); /* skips without a GPU */
+    zf_net *net = mini_net(6), *ref = mini_net(6);
+    const int n = 3, last = net->n_layers - 1;
+    const size_t in_size = (size_t)zf_net_in_size(net), cnt = n * in_size;
+    zf_engine *ge = NULL, *ce = NULL;
+    const zf_engine_opts o = {.device = 0, .batch = n};
+    OK(zf_engine_open(zf_engine_find("cuda"), net, &o, &ge));
+    OK(zf_engine_open(zf_engine_find("cpu"), ref, &o, &ce));
+    float *x[3], *was[3];
+    for (int k = 0; k < 3; k++) {
+        x[k] = zf_engine_host_alloc(ge, sizeof(float) * cnt);
+        was[k] = falloc(cnt);
+        cr_assert(x[k] && ((uintptr_t)x[k] & 63) == 0, "host memory %p", (void *)x[k]);
+        tu_fill_uniform(x[k], cnt, 30 + k, -1, 1);
+    }
+    /* changes image k's values where they were prefetched from, keeping what was sent */
+    const struct timespec settle = {0, 100 * 1000 * 1000}; /* a GPU's copies of 3 small images are done */
+#define CHANGE(k)                                                                                  \
+    do {                                                                                           \
+        nanosleep(&settle, NULL);                                                                  \
+        memcpy(was[k], x[k], sizeof(float) * cnt);                                                 \
+        for (size_t i_ = 0; i_ < cnt; i_++)                                                        \
+            x[k][i_] = -x[k][i_] + 0.25f;                                                          \
+    } while (0)
+
+    /* the scan's order: the next batch prefetched before this one's forward, which took its own */
+    OK(zf_engine_prefetch(ge, x[0], n));
+    OK(zf_engine_prefetch(ge, x[1], n));
+    CHANGE(0);
+    CHANGE(1);
+    expect_device_input(ge, x[0], n, was[0], "batch b, prefetched before b + 1");
+    /* its outputs are the images' as they were sent */
+    float *want = falloc((size_t)n * zf_layer_out_size(&net->layers[last])), *got = falloc((size_t)n * zf_layer_out_size(&net->layers[last]));
+    OK(zf_engine_read(ge, last, got, n));
+    OK(zf_engine_forward(ce, was[0], n, last));
+    OK(zf_engine_read(ce, last, want, n));
+    size_t at = 0;
+    const double err = rel_err(got, want, (size_t)n * zf_layer_out_size(&net->layers[last]), &at);
+    cr_expect(err <= NET_TOL, "prefetched forward: rel err %g at %zu", err, at);
+    OK(zf_engine_prefetch(ge, x[2], n));
+    CHANGE(2);
+    expect_device_input(ge, x[1], n, was[1], "batch b + 1");
+    expect_device_input(ge, x[2], n, was[2], "batch b + 2");
+    /* a forward of memory not prefetched copies it (x[0] now holds the changed images) */
+    expect_device_input(ge, x[0], n, x[0], "no prefetch");
+    /* a third prefetch before either is taken replaces the older */
+    for (int k = 0; k < 3; k++)
+        OK(zf_engine_prefetch(ge, x[k], n));
+    for (int k = 0; k < 3; k++)
+        CHANGE(k);
+    expect_device_input(ge, x[0], n, x[0], "a replaced prefetch");
+    expect_device_input(ge, x[1], n, was[1], "the second of three");
+    expect_device_input(ge, x[2], n, was[2], "the third of three");
+    /* a prefetch of fewer images is not a forward's of more */
+    OK(zf_engine_prefetch(ge, x[1], n - 1));
+    CHANGE(1);
+    expect_device_input(ge, x[1], n, x[1], "a prefetch of other count");
+    OK(zf_engine_prefetch(ge, NULL, 0));
+    /* forgotten (the memory about to be freed or rewritten): not taken */
+    OK(zf_engine_prefetch(ge, x[0], n));
+    OK(zf_engine_prefetch(ge, NULL, 0));
+    CHANGE(0);
+    expect_device_input(ge, x[0], n, x[0], "a forgotten prefetch");
+    /* freeing the memory forgets it too */
+    OK(zf_engine_prefetch(ge, x[2], n));
+    zf_engine_host_free(ge, x[2]);
+    x[2] = zf_engine_host_alloc(ge, sizeof(float) * cnt);
+    tu_fill_uniform(x[2], cnt, 77, -1, 1);
+    expect_device_input(ge, x[2], n, x[2], "a prefetch from freed memory");
+#undef CHANGE
+    for (int k = 0; k < 3; k++) {
+        zf_engine_host_free(ge, x[k]);
+        zf_free(was[k]);
+    }
+    zf_free(want);
+    zf_free(got);
+    zf_engine_close(ge);
+    zf_engine_close(ce);
+    zf_net_free(net);
+    zf_net_free(ref);
+}
+
 Test(cuda_engine, forward_read_deconv_occlusion_through_the_table_match_the_cpu_engine)
 {
     zf_cuda_ctx_free(gpu()); /* skips without a GPU */
@@ -1532,7 +1634,16 @@ static zf_status scan_hook_stats(void *ctx, int layer, int n, zf_plane_stats *pl
     return zf_engine_layer_stats(((scan_hook *)ctx)->e, layer, n, planes, hist);
 }
 
-/* device_stats: the conv layers' statistics reduced by the engine, only the fc layers read back. */
+/* zf_scan_opts' host memory and prefetch on the engine (as zfviz scan --device sets them). */
+static void *scan_hook_alloc(void *ctx, size_t bytes) { return zf_engine_host_alloc(((scan_hook *)ctx)->e, bytes); }
+static void scan_hook_free(void *ctx, void *p) { zf_engine_host_free(((scan_hook *)ctx)->e, p); }
+static zf_status scan_hook_prefetch(void *ctx, const float *input, int n)
+{
+    return zf_engine_prefetch(((scan_hook *)ctx)->e, input, n);
+}
+
+/* device_stats: the conv layers' statistics reduced by the engine, only the fc layers read back,
+ * the images decoded by three threads into the engine's host memory and prefetched. */
 static void scan_into(const char *dbpath, const char *images, const zf_engine_iface *engine, int device_stats)
 {
     zf_net *net = mini_net(5);
@@ -1559,6 +1670,10 @@ static void scan_into(const char *dbpath, const char *images, const zf_engine_if
             cr_assert(k > 0 && k < h.n_idx, "the scan has conv and fc layers (%d of %d read back)", k, h.n_idx);
             h.n_idx = k;
             so.layer_stats = scan_hook_stats;
+            so.host_alloc = scan_hook_alloc;
+            so.host_free = scan_hook_free;
+            so.prefetch = scan_hook_prefetch;
+            so.decode_threads = 3;
         }
     }
     zf_scan_result res;

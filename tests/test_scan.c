@@ -776,6 +776,131 @@ Test(scan, forward_hook_with_decoding_thread_gives_the_same_rows)
     zf_net_free(net);
 }
 
+/* Another engine's hooks as zfviz scan --device sets them, on the CPU: the forward (slowed, so
+ * that the decoding threads get ahead and prefetches happen), the engine's host memory (counted
+ * blocks) and its prefetch, which must be handed exactly the images of a forward to come. */
+typedef struct pool_hooks {
+    int forwards, allocs, frees, prefetches, prefetch_hits;
+    const float *blocks[64];
+    size_t block_bytes[64];
+    const float *pre[2]; /* the prefetches not taken yet, and copies of what they held then */
+    int pre_n[2];
+    float *pre_copy[2];
+    size_t in_size;
+    int bad;            /* a forward outside the blocks, or a prefetch whose images changed */
+} pool_hooks;
+
+static void *pool_alloc(void *ctx, size_t bytes)
+{
+    pool_hooks *h = ctx;
+    cr_assert(h->allocs < 64);
+    float *p = zf_alloc(bytes);
+    h->blocks[h->allocs] = p;
+    h->block_bytes[h->allocs++] = bytes;
+    return p;
+}
+
+static void pool_free(void *ctx, void *p)
+{
+    pool_hooks *h = ctx;
+    int known = 0;
+    for (int i = 0; i < h->allocs; i++)
+        known |= h->blocks[i] == p;
+    cr_expect(known, "host_free of a block host_alloc did not give");
+    h->frees++;
+    zf_free(p);
+}
+
+static zf_status pool_prefetch(void *ctx, const float *input, int n)
+{
+    pool_hooks *h = ctx;
+    h->prefetches++;
+    /* the scan prefetches batch b + 1 before the forward of batch b: at most two wait */
+    int i = !h->pre[0] ? 0 : !h->pre[1] ? 1 : -1;
+    cr_assert(i >= 0, "a third prefetch before the first two were taken");
+    h->pre[i] = input;
+    h->pre_n[i] = n;
+    free(h->pre_copy[i]);
+    h->pre_copy[i] = malloc(sizeof(float) * h->in_size * (size_t)n);
+    cr_assert_not_null(h->pre_copy[i]);
+    memcpy(h->pre_copy[i], input, sizeof(float) * h->in_size * (size_t)n);
+    return ZF_OK;
+}
+
+static zf_status pool_forward(void *ctx, zf_net *net, const float *input, int n)
+{
+    pool_hooks *h = ctx;
+    h->forwards++;
+    int inside = 0;
+    for (int i = 0; i < h->allocs; i++)
+        inside |= (const char *)input >= (const char *)h->blocks[i] &&
+                  (const char *)(input + h->in_size * (size_t)n) <= (const char *)h->blocks[i] + h->block_bytes[i];
+    h->bad += !inside;
+    for (int i = 0; i < 2; i++) /* a prefetch is taken by the forward of its images, unchanged */
+        if (h->pre[i] == input) {
+            if (h->pre_n[i] != n || memcmp(h->pre_copy[i], input, sizeof(float) * h->in_size * (size_t)n))
+                h->bad++;
+            else
+                h->prefetch_hits++;
+            h->pre[i] = NULL;
+        }
+    struct timespec ts = {0, 15 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    return zf_net_forward(net, input, n);
+}
+
+/* A pool of 1 to 8 decoding threads ahead of another engine (each image decoded by whichever
+ * thread takes it, batches packed by the last one) gives the rows of the CPU path's scan, at
+ * batches of 1 and 4, with broken files among the images; the batches are written into the
+ * engine's host memory, and each prefetch is of a later forward's images, unchanged when it runs. */
+Test(scan, a_pool_of_decoding_threads_and_prefetches_give_the_same_rows)
+{
+    scan_twice t;
+    scan_twice_init(&t, "scan_pool", 17, 21);
+    zf_net *net = toy_net(8, 1);
+    int hits = 0;
+    for (int batch = 1; batch <= 4; batch += 3) {
+        zf_scan_opts o = {.top_k = 3, .batch = batch, .chunk = 8, .weights = "test"};
+        scan_into(t.a, net, t.paths, t.n, &o);
+        const int threads[] = {1, 2, 3, 8};
+        for (int ti = 0; ti < 4; ti++) {
+            pool_hooks h = {.in_size = (size_t)zf_net_in_size(net)};
+            o.forward = pool_forward;
+            o.host_alloc = pool_alloc;
+            o.host_free = pool_free;
+            o.prefetch = pool_prefetch;
+            o.forward_ctx = &h;
+            o.decode_threads = threads[ti];
+            remove(t.b);
+            zf_db *db = open_db(t.b);
+            zf_scan_result res;
+            cr_assert_eq(zf_db_scan(db, net, (const char *const *)t.paths, t.n, &o, &res), ZF_OK, "%s",
+                         zf_last_error());
+            zf_db_close(db);
+            char what[96];
+            snprintf(what, sizeof what, "batch %d, %d decoding threads", batch, threads[ti]);
+            expect_same_rows(t.a, t.b, 0, what);
+            cr_expect_eq(res.decode_threads, threads[ti], "%s: %d threads ran", what, res.decode_threads);
+            cr_expect_eq(h.bad, 0, "%s: %d forwards outside the engine's memory or prefetches of other images",
+                         what, h.bad);
+            /* 20 files, 3 broken: batch 1 runs 17 forwards; batch 4, 5 (no batch is all broken) */
+            cr_expect_eq(h.forwards, batch == 1 ? 17 : 5, "%s: %d forwards", what, h.forwards);
+            cr_expect(h.allocs >= 3 && h.frees == h.allocs, "%s: %d blocks given, %d taken back", what, h.allocs,
+                      h.frees);
+            cr_expect_eq(h.prefetches, h.prefetch_hits, "%s: %d prefetches, %d taken by the next forward", what,
+                         h.prefetches, h.prefetch_hits);
+            hits += h.prefetch_hits;
+            free(h.pre_copy[0]);
+            free(h.pre_copy[1]);
+        }
+        remove(t.a);
+    }
+    /* forwards of 15 ms leave the threads time to decode the next batch before this one's */
+    cr_expect(hits > 0, "no batch was prefetched");
+    zf_db_scan_list_free(t.paths, t.n);
+    zf_net_free(net);
+}
+
 /* ---------------------------------------------------------------- receptive fields */
 
 Test(scan, receptive_fields_match_the_pixels_that_move_each_output)

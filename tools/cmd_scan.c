@@ -19,7 +19,7 @@ static void usage(void)
     printf(
         "usage: zfviz scan (--arch A --weights W | --model F) --images DIR_OR_LIST --db OUT.db\n"
         "                  [--layers L1,L2,...] [--top K] [--batch N] [--chunk N] [--wait S]\n"
-        "                  [--shard K/N]\n\n"
+        "                  [--shard K/N] [--decode-threads N]\n\n"
         "Runs every image through the net and stores, for each unit of each scanned layer,\n"
         "how often and how strongly it fires and its top-K images, in OUT.db (SQLite; see\n"
         "docs/db.md). Re-running the same command continues where a stopped scan left off.\n\n" ZFT_MODEL_HELP
@@ -36,6 +36,9 @@ static void usage(void)
         "  --chunk N         images per commit at least (default 512); commits are also spaced\n"
         "                    to take at most ~3%% of the time and are never more than a minute\n"
         "                    apart: what a killed scan loses\n"
+        "  --decode-threads N  on a GPU: the threads that decode and resize the images ahead of\n"
+        "                    it (default: every core this process may use); on the CPU the\n"
+        "                    forward's own threads decode between its batches\n"
         "  --shard K/N       scan only the K-th of N contiguous slices of the ordered list\n"
         "                    (K = 1..N), into a database of its own; zfviz merge joins the\n"
         "                    shards into the database one scan of the whole list gives\n"
@@ -95,13 +98,14 @@ int zf_cmd_scan(int argc, char **argv)
     zft_model_opts mo = {0};
     zft_model_ref ref;
     const char *images = NULL, *dbpath = NULL, *layers_arg = NULL, *shard_dir = NULL;
-    long top = 9, batch = 16, chunk = 512;
+    long top = 9, batch = 16, chunk = 512, decode_threads = 0;
     int shard_k = 0, shard_n = 0;
     const zft_opt opts[] = {ZFT_STR("images", 'i', &images), ZFT_STR("db", 'd', &dbpath),
                             ZFT_STR("layers", 'l', &layers_arg),
                             ZFT_LONG("top", 't', 1, 1000, "1..1000", &top),
                             ZFT_LONG("batch", 'b', 1, 4096, "1..4096", &batch),
                             ZFT_LONG("chunk", 'c', 1, 1 << 20, "1..1048576", &chunk),
+                            ZFT_LONG("decode-threads", 'T', 1, 256, "1..256", &decode_threads),
                             ZFT_OWN("shard", 's', required_argument), ZFT_STR("shard-dir", 'S', &shard_dir),
                             {0}};
     zft_device dev = {0};
@@ -214,6 +218,7 @@ int zf_cmd_scan(int argc, char **argv)
         .progress_ctx = &u,
         .shard_k = shard_k,
         .shard_n = shard_n,
+        .decode_threads = (int)decode_threads,
     };
     if ((s = zft_scan_forward_attach(&fw, net, (int)batch, &so))) {
         rc = zft_fail(cmd, s);
@@ -252,6 +257,10 @@ int zf_cmd_scan(int argc, char **argv)
         printf("run %lld: %lld images scanned (%lld ok, %lld failed) into %s\n",
                (long long)res.run_id, (long long)res.n_images, (long long)res.n_ok,
                (long long)res.n_failed, dbpath);
+    if (!already && res.decode_threads > 0 && res.secs_images > 0)
+        printf("  %d threads decoded ahead of the %s engine; it waited %.1f s of %.1f s for them%s\n",
+               res.decode_threads, dev.iface->name, res.secs_wait, res.secs_images,
+               res.secs_wait > 0.25 * res.secs_images ? " (decoding limits this scan)" : "");
     if (res.n_classes > 0)
         printf("  in %d class folders: per-class means in the views unit_class_mean and "
                "unit_selectivity\n", res.n_classes);

@@ -694,8 +694,27 @@ zf_status zft_scan_forward_attach(zft_scan_forward *f, zf_net *net, int batch, z
         return st;
     so->forward = zft_scan_forward_run;
     so->layer_stats = f->device_stats ? zft_scan_forward_stats : NULL;
+    so->host_alloc = zft_scan_forward_host_alloc;
+    so->host_free = zft_scan_forward_host_free;
+    so->prefetch = zft_scan_forward_prefetch;
     so->forward_ctx = f;
     return ZF_OK;
+}
+
+void *zft_scan_forward_host_alloc(void *ctx, size_t bytes)
+{
+    return zf_engine_host_alloc(((zft_scan_forward *)ctx)->dev->eng, bytes);
+}
+
+void zft_scan_forward_host_free(void *ctx, void *p)
+{
+    zf_engine_host_free(((zft_scan_forward *)ctx)->dev->eng, p);
+}
+
+zf_status zft_scan_forward_prefetch(void *ctx, const float *input, int n)
+{
+    zft_scan_forward *f = ctx;
+    return n <= f->batch ? zf_engine_prefetch(f->dev->eng, input, n) : ZF_OK; /* a larger batch reserves first */
 }
 
 zf_status zft_scan_forward_stats(void *ctx, int layer, int n, zf_plane_stats *planes, int64_t *hist)

@@ -103,6 +103,17 @@ typedef struct zf_engine_iface {
     /* The net's host weights changed (a snapshot loaded, a model edited): the engine takes them for
      * its next forward. NULL: the engine reads the host's weights in place. */
     zf_status (*weights_changed)(void *ctx);
+    /* NULL, or host memory that the engine copies from beside its work (page-locked), for a
+     * caller's input batches: NULL where it cannot give `bytes` (the caller then uses its own).
+     * host_free takes it back, after the copies from it are done. */
+    void *(*host_alloc)(void *ctx, size_t bytes);
+    void (*host_free)(void *ctx, void *p);
+    /* NULL, or: starts copying n images of `input` (host, as forward takes them) to the device
+     * beside the work in progress; a later forward of the same input and n takes them from there
+     * instead of copying again. Two may wait to be taken (the next batch's and the one after);
+     * `input` must not change until its forward has returned. input NULL: forget every prefetch
+     * not taken, and finish reading from the caller's memory (it is about to be freed). */
+    zf_status (*prefetch)(void *ctx, const float *input, int n);
 } zf_engine_iface;
 
 /* The engines this program was built with, the CPU engine first, NULL-terminated. */
@@ -151,6 +162,13 @@ zf_status zf_engine_train_update(zf_engine *e, const zf_sgd *opt);
 zf_status zf_engine_train_state(zf_engine *e, const float **momentum);
 /* After a change of the net's host weights: the engine runs the new ones from its next op. */
 zf_status zf_engine_weights_changed(zf_engine *e);
+/* host_alloc and host_free through the table: the engine's page-locked memory where it has it,
+ * else zf_alloc's (never NULL for lack of the engine's: NULL only where no memory is left). */
+void *zf_engine_host_alloc(zf_engine *e, size_t bytes);
+void zf_engine_host_free(zf_engine *e, void *p);
+/* prefetch through the table (input NULL: forget those not taken); nothing where the engine has
+ * none (its forward copies then). zf_engine_host_free forgets them before it frees. */
+zf_status zf_engine_prefetch(zf_engine *e, const float *input, int n);
 /* layer_stats through the table (see above). */
 zf_status zf_engine_layer_stats(zf_engine *e, int layer, int n, zf_plane_stats *planes, int64_t *hist);
 /* The engine's buffers and the net's host buffers (zf_net_reserve) for batches of `batch`: what a

@@ -124,6 +124,8 @@ typedef struct zf_scan_result {
      * the forward passes, the statistics and top-k, the commits; and all of it from the first
      * image on (setup such as hashing the model excluded) */
     double secs_wait, secs_forward, secs_stats, secs_commit, secs_images;
+    int decode_threads; /* that decoded ahead of another engine; 0 where the batches were decoded
+                         * between the CPU engine's forwards, on its threads */
 } zf_scan_result;
 
 typedef struct zf_scan_opts {
@@ -152,6 +154,17 @@ typedef struct zf_scan_opts {
      * `layer` is the one whose output is read: the conv or its in-place ReLU). `forward` need not
      * bring those layers to net->acts, only the others (fc layers). */
     zf_status (*layer_stats)(void *ctx, int layer, int n, zf_plane_stats *planes, int64_t *hist);
+    /* With `forward`, each NULL or as the engine's (zf_engine_host_alloc, zf_engine_prefetch),
+     * called with forward_ctx: host_alloc gives the memory the decoded batches are written into
+     * (page-locked: the engine copies from it beside its work; NULL where it cannot, and the scan
+     * takes its own) and host_free takes it back; prefetch is called with the next batch, where it
+     * is decoded already, before this batch's forward, which then need not wait for its copy. */
+    void *(*host_alloc)(void *ctx, size_t bytes);
+    void (*host_free)(void *ctx, void *p);
+    zf_status (*prefetch)(void *ctx, const float *input, int n);
+    /* With `forward`: the threads that decode ahead; <= 0: as many as OpenMP would run (every core
+     * this process may use, or OMP_NUM_THREADS). */
+    int decode_threads;
     /* For timing the pipeline: decode and forward every image, store and accumulate nothing
      * (db may be NULL; res gets the counts and times). */
     int dry_run;
