@@ -22,7 +22,7 @@ struct zf_engine {
 const char *zf_engine_op_name(zf_engine_op op)
 {
     static const char *const names[ZF_ENGINE_OP_COUNT] = {"forward", "read", "deconv", "occlusion", "backward",
-                                                                 "train",   "stats"};
+                                                                 "train",   "stats",    "fold"};
     return op >= 0 && op < ZF_ENGINE_OP_COUNT ? names[op] : "?";
 }
 
@@ -308,6 +308,36 @@ zf_status zf_engine_prefetch(zf_engine *e, const float *input, int n)
     if (input && n < 1)
         return zf_error(ZF_ERR_ARG, "%s engine: a prefetch of %d images", e->iface->name, n);
     return e->iface->prefetch(e->ctx, input, n);
+}
+
+#define FOLD_SLOTS 4096 /* more layers than any net has */
+
+zf_status zf_engine_fold_open(zf_engine *e, int slot, const zf_fold_acc *acc)
+{
+    if (!e->iface->supports(ZF_ENGINE_OP_FOLD))
+        return lacks(e, ZF_ENGINE_OP_FOLD);
+    if (slot < 0 || slot >= FOLD_SLOTS || acc->units < 1 || acc->k < 1 || acc->k >= ZF_FOLD_CLEAN || acc->classes < 0)
+        return zf_error(ZF_ERR_ARG, "%s engine: fold slot %d of %d units, top %d, %d classes", e->iface->name, slot,
+                        acc->units, acc->k, acc->classes);
+    return e->iface->fold_open(e->ctx, slot, acc);
+}
+
+zf_status zf_engine_fold_add(zf_engine *e, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes)
+{
+    if (!e->iface->supports(ZF_ENGINE_OP_FOLD))
+        return lacks(e, ZF_ENGINE_OP_FOLD);
+    if (layer < 0 || layer >= e->net->n_layers || n < 1 || slot < 0 || slot >= FOLD_SLOTS)
+        return zf_error(ZF_ERR_ARG, "%s: a fold of layer %d's %d images into slot %d", e->net->arch, layer, n, slot);
+    return e->iface->fold_add(e->ctx, slot, layer, n, seqs, classes);
+}
+
+zf_status zf_engine_fold_read(zf_engine *e, int slot, zf_fold_acc *acc)
+{
+    if (!e->iface->supports(ZF_ENGINE_OP_FOLD))
+        return lacks(e, ZF_ENGINE_OP_FOLD);
+    if (slot < 0 || slot >= FOLD_SLOTS)
+        return zf_error(ZF_ERR_ARG, "%s engine: fold slot %d", e->iface->name, slot);
+    return e->iface->fold_read(e->ctx, slot, acc);
 }
 
 zf_status zf_engine_layer_stats(zf_engine *e, int layer, int n, zf_plane_stats *planes, int64_t *hist)

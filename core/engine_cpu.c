@@ -19,8 +19,23 @@ typedef struct cpu_ctx {
     zf_backprop *bp;       /* made at the first backward */
     zf_trainer *trainer;   /* made by train_begin */
     zf_bf16_weights *bf16; /* precision bf16: the rounded weights, in net->bf16 while open */
+    zf_fold_acc *folds;    /* the fold's slots (copies of a scan's accumulators) */
+    int n_folds;
+    zf_plane_stats *planes; /* fold_add's scratch */
+    size_t planes_cap;
     char desc[256];
 } cpu_ctx;
+
+static void fold_free(zf_fold_acc *a)
+{
+    void **p[ZF_FOLD_ARRAYS];
+    size_t b[ZF_FOLD_ARRAYS];
+    zf_fold_arrays(a, p, b);
+    for (int i = 0; i < ZF_FOLD_ARRAYS; i++) {
+        free(*p[i]);
+        *p[i] = NULL;
+    }
+}
 
 static zf_status cpu_probe(int device, char *desc, size_t len)
 {
@@ -76,6 +91,10 @@ static void cpu_close(void *ctx)
     if (c->bf16 && c->net->bf16 == c->bf16)
         c->net->bf16 = NULL;
     zf_bf16_weights_free(c->bf16);
+    for (int i = 0; i < c->n_folds; i++)
+        fold_free(&c->folds[i]);
+    free(c->folds);
+    free(c->planes);
     free(c);
 }
 
@@ -184,6 +203,105 @@ static zf_status cpu_layer_stats(void *ctx, int layer, int n, zf_plane_stats *pl
     return ZF_OK;
 }
 
+/* The scan's fold (zf/fold.h) on this engine: copies of the scan's accumulators in the engine's
+ * memory, each batch's planes summarised by core (zf_layer_stats) and folded by zf_fold_plane: the
+ * CUDA engine's fold (cuda/fold.cu) with the host for the device, so that a caller drives either
+ * engine alike and the CPU's answers are the ones the device's are held to. */
+static zf_status cpu_fold_open(void *ctx, int slot, const zf_fold_acc *acc)
+{
+    cpu_ctx *c = ctx;
+    if (slot >= c->n_folds) {
+        zf_fold_acc *f = realloc(c->folds, sizeof *f * (size_t)(slot + 1));
+        if (!f)
+            return zf_error(ZF_ERR_NOMEM, "out of memory for fold slot %d", slot);
+        memset(f + c->n_folds, 0, sizeof *f * (size_t)(slot + 1 - c->n_folds));
+        c->folds = f;
+        c->n_folds = slot + 1;
+    }
+    zf_fold_acc *d = &c->folds[slot], src = *acc;
+    fold_free(d);
+    void **sp[ZF_FOLD_ARRAYS], **dp[ZF_FOLD_ARRAYS];
+    size_t b[ZF_FOLD_ARRAYS];
+    zf_fold_arrays(&src, sp, b);
+    *d = *acc;
+    zf_fold_arrays(d, dp, b);
+    for (int i = 0; i < ZF_FOLD_ARRAYS; i++)
+        *dp[i] = NULL;
+    for (int i = 0; i < ZF_FOLD_ARRAYS; i++) {
+        if (!b[i])
+            continue;
+        if (!(*dp[i] = malloc(b[i]))) {
+            fold_free(d);
+            return zf_error(ZF_ERR_NOMEM, "out of memory for the accumulators of %d units", acc->units);
+        }
+        memcpy(*dp[i], *sp[i], b[i]);
+    }
+    return ZF_OK;
+}
+
+/* The slot; NULL, with the error, where it was never opened. */
+static zf_fold_acc *fold_slot(cpu_ctx *c, int slot)
+{
+    if (slot < c->n_folds && c->folds[slot].active)
+        return &c->folds[slot];
+    zf_error(ZF_ERR_ARG, "fold slot %d was not opened", slot);
+    return NULL;
+}
+
+static zf_status cpu_fold_add(void *ctx, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes)
+{
+    cpu_ctx *c = ctx;
+    zf_net *net = c->net;
+    zf_fold_acc *d = fold_slot(c, slot);
+    if (!d)
+        return ZF_ERR_ARG;
+    const zf_layer *l = &net->layers[layer];
+    if (l->out_c != d->units || n > net->batch)
+        return zf_error(ZF_ERR_ARG, "a fold of %d images of %s (%d units) into a slot of %d units, with buffers for %d",
+                        n, l->name, l->out_c, d->units, net->batch);
+    for (int i = 0; classes && i < n; i++)
+        if (classes[i] < -1 || classes[i] >= d->classes)
+            return zf_error(ZF_ERR_ARG, "a fold's image %d of class %d (of %d)", i, classes[i], d->classes);
+    const size_t np = (size_t)n * (size_t)d->units;
+    if (np > c->planes_cap) {
+        free(c->planes);
+        c->planes_cap = 0;
+        if (!(c->planes = malloc(sizeof *c->planes * np)))
+            return zf_error(ZF_ERR_NOMEM, "out of memory for %zu plane summaries", np);
+        c->planes_cap = np;
+    }
+    zf_layer_stats(zf_net_act(net, layer), n, d->units, l->out_h * l->out_w, c->planes, d->hist);
+    const zf_plane_stats *ps = c->planes;
+    const int units = d->units;
+#pragma omp parallel for schedule(static) if (np >= 4096)
+    for (int u = 0; u < units; u++)
+        for (int i = 0; i < n; i++)
+            zf_fold_plane(d, u, seqs[i], classes ? classes[i] : -1, &ps[(size_t)i * units + u]);
+    return ZF_OK;
+}
+
+static zf_status cpu_fold_read(void *ctx, int slot, zf_fold_acc *acc)
+{
+    cpu_ctx *c = ctx;
+    zf_fold_acc *d = fold_slot(c, slot);
+    if (!d)
+        return ZF_ERR_ARG;
+    if (acc->units != d->units || acc->k != d->k || acc->classes != d->classes)
+        return zf_error(ZF_ERR_ARG, "fold slot %d holds %d units, top %d, %d classes, not %d, %d, %d", slot, d->units,
+                        d->k, d->classes, acc->units, acc->k, acc->classes);
+    zf_fold_acc src = *d;
+    void **sp[ZF_FOLD_ARRAYS], **dp[ZF_FOLD_ARRAYS];
+    size_t b[ZF_FOLD_ARRAYS];
+    zf_fold_arrays(&src, sp, b);
+    zf_fold_arrays(acc, dp, b);
+    for (int i = 0; i < ZF_FOLD_ARRAYS; i++)
+        if (b[i])
+            memcpy(*dp[i], *sp[i], b[i]);
+    memset(d->top.dirty, 0xff, sizeof *d->top.dirty * (size_t)d->units);
+    memset(d->bot.dirty, 0xff, sizeof *d->bot.dirty * (size_t)d->units);
+    return ZF_OK;
+}
+
 const zf_engine_iface zf_engine_cpu = {
     .name = "cpu",
     .probe = cpu_probe,
@@ -204,4 +322,7 @@ const zf_engine_iface zf_engine_cpu = {
     .train_update = cpu_train_update,
     .train_state = cpu_train_state,
     .layer_stats = cpu_layer_stats,
+    .fold_open = cpu_fold_open,
+    .fold_add = cpu_fold_add,
+    .fold_read = cpu_fold_read,
 };

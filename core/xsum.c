@@ -17,19 +17,6 @@ void zf_xsum_add_float(zf_xsum *a, float v)
         zf_xsum_add_shifted(a, m, e ? e - 1 : 0);
 }
 
-void zf_xsum_merge(zf_xsum *a, const zf_xsum *b)
-{
-    uint64_t carry = 0;
-    for (int i = 0; i < ZF_XSUM_LIMBS; i++) {
-        uint64_t s = a->limb[i] + b->limb[i];
-        uint64_t c1 = s < b->limb[i];
-        uint64_t t = s + carry;
-        carry = c1 | (t < s);
-        a->limb[i] = t;
-    }
-    a->special |= b->special;
-}
-
 void zf_xsum_add_double(zf_xsum *a, double v)
 {
     if (isnan(v)) {

@@ -32,8 +32,26 @@ struct cuda_engine {
     cudaEvent_t pre_copied[2]; /* on the copy stream, after the copy into pre[i] */
     cudaEvent_t pre_taken[2];  /* on the compute stream, after a forward took pre[i]'s images */
     int pre_events;            /* events made */
+    /* fold: slots of a scan's accumulators in device memory, and each batch's image places and
+     * classes */
+    zf_fold_acc *folds;
+    int n_folds;
+    int64_t *fold_seqs;
+    int32_t *fold_classes;
+    int fold_cap;
     char desc[320];
 };
+
+void fold_free(zf_fold_acc *a)
+{
+    void **p[ZF_FOLD_ARRAYS];
+    size_t b[ZF_FOLD_ARRAYS];
+    zf_fold_arrays(a, p, b);
+    for (int i = 0; i < ZF_FOLD_ARRAYS; i++) {
+        zf_cuda_free(*p[i]);
+        *p[i] = NULL;
+    }
+}
 
 /* Frees the forward's device net unless it is the trainer's. */
 void free_forward_net(cuda_engine *e)
@@ -112,6 +130,11 @@ void cuda_close(void *p)
         cudaEventDestroy(e->pre_copied[i]);
         cudaEventDestroy(e->pre_taken[i]);
     }
+    for (int i = 0; i < e->n_folds; i++)
+        fold_free(&e->folds[i]);
+    free(e->folds);
+    zf_cuda_free(e->fold_seqs);
+    zf_cuda_free(e->fold_classes);
     zf_cuda_ctx_free(e->ctx);
     free(e);
 }
@@ -300,17 +323,9 @@ zf_status cuda_train_state(void *p, const float **momentum)
     return ZF_OK;
 }
 
-/* The scan's statistics of a layer, reduced on the device: a plane's summary (80 bytes) and the
- * batch's histogram counts cross to the host instead of the plane. */
-zf_status cuda_layer_stats(void *p, int layer, int n, zf_plane_stats *planes, int64_t *hist)
+/* The scan's statistics: device buffers for np plane summaries and nh histogram counts. */
+zf_status stats_buffers(cuda_engine *e, size_t np, size_t nh)
 {
-    cuda_engine *e = (cuda_engine *)p;
-    if (n > zf_cuda_net_batch(e->cn))
-        return zf_error(ZF_ERR_ARG, "statistics of %d images with device buffers for %d", n, zf_cuda_net_batch(e->cn));
-    ZF_TRY(zf_cuda_net_enter(e->cn));
-    const zf_layer *l = &e->net->layers[layer];
-    const int units = l->out_c, hw = l->out_h * l->out_w;
-    const size_t np = (size_t)n * (size_t)units, nh = (size_t)units * ZF_HIST_BINS;
     if (np > e->st_planes_cap) {
         zf_cuda_free(e->st_planes);
         e->st_planes = NULL;
@@ -324,10 +339,25 @@ zf_status cuda_layer_stats(void *p, int layer, int n, zf_plane_stats *planes, in
         e->st_hist = NULL;
         e->st_hist_cap = 0;
         if (!(e->st_hist_host = (uint32_t *)malloc(sizeof(uint32_t) * nh)))
-            return zf_error(ZF_ERR_NOMEM, "out of memory for %d units' histograms", units);
+            return zf_error(ZF_ERR_NOMEM, "out of memory for %zu histogram counts", nh);
         ZF_TRY(zf_cuda_malloc(e->ctx, (void **)&e->st_hist, sizeof(uint32_t) * nh, "the histograms"));
         e->st_hist_cap = nh;
     }
+    return ZF_OK;
+}
+
+/* The scan's statistics of a layer, reduced on the device: a plane's summary (80 bytes) and the
+ * batch's histogram counts cross to the host instead of the plane. */
+zf_status cuda_layer_stats(void *p, int layer, int n, zf_plane_stats *planes, int64_t *hist)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    if (n > zf_cuda_net_batch(e->cn))
+        return zf_error(ZF_ERR_ARG, "statistics of %d images with device buffers for %d", n, zf_cuda_net_batch(e->cn));
+    ZF_TRY(zf_cuda_net_enter(e->cn));
+    const zf_layer *l = &e->net->layers[layer];
+    const int units = l->out_c, hw = l->out_h * l->out_w;
+    const size_t np = (size_t)n * (size_t)units, nh = (size_t)units * ZF_HIST_BINS;
+    ZF_TRY(stats_buffers(e, np, nh));
     ZF_CU(cudaMemsetAsync(e->st_hist, 0, sizeof(uint32_t) * nh, e->ctx->stream));
     ZF_TRY(zf_cuda_layer_stats(e->ctx, zf_cuda_net_act(e->cn, layer), n, units, hw, e->st_planes, e->st_hist));
     ZF_TRY(zf_cuda_download(e->ctx, planes, e->st_planes, sizeof(zf_plane_stats) * np));
@@ -336,6 +366,112 @@ zf_status cuda_layer_stats(void *p, int layer, int n, zf_plane_stats *planes, in
         hist[i] += e->st_hist_host[i];
     return ZF_OK;
 }
+
+/* The scan's fold on the device (cuda/fold.cu): slots of accumulators shaped and filled like the
+ * host's, each batch's planes summarised and folded there; at a commit the slot comes back whole
+ * (for AlexNet's conv layers some 3 MB, and 56 bytes a unit and class with classes). */
+zf_status cuda_fold_open(void *p, int slot, const zf_fold_acc *acc)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    ZF_TRY(zf_cuda_net_enter(e->cn));
+    if (slot >= e->n_folds) {
+        zf_fold_acc *f = (zf_fold_acc *)realloc(e->folds, sizeof *f * (size_t)(slot + 1));
+        if (!f)
+            return zf_error(ZF_ERR_NOMEM, "out of memory for fold slot %d", slot);
+        memset(f + e->n_folds, 0, sizeof *f * (size_t)(slot + 1 - e->n_folds));
+        e->folds = f;
+        e->n_folds = slot + 1;
+    }
+    zf_fold_acc *d = &e->folds[slot], src = *acc;
+    fold_free(d);
+    void **sp[ZF_FOLD_ARRAYS], **dp[ZF_FOLD_ARRAYS];
+    size_t b[ZF_FOLD_ARRAYS];
+    zf_fold_arrays(&src, sp, b);
+    *d = *acc;
+    zf_fold_arrays(d, dp, b);
+    for (int i = 0; i < ZF_FOLD_ARRAYS; i++)
+        *dp[i] = NULL;
+    zf_status st = ZF_OK;
+    for (int i = 0; i < ZF_FOLD_ARRAYS && !st; i++)
+        if (b[i] && !(st = zf_cuda_malloc(e->ctx, dp[i], b[i], "a scan's accumulators")))
+            st = zf_cuda_upload(e->ctx, *dp[i], *sp[i], b[i]);
+    if (st) {
+        fold_free(d);
+        memset(d, 0, sizeof *d);
+    }
+    return st;
+}
+
+/* The slot; NULL, with the error, where it was never opened. */
+zf_fold_acc *fold_slot(cuda_engine *e, int slot)
+{
+    if (slot < e->n_folds && e->folds[slot].active)
+        return &e->folds[slot];
+    zf_error(ZF_ERR_ARG, "fold slot %d was not opened", slot);
+    return NULL;
+}
+
+zf_status cuda_fold_add(void *p, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    zf_fold_acc *d = fold_slot(e, slot);
+    if (!d)
+        return ZF_ERR_ARG;
+    const zf_layer *l = &e->net->layers[layer];
+    if (l->out_c != d->units || n > zf_cuda_net_batch(e->cn))
+        return zf_error(ZF_ERR_ARG, "a fold of %d images of %s (%d units) into a slot of %d units, with device buffers "
+                                    "for %d", n, l->name, l->out_c, d->units, zf_cuda_net_batch(e->cn));
+    for (int i = 0; classes && i < n; i++)
+        if (classes[i] < -1 || classes[i] >= d->classes)
+            return zf_error(ZF_ERR_ARG, "a fold's image %d of class %d (of %d)", i, classes[i], d->classes);
+    ZF_TRY(zf_cuda_net_enter(e->cn));
+    const size_t np = (size_t)n * (size_t)d->units, nh = (size_t)d->units * ZF_HIST_BINS;
+    ZF_TRY(stats_buffers(e, np, nh));
+    if (n > e->fold_cap) {
+        ZF_CU(cudaStreamSynchronize(e->ctx->stream)); /* the last fold may still read them */
+        zf_cuda_free(e->fold_seqs);
+        zf_cuda_free(e->fold_classes);
+        e->fold_seqs = NULL;
+        e->fold_classes = NULL;
+        e->fold_cap = 0;
+        ZF_TRY(zf_cuda_malloc(e->ctx, (void **)&e->fold_seqs, sizeof(int64_t) * (size_t)n, "the images' places"));
+        ZF_TRY(zf_cuda_malloc(e->ctx, (void **)&e->fold_classes, sizeof(int32_t) * (size_t)n, "the images' classes"));
+        e->fold_cap = n;
+    }
+    cudaStream_t st = e->ctx->stream;
+    /* from pageable memory: the copies are made before these calls return, in stream order */
+    ZF_CU(cudaMemcpyAsync(e->fold_seqs, seqs, sizeof(int64_t) * (size_t)n, cudaMemcpyHostToDevice, st));
+    if (classes)
+        ZF_CU(cudaMemcpyAsync(e->fold_classes, classes, sizeof(int32_t) * (size_t)n, cudaMemcpyHostToDevice, st));
+    ZF_CU(cudaMemsetAsync(e->st_hist, 0, sizeof(uint32_t) * nh, st));
+    ZF_TRY(zf_cuda_layer_stats(e->ctx, zf_cuda_net_act(e->cn, layer), n, d->units, l->out_h * l->out_w,
+                               e->st_planes, e->st_hist));
+    return zf_cuda_fold(e->ctx, d, e->st_planes, n, e->fold_seqs, classes ? e->fold_classes : NULL, e->st_hist);
+}
+
+zf_status cuda_fold_read(void *p, int slot, zf_fold_acc *acc)
+{
+    cuda_engine *e = (cuda_engine *)p;
+    zf_fold_acc *d = fold_slot(e, slot);
+    if (!d)
+        return ZF_ERR_ARG;
+    if (acc->units != d->units || acc->k != d->k || acc->classes != d->classes)
+        return zf_error(ZF_ERR_ARG, "fold slot %d holds %d units, top %d, %d classes, not %d, %d, %d", slot, d->units,
+                        d->k, d->classes, acc->units, acc->k, acc->classes);
+    ZF_TRY(zf_cuda_net_enter(e->cn));
+    zf_fold_acc src = *d;
+    void **sp[ZF_FOLD_ARRAYS], **dp[ZF_FOLD_ARRAYS];
+    size_t b[ZF_FOLD_ARRAYS];
+    zf_fold_arrays(&src, sp, b);
+    zf_fold_arrays(acc, dp, b);
+    for (int i = 0; i < ZF_FOLD_ARRAYS; i++)
+        if (b[i])
+            ZF_TRY(zf_cuda_download(e->ctx, *dp[i], *sp[i], b[i]));
+    ZF_CU(cudaMemsetAsync(d->top.dirty, 0xff, sizeof(uint16_t) * (size_t)d->units, e->ctx->stream));
+    ZF_CU(cudaMemsetAsync(d->bot.dirty, 0xff, sizeof(uint16_t) * (size_t)d->units, e->ctx->stream));
+    return ZF_OK;
+}
+
 
 /* A later batch on its way: copied on the copy stream from the caller's (page-locked) memory into
  * pre[i] while the compute stream runs the current one, so that its forward starts with a copy on
@@ -436,5 +572,6 @@ const zf_engine_iface zf_engine_cuda = {
     cuda_layer_stats,
     cuda_weights_changed,
     cuda_host_alloc, cuda_host_free, cuda_prefetch,
+    cuda_fold_open, cuda_fold_add, cuda_fold_read,
 };
 }

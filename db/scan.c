@@ -28,6 +28,7 @@
 #include "internal.h"
 #include "zf/alloc.h"
 #include "zf/input.h"
+#include "zf/fold.h"
 #include "zf/stats.h"
 #include "zf/xsum.h"
 
@@ -59,20 +60,17 @@ int zf_db_scan_default_layers(const zf_net *net, int *idx)
 
 /* ---------------------------------------------------------------- accumulators */
 
-#define CLEAN UINT16_MAX
+#define CLEAN ZF_FOLD_CLEAN
 
-typedef struct topk_ent {
-    float score; /* the value before the ReLU at the image's strongest position */
-    int32_t pos; /* y * w + x */
-    int64_t seq; /* the image's place in the list (ties go to the smaller); its row: seq_image */
-} topk_ent;
+typedef zf_rank_ent topk_ent; /* its row: seq_image[seq] */
 
-/* The k best images of every unit by one score. */
+/* The k best images of every unit by one score: zf_rank_list's arrays (zf/fold.h), and the lists
+ * as stored. */
 typedef struct rank_list {
-    topk_ent *ent;   /* units x k, best first: score descending, then seq ascending */
-    int *n;
-    float *kth;      /* the score a newcomer must beat: the k-th's, or -inf while not full */
-    uint16_t *dirty; /* lowest rank (0-based) changed since the last commit; CLEAN if none */
+    zf_rank_ent *ent;
+    int32_t *n;
+    float *kth;
+    uint16_t *dirty;
     char **json;     /* each unit's list as stored (unit_stats.top / bottom), remade when dirty */
 } rank_list;
 
@@ -91,33 +89,8 @@ typedef struct scan_layer {
     zf_xsum *csum;     /* units x classes: sum, over each class's images only */
     rank_list top;     /* each image's largest value */
     rank_list bot;     /* each image's smallest value, negated: the most negative rank first */
+    zf_fold_acc acc;   /* the same arrays, as zf_fold_plane and an engine's fold take them */
 } scan_layer;
-
-static void offer(rank_list *L, int c, int k, float score, int pos, int64_t seq)
-{
-    topk_ent *t = L->ent + (size_t)c * k;
-    int n = L->n[c];
-    /* seq is larger than every kept entry's, so an equal score ranks after them */
-    if (n == k && !(score > t[k - 1].score))
-        return;
-    int j = n < k ? n : k - 1;
-    while (j > 0 && score > t[j - 1].score) {
-        t[j] = t[j - 1];
-        j--;
-    }
-    t[j] = (topk_ent){score, pos, seq};
-    if (n < k)
-        L->n[c] = ++n;
-    if (j < L->dirty[c])
-        L->dirty[c] = (uint16_t)j;
-    L->kth[c] = n == k ? t[k - 1].score : -INFINITY;
-}
-
-/* A cheap first look before offer(): most values cannot enter once the list is full. */
-static inline int may_enter(const rank_list *L, int c, int k, float v)
-{
-    return !(v <= L->kth[c]) || L->n[c] < k;
-}
 
 /* Adds four copies of a unit's histogram counts into its histogram, and zeroes them. */
 static void fold_hist(int64_t *h, uint32_t sub[4][ZF_DB_HIST_BINS])
@@ -127,30 +100,11 @@ static void fold_hist(int64_t *h, uint32_t sub[4][ZF_DB_HIST_BINS])
     memset(sub, 0, sizeof(uint32_t) * 4 * ZF_DB_HIST_BINS);
 }
 
-/* Adds one image's plane of unit c (its summary) into the unit's statistics and top-k lists. */
-static void fold_plane(scan_layer *L, int c, int64_t seq, int cl, int classes, int k, const zf_plane_stats *ps)
-{
-    zf_xsum_merge(&L->sum[c], &ps->sum);
-    if (cl >= 0)
-        zf_xsum_merge(&L->csum[(size_t)c * classes + cl], &ps->sum);
-    L->positive[c] += ps->positive;
-    L->active[c] += ps->positive > 0;
-    if (L->max_seq[c] < 0 || ps->max > L->max[c]) {
-        L->max[c] = ps->max;
-        L->max_seq[c] = seq;
-        L->max_pos[c] = ps->argmax;
-    }
-    if (may_enter(&L->top, c, k, ps->max))
-        offer(&L->top, c, k, ps->max, ps->argmax, seq);
-    if (may_enter(&L->bot, c, k, -ps->min))
-        offer(&L->bot, c, k, -ps->min, ps->argmin, seq);
-}
-
 /* Adds n images' plane summaries (planes[i * units + c]) and their histogram counts (units x
  * ZF_HIST_BINS), as another engine's layer_stats made them: what accumulate() does from the planes
  * themselves, in the same order. */
 static void accumulate_planes(scan_layer *L, const zf_plane_stats *planes, const int64_t *hist, int n,
-                              const int64_t *seqs, int k, const int32_t *class_of, int classes)
+                              const int64_t *seqs, const int32_t *class_of)
 {
     const int units = L->units;
 #pragma omp parallel for schedule(static) if ((size_t)units * (size_t)n >= 4096)
@@ -158,7 +112,7 @@ static void accumulate_planes(scan_layer *L, const zf_plane_stats *planes, const
         for (int b = 0; b < ZF_HIST_BINS; b++)
             L->hist[(size_t)c * ZF_DB_HIST_BINS + b] += hist[(size_t)c * ZF_HIST_BINS + b];
         for (int i = 0; i < n; i++)
-            fold_plane(L, c, seqs[i], class_of ? class_of[seqs[i]] : -1, classes, k, &planes[(size_t)i * units + c]);
+            zf_fold_plane(&L->acc, c, seqs[i], class_of ? class_of[seqs[i]] : -1, &planes[(size_t)i * units + c]);
     }
 }
 
@@ -195,10 +149,10 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
                     L->max_seq[c] = seqs[i];
                     L->max_pos[c] = 0;
                 }
-                if (may_enter(&L->top, c, k, v))
-                    offer(&L->top, c, k, v, 0, seqs[i]);
-                if (may_enter(&L->bot, c, k, -v))
-                    offer(&L->bot, c, k, -v, 0, seqs[i]);
+                if (zf_fold_may_enter(&L->acc.top, c, k, v))
+                    zf_fold_offer(&L->acc.top, c, k, v, 0, seqs[i]);
+                if (zf_fold_may_enter(&L->acc.bot, c, k, -v))
+                    zf_fold_offer(&L->acc.bot, c, k, -v, 0, seqs[i]);
             }
         }
         return;
@@ -219,7 +173,7 @@ static void accumulate(scan_layer *L, const float *act, int n, const int64_t *se
                 const float *p = act + ((size_t)i * units + c) * (size_t)hw;
                 zf_plane_stats ps;
                 zf_plane_stats_compute(p, hw, &bins, &ps);
-                fold_plane(L, c, seqs[i], class_of ? class_of[seqs[i]] : -1, classes, k, &ps);
+                zf_fold_plane(&L->acc, c, seqs[i], class_of ? class_of[seqs[i]] : -1, &ps);
                 int q = 0;
                 for (; q + 4 <= hw; q += 4) {
                     sub[0][zf_hist_bin(p[q])]++;
@@ -296,6 +250,13 @@ static int layer_alloc(scan_layer *L, int k, int classes)
         return -1;
     for (size_t c = 0; c < u; c++)
         L->max_seq[c] = -1;
+    L->acc = (zf_fold_acc){
+        .units = L->units, .k = k, .classes = classes,
+        .active = L->active, .positive = L->positive, .sum = L->sum, .max = L->max,
+        .max_seq = L->max_seq, .max_pos = L->max_pos, .hist = L->hist, .csum = L->csum,
+        .top = {L->top.ent, L->top.n, L->top.kth, L->top.dirty},
+        .bot = {L->bot.ent, L->bot.n, L->bot.kth, L->bot.dirty},
+    };
     return 0;
 }
 
@@ -576,6 +537,10 @@ typedef struct scan {
     zf_plane_stats *planes;
     int64_t *plane_hist;
     size_t planes_cap, hist_cap;
+    /* another engine keeps the accumulators of the layers of more than one position
+     * (zf_scan_opts.fold_*): each batch's images' classes for it */
+    int dev_fold;
+    int32_t *batch_cls;
 } scan;
 
 static void scan_free(scan *S)
@@ -588,6 +553,7 @@ static void scan_free(scan *S)
             free(S->chunk_meta[i].error);
     free(S->chunk_meta);
     free(S->seq_image);
+    free(S->batch_cls);
     zf_db_classes_free(&S->cls);
     free(S->cacc.n);
     free(S->cacc.layer);
@@ -800,6 +766,20 @@ static int chunk_grow(scan *S, int n)
 
 /* Commits the chunk in progress: its images, every accumulator as it now stands and the run's
  * new position, in one transaction. */
+/* The accumulators that another engine keeps (zf_scan_opts.fold_*), brought back before a commit. */
+static zf_status fold_back(scan *S, const zf_scan_opts *o)
+{
+    for (int i = 0; S->dev_fold && i < S->n_layers; i++) {
+        scan_layer *L = &S->layers[i];
+        if (L->hw > 1) {
+            zf_status s = o->fold_read(o->forward_ctx, i, &L->acc);
+            if (s)
+                return zf_error_prefix(s, "scan: accumulators of %s from the engine: ", L->l->name);
+        }
+    }
+    return ZF_OK;
+}
+
 static zf_status commit_chunk(scan *S)
 {
     zf_db *db = S->db;
@@ -1146,6 +1126,13 @@ static zf_status forward_and_accumulate(scan *S, const zf_scan_opts *o, const fl
         res->secs_forward += t1 - t;
         for (int i = 0; i < S->n_layers && !o->dry_run; i++) {
             scan_layer *L = &S->layers[i];
+            if (S->dev_fold && L->hw > 1) {
+                for (int j = 0; j < n && S->n_classes; j++)
+                    S->batch_cls[j] = S->cls.of[seqs[j]];
+                if ((s = o->fold_add(o->forward_ctx, i, L->src, n, seqs, S->n_classes ? S->batch_cls : NULL)))
+                    return s;
+                continue;
+            }
             if (!o->layer_stats || L->hw == 1) {
                 accumulate(L, net->acts[L->src], n, seqs, S->k, S->n_classes ? S->cls.of : NULL, S->n_classes);
                 continue;
@@ -1166,8 +1153,7 @@ static zf_status forward_and_accumulate(scan *S, const zf_scan_opts *o, const fl
             memset(S->plane_hist, 0, sizeof *S->plane_hist * nh);
             if ((s = o->layer_stats(o->forward_ctx, L->src, n, S->planes, S->plane_hist)))
                 return s;
-            accumulate_planes(L, S->planes, S->plane_hist, n, seqs, S->k, S->n_classes ? S->cls.of : NULL,
-                              S->n_classes);
+            accumulate_planes(L, S->planes, S->plane_hist, n, seqs, S->n_classes ? S->cls.of : NULL);
         }
         res->secs_stats += zf_db_now() - t1;
         return ZF_OK;
@@ -1325,6 +1311,17 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         goto out;
     if (S.committed >= S.seq_end)
         goto done;
+    /* another engine takes the accumulators as they stand (a resumed run's included) */
+    S.dev_fold = o->forward && o->fold_open && o->fold_add && o->fold_read && !o->dry_run;
+    if (S.dev_fold && !(S.batch_cls = zf_calloc((size_t)S.batch, sizeof *S.batch_cls))) {
+        s = zf_error(ZF_ERR_NOMEM, "scan: out of memory");
+        goto out;
+    }
+    for (int i = 0; S.dev_fold && i < nl; i++)
+        if (S.layers[i].hw > 1 && (s = o->fold_open(o->forward_ctx, i, &S.layers[i].acc))) {
+            zf_error_prefix(s, "scan: accumulators of %s to the engine: ", S.layers[i].l->name);
+            goto out;
+        }
     /* The whole top-k and statistics of a big net stay in the page cache between commits. */
     if (!o->dry_run &&
         ((s = zf_db_exec(db, "PRAGMA cache_size = -262144")) || (s = prepare_all(&S))))
@@ -1347,6 +1344,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
 
     P.paths = paths;
     P.start = S.committed;
+    P.next = S.committed;
     P.n = S.seq_end;
     P.batch = S.batch;
     P.net = net;
@@ -1487,7 +1485,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         } else if ((S.chunk_n >= S.chunk &&
                     (since * 0.03 >= S.last_commit_cost || since >= 60)) ||
                    seq >= S.seq_end || stop) {
-            if ((s = commit_chunk(&S)))
+            if ((s = fold_back(&S, o)) || (s = commit_chunk(&S)))
                 goto out;
             S.last_commit = zf_db_now();
             S.last_commit_cost = S.last_commit - t3;

@@ -1243,6 +1243,129 @@ static void expect_device_input(zf_engine *e, const float *x, int n, const float
     zf_free(got);
 }
 
+/* Host arrays for a layer's accumulators (zf/fold.h) as a scan starts them. */
+static zf_fold_acc fold_acc_new(int units, int k, int classes)
+{
+    zf_fold_acc a = {.units = units, .k = k, .classes = classes};
+    void **p[ZF_FOLD_ARRAYS];
+    size_t b[ZF_FOLD_ARRAYS];
+    zf_fold_arrays(&a, p, b);
+    for (int i = 0; i < ZF_FOLD_ARRAYS; i++) {
+        *p[i] = b[i] ? calloc(1, b[i]) : NULL;
+        cr_assert(*p[i] || !b[i]);
+    }
+    for (int c = 0; c < units; c++) {
+        a.max_seq[c] = -1;
+        a.top.kth[c] = a.bot.kth[c] = -INFINITY;
+        a.top.dirty[c] = a.bot.dirty[c] = ZF_FOLD_CLEAN;
+    }
+    return a;
+}
+
+static void fold_acc_free(zf_fold_acc *a)
+{
+    void **p[ZF_FOLD_ARRAYS];
+    size_t b[ZF_FOLD_ARRAYS];
+    zf_fold_arrays(a, p, b);
+    for (int i = 0; i < ZF_FOLD_ARRAYS; i++)
+        free(*p[i]);
+}
+
+/* Every array of two accumulators the same, byte for byte. */
+static void expect_same_acc(zf_fold_acc *x, zf_fold_acc *y, const char *what)
+{
+    static const char *const names[ZF_FOLD_ARRAYS] = {
+        "active", "positive", "sum", "max", "max_seq", "max_pos", "hist", "csum",
+        "top.ent", "top.n", "top.kth", "top.dirty", "bot.ent", "bot.n", "bot.kth", "bot.dirty"};
+    void **p[ZF_FOLD_ARRAYS], **q[ZF_FOLD_ARRAYS];
+    size_t b[ZF_FOLD_ARRAYS], b2[ZF_FOLD_ARRAYS];
+    zf_fold_arrays(x, p, b);
+    zf_fold_arrays(y, q, b2);
+    for (int i = 0; i < ZF_FOLD_ARRAYS; i++) {
+        cr_assert_eq(b[i], b2[i]);
+        cr_expect(!b[i] || !memcmp(*p[i], *q[i], b[i]), "%s: %s differs", what, names[i]);
+    }
+}
+
+/* The scan's fold on the device (cuda/fold.cu) against zf_fold_plane on the host, over the same
+ * plane summaries (the engine's layer_stats), to the bit: two layers (relu1's output, whose many
+ * all-zero planes tie at the top and at the bottom, with two classes; conv2's before its ReLU,
+ * without classes), top 13 and 3 of 4 images a batch, a state folded on the host first and handed over,
+ * then two batches on the device, each read back (and the device's lists marked unchanged, as a
+ * commit does). */
+Test(cuda_engine, the_fold_on_the_device_equals_the_hosts_to_the_bit)
+{
+    zf_cuda_ctx_free(gpu()); /* skips without a GPU */
+    zf_net *net = mini_net(8);
+    const int n = 4, relu1 = zf_net_find(net, "relu1"), conv2 = zf_net_find(net, "conv2");
+    cr_assert(relu1 >= 0 && conv2 > relu1);
+    /* relu1's lists hold every image (their ties at zero then keep entering), conv2's the best 3 */
+    const int layers[2] = {relu1, conv2}, classes[2] = {2, 0}, tops[2] = {13, 3};
+    zf_engine *e = NULL;
+    const zf_engine_opts o = {.device = 0, .batch = n};
+    OK(zf_engine_open(zf_engine_find("cuda"), net, &o, &e));
+    const size_t in_size = (size_t)zf_net_in_size(net);
+    float *x = falloc(n * in_size);
+    zf_fold_acc host[2], dev[2];
+    for (int j = 0; j < 2; j++) {
+        const int units = net->layers[layers[j]].out_c;
+        host[j] = fold_acc_new(units, tops[j], classes[j]);
+        dev[j] = fold_acc_new(units, tops[j], classes[j]);
+    }
+    int ties = 0;
+    for (int r = 0; r < 3; r++) {
+        tu_fill_uniform(x, n * in_size, 40 + r, -1.5f, 1.5f);
+        OK(zf_engine_forward(e, x, n, conv2));
+        int64_t seqs[4];
+        int32_t cls[4];
+        for (int i = 0; i < n; i++) {
+            seqs[i] = (int64_t)r * n + i;
+            cls[i] = (i + r) % 3 - 1;
+        }
+        for (int j = 0; j < 2; j++) {
+            zf_fold_acc *A = &host[j];
+            const int units = A->units;
+            zf_plane_stats *planes = calloc((size_t)n * units, sizeof *planes);
+            int64_t *hist = calloc((size_t)units * ZF_HIST_BINS, sizeof *hist);
+            OK(zf_engine_layer_stats(e, layers[j], n, planes, hist));
+            for (size_t i = 0; i < (size_t)units * ZF_HIST_BINS; i++)
+                A->hist[i] += hist[i];
+            for (int c = 0; c < units; c++)
+                for (int i = 0; i < n; i++) {
+                    ties += j == 0 && planes[(size_t)i * units + c].min == 0; /* relu1: bottom-k ties */
+                    zf_fold_plane(A, c, seqs[i], A->classes ? cls[i] : -1, &planes[(size_t)i * units + c]);
+                }
+            free(planes);
+            free(hist);
+            if (r == 0) { /* the state so far, committed and handed to the device as a resumed scan's */
+                for (int c = 0; c < units; c++)
+                    A->top.dirty[c] = A->bot.dirty[c] = ZF_FOLD_CLEAN;
+                OK(zf_engine_fold_open(e, j, A));
+            } else {
+                OK(zf_engine_fold_add(e, j, layers[j], n, seqs, A->classes ? cls : NULL));
+                OK(zf_engine_fold_read(e, j, &dev[j]));
+                char what[64];
+                snprintf(what, sizeof what, "%s after batch %d", net->layers[layers[j]].name, r);
+                expect_same_acc(&dev[j], A, what);
+            }
+            for (int c = 0; c < units; c++) /* committed */
+                A->top.dirty[c] = A->bot.dirty[c] = ZF_FOLD_CLEAN;
+        }
+    }
+    cr_expect_gt(ties, 8, "relu1's planes tie at zero at the bottom (%d)", ties);
+    /* a slot never opened, a fold of another layer's shape, a class out of range: refused */
+    cr_expect_eq(zf_engine_fold_add(e, 5, relu1, n, (int64_t[4]){0, 1, 2, 3}, NULL), ZF_ERR_ARG);
+    cr_expect_eq(zf_engine_fold_add(e, 0, conv2, n, (int64_t[4]){0, 1, 2, 3}, NULL), ZF_ERR_ARG);
+    cr_expect_eq(zf_engine_fold_add(e, 0, relu1, n, (int64_t[4]){0, 1, 2, 3}, (int32_t[4]){0, 2, 0, 0}), ZF_ERR_ARG);
+    for (int j = 0; j < 2; j++) {
+        fold_acc_free(&host[j]);
+        fold_acc_free(&dev[j]);
+    }
+    zf_free(x);
+    zf_engine_close(e);
+    zf_net_free(net);
+}
+
 /* The scan's prefetch (batch b + 1 copied to the device before the forward of batch b) and the
  * engine's page-locked host memory. To see which copy a forward runs, the test changes the host
  * images after their prefetch (which the engine's contract forbids a caller): a forward that takes
@@ -1642,8 +1765,22 @@ static zf_status scan_hook_prefetch(void *ctx, const float *input, int n)
     return zf_engine_prefetch(((scan_hook *)ctx)->e, input, n);
 }
 
-/* device_stats: the conv layers' statistics reduced by the engine, only the fc layers read back,
- * the images decoded by three threads into the engine's host memory and prefetched. */
+static zf_status scan_hook_fold_open(void *ctx, int slot, const zf_fold_acc *acc)
+{
+    return zf_engine_fold_open(((scan_hook *)ctx)->e, slot, acc);
+}
+static zf_status scan_hook_fold_add(void *ctx, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes)
+{
+    return zf_engine_fold_add(((scan_hook *)ctx)->e, slot, layer, n, seqs, classes);
+}
+static zf_status scan_hook_fold_read(void *ctx, int slot, zf_fold_acc *acc)
+{
+    return zf_engine_fold_read(((scan_hook *)ctx)->e, slot, acc);
+}
+
+/* device_stats 1: the conv layers' statistics reduced by the engine, only the fc layers read back,
+ * the images decoded by three threads into the engine's host memory and prefetched; 2: the same
+ * with the conv layers' accumulators kept by the engine (its fold) between commits. */
 static void scan_into(const char *dbpath, const char *images, const zf_engine_iface *engine, int device_stats)
 {
     zf_net *net = mini_net(5);
@@ -1674,6 +1811,11 @@ static void scan_into(const char *dbpath, const char *images, const zf_engine_if
             so.host_free = scan_hook_free;
             so.prefetch = scan_hook_prefetch;
             so.decode_threads = 3;
+        }
+        if (device_stats == 2) {
+            so.fold_open = scan_hook_fold_open;
+            so.fold_add = scan_hook_fold_add;
+            so.fold_read = scan_hook_fold_read;
         }
     }
     zf_scan_result res;
@@ -1733,7 +1875,7 @@ static void compare_scans(const char *cpu_db, const char *gpu_db);
 /* The scan with its forward on the CUDA engine, the statistics reduced on the host from the layers
  * read back (every layer) or on the device (conv layers: zf_engine_layer_stats), equals the CPU
  * scan: counts, sums and maxima to 1e-5, the strongest positions, bottom-k, histograms and the
- * top-k images. */
+ * top-k images; and a fourth with the conv layers' accumulators kept on the device. */
 Test(cuda_scan, the_scan_with_the_cuda_engine_forward_equals_the_cpu_scan)
 {
     zf_cuda_ctx_free(gpu()); /* skips without a GPU */
@@ -1753,15 +1895,18 @@ Test(cuda_scan, the_scan_with_the_cuda_engine_forward_equals_the_cpu_scan)
         cr_assert_eq(tu_write_png(path, w, h, rgb), 0);
         free(rgb);
     }
-    char cpu_db[2100], gpu_db[2100], dev_db[2100];
+    char cpu_db[2100], gpu_db[2100], dev_db[2100], fold_db[2100];
     snprintf(cpu_db, sizeof cpu_db, "%s/cpu.db", dir);
     snprintf(gpu_db, sizeof gpu_db, "%s/gpu.db", dir);
     snprintf(dev_db, sizeof dev_db, "%s/gpu-stats.db", dir);
+    snprintf(fold_db, sizeof fold_db, "%s/gpu-fold.db", dir);
     scan_into(cpu_db, imgs, NULL, 0);
     scan_into(gpu_db, imgs, zf_engine_find("cuda"), 0);
     scan_into(dev_db, imgs, zf_engine_find("cuda"), 1);
+    scan_into(fold_db, imgs, zf_engine_find("cuda"), 2);
     compare_scans(cpu_db, gpu_db);
     compare_scans(cpu_db, dev_db);
+    compare_scans(cpu_db, fold_db);
 }
 
 static void compare_scans(const char *cpu_db, const char *gpu_db)

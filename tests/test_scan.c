@@ -21,6 +21,7 @@
 #include "testutil.h"
 #include "zf/alloc.h"
 #include "zf/db.h"
+#include "zf/engine.h"
 #include "zf/io.h"
 #include "zf/net.h"
 
@@ -587,6 +588,11 @@ static char *dump(const char *dbpath)
         "ORDER BY 1, 2, 3",
         "SELECT run_id, layer, unit, rank, image_id, seq, printf('%!.17g', score), y, x, box_x0, "
         "box_y0, box_x1, box_y1 FROM topk ORDER BY 1, 2, 3, 4",
+        /* the exact sums, the histograms, the bottom-k and the class statistics */
+        "SELECT run_id, layer, unit, hex(sum_exact), hist, bottom FROM unit_stats ORDER BY 1, 2, 3",
+        "SELECT run_id, class, name, images FROM run_classes ORDER BY 1, 2",
+        "SELECT run_id, layer, unit, class, printf('%!.17g', sum), hex(sum_exact) FROM unit_class_stats "
+        "ORDER BY 1, 2, 3, 4",
     };
     sqlite3 *h;
     cr_assert_eq(sqlite3_open_v2(dbpath, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
@@ -898,6 +904,94 @@ Test(scan, a_pool_of_decoding_threads_and_prefetches_give_the_same_rows)
     /* forwards of 15 ms leave the threads time to decode the next batch before this one's */
     cr_expect(hits > 0, "no batch was prefetched");
     zf_db_scan_list_free(t.paths, t.n);
+    zf_net_free(net);
+}
+
+/* zf_scan_opts.fold_* on the CPU engine (zf_engine_fold_*), counted. */
+typedef struct fold_hooks {
+    zf_engine *e;
+    int opens, adds, reads;
+} fold_hooks;
+
+static zf_status fold_forward(void *ctx, zf_net *net, const float *input, int n)
+{
+    (void)ctx;
+    return zf_net_forward(net, input, n);
+}
+
+static zf_status fold_open_hook(void *ctx, int slot, const zf_fold_acc *acc)
+{
+    fold_hooks *h = ctx;
+    h->opens++;
+    return zf_engine_fold_open(h->e, slot, acc);
+}
+
+static zf_status fold_add_hook(void *ctx, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes)
+{
+    fold_hooks *h = ctx;
+    h->adds++;
+    return zf_engine_fold_add(h->e, slot, layer, n, seqs, classes);
+}
+
+static zf_status fold_read_hook(void *ctx, int slot, zf_fold_acc *acc)
+{
+    fold_hooks *h = ctx;
+    h->reads++;
+    return zf_engine_fold_read(h->e, slot, acc);
+}
+
+/* The conv layers' accumulators kept by an engine between commits (the CUDA engine keeps them on
+ * the device; this is the CPU engine's twin of its fold) give the rows of the scan's own, bit for
+ * bit: three class folders (class sums), broken files, a run stopped after two batches and
+ * resumed (the engine then starts from the accumulators loaded from the database). */
+Test(scan, accumulators_kept_by_the_engine_give_the_same_rows)
+{
+    char dir[2048], imgs[4096], sub[8192], a[4096], b[4096];
+    tu_tmpdir_sub(dir, imgs, "scan_fold", "images");
+    for (int c = 0; c < 3; c++) {
+        cr_assert_lt(snprintf(sub, sizeof sub, "%s/%c", imgs, 'a' + c), (int)sizeof sub);
+        mkdir(sub, 0755);
+        make_images(sub, 5, 90 + (uint64_t)c, c == 1);
+    }
+    snprintf(a, sizeof a, "%s", path_in(dir, "a.db"));
+    snprintf(b, sizeof b, "%s", path_in(dir, "b.db"));
+    char **paths;
+    int64_t n;
+    cr_assert_eq(zf_db_scan_list(imgs, &paths, &n), ZF_OK, "%s", zf_last_error());
+    zf_net *net = toy_net(12, 1);
+    zf_scan_opts o = {.top_k = 3, .batch = 3, .chunk = 3, .images_arg = imgs, .weights = "test"};
+    scan_into(a, net, paths, n, &o);
+
+    fold_hooks h = {0};
+    zf_engine_opts eo = {.device = 0, .batch = 3};
+    cr_assert_eq(zf_engine_open(zf_engine_find("cpu"), net, &eo, &h.e), ZF_OK, "%s", zf_last_error());
+    int calls = 0;
+    o.forward = fold_forward;
+    o.fold_open = fold_open_hook;
+    o.fold_add = fold_add_hook;
+    o.fold_read = fold_read_hook;
+    o.forward_ctx = &h;
+    o.progress = interrupt_after_two;
+    o.progress_ctx = &calls;
+    zf_db *db = open_db(b);
+    zf_scan_result res;
+    zf_status st = zf_db_scan(db, net, (const char *const *)paths, n, &o, &res);
+    zf_abort_clear();
+    cr_assert_eq(st, ZF_ERR_INTERRUPTED, "%s", zf_last_error());
+    cr_assert_eq(res.next_seq, 6, "two batches committed");
+    cr_expect_eq(h.opens, 2, "conv1 and conv2 handed to the engine (fc3 stays with the scan)");
+    cr_expect_eq(h.adds, 4, "two batches of two layers");
+    cr_expect(h.reads >= 2 && h.reads % 2 == 0, "%d reads", h.reads);
+    o.progress = NULL;
+    h.opens = h.adds = 0;
+    cr_assert_eq(zf_db_scan(db, net, (const char *const *)paths, n, &o, &res), ZF_OK, "%s", zf_last_error());
+    cr_assert(res.resumed && res.start_seq == 6 && res.next_seq == n);
+    cr_expect_eq(h.opens, 2, "the resumed run's accumulators handed over");
+    zf_db_close(db);
+    cr_expect_eq(res.n_classes, 3);
+    expect_same_rows(a, b, 0, "the engine's accumulators and the scan's own differ");
+    zf_engine_close(h.e);
+    zf_db_scan_list_free(paths, n);
     zf_net_free(net);
 }
 

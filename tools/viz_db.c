@@ -694,11 +694,31 @@ zf_status zft_scan_forward_attach(zft_scan_forward *f, zf_net *net, int batch, z
         return st;
     so->forward = zft_scan_forward_run;
     so->layer_stats = f->device_stats ? zft_scan_forward_stats : NULL;
+    if (f->device_stats && zf_engine_supports(f->dev->eng, ZF_ENGINE_OP_FOLD)) {
+        so->fold_open = zft_scan_forward_fold_open;
+        so->fold_add = zft_scan_forward_fold_add;
+        so->fold_read = zft_scan_forward_fold_read;
+    }
     so->host_alloc = zft_scan_forward_host_alloc;
     so->host_free = zft_scan_forward_host_free;
     so->prefetch = zft_scan_forward_prefetch;
     so->forward_ctx = f;
     return ZF_OK;
+}
+
+zf_status zft_scan_forward_fold_open(void *ctx, int slot, const zf_fold_acc *acc)
+{
+    return zf_engine_fold_open(((zft_scan_forward *)ctx)->dev->eng, slot, acc);
+}
+
+zf_status zft_scan_forward_fold_add(void *ctx, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes)
+{
+    return zf_engine_fold_add(((zft_scan_forward *)ctx)->dev->eng, slot, layer, n, seqs, classes);
+}
+
+zf_status zft_scan_forward_fold_read(void *ctx, int slot, zf_fold_acc *acc)
+{
+    return zf_engine_fold_read(((zft_scan_forward *)ctx)->dev->eng, slot, acc);
 }
 
 void *zft_scan_forward_host_alloc(void *ctx, size_t bytes)

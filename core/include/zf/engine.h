@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include "zf/dataset.h"
+#include "zf/fold.h"
 #include "zf/net.h"
 #include "zf/occlusion.h"
 #include "zf/stats.h"
@@ -27,10 +28,11 @@ typedef enum {
     ZF_ENGINE_OP_BACKWARD,    /* the gradient of a layer's output with respect to a lower one */
     ZF_ENGINE_OP_TRAIN,       /* training steps: parameters' gradients and the SGD update */
     ZF_ENGINE_OP_STATS,       /* a layer's per-plane statistics for the scan (zf/stats.h) */
+    ZF_ENGINE_OP_FOLD,        /* the scan's per-unit accumulators kept by the engine (zf/fold.h) */
     ZF_ENGINE_OP_COUNT
 } zf_engine_op;
 
-/* "forward", "read", "deconv", "occlusion", "backward", "train", "stats". */
+/* "forward", "read", "deconv", "occlusion", "backward", "train", "stats", "fold". */
 const char *zf_engine_op_name(zf_engine_op op);
 /* A set of ops, for zf_engine_select. */
 #define ZF_ENGINE_NEEDS(op) (1u << (op))
@@ -114,6 +116,17 @@ typedef struct zf_engine_iface {
      * `input` must not change until its forward has returned. input NULL: forget every prefetch
      * not taken, and finish reading from the caller's memory (it is about to be freed). */
     zf_status (*prefetch)(void *ctx, const float *input, int n);
+    /* The scan's accumulators of a layer kept where the engine runs (ZF_ENGINE_OP_FOLD), so that
+     * only they cross to the host, at each commit. fold_open makes slot `slot`'s copy of acc's
+     * arrays (their shapes and values as they stand: a resumed scan's too; again: replaced).
+     * fold_add summarises layer `layer`'s output for the last forward's n images (as layer_stats)
+     * and folds them in image order (seqs[i]; classes[i], or -1, NULL without classes) into the
+     * slot with zf_fold_plane, and their values' bins into its histogram. fold_read copies the
+     * slot into acc's arrays and marks the engine's copy unchanged (ZF_FOLD_CLEAN): the host
+     * commits what changed. Slots live until the context closes. */
+    zf_status (*fold_open)(void *ctx, int slot, const zf_fold_acc *acc);
+    zf_status (*fold_add)(void *ctx, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes);
+    zf_status (*fold_read)(void *ctx, int slot, zf_fold_acc *acc);
 } zf_engine_iface;
 
 /* The engines this program was built with, the CPU engine first, NULL-terminated. */
@@ -169,6 +182,10 @@ void zf_engine_host_free(zf_engine *e, void *p);
 /* prefetch through the table (input NULL: forget those not taken); nothing where the engine has
  * none (its forward copies then). zf_engine_host_free forgets them before it frees. */
 zf_status zf_engine_prefetch(zf_engine *e, const float *input, int n);
+/* The fold through the table (see above); ZF_ERR_UNSUPPORTED where the engine has none. */
+zf_status zf_engine_fold_open(zf_engine *e, int slot, const zf_fold_acc *acc);
+zf_status zf_engine_fold_add(zf_engine *e, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes);
+zf_status zf_engine_fold_read(zf_engine *e, int slot, zf_fold_acc *acc);
 /* layer_stats through the table (see above). */
 zf_status zf_engine_layer_stats(zf_engine *e, int layer, int n, zf_plane_stats *planes, int64_t *hist);
 /* The engine's buffers and the net's host buffers (zf_net_reserve) for batches of `batch`: what a

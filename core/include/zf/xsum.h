@@ -34,8 +34,6 @@ typedef struct zf_xsum_bins {
 
 void zf_xsum_zero(zf_xsum *a);
 void zf_xsum_add_float(zf_xsum *a, float v);
-/* a += b, exactly (merging two partial sums). */
-void zf_xsum_merge(zf_xsum *a, const zf_xsum *b);
 /* The sum rounded once, to the nearest double (ties to even); +-Inf or NaN as IEEE addition of
  * the non-finite values would give. */
 double zf_xsum_double(const zf_xsum *a);
@@ -75,6 +73,20 @@ ZF_XSUM_FN void zf_xsum_add_shifted(zf_xsum *a, int64_t m, int shift)
         if (i > q && !ext && !carry)
             break;
     }
+}
+
+/* a += b, exactly (merging two partial sums). Inline, for the scan's fold on the device too. */
+ZF_XSUM_FN void zf_xsum_merge(zf_xsum *a, const zf_xsum *b)
+{
+    uint64_t carry = 0;
+    for (int i = 0; i < ZF_XSUM_LIMBS; i++) {
+        uint64_t s = a->limb[i] + b->limb[i];
+        uint64_t c1 = s < b->limb[i];
+        uint64_t t = s + carry;
+        carry = c1 | (t < s);
+        a->limb[i] = t;
+    }
+    a->special |= b->special;
 }
 
 /* v's biased exponent e and signed integer significand *m: v = *m 2^(max(e, 1) - 150). For an

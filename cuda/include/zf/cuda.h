@@ -118,6 +118,13 @@ zf_status zf_cuda_adaptive_avgpool_backward(zf_cuda_ctx *ctx, float *din, const 
 zf_status zf_cuda_layer_stats(zf_cuda_ctx *ctx, const float *act, int n, int units, int hw, zf_plane_stats *planes,
                               uint32_t *hist);
 
+struct zf_fold_acc;
+/* zf_fold_plane (zf/fold.h) on the device: the n images' plane summaries (planes[i * units + c],
+ * from zf_cuda_layer_stats) folded in image order (seqs[i], classes[i] or NULL) into acc, whose
+ * arrays are device memory, and the batch's 32-bit histogram counts added into acc->hist. */
+zf_status zf_cuda_fold(zf_cuda_ctx *ctx, const struct zf_fold_acc *acc, const zf_plane_stats *planes, int n,
+                       const int64_t *seqs, const int32_t *classes, const uint32_t *hist);
+
 /* ---- a net on the device ---- */
 
 typedef struct zf_cuda_net zf_cuda_net;

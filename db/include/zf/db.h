@@ -8,6 +8,7 @@
 
 #include "zf/io.h"
 #include "zf/net.h"
+#include "zf/fold.h"
 #include "zf/stats.h"
 #include "zf/status.h"
 
@@ -162,6 +163,15 @@ typedef struct zf_scan_opts {
     void *(*host_alloc)(void *ctx, size_t bytes);
     void (*host_free)(void *ctx, void *p);
     zf_status (*prefetch)(void *ctx, const float *input, int n);
+    /* With `forward`: NULL, or the accumulators of the scanned layers of more than one position
+     * kept where the forward ran (zf_engine_fold_open, _add, _read), so that only they cross, at
+     * each commit: fold_open(ctx, i, acc) once for the i-th scanned layer with its accumulators as
+     * they stand (a resumed run's loaded), fold_add(ctx, i, layer, n, seqs, classes) after each
+     * forward instead of layer_stats (`layer` as there; classes NULL without class folders), and
+     * fold_read(ctx, i, acc) before each commit. All three or none. */
+    zf_status (*fold_open)(void *ctx, int slot, const zf_fold_acc *acc);
+    zf_status (*fold_add)(void *ctx, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes);
+    zf_status (*fold_read)(void *ctx, int slot, zf_fold_acc *acc);
     /* With `forward`: the threads that decode ahead; <= 0: as many as OpenMP would run (every core
      * this process may use, or OMP_NUM_THREADS). */
     int decode_threads;
