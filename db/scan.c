@@ -58,6 +58,11 @@ int zf_db_scan_default_layers(const zf_net *net, int *idx)
     return n;
 }
 
+int zf_db_scan_on_engine(const zf_layer *l)
+{
+    return l->out_h * l->out_w > 1;
+}
+
 /* ---------------------------------------------------------------- accumulators */
 
 #define CLEAN ZF_FOLD_CLEAN
@@ -771,7 +776,7 @@ static zf_status fold_back(scan *S, const zf_scan_opts *o)
 {
     for (int i = 0; S->dev_fold && i < S->n_layers; i++) {
         scan_layer *L = &S->layers[i];
-        if (L->hw > 1) {
+        if (zf_db_scan_on_engine(L->l)) {
             zf_status s = o->fold_read(o->forward_ctx, i, &L->acc);
             if (s)
                 return zf_error_prefix(s, "scan: accumulators of %s from the engine: ", L->l->name);
@@ -1126,14 +1131,15 @@ static zf_status forward_and_accumulate(scan *S, const zf_scan_opts *o, const fl
         res->secs_forward += t1 - t;
         for (int i = 0; i < S->n_layers && !o->dry_run; i++) {
             scan_layer *L = &S->layers[i];
-            if (S->dev_fold && L->hw > 1) {
+            const int on_engine = zf_db_scan_on_engine(L->l);
+            if (S->dev_fold && on_engine) {
                 for (int j = 0; j < n && S->n_classes; j++)
                     S->batch_cls[j] = S->cls.of[seqs[j]];
                 if ((s = o->fold_add(o->forward_ctx, i, L->src, n, seqs, S->n_classes ? S->batch_cls : NULL)))
                     return s;
                 continue;
             }
-            if (!o->layer_stats || L->hw == 1) {
+            if (!o->layer_stats || !on_engine) {
                 accumulate(L, net->acts[L->src], n, seqs, S->k, S->n_classes ? S->cls.of : NULL, S->n_classes);
                 continue;
             }
@@ -1318,7 +1324,7 @@ zf_status zf_db_scan(zf_db *db, zf_net *net, const char *const *paths, int64_t n
         goto out;
     }
     for (int i = 0; S.dev_fold && i < nl; i++)
-        if (S.layers[i].hw > 1 && (s = o->fold_open(o->forward_ctx, i, &S.layers[i].acc))) {
+        if (zf_db_scan_on_engine(S.layers[i].l) && (s = o->fold_open(o->forward_ctx, i, &S.layers[i].acc))) {
             zf_error_prefix(s, "scan: accumulators of %s to the engine: ", S.layers[i].l->name);
             goto out;
         }

@@ -1802,7 +1802,7 @@ static void scan_into(const char *dbpath, const char *images, const zf_engine_if
         if (device_stats) {
             int k = 0;
             for (int i = 0; i < h.n_idx; i++)
-                if (net->layers[h.idx[i]].out_h * net->layers[h.idx[i]].out_w == 1)
+                if (!zf_db_scan_on_engine(&net->layers[h.idx[i]]))
                     h.idx[k++] = h.idx[i];
             cr_assert(k > 0 && k < h.n_idx, "the scan has conv and fc layers (%d of %d read back)", k, h.n_idx);
             h.n_idx = k;

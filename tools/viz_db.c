@@ -670,14 +670,14 @@ zf_status zft_scan_forward_open(zft_scan_forward *f, zf_net *net, int batch)
     zf_status st = zft_device_open(f->dev, net, batch);
     if (st)
         return st;
-    /* Layers of more than one position are summarised on the device (zft_scan_forward_stats):
-     * only the others (fc layers) are read back. */
+    /* The layers the engine summarises (zf_db_scan_on_engine: zft_scan_forward_stats, or its
+     * fold) are not read back; only the others (fc layers) are. */
     f->device_stats = zf_engine_supports(f->dev->eng, ZF_ENGINE_OP_STATS);
     if (f->device_stats) {
         int k = 0;
         for (int i = 0; i < f->n_idx; i++) {
             const zf_layer *l = &net->layers[f->idx[i]];
-            if (l->out_h * l->out_w == 1)
+            if (!zf_db_scan_on_engine(l))
                 f->idx[k++] = f->idx[i];
         }
         f->n_idx = k;

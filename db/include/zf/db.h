@@ -108,6 +108,11 @@ void zf_db_scan_list_free(char **paths, int64_t n);
 /* The layers a scan covers by default: every conv or fc layer that a ReLU follows. Writes their
  * indices into idx (room for net->n_layers) and returns the count. */
 int zf_db_scan_default_layers(const zf_net *net, int *idx);
+/* Whether the scan has another engine summarise a scanned layer (zf_scan_opts.layer_stats, or keep
+ * its accumulators: fold_*) rather than read its output back: every layer of more than one
+ * position (conv layers); the others (fc layers, one value a unit) the forward hook must bring to
+ * net->acts. The one rule for the scan and the hooks that serve it. */
+int zf_db_scan_on_engine(const zf_layer *l);
 
 typedef struct zf_scan_result {
     int64_t run_id;
