@@ -205,8 +205,8 @@ PY
     t0=$SECONDS
     zrun "$zf" scan --arch alexnet --weights random:1 --images "$w/scan" --db "$w/scan-$side.db" --batch 16 \
       --device "$dev" >"$w/scan-$side.log" 2>&1
-    printf 'commands	scan 64 images, alexnet, %s	rc=%s (%ss)
-' "$dev" $? $((SECONDS - t0)) >>"$summary"
+    printf 'commands	scan 64 images, alexnet, %s	rc=%s (%ss) %s
+' "$dev" $? $((SECONDS - t0)) "$(grep -h 'decoded ahead' "$w/scan-$side.log" | tr -s ' ')" >>"$summary"
     t0=$SECONDS
     zrun "$zf" train --arch alexnet-mini --data "$w/train" --epochs 2 --batch 16 --val 16 --seed 3 \
       --out "$w/train-$side/m.safetensors" --device "$dev" >"$w/train-$side.log" 2>&1
