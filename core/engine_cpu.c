@@ -19,23 +19,37 @@ typedef struct cpu_ctx {
     zf_backprop *bp;       /* made at the first backward */
     zf_trainer *trainer;   /* made by train_begin */
     zf_bf16_weights *bf16; /* precision bf16: the rounded weights, in net->bf16 while open */
-    zf_fold_acc *folds;    /* the fold's slots (copies of a scan's accumulators) */
-    int n_folds;
+    zf_fold_slots folds;   /* the fold's copies of a scan's accumulators */
     zf_plane_stats *planes; /* fold_add's scratch */
     size_t planes_cap;
     char desc[256];
 } cpu_ctx;
 
-static void fold_free(zf_fold_acc *a)
+/* The fold's slots in host memory. */
+static zf_status host_alloc(void *ctx, void **p, size_t bytes)
 {
-    void **p[ZF_FOLD_ARRAYS];
-    size_t b[ZF_FOLD_ARRAYS];
-    zf_fold_arrays(a, p, b);
-    for (int i = 0; i < ZF_FOLD_ARRAYS; i++) {
-        free(*p[i]);
-        *p[i] = NULL;
-    }
+    (void)ctx;
+    return (*p = malloc(bytes)) ? ZF_OK : zf_error(ZF_ERR_NOMEM, "out of memory for %zu bytes of accumulators", bytes);
 }
+static void host_free(void *ctx, void *p)
+{
+    (void)ctx;
+    free(p);
+}
+static zf_status host_copy(void *ctx, void *dst, const void *src, size_t bytes, int to_engine)
+{
+    (void)ctx;
+    (void)to_engine;
+    memcpy(dst, src, bytes);
+    return ZF_OK;
+}
+static zf_status host_fill(void *ctx, void *p, int byte, size_t bytes)
+{
+    (void)ctx;
+    memset(p, byte, bytes);
+    return ZF_OK;
+}
+static const zf_fold_mem host_mem = {NULL, host_alloc, host_free, host_copy, host_fill};
 
 static zf_status cpu_probe(int device, char *desc, size_t len)
 {
@@ -91,9 +105,7 @@ static void cpu_close(void *ctx)
     if (c->bf16 && c->net->bf16 == c->bf16)
         c->net->bf16 = NULL;
     zf_bf16_weights_free(c->bf16);
-    for (int i = 0; i < c->n_folds; i++)
-        fold_free(&c->folds[i]);
-    free(c->folds);
+    zf_fold_slots_free(&c->folds, &host_mem);
     free(c->planes);
     free(c);
 }
@@ -209,59 +221,19 @@ static zf_status cpu_layer_stats(void *ctx, int layer, int n, zf_plane_stats *pl
  * engine alike and the CPU's answers are the ones the device's are held to. */
 static zf_status cpu_fold_open(void *ctx, int slot, const zf_fold_acc *acc)
 {
-    cpu_ctx *c = ctx;
-    if (slot >= c->n_folds) {
-        zf_fold_acc *f = realloc(c->folds, sizeof *f * (size_t)(slot + 1));
-        if (!f)
-            return zf_error(ZF_ERR_NOMEM, "out of memory for fold slot %d", slot);
-        memset(f + c->n_folds, 0, sizeof *f * (size_t)(slot + 1 - c->n_folds));
-        c->folds = f;
-        c->n_folds = slot + 1;
-    }
-    zf_fold_acc *d = &c->folds[slot], src = *acc;
-    fold_free(d);
-    void **sp[ZF_FOLD_ARRAYS], **dp[ZF_FOLD_ARRAYS];
-    size_t b[ZF_FOLD_ARRAYS];
-    zf_fold_arrays(&src, sp, b);
-    *d = *acc;
-    zf_fold_arrays(d, dp, b);
-    for (int i = 0; i < ZF_FOLD_ARRAYS; i++)
-        *dp[i] = NULL;
-    for (int i = 0; i < ZF_FOLD_ARRAYS; i++) {
-        if (!b[i])
-            continue;
-        if (!(*dp[i] = malloc(b[i]))) {
-            fold_free(d);
-            return zf_error(ZF_ERR_NOMEM, "out of memory for the accumulators of %d units", acc->units);
-        }
-        memcpy(*dp[i], *sp[i], b[i]);
-    }
-    return ZF_OK;
-}
-
-/* The slot; NULL, with the error, where it was never opened. */
-static zf_fold_acc *fold_slot(cpu_ctx *c, int slot)
-{
-    if (slot < c->n_folds && c->folds[slot].active)
-        return &c->folds[slot];
-    zf_error(ZF_ERR_ARG, "fold slot %d was not opened", slot);
-    return NULL;
+    return zf_fold_slots_open(&((cpu_ctx *)ctx)->folds, &host_mem, slot, acc);
 }
 
 static zf_status cpu_fold_add(void *ctx, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes)
 {
     cpu_ctx *c = ctx;
     zf_net *net = c->net;
-    zf_fold_acc *d = fold_slot(c, slot);
+    const zf_layer *l = &net->layers[layer];
+    zf_fold_acc *d = zf_fold_slots_get(&c->folds, slot, l->out_c, n, classes);
     if (!d)
         return ZF_ERR_ARG;
-    const zf_layer *l = &net->layers[layer];
-    if (l->out_c != d->units || n > net->batch)
-        return zf_error(ZF_ERR_ARG, "a fold of %d images of %s (%d units) into a slot of %d units, with buffers for %d",
-                        n, l->name, l->out_c, d->units, net->batch);
-    for (int i = 0; classes && i < n; i++)
-        if (classes[i] < -1 || classes[i] >= d->classes)
-            return zf_error(ZF_ERR_ARG, "a fold's image %d of class %d (of %d)", i, classes[i], d->classes);
+    if (n > net->batch)
+        return zf_error(ZF_ERR_ARG, "a fold of %d images with buffers for %d", n, net->batch);
     const size_t np = (size_t)n * (size_t)d->units;
     if (np > c->planes_cap) {
         free(c->planes);
@@ -282,24 +254,7 @@ static zf_status cpu_fold_add(void *ctx, int slot, int layer, int n, const int64
 
 static zf_status cpu_fold_read(void *ctx, int slot, zf_fold_acc *acc)
 {
-    cpu_ctx *c = ctx;
-    zf_fold_acc *d = fold_slot(c, slot);
-    if (!d)
-        return ZF_ERR_ARG;
-    if (acc->units != d->units || acc->k != d->k || acc->classes != d->classes)
-        return zf_error(ZF_ERR_ARG, "fold slot %d holds %d units, top %d, %d classes, not %d, %d, %d", slot, d->units,
-                        d->k, d->classes, acc->units, acc->k, acc->classes);
-    zf_fold_acc src = *d;
-    void **sp[ZF_FOLD_ARRAYS], **dp[ZF_FOLD_ARRAYS];
-    size_t b[ZF_FOLD_ARRAYS];
-    zf_fold_arrays(&src, sp, b);
-    zf_fold_arrays(acc, dp, b);
-    for (int i = 0; i < ZF_FOLD_ARRAYS; i++)
-        if (b[i])
-            memcpy(*dp[i], *sp[i], b[i]);
-    memset(d->top.dirty, 0xff, sizeof *d->top.dirty * (size_t)d->units);
-    memset(d->bot.dirty, 0xff, sizeof *d->bot.dirty * (size_t)d->units);
-    return ZF_OK;
+    return zf_fold_slots_read(&((cpu_ctx *)ctx)->folds, &host_mem, slot, acc);
 }
 
 const zf_engine_iface zf_engine_cpu = {

@@ -34,23 +34,37 @@ struct cuda_engine {
     int pre_events;            /* events made */
     /* fold: slots of a scan's accumulators in device memory, and each batch's image places and
      * classes */
-    zf_fold_acc *folds;
-    int n_folds;
+    zf_fold_slots folds;
     int64_t *fold_seqs;
     int32_t *fold_classes;
     int fold_cap;
     char desc[320];
 };
 
-void fold_free(zf_fold_acc *a)
+/* The fold's slots in device memory. */
+zf_status dev_alloc(void *ctx, void **p, size_t bytes)
 {
-    void **p[ZF_FOLD_ARRAYS];
-    size_t b[ZF_FOLD_ARRAYS];
-    zf_fold_arrays(a, p, b);
-    for (int i = 0; i < ZF_FOLD_ARRAYS; i++) {
-        zf_cuda_free(*p[i]);
-        *p[i] = NULL;
-    }
+    return zf_cuda_malloc((zf_cuda_ctx *)ctx, p, bytes, "a scan's accumulators");
+}
+void dev_free(void *ctx, void *p)
+{
+    (void)ctx;
+    zf_cuda_free(p);
+}
+zf_status dev_copy(void *ctx, void *dst, const void *src, size_t bytes, int to_engine)
+{
+    zf_cuda_ctx *c = (zf_cuda_ctx *)ctx;
+    return to_engine ? zf_cuda_upload(c, dst, src, bytes) : zf_cuda_download(c, dst, src, bytes);
+}
+zf_status dev_fill(void *ctx, void *p, int byte, size_t bytes)
+{
+    ZF_CU(cudaMemsetAsync(p, byte, bytes, ((zf_cuda_ctx *)ctx)->stream));
+    return ZF_OK;
+}
+zf_fold_mem dev_mem(cuda_engine *e)
+{
+    zf_fold_mem m = {e->ctx, dev_alloc, dev_free, dev_copy, dev_fill};
+    return m;
 }
 
 /* Frees the forward's device net unless it is the trainer's. */
@@ -130,9 +144,10 @@ void cuda_close(void *p)
         cudaEventDestroy(e->pre_copied[i]);
         cudaEventDestroy(e->pre_taken[i]);
     }
-    for (int i = 0; i < e->n_folds; i++)
-        fold_free(&e->folds[i]);
-    free(e->folds);
+    if (e->ctx) {
+        const zf_fold_mem m = dev_mem(e);
+        zf_fold_slots_free(&e->folds, &m);
+    }
     zf_cuda_free(e->fold_seqs);
     zf_cuda_free(e->fold_classes);
     zf_cuda_ctx_free(e->ctx);
@@ -374,56 +389,19 @@ zf_status cuda_fold_open(void *p, int slot, const zf_fold_acc *acc)
 {
     cuda_engine *e = (cuda_engine *)p;
     ZF_TRY(zf_cuda_net_enter(e->cn));
-    if (slot >= e->n_folds) {
-        zf_fold_acc *f = (zf_fold_acc *)realloc(e->folds, sizeof *f * (size_t)(slot + 1));
-        if (!f)
-            return zf_error(ZF_ERR_NOMEM, "out of memory for fold slot %d", slot);
-        memset(f + e->n_folds, 0, sizeof *f * (size_t)(slot + 1 - e->n_folds));
-        e->folds = f;
-        e->n_folds = slot + 1;
-    }
-    zf_fold_acc *d = &e->folds[slot], src = *acc;
-    fold_free(d);
-    void **sp[ZF_FOLD_ARRAYS], **dp[ZF_FOLD_ARRAYS];
-    size_t b[ZF_FOLD_ARRAYS];
-    zf_fold_arrays(&src, sp, b);
-    *d = *acc;
-    zf_fold_arrays(d, dp, b);
-    for (int i = 0; i < ZF_FOLD_ARRAYS; i++)
-        *dp[i] = NULL;
-    zf_status st = ZF_OK;
-    for (int i = 0; i < ZF_FOLD_ARRAYS && !st; i++)
-        if (b[i] && !(st = zf_cuda_malloc(e->ctx, dp[i], b[i], "a scan's accumulators")))
-            st = zf_cuda_upload(e->ctx, *dp[i], *sp[i], b[i]);
-    if (st) {
-        fold_free(d);
-        memset(d, 0, sizeof *d);
-    }
-    return st;
-}
-
-/* The slot; NULL, with the error, where it was never opened. */
-zf_fold_acc *fold_slot(cuda_engine *e, int slot)
-{
-    if (slot < e->n_folds && e->folds[slot].active)
-        return &e->folds[slot];
-    zf_error(ZF_ERR_ARG, "fold slot %d was not opened", slot);
-    return NULL;
+    const zf_fold_mem m = dev_mem(e);
+    return zf_fold_slots_open(&e->folds, &m, slot, acc);
 }
 
 zf_status cuda_fold_add(void *p, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes)
 {
     cuda_engine *e = (cuda_engine *)p;
-    zf_fold_acc *d = fold_slot(e, slot);
+    const zf_layer *l = &e->net->layers[layer];
+    zf_fold_acc *d = zf_fold_slots_get(&e->folds, slot, l->out_c, n, classes);
     if (!d)
         return ZF_ERR_ARG;
-    const zf_layer *l = &e->net->layers[layer];
-    if (l->out_c != d->units || n > zf_cuda_net_batch(e->cn))
-        return zf_error(ZF_ERR_ARG, "a fold of %d images of %s (%d units) into a slot of %d units, with device buffers "
-                                    "for %d", n, l->name, l->out_c, d->units, zf_cuda_net_batch(e->cn));
-    for (int i = 0; classes && i < n; i++)
-        if (classes[i] < -1 || classes[i] >= d->classes)
-            return zf_error(ZF_ERR_ARG, "a fold's image %d of class %d (of %d)", i, classes[i], d->classes);
+    if (n > zf_cuda_net_batch(e->cn))
+        return zf_error(ZF_ERR_ARG, "a fold of %d images with device buffers for %d", n, zf_cuda_net_batch(e->cn));
     ZF_TRY(zf_cuda_net_enter(e->cn));
     const size_t np = (size_t)n * (size_t)d->units, nh = (size_t)d->units * ZF_HIST_BINS;
     ZF_TRY(stats_buffers(e, np, nh));
@@ -452,24 +430,9 @@ zf_status cuda_fold_add(void *p, int slot, int layer, int n, const int64_t *seqs
 zf_status cuda_fold_read(void *p, int slot, zf_fold_acc *acc)
 {
     cuda_engine *e = (cuda_engine *)p;
-    zf_fold_acc *d = fold_slot(e, slot);
-    if (!d)
-        return ZF_ERR_ARG;
-    if (acc->units != d->units || acc->k != d->k || acc->classes != d->classes)
-        return zf_error(ZF_ERR_ARG, "fold slot %d holds %d units, top %d, %d classes, not %d, %d, %d", slot, d->units,
-                        d->k, d->classes, acc->units, acc->k, acc->classes);
     ZF_TRY(zf_cuda_net_enter(e->cn));
-    zf_fold_acc src = *d;
-    void **sp[ZF_FOLD_ARRAYS], **dp[ZF_FOLD_ARRAYS];
-    size_t b[ZF_FOLD_ARRAYS];
-    zf_fold_arrays(&src, sp, b);
-    zf_fold_arrays(acc, dp, b);
-    for (int i = 0; i < ZF_FOLD_ARRAYS; i++)
-        if (b[i])
-            ZF_TRY(zf_cuda_download(e->ctx, *dp[i], *sp[i], b[i]));
-    ZF_CU(cudaMemsetAsync(d->top.dirty, 0xff, sizeof(uint16_t) * (size_t)d->units, e->ctx->stream));
-    ZF_CU(cudaMemsetAsync(d->bot.dirty, 0xff, sizeof(uint16_t) * (size_t)d->units, e->ctx->stream));
-    return ZF_OK;
+    const zf_fold_mem m = dev_mem(e);
+    return zf_fold_slots_read(&e->folds, &m, slot, acc);
 }
 
 

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "zf/stats.h"
+#include "zf/status.h"
 #include "zf/xsum.h"
 
 #ifdef __cplusplus
@@ -127,6 +128,34 @@ static inline void zf_fold_arrays(zf_fold_acc *a, void **ptr[ZF_FOLD_ARRAYS], si
         bytes[i] = b[i];
     }
 }
+
+/* ---- an engine's copies of a scan's accumulators (the engine table's fold) ---- */
+
+/* The engine's memory, as the slots below use it. */
+typedef struct zf_fold_mem {
+    void *ctx;
+    zf_status (*alloc)(void *ctx, void **p, size_t bytes);
+    void (*free)(void *ctx, void *p);
+    /* bytes from host memory into the engine's (to_engine), or back */
+    zf_status (*copy)(void *ctx, void *dst, const void *src, size_t bytes, int to_engine);
+    /* bytes of the engine's memory set to `byte` */
+    zf_status (*fill)(void *ctx, void *p, int byte, size_t bytes);
+} zf_fold_mem;
+
+/* Slots of accumulators whose arrays are the engine's memory; zeroed: none. */
+typedef struct zf_fold_slots {
+    zf_fold_acc *acc;
+    int n;
+} zf_fold_slots;
+
+/* Slot `slot` shaped and filled like `host` (replacing what it held). */
+zf_status zf_fold_slots_open(zf_fold_slots *s, const zf_fold_mem *m, int slot, const zf_fold_acc *host);
+/* The slot, for a fold of n images of a layer of `units` units (classes[i]: -1 or a class of the
+ * slot's; NULL: none); NULL, with the error, for a slot never opened or a fold that does not fit. */
+zf_fold_acc *zf_fold_slots_get(zf_fold_slots *s, int slot, int units, int n, const int32_t *classes);
+/* The slot's arrays into host's (of the same shape), and the slot's lists marked unchanged. */
+zf_status zf_fold_slots_read(zf_fold_slots *s, const zf_fold_mem *m, int slot, zf_fold_acc *host);
+void zf_fold_slots_free(zf_fold_slots *s, const zf_fold_mem *m);
 
 #ifdef __cplusplus
 }
