@@ -756,32 +756,6 @@ Test(scan, ctrl_c_commits_what_is_done_and_the_rerun_finishes_the_same)
     zf_net_free(net);
 }
 
-static zf_status whole_forward(void *ctx, zf_net *net, const float *input, int n)
-{
-    int *calls = ctx;
-    ++*calls;
-    return zf_net_forward(net, input, n);
-}
-
-/* Another engine's forward (the hook) runs the whole net with a thread decoding ahead; the CPU
- * path decodes between forwards and stops at the last scanned layer. Same rows either way. */
-Test(scan, forward_hook_with_decoding_thread_gives_the_same_rows)
-{
-    scan_twice t;
-    scan_twice_init(&t, "scan_hook", 17, 12);
-    zf_net *net = toy_net(6, 1);
-    int calls = 0;
-    zf_scan_opts o = {.top_k = 4, .batch = 4, .chunk = 4, .weights = "test"};
-    scan_into(t.a, net, t.paths, t.n, &o);
-    o.forward = whole_forward;
-    o.forward_ctx = &calls;
-    scan_into(t.b, net, t.paths, t.n, &o);
-    cr_assert_eq(calls, 5, "20 files in batches of 4");
-    expect_same_rows(t.a, t.b, 0, "the two paths differ");
-    zf_db_scan_list_free(t.paths, t.n);
-    zf_net_free(net);
-}
-
 /* Another engine's hooks as zfviz scan --device sets them, on the CPU: the forward (slowed, so
  * that the decoding threads get ahead and prefetches happen), the engine's host memory (counted
  * blocks) and its prefetch, which must be handed exactly the images of a forward to come. */
