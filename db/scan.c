@@ -27,11 +27,10 @@
 
 #include "internal.h"
 #include "zf/alloc.h"
-#include "zf/input.h"
 #include "zf/fold.h"
+#include "zf/input.h"
 #include "zf/stats.h"
 #include "zf/xsum.h"
-
 
 /* ---------------------------------------------------------------- image lists */
 
