@@ -435,7 +435,6 @@ zf_status cuda_fold_read(void *p, int slot, zf_fold_acc *acc)
     return zf_fold_slots_read(&e->folds, &m, slot, acc);
 }
 
-
 /* A later batch on its way: copied on the copy stream from the caller's (page-locked) memory into
  * pre[i] while the compute stream runs the current one, so that its forward starts with a copy on
  * the device instead of one over the bus. A prefetch waits until the forward that took its buffer's
