@@ -507,8 +507,7 @@ void cuda_host_free(void *p, void *q)
     cuda_engine *e = (cuda_engine *)p;
     if (!q)
         return;
-    e->pre_host[0] = e->pre_host[1] = NULL; /* a prefetch from it cannot be taken any more */
-    cudaSetDevice(e->ctx->device);
+    cudaSetDevice(e->ctx->device); /* zf_engine_host_free forgot the prefetches from it first */
     cudaStreamSynchronize(e->ctx->copy_stream); /* no copy may still read it */
     cudaFreeHost(q);
 }

@@ -685,6 +685,17 @@ zf_status zft_scan_forward_open(zft_scan_forward *f, zf_net *net, int batch)
     return ZF_OK;
 }
 
+/* zf_scan_opts' hooks on f's engine (the zf_engine_* of each). */
+static zf_status zft_scan_forward_run(void *f, zf_net *net, const float *input, int n);
+static zf_status zft_scan_forward_stats(void *f, int layer, int n, zf_plane_stats *planes, int64_t *hist);
+static zf_status zft_scan_forward_fold_open(void *f, int slot, const zf_fold_acc *acc);
+static zf_status zft_scan_forward_fold_add(void *f, int slot, int layer, int n, const int64_t *seqs,
+                                           const int32_t *classes);
+static zf_status zft_scan_forward_fold_read(void *f, int slot, zf_fold_acc *acc);
+static void *zft_scan_forward_host_alloc(void *f, size_t bytes);
+static void zft_scan_forward_host_free(void *f, void *p);
+static zf_status zft_scan_forward_prefetch(void *f, const float *input, int n);
+
 zf_status zft_scan_forward_attach(zft_scan_forward *f, zf_net *net, int batch, zf_scan_opts *so)
 {
     if (!strcmp(f->dev->iface->name, "cpu"))
@@ -706,44 +717,44 @@ zf_status zft_scan_forward_attach(zft_scan_forward *f, zf_net *net, int batch, z
     return ZF_OK;
 }
 
-zf_status zft_scan_forward_fold_open(void *ctx, int slot, const zf_fold_acc *acc)
+static zf_status zft_scan_forward_fold_open(void *ctx, int slot, const zf_fold_acc *acc)
 {
     return zf_engine_fold_open(((zft_scan_forward *)ctx)->dev->eng, slot, acc);
 }
 
-zf_status zft_scan_forward_fold_add(void *ctx, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes)
+static zf_status zft_scan_forward_fold_add(void *ctx, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes)
 {
     return zf_engine_fold_add(((zft_scan_forward *)ctx)->dev->eng, slot, layer, n, seqs, classes);
 }
 
-zf_status zft_scan_forward_fold_read(void *ctx, int slot, zf_fold_acc *acc)
+static zf_status zft_scan_forward_fold_read(void *ctx, int slot, zf_fold_acc *acc)
 {
     return zf_engine_fold_read(((zft_scan_forward *)ctx)->dev->eng, slot, acc);
 }
 
-void *zft_scan_forward_host_alloc(void *ctx, size_t bytes)
+static void *zft_scan_forward_host_alloc(void *ctx, size_t bytes)
 {
     return zf_engine_host_alloc(((zft_scan_forward *)ctx)->dev->eng, bytes);
 }
 
-void zft_scan_forward_host_free(void *ctx, void *p)
+static void zft_scan_forward_host_free(void *ctx, void *p)
 {
     zf_engine_host_free(((zft_scan_forward *)ctx)->dev->eng, p);
 }
 
-zf_status zft_scan_forward_prefetch(void *ctx, const float *input, int n)
+static zf_status zft_scan_forward_prefetch(void *ctx, const float *input, int n)
 {
     zft_scan_forward *f = ctx;
     return n <= f->batch ? zf_engine_prefetch(f->dev->eng, input, n) : ZF_OK; /* a larger batch reserves first */
 }
 
-zf_status zft_scan_forward_stats(void *ctx, int layer, int n, zf_plane_stats *planes, int64_t *hist)
+static zf_status zft_scan_forward_stats(void *ctx, int layer, int n, zf_plane_stats *planes, int64_t *hist)
 {
     zft_scan_forward *f = ctx;
     return zf_engine_layer_stats(f->dev->eng, layer, n, planes, hist);
 }
 
-zf_status zft_scan_forward_run(void *ctx, zf_net *net, const float *input, int n)
+static zf_status zft_scan_forward_run(void *ctx, zf_net *net, const float *input, int n)
 {
     zft_scan_forward *f = ctx;
     zf_engine *e = f->dev->eng;

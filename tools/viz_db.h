@@ -59,24 +59,11 @@ typedef struct zft_scan_forward {
 } zft_scan_forward;
 /* Resolves the layers and opens f->dev's engine for `net` at batches of `batch`. */
 zf_status zft_scan_forward_open(zft_scan_forward *f, zf_net *net, int batch);
-zf_status zft_scan_forward_run(void *f, zf_net *net, const float *input, int n);
 /* Where the chosen engine is not the CPU's: opens f for `net` (zft_scan_forward_open) and points
- * so's forward, layer_stats or fold, host memory, prefetch and forward_ctx at it. On the CPU engine so is
- * left as it is: the scan's own layer-by-layer forward. One rule for zfviz scan and the demo's
- * scans. */
+ * so's forward, layer_stats or fold, host memory, prefetch and forward_ctx at it (viz_db.c's
+ * hooks, each the engine's zf_engine_* op). On the CPU engine so is left as it is: the scan's own
+ * layer-by-layer forward. One rule for zfviz scan and the demo's scans. */
 zf_status zft_scan_forward_attach(zft_scan_forward *f, zf_net *net, int batch, zf_scan_opts *so);
-/* zf_scan_opts.fold_open, fold_add and fold_read on the engine (its ZF_ENGINE_OP_FOLD): the
- * accumulators of the layers summarised there kept there between commits. */
-zf_status zft_scan_forward_fold_open(void *f, int slot, const zf_fold_acc *acc);
-zf_status zft_scan_forward_fold_add(void *f, int slot, int layer, int n, const int64_t *seqs, const int32_t *classes);
-zf_status zft_scan_forward_fold_read(void *f, int slot, zf_fold_acc *acc);
-/* zf_scan_opts.host_alloc, host_free and prefetch on the engine (page-locked batches, copied
- * beside the forward before it). */
-void *zft_scan_forward_host_alloc(void *f, size_t bytes);
-void zft_scan_forward_host_free(void *f, void *p);
-zf_status zft_scan_forward_prefetch(void *f, const float *input, int n);
-/* zf_scan_opts.layer_stats on the engine: zf_engine_layer_stats. */
-zf_status zft_scan_forward_stats(void *f, int layer, int n, zf_plane_stats *planes, int64_t *hist);
 /* Frees what open made and closes the engine; a zeroed f is a no-op. */
 void zft_scan_forward_close(zft_scan_forward *f);
 
